@@ -1,0 +1,944 @@
+/*
+ * catalog.c - the sqlite schema and the statements over it.
+ *
+ * Statements are prepared once, on first use, and kept in c->stmt[].
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "backend/catalog.h"
+
+enum {
+	S_GET, S_LOOKUP, S_INSERT, S_DELETE, S_ORPHAN, S_MOVE, S_SETATTR,
+	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
+	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL, S_CHUNK_MOVE,
+	S_CHUNKS_DEAD, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
+	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_MAX
+};
+
+static const char *const sql_text[S_MAX] = {
+	[S_GET] = "SELECT ino, parent, mode, uid, gid, nlink, size, mtime, ctime"
+		  " FROM inodes WHERE ino = ?1",
+	[S_LOOKUP] = "SELECT ino, parent, mode, uid, gid, nlink, size, mtime, ctime"
+		     " FROM inodes WHERE parent = ?1 AND name = ?2",
+	[S_INSERT] = "INSERT INTO inodes(parent, name, mode, uid, gid, nlink, size,"
+		     " mtime, ctime, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+	[S_DELETE] = "DELETE FROM inodes WHERE ino = ?1",
+	[S_ORPHAN] = "UPDATE inodes SET nlink = 0, parent = 0, name = '#' || ino"
+		     " WHERE ino = ?1",
+	[S_MOVE] = "UPDATE inodes SET parent = ?2, name = ?3, ctime = ?4 WHERE ino = ?1",
+	[S_SETATTR] = "UPDATE inodes SET mode = ?2, uid = ?3, gid = ?4, mtime = ?5,"
+		      " ctime = ?6 WHERE ino = ?1",
+	[S_NCHILD] = "SELECT count(*) FROM inodes WHERE parent = ?1",
+	[S_CHILDREN] = "SELECT ino, parent, mode, uid, gid, nlink, size, mtime, ctime,"
+		       " name FROM inodes WHERE parent = ?1 ORDER BY name",
+	[S_ORPHANS] = "SELECT ino FROM inodes WHERE nlink = 0",
+	[S_READLINK] = "SELECT target FROM inodes WHERE ino = ?1",
+	[S_GETCONTENT] = "SELECT chunks, sha256 FROM inodes WHERE ino = ?1",
+	[S_SETCONTENT] = "UPDATE inodes SET chunks = ?2, size = ?3, sha256 = ?4,"
+			 " mtime = ?5, ctime = ?5 WHERE ino = ?1",
+	[S_CHUNK_GET] = "SELECT pack, off, clen, ulen, scheme, refs FROM chunks"
+			" WHERE id = ?1",
+	[S_CHUNK_INS] = "INSERT INTO chunks(id, pack, off, clen, ulen, scheme, refs)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+	[S_CHUNK_REF] = "UPDATE chunks SET refs = refs + ?2 WHERE id = ?1",
+	[S_CHUNK_DEL] = "DELETE FROM chunks WHERE id = ?1",
+	[S_CHUNK_MOVE] = "UPDATE chunks SET pack = ?2, off = ?3 WHERE id = ?1",
+	[S_CHUNKS_DEAD] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
+			  " WHERE refs <= 0",
+	[S_CHUNKS_PACK] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
+			  " WHERE pack = ?1",
+	[S_PACK_UPD] = "INSERT INTO packs(id, size, live) VALUES (?1, ?2, ?3)"
+		       " ON CONFLICT(id) DO UPDATE SET"
+		       " size = max(size, excluded.size), live = live + excluded.live",
+	[S_PACK_DEL] = "DELETE FROM packs WHERE id = ?1",
+	[S_PACKS] = "SELECT id, size, live FROM packs ORDER BY id",
+	[S_FILES] = "SELECT ino, chunks, size FROM inodes WHERE (mode & 61440) = 32768",
+	[S_CHUNKS_ALL] = "SELECT id, pack, off, clen, ulen, scheme, refs FROM chunks",
+	[S_PATH] = "SELECT parent, name FROM inodes WHERE ino = ?1",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema[] =
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE inodes("
+	" ino INTEGER PRIMARY KEY,"
+	" parent INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+	" nlink INTEGER NOT NULL,"
+	" size INTEGER NOT NULL DEFAULT 0,"
+	" mtime INTEGER NOT NULL, ctime INTEGER NOT NULL,"
+	" sha256 BLOB, chunks BLOB, target TEXT);"
+	"CREATE UNIQUE INDEX inodes_name ON inodes(parent, name);"
+	"CREATE TABLE chunks("
+	" id BLOB PRIMARY KEY, pack INTEGER NOT NULL, off INTEGER NOT NULL,"
+	" clen INTEGER NOT NULL, ulen INTEGER NOT NULL, scheme INTEGER NOT NULL,"
+	" refs INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX chunks_pack ON chunks(pack);"
+	"CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
+	" live INTEGER NOT NULL);";
+
+struct cat {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_MAX];
+};
+
+int cat_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_TOOBIG:
+		return -EFBIG;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	default:
+		return -EIO;
+	}
+}
+
+static sqlite3_stmt *stmt(struct cat *c, int which)
+{
+	sqlite3_stmt *s = c->stmt[which];
+
+	if (!s) {
+		if (sqlite3_prepare_v3(c->db, sql_text[which], -1,
+				       SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+			return NULL;
+		c->stmt[which] = s;
+	}
+	return s;
+}
+
+/* Runs a statement that returns no rows; resets it. */
+static int step_done(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
+}
+
+static void finish(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+static int exec(struct cat *c, const char *sql)
+{
+	return cat_errno(sqlite3_exec(c->db, sql, NULL, NULL, NULL));
+}
+
+static int meta_get_int(struct cat *c, const char *key, long long *ret)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = ?1", -1,
+				&s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+}
+
+static int create_schema(struct cat *c)
+{
+	char sql[512];
+	long long now = (long long)time(NULL) * 1000000000;
+	int r;
+
+	r = exec(c, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	r = exec(c, schema);
+	if (r < 0)
+		goto fail;
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO meta VALUES ('format', '%d');"
+		 "INSERT INTO inodes(ino, parent, name, mode, uid, gid, nlink, mtime,"
+		 " ctime) VALUES (%d, 0, '', %d, 0, 0, 2, %lld, %lld);",
+		 CAT_FORMAT, CAT_ROOT_INO, S_IFDIR | 0755, now, now);
+	r = exec(c, sql);
+	if (r < 0)
+		goto fail;
+	return exec(c, "COMMIT");
+fail:
+	exec(c, "ROLLBACK");
+	return r;
+}
+
+int cat_open(const char *path, struct cat **ret, char *err, size_t errlen)
+{
+	struct cat *c;
+	long long format = 0;
+	int rc, r, exists;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &c->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open catalog %s: %s", path,
+			 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		r = cat_errno(rc);
+		goto fail;
+	}
+	sqlite3_busy_timeout(c->db, 5000);
+	r = exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		    " PRAGMA foreign_keys=OFF; PRAGMA journal_size_limit=67108864;");
+	if (r < 0) {
+		snprintf(err, errlen, "catalog %s: %s", path, sqlite3_errmsg(c->db));
+		goto fail;
+	}
+	r = meta_get_int(c, "format", &format);
+	exists = r == 0;
+	if (!exists) {
+		sqlite3_stmt *s;
+
+		/* No meta row: a new catalog, unless other tables exist. */
+		rc = sqlite3_prepare_v2(c->db, "SELECT count(*) FROM sqlite_master",
+					-1, &s, NULL);
+		if (rc != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
+		    sqlite3_column_int(s, 0) != 0) {
+			sqlite3_finalize(s);
+			snprintf(err, errlen, "%s is not an llmfs catalog", path);
+			r = -EINVAL;
+			goto fail;
+		}
+		sqlite3_finalize(s);
+		r = create_schema(c);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot create catalog %s: %s", path,
+				 strerror(-r));
+			goto fail;
+		}
+	} else if (format > CAT_FORMAT) {
+		snprintf(err, errlen,
+			 "store format %lld is newer than this llmfs supports (%d);"
+			 " upgrade llmfs to open it",
+			 format, CAT_FORMAT);
+		r = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	*ret = c;
+	return 0;
+fail:
+	cat_close(c);
+	return r;
+}
+
+void cat_close(struct cat *c)
+{
+	int i;
+
+	if (!c)
+		return;
+	for (i = 0; i < S_MAX; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+static int run_simple(struct cat *c, int which)
+{
+	sqlite3_stmt *s = stmt(c, which);
+
+	return s ? step_done(s) : -EIO;
+}
+
+int cat_begin(struct cat *c)
+{
+	return run_simple(c, S_BEGIN);
+}
+
+int cat_commit(struct cat *c)
+{
+	int r = run_simple(c, S_COMMIT);
+
+	if (r < 0)
+		cat_rollback(c);
+	return r;
+}
+
+void cat_rollback(struct cat *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		run_simple(c, S_ROLLBACK);
+}
+
+static void row_attr(sqlite3_stmt *s, struct cat_attr *a)
+{
+	a->ino = (uint64_t)sqlite3_column_int64(s, 0);
+	a->parent = (uint64_t)sqlite3_column_int64(s, 1);
+	a->mode = (uint32_t)sqlite3_column_int64(s, 2);
+	a->uid = (uint32_t)sqlite3_column_int64(s, 3);
+	a->gid = (uint32_t)sqlite3_column_int64(s, 4);
+	a->nlink = (uint32_t)sqlite3_column_int64(s, 5);
+	a->size = (uint64_t)sqlite3_column_int64(s, 6);
+	a->mtime_ns = sqlite3_column_int64(s, 7);
+	a->ctime_ns = sqlite3_column_int64(s, 8);
+}
+
+static int get_row(sqlite3_stmt *s, struct cat_attr *ret)
+{
+	int rc = sqlite3_step(s), r;
+
+	if (rc == SQLITE_ROW) {
+		row_attr(s, ret);
+		r = 0;
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	}
+	finish(s);
+	return r;
+}
+
+int cat_get(struct cat *c, uint64_t ino, struct cat_attr *ret)
+{
+	sqlite3_stmt *s = stmt(c, S_GET);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	return get_row(s, ret);
+}
+
+int cat_lookup(struct cat *c, uint64_t parent, const char *name,
+	       struct cat_attr *ret)
+{
+	sqlite3_stmt *s = stmt(c, S_LOOKUP);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	return get_row(s, ret);
+}
+
+int cat_insert(struct cat *c, uint64_t parent, const char *name, uint32_t mode,
+	       uint32_t uid, uint32_t gid, int64_t now, const char *target,
+	       struct cat_attr *ret)
+{
+	sqlite3_stmt *s = stmt(c, S_INSERT);
+	int r;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, mode);
+	sqlite3_bind_int64(s, 4, uid);
+	sqlite3_bind_int64(s, 5, gid);
+	sqlite3_bind_int64(s, 6, S_ISDIR(mode) ? 2 : 1);
+	sqlite3_bind_int64(s, 7, target ? (sqlite3_int64)strlen(target) : 0);
+	sqlite3_bind_int64(s, 8, now);
+	if (target)
+		sqlite3_bind_text(s, 9, target, -1, SQLITE_STATIC);
+	r = step_done(s);
+	if (r < 0)
+		return r;
+	return cat_get(c, (uint64_t)sqlite3_last_insert_rowid(c->db), ret);
+}
+
+static int ino_stmt(struct cat *c, int which, uint64_t ino)
+{
+	sqlite3_stmt *s = stmt(c, which);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	return step_done(s);
+}
+
+int cat_delete(struct cat *c, uint64_t ino)
+{
+	return ino_stmt(c, S_DELETE, ino);
+}
+
+int cat_orphan(struct cat *c, uint64_t ino)
+{
+	return ino_stmt(c, S_ORPHAN, ino);
+}
+
+int cat_move(struct cat *c, uint64_t ino, uint64_t parent, const char *name,
+	     int64_t now)
+{
+	sqlite3_stmt *s = stmt(c, S_MOVE);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)parent);
+	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	return step_done(s);
+}
+
+int cat_set_attr(struct cat *c, const struct cat_attr *a)
+{
+	sqlite3_stmt *s = stmt(c, S_SETATTR);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)a->ino);
+	sqlite3_bind_int64(s, 2, a->mode);
+	sqlite3_bind_int64(s, 3, a->uid);
+	sqlite3_bind_int64(s, 4, a->gid);
+	sqlite3_bind_int64(s, 5, a->mtime_ns);
+	sqlite3_bind_int64(s, 6, a->ctime_ns);
+	return step_done(s);
+}
+
+int cat_count_children(struct cat *c, uint64_t ino)
+{
+	sqlite3_stmt *s = stmt(c, S_NCHILD);
+	int rc, r;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(s);
+	r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : cat_errno(rc);
+	finish(s);
+	return r;
+}
+
+int cat_children(struct cat *c, uint64_t ino,
+		 int (*cb)(void *arg, const char *name, const struct cat_attr *a),
+		 void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_CHILDREN);
+	struct cat_attr a;
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		row_attr(s, &a);
+		r = cb(arg, (const char *)sqlite3_column_text(s, 9), &a);
+		if (r)
+			break;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	finish(s);
+	return r;
+}
+
+int cat_orphans(struct cat *c, uint64_t **ret_inos)
+{
+	sqlite3_stmt *s = stmt(c, S_ORPHANS);
+	uint64_t *v = NULL, *t;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	if (!s)
+		return -EIO;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			t = realloc(v, cap * sizeof(*v));
+			if (!t) {
+				free(v);
+				finish(s);
+				return -ENOMEM;
+			}
+			v = t;
+		}
+		v[n++] = (uint64_t)sqlite3_column_int64(s, 0);
+	}
+	finish(s);
+	if (rc != SQLITE_DONE) {
+		free(v);
+		return cat_errno(rc);
+	}
+	*ret_inos = v;
+	return (int)n;
+}
+
+int cat_readlink(struct cat *c, uint64_t ino, char **ret)
+{
+	sqlite3_stmt *s = stmt(c, S_READLINK);
+	const char *t;
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+		goto out;
+	}
+	t = (const char *)sqlite3_column_text(s, 0);
+	if (!t) {
+		r = -EINVAL;
+		goto out;
+	}
+	*ret = strdup(t);
+	if (!*ret)
+		r = -ENOMEM;
+out:
+	finish(s);
+	return r;
+}
+
+int cat_get_content(struct cat *c, uint64_t ino, void **ret_blob,
+		    size_t *ret_len, uint8_t ret_sha[32], int *ret_has_sha)
+{
+	sqlite3_stmt *s = stmt(c, S_GETCONTENT);
+	const void *b;
+	size_t n;
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+		goto out;
+	}
+	b = sqlite3_column_blob(s, 0);
+	n = (size_t)sqlite3_column_bytes(s, 0);
+	*ret_blob = NULL;
+	if (n) {
+		*ret_blob = malloc(n);
+		if (!*ret_blob) {
+			r = -ENOMEM;
+			goto out;
+		}
+		memcpy(*ret_blob, b, n);
+	}
+	*ret_len = n;
+	*ret_has_sha = sqlite3_column_bytes(s, 1) == 32;
+	if (*ret_has_sha)
+		memcpy(ret_sha, sqlite3_column_blob(s, 1), 32);
+out:
+	finish(s);
+	return r;
+}
+
+int cat_set_content(struct cat *c, uint64_t ino, const void *blob, size_t len,
+		    uint64_t size, const uint8_t sha[32], int64_t mtime)
+{
+	sqlite3_stmt *s = stmt(c, S_SETCONTENT);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+	if (len)
+		sqlite3_bind_blob(s, 2, blob, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)size);
+	if (sha)
+		sqlite3_bind_blob(s, 4, sha, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, mtime);
+	return step_done(s);
+}
+
+static void row_loc(sqlite3_stmt *s, struct cas_id *id, struct pack_loc *loc)
+{
+	if (id)
+		memcpy(id->b, sqlite3_column_blob(s, 0), CAS_ID_LEN);
+	loc->pack = (uint32_t)sqlite3_column_int64(s, 1);
+	loc->off = (uint64_t)sqlite3_column_int64(s, 2);
+	loc->clen = (uint32_t)sqlite3_column_int64(s, 3);
+	loc->ulen = (uint32_t)sqlite3_column_int64(s, 4);
+	loc->scheme = (enum codec_scheme)sqlite3_column_int64(s, 5);
+}
+
+int cat_chunk_get(struct cat *c, const struct cas_id *id,
+		  struct pack_loc *ret_loc, int64_t *ret_refs)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_GET);
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		ret_loc->pack = (uint32_t)sqlite3_column_int64(s, 0);
+		ret_loc->off = (uint64_t)sqlite3_column_int64(s, 1);
+		ret_loc->clen = (uint32_t)sqlite3_column_int64(s, 2);
+		ret_loc->ulen = (uint32_t)sqlite3_column_int64(s, 3);
+		ret_loc->scheme = (enum codec_scheme)sqlite3_column_int64(s, 4);
+		if (ret_refs)
+			*ret_refs = sqlite3_column_int64(s, 5);
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	}
+	finish(s);
+	return r;
+}
+
+int cat_chunk_insert(struct cat *c, const struct cas_id *id,
+		     const struct pack_loc *loc)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_INS);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, loc->pack);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
+	sqlite3_bind_int64(s, 4, loc->clen);
+	sqlite3_bind_int64(s, 5, loc->ulen);
+	sqlite3_bind_int64(s, 6, loc->scheme);
+	return step_done(s);
+}
+
+int cat_chunk_addref(struct cat *c, const struct cas_id *id, int delta)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_REF);
+	int r;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, delta);
+	r = step_done(s);
+	if (r == 0 && sqlite3_changes(c->db) == 0)
+		r = -ENOENT;
+	return r;
+}
+
+int cat_chunk_delete(struct cat *c, const struct cas_id *id)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_DEL);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	return step_done(s);
+}
+
+int cat_chunk_move(struct cat *c, const struct cas_id *id,
+		   const struct pack_loc *loc)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_MOVE);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, loc->pack);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
+	return step_done(s);
+}
+
+/*
+ * Iterates a chunk query.  Rows are copied out first so the callback may
+ * change the chunks table.
+ */
+static int chunk_rows(struct cat *c, sqlite3_stmt *s,
+		      int (*cb)(void *arg, const struct cas_id *id,
+				const struct pack_loc *loc),
+		      void *arg)
+{
+	struct row {
+		struct cas_id id;
+		struct pack_loc loc;
+	} *rows = NULL, *t;
+	size_t n = 0, cap = 0, i;
+	int rc, r = 0;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			t = realloc(rows, cap * sizeof(*rows));
+			if (!t) {
+				r = -ENOMEM;
+				break;
+			}
+			rows = t;
+		}
+		row_loc(s, &rows[n].id, &rows[n].loc);
+		n++;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	finish(s);
+	for (i = 0; !r && i < n; i++)
+		r = cb(arg, &rows[i].id, &rows[i].loc);
+	free(rows);
+	(void)c;
+	return r;
+}
+
+int cat_chunks_dead(struct cat *c,
+		    int (*cb)(void *arg, const struct cas_id *id,
+			      const struct pack_loc *loc),
+		    void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNKS_DEAD);
+
+	return s ? chunk_rows(c, s, cb, arg) : -EIO;
+}
+
+int cat_chunks_in_pack(struct cat *c, uint32_t pack,
+		       int (*cb)(void *arg, const struct cas_id *id,
+				 const struct pack_loc *loc),
+		       void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNKS_PACK);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, pack);
+	return chunk_rows(c, s, cb, arg);
+}
+
+int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
+		    int64_t live_delta)
+{
+	sqlite3_stmt *s = stmt(c, S_PACK_UPD);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, pack);
+	sqlite3_bind_int64(s, 2, size);
+	sqlite3_bind_int64(s, 3, live_delta);
+	return step_done(s);
+}
+
+int cat_pack_delete(struct cat *c, uint32_t pack)
+{
+	return ino_stmt(c, S_PACK_DEL, pack);
+}
+
+int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
+	      uint64_t **ret_live)
+{
+	sqlite3_stmt *s = stmt(c, S_PACKS);
+	uint32_t *ids = NULL;
+	uint64_t *sizes = NULL, *live = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			void *a, *b, *d;
+
+			cap = cap ? 2 * cap : 16;
+			a = realloc(ids, cap * sizeof(*ids));
+			if (a)
+				ids = a;
+			b = realloc(sizes, cap * sizeof(*sizes));
+			if (b)
+				sizes = b;
+			d = realloc(live, cap * sizeof(*live));
+			if (d)
+				live = d;
+			if (!a || !b || !d) {
+				r = -ENOMEM;
+				break;
+			}
+		}
+		ids[n] = (uint32_t)sqlite3_column_int64(s, 0);
+		sizes[n] = (uint64_t)sqlite3_column_int64(s, 1);
+		live[n] = (uint64_t)sqlite3_column_int64(s, 2);
+		n++;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	finish(s);
+	if (r < 0) {
+		free(ids);
+		free(sizes);
+		free(live);
+		return r;
+	}
+	*ret_ids = ids;
+	*ret_sizes = sizes;
+	*ret_live = live;
+	return (int)n;
+}
+
+static int query_u64s(struct cat *c, const char *sql, uint64_t *out, int n)
+{
+	sqlite3_stmt *s;
+	int rc, i;
+
+	rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		for (i = 0; i < n; i++)
+			out[i] = (uint64_t)sqlite3_column_int64(s, i);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : cat_errno(rc);
+}
+
+int cat_stats(struct cat *c, struct cat_stats *ret)
+{
+	uint64_t v[4];
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = query_u64s(c,
+		       "SELECT total((mode & 61440) = 32768), total((mode & 61440) = 16384),"
+		       " total((mode & 61440) = 40960),"
+		       " total(CASE WHEN (mode & 61440) = 32768 THEN size END)"
+		       " FROM inodes WHERE nlink > 0",
+		       v, 4);
+	if (r < 0)
+		return r;
+	ret->files = v[0];
+	ret->dirs = v[1];
+	ret->symlinks = v[2];
+	ret->logical_bytes = v[3];
+	r = query_u64s(c,
+		       "SELECT total(refs > 0), total(CASE WHEN refs > 0 THEN ulen END),"
+		       " total(CASE WHEN refs > 0 THEN clen + 32 END), total(refs <= 0)"
+		       " FROM chunks",
+		       v, 4);
+	if (r < 0)
+		return r;
+	ret->chunks = v[0];
+	ret->unique_bytes = v[1];
+	ret->stored_bytes = v[2];
+	ret->dead_chunks = v[3];
+	r = query_u64s(c, "SELECT count(*), total(size) FROM packs", v, 2);
+	if (r < 0)
+		return r;
+	ret->packs = v[0];
+	ret->pack_bytes = v[1];
+	return 0;
+}
+
+int cat_integrity(struct cat *c, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	const char *t;
+	int rc, r = 0;
+
+	rc = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		t = (const char *)sqlite3_column_text(s, 0);
+		if (t && strcmp(t, "ok") != 0) {
+			snprintf(err, errlen, "%s", t);
+			r = -EIO;
+			break;
+		}
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int cat_files(struct cat *c,
+	      int (*cb)(void *arg, uint64_t ino, const void *blob, size_t len,
+			uint64_t size),
+	      void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_FILES);
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = cb(arg, (uint64_t)sqlite3_column_int64(s, 0),
+		       sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+		       (uint64_t)sqlite3_column_int64(s, 2));
+		if (r)
+			break;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	finish(s);
+	return r;
+}
+
+int cat_chunks_all(struct cat *c,
+		   int (*cb)(void *arg, const struct cas_id *id,
+			     const struct pack_loc *loc, int64_t refs),
+		   void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNKS_ALL);
+	struct cas_id id;
+	struct pack_loc loc;
+	int rc, r = 0;
+
+	if (!s)
+		return -EIO;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		row_loc(s, &id, &loc);
+		r = cb(arg, &id, &loc, sqlite3_column_int64(s, 6));
+		if (r)
+			break;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	finish(s);
+	return r;
+}
+
+int cat_chunks_zero_refs(struct cat *c)
+{
+	return exec(c, "UPDATE chunks SET refs = 0");
+}
+
+int cat_path(struct cat *c, uint64_t ino, char *buf, size_t len)
+{
+	char tmp[4096];
+	sqlite3_stmt *s = stmt(c, S_PATH);
+	int depth = 0, rc;
+
+	if (!s || len == 0)
+		return -EIO;
+	buf[0] = '\0';
+	while (ino != CAT_ROOT_INO && ino != 0 && depth++ < 256) {
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_ROW) {
+			finish(s);
+			return rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+		}
+		snprintf(tmp, sizeof(tmp), "%s%s%s",
+			 (const char *)sqlite3_column_text(s, 1), buf[0] ? "/" : "", buf);
+		ino = (uint64_t)sqlite3_column_int64(s, 0);
+		finish(s);
+		snprintf(buf, len, "%s", tmp);
+	}
+	return 0;
+}

@@ -1,0 +1,142 @@
+/*
+ * catalog.h - the sqlite catalog: namespace, file contents, chunks, packs.
+ *
+ * Contract: one struct cat wraps one sqlite connection in WAL mode with
+ * synchronous=FULL, so a committed transaction survives a crash of the
+ * daemon or the machine.  Not thread-safe: the store serialises every call
+ * under its own mutex.  Every function returns 0 (or a count) on success and
+ * -errno on failure; sqlite errors are translated in one place
+ * (cat_errno()).  Changes are made inside cat_begin()/cat_commit(); a
+ * function never commits on its own.
+ *
+ * Invariants kept by the store through this module:
+ *  - chunks.refs is the number of times the chunk id occurs in the chunk
+ *    lists of all inodes, linked or orphaned;
+ *  - every chunk row points into a pack whose packs.size covers it, and
+ *    packs.live is the sum of its chunk records (header + encoded bytes);
+ *  - an inode with nlink = 0 is an orphan kept for open handles: parent 0,
+ *    name "#<ino>"; it is deleted at last close or at the next start.
+ */
+#ifndef LLMFS_CATALOG_H
+#define LLMFS_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/hash.h"
+#include "backend/pack.h"
+
+/* The catalog format this code writes; newer catalogs are refused. */
+#define CAT_FORMAT 1
+/* The inode of the models/ folder, the root of the stored namespace. */
+#define CAT_ROOT_INO 16
+
+struct cat;
+
+struct cat_attr {
+	uint64_t ino;
+	uint64_t parent;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+struct cat_stats {
+	uint64_t files, dirs, symlinks;
+	uint64_t logical_bytes; /* sum of file sizes */
+	uint64_t chunks;        /* distinct live chunks */
+	uint64_t unique_bytes;  /* their uncompressed size */
+	uint64_t stored_bytes;  /* their records in packs */
+	uint64_t dead_chunks;   /* refs = 0, awaiting collection */
+	uint64_t packs;
+	uint64_t pack_bytes;    /* sum of committed pack sizes */
+};
+
+int cat_errno(int sqlite_rc);
+
+/* Opens or creates the catalog file; explains refusals in err. */
+int cat_open(const char *path, struct cat **ret, char *err, size_t errlen);
+void cat_close(struct cat *c);
+
+int cat_begin(struct cat *c);
+int cat_commit(struct cat *c);
+void cat_rollback(struct cat *c);
+
+int cat_get(struct cat *c, uint64_t ino, struct cat_attr *ret);
+int cat_lookup(struct cat *c, uint64_t parent, const char *name,
+	       struct cat_attr *ret);
+int cat_insert(struct cat *c, uint64_t parent, const char *name, uint32_t mode,
+	       uint32_t uid, uint32_t gid, int64_t now, const char *target,
+	       struct cat_attr *ret);
+int cat_delete(struct cat *c, uint64_t ino);
+int cat_orphan(struct cat *c, uint64_t ino);
+int cat_move(struct cat *c, uint64_t ino, uint64_t parent, const char *name,
+	     int64_t now);
+int cat_set_attr(struct cat *c, const struct cat_attr *a);
+/* Returns the number of children of ino. */
+int cat_count_children(struct cat *c, uint64_t ino);
+/* Calls cb for each child in name order; a non-zero cb result stops. */
+int cat_children(struct cat *c, uint64_t ino,
+		 int (*cb)(void *arg, const char *name, const struct cat_attr *a),
+		 void *arg);
+/* Inodes with nlink = 0, for cleanup at start. */
+int cat_orphans(struct cat *c, uint64_t **ret_inos);
+int cat_readlink(struct cat *c, uint64_t ino, char **ret);
+
+/* Chunk list (a blob the store defines) and SHA-256 of a file. */
+int cat_get_content(struct cat *c, uint64_t ino, void **ret_blob,
+		    size_t *ret_len, uint8_t ret_sha[32], int *ret_has_sha);
+int cat_set_content(struct cat *c, uint64_t ino, const void *blob, size_t len,
+		    uint64_t size, const uint8_t sha[32], int64_t mtime);
+
+int cat_chunk_get(struct cat *c, const struct cas_id *id,
+		  struct pack_loc *ret_loc, int64_t *ret_refs);
+int cat_chunk_insert(struct cat *c, const struct cas_id *id,
+		     const struct pack_loc *loc);
+/* Adds delta to the chunk's refs; -ENOENT if the chunk is unknown. */
+int cat_chunk_addref(struct cat *c, const struct cas_id *id, int delta);
+int cat_chunk_delete(struct cat *c, const struct cas_id *id);
+int cat_chunk_move(struct cat *c, const struct cas_id *id,
+		   const struct pack_loc *loc);
+/* Calls cb for chunks with refs = 0 (dead) or, with pack set, in that pack. */
+int cat_chunks_dead(struct cat *c,
+		    int (*cb)(void *arg, const struct cas_id *id,
+			      const struct pack_loc *loc),
+		    void *arg);
+int cat_chunks_in_pack(struct cat *c, uint32_t pack,
+		       int (*cb)(void *arg, const struct cas_id *id,
+				 const struct pack_loc *loc),
+		       void *arg);
+
+/* Sets a pack's committed size (and adds live_delta), creating its row. */
+int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
+		    int64_t live_delta);
+int cat_pack_delete(struct cat *c, uint32_t pack);
+/* Fills the arrays (malloc()ed) with every pack row; returns the count. */
+int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
+	      uint64_t **ret_live);
+
+int cat_stats(struct cat *c, struct cat_stats *ret);
+
+/* For fsck: runs sqlite's integrity_check; 0 if the database is sound. */
+int cat_integrity(struct cat *c, char *err, size_t errlen);
+/* For fsck: calls cb for every regular file with its chunk blob. */
+int cat_files(struct cat *c,
+	      int (*cb)(void *arg, uint64_t ino, const void *blob, size_t len,
+			uint64_t size),
+	      void *arg);
+/* For fsck: every chunk row. */
+int cat_chunks_all(struct cat *c,
+		   int (*cb)(void *arg, const struct cas_id *id,
+			     const struct pack_loc *loc, int64_t refs),
+		   void *arg);
+/* For fsck: sets refs of every chunk to zero. */
+int cat_chunks_zero_refs(struct cat *c);
+/* For fsck: the slash-separated path of ino below models/. */
+int cat_path(struct cat *c, uint64_t ino, char *buf, size_t len);
+
+#endif

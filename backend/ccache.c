@@ -1,0 +1,166 @@
+/*
+ * ccache.c - slots scanned linearly: the cache holds tens of chunks, and a
+ * scan of tens of 16-byte ids costs less than the memcpy that follows a hit.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/ccache.h"
+
+enum { SLOT_EMPTY, SLOT_LOADING, SLOT_READY };
+
+struct slot {
+	struct cas_id id;
+	int state;
+	size_t len;
+	uint64_t used; /* tick of last use */
+	uint8_t *data;
+};
+
+struct ccache {
+	pthread_mutex_t lock; /* guards every slot and tick */
+	struct slot *slots;
+	size_t n, slot_bytes;
+	uint64_t tick;
+};
+
+struct ccache *ccache_new(size_t nslots, size_t slot_bytes)
+{
+	struct ccache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->slots = calloc(nslots, sizeof(*c->slots));
+	if (!c->slots) {
+		free(c);
+		return NULL;
+	}
+	c->n = nslots;
+	c->slot_bytes = slot_bytes;
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+void ccache_free(struct ccache *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n; i++)
+		free(c->slots[i].data);
+	free(c->slots);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static struct slot *find(struct ccache *c, const struct cas_id *id)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		if (c->slots[i].state != SLOT_EMPTY && cas_id_eq(&c->slots[i].id, id))
+			return &c->slots[i];
+	return NULL;
+}
+
+static struct slot *victim(struct ccache *c)
+{
+	struct slot *best = NULL;
+	size_t i;
+
+	for (i = 0; i < c->n; i++) {
+		struct slot *s = &c->slots[i];
+
+		if (s->state == SLOT_EMPTY)
+			return s;
+		if (s->state == SLOT_READY && (!best || s->used < best->used))
+			best = s;
+	}
+	return best;
+}
+
+int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
+		void *dst, size_t len)
+{
+	struct slot *s;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&c->lock);
+	s = find(c, id);
+	if (s && s->state == SLOT_READY && off + len <= s->len) {
+		memcpy(dst, s->data + off, len);
+		s->used = ++c->tick;
+		r = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+void ccache_put(struct ccache *c, const struct cas_id *id, const void *data,
+		size_t len)
+{
+	struct slot *s;
+
+	if (len > c->slot_bytes)
+		return;
+	pthread_mutex_lock(&c->lock);
+	s = find(c, id);
+	if (s && s->state == SLOT_READY)
+		goto out;
+	if (!s)
+		s = victim(c);
+	if (!s)
+		goto out;
+	if (!s->data) {
+		s->data = malloc(c->slot_bytes);
+		if (!s->data) {
+			s->state = SLOT_EMPTY;
+			goto out;
+		}
+	}
+	memcpy(s->data, data, len);
+	s->id = *id;
+	s->len = len;
+	s->state = SLOT_READY;
+	s->used = ++c->tick;
+out:
+	pthread_mutex_unlock(&c->lock);
+}
+
+int ccache_claim(struct ccache *c, const struct cas_id *id)
+{
+	struct slot *s;
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (find(c, id)) {
+		r = -EEXIST;
+		goto out;
+	}
+	s = victim(c);
+	if (!s) {
+		r = -EEXIST;
+		goto out;
+	}
+	s->id = *id;
+	s->state = SLOT_LOADING;
+	s->len = 0;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+void ccache_unclaim(struct ccache *c, const struct cas_id *id)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&c->lock);
+	s = find(c, id);
+	if (s && s->state == SLOT_LOADING)
+		s->state = SLOT_EMPTY;
+	pthread_mutex_unlock(&c->lock);
+}

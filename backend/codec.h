@@ -1,0 +1,44 @@
+/*
+ * codec.h - per-chunk compression schemes.
+ *
+ * Contract: a struct codec holds one thread's compression and decompression
+ * contexts; use one per thread.  Every stored chunk carries a scheme id, so a
+ * store can hold chunks of several schemes at once and a new scheme needs no
+ * migration.  Functions return a length, or -errno: -ENOMEM, -EINVAL for an
+ * unknown scheme, -EIO for data that does not decode to the stated length.
+ */
+#ifndef LLMFS_CODEC_H
+#define LLMFS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum codec_scheme {
+	CODEC_RAW = 0,  /* stored as is: incompressible chunks */
+	CODEC_ZSTD = 1, /* one zstd frame */
+	CODEC_SCHEME_MAX
+};
+
+struct codec;
+
+struct codec *codec_new(int level);
+void codec_free(struct codec *c);
+
+/* Worst-case encoded size of a chunk of len bytes. */
+size_t codec_bound(size_t len);
+
+/*
+ * Encodes src into dst[0..cap) with the best scheme it knows: zstd, or raw
+ * when zstd saves less than 1/32 of the chunk (decoding a raw chunk is a
+ * copy).  Sets *ret_scheme; returns the encoded length.
+ */
+int codec_encode(struct codec *c, const void *src, size_t len, void *dst,
+		 size_t cap, enum codec_scheme *ret_scheme);
+
+/* Decodes exactly ulen bytes into dst; returns ulen or -errno. */
+int codec_decode(struct codec *c, enum codec_scheme scheme, const void *src,
+		 size_t clen, void *dst, size_t ulen);
+
+const char *codec_scheme_name(enum codec_scheme scheme);
+
+#endif

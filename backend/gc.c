@@ -1,0 +1,197 @@
+/*
+ * gc.c - collecting unreferenced chunks and compacting packs.
+ *
+ * Deleting a file only lowers reference counts; a chunk whose count reaches
+ * zero stays in the catalog (a writer may still pick it up for dedup) until
+ * cas_gc() runs with no writer open.  Then dead rows go, packs left with
+ * nothing live are deleted, and packs under half live are rewritten: their
+ * live records are appended, byte for byte, to the current pack, synced,
+ * and moved in the catalog in one transaction before the old pack is
+ * unlinked.  A crash at any point leaves either the old or the new
+ * location committed; the other copy is cut off or removed at next open.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/store_i.h"
+
+struct dead_acc {
+	struct cas_store *st;
+	struct pack_delta {
+		uint32_t pack;
+		int64_t bytes;
+	} *v;
+	size_t n;
+	int64_t freed;
+};
+
+static int acc_add(struct dead_acc *a, uint32_t pack, int64_t bytes)
+{
+	size_t i;
+	void *t;
+
+	for (i = 0; i < a->n; i++)
+		if (a->v[i].pack == pack) {
+			a->v[i].bytes += bytes;
+			return 0;
+		}
+	t = realloc(a->v, (a->n + 1) * sizeof(*a->v));
+	if (!t)
+		return -ENOMEM;
+	a->v = t;
+	a->v[a->n].pack = pack;
+	a->v[a->n].bytes = bytes;
+	a->n++;
+	return 0;
+}
+
+static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *loc)
+{
+	struct dead_acc *a = arg;
+	int r = cat_chunk_delete(a->st->cat, id);
+
+	if (r < 0)
+		return r;
+	a->freed += PACK_REC_LEN + loc->clen;
+	return acc_add(a, loc->pack, PACK_REC_LEN + (int64_t)loc->clen);
+}
+
+struct mover {
+	struct cas_store *st;
+	uint8_t *rec;
+	int64_t moved;
+	uint32_t pack_to;
+};
+
+static int move_chunk(void *arg, const struct cas_id *id, const struct pack_loc *loc)
+{
+	struct mover *m = arg;
+	struct pack_loc nl;
+	int r;
+
+	r = pack_read(m->st->packs, loc, id, m->rec);
+	if (r < 0)
+		return r;
+	r = pack_append(m->st->packs, id, loc->scheme, loc->ulen,
+			m->rec + PACK_REC_LEN, loc->clen, &nl);
+	if (r < 0)
+		return r;
+	r = cat_chunk_move(m->st->cat, id, &nl);
+	if (r < 0)
+		return r;
+	r = cat_pack_update(m->st->cat, nl.pack, 0, PACK_REC_LEN + (int64_t)loc->clen);
+	if (r < 0)
+		return r;
+	m->moved += PACK_REC_LEN + loc->clen;
+	m->pack_to = nl.pack;
+	return 0;
+}
+
+/* Rewrites the live chunks of pack id into the current pack.  Lock held. */
+static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
+{
+	struct mover m = { .st = st, .rec = rec };
+	int64_t ps;
+	int r;
+
+	r = cat_begin(st->cat);
+	if (r < 0)
+		return r;
+	r = cat_chunks_in_pack(st->cat, id, move_chunk, &m);
+	if (r == 0)
+		r = pack_set_sync(st->packs);
+	if (r == 0) {
+		uint32_t cur = pack_current(st->packs);
+
+		ps = pack_size(st->packs, cur);
+		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, cur, ps, 0);
+	}
+	if (r == 0)
+		r = cat_pack_delete(st->cat, id);
+	if (r == 0)
+		r = cat_commit(st->cat);
+	else
+		cat_rollback(st->cat);
+	return r;
+}
+
+int64_t cas_gc(struct cas_store *st)
+{
+	struct dead_acc a = { .st = st };
+	uint32_t *ids = NULL, *gone = NULL, cur;
+	uint64_t *sizes = NULL, *live = NULL;
+	uint8_t *rec = NULL;
+	size_t ngone = 0, i;
+	int n = 0, r;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->writers) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
+	}
+	r = cat_begin(st->cat);
+	if (r < 0)
+		goto out;
+	r = cat_chunks_dead(st->cat, drop_dead, &a);
+	for (i = 0; r == 0 && i < a.n; i++)
+		r = cat_pack_update(st->cat, a.v[i].pack, 0, -a.v[i].bytes);
+	if (r == 0)
+		r = cat_commit(st->cat);
+	else
+		cat_rollback(st->cat);
+	if (r < 0)
+		goto out;
+
+	n = cat_packs(st->cat, &ids, &sizes, &live);
+	if (n < 0) {
+		r = n;
+		goto out;
+	}
+	gone = calloc((size_t)n + 1, sizeof(*gone));
+	rec = malloc(PACK_REC_LEN + codec_bound(CDC_MAX));
+	if (!gone || !rec) {
+		r = -ENOMEM;
+		goto out;
+	}
+	cur = pack_current(st->packs);
+	for (i = 0; i < (size_t)n; i++) {
+		if (ids[i] == cur)
+			continue;
+		if (live[i] == 0) {
+			r = cat_begin(st->cat);
+			if (r == 0)
+				r = cat_pack_delete(st->cat, ids[i]);
+			if (r == 0)
+				r = cat_commit(st->cat);
+			else
+				cat_rollback(st->cat);
+		} else if (live[i] * 2 < sizes[i]) {
+			r = compact_locked(st, ids[i], rec);
+			cur = pack_current(st->packs);
+		} else {
+			continue;
+		}
+		if (r < 0)
+			goto out;
+		gone[ngone++] = ids[i];
+		a.freed += (int64_t)(sizes[i] - live[i]);
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	if (ngone) {
+		/* No reader can hold a location in these packs after this. */
+		pthread_rwlock_wrlock(&st->gc_lock);
+		for (i = 0; i < ngone; i++)
+			pack_remove(st->packs, gone[i]);
+		pthread_rwlock_unlock(&st->gc_lock);
+		pack_set_sync(st->packs);
+	}
+	free(a.v);
+	free(ids);
+	free(sizes);
+	free(live);
+	free(gone);
+	free(rec);
+	return r < 0 ? r : a.freed;
+}

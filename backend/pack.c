@@ -1,0 +1,417 @@
+/*
+ * pack.c - pack files: one O_RDWR descriptor per pack, opened on demand.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "backend/pack.h"
+
+#define PACK_MAGIC "LLMFSPAK"
+#define PACK_VERSION 1
+#define REC_MAGIC "LCK1"
+
+struct pack_set {
+	pthread_mutex_t lock; /* guards every field below */
+	int dirfd;
+	uint64_t pack_max;
+	int *fds;      /* indexed by pack id; -1 when not open */
+	uint8_t *dirty; /* appended since the last sync */
+	uint32_t nfds;
+	uint32_t cur;
+	uint64_t cur_size;
+	int dir_dirty; /* a pack was created since the last sync */
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+	p[2] = v >> 16;
+	p[3] = v >> 24;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void pack_name(uint32_t id, char *buf, size_t len)
+{
+	snprintf(buf, len, "%08x.pack", id);
+}
+
+int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret)
+{
+	struct pack_set *ps;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return -ENOMEM;
+	ps->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ps->dirfd < 0) {
+		int r = -errno;
+
+		free(ps);
+		return r;
+	}
+	pthread_mutex_init(&ps->lock, NULL);
+	ps->pack_max = pack_max;
+	*ret = ps;
+	return 0;
+}
+
+void pack_set_free(struct pack_set *ps)
+{
+	uint32_t i;
+
+	if (!ps)
+		return;
+	for (i = 0; i < ps->nfds; i++)
+		if (ps->fds[i] >= 0)
+			close(ps->fds[i]);
+	free(ps->fds);
+	free(ps->dirty);
+	close(ps->dirfd);
+	pthread_mutex_destroy(&ps->lock);
+	free(ps);
+}
+
+static int grow_table(struct pack_set *ps, uint32_t id)
+{
+	uint32_t n = ps->nfds, i;
+	int *fds;
+	uint8_t *dirty;
+
+	if (id < n)
+		return 0;
+	n = id + 16;
+	fds = realloc(ps->fds, n * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	ps->fds = fds;
+	dirty = realloc(ps->dirty, n);
+	if (!dirty)
+		return -ENOMEM;
+	ps->dirty = dirty;
+	for (i = ps->nfds; i < n; i++) {
+		fds[i] = -1;
+		dirty[i] = 0;
+	}
+	ps->nfds = n;
+	return 0;
+}
+
+/* Returns the descriptor of pack id, opening (and with create, making) it. */
+static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
+{
+	char name[32];
+	uint8_t hdr[PACK_HEADER_LEN];
+	int fd, r;
+
+	r = grow_table(ps, id);
+	if (r < 0)
+		return r;
+	if (ps->fds[id] >= 0)
+		return ps->fds[id];
+	pack_name(id, name, sizeof(name));
+	fd = openat(ps->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && create) {
+		fd = openat(ps->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		memset(hdr, 0, sizeof(hdr));
+		memcpy(hdr, PACK_MAGIC, 8);
+		put_le32(hdr + 8, PACK_VERSION);
+		if (pwrite(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+			r = errno ? -errno : -EIO;
+			close(fd);
+			unlinkat(ps->dirfd, name, 0);
+			return r;
+		}
+		ps->dirty[id] = 1;
+		ps->dir_dirty = 1;
+	} else if (fd < 0) {
+		return -errno;
+	} else {
+		if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
+		    memcmp(hdr, PACK_MAGIC, 8) != 0) {
+			close(fd);
+			return -EIO;
+		}
+		if (get_le32(hdr + 8) > PACK_VERSION) {
+			close(fd);
+			return -EPROTONOSUPPORT;
+		}
+	}
+	ps->fds[id] = fd;
+	return fd;
+}
+
+int pack_set_start(struct pack_set *ps, uint32_t id)
+{
+	struct stat sb;
+	int fd, r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 1);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	if (fstat(fd, &sb) < 0) {
+		r = -errno;
+		goto out;
+	}
+	ps->cur = id;
+	ps->cur_size = (uint64_t)sb.st_size;
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+uint32_t pack_current(struct pack_set *ps)
+{
+	uint32_t cur;
+
+	pthread_mutex_lock(&ps->lock);
+	cur = ps->cur;
+	pthread_mutex_unlock(&ps->lock);
+	return cur;
+}
+
+int pack_append(struct pack_set *ps, const struct cas_id *id,
+		enum codec_scheme scheme, uint32_t ulen, const void *data,
+		uint32_t clen, struct pack_loc *ret_loc)
+{
+	uint8_t hdr[PACK_REC_LEN];
+	struct iovec iov[2];
+	ssize_t n;
+	int fd, r = 0;
+
+	memcpy(hdr, REC_MAGIC, 4);
+	hdr[4] = (uint8_t)scheme;
+	hdr[5] = hdr[6] = hdr[7] = 0;
+	put_le32(hdr + 8, ulen);
+	put_le32(hdr + 12, clen);
+	memcpy(hdr + 16, id->b, CAS_ID_LEN);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = clen;
+
+	pthread_mutex_lock(&ps->lock);
+	if (ps->cur_size >= ps->pack_max) {
+		fd = pack_fd_locked(ps, ps->cur + 1, 1);
+		if (fd < 0) {
+			r = fd;
+			goto out;
+		}
+		ps->cur++;
+		ps->cur_size = PACK_HEADER_LEN;
+	}
+	fd = pack_fd_locked(ps, ps->cur, 1);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	n = pwritev(fd, iov, 2, (off_t)ps->cur_size);
+	if (n != (ssize_t)(sizeof(hdr) + clen)) {
+		r = n < 0 ? -errno : -ENOSPC;
+		/* A short write leaves a torn record past the end: cut it off. */
+		if (ftruncate(fd, (off_t)ps->cur_size) < 0 && r == 0)
+			r = -errno;
+		goto out;
+	}
+	ret_loc->pack = ps->cur;
+	ret_loc->off = ps->cur_size;
+	ret_loc->clen = clen;
+	ret_loc->ulen = ulen;
+	ret_loc->scheme = scheme;
+	ps->cur_size += (uint64_t)n;
+	ps->dirty[ps->cur] = 1;
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_read(struct pack_set *ps, const struct pack_loc *loc,
+	      const struct cas_id *id, void *buf)
+{
+	size_t want = PACK_REC_LEN + (size_t)loc->clen;
+	uint8_t *hdr = buf;
+	ssize_t n;
+	int fd;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, loc->pack, 0);
+	pthread_mutex_unlock(&ps->lock);
+	if (fd < 0)
+		return fd == -ENOENT ? -EIO : fd;
+	n = pread(fd, buf, want, (off_t)loc->off);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n != want || memcmp(hdr, REC_MAGIC, 4) != 0 ||
+	    hdr[4] != (uint8_t)loc->scheme || get_le32(hdr + 8) != loc->ulen ||
+	    get_le32(hdr + 12) != loc->clen ||
+	    memcmp(hdr + 16, id->b, CAS_ID_LEN) != 0)
+		return -EIO;
+	return 0;
+}
+
+int pack_set_sync(struct pack_set *ps)
+{
+	uint32_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	for (i = 0; i < ps->nfds; i++) {
+		if (!ps->dirty[i] || ps->fds[i] < 0)
+			continue;
+		if (fdatasync(ps->fds[i]) < 0) {
+			r = -errno;
+			goto out;
+		}
+		ps->dirty[i] = 0;
+	}
+	if (ps->dir_dirty) {
+		if (fsync(ps->dirfd) < 0) {
+			r = -errno;
+			goto out;
+		}
+		ps->dir_dirty = 0;
+	}
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int64_t pack_size(struct pack_set *ps, uint32_t id)
+{
+	struct stat sb;
+	int64_t r;
+	int fd;
+
+	pthread_mutex_lock(&ps->lock);
+	if (id == ps->cur && ps->fds && id < ps->nfds && ps->fds[id] >= 0) {
+		r = (int64_t)ps->cur_size;
+		goto out;
+	}
+	fd = pack_fd_locked(ps, id, 0);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	r = fstat(fd, &sb) < 0 ? -errno : (int64_t)sb.st_size;
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size)
+{
+	int fd, r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	if (ftruncate(fd, (off_t)size) < 0 || fdatasync(fd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (id == ps->cur)
+		ps->cur_size = size;
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_remove(struct pack_set *ps, uint32_t id)
+{
+	char name[32];
+	int r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	if (id < ps->nfds && ps->fds[id] >= 0) {
+		close(ps->fds[id]);
+		ps->fds[id] = -1;
+		ps->dirty[id] = 0;
+	}
+	pack_name(id, name, sizeof(name));
+	if (unlinkat(ps->dirfd, name, 0) < 0 && errno != ENOENT)
+		r = -errno;
+	else
+		ps->dir_dirty = 1;
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_list(struct pack_set *ps, uint32_t **ret_ids)
+{
+	uint32_t *ids = NULL, *tmp;
+	struct dirent *de;
+	size_t n = 0, cap = 0;
+	DIR *d;
+	int fd;
+
+	fd = openat(ps->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		unsigned int id;
+		char tail;
+
+		if (sscanf(de->d_name, "%8x.pac%c", &id, &tail) != 2 || tail != 'k' ||
+		    strlen(de->d_name) != 13)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			tmp = realloc(ids, cap * sizeof(*ids));
+			if (!tmp) {
+				free(ids);
+				closedir(d);
+				return -ENOMEM;
+			}
+			ids = tmp;
+		}
+		ids[n++] = id;
+	}
+	closedir(d);
+	*ret_ids = ids;
+	return (int)n;
+}
+
+uint64_t pack_disk_usage(struct pack_set *ps)
+{
+	uint32_t *ids = NULL;
+	uint64_t total = 0;
+	struct stat sb;
+	char name[32];
+	int n, i;
+
+	n = pack_list(ps, &ids);
+	for (i = 0; i < n; i++) {
+		pack_name(ids[i], name, sizeof(name));
+		if (fstatat(ps->dirfd, name, &sb, 0) == 0)
+			total += (uint64_t)sb.st_blocks * 512;
+	}
+	free(ids);
+	return total;
+}

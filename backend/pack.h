@@ -1,0 +1,82 @@
+/*
+ * pack.h - append-only pack files holding encoded chunks.
+ *
+ * A store keeps its chunks in packs/NNNNNNNN.pack rather than one file per
+ * chunk.  A pack starts with a 16-byte header (magic "LLMFSPAK", format
+ * version); each chunk is a 32-byte record header (magic "LCK1", scheme,
+ * uncompressed and encoded lengths, chunk id) followed by its encoded bytes,
+ * so a pack can be verified or re-indexed without the catalog.
+ *
+ * Contract: every function is thread-safe (one internal mutex guards the
+ * append point and the descriptor table; reads are plain pread()s).  Bytes
+ * are appended only at the end of the current pack; nothing is rewritten in
+ * place.  A pack is durable once pack_set_sync() has returned.  Removing a
+ * pack while a read of it is in flight is the caller's business (the store
+ * holds a rwlock for that).  Functions return 0 or -errno.
+ */
+#ifndef LLMFS_PACK_H
+#define LLMFS_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/codec.h"
+#include "backend/hash.h"
+
+#define PACK_HEADER_LEN 16
+#define PACK_REC_LEN 32
+
+struct pack_set;
+
+struct pack_loc {
+	uint32_t pack;
+	uint64_t off;  /* of the record header */
+	uint32_t clen; /* encoded length, without the record header */
+	uint32_t ulen;
+	enum codec_scheme scheme;
+};
+
+/* Opens the pack folder dir (created if missing). */
+int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret);
+void pack_set_free(struct pack_set *ps);
+
+/* Appends go to pack id (created if absent, else appended to). */
+int pack_set_start(struct pack_set *ps, uint32_t id);
+
+/* Appends one record; fills loc (pack, offset, lengths, scheme). */
+int pack_append(struct pack_set *ps, const struct cas_id *id,
+		enum codec_scheme scheme, uint32_t ulen, const void *data,
+		uint32_t clen, struct pack_loc *ret_loc);
+
+/*
+ * Reads the record at loc into buf[0..PACK_REC_LEN + loc->clen) and checks
+ * that its header matches loc and id.  Returns 0, -EIO for a damaged record.
+ */
+int pack_read(struct pack_set *ps, const struct pack_loc *loc,
+	      const struct cas_id *id, void *buf);
+
+/* Makes every appended byte durable (fdatasync, and the folder for new packs). */
+int pack_set_sync(struct pack_set *ps);
+
+/* Current length of pack id, or -errno. */
+int64_t pack_size(struct pack_set *ps, uint32_t id);
+
+/* The pack appends go to now. */
+uint32_t pack_current(struct pack_set *ps);
+
+/* Cuts pack id back to size bytes (recovery after a crash). */
+int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size);
+
+/* Deletes pack id from disk. */
+int pack_remove(struct pack_set *ps, uint32_t id);
+
+/*
+ * Lists the ids of the pack files on disk into a malloc()ed array.
+ * Returns the count or -errno.
+ */
+int pack_list(struct pack_set *ps, uint32_t **ret_ids);
+
+/* Bytes the packs take on disk (st_blocks). */
+uint64_t pack_disk_usage(struct pack_set *ps);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * smip.h - SMIP manifests: the JSON description of a stored model.
+ *
+ * A manifest names every file of a model folder with its size, mode,
+ * SHA-256 and ordered chunk list, so that another store can tell which
+ * chunks it lacks and rebuild each file exactly.  The format is versioned
+ * (SMIP_VERSION) and documented in docs/smip.md.
+ *
+ * Contract: thread-safe (it reads through the store's locked API).
+ * Returns 0 or -errno; the text is malloc()ed and owned by the caller.
+ */
+#ifndef LLMFS_SMIP_H
+#define LLMFS_SMIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/store.h"
+
+#define SMIP_VERSION 1
+
+int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
+		  char **ret, size_t *ret_len);
+
+#endif

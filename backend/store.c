@@ -1,0 +1,919 @@
+/*
+ * store.c - opening and recovering a store, the namespace, and reads of
+ * committed files.  Writers live in writer.c, collection in gc.c.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/store_i.h"
+
+#define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
+#define CACHE_SLOTS 64
+
+struct cas_file {
+	uint64_t ino;
+	uint64_t size;
+	size_t n;
+	struct cas_id *ids;
+	uint32_t *lens;
+	uint64_t *ends; /* ends[i]: offset just past chunk i */
+	uint8_t sha[32];
+	int has_sha;
+	atomic_size_t next; /* chunk a sequential reader wants next */
+};
+
+int64_t store_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct worker_ctx *worker_ctx_new(int level)
+{
+	struct worker_ctx *c = calloc(1, sizeof(*c));
+	size_t bound = codec_bound(CDC_MAX);
+
+	if (!c)
+		return NULL;
+	c->codec = codec_new(level);
+	c->rec = malloc(PACK_REC_LEN + bound);
+	c->out = malloc(bound);
+	if (!c->codec || !c->rec || !c->out) {
+		worker_ctx_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void worker_ctx_free(void *p)
+{
+	struct worker_ctx *c = p;
+
+	if (!c)
+		return;
+	codec_free(c->codec);
+	free(c->rec);
+	free(c->out);
+	free(c);
+}
+
+static void *pool_init(void *arg)
+{
+	struct cas_store *st = arg;
+
+	return worker_ctx_new(st->level);
+}
+
+struct worker_ctx *store_tls(struct cas_store *st)
+{
+	struct worker_ctx *c = pthread_getspecific(st->tls);
+
+	if (!c) {
+		c = worker_ctx_new(st->level);
+		if (c)
+			pthread_setspecific(st->tls, c);
+	}
+	return c;
+}
+
+int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
+		     const struct cas_id *id, const struct pack_loc *loc,
+		     uint8_t *out, uint32_t *ret_len)
+{
+	struct pack_loc l;
+	struct cas_id got;
+	int r;
+
+	pthread_rwlock_rdlock(&st->gc_lock);
+	if (loc) {
+		l = *loc;
+	} else {
+		pthread_mutex_lock(&st->lock);
+		r = cat_chunk_get(st->cat, id, &l, NULL);
+		pthread_mutex_unlock(&st->lock);
+		if (r < 0) {
+			r = r == -ENOENT ? -EIO : r;
+			goto out;
+		}
+	}
+	if (l.ulen > CDC_MAX || l.clen > codec_bound(CDC_MAX)) {
+		r = -EIO;
+		goto out;
+	}
+	r = pack_read(st->packs, &l, id, ctx->rec);
+	if (r < 0)
+		goto out;
+	r = codec_decode(ctx->codec, l.scheme, ctx->rec + PACK_REC_LEN, l.clen,
+			 out, l.ulen);
+	if (r < 0) {
+		r = -EIO;
+		goto out;
+	}
+	cas_id_of(out, l.ulen, &got);
+	if (!cas_id_eq(&got, id)) {
+		r = -EIO;
+		goto out;
+	}
+	*ret_len = l.ulen;
+	r = 0;
+out:
+	pthread_rwlock_unlock(&st->gc_lock);
+	return r;
+}
+
+int store_deref_blob(struct cas_store *st, const void *blob, size_t len)
+{
+	const uint8_t *p = blob;
+	struct cas_id id;
+	uint32_t clen;
+	size_t i;
+	int r;
+
+	for (i = 0; i + CHUNK_ENTRY_LEN <= len; i += CHUNK_ENTRY_LEN) {
+		entry_get(p + i, &id, &clen);
+		r = cat_chunk_addref(st->cat, &id, -1);
+		if (r < 0 && r != -ENOENT)
+			return r;
+	}
+	return 0;
+}
+
+/* Deletes an inode and drops its chunk references.  Lock held, in a txn. */
+static int delete_inode_locked(struct cas_store *st, uint64_t ino)
+{
+	void *blob = NULL;
+	size_t len = 0;
+	uint8_t sha[32];
+	int has, r;
+
+	r = cat_get_content(st->cat, ino, &blob, &len, sha, &has);
+	if (r < 0)
+		return r;
+	r = store_deref_blob(st, blob, len);
+	free(blob);
+	if (r < 0)
+		return r;
+	return cat_delete(st->cat, ino);
+}
+
+/* Cuts packs back to their committed size and removes uncommitted ones. */
+static int recover(struct cas_store *st, char *err, size_t errlen)
+{
+	uint32_t *ids = NULL, *disk = NULL;
+	uint64_t *sizes = NULL, *live = NULL, *orphans = NULL;
+	int n, nd, no, i, j, r;
+
+	n = cat_packs(st->cat, &ids, &sizes, &live);
+	if (n < 0)
+		return n;
+	for (i = 0; i < n; i++) {
+		int64_t s = pack_size(st->packs, ids[i]);
+
+		if (s > (int64_t)sizes[i]) {
+			r = pack_truncate(st->packs, ids[i], sizes[i]);
+			if (r < 0) {
+				snprintf(err, errlen, "cannot truncate pack %u: %s",
+					 ids[i], strerror(-r));
+				goto out;
+			}
+		}
+	}
+	nd = pack_list(st->packs, &disk);
+	if (nd < 0) {
+		r = nd;
+		goto out;
+	}
+	for (j = 0; j < nd; j++) {
+		for (i = 0; i < n && ids[i] != disk[j]; i++)
+			;
+		if (i == n)
+			pack_remove(st->packs, disk[j]);
+	}
+	no = cat_orphans(st->cat, &orphans);
+	if (no < 0) {
+		r = no;
+		goto out;
+	}
+	if (no > 0) {
+		r = cat_begin(st->cat);
+		for (i = 0; r == 0 && i < no; i++)
+			r = delete_inode_locked(st, orphans[i]);
+		if (r == 0)
+			r = cat_commit(st->cat);
+		else
+			cat_rollback(st->cat);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot delete orphans: %s", strerror(-r));
+			goto out;
+		}
+	}
+	r = pack_set_sync(st->packs);
+out:
+	free(ids);
+	free(sizes);
+	free(live);
+	free(disk);
+	free(orphans);
+	return r;
+}
+
+static int take_lock(struct cas_store *st, char *err, size_t errlen)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/lock", st->dir);
+	st->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lockfd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		n = pread(st->lockfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (e == EWOULDBLOCK) {
+			snprintf(err, errlen,
+				 "store %s is already in use by another llmfs process%s%s%s",
+				 st->dir, buf[0] ? " (pid " : "", buf, buf[0] ? ")" : "");
+			return -EBUSY;
+		}
+		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+		return -e;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(st->lockfd, 0) < 0 || pwrite(st->lockfd, buf, (size_t)n, 0) != n) {
+		/* The pid is only for the message a second daemon prints. */
+	}
+	return 0;
+}
+
+static int make_dir(const char *dir, const char *sub, char *err, size_t errlen)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int cas_store_open(const char *dir, const struct cas_options *opt,
+		   struct cas_store **ret, char *err, size_t errlen)
+{
+	struct cas_options o = { .level = 3, .threads = 0, .pack_max = 256 << 20 };
+	struct cas_store *st;
+	char path[4096];
+	uint32_t *ids = NULL, cur = 1;
+	uint64_t *sizes = NULL, *live = NULL;
+	int r, n;
+
+	if (opt)
+		o = *opt;
+	if (o.level == 0)
+		o.level = 3;
+	if (o.threads <= 0) {
+		long np = sysconf(_SC_NPROCESSORS_ONLN);
+
+		o.threads = np > 0 ? (int)(np > 16 ? 16 : np) : 2;
+	}
+	if (o.pack_max == 0)
+		o.pack_max = 256 << 20;
+	err[0] = '\0';
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->lockfd = st->tmpfd = -1;
+	st->level = o.level;
+	st->pack_max = o.pack_max;
+	pthread_rwlock_init(&st->gc_lock, NULL);
+	pthread_mutex_init(&st->lock, NULL);
+	r = pthread_key_create(&st->tls, worker_ctx_free);
+	if (r) {
+		free(st);
+		return -r;
+	}
+	st->dir = realpath(dir, NULL);
+	if (!st->dir) {
+		r = make_dir(dir, NULL, err, errlen);
+		if (r < 0)
+			goto fail;
+		st->dir = realpath(dir, NULL);
+		if (!st->dir) {
+			r = -errno;
+			snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+			goto fail;
+		}
+	}
+	r = take_lock(st, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = make_dir(st->dir, "tmp", err, errlen);
+	if (r < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/tmp", st->dir);
+	st->tmpfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->tmpfd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/catalog.db", st->dir);
+	r = cat_open(path, &st->cat, err, errlen);
+	if (r < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/packs", st->dir);
+	r = pack_set_open(path, o.pack_max, &st->packs);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
+		goto fail;
+	}
+	if (!o.no_recovery) {
+		r = recover(st, err, errlen);
+		if (r < 0) {
+			if (!err[0])
+				snprintf(err, errlen, "recovery failed: %s", strerror(-r));
+			goto fail;
+		}
+	}
+	n = cat_packs(st->cat, &ids, &sizes, &live);
+	if (n < 0) {
+		r = n;
+		snprintf(err, errlen, "cannot read the pack table: %s", strerror(-r));
+		goto fail;
+	}
+	if (n > 0)
+		cur = sizes[n - 1] < o.pack_max ? ids[n - 1] : ids[n - 1] + 1;
+	free(ids);
+	free(sizes);
+	free(live);
+	r = pack_set_start(st->packs, cur);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot open pack %u: %s", cur, strerror(-r));
+		goto fail;
+	}
+	st->cache = ccache_new(CACHE_SLOTS, CDC_MAX);
+	if (!st->cache) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = pool_new(o.threads, (size_t)o.threads * 2 + 2, pool_init,
+		     worker_ctx_free, st, &st->pool);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));
+		goto fail;
+	}
+	*ret = st;
+	return 0;
+fail:
+	if (!err[0])
+		snprintf(err, errlen, "cannot open store %s: %s", dir, strerror(-r));
+	cas_store_close(st);
+	return r;
+}
+
+void cas_store_close(struct cas_store *st)
+{
+	void *c;
+
+	if (!st)
+		return;
+	pool_free(st->pool);
+	if (st->packs)
+		pack_set_sync(st->packs);
+	pack_set_free(st->packs);
+	cat_close(st->cat);
+	ccache_free(st->cache);
+	c = pthread_getspecific(st->tls);
+	worker_ctx_free(c);
+	pthread_setspecific(st->tls, NULL);
+	pthread_key_delete(st->tls);
+	if (st->tmpfd >= 0)
+		close(st->tmpfd);
+	if (st->lockfd >= 0)
+		close(st->lockfd);
+	pthread_rwlock_destroy(&st->gc_lock);
+	pthread_mutex_destroy(&st->lock);
+	free(st->dir);
+	free(st);
+}
+
+const char *cas_store_dir(const struct cas_store *st)
+{
+	return st->dir;
+}
+
+/* ---- namespace ---------------------------------------------------------- */
+
+int cas_getattr(struct cas_store *st, uint64_t ino, struct cat_attr *ret)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_get(st->cat, ino, ret);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
+	       struct cat_attr *ret)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_lookup(st->cat, parent, name, ret);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+/* Runs fn inside a transaction under the lock, rolling back on failure. */
+#define IN_TXN(st, r, body)                          \
+	do {                                         \
+		pthread_mutex_lock(&(st)->lock);     \
+		(r) = cat_begin((st)->cat);          \
+		if ((r) == 0) {                      \
+			body;                        \
+			if ((r) == 0)                \
+				(r) = cat_commit((st)->cat); \
+			else                         \
+				cat_rollback((st)->cat); \
+		}                                    \
+		pthread_mutex_unlock(&(st)->lock);   \
+	} while (0)
+
+static int check_parent(struct cas_store *st, uint64_t parent)
+{
+	struct cat_attr p;
+	int r = cat_get(st->cat, parent, &p);
+
+	if (r < 0)
+		return r;
+	return S_ISDIR(p.mode) && p.nlink > 0 ? 0 : -ENOTDIR;
+}
+
+int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
+	       uint32_t mode, uint32_t uid, uint32_t gid, const char *target,
+	       struct cat_attr *ret)
+{
+	int r;
+
+	IN_TXN(st, r, {
+		r = check_parent(st, parent);
+		if (r == 0)
+			r = cat_insert(st->cat, parent, name, mode, uid, gid,
+				       store_now_ns(), target, ret);
+	});
+	return r;
+}
+
+int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
+	       int keep, uint64_t *ret_ino)
+{
+	struct cat_attr a;
+	int r;
+
+	IN_TXN(st, r, {
+		r = cat_lookup(st->cat, parent, name, &a);
+		if (r == 0 && S_ISDIR(a.mode))
+			r = -EISDIR;
+		if (r == 0)
+			r = keep ? cat_orphan(st->cat, a.ino)
+				 : delete_inode_locked(st, a.ino);
+	});
+	if (r == 0 && ret_ino)
+		*ret_ino = a.ino;
+	return r;
+}
+
+int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name)
+{
+	struct cat_attr a;
+	int r;
+
+	IN_TXN(st, r, {
+		r = cat_lookup(st->cat, parent, name, &a);
+		if (r == 0 && !S_ISDIR(a.mode))
+			r = -ENOTDIR;
+		if (r == 0) {
+			r = cat_count_children(st->cat, a.ino);
+			r = r > 0 ? -ENOTEMPTY : r;
+		}
+		if (r == 0)
+			r = cat_delete(st->cat, a.ino);
+	});
+	return r;
+}
+
+/* -EINVAL if dir is ino or below it (a folder cannot move into itself). */
+static int check_not_below(struct cas_store *st, uint64_t ino, uint64_t dir)
+{
+	struct cat_attr a;
+	int depth = 0, r;
+
+	while (dir != 0 && depth++ < 4096) {
+		if (dir == ino)
+			return -EINVAL;
+		if (dir == CAT_ROOT_INO)
+			return 0;
+		r = cat_get(st->cat, dir, &a);
+		if (r < 0)
+			return r;
+		dir = a.parent;
+	}
+	return 0;
+}
+
+static int rename_locked(struct cas_store *st, uint64_t parent, const char *name,
+			 uint64_t newparent, const char *newname, int noreplace,
+			 int keep_replaced, uint64_t *ret_replaced)
+{
+	struct cat_attr src, dst;
+	int r;
+
+	r = cat_lookup(st->cat, parent, name, &src);
+	if (r < 0)
+		return r;
+	r = check_parent(st, newparent);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(src.mode)) {
+		r = check_not_below(st, src.ino, newparent);
+		if (r < 0)
+			return r;
+	}
+	r = cat_lookup(st->cat, newparent, newname, &dst);
+	if (r == 0) {
+		if (dst.ino == src.ino)
+			return 0;
+		if (noreplace)
+			return -EEXIST;
+		if (S_ISDIR(dst.mode)) {
+			if (!S_ISDIR(src.mode))
+				return -EISDIR;
+			r = cat_count_children(st->cat, dst.ino);
+			if (r != 0)
+				return r > 0 ? -ENOTEMPTY : r;
+			r = cat_delete(st->cat, dst.ino);
+		} else {
+			if (S_ISDIR(src.mode))
+				return -ENOTDIR;
+			r = keep_replaced ? cat_orphan(st->cat, dst.ino)
+					  : delete_inode_locked(st, dst.ino);
+		}
+		if (r < 0)
+			return r;
+		*ret_replaced = dst.ino;
+	} else if (r != -ENOENT) {
+		return r;
+	}
+	return cat_move(st->cat, src.ino, newparent, newname, store_now_ns());
+}
+
+int cas_rename(struct cas_store *st, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, int noreplace,
+	       int keep_replaced, uint64_t *ret_replaced)
+{
+	uint64_t replaced = 0;
+	int r;
+
+	IN_TXN(st, r, {
+		r = rename_locked(st, parent, name, newparent, newname, noreplace,
+				  keep_replaced, &replaced);
+	});
+	if (ret_replaced)
+		*ret_replaced = r == 0 ? replaced : 0;
+	return r;
+}
+
+int cas_set_attr(struct cas_store *st, const struct cat_attr *a)
+{
+	int r;
+
+	IN_TXN(st, r, { r = cat_set_attr(st->cat, a); });
+	return r;
+}
+
+int cas_readlink(struct cas_store *st, uint64_t ino, char **ret)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_readlink(st->cat, ino, ret);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int cas_release_orphan(struct cas_store *st, uint64_t ino)
+{
+	struct cat_attr a;
+	int r;
+
+	IN_TXN(st, r, {
+		r = cat_get(st->cat, ino, &a);
+		if (r == 0 && a.nlink == 0)
+			r = delete_inode_locked(st, ino);
+		else if (r == -ENOENT)
+			r = 0;
+	});
+	return r;
+}
+
+int cas_children(struct cas_store *st, uint64_t ino,
+		 int (*cb)(void *arg, const char *name, const struct cat_attr *a),
+		 void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_children(st->cat, ino, cb, arg);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_path(st->cat, ino, buf, len);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+/* ---- committed files ---------------------------------------------------- */
+
+int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
+{
+	struct cas_file *f;
+	void *blob = NULL;
+	size_t len = 0, i;
+	uint64_t end = 0;
+	int r;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&st->lock);
+	r = cat_get_content(st->cat, ino, &blob, &len, f->sha, &f->has_sha);
+	pthread_mutex_unlock(&st->lock);
+	if (r < 0)
+		goto fail;
+	f->ino = ino;
+	f->n = len / CHUNK_ENTRY_LEN;
+	if (f->n) {
+		f->ids = malloc(f->n * sizeof(*f->ids));
+		f->lens = malloc(f->n * sizeof(*f->lens));
+		f->ends = malloc(f->n * sizeof(*f->ends));
+		if (!f->ids || !f->lens || !f->ends) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	for (i = 0; i < f->n; i++) {
+		entry_get((uint8_t *)blob + i * CHUNK_ENTRY_LEN, &f->ids[i], &f->lens[i]);
+		end += f->lens[i];
+		f->ends[i] = end;
+	}
+	f->size = end;
+	free(blob);
+	*ret = f;
+	return 0;
+fail:
+	free(blob);
+	cas_file_free(f);
+	return r;
+}
+
+void cas_file_free(struct cas_file *f)
+{
+	if (!f)
+		return;
+	free(f->ids);
+	free(f->lens);
+	free(f->ends);
+	free(f);
+}
+
+uint64_t cas_file_size(const struct cas_file *f)
+{
+	return f->size;
+}
+
+int cas_file_sha256(const struct cas_file *f, uint8_t ret[32])
+{
+	if (!f->has_sha)
+		return -ENODATA;
+	memcpy(ret, f->sha, 32);
+	return 0;
+}
+
+size_t cas_file_nchunks(const struct cas_file *f)
+{
+	return f->n;
+}
+
+void cas_file_chunk(const struct cas_file *f, size_t i, struct cas_id *ret_id,
+		    uint32_t *ret_len)
+{
+	*ret_id = f->ids[i];
+	*ret_len = f->lens[i];
+}
+
+/* Index of the chunk holding byte off (off < f->size). */
+static size_t chunk_at(const struct cas_file *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (f->ends[mid] <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct prefetch {
+	struct cas_store *st;
+	struct cas_id id;
+};
+
+static void prefetch_job(void *ctx, void *arg)
+{
+	struct worker_ctx *w = ctx;
+	struct prefetch *p = arg;
+	uint32_t len;
+
+	if (w && store_load_chunk(p->st, w, &p->id, NULL, w->out, &len) == 0)
+		ccache_put(p->st->cache, &p->id, w->out, len);
+	else
+		ccache_unclaim(p->st->cache, &p->id);
+	free(p);
+}
+
+static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
+{
+	size_t j;
+
+	for (j = i + 1; j < f->n && j <= i + READ_AHEAD; j++) {
+		struct prefetch *p;
+
+		if (ccache_claim(st->cache, &f->ids[j]) < 0)
+			continue;
+		p = malloc(sizeof(*p));
+		if (p) {
+			p->st = st;
+			p->id = f->ids[j];
+			if (pool_try_submit(st->pool, prefetch_job, p) == 0)
+				continue;
+			free(p);
+		}
+		ccache_unclaim(st->cache, &f->ids[j]);
+		break;
+	}
+}
+
+ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
+		      size_t len, uint64_t off, struct cas_fault *fault)
+{
+	struct worker_ctx *ctx;
+	size_t done = 0, i;
+	uint32_t ulen;
+	int r;
+
+	if (off >= f->size)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	i = chunk_at(f, off);
+	while (done < len) {
+		uint64_t start = i ? f->ends[i - 1] : 0;
+		size_t within = (size_t)(off + done - start);
+		size_t take = f->lens[i] - within;
+
+		if (take > len - done)
+			take = len - done;
+		if (atomic_exchange(&f->next, i + 1) == i)
+			read_ahead(st, f, i);
+		if (ccache_read(st->cache, &f->ids[i], within, (uint8_t *)buf + done,
+				take) < 0) {
+			ctx = store_tls(st);
+			if (!ctx)
+				return -ENOMEM;
+			r = store_load_chunk(st, ctx, &f->ids[i], NULL, ctx->out, &ulen);
+			if (r == 0 && ulen != f->lens[i])
+				r = -EIO;
+			if (r < 0) {
+				if (fault) {
+					fault->off = start;
+					fault->id = f->ids[i];
+				}
+				return r;
+			}
+			memcpy((uint8_t *)buf + done, ctx->out + within, take);
+			ccache_put(st->cache, &f->ids[i], ctx->out, ulen);
+		}
+		done += take;
+		i++;
+	}
+	return (ssize_t)done;
+}
+
+/* ---- accounting --------------------------------------------------------- */
+
+int cas_status(struct cas_store *st, struct cas_status *ret)
+{
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	pthread_mutex_lock(&st->lock);
+	r = cat_stats(st->cat, &ret->cat);
+	pthread_mutex_unlock(&st->lock);
+	if (r < 0)
+		return r;
+	ret->pack_disk_bytes = pack_disk_usage(st->packs);
+	if (statvfs(st->dir, &ret->fs) < 0)
+		return -errno;
+	return 0;
+}
+
+static double ratio(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 1.0;
+}
+
+int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
+{
+	struct cas_status s;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	r = cas_status(st, &s);
+	if (r < 0)
+		return r;
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f,
+		"store: %s\n"
+		"format: %d\n"
+		"files: %llu\n"
+		"directories: %llu\n"
+		"symlinks: %llu\n"
+		"logical_bytes: %llu\n"
+		"unique_bytes: %llu\n"
+		"stored_bytes: %llu\n"
+		"pack_bytes: %llu\n"
+		"garbage_bytes: %llu\n"
+		"chunks: %llu\n"
+		"dead_chunks: %llu\n"
+		"packs: %llu\n"
+		"dedup_ratio: %.3f\n"
+		"compression_ratio: %.3f\n"
+		"total_ratio: %.3f\n"
+		"disk_free_bytes: %llu\n",
+		st->dir, CAT_FORMAT,
+		(unsigned long long)s.cat.files,
+		(unsigned long long)(s.cat.dirs ? s.cat.dirs - 1 : 0),
+		(unsigned long long)s.cat.symlinks,
+		(unsigned long long)s.cat.logical_bytes,
+		(unsigned long long)s.cat.unique_bytes,
+		(unsigned long long)s.cat.stored_bytes,
+		(unsigned long long)s.pack_disk_bytes,
+		(unsigned long long)(s.cat.pack_bytes > s.cat.stored_bytes
+					     ? s.cat.pack_bytes - s.cat.stored_bytes
+					     : 0),
+		(unsigned long long)s.cat.chunks,
+		(unsigned long long)s.cat.dead_chunks,
+		(unsigned long long)s.cat.packs,
+		ratio(s.cat.logical_bytes, s.cat.unique_bytes),
+		ratio(s.cat.unique_bytes, s.cat.stored_bytes),
+		ratio(s.cat.logical_bytes, s.pack_disk_bytes),
+		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret = text;
+	*ret_len = len;
+	return 0;
+}

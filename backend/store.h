@@ -1,0 +1,155 @@
+/*
+ * store.h - the content-addressed model store: namespace, readers, writers.
+ *
+ * A store is a folder:
+ *   catalog.db   sqlite catalog (catalog.h): inodes, chunk lists, chunks, packs
+ *   packs/       append-only pack files (pack.h)
+ *   tmp/         staging files of writers that write out of order
+ *   lock         flock()ed by the one process that has the store open
+ *
+ * Files are cut into content-defined chunks (chunker.h), each named by its
+ * XXH3-128 (hash.h), encoded (codec.h) and appended to a pack once, however
+ * many files hold it.  A file is an ordered chunk list in the catalog.
+ *
+ * Contract: every function is thread-safe.  Lock order: gc_lock (shared by
+ * pack readers, exclusive to pack removal) -> lock (the catalog) -> the
+ * pack set's and cache's own locks.  Functions return 0 (or a length) on
+ * success and -errno on failure; nothing here prints.
+ *
+ * Durability: a writer's data becomes the file's content in
+ * cas_writer_commit(): packs are fdatasync()ed, then one catalog transaction
+ * swaps the chunk list and adjusts reference counts.  Until then the old
+ * content stays visible to readers and survives any crash; bytes appended to
+ * packs by uncommitted writers are cut off at the next open.
+ */
+#ifndef LLMFS_STORE_H
+#define LLMFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "backend/catalog.h"
+#include "backend/hash.h"
+
+struct cas_store;
+struct cas_file;
+struct cas_writer;
+
+struct cas_options {
+	int level;          /* zstd level, default 3 */
+	int threads;        /* compression / read-ahead workers, default nproc */
+	uint64_t pack_max;  /* bytes before a new pack is started */
+	int no_recovery;    /* open as is: for fsck's look before repair */
+};
+
+/* Where a read found damage: the file offset and chunk of the bad bytes. */
+struct cas_fault {
+	uint64_t off;
+	struct cas_id id;
+};
+
+/* Opens (creating if needed) the store in dir; explains refusals in err. */
+int cas_store_open(const char *dir, const struct cas_options *opt,
+		   struct cas_store **ret, char *err, size_t errlen);
+void cas_store_close(struct cas_store *st);
+const char *cas_store_dir(const struct cas_store *st);
+
+/* Namespace (inode numbers are the catalog's; the root is CAT_ROOT_INO). */
+int cas_getattr(struct cas_store *st, uint64_t ino, struct cat_attr *ret);
+int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
+	       struct cat_attr *ret);
+int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
+	       uint32_t mode, uint32_t uid, uint32_t gid, const char *target,
+	       struct cat_attr *ret);
+/*
+ * Unlinks a file or symlink.  With keep set (the file is open) the inode
+ * becomes an orphan that cas_release_orphan() deletes at last close.
+ * Sets *ret_ino to the inode unlinked.
+ */
+int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
+	       int keep, uint64_t *ret_ino);
+int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name);
+/*
+ * Renames; replaces a file or empty folder at the target unless noreplace.
+ * If the replaced inode is open (keep_replaced), it becomes an orphan.
+ * Sets *ret_replaced to the replaced inode or 0.
+ */
+int cas_rename(struct cas_store *st, uint64_t parent, const char *name,
+	       uint64_t newparent, const char *newname, int noreplace,
+	       int keep_replaced, uint64_t *ret_replaced);
+int cas_set_attr(struct cas_store *st, const struct cat_attr *a);
+int cas_readlink(struct cas_store *st, uint64_t ino, char **ret);
+int cas_release_orphan(struct cas_store *st, uint64_t ino);
+int cas_children(struct cas_store *st, uint64_t ino,
+		 int (*cb)(void *arg, const char *name, const struct cat_attr *a),
+		 void *arg);
+/* The path of ino relative to models/, for messages. */
+int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len);
+
+/* Committed content: an immutable snapshot of one file version. */
+int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret);
+void cas_file_free(struct cas_file *f);
+uint64_t cas_file_size(const struct cas_file *f);
+/* Returns bytes read (short only at end of file), -EIO with fault filled. */
+ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
+		      size_t len, uint64_t off, struct cas_fault *fault);
+/* SHA-256 of the whole file; -ENODATA if unknown. */
+int cas_file_sha256(const struct cas_file *f, uint8_t ret[32]);
+size_t cas_file_nchunks(const struct cas_file *f);
+void cas_file_chunk(const struct cas_file *f, size_t i, struct cas_id *ret_id,
+		    uint32_t *ret_len);
+
+/*
+ * Writers.  A writer holds a file's next content.  Appends stream through
+ * the chunker and the worker pool as they arrive; an out-of-order write,
+ * a read of unwritten content or a truncate to a middle point moves the
+ * writer to a staging file, chunked at commit.
+ */
+int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
+		    struct cas_writer **ret);
+void cas_writer_free(struct cas_writer *w); /* drops what is uncommitted */
+int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
+		     uint64_t off);
+ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
+			uint64_t off, struct cas_fault *fault);
+int cas_writer_truncate(struct cas_writer *w, uint64_t size);
+uint64_t cas_writer_size(const struct cas_writer *w);
+int cas_writer_dirty(const struct cas_writer *w);
+/*
+ * Shares chunks of src instead of copying bytes, when off_out is the
+ * writer's end and off_in a chunk boundary of src.  Returns the bytes shared
+ * (a whole number of chunks, possibly 0); the caller copies the rest.
+ */
+ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
+			 uint64_t off_in, size_t len, uint64_t off_out);
+int cas_writer_commit(struct cas_writer *w);
+
+/* Accounting. */
+struct cas_status {
+	struct cat_stats cat;
+	uint64_t pack_disk_bytes; /* what the packs take on disk */
+	struct statvfs fs;        /* of the filesystem holding the store */
+};
+int cas_status(struct cas_store *st, struct cas_status *ret);
+/* The text of /llm/.llmfs/status (malloc()ed). */
+int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len);
+
+/*
+ * Garbage collection: drops chunks no file references, deletes packs left
+ * empty and rewrites packs less than half live.  Does nothing while a
+ * writer is open (its new chunks are not yet in the catalog).  Returns the
+ * bytes freed.
+ */
+int64_t cas_gc(struct cas_store *st);
+
+/*
+ * Checks every chunk and the catalog, reporting through cb (a line each);
+ * with repair, fixes reference counts and removes orphans.  Returns the
+ * number of problems left unrepaired.
+ */
+int cas_fsck(struct cas_store *st, int repair,
+	     void (*cb)(void *arg, const char *line), void *arg);
+
+#endif

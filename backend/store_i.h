@@ -1,0 +1,78 @@
+/*
+ * store_i.h - the store's private state, shared by store.c, writer.c, gc.c
+ * and fsck.c.  Not for use outside backend/.
+ */
+#ifndef LLMFS_STORE_I_H
+#define LLMFS_STORE_I_H
+
+#include <pthread.h>
+
+#include "backend/catalog.h"
+#include "backend/ccache.h"
+#include "backend/chunker.h"
+#include "backend/codec.h"
+#include "backend/pack.h"
+#include "backend/pool.h"
+#include "backend/store.h"
+
+/* One chunk-list entry, as stored in the inodes.chunks blob (20 bytes). */
+#define CHUNK_ENTRY_LEN (CAS_ID_LEN + 4)
+
+struct cas_store {
+	char *dir;
+	int lockfd;
+	int tmpfd;                 /* tmp/, for staging files */
+	pthread_rwlock_t gc_lock;  /* shared: pack reads; exclusive: pack removal */
+	pthread_mutex_t lock;      /* the catalog and `writers` */
+	struct cat *cat;
+	struct pack_set *packs;
+	struct pool *pool;
+	struct ccache *cache;
+	pthread_key_t tls;         /* struct worker_ctx of a FUSE thread */
+	int level;
+	uint64_t pack_max;
+	unsigned writers;          /* open writers; GC waits for none */
+};
+
+/* Per-thread scratch: a codec and buffers for one chunk. */
+struct worker_ctx {
+	struct codec *codec;
+	uint8_t *rec; /* a pack record: header + encoded bytes */
+	uint8_t *out; /* decoded bytes, or encoded bytes when writing */
+};
+
+struct worker_ctx *worker_ctx_new(int level);
+void worker_ctx_free(void *ctx);
+struct worker_ctx *store_tls(struct cas_store *st);
+
+/*
+ * Reads chunk id (at loc, or where the catalog says when loc is NULL) into
+ * out[0..CDC_MAX), verifying it against its id.  -EIO for damaged data.
+ */
+int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
+		     const struct cas_id *id, const struct pack_loc *loc,
+		     uint8_t *out, uint32_t *ret_len);
+
+/* Drops one reference to each chunk of a chunk-list blob.  Lock held. */
+int store_deref_blob(struct cas_store *st, const void *blob, size_t len);
+
+int64_t store_now_ns(void);
+
+static inline void entry_get(const uint8_t *p, struct cas_id *id, uint32_t *len)
+{
+	memcpy(id->b, p, CAS_ID_LEN);
+	p += CAS_ID_LEN;
+	*len = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void entry_put(uint8_t *p, const struct cas_id *id, uint32_t len)
+{
+	memcpy(p, id->b, CAS_ID_LEN);
+	p += CAS_ID_LEN;
+	p[0] = len;
+	p[1] = len >> 8;
+	p[2] = len >> 16;
+	p[3] = len >> 24;
+}
+
+#endif

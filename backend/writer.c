@@ -1,0 +1,825 @@
+/*
+ * writer.c - a file's next content, streamed through the chunker.
+ *
+ * State machine:
+ *
+ *      open(truncate) / open(existing)
+ *                |
+ *                v
+ *   +------- STREAM ------+   appends at the end: chunk, hash, hand new
+ *   |  write elsewhere,   |   chunks to the pool (compress + append to a
+ *   |  read, truncate to  |   pack) as the bytes arrive
+ *   |  a middle point     |
+ *   v                     |
+ *  STAGE  (a tmp/ file; chunked from the start at commit)
+ *
+ * commit() in either state waits for the pool, syncs the packs and swaps
+ * the chunk list in one catalog transaction.  A STREAM writer can go on
+ * appending after a commit: its short last chunk is re-cut, so the chunk
+ * boundaries are those of a file written in one go.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "backend/store_i.h"
+
+enum { W_STREAM, W_STAGE };
+
+struct wchunk {
+	struct cas_id id;
+	uint32_t len;
+};
+
+/* A chunk this writer stored and the catalog does not know yet. */
+struct newchunk {
+	struct cas_id id;
+	struct pack_loc loc;
+	uint8_t *data; /* until the pool has encoded and appended it */
+	size_t len;
+	struct cas_writer *w;
+};
+
+struct cas_writer {
+	struct cas_store *st;
+	uint64_t ino;
+	pthread_mutex_t lock; /* inflight and err, shared with the pool */
+	pthread_cond_t idle;
+	unsigned inflight;
+	int err;
+
+	int mode;
+	int dirty;
+	struct wchunk *list;
+	size_t n, cap;
+	uint8_t *buf; /* bytes after the last cut: buf[bstart..bstart+blen) */
+	size_t bstart, blen, bcap;
+	uint64_t pos;
+	int tail_open; /* list[n-1] ended at a commit, not at a cut */
+
+	EVP_MD_CTX *sha;
+	int sha_ok;       /* sha has seen every byte, in order */
+	int share_whole;  /* the content is exactly a shared copy of share_sha */
+	uint8_t share_sha[32];
+
+	struct newchunk **nc; /* uncommitted new chunks, and a hash set on them */
+	size_t nnc, capnc;
+	struct newchunk **set;
+	size_t setcap;
+
+	int fd; /* STAGE: the staging file */
+	uint64_t stage_size;
+};
+
+static size_t set_slot(const struct cas_id *id, size_t cap)
+{
+	uint64_t h;
+
+	memcpy(&h, id->b, sizeof(h));
+	return (size_t)h & (cap - 1);
+}
+
+static struct newchunk *set_find(struct cas_writer *w, const struct cas_id *id)
+{
+	size_t i;
+
+	if (!w->setcap)
+		return NULL;
+	for (i = set_slot(id, w->setcap); w->set[i]; i = (i + 1) & (w->setcap - 1))
+		if (cas_id_eq(&w->set[i]->id, id))
+			return w->set[i];
+	return NULL;
+}
+
+static int set_add(struct cas_writer *w, struct newchunk *nc)
+{
+	size_t i;
+
+	if (2 * (w->nnc + 1) > w->setcap) {
+		size_t cap = w->setcap ? 2 * w->setcap : 256, k;
+		struct newchunk **set = calloc(cap, sizeof(*set));
+
+		if (!set)
+			return -ENOMEM;
+		for (k = 0; k < w->nnc; k++) {
+			for (i = set_slot(&w->nc[k]->id, cap); set[i]; i = (i + 1) & (cap - 1))
+				;
+			set[i] = w->nc[k];
+		}
+		free(w->set);
+		w->set = set;
+		w->setcap = cap;
+	}
+	if (w->nnc == w->capnc) {
+		size_t cap = w->capnc ? 2 * w->capnc : 256;
+		struct newchunk **v = realloc(w->nc, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		w->nc = v;
+		w->capnc = cap;
+	}
+	w->nc[w->nnc++] = nc;
+	for (i = set_slot(&nc->id, w->setcap); w->set[i]; i = (i + 1) & (w->setcap - 1))
+		;
+	w->set[i] = nc;
+	return 0;
+}
+
+static void set_clear(struct cas_writer *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nnc; i++) {
+		free(w->nc[i]->data);
+		free(w->nc[i]);
+	}
+	w->nnc = 0;
+	if (w->set)
+		memset(w->set, 0, w->setcap * sizeof(*w->set));
+}
+
+static int wait_idle(struct cas_writer *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->inflight)
+		pthread_cond_wait(&w->idle, &w->lock);
+	r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+static void store_job(void *ctx, void *arg)
+{
+	struct worker_ctx *wc = ctx;
+	struct newchunk *nc = arg;
+	struct cas_writer *w = nc->w;
+	enum codec_scheme scheme;
+	int n, r = -ENOMEM;
+
+	if (wc) {
+		n = codec_encode(wc->codec, nc->data, nc->len, wc->out,
+				 codec_bound(CDC_MAX), &scheme);
+		r = n < 0 ? n
+			  : pack_append(w->st->packs, &nc->id, scheme,
+					(uint32_t)nc->len, wc->out, (uint32_t)n,
+					&nc->loc);
+	}
+	free(nc->data);
+	nc->data = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (r < 0 && !w->err)
+		w->err = r;
+	if (--w->inflight == 0)
+		pthread_cond_broadcast(&w->idle);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static int list_push(struct cas_writer *w, const struct cas_id *id, uint32_t len)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 256;
+		struct wchunk *v = realloc(w->list, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		w->list = v;
+		w->cap = cap;
+	}
+	w->list[w->n].id = *id;
+	w->list[w->n].len = len;
+	w->n++;
+	return 0;
+}
+
+/* Records one chunk; stores it unless this writer or the catalog has it. */
+static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
+{
+	struct cas_store *st = w->st;
+	struct newchunk *nc;
+	struct pack_loc loc;
+	struct cas_id id;
+	int r;
+
+	cas_id_of(data, len, &id);
+	r = list_push(w, &id, (uint32_t)len);
+	if (r < 0 || set_find(w, &id))
+		return r;
+	pthread_mutex_lock(&st->lock);
+	r = cat_chunk_get(st->cat, &id, &loc, NULL);
+	pthread_mutex_unlock(&st->lock);
+	if (r != -ENOENT)
+		return r;
+	nc = calloc(1, sizeof(*nc));
+	if (!nc)
+		return -ENOMEM;
+	nc->data = malloc(len);
+	if (!nc->data) {
+		free(nc);
+		return -ENOMEM;
+	}
+	memcpy(nc->data, data, len);
+	nc->len = len;
+	nc->id = id;
+	nc->w = w;
+	r = set_add(w, nc);
+	if (r < 0) {
+		free(nc->data);
+		free(nc);
+		return r;
+	}
+	pthread_mutex_lock(&w->lock);
+	w->inflight++;
+	pthread_mutex_unlock(&w->lock);
+	return pool_submit(st->pool, store_job, nc);
+}
+
+/* Appends bytes to the chunker's buffer and emits every complete chunk. */
+static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
+{
+	size_t c;
+	int r;
+
+	if (w->bstart + w->blen + len > w->bcap) {
+		memmove(w->buf, w->buf + w->bstart, w->blen);
+		w->bstart = 0;
+		if (w->blen + len > w->bcap) {
+			size_t cap = w->blen + len + CDC_MAX;
+			uint8_t *b = realloc(w->buf, cap);
+
+			if (!b)
+				return -ENOMEM;
+			w->buf = b;
+			w->bcap = cap;
+		}
+	}
+	memcpy(w->buf + w->bstart + w->blen, data, len);
+	w->blen += len;
+	while ((c = cdc_next(w->buf + w->bstart, w->blen, 0)) > 0) {
+		r = emit(w, w->buf + w->bstart, c);
+		if (r < 0)
+			return r;
+		w->bstart += c;
+		w->blen -= c;
+	}
+	if (!w->blen)
+		w->bstart = 0;
+	return 0;
+}
+
+static int flush_tail(struct cas_writer *w)
+{
+	int r = 0;
+
+	if (w->blen) {
+		r = emit(w, w->buf + w->bstart, w->blen);
+		w->bstart = w->blen = 0;
+		w->tail_open = 1;
+	}
+	return r;
+}
+
+/* Loads list entry i's bytes (stored by this writer or in the catalog). */
+static int load_entry(struct cas_writer *w, size_t i, uint8_t *out)
+{
+	struct worker_ctx *ctx = store_tls(w->st);
+	struct newchunk *nc = set_find(w, &w->list[i].id);
+	uint32_t len;
+	int r;
+
+	if (!ctx)
+		return -ENOMEM;
+	r = wait_idle(w);
+	if (r < 0)
+		return r;
+	r = store_load_chunk(w->st, ctx, &w->list[i].id, nc ? &nc->loc : NULL,
+			     ctx->out, &len);
+	if (r < 0)
+		return r;
+	if (len != w->list[i].len)
+		return -EIO;
+	memcpy(out, ctx->out, len);
+	return 0;
+}
+
+static void sha_reset(struct cas_writer *w)
+{
+	EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL);
+	w->sha_ok = 1;
+	w->share_whole = 0;
+}
+
+int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
+		    struct cas_writer **ret)
+{
+	struct cas_writer *w;
+	struct cas_file *f = NULL;
+	size_t i;
+	int r;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->st = st;
+	w->ino = ino;
+	w->fd = -1;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->idle, NULL);
+	w->sha = EVP_MD_CTX_new();
+	if (!w->sha) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	sha_reset(w);
+	if (truncate) {
+		w->dirty = 1;
+	} else {
+		r = cas_file_open(st, ino, &f);
+		if (r < 0)
+			goto fail;
+		for (i = 0; i < cas_file_nchunks(f); i++) {
+			struct cas_id id;
+			uint32_t len;
+
+			cas_file_chunk(f, i, &id, &len);
+			r = list_push(w, &id, len);
+			if (r < 0)
+				goto fail;
+		}
+		w->pos = cas_file_size(f);
+		w->tail_open = w->n > 0;
+		w->sha_ok = w->pos == 0;
+		cas_file_free(f);
+		f = NULL;
+	}
+	pthread_mutex_lock(&st->lock);
+	st->writers++;
+	pthread_mutex_unlock(&st->lock);
+	*ret = w;
+	return 0;
+fail:
+	cas_file_free(f);
+	EVP_MD_CTX_free(w->sha);
+	free(w->list);
+	free(w);
+	return r;
+}
+
+void cas_writer_free(struct cas_writer *w)
+{
+	if (!w)
+		return;
+	wait_idle(w);
+	set_clear(w);
+	free(w->nc);
+	free(w->set);
+	free(w->list);
+	free(w->buf);
+	if (w->fd >= 0)
+		close(w->fd);
+	EVP_MD_CTX_free(w->sha);
+	pthread_mutex_lock(&w->st->lock);
+	w->st->writers--;
+	pthread_mutex_unlock(&w->st->lock);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->idle);
+	free(w);
+}
+
+uint64_t cas_writer_size(const struct cas_writer *w)
+{
+	return w->mode == W_STAGE ? w->stage_size : w->pos;
+}
+
+int cas_writer_dirty(const struct cas_writer *w)
+{
+	return w->dirty;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf = (const uint8_t *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* STREAM -> STAGE: writes the content so far into a staging file. */
+static int to_stage(struct cas_writer *w)
+{
+	uint8_t *tmp = NULL;
+	uint64_t off = 0;
+	size_t i;
+	int r;
+
+	if (w->mode == W_STAGE)
+		return 0;
+	r = wait_idle(w);
+	if (r < 0)
+		return r;
+	w->fd = openat(w->st->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (w->fd < 0)
+		return -errno;
+	tmp = malloc(CDC_MAX);
+	if (!tmp) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < w->n; i++) {
+		r = load_entry(w, i, tmp);
+		if (r == 0)
+			r = pwrite_all(w->fd, tmp, w->list[i].len, off);
+		if (r < 0)
+			goto fail;
+		off += w->list[i].len;
+	}
+	r = pwrite_all(w->fd, w->buf + w->bstart, w->blen, off);
+	if (r < 0)
+		goto fail;
+	free(tmp);
+	w->stage_size = w->pos;
+	w->mode = W_STAGE;
+	w->n = 0;
+	w->bstart = w->blen = 0;
+	w->tail_open = 0;
+	return 0;
+fail:
+	free(tmp);
+	close(w->fd);
+	w->fd = -1;
+	return r;
+}
+
+/* Puts the short last chunk back into the buffer to be re-cut. */
+static int reopen_tail(struct cas_writer *w)
+{
+	uint32_t len;
+	int r;
+
+	w->tail_open = 0;
+	if (!w->n || w->blen)
+		return 0;
+	len = w->list[w->n - 1].len;
+	if (w->bcap < (size_t)len + CDC_MAX) {
+		uint8_t *b = realloc(w->buf, (size_t)len + CDC_MAX);
+
+		if (!b)
+			return -ENOMEM;
+		w->buf = b;
+		w->bcap = (size_t)len + CDC_MAX;
+	}
+	r = load_entry(w, w->n - 1, w->buf);
+	if (r < 0)
+		return r;
+	w->n--;
+	w->bstart = 0;
+	w->blen = len;
+	return 0;
+}
+
+int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
+		     uint64_t off)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0)
+		return r;
+	if (len == 0)
+		return 0;
+	w->dirty = 1;
+	w->share_whole = 0;
+	if (w->mode == W_STREAM && off == w->pos) {
+		if (w->tail_open) {
+			r = reopen_tail(w);
+			if (r < 0)
+				return r;
+		}
+		r = feed(w, buf, len);
+		if (r < 0)
+			return r;
+		if (w->sha_ok)
+			EVP_DigestUpdate(w->sha, buf, len);
+		w->pos += len;
+		return 0;
+	}
+	r = to_stage(w);
+	if (r < 0)
+		return r;
+	r = pwrite_all(w->fd, buf, len, off);
+	if (r < 0)
+		return r;
+	if (off + len > w->stage_size)
+		w->stage_size = off + len;
+	return 0;
+}
+
+ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
+			uint64_t off, struct cas_fault *fault)
+{
+	size_t done = 0;
+	int r;
+
+	r = to_stage(w);
+	if (r < 0)
+		return r;
+	if (off >= w->stage_size)
+		return 0;
+	if (len > w->stage_size - off)
+		len = (size_t)(w->stage_size - off);
+	while (done < len) {
+		ssize_t n = pread(w->fd, (uint8_t *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	(void)fault;
+	return (ssize_t)done;
+}
+
+int cas_writer_truncate(struct cas_writer *w, uint64_t size)
+{
+	int r;
+
+	if (size == cas_writer_size(w) && w->mode == W_STREAM)
+		return 0;
+	w->dirty = 1;
+	w->share_whole = 0;
+	if (w->mode == W_STREAM && size == 0) {
+		r = wait_idle(w);
+		if (r < 0)
+			return r;
+		w->n = 0;
+		w->bstart = w->blen = 0;
+		w->pos = 0;
+		w->tail_open = 0;
+		sha_reset(w);
+		return 0;
+	}
+	r = to_stage(w);
+	if (r < 0)
+		return r;
+	if (ftruncate(w->fd, (off_t)size) < 0)
+		return -errno;
+	w->stage_size = size;
+	return 0;
+}
+
+ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
+			 uint64_t off_in, size_t len, uint64_t off_out)
+{
+	size_t i, n = cas_file_nchunks(src), first;
+	uint64_t start = 0, shared = 0;
+	int whole;
+	int r;
+
+	if (w->mode != W_STREAM || off_out != w->pos || w->blen)
+		return 0;
+	for (i = 0; i < n && start < off_in; i++) {
+		struct cas_id id;
+		uint32_t clen;
+
+		cas_file_chunk(src, i, &id, &clen);
+		start += clen;
+	}
+	if (start != off_in)
+		return 0;
+	whole = w->pos == 0 && off_in == 0;
+	first = i;
+	for (; i < n; i++) {
+		struct cas_id id;
+		uint32_t clen;
+
+		cas_file_chunk(src, i, &id, &clen);
+		if (shared + clen > len)
+			break;
+		r = list_push(w, &id, clen);
+		if (r < 0)
+			return r;
+		shared += clen;
+	}
+	if (i == first)
+		return 0;
+	w->dirty = 1;
+	w->tail_open = 0;
+	w->pos += shared;
+	w->sha_ok = 0;
+	w->share_whole = whole && i == n && cas_file_sha256(src, w->share_sha) == 0;
+	return (ssize_t)shared;
+}
+
+/* SHA-256 of the content, by re-reading it when it was not hashed in order. */
+static int content_sha(struct cas_writer *w, uint8_t out[32])
+{
+	uint8_t *tmp;
+	size_t i;
+	int r = 0;
+
+	if (w->sha_ok) {
+		EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+		if (!c || !EVP_MD_CTX_copy_ex(c, w->sha) ||
+		    !EVP_DigestFinal_ex(c, out, NULL))
+			r = -ENOMEM;
+		EVP_MD_CTX_free(c);
+		return r;
+	}
+	if (w->share_whole) {
+		memcpy(out, w->share_sha, 32);
+		return 0;
+	}
+	tmp = malloc(CDC_MAX);
+	if (!tmp)
+		return -ENOMEM;
+	EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL);
+	for (i = 0; r == 0 && i < w->n; i++) {
+		r = load_entry(w, i, tmp);
+		if (r == 0)
+			EVP_DigestUpdate(w->sha, tmp, w->list[i].len);
+	}
+	free(tmp);
+	if (r == 0) {
+		w->sha_ok = 1;
+		return content_sha(w, out);
+	}
+	return r;
+}
+
+/* STAGE: chunks the staging file from the start. */
+static int chunk_stage(struct cas_writer *w)
+{
+	const size_t step = 1 << 20;
+	uint8_t *tmp = malloc(step);
+	uint64_t off = 0;
+	int r = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	w->n = 0;
+	w->bstart = w->blen = 0;
+	sha_reset(w);
+	while (off < w->stage_size) {
+		size_t want = w->stage_size - off < step ? (size_t)(w->stage_size - off) : step;
+		ssize_t n = pread(w->fd, tmp, want, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		r = feed(w, tmp, (size_t)n);
+		if (r < 0)
+			break;
+		EVP_DigestUpdate(w->sha, tmp, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(tmp);
+	if (r == 0)
+		r = flush_tail(w);
+	w->tail_open = 0;
+	return r;
+}
+
+struct pack_delta {
+	uint32_t pack;
+	int64_t live;
+};
+
+static int add_delta(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d)
+{
+	struct pack_delta *t;
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if ((*v)[i].pack == pack) {
+			(*v)[i].live += d;
+			return 0;
+		}
+	t = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!t)
+		return -ENOMEM;
+	*v = t;
+	t[*n].pack = pack;
+	t[*n].live = d;
+	(*n)++;
+	return 0;
+}
+
+static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
+			 uint64_t size, const uint8_t sha[32])
+{
+	struct cas_store *st = w->st;
+	struct pack_delta *d = NULL;
+	size_t nd = 0, i;
+	void *old = NULL;
+	size_t oldlen = 0;
+	uint8_t oldsha[32];
+	int has, r;
+
+	r = cat_begin(st->cat);
+	if (r < 0)
+		return r;
+	for (i = 0; r == 0 && i < w->nnc; i++) {
+		struct newchunk *nc = w->nc[i];
+
+		r = cat_chunk_insert(st->cat, &nc->id, &nc->loc);
+		if (r == -EEXIST) {
+			/* Another writer committed the same chunk first. */
+			r = 0;
+			continue;
+		}
+		if (r == 0)
+			r = add_delta(&d, &nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
+	}
+	for (i = 0; r == 0 && i < w->n; i++) {
+		r = cat_chunk_addref(st->cat, &w->list[i].id, 1);
+		if (r == -ENOENT)
+			r = -EIO;
+	}
+	if (r == 0)
+		r = cat_get_content(st->cat, w->ino, &old, &oldlen, oldsha, &has);
+	if (r == 0)
+		r = store_deref_blob(st, old, oldlen);
+	if (r == 0)
+		r = cat_set_content(st->cat, w->ino, blob, len, size, sha, store_now_ns());
+	if (r == 0)
+		r = add_delta(&d, &nd, pack_current(st->packs), 0);
+	for (i = 0; r == 0 && i < nd; i++) {
+		int64_t ps = pack_size(st->packs, d[i].pack);
+
+		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, d[i].pack, ps, d[i].live);
+	}
+	if (r == 0)
+		r = cat_commit(st->cat);
+	else
+		cat_rollback(st->cat);
+	free(old);
+	free(d);
+	return r;
+}
+
+int cas_writer_commit(struct cas_writer *w)
+{
+	uint8_t sha[32], *blob = NULL;
+	uint64_t size;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0)
+		return r;
+	if (!w->dirty)
+		return 0;
+	r = w->mode == W_STAGE ? chunk_stage(w) : flush_tail(w);
+	if (r == 0)
+		r = wait_idle(w);
+	if (r == 0)
+		r = content_sha(w, sha);
+	if (r == 0)
+		r = pack_set_sync(w->st->packs);
+	if (r < 0)
+		return r;
+	blob = malloc(w->n * CHUNK_ENTRY_LEN + 1);
+	if (!blob)
+		return -ENOMEM;
+	size = 0;
+	for (i = 0; i < w->n; i++) {
+		entry_put(blob + i * CHUNK_ENTRY_LEN, &w->list[i].id, w->list[i].len);
+		size += w->list[i].len;
+	}
+	pthread_mutex_lock(&w->st->lock);
+	r = commit_locked(w, blob, w->n * CHUNK_ENTRY_LEN, size, sha);
+	pthread_mutex_unlock(&w->st->lock);
+	free(blob);
+	if (r < 0)
+		return r;
+	set_clear(w);
+	w->dirty = 0;
+	return 0;
+}

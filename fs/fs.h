@@ -1,0 +1,57 @@
+/*
+ * fs.h - the FUSE tree over the store.
+ *
+ *   /                       fixed
+ *   ├── models/             the store's namespace (backend/store.h)
+ *   │   └── <model>/
+ *   │       └── .smip/      hidden: absent from readdir, found by lookup
+ *   │           └── manifest.json
+ *   └── .llmfs/
+ *       └── status          store size, logical size, dedup, compression
+ *
+ * Inode numbers: catalog inodes as they are (models/ is CAT_ROOT_INO);
+ * fixed small numbers for the root and .llmfs; a model's .smip folder and
+ * manifest are its inode with bit 62 or 63 set.
+ *
+ * Contract: the ops run on libfuse's worker threads.  Lock order:
+ * node->wlock (one file's writer) -> fs->lock (the open-node table) -> the
+ * store's locks.  Every error path returns through fs_reply_err() with a
+ * positive errno.
+ */
+#ifndef LLMFS_FS_H
+#define LLMFS_FS_H
+
+#define FUSE_USE_VERSION 34
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <fuse_lowlevel.h>
+
+#include "backend/store.h"
+#include "fs/log.h"
+
+struct fs_node;
+
+struct fs {
+	struct cas_store *st;
+	const struct fs_log *log;
+	uid_t uid;
+	gid_t gid;
+	pthread_mutex_t lock; /* nodes and each node's open counts and snap */
+	struct fs_node **nodes;
+	size_t nodecap;
+	/* Background collection after deletes. */
+	pthread_t gc_thread;
+	pthread_cond_t gc_cond;
+	int gc_wanted;
+	int gc_stop;
+	int gc_running;
+};
+
+int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log);
+void fs_release(struct fs *fs);
+const struct fuse_lowlevel_ops *fs_ops(void);
+
+#endif

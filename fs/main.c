@@ -1,0 +1,213 @@
+/*
+ * main.c - the llmfs daemon: options, the store, the FUSE session.
+ *
+ *   llmfs [--store DIR] [-f] [-d] [-o OPTS] [--threads N] [--level N] MOUNTPOINT
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: llmfs [options] MOUNTPOINT\n"
+		"\n"
+		"Mounts the llmfs tree (models/, .llmfs/) at MOUNTPOINT.\n"
+		"\n"
+		"  -s, --store DIR    store folder (default: $LLMFS_STORE, else\n"
+		"                     /var/lib/llmfs for root, else\n"
+		"                     $XDG_DATA_HOME/llmfs or ~/.local/share/llmfs)\n"
+		"  -f, --foreground   stay in the foreground, log to stderr\n"
+		"  -d, --debug        foreground, with FUSE and debug messages\n"
+		"  -o OPTS            extra mount options (comma-separated)\n"
+		"  -t, --threads N    compression and read-ahead workers (default: cores)\n"
+		"  -l, --level N      zstd level for new chunks (default 3)\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
+}
+
+/* mkdir -p for the default store's parents. */
+static int make_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+static char *default_store(void)
+{
+	const char *env = getenv("LLMFS_STORE"), *xdg, *home;
+	char *s = NULL;
+
+	if (env && *env)
+		return strdup(env);
+	if (getuid() == 0)
+		return strdup("/var/lib/llmfs");
+	xdg = getenv("XDG_DATA_HOME");
+	home = getenv("HOME");
+	if (xdg && *xdg) {
+		if (asprintf(&s, "%s/llmfs", xdg) < 0)
+			return NULL;
+	} else if (home && *home) {
+		if (asprintf(&s, "%s/.local/share/llmfs", home) < 0)
+			return NULL;
+	}
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct cas_options copt = { 0 };
+	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 16 };
+	struct fuse_session *se = NULL;
+	struct cas_store *st = NULL;
+	struct fs_log log;
+	struct fs fs;
+	char *store = NULL, *mnt, err[1024], opts[1024];
+	const char *extra = NULL;
+	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
+
+	while ((c = getopt_long(argc, argv, "s:fdo:t:l:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			free(store);
+			store = strdup(optarg);
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'd':
+			foreground = debug = 1;
+			break;
+		case 'o':
+			extra = optarg;
+			break;
+		case 't':
+			copt.threads = atoi(optarg);
+			break;
+		case 'l':
+			copt.level = atoi(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	mnt = argv[optind];
+	if (!store)
+		store = default_store();
+	if (!store) {
+		fprintf(stderr, "llmfs: no store given and no $HOME to put one in\n");
+		return 2;
+	}
+	fs_log_init(&log, debug ? LOG_DEBUG : LOG_INFO, !foreground);
+
+	/*
+	 * Open the store once in the foreground so that a refusal (a second
+	 * daemon, a newer format) reaches the terminal; the workers are
+	 * started again after fuse_daemonize() forks.
+	 */
+	make_parents(store);
+	r = cas_store_open(store, &copt, &st, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "llmfs: %s\n", err);
+		goto out;
+	}
+	if (foreground)
+		fs_log(&log, LOG_INFO, "store %s opened", cas_store_dir(st));
+
+	snprintf(opts, sizeof(opts),
+		 "-ofsname=llmfs,subtype=llmfs,default_permissions%s%s%s",
+		 getuid() == 0 ? ",allow_other" : "", extra ? "," : "",
+		 extra ? extra : "");
+	if (fuse_opt_add_arg(&args, argv[0]) || fuse_opt_add_arg(&args, opts) ||
+	    (debug && fuse_opt_add_arg(&args, "-d"))) {
+		fprintf(stderr, "llmfs: out of memory\n");
+		goto out;
+	}
+	r = fs_init(&fs, st, &log);
+	if (r < 0) {
+		fprintf(stderr, "llmfs: %s\n", strerror(-r));
+		goto out;
+	}
+	fs_up = 1;
+	se = fuse_session_new(&args, fs_ops(), sizeof(*fs_ops()), &fs);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	if (fuse_session_mount(se, mnt) != 0) {
+		fprintf(stderr, "llmfs: cannot mount at %s\n", mnt);
+		goto out_signals;
+	}
+	if (!foreground) {
+		/* Threads do not survive the fork: close and reopen around it. */
+		fs_release(&fs);
+		fs_up = 0;
+		cas_store_close(st);
+		st = NULL;
+		if (fuse_daemonize(0) != 0)
+			goto out_unmount;
+		r = cas_store_open(store, &copt, &st, err, sizeof(err));
+		if (r < 0) {
+			fs_log(&log, LOG_ERR, "%s", err);
+			goto out_unmount;
+		}
+		r = fs_init(&fs, st, &log);
+		if (r < 0)
+			goto out_unmount;
+		fs_up = 1;
+	}
+	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
+	rc = fuse_session_loop_mt(se, &loop) != 0;
+	fs_log(&log, LOG_INFO, "unmounting %s", mnt);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	if (se)
+		fuse_session_destroy(se);
+	if (fs_up)
+		fs_release(&fs);
+	cas_store_close(st);
+	fuse_opt_free_args(&args);
+	free(store);
+	return rc;
+}

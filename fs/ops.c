@@ -1,0 +1,1230 @@
+/*
+ * ops.c - the FUSE low-level operations.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/smip.h"
+#include "fs/fs.h"
+
+#define INO_ROOT 1
+#define INO_CTL 2    /* .llmfs */
+#define INO_STATUS 3 /* .llmfs/status */
+#define SMIP_DIR_BIT (1ULL << 62)
+#define SMIP_MANIFEST_BIT (1ULL << 63)
+#define VIRT_MASK (SMIP_DIR_BIT | SMIP_MANIFEST_BIT)
+#define SMIP_NAME ".smip"
+#define MANIFEST_NAME "manifest.json"
+
+#define ENTRY_TIMEOUT 1.0
+#define IO_BLOCK (128 * 1024)
+
+struct snap {
+	struct cas_file *f;
+	unsigned refs;
+};
+
+struct fs_node {
+	uint64_t ino;
+	unsigned opens;   /* handles */
+	unsigned writers; /* handles open for writing */
+	int orphan;       /* unlinked while open */
+	struct snap *snap;
+	pthread_mutex_t wlock; /* serialises w */
+	struct cas_writer *w;
+	struct fs_node *next;
+};
+
+enum { H_FILE, H_DIR, H_VIRT };
+
+struct dirent_snap {
+	char *name;
+	uint64_t ino;
+	uint32_t mode;
+};
+
+struct fs_handle {
+	int kind;
+	int writable;
+	struct fs_node *node;
+	char *buf; /* H_VIRT: the file's text */
+	size_t len;
+	struct dirent_snap *ents; /* H_DIR */
+	size_t nents, capents;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static int is_catalog(uint64_t ino)
+{
+	return ino >= CAT_ROOT_INO && !(ino & VIRT_MASK);
+}
+
+/* ---- the open-node table ------------------------------------------------ */
+
+static struct fs_node *node_find(struct fs *fs, uint64_t ino)
+{
+	struct fs_node *n;
+
+	if (!fs->nodecap)
+		return NULL;
+	for (n = fs->nodes[ino % fs->nodecap]; n; n = n->next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static struct fs_node *node_get(struct fs *fs, uint64_t ino)
+{
+	struct fs_node *n = node_find(fs, ino);
+
+	if (n)
+		return n;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->ino = ino;
+	pthread_mutex_init(&n->wlock, NULL);
+	n->next = fs->nodes[ino % fs->nodecap];
+	fs->nodes[ino % fs->nodecap] = n;
+	return n;
+}
+
+static void node_unlink(struct fs *fs, struct fs_node *node)
+{
+	struct fs_node **p = &fs->nodes[node->ino % fs->nodecap];
+
+	while (*p && *p != node)
+		p = &(*p)->next;
+	if (*p)
+		*p = node->next;
+}
+
+static void snap_put_locked(struct snap *s)
+{
+	if (s && --s->refs == 0) {
+		cas_file_free(s->f);
+		free(s);
+	}
+}
+
+static int snap_get(struct fs *fs, struct fs_node *node, struct snap **ret)
+{
+	struct snap *s;
+	int r = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	if (!node->snap) {
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = cas_file_open(fs->st, node->ino, &s->f);
+		if (r < 0) {
+			free(s);
+			goto out;
+		}
+		s->refs = 1;
+		node->snap = s;
+	}
+	node->snap->refs++;
+	*ret = node->snap;
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return r;
+}
+
+static void snap_put(struct fs *fs, struct snap *s)
+{
+	pthread_mutex_lock(&fs->lock);
+	snap_put_locked(s);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* After a commit the node's snapshot is stale. */
+static void snap_drop(struct fs *fs, struct fs_node *node)
+{
+	pthread_mutex_lock(&fs->lock);
+	snap_put_locked(node->snap);
+	node->snap = NULL;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void want_gc(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->gc_wanted = 1;
+	pthread_cond_signal(&fs->gc_cond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- attributes --------------------------------------------------------- */
+
+static void fill_stat(struct fs *fs, const struct cat_attr *a, struct stat *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->st_ino = a->ino;
+	sb->st_mode = a->mode;
+	sb->st_nlink = a->nlink ? a->nlink : 1;
+	sb->st_uid = a->uid;
+	sb->st_gid = a->gid;
+	if (a->ino == CAT_ROOT_INO) {
+		sb->st_uid = fs->uid;
+		sb->st_gid = fs->gid;
+	}
+	sb->st_size = (off_t)a->size;
+	sb->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	sb->st_blksize = IO_BLOCK;
+	sb->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+	sb->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+	sb->st_atim = sb->st_mtim;
+	sb->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+	sb->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+}
+
+static void virt_stat(struct fs *fs, uint64_t ino, uint32_t mode, uint64_t size,
+		      struct stat *sb)
+{
+	struct cat_attr a = { .ino = ino, .mode = mode, .uid = fs->uid,
+			      .gid = fs->gid, .nlink = S_ISDIR(mode) ? 2 : 1,
+			      .size = size };
+
+	a.mtime_ns = a.ctime_ns = (int64_t)time(NULL) * 1000000000;
+	fill_stat(fs, &a, sb);
+}
+
+/* The text of a virtual file (status, manifest). */
+static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
+{
+	char name[NAME_MAX + 1] = "";
+	struct cat_attr a;
+	uint64_t model;
+	int r;
+
+	if (ino == INO_STATUS)
+		return cas_status_text(fs->st, ret, ret_len);
+	if (!(ino & SMIP_MANIFEST_BIT))
+		return -EINVAL;
+	model = ino & ~VIRT_MASK;
+	r = cas_getattr(fs->st, model, &a);
+	if (r < 0)
+		return r;
+	cas_path(fs->st, model, name, sizeof(name));
+	return smip_manifest(fs->st, model, name, ret, ret_len);
+}
+
+static int is_model_dir(struct fs *fs, uint64_t ino)
+{
+	struct cat_attr a;
+
+	return is_catalog(ino) && ino != CAT_ROOT_INO &&
+	       cas_getattr(fs->st, ino, &a) == 0 && S_ISDIR(a.mode) &&
+	       a.parent == CAT_ROOT_INO && a.nlink > 0;
+}
+
+/* A writer's size overrides the catalog's while the file is being written. */
+static void overlay_size(struct fs *fs, struct cat_attr *a)
+{
+	struct fs_node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	n = node_find(fs, a->ino);
+	if (n && n->w) {
+		/* Unlocked read of a size: a racing write only makes it newer. */
+		a->size = cas_writer_size(n->w);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
+{
+	struct cat_attr a;
+	char *text;
+	size_t len;
+	int r;
+
+	switch (ino) {
+	case INO_ROOT:
+	case INO_CTL:
+		virt_stat(fs, ino, S_IFDIR | 0755, 0, sb);
+		return 0;
+	case INO_STATUS:
+		break;
+	default:
+		if (ino & SMIP_DIR_BIT) {
+			if (!is_model_dir(fs, ino & ~VIRT_MASK))
+				return -ENOENT;
+			virt_stat(fs, ino, S_IFDIR | 0555, 0, sb);
+			return 0;
+		}
+		if (!(ino & SMIP_MANIFEST_BIT)) {
+			if (!is_catalog(ino))
+				return -ENOENT;
+			r = cas_getattr(fs->st, ino, &a);
+			if (r < 0)
+				return r;
+			overlay_size(fs, &a);
+			fill_stat(fs, &a, sb);
+			return 0;
+		}
+	}
+	r = virt_text(fs, ino, &text, &len);
+	if (r < 0)
+		return r;
+	free(text);
+	virt_stat(fs, ino, S_IFREG | 0444, len, sb);
+	return 0;
+}
+
+static void reply_err(fuse_req_t req, int r)
+{
+	fuse_reply_err(req, r < 0 ? -r : r);
+}
+
+static void reply_entry(fuse_req_t req, struct fs *fs, uint64_t ino)
+{
+	struct fuse_entry_param e;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	r = do_getattr(fs, ino, &e.attr);
+	if (r < 0) {
+		reply_err(req, r);
+		return;
+	}
+	e.ino = ino;
+	if (is_catalog(ino)) {
+		e.attr_timeout = ENTRY_TIMEOUT;
+		e.entry_timeout = ENTRY_TIMEOUT;
+	}
+	fuse_reply_entry(req, &e);
+}
+
+/* Names: too long, not UTF-8, or "." / ".." cannot be stored. */
+static int check_name(const char *name)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	size_t len = strlen(name);
+
+	if (len > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0 || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+					: (*p & 0xf8) == 0xf0 ? 3 : -1;
+
+		if (n < 0 || (n == 1 && *p < 0xc2))
+			return -EILSEQ;
+		for (p++; n > 0; n--, p++)
+			if ((*p & 0xc0) != 0x80)
+				return -EILSEQ;
+	}
+	return 0;
+}
+
+/* May a new entry called name be made in parent? */
+static int check_new_entry(struct fs *fs, uint64_t parent, const char *name)
+{
+	int r;
+
+	if (!is_catalog(parent))
+		return -EPERM;
+	r = check_name(name);
+	if (r < 0)
+		return r;
+	if (!strcmp(name, SMIP_NAME) && is_model_dir(fs, parent))
+		return -EEXIST;
+	return 0;
+}
+
+/* ---- lookups and attributes --------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct cat_attr a;
+	int r;
+
+	if (parent == INO_ROOT) {
+		if (!strcmp(name, "models"))
+			return reply_entry(req, fs, CAT_ROOT_INO);
+		if (!strcmp(name, ".llmfs"))
+			return reply_entry(req, fs, INO_CTL);
+		return reply_err(req, -ENOENT);
+	}
+	if (parent == INO_CTL)
+		return !strcmp(name, "status") ? reply_entry(req, fs, INO_STATUS)
+					       : reply_err(req, -ENOENT);
+	if (parent & SMIP_DIR_BIT)
+		return !strcmp(name, MANIFEST_NAME)
+			       ? reply_entry(req, fs, (parent & ~VIRT_MASK) | SMIP_MANIFEST_BIT)
+			       : reply_err(req, -ENOENT);
+	if (!is_catalog(parent))
+		return reply_err(req, -ENOENT);
+	if (strlen(name) > NAME_MAX)
+		return reply_err(req, -ENAMETOOLONG);
+	if (!strcmp(name, SMIP_NAME) && is_model_dir(fs, parent))
+		return reply_entry(req, fs, parent | SMIP_DIR_BIT);
+	r = cas_lookup(fs->st, parent, name, &a);
+	if (r < 0)
+		return reply_err(req, r);
+	reply_entry(req, fs, a.ino);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct stat sb;
+	int r = do_getattr(fs, ino, &sb);
+
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_attr(req, &sb, is_catalog(ino) ? ENTRY_TIMEOUT : 0);
+}
+
+static int truncate_file(struct fs *fs, uint64_t ino, uint64_t size,
+			 struct fuse_file_info *fi)
+{
+	struct fs_handle *h = fi ? (struct fs_handle *)(uintptr_t)fi->fh : NULL;
+	struct cas_writer *tmp = NULL;
+	struct fs_node *node;
+	int r;
+
+	pthread_mutex_lock(&fs->lock);
+	node = h ? h->node : node_find(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	if (!node) {
+		/* truncate(2) of a closed file: one writer, committed now. */
+		r = cas_writer_open(fs->st, ino, size == 0, &tmp);
+		if (r == 0 && size)
+			r = cas_writer_truncate(tmp, size);
+		if (r == 0)
+			r = cas_writer_commit(tmp);
+		cas_writer_free(tmp);
+		want_gc(fs);
+		return r;
+	}
+	pthread_mutex_lock(&node->wlock);
+	r = node->w ? 0 : cas_writer_open(fs->st, ino, 0, &node->w);
+	if (r == 0)
+		r = cas_writer_truncate(node->w, size);
+	if (r == 0 && !h)
+		r = cas_writer_commit(node->w);
+	pthread_mutex_unlock(&node->wlock);
+	if (!h)
+		snap_drop(fs, node);
+	return r;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct cat_attr a;
+	struct stat sb;
+	int64_t now = (int64_t)time(NULL) * 1000000000;
+	int r;
+
+	if (!is_catalog(ino) || ino == CAT_ROOT_INO)
+		return reply_err(req, -EPERM);
+	r = cas_getattr(fs->st, ino, &a);
+	if (r < 0)
+		return reply_err(req, r);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (S_ISDIR(a.mode))
+			return reply_err(req, -EISDIR);
+		r = truncate_file(fs, ino, (uint64_t)attr->st_size, fi);
+		if (r < 0)
+			return reply_err(req, r);
+		r = cas_getattr(fs->st, ino, &a);
+		if (r < 0)
+			return reply_err(req, r);
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		      FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
+		if (to_set & FUSE_SET_ATTR_MODE)
+			a.mode = (a.mode & S_IFMT) | (attr->st_mode & 07777);
+		if (to_set & FUSE_SET_ATTR_UID)
+			a.uid = attr->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			a.gid = attr->st_gid;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			a.mtime_ns = now;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			a.mtime_ns = (int64_t)attr->st_mtim.tv_sec * 1000000000 +
+				     attr->st_mtim.tv_nsec;
+		a.ctime_ns = now;
+		r = cas_set_attr(fs->st, &a);
+		if (r < 0)
+			return reply_err(req, r);
+	}
+	r = do_getattr(fs, ino, &sb);
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_attr(req, &sb, ENTRY_TIMEOUT);
+}
+
+/* ---- namespace changes -------------------------------------------------- */
+
+static void make_node(fuse_req_t req, uint64_t parent, const char *name,
+		      uint32_t mode, const char *target, struct cat_attr *ret, int *rr)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int r = check_new_entry(fs, parent, name);
+
+	if (r == 0)
+		r = cas_mknode(fs->st, parent, name, mode, ctx->uid, ctx->gid, target, ret);
+	*rr = r;
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct cat_attr a;
+	int r;
+
+	make_node(req, parent, name, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask),
+		  NULL, &a, &r);
+	if (r < 0)
+		return reply_err(req, r);
+	reply_entry(req, fs_of(req), a.ino);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	struct cat_attr a;
+	int r;
+
+	if (strlen(link) >= PATH_MAX)
+		return reply_err(req, -ENAMETOOLONG);
+	make_node(req, parent, name, S_IFLNK | 0777, link, &a, &r);
+	if (r < 0)
+		return reply_err(req, r);
+	reply_entry(req, fs_of(req), a.ino);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct cat_attr a;
+	int r;
+
+	/* Models are regular files; devices and fifos have no place here. */
+	if (!S_ISREG(mode))
+		return reply_err(req, -EPERM);
+	make_node(req, parent, name, S_IFREG | (mode & 07777 & ~fuse_req_ctx(req)->umask),
+		  NULL, &a, &r);
+	if (r < 0)
+		return reply_err(req, r);
+	reply_entry(req, fs_of(req), a.ino);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	char *target = NULL;
+	int r;
+
+	if (!is_catalog(ino))
+		return reply_err(req, -EINVAL);
+	r = cas_readlink(fs->st, ino, &target);
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_readlink(req, target);
+	free(target);
+}
+
+static int check_existing(struct fs *fs, uint64_t parent, const char *name)
+{
+	if (!is_catalog(parent))
+		return -EPERM;
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (!strcmp(name, SMIP_NAME) && is_model_dir(fs, parent))
+		return -EPERM;
+	return 0;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_node *node;
+	struct cat_attr a;
+	uint64_t ino;
+	int r = check_existing(fs, parent, name);
+
+	if (r < 0)
+		return reply_err(req, r);
+	pthread_mutex_lock(&fs->lock);
+	r = cas_lookup(fs->st, parent, name, &a);
+	node = r == 0 ? node_find(fs, a.ino) : NULL;
+	if (r == 0)
+		r = cas_unlink(fs->st, parent, name, node != NULL, &ino);
+	if (r == 0 && node)
+		node->orphan = 1;
+	pthread_mutex_unlock(&fs->lock);
+	if (r == 0 && !node)
+		want_gc(fs);
+	reply_err(req, r);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	int r = check_existing(fs, parent, name);
+
+	if (r == 0)
+		r = cas_rmdir(fs->st, parent, name);
+	reply_err(req, r);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_node *node;
+	struct cat_attr a;
+	uint64_t replaced = 0;
+	int r;
+
+	if (flags & ~RENAME_NOREPLACE)
+		return reply_err(req, -EINVAL);
+	r = check_existing(fs, parent, name);
+	if (r == 0)
+		r = check_new_entry(fs, newparent, newname);
+	if (r == -EEXIST)
+		r = -EPERM; /* the reserved .smip name */
+	if (r < 0)
+		return reply_err(req, r);
+	pthread_mutex_lock(&fs->lock);
+	node = cas_lookup(fs->st, newparent, newname, &a) == 0 ? node_find(fs, a.ino)
+							      : NULL;
+	r = cas_rename(fs->st, parent, name, newparent, newname,
+		       !!(flags & RENAME_NOREPLACE), node != NULL, &replaced);
+	if (r == 0 && node && replaced == node->ino)
+		node->orphan = 1;
+	pthread_mutex_unlock(&fs->lock);
+	if (r == 0 && replaced && !node)
+		want_gc(fs);
+	reply_err(req, r);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	/* Hard links: chunk sharing makes copies free, so none are kept. */
+	reply_err(req, -EPERM);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+static void handle_free(struct fs_handle *h)
+{
+	size_t i;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->nents; i++)
+		free(h->ents[i].name);
+	free(h->ents);
+	free(h->buf);
+	free(h);
+}
+
+/* Opens a catalog file: a node shared by its handles, a writer on demand. */
+static int open_file(struct fs *fs, uint64_t ino, struct fuse_file_info *fi,
+		     int truncate)
+{
+	struct fs_handle *h = calloc(1, sizeof(*h));
+	struct fs_node *node;
+	int acc = fi->flags & O_ACCMODE, r = 0;
+
+	if (!h)
+		return -ENOMEM;
+	h->kind = H_FILE;
+	h->writable = acc == O_WRONLY || acc == O_RDWR;
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	if (node) {
+		node->opens++;
+		node->writers += h->writable;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!node) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->node = node;
+	if (h->writable && truncate) {
+		pthread_mutex_lock(&node->wlock);
+		if (!node->w)
+			r = cas_writer_open(fs->st, ino, 1, &node->w);
+		else
+			r = cas_writer_truncate(node->w, 0);
+		pthread_mutex_unlock(&node->wlock);
+	}
+	fi->fh = (uintptr_t)h;
+	/* Committed content is immutable: the page cache stays valid. */
+	fi->keep_cache = 1;
+	return r;
+}
+
+static void release_file(struct fs *fs, struct fs_handle *h)
+{
+	struct fs_node *node = h->node;
+	int last_writer, removed = 0, r;
+
+	pthread_mutex_lock(&node->wlock);
+	pthread_mutex_lock(&fs->lock);
+	node->writers -= h->writable;
+	last_writer = node->writers == 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (last_writer && node->w) {
+		if (cas_writer_dirty(node->w)) {
+			r = cas_writer_commit(node->w);
+			if (r < 0) {
+				char path[1024] = "";
+
+				cas_path(fs->st, node->ino, path, sizeof(path));
+				fs_log(fs->log, LOG_ERR,
+				       "models/%s: new content not stored: %s", path,
+				       strerror(-r));
+			}
+		}
+		cas_writer_free(node->w);
+		node->w = NULL;
+		snap_drop(fs, node);
+		want_gc(fs);
+	}
+	pthread_mutex_unlock(&node->wlock);
+	pthread_mutex_lock(&fs->lock);
+	if (--node->opens == 0) {
+		node_unlink(fs, node);
+		snap_put_locked(node->snap);
+		removed = 1;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (removed) {
+		if (node->orphan) {
+			cas_release_orphan(fs->st, node->ino);
+			want_gc(fs);
+		}
+		pthread_mutex_destroy(&node->wlock);
+		free(node);
+	}
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h;
+	struct cat_attr a;
+	int acc = fi->flags & O_ACCMODE, r;
+
+	if (ino == INO_STATUS || (ino & SMIP_MANIFEST_BIT)) {
+		if (acc != O_RDONLY)
+			return reply_err(req, -EACCES);
+		h = calloc(1, sizeof(*h));
+		if (!h)
+			return reply_err(req, -ENOMEM);
+		h->kind = H_VIRT;
+		r = virt_text(fs, ino, &h->buf, &h->len);
+		if (r < 0) {
+			free(h);
+			return reply_err(req, r);
+		}
+		fi->fh = (uintptr_t)h;
+		fi->direct_io = 1;
+		return (void)fuse_reply_open(req, fi);
+	}
+	if (!is_catalog(ino))
+		return reply_err(req, -EISDIR);
+	r = cas_getattr(fs->st, ino, &a);
+	if (r < 0)
+		return reply_err(req, r);
+	if (S_ISDIR(a.mode))
+		return reply_err(req, -EISDIR);
+	r = open_file(fs, ino, fi, !!(fi->flags & O_TRUNC));
+	if (r < 0) {
+		if (fi->fh) {
+			release_file(fs, (struct fs_handle *)(uintptr_t)fi->fh);
+			free((void *)(uintptr_t)fi->fh);
+		}
+		return reply_err(req, r);
+	}
+	fuse_reply_open(req, fi);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct cat_attr a;
+	int r;
+
+	make_node(req, parent, name, S_IFREG | (mode & 07777 & ~fuse_req_ctx(req)->umask),
+		  NULL, &a, &r);
+	if (r < 0)
+		return reply_err(req, r);
+	memset(&e, 0, sizeof(e));
+	r = do_getattr(fs, a.ino, &e.attr);
+	if (r == 0)
+		r = open_file(fs, a.ino, fi, 1);
+	if (r < 0)
+		return reply_err(req, r);
+	e.ino = a.ino;
+	e.attr_timeout = e.entry_timeout = ENTRY_TIMEOUT;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
+{
+	char path[1024] = "", hex[CAS_ID_HEX];
+
+	cas_path(fs->st, ino, path, sizeof(path));
+	cas_id_hex(&f->id, hex);
+	fs_log(fs->log, LOG_ERR,
+	       "models/%s: damaged data at offset %llu (chunk %s does not match its id);"
+	       " returning EIO, run llmfs-fsck",
+	       path, (unsigned long long)f->off, hex);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	struct fs_node *node = h->node;
+	struct cas_fault fault = { 0 };
+	struct snap *s;
+	ssize_t n;
+	char *buf;
+	int r;
+
+	if (h->kind == H_VIRT) {
+		if ((size_t)off >= h->len)
+			return (void)fuse_reply_buf(req, NULL, 0);
+		return (void)fuse_reply_buf(req, h->buf + off,
+					    size < h->len - (size_t)off ? size
+									: h->len - (size_t)off);
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf)
+		return reply_err(req, -ENOMEM);
+	pthread_mutex_lock(&node->wlock);
+	if (node->w && cas_writer_dirty(node->w)) {
+		n = cas_writer_read(node->w, buf, size, (uint64_t)off, &fault);
+		pthread_mutex_unlock(&node->wlock);
+		goto reply;
+	}
+	pthread_mutex_unlock(&node->wlock);
+	r = snap_get(fs, node, &s);
+	if (r < 0) {
+		n = r;
+		goto reply;
+	}
+	n = cas_file_read(fs->st, s->f, buf, size, (uint64_t)off, &fault);
+	snap_put(fs, s);
+	if (n == -EIO)
+		log_fault(fs, ino, &fault);
+reply:
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		     size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	struct fs_node *node = h->node;
+	int r = 0;
+
+	if (h->kind != H_FILE)
+		return reply_err(req, -EBADF);
+	pthread_mutex_lock(&node->wlock);
+	if (!node->w)
+		r = cas_writer_open(fs->st, ino, 0, &node->w);
+	if (r == 0)
+		r = cas_writer_write(node->w, buf, size, (uint64_t)off);
+	pthread_mutex_unlock(&node->wlock);
+	if (r < 0)
+		return reply_err(req, r);
+	fuse_reply_write(req, size);
+}
+
+static int commit_node(struct fs *fs, struct fs_node *node)
+{
+	char path[1024] = "";
+	int r = 0;
+
+	pthread_mutex_lock(&node->wlock);
+	if (node->w && cas_writer_dirty(node->w)) {
+		r = cas_writer_commit(node->w);
+		if (r == 0) {
+			snap_drop(fs, node);
+			want_gc(fs);
+		}
+	}
+	pthread_mutex_unlock(&node->wlock);
+	if (r < 0) {
+		cas_path(fs->st, node->ino, path, sizeof(path));
+		fs_log(fs->log, r == -ENOSPC ? LOG_WARNING : LOG_ERR,
+		       "models/%s: cannot store new content: %s", path, strerror(-r));
+	}
+	return r;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
+	if (h->kind != H_FILE || !h->writable)
+		return reply_err(req, 0);
+	reply_err(req, commit_node(fs_of(req), h->node));
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
+	if (h->kind != H_FILE)
+		return reply_err(req, 0);
+	reply_err(req, commit_node(fs_of(req), h->node));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+
+	if (h->kind == H_FILE)
+		release_file(fs_of(req), h);
+	handle_free(h);
+	reply_err(req, 0);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out,
+			       size_t len, int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *hi = (struct fs_handle *)(uintptr_t)fi_in->fh;
+	struct fs_handle *ho = (struct fs_handle *)(uintptr_t)fi_out->fh;
+	const size_t step = 4u << 20;
+	struct cas_fault fault;
+	struct snap *s = NULL;
+	ssize_t n = 0;
+	char *buf = NULL;
+	int r = 0;
+
+	if (hi->kind != H_FILE || ho->kind != H_FILE || !ho->writable)
+		return reply_err(req, -EBADF);
+	if (hi->node == ho->node)
+		return reply_err(req, -EINVAL);
+	/* The source's written bytes must be committed to be shared. */
+	r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+	if (r == 0)
+		r = snap_get(fs, hi->node, &s);
+	if (r < 0)
+		return reply_err(req, r);
+	pthread_mutex_lock(&ho->node->wlock);
+	if (!ho->node->w)
+		r = cas_writer_open(fs->st, ino_out, 0, &ho->node->w);
+	if (r == 0)
+		n = cas_writer_share(ho->node->w, s->f, (uint64_t)off_in, len,
+				     (uint64_t)off_out);
+	if (r == 0 && n == 0) {
+		/* Not on a chunk boundary: copy a slice through memory. */
+		buf = malloc(step);
+		n = buf ? cas_file_read(fs->st, s->f, buf, len < step ? len : step,
+					(uint64_t)off_in, &fault)
+			: -ENOMEM;
+		if (n == -EIO)
+			log_fault(fs, ino_in, &fault);
+		if (n > 0) {
+			r = cas_writer_write(ho->node->w, buf, (size_t)n, (uint64_t)off_out);
+			if (r < 0)
+				n = r;
+		}
+	}
+	pthread_mutex_unlock(&ho->node->wlock);
+	snap_put(fs, s);
+	free(buf);
+	if (r < 0 || n < 0)
+		return reply_err(req, r < 0 ? r : (int)n);
+	fuse_reply_write(req, (size_t)n);
+}
+
+/* ---- folders ------------------------------------------------------------ */
+
+static int add_ent(struct fs_handle *h, const char *name, uint64_t ino, uint32_t mode)
+{
+	if (h->nents == h->capents) {
+		size_t cap = h->capents ? 2 * h->capents : 16;
+		struct dirent_snap *v = realloc(h->ents, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		h->ents = v;
+		h->capents = cap;
+	}
+	h->ents[h->nents].name = strdup(name);
+	if (!h->ents[h->nents].name)
+		return -ENOMEM;
+	h->ents[h->nents].ino = ino;
+	h->ents[h->nents].mode = mode;
+	h->nents++;
+	return 0;
+}
+
+static int add_child(void *arg, const char *name, const struct cat_attr *a)
+{
+	return add_ent(arg, name, a->ino, a->mode);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = calloc(1, sizeof(*h));
+	struct cat_attr a;
+	int r;
+
+	if (!h)
+		return reply_err(req, -ENOMEM);
+	h->kind = H_DIR;
+	r = add_ent(h, ".", ino, S_IFDIR);
+	if (r == 0)
+		r = add_ent(h, "..", INO_ROOT, S_IFDIR);
+	if (r < 0)
+		goto fail;
+	if (ino == INO_ROOT) {
+		r = add_ent(h, "models", CAT_ROOT_INO, S_IFDIR);
+		if (r == 0)
+			r = add_ent(h, ".llmfs", INO_CTL, S_IFDIR);
+	} else if (ino == INO_CTL) {
+		r = add_ent(h, "status", INO_STATUS, S_IFREG);
+	} else if (ino & SMIP_DIR_BIT) {
+		r = add_ent(h, MANIFEST_NAME, (ino & ~VIRT_MASK) | SMIP_MANIFEST_BIT,
+			    S_IFREG);
+	} else if (is_catalog(ino)) {
+		r = cas_getattr(fs->st, ino, &a);
+		if (r == 0 && !S_ISDIR(a.mode))
+			r = -ENOTDIR;
+		if (r == 0)
+			r = cas_children(fs->st, ino, add_child, h);
+	} else {
+		r = -ENOTDIR;
+	}
+	if (r < 0)
+		goto fail;
+	fi->fh = (uintptr_t)h;
+	fuse_reply_open(req, fi);
+	return;
+fail:
+	handle_free(h);
+	reply_err(req, r);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t pos = 0, i;
+
+	if (!buf)
+		return reply_err(req, -ENOMEM);
+	for (i = (size_t)off; i < h->nents; i++) {
+		struct stat sb = { .st_ino = h->ents[i].ino, .st_mode = h->ents[i].mode };
+		size_t n = fuse_add_direntry(req, buf + pos, size - pos, h->ents[i].name,
+					     &sb, (off_t)(i + 1));
+
+		if (n > size - pos)
+			break;
+		pos += n;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	handle_free((struct fs_handle *)(uintptr_t)fi->fh);
+	reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct cas_status s;
+	struct statvfs sv;
+	const unsigned long bs = 4096;
+	uint64_t avail;
+	int r = cas_status(fs->st, &s);
+
+	if (r < 0)
+		return reply_err(req, r);
+	/* Used is what the store takes on disk; free is what its disk has left. */
+	avail = (uint64_t)s.fs.f_bavail * s.fs.f_frsize;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = bs;
+	sv.f_frsize = bs;
+	sv.f_blocks = (fsblkcnt_t)((s.pack_disk_bytes + avail) / bs);
+	sv.f_bfree = (fsblkcnt_t)(avail / bs);
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = (fsfilcnt_t)(s.cat.files + s.cat.dirs + s.cat.symlinks +
+				  s.fs.f_favail);
+	sv.f_ffree = s.fs.f_favail;
+	sv.f_favail = s.fs.f_favail;
+	sv.f_namemax = NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	conn->max_write = 1u << 20;
+	conn->max_readahead = 1u << 20;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Writes go straight to the writer: close() is the commit point. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.create = op_create,
+	.copy_file_range = op_copy_file_range,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+	return &ops;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void *gc_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct timespec ts;
+	int64_t freed;
+
+	pthread_mutex_lock(&fs->lock);
+	while (!fs->gc_stop) {
+		if (!fs->gc_wanted) {
+			pthread_cond_wait(&fs->gc_cond, &fs->lock);
+			continue;
+		}
+		/* Let a burst of deletes (rm -r) finish before collecting. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&fs->gc_cond, &fs->lock, &ts);
+		if (fs->gc_stop)
+			break;
+		fs->gc_wanted = 0;
+		pthread_mutex_unlock(&fs->lock);
+		freed = cas_gc(fs->st);
+		if (freed < 0)
+			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
+			       strerror((int)-freed));
+		pthread_mutex_lock(&fs->lock);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log)
+{
+	int r;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->st = st;
+	fs->log = log;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->nodecap = 1024;
+	fs->nodes = calloc(fs->nodecap, sizeof(*fs->nodes));
+	if (!fs->nodes)
+		return -ENOMEM;
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_cond_init(&fs->gc_cond, NULL);
+	r = pthread_create(&fs->gc_thread, NULL, gc_main, fs);
+	if (r) {
+		free(fs->nodes);
+		return -r;
+	}
+	fs->gc_running = 1;
+	return 0;
+}
+
+void fs_release(struct fs *fs)
+{
+	size_t i;
+
+	if (fs->gc_running) {
+		pthread_mutex_lock(&fs->lock);
+		fs->gc_stop = 1;
+		pthread_cond_signal(&fs->gc_cond);
+		pthread_mutex_unlock(&fs->lock);
+		pthread_join(fs->gc_thread, NULL);
+	}
+	/* Handles the kernel never released (a forced unmount) still hold nodes. */
+	for (i = 0; i < fs->nodecap; i++) {
+		struct fs_node *n = fs->nodes[i], *next;
+
+		for (; n; n = next) {
+			next = n->next;
+			if (n->w) {
+				if (cas_writer_dirty(n->w))
+					cas_writer_commit(n->w);
+				cas_writer_free(n->w);
+			}
+			snap_put_locked(n->snap);
+			free(n);
+		}
+	}
+	free(fs->nodes);
+	pthread_mutex_destroy(&fs->lock);
+	pthread_cond_destroy(&fs->gc_cond);
+}
