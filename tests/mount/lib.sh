@@ -1,0 +1,375 @@
+# lib.sh - helpers for the llmfs mount tests (POSIX sh; sourced by each test).
+#
+# In the style of git's t/test-lib.sh and libfuse's test/ cases: a test
+# script sources this file, runs `test_expect_success "what" 'commands'`
+# blocks (&&-chained shell evaluated in the script's own shell, so later
+# blocks see variables set by earlier ones) and ends with `test_done`.
+#
+# Environment (meson passes these; see meson.build):
+#   LLMFS          the daemon binary (required)
+#   LLMFS_FSCK     the fsck tool (optional: tests that need it skip)
+#   MOUNT_HELPERS  folder holding errno.py and the other helpers
+#   MMAPCAT        the mmapcat helper binary
+#   TEST_VERBOSE=1 print every block's output, not only failures'
+#   TEST_KEEP=1    keep the temp folder (stores, logs) after the run
+#
+# Every test gets a fresh temp folder $TEST_DIR holding the store ($STORE),
+# the mount point ($MNT) and the daemon's logs.  An EXIT trap always
+# unmounts, kills the daemon and removes the folder.  Each daemon's stderr
+# is checked when it stops and at the end: a line "llmfs: error:" that the
+# test did not declare expected (ALLOWED_ERRORS, an ERE), any sanitizer
+# report, or a daemon that died on its own fails the test.
+
+set -u
+
+: "${LLMFS:?LLMFS must name the llmfs daemon binary}"
+LLMFS_FSCK=${LLMFS_FSCK:-}
+MOUNT_HELPERS=${MOUNT_HELPERS:-$(cd "$(dirname "$0")" && pwd)}
+MMAPCAT=${MMAPCAT:-}
+TEST_VERBOSE=${TEST_VERBOSE:-}
+TEST_KEEP=${TEST_KEEP:-}
+# Deadlines (seconds) for things that happen "soon": a mount coming up, a
+# daemon exiting, GC freeing space.  Generous: sanitizer builds are slow
+# and the machine is shared.  Never used to judge speed.
+MOUNT_DEADLINE=${MOUNT_DEADLINE:-30}
+GC_DEADLINE=${GC_DEADLINE:-15}
+
+test_name=$(basename "$0" .sh)
+test_count=0
+test_failed=0
+test_skipped=0
+DAEMON_PID=
+DAEMON_LOG=
+DAEMON_ARGS=
+daemon_n=0
+ALLOWED_ERRORS=
+EXTRA_UMOUNTS=
+TEST_DIR=
+
+say() { printf '%s\n' "$*"; }
+
+# ---------------------------------------------------------------------------
+# Skipping and cleanup
+
+skip_all() {
+	say "1..0 # SKIP $test_name: $*"
+	TEST_SKIPPED_ALL=1
+	exit 77
+}
+
+require_fuse() {
+	[ "$(id -u)" = 0 ] || skip_all "needs root for FUSE mounts"
+	[ -c /dev/fuse ] || skip_all "/dev/fuse is missing"
+	# Opening it tells whether this container may use it at all.
+	( exec 3<>/dev/fuse ) 2>/dev/null || skip_all "/dev/fuse cannot be opened"
+	command -v fusermount3 >/dev/null 2>&1 || skip_all "fusermount3 is missing"
+	command -v mountpoint >/dev/null 2>&1 || skip_all "mountpoint is missing"
+	[ -x "$LLMFS" ] || { say "Bail out! LLMFS=$LLMFS is not executable"; exit 1; }
+}
+
+require_cmd() {
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip_all "$c is missing"
+	done
+}
+
+# Is pid a live process (not a zombie waiting for us)?
+pid_alive() {
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+cleanup() {
+	rc=$?
+	set +e
+	trap - EXIT INT TERM HUP
+	if [ -n "$DAEMON_PID" ] && pid_alive "$DAEMON_PID"; then
+		fusermount3 -u "$MNT" 2>/dev/null
+		i=0
+		while pid_alive "$DAEMON_PID" && [ $i -lt 50 ]; do
+			sleep 0.1; i=$((i + 1))
+		done
+		pid_alive "$DAEMON_PID" && kill -KILL "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+	fi
+	if [ -n "$TEST_DIR" ]; then
+		for m in "$TEST_DIR"/mnt*; do
+			[ -d "$m" ] && mountpoint -q "$m" 2>/dev/null &&
+				{ fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"; }
+		done
+		for m in $EXTRA_UMOUNTS; do
+			mountpoint -q "$m" 2>/dev/null && umount -l "$m"
+		done
+		if [ -n "$TEST_KEEP" ]; then
+			say "# kept $TEST_DIR"
+		else
+			# --one-file-system: never descend into a mount left behind.
+			rm -rf --one-file-system "$TEST_DIR"
+		fi
+	fi
+	exit $rc
+}
+
+trap cleanup EXIT
+trap 'say "# interrupted"; exit 130' INT TERM HUP
+
+TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/llmfs-$test_name.XXXXXX") ||
+	{ say "Bail out! mktemp"; exit 1; }
+STORE=$TEST_DIR/store
+MNT=$TEST_DIR/mnt
+mkdir -p "$MNT"
+
+# ---------------------------------------------------------------------------
+# The daemon
+
+# daemon_start [llmfs options...]: starts "$LLMFS --store $STORE -f ... $MNT"
+# in the background and waits until the tree answers.  Fails (returns 1,
+# showing the log) if the daemon exits or the deadline passes.
+daemon_start() {
+	daemon_n=$((daemon_n + 1))
+	DAEMON_LOG=$TEST_DIR/daemon.$daemon_n.log
+	DAEMON_ARGS="$*"
+	"$LLMFS" --store "$STORE" -f "$@" "$MNT" 2>"$DAEMON_LOG" &
+	DAEMON_PID=$!
+	wait_mounted "$MNT" "$DAEMON_PID" "$DAEMON_LOG"
+}
+
+# wait_mounted MNT PID LOG
+wait_mounted() {
+	end=$(( $(date +%s) + MOUNT_DEADLINE ))
+	while :; do
+		if mountpoint -q "$1" && [ -f "$1/.llmfs/status" ]; then
+			return 0
+		fi
+		if ! pid_alive "$2"; then
+			say "# daemon (pid $2) exited before mounting $1; its log:"
+			sed 's/^/#   /' "$3"
+			return 1
+		fi
+		if [ "$(date +%s)" -ge "$end" ]; then
+			say "# $1 not mounted after ${MOUNT_DEADLINE}s; daemon log:"
+			sed 's/^/#   /' "$3"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# wait_exit PID [deadline]: waits for a child to exit; sets EXIT_STATUS.
+# Returns 1 if it is still running at the deadline.
+wait_exit() {
+	end=$(( $(date +%s) + ${2:-$MOUNT_DEADLINE} ))
+	while pid_alive "$1"; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			say "# pid $1 still running after ${2:-$MOUNT_DEADLINE}s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	wait "$1"
+	EXIT_STATUS=$?
+	return 0
+}
+
+# check_log LOG: no unexpected error lines, no sanitizer reports.
+check_log() {
+	bad=$(grep -E 'llmfs: error:' "$1" |
+		{ if [ -n "$ALLOWED_ERRORS" ]; then grep -Ev -- "$ALLOWED_ERRORS"; else cat; fi; })
+	san=$(grep -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)Sanitizer|ThreadSanitizer' "$1")
+	ok=0
+	if [ -n "$bad" ]; then
+		say "# unexpected error lines in $1:"
+		printf '%s\n' "$bad" | sed 's/^/#   /'
+		ok=1
+	fi
+	if [ -n "$san" ]; then
+		say "# sanitizer report in $1:"
+		sed 's/^/#   /' "$1" | head -80
+		ok=1
+	fi
+	return $ok
+}
+
+# daemon_stop [how]: how = umount (fusermount3 -u, default) or term
+# (SIGTERM).  The daemon must exit 0 within the deadline, the mount must be
+# gone and its log clean.
+daemon_stop() {
+	how=${1:-umount}
+	[ -n "$DAEMON_PID" ] || { say "# no daemon to stop"; return 1; }
+	if ! pid_alive "$DAEMON_PID"; then
+		wait "$DAEMON_PID"
+		say "# daemon (pid $DAEMON_PID) had died (status $?); log:"
+		sed 's/^/#   /' "$DAEMON_LOG" | tail -40
+		DAEMON_PID=
+		return 1
+	fi
+	case $how in
+	umount) fusermount3 -u "$MNT" || { say "# fusermount3 -u failed"; return 1; } ;;
+	term) kill -TERM "$DAEMON_PID" ;;
+	*) say "# daemon_stop: bad how $how"; return 1 ;;
+	esac
+	if ! wait_exit "$DAEMON_PID"; then
+		kill -KILL "$DAEMON_PID"
+		wait "$DAEMON_PID"
+		DAEMON_PID=
+		return 1
+	fi
+	pid=$DAEMON_PID
+	DAEMON_PID=
+	if [ "$EXIT_STATUS" != 0 ]; then
+		say "# daemon (pid $pid) exited with status $EXIT_STATUS; log:"
+		sed 's/^/#   /' "$DAEMON_LOG" | tail -40
+		return 1
+	fi
+	if mountpoint -q "$MNT"; then
+		say "# $MNT still mounted after the daemon exited"
+		return 1
+	fi
+	check_log "$DAEMON_LOG"
+}
+
+# daemon_kill9: kill -9, then clear the dead mount (ENOTCONN) away.
+daemon_kill9() {
+	kill -KILL "$DAEMON_PID" || return 1
+	wait "$DAEMON_PID" 2>/dev/null
+	DAEMON_PID=
+	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+	! mountpoint -q "$MNT"
+}
+
+daemon_restart() {
+	daemon_stop && daemon_start $DAEMON_ARGS
+}
+
+# The daemon must still be alive (called after every block).
+daemon_alive_check() {
+	[ -z "$DAEMON_PID" ] && return 0
+	pid_alive "$DAEMON_PID" && return 0
+	wait "$DAEMON_PID"
+	say "# the daemon died (status $?) during this block; log tail:"
+	tail -40 "$DAEMON_LOG" | sed 's/^/#   /'
+	DAEMON_PID=
+	return 1
+}
+
+# ---------------------------------------------------------------------------
+# Test blocks
+
+test_expect_success() {
+	test_count=$((test_count + 1))
+	out=$TEST_DIR/block.$test_count.out
+	# A function, so that "return 1" inside a block ends that block.
+	eval "test_body_() {
+$2
+}"
+	test_body_ >"$out" 2>&1 </dev/null
+	r=$?
+	if [ $r -eq 0 ]; then
+		daemon_alive_check >>"$out" 2>&1 || r=1
+	fi
+	if [ $r -eq 0 ]; then
+		say "ok $test_count - $1"
+		[ -n "$TEST_VERBOSE" ] && sed 's/^/#   /' "$out"
+	else
+		test_failed=$((test_failed + 1))
+		say "not ok $test_count - $1"
+		printf '%s\n' "$2" | sed 's/^/#	/'
+		say "# output (exit $r):"
+		tail -60 "$out" | sed 's/^/#   /'
+	fi
+	return 0
+}
+
+# test_skip "what" "why"
+test_skip() {
+	test_count=$((test_count + 1))
+	test_skipped=$((test_skipped + 1))
+	say "ok $test_count # SKIP $1 ($2)"
+}
+
+test_done() {
+	# Every daemon log of the run, once more: a daemon still running at
+	# the end is stopped here so that its log is complete.
+	if [ -n "$DAEMON_PID" ]; then
+		test_expect_success "daemon stops cleanly at the end" 'daemon_stop'
+	fi
+	say "1..$test_count"
+	if [ $test_failed -gt 0 ]; then
+		say "# $test_name: failed $test_failed of $test_count"
+		exit 1
+	fi
+	if [ $test_skipped -eq $test_count ] && [ $test_count -gt 0 ]; then
+		say "# $test_name: all $test_count skipped"
+		exit 77
+	fi
+	say "# $test_name: passed all $test_count ($test_skipped skipped)"
+	exit 0
+}
+
+# ---------------------------------------------------------------------------
+# Assertions and data
+
+# expect_errno ERRNAME OP PATH [PATH2]: the operation fails with exactly
+# that errno ("OK" expects success).  See errno.py for the operations.
+expect_errno() {
+	want=$1; shift
+	got=$(python3 "$MOUNT_HELPERS/errno.py" "$@") || { say "errno.py failed: $got"; return 1; }
+	if [ "$got" != "$want" ]; then
+		say "$*: expected $want, got $got"
+		return 1
+	fi
+}
+
+# status_get KEY: the value of KEY in .llmfs/status.
+status_get() {
+	v=$(sed -n "s/^$1: *//p" "$MNT/.llmfs/status")
+	[ -n "$v" ] || { say "status has no $1" >&2; return 1; }
+	printf '%s\n' "$v"
+}
+
+# wait_for DEADLINE 'shell condition': polls until it holds.
+wait_for() {
+	end=$(( $(date +%s) + $1 ))
+	while ! eval "$2"; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			say "# condition not met after $1s: $2"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+# make_tree DIR SEED: a small model-like tree: random (incompressible)
+# and compressible files, nested folders, an empty file, odd names.
+make_tree() {
+	mkdir -p "$1/onnx/sub" "$1/original" &&
+	head -c 1500000 /dev/urandom >"$1/model.safetensors" &&
+	# compressible: repeated text with the seed in it
+	yes "layer $2 weight 0.0001 0.0002 0.0003" | head -c 1200000 >"$1/tokenizer.json" &&
+	head -c 700000 /dev/urandom >"$1/onnx/model.onnx" &&
+	yes "onnx $2" | head -c 300000 >"$1/onnx/sub/data.txt" &&
+	head -c 200000 /dev/urandom >"$1/original/consolidated.pth" &&
+	printf '{"seed": "%s"}\n' "$2" >"$1/config.json" &&
+	: >"$1/empty" &&
+	printf 'x\n' >"$1/name with spaces" &&
+	printf 'y\n' >"$1/ünïcödé-名前"
+}
+
+# same_tree A B: identical files, names and types (diff -r), and no
+# .smip anywhere in B.
+same_tree() {
+	diff -r "$1" "$2" || return 1
+	if find "$2" -name .smip | grep -q .; then
+		say "$2 holds a .smip"
+		return 1
+	fi
+}
+
+# sums DIR: sorted "sha256  relpath" lines for every file under DIR.
+sums() {
+	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+}
+
+require_fuse
+require_cmd python3 sha256sum
