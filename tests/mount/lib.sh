@@ -40,6 +40,7 @@ test_failed=0
 test_skipped=0
 DAEMON_PID=
 DAEMON_LOG=
+DAEMON_NAME=
 DAEMON_ARGS=
 daemon_n=0
 ALLOWED_ERRORS=
@@ -91,7 +92,6 @@ cleanup() {
 			sleep 0.1; i=$((i + 1))
 		done
 		pid_alive "$DAEMON_PID" && kill -KILL "$DAEMON_PID" 2>/dev/null
-		wait "$DAEMON_PID" 2>/dev/null
 	fi
 	if [ -n "$TEST_DIR" ]; then
 		for m in "$TEST_DIR"/mnt*; do
@@ -123,15 +123,55 @@ mkdir -p "$MNT"
 # ---------------------------------------------------------------------------
 # The daemon
 
+# spawn NAME CMD...: runs CMD in the background; its pid lands in
+# $TEST_DIR/NAME.pid (and SPAWN_PID), its exit status in $TEST_DIR/NAME.rc
+# once it ends.  (The status is recorded by a subshell that waits for its
+# only child, so no shell's job bookkeeping can lose it.)
+spawn() {
+	sp_name=$1; shift
+	rm -f "$TEST_DIR/$sp_name.pid" "$TEST_DIR/$sp_name.rc"
+	(
+		"$@" &
+		echo $! >"$TEST_DIR/$sp_name.pid.tmp"
+		mv "$TEST_DIR/$sp_name.pid.tmp" "$TEST_DIR/$sp_name.pid"
+		wait $!
+		echo $? >"$TEST_DIR/$sp_name.rc.tmp"
+		mv "$TEST_DIR/$sp_name.rc.tmp" "$TEST_DIR/$sp_name.rc"
+	) &
+	while [ ! -f "$TEST_DIR/$sp_name.pid" ]; do sleep 0.05; done
+	SPAWN_PID=$(cat "$TEST_DIR/$sp_name.pid")
+}
+
+# spawn_wait NAME [deadline]: waits for a spawned command to end; sets
+# EXIT_STATUS.  Returns 1 if it is still running at the deadline.
+spawn_wait() {
+	end=$(( $(date +%s) + ${2:-$MOUNT_DEADLINE} ))
+	while [ ! -f "$TEST_DIR/$1.rc" ]; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			say "# $1 (pid $(cat "$TEST_DIR/$1.pid")) still running after ${2:-$MOUNT_DEADLINE}s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	EXIT_STATUS=$(cat "$TEST_DIR/$1.rc")
+}
+
+# spawn_llmfs NAME LOG ARGS...: spawns "$LLMFS ARGS..." with stderr to LOG.
+spawn_llmfs() {
+	sl_name=$1 sl_log=$2; shift 2
+	spawn "$sl_name" sh -c 'exec "$@" 2>"$0"' "$sl_log" "$LLMFS" "$@"
+}
+
 # daemon_start [llmfs options...]: starts "$LLMFS --store $STORE -f ... $MNT"
 # in the background and waits until the tree answers.  Fails (returns 1,
 # showing the log) if the daemon exits or the deadline passes.
 daemon_start() {
 	daemon_n=$((daemon_n + 1))
-	DAEMON_LOG=$TEST_DIR/daemon.$daemon_n.log
+	DAEMON_NAME=daemon.$daemon_n
+	DAEMON_LOG=$TEST_DIR/$DAEMON_NAME.log
 	DAEMON_ARGS="$*"
-	"$LLMFS" --store "$STORE" -f "$@" "$MNT" 2>"$DAEMON_LOG" &
-	DAEMON_PID=$!
+	spawn_llmfs "$DAEMON_NAME" "$DAEMON_LOG" --store "$STORE" -f "$@" "$MNT"
+	DAEMON_PID=$SPAWN_PID
 	wait_mounted "$MNT" "$DAEMON_PID" "$DAEMON_LOG"
 }
 
@@ -156,22 +196,6 @@ wait_mounted() {
 	done
 }
 
-# wait_exit PID [deadline]: waits for a child to exit; sets EXIT_STATUS.
-# Returns 1 if it is still running at the deadline.
-wait_exit() {
-	end=$(( $(date +%s) + ${2:-$MOUNT_DEADLINE} ))
-	while pid_alive "$1"; do
-		if [ "$(date +%s)" -ge "$end" ]; then
-			say "# pid $1 still running after ${2:-$MOUNT_DEADLINE}s"
-			return 1
-		fi
-		sleep 0.1
-	done
-	wait "$1"
-	EXIT_STATUS=$?
-	return 0
-}
-
 # check_log LOG: no unexpected error lines, no sanitizer reports.
 check_log() {
 	bad=$(grep -E 'llmfs: error:' "$1" |
@@ -191,27 +215,26 @@ check_log() {
 	return $ok
 }
 
-# daemon_stop [how]: how = umount (fusermount3 -u, default) or term
-# (SIGTERM).  The daemon must exit 0 within the deadline, the mount must be
+# daemon_stop [how]: how = umount (fusermount3 -u, default) or a signal
+# name (TERM, HUP, INT).  The daemon must exit 0 within the deadline, the mount must be
 # gone and its log clean.
 daemon_stop() {
 	how=${1:-umount}
 	[ -n "$DAEMON_PID" ] || { say "# no daemon to stop"; return 1; }
 	if ! pid_alive "$DAEMON_PID"; then
-		wait "$DAEMON_PID"
-		say "# daemon (pid $DAEMON_PID) had died (status $?); log:"
+		spawn_wait "$DAEMON_NAME" 5
+		say "# daemon (pid $DAEMON_PID) had died (status $EXIT_STATUS); log:"
 		sed 's/^/#   /' "$DAEMON_LOG" | tail -40
 		DAEMON_PID=
 		return 1
 	fi
 	case $how in
 	umount) fusermount3 -u "$MNT" || { say "# fusermount3 -u failed"; return 1; } ;;
-	term) kill -TERM "$DAEMON_PID" ;;
+	TERM|HUP|INT) kill -s "$how" "$DAEMON_PID" ;;
 	*) say "# daemon_stop: bad how $how"; return 1 ;;
 	esac
-	if ! wait_exit "$DAEMON_PID"; then
+	if ! spawn_wait "$DAEMON_NAME"; then
 		kill -KILL "$DAEMON_PID"
-		wait "$DAEMON_PID"
 		DAEMON_PID=
 		return 1
 	fi
@@ -232,7 +255,7 @@ daemon_stop() {
 # daemon_kill9: kill -9, then clear the dead mount (ENOTCONN) away.
 daemon_kill9() {
 	kill -KILL "$DAEMON_PID" || return 1
-	wait "$DAEMON_PID" 2>/dev/null
+	spawn_wait "$DAEMON_NAME"
 	DAEMON_PID=
 	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 	! mountpoint -q "$MNT"
@@ -246,8 +269,8 @@ daemon_restart() {
 daemon_alive_check() {
 	[ -z "$DAEMON_PID" ] && return 0
 	pid_alive "$DAEMON_PID" && return 0
-	wait "$DAEMON_PID"
-	say "# the daemon died (status $?) during this block; log tail:"
+	spawn_wait "$DAEMON_NAME" 5
+	say "# the daemon died (status $EXIT_STATUS) during this block; log tail:"
 	tail -40 "$DAEMON_LOG" | sed 's/^/#   /'
 	DAEMON_PID=
 	return 1
