@@ -16,6 +16,9 @@
 #include <string.h>
 #include <zstd.h>
 #include <zstd_errors.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define PLANE_ZSTD 0x80000000u
 
@@ -38,8 +41,9 @@ int bg_ctx_init(struct bg_ctx *ctx, int level)
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->level = level;
 	ctx->cctx = ZSTD_createCCtx();
+	ctx->plane_cctx = ZSTD_createCCtx();
 	ctx->dctx = ZSTD_createDCtx();
-	if (!ctx->cctx || !ctx->dctx) {
+	if (!ctx->cctx || !ctx->plane_cctx || !ctx->dctx) {
 		bg_ctx_release(ctx);
 		return -ENOMEM;
 	}
@@ -51,6 +55,7 @@ void bg_ctx_release(struct bg_ctx *ctx)
 	if (!ctx)
 		return;
 	ZSTD_freeCCtx(ctx->cctx);
+	ZSTD_freeCCtx(ctx->plane_cctx);
 	ZSTD_freeDCtx(ctx->dctx);
 	free(ctx->planes);
 	free(ctx->trial);
@@ -91,9 +96,26 @@ unsigned bg_scheme_width(enum bg_scheme scheme)
 static void split2(const uint8_t *src, size_t m, uint8_t *planes, int rotate)
 {
 	uint8_t *p0 = planes, *p1 = planes + m;
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < m; i++) {
+#ifdef __SSE2__
+	const __m128i lo = _mm_set1_epi16(0xff);
+
+	for (; i + 16 <= m; i += 16) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
+
+		if (rotate) {
+			a = _mm_or_si128(_mm_slli_epi16(a, 1), _mm_srli_epi16(a, 15));
+			b = _mm_or_si128(_mm_slli_epi16(b, 1), _mm_srli_epi16(b, 15));
+		}
+		_mm_storeu_si128((__m128i *)(p0 + i),
+				 _mm_packus_epi16(_mm_and_si128(a, lo), _mm_and_si128(b, lo)));
+		_mm_storeu_si128((__m128i *)(p1 + i),
+				 _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+	}
+#endif
+	for (; i < m; i++) {
 		uint16_t v = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
 
 		if (rotate)
@@ -103,12 +125,29 @@ static void split2(const uint8_t *src, size_t m, uint8_t *planes, int rotate)
 	}
 }
 
+/* The interleaving loops run once per decoded byte, so x86-64 gets an SSE2
+ * version of each (16 values a step); the scalar loops are the reference
+ * and handle the remainder. */
 static void join2(const uint8_t *const *pl, size_t m, uint8_t *dst, int rotate)
 {
 	const uint8_t *p0 = pl[0], *p1 = pl[1];
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < m; i++) {
+#ifdef __SSE2__
+	for (; i + 16 <= m; i += 16) {
+		__m128i lo = _mm_loadu_si128((const __m128i *)(p0 + i));
+		__m128i hi = _mm_loadu_si128((const __m128i *)(p1 + i));
+		__m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+
+		if (rotate) {
+			a = _mm_or_si128(_mm_srli_epi16(a, 1), _mm_slli_epi16(a, 15));
+			b = _mm_or_si128(_mm_srli_epi16(b, 1), _mm_slli_epi16(b, 15));
+		}
+		_mm_storeu_si128((__m128i *)(dst + 2 * i), a);
+		_mm_storeu_si128((__m128i *)(dst + 2 * i + 16), b);
+	}
+#endif
+	for (; i < m; i++) {
 		uint16_t v = (uint16_t)(p0[i] | p1[i] << 8);
 
 		if (rotate)
@@ -121,9 +160,33 @@ static void join2(const uint8_t *const *pl, size_t m, uint8_t *dst, int rotate)
 static void split4(const uint8_t *src, size_t m, uint8_t *planes, int rotate)
 {
 	uint8_t *p0 = planes, *p1 = planes + m, *p2 = planes + 2 * m, *p3 = planes + 3 * m;
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < m; i++) {
+#ifdef __SSE2__
+	const __m128i lo = _mm_set1_epi32(0xff);
+
+	for (; i + 16 <= m; i += 16) {
+		__m128i v[4];
+		uint8_t *out[4] = { p0 + i, p1 + i, p2 + i, p3 + i };
+		int k, j;
+
+		for (k = 0; k < 4; k++) {
+			v[k] = _mm_loadu_si128((const __m128i *)(src + 4 * i + 16 * k));
+			if (rotate)
+				v[k] = _mm_or_si128(_mm_slli_epi32(v[k], 1), _mm_srli_epi32(v[k], 31));
+		}
+		for (j = 0; j < 4; j++) {
+			__m128i x[4];
+
+			for (k = 0; k < 4; k++)
+				x[k] = _mm_and_si128(j ? _mm_srli_epi32(v[k], 8 * j) : v[k], lo);
+			_mm_storeu_si128((__m128i *)out[j],
+					 _mm_packus_epi16(_mm_packs_epi32(x[0], x[1]),
+							  _mm_packs_epi32(x[2], x[3])));
+		}
+	}
+#endif
+	for (; i < m; i++) {
 		uint32_t v = rd32(src + 4 * i);
 
 		if (rotate)
@@ -138,9 +201,30 @@ static void split4(const uint8_t *src, size_t m, uint8_t *planes, int rotate)
 static void join4(const uint8_t *const *pl, size_t m, uint8_t *dst, int rotate)
 {
 	const uint8_t *p0 = pl[0], *p1 = pl[1], *p2 = pl[2], *p3 = pl[3];
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < m; i++) {
+#ifdef __SSE2__
+	for (; i + 16 <= m; i += 16) {
+		__m128i b0 = _mm_loadu_si128((const __m128i *)(p0 + i));
+		__m128i b1 = _mm_loadu_si128((const __m128i *)(p1 + i));
+		__m128i b2 = _mm_loadu_si128((const __m128i *)(p2 + i));
+		__m128i b3 = _mm_loadu_si128((const __m128i *)(p3 + i));
+		__m128i l01 = _mm_unpacklo_epi8(b0, b1), h01 = _mm_unpackhi_epi8(b0, b1);
+		__m128i l23 = _mm_unpacklo_epi8(b2, b3), h23 = _mm_unpackhi_epi8(b2, b3);
+		__m128i v[4] = {
+			_mm_unpacklo_epi16(l01, l23), _mm_unpackhi_epi16(l01, l23),
+			_mm_unpacklo_epi16(h01, h23), _mm_unpackhi_epi16(h01, h23),
+		};
+		int k;
+
+		for (k = 0; k < 4; k++) {
+			if (rotate)
+				v[k] = _mm_or_si128(_mm_srli_epi32(v[k], 1), _mm_slli_epi32(v[k], 31));
+			_mm_storeu_si128((__m128i *)(dst + 4 * i + 16 * k), v[k]);
+		}
+	}
+#endif
+	for (; i < m; i++) {
 		uint32_t v = (uint32_t)p0[i] | (uint32_t)p1[i] << 8 | (uint32_t)p2[i] << 16 |
 			     (uint32_t)p3[i] << 24;
 
@@ -190,22 +274,24 @@ static bool plane_compressible(const uint8_t *p, size_t m)
 	return bits < 8.0 * (double)m * (1.0 - 1.0 / 64);
 }
 
+/* A plane is mostly entropy-coded literals: short matches cost more bits
+ * than the literals they replace, so planes use level 1 with the longest
+ * minimum match (measured in docs/formats.md: smaller and faster than the
+ * store's level 3).  The plane context keeps those parameters between
+ * calls, so switching codecs costs no re-initialisation. */
 static size_t plane_zstd(struct bg_ctx *ctx, const uint8_t *plane, size_t m, uint8_t *dst,
 			 size_t cap)
 {
-	ZSTD_CCtx *c = ctx->cctx;
+	ZSTD_CCtx *c = ctx->plane_cctx;
 
-	/* A plane is mostly entropy-coded literals: short matches cost more
-	 * bits than the literals they replace, so planes use level 1 with the
-	 * longest minimum match (measured in docs/formats.md: smaller and
-	 * faster than the store's level 3). */
-	ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
-	ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
-			       ctx->opts.plane_level ? ctx->opts.plane_level : 1);
-	ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch,
-			       ctx->opts.plane_min_match ? ctx->opts.plane_min_match : 7);
-	if (ctx->opts.plane_strategy)
-		ZSTD_CCtx_setParameter(c, ZSTD_c_strategy, ctx->opts.plane_strategy);
+	if (ctx->plane_opts_set != 1 + ctx->opts.plane_level * 64 + ctx->opts.plane_min_match) {
+		ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel,
+				       ctx->opts.plane_level ? ctx->opts.plane_level : 1);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch,
+				       ctx->opts.plane_min_match ? ctx->opts.plane_min_match : 7);
+		ctx->plane_opts_set = 1 + ctx->opts.plane_level * 64 + ctx->opts.plane_min_match;
+	}
 	return ZSTD_compress2(c, dst, cap, plane, m);
 }
 
@@ -291,6 +377,27 @@ ssize_t bg_encode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, si
 	return -EINVAL;
 }
 
+/* The probe: both codecs on the first BG_PROBE_BYTES; when grouping wins
+ * by a clear margin there, only the grouped encoding of the whole chunk is
+ * made.  -EAGAIN: no clear answer, encode both. */
+static ssize_t probe_grouped(struct bg_ctx *ctx, enum bg_scheme grouped, const uint8_t *src,
+			     size_t n, uint8_t *dst)
+{
+	size_t bound = bg_bound(BG_PROBE_BYTES);
+	ssize_t z, g;
+
+	if (grow(&ctx->trial, &ctx->trial_cap, 2 * bound) < 0)
+		return -ENOMEM;
+	z = zstd_into(ctx, src, BG_PROBE_BYTES, ctx->trial, bound);
+	g = bg_encode(ctx, grouped, src, BG_PROBE_BYTES, ctx->trial + bound, bound);
+	if (z < 0 || g < 0)
+		return z < 0 ? z : g;
+	if (g * 100 > z * BG_PROBE_PERCENT)
+		return -EAGAIN;
+	g = bg_encode(ctx, grouped, src, n, dst, n - 1);
+	return g == -ENOSPC ? -EAGAIN : g;
+}
+
 ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
 		       void *dst, size_t cap, enum bg_scheme *ret_scheme)
 {
@@ -302,6 +409,15 @@ ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned w
 		return -E2BIG;
 	if (cap < n)
 		return -ENOSPC;
+	if (ctx->opts.probe && grouped != BG_SCHEME_RAW && n >= 4 * BG_PROBE_BYTES) {
+		g = probe_grouped(ctx, grouped, src, n, dst);
+		if (g >= 0) {
+			*ret_scheme = grouped;
+			return g;
+		}
+		if (g != -EAGAIN)
+			return g;
+	}
 	/* Candidates must beat raw strictly: dst holds n bytes, so capping
 	 * them at n - 1 lets zstd stop early on incompressible data. */
 	z = n ? zstd_into(ctx, src, n, dst, n - 1) : -ENOSPC;

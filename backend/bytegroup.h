@@ -60,13 +60,15 @@ enum bg_scheme {
 struct bg_opts {
 	int joined;     /* one frame instead of per-plane frames */
 	int no_rotate;  /* keep the sign bit in the top byte */
+	int probe;      /* chooser: decide on a sample (see bg_encode_best) */
 	int plane_level;      /* zstd level for planes, 0 = ctx->level */
 	int plane_min_match;  /* ZSTD_c_minMatch for planes, 0 = default */
-	int plane_strategy;   /* ZSTD_c_strategy for planes, 0 = default */
 };
 
 struct bg_ctx {
-	void *cctx;          /* ZSTD_CCtx */
+	void *cctx;          /* ZSTD_CCtx for plain zstd at `level` */
+	void *plane_cctx;    /* ZSTD_CCtx for planes (level 1, long matches) */
+	int plane_opts_set;  /* which opts plane_cctx was set up for */
 	void *dctx;          /* ZSTD_DCtx */
 	int level;           /* zstd level for every scheme */
 	struct bg_opts opts;
@@ -99,7 +101,16 @@ int bg_decode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, size_t
  * chunk's dtype) byte grouping of that width, and writes it to dst, which
  * must hold at least n bytes.  Ties go to the faster decoder (raw, zstd,
  * grouped), so the result is never larger than plain zstd at the same level
- * nor than the input.  Returns the encoded length and sets *ret_scheme. */
+ * nor than the input.  Returns the encoded length and sets *ret_scheme.
+ *
+ * With ctx->opts.probe set, a chunk of at least 4 * BG_PROBE_BYTES is first
+ * tried on its first BG_PROBE_BYTES; when grouping is at most
+ * BG_PROBE_PERCENT % of plain zstd there, the chunk is stored grouped
+ * without running plain zstd on all of it (faster ingest, and the "never
+ * larger than zstd" promise then holds per file rather than per chunk: see
+ * docs/formats.md for the measured difference). */
+#define BG_PROBE_BYTES   8192
+#define BG_PROBE_PERCENT 92
 ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
 		       void *dst, size_t cap, enum bg_scheme *ret_scheme);
 

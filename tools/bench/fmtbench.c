@@ -137,8 +137,7 @@ static int run(const char *label, const char *dtype, const uint8_t *data, size_t
 		ctx.opts.plane_level = atoi(getenv("BG_PLANE_LEVEL"));
 	if (getenv("BG_PLANE_MINMATCH"))
 		ctx.opts.plane_min_match = atoi(getenv("BG_PLANE_MINMATCH"));
-	if (getenv("BG_PLANE_STRATEGY"))
-		ctx.opts.plane_strategy = atoi(getenv("BG_PLANE_STRATEGY"));
+
 	/* Fault the buffers in before timing anything. */
 	memset(enc, 0, nchunks * cap);
 	memset(out, 0, n);
@@ -238,6 +237,8 @@ int main(int argc, char **argv)
 		goto usage;
 	if (conv && strcmp(as, "f32") != 0)
 		goto usage;
+	if (synth && !conv)
+		conv = as;
 	dtype = !strcmp(conv ? conv : as, "bf16") ? BF16 : !strcmp(conv ? conv : as, "f16") ? F16 : F32;
 	if (synth) {
 		uint64_t s = 0x9e3779b97f4a7c15ull;
@@ -271,6 +272,7 @@ int main(int argc, char **argv)
 			{ "grouped, joined frame", width == 2 ? BG_SCHEME_GROUP2 : BG_SCHEME_GROUP4,
 			  { .joined = 1 } },
 			{ "chooser", -1, { 0 } },
+			{ "chooser, probe", -1, { .probe = 1 } },
 		};
 		const char *names[] = { "F32", "BF16", "F16" };
 
