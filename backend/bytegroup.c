@@ -283,6 +283,7 @@ static size_t plane_zstd(struct bg_ctx *ctx, const uint8_t *plane, size_t m, uin
 			 size_t cap)
 {
 	ZSTD_CCtx *c = ctx->plane_cctx;
+	size_t seg;
 
 	if (ctx->plane_opts_set != 1 + ctx->opts.plane_level * 64 + ctx->opts.plane_min_match) {
 		ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
@@ -292,7 +293,25 @@ static size_t plane_zstd(struct bg_ctx *ctx, const uint8_t *plane, size_t m, uin
 				       ctx->opts.plane_min_match ? ctx->opts.plane_min_match : 7);
 		ctx->plane_opts_set = 1 + ctx->opts.plane_level * 64 + ctx->opts.plane_min_match;
 	}
-	return ZSTD_compress2(c, dst, cap, plane, m);
+	/* Exponent statistics drift along a tensor: a frame (a Huffman table)
+	 * per BG_PLANE_SEGMENT bytes adapts to them and saves more than the
+	 * frame headers cost. */
+	seg = ctx->opts.plane_segment ? ctx->opts.plane_segment : BG_PLANE_SEGMENT;
+	if (m <= seg)
+		return ZSTD_compress2(c, dst, cap, plane, m);
+	{
+		size_t off, out = 0;
+
+		for (off = 0; off < m; off += seg) {
+			size_t k = m - off < seg ? m - off : seg;
+			size_t z = ZSTD_compress2(c, dst + out, cap - out, plane + off, k);
+
+			if (ZSTD_isError(z))
+				return z;
+			out += z;
+		}
+		return out;
+	}
 }
 
 static ssize_t encode_grouped(struct bg_ctx *ctx, unsigned w, const uint8_t *src, size_t n,

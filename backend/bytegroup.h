@@ -22,7 +22,9 @@
  *               planes), clear = "planes"; bit 1 set = values were rotated
  *               left by one bit; bits 2-7 zero
  *   planes:     w little-endian u32 plane headers, bit 31 set = that plane
- *               is a zstd frame, bits 0-30 its stored length (m when raw);
+ *               is zstd (one or more concatenated frames: the encoder starts
+ *               a new frame every BG_PLANE_SEGMENT bytes so each gets its own
+ *               Huffman table), bits 0-30 its stored length (m when raw);
  *               then the w plane payloads in order, plane 0 (least
  *               significant byte) first
  *   joined:     one zstd frame decoding to the w * m plane bytes
@@ -53,6 +55,8 @@ enum bg_scheme {
 	BG_SCHEME_GROUP4 = 3,
 };
 
+#define BG_PLANE_SEGMENT 8192
+
 #define BG_FLAG_JOINED  0x01
 #define BG_FLAG_ROTATED 0x02
 
@@ -63,6 +67,7 @@ struct bg_opts {
 	int probe;      /* chooser: decide on a sample (see bg_encode_best) */
 	int plane_level;      /* zstd level for planes, 0 = ctx->level */
 	int plane_min_match;  /* ZSTD_c_minMatch for planes, 0 = default */
+	size_t plane_segment; /* plane bytes per zstd frame, 0 = BG_PLANE_SEGMENT */
 };
 
 struct bg_ctx {

@@ -100,10 +100,15 @@ static void test_round_trips(void)
 	int k, s, v;
 
 	CHECK(bg_ctx_init(&ctx, 3) == 0);
-	for (v = 0; v < 4; v++) {
-		/* Every encoder variant must decode with the same decoder. */
+	for (v = 0; v < 6; v++) {
+		/* Every encoder variant must decode with the same decoder: joined
+		 * or not, rotated or not, many small frames per plane, other
+		 * plane parameters. */
 		ctx.opts.joined = v & 1;
-		ctx.opts.no_rotate = v >> 1;
+		ctx.opts.no_rotate = v >> 1 & 1;
+		ctx.opts.plane_segment = v == 4 ? 97 : 0;
+		ctx.opts.plane_level = v == 5 ? 3 : 0;
+		ctx.opts.plane_min_match = v == 5 ? 4 : 0;
 		for (k = 0; k < KINDS; k++)
 			for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 				fill(src, sizes[i], (enum kind)k);

@@ -135,6 +135,8 @@ static int run(const char *label, const char *dtype, const uint8_t *data, size_t
 	ctx.opts = v->opts;
 	if (getenv("BG_PLANE_LEVEL"))
 		ctx.opts.plane_level = atoi(getenv("BG_PLANE_LEVEL"));
+	if (getenv("BG_PLANE_SEGMENT"))
+		ctx.opts.plane_segment = strtoull(getenv("BG_PLANE_SEGMENT"), NULL, 0);
 	if (getenv("BG_PLANE_MINMATCH"))
 		ctx.opts.plane_min_match = atoi(getenv("BG_PLANE_MINMATCH"));
 
