@@ -1,12 +1,15 @@
 /* fmtbench: stored size and throughput of the chunk codecs on one file.
  *
  * Usage: fmtbench [--level L] [--chunk BYTES] [--as f32|bf16|f16]
- *                 [--label TEXT] (FILE | --synthetic BYTES)
+ *                 [--convert bf16|f16|q8_0|q4_0] [--label TEXT]
+ *                 (FILE | --synthetic BYTES)
  *
  * FILE holds raw little-endian values of the --as dtype, unless it is
  * float32 and --convert bf16|f16 asks for a round-to-nearest-even
  * conversion first (realistic bf16/fp16 data from real fp32 weights).
  * --synthetic draws values from N(0, 0.02), the usual initialisation scale.
+ * q8_0 and q4_0 quantise fp32 values into llama.cpp's blocks, the data the
+ * chooser should store raw or nearly so.
  * The data is cut into fixed chunks (the store's chunks average 64 KiB) and
  * each is encoded with plain zstd, byte grouping in three variants and the
  * chooser; every decode is checked against the input.  Prints one
@@ -23,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { F32, BF16, F16 };
+enum { F32, BF16, F16, Q8_0, Q4_0 };
 
 static double now(void)
 {
@@ -112,100 +115,164 @@ static size_t convert(uint8_t *buf, size_t n, int to)
 	return 2 * m;
 }
 
+/* fp32 values in, ggml Q8_0 or Q4_0 blocks out (32 values a block, an fp16
+ * scale first), in place: the layout of llama.cpp's quantised tensors. */
+static size_t quantize(uint8_t *buf, size_t n, int to)
+{
+	size_t b, nb = n / 4 / 32, out = 0;
+	float x[32];
+	int j;
+
+	for (b = 0; b < nb; b++) {
+		float amax = 0, vmax = 0, d;
+		uint32_t bits;
+		uint16_t h;
+
+		memcpy(x, buf + 128 * b, sizeof(x));
+		for (j = 0; j < 32; j++)
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				vmax = x[j];
+			}
+		d = to == Q8_0 ? amax / 127 : vmax / -8;
+		memcpy(&bits, &d, 4);
+		h = f32_to_f16(bits);
+		memcpy(buf + out, &h, 2);
+		out += 2;
+		for (j = 0; j < (to == Q8_0 ? 32 : 16); j++) {
+			float id = d ? 1 / d : 0;
+
+			if (to == Q8_0) {
+				buf[out++] = (uint8_t)(int8_t)lrintf(x[j] * id);
+			} else {
+				int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
+
+				lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+				hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+				buf[out++] = (uint8_t)(lo | hi << 4);
+			}
+		}
+	}
+	return out;
+}
+
 struct variant {
 	const char *name;
 	int scheme;         /* -1: the chooser */
 	struct bg_opts opts;
 };
 
-static int run(const char *label, const char *dtype, const uint8_t *data, size_t n,
-	       size_t chunk, int level, unsigned width, const struct variant *v)
-{
+struct pass {
 	struct bg_ctx ctx;
-	size_t cap = bg_bound(chunk), off, stored = 0, nchunks = (n + chunk - 1) / chunk, k;
-	uint8_t *enc = malloc(nchunks * cap), *out = malloc(n ? n : 1);
-	size_t *len = calloc(nchunks, sizeof(size_t));
-	enum bg_scheme *sch = calloc(nchunks, sizeof(*sch));
-	unsigned counts[4] = { 0 };
-	double t0, t_enc, t_dec;
-	int rc = -ENOMEM, rep;
+	const uint8_t *data;
+	size_t n, chunk, cap;
+	uint8_t *enc, *out;
+	size_t *len;
+	enum bg_scheme *sch;
+	size_t stored;
+	unsigned counts[4];
+};
 
-	if (!enc || !out || !len || !sch || bg_ctx_init(&ctx, level) < 0)
-		goto out;
-	ctx.opts = v->opts;
-	if (getenv("BG_PLANE_LEVEL"))
-		ctx.opts.plane_level = atoi(getenv("BG_PLANE_LEVEL"));
-	if (getenv("BG_PLANE_SEGMENT"))
-		ctx.opts.plane_segment = strtoull(getenv("BG_PLANE_SEGMENT"), NULL, 0);
-	if (getenv("BG_PLANE_MINMATCH"))
-		ctx.opts.plane_min_match = atoi(getenv("BG_PLANE_MINMATCH"));
+/* One timed pass over every chunk; returns seconds or a -errno. */
+static double encode_pass(struct pass *p, const struct variant *v, unsigned width)
+{
+	double t0 = now();
+	size_t off, k;
 
-	/* Fault the buffers in before timing anything. */
-	memset(enc, 0, nchunks * cap);
-	memset(out, 0, n);
-	t0 = now();
-	for (off = 0, k = 0; off < n; off += chunk, k++) {
-		size_t c = n - off < chunk ? n - off : chunk;
+	p->stored = 0;
+	memset(p->counts, 0, sizeof(p->counts));
+	for (off = 0, k = 0; off < p->n; off += p->chunk, k++) {
+		size_t c = p->n - off < p->chunk ? p->n - off : p->chunk;
 		ssize_t r;
 
 		if (v->scheme < 0) {
-			r = bg_encode_best(&ctx, data + off, c, width, enc + k * cap, cap, &sch[k]);
+			r = bg_encode_best(&p->ctx, p->data + off, c, width, p->enc + k * p->cap,
+					   p->cap, &p->sch[k]);
 		} else {
-			sch[k] = (enum bg_scheme)v->scheme;
-			r = bg_encode(&ctx, sch[k], data + off, c, enc + k * cap, cap);
+			p->sch[k] = (enum bg_scheme)v->scheme;
+			r = bg_encode(&p->ctx, p->sch[k], p->data + off, c, p->enc + k * p->cap,
+				      p->cap);
 		}
-		if (r < 0) {
-			rc = (int)r;
-			goto out;
-		}
-		len[k] = (size_t)r;
-		stored += (size_t)r;
-		counts[sch[k]]++;
+		if (r < 0)
+			return (double)r;
+		p->len[k] = (size_t)r;
+		p->stored += (size_t)r;
+		p->counts[p->sch[k]]++;
 	}
-	t_enc = now() - t0;
-	t0 = now();
-	for (off = 0, k = 0; off < n; off += chunk, k++) {
-		size_t c = n - off < chunk ? n - off : chunk;
+	return now() - t0;
+}
 
-		rc = bg_decode(&ctx, sch[k], enc + k * cap, len[k], out + off, c);
+static double decode_pass(struct pass *p)
+{
+	double t0 = now();
+	size_t off, k;
+	int rc;
+
+	for (off = 0, k = 0; off < p->n; off += p->chunk, k++) {
+		size_t c = p->n - off < p->chunk ? p->n - off : p->chunk;
+
+		rc = bg_decode(&p->ctx, p->sch[k], p->enc + k * p->cap, p->len[k], p->out + off, c);
 		if (rc < 0)
+			return rc;
+	}
+	return now() - t0;
+}
+
+/* Best of three passes each way: the machine is shared, and the first pass
+ * also pays for faulting the buffers in. */
+static int run(const char *label, const char *dtype, const uint8_t *data, size_t n,
+	       size_t chunk, int level, unsigned width, const struct variant *v)
+{
+	struct pass p = { .data = data, .n = n, .chunk = chunk, .cap = bg_bound(chunk) };
+	size_t nchunks = (n + chunk - 1) / chunk;
+	double t_enc = 1e9, t_dec = 1e9, t;
+	int rc = -ENOMEM, rep;
+
+	p.enc = malloc(nchunks * p.cap);
+	p.out = malloc(n ? n : 1);
+	p.len = calloc(nchunks, sizeof(size_t));
+	p.sch = calloc(nchunks, sizeof(*p.sch));
+	if (!p.enc || !p.out || !p.len || !p.sch || bg_ctx_init(&p.ctx, level) < 0)
+		goto out;
+	p.ctx.opts = v->opts;
+	if (getenv("BG_PLANE_LEVEL"))
+		p.ctx.opts.plane_level = atoi(getenv("BG_PLANE_LEVEL"));
+	if (getenv("BG_PLANE_SEGMENT"))
+		p.ctx.opts.plane_segment = strtoull(getenv("BG_PLANE_SEGMENT"), NULL, 0);
+	if (getenv("BG_PLANE_MINMATCH"))
+		p.ctx.opts.plane_min_match = atoi(getenv("BG_PLANE_MINMATCH"));
+	for (rep = 0; rep < 3; rep++) {
+		t = encode_pass(&p, v, width);
+		if (t < 0) {
+			rc = (int)t;
 			goto out;
-	}
-	t_dec = now() - t0;
-	/* The first pass paid for faulting `out` in; the best of three
-	 * is the codec's speed. */
-	for (rep = 0; rep < 2; rep++) {
-		double t;
-
-		t0 = now();
-		for (off = 0, k = 0; off < n; off += chunk, k++) {
-			size_t c = n - off < chunk ? n - off : chunk;
-
-			rc = bg_decode(&ctx, sch[k], enc + k * cap, len[k], out + off, c);
-			if (rc < 0)
-				goto out;
 		}
-		t = now() - t0;
-		if (t < t_dec)
-			t_dec = t;
+		t_enc = t < t_enc ? t : t_enc;
+		t = decode_pass(&p);
+		if (t < 0) {
+			rc = (int)t;
+			goto out;
+		}
+		t_dec = t < t_dec ? t : t_dec;
 	}
-	if (memcmp(out, data, n) != 0) {
+	if (memcmp(p.out, data, n) != 0) {
 		fprintf(stderr, "fmtbench: %s: round trip mismatch\n", v->name);
 		rc = -EBADMSG;
 		goto out;
 	}
 	printf("| %s | %s | %.1f MiB | %s | %.1f%% | %.0f | %.0f |", label, dtype,
-	       n / 1048576.0, v->name, 100.0 * stored / n, n / t_enc / 1e6, n / t_dec / 1e6);
+	       n / 1048576.0, v->name, 100.0 * p.stored / n, n / t_enc / 1e6, n / t_dec / 1e6);
 	if (v->scheme < 0)
-		printf(" raw %u, zstd %u, grouped %u", counts[0], counts[1], counts[2] + counts[3]);
+		printf(" raw %u, zstd %u, grouped %u", p.counts[0], p.counts[1],
+		       p.counts[2] + p.counts[3]);
 	printf("\n");
 	rc = 0;
 out:
-	bg_ctx_release(&ctx);
-	free(enc);
-	free(out);
-	free(len);
-	free(sch);
+	bg_ctx_release(&p.ctx);
+	free(p.enc);
+	free(p.out);
+	free(p.len);
+	free(p.sch);
 	return rc;
 }
 
@@ -241,7 +308,12 @@ int main(int argc, char **argv)
 		goto usage;
 	if (synth && !conv)
 		conv = as;
-	dtype = !strcmp(conv ? conv : as, "bf16") ? BF16 : !strcmp(conv ? conv : as, "f16") ? F16 : F32;
+	{
+		const char *t = conv ? conv : as;
+
+		dtype = !strcmp(t, "bf16") ? BF16 : !strcmp(t, "f16") ? F16 :
+			!strcmp(t, "q8_0") ? Q8_0 : !strcmp(t, "q4_0") ? Q4_0 : F32;
+	}
 	if (synth) {
 		uint64_t s = 0x9e3779b97f4a7c15ull;
 
@@ -254,7 +326,7 @@ int main(int argc, char **argv)
 
 			memcpy(data + 4 * i, &f, 4);
 		}
-		n = convert(data, n, dtype);
+		n = dtype >= Q8_0 ? quantize(data, n, dtype) : convert(data, n, dtype);
 	} else {
 		data = load(path, &n);
 		if (!data) {
@@ -262,9 +334,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (conv)
-			n = convert(data, n, dtype);
+			n = dtype >= Q8_0 ? quantize(data, n, dtype) : convert(data, n, dtype);
 	}
-	width = dtype == F32 ? 4 : 2;
+	width = dtype == F32 ? 4 : dtype >= Q8_0 ? 0 : 2;
 	{
 		const struct variant variants[] = {
 			{ "zstd", BG_SCHEME_ZSTD, { 0 } },
@@ -276,11 +348,15 @@ int main(int argc, char **argv)
 			{ "chooser", -1, { 0 } },
 			{ "chooser, probe", -1, { .probe = 1 } },
 		};
-		const char *names[] = { "F32", "BF16", "F16" };
+		const char *names[] = { "F32", "BF16", "F16", "Q8_0", "Q4_0" };
 
-		for (i = 0; i < sizeof(variants) / sizeof(variants[0]) && rc == 0; i++)
+		for (i = 0; i < sizeof(variants) / sizeof(variants[0]) && rc == 0; i++) {
+			/* Quantised blocks are not floats: grouping does not apply. */
+			if (!width && variants[i].scheme > BG_SCHEME_ZSTD)
+				continue;
 			rc = run(label ? label : synth ? "synthetic N(0,0.02)" : path, names[dtype],
 				 data, n, chunk, level, width, &variants[i]);
+		}
 	}
 	free(data);
 	if (rc < 0)
@@ -288,6 +364,6 @@ int main(int argc, char **argv)
 	return rc < 0;
 usage:
 	fprintf(stderr, "usage: fmtbench [--level L] [--chunk BYTES] [--as f32|bf16|f16] "
-			"[--convert bf16|f16] [--label TEXT] (FILE | --synthetic BYTES)\n");
+			"[--convert bf16|f16|q8_0|q4_0] [--label TEXT] (FILE | --synthetic BYTES)\n");
 	return 2;
 }
