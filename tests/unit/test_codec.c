@@ -16,7 +16,7 @@ static void round_trip(struct codec *c, const uint8_t *src, size_t len,
 	enum codec_scheme s;
 	int n;
 
-	n = codec_encode(c, src, len, enc, cap, &s);
+	n = codec_encode(c, 0, src, len, enc, cap, &s);
 	CHECK(n >= 0);
 	CHECK_EQ(s, want);
 	CHECK_EQ(codec_decode(c, s, enc, (size_t)n, dec, len), len);
@@ -54,7 +54,7 @@ static void test_damage(void)
 	int n;
 
 	memset(src, 'x', len / 2);
-	n = codec_encode(c, src, len, enc, cap, &s);
+	n = codec_encode(c, 0, src, len, enc, cap, &s);
 	CHECK_EQ(s, CODEC_ZSTD);
 	enc[n / 2] ^= 0x55;
 	enc[n - 1] ^= 0x55;

@@ -48,13 +48,40 @@ umount_llmfs() {
 
 stat_of() { awk -v k="$1:" '$1 == k { print $2 }' "$mnt/.llmfs/status"; }
 
+# A safetensors header for N tensors of 4 MiB of dtype D (BF16, F16),
+# with PAD extra bytes of metadata.
+st_header() {
+	python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+n, dtype, pad = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+h = {"__metadata__": {"format": "pt", "pad": "x" * pad}}
+off = 0
+for i in range(n):
+    h["t%d" % i] = {"dtype": dtype, "shape": [1024, 2048], "data_offsets": [off, off + (4 << 20)]}
+    off += 4 << 20
+b = json.dumps(h).encode()
+sys.stdout.buffer.write(len(b).to_bytes(8, "little") + b)
+PY
+}
+
+# Model-like test files: bf16 and fp16 are safetensors files of normal-
+# distributed weights; q8 is random bytes, as incompressible as quantised
+# blocks.
+make_file() {
+	case $1 in
+	bf16) { st_header $(($2 / 4)) BF16 0; "$work/gen" bf16 "$2" "$3"; } ;;
+	fp16) { st_header $(($2 / 4)) F16 0; "$work/gen" fp16 "$2" "$3"; } ;;
+	*) "$work/gen" "$1" "$2" "$3" ;;
+	esac
+}
+
 mkdir -p "$mnt" "$work/data"
 gcc -O2 -o "$work/gen" "$src/gen-weights.c" -lm
 echo "# llmfs store benchmarks: $size MiB files, $(nproc) cores, $(date -u +%F)"
 
 for kind in bf16 fp16 q8; do
 	f=$work/data/$kind.bin
-	"$work/gen" "$kind" "$size" 1 > "$f"
+	make_file "$kind" "$size" 1 > "$f"
 	drop
 	t0=$(now); zstd -T2 -3 -q -f "$f" -o "$f.zst"; t1=$(now)
 	zt=$(elapsed "$t0" "$t1"); zsize=$(stat -c %s "$f.zst")
@@ -104,18 +131,8 @@ done
 rm -rf "$work/store"; mount_llmfs
 mkdir "$mnt/models/v1" "$mnt/models/v2"
 n=$((size / 4))
-python3 - "$work/data" "$n" <<'PY'
-import json, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for v, extra in (("v1", 0), ("v2", 4099)):
-    h = {"__metadata__": {"version": v, "pad": "x" * extra}}
-    off = 0
-    for i in range(n):
-        h["t%d" % i] = {"dtype": "BF16", "shape": [1024, 2048], "data_offsets": [off, off + (4 << 20)]}
-        off += 4 << 20
-    b = json.dumps(h).encode()
-    open("%s/%s.hdr" % (d, v), "wb").write(len(b).to_bytes(8, "little") + b)
-PY
+st_header "$n" BF16 0 > "$work/data/v1.hdr"
+st_header "$n" BF16 4099 > "$work/data/v2.hdr"
 for i in $(seq 0 $((n - 1))); do
 	"$work/gen" bf16 4 $((1000 + i)) > "$work/data/t$i"
 done
