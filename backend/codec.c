@@ -1,18 +1,15 @@
 /*
- * codec.c - zstd and raw chunk schemes.
+ * codec.c - the store's use of bytegroup.h's schemes.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <zstd.h>
-
+#include "backend/bytegroup.h"
 #include "backend/codec.h"
 
 struct codec {
-	ZSTD_CCtx *cctx;
-	ZSTD_DCtx *dctx;
-	int level;
+	struct bg_ctx bg;
 };
 
 struct codec *codec_new(int level)
@@ -21,13 +18,12 @@ struct codec *codec_new(int level)
 
 	if (!c)
 		return NULL;
-	c->cctx = ZSTD_createCCtx();
-	c->dctx = ZSTD_createDCtx();
-	c->level = level;
-	if (!c->cctx || !c->dctx) {
-		codec_free(c);
+	if (bg_ctx_init(&c->bg, level) < 0) {
+		free(c);
 		return NULL;
 	}
+	/* Decide grouped-or-not on a sample: faster ingest of float tensors. */
+	c->bg.opts.probe = 1;
 	return c;
 }
 
@@ -35,64 +31,45 @@ void codec_free(struct codec *c)
 {
 	if (!c)
 		return;
-	ZSTD_freeCCtx(c->cctx);
-	ZSTD_freeDCtx(c->dctx);
+	bg_ctx_release(&c->bg);
 	free(c);
 }
 
 size_t codec_bound(size_t len)
 {
-	size_t z = ZSTD_compressBound(len);
-
-	return z > len ? z : len;
+	return bg_bound(len);
 }
 
-int codec_encode(struct codec *c, const void *src, size_t len, void *dst,
-		 size_t cap, enum codec_scheme *ret_scheme)
+int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
+		 void *dst, size_t cap, enum codec_scheme *ret_scheme)
 {
-	size_t z;
+	enum bg_scheme s;
+	ssize_t n;
 
-	if (cap < len)
-		return -EINVAL;
-	z = ZSTD_compressCCtx(c->cctx, dst, cap, src, len, c->level);
-	if (!ZSTD_isError(z) && z < len - len / 32) {
-		*ret_scheme = CODEC_ZSTD;
-		return (int)z;
-	}
-	memcpy(dst, src, len);
-	*ret_scheme = CODEC_RAW;
-	return (int)len;
+	n = bg_encode_best(&c->bg, src, len, width, dst, cap, &s);
+	if (n < 0)
+		return (int)n;
+	*ret_scheme = (enum codec_scheme)s;
+	return (int)n;
 }
 
 int codec_decode(struct codec *c, enum codec_scheme scheme, const void *src,
 		 size_t clen, void *dst, size_t ulen)
 {
-	size_t z;
+	int r;
 
-	switch (scheme) {
-	case CODEC_RAW:
-		if (clen != ulen)
-			return -EIO;
-		memcpy(dst, src, ulen);
-		return (int)ulen;
-	case CODEC_ZSTD:
-		z = ZSTD_decompressDCtx(c->dctx, dst, ulen, src, clen);
-		if (ZSTD_isError(z) || z != ulen)
-			return -EIO;
-		return (int)ulen;
-	default:
+	if (scheme >= CODEC_SCHEME_MAX)
 		return -EINVAL;
-	}
+	r = bg_decode(&c->bg, (enum bg_scheme)scheme, src, clen, dst, ulen);
+	if (r == -EINVAL || r == -ENOMEM)
+		return r;
+	return r < 0 ? -EIO : (int)ulen;
 }
 
 const char *codec_scheme_name(enum codec_scheme scheme)
 {
-	switch (scheme) {
-	case CODEC_RAW:
-		return "raw";
-	case CODEC_ZSTD:
-		return "zstd";
-	default:
-		return "unknown";
-	}
+	static const char *const names[] = { "raw", "zstd", "group2+zstd",
+					     "group4+zstd" };
+
+	return scheme < CODEC_SCHEME_MAX ? names[scheme] : "unknown";
 }

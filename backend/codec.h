@@ -4,8 +4,10 @@
  * Contract: a struct codec holds one thread's compression and decompression
  * contexts; use one per thread.  Every stored chunk carries a scheme id, so a
  * store can hold chunks of several schemes at once and a new scheme needs no
- * migration.  Functions return a length, or -errno: -ENOMEM, -EINVAL for an
- * unknown scheme, -EIO for data that does not decode to the stated length.
+ * migration.  The schemes themselves are bytegroup.h's; this module picks
+ * among them for the store.  Functions return a length, or -errno: -ENOMEM,
+ * -EINVAL for an unknown scheme, -EIO for data that does not decode to the
+ * stated length.
  */
 #ifndef LLMFS_CODEC_H
 #define LLMFS_CODEC_H
@@ -14,8 +16,10 @@
 #include <stdint.h>
 
 enum codec_scheme {
-	CODEC_RAW = 0,  /* stored as is: incompressible chunks */
-	CODEC_ZSTD = 1, /* one zstd frame */
+	CODEC_RAW = 0,    /* stored as is: incompressible chunks */
+	CODEC_ZSTD = 1,   /* zstd frames */
+	CODEC_GROUP2 = 2, /* byte planes of 16-bit floats, then zstd */
+	CODEC_GROUP4 = 3, /* byte planes of 32-bit floats, then zstd */
 	CODEC_SCHEME_MAX
 };
 
@@ -28,12 +32,13 @@ void codec_free(struct codec *c);
 size_t codec_bound(size_t len);
 
 /*
- * Encodes src into dst[0..cap) with the best scheme it knows: zstd, or raw
- * when zstd saves less than 1/32 of the chunk (decoding a raw chunk is a
- * copy).  Sets *ret_scheme; returns the encoded length.
+ * Encodes src into dst[0..cap) with the smallest scheme: raw, zstd, or
+ * (when width is 2 or 4, the float width of the tensor the chunk lies in)
+ * byte grouping.  Never larger than plain zstd nor than the input.  Sets
+ * *ret_scheme; returns the encoded length.
  */
-int codec_encode(struct codec *c, const void *src, size_t len, void *dst,
-		 size_t cap, enum codec_scheme *ret_scheme);
+int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
+		 void *dst, size_t cap, enum codec_scheme *ret_scheme);
 
 /* Decodes exactly ulen bytes into dst; returns ulen or -errno. */
 int codec_decode(struct codec *c, enum codec_scheme scheme, const void *src,

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "backend/store_i.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
@@ -690,6 +692,11 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 		f->ends[i] = end;
 	}
 	f->size = end;
+	if (!f->n && !f->has_sha) {
+		/* A file never written: the hash of no bytes. */
+		SHA256((const unsigned char *)"", 0, f->sha);
+		f->has_sha = 1;
+	}
 	free(blob);
 	*ret = f;
 	return 0;

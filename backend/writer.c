@@ -26,9 +26,20 @@
 
 #include <openssl/evp.h>
 
+#include "backend/modelfmt.h"
 #include "backend/store_i.h"
 
 enum { W_STREAM, W_STAGE };
+
+/*
+ * A model file's header is held back (up to this much) until it parses, so
+ * that chunks can be cut at tensor starts and encoded by tensor dtype.
+ */
+#define FMT_HEADER_MAX (64u << 20)
+/* The size to parse a streaming header against: the real one is unknown. */
+#define FMT_SIZE_UNKNOWN (1ULL << 62)
+
+enum { FMT_UNDECIDED, FMT_MODEL, FMT_NONE };
 
 struct wchunk {
 	struct cas_id id;
@@ -41,6 +52,7 @@ struct newchunk {
 	struct pack_loc loc;
 	uint8_t *data; /* until the pool has encoded and appended it */
 	size_t len;
+	unsigned width; /* float width of its tensor, for the codec */
 	struct cas_writer *w;
 };
 
@@ -59,7 +71,14 @@ struct cas_writer {
 	uint8_t *buf; /* bytes after the last cut: buf[bstart..bstart+blen) */
 	size_t bstart, blen, bcap;
 	uint64_t pos;
+	uint64_t emitted; /* bytes in list: the file offset of buf[bstart] */
 	int tail_open; /* list[n-1] ended at a commit, not at a cut */
+
+	int fmt_state;       /* FMT_*: is this a model file we can read? */
+	struct mf_info fmt;
+	size_t fmt_need;     /* header bytes the parser asked for */
+	uint64_t *starts;    /* tensor data starts, sorted */
+	size_t nstarts, next_start;
 
 	EVP_MD_CTX *sha;
 	int sha_ok;       /* sha has seen every byte, in order */
@@ -164,7 +183,7 @@ static void store_job(void *ctx, void *arg)
 	int n, r = -ENOMEM;
 
 	if (wc) {
-		n = codec_encode(wc->codec, nc->data, nc->len, wc->out,
+		n = codec_encode(wc->codec, nc->width, nc->data, nc->len, wc->out,
 				 codec_bound(CDC_MAX), &scheme);
 		r = n < 0 ? n
 			  : pack_append(w->st->packs, &nc->id, scheme,
@@ -201,6 +220,7 @@ static int list_push(struct cas_writer *w, const struct cas_id *id, uint32_t len
 /* Records one chunk; stores it unless this writer or the catalog has it. */
 static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 {
+	uint64_t at = w->emitted;
 	struct cas_store *st = w->st;
 	struct newchunk *nc;
 	struct pack_loc loc;
@@ -209,6 +229,8 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 
 	cas_id_of(data, len, &id);
 	r = list_push(w, &id, (uint32_t)len);
+	if (r == 0)
+		w->emitted += len;
 	if (r < 0 || set_find(w, &id))
 		return r;
 	pthread_mutex_lock(&st->lock);
@@ -228,6 +250,8 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	nc->len = len;
 	nc->id = id;
 	nc->w = w;
+	if (w->fmt_state == FMT_MODEL)
+		nc->width = mf_dtype_group_width(mf_dtype_at(&w->fmt, at, at + len));
 	r = set_add(w, nc);
 	if (r < 0) {
 		free(nc->data);
@@ -238,6 +262,78 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	w->inflight++;
 	pthread_mutex_unlock(&w->lock);
 	return pool_submit(st->pool, store_job, nc);
+}
+
+static void fmt_reset(struct cas_writer *w, int state)
+{
+	mf_info_release(&w->fmt);
+	mf_info_init(&w->fmt);
+	free(w->starts);
+	w->starts = NULL;
+	w->nstarts = w->next_start = 0;
+	w->fmt_need = 0;
+	w->fmt_state = state;
+}
+
+/*
+ * Reads the file's header once the buffer holds it (the store sees a model
+ * file from its first byte only).  -EAGAIN: hold the bytes, more header is
+ * coming.
+ */
+static int decide_format(struct cas_writer *w, int eof)
+{
+	ssize_t n;
+	int r;
+
+	if (w->fmt_state != FMT_UNDECIDED)
+		return 0;
+	if (w->emitted != 0) {
+		fmt_reset(w, FMT_NONE);
+		return 0;
+	}
+	if (!eof && w->blen < w->fmt_need)
+		return -EAGAIN;
+	r = mf_parse(w->buf + w->bstart, w->blen, eof ? w->blen : FMT_SIZE_UNKNOWN,
+		     &w->fmt);
+	if (r == -EAGAIN && !eof && w->fmt.need <= FMT_HEADER_MAX &&
+	    w->fmt.need > w->blen) {
+		w->fmt_need = w->fmt.need;
+		return -EAGAIN;
+	}
+	if (r < 0 || !w->fmt.n_tensors) {
+		fmt_reset(w, FMT_NONE);
+		return 0;
+	}
+	n = mf_tensor_starts(&w->fmt, &w->starts);
+	if (n < 0) {
+		fmt_reset(w, FMT_NONE);
+		return 0;
+	}
+	w->nstarts = (size_t)n;
+	w->fmt_state = FMT_MODEL;
+	return 0;
+}
+
+/*
+ * The next cut in the buffer: a content-defined boundary, or a tensor
+ * start if that comes first, so that an unchanged tensor is the same
+ * chunks in every version of a model however its offset moved.  0: none yet.
+ */
+static size_t next_cut(struct cas_writer *w, int eof)
+{
+	size_t limit = w->blen;
+	int force = eof;
+
+	if (w->fmt_state == FMT_MODEL) {
+		while (w->next_start < w->nstarts && w->starts[w->next_start] <= w->emitted)
+			w->next_start++;
+		if (w->next_start < w->nstarts &&
+		    w->starts[w->next_start] - w->emitted <= w->blen) {
+			limit = (size_t)(w->starts[w->next_start] - w->emitted);
+			force = 1;
+		}
+	}
+	return cdc_next(w->buf + w->bstart, limit, force);
 }
 
 /* Appends bytes to the chunker's buffer and emits every complete chunk. */
@@ -261,7 +357,9 @@ static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 	}
 	memcpy(w->buf + w->bstart + w->blen, data, len);
 	w->blen += len;
-	while ((c = cdc_next(w->buf + w->bstart, w->blen, 0)) > 0) {
+	if (decide_format(w, 0) == -EAGAIN)
+		return 0;
+	while ((c = next_cut(w, 0)) > 0) {
 		r = emit(w, w->buf + w->bstart, c);
 		if (r < 0)
 			return r;
@@ -275,13 +373,18 @@ static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 
 static int flush_tail(struct cas_writer *w)
 {
+	size_t c;
 	int r = 0;
 
-	if (w->blen) {
-		r = emit(w, w->buf + w->bstart, w->blen);
-		w->bstart = w->blen = 0;
+	decide_format(w, 1);
+	while (r == 0 && w->blen) {
+		c = next_cut(w, 1);
+		r = emit(w, w->buf + w->bstart, c);
+		w->bstart += c;
+		w->blen -= c;
 		w->tail_open = 1;
 	}
+	w->bstart = w->blen = 0;
 	return r;
 }
 
@@ -331,6 +434,7 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 	w->fd = -1;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->idle, NULL);
+	mf_info_init(&w->fmt);
 	w->sha = EVP_MD_CTX_new();
 	if (!w->sha) {
 		r = -ENOMEM;
@@ -352,7 +456,7 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 			if (r < 0)
 				goto fail;
 		}
-		w->pos = cas_file_size(f);
+		w->pos = w->emitted = cas_file_size(f);
 		w->tail_open = w->n > 0;
 		w->sha_ok = w->pos == 0;
 		cas_file_free(f);
@@ -384,6 +488,7 @@ void cas_writer_free(struct cas_writer *w)
 	if (w->fd >= 0)
 		close(w->fd);
 	EVP_MD_CTX_free(w->sha);
+	fmt_reset(w, FMT_NONE);
 	pthread_mutex_lock(&w->st->lock);
 	w->st->writers--;
 	pthread_mutex_unlock(&w->st->lock);
@@ -455,6 +560,7 @@ static int to_stage(struct cas_writer *w)
 	w->stage_size = w->pos;
 	w->mode = W_STAGE;
 	w->n = 0;
+	w->emitted = 0;
 	w->bstart = w->blen = 0;
 	w->tail_open = 0;
 	return 0;
@@ -487,6 +593,7 @@ static int reopen_tail(struct cas_writer *w)
 	if (r < 0)
 		return r;
 	w->n--;
+	w->emitted -= len;
 	w->bstart = 0;
 	w->blen = len;
 	return 0;
@@ -574,8 +681,9 @@ int cas_writer_truncate(struct cas_writer *w, uint64_t size)
 			return r;
 		w->n = 0;
 		w->bstart = w->blen = 0;
-		w->pos = 0;
+		w->pos = w->emitted = 0;
 		w->tail_open = 0;
+		fmt_reset(w, FMT_UNDECIDED);
 		sha_reset(w);
 		return 0;
 	}
@@ -626,6 +734,9 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 	w->dirty = 1;
 	w->tail_open = 0;
 	w->pos += shared;
+	w->emitted += shared;
+	if (w->fmt_state == FMT_UNDECIDED)
+		fmt_reset(w, FMT_NONE);
 	w->sha_ok = 0;
 	w->share_whole = whole && i == n && cas_file_sha256(src, w->share_sha) == 0;
 	return (ssize_t)shared;
@@ -680,6 +791,8 @@ static int chunk_stage(struct cas_writer *w)
 		return -ENOMEM;
 	w->n = 0;
 	w->bstart = w->blen = 0;
+	w->emitted = 0;
+	fmt_reset(w, FMT_UNDECIDED);
 	sha_reset(w);
 	while (off < w->stage_size) {
 		size_t want = w->stage_size - off < step ? (size_t)(w->stage_size - off) : step;

@@ -29,6 +29,7 @@ static void usage(FILE *out)
 		"  -o OPTS            extra mount options (comma-separated)\n"
 		"  -t, --threads N    compression and read-ahead workers (default: cores)\n"
 		"  -l, --level N      zstd level for new chunks (default 3)\n"
+		"  -r, --read-ahead KB  kernel read-ahead on the mount (default 1024)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -51,6 +52,42 @@ static int make_parents(const char *path)
 		*p = '/';
 	}
 	return 0;
+}
+
+/*
+ * The kernel reads ahead 128 KiB on a FUSE mount unless told otherwise;
+ * sequential readers of model files gain from more (fewer, larger requests
+ * while workers decode ahead).  The mount's device number comes from
+ * /proc/self/mountinfo: a stat() of the mount point would wait on
+ * ourselves.  Only root may write the setting; failure costs only speed.
+ */
+static int set_read_ahead(const char *mnt, unsigned kb)
+{
+	char real[PATH_MAX], line[4096], dev[32], mp[PATH_MAX], path[128];
+	FILE *f;
+	int found = 0;
+
+	if (!realpath(mnt, real))
+		return -errno;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*d %*d %31s %*s %4095s", dev, mp) == 2 &&
+		    !strcmp(mp, real) && strstr(line, " - fuse.llmfs "))
+			found = 1;
+		if (found)
+			break;
+	}
+	fclose(f);
+	if (!found)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	fprintf(f, "%u\n", kb);
+	return fclose(f) == 0 ? 0 : -errno;
 }
 
 static char *default_store(void)
@@ -82,6 +119,7 @@ int main(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "level", required_argument, NULL, 'l' },
+		{ "read-ahead", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -95,8 +133,9 @@ int main(int argc, char **argv)
 	char *store = NULL, *mnt, err[1024], opts[1024];
 	const char *extra = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
+	unsigned read_ahead = 1024;
 
-	while ((c = getopt_long(argc, argv, "s:fdo:t:l:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			free(store);
@@ -116,6 +155,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			copt.level = atoi(optarg);
+			break;
+		case 'r':
+			read_ahead = (unsigned)atoi(optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -175,6 +217,11 @@ int main(int argc, char **argv)
 	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(stderr, "llmfs: cannot mount at %s\n", mnt);
 		goto out_signals;
+	}
+	if (read_ahead) {
+		r = set_read_ahead(mnt, read_ahead);
+		if (r < 0)
+			fs_log(&log, LOG_DEBUG, "cannot set read-ahead: %s", strerror(-r));
 	}
 	if (!foreground) {
 		/* Threads do not survive the fork: close and reopen around it. */

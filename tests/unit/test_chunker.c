@@ -1,0 +1,150 @@
+/*
+ * test_chunker.c - chunk sizes stay in bounds, boundaries are deterministic
+ * and stable under insertions and deletions.
+ */
+#include <stdint.h>
+
+#include "backend/chunker.h"
+#include "backend/hash.h"
+#include "check.h"
+
+#define LEN (16u << 20)
+#define MAXCH (LEN / CDC_MIN + 2)
+
+/* Cuts buf into chunks; fills ids and returns the count. */
+static size_t cut_all(const uint8_t *buf, size_t len, struct cas_id *ids,
+		      size_t *sizes)
+{
+	size_t off = 0, n = 0;
+
+	while (off < len) {
+		size_t c = cdc_next(buf + off, len - off, 1);
+
+		cas_id_of(buf + off, c, &ids[n]);
+		sizes[n++] = c;
+		off += c;
+	}
+	return n;
+}
+
+static size_t shared(const struct cas_id *a, size_t na, const struct cas_id *b,
+		     size_t nb)
+{
+	size_t i, j, s = 0;
+
+	for (i = 0; i < na; i++)
+		for (j = 0; j < nb; j++)
+			if (cas_id_eq(&a[i], &b[j])) {
+				s++;
+				break;
+			}
+	return s;
+}
+
+static uint8_t *buf, *buf2;
+static struct cas_id ids[MAXCH], ids2[MAXCH];
+static size_t sizes[MAXCH], sizes2[MAXCH];
+
+static void test_bounds(void)
+{
+	size_t n = cut_all(buf, LEN, ids, sizes), i, total = 0;
+
+	for (i = 0; i < n; i++) {
+		total += sizes[i];
+		CHECK(sizes[i] <= CDC_MAX);
+		if (i + 1 < n)
+			CHECK(sizes[i] >= CDC_MIN);
+	}
+	CHECK_EQ(total, LEN);
+	/* Normalised chunking keeps the mean near the target. */
+	CHECK(LEN / n > CDC_AVG / 2 && LEN / n < CDC_AVG * 2);
+}
+
+static void test_need_more(void)
+{
+	/* Short of CDC_MAX without a boundary, the chunker asks for more. */
+	CHECK_EQ(cdc_next(buf, CDC_MIN, 0), 0);
+	CHECK_EQ(cdc_next(buf, CDC_MIN, 1), CDC_MIN);
+	CHECK_EQ(cdc_next(buf, 10, 1), 10);
+	CHECK(cdc_next(buf, CDC_MAX, 0) > 0);
+}
+
+static void test_zeros(void)
+{
+	static uint8_t z[3 * CDC_MAX];
+
+	/* No entropy, no content boundary: maximal chunks. */
+	CHECK_EQ(cdc_next(z, sizeof(z), 0), CDC_MAX);
+}
+
+static void test_deterministic(void)
+{
+	size_t n = cut_all(buf, LEN, ids, sizes);
+	size_t n2 = cut_all(buf, LEN, ids2, sizes2);
+
+	CHECK_EQ(n, n2);
+	CHECK(memcmp(ids, ids2, n * sizeof(*ids)) == 0);
+}
+
+static void test_insertion(void)
+{
+	size_t n = cut_all(buf, LEN, ids, sizes), n2, s;
+	const size_t at = 5u << 20, ins = 1000;
+
+	memcpy(buf2, buf, at);
+	fill_random(buf2 + at, ins, 99);
+	memcpy(buf2 + at + ins, buf + at, LEN - at - ins);
+	n2 = cut_all(buf2, LEN, ids2, sizes2);
+	s = shared(ids, n, ids2, n2);
+	/* All chunks but the few around the edit (and the cut-off tail) survive. */
+	CHECK(s + 4 >= n);
+}
+
+static void test_deletion(void)
+{
+	size_t n = cut_all(buf, LEN, ids, sizes), n2, s;
+	const size_t at = 9u << 20, del = 70000;
+
+	memcpy(buf2, buf, at);
+	memcpy(buf2 + at, buf + at + del, LEN - at - del);
+	n2 = cut_all(buf2, LEN - del, ids2, sizes2);
+	s = shared(ids, n, ids2, n2);
+	CHECK(s + 4 >= n);
+}
+
+static void test_known_hash(void)
+{
+	struct cas_id id;
+	char hex[CAS_ID_HEX];
+
+	/* The values `xxhsum -H2` prints. */
+	cas_id_of("", 0, &id);
+	cas_id_hex(&id, hex);
+	CHECK(strcmp(hex, "99aa06d3014798d86001c324468d497f") == 0);
+	cas_id_of("abc", 3, &id);
+	cas_id_hex(&id, hex);
+	CHECK(strcmp(hex, "06b05ab6733a618578af5f94892f3950") == 0);
+	CHECK(cas_id_parse(hex, &id) == 0);
+	CHECK(cas_id_parse("06b05ab6733a618578af5f94892f395", &id) < 0);
+	CHECK(cas_id_parse("06b05ab6733a618578af5f94892f395g", &id) < 0);
+	CHECK(cas_id_parse("06b05ab6733a618578af5f94892f39500", &id) < 0);
+}
+
+int main(void)
+{
+	buf = malloc(LEN);
+	buf2 = malloc(LEN);
+	if (!buf || !buf2)
+		return 1;
+	fill_random(buf, LEN, 1);
+	RUN(test_bounds);
+	RUN(test_need_more);
+	RUN(test_zeros);
+	RUN(test_deterministic);
+	RUN(test_insertion);
+	RUN(test_deletion);
+	RUN(test_known_hash);
+	free(buf);
+	free(buf2);
+	return check_failures ? 1 : 0;
+}

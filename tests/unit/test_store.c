@@ -1,0 +1,494 @@
+/*
+ * test_store.c - the store end to end, without FUSE: writers and readers,
+ * deduplication, staging, catalog transactions, collection, recovery,
+ * damage detection and refusals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "backend/catalog.h"
+#include "backend/chunker.h"
+#include "backend/store.h"
+#include "check.h"
+
+static char dir[256];
+
+static void fsck_line(void *arg, const char *line)
+{
+	int *n = arg;
+
+	fprintf(stderr, "  fsck: %s\n", line);
+	(*n)++;
+}
+
+static struct cas_store *open_store(uint64_t pack_max)
+{
+	struct cas_options o = { .pack_max = pack_max, .threads = 2 };
+	struct cas_store *st = NULL;
+	char err[512];
+	int r = cas_store_open(dir, &o, &st, err, sizeof(err));
+
+	if (r < 0)
+		fprintf(stderr, "open: %s\n", err);
+	CHECK_EQ(r, 0);
+	return st;
+}
+
+static uint64_t new_file(struct cas_store *st, const char *name)
+{
+	struct cat_attr a;
+
+	CHECK_EQ(cas_mknode(st, CAT_ROOT_INO, name, S_IFREG | 0644, 0, 0, NULL, &a), 0);
+	return a.ino;
+}
+
+static void write_file(struct cas_store *st, uint64_t ino, const uint8_t *data,
+		       size_t len, size_t step)
+{
+	struct cas_writer *w;
+	size_t off;
+
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	for (off = 0; off < len; off += step)
+		CHECK_EQ(cas_writer_write(w, data + off, off + step > len ? len - off : step, off), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+}
+
+static void check_content(struct cas_store *st, uint64_t ino, const uint8_t *data,
+			  size_t len)
+{
+	struct cas_file *f;
+	uint8_t *buf = malloc(len + 1), sha[32], want[32];
+	size_t off = 0, i;
+
+	CHECK_EQ(cas_file_open(st, ino, &f), 0);
+	CHECK_EQ(cas_file_size(f), len);
+	while (off < len) {
+		ssize_t n = cas_file_read(st, f, buf + off, 300000, off, NULL);
+
+		CHECK(n > 0);
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	CHECK(memcmp(buf, data, len) == 0);
+	CHECK_EQ(cas_file_read(st, f, buf, 10, len, NULL), 0);
+	/* Reads at odd offsets across chunk boundaries. */
+	for (i = 1; i < 20 && len > 1000; i++) {
+		size_t o = (len / 20) * i - 7, l = 5000 < len - o ? 5000 : len - o;
+
+		CHECK_EQ(cas_file_read(st, f, buf, l, o, NULL), l);
+		CHECK(memcmp(buf, data + o, l) == 0);
+	}
+	SHA256(data, len, want);
+	CHECK_EQ(cas_file_sha256(f, sha), 0);
+	CHECK(memcmp(sha, want, 32) == 0);
+	cas_file_free(f);
+	free(buf);
+}
+
+/* Model-like data: half random, half a repeating pattern. */
+static uint8_t *make_data(size_t len, unsigned seed)
+{
+	uint8_t *d = malloc(len);
+	size_t i;
+
+	fill_random(d, len, seed);
+	for (i = 0; i < len; i++)
+		if ((i / 65536) % 2)
+			d[i] = (uint8_t)(i % 251 < 200 ? 0 : d[i]);
+	return d;
+}
+
+static uint64_t unique_bytes(struct cas_store *st)
+{
+	struct cas_status s;
+
+	CHECK_EQ(cas_status(st, &s), 0);
+	return s.cat.unique_bytes;
+}
+
+static int fsck_problems(struct cas_store *st)
+{
+	int lines = 0;
+
+	return cas_fsck(st, 0, fsck_line, &lines);
+}
+
+static void test_write_read(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 5u << 20;
+	uint8_t *d = make_data(len, 1);
+	uint64_t ino = new_file(st, "a");
+
+	write_file(st, ino, d, len, 131072);
+	check_content(st, ino, d, len);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_dedup(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 3u << 20;
+	uint8_t *d = make_data(len, 2);
+	uint64_t a = new_file(st, "d1"), b, u;
+
+	write_file(st, a, d, len, 65536);
+	u = unique_bytes(st);
+	b = new_file(st, "d2");
+	/* Other write sizes, same content: the same chunks. */
+	write_file(st, b, d, len, 1000000);
+	CHECK_EQ(unique_bytes(st), u);
+	check_content(st, b, d, len);
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_out_of_order(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 2u << 20, step = 100000, off;
+	uint8_t *d = make_data(len, 3), buf[100];
+	uint64_t ino = new_file(st, "ooo"), ref = new_file(st, "ooo-ref"), u;
+	struct cas_writer *w;
+
+	write_file(st, ref, d, len, len);
+	u = unique_bytes(st);
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	/* Back to front. */
+	for (off = (len - 1) / step * step;; off -= step) {
+		CHECK_EQ(cas_writer_write(w, d + off, off + step > len ? len - off : step, off), 0);
+		if (off == 0)
+			break;
+	}
+	CHECK_EQ(cas_writer_size(w), len);
+	CHECK_EQ(cas_writer_read(w, buf, sizeof(buf), 12345, NULL), sizeof(buf));
+	CHECK(memcmp(buf, d + 12345, sizeof(buf)) == 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	check_content(st, ino, d, len);
+	/* Chunk boundaries depend on content only. */
+	CHECK_EQ(unique_bytes(st), u);
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_append_after_commit(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 3u << 20, half = len / 2 + 1234;
+	uint8_t *d = make_data(len, 4);
+	uint64_t ino = new_file(st, "app"), ref = new_file(st, "app-ref"), u;
+	struct cas_writer *w;
+
+	write_file(st, ref, d, len, len);
+	u = unique_bytes(st);
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	CHECK_EQ(cas_writer_write(w, d, half, 0), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	check_content(st, ino, d, half);
+	CHECK_EQ(cas_writer_write(w, d + half, len - half, half), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	check_content(st, ino, d, len);
+	CHECK_EQ(cas_gc(st) >= 0, 1);
+	CHECK_EQ(unique_bytes(st), u);
+	/* Appending through a fresh writer (open without truncation). */
+	CHECK_EQ(cas_writer_open(st, ino, 0, &w), 0);
+	CHECK_EQ(cas_writer_write(w, "tail", 4, len), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	{
+		uint8_t *e = malloc(len + 4);
+
+		memcpy(e, d, len);
+		memcpy(e + len, "tail", 4);
+		check_content(st, ino, e, len + 4);
+		free(e);
+	}
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_truncate_and_share(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 2u << 20;
+	uint8_t *d = make_data(len, 5);
+	uint64_t a = new_file(st, "t"), b = new_file(st, "t-copy"), u;
+	struct cas_writer *w;
+	struct cas_file *f;
+
+	write_file(st, a, d, len, len);
+	CHECK_EQ(cas_writer_open(st, a, 0, &w), 0);
+	CHECK_EQ(cas_writer_truncate(w, 777777), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	check_content(st, a, d, 777777);
+	write_file(st, a, d, len, len);
+	u = unique_bytes(st);
+	CHECK_EQ(cas_file_open(st, a, &f), 0);
+	CHECK_EQ(cas_writer_open(st, b, 1, &w), 0);
+	CHECK_EQ(cas_writer_share(w, f, 0, len * 2, 0), len);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	cas_file_free(f);
+	check_content(st, b, d, len);
+	CHECK_EQ(unique_bytes(st), u);
+	/* An empty truncating writer makes an empty file. */
+	CHECK_EQ(cas_writer_open(st, a, 1, &w), 0);
+	CHECK_EQ(cas_writer_commit(w), 0);
+	cas_writer_free(w);
+	check_content(st, a, d, 0);
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_namespace(void)
+{
+	struct cas_store *st = open_store(0);
+	struct cat_attr d1, d2, f, x;
+	uint64_t rep = 0;
+
+	CHECK_EQ(cas_mknode(st, CAT_ROOT_INO, "n1", S_IFDIR | 0755, 0, 0, NULL, &d1), 0);
+	CHECK_EQ(cas_mknode(st, d1.ino, "n2", S_IFDIR | 0755, 0, 0, NULL, &d2), 0);
+	CHECK_EQ(cas_mknode(st, d2.ino, "f", S_IFREG | 0644, 0, 0, NULL, &f), 0);
+	CHECK_EQ(cas_mknode(st, d2.ino, "f", S_IFREG | 0644, 0, 0, NULL, &x), -EEXIST);
+	CHECK_EQ(cas_mknode(st, f.ino, "g", S_IFREG | 0644, 0, 0, NULL, &x), -ENOTDIR);
+	CHECK_EQ(cas_rmdir(st, CAT_ROOT_INO, "n1"), -ENOTEMPTY);
+	CHECK_EQ(cas_rename(st, CAT_ROOT_INO, "n1", d2.ino, "loop", 0, 0, &rep), -EINVAL);
+	CHECK_EQ(cas_rename(st, d2.ino, "f", CAT_ROOT_INO, "f2", 0, 0, &rep), 0);
+	CHECK_EQ(cas_lookup(st, CAT_ROOT_INO, "f2", &x), 0);
+	CHECK_EQ(x.ino, f.ino);
+	CHECK_EQ(cas_rename(st, CAT_ROOT_INO, "f2", CAT_ROOT_INO, "n1", 0, 0, &rep), -EISDIR);
+	CHECK_EQ(cas_mknode(st, CAT_ROOT_INO, "f3", S_IFREG | 0644, 0, 0, NULL, &x), 0);
+	CHECK_EQ(cas_rename(st, CAT_ROOT_INO, "f2", CAT_ROOT_INO, "f3", 1, 0, &rep), -EEXIST);
+	CHECK_EQ(cas_rename(st, CAT_ROOT_INO, "f2", CAT_ROOT_INO, "f3", 0, 0, &rep), 0);
+	CHECK_EQ(rep, x.ino);
+	CHECK_EQ(cas_getattr(st, x.ino, &x), -ENOENT);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "n1", 0, NULL), -EISDIR);
+	CHECK_EQ(cas_rmdir(st, d1.ino, "n2"), 0);
+	CHECK_EQ(cas_rmdir(st, CAT_ROOT_INO, "n1"), 0);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "f3", 0, NULL), 0);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+}
+
+static void test_catalog_txn(void)
+{
+	struct cat *c;
+	struct cat_attr a;
+	char path[512], err[256];
+
+	snprintf(path, sizeof(path), "%s/txn.db", dir);
+	CHECK_EQ(cat_open(path, &c, err, sizeof(err)), 0);
+	CHECK_EQ(cat_begin(c), 0);
+	CHECK_EQ(cat_insert(c, CAT_ROOT_INO, "gone", S_IFREG | 0644, 0, 0, 1, NULL, &a), 0);
+	cat_rollback(c);
+	CHECK_EQ(cat_lookup(c, CAT_ROOT_INO, "gone", &a), -ENOENT);
+	CHECK_EQ(cat_begin(c), 0);
+	CHECK_EQ(cat_insert(c, CAT_ROOT_INO, "kept", S_IFREG | 0644, 0, 0, 1, NULL, &a), 0);
+	CHECK_EQ(cat_commit(c), 0);
+	cat_close(c);
+	CHECK_EQ(cat_open(path, &c, err, sizeof(err)), 0);
+	CHECK_EQ(cat_lookup(c, CAT_ROOT_INO, "kept", &a), 0);
+	cat_close(c);
+}
+
+static void test_gc(void)
+{
+	/* Small packs, so that deletes empty some and leave others half live. */
+	struct cas_store *st = open_store(1u << 20);
+	size_t len = 4u << 20;
+	uint8_t *a = make_data(len, 6), *b = make_data(len, 7);
+	uint64_t fa = new_file(st, "gc-a"), fb = new_file(st, "gc-b");
+	struct cas_status s0, s1;
+	int64_t freed;
+
+	CHECK_EQ(cas_status(st, &s0), 0);
+	write_file(st, fa, a, len, 200000);
+	write_file(st, fb, b, len, 200000);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "gc-a", 0, NULL), 0);
+	freed = cas_gc(st);
+	CHECK(freed > 0);
+	CHECK_EQ(cas_status(st, &s1), 0);
+	CHECK_EQ(s1.cat.dead_chunks, 0);
+	check_content(st, fb, b, len);
+	CHECK_EQ(fsck_problems(st), 0);
+	/* Deleting the rest empties the store but for the current pack. */
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "gc-b", 0, NULL), 0);
+	CHECK(cas_gc(st) > 0);
+	CHECK_EQ(cas_status(st, &s1), 0);
+	CHECK(s1.cat.chunks <= s0.cat.chunks);
+	CHECK(s1.cat.packs <= s0.cat.packs + 1);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(a);
+	free(b);
+}
+
+static void test_orphan(void)
+{
+	struct cas_store *st = open_store(0);
+	uint8_t d[1000];
+	uint64_t ino = new_file(st, "orph"), got;
+
+	fill_random(d, sizeof(d), 8);
+	write_file(st, ino, d, sizeof(d), sizeof(d));
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "orph", 1, &got), 0);
+	CHECK_EQ(got, ino);
+	/* Still readable through its inode while open... */
+	check_content(st, ino, d, sizeof(d));
+	cas_store_close(st);
+	/* ...and gone after a restart. */
+	st = open_store(0);
+	{
+		struct cat_attr a;
+
+		CHECK_EQ(cas_getattr(st, ino, &a), -ENOENT);
+	}
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+}
+
+/* The pack appends go to: the highest-numbered one. */
+static void newest_pack(char *path, size_t len)
+{
+	char cmd[600];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls '%s/packs' | sort | tail -n 1", dir);
+	p = popen(cmd, "r");
+	path[0] = '\0';
+	if (p) {
+		char name[64] = "";
+
+		if (fgets(name, sizeof(name), p))
+			name[strcspn(name, "\n")] = '\0';
+		pclose(p);
+		snprintf(path, len, "%s/packs/%s", dir, name);
+	}
+}
+
+static void test_uncommitted_cut_off(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 1u << 20;
+	uint8_t *d = make_data(len, 9);
+	uint64_t ino = new_file(st, "uncommitted");
+	struct cas_writer *w;
+	char path[512];
+	struct stat before, after;
+
+	newest_pack(path, sizeof(path));
+	CHECK_EQ(stat(path, &before), 0);
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	CHECK_EQ(cas_writer_write(w, d, len, 0), 0);
+	/* Dropped without a commit: as if the daemon died here. */
+	cas_writer_free(w);
+	cas_store_close(st);
+	CHECK_EQ(stat(path, &after), 0);
+	CHECK(after.st_size > before.st_size);
+	st = open_store(0);
+	CHECK_EQ(stat(path, &after), 0);
+	CHECK_EQ(after.st_size, before.st_size);
+	check_content(st, ino, d, 0);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+}
+
+static void test_damage(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 1u << 20;
+	uint8_t *d = make_data(len, 10), *buf = malloc(len);
+	uint64_t ino = new_file(st, "damaged");
+	struct cas_fault fault;
+	struct cas_file *f;
+	char path[512];
+	struct stat sb;
+	int fd, lines = 0;
+	uint8_t byte;
+
+	write_file(st, ino, d, len, len);
+	cas_store_close(st);
+	/* Flip one bit in the last record of the pack: this file's tail. */
+	newest_pack(path, sizeof(path));
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	CHECK_EQ(fstat(fd, &sb), 0);
+	CHECK_EQ(pread(fd, &byte, 1, sb.st_size - 10), 1);
+	byte ^= 4;
+	CHECK_EQ(pwrite(fd, &byte, 1, sb.st_size - 10), 1);
+	close(fd);
+	st = open_store(0);
+	CHECK_EQ(cas_file_open(st, ino, &f), 0);
+	CHECK_EQ(cas_file_read(st, f, buf, len, 0, &fault), -EIO);
+	CHECK(fault.off > 0 && fault.off < len);
+	/* Bytes before the damage still read. */
+	CHECK_EQ(cas_file_read(st, f, buf, fault.off, 0, NULL), fault.off);
+	cas_file_free(f);
+	CHECK(cas_fsck(st, 0, fsck_line, &lines) >= 2);
+	cas_store_close(st);
+	free(d);
+	free(buf);
+}
+
+static void test_refusals(void)
+{
+	struct cas_store *st = open_store(0), *st2 = NULL;
+	char err[512], path[512];
+	sqlite3 *db;
+
+	CHECK_EQ(cas_store_open(dir, NULL, &st2, err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "already in use") != NULL);
+	cas_store_close(st);
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'format'",
+			      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_EQ(cas_store_open(dir, NULL, &st2, err, sizeof(err)), -EPROTONOSUPPORT);
+	CHECK(strstr(err, "newer") != NULL);
+	CHECK(st2 == NULL);
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, sizeof(dir), "%s/llmfs-test-store-XXXXXX", tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir))
+		return 1;
+	RUN(test_write_read);
+	RUN(test_dedup);
+	RUN(test_out_of_order);
+	RUN(test_append_after_commit);
+	RUN(test_truncate_and_share);
+	RUN(test_namespace);
+	RUN(test_catalog_txn);
+	RUN(test_gc);
+	RUN(test_orphan);
+	RUN(test_uncommitted_cut_off);
+	RUN(test_damage);
+	RUN(test_refusals);
+	if (!check_failures) {
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	return check_failures ? 1 : 0;
+}
