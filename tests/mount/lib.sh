@@ -156,6 +156,15 @@ spawn_wait() {
 	EXIT_STATUS=$(cat "$TEST_DIR/$1.rc")
 }
 
+# spawn_kill NAME...: kills spawned commands (if still running) and waits
+# for them to end.
+spawn_kill() {
+	for sk in "$@"; do
+		pid_alive "$(cat "$TEST_DIR/$sk.pid")" && kill "$(cat "$TEST_DIR/$sk.pid")" 2>/dev/null
+		spawn_wait "$sk" || return 1
+	done
+}
+
 # spawn_llmfs NAME LOG ARGS...: spawns "$LLMFS ARGS..." with stderr to LOG.
 spawn_llmfs() {
 	sl_name=$1 sl_log=$2; shift 2
@@ -396,3 +405,18 @@ sums() {
 
 require_fuse
 require_cmd python3 sha256sum
+
+# fsck_store [--repair]: runs llmfs-fsck on $STORE (daemon stopped); its
+# output lands in $TEST_DIR/fsck.out, its exit status in FSCK_STATUS.
+# Returns 0 whatever the status; have_fsck tells whether it exists.
+have_fsck() {
+	[ -n "$LLMFS_FSCK" ] && [ -x "$LLMFS_FSCK" ]
+}
+fsck_store() {
+	"$LLMFS_FSCK" "$@" --store "$STORE" >"$TEST_DIR/fsck.out" 2>&1
+	FSCK_STATUS=$?
+	say "# llmfs-fsck $* exited $FSCK_STATUS:"
+	sed 's/^/#   /' "$TEST_DIR/fsck.out"
+	check_log "$TEST_DIR/fsck.out" || FSCK_STATUS=99
+	return 0
+}
