@@ -101,9 +101,10 @@ test_expect_success 'kill -9 during a cp -r into the tree' '
 	daemon_kill9 &&
 	spawn_kill cpr &&
 	daemon_start &&
-	for f in $(cd "$SRC/tree" && find . -type f); do
+	(cd "$SRC/tree" && find . -type f) >"$TEST_DIR/tree.files" &&
+	while IFS= read -r f; do
 		one_of "$M/tree2/$f" - empty "$SRC/tree/$f" || return 1
-	done &&
+	done <"$TEST_DIR/tree.files" &&
 	diff -r "$SRC/tree" "$M/tree" &&
 	cmp "$SRC/a.new" "$M/m/a"
 '
