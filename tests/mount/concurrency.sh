@@ -127,6 +127,28 @@ test_expect_success 'many readers of one file at once' '
 	jobs_wait
 '
 
+replacer() { # replaces stable/r atomically (write a temp file, mv over)
+	for _ in 1 2 3 4; do
+		cp "$SRC/w1" "$M/stable/.r.tmp" && mv "$M/stable/.r.tmp" "$M/stable/r" &&
+		cp "$SRC/w2" "$M/stable/.r.tmp" && mv "$M/stable/.r.tmp" "$M/stable/r" || return 1
+	done
+}
+whole_reader() { # every read of stable/r is all of w1 or all of w2
+	h1=$(sha256sum <"$SRC/w1") && h2=$(sha256sum <"$SRC/w2") || return 1
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		h=$(sha256sum <"$M/stable/r") || return 1
+		[ "$h" = "$h1" ] || [ "$h" = "$h2" ] || { echo "mixed read of r"; return 1; }
+	done
+}
+
+test_expect_success 'readers during mv-over replacement see a whole file' '
+	cp "$SRC/w2" "$M/stable/r" &&
+	job replacer && job whole_reader && job whole_reader &&
+	jobs_wait &&
+	cmp "$SRC/w2" "$M/stable/r" &&
+	rm "$M/stable/r"
+'
+
 test_expect_success 'after a remount, everything is still exact' '
 	daemon_restart &&
 	verify_all

@@ -94,6 +94,13 @@ cleanup() {
 		pid_alive "$DAEMON_PID" && kill -KILL "$DAEMON_PID" 2>/dev/null
 	fi
 	if [ -n "$TEST_DIR" ]; then
+		# Spawned helpers still running (a writer waiting to be killed)
+		# would hold the test's output open: end them.
+		for pf in "$TEST_DIR"/*.pid; do
+			[ -f "$pf" ] || continue
+			p=$(cat "$pf")
+			pid_alive "$p" && kill -KILL "$p" 2>/dev/null
+		done
 		for m in "$TEST_DIR"/mnt*; do
 			[ -d "$m" ] && mountpoint -q "$m" 2>/dev/null &&
 				{ fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"; }
@@ -267,7 +274,7 @@ daemon_kill9() {
 	spawn_wait "$DAEMON_NAME"
 	DAEMON_PID=
 	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	! mountpoint -q "$MNT"
+	! mountpoint -q "$MNT" && check_log "$DAEMON_LOG"
 }
 
 daemon_restart() {

@@ -68,7 +68,7 @@ test_expect_success 'SIGHUP unmounts cleanly too' '
 test_expect_success 'a second daemon on the same store is refused' '
 	mkdir -p "$TEST_DIR/mnt2" &&
 	spawn_llmfs second "$TEST_DIR/second.log" --store "$STORE" -f "$TEST_DIR/mnt2" &&
-	spawn_wait second && cat "$TEST_DIR/second.log" &&
+	spawn_wait second && cat "$TEST_DIR/second.log" && check_log "$TEST_DIR/second.log" &&
 	[ "$EXIT_STATUS" != 0 ] &&
 	! mountpoint -q "$TEST_DIR/mnt2" &&
 	grep -q "already in use" "$TEST_DIR/second.log" &&
@@ -80,7 +80,7 @@ test_expect_success 'a second daemon on the same store is refused' '
 
 test_expect_success 'a second daemon in the background (no -f) is refused too' '
 	"$LLMFS" --store "$STORE" "$TEST_DIR/mnt2" 2>"$TEST_DIR/second-bg.log"
-	r=$? && cat "$TEST_DIR/second-bg.log" &&
+	r=$? && cat "$TEST_DIR/second-bg.log" && check_log "$TEST_DIR/second-bg.log" &&
 	[ $r != 0 ] && ! mountpoint -q "$TEST_DIR/mnt2" &&
 	grep -q "already in use" "$TEST_DIR/second-bg.log"
 '
@@ -97,7 +97,7 @@ test_expect_success 'a store of a newer format is refused with a clear message' 
 	echo "format is $old" && [ -n "$old" ] && [ "$old" != 999 ] &&
 	set_format 999 &&
 	spawn_llmfs newer "$TEST_DIR/newer.log" --store "$STORE" -f "$MNT" &&
-	spawn_wait newer && cat "$TEST_DIR/newer.log" &&
+	spawn_wait newer && cat "$TEST_DIR/newer.log" && check_log "$TEST_DIR/newer.log" &&
 	[ "$EXIT_STATUS" != 0 ] &&
 	! mountpoint -q "$MNT" &&
 	grep -i "format" "$TEST_DIR/newer.log" | grep -q 999 &&
@@ -115,7 +115,7 @@ test_expect_success 'with the format restored, it mounts again and nothing was l
 test_expect_success 'a store folder that cannot be used is refused, not mounted' '
 	echo notadir >"$TEST_DIR/file" &&
 	spawn_llmfs bad "$TEST_DIR/bad.log" --store "$TEST_DIR/file" -f "$TEST_DIR/mnt2" &&
-	spawn_wait bad && cat "$TEST_DIR/bad.log" &&
+	spawn_wait bad && cat "$TEST_DIR/bad.log" && check_log "$TEST_DIR/bad.log" &&
 	[ "$EXIT_STATUS" != 0 ] && ! mountpoint -q "$TEST_DIR/mnt2" &&
 	[ -s "$TEST_DIR/bad.log" ]
 '
