@@ -12,7 +12,6 @@ SMALL=$TEST_DIR/small
 mkdir -p "$SMALL"
 mount -t tmpfs -o size=20m llmfs-test "$SMALL" 2>/dev/null ||
 	skip_all "cannot mount a tmpfs"
-EXTRA_UMOUNTS=$SMALL
 STORE=$SMALL/store
 
 # The daemon's own report of the failed write is expected.

@@ -41,10 +41,10 @@ test_skipped=0
 DAEMON_PID=
 DAEMON_LOG=
 DAEMON_NAME=
+DAEMON_DIED=
 DAEMON_ARGS=
 daemon_n=0
 ALLOWED_ERRORS=
-EXTRA_UMOUNTS=
 TEST_DIR=
 
 say() { printf '%s\n' "$*"; }
@@ -81,6 +81,23 @@ pid_alive() {
 	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
+# is_mounted DIR: DIR is a mount point, even one whose daemon died (where
+# mountpoint(1) and stat fail with ENOTCONN).
+is_mounted() {
+	awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts
+}
+
+# show_log LOG: a sanitizer report from its start, else the log's tail.
+show_log() {
+	if grep -qE '^==[0-9]+==(ERROR|WARNING)|runtime error:' "$1"; then
+		sed -n '/^==[0-9]*==\(ERROR\|WARNING\)\|runtime error:/,$p' "$1" |
+			grep -v '^ *0x[0-9a-f]*: \|Shadow\|redzone\|Addressable\|Freed heap\|Poisoned\|Container overflow\|Array cookie\|Intra object\|ASan internal\|Global init\|Stack \(after\|use\|left\|mid\|right\)' |
+			head -70 | sed 's/^/#   /'
+	else
+		tail -40 "$1" | sed 's/^/#   /'
+	fi
+}
+
 cleanup() {
 	rc=$?
 	set +e
@@ -101,13 +118,11 @@ cleanup() {
 			p=$(cat "$pf")
 			pid_alive "$p" && kill -KILL "$p" 2>/dev/null
 		done
-		for m in "$TEST_DIR"/mnt*; do
-			[ -d "$m" ] && mountpoint -q "$m" 2>/dev/null &&
-				{ fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"; }
-		done
-		for m in $EXTRA_UMOUNTS; do
-			mountpoint -q "$m" 2>/dev/null && umount -l "$m"
-		done
+		# Every mount under TEST_DIR, live or dead, deepest first.
+		awk -v d="$TEST_DIR/" 'index($2, d) == 1 { print $2 }' /proc/mounts |
+			sort -r | while IFS= read -r m; do
+				fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
+			done
 		if [ -n "$TEST_KEEP" ]; then
 			say "# kept $TEST_DIR"
 		else
@@ -225,7 +240,7 @@ check_log() {
 	fi
 	if [ -n "$san" ]; then
 		say "# sanitizer report in $1:"
-		sed 's/^/#   /' "$1" | head -80
+		show_log "$1"
 		ok=1
 	fi
 	return $ok
@@ -240,7 +255,7 @@ daemon_stop() {
 	if ! pid_alive "$DAEMON_PID"; then
 		spawn_wait "$DAEMON_NAME" 5
 		say "# daemon (pid $DAEMON_PID) had died (status $EXIT_STATUS); log:"
-		sed 's/^/#   /' "$DAEMON_LOG" | tail -40
+		show_log "$DAEMON_LOG"
 		DAEMON_PID=
 		return 1
 	fi
@@ -258,10 +273,10 @@ daemon_stop() {
 	DAEMON_PID=
 	if [ "$EXIT_STATUS" != 0 ]; then
 		say "# daemon (pid $pid) exited with status $EXIT_STATUS; log:"
-		sed 's/^/#   /' "$DAEMON_LOG" | tail -40
+		show_log "$DAEMON_LOG"
 		return 1
 	fi
-	if mountpoint -q "$MNT"; then
+	if is_mounted "$MNT"; then
 		say "# $MNT still mounted after the daemon exited"
 		return 1
 	fi
@@ -274,7 +289,7 @@ daemon_kill9() {
 	spawn_wait "$DAEMON_NAME"
 	DAEMON_PID=
 	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-	! mountpoint -q "$MNT" && check_log "$DAEMON_LOG"
+	! is_mounted "$MNT" && check_log "$DAEMON_LOG"
 }
 
 daemon_restart() {
@@ -286,9 +301,10 @@ daemon_alive_check() {
 	[ -z "$DAEMON_PID" ] && return 0
 	pid_alive "$DAEMON_PID" && return 0
 	spawn_wait "$DAEMON_NAME" 5
-	say "# the daemon died (status $EXIT_STATUS) during this block; log tail:"
-	tail -40 "$DAEMON_LOG" | sed 's/^/#   /'
+	say "# the daemon died (status $EXIT_STATUS) during this block; its log:"
+	show_log "$DAEMON_LOG"
 	DAEMON_PID=
+	DAEMON_DIED=1
 	return 1
 }
 
@@ -304,9 +320,7 @@ $2
 }"
 	test_body_ >"$out" 2>&1 </dev/null
 	r=$?
-	if [ $r -eq 0 ]; then
-		daemon_alive_check >>"$out" 2>&1 || r=1
-	fi
+	daemon_alive_check >>"$out" 2>&1 || r=1
 	if [ $r -eq 0 ]; then
 		say "ok $test_count - $1"
 		[ -n "$TEST_VERBOSE" ] && sed 's/^/#   /' "$out"
@@ -315,7 +329,13 @@ $2
 		say "not ok $test_count - $1"
 		printf '%s\n' "$2" | sed 's/^/#	/'
 		say "# output (exit $r):"
-		tail -60 "$out" | sed 's/^/#   /'
+		tail -100 "$out" | sed 's/^/#   /'
+	fi
+	if [ -n "$DAEMON_DIED" ]; then
+		# Every later block would fail with ENOTCONN: stop here.
+		say "Bail out! the daemon died unexpectedly (see above)"
+		say "# $test_name: failed $test_failed of $test_count (and bailed out)"
+		exit 1
 	fi
 	return 0
 }
