@@ -292,8 +292,13 @@ daemon_kill9() {
 	! is_mounted "$MNT" && check_log "$DAEMON_LOG"
 }
 
+# daemon_restart: stop (its failure is reported) and start again either way,
+# so that one bad stop does not leave the later blocks without a mount.
 daemon_restart() {
-	daemon_stop && daemon_start $DAEMON_ARGS
+	daemon_stop
+	dr=$?
+	# shellcheck disable=SC2086
+	daemon_start $DAEMON_ARGS && return $dr
 }
 
 # The daemon must still be alive (called after every block).
