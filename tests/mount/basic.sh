@@ -212,6 +212,34 @@ test_expect_success 'rm -r of a unique model gives its space back (after GC)' '
 	cat "$MNT/.llmfs/status"
 '
 
+test_expect_success 'the ratios in .llmfs/status agree with its byte counts' '
+	cat "$MNT/.llmfs/status" &&
+	l=$(status_get logical_bytes) && u=$(status_get unique_bytes) &&
+	s=$(status_get stored_bytes) && p=$(status_get pack_bytes) &&
+	dr=$(status_get dedup_ratio) && cr=$(status_get compression_ratio) &&
+	tr=$(status_get total_ratio) &&
+	awk -v l="$l" -v u="$u" -v s="$s" -v p="$p" -v dr="$dr" -v cr="$cr" -v tr="$tr" "
+		function near(a, b) { d = a - b; if (d < 0) d = -d; return d < 0.0011 + b / 500 }
+		BEGIN {
+			ok = near(dr, l / u) && near(cr, u / s) && near(tr, l / p)
+			if (!ok) print \"dedup\", dr, l / u, \"compression\", cr, u / s, \"total\", tr, l / p
+			exit !ok
+		}" &&
+	[ "$s" -le "$p" ] && [ "$(status_get disk_free_bytes)" -gt 0 ]
+'
+
+test_expect_success 'rewriting one file many times does not grow the store without bound' '
+	mkdir "$M/rewrite" &&
+	for i in 1 2 3 4 5 6 7 8; do
+		head -c 1500000 /dev/urandom >"$TEST_DIR/rw" &&
+		cp "$TEST_DIR/rw" "$M/rewrite/f" || return 1
+	done &&
+	cmp "$TEST_DIR/rw" "$M/rewrite/f" &&
+	# packs under half live get compacted: at most about twice what is live
+	wait_for "$GC_DEADLINE" "[ \$(status_get pack_bytes) -le \$(( 2 * \$(status_get stored_bytes) + 1048576 )) ]" ||
+	{ cat "$MNT/.llmfs/status"; ls -l "$STORE/packs"; return 1; }
+'
+
 test_expect_success 'rm -r of everything: packs shrink to (almost) nothing' '
 	pb0=$(status_get pack_bytes) && echo "pack_bytes $pb0" &&
 	rm -r "$M"/* &&

@@ -1,0 +1,123 @@
+#!/bin/sh
+# Write patterns beyond a sequential cp: out-of-order blocks, holes past
+# the end, appends to committed files, fsync in the middle, reading back
+# through the same descriptor before close, O_TRUNC rewrites, truncate of
+# an open file; every result is compared with the same operations done on
+# a local file.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$TEST_DIR/src
+M=$MNT/models
+
+# both OPS...: runs the python ops script on a local file and on the mount.
+# ops.py is written below; it prints what it read back, which must agree.
+both() {
+	python3 "$TEST_DIR/ops.py" "$TEST_DIR/local/$1" "$@" >"$TEST_DIR/local.out" &&
+	python3 "$TEST_DIR/ops.py" "$M/w/$1" "$@" >"$TEST_DIR/mount.out" &&
+	cmp "$TEST_DIR/local.out" "$TEST_DIR/mount.out" &&
+	cmp "$TEST_DIR/local/$1" "$M/w/$1"
+}
+
+test_expect_success 'set up' '
+	mkdir -p "$SRC" "$TEST_DIR/local" &&
+	head -c 2000000 /dev/urandom >"$SRC/r" &&
+	cat >"$TEST_DIR/ops.py" <<-\EOF &&
+	import hashlib, os, random, sys
+	path, name, op = sys.argv[1], sys.argv[2], sys.argv[3]
+	src = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else b""
+	B = 65536
+	def out(b):
+	    print(len(b), hashlib.sha256(b).hexdigest())
+	if op == "shuffled":          # blocks in a random order
+	    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+	    offs = list(range(0, len(src), B)); random.Random(3).shuffle(offs)
+	    for o in offs:
+	        os.pwrite(fd, src[o:o + B], o)
+	    out(os.pread(fd, len(src) + 10, 0)); os.close(fd)
+	elif op == "holes":           # writes past the end leave zeros
+	    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+	    os.pwrite(fd, src[:1000], 0)
+	    os.pwrite(fd, src[1000:5000], 700000)
+	    os.pwrite(fd, src[5000:6000], 300000)
+	    out(os.pread(fd, 800000, 0)); os.close(fd)
+	elif op == "append":          # appends to a committed file, twice
+	    for part in (src[:300000], src[300000:310000]):
+	        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+	        os.write(fd, part); os.close(fd)
+	    out(open(path, "rb").read())
+	elif op == "fsync-middle":    # fsync half-way, then go on
+	    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+	    os.write(fd, src[:700000]); os.fsync(fd)
+	    os.write(fd, src[700000:1500000]); os.fsync(fd)
+	    os.write(fd, src[1500000:])
+	    out(os.pread(fd, len(src), 0)); os.close(fd)
+	elif op == "overwrite-middle":  # patch bytes inside a committed file
+	    fd = os.open(path, os.O_RDWR)
+	    os.pwrite(fd, b"PATCHED" * 1000, 123457)
+	    out(os.pread(fd, 200000, 100000)); os.close(fd)
+	elif op == "truncate-open":   # shrink and regrow through the descriptor
+	    fd = os.open(path, os.O_RDWR)
+	    os.ftruncate(fd, 54321); os.pwrite(fd, b"tail", 60000)
+	    out(os.pread(fd, 100000, 0)); os.close(fd)
+	elif op == "rewrite-shorter":  # O_TRUNC with less data than before
+	    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	    os.write(fd, src[:1234]); os.close(fd)
+	    out(open(path, "rb").read())
+	elif op == "two-fds":         # two descriptors, writes interleaved
+	    a = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+	    b = os.open(path, os.O_RDWR)
+	    os.pwrite(a, src[:100000], 0); os.pwrite(b, src[100000:200000], 100000)
+	    os.pwrite(a, b"x" * 10, 50); os.close(a)
+	    out(os.pread(b, 300000, 0)); os.close(b)
+	else:
+	    sys.exit("bad op " + op)
+	EOF
+	daemon_start &&
+	mkdir "$M/w"
+'
+
+test_expect_success 'blocks written in a shuffled order' '
+	both f1 shuffled "$SRC/r"
+'
+
+test_expect_success 'writes past the end leave holes of zeros' '
+	both f2 holes "$SRC/r"
+'
+
+test_expect_success 'appends to a committed file (O_APPEND, twice)' '
+	head -c 500000 "$SRC/r" >"$TEST_DIR/local/f3" &&
+	cp "$TEST_DIR/local/f3" "$M/w/f3" &&
+	both f3 append "$SRC/r"
+'
+
+test_expect_success 'fsync in the middle of a write, then more writes' '
+	both f4 fsync-middle "$SRC/r"
+'
+
+test_expect_success 'patching bytes inside a committed file' '
+	cp "$SRC/r" "$TEST_DIR/local/f5" && cp "$SRC/r" "$M/w/f5" &&
+	both f5 overwrite-middle
+'
+
+test_expect_success 'ftruncate of an open file, then a write past the new end' '
+	cp "$SRC/r" "$TEST_DIR/local/f6" && cp "$SRC/r" "$M/w/f6" &&
+	both f6 truncate-open
+'
+
+test_expect_success 'O_TRUNC rewrite with less data' '
+	cp "$SRC/r" "$TEST_DIR/local/f7" && cp "$SRC/r" "$M/w/f7" &&
+	both f7 rewrite-shorter "$SRC/r"
+'
+
+test_expect_success 'two descriptors on one file, writes interleaved' '
+	both f8 two-fds "$SRC/r"
+'
+
+test_expect_success 'everything is the same after a remount' '
+	daemon_restart &&
+	diff -r "$TEST_DIR/local" "$M/w" &&
+	cp -r "$M/w" "$TEST_DIR/w-out" &&
+	python3 "$MOUNT_HELPERS/manifest_check.py" "$M/w/.smip/manifest.json" "$TEST_DIR/local" w
+'
+
+test_done
