@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Convert RouteLLM per-query outcomes (MMLU by subject, GSM8K) into the
+llmfs outcome table (docs/paths.md, "Outcome table").
+
+The RouteLLM files record only whether each model answered correctly, so
+cost is derived from a price table and a token estimate:
+  input tokens  = ceil(UTF-8 bytes of the prompt / 4)
+  output tokens = ceil(UTF-8 bytes of the model's response / 4) where the
+                  response is recorded (GSM8K); MMLU records none and its
+                  prompts end in "Answer:", graded on one letter, so 1.
+Prices are USD per million tokens (public list prices, see docs/paths.md)
+and may be overridden with --price MODEL=IN/OUT.  Latency is not recorded
+upstream and is written as "-" (unknown).  Prompts listed in
+contaminated_prompts.jsonl as eval prompts are dropped.
+"""
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import sys
+
+WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+STRONG = "gpt-4-1106-preview"
+PRICES = {STRONG: (10.0, 30.0), WEAK: (0.6, 0.6)}
+
+
+def tokens(text):
+    return max(1, math.ceil(len(text.encode("utf-8")) / 4))
+
+
+def esc(s):
+    return (s.replace("\\", "\\\\").replace("\t", "\\t")
+            .replace("\n", "\\n").replace("\r", "\\r"))
+
+
+def contaminated(path):
+    out = set()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    out.add(json.loads(line)["eval_prompt"])
+    return out
+
+
+def emit(w, pid, ttype, row, prices, with_answer):
+    prompt = row["prompt"]
+    for model, (pin, pout) in prices.items():
+        if model not in row:
+            continue
+        ok = row[model].strip() == "True"
+        resp = row.get(model + "_response")
+        out_tok = tokens(resp) if resp else 1
+        cost = (tokens(prompt) * pin + out_tok * pout) / 1e6
+        ans = esc(resp) if (resp and with_answer) else "-"
+        w.write(f"{pid}\t{ttype}\t{model}\t{1 if ok else 0}\t"
+                f"{cost:.8f}\t-\t{ans}\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True,
+                    help="the routellm folder (holds mmlu/ and gsm8k/)")
+    ap.add_argument("--benchmark", choices=["mmlu", "gsm8k"], required=True)
+    ap.add_argument("--price", action="append", default=[],
+                    help="MODEL=IN/OUT, USD per million tokens")
+    ap.add_argument("--answers", action="store_true",
+                    help="include the recorded answer text where known")
+    a = ap.parse_args()
+    prices = dict(PRICES)
+    for p in a.price:
+        m, v = p.rsplit("=", 1)
+        i, o = v.split("/")
+        prices[m] = (float(i), float(o))
+    csv.field_size_limit(1 << 30)
+    w = sys.stdout
+    w.write("prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s"
+            "\tanswer\n")
+    bench = os.path.join(a.data, a.benchmark)
+    skip = contaminated(os.path.join(bench, "contaminated_prompts.jsonl"))
+    if a.benchmark == "mmlu":
+        files = sorted(glob.glob(os.path.join(bench, "responses",
+                                              "mmlu_*.csv")))
+        if not files:
+            sys.exit(f"no mmlu_*.csv under {bench}/responses")
+        for fn in files:
+            subject = os.path.basename(fn)[len("mmlu_"):-len(".csv")]
+            with open(fn, encoding="utf-8", newline="") as f:
+                for i, row in enumerate(csv.DictReader(f)):
+                    if row["prompt"] in skip:
+                        continue
+                    emit(w, f"mmlu/{subject}/{i}", subject, row, prices,
+                         a.answers)
+    else:
+        fn = os.path.join(bench, "gsm8k_responses.csv")
+        with open(fn, encoding="utf-8", newline="") as f:
+            for i, row in enumerate(csv.DictReader(f)):
+                if row["prompt"] in skip:
+                    continue
+                emit(w, f"gsm8k/{i}", "gsm8k", row, prices, a.answers)
+
+
+if __name__ == "__main__":
+    main()
