@@ -282,7 +282,7 @@ void plan_stats_free(struct plan_stats *s)
 }
 
 static int db_write(struct plan_stats *s, const char *model, const char *type,
-		    double q, double cost_sum, double cost_n, double lat_sum,
+		    double n, double q, double cost_sum, double cost_n, double lat_sum,
 		    double lat_n)
 {
 	sqlite3_stmt *st = s->upsert;
@@ -293,7 +293,7 @@ static int db_write(struct plan_stats *s, const char *model, const char *type,
 		return plan_sqlite_errno(rc);
 	sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 3, 1.0);
+	sqlite3_bind_double(st, 3, n);
 	sqlite3_bind_double(st, 4, q);
 	sqlite3_bind_double(st, 5, cost_sum);
 	sqlite3_bind_double(st, 6, cost_n);
@@ -318,11 +318,15 @@ int plan_stats_record(struct plan_stats *s, const char *model,
 		      const char *task_type, double quality, double cost_usd,
 		      double latency_s)
 {
-	double cost_sum = 0, cost_n = 0, lat_sum = 0, lat_n = 0;
+	double cost_sum = 0, cost_n = 0, lat_sum = 0, lat_n = 0, n = 1;
 	int rc;
 
-	if (!model || !*model || !task_type || !*task_type || isnan(quality))
+	if (!model || !*model || !task_type || !*task_type)
 		return -EINVAL;
+	if (isnan(quality)) {
+		n = 0;
+		quality = 0;
+	}
 	quality = quality < 0 ? 0 : quality > 1 ? 1 : quality;
 	if (cost_usd >= 0) {
 		cost_sum = cost_usd;
@@ -335,12 +339,12 @@ int plan_stats_record(struct plan_stats *s, const char *model,
 	pthread_mutex_lock(&s->lock);
 	/* Durable first: memory must never hold what a restart would lose. */
 	if (s->db) {
-		rc = db_write(s, model, task_type, quality, cost_sum, cost_n,
-			      lat_sum, lat_n);
+		rc = db_write(s, model, task_type, n, quality, cost_sum,
+			      cost_n, lat_sum, lat_n);
 		if (rc < 0)
 			goto out;
 	}
-	rc = add_both(s, model, task_type, 1.0, quality, cost_sum, cost_n,
+	rc = add_both(s, model, task_type, n, quality, cost_sum, cost_n,
 		      lat_sum, lat_n);
 out:
 	pthread_mutex_unlock(&s->lock);

@@ -45,7 +45,10 @@ int plan_stats_open(const char *db_path, double prior_strength,
 		    struct plan_stats **ret_stats);
 void plan_stats_free(struct plan_stats *stats);
 
-/* cost_usd or latency_s < 0: not observed.  quality is clamped to [0, 1]. */
+/*
+ * cost_usd or latency_s < 0: not observed.  quality NaN: not observed (a
+ * call whose answer nobody judged); otherwise clamped to [0, 1].
+ */
 int plan_stats_record(struct plan_stats *stats, const char *model,
 		      const char *task_type, double quality, double cost_usd,
 		      double latency_s);
