@@ -147,7 +147,7 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 		json_object_set_new(o, "http_status", json_integer(http));
 	if (c->vote_slot >= 0)
 		json_object_set_new(o, "vote_slot", json_integer(c->vote_slot));
-	line = json_dumps(o, JSON_COMPACT);
+	line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	json_decref(o);
 	if (line)
 		r->o->trace(r->o->arg, line);
