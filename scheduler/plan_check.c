@@ -209,20 +209,27 @@ static char *trimmed(const char *s)
 	return strndup(s, n);
 }
 
-/* Strips a Markdown code fence around a JSON answer. */
-static char *unfenced(const char *answer)
+/*
+ * The JSON inside a chat answer: the whole text, else the first Markdown
+ * code fence, else the span from the first '{' to the last '}'.
+ */
+json_t *plan_check_answer_json(const char *answer)
 {
-	char *t = trimmed(answer), *nl, *end;
+	char *t = trimmed(answer), *fence, *nl, *close, *open, *last;
+	json_t *v = NULL;
 
-	if (!t || strncmp(t, "```", 3))
-		return t;
-	nl = strchr(t, '\n');
-	end = strrchr(t, '`');
-	if (!nl || !end || end < nl || end - t < 5 || strncmp(end - 2, "```", 3))
-		return t;
-	memmove(t, nl + 1, (size_t)(end - 2 - (nl + 1)));
-	t[end - 2 - (nl + 1)] = '\0';
-	return t;
+	if (!t)
+		return NULL;
+	v = json_loads(t, JSON_DECODE_ANY, NULL);
+	if (!v && (fence = strstr(t, "```")) && (nl = strchr(fence, '\n')) &&
+	    (close = strstr(nl + 1, "```")))
+		v = json_loadb(nl + 1, (size_t)(close - nl - 1),
+			       JSON_DECODE_ANY, NULL);
+	if (!v && (open = strchr(t, '{')) && (last = strrchr(t, '}')) &&
+	    last > open)
+		v = json_loadb(open, (size_t)(last - open + 1), 0, NULL);
+	free(t);
+	return v;
 }
 
 int plan_check_run(const struct plan_check *c, const char *answer,
@@ -252,10 +259,7 @@ int plan_check_run(const struct plan_check *c, const char *answer,
 			set_why(ret_why, "regex did not match");
 		break;
 	case PLAN_CHECK_SCHEMA:
-		t = unfenced(answer);
-		if (!t)
-			return -ENOMEM;
-		v = json_loads(t, JSON_DECODE_ANY, NULL);
+		v = plan_check_answer_json(answer);
 		if (!v) {
 			set_why(ret_why, "answer is not JSON");
 			rc = 0;

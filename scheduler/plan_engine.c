@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "plan_check.h"
 #include "plan_exec.h"
 #include "plan_stats.h"
 #include "plan_task.h"
@@ -234,12 +235,8 @@ static void interpret(struct plan_engine *e, struct job_ctx *ctx,
 	if (rc == 0)
 		rc = run_exec(e, ctx, pt, &c, &res);
 	if (rc == 0) {
-		const char *a = res.answer, *s = strchr(a, '{');
-		const char *end = strrchr(a, '}');
-
-		/* Models wrap JSON in prose or fences; the schema passed. */
-		reply = s && end > s ? json_loadb(s, (size_t)(end - s + 1), 0,
-						  NULL) : NULL;
+		/* The same extraction the schema checker accepted. */
+		reply = plan_check_answer_json(res.answer);
 		rc = reply ? plan_task_from_json(reply, &nt, &err) : -EINVAL;
 	}
 	if (rc == 0) {
@@ -320,8 +317,8 @@ static void run_job(struct plan_engine *e, struct job *j)
 	if (c.best >= 0)
 		pj = plan_path_to_json(t, &e->models, &c.v[c.best]);
 	pthread_mutex_lock(&e->lock);
-	j->cands_json = cj ? json_dumps(cj, JSON_INDENT(2)) : NULL;
-	j->plan_json = pj ? json_dumps(pj, JSON_INDENT(2)) : NULL;
+	j->cands_json = cj ? json_dumps(cj, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+	j->plan_json = pj ? json_dumps(pj, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
 	j->steps_total = t->n_steps;
 	if (rc == 0)
 		j->state = J_RUNNING;
