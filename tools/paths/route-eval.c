@@ -758,13 +758,16 @@ int main(int argc, char **argv)
 		goto out;
 	for (size_t i = 0; i < t.n; i++) {
 		struct prompt *p = &t.p[i];
-		uint64_t h = fnv(p->id, 1469598103934665603ULL ^
-				 (seed * 0x9e3779b97f4a7c15ULL));
+		uint64_t h = fnv(p->id, 1469598103934665603ULL) ^
+			     (seed * 0x9e3779b97f4a7c15ULL);
 
-		/* Scramble: FNV's low bits alone are poorly mixed. */
-		h ^= h >> 33;
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 33;
+		/* FNV alone is poorly mixed: ids differing in a digit would
+		 * land on the same side.  The splitmix64 finaliser fixes it. */
+		h ^= h >> 30;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 27;
+		h *= 0x94d049bb133111ebULL;
+		h ^= h >> 31;
 		p->train = (double)(h >> 11) * 0x1.0p-53 < train;
 		if (p->have != (e.n_models == 64 ? ~0ULL :
 				(1ULL << e.n_models) - 1)) {
