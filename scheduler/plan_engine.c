@@ -2,6 +2,7 @@
 #include "plan_engine.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -63,6 +64,7 @@ struct plan_engine {
 	long planner;                /* index into models or -1 */
 	struct plan_rng rng;
 	enum plan_explore explore;
+	bool curl_init;
 };
 
 int plan_engine_name_valid(const char *s)
@@ -400,6 +402,12 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 	pthread_cond_init(&e->finished, NULL);
+	/* Reference-counted and thread-safe in libcurl >= 7.84. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	e->curl_init = true;
 	e->planner = -1;
 	e->explore = cfg->explore;
 	plan_rng_seed(&e->rng, cfg->seed ? cfg->seed :
@@ -460,6 +468,8 @@ void plan_engine_close(struct plan_engine *e)
 		unlink_locked(e, e->jobs);
 	plan_models_release(&e->models);
 	plan_stats_free(e->stats);
+	if (e->curl_init)
+		curl_global_cleanup();
 	pthread_cond_destroy(&e->finished);
 	pthread_cond_destroy(&e->wake);
 	pthread_mutex_destroy(&e->lock);

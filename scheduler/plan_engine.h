@@ -67,7 +67,11 @@ struct plan_engine_config {
  */
 int plan_engine_open(const struct plan_engine_config *cfg,
 		     struct plan_engine **ret_engine, char **ret_warnings);
-/* Cancels running tasks, joins the workers, frees everything. */
+/*
+ * Cancels running tasks, joins the workers, frees everything.  The caller
+ * must have stopped its own threads first (the FUSE session has ended):
+ * no other call may run during or after it.
+ */
 void plan_engine_close(struct plan_engine *e);
 
 int plan_engine_submit(struct plan_engine *e, const char *name,
