@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,6 +122,61 @@ static void test_flow(struct plan_engine *e)
 	CHECK_RC(plan_engine_status(e, "slow", &s), -ENOENT);
 	CHECK(poll(&pf, 1, 5000) == 1);
 	close(pf.fd);
+}
+
+struct client {
+	struct plan_engine *e;
+	int id;
+};
+
+/* One of several threads using the engine at once, as FUSE threads do. */
+static void *client(void *arg)
+{
+	struct client *c = arg;
+
+	for (int i = 0; i < 10; i++) {
+		char name[32], task[96], want[64], *s = NULL;
+		size_t len;
+
+		snprintf(name, sizeof(name), "c%d-%d", c->id, i);
+		snprintf(task, sizeof(task), "{\"prompt\": \"n%d.%d\","
+			 " \"model\": \"echo\"}", c->id, i);
+		CHECK_RC(plan_engine_submit(c->e, name, task, strlen(task)), 0);
+		CHECK_RC(plan_engine_status(c->e, name, &s), 0);
+		free(s);
+		CHECK_RC(plan_engine_wait(c->e, name, 20000, NULL, NULL), 0);
+		CHECK_RC(plan_engine_result(c->e, name, &s, &len), 0);
+		snprintf(want, sizeof(want), "echo: n%d.%d", c->id, i);
+		CHECK(!strcmp(s, want));
+		free(s);
+		CHECK_RC(plan_engine_feedback(c->e, name, "1", 1), 0);
+		CHECK_RC(plan_engine_remove(c->e, name), 0);
+	}
+	return NULL;
+}
+
+static void test_concurrent(struct plan_engine *e)
+{
+	struct client c[4];
+	pthread_t th[4];
+
+	for (int i = 0; i < 4; i++) {
+		c[i].e = e;
+		c[i].id = i;
+		CHECK(pthread_create(&th[i], NULL, client, &c[i]) == 0);
+	}
+	for (int k = 0; k < 20; k++) {
+		char **names, *s;
+		size_t n;
+
+		CHECK_RC(plan_engine_names(e, &names, &n), 0);
+		plan_engine_names_free(names, n);
+		CHECK_RC(plan_engine_stats(e, &s), 0);
+		free(s);
+		usleep(1000);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
 }
 
 static void test_bad_input(struct plan_engine *e)
@@ -261,6 +317,11 @@ int main(void)
 	plan_engine_close(e);
 	test_feedback_and_restart();
 	test_planner();
+	/* A fresh table, so the figures checked above stay exact. */
+	snprintf(db, sizeof(db), "%s/stats2.db", base);
+	e = open_engine(NULL);
+	test_concurrent(e);
+	plan_engine_close(e);
 	standin_stop(srv);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	CHECK(system(cmd) == 0);
