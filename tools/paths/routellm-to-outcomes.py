@@ -12,6 +12,11 @@ Prices are USD per million tokens (public list prices, see docs/paths.md)
 and may be overridden with --price MODEL=IN/OUT.  Latency is not recorded
 upstream and is written as "-" (unknown).  Prompts listed in
 contaminated_prompts.jsonl as eval prompts are dropped.
+
+--length-buckets N appends "-lenK" to each task type, K being the prompt's
+length quantile (0 .. N-1) within the benchmark: a feature known before any
+model is called, which lets a type-conditioned planner route a benchmark
+that has a single task type (GSM8K).
 """
 import argparse
 import csv
@@ -45,6 +50,13 @@ def contaminated(path):
     return out
 
 
+def bucketer(prompts, n):
+    """Returns prompt -> quantile bucket of its length, 0 .. n-1."""
+    lens = sorted(len(p) for p in prompts)
+    cuts = [lens[len(lens) * k // n] for k in range(1, n)]
+    return lambda p: sum(len(p) > c for c in cuts)
+
+
 def emit(w, pid, ttype, row, prices, with_answer):
     prompt = row["prompt"]
     for model, (pin, pout) in prices.items():
@@ -66,6 +78,8 @@ def main():
     ap.add_argument("--benchmark", choices=["mmlu", "gsm8k"], required=True)
     ap.add_argument("--price", action="append", default=[],
                     help="MODEL=IN/OUT, USD per million tokens")
+    ap.add_argument("--length-buckets", type=int, default=1,
+                    help="split task types by prompt length quantile")
     ap.add_argument("--answers", action="store_true",
                     help="include the recorded answer text where known")
     a = ap.parse_args()
@@ -80,6 +94,7 @@ def main():
             "\tanswer\n")
     bench = os.path.join(a.data, a.benchmark)
     skip = contaminated(os.path.join(bench, "contaminated_prompts.jsonl"))
+    rows = []  # (prompt id, task type, row)
     if a.benchmark == "mmlu":
         files = sorted(glob.glob(os.path.join(bench, "responses",
                                               "mmlu_*.csv")))
@@ -89,17 +104,19 @@ def main():
             subject = os.path.basename(fn)[len("mmlu_"):-len(".csv")]
             with open(fn, encoding="utf-8", newline="") as f:
                 for i, row in enumerate(csv.DictReader(f)):
-                    if row["prompt"] in skip:
-                        continue
-                    emit(w, f"mmlu/{subject}/{i}", subject, row, prices,
-                         a.answers)
+                    rows.append((f"mmlu/{subject}/{i}", subject, row))
     else:
         fn = os.path.join(bench, "gsm8k_responses.csv")
         with open(fn, encoding="utf-8", newline="") as f:
             for i, row in enumerate(csv.DictReader(f)):
-                if row["prompt"] in skip:
-                    continue
-                emit(w, f"gsm8k/{i}", "gsm8k", row, prices, a.answers)
+                rows.append((f"gsm8k/{i}", "gsm8k", row))
+    rows = [r for r in rows if r[2]["prompt"] not in skip]
+    if a.length_buckets > 1:
+        b = bucketer([r[2]["prompt"] for r in rows], a.length_buckets)
+        rows = [(pid, f"{t}-len{b(row['prompt'])}", row)
+                for pid, t, row in rows]
+    for pid, ttype, row in rows:
+        emit(w, pid, ttype, row, prices, a.answers)
 
 
 if __name__ == "__main__":
