@@ -48,6 +48,28 @@ cut -f1-4 "$dir/table.tsv" | awk -F'\t' -v OFS='\t' '{ print $4, $3, $2, $1 }' \
   >"$dir/reordered.tsv"
 "$tool" --seed 3 "$dir/reordered.tsv" | grep -q '3 models, 4 task types'
 
+# A check column judging model a's answers: cascades a -> b and a -> c are
+# replayed (a's answer stands when accepted, else the next model's), and
+# with a checker that tracks a's correctness they need fewer calls to c.
+awk 'BEGIN {
+  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tcheck";
+  for (i = 0; i < 3000; i++) {
+    qa = (i * 7919 % 10 < 6); qc = (i % 20 != 7);
+    printf "p%d\tt\ta\t%d\t0.0001\t%d\n", i, qa, (i % 50 == 3) ? !qa : qa;
+    printf "p%d\tt\tb\t0\t0.0010\t-\n", i;
+    printf "p%d\tt\tc\t%d\t0.0100\t-\n", i, qc;
+  }
+}' >"$dir/checked.tsv"
+"$tool" --seed 2 "$dir/checked.tsv" >"$dir/casc.txt"
+"$tool" --seed 2 --no-cascades "$dir/checked.tsv" >"$dir/single.txt"
+cat "$dir/casc.txt"
+grep -q '^planner options: 3 single models, 2 cascades' "$dir/casc.txt"
+grep -q '^planner options: 3 single models, 0 cascades' "$dir/single.txt"
+pc=$(grep 'calls needed' "$dir/casc.txt" | sed 's/.*planner \([0-9.]*\)%.*/\1/')
+ps=$(grep 'calls needed' "$dir/single.txt" | sed 's/.*planner \([0-9.]*\)%.*/\1/')
+echo "c calls for the target: with cascades $pc, single models only $ps"
+awk -v c="$pc" -v s="$ps" 'BEGIN { exit !(c < s / 2) }'
+
 # Bad tables: the line is named and the exit status is non-zero.
 printf 'prompt_id\ttask_type\tmodel\n' >"$dir/bad1.tsv"
 if "$tool" "$dir/bad1.tsv" 2>"$dir/err"; then exit 1; fi
@@ -55,6 +77,9 @@ grep -q 'lacks column quality' "$dir/err"
 printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1.5\n' >"$dir/bad2.tsv"
 if "$tool" "$dir/bad2.tsv" 2>"$dir/err"; then exit 1; fi
 grep -q 'bad2.tsv:2: quality must be in \[0,1\]' "$dir/err"
+printf 'prompt_id\ttask_type\tmodel\tquality\tcheck\np\tt\tm\t1\t2\n' >"$dir/bad4.tsv"
+if "$tool" "$dir/bad4.tsv" 2>"$dir/err"; then exit 1; fi
+grep -q 'bad4.tsv:2: .*check 0, 1 or -' "$dir/err"
 printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1\np\tt\tm\t0\n' >"$dir/bad3.tsv"
 if "$tool" "$dir/bad3.tsv" 2>"$dir/err"; then exit 1; fi
 grep -q 'bad3.tsv:3: duplicate row' "$dir/err"

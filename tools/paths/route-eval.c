@@ -4,9 +4,11 @@
  * random mix and the oracle.
  *
  * Offline mode: the planner learns plan_stats posteriors from the training
- * split, then for every test prompt picks the model with the best
+ * split, then for every test prompt picks the option with the best
  * plan_utility() of its posterior mean quality and mean cost for that task
- * type.  Sweeping lambda traces its quality-cost curve.  Online mode: the
+ * type.  Options are the single models and, when the table has a `check`
+ * column, cascades a -> b: a's answer stands when the check accepted it,
+ * else b is called too.  Sweeping lambda traces its quality-cost curve.  Online mode: the
  * test prompts arrive one by one, the planner Thompson-samples each
  * model's quality, only the chosen model's outcome is revealed and
  * learned, and regret is measured against the best fixed task type ->
@@ -43,6 +45,7 @@ struct prompt {
 	double q[MAX_MODELS];
 	double c[MAX_MODELS];
 	double l[MAX_MODELS];
+	signed char chk[MAX_MODELS]; /* checker verdict: 1, 0, -1 unknown */
 	uint64_t have;   /* bit per model */
 	bool train;
 };
@@ -157,10 +160,10 @@ static bool parse_num(const char *s, double *ret, bool allow_unknown)
 /* Reads the table; on a malformed line reports it and returns -EINVAL. */
 static int table_load(struct table *t, FILE *in, const char *name)
 {
-	enum { C_ID, C_TYPE, C_MODEL, C_Q, C_COST, C_LAT, C_N };
+	enum { C_ID, C_TYPE, C_MODEL, C_Q, C_COST, C_LAT, C_CHK, C_N };
 	static const char *const cols[C_N] = {
 		"prompt_id", "task_type", "model", "quality", "cost_usd",
-		"latency_s",
+		"latency_s", "check",
 	};
 	int col[C_N], nf, rc = 0;
 	char *line = NULL, *f[64];
@@ -187,7 +190,7 @@ static int table_load(struct table *t, FILE *in, const char *name)
 		}
 	}
 	while ((len = getline(&line, &cap, in)) > 0) {
-		double q, cost = 0, lat = -1;
+		double q, cost = 0, lat = -1, chk = -1;
 		long m, ty, id;
 		struct prompt *p;
 
@@ -206,10 +209,12 @@ static int table_load(struct table *t, FILE *in, const char *name)
 		if (!parse_num(f[col[C_Q]], &q, false) || q < 0 || q > 1 ||
 		    (col[C_COST] >= 0 &&
 		     (!parse_num(f[col[C_COST]], &cost, false) || cost < 0)) ||
-		    (col[C_LAT] >= 0 && !parse_num(f[col[C_LAT]], &lat, true))) {
+		    (col[C_LAT] >= 0 && !parse_num(f[col[C_LAT]], &lat, true)) ||
+		    (col[C_CHK] >= 0 && (!parse_num(f[col[C_CHK]], &chk, true) ||
+					 (chk != 0 && chk != 1 && chk != -1)))) {
 			fprintf(stderr, "%s:%zu: quality must be in [0,1], "
-				"cost >= 0, latency a number or -\n", name,
-				lineno);
+				"cost >= 0, latency a number or -, check 0, 1 "
+				"or -\n", name, lineno);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -261,6 +266,7 @@ static int table_load(struct table *t, FILE *in, const char *name)
 		p->q[m] = q;
 		p->c[m] = cost;
 		p->l[m] = lat;
+		p->chk[m] = (signed char)chk;
 		if (lat >= 0)
 			t->has_latency = true;
 	}
@@ -275,6 +281,42 @@ struct point {
 	double share[MAX_MODELS];
 };
 
+/* What the planner may choose for a prompt: model a, or cascade a -> b. */
+struct route_opt {
+	int a, b;           /* b < 0: a single model */
+	char *name;         /* as plan_stats knows it: "a" or "a>b" */
+};
+
+static bool escalates(const struct prompt *p, const struct route_opt *o)
+{
+	return o->b >= 0 && p->chk[o->a] != 1;
+}
+
+static double opt_q(const struct prompt *p, const struct route_opt *o)
+{
+	return escalates(p, o) ? p->q[o->b] : p->q[o->a];
+}
+
+static double opt_c(const struct prompt *p, const struct route_opt *o)
+{
+	return p->c[o->a] + (escalates(p, o) ? p->c[o->b] : 0);
+}
+
+static double opt_l(const struct prompt *p, const struct route_opt *o)
+{
+	if (p->l[o->a] < 0 || (escalates(p, o) && p->l[o->b] < 0))
+		return -1;
+	return p->l[o->a] + (escalates(p, o) ? p->l[o->b] : 0);
+}
+
+static void opt_calls(const struct prompt *p, const struct route_opt *o,
+		      double *share)
+{
+	share[o->a] += 1;
+	if (escalates(p, o))
+		share[o->b] += 1;
+}
+
 struct eval {
 	struct table *t;
 	size_t *test;       /* indices of complete test prompts */
@@ -284,9 +326,12 @@ struct eval {
 	bool flat_cost;     /* price each model by its mean over all types */
 	int best, cheapest; /* single models on the test split */
 	double single_q[MAX_MODELS], single_c[MAX_MODELS];
-	double oracle_q, oracle_c;
-	/* Learned from training: per model × type mean quality and cost. */
-	double *est_q, *est_c; /* [type * n_models + model] */
+	bool no_cascades;
+	uint64_t complete;  /* the have mask of a prompt every model answered */
+	struct route_opt *opt; /* the single models first, then cascades */
+	size_t n_opt;
+	/* Learned from training: per option × type mean quality and cost. */
+	double *est_q, *est_c; /* [type * n_opt + option] */
 };
 
 static int cmp_point(const void *a, const void *b)
@@ -410,28 +455,30 @@ out:
 static void planner_point(const struct eval *e, double lambda,
 			  struct point *pt)
 {
-	const size_t nm = e->n_models;
+	const size_t no = e->n_opt;
 
 	memset(pt, 0, sizeof(*pt));
 	for (size_t i = 0; i < e->n_test; i++) {
 		const struct prompt *p = &e->t->p[e->test[i]];
-		const double *q = &e->est_q[p->type * nm];
-		const double *c = &e->est_c[p->type * nm];
+		const double *q = &e->est_q[p->type * no];
+		const double *c = &e->est_c[p->type * no];
+		const struct route_opt *o;
 		size_t best = 0;
 
-		for (size_t m = 1; m < nm; m++)
-			if (plan_better(q[m], c[m], q[best], c[best], lambda,
+		for (size_t k = 1; k < no; k++)
+			if (plan_better(q[k], c[k], q[best], c[best], lambda,
 					TIE_EPS))
-				best = m;
-		pt->quality += p->q[best];
-		pt->cost += p->c[best];
-		pt->latency += p->l[best] > 0 ? p->l[best] : 0;
-		pt->share[best] += 1;
+				best = k;
+		o = &e->opt[best];
+		pt->quality += opt_q(p, o);
+		pt->cost += opt_c(p, o);
+		pt->latency += fmax(0, opt_l(p, o));
+		opt_calls(p, o, pt->share);
 	}
 	pt->quality /= (double)e->n_test;
 	pt->cost /= (double)e->n_test;
 	pt->latency /= (double)e->n_test;
-	for (size_t m = 0; m < nm; m++)
+	for (size_t m = 0; m < e->n_models; m++)
 		pt->share[m] /= (double)e->n_test;
 }
 
@@ -497,13 +544,13 @@ struct online_result {
 static int online(const struct eval *e, double lambda, bool warm,
 		  uint64_t seed, struct online_result *r)
 {
-	const size_t nm = e->n_models, nt = e->t->types.n;
+	const size_t no = e->n_opt, nt = e->t->types.n;
 	struct plan_stats *st = NULL;
 	struct plan_rng rng;
 	size_t *order = NULL;
 	double *type_util = NULL, oracle_u = 0, got_u = 0, policy_u = 0;
-	double model_cost[MAX_MODELS] = { 0 };
-	double model_n[MAX_MODELS] = { 0 };
+	double *opt_cost = NULL, *opt_n = NULL, *sq = NULL, *sc = NULL;
+	bool *type_seen = NULL;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -512,34 +559,38 @@ static int online(const struct eval *e, double lambda, bool warm,
 	if (rc < 0)
 		goto out;
 	order = malloc(e->n_test * sizeof(*order));
-	type_util = calloc(nt * nm, sizeof(*type_util));
-	if (!order || !type_util) {
+	type_util = calloc(nt * no, sizeof(*type_util));
+	type_seen = calloc(nt, sizeof(*type_seen));
+	opt_cost = calloc(no, sizeof(*opt_cost));
+	opt_n = calloc(no, sizeof(*opt_n));
+	sq = calloc(no, sizeof(*sq));
+	sc = calloc(no, sizeof(*sc));
+	if (!order || !type_util || !type_seen || !opt_cost || !opt_n ||
+	    !sq || !sc) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	/* Prices are public, so mean costs per model are known up front. */
+	/* Prices are public, so mean costs per option are known up front. */
 	for (size_t i = 0; i < e->t->n; i++) {
 		const struct prompt *p = &e->t->p[i];
 
 		if (!p->train)
 			continue;
-		for (size_t m = 0; m < nm; m++)
-			if (p->have & (1ULL << m)) {
-				model_cost[m] += p->c[m];
-				model_n[m] += 1;
-				if (warm) {
-					rc = plan_stats_record(st,
-						e->t->models.names[m],
-						e->t->types.names[p->type],
-						p->q[m], p->c[m], -1);
-					if (rc < 0)
-						goto out;
-				}
-			}
+		for (size_t k = 0; k < no; k++) {
+			opt_cost[k] += opt_c(p, &e->opt[k]);
+			opt_n[k] += 1;
+			if (!warm)
+				continue;
+			rc = plan_stats_record(st, e->opt[k].name,
+					       e->t->types.names[p->type],
+					       opt_q(p, &e->opt[k]),
+					       opt_c(p, &e->opt[k]), -1);
+			if (rc < 0)
+				goto out;
+		}
 	}
-	for (size_t m = 0; m < nm; m++)
-		model_cost[m] = model_n[m] > 0 ? model_cost[m] / model_n[m] :
-				e->single_c[m];
+	for (size_t k = 0; k < no; k++)
+		opt_cost[k] = opt_n[k] > 0 ? opt_cost[k] / opt_n[k] : 0;
 	for (size_t i = 0; i < e->n_test; i++)
 		order[i] = e->test[i];
 	for (size_t i = e->n_test; i > 1; i--) {
@@ -551,49 +602,52 @@ static int online(const struct eval *e, double lambda, bool warm,
 	for (size_t i = 0; i < e->n_test; i++) {
 		const struct prompt *p = &e->t->p[order[i]];
 		const char *type = e->t->types.names[p->type];
-		double sq[MAX_MODELS], sc[MAX_MODELS], best_u = -INFINITY;
+		const struct route_opt *o;
+		double best_u = -INFINITY;
 		size_t pick = 0;
 
-		for (size_t m = 0; m < nm; m++) {
-			struct plan_estimate est;
-
-			plan_stats_estimate(st, e->t->models.names[m], type,
-					    &est);
-			sq[m] = plan_estimate_sample(&est, &rng);
-			sc[m] = est.cost >= 0 ? est.cost : model_cost[m];
-			if (m && plan_better(sq[m], sc[m], sq[pick], sc[pick],
-					     lambda, TIE_EPS))
-				pick = m;
+		/* The per-prompt oracle picks among the single models. */
+		for (size_t m = 0; m < e->n_models; m++)
 			best_u = fmax(best_u, plan_utility(p->q[m], p->c[m],
 							   lambda));
-			type_util[p->type * nm + m] +=
-				plan_utility(p->q[m], p->c[m], lambda);
+		for (size_t k = 0; k < no; k++) {
+			struct plan_estimate est;
+
+			plan_stats_estimate(st, e->opt[k].name, type, &est);
+			sq[k] = plan_estimate_sample(&est, &rng);
+			sc[k] = est.cost >= 0 ? est.cost : opt_cost[k];
+			if (k && plan_better(sq[k], sc[k], sq[pick], sc[pick],
+					     lambda, TIE_EPS))
+				pick = k;
+			type_util[p->type * no + k] +=
+				plan_utility(opt_q(p, &e->opt[k]),
+					     opt_c(p, &e->opt[k]), lambda);
 		}
-		rc = plan_stats_record(st, e->t->models.names[pick], type,
-				       p->q[pick], p->c[pick], -1);
+		type_seen[p->type] = true;
+		o = &e->opt[pick];
+		/* Only the chosen option's outcome is revealed and learned. */
+		rc = plan_stats_record(st, o->name, type, opt_q(p, o),
+				       opt_c(p, o), -1);
 		if (rc < 0)
 			goto out;
-		r->quality += p->q[pick];
-		r->cost += p->c[pick];
-		r->share[pick] += 1;
-		got_u += plan_utility(p->q[pick], p->c[pick], lambda);
+		r->quality += opt_q(p, o);
+		r->cost += opt_c(p, o);
+		opt_calls(p, o, r->share);
+		got_u += plan_utility(opt_q(p, o), opt_c(p, o), lambda);
 		oracle_u += best_u;
 	}
 	for (size_t ty = 0; ty < nt; ty++) {
 		double b = -INFINITY;
-		bool any = false;
 
-		for (size_t m = 0; m < nm; m++)
-			if (type_util[ty * nm + m] != 0) {
-				any = true;
-				b = fmax(b, type_util[ty * nm + m]);
-			}
-		if (any)
-			policy_u += b;
+		if (!type_seen[ty])
+			continue;
+		for (size_t k = 0; k < no; k++)
+			b = fmax(b, type_util[ty * no + k]);
+		policy_u += b;
 	}
 	r->quality /= (double)e->n_test;
 	r->cost /= (double)e->n_test;
-	for (size_t m = 0; m < nm; m++)
+	for (size_t m = 0; m < e->n_models; m++)
 		r->share[m] /= (double)e->n_test;
 	r->regret_policy = policy_u - got_u;
 	r->regret_oracle = oracle_u - got_u;
@@ -601,12 +655,55 @@ out:
 	plan_stats_free(st);
 	free(order);
 	free(type_util);
+	free(type_seen);
+	free(opt_cost);
+	free(opt_n);
+	free(sq);
+	free(sc);
 	return rc;
+}
+
+/* Single models, then cascades a -> b (a cheaper) where a is always judged. */
+static int make_options(struct eval *e)
+{
+	const size_t nm = e->n_models;
+	size_t cap = nm + nm * nm;
+
+	e->opt = calloc(cap, sizeof(*e->opt));
+	if (!e->opt)
+		return -ENOMEM;
+	for (size_t m = 0; m < nm; m++) {
+		e->opt[e->n_opt].a = (int)m;
+		e->opt[e->n_opt].b = -1;
+		e->opt[e->n_opt].name = strdup(e->t->models.names[m]);
+		if (!e->opt[e->n_opt++].name)
+			return -ENOMEM;
+	}
+	for (size_t a = 0; a < nm && !e->no_cascades; a++) {
+		bool judged = true;
+
+		for (size_t i = 0; i < e->t->n && judged; i++)
+			if (e->t->p[i].have == e->complete)
+				judged = e->t->p[i].chk[a] >= 0;
+		for (size_t b = 0; judged && b < nm; b++) {
+			struct route_opt *o = &e->opt[e->n_opt];
+
+			if (e->single_c[b] <= e->single_c[a])
+				continue;
+			o->a = (int)a;
+			o->b = (int)b;
+			if (asprintf(&o->name, "%s>%s", e->t->models.names[a],
+				     e->t->models.names[b]) < 0)
+				return -ENOMEM;
+			e->n_opt++;
+		}
+	}
+	return 0;
 }
 
 static int learn(struct eval *e)
 {
-	const size_t nm = e->n_models, nt = e->t->types.n;
+	const size_t no = e->n_opt, nt = e->t->types.n;
 	struct plan_stats *st = NULL;
 	int rc;
 
@@ -618,37 +715,36 @@ static int learn(struct eval *e)
 
 		if (!p->train)
 			continue;
-		for (size_t m = 0; m < nm; m++)
-			if (p->have & (1ULL << m)) {
-				rc = plan_stats_record(st,
-					e->t->models.names[m],
-					e->t->types.names[p->type], p->q[m],
-					p->c[m], p->l[m]);
-				if (rc < 0)
-					goto out;
-			}
+		for (size_t k = 0; k < no; k++) {
+			rc = plan_stats_record(st, e->opt[k].name,
+					       e->t->types.names[p->type],
+					       opt_q(p, &e->opt[k]),
+					       opt_c(p, &e->opt[k]),
+					       opt_l(p, &e->opt[k]));
+			if (rc < 0)
+				goto out;
+		}
 	}
-	e->est_q = calloc(nt * nm, sizeof(double));
-	e->est_c = calloc(nt * nm, sizeof(double));
+	e->est_q = calloc(nt * no, sizeof(double));
+	e->est_c = calloc(nt * no, sizeof(double));
 	if (!e->est_q || !e->est_c) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (size_t ty = 0; ty < nt; ty++)
-		for (size_t m = 0; m < nm; m++) {
+		for (size_t k = 0; k < no; k++) {
 			struct plan_estimate est;
 
-			plan_stats_estimate(st, e->t->models.names[m],
+			plan_stats_estimate(st, e->opt[k].name,
 					    e->t->types.names[ty], &est);
-			e->est_q[ty * nm + m] = est.quality;
-			/* A model with no training data at all: its test mean. */
-			e->est_c[ty * nm + m] = est.cost >= 0 ? est.cost :
-						e->single_c[m];
+			e->est_q[ty * no + k] = est.quality;
+			e->est_c[ty * no + k] = est.cost >= 0 ? est.cost : 0;
 			if (e->flat_cost) {
-				plan_stats_estimate(st, e->t->models.names[m],
-						    "*", &est);
+				/* An unseen type: the option's pooled mean. */
+				plan_stats_estimate(st, e->opt[k].name, "*",
+						    &est);
 				if (est.cost >= 0)
-					e->est_c[ty * nm + m] = est.cost;
+					e->est_c[ty * no + k] = est.cost;
 			}
 		}
 out:
@@ -669,6 +765,10 @@ static void usage(FILE *f)
 		"(default: the offline planner's lambda at the target)\n"
 		"  --prior K          prior strength in pseudo-observations "
 		"(default 2, see plan_stats.h)\n"
+		"  --flat-cost        price each option by its mean cost over "
+		"all task types\n"
+		"  --no-cascades      single models only, even with a check "
+		"column\n"
 		"  --curve FILE       write the planner's and the oracle's "
 		"curves as TSV\n");
 }
@@ -695,6 +795,7 @@ int main(int argc, char **argv)
 		{ "curve", required_argument, NULL, 'c' },
 		{ "prior", required_argument, NULL, 'p' },
 		{ "flat-cost", no_argument, NULL, 'f' },
+		{ "no-cascades", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -723,6 +824,7 @@ int main(int argc, char **argv)
 		case 'c': curve = optarg; break;
 		case 'p': e.prior = atof(optarg); break;
 		case 'f': e.flat_cost = true; break;
+		case 'n': e.no_cascades = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -753,6 +855,7 @@ int main(int argc, char **argv)
 			argv[optind]);
 		goto out;
 	}
+	e.complete = e.n_models == 64 ? ~0ULL : (1ULL << e.n_models) - 1;
 	e.test = malloc(t.n * sizeof(*e.test));
 	if (!e.test)
 		goto out;
@@ -769,8 +872,7 @@ int main(int argc, char **argv)
 		h *= 0x94d049bb133111ebULL;
 		h ^= h >> 31;
 		p->train = (double)(h >> 11) * 0x1.0p-53 < train;
-		if (p->have != (e.n_models == 64 ? ~0ULL :
-				(1ULL << e.n_models) - 1)) {
+		if (p->have != e.complete) {
 			/* Only complete prompts can be compared fairly. */
 			dropped++;
 			p->train = false;
@@ -809,7 +911,7 @@ int main(int argc, char **argv)
 		     single[m].quality > single[e.cheapest].quality))
 			e.cheapest = (int)m;
 	}
-	if (learn(&e) < 0)
+	if (make_options(&e) < 0 || learn(&e) < 0)
 		goto out;
 	pl = malloc(N_LAMBDA * sizeof(*pl));
 	orc = malloc(N_LAMBDA * sizeof(*orc));
@@ -880,7 +982,9 @@ int main(int argc, char **argv)
 	       "%zu task types\n", argv[optind], t.n - dropped, dropped,
 	       e.n_models, t.types.n);
 	printf("split: %zu train / %zu test (seed %llu); costs are USD per "
-	       "prompt on the test split\n\n", n_train, e.n_test, seed);
+	       "prompt on the test split\n", n_train, e.n_test, seed);
+	printf("planner options: %zu single models, %zu cascades judged by "
+	       "the check column\n\n", e.n_models, e.n_opt - e.n_models);
 	for (size_t m = 0; m < e.n_models; m++) {
 		char what[128];
 
@@ -944,6 +1048,9 @@ out:
 	free(hp);
 	free(ho);
 	free(e.test);
+	for (size_t k = 0; k < e.n_opt; k++)
+		free(e.opt[k].name);
+	free(e.opt);
 	free(e.est_q);
 	free(e.est_c);
 	table_release(&t);

@@ -13,6 +13,10 @@ and may be overridden with --price MODEL=IN/OUT.  Latency is not recorded
 upstream and is written as "-" (unknown).  Prompts listed in
 contaminated_prompts.jsonl as eval prompts are dropped.
 
+--check gsm8k-arith adds a `check` column: whether check-gsm8k-arith.py
+(the same checker a cascade can use in the daemon) accepts each model's
+recorded response; it needs the responses, so GSM8K only.
+
 --length-buckets N appends "-lenK" to each task type, K being the prompt's
 length quantile (0 .. N-1) within the benchmark: a feature known before any
 model is called, which lets a type-conditioned planner route a benchmark
@@ -21,6 +25,7 @@ that has a single task type (GSM8K).
 import argparse
 import csv
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -57,7 +62,16 @@ def bucketer(prompts, n):
     return lambda p: sum(len(p) > c for c in cuts)
 
 
-def emit(w, pid, ttype, row, prices, with_answer):
+def load_checker(name):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        f"check-{name}.py")
+    spec = importlib.util.spec_from_file_location("checker", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.passes
+
+
+def emit(w, pid, ttype, row, prices, with_answer, check):
     prompt = row["prompt"]
     for model, (pin, pout) in prices.items():
         if model not in row:
@@ -67,8 +81,13 @@ def emit(w, pid, ttype, row, prices, with_answer):
         out_tok = tokens(resp) if resp else 1
         cost = (tokens(prompt) * pin + out_tok * pout) / 1e6
         ans = esc(resp) if (resp and with_answer) else "-"
+        chk = "-"
+        if check:
+            if resp is None:
+                sys.exit(f"--check needs recorded responses ({model})")
+            chk = "1" if check(resp) else "0"
         w.write(f"{pid}\t{ttype}\t{model}\t{1 if ok else 0}\t"
-                f"{cost:.8f}\t-\t{ans}\n")
+                f"{cost:.8f}\t-\t{chk}\t{ans}\n")
 
 
 def main():
@@ -78,6 +97,8 @@ def main():
     ap.add_argument("--benchmark", choices=["mmlu", "gsm8k"], required=True)
     ap.add_argument("--price", action="append", default=[],
                     help="MODEL=IN/OUT, USD per million tokens")
+    ap.add_argument("--check", choices=["gsm8k-arith"],
+                    help="record a checker's verdict on each response")
     ap.add_argument("--length-buckets", type=int, default=1,
                     help="split task types by prompt length quantile")
     ap.add_argument("--answers", action="store_true",
@@ -91,7 +112,7 @@ def main():
     csv.field_size_limit(1 << 30)
     w = sys.stdout
     w.write("prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s"
-            "\tanswer\n")
+            "\tcheck\tanswer\n")
     bench = os.path.join(a.data, a.benchmark)
     skip = contaminated(os.path.join(bench, "contaminated_prompts.jsonl"))
     rows = []  # (prompt id, task type, row)
@@ -115,8 +136,9 @@ def main():
         b = bucketer([r[2]["prompt"] for r in rows], a.length_buckets)
         rows = [(pid, f"{t}-len{b(row['prompt'])}", row)
                 for pid, t, row in rows]
+    check = load_checker(a.check) if a.check else None
     for pid, ttype, row in rows:
-        emit(w, pid, ttype, row, prices, a.answers)
+        emit(w, pid, ttype, row, prices, a.answers, check)
 
 
 if __name__ == "__main__":
