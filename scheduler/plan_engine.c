@@ -26,7 +26,7 @@
 #define NAME_MAX_LEN 128
 #define PLANNER_TYPE "plan"
 
-enum job_state { J_QUEUED, J_PLANNING, J_RUNNING, J_DONE, J_FAILED };
+enum job_state { J_EMPTY, J_QUEUED, J_PLANNING, J_RUNNING, J_DONE, J_FAILED };
 
 struct job {
 	struct job *next;        /* engine->jobs list */
@@ -476,49 +476,96 @@ void plan_engine_close(struct plan_engine *e)
 	free(e);
 }
 
+static struct job *job_new(const char *name)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	j->name = strdup(name);
+	j->data = strdup("");
+	plan_buf_init(&j->trace);
+	j->refs = 1;
+	if (j->efd < 0 || !j->name || !j->data) {
+		/* Never published: dropping the only reference is safe unlocked. */
+		job_unref_locked(j);
+		return NULL;
+	}
+	return j;
+}
+
+int plan_engine_create(struct plan_engine *e, const char *name)
+{
+	struct job *j;
+	int rc = 0;
+
+	if (!plan_engine_name_valid(name))
+		return -EINVAL;
+	j = job_new(name);
+	if (!j)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->lock);
+	if (find_locked(e, name)) {
+		rc = -EEXIST;
+	} else {
+		j->next = e->jobs;
+		e->jobs = j;
+		j = NULL;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (j)
+		job_unref_locked(j);
+	return rc;
+}
+
 int plan_engine_submit(struct plan_engine *e, const char *name,
 		       const char *data, size_t len)
 {
-	struct job *j, *old;
 	bool too_big = len > PLAN_TASK_MAX_BYTES;
+	struct job *j = NULL, *old;
+	char *copy = NULL;
 	int rc = 0;
 
 	if (!plan_engine_name_valid(name) || (!data && len))
 		return -EINVAL;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	j->name = strdup(name);
 	/* Oversized input is not kept: the status explains instead. */
-	j->data = too_big ? strdup("") : malloc(len + 1);
-	plan_buf_init(&j->trace);
-	if (j->efd < 0 || !j->name || !j->data) {
-		if (j->efd >= 0)
-			close(j->efd);
-		free(j->name);
-		free(j->data);
-		free(j);
+	copy = too_big ? strdup("") : malloc(len + 1);
+	j = job_new(name);
+	if (!copy || !j) {
+		free(copy);
+		if (j)
+			job_unref_locked(j);
 		return -ENOMEM;
 	}
 	if (!too_big) {
-		memcpy(j->data, data, len);
-		j->data[len] = '\0';
-		j->len = len;
+		memcpy(copy, data, len);
+		copy[len] = '\0';
 	}
-	j->refs = 1;
 	pthread_mutex_lock(&e->lock);
 	old = find_locked(e, name);
-	if (old && old->state != J_DONE && old->state != J_FAILED) {
-		pthread_mutex_unlock(&e->lock);
-		/* Never published: dropping the only reference is safe unlocked. */
-		job_unref_locked(j);
-		return -EBUSY;
+	if (old && old->state != J_EMPTY && old->state != J_DONE &&
+	    old->state != J_FAILED) {
+		rc = -EBUSY;
+		goto out;
 	}
-	if (old)
-		unlink_locked(e, old);
-	j->next = e->jobs;
-	e->jobs = j;
+	if (old && old->state == J_EMPTY) {
+		/* Filled in place: waiters and pollers of mkdir's job stay valid. */
+		struct job *fresh = j;
+
+		j = old;
+		old = fresh;
+	} else {
+		if (old)
+			unlink_locked(e, old);
+		j->next = e->jobs;
+		e->jobs = j;
+		old = NULL;
+	}
+	free(j->data);
+	j->data = copy;
+	j->len = too_big ? 0 : len;
+	copy = NULL;
 	if (too_big) {
 		char msg[96];
 
@@ -527,6 +574,7 @@ int plan_engine_submit(struct plan_engine *e, const char *name,
 		finish_locked(e, j, false, msg);
 		rc = -E2BIG;
 	} else {
+		j->state = J_QUEUED;
 		j->refs++;
 		if (e->queue_tail)
 			e->queue_tail->qnext = j;
@@ -534,6 +582,36 @@ int plan_engine_submit(struct plan_engine *e, const char *name,
 			e->queue = j;
 		e->queue_tail = j;
 		pthread_cond_signal(&e->wake);
+	}
+	j = old;
+out:
+	pthread_mutex_unlock(&e->lock);
+	free(copy);
+	/* The job not used: never published, so unlocked is safe. */
+	if (j)
+		job_unref_locked(j);
+	return rc;
+}
+
+int plan_engine_task(struct plan_engine *e, const char *name, char **ret,
+		     size_t *ret_len)
+{
+	struct job *j;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->lock);
+	j = find_locked(e, name);
+	if (!j) {
+		rc = -ENOENT;
+	} else {
+		*ret = malloc(j->len + 1);
+		if (!*ret) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(*ret, j->data, j->len + 1);
+			if (ret_len)
+				*ret_len = j->len;
+		}
 	}
 	pthread_mutex_unlock(&e->lock);
 	return rc;
@@ -558,6 +636,9 @@ int plan_engine_status(struct plan_engine *e, const char *name, char **ret)
 		goto out;
 	}
 	switch (j->state) {
+	case J_EMPTY:
+		rc = asprintf(&s, "empty\n");
+		break;
 	case J_QUEUED:
 		rc = asprintf(&s, "queued\n");
 		break;
@@ -598,7 +679,8 @@ static int get_json(struct plan_engine *e, const char *name, bool plan,
 	s = plan ? j->plan_json : j->cands_json;
 	if (s)
 		rc = copy_out(s, ret);
-	else if (j->state == J_QUEUED || j->state == J_PLANNING)
+	else if (j->state == J_EMPTY || j->state == J_QUEUED ||
+		 j->state == J_PLANNING)
 		rc = -EAGAIN;
 	else
 		rc = -ENODATA;

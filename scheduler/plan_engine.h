@@ -3,7 +3,9 @@
  * tasks are submitted, interpreted, planned, run and learned from.  No
  * FUSE here; fs/ maps each file of /llm/paths/<task>/ onto one call:
  *
+ *   mkdir           ->       plan_engine_create()     status "empty"
  *   task            write -> plan_engine_submit()
+ *                   read  -> plan_engine_task()
  *   status          read  -> plan_engine_status()        never blocks
  *   plan.json       read  -> plan_engine_plan_json()     -EAGAIN until planned
  *   candidates.json read  -> plan_engine_candidates_json()
@@ -17,12 +19,15 @@
  *
  * Lifecycle of a task (status text in quotes, each ending in a newline):
  *
+ *   create -> "empty"
+ *                |
  *   submit -> "queued" -> "planning" -> "running k/n" -> "done"
  *                 \            \               \
  *                  +------------+---------------+--> "failed: <reason>"
  *
- * Resubmitting a name whose task has finished replaces it; resubmitting
- * while it is queued, planning or running gives -EBUSY.  Every failure
+ * Submitting to an empty task fills it in place (waiters and poll fds
+ * taken after mkdir stay valid); submitting to a finished task replaces
+ * it; submitting while it is queued, planning or running gives -EBUSY.  Every failure
  * (malformed or oversized task, unknown model, no path within budget,
  * endpoints that hang or answer garbage) ends in "failed: <reason>" and
  * never stops the engine.
@@ -74,8 +79,13 @@ int plan_engine_open(const struct plan_engine_config *cfg,
  */
 void plan_engine_close(struct plan_engine *e);
 
+/* An empty task (mkdir); -EEXIST when the name is taken. */
+int plan_engine_create(struct plan_engine *e, const char *name);
 int plan_engine_submit(struct plan_engine *e, const char *name,
 		       const char *data, size_t len);
+/* The text last submitted ("" for an empty or oversized task). */
+int plan_engine_task(struct plan_engine *e, const char *name,
+		     char **ret_text, size_t *ret_len);
 int plan_engine_status(struct plan_engine *e, const char *name,
 		       char **ret_text);
 int plan_engine_plan_json(struct plan_engine *e, const char *name,

@@ -79,8 +79,25 @@ static void test_flow(struct plan_engine *e)
 	struct pollfd pf;
 	int calls = 0;
 
+	/* mkdir: an empty task that a poller can already watch. */
+	CHECK_RC(plan_engine_create(e, "report-42"), 0);
+	CHECK_RC(plan_engine_create(e, "report-42"), -EEXIST);
+	CHECK(!strcmp(status(e, "report-42"), "empty\n"));
+	CHECK_RC(plan_engine_plan_json(e, "report-42", &s), -EAGAIN);
+	CHECK_RC(plan_engine_result(e, "report-42", &s, &len), -EAGAIN);
+	CHECK_RC(plan_engine_task(e, "report-42", &s, &len), 0);
+	CHECK(len == 0 && !*s);
+	free(s);
+	pf.fd = plan_engine_job_fd(e, "report-42");
+	pf.events = POLLIN;
+	CHECK(pf.fd >= 0 && poll(&pf, 1, 0) == 0);
 	/* Free text without a planner model: one step. */
 	submit_wait(e, "report-42", "hello there\n");
+	CHECK(poll(&pf, 1, 0) == 1);
+	close(pf.fd);
+	CHECK_RC(plan_engine_task(e, "report-42", &s, &len), 0);
+	CHECK(!strcmp(s, "hello there\n") && len == 12);
+	free(s);
 	CHECK(!strcmp(status(e, "report-42"), "done\n"));
 	CHECK_RC(plan_engine_result(e, "report-42", &s, &len), 0);
 	CHECK(!strcmp(s, "echo: hello there\n") && len == strlen(s));
