@@ -416,6 +416,14 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	if (rc < 0)
 		goto fail;
 	rc = plan_models_load(cfg->models_dir, &e->models, ret_warnings);
+	if (rc == -ENOENT && !cfg->planner_model) {
+		/* A daemon without models still serves its tree and statistics. */
+		if (ret_warnings && !*ret_warnings &&
+		    asprintf(ret_warnings, "models directory %s does not exist",
+			     cfg->models_dir) < 0)
+			*ret_warnings = NULL;
+		rc = 0;
+	}
 	if (rc < 0)
 		goto fail;
 	if (cfg->planner_model) {

@@ -328,6 +328,19 @@ int main(void)
 	card("planner", "plan", "\"skills\": [\"plan\"]");
 	card("translator", "upper", "\"skills\": [\"translate\"]");
 	write_card(models, "bad", "{\"endpoint\": 7}");
+	/* No models directory: the engine runs, tasks fail with a reason. */
+	{
+		struct plan_engine_config cfg = { .models_dir = "/nonexistent",
+						  .seed = 1 };
+		char *warn = NULL;
+
+		CHECK_RC(plan_engine_open(&cfg, &e, &warn), 0);
+		CHECK(warn && strstr(warn, "/nonexistent does not exist"));
+		free(warn);
+		submit_wait(e, "t", "hello");
+		CHECK(!strcmp(status(e, "t"), "failed: no models configured\n"));
+		plan_engine_close(e);
+	}
 	e = open_engine(NULL);
 	test_flow(e);
 	test_bad_input(e);
