@@ -758,9 +758,17 @@ int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 		struct timespec ts;
 		double until = plan_now() + 0.05;
 
-		if (interrupted && interrupted(arg)) {
-			rc = -EINTR;
-			break;
+		if (interrupted) {
+			int stop;
+
+			/* Unlocked: the callback may take locks of its own. */
+			pthread_mutex_unlock(&e->lock);
+			stop = interrupted(arg);
+			pthread_mutex_lock(&e->lock);
+			if (stop) {
+				rc = -EINTR;
+				break;
+			}
 		}
 		if (timeout_ms >= 0 && plan_now() >= deadline) {
 			rc = -ETIMEDOUT;

@@ -100,7 +100,8 @@ int plan_engine_result(struct plan_engine *e, const char *name,
 /*
  * Blocks until the task has finished (0), timeout_ms passed (-ETIMEDOUT;
  * < 0 waits forever) or interrupted(arg) returned non-zero (-EINTR; it is
- * asked every 50 ms — FUSE passes fuse_req_interrupted).
+ * asked every 50 ms, without the engine lock held — FUSE passes
+ * fuse_req_interrupted).
  */
 int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 		     int (*interrupted)(void *arg), void *arg);
