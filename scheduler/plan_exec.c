@@ -869,6 +869,14 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 			res->error = strdup("cancelled");
 			goto out;
 		}
+		/* The bound the plan was chosen under also holds at run time. */
+		if (t->latency_s > 0 && plan_now() - r.t_start > t->latency_s) {
+			rc = -ETIMEDOUT;
+			if (asprintf(&res->error, "latency bound of %gs exceeded",
+				     t->latency_s) < 0)
+				res->error = NULL;
+			goto out;
+		}
 		schedule(&r, cands);
 		if (all_terminal(&r))
 			break;

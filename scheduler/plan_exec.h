@@ -17,7 +17,8 @@
  * error is retried (card "retries", backoff 0.25 s doubling to 4 s) before
  * the step moves on.  Garbage replies and other 4xx move on at once.
  * Costs come from the usage the endpoint reports, else from bytes / 4.
- * Once spent cost reaches budget_usd no further call is started.
+ * Once spent cost reaches budget_usd no further call is started; a task
+ * still running after latency_s is stopped (-ETIMEDOUT).
  *
  * Learning: every answered call is recorded in plan_stats (quality 1/0
  * when the step has a checker, cost and latency always); a call that

@@ -377,8 +377,8 @@ static void *cancel_later(void *arg)
 static void test_keys_and_cancel(struct plan_stats *st)
 {
 	char *hang = http_card("hang", "\"timeout_s\": 30");
-	char *nokey = NULL, *c1, *c2;
-	const char *cards[3];
+	char *nokey = NULL, *c1, *c2, *c3, *fast;
+	const char *cards[4];
 	atomic_int cancel = 0;
 	pthread_t th;
 	struct runres r;
@@ -390,13 +390,23 @@ static void test_keys_and_cancel(struct plan_stats *st)
 		       standin_port(srv)) > 0);
 	CHECK(asprintf(&c1, "hang=%s", hang) > 0);
 	CHECK(asprintf(&c2, "nokey=%s", nokey) > 0);
+	fast = http_card("hang", "\"latency_s\": 0.01, \"tokens_per_s\": 1e6");
+	CHECK(asprintf(&c3, "fasthang=%s", fast) > 0);
 	cards[0] = c1;
 	cards[1] = c2;
-	cards[2] = NULL;
+	cards[2] = c3;
+	cards[3] = NULL;
 	dir = models_dir(cards);
 	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"nokey\"}", NULL);
 	CHECK(r.rc < 0 && strstr(r.error, "no API key in variable "
 				 "STANDIN_UNSET_KEY"));
+	runres_free(&r);
+	/* The latency bound holds at run time too. */
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"fasthang\","
+		" \"latency_s\": 0.5}", NULL);
+	CHECK_RC(r.rc, -ETIMEDOUT);
+	CHECK(strstr(r.error, "latency bound of 0.5s exceeded"));
+	CHECK(r.secs < 2);
 	runres_free(&r);
 	/* A hanging endpoint with a long timeout: cancellation is prompt. */
 	CHECK(pthread_create(&th, NULL, cancel_later, &cancel) == 0);
@@ -418,8 +428,10 @@ static void test_keys_and_cancel(struct plan_stats *st)
 	}
 	free(hang);
 	free(nokey);
+	free(fast);
 	free(c1);
 	free(c2);
+	free(c3);
 	free(dir);
 }
 
