@@ -22,6 +22,7 @@ struct slot {
 
 struct ccache {
 	pthread_mutex_t lock; /* guards every slot and tick */
+	pthread_cond_t loaded; /* a LOADING slot became READY or EMPTY */
 	struct slot *slots;
 	size_t n, slot_bytes;
 	uint64_t tick;
@@ -41,6 +42,7 @@ struct ccache *ccache_new(size_t nslots, size_t slot_bytes)
 	c->n = nslots;
 	c->slot_bytes = slot_bytes;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->loaded, NULL);
 	return c;
 }
 
@@ -54,6 +56,7 @@ void ccache_free(struct ccache *c)
 		free(c->slots[i].data);
 	free(c->slots);
 	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->loaded);
 	free(c);
 }
 
@@ -90,8 +93,9 @@ int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 	int r = -ENOENT;
 
 	pthread_mutex_lock(&c->lock);
-	s = find(c, id);
-	if (s && s->state == SLOT_READY && off + len <= s->len) {
+	while ((s = find(c, id)) && s->state == SLOT_LOADING)
+		pthread_cond_wait(&c->loaded, &c->lock);
+	if (s && off + len <= s->len) {
 		memcpy(dst, s->data + off, len);
 		s->used = ++c->tick;
 		r = 0;
@@ -100,19 +104,15 @@ int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 	return r;
 }
 
-void ccache_put(struct ccache *c, const struct cas_id *id, const void *data,
-		size_t len)
+uint8_t *ccache_begin(struct ccache *c, const struct cas_id *id)
 {
 	struct slot *s;
+	uint8_t *buf = NULL;
 
-	if (len > c->slot_bytes)
-		return;
 	pthread_mutex_lock(&c->lock);
-	s = find(c, id);
-	if (s && s->state == SLOT_READY)
+	if (find(c, id))
 		goto out;
-	if (!s)
-		s = victim(c);
+	s = victim(c);
 	if (!s)
 		goto out;
 	if (!s->data) {
@@ -122,45 +122,26 @@ void ccache_put(struct ccache *c, const struct cas_id *id, const void *data,
 			goto out;
 		}
 	}
-	memcpy(s->data, data, len);
-	s->id = *id;
-	s->len = len;
-	s->state = SLOT_READY;
-	s->used = ++c->tick;
-out:
-	pthread_mutex_unlock(&c->lock);
-}
-
-int ccache_claim(struct ccache *c, const struct cas_id *id)
-{
-	struct slot *s;
-	int r = 0;
-
-	pthread_mutex_lock(&c->lock);
-	if (find(c, id)) {
-		r = -EEXIST;
-		goto out;
-	}
-	s = victim(c);
-	if (!s) {
-		r = -EEXIST;
-		goto out;
-	}
 	s->id = *id;
 	s->state = SLOT_LOADING;
 	s->len = 0;
+	buf = s->data;
 out:
 	pthread_mutex_unlock(&c->lock);
-	return r;
+	return buf;
 }
 
-void ccache_unclaim(struct ccache *c, const struct cas_id *id)
+void ccache_end(struct ccache *c, const struct cas_id *id, size_t len)
 {
 	struct slot *s;
 
 	pthread_mutex_lock(&c->lock);
 	s = find(c, id);
-	if (s && s->state == SLOT_LOADING)
-		s->state = SLOT_EMPTY;
+	if (s && s->state == SLOT_LOADING) {
+		s->state = len ? SLOT_READY : SLOT_EMPTY;
+		s->len = len;
+		s->used = ++c->tick;
+	}
+	pthread_cond_broadcast(&c->loaded);
 	pthread_mutex_unlock(&c->lock);
 }

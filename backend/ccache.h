@@ -22,18 +22,20 @@ struct ccache;
 struct ccache *ccache_new(size_t nslots, size_t slot_bytes);
 void ccache_free(struct ccache *c);
 
-/* Copies bytes [off, off + len) of a cached chunk; -ENOENT on a miss. */
+/*
+ * Copies bytes [off, off + len) of a cached chunk, waiting while a worker
+ * is loading it; -ENOENT when it is neither cached nor loading.
+ */
 int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 		void *dst, size_t len);
-/* Inserts a verified chunk (no-op if present or too large). */
-void ccache_put(struct ccache *c, const struct cas_id *id, const void *data,
-		size_t len);
 /*
- * Claims a chunk for loading by a read-ahead worker: 0 if the caller should
- * load it, -EEXIST if it is cached or being loaded.  ccache_put() or
- * ccache_unclaim() ends the claim.
+ * Claims a slot to decode chunk id into, so that the bytes are decoded
+ * straight into the cache and concurrent readers wait for them instead of
+ * decoding again.  Returns the slot's buffer (slot_bytes long), or NULL when
+ * the chunk is cached or being loaded, or every slot is busy.
  */
-int ccache_claim(struct ccache *c, const struct cas_id *id);
-void ccache_unclaim(struct ccache *c, const struct cas_id *id);
+uint8_t *ccache_begin(struct ccache *c, const struct cas_id *id);
+/* Ends a claim: len > 0 makes the chunk readable, 0 drops the slot. */
+void ccache_end(struct ccache *c, const struct cas_id *id, size_t len);
 
 #endif

@@ -5,12 +5,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "backend/bytegroup.h"
 #include "backend/codec.h"
 
+/*
+ * Random-looking chunks (quantised blocks, compressed archives) are found
+ * on a sample before zstd spends a whole pass failing on them.
+ */
+#define PROBE_BYTES 8192
+#define PROBE_MIN_SAVING 50 /* per mille */
+
 struct codec {
 	struct bg_ctx bg;
+	ZSTD_CCtx *probe;
+	uint8_t probe_out[PROBE_BYTES + 512];
 };
+
+static int looks_incompressible(struct codec *c, const void *src, size_t len)
+{
+	size_t z;
+
+	if (len < 8 * PROBE_BYTES)
+		return 0;
+	z = ZSTD_compressCCtx(c->probe, c->probe_out, sizeof(c->probe_out),
+			      (const uint8_t *)src + len / 2 - PROBE_BYTES / 2,
+			      PROBE_BYTES, 1);
+	return ZSTD_isError(z) || z * 1000 > PROBE_BYTES * (1000 - PROBE_MIN_SAVING);
+}
 
 struct codec *codec_new(int level)
 {
@@ -19,6 +42,12 @@ struct codec *codec_new(int level)
 	if (!c)
 		return NULL;
 	if (bg_ctx_init(&c->bg, level) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->probe = ZSTD_createCCtx();
+	if (!c->probe) {
+		bg_ctx_release(&c->bg);
 		free(c);
 		return NULL;
 	}
@@ -32,6 +61,7 @@ void codec_free(struct codec *c)
 	if (!c)
 		return;
 	bg_ctx_release(&c->bg);
+	ZSTD_freeCCtx(c->probe);
 	free(c);
 }
 
@@ -46,6 +76,13 @@ int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 	enum bg_scheme s;
 	ssize_t n;
 
+	if (!width && looks_incompressible(c, src, len)) {
+		if (cap < len)
+			return -ENOSPC;
+		memcpy(dst, src, len);
+		*ret_scheme = CODEC_RAW;
+		return (int)len;
+	}
 	n = bg_encode_best(&c->bg, src, len, width, dst, cap, &s);
 	if (n < 0)
 		return (int)n;

@@ -34,7 +34,9 @@ size_t codec_bound(size_t len);
 /*
  * Encodes src into dst[0..cap) with the smallest scheme: raw, zstd, or
  * (when width is 2 or 4, the float width of the tensor the chunk lies in)
- * byte grouping.  Never larger than plain zstd nor than the input.  Sets
+ * byte grouping.  Never larger than the input; never larger than plain
+ * zstd, except for a chunk whose middle 8 KiB zstd cannot shrink by 5%,
+ * which is stored raw without trying (decoding it is a copy).  Sets
  * *ret_scheme; returns the encoded length.
  */
 int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,

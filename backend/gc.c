@@ -116,6 +116,49 @@ static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
 	return r;
 }
 
+/*
+ * With no writer open, bytes past a pack's committed length belong to
+ * writers that failed or were dropped (a full disk, a killed copy): cut
+ * them off now rather than at the next start, and remove packs that such
+ * writers started.  Lock held.
+ */
+static int trim_uncommitted(struct cas_store *st, const uint32_t *ids,
+			    const uint64_t *sizes, size_t n, int64_t *freed)
+{
+	uint32_t cur = pack_current(st->packs), *disk = NULL;
+	uint64_t committed = PACK_HEADER_LEN;
+	int64_t len;
+	size_t i;
+	int nd, j, r = 0;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] == cur)
+			committed = sizes[i];
+	len = pack_size(st->packs, cur);
+	if (len > (int64_t)committed) {
+		r = pack_truncate(st->packs, cur, committed);
+		if (r < 0)
+			return r;
+		*freed += len - (int64_t)committed;
+	}
+	nd = pack_list(st->packs, &disk);
+	if (nd < 0)
+		return nd;
+	for (j = 0; j < nd; j++) {
+		for (i = 0; i < n && ids[i] != disk[j]; i++)
+			;
+		if (i == n && disk[j] != cur) {
+			len = pack_size(st->packs, disk[j]);
+			r = pack_remove(st->packs, disk[j]);
+			if (r < 0)
+				break;
+			*freed += len > 0 ? len : 0;
+		}
+	}
+	free(disk);
+	return r;
+}
+
 int64_t cas_gc(struct cas_store *st)
 {
 	struct dead_acc a = { .st = st };
@@ -148,6 +191,9 @@ int64_t cas_gc(struct cas_store *st)
 		r = n;
 		goto out;
 	}
+	r = trim_uncommitted(st, ids, sizes, (size_t)n, &a.freed);
+	if (r < 0)
+		goto out;
 	gone = calloc((size_t)n + 1, sizeof(*gone));
 	rec = malloc(PACK_REC_LEN + codec_bound(CDC_MAX));
 	if (!gone || !rec) {

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "backend/chunker.h"
+#include "backend/modelfmt.h"
 #include "backend/smip.h"
 
 #define MAX_DEPTH 64
@@ -186,5 +187,123 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 		t[*ret_len] = '\0';
 		*ret = t;
 	}
+	return 0;
+}
+
+/* The longest header read to describe a file. */
+#define INFO_HEADER_MAX (64u << 20)
+
+struct info_walk {
+	struct cas_store *st;
+	FILE *out;
+	int depth;
+};
+
+/* Parses the start of a stored file, reading more while the parser asks. */
+static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
+			 FILE *out)
+{
+	struct cas_file *f = NULL;
+	struct mf_info info;
+	size_t want = 1u << 20, have = 0;
+	uint8_t *buf = NULL, *t;
+	char *text = NULL;
+	ssize_t n;
+	int r;
+
+	mf_info_init(&info);
+	r = cas_file_open(st, ino, &f);
+	if (r < 0)
+		return r;
+	for (;;) {
+		if (want > cas_file_size(f))
+			want = (size_t)cas_file_size(f);
+		t = realloc(buf, want ? want : 1);
+		if (!t) {
+			r = -ENOMEM;
+			goto out;
+		}
+		buf = t;
+		n = cas_file_read(st, f, buf + have, want - have, have, NULL);
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		have += (size_t)n;
+		r = mf_parse(buf, have, cas_file_size(f), &info);
+		if (r != -EAGAIN || info.need <= have || info.need > INFO_HEADER_MAX ||
+		    info.need > cas_file_size(f))
+			break;
+		want = info.need;
+	}
+	n = mf_info_summary(&info, path, &text);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	fputs(text, out);
+	if (n == 0 || text[n - 1] != '\n')
+		fputc('\n', out);
+	fputc('\n', out);
+	r = 0;
+out:
+	free(text);
+	free(buf);
+	mf_info_release(&info);
+	cas_file_free(f);
+	return r;
+}
+
+static int info_walk(struct info_walk *w, uint64_t ino, const char *prefix)
+{
+	struct children c = { 0 };
+	size_t i;
+	int r;
+
+	if (w->depth > MAX_DEPTH)
+		return -ELOOP;
+	r = cas_children(w->st, ino, collect, &c);
+	for (i = 0; r == 0 && i < c.n; i++) {
+		char *path;
+
+		if (asprintf(&path, "%s%s%s", prefix, prefix[0] ? "/" : "",
+			     c.v[i].name) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		if (S_ISREG(c.v[i].a.mode)) {
+			r = describe_file(w->st, c.v[i].a.ino, path, w->out);
+		} else if (S_ISDIR(c.v[i].a.mode)) {
+			w->depth++;
+			r = info_walk(w, c.v[i].a.ino, path);
+			w->depth--;
+		}
+		free(path);
+	}
+	children_free(&c);
+	return r;
+}
+
+int smip_info(struct cas_store *st, uint64_t dir_ino, const char *name,
+	      char **ret, size_t *ret_len)
+{
+	struct info_walk w = { .st = st };
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	w.out = open_memstream(&text, &len);
+	if (!w.out)
+		return -ENOMEM;
+	fprintf(w.out, "model: %s\n\n", name);
+	r = info_walk(&w, dir_ino, "");
+	if (fclose(w.out) != 0 && r == 0)
+		r = -ENOMEM;
+	if (r < 0) {
+		free(text);
+		return r;
+	}
+	*ret = text;
+	*ret_len = len;
 	return 0;
 }

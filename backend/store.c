@@ -766,12 +766,13 @@ static void prefetch_job(void *ctx, void *arg)
 {
 	struct worker_ctx *w = ctx;
 	struct prefetch *p = arg;
-	uint32_t len;
+	uint32_t len = 0;
+	uint8_t *slot = ccache_begin(p->st->cache, &p->id);
 
-	if (w && store_load_chunk(p->st, w, &p->id, NULL, w->out, &len) == 0)
-		ccache_put(p->st->cache, &p->id, w->out, len);
-	else
-		ccache_unclaim(p->st->cache, &p->id);
+	if (slot && (!w || store_load_chunk(p->st, w, &p->id, NULL, slot, &len) < 0))
+		len = 0;
+	if (slot)
+		ccache_end(p->st->cache, &p->id, len);
 	free(p);
 }
 
@@ -780,29 +781,60 @@ static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
 	size_t j;
 
 	for (j = i + 1; j < f->n && j <= i + READ_AHEAD; j++) {
-		struct prefetch *p;
+		struct prefetch *p = malloc(sizeof(*p));
 
-		if (ccache_claim(st->cache, &f->ids[j]) < 0)
-			continue;
-		p = malloc(sizeof(*p));
-		if (p) {
-			p->st = st;
-			p->id = f->ids[j];
-			if (pool_try_submit(st->pool, prefetch_job, p) == 0)
-				continue;
+		if (!p)
+			break;
+		p->st = st;
+		p->id = f->ids[j];
+		if (pool_try_submit(st->pool, prefetch_job, p) < 0) {
 			free(p);
+			break;
 		}
-		ccache_unclaim(st->cache, &f->ids[j]);
-		break;
 	}
+}
+
+/*
+ * Copies part of chunk i into dst: from the cache, else decoded into a
+ * cache slot, else (no slot free) decoded privately.
+ */
+static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
+		      size_t within, void *dst, size_t take)
+{
+	struct worker_ctx *ctx;
+	uint32_t ulen = 0;
+	uint8_t *slot;
+	int tries, r;
+
+	for (tries = 0; tries < 3; tries++) {
+		if (ccache_read(st->cache, &f->ids[i], within, dst, take) == 0)
+			return 0;
+		slot = ccache_begin(st->cache, &f->ids[i]);
+		if (!slot)
+			continue;
+		ctx = store_tls(st);
+		r = ctx ? store_load_chunk(st, ctx, &f->ids[i], NULL, slot, &ulen) : -ENOMEM;
+		if (r == 0 && ulen != f->lens[i])
+			r = -EIO;
+		ccache_end(st->cache, &f->ids[i], r == 0 ? ulen : 0);
+		if (r < 0)
+			return r;
+	}
+	ctx = store_tls(st);
+	if (!ctx)
+		return -ENOMEM;
+	r = store_load_chunk(st, ctx, &f->ids[i], NULL, ctx->out, &ulen);
+	if (r == 0 && ulen != f->lens[i])
+		r = -EIO;
+	if (r == 0)
+		memcpy(dst, ctx->out + within, take);
+	return r;
 }
 
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault)
 {
-	struct worker_ctx *ctx;
 	size_t done = 0, i;
-	uint32_t ulen;
 	int r;
 
 	if (off >= f->size)
@@ -819,23 +851,13 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 			take = len - done;
 		if (atomic_exchange(&f->next, i + 1) == i)
 			read_ahead(st, f, i);
-		if (ccache_read(st->cache, &f->ids[i], within, (uint8_t *)buf + done,
-				take) < 0) {
-			ctx = store_tls(st);
-			if (!ctx)
-				return -ENOMEM;
-			r = store_load_chunk(st, ctx, &f->ids[i], NULL, ctx->out, &ulen);
-			if (r == 0 && ulen != f->lens[i])
-				r = -EIO;
-			if (r < 0) {
-				if (fault) {
-					fault->off = start;
-					fault->id = f->ids[i];
-				}
-				return r;
+		r = read_chunk(st, f, i, within, (uint8_t *)buf + done, take);
+		if (r < 0) {
+			if (fault) {
+				fault->off = start;
+				fault->id = f->ids[i];
 			}
-			memcpy((uint8_t *)buf + done, ctx->out + within, take);
-			ccache_put(st->cache, &f->ids[i], ctx->out, ulen);
+			return r;
 		}
 		done += take;
 		i++;

@@ -17,11 +17,16 @@
 #define INO_ROOT 1
 #define INO_CTL 2    /* .llmfs */
 #define INO_STATUS 3 /* .llmfs/status */
-#define SMIP_DIR_BIT (1ULL << 62)
-#define SMIP_MANIFEST_BIT (1ULL << 63)
-#define VIRT_MASK (SMIP_DIR_BIT | SMIP_MANIFEST_BIT)
+/* The top two bits of a model's inode name its .smip entries. */
+#define VIRT_SHIFT 62
+#define VIRT_MASK (3ULL << VIRT_SHIFT)
+enum { V_NONE, V_SMIP_DIR, V_MANIFEST, V_INFO };
+#define VIRT(ino, kind) (((ino) & ~VIRT_MASK) | ((uint64_t)(kind) << VIRT_SHIFT))
+#define VIRT_KIND(ino) ((int)((ino) >> VIRT_SHIFT))
+#define MODEL_OF(ino) ((ino) & ~VIRT_MASK)
 #define SMIP_NAME ".smip"
 #define MANIFEST_NAME "manifest.json"
+#define INFO_NAME "info"
 
 #define ENTRY_TIMEOUT 1.0
 #define IO_BLOCK (128 * 1024)
@@ -214,13 +219,15 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 
 	if (ino == INO_STATUS)
 		return cas_status_text(fs->st, ret, ret_len);
-	if (!(ino & SMIP_MANIFEST_BIT))
+	if (VIRT_KIND(ino) != V_MANIFEST && VIRT_KIND(ino) != V_INFO)
 		return -EINVAL;
-	model = ino & ~VIRT_MASK;
+	model = MODEL_OF(ino);
 	r = cas_getattr(fs->st, model, &a);
 	if (r < 0)
 		return r;
 	cas_path(fs->st, model, name, sizeof(name));
+	if (VIRT_KIND(ino) == V_INFO)
+		return smip_info(fs->st, model, name, ret, ret_len);
 	return smip_manifest(fs->st, model, name, ret, ret_len);
 }
 
@@ -262,13 +269,13 @@ static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
 	case INO_STATUS:
 		break;
 	default:
-		if (ino & SMIP_DIR_BIT) {
-			if (!is_model_dir(fs, ino & ~VIRT_MASK))
+		if (VIRT_KIND(ino) == V_SMIP_DIR) {
+			if (!is_model_dir(fs, MODEL_OF(ino)))
 				return -ENOENT;
 			virt_stat(fs, ino, S_IFDIR | 0555, 0, sb);
 			return 0;
 		}
-		if (!(ino & SMIP_MANIFEST_BIT)) {
+		if (VIRT_KIND(ino) == V_NONE) {
 			if (!is_catalog(ino))
 				return -ENOENT;
 			r = cas_getattr(fs->st, ino, &a);
@@ -367,16 +374,19 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (parent == INO_CTL)
 		return !strcmp(name, "status") ? reply_entry(req, fs, INO_STATUS)
 					       : reply_err(req, -ENOENT);
-	if (parent & SMIP_DIR_BIT)
-		return !strcmp(name, MANIFEST_NAME)
-			       ? reply_entry(req, fs, (parent & ~VIRT_MASK) | SMIP_MANIFEST_BIT)
-			       : reply_err(req, -ENOENT);
+	if (VIRT_KIND(parent) == V_SMIP_DIR) {
+		if (!strcmp(name, MANIFEST_NAME))
+			return reply_entry(req, fs, VIRT(parent, V_MANIFEST));
+		if (!strcmp(name, INFO_NAME))
+			return reply_entry(req, fs, VIRT(parent, V_INFO));
+		return reply_err(req, -ENOENT);
+	}
 	if (!is_catalog(parent))
 		return reply_err(req, -ENOENT);
 	if (strlen(name) > NAME_MAX)
 		return reply_err(req, -ENAMETOOLONG);
 	if (!strcmp(name, SMIP_NAME) && is_model_dir(fs, parent))
-		return reply_entry(req, fs, parent | SMIP_DIR_BIT);
+		return reply_entry(req, fs, VIRT(parent, V_SMIP_DIR));
 	r = cas_lookup(fs->st, parent, name, &a);
 	if (r < 0)
 		return reply_err(req, r);
@@ -735,7 +745,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cat_attr a;
 	int acc = fi->flags & O_ACCMODE, r;
 
-	if (ino == INO_STATUS || (ino & SMIP_MANIFEST_BIT)) {
+	if (ino == INO_STATUS || VIRT_KIND(ino) == V_MANIFEST || VIRT_KIND(ino) == V_INFO) {
 		if (acc != O_RDONLY)
 			return reply_err(req, -EACCES);
 		h = calloc(1, sizeof(*h));
@@ -1023,9 +1033,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			r = add_ent(h, ".llmfs", INO_CTL, S_IFDIR);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
-	} else if (ino & SMIP_DIR_BIT) {
-		r = add_ent(h, MANIFEST_NAME, (ino & ~VIRT_MASK) | SMIP_MANIFEST_BIT,
-			    S_IFREG);
+	} else if (VIRT_KIND(ino) == V_SMIP_DIR) {
+		r = add_ent(h, MANIFEST_NAME, VIRT(ino, V_MANIFEST), S_IFREG);
+		if (r == 0)
+			r = add_ent(h, INFO_NAME, VIRT(ino, V_INFO), S_IFREG);
 	} else if (is_catalog(ino)) {
 		r = cas_getattr(fs->st, ino, &a);
 		if (r == 0 && !S_ISDIR(a.mode))

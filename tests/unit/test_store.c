@@ -399,6 +399,22 @@ static void test_uncommitted_cut_off(void)
 	cas_store_close(st);
 	CHECK_EQ(stat(path, &after), 0);
 	CHECK(after.st_size > before.st_size);
+	/* A running store cuts a dropped writer's bytes at its next collection. */
+	st = open_store(0);
+	{
+		struct stat size0, mid;
+
+		CHECK_EQ(stat(path, &size0), 0);
+		CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+		CHECK_EQ(cas_writer_write(w, d, len, 0), 0);
+		cas_writer_free(w);
+		CHECK_EQ(stat(path, &mid), 0);
+		CHECK(mid.st_size > size0.st_size);
+		CHECK(cas_gc(st) > 0);
+		CHECK_EQ(stat(path, &after), 0);
+		CHECK_EQ(after.st_size, size0.st_size);
+	}
+	cas_store_close(st);
 	st = open_store(0);
 	CHECK_EQ(stat(path, &after), 0);
 	CHECK_EQ(after.st_size, before.st_size);

@@ -1,0 +1,546 @@
+/* plan_cand: see plan_cand.h for the options, the scores and the choice. */
+#include "plan_cand.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan_score.h"
+
+#define MAX_FALLBACK 64
+#define N_SWEEP 29
+
+static int fail(char **ret_err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char **ret_err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ret_err && !*ret_err) {
+		va_start(ap, fmt);
+		if (vasprintf(ret_err, fmt, ap) < 0)
+			*ret_err = NULL;
+		va_end(ap);
+	}
+	return rc;
+}
+
+const char *plan_strategy_name(enum plan_strategy s)
+{
+	switch (s) {
+	case PLAN_SINGLE: return "single";
+	case PLAN_CASCADE: return "cascade";
+	case PLAN_VOTE: return "vote";
+	}
+	return "?";
+}
+
+void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
+		      double *ret_out)
+{
+	const struct plan_step *s = &t->steps[step];
+	double in = ceil((double)strlen(s->prompt) / 4.0);
+
+	/* A dependency's answer is spliced into the prompt. */
+	for (size_t k = 0; k < s->n_deps; k++)
+		in += t->steps[s->deps[k]].max_tokens / 2.0;
+	*ret_in = in;
+	*ret_out = s->max_tokens / 2.0;
+}
+
+/* What one model is expected to do on one step. */
+struct est {
+	int ok;
+	double q, score, cost, latency;
+};
+
+struct work {
+	const struct plan_task *t;
+	const struct plan_models *ms;
+	struct est *e;           /* [step * n_models + model] */
+	struct plan_option **opt; /* per step */
+	size_t *n_opt;
+};
+
+static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
+			 const struct plan_score_opts *o, struct plan_rng *rng,
+			 char **ret_err)
+{
+	const struct plan_step *st = &w->t->steps[s];
+	double tin, tout;
+	long pinned = -1;
+	int n_ok = 0;
+
+	plan_step_tokens(w->t, s, &tin, &tout);
+	if (st->model) {
+		pinned = plan_models_find(w->ms, st->model);
+		if (pinned < 0)
+			return fail(ret_err, -ENOENT, "step %s: unknown model "
+				    "%s", st->id, st->model);
+	}
+	for (size_t m = 0; m < w->ms->n; m++) {
+		const struct plan_model *md = &w->ms->v[m];
+		struct est *e = &w->e[s * w->ms->n + m];
+		struct plan_estimate pe;
+
+		if (pinned >= 0 ? (long)m != pinned :
+		    !plan_model_serves(md, st->task_type))
+			continue;
+		if (md->context > 0 && tin + tout > (double)md->context)
+			continue;
+		plan_stats_estimate(stats, md->name, st->task_type, &pe);
+		e->ok = 1;
+		e->q = pe.quality;
+		switch (o->explore) {
+		case PLAN_EXPLORE_THOMPSON:
+			e->score = plan_estimate_sample(&pe, rng);
+			break;
+		case PLAN_EXPLORE_UCB:
+			e->score = plan_estimate_ucb(&pe, o->ucb_c);
+			break;
+		case PLAN_EXPLORE_MEAN:
+			e->score = pe.quality;
+			break;
+		}
+		e->cost = plan_model_cost(md, tin, tout);
+		e->latency = pe.latency >= 0 ? pe.latency :
+			     md->latency_s + tout / md->tokens_per_s;
+		n_ok++;
+	}
+	if (!n_ok)
+		return fail(ret_err, -ENOENT, "step %s: no model serves task "
+			    "type %s%s", st->id, st->task_type,
+			    st->model ? " within its context" : "");
+	return 0;
+}
+
+static int add_option(struct work *w, size_t s, const struct plan_option *o)
+{
+	struct plan_option *v = realloc(w->opt[s],
+					(w->n_opt[s] + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	w->opt[s] = v;
+	v[w->n_opt[s]++] = *o;
+	return 0;
+}
+
+static int options_step(struct work *w, size_t s)
+{
+	const struct plan_step *st = &w->t->steps[s];
+	const struct plan_check *chk = plan_task_check(w->t, s);
+	const size_t nm = w->ms->n;
+	const struct est *e = &w->e[s * nm];
+	int top[3] = { -1, -1, -1 }, rc;
+	bool comparable;
+
+	for (size_t a = 0; a < nm; a++) {
+		struct plan_option o = { .kind = PLAN_SINGLE, .n_models = 1 };
+
+		if (!e[a].ok)
+			continue;
+		o.models[0] = (int)a;
+		o.quality = e[a].q;
+		o.score = e[a].score;
+		o.cost = e[a].cost;
+		o.latency = e[a].latency;
+		if ((st->strategies & PLAN_STRAT_SINGLE) &&
+		    (rc = add_option(w, s, &o)) < 0)
+			return rc;
+		/* Keep the three best means for a vote. */
+		for (int k = 0; k < 3; k++)
+			if (top[k] < 0 || e[a].q > e[top[k]].q) {
+				for (int j = 2; j > k; j--)
+					top[j] = top[j - 1];
+				top[k] = (int)a;
+				break;
+			}
+		if (!chk || !(st->strategies & PLAN_STRAT_CASCADE))
+			continue;
+		for (size_t b = 0; b < nm; b++) {
+			struct plan_option c = { .kind = PLAN_CASCADE,
+						 .n_models = 2 };
+
+			if (!e[b].ok || b == a || e[b].cost < e[a].cost ||
+			    (e[b].cost == e[a].cost && b < a))
+				continue;
+			c.models[0] = (int)a;
+			c.models[1] = (int)b;
+			c.quality = e[a].q + (1 - e[a].q) * e[b].q;
+			c.score = e[a].score + (1 - e[a].score) * e[b].score;
+			c.cost = e[a].cost + (1 - e[a].q) * e[b].cost;
+			c.latency = e[a].latency + e[b].latency;
+			if ((rc = add_option(w, s, &c)) < 0)
+				return rc;
+		}
+	}
+	comparable = (chk && (chk->kind == PLAN_CHECK_EXACT ||
+			      chk->kind == PLAN_CHECK_REGEX)) ||
+		     st->strategies == PLAN_STRAT_VOTE ||
+		     (st->strategies != PLAN_STRAT_ALL &&
+		      (st->strategies & PLAN_STRAT_VOTE));
+	if (top[2] >= 0 && comparable && (st->strategies & PLAN_STRAT_VOTE)) {
+		struct plan_option v = { .kind = PLAN_VOTE, .n_models = 3 };
+		double a = e[top[0]].q, b = e[top[1]].q, c = e[top[2]].q;
+		double sa = e[top[0]].score, sb = e[top[1]].score;
+		double sc = e[top[2]].score;
+
+		memcpy(v.models, top, sizeof(top));
+		v.quality = a * b + a * c + b * c - 2 * a * b * c;
+		v.score = sa * sb + sa * sc + sb * sc - 2 * sa * sb * sc;
+		for (int k = 0; k < 3; k++) {
+			v.cost += e[top[k]].cost;
+			v.latency = fmax(v.latency, e[top[k]].latency);
+		}
+		if ((rc = add_option(w, s, &v)) < 0)
+			return rc;
+	}
+	if (!w->n_opt[s])
+		return -ENOENT;
+	return 0;
+}
+
+static void path_totals(const struct plan_task *t, struct plan_path *p)
+{
+	double finish[PLAN_TASK_MAX_STEPS];
+
+	p->quality = p->score = 1;
+	p->cost = p->latency = 0;
+	for (size_t s = 0; s < t->n_steps; s++) {
+		double start = 0;
+
+		for (size_t k = 0; k < t->steps[s].n_deps; k++)
+			start = fmax(start, finish[t->steps[s].deps[k]]);
+		finish[s] = start + p->steps[s].latency;
+		p->latency = fmax(p->latency, finish[s]);
+		p->quality *= p->steps[s].quality;
+		p->score *= p->steps[s].score;
+		p->cost += p->steps[s].cost;
+	}
+}
+
+static bool same_path(const struct plan_task *t, const struct plan_path *a,
+		      const struct plan_path *b)
+{
+	for (size_t s = 0; s < t->n_steps; s++)
+		if (a->steps[s].kind != b->steps[s].kind ||
+		    memcmp(a->steps[s].models, b->steps[s].models,
+			   sizeof(a->steps[s].models)))
+			return false;
+	return true;
+}
+
+static int add_path(struct plan_candidates *c, const struct plan_task *t,
+		    struct plan_option *steps, const char *label)
+{
+	struct plan_path p = { .steps = steps }, *v;
+
+	path_totals(t, &p);
+	snprintf(p.label, sizeof(p.label), "%s", label);
+	for (size_t i = 0; i < c->n; i++)
+		if (same_path(t, &c->v[i], &p)) {
+			free(steps);
+			return 0;
+		}
+	v = realloc(c->v, (c->n + 1) * sizeof(*v));
+	if (!v) {
+		free(steps);
+		return -ENOMEM;
+	}
+	c->v = v;
+	c->v[c->n++] = p;
+	return 0;
+}
+
+static int gen_paths(struct work *w, struct plan_candidates *c)
+{
+	const size_t ns = w->t->n_steps, nm = w->ms->n;
+	double cmax = 0;
+	int rc;
+
+	for (size_t s = 0; s < ns; s++)
+		for (size_t i = 0; i < w->n_opt[s]; i++)
+			cmax = fmax(cmax, w->opt[s][i].cost);
+	/* One model everywhere it can serve. */
+	for (size_t m = 0; m < nm; m++) {
+		struct plan_option *steps = calloc(ns, sizeof(*steps));
+		bool used = false;
+		char label[96];
+
+		if (!steps)
+			return -ENOMEM;
+		for (size_t s = 0; s < ns; s++) {
+			const struct plan_option *pick = NULL, *best = NULL;
+
+			for (size_t i = 0; i < w->n_opt[s]; i++) {
+				const struct plan_option *x = &w->opt[s][i];
+
+				if (x->kind == PLAN_SINGLE &&
+				    x->models[0] == (int)m) {
+					pick = x;
+					used = true;
+				}
+			}
+			/* Steps m cannot serve: their best mean option. */
+			for (size_t i = 0; !pick && i < w->n_opt[s]; i++)
+				if (!best || w->opt[s][i].quality >
+					     best->quality)
+					best = &w->opt[s][i];
+			if (!pick)
+				pick = best;
+			steps[s] = *pick;
+		}
+		if (!used) {
+			free(steps);
+			continue;
+		}
+		snprintf(label, sizeof(label), "single %.80s", w->ms->v[m].name);
+		rc = add_path(c, w->t, steps, label);
+		if (rc < 0)
+			return rc;
+	}
+	/* The frontier: per step the best utility for a sweep of prices. */
+	for (int k = 0; k < N_SWEEP; k++) {
+		double lambda = k == 0 || cmax <= 0 ? 0 :
+				pow(10.0, -3.0 + 7.0 * (k - 1) /
+				    (N_SWEEP - 2)) / cmax;
+		struct plan_option *steps = calloc(ns, sizeof(*steps));
+		char label[96];
+
+		if (!steps)
+			return -ENOMEM;
+		for (size_t s = 0; s < ns; s++) {
+			size_t b = 0;
+
+			for (size_t i = 1; i < w->n_opt[s]; i++)
+				if (plan_better(w->opt[s][i].score,
+						w->opt[s][i].cost,
+						w->opt[s][b].score,
+						w->opt[s][b].cost, lambda, 0))
+					b = i;
+			steps[s] = w->opt[s][b];
+		}
+		snprintf(label, sizeof(label), "frontier lambda %.4g", lambda);
+		rc = add_path(c, w->t, steps, label);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void choose(const struct plan_task *t, struct plan_candidates *c,
+		   double tie_eps)
+{
+	c->best = -1;
+	for (size_t i = 0; i < c->n; i++) {
+		struct plan_path *p = &c->v[i], *b;
+
+		p->feasible = (t->budget_usd <= 0 || p->cost <= t->budget_usd) &&
+			      (t->latency_s <= 0 || p->latency <= t->latency_s) &&
+			      (t->min_quality <= 0 ||
+			       p->quality >= t->min_quality);
+		if (!p->feasible)
+			continue;
+		if (c->best < 0) {
+			c->best = (long)i;
+			continue;
+		}
+		b = &c->v[c->best];
+		if (t->min_quality > 0) {
+			if (p->cost < b->cost ||
+			    (p->cost == b->cost && p->score > b->score))
+				c->best = (long)i;
+		} else if (plan_better(p->score, p->cost, b->score, b->cost, 0,
+				       tie_eps)) {
+			c->best = (long)i;
+		}
+	}
+}
+
+static int no_fit(const struct plan_task *t, const struct plan_candidates *c,
+		  char **ret_err)
+{
+	double cheapest = INFINITY, fastest = INFINITY, best_q = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		cheapest = fmin(cheapest, c->v[i].cost);
+		fastest = fmin(fastest, c->v[i].latency);
+		best_q = fmax(best_q, c->v[i].quality);
+	}
+	if (t->budget_usd > 0 && cheapest > t->budget_usd)
+		return fail(ret_err, -ENOENT, "no path fits the budget of $%g "
+			    "(cheapest $%.6f)", t->budget_usd, cheapest);
+	if (t->latency_s > 0 && fastest > t->latency_s)
+		return fail(ret_err, -ENOENT, "no path fits the latency bound "
+			    "of %gs (fastest %.1fs)", t->latency_s, fastest);
+	if (t->min_quality > 0 && best_q < t->min_quality)
+		return fail(ret_err, -ENOENT, "no path reaches quality %g "
+			    "(best expected %.3f)", t->min_quality, best_q);
+	return fail(ret_err, -ENOENT, "no path meets budget, latency and "
+		    "quality together");
+}
+
+static int fallbacks(struct work *w, struct plan_candidates *c)
+{
+	const size_t ns = w->t->n_steps, nm = w->ms->n;
+
+	c->fallback = calloc(ns, sizeof(*c->fallback));
+	c->n_fallback = calloc(ns, sizeof(*c->n_fallback));
+	if (!c->fallback || !c->n_fallback)
+		return -ENOMEM;
+	c->n_steps = ns;
+	for (size_t s = 0; s < ns; s++) {
+		const struct est *e = &w->e[s * nm];
+		size_t n = 0;
+
+		for (size_t m = 0; m < nm && n < MAX_FALLBACK; m++) {
+			size_t j = n++;
+
+			if (!e[m].ok) {
+				n--;
+				continue;
+			}
+			/* Insertion by descending mean quality. */
+			while (j && e[c->fallback[s][j - 1]].q < e[m].q) {
+				c->fallback[s][j] = c->fallback[s][j - 1];
+				j--;
+			}
+			c->fallback[s][j] = (int)m;
+		}
+		c->n_fallback[s] = n;
+	}
+	return 0;
+}
+
+int plan_candidates_build(const struct plan_task *t,
+			  const struct plan_models *ms,
+			  struct plan_stats *stats,
+			  const struct plan_score_opts *opts,
+			  struct plan_rng *rng,
+			  struct plan_candidates *ret, char **ret_err)
+{
+	struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN,
+				     .ucb_c = 1, .tie_eps = 0.005 };
+	struct plan_candidates c = { .best = -1 };
+	struct work w = { .t = t, .ms = ms };
+	int rc;
+
+	if (opts) {
+		o = *opts;
+		if (o.ucb_c <= 0)
+			o.ucb_c = 1;
+		if (o.tie_eps < 0)
+			o.tie_eps = 0.005;
+	}
+	if (!ms->n)
+		return fail(ret_err, -ENOENT, "no models configured");
+	if (ms->n > MAX_FALLBACK)
+		return fail(ret_err, -E2BIG, "more than %d models",
+			    MAX_FALLBACK);
+	w.e = calloc(t->n_steps * ms->n, sizeof(*w.e));
+	w.opt = calloc(t->n_steps, sizeof(*w.opt));
+	w.n_opt = calloc(t->n_steps, sizeof(*w.n_opt));
+	if (!w.e || !w.opt || !w.n_opt) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t s = 0; s < t->n_steps; s++) {
+		rc = estimate_step(&w, s, stats, &o, rng, ret_err);
+		if (rc < 0)
+			goto out;
+		rc = options_step(&w, s);
+		if (rc < 0) {
+			rc = fail(ret_err, rc, "step %s: no usable strategy",
+				  t->steps[s].id);
+			goto out;
+		}
+	}
+	rc = gen_paths(&w, &c);
+	if (rc == 0)
+		rc = fallbacks(&w, &c);
+	if (rc < 0)
+		goto out;
+	choose(t, &c, o.tie_eps);
+	if (c.best < 0)
+		rc = no_fit(t, &c, ret_err);
+out:
+	for (size_t s = 0; w.opt && s < t->n_steps; s++)
+		free(w.opt[s]);
+	free(w.opt);
+	free(w.n_opt);
+	free(w.e);
+	if (rc < 0 && rc != -ENOENT) {
+		plan_candidates_release(&c);
+		return rc;
+	}
+	/* With no fitting path the candidates are still worth showing. */
+	*ret = c;
+	return rc;
+}
+
+void plan_candidates_release(struct plan_candidates *c)
+{
+	for (size_t i = 0; c && i < c->n; i++)
+		free(c->v[i].steps);
+	if (c) {
+		free(c->v);
+		free(c->fallback);
+		free(c->n_fallback);
+		memset(c, 0, sizeof(*c));
+		c->best = -1;
+	}
+}
+
+json_t *plan_path_to_json(const struct plan_task *t,
+			  const struct plan_models *ms,
+			  const struct plan_path *p)
+{
+	json_t *steps = json_array(), *o;
+
+	if (!steps)
+		return NULL;
+	for (size_t s = 0; s < t->n_steps; s++) {
+		const struct plan_option *x = &p->steps[s];
+		json_t *models = json_array(), *deps = json_array();
+
+		for (int k = 0; k < x->n_models; k++)
+			json_array_append_new(models,
+				json_string(ms->v[x->models[k]].name));
+		for (size_t k = 0; k < t->steps[s].n_deps; k++)
+			json_array_append_new(deps,
+				json_string(t->steps[t->steps[s].deps[k]].id));
+		json_array_append_new(steps, json_pack(
+			"{s:s, s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:f}",
+			"id", t->steps[s].id,
+			"task_type", t->steps[s].task_type,
+			"strategy", plan_strategy_name(x->kind),
+			"models", models, "deps", deps,
+			"quality", x->quality, "score", x->score,
+			"cost_usd", x->cost, "latency_s", x->latency));
+	}
+	o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:b, s:s, s:o}",
+		      "label", p->label, "quality", p->quality,
+		      "score", p->score, "cost_usd", p->cost,
+		      "latency_s", p->latency, "feasible", p->feasible,
+		      "output", t->steps[t->output].id, "steps", steps);
+	return o;
+}
+
+json_t *plan_candidates_to_json(const struct plan_task *t,
+				const struct plan_models *ms,
+				const struct plan_candidates *c)
+{
+	json_t *a = json_array();
+
+	if (!a)
+		return NULL;
+	for (size_t i = 0; i < c->n; i++)
+		json_array_append_new(a, plan_path_to_json(t, ms, &c->v[i]));
+	return json_pack("{s:I, s:o}", "best", (json_int_t)c->best,
+			 "candidates", a);
+}

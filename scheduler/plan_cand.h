@@ -1,0 +1,122 @@
+/*
+ * plan_cand: turns a parsed task into candidate execution paths over the
+ * available models, scores them and picks the best.
+ *
+ * Per step the options are:
+ *   single(m)      one call;
+ *   cascade(a, b)  call the cheaper a, escalate to b when the step's
+ *                  checker rejects a's answer (FrugalGPT's pattern; only
+ *                  for steps with a checker, which is the confidence
+ *                  signal);
+ *   vote(a, b, c)  three calls in parallel, majority answer (only for
+ *                  steps whose answers are comparable: an exact or regex
+ *                  checker, or "vote" asked for explicitly).
+ * A path is one option per step of the task's DAG (the decomposition
+ * tree; independent steps run as parallel branches).
+ *
+ * Scores, with q, c, l each model's per task type estimates:
+ *   q(single) = q_m
+ *   q(cascade) = q_a + (1 - q_a) q_b        c = c_a + (1 - q_a) c_b
+ *   q(vote) = P(at least two of three right), independent models
+ *   q(path) = product over steps (every step must succeed)
+ *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
+ *   cascade's worst case (l_a + l_b) and a vote's slowest member.
+ * q_m is the posterior mean for display and, for ranking, a Thompson draw
+ * (PLAN_EXPLORE_THOMPSON), the mean plus c standard deviations
+ * (PLAN_EXPLORE_UCB) or the mean (PLAN_EXPLORE_MEAN).  c_m comes from the
+ * token estimate (prompt bytes / 4 plus the dependencies' expected
+ * answers; max_tokens / 2 out) and the card's prices; l_m from learned
+ * latency, else the card's latency_s + tokens / tokens_per_s.
+ *
+ * Candidates: every model used for all steps it serves, plus for a sweep
+ * of prices lambda the per-step argmax of plan_utility() — together they
+ * trace the quality-cost frontier.  Duplicates are merged.
+ *
+ * Choice: feasible paths are those within budget_usd and latency_s.  With
+ * min_quality, the cheapest feasible path whose expected quality reaches
+ * it; otherwise the feasible path of highest ranking quality, a tie (within
+ * tie_eps) going to the cheaper.  No feasible path: -ENOENT and a reason.
+ *
+ * Pure apart from reading plan_stats (thread-safe) and advancing the rng
+ * the caller owns.
+ */
+#ifndef LLMFS_PLAN_CAND_H
+#define LLMFS_PLAN_CAND_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "plan_model.h"
+#include "plan_stats.h"
+#include "plan_task.h"
+#include "plan_util.h"
+
+enum plan_explore {
+	PLAN_EXPLORE_THOMPSON = 0,
+	PLAN_EXPLORE_UCB,
+	PLAN_EXPLORE_MEAN,
+};
+
+enum plan_strategy {
+	PLAN_SINGLE,
+	PLAN_CASCADE,
+	PLAN_VOTE,
+};
+
+struct plan_option {
+	enum plan_strategy kind;
+	int models[3];        /* indexes into plan_models */
+	int n_models;
+	double quality;       /* posterior mean */
+	double score;         /* ranking quality (explored) */
+	double cost;          /* expected USD */
+	double latency;       /* worst case seconds */
+};
+
+struct plan_path {
+	struct plan_option *steps;   /* one per task step */
+	double quality, score, cost, latency;
+	int feasible;
+	char label[96];
+};
+
+struct plan_candidates {
+	struct plan_path *v;
+	size_t n;
+	long best;           /* index into v, -1 when none fits */
+	/* Per step, the eligible models by descending mean quality: the
+	 * fallback order of the executor. */
+	int (*fallback)[64];
+	size_t *n_fallback;
+	size_t n_steps;
+};
+
+struct plan_score_opts {
+	enum plan_explore explore;
+	double ucb_c;         /* default 1 */
+	double tie_eps;       /* default 0.005 */
+};
+
+int plan_candidates_build(const struct plan_task *task,
+			  const struct plan_models *models,
+			  struct plan_stats *stats,
+			  const struct plan_score_opts *opts,
+			  struct plan_rng *rng,
+			  struct plan_candidates *ret_cands, char **ret_err);
+void plan_candidates_release(struct plan_candidates *c);
+
+/* Expected input and output tokens of a step, as the scorer uses them. */
+void plan_step_tokens(const struct plan_task *task, size_t step,
+		      double *ret_in, double *ret_out);
+
+json_t *plan_path_to_json(const struct plan_task *task,
+			  const struct plan_models *models,
+			  const struct plan_path *p);
+/* candidates.json: {"best": i, "candidates": [...]} */
+json_t *plan_candidates_to_json(const struct plan_task *task,
+				const struct plan_models *models,
+				const struct plan_candidates *c);
+
+const char *plan_strategy_name(enum plan_strategy s);
+
+#endif

@@ -1,0 +1,932 @@
+/* plan_exec: see plan_exec.h for the flow, retries, learning and secrets. */
+#include "plan_exec.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "plan_check.h"
+#include "plan_proc.h"
+#include "plan_util.h"
+
+enum { ST_WAIT, ST_RUN, ST_DONE, ST_FAIL };
+
+struct run;
+
+struct call {
+	struct run *r;
+	size_t step;
+	int model;
+	int vote_slot;          /* -1 unless a vote member */
+	int attempt;            /* 0 for the first */
+	double ready_at;        /* not started before (backoff) */
+	double t0;
+	bool in_flight;
+	/* HTTP */
+	CURL *h;
+	struct curl_slist *hdrs;
+	char *body;
+	struct plan_buf resp;
+	bool too_big;
+	/* Command */
+	pthread_t th;
+	bool th_started;
+	atomic_int th_done;
+	atomic_int abort;
+	char *out;
+	int proc_rc;
+	int status;
+};
+
+struct step_rt {
+	int state;
+	char *prompt;
+	char *answer;
+	int seq[PLAN_EXEC_TRIES];
+	int n_seq, next;
+	bool vote;
+	int vote_left;
+	char *vote_ans[3];
+	int vote_pass[3];
+	int used_model;
+	char *why;
+};
+
+struct run {
+	const struct plan_task *t;
+	const struct plan_models *ms;
+	const struct plan_path *p;
+	const struct plan_exec_opts *o;
+	CURLM *multi;
+	struct step_rt *st;
+	struct call **calls;
+	size_t n_calls, cap_calls;
+	double spent, t_start;
+	size_t n_attempts, n_done;
+};
+
+int plan_curl_errno(int code)
+{
+	switch (code) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return -ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CURLE_WRITE_ERROR:
+		return -EFBIG;
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return -ECONNRESET;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return -ECANCELED;
+	default:
+		return -EIO;
+	}
+}
+
+int plan_http_errno(long status)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	switch (status) {
+	case 401:
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 408:
+		return -ETIMEDOUT;
+	case 413:
+		return -E2BIG;
+	case 429:
+		return -EAGAIN;
+	default:
+		return status >= 500 ? -EREMOTEIO : -EPROTO;
+	}
+}
+
+static void trace(struct run *r, const struct call *c, const char *outcome,
+		  const char *detail, long http, double tin, double tout,
+		  bool reported, double cost, double lat)
+{
+	json_t *o;
+	char *line;
+
+	if (!r->o->trace)
+		return;
+	o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:f, s:f, s:s, s:f, "
+		      "s:f}",
+		      "step", r->t->steps[c->step].id,
+		      "model", r->ms->v[c->model].name,
+		      "kind", r->ms->v[c->model].kind == PLAN_MODEL_HTTP ?
+			      "http" : "command",
+		      "attempt", c->attempt + 1,
+		      "outcome", outcome, "detail", detail ? detail : "",
+		      "tokens_in", tin, "tokens_out", tout,
+		      "usage", reported ? "reported" : "estimated",
+		      "cost_usd", cost, "latency_s", lat);
+	if (!o)
+		return;
+	if (http)
+		json_object_set_new(o, "http_status", json_integer(http));
+	if (c->vote_slot >= 0)
+		json_object_set_new(o, "vote_slot", json_integer(c->vote_slot));
+	line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(o);
+	if (line)
+		r->o->trace(r->o->arg, line);
+	free(line);
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+	struct call *c = arg;
+
+	if (c->resp.len + size * n > PLAN_EXEC_MAX_REPLY) {
+		c->too_big = true;
+		return 0;
+	}
+	if (plan_buf_append(&c->resp, p, size * n) < 0)
+		return 0;
+	return size * n;
+}
+
+static void call_reset(struct call *c)
+{
+	if (c->h) {
+		curl_multi_remove_handle(c->r->multi, c->h);
+		curl_easy_cleanup(c->h);
+		c->h = NULL;
+	}
+	curl_slist_free_all(c->hdrs);
+	c->hdrs = NULL;
+	free(c->body);
+	c->body = NULL;
+	plan_buf_release(&c->resp);
+	c->too_big = false;
+	if (c->th_started) {
+		atomic_store(&c->abort, 1);
+		pthread_join(c->th, NULL);
+		c->th_started = false;
+	}
+	free(c->out);
+	c->out = NULL;
+	atomic_store(&c->th_done, 0);
+	atomic_store(&c->abort, 0);
+	c->in_flight = false;
+}
+
+static void call_free(struct call *c)
+{
+	if (!c)
+		return;
+	call_reset(c);
+	free(c);
+}
+
+static void drop_call(struct run *r, struct call *c)
+{
+	for (size_t i = 0; i < r->n_calls; i++)
+		if (r->calls[i] == c) {
+			r->calls[i] = r->calls[--r->n_calls];
+			break;
+		}
+	call_free(c);
+}
+
+static int new_call(struct run *r, size_t step, int model, int slot)
+{
+	struct call *c;
+
+	if (r->n_calls == r->cap_calls) {
+		size_t cap = r->cap_calls ? r->cap_calls * 2 : 16;
+		struct call **v = realloc(r->calls, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		r->calls = v;
+		r->cap_calls = cap;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->r = r;
+	c->step = step;
+	c->model = model;
+	c->vote_slot = slot;
+	c->ready_at = plan_now();
+	plan_buf_init(&c->resp);
+	r->calls[r->n_calls++] = c;
+	return 0;
+}
+
+static void *cmd_thread(void *arg)
+{
+	struct call *c = arg;
+	const struct plan_model *m = &c->r->ms->v[c->model];
+	const char *prompt = c->r->st[c->step].prompt;
+
+	c->proc_rc = plan_proc_run(m->argv, prompt, strlen(prompt),
+				   m->timeout_s, PLAN_PROC_MAX_OUT, &c->abort,
+				   &c->out, NULL, &c->status);
+	atomic_store(&c->th_done, 1);
+	curl_multi_wakeup(c->r->multi);
+	return NULL;
+}
+
+static int start_http(struct run *r, struct call *c, char **ret_why)
+{
+	const struct plan_model *m = &r->ms->v[c->model];
+	const struct plan_step *s = &r->t->steps[c->step];
+	char *key = NULL, *url = NULL, *auth = NULL;
+	size_t blen = strlen(m->base_url);
+	json_t *body;
+	int rc;
+
+	rc = plan_model_api_key(m, &key);
+	if (rc < 0) {
+		/* The variable's or file's name is no secret; the key is. */
+		if (asprintf(ret_why, "no API key in %s %s",
+			     m->api_key_env ? "variable" : "file",
+			     m->api_key_env ? m->api_key_env :
+					      m->api_key_file) < 0)
+			*ret_why = NULL;
+		return rc;
+	}
+	body = json_pack("{s:s, s:[{s:s, s:s}], s:i}", "model",
+			 m->remote_model, "messages", "role", "user",
+			 "content", r->st[c->step].prompt, "max_tokens",
+			 (int)s->max_tokens);
+	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	while (blen && m->base_url[blen - 1] == '/')
+		blen--;
+	if (asprintf(&url, "%.*s/chat/completions", (int)blen,
+		     m->base_url) < 0)
+		url = NULL;
+	c->h = curl_easy_init();
+	c->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (key && asprintf(&auth, "Authorization: Bearer %s", key) < 0)
+		auth = NULL;
+	if (key && auth)
+		c->hdrs = curl_slist_append(c->hdrs, auth);
+	if (key) {
+		explicit_bzero(key, strlen(key));
+		free(key);
+	}
+	if (auth) {
+		/* libcurl copied it; no second copy of the key lingers. */
+		rc = !c->hdrs;
+		explicit_bzero(auth, strlen(auth));
+		free(auth);
+		if (rc)
+			c->hdrs = NULL;
+	}
+	if (!c->body || !url || !c->h || !c->hdrs) {
+		free(url);
+		return -ENOMEM;
+	}
+	curl_easy_setopt(c->h, CURLOPT_URL, url);
+	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
+	curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
+	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
+	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS,
+			 (long)(m->timeout_s * 1000));
+	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(fmin(m->timeout_s, 10) * 1000));
+	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c->h, CURLOPT_FOLLOWLOCATION, 0L);
+	free(url);
+	return plan_curl_errno(curl_multi_add_handle(r->multi, c->h) ==
+			       CURLM_OK ? CURLE_OK : CURLE_OUT_OF_MEMORY);
+}
+
+static void step_fail(struct run *r, size_t s, const char *why);
+static void step_next(struct run *r, size_t s, const char *why);
+
+static double est_tokens(const char *s)
+{
+	return ceil((double)strlen(s) / 4.0);
+}
+
+/* Judges one answer and records it; returns 1 pass, 0 fail. */
+static int judge(struct run *r, struct call *c, const char *answer,
+		 double cost, double lat, char **ret_why)
+{
+	const struct plan_check *chk = plan_task_check(r->t, c->step);
+	const struct plan_step *s = &r->t->steps[c->step];
+	double q = NAN;
+	int pass = 1;
+
+	if (chk) {
+		pass = plan_check_run(chk, answer, r->o->check_timeout_s > 0 ?
+				      r->o->check_timeout_s : 30, ret_why);
+		if (pass < 0) {
+			if (asprintf(ret_why, "checker failed: %s",
+				     strerror(-pass)) < 0)
+				*ret_why = NULL;
+			pass = 0;
+		}
+		q = pass;
+	}
+	if (r->o->stats)
+		plan_stats_record(r->o->stats, r->ms->v[c->model].name,
+				  s->task_type, q, cost, lat);
+	return pass;
+}
+
+static char *normalised(const char *s)
+{
+	char *n, *d;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	n = strdup(s);
+	if (!n)
+		return NULL;
+	for (d = n; *d; d++)
+		*d = (char)tolower((unsigned char)*d);
+	while (d > n && isspace((unsigned char)d[-1]))
+		*--d = '\0';
+	return n;
+}
+
+static void vote_tally(struct run *r, size_t s)
+{
+	struct step_rt *st = &r->st[s];
+	int win = -1, best = 0;
+
+	for (int i = 0; i < 3; i++) {
+		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
+		int n = 0;
+
+		for (int j = 0; a && j < 3; j++) {
+			char *b = st->vote_ans[j] ?
+				  normalised(st->vote_ans[j]) : NULL;
+
+			n += b && !strcmp(a, b);
+			free(b);
+		}
+		free(a);
+		/* Majority, else the first (best-ranked) member that answered. */
+		if (n > best) {
+			best = n;
+			win = i;
+		}
+	}
+	if (win >= 0 && st->vote_pass[win]) {
+		st->answer = strdup(st->vote_ans[win]);
+		st->used_model = r->p->steps[s].models[win];
+		st->state = ST_DONE;
+		r->n_done++;
+		if (r->o->progress)
+			r->o->progress(r->o->arg, r->n_done, r->t->n_steps);
+	} else {
+		st->vote = false;
+		step_next(r, s, win >= 0 ? "vote answer rejected by the checker"
+					 : "no vote member answered");
+	}
+	for (int i = 0; i < 3; i++) {
+		free(st->vote_ans[i]);
+		st->vote_ans[i] = NULL;
+	}
+}
+
+static void on_answer(struct run *r, struct call *c, char *answer,
+		      double cost, double lat)
+{
+	struct step_rt *st = &r->st[c->step];
+	char *why = NULL;
+	int pass = judge(r, c, answer, cost, lat, &why);
+
+	if (c->vote_slot >= 0) {
+		st->vote_ans[c->vote_slot] = answer;
+		st->vote_pass[c->vote_slot] = pass;
+		free(why);
+		if (--st->vote_left == 0)
+			vote_tally(r, c->step);
+		return;
+	}
+	if (pass) {
+		st->answer = answer;
+		st->used_model = c->model;
+		st->state = ST_DONE;
+		r->n_done++;
+		if (r->o->progress)
+			r->o->progress(r->o->arg, r->n_done, r->t->n_steps);
+	} else {
+		char *msg = NULL;
+
+		free(answer);
+		if (asprintf(&msg, "%s: %s", r->ms->v[c->model].name,
+			     why ? why : "rejected") < 0)
+			msg = NULL;
+		step_next(r, c->step, msg ? msg : "answer rejected");
+		free(msg);
+	}
+	free(why);
+}
+
+static void on_failure(struct run *r, struct call *c, const char *why,
+		       bool learn, double lat)
+{
+	struct step_rt *st = &r->st[c->step];
+	char *msg = NULL;
+
+	if (learn && r->o->stats)
+		plan_stats_record(r->o->stats, r->ms->v[c->model].name,
+				  r->t->steps[c->step].task_type, 0, -1, lat);
+	if (c->vote_slot >= 0) {
+		if (--st->vote_left == 0)
+			vote_tally(r, c->step);
+		return;
+	}
+	if (asprintf(&msg, "%s: %s", r->ms->v[c->model].name, why) < 0)
+		msg = NULL;
+	step_next(r, c->step, msg ? msg : why);
+	free(msg);
+}
+
+/* Parses an OpenAI chat completion; the answer, or NULL for garbage. */
+static char *parse_reply(const char *body, double *tin, double *tout,
+			 bool *reported)
+{
+	json_t *root = json_loads(body, 0, NULL), *u;
+	const char *content = NULL;
+	char *ans = NULL;
+
+	if (!root)
+		return NULL;
+	content = json_string_value(json_object_get(json_object_get(
+		json_array_get(json_object_get(root, "choices"), 0),
+		"message"), "content"));
+	if (content)
+		ans = strdup(content);
+	u = json_object_get(root, "usage");
+	if (ans && json_is_integer(json_object_get(u, "prompt_tokens")) &&
+	    json_is_integer(json_object_get(u, "completion_tokens"))) {
+		*tin = (double)json_integer_value(json_object_get(u,
+						  "prompt_tokens"));
+		*tout = (double)json_integer_value(json_object_get(u,
+						   "completion_tokens"));
+		*reported = true;
+	}
+	json_decref(root);
+	return ans;
+}
+
+static void retry_or_fail(struct run *r, struct call *c, const char *why,
+			  long http, double lat)
+{
+	const struct plan_model *m = &r->ms->v[c->model];
+
+	if (c->attempt < m->retries && !(r->o->cancel &&
+					  atomic_load(r->o->cancel))) {
+		trace(r, c, "retry", why, http, 0, 0, false, 0, lat);
+		call_reset(c);
+		c->ready_at = plan_now() + fmin(4.0, 0.25 * pow(2, c->attempt));
+		c->attempt++;
+		return;
+	}
+	trace(r, c, "failed", why, http, 0, 0, false, 0, lat);
+	call_reset(c);
+	on_failure(r, c, why, true, lat);
+	drop_call(r, c);
+}
+
+static void finish_http(struct run *r, struct call *c, CURLcode code)
+{
+	const struct plan_model *m = &r->ms->v[c->model];
+	double lat = plan_now() - c->t0, tin, tout, cost;
+	bool reported = false;
+	long http = 0;
+	char detail[96], *ans;
+
+	if (code != CURLE_OK) {
+		bool transient = code != CURLE_WRITE_ERROR &&
+				 code != CURLE_UNSUPPORTED_PROTOCOL &&
+				 code != CURLE_URL_MALFORMAT;
+
+		snprintf(detail, sizeof(detail), "%s",
+			 c->too_big ? "reply too large" :
+			 curl_easy_strerror(code));
+		if (transient)
+			retry_or_fail(r, c, detail, 0, lat);
+		else {
+			trace(r, c, "failed", detail, 0, 0, 0, false, 0, lat);
+			call_reset(c);
+			on_failure(r, c, detail, true, lat);
+			drop_call(r, c);
+		}
+		return;
+	}
+	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &http);
+	if (http == 429 || http >= 500) {
+		snprintf(detail, sizeof(detail), "http %ld", http);
+		retry_or_fail(r, c, detail, http, lat);
+		return;
+	}
+	tin = est_tokens(r->st[c->step].prompt);
+	tout = 0;
+	ans = plan_http_errno(http) == 0 && c->resp.data ?
+	      parse_reply(c->resp.data, &tin, &tout, &reported) : NULL;
+	if (!ans) {
+		snprintf(detail, sizeof(detail), http / 100 == 2 ?
+			 "invalid reply (not a chat completion)" :
+			 "http %ld", http);
+		trace(r, c, "failed", detail, http, 0, 0, false, 0, lat);
+		call_reset(c);
+		on_failure(r, c, detail, true, lat);
+		drop_call(r, c);
+		return;
+	}
+	if (!reported)
+		tout = est_tokens(ans);
+	cost = plan_model_cost(m, tin, tout);
+	r->spent += cost;
+	trace(r, c, "ok", NULL, http, tin, tout, reported, cost, lat);
+	call_reset(c);
+	on_answer(r, c, ans, cost, lat);
+	drop_call(r, c);
+}
+
+static void finish_cmd(struct run *r, struct call *c)
+{
+	const struct plan_model *m = &r->ms->v[c->model];
+	double lat = plan_now() - c->t0, tin, tout, cost;
+	char detail[96], *ans;
+
+	pthread_join(c->th, NULL);
+	c->th_started = false;
+	if (c->proc_rc == -ETIMEDOUT) {
+		retry_or_fail(r, c, "command timed out", 0, lat);
+		return;
+	}
+	if (c->proc_rc < 0 || !WIFEXITED(c->status) ||
+	    WEXITSTATUS(c->status) != 0) {
+		if (c->proc_rc < 0)
+			snprintf(detail, sizeof(detail), "command: %s",
+				 strerror(-c->proc_rc));
+		else if (WIFEXITED(c->status))
+			snprintf(detail, sizeof(detail), "exit status %d",
+				 WEXITSTATUS(c->status));
+		else
+			snprintf(detail, sizeof(detail), "killed by signal %d",
+				 WTERMSIG(c->status));
+		trace(r, c, "failed", detail, 0, 0, 0, false, 0, lat);
+		call_reset(c);
+		on_failure(r, c, detail, true, lat);
+		drop_call(r, c);
+		return;
+	}
+	ans = c->out;
+	c->out = NULL;
+	tin = est_tokens(r->st[c->step].prompt);
+	tout = est_tokens(ans);
+	cost = plan_model_cost(m, tin, tout);
+	r->spent += cost;
+	trace(r, c, "ok", NULL, 0, tin, tout, false, cost, lat);
+	call_reset(c);
+	on_answer(r, c, ans, cost, lat);
+	drop_call(r, c);
+}
+
+static void start_call(struct run *r, struct call *c)
+{
+	char *why = NULL;
+	int rc;
+
+	c->t0 = plan_now();
+	c->in_flight = true;
+	r->n_attempts++;
+	if (r->ms->v[c->model].kind == PLAN_MODEL_COMMAND) {
+		rc = -pthread_create(&c->th, NULL, cmd_thread, c);
+		c->th_started = rc == 0;
+	} else {
+		rc = start_http(r, c, &why);
+	}
+	if (rc < 0) {
+		const char *msg = why ? why : strerror(-rc);
+
+		trace(r, c, "failed", msg, 0, 0, 0, false, 0, 0);
+		call_reset(c);
+		/* A missing key says nothing about the model's answers. */
+		on_failure(r, c, msg, false, 0);
+		drop_call(r, c);
+	}
+	free(why);
+}
+
+static void step_fail(struct run *r, size_t s, const char *why)
+{
+	struct step_rt *st = &r->st[s];
+
+	st->state = ST_FAIL;
+	free(st->why);
+	st->why = strdup(why);
+}
+
+static void step_next(struct run *r, size_t s, const char *why)
+{
+	struct step_rt *st = &r->st[s];
+	const struct plan_task *t = r->t;
+
+	if (st->next >= st->n_seq) {
+		char *msg = NULL;
+
+		if (asprintf(&msg, "step %s: %s", t->steps[s].id, why) < 0)
+			msg = NULL;
+		step_fail(r, s, msg ? msg : why);
+		free(msg);
+		return;
+	}
+	if (t->budget_usd > 0 && r->spent >= t->budget_usd) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "step %s: budget of $%g spent "
+			 "after: %.80s", t->steps[s].id, t->budget_usd, why);
+		step_fail(r, s, msg);
+		return;
+	}
+	if (new_call(r, s, st->seq[st->next++], -1) < 0)
+		step_fail(r, s, "out of memory");
+}
+
+/* The prompt with {{dep}} replaced; unmentioned deps appended. */
+static char *render(struct run *r, size_t s)
+{
+	const struct plan_step *st = &r->t->steps[s];
+	bool used[PLAN_TASK_MAX_DEPS] = { false };
+	struct plan_buf b;
+	const char *p = st->prompt;
+
+	plan_buf_init(&b);
+	while (*p) {
+		const char *open = strstr(p, "{{"), *close;
+		bool done = false;
+
+		if (!open) {
+			plan_buf_puts(&b, p);
+			break;
+		}
+		plan_buf_append(&b, p, (size_t)(open - p));
+		close = strstr(open + 2, "}}");
+		for (size_t k = 0; close && k < st->n_deps; k++) {
+			size_t d = st->deps[k];
+			const char *id = r->t->steps[d].id;
+
+			if (strlen(id) == (size_t)(close - open - 2) &&
+			    !strncmp(open + 2, id, strlen(id))) {
+				plan_buf_puts(&b, r->st[d].answer);
+				used[k] = done = true;
+			}
+		}
+		if (!done) {
+			plan_buf_append(&b, open, 2);
+			p = open + 2;
+		} else {
+			p = close + 2;
+		}
+	}
+	for (size_t k = 0; k < st->n_deps; k++)
+		if (!used[k]) {
+			plan_buf_puts(&b, "\n\n");
+			plan_buf_puts(&b, r->st[st->deps[k]].answer);
+		}
+	return plan_buf_steal(&b);
+}
+
+static void step_start(struct run *r, size_t s,
+		       const struct plan_candidates *cands)
+{
+	const struct plan_option *o = &r->p->steps[s];
+	struct step_rt *st = &r->st[s];
+
+	st->prompt = render(r, s);
+	st->state = ST_RUN;
+	if (!st->prompt) {
+		step_fail(r, s, "out of memory");
+		return;
+	}
+	if (o->kind != PLAN_VOTE)
+		for (int k = 0; k < o->n_models; k++)
+			st->seq[st->n_seq++] = o->models[k];
+	for (size_t f = 0; f < cands->n_fallback[s] &&
+	     st->n_seq < PLAN_EXEC_TRIES; f++) {
+		int m = cands->fallback[s][f];
+		bool seen = false;
+
+		for (int k = 0; k < o->n_models; k++)
+			seen |= o->models[k] == m;
+		if (!seen)
+			st->seq[st->n_seq++] = m;
+	}
+	if (o->kind == PLAN_VOTE) {
+		st->vote = true;
+		st->vote_left = 3;
+		for (int k = 0; k < 3; k++)
+			if (new_call(r, s, o->models[k], k) < 0) {
+				step_fail(r, s, "out of memory");
+				return;
+			}
+		return;
+	}
+	step_next(r, s, "no model");
+}
+
+static void schedule(struct run *r, const struct plan_candidates *cands)
+{
+	for (size_t s = 0; s < r->t->n_steps; s++) {
+		struct step_rt *st = &r->st[s];
+		bool ready = true;
+
+		if (st->state != ST_WAIT)
+			continue;
+		for (size_t k = 0; k < r->t->steps[s].n_deps; k++) {
+			int ds = r->st[r->t->steps[s].deps[k]].state;
+
+			if (ds == ST_FAIL) {
+				char msg[160];
+
+				snprintf(msg, sizeof(msg), "step %s: dependency "
+					 "%s failed", r->t->steps[s].id,
+					 r->t->steps[r->t->steps[s].deps[k]].id);
+				step_fail(r, s, msg);
+				ready = false;
+				break;
+			}
+			ready &= ds == ST_DONE;
+		}
+		if (ready && st->state == ST_WAIT)
+			step_start(r, s, cands);
+	}
+}
+
+static bool all_terminal(const struct run *r)
+{
+	for (size_t s = 0; s < r->t->n_steps; s++)
+		if (r->st[s].state != ST_DONE && r->st[s].state != ST_FAIL)
+			return false;
+	return true;
+}
+
+/* Starts due calls; returns ms until the next one is due (max 100). */
+static int launch_due(struct run *r)
+{
+	double now = plan_now(), next = now + 0.1;
+
+	for (size_t i = 0; i < r->n_calls; i++) {
+		struct call *c = r->calls[i];
+
+		if (c->in_flight)
+			continue;
+		if (c->ready_at <= now) {
+			size_t before = r->n_calls;
+
+			start_call(r, c);
+			/* start_call may drop c and refill slot i. */
+			if (r->n_calls < before)
+				i--;
+		} else {
+			next = fmin(next, c->ready_at);
+		}
+	}
+	return (int)fmax(0, (next - now) * 1000);
+}
+
+static void collect(struct run *r)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(r->multi, &left))) {
+		struct call *c = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+				  (char **)&c);
+		if (c)
+			finish_http(r, c, msg->data.result);
+	}
+	for (size_t i = 0; i < r->n_calls; i++) {
+		struct call *c = r->calls[i];
+
+		if (c->th_started && atomic_load(&c->th_done)) {
+			size_t before = r->n_calls;
+
+			finish_cmd(r, c);
+			if (r->n_calls < before)
+				i--;
+		}
+	}
+}
+
+int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
+		  const struct plan_candidates *cands,
+		  const struct plan_path *p, const struct plan_exec_opts *o,
+		  struct plan_exec_result *res)
+{
+	struct run r = { .t = t, .ms = ms, .p = p, .o = o };
+	int rc = 0, running;
+
+	memset(res, 0, sizeof(*res));
+	r.t_start = plan_now();
+	r.st = calloc(t->n_steps, sizeof(*r.st));
+	res->step_model = calloc(t->n_steps, sizeof(*res->step_model));
+	r.multi = curl_multi_init();
+	if (!r.st || !res->step_model || !r.multi) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	res->n_steps = t->n_steps;
+	for (size_t s = 0; s < t->n_steps; s++)
+		r.st[s].used_model = -1;
+	for (;;) {
+		int wait_ms;
+
+		if (o->cancel && atomic_load(o->cancel)) {
+			rc = -ECANCELED;
+			res->error = strdup("cancelled");
+			goto out;
+		}
+		/* The bound the plan was chosen under also holds at run time. */
+		if (t->latency_s > 0 && plan_now() - r.t_start > t->latency_s) {
+			rc = -ETIMEDOUT;
+			if (asprintf(&res->error, "latency bound of %gs exceeded",
+				     t->latency_s) < 0)
+				res->error = NULL;
+			goto out;
+		}
+		schedule(&r, cands);
+		if (all_terminal(&r))
+			break;
+		wait_ms = launch_due(&r);
+		curl_multi_perform(r.multi, &running);
+		collect(&r);
+		if (all_terminal(&r))
+			break;
+		curl_multi_poll(r.multi, NULL, 0, wait_ms ? wait_ms : 1, NULL);
+		curl_multi_perform(r.multi, &running);
+		collect(&r);
+	}
+	for (size_t s = 0; s < t->n_steps; s++)
+		res->step_model[s] = r.st[s].used_model;
+	if (r.st[t->output].state == ST_DONE) {
+		res->answer = strdup(r.st[t->output].answer);
+		if (!res->answer)
+			rc = -ENOMEM;
+	} else {
+		rc = -EIO;
+		for (size_t s = 0; s < t->n_steps && !res->error; s++)
+			if (r.st[s].state == ST_FAIL && r.st[s].why)
+				res->error = strdup(r.st[s].why);
+	}
+out:
+	res->cost_usd = r.spent;
+	res->latency_s = plan_now() - r.t_start;
+	res->calls = r.n_attempts;
+	while (r.n_calls)
+		drop_call(&r, r.calls[0]);
+	free(r.calls);
+	for (size_t s = 0; r.st && s < t->n_steps; s++) {
+		free(r.st[s].prompt);
+		free(r.st[s].answer);
+		free(r.st[s].why);
+		for (int k = 0; k < 3; k++)
+			free(r.st[s].vote_ans[k]);
+	}
+	free(r.st);
+	if (r.multi)
+		curl_multi_cleanup(r.multi);
+	return rc;
+}
+
+void plan_exec_result_release(struct plan_exec_result *r)
+{
+	if (!r)
+		return;
+	free(r->answer);
+	free(r->error);
+	free(r->step_model);
+	memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,86 @@
+/*
+ * plan_exec: runs a chosen path — HTTP calls over the libcurl multi
+ * interface and local command steps — and judges the answers.
+ *
+ * Flow: a step starts when all its dependencies are done; its prompt is
+ * the step's prompt with each {{id}} replaced by that dependency's answer
+ * (dependencies the prompt does not mention are appended after a blank
+ * line).  Independent steps run at the same time.  Within a step:
+ *   single / cascade: the path's models in order, then the step's
+ *     fallback models (best mean quality first, at most PLAN_EXEC_TRIES
+ *     models in all); the next model is tried when a call fails for good
+ *     or the checker rejects the answer;
+ *   vote: the three models in parallel, the majority answer (blank- and
+ *     case-insensitive), else the first model's; then the checker, and
+ *     the fallbacks if it rejects.
+ * An attempt that fails with HTTP 429 or 5xx, a timeout or a connection
+ * error is retried (card "retries", backoff 0.25 s doubling to 4 s) before
+ * the step moves on.  Garbage replies and other 4xx move on at once.
+ * Costs come from the usage the endpoint reports, else from bytes / 4.
+ * Once spent cost reaches budget_usd no further call is started; a task
+ * still running after latency_s is stopped (-ETIMEDOUT).
+ *
+ * Learning: every answered call is recorded in plan_stats (quality 1/0
+ * when the step has a checker, cost and latency always); a call that
+ * failed for good is recorded with quality 0, since an endpoint that does
+ * not answer is no use to a plan.
+ *
+ * Secrets: the API key is read at call time and only placed in the
+ * Authorization header.  Trace lines hold model names, counts, costs,
+ * times, HTTP status and libcurl's generic error text — never prompts,
+ * answers, URLs or keys.
+ *
+ * Threads: plan_exec_run() blocks its calling thread; callbacks run on it.
+ * Several runs may go on at once in different threads (each has its own
+ * curl multi handle).  Returns 0 when the output step has an answer,
+ * -ECANCELED when *cancel became non-zero, otherwise a negative errno with
+ * a reason in result->error.
+ */
+#ifndef LLMFS_PLAN_EXEC_H
+#define LLMFS_PLAN_EXEC_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "plan_cand.h"
+#include "plan_model.h"
+#include "plan_stats.h"
+#include "plan_task.h"
+
+#define PLAN_EXEC_TRIES 4
+#define PLAN_EXEC_MAX_REPLY (8u << 20)
+
+struct plan_exec_opts {
+	struct plan_stats *stats;   /* NULL: learn nothing */
+	const atomic_int *cancel;   /* NULL: never cancelled */
+	double check_timeout_s;     /* command checkers; default 30 */
+	/* One JSON line per attempt, without the newline. */
+	void (*trace)(void *arg, const char *line);
+	/* Steps finished so far. */
+	void (*progress)(void *arg, size_t done, size_t total);
+	void *arg;
+};
+
+struct plan_exec_result {
+	char *answer;        /* the output step's answer */
+	char *error;         /* why it failed, one line */
+	double cost_usd;
+	double latency_s;
+	size_t calls;
+	int *step_model;     /* per step: the model whose answer was used, -1 */
+	size_t n_steps;
+};
+
+int plan_exec_run(const struct plan_task *task,
+		  const struct plan_models *models,
+		  const struct plan_candidates *cands,
+		  const struct plan_path *path,
+		  const struct plan_exec_opts *opts,
+		  struct plan_exec_result *ret_result);
+void plan_exec_result_release(struct plan_exec_result *r);
+
+/* curl error to -errno; HTTP status to -errno (0 for 2xx). */
+int plan_curl_errno(int curl_code);
+int plan_http_errno(long status);
+
+#endif

@@ -1,0 +1,569 @@
+/* plan_model: see plan_model.h for the contract; docs/paths.md for cards. */
+#include "plan_model.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan_util.h"
+
+#define CARD_MAX (64 * 1024)
+
+static int fail(char **ret_err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int fail(char **ret_err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ret_err && !*ret_err) {
+		va_start(ap, fmt);
+		if (vasprintf(ret_err, fmt, ap) < 0)
+			*ret_err = NULL;
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void plan_model_release(struct plan_model *m)
+{
+	if (!m)
+		return;
+	free(m->name);
+	free(m->base_url);
+	free(m->remote_model);
+	free(m->api_key_env);
+	free(m->api_key_file);
+	if (m->argv) {
+		size_t n = 0;
+
+		while (m->argv[n])
+			n++;
+		free_list(m->argv, n);
+	}
+	free_list(m->skills, m->n_skills);
+	free(m->pipeline_tag);
+	free(m->base_model);
+	free_list(m->tags, m->n_tags);
+	free_list(m->languages, m->n_languages);
+	memset(m, 0, sizeof(*m));
+}
+
+static int push(char ***v, size_t *n, const char *s, size_t len)
+{
+	char **nv = realloc(*v, (*n + 2) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n] = strndup(s, len);
+	if (!nv[*n])
+		return -ENOMEM;
+	nv[++*n] = NULL;
+	return 0;
+}
+
+/* Trims blanks and one pair of matching quotes. */
+static void unquote(const char **s, size_t *len)
+{
+	while (*len && isspace((unsigned char)**s)) {
+		(*s)++;
+		(*len)--;
+	}
+	while (*len && isspace((unsigned char)(*s)[*len - 1]))
+		(*len)--;
+	if (*len >= 2 && (**s == '"' || **s == '\'') &&
+	    (*s)[*len - 1] == **s) {
+		(*s)++;
+		*len -= 2;
+	}
+}
+
+static int yaml_list(const char *v, size_t len, char ***out, size_t *n)
+{
+	const char *p = v + 1, *end = v + len - 1;
+
+	/* Flow list: [a, b, "c"]. */
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		const char *s = p;
+		size_t l = (size_t)(e - p);
+
+		unquote(&s, &l);
+		if (l && push(out, n, s, l) < 0)
+			return -ENOMEM;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/*
+ * Reads the subset of YAML front matter that model cards use: top-level
+ * "key: value", "key: [a, b]" and "key:" followed by "- item" lines.
+ * Anything else (nested maps such as model-index) is skipped.
+ */
+static int front_matter(struct plan_model *m, const char *readme)
+{
+	const char *p = readme, *key = NULL;
+	size_t key_len = 0;
+
+	if (strncmp(p, "---", 3) || (p[3] != '\n' && p[3] != '\r'))
+		return 0;
+	p = strchr(p, '\n') + 1;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		const char *line = p;
+		char ***list = NULL;
+		size_t *count = NULL;
+
+		p = nl ? nl + 1 : p + len;
+		if (len && line[len - 1] == '\r')
+			len--;
+		if (len >= 3 && !strncmp(line, "---", 3))
+			break;
+		if (len && !isspace((unsigned char)*line) && *line != '-') {
+			const char *colon = memchr(line, ':', len);
+
+			key = NULL;
+			if (!colon)
+				continue;
+			key = line;
+			key_len = (size_t)(colon - line);
+			line = colon + 1;
+			len -= key_len + 1;
+		} else if (key) {
+			/* "  - item" continuation of the current key. */
+			while (len && isspace((unsigned char)*line)) {
+				line++;
+				len--;
+			}
+			if (!len || *line != '-')
+				continue;
+			line++;
+			len--;
+		} else {
+			continue;
+		}
+		if (!key)
+			continue;
+#define KEY(s) (key_len == strlen(s) && !strncmp(key, s, key_len))
+		if (KEY("tags")) {
+			list = &m->tags;
+			count = &m->n_tags;
+		} else if (KEY("language")) {
+			list = &m->languages;
+			count = &m->n_languages;
+		}
+		unquote(&line, &len);
+		if (!len)
+			continue;
+		if (list && *line == '[') {
+			if (yaml_list(line, len, list, count) < 0)
+				return -ENOMEM;
+		} else if (list) {
+			if (push(list, count, line, len) < 0)
+				return -ENOMEM;
+		} else if (KEY("pipeline_tag") && !m->pipeline_tag) {
+			m->pipeline_tag = strndup(line, len);
+		} else if (KEY("base_model") && !m->base_model) {
+			m->base_model = strndup(line, len);
+		}
+#undef KEY
+	}
+	return 0;
+}
+
+static int str_field(json_t *card, const char *key, char **ret,
+		     const char *name, char **ret_err)
+{
+	json_t *v = json_object_get(card, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v) || !json_string_length(v))
+		return fail(ret_err, "model %s: %s must be a non-empty string",
+			    name, key);
+	*ret = strdup(json_string_value(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int num_field(json_t *card, const char *key, double *ret, double def,
+		     const char *name, char **ret_err)
+{
+	json_t *v = json_object_get(card, key);
+
+	*ret = def;
+	if (!v)
+		return 0;
+	if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+	    json_number_value(v) < 0)
+		return fail(ret_err, "model %s: %s must be a number >= 0",
+			    name, key);
+	*ret = json_number_value(v);
+	return 0;
+}
+
+static const char *const card_keys[] = {
+	"endpoint", "model", "api_key_env", "api_key_file", "command",
+	"price_in", "price_out", "context", "latency_s", "tokens_per_s",
+	"timeout_s", "retries", "skills", "description", NULL,
+};
+
+static int parse_card(struct plan_model *m, json_t *card, char **ret_err)
+{
+	const char *k;
+	json_t *v, *cmd;
+	double d = 0;
+	int rc = 0;
+
+	json_object_foreach(card, k, v) {
+		bool ok = false;
+
+		for (int i = 0; card_keys[i]; i++)
+			ok |= !strcmp(k, card_keys[i]);
+		if (!strcmp(k, "api_key"))
+			return fail(ret_err, "model %s: cards must not hold "
+				    "keys; name them with api_key_env or "
+				    "api_key_file", m->name);
+		if (!ok)
+			return fail(ret_err, "model %s: unknown field \"%s\"",
+				    m->name, k);
+	}
+	cmd = json_object_get(card, "command");
+	if (!cmd == !json_object_get(card, "endpoint"))
+		return fail(ret_err, "model %s: needs exactly one of endpoint "
+			    "and command", m->name);
+	if (cmd) {
+		size_t i, n = json_is_array(cmd) ? json_array_size(cmd) : 0;
+		size_t cnt = 0;
+
+		if (!n || n > 64)
+			return fail(ret_err, "model %s: command is a list of "
+				    "1 to 64 strings", m->name);
+		m->kind = PLAN_MODEL_COMMAND;
+		json_array_foreach(cmd, i, v) {
+			if (!json_is_string(v))
+				return fail(ret_err, "model %s: command[%zu] "
+					    "is not a string", m->name, i);
+			if (push(&m->argv, &cnt, json_string_value(v),
+				 json_string_length(v)) < 0)
+				return -ENOMEM;
+		}
+	} else {
+		m->kind = PLAN_MODEL_HTTP;
+		rc = str_field(card, "endpoint", &m->base_url, m->name, ret_err);
+		if (!rc && strncmp(m->base_url, "http://", 7) &&
+		    strncmp(m->base_url, "https://", 8))
+			rc = fail(ret_err, "model %s: endpoint must be an "
+				  "http:// or https:// URL", m->name);
+		if (!rc)
+			rc = str_field(card, "model", &m->remote_model,
+				       m->name, ret_err);
+		if (!rc && !m->remote_model)
+			m->remote_model = strdup(m->name);
+		if (!rc)
+			rc = str_field(card, "api_key_env", &m->api_key_env,
+				       m->name, ret_err);
+		if (!rc)
+			rc = str_field(card, "api_key_file", &m->api_key_file,
+				       m->name, ret_err);
+		if (rc)
+			return rc;
+	}
+	rc = num_field(card, "price_in", &m->price_in, 0, m->name, ret_err);
+	if (!rc)
+		rc = num_field(card, "price_out", &m->price_out, 0, m->name,
+			       ret_err);
+	if (!rc)
+		rc = num_field(card, "context", &d, 0, m->name, ret_err);
+	m->context = (long)d;
+	if (!rc)
+		rc = num_field(card, "latency_s", &m->latency_s, 1.0, m->name,
+			       ret_err);
+	if (!rc)
+		rc = num_field(card, "tokens_per_s", &m->tokens_per_s, 50,
+			       m->name, ret_err);
+	if (!rc)
+		rc = num_field(card, "timeout_s", &m->timeout_s, 120, m->name,
+			       ret_err);
+	if (!rc)
+		rc = num_field(card, "retries", &d, 2, m->name, ret_err);
+	m->retries = d > 10 ? 10 : (int)d;
+	if (!rc && m->tokens_per_s <= 0)
+		m->tokens_per_s = 50;
+	if (!rc && m->timeout_s <= 0)
+		rc = fail(ret_err, "model %s: timeout_s must be > 0", m->name);
+	if (rc)
+		return rc;
+	if ((v = json_object_get(card, "skills"))) {
+		size_t i;
+		json_t *s;
+
+		if (!json_is_array(v))
+			return fail(ret_err, "model %s: skills is a list of "
+				    "task types", m->name);
+		json_array_foreach(v, i, s) {
+			if (!json_is_string(s))
+				return fail(ret_err, "model %s: skills[%zu] "
+					    "is not a string", m->name, i);
+			if (push(&m->skills, &m->n_skills,
+				 json_string_value(s),
+				 json_string_length(s)) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static bool valid_model_name(const char *s)
+{
+	if (!*s || *s == '.' || strlen(s) > 128)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x21 || *s == '/' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+int plan_model_parse(const char *name, const char *card_json,
+		     const char *readme, struct plan_model *ret_model,
+		     char **ret_err)
+{
+	struct plan_model m = { 0 };
+	json_error_t jerr;
+	json_t *card = NULL;
+	int rc;
+
+	if (!valid_model_name(name))
+		return fail(ret_err, "model name \"%s\" is not usable", name);
+	m.name = strdup(name);
+	if (!m.name)
+		return -ENOMEM;
+	card = json_loads(card_json, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(card)) {
+		rc = fail(ret_err, "model %s: card.json line %d: %s", name,
+			  jerr.line, card ? "not an object" : jerr.text);
+		goto out;
+	}
+	rc = parse_card(&m, card, ret_err);
+	if (rc == 0 && readme)
+		rc = front_matter(&m, readme);
+out:
+	json_decref(card);
+	if (rc < 0) {
+		plan_model_release(&m);
+		return rc;
+	}
+	*ret_model = m;
+	return 0;
+}
+
+static int read_small(const char *path, size_t max, char **ret)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return -errno;
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, max + 1, f);
+	fclose(f);
+	if (n > max) {
+		free(buf);
+		return -EFBIG;
+	}
+	buf[n] = '\0';
+	*ret = buf;
+	return 0;
+}
+
+static int cmp_model(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_model *)a)->name,
+		      ((const struct plan_model *)b)->name);
+}
+
+int plan_models_load(const char *dir, struct plan_models *ret,
+		     char **ret_err)
+{
+	struct plan_models ms = { 0 };
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *card = NULL, *readme = NULL, path[4096];
+		struct plan_model m;
+		struct plan_model *nv;
+		int r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/card.json", dir,
+			 de->d_name);
+		r = read_small(path, CARD_MAX, &card);
+		if (r == -ENOENT || r == -ENOTDIR)
+			continue;
+		if (r < 0) {
+			fail(ret_err, "model %s: card.json: %s", de->d_name,
+			     strerror(-r));
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s/README.md", dir,
+			 de->d_name);
+		if (read_small(path, 1 << 20, &readme) < 0)
+			readme = NULL;
+		r = plan_model_parse(de->d_name, card, readme, &m, ret_err);
+		free(card);
+		free(readme);
+		if (r == -ENOMEM) {
+			rc = r;
+			break;
+		}
+		if (r < 0)
+			continue;
+		nv = realloc(ms.v, (ms.n + 1) * sizeof(*nv));
+		if (!nv) {
+			plan_model_release(&m);
+			rc = -ENOMEM;
+			break;
+		}
+		ms.v = nv;
+		ms.v[ms.n++] = m;
+	}
+	closedir(d);
+	if (rc < 0) {
+		plan_models_release(&ms);
+		return rc;
+	}
+	if (ms.n)
+		qsort(ms.v, ms.n, sizeof(*ms.v), cmp_model);
+	*ret = ms;
+	return 0;
+}
+
+void plan_models_release(struct plan_models *ms)
+{
+	for (size_t i = 0; ms && i < ms->n; i++)
+		plan_model_release(&ms->v[i]);
+	if (ms) {
+		free(ms->v);
+		ms->v = NULL;
+		ms->n = 0;
+	}
+}
+
+long plan_models_find(const struct plan_models *ms, const char *name)
+{
+	for (size_t i = 0; i < ms->n; i++)
+		if (!strcmp(ms->v[i].name, name))
+			return (long)i;
+	return -ENOENT;
+}
+
+bool plan_model_serves(const struct plan_model *m, const char *task_type)
+{
+	if (!m->n_skills)
+		return true;
+	for (size_t i = 0; i < m->n_skills; i++)
+		if (!strcmp(m->skills[i], "*") ||
+		    !strcmp(m->skills[i], task_type))
+			return true;
+	return false;
+}
+
+int plan_model_api_key(const struct plan_model *m, char **ret_key)
+{
+	char *key = NULL;
+	size_t n;
+	int rc;
+
+	*ret_key = NULL;
+	if (m->api_key_env) {
+		const char *v = getenv(m->api_key_env);
+
+		if (!v || !*v)
+			return -ENOKEY;
+		key = strdup(v);
+		if (!key)
+			return -ENOMEM;
+	} else if (m->api_key_file) {
+		rc = read_small(m->api_key_file, 16384, &key);
+		if (rc < 0)
+			return rc == -ENOENT ? -ENOKEY : rc;
+	} else {
+		return 0;
+	}
+	/* Files usually end in a newline; headers must not. */
+	n = strlen(key);
+	while (n && isspace((unsigned char)key[n - 1]))
+		key[--n] = '\0';
+	if (!n || strpbrk(key, "\r\n")) {
+		free(key);
+		return -ENOKEY;
+	}
+	*ret_key = key;
+	return 0;
+}
+
+double plan_model_cost(const struct plan_model *m, double tokens_in,
+		       double tokens_out)
+{
+	return (tokens_in * m->price_in + tokens_out * m->price_out) / 1e6;
+}
+
+static json_t *list_json(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+json_t *plan_model_to_json(const struct plan_model *m)
+{
+	json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:I, s:o}",
+			      "name", m->name,
+			      "kind", m->kind == PLAN_MODEL_HTTP ? "http" :
+				      "command",
+			      "price_in", m->price_in,
+			      "price_out", m->price_out,
+			      "context", (json_int_t)m->context,
+			      "skills", list_json(m->skills, m->n_skills));
+
+	if (!o)
+		return NULL;
+	if (m->pipeline_tag)
+		json_object_set_new(o, "pipeline_tag",
+				    json_string(m->pipeline_tag));
+	if (m->base_model)
+		json_object_set_new(o, "base_model", json_string(m->base_model));
+	if (m->n_tags)
+		json_object_set_new(o, "tags", list_json(m->tags, m->n_tags));
+	if (m->n_languages)
+		json_object_set_new(o, "language",
+				    list_json(m->languages, m->n_languages));
+	return o;
+}

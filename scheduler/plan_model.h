@@ -1,0 +1,90 @@
+/*
+ * plan_model: the models a plan may use, read from model cards.
+ *
+ * A model is a directory models/<name>/ holding card.json (how to reach
+ * and price it; format in docs/paths.md, "Model cards") and optionally a
+ * Hugging Face README.md whose YAML front matter supplies pipeline_tag,
+ * tags, language and base_model.  The directory name is the model's name
+ * in tasks, plans, traces and statistics.
+ *
+ * Secrets: a card names where the API key lives (api_key_env, the name of
+ * an environment variable, or api_key_file, a path); the key itself is
+ * never stored in a struct plan_model and is read only by
+ * plan_model_api_key() at call time.  A card holding a field called
+ * "api_key" is refused so that keys are not committed by mistake.
+ *
+ * Errors: -errno; a malformed card gives -EINVAL and a one-line reason.
+ * A models directory with some bad cards loads the good ones and reports
+ * the others in *ret_err.  The list is immutable once loaded; any thread
+ * may read it.
+ */
+#ifndef LLMFS_PLAN_MODEL_H
+#define LLMFS_PLAN_MODEL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum plan_model_kind {
+	PLAN_MODEL_HTTP,     /* OpenAI-compatible /chat/completions */
+	PLAN_MODEL_COMMAND,  /* local program: prompt on stdin, answer on stdout */
+};
+
+struct plan_model {
+	char *name;
+	enum plan_model_kind kind;
+	char *base_url;      /* HTTP: e.g. http://127.0.0.1:8080/v1 */
+	char *remote_model;  /* HTTP: the "model" field sent */
+	char *api_key_env;   /* HTTP: name of the variable holding the key */
+	char *api_key_file;  /* HTTP: path of a file holding the key */
+	char **argv;         /* COMMAND: NULL-terminated */
+	double price_in;     /* USD per million input tokens */
+	double price_out;    /* USD per million output tokens */
+	long context;        /* tokens; 0 unknown */
+	double latency_s;    /* prior for a call's fixed latency */
+	double tokens_per_s; /* prior for output speed */
+	double timeout_s;    /* per attempt */
+	int retries;         /* extra attempts on 429, 5xx, timeouts */
+	char **skills;       /* task types it serves; NULL or "*" = all */
+	size_t n_skills;
+	/* From Hugging Face front matter, informative. */
+	char *pipeline_tag;
+	char *base_model;
+	char **tags;
+	size_t n_tags;
+	char **languages;
+	size_t n_languages;
+};
+
+struct plan_models {
+	struct plan_model *v;
+	size_t n;
+};
+
+/* Parses one card; readme may be NULL. */
+int plan_model_parse(const char *name, const char *card_json,
+		     const char *readme, struct plan_model *ret_model,
+		     char **ret_err);
+void plan_model_release(struct plan_model *m);
+
+/* Loads every models_dir/<name>/card.json, sorted by name. */
+int plan_models_load(const char *models_dir, struct plan_models *ret_models,
+		     char **ret_err);
+void plan_models_release(struct plan_models *ms);
+
+long plan_models_find(const struct plan_models *ms, const char *name);
+
+/* True when the model serves task_type (by its skills). */
+bool plan_model_serves(const struct plan_model *m, const char *task_type);
+
+/* Reads the key (trimmed) into *ret_key, NULL when the card names none. */
+int plan_model_api_key(const struct plan_model *m, char **ret_key);
+
+/* Estimated cost in USD of a call. */
+double plan_model_cost(const struct plan_model *m, double tokens_in,
+		       double tokens_out);
+
+/* Card as JSON without any secret location details beyond names. */
+json_t *plan_model_to_json(const struct plan_model *m);
+
+#endif

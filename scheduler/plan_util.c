@@ -1,0 +1,192 @@
+/* plan_util: see plan_util.h for the contract. */
+#include "plan_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+void plan_rng_seed(struct plan_rng *rng, uint64_t seed)
+{
+	/* xoshiro256** must not start from all zeros; splitmix64 guarantees that. */
+	for (int i = 0; i < 4; i++)
+		rng->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+uint64_t plan_rng_next(struct plan_rng *rng)
+{
+	uint64_t *s = rng->s;
+	uint64_t result = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return result;
+}
+
+double plan_rng_uniform(struct plan_rng *rng)
+{
+	return (double)(plan_rng_next(rng) >> 11) * 0x1.0p-53;
+}
+
+double plan_rng_normal(struct plan_rng *rng)
+{
+	double u1, u2;
+
+	do
+		u1 = plan_rng_uniform(rng);
+	while (u1 <= 0.0);
+	u2 = plan_rng_uniform(rng);
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+double plan_rng_gamma(struct plan_rng *rng, double shape)
+{
+	double d, c, x, v, u;
+
+	if (shape < 1.0) {
+		/* Boost: Gamma(a) = Gamma(a + 1) * U^(1/a). */
+		do
+			u = plan_rng_uniform(rng);
+		while (u <= 0.0);
+		return plan_rng_gamma(rng, shape + 1.0) * pow(u, 1.0 / shape);
+	}
+	d = shape - 1.0 / 3.0;
+	c = 1.0 / sqrt(9.0 * d);
+	for (;;) {
+		do {
+			x = plan_rng_normal(rng);
+			v = 1.0 + c * x;
+		} while (v <= 0.0);
+		v = v * v * v;
+		u = plan_rng_uniform(rng);
+		if (u < 1.0 - 0.0331 * x * x * x * x)
+			return d * v;
+		if (u > 0.0 && log(u) < 0.5 * x * x + d * (1.0 - v + log(v)))
+			return d * v;
+	}
+}
+
+double plan_rng_beta(struct plan_rng *rng, double a, double b)
+{
+	double x = plan_rng_gamma(rng, a);
+	double y = plan_rng_gamma(rng, b);
+
+	if (x + y <= 0.0)
+		return a / (a + b);
+	return x / (x + y);
+}
+
+void plan_buf_init(struct plan_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void plan_buf_release(struct plan_buf *b)
+{
+	free(b->data);
+	plan_buf_init(b);
+}
+
+static int buf_reserve(struct plan_buf *b, size_t extra)
+{
+	size_t need = b->len + extra + 1;
+	size_t cap;
+	char *p;
+
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int plan_buf_append(struct plan_buf *b, const void *p, size_t n)
+{
+	int r = buf_reserve(b, n);
+
+	if (r < 0)
+		return r;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int plan_buf_puts(struct plan_buf *b, const char *s)
+{
+	return plan_buf_append(b, s, strlen(s));
+}
+
+int plan_buf_printf(struct plan_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n, r;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	r = buf_reserve(b, (size_t)n);
+	if (r < 0)
+		return r;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+char *plan_buf_steal(struct plan_buf *b)
+{
+	char *p = b->data;
+
+	if (!p)
+		p = strdup("");
+	plan_buf_init(b);
+	return p;
+}
+
+double plan_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+char *plan_strdup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}

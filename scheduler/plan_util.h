@@ -1,0 +1,53 @@
+/*
+ * plan_util: small helpers shared by the planning modules — a seeded random
+ * generator, Beta/Gamma sampling for Thompson sampling, a growable byte
+ * buffer and a monotonic clock.
+ *
+ * Contract: no state outside the structs the caller passes in, so two
+ * engines (or a test and an engine) never share a random stream.  A
+ * struct plan_rng is not thread-safe; each thread or each lock owner keeps
+ * its own.  Functions returning int give 0 or -errno (only -ENOMEM here).
+ */
+#ifndef LLMFS_PLAN_UTIL_H
+#define LLMFS_PLAN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct plan_rng {
+	uint64_t s[4];
+};
+
+void plan_rng_seed(struct plan_rng *rng, uint64_t seed);
+uint64_t plan_rng_next(struct plan_rng *rng);
+/* Uniform in [0, 1). */
+double plan_rng_uniform(struct plan_rng *rng);
+double plan_rng_normal(struct plan_rng *rng);
+/* Gamma(shape, 1) for shape > 0 (Marsaglia–Tsang). */
+double plan_rng_gamma(struct plan_rng *rng, double shape);
+/* Beta(a, b) for a, b > 0. */
+double plan_rng_beta(struct plan_rng *rng, double a, double b);
+
+/* A growable, always NUL-terminated byte buffer. */
+struct plan_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+void plan_buf_init(struct plan_buf *b);
+void plan_buf_release(struct plan_buf *b);
+int plan_buf_append(struct plan_buf *b, const void *p, size_t n);
+int plan_buf_puts(struct plan_buf *b, const char *s);
+int plan_buf_printf(struct plan_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Hands the data to the caller (who frees it) and empties the buffer. */
+char *plan_buf_steal(struct plan_buf *b);
+
+/* Seconds on CLOCK_MONOTONIC. */
+double plan_now(void);
+
+/* strdup that accepts NULL. */
+char *plan_strdup0(const char *s);
+
+#endif

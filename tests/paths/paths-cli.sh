@@ -1,0 +1,41 @@
+#!/bin/sh
+# llmfs-paths drives the engine with files alone: a two-step task over two
+# local command models (real programs), a checker, feedback, and the
+# statistics surviving into a second run.  Then a task no path fits.
+set -eu
+tool=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+mkdir -p "$dir/models/caps" "$dir/models/swap"
+echo '{"command": ["tr", "a-z", "A-Z"], "skills": ["caps"]}' \
+  >"$dir/models/caps/card.json"
+echo '{"command": ["sed", "s/HELLO/BONJOUR/"], "skills": ["swap"], "price_in": 5, "price_out": 5}' \
+  >"$dir/models/swap/card.json"
+cat >"$dir/task.json" <<'TASK'
+{"steps": [
+  {"id": "a", "prompt": "hello world", "task_type": "caps"},
+  {"id": "b", "prompt": "{{a}}", "task_type": "swap", "deps": ["a"]}],
+ "check": {"regex": "^BONJOUR WORLD$"}}
+TASK
+
+"$tool" --models "$dir/models" --db "$dir/stats.db" run "$dir/task.json" \
+  --plan "$dir/plan.json" --trace "$dir/trace.jsonl" --feedback 0.9 \
+  >"$dir/out" 2>"$dir/err"
+[ "$(cat "$dir/out")" = "BONJOUR WORLD" ]
+grep -qx done "$dir/err"
+grep -q '"output": "b"' "$dir/plan.json"
+[ "$(wc -l <"$dir/trace.jsonl")" -eq 2 ]
+grep -q '"model":"swap","kind":"command","attempt":1,"outcome":"ok"' "$dir/trace.jsonl"
+
+# Learned: swap judged once (pass) plus feedback; caps feedback only.
+"$tool" --models "$dir/models" --db "$dir/stats.db" stats >"$dir/stats"
+grep -q '^swap	swap	2	' "$dir/stats"
+grep -q '^caps	caps	1	' "$dir/stats"
+
+# A budget no path fits: a clear status and exit status 1.
+printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
+if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then
+  exit 1
+fi
+grep -q '^failed: no path fits the budget of \$1e-09' "$dir/err"
+echo ok

@@ -1,0 +1,86 @@
+#!/bin/sh
+# llmfs-route-eval on a generated outcome table with three models and
+# four task types where the best model depends on the type: a learned
+# planner must beat a random mix, never beat the oracle, and bad tables
+# must be refused with the line at fault.
+set -eu
+tool=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+# Deterministic table: model a is right on types t0/t1, wrong on t2/t3
+# (every 7th prompt aside); c is right on 90 %; b on t2 only.
+awk 'BEGIN {
+  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s\tanswer";
+  for (i = 0; i < 4000; i++) {
+    t = i % 4; odd = (i % 7 == 0);
+    qa = (t < 2) ? !odd : odd;
+    qb = (t == 2) ? 1 : 0;
+    qc = (i % 10 != 3);
+    printf "p%d\tt%d\ta\t%d\t0.0001\t0.5\t-\n", i, t, qa;
+    printf "p%d\tt%d\tb\t%d\t0.0010\t1.0\t-\n", i, t, qb;
+    printf "p%d\tt%d\tc\t%d\t0.0100\t2.0\tsome answer\n", i, t, qc;
+  }
+  print "lonely\tt0\ta\t1\t0.0001\t-\t-";
+}' >"$dir/table.tsv"
+
+"$tool" --seed 3 "$dir/table.tsv" >"$dir/out.txt"
+cat "$dir/out.txt"
+grep -q '^table .*: 4000 prompts (1 incomplete dropped), 3 models, 4 task types' "$dir/out.txt"
+grep -q '^single c (best) ' "$dir/out.txt"
+grep -q '^single a (cheapest) ' "$dir/out.txt"
+
+field() { # field LINE-PATTERN WORD-AFTER
+  grep "$1" "$dir/out.txt" | sed -n "s/.*$2 \([0-9.]*\)%*.*/\1/p" | head -1
+}
+p=$(field 'calls needed' planner)
+r=$(field 'calls needed' random)
+o=$(field 'calls needed' oracle)
+aiq_p=$(field '^AIQ' planner)
+aiq_r=$(field '^AIQ' random)
+aiq_o=$(field '^AIQ' oracle)
+echo "calls: planner $p random $r oracle $o; AIQ: planner $aiq_p random $aiq_r oracle $aiq_o"
+awk -v p="$p" -v r="$r" -v o="$o" -v ap="$aiq_p" -v ar="$aiq_r" -v ao="$aiq_o" \
+  'BEGIN { exit !(o <= p && p < r / 2 && ar < ap && ap <= ao) }'
+
+# The same table with columns in another order and the optional ones gone.
+cut -f1-4 "$dir/table.tsv" | awk -F'\t' -v OFS='\t' '{ print $4, $3, $2, $1 }' \
+  >"$dir/reordered.tsv"
+"$tool" --seed 3 "$dir/reordered.tsv" | grep -q '3 models, 4 task types'
+
+# A check column judging model a's answers: cascades a -> b and a -> c are
+# replayed (a's answer stands when accepted, else the next model's), and
+# with a checker that tracks a's correctness they need fewer calls to c.
+awk 'BEGIN {
+  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tcheck";
+  for (i = 0; i < 3000; i++) {
+    qa = (i * 7919 % 10 < 6); qc = (i % 20 != 7);
+    printf "p%d\tt\ta\t%d\t0.0001\t%d\n", i, qa, (i % 50 == 3) ? !qa : qa;
+    printf "p%d\tt\tb\t0\t0.0010\t-\n", i;
+    printf "p%d\tt\tc\t%d\t0.0100\t-\n", i, qc;
+  }
+}' >"$dir/checked.tsv"
+"$tool" --seed 2 "$dir/checked.tsv" >"$dir/casc.txt"
+"$tool" --seed 2 --no-cascades "$dir/checked.tsv" >"$dir/single.txt"
+cat "$dir/casc.txt"
+grep -q '^planner options: 3 single models, 2 cascades' "$dir/casc.txt"
+grep -q '^planner options: 3 single models, 0 cascades' "$dir/single.txt"
+pc=$(grep 'calls needed' "$dir/casc.txt" | sed 's/.*planner \([0-9.]*\)%.*/\1/')
+ps=$(grep 'calls needed' "$dir/single.txt" | sed 's/.*planner \([0-9.]*\)%.*/\1/')
+echo "c calls for the target: with cascades $pc, single models only $ps"
+awk -v c="$pc" -v s="$ps" 'BEGIN { exit !(c < s / 2) }'
+
+# Bad tables: the line is named and the exit status is non-zero.
+printf 'prompt_id\ttask_type\tmodel\n' >"$dir/bad1.tsv"
+if "$tool" "$dir/bad1.tsv" 2>"$dir/err"; then exit 1; fi
+grep -q 'lacks column quality' "$dir/err"
+printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1.5\n' >"$dir/bad2.tsv"
+if "$tool" "$dir/bad2.tsv" 2>"$dir/err"; then exit 1; fi
+grep -q 'bad2.tsv:2: quality must be in \[0,1\]' "$dir/err"
+printf 'prompt_id\ttask_type\tmodel\tquality\tcheck\np\tt\tm\t1\t2\n' >"$dir/bad4.tsv"
+if "$tool" "$dir/bad4.tsv" 2>"$dir/err"; then exit 1; fi
+grep -q 'bad4.tsv:2: .*check 0, 1 or -' "$dir/err"
+printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1\np\tt\tm\t0\n' >"$dir/bad3.tsv"
+if "$tool" "$dir/bad3.tsv" 2>"$dir/err"; then exit 1; fi
+grep -q 'bad3.tsv:3: duplicate row' "$dir/err"
+echo ok

@@ -1,0 +1,246 @@
+/* The stand-in OpenAI-compatible endpoint: see standin.h. */
+#include "standin.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define N_KINDS 8
+
+static const char *const kinds[N_KINDS] = {
+	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
+};
+
+struct standin {
+	struct MHD_Daemon *d;
+	char key[128];
+	atomic_int stopping;
+	atomic_int count[N_KINDS];
+};
+
+struct upload {
+	char *data;
+	size_t len;
+};
+
+static int kind_of(const char *model)
+{
+	for (int i = 0; i < N_KINDS; i++)
+		if (!strncmp(model, kinds[i], strlen(kinds[i])) &&
+		    (i == 2 || !model[strlen(kinds[i])]))
+			return i;
+	return -1;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
+			     const char *body)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result answer(struct MHD_Connection *c, const char *text,
+			      int usage)
+{
+	json_t *o = json_pack("{s:s, s:[{s:i, s:{s:s, s:s}}]}", "object",
+			      "chat.completion", "choices", "index", 0,
+			      "message", "role", "assistant", "content", text);
+	char *body;
+	enum MHD_Result r;
+
+	if (usage)
+		json_object_set_new(o, "usage", json_pack("{s:i, s:i}",
+			"prompt_tokens", 10, "completion_tokens", 5));
+	body = json_dumps(o, JSON_COMPACT);
+	r = reply(c, MHD_HTTP_OK, body);
+	free(body);
+	json_decref(o);
+	return r;
+}
+
+static const char plan_reply[] =
+	"Here is the plan:\n```json\n{\"steps\": ["
+	"{\"id\": \"sum\", \"prompt\": \"Summarise the text\","
+	" \"task_type\": \"summarise\"},"
+	"{\"id\": \"fr\", \"prompt\": \"Translate into French: {{sum}}\","
+	" \"task_type\": \"translate\", \"deps\": [\"sum\"]}],"
+	" \"output\": \"fr\"}\n```";
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
+			      const char *url, const char *method,
+			      const char *version, const char *data,
+			      size_t *size, void **state)
+{
+	struct standin *s = cls;
+	struct upload *u = *state;
+	const char *auth, *model, *prompt;
+	char want[160], *text = NULL;
+	json_t *req;
+	enum MHD_Result r;
+	int k;
+
+	if (!u) {
+		*state = calloc(1, sizeof(*u));
+		return *state ? MHD_YES : MHD_NO;
+	}
+	if (*size) {
+		u->data = realloc(u->data, u->len + *size + 1);
+		memcpy(u->data + u->len, data, *size);
+		u->len += *size;
+		u->data[u->len] = '\0';
+		*size = 0;
+		return MHD_YES;
+	}
+	if (strcmp(method, "POST") || strcmp(url, "/v1/chat/completions"))
+		return reply(c, MHD_HTTP_NOT_FOUND, "{\"error\": \"no route\"}");
+	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					   "Authorization");
+	snprintf(want, sizeof(want), "Bearer %s", s->key);
+	if (!auth || strcmp(auth, want))
+		return reply(c, MHD_HTTP_UNAUTHORIZED, "{\"error\": \"key\"}");
+	req = u->data ? json_loads(u->data, 0, NULL) : NULL;
+	model = json_string_value(json_object_get(req, "model"));
+	prompt = json_string_value(json_object_get(json_array_get(
+		json_object_get(req, "messages"), 0), "content"));
+	k = model && prompt ? kind_of(model) : -1;
+	if (k < 0) {
+		json_decref(req);
+		return reply(c, MHD_HTTP_BAD_REQUEST, "{\"error\": \"model\"}");
+	}
+	atomic_fetch_add(&s->count[k], 1);
+	switch (k) {
+	case 0:
+		if (asprintf(&text, "echo: %s", prompt) < 0)
+			text = NULL;
+		r = answer(c, text, 1);
+		break;
+	case 1:
+		text = strdup(prompt);
+		for (char *p = text; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		r = answer(c, text, 0);
+		break;
+	case 2:
+		r = answer(c, model + strlen("fixed-"), 1);
+		break;
+	case 3:
+		while (!atomic_load(&s->stopping))
+			usleep(10000);
+		r = MHD_NO;
+		break;
+	case 4:
+		r = reply(c, MHD_HTTP_OK, "<html>this is not json{{");
+		break;
+	case 5:
+		if (atomic_load(&s->count[5]) <= 2)
+			r = reply(c, MHD_HTTP_TOO_MANY_REQUESTS,
+				  "{\"error\": \"slow down\"}");
+		else
+			r = answer(c, "busy but fine", 1);
+		break;
+	case 6:
+		r = reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			  "{\"error\": \"boom\"}");
+		break;
+	default:
+		r = answer(c, plan_reply, 1);
+		break;
+	}
+	free(text);
+	json_decref(req);
+	return r;
+}
+
+static void done(void *cls, struct MHD_Connection *c, void **state,
+		 enum MHD_RequestTerminationCode code)
+{
+	struct upload *u = *state;
+
+	if (u) {
+		free(u->data);
+		free(u);
+	}
+	*state = NULL;
+}
+
+struct standin *standin_start(const char *key)
+{
+	struct standin *s = calloc(1, sizeof(*s));
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	const union MHD_DaemonInfo *info;
+
+	if (!s)
+		return NULL;
+	snprintf(s->key, sizeof(s->key), "%s", key);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* A thread per connection, so a hanging reply blocks no other. */
+	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+				MHD_USE_THREAD_PER_CONNECTION,
+				0, NULL, NULL, handle, s,
+				MHD_OPTION_SOCK_ADDR, &sa,
+				MHD_OPTION_NOTIFY_COMPLETED, done, s,
+				MHD_OPTION_END);
+	if (!s->d) {
+		free(s);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	if (!info || !info->port) {
+		MHD_stop_daemon(s->d);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int standin_port(const struct standin *s)
+{
+	return MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+int standin_count(struct standin *s, const char *model)
+{
+	int k = kind_of(model);
+
+	return k < 0 ? -1 : atomic_load(&s->count[k]);
+}
+
+void standin_stop(struct standin *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->stopping, 1);
+	MHD_stop_daemon(s->d);
+	free(s);
+}
+
+void write_card(const char *dir, const char *name, const char *json)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	CHECK(mkdir(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/%s/card.json", dir, name);
+	f = fopen(path, "w");
+	CHECK(f);
+	fputs(json, f);
+	CHECK(fclose(f) == 0);
+}

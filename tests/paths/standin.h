@@ -1,0 +1,31 @@
+/*
+ * A stand-in for an OpenAI-compatible chat endpoint, on loopback, for the
+ * executor and engine tests.  It is not a model: the "model" field of a
+ * request picks a behaviour.
+ *
+ *   echo      answers "echo: <prompt>" with usage 10 in / 5 out
+ *   upper     answers the prompt in capitals, no usage reported
+ *   fixed-X   answers X
+ *   hang      never answers (until the stand-in stops)
+ *   garbage   200 with a body that is not JSON
+ *   busy      429 for the first two requests it sees, then like echo
+ *   broken    500 always
+ *   plan      answers a two-step JSON task (a planner model)
+ * Every request must carry "Authorization: Bearer <key>", else 401.
+ */
+#ifndef LLMFS_TEST_PATHS_STANDIN_H
+#define LLMFS_TEST_PATHS_STANDIN_H
+
+struct standin;
+
+/* Starts on a free loopback port; NULL when it cannot. */
+struct standin *standin_start(const char *key);
+int standin_port(const struct standin *s);
+/* Requests seen for a behaviour. */
+int standin_count(struct standin *s, const char *model);
+void standin_stop(struct standin *s);
+
+/* Writes <dir>/<name>/card.json with the given JSON text. */
+void write_card(const char *dir, const char *name, const char *json);
+
+#endif

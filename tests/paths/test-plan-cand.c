@@ -1,0 +1,248 @@
+/* plan_cand: candidate generation, scoring and the choice of a path. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "scheduler/plan_cand.h"
+
+static struct plan_models models;
+
+static void add_model(const char *name, const char *card)
+{
+	char *err = NULL;
+
+	models.v = realloc(models.v, (models.n + 1) * sizeof(*models.v));
+	CHECK(models.v);
+	CHECK_RC(plan_model_parse(name, card, NULL, &models.v[models.n], &err),
+		 0);
+	models.n++;
+}
+
+static void teach(struct plan_stats *s, const char *m, const char *type,
+		  int n, double q, double lat)
+{
+	for (int i = 0; i < n; i++)
+		CHECK_RC(plan_stats_record(s, m, type, i < q * n ? 1 : 0, -1,
+					   lat), 0);
+}
+
+static struct plan_task *task(const char *json)
+{
+	struct plan_task *t = NULL;
+	char *err = NULL;
+
+	CHECK_RC(plan_task_parse(json, strlen(json), &t, &err), 0);
+	return t;
+}
+
+/* Builds candidates; returns rc, the chosen path's description in out. */
+static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
+		uint64_t seed, char *out, size_t n, char **ret_err)
+{
+	struct plan_score_opts o = { .explore = ex, .ucb_c = 1,
+				     .tie_eps = 0.005 };
+	struct plan_candidates c;
+	struct plan_task *t = task(json);
+	struct plan_rng rng;
+	int rc;
+
+	plan_rng_seed(&rng, seed);
+	rc = plan_candidates_build(t, &models, s, &o, &rng, &c, ret_err);
+	out[0] = '\0';
+	if (c.best >= 0) {
+		const struct plan_path *p = &c.v[c.best];
+
+		for (size_t k = 0; k < t->n_steps; k++) {
+			const struct plan_option *x = &p->steps[k];
+			size_t len = strlen(out);
+
+			snprintf(out + len, n - len, "%s%s(", k ? " " : "",
+				 plan_strategy_name(x->kind));
+			for (int j = 0; j < x->n_models; j++) {
+				len = strlen(out);
+				snprintf(out + len, n - len, "%s%s", j ? "," : "",
+					 models.v[x->models[j]].name);
+			}
+			len = strlen(out);
+			snprintf(out + len, n - len, ")");
+		}
+	}
+	/* Every candidate's totals follow from its steps. */
+	for (size_t i = 0; i < c.n; i++) {
+		double cost = 0, q = 1;
+
+		for (size_t k = 0; k < t->n_steps; k++) {
+			cost += c.v[i].steps[k].cost;
+			q *= c.v[i].steps[k].quality;
+		}
+		CHECK(fabs(cost - c.v[i].cost) < 1e-12);
+		CHECK(fabs(q - c.v[i].quality) < 1e-12);
+	}
+	plan_candidates_release(&c);
+	plan_task_free(t);
+	return rc;
+}
+
+#define P40 "What is seven times six, plus 3? (math)"
+
+int main(void)
+{
+	struct plan_stats *s;
+	char got[256], *err = NULL;
+	const char *mean_pick = NULL;
+	int seen_cheap = 0, seen_mid = 0, seen_dear = 0;
+
+	add_model("cheap", "{\"command\": [\"cat\"], \"price_in\": 0.1,"
+		  " \"price_out\": 0.1, \"latency_s\": 1}");
+	add_model("dear", "{\"endpoint\": \"http://127.0.0.1:9/v1\","
+		  " \"price_in\": 10, \"price_out\": 30, \"latency_s\": 4}");
+	add_model("mid", "{\"endpoint\": \"http://127.0.0.1:9/v1\","
+		  " \"price_in\": 1, \"price_out\": 1, \"latency_s\": 2}");
+	add_model("fr", "{\"command\": [\"cat\"], \"skills\": [\"translate\"],"
+		  " \"price_in\": 0.01, \"price_out\": 0.01}");
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	teach(s, "cheap", "math", 100, 0.5, 1);
+	teach(s, "mid", "math", 100, 0.8, 2);
+	teach(s, "dear", "math", 100, 0.9, 4);
+	teach(s, "fr", "math", 100, 1.0, 1);
+
+	/* Without constraints: the best quality; "fr" does not do math. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\"}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "single(dear)"));
+	/* 10 tokens in, 256 out: dear costs $0.00778, mid $0.000266. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"budget_usd\": 0.001}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "single(mid)"));
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"budget_usd\": 0.000001}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), -ENOENT);
+	CHECK(err && strstr(err, "no path fits the budget of $1e-06"));
+	free(err);
+	err = NULL;
+	/* The latency bound excludes the slow model. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"latency_s\": 3}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "single(mid)"));
+	/* A minimum quality buys the cheapest path that reaches it. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"min_quality\": 0.7}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "single(mid)"));
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"min_quality\": 0.99}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), -ENOENT);
+	CHECK(err && strstr(err, "no path reaches quality 0.99"));
+	free(err);
+	err = NULL;
+	/*
+	 * With a checker, escalation pays: mid then dear reaches
+	 * 0.8 + 0.2 * 0.9 = 0.98, better and cheaper than dear alone.
+	 */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"check\": {\"regex\": \"^[0-9]+$\"}}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "cascade(mid,dear)"));
+	/* For 0.85, cheap then mid (0.9) is the cheapest that reaches it. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"min_quality\": 0.85,"
+		      " \"check\": {\"regex\": \"^[0-9]+$\"}}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "cascade(cheap,mid)"));
+	/* Without a checker there is no signal to escalate on. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"strategies\": [\"cascade\"]}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), -ENOENT);
+	free(err);
+	err = NULL;
+	/* A vote of three: P(two of 0.9, 0.8, 0.5 right) = 0.85 < cascades. */
+	CHECK_RC(plan(s, "{\"prompt\": \"" P40 "\", \"task_type\": \"math\","
+		      " \"strategies\": [\"vote\"]}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "vote(dear,mid,cheap)"));
+	/* Pinned to an unknown model. */
+	CHECK_RC(plan(s, "{\"prompt\": \"x\", \"model\": \"nope\"}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), -ENOENT);
+	CHECK(err && strstr(err, "unknown model nope"));
+	free(err);
+	err = NULL;
+	/* Skills: only "fr" translates... and everyone without skills. */
+	teach(s, "fr", "translate", 50, 0.95, 1);
+	teach(s, "dear", "translate", 50, 0.95, 4);
+	/* Equal quality: the tie goes to the cheaper. */
+	CHECK_RC(plan(s, "{\"prompt\": \"Bonjour\", \"task_type\": "
+		      "\"translate\"}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK(!strcmp(got, "single(fr)"));
+	/* A tree: two parallel branches and a join; a model per subtask. */
+	{
+		struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN };
+		struct plan_task *t = task(
+			"{\"steps\": ["
+			"{\"id\": \"a\", \"prompt\": \"x\", \"task_type\": \"math\"},"
+			"{\"id\": \"b\", \"prompt\": \"y\", \"task_type\": \"translate\"},"
+			"{\"id\": \"c\", \"prompt\": \"{{a}} {{b}}\","
+			" \"task_type\": \"math\", \"deps\": [\"a\", \"b\"]}],"
+			" \"latency_s\": 100}");
+		struct plan_candidates c;
+		struct plan_rng rng;
+		json_t *j;
+		char *txt;
+
+		plan_rng_seed(&rng, 1);
+		CHECK_RC(plan_candidates_build(t, &models, s, &o, &rng, &c,
+					       &err), 0);
+		CHECK(c.best >= 0);
+		/* dear (4 s) on a, fr (1 s) on b, dear on c: 4 + 4. */
+		CHECK(c.v[c.best].steps[0].models[0] == 1);
+		CHECK(c.v[c.best].steps[1].models[0] == 3);
+		CHECK(fabs(c.v[c.best].latency - 8.0) < 1e-9);
+		/* Several candidates, all distinct. */
+		CHECK(c.n >= 3);
+		j = plan_candidates_to_json(t, &models, &c);
+		txt = json_dumps(j, 0);
+		CHECK(txt && strstr(txt, "\"best\": ") &&
+		      strstr(txt, "\"strategy\": \"single\"") &&
+		      strstr(txt, "\"deps\": [\"a\", \"b\"]"));
+		free(txt);
+		json_decref(j);
+		plan_candidates_release(&c);
+		plan_task_free(t);
+	}
+	/*
+	 * Thompson sampling explores: on a fresh table every model's
+	 * posterior is wide, so each serving model is sometimes chosen.
+	 */
+	plan_stats_free(s);
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	teach(s, "cheap", "poem", 3, 0.6, 1);
+	teach(s, "mid", "poem", 3, 0.6, 1);
+	for (int seed = 1; seed <= 200; seed++) {
+		CHECK_RC(plan(s, "{\"prompt\": \"p\", \"task_type\": \"poem\","
+			      " \"strategies\": [\"single\"]}",
+			      PLAN_EXPLORE_THOMPSON, (uint64_t)seed, got,
+			      sizeof(got), &err), 0);
+		seen_cheap += !strcmp(got, "single(cheap)");
+		seen_mid += !strcmp(got, "single(mid)");
+		seen_dear += !strcmp(got, "single(dear)");
+	}
+	CHECK(seen_cheap > 10 && seen_mid > 10 && seen_dear > 10);
+	CHECK(seen_cheap + seen_mid + seen_dear == 200);
+	/* The posterior mean alone never explores. */
+	for (int seed = 1; seed <= 20; seed++) {
+		CHECK_RC(plan(s, "{\"prompt\": \"p\", \"task_type\": \"poem\","
+			      " \"strategies\": [\"single\"]}",
+			      PLAN_EXPLORE_MEAN, (uint64_t)seed, got,
+			      sizeof(got), &err), 0);
+		if (!mean_pick)
+			mean_pick = strdup(got);
+		CHECK(!strcmp(got, mean_pick));
+	}
+	free((void *)mean_pick);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	return 0;
+}

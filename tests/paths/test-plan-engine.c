@@ -1,0 +1,359 @@
+/*
+ * plan_engine: the whole file flow without FUSE — submit, status, plan,
+ * candidates, result (wait, poll fd, interruption), trace, feedback,
+ * stats, restarts, bad input, and a planner model structuring free text.
+ */
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "scheduler/plan_engine.h"
+#include "standin.h"
+
+#define KEY "sk-standin-ENGINE-SECRET-987"
+
+static struct standin *srv;
+static char base[128], models[160], db[160];
+
+static char *status(struct plan_engine *e, const char *name)
+{
+	static char buf[512];
+	char *s = NULL;
+
+	CHECK_RC(plan_engine_status(e, name, &s), 0);
+	snprintf(buf, sizeof(buf), "%s", s);
+	free(s);
+	return buf;
+}
+
+static void card(const char *name, const char *remote, const char *extra)
+{
+	char *json = NULL;
+
+	CHECK(asprintf(&json, "{\"endpoint\": \"http://127.0.0.1:%d/v1\","
+		       " \"model\": \"%s\", \"api_key_file\": \"%s/key\","
+		       " \"price_in\": 1, \"price_out\": 2, \"timeout_s\": 20,"
+		       " \"retries\": 0%s%s}", standin_port(srv), remote, base,
+		       extra ? ", " : "", extra ? extra : "") > 0);
+	write_card(models, name, json);
+	free(json);
+}
+
+static struct plan_engine *open_engine(const char *planner)
+{
+	struct plan_engine_config cfg = {
+		.db_path = db, .models_dir = models, .planner_model = planner,
+		.workers = 2, .seed = 5, .explore = PLAN_EXPLORE_MEAN,
+	};
+	struct plan_engine *e = NULL;
+	char *warn = NULL;
+
+	CHECK_RC(plan_engine_open(&cfg, &e, &warn), 0);
+	/* The one bad card is reported, the others load. */
+	CHECK(warn && strstr(warn, "model bad:"));
+	free(warn);
+	return e;
+}
+
+static void submit_wait(struct plan_engine *e, const char *name,
+			const char *task)
+{
+	CHECK_RC(plan_engine_submit(e, name, task, strlen(task)), 0);
+	CHECK_RC(plan_engine_wait(e, name, 10000, NULL, NULL), 0);
+}
+
+static int stop_now(void *arg)
+{
+	return ++*(int *)arg > 3;
+}
+
+static void test_flow(struct plan_engine *e)
+{
+	char *s = NULL, *trace = NULL, **names;
+	size_t len, n;
+	struct pollfd pf;
+	int calls = 0;
+
+	/* mkdir: an empty task that a poller can already watch. */
+	CHECK_RC(plan_engine_create(e, "report-42"), 0);
+	CHECK_RC(plan_engine_create(e, "report-42"), -EEXIST);
+	CHECK(!strcmp(status(e, "report-42"), "empty\n"));
+	CHECK_RC(plan_engine_plan_json(e, "report-42", &s), -EAGAIN);
+	CHECK_RC(plan_engine_result(e, "report-42", &s, &len), -EAGAIN);
+	CHECK_RC(plan_engine_task(e, "report-42", &s, &len), 0);
+	CHECK(len == 0 && !*s);
+	free(s);
+	pf.fd = plan_engine_job_fd(e, "report-42");
+	pf.events = POLLIN;
+	CHECK(pf.fd >= 0 && poll(&pf, 1, 0) == 0);
+	/* Free text without a planner model: one step. */
+	submit_wait(e, "report-42", "hello there\n");
+	CHECK(poll(&pf, 1, 0) == 1);
+	close(pf.fd);
+	CHECK_RC(plan_engine_task(e, "report-42", &s, &len), 0);
+	CHECK(!strcmp(s, "hello there\n") && len == 12);
+	free(s);
+	CHECK(!strcmp(status(e, "report-42"), "done\n"));
+	CHECK_RC(plan_engine_result(e, "report-42", &s, &len), 0);
+	CHECK(!strcmp(s, "echo: hello there\n") && len == strlen(s));
+	free(s);
+	CHECK_RC(plan_engine_plan_json(e, "report-42", &s), 0);
+	CHECK(strstr(s, "\"strategy\": \"single\"") &&
+	      strstr(s, "\"models\": [\n        \"echo\"") &&
+	      strstr(s, "\"cost_usd\""));
+	free(s);
+	CHECK_RC(plan_engine_candidates_json(e, "report-42", &s), 0);
+	CHECK(strstr(s, "\"candidates\"") && strstr(s, "\"best\": 0"));
+	free(s);
+	CHECK_RC(plan_engine_trace(e, "report-42", &trace), 0);
+	CHECK(strstr(trace, "\"model\":\"echo\"") && !strstr(trace, KEY));
+	free(trace);
+	/* Poll: readable once finished. */
+	pf.fd = plan_engine_job_fd(e, "report-42");
+	pf.events = POLLIN;
+	CHECK(pf.fd >= 0 && poll(&pf, 1, 0) == 1);
+	close(pf.fd);
+
+	/* A hanging endpoint: status never blocks, result is not there. */
+	CHECK_RC(plan_engine_submit(e, "slow", "{\"prompt\": \"x\","
+				    " \"model\": \"hang\"}", 32), 0);
+	CHECK_RC(plan_engine_wait(e, "slow", 50, NULL, NULL), -ETIMEDOUT);
+	CHECK_RC(plan_engine_wait(e, "slow", -1, stop_now, &calls), -EINTR);
+	pf.fd = plan_engine_job_fd(e, "slow");
+	CHECK(pf.fd >= 0 && poll(&pf, 1, 0) == 0);
+	CHECK(!strncmp(status(e, "slow"), "running 0/1", 11) ||
+	      !strcmp(status(e, "slow"), "planning\n") ||
+	      !strcmp(status(e, "slow"), "queued\n"));
+	CHECK_RC(plan_engine_result(e, "slow", &s, &len), -EAGAIN);
+	CHECK_RC(plan_engine_submit(e, "slow", "again", 5), -EBUSY);
+	CHECK_RC(plan_engine_names(e, &names, &n), 0);
+	CHECK(n == 2);
+	plan_engine_names_free(names, n);
+	/* rmdir cancels it; the fd stays valid and the name is gone. */
+	CHECK_RC(plan_engine_remove(e, "slow"), 0);
+	CHECK_RC(plan_engine_status(e, "slow", &s), -ENOENT);
+	CHECK(poll(&pf, 1, 5000) == 1);
+	close(pf.fd);
+}
+
+struct client {
+	struct plan_engine *e;
+	int id;
+};
+
+/* One of several threads using the engine at once, as FUSE threads do. */
+static void *client(void *arg)
+{
+	struct client *c = arg;
+
+	for (int i = 0; i < 10; i++) {
+		char name[32], task[96], want[64], *s = NULL;
+		size_t len;
+
+		snprintf(name, sizeof(name), "c%d-%d", c->id, i);
+		snprintf(task, sizeof(task), "{\"prompt\": \"n%d.%d\","
+			 " \"model\": \"echo\"}", c->id, i);
+		CHECK_RC(plan_engine_submit(c->e, name, task, strlen(task)), 0);
+		CHECK_RC(plan_engine_status(c->e, name, &s), 0);
+		free(s);
+		CHECK_RC(plan_engine_wait(c->e, name, 20000, NULL, NULL), 0);
+		CHECK_RC(plan_engine_result(c->e, name, &s, &len), 0);
+		snprintf(want, sizeof(want), "echo: n%d.%d", c->id, i);
+		CHECK(!strcmp(s, want));
+		free(s);
+		CHECK_RC(plan_engine_feedback(c->e, name, "1", 1), 0);
+		CHECK_RC(plan_engine_remove(c->e, name), 0);
+	}
+	return NULL;
+}
+
+static void test_concurrent(struct plan_engine *e)
+{
+	struct client c[4];
+	pthread_t th[4];
+
+	for (int i = 0; i < 4; i++) {
+		c[i].e = e;
+		c[i].id = i;
+		CHECK(pthread_create(&th[i], NULL, client, &c[i]) == 0);
+	}
+	for (int k = 0; k < 20; k++) {
+		char **names, *s;
+		size_t n;
+
+		CHECK_RC(plan_engine_names(e, &names, &n), 0);
+		plan_engine_names_free(names, n);
+		CHECK_RC(plan_engine_stats(e, &s), 0);
+		free(s);
+		usleep(1000);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+}
+
+static void test_bad_input(struct plan_engine *e)
+{
+	char *big = malloc(PLAN_TASK_MAX_BYTES + 10), *s;
+	size_t len;
+
+	submit_wait(e, "bad-json", "{\"prompt\": ");
+	CHECK(!strncmp(status(e, "bad-json"), "failed: task: JSON line 1", 25));
+	CHECK_RC(plan_engine_plan_json(e, "bad-json", &s), -ENODATA);
+	CHECK_RC(plan_engine_result(e, "bad-json", &s, &len), -EIO);
+	memset(big, 'x', PLAN_TASK_MAX_BYTES + 10);
+	CHECK_RC(plan_engine_submit(e, "big", big, PLAN_TASK_MAX_BYTES + 10),
+		 -E2BIG);
+	CHECK(!strcmp(status(e, "big"), "failed: task: larger than 262144 "
+		      "bytes\n"));
+	free(big);
+	submit_wait(e, "unknown", "{\"prompt\": \"x\", \"model\": \"gpt-9\"}");
+	CHECK(!strcmp(status(e, "unknown"), "failed: step s1: unknown model "
+		      "gpt-9\n"));
+	submit_wait(e, "poor", "{\"prompt\": \"x\", \"budget_usd\": 1e-9}");
+	CHECK(!strncmp(status(e, "poor"), "failed: no path fits the budget "
+		       "of $1e-09", 41));
+	/* With no fitting path, the candidates still explain why. */
+	CHECK_RC(plan_engine_candidates_json(e, "poor", &s), 0);
+	CHECK(strstr(s, "\"best\": -1") && strstr(s, "\"feasible\": false"));
+	free(s);
+	submit_wait(e, "garbage", "{\"prompt\": \"x\", \"model\": \"garbage\"}");
+	CHECK(!strcmp(status(e, "garbage"), "failed: step s1: garbage: "
+		      "invalid reply (not a chat completion)\n"));
+	submit_wait(e, "e500", "{\"prompt\": \"x\", \"model\": \"broken\"}");
+	CHECK(!strcmp(status(e, "e500"), "failed: step s1: broken: "
+		      "http 500\n"));
+	CHECK_RC(plan_engine_submit(e, "../x", "hi", 2), -EINVAL);
+	CHECK_RC(plan_engine_submit(e, ".stats", "hi", 2), -EINVAL);
+	CHECK_RC(plan_engine_status(e, "nothing", &s), -ENOENT);
+}
+
+static double stat_n(struct plan_engine *e, const char *model,
+		     const char *type)
+{
+	char *s = NULL, want[128], *p;
+	double n = -1;
+
+	CHECK_RC(plan_engine_stats(e, &s), 0);
+	snprintf(want, sizeof(want), "\n%s\t%s\t", model, type);
+	p = strstr(s, want);
+	if (p)
+		n = atof(p + strlen(want));
+	free(s);
+	return n;
+}
+
+static void test_feedback_and_restart(void)
+{
+	struct plan_engine *e = open_engine(NULL);
+	double n0;
+
+	submit_wait(e, "judged", "{\"prompt\": \"x\", \"task_type\": \"qa\","
+		    " \"model\": \"echo\"}");
+	CHECK(!strcmp(status(e, "judged"), "done\n"));
+	n0 = stat_n(e, "echo", "qa");
+	CHECK(n0 == 0);
+	CHECK_RC(plan_engine_feedback(e, "judged", "0.2\n", 4), 0);
+	CHECK_RC(plan_engine_feedback(e, "judged", "1", 1), 0);
+	CHECK_RC(plan_engine_feedback(e, "judged", "good", 4), -EINVAL);
+	CHECK_RC(plan_engine_feedback(e, "judged", "1.5", 3), -EINVAL);
+	CHECK_RC(plan_engine_feedback(e, "nobody", "1", 1), -ENOENT);
+	CHECK(stat_n(e, "echo", "qa") == 2);
+	plan_engine_close(e);
+	/* A restart keeps what was learned. */
+	e = open_engine(NULL);
+	CHECK(stat_n(e, "echo", "qa") == 2);
+	{
+		char *s = NULL;
+
+		CHECK_RC(plan_engine_stats(e, &s), 0);
+		/* (k m + 1.2) / (k + 2) with the pooled m = 2.2 / 4. */
+		CHECK(strstr(s, "echo\tqa\t2\t0.5750\t"));
+		free(s);
+		CHECK_RC(plan_engine_models_json(e, &s), 0);
+		CHECK(strstr(s, "\"name\": \"echo\"") && !strstr(s, "key"));
+		free(s);
+	}
+	plan_engine_close(e);
+}
+
+static void test_planner(void)
+{
+	struct plan_engine *e = open_engine("planner");
+	char *s = NULL;
+	size_t len;
+
+	submit_wait(e, "fr", "Summarise docs/ and translate the summary into "
+		    "French");
+	CHECK(!strcmp(status(e, "fr"), "done\n"));
+	CHECK_RC(plan_engine_plan_json(e, "fr", &s), 0);
+	CHECK(strstr(s, "\"id\": \"sum\"") && strstr(s, "\"id\": \"fr\""));
+	CHECK(strstr(s, "\"output\": \"fr\""));
+	free(s);
+	CHECK_RC(plan_engine_trace(e, "fr", &s), 0);
+	CHECK(strstr(s, "\"outcome\":\"structured\""));
+	free(s);
+	/* Translation went to the translator, fed the summary. */
+	CHECK_RC(plan_engine_result(e, "fr", &s, &len), 0);
+	CHECK(!strcmp(s, "TRANSLATE INTO FRENCH: ECHO: SUMMARISE THE TEXT"));
+	free(s);
+	plan_engine_close(e);
+}
+
+int main(void)
+{
+	struct plan_engine *e;
+	char cmd[200];
+	FILE *f;
+
+	srv = standin_start(KEY);
+	if (!srv)
+		SKIP("cannot start the stand-in server on loopback");
+	snprintf(base, sizeof(base), "/tmp/plan-engine-XXXXXX");
+	CHECK(mkdtemp(base));
+	snprintf(models, sizeof(models), "%s/models", base);
+	snprintf(db, sizeof(db), "%s/stats.db", base);
+	CHECK(mkdir(models, 0700) == 0);
+	snprintf(cmd, sizeof(cmd), "%s/key", base);
+	f = fopen(cmd, "w");
+	CHECK(f && fprintf(f, "%s\n", KEY) > 0 && fclose(f) == 0);
+	card("echo", "echo", "\"skills\": [\"general\", \"qa\", \"summarise\"]");
+	card("hang", "hang", "\"skills\": [\"none\"]");
+	card("garbage", "garbage", "\"skills\": [\"none\"]");
+	card("broken", "broken", "\"skills\": [\"none\"]");
+	card("planner", "plan", "\"skills\": [\"plan\"]");
+	card("translator", "upper", "\"skills\": [\"translate\"]");
+	write_card(models, "bad", "{\"endpoint\": 7}");
+	/* No models directory: the engine runs, tasks fail with a reason. */
+	{
+		struct plan_engine_config cfg = { .models_dir = "/nonexistent",
+						  .seed = 1 };
+		char *warn = NULL;
+
+		CHECK_RC(plan_engine_open(&cfg, &e, &warn), 0);
+		CHECK(warn && strstr(warn, "/nonexistent does not exist"));
+		free(warn);
+		submit_wait(e, "t", "hello");
+		CHECK(!strcmp(status(e, "t"), "failed: no models configured\n"));
+		plan_engine_close(e);
+	}
+	e = open_engine(NULL);
+	test_flow(e);
+	test_bad_input(e);
+	plan_engine_close(e);
+	test_feedback_and_restart();
+	test_planner();
+	/* A fresh table, so the figures checked above stay exact. */
+	snprintf(db, sizeof(db), "%s/stats2.db", base);
+	e = open_engine(NULL);
+	test_concurrent(e);
+	plan_engine_close(e);
+	standin_stop(srv);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	CHECK(system(cmd) == 0);
+	return 0;
+}

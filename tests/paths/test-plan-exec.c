@@ -1,0 +1,461 @@
+/*
+ * plan_exec against a stand-in OpenAI-compatible server and real local
+ * programs: answers, usage-based costs, retries, fallbacks, timeouts,
+ * garbage, checkers, cascades, votes, DAGs, cancellation, and that the API
+ * key never reaches a trace.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "scheduler/plan_exec.h"
+#include "scheduler/plan_util.h"
+#include "standin.h"
+
+#define KEY "sk-standin-SECRET-0123456789"
+
+static struct standin *srv;
+static char base[256];
+static int dir_seq;
+
+struct out {
+	struct plan_buf trace;
+	size_t progress;
+};
+
+static void on_trace(void *arg, const char *line)
+{
+	struct out *o = arg;
+
+	CHECK(!strstr(line, KEY) && !strstr(line, "SECRET"));
+	CHECK(!strchr(line, '\n'));
+	plan_buf_puts(&o->trace, line);
+	plan_buf_puts(&o->trace, "\n");
+}
+
+static void on_progress(void *arg, size_t done, size_t total)
+{
+	struct out *o = arg;
+
+	CHECK(done <= total);
+	o->progress = done;
+}
+
+/* A fresh models directory; cards is "name=json" strings, NULL-ended. */
+static char *models_dir(const char *const *cards)
+{
+	char *dir = NULL;
+
+	CHECK(asprintf(&dir, "%s/models%d", base, ++dir_seq) > 0);
+	CHECK(mkdir(dir, 0700) == 0);
+	for (; *cards; cards++) {
+		const char *eq = strchr(*cards, '=');
+		char name[64];
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *cards), *cards);
+		write_card(dir, name, eq + 1);
+	}
+	return dir;
+}
+
+/* A card for the stand-in; extra adds fields (timeout_s, retries or
+ * price_in given there replace the defaults). */
+static char *http_card(const char *remote, const char *extra)
+{
+	const char *ex = extra ? extra : "";
+	char *s = NULL;
+
+	CHECK(asprintf(&s, "{\"endpoint\": \"http://127.0.0.1:%d/v1\","
+		       " \"model\": \"%s\", \"api_key_env\": \"STANDIN_KEY\""
+		       "%s%s%s%s%s%s", standin_port(srv), remote,
+		       strstr(ex, "price_in") ? "" : ", \"price_in\": 2",
+		       strstr(ex, "price_out") ? "" : ", \"price_out\": 4",
+		       strstr(ex, "timeout_s") ? "" : ", \"timeout_s\": 2",
+		       strstr(ex, "retries") ? "" : ", \"retries\": 2",
+		       *ex ? ", " : "", ex) > 0);
+	s = realloc(s, strlen(s) + 2);
+	strcat(s, "}");
+	return s;
+}
+
+struct runres {
+	int rc;
+	char *answer, *error, *trace;
+	double cost, secs;
+	size_t progress;
+};
+
+static struct runres run(const char *dir, struct plan_stats *stats,
+			 const char *task_json, const atomic_int *cancel)
+{
+	struct plan_models ms = { 0 };
+	struct plan_task *t = NULL;
+	struct plan_candidates c;
+	struct plan_exec_result res;
+	struct plan_score_opts so = { .explore = PLAN_EXPLORE_MEAN };
+	struct out o;
+	struct plan_exec_opts eo = { .stats = stats, .cancel = cancel,
+				     .trace = on_trace,
+				     .progress = on_progress, .arg = &o };
+	struct plan_rng rng;
+	struct runres r = { 0 };
+	char *err = NULL;
+	double t0;
+
+	plan_buf_init(&o.trace);
+	o.progress = 0;
+	plan_rng_seed(&rng, 7);
+	CHECK_RC(plan_models_load(dir, &ms, &err), 0);
+	CHECK(!err);
+	CHECK_RC(plan_task_parse(task_json, strlen(task_json), &t, &err), 0);
+	CHECK_RC(plan_candidates_build(t, &ms, stats, &so, &rng, &c, &err), 0);
+	t0 = plan_now();
+	r.rc = plan_exec_run(t, &ms, &c, &c.v[c.best], &eo, &res);
+	r.secs = plan_now() - t0;
+	r.answer = res.answer ? strdup(res.answer) : NULL;
+	r.error = res.error ? strdup(res.error) : NULL;
+	r.cost = res.cost_usd;
+	r.trace = plan_buf_steal(&o.trace);
+	r.progress = o.progress;
+	plan_exec_result_release(&res);
+	plan_candidates_release(&c);
+	plan_task_free(t);
+	plan_models_release(&ms);
+	return r;
+}
+
+static void runres_free(struct runres *r)
+{
+	free(r->answer);
+	free(r->error);
+	free(r->trace);
+}
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+static void test_answers_and_costs(struct plan_stats *st)
+{
+	char *echo = http_card("echo", NULL), *upper = http_card("upper",
+		"\"skills\": [\"shout\"]");
+	const char *cards[] = { NULL, NULL, NULL };
+	struct plan_estimate e;
+	struct runres r;
+	char *dir, *c1, *c2;
+
+	CHECK(asprintf(&c1, "echo=%s", echo) > 0);
+	CHECK(asprintf(&c2, "upper=%s", upper) > 0);
+	cards[0] = c1;
+	cards[1] = c2;
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"hello\", \"task_type\": \"greet\","
+		" \"model\": \"echo\"}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "echo: hello"));
+	/* Reported usage: 10 in at $2/M, 5 out at $4/M. */
+	CHECK(fabs(r.cost - (10 * 2 + 5 * 4) / 1e6) < 1e-15);
+	CHECK(strstr(r.trace, "\"usage\":\"reported\""));
+	CHECK(strstr(r.trace, "\"outcome\":\"ok\"") && r.progress == 1);
+	/* Unjudged: cost and latency learned, quality not. */
+	CHECK_RC(plan_stats_estimate(st, "echo", "greet", &e), 0);
+	CHECK(e.n == 0 && e.cost > 0 && e.latency >= 0);
+	runres_free(&r);
+	/* No usage in the reply: bytes / 4 ("hello" -> 2, 5 bytes -> 2). */
+	r = run(dir, st, "{\"prompt\": \"hello\", \"model\": \"upper\"}",
+		NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "HELLO"));
+	CHECK(strstr(r.trace, "\"usage\":\"estimated\""));
+	CHECK(fabs(r.cost - (2 * 2 + 2 * 4) / 1e6) < 1e-15);
+	runres_free(&r);
+	free(echo);
+	free(upper);
+	free(c1);
+	free(c2);
+	free(dir);
+}
+
+static void test_failures(struct plan_stats *st)
+{
+	char *cards_s[6];
+	const char *cards[7] = { NULL };
+	struct plan_estimate e;
+	struct runres r;
+	char *dir;
+
+	cards_s[0] = http_card("busy", "\"skills\": [\"busy\"]");
+	cards_s[1] = http_card("broken", "\"retries\": 1");
+	cards_s[2] = http_card("hang", "\"timeout_s\": 0.5, \"retries\": 0");
+	cards_s[3] = http_card("garbage", NULL);
+	cards_s[4] = http_card("fixed-fine", "\"price_in\": 50");
+	for (int i = 0; i < 5; i++) {
+		const char *names[] = { "busy", "broken", "hang", "garbage",
+					"fine" };
+
+		CHECK(asprintf((char **)&cards[i], "%s=%s", names[i],
+			       cards_s[i]) > 0);
+		free(cards_s[i]);
+	}
+	dir = models_dir(cards);
+	/* 429 twice, then an answer: two retries in the trace. */
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"busy\"}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "busy but fine"));
+	CHECK(count(r.trace, "\"outcome\":\"retry\"") == 2);
+	CHECK(count(r.trace, "\"http_status\":429") == 2);
+	runres_free(&r);
+	/*
+	 * Each failing endpoint in turn is believed best (taught so), fails,
+	 * and the step falls back to the next model; "fine" answers.
+	 */
+	for (int i = 0; i < 3; i++) {
+		const char *bad = i == 0 ? "broken" : i == 1 ? "hang" :
+				  "garbage";
+		const char *want = i == 0 ? "\"http_status\":500" :
+				   i == 1 ? "Timeout" : "invalid reply";
+		char task[128];
+
+		for (int k = 0; k < 30; k++) {
+			CHECK_RC(plan_stats_record(st, bad, "fb", 1, -1, -1), 0);
+			CHECK_RC(plan_stats_record(st, "fine", "fb", 0.5, -1,
+						   -1), 0);
+		}
+		snprintf(task, sizeof(task), "{\"prompt\": \"x\", \"task_type\":"
+			 " \"fb\", \"strategies\": [\"single\"]}");
+		r = run(dir, st, task, NULL);
+		CHECK_RC(r.rc, 0);
+		CHECK(!strcmp(r.answer, "fine"));
+		CHECK(strstr(r.trace, want));
+		CHECK(strstr(r.trace, "\"outcome\":\"failed\""));
+		if (i == 0) /* retried once: two 500s */
+			CHECK(count(r.trace, "\"http_status\":500") == 2);
+		if (i == 1) /* a hang costs one timeout, not forever */
+			CHECK(r.secs < 3);
+		if (i == 2) /* garbage is not retried */
+			CHECK(count(r.trace, "\"model\":\"garbage\"") == 1);
+		runres_free(&r);
+		/* The failure taught the planner. */
+		CHECK_RC(plan_stats_estimate(st, bad, "fb", &e), 0);
+		CHECK(e.n == 31 && e.alpha < 31 + 2);
+	}
+	for (int i = 0; i < 5; i++)
+		free((char *)cards[i]);
+	free(dir);
+}
+
+static void test_checks_cascade_vote(struct plan_stats *st)
+{
+	char *w = http_card("fixed-41", "\"price_in\": 0.1, \"price_out\": 0.1");
+	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
+	char *b = http_card("fixed-B", "\"price_in\": 0.2, \"price_out\": 0.2");
+	char *a1, *a2, *a3, *a4;
+	const char *cards[5];
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf(&a1, "wrong=%s", w) > 0);
+	CHECK(asprintf(&a2, "right=%s", rt) > 0);
+	CHECK(asprintf(&a3, "bee=%s", b) > 0);
+	CHECK(asprintf(&a4, "bee2=%s", b) > 0);
+	cards[0] = a1;
+	cards[1] = a2;
+	cards[2] = a3;
+	cards[3] = a4;
+	cards[4] = NULL;
+	dir = models_dir(cards);
+	/* Cascade: the cheap answer is rejected, the dear one accepted. */
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"arith\","
+		" \"strategies\": [\"cascade\"], \"check\": {\"exact\": \"42\"}}",
+		NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "42"));
+	CHECK(strstr(r.trace, "\"model\":\"wrong\""));
+	runres_free(&r);
+	/* Judged answers teach quality. */
+	{
+		struct plan_estimate e;
+
+		CHECK_RC(plan_stats_estimate(st, "right", "arith", &e), 0);
+		CHECK(e.n == 1 && e.quality > 0.5);
+		CHECK_RC(plan_stats_estimate(st, "wrong", "arith", &e), 0);
+		CHECK(e.n == 1 && e.quality < 0.5);
+	}
+	/* A vote: two of three say B. */
+	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ab\","
+		" \"strategies\": [\"vote\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "B"));
+	CHECK(count(r.trace, "\"vote_slot\"") == 3);
+	runres_free(&r);
+	/* Nobody passes the checker: a clear failure. */
+	r = run(dir, st, "{\"prompt\": \"?\", \"task_type\": \"none\","
+		" \"check\": {\"regex\": \"^zzz$\"}}", NULL);
+	CHECK(r.rc < 0 && r.error && strstr(r.error, "regex did not match"));
+	runres_free(&r);
+	free(w);
+	free(rt);
+	free(b);
+	free(a1);
+	free(a2);
+	free(a3);
+	free(a4);
+	free(dir);
+}
+
+static void test_commands_and_dag(struct plan_stats *st)
+{
+	char *echo = http_card("echo", "\"skills\": [\"join\"]"), *e1;
+	const char *cards[] = {
+		"caps={\"command\": [\"tr\", \"a-z\", \"A-Z\"],"
+		" \"skills\": [\"caps\"]}",
+		"rev={\"command\": [\"rev\"], \"skills\": [\"rev\"]}",
+		"fails={\"command\": [\"sh\", \"-c\", \"cat >/dev/null; exit 3\"],"
+		" \"skills\": [\"bad\"]}",
+		"slow={\"command\": [\"sleep\", \"10\"], \"timeout_s\": 0.3,"
+		" \"retries\": 0, \"skills\": [\"slow\"]}",
+		"missing={\"command\": [\"/nonexistent/llm\"],"
+		" \"skills\": [\"missing\"]}",
+		NULL, NULL,
+	};
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf(&e1, "echo=%s", echo) > 0);
+	cards[5] = e1;
+	dir = models_dir(cards);
+	/* caps and rev run in parallel; echo joins them. */
+	r = run(dir, st, "{\"steps\": ["
+		"{\"id\": \"a\", \"prompt\": \"abc\", \"task_type\": \"caps\"},"
+		"{\"id\": \"b\", \"prompt\": \"xyz\", \"task_type\": \"rev\"},"
+		"{\"id\": \"c\", \"prompt\": \"[{{a}}|{{b}}]\","
+		" \"task_type\": \"join\", \"deps\": [\"a\", \"b\"]}]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(!strcmp(r.answer, "echo: [ABC|zyx\n]") ||
+	      !strcmp(r.answer, "echo: [ABC|zyx]"));
+	CHECK(r.progress == 3);
+	CHECK(count(r.trace, "\"kind\":\"command\"") == 2);
+	runres_free(&r);
+	r = run(dir, st, "{\"prompt\": \"x\", \"task_type\": \"bad\"}", NULL);
+	CHECK(r.rc < 0 && strstr(r.error, "exit status 3"));
+	runres_free(&r);
+	r = run(dir, st, "{\"prompt\": \"x\", \"task_type\": \"slow\"}", NULL);
+	CHECK(r.rc < 0 && strstr(r.error, "timed out") && r.secs < 3);
+	runres_free(&r);
+	r = run(dir, st, "{\"prompt\": \"x\", \"task_type\": \"missing\"}",
+		NULL);
+	CHECK(r.rc < 0 && r.error);
+	runres_free(&r);
+	/* A failed dependency fails the steps after it, with the reason. */
+	r = run(dir, st, "{\"steps\": ["
+		"{\"id\": \"a\", \"prompt\": \"x\", \"task_type\": \"bad\"},"
+		"{\"id\": \"c\", \"prompt\": \"{{a}}\", \"task_type\": \"join\","
+		" \"deps\": [\"a\"]}]}", NULL);
+	CHECK(r.rc < 0 && strstr(r.error, "step a: fails: exit status 3"));
+	runres_free(&r);
+	free(echo);
+	free(e1);
+	free(dir);
+}
+
+static void *cancel_later(void *arg)
+{
+	usleep(200000);
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+static void test_keys_and_cancel(struct plan_stats *st)
+{
+	char *hang = http_card("hang", "\"timeout_s\": 30");
+	char *nokey = NULL, *c1, *c2, *c3, *fast;
+	const char *cards[4];
+	atomic_int cancel = 0;
+	pthread_t th;
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf(&nokey, "{\"endpoint\": \"http://127.0.0.1:%d/v1\","
+		       " \"model\": \"echo\", \"api_key_env\": "
+		       "\"STANDIN_UNSET_KEY\", \"skills\": [\"k\"]}",
+		       standin_port(srv)) > 0);
+	CHECK(asprintf(&c1, "hang=%s", hang) > 0);
+	CHECK(asprintf(&c2, "nokey=%s", nokey) > 0);
+	fast = http_card("hang", "\"latency_s\": 0.01, \"tokens_per_s\": 1e6");
+	CHECK(asprintf(&c3, "fasthang=%s", fast) > 0);
+	cards[0] = c1;
+	cards[1] = c2;
+	cards[2] = c3;
+	cards[3] = NULL;
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"nokey\"}", NULL);
+	CHECK(r.rc < 0 && strstr(r.error, "no API key in variable "
+				 "STANDIN_UNSET_KEY"));
+	runres_free(&r);
+	/* The latency bound holds at run time too. */
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"fasthang\","
+		" \"latency_s\": 0.5}", NULL);
+	CHECK_RC(r.rc, -ETIMEDOUT);
+	CHECK(strstr(r.error, "latency bound of 0.5s exceeded"));
+	CHECK(r.secs < 2);
+	runres_free(&r);
+	/* A hanging endpoint with a long timeout: cancellation is prompt. */
+	CHECK(pthread_create(&th, NULL, cancel_later, &cancel) == 0);
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"hang\"}", &cancel);
+	pthread_join(th, NULL);
+	CHECK_RC(r.rc, -ECANCELED);
+	CHECK(r.secs < 2);
+	runres_free(&r);
+	/* A card that embeds a key is refused outright. */
+	{
+		struct plan_model m;
+		char *err = NULL;
+
+		CHECK_RC(plan_model_parse("k", "{\"endpoint\": \"http://x/v1\","
+					  " \"api_key\": \"sk-1\"}", NULL, &m,
+					  &err), -EINVAL);
+		CHECK(err && strstr(err, "must not hold keys"));
+		free(err);
+	}
+	free(hang);
+	free(nokey);
+	free(fast);
+	free(c1);
+	free(c2);
+	free(c3);
+	free(dir);
+}
+
+int main(void)
+{
+	struct plan_stats *st;
+	char cmd[300];
+
+	srv = standin_start(KEY);
+	if (!srv)
+		SKIP("cannot start the stand-in server on loopback");
+	setenv("STANDIN_KEY", KEY, 1);
+	unsetenv("STANDIN_UNSET_KEY");
+	snprintf(base, sizeof(base), "/tmp/plan-exec-XXXXXX");
+	CHECK(mkdtemp(base));
+	CHECK_RC(plan_stats_open(NULL, 2, &st), 0);
+	test_answers_and_costs(st);
+	test_failures(st);
+	test_checks_cascade_vote(st);
+	test_commands_and_dag(st);
+	test_keys_and_cancel(st);
+	plan_stats_free(st);
+	standin_stop(srv);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	CHECK(system(cmd) == 0);
+	return 0;
+}

@@ -1,0 +1,194 @@
+/* plan_task and plan_check: task files, good and bad, and the checkers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "scheduler/plan_check.h"
+#include "scheduler/plan_task.h"
+
+static struct plan_task *parse_ok(const char *s)
+{
+	struct plan_task *t = NULL;
+	char *err = NULL;
+	int rc = plan_task_parse(s, strlen(s), &t, &err);
+
+	if (rc != 0)
+		fprintf(stderr, "unexpected error %d: %s\n", rc, err);
+	CHECK(rc == 0 && t && !err);
+	return t;
+}
+
+/* Parses bad input and checks the reason mentions `want`. */
+static void parse_bad(const char *s, size_t len, int want_rc,
+		      const char *want)
+{
+	struct plan_task *t = NULL;
+	char *err = NULL;
+	int rc = plan_task_parse(s, len, &t, &err);
+
+	if (rc != want_rc || !err || !strstr(err, want))
+		fprintf(stderr, "input %.60s: rc %d, reason %s (want %s)\n",
+			s, rc, err ? err : "(none)", want);
+	CHECK(rc == want_rc && !t && err && strstr(err, want));
+	free(err);
+}
+
+static void test_text(void)
+{
+	struct plan_task *t = parse_ok("  Summarise docs/ in French\n");
+
+	CHECK(t->from_text && t->n_steps == 1 && t->output == 0);
+	CHECK(!strcmp(t->steps[0].prompt, "Summarise docs/ in French\n"));
+	CHECK(!strcmp(t->steps[0].task_type, "general"));
+	CHECK(t->budget_usd == 0 && t->latency_s == 0);
+	CHECK(!plan_task_check(t, 0));
+	plan_task_free(t);
+}
+
+static void test_json(void)
+{
+	struct plan_task *t = parse_ok(
+		"{\"steps\": ["
+		" {\"id\": \"fr\", \"prompt\": \"Translate: {{sum}}\","
+		"  \"deps\": [\"sum\"], \"task_type\": \"translate\"},"
+		" {\"id\": \"sum\", \"prompt\": \"Summarise\","
+		"  \"task_type\": \"summarise\", \"max_tokens\": 100},"
+		" {\"id\": \"kw\", \"prompt\": \"Keywords\", \"deps\": [\"sum\"]}"
+		"], \"output\": \"fr\", \"budget_usd\": 0.05, \"latency_s\": 30,"
+		" \"min_quality\": 0.5, \"check\": {\"regex\": \"[a-z]+\"}}");
+
+	CHECK(t->n_steps == 3);
+	/* Dependencies first; the output follows its step. */
+	CHECK(!strcmp(t->steps[0].id, "sum"));
+	CHECK(!strcmp(t->steps[t->output].id, "fr"));
+	CHECK(t->steps[t->output].n_deps == 1);
+	CHECK(!strcmp(t->steps[t->steps[t->output].deps[0]].id, "sum"));
+	CHECK(t->steps[0].max_tokens == 100);
+	CHECK(t->steps[2].max_tokens == PLAN_TASK_DEFAULT_MAX_TOKENS);
+	CHECK(!strcmp(t->steps[1].id, "kw") &&
+	      !strcmp(t->steps[1].task_type, "general"));
+	CHECK(t->budget_usd == 0.05 && t->latency_s == 30);
+	CHECK(t->min_quality == 0.5);
+	/* The task's check judges the output step only. */
+	CHECK(plan_task_check(t, t->output)->kind == PLAN_CHECK_REGEX);
+	CHECK(!plan_task_check(t, 0));
+	plan_task_free(t);
+
+	t = parse_ok("{\"prompt\": \"2+2?\", \"task_type\": \"math\","
+		     " \"model\": \"m1\", \"check\": {\"exact\": \" 4 \"}}");
+	CHECK(t->n_steps == 1 && !strcmp(t->steps[0].model, "m1"));
+	CHECK(!strcmp(t->steps[0].check.text, "4"));
+	plan_task_free(t);
+}
+
+static void test_bad(void)
+{
+	char *big = malloc(PLAN_TASK_MAX_BYTES + 2);
+
+	CHECK(big);
+	memset(big, 'a', PLAN_TASK_MAX_BYTES + 1);
+	big[PLAN_TASK_MAX_BYTES + 1] = '\0';
+	parse_bad(big, PLAN_TASK_MAX_BYTES + 1, -E2BIG, "larger than");
+	free(big);
+	parse_bad("   \n\t", 5, -EINVAL, "empty");
+	parse_bad("abc\0def", 7, -EINVAL, "NUL");
+	parse_bad("{\"prompt\": \"x\"", 14, -EINVAL, "JSON line 1");
+	parse_bad("{\"prompt\": 3}", 13, -EINVAL, "prompt");
+	parse_bad("{\"prompt\": \"x\", \"colour\": 1}", 28, -EINVAL,
+		  "unknown field \"colour\"");
+	parse_bad("{\"steps\": []}", 13, -EINVAL, "1 to 32");
+	parse_bad("{\"prompt\": \"x\", \"prompt\": \"y\"}", 30, -EINVAL,
+		  "duplicate");
+#define BAD(s, why) parse_bad(s, strlen(s), -EINVAL, why)
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", \"deps\": [\"b\"]}]}",
+	    "unknown step");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", \"deps\": [\"b\"]},"
+	    " {\"id\": \"b\", \"prompt\": \"y\", \"deps\": [\"a\"]}]}", "cycle");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", \"deps\": [\"a\"]}]}",
+	    "itself");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
+	    " {\"id\": \"a\", \"prompt\": \"y\"}]}", "duplicate");
+	BAD("{\"steps\": [{\"id\": \"a b\", \"prompt\": \"x\"}]}", "id");
+	BAD("{\"prompt\": \"x\", \"task_type\": \"a/b\"}", "task_type");
+	BAD("{\"prompt\": \"x\", \"budget_usd\": -1}", "budget_usd");
+	BAD("{\"prompt\": \"x\", \"min_quality\": 2}", "min_quality");
+	BAD("{\"prompt\": \"x\", \"check\": {\"regex\": \"(\"}}", "regex");
+	BAD("{\"prompt\": \"x\", \"check\": {\"smell\": \"ok\"}}", "unknown check");
+	BAD("{\"prompt\": \"x\", \"check\": {\"schema\": {\"oneOf\": []}}}",
+	    "unsupported keyword oneOf");
+	BAD("{\"prompt\": \"x\", \"check\": {\"command\": []}}", "command");
+	BAD("{\"prompt\": \"x\", \"strategies\": [\"magic\"]}", "strategies");
+	BAD("{\"prompt\": \"x\", \"output\": \"nope\"}", "output");
+	BAD("{\"prompt\": \"x\", \"steps\": [{\"prompt\": \"y\"}]}", "not both");
+	BAD("{}", "needs prompt or steps");
+	BAD("{\"steps\": {\"a\": 1}}", "1 to 32");
+#undef BAD
+}
+
+static int run_check(const char *task, const char *answer)
+{
+	struct plan_task *t = parse_ok(task);
+	char *why = NULL;
+	int r = plan_check_run(plan_task_check(t, t->output), answer, 5, &why);
+
+	CHECK(r == 1 ? !why : r == 0 ? why != NULL : 1);
+	free(why);
+	plan_task_free(t);
+	return r;
+}
+
+static void test_checkers(void)
+{
+	const char *schema = "{\"prompt\": \"x\", \"check\": {\"schema\": {"
+		"\"type\": \"object\", \"required\": [\"name\", \"age\"],"
+		"\"additionalProperties\": false, \"properties\": {"
+		"\"name\": {\"type\": \"string\", \"minLength\": 1},"
+		"\"age\": {\"type\": \"integer\", \"minimum\": 0},"
+		"\"tags\": {\"type\": \"array\", \"maxItems\": 2,"
+		" \"items\": {\"enum\": [\"a\", \"b\"]}}}}}}";
+
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"exact\": \"Paris\"}}",
+			"  Paris\n") == 1);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"exact\": \"Paris\"}}",
+			"paris") == 0);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"regex\": "
+			"\"^[0-9]+$\"}}", "1234") == 1);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"regex\": "
+			"\"^[0-9]+$\"}}", "12a4") == 0);
+	CHECK(run_check(schema, "{\"name\": \"Ada\", \"age\": 36}") == 1);
+	CHECK(run_check(schema, "```json\n{\"name\": \"Ada\", \"age\": 36,"
+			" \"tags\": [\"a\"]}\n```") == 1);
+	CHECK(run_check(schema, "{\"name\": \"Ada\"}") == 0);
+	CHECK(run_check(schema, "{\"name\": \"Ada\", \"age\": -1}") == 0);
+	CHECK(run_check(schema, "{\"name\": \"Ada\", \"age\": 1.5}") == 0);
+	CHECK(run_check(schema, "{\"name\": \"\", \"age\": 1}") == 0);
+	CHECK(run_check(schema, "{\"name\": \"A\", \"age\": 1, \"x\": 0}") == 0);
+	CHECK(run_check(schema, "{\"name\": \"A\", \"age\": 1,"
+			" \"tags\": [\"a\", \"c\"]}") == 0);
+	CHECK(run_check(schema, "not json") == 0);
+	/* Command checkers are real programs judging by exit status. */
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"command\": "
+			"[\"grep\", \"-q\", \"^ok$\"]}}", "ok\n") == 1);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"command\": "
+			"[\"grep\", \"-q\", \"^ok$\"]}}", "no\n") == 0);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"command\": "
+			"[\"/nonexistent/checker\"]}}", "ok") < 0);
+	/* A checker that hangs is killed at the timeout. */
+	{
+		struct plan_task *t = parse_ok("{\"prompt\": \"x\", \"check\":"
+			" {\"command\": [\"sleep\", \"10\"]}}");
+		int r = plan_check_run(plan_task_check(t, 0), "x", 0.3, NULL);
+
+		CHECK(r == -ETIMEDOUT);
+		plan_task_free(t);
+	}
+}
+
+int main(void)
+{
+	test_text();
+	test_json();
+	test_bad();
+	test_checkers();
+	return 0;
+}
