@@ -51,7 +51,7 @@ read_range() {
 
 test_expect_success 'set up: files in a fresh store' '
 	mkdir -p "$SRC" &&
-	head -c 1500000 /dev/urandom >"$SRC/f.bin" &&
+	head -c 2500000 /dev/urandom >"$SRC/f.bin" &&
 	head -c 800000 /dev/urandom >"$SRC/g.bin" &&
 	yes "compressible h" | head -c 900000 >"$SRC/h.txt" &&
 	daemon_start &&
