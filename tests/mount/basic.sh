@@ -176,6 +176,23 @@ test_expect_success 'symlinks, truncate, chmod and utimes' '
 	[ "$(stat -c %Y "$M/qwen/t")" = "$(date -d "2001-02-03 04:05:06 UTC" +%s)" ]
 '
 
+test_expect_success 'symlinks in a model round-trip through cp -a and rsync -a' '
+	mkdir -p "$TEST_DIR/withlinks/sub" &&
+	head -c 100000 /dev/urandom >"$TEST_DIR/withlinks/sub/real.bin" &&
+	ln -s sub/real.bin "$TEST_DIR/withlinks/rel-link" &&
+	ln -s ../rel-link "$TEST_DIR/withlinks/sub/chain" &&
+	ln -s /nonexistent/target "$TEST_DIR/withlinks/dangling" &&
+	cp -a "$TEST_DIR/withlinks" "$M/withlinks" &&
+	[ "$(readlink "$M/withlinks/rel-link")" = sub/real.bin ] &&
+	[ "$(readlink "$M/withlinks/dangling")" = /nonexistent/target ] &&
+	cmp "$TEST_DIR/withlinks/sub/real.bin" "$M/withlinks/sub/chain" &&
+	rsync -a "$M/withlinks/" "$TEST_DIR/links-out/" &&
+	[ -L "$TEST_DIR/links-out/rel-link" ] && [ -L "$TEST_DIR/links-out/dangling" ] &&
+	[ "$(readlink "$TEST_DIR/links-out/sub/chain")" = ../rel-link ] &&
+	diff -r "$TEST_DIR/withlinks/sub" "$TEST_DIR/links-out/sub" &&
+	rm -r "$M/withlinks"
+'
+
 test_expect_success 'overwriting a file in place (cp onto it) gives the new content' '
 	cp "$SRC/Llama/onnx/model.onnx" "$M/qwen/t" &&
 	cmp "$SRC/Llama/onnx/model.onnx" "$M/qwen/t" &&

@@ -92,6 +92,32 @@ test_expect_success 'odd but valid names round-trip (spaces, newline, dash, unic
 	diff -r "$M/m" "$TEST_DIR/out"
 '
 
+test_expect_success 'names that only look like .smip are ordinary' '
+	mkdir "$M/look" &&
+	for n in .smip2 .SMIP smip .smip.json; do
+		echo "$n" >"$M/look/$n" && [ "$(cat "$M/look/$n")" = "$n" ] || return 1
+	done &&
+	ls -A "$M/look" | grep -qx .smip2 &&
+	mkdir "$M/look/sub" && mkdir "$M/look/sub/.smip" && echo deep >"$M/look/sub/.smip/f" &&
+	[ "$(cat "$M/look/sub/.smip/f")" = deep ]
+'
+
+test_expect_success 'a folder of 600 entries lists each exactly once' '
+	mkdir "$M/big" &&
+	python3 -c "
+import sys
+for i in range(600):
+    open(sys.argv[1] + \"/entry-%04d-\" % i + \"x\" * (i % 97), \"w\").write(str(i))
+" "$M/big" &&
+	[ "$(ls -A "$M/big" | wc -l)" = 600 ] &&
+	[ "$(ls -A "$M/big" | sort -u | wc -l)" = 600 ] &&
+	[ "$(find "$M/big" -type f | wc -l)" = 600 ] &&
+	[ "$(cat "$M/big/entry-0377-"* )" = 377 ] &&
+	cp -r "$M/big" "$TEST_DIR/big-out" &&
+	[ "$(ls -A "$TEST_DIR/big-out" | wc -l)" = 600 ] &&
+	rm -r "$M/big" && [ ! -e "$M/big" ]
+'
+
 test_expect_success 'everything is the same after a remount' '
 	(cd "$M/m" && ls -A | sort) >"$TEST_DIR/before" &&
 	daemon_restart &&
