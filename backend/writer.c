@@ -343,7 +343,8 @@ static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 	int r;
 
 	if (w->bstart + w->blen + len > w->bcap) {
-		memmove(w->buf, w->buf + w->bstart, w->blen);
+		if (w->blen)
+			memmove(w->buf, w->buf + w->bstart, w->blen);
 		w->bstart = 0;
 		if (w->blen + len > w->bcap) {
 			size_t cap = w->blen + len + CDC_MAX;

@@ -6,6 +6,7 @@
  *   │   └── <model>/
  *   │       └── .smip/      hidden: absent from readdir, found by lookup
  *   │           └── manifest.json
+ *   ├── paths/              agent optimal paths (fs/paths.h)
  *   └── .llmfs/
  *       └── status          store size, logical size, dedup, compression
  *
@@ -33,6 +34,7 @@
 #include "fs/log.h"
 
 struct fs_node;
+struct fs_paths;
 
 struct fs {
 	struct cas_store *st;
@@ -48,6 +50,8 @@ struct fs {
 	int gc_wanted;
 	int gc_stop;
 	int gc_running;
+	struct fs_paths *paths;        /* /llm/paths, or NULL */
+	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 };
 
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log);

@@ -2,6 +2,8 @@
  * ops.c - the FUSE low-level operations.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 
 #include "backend/smip.h"
 #include "fs/fs.h"
+#include "fs/paths.h"
 
 #define INO_ROOT 1
 #define INO_CTL 2    /* .llmfs */
@@ -29,7 +32,7 @@ enum { V_NONE, V_SMIP_DIR, V_MANIFEST, V_INFO };
 #define INFO_NAME "info"
 
 #define ENTRY_TIMEOUT 1.0
-#define IO_BLOCK (128 * 1024)
+#define IO_BLOCK (1024 * 1024) /* cp and cat size their buffers by st_blksize */
 
 struct snap {
 	struct cas_file *f;
@@ -47,7 +50,7 @@ struct fs_node {
 	struct fs_node *next;
 };
 
-enum { H_FILE, H_DIR, H_VIRT };
+enum { H_FILE, H_DIR, H_VIRT, H_PATHS };
 
 struct dirent_snap {
 	char *name;
@@ -63,6 +66,7 @@ struct fs_handle {
 	size_t len;
 	struct dirent_snap *ents; /* H_DIR */
 	size_t nents, capents;
+	struct fs_paths_handle *ph; /* H_PATHS */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -72,7 +76,17 @@ static struct fs *fs_of(fuse_req_t req)
 
 static int is_catalog(uint64_t ino)
 {
-	return ino >= CAT_ROOT_INO && !(ino & VIRT_MASK);
+	return ino >= CAT_ROOT_INO && !(ino >> 61);
+}
+
+static void models_changed(struct fs *fs)
+{
+	atomic_fetch_add(&fs->models_gen, 1);
+}
+
+static int is_paths(struct fs *fs, uint64_t ino)
+{
+	return fs->paths && fs_paths_owns(ino);
 }
 
 /* ---- the open-node table ------------------------------------------------ */
@@ -261,6 +275,8 @@ static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
 	size_t len;
 	int r;
 
+	if (is_paths(fs, ino))
+		return fs_paths_stat(fs->paths, ino, sb);
 	switch (ino) {
 	case INO_ROOT:
 	case INO_CTL:
@@ -369,7 +385,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return reply_entry(req, fs, CAT_ROOT_INO);
 		if (!strcmp(name, ".llmfs"))
 			return reply_entry(req, fs, INO_CTL);
+		if (!strcmp(name, "paths") && fs->paths)
+			return reply_entry(req, fs, PATHS_INO);
 		return reply_err(req, -ENOENT);
+	}
+	if (is_paths(fs, parent)) {
+		uint64_t ino;
+
+		r = fs_paths_lookup(fs->paths, parent, name, &ino);
+		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (parent == INO_CTL)
 		return !strcmp(name, "status") ? reply_entry(req, fs, INO_STATUS)
@@ -423,6 +447,7 @@ static int truncate_file(struct fs *fs, uint64_t ino, uint64_t size,
 		if (r == 0)
 			r = cas_writer_commit(tmp);
 		cas_writer_free(tmp);
+		models_changed(fs);
 		want_gc(fs);
 		return r;
 	}
@@ -447,6 +472,16 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int64_t now = (int64_t)time(NULL) * 1000000000;
 	int r;
 
+	if (is_paths(fs, ino) && !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+					       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+					       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
+	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0)) {
+		/* `echo x > task` truncates first: the write replaces the text anyway. */
+		r = fs_paths_stat(fs->paths, ino, &sb);
+		if (r < 0)
+			return reply_err(req, r);
+		return (void)fuse_reply_attr(req, &sb, 0);
+	}
 	if (!is_catalog(ino) || ino == CAT_ROOT_INO)
 		return reply_err(req, -EPERM);
 	r = cas_getattr(fs->st, ino, &a);
@@ -480,6 +515,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		if (r < 0)
 			return reply_err(req, r);
 	}
+	models_changed(fs);
 	r = do_getattr(fs, ino, &sb);
 	if (r < 0)
 		return reply_err(req, r);
@@ -497,15 +533,24 @@ static void make_node(fuse_req_t req, uint64_t parent, const char *name,
 
 	if (r == 0)
 		r = cas_mknode(fs->st, parent, name, mode, ctx->uid, ctx->gid, target, ret);
+	if (r == 0)
+		models_changed(fs);
 	*rr = r;
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode)
 {
+	struct fs *fs = fs_of(req);
 	struct cat_attr a;
 	int r;
 
+	if (is_paths(fs, parent)) {
+		uint64_t ino;
+
+		r = fs_paths_mkdir(fs->paths, parent, name, &ino);
+		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
+	}
 	make_node(req, parent, name, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask),
 		  NULL, &a, &r);
 	if (r < 0)
@@ -587,6 +632,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r == 0 && node)
 		node->orphan = 1;
 	pthread_mutex_unlock(&fs->lock);
+	if (r == 0)
+		models_changed(fs);
 	if (r == 0 && !node)
 		want_gc(fs);
 	reply_err(req, r);
@@ -595,10 +642,15 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
-	int r = check_existing(fs, parent, name);
+	int r;
 
+	if (is_paths(fs, parent))
+		return reply_err(req, fs_paths_rmdir(fs->paths, parent, name));
+	r = check_existing(fs, parent, name);
 	if (r == 0)
 		r = cas_rmdir(fs->st, parent, name);
+	if (r == 0)
+		models_changed(fs);
 	reply_err(req, r);
 }
 
@@ -628,6 +680,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (r == 0 && node && replaced == node->ino)
 		node->orphan = 1;
 	pthread_mutex_unlock(&fs->lock);
+	if (r == 0)
+		models_changed(fs);
 	if (r == 0 && replaced && !node)
 		want_gc(fs);
 	reply_err(req, r);
@@ -718,6 +772,7 @@ static void release_file(struct fs *fs, struct fs_handle *h)
 		cas_writer_free(node->w);
 		node->w = NULL;
 		snap_drop(fs, node);
+		models_changed(fs);
 		want_gc(fs);
 	}
 	pthread_mutex_unlock(&node->wlock);
@@ -745,6 +800,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cat_attr a;
 	int acc = fi->flags & O_ACCMODE, r;
 
+	if (is_paths(fs, ino)) {
+		h = calloc(1, sizeof(*h));
+		if (!h)
+			return reply_err(req, -ENOMEM);
+		h->kind = H_PATHS;
+		r = fs_paths_fopen(fs->paths, ino, fi->flags, &h->ph);
+		if (r < 0) {
+			free(h);
+			return reply_err(req, r);
+		}
+		fi->fh = (uintptr_t)h;
+		fi->direct_io = 1;
+		fi->nonseekable = 0;
+		return (void)fuse_reply_open(req, fi);
+	}
 	if (ino == INO_STATUS || VIRT_KIND(ino) == V_MANIFEST || VIRT_KIND(ino) == V_INFO) {
 		if (acc != O_RDONLY)
 			return reply_err(req, -EACCES);
@@ -814,6 +884,11 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	       path, (unsigned long long)f->off, hex);
 }
 
+static int req_interrupted(void *arg)
+{
+	return fuse_req_interrupted(arg);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -826,6 +901,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	int r;
 
+	if (h->kind == H_PATHS) {
+		const char *data;
+		size_t len;
+
+		r = fs_paths_read(fs->paths, h->ph, size, off, req_interrupted, req,
+				  &data, &len);
+		if (r < 0)
+			return reply_err(req, r);
+		return (void)fuse_reply_buf(req, data, len);
+	}
 	if (h->kind == H_VIRT) {
 		if ((size_t)off >= h->len)
 			return (void)fuse_reply_buf(req, NULL, 0);
@@ -868,6 +953,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct fs_node *node = h->node;
 	int r = 0;
 
+	if (h->kind == H_PATHS) {
+		r = fs_paths_write(fs->paths, h->ph, buf, size, off);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_write(req, size);
+	}
 	if (h->kind != H_FILE)
 		return reply_err(req, -EBADF);
 	pthread_mutex_lock(&node->wlock);
@@ -891,6 +980,7 @@ static int commit_node(struct fs *fs, struct fs_node *node)
 		r = cas_writer_commit(node->w);
 		if (r == 0) {
 			snap_drop(fs, node);
+			models_changed(fs);
 			want_gc(fs);
 		}
 	}
@@ -907,6 +997,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
+	if (h->kind == H_PATHS)
+		return reply_err(req, fs_paths_flush(fs_of(req)->paths, h->ph));
 	if (h->kind != H_FILE || !h->writable)
 		return reply_err(req, 0);
 	reply_err(req, commit_node(fs_of(req), h->node));
@@ -928,6 +1020,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (h->kind == H_FILE)
 		release_file(fs_of(req), h);
+	if (h->kind == H_PATHS)
+		fs_paths_release(fs_of(req)->paths, h->ph);
 	handle_free(h);
 	reply_err(req, 0);
 }
@@ -1007,6 +1101,11 @@ static int add_ent(struct fs_handle *h, const char *name, uint64_t ino, uint32_t
 	return 0;
 }
 
+static int add_ent_cb(void *arg, const char *name, uint64_t ino, uint32_t mode)
+{
+	return add_ent(arg, name, ino, mode);
+}
+
 static int add_child(void *arg, const char *name, const struct cat_attr *a)
 {
 	return add_ent(arg, name, a->ino, a->mode);
@@ -1029,8 +1128,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		goto fail;
 	if (ino == INO_ROOT) {
 		r = add_ent(h, "models", CAT_ROOT_INO, S_IFDIR);
+		if (r == 0 && fs->paths)
+			r = add_ent(h, "paths", PATHS_INO, S_IFDIR);
 		if (r == 0)
 			r = add_ent(h, ".llmfs", INO_CTL, S_IFDIR);
+	} else if (is_paths(fs, ino)) {
+		r = fs_paths_list(fs->paths, ino, add_ent_cb, h);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
 	} else if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -1111,6 +1214,23 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fuse_pollhandle *ph)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	unsigned events = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
+	int r;
+
+	if (h->kind == H_PATHS) {
+		r = fs_paths_poll(fs_of(req)->paths, h->ph, ph, &events);
+		if (r < 0)
+			return reply_err(req, r);
+	} else if (ph) {
+		fuse_pollhandle_destroy(ph);
+	}
+	fuse_reply_poll(req, events);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	conn->max_write = 1u << 20;
@@ -1146,6 +1266,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 	.create = op_create,
 	.copy_file_range = op_copy_file_range,
+	.poll = op_poll,
 };
 
 const struct fuse_lowlevel_ops *fs_ops(void)
@@ -1185,6 +1306,25 @@ static void *gc_main(void *arg)
 	return NULL;
 }
 
+/* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
+static void open_paths(struct fs *fs)
+{
+	char *dir = NULL, *warnings = NULL;
+	int r;
+
+	if (asprintf(&dir, "%s/paths", cas_store_dir(fs->st)) < 0)
+		return;
+	r = fs_paths_open(fs, dir, &fs->paths, &warnings);
+	if (warnings)
+		fs_log(fs->log, LOG_INFO, "paths: %s", warnings);
+	if (r < 0) {
+		fs_log(fs->log, LOG_ERR, "paths/ disabled: %s", strerror(-r));
+		fs->paths = NULL;
+	}
+	free(warnings);
+	free(dir);
+}
+
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log)
 {
 	int r;
@@ -1206,6 +1346,7 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log)
 		return -r;
 	}
 	fs->gc_running = 1;
+	open_paths(fs);
 	return 0;
 }
 
@@ -1213,6 +1354,8 @@ void fs_release(struct fs *fs)
 {
 	size_t i;
 
+	fs_paths_close(fs->paths);
+	fs->paths = NULL;
 	if (fs->gc_running) {
 		pthread_mutex_lock(&fs->lock);
 		fs->gc_stop = 1;

@@ -60,8 +60,11 @@ struct plan_engine {
 	pthread_t *threads;
 	unsigned n_threads;
 	struct plan_stats *stats;
-	struct plan_models models;   /* immutable after open */
+	struct plan_models models;   /* replaced only while no job runs */
 	long planner;                /* index into models or -1 */
+	char *models_dir;
+	char *planner_name;
+	unsigned running;            /* workers inside run_job() */
 	struct plan_rng rng;
 	enum plan_explore explore;
 	bool curl_init;
@@ -376,9 +379,11 @@ static void *worker(void *arg)
 		if (atomic_load(&j->cancel)) {
 			finish_locked(e, j, false, "cancelled");
 		} else {
+			e->running++;
 			pthread_mutex_unlock(&e->lock);
 			run_job(e, j);
 			pthread_mutex_lock(&e->lock);
+			e->running--;
 		}
 		job_unref_locked(j);
 	}
@@ -433,6 +438,12 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 			goto fail;
 		}
 	}
+	e->models_dir = strdup(cfg->models_dir);
+	e->planner_name = cfg->planner_model ? strdup(cfg->planner_model) : NULL;
+	if (!e->models_dir || (cfg->planner_model && !e->planner_name)) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	e->n_threads = cfg->workers ? cfg->workers : 2;
 	e->threads = calloc(e->n_threads, sizeof(*e->threads));
 	if (!e->threads) {
@@ -475,6 +486,8 @@ void plan_engine_close(struct plan_engine *e)
 	while (e->jobs)
 		unlink_locked(e, e->jobs);
 	plan_models_release(&e->models);
+	free(e->models_dir);
+	free(e->planner_name);
 	plan_stats_free(e->stats);
 	if (e->curl_init)
 		curl_global_cleanup();
@@ -917,9 +930,45 @@ int plan_engine_models_json(struct plan_engine *e, char **ret)
 {
 	json_t *a = json_array();
 
+	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; a && i < e->models.n; i++)
 		json_array_append_new(a, plan_model_to_json(&e->models.v[i]));
+	pthread_mutex_unlock(&e->lock);
 	*ret = a ? json_dumps(a, JSON_INDENT(2)) : NULL;
 	json_decref(a);
 	return *ret ? 0 : -ENOMEM;
+}
+
+int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings)
+{
+	struct plan_models fresh = { 0 };
+	long planner = -1;
+	int rc;
+
+	if (ret_warnings)
+		*ret_warnings = NULL;
+	rc = plan_models_load(e->models_dir, &fresh, ret_warnings);
+	if (rc == -ENOENT)
+		rc = 0;
+	if (rc < 0)
+		return rc;
+	if (e->planner_name) {
+		planner = plan_models_find(&fresh, e->planner_name);
+		if (planner < 0) {
+			plan_models_release(&fresh);
+			return -ENOENT;
+		}
+	}
+	pthread_mutex_lock(&e->lock);
+	/* Running and queued jobs index into the cards they were planned on. */
+	if (e->running || e->queue) {
+		pthread_mutex_unlock(&e->lock);
+		plan_models_release(&fresh);
+		return -EBUSY;
+	}
+	plan_models_release(&e->models);
+	e->models = fresh;
+	e->planner = planner;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
 }

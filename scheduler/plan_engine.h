@@ -118,6 +118,12 @@ int plan_engine_stats(struct plan_engine *e, char **ret_text);
 /* The loaded model cards as a JSON list (no key locations). */
 int plan_engine_models_json(struct plan_engine *e, char **ret_json);
 
+/*
+ * Reads the model cards again (new, changed or removed cards); -EBUSY
+ * while a task is queued or running, whose plan indexes the old cards.
+ */
+int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings);
+
 /* True for names usable as a task directory. */
 int plan_engine_name_valid(const char *name);
 

@@ -6,7 +6,8 @@ pkgs="meson ninja-build pkg-config gcc fuse3 libfuse3-dev libzstd-dev
       libxxhash-dev libsqlite3-dev libssl-dev libjansson-dev
       libcurl4-openssl-dev libopenblas-dev"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs zstd sqlite3 rsync attr python3 python3-torch python3-numpy clang"
+    pkgs="$pkgs zstd sqlite3 rsync attr bc python3 python3-torch python3-numpy clang
+          libmicrohttpd-dev"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -29,6 +29,17 @@ now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
 ratio() { echo "scale=3; $1 / $2" | bc; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# The fastest of three runs of a command: page-cache reads take a fraction
+# of a second, where one busy moment of a shared machine counts double.
+best3() {
+	best=
+	for i in 1 2 3; do
+		t0=$(now); "$@" > /dev/null; t1=$(now)
+		t=$(elapsed "$t0" "$t1")
+		if [ -z "$best" ] || [ "$(echo "$t < $best" | bc)" = 1 ]; then best=$t; fi
+	done
+	echo "$best"
+}
 
 mount_llmfs() {
 	"$build/fs/llmfs" --store "$work/store" -f "$mnt" 2>>"$work/daemon.log" &
@@ -95,14 +106,12 @@ for kind in bf16 fp16 q8; do
 	umount_llmfs; drop; mount_llmfs
 	t0=$(now); cat "$mnt/models/m/$kind.bin" > /dev/null; t1=$(now)
 	rt=$(elapsed "$t0" "$t1")
-	t0=$(now); cat "$mnt/models/m/$kind.bin" > /dev/null; t1=$(now)
-	rt2=$(elapsed "$t0" "$t1")
+	rt2=$(best3 cat "$mnt/models/m/$kind.bin")
 	drop
 	t0=$(now); zstd -dc "$f.zst" > /dev/null; t1=$(now)
 	zdt=$(elapsed "$t0" "$t1")
 	cat "$f" > /dev/null
-	t0=$(now); cat "$f" > /dev/null; t1=$(now)
-	ct=$(elapsed "$t0" "$t1")
+	ct=$(best3 cat "$f")
 	echo "first read $kind: llmfs ${rt}s, zstd -dc ${zdt}s, throughput ratio $(ratio "$zdt" "$rt") (goal >= 0.8)"
 	echo "second read $kind: llmfs ${rt2}s, page-cache cat ${ct}s, throughput ratio $(ratio "$ct" "$rt2") (goal >= 0.8)"
 	if [ "$kind" = q8 ]; then

@@ -1,0 +1,71 @@
+/*
+ * paths.h - /llm/paths: the agent optimal path engine as files.
+ *
+ *   paths/
+ *   ├── .stats              what has been learned (model x task type)
+ *   ├── .models             the model cards the planner sees (JSON)
+ *   └── <task>/             mkdir makes a task, rmdir removes (cancels) it
+ *       ├── task            write the task (text or JSON); read it back
+ *       ├── status          queued / planning / running k/n / done / failed: why
+ *       ├── plan.json       the chosen path
+ *       ├── candidates.json every candidate and its scores
+ *       ├── result          the answer: a read blocks until the task ends
+ *       ├── trace.jsonl     one line per model call
+ *       └── feedback        write a quality in [0, 1]
+ *
+ * Each file maps onto one call of scheduler/plan_engine.h.  Model cards
+ * are the stored models/<model>/card.json (and README.md front matter):
+ * the daemon copies them out of the store for the engine, again whenever
+ * models/ has changed since, before a task is submitted.
+ *
+ * Contract: every function is thread-safe (FUSE worker threads).  Only
+ * fs_paths_read() of a result blocks, and a FUSE interrupt ends the wait.
+ * Functions return 0 (or a length) or -errno.
+ */
+#ifndef LLMFS_FS_PATHS_H
+#define LLMFS_FS_PATHS_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "fs/fs.h"
+
+#define PATHS_INO 4
+#define PATHS_STATS_INO 5
+#define PATHS_MODELS_INO 6
+#define PATHS_BIT (1ULL << 61)
+
+struct fs_paths;
+struct fs_paths_handle;
+
+int fs_paths_open(struct fs *fs, const char *state_dir, struct fs_paths **ret,
+		  char **ret_warnings);
+void fs_paths_close(struct fs_paths *p);
+
+int fs_paths_owns(uint64_t ino);
+int fs_paths_lookup(struct fs_paths *p, uint64_t parent, const char *name,
+		    uint64_t *ret_ino);
+int fs_paths_stat(struct fs_paths *p, uint64_t ino, struct stat *sb);
+int fs_paths_list(struct fs_paths *p, uint64_t ino,
+		  int (*add)(void *arg, const char *name, uint64_t ino, uint32_t mode),
+		  void *arg);
+int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
+		   uint64_t *ret_ino);
+int fs_paths_rmdir(struct fs_paths *p, uint64_t parent, const char *name);
+
+int fs_paths_fopen(struct fs_paths *p, uint64_t ino, int flags,
+		   struct fs_paths_handle **ret);
+/* Serves [off, off + size) of the file; *ret_data points into the handle. */
+int fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, size_t size,
+		  off_t off, int (*interrupted)(void *arg), void *arg,
+		  const char **ret_data, size_t *ret_len);
+int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
+		   const char *buf, size_t len, off_t off);
+int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h);
+void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h);
+/* Poll on a result: POLLIN once the task has ended; ph is notified then. */
+int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
+		  struct fuse_pollhandle *ph, unsigned *ret_events);
+
+#endif
