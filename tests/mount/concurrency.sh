@@ -144,9 +144,9 @@ whole_reader() { # every read of stable/r is all of w1 or all of w2
 test_expect_success 'readers during mv-over replacement see a whole file' '
 	cp "$SRC/w2" "$M/stable/r" &&
 	job replacer && job whole_reader && job whole_reader &&
-	jobs_wait &&
-	cmp "$SRC/w2" "$M/stable/r" &&
-	rm "$M/stable/r"
+	jobs_wait
+	jr=$?
+	cmp "$SRC/w2" "$M/stable/r" && rm -f "$M/stable/r" "$M/stable/.r.tmp" && [ $jr = 0 ]
 '
 
 test_expect_success 'after a remount, everything is still exact' '
