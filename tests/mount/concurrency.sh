@@ -128,21 +128,28 @@ test_expect_success 'many readers of one file at once' '
 '
 
 replacer() { # replaces stable/r atomically (write a temp file, mv over)
-	for _ in 1 2 3 4; do
+	for _ in 1 2 3 4 5 6 7 8; do
 		cp "$SRC/w1" "$M/stable/.r.tmp" && mv "$M/stable/.r.tmp" "$M/stable/r" &&
-		cp "$SRC/w2" "$M/stable/.r.tmp" && mv "$M/stable/.r.tmp" "$M/stable/r" || return 1
+		cp "$SRC/w2" "$M/stable/.r.tmp" && mv "$M/stable/.r.tmp" "$M/stable/r" || break
 	done
+	r=$?
+	: >"$TEST_DIR/replacer.done"
+	return $r
 }
-whole_reader() { # every read of stable/r is all of w1 or all of w2
+whole_reader() { # while the replacer runs, every open and read of stable/r
+	# succeeds (rename never leaves the name missing) with all of w1 or w2
 	h1=$(sha256sum <"$SRC/w1") && h2=$(sha256sum <"$SRC/w2") || return 1
-	for _ in 1 2 3 4 5 6 7 8 9 10; do
-		h=$(sha256sum <"$M/stable/r") || return 1
+	n=0
+	while [ ! -e "$TEST_DIR/replacer.done" ] && [ $n -lt 500 ]; do
+		h=$(sha256sum <"$M/stable/r") || { echo "read $n failed"; return 1; }
 		[ "$h" = "$h1" ] || [ "$h" = "$h2" ] || { echo "mixed read of r"; return 1; }
+		n=$((n + 1))
 	done
+	echo "$n reads"
 }
 
 test_expect_success 'readers during mv-over replacement see a whole file' '
-	cp "$SRC/w2" "$M/stable/r" &&
+	cp "$SRC/w2" "$M/stable/r" && rm -f "$TEST_DIR/replacer.done" &&
 	job replacer && job whole_reader && job whole_reader &&
 	jobs_wait
 	jr=$?
