@@ -113,6 +113,65 @@ test_expect_success 'two descriptors on one file, writes interleaved' '
 	both f8 two-fds "$SRC/r"
 '
 
+test_expect_success 'an in-tree copy is independent of its original' '
+	cp "$SRC/r" "$M/w/orig" && cp "$M/w/orig" "$M/w/copy" &&
+	printf "CHANGED" | dd of="$M/w/copy" bs=1 seek=777777 conv=notrunc 2>/dev/null &&
+	cmp "$SRC/r" "$M/w/orig" &&
+	! cmp -s "$SRC/r" "$M/w/copy" &&
+	truncate -s 1000 "$M/w/orig" &&
+	[ "$(stat -c %s "$M/w/copy")" = "$(stat -c %s "$SRC/r")" ] &&
+	{ head -c 777777 "$SRC/r"; printf CHANGED; tail -c +777785 "$SRC/r"; } | cmp - "$M/w/copy" &&
+	head -c 1000 "$SRC/r" | cmp - "$M/w/orig" &&
+	rm "$M/w/orig" "$M/w/copy"
+'
+
+test_expect_success 'an unlinked file stays readable (and writable) through an open descriptor' '
+	cp "$SRC/r" "$M/w/gone" &&
+	python3 - "$M/w/gone" "$SRC/r" <<-\EOF &&
+	import os, sys
+	fd = os.open(sys.argv[1], os.O_RDWR)
+	os.unlink(sys.argv[1])
+	assert not os.path.exists(sys.argv[1])
+	want = open(sys.argv[2], "rb").read()
+	got = os.pread(fd, len(want) + 1, 0)
+	assert got == want, "read after unlink differs"
+	os.pwrite(fd, b"still here", 0)
+	assert os.pread(fd, 10, 0) == b"still here"
+	os.close(fd)
+	EOF
+	[ ! -e "$M/w/gone" ]
+'
+
+test_expect_success 'a file written while its folder is renamed ends up complete in the new place' '
+	mkdir -p "$M/w/d1" &&
+	python3 - "$M/w/d1/f" "$M/w/d1" "$M/w/d2" "$SRC/r" <<-\EOF &&
+	import os, sys
+	data = open(sys.argv[4], "rb").read()
+	fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+	os.write(fd, data[:1000000])
+	os.rename(sys.argv[2], sys.argv[3])
+	os.write(fd, data[1000000:])
+	os.close(fd)
+	EOF
+	[ ! -e "$M/w/d1" ] && cmp "$SRC/r" "$M/w/d2/f" && rm -r "$M/w/d2"
+'
+
+test_expect_success 'a file open for writing moved to another model keeps all its content' '
+	mkdir "$M/other" &&
+	python3 - "$M/w/mv-me" "$M/other/moved" "$SRC/r" <<-\EOF &&
+	import os, sys
+	data = open(sys.argv[3], "rb").read()
+	fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+	os.write(fd, data[:700000])
+	os.rename(sys.argv[1], sys.argv[2])
+	os.write(fd, data[700000:])
+	os.close(fd)
+	EOF
+	[ ! -e "$M/w/mv-me" ] && cmp "$SRC/r" "$M/other/moved" &&
+	python3 "$MOUNT_HELPERS/manifest_check.py" "$M/other/.smip/manifest.json" "$M/other" other &&
+	rm -r "$M/other"
+'
+
 test_expect_success 'everything is the same after a remount' '
 	daemon_restart &&
 	diff -r "$TEST_DIR/local" "$M/w" &&
