@@ -120,4 +120,28 @@ test_expect_success 'a store folder that cannot be used is refused, not mounted'
 	[ -s "$TEST_DIR/bad.log" ]
 '
 
+test_expect_success 'a missing mount point is refused with a message' '
+	spawn_llmfs nomnt "$TEST_DIR/nomnt.log" --store "$TEST_DIR/store-x" -f "$TEST_DIR/no/such/dir" &&
+	spawn_wait nomnt && cat "$TEST_DIR/nomnt.log" && check_log "$TEST_DIR/nomnt.log" &&
+	[ "$EXIT_STATUS" != 0 ] && [ -s "$TEST_DIR/nomnt.log" ]
+'
+
+test_expect_success 'a new store in a folder that does not exist yet is created' '
+	daemon_stop &&
+	STORE_SAVED=$STORE && STORE=$TEST_DIR/new/nested/store &&
+	daemon_start &&
+	[ -f "$STORE/catalog.db" ] && [ "$(ls -A "$M")" = "" ] &&
+	mkdir "$M/x" && cp "$SRC/A/model.safetensors" "$M/x/" &&
+	daemon_restart &&
+	cmp "$SRC/A/model.safetensors" "$M/x/model.safetensors" &&
+	daemon_stop && STORE=$STORE_SAVED
+'
+
+test_expect_success '--threads 1 --level 19 works and reads back the same' '
+	daemon_start --threads 1 --level 19 &&
+	diff -r "$SRC/A" "$M/A" &&
+	cp -r "$SRC/A" "$M/A19" && diff -r "$SRC/A" "$M/A19" &&
+	daemon_restart && diff -r "$SRC/A" "$M/A19"
+'
+
 test_done
