@@ -81,7 +81,9 @@ struct cas_writer {
 	size_t nstarts, next_start;
 
 	EVP_MD_CTX *sha;
-	int sha_ok;       /* sha has seen every byte, in order */
+	int sha_ok;       /* sha has seen (or has queued) every byte, in order */
+	uint64_t sha_next, sha_seq; /* pool jobs update sha in submission order */
+	pthread_cond_t sha_turn;
 	int share_whole;  /* the content is exactly a shared copy of share_sha */
 	uint8_t share_sha[32];
 
@@ -172,6 +174,53 @@ static int wait_idle(struct cas_writer *w)
 	r = w->err;
 	pthread_mutex_unlock(&w->lock);
 	return r;
+}
+
+/*
+ * SHA-256 of a whole file is one sequential pass; it runs in the pool, in
+ * the order the bytes arrived, so the thread serving writes only chunks.
+ */
+struct sha_job {
+	struct cas_writer *w;
+	uint64_t seq;
+	size_t len;
+	uint8_t data[];
+};
+
+static void sha_job(void *ctx, void *arg)
+{
+	struct sha_job *j = arg;
+	struct cas_writer *w = j->w;
+
+	(void)ctx;
+	pthread_mutex_lock(&w->lock);
+	while (w->sha_next != j->seq)
+		pthread_cond_wait(&w->sha_turn, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	EVP_DigestUpdate(w->sha, j->data, j->len);
+	pthread_mutex_lock(&w->lock);
+	w->sha_next++;
+	pthread_cond_broadcast(&w->sha_turn);
+	if (--w->inflight == 0)
+		pthread_cond_broadcast(&w->idle);
+	pthread_mutex_unlock(&w->lock);
+	free(j);
+}
+
+static int sha_update(struct cas_writer *w, const void *buf, size_t len)
+{
+	struct sha_job *j = malloc(sizeof(*j) + len);
+
+	if (!j)
+		return -ENOMEM;
+	j->w = w;
+	j->len = len;
+	memcpy(j->data, buf, len);
+	pthread_mutex_lock(&w->lock);
+	j->seq = w->sha_seq++;
+	w->inflight++;
+	pthread_mutex_unlock(&w->lock);
+	return pool_submit(w->st->pool, sha_job, j);
 }
 
 static void store_job(void *ctx, void *arg)
@@ -435,6 +484,7 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 	w->fd = -1;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->idle, NULL);
+	pthread_cond_init(&w->sha_turn, NULL);
 	mf_info_init(&w->fmt);
 	w->sha = EVP_MD_CTX_new();
 	if (!w->sha) {
@@ -495,6 +545,7 @@ void cas_writer_free(struct cas_writer *w)
 	pthread_mutex_unlock(&w->st->lock);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->idle);
+	pthread_cond_destroy(&w->sha_turn);
 	free(w);
 }
 
@@ -623,8 +674,9 @@ int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 		r = feed(w, buf, len);
 		if (r < 0)
 			return r;
-		if (w->sha_ok)
-			EVP_DigestUpdate(w->sha, buf, len);
+		/* Without memory for the job, the hash is recomputed at commit. */
+		if (w->sha_ok && sha_update(w, buf, len) < 0)
+			w->sha_ok = 0;
 		w->pos += len;
 		return 0;
 	}
