@@ -2,7 +2,8 @@
 # A full disk: the store on a 20 MiB tmpfs.  A write that does not fit gets
 # ENOSPC (at write, fsync or close), the files committed earlier still read
 # back exactly (before and after a remount), the catalog stays consistent
-# (llmfs-fsck), and removing the failed file makes room again.
+# (llmfs-fsck), removing the failed file makes room again, and on a disk
+# that another program filled, rm through the mount still works.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$TEST_DIR/src
@@ -108,6 +109,16 @@ test_expect_success 'after a remount, a 1 MB file fits' '
 	r=$(write_errno "$SRC/later.bin" "$M/m/later2.bin") &&
 	echo "write: $r" && [ "$r" = OK ] &&
 	cmp "$SRC/later.bin" "$M/m/later2.bin"
+'
+
+test_expect_success 'on a disk filled by another program, rm through the mount works' '
+	{ head -c 40000000 /dev/zero >"$SMALL/filler" 2>/dev/null; true; } &&
+	df "$SMALL" &&
+	rm "$M/m/later2.bin"
+	r=$?
+	rm -f "$SMALL/filler"
+	[ $r = 0 ] && [ ! -e "$M/m/later2.bin" ] &&
+	cmp "$SRC/a.bin" "$M/m/a.bin" && cmp "$SRC/b.txt" "$M/m/b.txt"
 '
 
 test_expect_success 'the daemon stops cleanly; the small store is intact' '

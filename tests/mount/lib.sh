@@ -90,6 +90,9 @@ is_mounted() {
 # show_log LOG: a sanitizer report from its start, else the log's tail.
 show_log() {
 	if grep -qE '^==[0-9]+==(ERROR|WARNING)|runtime error:' "$1"; then
+		# the daemon's own lines (and libfuse's) first, then the report
+		grep -vE '^ *#[0-9]|^==[0-9]|^ *0x|^$|^(Direct|Indirect) leak|^SUMMARY|^Shadow|^  [A-Z]' "$1" |
+			tail -20 | sed 's/^/#   /'
 		sed -n '/^==[0-9]*==\(ERROR\|WARNING\)\|runtime error:/,$p' "$1" |
 			grep -v '^ *0x[0-9a-f]*: \|Shadow\|redzone\|Addressable\|Freed heap\|Poisoned\|Container overflow\|Array cookie\|Intra object\|ASan internal\|Global init\|Stack \(after\|use\|left\|mid\|right\)' |
 			head -70 | sed 's/^/#   /'
