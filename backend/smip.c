@@ -197,11 +197,12 @@ struct info_walk {
 	struct cas_store *st;
 	FILE *out;
 	int depth;
+	int tensors;
 };
 
 /* Parses the start of a stored file, reading more while the parser asks. */
 static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
-			 FILE *out)
+			 int tensors, FILE *out)
 {
 	struct cas_file *f = NULL;
 	struct mf_info info;
@@ -235,6 +236,22 @@ static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
 		    info.need > cas_file_size(f))
 			break;
 		want = info.need;
+	}
+	if (tensors) {
+		char *line, *save = NULL;
+
+		r = 0;
+		if (info.status < 0 || !info.n_tensors)
+			goto out;
+		n = mf_info_tensor_list(&info, &text);
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		for (line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			fprintf(out, "%s %s\n", path, line);
+		goto out;
 	}
 	n = mf_info_summary(&info, path, &text);
 	if (n < 0) {
@@ -272,7 +289,7 @@ static int info_walk(struct info_walk *w, uint64_t ino, const char *prefix)
 			break;
 		}
 		if (S_ISREG(c.v[i].a.mode)) {
-			r = describe_file(w->st, c.v[i].a.ino, path, w->out);
+			r = describe_file(w->st, c.v[i].a.ino, path, w->tensors, w->out);
 		} else if (S_ISDIR(c.v[i].a.mode)) {
 			w->depth++;
 			r = info_walk(w, c.v[i].a.ino, path);
@@ -285,9 +302,9 @@ static int info_walk(struct info_walk *w, uint64_t ino, const char *prefix)
 }
 
 int smip_info(struct cas_store *st, uint64_t dir_ino, const char *name,
-	      char **ret, size_t *ret_len)
+	      int tensors, char **ret, size_t *ret_len)
 {
-	struct info_walk w = { .st = st };
+	struct info_walk w = { .st = st, .tensors = tensors };
 	char *text = NULL;
 	size_t len = 0;
 	int r;
@@ -295,7 +312,8 @@ int smip_info(struct cas_store *st, uint64_t dir_ino, const char *name,
 	w.out = open_memstream(&text, &len);
 	if (!w.out)
 		return -ENOMEM;
-	fprintf(w.out, "model: %s\n\n", name);
+	if (!tensors)
+		fprintf(w.out, "model: %s\n\n", name);
 	r = info_walk(&w, dir_ino, "");
 	if (fclose(w.out) != 0 && r == 0)
 		r = -ENOMEM;

@@ -26,9 +26,11 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
  * A readable summary of the model (.smip/info): for each file that is a
  * GGUF, safetensors or config.json, what its header says (modelfmt.h);
  * other files are listed as plain bytes, with the reason when a header
- * was malformed.
+ * was malformed.  With tensors set, the tensor index instead
+ * (.smip/tensors): one line per tensor, "file offset size dtype [shape]
+ * name".
  */
 int smip_info(struct cas_store *st, uint64_t dir_ino, const char *name,
-	      char **ret, size_t *ret_len);
+	      int tensors, char **ret, size_t *ret_len);
 
 #endif

@@ -22,7 +22,7 @@
 #ifndef LLMFS_FS_H
 #define LLMFS_FS_H
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 
 #include <pthread.h>
 #include <stdint.h>

@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 	};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct cas_options copt = { 0 };
-	struct fuse_loop_config loop = { .clone_fd = 0, .max_idle_threads = 16 };
+	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	struct cas_store *st = NULL;
 	struct fs_log log;
@@ -242,7 +242,17 @@ int main(int argc, char **argv)
 		fs_up = 1;
 	}
 	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
-	rc = fuse_session_loop_mt(se, &loop) != 0;
+	/*
+	 * Reads of /llm/paths/<task>/result block until the task ends; threads
+	 * enough that a few waiting readers never stall the rest of the tree.
+	 */
+	loop = fuse_loop_cfg_create();
+	if (!loop)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(loop, 64);
+	fuse_loop_cfg_set_idle_threads(loop, 8);
+	rc = fuse_session_loop_mt(se, loop) != 0;
+	fuse_loop_cfg_destroy(loop);
 	fs_log(&log, LOG_INFO, "unmounting %s", mnt);
 out_unmount:
 	fuse_session_unmount(se);

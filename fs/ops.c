@@ -20,16 +20,19 @@
 #define INO_ROOT 1
 #define INO_CTL 2    /* .llmfs */
 #define INO_STATUS 3 /* .llmfs/status */
-/* The top two bits of a model's inode name its .smip entries. */
-#define VIRT_SHIFT 62
-#define VIRT_MASK (3ULL << VIRT_SHIFT)
-enum { V_NONE, V_SMIP_DIR, V_MANIFEST, V_INFO };
+/* Bits 56-59 of a model's inode name its .smip entries (paths/ uses 61). */
+#define VIRT_SHIFT 56
+#define VIRT_MASK (15ULL << VIRT_SHIFT)
+enum { V_NONE, V_SMIP_DIR, V_MANIFEST, V_INFO, V_TENSORS };
 #define VIRT(ino, kind) (((ino) & ~VIRT_MASK) | ((uint64_t)(kind) << VIRT_SHIFT))
-#define VIRT_KIND(ino) ((int)((ino) >> VIRT_SHIFT))
+#define VIRT_KIND(ino) ((int)(((ino) & VIRT_MASK) >> VIRT_SHIFT))
+#define IS_VIRT_FILE(ino) (VIRT_KIND(ino) == V_MANIFEST || VIRT_KIND(ino) == V_INFO || \
+			   VIRT_KIND(ino) == V_TENSORS)
 #define MODEL_OF(ino) ((ino) & ~VIRT_MASK)
 #define SMIP_NAME ".smip"
 #define MANIFEST_NAME "manifest.json"
 #define INFO_NAME "info"
+#define TENSORS_NAME "tensors"
 
 #define ENTRY_TIMEOUT 1.0
 #define IO_BLOCK (1024 * 1024) /* cp and cat size their buffers by st_blksize */
@@ -76,7 +79,7 @@ static struct fs *fs_of(fuse_req_t req)
 
 static int is_catalog(uint64_t ino)
 {
-	return ino >= CAT_ROOT_INO && !(ino >> 61);
+	return ino >= CAT_ROOT_INO && !(ino >> VIRT_SHIFT);
 }
 
 static void models_changed(struct fs *fs)
@@ -233,7 +236,7 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 
 	if (ino == INO_STATUS)
 		return cas_status_text(fs->st, ret, ret_len);
-	if (VIRT_KIND(ino) != V_MANIFEST && VIRT_KIND(ino) != V_INFO)
+	if (!IS_VIRT_FILE(ino))
 		return -EINVAL;
 	model = MODEL_OF(ino);
 	r = cas_getattr(fs->st, model, &a);
@@ -241,7 +244,9 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 		return r;
 	cas_path(fs->st, model, name, sizeof(name));
 	if (VIRT_KIND(ino) == V_INFO)
-		return smip_info(fs->st, model, name, ret, ret_len);
+		return smip_info(fs->st, model, name, 0, ret, ret_len);
+	if (VIRT_KIND(ino) == V_TENSORS)
+		return smip_info(fs->st, model, name, 1, ret, ret_len);
 	return smip_manifest(fs->st, model, name, ret, ret_len);
 }
 
@@ -403,6 +408,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return reply_entry(req, fs, VIRT(parent, V_MANIFEST));
 		if (!strcmp(name, INFO_NAME))
 			return reply_entry(req, fs, VIRT(parent, V_INFO));
+		if (!strcmp(name, TENSORS_NAME))
+			return reply_entry(req, fs, VIRT(parent, V_TENSORS));
 		return reply_err(req, -ENOENT);
 	}
 	if (!is_catalog(parent))
@@ -815,7 +822,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->nonseekable = 0;
 		return (void)fuse_reply_open(req, fi);
 	}
-	if (ino == INO_STATUS || VIRT_KIND(ino) == V_MANIFEST || VIRT_KIND(ino) == V_INFO) {
+	if (ino == INO_STATUS || IS_VIRT_FILE(ino)) {
 		if (acc != O_RDONLY)
 			return reply_err(req, -EACCES);
 		h = calloc(1, sizeof(*h));
@@ -1140,6 +1147,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = add_ent(h, MANIFEST_NAME, VIRT(ino, V_MANIFEST), S_IFREG);
 		if (r == 0)
 			r = add_ent(h, INFO_NAME, VIRT(ino, V_INFO), S_IFREG);
+		if (r == 0)
+			r = add_ent(h, TENSORS_NAME, VIRT(ino, V_TENSORS), S_IFREG);
 	} else if (is_catalog(ino)) {
 		r = cas_getattr(fs->st, ino, &a);
 		if (r == 0 && !S_ISDIR(a.mode))
