@@ -202,6 +202,18 @@ int64_t cas_gc(struct cas_store *st)
 	}
 	cur = pack_current(st->packs);
 	for (i = 0; i < (size_t)n; i++) {
+		/*
+		 * The pack being appended to is collected too once half of it is
+		 * garbage: appends move to a new pack first, so that deleting a
+		 * model frees its space now, not when the pack fills.
+		 */
+		if (ids[i] == cur && live[i] * 2 < sizes[i] &&
+		    sizes[i] - live[i] > PACK_HEADER_LEN) {
+			r = pack_set_start(st->packs, cur + 1);
+			if (r < 0)
+				goto out;
+			cur = cur + 1;
+		}
 		if (ids[i] == cur)
 			continue;
 		if (live[i] == 0) {

@@ -251,7 +251,8 @@ int main(int argc, char **argv)
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
-	rc = fuse_session_loop_mt(se, loop) != 0;
+	/* A signal that ends the loop (SIGTERM, SIGHUP) is a clean stop. */
+	rc = fuse_session_loop_mt(se, loop) < 0;
 	fuse_loop_cfg_destroy(loop);
 	fs_log(&log, LOG_INFO, "unmounting %s", mnt);
 out_unmount:

@@ -44,6 +44,7 @@ struct snap {
 
 struct fs_node {
 	uint64_t ino;
+	uint64_t nlookup; /* references the kernel holds (lookups - forgets) */
 	unsigned opens;   /* handles */
 	unsigned writers; /* handles open for writing */
 	int orphan;       /* unlinked while open */
@@ -191,6 +192,35 @@ static void want_gc(struct fs *fs)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/*
+ * The kernel may open an inode it looked up earlier, after a rename or
+ * unlink on another path removed its name: such an inode stays (as an
+ * orphan) until the kernel forgets it, as on a local filesystem.
+ */
+static void count_lookup(struct fs *fs, uint64_t ino)
+{
+	struct fs_node *n;
+
+	if (!is_catalog(ino) || ino == CAT_ROOT_INO)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	n = node_get(fs, ino);
+	if (n)
+		n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Frees a node nobody holds any more, deleting it if it was unlinked. */
+static void node_drop_unused(struct fs *fs, struct fs_node *node)
+{
+	if (node->orphan) {
+		cas_release_orphan(fs->st, node->ino);
+		want_gc(fs);
+	}
+	pthread_mutex_destroy(&node->wlock);
+	free(node);
+}
+
 /* ---- attributes --------------------------------------------------------- */
 
 static void fill_stat(struct fs *fs, const struct cat_attr *a, struct stat *sb)
@@ -336,7 +366,45 @@ static void reply_entry(fuse_req_t req, struct fs *fs, uint64_t ino)
 		e.attr_timeout = ENTRY_TIMEOUT;
 		e.entry_timeout = ENTRY_TIMEOUT;
 	}
+	count_lookup(fs, ino);
 	fuse_reply_entry(req, &e);
+}
+
+static void forget_one(struct fs *fs, uint64_t ino, uint64_t n)
+{
+	struct fs_node *node;
+	int unused = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_find(fs, ino);
+	if (node) {
+		node->nlookup = node->nlookup > n ? node->nlookup - n : 0;
+		if (!node->nlookup && !node->opens) {
+			node_unlink(fs, node);
+			snap_put_locked(node->snap);
+			node->snap = NULL;
+			unused = 1;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (unused)
+		node_drop_unused(fs, node);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	forget_one(fs_of(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		forget_one(fs_of(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
 }
 
 /* Names: too long, not UTF-8, or "." / ".." cannot be stored. */
@@ -784,20 +852,15 @@ static void release_file(struct fs *fs, struct fs_handle *h)
 	}
 	pthread_mutex_unlock(&node->wlock);
 	pthread_mutex_lock(&fs->lock);
-	if (--node->opens == 0) {
+	if (--node->opens == 0 && !node->nlookup) {
 		node_unlink(fs, node);
 		snap_put_locked(node->snap);
+		node->snap = NULL;
 		removed = 1;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (removed) {
-		if (node->orphan) {
-			cas_release_orphan(fs->st, node->ino);
-			want_gc(fs);
-		}
-		pthread_mutex_destroy(&node->wlock);
-		free(node);
-	}
+	if (removed)
+		node_drop_unused(fs, node);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -876,6 +939,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return reply_err(req, r);
 	e.ino = a.ino;
 	e.attr_timeout = e.entry_timeout = ENTRY_TIMEOUT;
+	count_lookup(fs, a.ino);
 	fuse_reply_create(req, &e, fi);
 }
 
@@ -889,6 +953,18 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	       "models/%s: damaged data at offset %llu (chunk %s does not match its id);"
 	       " returning EIO, run llmfs-fsck",
 	       path, (unsigned long long)f->off, hex);
+}
+
+static void reply_copy(fuse_req_t req, const char *data, size_t len)
+{
+	char *copy = len ? malloc(len) : NULL;
+
+	if (len && !copy)
+		return reply_err(req, -ENOMEM);
+	if (len)
+		memcpy(copy, data, len);
+	fuse_reply_buf(req, copy, len);
+	free(copy);
 }
 
 static int req_interrupted(void *arg)
@@ -908,6 +984,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	int r;
 
+	/*
+	 * Virtual files reply from a copy: once the kernel has the data the
+	 * reader may close, and the release free the handle's text, before
+	 * this thread is back from writev().
+	 */
 	if (h->kind == H_PATHS) {
 		const char *data;
 		size_t len;
@@ -916,14 +997,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				  &data, &len);
 		if (r < 0)
 			return reply_err(req, r);
-		return (void)fuse_reply_buf(req, data, len);
+		return reply_copy(req, data, len);
 	}
 	if (h->kind == H_VIRT) {
 		if ((size_t)off >= h->len)
 			return (void)fuse_reply_buf(req, NULL, 0);
-		return (void)fuse_reply_buf(req, h->buf + off,
-					    size < h->len - (size_t)off ? size
-									: h->len - (size_t)off);
+		return reply_copy(req, h->buf + off,
+				  size < h->len - (size_t)off ? size : h->len - (size_t)off);
 	}
 	buf = malloc(size ? size : 1);
 	if (!buf)
@@ -1253,6 +1333,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
 	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
 	.setattr = op_setattr,
 	.readlink = op_readlink,
