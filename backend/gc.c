@@ -245,6 +245,8 @@ out:
 		pthread_rwlock_unlock(&st->gc_lock);
 		pack_set_sync(st->packs);
 	}
+	if (r >= 0 && a.freed > 0)
+		store_reserve_make(st);
 	free(a.v);
 	free(ids);
 	free(sizes);

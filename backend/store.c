@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "backend/store_i.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
+#define RESERVE_MAX (8u << 20)
 #define CACHE_SLOTS 64
 
 struct cas_file {
@@ -167,6 +169,36 @@ static int delete_inode_locked(struct cas_store *st, uint64_t ino)
 	if (r < 0)
 		return r;
 	return cat_delete(st->cat, ino);
+}
+
+/*
+ * A file of spare blocks, given back when a full disk refuses the catalog
+ * the few pages a delete needs: deleting is how a full store makes room.
+ * 1% of the disk, at most 8 MiB; best effort.
+ */
+void store_reserve_make(struct cas_store *st)
+{
+	struct statvfs sv;
+	uint64_t size;
+	int fd;
+
+	if (statvfs(st->dir, &sv) < 0)
+		return;
+	size = (uint64_t)sv.f_blocks * sv.f_frsize / 100;
+	if (size > RESERVE_MAX)
+		size = RESERVE_MAX;
+	fd = openat(st->tmpfd, "../reserve", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (posix_fallocate(fd, 0, (off_t)size) != 0)
+		unlinkat(st->tmpfd, "../reserve", 0);
+	close(fd);
+}
+
+/* 0 if there was a reserve to give back. */
+static int reserve_release(struct cas_store *st)
+{
+	return unlinkat(st->tmpfd, "../reserve", 0) < 0 ? -errno : 0;
 }
 
 /* Cuts packs back to their committed size and removes uncommitted ones. */
@@ -369,6 +401,8 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		snprintf(err, errlen, "cannot open pack %u: %s", cur, strerror(-r));
 		goto fail;
 	}
+	if (!o.no_recovery)
+		store_reserve_make(st);
 	st->cache = ccache_new(CACHE_SLOTS, CDC_MAX);
 	if (!st->cache) {
 		r = -ENOMEM;
@@ -487,8 +521,9 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep, uint64_t *ret_ino)
 {
 	struct cat_attr a;
-	int r;
+	int r, tries = 0;
 
+again:
 	IN_TXN(st, r, {
 		r = cat_lookup(st->cat, parent, name, &a);
 		if (r == 0 && S_ISDIR(a.mode))
@@ -497,6 +532,8 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 			r = keep ? cat_orphan(st->cat, a.ino)
 				 : delete_inode_locked(st, a.ino);
 	});
+	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
+		goto again;
 	if (r == 0 && ret_ino)
 		*ret_ino = a.ino;
 	return r;
@@ -505,8 +542,9 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name)
 {
 	struct cat_attr a;
-	int r;
+	int r, tries = 0;
 
+again:
 	IN_TXN(st, r, {
 		r = cat_lookup(st->cat, parent, name, &a);
 		if (r == 0 && !S_ISDIR(a.mode))
@@ -518,6 +556,8 @@ int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name)
 		if (r == 0)
 			r = cat_delete(st->cat, a.ino);
 	});
+	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
+		goto again;
 	return r;
 }
 
@@ -591,12 +631,15 @@ int cas_rename(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep_replaced, uint64_t *ret_replaced)
 {
 	uint64_t replaced = 0;
-	int r;
+	int r, tries = 0;
 
+again:
 	IN_TXN(st, r, {
 		r = rename_locked(st, parent, name, newparent, newname, noreplace,
 				  keep_replaced, &replaced);
 	});
+	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
+		goto again;
 	if (ret_replaced)
 		*ret_replaced = r == 0 ? replaced : 0;
 	return r;
@@ -623,8 +666,9 @@ int cas_readlink(struct cas_store *st, uint64_t ino, char **ret)
 int cas_release_orphan(struct cas_store *st, uint64_t ino)
 {
 	struct cat_attr a;
-	int r;
+	int r, tries = 0;
 
+again:
 	IN_TXN(st, r, {
 		r = cat_get(st->cat, ino, &a);
 		if (r == 0 && a.nlink == 0)
@@ -632,6 +676,8 @@ int cas_release_orphan(struct cas_store *st, uint64_t ino)
 		else if (r == -ENOENT)
 			r = 0;
 	});
+	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
+		goto again;
 	return r;
 }
 

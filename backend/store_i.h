@@ -58,6 +58,9 @@ int store_deref_blob(struct cas_store *st, const void *blob, size_t len);
 
 int64_t store_now_ns(void);
 
+/* Re-creates the reserve of spare blocks if it was given back. */
+void store_reserve_make(struct cas_store *st);
+
 static inline void entry_get(const uint8_t *p, struct cas_id *id, uint32_t *len)
 {
 	memcpy(id->b, p, CAS_ID_LEN);
