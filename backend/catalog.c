@@ -19,7 +19,8 @@ enum {
 	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
 	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL, S_CHUNK_MOVE,
 	S_CHUNKS_DEAD, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
-	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_MAX
+	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_DMG_MARK,
+	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
 };
 
 static const char *const sql_text[S_MAX] = {
@@ -65,7 +66,16 @@ static const char *const sql_text[S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
+	[S_DMG_MARK] = "INSERT OR IGNORE INTO damaged(id) VALUES (?1)",
+	[S_DMG_HAS] = "SELECT 1 FROM damaged WHERE id = ?1",
+	[S_DMG_CLEAR] = "DELETE FROM damaged WHERE id = ?1",
+	[S_CHUNK_RELOC] = "UPDATE chunks SET pack = ?2, off = ?3, clen = ?4, scheme = ?5"
+			  " WHERE id = ?1",
 };
+
+/* Chunks a read found damaged: the next write of the same bytes replaces them. */
+static const char damaged_schema[] =
+	"CREATE TABLE IF NOT EXISTS damaged(id BLOB PRIMARY KEY) WITHOUT ROWID;";
 
 static const char schema[] =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -253,6 +263,11 @@ int cat_open(const char *path, struct cat **ret, char *err, size_t errlen)
 			 " upgrade llmfs to open it",
 			 format, CAT_FORMAT);
 		r = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	r = exec(c, damaged_schema);
+	if (r < 0 && r != -EROFS) {
+		snprintf(err, errlen, "catalog %s: %s", path, sqlite3_errmsg(c->db));
 		goto fail;
 	}
 	*ret = c;
@@ -941,4 +956,52 @@ int cat_path(struct cat *c, uint64_t ino, char *buf, size_t len)
 		snprintf(buf, len, "%s", tmp);
 	}
 	return 0;
+}
+
+static int id_stmt(struct cat *c, int which, const struct cas_id *id)
+{
+	sqlite3_stmt *s = stmt(c, which);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	return step_done(s);
+}
+
+int cat_damaged_mark(struct cat *c, const struct cas_id *id)
+{
+	return id_stmt(c, S_DMG_MARK, id);
+}
+
+int cat_damaged_clear(struct cat *c, const struct cas_id *id)
+{
+	return id_stmt(c, S_DMG_CLEAR, id);
+}
+
+int cat_damaged_has(struct cat *c, const struct cas_id *id)
+{
+	sqlite3_stmt *s = stmt(c, S_DMG_HAS);
+	int rc;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	finish(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : cat_errno(rc);
+}
+
+int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
+		       const struct pack_loc *loc)
+{
+	sqlite3_stmt *s = stmt(c, S_CHUNK_RELOC);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, loc->pack);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
+	sqlite3_bind_int64(s, 4, loc->clen);
+	sqlite3_bind_int64(s, 5, loc->scheme);
+	return step_done(s);
 }

@@ -112,6 +112,19 @@ int cat_chunks_in_pack(struct cat *c, uint32_t pack,
 				 const struct pack_loc *loc),
 		       void *arg);
 
+/*
+ * Damaged chunks: marked when a read (or fsck) finds a chunk's bytes do not
+ * match its id, so that the next writer of those bytes stores a good copy
+ * and relocates the chunk to it instead of deduplicating against it.
+ */
+int cat_damaged_mark(struct cat *c, const struct cas_id *id);
+int cat_damaged_clear(struct cat *c, const struct cas_id *id);
+/* 1 if marked, 0 if not, or -errno. */
+int cat_damaged_has(struct cat *c, const struct cas_id *id);
+/* Points a chunk at a new record (pack, offset, encoded length, scheme). */
+int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
+		       const struct pack_loc *loc);
+
 /* Sets a pack's committed size (and adds live_delta), creating its row. */
 int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
 		    int64_t live_delta);

@@ -113,10 +113,14 @@ static int check_chunk(void *arg, const struct cas_id *id,
 	e->state = r == 0 ? 1 : 2;
 	if (r < 0) {
 		cas_id_hex(id, hex);
-		report(f, "damaged chunk %s in pack %u at offset %" PRIu64 ": %s",
+		report(f, "damaged chunk %s in pack %u at offset %" PRIu64 ": %s%s",
 		       hex, loc->pack, loc->off,
-		       r == -EIO ? "contents do not match the id" : strerror(-r));
+		       r == -EIO ? "contents do not match the id" : strerror(-r),
+		       f->repair ? "; marked: writing its bytes again replaces it" : "");
+		/* Not repaired: its files stay damaged until their bytes are rewritten. */
 		f->problems++;
+		if (f->repair && cat_damaged_mark(f->st->cat, id) < 0)
+			return -EIO;
 	}
 	return 0;
 }

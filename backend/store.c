@@ -91,12 +91,15 @@ struct worker_ctx *store_tls(struct cas_store *st)
 	return c;
 }
 
+static int read_record(struct cas_store *st, struct worker_ctx *ctx,
+		       const struct cas_id *id, const struct pack_loc *loc,
+		       uint8_t *out);
+
 int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 		     const struct cas_id *id, const struct pack_loc *loc,
 		     uint8_t *out, uint32_t *ret_len)
 {
 	struct pack_loc l;
-	struct cas_id got;
 	int r;
 
 	pthread_rwlock_rdlock(&st->gc_lock);
@@ -111,29 +114,40 @@ int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 			goto out;
 		}
 	}
-	if (l.ulen > CDC_MAX || l.clen > codec_bound(CDC_MAX)) {
-		r = -EIO;
-		goto out;
+	r = read_record(st, ctx, id, &l, out);
+	if (r == -EIO && !loc) {
+		/* Remembered, so that writing the same bytes again repairs it. */
+		pthread_mutex_lock(&st->lock);
+		cat_damaged_mark(st->cat, id);
+		pthread_mutex_unlock(&st->lock);
 	}
-	r = pack_read(st->packs, &l, id, ctx->rec);
-	if (r < 0)
-		goto out;
-	r = codec_decode(ctx->codec, l.scheme, ctx->rec + PACK_REC_LEN, l.clen,
-			 out, l.ulen);
-	if (r < 0) {
-		r = -EIO;
-		goto out;
-	}
-	cas_id_of(out, l.ulen, &got);
-	if (!cas_id_eq(&got, id)) {
-		r = -EIO;
-		goto out;
-	}
-	*ret_len = l.ulen;
-	r = 0;
+	if (r == 0)
+		*ret_len = l.ulen;
 out:
 	pthread_rwlock_unlock(&st->gc_lock);
 	return r;
+}
+
+/* Reads, decodes and verifies one record.  gc_lock held. */
+static int read_record(struct cas_store *st, struct worker_ctx *ctx,
+		       const struct cas_id *id, const struct pack_loc *loc,
+		       uint8_t *out)
+{
+	struct pack_loc l = *loc;
+	struct cas_id got;
+	int r;
+
+	if (l.ulen > CDC_MAX || l.clen > codec_bound(CDC_MAX))
+		return -EIO;
+	r = pack_read(st->packs, &l, id, ctx->rec);
+	if (r < 0)
+		return r;
+	r = codec_decode(ctx->codec, l.scheme, ctx->rec + PACK_REC_LEN, l.clen,
+			 out, l.ulen);
+	if (r < 0)
+		return -EIO;
+	cas_id_of(out, l.ulen, &got);
+	return cas_id_eq(&got, id) ? 0 : -EIO;
 }
 
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len)

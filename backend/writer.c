@@ -53,6 +53,7 @@ struct newchunk {
 	uint8_t *data; /* until the pool has encoded and appended it */
 	size_t len;
 	unsigned width; /* float width of its tensor, for the codec */
+	int heal;       /* replaces a stored copy found damaged */
 	struct cas_writer *w;
 };
 
@@ -270,6 +271,7 @@ static int list_push(struct cas_writer *w, const struct cas_id *id, uint32_t len
 static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 {
 	uint64_t at = w->emitted;
+	int heal = 0;
 	struct cas_store *st = w->st;
 	struct newchunk *nc;
 	struct pack_loc loc;
@@ -284,8 +286,10 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 		return r;
 	pthread_mutex_lock(&st->lock);
 	r = cat_chunk_get(st->cat, &id, &loc, NULL);
+	if (r == 0)
+		heal = cat_damaged_has(st->cat, &id) == 1;
 	pthread_mutex_unlock(&st->lock);
-	if (r != -ENOENT)
+	if (r != -ENOENT && !heal)
 		return r;
 	nc = calloc(1, sizeof(*nc));
 	if (!nc)
@@ -299,6 +303,7 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	nc->len = len;
 	nc->id = id;
 	nc->w = w;
+	nc->heal = heal;
 	if (w->fmt_state == FMT_MODEL)
 		nc->width = mf_dtype_group_width(mf_dtype_at(&w->fmt, at, at + len));
 	r = set_add(w, nc);
@@ -895,6 +900,29 @@ static int add_delta(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d)
 	return 0;
 }
 
+/*
+ * The stored copy of this chunk was found damaged: point the chunk at the
+ * good copy just written, for every file that uses it.  Lock held, in the
+ * commit's transaction.
+ */
+static int heal_chunk(struct cas_store *st, const struct newchunk *nc,
+		      struct pack_delta **d, size_t *nd)
+{
+	struct pack_loc old;
+	int r;
+
+	r = cat_chunk_get(st->cat, &nc->id, &old, NULL);
+	if (r == 0)
+		r = cat_chunk_relocate(st->cat, &nc->id, &nc->loc);
+	if (r == 0)
+		r = add_delta(d, nd, old.pack, -(int64_t)(PACK_REC_LEN + old.clen));
+	if (r == 0)
+		r = add_delta(d, nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
+	if (r == 0)
+		r = cat_damaged_clear(st->cat, &nc->id);
+	return r;
+}
+
 static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 			 uint64_t size, const uint8_t sha[32])
 {
@@ -913,6 +941,10 @@ static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 		struct newchunk *nc = w->nc[i];
 
 		r = cat_chunk_insert(st->cat, &nc->id, &nc->loc);
+		if (r == -EEXIST && nc->heal) {
+			r = heal_chunk(st, nc, &d, &nd);
+			continue;
+		}
 		if (r == -EEXIST) {
 			/* Another writer committed the same chunk first. */
 			r = 0;

@@ -456,6 +456,10 @@ static void test_damage(void)
 	CHECK_EQ(cas_file_read(st, f, buf, fault.off, 0, NULL), fault.off);
 	cas_file_free(f);
 	CHECK(cas_fsck(st, 0, fsck_line, &lines) >= 2);
+	/* Writing the same bytes again stores a good copy of the damaged chunk. */
+	write_file(st, ino, d, len, len);
+	check_content(st, ino, d, len);
+	CHECK_EQ(fsck_problems(st), 0);
 	cas_store_close(st);
 	free(d);
 	free(buf);
