@@ -1,0 +1,449 @@
+/* gpu/cpu_ops.c - the CPU reference kernels: OpenMP across cores, OpenBLAS for the matmuls.
+ *
+ * Every loop that reduces across rows is split by columns instead (or into a fixed number of
+ * chunks), so results do not depend on scheduling: the CPU backend is bit-reproducible, which
+ * checkpoint resume relies on.  Attention runs as BLAS products per (batch, head) on the strided
+ * qkv array directly, with the causal softmax in between; the masked upper triangle is computed
+ * and then zeroed, which costs little next to a naive triple loop.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu/gpt_i.h"
+
+#define LN_EPS 1e-5f
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define SUMSQ_CHUNKS 64
+/* Column blocks for reductions across rows: wide enough to stream, narrow enough to spread. */
+#define COLBLOCK 64
+
+static int cpu_ctx_new(void **ret_ctx, int bf16_matmul)
+{
+	*ret_ctx = NULL;
+	return 0;
+}
+
+static void cpu_ctx_free(void *ctx)
+{
+}
+
+static int cpu_alloc(void *ctx, void **ret, size_t bytes)
+{
+	/* 64-byte alignment keeps BLAS and vector loads on cache lines. */
+	void *p = NULL;
+
+	if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+		return -ENOMEM;
+	*ret = p;
+	return 0;
+}
+
+static void cpu_free(void *ctx, void *p)
+{
+	free(p);
+}
+
+static int cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+	memcpy(dst, src, bytes);
+	return 0;
+}
+
+static int cpu_zero(void *ctx, void *p, size_t bytes)
+{
+	memset(p, 0, bytes);
+	return 0;
+}
+
+static int cpu_sync(void *ctx)
+{
+	return 0;
+}
+
+static void cpu_encoder_forward(void *ctx, float *out, const int32_t *inp, const float *wte,
+				const float *wpe, int B, int T, int C)
+{
+#pragma omp parallel for schedule(static)
+	for (int bt = 0; bt < B * T; bt++) {
+		const float *te = wte + (size_t)inp[bt] * C;
+		const float *pe = wpe + (size_t)(bt % T) * C;
+		float *o = out + (size_t)bt * C;
+
+		for (int c = 0; c < C; c++)
+			o[c] = te[c] + pe[c];
+	}
+}
+
+static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
+				 const int32_t *inp, int B, int T, int C)
+{
+	/* Rows with the same token hit the same dwte row: split by channel blocks, not rows. */
+#pragma omp parallel for schedule(static)
+	for (int c0 = 0; c0 < C; c0 += COLBLOCK) {
+		int c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
+
+		for (int bt = 0; bt < B * T; bt++) {
+			const float *d = dout + (size_t)bt * C;
+			float *te = dwte + (size_t)inp[bt] * C;
+			float *pe = dwpe + (size_t)(bt % T) * C;
+
+			for (int c = c0; c < c1; c++) {
+				te[c] += d[c];
+				pe[c] += d[c];
+			}
+		}
+	}
+}
+
+static void cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd,
+				  const float *inp, const float *w, const float *b, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const float *x = inp + (size_t)n * C;
+		float *o = out + (size_t)n * C;
+		float m = 0.0f, v = 0.0f;
+
+		for (int c = 0; c < C; c++)
+			m += x[c];
+		m /= C;
+		for (int c = 0; c < C; c++)
+			v += (x[c] - m) * (x[c] - m);
+		v /= C;
+		float s = 1.0f / sqrtf(v + LN_EPS);
+
+		for (int c = 0; c < C; c++)
+			o[c] = (x[c] - m) * s * w[c] + b[c];
+		mean[n] = m;
+		rstd[n] = s;
+	}
+}
+
+static void cpu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
+				   const float *dout, const float *inp, const float *w,
+				   const float *mean, const float *rstd, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const float *x = inp + (size_t)n * C;
+		const float *d = dout + (size_t)n * C;
+		float *di = dinp + (size_t)n * C;
+		float m = mean[n], s = rstd[n];
+		float dmean = 0.0f, dnormmean = 0.0f;
+
+		for (int c = 0; c < C; c++) {
+			float dn = w[c] * d[c];
+
+			dmean += dn;
+			dnormmean += dn * (x[c] - m) * s;
+		}
+		dmean /= C;
+		dnormmean /= C;
+		for (int c = 0; c < C; c++) {
+			float norm = (x[c] - m) * s;
+
+			di[c] += (w[c] * d[c] - dmean - norm * dnormmean) * s;
+		}
+	}
+#pragma omp parallel for schedule(static)
+	for (int c0 = 0; c0 < C; c0 += COLBLOCK) {
+		int c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
+
+		for (int n = 0; n < N; n++) {
+			const float *x = inp + (size_t)n * C;
+			const float *d = dout + (size_t)n * C;
+			float m = mean[n], s = rstd[n];
+
+			for (int c = c0; c < c1; c++) {
+				dw[c] += d[c] * (x[c] - m) * s;
+				db[c] += d[c];
+			}
+		}
+	}
+}
+
+static void cpu_matmul_forward(void *ctx, float *out, const float *inp, const float *w,
+			       const float *bias, int N, int C, int OC)
+{
+	float beta = 0.0f;
+
+	if (bias) {
+		/* Start from the broadcast bias and let the GEMM add into it. */
+#pragma omp parallel for schedule(static)
+		for (int n = 0; n < N; n++)
+			memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+		beta = 1.0f;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta,
+		    out, OC);
+}
+
+static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
+				const float *dout, const float *inp, const float *w, int N, int C,
+				int OC)
+{
+	/* dinp (N,C) = dout (N,OC) . w (OC,C) */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+		    0.0f, dinp, C);
+	/* dw (OC,C) += dout^T (OC,N) . inp (N,C) */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+		    1.0f, dw, C);
+	if (!dbias)
+		return;
+#pragma omp parallel for schedule(static)
+	for (int o0 = 0; o0 < OC; o0 += COLBLOCK) {
+		int o1 = o0 + COLBLOCK < OC ? o0 + COLBLOCK : OC;
+
+		for (int n = 0; n < N; n++) {
+			const float *d = dout + (size_t)n * OC;
+
+			for (int o = o0; o < o1; o++)
+				dbias[o] += d[o];
+		}
+	}
+}
+
+/* Causal softmax of each row of s (rows x T, row r at time r % T), in place. */
+static void softmax_causal_rows(float *s, long rows, int T)
+{
+#pragma omp parallel for schedule(static)
+	for (long r = 0; r < rows; r++) {
+		float *row = s + r * T;
+		int t = (int)(r % T);
+		float mx = -INFINITY, sum = 0.0f;
+
+		for (int j = 0; j <= t; j++)
+			mx = row[j] > mx ? row[j] : mx;
+		for (int j = 0; j <= t; j++) {
+			row[j] = expf(row[j] - mx);
+			sum += row[j];
+		}
+		float inv = 1.0f / sum;
+
+		for (int j = 0; j <= t; j++)
+			row[j] *= inv;
+		for (int j = t + 1; j < T; j++)
+			row[j] = 0.0f;
+	}
+}
+
+static void cpu_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
+				  int T, int C, int NH)
+{
+	int hs = C / NH;
+	float scale = 1.0f / sqrtf((float)hs);
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < NH; h++) {
+			const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+			float *a = att + ((size_t)b * NH + h) * T * T;
+
+			/* scores (T,T) = scale * q (T,hs) . k (T,hs)^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q,
+				    3 * C, q + C, 3 * C, 0.0f, a, T);
+		}
+	softmax_causal_rows(att, (long)B * NH * T, T);
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < NH; h++) {
+			const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + (size_t)h * hs;
+			const float *a = att + ((size_t)b * NH + h) * T * T;
+			float *y = out + (size_t)b * T * C + (size_t)h * hs;
+
+			/* y (T,hs) = att (T,T) . v (T,hs) */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
+				    v, 3 * C, 0.0f, y, C);
+		}
+}
+
+static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const float *dout,
+				   const float *qkv, const float *att, int B, int T, int C, int NH)
+{
+	int hs = C / NH;
+	float scale = 1.0f / sqrtf((float)hs);
+	long rows = (long)B * NH * T;
+
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < NH; h++) {
+			size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
+			const float *a = att + ((size_t)b * NH + h) * T * T;
+			float *da = datt + ((size_t)b * NH + h) * T * T;
+			const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
+
+			/* datt (T,T) = dy (T,hs) . v (T,hs)^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C,
+				    qkv + qo + 2 * C, 3 * C, 0.0f, da, T);
+			/* dv (T,hs) = att^T (T,T) . dy (T,hs) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
+				    dy, C, 0.0f, dqkv + qo + 2 * C, 3 * C);
+		}
+	/* Softmax backward, row-local: dscore = att * (datt - sum(att * datt)).  Masked entries
+	 * have att = 0 and so get 0. */
+#pragma omp parallel for schedule(static)
+	for (long r = 0; r < rows; r++) {
+		const float *a = att + r * T;
+		float *da = datt + r * T;
+		int t = (int)(r % T);
+		float dot = 0.0f;
+
+		for (int j = 0; j <= t; j++)
+			dot += a[j] * da[j];
+		for (int j = 0; j <= t; j++)
+			da[j] = a[j] * (da[j] - dot);
+		for (int j = t + 1; j < T; j++)
+			da[j] = 0.0f;
+	}
+	for (int b = 0; b < B; b++)
+		for (int h = 0; h < NH; h++) {
+			size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
+			const float *ds = datt + ((size_t)b * NH + h) * T * T;
+
+			/* dq (T,hs) = scale * ds (T,T) . k (T,hs) */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds,
+				    T, qkv + qo + C, 3 * C, 0.0f, dqkv + qo, 3 * C);
+			/* dk (T,hs) = scale * ds^T (T,T) . q (T,hs) */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T,
+				    qkv + qo, 3 * C, 0.0f, dqkv + qo + C, 3 * C);
+		}
+}
+
+static void cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		float x = inp[i];
+
+		out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+	}
+}
+
+static void cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout,
+			      size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		float x = inp[i];
+		float u = GELU_K * (x + 0.044715f * x * x * x);
+		float th = tanhf(u);
+		float sech2 = 1.0f - th * th;
+		float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+
+		dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
+	}
+}
+
+static void cpu_residual_forward(void *ctx, float *out, const float *a, const float *b,
+				 size_t n)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
+				     const float *logits, const int32_t *targets, int N, int V)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const float *l = logits + (size_t)n * V;
+		float *p = probs + (size_t)n * V;
+		float mx = -INFINITY, sum = 0.0f;
+
+		for (int v = 0; v < V; v++)
+			mx = l[v] > mx ? l[v] : mx;
+		for (int v = 0; v < V; v++) {
+			p[v] = expf(l[v] - mx);
+			sum += p[v];
+		}
+		for (int v = 0; v < V; v++)
+			p[v] /= sum;
+		/* log-sum-exp form keeps the loss finite when a probability underflows */
+		losses[n] = logf(sum) + mx - l[targets[n]];
+	}
+}
+
+static void cpu_crossentropy_backward(void *ctx, float *dlogits, const float *probs,
+				      const int32_t *targets, int N, int V, float dloss)
+{
+#pragma omp parallel for schedule(static)
+	for (int n = 0; n < N; n++) {
+		const float *p = probs + (size_t)n * V;
+		float *d = dlogits + (size_t)n * V;
+
+		for (int v = 0; v < V; v++)
+			d[v] = p[v] * dloss;
+		d[targets[n]] -= dloss;
+	}
+}
+
+static int cpu_sumsq(void *ctx, const float *x, size_t n, double *ret)
+{
+	double part[SUMSQ_CHUNKS];
+	size_t chunk = (n + SUMSQ_CHUNKS - 1) / SUMSQ_CHUNKS;
+	double total = 0.0;
+
+#pragma omp parallel for schedule(static)
+	for (int k = 0; k < SUMSQ_CHUNKS; k++) {
+		size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+		double s = 0.0;
+
+		for (size_t i = i0; i < i1; i++)
+			s += (double)x[i] * x[i];
+		part[k] = s;
+	}
+	for (int k = 0; k < SUMSQ_CHUNKS; k++)
+		total += part[k];
+	*ret = total;
+	return 0;
+}
+
+static void cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n,
+		      float lr, float beta1, float beta2, float eps, float wd, float gscale,
+		      float bc1, float bc2)
+{
+#pragma omp parallel for schedule(static)
+	for (size_t i = 0; i < n; i++) {
+		float gi = g[i] * gscale;
+		float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+		float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+		float mhat = mi / bc1, vhat = vi / bc2;
+
+		m[i] = mi;
+		v[i] = vi;
+		p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+	}
+}
+
+static const struct gpu_ops cpu_ops = {
+	.name = "cpu",
+	.ctx_new = cpu_ctx_new,
+	.ctx_free = cpu_ctx_free,
+	.alloc = cpu_alloc,
+	.free = cpu_free,
+	.to_dev = cpu_copy,
+	.to_host = cpu_copy,
+	.zero = cpu_zero,
+	.sync = cpu_sync,
+	.encoder_forward = cpu_encoder_forward,
+	.encoder_backward = cpu_encoder_backward,
+	.layernorm_forward = cpu_layernorm_forward,
+	.layernorm_backward = cpu_layernorm_backward,
+	.matmul_forward = cpu_matmul_forward,
+	.matmul_backward = cpu_matmul_backward,
+	.attention_forward = cpu_attention_forward,
+	.attention_backward = cpu_attention_backward,
+	.gelu_forward = cpu_gelu_forward,
+	.gelu_backward = cpu_gelu_backward,
+	.residual_forward = cpu_residual_forward,
+	.crossentropy_forward = cpu_crossentropy_forward,
+	.crossentropy_backward = cpu_crossentropy_backward,
+	.sumsq = cpu_sumsq,
+	.adamw = cpu_adamw,
+};
+
+const struct gpu_ops *gpu_cpu_ops(void)
+{
+	return &cpu_ops;
+}
