@@ -1,14 +1,20 @@
 /* gpu/cpu_ops.c - the CPU reference kernels: OpenMP across cores, OpenBLAS for the matmuls.
  *
+ * One thread pool: OpenBLAS is set to one thread and every GEMM is split across the OpenMP
+ * threads here (par_sgemm), attention runs one (batch, head) per thread.  Letting OpenBLAS run
+ * its own pthreads beside OpenMP's left both pools spinning against each other; on two cores a
+ * quarter of the step went to libgomp's wait loop.
+ *
  * Every loop that reduces across rows is split by columns instead (or into a fixed number of
  * chunks), so results do not depend on scheduling: the CPU backend is bit-reproducible, which
- * checkpoint resume relies on.  Attention runs as BLAS products per (batch, head) on the strided
- * qkv array directly, with the causal softmax in between; the masked upper triangle is computed
- * and then zeroed, which costs little next to a naive triple loop.
+ * checkpoint resume relies on (for a fixed thread count).  Attention runs as BLAS products per
+ * (batch, head) on the strided qkv array directly, with the causal softmax in between; the
+ * masked upper triangle is computed and then zeroed, which costs little next to a naive loop.
  */
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +28,41 @@
 
 static int cpu_ctx_new(void **ret_ctx, int bf16_matmul)
 {
+	/* process-wide, and idempotent: see the comment at the top */
+	openblas_set_num_threads(1);
 	*ret_ctx = NULL;
 	return 0;
+}
+
+/* Row-major C (M,N) = alpha op(A) (M,K) . op(B) (K,N) + beta C, split across the OpenMP threads
+ * by rows of C, or by columns when C is wide and short.  Each thread calls the single-threaded
+ * BLAS on its block; every element is still one BLAS dot product, so the split does not change
+ * the result for a given thread count. */
+static void par_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+		      const float *B, int ldb, float beta, float *C, int ldc)
+{
+	enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+
+#pragma omp parallel
+	{
+		int nt = omp_get_num_threads(), id = omp_get_thread_num();
+		int by_rows = M >= N, len = by_rows ? M : N;
+		/* blocks in multiples of 16 keep the BLAS micro-kernels on full tiles */
+		int chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
+		int i0 = id * chunk, i1 = i0 + chunk < len ? i0 + chunk : len;
+
+		if (i0 < i1) {
+			if (by_rows)
+				cblas_sgemm(CblasRowMajor, opa, opb, i1 - i0, N, K, alpha,
+					    ta ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
+					    C + (size_t)i0 * ldc, ldc);
+			else
+				cblas_sgemm(CblasRowMajor, opa, opb, M, i1 - i0, K, alpha, A, lda,
+					    tb ? B + (size_t)i0 * ldb : B + i0, ldb, beta, C + i0,
+					    ldc);
+		}
+	}
 }
 
 static void cpu_ctx_free(void *ctx)
@@ -177,8 +216,7 @@ static void cpu_matmul_forward(void *ctx, float *out, const float *inp, const fl
 			memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
 		beta = 1.0f;
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta,
-		    out, OC);
+	par_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
 }
 
 static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
@@ -186,11 +224,9 @@ static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
 				int OC)
 {
 	/* dinp (N,C) = dout (N,OC) . w (OC,C) */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-		    0.0f, dinp, C);
+	par_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
 	/* dw (OC,C) += dout^T (OC,N) . inp (N,C) */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-		    1.0f, dw, C);
+	par_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 	if (!dbias)
 		return;
 #pragma omp parallel for schedule(static)
@@ -206,13 +242,11 @@ static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
 	}
 }
 
-/* Causal softmax of each row of s (rows x T, row r at time r % T), in place. */
-static void softmax_causal_rows(float *s, long rows, int T)
+/* Causal softmax of the (T,T) scores s, in place; row t keeps columns 0..t. */
+static void softmax_causal(float *s, int T)
 {
-#pragma omp parallel for schedule(static)
-	for (long r = 0; r < rows; r++) {
-		float *row = s + r * T;
-		int t = (int)(r % T);
+	for (int t = 0; t < T; t++) {
+		float *row = s + (size_t)t * T;
 		float mx = -INFINITY, sum = 0.0f;
 
 		for (int j = 0; j <= t; j++)
@@ -230,32 +264,28 @@ static void softmax_causal_rows(float *s, long rows, int T)
 	}
 }
 
+/* One (batch, head) per thread; the BLAS calls inside are single-threaded. */
 static void cpu_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
 				  int T, int C, int NH)
 {
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < NH; h++) {
-			const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
-			float *a = att + ((size_t)b * NH + h) * T * T;
+#pragma omp parallel for schedule(static)
+	for (int bh = 0; bh < B * NH; bh++) {
+		int b = bh / NH, h = bh % NH;
+		const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+		float *a = att + (size_t)bh * T * T;
+		float *y = out + (size_t)b * T * C + (size_t)h * hs;
 
-			/* scores (T,T) = scale * q (T,hs) . k (T,hs)^T */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q,
-				    3 * C, q + C, 3 * C, 0.0f, a, T);
-		}
-	softmax_causal_rows(att, (long)B * NH * T, T);
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < NH; h++) {
-			const float *v = qkv + (size_t)b * T * 3 * C + 2 * C + (size_t)h * hs;
-			const float *a = att + ((size_t)b * NH + h) * T * T;
-			float *y = out + (size_t)b * T * C + (size_t)h * hs;
-
-			/* y (T,hs) = att (T,T) . v (T,hs) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
-				    v, 3 * C, 0.0f, y, C);
-		}
+		/* scores (T,T) = scale * q (T,hs) . k (T,hs)^T */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, 3 * C,
+			    q + C, 3 * C, 0.0f, a, T);
+		softmax_causal(a, T);
+		/* y (T,hs) = att (T,T) . v (T,hs) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
+			    q + 2 * C, 3 * C, 0.0f, y, C);
+	}
 }
 
 static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const float *dout,
@@ -263,59 +293,53 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 {
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
-	long rows = (long)B * NH * T;
 
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < NH; h++) {
-			size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
-			const float *a = att + ((size_t)b * NH + h) * T * T;
-			float *da = datt + ((size_t)b * NH + h) * T * T;
-			const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
-
-			/* datt (T,T) = dy (T,hs) . v (T,hs)^T */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C,
-				    qkv + qo + 2 * C, 3 * C, 0.0f, da, T);
-			/* dv (T,hs) = att^T (T,T) . dy (T,hs) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
-				    dy, C, 0.0f, dqkv + qo + 2 * C, 3 * C);
-		}
-	/* Softmax backward, row-local: dscore = att * (datt - sum(att * datt)).  Masked entries
-	 * have att = 0 and so get 0. */
 #pragma omp parallel for schedule(static)
-	for (long r = 0; r < rows; r++) {
-		const float *a = att + r * T;
-		float *da = datt + r * T;
-		int t = (int)(r % T);
-		float dot = 0.0f;
+	for (int bh = 0; bh < B * NH; bh++) {
+		int b = bh / NH, h = bh % NH;
+		size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
+		const float *a = att + (size_t)bh * T * T;
+		float *ds = datt + (size_t)bh * T * T;
+		const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
 
-		for (int j = 0; j <= t; j++)
-			dot += a[j] * da[j];
-		for (int j = 0; j <= t; j++)
-			da[j] = a[j] * (da[j] - dot);
-		for (int j = t + 1; j < T; j++)
-			da[j] = 0.0f;
-	}
-	for (int b = 0; b < B; b++)
-		for (int h = 0; h < NH; h++) {
-			size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
-			const float *ds = datt + ((size_t)b * NH + h) * T * T;
+		/* datt (T,T) = dy (T,hs) . v (T,hs)^T */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C,
+			    qkv + qo + 2 * C, 3 * C, 0.0f, ds, T);
+		/* dv (T,hs) = att^T (T,T) . dy (T,hs) */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C,
+			    0.0f, dqkv + qo + 2 * C, 3 * C);
+		/* softmax backward, row-local: dscore = att * (datt - sum(att * datt)); masked
+		 * entries have att = 0 and so get 0 */
+		for (int t = 0; t < T; t++) {
+			const float *ar = a + (size_t)t * T;
+			float *dr = ds + (size_t)t * T, dot = 0.0f;
 
-			/* dq (T,hs) = scale * ds (T,T) . k (T,hs) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds,
-				    T, qkv + qo + C, 3 * C, 0.0f, dqkv + qo, 3 * C);
-			/* dk (T,hs) = scale * ds^T (T,T) . q (T,hs) */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T,
-				    qkv + qo, 3 * C, 0.0f, dqkv + qo + C, 3 * C);
+			for (int j = 0; j <= t; j++)
+				dot += ar[j] * dr[j];
+			for (int j = 0; j <= t; j++)
+				dr[j] = ar[j] * (dr[j] - dot);
+			for (int j = t + 1; j < T; j++)
+				dr[j] = 0.0f;
 		}
+		/* dq (T,hs) = scale * ds (T,T) . k (T,hs) */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T,
+			    qkv + qo + C, 3 * C, 0.0f, dqkv + qo, 3 * C);
+		/* dk (T,hs) = scale * ds^T (T,T) . q (T,hs) */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T,
+			    qkv + qo, 3 * C, 0.0f, dqkv + qo + C, 3 * C);
+	}
 }
 
+/* GELU, tanh form, written as x * sigmoid(2u) with u = k (x + 0.044715 x^3): the same function
+ * as 0.5 x (1 + tanh u), but one expf instead of glibc's slower tanhf. */
 static void cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
+		float u = GELU_K * (x + 0.044715f * x * x * x);
 
-		out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+		out[i] = x / (1.0f + expf(-2.0f * u));
 	}
 }
 
@@ -326,11 +350,11 @@ static void cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const fl
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
 		float u = GELU_K * (x + 0.044715f * x * x * x);
-		float th = tanhf(u);
-		float sech2 = 1.0f - th * th;
+		float s = 1.0f / (1.0f + expf(-2.0f * u));
 		float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 
-		dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * sech2 * du);
+		/* d/dx [x s(2u)] = s + x * 2 s (1 - s) du */
+		dinp[i] = dout[i] * (s + 2.0f * x * s * (1.0f - s) * du);
 	}
 }
 
