@@ -30,7 +30,7 @@ struct train_args {
 	long steps, warmup, val_every, val_batches, ckpt_every, sample_every;
 	int sample_len, top_k;
 	float lr, min_lr, temperature;
-	double val_fraction;
+	double val_fraction, max_seconds;
 	uint64_t seed;
 };
 
@@ -48,7 +48,9 @@ static void usage(FILE *f)
 		"  --ckpt-every N (0: end only)   --resume CKPTDIR\n"
 		"  --sample-every N (0: end only) --sample-len N (200)\n"
 		"  --temperature X (0.8)   --top-k K (40)\n"
-		"  --backend cpu|cuda (cpu) --bf16   --max-mem MIB (0: no bound)\n");
+		"  --backend cpu|cuda (cpu) --bf16   --max-mem MIB (0: no bound)\n"
+		"  --max-seconds S (0: none): stop after the step that passes S seconds,\n"
+		"                  with the final validation, sample and checkpoint\n");
 }
 
 static int parse(int argc, char **argv, struct train_args *a)
@@ -65,6 +67,7 @@ static int parse(int argc, char **argv, struct train_args *a)
 		{ "sample-every", 1, 0, 'p' }, { "sample-len", 1, 0, 'n' },
 		{ "temperature", 1, 0, 't' }, { "top-k", 1, 0, 'K' }, { "backend", 1, 0, 'g' },
 		{ "bf16", 0, 0, 'F' }, { "max-mem", 1, 0, 'M' }, { "help", 0, 0, 'h' },
+		{ "max-seconds", 1, 0, 'X' },
 		{ 0, 0, 0, 0 } };
 	int c, ctx = 0;
 	float min_lr = -1.0f;
@@ -123,6 +126,7 @@ static int parse(int argc, char **argv, struct train_args *a)
 			break;
 		case 'F': a->opts.bf16_matmul = 1; break;
 		case 'M': a->opts.max_bytes = (size_t)atol(optarg) << 20; break;
+		case 'X': a->max_seconds = strtod(optarg, NULL); break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -306,6 +310,8 @@ static int run(const struct train_args *a)
 	if (new_log)
 		fputs("step\ttrain_loss\tval_loss\tlr\ttokens_per_s\tms_per_step\n", log);
 
+	double t_start = now_s();
+
 	for (long step = start; step <= a->steps; step++) {
 		float lr = gpu_lr_schedule(step - 1, a->warmup, a->steps, a->lr, a->min_lr);
 		float loss, norm, val = NAN;
@@ -325,7 +331,10 @@ static int run(const struct train_args *a)
 			goto out;
 		}
 		dt = now_s() - t0;
-		if (step % a->val_every == 0 || step == a->steps) {
+		int last = step == a->steps ||
+			   (a->max_seconds > 0 && now_s() - t_start >= a->max_seconds);
+
+		if (step % a->val_every == 0 || last) {
 			what = "validating";
 			r = eval_val(m, &d, a, inp, tgt, &val);
 			if (r < 0)
@@ -336,19 +345,21 @@ static int run(const struct train_args *a)
 		fprintf(log, "%ld\t%.9g\t%s\t%.9g\t%.1f\t%.2f\n", step, loss, valbuf, lr,
 			B * T / dt, dt * 1e3);
 		fflush(log);
-		if (step % a->val_every == 0 || step == a->steps || step == start)
+		if (step % a->val_every == 0 || last || step == start)
 			printf("step %ld: train %.4f val %s lr %.3g norm %.3f %.0f tok/s\n", step,
 			       loss, valbuf, lr, norm, B * T / dt);
-		if ((a->sample_every && step % a->sample_every == 0) || step == a->steps) {
+		if ((a->sample_every && step % a->sample_every == 0) || last) {
 			what = "sampling";
 			if ((r = write_sample(m, a, step, samples)) < 0)
 				goto out;
 		}
-		if ((a->ckpt_every && step % a->ckpt_every == 0) || step == a->steps) {
+		if ((a->ckpt_every && step % a->ckpt_every == 0) || last) {
 			what = "writing a checkpoint";
 			if ((r = save_ckpt(m, a, step)) < 0)
 				goto out;
 		}
+		if (last)
+			break;
 	}
 	r = 0;
 out:
