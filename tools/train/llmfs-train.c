@@ -217,7 +217,7 @@ static int save_ckpt(struct gpu_model *m, const struct train_args *a, long step)
 	return r;
 }
 
-static int run(const struct train_args *a)
+static int run(struct train_args *a)
 {
 	struct gpu_data d = { 0 };
 	struct gpu_model *m = NULL;
@@ -291,6 +291,8 @@ static int run(const struct train_args *a)
 			meta.step = 0;
 			meta.seed = a->seed;
 		}
+		/* the run's seed picks every batch: a resumed run keeps the checkpoint's */
+		a->seed = meta.seed;
 		start = meta.step + 1;
 	}
 	fprintf(stderr, "llmfs-train: %zu parameters, %s backend, data %zu tokens (%zu train)\n",
