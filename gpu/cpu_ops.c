@@ -5,9 +5,12 @@
  * its own pthreads beside OpenMP's left both pools spinning against each other; on two cores a
  * quarter of the step went to libgomp's wait loop.
  *
- * Every loop that reduces across rows is split by columns instead (or into a fixed number of
- * chunks), so results do not depend on scheduling: the CPU backend is bit-reproducible, which
- * checkpoint resume relies on (for a fixed thread count).  Attention runs as BLAS products per
+ * Loops are scheduled dynamically (guided, or dynamic blocks) so that a thread preempted by
+ * other work on the machine does not stall the rest.  That is safe for reproducibility because
+ * every output element is computed whole by one iteration: loops that reduce across rows are
+ * split by columns instead (or into a fixed number of chunks), so results do not depend on
+ * scheduling: the CPU backend is bit-reproducible for a fixed thread count, which checkpoint
+ * resume relies on.  Attention runs as BLAS products per
  * (batch, head) on the strided qkv array directly, with the causal softmax in between; the
  * masked upper triangle is computed and then zeroed, which costs little next to a naive loop.
  */
@@ -47,25 +50,25 @@ static void par_sgemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 {
 	enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
 	enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+	int by_rows = M >= N, len = by_rows ? M : N;
+	/* Blocks of whole 16-wide tiles, about four per thread and handed out dynamically: on a
+	 * machine shared with other work, a preempted thread's blocks go to the others instead of
+	 * holding the barrier.  Which thread computes a block does not change its result. */
+	int nt = omp_get_max_threads();
+	int chunk = ((len + 4 * nt - 1) / (4 * nt) + 15) / 16 * 16;
+	int nchunks = (len + chunk - 1) / chunk;
 
-#pragma omp parallel if ((double)M * N * K >= PAR_MIN * 64.0)
-	{
-		int nt = omp_get_num_threads(), id = omp_get_thread_num();
-		int by_rows = M >= N, len = by_rows ? M : N;
-		/* blocks in multiples of 16 keep the BLAS micro-kernels on full tiles */
-		int chunk = ((len + nt - 1) / nt + 15) / 16 * 16;
-		int i0 = id * chunk, i1 = i0 + chunk < len ? i0 + chunk : len;
+#pragma omp parallel for schedule(dynamic, 1) if ((double)M * N * K >= PAR_MIN * 64.0)
+	for (int k = 0; k < nchunks; k++) {
+		int i0 = k * chunk, i1 = i0 + chunk < len ? i0 + chunk : len;
 
-		if (i0 < i1) {
-			if (by_rows)
-				cblas_sgemm(CblasRowMajor, opa, opb, i1 - i0, N, K, alpha,
-					    ta ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
-					    C + (size_t)i0 * ldc, ldc);
-			else
-				cblas_sgemm(CblasRowMajor, opa, opb, M, i1 - i0, K, alpha, A, lda,
-					    tb ? B + (size_t)i0 * ldb : B + i0, ldb, beta, C + i0,
-					    ldc);
-		}
+		if (by_rows)
+			cblas_sgemm(CblasRowMajor, opa, opb, i1 - i0, N, K, alpha,
+				    ta ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
+				    C + (size_t)i0 * ldc, ldc);
+		else
+			cblas_sgemm(CblasRowMajor, opa, opb, M, i1 - i0, K, alpha, A, lda,
+				    tb ? B + (size_t)i0 * ldb : B + i0, ldb, beta, C + i0, ldc);
 	}
 }
 
@@ -109,7 +112,7 @@ static int cpu_sync(void *ctx)
 static void cpu_encoder_forward(void *ctx, float *out, const int32_t *inp, const float *wte,
 				const float *wpe, int B, int T, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)B * T * C >= PAR_MIN)
 	for (int bt = 0; bt < B * T; bt++) {
 		const float *te = wte + (size_t)inp[bt] * C;
 		const float *pe = wpe + (size_t)(bt % T) * C;
@@ -124,7 +127,7 @@ static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const floa
 				 const int32_t *inp, int B, int T, int C)
 {
 	/* Rows with the same token hit the same dwte row: split by channel blocks, not rows. */
-#pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)B * T * C >= PAR_MIN)
 	for (int c0 = 0; c0 < C; c0 += COLBLOCK) {
 		int c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
 
@@ -144,7 +147,7 @@ static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const floa
 static void cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd,
 				  const float *inp, const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * C >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *x = inp + (size_t)n * C;
 		float *o = out + (size_t)n * C;
@@ -169,7 +172,7 @@ static void cpu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
 				   const float *dout, const float *inp, const float *w,
 				   const float *mean, const float *rstd, int N, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * C >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *x = inp + (size_t)n * C;
 		const float *d = dout + (size_t)n * C;
@@ -191,7 +194,7 @@ static void cpu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
 			di[c] += (w[c] * d[c] - dmean - norm * dnormmean) * s;
 		}
 	}
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * C >= PAR_MIN)
 	for (int c0 = 0; c0 < C; c0 += COLBLOCK) {
 		int c1 = c0 + COLBLOCK < C ? c0 + COLBLOCK : C;
 
@@ -215,7 +218,7 @@ static void cpu_matmul_forward(void *ctx, float *out, const float *inp, const fl
 
 	if (bias) {
 		/* Start from the broadcast bias and let the GEMM add into it. */
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * OC >= PAR_MIN)
 		for (int n = 0; n < N; n++)
 			memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
 		beta = 1.0f;
@@ -233,7 +236,7 @@ static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
 	par_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 	if (!dbias)
 		return;
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * OC >= PAR_MIN)
 	for (int o0 = 0; o0 < OC; o0 += COLBLOCK) {
 		int o1 = o0 + COLBLOCK < OC ? o0 + COLBLOCK : OC;
 
@@ -275,7 +278,7 @@ static void cpu_attention_forward(void *ctx, float *out, float *att, const float
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 
-#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)B * NH * T * T >= PAR_MIN)
 	for (int bh = 0; bh < B * NH; bh++) {
 		int b = bh / NH, h = bh % NH;
 		const float *q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
@@ -298,7 +301,7 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 
-#pragma omp parallel for schedule(static) if ((size_t)B * NH * T * T >= PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)B * NH * T * T >= PAR_MIN)
 	for (int bh = 0; bh < B * NH; bh++) {
 		int b = bh / NH, h = bh % NH;
 		size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
@@ -338,7 +341,7 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
  * as 0.5 x (1 + tanh u), but one expf instead of glibc's slower tanhf. */
 static void cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
 		float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -350,7 +353,7 @@ static void cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
 static void cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout,
 			      size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
 		float u = GELU_K * (x + 0.044715f * x * x * x);
@@ -365,7 +368,7 @@ static void cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const fl
 static void cpu_residual_forward(void *ctx, float *out, const float *a, const float *b,
 				 size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++)
 		out[i] = a[i] + b[i];
 }
@@ -373,7 +376,7 @@ static void cpu_residual_forward(void *ctx, float *out, const float *a, const fl
 static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
 				     const float *logits, const int32_t *targets, int N, int V)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *l = logits + (size_t)n * V;
 		float *p = probs + (size_t)n * V;
@@ -395,7 +398,7 @@ static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
 static void cpu_crossentropy_backward(void *ctx, float *dlogits, const float *probs,
 				      const int32_t *targets, int N, int V, float dloss)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *p = probs + (size_t)n * V;
 		float *d = dlogits + (size_t)n * V;
@@ -412,7 +415,7 @@ static int cpu_sumsq(void *ctx, const float *x, size_t n, double *ret)
 	size_t chunk = (n + SUMSQ_CHUNKS - 1) / SUMSQ_CHUNKS;
 	double total = 0.0;
 
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (int k = 0; k < SUMSQ_CHUNKS; k++) {
 		size_t i0 = (size_t)k * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
 		double s = 0.0;
@@ -431,7 +434,7 @@ static void cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, s
 		      float lr, float beta1, float beta2, float eps, float wd, float gscale,
 		      float bc1, float bc2)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float gi = g[i] * gscale;
 		float mi = beta1 * m[i] + (1.0f - beta1) * gi;
