@@ -21,15 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu/cpu_ops_i.h"
 #include "gpu/gpt_i.h"
 
 #define LN_EPS 1e-5f
-#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 #define SUMSQ_CHUNKS 64
-/* Work (elements, or multiply-adds / 64 for GEMMs) below which a kernel runs on one thread:
- * a parallel region costs microseconds, and on a busy machine a preempted worker stalls the
- * whole barrier, which small layers cannot amortise. */
-#define PAR_MIN 32768
+/* PAR_MIN (cpu_ops_i.h): work (elements, or multiply-adds / 64 for GEMMs) below which a kernel
+ * runs on one thread.  A parallel region costs microseconds on an idle machine, and a scheduler
+ * tick when a worker must be woken on a core that other work holds; small layers cannot
+ * amortise that. */
 /* Column blocks for reductions across rows: wide enough to stream, narrow enough to spread. */
 #define COLBLOCK 64
 
@@ -337,34 +337,6 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 	}
 }
 
-/* GELU, tanh form, written as x * sigmoid(2u) with u = k (x + 0.044715 x^3): the same function
- * as 0.5 x (1 + tanh u), but one expf instead of glibc's slower tanhf. */
-static void cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
-{
-#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
-		float x = inp[i];
-		float u = GELU_K * (x + 0.044715f * x * x * x);
-
-		out[i] = x / (1.0f + expf(-2.0f * u));
-	}
-}
-
-static void cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout,
-			      size_t n)
-{
-#pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
-		float x = inp[i];
-		float u = GELU_K * (x + 0.044715f * x * x * x);
-		float s = 1.0f / (1.0f + expf(-2.0f * u));
-		float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-
-		/* d/dx [x s(2u)] = s + x * 2 s (1 - s) du */
-		dinp[i] = dout[i] * (s + 2.0f * x * s * (1.0f - s) * du);
-	}
-}
-
 static void cpu_residual_forward(void *ctx, float *out, const float *a, const float *b,
 				 size_t n)
 {
@@ -465,8 +437,8 @@ static const struct gpu_ops cpu_ops = {
 	.matmul_backward = cpu_matmul_backward,
 	.attention_forward = cpu_attention_forward,
 	.attention_backward = cpu_attention_backward,
-	.gelu_forward = cpu_gelu_forward,
-	.gelu_backward = cpu_gelu_backward,
+	.gelu_forward = gpu_cpu_gelu_forward,
+	.gelu_backward = gpu_cpu_gelu_backward,
 	.residual_forward = cpu_residual_forward,
 	.crossentropy_forward = cpu_crossentropy_forward,
 	.crossentropy_backward = cpu_crossentropy_backward,

@@ -4,7 +4,8 @@
  *                          [--vocab V] [--batch B] [--seq T] [--steps N]
  *
  * Prints one line per measurement, key=value, so scripts can grep it:
- *   sgemm: the best single-precision GEMM rate of the same BLAS (CPU, all its threads) on a
+ *   sgemm: the best single-precision GEMM rate of the same BLAS (CPU, on as many threads as
+ *          the engine uses: OMP_NUM_THREADS, else all cores) on a
  *          square 2048 problem and on the MLP's shape (B*T x 4C x C), the training step's
  *          dominant product; measured before and again after the training steps, so that a
  *          machine shared with other work shows up as two different figures
@@ -16,6 +17,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +90,8 @@ int main(int argc, char **argv)
 	int steps = 5, c, r;
 	uint64_t rng = 42;
 	double best = 0.0, t0, dt, tok_s, flops;
-	int nthreads = openblas_get_num_threads();
+	/* the GEMM reference runs on as many threads as the engine (OMP_NUM_THREADS) */
+	int nthreads = omp_get_max_threads();
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -111,8 +114,10 @@ int main(int argc, char **argv)
 	if (steps < 1)
 		return 2;
 
-	if (opts.backend == GPU_BACKEND_CPU)
+	if (opts.backend == GPU_BACKEND_CPU) {
+		openblas_set_num_threads(nthreads);
 		best = sgemm_report(&cfg, &opts, "before");
+	}
 
 	r = gpu_model_new(&m, &cfg, &opts);
 	if (r < 0) {
