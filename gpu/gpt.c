@@ -617,15 +617,42 @@ int gpu_model_write(struct gpu_model *m, enum gpu_buf which, const float *src)
 	return m->ops->to_dev(m->ctx, b, src, m->num_params * sizeof(float));
 }
 
-static int cmp_desc(const void *a, const void *b, void *arg)
+/* a ranks before b: larger logit, ties by smaller index, so the order is total */
+static int before(const float *l, int32_t a, int32_t b)
 {
-	const float *v = arg;
-	float x = v[*(const int32_t *)a], y = v[*(const int32_t *)b];
+	return l[a] > l[b] || (l[a] == l[b] && a < b);
+}
 
-	if (x != y)
-		return x > y ? -1 : 1;
-	/* ties by index keep the order, and so the sample, reproducible */
-	return *(const int32_t *)a - *(const int32_t *)b;
+/* Move the k best tokens to idx[0..k) (in no particular but reproducible order): quickselect,
+ * in place, so sampling allocates nothing (qsort may). */
+static void select_top_k(const float *l, int32_t *idx, int n, int k)
+{
+	int lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		int32_t pivot = idx[lo + (hi - lo) / 2], t;
+		int i = lo, j = hi;
+
+		while (i <= j) {
+			while (before(l, idx[i], pivot))
+				i++;
+			while (before(l, pivot, idx[j]))
+				j--;
+			if (i <= j) {
+				t = idx[i];
+				idx[i] = idx[j];
+				idx[j] = t;
+				i++;
+				j--;
+			}
+		}
+		if (k - 1 <= j)
+			hi = j;
+		else if (k - 1 >= i)
+			lo = i;
+		else
+			break;
+	}
 }
 
 /* One token from logits: temperature, top-k, then inverse-CDF sampling. */
@@ -633,14 +660,18 @@ static int32_t pick_token(struct gpu_model *m, float temperature, int top_k, uin
 {
 	int V = m->cfg.vocab_size, k = top_k > 0 && top_k < V ? top_k : V;
 	float *l = m->h_row, mx, sum = 0.0f, u;
-	int32_t *idx = m->h_idx;
+	int32_t *idx = m->h_idx, best = 0;
 
+	for (int i = 1; i < V; i++)
+		if (before(l, i, best))
+			best = i;
+	if (temperature <= 0.0f)
+		return best;
 	for (int i = 0; i < V; i++)
 		idx[i] = i;
-	qsort_r(idx, V, sizeof(*idx), cmp_desc, l);
-	if (temperature <= 0.0f)
-		return idx[0];
-	mx = l[idx[0]];
+	if (k < V)
+		select_top_k(l, idx, V, k);
+	mx = l[best];
 	for (int i = 0; i < k; i++) {
 		l[idx[i]] = expf((l[idx[i]] - mx) / temperature);
 		sum += l[idx[i]];

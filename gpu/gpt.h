@@ -4,9 +4,10 @@
  *   A struct gpu_model holds every buffer of one model on one backend: the fp32 parameters
  *   (the master copy), their gradients, the two AdamW moments, the activations for at most
  *   max_batch x max_seq tokens, and a few host scratch arrays.  Everything is allocated in
- *   gpu_model_new(); no call allocates afterwards, so the memory a model uses is exactly
- *   gpu_model_bytes() on the backend plus O(vocab) on the host, and gpu_model_new() refuses
- *   with -ENOMEM when opts->max_bytes is set and would be exceeded.
+ *   gpu_model_new(), sampling's host scratch included; no call allocates afterwards, so the
+ *   memory a model uses is gpu_model_bytes() on the backend plus O(vocab + max_batch x max_seq)
+ *   on the host, and gpu_model_new() refuses with -ENOMEM when opts->max_bytes is set and would
+ *   be exceeded.  (Checkpoint save and load make transient host copies of the model's size.)
  *
  * Architecture
  *   Token + position embeddings, n_layer pre-LayerNorm blocks (causal multi-head attention,

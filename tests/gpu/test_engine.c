@@ -259,6 +259,20 @@ static void test_schedule_and_sampling(void)
 	CHECK(gpu_model_logits(m, 0, lg) == 0);
 	for (int v = 0; v < 32; v++)
 		CHECK(lg[v] <= lg[a[1]]);
+	/* top-k 3: every draw is one of the three most likely tokens, and more than one occurs */
+	int seen = 0;
+
+	for (int i = 0; i < 200; i++) {
+		int above = 0;
+
+		a[0] = 1;
+		CHECK(gpu_model_sample(m, a, 1, 1, 5.0f, 3, &ra) == 0);
+		for (int v = 0; v < 32; v++)
+			above += lg[v] > lg[a[1]];
+		CHECK(above < 3);
+		seen |= 1 << above;
+	}
+	CHECK(seen != 1);
 	gpu_model_free(m);
 }
 

@@ -3,7 +3,8 @@
 # budget on the CPU and report the validation loss and a sample.
 # usage: tools/bench/train_converge.sh [BUILD_DIR [OUT_DIR]]
 # env:   SECONDS_BUDGET (600), STEPS (500: the cosine schedule ends there; size it to what the
-#        machine does in the budget), CORPUS (../shared/data/tinyshakespeare.txt beside the repository)
+#        machine does in the budget), THREADS (all cores; fewer can be faster on a shared
+#        machine), CORPUS (../shared/data/tinyshakespeare.txt beside the repository)
 set -eu
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -17,9 +18,10 @@ set -- --data "$corpus" --out "$out" --layers 4 --heads 4 --embd 192 --seq 128 -
     --val-every 100 --val-batches 16 --sample-len 400 --temperature 0.8 --top-k 40 \
     --seed 1 --max-seconds "$budget"
 echo "command: $build/tools/train/llmfs-train $*"
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+threads=${THREADS:-$(nproc)}
+echo "machine: $(nproc) cores, $threads threads, load $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s)
-nice "$build/tools/train/llmfs-train" "$@"
+OMP_NUM_THREADS=$threads nice "$build/tools/train/llmfs-train" "$@"
 echo "wall: $(( $(date +%s) - start )) s"
 echo "final: $(tail -n 1 "$out/loss.tsv")"
 echo "sample:"
