@@ -1,4 +1,6 @@
 /* ref_dump OUTDIR - the C side of the PyTorch reference test (test_torch_ref.py).
+ * ref_dump --eval CKPTDIR RESULTS_JSON - load a checkpoint written elsewhere (by the test, from
+ *   PyTorch's weights) and print the mean loss on the batch stored in RESULTS_JSON.
  *
  * Writes into OUTDIR:
  *   ckpt/                   the model before training (gpu_ckpt_save: HF names, config.json)
@@ -19,6 +21,35 @@
 
 enum { B = 4, T = 16, STEPS = 10 };
 
+static int eval(const char *dir, const char *results)
+{
+	struct gpu_config cfg;
+	struct gpu_opts opts = { GPU_BACKEND_CPU, B, T, 0, 1, 0 };
+	struct gpu_model *m = NULL;
+	int32_t in[B * T], tg[B * T];
+	json_t *j = json_load_file(results, 0, NULL);
+	float loss;
+	int r = -EINVAL;
+
+	if (!j || json_array_size(json_object_get(j, "inputs")) != B * T ||
+	    json_array_size(json_object_get(j, "targets")) != B * T)
+		goto out;
+	for (int i = 0; i < B * T; i++) {
+		in[i] = (int32_t)json_integer_value(json_array_get(json_object_get(j, "inputs"), i));
+		tg[i] = (int32_t)json_integer_value(json_array_get(json_object_get(j, "targets"), i));
+	}
+	if ((r = gpu_ckpt_read_config(dir, &cfg)) < 0 || (r = gpu_model_new(&m, &cfg, &opts)) < 0 ||
+	    (r = gpu_ckpt_load(m, dir, NULL)) < 0 || (r = gpu_model_forward(m, in, tg, B, T, &loss)) < 0)
+		goto out;
+	printf("%.9g\n", loss);
+out:
+	if (r < 0)
+		fprintf(stderr, "ref_dump --eval: %s\n", strerror(-r));
+	gpu_model_free(m);
+	json_decref(j);
+	return r < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const struct gpu_config cfg = { 2, 4, 32, 16, 64 };
@@ -35,8 +66,10 @@ int main(int argc, char **argv)
 	char path[4096];
 	int r;
 
+	if (argc == 4 && strcmp(argv[1], "--eval") == 0)
+		return eval(argv[2], argv[3]);
 	if (argc != 2) {
-		fprintf(stderr, "usage: ref_dump OUTDIR\n");
+		fprintf(stderr, "usage: ref_dump OUTDIR | ref_dump --eval CKPTDIR RESULTS_JSON\n");
 		return 2;
 	}
 	r = gpu_model_new(&m, &cfg, &opts);

@@ -11,10 +11,14 @@ same batch and compares:
   10 AdamW steps   every loss within 1e-4 and every gradient norm within 1e-4 relative
                    (torch.optim.AdamW, decay on matrices and embeddings only,
                    torch.nn.utils.clip_grad_norm_ with a clip below the norms)
+  loading          PyTorch's weights after the ten steps, written by this script as a
+                   safetensors file with the "transformer." prefix that save_pretrained() uses,
+                   load into the C engine and give torch's loss on the batch within 1e-5
 usage: test_torch_ref.py REF_DUMP
 """
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -43,6 +47,20 @@ def load_safetensors(path):
         a = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").reshape(ent["shape"])
         out[name] = torch.tensor(a.copy())
     return out
+
+
+def save_safetensors(path, tensors):
+    """The format written independently of gpu/ckpt.c: header, space padding to 8, F32 data."""
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def gpt2_forward(w, cfg, idx):
@@ -82,19 +100,26 @@ def main():
 
     def check(what, diff, tol):
         ok = diff <= tol
-        print(f"{what:40s} {diff:.3e} (tol {tol:.1e}) {'ok' if ok else 'FAIL'}")
+        print(f"{what:44s} {diff:.3e} (tol {tol:.1e}) {'ok' if ok else 'FAIL'}")
         if not ok:
             failures.append(what)
 
-    with tempfile.TemporaryDirectory(prefix="llmfs-torchref-") as d:
-        subprocess.run([sys.argv[1], d], check=True)
-        with open(os.path.join(d, "ckpt", "config.json")) as f:
-            cfg = json.load(f)
-        with open(os.path.join(d, "results.json")) as f:
-            res = json.load(f)
-        w = load_safetensors(os.path.join(d, "ckpt", "model.safetensors"))
-        c_logits = load_safetensors(os.path.join(d, "logits.safetensors"))["logits"]
-        c_grads = load_safetensors(os.path.join(d, "grads.safetensors"))
+    d = tempfile.mkdtemp(prefix="llmfs-torchref-")
+    try:
+        return compare(d, check, failures)
+    finally:
+        shutil.rmtree(d)
+
+
+def compare(d, check, failures):
+    subprocess.run([sys.argv[1], d], check=True)
+    with open(os.path.join(d, "ckpt", "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(d, "results.json")) as f:
+        res = json.load(f)
+    w = load_safetensors(os.path.join(d, "ckpt", "model.safetensors"))
+    c_logits = load_safetensors(os.path.join(d, "logits.safetensors"))["logits"]
+    c_grads = load_safetensors(os.path.join(d, "grads.safetensors"))
 
     B, T = res["B"], res["T"]
     idx = torch.tensor(res["inputs"], dtype=torch.long).view(B, T)
@@ -132,6 +157,19 @@ def main():
         if norm <= res["grad_clip"]:
             print(f"note: step {step} is not clipped")
         opt.step()
+
+    # the other direction: torch's trained weights, written here, loaded by the C engine
+    ck = os.path.join(d, "from-torch")
+    os.mkdir(ck)
+    shutil.copy(os.path.join(d, "ckpt", "config.json"), ck)
+    save_safetensors(os.path.join(ck, "model.safetensors"),
+                     {"transformer." + n: t for n, t in w.items()})
+    with torch.no_grad():
+        logits = gpt2_forward(w, cfg, idx)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), tgt.view(-1)).item()
+    out = subprocess.run([sys.argv[1], "--eval", ck, os.path.join(d, "results.json")],
+                         check=True, capture_output=True, text=True).stdout
+    check(f"C loss on torch's weights |diff| ({loss:.5f})", abs(float(out) - loss), 1e-5)
 
     if failures:
         print(f"{len(failures)} failure(s)")
