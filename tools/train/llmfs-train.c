@@ -6,6 +6,8 @@
  *                   tokens/s, ms/step; appended to on resume
  *   ckpt-NNNNNNNN/  checkpoints (see gpu/ckpt.h), every --ckpt-every steps and at the end
  *   samples.txt     generated text every --sample-every steps and at the end
+ * A checkpoint directory is never overwritten: a run that reaches a step whose checkpoint
+ * already exists in DIR stops with "File exists" (resume into a fresh DIR instead).
  * Exit status: 0 done, 1 error (printed on stderr), 2 usage.
  */
 #include <errno.h>
