@@ -1,5 +1,6 @@
-/* CUDA parity: the same model (identical initial weights, built on the host), the same batches,
- * on the CPU reference and on the CUDA backend.
+/* CUDA parity: first every kernel on its own (kernel_parity.c), then the same model (identical
+ * initial weights, built on the host) on the same batches, on the CPU reference and on the
+ * CUDA backend.
  *
  * Tolerances (fp32 on both sides; the GPU sums in other orders and uses atomics for the token
  * embedding gradient):
@@ -18,6 +19,7 @@
 
 #include "gpu/gpt.h"
 #include "gpu/gpt_i.h"
+#include "kernel_parity.h"
 
 enum { B = 4, T = 32, STEPS = 5 };
 
@@ -79,6 +81,15 @@ int main(void)
 		printf("FAIL: creating the CUDA model: %s\n", strerror(-r));
 		return 1;
 	}
+	void *kctx = NULL;
+
+	if ((r = gpu_cuda_ops()->ctx_new(&kctx, 0)) < 0) {
+		printf("FAIL: CUDA context: %s\n", strerror(-r));
+		return 1;
+	}
+	failures += kernel_parity(gpu_cuda_ops(), kctx);
+	gpu_cuda_ops()->ctx_free(kctx);
+
 	opts.backend = GPU_BACKEND_CPU;
 	if (gpu_model_new(&cpu, &cfg, &opts) < 0)
 		return 1;
