@@ -11,8 +11,8 @@
  * split by columns instead (or into a fixed number of chunks), so results do not depend on
  * scheduling: the CPU backend is bit-reproducible for a fixed thread count, which checkpoint
  * resume relies on.  Attention runs as BLAS products per
- * (batch, head) on the strided qkv array directly, with the causal softmax in between; the
- * masked upper triangle is computed and then zeroed, which costs little next to a naive loop.
+ * (batch, head) on the strided qkv array directly, with the causal softmax in between, in
+ * blocks of query rows that skip most of the masked upper triangle.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -271,6 +271,12 @@ static void softmax_causal(float *s, int T)
 	}
 }
 
+/* Causal attention skips the masked upper triangle in blocks of ATT_BLOCK query rows: rows
+ * [r0, r1) attend to keys [0, r1) only, so the products cover about half of the (T, T) square
+ * (plus the diagonal blocks).  Entries right of a block are never computed; the softmax and its
+ * backward write zeros there, so att and datt are still whole, defined (T, T) arrays. */
+#define ATT_BLOCK 32
+
 /* One (batch, head) per thread; the BLAS calls inside are single-threaded. */
 static void cpu_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
 				  int T, int C, int NH)
@@ -285,13 +291,23 @@ static void cpu_attention_forward(void *ctx, float *out, float *att, const float
 		float *a = att + (size_t)bh * T * T;
 		float *y = out + (size_t)b * T * C + (size_t)h * hs;
 
-		/* scores (T,T) = scale * q (T,hs) . k (T,hs)^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, 3 * C,
-			    q + C, 3 * C, 0.0f, a, T);
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+
+			/* scores (r1-r0, r1) = scale * q[r0:r1] . k[0:r1]^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
+				    q + (size_t)r0 * 3 * C, 3 * C, q + C, 3 * C, 0.0f,
+				    a + (size_t)r0 * T, T);
+		}
 		softmax_causal(a, T);
-		/* y (T,hs) = att (T,T) . v (T,hs) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T,
-			    q + 2 * C, 3 * C, 0.0f, y, C);
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+
+			/* y[r0:r1] (r1-r0, hs) = att[r0:r1, 0:r1] . v[0:r1] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
+				    a + (size_t)r0 * T, T, q + 2 * C, 3 * C, 0.0f,
+				    y + (size_t)r0 * C, C);
+		}
 	}
 }
 
@@ -305,18 +321,25 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 	for (int bh = 0; bh < B * NH; bh++) {
 		int b = bh / NH, h = bh % NH;
 		size_t qo = (size_t)b * T * 3 * C + (size_t)h * hs;
+		const float *q = qkv + qo, *k = qkv + qo + C, *v = qkv + qo + 2 * C;
+		float *dq = dqkv + qo, *dk = dqkv + qo + C, *dv = dqkv + qo + 2 * C;
 		const float *a = att + (size_t)bh * T * T;
 		float *ds = datt + (size_t)bh * T * T;
 		const float *dy = dout + (size_t)b * T * C + (size_t)h * hs;
 
-		/* datt (T,T) = dy (T,hs) . v (T,hs)^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C,
-			    qkv + qo + 2 * C, 3 * C, 0.0f, ds, T);
-		/* dv (T,hs) = att^T (T,T) . dy (T,hs) */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C,
-			    0.0f, dqkv + qo + 2 * C, 3 * C);
-		/* softmax backward, row-local: dscore = att * (datt - sum(att * datt)); masked
-		 * entries have att = 0 and so get 0 */
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+
+			/* datt[r0:r1, 0:r1] = dy[r0:r1] . v[0:r1]^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, 1.0f,
+				    dy + (size_t)r0 * C, C, v, 3 * C, 0.0f, ds + (size_t)r0 * T, T);
+			/* dv[r0:r1] = att[r0:T, r0:r1]^T . dy[r0:T]: only later queries see these keys */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, 1.0f,
+				    a + (size_t)r0 * T + r0, T, dy + (size_t)r0 * C, C, 0.0f,
+				    dv + (size_t)r0 * 3 * C, 3 * C);
+		}
+		/* softmax backward, row-local: dscore = att * (datt - sum(att * datt)); only the
+		 * causal part of each row is read, the rest is set to 0 */
 		for (int t = 0; t < T; t++) {
 			const float *ar = a + (size_t)t * T;
 			float *dr = ds + (size_t)t * T, dot = 0.0f;
@@ -328,12 +351,18 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 			for (int j = t + 1; j < T; j++)
 				dr[j] = 0.0f;
 		}
-		/* dq (T,hs) = scale * ds (T,T) . k (T,hs) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T,
-			    qkv + qo + C, 3 * C, 0.0f, dqkv + qo, 3 * C);
-		/* dk (T,hs) = scale * ds^T (T,T) . q (T,hs) */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T,
-			    qkv + qo, 3 * C, 0.0f, dqkv + qo + C, 3 * C);
+		for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+			int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+
+			/* dq[r0:r1] = scale * ds[r0:r1, 0:r1] . k[0:r1] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, scale,
+				    ds + (size_t)r0 * T, T, k, 3 * C, 0.0f, dq + (size_t)r0 * 3 * C,
+				    3 * C);
+			/* dk[r0:r1] = scale * ds[r0:T, r0:r1]^T . q[r0:T] */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, scale,
+				    ds + (size_t)r0 * T + r0, T, q + (size_t)r0 * 3 * C, 3 * C, 0.0f,
+				    dk + (size_t)r0 * 3 * C, 3 * C);
+		}
 	}
 }
 

@@ -152,24 +152,31 @@ static void test_matmul(void)
 	check_input(&L, "matmul d/dbias", mm_b, OC, db);
 }
 
-/* ---- attention ---- */
+/* ---- attention, at the shared small shape and at a long one that crosses the CPU's blocks
+ * of query rows (T not a multiple of the block) ---- */
 static float *at_qkv, *at_att;
+static int at_B, at_T, at_C, at_NH;
 
 static void at_fwd(struct layer *L)
 {
-	O->attention_forward(NULL, L->out, at_att, at_qkv, B, T, C, NH);
+	O->attention_forward(NULL, L->out, at_att, at_qkv, at_B, at_T, at_C, at_NH);
 }
 
-static void test_attention(void)
+static void test_attention(int b, int t, int c, int nh, const char *what)
 {
-	struct layer L = { at_fwd, zerov(N * C), N * C, randv(N * C, 1.0f) };
-	float *dqkv = zerov(N * 3 * C), *datt = zerov(B * NH * T * T);
+	size_t n = (size_t)b * t;
+	struct layer L = { at_fwd, zerov(n * c), n * c, randv(n * c, 1.0f) };
+	float *dqkv = zerov(n * 3 * c), *datt = zerov((size_t)b * nh * t * t);
 
-	at_qkv = randv(N * 3 * C, 1.5f);
-	at_att = zerov(B * NH * T * T);
+	at_B = b;
+	at_T = t;
+	at_C = c;
+	at_NH = nh;
+	at_qkv = randv(n * 3 * c, 1.5f);
+	at_att = zerov((size_t)b * nh * t * t);
 	at_fwd(&L);
-	O->attention_backward(NULL, dqkv, datt, L.r, at_qkv, at_att, B, T, C, NH);
-	check_input(&L, "attention d/dqkv", at_qkv, N * 3 * C, dqkv);
+	O->attention_backward(NULL, dqkv, datt, L.r, at_qkv, at_att, b, t, c, nh);
+	check_input(&L, what, at_qkv, n * 3 * c, dqkv);
 }
 
 /* ---- gelu, residual ---- */
@@ -324,7 +331,8 @@ int main(void)
 	O = gpu_cpu_ops();
 	test_layernorm();
 	test_matmul();
-	test_attention();
+	test_attention(B, T, C, NH, "attention d/dqkv");
+	test_attention(1, 75, 8, 2, "attention d/dqkv (T 75)");
 	test_gelu_residual();
 	test_crossentropy();
 	test_encoder();
