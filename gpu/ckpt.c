@@ -1,0 +1,675 @@
+/* gpu/ckpt.c - safetensors checkpoints (see ckpt.h).
+ *
+ * safetensors: u64 little-endian header length, a JSON header mapping each tensor name to
+ * {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the end of the header),
+ * then the raw little-endian data.  We pad the header with spaces to a multiple of 8 bytes, as
+ * the reference implementation does, so the data stays aligned. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gpu/ckpt.h"
+#include "gpu/data.h"
+
+#define MAX_HEADER (100u << 20)
+
+/* One Hugging Face tensor: which of our parameters, which layer, its HF shape, and whether our
+ * (out, in) layout is transposed to HF's Conv1D (in, out). */
+struct hf_tensor {
+	char name[64];
+	int param, layer, ndim, transposed;
+	int64_t shape[2];
+	size_t offset;   /* element offset into the flat array */
+};
+
+static int hf_tensors(const struct gpu_config *cfg, struct hf_tensor **ret, int *ret_n)
+{
+	static const struct {
+		int param;
+		const char *fmt;
+		int out_mul, in_mul, transposed; /* shape in units of C; 0 = 1-D */
+	} per_layer[] = {
+		{ GPU_P_LN1W, "ln_1.weight", 1, 0, 0 },
+		{ GPU_P_LN1B, "ln_1.bias", 1, 0, 0 },
+		{ GPU_P_QKVW, "attn.c_attn.weight", 3, 1, 1 },
+		{ GPU_P_QKVB, "attn.c_attn.bias", 3, 0, 0 },
+		{ GPU_P_ATTPROJW, "attn.c_proj.weight", 1, 1, 1 },
+		{ GPU_P_ATTPROJB, "attn.c_proj.bias", 1, 0, 0 },
+		{ GPU_P_LN2W, "ln_2.weight", 1, 0, 0 },
+		{ GPU_P_LN2B, "ln_2.bias", 1, 0, 0 },
+		{ GPU_P_FCW, "mlp.c_fc.weight", 4, 1, 1 },
+		{ GPU_P_FCB, "mlp.c_fc.bias", 4, 0, 0 },
+		{ GPU_P_FCPROJW, "mlp.c_proj.weight", 1, 4, 1 },
+		{ GPU_P_FCPROJB, "mlp.c_proj.bias", 1, 0, 0 },
+	};
+	int L = cfg->n_layer, C = cfg->n_embd, np = sizeof(per_layer) / sizeof(per_layer[0]);
+	int n = 4 + L * np, k = 0;
+	size_t sizes[GPU_NPARAMS], off[GPU_NPARAMS + 1];
+	struct hf_tensor *t = calloc((size_t)n, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	gpu_param_sizes(cfg, sizes);
+	off[0] = 0;
+	for (int i = 0; i < GPU_NPARAMS; i++)
+		off[i + 1] = off[i] + sizes[i];
+
+	t[k] = (struct hf_tensor){ "wte.weight", GPU_P_WTE, 0, 2, 0, { cfg->vocab_size, C },
+				   off[GPU_P_WTE] };
+	k++;
+	t[k] = (struct hf_tensor){ "wpe.weight", GPU_P_WPE, 0, 2, 0, { cfg->n_ctx, C },
+				   off[GPU_P_WPE] };
+	k++;
+	for (int l = 0; l < L; l++)
+		for (int j = 0; j < np; j++) {
+			struct hf_tensor *x = &t[k++];
+			int p = per_layer[j].param;
+
+			snprintf(x->name, sizeof(x->name), "h.%d.%s", l, per_layer[j].fmt);
+			x->param = p;
+			x->layer = l;
+			x->transposed = per_layer[j].transposed;
+			if (per_layer[j].in_mul) {
+				/* HF Conv1D weight: (in, out) */
+				x->ndim = 2;
+				x->shape[0] = (int64_t)per_layer[j].in_mul * C;
+				x->shape[1] = (int64_t)per_layer[j].out_mul * C;
+			} else {
+				x->ndim = 1;
+				x->shape[0] = (int64_t)per_layer[j].out_mul * C;
+			}
+			x->offset = off[p] + sizes[p] / L * l;
+		}
+	t[k] = (struct hf_tensor){ "ln_f.weight", GPU_P_LNFW, 0, 1, 0, { C, 0 },
+				   off[GPU_P_LNFW] };
+	k++;
+	t[k] = (struct hf_tensor){ "ln_f.bias", GPU_P_LNFB, 0, 1, 0, { C, 0 }, off[GPU_P_LNFB] };
+	k++;
+	*ret = t;
+	*ret_n = k;
+	return 0;
+}
+
+static size_t numel(const int64_t *shape, int ndim)
+{
+	size_t n = 1;
+
+	for (int i = 0; i < ndim; i++)
+		n *= (size_t)shape[i];
+	return n;
+}
+
+/* Copy between the flat (out, in) layout and the HF layout of one tensor. */
+static void to_hf(const struct hf_tensor *x, const float *flat, float *dst)
+{
+	const float *src = flat + x->offset;
+	size_t n = numel(x->shape, x->ndim);
+
+	if (!x->transposed) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+	/* HF (in, out) from ours (out, in) */
+	size_t in = (size_t)x->shape[0], out = (size_t)x->shape[1];
+
+	for (size_t i = 0; i < in; i++)
+		for (size_t o = 0; o < out; o++)
+			dst[i * out + o] = src[o * in + i];
+}
+
+static void from_hf(const struct hf_tensor *x, const float *src, float *flat)
+{
+	float *dst = flat + x->offset;
+	size_t n = numel(x->shape, x->ndim);
+
+	if (!x->transposed) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+	size_t in = (size_t)x->shape[0], out = (size_t)x->shape[1];
+
+	for (size_t i = 0; i < in; i++)
+		for (size_t o = 0; o < out; o++)
+			dst[o * in + i] = src[i * out + o];
+}
+
+/* The whole file in memory: header then data.  tensors[k].data is used unless parts is set,
+ * in which case tensor k's bytes are produced by fill(k, dst). */
+struct st_out {
+	int n;
+	const char *const *names;
+	const int *ndims;
+	const int64_t (*shapes)[4];
+	void (*fill)(void *arg, int k, float *dst);
+	void *arg;
+	json_t *meta;
+};
+
+static int st_emit(const char *path, const struct st_out *o)
+{
+	json_t *hdr = json_object();
+	char *js = NULL;
+	unsigned char *buf = NULL;
+	size_t data_len = 0, hlen, padded, total;
+	int r = -ENOMEM;
+
+	if (!hdr)
+		return -ENOMEM;
+	for (int k = 0; k < o->n; k++) {
+		size_t bytes = numel(o->shapes[k], o->ndims[k]) * sizeof(float);
+		json_t *shape = json_array(), *offs = json_array(), *ent;
+
+		for (int d = 0; d < o->ndims[k]; d++)
+			json_array_append_new(shape, json_integer(o->shapes[k][d]));
+		json_array_append_new(offs, json_integer((json_int_t)data_len));
+		json_array_append_new(offs, json_integer((json_int_t)(data_len + bytes)));
+		ent = json_pack("{s:s,s:o,s:o}", "dtype", "F32", "shape", shape, "data_offsets",
+				offs);
+		if (!ent || json_object_set_new(hdr, o->names[k], ent) < 0)
+			goto out;
+		data_len += bytes;
+	}
+	if (o->meta && json_object_set(hdr, "__metadata__", o->meta) < 0)
+		goto out;
+	js = json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!js)
+		goto out;
+	hlen = strlen(js);
+	padded = (hlen + 7) & ~(size_t)7;
+	total = 8 + padded + data_len;
+	buf = malloc(total);
+	if (!buf)
+		goto out;
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+	memcpy(buf + 8, js, hlen);
+	memset(buf + 8 + hlen, ' ', padded - hlen);
+	size_t pos = 8 + padded;
+
+	for (int k = 0; k < o->n; k++) {
+		o->fill(o->arg, k, (float *)(buf + pos));
+		pos += numel(o->shapes[k], o->ndims[k]) * sizeof(float);
+	}
+	r = gpu_write_file_atomic(path, buf, total);
+out:
+	free(buf);
+	free(js);
+	json_decref(hdr);
+	return r;
+}
+
+static void fill_plain(void *arg, int k, float *dst)
+{
+	const struct gpu_st_tensor *t = arg;
+
+	memcpy(dst, t[k].data, numel(t[k].shape, t[k].ndim) * sizeof(float));
+}
+
+int gpu_st_write(const char *path, const struct gpu_st_tensor *t, int n)
+{
+	const char **names = calloc((size_t)n + 1, sizeof(*names));
+	int *ndims = calloc((size_t)n + 1, sizeof(*ndims));
+	int64_t (*shapes)[4] = calloc((size_t)n + 1, sizeof(*shapes));
+	int r = -ENOMEM;
+
+	if (!names || !ndims || !shapes)
+		goto out;
+	for (int k = 0; k < n; k++) {
+		if (t[k].ndim < 0 || t[k].ndim > 4) {
+			r = -EINVAL;
+			goto out;
+		}
+		names[k] = t[k].name;
+		ndims[k] = t[k].ndim;
+		memcpy(shapes[k], t[k].shape, sizeof(shapes[k]));
+	}
+	struct st_out o = { n, names, ndims, (const int64_t (*)[4])shapes, fill_plain, (void *)t,
+			    NULL };
+
+	r = st_emit(path, &o);
+out:
+	free(names);
+	free(ndims);
+	free(shapes);
+	return r;
+}
+
+/* Several model arrays under HF names, each with its own prefix. */
+struct hf_fill {
+	const struct hf_tensor *t;
+	int nt;
+	const float *const *flat;  /* one flat host array per part */
+};
+
+static void fill_hf(void *arg, int k, float *dst)
+{
+	const struct hf_fill *f = arg;
+
+	to_hf(&f->t[k % f->nt], f->flat[k / f->nt], dst);
+}
+
+static int write_parts(struct gpu_model *m, const char *path, const enum gpu_buf *which,
+		       const char *const *prefixes, int nparts, json_t *meta)
+{
+	const struct gpu_config *cfg = gpu_model_config(m);
+	size_t np = gpu_model_num_params(m);
+	struct hf_tensor *t = NULL;
+	float *flat[2] = { NULL, NULL };
+	char **names = NULL;
+	int *ndims = NULL;
+	int64_t (*shapes)[4] = NULL;
+	int nt = 0, n, r;
+
+	if (nparts < 1 || nparts > 2)
+		return -EINVAL;
+	r = hf_tensors(cfg, &t, &nt);
+	if (r < 0)
+		return r;
+	n = nt * nparts;
+	r = -ENOMEM;
+	names = calloc((size_t)n, sizeof(*names));
+	ndims = calloc((size_t)n, sizeof(*ndims));
+	shapes = calloc((size_t)n, sizeof(*shapes));
+	if (!names || !ndims || !shapes)
+		goto out;
+	for (int p = 0; p < nparts; p++) {
+		flat[p] = malloc(np * sizeof(float));
+		if (!flat[p])
+			goto out;
+		r = gpu_model_read(m, which[p], flat[p]);
+		if (r < 0)
+			goto out;
+		r = -ENOMEM;
+		for (int k = 0; k < nt; k++) {
+			int j = p * nt + k;
+			size_t len = strlen(prefixes[p]) + strlen(t[k].name) + 1;
+
+			names[j] = malloc(len);
+			if (!names[j])
+				goto out;
+			snprintf(names[j], len, "%s%s", prefixes[p], t[k].name);
+			ndims[j] = t[k].ndim;
+			shapes[j][0] = t[k].shape[0];
+			shapes[j][1] = t[k].shape[1];
+		}
+	}
+	struct hf_fill f = { t, nt, (const float *const *)flat };
+	struct st_out o = { n, (const char *const *)names, ndims, (const int64_t (*)[4])shapes,
+			    fill_hf, &f, meta };
+
+	r = st_emit(path, &o);
+out:
+	if (names)
+		for (int j = 0; j < n; j++)
+			free(names[j]);
+	free(names);
+	free(ndims);
+	free(shapes);
+	free(flat[0]);
+	free(flat[1]);
+	free(t);
+	return r;
+}
+
+int gpu_ckpt_write_buf(struct gpu_model *m, const char *path, enum gpu_buf which,
+		       const char *prefix)
+{
+	return write_parts(m, path, &which, &prefix, 1, NULL);
+}
+
+static char *join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+static int write_config(const struct gpu_config *cfg, const char *path)
+{
+	json_t *j = json_pack(
+		"{s:s,s:[s],s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:f,s:b,s:f,s:f,s:f,s:f,s:s}",
+		"model_type", "gpt2", "architectures", "GPT2LMHeadModel",
+		"vocab_size", cfg->vocab_size, "n_positions", cfg->n_ctx, "n_ctx", cfg->n_ctx,
+		"n_embd", cfg->n_embd, "n_layer", cfg->n_layer, "n_head", cfg->n_head,
+		"activation_function", "gelu_new", "layer_norm_epsilon", 1e-5,
+		"tie_word_embeddings", 1, "initializer_range", 0.02, "resid_pdrop", 0.0,
+		"embd_pdrop", 0.0, "attn_pdrop", 0.0,
+		/* our own key: the tokeniser the vocabulary ids mean */
+		"llmfs_tokenizer", cfg->vocab_size == 256 ? "bytes" : "external");
+	char *s;
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(j);
+	if (!s)
+		return -ENOMEM;
+	r = gpu_write_file_atomic(path, s, strlen(s));
+	free(s);
+	return r;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+int gpu_ckpt_save(struct gpu_model *m, const char *dir, const struct gpu_ckpt_meta *meta)
+{
+	char *tmp = NULL, *p = NULL, buf[32], *parent = NULL, *slash;
+	json_t *jm = NULL;
+	struct stat st;
+	static const enum gpu_buf opt[2] = { GPU_BUF_ADAM_M, GPU_BUF_ADAM_V };
+	static const char *const opt_prefix[2] = { "exp_avg.", "exp_avg_sq." };
+	static const enum gpu_buf model_buf = GPU_BUF_PARAMS;
+	static const char *const no_prefix = "";
+	int r;
+
+	if (stat(dir, &st) == 0)
+		return -EEXIST;
+	size_t tl = strlen(dir) + 5;
+
+	tmp = malloc(tl);
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, tl, "%s.tmp", dir);
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		goto out;
+	}
+
+	p = join(tmp, "config.json");
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = write_config(gpu_model_config(m), p);
+	free(p);
+	p = NULL;
+	if (r < 0)
+		goto out;
+
+	p = join(tmp, "model.safetensors");
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = write_parts(m, p, &model_buf, &no_prefix, 1, NULL);
+	free(p);
+	p = NULL;
+	if (r < 0)
+		goto out;
+
+	r = -ENOMEM;
+	jm = json_object();
+	if (!jm)
+		goto out;
+	snprintf(buf, sizeof(buf), "%ld", meta->step);
+	json_object_set_new(jm, "step", json_string(buf));
+	snprintf(buf, sizeof(buf), "%ld", gpu_model_adam_step(m));
+	json_object_set_new(jm, "adam_step", json_string(buf));
+	snprintf(buf, sizeof(buf), "%" PRIu64, meta->seed);
+	json_object_set_new(jm, "seed", json_string(buf));
+	p = join(tmp, "optimizer.safetensors");
+	if (!p)
+		goto out;
+	r = write_parts(m, p, opt, opt_prefix, 2, jm);
+	if (r < 0)
+		goto out;
+
+	if (rename(tmp, dir) < 0) {
+		r = -errno;
+		goto out;
+	}
+	parent = strdup(dir);
+	if (!parent) {
+		r = -ENOMEM;
+		goto out;
+	}
+	slash = strrchr(parent, '/');
+	if (slash == parent)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	r = fsync_path(slash ? parent : ".", O_RDONLY | O_DIRECTORY);
+out:
+	json_decref(jm);
+	free(parent);
+	free(p);
+	free(tmp);
+	return r;
+}
+
+/* A parsed safetensors file held in memory. */
+struct st_file {
+	unsigned char *buf;
+	size_t len;
+	json_t *hdr;
+	const unsigned char *data;
+	size_t data_len;
+};
+
+static void st_release(struct st_file *f)
+{
+	json_decref(f->hdr);
+	free(f->buf);
+	memset(f, 0, sizeof(*f));
+}
+
+static int st_open(struct st_file *f, const char *path)
+{
+	FILE *fp = fopen(path, "rbe");
+	uint64_t hl = 0;
+	long sz;
+	int r = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (!fp)
+		return -errno;
+	if (fseek(fp, 0, SEEK_END) < 0 || (sz = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (sz < 8) {
+		r = -EINVAL;
+		goto out;
+	}
+	f->len = (size_t)sz;
+	f->buf = malloc(f->len);
+	if (!f->buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (fread(f->buf, 1, f->len, fp) != f->len) {
+		r = -EIO;
+		goto out;
+	}
+	for (int i = 0; i < 8; i++)
+		hl |= (uint64_t)f->buf[i] << (8 * i);
+	if (hl > MAX_HEADER || hl > f->len - 8) {
+		r = -EINVAL;
+		goto out;
+	}
+	f->hdr = json_loadb((const char *)f->buf + 8, (size_t)hl, 0, NULL);
+	if (!json_is_object(f->hdr)) {
+		r = -EINVAL;
+		goto out;
+	}
+	f->data = f->buf + 8 + hl;
+	f->data_len = f->len - 8 - (size_t)hl;
+out:
+	fclose(fp);
+	if (r < 0)
+		st_release(f);
+	return r;
+}
+
+/* Find name (or "transformer." + name), check F32 and the shape, return its bytes. */
+static int st_get(const struct st_file *f, const char *prefix, const char *name, int ndim,
+		  const int64_t *shape, const float **ret)
+{
+	char full[160];
+	json_t *e, *sh, *offs;
+	json_int_t b, end;
+
+	snprintf(full, sizeof(full), "%s%s", prefix, name);
+	e = json_object_get(f->hdr, full);
+	if (!e) {
+		snprintf(full, sizeof(full), "%stransformer.%s", prefix, name);
+		e = json_object_get(f->hdr, full);
+	}
+	if (!e)
+		return -EINVAL;
+	sh = json_object_get(e, "shape");
+	offs = json_object_get(e, "data_offsets");
+	if (!json_is_string(json_object_get(e, "dtype")) ||
+	    strcmp(json_string_value(json_object_get(e, "dtype")), "F32") != 0 ||
+	    !json_is_array(sh) || (int)json_array_size(sh) != ndim || !json_is_array(offs) ||
+	    json_array_size(offs) != 2)
+		return -EINVAL;
+	for (int d = 0; d < ndim; d++)
+		if (json_integer_value(json_array_get(sh, (size_t)d)) != shape[d])
+			return -EINVAL;
+	b = json_integer_value(json_array_get(offs, 0));
+	end = json_integer_value(json_array_get(offs, 1));
+	if (b < 0 || end < b || (size_t)end > f->data_len ||
+	    (size_t)(end - b) != numel(shape, ndim) * sizeof(float))
+		return -EINVAL;
+	/* safetensors data is only 8-aligned relative to the buffer start, and our buffer comes
+	 * from malloc: float alignment holds when b is a multiple of 4, which F32 files keep. */
+	if ((uintptr_t)(f->data + b) % sizeof(float) != 0)
+		return -EINVAL;
+	*ret = (const float *)(f->data + b);
+	return 0;
+}
+
+static int load_flat(struct gpu_model *m, const struct st_file *f, const char *prefix,
+		     const struct hf_tensor *t, int nt, enum gpu_buf which, float *flat)
+{
+	for (int k = 0; k < nt; k++) {
+		const float *src;
+		int r = st_get(f, prefix, t[k].name, t[k].ndim, t[k].shape, &src);
+
+		if (r < 0)
+			return r;
+		from_hf(&t[k], src, flat);
+	}
+	return gpu_model_write(m, which, flat);
+}
+
+static int meta_long(const struct st_file *f, const char *key, long long *ret)
+{
+	json_t *v = json_object_get(json_object_get(f->hdr, "__metadata__"), key);
+	char *end;
+
+	if (!json_is_string(v))
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoll(json_string_value(v), &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	return 0;
+}
+
+int gpu_ckpt_load(struct gpu_model *m, const char *dir, struct gpu_ckpt_meta *ret_meta)
+{
+	struct st_file f = { 0 };
+	struct hf_tensor *t = NULL;
+	float *flat = NULL;
+	char *p = NULL;
+	long long step = -1, adam_step = 0, seed = 0;
+	int nt = 0, r;
+
+	r = hf_tensors(gpu_model_config(m), &t, &nt);
+	if (r < 0)
+		return r;
+	flat = malloc(gpu_model_num_params(m) * sizeof(float));
+	p = join(dir, "model.safetensors");
+	if (!flat || !p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = st_open(&f, p)) < 0 ||
+	    (r = load_flat(m, &f, "", t, nt, GPU_BUF_PARAMS, flat)) < 0)
+		goto out;
+	st_release(&f);
+	free(p);
+	p = join(dir, "optimizer.safetensors");
+	if (!p) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = st_open(&f, p);
+	if (r == -ENOENT) {
+		/* weights only: a fresh optimizer */
+		memset(flat, 0, gpu_model_num_params(m) * sizeof(float));
+		if ((r = gpu_model_write(m, GPU_BUF_ADAM_M, flat)) < 0 ||
+		    (r = gpu_model_write(m, GPU_BUF_ADAM_V, flat)) < 0)
+			goto out;
+		gpu_model_set_adam_step(m, 0);
+		step = -1;
+	} else if (r < 0) {
+		goto out;
+	} else {
+		if ((r = load_flat(m, &f, "exp_avg.", t, nt, GPU_BUF_ADAM_M, flat)) < 0 ||
+		    (r = load_flat(m, &f, "exp_avg_sq.", t, nt, GPU_BUF_ADAM_V, flat)) < 0 ||
+		    (r = meta_long(&f, "step", &step)) < 0 ||
+		    (r = meta_long(&f, "adam_step", &adam_step)) < 0 ||
+		    (r = meta_long(&f, "seed", &seed)) < 0)
+			goto out;
+		gpu_model_set_adam_step(m, (long)adam_step);
+	}
+	if (ret_meta) {
+		ret_meta->step = (long)step;
+		ret_meta->seed = (uint64_t)seed;
+	}
+	r = 0;
+out:
+	st_release(&f);
+	free(p);
+	free(flat);
+	free(t);
+	return r;
+}
+
+int gpu_ckpt_read_config(const char *dir, struct gpu_config *ret)
+{
+	char *p = join(dir, "config.json");
+	json_t *j;
+	struct gpu_config c;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	j = json_load_file(p, 0, NULL);
+	free(p);
+	if (!j)
+		return -EINVAL;
+	/* n_positions is the HF name for the context; older files also carry n_ctx */
+	r = json_unpack(j, "{s:i,s:i,s:i,s:i,s:i}", "n_layer", &c.n_layer, "n_head", &c.n_head,
+			"n_embd", &c.n_embd, "n_positions", &c.n_ctx, "vocab_size",
+			&c.vocab_size);
+	json_decref(j);
+	if (r < 0 || gpu_config_check(&c) < 0)
+		return -EINVAL;
+	*ret = c;
+	return 0;
+}

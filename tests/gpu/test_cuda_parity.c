@@ -1,0 +1,169 @@
+/* CUDA parity: first every kernel on its own (kernel_parity.c), then the same model (identical
+ * initial weights, built on the host) on the same batches, on the CPU reference and on the
+ * CUDA backend.
+ *
+ * Tolerances (fp32 on both sides; the GPU sums in other orders and uses atomics for the token
+ * embedding gradient):
+ *   logits            max |diff| <= 1e-4 * (1 + max |logit|)
+ *   loss              |diff| <= 1e-5 * loss
+ *   every gradient    max |diff| <= 1e-3 * max |grad| of that tensor (+1e-7)
+ *   5 AdamW steps     every loss within 1e-4 relative, and the weights afterwards within
+ *                     1e-3 relative to the largest weight
+ *   bf16 matmuls      first loss within 2e-2 relative of the fp32 CPU loss
+ * Exit 77 when the library has no CUDA backend or there is no device. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu/gpt.h"
+#include "gpu/gpt_i.h"
+#include "kernel_parity.h"
+
+enum { B = 4, T = 32, STEPS = 5 };
+
+static int failures;
+
+static void check(const char *what, double diff, double tol)
+{
+	int ok = diff <= tol;
+
+	printf("%-34s %.3e (tol %.1e) %s\n", what, diff, tol, ok ? "ok" : "FAIL");
+	if (!ok)
+		failures++;
+}
+
+static double max_abs(const float *x, size_t n)
+{
+	double m = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fabs(x[i]) > m ? fabs(x[i]) : m;
+	return m;
+}
+
+static double max_diff(const float *x, const float *y, size_t n)
+{
+	double m = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		m = fabs((double)x[i] - y[i]) > m ? fabs((double)x[i] - y[i]) : m;
+	return m;
+}
+
+int main(void)
+{
+	static const char *names[GPU_NPARAMS] = {
+		"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w",
+		"ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb" };
+	const struct gpu_config cfg = { 2, 4, 64, T, 256 };
+	struct gpu_opts opts = { GPU_BACKEND_CPU, B, T, 0, 5, 0 };
+	const struct gpu_adamw hp = { 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f };
+	struct gpu_model *cpu = NULL, *gpu = NULL, *bf = NULL;
+	size_t sizes[GPU_NPARAMS], np, nl = (size_t)B * T * cfg.vocab_size, off = 0;
+	float *a = NULL, *b = NULL, lc, lg;
+	int32_t in[B * T], tg[B * T];
+	uint64_t rng = 77;
+	int r;
+
+	if (!gpu_cuda_ops()) {
+		printf("skip: this build has no CUDA backend (nvcc not found, or a sanitised build)\n");
+		return 77;
+	}
+	opts.backend = GPU_BACKEND_CUDA;
+	r = gpu_model_new(&gpu, &cfg, &opts);
+	if (r == -ENODEV) {
+		printf("skip: no CUDA device\n");
+		return 77;
+	}
+	if (r < 0) {
+		printf("FAIL: creating the CUDA model: %s\n", strerror(-r));
+		return 1;
+	}
+	void *kctx = NULL;
+
+	if ((r = gpu_cuda_ops()->ctx_new(&kctx, 0)) < 0) {
+		printf("FAIL: CUDA context: %s\n", strerror(-r));
+		return 1;
+	}
+	failures += kernel_parity(gpu_cuda_ops(), kctx);
+	gpu_cuda_ops()->ctx_free(kctx);
+
+	opts.backend = GPU_BACKEND_CPU;
+	if (gpu_model_new(&cpu, &cfg, &opts) < 0)
+		return 1;
+	np = gpu_model_num_params(cpu);
+	a = malloc((np > nl ? np : nl) * sizeof(float));
+	b = malloc((np > nl ? np : nl) * sizeof(float));
+	if (!a || !b)
+		return 1;
+	gpu_param_sizes(&cfg, sizes);
+
+	for (int s = 0; s < STEPS; s++) {
+		char what[64];
+
+		for (int i = 0; i < B * T; i++) {
+			in[i] = (int32_t)(gpu_rng_next(&rng) % 256);
+			tg[i] = (int32_t)(gpu_rng_next(&rng) % 256);
+		}
+		if (gpu_model_forward(cpu, in, tg, B, T, &lc) < 0 ||
+		    (r = gpu_model_forward(gpu, in, tg, B, T, &lg)) < 0) {
+			printf("FAIL: forward: %s\n", strerror(-r));
+			return 1;
+		}
+		if (s == 0) {
+			gpu_model_logits(cpu, -1, a);
+			gpu_model_logits(gpu, -1, b);
+			check("logits max |diff|", max_diff(a, b, nl), 1e-4 * (1.0 + max_abs(a, nl)));
+		}
+		snprintf(what, sizeof(what), "step %d loss rel diff", s);
+		check(what, fabs((double)lc - lg) / lc, s == 0 ? 1e-5 : 1e-4);
+		if (gpu_model_backward(cpu) < 0 || (r = gpu_model_backward(gpu)) < 0) {
+			printf("FAIL: backward: %s\n", strerror(-r));
+			return 1;
+		}
+		if (s == 0) {
+			gpu_model_read(cpu, GPU_BUF_GRADS, a);
+			gpu_model_read(gpu, GPU_BUF_GRADS, b);
+			for (int t = 0; t < GPU_NPARAMS; t++) {
+				snprintf(what, sizeof(what), "grad %s max |diff|", names[t]);
+				check(what, max_diff(a + off, b + off, sizes[t]),
+				      1e-3 * max_abs(a + off, sizes[t]) + 1e-7);
+				off += sizes[t];
+			}
+		}
+		if (gpu_model_step(cpu, &hp, 1e-3f, NULL) < 0 ||
+		    (r = gpu_model_step(gpu, &hp, 1e-3f, NULL)) < 0) {
+			printf("FAIL: step: %s\n", strerror(-r));
+			return 1;
+		}
+	}
+	gpu_model_read(cpu, GPU_BUF_PARAMS, a);
+	gpu_model_read(gpu, GPU_BUF_PARAMS, b);
+	check("weights after steps max |diff|", max_diff(a, b, np), 1e-3 * max_abs(a, np));
+
+	/* bf16 tensor-core matmuls, from the same initial weights */
+	opts.backend = GPU_BACKEND_CUDA;
+	opts.bf16_matmul = 1;
+	if ((r = gpu_model_new(&bf, &cfg, &opts)) < 0 ||
+	    (r = gpu_model_forward(bf, in, tg, B, T, &lg)) < 0) {
+		printf("FAIL: bf16 model: %s\n", strerror(-r));
+		return 1;
+	}
+	gpu_model_free(cpu);
+	opts.backend = GPU_BACKEND_CPU;
+	opts.bf16_matmul = 0;
+	cpu = NULL;
+	if (gpu_model_new(&cpu, &cfg, &opts) < 0 || gpu_model_forward(cpu, in, tg, B, T, &lc) < 0)
+		return 1;
+	check("bf16 loss rel diff", fabs((double)lc - lg) / lc, 2e-2);
+
+	gpu_model_free(bf);
+	gpu_model_free(gpu);
+	gpu_model_free(cpu);
+	free(a);
+	free(b);
+	printf("%d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# GPU check and benchmark, one script for a lent GPU machine: the CUDA parity test, then GPT-2
+# 124M training throughput and MFU with fp32 and with bf16 tensor-core matmuls.
+# MFU = achieved model FLOP/s / peak dense bf16 FLOP/s (PEAK_TFLOPS, default 989 for an H100
+# SXM; the fp32 run is reported against the same peak so that the two compare).
+# usage: tools/bench/train_gpu.sh [BUILD_DIR]
+set -u
+cd "$(dirname "$0")/../.."
+build=${1:-build}
+peak=${PEAK_TFLOPS:-989}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+"$build/tests/gpu/test_cuda_parity"
+echo "parity rc=$?"
+for flag in "" --bf16; do
+    line=$("$build/tools/train/llmfs-train-bench" --backend cuda $flag --layers 12 --heads 12 \
+        --embd 768 --vocab 50257 --batch 8 --seq 1024 --steps 10)
+    echo "$line"
+    echo "$line" | tr ' ' '\n' | awk -F= -v peak="$peak" -v f="${flag:-fp32}" \
+        '$1 == "model_gflops" { printf "MFU(%s) = %.1f%% of %s TFLOP/s\n", f, $2 / 10 / peak, peak }'
+done
