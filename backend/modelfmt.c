@@ -298,7 +298,10 @@ static int finish_tensors(struct mf_info *info)
 	for (i = 0; i < info->n_tensors; i++) {
 		const struct mf_tensor *t = &info->tensors[info->by_offset[i]];
 
-		if (i && t->offset < prev_end)
+		/* An empty tensor holds no bytes: it may sit anywhere. */
+		if (!t->size)
+			continue;
+		if (prev && t->offset < prev_end)
 			return fail(info, -EINVAL, "tensors '%.64s' and '%.64s' overlap", prev,
 				    t->name);
 		prev_end = t->offset + t->size;

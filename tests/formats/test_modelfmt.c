@@ -473,6 +473,11 @@ static void test_safetensors_hostile(void)
 		   "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 2);
 	st_hostile("size mismatch", -EINVAL,
 		   "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8);
+	st_hostile("empty tensors share offsets", 0,
+		   "{\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]},"
+		   "\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+		   "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]},"
+		   "\"y\":{\"dtype\":\"F32\",\"shape\":[3,0],\"data_offsets\":[2,2]}}", 4);
 	st_hostile("overlap", -EINVAL,
 		   "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
 		   "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 8);
