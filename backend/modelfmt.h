@@ -51,7 +51,7 @@
 #define MF_DIMS_MAX        8             /* GGML_MAX_DIMS is 4 */
 #define MF_NAME_MAX        4096          /* bytes of a tensor name */
 #define MF_JSON_DEPTH_MAX  32            /* nesting of JSON objects/arrays */
-#define MF_JSON_TOKENS_MAX (2u << 20)    /* JSON values and separators */
+#define MF_JSON_TOKENS_MAX (1u << 20)    /* JSON values and separators */
 #define MF_GGUF_ARRAY_DEPTH_MAX 4        /* GGUF arrays of arrays */
 
 enum mf_format {
