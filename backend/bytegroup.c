@@ -243,7 +243,8 @@ static ssize_t zstd_into(struct bg_ctx *ctx, const void *src, size_t n, void *ds
 	size_t z = ZSTD_compressCCtx(ctx->cctx, dst, cap, src, n, ctx->level);
 
 	if (ZSTD_isError(z))
-		return ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EINVAL;
+		return ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall ? -ENOSPC :
+		       ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation ? -ENOMEM : -EINVAL;
 	return (ssize_t)z;
 }
 
