@@ -69,10 +69,15 @@ static const struct dtype_desc dtypes[MF_DTYPE_COUNT] = {
 	[MF_DTYPE_TQ1_0] = { "TQ1_0", 256, 54, 0, 1 },
 	[MF_DTYPE_TQ2_0] = { "TQ2_0", 256, 66, 0, 1 },
 	[MF_DTYPE_MXFP4] = { "MXFP4", 32, 17, 0, 1 },
+	[MF_DTYPE_NVFP4] = { "NVFP4", 64, 36, 0, 1 },
+	[MF_DTYPE_Q1_0] = { "Q1_0", 128, 18, 0, 1 },
 };
 
 /* enum ggml_type, by value; removed types (4, 5, 31-33, 36-38) stay
- * MF_DTYPE_UNKNOWN so a file using them is rejected, not misread. */
+ * MF_DTYPE_UNKNOWN so a file using them is rejected, not misread, and so do
+ * types newer than 41 until their block layout is settled upstream.  Block
+ * sizes were checked against @huggingface/gguf's table, except Q8_1, where
+ * ggml's static_assert (36 bytes: two halves and 32 quants) is the truth. */
 static const enum mf_dtype ggml_types[] = {
 	[0] = MF_DTYPE_F32, [1] = MF_DTYPE_F16, [2] = MF_DTYPE_Q4_0,
 	[3] = MF_DTYPE_Q4_1, [6] = MF_DTYPE_Q5_0, [7] = MF_DTYPE_Q5_1,
@@ -84,7 +89,8 @@ static const enum mf_dtype ggml_types[] = {
 	[23] = MF_DTYPE_IQ4_XS, [24] = MF_DTYPE_I8, [25] = MF_DTYPE_I16,
 	[26] = MF_DTYPE_I32, [27] = MF_DTYPE_I64, [28] = MF_DTYPE_F64,
 	[29] = MF_DTYPE_IQ1_M, [30] = MF_DTYPE_BF16, [34] = MF_DTYPE_TQ1_0,
-	[35] = MF_DTYPE_TQ2_0, [39] = MF_DTYPE_MXFP4,
+	[35] = MF_DTYPE_TQ2_0, [39] = MF_DTYPE_MXFP4, [40] = MF_DTYPE_NVFP4,
+	[41] = MF_DTYPE_Q1_0,
 };
 
 /* enum llama_ftype (general.file_type), for the summary only. */

@@ -363,6 +363,45 @@ static void p_ok(struct buf *b)
 	pad(b);
 }
 
+/* Block sizes of the newest types, read back from a file. */
+static void test_gguf_block_types(void)
+{
+	static const struct { uint32_t type; uint64_t n; uint64_t bytes; enum mf_dtype dt; } c[] = {
+		{ 40, 128, 72, MF_DTYPE_NVFP4 }, { 41, 256, 36, MF_DTYPE_Q1_0 },
+		{ 39, 64, 34, MF_DTYPE_MXFP4 }, { 34, 256, 54, MF_DTYPE_TQ1_0 },
+		{ 23, 512, 272, MF_DTYPE_IQ4_XS }, { 14, 256, 210, MF_DTYPE_Q6_K },
+		{ 9, 32, 36, MF_DTYPE_Q8_1 },
+	};
+	struct mf_info info;
+	struct buf b = { 0 };
+	uint64_t off = 0;
+	size_t i;
+
+	hdr(&b, 3, sizeof(c) / sizeof(c[0]), 0);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "t%zu", i);
+		tensor_info(&b, name, 1, &c[i].n, c[i].type, off);
+		off += (c[i].bytes + 31) / 32 * 32;
+	}
+	buf_zero(&b, 4096);
+	mf_info_init(&info);
+	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	for (i = 0; info.status == 0 && i < sizeof(c) / sizeof(c[0]); i++) {
+		CHECK(info.tensors[i].dtype == c[i].dt);
+		CHECK(info.tensors[i].size == c[i].bytes);
+		CHECK(mf_dtype_is_quant(c[i].dt));
+	}
+	b.len = 0;
+	hdr(&b, 3, 1, 0);
+	tensor_info(&b, "next", 1, &c[0].n, 42, 0);
+	buf_zero(&b, 4096);
+	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), -EINVAL, &info);
+	mf_info_release(&info);
+	buf_free(&b);
+}
+
 static void test_gguf_hostile(void)
 {
 	gguf_hostile("valid control", 0, p_ok);
@@ -623,6 +662,7 @@ int main(void)
 	test_gguf(3, 64);
 	test_gguf(2, 8);
 	test_gguf_stream();
+	test_gguf_block_types();
 	test_gguf_hostile();
 	test_safetensors();
 	test_safetensors_hostile();
