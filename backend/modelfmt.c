@@ -1067,22 +1067,31 @@ static ssize_t last_at_or_before(const struct mf_info *info, uint64_t off)
 
 ssize_t mf_tensor_starts(const struct mf_info *info, uint64_t **ret_starts)
 {
+	return mf_tensor_cuts(info, 0, ret_starts);
+}
+
+ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t **ret_cuts)
+{
 	uint64_t *s;
 	size_t i, n = 0;
 
-	*ret_starts = NULL;
+	*ret_cuts = NULL;
 	if (info->status != 0 || !info->n_tensors)
 		return 0;
 	s = malloc(info->n_tensors * sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	for (i = 0; i < info->n_tensors; i++) {
-		uint64_t o = info->tensors[info->by_offset[i]].offset;
+		const struct mf_tensor *t = &info->tensors[info->by_offset[i]];
 
-		if (!n || s[n - 1] != o)
-			s[n++] = o;
+		if (t->size >= min_bytes && (!n || s[n - 1] != t->offset))
+			s[n++] = t->offset;
 	}
-	*ret_starts = s;
+	if (!n) {
+		free(s);
+		s = NULL;
+	}
+	*ret_cuts = s;
 	return (ssize_t)n;
 }
 

@@ -152,6 +152,12 @@ void mf_info_merge_config(struct mf_info *model, const struct mf_info *config);
  * when there are none.  Returns the count or -ENOMEM. */
 ssize_t mf_tensor_starts(const struct mf_info *info, uint64_t **ret_starts);
 
+/* Like mf_tensor_starts(), but only the starts of tensors of at least
+ * `min_bytes`: the cut points for a chunker whose chunks should not be
+ * smaller than that.  Small tensors (norms, biases) then share a chunk with
+ * what precedes them, while every large tensor still begins a chunk. */
+ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t **ret_cuts);
+
 /* The dtype covering most of the bytes [start, end) of the file, or
  * MF_DTYPE_UNKNOWN when the range lies outside every tensor (headers,
  * padding).  O(log n). */

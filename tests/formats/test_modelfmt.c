@@ -84,6 +84,14 @@ static void test_gguf(uint32_t version, uint32_t align)
 		CHECK(starts[i] > starts[i - 1]);
 	CHECK(n == 4 && starts[0] == data);
 	free(starts);
+	/* Only tensors of 100 bytes or more start a chunk: not the 32-byte
+	 * norm. */
+	n = mf_tensor_cuts(&info, 100, &starts);
+	CHECK(n == 3 && starts[0] == data && starts[1] == info.tensors[1].offset &&
+	      starts[2] == info.tensors[3].offset);
+	free(starts);
+	n = mf_tensor_cuts(&info, 1u << 20, &starts);
+	CHECK(n == 0 && starts == NULL);
 	CHECK(mf_dtype_group_width(MF_DTYPE_BF16) == 2 && mf_dtype_group_width(MF_DTYPE_F32) == 4 &&
 	      mf_dtype_group_width(MF_DTYPE_Q8_0) == 0 && mf_dtype_is_quant(MF_DTYPE_Q4_K));
 	mf_info_release(&info);

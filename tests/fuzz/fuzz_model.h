@@ -34,6 +34,11 @@ static void fuzz_use(const struct mf_info *info)
 		(void)mf_dtype_at(info, starts[i], starts[i] + 65536);
 	}
 	free(starts);
+	n = mf_tensor_cuts(info, 4096, &starts);
+	for (i = 0; n > 0 && i < (uint64_t)n; i++)
+		if ((i && starts[i] <= starts[i - 1]) || starts[i] > info->file_size)
+			__builtin_trap();
+	free(starts);
 	(void)mf_dtype_at(info, 0, info->file_size);
 }
 

@@ -8,7 +8,7 @@
  * PERCENT % of the tensors have new values and the JSON header grew (more
  * __metadata__), so every tensor moved.  Each version is then ingested:
  * mf_parse() on its header, a gear content-defined chunker (16/64/256 KiB
- * min/average/max) with and without extra cuts at mf_tensor_starts(), and
+ * min/average/max) with and without extra cuts at mf_tensor_cuts(), and
  * every chunk encoded by bg_encode_best() with the dtype hint from
  * mf_dtype_at().  Prints the bytes version 2 adds to a store that holds
  * version 1, and the stored size of each version.
@@ -175,7 +175,7 @@ static int ingest(const struct model *m, int aligned, struct idset *seen, struct
 	if (rc < 0)
 		goto out;
 	if (aligned) {
-		ns = mf_tensor_starts(&info, &starts);
+		ns = mf_tensor_cuts(&info, MIN_CHUNK, &starts);
 		if (ns < 0) {
 			rc = (int)ns;
 			goto out;
