@@ -128,6 +128,12 @@ struct mf_info {
 	size_t tensors_cap;
 };
 
+/* For `file_size` while a file is still being written: the header is then
+ * checked for consistency and -EAGAIN still says how much of it is needed,
+ * but offsets are not yet checked against the end.  Parse again with the
+ * real size when the file is complete (the header is buffered by then). */
+#define MF_SIZE_UNKNOWN UINT64_MAX
+
 void mf_info_init(struct mf_info *info);
 void mf_info_release(struct mf_info *info);
 

@@ -131,6 +131,17 @@ static void test_gguf_stream(void)
 	}
 	CHECK_RC(rc, 0, &info);
 	CHECK(steps > 0 && steps < 8);
+
+	/* While the file is still being written its size is unknown: the
+	 * header parses, and the real size is checked at the end. */
+	for (len = 0; len < header; len++) {
+		CHECK_RC(mf_parse(b.p, len, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+		CHECK(info.need > len && info.need <= header);
+	}
+	CHECK_RC(mf_parse(b.p, header, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK(info.n_tensors == 4);
+	CHECK_RC(mf_parse(b.p, header, b.len, &info), 0, &info);
+	CHECK_RC(mf_parse(b.p, header, b.len - 1, &info), -EOVERFLOW, &info);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -462,6 +473,10 @@ static void test_safetensors(void)
 	CHECK(info.need == 9);
 	CHECK_RC(mf_parse_safetensors(b.p, 8, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
+	CHECK_RC(mf_parse(b.p, 9, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+	CHECK(info.need == data);
+	CHECK_RC(mf_parse(b.p, data, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK(info.n_tensors == 4);
 	CHECK_RC(mf_parse(b.p, 9, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
 	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);

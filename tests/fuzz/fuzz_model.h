@@ -1,6 +1,7 @@
 /* Shared body of the model-format fuzz harnesses: one parser, driven the
  * ways the store drives it (whole file, a prefix of a file, a prefix of a
- * much larger file), then every reader of a successful result. */
+ * much larger file, a prefix of a file still being written), then every
+ * reader of a successful result. */
 #ifndef LLMFS_FUZZ_MODEL_H
 #define LLMFS_FUZZ_MODEL_H
 
@@ -61,6 +62,11 @@ static void fuzz_parse(fuzz_parser parse, const uint8_t *data, size_t size)
 	fuzz_use(&info);
 
 	rc = parse(data, size, (uint64_t)size * 4096 + 7, &info);
+	if (rc == -EAGAIN && info.need <= size)
+		__builtin_trap();
+	fuzz_use(&info);
+
+	rc = parse(data, size, MF_SIZE_UNKNOWN, &info);
 	if (rc == -EAGAIN && info.need <= size)
 		__builtin_trap();
 	fuzz_use(&info);
