@@ -1210,7 +1210,10 @@ ssize_t mf_info_summary(const struct mf_info *info, const char *filename, char *
 	if (filename)
 		fprintf(f, "file: %s\n", filename);
 	fmt_bytes(a, sizeof(a), info->file_size);
-	fprintf(f, "size: %s (%llu bytes)\n", a, (unsigned long long)info->file_size);
+	if (info->file_size == MF_SIZE_UNKNOWN)
+		fprintf(f, "size: not known yet (still being written)\n");
+	else
+		fprintf(f, "size: %s (%llu bytes)\n", a, (unsigned long long)info->file_size);
 	if (info->status != 0) {
 		fprintf(f, "format: %s\n",
 			info->format ? mf_format_name(info->format) : "unrecognised");
@@ -1251,13 +1254,17 @@ ssize_t mf_info_summary(const struct mf_info *info, const char *filename, char *
 	fprintf(f, "dtypes:\n");
 	for (i = 1; i < MF_DTYPE_COUNT; i++) {
 		const struct mf_dtype_stat *s = &info->dtypes[i];
-		double share = info->file_size ? 100.0 * (double)s->bytes / (double)info->file_size : 0;
+		bool known = info->file_size && info->file_size != MF_SIZE_UNKNOWN;
+		double share = known ? 100.0 * (double)s->bytes / (double)info->file_size : 0;
 
 		if (!s->tensors)
 			continue;
 		fmt_bytes(b, sizeof(b), s->bytes);
-		fprintf(f, "  %-8s %7llu tensors %12s %5.1f%% of the file\n", dtypes[i].name,
-			(unsigned long long)s->tensors, b, share);
+		fprintf(f, "  %-8s %7llu tensors %12s", dtypes[i].name,
+			(unsigned long long)s->tensors, b);
+		if (known)
+			fprintf(f, " %5.1f%% of the file", share);
+		fprintf(f, "\n");
 	}
 	return stream_done(f, &text, &size, ret_text);
 }

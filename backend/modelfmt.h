@@ -166,7 +166,7 @@ ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t 
 
 /* The dtype covering most of the bytes [start, end) of the file, or
  * MF_DTYPE_UNKNOWN when the range lies outside every tensor (headers,
- * padding).  O(log n). */
+ * padding).  O(log n + the tensors inside the range). */
 enum mf_dtype mf_dtype_at(const struct mf_info *info, uint64_t start, uint64_t end);
 
 /* The tensor containing absolute offset `off`, or NULL. */

@@ -140,6 +140,13 @@ static void test_gguf_stream(void)
 	}
 	CHECK_RC(mf_parse(b.p, header, MF_SIZE_UNKNOWN, &info), 0, &info);
 	CHECK(info.n_tensors == 4);
+	{
+		char *text = NULL;
+
+		CHECK(mf_info_summary(&info, NULL, &text) > 0 && strstr(text, "not known yet") &&
+		      !strstr(text, "% of the file"));
+		free(text);
+	}
 	CHECK_RC(mf_parse(b.p, header, b.len, &info), 0, &info);
 	CHECK_RC(mf_parse(b.p, header, b.len - 1, &info), -EOVERFLOW, &info);
 	mf_info_release(&info);
