@@ -1215,8 +1215,9 @@ ssize_t mf_info_summary(const struct mf_info *info, const char *filename, char *
 	else
 		fprintf(f, "size: %s (%llu bytes)\n", a, (unsigned long long)info->file_size);
 	if (info->status != 0) {
-		fprintf(f, "format: %s\n",
-			info->format ? mf_format_name(info->format) : "unrecognised");
+		/* -ENOMSG: the format guess (a JSON object) was wrong. */
+		fprintf(f, "format: %s\n", info->format && info->status != -ENOMSG ?
+			mf_format_name(info->format) : "unrecognised");
 		fprintf(f, "note: %s; stored as plain bytes\n", failure_kind(info->status));
 		fprintf(f, "reason: %s\n", info->error);
 		return stream_done(f, &text, &size, ret_text);

@@ -652,6 +652,9 @@ static void test_config(void)
 	CHECK(info.config_dtype == MF_DTYPE_F16);
 
 	CHECK_RC(mf_parse("{\"a\": 1}", 8, 8, &info), -ENOMSG, &info);
+	CHECK(mf_info_summary(&info, NULL, &text) > 0 && strstr(text, "format: unrecognised") &&
+	      strstr(text, "not a model file"));
+	free(text);
 	CHECK_RC(mf_parse_config("{\"a\": ", 6, 6, &info), -EINVAL, &info);
 	CHECK_RC(mf_parse_config("{}", 2, 64u << 20, &info), -E2BIG, &info);
 	mf_info_release(&info);
