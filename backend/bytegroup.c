@@ -80,10 +80,12 @@ size_t bg_bound(size_t n)
 {
 	size_t z = ZSTD_compressBound(n);
 
-	/* Grouped: flags + 4 headers + raw planes at worst, or a joined frame. */
+	/* Grouped: flags + 4 headers + raw planes at worst; or the flags byte,
+	 * a frame over n - t plane bytes and the t <= 3 tail bytes, which
+	 * ZSTD_compressBound(n) covers to within a byte or two. */
 	if (z < n + 1 + 4 * 4)
 		z = n + 1 + 4 * 4;
-	return z + 1;
+	return z + 8;
 }
 
 unsigned bg_scheme_width(enum bg_scheme scheme)
@@ -241,7 +243,8 @@ static ssize_t zstd_into(struct bg_ctx *ctx, const void *src, size_t n, void *ds
 	size_t z = ZSTD_compressCCtx(ctx->cctx, dst, cap, src, n, ctx->level);
 
 	if (ZSTD_isError(z))
-		return ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EINVAL;
+		return ZSTD_getErrorCode(z) == ZSTD_error_dstSize_tooSmall ? -ENOSPC :
+		       ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation ? -ENOMEM : -EINVAL;
 	return (ssize_t)z;
 }
 

@@ -6,8 +6,8 @@
  * the sign drops to bit 0 and the top byte holds the exponent (all 8 bits for
  * bf16 and fp32, 5 bits and 3 mantissa bits for fp16), then splits the
  * values into byte planes: plane j holds byte j of every value.  The
- * exponent plane then compresses to ~2.6 bits a byte; mantissa planes that
- * do not compress are kept raw, so they decode at copy speed.
+ * exponent plane then compresses to about 3 bits a byte; mantissa planes
+ * that do not compress are kept raw, so they decode at copy speed.
  *
  * Schemes (the store writes the id beside each chunk):
  *   BG_SCHEME_RAW    0  the bytes themselves
@@ -60,13 +60,16 @@ enum bg_scheme {
 #define BG_FLAG_JOINED  0x01
 #define BG_FLAG_ROTATED 0x02
 
-/* Encoder choices, for measuring: the default is rotated planes. */
+/* Encoder choices.  All zero is what the store should use (rotated planes,
+ * exact chooser); the others exist to measure the alternatives, and any of
+ * them decodes with the same decoder, so changing them needs no new scheme
+ * id. */
 struct bg_opts {
 	int joined;     /* one frame instead of per-plane frames */
 	int no_rotate;  /* keep the sign bit in the top byte */
 	int probe;      /* chooser: decide on a sample (see bg_encode_best) */
-	int plane_level;      /* zstd level for planes, 0 = ctx->level */
-	int plane_min_match;  /* ZSTD_c_minMatch for planes, 0 = default */
+	int plane_level;      /* zstd level for planes, 0 = 1 */
+	int plane_min_match;  /* ZSTD_c_minMatch for planes, 0 = 7 */
 	size_t plane_segment; /* plane bytes per zstd frame, 0 = BG_PLANE_SEGMENT */
 };
 
@@ -75,7 +78,7 @@ struct bg_ctx {
 	void *plane_cctx;    /* ZSTD_CCtx for planes (level 1, long matches) */
 	int plane_opts_set;  /* which opts plane_cctx was set up for */
 	void *dctx;          /* ZSTD_DCtx */
-	int level;           /* zstd level for every scheme */
+	int level;           /* zstd level of plain zstd and joined planes */
 	struct bg_opts opts;
 	uint8_t *planes;     /* w * m plane bytes */
 	size_t planes_cap;

@@ -69,10 +69,15 @@ static const struct dtype_desc dtypes[MF_DTYPE_COUNT] = {
 	[MF_DTYPE_TQ1_0] = { "TQ1_0", 256, 54, 0, 1 },
 	[MF_DTYPE_TQ2_0] = { "TQ2_0", 256, 66, 0, 1 },
 	[MF_DTYPE_MXFP4] = { "MXFP4", 32, 17, 0, 1 },
+	[MF_DTYPE_NVFP4] = { "NVFP4", 64, 36, 0, 1 },
+	[MF_DTYPE_Q1_0] = { "Q1_0", 128, 18, 0, 1 },
 };
 
 /* enum ggml_type, by value; removed types (4, 5, 31-33, 36-38) stay
- * MF_DTYPE_UNKNOWN so a file using them is rejected, not misread. */
+ * MF_DTYPE_UNKNOWN so a file using them is rejected, not misread, and so do
+ * types newer than 41 until their block layout is settled upstream.  Block
+ * sizes were checked against @huggingface/gguf's table, except Q8_1, where
+ * ggml's static_assert (36 bytes: two halves and 32 quants) is the truth. */
 static const enum mf_dtype ggml_types[] = {
 	[0] = MF_DTYPE_F32, [1] = MF_DTYPE_F16, [2] = MF_DTYPE_Q4_0,
 	[3] = MF_DTYPE_Q4_1, [6] = MF_DTYPE_Q5_0, [7] = MF_DTYPE_Q5_1,
@@ -84,7 +89,8 @@ static const enum mf_dtype ggml_types[] = {
 	[23] = MF_DTYPE_IQ4_XS, [24] = MF_DTYPE_I8, [25] = MF_DTYPE_I16,
 	[26] = MF_DTYPE_I32, [27] = MF_DTYPE_I64, [28] = MF_DTYPE_F64,
 	[29] = MF_DTYPE_IQ1_M, [30] = MF_DTYPE_BF16, [34] = MF_DTYPE_TQ1_0,
-	[35] = MF_DTYPE_TQ2_0, [39] = MF_DTYPE_MXFP4,
+	[35] = MF_DTYPE_TQ2_0, [39] = MF_DTYPE_MXFP4, [40] = MF_DTYPE_NVFP4,
+	[41] = MF_DTYPE_Q1_0,
 };
 
 /* enum llama_ftype (general.file_type), for the summary only. */
@@ -298,7 +304,10 @@ static int finish_tensors(struct mf_info *info)
 	for (i = 0; i < info->n_tensors; i++) {
 		const struct mf_tensor *t = &info->tensors[info->by_offset[i]];
 
-		if (i && t->offset < prev_end)
+		/* An empty tensor holds no bytes: it may sit anywhere. */
+		if (!t->size)
+			continue;
+		if (prev && t->offset < prev_end)
 			return fail(info, -EINVAL, "tensors '%.64s' and '%.64s' overlap", prev,
 				    t->name);
 		prev_end = t->offset + t->size;
@@ -1058,22 +1067,31 @@ static ssize_t last_at_or_before(const struct mf_info *info, uint64_t off)
 
 ssize_t mf_tensor_starts(const struct mf_info *info, uint64_t **ret_starts)
 {
+	return mf_tensor_cuts(info, 0, ret_starts);
+}
+
+ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t **ret_cuts)
+{
 	uint64_t *s;
 	size_t i, n = 0;
 
-	*ret_starts = NULL;
+	*ret_cuts = NULL;
 	if (info->status != 0 || !info->n_tensors)
 		return 0;
 	s = malloc(info->n_tensors * sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	for (i = 0; i < info->n_tensors; i++) {
-		uint64_t o = info->tensors[info->by_offset[i]].offset;
+		const struct mf_tensor *t = &info->tensors[info->by_offset[i]];
 
-		if (!n || s[n - 1] != o)
-			s[n++] = o;
+		if (t->size >= min_bytes && (!n || s[n - 1] != t->offset))
+			s[n++] = t->offset;
 	}
-	*ret_starts = s;
+	if (!n) {
+		free(s);
+		s = NULL;
+	}
+	*ret_cuts = s;
 	return (ssize_t)n;
 }
 
@@ -1192,10 +1210,14 @@ ssize_t mf_info_summary(const struct mf_info *info, const char *filename, char *
 	if (filename)
 		fprintf(f, "file: %s\n", filename);
 	fmt_bytes(a, sizeof(a), info->file_size);
-	fprintf(f, "size: %s (%llu bytes)\n", a, (unsigned long long)info->file_size);
+	if (info->file_size == MF_SIZE_UNKNOWN)
+		fprintf(f, "size: not known yet (still being written)\n");
+	else
+		fprintf(f, "size: %s (%llu bytes)\n", a, (unsigned long long)info->file_size);
 	if (info->status != 0) {
-		fprintf(f, "format: %s\n",
-			info->format ? mf_format_name(info->format) : "unrecognised");
+		/* -ENOMSG: the format guess (a JSON object) was wrong. */
+		fprintf(f, "format: %s\n", info->format && info->status != -ENOMSG ?
+			mf_format_name(info->format) : "unrecognised");
 		fprintf(f, "note: %s; stored as plain bytes\n", failure_kind(info->status));
 		fprintf(f, "reason: %s\n", info->error);
 		return stream_done(f, &text, &size, ret_text);
@@ -1233,13 +1255,17 @@ ssize_t mf_info_summary(const struct mf_info *info, const char *filename, char *
 	fprintf(f, "dtypes:\n");
 	for (i = 1; i < MF_DTYPE_COUNT; i++) {
 		const struct mf_dtype_stat *s = &info->dtypes[i];
-		double share = info->file_size ? 100.0 * (double)s->bytes / (double)info->file_size : 0;
+		bool known = info->file_size && info->file_size != MF_SIZE_UNKNOWN;
+		double share = known ? 100.0 * (double)s->bytes / (double)info->file_size : 0;
 
 		if (!s->tensors)
 			continue;
 		fmt_bytes(b, sizeof(b), s->bytes);
-		fprintf(f, "  %-8s %7llu tensors %12s %5.1f%% of the file\n", dtypes[i].name,
-			(unsigned long long)s->tensors, b, share);
+		fprintf(f, "  %-8s %7llu tensors %12s", dtypes[i].name,
+			(unsigned long long)s->tensors, b);
+		if (known)
+			fprintf(f, " %5.1f%% of the file", share);
+		fprintf(f, "\n");
 	}
 	return stream_done(f, &text, &size, ret_text);
 }

@@ -51,7 +51,7 @@
 #define MF_DIMS_MAX        8             /* GGML_MAX_DIMS is 4 */
 #define MF_NAME_MAX        4096          /* bytes of a tensor name */
 #define MF_JSON_DEPTH_MAX  32            /* nesting of JSON objects/arrays */
-#define MF_JSON_TOKENS_MAX (2u << 20)    /* JSON values and separators */
+#define MF_JSON_TOKENS_MAX (1u << 20)    /* JSON values and separators */
 #define MF_GGUF_ARRAY_DEPTH_MAX 4        /* GGUF arrays of arrays */
 
 enum mf_format {
@@ -76,6 +76,7 @@ enum mf_dtype {
 	MF_DTYPE_IQ2_XXS, MF_DTYPE_IQ2_XS, MF_DTYPE_IQ3_XXS, MF_DTYPE_IQ1_S,
 	MF_DTYPE_IQ4_NL, MF_DTYPE_IQ3_S, MF_DTYPE_IQ2_S, MF_DTYPE_IQ4_XS,
 	MF_DTYPE_IQ1_M, MF_DTYPE_TQ1_0, MF_DTYPE_TQ2_0, MF_DTYPE_MXFP4,
+	MF_DTYPE_NVFP4, MF_DTYPE_Q1_0,
 	MF_DTYPE_COUNT
 };
 
@@ -127,6 +128,12 @@ struct mf_info {
 	size_t tensors_cap;
 };
 
+/* For `file_size` while a file is still being written: the header is then
+ * checked for consistency and -EAGAIN still says how much of it is needed,
+ * but offsets are not yet checked against the end.  Parse again with the
+ * real size when the file is complete (the header is buffered by then). */
+#define MF_SIZE_UNKNOWN UINT64_MAX
+
 void mf_info_init(struct mf_info *info);
 void mf_info_release(struct mf_info *info);
 
@@ -151,9 +158,15 @@ void mf_info_merge_config(struct mf_info *model, const struct mf_info *config);
  * when there are none.  Returns the count or -ENOMEM. */
 ssize_t mf_tensor_starts(const struct mf_info *info, uint64_t **ret_starts);
 
+/* Like mf_tensor_starts(), but only the starts of tensors of at least
+ * `min_bytes`: the cut points for a chunker whose chunks should not be
+ * smaller than that.  Small tensors (norms, biases) then share a chunk with
+ * what precedes them, while every large tensor still begins a chunk. */
+ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t **ret_cuts);
+
 /* The dtype covering most of the bytes [start, end) of the file, or
  * MF_DTYPE_UNKNOWN when the range lies outside every tensor (headers,
- * padding).  O(log n). */
+ * padding).  O(log n + the tensors inside the range). */
 enum mf_dtype mf_dtype_at(const struct mf_info *info, uint64_t start, uint64_t end);
 
 /* The tensor containing absolute offset `off`, or NULL. */

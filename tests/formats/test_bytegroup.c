@@ -155,6 +155,27 @@ static void test_chooser(void)
 			}
 		}
 	CHECK(grouped_won == 2);
+
+	/* The probing chooser decodes the same way, never exceeds the input,
+	 * and on weight-like data makes the full comparison's choice. */
+	ctx.opts.probe = 1;
+	for (k = 0; k < KINDS; k++)
+		for (w = 0; w < 3; w++) {
+			enum bg_scheme s = 99, s_exact = 99;
+			ssize_t rb, re;
+
+			fill(src, n, (enum kind)k);
+			ctx.opts.probe = 0;
+			re = bg_encode_best(&ctx, src, n, widths[w], best, n, &s_exact);
+			ctx.opts.probe = 1;
+			rb = bg_encode_best(&ctx, src, n, widths[w], best, n, &s);
+			CHECK(rb > 0 && (size_t)rb <= n && re > 0);
+			CHECK(bg_decode(&ctx, s, best, (size_t)rb, dec, n) == 0 &&
+			      memcmp(dec, src, n) == 0);
+			if (k == BF16 || k == F32 || k == RANDOM || k == ZEROS)
+				CHECK(s == s_exact && rb == re);
+		}
+	ctx.opts.probe = 0;
 	CHECK(bg_encode_best(&ctx, src, n, 2, best, n - 1, &(enum bg_scheme){ 0 }) == -ENOSPC);
 	bg_ctx_release(&ctx);
 	free(src);

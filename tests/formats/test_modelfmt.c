@@ -84,6 +84,14 @@ static void test_gguf(uint32_t version, uint32_t align)
 		CHECK(starts[i] > starts[i - 1]);
 	CHECK(n == 4 && starts[0] == data);
 	free(starts);
+	/* Only tensors of 100 bytes or more start a chunk: not the 32-byte
+	 * norm. */
+	n = mf_tensor_cuts(&info, 100, &starts);
+	CHECK(n == 3 && starts[0] == data && starts[1] == info.tensors[1].offset &&
+	      starts[2] == info.tensors[3].offset);
+	free(starts);
+	n = mf_tensor_cuts(&info, 1u << 20, &starts);
+	CHECK(n == 0 && starts == NULL);
 	CHECK(mf_dtype_group_width(MF_DTYPE_BF16) == 2 && mf_dtype_group_width(MF_DTYPE_F32) == 4 &&
 	      mf_dtype_group_width(MF_DTYPE_Q8_0) == 0 && mf_dtype_is_quant(MF_DTYPE_Q4_K));
 	mf_info_release(&info);
@@ -123,6 +131,24 @@ static void test_gguf_stream(void)
 	}
 	CHECK_RC(rc, 0, &info);
 	CHECK(steps > 0 && steps < 8);
+
+	/* While the file is still being written its size is unknown: the
+	 * header parses, and the real size is checked at the end. */
+	for (len = 0; len < header; len++) {
+		CHECK_RC(mf_parse(b.p, len, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+		CHECK(info.need > len && info.need <= header);
+	}
+	CHECK_RC(mf_parse(b.p, header, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK(info.n_tensors == 4);
+	{
+		char *text = NULL;
+
+		CHECK(mf_info_summary(&info, NULL, &text) > 0 && strstr(text, "not known yet") &&
+		      !strstr(text, "% of the file"));
+		free(text);
+	}
+	CHECK_RC(mf_parse(b.p, header, b.len, &info), 0, &info);
+	CHECK_RC(mf_parse(b.p, header, b.len - 1, &info), -EOVERFLOW, &info);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -363,6 +389,45 @@ static void p_ok(struct buf *b)
 	pad(b);
 }
 
+/* Block sizes of the newest types, read back from a file. */
+static void test_gguf_block_types(void)
+{
+	static const struct { uint32_t type; uint64_t n; uint64_t bytes; enum mf_dtype dt; } c[] = {
+		{ 40, 128, 72, MF_DTYPE_NVFP4 }, { 41, 256, 36, MF_DTYPE_Q1_0 },
+		{ 39, 64, 34, MF_DTYPE_MXFP4 }, { 34, 256, 54, MF_DTYPE_TQ1_0 },
+		{ 23, 512, 272, MF_DTYPE_IQ4_XS }, { 14, 256, 210, MF_DTYPE_Q6_K },
+		{ 9, 32, 36, MF_DTYPE_Q8_1 },
+	};
+	struct mf_info info;
+	struct buf b = { 0 };
+	uint64_t off = 0;
+	size_t i;
+
+	hdr(&b, 3, sizeof(c) / sizeof(c[0]), 0);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "t%zu", i);
+		tensor_info(&b, name, 1, &c[i].n, c[i].type, off);
+		off += (c[i].bytes + 31) / 32 * 32;
+	}
+	buf_zero(&b, 4096);
+	mf_info_init(&info);
+	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	for (i = 0; info.status == 0 && i < sizeof(c) / sizeof(c[0]); i++) {
+		CHECK(info.tensors[i].dtype == c[i].dt);
+		CHECK(info.tensors[i].size == c[i].bytes);
+		CHECK(mf_dtype_is_quant(c[i].dt));
+	}
+	b.len = 0;
+	hdr(&b, 3, 1, 0);
+	tensor_info(&b, "next", 1, &c[0].n, 42, 0);
+	buf_zero(&b, 4096);
+	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), -EINVAL, &info);
+	mf_info_release(&info);
+	buf_free(&b);
+}
+
 static void test_gguf_hostile(void)
 {
 	gguf_hostile("valid control", 0, p_ok);
@@ -415,6 +480,10 @@ static void test_safetensors(void)
 	CHECK(info.need == 9);
 	CHECK_RC(mf_parse_safetensors(b.p, 8, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
+	CHECK_RC(mf_parse(b.p, 9, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+	CHECK(info.need == data);
+	CHECK_RC(mf_parse(b.p, data, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK(info.n_tensors == 4);
 	CHECK_RC(mf_parse(b.p, 9, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
 	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
@@ -473,6 +542,11 @@ static void test_safetensors_hostile(void)
 		   "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 2);
 	st_hostile("size mismatch", -EINVAL,
 		   "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8);
+	st_hostile("empty tensors share offsets", 0,
+		   "{\"z\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,2]},"
+		   "\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+		   "\"b\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[2,4]},"
+		   "\"y\":{\"dtype\":\"F32\",\"shape\":[3,0],\"data_offsets\":[2,2]}}", 4);
 	st_hostile("overlap", -EINVAL,
 		   "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
 		   "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 8);
@@ -578,6 +652,9 @@ static void test_config(void)
 	CHECK(info.config_dtype == MF_DTYPE_F16);
 
 	CHECK_RC(mf_parse("{\"a\": 1}", 8, 8, &info), -ENOMSG, &info);
+	CHECK(mf_info_summary(&info, NULL, &text) > 0 && strstr(text, "format: unrecognised") &&
+	      strstr(text, "not a model file"));
+	free(text);
 	CHECK_RC(mf_parse_config("{\"a\": ", 6, 6, &info), -EINVAL, &info);
 	CHECK_RC(mf_parse_config("{}", 2, 64u << 20, &info), -E2BIG, &info);
 	mf_info_release(&info);
@@ -618,6 +695,7 @@ int main(void)
 	test_gguf(3, 64);
 	test_gguf(2, 8);
 	test_gguf_stream();
+	test_gguf_block_types();
 	test_gguf_hostile();
 	test_safetensors();
 	test_safetensors_hostile();

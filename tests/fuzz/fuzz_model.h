@@ -1,6 +1,7 @@
 /* Shared body of the model-format fuzz harnesses: one parser, driven the
  * ways the store drives it (whole file, a prefix of a file, a prefix of a
- * much larger file), then every reader of a successful result. */
+ * much larger file, a prefix of a file still being written), then every
+ * reader of a successful result. */
 #ifndef LLMFS_FUZZ_MODEL_H
 #define LLMFS_FUZZ_MODEL_H
 
@@ -34,6 +35,11 @@ static void fuzz_use(const struct mf_info *info)
 		(void)mf_dtype_at(info, starts[i], starts[i] + 65536);
 	}
 	free(starts);
+	n = mf_tensor_cuts(info, 4096, &starts);
+	for (i = 0; n > 0 && i < (uint64_t)n; i++)
+		if ((i && starts[i] <= starts[i - 1]) || starts[i] > info->file_size)
+			__builtin_trap();
+	free(starts);
 	(void)mf_dtype_at(info, 0, info->file_size);
 }
 
@@ -56,6 +62,11 @@ static void fuzz_parse(fuzz_parser parse, const uint8_t *data, size_t size)
 	fuzz_use(&info);
 
 	rc = parse(data, size, (uint64_t)size * 4096 + 7, &info);
+	if (rc == -EAGAIN && info.need <= size)
+		__builtin_trap();
+	fuzz_use(&info);
+
+	rc = parse(data, size, MF_SIZE_UNKNOWN, &info);
 	if (rc == -EAGAIN && info.need <= size)
 		__builtin_trap();
 	fuzz_use(&info);

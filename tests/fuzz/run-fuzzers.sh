@@ -3,7 +3,8 @@
 # lowest priority and on one core, and prints each one's final stats.
 #
 # Usage: tests/fuzz/run-fuzzers.sh BUILD_DIR SECONDS WORK_DIR [NAME...]
-# BUILD_DIR was set up with `CC=clang LLMFS_FUZZ=1 meson setup BUILD_DIR`.
+# BUILD_DIR was set up with
+#   CC=clang meson setup BUILD_DIR -Db_sanitize=address,undefined -Db_lundef=false
 # New corpus entries go to WORK_DIR/NAME-corpus, crashes to
 # WORK_DIR/NAME-crash-*: copy a crash into tests/fuzz/regressions/NAME/ once
 # it is fixed, so the unit suite replays it from then on.
