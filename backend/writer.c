@@ -36,8 +36,6 @@ enum { W_STREAM, W_STAGE };
  * that chunks can be cut at tensor starts and encoded by tensor dtype.
  */
 #define FMT_HEADER_MAX (64u << 20)
-/* The size to parse a streaming header against: the real one is unknown. */
-#define FMT_SIZE_UNKNOWN (1ULL << 62)
 
 enum { FMT_UNDECIDED, FMT_MODEL, FMT_NONE };
 
@@ -347,7 +345,7 @@ static int decide_format(struct cas_writer *w, int eof)
 	}
 	if (!eof && w->blen < w->fmt_need)
 		return -EAGAIN;
-	r = mf_parse(w->buf + w->bstart, w->blen, eof ? w->blen : FMT_SIZE_UNKNOWN,
+	r = mf_parse(w->buf + w->bstart, w->blen, eof ? w->blen : MF_SIZE_UNKNOWN,
 		     &w->fmt);
 	if (r == -EAGAIN && !eof && w->fmt.need <= FMT_HEADER_MAX &&
 	    w->fmt.need > w->blen) {
@@ -358,7 +356,8 @@ static int decide_format(struct cas_writer *w, int eof)
 		fmt_reset(w, FMT_NONE);
 		return 0;
 	}
-	n = mf_tensor_starts(&w->fmt, &w->starts);
+	/* Tensors under a minimum chunk share one with their neighbours. */
+	n = mf_tensor_cuts(&w->fmt, CDC_MIN, &w->starts);
 	if (n < 0) {
 		fmt_reset(w, FMT_NONE);
 		return 0;
