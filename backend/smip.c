@@ -14,6 +14,8 @@
 #include "backend/smip.h"
 
 #define MAX_DEPTH 64
+/* The longest header read to describe a file. */
+#define INFO_HEADER_MAX (64u << 20)
 
 struct child {
 	char *name;
@@ -53,6 +55,57 @@ static void children_free(struct children *c)
 	for (i = 0; i < c->n; i++)
 		free(c->v[i].name);
 	free(c->v);
+}
+
+static int parse_header(struct cas_store *st, uint64_t ino, struct mf_info *info);
+
+/*
+ * What a GGUF or safetensors header says, for the manifest: format,
+ * architecture, parameters, dtypes, context length and the tensor index
+ * ([name, dtype, shape, start, end] with absolute byte offsets).  NULL for
+ * files that are not models (or whose header is malformed).
+ */
+static json_t *model_entry(struct cas_store *st, uint64_t ino)
+{
+	struct mf_info info;
+	json_t *m = NULL, *dtypes, *index;
+	size_t i, d;
+
+	mf_info_init(&info);
+	if (parse_header(st, ino, &info) < 0 || info.status < 0 ||
+	    (info.format != MF_FORMAT_GGUF && info.format != MF_FORMAT_SAFETENSORS))
+		goto out;
+	dtypes = json_object();
+	for (d = 0; dtypes && d < MF_DTYPE_COUNT; d++)
+		if (info.dtypes[d].tensors)
+			json_object_set_new(dtypes, mf_dtype_name((enum mf_dtype)d),
+					    json_pack("{s:I, s:I}", "tensors",
+						      (json_int_t)info.dtypes[d].tensors,
+						      "bytes", (json_int_t)info.dtypes[d].bytes));
+	index = json_array();
+	for (i = 0; index && i < info.n_tensors; i++) {
+		const struct mf_tensor *t = &info.tensors[i];
+		json_t *shape = json_array();
+		uint32_t k;
+
+		for (k = 0; shape && k < t->n_dims; k++)
+			json_array_append_new(shape, json_integer((json_int_t)t->shape[k]));
+		json_array_append_new(index, json_pack("[s, s, o, I, I]", t->name,
+						       mf_dtype_name(t->dtype), shape,
+						       (json_int_t)t->offset,
+						       (json_int_t)(t->offset + t->size)));
+	}
+	m = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}",
+		      "format", mf_format_name(info.format),
+		      "architecture", info.architecture,
+		      "parameters", (json_int_t)info.n_params,
+		      "context_length", (json_int_t)info.context_length,
+		      "data_offset", (json_int_t)info.data_offset,
+		      "dtypes", dtypes ? dtypes : json_object(),
+		      "tensors", index ? index : json_array());
+out:
+	mf_info_release(&info);
+	return m;
 }
 
 static json_t *file_entry(struct cas_store *st, const char *path,
@@ -110,6 +163,12 @@ static json_t *file_entry(struct cas_store *st, const char *path,
 		goto fail;
 	}
 	json_object_set_new(e, "chunks", chunks);
+	{
+		json_t *m = model_entry(st, a->ino);
+
+		if (m)
+			json_object_set_new(e, "model", m);
+	}
 	return e;
 fail:
 	json_decref(e);
@@ -190,8 +249,6 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 	return 0;
 }
 
-/* The longest header read to describe a file. */
-#define INFO_HEADER_MAX (64u << 20)
 
 struct info_walk {
 	struct cas_store *st;
@@ -201,18 +258,14 @@ struct info_walk {
 };
 
 /* Parses the start of a stored file, reading more while the parser asks. */
-static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
-			 int tensors, FILE *out)
+static int parse_header(struct cas_store *st, uint64_t ino, struct mf_info *info)
 {
 	struct cas_file *f = NULL;
-	struct mf_info info;
 	size_t want = 1u << 20, have = 0;
 	uint8_t *buf = NULL, *t;
-	char *text = NULL;
 	ssize_t n;
 	int r;
 
-	mf_info_init(&info);
 	r = cas_file_open(st, ino, &f);
 	if (r < 0)
 		return r;
@@ -222,21 +275,40 @@ static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
 		t = realloc(buf, want ? want : 1);
 		if (!t) {
 			r = -ENOMEM;
-			goto out;
+			break;
 		}
 		buf = t;
 		n = cas_file_read(st, f, buf + have, want - have, have, NULL);
 		if (n < 0) {
 			r = (int)n;
-			goto out;
+			break;
 		}
 		have += (size_t)n;
-		r = mf_parse(buf, have, cas_file_size(f), &info);
-		if (r != -EAGAIN || info.need <= have || info.need > INFO_HEADER_MAX ||
-		    info.need > cas_file_size(f))
+		r = mf_parse(buf, have, cas_file_size(f), info);
+		if (r != -EAGAIN || info->need <= have || info->need > INFO_HEADER_MAX ||
+		    info->need > cas_file_size(f)) {
+			r = 0;
 			break;
-		want = info.need;
+		}
+		want = info->need;
 	}
+	free(buf);
+	cas_file_free(f);
+	return r;
+}
+
+static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
+			 int tensors, FILE *out)
+{
+	struct mf_info info;
+	char *text = NULL;
+	ssize_t n;
+	int r;
+
+	mf_info_init(&info);
+	r = parse_header(st, ino, &info);
+	if (r < 0)
+		goto out;
 	if (tensors) {
 		char *line, *save = NULL;
 
@@ -265,9 +337,7 @@ static int describe_file(struct cas_store *st, uint64_t ino, const char *path,
 	r = 0;
 out:
 	free(text);
-	free(buf);
 	mf_info_release(&info);
-	cas_file_free(f);
 	return r;
 }
 
