@@ -17,7 +17,7 @@
 enum {
 	S_GET, S_LOOKUP, S_INSERT, S_DELETE, S_ORPHAN, S_MOVE, S_SETATTR,
 	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
-	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL, S_CHUNK_MOVE,
+	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL,
 	S_CHUNKS_DEAD, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
 	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
@@ -50,7 +50,6 @@ static const char *const sql_text[S_MAX] = {
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
 	[S_CHUNK_REF] = "UPDATE chunks SET refs = refs + ?2 WHERE id = ?1",
 	[S_CHUNK_DEL] = "DELETE FROM chunks WHERE id = ?1",
-	[S_CHUNK_MOVE] = "UPDATE chunks SET pack = ?2, off = ?3 WHERE id = ?1",
 	[S_CHUNKS_DEAD] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
 			  " WHERE refs <= 0",
 	[S_CHUNKS_PACK] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
@@ -69,8 +68,8 @@ static const char *const sql_text[S_MAX] = {
 	[S_DMG_MARK] = "INSERT OR IGNORE INTO damaged(id) VALUES (?1)",
 	[S_DMG_HAS] = "SELECT 1 FROM damaged WHERE id = ?1",
 	[S_DMG_CLEAR] = "DELETE FROM damaged WHERE id = ?1",
-	[S_CHUNK_RELOC] = "UPDATE chunks SET pack = ?2, off = ?3, clen = ?4, scheme = ?5"
-			  " WHERE id = ?1",
+	[S_CHUNK_RELOC] = "UPDATE chunks SET pack = ?2, off = ?3, clen = ?4, ulen = ?5,"
+			  " scheme = ?6 WHERE id = ?1",
 };
 
 /* Chunks a read found damaged: the next write of the same bytes replaces them. */
@@ -623,10 +622,11 @@ int cat_chunk_get(struct cat *c, const struct cas_id *id,
 	return r;
 }
 
-int cat_chunk_insert(struct cat *c, const struct cas_id *id,
-		     const struct pack_loc *loc)
+/* Runs a statement whose ?1..?6 are id, pack, off, clen, ulen, scheme. */
+static int chunk_loc_stmt(struct cat *c, int which, const struct cas_id *id,
+			  const struct pack_loc *loc)
 {
-	sqlite3_stmt *s = stmt(c, S_CHUNK_INS);
+	sqlite3_stmt *s = stmt(c, which);
 
 	if (!s)
 		return -EIO;
@@ -637,6 +637,12 @@ int cat_chunk_insert(struct cat *c, const struct cas_id *id,
 	sqlite3_bind_int64(s, 5, loc->ulen);
 	sqlite3_bind_int64(s, 6, loc->scheme);
 	return step_done(s);
+}
+
+int cat_chunk_insert(struct cat *c, const struct cas_id *id,
+		     const struct pack_loc *loc)
+{
+	return chunk_loc_stmt(c, S_CHUNK_INS, id, loc);
 }
 
 int cat_chunk_addref(struct cat *c, const struct cas_id *id, int delta)
@@ -661,19 +667,6 @@ int cat_chunk_delete(struct cat *c, const struct cas_id *id)
 	if (!s)
 		return -EIO;
 	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
-	return step_done(s);
-}
-
-int cat_chunk_move(struct cat *c, const struct cas_id *id,
-		   const struct pack_loc *loc)
-{
-	sqlite3_stmt *s = stmt(c, S_CHUNK_MOVE);
-
-	if (!s)
-		return -EIO;
-	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, loc->pack);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
 	return step_done(s);
 }
 
@@ -994,14 +987,5 @@ int cat_damaged_has(struct cat *c, const struct cas_id *id)
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc)
 {
-	sqlite3_stmt *s = stmt(c, S_CHUNK_RELOC);
-
-	if (!s)
-		return -EIO;
-	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, loc->pack);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)loc->off);
-	sqlite3_bind_int64(s, 4, loc->clen);
-	sqlite3_bind_int64(s, 5, loc->scheme);
-	return step_done(s);
+	return chunk_loc_stmt(c, S_CHUNK_RELOC, id, loc);
 }

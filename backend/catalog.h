@@ -100,8 +100,6 @@ int cat_chunk_insert(struct cat *c, const struct cas_id *id,
 /* Adds delta to the chunk's refs; -ENOENT if the chunk is unknown. */
 int cat_chunk_addref(struct cat *c, const struct cas_id *id, int delta);
 int cat_chunk_delete(struct cat *c, const struct cas_id *id);
-int cat_chunk_move(struct cat *c, const struct cas_id *id,
-		   const struct pack_loc *loc);
 /* Calls cb for chunks with refs = 0 (dead) or, with pack set, in that pack. */
 int cat_chunks_dead(struct cat *c,
 		    int (*cb)(void *arg, const struct cas_id *id,
@@ -121,7 +119,7 @@ int cat_damaged_mark(struct cat *c, const struct cas_id *id);
 int cat_damaged_clear(struct cat *c, const struct cas_id *id);
 /* 1 if marked, 0 if not, or -errno. */
 int cat_damaged_has(struct cat *c, const struct cas_id *id);
-/* Points a chunk at a new record (pack, offset, encoded length, scheme). */
+/* Points a chunk at another record of the same bytes (compaction, repair). */
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc);
 

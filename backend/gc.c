@@ -77,7 +77,7 @@ static int move_chunk(void *arg, const struct cas_id *id, const struct pack_loc 
 			m->rec + PACK_REC_LEN, loc->clen, &nl);
 	if (r < 0)
 		return r;
-	r = cat_chunk_move(m->st->cat, id, &nl);
+	r = cat_chunk_relocate(m->st->cat, id, &nl);
 	if (r < 0)
 		return r;
 	r = cat_pack_update(m->st->cat, nl.pack, 0, PACK_REC_LEN + (int64_t)loc->clen);

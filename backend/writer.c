@@ -655,14 +655,22 @@ static int reopen_tail(struct cas_writer *w)
 	return 0;
 }
 
-int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
-		     uint64_t off)
+/* The first error a pool job hit for this writer, or 0. */
+static int writer_err(struct cas_writer *w)
 {
 	int r;
 
 	pthread_mutex_lock(&w->lock);
 	r = w->err;
 	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
+		     uint64_t off)
+{
+	int r = writer_err(w);
+
 	if (r < 0)
 		return r;
 	if (len == 0)
@@ -984,11 +992,8 @@ int cas_writer_commit(struct cas_writer *w)
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
 	size_t i;
-	int r;
+	int r = writer_err(w);
 
-	pthread_mutex_lock(&w->lock);
-	r = w->err;
-	pthread_mutex_unlock(&w->lock);
 	if (r < 0)
 		return r;
 	if (!w->dirty)
