@@ -372,25 +372,30 @@ static int decide_format(struct cas_writer *w, int eof)
  * start if that comes first, so that an unchanged tensor is the same
  * chunks in every version of a model however its offset moved.  0: none yet.
  */
-static size_t next_cut(struct cas_writer *w, int eof)
+static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof)
 {
-	size_t limit = w->blen;
+	size_t limit = len;
 	int force = eof;
 
 	if (w->fmt_state == FMT_MODEL) {
 		while (w->next_start < w->nstarts && w->starts[w->next_start] <= w->emitted)
 			w->next_start++;
 		if (w->next_start < w->nstarts &&
-		    w->starts[w->next_start] - w->emitted <= w->blen) {
+		    w->starts[w->next_start] - w->emitted <= len) {
 			limit = (size_t)(w->starts[w->next_start] - w->emitted);
 			force = 1;
 		}
 	}
-	return cdc_next(w->buf + w->bstart, limit, force);
+	return cdc_next(p, limit, force);
+}
+
+static size_t next_cut(struct cas_writer *w, int eof)
+{
+	return cut_in(w, w->buf + w->bstart, w->blen, eof);
 }
 
 /* Appends bytes to the chunker's buffer and emits every complete chunk. */
-static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
+static int buffer_and_cut(struct cas_writer *w, const uint8_t *data, size_t len)
 {
 	size_t c;
 	int r;
@@ -423,6 +428,41 @@ static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 	if (!w->blen)
 		w->bstart = 0;
 	return 0;
+}
+
+/*
+ * Chunks arriving bytes.  Only the chunk that straddles two writes goes
+ * through the buffer; the chunks after it are cut from the caller's bytes
+ * where they lie, and the tail is buffered for the next write.
+ */
+static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
+{
+	size_t take, c;
+	int r;
+
+	if (w->fmt_state == FMT_UNDECIDED)
+		return buffer_and_cut(w, data, len);
+	if (w->blen) {
+		take = len < CDC_MAX ? len : CDC_MAX;
+		r = buffer_and_cut(w, data, take);
+		if (r < 0)
+			return r;
+		if (w->blen > take)
+			/* The buffered chunk is still open: keep buffering. */
+			return buffer_and_cut(w, data + take, len - take);
+		/* What is left lies in data: forget the buffered copy. */
+		data += take - w->blen;
+		len -= take - w->blen;
+		w->bstart = w->blen = 0;
+	}
+	while (len && (c = cut_in(w, data, len, 0)) > 0) {
+		r = emit(w, data, c);
+		if (r < 0)
+			return r;
+		data += c;
+		len -= c;
+	}
+	return len ? buffer_and_cut(w, data, len) : 0;
 }
 
 static int flush_tail(struct cas_writer *w)
