@@ -54,7 +54,9 @@ struct fs {
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 };
 
-int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log);
+/* planner: the model (a card under models/) that interprets free-text tasks, or NULL. */
+int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
+	    const char *planner);
 void fs_release(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_ops(void);
 

@@ -30,6 +30,8 @@ static void usage(FILE *out)
 		"  -t, --threads N    compression and read-ahead workers (default: cores)\n"
 		"  -l, --level N      zstd level for new chunks (default 3)\n"
 		"  -r, --read-ahead KB  kernel read-ahead on the mount (default 1024)\n"
+		"  -p, --planner NAME the model (models/NAME/card.json) that turns\n"
+		"                     free-text tasks in paths/ into steps\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -120,6 +122,7 @@ int main(int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "read-ahead", required_argument, NULL, 'r' },
+		{ "planner", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -131,11 +134,11 @@ int main(int argc, char **argv)
 	struct fs_log log;
 	struct fs fs;
 	char *store = NULL, *mnt, err[1024], opts[1024];
-	const char *extra = NULL;
+	const char *extra = NULL, *planner = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
 	unsigned read_ahead = 1024;
 
-	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			free(store);
@@ -158,6 +161,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			read_ahead = (unsigned)atoi(optarg);
+			break;
+		case 'p':
+			planner = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -203,7 +209,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmfs: out of memory\n");
 		goto out;
 	}
-	r = fs_init(&fs, st, &log);
+	r = fs_init(&fs, st, &log, planner);
 	if (r < 0) {
 		fprintf(stderr, "llmfs: %s\n", strerror(-r));
 		goto out;
@@ -236,7 +242,7 @@ int main(int argc, char **argv)
 			fs_log(&log, LOG_ERR, "%s", err);
 			goto out_unmount;
 		}
-		r = fs_init(&fs, st, &log);
+		r = fs_init(&fs, st, &log, planner);
 		if (r < 0)
 			goto out_unmount;
 		fs_up = 1;

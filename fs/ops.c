@@ -1398,14 +1398,14 @@ static void *gc_main(void *arg)
 }
 
 /* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
-static void open_paths(struct fs *fs)
+static void open_paths(struct fs *fs, const char *planner)
 {
 	char *dir = NULL, *warnings = NULL;
 	int r;
 
 	if (asprintf(&dir, "%s/paths", cas_store_dir(fs->st)) < 0)
 		return;
-	r = fs_paths_open(fs, dir, &fs->paths, &warnings);
+	r = fs_paths_open(fs, dir, planner, &fs->paths, &warnings);
 	if (warnings)
 		fs_log(fs->log, LOG_INFO, "paths: %s", warnings);
 	if (r < 0) {
@@ -1416,7 +1416,8 @@ static void open_paths(struct fs *fs)
 	free(dir);
 }
 
-int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log)
+int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
+	    const char *planner)
 {
 	int r;
 
@@ -1437,7 +1438,7 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log)
 		return -r;
 	}
 	fs->gc_running = 1;
-	open_paths(fs);
+	open_paths(fs, planner);
 	return 0;
 }
 

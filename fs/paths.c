@@ -270,8 +270,8 @@ done:
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-int fs_paths_open(struct fs *fs, const char *state_dir, struct fs_paths **ret,
-		  char **ret_warnings)
+int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
+		  struct fs_paths **ret, char **ret_warnings)
 {
 	struct plan_engine_config cfg = { 0 };
 	struct fs_paths *p;
@@ -302,6 +302,7 @@ int fs_paths_open(struct fs *fs, const char *state_dir, struct fs_paths **ret,
 	cfg.db_path = db;
 	cfg.models_dir = p->cards_dir;
 	cfg.workers = 2;
+	cfg.planner_model = planner;
 	r = plan_engine_open(&cfg, &p->e, ret_warnings);
 	if (r < 0)
 		goto fail;

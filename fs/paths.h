@@ -39,8 +39,13 @@
 struct fs_paths;
 struct fs_paths_handle;
 
-int fs_paths_open(struct fs *fs, const char *state_dir, struct fs_paths **ret,
-		  char **ret_warnings);
+/*
+ * planner names the model that interprets free-text tasks (NULL: none;
+ * free text is then one step).  A planner whose card is not there yet is
+ * reported in the warnings and used once its card appears.
+ */
+int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
+		  struct fs_paths **ret, char **ret_warnings);
 void fs_paths_close(struct fs_paths *p);
 
 int fs_paths_owns(uint64_t ino);

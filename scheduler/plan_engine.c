@@ -421,7 +421,7 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	if (rc < 0)
 		goto fail;
 	rc = plan_models_load(cfg->models_dir, &e->models, ret_warnings);
-	if (rc == -ENOENT && !cfg->planner_model) {
+	if (rc == -ENOENT) {
 		/* A daemon without models still serves its tree and statistics. */
 		if (ret_warnings && !*ret_warnings &&
 		    asprintf(ret_warnings, "models directory %s does not exist",
@@ -432,10 +432,16 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	if (rc < 0)
 		goto fail;
 	if (cfg->planner_model) {
+		/* A planner whose card comes later is found by a reload. */
 		e->planner = plan_models_find(&e->models, cfg->planner_model);
-		if (e->planner < 0) {
-			rc = -ENOENT;
-			goto fail;
+		if (e->planner < 0 && ret_warnings) {
+			char *w = *ret_warnings;
+
+			if (asprintf(ret_warnings, "%s%splanner model %s has no card yet;"
+				     " free text runs as one step", w ? w : "",
+				     w ? "\n" : "", cfg->planner_model) < 0)
+				*ret_warnings = NULL;
+			free(w);
 		}
 	}
 	e->models_dir = strdup(cfg->models_dir);
@@ -952,13 +958,8 @@ int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings)
 		rc = 0;
 	if (rc < 0)
 		return rc;
-	if (e->planner_name) {
+	if (e->planner_name)
 		planner = plan_models_find(&fresh, e->planner_name);
-		if (planner < 0) {
-			plan_models_release(&fresh);
-			return -ENOENT;
-		}
-	}
 	pthread_mutex_lock(&e->lock);
 	/* Running and queued jobs index into the cards they were planned on. */
 	if (e->running || e->queue) {

@@ -19,7 +19,9 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$dir/log" ] && cat "$dir/log"; exit 1; }
 
 mkdir "$mnt"
-"$llmfs" --store "$dir/store" -f "$mnt" 2>"$dir/log" &
+# The planner model is a stand-in for an LLM: a local program that answers
+# every interpretation request with the same structured task.
+"$llmfs" --store "$dir/store" --planner planner -f "$mnt" 2>"$dir/log" &
 pid=$!
 i=0
 until [ -f "$mnt/.llmfs/status" ]; do
@@ -76,6 +78,19 @@ assert ev and ev[0][1] & select.POLLIN, ev
 assert fd.read().strip() == b"zzz"
 PY
 
+# Free text goes through the planner model (whose card came after the
+# mount) and runs as the steps it returned.
+mkdir "$mnt/models/planner"
+cat >"$mnt/models/planner/card.json" <<'CARD'
+{"command": ["sh", "-c", "cat >/dev/null; printf '%s' '{\"steps\": [{\"id\": \"a\", \"prompt\": \"hello world\", \"task_type\": \"caps\", \"model\": \"caps\"}, {\"id\": \"b\", \"prompt\": \"{{a}}\", \"task_type\": \"swap\", \"model\": \"swap\", \"deps\": [\"a\"]}]}'"],
+ "skills": ["plan"]}
+CARD
+mkdir "$mnt/paths/free"
+echo "Shout hello world, then greet in French" >"$mnt/paths/free/task" || fail "free text"
+[ "$(timeout 30 cat "$mnt/paths/free/result")" = "BONJOUR WORLD" ] ||
+	fail "planner: $(cat "$mnt/paths/free/status") $(cat "$mnt/paths/free/trace.jsonl")"
+grep -q '"model":"planner"' "$mnt/paths/free/trace.jsonl" || fail "planner call not traced"
+
 # Bad input: a clear status, never a dead daemon.
 mkdir "$mnt/paths/bad"
 printf '{"steps": [' >"$mnt/paths/bad/task"
@@ -95,4 +110,5 @@ fusermount3 -u "$mnt" || fail "unmount"
 wait "$pid" || fail "daemon exit status $?"
 pid=
 if grep -Eq 'llmfs: error|Sanitizer|runtime error' "$dir/log"; then fail "daemon errors"; fi
+grep -q 'planner model planner has no card yet' "$dir/log" || fail "no warning for the missing planner"
 echo ok
