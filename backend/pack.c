@@ -244,11 +244,12 @@ out:
 	return r;
 }
 
-int pack_read(struct pack_set *ps, const struct pack_loc *loc,
-	      const struct cas_id *id, void *buf)
+/* Reads a record's header into hdr and its bytes into payload. */
+static int read_split(struct pack_set *ps, const struct pack_loc *loc,
+		      const struct cas_id *id, uint8_t *hdr, void *payload)
 {
 	size_t want = PACK_REC_LEN + (size_t)loc->clen;
-	uint8_t *hdr = buf;
+	struct iovec iov[2] = { { hdr, PACK_REC_LEN }, { payload, loc->clen } };
 	ssize_t n;
 	int fd;
 
@@ -257,7 +258,7 @@ int pack_read(struct pack_set *ps, const struct pack_loc *loc,
 	pthread_mutex_unlock(&ps->lock);
 	if (fd < 0)
 		return fd == -ENOENT ? -EIO : fd;
-	n = pread(fd, buf, want, (off_t)loc->off);
+	n = preadv(fd, iov, 2, (off_t)loc->off);
 	if (n < 0)
 		return -errno;
 	if ((size_t)n != want || memcmp(hdr, REC_MAGIC, 4) != 0 ||
@@ -266,6 +267,20 @@ int pack_read(struct pack_set *ps, const struct pack_loc *loc,
 	    memcmp(hdr + 16, id->b, CAS_ID_LEN) != 0)
 		return -EIO;
 	return 0;
+}
+
+int pack_read(struct pack_set *ps, const struct pack_loc *loc,
+	      const struct cas_id *id, void *buf)
+{
+	return read_split(ps, loc, id, buf, (uint8_t *)buf + PACK_REC_LEN);
+}
+
+int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
+		      const struct cas_id *id, void *payload)
+{
+	uint8_t hdr[PACK_REC_LEN];
+
+	return read_split(ps, loc, id, hdr, payload);
 }
 
 int pack_set_sync(struct pack_set *ps)

@@ -55,6 +55,10 @@ int pack_append(struct pack_set *ps, const struct cas_id *id,
 int pack_read(struct pack_set *ps, const struct pack_loc *loc,
 	      const struct cas_id *id, void *buf);
 
+/* The same, with the encoded bytes alone read into payload[0..loc->clen). */
+int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
+		      const struct cas_id *id, void *payload);
+
 /* Makes every appended byte durable (fdatasync, and the folder for new packs). */
 int pack_set_sync(struct pack_set *ps);
 

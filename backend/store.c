@@ -139,6 +139,16 @@ static int read_record(struct cas_store *st, struct worker_ctx *ctx,
 
 	if (l.ulen > CDC_MAX || l.clen > codec_bound(CDC_MAX))
 		return -EIO;
+	if (l.scheme == CODEC_RAW) {
+		/* Stored as is: read straight into place, then verify. */
+		if (l.clen != l.ulen)
+			return -EIO;
+		r = pack_read_payload(st->packs, &l, id, out);
+		if (r < 0)
+			return r;
+		cas_id_of(out, l.ulen, &got);
+		return cas_id_eq(&got, id) ? 0 : -EIO;
+	}
 	r = pack_read(st->packs, &l, id, ctx->rec);
 	if (r < 0)
 		return r;
