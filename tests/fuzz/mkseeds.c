@@ -1,8 +1,9 @@
 /* Writes the seed corpus of the fuzz harnesses: small valid files of each
  * format, so the fuzzers start from inputs that reach deep into the
  * parsers.  Usage: mkseeds DIR (creates DIR/gguf, DIR/safetensors,
- * DIR/config, DIR/bytegroup).  The committed corpus in tests/fuzz/corpus was
- * written by it. */
+ * DIR/config, DIR/bytegroup).  It wrote the named seeds in
+ * tests/fuzz/corpus; the SHA-1-named files beside them are inputs the fuzz
+ * runs found (docs/security.md). */
 #include "backend/bytegroup.h"
 #include "tests/formats/mkmodel.h"
 
