@@ -308,6 +308,9 @@ static size_t plane_zstd(struct bg_ctx *ctx, const uint8_t *plane, size_t m, uin
 				       ctx->opts.plane_level ? ctx->opts.plane_level : 1);
 		ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch,
 				       ctx->opts.plane_min_match ? ctx->opts.plane_min_match : 7);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 10);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 14);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
 		ctx->plane_opts_set = 1 + ctx->opts.plane_level * 64 + ctx->opts.plane_min_match;
 	}
 	/* Exponent statistics drift along a tensor: a frame (a Huffman table)
