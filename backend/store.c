@@ -434,6 +434,8 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	}
 	r = pool_new(o.threads, (size_t)o.threads * 2 + 2, pool_init,
 		     worker_ctx_free, st, &st->pool);
+	if (r == 0)
+		r = pool_new(1, 8, NULL, NULL, NULL, &st->sha_pool);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));
 		goto fail;
@@ -454,6 +456,7 @@ void cas_store_close(struct cas_store *st)
 	if (!st)
 		return;
 	pool_free(st->pool);
+	pool_free(st->sha_pool);
 	if (st->packs)
 		pack_set_sync(st->packs);
 	pack_set_free(st->packs);

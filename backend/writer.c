@@ -176,8 +176,9 @@ static int wait_idle(struct cas_writer *w)
 }
 
 /*
- * SHA-256 of a whole file is one sequential pass; it runs in the pool, in
- * the order the bytes arrived, so the thread serving writes only chunks.
+ * SHA-256 of a whole file is one sequential pass; it runs on the store's
+ * one SHA thread, in the order the bytes arrived, so that the thread
+ * serving writes only chunks and no compression worker waits its turn.
  */
 struct sha_job {
 	struct cas_writer *w;
@@ -219,7 +220,7 @@ static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 	j->seq = w->sha_seq++;
 	w->inflight++;
 	pthread_mutex_unlock(&w->lock);
-	return pool_submit(w->st->pool, sha_job, j);
+	return pool_submit(w->st->sha_pool, sha_job, j);
 }
 
 static void store_job(void *ctx, void *arg)
