@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +12,7 @@
 #define MAX_FALLBACK 64
 #define N_SWEEP 29
 
-static int fail(char **ret_err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char **ret_err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_err && !*ret_err) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_err, fmt, ap) < 0)
-			*ret_err = NULL;
-		va_end(ap);
-	}
-	return rc;
-}
+#define fail plan_errf
 
 const char *plan_strategy_name(enum plan_strategy s)
 {

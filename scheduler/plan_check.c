@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +18,8 @@ static const char *const schema_keys[] = {
 	"minItems", "maxItems", "title", "description", "$schema", NULL,
 };
 
-static int set_why(char **ret_why, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Always returns 0, the "answer fails" result, for use in return. */
-static int set_why(char **ret_why, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_why && !*ret_why) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_why, fmt, ap) < 0)
-			*ret_why = NULL;
-		va_end(ap);
-	}
-	return 0;
-}
+/* Records why an answer fails; 0 is the "answer fails" result. */
+#define set_why(ret_why, ...) plan_errf((ret_why), 0, __VA_ARGS__)
 
 int plan_check_schema_valid(json_t *schema, char **ret_err)
 {

@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,21 +13,8 @@
 
 #define ID_MAX 64
 
-static int fail(char **ret_err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static int fail(char **ret_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_err && !*ret_err) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_err, fmt, ap) < 0)
-			*ret_err = NULL;
-		va_end(ap);
-	}
-	return -EINVAL;
-}
+/* Reports the first reason a card or task is refused; returns -EINVAL. */
+#define fail(ret_err, ...) plan_errf((ret_err), -EINVAL, __VA_ARGS__)
 
 static void check_release(struct plan_check *c)
 {

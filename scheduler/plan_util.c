@@ -190,3 +190,16 @@ char *plan_strdup0(const char *s)
 {
 	return s ? strdup(s) : NULL;
 }
+
+int plan_errf(char **ret_msg, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ret_msg && !*ret_msg) {
+		va_start(ap, fmt);
+		if (vasprintf(ret_msg, fmt, ap) < 0)
+			*ret_msg = NULL;
+		va_end(ap);
+	}
+	return rc;
+}

@@ -47,6 +47,14 @@ char *plan_buf_steal(struct plan_buf *b);
 /* Seconds on CLOCK_MONOTONIC. */
 double plan_now(void);
 
+/*
+ * Sets *ret_msg to the formatted message unless it already holds one (the
+ * first reason is the one reported); ret_msg may be NULL.  Returns rc, so
+ * that `return plan_errf(ret_err, -EINVAL, "...")` reports and fails at once.
+ */
+int plan_errf(char **ret_msg, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* strdup that accepts NULL. */
 char *plan_strdup0(const char *s);
 
