@@ -44,7 +44,7 @@ static const char *const sql_text[S_MAX] = {
 	[S_GETCONTENT] = "SELECT chunks, sha256 FROM inodes WHERE ino = ?1",
 	[S_SETCONTENT] = "UPDATE inodes SET chunks = ?2, size = ?3, sha256 = ?4,"
 			 " mtime = ?5, ctime = ?5 WHERE ino = ?1",
-	[S_CHUNK_GET] = "SELECT pack, off, clen, ulen, scheme, refs FROM chunks"
+	[S_CHUNK_GET] = "SELECT id, pack, off, clen, ulen, scheme, refs FROM chunks"
 			" WHERE id = ?1",
 	[S_CHUNK_INS] = "INSERT INTO chunks(id, pack, off, clen, ulen, scheme, refs)"
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
@@ -158,6 +158,14 @@ static void finish(sqlite3_stmt *s)
 {
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
+}
+
+/* Steps a statement expected to return one row: 0, -ENOENT or -errno. */
+static int step_one(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
 }
 
 static int exec(struct cat *c, const char *sql)
@@ -330,14 +338,10 @@ static void row_attr(sqlite3_stmt *s, struct cat_attr *a)
 
 static int get_row(sqlite3_stmt *s, struct cat_attr *ret)
 {
-	int rc = sqlite3_step(s), r;
+	int r = step_one(s);
 
-	if (rc == SQLITE_ROW) {
+	if (r == 0)
 		row_attr(s, ret);
-		r = 0;
-	} else {
-		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
-	}
 	finish(s);
 	return r;
 }
@@ -510,16 +514,14 @@ int cat_readlink(struct cat *c, uint64_t ino, char **ret)
 {
 	sqlite3_stmt *s = stmt(c, S_READLINK);
 	const char *t;
-	int rc, r = 0;
+	int r = 0;
 
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	r = step_one(s);
+	if (r < 0)
 		goto out;
-	}
 	t = (const char *)sqlite3_column_text(s, 0);
 	if (!t) {
 		r = -EINVAL;
@@ -539,16 +541,14 @@ int cat_get_content(struct cat *c, uint64_t ino, void **ret_blob,
 	sqlite3_stmt *s = stmt(c, S_GETCONTENT);
 	const void *b;
 	size_t n;
-	int rc, r = 0;
+	int r = 0;
 
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	r = step_one(s);
+	if (r < 0)
 		goto out;
-	}
 	b = sqlite3_column_blob(s, 0);
 	n = (size_t)sqlite3_column_bytes(s, 0);
 	*ret_blob = NULL;
@@ -601,22 +601,16 @@ int cat_chunk_get(struct cat *c, const struct cas_id *id,
 		  struct pack_loc *ret_loc, int64_t *ret_refs)
 {
 	sqlite3_stmt *s = stmt(c, S_CHUNK_GET);
-	int rc, r = 0;
+	int r;
 
 	if (!s)
 		return -EIO;
 	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		ret_loc->pack = (uint32_t)sqlite3_column_int64(s, 0);
-		ret_loc->off = (uint64_t)sqlite3_column_int64(s, 1);
-		ret_loc->clen = (uint32_t)sqlite3_column_int64(s, 2);
-		ret_loc->ulen = (uint32_t)sqlite3_column_int64(s, 3);
-		ret_loc->scheme = (enum codec_scheme)sqlite3_column_int64(s, 4);
+	r = step_one(s);
+	if (r == 0) {
+		row_loc(s, NULL, ret_loc);
 		if (ret_refs)
-			*ret_refs = sqlite3_column_int64(s, 5);
-	} else {
-		r = rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+			*ret_refs = sqlite3_column_int64(s, 6);
 	}
 	finish(s);
 	return r;
