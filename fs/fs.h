@@ -51,6 +51,17 @@ struct fs {
 	int gc_stop;
 	int gc_running;
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
+	/*
+	 * The last .smip texts made (manifest, info, tensors): a stat and the
+	 * open that follows it would otherwise each walk the model and parse
+	 * its headers.  Valid while models_gen is unchanged.  Guarded by lock.
+	 */
+	struct fs_vtext {
+		uint64_t ino, gen;
+		char *text;
+		size_t len;
+	} vcache[8];
+	unsigned vnext;
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 };
 

@@ -35,6 +35,7 @@ enum { V_NONE, V_SMIP_DIR, V_MANIFEST, V_INFO, V_TENSORS };
 #define TENSORS_NAME "tensors"
 
 #define ENTRY_TIMEOUT 1.0
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define IO_BLOCK (1024 * 1024) /* cp and cat size their buffers by st_blksize */
 
 struct snap {
@@ -257,7 +258,51 @@ static void virt_stat(struct fs *fs, uint64_t ino, uint32_t mode, uint64_t size,
 }
 
 /* The text of a virtual file (status, manifest). */
+static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len);
+
+/* A copy of the virtual file's text, from the cache when models/ is unchanged. */
 static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
+{
+	uint64_t gen = atomic_load(&fs->models_gen);
+	struct fs_vtext *v;
+	char *text;
+	size_t len, i;
+	int r;
+
+	if (ino == INO_STATUS)
+		return make_virt_text(fs, ino, ret, ret_len);
+	pthread_mutex_lock(&fs->lock);
+	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++) {
+		v = &fs->vcache[i];
+		if (v->text && v->ino == ino && v->gen == gen) {
+			*ret = malloc(v->len + 1);
+			if (*ret) {
+				memcpy(*ret, v->text, v->len + 1);
+				*ret_len = v->len;
+			}
+			pthread_mutex_unlock(&fs->lock);
+			return *ret ? 0 : -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	r = make_virt_text(fs, ino, ret, ret_len);
+	if (r < 0)
+		return r;
+	len = *ret_len;
+	text = malloc(len + 1);
+	if (!text)
+		return 0;
+	memcpy(text, *ret, len);
+	text[len] = '\0';
+	pthread_mutex_lock(&fs->lock);
+	v = &fs->vcache[fs->vnext++ % ARRAY_SIZE(fs->vcache)];
+	free(v->text);
+	*v = (struct fs_vtext){ .ino = ino, .gen = gen, .text = text, .len = len };
+	pthread_mutex_unlock(&fs->lock);
+	return 0;
+}
+
+static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 {
 	char name[NAME_MAX + 1] = "";
 	struct cat_attr a;
@@ -1471,6 +1516,8 @@ void fs_release(struct fs *fs)
 		}
 	}
 	free(fs->nodes);
+	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++)
+		free(fs->vcache[i].text);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->gc_cond);
 }
