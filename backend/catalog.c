@@ -18,7 +18,7 @@ enum {
 	S_GET, S_LOOKUP, S_INSERT, S_DELETE, S_ORPHAN, S_MOVE, S_SETATTR,
 	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
 	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL,
-	S_CHUNKS_DEAD, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
+	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
 	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
 };
@@ -51,7 +51,10 @@ static const char *const sql_text[S_MAX] = {
 	[S_CHUNK_REF] = "UPDATE chunks SET refs = refs + ?2 WHERE id = ?1",
 	[S_CHUNK_DEL] = "DELETE FROM chunks WHERE id = ?1",
 	[S_CHUNKS_DEAD] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
-			  " WHERE refs <= 0",
+			  " WHERE refs <= 0 AND id NOT IN"
+			  " (SELECT id FROM fetched WHERE at >= ?1)",
+	[S_FETCHED_ADD] = "INSERT OR REPLACE INTO fetched(id, at) VALUES (?1, ?2)",
+	[S_FETCHED_PRUNE] = "DELETE FROM fetched WHERE at < ?1",
 	[S_CHUNKS_PACK] = "SELECT id, pack, off, clen, ulen, scheme FROM chunks"
 			  " WHERE pack = ?1",
 	[S_PACK_UPD] = "INSERT INTO packs(id, size, live) VALUES (?1, ?2, ?3)"
@@ -74,7 +77,10 @@ static const char *const sql_text[S_MAX] = {
 
 /* Chunks a read found damaged: the next write of the same bytes replaces them. */
 static const char damaged_schema[] =
-	"CREATE TABLE IF NOT EXISTS damaged(id BLOB PRIMARY KEY) WITHOUT ROWID;";
+	"CREATE TABLE IF NOT EXISTS damaged(id BLOB PRIMARY KEY) WITHOUT ROWID;"
+	/* Chunks fetched from a remote before any file refers to them. */
+	"CREATE TABLE IF NOT EXISTS fetched(id BLOB PRIMARY KEY,"
+	" at INTEGER NOT NULL) WITHOUT ROWID;";
 
 static const char schema[] =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -703,14 +709,38 @@ static int chunk_rows(struct cat *c, sqlite3_stmt *s,
 	return r;
 }
 
-int cat_chunks_dead(struct cat *c,
+int cat_chunks_dead(struct cat *c, int64_t keep_since,
 		    int (*cb)(void *arg, const struct cas_id *id,
 			      const struct pack_loc *loc),
 		    void *arg)
 {
 	sqlite3_stmt *s = stmt(c, S_CHUNKS_DEAD);
 
-	return s ? chunk_rows(c, s, cb, arg) : -EIO;
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, keep_since);
+	return chunk_rows(c, s, cb, arg);
+}
+
+int cat_fetched_add(struct cat *c, const struct cas_id *id, int64_t at)
+{
+	sqlite3_stmt *s = stmt(c, S_FETCHED_ADD);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, at);
+	return step_done(s);
+}
+
+int cat_fetched_prune(struct cat *c, int64_t before)
+{
+	sqlite3_stmt *s = stmt(c, S_FETCHED_PRUNE);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, before);
+	return step_done(s);
 }
 
 int cat_chunks_in_pack(struct cat *c, uint32_t pack,

@@ -100,11 +100,20 @@ int cat_chunk_insert(struct cat *c, const struct cas_id *id,
 /* Adds delta to the chunk's refs; -ENOENT if the chunk is unknown. */
 int cat_chunk_addref(struct cat *c, const struct cas_id *id, int delta);
 int cat_chunk_delete(struct cat *c, const struct cas_id *id);
-/* Calls cb for chunks with refs = 0 (dead) or, with pack set, in that pack. */
-int cat_chunks_dead(struct cat *c,
+/*
+ * Calls cb for chunks with refs = 0 (dead), but for those fetched at or
+ * after keep_since (cat_fetched_add()).
+ */
+int cat_chunks_dead(struct cat *c, int64_t keep_since,
 		    int (*cb)(void *arg, const struct cas_id *id,
 			      const struct pack_loc *loc),
 		    void *arg);
+/*
+ * Fetched chunks: stored from a remote before any file refers to them, and
+ * kept for a while (a pull killed midway resumes without fetching them again).
+ */
+int cat_fetched_add(struct cat *c, const struct cas_id *id, int64_t at);
+int cat_fetched_prune(struct cat *c, int64_t before);
 int cat_chunks_in_pack(struct cat *c, uint32_t pack,
 		       int (*cb)(void *arg, const struct cas_id *id,
 				 const struct pack_loc *loc),

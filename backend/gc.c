@@ -167,6 +167,7 @@ int64_t cas_gc(struct cas_store *st)
 	uint8_t *rec = NULL;
 	size_t ngone = 0, i;
 	int n = 0, r;
+	int64_t keep;
 
 	pthread_mutex_lock(&st->lock);
 	if (st->writers) {
@@ -176,7 +177,10 @@ int64_t cas_gc(struct cas_store *st)
 	r = cat_begin(st->cat);
 	if (r < 0)
 		goto out;
-	r = cat_chunks_dead(st->cat, drop_dead, &a);
+	keep = store_now_ns() - (int64_t)CAS_FETCHED_KEEP_S * 1000000000;
+	r = cat_fetched_prune(st->cat, keep);
+	if (r == 0)
+		r = cat_chunks_dead(st->cat, keep, drop_dead, &a);
 	for (i = 0; r == 0 && i < a.n; i++)
 		r = cat_pack_update(st->cat, a.v[i].pack, 0, -a.v[i].bytes);
 	if (r == 0)

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "backend/chunker.h"
 #include "backend/pack.h"
 
 #define PACK_MAGIC "LLMFSPAK"
@@ -41,6 +42,31 @@ static void put_le32(uint8_t *p, uint32_t v)
 static uint32_t get_le32(const uint8_t *p)
 {
 	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void pack_header(uint8_t out[PACK_HEADER_LEN])
+{
+	memset(out, 0, PACK_HEADER_LEN);
+	memcpy(out, PACK_MAGIC, 8);
+	put_le32(out + 8, PACK_VERSION);
+}
+
+int pack_rec_parse(const void *hdr, struct cas_id *ret_id,
+		   enum codec_scheme *ret_scheme, uint32_t *ret_ulen,
+		   uint32_t *ret_clen)
+{
+	const uint8_t *h = hdr;
+	uint32_t ulen = get_le32(h + 8), clen = get_le32(h + 12);
+
+	if (memcmp(h, REC_MAGIC, 4) != 0 || h[4] >= CODEC_SCHEME_MAX ||
+	    h[5] || h[6] || h[7] || ulen == 0 || ulen > CDC_MAX ||
+	    clen > codec_bound(CDC_MAX))
+		return -EBADMSG;
+	memcpy(ret_id->b, h + 16, CAS_ID_LEN);
+	*ret_scheme = (enum codec_scheme)h[4];
+	*ret_ulen = ulen;
+	*ret_clen = clen;
+	return 0;
 }
 
 static void pack_name(uint32_t id, char *buf, size_t len)
@@ -129,9 +155,7 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		fd = openat(ps->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return -errno;
-		memset(hdr, 0, sizeof(hdr));
-		memcpy(hdr, PACK_MAGIC, 8);
-		put_le32(hdr + 8, PACK_VERSION);
+		pack_header(hdr);
 		if (pwrite(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 			r = errno ? -errno : -EIO;
 			close(fd);

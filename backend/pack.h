@@ -36,6 +36,16 @@ struct pack_loc {
 	enum codec_scheme scheme;
 };
 
+/*
+ * Parses a record header; 0, or -EBADMSG when it is not one (bad magic,
+ * unknown scheme, lengths over the chunk limits).
+ */
+int pack_rec_parse(const void *hdr, struct cas_id *ret_id,
+		   enum codec_scheme *ret_scheme, uint32_t *ret_ulen,
+		   uint32_t *ret_clen);
+/* The 16-byte header every pack (and SMIP pack blob) starts with. */
+void pack_header(uint8_t out[PACK_HEADER_LEN]);
+
 /* Opens the pack folder dir (created if missing). */
 int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret);
 void pack_set_free(struct pack_set *ps);

@@ -206,6 +206,45 @@ static int walk(struct cas_store *st, uint64_t ino, const char *prefix,
 	return r;
 }
 
+static json_t *manifest_root(const char *name, json_t *files, uint64_t total)
+{
+	return json_pack("{s:i, s:s, s:{s:s, s:i, s:i, s:i}, s:s, s:s, s:I, s:o}",
+			 "smip", SMIP_VERSION, "name", name, "chunking", "algorithm",
+			 "gear-cdc", "min", CDC_MIN, "avg", CDC_AVG, "max", CDC_MAX,
+			 "chunk_id", "xxh3-128", "file_hash", "sha256", "size",
+			 (json_int_t)total, "files", files);
+}
+
+int smip_manifest_json(struct cas_store *st, const char *name,
+		       const struct smip_entry *e, size_t n, json_t **ret)
+{
+	json_t *files = json_array(), *root;
+	uint64_t total = 0;
+	size_t i;
+	int r = files ? 0 : -ENOMEM;
+
+	for (i = 0; r == 0 && i < n; i++) {
+		struct cat_attr a;
+		json_t *fe;
+
+		r = cas_getattr(st, e[i].ino, &a);
+		if (r < 0)
+			break;
+		fe = file_entry(st, e[i].path, &a, &total, &r);
+		if (fe)
+			json_array_append_new(files, fe);
+	}
+	if (r < 0) {
+		json_decref(files);
+		return r;
+	}
+	root = manifest_root(name, files, total);
+	if (!root)
+		return -ENOMEM;
+	*ret = root;
+	return 0;
+}
+
 int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 		  char **ret, size_t *ret_len)
 {
@@ -222,11 +261,7 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 		json_decref(files);
 		return r;
 	}
-	root = json_pack("{s:i, s:s, s:{s:s, s:i, s:i, s:i}, s:s, s:s, s:I, s:o}",
-			 "smip", SMIP_VERSION, "name", name, "chunking", "algorithm",
-			 "gear-cdc", "min", CDC_MIN, "avg", CDC_AVG, "max", CDC_MAX,
-			 "chunk_id", "xxh3-128", "file_hash", "sha256", "size",
-			 (json_int_t)total, "files", files);
+	root = manifest_root(name, files, total);
 	if (!root)
 		return -ENOMEM;
 	text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);

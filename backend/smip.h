@@ -15,12 +15,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "backend/store.h"
 
 #define SMIP_VERSION 1
 
 int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 		  char **ret, size_t *ret_len);
+
+/* One entry of a manifest made from a list rather than a folder. */
+struct smip_entry {
+	const char *path; /* relative, parents listed before children */
+	uint64_t ino;     /* a catalog inode (linked or orphaned) */
+};
+/* The manifest of the entries, as a JSON object (the caller decrefs it). */
+int smip_manifest_json(struct cas_store *st, const char *name,
+		       const struct smip_entry *e, size_t n, json_t **ret);
 
 /*
  * A readable summary of the model (.smip/info): for each file that is a

@@ -125,6 +125,46 @@ int cas_writer_dirty(const struct cas_writer *w);
 ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 			 uint64_t off_in, size_t len, uint64_t off_out);
 int cas_writer_commit(struct cas_writer *w);
+/*
+ * Appends stored chunks (cas_chunk_has()) at the writer's end, as
+ * cas_writer_share() does; sha, if set, is the SHA-256 of the whole content
+ * when these chunks are all of it.  Returns 0, or -EAGAIN when the writer is
+ * not at a chunk boundary of an in-order stream (the caller writes bytes).
+ */
+int cas_writer_append(struct cas_writer *w, const struct cas_id *ids,
+		      const uint32_t *lens, size_t n, const uint8_t sha[32]);
+/* Makes every later write and commit fail with err (a failed import). */
+void cas_writer_abort(struct cas_writer *w, int err);
+
+/*
+ * Chunks from elsewhere (net/: models on registries).  A record is a pack
+ * record as any store writes it (pack.h): header and encoded bytes.
+ */
+#define CAS_FETCHED_KEEP_S (24 * 3600)
+/* 1 if the store has a good copy of chunk id, 0 if not, or -errno. */
+int cas_chunk_has(struct cas_store *st, const struct cas_id *id);
+/* Decoded, verified bytes of a stored chunk into out[0..CDC_MAX). */
+ssize_t cas_chunk_read(struct cas_store *st, const struct cas_id *id,
+		       void *out);
+/* The stored record of a chunk: its length, and its bytes if buf is set. */
+ssize_t cas_chunk_record(struct cas_store *st, const struct cas_id *id,
+			 void *buf, size_t cap);
+/*
+ * Checks a record that claims to be chunk id: a well-formed header naming
+ * id, bytes that decode to a chunk whose XXH3-128 is id.  The decoded bytes
+ * go to out (CDC_MAX) if set.  Returns the chunk length or -EBADMSG.
+ */
+ssize_t cas_record_check(struct cas_store *st, const void *rec, size_t len,
+			 const struct cas_id *id, void *out);
+/*
+ * Stores checked records as fetched chunks: appended to the packs, made
+ * durable, and committed in one transaction.  No file refers to them yet;
+ * collection keeps them for CAS_FETCHED_KEEP_S, so that a pull killed
+ * midway resumes without fetching them again.  Chunks the store already
+ * has are skipped.
+ */
+int cas_records_add(struct cas_store *st, const void *const *recs,
+		    const size_t *lens, size_t n);
 
 /* Accounting. */
 struct cas_status {

@@ -848,6 +848,45 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 	return (ssize_t)shared;
 }
 
+int cas_writer_append(struct cas_writer *w, const struct cas_id *ids,
+		      const uint32_t *lens, size_t n, const uint8_t sha[32])
+{
+	int whole = w->pos == 0;
+	uint64_t added = 0;
+	size_t i;
+	int r = writer_err(w);
+
+	if (r < 0)
+		return r;
+	if (w->mode != W_STREAM || w->blen)
+		return -EAGAIN;
+	for (i = 0; i < n; i++) {
+		r = list_push(w, &ids[i], lens[i]);
+		if (r < 0)
+			return r;
+		added += lens[i];
+	}
+	w->dirty = 1;
+	w->tail_open = 0;
+	w->pos += added;
+	w->emitted += added;
+	if (w->fmt_state == FMT_UNDECIDED)
+		fmt_reset(w, FMT_NONE);
+	w->sha_ok = 0;
+	w->share_whole = whole && sha;
+	if (sha)
+		memcpy(w->share_sha, sha, 32);
+	return 0;
+}
+
+void cas_writer_abort(struct cas_writer *w, int err)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->err)
+		w->err = err;
+	pthread_mutex_unlock(&w->lock);
+}
+
 /* SHA-256 of the content, by re-reading it when it was not hashed in order. */
 static int content_sha(struct cas_writer *w, uint8_t out[32])
 {

@@ -1,0 +1,986 @@
+/*
+ * smipnet.c - SMIP artifacts on registries: the config blob's pack index,
+ * fetching chunk records by range, and pushes of new chunks only.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+
+#include "backend/chunker.h"
+#include "backend/codec.h"
+#include "backend/pack.h"
+#include "backend/smipnet.h"
+#include "backend/store_i.h"
+
+/* Ranges coalesce up to this much; a fetch window holds at most WINDOW. */
+#define RANGE_MAX (8u << 20)
+#define RANGE_GAP (64u << 10)
+#define WINDOW (64u << 20)
+#define CONFIG_MAX (512u << 20)
+#define CHUNKS_MAX (64u << 20)
+#define REC_MAX (PACK_REC_LEN + 600u * 1024)
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* ---- an id -> index hash set ------------------------------------------ */
+
+struct idmap {
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t cap;
+	const struct smip_rchunk *v;
+};
+
+static size_t id_hash(const struct cas_id *id, size_t cap)
+{
+	uint64_t h;
+
+	memcpy(&h, id->b, sizeof(h));
+	return (size_t)(h & (cap - 1));
+}
+
+static int idmap_init(struct idmap *m, size_t n)
+{
+	m->cap = 64;
+	while (m->cap < 2 * n + 2)
+		m->cap <<= 1;
+	m->slot = calloc(m->cap, sizeof(*m->slot));
+	return m->slot ? 0 : -ENOMEM;
+}
+
+/* Index of id in v, or -1; with add set, inserts index add - 1 if absent. */
+static long idmap_get(struct idmap *m, const struct smip_rchunk *v,
+		      const struct cas_id *id, uint32_t add)
+{
+	size_t i = id_hash(id, m->cap);
+
+	for (; m->slot[i]; i = (i + 1) & (m->cap - 1))
+		if (cas_id_eq(&v[m->slot[i] - 1].id, id))
+			return (long)m->slot[i] - 1;
+	if (add)
+		m->slot[i] = add;
+	return -1;
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+void smip_model_free(struct smip_model *m)
+{
+	size_t i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->nfiles; i++) {
+		free(m->files[i].path);
+		free(m->files[i].target);
+		free(m->files[i].chunks);
+		free(m->files[i].offs);
+	}
+	free(m->files);
+	free(m->chunks);
+	free(m->packs);
+	free(m->name);
+	free(m);
+}
+
+const struct smip_rfile *smip_model_file(const struct smip_model *m,
+					 const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < m->nfiles; i++)
+		if (strcmp(m->files[i].path, path) == 0)
+			return &m->files[i];
+	return NULL;
+}
+
+static int hex_sha(const char *s, uint8_t out[32])
+{
+	size_t i;
+
+	if (!s || strlen(s) != 64)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
+		    !strchr("0123456789abcdef", s[2 * i]) ||
+		    !strchr("0123456789abcdef", s[2 * i + 1]))
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static int parse_index(struct smip_model *m, json_t *packs, json_t *index,
+		       struct idmap *map, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (!json_is_array(packs) || !json_is_array(index))
+		return fail(err, errlen, -EINVAL, "no packs or index");
+	if (json_array_size(index) > CHUNKS_MAX ||
+	    json_array_size(packs) > LAYOUT_MAX_FILES)
+		return fail(err, errlen, -EFBIG, "index too large");
+	m->npacks = json_array_size(packs);
+	m->packs = calloc(m->npacks + 1, sizeof(*m->packs));
+	m->chunks = calloc(json_array_size(index) + 1, sizeof(*m->chunks));
+	if (!m->packs || !m->chunks || idmap_init(map, json_array_size(index)) < 0)
+		return -ENOMEM;
+	for (i = 0; i < m->npacks; i++) {
+		const char *d = NULL;
+		json_int_t size = -1;
+
+		if (json_unpack(json_array_get(packs, i), "{s:s, s:I}", "digest", &d,
+				"size", &size) < 0 || !oci_digest_valid(d) ||
+		    size < PACK_HEADER_LEN || size > (json_int_t)1 << 50)
+			return fail(err, errlen, -EINVAL, "pack %zu: bad descriptor", i);
+		snprintf(m->packs[i].digest, sizeof(m->packs[i].digest), "%s", d);
+		snprintf(m->packs[i].media_type, sizeof(m->packs[i].media_type),
+			 "%s", SMIP_MT_PACK);
+		m->packs[i].size = (uint64_t)size;
+	}
+	for (i = 0; i < json_array_size(index); i++) {
+		struct smip_rchunk *c = &m->chunks[m->nchunks];
+		const char *hex = NULL;
+		json_int_t pack = -1, off = -1, rlen = -1;
+
+		if (json_unpack(json_array_get(index, i), "[s, I, I, I]", &hex, &pack,
+				&off, &rlen) < 0 || cas_id_parse(hex, &c->id) < 0 ||
+		    pack < 0 || (size_t)pack >= m->npacks || off < PACK_HEADER_LEN ||
+		    rlen <= PACK_REC_LEN || rlen > (json_int_t)REC_MAX ||
+		    (uint64_t)(off + rlen) > m->packs[pack].size)
+			return fail(err, errlen, -EINVAL, "index entry %zu is malformed", i);
+		c->pack = (uint32_t)pack;
+		c->off = (uint64_t)off;
+		c->rlen = (uint32_t)rlen;
+		if (idmap_get(map, m->chunks, &c->id, (uint32_t)m->nchunks + 1) >= 0)
+			return fail(err, errlen, -EINVAL, "chunk %s indexed twice", hex);
+		m->nchunks++;
+	}
+	return 0;
+}
+
+static int parse_file(struct smip_model *m, json_t *e, struct idmap *map,
+		      struct smip_rfile *f, char *err, size_t errlen)
+{
+	const char *path = NULL, *type = NULL, *mode = "0644", *sha = NULL;
+	const char *target = NULL;
+	json_t *chunks = NULL;
+	json_int_t size = 0;
+	uint64_t sum = 0;
+	unsigned long mbits;
+	size_t i;
+
+	if (json_unpack(e, "{s:s, s:s, s?s, s?I, s?s, s?o, s?s}", "path", &path,
+			"type", &type, "mode", &mode, "size", &size, "sha256", &sha,
+			"chunks", &chunks, "target", &target) < 0)
+		return fail(err, errlen, -EINVAL, "a file entry is malformed");
+	if (!layout_path_valid(path))
+		return fail(err, errlen, -EINVAL, "unsafe path in manifest");
+	f->path = strdup(path);
+	if (!f->path)
+		return -ENOMEM;
+	mbits = strtoul(mode, NULL, 8) & 0777;
+	if (strcmp(type, "dir") == 0) {
+		f->mode = S_IFDIR | (uint32_t)mbits;
+		return 0;
+	}
+	if (strcmp(type, "symlink") == 0) {
+		if (!target || strlen(target) >= 4096)
+			return fail(err, errlen, -EINVAL, "%s: bad symlink", path);
+		f->mode = S_IFLNK | 0777;
+		f->target = strdup(target);
+		return f->target ? 0 : -ENOMEM;
+	}
+	if (strcmp(type, "file") != 0 || !json_is_array(chunks) || size < 0)
+		return fail(err, errlen, -EINVAL, "%s: bad file entry", path);
+	f->mode = S_IFREG | (uint32_t)mbits;
+	f->size = (uint64_t)size;
+	f->has_sha = sha && hex_sha(sha, f->sha) == 0;
+	f->nchunks = json_array_size(chunks);
+	if (f->nchunks > CHUNKS_MAX)
+		return fail(err, errlen, -EFBIG, "%s: too many chunks", path);
+	f->chunks = calloc(f->nchunks + 1, sizeof(*f->chunks));
+	f->offs = calloc(f->nchunks + 1, sizeof(*f->offs));
+	if (!f->chunks || !f->offs)
+		return -ENOMEM;
+	for (i = 0; i < f->nchunks; i++) {
+		const char *hex = NULL;
+		json_int_t len = 0;
+		struct cas_id id;
+		long k;
+
+		if (json_unpack(json_array_get(chunks, i), "[s, I]", &hex, &len) < 0 ||
+		    cas_id_parse(hex, &id) < 0 || len <= 0 || len > CDC_MAX)
+			return fail(err, errlen, -EINVAL, "%s: chunk %zu is malformed",
+				    path, i);
+		k = idmap_get(map, m->chunks, &id, 0);
+		if (k < 0)
+			return fail(err, errlen, -EINVAL, "%s: chunk %s is in no pack",
+				    path, hex);
+		if (m->chunks[k].ulen && m->chunks[k].ulen != (uint32_t)len)
+			return fail(err, errlen, -EINVAL, "%s: chunk %s has two lengths",
+				    path, hex);
+		m->chunks[k].ulen = (uint32_t)len;
+		f->chunks[i] = (uint32_t)k;
+		f->offs[i] = sum;
+		sum += (uint64_t)len;
+	}
+	f->offs[f->nchunks] = sum;
+	if (sum != f->size)
+		return fail(err, errlen, -EINVAL, "%s: chunks add up to %llu, not %llu",
+			    path, (unsigned long long)sum, (unsigned long long)f->size);
+	return 0;
+}
+
+int smip_model_parse(const char *json, size_t len, struct smip_model **ret,
+		     char *err, size_t errlen)
+{
+	struct smip_model *m = calloc(1, sizeof(*m));
+	struct idmap map = { 0 };
+	json_error_t je;
+	json_t *root, *files;
+	json_int_t ver = 0;
+	const char *name = "";
+	size_t i, k;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		r = fail(err, errlen, -EINVAL, "SMIP manifest: %s (line %d)", je.text,
+			 je.line);
+		goto out;
+	}
+	if (json_unpack(root, "{s:I, s?s, s:o}", "smip", &ver, "name", &name, "files",
+			&files) < 0 || !json_is_array(files)) {
+		r = fail(err, errlen, -EINVAL, "SMIP manifest: no smip version or files");
+		goto out;
+	}
+	if (ver < 1 || ver > SMIP_VERSION) {
+		r = fail(err, errlen, -ENOTSUP, "SMIP manifest version %lld is not known",
+			 (long long)ver);
+		goto out;
+	}
+	if (json_array_size(files) > LAYOUT_MAX_FILES) {
+		r = fail(err, errlen, -EFBIG, "SMIP manifest: too many files");
+		goto out;
+	}
+	m->name = strdup(name);
+	if (!m->name) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = parse_index(m, json_object_get(root, "packs"),
+			json_object_get(root, "index"), &map, err, errlen);
+	if (r < 0)
+		goto out;
+	m->files = calloc(json_array_size(files) + 1, sizeof(*m->files));
+	if (!m->files) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < json_array_size(files); i++) {
+		r = parse_file(m, json_array_get(files, i), &map, &m->files[i], err,
+			       errlen);
+		m->nfiles = i + 1;
+		if (r < 0)
+			goto out;
+		for (k = 0; k < i; k++)
+			if (strcmp(m->files[k].path, m->files[i].path) == 0) {
+				r = fail(err, errlen, -EINVAL, "%s: listed twice",
+					 m->files[i].path);
+				goto out;
+			}
+	}
+out:
+	json_decref(root);
+	free(map.slot);
+	if (r < 0)
+		smip_model_free(m);
+	else
+		*ret = m;
+	return r;
+}
+
+/* ---- fetching ----------------------------------------------------------- */
+
+struct frange {
+	uint32_t first, n;  /* chunks want[first .. first + n) */
+	int bad;            /* a record failed its check */
+	uint8_t *buf;
+};
+
+struct fetch {
+	struct cas_store *st;
+	const struct smip_model *m;
+	uint32_t *want;     /* chunk indexes, sorted by pack and offset */
+	struct frange *fr;
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	unsigned pending;
+};
+
+struct check_job {
+	struct fetch *f;
+	struct oci_range *r;
+};
+
+static void check_job(void *ctx, void *arg)
+{
+	struct check_job *j = arg;
+	struct fetch *f = j->f;
+	struct frange *fr = j->r->user;
+	uint64_t base = f->m->chunks[f->want[fr->first]].off;
+	uint32_t i;
+	int bad = 0;
+
+	(void)ctx;
+	for (i = 0; i < fr->n && !bad; i++) {
+		const struct smip_rchunk *c = &f->m->chunks[f->want[fr->first + i]];
+
+		if (cas_record_check(f->st, fr->buf + (c->off - base), c->rlen, &c->id,
+				     NULL) < 0)
+			bad = 1;
+	}
+	free(j);
+	pthread_mutex_lock(&f->lock);
+	fr->bad = bad;
+	if (--f->pending == 0)
+		pthread_cond_broadcast(&f->done);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* As each range arrives, its records are checked on the store's workers. */
+static int range_arrived(void *arg, struct oci_range *r)
+{
+	struct fetch *f = arg;
+	struct check_job *j = malloc(sizeof(*j));
+
+	if (!j)
+		return -ENOMEM;
+	j->f = f;
+	j->r = r;
+	pthread_mutex_lock(&f->lock);
+	f->pending++;
+	pthread_mutex_unlock(&f->lock);
+	return pool_submit(f->st->pool, check_job, j);
+}
+
+static int by_location(const void *a, const void *b, void *arg)
+{
+	const struct smip_model *m = arg;
+	const struct smip_rchunk *x = &m->chunks[*(const uint32_t *)a];
+	const struct smip_rchunk *y = &m->chunks[*(const uint32_t *)b];
+
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Fetches, checks and stores the chunks want[0..n) in one window. */
+static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
+			uint32_t from, uint32_t to, _Atomic uint64_t *progress,
+			char *err, size_t errlen)
+{
+	const struct smip_model *m = f->m;
+	struct oci_range *rg = calloc(to - from + 1, sizeof(*rg));
+	struct frange *fr = calloc(to - from + 1, sizeof(*fr));
+	const void **recs = NULL;
+	size_t *lens = NULL, nr = 0, nrec = 0, i, k;
+	int attempt, r = 0;
+
+	if (!rg || !fr) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = from; i < to;) {
+		const struct smip_rchunk *s = &m->chunks[f->want[i]];
+		uint64_t end = s->off + s->rlen;
+
+		for (k = i + 1; k < to; k++) {
+			const struct smip_rchunk *x = &m->chunks[f->want[k]];
+
+			if (x->pack != s->pack || x->off < end ||
+			    x->off - end > RANGE_GAP || x->off + x->rlen - s->off > RANGE_MAX)
+				break;
+			end = x->off + x->rlen;
+		}
+		fr[nr].first = (uint32_t)i;
+		fr[nr].n = (uint32_t)(k - i);
+		fr[nr].buf = malloc(end - s->off);
+		if (!fr[nr].buf) {
+			r = -ENOMEM;
+			goto out;
+		}
+		rg[nr].digest = m->packs[s->pack].digest;
+		rg[nr].off = s->off;
+		rg[nr].len = end - s->off;
+		rg[nr].buf = fr[nr].buf;
+		rg[nr].user = &fr[nr];
+		nr++;
+		i = k;
+	}
+	/* Ranges whose records fail their checks are fetched again. */
+	for (attempt = 0; attempt < 3; attempt++) {
+		struct oci_range *todo = calloc(nr + 1, sizeof(*todo));
+		size_t nt = 0;
+
+		if (!todo) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < nr; i++)
+			if (attempt == 0 || fr[i].bad) {
+				fr[i].bad = 0;
+				todo[nt++] = rg[i];
+			}
+		if (nt == 0) {
+			free(todo);
+			break;
+		}
+		r = oci_fetch_ranges(c, repo, todo, nt, range_arrived, f, progress,
+				     err, errlen);
+		pthread_mutex_lock(&f->lock);
+		while (f->pending)
+			pthread_cond_wait(&f->done, &f->lock);
+		pthread_mutex_unlock(&f->lock);
+		free(todo);
+		if (r < 0)
+			goto out;
+		r = -EIO;
+		for (i = 0; i < nr; i++)
+			if (fr[i].bad)
+				break;
+		if (i == nr) {
+			r = 0;
+			break;
+		}
+	}
+	if (r < 0) {
+		for (i = 0; i < nr && !fr[i].bad; i++)
+			;
+		if (i < nr) {
+			char hex[33];
+
+			cas_id_hex(&m->chunks[f->want[fr[i].first]].id, hex);
+			r = fail(err, errlen, -EIO,
+				 "%s: the registry keeps sending wrong bytes for chunk %s",
+				 repo, hex);
+		}
+		goto out;
+	}
+	recs = calloc(to - from + 1, sizeof(*recs));
+	lens = calloc(to - from + 1, sizeof(*lens));
+	if (!recs || !lens) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nr; i++) {
+		uint64_t base = m->chunks[f->want[fr[i].first]].off;
+
+		for (k = 0; k < fr[i].n; k++) {
+			const struct smip_rchunk *x = &m->chunks[f->want[fr[i].first + k]];
+
+			recs[nrec] = fr[i].buf + (x->off - base);
+			lens[nrec++] = x->rlen;
+		}
+	}
+	r = cas_records_add(f->st, recs, lens, nrec);
+	if (r < 0)
+		r = fail(err, errlen, r, "storing fetched chunks: %s", strerror(-r));
+out:
+	for (i = 0; fr && i < nr; i++)
+		free(fr[i].buf);
+	free(recs);
+	free(lens);
+	free(rg);
+	free(fr);
+	return r;
+}
+
+int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
+	       const struct smip_model *m, const uint32_t *idx, size_t n,
+	       _Atomic uint64_t *progress, char *err, size_t errlen)
+{
+	struct fetch f = { .st = st, .m = m };
+	size_t i, nw = 0;
+	int r = 0;
+
+	f.want = malloc((n + 1) * sizeof(*f.want));
+	if (!f.want)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (idx[i] >= m->nchunks) {
+			free(f.want);
+			return -EINVAL;
+		}
+		r = cas_chunk_has(st, &m->chunks[idx[i]].id);
+		if (r < 0)
+			goto out;
+		if (r == 0)
+			f.want[nw++] = idx[i];
+	}
+	r = 0;
+	if (nw == 0)
+		goto out;
+	qsort_r(f.want, nw, sizeof(*f.want), by_location, (void *)m);
+	/* The same chunk twice (two files share it) is fetched once. */
+	for (i = 1, n = 1; i < nw; i++)
+		if (f.want[i] != f.want[n - 1])
+			f.want[n++] = f.want[i];
+	nw = n;
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.done, NULL);
+	for (i = 0; r == 0 && i < nw;) {
+		uint64_t bytes = 0;
+		size_t k;
+
+		for (k = i; k < nw && (k == i || bytes < WINDOW); k++)
+			bytes += m->chunks[f.want[k]].rlen;
+		r = fetch_window(&f, c, repo, (uint32_t)i, (uint32_t)k, progress,
+				 err, errlen);
+		i = k;
+	}
+	pthread_mutex_destroy(&f.lock);
+	pthread_cond_destroy(&f.done);
+out:
+	free(f.want);
+	return r;
+}
+
+/* ---- pushing ------------------------------------------------------------ */
+
+/* A pack blob being pushed: the chunks whose records it holds, in order. */
+struct newpack {
+	struct cas_store *st;
+	uint32_t *chunk;    /* indexes into the push's chunk table */
+	uint64_t *off;      /* record offsets; off[n] = blob size */
+	size_t n;
+	const struct smip_rchunk *v;
+	uint8_t *rec;       /* the record being copied out */
+	long rec_at;        /* which one, or -1 */
+};
+
+static ssize_t newpack_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct newpack *p = arg;
+	uint8_t *out = buf;
+	size_t done = 0;
+
+	while (done < len) {
+		uint64_t at = off + done;
+		size_t lo = 0, hi = p->n, i;
+		uint64_t in;
+		size_t take;
+
+		if (at < PACK_HEADER_LEN) {
+			uint8_t hdr[PACK_HEADER_LEN];
+
+			pack_header(hdr);
+			take = PACK_HEADER_LEN - (size_t)at;
+			take = take < len - done ? take : len - done;
+			memcpy(out + done, hdr + at, take);
+			done += take;
+			continue;
+		}
+		if (at >= p->off[p->n])
+			return -EINVAL;
+		while (hi - lo > 1) {
+			size_t mid = (lo + hi) / 2;
+
+			if (p->off[mid] <= at)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		i = lo;
+		if (p->rec_at != (long)i) {
+			ssize_t n = cas_chunk_record(p->st, &p->v[p->chunk[i]].id, p->rec,
+						     REC_MAX);
+
+			if (n < 0)
+				return n;
+			if ((uint64_t)n != p->off[i + 1] - p->off[i])
+				return -EIO;
+			p->rec_at = (long)i;
+		}
+		in = at - p->off[i];
+		take = (size_t)(p->off[i + 1] - at);
+		take = take < len - done ? take : len - done;
+		memcpy(out + done, p->rec + in, take);
+		done += take;
+	}
+	return (ssize_t)len;
+}
+
+static int newpack_digest(struct newpack *p, char out[OCI_DIGEST_LEN])
+{
+	static const size_t step = 1u << 20;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(step), sha[32];
+	uint64_t off = 0, size = p->off[p->n];
+	char hex[65];
+	int r = 0;
+
+	if (!md || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	while (off < size) {
+		size_t len = size - off < step ? (size_t)(size - off) : step;
+		ssize_t n = newpack_read(p, buf, len, off);
+
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		EVP_DigestUpdate(md, buf, len);
+		off += len;
+	}
+	EVP_DigestFinal_ex(md, sha, NULL);
+	hex_encode(sha, 32, hex);
+	snprintf(out, OCI_DIGEST_LEN, "sha256:%s", hex);
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return r;
+}
+
+struct memblob {
+	const char *data;
+	size_t len;
+};
+
+static ssize_t mem_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct memblob *b = arg;
+
+	if (off > b->len || len > b->len - off)
+		return -EINVAL;
+	memcpy(buf, b->data + off, len);
+	return (ssize_t)len;
+}
+
+/* The chunks every SMIP tag of repo already holds, and their packs. */
+static int remote_known(struct oci_client *c, const char *repo,
+			struct smip_model ***ret, size_t *ret_n)
+{
+	char **tags = NULL, type[256], digest[OCI_DIGEST_LEN];
+	struct smip_model **v;
+	size_t ntags = 0, i, n = 0;
+	int r;
+
+	*ret = NULL;
+	*ret_n = 0;
+	r = oci_tags(c, repo, &tags, &ntags, NULL, 0);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	v = calloc(ntags + 1, sizeof(*v));
+	if (!v) {
+		oci_strv_free(tags, ntags);
+		return -ENOMEM;
+	}
+	for (i = 0; i < ntags && i < 64; i++) {
+		struct layout *l = NULL;
+		char *body = NULL;
+		void *cfg = NULL;
+		size_t len, clen;
+
+		if (oci_manifest_get(c, repo, tags[i], &body, &len, type, sizeof(type),
+				     digest, NULL, 0) == 0 &&
+		    layout_parse(body, len, NULL, NULL, &l, NULL, 0) == 0 &&
+		    l->kind == LAYOUT_SMIP &&
+		    oci_blob_get(c, repo, l->config.digest, CONFIG_MAX, &cfg, &clen,
+				 NULL, 0) == 0 &&
+		    smip_model_parse(cfg, clen, &v[n], NULL, 0) == 0)
+			n++;
+		free(cfg);
+		free(body);
+		layout_free(l);
+	}
+	oci_strv_free(tags, ntags);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+struct push {
+	struct smip_rchunk *v;  /* the model's distinct chunks */
+	size_t n, cap;
+	struct idmap map;
+	struct layout_desc *packs;
+	size_t npacks;
+};
+
+static int push_pack_add(struct push *p, const struct layout_desc *d)
+{
+	size_t i;
+	struct layout_desc *t;
+
+	for (i = 0; i < p->npacks; i++)
+		if (strcmp(p->packs[i].digest, d->digest) == 0)
+			return (int)i;
+	t = realloc(p->packs, (p->npacks + 1) * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	p->packs = t;
+	t[p->npacks] = *d;
+	return (int)p->npacks++;
+}
+
+static json_t *config_with_index(json_t *man, const struct push *p)
+{
+	json_t *packs = json_array(), *index = json_array();
+	size_t i;
+	char hex[33];
+
+	for (i = 0; i < p->npacks; i++)
+		json_array_append_new(packs, json_pack("{s:s, s:I}", "digest",
+						       p->packs[i].digest, "size",
+						       (json_int_t)p->packs[i].size));
+	for (i = 0; i < p->n; i++) {
+		cas_id_hex(&p->v[i].id, hex);
+		json_array_append_new(index, json_pack("[s, I, I, I]", hex,
+						       (json_int_t)p->v[i].pack,
+						       (json_int_t)p->v[i].off,
+						       (json_int_t)p->v[i].rlen));
+	}
+	json_object_set_new(man, "packs", packs);
+	json_object_set_new(man, "index", index);
+	return man;
+}
+
+int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
+	      const char *tag, const char *name, const struct smip_entry *e,
+	      size_t n, _Atomic uint64_t *progress, struct smip_push_stats *stats,
+	      char *err, size_t errlen)
+{
+	struct push p = { 0 };
+	struct smip_model **known = NULL;
+	struct newpack *np = NULL;
+	struct oci_upload *up = NULL;
+	struct memblob cfgblob = { 0 };
+	size_t nknown = 0, nnp = 0, i, k, j;
+	json_t *man = NULL, *files, *layers, *oci = NULL;
+	char *cfg = NULL, *mtext = NULL;
+	int r;
+
+	memset(stats, 0, sizeof(*stats));
+	r = smip_manifest_json(st, name, e, n, &man);
+	if (r < 0) {
+		fail(err, errlen, r, "reading the model: %s", strerror(-r));
+		goto out;
+	}
+	/* The distinct chunks, in order of first use. */
+	files = json_object_get(man, "files");
+	for (i = 0; i < json_array_size(files); i++) {
+		json_t *ch = json_object_get(json_array_get(files, i), "chunks");
+
+		for (k = 0; k < json_array_size(ch); k++)
+			p.cap++;
+	}
+	p.v = calloc(p.cap + 1, sizeof(*p.v));
+	if (!p.v || idmap_init(&p.map, p.cap) < 0) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < json_array_size(files); i++) {
+		json_t *ch = json_object_get(json_array_get(files, i), "chunks");
+
+		for (k = 0; k < json_array_size(ch); k++) {
+			json_t *pair = json_array_get(ch, k);
+			struct smip_rchunk *x = &p.v[p.n];
+
+			cas_id_parse(json_string_value(json_array_get(pair, 0)), &x->id);
+			x->ulen = (uint32_t)json_integer_value(json_array_get(pair, 1));
+			x->pack = UINT32_MAX;
+			if (idmap_get(&p.map, p.v, &x->id, (uint32_t)p.n + 1) < 0)
+				p.n++;
+		}
+	}
+	stats->chunks = p.n;
+	/* What the repository has already. */
+	r = remote_known(c, repo, &known, &nknown);
+	if (r < 0) {
+		fail(err, errlen, r, "%s: listing tags: %s", repo, strerror(-r));
+		goto out;
+	}
+	for (j = 0; j < nknown; j++) {
+		const struct smip_model *m = known[j];
+
+		for (k = 0; k < m->nchunks; k++) {
+			long at = idmap_get(&p.map, p.v, &m->chunks[k].id, 0);
+			int pi;
+
+			if (at < 0 || p.v[at].pack != UINT32_MAX)
+				continue;
+			pi = push_pack_add(&p, &m->packs[m->chunks[k].pack]);
+			if (pi < 0) {
+				r = pi;
+				goto out;
+			}
+			p.v[at].pack = (uint32_t)pi;
+			p.v[at].off = m->chunks[k].off;
+			p.v[at].rlen = m->chunks[k].rlen;
+		}
+	}
+	stats->packs_reused = p.npacks;
+	/* New chunks go into new pack blobs of at most SMIP_PACK_BLOB_MAX. */
+	np = calloc(p.n / 8 + 2, sizeof(*np));
+	if (!np) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < p.n; i++) {
+		struct newpack *cur;
+		ssize_t rl;
+
+		if (p.v[i].pack != UINT32_MAX)
+			continue;
+		rl = cas_chunk_record(st, &p.v[i].id, NULL, 0);
+		if (rl < 0) {
+			r = fail(err, errlen, (int)rl, "a chunk of the model is missing from the store");
+			goto out;
+		}
+		cur = nnp ? &np[nnp - 1] : NULL;
+		if (!cur || cur->off[cur->n] + (uint64_t)rl > SMIP_PACK_BLOB_MAX) {
+			cur = &np[nnp++];
+			cur->st = st;
+			cur->v = p.v;
+			cur->rec_at = -1;
+			cur->rec = malloc(REC_MAX);
+			cur->off = malloc(2 * sizeof(*cur->off));
+			if (!cur->rec || !cur->off) {
+				r = -ENOMEM;
+				goto out;
+			}
+			cur->off[0] = PACK_HEADER_LEN;
+		}
+		if ((cur->n & (cur->n - 1)) == 0 || cur->n == 0) {
+			size_t cap = cur->n ? 2 * cur->n : 1;
+			uint32_t *ch = realloc(cur->chunk, cap * sizeof(*ch));
+			uint64_t *of = ch ? realloc(cur->off, (cap + 1) * sizeof(*of)) : NULL;
+
+			if (ch)
+				cur->chunk = ch;
+			if (!of) {
+				r = -ENOMEM;
+				goto out;
+			}
+			cur->off = of;
+		}
+		p.v[i].off = cur->off[cur->n];
+		p.v[i].rlen = (uint32_t)rl;
+		cur->chunk[cur->n] = (uint32_t)i;
+		cur->off[cur->n + 1] = cur->off[cur->n] + (uint64_t)rl;
+		cur->n++;
+		stats->new_chunks++;
+	}
+	up = calloc(nnp + 2, sizeof(*up));
+	if (!up) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nnp; i++) {
+		struct layout_desc d = { 0 };
+		int pi;
+
+		r = newpack_digest(&np[i], d.digest);
+		if (r < 0) {
+			fail(err, errlen, r, "reading chunks: %s", strerror(-r));
+			goto out;
+		}
+		d.size = np[i].off[np[i].n];
+		snprintf(d.media_type, sizeof(d.media_type), "%s", SMIP_MT_PACK);
+		pi = push_pack_add(&p, &d);
+		if (pi < 0) {
+			r = pi;
+			goto out;
+		}
+		for (k = 0; k < np[i].n; k++)
+			p.v[np[i].chunk[k]].pack = (uint32_t)pi;
+		memcpy(up[i].digest, d.digest, OCI_DIGEST_LEN);
+		up[i].size = d.size;
+		up[i].read = newpack_read;
+		up[i].arg = &np[i];
+	}
+	stats->packs_new = nnp;
+	/* The config: the manifest with its pack index. */
+	config_with_index(man, &p);
+	cfg = json_dumps(man, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!cfg) {
+		r = -ENOMEM;
+		goto out;
+	}
+	cfgblob.data = cfg;
+	cfgblob.len = strlen(cfg);
+	oci_digest(cfg, cfgblob.len, up[nnp].digest);
+	up[nnp].size = cfgblob.len;
+	up[nnp].read = mem_read;
+	up[nnp].arg = &cfgblob;
+	r = oci_upload_blobs(c, repo, up, nnp + 1, progress, err, errlen);
+	if (r < 0)
+		goto out;
+	for (i = 0; i < nnp; i++)
+		if (up[i].how == OCI_UP_SENT)
+			stats->bytes_sent += up[i].size;
+	/* The manifest goes last: the tag appears when every blob is there. */
+	layers = json_array();
+	for (i = 0; i < p.npacks; i++)
+		json_array_append_new(layers, json_pack("{s:s, s:s, s:I}", "mediaType",
+							SMIP_MT_PACK, "digest",
+							p.packs[i].digest, "size",
+							(json_int_t)p.packs[i].size));
+	oci = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:I}, s:o, s:{s:s}}",
+			"schemaVersion", 2, "mediaType", OCI_MT_MANIFEST,
+			"artifactType", SMIP_ARTIFACT_TYPE, "config", "mediaType",
+			SMIP_MT_CONFIG, "digest", up[nnp].digest, "size",
+			(json_int_t)cfgblob.len, "layers", layers, "annotations",
+			"org.opencontainers.image.title", name);
+	mtext = oci ? json_dumps(oci, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	if (!mtext) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = oci_manifest_put(c, repo, tag, OCI_MT_MANIFEST, mtext, strlen(mtext),
+			     err, errlen);
+out:
+	for (i = 0; i < nknown; i++)
+		smip_model_free(known[i]);
+	free(known);
+	for (i = 0; np && i < nnp; i++) {
+		free(np[i].chunk);
+		free(np[i].off);
+		free(np[i].rec);
+	}
+	free(np);
+	free(up);
+	free(p.v);
+	free(p.map.slot);
+	free(p.packs);
+	json_decref(man);
+	json_decref(oci);
+	free(cfg);
+	free(mtext);
+	return r;
+}
