@@ -224,10 +224,11 @@ int smip_manifest_json(struct cas_store *st, const char *name,
 	int r = files ? 0 : -ENOMEM;
 
 	for (i = 0; r == 0 && i < n; i++) {
-		struct cat_attr a;
+		struct cat_attr a = { .mode = S_IFDIR | (e[i].mode & 07777) };
 		json_t *fe;
 
-		r = cas_getattr(st, e[i].ino, &a);
+		if (e[i].ino)
+			r = cas_getattr(st, e[i].ino, &a);
 		if (r < 0)
 			break;
 		fe = file_entry(st, e[i].path, &a, &total, &r);

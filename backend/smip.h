@@ -27,7 +27,8 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 /* One entry of a manifest made from a list rather than a folder. */
 struct smip_entry {
 	const char *path; /* relative, parents listed before children */
-	uint64_t ino;     /* a catalog inode (linked or orphaned) */
+	uint64_t ino;     /* a catalog inode (linked or orphaned), or 0 */
+	uint32_t mode;    /* with ino 0: a folder of this mode */
 };
 /* The manifest of the entries, as a JSON object (the caller decrefs it). */
 int smip_manifest_json(struct cas_store *st, const char *name,

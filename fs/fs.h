@@ -35,6 +35,7 @@
 
 struct fs_node;
 struct fs_paths;
+struct fs_net;
 
 struct fs {
 	struct cas_store *st;
@@ -51,6 +52,7 @@ struct fs {
 	int gc_stop;
 	int gc_running;
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
+	struct fs_net *net;            /* /llm/net */
 	/*
 	 * The last .smip texts made (manifest, info, tensors): a stat and the
 	 * open that follows it would otherwise each walk the model and parse
@@ -65,9 +67,12 @@ struct fs {
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 };
 
-/* planner: the model (a card under models/) that interprets free-text tasks, or NULL. */
+/*
+ * planner: the model (a card under models/) that interprets free-text
+ * tasks, or NULL; remotes: the remotes file of net/ (oci.h).
+ */
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner);
+	    const char *planner, const char *remotes);
 void fs_release(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_ops(void);
 

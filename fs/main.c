@@ -32,6 +32,8 @@ static void usage(FILE *out)
 		"  -r, --read-ahead KB  kernel read-ahead on the mount (default 1024)\n"
 		"  -p, --planner NAME the model (models/NAME/card.json) that turns\n"
 		"                     free-text tasks in paths/ into steps\n"
+		"  -R, --remotes FILE the registries under net/ (default:\n"
+		"                     STORE/remotes.json; docs/remotes.md)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -123,6 +125,7 @@ int main(int argc, char **argv)
 		{ "level", required_argument, NULL, 'l' },
 		{ "read-ahead", required_argument, NULL, 'r' },
 		{ "planner", required_argument, NULL, 'p' },
+		{ "remotes", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -133,12 +136,12 @@ int main(int argc, char **argv)
 	struct cas_store *st = NULL;
 	struct fs_log log;
 	struct fs fs;
-	char *store = NULL, *mnt, err[1024], opts[1024];
+	char *store = NULL, *mnt, err[1024], opts[1024], *remotes = NULL;
 	const char *extra = NULL, *planner = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
 	unsigned read_ahead = 1024;
 
-	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:R:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			free(store);
@@ -165,6 +168,10 @@ int main(int argc, char **argv)
 		case 'p':
 			planner = optarg;
 			break;
+		case 'R':
+			free(remotes);
+			remotes = strdup(optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -185,6 +192,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	fs_log_init(&log, debug ? LOG_DEBUG : LOG_INFO, !foreground);
+	if (!remotes && asprintf(&remotes, "%s/remotes.json", store) < 0)
+		remotes = NULL;
+	if (!remotes) {
+		fprintf(stderr, "llmfs: out of memory\n");
+		return 1;
+	}
 
 	/*
 	 * Open the store once in the foreground so that a refusal (a second
@@ -209,7 +222,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmfs: out of memory\n");
 		goto out;
 	}
-	r = fs_init(&fs, st, &log, planner);
+	r = fs_init(&fs, st, &log, planner, remotes);
 	if (r < 0) {
 		fprintf(stderr, "llmfs: %s\n", strerror(-r));
 		goto out;
@@ -242,7 +255,7 @@ int main(int argc, char **argv)
 			fs_log(&log, LOG_ERR, "%s", err);
 			goto out_unmount;
 		}
-		r = fs_init(&fs, st, &log, planner);
+		r = fs_init(&fs, st, &log, planner, remotes);
 		if (r < 0)
 			goto out_unmount;
 		fs_up = 1;
@@ -273,5 +286,6 @@ out:
 	cas_store_close(st);
 	fuse_opt_free_args(&args);
 	free(store);
+	free(remotes);
 	return rc;
 }

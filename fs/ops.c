@@ -15,11 +15,13 @@
 
 #include "backend/smip.h"
 #include "fs/fs.h"
+#include "fs/net.h"
 #include "fs/paths.h"
 
 #define INO_ROOT 1
 #define INO_CTL 2    /* .llmfs */
 #define INO_STATUS 3 /* .llmfs/status */
+#define INO_TRANSFERS 8 /* .llmfs/transfers (net/ is 7) */
 /* Bits 56-59 of a model's inode name its .smip entries (paths/ uses 61). */
 #define VIRT_SHIFT 56
 #define VIRT_MASK (15ULL << VIRT_SHIFT)
@@ -55,7 +57,7 @@ struct fs_node {
 	struct fs_node *next;
 };
 
-enum { H_FILE, H_DIR, H_VIRT, H_PATHS };
+enum { H_FILE, H_DIR, H_VIRT, H_PATHS, H_NET };
 
 struct dirent_snap {
 	char *name;
@@ -72,6 +74,7 @@ struct fs_handle {
 	struct dirent_snap *ents; /* H_DIR */
 	size_t nents, capents;
 	struct fs_paths_handle *ph; /* H_PATHS */
+	struct fs_net_handle *nh;   /* H_NET */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -92,6 +95,11 @@ static void models_changed(struct fs *fs)
 static int is_paths(struct fs *fs, uint64_t ino)
 {
 	return fs->paths && fs_paths_owns(ino);
+}
+
+static int is_net(struct fs *fs, uint64_t ino)
+{
+	return fs->net && fs_net_owns(ino);
 }
 
 /* ---- the open-node table ------------------------------------------------ */
@@ -271,6 +279,8 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 
 	if (ino == INO_STATUS)
 		return make_virt_text(fs, ino, ret, ret_len);
+	if (ino == INO_TRANSFERS)
+		return fs->net ? fs_net_transfers(fs->net, ret, ret_len) : -ENOENT;
 	pthread_mutex_lock(&fs->lock);
 	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++) {
 		v = &fs->vcache[i];
@@ -357,12 +367,15 @@ static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
 
 	if (is_paths(fs, ino))
 		return fs_paths_stat(fs->paths, ino, sb);
+	if (is_net(fs, ino))
+		return fs_net_stat(fs->net, ino, sb);
 	switch (ino) {
 	case INO_ROOT:
 	case INO_CTL:
 		virt_stat(fs, ino, S_IFDIR | 0755, 0, sb);
 		return 0;
 	case INO_STATUS:
+	case INO_TRANSFERS:
 		break;
 	default:
 		if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -505,7 +518,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return reply_entry(req, fs, INO_CTL);
 		if (!strcmp(name, "paths") && fs->paths)
 			return reply_entry(req, fs, PATHS_INO);
+		if (!strcmp(name, "net") && fs->net)
+			return reply_entry(req, fs, NET_INO);
 		return reply_err(req, -ENOENT);
+	}
+	if (is_net(fs, parent)) {
+		uint64_t ino;
+
+		r = fs_net_lookup(fs->net, parent, name, &ino);
+		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (is_paths(fs, parent)) {
 		uint64_t ino;
@@ -513,9 +534,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = fs_paths_lookup(fs->paths, parent, name, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
-	if (parent == INO_CTL)
-		return !strcmp(name, "status") ? reply_entry(req, fs, INO_STATUS)
-					       : reply_err(req, -ENOENT);
+	if (parent == INO_CTL) {
+		if (!strcmp(name, "status"))
+			return reply_entry(req, fs, INO_STATUS);
+		if (!strcmp(name, "transfers") && fs->net)
+			return reply_entry(req, fs, INO_TRANSFERS);
+		return reply_err(req, -ENOENT);
+	}
 	if (VIRT_KIND(parent) == V_SMIP_DIR) {
 		if (!strcmp(name, MANIFEST_NAME))
 			return reply_entry(req, fs, VIRT(parent, V_MANIFEST));
@@ -602,6 +627,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			return reply_err(req, r);
 		return (void)fuse_reply_attr(req, &sb, 0);
 	}
+	if (is_net(fs, ino)) {
+		/* Modes and times of a push are not kept; sizes are. */
+		struct fs_handle *h = fi ? (struct fs_handle *)(uintptr_t)fi->fh : NULL;
+
+		r = 0;
+		if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->kind == H_NET)
+			r = fs_net_truncate(fs->net, h->nh, (uint64_t)attr->st_size);
+		else if (to_set & FUSE_SET_ATTR_SIZE)
+			r = -EROFS;
+		if (r == 0)
+			r = fs_net_stat(fs->net, ino, &sb);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_attr(req, &sb, 0);
+	}
 	if (!is_catalog(ino) || ino == CAT_ROOT_INO)
 		return reply_err(req, -EPERM);
 	r = cas_getattr(fs->st, ino, &a);
@@ -671,6 +709,12 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		r = fs_paths_mkdir(fs->paths, parent, name, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
+	if (is_net(fs, parent)) {
+		uint64_t ino;
+
+		r = fs_net_mkdir(fs->net, parent, name, mode, &ino);
+		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
+	}
 	make_node(req, parent, name, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask),
 		  NULL, &a, &r);
 	if (r < 0)
@@ -714,9 +758,12 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char *target = NULL;
 	int r;
 
-	if (!is_catalog(ino))
+	if (is_net(fs, ino))
+		r = fs_net_readlink(fs->net, ino, &target);
+	else if (!is_catalog(ino))
 		return reply_err(req, -EINVAL);
-	r = cas_readlink(fs->st, ino, &target);
+	else
+		r = cas_readlink(fs->st, ino, &target);
 	if (r < 0)
 		return reply_err(req, r);
 	fuse_reply_readlink(req, target);
@@ -930,7 +977,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->nonseekable = 0;
 		return (void)fuse_reply_open(req, fi);
 	}
-	if (ino == INO_STATUS || IS_VIRT_FILE(ino)) {
+	if (is_net(fs, ino)) {
+		h = calloc(1, sizeof(*h));
+		if (!h)
+			return reply_err(req, -ENOMEM);
+		h->kind = H_NET;
+		r = fs_net_fopen(fs->net, ino, fi->flags, &h->nh);
+		if (r < 0) {
+			free(h);
+			return reply_err(req, r);
+		}
+		fi->fh = (uintptr_t)h;
+		fi->keep_cache = (fi->flags & O_ACCMODE) == O_RDONLY;
+		return (void)fuse_reply_open(req, fi);
+	}
+	if (ino == INO_STATUS || ino == INO_TRANSFERS || IS_VIRT_FILE(ino)) {
 		if (acc != O_RDONLY)
 			return reply_err(req, -EACCES);
 		h = calloc(1, sizeof(*h));
@@ -972,6 +1033,29 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct cat_attr a;
 	int r;
 
+	if (is_net(fs, parent)) {
+		struct fs_handle *h = calloc(1, sizeof(*h));
+		uint64_t ino;
+
+		if (!h)
+			return reply_err(req, -ENOMEM);
+		h->kind = H_NET;
+		r = fs_net_create(fs->net, parent, name, mode, &ino, &h->nh);
+		if (r == 0) {
+			memset(&e, 0, sizeof(e));
+			r = fs_net_stat(fs->net, ino, &e.attr);
+			if (r < 0)
+				fs_net_release(fs->net, h->nh);
+		}
+		if (r < 0) {
+			free(h);
+			return reply_err(req, r);
+		}
+		e.ino = ino;
+		fi->fh = (uintptr_t)h;
+		fi->direct_io = 1;
+		return (void)fuse_reply_create(req, &e, fi);
+	}
 	make_node(req, parent, name, S_IFREG | (mode & 07777 & ~fuse_req_ctx(req)->umask),
 		  NULL, &a, &r);
 	if (r < 0)
@@ -1044,6 +1128,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return reply_err(req, r);
 		return reply_copy(req, data, len);
 	}
+	if (h->kind == H_NET) {
+		buf = malloc(size ? size : 1);
+		n = buf ? fs_net_read(fs->net, h->nh, buf, size, (uint64_t)off) : -ENOMEM;
+		goto reply;
+	}
 	if (h->kind == H_VIRT) {
 		if ((size_t)off >= h->len)
 			return (void)fuse_reply_buf(req, NULL, 0);
@@ -1089,6 +1178,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		r = fs_paths_write(fs->paths, h->ph, buf, size, off);
 		return r < 0 ? reply_err(req, r) : (void)fuse_reply_write(req, size);
 	}
+	if (h->kind == H_NET) {
+		r = fs_net_write(fs->net, h->nh, buf, size, (uint64_t)off);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_write(req, size);
+	}
 	if (h->kind != H_FILE)
 		return reply_err(req, -EBADF);
 	pthread_mutex_lock(&node->wlock);
@@ -1131,6 +1224,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (h->kind == H_PATHS)
 		return reply_err(req, fs_paths_flush(fs_of(req)->paths, h->ph));
+	if (h->kind == H_NET)
+		return reply_err(req, fs_net_flush(fs_of(req)->net, h->nh));
 	if (h->kind != H_FILE || !h->writable)
 		return reply_err(req, 0);
 	reply_err(req, commit_node(fs_of(req), h->node));
@@ -1141,6 +1236,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
+	if (h->kind == H_NET)
+		return reply_err(req, fs_net_flush(fs_of(req)->net, h->nh));
 	if (h->kind != H_FILE)
 		return reply_err(req, 0);
 	reply_err(req, commit_node(fs_of(req), h->node));
@@ -1154,8 +1251,71 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		release_file(fs_of(req), h);
 	if (h->kind == H_PATHS)
 		fs_paths_release(fs_of(req)->paths, h->ph);
+	if (h->kind == H_NET)
+		fs_net_release(fs_of(req)->net, h->nh);
 	handle_free(h);
 	reply_err(req, 0);
+}
+
+/*
+ * copy_file_range() with a net/ end: a pull (net -> models) shares the
+ * fetched chunks, a push (models -> net) the stored ones; where offsets
+ * do not fall on chunk boundaries a slice is copied through memory.
+ */
+static void copy_net(fuse_req_t req, struct fs_handle *hi, off_t off_in,
+		     uint64_t ino_out, struct fs_handle *ho, off_t off_out,
+		     size_t len)
+{
+	struct fs *fs = fs_of(req);
+	const size_t step = 4u << 20;
+	size_t want = len < step ? len : step;
+	struct cas_fault fault;
+	struct snap *s = NULL;
+	ssize_t n = 0;
+	char *buf = NULL;
+	int r = 0;
+
+	if (hi->kind == H_NET && ho->kind == H_FILE && ho->writable) {
+		pthread_mutex_lock(&ho->node->wlock);
+		if (!ho->node->w)
+			r = cas_writer_open(fs->st, ino_out, 0, &ho->node->w);
+		if (r == 0)
+			n = fs_net_copy_out(fs->net, hi->nh, (uint64_t)off_in, len,
+					    ho->node->w, (uint64_t)off_out);
+		if (r == 0 && n == 0) {
+			buf = malloc(want);
+			n = buf ? fs_net_read(fs->net, hi->nh, buf, want, (uint64_t)off_in)
+				: -ENOMEM;
+			if (n > 0)
+				r = cas_writer_write(ho->node->w, buf, (size_t)n,
+						     (uint64_t)off_out);
+		}
+		pthread_mutex_unlock(&ho->node->wlock);
+	} else if (hi->kind == H_FILE && ho->kind == H_NET) {
+		r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+		if (r == 0)
+			r = snap_get(fs, hi->node, &s);
+		if (r == 0)
+			n = fs_net_copy_in(fs->net, ho->nh, (uint64_t)off_out, s->f,
+					   (uint64_t)off_in, len);
+		if (r == 0 && n == 0) {
+			buf = malloc(want);
+			n = buf ? cas_file_read(fs->st, s->f, buf, want, (uint64_t)off_in,
+						&fault)
+				: -ENOMEM;
+			if (n > 0)
+				r = fs_net_write(fs->net, ho->nh, buf, (size_t)n,
+						 (uint64_t)off_out);
+		}
+		if (s)
+			snap_put(fs, s);
+	} else {
+		r = -EXDEV;
+	}
+	free(buf);
+	if (r < 0 || n < 0)
+		return reply_err(req, r < 0 ? r : (int)n);
+	fuse_reply_write(req, (size_t)n);
 }
 
 static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
@@ -1173,6 +1333,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	char *buf = NULL;
 	int r = 0;
 
+	if (hi->kind == H_NET || ho->kind == H_NET)
+		return copy_net(req, hi, off_in, ino_out, ho, off_out, len);
 	if (hi->kind != H_FILE || ho->kind != H_FILE || !ho->writable)
 		return reply_err(req, -EBADF);
 	if (hi->node == ho->node)
@@ -1262,12 +1424,18 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = add_ent(h, "models", CAT_ROOT_INO, S_IFDIR);
 		if (r == 0 && fs->paths)
 			r = add_ent(h, "paths", PATHS_INO, S_IFDIR);
+		if (r == 0 && fs->net)
+			r = add_ent(h, "net", NET_INO, S_IFDIR);
 		if (r == 0)
 			r = add_ent(h, ".llmfs", INO_CTL, S_IFDIR);
 	} else if (is_paths(fs, ino)) {
 		r = fs_paths_list(fs->paths, ino, add_ent_cb, h);
+	} else if (is_net(fs, ino)) {
+		r = fs_net_list(fs->net, ino, add_ent_cb, h);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
+		if (r == 0 && fs->net)
+			r = add_ent(h, "transfers", INO_TRANSFERS, S_IFREG);
 	} else if (VIRT_KIND(ino) == V_SMIP_DIR) {
 		r = add_ent(h, MANIFEST_NAME, VIRT(ino, V_MANIFEST), S_IFREG);
 		if (r == 0)
@@ -1462,8 +1630,9 @@ static void open_paths(struct fs *fs, const char *planner)
 }
 
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner)
+	    const char *planner, const char *remotes)
 {
+	char err[1024] = "";
 	int r;
 
 	memset(fs, 0, sizeof(*fs));
@@ -1484,6 +1653,13 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	}
 	fs->gc_running = 1;
 	open_paths(fs, planner);
+	r = fs_net_open(fs, remotes, &fs->net, err, sizeof(err));
+	if (r < 0) {
+		fs_log(log, LOG_ERR, "%s: %s", remotes, *err ? err : strerror(-r));
+		fs->net = NULL;
+		fs_release(fs);
+		return r;
+	}
 	return 0;
 }
 
@@ -1493,6 +1669,8 @@ void fs_release(struct fs *fs)
 
 	fs_paths_close(fs->paths);
 	fs->paths = NULL;
+	fs_net_close(fs->net);
+	fs->net = NULL;
 	if (fs->gc_running) {
 		pthread_mutex_lock(&fs->lock);
 		fs->gc_stop = 1;

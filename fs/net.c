@@ -1,0 +1,1856 @@
+/*
+ * net.c - /llm/net: remotes, repositories, tags and model files.
+ *
+ * Nodes are made as the kernel looks names up and live as long as the
+ * daemon (a node is small; what it stands for is re-read from the registry
+ * when older than NET_TTL).  A tag's model (struct ntag) is resolved once
+ * per NET_TTL and shared by the handles open on it.  Network calls run
+ * without n->lock held.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "backend/chunker.h"
+#include "backend/layout.h"
+#include "backend/oci.h"
+#include "backend/smipnet.h"
+#include "fs/net.h"
+
+#define NET_TTL_NS (10 * 1000000000LL)
+#define SMALL_BLOB (16u << 20)   /* foreign files this small are fetched whole */
+#define READ_AHEAD (8u << 20)    /* SMIP chunks fetched ahead of a sequential reader */
+#define XFER_KEEP 32             /* finished transfers listed */
+#define ERR_LEN 512
+
+enum { N_ROOT, N_DIR, N_TAG, N_MDIR, N_FILE, N_LINK, N_SMIPDIR, N_SMIPFILE };
+enum { SF_MANIFEST, SF_OCI, SF_INFO };
+static const char *const smip_files[] = { "manifest.json", "oci-manifest.json", "info" };
+
+/* One entry of a model: a file of its SMIP manifest, layout or push. */
+struct tent {
+	char *path;
+	uint32_t mode;
+	uint64_t size;
+	long idx; /* into m->files, l->files or pf; -1 for implied folders */
+};
+
+/* A file or folder of a push, held in the store as an orphan inode. */
+struct pfile {
+	char *path;
+	uint32_t mode;
+	uint64_t ino;           /* 0 for folders */
+	struct cas_writer *w;
+	unsigned opens;
+};
+
+struct ntag {
+	unsigned refs;
+	int remote;
+	char *repo, *tag;
+	int64_t at;
+	char digest[OCI_DIGEST_LEN];
+	char *manifest, *config;
+	size_t mlen, clen;
+	struct layout *l;
+	struct smip_model *m;
+	struct tent *ents;
+	size_t nents;
+	int pending;            /* a push being written */
+	struct pfile *pf;
+	size_t npf;
+	pthread_mutex_t plock;  /* the push: pf, writers, uploads */
+};
+
+struct nnode {
+	uint64_t ino;
+	int kind;
+	struct nnode *parent;
+	char *name;
+	int remote;
+	char *prefix;   /* N_DIR: repository path so far; N_TAG: the repository */
+	char *path;     /* N_MDIR, N_FILE, N_LINK: inside the model; N_SMIPFILE: kind */
+	int sf;
+	struct ntag *tag; /* N_TAG */
+	struct nnode **kids;
+	size_t nkids;
+	char **names;   /* N_DIR: the last listing */
+	uint32_t *modes;
+	size_t nnames;
+	int64_t listed;
+};
+
+struct nremote {
+	struct oci_remote *cfg;
+	struct oci_client *c;
+	char **repos;
+	size_t nrepos;
+	int64_t listed;
+};
+
+struct xfer {
+	char what[8];
+	char *name;
+	uint64_t total;
+	_Atomic uint64_t done;
+	int64_t start, end;
+	int state;            /* 0 running, 1 done, 2 failed */
+	char err[ERR_LEN];
+	struct xfer *next;
+};
+
+struct fs_net {
+	struct fs *fs;
+	struct oci_remote *cfg;
+	size_t ncfg;
+	struct nremote *r;
+	pthread_mutex_t lock;  /* nodes, listings, tags, transfers */
+	struct nnode **nodes;
+	size_t nnodes, capnodes;
+	struct xfer *xfers;
+};
+
+struct fs_net_handle {
+	struct nnode *node;
+	struct ntag *tag;
+	long idx;             /* into m->files / l->files / pf */
+	char *text;           /* .smip files, small foreign files */
+	size_t len;
+	int has_text;
+	uint8_t *chunk;       /* the last chunk decoded */
+	long chunk_at;
+	uint64_t next_off;    /* sequential reader detection */
+	struct xfer *x;
+	int writable;
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
+static struct xfer *xfer_start(struct fs_net *n, const char *what,
+			       const struct ntag *t, const char *path,
+			       uint64_t total)
+{
+	struct xfer *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	snprintf(x->what, sizeof(x->what), "%s", what);
+	if (asprintf(&x->name, "%s/%s:%s%s%s", n->r[t->remote].cfg->name, t->repo,
+		     t->tag, path ? "/" : "", path ? path : "") < 0) {
+		free(x);
+		return NULL;
+	}
+	x->total = total;
+	x->start = now_ns();
+	pthread_mutex_lock(&n->lock);
+	x->next = n->xfers;
+	n->xfers = x;
+	pthread_mutex_unlock(&n->lock);
+	return x;
+}
+
+static void xfer_end(struct fs_net *n, struct xfer *x, int r, const char *err)
+{
+	struct xfer **p;
+	int kept = 0;
+
+	if (!x)
+		return;
+	pthread_mutex_lock(&n->lock);
+	x->end = now_ns();
+	x->state = r < 0 ? 2 : 1;
+	if (r < 0)
+		snprintf(x->err, sizeof(x->err), "%s", err && *err ? err : strerror(-r));
+	/* Keep the newest finished ones. */
+	for (p = &n->xfers; *p;) {
+		struct xfer *y = *p;
+
+		if (y->state && ++kept > XFER_KEEP) {
+			*p = y->next;
+			free(y->name);
+			free(y);
+			continue;
+		}
+		p = &y->next;
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+static void human(uint64_t b, char *out, size_t len)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int64_t now = now_ns();
+	struct xfer *x;
+
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "# kind name done/total rate eta state\n");
+	pthread_mutex_lock(&n->lock);
+	for (x = n->xfers; x; x = x->next) {
+		uint64_t done = atomic_load(&x->done);
+		double s = (double)((x->state ? x->end : now) - x->start) / 1e9;
+		double rate = s > 0 ? (double)done / s : 0;
+		char d[32], t[32], rt[32], eta[32] = "-";
+
+		human(done, d, sizeof(d));
+		human(x->total, t, sizeof(t));
+		human((uint64_t)rate, rt, sizeof(rt));
+		if (!x->state && rate > 0 && x->total > done)
+			snprintf(eta, sizeof(eta), "%.0fs", (double)(x->total - done) / rate);
+		fprintf(f, "%s %s %s/%s %s/s %s %s%s%s\n", x->what, x->name, d, t, rt,
+			eta, x->state == 0 ? "running" : x->state == 1 ? "done" : "failed",
+			x->state == 2 ? ": " : "", x->state == 2 ? x->err : "");
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* ---- nodes --------------------------------------------------------------- */
+
+int fs_net_owns(uint64_t ino)
+{
+	return ino == NET_INO || (ino & NET_BIT);
+}
+
+static struct nnode *node_of(struct fs_net *n, uint64_t ino)
+{
+	uint64_t i = ino == NET_INO ? 0 : ino & ~NET_BIT;
+
+	if (!fs_net_owns(ino) || i >= n->nnodes)
+		return NULL;
+	return n->nodes[i];
+}
+
+/* A child node by name, made if absent.  n->lock held. */
+static struct nnode *kid_get(struct fs_net *n, struct nnode *p, const char *name,
+			     int kind)
+{
+	struct nnode *k, **v;
+	size_t i;
+
+	for (i = 0; i < p->nkids; i++)
+		if (strcmp(p->kids[i]->name, name) == 0) {
+			p->kids[i]->kind = kind;
+			return p->kids[i];
+		}
+	if (n->nnodes == n->capnodes) {
+		size_t cap = n->capnodes ? 2 * n->capnodes : 64;
+
+		v = realloc(n->nodes, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		n->nodes = v;
+		n->capnodes = cap;
+	}
+	v = realloc(p->kids, (p->nkids + 1) * sizeof(*v));
+	k = calloc(1, sizeof(*k));
+	if (v)
+		p->kids = v;
+	if (!v || !k || !(k->name = strdup(name))) {
+		free(k);
+		return NULL;
+	}
+	k->kind = kind;
+	k->parent = p;
+	k->remote = p->remote;
+	k->ino = NET_BIT | n->nnodes;
+	n->nodes[n->nnodes++] = k;
+	p->kids[p->nkids++] = k;
+	return k;
+}
+
+static struct nnode *kid_find(struct nnode *p, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < p->nkids; i++)
+		if (strcmp(p->kids[i]->name, name) == 0)
+			return p->kids[i];
+	return NULL;
+}
+
+static struct nnode *tag_node(struct nnode *x)
+{
+	while (x && x->kind != N_TAG)
+		x = x->parent;
+	return x;
+}
+
+/* ---- tags ---------------------------------------------------------------- */
+
+static void tag_put(struct fs_net *n, struct ntag *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&n->lock);
+	i = --t->refs;
+	pthread_mutex_unlock(&n->lock);
+	if (i)
+		return;
+	for (i = 0; i < t->nents; i++)
+		free(t->ents[i].path);
+	for (i = 0; i < t->npf; i++) {
+		if (t->pf[i].w)
+			cas_writer_free(t->pf[i].w);
+		if (t->pf[i].ino)
+			cas_release_orphan(n->fs->st, t->pf[i].ino);
+		free(t->pf[i].path);
+	}
+	free(t->pf);
+	free(t->ents);
+	free(t->manifest);
+	free(t->config);
+	layout_free(t->l);
+	smip_model_free(t->m);
+	free(t->repo);
+	free(t->tag);
+	pthread_mutex_destroy(&t->plock);
+	free(t);
+}
+
+static int ent_add(struct ntag *t, const char *path, uint32_t mode, uint64_t size,
+		   long idx)
+{
+	struct tent *v;
+	size_t i;
+
+	for (i = 0; i < t->nents; i++)
+		if (strcmp(t->ents[i].path, path) == 0)
+			return 0;
+	v = realloc(t->ents, (t->nents + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	t->ents = v;
+	v[t->nents].path = strdup(path);
+	if (!v[t->nents].path)
+		return -ENOMEM;
+	v[t->nents].mode = mode;
+	v[t->nents].size = size;
+	v[t->nents].idx = idx;
+	t->nents++;
+	return 0;
+}
+
+/* An entry and the folders above it that the layout does not list. */
+static int ent_add_path(struct ntag *t, const char *path, uint32_t mode,
+			uint64_t size, long idx)
+{
+	char *dir = strdup(path), *s;
+	int r = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	for (s = strchr(dir, '/'); r == 0 && s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		r = ent_add(t, dir, S_IFDIR | 0555, 0, -1);
+		*s = '/';
+	}
+	free(dir);
+	return r ? r : ent_add(t, path, mode, size, idx);
+}
+
+static const struct tent *ent_find(const struct ntag *t, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < t->nents; i++)
+		if (strcmp(t->ents[i].path, path) == 0)
+			return &t->ents[i];
+	return NULL;
+}
+
+struct tarfetch {
+	struct oci_client *c;
+	const char *repo;
+};
+
+static int tar_fetch(void *arg, const char *digest, uint64_t off, size_t len,
+		     void *buf)
+{
+	struct tarfetch *tf = arg;
+	struct oci_range r = { .digest = digest, .off = off, .len = len, .buf = buf };
+
+	return oci_fetch_ranges(tf->c, tf->repo, &r, 1, NULL, NULL, NULL, NULL, 0);
+}
+
+/* Reads repo:tag from the registry into a new ntag. */
+static int tag_resolve(struct fs_net *n, int remote, const char *repo,
+		       const char *tag, struct ntag **ret, char *err, size_t errlen)
+{
+	struct oci_client *c = n->r[remote].c;
+	struct ntag *t = calloc(1, sizeof(*t));
+	struct tarfetch tf = { c, repo };
+	char type[256];
+	size_t i;
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	t->refs = 1;
+	t->remote = remote;
+	pthread_mutex_init(&t->plock, NULL);
+	t->repo = strdup(repo);
+	t->tag = strdup(tag);
+	t->at = now_ns();
+	if (!t->repo || !t->tag) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = oci_manifest_get(c, repo, tag, &t->manifest, &t->mlen, type, sizeof(type),
+			     t->digest, err, errlen);
+	if (r == 0)
+		r = layout_parse(t->manifest, t->mlen, tar_fetch, &tf, &t->l, err, errlen);
+	if (r < 0)
+		goto out;
+	if (t->l->kind == LAYOUT_SMIP) {
+		void *cfg = NULL;
+
+		r = oci_blob_get(c, repo, t->l->config.digest, 512u << 20, &cfg, &t->clen,
+				 err, errlen);
+		t->config = cfg;
+		if (r == 0)
+			r = smip_model_parse(t->config, t->clen, &t->m, err, errlen);
+		/* The index must name the manifest's own layers. */
+		for (i = 0; r == 0 && i < t->m->npacks; i++) {
+			size_t k;
+
+			for (k = 0; k < t->l->nlayers; k++)
+				if (!strcmp(t->l->layers[k].digest, t->m->packs[i].digest) &&
+				    t->l->layers[k].size == t->m->packs[i].size)
+					break;
+			if (k == t->l->nlayers)
+				r = -EINVAL;
+		}
+		if (r == -EINVAL && err && !*err)
+			snprintf(err, errlen, "the SMIP index names a blob the manifest lacks");
+		for (i = 0; r == 0 && i < t->m->nfiles; i++) {
+			const struct smip_rfile *f = &t->m->files[i];
+
+			r = ent_add_path(t, f->path, f->mode, f->size, (long)i);
+		}
+	} else {
+		for (i = 0; r == 0 && i < t->l->nfiles; i++) {
+			const struct layout_file *f = &t->l->files[i];
+
+			r = ent_add_path(t, f->path, S_IFREG | (f->mode & 0555), f->size,
+					 (long)i);
+		}
+	}
+out:
+	if (r < 0) {
+		tag_put(n, t);
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
+/*
+ * The node's model, resolved again when older than NET_TTL; a push in
+ * progress is kept as it is.  Returns a reference.
+ */
+static int tag_get(struct fs_net *n, struct nnode *tn, struct ntag **ret)
+{
+	struct ntag *t, *old;
+	char err[ERR_LEN] = "";
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	t = tn->tag;
+	if (t && (t->pending || now_ns() - t->at < NET_TTL_NS)) {
+		t->refs++;
+		pthread_mutex_unlock(&n->lock);
+		*ret = t;
+		return 0;
+	}
+	pthread_mutex_unlock(&n->lock);
+	r = tag_resolve(n, tn->remote, tn->prefix, tn->name, &t, err, sizeof(err));
+	if (r < 0) {
+		if (r != -ENOENT)
+			fs_log(n->fs->log, LOG_ERR, "net/%s/%s/%s: %s",
+			       n->r[tn->remote].cfg->name, tn->prefix, tn->name,
+			       *err ? err : strerror(-r));
+		return r == -ENOENT || r == -EACCES || r == -ENOTSUP ? r : -EIO;
+	}
+	pthread_mutex_lock(&n->lock);
+	old = tn->tag;
+	tn->tag = t;
+	t->refs++;
+	pthread_mutex_unlock(&n->lock);
+	tag_put(n, old);
+	*ret = t;
+	return 0;
+}
+
+/* ---- listings ------------------------------------------------------------ */
+
+static int strv_has(char **v, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* The repositories of a remote: the catalog API and the configured list. */
+static int remote_repos(struct fs_net *n, int remote, char ***ret, size_t *ret_n)
+{
+	struct nremote *nr = &n->r[remote];
+	char **v = NULL, err[ERR_LEN] = "";
+	size_t nv = 0, i;
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	if (nr->repos && now_ns() - nr->listed < NET_TTL_NS)
+		goto copy;
+	pthread_mutex_unlock(&n->lock);
+	r = oci_catalog(nr->c, &v, &nv, err, sizeof(err));
+	if (r < 0) {
+		if (!nr->cfg->nrepositories)
+			fs_log(n->fs->log, LOG_WARNING, "net/%s: no catalog: %s",
+			       nr->cfg->name, *err ? err : strerror(-r));
+		v = NULL;
+		nv = 0;
+	}
+	for (i = 0; i < nr->cfg->nrepositories; i++) {
+		char **t;
+
+		if (strv_has(v, nv, nr->cfg->repositories[i]))
+			continue;
+		t = realloc(v, (nv + 1) * sizeof(*t));
+		if (!t || !(t[nv] = strdup(nr->cfg->repositories[i]))) {
+			oci_strv_free(t ? t : v, nv);
+			return -ENOMEM;
+		}
+		v = t;
+		nv++;
+	}
+	pthread_mutex_lock(&n->lock);
+	oci_strv_free(nr->repos, nr->nrepos);
+	nr->repos = v;
+	nr->nrepos = nv;
+	nr->listed = now_ns();
+copy:
+	*ret = calloc(nr->nrepos + 1, sizeof(char *));
+	for (i = 0; *ret && i < nr->nrepos; i++)
+		(*ret)[i] = strdup(nr->repos[i]);
+	*ret_n = *ret ? nr->nrepos : 0;
+	pthread_mutex_unlock(&n->lock);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* Names under a repository-path folder: next path parts, then tags. */
+static int dir_listing(struct fs_net *n, struct nnode *d)
+{
+	char **repos = NULL, **tags = NULL, **names;
+	uint32_t *modes;
+	size_t nrepos = 0, ntags = 0, nn = 0, i, plen = strlen(d->prefix);
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	if (d->names && now_ns() - d->listed < NET_TTL_NS) {
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&n->lock);
+	r = remote_repos(n, d->remote, &repos, &nrepos);
+	if (r < 0)
+		return r;
+	if (plen && oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0) < 0) {
+		tags = NULL;
+		ntags = 0;
+	}
+	names = calloc(nrepos + ntags + 1, sizeof(*names));
+	modes = calloc(nrepos + ntags + 1, sizeof(*modes));
+	if (!names || !modes) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < ntags; i++) {
+		names[nn] = strdup(tags[i]);
+		modes[nn++] = S_IFDIR | 0755;
+	}
+	for (i = 0; i < nrepos; i++) {
+		const char *rest = repos[i];
+		char *part;
+		size_t k;
+
+		if (plen && (strncmp(rest, d->prefix, plen) || rest[plen] != '/'))
+			continue;
+		rest += plen ? plen + 1 : 0;
+		part = strndup(rest, strcspn(rest, "/"));
+		if (!part) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (k = 0; k < nn && strcmp(names[k], part); k++)
+			;
+		if (k < nn || !*part) {
+			free(part);
+			continue;
+		}
+		names[nn] = part;
+		modes[nn++] = S_IFDIR | 0755;
+	}
+	pthread_mutex_lock(&n->lock);
+	oci_strv_free(d->names, d->nnames);
+	free(d->modes);
+	d->names = names;
+	d->modes = modes;
+	d->nnames = nn;
+	d->listed = now_ns();
+	pthread_mutex_unlock(&n->lock);
+	names = NULL;
+	modes = NULL;
+out:
+	oci_strv_free(names, nn);
+	free(modes);
+	oci_strv_free(repos, nrepos);
+	oci_strv_free(tags, ntags);
+	return r;
+}
+
+/* 1 if the folder's path is a repository with tags. */
+static int is_repo(struct fs_net *n, struct nnode *d)
+{
+	char **tags = NULL;
+	size_t ntags = 0;
+	int r;
+
+	if (!*d->prefix)
+		return 0;
+	r = oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0);
+	oci_strv_free(tags, ntags);
+	return r == 0;
+}
+
+/* ---- lookup, stat, list -------------------------------------------------- */
+
+static char *join(const char *a, const char *b)
+{
+	char *s;
+
+	if (asprintf(&s, "%s%s%s", a, *a ? "/" : "", b) < 0)
+		return NULL;
+	return s;
+}
+
+static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
+		      uint64_t *ret_ino)
+{
+	struct nnode *k;
+	struct ntag *t;
+	char *full;
+	size_t i;
+	int r, kind = -1;
+
+	pthread_mutex_lock(&n->lock);
+	k = kid_find(d, name);
+	if (k && ((k->kind == N_TAG && k->tag &&
+		   (k->tag->pending || now_ns() - k->tag->at < NET_TTL_NS)) ||
+		  (k->kind == N_DIR && now_ns() - k->listed < NET_TTL_NS))) {
+		*ret_ino = k->ino;
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&n->lock);
+	r = dir_listing(n, d);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&n->lock);
+	for (i = 0; i < d->nnames; i++)
+		if (strcmp(d->names[i], name) == 0)
+			break;
+	pthread_mutex_unlock(&n->lock);
+	full = join(d->prefix, name);
+	if (!full)
+		return -ENOMEM;
+	/* A tag of this repository, or a deeper repository path. */
+	if (*d->prefix && oci_tag_valid(name)) {
+		struct nnode probe = { .remote = d->remote, .prefix = d->prefix,
+				       .name = (char *)name };
+
+		r = tag_get(n, &probe, &t);
+		if (r == 0) {
+			kind = N_TAG;
+			pthread_mutex_lock(&n->lock);
+			k = kid_get(n, d, name, N_TAG);
+			if (k) {
+				free(k->prefix);
+				k->prefix = strdup(d->prefix);
+				if (k->tag)
+					k->tag->refs--; /* not the last: probe holds one */
+				k->tag = t;
+				t->refs++;
+			}
+			pthread_mutex_unlock(&n->lock);
+			tag_put(n, t);
+			tag_put(n, probe.tag);
+		}
+	}
+	if (kind < 0 && (i < d->nnames || oci_repo_valid(full))) {
+		char **tags = NULL;
+		size_t ntags = 0;
+
+		if (i < d->nnames ||
+		    oci_tags(n->r[d->remote].c, full, &tags, &ntags, NULL, 0) == 0)
+			kind = N_DIR;
+		oci_strv_free(tags, ntags);
+	}
+	if (kind == N_DIR) {
+		pthread_mutex_lock(&n->lock);
+		k = kid_get(n, d, name, N_DIR);
+		if (k && !k->prefix)
+			k->prefix = strdup(full);
+		if (k && !k->names)
+			k->listed = now_ns();
+		pthread_mutex_unlock(&n->lock);
+	}
+	free(full);
+	if (kind < 0)
+		return -ENOENT;
+	if (!k || !k->prefix)
+		return -ENOMEM;
+	*ret_ino = k->ino;
+	return 0;
+}
+
+int fs_net_lookup(struct fs_net *n, uint64_t parent, const char *name,
+		  uint64_t *ret_ino)
+{
+	struct nnode *p, *k = NULL, *tn;
+	struct ntag *t;
+	const struct tent *e;
+	char *path;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	p = node_of(n, parent);
+	pthread_mutex_unlock(&n->lock);
+	if (!p)
+		return -ENOENT;
+	switch (p->kind) {
+	case N_ROOT:
+		for (i = 0; i < n->ncfg; i++)
+			if (strcmp(n->cfg[i].name, name) == 0)
+				break;
+		if (i == n->ncfg)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		k = kid_get(n, p, name, N_DIR);
+		if (k) {
+			k->remote = (int)i;
+			if (!k->prefix)
+				k->prefix = strdup("");
+		}
+		pthread_mutex_unlock(&n->lock);
+		if (!k || !k->prefix)
+			return -ENOMEM;
+		*ret_ino = k->ino;
+		return 0;
+	case N_DIR:
+		return lookup_dir(n, p, name, ret_ino);
+	case N_SMIPDIR:
+		for (i = 0; i < 3 && strcmp(smip_files[i], name); i++)
+			;
+		if (i == 3)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		k = kid_get(n, p, name, N_SMIPFILE);
+		if (k)
+			k->sf = (int)i;
+		pthread_mutex_unlock(&n->lock);
+		if (!k)
+			return -ENOMEM;
+		*ret_ino = k->ino;
+		return 0;
+	case N_TAG:
+	case N_MDIR:
+		break;
+	default:
+		return -ENOTDIR;
+	}
+	tn = tag_node(p);
+	r = tag_get(n, tn, &t);
+	if (r < 0)
+		return r;
+	if (p->kind == N_TAG && strcmp(name, ".smip") == 0 && !t->pending) {
+		pthread_mutex_lock(&n->lock);
+		k = kid_get(n, p, name, N_SMIPDIR);
+		pthread_mutex_unlock(&n->lock);
+		tag_put(n, t);
+		if (!k)
+			return -ENOMEM;
+		*ret_ino = k->ino;
+		return 0;
+	}
+	path = join(p->kind == N_TAG ? "" : p->path, name);
+	if (!path) {
+		tag_put(n, t);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&n->lock);
+	e = ent_find(t, path);
+	r = -ENOENT;
+	if (e) {
+		k = kid_get(n, p, name, S_ISDIR(e->mode) ? N_MDIR :
+				  S_ISLNK(e->mode) ? N_LINK : N_FILE);
+		r = -ENOMEM;
+		if (k) {
+			free(k->path);
+			k->path = path;
+			path = NULL;
+			*ret_ino = k->ino;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	free(path);
+	tag_put(n, t);
+	return r;
+}
+
+static void fill(struct fs_net *n, uint64_t ino, uint32_t mode, uint64_t size,
+		 struct stat *sb)
+{
+	memset(sb, 0, sizeof(*sb));
+	sb->st_ino = ino;
+	sb->st_mode = mode;
+	sb->st_nlink = S_ISDIR(mode) ? 2 : 1;
+	sb->st_uid = n->fs->uid;
+	sb->st_gid = n->fs->gid;
+	sb->st_size = (off_t)size;
+	sb->st_blksize = 1 << 20;
+	sb->st_blocks = (blkcnt_t)((size + 511) / 512);
+}
+
+static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
+		     size_t *ret_len);
+
+int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
+{
+	struct nnode *x;
+	struct ntag *t;
+	const struct tent *e;
+	int r = 0;
+
+	pthread_mutex_lock(&n->lock);
+	x = node_of(n, ino);
+	pthread_mutex_unlock(&n->lock);
+	if (!x)
+		return -ENOENT;
+	if (x->kind == N_ROOT || x->kind == N_DIR) {
+		fill(n, ino, S_IFDIR | 0755, 0, sb);
+		return 0;
+	}
+	r = tag_get(n, tag_node(x), &t);
+	if (r < 0)
+		return r;
+	if (x->kind == N_TAG) {
+		fill(n, ino, S_IFDIR | (t->pending ? 0755 : 0555), 0, sb);
+	} else if (x->kind == N_SMIPDIR) {
+		fill(n, ino, S_IFDIR | 0555, 0, sb);
+	} else if (x->kind == N_SMIPFILE) {
+		char *text;
+		size_t len;
+
+		r = smip_text(n, t, x->sf, &text, &len);
+		if (r == 0) {
+			free(text);
+			fill(n, ino, S_IFREG | 0444, len, sb);
+		}
+	} else {
+		pthread_mutex_lock(&n->lock);
+		e = ent_find(t, x->path);
+		if (e)
+			fill(n, ino, e->mode, e->size, sb);
+		else
+			r = -ENOENT;
+		pthread_mutex_unlock(&n->lock);
+		/* A file of a push reports its writer's size. */
+		if (r == 0 && t->pending && e->idx >= 0 && S_ISREG(e->mode)) {
+			struct cat_attr a;
+
+			pthread_mutex_lock(&t->plock);
+			if (t->pf[e->idx].w)
+				sb->st_size = (off_t)cas_writer_size(t->pf[e->idx].w);
+			else if (cas_getattr(n->fs->st, t->pf[e->idx].ino, &a) == 0)
+				sb->st_size = (off_t)a.size;
+			pthread_mutex_unlock(&t->plock);
+		}
+	}
+	tag_put(n, t);
+	return r;
+}
+
+int fs_net_list(struct fs_net *n, uint64_t ino,
+		int (*add)(void *arg, const char *name, uint64_t ino, uint32_t mode),
+		void *arg)
+{
+	struct nnode *x;
+	struct ntag *t;
+	size_t i, plen;
+	int r = 0;
+
+	pthread_mutex_lock(&n->lock);
+	x = node_of(n, ino);
+	pthread_mutex_unlock(&n->lock);
+	if (!x)
+		return -ENOENT;
+	switch (x->kind) {
+	case N_ROOT:
+		for (i = 0; r == 0 && i < n->ncfg; i++)
+			r = add(arg, n->cfg[i].name, 0, S_IFDIR);
+		return r;
+	case N_DIR:
+		r = dir_listing(n, x);
+		pthread_mutex_lock(&n->lock);
+		for (i = 0; r == 0 && i < x->nnames; i++)
+			r = add(arg, x->names[i], 0, x->modes[i]);
+		/* Pushes being written are not on the registry yet. */
+		for (i = 0; r == 0 && i < x->nkids; i++)
+			if (x->kids[i]->kind == N_TAG && x->kids[i]->tag &&
+			    x->kids[i]->tag->pending &&
+			    !strv_has(x->names, x->nnames, x->kids[i]->name))
+				r = add(arg, x->kids[i]->name, x->kids[i]->ino, S_IFDIR);
+		pthread_mutex_unlock(&n->lock);
+		return r;
+	case N_SMIPDIR:
+		for (i = 0; r == 0 && i < 3; i++)
+			r = add(arg, smip_files[i], 0, S_IFREG);
+		return r;
+	case N_TAG:
+	case N_MDIR:
+		break;
+	default:
+		return -ENOTDIR;
+	}
+	r = tag_get(n, tag_node(x), &t);
+	if (r < 0)
+		return r;
+	plen = x->kind == N_TAG ? 0 : strlen(x->path);
+	pthread_mutex_lock(&n->lock);
+	for (i = 0; r == 0 && i < t->nents; i++) {
+		const char *p = t->ents[i].path;
+
+		if (plen && (strncmp(p, x->path, plen) || p[plen] != '/'))
+			continue;
+		p += plen ? plen + 1 : 0;
+		if (!*p || strchr(p, '/'))
+			continue;
+		r = add(arg, p, 0, t->ents[i].mode);
+	}
+	pthread_mutex_unlock(&n->lock);
+	tag_put(n, t);
+	return r;
+}
+
+int fs_net_readlink(struct fs_net *n, uint64_t ino, char **ret)
+{
+	struct nnode *x;
+	struct ntag *t;
+	const struct tent *e;
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	x = node_of(n, ino);
+	pthread_mutex_unlock(&n->lock);
+	if (!x || x->kind != N_LINK)
+		return -EINVAL;
+	r = tag_get(n, tag_node(x), &t);
+	if (r < 0)
+		return r;
+	e = ent_find(t, x->path);
+	r = -EINVAL;
+	if (e && t->m && e->idx >= 0 && t->m->files[e->idx].target) {
+		*ret = strdup(t->m->files[e->idx].target);
+		r = *ret ? 0 : -ENOMEM;
+	}
+	tag_put(n, t);
+	return r;
+}
+
+/* ---- .smip --------------------------------------------------------------- */
+
+static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
+		     size_t *ret_len)
+{
+	static const char *const kinds[] = { "", "smip", "ollama", "docker",
+					     "modelpack" };
+	char *buf = NULL;
+	size_t len = 0, i;
+	FILE *f;
+
+	if (sf == SF_MANIFEST || sf == SF_OCI) {
+		const char *s = sf == SF_MANIFEST && t->config ? t->config : t->manifest;
+		size_t l = sf == SF_MANIFEST && t->config ? t->clen : t->mlen;
+
+		*ret = malloc(l + 2);
+		if (!*ret)
+			return -ENOMEM;
+		memcpy(*ret, s, l);
+		(*ret)[l] = '\n';
+		*ret_len = l + 1;
+		return 0;
+	}
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "remote: %s\nrepository: %s\ntag: %s\ndigest: %s\nlayout: %s\n",
+		n->r[t->remote].cfg->name, t->repo, t->tag, t->digest,
+		kinds[t->l->kind]);
+	if (t->m)
+		fprintf(f, "chunks: %zu in %zu pack blobs\n", t->m->nchunks, t->m->npacks);
+	fprintf(f, "files:\n");
+	for (i = 0; i < t->nents; i++) {
+		const struct tent *e = &t->ents[i];
+
+		if (!S_ISREG(e->mode))
+			continue;
+		fprintf(f, "  %s %llu", e->path, (unsigned long long)e->size);
+		if (!t->m && e->idx >= 0) {
+			const struct layout_file *lf = &t->l->files[e->idx];
+
+			fprintf(f, " %s %s%s", lf->media_type, lf->digest,
+				lf->whole ? "" : " (inside)");
+		}
+		fputc('\n', f);
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void handle_free(struct fs_net *n, struct fs_net_handle *h)
+{
+	tag_put(n, h->tag);
+	free(h->text);
+	free(h->chunk);
+	free(h);
+}
+
+int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
+		 struct fs_net_handle **ret)
+{
+	struct fs_net_handle *h = calloc(1, sizeof(*h));
+	const struct tent *e;
+	struct nnode *x;
+	int acc = flags & O_ACCMODE, r;
+
+	if (!h)
+		return -ENOMEM;
+	pthread_mutex_lock(&n->lock);
+	x = node_of(n, ino);
+	pthread_mutex_unlock(&n->lock);
+	r = -EISDIR;
+	if (!x || (x->kind != N_FILE && x->kind != N_SMIPFILE))
+		goto fail;
+	h->node = x;
+	h->chunk_at = -1;
+	r = tag_get(n, tag_node(x), &h->tag);
+	if (r < 0)
+		goto fail;
+	if (x->kind == N_SMIPFILE) {
+		r = acc == O_RDONLY ? smip_text(n, h->tag, x->sf, &h->text, &h->len)
+				    : -EACCES;
+		h->has_text = 1;
+		if (r < 0)
+			goto fail;
+		*ret = h;
+		return 0;
+	}
+	pthread_mutex_lock(&n->lock);
+	e = ent_find(h->tag, x->path);
+	h->idx = e ? e->idx : -1;
+	pthread_mutex_unlock(&n->lock);
+	r = -ENOENT;
+	if (h->idx < 0)
+		goto fail;
+	if (h->tag->pending) {
+		struct pfile *pf;
+
+		pthread_mutex_lock(&h->tag->plock);
+		pf = &h->tag->pf[h->idx];
+		r = 0;
+		if (acc != O_RDONLY && !pf->w)
+			r = cas_writer_open(n->fs->st, pf->ino, !!(flags & O_TRUNC), &pf->w);
+		if (r == 0)
+			pf->opens++;
+		pthread_mutex_unlock(&h->tag->plock);
+		h->writable = acc != O_RDONLY;
+		if (r < 0)
+			goto fail;
+		*ret = h;
+		return 0;
+	}
+	r = -EROFS;
+	if (acc != O_RDONLY)
+		goto fail;
+	*ret = h;
+	return 0;
+fail:
+	handle_free(n, h);
+	return r;
+}
+
+static void log_net(struct fs_net *n, struct fs_net_handle *h, const char *err,
+		    int r)
+{
+	fs_log(n->fs->log, LOG_ERR, "net/%s/%s/%s/%s: %s", n->r[h->tag->remote].cfg->name,
+	       h->tag->repo, h->tag->tag, h->node->path, *err ? err : strerror(-r));
+}
+
+/* Fetches SMIP chunks [i, j) of the file unless the store has them. */
+static int smip_need(struct fs_net *n, struct fs_net_handle *h, size_t i,
+		     size_t j, const char *what)
+{
+	const struct smip_rfile *f = &h->tag->m->files[h->idx];
+	char err[ERR_LEN] = "";
+	size_t k, miss = 0;
+	int r;
+
+	for (k = i; k < j; k++) {
+		r = cas_chunk_has(n->fs->st, &h->tag->m->chunks[f->chunks[k]].id);
+		if (r < 0)
+			return r;
+		miss += r == 0;
+	}
+	if (!miss)
+		return 0;
+	if (!h->x || strcmp(h->x->what, what))
+		h->x = xfer_start(n, what, h->tag, h->node->path, f->size);
+	r = smip_fetch(n->fs->st, n->r[h->tag->remote].c, h->tag->repo, h->tag->m,
+		       f->chunks + i, j - i, h->x ? &h->x->done : NULL, err,
+		       sizeof(err));
+	if (r < 0) {
+		log_net(n, h, err, r);
+		if (h->x) {
+			xfer_end(n, h->x, r, err);
+			h->x = NULL;
+		}
+		return -EIO;
+	}
+	return 0;
+}
+
+static size_t chunk_at(const struct smip_rfile *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->nchunks;
+
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+
+		if (f->offs[mid] <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static ssize_t read_smip(struct fs_net *n, struct fs_net_handle *h, uint8_t *buf,
+			 size_t size, uint64_t off)
+{
+	const struct smip_rfile *f = &h->tag->m->files[h->idx];
+	size_t i, j, done = 0;
+	uint64_t end;
+	int r;
+
+	if (off >= f->size || !size)
+		return 0;
+	if (size > f->size - off)
+		size = (size_t)(f->size - off);
+	i = chunk_at(f, off);
+	/* Sequential readers get the chunks of the next READ_AHEAD too. */
+	end = off + size + (off == h->next_off ? READ_AHEAD : 0);
+	for (j = i; j < f->nchunks && f->offs[j] < end; j++)
+		;
+	r = smip_need(n, h, i, j, "read");
+	if (r < 0)
+		return r;
+	h->next_off = off + size;
+	while (done < size) {
+		uint64_t at = off + done;
+		size_t k = chunk_at(f, at), take;
+		uint64_t in = at - f->offs[k];
+
+		if (h->chunk_at != (long)k) {
+			ssize_t got;
+
+			if (!h->chunk && !(h->chunk = malloc(CDC_MAX)))
+				return -ENOMEM;
+			got = cas_chunk_read(n->fs->st, &h->tag->m->chunks[f->chunks[k]].id,
+					     h->chunk);
+			if (got < 0 && got != -EIO)
+				return got;
+			if (got == -EIO || (uint64_t)got != f->offs[k + 1] - f->offs[k]) {
+				log_net(n, h, "a fetched chunk is damaged in the store", -EIO);
+				return -EIO;
+			}
+			h->chunk_at = (long)k;
+		}
+		take = (size_t)(f->offs[k + 1] - at);
+		take = take < size - done ? take : size - done;
+		memcpy(buf + done, h->chunk + in, take);
+		done += take;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t read_layer(struct fs_net *n, struct fs_net_handle *h, uint8_t *buf,
+			  size_t size, uint64_t off)
+{
+	const struct layout_file *f = &h->tag->l->files[h->idx];
+	struct oci_client *c = n->r[h->tag->remote].c;
+	char err[ERR_LEN] = "";
+	int r;
+
+	if (off >= f->size || !size)
+		return 0;
+	if (size > f->size - off)
+		size = (size_t)(f->size - off);
+	/* Small whole-blob files are fetched once and checked against the digest. */
+	if (f->whole && f->size <= SMALL_BLOB) {
+		if (!h->has_text) {
+			void *data = NULL;
+			size_t len = 0;
+
+			r = oci_blob_get(c, h->tag->repo, f->digest, SMALL_BLOB, &data, &len,
+					 err, sizeof(err));
+			if (r < 0) {
+				log_net(n, h, err, r);
+				return -EIO;
+			}
+			h->text = data;
+			h->len = len;
+			h->has_text = 1;
+		}
+		if (off >= h->len)
+			return 0;
+		size = size < h->len - off ? size : (size_t)(h->len - off);
+		memcpy(buf, h->text + off, size);
+		return (ssize_t)size;
+	}
+	{
+		struct oci_range rg = { .digest = f->digest, .off = f->off + off,
+					.len = size, .buf = buf };
+
+		if (!h->x)
+			h->x = xfer_start(n, "read", h->tag, h->node->path, f->size);
+		r = oci_fetch_ranges(c, h->tag->repo, &rg, 1, NULL, NULL,
+				     h->x ? &h->x->done : NULL, err, sizeof(err));
+	}
+	if (r < 0) {
+		log_net(n, h, err, r);
+		return -EIO;
+	}
+	return (ssize_t)size;
+}
+
+ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
+		    size_t size, uint64_t off)
+{
+	if (h->node->kind == N_SMIPFILE) {
+		if (off >= h->len)
+			return 0;
+		size = size < h->len - off ? size : (size_t)(h->len - off);
+		memcpy(buf, h->text + off, size);
+		return (ssize_t)size;
+	}
+	if (h->tag->pending) {
+		struct pfile *pf = &h->tag->pf[h->idx];
+		struct cas_fault fault;
+		struct cas_file *f;
+		ssize_t r;
+
+		pthread_mutex_lock(&h->tag->plock);
+		if (pf->w && cas_writer_dirty(pf->w)) {
+			r = cas_writer_read(pf->w, buf, size, off, &fault);
+		} else {
+			r = cas_file_open(n->fs->st, pf->ino, &f);
+			if (r == 0) {
+				r = cas_file_read(n->fs->st, f, buf, size, off, &fault);
+				cas_file_free(f);
+			}
+		}
+		pthread_mutex_unlock(&h->tag->plock);
+		return r;
+	}
+	if (h->tag->m)
+		return read_smip(n, h, buf, size, off);
+	return read_layer(n, h, buf, size, off);
+}
+
+/* ---- pulls: copy_file_range into models/ --------------------------------- */
+
+struct sink {
+	struct cas_writer *w;
+	uint64_t skip, left, pos;
+};
+
+static int sink_write(void *arg, const void *buf, size_t len)
+{
+	struct sink *s = arg;
+	const uint8_t *p = buf;
+	int r;
+
+	if (s->skip) {
+		size_t k = len < s->skip ? len : (size_t)s->skip;
+
+		s->skip -= k;
+		p += k;
+		len -= k;
+	}
+	if (len > s->left)
+		len = (size_t)s->left;
+	if (!len)
+		return 0;
+	r = cas_writer_write(s->w, p, len, s->pos);
+	s->pos += len;
+	s->left -= len;
+	return r;
+}
+
+ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
+			uint64_t off_in, size_t len, struct cas_writer *w,
+			uint64_t off_out)
+{
+	struct cas_id *ids = NULL;
+	uint32_t *lens = NULL;
+	char err[ERR_LEN] = "";
+	size_t i, j, k;
+	int r;
+
+	if (h->node->kind != N_FILE || h->tag->pending)
+		return 0;
+	if (!h->tag->m) {
+		/* A whole layer: streamed, and committed only if its digest matches. */
+		const struct layout_file *f = &h->tag->l->files[h->idx];
+		struct sink s = { w, f->off, f->size, off_out };
+
+		if (off_in || off_out || len < f->size || cas_writer_size(w))
+			return 0;
+		h->x = xfer_start(n, "pull", h->tag, h->node->path, f->size);
+		/* A member of a tar layer is checked as part of the whole layer. */
+		r = oci_blob_stream(n->r[h->tag->remote].c, h->tag->repo, f->digest, 0,
+				    UINT64_MAX, sink_write, &s,
+				    h->x ? &h->x->done : NULL, err, sizeof(err));
+		xfer_end(n, h->x, r, err);
+		h->x = NULL;
+		if (r < 0) {
+			log_net(n, h, err, r);
+			cas_writer_abort(w, -EIO);
+			return -EIO;
+		}
+		return (ssize_t)f->size;
+	}
+	{
+		const struct smip_rfile *f = &h->tag->m->files[h->idx];
+
+		if (off_in > f->size)
+			return 0;
+		i = chunk_at(f, off_in);
+		if (f->offs[i] != off_in || i >= f->nchunks)
+			return 0;
+		for (j = i; j < f->nchunks && f->offs[j + 1] - off_in <= len; j++)
+			;
+		if (j == i)
+			return 0;
+		h->x = xfer_start(n, "pull", h->tag, h->node->path, f->offs[j] - off_in);
+		r = smip_need(n, h, i, j, "pull");
+		if (r < 0)
+			return r;
+		ids = malloc((j - i) * sizeof(*ids));
+		lens = malloc((j - i) * sizeof(*lens));
+		r = -ENOMEM;
+		if (ids && lens) {
+			for (k = i; k < j; k++) {
+				ids[k - i] = h->tag->m->chunks[f->chunks[k]].id;
+				lens[k - i] = (uint32_t)(f->offs[k + 1] - f->offs[k]);
+			}
+			r = cas_writer_append(w, ids, lens, j - i,
+					      i == 0 && j == f->nchunks && f->has_sha ? f->sha : NULL);
+		}
+		free(ids);
+		free(lens);
+		if (h->x) {
+			atomic_store(&h->x->done, f->offs[j] - off_in);
+			xfer_end(n, h->x, r == -EAGAIN ? 0 : r, NULL);
+			h->x = NULL;
+		}
+		if (r == -EAGAIN)
+			return 0;
+		return r < 0 ? r : (ssize_t)(f->offs[j] - off_in);
+	}
+}
+
+/* ---- pushes -------------------------------------------------------------- */
+
+/* A new tag (or folder of one) to push: NAME under a repository, or REPO:TAG. */
+int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
+		 uint32_t mode, uint64_t *ret_ino)
+{
+	struct nnode *p, *k = NULL, *tn;
+	struct ntag *t = NULL;
+	const char *colon = strchr(name, ':');
+	char *repo = NULL, *tag = NULL, *path = NULL;
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	p = node_of(n, parent);
+	pthread_mutex_unlock(&n->lock);
+	if (!p || p->kind == N_ROOT)
+		return -EPERM;
+	if (p->kind == N_TAG || p->kind == N_MDIR) {
+		/* A folder inside a push. */
+		tn = tag_node(p);
+		r = tag_get(n, tn, &t);
+		if (r < 0)
+			return r;
+		r = -EROFS;
+		if (!t->pending)
+			goto out;
+		path = join(p->kind == N_TAG ? "" : p->path, name);
+		r = -ENOMEM;
+		if (!path)
+			goto out;
+		pthread_mutex_lock(&t->plock);
+		pthread_mutex_lock(&n->lock);
+		r = ent_find(t, path) ? -EEXIST : 0;
+		if (r == 0) {
+			struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
+
+			r = -ENOMEM;
+			if (v) {
+				t->pf = v;
+				v[t->npf] = (struct pfile){ .path = strdup(path),
+							    .mode = S_IFDIR | (mode & 0777) };
+				if (v[t->npf].path)
+					r = ent_add(t, path, S_IFDIR | (mode & 0777), 0,
+						    (long)t->npf++);
+			}
+		}
+		if (r == 0) {
+			k = kid_get(n, p, name, N_MDIR);
+			if (k) {
+				free(k->path);
+				k->path = path;
+				path = NULL;
+				*ret_ino = k->ino;
+			} else {
+				r = -ENOMEM;
+			}
+		}
+		pthread_mutex_unlock(&n->lock);
+		pthread_mutex_unlock(&t->plock);
+		goto out;
+	}
+	if (p->kind != N_DIR)
+		return -ENOTDIR;
+	if (colon) {
+		char *base = strndup(name, (size_t)(colon - name));
+
+		repo = base ? join(p->prefix, base) : NULL;
+		free(base);
+		tag = strdup(colon + 1);
+	} else if (is_repo(n, p)) {
+		repo = strdup(p->prefix);
+		tag = strdup(name);
+	} else {
+		fs_log(n->fs->log, LOG_WARNING,
+		       "net/%s/%s: not a repository; make NAME:TAG to push a new one",
+		       n->r[p->remote].cfg->name, p->prefix);
+		return -EPERM;
+	}
+	r = -ENOMEM;
+	if (!repo || !tag)
+		goto out;
+	r = -EINVAL;
+	if (!oci_repo_valid(repo) || !oci_tag_valid(tag))
+		goto out;
+	r = -ENOMEM;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		goto out;
+	t->refs = 1;
+	t->pending = 1;
+	t->remote = p->remote;
+	t->repo = repo;
+	t->tag = tag;
+	repo = tag = NULL;
+	pthread_mutex_init(&t->plock, NULL);
+	pthread_mutex_lock(&n->lock);
+	k = kid_find(p, name);
+	if (k && k->tag && k->tag->pending) {
+		r = -EEXIST;
+	} else {
+		k = kid_get(n, p, name, N_TAG);
+		r = -ENOMEM;
+		if (k) {
+			struct ntag *old = k->tag;
+
+			free(k->prefix);
+			k->prefix = strdup(t->repo);
+			k->tag = t;
+			t->refs++;
+			if (old)
+				old->refs--;
+			*ret_ino = k->ino;
+			r = 0;
+			if (old && old->refs == 0) {
+				old->refs = 1;
+				pthread_mutex_unlock(&n->lock);
+				tag_put(n, old);
+				pthread_mutex_lock(&n->lock);
+			}
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+out:
+	tag_put(n, t);
+	free(repo);
+	free(tag);
+	free(path);
+	return r;
+}
+
+int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
+		  uint32_t mode, uint64_t *ret_ino, struct fs_net_handle **ret)
+{
+	struct nnode *p, *k = NULL;
+	struct ntag *t;
+	struct cat_attr a;
+	char tmp[64], *path = NULL;
+	uint64_t ino;
+	int r;
+
+	pthread_mutex_lock(&n->lock);
+	p = node_of(n, parent);
+	pthread_mutex_unlock(&n->lock);
+	if (!p || (p->kind != N_TAG && p->kind != N_MDIR))
+		return p && p->kind == N_DIR ? -EPERM : -EROFS;
+	r = tag_get(n, tag_node(p), &t);
+	if (r < 0)
+		return r;
+	r = -EROFS;
+	if (!t->pending)
+		goto out;
+	path = join(p->kind == N_TAG ? "" : p->path, name);
+	r = -ENOMEM;
+	if (!path)
+		goto out;
+	/* The bytes live in the store as an orphan inode until the push ends. */
+	snprintf(tmp, sizeof(tmp), ".llmfs-push-%d-%lx", getpid(), (long)random());
+	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, S_IFREG | (mode & 0777),
+		       n->fs->uid, n->fs->gid, NULL, &a);
+	if (r < 0)
+		goto out;
+	r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
+	if (r < 0)
+		goto out;
+	pthread_mutex_lock(&t->plock);
+	pthread_mutex_lock(&n->lock);
+	r = ent_find(t, path) ? -EEXIST : 0;
+	if (r == 0) {
+		struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
+
+		r = -ENOMEM;
+		if (v) {
+			t->pf = v;
+			v[t->npf] = (struct pfile){ .path = strdup(path),
+						    .mode = S_IFREG | (mode & 0777),
+						    .ino = ino };
+			if (v[t->npf].path)
+				r = ent_add(t, path, S_IFREG | (mode & 0777), 0,
+					    (long)t->npf++);
+		}
+	}
+	if (r == 0) {
+		k = kid_get(n, p, name, N_FILE);
+		if (k) {
+			free(k->path);
+			k->path = path;
+			path = NULL;
+			*ret_ino = k->ino;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&t->plock);
+	if (r < 0)
+		cas_release_orphan(n->fs->st, ino);
+	else
+		r = fs_net_fopen(n, k->ino, O_WRONLY | O_TRUNC, ret);
+out:
+	free(path);
+	tag_put(n, t);
+	return r;
+}
+
+static struct pfile *handle_pf(struct fs_net_handle *h)
+{
+	return h->tag->pending && h->writable ? &h->tag->pf[h->idx] : NULL;
+}
+
+int fs_net_write(struct fs_net *n, struct fs_net_handle *h, const void *buf,
+		 size_t size, uint64_t off)
+{
+	struct pfile *pf = handle_pf(h);
+	int r;
+
+	(void)n;
+	if (!pf)
+		return -EBADF;
+	pthread_mutex_lock(&h->tag->plock);
+	r = pf->w ? cas_writer_write(pf->w, buf, size, off) : -EBADF;
+	pthread_mutex_unlock(&h->tag->plock);
+	return r;
+}
+
+int fs_net_truncate(struct fs_net *n, struct fs_net_handle *h, uint64_t size)
+{
+	struct pfile *pf = handle_pf(h);
+	int r;
+
+	(void)n;
+	if (!pf)
+		return -EROFS;
+	pthread_mutex_lock(&h->tag->plock);
+	r = pf->w ? cas_writer_truncate(pf->w, size) : -EBADF;
+	pthread_mutex_unlock(&h->tag->plock);
+	return r;
+}
+
+ssize_t fs_net_copy_in(struct fs_net *n, struct fs_net_handle *h,
+		       uint64_t off_out, struct cas_file *src, uint64_t off_in,
+		       size_t len)
+{
+	struct pfile *pf = handle_pf(h);
+	ssize_t r;
+
+	(void)n;
+	if (!pf)
+		return -EBADF;
+	pthread_mutex_lock(&h->tag->plock);
+	r = pf->w ? cas_writer_share(pf->w, src, off_in, len, off_out) : -EBADF;
+	pthread_mutex_unlock(&h->tag->plock);
+	return r;
+}
+
+/* Commits the file, then pushes every file of the tag.  plock held. */
+static int push_locked(struct fs_net *n, struct fs_net_handle *h)
+{
+	struct ntag *t = h->tag;
+	struct pfile *pf = &t->pf[h->idx];
+	struct smip_entry *e = NULL;
+	struct smip_push_stats stats;
+	char err[ERR_LEN] = "";
+	const char *name = strrchr(t->repo, '/');
+	uint64_t total = 0;
+	size_t i;
+	int r = 0;
+
+	if (pf->w && cas_writer_dirty(pf->w))
+		r = cas_writer_commit(pf->w);
+	if (r < 0) {
+		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s/%s: cannot store: %s",
+		       n->r[t->remote].cfg->name, t->repo, t->tag, pf->path,
+		       strerror(-r));
+		return r;
+	}
+	e = calloc(t->npf + 1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	for (i = 0; i < t->npf; i++) {
+		struct cat_attr a;
+
+		e[i].path = t->pf[i].path;
+		e[i].ino = t->pf[i].ino;
+		e[i].mode = t->pf[i].mode;
+		if (e[i].ino && cas_getattr(n->fs->st, e[i].ino, &a) == 0)
+			total += a.size;
+	}
+	h->x = xfer_start(n, "push", t, NULL, total);
+	r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
+		      name ? name + 1 : t->repo, e, t->npf,
+		      h->x ? &h->x->done : NULL, &stats, err, sizeof(err));
+	xfer_end(n, h->x, r, err);
+	h->x = NULL;
+	free(e);
+	if (r < 0) {
+		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s: push failed: %s",
+		       n->r[t->remote].cfg->name, t->repo, t->tag,
+		       *err ? err : strerror(-r));
+		return r == -EACCES || r == -ENOSPC ? r : -EIO;
+	}
+	fs_log(n->fs->log, LOG_INFO,
+	       "net/%s/%s:%s: pushed %llu chunks, %llu new, %llu bytes sent",
+	       n->r[t->remote].cfg->name, t->repo, t->tag,
+	       (unsigned long long)stats.chunks, (unsigned long long)stats.new_chunks,
+	       (unsigned long long)stats.bytes_sent);
+	return 0;
+}
+
+int fs_net_flush(struct fs_net *n, struct fs_net_handle *h)
+{
+	struct pfile *pf = handle_pf(h);
+	int r;
+
+	if (!pf || !pf->w || !cas_writer_dirty(pf->w))
+		return 0;
+	pthread_mutex_lock(&h->tag->plock);
+	r = push_locked(n, h);
+	pthread_mutex_unlock(&h->tag->plock);
+	return r;
+}
+
+void fs_net_release(struct fs_net *n, struct fs_net_handle *h)
+{
+	struct pfile *pf = handle_pf(h);
+
+	if (h->x)
+		xfer_end(n, h->x, 0, NULL);
+	if (pf) {
+		pthread_mutex_lock(&h->tag->plock);
+		if (pf->w && cas_writer_dirty(pf->w))
+			push_locked(n, h);
+		if (--pf->opens == 0 && pf->w) {
+			cas_writer_free(pf->w);
+			pf->w = NULL;
+		}
+		pthread_mutex_unlock(&h->tag->plock);
+	} else if (h->tag && h->tag->pending && h->idx >= 0) {
+		pthread_mutex_lock(&h->tag->plock);
+		h->tag->pf[h->idx].opens--;
+		pthread_mutex_unlock(&h->tag->plock);
+	}
+	handle_free(n, h);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
+		char *err, size_t errlen)
+{
+	struct fs_net *n = calloc(1, sizeof(*n));
+	struct nnode *root;
+	size_t i;
+	int r;
+
+	if (!n)
+		return -ENOMEM;
+	n->fs = fs;
+	pthread_mutex_init(&n->lock, NULL);
+	r = oci_config_load(config, &n->cfg, &n->ncfg, err, errlen);
+	if (r < 0)
+		goto fail;
+	n->r = calloc(n->ncfg + 1, sizeof(*n->r));
+	root = calloc(1, sizeof(*root));
+	n->nodes = calloc(64, sizeof(*n->nodes));
+	r = -ENOMEM;
+	if (!n->r || !root || !n->nodes || !(root->name = strdup("net"))) {
+		free(root);
+		goto fail;
+	}
+	n->capnodes = 64;
+	root->ino = NET_INO;
+	root->kind = N_ROOT;
+	n->nodes[n->nnodes++] = root;
+	for (i = 0; i < n->ncfg; i++) {
+		n->r[i].cfg = &n->cfg[i];
+		r = oci_client_new(&n->cfg[i], &n->r[i].c, err, errlen);
+		if (r < 0)
+			goto fail;
+	}
+	*ret = n;
+	return 0;
+fail:
+	fs_net_close(n);
+	return r;
+}
+
+void fs_net_close(struct fs_net *n)
+{
+	size_t i;
+
+	if (!n)
+		return;
+	for (i = 0; i < n->nnodes; i++) {
+		struct nnode *x = n->nodes[i];
+
+		if (x->tag) {
+			x->tag->refs = 1;
+			tag_put(n, x->tag);
+		}
+		oci_strv_free(x->names, x->nnames);
+		free(x->modes);
+		free(x->kids);
+		free(x->name);
+		free(x->prefix);
+		free(x->path);
+		free(x);
+	}
+	free(n->nodes);
+	for (i = 0; n->r && i < n->ncfg; i++) {
+		oci_client_free(n->r[i].c);
+		oci_strv_free(n->r[i].repos, n->r[i].nrepos);
+	}
+	free(n->r);
+	oci_config_free(n->cfg, n->ncfg);
+	while (n->xfers) {
+		struct xfer *x = n->xfers;
+
+		n->xfers = x->next;
+		free(x->name);
+		free(x);
+	}
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+}
