@@ -620,8 +620,12 @@ static int tar_list(struct lp *p, const struct layout_desc *d)
 				goto out;
 		}
 		skip = (size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
-		if (skip > d->size - data_off)
-			skip = d->size - data_off; /* the last member's padding may be cut */
+		if (skip > d->size - data_off) {
+			rc = FAIL(p, -EINVAL, "tar in %s: member at %llu runs past the "
+				  "blob (%llu bytes) with its padding", d->digest,
+				  (unsigned long long)off, (unsigned long long)d->size);
+			goto out;
+		}
 		off = data_off + skip;
 	}
 out:
@@ -879,7 +883,7 @@ static int config_json_taken(const struct layout *l)
 static int check_paths(struct lp *p)
 {
 	struct layout *l = p->l;
-	char **v, b[96];
+	char **v, b[96], dir[PATH_MAX];
 	size_t i;
 	int rc = 0;
 
@@ -898,18 +902,19 @@ static int check_paths(struct lp *p)
 			goto out;
 		}
 	for (i = 0; i < l->nfiles; i++) {
-		char *s;
+		const char *s;
 
 		for (s = strchr(v[i], '/'); s; s = strchr(s + 1, '/')) {
-			char *key = v[i];
+			char *key = dir;
 
-			*s = '\0';
-			if (bsearch(&key, v, l->nfiles, sizeof(*v), cmp_path))
+			/* paths are under PATH_MAX (layout_path_valid) */
+			memcpy(dir, v[i], (size_t)(s - v[i]));
+			dir[s - v[i]] = '\0';
+			if (bsearch(&key, v, l->nfiles, sizeof(*v), cmp_path)) {
 				rc = FAIL(p, -EINVAL, "\"%s\" is both a file and a directory",
-					  shown(b, v[i], PATH_MAX));
-			*s = '/';
-			if (rc < 0)
+					  shown(b, dir, PATH_MAX));
 				goto out;
+			}
 		}
 	}
 out:
