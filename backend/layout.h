@@ -18,7 +18,7 @@
  *              dataset}.v1.{raw,tar} named by the
  *              org.cncf.model.filepath annotation
  *
- * Names are chosen as docs/smip.md tabulates (model.gguf, template,
+ * Names are chosen as docs/layouts.md tabulates (model.gguf, template,
  * params, LICENSE, ...); a layer's org.opencontainers.image.title
  * annotation wins where the layout has no name of its own.  The config blob
  * of a foreign layout is listed as config.json unless a layer already has
@@ -26,7 +26,8 @@
  *
  * Hostile input is refused with -EINVAL (or -EFBIG) and a reason: paths
  * that are absolute, hold "..", "." or empty components, NUL or control
- * characters, or exceed PATH_MAX; duplicate paths; more than
+ * characters, a component longer than NAME_MAX, or exceed PATH_MAX;
+ * duplicate paths, or a path that is also another's directory; more than
  * LAYOUT_MAX_FILES files; sizes that disagree (a tar member running past its
  * blob); digests not of the form sha256:<64 hex>; manifests over
  * OCI_MANIFEST_MAX.  Layers of unknown media types are skipped, layers
