@@ -77,6 +77,7 @@ struct nnode {
 	char *prefix;   /* N_DIR: repository path so far; N_TAG: the repository */
 	char *path;     /* N_MDIR, N_FILE, N_LINK: inside the model; N_SMIPFILE: kind */
 	int sf;
+	int made;         /* N_DIR made by mkdir: a repository path to push to */
 	struct ntag *tag; /* N_TAG */
 	struct nnode **kids;
 	size_t nkids;
@@ -114,6 +115,7 @@ struct fs_net {
 	struct nnode **nodes;
 	size_t nnodes, capnodes;
 	struct xfer *xfers;
+	time_t started;
 };
 
 struct fs_net_handle {
@@ -605,9 +607,10 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 		r = -ENOMEM;
 		goto out;
 	}
+	/* Tags are marked with S_ISVTX here, repository path parts are not. */
 	for (i = 0; i < ntags; i++) {
 		names[nn] = strdup(tags[i]);
-		modes[nn++] = S_IFDIR | 0755;
+		modes[nn++] = S_IFDIR | S_ISVTX | 0755;
 	}
 	for (i = 0; i < nrepos; i++) {
 		const char *rest = repos[i];
@@ -687,7 +690,7 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 	k = kid_find(d, name);
 	if (k && ((k->kind == N_TAG && k->tag &&
 		   (k->tag->pending || now_ns() - k->tag->at < NET_TTL_NS)) ||
-		  (k->kind == N_DIR && now_ns() - k->listed < NET_TTL_NS))) {
+		  (k->kind == N_DIR && (k->made || now_ns() - k->listed < NET_TTL_NS)))) {
 		*ret_ino = k->ino;
 		pthread_mutex_unlock(&n->lock);
 		return 0;
@@ -861,6 +864,7 @@ static void fill(struct fs_net *n, uint64_t ino, uint32_t mode, uint64_t size,
 	sb->st_gid = n->fs->gid;
 	sb->st_size = (off_t)size;
 	sb->st_blksize = 1 << 20;
+	sb->st_mtime = sb->st_ctime = sb->st_atime = n->started;
 	sb->st_blocks = (blkcnt_t)((size + 511) / 512);
 }
 
@@ -923,6 +927,24 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 	return r;
 }
 
+/* A listed child: a node, so that readdir can give its inode. n->lock held. */
+static uint64_t list_kid(struct fs_net *n, struct nnode *p, const char *name,
+			 int kind, const char *prefix, const char *path)
+{
+	struct nnode *k = kid_find(p, name);
+
+	if (k)
+		return k->ino;
+	k = kid_get(n, p, name, kind);
+	if (!k)
+		return 0;
+	if (prefix)
+		k->prefix = strdup(prefix);
+	if (path)
+		k->path = strdup(path);
+	return k->ino;
+}
+
 int fs_net_list(struct fs_net *n, uint64_t ino,
 		int (*add)(void *arg, const char *name, uint64_t ino, uint32_t mode),
 		void *arg)
@@ -939,25 +961,53 @@ int fs_net_list(struct fs_net *n, uint64_t ino,
 		return -ENOENT;
 	switch (x->kind) {
 	case N_ROOT:
-		for (i = 0; r == 0 && i < n->ncfg; i++)
-			r = add(arg, n->cfg[i].name, 0, S_IFDIR);
+		pthread_mutex_lock(&n->lock);
+		for (i = 0; r == 0 && i < n->ncfg; i++) {
+			struct nnode *k = kid_find(x, n->cfg[i].name);
+
+			if (!k) {
+				k = kid_get(n, x, n->cfg[i].name, N_DIR);
+				if (k) {
+					k->remote = (int)i;
+					k->prefix = strdup("");
+				}
+			}
+			r = k && k->prefix ? add(arg, n->cfg[i].name, k->ino, S_IFDIR)
+					   : -ENOMEM;
+		}
+		pthread_mutex_unlock(&n->lock);
 		return r;
 	case N_DIR:
 		r = dir_listing(n, x);
 		pthread_mutex_lock(&n->lock);
-		for (i = 0; r == 0 && i < x->nnames; i++)
-			r = add(arg, x->names[i], 0, x->modes[i]);
+		for (i = 0; r == 0 && i < x->nnames; i++) {
+			char *full = join(x->prefix, x->names[i]);
+			int tag = x->modes[i] & S_ISVTX;
+			uint64_t k = full ? list_kid(n, x, x->names[i], tag ? N_TAG : N_DIR,
+						     tag ? x->prefix : full, NULL)
+					  : 0;
+
+			free(full);
+			r = k ? add(arg, x->names[i], k, S_IFDIR) : -ENOMEM;
+		}
 		/* Pushes being written are not on the registry yet. */
 		for (i = 0; r == 0 && i < x->nkids; i++)
-			if (x->kids[i]->kind == N_TAG && x->kids[i]->tag &&
-			    x->kids[i]->tag->pending &&
+			if (((x->kids[i]->kind == N_TAG && x->kids[i]->tag &&
+			      x->kids[i]->tag->pending) || x->kids[i]->made) &&
 			    !strv_has(x->names, x->nnames, x->kids[i]->name))
 				r = add(arg, x->kids[i]->name, x->kids[i]->ino, S_IFDIR);
 		pthread_mutex_unlock(&n->lock);
 		return r;
 	case N_SMIPDIR:
-		for (i = 0; r == 0 && i < 3; i++)
-			r = add(arg, smip_files[i], 0, S_IFREG);
+		pthread_mutex_lock(&n->lock);
+		for (i = 0; r == 0 && i < 3; i++) {
+			struct nnode *k = kid_find(x, smip_files[i]);
+
+			if (!k && (k = kid_get(n, x, smip_files[i], N_SMIPFILE)))
+				k->sf = (int)i;
+			r = k ? add(arg, smip_files[i], k->ino, S_IFREG) : -ENOMEM;
+		}
+		pthread_mutex_unlock(&n->lock);
 		return r;
 	case N_TAG:
 	case N_MDIR:
@@ -971,14 +1021,18 @@ int fs_net_list(struct fs_net *n, uint64_t ino,
 	plen = x->kind == N_TAG ? 0 : strlen(x->path);
 	pthread_mutex_lock(&n->lock);
 	for (i = 0; r == 0 && i < t->nents; i++) {
-		const char *p = t->ents[i].path;
+		const struct tent *e = &t->ents[i];
+		const char *p = e->path;
+		uint64_t k;
 
 		if (plen && (strncmp(p, x->path, plen) || p[plen] != '/'))
 			continue;
 		p += plen ? plen + 1 : 0;
 		if (!*p || strchr(p, '/'))
 			continue;
-		r = add(arg, p, 0, t->ents[i].mode);
+		k = list_kid(n, x, p, S_ISDIR(e->mode) ? N_MDIR :
+				      S_ISLNK(e->mode) ? N_LINK : N_FILE, NULL, e->path);
+		r = k ? add(arg, p, k, e->mode) : -ENOMEM;
 	}
 	pthread_mutex_unlock(&n->lock);
 	tag_put(n, t);
@@ -1503,10 +1557,26 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		repo = strdup(p->prefix);
 		tag = strdup(name);
 	} else {
-		fs_log(n->fs->log, LOG_WARNING,
-		       "net/%s/%s: not a repository; make NAME:TAG to push a new one",
-		       n->r[p->remote].cfg->name, p->prefix);
-		return -EPERM;
+		/* A folder of a repository path still to be pushed to. */
+		repo = join(p->prefix, name);
+		r = -ENOMEM;
+		if (!repo)
+			goto out;
+		r = -EINVAL;
+		if (!oci_repo_valid(repo))
+			goto out;
+		pthread_mutex_lock(&n->lock);
+		r = kid_find(p, name) ? -EEXIST : -ENOMEM;
+		k = r == -ENOMEM ? kid_get(n, p, name, N_DIR) : NULL;
+		if (k) {
+			k->prefix = repo;
+			k->made = 1;
+			repo = NULL;
+			*ret_ino = k->ino;
+			r = 0;
+		}
+		pthread_mutex_unlock(&n->lock);
+		goto out;
 	}
 	r = -ENOMEM;
 	if (!repo || !tag)
@@ -1730,6 +1800,13 @@ static int push_locked(struct fs_net *n, struct fs_net_handle *h)
 		       *err ? err : strerror(-r));
 		return r == -EACCES || r == -ENOSPC ? r : -EIO;
 	}
+	/* The registry has changed: list it again. */
+	pthread_mutex_lock(&n->lock);
+	n->r[t->remote].listed = 0;
+	for (i = 0; i < n->nnodes; i++)
+		if (n->nodes[i]->remote == t->remote)
+			n->nodes[i]->listed = 0;
+	pthread_mutex_unlock(&n->lock);
 	fs_log(n->fs->log, LOG_INFO,
 	       "net/%s/%s:%s: pushed %llu chunks, %llu new, %llu bytes sent",
 	       n->r[t->remote].cfg->name, t->repo, t->tag,
@@ -1787,6 +1864,7 @@ int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
 	if (!n)
 		return -ENOMEM;
 	n->fs = fs;
+	n->started = time(NULL);
 	pthread_mutex_init(&n->lock, NULL);
 	r = oci_config_load(config, &n->cfg, &n->ncfg, err, errlen);
 	if (r < 0)
