@@ -130,6 +130,7 @@ struct fs_net_handle {
 	uint64_t next_off;    /* sequential reader detection */
 	struct xfer *x;
 	int writable;
+	pthread_mutex_t lock; /* the kernel reads ahead on several threads */
 };
 
 static int64_t now_ns(void)
@@ -215,7 +216,7 @@ int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
 
 	if (!f)
 		return -ENOMEM;
-	fprintf(f, "# kind name done/total rate eta state\n");
+	fprintf(f, "# kind name done/total-bytes (human) rate eta state\n");
 	pthread_mutex_lock(&n->lock);
 	for (x = n->xfers; x; x = x->next) {
 		uint64_t done = atomic_load(&x->done);
@@ -228,8 +229,8 @@ int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
 		human((uint64_t)rate, rt, sizeof(rt));
 		if (!x->state && rate > 0 && x->total > done)
 			snprintf(eta, sizeof(eta), "%.0fs", (double)(x->total - done) / rate);
-		fprintf(f, "%s %s %s/%s %s/s %s %s%s%s\n", x->what, x->name, d, t, rt,
-			eta, x->state == 0 ? "running" : x->state == 1 ? "done" : "failed",
+		fprintf(f, "%s %s %llu/%llu (%s/%s) %s/s %s %s%s%s\n", x->what, x->name,
+			(unsigned long long)done, (unsigned long long)x->total, d, t, rt, eta, x->state == 0 ? "running" : x->state == 1 ? "done" : "failed",
 			x->state == 2 ? ": " : "", x->state == 2 ? x->err : "");
 	}
 	pthread_mutex_unlock(&n->lock);
@@ -1059,6 +1060,8 @@ int fs_net_readlink(struct fs_net *n, uint64_t ino, char **ret)
 	if (e && t->m && e->idx >= 0 && t->m->files[e->idx].target) {
 		*ret = strdup(t->m->files[e->idx].target);
 		r = *ret ? 0 : -ENOMEM;
+	} else if (e && t->pending && e->idx >= 0) {
+		r = cas_readlink(n->fs->st, t->pf[e->idx].ino, ret);
 	}
 	tag_put(n, t);
 	return r;
@@ -1123,6 +1126,7 @@ static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
 
 static void handle_free(struct fs_net *n, struct fs_net_handle *h)
 {
+	pthread_mutex_destroy(&h->lock);
 	tag_put(n, h->tag);
 	free(h->text);
 	free(h->chunk);
@@ -1139,6 +1143,7 @@ int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
 
 	if (!h)
 		return -ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&n->lock);
 	x = node_of(n, ino);
 	pthread_mutex_unlock(&n->lock);
@@ -1200,26 +1205,38 @@ static void log_net(struct fs_net *n, struct fs_net_handle *h, const char *err,
 	       h->tag->repo, h->tag->tag, h->node->path, *err ? err : strerror(-r));
 }
 
-/* Fetches SMIP chunks [i, j) of the file unless the store has them. */
+/*
+ * Fetches SMIP chunks [i, j) of the file unless the store has them; the
+ * transfer (what: read or pull) counts the bytes of the records fetched.
+ */
 static int smip_need(struct fs_net *n, struct fs_net_handle *h, size_t i,
 		     size_t j, const char *what)
 {
-	const struct smip_rfile *f = &h->tag->m->files[h->idx];
+	const struct smip_model *m = h->tag->m;
+	const struct smip_rfile *f = &m->files[h->idx];
 	char err[ERR_LEN] = "";
-	size_t k, miss = 0;
+	uint64_t miss = 0;
+	size_t k;
 	int r;
 
 	for (k = i; k < j; k++) {
-		r = cas_chunk_has(n->fs->st, &h->tag->m->chunks[f->chunks[k]].id);
+		r = cas_chunk_has(n->fs->st, &m->chunks[f->chunks[k]].id);
 		if (r < 0)
 			return r;
-		miss += r == 0;
+		if (r == 0)
+			miss += m->chunks[f->chunks[k]].rlen;
 	}
 	if (!miss)
 		return 0;
-	if (!h->x || strcmp(h->x->what, what))
-		h->x = xfer_start(n, what, h->tag, h->node->path, f->size);
-	r = smip_fetch(n->fs->st, n->r[h->tag->remote].c, h->tag->repo, h->tag->m,
+	if (h->x && strcmp(h->x->what, what)) {
+		xfer_end(n, h->x, 0, NULL);
+		h->x = NULL;
+	}
+	if (!h->x)
+		h->x = xfer_start(n, what, h->tag, h->node->path, 0);
+	if (h->x)
+		h->x->total += miss;
+	r = smip_fetch(n->fs->st, n->r[h->tag->remote].c, h->tag->repo, m,
 		       f->chunks + i, j - i, h->x ? &h->x->done : NULL, err,
 		       sizeof(err));
 	if (r < 0) {
@@ -1376,9 +1393,15 @@ ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
 		pthread_mutex_unlock(&h->tag->plock);
 		return r;
 	}
-	if (h->tag->m)
-		return read_smip(n, h, buf, size, off);
-	return read_layer(n, h, buf, size, off);
+	{
+		ssize_t r;
+
+		pthread_mutex_lock(&h->lock);
+		r = h->tag->m ? read_smip(n, h, buf, size, off)
+			      : read_layer(n, h, buf, size, off);
+		pthread_mutex_unlock(&h->lock);
+		return r;
+	}
 }
 
 /* ---- pulls: copy_file_range into models/ --------------------------------- */
@@ -1411,7 +1434,7 @@ static int sink_write(void *arg, const void *buf, size_t len)
 	return r;
 }
 
-ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
+static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
 			uint64_t off_in, size_t len, struct cas_writer *w,
 			uint64_t off_out)
 {
@@ -1456,7 +1479,6 @@ ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
 			;
 		if (j == i)
 			return 0;
-		h->x = xfer_start(n, "pull", h->tag, h->node->path, f->offs[j] - off_in);
 		r = smip_need(n, h, i, j, "pull");
 		if (r < 0)
 			return r;
@@ -1474,7 +1496,6 @@ ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
 		free(ids);
 		free(lens);
 		if (h->x) {
-			atomic_store(&h->x->done, f->offs[j] - off_in);
 			xfer_end(n, h->x, r == -EAGAIN ? 0 : r, NULL);
 			h->x = NULL;
 		}
@@ -1482,6 +1503,18 @@ ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
 			return 0;
 		return r < 0 ? r : (ssize_t)(f->offs[j] - off_in);
 	}
+}
+
+ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
+			uint64_t off_in, size_t len, struct cas_writer *w,
+			uint64_t off_out)
+{
+	ssize_t r;
+
+	pthread_mutex_lock(&h->lock);
+	r = copy_out(n, h, off_in, len, w, off_out);
+	pthread_mutex_unlock(&h->lock);
+	return r;
 }
 
 /* ---- pushes -------------------------------------------------------------- */
@@ -1630,8 +1663,42 @@ out:
 	return r;
 }
 
+static int push_node(struct fs_net *n, uint64_t parent, const char *name,
+		     uint32_t mode, const char *target, uint64_t *ret_ino,
+		     struct fs_net_handle **ret);
+static int push_locked(struct fs_net *n, struct ntag *t, size_t idx);
+
 int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 		  uint32_t mode, uint64_t *ret_ino, struct fs_net_handle **ret)
+{
+	return push_node(n, parent, name, S_IFREG | (mode & 0777), NULL, ret_ino,
+			 ret);
+}
+
+int fs_net_symlink(struct fs_net *n, uint64_t parent, const char *name,
+		   const char *target, uint64_t *ret_ino)
+{
+	struct nnode *x;
+	struct ntag *t;
+	int r = push_node(n, parent, name, S_IFLNK | 0777, target, ret_ino, NULL);
+
+	/* No close follows a symlink: the tag is pushed again now. */
+	pthread_mutex_lock(&n->lock);
+	x = r == 0 ? node_of(n, *ret_ino) : NULL;
+	pthread_mutex_unlock(&n->lock);
+	if (!x || tag_get(n, tag_node(x), &t) < 0)
+		return r;
+	pthread_mutex_lock(&t->plock);
+	r = push_locked(n, t, t->npf - 1);
+	pthread_mutex_unlock(&t->plock);
+	tag_put(n, t);
+	return r;
+}
+
+/* A file or symlink of a push, held as an orphan inode of the store. */
+static int push_node(struct fs_net *n, uint64_t parent, const char *name,
+		     uint32_t mode, const char *target, uint64_t *ret_ino,
+		     struct fs_net_handle **ret)
 {
 	struct nnode *p, *k = NULL;
 	struct ntag *t;
@@ -1657,8 +1724,8 @@ int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 		goto out;
 	/* The bytes live in the store as an orphan inode until the push ends. */
 	snprintf(tmp, sizeof(tmp), ".llmfs-push-%d-%lx", getpid(), (long)random());
-	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, S_IFREG | (mode & 0777),
-		       n->fs->uid, n->fs->gid, NULL, &a);
+	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, mode, n->fs->uid, n->fs->gid,
+		       target, &a);
 	if (r < 0)
 		goto out;
 	r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
@@ -1674,15 +1741,14 @@ int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 		if (v) {
 			t->pf = v;
 			v[t->npf] = (struct pfile){ .path = strdup(path),
-						    .mode = S_IFREG | (mode & 0777),
-						    .ino = ino };
+						    .mode = mode, .ino = ino };
 			if (v[t->npf].path)
-				r = ent_add(t, path, S_IFREG | (mode & 0777), 0,
+				r = ent_add(t, path, mode, target ? strlen(target) : 0,
 					    (long)t->npf++);
 		}
 	}
 	if (r == 0) {
-		k = kid_get(n, p, name, N_FILE);
+		k = kid_get(n, p, name, S_ISLNK(mode) ? N_LINK : N_FILE);
 		if (k) {
 			free(k->path);
 			k->path = path;
@@ -1696,7 +1762,7 @@ int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 	pthread_mutex_unlock(&t->plock);
 	if (r < 0)
 		cas_release_orphan(n->fs->st, ino);
-	else
+	else if (ret)
 		r = fs_net_fopen(n, k->ino, O_WRONLY | O_TRUNC, ret);
 out:
 	free(path);
@@ -1754,11 +1820,11 @@ ssize_t fs_net_copy_in(struct fs_net *n, struct fs_net_handle *h,
 	return r;
 }
 
-/* Commits the file, then pushes every file of the tag.  plock held. */
-static int push_locked(struct fs_net *n, struct fs_net_handle *h)
+/* Commits file idx, then pushes every file of the tag.  plock held. */
+static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 {
-	struct ntag *t = h->tag;
-	struct pfile *pf = &t->pf[h->idx];
+	struct pfile *pf = &t->pf[idx];
+	struct xfer *x;
 	struct smip_entry *e = NULL;
 	struct smip_push_stats stats;
 	char err[ERR_LEN] = "";
@@ -1787,12 +1853,11 @@ static int push_locked(struct fs_net *n, struct fs_net_handle *h)
 		if (e[i].ino && cas_getattr(n->fs->st, e[i].ino, &a) == 0)
 			total += a.size;
 	}
-	h->x = xfer_start(n, "push", t, NULL, total);
+	x = xfer_start(n, "push", t, NULL, total);
 	r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
-		      name ? name + 1 : t->repo, e, t->npf,
-		      h->x ? &h->x->done : NULL, &stats, err, sizeof(err));
-	xfer_end(n, h->x, r, err);
-	h->x = NULL;
+		      name ? name + 1 : t->repo, e, t->npf, x ? &x->done : NULL,
+		      &stats, err, sizeof(err));
+	xfer_end(n, x, r, err);
 	free(e);
 	if (r < 0) {
 		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s: push failed: %s",
@@ -1823,7 +1888,7 @@ int fs_net_flush(struct fs_net *n, struct fs_net_handle *h)
 	if (!pf || !pf->w || !cas_writer_dirty(pf->w))
 		return 0;
 	pthread_mutex_lock(&h->tag->plock);
-	r = push_locked(n, h);
+	r = push_locked(n, h->tag, (size_t)h->idx);
 	pthread_mutex_unlock(&h->tag->plock);
 	return r;
 }
@@ -1837,7 +1902,7 @@ void fs_net_release(struct fs_net *n, struct fs_net_handle *h)
 	if (pf) {
 		pthread_mutex_lock(&h->tag->plock);
 		if (pf->w && cas_writer_dirty(pf->w))
-			push_locked(n, h);
+			push_locked(n, h->tag, (size_t)h->idx);
 		if (--pf->opens == 0 && pf->w) {
 			cas_writer_free(pf->w);
 			pf->w = NULL;

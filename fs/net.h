@@ -57,6 +57,8 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		 uint32_t mode, uint64_t *ret_ino);
 int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 		  uint32_t mode, uint64_t *ret_ino, struct fs_net_handle **ret);
+int fs_net_symlink(struct fs_net *n, uint64_t parent, const char *name,
+		   const char *target, uint64_t *ret_ino);
 int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
 		 struct fs_net_handle **ret);
 ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,

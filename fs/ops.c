@@ -725,9 +725,15 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		       const char *name)
 {
+	struct fs *fs = fs_of(req);
 	struct cat_attr a;
+	uint64_t ino;
 	int r;
 
+	if (is_net(fs, parent)) {
+		r = fs_net_symlink(fs->net, parent, name, link, &ino);
+		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
+	}
 	if (strlen(link) >= PATH_MAX)
 		return reply_err(req, -ENAMETOOLONG);
 	make_node(req, parent, name, S_IFLNK | 0777, link, &a, &r);

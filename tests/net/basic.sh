@@ -1,0 +1,139 @@
+#!/bin/sh
+# net/ against a real registry with htpasswd auth: push a model with cp -r,
+# see it as remotes/repositories/tags, read it lazily from a second store,
+# pull it, push a v2 that uploads only new chunks, pull v2 after v1, wrong
+# credentials, skopeo interop, and the pulled model offline.
+. "$(dirname "$0")/lib-net.sh"
+
+SRC=$TEST_DIR/src
+STORE_A=$TEST_DIR/store-a
+STORE_B=$TEST_DIR/store-b
+
+test_expect_success "a registry with htpasswd auth and a model" '
+	net_registry_start auth &&
+	mkdir -p "$SRC/m/tok" &&
+	python3 "$NET_HELPERS/mkmodel.py" "$SRC/m/model.safetensors" 48 262144 --seed 1 &&
+	echo "{\"architectures\": [\"LlamaForCausalLM\"]}" > "$SRC/m/config.json" &&
+	echo "hello world" > "$SRC/m/tok/vocab.txt" &&
+	ln -s model.safetensors "$SRC/m/latest" &&
+	net_remotes "$STORE_A" lab "$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" &&
+	STORE=$STORE_A && daemon_start
+'
+
+test_expect_success "net/ lists the configured remote" '
+	[ "$(ls "$MNT/net")" = lab ] && [ -f "$MNT/.llmfs/transfers" ]
+'
+
+test_expect_success "push: cp -r into REPO:TAG of a folder made for it" '
+	cp -r "$SRC/m" "$MNT/models/m" &&
+	mkdir "$MNT/net/lab/team" &&
+	cp -r "$MNT/models/m" "$MNT/net/lab/team/m:v1" &&
+	grep -q "^push lab/team/m:v1 .* done" "$MNT/.llmfs/transfers"
+'
+
+test_expect_success "the tag is an OCI artifact with our types, manifest last" '
+	rcurl -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+		"$REGISTRY_URL/v2/team/m/manifests/v1" > "$TEST_DIR/man.json" &&
+	grep -q "\"artifactType\":\"application/vnd.llmfs.smip.v1\"" "$TEST_DIR/man.json" &&
+	grep -q "application/vnd.llmfs.smip.manifest.v1+json" "$TEST_DIR/man.json" &&
+	grep -q "application/vnd.llmfs.smip.pack.v1" "$TEST_DIR/man.json"
+'
+
+test_expect_success "repositories and tags appear as folders" '
+	wait_for 15 "ls \"$MNT/net/lab/team\" | grep -qx m" &&
+	ls "$MNT/net/lab/team/m" | grep -qx v1
+'
+
+test_expect_success "the tag holds the model: files, folders, symlinks" '
+	[ "$(cd "$MNT/net/lab/team/m/v1" && find . | sort)" = "$(cd "$SRC/m" && find . | sort)" ] &&
+	[ "$(readlink "$MNT/net/lab/team/m/v1/latest")" = model.safetensors ] &&
+	grep -q "^layout: smip" "$MNT/net/lab/team/m/v1/.smip/info" &&
+	grep -q "\"smip\":1" "$MNT/net/lab/team/m/v1/.smip/manifest.json"
+'
+
+test_expect_success "a second store: the manifest reads without fetching weights" '
+	daemon_stop && net_remotes "$STORE_B" lab "$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" &&
+	STORE=$STORE_B && daemon_start &&
+	cat "$MNT/net/lab/team/m/v1/.smip/manifest.json" > /dev/null &&
+	! grep -q "^read" "$MNT/.llmfs/transfers"
+'
+
+test_expect_success "lazy: random ranges match the source, a fraction is fetched" '
+	python3 "$NET_HELPERS/readat.py" "$SRC/m/model.safetensors" \
+		"$MNT/net/lab/team/m/v1/model.safetensors" 8 1 4096 &&
+	head -c 65536 "$MNT/net/lab/team/m/v1/model.safetensors" | cmp -n 65536 - "$SRC/m/model.safetensors" &&
+	got=$(net_fetched read model.safetensors) && size=$(stat -c %s "$SRC/m/model.safetensors") &&
+	say "# fetched $got of $size bytes" && [ "$got" -gt 0 ] && [ $((got * 2)) -lt "$size" ]
+'
+
+test_expect_success "pull: cp -r leaves an identical local model" '
+	cp -r "$MNT/net/lab/team/m/v1" "$MNT/models/m" &&
+	diff -r "$SRC/m" "$MNT/models/m" &&
+	[ "$(readlink "$MNT/models/m/latest")" = model.safetensors ]
+'
+
+test_expect_success "the pulled file kept its SHA-256 (manifest agrees)" '
+	want=$(sha256sum < "$SRC/m/model.safetensors" | cut -d" " -f1) &&
+	grep -q "$want" "$MNT/models/m/.smip/manifest.json"
+'
+
+test_expect_success "push v2 (10% of tensors changed, header grown): new chunks only" '
+	python3 "$NET_HELPERS/mkmodel.py" "$SRC/v2.safetensors" 48 262144 --seed 1 --change 0.1 --pad 4099 &&
+	mkdir "$MNT/models/m2" && cp "$SRC/v2.safetensors" "$MNT/models/m2/model.safetensors" &&
+	cp -r "$MNT/models/m2" "$MNT/net/lab/team/m/v2" &&
+	sent=$(grep "team/m:v2: pushed" "$DAEMON_LOG" | tail -1 | sed "s/.*new, \([0-9]*\) bytes sent/\1/") &&
+	size=$(stat -c %s "$SRC/v2.safetensors") && say "# sent $sent of $size bytes" &&
+	[ $((sent * 100)) -le $((size * 25)) ]
+'
+
+test_expect_success "pull v2 into the store that has v1: only changed chunks move" '
+	daemon_stop && STORE=$STORE_A && daemon_start &&
+	cp -r "$MNT/net/lab/team/m/v2" "$MNT/models/m2" &&
+	cmp "$SRC/v2.safetensors" "$MNT/models/m2/model.safetensors" &&
+	got=$(net_fetched pull v2/model.safetensors) && size=$(stat -c %s "$SRC/v2.safetensors") &&
+	say "# fetched $got of $size bytes" && [ $((got * 100)) -le $((size * 20)) ]
+'
+
+test_expect_success "wrong password: EACCES, and no password in the log" '
+	daemon_stop &&
+	net_remotes "$STORE_A" lab "$REGISTRY_URL" "$REGISTRY_USER" "wrong-Pw-$$" &&
+	ALLOWED_ERRORS="net/lab" && daemon_start &&
+	! ls "$MNT/net/lab/team/m/v1" 2>"$TEST_DIR/ls.err" &&
+	cat "$TEST_DIR/ls.err" && grep -qi "denied\|No such" "$TEST_DIR/ls.err" &&
+	! grep -q "wrong-Pw-$$" "$DAEMON_LOG"
+'
+
+if command -v skopeo >/dev/null; then
+test_expect_success "skopeo inspect --raw shows our manifest" '
+	skopeo inspect --raw --tls-verify=false --creds "$REGISTRY_USER:$REGISTRY_PASS" \
+		"docker://127.0.0.1:$REGISTRY_PORT/team/m:v1" > "$TEST_DIR/skopeo.json" &&
+	cmp "$TEST_DIR/skopeo.json" "$TEST_DIR/man.json"
+'
+
+test_expect_success "skopeo copy mirrors it byte for byte, and net/ reads the mirror" '
+	skopeo copy --src-tls-verify=false --dest-tls-verify=false \
+		--src-creds "$REGISTRY_USER:$REGISTRY_PASS" --dest-creds "$REGISTRY_USER:$REGISTRY_PASS" \
+		"docker://127.0.0.1:$REGISTRY_PORT/team/m:v1" "docker://127.0.0.1:$REGISTRY_PORT/mirror/m:v1" &&
+	rcurl -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+		"$REGISTRY_URL/v2/mirror/m/manifests/v1" | cmp - "$TEST_DIR/man.json" &&
+	skopeo copy --src-tls-verify=false --src-creds "$REGISTRY_USER:$REGISTRY_PASS" \
+		"docker://127.0.0.1:$REGISTRY_PORT/team/m:v1" "oci:$TEST_DIR/layout:v1" &&
+	d=$(sha256sum < "$TEST_DIR/man.json" | cut -d" " -f1) &&
+	cmp "$TEST_DIR/layout/blobs/sha256/$d" "$TEST_DIR/man.json" &&
+	daemon_stop && net_remotes "$STORE_A" lab "$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" &&
+	ALLOWED_ERRORS= && daemon_start &&
+	diff -r "$SRC/m" "$MNT/net/lab/mirror/m/v1"
+'
+else
+test_skip "skopeo interop" "skopeo not installed"
+fi
+
+test_expect_success "the pulled models work offline" '
+	registry_stop "$TEST_DIR/registry" &&
+	diff -r "$SRC/m" "$MNT/models/m" &&
+	cmp "$SRC/v2.safetensors" "$MNT/models/m2/model.safetensors"
+'
+
+test_expect_success "the daemon stops cleanly" 'daemon_stop'
+
+test_done
