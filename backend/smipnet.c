@@ -335,6 +335,7 @@ struct fetch {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
 	unsigned pending;
+	int err;            /* storing failed (a full disk): not worth a retry */
 };
 
 struct check_job {
@@ -342,26 +343,39 @@ struct check_job {
 	struct oci_range *r;
 };
 
+/*
+ * Checks every record of a range that arrived and stores them at once, so
+ * that a pull killed later keeps what it had fetched.
+ */
 static void check_job(void *ctx, void *arg)
 {
 	struct check_job *j = arg;
 	struct fetch *f = j->f;
 	struct frange *fr = j->r->user;
 	uint64_t base = f->m->chunks[f->want[fr->first]].off;
+	const void **recs = calloc(fr->n + 1, sizeof(*recs));
+	size_t *lens = calloc(fr->n + 1, sizeof(*lens));
 	uint32_t i;
-	int bad = 0;
+	int bad = !recs || !lens ? -ENOMEM : 0;
 
 	(void)ctx;
 	for (i = 0; i < fr->n && !bad; i++) {
 		const struct smip_rchunk *c = &f->m->chunks[f->want[fr->first + i]];
 
-		if (cas_record_check(f->st, fr->buf + (c->off - base), c->rlen, &c->id,
-				     NULL) < 0)
-			bad = 1;
+		recs[i] = fr->buf + (c->off - base);
+		lens[i] = c->rlen;
+		if (cas_record_check(f->st, recs[i], c->rlen, &c->id, NULL) < 0)
+			bad = -EBADMSG;
 	}
+	if (!bad)
+		bad = cas_records_add(f->st, recs, lens, fr->n);
+	free(recs);
+	free(lens);
 	free(j);
 	pthread_mutex_lock(&f->lock);
 	fr->bad = bad;
+	if (bad && bad != -EBADMSG && !f->err)
+		f->err = bad;
 	if (--f->pending == 0)
 		pthread_cond_broadcast(&f->done);
 	pthread_mutex_unlock(&f->lock);
@@ -402,8 +416,7 @@ static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
 	const struct smip_model *m = f->m;
 	struct oci_range *rg = calloc(to - from + 1, sizeof(*rg));
 	struct frange *fr = calloc(to - from + 1, sizeof(*fr));
-	const void **recs = NULL;
-	size_t *lens = NULL, nr = 0, nrec = 0, i, k;
+	size_t nr = 0, i, k;
 	int attempt, r = 0;
 
 	if (!rg || !fr) {
@@ -462,6 +475,9 @@ static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
 			pthread_cond_wait(&f->done, &f->lock);
 		pthread_mutex_unlock(&f->lock);
 		free(todo);
+		if (r == 0 && f->err)
+			r = fail(err, errlen, f->err, "storing fetched chunks: %s",
+				 strerror(-f->err));
 		if (r < 0)
 			goto out;
 		r = -EIO;
@@ -486,30 +502,9 @@ static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
 		}
 		goto out;
 	}
-	recs = calloc(to - from + 1, sizeof(*recs));
-	lens = calloc(to - from + 1, sizeof(*lens));
-	if (!recs || !lens) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < nr; i++) {
-		uint64_t base = m->chunks[f->want[fr[i].first]].off;
-
-		for (k = 0; k < fr[i].n; k++) {
-			const struct smip_rchunk *x = &m->chunks[f->want[fr[i].first + k]];
-
-			recs[nrec] = fr[i].buf + (x->off - base);
-			lens[nrec++] = x->rlen;
-		}
-	}
-	r = cas_records_add(f->st, recs, lens, nrec);
-	if (r < 0)
-		r = fail(err, errlen, r, "storing fetched chunks: %s", strerror(-r));
 out:
 	for (i = 0; fr && i < nr; i++)
 		free(fr[i].buf);
-	free(recs);
-	free(lens);
 	free(rg);
 	free(fr);
 	return r;

@@ -30,8 +30,9 @@
 #include "backend/smip.h"
 #include "backend/store.h"
 
-/* Largest pack blob a push writes. */
-#define SMIP_PACK_BLOB_MAX (64u << 20)
+/* Largest pack blob a push writes: small enough that a push killed midway
+ * leaves whole blobs behind, which the next push finds and skips. */
+#define SMIP_PACK_BLOB_MAX (16u << 20)
 
 /* A chunk of a remote model and where its record lies. */
 struct smip_rchunk {
