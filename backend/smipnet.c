@@ -765,11 +765,82 @@ static json_t *config_with_index(json_t *man, const struct push *p)
 	return man;
 }
 
+static ssize_t no_bytes(void *arg, void *buf, size_t len, uint64_t off)
+{
+	(void)arg, (void)buf, (void)len, (void)off;
+	return -ENOENT;
+}
+
+/* Places chunks of the model found in m, whose packs are in this repository
+ * already (mount_from NULL) or are to be mounted from mount_from. */
+static int place_known(struct push *p, const struct smip_model *m,
+		       const char *mount_from, struct oci_upload **up, size_t *nup)
+{
+	size_t k;
+
+	for (k = 0; k < m->nchunks; k++) {
+		long at = idmap_get(&p->map, p->v, &m->chunks[k].id, 0);
+		size_t before = p->npacks;
+		int pi;
+
+		if (at < 0 || p->v[at].pack != UINT32_MAX)
+			continue;
+		pi = push_pack_add(p, &m->packs[m->chunks[k].pack]);
+		if (pi < 0)
+			return pi;
+		if (mount_from && p->npacks > before) {
+			struct oci_upload *t = realloc(*up, (*nup + 1) * sizeof(*t));
+
+			if (!t)
+				return -ENOMEM;
+			*up = t;
+			memset(&t[*nup], 0, sizeof(t[*nup]));
+			memcpy(t[*nup].digest, p->packs[pi].digest, OCI_DIGEST_LEN);
+			t[*nup].size = p->packs[pi].size;
+			t[*nup].mount_from = mount_from;
+			t[*nup].read = no_bytes;
+			(*nup)++;
+		}
+		p->v[at].pack = (uint32_t)pi;
+		p->v[at].off = m->chunks[k].off;
+		p->v[at].rlen = m->chunks[k].rlen;
+	}
+	return 0;
+}
+
+/* Forgets the packs a mount could not bring over, and the chunks in them. */
+static void drop_packs(struct push *p, const struct oci_upload *up, size_t nup)
+{
+	size_t i, k, w = 0;
+	uint32_t *map = calloc(p->npacks + 1, sizeof(*map));
+
+	if (!map)
+		return;
+	for (i = 0; i < p->npacks; i++) {
+		int gone = 0;
+
+		for (k = 0; k < nup; k++)
+			if (up[k].status < 0 && !strcmp(up[k].digest, p->packs[i].digest))
+				gone = 1;
+		map[i] = gone ? UINT32_MAX : (uint32_t)w;
+		if (!gone)
+			p->packs[w++] = p->packs[i];
+	}
+	for (i = 0; i < p->n; i++)
+		if (p->v[i].pack != UINT32_MAX)
+			p->v[i].pack = map[p->v[i].pack];
+	p->npacks = w;
+	free(map);
+}
+
 int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
 	      const char *tag, const char *name, const struct smip_entry *e,
-	      size_t n, _Atomic uint64_t *progress, struct smip_push_stats *stats,
+	      size_t n, const struct smip_source *src, size_t nsrc,
+	      _Atomic uint64_t *progress, struct smip_push_stats *stats,
 	      char *err, size_t errlen)
 {
+	struct oci_upload *mup = NULL;
+	size_t nmup = 0;
 	struct push p = { 0 };
 	struct smip_model **known = NULL;
 	struct newpack *np = NULL;
@@ -820,26 +891,21 @@ int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
 		fail(err, errlen, r, "%s: listing tags: %s", repo, strerror(-r));
 		goto out;
 	}
-	for (j = 0; j < nknown; j++) {
-		const struct smip_model *m = known[j];
-
-		for (k = 0; k < m->nchunks; k++) {
-			long at = idmap_get(&p.map, p.v, &m->chunks[k].id, 0);
-			int pi;
-
-			if (at < 0 || p.v[at].pack != UINT32_MAX)
-				continue;
-			pi = push_pack_add(&p, &m->packs[m->chunks[k].pack]);
-			if (pi < 0) {
-				r = pi;
-				goto out;
-			}
-			p.v[at].pack = (uint32_t)pi;
-			p.v[at].off = m->chunks[k].off;
-			p.v[at].rlen = m->chunks[k].rlen;
-		}
+	for (j = 0; r == 0 && j < nknown; j++)
+		r = place_known(&p, known[j], NULL, &mup, &nmup);
+	for (j = 0; r == 0 && j < nsrc; j++)
+		if (strcmp(src[j].repo, repo) != 0)
+			r = place_known(&p, src[j].m, src[j].repo, &mup, &nmup);
+	if (r < 0)
+		goto out;
+	/* Mounts first: a pack the registry will not mount is sent anew. */
+	if (nmup) {
+		oci_upload_blobs(c, repo, mup, nmup, NULL, NULL, 0);
+		for (j = 0; j < nmup; j++)
+			stats->packs_mounted += mup[j].status == 0;
+		drop_packs(&p, mup, nmup);
 	}
-	stats->packs_reused = p.npacks;
+	stats->packs_reused = p.npacks - stats->packs_mounted;
 	/* New chunks go into new pack blobs of at most SMIP_PACK_BLOB_MAX. */
 	np = calloc(p.n / 8 + 2, sizeof(*np));
 	if (!np) {
@@ -970,6 +1036,7 @@ out:
 	}
 	free(np);
 	free(up);
+	free(mup);
 	free(p.v);
 	free(p.map.slot);
 	free(p.packs);

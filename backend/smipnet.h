@@ -85,16 +85,26 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 struct smip_push_stats {
 	uint64_t chunks, new_chunks;
 	uint64_t bytes_sent;      /* pack blob bytes uploaded */
-	uint64_t packs_new, packs_reused;
+	uint64_t packs_new, packs_reused, packs_mounted;
+};
+
+/* A model of another repository on the same registry, to mount blobs from. */
+struct smip_source {
+	const char *repo;
+	const struct smip_model *m;
 };
 
 /*
  * Pushes the entries (a model's files, folders and symlinks) as repo:tag.
- * Blobs first, the manifest last: the tag appears only when complete.
+ * Chunks already in the repository stay where they are; pack blobs of the
+ * sources that hold chunks are mounted (no bytes move) where the registry
+ * allows it; the rest go up in new pack blobs.  Blobs first, the manifest
+ * last: the tag appears only when complete.
  */
 int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
 	      const char *tag, const char *name, const struct smip_entry *e,
-	      size_t n, _Atomic uint64_t *progress, struct smip_push_stats *stats,
+	      size_t n, const struct smip_source *src, size_t nsrc,
+	      _Atomic uint64_t *progress, struct smip_push_stats *stats,
 	      char *err, size_t errlen);
 
 #endif

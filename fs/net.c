@@ -1824,6 +1824,9 @@ ssize_t fs_net_copy_in(struct fs_net *n, struct fs_net_handle *h,
 static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 {
 	struct pfile *pf = &t->pf[idx];
+	struct smip_source src[16];
+	struct ntag *held[16];
+	size_t nsrc = 0;
 	struct xfer *x;
 	struct smip_entry *e = NULL;
 	struct smip_push_stats stats;
@@ -1853,11 +1856,27 @@ static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 		if (e[i].ino && cas_getattr(n->fs->st, e[i].ino, &a) == 0)
 			total += a.size;
 	}
+	/* Models of other repositories this daemon has read: blobs to mount. */
+	pthread_mutex_lock(&n->lock);
+	for (i = 0; i < n->nnodes; i++) {
+		struct ntag *o = n->nodes[i]->tag;
+
+		if (o && o->m && !o->pending && o->remote == t->remote &&
+		    strcmp(o->repo, t->repo) && nsrc < 16) {
+			o->refs++;
+			held[nsrc] = o;
+			src[nsrc].repo = o->repo;
+			src[nsrc++].m = o->m;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
 	x = xfer_start(n, "push", t, NULL, total);
 	r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
-		      name ? name + 1 : t->repo, e, t->npf, x ? &x->done : NULL,
-		      &stats, err, sizeof(err));
+		      name ? name + 1 : t->repo, e, t->npf, src, nsrc,
+		      x ? &x->done : NULL, &stats, err, sizeof(err));
 	xfer_end(n, x, r, err);
+	for (i = 0; i < nsrc; i++)
+		tag_put(n, held[i]);
 	free(e);
 	if (r < 0) {
 		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s: push failed: %s",
@@ -1873,9 +1892,11 @@ static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 			n->nodes[i]->listed = 0;
 	pthread_mutex_unlock(&n->lock);
 	fs_log(n->fs->log, LOG_INFO,
-	       "net/%s/%s:%s: pushed %llu chunks, %llu new, %llu bytes sent",
+	       "net/%s/%s:%s: pushed %llu chunks, %llu blobs mounted, %llu new, %llu bytes sent",
 	       n->r[t->remote].cfg->name, t->repo, t->tag,
-	       (unsigned long long)stats.chunks, (unsigned long long)stats.new_chunks,
+	       (unsigned long long)stats.chunks,
+	       (unsigned long long)stats.packs_mounted,
+	       (unsigned long long)stats.new_chunks,
 	       (unsigned long long)stats.bytes_sent);
 	return 0;
 }

@@ -7,7 +7,8 @@ pkgs="meson ninja-build pkg-config gcc fuse3 libfuse3-dev libzstd-dev
       libcurl4-openssl-dev libopenblas-dev"
 if [ "${1:-}" = "--test" ]; then
     pkgs="$pkgs zstd sqlite3 rsync attr bc python3 python3-torch python3-numpy clang
-          libmicrohttpd-dev libclang-rt-14-dev"
+          libmicrohttpd-dev libclang-rt-14-dev curl docker-registry apache2-utils
+          skopeo"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

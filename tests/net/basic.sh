@@ -77,6 +77,18 @@ test_expect_success "the pulled file kept its SHA-256 (manifest agrees)" '
 	grep -q "$want" "$MNT/models/m/.smip/manifest.json"
 '
 
+test_expect_success "a push to another repository mounts blobs, sends no chunks" '
+	cp -r "$MNT/models/m" "$MNT/net/lab/team/m-ft:v1" &&
+	grep "team/m-ft:v1: pushed" "$DAEMON_LOG" | sed "s/^/# /" &&
+	mounted=$(grep "team/m-ft:v1: pushed" "$DAEMON_LOG" |
+		sed "s/.*chunks, \([0-9]*\) blobs mounted.*/\1/" | awk "{ s += \$1 } END { print s }") &&
+	sent=$(grep "team/m-ft:v1: pushed" "$DAEMON_LOG" |
+		sed "s/.*new, \([0-9]*\) bytes sent/\1/" | awk "{ s += \$1 } END { print s }") &&
+	say "# mounted $mounted blobs, sent $sent bytes" &&
+	[ "$mounted" -gt 0 ] && [ "$sent" -lt 100000 ] &&
+	diff -r "$SRC/m" "$MNT/net/lab/team/m-ft/v1"
+'
+
 test_expect_success "push v2 (10% of tensors changed, header grown): new chunks only" '
 	python3 "$NET_HELPERS/mkmodel.py" "$SRC/v2.safetensors" 48 262144 --seed 1 --change 0.1 --pad 4099 &&
 	mkdir "$MNT/models/m2" && cp "$SRC/v2.safetensors" "$MNT/models/m2/model.safetensors" &&
