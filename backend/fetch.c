@@ -91,106 +91,198 @@ struct added {
 	struct pack_loc loc;
 };
 
-int cas_records_add(struct cas_store *st, const void *const *recs,
-		    const size_t *lens, size_t n)
-{
-	struct added *a = calloc(n ? n : 1, sizeof(*a));
-	uint32_t *packs = NULL;
-	int64_t *live = NULL;
-	size_t na = 0, np = 0, i, k;
-	int64_t now = store_now_ns();
-	int r = 0;
+struct cas_import {
+	struct cas_store *st;
+	pthread_mutex_t lock;
+	struct added *a;      /* appended, not yet committed */
+	size_t n, cap;
+	uint64_t bytes;
+};
 
-	if (!a)
+int cas_import_begin(struct cas_store *st, struct cas_import **ret)
+{
+	struct cas_import *im = calloc(1, sizeof(*im));
+
+	if (!im)
 		return -ENOMEM;
+	im->st = st;
+	pthread_mutex_init(&im->lock, NULL);
 	/* Counted as a writer: collection must not cut what is appended. */
 	pthread_mutex_lock(&st->lock);
 	st->writers++;
 	pthread_mutex_unlock(&st->lock);
-	/* Appends first, outside the catalog lock, as writers do. */
-	for (i = 0; i < n; i++) {
+	*ret = im;
+	return 0;
+}
+
+int cas_import_add(struct cas_import *im, const void *const *recs,
+		   const size_t *lens, size_t n)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; r == 0 && i < n; i++) {
 		const uint8_t *p = recs[i];
 		enum codec_scheme scheme;
 		uint32_t ulen, clen;
+		struct added a;
 
 		if (lens[i] < PACK_REC_LEN ||
-		    pack_rec_parse(p, &a[na].id, &scheme, &ulen, &clen) < 0 ||
-		    lens[i] != PACK_REC_LEN + (size_t)clen) {
-			r = -EBADMSG;
-			goto out;
-		}
-		r = cas_chunk_has(st, &a[na].id);
-		if (r < 0)
-			goto out;
-		if (r == 1) {
-			r = 0;
+		    pack_rec_parse(p, &a.id, &scheme, &ulen, &clen) < 0 ||
+		    lens[i] != PACK_REC_LEN + (size_t)clen)
+			return -EBADMSG;
+		r = cas_chunk_has(im->st, &a.id);
+		if (r != 0) {
+			r = r == 1 ? 0 : r;
 			continue;
 		}
-		r = pack_append(st->packs, &a[na].id, scheme, ulen,
-				p + PACK_REC_LEN, clen, &a[na].loc);
+		r = pack_append(im->st->packs, &a.id, scheme, ulen, p + PACK_REC_LEN,
+				clen, &a.loc);
 		if (r < 0)
-			goto out;
-		na++;
+			break;
+		pthread_mutex_lock(&im->lock);
+		if (im->n == im->cap) {
+			size_t cap = im->cap ? 2 * im->cap : 256;
+			struct added *v = realloc(im->a, cap * sizeof(*v));
+
+			if (!v) {
+				r = -ENOMEM;
+			} else {
+				im->a = v;
+				im->cap = cap;
+			}
+		}
+		if (r == 0) {
+			im->a[im->n++] = a;
+			im->bytes += lens[i];
+		}
+		pthread_mutex_unlock(&im->lock);
 	}
-	if (na == 0)
-		goto out;
+	return r;
+}
+
+uint64_t cas_import_pending(struct cas_import *im)
+{
+	uint64_t b;
+
+	pthread_mutex_lock(&im->lock);
+	b = im->bytes;
+	pthread_mutex_unlock(&im->lock);
+	return b;
+}
+
+/* Adds d to the live bytes of pack in the arrays.  Returns 0 or -ENOMEM. */
+static int live_add(uint32_t **packs, int64_t **live, size_t *np, uint32_t pack,
+		    int64_t d)
+{
+	size_t k;
+
+	for (k = 0; k < *np && (*packs)[k] != pack; k++)
+		;
+	if (k == *np) {
+		uint32_t *p = realloc(*packs, (*np + 1) * sizeof(*p));
+		int64_t *l = p ? realloc(*live, (*np + 1) * sizeof(*l)) : NULL;
+
+		if (p)
+			*packs = p;
+		if (!l)
+			return -ENOMEM;
+		*live = l;
+		p[k] = pack;
+		l[k] = 0;
+		(*np)++;
+	}
+	(*live)[k] += d;
+	return 0;
+}
+
+int cas_import_commit(struct cas_import *im)
+{
+	struct cas_store *st = im->st;
+	int64_t now = store_now_ns(), *live = NULL;
+	uint32_t *packs = NULL;
+	size_t np = 0, i;
+	int r;
+
+	pthread_mutex_lock(&im->lock);
+	if (!im->n) {
+		pthread_mutex_unlock(&im->lock);
+		return 0;
+	}
 	r = pack_set_sync(st->packs);
 	if (r < 0)
 		goto out;
-	packs = calloc(na + 1, sizeof(*packs));
-	live = calloc(na + 1, sizeof(*live));
-	if (!packs || !live) {
-		r = -ENOMEM;
-		goto out;
-	}
 	pthread_mutex_lock(&st->lock);
 	r = cat_begin(st->cat);
-	for (i = 0; r == 0 && i < na; i++) {
+	for (i = 0; r == 0 && i < im->n; i++) {
+		struct added *a = &im->a[i];
 		struct pack_loc old;
 
-		r = cat_chunk_insert(st->cat, &a[i].id, &a[i].loc);
+		r = cat_chunk_insert(st->cat, &a->id, &a->loc);
 		if (r == -EEXIST) {
 			/* Stored meanwhile, or a damaged copy: heal that. */
 			r = 0;
-			if (cat_damaged_has(st->cat, &a[i].id) != 1)
+			if (cat_damaged_has(st->cat, &a->id) != 1)
 				continue;
-			r = cat_chunk_get(st->cat, &a[i].id, &old, NULL);
+			r = cat_chunk_get(st->cat, &a->id, &old, NULL);
 			if (r == 0)
-				r = cat_chunk_relocate(st->cat, &a[i].id, &a[i].loc);
+				r = cat_chunk_relocate(st->cat, &a->id, &a->loc);
 			if (r == 0)
-				r = cat_damaged_clear(st->cat, &a[i].id);
-			for (k = 0; r == 0 && k < np && packs[k] != old.pack; k++)
-				;
-			if (r == 0 && k == np)
-				packs[np++] = old.pack;
+				r = cat_damaged_clear(st->cat, &a->id);
 			if (r == 0)
-				live[k] -= PACK_REC_LEN + old.clen;
+				r = live_add(&packs, &live, &np, old.pack,
+					     -(int64_t)(PACK_REC_LEN + old.clen));
 		}
 		if (r == 0)
-			r = cat_fetched_add(st->cat, &a[i].id, now);
-		for (k = 0; r == 0 && k < np && packs[k] != a[i].loc.pack; k++)
-			;
-		if (r == 0 && k == np)
-			packs[np++] = a[i].loc.pack;
+			r = cat_fetched_add(st->cat, &a->id, now);
 		if (r == 0)
-			live[k] += PACK_REC_LEN + a[i].loc.clen;
+			r = live_add(&packs, &live, &np, a->loc.pack,
+				     PACK_REC_LEN + a->loc.clen);
 	}
-	for (k = 0; r == 0 && k < np; k++) {
-		int64_t ps = pack_size(st->packs, packs[k]);
+	for (i = 0; r == 0 && i < np; i++) {
+		int64_t ps = pack_size(st->packs, packs[i]);
 
-		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, packs[k], ps, live[k]);
+		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, packs[i], ps, live[i]);
 	}
 	if (r == 0)
 		r = cat_commit(st->cat);
 	else
 		cat_rollback(st->cat);
 	pthread_mutex_unlock(&st->lock);
+	if (r == 0) {
+		im->n = 0;
+		im->bytes = 0;
+	}
 out:
-	pthread_mutex_lock(&st->lock);
-	st->writers--;
-	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(&im->lock);
 	free(packs);
 	free(live);
-	free(a);
+	return r;
+}
+
+void cas_import_end(struct cas_import *im)
+{
+	if (!im)
+		return;
+	pthread_mutex_lock(&im->st->lock);
+	im->st->writers--;
+	pthread_mutex_unlock(&im->st->lock);
+	pthread_mutex_destroy(&im->lock);
+	free(im->a);
+	free(im);
+}
+
+int cas_records_add(struct cas_store *st, const void *const *recs,
+		    const size_t *lens, size_t n)
+{
+	struct cas_import *im;
+	int r = cas_import_begin(st, &im);
+
+	if (r < 0)
+		return r;
+	r = cas_import_add(im, recs, lens, n);
+	if (r == 0)
+		r = cas_import_commit(im);
+	cas_import_end(im);
 	return r;
 }

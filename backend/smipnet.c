@@ -18,7 +18,7 @@
 #include "backend/store_i.h"
 
 /* Ranges coalesce up to this much; a fetch window holds at most WINDOW. */
-#define RANGE_MAX (8u << 20)
+#define RANGE_MAX (16u << 20)
 #define RANGE_GAP (64u << 10)
 #define WINDOW (64u << 20)
 #define CONFIG_MAX (512u << 20)
@@ -321,80 +321,113 @@ out:
 
 /* ---- fetching ----------------------------------------------------------- */
 
+/*
+ * A pull fetches coalesced ranges of pack blobs in windows: while the
+ * store's workers check (decode and hash) the records of one window and
+ * append them to the packs, the next window is on the wire.  What is
+ * appended is committed every COMMIT bytes and at the end.
+ */
+#define COMMIT (64u << 20)
+
 struct frange {
 	uint32_t first, n;  /* chunks want[first .. first + n) */
-	int bad;            /* a record failed its check */
+	int bad;            /* -EBADMSG: a record failed its check */
+	int whole;          /* the range is a whole pack blob */
+	uint64_t base;      /* blob offset of buf[0] */
 	uint8_t *buf;
+	struct window *w;
 };
+
+/* 1 if buf holds the bytes of digest (sha256:<hex>). */
+static int sha_matches(const uint8_t *buf, size_t len, const char *digest)
+{
+	char d[OCI_DIGEST_LEN];
+
+	oci_digest(buf, len, d);
+	return strcmp(d, digest) == 0;
+}
 
 struct fetch {
 	struct cas_store *st;
 	const struct smip_model *m;
 	uint32_t *want;     /* chunk indexes, sorted by pack and offset */
-	struct frange *fr;
+	struct cas_import *im;
 	pthread_mutex_t lock;
 	pthread_cond_t done;
-	unsigned pending;
 	int err;            /* storing failed (a full disk): not worth a retry */
 };
 
-struct check_job {
+struct window {
 	struct fetch *f;
-	struct oci_range *r;
+	struct oci_range *rg;
+	struct frange *fr;
+	size_t nr;
+	unsigned pending;   /* check jobs not finished */
 };
 
-/*
- * Checks every record of a range that arrived and stores them at once, so
- * that a pull killed later keeps what it had fetched.
- */
+/* Checks every record of a range that arrived and appends them. */
 static void check_job(void *ctx, void *arg)
 {
-	struct check_job *j = arg;
-	struct fetch *f = j->f;
-	struct frange *fr = j->r->user;
-	uint64_t base = f->m->chunks[f->want[fr->first]].off;
+	struct frange *fr = arg;
+	struct window *w = fr->w;
+	struct fetch *f = w->f;
+	const struct smip_model *m = f->m;
 	const void **recs = calloc(fr->n + 1, sizeof(*recs));
 	size_t *lens = calloc(fr->n + 1, sizeof(*lens));
 	uint32_t i;
 	int bad = !recs || !lens ? -ENOMEM : 0;
 
 	(void)ctx;
-	for (i = 0; i < fr->n && !bad; i++) {
-		const struct smip_rchunk *c = &f->m->chunks[f->want[fr->first + i]];
+	/*
+	 * A whole pack blob is checked against its SHA-256 digest, as the
+	 * distribution protocol intends (the registry checked it on upload);
+	 * a record from a range is decoded and its XXH3 compared with its id.
+	 */
+	if (!bad && fr->whole) {
+		const struct layout_desc *p = &m->packs[m->chunks[f->want[fr->first]].pack];
 
-		recs[i] = fr->buf + (c->off - base);
-		lens[i] = c->rlen;
-		if (cas_record_check(f->st, recs[i], c->rlen, &c->id, NULL) < 0)
+		if (!sha_matches(fr->buf, (size_t)p->size, p->digest))
 			bad = -EBADMSG;
 	}
+	for (i = 0; i < fr->n && !bad; i++) {
+		const struct smip_rchunk *c = &m->chunks[f->want[fr->first + i]];
+		struct cas_id hid;
+		enum codec_scheme scheme;
+		uint32_t ulen, clen;
+
+		recs[i] = fr->buf + (c->off - fr->base);
+		lens[i] = c->rlen;
+		if (fr->whole) {
+			if (pack_rec_parse(recs[i], &hid, &scheme, &ulen, &clen) < 0 ||
+			    !cas_id_eq(&hid, &c->id) || ulen != c->ulen ||
+			    PACK_REC_LEN + (size_t)clen != c->rlen)
+				bad = -EBADMSG;
+		} else if (cas_record_check(f->st, recs[i], c->rlen, &c->id, NULL) < 0) {
+			bad = -EBADMSG;
+		}
+	}
 	if (!bad)
-		bad = cas_records_add(f->st, recs, lens, fr->n);
+		bad = cas_import_add(f->im, recs, lens, fr->n);
 	free(recs);
 	free(lens);
-	free(j);
 	pthread_mutex_lock(&f->lock);
 	fr->bad = bad;
 	if (bad && bad != -EBADMSG && !f->err)
 		f->err = bad;
-	if (--f->pending == 0)
+	if (--w->pending == 0)
 		pthread_cond_broadcast(&f->done);
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* As each range arrives, its records are checked on the store's workers. */
 static int range_arrived(void *arg, struct oci_range *r)
 {
 	struct fetch *f = arg;
-	struct check_job *j = malloc(sizeof(*j));
+	struct frange *fr = r->user;
 
-	if (!j)
-		return -ENOMEM;
-	j->f = f;
-	j->r = r;
 	pthread_mutex_lock(&f->lock);
-	f->pending++;
+	fr->w->pending++;
 	pthread_mutex_unlock(&f->lock);
-	return pool_submit(f->st->pool, check_job, j);
+	return pool_submit(f->st->pool, check_job, fr);
 }
 
 static int by_location(const void *a, const void *b, void *arg)
@@ -408,21 +441,33 @@ static int by_location(const void *a, const void *b, void *arg)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Fetches, checks and stores the chunks want[0..n) in one window. */
-static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
-			uint32_t from, uint32_t to, _Atomic uint64_t *progress,
-			char *err, size_t errlen)
+static void window_free(struct window *w)
+{
+	size_t i;
+
+	if (!w)
+		return;
+	for (i = 0; w->fr && i < w->nr; i++)
+		free(w->fr[i].buf);
+	free(w->fr);
+	free(w->rg);
+	free(w);
+}
+
+/* Coalesces chunks want[from, to) into ranges. */
+static struct window *window_new(struct fetch *f, size_t from, size_t to)
 {
 	const struct smip_model *m = f->m;
-	struct oci_range *rg = calloc(to - from + 1, sizeof(*rg));
-	struct frange *fr = calloc(to - from + 1, sizeof(*fr));
-	size_t nr = 0, i, k;
-	int attempt, r = 0;
+	struct window *w = calloc(1, sizeof(*w));
+	size_t i, k;
 
-	if (!rg || !fr) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!w)
+		return NULL;
+	w->f = f;
+	w->rg = calloc(to - from + 1, sizeof(*w->rg));
+	w->fr = calloc(to - from + 1, sizeof(*w->fr));
+	if (!w->rg || !w->fr)
+		goto fail;
 	for (i = from; i < to;) {
 		const struct smip_rchunk *s = &m->chunks[f->want[i]];
 		uint64_t end = s->off + s->rlen;
@@ -435,79 +480,89 @@ static int fetch_window(struct fetch *f, struct oci_client *c, const char *repo,
 				break;
 			end = x->off + x->rlen;
 		}
-		fr[nr].first = (uint32_t)i;
-		fr[nr].n = (uint32_t)(k - i);
-		fr[nr].buf = malloc(end - s->off);
-		if (!fr[nr].buf) {
-			r = -ENOMEM;
-			goto out;
+		{
+			/* Every record of a pack: fetched whole, header included. */
+			int whole = s->off == PACK_HEADER_LEN &&
+				    end == m->packs[s->pack].size;
+			uint64_t start = whole ? 0 : s->off;
+
+			w->fr[w->nr] = (struct frange){ .first = (uint32_t)i,
+							.n = (uint32_t)(k - i), .w = w,
+							.whole = whole, .base = start,
+							.buf = malloc(end - start) };
+			if (!w->fr[w->nr].buf)
+				goto fail;
+			w->rg[w->nr] = (struct oci_range){ .digest = m->packs[s->pack].digest,
+							   .off = start, .len = end - start,
+							   .buf = w->fr[w->nr].buf,
+							   .user = &w->fr[w->nr] };
 		}
-		rg[nr].digest = m->packs[s->pack].digest;
-		rg[nr].off = s->off;
-		rg[nr].len = end - s->off;
-		rg[nr].buf = fr[nr].buf;
-		rg[nr].user = &fr[nr];
-		nr++;
+		w->nr++;
 		i = k;
 	}
-	/* Ranges whose records fail their checks are fetched again. */
-	for (attempt = 0; attempt < 3; attempt++) {
-		struct oci_range *todo = calloc(nr + 1, sizeof(*todo));
-		size_t nt = 0;
+	return w;
+fail:
+	window_free(w);
+	return NULL;
+}
 
-		if (!todo) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (i = 0; i < nr; i++)
-			if (attempt == 0 || fr[i].bad) {
-				fr[i].bad = 0;
-				todo[nt++] = rg[i];
-			}
-		if (nt == 0) {
-			free(todo);
-			break;
-		}
-		r = oci_fetch_ranges(c, repo, todo, nt, range_arrived, f, progress,
-				     err, errlen);
-		pthread_mutex_lock(&f->lock);
-		while (f->pending)
-			pthread_cond_wait(&f->done, &f->lock);
-		pthread_mutex_unlock(&f->lock);
-		free(todo);
-		if (r == 0 && f->err)
-			r = fail(err, errlen, f->err, "storing fetched chunks: %s",
-				 strerror(-f->err));
-		if (r < 0)
-			goto out;
-		r = -EIO;
-		for (i = 0; i < nr; i++)
-			if (fr[i].bad)
-				break;
-		if (i == nr) {
-			r = 0;
-			break;
-		}
-	}
-	if (r < 0) {
-		for (i = 0; i < nr && !fr[i].bad; i++)
-			;
-		if (i < nr) {
+static void window_wait(struct window *w)
+{
+	pthread_mutex_lock(&w->f->lock);
+	while (w->pending)
+		pthread_cond_wait(&w->f->done, &w->f->lock);
+	pthread_mutex_unlock(&w->f->lock);
+}
+
+/*
+ * Waits for a window's checks; fetches again the ranges that failed them
+ * (twice more at most).  Returns 0 or -errno with err filled.
+ */
+static int window_finish(struct window *w, struct oci_client *c,
+			 const char *repo, _Atomic uint64_t *progress, char *err,
+			 size_t errlen)
+{
+	struct fetch *f = w->f;
+	size_t i, nt;
+	int attempt, r = 0;
+
+	for (attempt = 0;; attempt++) {
+		struct oci_range *todo;
+
+		window_wait(w);
+		if (f->err)
+			return fail(err, errlen, f->err, "storing fetched chunks: %s",
+				    strerror(-f->err));
+		for (i = 0, nt = 0; i < w->nr; i++)
+			nt += w->fr[i].bad != 0;
+		if (nt == 0)
+			return 0;
+		if (attempt == 2) {
 			char hex[33];
 
-			cas_id_hex(&m->chunks[f->want[fr[i].first]].id, hex);
-			r = fail(err, errlen, -EIO,
-				 "%s: the registry keeps sending wrong bytes for chunk %s",
-				 repo, hex);
+			for (i = 0; !w->fr[i].bad; i++)
+				;
+			cas_id_hex(&f->m->chunks[f->want[w->fr[i].first]].id, hex);
+			return fail(err, errlen, -EIO,
+				    "%s: the registry keeps sending wrong bytes for chunk %s",
+				    repo, hex);
 		}
-		goto out;
+		todo = calloc(nt, sizeof(*todo));
+		if (!todo)
+			return -ENOMEM;
+		for (i = 0, nt = 0; i < w->nr; i++)
+			if (w->fr[i].bad) {
+				w->fr[i].bad = 0;
+				todo[nt++] = w->rg[i];
+			}
+		r = oci_fetch_ranges(c, repo, todo, nt, range_arrived, f, progress,
+				     err, errlen);
+		free(todo);
+		if (r < 0) {
+			window_wait(w);
+			return r;
+		}
 	}
-out:
-	for (i = 0; fr && i < nr; i++)
-		free(fr[i].buf);
-	free(rg);
-	free(fr);
-	return r;
 }
 
 int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
@@ -515,7 +570,8 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 	       _Atomic uint64_t *progress, char *err, size_t errlen)
 {
 	struct fetch f = { .st = st, .m = m };
-	size_t i, nw = 0;
+	struct window *prev = NULL, *cur = NULL;
+	size_t i, k, nw = 0;
 	int r = 0;
 
 	f.want = malloc((n + 1) * sizeof(*f.want));
@@ -537,22 +593,56 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 		goto out;
 	qsort_r(f.want, nw, sizeof(*f.want), by_location, (void *)m);
 	/* The same chunk twice (two files share it) is fetched once. */
-	for (i = 1, n = 1; i < nw; i++)
-		if (f.want[i] != f.want[n - 1])
-			f.want[n++] = f.want[i];
-	nw = n;
+	for (i = 1, k = 1; i < nw; i++)
+		if (f.want[i] != f.want[k - 1])
+			f.want[k++] = f.want[i];
+	nw = k;
+	r = cas_import_begin(st, &f.im);
+	if (r < 0)
+		goto out;
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.done, NULL);
-	for (i = 0; r == 0 && i < nw;) {
+	for (i = 0; r == 0 && i < nw; i = k) {
 		uint64_t bytes = 0;
-		size_t k;
 
 		for (k = i; k < nw && (k == i || bytes < WINDOW); k++)
 			bytes += m->chunks[f.want[k]].rlen;
-		r = fetch_window(&f, c, repo, (uint32_t)i, (uint32_t)k, progress,
-				 err, errlen);
-		i = k;
+		cur = window_new(&f, i, k);
+		if (!cur) {
+			r = -ENOMEM;
+			break;
+		}
+		r = oci_fetch_ranges(c, repo, cur->rg, cur->nr, range_arrived, &f,
+				     progress, err, errlen);
+		/* While cur was on the wire, prev was being checked. */
+		if (prev) {
+			int r2 = window_finish(prev, c, repo, progress, err, errlen);
+
+			r = r ? r : r2;
+			window_free(prev);
+			prev = NULL;
+		}
+		if (r == 0 && cas_import_pending(f.im) >= COMMIT)
+			r = cas_import_commit(f.im);
+		prev = cur;
+		cur = NULL;
 	}
+	if (prev) {
+		int r2 = r ? (window_wait(prev), 0)
+			   : window_finish(prev, c, repo, progress, err, errlen);
+
+		r = r ? r : r2;
+		window_free(prev);
+	}
+	/* What checked out is kept even when the rest failed. */
+	{
+		int r2 = cas_import_commit(f.im);
+
+		if (r == 0 && r2 < 0)
+			r = fail(err, errlen, r2, "storing fetched chunks: %s",
+				 strerror(-r2));
+	}
+	cas_import_end(f.im);
 	pthread_mutex_destroy(&f.lock);
 	pthread_cond_destroy(&f.done);
 out:

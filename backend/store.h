@@ -165,6 +165,19 @@ ssize_t cas_record_check(struct cas_store *st, const void *rec, size_t len,
  */
 int cas_records_add(struct cas_store *st, const void *const *recs,
 		    const size_t *lens, size_t n);
+/*
+ * The same in steps, for a stream of records: add() appends (from any
+ * thread), commit() makes what was added durable and commits it in one
+ * transaction, end() finishes (what was added and not committed is left
+ * as garbage at the packs' tails, cut at the next start or collection).
+ */
+struct cas_import;
+int cas_import_begin(struct cas_store *st, struct cas_import **ret);
+int cas_import_add(struct cas_import *im, const void *const *recs,
+		   const size_t *lens, size_t n);
+uint64_t cas_import_pending(struct cas_import *im);
+int cas_import_commit(struct cas_import *im);
+void cas_import_end(struct cas_import *im);
 
 /* Accounting. */
 struct cas_status {
