@@ -871,7 +871,7 @@ static int files_modelpack(struct lp *p, json_t *layers)
 	static const char *const exts[] = { "", "", ".tar.gz", ".tar.zst" };
 	struct layout *l = p->l;
 	const char *named, *meta;
-	char name[PATH_MAX + 16];
+	char name[PATH_MAX + 16], b[96];
 	size_t i, n;
 	int rc, fmt;
 
@@ -897,7 +897,8 @@ static int files_modelpack(struct lp *p, json_t *layers)
 			return rc;
 		if (!named)
 			return FAIL(p, -EINVAL, "layer %zu (%s) has no %s or %s annotation",
-				    i, d->media_type, ANN_FILEPATH, ANN_TITLE);
+				    i, shown(b, d->media_type, sizeof(d->media_type)),
+				    ANN_FILEPATH, ANN_TITLE);
 		if (fmt == 0) {
 			rc = add_whole(p, named, d, modelpack_mode(meta));
 		} else {
@@ -1091,8 +1092,11 @@ int layout_parse(const char *manifest, size_t len, layout_fetch_fn fetch,
 		return -ENOMEM;
 	root = json_loadb(manifest, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		rc = FAIL(&p, -EINVAL, "manifest is not JSON: %s (line %d)", jerr.text,
-			  jerr.line);
+		char b[96];
+
+		/* jansson quotes the input near the error: keep it one line */
+		rc = FAIL(&p, -EINVAL, "manifest is not JSON: %s (line %d)",
+			  shown(b, jerr.text, sizeof(jerr.text)), jerr.line);
 		goto out;
 	}
 	rc = parse_envelope(&p, root, &layers, &artifact);
