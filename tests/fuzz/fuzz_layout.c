@@ -8,7 +8,9 @@
  * harness writes, so that mutations go to the tar reader.  The seeds in
  * corpus/layout are manifests as Ollama, Docker Model Runner and ModelPack
  * write them, tars in ustar, GNU and pax styles behind ModelPack and Docker
- * dir.tar manifests, an SMIP manifest and an index.
+ * dir.tar manifests, an SMIP manifest and an index (written once with
+ * Python's json and tarfile); the SHA-1-named ones are inputs fuzz runs
+ * found.
  *
  * What must hold for every input: a failure comes with a reason; a
  * success lists safe, unique paths, each inside its blob; and a ModelPack
