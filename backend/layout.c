@@ -37,6 +37,7 @@
 #define MT_CNAI "application/vnd.cnai.model." /* the spec's first prefix */
 
 #define ANN_FILEPATH "org.cncf.model.filepath"
+#define ANN_FILEPATH_CNAI "org.cnai.model.filepath" /* before the CNCF move */
 #define ANN_METADATA "org.cncf.model.file.metadata+json"
 #define ANN_TITLE "org.opencontainers.image.title"
 
@@ -344,6 +345,7 @@ static int tar_sum_ok(const unsigned char *h)
 /* The state of one tar walk: pending long names and pax records. */
 struct tar_walk {
 	const struct layout_desc *d;
+	const char *dir;     /* where the members go, NULL: the root */
 	char *longname;      /* from a GNU 'L' entry */
 	char *paxpath;       /* from a pax 'x' entry */
 	uint64_t paxsize;
@@ -526,12 +528,32 @@ static int tar_member(struct lp *p, struct tar_walk *w, const unsigned char *h,
 	if (tar_num(h + 100, 8, &mode) < 0)
 		return FAIL(p, -EINVAL, "tar in %s: bad mode of \"%s\"", w->d->digest,
 			    shown(b, name, n));
+	if (w->dir) {
+		size_t dl = strlen(w->dir);
+		char *full;
+		int rc;
+
+		if (n >= PATH_MAX || dl >= PATH_MAX)
+			return FAIL(p, -EINVAL, "tar in %s: path too long", w->d->digest);
+		full = malloc(dl + 1 + n + 1);
+		if (!full)
+			return -ENOMEM;
+		memcpy(full, w->dir, dl);
+		full[dl] = '/';
+		memcpy(full + dl + 1, name, n);
+		full[dl + 1 + n] = '\0';
+		rc = add_file(p, full, dl + 1 + n, w->d, data_off, size,
+			      (uint32_t)(mode & 0777), 0);
+		free(full);
+		return rc;
+	}
 	return add_file(p, name, n, w->d, data_off, size, (uint32_t)(mode & 0777), 0);
 }
 
-static int tar_list(struct lp *p, const struct layout_desc *d)
+/* Lists the regular files of tar layer d, under dir (NULL: the root). */
+static int tar_list(struct lp *p, const struct layout_desc *d, const char *dir)
 {
-	struct tar_walk w = { .d = d };
+	struct tar_walk w = { .d = d, .dir = dir };
 	unsigned char h[TAR_BLOCK];
 	uint64_t off = 0, size, headers = 0;
 	int rc = 0;
@@ -706,6 +728,9 @@ static int layer_name(struct lp *p, json_t *layer, size_t i, const char **ret)
 
 	if (rc < 0 || *ret)
 		return rc;
+	rc = annot(p, layer, i, ANN_FILEPATH_CNAI, ret);
+	if (rc < 0 || *ret)
+		return rc;
 	return annot(p, layer, i, ANN_TITLE, ret);
 }
 
@@ -729,7 +754,8 @@ static int files_docker(struct lp *p, json_t *layers)
 		const struct layout_desc *d = &l->layers[i];
 
 		if (docker_is_tar(d->media_type)) {
-			rc = tar_list(p, d);
+			/* bundle/unpack.go extracts these into the model's root */
+			rc = tar_list(p, d, NULL);
 			if (rc < 0)
 				return rc;
 			continue;
@@ -812,12 +838,40 @@ static uint32_t modelpack_mode(const char *meta)
 	return mode;
 }
 
+/*
+ * modctl writes a file's tar with the file's base name and extracts it into
+ * the directory of its org.cncf.model.filepath (pkg/backend extract): the
+ * members go under that directory.
+ */
+static int modelpack_tar(struct lp *p, const struct layout_desc *d,
+			 json_t *layer, size_t i)
+{
+	const char *fp, *slash;
+	char *dir;
+	int rc;
+
+	rc = annot(p, layer, i, ANN_FILEPATH, &fp);
+	if (rc == 0 && !fp)
+		rc = annot(p, layer, i, ANN_FILEPATH_CNAI, &fp);
+	if (rc < 0)
+		return rc;
+	slash = fp ? strrchr(fp, '/') : NULL;
+	if (!slash)
+		return tar_list(p, d, NULL);
+	dir = strndup(fp, (size_t)(slash - fp));
+	if (!dir)
+		return -ENOMEM;
+	rc = tar_list(p, d, dir);
+	free(dir);
+	return rc;
+}
+
 static int files_modelpack(struct lp *p, json_t *layers)
 {
 	static const char *const exts[] = { "", "", ".tar.gz", ".tar.zst" };
 	struct layout *l = p->l;
 	const char *named, *meta;
-	char name[PATH_MAX + 16];
+	char name[PATH_MAX + 16], b[96];
 	size_t i, n;
 	int rc, fmt;
 
@@ -828,20 +882,23 @@ static int files_modelpack(struct lp *p, json_t *layers)
 		fmt = modelpack_format(d->media_type);
 		if (fmt < 0)
 			continue;
+		rc = layer_name(p, layer, i, &named);
+		if (rc < 0)
+			return rc;
 		if (fmt == 1) {
-			rc = tar_list(p, d);
+			rc = modelpack_tar(p, d, layer, i);
 			if (rc < 0)
 				return rc;
 			continue;
 		}
-		rc = layer_name(p, layer, i, &named);
 		if (rc == 0)
 			rc = annot(p, layer, i, ANN_METADATA, &meta);
 		if (rc < 0)
 			return rc;
 		if (!named)
 			return FAIL(p, -EINVAL, "layer %zu (%s) has no %s or %s annotation",
-				    i, d->media_type, ANN_FILEPATH, ANN_TITLE);
+				    i, shown(b, d->media_type, sizeof(d->media_type)),
+				    ANN_FILEPATH, ANN_TITLE);
 		if (fmt == 0) {
 			rc = add_whole(p, named, d, modelpack_mode(meta));
 		} else {
@@ -1035,8 +1092,11 @@ int layout_parse(const char *manifest, size_t len, layout_fetch_fn fetch,
 		return -ENOMEM;
 	root = json_loadb(manifest, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		rc = FAIL(&p, -EINVAL, "manifest is not JSON: %s (line %d)", jerr.text,
-			  jerr.line);
+		char b[96];
+
+		/* jansson quotes the input near the error: keep it one line */
+		rc = FAIL(&p, -EINVAL, "manifest is not JSON: %s (line %d)",
+			  shown(b, jerr.text, sizeof(jerr.text)), jerr.line);
 		goto out;
 	}
 	rc = parse_envelope(&p, root, &layers, &artifact);

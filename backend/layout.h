@@ -118,7 +118,9 @@ struct layout_put_file {
  * Writes a ModelPack manifest (and its config) for files pushed one layer
  * each, media types chosen by file kind (weights, weight configs, docs,
  * code).  name is the model's name for the config.  Returns the manifest
- * and config JSON (malloc()ed) and the config's digest and size.
+ * and config JSON (malloc()ed) and their lengths; the config's digest, named
+ * in the manifest, is the SHA-256 of exactly those ret_clen bytes.  The
+ * output is deterministic (no timestamps; docs/layouts.md).
  */
 int layout_modelpack_build(const char *name, const struct layout_put_file *f,
 			   size_t n, char **ret_manifest, size_t *ret_mlen,

@@ -3,10 +3,14 @@
  *
  * Input: a manifest, optionally followed by a NUL and the bytes of a blob;
  * the fetch callback serves those bytes for every digest (a range past them
- * is -EIO), so one input can carry a manifest and a tar layer.  The seeds in
+ * is -EIO), so one input can carry a manifest and a tar layer.  An input
+ * starting with 'T' is a tar blob alone, behind a ModelPack manifest the
+ * harness writes, so that mutations go to the tar reader.  The seeds in
  * corpus/layout are manifests as Ollama, Docker Model Runner and ModelPack
  * write them, tars in ustar, GNU and pax styles behind ModelPack and Docker
- * dir.tar manifests, an SMIP manifest and an index.
+ * dir.tar manifests, an SMIP manifest and an index (written once with
+ * Python's json and tarfile); the SHA-1-named ones are inputs fuzz runs
+ * found.
  *
  * What must hold for every input: a failure comes with a reason; a
  * success lists safe, unique paths, each inside its blob; and a ModelPack
@@ -15,6 +19,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,6 +118,31 @@ static void round_trip(const struct layout *l)
 	free(pf);
 }
 
+/* A ModelPack manifest of one tar layer: the input after its 'T'. */
+static void tar_only(const uint8_t *data, size_t size)
+{
+	struct blob b = { data + 1, size - 1 };
+	struct layout *l = NULL;
+	char m[1024], err[256];
+	int n;
+
+	n = snprintf(m, sizeof(m),
+		     "{\"schemaVersion\":2,\"artifactType\":\"%s\",\"config\":"
+		     "{\"mediaType\":\"%s\",\"digest\":\"sha256:%064d\",\"size\":2},"
+		     "\"layers\":[{\"mediaType\":\"application/vnd.cncf.model.weight."
+		     "v1.tar\",\"digest\":\"sha256:%064d\",\"size\":%zu}]}",
+		     MODELPACK_ARTIFACT_TYPE, MODELPACK_MT_CONFIG, 0, 1, b.n);
+	err[0] = '\0';
+	if (layout_parse(m, (size_t)n, fetch, &b, &l, err, sizeof(err)) < 0) {
+		if (l || !err[0])
+			__builtin_trap();
+		return;
+	}
+	check_files(l);
+	round_trip(l);
+	layout_free(l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *nul = memchr(data, 0, size);
@@ -122,6 +152,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256], path[512];
 	int rc;
 
+	if (size && data[0] == 'T') {
+		tar_only(data, size);
+		return 0;
+	}
 	err[0] = '\0';
 	rc = layout_parse((const char *)data, mlen, fetch, &b, &l, err, sizeof(err));
 	if (rc < 0) {

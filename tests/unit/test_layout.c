@@ -541,13 +541,18 @@ static void test_modelpack_raw(void)
 	sb_printf(&m, ",");
 	/* Not a ModelPack layer: skipped. */
 	sb_desc(&m, "application/vnd.oci.image.layer.v1.tar", store_str(&s, "x"), 1, NULL);
+	sb_printf(&m, ",");
+	/* The spec's first names (dragonflyoss/model-spec, modctl before v0.1). */
+	sb_desc(&m, "application/vnd.cnai.model.weight.v1.raw", store_str(&s, "old"), 3,
+		"\"org.cnai.model.filepath\":\"legacy/model.bin\"");
 	sb_printf(&m, "]}");
 
 	CHECK_EQ(parse(&s, m.s, &l, err), 0);
 	if (!l)
 		goto out;
 	CHECK_EQ(l->kind, LAYOUT_MODELPACK);
-	CHECK_EQ(l->nfiles, 5);
+	CHECK_EQ(l->nfiles, 6);
+	CHECK(file_is(&s, l, "legacy/model.bin", "old"));
 	CHECK(file_is(&s, l, "model-00001-of-00001.safetensors", "W"));
 	CHECK(file_is(&s, l, "scripts/run.py", "#!"));
 	CHECK(find(l, "scripts/run.py") && find(l, "scripts/run.py")->mode == 0755);
@@ -622,6 +627,47 @@ static void test_modelpack_tar(void)
 	CHECK(find(l, gnu_long) && find(l, gnu_long)->mode == 0640);
 	CHECK(find(l, pax_long) && find(l, pax_long)->mode == 0600);
 	CHECK(!find(l, "weights/link") && !find(l, "weights/hard") && !find(l, "fifo"));
+	layout_free(l);
+	l = NULL;
+
+	/*
+	 * modctl (pkg/archiver, pkg/backend extract) tars a file under its base
+	 * name and untars it into the directory of its filepath annotation.
+	 */
+	{
+		struct tarw one = { 0 };
+		struct sb m2 = { 0 };
+
+		tw_entry(&one, TW_USTAR, "tokenizer.json", '0', "{\"t\":1}", 7, 0644);
+		tw_end(&one);
+		sb_printf(&m2, "{\"schemaVersion\":2,\"artifactType\":\"%s\",\"config\":",
+			  MODELPACK_ARTIFACT_TYPE);
+		sb_desc(&m2, MODELPACK_MT_CONFIG, store_str(&s, cfg), strlen(cfg), NULL);
+		sb_printf(&m2, ",\"layers\":[");
+		sb_desc(&m2, "application/vnd.cncf.model.weight.config.v1.tar",
+			store_put(&s, one.buf, one.len), one.len,
+			"\"org.cncf.model.filepath\":\"sub/dir/tokenizer.json\"");
+		sb_printf(&m2, "]}");
+		CHECK_EQ(parse(&s, m2.s, &l, err), 0);
+		CHECK(l && l->nfiles == 2 && file_is(&s, l, "sub/dir/tokenizer.json", "{\"t\":1}"));
+		layout_free(l);
+		l = NULL;
+		/* The directory is checked with the member: no way out. */
+		free(m2.s);
+		memset(&m2, 0, sizeof(m2));
+		sb_printf(&m2, "{\"schemaVersion\":2,\"artifactType\":\"%s\",\"config\":",
+			  MODELPACK_ARTIFACT_TYPE);
+		sb_desc(&m2, MODELPACK_MT_CONFIG, store_str(&s, cfg), strlen(cfg), NULL);
+		sb_printf(&m2, ",\"layers\":[");
+		sb_desc(&m2, "application/vnd.cncf.model.weight.config.v1.tar",
+			store_put(&s, one.buf, one.len), one.len,
+			"\"org.cncf.model.filepath\":\"../../tokenizer.json\"");
+		sb_printf(&m2, "]}");
+		CHECK_EQ(parse(&s, m2.s, &l, err), -EINVAL);
+		CHECK(l == NULL);
+		free(m2.s);
+		free(one.buf);
+	}
 
 	/* Without a fetch, a tar layer cannot be listed. */
 	layout_free(l);
