@@ -1136,3 +1136,92 @@ out:
 	free(mtext);
 	return r;
 }
+
+/* ---- ModelPack ---------------------------------------------------------- */
+
+struct filesrc {
+	struct cas_store *st;
+	struct cas_file *f;
+};
+
+static ssize_t file_read(void *arg, void *buf, size_t len, uint64_t off)
+{
+	struct filesrc *fs = arg;
+	struct cas_fault fault;
+	ssize_t r = cas_file_read(fs->st, fs->f, buf, len, off, &fault);
+
+	return r < 0 ? r : (size_t)r == len ? r : -EIO;
+}
+
+int smip_push_modelpack(struct cas_store *st, struct oci_client *c,
+			const char *repo, const char *tag, const char *name,
+			const struct smip_entry *e, size_t n,
+			_Atomic uint64_t *progress, struct smip_push_stats *stats,
+			char *err, size_t errlen)
+{
+	struct layout_put_file *pf = calloc(n + 1, sizeof(*pf));
+	struct oci_upload *up = calloc(n + 2, sizeof(*up));
+	struct filesrc *src = calloc(n + 1, sizeof(*src));
+	char *man = NULL, *cfg = NULL;
+	struct memblob cb = { 0 };
+	size_t mlen = 0, clen = 0, nf = 0, i;
+	int r = 0;
+
+	memset(stats, 0, sizeof(*stats));
+	if (!pf || !up || !src) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct cat_attr a;
+		uint8_t sha[32];
+		char hex[65];
+
+		if (!e[i].ino || cas_getattr(st, e[i].ino, &a) < 0 || !S_ISREG(a.mode))
+			continue;
+		src[nf].st = st;
+		r = cas_file_open(st, e[i].ino, &src[nf].f);
+		if (r == 0)
+			r = cas_file_sha256(src[nf].f, sha);
+		if (r < 0) {
+			fail(err, errlen, r, "%s: %s", e[i].path, strerror(-r));
+			goto out;
+		}
+		hex_encode(sha, 32, hex);
+		pf[nf].path = e[i].path;
+		snprintf(pf[nf].digest, sizeof(pf[nf].digest), "sha256:%s", hex);
+		pf[nf].size = cas_file_size(src[nf].f);
+		memcpy(up[nf].digest, pf[nf].digest, OCI_DIGEST_LEN);
+		up[nf].size = pf[nf].size;
+		up[nf].read = file_read;
+		up[nf].arg = &src[nf];
+		nf++;
+	}
+	r = layout_modelpack_build(name, pf, nf, &man, &mlen, &cfg, &clen, err,
+				   errlen);
+	if (r < 0)
+		goto out;
+	cb.data = cfg;
+	cb.len = clen;
+	oci_digest(cfg, clen, up[nf].digest);
+	up[nf].size = clen;
+	up[nf].read = mem_read;
+	up[nf].arg = &cb;
+	r = oci_upload_blobs(c, repo, up, nf + 1, progress, err, errlen);
+	if (r < 0)
+		goto out;
+	for (i = 0; i < nf; i++)
+		if (up[i].how == OCI_UP_SENT)
+			stats->bytes_sent += up[i].size;
+	stats->chunks = nf;
+	r = oci_manifest_put(c, repo, tag, OCI_MT_MANIFEST, man, mlen, err, errlen);
+out:
+	for (i = 0; src && i < n; i++)
+		cas_file_free(src[i].f);
+	free(src);
+	free(pf);
+	free(up);
+	free(man);
+	free(cfg);
+	return r;
+}

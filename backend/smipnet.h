@@ -107,4 +107,17 @@ int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
 	      _Atomic uint64_t *progress, struct smip_push_stats *stats,
 	      char *err, size_t errlen);
 
+/*
+ * Pushes the entries' regular files as a plain CNCF ModelPack artifact
+ * (layout.h): one raw layer per file, its SHA-256 the file's, for tools
+ * that speak only ModelPack.  Folders are implied by the paths; symlinks
+ * are left out (ModelPack has none).  Layers the repository has are not
+ * sent again.
+ */
+int smip_push_modelpack(struct cas_store *st, struct oci_client *c,
+			const char *repo, const char *tag, const char *name,
+			const struct smip_entry *e, size_t n,
+			_Atomic uint64_t *progress, struct smip_push_stats *stats,
+			char *err, size_t errlen);
+
 #endif
