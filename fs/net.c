@@ -991,10 +991,14 @@ int fs_net_list(struct fs_net *n, uint64_t ino,
 			free(full);
 			r = k ? add(arg, x->names[i], k, S_IFDIR) : -ENOMEM;
 		}
-		/* Pushes being written are not on the registry yet. */
+		/*
+		 * Pushes being written are not on the registry yet; a NAME:TAG
+		 * folder is found by name only (once pushed, NAME lists TAG).
+		 */
 		for (i = 0; r == 0 && i < x->nkids; i++)
 			if (((x->kids[i]->kind == N_TAG && x->kids[i]->tag &&
 			      x->kids[i]->tag->pending) || x->kids[i]->made) &&
+			    !strchr(x->kids[i]->name, ':') &&
 			    !strv_has(x->names, x->nnames, x->kids[i]->name))
 				r = add(arg, x->kids[i]->name, x->kids[i]->ino, S_IFDIR);
 		pthread_mutex_unlock(&n->lock);
