@@ -163,6 +163,22 @@ test_expect_success "a blob corrupted in the registry's storage (same length)" '
 	rcurl "$REGISTRY_URL/v2/bad/m/blobs/sha256:$lh" | grep -q fake
 '
 
+test_expect_success "a large (range-read) blob corrupted in the registry's storage" '
+	mkdir -p "$SRC/badbig" &&
+	python3 -c "import random, sys; open(sys.argv[1], \"wb\").write(random.Random(9).randbytes(17 << 20))" "$SRC/badbig/model.bin" &&
+	cat > "$SRC/badbig.spec" <<-EOF &&
+	{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+	 "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+	 "config": {"mediaType": "application/vnd.cncf.model.config.v1+json", "file": "mp/config.json"},
+	 "layers": [{"mediaType": "application/vnd.cncf.model.weight.v1.raw", "file": "badbig/model.bin",
+	   "annotations": {"org.cncf.model.filepath": "model.bin"}}]}
+	EOF
+	push bad/big v1 "$SRC/badbig.spec" &&
+	bf=$(blobfile "sha256:$(sha256sum < "$SRC/badbig/model.bin" | cut -d" " -f1)") &&
+	printf "CORRUPTED" | dd of="$bf" bs=1 seek=9000000 conv=notrunc 2>/dev/null &&
+	! cmp -s "$bf" "$SRC/badbig/model.bin"
+'
+
 test_expect_success "the daemon starts with the registry as remote lab" '
 	net_remotes "$STORE" lab "$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" &&
 	daemon_start
@@ -362,14 +378,14 @@ rawbad() {
 	say "# evil/m/$1/$rf: stat size $(stat -c %s "$NET/evil/m/$1/$rf")"
 	if cat "$NET/evil/m/$1/$rf" > "$TEST_DIR/got" 2> "$TEST_DIR/err"; then
 		say "# BUG: cat succeeded, $(stat -c %s "$TEST_DIR/got") bytes:"
-		[ "$(stat -c %s "$TEST_DIR/got")" -gt 4096 ] || sed "s/^/#   /" "$TEST_DIR/got"
+		[ "$(stat -c %s "$TEST_DIR/got")" -gt 4096 ] || awk '{ print "#   " $0 }' "$TEST_DIR/got"
 		rb=1
 	else
 		grep -q "Input/output error" "$TEST_DIR/err" || { cat "$TEST_DIR/err"; rb=1; }
 	fi
 	if cp -r "$NET/evil/m/$1" "$MNT/models/evil-$1" 2> "$TEST_DIR/err"; then
 		say "# BUG: the pull succeeded: models/evil-$1/$rf has $(stat -c %s "$MNT/models/evil-$1/$rf") bytes:"
-		[ "$(stat -c %s "$MNT/models/evil-$1/$rf")" -gt 4096 ] || sed "s/^/#   /" "$MNT/models/evil-$1/$rf"
+		[ "$(stat -c %s "$MNT/models/evil-$1/$rf")" -gt 4096 ] || awk '{ print "#   " $0 }' "$MNT/models/evil-$1/$rf"
 		rb=1
 	else
 		sed "s/^/# /" "$TEST_DIR/err"
@@ -405,7 +421,7 @@ test_expect_success "hostile: a large (range-read) raw layer claiming fewer byte
 # A blob whose bytes do not match its digest
 
 # A pull that fails leaves these behind in the daemon's log too.
-ALLOWED_ERRORS="llmfs: error: (net/lab/(evil/m/|bad/m/)|models/(evil-raw[a-z]*/(README.md|model.bin)|bad/LICENSE|LICENSE-bad): (cannot store|new content not stored))"
+ALLOWED_ERRORS="llmfs: error: (net/lab/(evil/m/|bad/m/|bad/big/)|models/(evil-raw[a-z]*/(README.md|model.bin)|bad/LICENSE|badbig/model.bin|LICENSE-bad): (cannot store|new content not stored))"
 
 test_expect_success "corrupt blob: reading the file gives EIO, with a clear log line" '
 	[ "$(ls "$NET/bad/m/v1" | LC_ALL=C sort | tr "\n" " ")" = "LICENSE config.json model.gguf " ] &&
@@ -429,6 +445,17 @@ test_expect_success "corrupt blob: a single-file cp fails the same way" '
 	! cp "$NET/bad/m/v1/LICENSE" "$MNT/models/LICENSE-bad" 2> "$TEST_DIR/err" &&
 	sed "s/^/# /" "$TEST_DIR/err" &&
 	! grep -q fake "$MNT/models/LICENSE-bad" 2>/dev/null
+'
+
+# Range reads of a large blob cannot be checked against its digest (only
+# the whole blob can), so a lazy read there shows what the registry sends;
+# a pull streams the whole blob and must refuse it.
+test_expect_success "corrupt large blob: a pull fails and stores nothing" '
+	! cp -r "$NET/bad/big/v1" "$MNT/models/badbig" 2> "$TEST_DIR/err" &&
+	sed "s/^/# /" "$TEST_DIR/err" &&
+	! [ -s "$MNT/models/badbig/model.bin" ] &&
+	grep "llmfs: error: net/lab/bad/big/v1/model.bin: " "$DAEMON_LOG" | tail -1 | sed "s/^/# log: /" &&
+	grep "llmfs: error: net/lab/bad/big/v1/model.bin: " "$DAEMON_LOG" | grep -qi digest
 '
 
 test_expect_success "the good models are intact, and the daemon stops cleanly" '
