@@ -588,8 +588,30 @@ static int tar_list(struct lp *p, const struct layout_desc *d, const char *dir)
 		}
 		for (i = 0; i < TAR_BLOCK && !h[i]; i++)
 			;
-		if (i == TAR_BLOCK)
-			break; /* the end-of-archive blocks */
+		if (i == TAR_BLOCK) {
+			/*
+			 * The end-of-archive blocks.  The members were all
+			 * checked against the declared size; the blob must
+			 * also be that long, or that size is a lie (reads of
+			 * the padding would fail, a pull would not match).
+			 * One more block read, from the declared end.
+			 */
+			if (d->size - off > TAR_BLOCK) {
+				uint64_t last = d->size - TAR_BLOCK;
+
+				rc = p->fetch(p->arg, d->digest, last, TAR_BLOCK, h);
+				if (rc < 0) {
+					rc = FAIL(p, rc == -ERANGE ? -EINVAL : rc,
+						  "tar in %s: no block at %llu, though "
+						  "the manifest says %llu bytes (%s)",
+						  d->digest, (unsigned long long)last,
+						  (unsigned long long)d->size,
+						  strerror(-rc));
+					goto out;
+				}
+			}
+			break;
+		}
 		if (!tar_sum_ok(h)) {
 			rc = FAIL(p, -EINVAL, "tar in %s: bad header checksum at %llu",
 				  d->digest, (unsigned long long)off);

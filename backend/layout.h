@@ -29,7 +29,7 @@
  * characters, a component longer than NAME_MAX, or exceed PATH_MAX;
  * duplicate paths, or a path that is also another's directory; more than
  * LAYOUT_MAX_FILES files; sizes that disagree (a tar member running past its
- * blob); digests not of the form sha256:<64 hex>; manifests over
+ * blob, a tar blob shorter than declared); digests not of the form sha256:<64 hex>; manifests over
  * OCI_MANIFEST_MAX.  Layers of unknown media types are skipped, layers
  * compressed as a whole (.tar+gzip, .tar+zstd) are listed as the layer's
  * bytes under the title with its extension.

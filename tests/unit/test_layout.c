@@ -1040,6 +1040,9 @@ static void test_hostile_tars(void)
 	tw_end(&t);
 	refuse_tar(&s, t.buf, t.len, 600, -EINVAL, "declared size cuts a member");
 	refuse_tar(&s, t.buf, t.len, 1300, -EINVAL, "truncated header");
+	/* A declared size past the blob's end (the registry has less). */
+	refuse_tar(&s, t.buf, t.len, t.len + 1024, -EINVAL, "declared size past the end");
+	refuse_tar(&s, t.buf, t.len, t.len + 100, -EINVAL, "declared size a little past the end");
 	/* A damaged checksum. */
 	b = malloc(t.len);
 	memcpy(b, t.buf, t.len);
