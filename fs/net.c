@@ -729,6 +729,9 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 			pthread_mutex_unlock(&n->lock);
 			tag_put(n, t);
 			tag_put(n, probe.tag);
+		} else if (r != -ENOENT) {
+			free(full);
+			return r;
 		}
 	}
 	if (kind < 0 && (i < d->nnames || oci_repo_valid(full))) {
@@ -1342,6 +1345,13 @@ static ssize_t read_layer(struct fs_net *n, struct fs_net_handle *h, uint8_t *bu
 				log_net(n, h, err, r);
 				return -EIO;
 			}
+			if (len != f->size) {
+				snprintf(err, sizeof(err), "the blob has %zu bytes, the manifest says %llu",
+					 len, (unsigned long long)f->size);
+				free(data);
+				log_net(n, h, err, -EIO);
+				return -EIO;
+			}
 			h->text = data;
 			h->len = len;
 			h->has_text = 1;
@@ -1354,7 +1364,7 @@ static ssize_t read_layer(struct fs_net *n, struct fs_net_handle *h, uint8_t *bu
 	}
 	{
 		struct oci_range rg = { .digest = f->digest, .off = f->off + off,
-					.len = size, .buf = buf };
+					.len = size, .buf = buf, .size = f->blob_size };
 
 		if (!h->x)
 			h->x = xfer_start(n, "read", h->tag, h->node->path, f->size);
@@ -1412,7 +1422,7 @@ ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
 
 struct sink {
 	struct cas_writer *w;
-	uint64_t skip, left, pos;
+	uint64_t skip, left, pos, seen;
 };
 
 static int sink_write(void *arg, const void *buf, size_t len)
@@ -1421,6 +1431,7 @@ static int sink_write(void *arg, const void *buf, size_t len)
 	const uint8_t *p = buf;
 	int r;
 
+	s->seen += len;
 	if (s->skip) {
 		size_t k = len < s->skip ? len : (size_t)s->skip;
 
@@ -1462,6 +1473,11 @@ static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
 		r = oci_blob_stream(n->r[h->tag->remote].c, h->tag->repo, f->digest, 0,
 				    UINT64_MAX, sink_write, &s,
 				    h->x ? &h->x->done : NULL, err, sizeof(err));
+		if (r == 0 && s.seen != f->blob_size) {
+			snprintf(err, sizeof(err), "the blob has %llu bytes, the manifest says %llu",
+				 (unsigned long long)s.seen, (unsigned long long)f->blob_size);
+			r = -EIO;
+		}
 		xfer_end(n, h->x, r, err);
 		h->x = NULL;
 		if (r < 0) {
