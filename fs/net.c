@@ -1464,7 +1464,7 @@ static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
 	if (!h->tag->m) {
 		/* A whole layer: streamed, and committed only if its digest matches. */
 		const struct layout_file *f = &h->tag->l->files[h->idx];
-		struct sink s = { w, f->off, f->size, off_out };
+		struct sink s = { w, f->off, f->size, off_out, 0 };
 
 		if (off_in || off_out || len < f->size || cas_writer_size(w))
 			return 0;
