@@ -6,8 +6,7 @@
 # hostile manifests ("..", absolute and duplicate paths, sizes that disagree
 # with the blobs) are refused without harm to the good tags, and a blob
 # whose bytes do not match its digest reads as EIO (small, whole-blob
-# files) and is never pulled (any size).  Blocks marked KNOWN DAEMON BUG
-# fail until fs/net.c is fixed.
+# files) and is never pulled (any size).
 # The manifests are written by tests/net/pushlayout.py, not by llmfs.
 . "$(dirname "$0")/lib-net.sh"
 
@@ -318,11 +317,8 @@ refused() {
 
 ALLOWED_ERRORS="llmfs: error: net/lab/evil/m/"
 
-# KNOWN DAEMON BUG (fails until fs/net.c is fixed): a tag whose manifest
-# layout_parse refuses is logged clearly, but fs/net.c lookup_dir() then
-# falls through to "kind = N_DIR" because the tag's name is in the
-# repository's listing (d->names), so the tag shows as an empty folder and
-# ls succeeds.  The blocks below expect ls to fail (EIO).
+# A tag whose manifest layout_parse refuses is an error (EIO), with the
+# reason in the log, not an empty folder.
 test_expect_success "hostile: a layer filepath \"../x\" is refused" '
 	refused dotdot "unsafe path .*\.\./x"
 '
@@ -395,13 +391,9 @@ rawbad() {
 	return $rb
 }
 
-# KNOWN DAEMON BUG (fails until fs/net.c is fixed): the declared size is
-# trusted: read_layer() serves the blob as fetched (short of, or cut to,
-# st_size) and copy_out() stores the first min(declared, real) bytes; the
-# whole blob's digest matches, so nothing notices.  The four blocks below
-# expect EIO from cat and a failed pull: blobs up to 16 MiB are read whole
-# (read_layer's oci_blob_get), larger ones by HTTP range, where only the
-# Content-Range total (bytes a-b/TOTAL) can tell the blob's real size.
+# A layer whose declared size disagrees with its blob is EIO to cat and a
+# failed pull: blobs up to 16 MiB are read whole, larger ones by HTTP range,
+# where the Content-Range total (bytes a-b/TOTAL) gives the real size.
 test_expect_success "hostile: a raw layer claiming more bytes than its blob is not served" '
 	rawbad rawbig
 '
