@@ -959,6 +959,8 @@ static int challenge_param(const char *ch, const char *key, char *out,
 
 static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		     char *err, size_t errlen);
+static void req_init(struct req *rq, struct oci_client *c, const char *method);
+static void req_release(struct req *rq);
 
 static int token_step(struct task *k)
 {
@@ -996,7 +998,7 @@ static int token_fetch(struct req *orig, const char *realm,
 	struct oci_client *c = orig->c;
 	struct token tok = { 0 };
 	struct task k = { 0 };
-	char scope[sizeof(orig->scope)], *s, *save = NULL;
+	char scope[sizeof(orig->scope)], *s, *save = NULL, *url = NULL;
 	CURLU *u = curl_url();
 	int r = -ENOMEM;
 
@@ -1012,10 +1014,9 @@ static int token_fetch(struct req *orig, const char *realm,
 	for (s = strtok_r(scope, " ", &save); s; s = strtok_r(NULL, " ", &save))
 		if (query_add(u, "scope", s) < 0)
 			goto out;
-	if (curl_url_get(u, CURLUPART_URL, &k.rq.url, 0))
+	req_init(&k.rq, c, "GET");
+	if (curl_url_get(u, CURLUPART_URL, &url, 0) || !(k.rq.url = strdup(url)))
 		goto out;
-	k.rq.method = "GET";
-	snprintf(k.rq.what, sizeof(k.rq.what), "GET token");
 	k.rq.noauth = 1;
 	k.rq.sink = SINK_MEM;
 	k.rq.mem_max = SMALL_MAX;
@@ -1028,6 +1029,8 @@ static int token_fetch(struct req *orig, const char *realm,
 	*ret = tok.value;
 	*ret_expires = tok.expires;
 out:
+	req_release(&k.rq);
+	curl_free(url);
 	curl_url_cleanup(u);
 	return r;
 }
