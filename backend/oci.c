@@ -117,6 +117,9 @@ struct req {
 	char reason[64];
 	char *location, *www_auth, *link, *dcd, *ctype_got;
 	int has_crange, started, complete, overflow, badrange, toobig, stop;
+	int stalled;
+	uint64_t last_bytes;     /* body bytes moved at last_ms */
+	int64_t last_ms;
 	uint64_t cr_first, cr_last, cr_total;
 	int64_t clen;
 	char errbody[ERRBODY_MAX];
@@ -913,6 +916,23 @@ static size_t on_read(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* A stall: no byte moved either way for stall_s seconds. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct req *rq = arg;
+	int64_t now = now_ms();
+
+	if ((uint64_t)(dlnow + ulnow) != rq->last_bytes) {
+		rq->last_bytes = dlnow + ulnow;
+		rq->last_ms = now;
+	} else if (now - rq->last_ms >= rq->c->stall_s * 1000LL) {
+		rq->stalled = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* curl rewinds the body for a redirect or a resent request. */
 static int on_seek(void *arg, curl_off_t off, int origin)
 {
@@ -1235,7 +1255,7 @@ static int req_start(struct req *rq)
 	answer_reset(rq);
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
-	rq->badrange = rq->stop = 0;
+	rq->badrange = rq->stop = rq->stalled = 0;
 	rq->skip = 0;
 	rq->mem_len = 0;
 	if (rq->sink == SINK_BUF && rq->progress)
@@ -1262,8 +1282,13 @@ static int req_start(struct req *rq)
 	 * multiplexed on one */
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)c->stall_s);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)c->stall_s);
+	/* curl's low-speed check averages over seconds of history: a stall
+	 * right after a burst goes unseen for long; watch the bytes instead */
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
+	rq->last_bytes = 0;
+	rq->last_ms = now_ms();
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmfs/0.1");
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, rq);
@@ -1317,8 +1342,6 @@ static int curl_outcome(struct req *rq, CURLcode code)
 
 	switch (code) {
 	case CURLE_OPERATION_TIMEDOUT:
-		return causef(rq, OUT_RETRY, "stalled (no byte for %d s)",
-			      c->stall_s);
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_RECV_ERROR:
@@ -1405,6 +1428,9 @@ static int req_outcome(struct req *rq, CURLcode code)
 	if (rq->toobig)
 		return causef(rq, -EFBIG, "the answer exceeds %zu bytes",
 			      rq->mem_max);
+	if (rq->stalled)
+		return causef(rq, OUT_RETRY, "stalled (no byte for %d s)",
+			      rq->c->stall_s);
 	if (rq->overflow)
 		return causef(rq, OUT_RETRY, "body longer than asked");
 	if (rq->badrange)

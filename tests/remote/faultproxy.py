@@ -83,10 +83,17 @@ class State:
                 self.rng = random.Random(1)
             return self.rules
 
-    def match(self, method, path):
-        """The first rule that fires for this request, or None."""
+    def match(self, method, path, body_phase):
+        """The first rule that fires for this request, or None.  Faults
+        on the body (drop, truncate, flip, stall after bytes) are matched
+        only against 2xx answers of the registry (body_phase), so that an
+        anonymous first try answered 401 does not use them up."""
         for i, r in enumerate(self.load_rules()):
             if "method" in r and r["method"] != method:
+                continue
+            on_body = r["action"] in ("drop", "truncate", "flip") or \
+                (r["action"] == "stall" and "after" in r)
+            if on_body != body_phase:
                 continue
             if not re.search(r["path"], path):
                 continue
@@ -241,7 +248,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st.count(cls, 1, 0, 0)
             if st.args.bearer and not self.bearer_gate():
                 return
-            rule = st.match(self.command, self.path)
+            rule = st.match(self.command, self.path, False)
             if rule and rule["action"] == "status":
                 self.answer(rule.get("status", 503),
                             b'{"errors":[{"code":"UNAVAILABLE"}]}')
@@ -254,11 +261,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if rule and rule["action"] == "stall" and "after" not in rule:
                 time.sleep(rule.get("seconds", 5))
-            self.forward(cls, rule)
+            self.forward(cls)
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             self.close_connection = True
 
-    def forward(self, cls, rule):
+    def forward(self, cls):
         st = self.server.state
         up = http.client.HTTPConnection(st.up_host, st.up_port, timeout=120)
         try:
@@ -286,6 +293,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if chunked:
                 up.send(b"0\r\n\r\n")
             resp = up.getresponse()
+            rule = None
+            if 200 <= resp.status < 300:
+                rule = st.match(self.command, self.path, True)
             self.relay(cls, rule, resp, rx)
         finally:
             up.close()
