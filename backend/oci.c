@@ -553,7 +553,7 @@ static int find_credentials(struct oci_client *c, const struct oci_remote *r,
 
 	if (r->username) {
 		c->user = strdup(r->username);
-		c->pass = strdup(r->password);
+		c->pass = strdup(r->password ? r->password : "");
 		return c->user && c->pass ? 0 : -ENOMEM;
 	}
 	if (r->auth_file)
@@ -780,7 +780,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	line[l] = 0;
 	header_line(rq, line);
 	if (rq->sink == SINK_MEM && rq->status >= 200 && rq->status < 300 &&
-	    rq->clen > (int64_t)rq->mem_max) {
+	    rq->clen >= 0 && (uint64_t)rq->clen > rq->mem_max) {
 		rq->toobig = 1;
 		return 0;
 	}
@@ -1262,8 +1262,10 @@ static int req_start(struct req *rq)
 		atomic_fetch_sub(rq->progress, rq->got);
 	if (rq->sink != SINK_CB)
 		rq->got = 0;
-	if (rq->up || rq->body)
-		on_seek(rq, 0, SEEK_SET);
+	if (rq->progress && rq->sent)
+		atomic_fetch_sub(rq->progress, rq->sent);
+	rq->sent = 0;
+	rq->piece_off = rq->piece_len = 0;
 	rq->start = rq->roff + rq->got;
 	rq->got0 = rq->got;
 	e = rq->h = curl_easy_init();
@@ -1338,8 +1340,6 @@ static int req_start(struct req *rq)
 /* One function per foreign error source: curl's codes. */
 static int curl_outcome(struct req *rq, CURLcode code)
 {
-	struct oci_client *c = rq->c;
-
 	switch (code) {
 	case CURLE_OPERATION_TIMEDOUT:
 	case CURLE_COULDNT_RESOLVE_HOST:

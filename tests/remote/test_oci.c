@@ -738,6 +738,7 @@ static void test_fault_upload(void)
 {
 	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
 	unsigned char *p = malloc(5u << 20);
+	_Atomic uint64_t progress = 0;
 	struct oci_upload u;
 	struct mem m;
 
@@ -745,8 +746,10 @@ static void test_fault_upload(void)
 	up_init(&u, &m, p, 5u << 20);
 	set_rules("{\"rules\": [{\"path\": \"/blobs/uploads/\", \"method\": \"PUT\","
 		  " \"action\": \"status\", \"status\": 503, \"count\": 2}]}");
-	CHECK_EQ(oci_upload_blobs(c, "faults/up", &u, 1, NULL, err, sizeof(err)), 0);
+	CHECK_EQ(oci_upload_blobs(c, "faults/up", &u, 1, &progress, err,
+				  sizeof(err)), 0);
 	CHECK_EQ(u.how, OCI_UP_SENT);
+	CHECK_EQ(progress, 5u << 20);
 	CHECK_EQ(oci_client_counters(c)->retries, 2);
 	set_rules("");
 	free(p);
