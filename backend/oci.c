@@ -117,6 +117,9 @@ struct req {
 	char reason[64];
 	char *location, *www_auth, *link, *dcd, *ctype_got;
 	int has_crange, started, complete, overflow, badrange, toobig, stop;
+	int stalled;
+	uint64_t last_bytes;     /* body bytes moved at last_ms */
+	int64_t last_ms;
 	uint64_t cr_first, cr_last, cr_total;
 	int64_t clen;
 	char errbody[ERRBODY_MAX];
@@ -550,7 +553,7 @@ static int find_credentials(struct oci_client *c, const struct oci_remote *r,
 
 	if (r->username) {
 		c->user = strdup(r->username);
-		c->pass = strdup(r->password);
+		c->pass = strdup(r->password ? r->password : "");
 		return c->user && c->pass ? 0 : -ENOMEM;
 	}
 	if (r->auth_file)
@@ -777,7 +780,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	line[l] = 0;
 	header_line(rq, line);
 	if (rq->sink == SINK_MEM && rq->status >= 200 && rq->status < 300 &&
-	    rq->clen > (int64_t)rq->mem_max) {
+	    rq->clen >= 0 && (uint64_t)rq->clen > rq->mem_max) {
 		rq->toobig = 1;
 		return 0;
 	}
@@ -913,6 +916,23 @@ static size_t on_read(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* A stall: no byte moved either way for stall_s seconds. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct req *rq = arg;
+	int64_t now = now_ms();
+
+	if ((uint64_t)(dlnow + ulnow) != rq->last_bytes) {
+		rq->last_bytes = dlnow + ulnow;
+		rq->last_ms = now;
+	} else if (now - rq->last_ms >= rq->c->stall_s * 1000LL) {
+		rq->stalled = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* curl rewinds the body for a redirect or a resent request. */
 static int on_seek(void *arg, curl_off_t off, int origin)
 {
@@ -959,6 +979,8 @@ static int challenge_param(const char *ch, const char *key, char *out,
 
 static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		     char *err, size_t errlen);
+static void req_init(struct req *rq, struct oci_client *c, const char *method);
+static void req_release(struct req *rq);
 
 static int token_step(struct task *k)
 {
@@ -996,7 +1018,7 @@ static int token_fetch(struct req *orig, const char *realm,
 	struct oci_client *c = orig->c;
 	struct token tok = { 0 };
 	struct task k = { 0 };
-	char scope[sizeof(orig->scope)], *s, *save = NULL;
+	char scope[sizeof(orig->scope)], *s, *save = NULL, *url = NULL;
 	CURLU *u = curl_url();
 	int r = -ENOMEM;
 
@@ -1012,10 +1034,9 @@ static int token_fetch(struct req *orig, const char *realm,
 	for (s = strtok_r(scope, " ", &save); s; s = strtok_r(NULL, " ", &save))
 		if (query_add(u, "scope", s) < 0)
 			goto out;
-	if (curl_url_get(u, CURLUPART_URL, &k.rq.url, 0))
+	req_init(&k.rq, c, "GET");
+	if (curl_url_get(u, CURLUPART_URL, &url, 0) || !(k.rq.url = strdup(url)))
 		goto out;
-	k.rq.method = "GET";
-	snprintf(k.rq.what, sizeof(k.rq.what), "GET token");
 	k.rq.noauth = 1;
 	k.rq.sink = SINK_MEM;
 	k.rq.mem_max = SMALL_MAX;
@@ -1028,6 +1049,8 @@ static int token_fetch(struct req *orig, const char *realm,
 	*ret = tok.value;
 	*ret_expires = tok.expires;
 out:
+	req_release(&k.rq);
+	curl_free(url);
 	curl_url_cleanup(u);
 	return r;
 }
@@ -1232,15 +1255,17 @@ static int req_start(struct req *rq)
 	answer_reset(rq);
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
-	rq->badrange = rq->stop = 0;
+	rq->badrange = rq->stop = rq->stalled = 0;
 	rq->skip = 0;
 	rq->mem_len = 0;
 	if (rq->sink == SINK_BUF && rq->progress)
 		atomic_fetch_sub(rq->progress, rq->got);
 	if (rq->sink != SINK_CB)
 		rq->got = 0;
-	if (rq->up || rq->body)
-		on_seek(rq, 0, SEEK_SET);
+	if (rq->progress && rq->sent)
+		atomic_fetch_sub(rq->progress, rq->sent);
+	rq->sent = 0;
+	rq->piece_off = rq->piece_len = 0;
 	rq->start = rq->roff + rq->got;
 	rq->got0 = rq->got;
 	e = rq->h = curl_easy_init();
@@ -1259,8 +1284,13 @@ static int req_start(struct req *rq)
 	 * multiplexed on one */
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)c->stall_s);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)c->stall_s);
+	/* curl's low-speed check averages over seconds of history: a stall
+	 * right after a burst goes unseen for long; watch the bytes instead */
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
+	rq->last_bytes = 0;
+	rq->last_ms = now_ms();
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmfs/0.1");
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, rq);
@@ -1310,12 +1340,8 @@ static int req_start(struct req *rq)
 /* One function per foreign error source: curl's codes. */
 static int curl_outcome(struct req *rq, CURLcode code)
 {
-	struct oci_client *c = rq->c;
-
 	switch (code) {
 	case CURLE_OPERATION_TIMEDOUT:
-		return causef(rq, OUT_RETRY, "stalled (no byte for %d s)",
-			      c->stall_s);
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_RECV_ERROR:
@@ -1402,6 +1428,9 @@ static int req_outcome(struct req *rq, CURLcode code)
 	if (rq->toobig)
 		return causef(rq, -EFBIG, "the answer exceeds %zu bytes",
 			      rq->mem_max);
+	if (rq->stalled)
+		return causef(rq, OUT_RETRY, "stalled (no byte for %d s)",
+			      rq->c->stall_s);
 	if (rq->overflow)
 		return causef(rq, OUT_RETRY, "body longer than asked");
 	if (rq->badrange)
