@@ -108,6 +108,7 @@ struct req {
 	uint64_t start;          /* the first byte asked for this attempt */
 	uint64_t skip;           /* bytes to drop: a 200 to a Range request */
 	uint64_t total;          /* blob size when the answer told it */
+	uint64_t want_total;     /* the blob size the caller expects, 0: any */
 	int (*cb)(void *arg, const void *buf, size_t n);
 	void *cbarg;
 	EVP_MD_CTX *md;
@@ -1440,6 +1441,11 @@ static int req_outcome(struct req *rq, CURLcode code)
 		return curl_outcome(rq, code);
 	if (rq->status == 401)
 		return auth_answer(rq);
+	if (rq->status >= 200 && rq->status < 300 && rq->want_total && rq->total &&
+	    rq->total != rq->want_total)
+		return causef(rq, -EIO, "the blob has %llu bytes, the manifest says %llu",
+			      (unsigned long long)rq->total,
+			      (unsigned long long)rq->want_total);
 	if (rq->status >= 200 && rq->status < 300)
 		return body_outcome(rq);
 	if (rq->lenient && rq->status >= 400 && rq->status < 500)
@@ -2063,6 +2069,7 @@ int oci_fetch_ranges(struct oci_client *c, const char *repo,
 		rq->buf = r[i].buf;
 		rq->roff = r[i].off;
 		rq->rlen = r[i].len;
+		rq->want_total = r[i].size;
 		rq->progress = progress;
 		snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
 		res = req_url(rq, "/v2/%s/blobs/%s", repo, r[i].digest);

@@ -153,9 +153,9 @@ struct oci_range {
 	uint64_t off;
 	uint64_t len;
 	void *buf;       /* receives exactly len bytes */
-	uint64_t size;   /* the blob's size as the manifest says, 0: unchecked */
 	int status;      /* out: 0 or -errno */
 	void *user;      /* the caller's */
+	uint64_t size;   /* the blob's size as the manifest says, 0: unchecked */
 };
 
 /*

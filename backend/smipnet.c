@@ -495,7 +495,8 @@ static struct window *window_new(struct fetch *f, size_t from, size_t to)
 			w->rg[w->nr] = (struct oci_range){ .digest = m->packs[s->pack].digest,
 							   .off = start, .len = end - start,
 							   .buf = w->fr[w->nr].buf,
-							   .user = &w->fr[w->nr] };
+							   .user = &w->fr[w->nr],
+							   .size = m->packs[s->pack].size };
 		}
 		w->nr++;
 		i = k;

@@ -420,7 +420,7 @@ static void test_ranges(void)
 		uint64_t off = (uint64_t)(i * 1048573u) % (BIG - 3000000);
 
 		r[i] = (struct oci_range){ big_digest, off, 1000 + i * 40000,
-					   malloc(1000 + i * 40000), 1, NULL };
+					   malloc(1000 + i * 40000), 1, NULL, 0 };
 		total += r[i].len;
 	}
 	r[0].off = 0;
@@ -651,7 +651,7 @@ static void test_fault_drop_resume(void)
 static void fetch_one(struct oci_client *c, uint64_t off, uint64_t len,
 		      struct ctx *x, int want)
 {
-	struct oci_range r = { fault_digest, off, len, malloc(len), 1, NULL };
+	struct oci_range r = { fault_digest, off, len, malloc(len), 1, NULL, 0 };
 
 	CHECK_EQ(oci_fetch_ranges(c, "faults/a", &r, 1, check_range, x, NULL,
 				  err, sizeof(err)), want);
