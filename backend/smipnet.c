@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -327,7 +328,8 @@ out:
  * append them to the packs, the next window is on the wire.  What is
  * appended is committed every COMMIT bytes and at the end.
  */
-#define COMMIT (64u << 20)
+#define COMMIT_NS 250000000LL /* a quarter of a second */
+#define COMMIT_BYTES (32u << 20)
 
 struct frange {
 	uint32_t first, n;  /* chunks want[first .. first + n) */
@@ -355,6 +357,7 @@ struct fetch {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
 	int err;            /* storing failed (a full disk): not worth a retry */
+	int64_t committed;  /* when the last commit was made */
 };
 
 struct window {
@@ -364,6 +367,32 @@ struct window {
 	size_t nr;
 	unsigned pending;   /* check jobs not finished */
 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Commits what was appended when the last commit is COMMIT_NS old or
+ * COMMIT_BYTES wait, so that a pull killed midway loses little.
+ */
+static int commit_due(struct fetch *f)
+{
+	int64_t now = mono_ns();
+	uint64_t pending = cas_import_pending(f->im);
+	int due;
+
+	pthread_mutex_lock(&f->lock);
+	due = pending && (now - f->committed >= COMMIT_NS || pending >= COMMIT_BYTES);
+	if (due)
+		f->committed = now;
+	pthread_mutex_unlock(&f->lock);
+	return due ? cas_import_commit(f->im) : 0;
+}
 
 /* Checks every record of a range that arrived and appends them. */
 static void check_job(void *ctx, void *arg)
@@ -408,6 +437,8 @@ static void check_job(void *ctx, void *arg)
 	}
 	if (!bad)
 		bad = cas_import_add(f->im, recs, lens, fr->n);
+	if (!bad)
+		bad = commit_due(f);
 	free(recs);
 	free(lens);
 	pthread_mutex_lock(&f->lock);
@@ -603,6 +634,7 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 		goto out;
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.done, NULL);
+	f.committed = mono_ns();
 	for (i = 0; r == 0 && i < nw; i = k) {
 		uint64_t bytes = 0;
 
@@ -623,8 +655,6 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 			window_free(prev);
 			prev = NULL;
 		}
-		if (r == 0 && cas_import_pending(f.im) >= COMMIT)
-			r = cas_import_commit(f.im);
 		prev = cur;
 		cur = NULL;
 	}

@@ -68,6 +68,7 @@ test_expect_success "a stalled answer: given up after stall_seconds, retried" '
 '
 
 test_expect_success "bytes always wrong: EIO, a failed transfer, nothing stored" '
+	ls "$MNT/net/lab/team/m6/v1" > /dev/null &&
 	rule "{\"path\": \"/blobs/sha256:\", \"method\": \"GET\", \"count\": -1, \"action\": \"flip\"}" &&
 	ALLOWED_ERRORS="net/lab/team/m6" &&
 	! cp -r "$MNT/net/lab/team/m6/v1" "$MNT/models/m6" 2>"$TEST_DIR/cp.err" &&
