@@ -349,7 +349,7 @@ static int conf_str(json_t *v, const char *key, char **out)
 
 static const char *const conf_keys[] = {
 	"url", "insecure", "connections", "retries", "stall_seconds",
-	"username", "password", "auth_file", "repositories", NULL
+	"username", "password", "auth_file", "repositories", "format", NULL
 };
 
 /* Fills r from v; returns NULL or what is wrong. */
@@ -395,6 +395,11 @@ static const char *conf_remote(json_t *v, struct oci_remote *r)
 		return "\"username\", \"password\", \"auth_file\" must be strings";
 	if (!r->username != !r->password)
 		return "needs both \"username\" and \"password\" or neither";
+	x = json_object_get(v, "format");
+	if (x && (!json_is_string(x) || (strcmp(json_string_value(x), "smip") &&
+					 strcmp(json_string_value(x), "modelpack"))))
+		return "\"format\" must be \"smip\" or \"modelpack\"";
+	r->modelpack = x && !strcmp(json_string_value(x), "modelpack");
 	x = json_object_get(v, "repositories");
 	if (!x)
 		return NULL;

@@ -73,6 +73,8 @@ struct oci_remote {
 	char *auth_file;     /* NULL: the usual places (above) */
 	char **repositories; /* listed when the catalog API is refused */
 	size_t nrepositories;
+	int modelpack;       /* "format": "modelpack": pushes write plain
+				CNCF ModelPack artifacts, not SMIP */
 };
 
 /*
@@ -80,7 +82,7 @@ struct oci_remote {
  *   {"remotes": {"lab": {"url": "https://reg.example.com", "insecure": false,
  *     "connections": 4, "retries": 5, "stall_seconds": 30,
  *     "username": "u", "password": "p", "auth_file": "/path",
- *     "repositories": ["team/qwen2.5"]}}}
+ *     "repositories": ["team/qwen2.5"], "format": "smip"}}}
  * Names must be valid file names (no '/', not "." or "..", not hidden).
  * A missing file is no remotes (returns 0, *ret_n = 0).
  */

@@ -1891,9 +1891,14 @@ static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 	}
 	pthread_mutex_unlock(&n->lock);
 	x = xfer_start(n, "push", t, NULL, total);
-	r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
-		      name ? name + 1 : t->repo, e, t->npf, src, nsrc,
-		      x ? &x->done : NULL, &stats, err, sizeof(err));
+	if (n->r[t->remote].cfg->modelpack)
+		r = smip_push_modelpack(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
+					name ? name + 1 : t->repo, e, t->npf,
+					x ? &x->done : NULL, &stats, err, sizeof(err));
+	else
+		r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
+			      name ? name + 1 : t->repo, e, t->npf, src, nsrc,
+			      x ? &x->done : NULL, &stats, err, sizeof(err));
 	xfer_end(n, x, r, err);
 	for (i = 0; i < nsrc; i++)
 		tag_put(n, held[i]);

@@ -140,6 +140,23 @@ else
 test_skip "skopeo interop" "skopeo not installed"
 fi
 
+test_expect_success "a remote with \"format\": \"modelpack\" pushes plain ModelPack artifacts" '
+	daemon_stop &&
+	printf "{\"remotes\": {\"lab\": {\"url\": \"%s\", \"insecure\": true, \"username\": \"%s\", \"password\": \"%s\"}, \"mp\": {\"url\": \"%s\", \"insecure\": true, \"username\": \"%s\", \"password\": \"%s\", \"format\": \"modelpack\"}}}\n" \
+		"$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" "$REGISTRY_URL" "$REGISTRY_USER" "$REGISTRY_PASS" > "$STORE_A/remotes.json" &&
+	daemon_start &&
+	cp -r "$MNT/models/m" "$MNT/net/mp/team/mp:v1" &&
+	rcurl -H "Accept: application/vnd.oci.image.manifest.v1+json" \
+		"$REGISTRY_URL/v2/team/mp/manifests/v1" > "$TEST_DIR/mp.json" &&
+	grep -q "\"artifactType\":\"application/vnd.cncf.model.manifest.v1+json\"" "$TEST_DIR/mp.json" &&
+	grep -q "org.cncf.model.filepath\":\"tok/vocab.txt" "$TEST_DIR/mp.json" &&
+	wait_for 15 "ls \"$MNT/net/lab/team\" | grep -qx mp" &&
+	grep -q "^layout: modelpack" "$MNT/net/lab/team/mp/v1/.smip/info" &&
+	for f in model.safetensors config.json tok/vocab.txt; do
+		cmp "$SRC/m/$f" "$MNT/net/lab/team/mp/v1/$f" || return 1
+	done
+'
+
 test_expect_success "the pulled models work offline" '
 	registry_stop "$TEST_DIR/registry" &&
 	diff -r "$SRC/m" "$MNT/models/m" &&
