@@ -685,7 +685,7 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 	struct ntag *t;
 	char *full;
 	size_t i;
-	int r, kind = -1;
+	int r, kind = -1, again, stale;
 
 	pthread_mutex_lock(&n->lock);
 	k = kid_find(d, name);
@@ -697,14 +697,24 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 		return 0;
 	}
 	pthread_mutex_unlock(&n->lock);
-	r = dir_listing(n, d);
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&n->lock);
-	for (i = 0; i < d->nnames; i++)
-		if (strcmp(d->names[i], name) == 0)
+	for (again = 0;; again++) {
+		r = dir_listing(n, d);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&n->lock);
+		for (i = 0; i < d->nnames; i++)
+			if (strcmp(d->names[i], name) == 0)
+				break;
+		/* A name the cached listing lacks: list again, once a second. */
+		stale = i == d->nnames && !again && now_ns() - d->listed > NET_TTL_NS / 10;
+		if (stale) {
+			d->listed = 0;
+			n->r[d->remote].listed = 0;
+		}
+		pthread_mutex_unlock(&n->lock);
+		if (!stale)
 			break;
-	pthread_mutex_unlock(&n->lock);
+	}
 	full = join(d->prefix, name);
 	if (!full)
 		return -ENOMEM;
