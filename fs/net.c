@@ -1549,6 +1549,49 @@ ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
 
 /* ---- pushes -------------------------------------------------------------- */
 
+/*
+ * Adds an entry to a push in progress and its node under p; takes *path
+ * (the entry's path in the model) on success.
+ */
+static int pf_add(struct fs_net *n, struct ntag *t, struct nnode *p,
+		  const char *name, char **path, uint32_t mode, uint64_t ino,
+		  uint64_t size, uint64_t *ret_ino)
+{
+	struct nnode *k;
+	int r;
+
+	pthread_mutex_lock(&t->plock);
+	pthread_mutex_lock(&n->lock);
+	r = ent_find(t, *path) ? -EEXIST : 0;
+	if (r == 0) {
+		struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
+
+		r = -ENOMEM;
+		if (v) {
+			t->pf = v;
+			v[t->npf] = (struct pfile){ .path = strdup(*path), .mode = mode,
+						    .ino = ino };
+			if (v[t->npf].path)
+				r = ent_add(t, *path, mode, size, (long)t->npf++);
+		}
+	}
+	if (r == 0) {
+		k = kid_get(n, p, name, S_ISDIR(mode) ? N_MDIR :
+				  S_ISLNK(mode) ? N_LINK : N_FILE);
+		r = -ENOMEM;
+		if (k) {
+			free(k->path);
+			k->path = *path;
+			*path = NULL;
+			*ret_ino = k->ino;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&t->plock);
+	return r;
+}
+
 /* A new tag (or folder of one) to push: NAME under a repository, or REPO:TAG. */
 int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		 uint32_t mode, uint64_t *ret_ino)
@@ -1577,35 +1620,8 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		r = -ENOMEM;
 		if (!path)
 			goto out;
-		pthread_mutex_lock(&t->plock);
-		pthread_mutex_lock(&n->lock);
-		r = ent_find(t, path) ? -EEXIST : 0;
-		if (r == 0) {
-			struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
-
-			r = -ENOMEM;
-			if (v) {
-				t->pf = v;
-				v[t->npf] = (struct pfile){ .path = strdup(path),
-							    .mode = S_IFDIR | (mode & 0777) };
-				if (v[t->npf].path)
-					r = ent_add(t, path, S_IFDIR | (mode & 0777), 0,
-						    (long)t->npf++);
-			}
-		}
-		if (r == 0) {
-			k = kid_get(n, p, name, N_MDIR);
-			if (k) {
-				free(k->path);
-				k->path = path;
-				path = NULL;
-				*ret_ino = k->ino;
-			} else {
-				r = -ENOMEM;
-			}
-		}
-		pthread_mutex_unlock(&n->lock);
-		pthread_mutex_unlock(&t->plock);
+		r = pf_add(n, t, p, name, &path, S_IFDIR | (mode & 0777), 0, 0,
+			   ret_ino);
 		goto out;
 	}
 	if (p->kind != N_DIR)
@@ -1730,7 +1746,7 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 		     uint32_t mode, const char *target, uint64_t *ret_ino,
 		     struct fs_net_handle **ret)
 {
-	struct nnode *p, *k = NULL;
+	struct nnode *p;
 	struct ntag *t;
 	struct cat_attr a;
 	char tmp[64], *path = NULL;
@@ -1761,39 +1777,12 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
 	if (r < 0)
 		goto out;
-	pthread_mutex_lock(&t->plock);
-	pthread_mutex_lock(&n->lock);
-	r = ent_find(t, path) ? -EEXIST : 0;
-	if (r == 0) {
-		struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
-
-		r = -ENOMEM;
-		if (v) {
-			t->pf = v;
-			v[t->npf] = (struct pfile){ .path = strdup(path),
-						    .mode = mode, .ino = ino };
-			if (v[t->npf].path)
-				r = ent_add(t, path, mode, target ? strlen(target) : 0,
-					    (long)t->npf++);
-		}
-	}
-	if (r == 0) {
-		k = kid_get(n, p, name, S_ISLNK(mode) ? N_LINK : N_FILE);
-		if (k) {
-			free(k->path);
-			k->path = path;
-			path = NULL;
-			*ret_ino = k->ino;
-		} else {
-			r = -ENOMEM;
-		}
-	}
-	pthread_mutex_unlock(&n->lock);
-	pthread_mutex_unlock(&t->plock);
+	r = pf_add(n, t, p, name, &path, mode, ino, target ? strlen(target) : 0,
+		   ret_ino);
 	if (r < 0)
 		cas_release_orphan(n->fs->st, ino);
 	else if (ret)
-		r = fs_net_fopen(n, k->ino, O_WRONLY | O_TRUNC, ret);
+		r = fs_net_fopen(n, *ret_ino, O_WRONLY | O_TRUNC, ret);
 out:
 	free(path);
 	tag_put(n, t);
