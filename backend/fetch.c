@@ -161,6 +161,11 @@ int cas_import_add(struct cas_import *im, const void *const *recs,
 	return r;
 }
 
+void cas_import_writeback(struct cas_import *im)
+{
+	pack_set_writeback(im->st->packs);
+}
+
 uint64_t cas_import_pending(struct cas_import *im)
 {
 	uint64_t b;

@@ -307,6 +307,17 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 	return read_split(ps, loc, id, hdr, payload);
 }
 
+void pack_set_writeback(struct pack_set *ps)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&ps->lock);
+	for (i = 0; i < ps->nfds; i++)
+		if (ps->dirty[i] && ps->fds[i] >= 0)
+			sync_file_range(ps->fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	pthread_mutex_unlock(&ps->lock);
+}
+
 int pack_set_sync(struct pack_set *ps)
 {
 	uint32_t i;

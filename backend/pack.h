@@ -71,6 +71,9 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 
 /* Makes every appended byte durable (fdatasync, and the folder for new packs). */
 int pack_set_sync(struct pack_set *ps);
+/* Starts writing appended bytes out without waiting (sync_file_range), so
+ * that the next pack_set_sync() has less to wait for. */
+void pack_set_writeback(struct pack_set *ps);
 
 /* Current length of pack id, or -errno. */
 int64_t pack_size(struct pack_set *ps, uint32_t id);

@@ -22,6 +22,7 @@
 #define RANGE_MAX (16u << 20)
 #define RANGE_GAP (64u << 10)
 #define WINDOW (64u << 20)
+#define SPARE_MAX 12          /* range buffers kept for the next window */
 #define CONFIG_MAX (512u << 20)
 #define CHUNKS_MAX (64u << 20)
 #define REC_MAX (PACK_REC_LEN + 600u * 1024)
@@ -358,7 +359,28 @@ struct fetch {
 	pthread_cond_t done;
 	int err;            /* storing failed (a full disk): not worth a retry */
 	int64_t committed;  /* when the last commit was made */
+	uint8_t *spare[SPARE_MAX]; /* RANGE_BUF buffers of windows done: reused,
+				      not faulted in and zeroed again */
+	size_t nspare;
 };
+
+/* Range buffers hold RANGE_MAX and a pack header (a whole pack blob). */
+#define RANGE_BUF (RANGE_MAX + PACK_HEADER_LEN)
+
+static uint8_t *buf_get(struct fetch *f, size_t len)
+{
+	if (len <= RANGE_BUF && f->nspare)
+		return f->spare[--f->nspare];
+	return malloc(len <= RANGE_BUF ? RANGE_BUF : len);
+}
+
+static void buf_put(struct fetch *f, uint8_t *buf, size_t len)
+{
+	if (buf && len <= RANGE_BUF && f->nspare < SPARE_MAX)
+		f->spare[f->nspare++] = buf;
+	else
+		free(buf);
+}
 
 struct window {
 	struct fetch *f;
@@ -438,6 +460,8 @@ static void check_job(void *ctx, void *arg)
 	if (!bad)
 		bad = cas_import_add(f->im, recs, lens, fr->n);
 	if (!bad)
+		cas_import_writeback(f->im);
+	if (!bad)
 		bad = commit_due(f);
 	free(recs);
 	free(lens);
@@ -479,7 +503,7 @@ static void window_free(struct window *w)
 	if (!w)
 		return;
 	for (i = 0; w->fr && i < w->nr; i++)
-		free(w->fr[i].buf);
+		buf_put(w->f, w->fr[i].buf, w->rg[i].len);
 	free(w->fr);
 	free(w->rg);
 	free(w);
@@ -520,7 +544,7 @@ static struct window *window_new(struct fetch *f, size_t from, size_t to)
 			w->fr[w->nr] = (struct frange){ .first = (uint32_t)i,
 							.n = (uint32_t)(k - i), .w = w,
 							.whole = whole, .base = start,
-							.buf = malloc(end - start) };
+							.buf = buf_get(f, end - start) };
 			if (!w->fr[w->nr].buf)
 				goto fail;
 			w->rg[w->nr] = (struct oci_range){ .digest = m->packs[s->pack].digest,
@@ -674,6 +698,8 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 				 strerror(-r2));
 	}
 	cas_import_end(f.im);
+	while (f.nspare)
+		free(f.spare[--f.nspare]);
 	pthread_mutex_destroy(&f.lock);
 	pthread_cond_destroy(&f.done);
 out:

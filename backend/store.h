@@ -176,6 +176,8 @@ int cas_import_begin(struct cas_store *st, struct cas_import **ret);
 int cas_import_add(struct cas_import *im, const void *const *recs,
 		   const size_t *lens, size_t n);
 uint64_t cas_import_pending(struct cas_import *im);
+/* Starts writing what was added to disk, without waiting. */
+void cas_import_writeback(struct cas_import *im);
 int cas_import_commit(struct cas_import *im);
 void cas_import_end(struct cas_import *im);
 
