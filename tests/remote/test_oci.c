@@ -756,6 +756,34 @@ static void test_fault_upload(void)
 	oci_client_free(c);
 }
 
+/* A blob read redirected to "storage" on another host: followed, and the
+ * credentials are not sent there. */
+static void test_redirect(void)
+{
+	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
+	const char *port = strrchr(proxy, ':') + 1;
+	struct ctx x = { 0 };
+	char j[512];
+	void *p = NULL;
+	size_t len = 0;
+
+	x.src = fault_src;
+	snprintf(j, sizeof(j), "{\"rules\": [{\"path\": \"/v2/faults/a/blobs/sha256:\","
+		 " \"method\": \"GET\", \"action\": \"redirect\", \"count\": -1,"
+		 " \"to\": \"http://localhost:%s\"}]}", port);
+	set_rules(j);
+	if (oci_blob_get(c, "faults/a", fault_digest, FAULT_LEN, &p, &len, err,
+			 sizeof(err)) < 0)
+		fprintf(stderr, "  (message: %s)\n", err);
+	CHECK(p && len == FAULT_LEN && !memcmp(p, fault_src, FAULT_LEN));
+	free(p);
+	fetch_one(c, 4096, 100000, &x, 0);
+	CHECK(proxy_stat(proxy, "storage_noauth", "requests") >= 2);
+	CHECK_EQ(proxy_stat(proxy, "storage_auth", "requests"), -1);
+	set_rules("");
+	oci_client_free(c);
+}
+
 static void test_hostile(void)
 {
 	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
@@ -809,6 +837,7 @@ int main(void)
 	RUN(test_fault_stall);
 	RUN(test_fault_every_attempt);
 	RUN(test_fault_upload);
+	RUN(test_redirect);
 	RUN(test_hostile);
 	RUN(test_no_credentials);
 	RUN(test_auth_file);
