@@ -23,6 +23,7 @@ its content changes):
           replace: answer `status` (200) with `body`, or `size` bytes of
                    'a', and `content_type`
           redirect: answer 307 to `to` + "/_storage" + the path
+          norange: drop the Range header (the registry answers 200, whole)
 Requests under /_storage/ stand in for blob storage on another host (reach
 it as http://localhost:PORT while the registry is http://127.0.0.1:PORT):
 they are counted as class storage_auth or storage_noauth by whether they
@@ -35,7 +36,7 @@ checks the basic credentials USER:PASS and issues a token; accepted requests
 go upstream with --upstream-auth as basic credentials.
 
 GET /_stats answers the counts per path class (JSON); POST /_reset zeroes
-them.
+them; POST /_revoke forgets the tokens issued (a 401 to a cached token).
 """
 import argparse
 import base64
@@ -245,6 +246,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.path == "/_stats":
                 self.answer(200, json.dumps(st.stats).encode())
                 return
+            if self.path == "/_revoke":
+                with st.lock:
+                    st.tokens.clear()
+                self.answer(200, b"{}")
+                return
             if self.path == "/_reset":
                 with st.lock:
                     st.stats = {}
@@ -276,11 +282,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if rule and rule["action"] == "stall" and "after" not in rule:
                 time.sleep(rule.get("seconds", 5))
-            self.forward(cls)
+            self.forward(cls, rule and rule["action"] == "norange")
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             self.close_connection = True
 
-    def forward(self, cls):
+    def forward(self, cls, norange=False):
         st = self.server.state
         up = http.client.HTTPConnection(st.up_host, st.up_port, timeout=120)
         try:
@@ -291,6 +297,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 == "chunked"
             for k, v in self.headers.items():
                 if k.lower() in HOP or k.lower() == "expect":
+                    continue
+                if k.lower() == "range" and norange:
                     continue
                 if k.lower() == "authorization" and (
                         st.args.upstream_auth or self.storage):
