@@ -1460,7 +1460,7 @@ static int req_outcome(struct req *rq, CURLcode code)
 
 static int64_t backoff_ms(int attempt, unsigned *seed)
 {
-	int64_t d = BACKOFF_MS << (attempt < 6 ? attempt - 1 : 5);
+	int64_t d = BACKOFF_MS << (attempt < 1 ? 0 : attempt < 6 ? attempt - 1 : 5);
 
 	d = d < BACKOFF_MAX_MS ? d : BACKOFF_MAX_MS;
 	return d / 2 + rand_r(seed) % (d / 2 + 1);
@@ -1505,7 +1505,7 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		}
 		/* a stream that moved on starts its count again */
 		if (rq->sink == SINK_CB && rq->got > rq->got0)
-			rq->attempt = 0;
+			rq->attempt = 1;
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
 		k->due = now_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;

@@ -22,6 +22,12 @@ its content changes):
           stall: sleep `seconds` before the answer, or after `after` bytes
           replace: answer `status` (200) with `body`, or `size` bytes of
                    'a', and `content_type`
+          redirect: answer 307 to `to` + "/_storage" + the path
+          norange: drop the Range header (the registry answers 200, whole)
+Requests under /_storage/ stand in for blob storage on another host (reach
+it as http://localhost:PORT while the registry is http://127.0.0.1:PORT):
+they are counted as class storage_auth or storage_noauth by whether they
+carry an Authorization header, and go upstream with --storage-auth.
 
 --bearer makes it a STAND-IN bearer token server (the real registry's token
 auth needs a JWT issuer we do not run): a request without a token it issued
@@ -30,7 +36,7 @@ checks the basic credentials USER:PASS and issues a token; accepted requests
 go upstream with --upstream-auth as basic credentials.
 
 GET /_stats answers the counts per path class (JSON); POST /_reset zeroes
-them.
+them; POST /_revoke forgets the tokens issued (a 401 to a cached token).
 """
 import argparse
 import base64
@@ -240,18 +246,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.path == "/_stats":
                 self.answer(200, json.dumps(st.stats).encode())
                 return
+            if self.path == "/_revoke":
+                with st.lock:
+                    st.tokens.clear()
+                self.answer(200, b"{}")
+                return
             if self.path == "/_reset":
                 with st.lock:
                     st.stats = {}
                 self.answer(200, b"{}")
                 return
+            self.storage = self.path.startswith("/_storage/")
+            if self.storage:
+                auth = self.headers.get("Authorization")
+                st.count("storage_auth" if auth else "storage_noauth", 1, 0, 0)
+                self.path = self.path[len("/_storage"):]
             st.count(cls, 1, 0, 0)
             if st.args.bearer and not self.bearer_gate():
                 return
-            rule = st.match(self.command, self.path, False)
+            rule = None if self.storage else \
+                st.match(self.command, self.path, False)
             if rule and rule["action"] == "status":
                 self.answer(rule.get("status", 503),
                             b'{"errors":[{"code":"UNAVAILABLE"}]}')
+                return
+            if rule and rule["action"] == "redirect":
+                self.answer(307, b"", headers=[(
+                    "Location", rule["to"] + "/_storage" + self.path)])
                 return
             if rule and rule["action"] == "replace":
                 body = rule["body"].encode() if "body" in rule \
@@ -261,11 +282,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if rule and rule["action"] == "stall" and "after" not in rule:
                 time.sleep(rule.get("seconds", 5))
-            self.forward(cls)
+            self.forward(cls, rule and rule["action"] == "norange")
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             self.close_connection = True
 
-    def forward(self, cls):
+    def forward(self, cls, norange=False):
         st = self.server.state
         up = http.client.HTTPConnection(st.up_host, st.up_port, timeout=120)
         try:
@@ -277,12 +298,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for k, v in self.headers.items():
                 if k.lower() in HOP or k.lower() == "expect":
                     continue
-                if k.lower() == "authorization" and st.args.upstream_auth:
+                if k.lower() == "range" and norange:
+                    continue
+                if k.lower() == "authorization" and (
+                        st.args.upstream_auth or self.storage):
                     continue
                 up.putheader(k, v)
-            if st.args.upstream_auth:
+            creds = st.args.storage_auth if self.storage \
+                else st.args.upstream_auth
+            if creds:
                 up.putheader("Authorization", "Basic " + base64.b64encode(
-                    st.args.upstream_auth.encode()).decode())
+                    creds.encode()).decode())
             if chunked:
                 up.putheader("Transfer-Encoding", "chunked")
             up.endheaders()
@@ -294,7 +320,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 up.send(b"0\r\n\r\n")
             resp = up.getresponse()
             rule = None
-            if 200 <= resp.status < 300:
+            if 200 <= resp.status < 300 and not self.storage:
                 rule = st.match(self.command, self.path, True)
             self.relay(cls, rule, resp, rx)
         finally:
@@ -369,6 +395,7 @@ def main():
     ap.add_argument("--rules")
     ap.add_argument("--bearer")
     ap.add_argument("--upstream-auth")
+    ap.add_argument("--storage-auth")
     args = ap.parse_args()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True

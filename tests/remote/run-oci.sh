@@ -21,7 +21,8 @@ trap "exit 1" INT TERM
 registry_start "$tmp/reg" auth || exit 1
 : > "$tmp/rules.json"
 python3 "$here/faultproxy.py" --upstream "$REGISTRY_URL" \
-	--port-file "$tmp/fp.port" --rules "$tmp/rules.json" &
+	--port-file "$tmp/fp.port" --rules "$tmp/rules.json" \
+	--storage-auth "$REGISTRY_USER:$REGISTRY_PASS" &
 fp=$!
 python3 "$here/faultproxy.py" --upstream "$REGISTRY_URL" \
 	--port-file "$tmp/bp.port" --bearer tokenuser:tokenpass \

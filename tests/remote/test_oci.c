@@ -5,6 +5,7 @@
  * a stand-in bearer token server in front of it (OCI_BEARER_USER/PASS).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,6 +757,134 @@ static void test_fault_upload(void)
 	oci_client_free(c);
 }
 
+/* A blob read redirected to "storage" on another host: followed, and the
+ * credentials are not sent there. */
+static void test_redirect(void)
+{
+	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
+	const char *port = strrchr(proxy, ':') + 1;
+	struct ctx x = { 0 };
+	char j[512];
+	void *p = NULL;
+	size_t len = 0;
+
+	x.src = fault_src;
+	snprintf(j, sizeof(j), "{\"rules\": [{\"path\": \"/v2/faults/a/blobs/sha256:\","
+		 " \"method\": \"GET\", \"action\": \"redirect\", \"count\": -1,"
+		 " \"to\": \"http://localhost:%s\"}]}", port);
+	set_rules(j);
+	if (oci_blob_get(c, "faults/a", fault_digest, FAULT_LEN, &p, &len, err,
+			 sizeof(err)) < 0)
+		fprintf(stderr, "  (message: %s)\n", err);
+	CHECK(p && len == FAULT_LEN && !memcmp(p, fault_src, FAULT_LEN));
+	free(p);
+	fetch_one(c, 4096, 100000, &x, 0);
+	CHECK(proxy_stat(proxy, "storage_noauth", "requests") >= 2);
+	CHECK_EQ(proxy_stat(proxy, "storage_auth", "requests"), -1);
+	set_rules("");
+	oci_client_free(c);
+}
+
+/* A registry that ignores Range answers 200 with the whole blob. */
+static void test_no_range_support(void)
+{
+	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
+	struct ctx x = { 0 };
+	struct sink s = { malloc(FAULT_LEN), 0, FAULT_LEN };
+
+	x.src = fault_src;
+	rule("norange", ", \"count\": -1");
+	fetch_one(c, 777777, 100000, &x, 0);
+	fetch_one(c, 0, 4096, &x, 0);
+	CHECK_EQ(oci_blob_stream(c, "faults/a", fault_digest, 1000, 5000,
+				 sink_cb, &s, NULL, err, sizeof(err)), 0);
+	CHECK_EQ(s.n, 5000);
+	CHECK(!memcmp(s.p, fault_src + 1000, 5000));
+	/* and a dropped connection resumed from the middle of such a blob */
+	s.n = 0;
+	set_rules("{\"rules\": [{\"path\": \"/v2/faults/a/blobs/\", \"action\": \"drop\","
+		  " \"after\": 1500000, \"count\": 1}, {\"path\": \"/v2/faults/a/blobs/\","
+		  " \"action\": \"norange\", \"count\": -1}]}");
+	CHECK_EQ(oci_blob_stream(c, "faults/a", fault_digest, 0, UINT64_MAX,
+				 sink_cb, &s, NULL, err, sizeof(err)), 0);
+	CHECK_EQ(s.n, FAULT_LEN);
+	CHECK(!memcmp(s.p, fault_src, FAULT_LEN));
+	free(s.p);
+	set_rules("");
+	oci_client_free(c);
+}
+
+struct thread_arg {
+	struct oci_client *c;
+	int fails;
+};
+
+static void *fetch_thread(void *arg)
+{
+	struct thread_arg *t = arg;
+	struct ctx x = { fault_src, 0, 0 };
+	struct oci_range r[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		r[i] = (struct oci_range){ fault_digest, i * 300000u, 200000,
+					   malloc(200000), 1, NULL };
+	if (oci_fetch_ranges(t->c, "faults/a", r, 8, check_range, &x, NULL,
+			     NULL, 0) < 0 || x.bad)
+		t->fails++;
+	for (i = 0; i < 8; i++)
+		free(r[i].buf);
+	return NULL;
+}
+
+/* One client, many threads: shared connections and tokens. */
+static void test_threads(void)
+{
+	const char *bu = getenv("OCI_BEARER_USER"), *bp = getenv("OCI_BEARER_PASS");
+	struct oci_client *c = client_at(bearer, bu, bp, 5, 30);
+	struct thread_arg t[4];
+	pthread_t th[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		t[i] = (struct thread_arg){ c, 0 };
+		pthread_create(&th[i], NULL, fetch_thread, &t[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_EQ(t[i].fails, 0);
+	}
+	oci_client_free(c);
+}
+
+/* A 401 to a cached token: dropped, and the flow runs once more. */
+static void test_token_revoked(void)
+{
+	const char *bu = getenv("OCI_BEARER_USER"), *bp = getenv("OCI_BEARER_PASS");
+	struct oci_client *c = client_at(bearer, bu, bp, 5, 30);
+	char **v = NULL, u[256];
+	size_t n = 0;
+	long long before;
+	CURL *h = curl_easy_init();
+
+	CHECK_EQ(oci_tags(c, "team/model", &v, &n, err, sizeof(err)), 0);
+	oci_strv_free(v, n);
+	before = proxy_stat(bearer, "token", "requests");
+	snprintf(u, sizeof(u), "%s/_revoke", bearer);
+	curl_easy_setopt(h, CURLOPT_URL, u);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fwrite);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, stderr);
+	curl_easy_perform(h);
+	curl_easy_cleanup(h);
+	v = NULL;
+	CHECK_EQ(oci_tags(c, "team/model", &v, &n, err, sizeof(err)), 0);
+	CHECK(has(v, n, "v1"));
+	oci_strv_free(v, n);
+	CHECK_EQ(proxy_stat(bearer, "token", "requests"), before + 1);
+	oci_client_free(c);
+}
+
 static void test_hostile(void)
 {
 	struct oci_client *c = client_at(proxy, user, pass, 5, 30);
@@ -809,6 +938,10 @@ int main(void)
 	RUN(test_fault_stall);
 	RUN(test_fault_every_attempt);
 	RUN(test_fault_upload);
+	RUN(test_redirect);
+	RUN(test_no_range_support);
+	RUN(test_threads);
+	RUN(test_token_revoked);
 	RUN(test_hostile);
 	RUN(test_no_credentials);
 	RUN(test_auth_file);
