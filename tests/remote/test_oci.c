@@ -828,7 +828,7 @@ static void *fetch_thread(void *arg)
 
 	for (i = 0; i < 8; i++)
 		r[i] = (struct oci_range){ fault_digest, i * 300000u, 200000,
-					   malloc(200000), 1, NULL };
+					   malloc(200000), 1, NULL, 0 };
 	if (oci_fetch_ranges(t->c, "faults/a", r, 8, check_range, &x, NULL,
 			     NULL, 0) < 0 || x.bad)
 		t->fails++;
