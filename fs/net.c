@@ -25,7 +25,8 @@
 
 #define NET_TTL_NS (10 * 1000000000LL)
 #define SMALL_BLOB (16u << 20)   /* foreign files this small are fetched whole */
-#define READ_AHEAD (8u << 20)    /* SMIP chunks fetched ahead of a sequential reader */
+#define READ_AHEAD (64u << 20)   /* SMIP chunks fetched ahead of a sequential reader */
+#define READ_AHEAD_MIN (4u << 20) /* ... once it has read this much in order */
 #define XFER_KEEP 32             /* finished transfers listed */
 #define ERR_LEN 512
 
@@ -127,7 +128,9 @@ struct fs_net_handle {
 	int has_text;
 	uint8_t *chunk;       /* the last chunk decoded */
 	long chunk_at;
-	uint64_t next_off;    /* sequential reader detection */
+	uint64_t next_off;    /* sequential reader detection: where the last */
+	uint64_t streak;      /* read ended, and how long the run is */
+	uint64_t have_from, have_to; /* the last span made sure of (SMIP) */
 	struct xfer *x;
 	int writable;
 	pthread_mutex_t lock; /* the kernel reads ahead on several threads */
@@ -1295,13 +1298,25 @@ static ssize_t read_smip(struct fs_net *n, struct fs_net_handle *h, uint8_t *buf
 	if (size > f->size - off)
 		size = (size_t)(f->size - off);
 	i = chunk_at(f, off);
-	/* Sequential readers get the chunks of the next READ_AHEAD too. */
-	end = off + size + (off == h->next_off ? READ_AHEAD : 0);
-	for (j = i; j < f->nchunks && f->offs[j] < end; j++)
-		;
-	r = smip_need(n, h, i, j, "read");
-	if (r < 0)
-		return r;
+	/*
+	 * A reader that has gone READ_AHEAD_MIN in order gets chunks fetched
+	 * ahead, as much as it has read in order, up to READ_AHEAD; random
+	 * readers (and the kernel's splitting of one large read) get none.
+	 * Chunks below have_to are known to be in the store already.
+	 */
+	h->streak = off == h->next_off ? h->streak + size : 0;
+	end = off + size;
+	if (end > h->have_to || off < h->have_from) {
+		if (h->streak >= READ_AHEAD_MIN)
+			end += h->streak < READ_AHEAD ? h->streak : READ_AHEAD;
+		for (j = i; j < f->nchunks && f->offs[j] < end; j++)
+			;
+		r = smip_need(n, h, i, j, "read");
+		if (r < 0)
+			return r;
+		h->have_from = f->offs[i];
+		h->have_to = f->offs[j];
+	}
 	h->next_off = off + size;
 	while (done < size) {
 		uint64_t at = off + done;
