@@ -14,8 +14,22 @@
 
 REGISTRY_BIN=${REGISTRY_BIN:-/usr/bin/docker-registry}
 
+# A free port below the kernel's ephemeral range (32768 and up), so that no
+# client socket of another test takes it between this check and the
+# registry's bind.
 registry_free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randrange(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break
+'
 }
 
 # registry_wait URL CODE: polls until URL/v2/ answers CODE, 20 s at most.
