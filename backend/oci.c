@@ -1003,7 +1003,7 @@ static int token_step(struct task *k)
 		r = causef(rq, -EPROTO, "the token answer has no token");
 	else if (!(tok->value = strdup(v)))
 		r = -ENOMEM;
-	tok->expires = time(NULL) + (exp > 10 ? exp - 5 : 60);
+	tok->expires = time(NULL) + (exp > 10 ? exp - 5 : exp > 0 ? exp : 60);
 	json_decref(root);
 	return r;
 }
@@ -1121,7 +1121,7 @@ static int auth_apply(struct req *rq)
 				token_drop(c, i);
 			break;
 		}
-	if (mode == AUTH_BEARER && !tok) {
+	if (mode == AUTH_BEARER && !tok && c->realm) {
 		realm = strdup(c->realm);
 		service = strdup(c->service ? c->service : "");
 	}

@@ -785,6 +785,30 @@ static void test_redirect(void)
 	oci_client_free(c);
 }
 
+/* Manifests are checked against Docker-Content-Digest and their digest. */
+static void test_manifest_digest(void)
+{
+	struct oci_client *c = client_at(proxy, user, pass, 3, 30);
+	char d[OCI_DIGEST_LEN], md[OCI_DIGEST_LEN], *body = NULL;
+	size_t len;
+
+	set_rules("{\"rules\": [{\"path\": \"/v2/team/model/manifests/\","
+		  " \"method\": \"GET\", \"action\": \"flip\", \"count\": 1}]}");
+	CHECK_EQ(oci_manifest_get(c, "team/model", "v1", &body, &len, NULL, 0,
+				  md, err, sizeof(err)), 0);
+	CHECK_EQ(oci_client_counters(c)->retries, 1);
+	free(body);
+	body = NULL;
+	set_rules("{\"rules\": [{\"path\": \"/v2/team/model/manifests/\","
+		  " \"method\": \"GET\", \"action\": \"flip\", \"count\": -1}]}");
+	CHECK_EQ(oci_manifest_get(c, "team/model", md, &body, &len, NULL, 0, d,
+				  err, sizeof(err)), -EIO);
+	CHECK(strstr(err, "does not match") != NULL);
+	CHECK(body == NULL);
+	set_rules("");
+	oci_client_free(c);
+}
+
 /* A registry that ignores Range answers 200 with the whole blob. */
 static void test_no_range_support(void)
 {
@@ -939,6 +963,7 @@ int main(void)
 	RUN(test_fault_every_attempt);
 	RUN(test_fault_upload);
 	RUN(test_redirect);
+	RUN(test_manifest_digest);
 	RUN(test_no_range_support);
 	RUN(test_threads);
 	RUN(test_token_revoked);
