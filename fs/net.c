@@ -904,12 +904,17 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 		fill(n, ino, S_IFDIR | 0755, 0, sb);
 		return 0;
 	}
+	if (x->kind == N_TAG) {
+		/* No registry round trip: `ls -l` of a repository stats every tag. */
+		pthread_mutex_lock(&n->lock);
+		fill(n, ino, S_IFDIR | (x->tag && x->tag->pending ? 0755 : 0555), 0, sb);
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
 	r = tag_get(n, tag_node(x), &t);
 	if (r < 0)
 		return r;
-	if (x->kind == N_TAG) {
-		fill(n, ino, S_IFDIR | (t->pending ? 0755 : 0555), 0, sb);
-	} else if (x->kind == N_SMIPDIR) {
+	if (x->kind == N_SMIPDIR) {
 		fill(n, ino, S_IFDIR | 0555, 0, sb);
 	} else if (x->kind == N_SMIPFILE) {
 		char *text;
