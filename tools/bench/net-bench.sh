@@ -201,8 +201,21 @@ curl -sf -X PUT -H 'Expect:' -H 'Content-Type: application/octet-stream' \
 EOF
 }
 
-# model DIR MIB SEED: a folder holding one file of bf16 weights.
-model() { mkdir -p "$1"; "$work/gen" bf16 "$2" "$3" > "$1/weights.bin"; }
+# model DIR MIB SEED: a folder holding one safetensors file of bf16 weights
+# (a JSON header, then tensors of 4 MiB), as store-bench.sh makes them.
+model() {
+	mkdir -p "$1"
+	python3 - "$(($2 / 4))" > "$1/$wfile" <<'EOF'
+import json, sys
+n = int(sys.argv[1])
+h = {"__metadata__": {"format": "pt"}}
+for i in range(n):
+    h["t%d" % i] = {"dtype": "BF16", "shape": [1024, 2048], "data_offsets": [i << 22, (i + 1) << 22]}
+b = json.dumps(h).encode()
+sys.stdout.buffer.write(len(b).to_bytes(8, "little") + b)
+EOF
+	"$work/gen" bf16 "$2" "$3" >> "$1/$wfile"
+}
 
 # 1. Push of a SIZE MiB model to an empty registry vs curl uploading the
 # same pack blobs.  Leaves bench/m:v1 in the registry and its blobs in
@@ -241,7 +254,7 @@ bench_pull() {
 		rm -rf "$work/dl"
 		fresh_llmfs; drop
 		lt=$(minof "$lt" "$(timed cp -r "$mnt/net/lab/bench/m/v1" "$mnt/models/m")")
-		[ "$round" = 1 ] && cmp "$work/data/m/weights.bin" "$mnt/models/m/weights.bin"
+		[ "$round" = 1 ] && cmp "$work/data/m/$wfile" "$mnt/models/m/$wfile"
 		umount_llmfs
 	done
 	r=$(ratio "$ct" "$lt")
@@ -303,7 +316,7 @@ bench_slow() {
 		rm -rf "$work/dl"
 		fresh_llmfs
 		lt=$(minof "$lt" "$(timed cp -r "$mnt/net/slow/bench/s/v1" "$mnt/models/s")")
-		[ "$round" = 1 ] && cmp "$work/data/s/weights.bin" "$mnt/models/s/weights.bin"
+		[ "$round" = 1 ] && cmp "$work/data/s/$wfile" "$mnt/models/s/$wfile"
 		umount_llmfs
 	done
 	lf=$(echo "scale=3; $wire * 8 / $lt / 100000000" | bc)
@@ -353,20 +366,20 @@ bench_lazy() {
 		drop
 		ct=$(minof "$ct" "$(timed curl -sf -r 0-0 -o /dev/null "$url/v2/bench/m/blobs/$first")")
 		fresh_llmfs; drop
-		lt=$(minof "$lt" "$(timed head -c 1 "$mnt/net/lab/bench/m/v1/weights.bin")")
+		lt=$(minof "$lt" "$(timed head -c 1 "$mnt/net/lab/bench/m/v1/$wfile")")
 		umount_llmfs
 	done
 	echo "lazy first byte: llmfs head -c 1 ${lt}s (empty store, fresh daemon), curl ranged GET ${ct}s, ratio $(ratio "$ct" "$lt")"
-	fsize=$(stat -c %s "$work/data/m/weights.bin")
+	fsize=$(stat -c %s "$work/data/m/$wfile")
 	reads=$((fsize / 100 / 4096))
 	# readat.py: Python's buffered seek + read(4096) at any offset (a read
 	# most often spans two pages); pread.py: os.pread of 4 KiB at page-
 	# aligned offsets.  Both compare every read with the source.
 	for reader in readat pread; do
 		fresh_llmfs; drop
-		t=$(timed python3 "$helper/$reader.py" "$work/data/m/weights.bin" "$mnt/net/lab/bench/m/v1/weights.bin" "$reads" 7 4096)
+		t=$(timed python3 "$helper/$reader.py" "$work/data/m/$wfile" "$mnt/net/lab/bench/m/v1/$wfile" "$reads" 7 4096)
 		sleep 1	# a read-ahead the reads started ends in the transfers list
-		got=$(fetched read bench/m:v1/weights.bin)
+		got=$(fetched read bench/m:v1/$wfile)
 		umount_llmfs
 		r=$(ratio "$got" "$fsize")
 		echo "lazy 1% read, $reader ($reads reads of 4 KiB at random offsets, all checked, ${t}s): fetched $got B = $r of the $fsize B file (goal <= 0.03, met: $(met "$r <= 0.03"))"
@@ -402,7 +415,7 @@ bench_resume() {
 	kept=$(stat_of pack_bytes)
 	rm -rf "$mnt/models/r"
 	cp -r "$mnt/net/lab/bench/r/v1" "$mnt/models/r"
-	cmp "$work/data/r/weights.bin" "$mnt/models/r/weights.bin"
+	cmp "$work/data/r/$wfile" "$mnt/models/r/$wfile"
 	got=$(fetched pull bench/r)
 	umount_llmfs
 	missing=$((wire - kept))
@@ -413,6 +426,7 @@ bench_resume() {
 }
 
 helper=$work
+wfile=model.safetensors
 mkdir -p "$mnt" "$work/data"
 gcc -O2 -o "$work/gen" "$src/gen-weights.c" -lm
 write_helpers
