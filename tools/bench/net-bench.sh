@@ -11,7 +11,7 @@
 # time (FAULTPROXY=PATH to use another copy; without one it measures with
 # no added delay and says so).  SLOW_MIB (256) and RESUME_MIB (512) size
 # the slow-link and resume models.  Prints one line per measurement;
-# docs/bench-net.md records a run.
+# docs/benchmarks.md records a run.
 set -eu
 build=$(cd "${1:?usage: net-bench.sh BUILD_DIR [SIZE_MIB] [ROUNDS]}" && pwd)
 size=${2:-2048}
