@@ -730,16 +730,19 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 		if (r == 0) {
 			kind = N_TAG;
 			pthread_mutex_lock(&n->lock);
+			struct ntag *old = NULL;
+
 			k = kid_get(n, d, name, N_TAG);
 			if (k) {
-				free(k->prefix);
-				k->prefix = strdup(d->prefix);
-				if (k->tag)
-					k->tag->refs--; /* not the last: probe holds one */
+				/* A node's names never change: readers use them unlocked. */
+				if (!k->prefix)
+					k->prefix = strdup(d->prefix);
+				old = k->tag;
 				k->tag = t;
 				t->refs++;
 			}
 			pthread_mutex_unlock(&n->lock);
+			tag_put(n, old);
 			tag_put(n, t);
 			tag_put(n, probe.tag);
 		} else if (r != -ENOENT) {
@@ -857,9 +860,10 @@ int fs_net_lookup(struct fs_net *n, uint64_t parent, const char *name,
 				  S_ISLNK(e->mode) ? N_LINK : N_FILE);
 		r = -ENOMEM;
 		if (k) {
-			free(k->path);
-			k->path = path;
-			path = NULL;
+			if (!k->path) {
+				k->path = path;
+				path = NULL;
+			}
 			*ret_ino = k->ino;
 			r = 0;
 		}
@@ -930,21 +934,25 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 			fill(n, ino, S_IFREG | 0444, len, sb);
 		}
 	} else {
+		long idx = -1;
+
 		pthread_mutex_lock(&n->lock);
 		e = ent_find(t, x->path);
-		if (e)
+		if (e) {
 			fill(n, ino, e->mode, e->size, sb);
-		else
+			idx = S_ISREG(e->mode) ? e->idx : -1;
+		} else {
 			r = -ENOENT;
+		}
 		pthread_mutex_unlock(&n->lock);
 		/* A file of a push reports its writer's size. */
-		if (r == 0 && t->pending && e->idx >= 0 && S_ISREG(e->mode)) {
+		if (t->pending && idx >= 0) {
 			struct cat_attr a;
 
 			pthread_mutex_lock(&t->plock);
-			if (t->pf[e->idx].w)
-				sb->st_size = (off_t)cas_writer_size(t->pf[e->idx].w);
-			else if (cas_getattr(n->fs->st, t->pf[e->idx].ino, &a) == 0)
+			if (t->pf[idx].w)
+				sb->st_size = (off_t)cas_writer_size(t->pf[idx].w);
+			else if (cas_getattr(n->fs->st, t->pf[idx].ino, &a) == 0)
 				sb->st_size = (off_t)a.size;
 			pthread_mutex_unlock(&t->plock);
 		}
@@ -1071,6 +1079,7 @@ int fs_net_list(struct fs_net *n, uint64_t ino,
 
 int fs_net_readlink(struct fs_net *n, uint64_t ino, char **ret)
 {
+	long idx;
 	struct nnode *x;
 	struct ntag *t;
 	const struct tent *e;
@@ -1084,13 +1093,21 @@ int fs_net_readlink(struct fs_net *n, uint64_t ino, char **ret)
 	r = tag_get(n, tag_node(x), &t);
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&n->lock);
 	e = ent_find(t, x->path);
+	idx = e ? e->idx : -1;
+	pthread_mutex_unlock(&n->lock);
 	r = -EINVAL;
-	if (e && t->m && e->idx >= 0 && t->m->files[e->idx].target) {
-		*ret = strdup(t->m->files[e->idx].target);
+	if (idx >= 0 && t->m && t->m->files[idx].target) {
+		*ret = strdup(t->m->files[idx].target);
 		r = *ret ? 0 : -ENOMEM;
-	} else if (e && t->pending && e->idx >= 0) {
-		r = cas_readlink(n->fs->st, t->pf[e->idx].ino, ret);
+	} else if (idx >= 0 && t->pending) {
+		uint64_t lino;
+
+		pthread_mutex_lock(&t->plock);
+		lino = t->pf[idx].ino;
+		pthread_mutex_unlock(&t->plock);
+		r = cas_readlink(n->fs->st, lino, ret);
 	}
 	tag_put(n, t);
 	return r;
@@ -1423,12 +1440,13 @@ ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
 		return (ssize_t)size;
 	}
 	if (h->tag->pending) {
-		struct pfile *pf = &h->tag->pf[h->idx];
 		struct cas_fault fault;
+		struct pfile *pf;
 		struct cas_file *f;
 		ssize_t r;
 
 		pthread_mutex_lock(&h->tag->plock);
+		pf = &h->tag->pf[h->idx];
 		if (pf->w && cas_writer_dirty(pf->w)) {
 			r = cas_writer_read(pf->w, buf, size, off, &fault);
 		} else {
@@ -1604,9 +1622,10 @@ static int pf_add(struct fs_net *n, struct ntag *t, struct nnode *p,
 				  S_ISLNK(mode) ? N_LINK : N_FILE);
 		r = -ENOMEM;
 		if (k) {
-			free(k->path);
-			k->path = *path;
-			*path = NULL;
+			if (!k->path) {
+				k->path = *path;
+				*path = NULL;
+			}
 			*ret_ino = k->ino;
 			r = 0;
 		}
@@ -1708,8 +1727,8 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		if (k) {
 			struct ntag *old = k->tag;
 
-			free(k->prefix);
-			k->prefix = strdup(t->repo);
+			if (!k->prefix)
+				k->prefix = strdup(t->repo);
 			k->tag = t;
 			t->refs++;
 			if (old)
@@ -1813,21 +1832,27 @@ out:
 	return r;
 }
 
-static struct pfile *handle_pf(struct fs_net_handle *h)
+/*
+ * The file of a push a handle writes, with the push's lock held (creating
+ * another file may move the array): NULL, unlocked, if it writes none.
+ */
+static struct pfile *pf_lock(struct fs_net_handle *h)
 {
-	return h->tag->pending && h->writable ? &h->tag->pf[h->idx] : NULL;
+	if (!h->tag || !h->tag->pending || !h->writable)
+		return NULL;
+	pthread_mutex_lock(&h->tag->plock);
+	return &h->tag->pf[h->idx];
 }
 
 int fs_net_write(struct fs_net *n, struct fs_net_handle *h, const void *buf,
 		 size_t size, uint64_t off)
 {
-	struct pfile *pf = handle_pf(h);
+	struct pfile *pf = pf_lock(h);
 	int r;
 
 	(void)n;
 	if (!pf)
 		return -EBADF;
-	pthread_mutex_lock(&h->tag->plock);
 	r = pf->w ? cas_writer_write(pf->w, buf, size, off) : -EBADF;
 	pthread_mutex_unlock(&h->tag->plock);
 	return r;
@@ -1835,13 +1860,12 @@ int fs_net_write(struct fs_net *n, struct fs_net_handle *h, const void *buf,
 
 int fs_net_truncate(struct fs_net *n, struct fs_net_handle *h, uint64_t size)
 {
-	struct pfile *pf = handle_pf(h);
+	struct pfile *pf = pf_lock(h);
 	int r;
 
 	(void)n;
 	if (!pf)
 		return -EROFS;
-	pthread_mutex_lock(&h->tag->plock);
 	r = pf->w ? cas_writer_truncate(pf->w, size) : -EBADF;
 	pthread_mutex_unlock(&h->tag->plock);
 	return r;
@@ -1851,13 +1875,12 @@ ssize_t fs_net_copy_in(struct fs_net *n, struct fs_net_handle *h,
 		       uint64_t off_out, struct cas_file *src, uint64_t off_in,
 		       size_t len)
 {
-	struct pfile *pf = handle_pf(h);
+	struct pfile *pf = pf_lock(h);
 	ssize_t r;
 
 	(void)n;
 	if (!pf)
 		return -EBADF;
-	pthread_mutex_lock(&h->tag->plock);
 	r = pf->w ? cas_writer_share(pf->w, src, off_in, len, off_out) : -EBADF;
 	pthread_mutex_unlock(&h->tag->plock);
 	return r;
@@ -1951,25 +1974,25 @@ static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 
 int fs_net_flush(struct fs_net *n, struct fs_net_handle *h)
 {
-	struct pfile *pf = handle_pf(h);
-	int r;
+	struct pfile *pf = pf_lock(h);
+	int r = 0;
 
-	if (!pf || !pf->w || !cas_writer_dirty(pf->w))
+	if (!pf)
 		return 0;
-	pthread_mutex_lock(&h->tag->plock);
-	r = push_locked(n, h->tag, (size_t)h->idx);
+	if (pf->w && cas_writer_dirty(pf->w))
+		r = push_locked(n, h->tag, (size_t)h->idx);
 	pthread_mutex_unlock(&h->tag->plock);
 	return r;
 }
 
 void fs_net_release(struct fs_net *n, struct fs_net_handle *h)
 {
-	struct pfile *pf = handle_pf(h);
+	struct pfile *pf;
 
 	if (h->x)
 		xfer_end(n, h->x, 0, NULL);
+	pf = pf_lock(h);
 	if (pf) {
-		pthread_mutex_lock(&h->tag->plock);
 		if (pf->w && cas_writer_dirty(pf->w))
 			push_locked(n, h->tag, (size_t)h->idx);
 		if (--pf->opens == 0 && pf->w) {
