@@ -66,6 +66,17 @@ test_expect_success "lazy: random ranges match the source, a fraction is fetched
 	say "# fetched $got of $size bytes" && [ "$got" -gt 0 ] && [ $((got * 2)) -lt "$size" ]
 '
 
+test_expect_success "four readers at once, and listings meanwhile, read the source's bytes" '
+	pids= &&
+	for s in 2 3 4 5; do
+		python3 "$NET_HELPERS/readat.py" "$SRC/m/model.safetensors" \
+			"$MNT/net/lab/team/m/v1/model.safetensors" 40 $s 65536 &
+		pids="$pids $!"
+	done &&
+	for i in 1 2 3 4 5; do ls -R "$MNT/net/lab" > /dev/null || return 1; done &&
+	ok=0 && for p in $pids; do wait $p || ok=1; done && [ $ok = 0 ]
+'
+
 test_expect_success "pull: cp -r leaves an identical local model" '
 	cp -r "$MNT/net/lab/team/m/v1" "$MNT/models/m" &&
 	diff -r "$SRC/m" "$MNT/models/m" &&
