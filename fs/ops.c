@@ -1661,7 +1661,11 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	open_paths(fs, planner);
 	r = fs_net_open(fs, remotes, &fs->net, err, sizeof(err));
 	if (r < 0) {
-		fs_log(log, LOG_ERR, "%s: %s", remotes, *err ? err : strerror(-r));
+		/* The reason names the file already. */
+		if (*err)
+			fs_log(log, LOG_ERR, "%s", err);
+		else
+			fs_log(log, LOG_ERR, "%s: %s", remotes, strerror(-r));
 		fs->net = NULL;
 		fs_release(fs);
 		return r;

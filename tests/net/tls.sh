@@ -5,6 +5,14 @@
 . "$(dirname "$0")/lib-net.sh"
 require_cmd openssl
 
+test_expect_success "a malformed remotes file stops the daemon with a clear message" '
+	mkdir -p "$TEST_DIR/bad" &&
+	echo "{\"remotes\": {\"lab\": {\"url\": \"http://127.0.0.1:1\"}}}" > "$TEST_DIR/bad/remotes.json" &&
+	! timeout 20 "$LLMFS" --store "$TEST_DIR/bad" -f "$MNT" 2> "$TEST_DIR/bad.err" &&
+	cat "$TEST_DIR/bad.err" &&
+	grep -q "remotes.json.*insecure" "$TEST_DIR/bad.err" && ! mountpoint -q "$MNT"
+'
+
 test_expect_success "a registry on https with a self-signed certificate" '
 	mkdir -p "$TEST_DIR/tls/data" &&
 	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
