@@ -1601,13 +1601,6 @@ static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 	return first->status;
 }
 
-/* One request to its end; the task's answer stays in t->rq. */
-static int run_one(struct oci_client *c, struct task *k, char *err,
-		   size_t errlen)
-{
-	return run_tasks(c, k, 1, err, errlen);
-}
-
 /* ---- the calls ---- */
 
 static int req_url(struct req *rq, const char *fmt, ...)
@@ -1640,6 +1633,27 @@ static int bad_arg(struct oci_client *c, char *err, size_t errlen,
 	errf(err, errlen, "%s: invalid %s \"%.80s\"", c->name, what,
 	     s ? s : "(null)");
 	return -EINVAL;
+}
+
+/*
+ * Checks repo and ref (a digest for "blobs", a tag or digest for
+ * "manifests"), then sets rq up for METHOD /v2/<repo>/<kind>/<ref> with
+ * the pull scope.  rq needs req_release() whatever this returns.
+ */
+static int req_repo(struct req *rq, struct oci_client *c, const char *method,
+		    const char *repo, const char *kind, const char *ref,
+		    char *err, size_t errlen)
+{
+	int blob = !strcmp(kind, "blobs");
+
+	if (!oci_repo_valid(repo))
+		return bad_arg(c, err, errlen, "repository", repo);
+	if (blob ? !oci_digest_valid(ref) : !ref_valid(ref))
+		return bad_arg(c, err, errlen, blob ? "digest" : "tag or digest",
+			       ref);
+	req_init(rq, c, method);
+	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
+	return req_url(rq, "/v2/%s/%s/%s", repo, kind, ref);
 }
 
 /* The next page's url from a Link header, on this registry only. */
@@ -1730,7 +1744,7 @@ static int list_get(struct oci_client *c, const char *repo, char ***ret,
 	for (pages = 0; r == 0; pages++) {
 		k.done = 0;
 		rq->attempt = rq->auth_rounds = 0;
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 		if (r < 0)
 			break;
 		r = list_page(rq, repo ? "tags" : "repositories",
@@ -1824,19 +1838,13 @@ int oci_manifest_get(struct oci_client *c, const char *repo, const char *ref,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!ref_valid(ref))
-		return bad_arg(c, err, errlen, "tag or digest", ref);
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "manifests", ref, err, errlen);
 	rq->sink = SINK_MEM;
 	rq->mem_max = OCI_MANIFEST_MAX;
 	rq->accept = OCI_MT_MANIFEST ", " OCI_MT_INDEX ", " OCI_MT_DOCKER_MANIFEST
 		", application/vnd.docker.distribution.manifest.list.v2+json";
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/manifests/%s", repo, ref);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0) {
 		if (type && typelen)
 			snprintf(type, typelen, "%.*s",
@@ -1868,29 +1876,31 @@ int oci_manifest_put(struct oci_client *c, const char *repo, const char *ref,
 	char d[OCI_DIGEST_LEN];
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!ref_valid(ref))
-		return bad_arg(c, err, errlen, "tag or digest", ref);
+	r = req_repo(rq, c, "PUT", repo, "manifests", ref, err, errlen);
+	if (r < 0)
+		goto out;
 	if (!media_type || !*media_type || strpbrk(media_type, "\r\n") ||
-	    strlen(media_type) > 200)
-		return bad_arg(c, err, errlen, "media type", media_type);
+	    strlen(media_type) > 200) {
+		r = bad_arg(c, err, errlen, "media type", media_type);
+		goto out;
+	}
 	if (len > OCI_MANIFEST_MAX) {
 		errf(err, errlen, "%s: a manifest of %zu bytes exceeds %u",
 		     c->name, len, OCI_MANIFEST_MAX);
-		return -EFBIG;
+		r = -EFBIG;
+		goto out;
 	}
 	oci_digest(body, len, d);
-	if (oci_digest_valid(ref) && strcmp(ref, d))
-		return bad_arg(c, err, errlen, "digest (not the body's)", ref);
-	req_init(rq, c, "PUT");
+	if (oci_digest_valid(ref) && strcmp(ref, d)) {
+		r = bad_arg(c, err, errlen, "digest (not the body's)", ref);
+		goto out;
+	}
 	rq->ctype = media_type;
 	rq->body = body;
 	rq->body_len = len;
 	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull,push", repo);
-	r = req_url(rq, "/v2/%s/manifests/%s", repo, ref);
-	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+	r = run_tasks(c, &k, 1, err, errlen);
+out:
 	req_release(rq);
 	return r;
 }
@@ -1902,15 +1912,9 @@ int oci_blob_head(struct oci_client *c, const char *repo, const char *digest,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	req_init(rq, c, "HEAD");
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
+	r = req_repo(rq, c, "HEAD", repo, "blobs", digest, err, errlen);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0 && rq->clen < 0) {
 		errf(err, errlen, "%s: %s: no Content-Length", c->name, rq->what);
 		r = -EPROTO;
@@ -1940,17 +1944,11 @@ int oci_blob_get(struct oci_client *c, const char *repo, const char *digest,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "blobs", digest, err, errlen);
 	rq->sink = SINK_MEM;
 	rq->mem_max = max;
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0) {
 		*ret = rq->mem ? rq->mem : calloc(1, 1);
 		*ret_len = rq->mem_len;
@@ -1994,13 +1992,9 @@ int oci_blob_stream(struct oci_client *c, const char *repo,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	if (len == 0)
-		return 0;
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "blobs", digest, err, errlen);
+	if (r < 0 || len == 0)
+		goto out;
 	rq->sink = SINK_CB;
 	rq->cb = cb;
 	rq->cbarg = arg;
@@ -2010,14 +2004,12 @@ int oci_blob_stream(struct oci_client *c, const char *repo,
 	if (off == 0) {
 		rq->md = EVP_MD_CTX_new();
 		if (!rq->md || !EVP_DigestInit_ex(rq->md, EVP_sha256(), NULL)) {
-			EVP_MD_CTX_free(rq->md);
-			return -ENOMEM;
+			r = -ENOMEM;
+			goto out;
 		}
 	}
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
-	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+	r = run_tasks(c, &k, 1, err, errlen);
+out:
 	EVP_MD_CTX_free(rq->md);
 	req_release(rq);
 	return r;
@@ -2069,15 +2061,14 @@ int oci_fetch_ranges(struct oci_client *c, const char *repo,
 		t[i].ctx = &f[i];
 		t[i].step = fetch_step;
 		t[i].done = r[i].len == 0;
-		req_init(rq, c, "GET");
+		res = req_repo(rq, c, "GET", repo, "blobs", r[i].digest, err,
+			       errlen);
 		rq->sink = SINK_BUF;
 		rq->buf = r[i].buf;
 		rq->roff = r[i].off;
 		rq->rlen = r[i].len;
 		rq->want_total = r[i].size;
 		rq->progress = progress;
-		snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-		res = req_url(rq, "/v2/%s/blobs/%s", repo, r[i].digest);
 	}
 	if (res == 0)
 		res = run_tasks(c, t, n, err, errlen);
