@@ -121,7 +121,7 @@ struct req {
 	int stalled;
 	uint64_t last_bytes;     /* body bytes moved at last_ms */
 	int64_t last_ms;
-	uint64_t cr_first, cr_last, cr_total;
+	uint64_t cr_first, cr_total;
 	int64_t clen;
 	char errbody[ERRBODY_MAX];
 	size_t errbody_len;
@@ -243,15 +243,21 @@ int oci_repo_valid(const char *s)
 	}
 }
 
-void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
+static void digest_hex(const unsigned char md[32], char out[OCI_DIGEST_LEN])
 {
-	unsigned char md[32];
 	int i;
 
-	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
 	memcpy(out, "sha256:", 7);
 	for (i = 0; i < 32; i++)
 		snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+}
+
+void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
+{
+	unsigned char md[32];
+
+	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
+	digest_hex(md, out);
 }
 
 static int ref_valid(const char *ref)
@@ -768,7 +774,6 @@ static void header_line(struct req *rq, char *line)
 		 sscanf(v, "bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
 		rq->has_crange = 1;
 		rq->cr_first = a;
-		rq->cr_last = b;
 		rq->cr_total = t;
 	}
 }
@@ -947,9 +952,7 @@ static int on_seek(void *arg, curl_off_t off, int origin)
 	if (origin != SEEK_SET || off < 0)
 		return CURL_SEEKFUNC_FAIL;
 	if (rq->progress)
-		atomic_fetch_sub(rq->progress, rq->sent);
-	if (rq->progress)
-		atomic_fetch_add(rq->progress, off);
+		atomic_fetch_add(rq->progress, (uint64_t)off - rq->sent);
 	rq->sent = off;
 	rq->piece_off = rq->piece_len = 0;
 	return CURL_SEEKFUNC_OK;
@@ -1061,21 +1064,36 @@ out:
 	return r;
 }
 
+/* The index of scope's token, or -1; c->lock held. */
+static ssize_t token_find(struct oci_client *c, const char *scope)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntokens; i++)
+		if (!strcmp(c->tokens[i].scope, scope))
+			return i;
+	return -1;
+}
+
+static void use_basic(struct req *rq)
+{
+	curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+	curl_easy_setopt(rq->h, CURLOPT_USERNAME, rq->c->user);
+	curl_easy_setopt(rq->h, CURLOPT_PASSWORD, rq->c->pass);
+}
+
 static int token_store(struct oci_client *c, const char *scope,
 		       const char *value, time_t expires)
 {
 	struct token t = { strdup(scope), strdup(value), expires };
 	struct token *v;
-	size_t i;
+	ssize_t i;
 
 	if (!t.scope || !t.value)
 		goto fail;
 	pthread_mutex_lock(&c->lock);
-	for (i = 0; i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, scope)) {
-			token_drop(c, i);
-			break;
-		}
+	if ((i = token_find(c, scope)) >= 0)
+		token_drop(c, i);
 	if (c->ntokens >= TOKENS_MAX)
 		token_drop(c, 0);
 	v = realloc(c->tokens, (c->ntokens + 1) * sizeof(*v));
@@ -1099,28 +1117,22 @@ static int auth_apply(struct req *rq)
 	char *tok = NULL, *realm = NULL, *service = NULL;
 	time_t expires;
 	enum auth_mode mode;
-	size_t i;
+	ssize_t i;
 	int r = 0;
 
 	rq->used = USED_NONE;
 	if (rq->noauth) {
-		if (c->user) {
-			curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-			curl_easy_setopt(rq->h, CURLOPT_USERNAME, c->user);
-			curl_easy_setopt(rq->h, CURLOPT_PASSWORD, c->pass);
-		}
+		if (c->user)
+			use_basic(rq);
 		return 0;
 	}
 	pthread_mutex_lock(&c->lock);
 	mode = c->mode;
-	for (i = 0; mode == AUTH_BEARER && i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, rq->scope)) {
-			if (c->tokens[i].expires > time(NULL))
-				tok = strdup(c->tokens[i].value);
-			else
-				token_drop(c, i);
-			break;
-		}
+	i = mode == AUTH_BEARER ? token_find(c, rq->scope) : -1;
+	if (i >= 0 && c->tokens[i].expires > time(NULL))
+		tok = strdup(c->tokens[i].value);
+	else if (i >= 0)
+		token_drop(c, i);
 	if (mode == AUTH_BEARER && !tok && c->realm) {
 		realm = strdup(c->realm);
 		service = strdup(c->service ? c->service : "");
@@ -1128,9 +1140,7 @@ static int auth_apply(struct req *rq)
 	pthread_mutex_unlock(&c->lock);
 	if (mode == AUTH_BASIC && c->user) {
 		rq->used = USED_BASIC;
-		curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-		curl_easy_setopt(rq->h, CURLOPT_USERNAME, c->user);
-		curl_easy_setopt(rq->h, CURLOPT_PASSWORD, c->pass);
+		use_basic(rq);
 	} else if (mode == AUTH_BEARER) {
 		rq->used = tok ? USED_CACHED : USED_FRESH;
 		if (!tok && (!realm || !service))
@@ -1161,7 +1171,7 @@ static int auth_answer(struct req *rq)
 	const char *none = c->user ? "credentials refused"
 				   : "authentication required";
 	char realm[1024], service[256];
-	size_t i;
+	ssize_t i;
 
 	if (rq->noauth || !ch)
 		return causef(rq, -EACCES, "%s", none);
@@ -1189,11 +1199,8 @@ static int auth_answer(struct req *rq)
 	c->realm = strdup(realm);
 	c->service = strdup(service);
 	c->mode = AUTH_BEARER;
-	for (i = 0; rq->used == USED_CACHED && i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, rq->scope)) {
-			token_drop(c, i);
-			break;
-		}
+	if (rq->used == USED_CACHED && (i = token_find(c, rq->scope)) >= 0)
+		token_drop(c, i);
 	pthread_mutex_unlock(&c->lock);
 	return OUT_AUTH;
 }
@@ -1522,18 +1529,16 @@ static int task_launch(struct task *k, CURLM *m)
 	if (k->prep)
 		k->prep(k);
 	r = req_start(&k->rq);
+	if (r == 0) {
+		curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
+		if (curl_multi_add_handle(m, k->rq.h))
+			r = -ENOMEM;
+	}
 	if (r < 0) {
 		req_end(&k->rq);
 		task_fail(k, r);
-		return r;
 	}
-	curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
-	if (curl_multi_add_handle(m, k->rq.h)) {
-		req_end(&k->rq);
-		task_fail(k, -ENOMEM);
-		return -ENOMEM;
-	}
-	return 0;
+	return r;
 }
 
 /*
@@ -1965,7 +1970,6 @@ static int stream_step(struct task *k)
 	unsigned char md[32];
 	char d[OCI_DIGEST_LEN];
 	EVP_MD_CTX *x;
-	int i;
 
 	if (!rq->md || (rq->rlen != UINT64_MAX && rq->got != rq->total))
 		return 0;
@@ -1975,9 +1979,7 @@ static int stream_step(struct task *k)
 		return -ENOMEM;
 	}
 	EVP_MD_CTX_free(x);
-	memcpy(d, "sha256:", 7);
-	for (i = 0; i < 32; i++)
-		snprintf(d + 7 + 2 * i, 3, "%02x", md[i]);
+	digest_hex(md, d);
 	if (strcmp(d, k->ctx))
 		return causef(rq, -EIO, "the blob does not match its digest");
 	return 0;
@@ -2184,8 +2186,7 @@ static int up_step(struct task *k)
 		if (rq->status >= 400)
 			return http_error(rq);
 		if (rq->status != 201)
-			return causef(rq, -EPROTO, "%ld %s to a PUT", rq->status,
-				      rq->reason);
+			return put_step(k);
 		x->u->how = OCI_UP_SENT;
 		free(rq->piece);
 		rq->piece = NULL;
