@@ -1246,9 +1246,18 @@ static void req_release(struct req *rq)
 	rq->piece = NULL;
 }
 
-static int hdr_add(struct req *rq, const char *h)
+static int hdr_add(struct req *rq, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int hdr_add(struct req *rq, const char *fmt, ...)
 {
-	struct curl_slist *l = curl_slist_append(rq->hl, h);
+	struct curl_slist *l;
+	char h[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h, sizeof(h), fmt, ap);
+	va_end(ap);
+	l = curl_slist_append(rq->hl, h);
 
 	if (!l)
 		return -ENOMEM;
@@ -1261,7 +1270,6 @@ static int req_start(struct req *rq)
 {
 	struct oci_client *c = rq->c;
 	const char *protos = c->insecure ? "http,https" : "https";
-	char h[256];
 	CURL *e;
 	int r;
 
@@ -1324,25 +1332,18 @@ static int req_start(struct req *rq)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
 	}
-	if (rq->accept && r == 0) {
-		snprintf(h, sizeof(h), "Accept: %s", rq->accept);
-		r = hdr_add(rq, h);
-	}
-	if (rq->ctype && r == 0) {
-		snprintf(h, sizeof(h), "Content-Type: %s", rq->ctype);
-		r = hdr_add(rq, h);
-	}
+	if (rq->accept && r == 0)
+		r = hdr_add(rq, "Accept: %s", rq->accept);
+	if (rq->ctype && r == 0)
+		r = hdr_add(rq, "Content-Type: %s", rq->ctype);
 	rq->ranged = rq->start > 0 || rq->rlen != UINT64_MAX;
-	if (rq->ranged && r == 0) {
-		if (rq->rlen == UINT64_MAX)
-			snprintf(h, sizeof(h), "Range: bytes=%llu-",
-				 (unsigned long long)rq->start);
-		else
-			snprintf(h, sizeof(h), "Range: bytes=%llu-%llu",
-				 (unsigned long long)rq->start,
-				 (unsigned long long)(rq->roff + rq->rlen - 1));
-		r = hdr_add(rq, h);
-	}
+	if (rq->ranged && r == 0 && rq->rlen == UINT64_MAX)
+		r = hdr_add(rq, "Range: bytes=%llu-",
+			    (unsigned long long)rq->start);
+	else if (rq->ranged && r == 0)
+		r = hdr_add(rq, "Range: bytes=%llu-%llu",
+			    (unsigned long long)rq->start,
+			    (unsigned long long)(rq->roff + rq->rlen - 1));
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, rq->hl);
 	if (r == 0)
 		r = auth_apply(rq);
@@ -1505,14 +1506,13 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		return 1;
 	}
 	if (r == OUT_RETRY) {
-		if (++rq->attempt >= rq->c->retries &&
-		    !(rq->sink == SINK_CB && rq->got > rq->got0)) {
+		/* a stream that moved on starts its count again */
+		if (rq->sink == SINK_CB && rq->got > rq->got0) {
+			rq->attempt = 1;
+		} else if (++rq->attempt >= rq->c->retries) {
 			task_fail(k, -EIO);
 			return 0;
 		}
-		/* a stream that moved on starts its count again */
-		if (rq->sink == SINK_CB && rq->got > rq->got0)
-			rq->attempt = 1;
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
 		k->due = now_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;
