@@ -830,6 +830,25 @@ static int body_trim(struct req *rq, const char **p, size_t *len)
 	return 1;
 }
 
+/* Appends to a SINK_MEM answer, NUL-terminated; 0 to stop the transfer. */
+static int mem_keep(struct req *rq, const char *p, size_t len)
+{
+	char *m;
+
+	if (rq->mem_len + len > rq->mem_max) {
+		rq->toobig = 1;
+		return 0;
+	}
+	m = realloc(rq->mem, rq->mem_len + len + 1);
+	if (!m)
+		return 0;
+	rq->mem = m;
+	memcpy(m + rq->mem_len, p, len);
+	rq->mem_len += len;
+	m[rq->mem_len] = 0;
+	return 1;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
 	struct req *rq = arg;
@@ -852,22 +871,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 		rq->badrange = 1;
 		return 0;
 	}
-	if (rq->sink == SINK_MEM) {
-		char *m;
-
-		if (rq->mem_len + len > rq->mem_max) {
-			rq->toobig = 1;
-			return 0;
-		}
-		m = realloc(rq->mem, rq->mem_len + len + 1);
-		if (!m)
-			return 0;
-		rq->mem = m;
-		memcpy(m + rq->mem_len, p, len);
-		rq->mem_len += len;
-		m[rq->mem_len] = 0;
-		return len;
-	}
+	if (rq->sink == SINK_MEM)
+		return mem_keep(rq, p, len) ? len : 0;
 	if (rq->sink != SINK_BUF && rq->sink != SINK_CB)
 		return len;
 	if (!body_trim(rq, &q, &len))
@@ -1265,14 +1270,13 @@ static int hdr_add(struct req *rq, const char *fmt, ...)
 	return 0;
 }
 
-/* A fresh easy handle for the next attempt of rq. */
-static int req_start(struct req *rq)
+/*
+ * Forgets what the last attempt saw and sent.  Progress gives back bytes
+ * that will come again; a SINK_CB stream keeps what it delivered and asks
+ * for the rest.
+ */
+static void attempt_reset(struct req *rq)
 {
-	struct oci_client *c = rq->c;
-	const char *protos = c->insecure ? "http,https" : "https";
-	CURL *e;
-	int r;
-
 	answer_reset(rq);
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
@@ -1289,6 +1293,17 @@ static int req_start(struct req *rq)
 	rq->piece_off = rq->piece_len = 0;
 	rq->start = rq->roff + rq->got;
 	rq->got0 = rq->got;
+}
+
+/* A fresh easy handle for the next attempt of rq. */
+static int req_start(struct req *rq)
+{
+	struct oci_client *c = rq->c;
+	const char *protos = c->insecure ? "http,https" : "https";
+	CURL *e;
+	int r;
+
+	attempt_reset(rq);
 	e = rq->h = curl_easy_init();
 	if (!e)
 		return -ENOMEM;
