@@ -260,11 +260,6 @@ void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
 	digest_hex(md, out);
 }
 
-static int ref_valid(const char *ref)
-{
-	return oci_tag_valid(ref) || oci_digest_valid(ref);
-}
-
 /* ---- configuration ---- */
 
 /* scheme://host[:port]: a host of letters, digits, '.', '-' or [v6]. */
@@ -591,6 +586,20 @@ static int find_credentials(struct oci_client *c, const struct oci_remote *r,
 
 /* ---- the client ---- */
 
+/* A copy of n strings and a NULL after them, or NULL. */
+static char **strv_dup(char *const *src, size_t n)
+{
+	char **v = calloc(n + 1, sizeof(char *));
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		if (!(v[i] = strdup(src[i]))) {
+			oci_strv_free(v, i);
+			return NULL;
+		}
+	return v;
+}
+
 static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *arg)
 {
 	struct oci_client *c = arg;
@@ -647,12 +656,9 @@ int oci_client_new(const struct oci_remote *r, struct oci_client **ret,
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	if (r->nrepositories) {
-		c->repos = calloc(r->nrepositories, sizeof(char *));
-		if (!c->repos)
+		if (!(c->repos = strv_dup(r->repositories, r->nrepositories)))
 			goto fail;
-		for (; c->nrepos < r->nrepositories; c->nrepos++)
-			if (!(c->repos[c->nrepos] = strdup(r->repositories[c->nrepos])))
-				goto fail;
+		c->nrepos = r->nrepositories;
 	}
 	res = find_credentials(c, r, err, errlen);
 	if (res < 0)
@@ -1668,7 +1674,7 @@ static int req_repo(struct req *rq, struct oci_client *c, const char *method,
 
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
-	if (blob ? !oci_digest_valid(ref) : !ref_valid(ref))
+	if (!oci_digest_valid(ref) && (blob || !oci_tag_valid(ref)))
 		return bad_arg(c, err, errlen, blob ? "digest" : "tag or digest",
 			       ref);
 	req_init(rq, c, method);
@@ -1799,19 +1805,12 @@ int oci_catalog(struct oci_client *c, char ***ret, size_t *ret_n, char *err,
 		size_t errlen)
 {
 	char **v;
-	size_t i;
 	int r = list_get(c, NULL, ret, ret_n, err, errlen);
 
 	if (!c->nrepos || (r != -EACCES && r != -ENOENT && r != -EOPNOTSUPP))
 		return r;
 	/* the catalog is refused: the configured repositories stand in */
-	v = calloc(c->nrepos + 1, sizeof(char *));
-	for (i = 0; v && i < c->nrepos; i++)
-		if (!(v[i] = strdup(c->repos[i]))) {
-			oci_strv_free(v, i);
-			return -ENOMEM;
-		}
-	if (!v)
+	if (!(v = strv_dup(c->repos, c->nrepos)))
 		return -ENOMEM;
 	*ret = v;
 	*ret_n = c->nrepos;
