@@ -1435,23 +1435,25 @@ static int http_error(struct req *rq)
 	return causef(rq, r, "%s", line);
 }
 
-/* Checks the body of a 2xx against the range asked. */
+/* Checks a 2xx against the blob size expected and the range asked. */
 static int body_outcome(struct req *rq)
 {
-	unsigned long long want = rq->rlen;
-
+	if (rq->want_total && rq->total && rq->total != rq->want_total)
+		return causef(rq, -EIO, "the blob has %llu bytes, the manifest says %llu",
+			      (unsigned long long)rq->total,
+			      (unsigned long long)rq->want_total);
 	if (rq->sink != SINK_BUF && rq->sink != SINK_CB)
 		return 0;
 	if (rq->status != 206 && rq->status != 200)
 		return causef(rq, -EPROTO, "%ld to a GET", rq->status);
-	if (rq->sink == SINK_CB) {
-		if (rq->rlen == UINT64_MAX ||
-		    (rq->total && rq->roff + rq->got == rq->total))
-			return 0;
-	}
-	if (rq->got != want)
+	/* a stream asked past the blob's end ends with the blob */
+	if (rq->sink == SINK_CB && (rq->rlen == UINT64_MAX ||
+	    (rq->total && rq->roff + rq->got == rq->total)))
+		return 0;
+	if (rq->got != rq->rlen)
 		return causef(rq, OUT_RETRY, "short body (%llu of %llu bytes)",
-			      (unsigned long long)rq->got, want);
+			      (unsigned long long)rq->got,
+			      (unsigned long long)rq->rlen);
 	return 0;
 }
 
@@ -1475,11 +1477,6 @@ static int req_outcome(struct req *rq, CURLcode code)
 		return curl_outcome(rq, code);
 	if (rq->status == 401)
 		return auth_answer(rq);
-	if (rq->status >= 200 && rq->status < 300 && rq->want_total && rq->total &&
-	    rq->total != rq->want_total)
-		return causef(rq, -EIO, "the blob has %llu bytes, the manifest says %llu",
-			      (unsigned long long)rq->total,
-			      (unsigned long long)rq->want_total);
 	if (rq->status >= 200 && rq->status < 300)
 		return body_outcome(rq);
 	if (rq->lenient && rq->status >= 400 && rq->status < 500)
