@@ -121,7 +121,7 @@ struct req {
 	int stalled;
 	uint64_t last_bytes;     /* body bytes moved at last_ms */
 	int64_t last_ms;
-	uint64_t cr_first, cr_last, cr_total;
+	uint64_t cr_first, cr_total;
 	int64_t clen;
 	char errbody[ERRBODY_MAX];
 	size_t errbody_len;
@@ -243,20 +243,21 @@ int oci_repo_valid(const char *s)
 	}
 }
 
-void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
+static void digest_hex(const unsigned char md[32], char out[OCI_DIGEST_LEN])
 {
-	unsigned char md[32];
 	int i;
 
-	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
 	memcpy(out, "sha256:", 7);
 	for (i = 0; i < 32; i++)
 		snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
 }
 
-static int ref_valid(const char *ref)
+void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
 {
-	return oci_tag_valid(ref) || oci_digest_valid(ref);
+	unsigned char md[32];
+
+	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
+	digest_hex(md, out);
 }
 
 /* ---- configuration ---- */
@@ -585,6 +586,20 @@ static int find_credentials(struct oci_client *c, const struct oci_remote *r,
 
 /* ---- the client ---- */
 
+/* A copy of n strings and a NULL after them, or NULL. */
+static char **strv_dup(char *const *src, size_t n)
+{
+	char **v = calloc(n + 1, sizeof(char *));
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		if (!(v[i] = strdup(src[i]))) {
+			oci_strv_free(v, i);
+			return NULL;
+		}
+	return v;
+}
+
 static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *arg)
 {
 	struct oci_client *c = arg;
@@ -641,12 +656,9 @@ int oci_client_new(const struct oci_remote *r, struct oci_client **ret,
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	if (r->nrepositories) {
-		c->repos = calloc(r->nrepositories, sizeof(char *));
-		if (!c->repos)
+		if (!(c->repos = strv_dup(r->repositories, r->nrepositories)))
 			goto fail;
-		for (; c->nrepos < r->nrepositories; c->nrepos++)
-			if (!(c->repos[c->nrepos] = strdup(r->repositories[c->nrepos])))
-				goto fail;
+		c->nrepos = r->nrepositories;
 	}
 	res = find_credentials(c, r, err, errlen);
 	if (res < 0)
@@ -768,7 +780,6 @@ static void header_line(struct req *rq, char *line)
 		 sscanf(v, "bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
 		rq->has_crange = 1;
 		rq->cr_first = a;
-		rq->cr_last = b;
 		rq->cr_total = t;
 	}
 }
@@ -825,6 +836,25 @@ static int body_trim(struct req *rq, const char **p, size_t *len)
 	return 1;
 }
 
+/* Appends to a SINK_MEM answer, NUL-terminated; 0 to stop the transfer. */
+static int mem_keep(struct req *rq, const char *p, size_t len)
+{
+	char *m;
+
+	if (rq->mem_len + len > rq->mem_max) {
+		rq->toobig = 1;
+		return 0;
+	}
+	m = realloc(rq->mem, rq->mem_len + len + 1);
+	if (!m)
+		return 0;
+	rq->mem = m;
+	memcpy(m + rq->mem_len, p, len);
+	rq->mem_len += len;
+	m[rq->mem_len] = 0;
+	return 1;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
 	struct req *rq = arg;
@@ -847,22 +877,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 		rq->badrange = 1;
 		return 0;
 	}
-	if (rq->sink == SINK_MEM) {
-		char *m;
-
-		if (rq->mem_len + len > rq->mem_max) {
-			rq->toobig = 1;
-			return 0;
-		}
-		m = realloc(rq->mem, rq->mem_len + len + 1);
-		if (!m)
-			return 0;
-		rq->mem = m;
-		memcpy(m + rq->mem_len, p, len);
-		rq->mem_len += len;
-		m[rq->mem_len] = 0;
-		return len;
-	}
+	if (rq->sink == SINK_MEM)
+		return mem_keep(rq, p, len) ? len : 0;
 	if (rq->sink != SINK_BUF && rq->sink != SINK_CB)
 		return len;
 	if (!body_trim(rq, &q, &len))
@@ -947,9 +963,7 @@ static int on_seek(void *arg, curl_off_t off, int origin)
 	if (origin != SEEK_SET || off < 0)
 		return CURL_SEEKFUNC_FAIL;
 	if (rq->progress)
-		atomic_fetch_sub(rq->progress, rq->sent);
-	if (rq->progress)
-		atomic_fetch_add(rq->progress, off);
+		atomic_fetch_add(rq->progress, (uint64_t)off - rq->sent);
 	rq->sent = off;
 	rq->piece_off = rq->piece_len = 0;
 	return CURL_SEEKFUNC_OK;
@@ -1061,21 +1075,36 @@ out:
 	return r;
 }
 
+/* The index of scope's token, or -1; c->lock held. */
+static ssize_t token_find(struct oci_client *c, const char *scope)
+{
+	size_t i;
+
+	for (i = 0; i < c->ntokens; i++)
+		if (!strcmp(c->tokens[i].scope, scope))
+			return i;
+	return -1;
+}
+
+static void use_basic(struct req *rq)
+{
+	curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+	curl_easy_setopt(rq->h, CURLOPT_USERNAME, rq->c->user);
+	curl_easy_setopt(rq->h, CURLOPT_PASSWORD, rq->c->pass);
+}
+
 static int token_store(struct oci_client *c, const char *scope,
 		       const char *value, time_t expires)
 {
 	struct token t = { strdup(scope), strdup(value), expires };
 	struct token *v;
-	size_t i;
+	ssize_t i;
 
 	if (!t.scope || !t.value)
 		goto fail;
 	pthread_mutex_lock(&c->lock);
-	for (i = 0; i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, scope)) {
-			token_drop(c, i);
-			break;
-		}
+	if ((i = token_find(c, scope)) >= 0)
+		token_drop(c, i);
 	if (c->ntokens >= TOKENS_MAX)
 		token_drop(c, 0);
 	v = realloc(c->tokens, (c->ntokens + 1) * sizeof(*v));
@@ -1099,28 +1128,22 @@ static int auth_apply(struct req *rq)
 	char *tok = NULL, *realm = NULL, *service = NULL;
 	time_t expires;
 	enum auth_mode mode;
-	size_t i;
+	ssize_t i;
 	int r = 0;
 
 	rq->used = USED_NONE;
 	if (rq->noauth) {
-		if (c->user) {
-			curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-			curl_easy_setopt(rq->h, CURLOPT_USERNAME, c->user);
-			curl_easy_setopt(rq->h, CURLOPT_PASSWORD, c->pass);
-		}
+		if (c->user)
+			use_basic(rq);
 		return 0;
 	}
 	pthread_mutex_lock(&c->lock);
 	mode = c->mode;
-	for (i = 0; mode == AUTH_BEARER && i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, rq->scope)) {
-			if (c->tokens[i].expires > time(NULL))
-				tok = strdup(c->tokens[i].value);
-			else
-				token_drop(c, i);
-			break;
-		}
+	i = mode == AUTH_BEARER ? token_find(c, rq->scope) : -1;
+	if (i >= 0 && c->tokens[i].expires > time(NULL))
+		tok = strdup(c->tokens[i].value);
+	else if (i >= 0)
+		token_drop(c, i);
 	if (mode == AUTH_BEARER && !tok && c->realm) {
 		realm = strdup(c->realm);
 		service = strdup(c->service ? c->service : "");
@@ -1128,9 +1151,7 @@ static int auth_apply(struct req *rq)
 	pthread_mutex_unlock(&c->lock);
 	if (mode == AUTH_BASIC && c->user) {
 		rq->used = USED_BASIC;
-		curl_easy_setopt(rq->h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-		curl_easy_setopt(rq->h, CURLOPT_USERNAME, c->user);
-		curl_easy_setopt(rq->h, CURLOPT_PASSWORD, c->pass);
+		use_basic(rq);
 	} else if (mode == AUTH_BEARER) {
 		rq->used = tok ? USED_CACHED : USED_FRESH;
 		if (!tok && (!realm || !service))
@@ -1161,7 +1182,7 @@ static int auth_answer(struct req *rq)
 	const char *none = c->user ? "credentials refused"
 				   : "authentication required";
 	char realm[1024], service[256];
-	size_t i;
+	ssize_t i;
 
 	if (rq->noauth || !ch)
 		return causef(rq, -EACCES, "%s", none);
@@ -1189,11 +1210,8 @@ static int auth_answer(struct req *rq)
 	c->realm = strdup(realm);
 	c->service = strdup(service);
 	c->mode = AUTH_BEARER;
-	for (i = 0; rq->used == USED_CACHED && i < c->ntokens; i++)
-		if (!strcmp(c->tokens[i].scope, rq->scope)) {
-			token_drop(c, i);
-			break;
-		}
+	if (rq->used == USED_CACHED && (i = token_find(c, rq->scope)) >= 0)
+		token_drop(c, i);
 	pthread_mutex_unlock(&c->lock);
 	return OUT_AUTH;
 }
@@ -1239,9 +1257,18 @@ static void req_release(struct req *rq)
 	rq->piece = NULL;
 }
 
-static int hdr_add(struct req *rq, const char *h)
+static int hdr_add(struct req *rq, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int hdr_add(struct req *rq, const char *fmt, ...)
 {
-	struct curl_slist *l = curl_slist_append(rq->hl, h);
+	struct curl_slist *l;
+	char h[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h, sizeof(h), fmt, ap);
+	va_end(ap);
+	l = curl_slist_append(rq->hl, h);
 
 	if (!l)
 		return -ENOMEM;
@@ -1249,15 +1276,13 @@ static int hdr_add(struct req *rq, const char *h)
 	return 0;
 }
 
-/* A fresh easy handle for the next attempt of rq. */
-static int req_start(struct req *rq)
+/*
+ * Forgets what the last attempt saw and sent.  Progress gives back bytes
+ * that will come again; a SINK_CB stream keeps what it delivered and asks
+ * for the rest.
+ */
+static void attempt_reset(struct req *rq)
 {
-	struct oci_client *c = rq->c;
-	const char *protos = c->insecure ? "http,https" : "https";
-	char h[256];
-	CURL *e;
-	int r;
-
 	answer_reset(rq);
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
@@ -1274,6 +1299,17 @@ static int req_start(struct req *rq)
 	rq->piece_off = rq->piece_len = 0;
 	rq->start = rq->roff + rq->got;
 	rq->got0 = rq->got;
+}
+
+/* A fresh easy handle for the next attempt of rq. */
+static int req_start(struct req *rq)
+{
+	struct oci_client *c = rq->c;
+	const char *protos = c->insecure ? "http,https" : "https";
+	CURL *e;
+	int r;
+
+	attempt_reset(rq);
 	e = rq->h = curl_easy_init();
 	if (!e)
 		return -ENOMEM;
@@ -1317,25 +1353,18 @@ static int req_start(struct req *rq)
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
 	}
-	if (rq->accept && r == 0) {
-		snprintf(h, sizeof(h), "Accept: %s", rq->accept);
-		r = hdr_add(rq, h);
-	}
-	if (rq->ctype && r == 0) {
-		snprintf(h, sizeof(h), "Content-Type: %s", rq->ctype);
-		r = hdr_add(rq, h);
-	}
+	if (rq->accept && r == 0)
+		r = hdr_add(rq, "Accept: %s", rq->accept);
+	if (rq->ctype && r == 0)
+		r = hdr_add(rq, "Content-Type: %s", rq->ctype);
 	rq->ranged = rq->start > 0 || rq->rlen != UINT64_MAX;
-	if (rq->ranged && r == 0) {
-		if (rq->rlen == UINT64_MAX)
-			snprintf(h, sizeof(h), "Range: bytes=%llu-",
-				 (unsigned long long)rq->start);
-		else
-			snprintf(h, sizeof(h), "Range: bytes=%llu-%llu",
-				 (unsigned long long)rq->start,
-				 (unsigned long long)(rq->roff + rq->rlen - 1));
-		r = hdr_add(rq, h);
-	}
+	if (rq->ranged && r == 0 && rq->rlen == UINT64_MAX)
+		r = hdr_add(rq, "Range: bytes=%llu-",
+			    (unsigned long long)rq->start);
+	else if (rq->ranged && r == 0)
+		r = hdr_add(rq, "Range: bytes=%llu-%llu",
+			    (unsigned long long)rq->start,
+			    (unsigned long long)(rq->roff + rq->rlen - 1));
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, rq->hl);
 	if (r == 0)
 		r = auth_apply(rq);
@@ -1406,23 +1435,25 @@ static int http_error(struct req *rq)
 	return causef(rq, r, "%s", line);
 }
 
-/* Checks the body of a 2xx against the range asked. */
+/* Checks a 2xx against the blob size expected and the range asked. */
 static int body_outcome(struct req *rq)
 {
-	unsigned long long want = rq->rlen;
-
+	if (rq->want_total && rq->total && rq->total != rq->want_total)
+		return causef(rq, -EIO, "the blob has %llu bytes, the manifest says %llu",
+			      (unsigned long long)rq->total,
+			      (unsigned long long)rq->want_total);
 	if (rq->sink != SINK_BUF && rq->sink != SINK_CB)
 		return 0;
 	if (rq->status != 206 && rq->status != 200)
 		return causef(rq, -EPROTO, "%ld to a GET", rq->status);
-	if (rq->sink == SINK_CB) {
-		if (rq->rlen == UINT64_MAX ||
-		    (rq->total && rq->roff + rq->got == rq->total))
-			return 0;
-	}
-	if (rq->got != want)
+	/* a stream asked past the blob's end ends with the blob */
+	if (rq->sink == SINK_CB && (rq->rlen == UINT64_MAX ||
+	    (rq->total && rq->roff + rq->got == rq->total)))
+		return 0;
+	if (rq->got != rq->rlen)
 		return causef(rq, OUT_RETRY, "short body (%llu of %llu bytes)",
-			      (unsigned long long)rq->got, want);
+			      (unsigned long long)rq->got,
+			      (unsigned long long)rq->rlen);
 	return 0;
 }
 
@@ -1446,11 +1477,6 @@ static int req_outcome(struct req *rq, CURLcode code)
 		return curl_outcome(rq, code);
 	if (rq->status == 401)
 		return auth_answer(rq);
-	if (rq->status >= 200 && rq->status < 300 && rq->want_total && rq->total &&
-	    rq->total != rq->want_total)
-		return causef(rq, -EIO, "the blob has %llu bytes, the manifest says %llu",
-			      (unsigned long long)rq->total,
-			      (unsigned long long)rq->want_total);
 	if (rq->status >= 200 && rq->status < 300)
 		return body_outcome(rq);
 	if (rq->lenient && rq->status >= 400 && rq->status < 500)
@@ -1498,14 +1524,13 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		return 1;
 	}
 	if (r == OUT_RETRY) {
-		if (++rq->attempt >= rq->c->retries &&
-		    !(rq->sink == SINK_CB && rq->got > rq->got0)) {
+		/* a stream that moved on starts its count again */
+		if (rq->sink == SINK_CB && rq->got > rq->got0) {
+			rq->attempt = 1;
+		} else if (++rq->attempt >= rq->c->retries) {
 			task_fail(k, -EIO);
 			return 0;
 		}
-		/* a stream that moved on starts its count again */
-		if (rq->sink == SINK_CB && rq->got > rq->got0)
-			rq->attempt = 1;
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
 		k->due = now_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;
@@ -1522,18 +1547,16 @@ static int task_launch(struct task *k, CURLM *m)
 	if (k->prep)
 		k->prep(k);
 	r = req_start(&k->rq);
+	if (r == 0) {
+		curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
+		if (curl_multi_add_handle(m, k->rq.h))
+			r = -ENOMEM;
+	}
 	if (r < 0) {
 		req_end(&k->rq);
 		task_fail(k, r);
-		return r;
 	}
-	curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
-	if (curl_multi_add_handle(m, k->rq.h)) {
-		req_end(&k->rq);
-		task_fail(k, -ENOMEM);
-		return -ENOMEM;
-	}
-	return 0;
+	return r;
 }
 
 /*
@@ -1601,13 +1624,6 @@ static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 	return first->status;
 }
 
-/* One request to its end; the task's answer stays in t->rq. */
-static int run_one(struct oci_client *c, struct task *k, char *err,
-		   size_t errlen)
-{
-	return run_tasks(c, k, 1, err, errlen);
-}
-
 /* ---- the calls ---- */
 
 static int req_url(struct req *rq, const char *fmt, ...)
@@ -1640,6 +1656,27 @@ static int bad_arg(struct oci_client *c, char *err, size_t errlen,
 	errf(err, errlen, "%s: invalid %s \"%.80s\"", c->name, what,
 	     s ? s : "(null)");
 	return -EINVAL;
+}
+
+/*
+ * Checks repo and ref (a digest for "blobs", a tag or digest for
+ * "manifests"), then sets rq up for METHOD /v2/<repo>/<kind>/<ref> with
+ * the pull scope.  rq needs req_release() whatever this returns.
+ */
+static int req_repo(struct req *rq, struct oci_client *c, const char *method,
+		    const char *repo, const char *kind, const char *ref,
+		    char *err, size_t errlen)
+{
+	int blob = !strcmp(kind, "blobs");
+
+	if (!oci_repo_valid(repo))
+		return bad_arg(c, err, errlen, "repository", repo);
+	if (!oci_digest_valid(ref) && (blob || !oci_tag_valid(ref)))
+		return bad_arg(c, err, errlen, blob ? "digest" : "tag or digest",
+			       ref);
+	req_init(rq, c, method);
+	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
+	return req_url(rq, "/v2/%s/%s/%s", repo, kind, ref);
 }
 
 /* The next page's url from a Link header, on this registry only. */
@@ -1730,7 +1767,7 @@ static int list_get(struct oci_client *c, const char *repo, char ***ret,
 	for (pages = 0; r == 0; pages++) {
 		k.done = 0;
 		rq->attempt = rq->auth_rounds = 0;
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 		if (r < 0)
 			break;
 		r = list_page(rq, repo ? "tags" : "repositories",
@@ -1765,19 +1802,12 @@ int oci_catalog(struct oci_client *c, char ***ret, size_t *ret_n, char *err,
 		size_t errlen)
 {
 	char **v;
-	size_t i;
 	int r = list_get(c, NULL, ret, ret_n, err, errlen);
 
 	if (!c->nrepos || (r != -EACCES && r != -ENOENT && r != -EOPNOTSUPP))
 		return r;
 	/* the catalog is refused: the configured repositories stand in */
-	v = calloc(c->nrepos + 1, sizeof(char *));
-	for (i = 0; v && i < c->nrepos; i++)
-		if (!(v[i] = strdup(c->repos[i]))) {
-			oci_strv_free(v, i);
-			return -ENOMEM;
-		}
-	if (!v)
+	if (!(v = strv_dup(c->repos, c->nrepos)))
 		return -ENOMEM;
 	*ret = v;
 	*ret_n = c->nrepos;
@@ -1824,19 +1854,13 @@ int oci_manifest_get(struct oci_client *c, const char *repo, const char *ref,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!ref_valid(ref))
-		return bad_arg(c, err, errlen, "tag or digest", ref);
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "manifests", ref, err, errlen);
 	rq->sink = SINK_MEM;
 	rq->mem_max = OCI_MANIFEST_MAX;
 	rq->accept = OCI_MT_MANIFEST ", " OCI_MT_INDEX ", " OCI_MT_DOCKER_MANIFEST
 		", application/vnd.docker.distribution.manifest.list.v2+json";
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/manifests/%s", repo, ref);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0) {
 		if (type && typelen)
 			snprintf(type, typelen, "%.*s",
@@ -1868,29 +1892,31 @@ int oci_manifest_put(struct oci_client *c, const char *repo, const char *ref,
 	char d[OCI_DIGEST_LEN];
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!ref_valid(ref))
-		return bad_arg(c, err, errlen, "tag or digest", ref);
+	r = req_repo(rq, c, "PUT", repo, "manifests", ref, err, errlen);
+	if (r < 0)
+		goto out;
 	if (!media_type || !*media_type || strpbrk(media_type, "\r\n") ||
-	    strlen(media_type) > 200)
-		return bad_arg(c, err, errlen, "media type", media_type);
+	    strlen(media_type) > 200) {
+		r = bad_arg(c, err, errlen, "media type", media_type);
+		goto out;
+	}
 	if (len > OCI_MANIFEST_MAX) {
 		errf(err, errlen, "%s: a manifest of %zu bytes exceeds %u",
 		     c->name, len, OCI_MANIFEST_MAX);
-		return -EFBIG;
+		r = -EFBIG;
+		goto out;
 	}
 	oci_digest(body, len, d);
-	if (oci_digest_valid(ref) && strcmp(ref, d))
-		return bad_arg(c, err, errlen, "digest (not the body's)", ref);
-	req_init(rq, c, "PUT");
+	if (oci_digest_valid(ref) && strcmp(ref, d)) {
+		r = bad_arg(c, err, errlen, "digest (not the body's)", ref);
+		goto out;
+	}
 	rq->ctype = media_type;
 	rq->body = body;
 	rq->body_len = len;
 	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull,push", repo);
-	r = req_url(rq, "/v2/%s/manifests/%s", repo, ref);
-	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+	r = run_tasks(c, &k, 1, err, errlen);
+out:
 	req_release(rq);
 	return r;
 }
@@ -1902,15 +1928,9 @@ int oci_blob_head(struct oci_client *c, const char *repo, const char *digest,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	req_init(rq, c, "HEAD");
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
+	r = req_repo(rq, c, "HEAD", repo, "blobs", digest, err, errlen);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0 && rq->clen < 0) {
 		errf(err, errlen, "%s: %s: no Content-Length", c->name, rq->what);
 		r = -EPROTO;
@@ -1940,17 +1960,11 @@ int oci_blob_get(struct oci_client *c, const char *repo, const char *digest,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "blobs", digest, err, errlen);
 	rq->sink = SINK_MEM;
 	rq->mem_max = max;
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
 	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+		r = run_tasks(c, &k, 1, err, errlen);
 	if (r == 0) {
 		*ret = rq->mem ? rq->mem : calloc(1, 1);
 		*ret_len = rq->mem_len;
@@ -1967,7 +1981,6 @@ static int stream_step(struct task *k)
 	unsigned char md[32];
 	char d[OCI_DIGEST_LEN];
 	EVP_MD_CTX *x;
-	int i;
 
 	if (!rq->md || (rq->rlen != UINT64_MAX && rq->got != rq->total))
 		return 0;
@@ -1977,9 +1990,7 @@ static int stream_step(struct task *k)
 		return -ENOMEM;
 	}
 	EVP_MD_CTX_free(x);
-	memcpy(d, "sha256:", 7);
-	for (i = 0; i < 32; i++)
-		snprintf(d + 7 + 2 * i, 3, "%02x", md[i]);
+	digest_hex(md, d);
 	if (strcmp(d, k->ctx))
 		return causef(rq, -EIO, "the blob does not match its digest");
 	return 0;
@@ -1994,13 +2005,9 @@ int oci_blob_stream(struct oci_client *c, const char *repo,
 	struct req *rq = &k.rq;
 	int r;
 
-	if (!oci_repo_valid(repo))
-		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(digest))
-		return bad_arg(c, err, errlen, "digest", digest);
-	if (len == 0)
-		return 0;
-	req_init(rq, c, "GET");
+	r = req_repo(rq, c, "GET", repo, "blobs", digest, err, errlen);
+	if (r < 0 || len == 0)
+		goto out;
 	rq->sink = SINK_CB;
 	rq->cb = cb;
 	rq->cbarg = arg;
@@ -2010,14 +2017,12 @@ int oci_blob_stream(struct oci_client *c, const char *repo,
 	if (off == 0) {
 		rq->md = EVP_MD_CTX_new();
 		if (!rq->md || !EVP_DigestInit_ex(rq->md, EVP_sha256(), NULL)) {
-			EVP_MD_CTX_free(rq->md);
-			return -ENOMEM;
+			r = -ENOMEM;
+			goto out;
 		}
 	}
-	snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-	r = req_url(rq, "/v2/%s/blobs/%s", repo, digest);
-	if (r == 0)
-		r = run_one(c, &k, err, errlen);
+	r = run_tasks(c, &k, 1, err, errlen);
+out:
 	EVP_MD_CTX_free(rq->md);
 	req_release(rq);
 	return r;
@@ -2069,15 +2074,14 @@ int oci_fetch_ranges(struct oci_client *c, const char *repo,
 		t[i].ctx = &f[i];
 		t[i].step = fetch_step;
 		t[i].done = r[i].len == 0;
-		req_init(rq, c, "GET");
+		res = req_repo(rq, c, "GET", repo, "blobs", r[i].digest, err,
+			       errlen);
 		rq->sink = SINK_BUF;
 		rq->buf = r[i].buf;
 		rq->roff = r[i].off;
 		rq->rlen = r[i].len;
 		rq->want_total = r[i].size;
 		rq->progress = progress;
-		snprintf(rq->scope, sizeof(rq->scope), "repository:%s:pull", repo);
-		res = req_url(rq, "/v2/%s/blobs/%s", repo, r[i].digest);
 	}
 	if (res == 0)
 		res = run_tasks(c, t, n, err, errlen);
@@ -2193,8 +2197,7 @@ static int up_step(struct task *k)
 		if (rq->status >= 400)
 			return http_error(rq);
 		if (rq->status != 201)
-			return causef(rq, -EPROTO, "%ld %s to a PUT", rq->status,
-				      rq->reason);
+			return put_step(k);
 		x->u->how = OCI_UP_SENT;
 		free(rq->piece);
 		rq->piece = NULL;
