@@ -66,7 +66,16 @@ struct ntag {
 	int pending;            /* a push being written */
 	struct pfile *pf;
 	size_t npf;
-	pthread_mutex_t plock;  /* the push: pf, writers, uploads */
+	/*
+	 * Tar layers pulled member by member are fetched once, checked, and
+	 * kept as orphan inodes of the store while the tag is resolved.
+	 */
+	struct lcache {
+		char digest[OCI_DIGEST_LEN];
+		uint64_t ino;
+	} *lc;
+	size_t nlc;
+	pthread_mutex_t plock;  /* the push (pf, writers, uploads) and lc */
 };
 
 struct nnode {
@@ -339,6 +348,9 @@ static void tag_put(struct fs_net *n, struct ntag *t)
 			cas_release_orphan(n->fs->st, t->pf[i].ino);
 		free(t->pf[i].path);
 	}
+	for (i = 0; i < t->nlc; i++)
+		cas_release_orphan(n->fs->st, t->lc[i].ino);
+	free(t->lc);
 	free(t->pf);
 	free(t->ents);
 	free(t->manifest);
@@ -519,7 +531,19 @@ static int tag_get(struct fs_net *n, struct nnode *tn, struct ntag **ret)
 	old = tn->tag;
 	tn->tag = t;
 	t->refs++;
+	if (old)
+		old->refs++;
 	pthread_mutex_unlock(&n->lock);
+	/* The same manifest: the local copies of its tar layers carry over. */
+	if (old && !old->pending && !strcmp(old->digest, t->digest)) {
+		pthread_mutex_lock(&old->plock);
+		t->lc = old->lc;
+		t->nlc = old->nlc;
+		old->lc = NULL;
+		old->nlc = 0;
+		pthread_mutex_unlock(&old->plock);
+	}
+	tag_put(n, old);
 	tag_put(n, old);
 	*ret = t;
 	return 0;
@@ -1413,6 +1437,27 @@ static ssize_t read_layer(struct fs_net *n, struct fs_net_handle *h, uint8_t *bu
 		memcpy(buf, h->text + off, size);
 		return (ssize_t)size;
 	}
+	if (!f->whole) {
+		/* A tar layer pulled before is read from its checked local copy. */
+		uint64_t ino = 0;
+		size_t i;
+
+		pthread_mutex_lock(&h->tag->plock);
+		for (i = 0; i < h->tag->nlc; i++)
+			if (!strcmp(h->tag->lc[i].digest, f->digest))
+				ino = h->tag->lc[i].ino;
+		pthread_mutex_unlock(&h->tag->plock);
+		if (ino) {
+			struct cas_file *cf = NULL;
+			struct cas_fault fault;
+			ssize_t got = cas_file_open(n->fs->st, ino, &cf);
+
+			if (got == 0)
+				got = cas_file_read(n->fs->st, cf, buf, size, f->off + off, &fault);
+			cas_file_free(cf);
+			return got < 0 ? -EIO : got;
+		}
+	}
 	{
 		struct oci_range rg = { .digest = f->digest, .off = f->off + off,
 					.len = size, .buf = buf, .size = f->blob_size };
@@ -1501,6 +1546,105 @@ static int sink_write(void *arg, const void *buf, size_t len)
 	return r;
 }
 
+/*
+ * The local copy of a tar layer (an orphan inode of the store): fetched
+ * whole the first time a member is pulled, committed only if its SHA-256
+ * and size are the manifest's.  Returns 0 and the inode, or -EIO.
+ */
+static int layer_local(struct fs_net *n, struct fs_net_handle *h,
+		       const struct layout_file *f, uint64_t *ret_ino)
+{
+	struct ntag *t = h->tag;
+	struct cas_writer *w = NULL;
+	struct cat_attr a;
+	char tmp[64], err[ERR_LEN] = "";
+	uint64_t ino = 0;
+	struct lcache *v;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&t->plock);
+	for (i = 0; i < t->nlc; i++)
+		if (!strcmp(t->lc[i].digest, f->digest)) {
+			*ret_ino = t->lc[i].ino;
+			pthread_mutex_unlock(&t->plock);
+			return 0;
+		}
+	snprintf(tmp, sizeof(tmp), ".llmfs-layer-%d-%lx", getpid(), (long)random());
+	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, S_IFREG | 0600, n->fs->uid,
+		       n->fs->gid, NULL, &a);
+	if (r == 0)
+		r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
+	if (r == 0)
+		r = cas_writer_open(n->fs->st, ino, 1, &w);
+	if (r == 0) {
+		struct sink sk = { w, 0, f->blob_size, 0, 0 };
+
+		h->x = xfer_start(n, "pull", t, h->node->path, f->blob_size);
+		r = oci_blob_stream(n->r[t->remote].c, t->repo, f->digest, 0, UINT64_MAX,
+				    sink_write, &sk, h->x ? &h->x->done : NULL, err,
+				    sizeof(err));
+		if (r == 0 && sk.seen != f->blob_size) {
+			snprintf(err, sizeof(err), "the blob has %llu bytes, the manifest says %llu",
+				 (unsigned long long)sk.seen, (unsigned long long)f->blob_size);
+			r = -EIO;
+		}
+		if (r == 0)
+			r = cas_writer_commit(w);
+		xfer_end(n, h->x, r, err);
+		h->x = NULL;
+	}
+	if (w)
+		cas_writer_free(w);
+	v = r == 0 ? realloc(t->lc, (t->nlc + 1) * sizeof(*v)) : NULL;
+	if (v) {
+		t->lc = v;
+		snprintf(v[t->nlc].digest, sizeof(v[t->nlc].digest), "%s", f->digest);
+		v[t->nlc++].ino = ino;
+		*ret_ino = ino;
+	} else if (ino) {
+		cas_release_orphan(n->fs->st, ino);
+	}
+	pthread_mutex_unlock(&t->plock);
+	if (r < 0) {
+		log_net(n, h, err, r);
+		return -EIO;
+	}
+	return v ? 0 : -ENOMEM;
+}
+
+/* A member of a tar layer: copied out of the layer's local copy. */
+static ssize_t copy_member(struct fs_net *n, struct fs_net_handle *h,
+			   const struct layout_file *f, struct cas_writer *w)
+{
+	const size_t step = 4u << 20;
+	struct cas_file *cf = NULL;
+	struct cas_fault fault;
+	uint64_t ino, done = 0;
+	uint8_t *buf = NULL;
+	int r = layer_local(n, h, f, &ino);
+
+	if (r == 0)
+		r = cas_file_open(n->fs->st, ino, &cf);
+	if (r == 0 && !(buf = malloc(step)))
+		r = -ENOMEM;
+	while (r == 0 && done < f->size) {
+		size_t want = f->size - done < step ? (size_t)(f->size - done) : step;
+		ssize_t got = cas_file_read(n->fs->st, cf, buf, want, f->off + done, &fault);
+
+		r = got == (ssize_t)want ? cas_writer_write(w, buf, want, done)
+					 : (got < 0 ? (int)got : -EIO);
+		done += want;
+	}
+	free(buf);
+	cas_file_free(cf);
+	if (r < 0) {
+		cas_writer_abort(w, -EIO);
+		return r == -ENOMEM ? r : -EIO;
+	}
+	return (ssize_t)f->size;
+}
+
 static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
 			uint64_t off_in, size_t len, struct cas_writer *w,
 			uint64_t off_out)
@@ -1520,8 +1664,9 @@ static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
 
 		if (off_in || off_out || len < f->size || cas_writer_size(w))
 			return 0;
+		if (!f->whole)
+			return copy_member(n, h, f, w);
 		h->x = xfer_start(n, "pull", h->tag, h->node->path, f->size);
-		/* A member of a tar layer is checked as part of the whole layer. */
 		r = oci_blob_stream(n->r[h->tag->remote].c, h->tag->repo, f->digest, 0,
 				    UINT64_MAX, sink_write, &s,
 				    h->x ? &h->x->done : NULL, err, sizeof(err));

@@ -293,7 +293,9 @@ test_expect_success "modelpack: cp -r into models/ gives identical files" '
 	cp -r "$NET/mp/m/v1" "$MNT/models/mp" &&
 	[ "$(names "$MNT/models/mp")" = "$(names "$SRC/mp")" ] &&
 	diff -r "$SRC/mp" "$MNT/models/mp" &&
-	grep -q "^pull lab/mp/m:v1/model.safetensors .* done" "$MNT/.llmfs/transfers"
+	grep -q "^pull lab/mp/m:v1/model.safetensors .* done" "$MNT/.llmfs/transfers" &&
+	say "# tar layer pulls: $(grep -c "^pull lab/mp/m:v1/scripts/" "$MNT/.llmfs/transfers")" &&
+	[ "$(grep -c "^pull lab/mp/m:v1/scripts/" "$MNT/.llmfs/transfers")" = 1 ]
 '
 
 # ---------------------------------------------------------------------------
