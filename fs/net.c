@@ -1547,6 +1547,24 @@ static int sink_write(void *arg, const void *buf, size_t len)
 }
 
 /*
+ * A new inode of the store that no folder names (an orphan, freed by
+ * cas_release_orphan() or at the next start): the bytes of a push or the
+ * local copy of a layer.
+ */
+static int orphan_new(struct fs_net *n, uint32_t mode, const char *target,
+		      uint64_t *ret_ino)
+{
+	struct cat_attr a;
+	char tmp[64];
+	int r;
+
+	snprintf(tmp, sizeof(tmp), ".llmfs-net-%d-%lx", getpid(), (long)random());
+	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, mode, n->fs->uid, n->fs->gid,
+		       target, &a);
+	return r < 0 ? r : cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, ret_ino);
+}
+
+/*
  * The local copy of a tar layer (an orphan inode of the store): fetched
  * whole the first time a member is pulled, committed only if its SHA-256
  * and size are the manifest's.  Returns 0 and the inode, or -EIO.
@@ -1556,8 +1574,7 @@ static int layer_local(struct fs_net *n, struct fs_net_handle *h,
 {
 	struct ntag *t = h->tag;
 	struct cas_writer *w = NULL;
-	struct cat_attr a;
-	char tmp[64], err[ERR_LEN] = "";
+	char err[ERR_LEN] = "";
 	uint64_t ino = 0;
 	struct lcache *v;
 	size_t i;
@@ -1570,11 +1587,7 @@ static int layer_local(struct fs_net *n, struct fs_net_handle *h,
 			pthread_mutex_unlock(&t->plock);
 			return 0;
 		}
-	snprintf(tmp, sizeof(tmp), ".llmfs-layer-%d-%lx", getpid(), (long)random());
-	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, S_IFREG | 0600, n->fs->uid,
-		       n->fs->gid, NULL, &a);
-	if (r == 0)
-		r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
+	r = orphan_new(n, S_IFREG | 0600, NULL, &ino);
 	if (r == 0)
 		r = cas_writer_open(n->fs->st, ino, 1, &w);
 	if (r == 0) {
@@ -1936,8 +1949,7 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 {
 	struct nnode *p;
 	struct ntag *t;
-	struct cat_attr a;
-	char tmp[64], *path = NULL;
+	char *path = NULL;
 	uint64_t ino;
 	int r;
 
@@ -1957,12 +1969,7 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	if (!path)
 		goto out;
 	/* The bytes live in the store as an orphan inode until the push ends. */
-	snprintf(tmp, sizeof(tmp), ".llmfs-push-%d-%lx", getpid(), (long)random());
-	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, mode, n->fs->uid, n->fs->gid,
-		       target, &a);
-	if (r < 0)
-		goto out;
-	r = cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, &ino);
+	r = orphan_new(n, mode, target, &ino);
 	if (r < 0)
 		goto out;
 	r = pf_add(n, t, p, name, &path, mode, ino, target ? strlen(target) : 0,
