@@ -4,7 +4,10 @@
 # both builds, and ends with one line: "N passed, N failed[, N skipped]".
 set -u
 cd "$(dirname "$0")/.."
-sh tools/install-deps.sh --test || exit 1
+# A failed install is reported, and the builds and tests are tried anyway:
+# the closing line is always printed.
+rc=0
+sh tools/install-deps.sh --test || { echo "tools/install-deps.sh failed"; rc=1; }
 
 run_build() {
     dir=$1; shift
@@ -18,7 +21,6 @@ run_build() {
     return 0
 }
 
-rc=0
 run_build build || rc=1
 run_build build-san -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug || rc=1
@@ -32,6 +34,8 @@ count() {
 passed=$(count '"OK"\|"EXPECTEDFAIL"')
 skipped=$(count '"SKIP"')
 failed=$(count '"FAIL"\|"TIMEOUT"\|"ERROR"\|"UNEXPECTEDPASS"\|"INTERRUPT"')
+# A build that failed ran no test: count it, so the line never reads clean.
+[ "$rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$failed" -eq 0 ] || rc=1
 [ "$passed" -gt 0 ] || rc=1
 line="$passed passed, $failed failed"
