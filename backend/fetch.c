@@ -176,37 +176,12 @@ uint64_t cas_import_pending(struct cas_import *im)
 	return b;
 }
 
-/* Adds d to the live bytes of pack in the arrays.  Returns 0 or -ENOMEM. */
-static int live_add(uint32_t **packs, int64_t **live, size_t *np, uint32_t pack,
-		    int64_t d)
-{
-	size_t k;
-
-	for (k = 0; k < *np && (*packs)[k] != pack; k++)
-		;
-	if (k == *np) {
-		uint32_t *p = realloc(*packs, (*np + 1) * sizeof(*p));
-		int64_t *l = p ? realloc(*live, (*np + 1) * sizeof(*l)) : NULL;
-
-		if (p)
-			*packs = p;
-		if (!l)
-			return -ENOMEM;
-		*live = l;
-		p[k] = pack;
-		l[k] = 0;
-		(*np)++;
-	}
-	(*live)[k] += d;
-	return 0;
-}
-
 int cas_import_commit(struct cas_import *im)
 {
 	struct cas_store *st = im->st;
-	int64_t now = store_now_ns(), *live = NULL;
-	uint32_t *packs = NULL;
-	size_t np = 0, i;
+	int64_t now = store_now_ns();
+	struct pack_delta *d = NULL;
+	size_t nd = 0, i;
 	int r;
 
 	pthread_mutex_lock(&im->lock);
@@ -235,20 +210,17 @@ int cas_import_commit(struct cas_import *im)
 			if (r == 0)
 				r = cat_damaged_clear(st->cat, &a->id);
 			if (r == 0)
-				r = live_add(&packs, &live, &np, old.pack,
-					     -(int64_t)(PACK_REC_LEN + old.clen));
+				r = store_delta_add(&d, &nd, old.pack,
+						    -(int64_t)(PACK_REC_LEN + old.clen));
 		}
 		if (r == 0)
 			r = cat_fetched_add(st->cat, &a->id, now);
 		if (r == 0)
-			r = live_add(&packs, &live, &np, a->loc.pack,
-				     PACK_REC_LEN + a->loc.clen);
+			r = store_delta_add(&d, &nd, a->loc.pack,
+					    PACK_REC_LEN + a->loc.clen);
 	}
-	for (i = 0; r == 0 && i < np; i++) {
-		int64_t ps = pack_size(st->packs, packs[i]);
-
-		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, packs[i], ps, live[i]);
-	}
+	if (r == 0)
+		r = store_deltas_apply(st, d, nd);
 	if (r == 0)
 		r = cat_commit(st->cat);
 	else
@@ -260,8 +232,7 @@ int cas_import_commit(struct cas_import *im)
 	}
 out:
 	pthread_mutex_unlock(&im->lock);
-	free(packs);
-	free(live);
+	free(d);
 	return r;
 }
 

@@ -18,33 +18,10 @@
 
 struct dead_acc {
 	struct cas_store *st;
-	struct pack_delta {
-		uint32_t pack;
-		int64_t bytes;
-	} *v;
+	struct pack_delta *v; /* live bytes each pack loses */
 	size_t n;
 	int64_t freed;
 };
-
-static int acc_add(struct dead_acc *a, uint32_t pack, int64_t bytes)
-{
-	size_t i;
-	void *t;
-
-	for (i = 0; i < a->n; i++)
-		if (a->v[i].pack == pack) {
-			a->v[i].bytes += bytes;
-			return 0;
-		}
-	t = realloc(a->v, (a->n + 1) * sizeof(*a->v));
-	if (!t)
-		return -ENOMEM;
-	a->v = t;
-	a->v[a->n].pack = pack;
-	a->v[a->n].bytes = bytes;
-	a->n++;
-	return 0;
-}
 
 static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *loc)
 {
@@ -54,7 +31,8 @@ static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *
 	if (r < 0)
 		return r;
 	a->freed += PACK_REC_LEN + loc->clen;
-	return acc_add(a, loc->pack, PACK_REC_LEN + (int64_t)loc->clen);
+	return store_delta_add(&a->v, &a->n, loc->pack,
+			       -(PACK_REC_LEN + (int64_t)loc->clen));
 }
 
 struct mover {
@@ -182,7 +160,7 @@ int64_t cas_gc(struct cas_store *st)
 	if (r == 0)
 		r = cat_chunks_dead(st->cat, keep, drop_dead, &a);
 	for (i = 0; r == 0 && i < a.n; i++)
-		r = cat_pack_update(st->cat, a.v[i].pack, 0, -a.v[i].bytes);
+		r = cat_pack_update(st->cat, a.v[i].pack, 0, a.v[i].live);
 	if (r == 0)
 		r = cat_commit(st->cat);
 	else

@@ -206,19 +206,26 @@ static int walk(struct cas_store *st, uint64_t ino, const char *prefix,
 	return r;
 }
 
-static json_t *manifest_root(const char *name, json_t *files, uint64_t total)
+/* The manifest around files (taken), unless r, the walk's result, failed. */
+static int manifest_root(const char *name, json_t *files, uint64_t total, int r,
+			 json_t **ret)
 {
-	return json_pack("{s:i, s:s, s:{s:s, s:i, s:i, s:i}, s:s, s:s, s:I, s:o}",
+	if (r < 0) {
+		json_decref(files);
+		return r;
+	}
+	*ret = json_pack("{s:i, s:s, s:{s:s, s:i, s:i, s:i}, s:s, s:s, s:I, s:o}",
 			 "smip", SMIP_VERSION, "name", name, "chunking", "algorithm",
 			 "gear-cdc", "min", CDC_MIN, "avg", CDC_AVG, "max", CDC_MAX,
 			 "chunk_id", "xxh3-128", "file_hash", "sha256", "size",
 			 (json_int_t)total, "files", files);
+	return *ret ? 0 : -ENOMEM;
 }
 
 int smip_manifest_json(struct cas_store *st, const char *name,
 		       const struct smip_entry *e, size_t n, json_t **ret)
 {
-	json_t *files = json_array(), *root;
+	json_t *files = json_array();
 	uint64_t total = 0;
 	size_t i;
 	int r = files ? 0 : -ENOMEM;
@@ -235,15 +242,7 @@ int smip_manifest_json(struct cas_store *st, const char *name,
 		if (fe)
 			json_array_append_new(files, fe);
 	}
-	if (r < 0) {
-		json_decref(files);
-		return r;
-	}
-	root = manifest_root(name, files, total);
-	if (!root)
-		return -ENOMEM;
-	*ret = root;
-	return 0;
+	return manifest_root(name, files, total, r, ret);
 }
 
 int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
@@ -258,13 +257,9 @@ int smip_manifest(struct cas_store *st, uint64_t dir_ino, const char *name,
 	if (!files)
 		return -ENOMEM;
 	r = walk(st, dir_ino, "", files, &total, 0);
-	if (r < 0) {
-		json_decref(files);
+	r = manifest_root(name, files, total, r, &root);
+	if (r < 0)
 		return r;
-	}
-	root = manifest_root(name, files, total);
-	if (!root)
-		return -ENOMEM;
 	text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!text)

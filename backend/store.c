@@ -160,6 +160,40 @@ static int read_record(struct cas_store *st, struct worker_ctx *ctx,
 	return cas_id_eq(&got, id) ? 0 : -EIO;
 }
 
+int store_delta_add(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d)
+{
+	struct pack_delta *t;
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if ((*v)[i].pack == pack) {
+			(*v)[i].live += d;
+			return 0;
+		}
+	t = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!t)
+		return -ENOMEM;
+	*v = t;
+	t[*n].pack = pack;
+	t[*n].live = d;
+	(*n)++;
+	return 0;
+}
+
+int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
+		       size_t n)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; r == 0 && i < n; i++) {
+		int64_t ps = pack_size(st->packs, v[i].pack);
+
+		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, v[i].pack, ps, v[i].live);
+	}
+	return r;
+}
+
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len)
 {
 	const uint8_t *p = blob;

@@ -59,6 +59,20 @@ int store_deref_blob(struct cas_store *st, const void *blob, size_t len);
 
 int64_t store_now_ns(void);
 
+/* A change of a pack's live bytes, summed per pack over a transaction. */
+struct pack_delta {
+	uint32_t pack;
+	int64_t live;
+};
+/* Adds d to pack's entry in *v (made if absent); 0 or -ENOMEM. */
+int store_delta_add(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d);
+/*
+ * Records each pack's present size as committed, with its live change.
+ * Lock held, inside the transaction that made the changes.
+ */
+int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
+		       size_t n);
+
 /* Re-creates the reserve of spare blocks if it was given back. */
 void store_reserve_make(struct cas_store *st);
 

@@ -962,31 +962,6 @@ static int chunk_stage(struct cas_writer *w)
 	return r;
 }
 
-struct pack_delta {
-	uint32_t pack;
-	int64_t live;
-};
-
-static int add_delta(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d)
-{
-	struct pack_delta *t;
-	size_t i;
-
-	for (i = 0; i < *n; i++)
-		if ((*v)[i].pack == pack) {
-			(*v)[i].live += d;
-			return 0;
-		}
-	t = realloc(*v, (*n + 1) * sizeof(**v));
-	if (!t)
-		return -ENOMEM;
-	*v = t;
-	t[*n].pack = pack;
-	t[*n].live = d;
-	(*n)++;
-	return 0;
-}
-
 /*
  * The stored copy of this chunk was found damaged: point the chunk at the
  * good copy just written, for every file that uses it.  Lock held, in the
@@ -1002,9 +977,9 @@ static int heal_chunk(struct cas_store *st, const struct newchunk *nc,
 	if (r == 0)
 		r = cat_chunk_relocate(st->cat, &nc->id, &nc->loc);
 	if (r == 0)
-		r = add_delta(d, nd, old.pack, -(int64_t)(PACK_REC_LEN + old.clen));
+		r = store_delta_add(d, nd, old.pack, -(int64_t)(PACK_REC_LEN + old.clen));
 	if (r == 0)
-		r = add_delta(d, nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
+		r = store_delta_add(d, nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
 	if (r == 0)
 		r = cat_damaged_clear(st->cat, &nc->id);
 	return r;
@@ -1038,7 +1013,7 @@ static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 			continue;
 		}
 		if (r == 0)
-			r = add_delta(&d, &nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
+			r = store_delta_add(&d, &nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
 	}
 	for (i = 0; r == 0 && i < w->n; i++) {
 		r = cat_chunk_addref(st->cat, &w->list[i].id, 1);
@@ -1052,12 +1027,9 @@ static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 	if (r == 0)
 		r = cat_set_content(st->cat, w->ino, blob, len, size, sha, store_now_ns());
 	if (r == 0)
-		r = add_delta(&d, &nd, pack_current(st->packs), 0);
-	for (i = 0; r == 0 && i < nd; i++) {
-		int64_t ps = pack_size(st->packs, d[i].pack);
-
-		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, d[i].pack, ps, d[i].live);
-	}
+		r = store_delta_add(&d, &nd, pack_current(st->packs), 0);
+	if (r == 0)
+		r = store_deltas_apply(st, d, nd);
 	if (r == 0)
 		r = cat_commit(st->cat);
 	else

@@ -1793,14 +1793,18 @@ static int pf_add(struct fs_net *n, struct ntag *t, struct nnode *p,
 	return r;
 }
 
+static int push_node(struct fs_net *n, uint64_t parent, const char *name,
+		     uint32_t mode, const char *target, uint64_t *ret_ino,
+		     struct fs_net_handle **ret);
+
 /* A new tag (or folder of one) to push: NAME under a repository, or REPO:TAG. */
 int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		 uint32_t mode, uint64_t *ret_ino)
 {
-	struct nnode *p, *k = NULL, *tn;
+	struct nnode *p, *k = NULL;
 	struct ntag *t = NULL;
 	const char *colon = strchr(name, ':');
-	char *repo = NULL, *tag = NULL, *path = NULL;
+	char *repo = NULL, *tag = NULL;
 	int r;
 
 	pthread_mutex_lock(&n->lock);
@@ -1808,23 +1812,10 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 	pthread_mutex_unlock(&n->lock);
 	if (!p || p->kind == N_ROOT)
 		return -EPERM;
-	if (p->kind == N_TAG || p->kind == N_MDIR) {
-		/* A folder inside a push. */
-		tn = tag_node(p);
-		r = tag_get(n, tn, &t);
-		if (r < 0)
-			return r;
-		r = -EROFS;
-		if (!t->pending)
-			goto out;
-		path = join(p->kind == N_TAG ? "" : p->path, name);
-		r = -ENOMEM;
-		if (!path)
-			goto out;
-		r = pf_add(n, t, p, name, &path, S_IFDIR | (mode & 0777), 0, 0,
-			   ret_ino);
-		goto out;
-	}
+	/* A folder inside a push. */
+	if (p->kind == N_TAG || p->kind == N_MDIR)
+		return push_node(n, parent, name, S_IFDIR | (mode & 0777), NULL,
+				 ret_ino, NULL);
 	if (p->kind != N_DIR)
 		return -ENOTDIR;
 	if (colon) {
@@ -1906,13 +1897,9 @@ out:
 	tag_put(n, t);
 	free(repo);
 	free(tag);
-	free(path);
 	return r;
 }
 
-static int push_node(struct fs_net *n, uint64_t parent, const char *name,
-		     uint32_t mode, const char *target, uint64_t *ret_ino,
-		     struct fs_net_handle **ret);
 static int push_locked(struct fs_net *n, struct ntag *t, size_t idx);
 
 int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
@@ -1942,7 +1929,8 @@ int fs_net_symlink(struct fs_net *n, uint64_t parent, const char *name,
 	return r;
 }
 
-/* A file or symlink of a push, held as an orphan inode of the store. */
+/* A file, symlink or folder of a push; files and symlinks are orphan
+ * inodes of the store. */
 static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 		     uint32_t mode, const char *target, uint64_t *ret_ino,
 		     struct fs_net_handle **ret)
@@ -1950,7 +1938,7 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	struct nnode *p;
 	struct ntag *t;
 	char *path = NULL;
-	uint64_t ino;
+	uint64_t ino = 0;
 	int r;
 
 	pthread_mutex_lock(&n->lock);
@@ -1969,14 +1957,14 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	if (!path)
 		goto out;
 	/* The bytes live in the store as an orphan inode until the push ends. */
-	r = orphan_new(n, mode, target, &ino);
+	r = S_ISDIR(mode) ? 0 : orphan_new(n, mode, target, &ino);
 	if (r < 0)
 		goto out;
 	r = pf_add(n, t, p, name, &path, mode, ino, target ? strlen(target) : 0,
 		   ret_ino);
-	if (r < 0)
+	if (r < 0 && ino)
 		cas_release_orphan(n->fs->st, ino);
-	else if (ret)
+	else if (r == 0 && ret)
 		r = fs_net_fopen(n, *ret_ino, O_WRONLY | O_TRUNC, ret);
 out:
 	free(path);
