@@ -2,7 +2,7 @@
 # Installs the Debian packages llmfs needs to build, run and test.
 # Usage: tools/install-deps.sh [--test]   (as root, or through sudo)
 set -eu
-pkgs="meson ninja-build pkg-config gcc fuse3 libfuse3-dev libzstd-dev
+pkgs="meson ninja-build pkg-config gcc g++ fuse3 libfuse3-dev libzstd-dev
       libxxhash-dev libsqlite3-dev libssl-dev libjansson-dev
       libcurl4-openssl-dev libopenblas-dev"
 if [ "${1:-}" = "--test" ]; then

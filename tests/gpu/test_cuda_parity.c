@@ -10,7 +10,9 @@
  *   5 AdamW steps     every loss within 1e-4 relative, and the weights afterwards within
  *                     1e-3 relative to the largest weight
  *   bf16 matmuls      first loss within 2e-2 relative of the fp32 CPU loss
- * Exit 77 when the library has no CUDA backend or there is no device. */
+ * Exit 77 when the library has no CUDA backend or there is no device.  Built twice: against the
+ * real backend (suite gpu) and against the backend compiled for the CPU emulator (suite unit,
+ * run with --emulator; tests/gpu/cudaemu). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,7 +54,7 @@ static double max_diff(const float *x, const float *y, size_t n)
 	return m;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const char *names[GPU_NPARAMS] = {
 		"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w",
@@ -67,6 +69,9 @@ int main(void)
 	uint64_t rng = 77;
 	int r;
 
+	if (argc > 1 && strcmp(argv[1], "--emulator") == 0)
+		printf("CUDA backend on cudaemu, the CPU stand-in for a GPU: kernels and the model "
+		       "are checked, speed is not\n");
 	if (!gpu_cuda_ops()) {
 		printf("skip: this build has no CUDA backend (nvcc not found, or a sanitised build)\n");
 		return 77;

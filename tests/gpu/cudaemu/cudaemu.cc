@@ -1,0 +1,828 @@
+/* tests/gpu/cudaemu/cudaemu.cc - the emulator behind cuda_runtime.h and cublas_v2.h.
+ *
+ * A launch runs its blocks one after another; a block's threads are fibers (ucontext) that run
+ * in turn until each exits or waits at a barrier.  After every pass the waiting groups are
+ * checked: a warp group is released when every lane its mask names waits with that mask, the
+ * block when every live thread waits at __syncthreads(); anything else that cannot proceed is a
+ * bug in the kernel and aborts with the kernel's name, block and thread.  The contract is in
+ * cuda_runtime.h.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "cuda_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define CUEMU_ASAN 1
+#endif
+/* Kernels keep little on their stacks.  Under AddressSanitizer each switch clears the shadow of
+ * the stack it enters, so a larger stack costs time on every switch. */
+enum { STACK_BYTES = 64 << 10 };
+enum { MAX_THREADS = 1024, DEFAULT_DYN_SMEM = 48 << 10, MAX_DYN_SMEM = 227 << 10 };
+
+thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+struct cuemu_stream {
+	int live;
+};
+
+struct cuemu_event {
+	double t;
+};
+
+struct cuemu_blas {
+	cudaStream_t stream;
+};
+
+namespace {
+
+enum fiber_state { F_READY, F_BLOCK_BAR, F_WARP_BAR, F_DONE };
+
+struct fiber {
+	ucontext_t uc;
+	dim3 tid;
+	int linear;
+	fiber_state st;
+	unsigned mask;      /* of the warp barrier it waits at */
+	void *fake_stack;   /* AddressSanitizer's, across a switch */
+};
+
+/* The block running on this host thread. */
+struct block_sched {
+	ucontext_t main_uc;
+	fiber *fibers = nullptr;
+	char *stacks = nullptr;
+	int cur = -1;        /* fiber running now, -1 on the scheduler */
+	int nthreads = 0;
+	cuemu_body *body = nullptr;
+	const char *kernel = nullptr;
+	uint64_t slots[MAX_THREADS];
+	char *dyn_smem = nullptr;
+	void *main_fake_stack = nullptr;
+	const void *main_stack = nullptr;
+	size_t main_stack_bytes = 0;
+};
+
+thread_local block_sched S;
+thread_local cudaError_t last_error = cudaSuccess;
+
+/* Device memory and per-kernel attributes: one device, shared by the host threads. */
+struct device_state {
+	std::mutex lock;
+	std::map<uintptr_t, size_t> allocs;  /* start -> bytes */
+	std::map<const void *, int> max_dyn_smem;
+};
+
+device_state &dev()
+{
+	static device_state d;
+	return d;
+}
+
+double now_ms()
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The allocation holding [p, p + bytes), or false. */
+bool inside(const void *p, size_t bytes)
+{
+	uintptr_t a = (uintptr_t)p;
+	device_state &d = dev();
+	std::lock_guard<std::mutex> g(d.lock);
+	auto it = d.allocs.upper_bound(a);
+
+	if (it == d.allocs.begin())
+		return false;
+	--it;
+	return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
+}
+
+bool is_device(const void *p)
+{
+	return p && inside(p, 0);
+}
+
+cudaError_t fail_with(cudaError_t e)
+{
+	if (last_error == cudaSuccess)
+		last_error = e;
+	return e;
+}
+
+char *stack_of(int i)
+{
+	return S.stacks + (size_t)i * STACK_BYTES;
+}
+
+void to_fiber(int i)
+{
+	S.cur = i;
+	threadIdx = S.fibers[i].tid;
+#ifdef CUEMU_ASAN
+	__sanitizer_start_switch_fiber(&S.main_fake_stack, stack_of(i), STACK_BYTES);
+#endif
+	swapcontext(&S.main_uc, &S.fibers[i].uc);
+#ifdef CUEMU_ASAN
+	__sanitizer_finish_switch_fiber(S.main_fake_stack, nullptr, nullptr);
+#endif
+	S.cur = -1;
+}
+
+/* In a fiber: wait (or exit) until the scheduler switches back. */
+void to_main(fiber_state st)
+{
+	fiber &f = S.fibers[S.cur];
+
+	f.st = st;
+#ifdef CUEMU_ASAN
+	__sanitizer_start_switch_fiber(st == F_DONE ? nullptr : &f.fake_stack, S.main_stack,
+				       S.main_stack_bytes);
+#endif
+	swapcontext(&f.uc, &S.main_uc);
+#ifdef CUEMU_ASAN
+	__sanitizer_finish_switch_fiber(f.fake_stack, &S.main_stack, &S.main_stack_bytes);
+#endif
+}
+
+void fiber_entry()
+{
+#ifdef CUEMU_ASAN
+	__sanitizer_finish_switch_fiber(nullptr, &S.main_stack, &S.main_stack_bytes);
+#endif
+	S.body->run();
+	to_main(F_DONE);
+	abort(); /* a finished fiber is never resumed */
+}
+
+void ensure_fibers()
+{
+	if (S.fibers)
+		return;
+	S.fibers = new fiber[MAX_THREADS];
+	void *st = mmap(nullptr, (size_t)MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (st == MAP_FAILED)
+		cuemu_fail("no memory for %d fiber stacks", MAX_THREADS);
+	S.stacks = (char *)st;
+	for (int i = 0; i < MAX_THREADS; i++)
+		getcontext(&S.fibers[i].uc);
+}
+
+const char *state_name(fiber_state s)
+{
+	switch (s) {
+	case F_READY: return "running";
+	case F_BLOCK_BAR: return "at __syncthreads";
+	case F_WARP_BAR: return "at a warp barrier";
+	case F_DONE: return "exited";
+	}
+	return "?";
+}
+
+/* Releases every group that can proceed; returns how many fibers were released. */
+int release_waiters()
+{
+	int n = S.nthreads, released = 0, live = 0, at_block = 0;
+
+	for (int i = 0; i < n; i++) {
+		fiber &f = S.fibers[i];
+
+		if (f.st != F_WARP_BAR)
+			continue;
+		int base = i & ~31;
+		bool all = true;
+
+		for (int lane = 0; lane < 32; lane++) {
+			if (!(f.mask >> lane & 1u))
+				continue;
+			int j = base + lane;
+
+			if (j >= n)
+				cuemu_fail("kernel %s, block (%u,%u,%u), thread %d: warp mask 0x%08x "
+					   "names lane %d, which does not exist (block of %d threads)",
+					   S.kernel, blockIdx.x, blockIdx.y, blockIdx.z, i, f.mask,
+					   lane, n);
+			fiber &g = S.fibers[j];
+
+			if (g.st == F_WARP_BAR && g.mask != f.mask)
+				cuemu_fail("kernel %s, block (%u,%u,%u): threads %d and %d wait at warp "
+					   "barriers with masks 0x%08x and 0x%08x", S.kernel,
+					   blockIdx.x, blockIdx.y, blockIdx.z, i, j, f.mask, g.mask);
+			if (g.st == F_DONE || g.st == F_BLOCK_BAR)
+				cuemu_fail("kernel %s, block (%u,%u,%u), thread %d: warp mask 0x%08x "
+					   "names thread %d, which is %s", S.kernel, blockIdx.x,
+					   blockIdx.y, blockIdx.z, i, f.mask, j, state_name(g.st));
+			all = all && g.st == F_WARP_BAR;
+		}
+		if (!all)
+			continue;
+		for (int lane = 0; lane < 32; lane++)
+			if (f.mask >> lane & 1u) {
+				S.fibers[base + lane].st = F_READY;
+				released++;
+			}
+	}
+	if (released)
+		return released;
+	for (int i = 0; i < n; i++) {
+		live += S.fibers[i].st != F_DONE;
+		at_block += S.fibers[i].st == F_BLOCK_BAR;
+	}
+	if (live && at_block == live) {
+		for (int i = 0; i < n; i++)
+			if (S.fibers[i].st == F_BLOCK_BAR)
+				S.fibers[i].st = F_READY;
+		return live;
+	}
+	return 0;
+}
+
+bool reverse_order()
+{
+	const char *o = getenv("CUEMU_ORDER");
+
+	return o && strcmp(o, "reverse") == 0;
+}
+
+void run_block(bool reverse)
+{
+	int n = S.nthreads;
+	unsigned bx = blockDim.x, by = blockDim.y;
+
+	for (int i = 0; i < n; i++) {
+		fiber &f = S.fibers[i];
+
+		f.uc.uc_stack.ss_sp = stack_of(i);
+		f.uc.uc_stack.ss_size = STACK_BYTES;
+		f.uc.uc_link = nullptr;
+		makecontext(&f.uc, fiber_entry, 0);
+		f.tid = dim3(i % bx, i / bx % by, i / (bx * by));
+		f.linear = i;
+		f.st = F_READY;
+		f.mask = 0;
+		f.fake_stack = nullptr;
+	}
+	for (;;) {
+		int done = 0;
+
+		for (int k = 0; k < n; k++) {
+			int i = reverse ? n - 1 - k : k;
+
+			if (S.fibers[i].st == F_READY)
+				to_fiber(i);
+		}
+		for (int i = 0; i < n; i++)
+			done += S.fibers[i].st == F_DONE;
+		if (done == n)
+			return;
+		if (release_waiters() == 0) {
+			int at_block = 0, at_warp = 0;
+
+			for (int i = 0; i < n; i++) {
+				at_block += S.fibers[i].st == F_BLOCK_BAR;
+				at_warp += S.fibers[i].st == F_WARP_BAR;
+			}
+			cuemu_fail("kernel %s, block (%u,%u,%u): deadlock, %d thread(s) at "
+				   "__syncthreads, %d at warp barriers, %d exited", S.kernel,
+				   blockIdx.x, blockIdx.y, blockIdx.z, at_block, at_warp, done);
+		}
+	}
+}
+
+fiber &current(const char *what)
+{
+	if (S.cur < 0)
+		cuemu_fail("%s called outside a kernel", what);
+	return S.fibers[S.cur];
+}
+
+} /* namespace */
+
+/* ---- the emulator's interface ---- */
+
+void cuemu_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("cudaemu: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void cuemu_check_arg(const char *kernel, int index, const void *p)
+{
+	if (p && !inside(p, 0))
+		cuemu_fail("kernel %s: argument %d (%p) is not device memory", kernel, index, p);
+}
+
+void cuemu_check_range(const char *what, const void *p, size_t bytes)
+{
+	if (!inside(p, bytes))
+		cuemu_fail("%s: [%p, +%zu bytes) is not inside one device allocation", what, p,
+			   bytes);
+}
+
+void cuemu_run(const char *kernel, const void *fn, const cuemu_cfg &c, cuemu_body &body)
+{
+	size_t nt = (size_t)c.block.x * c.block.y * c.block.z;
+	size_t max_dyn = DEFAULT_DYN_SMEM;
+	bool reverse = reverse_order();
+
+	if (S.cur >= 0)
+		cuemu_fail("kernel %s launched from inside kernel %s", kernel, S.kernel);
+	if (c.grid.x == 0 || c.grid.y == 0 || c.grid.z == 0 || c.grid.x > 0x7fffffffu ||
+	    c.grid.y > 65535 || c.grid.z > 65535 || nt == 0 || nt > MAX_THREADS ||
+	    c.block.z > 64) {
+		fail_with(cudaErrorInvalidConfiguration);
+		return;
+	}
+	{
+		device_state &d = dev();
+		std::lock_guard<std::mutex> g(d.lock);
+		auto it = d.max_dyn_smem.find(fn);
+
+		if (it != d.max_dyn_smem.end())
+			max_dyn = (size_t)it->second;
+	}
+	if (c.shmem > max_dyn) {
+		fail_with(cudaErrorInvalidValue);
+		return;
+	}
+	ensure_fibers();
+	S.nthreads = (int)nt;
+	S.body = &body;
+	S.kernel = kernel;
+	S.dyn_smem = (char *)malloc(c.shmem ? c.shmem : 1);
+	if (!S.dyn_smem)
+		cuemu_fail("no memory for %zu bytes of shared memory", c.shmem);
+	gridDim = c.grid;
+	blockDim = c.block;
+	size_t nb = (size_t)c.grid.x * c.grid.y * c.grid.z;
+
+	for (size_t k = 0; k < nb; k++) {
+		size_t b = reverse ? nb - 1 - k : k;
+
+		blockIdx = dim3((unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
+				(unsigned)(b / ((size_t)c.grid.x * c.grid.y)));
+		/* shared memory starts undefined: NaN as float */
+		memset(S.dyn_smem, 0xff, c.shmem);
+		run_block(reverse);
+	}
+	free(S.dyn_smem);
+	S.dyn_smem = nullptr;
+	S.body = nullptr;
+	S.kernel = nullptr;
+}
+
+void *cuemu_dynamic_smem(void)
+{
+	current("dynamic shared memory");
+	return S.dyn_smem;
+}
+
+void cuemu_syncthreads(void)
+{
+	current("__syncthreads");
+	to_main(F_BLOCK_BAR);
+}
+
+int cuemu_lane(void)
+{
+	return current("a warp intrinsic").linear & 31;
+}
+
+static void warp_wait(fiber &f, unsigned mask, const char *what)
+{
+	if (!(mask >> (f.linear & 31) & 1u))
+		cuemu_fail("kernel %s, block (%u,%u,%u), thread %d: %s with mask 0x%08x, which "
+			   "leaves out the caller", S.kernel, blockIdx.x, blockIdx.y, blockIdx.z,
+			   f.linear, what, mask);
+	f.mask = mask;
+	to_main(F_WARP_BAR);
+}
+
+void cuemu_syncwarp(unsigned mask)
+{
+	warp_wait(current("__syncwarp"), mask, "__syncwarp");
+}
+
+uint64_t cuemu_exchange(unsigned mask, uint64_t v, int src, int width)
+{
+	fiber &f = current("a shuffle");
+	int base = f.linear & ~31;
+	uint64_t r;
+
+	if (width < 1 || width > 32 || (width & (width - 1)))
+		cuemu_fail("kernel %s: shuffle width %d is not a power of two up to 32", S.kernel,
+			   width);
+	if (!(mask >> src & 1u))
+		cuemu_fail("kernel %s, block (%u,%u,%u), thread %d: shuffle reads lane %d, which "
+			   "mask 0x%08x leaves out", S.kernel, blockIdx.x, blockIdx.y, blockIdx.z,
+			   f.linear, src, mask);
+	S.slots[f.linear] = v;
+	warp_wait(f, mask, "shuffle");
+	r = S.slots[base + src];
+	/* nobody publishes the next value before every lane has read this one */
+	warp_wait(f, mask, "shuffle");
+	return r;
+}
+
+cudaError_t cuemu_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value)
+{
+	if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+	    value > MAX_DYN_SMEM)
+		return fail_with(cudaErrorInvalidValue);
+	device_state &d = dev();
+	std::lock_guard<std::mutex> g(d.lock);
+
+	d.max_dyn_smem[fn] = value;
+	return cudaSuccess;
+}
+
+/* ---- runtime API ---- */
+
+cudaError_t cudaGetDeviceCount(int *count)
+{
+	*count = 1;
+	return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int d)
+{
+	return d == 0 ? cudaSuccess : fail_with(cudaErrorInvalidDevice);
+}
+
+cudaError_t cudaGetDevice(int *d)
+{
+	*d = 0;
+	return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
+{
+	if (d != 0)
+		return fail_with(cudaErrorInvalidDevice);
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "cudaemu (CPU stand-in for a GPU)");
+	p->totalGlobalMem = (size_t)8 << 30;
+	p->sharedMemPerBlock = DEFAULT_DYN_SMEM;
+	p->sharedMemPerBlockOptin = MAX_DYN_SMEM;
+	p->warpSize = 32;
+	p->maxThreadsPerBlock = MAX_THREADS;
+	p->multiProcessorCount = 2;
+	p->major = 9;
+	p->minor = 0;
+	return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void)
+{
+	return last_error;
+}
+
+cudaError_t cudaGetLastError(void)
+{
+	cudaError_t e = last_error;
+
+	last_error = cudaSuccess;
+	return e;
+}
+
+cudaError_t cudaPeekAtLastError(void)
+{
+	return last_error;
+}
+
+const char *cudaGetErrorString(cudaError_t e)
+{
+	switch (e) {
+	case cudaSuccess: return "no error";
+	case cudaErrorInvalidValue: return "invalid argument";
+	case cudaErrorMemoryAllocation: return "out of memory";
+	case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+	case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+	default: return "unknown error";
+	}
+}
+
+cudaError_t cudaMalloc(void **ptr, size_t bytes)
+{
+	if (!ptr)
+		return fail_with(cudaErrorInvalidValue);
+	if (bytes == 0) {
+		*ptr = nullptr;
+		return cudaSuccess;
+	}
+	void *p = malloc(bytes);
+
+	if (!p)
+		return fail_with(cudaErrorMemoryAllocation);
+	memset(p, 0xff, bytes);
+	{
+		device_state &d = dev();
+		std::lock_guard<std::mutex> g(d.lock);
+
+		d.allocs[(uintptr_t)p] = bytes;
+	}
+	*ptr = p;
+	return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *ptr)
+{
+	if (!ptr)
+		return cudaSuccess;
+	device_state &d = dev();
+	std::unique_lock<std::mutex> g(d.lock);
+	auto it = d.allocs.find((uintptr_t)ptr);
+
+	if (it == d.allocs.end())
+		cuemu_fail("cudaFree(%p): not the start of a device allocation", ptr);
+	d.allocs.erase(it);
+	g.unlock();
+	free(ptr);
+	return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **ptr, size_t bytes)
+{
+	*ptr = malloc(bytes ? bytes : 1);
+	return *ptr ? cudaSuccess : fail_with(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaFreeHost(void *ptr)
+{
+	free(ptr);
+	return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind)
+{
+	bool dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+	bool sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+
+	if (bytes == 0)
+		return cudaSuccess;
+	if (kind == cudaMemcpyDefault) {
+		dd = is_device(dst);
+		sd = is_device(src);
+	}
+	if (dd)
+		cuemu_check_range("cudaMemcpy destination", dst, bytes);
+	else if (is_device(dst))
+		cuemu_fail("cudaMemcpy: destination %p is device memory, kind %d says host", dst,
+			   kind);
+	if (sd)
+		cuemu_check_range("cudaMemcpy source", src, bytes);
+	else if (is_device(src))
+		cuemu_fail("cudaMemcpy: source %p is device memory, kind %d says host", src, kind);
+	memmove(dst, src, bytes);
+	return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+			    cudaStream_t)
+{
+	return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void *dst, int value, size_t bytes)
+{
+	if (bytes == 0)
+		return cudaSuccess;
+	cuemu_check_range("cudaMemset", dst, bytes);
+	memset(dst, value, bytes);
+	return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t)
+{
+	return cudaMemset(dst, value, bytes);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s)
+{
+	*s = new cuemu_stream{ 1 };
+	return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s)
+{
+	delete s;
+	return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t)
+{
+	return last_error;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *e)
+{
+	*e = new cuemu_event{ 0.0 };
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+	delete e;
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t)
+{
+	e->t = now_ms();
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t)
+{
+	return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
+{
+	*ms = (float)(b->t - a->t);
+	return cudaSuccess;
+}
+
+/* ---- cuBLAS ---- */
+
+static float bf16_round(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		u |= 0x00400000u; /* quiet NaN */
+	else
+		u += 0x7fffu + (u >> 16 & 1u);
+	u &= 0xffff0000u;
+	memcpy(&x, &u, 4);
+	return x;
+}
+
+static size_t type_bytes(cudaDataType t)
+{
+	return t == CUDA_R_32F ? 4 : 2;
+}
+
+static float load(const void *p, cudaDataType t, size_t i)
+{
+	if (t == CUDA_R_32F)
+		return ((const float *)p)[i];
+	uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+	float x;
+
+	memcpy(&x, &u, 4);
+	return x;
+}
+
+static void store(void *p, cudaDataType t, size_t i, float x)
+{
+	if (t == CUDA_R_32F) {
+		((float *)p)[i] = x;
+		return;
+	}
+	uint32_t u;
+
+	x = bf16_round(x);
+	memcpy(&u, &x, 4);
+	((uint16_t *)p)[i] = (uint16_t)(u >> 16);
+}
+
+/* elements spanned by count column-major (rows, cols, ld) matrices stride apart */
+static size_t extent(int rows, int cols, int ld, long long stride, int count)
+{
+	if (rows == 0 || cols == 0 || count == 0)
+		return 0;
+	return (size_t)(cols - 1) * ld + rows + (size_t)(count - 1) * stride;
+}
+
+cublasStatus_t cublasCreate(cublasHandle_t *h)
+{
+	*h = new cuemu_blas{ nullptr };
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t h)
+{
+	delete h;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
+{
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	h->stream = s;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t)
+{
+	return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes)
+{
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	if (bytes)
+		cuemu_check_range("cublasSetWorkspace", ws, bytes);
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
+					  cublasOperation_t tb, int m, int n, int k,
+					  const void *alpha_p, const void *A, cudaDataType at,
+					  int lda, long long sa, const void *B, cudaDataType bt,
+					  int ldb, long long sb, const void *beta_p, void *C,
+					  cudaDataType ct, int ldc, long long sc, int count,
+					  cublasComputeType_t compute, cublasGemmAlgo_t)
+{
+	bool fast16 = compute == CUBLAS_COMPUTE_32F_FAST_16BF;
+	int arows = ta == CUBLAS_OP_N ? m : k, acols = ta == CUBLAS_OP_N ? k : m;
+	int brows = tb == CUBLAS_OP_N ? k : n, bcols = tb == CUBLAS_OP_N ? n : k;
+
+	if (!h)
+		return CUBLAS_STATUS_NOT_INITIALIZED;
+	if (m < 0 || n < 0 || k < 0 || count < 0 || sa < 0 || sb < 0 || sc < 0 ||
+	    lda < (arows > 1 ? arows : 1) || ldb < (brows > 1 ? brows : 1) ||
+	    ldc < (m > 1 ? m : 1) || (ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) ||
+	    (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
+		return CUBLAS_STATUS_INVALID_VALUE;
+	if ((at != CUDA_R_32F && at != CUDA_R_16BF) || (bt != CUDA_R_32F && bt != CUDA_R_16BF) ||
+	    (ct != CUDA_R_32F && ct != CUDA_R_16BF) ||
+	    (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF &&
+	     compute != CUBLAS_COMPUTE_32F_FAST_TF32))
+		return CUBLAS_STATUS_NOT_SUPPORTED;
+	if (m == 0 || n == 0 || count == 0)
+		return CUBLAS_STATUS_SUCCESS;
+
+	float alpha = *(const float *)alpha_p, beta = *(const float *)beta_p;
+
+	if (k > 0 && alpha != 0.0f) {
+		cuemu_check_range("cuBLAS operand A", A,
+				  extent(arows, acols, lda, sa, count) * type_bytes(at));
+		cuemu_check_range("cuBLAS operand B", B,
+				  extent(brows, bcols, ldb, sb, count) * type_bytes(bt));
+	}
+	cuemu_check_range("cuBLAS operand C", C, extent(m, n, ldc, sc, count) * type_bytes(ct));
+	for (int q = 0; q < count; q++) {
+		size_t oa = (size_t)q * sa, ob = (size_t)q * sb, oc = (size_t)q * sc;
+
+		for (int j = 0; j < n; j++)
+			for (int i = 0; i < m; i++) {
+				float acc = 0.0f;
+
+				for (int p = 0; p < k && alpha != 0.0f; p++) {
+					size_t ia = ta == CUBLAS_OP_N ? i + (size_t)p * lda
+								      : p + (size_t)i * lda;
+					size_t ib = tb == CUBLAS_OP_N ? p + (size_t)j * ldb
+								      : j + (size_t)p * ldb;
+					float x = load(A, at, oa + ia), y = load(B, bt, ob + ib);
+
+					if (fast16) {
+						x = bf16_round(x);
+						y = bf16_round(y);
+					}
+					acc += x * y;
+				}
+				size_t ic = oc + i + (size_t)j * ldc;
+				float r = alpha * acc;
+
+				if (beta != 0.0f)
+					r += beta * load(C, ct, ic);
+				store(C, ct, ic, r);
+			}
+	}
+	return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+			    int n, int k, const void *alpha, const void *A, cudaDataType at,
+			    int lda, const void *B, cudaDataType bt, int ldb, const void *beta,
+			    void *C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+			    cublasGemmAlgo_t algo)
+{
+	return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0,
+					  beta, C, ct, ldc, 0, 1, compute, algo);
+}

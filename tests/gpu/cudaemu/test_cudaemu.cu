@@ -1,0 +1,238 @@
+/* tests/gpu/cudaemu/test_cudaemu.cu - the emulator computes what CUDA computes, and refuses what
+ * a device would refuse or leave undefined.
+ *
+ * Each refusal runs in a child process and must end in abort() with the emulator's message;
+ * the rest runs in this process.  Kernels here are written in CUDA and rewritten by cu2cc.py
+ * like the backend's. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+static int failures;
+
+static void expect(bool ok, const char *what)
+{
+	printf("%-60s %s\n", what, ok ? "ok" : "FAIL");
+	if (!ok)
+		failures++;
+}
+
+/* one block: a shared-memory tree reduction, then a warp-shuffle one; both must give n(n-1)/2 */
+__global__ static void k_block_sum(float *out, int n)
+{
+	__shared__ float red[256];
+	int t = threadIdx.x;
+
+	red[t] = t < n ? (float)t : 0.0f;
+	__syncthreads();
+	for (int o = blockDim.x / 2; o > 0; o >>= 1) {
+		if (t < o)
+			red[t] += red[t + o];
+		__syncthreads();
+	}
+	float tree = red[0], v = t < n ? (float)t : 0.0f;
+
+	__syncthreads(); /* every thread has read red[0] before it is reused */
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	if (t % 32 == 0)
+		red[t / 32] = v;
+	__syncthreads();
+	if (t == 0) {
+		float s = 0.0f;
+
+		for (int w = 0; w < (int)blockDim.x / 32; w++)
+			s += red[w];
+		out[2 * blockIdx.x] = tree;
+		out[2 * blockIdx.x + 1] = s;
+	}
+}
+
+__global__ static void k_rotate(int *out)
+{
+	extern __shared__ int dyn[];
+	int t = threadIdx.x;
+
+	dyn[t] = t;
+	__syncthreads();
+	out[t] = dyn[(t + 1) % blockDim.x] + __shfl_down_sync(0xffffffffu, t, 1);
+}
+
+__global__ static void k_fill(float *out, float v)
+{
+	out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}
+
+/* lanes 16..31 leave, then the rest shuffle with a full mask: undefined in CUDA */
+__global__ static void k_bad_mask(float *out)
+{
+	if (threadIdx.x >= 16)
+		return;
+	out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+/* half a warp waits at __syncthreads, the other half at __syncwarp: neither is ever released */
+__global__ static void k_divergent(float *out)
+{
+	if (threadIdx.x < 16)
+		__syncthreads();
+	else
+		__syncwarp();
+	out[threadIdx.x] = 0.0f;
+}
+
+static bool aborts(void (*fn)(void), const char *needle)
+{
+	int fd[2], status = 0;
+	char buf[4096];
+	ssize_t len = 0, r;
+
+	if (pipe(fd) < 0)
+		return false;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		fn();
+		_exit(0);
+	}
+	close(fd[1]);
+	while ((r = read(fd[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += r;
+	buf[len] = 0;
+	close(fd[0]);
+	waitpid(pid, &status, 0);
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle);
+}
+
+static void host_pointer_arg(void)
+{
+	static float host[64];
+
+	k_fill<<<1, 64>>>(host, 1.0f);
+}
+
+static void bad_mask(void)
+{
+	float *d;
+
+	cudaMalloc(&d, 32 * sizeof(float));
+	k_bad_mask<<<1, 32>>>(d);
+}
+
+static void divergent(void)
+{
+	float *d;
+
+	cudaMalloc(&d, 64 * sizeof(float));
+	k_divergent<<<1, 64>>>(d);
+}
+
+static void copy_past_end(void)
+{
+	float *d, h[65];
+
+	cudaMalloc(&d, 64 * sizeof(float));
+	cudaMemcpy(d, h, sizeof(h), cudaMemcpyHostToDevice);
+}
+
+static void gemm_past_end(void)
+{
+	float *a, *c, one = 1.0f, zero = 0.0f;
+	cublasHandle_t h;
+
+	cublasCreate(&h);
+	cudaMalloc(&a, 15 * sizeof(float)); /* a 4x4 operand needs 16 */
+	cudaMalloc(&c, 16 * sizeof(float));
+	cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, a, CUDA_R_32F, 4, a, CUDA_R_32F, 4,
+		     &zero, c, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+int main(void)
+{
+	const bool reverse = getenv("CUEMU_ORDER") && strcmp(getenv("CUEMU_ORDER"), "reverse") == 0;
+	float *d_sum, sum[6];
+	int *d_rot, rot[64];
+
+	printf("order: %s\n", reverse ? "reverse" : "forward");
+	cudaMalloc(&d_sum, sizeof(sum));
+	k_block_sum<<<3, 256>>>(d_sum, 200);
+	cudaMemcpy(sum, d_sum, sizeof(sum), cudaMemcpyDeviceToHost);
+	expect(cudaGetLastError() == cudaSuccess && sum[0] == 19900.0f && sum[1] == 19900.0f &&
+	       sum[4] == 19900.0f && sum[5] == 19900.0f,
+	       "shared-memory and shuffle reductions give n(n-1)/2");
+
+	cudaMalloc(&d_rot, sizeof(rot));
+	k_rotate<<<1, 64, 64 * sizeof(int)>>>(d_rot);
+	cudaMemcpy(rot, d_rot, sizeof(rot), cudaMemcpyDeviceToHost);
+	/* lane 31 of each warp shuffles down past its warp and keeps its own value */
+	expect(rot[0] == 1 + 1 && rot[30] == 31 + 31 && rot[31] == 32 + 31 && rot[63] == 0 + 63,
+	       "dynamic shared memory and __shfl_down_sync");
+
+	float *d_big;
+
+	cudaMalloc(&d_big, 4096);
+	k_fill<<<1, 2048>>>(d_big, 1.0f);
+	expect(cudaGetLastError() == cudaErrorInvalidConfiguration,
+	       "a block of 2048 threads: cudaErrorInvalidConfiguration");
+	k_fill<<<0, 32>>>(d_big, 1.0f);
+	expect(cudaGetLastError() == cudaErrorInvalidConfiguration,
+	       "an empty grid: cudaErrorInvalidConfiguration");
+	k_rotate<<<1, 64, 64 << 10>>>(d_rot);
+	expect(cudaGetLastError() == cudaErrorInvalidValue,
+	       "64 KiB of dynamic shared memory without the attribute: refused");
+	expect(cudaGetLastError() == cudaSuccess, "cudaGetLastError() clears the error");
+
+	float one = 1.0f, zero = 0.0f;
+	cublasHandle_t h;
+
+	cublasCreate(&h);
+	expect(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, d_sum, CUDA_R_32F, 3,
+			    d_sum, CUDA_R_32F, 4, &zero, d_sum, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F,
+			    CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_INVALID_VALUE,
+	       "cuBLAS lda below the row count: CUBLAS_STATUS_INVALID_VALUE");
+	{
+		/* column-major (2x3) . (3x2) */
+		float a[6] = { 1, 2, 3, 4, 5, 6 }, b[6] = { 1, 0, 0, 1, 1, 1 }, c[4];
+		float *da, *db, *dc;
+
+		cudaMalloc(&da, sizeof(a));
+		cudaMalloc(&db, sizeof(b));
+		cudaMalloc(&dc, sizeof(c));
+		cudaMemcpy(da, a, sizeof(a), cudaMemcpyHostToDevice);
+		cudaMemcpy(db, b, sizeof(b), cudaMemcpyHostToDevice);
+		cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, da, CUDA_R_32F, 2, db,
+			     CUDA_R_32F, 3, &zero, dc, CUDA_R_32F, 2, CUBLAS_COMPUTE_32F,
+			     CUBLAS_GEMM_DEFAULT);
+		cudaMemcpy(c, dc, sizeof(c), cudaMemcpyDeviceToHost);
+		/* A = [1 3 5; 2 4 6], B = [1 1; 0 1; 0 1] -> C = [1 9; 2 12] */
+		expect(c[0] == 1 && c[1] == 2 && c[2] == 9 && c[3] == 12, "cuBLAS GEMM, column-major");
+		cudaFree(da);
+		cudaFree(db);
+		cudaFree(dc);
+	}
+	cublasDestroy(h);
+
+	expect(aborts(host_pointer_arg, "is not device memory"),
+	       "a host pointer as a kernel argument aborts");
+	expect(aborts(bad_mask, "which is exited"), "a shuffle naming exited lanes aborts");
+	expect(aborts(divergent, "is at __syncthreads"),
+	       "__syncwarp against __syncthreads in one warp aborts");
+	expect(aborts(copy_past_end, "not inside one device allocation"),
+	       "a copy past the end of an allocation aborts");
+	expect(aborts(gemm_past_end, "cuBLAS operand A"),
+	       "a cuBLAS operand past the end of its allocation aborts");
+
+	cudaFree(d_sum);
+	cudaFree(d_rot);
+	cudaFree(d_big);
+	printf("%d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}
