@@ -14,8 +14,11 @@
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
 /* 0.5 x (1 + tanh u) written as x * sigmoid(2u), u = k (x + 0.044715 x^3) */
-void gpu_cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
+void gpu_cpu_gelu_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp, size_t n)
 {
+	float *out = a_out;
+	const float *inp = a_inp;
+
 #pragma omp parallel for schedule(guided) if (n >= 8 * PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
@@ -25,8 +28,12 @@ void gpu_cpu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
 	}
 }
 
-void gpu_cpu_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout, size_t n)
+void gpu_cpu_gelu_backward(void *ctx, gpu_act *a_dinp, const gpu_act *a_inp,
+			   const gpu_act *a_dout, size_t n)
 {
+	float *dinp = a_dinp;
+	const float *inp = a_inp, *dout = a_dout;
+
 #pragma omp parallel for schedule(guided) if (n >= 8 * PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];

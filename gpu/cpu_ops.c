@@ -33,8 +33,11 @@
 /* Column blocks for reductions across rows: wide enough to stream, narrow enough to spread. */
 #define COLBLOCK 64
 
-static int cpu_ctx_new(void **ret_ctx, int bf16_matmul)
+static int cpu_ctx_new(void **ret_ctx, int bf16)
 {
+	/* The reference computes in fp32 only. */
+	if (bf16)
+		return -EINVAL;
 	/* process-wide, and idempotent: see the comment at the top */
 	openblas_set_num_threads(1);
 	*ret_ctx = NULL;
@@ -109,9 +112,22 @@ static int cpu_sync(void *ctx)
 	return 0;
 }
 
-static void cpu_encoder_forward(void *ctx, float *out, const int32_t *inp, const float *wte,
+static void cpu_act_from_f32(void *ctx, gpu_act *dst, const float *src, size_t n)
+{
+	memcpy(dst, src, n * sizeof(float));
+}
+
+static int cpu_act_to_host(void *ctx, float *dst, const gpu_act *src, size_t n)
+{
+	memcpy(dst, src, n * sizeof(float));
+	return 0;
+}
+
+static void cpu_encoder_forward(void *ctx, gpu_act *a_out, const int32_t *inp, const float *wte,
 				const float *wpe, int B, int T, int C)
 {
+	float *out = a_out;
+
 #pragma omp parallel for schedule(guided) if ((size_t)B * T * C >= PAR_MIN)
 	for (int bt = 0; bt < B * T; bt++) {
 		const float *te = wte + (size_t)inp[bt] * C;
@@ -123,9 +139,11 @@ static void cpu_encoder_forward(void *ctx, float *out, const int32_t *inp, const
 	}
 }
 
-static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
+static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const gpu_act *a_dout,
 				 const int32_t *inp, int B, int T, int C)
 {
+	const float *dout = a_dout;
+
 	/* Rows with the same token hit the same dwte row: split by channel blocks, not rows. */
 #pragma omp parallel for schedule(guided) if ((size_t)B * T * C >= PAR_MIN)
 	for (int c0 = 0; c0 < C; c0 += COLBLOCK) {
@@ -144,9 +162,12 @@ static void cpu_encoder_backward(void *ctx, float *dwte, float *dwpe, const floa
 	}
 }
 
-static void cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd,
-				  const float *inp, const float *w, const float *b, int N, int C)
+static void cpu_layernorm_forward(void *ctx, gpu_act *a_out, float *mean, float *rstd,
+				  const gpu_act *a_inp, const float *w, const float *b, int N, int C)
 {
+	float *out = a_out;
+	const float *inp = a_inp;
+
 #pragma omp parallel for schedule(guided) if ((size_t)N * C >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *x = inp + (size_t)n * C;
@@ -168,10 +189,13 @@ static void cpu_layernorm_forward(void *ctx, float *out, float *mean, float *rst
 	}
 }
 
-static void cpu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
-				   const float *dout, const float *inp, const float *w,
+static void cpu_layernorm_backward(void *ctx, gpu_act *a_dinp, float *dw, float *db,
+				   const gpu_act *a_dout, const gpu_act *a_inp, const float *w,
 				   const float *mean, const float *rstd, int N, int C)
 {
+	float *dinp = a_dinp;
+	const float *dout = a_dout, *inp = a_inp;
+
 #pragma omp parallel for schedule(guided) if ((size_t)N * C >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *x = inp + (size_t)n * C;
@@ -211,10 +235,11 @@ static void cpu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
 	}
 }
 
-static void cpu_matmul_forward(void *ctx, float *out, const float *inp, const float *w,
-			       const float *bias, int N, int C, int OC)
+static void cpu_matmul_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp,
+			       const gpu_act *a_w, const float *bias, int N, int C, int OC)
 {
-	float beta = 0.0f;
+	float *out = a_out, beta = 0.0f;
+	const float *inp = a_inp, *w = a_w;
 
 	if (bias) {
 		/* Start from the broadcast bias and let the GEMM add into it. */
@@ -226,10 +251,13 @@ static void cpu_matmul_forward(void *ctx, float *out, const float *inp, const fl
 	par_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
 }
 
-static void cpu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
-				const float *dout, const float *inp, const float *w, int N, int C,
-				int OC)
+static void cpu_matmul_backward(void *ctx, gpu_act *a_dinp, float *dw, float *dbias,
+				const gpu_act *a_dout, const gpu_act *a_inp, const gpu_act *a_w, int N,
+				int C, int OC)
 {
+	float *dinp = a_dinp;
+	const float *dout = a_dout, *inp = a_inp, *w = a_w;
+
 	/* dinp (N,C) = dout (N,OC) . w (OC,C) */
 	par_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
 	/* dw (OC,C) += dout^T (OC,N) . inp (N,C) */
@@ -278,9 +306,11 @@ static void softmax_causal(float *s, int T)
 #define ATT_BLOCK 32
 
 /* One (batch, head) per thread; the BLAS calls inside are single-threaded. */
-static void cpu_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
-				  int T, int C, int NH)
+static void cpu_attention_forward(void *ctx, gpu_act *a_out, gpu_act *a_att,
+				  const gpu_act *a_qkv, int B, int T, int C, int NH)
 {
+	float *out = a_out, *att = a_att;
+	const float *qkv = a_qkv;
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 
@@ -311,9 +341,12 @@ static void cpu_attention_forward(void *ctx, float *out, float *att, const float
 	}
 }
 
-static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const float *dout,
-				   const float *qkv, const float *att, int B, int T, int C, int NH)
+static void cpu_attention_backward(void *ctx, gpu_act *a_dqkv, gpu_act *a_datt,
+				   const gpu_act *a_dout, const gpu_act *a_qkv, const gpu_act *a_att,
+				   int B, int T, int C, int NH)
 {
+	float *dqkv = a_dqkv, *datt = a_datt;
+	const float *dout = a_dout, *qkv = a_qkv, *att = a_att;
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 
@@ -366,17 +399,22 @@ static void cpu_attention_backward(void *ctx, float *dqkv, float *datt, const fl
 	}
 }
 
-static void cpu_residual_forward(void *ctx, float *out, const float *a, const float *b,
-				 size_t n)
+static void cpu_residual_forward(void *ctx, gpu_act *a_out, const gpu_act *a_a,
+				 const gpu_act *a_b, size_t n)
 {
+	float *out = a_out;
+	const float *a = a_a, *b = a_b;
+
 #pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++)
 		out[i] = a[i] + b[i];
 }
 
 static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
-				     const float *logits, const int32_t *targets, int N, int V)
+				     const gpu_act *a_logits, const int32_t *targets, int N, int V)
 {
+	const float *logits = a_logits;
+
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *l = logits + (size_t)n * V;
@@ -396,9 +434,11 @@ static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
 	}
 }
 
-static void cpu_crossentropy_backward(void *ctx, float *dlogits, const float *probs,
+static void cpu_crossentropy_backward(void *ctx, gpu_act *a_dlogits, const float *probs,
 				      const int32_t *targets, int N, int V, float dloss)
 {
+	float *dlogits = a_dlogits;
+
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *p = probs + (size_t)n * V;
@@ -431,9 +471,10 @@ static int cpu_sumsq(void *ctx, const float *x, size_t n, double *ret)
 	return 0;
 }
 
-static void cpu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n,
-		      float lr, float beta1, float beta2, float eps, float wd, float gscale,
-		      float bc1, float bc2)
+/* Activations are fp32 here, so the weights are their own compute copy: cp is NULL. */
+static void cpu_adamw(void *ctx, float *p, gpu_act *cp, const float *g, float *m, float *v,
+		      size_t n, float lr, float beta1, float beta2, float eps, float wd,
+		      float gscale, float bc1, float bc2)
 {
 #pragma omp parallel for schedule(guided) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
@@ -458,6 +499,8 @@ static const struct gpu_ops cpu_ops = {
 	.to_host = cpu_copy,
 	.zero = cpu_zero,
 	.sync = cpu_sync,
+	.act_from_f32 = cpu_act_from_f32,
+	.act_to_host = cpu_act_to_host,
 	.encoder_forward = cpu_encoder_forward,
 	.encoder_backward = cpu_encoder_backward,
 	.layernorm_forward = cpu_layernorm_forward,

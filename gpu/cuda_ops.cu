@@ -2,21 +2,29 @@
  *
  * Matmuls and the attention products go through cuBLAS (row-major operands passed as their
  * column-major transposes); everything else is a kernel here, each the same function as its
- * counterpart in cpu_ops.c, which is the reference.  fp32 storage throughout; with bf16_matmul
- * the GEMMs run on bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_16BF) with fp32 accumulation,
- * which is what the "bf16 with fp32 master weights" option means here.
+ * counterpart in cpu_ops.c, which is the reference.
+ *
+ * Two activation types (gpt_i.h).  fp32: every array is fp32 and the GEMMs compute in plain
+ * fp32 (CUBLAS_COMPUTE_32F, no TF32), so results match the CPU to fp32 rounding.  bf16: the
+ * activations, their gradients and the weights' compute copy are bf16 and the GEMMs run on the
+ * bf16 tensor cores with fp32 accumulation; weight gradients are accumulated into fp32 by the
+ * GEMM itself, and parameters, their gradients, AdamW's moments, LayerNorm statistics,
+ * probabilities and losses stay fp32.  Every kernel is a template over the activation type X:
+ * it loads X into fp32 (ld), computes in fp32 and rounds once when it stores (st).
  *
  * Errors: kernels are asynchronous on the context's stream; the first launch or cuBLAS failure
  * is kept in ctx->err and returned by the next sync() or copy, translated by cuda_errno().
- * Column reductions (bias, LayerNorm weight gradients) loop over rows in a fixed order and the
+ * Column reductions (bias, LayerNorm weight gradients) add rows in a fixed order and the
  * gradient-norm partials are summed on the host, so a run is reproducible; only the token
  * embedding gradient uses atomics (rows with the same token collide).
  */
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "gpu/gpt_i.h"
@@ -26,11 +34,15 @@ extern "C" {
 #define GELU_K 0.7978845608028654f
 #define SUMSQ_BLOCKS 256
 #define NT 256
+/* column reductions: blocks of COLS columns x COLS row lanes */
+#define COLS 32
+
+typedef __nv_bfloat16 bf16;
 
 struct cuda_ctx {
 	cudaStream_t stream;
 	cublasHandle_t blas;
-	cublasComputeType_t compute;
+	int bf16;                /* activation type: bf16, else fp32 */
 	int err;                 /* first failure as -errno, 0 if none */
 	double *d_partial;       /* SUMSQ_BLOCKS */
 };
@@ -86,35 +98,65 @@ static unsigned blocks(size_t n, unsigned per)
 	return (unsigned)((n + per - 1) / per);
 }
 
+/* Calls f with a value of the context's activation type, so that f instantiates the kernels
+ * it launches for that type. */
+template <class F> static void with_act(const cuda_ctx *c, F f)
+{
+	if (c->bf16)
+		f(bf16());
+	else
+		f(0.0f);
+}
+
+static cudaDataType act_type(const cuda_ctx *c)
+{
+	return c->bf16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
 /* Row-major C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C, as cblas_sgemm with
- * CblasRowMajor: cuBLAS sees the column-major transposes, so the operands swap. */
+ * CblasRowMajor: cuBLAS sees the column-major transposes, so the operands swap.  A and B are
+ * of the activation type, C of type ct. */
 static void gemm(cuda_ctx *c, bool ta, bool tb, int M, int N, int K, float alpha,
-		 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+		 const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc,
+		 cudaDataType ct)
 {
 	note(c, cublas_errno(cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
 					  ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
-					  CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
-					  CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT)));
+					  act_type(c), ldb, A, act_type(c), lda, &beta, C, ct, ldc,
+					  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
 }
 
-/* The same, batched over count matrices at fixed strides. */
+/* The same, all of the activation type, batched over count matrices at fixed strides
+ * (in elements). */
 static void gemm_batched(cuda_ctx *c, bool ta, bool tb, int M, int N, int K, float alpha,
-			 const float *A, int lda, long long sa, const float *B, int ldb,
-			 long long sb, float beta, float *C, int ldc, long long sc, int count)
+			 const void *A, int lda, long long sa, const void *B, int ldb,
+			 long long sb, float beta, void *C, int ldc, long long sc, int count)
 {
 	note(c, cublas_errno(cublasGemmStridedBatchedEx(
 			c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-			M, K, &alpha, B, CUDA_R_32F, ldb, sb, A, CUDA_R_32F, lda, sa, &beta, C,
-			CUDA_R_32F, ldc, sc, count, c->compute, CUBLAS_GEMM_DEFAULT)));
+			M, K, &alpha, B, act_type(c), ldb, sb, A, act_type(c), lda, sa, &beta, C,
+			act_type(c), ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
 }
 
-static int cu_ctx_new(void **ret_ctx, int bf16_matmul)
+/* Byte offset of element i of an activation array. */
+static const void *act_at(const cuda_ctx *c, const void *base, size_t i)
+{
+	return (const char *)base + i * gpu_act_bytes(c->bf16);
+}
+
+static void *act_at(const cuda_ctx *c, void *base, size_t i)
+{
+	return (char *)base + i * gpu_act_bytes(c->bf16);
+}
+
+static int cu_ctx_new(void **ret_ctx, int bf16_acts)
 {
 	cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof(*c));
 	int n = 0, r;
 
 	if (!c)
 		return -ENOMEM;
+	c->bf16 = bf16_acts != 0;
 	r = cuda_errno(cudaGetDeviceCount(&n));
 	if (r == 0 && n < 1)
 		r = -ENODEV;
@@ -128,9 +170,6 @@ static int cu_ctx_new(void **ret_ctx, int bf16_matmul)
 	}
 	if ((r = cublas_errno(cublasSetStream(c->blas, c->stream))) < 0)
 		goto fail;
-	/* Plain fp32 unless asked: the parity test compares against the CPU at fp32 tolerance,
-	 * which TF32 would not meet. */
-	c->compute = bf16_matmul ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
 	if ((r = cuda_errno(cudaMalloc((void **)&c->d_partial, SUMSQ_BLOCKS * sizeof(double)))) <
 	    0) {
 		c->d_partial = NULL;
@@ -213,6 +252,26 @@ static int cu_zero(void *ctx, void *p, size_t bytes)
 
 /* ---- kernels ---- */
 
+__device__ static inline float ld(float x)
+{
+	return x;
+}
+
+__device__ static inline float ld(bf16 x)
+{
+	return __bfloat162float(x);
+}
+
+__device__ static inline void st(float *p, float v)
+{
+	*p = v;
+}
+
+__device__ static inline void st(bf16 *p, float v)
+{
+	*p = __float2bfloat16(v);
+}
+
 __device__ static float warp_sum(float v)
 {
 	for (int o = 16; o > 0; o >>= 1)
@@ -227,7 +286,31 @@ __device__ static float warp_max(float v)
 	return v;
 }
 
-__global__ static void k_encoder_forward(float *out, const int32_t *inp, const float *wte,
+/* In a (COLS, COLS) block: the sum over threadIdx.y of v, added in order of y, valid in the
+ * threads with threadIdx.y == 0. */
+__device__ static float col_sum(float (*red)[COLS + 1], float v)
+{
+	float s = 0.0f;
+
+	red[threadIdx.y][threadIdx.x] = v;
+	__syncthreads();
+	if (threadIdx.y == 0)
+		for (int y = 0; y < COLS; y++)
+			s += red[y][threadIdx.x];
+	__syncthreads();
+	return s;
+}
+
+template <class X> __global__ static void k_to_act(X *dst, const float *src, size_t n)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+
+	if (i < n)
+		st(&dst[i], src[i]);
+}
+
+template <class X>
+__global__ static void k_encoder_forward(X *out, const int32_t *inp, const float *wte,
 					 const float *wpe, int B, int T, int C)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -236,10 +319,11 @@ __global__ static void k_encoder_forward(float *out, const int32_t *inp, const f
 		return;
 	size_t bt = i / C, ch = i % C;
 
-	out[i] = wte[(size_t)inp[bt] * C + ch] + wpe[(bt % T) * C + ch];
+	st(&out[i], wte[(size_t)inp[bt] * C + ch] + wpe[(bt % T) * C + ch]);
 }
 
-__global__ static void k_encoder_backward_wte(float *dwte, const float *dout, const int32_t *inp,
+template <class X>
+__global__ static void k_encoder_backward_wte(float *dwte, const X *dout, const int32_t *inp,
 					      int N, int C)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -248,10 +332,11 @@ __global__ static void k_encoder_backward_wte(float *dwte, const float *dout, co
 		return;
 	size_t bt = i / C, ch = i % C;
 
-	atomicAdd(&dwte[(size_t)inp[bt] * C + ch], dout[i]);
+	atomicAdd(&dwte[(size_t)inp[bt] * C + ch], ld(dout[i]));
 }
 
-__global__ static void k_encoder_backward_wpe(float *dwpe, const float *dout, int B, int T, int C)
+template <class X>
+__global__ static void k_encoder_backward_wpe(float *dwpe, const X *dout, int B, int T, int C)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
@@ -260,39 +345,41 @@ __global__ static void k_encoder_backward_wpe(float *dwpe, const float *dout, in
 	float s = 0.0f;
 
 	for (int b = 0; b < B; b++)
-		s += dout[(size_t)b * T * C + i];
+		s += ld(dout[(size_t)b * T * C + i]);
 	dwpe[i] += s;
 }
 
 /* one warp per row */
-__global__ static void k_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+template <class X>
+__global__ static void k_layernorm_forward(X *out, float *mean, float *rstd, const X *inp,
 					   const float *w, const float *b, int N, int C)
 {
 	int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
 
 	if (row >= N)
 		return;
-	const float *x = inp + (size_t)row * C;
-	float *o = out + (size_t)row * C;
+	const X *x = inp + (size_t)row * C;
+	X *o = out + (size_t)row * C;
 	float s = 0.0f, v = 0.0f;
 
 	for (int i = lane; i < C; i += 32)
-		s += x[i];
+		s += ld(x[i]);
 	float m = warp_sum(s) / C;
 
 	for (int i = lane; i < C; i += 32)
-		v += (x[i] - m) * (x[i] - m);
+		v += (ld(x[i]) - m) * (ld(x[i]) - m);
 	float r = rsqrtf(warp_sum(v) / C + LN_EPS);
 
 	for (int i = lane; i < C; i += 32)
-		o[i] = (x[i] - m) * r * w[i] + b[i];
+		st(&o[i], (ld(x[i]) - m) * r * w[i] + b[i]);
 	if (lane == 0) {
 		mean[row] = m;
 		rstd[row] = r;
 	}
 }
 
-__global__ static void k_layernorm_backward_inp(float *dinp, const float *dout, const float *inp,
+template <class X>
+__global__ static void k_layernorm_backward_inp(X *dinp, const X *dout, const X *inp,
 						const float *w, const float *mean,
 						const float *rstd, int N, int C)
 {
@@ -300,154 +387,159 @@ __global__ static void k_layernorm_backward_inp(float *dinp, const float *dout, 
 
 	if (row >= N)
 		return;
-	const float *x = inp + (size_t)row * C, *d = dout + (size_t)row * C;
-	float *di = dinp + (size_t)row * C;
+	const X *x = inp + (size_t)row * C, *d = dout + (size_t)row * C;
+	X *di = dinp + (size_t)row * C;
 	float m = mean[row], r = rstd[row], a = 0.0f, bsum = 0.0f;
 
 	for (int i = lane; i < C; i += 32) {
-		float dn = w[i] * d[i];
+		float dn = w[i] * ld(d[i]);
 
 		a += dn;
-		bsum += dn * (x[i] - m) * r;
+		bsum += dn * (ld(x[i]) - m) * r;
 	}
 	a = warp_sum(a) / C;
 	bsum = warp_sum(bsum) / C;
 	for (int i = lane; i < C; i += 32)
-		di[i] += (w[i] * d[i] - a - (x[i] - m) * r * bsum) * r;
+		st(&di[i], ld(di[i]) + (w[i] * ld(d[i]) - a - (ld(x[i]) - m) * r * bsum) * r);
 }
 
-/* one thread per column, rows in order */
-__global__ static void k_layernorm_backward_w(float *dw, float *db, const float *dout,
-					      const float *inp, const float *mean,
-					      const float *rstd, int N, int C)
+/* COLS columns a block; row lane y sums rows y, y + COLS, ... */
+template <class X>
+__global__ static void k_layernorm_backward_w(float *dw, float *db, const X *dout, const X *inp,
+					      const float *mean, const float *rstd, int N, int C)
 {
-	int c = blockIdx.x * blockDim.x + threadIdx.x;
-
-	if (c >= C)
-		return;
+	__shared__ float red[COLS][COLS + 1];
+	int c = blockIdx.x * COLS + threadIdx.x;
 	float sw = 0.0f, sb = 0.0f;
 
-	for (int n = 0; n < N; n++) {
-		float d = dout[(size_t)n * C + c];
+	if (c < C)
+		for (int n = threadIdx.y; n < N; n += COLS) {
+			float d = ld(dout[(size_t)n * C + c]);
 
-		sw += d * (inp[(size_t)n * C + c] - mean[n]) * rstd[n];
-		sb += d;
+			sw += d * (ld(inp[(size_t)n * C + c]) - mean[n]) * rstd[n];
+			sb += d;
+		}
+	sw = col_sum(red, sw);
+	sb = col_sum(red, sb);
+	if (threadIdx.y == 0 && c < C) {
+		dw[c] += sw;
+		db[c] += sb;
 	}
-	dw[c] += sw;
-	db[c] += sb;
 }
 
-__global__ static void k_bias_broadcast(float *out, const float *bias, int N, int OC)
+template <class X>
+__global__ static void k_bias_broadcast(X *out, const float *bias, int N, int OC)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i < (size_t)N * OC)
-		out[i] = bias[i % OC];
+		st(&out[i], bias[i % OC]);
 }
 
-__global__ static void k_bias_backward(float *dbias, const float *dout, int N, int OC)
+template <class X>
+__global__ static void k_bias_backward(float *dbias, const X *dout, int N, int OC)
 {
-	int o = blockIdx.x * blockDim.x + threadIdx.x;
-
-	if (o >= OC)
-		return;
+	__shared__ float red[COLS][COLS + 1];
+	int o = blockIdx.x * COLS + threadIdx.x;
 	float s = 0.0f;
 
-	for (int n = 0; n < N; n++)
-		s += dout[(size_t)n * OC + o];
-	dbias[o] += s;
+	if (o < OC)
+		for (int n = threadIdx.y; n < N; n += COLS)
+			s += ld(dout[(size_t)n * OC + o]);
+	s = col_sum(red, s);
+	if (threadIdx.y == 0 && o < OC)
+		dbias[o] += s;
 }
 
 /* one warp per row of (B*NH*T, T) scores, causal */
-__global__ static void k_softmax_causal(float *att, long rows, int T)
+template <class X> __global__ static void k_softmax_causal(X *att, long rows, int T)
 {
 	long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
 	int lane = threadIdx.x % 32;
 
 	if (row >= rows)
 		return;
-	float *a = att + row * T;
+	X *a = att + row * T;
 	int t = (int)(row % T);
 	float mx = -INFINITY, s = 0.0f;
 
 	for (int j = lane; j <= t; j += 32)
-		mx = fmaxf(mx, a[j]);
+		mx = fmaxf(mx, ld(a[j]));
 	mx = warp_max(mx);
-	for (int j = lane; j <= t; j += 32) {
-		float e = expf(a[j] - mx);
-
-		a[j] = e;
-		s += e;
-	}
+	for (int j = lane; j <= t; j += 32)
+		s += expf(ld(a[j]) - mx);
 	float inv = 1.0f / warp_sum(s);
 
 	for (int j = lane; j < T; j += 32)
-		a[j] = j <= t ? a[j] * inv : 0.0f;
+		st(&a[j], j <= t ? expf(ld(a[j]) - mx) * inv : 0.0f);
 }
 
-__global__ static void k_softmax_causal_backward(float *datt, const float *att, long rows, int T)
+template <class X>
+__global__ static void k_softmax_causal_backward(X *datt, const X *att, long rows, int T)
 {
 	long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
 	int lane = threadIdx.x % 32;
 
 	if (row >= rows)
 		return;
-	const float *a = att + row * T;
-	float *da = datt + row * T;
+	const X *a = att + row * T;
+	X *da = datt + row * T;
 	int t = (int)(row % T);
 	float dot = 0.0f;
 
 	for (int j = lane; j <= t; j += 32)
-		dot += a[j] * da[j];
+		dot += ld(a[j]) * ld(da[j]);
 	dot = warp_sum(dot);
 	for (int j = lane; j < T; j += 32)
-		da[j] = j <= t ? a[j] * (da[j] - dot) : 0.0f;
+		st(&da[j], j <= t ? ld(a[j]) * (ld(da[j]) - dot) : 0.0f);
 }
 
-__global__ static void k_gelu_forward(float *out, const float *inp, size_t n)
+template <class X> __global__ static void k_gelu_forward(X *out, const X *inp, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i >= n)
 		return;
-	float x = inp[i];
+	float x = ld(inp[i]);
 
-	out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+	st(&out[i], 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x))));
 }
 
-__global__ static void k_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+template <class X>
+__global__ static void k_gelu_backward(X *dinp, const X *inp, const X *dout, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i >= n)
 		return;
-	float x = inp[i];
+	float x = ld(inp[i]);
 	float th = tanhf(GELU_K * (x + 0.044715f * x * x * x));
 	float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 
-	dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du);
+	st(&dinp[i], ld(dout[i]) * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du));
 }
 
-__global__ static void k_residual(float *out, const float *a, const float *b, size_t n)
+template <class X> __global__ static void k_residual(X *out, const X *a, const X *b, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i < n)
-		out[i] = a[i] + b[i];
+		st(&out[i], ld(a[i]) + ld(b[i]));
 }
 
 /* one block per row */
-__global__ static void k_crossentropy_forward(float *losses, float *probs, const float *logits,
+template <class X>
+__global__ static void k_crossentropy_forward(float *losses, float *probs, const X *logits,
 					      const int32_t *targets, int V)
 {
 	__shared__ float red[NT / 32];
-	const float *l = logits + (size_t)blockIdx.x * V;
+	const X *l = logits + (size_t)blockIdx.x * V;
 	float *p = probs + (size_t)blockIdx.x * V;
 	int lane = threadIdx.x % 32, wid = threadIdx.x / 32;
 	float mx = -INFINITY, s = 0.0f;
 
 	for (int v = threadIdx.x; v < V; v += blockDim.x)
-		mx = fmaxf(mx, l[v]);
+		mx = fmaxf(mx, ld(l[v]));
 	mx = warp_max(mx);
 	if (lane == 0)
 		red[wid] = mx;
@@ -457,7 +549,7 @@ __global__ static void k_crossentropy_forward(float *losses, float *probs, const
 		mx = fmaxf(mx, red[i]);
 	__syncthreads();
 	for (int v = threadIdx.x; v < V; v += blockDim.x)
-		s += expf(l[v] - mx);
+		s += expf(ld(l[v]) - mx);
 	s = warp_sum(s);
 	if (lane == 0)
 		red[wid] = s;
@@ -466,12 +558,13 @@ __global__ static void k_crossentropy_forward(float *losses, float *probs, const
 	for (int i = 0; i < NT / 32; i++)
 		s += red[i];
 	for (int v = threadIdx.x; v < V; v += blockDim.x)
-		p[v] = expf(l[v] - mx) / s;
+		p[v] = expf(ld(l[v]) - mx) / s;
 	if (threadIdx.x == 0)
-		losses[blockIdx.x] = logf(s) + mx - l[targets[blockIdx.x]];
+		losses[blockIdx.x] = logf(s) + mx - ld(l[targets[blockIdx.x]]);
 }
 
-__global__ static void k_crossentropy_backward(float *dlogits, const float *probs,
+template <class X>
+__global__ static void k_crossentropy_backward(X *dlogits, const float *probs,
 					       const int32_t *targets, int N, int V, float dloss)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -481,7 +574,7 @@ __global__ static void k_crossentropy_backward(float *dlogits, const float *prob
 	size_t n = i / V;
 	int v = (int)(i % V);
 
-	dlogits[i] = (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss;
+	st(&dlogits[i], (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss);
 }
 
 __global__ static void k_sumsq(double *partial, const float *x, size_t n)
@@ -503,9 +596,10 @@ __global__ static void k_sumsq(double *partial, const float *x, size_t n)
 		partial[blockIdx.x] = red[0];
 }
 
-__global__ static void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-			       float beta1, float beta2, float eps, float wd, float gscale,
-			       float bc1, float bc2)
+template <class X>
+__global__ static void k_adamw(float *p, X *cp, const float *g, float *m, float *v, size_t n,
+			       float lr, float beta1, float beta2, float eps, float wd,
+			       float gscale, float bc1, float bc2)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
@@ -514,117 +608,175 @@ __global__ static void k_adamw(float *p, const float *g, float *m, float *v, siz
 	float gi = g[i] * gscale;
 	float mi = beta1 * m[i] + (1.0f - beta1) * gi;
 	float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+	float pi = p[i] - lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
 
 	m[i] = mi;
 	v[i] = vi;
-	p[i] -= lr * ((mi / bc1) / (sqrtf(vi / bc2) + eps) + wd * p[i]);
+	p[i] = pi;
+	if (cp)
+		st(&cp[i], pi);
 }
 
 /* ---- the table ---- */
 
-static void cu_encoder_forward(void *ctx, float *out, const int32_t *inp, const float *wte,
+static void cu_act_from_f32(void *ctx, gpu_act *dst, const float *src, size_t n)
+{
+	cuda_ctx *c = (cuda_ctx *)ctx;
+
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_to_act<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)dst, src, n);
+	});
+	check_launch(c);
+}
+
+static int cu_act_to_host(void *ctx, float *dst, const gpu_act *src, size_t n)
+{
+	cuda_ctx *c = (cuda_ctx *)ctx;
+	int r;
+
+	if (!c->bf16)
+		return cu_to_host(ctx, dst, src, n * sizeof(float));
+	/* the bf16 values into the first half of dst, then widened in place from the end: float
+	 * i overwrites bf16 values 2i and 2i+1, which are read by then (or, for i = 0, just) */
+	r = cu_to_host(ctx, dst, src, n * sizeof(uint16_t));
+	for (size_t i = n; r == 0 && i-- > 0;) {
+		uint16_t h;
+		uint32_t u;
+
+		memcpy(&h, (const char *)dst + 2 * i, 2);
+		u = (uint32_t)h << 16;
+		memcpy(&dst[i], &u, 4);
+	}
+	return r;
+}
+
+static void cu_encoder_forward(void *ctx, gpu_act *out, const int32_t *inp, const float *wte,
 			       const float *wpe, int B, int T, int C)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_encoder_forward<<<blocks((size_t)B * T * C, NT), NT, 0, c->stream>>>(out, inp, wte, wpe,
-									       B, T, C);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_encoder_forward<X><<<blocks((size_t)B * T * C, NT), NT, 0, c->stream>>>(
+			(X *)out, inp, wte, wpe, B, T, C);
+	});
 	check_launch(c);
 }
 
-static void cu_encoder_backward(void *ctx, float *dwte, float *dwpe, const float *dout,
+static void cu_encoder_backward(void *ctx, float *dwte, float *dwpe, const gpu_act *dout,
 				const int32_t *inp, int B, int T, int C)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_encoder_backward_wte<<<blocks((size_t)B * T * C, NT), NT, 0, c->stream>>>(dwte, dout,
-										    inp, B * T, C);
-	check_launch(c);
-	k_encoder_backward_wpe<<<blocks((size_t)T * C, NT), NT, 0, c->stream>>>(dwpe, dout, B, T,
-										C);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_encoder_backward_wte<X><<<blocks((size_t)B * T * C, NT), NT, 0, c->stream>>>(
+			dwte, (const X *)dout, inp, B * T, C);
+		check_launch(c);
+		k_encoder_backward_wpe<X><<<blocks((size_t)T * C, NT), NT, 0, c->stream>>>(
+			dwpe, (const X *)dout, B, T, C);
+	});
 	check_launch(c);
 }
 
-static void cu_layernorm_forward(void *ctx, float *out, float *mean, float *rstd,
-				 const float *inp, const float *w, const float *b, int N, int C)
+static void cu_layernorm_forward(void *ctx, gpu_act *out, float *mean, float *rstd,
+				 const gpu_act *inp, const float *w, const float *b, int N, int C)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_layernorm_forward<<<blocks(N, NT / 32), NT, 0, c->stream>>>(out, mean, rstd, inp, w, b,
-								      N, C);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_layernorm_forward<X><<<blocks(N, NT / 32), NT, 0, c->stream>>>(
+			(X *)out, mean, rstd, (const X *)inp, w, b, N, C);
+	});
 	check_launch(c);
 }
 
-static void cu_layernorm_backward(void *ctx, float *dinp, float *dw, float *db,
-				  const float *dout, const float *inp, const float *w,
+static void cu_layernorm_backward(void *ctx, gpu_act *dinp, float *dw, float *db,
+				  const gpu_act *dout, const gpu_act *inp, const float *w,
 				  const float *mean, const float *rstd, int N, int C)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_layernorm_backward_inp<<<blocks(N, NT / 32), NT, 0, c->stream>>>(dinp, dout, inp, w,
-									   mean, rstd, N, C);
-	check_launch(c);
-	k_layernorm_backward_w<<<blocks(C, NT), NT, 0, c->stream>>>(dw, db, dout, inp, mean, rstd,
-								    N, C);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_layernorm_backward_inp<X><<<blocks(N, NT / 32), NT, 0, c->stream>>>(
+			(X *)dinp, (const X *)dout, (const X *)inp, w, mean, rstd, N, C);
+		check_launch(c);
+		k_layernorm_backward_w<X><<<blocks(C, COLS), dim3(COLS, COLS), 0, c->stream>>>(
+			dw, db, (const X *)dout, (const X *)inp, mean, rstd, N, C);
+	});
 	check_launch(c);
 }
 
-static void cu_matmul_forward(void *ctx, float *out, const float *inp, const float *w,
+static void cu_matmul_forward(void *ctx, gpu_act *out, const gpu_act *inp, const gpu_act *w,
 			      const float *bias, int N, int C, int OC)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 	float beta = 0.0f;
 
 	if (bias) {
-		k_bias_broadcast<<<blocks((size_t)N * OC, NT), NT, 0, c->stream>>>(out, bias, N,
-										   OC);
+		with_act(c, [&](auto x) {
+			typedef decltype(x) X;
+			k_bias_broadcast<X><<<blocks((size_t)N * OC, NT), NT, 0, c->stream>>>(
+				(X *)out, bias, N, OC);
+		});
 		check_launch(c);
 		beta = 1.0f;
 	}
-	gemm(c, false, true, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
+	gemm(c, false, true, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC, act_type(c));
 }
 
-static void cu_matmul_backward(void *ctx, float *dinp, float *dw, float *dbias,
-			       const float *dout, const float *inp, const float *w, int N, int C,
-			       int OC)
+static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias,
+			       const gpu_act *dout, const gpu_act *inp, const gpu_act *w, int N,
+			       int C, int OC)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	gemm(c, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
-	gemm(c, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+	gemm(c, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C, act_type(c));
+	/* the weight gradient accumulates in fp32 whatever the activation type */
+	gemm(c, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C, CUDA_R_32F);
 	if (dbias) {
-		k_bias_backward<<<blocks(OC, NT), NT, 0, c->stream>>>(dbias, dout, N, OC);
+		with_act(c, [&](auto x) {
+			typedef decltype(x) X;
+			k_bias_backward<X><<<blocks(OC, COLS), dim3(COLS, COLS), 0, c->stream>>>(
+				dbias, (const X *)dout, N, OC);
+		});
 		check_launch(c);
 	}
 }
 
-static void cu_attention_forward(void *ctx, float *out, float *att, const float *qkv, int B,
-				 int T, int C, int NH)
+static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv,
+				 int B, int T, int C, int NH)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 	long long tt = (long long)T * T;
+	long rows = (long)B * NH * T;
 
 	/* batched over heads (stride hs inside a row of qkv), one call per sequence */
 	for (int b = 0; b < B; b++) {
-		const float *q = qkv + (size_t)b * T * 3 * C;
+		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
 
-		gemm_batched(c, false, true, T, T, hs, scale, q, 3 * C, hs, q + C, 3 * C, hs, 0.0f,
-			     att + (size_t)b * NH * tt, T, tt, NH);
+		gemm_batched(c, false, true, T, T, hs, scale, q, 3 * C, hs, act_at(c, q, C), 3 * C,
+			     hs, 0.0f, act_at(c, att, (size_t)b * NH * tt), T, tt, NH);
 	}
-	long rows = (long)B * NH * T;
-
-	k_softmax_causal<<<blocks(rows, NT / 32), NT, 0, c->stream>>>(att, rows, T);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_softmax_causal<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>((X *)att, rows, T);
+	});
 	check_launch(c);
 	for (int b = 0; b < B; b++)
-		gemm_batched(c, false, false, T, hs, T, 1.0f, att + (size_t)b * NH * tt, T, tt,
-			     qkv + (size_t)b * T * 3 * C + 2 * C, 3 * C, hs, 0.0f,
-			     out + (size_t)b * T * C, C, hs, NH);
+		gemm_batched(c, false, false, T, hs, T, 1.0f, act_at(c, att, (size_t)b * NH * tt), T,
+			     tt, act_at(c, qkv, (size_t)b * T * 3 * C + 2 * C), 3 * C, hs, 0.0f,
+			     act_at(c, out, (size_t)b * T * C), C, hs, NH);
 }
 
-static void cu_attention_backward(void *ctx, float *dqkv, float *datt, const float *dout,
-				  const float *qkv, const float *att, int B, int T, int C, int NH)
+static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const gpu_act *dout,
+				  const gpu_act *qkv, const gpu_act *att, int B, int T, int C,
+				  int NH)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 	int hs = C / NH;
@@ -633,71 +785,97 @@ static void cu_attention_backward(void *ctx, float *dqkv, float *datt, const flo
 	long rows = (long)B * NH * T;
 
 	for (int b = 0; b < B; b++) {
-		const float *q = qkv + (size_t)b * T * 3 * C;
-		const float *a = att + (size_t)b * NH * tt;
-		const float *dy = dout + (size_t)b * T * C;
-		float *da = datt + (size_t)b * NH * tt, *dq = dqkv + (size_t)b * T * 3 * C;
+		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
+		const void *a = act_at(c, att, (size_t)b * NH * tt);
+		const void *dy = act_at(c, dout, (size_t)b * T * C);
+		void *da = act_at(c, datt, (size_t)b * NH * tt);
+		void *dq = act_at(c, dqkv, (size_t)b * T * 3 * C);
 
-		gemm_batched(c, false, true, T, T, hs, 1.0f, dy, C, hs, q + 2 * C, 3 * C, hs, 0.0f,
-			     da, T, tt, NH);
-		gemm_batched(c, true, false, T, hs, T, 1.0f, a, T, tt, dy, C, hs, 0.0f, dq + 2 * C,
-			     3 * C, hs, NH);
+		/* datt = dy . v^T, dv = att^T . dy */
+		gemm_batched(c, false, true, T, T, hs, 1.0f, dy, C, hs, act_at(c, q, 2 * C), 3 * C,
+			     hs, 0.0f, da, T, tt, NH);
+		gemm_batched(c, true, false, T, hs, T, 1.0f, a, T, tt, dy, C, hs, 0.0f,
+			     act_at(c, dq, 2 * C), 3 * C, hs, NH);
 	}
-	k_softmax_causal_backward<<<blocks(rows, NT / 32), NT, 0, c->stream>>>(datt, att, rows, T);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_softmax_causal_backward<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>(
+			(X *)datt, (const X *)att, rows, T);
+	});
 	check_launch(c);
 	for (int b = 0; b < B; b++) {
-		const float *q = qkv + (size_t)b * T * 3 * C;
-		const float *ds = datt + (size_t)b * NH * tt;
-		float *dq = dqkv + (size_t)b * T * 3 * C;
+		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
+		const void *ds = act_at(c, datt, (size_t)b * NH * tt);
+		void *dq = act_at(c, dqkv, (size_t)b * T * 3 * C);
 
-		gemm_batched(c, false, false, T, hs, T, scale, ds, T, tt, q + C, 3 * C, hs, 0.0f,
-			     dq, 3 * C, hs, NH);
+		/* dq = scale * ds . k, dk = scale * ds^T . q */
+		gemm_batched(c, false, false, T, hs, T, scale, ds, T, tt, act_at(c, q, C), 3 * C,
+			     hs, 0.0f, dq, 3 * C, hs, NH);
 		gemm_batched(c, true, false, T, hs, T, scale, ds, T, tt, q, 3 * C, hs, 0.0f,
-			     dq + C, 3 * C, hs, NH);
+			     act_at(c, dq, C), 3 * C, hs, NH);
 	}
 }
 
-static void cu_gelu_forward(void *ctx, float *out, const float *inp, size_t n)
+static void cu_gelu_forward(void *ctx, gpu_act *out, const gpu_act *inp, size_t n)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_gelu_forward<<<blocks(n, NT), NT, 0, c->stream>>>(out, inp, n);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_gelu_forward<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)out, (const X *)inp, n);
+	});
 	check_launch(c);
 }
 
-static void cu_gelu_backward(void *ctx, float *dinp, const float *inp, const float *dout,
+static void cu_gelu_backward(void *ctx, gpu_act *dinp, const gpu_act *inp, const gpu_act *dout,
 			     size_t n)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_gelu_backward<<<blocks(n, NT), NT, 0, c->stream>>>(dinp, inp, dout, n);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_gelu_backward<X><<<blocks(n, NT), NT, 0, c->stream>>>(
+			(X *)dinp, (const X *)inp, (const X *)dout, n);
+	});
 	check_launch(c);
 }
 
-static void cu_residual_forward(void *ctx, float *out, const float *a, const float *b, size_t n)
+static void cu_residual_forward(void *ctx, gpu_act *out, const gpu_act *a, const gpu_act *b,
+				size_t n)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_residual<<<blocks(n, NT), NT, 0, c->stream>>>(out, a, b, n);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_residual<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)out, (const X *)a,
+								 (const X *)b, n);
+	});
 	check_launch(c);
 }
 
-static void cu_crossentropy_forward(void *ctx, float *losses, float *probs, const float *logits,
-				    const int32_t *targets, int N, int V)
+static void cu_crossentropy_forward(void *ctx, float *losses, float *probs,
+				    const gpu_act *logits, const int32_t *targets, int N, int V)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_crossentropy_forward<<<N, NT, 0, c->stream>>>(losses, probs, logits, targets, V);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_crossentropy_forward<X><<<N, NT, 0, c->stream>>>(losses, probs, (const X *)logits,
+								 targets, V);
+	});
 	check_launch(c);
 }
 
-static void cu_crossentropy_backward(void *ctx, float *dlogits, const float *probs,
+static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const float *probs,
 				     const int32_t *targets, int N, int V, float dloss)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_crossentropy_backward<<<blocks((size_t)N * V, NT), NT, 0, c->stream>>>(
-		dlogits, probs, targets, N, V, dloss);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_crossentropy_backward<X><<<blocks((size_t)N * V, NT), NT, 0, c->stream>>>(
+			(X *)dlogits, probs, targets, N, V, dloss);
+	});
 	check_launch(c);
 }
 
@@ -718,14 +896,17 @@ static int cu_sumsq(void *ctx, const float *x, size_t n, double *ret)
 	return 0;
 }
 
-static void cu_adamw(void *ctx, float *p, const float *g, float *m, float *v, size_t n, float lr,
-		     float beta1, float beta2, float eps, float wd, float gscale, float bc1,
-		     float bc2)
+static void cu_adamw(void *ctx, float *p, gpu_act *cp, const float *g, float *m, float *v,
+		     size_t n, float lr, float beta1, float beta2, float eps, float wd,
+		     float gscale, float bc1, float bc2)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	k_adamw<<<blocks(n, NT), NT, 0, c->stream>>>(p, g, m, v, n, lr, beta1, beta2, eps, wd,
-						     gscale, bc1, bc2);
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_adamw<X><<<blocks(n, NT), NT, 0, c->stream>>>(p, (X *)cp, g, m, v, n, lr, beta1,
+							      beta2, eps, wd, gscale, bc1, bc2);
+	});
 	check_launch(c);
 }
 
@@ -739,6 +920,8 @@ static const struct gpu_ops cuda_ops = {
 	cu_to_host,
 	cu_zero,
 	cu_sync,
+	cu_act_from_f32,
+	cu_act_to_host,
 	cu_encoder_forward,
 	cu_encoder_backward,
 	cu_layernorm_forward,

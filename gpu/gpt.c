@@ -9,7 +9,9 @@
 #include "gpu/gpt.h"
 #include "gpu/gpt_i.h"
 
-/* Activations kept from forward for backward, per layer unless noted; N = B*T rows. */
+/* Activations kept from forward for backward, per layer unless noted; N = B*T rows.  The
+ * LayerNorm statistics, probabilities and losses are fp32 (act_is_f32()); the rest are of the
+ * activation type (gpt_i.h). */
 enum gpu_act {
 	A_ENCODED,   /* (N,C), once */
 	A_LN1,       /* (L,N,C) */
@@ -49,12 +51,17 @@ struct gpu_model {
 	int max_batch, max_seq;
 	size_t param_sizes[GPU_NPARAMS];
 	size_t num_params;
-	size_t act_sizes[GPU_NACTS];
+	size_t act_sizes[GPU_NACTS];              /* elements */
+	size_t act_bytes;                         /* of one activation-type element */
 	float *params, *grads, *adam_m, *adam_v; /* backend memory, num_params each */
+	/* the weights in the activation type, which the matmuls read: params itself when that
+	 * type is fp32, else a copy that every AdamW step and write refreshes */
+	gpu_act *cparams;
 	float *param_ptr[GPU_NPARAMS];
 	float *grad_ptr[GPU_NPARAMS];
-	float *acts;                              /* backend memory, all activations */
-	float *act[GPU_NACTS];
+	gpu_act *cparam_ptr[GPU_NPARAMS];
+	void *acts;                               /* backend memory, all activations */
+	void *act[GPU_NACTS];
 	int32_t *tokens;                          /* backend memory: inputs then targets */
 	long adam_step;
 	/* state of the last forward: backward needs its shape and targets */
@@ -141,18 +148,34 @@ static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_N
 	s[A_DFCH_GELU] = N * 4 * C;
 }
 
-size_t gpu_model_bytes(const struct gpu_config *cfg, int B, int T)
+static int act_is_f32(int i)
 {
-	size_t s[GPU_NACTS], floats = 4 * gpu_config_num_params(cfg);
+	return i == A_LN1_MEAN || i == A_LN1_RSTD || i == A_LN2_MEAN || i == A_LN2_RSTD ||
+	       i == A_LNF_MEAN || i == A_LNF_RSTD || i == A_PROBS || i == A_LOSSES;
+}
+
+/* Each activation array starts on a 64-byte boundary, whatever the element sizes before it. */
+static size_t act_array_bytes(int i, size_t elems, size_t act_bytes)
+{
+	return (elems * (act_is_f32(i) ? sizeof(float) : act_bytes) + 63) / 64 * 64;
+}
+
+size_t gpu_model_bytes(const struct gpu_config *cfg, const struct gpu_opts *opts)
+{
+	size_t s[GPU_NACTS], np = gpu_config_num_params(cfg), ab = gpu_act_bytes(opts->bf16);
+	size_t bytes = 4 * np * sizeof(float);
+	int B = opts->max_batch, T = opts->max_seq;
 
 	/* The configuration bounds (gpu_config_check) and B, T below 2^16 keep this exact in
 	 * 64-bit size_t; larger requests are refused rather than wrapped. */
 	if (B < 1 || T < 1 || B > 65536 || T > 65536)
 		return 0;
+	if (opts->bf16)
+		bytes += np * ab;
 	act_sizes(cfg, B, T, s);
 	for (int i = 0; i < GPU_NACTS; i++)
-		floats += s[i];
-	return floats * sizeof(float) + 2 * (size_t)B * T * sizeof(int32_t);
+		bytes += act_array_bytes(i, s[i], ab);
+	return bytes + 2 * (size_t)B * T * sizeof(int32_t);
 }
 
 double gpu_flops_per_token(const struct gpu_config *cfg, int seq)
@@ -261,6 +284,8 @@ void gpu_model_free(struct gpu_model *m)
 		m->ops->free(m->ctx, m->grads);
 		m->ops->free(m->ctx, m->adam_m);
 		m->ops->free(m->ctx, m->adam_v);
+		if (m->cparams != m->params)
+			m->ops->free(m->ctx, m->cparams);
 		m->ops->free(m->ctx, m->acts);
 		m->ops->free(m->ctx, m->tokens);
 		m->ops->ctx_free(m->ctx);
@@ -282,12 +307,22 @@ static int alloc_floats(struct gpu_model *m, float **ret, size_t n)
 	return 0;
 }
 
+/* After the master weights change other than through AdamW: the matmuls' copy follows. */
+static int refresh_cparams(struct gpu_model *m)
+{
+	if (m->cparams == m->params)
+		return 0;
+	m->ops->act_from_f32(m->ctx, m->cparams, m->params, m->num_params);
+	return m->ops->sync(m->ctx);
+}
+
 int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 		  const struct gpu_opts *opts)
 {
 	struct gpu_model *m = NULL;
 	float *host = NULL;
 	size_t need, total_acts = 0, off;
+	void *p;
 	int r;
 
 	r = gpu_config_check(cfg);
@@ -295,7 +330,7 @@ int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 		return r;
 	if (opts->max_batch < 1 || opts->max_seq < 1 || opts->max_seq > cfg->n_ctx)
 		return -EINVAL;
-	need = gpu_model_bytes(cfg, opts->max_batch, opts->max_seq);
+	need = gpu_model_bytes(cfg, opts);
 	if (need == 0)
 		return -EINVAL;
 	if (opts->max_bytes && need > opts->max_bytes)
@@ -315,7 +350,7 @@ int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 		r = opts->backend == GPU_BACKEND_CUDA ? -ENODEV : -EINVAL;
 		goto out;
 	}
-	r = m->ops->ctx_new(&m->ctx, opts->bf16_matmul);
+	r = m->ops->ctx_new(&m->ctx, opts->bf16);
 	if (r < 0) {
 		m->ops = NULL;
 		goto out;
@@ -324,28 +359,36 @@ int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 	gpu_param_sizes(cfg, m->param_sizes);
 	m->num_params = gpu_config_num_params(cfg);
 	act_sizes(cfg, m->max_batch, m->max_seq, m->act_sizes);
+	m->act_bytes = gpu_act_bytes(opts->bf16);
 	for (int i = 0; i < GPU_NACTS; i++)
-		total_acts += m->act_sizes[i];
+		total_acts += act_array_bytes(i, m->act_sizes[i], m->act_bytes);
 
 	if ((r = alloc_floats(m, &m->params, m->num_params)) < 0 ||
 	    (r = alloc_floats(m, &m->grads, m->num_params)) < 0 ||
 	    (r = alloc_floats(m, &m->adam_m, m->num_params)) < 0 ||
 	    (r = alloc_floats(m, &m->adam_v, m->num_params)) < 0 ||
-	    (r = alloc_floats(m, &m->acts, total_acts)) < 0 ||
+	    (r = m->ops->alloc(m->ctx, &m->acts, total_acts)) < 0 ||
 	    (r = alloc_floats(m, (float **)&m->tokens,
 			      2 * (size_t)m->max_batch * m->max_seq)) < 0)
 		goto out;
 
+	m->cparams = m->params;
+	if (opts->bf16) {
+		if ((r = m->ops->alloc(m->ctx, &p, m->num_params * m->act_bytes)) < 0)
+			goto out;
+		m->cparams = p;
+	}
 	off = 0;
 	for (int i = 0; i < GPU_NPARAMS; i++) {
 		m->param_ptr[i] = m->params + off;
 		m->grad_ptr[i] = m->grads + off;
+		m->cparam_ptr[i] = (char *)m->cparams + off * m->act_bytes;
 		off += m->param_sizes[i];
 	}
 	off = 0;
 	for (int i = 0; i < GPU_NACTS; i++) {
-		m->act[i] = m->acts + off;
-		off += m->act_sizes[i];
+		m->act[i] = (char *)m->acts + off;
+		off += act_array_bytes(i, m->act_sizes[i], m->act_bytes);
 	}
 
 	m->h_losses = malloc((size_t)m->max_batch * m->max_seq * sizeof(float));
@@ -359,6 +402,7 @@ int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 	/* Initialise on the host so that every backend starts from identical weights. */
 	init_params_host(m, host, opts->seed);
 	if ((r = m->ops->to_dev(m->ctx, m->params, host, m->num_params * sizeof(float))) < 0 ||
+	    (r = refresh_cparams(m)) < 0 ||
 	    (r = m->ops->zero(m->ctx, m->grads, m->num_params * sizeof(float))) < 0 ||
 	    (r = m->ops->zero(m->ctx, m->adam_m, m->num_params * sizeof(float))) < 0 ||
 	    (r = m->ops->zero(m->ctx, m->adam_v, m->num_params * sizeof(float))) < 0 ||
@@ -374,15 +418,21 @@ out:
 	return r;
 }
 
-/* Per-layer slices. */
+/* Per-layer slices: of fp32 parameters or gradients, of the weights' compute copy, of an
+ * activation (per_layer elements a layer). */
 static float *lp(struct gpu_model *m, float *const *base, int i, int l)
 {
 	return base[i] + (m->param_sizes[i] / m->cfg.n_layer) * l;
 }
 
-static float *la(struct gpu_model *m, int i, int l, size_t per_layer)
+static gpu_act *lc(struct gpu_model *m, int i, int l)
 {
-	return m->act[i] + per_layer * l;
+	return (char *)m->cparam_ptr[i] + (m->param_sizes[i] / m->cfg.n_layer) * l * m->act_bytes;
+}
+
+static void *la(struct gpu_model *m, int i, int l, size_t per_layer)
+{
+	return (char *)m->act[i] + per_layer * l * (act_is_f32(i) ? sizeof(float) : m->act_bytes);
 }
 
 int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t *targets,
@@ -398,7 +448,7 @@ int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t 
 	size_t satt = (size_t)m->max_batch * NH * m->max_seq * m->max_seq;
 	int32_t *d_inp = m->tokens, *d_tgt = m->tokens + sn;
 	float *const *P = m->param_ptr;
-	float *res;
+	gpu_act *res;
 	int r;
 
 	m->have_targets = 0;
@@ -417,33 +467,34 @@ int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t 
 	o->encoder_forward(x, m->act[A_ENCODED], d_inp, P[GPU_P_WTE], P[GPU_P_WPE], B, T, C);
 	res = m->act[A_ENCODED];
 	for (int l = 0; l < L; l++) {
-		float *ln1 = la(m, A_LN1, l, snc), *qkv = la(m, A_QKV, l, 3 * snc);
-		float *att = la(m, A_ATT, l, satt), *atty = la(m, A_ATTY, l, snc);
-		float *res2 = la(m, A_RES2, l, snc), *ln2 = la(m, A_LN2, l, snc);
-		float *fch = la(m, A_FCH, l, 4 * snc), *fchg = la(m, A_FCH_GELU, l, 4 * snc);
-		float *res3 = la(m, A_RES3, l, snc);
+		gpu_act *ln1 = la(m, A_LN1, l, snc), *qkv = la(m, A_QKV, l, 3 * snc);
+		gpu_act *att = la(m, A_ATT, l, satt), *atty = la(m, A_ATTY, l, snc);
+		gpu_act *res2 = la(m, A_RES2, l, snc), *ln2 = la(m, A_LN2, l, snc);
+		gpu_act *fch = la(m, A_FCH, l, 4 * snc), *fchg = la(m, A_FCH_GELU, l, 4 * snc);
+		gpu_act *res3 = la(m, A_RES3, l, snc);
 
 		o->layernorm_forward(x, ln1, la(m, A_LN1_MEAN, l, sn), la(m, A_LN1_RSTD, l, sn),
 				     res, lp(m, P, GPU_P_LN1W, l), lp(m, P, GPU_P_LN1B, l), N, C);
-		o->matmul_forward(x, qkv, ln1, lp(m, P, GPU_P_QKVW, l), lp(m, P, GPU_P_QKVB, l), N,
+		o->matmul_forward(x, qkv, ln1, lc(m, GPU_P_QKVW, l), lp(m, P, GPU_P_QKVB, l), N,
 				  C, 3 * C);
 		o->attention_forward(x, atty, att, qkv, B, T, C, NH);
-		o->matmul_forward(x, res2, atty, lp(m, P, GPU_P_ATTPROJW, l),
+		o->matmul_forward(x, res2, atty, lc(m, GPU_P_ATTPROJW, l),
 				  lp(m, P, GPU_P_ATTPROJB, l), N, C, C);
 		o->residual_forward(x, res2, res2, res, nc);
 		o->layernorm_forward(x, ln2, la(m, A_LN2_MEAN, l, sn), la(m, A_LN2_RSTD, l, sn),
 				     res2, lp(m, P, GPU_P_LN2W, l), lp(m, P, GPU_P_LN2B, l), N, C);
-		o->matmul_forward(x, fch, ln2, lp(m, P, GPU_P_FCW, l), lp(m, P, GPU_P_FCB, l), N, C,
+		o->matmul_forward(x, fch, ln2, lc(m, GPU_P_FCW, l), lp(m, P, GPU_P_FCB, l), N, C,
 				  4 * C);
 		o->gelu_forward(x, fchg, fch, 4 * nc);
-		o->matmul_forward(x, res3, fchg, lp(m, P, GPU_P_FCPROJW, l),
+		o->matmul_forward(x, res3, fchg, lc(m, GPU_P_FCPROJW, l),
 				  lp(m, P, GPU_P_FCPROJB, l), N, 4 * C, C);
 		o->residual_forward(x, res3, res3, res2, nc);
 		res = res3;
 	}
 	o->layernorm_forward(x, m->act[A_LNF], m->act[A_LNF_MEAN], m->act[A_LNF_RSTD], res,
 			     P[GPU_P_LNFW], P[GPU_P_LNFB], N, C);
-	o->matmul_forward(x, m->act[A_LOGITS], m->act[A_LNF], P[GPU_P_WTE], NULL, N, C, V);
+	o->matmul_forward(x, m->act[A_LOGITS], m->act[A_LNF], m->cparam_ptr[GPU_P_WTE], NULL, N,
+			  C, V);
 	m->last_B = B;
 	m->last_T = T;
 	if (!targets)
@@ -477,7 +528,7 @@ int gpu_model_backward(struct gpu_model *m)
 	size_t snc = (size_t)m->max_batch * m->max_seq * C, sn = (size_t)m->max_batch * m->max_seq;
 	size_t satt = (size_t)m->max_batch * NH * m->max_seq * m->max_seq;
 	float *const *P = m->param_ptr, *const *G = m->grad_ptr;
-	float *dres = m->act[A_DRES], *dln = m->act[A_DLN];
+	gpu_act *dres = m->act[A_DRES], *dln = m->act[A_DLN];
 	int r;
 
 	if (!m->have_targets)
@@ -486,28 +537,28 @@ int gpu_model_backward(struct gpu_model *m)
 	m->have_targets = 0;
 	r = o->zero(x, m->grads, m->num_params * sizeof(float));
 	if (r == 0)
-		r = o->zero(x, dres, (size_t)N * C * sizeof(float));
+		r = o->zero(x, dres, (size_t)N * C * m->act_bytes);
 	if (r < 0)
 		return r;
 
 	o->crossentropy_backward(x, m->act[A_LOGITS], m->act[A_PROBS], m->tokens + sn, N, V,
 				 1.0f / N);
 	o->matmul_backward(x, dln, G[GPU_P_WTE], NULL, m->act[A_LOGITS], m->act[A_LNF],
-			   P[GPU_P_WTE], N, C, V);
+			   m->cparam_ptr[GPU_P_WTE], N, C, V);
 	o->layernorm_backward(x, dres, G[GPU_P_LNFW], G[GPU_P_LNFB], dln,
 			      la(m, A_RES3, L - 1, snc), P[GPU_P_LNFW], m->act[A_LNF_MEAN],
 			      m->act[A_LNF_RSTD], N, C);
 	for (int l = L - 1; l >= 0; l--) {
-		float *res = l == 0 ? m->act[A_ENCODED] : la(m, A_RES3, l - 1, snc);
+		gpu_act *res = l == 0 ? m->act[A_ENCODED] : la(m, A_RES3, l - 1, snc);
 
 		/* res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres is d res3 here */
 		o->matmul_backward(x, m->act[A_DFCH_GELU], lp(m, G, GPU_P_FCPROJW, l),
 				   lp(m, G, GPU_P_FCPROJB, l), dres, la(m, A_FCH_GELU, l, 4 * snc),
-				   lp(m, P, GPU_P_FCPROJW, l), N, 4 * C, C);
+				   lc(m, GPU_P_FCPROJW, l), N, 4 * C, C);
 		o->gelu_backward(x, m->act[A_DFCH], la(m, A_FCH, l, 4 * snc), m->act[A_DFCH_GELU],
 				 4 * (size_t)N * C);
 		o->matmul_backward(x, dln, lp(m, G, GPU_P_FCW, l), lp(m, G, GPU_P_FCB, l),
-				   m->act[A_DFCH], la(m, A_LN2, l, snc), lp(m, P, GPU_P_FCW, l), N, C,
+				   m->act[A_DFCH], la(m, A_LN2, l, snc), lc(m, GPU_P_FCW, l), N, C,
 				   4 * C);
 		o->layernorm_backward(x, dres, lp(m, G, GPU_P_LN2W, l), lp(m, G, GPU_P_LN2B, l), dln,
 				      la(m, A_RES2, l, snc), lp(m, P, GPU_P_LN2W, l),
@@ -515,11 +566,11 @@ int gpu_model_backward(struct gpu_model *m)
 		/* res2 = res + attproj(attention(qkv(ln1(res)))): dres is d res2 here */
 		o->matmul_backward(x, m->act[A_DATTY], lp(m, G, GPU_P_ATTPROJW, l),
 				   lp(m, G, GPU_P_ATTPROJB, l), dres, la(m, A_ATTY, l, snc),
-				   lp(m, P, GPU_P_ATTPROJW, l), N, C, C);
+				   lc(m, GPU_P_ATTPROJW, l), N, C, C);
 		o->attention_backward(x, m->act[A_DQKV], m->act[A_DATT], m->act[A_DATTY],
 				      la(m, A_QKV, l, 3 * snc), la(m, A_ATT, l, satt), B, T, C, NH);
 		o->matmul_backward(x, dln, lp(m, G, GPU_P_QKVW, l), lp(m, G, GPU_P_QKVB, l),
-				   m->act[A_DQKV], la(m, A_LN1, l, snc), lp(m, P, GPU_P_QKVW, l), N,
+				   m->act[A_DQKV], la(m, A_LN1, l, snc), lc(m, GPU_P_QKVW, l), N,
 				   C, 3 * C);
 		o->layernorm_backward(x, dres, lp(m, G, GPU_P_LN1W, l), lp(m, G, GPU_P_LN1B, l), dln,
 				      res, lp(m, P, GPU_P_LN1W, l), la(m, A_LN1_MEAN, l, sn),
@@ -562,7 +613,10 @@ int gpu_model_step(struct gpu_model *m, const struct gpu_adamw *hp, float lr,
 	for (int i = 0; i < GPU_NPARAMS; i++) {
 		size_t n = m->param_sizes[i];
 
-		m->ops->adamw(m->ctx, m->params + off, m->grads + off, m->adam_m + off,
+		gpu_act *cp = m->cparams == m->params ? NULL
+						       : (char *)m->cparams + off * m->act_bytes;
+
+		m->ops->adamw(m->ctx, m->params + off, cp, m->grads + off, m->adam_m + off,
 			      m->adam_v + off, n, lr, hp->beta1, hp->beta2, hp->eps,
 			      decays(i) ? hp->weight_decay : 0.0f, gscale, bc1, bc2);
 		off += n;
@@ -583,8 +637,9 @@ int gpu_model_logits(struct gpu_model *m, long row, float *dst)
 	if (rows == 0 || row >= (long)rows)
 		return -EINVAL;
 	if (row >= 0)
-		return m->ops->to_host(m->ctx, dst, m->act[A_LOGITS] + row * V, V * sizeof(float));
-	return m->ops->to_host(m->ctx, dst, m->act[A_LOGITS], rows * V * sizeof(float));
+		return m->ops->act_to_host(m->ctx, dst,
+					   (char *)m->act[A_LOGITS] + row * V * m->act_bytes, V);
+	return m->ops->act_to_host(m->ctx, dst, m->act[A_LOGITS], rows * V);
 }
 
 static float *buf_of(struct gpu_model *m, enum gpu_buf which)
@@ -610,11 +665,15 @@ int gpu_model_read(struct gpu_model *m, enum gpu_buf which, float *dst)
 int gpu_model_write(struct gpu_model *m, enum gpu_buf which, const float *src)
 {
 	float *b = buf_of(m, which);
+	int r;
 
 	if (!b)
 		return -EINVAL;
 	m->have_targets = 0;
-	return m->ops->to_dev(m->ctx, b, src, m->num_params * sizeof(float));
+	r = m->ops->to_dev(m->ctx, b, src, m->num_params * sizeof(float));
+	if (r == 0 && which == GPU_BUF_PARAMS)
+		r = refresh_cparams(m);
+	return r;
 }
 
 /* a ranks before b: larger logit, ties by smaller index, so the order is total */

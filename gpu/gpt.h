@@ -58,7 +58,8 @@ struct gpu_opts {
 	int max_seq;         /* T: tokens per sequence, <= n_ctx */
 	size_t max_bytes;    /* bound on backend memory; 0 means no bound */
 	uint64_t seed;       /* weight initialisation */
-	int bf16_matmul;     /* CUDA only: matmuls on bf16 tensor cores, fp32 storage and master weights */
+	int bf16;            /* CUDA only: activations and matmuls in bf16; parameters, gradients and
+			      * optimizer state stay fp32 (the master weights) */
 };
 
 /* The parameter tensors, in their order inside the flat parameter array.  Per-layer tensors
@@ -103,8 +104,9 @@ struct gpu_model;
 void gpu_param_sizes(const struct gpu_config *cfg, size_t ret_sizes[GPU_NPARAMS]);
 size_t gpu_config_num_params(const struct gpu_config *cfg);
 int gpu_config_check(const struct gpu_config *cfg);
-/* Backend bytes a model of this shape needs; 0 when the shape overflows size_t. */
-size_t gpu_model_bytes(const struct gpu_config *cfg, int max_batch, int max_seq);
+/* Backend bytes a model of this shape needs with these options (max_batch, max_seq, bf16); 0
+ * when the shape overflows size_t. */
+size_t gpu_model_bytes(const struct gpu_config *cfg, const struct gpu_opts *opts);
 /* Model FLOPs of one training step per token (forward + backward), for throughput figures:
  * 6 per parameter plus the attention score and value products. */
 double gpu_flops_per_token(const struct gpu_config *cfg, int seq);

@@ -177,7 +177,7 @@ static void test_bounds_and_nan(void)
 {
 	struct gpu_opts o = { GPU_BACKEND_CPU, 2, 8, 0, 3, 0 };
 	struct gpu_model *m = NULL;
-	size_t need = gpu_model_bytes(&cfg, 2, 8), n;
+	size_t need = gpu_model_bytes(&cfg, &o), n;
 	int32_t in[16] = { 0 }, tg[16] = { 0 };
 	float *p = NULL, *q = NULL, loss;
 

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'g': opts.backend = strcmp(optarg, "cuda") == 0 ? GPU_BACKEND_CUDA
 								      : GPU_BACKEND_CPU; break;
-		case 'F': opts.bf16_matmul = 1; break;
+		case 'F': opts.bf16 = 1; break;
 		case 'L': cfg.n_layer = atoi(optarg); break;
 		case 'H': cfg.n_head = atoi(optarg); break;
 		case 'C': cfg.n_embd = atoi(optarg); break;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # GPU check and benchmark, one script for a lent GPU machine: the CUDA parity test, then GPT-2
-# 124M training throughput and MFU with fp32 and with bf16 tensor-core matmuls.
+# 124M training throughput and MFU with fp32 and with bf16 activations (bf16 tensor-core
+# matmuls, fp32 master weights).
 # MFU = achieved model FLOP/s / peak dense bf16 FLOP/s (PEAK_TFLOPS, default 989 for an H100
 # SXM; the fp32 run is reported against the same peak so that the two compare).
 # usage: tools/bench/train_gpu.sh [BUILD_DIR]

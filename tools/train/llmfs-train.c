@@ -50,7 +50,8 @@ static void usage(FILE *f)
 		"  --ckpt-every N (0: end only)   --resume CKPTDIR\n"
 		"  --sample-every N (0: end only) --sample-len N (200)\n"
 		"  --temperature X (0.8)   --top-k K (40)\n"
-		"  --backend cpu|cuda (cpu) --bf16   --max-mem MIB (0: no bound)\n"
+		"  --backend cpu|cuda (cpu) --max-mem MIB (0: no bound)\n"
+		"  --bf16 (cuda only): bf16 activations and matmuls, fp32 master weights\n"
 		"  --max-seconds S (0: none): stop after the step that passes S seconds,\n"
 		"                  with the final validation, sample and checkpoint\n");
 }
@@ -126,7 +127,7 @@ static int parse(int argc, char **argv, struct train_args *a)
 			else
 				return -1;
 			break;
-		case 'F': a->opts.bf16_matmul = 1; break;
+		case 'F': a->opts.bf16 = 1; break;
 		case 'M': a->opts.max_bytes = (size_t)atol(optarg) << 20; break;
 		case 'X': a->max_seconds = strtod(optarg, NULL); break;
 		case 'h': usage(stdout); exit(0);
@@ -280,7 +281,9 @@ static int run(struct train_args *a)
 	r = gpu_model_new(&m, &cfg, &a->opts);
 	if (r < 0) {
 		what = r == -ENOMEM ? "allocating the model (over --max-mem, or out of memory)"
-				    : "creating the model";
+		       : r == -EINVAL && a->opts.bf16 && a->opts.backend == GPU_BACKEND_CPU
+			       ? "creating the model (--bf16 needs --backend cuda)"
+			       : "creating the model";
 		goto out;
 	}
 	if (a->resume) {
