@@ -236,7 +236,8 @@ static void cpu_layernorm_backward(void *ctx, gpu_act *a_dinp, float *dw, float 
 }
 
 static void cpu_matmul_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp,
-			       const gpu_act *a_w, const float *bias, int N, int C, int OC)
+			       const gpu_act *a_w, const float *bias, int N, int C, int OC,
+			       int ldo)
 {
 	float *out = a_out, beta = 0.0f;
 	const float *inp = a_inp, *w = a_w;
@@ -245,23 +246,23 @@ static void cpu_matmul_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp,
 		/* Start from the broadcast bias and let the GEMM add into it. */
 #pragma omp parallel for schedule(guided) if ((size_t)N * OC >= PAR_MIN)
 		for (int n = 0; n < N; n++)
-			memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+			memcpy(out + (size_t)n * ldo, bias, (size_t)OC * sizeof(float));
 		beta = 1.0f;
 	}
-	par_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
+	par_sgemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, beta, out, ldo);
 }
 
 static void cpu_matmul_backward(void *ctx, gpu_act *a_dinp, float *dw, float *dbias,
 				const gpu_act *a_dout, const gpu_act *a_inp, const gpu_act *a_w, int N,
-				int C, int OC)
+				int C, int OC, int ldo)
 {
 	float *dinp = a_dinp;
 	const float *dout = a_dout, *inp = a_inp, *w = a_w;
 
 	/* dinp (N,C) = dout (N,OC) . w (OC,C) */
-	par_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
+	par_sgemm(0, 0, N, C, OC, 1.0f, dout, ldo, w, C, 0.0f, dinp, C);
 	/* dw (OC,C) += dout^T (OC,N) . inp (N,C) */
-	par_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+	par_sgemm(1, 0, OC, C, N, 1.0f, dout, ldo, inp, C, 1.0f, dw, C);
 	if (!dbias)
 		return;
 #pragma omp parallel for schedule(guided) if ((size_t)N * OC >= PAR_MIN)
@@ -269,7 +270,7 @@ static void cpu_matmul_backward(void *ctx, gpu_act *a_dinp, float *dw, float *db
 		int o1 = o0 + COLBLOCK < OC ? o0 + COLBLOCK : OC;
 
 		for (int n = 0; n < N; n++) {
-			const float *d = dout + (size_t)n * OC;
+			const float *d = dout + (size_t)n * ldo;
 
 			for (int o = o0; o < o1; o++)
 				dbias[o] += d[o];
@@ -411,14 +412,15 @@ static void cpu_residual_forward(void *ctx, gpu_act *a_out, const gpu_act *a_a,
 }
 
 static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
-				     const gpu_act *a_logits, const int32_t *targets, int N, int V)
+				     const gpu_act *a_logits, const int32_t *targets, int N, int V,
+				     int ld)
 {
 	const float *logits = a_logits;
 
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		const float *l = logits + (size_t)n * V;
-		float *p = probs + (size_t)n * V;
+		const float *l = logits + (size_t)n * ld;
+		float *p = probs + (size_t)n * ld;
 		float mx = -INFINITY, sum = 0.0f;
 
 		for (int v = 0; v < V; v++)
@@ -435,14 +437,14 @@ static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
 }
 
 static void cpu_crossentropy_backward(void *ctx, gpu_act *a_dlogits, const float *probs,
-				      const int32_t *targets, int N, int V, float dloss)
+				      const int32_t *targets, int N, int V, int ld, float dloss)
 {
 	float *dlogits = a_dlogits;
 
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		const float *p = probs + (size_t)n * V;
-		float *d = dlogits + (size_t)n * V;
+		const float *p = probs + (size_t)n * ld;
+		float *d = dlogits + (size_t)n * ld;
 
 		for (int v = 0; v < V; v++)
 			d[v] = p[v] * dloss;

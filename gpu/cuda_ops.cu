@@ -428,16 +428,16 @@ __global__ static void k_layernorm_backward_w(float *dw, float *db, const X *dou
 }
 
 template <class X>
-__global__ static void k_bias_broadcast(X *out, const float *bias, int N, int OC)
+__global__ static void k_bias_broadcast(X *out, const float *bias, int N, int OC, int ldo)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i < (size_t)N * OC)
-		st(&out[i], bias[i % OC]);
+		st(&out[i / OC * ldo + i % OC], bias[i % OC]);
 }
 
 template <class X>
-__global__ static void k_bias_backward(float *dbias, const X *dout, int N, int OC)
+__global__ static void k_bias_backward(float *dbias, const X *dout, int N, int OC, int ldo)
 {
 	__shared__ float red[COLS][COLS + 1];
 	int o = blockIdx.x * COLS + threadIdx.x;
@@ -445,7 +445,7 @@ __global__ static void k_bias_backward(float *dbias, const X *dout, int N, int O
 
 	if (o < OC)
 		for (int n = threadIdx.y; n < N; n += COLS)
-			s += ld(dout[(size_t)n * OC + o]);
+			s += ld(dout[(size_t)n * ldo + o]);
 	s = col_sum(red, s);
 	if (threadIdx.y == 0 && o < OC)
 		dbias[o] += s;
@@ -530,11 +530,11 @@ template <class X> __global__ static void k_residual(X *out, const X *a, const X
 /* one block per row */
 template <class X>
 __global__ static void k_crossentropy_forward(float *losses, float *probs, const X *logits,
-					      const int32_t *targets, int V)
+					      const int32_t *targets, int V, int ldl)
 {
 	__shared__ float red[NT / 32];
-	const X *l = logits + (size_t)blockIdx.x * V;
-	float *p = probs + (size_t)blockIdx.x * V;
+	const X *l = logits + (size_t)blockIdx.x * ldl;
+	float *p = probs + (size_t)blockIdx.x * ldl;
 	int lane = threadIdx.x % 32, wid = threadIdx.x / 32;
 	float mx = -INFINITY, s = 0.0f;
 
@@ -565,16 +565,17 @@ __global__ static void k_crossentropy_forward(float *losses, float *probs, const
 
 template <class X>
 __global__ static void k_crossentropy_backward(X *dlogits, const float *probs,
-					       const int32_t *targets, int N, int V, float dloss)
+					       const int32_t *targets, int N, int V, int ldl,
+					       float dloss)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
 
 	if (i >= (size_t)N * V)
 		return;
-	size_t n = i / V;
+	size_t n = i / V, j = n * ldl + i % V;
 	int v = (int)(i % V);
 
-	st(&dlogits[i], (probs[i] - (v == targets[n] ? 1.0f : 0.0f)) * dloss);
+	st(&dlogits[j], (probs[j] - (v == targets[n] ? 1.0f : 0.0f)) * dloss);
 }
 
 __global__ static void k_sumsq(double *partial, const float *x, size_t n)
@@ -711,7 +712,7 @@ static void cu_layernorm_backward(void *ctx, gpu_act *dinp, float *dw, float *db
 }
 
 static void cu_matmul_forward(void *ctx, gpu_act *out, const gpu_act *inp, const gpu_act *w,
-			      const float *bias, int N, int C, int OC)
+			      const float *bias, int N, int C, int OC, int ldo)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 	float beta = 0.0f;
@@ -720,28 +721,28 @@ static void cu_matmul_forward(void *ctx, gpu_act *out, const gpu_act *inp, const
 		with_act(c, [&](auto x) {
 			typedef decltype(x) X;
 			k_bias_broadcast<X><<<blocks((size_t)N * OC, NT), NT, 0, c->stream>>>(
-				(X *)out, bias, N, OC);
+				(X *)out, bias, N, OC, ldo);
 		});
 		check_launch(c);
 		beta = 1.0f;
 	}
-	gemm(c, false, true, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC, act_type(c));
+	gemm(c, false, true, N, OC, C, 1.0f, inp, C, w, C, beta, out, ldo, act_type(c));
 }
 
 static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias,
 			       const gpu_act *dout, const gpu_act *inp, const gpu_act *w, int N,
-			       int C, int OC)
+			       int C, int OC, int ldo)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
-	gemm(c, false, false, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C, act_type(c));
+	gemm(c, false, false, N, C, OC, 1.0f, dout, ldo, w, C, 0.0f, dinp, C, act_type(c));
 	/* the weight gradient accumulates in fp32 whatever the activation type */
-	gemm(c, true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C, CUDA_R_32F);
+	gemm(c, true, false, OC, C, N, 1.0f, dout, ldo, inp, C, 1.0f, dw, C, CUDA_R_32F);
 	if (dbias) {
 		with_act(c, [&](auto x) {
 			typedef decltype(x) X;
 			k_bias_backward<X><<<blocks(OC, COLS), dim3(COLS, COLS), 0, c->stream>>>(
-				dbias, (const X *)dout, N, OC);
+				dbias, (const X *)dout, N, OC, ldo);
 		});
 		check_launch(c);
 	}
@@ -854,27 +855,28 @@ static void cu_residual_forward(void *ctx, gpu_act *out, const gpu_act *a, const
 }
 
 static void cu_crossentropy_forward(void *ctx, float *losses, float *probs,
-				    const gpu_act *logits, const int32_t *targets, int N, int V)
+				    const gpu_act *logits, const int32_t *targets, int N, int V,
+				    int ldl)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
 		k_crossentropy_forward<X><<<N, NT, 0, c->stream>>>(losses, probs, (const X *)logits,
-								 targets, V);
+								 targets, V, ldl);
 	});
 	check_launch(c);
 }
 
 static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const float *probs,
-				     const int32_t *targets, int N, int V, float dloss)
+				     const int32_t *targets, int N, int V, int ldl, float dloss)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
 		k_crossentropy_backward<X><<<blocks((size_t)N * V, NT), NT, 0, c->stream>>>(
-			(X *)dlogits, probs, targets, N, V, dloss);
+			(X *)dlogits, probs, targets, N, V, ldl, dloss);
 	});
 	check_launch(c);
 }

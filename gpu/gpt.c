@@ -30,8 +30,8 @@ enum gpu_act {
 	A_LNF,       /* (N,C) */
 	A_LNF_MEAN,  /* (N) */
 	A_LNF_RSTD,  /* (N) */
-	A_LOGITS,    /* (N,V); becomes dlogits in backward */
-	A_PROBS,     /* (N,V) */
+	A_LOGITS,    /* (N,V) in rows of Vp; becomes dlogits in backward */
+	A_PROBS,     /* (N,V) in rows of Vp */
 	A_LOSSES,    /* (N) */
 	/* gradient scratch, reused by every layer in backward */
 	A_DRES,      /* (N,C) */
@@ -114,6 +114,13 @@ int gpu_config_check(const struct gpu_config *cfg)
 	return 0;
 }
 
+/* The logits' row stride: a multiple of 64 elements keeps every row of the vocabulary-wide
+ * arrays aligned for the tensor-core GEMMs (50257 is odd; 50304 is llm.c's choice too). */
+static int padded_vocab(int V)
+{
+	return (V + 63) / 64 * 64;
+}
+
 static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_NACTS])
 {
 	size_t N = (size_t)B * T, C = cfg->n_embd, L = cfg->n_layer, V = cfg->vocab_size;
@@ -136,8 +143,8 @@ static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_N
 	s[A_LNF] = N * C;
 	s[A_LNF_MEAN] = N;
 	s[A_LNF_RSTD] = N;
-	s[A_LOGITS] = N * V;
-	s[A_PROBS] = N * V;
+	s[A_LOGITS] = N * padded_vocab(V);
+	s[A_PROBS] = N * padded_vocab(V);
 	s[A_LOSSES] = N;
 	s[A_DRES] = N * C;
 	s[A_DLN] = N * C;
@@ -476,32 +483,32 @@ int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t 
 		o->layernorm_forward(x, ln1, la(m, A_LN1_MEAN, l, sn), la(m, A_LN1_RSTD, l, sn),
 				     res, lp(m, P, GPU_P_LN1W, l), lp(m, P, GPU_P_LN1B, l), N, C);
 		o->matmul_forward(x, qkv, ln1, lc(m, GPU_P_QKVW, l), lp(m, P, GPU_P_QKVB, l), N,
-				  C, 3 * C);
+				  C, 3 * C, 3 * C);
 		o->attention_forward(x, atty, att, qkv, B, T, C, NH);
 		o->matmul_forward(x, res2, atty, lc(m, GPU_P_ATTPROJW, l),
-				  lp(m, P, GPU_P_ATTPROJB, l), N, C, C);
+				  lp(m, P, GPU_P_ATTPROJB, l), N, C, C, C);
 		o->residual_forward(x, res2, res2, res, nc);
 		o->layernorm_forward(x, ln2, la(m, A_LN2_MEAN, l, sn), la(m, A_LN2_RSTD, l, sn),
 				     res2, lp(m, P, GPU_P_LN2W, l), lp(m, P, GPU_P_LN2B, l), N, C);
 		o->matmul_forward(x, fch, ln2, lc(m, GPU_P_FCW, l), lp(m, P, GPU_P_FCB, l), N, C,
-				  4 * C);
+				  4 * C, 4 * C);
 		o->gelu_forward(x, fchg, fch, 4 * nc);
 		o->matmul_forward(x, res3, fchg, lc(m, GPU_P_FCPROJW, l),
-				  lp(m, P, GPU_P_FCPROJB, l), N, 4 * C, C);
+				  lp(m, P, GPU_P_FCPROJB, l), N, 4 * C, C, C);
 		o->residual_forward(x, res3, res3, res2, nc);
 		res = res3;
 	}
 	o->layernorm_forward(x, m->act[A_LNF], m->act[A_LNF_MEAN], m->act[A_LNF_RSTD], res,
 			     P[GPU_P_LNFW], P[GPU_P_LNFB], N, C);
 	o->matmul_forward(x, m->act[A_LOGITS], m->act[A_LNF], m->cparam_ptr[GPU_P_WTE], NULL, N,
-			  C, V);
+			  C, V, padded_vocab(V));
 	m->last_B = B;
 	m->last_T = T;
 	if (!targets)
 		return o->sync(x);
 
 	o->crossentropy_forward(x, m->act[A_LOSSES], m->act[A_PROBS], m->act[A_LOGITS], d_tgt, N,
-				V);
+				V, padded_vocab(V));
 	r = o->to_host(x, m->h_losses, m->act[A_LOSSES], (size_t)N * sizeof(float));
 	if (r < 0)
 		return r;
@@ -542,9 +549,10 @@ int gpu_model_backward(struct gpu_model *m)
 		return r;
 
 	o->crossentropy_backward(x, m->act[A_LOGITS], m->act[A_PROBS], m->tokens + sn, N, V,
+				 padded_vocab(V),
 				 1.0f / N);
 	o->matmul_backward(x, dln, G[GPU_P_WTE], NULL, m->act[A_LOGITS], m->act[A_LNF],
-			   m->cparam_ptr[GPU_P_WTE], N, C, V);
+			   m->cparam_ptr[GPU_P_WTE], N, C, V, padded_vocab(V));
 	o->layernorm_backward(x, dres, G[GPU_P_LNFW], G[GPU_P_LNFB], dln,
 			      la(m, A_RES3, L - 1, snc), P[GPU_P_LNFW], m->act[A_LNF_MEAN],
 			      m->act[A_LNF_RSTD], N, C);
@@ -554,24 +562,24 @@ int gpu_model_backward(struct gpu_model *m)
 		/* res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres is d res3 here */
 		o->matmul_backward(x, m->act[A_DFCH_GELU], lp(m, G, GPU_P_FCPROJW, l),
 				   lp(m, G, GPU_P_FCPROJB, l), dres, la(m, A_FCH_GELU, l, 4 * snc),
-				   lc(m, GPU_P_FCPROJW, l), N, 4 * C, C);
+				   lc(m, GPU_P_FCPROJW, l), N, 4 * C, C, C);
 		o->gelu_backward(x, m->act[A_DFCH], la(m, A_FCH, l, 4 * snc), m->act[A_DFCH_GELU],
 				 4 * (size_t)N * C);
 		o->matmul_backward(x, dln, lp(m, G, GPU_P_FCW, l), lp(m, G, GPU_P_FCB, l),
 				   m->act[A_DFCH], la(m, A_LN2, l, snc), lc(m, GPU_P_FCW, l), N, C,
-				   4 * C);
+				   4 * C, 4 * C);
 		o->layernorm_backward(x, dres, lp(m, G, GPU_P_LN2W, l), lp(m, G, GPU_P_LN2B, l), dln,
 				      la(m, A_RES2, l, snc), lp(m, P, GPU_P_LN2W, l),
 				      la(m, A_LN2_MEAN, l, sn), la(m, A_LN2_RSTD, l, sn), N, C);
 		/* res2 = res + attproj(attention(qkv(ln1(res)))): dres is d res2 here */
 		o->matmul_backward(x, m->act[A_DATTY], lp(m, G, GPU_P_ATTPROJW, l),
 				   lp(m, G, GPU_P_ATTPROJB, l), dres, la(m, A_ATTY, l, snc),
-				   lc(m, GPU_P_ATTPROJW, l), N, C, C);
+				   lc(m, GPU_P_ATTPROJW, l), N, C, C, C);
 		o->attention_backward(x, m->act[A_DQKV], m->act[A_DATT], m->act[A_DATTY],
 				      la(m, A_QKV, l, 3 * snc), la(m, A_ATT, l, satt), B, T, C, NH);
 		o->matmul_backward(x, dln, lp(m, G, GPU_P_QKVW, l), lp(m, G, GPU_P_QKVB, l),
 				   m->act[A_DQKV], la(m, A_LN1, l, snc), lc(m, GPU_P_QKVW, l), N,
-				   C, 3 * C);
+				   C, 3 * C, 3 * C);
 		o->layernorm_backward(x, dres, lp(m, G, GPU_P_LN1W, l), lp(m, G, GPU_P_LN1B, l), dln,
 				      res, lp(m, P, GPU_P_LN1W, l), la(m, A_LN1_MEAN, l, sn),
 				      la(m, A_LN1_RSTD, l, sn), N, C);
@@ -632,14 +640,17 @@ int gpu_model_step(struct gpu_model *m, const struct gpu_adamw *hp, float lr,
 
 int gpu_model_logits(struct gpu_model *m, long row, float *dst)
 {
-	size_t V = m->cfg.vocab_size, rows = (size_t)m->last_B * m->last_T;
+	size_t V = m->cfg.vocab_size, Vp = padded_vocab(m->cfg.vocab_size);
+	size_t rows = (size_t)m->last_B * m->last_T, r0 = row < 0 ? 0 : row;
+	size_t r1 = row < 0 ? rows : r0 + 1;
+	int r = 0;
 
 	if (rows == 0 || row >= (long)rows)
 		return -EINVAL;
-	if (row >= 0)
-		return m->ops->act_to_host(m->ctx, dst,
-					   (char *)m->act[A_LOGITS] + row * V * m->act_bytes, V);
-	return m->ops->act_to_host(m->ctx, dst, m->act[A_LOGITS], rows * V);
+	for (size_t i = r0; i < r1 && r == 0; i++)
+		r = m->ops->act_to_host(m->ctx, dst + (i - r0) * V,
+					(char *)m->act[A_LOGITS] + i * Vp * m->act_bytes, V);
+	return r;
 }
 
 static float *buf_of(struct gpu_model *m, enum gpu_buf which)

@@ -59,12 +59,13 @@ struct gpu_ops {
 	void (*layernorm_backward)(void *ctx, gpu_act *dinp, float *dw, float *db,
 				   const gpu_act *dout, const gpu_act *inp, const float *w,
 				   const float *mean, const float *rstd, int N, int C);
-	/* out (N,OC) = inp (N,C) . w (OC,C)^T + bias (OC), bias may be NULL */
+	/* out (N,OC) = inp (N,C) . w (OC,C)^T + bias (OC), bias may be NULL; the rows of out (and
+	 * of dout) are ldo >= OC elements apart */
 	void (*matmul_forward)(void *ctx, gpu_act *out, const gpu_act *inp, const gpu_act *w,
-			       const float *bias, int N, int C, int OC);
+			       const float *bias, int N, int C, int OC, int ldo);
 	void (*matmul_backward)(void *ctx, gpu_act *dinp, float *dw, float *dbias,
 				const gpu_act *dout, const gpu_act *inp, const gpu_act *w, int N,
-				int C, int OC);
+				int C, int OC, int ldo);
 	/* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the causal softmax for backward */
 	void (*attention_forward)(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv, int B,
 				  int T, int C, int NH);
@@ -79,12 +80,13 @@ struct gpu_ops {
 	/* out = a + b; out may alias a or b */
 	void (*residual_forward)(void *ctx, gpu_act *out, const gpu_act *a, const gpu_act *b,
 				 size_t n);
-	/* probs (N,V) = softmax(logits); losses (N) = -log probs[target] */
+	/* probs (N,V) = softmax(logits); losses (N) = -log probs[target]; the rows of logits,
+	 * probs and dlogits are ld >= V elements apart, and the columns past V are not touched */
 	void (*crossentropy_forward)(void *ctx, float *losses, float *probs, const gpu_act *logits,
-				     const int32_t *targets, int N, int V);
+				     const int32_t *targets, int N, int V, int ld);
 	/* dlogits (N,V) = (probs - onehot(target)) * dloss; dlogits may be the logits' array */
 	void (*crossentropy_backward)(void *ctx, gpu_act *dlogits, const float *probs,
-				      const int32_t *targets, int N, int V, float dloss);
+				      const int32_t *targets, int N, int V, int ld, float dloss);
 	/* sum of squares over n elements, accumulated in double in a fixed order */
 	int (*sumsq)(void *ctx, const float *x, size_t n, double *ret);
 	/* One AdamW update of n elements; grads are multiplied by gscale (clipping) first.  cp,

@@ -142,7 +142,9 @@ static void cmpa(struct kp *k, const char *what, const float *ref, const gpu_act
 	free(got);
 }
 
-enum { B = 2, T = 24, C = 32, NH = 4, N = B * T, V = 50, OC = 40 };
+/* LDO, LDV: row strides past OC and V, as the padded logits have; the columns between must
+ * come out as they went in */
+enum { B = 2, T = 24, C = 32, NH = 4, N = B * T, V = 50, OC = 40, LDO = 48, LDV = 64 };
 
 int kernel_parity(const struct gpu_ops *cand, void *ctx, int bf16)
 {
@@ -203,19 +205,19 @@ int kernel_parity(const struct gpu_ops *cand, void *ctx, int bf16)
 	/* matmul */
 	{
 		float *x = harand(&k, N * C, 1), *w = harand(&k, OC * C, 1), *b = hrand(&k, OC, 1);
-		float *out = hrand(&k, N * OC, 1), *dout = harand(&k, N * OC, 1);
+		float *out = harand(&k, N * LDO, 1), *dout = harand(&k, N * LDO, 1);
 		float *dinp = hrand(&k, N * C, 1), *dw = hrand(&k, OC * C, 1), *db = hrand(&k, OC, 1);
 		gpu_act *d_x = dacopy(&k, x, N * C), *d_w = dacopy(&k, w, OC * C);
 		float *d_b = dcopy(&k, b, OC * 4);
-		gpu_act *d_out = dacopy(&k, out, N * OC), *d_dout = dacopy(&k, dout, N * OC);
+		gpu_act *d_out = dacopy(&k, out, N * LDO), *d_dout = dacopy(&k, dout, N * LDO);
 		gpu_act *d_dinp = dacopy(&k, dinp, N * C);
 		float *d_dw = dcopy(&k, dw, OC * C * 4), *d_db = dcopy(&k, db, OC * 4);
 
-		R->matmul_forward(NULL, out, x, w, b, N, C, OC);
-		cand->matmul_forward(ctx, d_out, d_x, d_w, d_b, N, C, OC);
-		cmpa(&k, "matmul_forward", out, d_out, N * OC);
-		R->matmul_backward(NULL, dinp, dw, db, dout, x, w, N, C, OC);
-		cand->matmul_backward(ctx, d_dinp, d_dw, d_db, d_dout, d_x, d_w, N, C, OC);
+		R->matmul_forward(NULL, out, x, w, b, N, C, OC, LDO);
+		cand->matmul_forward(ctx, d_out, d_x, d_w, d_b, N, C, OC, LDO);
+		cmpa(&k, "matmul_forward", out, d_out, N * LDO);
+		R->matmul_backward(NULL, dinp, dw, db, dout, x, w, N, C, OC, LDO);
+		cand->matmul_backward(ctx, d_dinp, d_dw, d_db, d_dout, d_x, d_w, N, C, OC, LDO);
 		cmpa(&k, "matmul_backward dinp", dinp, d_dinp, N * C);
 		cmp(&k, "matmul_backward dw", dw, d_dw, OC * C);
 		cmp(&k, "matmul_backward dbias", db, d_db, OC);
@@ -263,18 +265,18 @@ int kernel_parity(const struct gpu_ops *cand, void *ctx, int bf16)
 	}
 	/* cross-entropy */
 	{
-		float *logits = harand(&k, N * V, 4), *probs = hrand(&k, N * V, 1);
-		float *losses = hrand(&k, N, 1), *dl = hcopy(&k, logits, N * V);
-		gpu_act *d_logits = dacopy(&k, logits, N * V), *d_dl = dacopy(&k, dl, N * V);
-		float *d_probs = dcopy(&k, probs, N * V * 4), *d_losses = dcopy(&k, losses, N * 4);
+		float *logits = harand(&k, N * LDV, 4), *probs = hrand(&k, N * LDV, 1);
+		float *losses = hrand(&k, N, 1), *dl = hcopy(&k, logits, N * LDV);
+		gpu_act *d_logits = dacopy(&k, logits, N * LDV), *d_dl = dacopy(&k, dl, N * LDV);
+		float *d_probs = dcopy(&k, probs, N * LDV * 4), *d_losses = dcopy(&k, losses, N * 4);
 
-		R->crossentropy_forward(NULL, losses, probs, logits, tgt, N, V);
-		cand->crossentropy_forward(ctx, d_losses, d_probs, d_logits, d_tgt, N, V);
+		R->crossentropy_forward(NULL, losses, probs, logits, tgt, N, V, LDV);
+		cand->crossentropy_forward(ctx, d_losses, d_probs, d_logits, d_tgt, N, V, LDV);
 		cmp(&k, "crossentropy_forward losses", losses, d_losses, N);
-		cmp(&k, "crossentropy_forward probs", probs, d_probs, N * V);
-		R->crossentropy_backward(NULL, dl, probs, tgt, N, V, 1.0f / N);
-		cand->crossentropy_backward(ctx, d_dl, d_probs, d_tgt, N, V, 1.0f / N);
-		cmpa(&k, "crossentropy_backward", dl, d_dl, N * V);
+		cmp(&k, "crossentropy_forward probs", probs, d_probs, N * LDV);
+		R->crossentropy_backward(NULL, dl, probs, tgt, N, V, LDV, 1.0f / N);
+		cand->crossentropy_backward(ctx, d_dl, d_probs, d_tgt, N, V, LDV, 1.0f / N);
+		cmpa(&k, "crossentropy_backward", dl, d_dl, N * LDV);
 	}
 	/* gradient norm, AdamW (with the weights' bf16 copy when the activations are bf16) */
 	{

@@ -90,8 +90,8 @@ static int model_parity(const struct gpu_config *cfg, int bf16)
 
 	for (int s = 0; s < STEPS; s++) {
 		for (int i = 0; i < B * T; i++) {
-			in[i] = (int32_t)(gpu_rng_next(&rng) % 256);
-			tg[i] = (int32_t)(gpu_rng_next(&rng) % 256);
+			in[i] = (int32_t)(gpu_rng_next(&rng) % (uint64_t)cfg->vocab_size);
+			tg[i] = (int32_t)(gpu_rng_next(&rng) % (uint64_t)cfg->vocab_size);
 		}
 		if ((r = gpu_model_forward(cpu, in, tg, B, T, &lc)) < 0 ||
 		    (r = gpu_model_forward(gpu, in, tg, B, T, &lg)) < 0)
@@ -140,7 +140,8 @@ out:
 
 int main(int argc, char **argv)
 {
-	const struct gpu_config cfg = { 2, 4, 64, T, 256 };
+	/* a vocabulary of 250: the logits' rows are padded to 256 */
+	const struct gpu_config cfg = { 2, 4, 64, T, 250 };
 	struct gpu_opts opts = { GPU_BACKEND_CUDA, B, T, 0, 5, 0 };
 	struct gpu_model *probe = NULL;
 	int r;

@@ -135,7 +135,7 @@ static float *mm_inp, *mm_w, *mm_b;
 
 static void mm_fwd(struct layer *L)
 {
-	O->matmul_forward(NULL, L->out, mm_inp, mm_w, mm_b, N, C, OC);
+	O->matmul_forward(NULL, L->out, mm_inp, mm_w, mm_b, N, C, OC, OC);
 }
 
 static void test_matmul(void)
@@ -146,7 +146,7 @@ static void test_matmul(void)
 	mm_inp = randv(N * C, 1.0f);
 	mm_w = randv(OC * C, 1.0f);
 	mm_b = randv(OC, 1.0f);
-	O->matmul_backward(NULL, dinp, dw, db, L.r, mm_inp, mm_w, N, C, OC);
+	O->matmul_backward(NULL, dinp, dw, db, L.r, mm_inp, mm_w, N, C, OC, OC);
 	check_input(&L, "matmul d/dinp", mm_inp, N * C, dinp);
 	check_input(&L, "matmul d/dweight", mm_w, OC * C, dw);
 	check_input(&L, "matmul d/dbias", mm_b, OC, db);
@@ -214,7 +214,7 @@ static int32_t ce_tgt[N];
 
 static void ce_fwd(struct layer *L)
 {
-	O->crossentropy_forward(NULL, L->out, ce_probs, ce_logits, ce_tgt, N, V);
+	O->crossentropy_forward(NULL, L->out, ce_probs, ce_logits, ce_tgt, N, V, V);
 }
 
 static void test_crossentropy(void)
@@ -230,7 +230,7 @@ static void test_crossentropy(void)
 	ce_logits = randv(N * V, 3.0f);
 	ce_probs = zerov(N * V);
 	ce_fwd(&L);
-	O->crossentropy_backward(NULL, dlogits, ce_probs, ce_tgt, N, V, 1.0f / N);
+	O->crossentropy_backward(NULL, dlogits, ce_probs, ce_tgt, N, V, V, 1.0f / N);
 	check_input(&L, "crossentropy d/dlogits", ce_logits, N * V, dlogits);
 }
 

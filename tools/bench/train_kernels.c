@@ -91,34 +91,40 @@ int main(int argc, char **argv)
 	double mm = 2.0 * N * C * C; /* one C x C matmul */
 
 	TIME("layernorm fwd", 0, 0, o->layernorm_forward(ctx, y, mean, rstd, x, w, bias, N, C));
-	TIME("matmul qkv fwd", 0, 3 * mm, o->matmul_forward(ctx, y, x, w, bias, N, C, 3 * C));
+	TIME("matmul qkv fwd", 0, 3 * mm,
+	     o->matmul_forward(ctx, y, x, w, bias, N, C, 3 * C, 3 * C));
 	TIME("attention fwd", 0, 4.0 * N * T * C,
 	     o->attention_forward(ctx, y, a, x, B, T, C, NH));
-	TIME("matmul attproj fwd", 0, mm, o->matmul_forward(ctx, y, x, w, bias, N, C, C));
+	TIME("matmul attproj fwd", 0, mm, o->matmul_forward(ctx, y, x, w, bias, N, C, C, C));
 	TIME("residual fwd", 0, 0, o->residual_forward(ctx, y, x, dx, (size_t)N * C));
-	TIME("matmul fc fwd", 0, 4 * mm, o->matmul_forward(ctx, y, x, w, bias, N, C, 4 * C));
+	TIME("matmul fc fwd", 0, 4 * mm,
+	     o->matmul_forward(ctx, y, x, w, bias, N, C, 4 * C, 4 * C));
 	TIME("gelu fwd", 0, 0, o->gelu_forward(ctx, y, x, (size_t)N * 4 * C));
-	TIME("matmul fcproj fwd", 0, 4 * mm, o->matmul_forward(ctx, y, x, w, bias, N, 4 * C, C));
+	TIME("matmul fcproj fwd", 0, 4 * mm,
+	     o->matmul_forward(ctx, y, x, w, bias, N, 4 * C, C, C));
 	TIME("matmul fcproj bwd", 0, 8 * mm,
-	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, 4 * C, C));
+	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, 4 * C, C, C));
 	TIME("gelu bwd", 0, 0, o->gelu_backward(ctx, dx, x, dy, (size_t)N * 4 * C));
 	TIME("matmul fc bwd", 0, 8 * mm,
-	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, 4 * C));
+	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, 4 * C, 4 * C));
 	TIME("layernorm bwd", 0, 0,
 	     o->layernorm_backward(ctx, dx, dw, dbias, dy, x, w, mean, rstd, N, C));
 	TIME("matmul attproj bwd", 0, 2 * mm,
-	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, C));
+	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, C, C));
 	TIME("attention bwd", 0, 8.0 * N * T * C,
 	     o->attention_backward(ctx, dx, da, dy, x, a, B, T, C, NH));
 	TIME("matmul qkv bwd", 0, 6 * mm,
-	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, 3 * C));
+	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, 3 * C, 3 * C));
 	TIME("layernorm bwd (2nd)", 0, 0,
 	     o->layernorm_backward(ctx, dx, dw, dbias, dy, x, w, mean, rstd, N, C));
-	TIME("lm head fwd", 1, 2.0 * N * C * V, o->matmul_forward(ctx, lg, x, wte, NULL, N, C, V));
-	TIME("crossentropy fwd", 1, 0, o->crossentropy_forward(ctx, losses, pr, lg, tg, N, V));
-	TIME("crossentropy bwd", 1, 0, o->crossentropy_backward(ctx, lg, pr, tg, N, V, 1.0f / N));
+	TIME("lm head fwd", 1, 2.0 * N * C * V,
+	     o->matmul_forward(ctx, lg, x, wte, NULL, N, C, V, V));
+	TIME("crossentropy fwd", 1, 0,
+	     o->crossentropy_forward(ctx, losses, pr, lg, tg, N, V, V));
+	TIME("crossentropy bwd", 1, 0,
+	     o->crossentropy_backward(ctx, lg, pr, tg, N, V, V, 1.0f / N));
 	TIME("lm head bwd", 1, 4.0 * N * C * V,
-	     o->matmul_backward(ctx, dx, wte, NULL, lg, x, wte, N, C, V));
+	     o->matmul_backward(ctx, dx, wte, NULL, lg, x, wte, N, C, V, V));
 	printf("step estimate (no AdamW): %.1f ms\n", total * 1e3);
 	return 0;
 }
