@@ -5,10 +5,20 @@
 # MFU = achieved model FLOP/s / peak dense bf16 FLOP/s (PEAK_TFLOPS, default 989 for an H100
 # SXM; the fp32 run is reported against the same peak so that the two compare).
 # usage: tools/bench/train_gpu.sh [BUILD_DIR]
+# BUILD_DIR may be a bundle made by gpu-bundle.sh (for a machine without Debian's libraries):
+# its lib/ is put on the loader's path, and so is the folder of this machine's cuBLAS when the
+# binaries' rpath (this machine's CUDA prefix) does not hold it.
 set -u
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 peak=${PEAK_TFLOPS:-989}
+paths=""
+[ -d "$build/lib" ] && paths="$(cd "$build/lib" && pwd)"
+if ! ldd "$build/tests/gpu/test_cuda_parity" | grep -q 'libcublas.so.* => /'; then
+    cublas=$(find /usr /opt -name 'libcublas.so.1[0-9]*' 2>/dev/null | head -n 1)
+    [ -n "$cublas" ] && paths="$paths:${cublas%/*}"
+fi
+export LD_LIBRARY_PATH="$paths${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$build/tests/gpu/test_cuda_parity"
 echo "parity rc=$?"
