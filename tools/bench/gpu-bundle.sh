@@ -15,7 +15,8 @@ ldd "$build/tests/gpu/test_cuda_parity" | grep -q libcudart ||
 rm -rf "$dir"
 mkdir -p "$dir/tests/gpu" "$dir/tools/train" "$dir/lib"
 cp "$build/tests/gpu/test_cuda_parity" "$dir/tests/gpu/"
-cp "$build/tools/train/llmfs-train" "$build/tools/train/llmfs-train-bench" "$dir/tools/train/"
+cp "$build/tools/train/llmfs-train" "$build/tools/train/llmfs-train-bench" \
+    "$build/tools/train/llmfs-train-kernels" "$dir/tools/train/"
 for bin in "$dir"/tests/gpu/* "$dir"/tools/train/*; do
     ldd "$bin" | awk '$3 ~ /^\// { print $3 }'
 done | sort -u | while read -r lib; do

@@ -1,7 +1,7 @@
 #!/bin/sh
 # GPU check and benchmark, one script for a lent GPU machine: the CUDA parity test, then GPT-2
 # 124M training throughput and MFU with fp32 and with bf16 activations (bf16 tensor-core
-# matmuls, fp32 master weights).
+# matmuls, fp32 master weights), then the time of each kernel at those shapes.
 # MFU = achieved model FLOP/s / peak dense bf16 FLOP/s (PEAK_TFLOPS, default 989 for an H100
 # SXM; the fp32 run is reported against the same peak so that the two compare).
 # usage: tools/bench/train_gpu.sh [BUILD_DIR]
@@ -28,4 +28,9 @@ for flag in "" --bf16; do
     echo "$line"
     echo "$line" | tr ' ' '\n' | awk -F= -v peak="$peak" -v f="${flag:-fp32}" \
         '$1 == "model_gflops" { printf "MFU(%s) = %.1f%% of %s TFLOP/s\n", f, $2 / 10 / peak, peak }'
+done
+# Where the step's time goes, kernel by kernel, at the same shapes.
+for flag in --bf16 ""; do
+    "$build/tools/train/llmfs-train-kernels" --backend cuda $flag --layers 12 --heads 12 \
+        --embd 768 --vocab 50257 --batch 8 --seq 1024
 done
