@@ -2,8 +2,9 @@
  *
  * What it owns
  *   A struct gpu_model holds every buffer of one model on one backend: the fp32 parameters
- *   (the master copy), their gradients, the two AdamW moments, the activations for at most
- *   max_batch x max_seq tokens, and a few host scratch arrays.  Everything is allocated in
+ *   (the master copy), their gradients, the two AdamW moments, with opts->bf16 a bf16 copy of
+ *   the parameters for the matmuls, the activations for at most max_batch x max_seq tokens
+ *   (fp32, or bf16 with opts->bf16), and a few host scratch arrays.  Everything is allocated in
  *   gpu_model_new(), sampling's host scratch included; no call allocates afterwards, so the
  *   memory a model uses is gpu_model_bytes() on the backend plus O(vocab + max_batch x max_seq)
  *   on the host, and gpu_model_new() refuses with -ENOMEM when opts->max_bytes is set and would
