@@ -14,7 +14,7 @@ ldd "$build/tests/gpu/test_cuda_parity" | grep -q libcudart ||
     { echo "$build was built without CUDA (nvcc not found, or sanitised)" >&2; exit 1; }
 rm -rf "$dir"
 mkdir -p "$dir/tests/gpu" "$dir/tools/train" "$dir/lib"
-cp "$build/tests/gpu/test_cuda_parity" "$dir/tests/gpu/"
+cp "$build/tests/gpu/test_cuda_parity" "$build/tests/gpu/test_cuda_engine" "$dir/tests/gpu/"
 cp "$build/tools/train/llmfs-train" "$build/tools/train/llmfs-train-bench" \
     "$build/tools/train/llmfs-train-kernels" "$dir/tools/train/"
 for bin in "$dir"/tests/gpu/* "$dir"/tools/train/*; do

@@ -1,5 +1,5 @@
 #!/bin/sh
-# GPU check and benchmark, one script for a lent GPU machine: the CUDA parity test, then GPT-2
+# GPU check and benchmark, one script for a lent GPU machine: the CUDA tests, then GPT-2
 # 124M training throughput and MFU with fp32 and with bf16 activations (bf16 tensor-core
 # matmuls, fp32 master weights), then the time of each kernel at those shapes.
 # MFU = achieved model FLOP/s / peak dense bf16 FLOP/s (PEAK_TFLOPS, default 989 for an H100
@@ -22,6 +22,8 @@ export LD_LIBRARY_PATH="$paths${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$build/tests/gpu/test_cuda_parity"
 echo "parity rc=$?"
+"$build/tests/gpu/test_cuda_engine"
+echo "engine rc=$?"
 for flag in "" --bf16; do
     line=$("$build/tools/train/llmfs-train-bench" --backend cuda $flag --layers 12 --heads 12 \
         --embd 768 --vocab 50257 --batch 8 --seq 1024 --steps 10)
