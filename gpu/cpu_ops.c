@@ -411,7 +411,7 @@ static void cpu_residual_forward(void *ctx, gpu_act *a_out, const gpu_act *a_a,
 		out[i] = a[i] + b[i];
 }
 
-static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
+static void cpu_crossentropy_forward(void *ctx, float *losses, float *lse,
 				     const gpu_act *a_logits, const int32_t *targets, int N, int V,
 				     int ld)
 {
@@ -420,34 +420,32 @@ static void cpu_crossentropy_forward(void *ctx, float *losses, float *probs,
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *l = logits + (size_t)n * ld;
-		float *p = probs + (size_t)n * ld;
 		float mx = -INFINITY, sum = 0.0f;
 
 		for (int v = 0; v < V; v++)
 			mx = l[v] > mx ? l[v] : mx;
-		for (int v = 0; v < V; v++) {
-			p[v] = expf(l[v] - mx);
-			sum += p[v];
-		}
 		for (int v = 0; v < V; v++)
-			p[v] /= sum;
+			sum += expf(l[v] - mx);
 		/* log-sum-exp form keeps the loss finite when a probability underflows */
-		losses[n] = logf(sum) + mx - l[targets[n]];
+		lse[n] = logf(sum) + mx;
+		losses[n] = lse[n] - l[targets[n]];
 	}
 }
 
-static void cpu_crossentropy_backward(void *ctx, gpu_act *a_dlogits, const float *probs,
-				      const int32_t *targets, int N, int V, int ld, float dloss)
+static void cpu_crossentropy_backward(void *ctx, gpu_act *a_dlogits, const gpu_act *a_logits,
+				      const float *lse, const int32_t *targets, int N, int V,
+				      int ld, float dloss)
 {
 	float *dlogits = a_dlogits;
+	const float *logits = a_logits;
 
 #pragma omp parallel for schedule(guided) if ((size_t)N * V >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
-		const float *p = probs + (size_t)n * ld;
+		const float *l = logits + (size_t)n * ld;
 		float *d = dlogits + (size_t)n * ld;
 
 		for (int v = 0; v < V; v++)
-			d[v] = p[v] * dloss;
+			d[v] = expf(l[v] - lse[n]) * dloss;
 		d[targets[n]] -= dloss;
 	}
 }

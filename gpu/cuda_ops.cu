@@ -8,8 +8,8 @@
  * fp32 (CUBLAS_COMPUTE_32F, no TF32), so results match the CPU to fp32 rounding.  bf16: the
  * activations, their gradients and the weights' compute copy are bf16 and the GEMMs run on the
  * bf16 tensor cores with fp32 accumulation; weight gradients are accumulated into fp32 by the
- * GEMM itself, and parameters, their gradients, AdamW's moments, LayerNorm statistics,
- * probabilities and losses stay fp32.  Every kernel is a template over the activation type X:
+ * GEMM itself, and parameters, their gradients, AdamW's moments, LayerNorm statistics and the
+ * cross-entropy's log-sum-exps and losses stay fp32.  Every kernel is a template over the activation type X:
  * it loads X into fp32 (ld), computes in fp32 and rounds once when it stores (st).
  *
  * Errors: kernels are asynchronous on the context's stream; the first launch or cuBLAS failure
@@ -529,12 +529,11 @@ template <class X> __global__ static void k_residual(X *out, const X *a, const X
 
 /* one block per row */
 template <class X>
-__global__ static void k_crossentropy_forward(float *losses, float *probs, const X *logits,
+__global__ static void k_crossentropy_forward(float *losses, float *lse, const X *logits,
 					      const int32_t *targets, int V, int ldl)
 {
 	__shared__ float red[NT / 32];
 	const X *l = logits + (size_t)blockIdx.x * ldl;
-	float *p = probs + (size_t)blockIdx.x * ldl;
 	int lane = threadIdx.x % 32, wid = threadIdx.x / 32;
 	float mx = -INFINITY, s = 0.0f;
 
@@ -557,14 +556,16 @@ __global__ static void k_crossentropy_forward(float *losses, float *probs, const
 	s = 0.0f;
 	for (int i = 0; i < NT / 32; i++)
 		s += red[i];
-	for (int v = threadIdx.x; v < V; v += blockDim.x)
-		p[v] = expf(ld(l[v]) - mx) / s;
-	if (threadIdx.x == 0)
-		losses[blockIdx.x] = logf(s) + mx - ld(l[targets[blockIdx.x]]);
+	if (threadIdx.x == 0) {
+		float e = logf(s) + mx;
+
+		lse[blockIdx.x] = e;
+		losses[blockIdx.x] = e - ld(l[targets[blockIdx.x]]);
+	}
 }
 
 template <class X>
-__global__ static void k_crossentropy_backward(X *dlogits, const float *probs,
+__global__ static void k_crossentropy_backward(X *dlogits, const X *logits, const float *lse,
 					       const int32_t *targets, int N, int V, int ldl,
 					       float dloss)
 {
@@ -575,7 +576,7 @@ __global__ static void k_crossentropy_backward(X *dlogits, const float *probs,
 	size_t n = i / V, j = n * ldl + i % V;
 	int v = (int)(i % V);
 
-	st(&dlogits[j], (probs[j] - (v == targets[n] ? 1.0f : 0.0f)) * dloss);
+	st(&dlogits[j], (expf(ld(logits[j]) - lse[n]) - (v == targets[n] ? 1.0f : 0.0f)) * dloss);
 }
 
 __global__ static void k_sumsq(double *partial, const float *x, size_t n)
@@ -854,7 +855,7 @@ static void cu_residual_forward(void *ctx, gpu_act *out, const gpu_act *a, const
 	check_launch(c);
 }
 
-static void cu_crossentropy_forward(void *ctx, float *losses, float *probs,
+static void cu_crossentropy_forward(void *ctx, float *losses, float *lse,
 				    const gpu_act *logits, const int32_t *targets, int N, int V,
 				    int ldl)
 {
@@ -862,21 +863,22 @@ static void cu_crossentropy_forward(void *ctx, float *losses, float *probs,
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
-		k_crossentropy_forward<X><<<N, NT, 0, c->stream>>>(losses, probs, (const X *)logits,
+		k_crossentropy_forward<X><<<N, NT, 0, c->stream>>>(losses, lse, (const X *)logits,
 								 targets, V, ldl);
 	});
 	check_launch(c);
 }
 
-static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const float *probs,
-				     const int32_t *targets, int N, int V, int ldl, float dloss)
+static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const gpu_act *logits,
+				     const float *lse, const int32_t *targets, int N, int V,
+				     int ldl, float dloss)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
 		k_crossentropy_backward<X><<<blocks((size_t)N * V, NT), NT, 0, c->stream>>>(
-			(X *)dlogits, probs, targets, N, V, ldl, dloss);
+			(X *)dlogits, (const X *)logits, lse, targets, N, V, ldl, dloss);
 	});
 	check_launch(c);
 }

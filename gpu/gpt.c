@@ -10,7 +10,7 @@
 #include "gpu/gpt_i.h"
 
 /* Activations kept from forward for backward, per layer unless noted; N = B*T rows.  The
- * LayerNorm statistics, probabilities and losses are fp32 (act_is_f32()); the rest are of the
+ * LayerNorm statistics, log-sum-exps and losses are fp32 (act_is_f32()); the rest are of the
  * activation type (gpt_i.h). */
 enum gpu_act {
 	A_ENCODED,   /* (N,C), once */
@@ -31,7 +31,7 @@ enum gpu_act {
 	A_LNF_MEAN,  /* (N) */
 	A_LNF_RSTD,  /* (N) */
 	A_LOGITS,    /* (N,V) in rows of Vp; becomes dlogits in backward */
-	A_PROBS,     /* (N,V) in rows of Vp */
+	A_LSE,       /* (N) log-sum-exp of each row of logits */
 	A_LOSSES,    /* (N) */
 	/* gradient scratch, reused by every layer in backward */
 	A_DRES,      /* (N,C) */
@@ -144,7 +144,7 @@ static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_N
 	s[A_LNF_MEAN] = N;
 	s[A_LNF_RSTD] = N;
 	s[A_LOGITS] = N * padded_vocab(V);
-	s[A_PROBS] = N * padded_vocab(V);
+	s[A_LSE] = N;
 	s[A_LOSSES] = N;
 	s[A_DRES] = N * C;
 	s[A_DLN] = N * C;
@@ -158,7 +158,7 @@ static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_N
 static int act_is_f32(int i)
 {
 	return i == A_LN1_MEAN || i == A_LN1_RSTD || i == A_LN2_MEAN || i == A_LN2_RSTD ||
-	       i == A_LNF_MEAN || i == A_LNF_RSTD || i == A_PROBS || i == A_LOSSES;
+	       i == A_LNF_MEAN || i == A_LNF_RSTD || i == A_LSE || i == A_LOSSES;
 }
 
 /* Each activation array starts on a 64-byte boundary, whatever the element sizes before it. */
@@ -507,7 +507,7 @@ int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t 
 	if (!targets)
 		return o->sync(x);
 
-	o->crossentropy_forward(x, m->act[A_LOSSES], m->act[A_PROBS], m->act[A_LOGITS], d_tgt, N,
+	o->crossentropy_forward(x, m->act[A_LOSSES], m->act[A_LSE], m->act[A_LOGITS], d_tgt, N,
 				V, padded_vocab(V));
 	r = o->to_host(x, m->h_losses, m->act[A_LOSSES], (size_t)N * sizeof(float));
 	if (r < 0)
@@ -548,9 +548,9 @@ int gpu_model_backward(struct gpu_model *m)
 	if (r < 0)
 		return r;
 
-	o->crossentropy_backward(x, m->act[A_LOGITS], m->act[A_PROBS], m->tokens + sn, N, V,
-				 padded_vocab(V),
-				 1.0f / N);
+	/* in place: the logits become their gradient */
+	o->crossentropy_backward(x, m->act[A_LOGITS], m->act[A_LOGITS], m->act[A_LSE],
+				 m->tokens + sn, N, V, padded_vocab(V), 1.0f / N);
 	o->matmul_backward(x, dln, G[GPU_P_WTE], NULL, m->act[A_LOGITS], m->act[A_LNF],
 			   m->cparam_ptr[GPU_P_WTE], N, C, V, padded_vocab(V));
 	o->layernorm_backward(x, dres, G[GPU_P_LNFW], G[GPU_P_LNFB], dln,

@@ -7,10 +7,11 @@
  * Conventions shared by all kernels
  *   - Shapes in the comments: B batch, T time, C channels, NH heads, N = B*T rows, V vocab.
  *   - Two element types.  float: parameters, their gradients, the optimizer moments, LayerNorm
- *     statistics, probabilities and losses, always fp32.  gpu_act: activations, their
- *     gradients and the matmul weights, in the context's activation type: fp32 (4 bytes), or
- *     bf16 (2 bytes, round to nearest even) in a CUDA context made with bf16 set.  Kernels
- *     read a gpu_act into fp32, compute in fp32 and round once when they store.
+ *     statistics, the cross-entropy's log-sum-exps and losses, always fp32.  gpu_act: the
+ *     activations, their gradients and the matmul weights, in the context's activation type:
+ *     fp32 (4 bytes), or bf16 (2 bytes, round to nearest even) in a CUDA context made with
+ *     bf16 set.  Kernels read a gpu_act into fp32, compute in fp32 and round once when they
+ *     store.
  *   - Forward kernels overwrite their outputs.
  *   - Backward kernels overwrite the gradient of their input ("dinp") except layernorm_backward,
  *     which adds to it (the residual stream sums two paths), and add to parameter gradients
@@ -80,13 +81,15 @@ struct gpu_ops {
 	/* out = a + b; out may alias a or b */
 	void (*residual_forward)(void *ctx, gpu_act *out, const gpu_act *a, const gpu_act *b,
 				 size_t n);
-	/* probs (N,V) = softmax(logits); losses (N) = -log probs[target]; the rows of logits,
-	 * probs and dlogits are ld >= V elements apart, and the columns past V are not touched */
-	void (*crossentropy_forward)(void *ctx, float *losses, float *probs, const gpu_act *logits,
+	/* lse (N) = log sum exp logits, losses (N) = lse - logits[target]: the probabilities are
+	 * never stored.  The rows of logits and dlogits are ld >= V elements apart, and the
+	 * columns past V are not touched. */
+	void (*crossentropy_forward)(void *ctx, float *losses, float *lse, const gpu_act *logits,
 				     const int32_t *targets, int N, int V, int ld);
-	/* dlogits (N,V) = (probs - onehot(target)) * dloss; dlogits may be the logits' array */
-	void (*crossentropy_backward)(void *ctx, gpu_act *dlogits, const float *probs,
-				      const int32_t *targets, int N, int V, int ld, float dloss);
+	/* dlogits (N,V) = (exp(logits - lse) - onehot(target)) * dloss; dlogits may be logits */
+	void (*crossentropy_backward)(void *ctx, gpu_act *dlogits, const gpu_act *logits,
+				      const float *lse, const int32_t *targets, int N, int V, int ld,
+				      float dloss);
 	/* sum of squares over n elements, accumulated in double in a fixed order */
 	int (*sumsq)(void *ctx, const float *x, size_t n, double *ret);
 	/* One AdamW update of n elements; grads are multiplied by gscale (clipping) first.  cp,

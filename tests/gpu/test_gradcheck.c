@@ -209,12 +209,12 @@ static void test_gelu_residual(void)
 }
 
 /* ---- cross-entropy: read-out is the mean loss ---- */
-static float *ce_logits, *ce_probs;
+static float *ce_logits, *ce_lse;
 static int32_t ce_tgt[N];
 
 static void ce_fwd(struct layer *L)
 {
-	O->crossentropy_forward(NULL, L->out, ce_probs, ce_logits, ce_tgt, N, V, V);
+	O->crossentropy_forward(NULL, L->out, ce_lse, ce_logits, ce_tgt, N, V, V);
 }
 
 static void test_crossentropy(void)
@@ -228,9 +228,9 @@ static void test_crossentropy(void)
 		ce_tgt[i] = (int32_t)(gpu_rng_next(&rng) % V);
 	}
 	ce_logits = randv(N * V, 3.0f);
-	ce_probs = zerov(N * V);
+	ce_lse = zerov(N);
 	ce_fwd(&L);
-	O->crossentropy_backward(NULL, dlogits, ce_probs, ce_tgt, N, V, V, 1.0f / N);
+	O->crossentropy_backward(NULL, dlogits, ce_logits, ce_lse, ce_tgt, N, V, V, 1.0f / N);
 	check_input(&L, "crossentropy d/dlogits", ce_logits, N * V, dlogits);
 }
 

@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 	float *mean = buf_of(&bb, N, 0), *rstd = buf_of(&bb, N, 0);
 	void *a = buf_of(&bb, att, 1), *da = buf_of(&bb, att, 1);
 	void *lg = buf_of(&bb, (size_t)N * Vp, 1), *wte = buf_of(&bb, (size_t)V * C, 1);
-	float *pr = buf_of(&bb, (size_t)N * Vp, 0), *dwte = buf_of(&bb, (size_t)V * C, 0);
+	float *lse = buf_of(&bb, N, 0), *dwte = buf_of(&bb, (size_t)V * C, 0);
 	float *losses = buf_of(&bb, N, 0);
 	float *p = buf_of(&bb, np, 0), *g = buf_of(&bb, np, 0), *m1 = buf_of(&bb, np, 0);
 	float *m2 = buf_of(&bb, np, 0);
@@ -175,9 +175,9 @@ int main(int argc, char **argv)
 	TIME("lm head fwd", 1, 2.0 * N * C * V,
 	     o->matmul_forward(ctx, lg, x, wte, NULL, N, C, V, Vp));
 	TIME("crossentropy fwd", 1, 0,
-	     o->crossentropy_forward(ctx, losses, pr, lg, tg, N, V, Vp));
+	     o->crossentropy_forward(ctx, losses, lse, lg, tg, N, V, Vp));
 	TIME("crossentropy bwd", 1, 0,
-	     o->crossentropy_backward(ctx, lg, pr, tg, N, V, Vp, 1.0f / N));
+	     o->crossentropy_backward(ctx, lg, lg, lse, tg, N, V, Vp, 1.0f / N));
 	TIME("lm head bwd", 1, 4.0 * N * C * V,
 	     o->matmul_backward(ctx, dx, dwte, NULL, lg, x, wte, N, C, V, Vp));
 	TIME("adamw (all parameters)", 1, 0,
