@@ -9,8 +9,9 @@
  * activations, their gradients and the weights' compute copy are bf16 and the GEMMs run on the
  * bf16 tensor cores with fp32 accumulation; weight gradients are accumulated into fp32 by the
  * GEMM itself, and parameters, their gradients, AdamW's moments, LayerNorm statistics and the
- * cross-entropy's log-sum-exps and losses stay fp32.  Every kernel is a template over the activation type X:
- * it loads X into fp32 (ld), computes in fp32 and rounds once when it stores (st).
+ * cross-entropy's log-sum-exps and losses stay fp32.  Every kernel is a template over the
+ * activation type X: it loads X into fp32 (ld), computes in fp32 and rounds once when it
+ * stores (st).
  *
  * Errors: kernels are asynchronous on the context's stream; the first launch or cuBLAS failure
  * is kept in ctx->err and returned by the next sync() or copy, translated by cuda_errno().
