@@ -13,6 +13,9 @@
  * activation type X: it loads X into fp32 (ld), computes in fp32 and rounds once when it
  * stores (st).
  *
+ * One rounding is not once: a matmul with a bias starts from the bias broadcast into its output,
+ * so in bf16 the bias is rounded before the product is added (as llm.c's bf16 weights are).
+ *
  * Errors: kernels are asynchronous on the context's stream; the first launch or cuBLAS failure
  * is kept in ctx->err and returned by the next sync() or copy, translated by cuda_errno().
  * Column reductions (bias, LayerNorm weight gradients) add rows in a fixed order and the
@@ -58,6 +61,8 @@ static int cuda_errno(cudaError_t e)
 	case cudaErrorNoDevice:
 	case cudaErrorInsufficientDriver:
 	case cudaErrorInvalidDevice:
+	case cudaErrorInitializationError:
+	case cudaErrorSystemDriverMismatch:
 		return -ENODEV;
 	case cudaErrorInvalidValue:
 		return -EINVAL;
@@ -158,6 +163,8 @@ static int cu_ctx_new(void **ret_ctx, int bf16_acts)
 	if (!c)
 		return -ENOMEM;
 	c->bf16 = bf16_acts != 0;
+	/* a failure of an earlier context's call on this thread must not count against this one */
+	cudaGetLastError();
 	r = cuda_errno(cudaGetDeviceCount(&n));
 	if (r == 0 && n < 1)
 		r = -ENODEV;
@@ -207,8 +214,11 @@ static int cu_alloc(void *ctx, void **ret, size_t bytes)
 	void *p = NULL;
 	int r = cuda_errno(cudaMalloc(&p, bytes ? bytes : 256));
 
-	if (r < 0)
+	if (r < 0) {
+		/* reported here: keep it from the next launch check */
+		cudaGetLastError();
 		return r;
+	}
 	*ret = p;
 	return 0;
 }

@@ -19,7 +19,14 @@
  *     the emulator prints what and where, and aborts.
  *   - Device memory comes from malloc at its exact size, filled with 0xff bytes (NaN as float),
  *     so under AddressSanitizer an access past the end is caught, and a read of memory no one
- *     wrote shows up as NaN in the results.
+ *     wrote shows up as NaN in the results.  Shared memory, static and dynamic, is refilled so
+ *     for every block.
+ *   - A thread that exits while others of its block wait at __syncthreads() is an error too
+ *     (undefined in CUDA: the barrier's condition must be the same for the whole block).
+ *   - cuBLAS takes only the type combinations the real one takes for these compute types.
+ *   - Errors are as a device reports them: a launch or call that fails sets the error that
+ *     cudaGetLastError() returns and clears; synchronisation has no asynchronous errors to
+ *     report here, so it returns cudaSuccess.
  *   - Races are not detected.  CUEMU_ORDER=reverse runs blocks and threads in the opposite
  *     order, so a result that depends on the order of unsynchronised threads differs between
  *     the two runs.  Timing, occupancy and memory coalescing mean nothing here.
@@ -64,6 +71,7 @@ enum cudaError_t {
 	cudaSuccess = 0,
 	cudaErrorInvalidValue = 1,
 	cudaErrorMemoryAllocation = 2,
+	cudaErrorInitializationError = 3,
 	cudaErrorInvalidConfiguration = 9,
 	cudaErrorInsufficientDriver = 35,
 	cudaErrorNoDevice = 100,
@@ -71,6 +79,7 @@ enum cudaError_t {
 	cudaErrorInvalidResourceHandle = 400,
 	cudaErrorIllegalAddress = 700,
 	cudaErrorLaunchFailure = 719,
+	cudaErrorSystemDriverMismatch = 803,
 };
 typedef cudaError_t cudaError;
 
@@ -167,6 +176,8 @@ void cuemu_check_arg(const char *kernel, int index, const void *p);
 void cuemu_check_range(const char *what, const void *p, size_t bytes);
 [[noreturn]] void cuemu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *cuemu_dynamic_smem(void);
+/* The first thread of a block to declare a static __shared__ array fills it with 0xff bytes. */
+void cuemu_shared_fresh(void *p, size_t bytes);
 void cuemu_syncthreads(void);
 void cuemu_syncwarp(unsigned mask);
 /* lane's 8-byte slot exchange: publish v, wait for the warp, read src_lane's value */

@@ -68,6 +68,7 @@ struct block_sched {
 	const char *kernel = nullptr;
 	uint64_t slots[MAX_THREADS];
 	char *dyn_smem = nullptr;
+	std::vector<void *> fresh;  /* static shared arrays refilled in this block */
 	void *main_fake_stack = nullptr;
 	const void *main_stack = nullptr;
 	size_t main_stack_bytes = 0;
@@ -244,6 +245,11 @@ int release_waiters()
 	}
 	if (live && at_block == live) {
 		for (int i = 0; i < n; i++)
+			if (S.fibers[i].st == F_DONE)
+				cuemu_fail("kernel %s, block (%u,%u,%u): thread %d exited while %d "
+					   "thread(s) wait at __syncthreads", S.kernel, blockIdx.x,
+					   blockIdx.y, blockIdx.z, i, at_block);
+		for (int i = 0; i < n; i++)
 			if (S.fibers[i].st == F_BLOCK_BAR)
 				S.fibers[i].st = F_READY;
 		return live;
@@ -383,6 +389,7 @@ void cuemu_run(const char *kernel, const void *fn, const cuemu_cfg &c, cuemu_bod
 				(unsigned)(b / ((size_t)c.grid.x * c.grid.y)));
 		/* shared memory starts undefined: NaN as float */
 		memset(S.dyn_smem, 0xff, c.shmem);
+		S.fresh.clear();
 		run_block(reverse);
 	}
 	free(S.dyn_smem);
@@ -395,6 +402,16 @@ void *cuemu_dynamic_smem(void)
 {
 	current("dynamic shared memory");
 	return S.dyn_smem;
+}
+
+void cuemu_shared_fresh(void *p, size_t bytes)
+{
+	current("__shared__");
+	for (void *q : S.fresh)
+		if (q == p)
+			return;
+	memset(p, 0xff, bytes);
+	S.fresh.push_back(p);
 }
 
 void cuemu_syncthreads(void)
@@ -492,9 +509,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d)
 	return cudaSuccess;
 }
 
+/* Launches and copies run to completion when they are made: nothing is left to report. */
 cudaError_t cudaDeviceSynchronize(void)
 {
-	return last_error;
+	return cudaSuccess;
 }
 
 cudaError_t cudaGetLastError(void)
@@ -631,7 +649,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t)
 {
-	return last_error;
+	return cudaSuccess;
 }
 
 cudaError_t cudaEventCreate(cudaEvent_t *e)
@@ -769,10 +787,15 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
 	    ldc < (m > 1 ? m : 1) || (ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) ||
 	    (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
 		return CUBLAS_STATUS_INVALID_VALUE;
-	if ((at != CUDA_R_32F && at != CUDA_R_16BF) || (bt != CUDA_R_32F && bt != CUDA_R_16BF) ||
-	    (ct != CUDA_R_32F && ct != CUDA_R_16BF) ||
-	    (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16BF &&
-	     compute != CUBLAS_COMPUTE_32F_FAST_TF32))
+	/* cublasGemmEx's table for these compute types: fp32 operands and output with any of them;
+	 * bf16 operands with a bf16 or fp32 output in plain COMPUTE_32F */
+	bool f32 = at == CUDA_R_32F && bt == CUDA_R_32F && ct == CUDA_R_32F &&
+		   (compute == CUBLAS_COMPUTE_32F || compute == CUBLAS_COMPUTE_32F_FAST_16BF ||
+		    compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+	bool b16 = at == CUDA_R_16BF && bt == CUDA_R_16BF &&
+		   (ct == CUDA_R_16BF || ct == CUDA_R_32F) && compute == CUBLAS_COMPUTE_32F;
+
+	if (!f32 && !b16)
 		return CUBLAS_STATUS_NOT_SUPPORTED;
 	if (m == 0 || n == 0 || count == 0)
 		return CUBLAS_STATUS_SUCCESS;

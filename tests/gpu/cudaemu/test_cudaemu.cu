@@ -87,6 +87,29 @@ __global__ static void k_divergent(float *out)
 	out[threadIdx.x] = 0.0f;
 }
 
+/* block 0 writes its shared array, block 1 only reads it: it must see undefined (NaN) bytes */
+__global__ static void k_stale_shared(float *out)
+{
+	__shared__ float s[32];
+
+	if (blockIdx.x == 0)
+		s[threadIdx.x] = 1.0f;
+	__syncthreads();
+	out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}
+
+/* the common bug: an early return before a barrier the rest of the block waits at */
+__global__ static void k_early_return(float *out, int n)
+{
+	__shared__ float s[64];
+
+	if ((int)threadIdx.x >= n)
+		return;
+	s[threadIdx.x] = 1.0f;
+	__syncthreads();
+	out[threadIdx.x] = s[(threadIdx.x + 1) % n];
+}
+
 static bool aborts(void (*fn)(void), const char *needle)
 {
 	int fd[2], status = 0;
@@ -133,6 +156,14 @@ static void divergent(void)
 
 	cudaMalloc(&d, 64 * sizeof(float));
 	k_divergent<<<1, 64>>>(d);
+}
+
+static void early_return(void)
+{
+	float *d;
+
+	cudaMalloc(&d, 64 * sizeof(float));
+	k_early_return<<<1, 64>>>(d, 40);
 }
 
 static void copy_past_end(void)
@@ -218,13 +249,41 @@ int main(void)
 		cudaFree(db);
 		cudaFree(dc);
 	}
+	{
+		float *a, *c;
+		uint16_t *b;
+
+		cudaMalloc(&a, 16 * sizeof(float));
+		cudaMalloc(&b, 16 * sizeof(uint16_t));
+		cudaMalloc(&c, 16 * sizeof(float));
+		expect(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, a, CUDA_R_32F, 4, b,
+				    CUDA_R_16BF, 4, &zero, c, CUDA_R_32F, 4, CUBLAS_COMPUTE_32F,
+				    CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_NOT_SUPPORTED,
+		       "cuBLAS fp32 times bf16: CUBLAS_STATUS_NOT_SUPPORTED");
+		cudaFree(a);
+		cudaFree(b);
+		cudaFree(c);
+	}
 	cublasDestroy(h);
+	{
+		float *d, out[64];
+
+		cudaMalloc(&d, sizeof(out));
+		k_stale_shared<<<2, 32>>>(d);
+		cudaMemcpy(out, d, sizeof(out), cudaMemcpyDeviceToHost);
+		/* in forward order block 0's writes precede block 1 in the same static array */
+		expect(out[0] == 1.0f && isnan(out[32]),
+		       "static shared memory starts undefined (NaN) in every block");
+		cudaFree(d);
+	}
 
 	expect(aborts(host_pointer_arg, "is not device memory"),
 	       "a host pointer as a kernel argument aborts");
 	expect(aborts(bad_mask, "which is exited"), "a shuffle naming exited lanes aborts");
 	expect(aborts(divergent, "is at __syncthreads"),
 	       "__syncwarp against __syncthreads in one warp aborts");
+	expect(aborts(early_return, "exited while"),
+	       "an early return before __syncthreads aborts");
 	expect(aborts(copy_past_end, "not inside one device allocation"),
 	       "a copy past the end of an allocation aborts");
 	expect(aborts(gemm_past_end, "cuBLAS operand A"),
