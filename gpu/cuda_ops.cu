@@ -462,7 +462,43 @@ __global__ static void k_bias_backward(float *dbias, const X *dout, int N, int O
 		dbias[o] += s;
 }
 
-/* one warp per row of (B*NH*T, T) scores, causal */
+/* One warp per row of (B*NH*T, T) scores, causal.  Rows of up to 32 * SOFTMAX_REG columns
+ * (T <= 1024) stay in registers, so the scores are read once and the probabilities written
+ * once; longer rows are read again by each loop. */
+#define SOFTMAX_REG 32
+
+template <class X> __global__ static void k_softmax_causal_reg(X *att, long rows, int T)
+{
+	long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	int lane = threadIdx.x % 32;
+
+	if (row >= rows)
+		return;
+	X *a = att + row * T;
+	int t = (int)(row % T);
+	float v[SOFTMAX_REG], mx = -INFINITY, s = 0.0f;
+
+#pragma unroll
+	for (int k = 0; k < SOFTMAX_REG; k++) {
+		int j = lane + 32 * k;
+
+		v[k] = j <= t ? ld(a[j]) : -INFINITY;
+		mx = fmaxf(mx, v[k]);
+	}
+	mx = warp_max(mx);
+#pragma unroll
+	for (int k = 0; k < SOFTMAX_REG; k++) {
+		v[k] = lane + 32 * k <= t ? expf(v[k] - mx) : 0.0f;
+		s += v[k];
+	}
+	float inv = 1.0f / warp_sum(s);
+
+#pragma unroll
+	for (int k = 0; k < SOFTMAX_REG; k++)
+		if (lane + 32 * k < T)
+			st(&a[lane + 32 * k], v[k] * inv);
+}
+
 template <class X> __global__ static void k_softmax_causal(X *att, long rows, int T)
 {
 	long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -483,6 +519,34 @@ template <class X> __global__ static void k_softmax_causal(X *att, long rows, in
 
 	for (int j = lane; j < T; j += 32)
 		st(&a[j], j <= t ? expf(ld(a[j]) - mx) * inv : 0.0f);
+}
+
+template <class X>
+__global__ static void k_softmax_causal_backward_reg(X *datt, const X *att, long rows, int T)
+{
+	long row = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	int lane = threadIdx.x % 32;
+
+	if (row >= rows)
+		return;
+	const X *a = att + row * T;
+	X *da = datt + row * T;
+	int t = (int)(row % T);
+	float av[SOFTMAX_REG], dv[SOFTMAX_REG], dot = 0.0f;
+
+#pragma unroll
+	for (int k = 0; k < SOFTMAX_REG; k++) {
+		int j = lane + 32 * k;
+
+		av[k] = j <= t ? ld(a[j]) : 0.0f;
+		dv[k] = j <= t ? ld(da[j]) : 0.0f;
+		dot += av[k] * dv[k];
+	}
+	dot = warp_sum(dot);
+#pragma unroll
+	for (int k = 0; k < SOFTMAX_REG; k++)
+		if (lane + 32 * k < T)
+			st(&da[lane + 32 * k], av[k] * (dv[k] - dot));
 }
 
 template <class X>
@@ -778,7 +842,12 @@ static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gp
 	}
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
-		k_softmax_causal<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>((X *)att, rows, T);
+		if (T <= 32 * SOFTMAX_REG)
+			k_softmax_causal_reg<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>(
+				(X *)att, rows, T);
+		else
+			k_softmax_causal<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>((X *)att,
+										 rows, T);
 	});
 	check_launch(c);
 	for (int b = 0; b < B; b++)
@@ -812,8 +881,13 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 	}
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
-		k_softmax_causal_backward<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>(
-			(X *)datt, (const X *)att, rows, T);
+		if (T <= 32 * SOFTMAX_REG)
+			k_softmax_causal_backward_reg<X><<<blocks(rows, NT / 32), NT, 0,
+							      c->stream>>>((X *)datt, (const X *)att,
+									   rows, T);
+		else
+			k_softmax_causal_backward<X><<<blocks(rows, NT / 32), NT, 0, c->stream>>>(
+				(X *)datt, (const X *)att, rows, T);
 	});
 	check_launch(c);
 	for (int b = 0; b < B; b++) {

@@ -48,6 +48,8 @@ static float *hrand(struct kp *k, size_t n, float scale)
 		abort();
 	for (size_t i = 0; i < n; i++)
 		p[i] = scale * (2.0f * gpu_rng_uniform(&k->rng) - 1.0f);
+	if (k->n_host == (int)(sizeof(k->host) / sizeof(k->host[0])))
+		abort();
 	k->host[k->n_host++] = p;
 	return p;
 }
@@ -70,6 +72,8 @@ static float *hcopy(struct kp *k, const float *src, size_t n)
 	if (!p)
 		abort();
 	memcpy(p, src, n * sizeof(float));
+	if (k->n_host == (int)(sizeof(k->host) / sizeof(k->host[0])))
+		abort();
 	k->host[k->n_host++] = p;
 	return p;
 }
@@ -79,7 +83,8 @@ static void *dcopy(struct kp *k, const void *src, size_t bytes)
 {
 	void *d = NULL;
 
-	if (k->cand->alloc(k->ctx, &d, bytes) < 0 || k->cand->to_dev(k->ctx, d, src, bytes) < 0)
+	if (k->n_dev == (int)(sizeof(k->dev) / sizeof(k->dev[0])) ||
+	    k->cand->alloc(k->ctx, &d, bytes) < 0 || k->cand->to_dev(k->ctx, d, src, bytes) < 0)
 		abort();
 	k->dev[k->n_dev++] = d;
 	return d;
@@ -100,6 +105,8 @@ static gpu_act *dacopy(struct kp *k, const float *src, size_t n)
 	if (k->cand->sync(k->ctx) < 0)
 		abort();
 	k->cand->free(k->ctx, f);
+	if (k->n_dev == (int)(sizeof(k->dev) / sizeof(k->dev[0])))
+		abort();
 	k->dev[k->n_dev++] = d;
 	return d;
 }
@@ -142,6 +149,37 @@ static void cmpa(struct kp *k, const char *what, const float *ref, const gpu_act
 		abort();
 	report(k, what, ref, got, n, k->cand->act_to_host(k->ctx, got, dev, n));
 	free(got);
+}
+
+/* causal attention forward and backward at (b, t, c, nh) */
+static void attention_case(struct kp *k, int b, int t, int c, int nh, const char *tag)
+{
+	const struct gpu_ops *R = k->ref, *cand = k->cand;
+	void *ctx = k->ctx;
+	size_t n = (size_t)b * t, na = (size_t)b * nh * t * t;
+	float *qkv = harand(k, n * 3 * c, 1.5f), *out = hrand(k, n * c, 1);
+	float *att = hrand(k, na, 1), *dout = harand(k, n * c, 1);
+	float *dqkv = hrand(k, n * 3 * c, 1), *datt = hrand(k, na, 1);
+	gpu_act *d_qkv = dacopy(k, qkv, n * 3 * c), *d_out = dacopy(k, out, n * c);
+	gpu_act *d_att = dacopy(k, att, na), *d_dout = dacopy(k, dout, n * c);
+	gpu_act *d_dqkv = dacopy(k, dqkv, n * 3 * c), *d_datt = dacopy(k, datt, na);
+	char what[64];
+
+	R->attention_forward(NULL, out, att, qkv, b, t, c, nh);
+	cand->attention_forward(ctx, d_out, d_att, d_qkv, b, t, c, nh);
+	snprintf(what, sizeof(what), "attention_forward out%s", tag);
+	cmpa(k, what, out, d_out, n * c);
+	snprintf(what, sizeof(what), "attention_forward att%s", tag);
+	cmpa(k, what, att, d_att, na);
+	/* backward from the same saved softmax on both sides */
+	for (size_t i = 0; k->bf16 && i < na; i++)
+		att[i] = bf16_round(att[i]);
+	if (k->bf16)
+		d_att = dacopy(k, att, na);
+	R->attention_backward(NULL, dqkv, datt, dout, qkv, att, b, t, c, nh);
+	cand->attention_backward(ctx, d_dqkv, d_datt, d_dout, d_qkv, d_att, b, t, c, nh);
+	snprintf(what, sizeof(what), "attention_backward dqkv%s", tag);
+	cmpa(k, what, dqkv, d_dqkv, n * 3 * c);
 }
 
 /* LDO, LDV: row strides past OC and V, as the padded logits have; the columns between must
@@ -224,29 +262,9 @@ int kernel_parity(const struct gpu_ops *cand, void *ctx, int bf16)
 		cmp(&k, "matmul_backward dw", dw, d_dw, OC * C);
 		cmp(&k, "matmul_backward dbias", db, d_db, OC);
 	}
-	/* attention */
-	{
-		size_t na = (size_t)B * NH * T * T;
-		float *qkv = harand(&k, N * 3 * C, 1.5f), *out = hrand(&k, N * C, 1);
-		float *att = hrand(&k, na, 1), *dout = harand(&k, N * C, 1);
-		float *dqkv = hrand(&k, N * 3 * C, 1), *datt = hrand(&k, na, 1);
-		gpu_act *d_qkv = dacopy(&k, qkv, N * 3 * C), *d_out = dacopy(&k, out, N * C);
-		gpu_act *d_att = dacopy(&k, att, na), *d_dout = dacopy(&k, dout, N * C);
-		gpu_act *d_dqkv = dacopy(&k, dqkv, N * 3 * C), *d_datt = dacopy(&k, datt, na);
-
-		R->attention_forward(NULL, out, att, qkv, B, T, C, NH);
-		cand->attention_forward(ctx, d_out, d_att, d_qkv, B, T, C, NH);
-		cmpa(&k, "attention_forward out", out, d_out, N * C);
-		cmpa(&k, "attention_forward att", att, d_att, na);
-		/* backward from the same saved softmax on both sides */
-		for (size_t i = 0; bf16 && i < na; i++)
-			att[i] = bf16_round(att[i]);
-		if (bf16)
-			d_att = dacopy(&k, att, na);
-		R->attention_backward(NULL, dqkv, datt, dout, qkv, att, B, T, C, NH);
-		cand->attention_backward(ctx, d_dqkv, d_datt, d_dout, d_qkv, d_att, B, T, C, NH);
-		cmpa(&k, "attention_backward dqkv", dqkv, d_dqkv, N * 3 * C);
-	}
+	/* attention: these shapes, and rows longer than a warp keeps in registers */
+	attention_case(&k, B, T, C, NH, "");
+	attention_case(&k, 1, 1100, 16, 2, " T=1100");
 	/* gelu, residual */
 	{
 		float *x = harand(&k, N * C, 3), *y = harand(&k, N * C, 1), *out = hrand(&k, N * C, 1);

@@ -9,13 +9,14 @@ written, with the emulator's headers first on the include path:
   __shared__ T name[N]...;                          ->  static T name[N]...;
                                                         cuemu_shared_fresh(name, sizeof(name));
                                                         (undefined, as on a device, each block)
-Line breaks are kept and a #line directive names the original, so compiler messages point
+and `#pragma unroll` (which g++ does not know) is dropped.  Line breaks are kept and a #line directive names the original, so compiler messages point
 into IN.cu.
 """
 import re
 import sys
 
 LAUNCH = re.compile(r'\b([A-Za-z_]\w*(?:\s*<[^<>;(){}]*>)?)\s*<<<(.*?)>>>\s*\(', re.S)
+UNROLL = re.compile(r'^[ \t]*#pragma[ \t]+unroll\b.*$', re.M)
 STATIC_SMEM = re.compile(r'(?<!extern )__shared__\s+([A-Za-z_][\w\s]*?)\s+(\w+)\s*'
                          r'((?:\[[^\];]+\])+)\s*;')
 DYN_SMEM = re.compile(r'extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?'
@@ -36,6 +37,7 @@ def main():
         src = f.read()
     out, n = LAUNCH.subn(launch, src)
     out = DYN_SMEM.sub(r'\1 *\2 = (\1 *)cuemu_dynamic_smem();', out)
+    out = UNROLL.sub('', out)
     out = STATIC_SMEM.sub(r'static \1 \2\3; cuemu_shared_fresh(\2, sizeof(\2));', out)
     if n == 0:
         sys.exit('cu2cc: no kernel launch found in ' + src_path)
