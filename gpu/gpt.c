@@ -375,9 +375,10 @@ int gpu_model_new(struct gpu_model **ret, const struct gpu_config *cfg,
 	    (r = alloc_floats(m, &m->adam_m, m->num_params)) < 0 ||
 	    (r = alloc_floats(m, &m->adam_v, m->num_params)) < 0 ||
 	    (r = m->ops->alloc(m->ctx, &m->acts, total_acts)) < 0 ||
-	    (r = alloc_floats(m, (float **)&m->tokens,
-			      2 * (size_t)m->max_batch * m->max_seq)) < 0)
+	    (r = m->ops->alloc(m->ctx, &p, 2 * (size_t)m->max_batch * m->max_seq *
+					     sizeof(int32_t))) < 0)
 		goto out;
+	m->tokens = p;
 
 	m->cparams = m->params;
 	if (opts->bf16) {
