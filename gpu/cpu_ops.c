@@ -306,9 +306,11 @@ static void softmax_causal(float *s, int T)
  * backward write zeros there, so att and datt are still whole, defined (T, T) arrays. */
 #define ATT_BLOCK 32
 
-/* One (batch, head) per thread; the BLAS calls inside are single-threaded. */
+/* One (batch, head) per thread; the BLAS calls inside are single-threaded, on the strided qkv
+ * array directly (no scratch). */
 static void cpu_attention_forward(void *ctx, gpu_act *a_out, gpu_act *a_att,
-				  const gpu_act *a_qkv, int B, int T, int C, int NH)
+				  const gpu_act *a_qkv, gpu_act *scratch, int B, int T, int C,
+				  int NH)
 {
 	float *out = a_out, *att = a_att;
 	const float *qkv = a_qkv;
@@ -344,7 +346,7 @@ static void cpu_attention_forward(void *ctx, gpu_act *a_out, gpu_act *a_att,
 
 static void cpu_attention_backward(void *ctx, gpu_act *a_dqkv, gpu_act *a_datt,
 				   const gpu_act *a_dout, const gpu_act *a_qkv, const gpu_act *a_att,
-				   int B, int T, int C, int NH)
+				   gpu_act *scratch, int B, int T, int C, int NH)
 {
 	float *dqkv = a_dqkv, *datt = a_datt;
 	const float *dout = a_dout, *qkv = a_qkv, *att = a_att;

@@ -144,12 +144,7 @@ static void gemm_batched(cuda_ctx *c, bool ta, bool tb, int M, int N, int K, flo
 			act_type(c), ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
 }
 
-/* Byte offset of element i of an activation array. */
-static const void *act_at(const cuda_ctx *c, const void *base, size_t i)
-{
-	return (const char *)base + i * gpu_act_bytes(c->bf16);
-}
-
+/* Element i of an activation array. */
 static void *act_at(const cuda_ctx *c, void *base, size_t i)
 {
 	return (char *)base + i * gpu_act_bytes(c->bf16);
@@ -569,6 +564,40 @@ __global__ static void k_softmax_causal_backward(X *datt, const X *att, long row
 		st(&da[j], j <= t ? ld(a[j]) * (ld(da[j]) - dot) : 0.0f);
 }
 
+/* parts arrays (B, T, C) inside rows of ld elements of src, part p at column p * C, into
+ * parts head-major arrays (B, NH, T, hs) one after another in dst; and back */
+template <class X>
+__global__ static void k_to_heads(X *dst, const X *src, int ld, int parts, int B, int T, int C,
+				  int NH)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nc = (size_t)B * T * C;
+
+	if (i >= (size_t)parts * nc)
+		return;
+	int hs = C / NH, p = (int)(i / nc);
+	size_t j = i % nc, bt = j / C;
+	int ch = (int)(j % C), h = ch / hs, d = ch % hs;
+	size_t b = bt / T, t = bt % T;
+
+	dst[p * nc + ((b * NH + h) * T + t) * hs + d] = src[bt * ld + (size_t)p * C + ch];
+}
+
+template <class X>
+__global__ static void k_from_heads(X *dst, const X *src, int ld, int parts, int B, int T, int C,
+				    int NH)
+{
+	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nc = (size_t)B * T * C;
+
+	if (i >= (size_t)parts * nc)
+		return;
+	int hs = C / NH, p = (int)(i / nc);
+	size_t j = i % nc, bt = j / C;
+	int ch = (int)(j % C), h = ch / hs, d = ch % hs;
+	size_t b = bt / T, t = bt % T;
+
+	dst[bt * ld + (size_t)p * C + ch] = src[p * nc + ((b * NH + h) * T + t) * hs + d];
+}
+
 template <class X> __global__ static void k_gelu_forward(X *out, const X *inp, size_t n)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -824,22 +853,51 @@ static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias
 	}
 }
 
-static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv,
+/* Attention runs on head-major copies (B, NH, T, hs) in the scratch, so that every product is
+ * one GEMM batched over all B * NH heads at uniform strides: one launch where a (B, T, 3C)
+ * layout needs one per sequence. */
+static void attention_to_heads(cuda_ctx *c, void *dst, const void *src, int ld, int parts,
+			       int B, int T, int C, int NH)
+{
+	size_t n = (size_t)parts * B * T * C;
+
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_to_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)dst, (const X *)src, ld,
+								 parts, B, T, C, NH);
+	});
+	check_launch(c);
+}
+
+static void attention_from_heads(cuda_ctx *c, void *dst, const void *src, int ld, int parts,
 				 int B, int T, int C, int NH)
 {
+	size_t n = (size_t)parts * B * T * C;
+
+	with_act(c, [&](auto x) {
+		typedef decltype(x) X;
+		k_from_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)dst, (const X *)src, ld,
+								   parts, B, T, C, NH);
+	});
+	check_launch(c);
+}
+
+static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv,
+				 gpu_act *scratch, int B, int T, int C, int NH)
+{
 	cuda_ctx *c = (cuda_ctx *)ctx;
-	int hs = C / NH;
+	int hs = C / NH, heads = B * NH;
 	float scale = 1.0f / sqrtf((float)hs);
-	long long tt = (long long)T * T;
+	long long tt = (long long)T * T, th = (long long)T * hs;
 	long rows = (long)B * NH * T;
+	size_t nc = (size_t)B * T * C;
+	void *q = scratch, *k = act_at(c, scratch, nc), *v = act_at(c, scratch, 2 * nc);
+	void *y = act_at(c, scratch, 3 * nc);
 
-	/* batched over heads (stride hs inside a row of qkv), one call per sequence */
-	for (int b = 0; b < B; b++) {
-		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
-
-		gemm_batched(c, false, true, T, T, hs, scale, q, 3 * C, hs, act_at(c, q, C), 3 * C,
-			     hs, 0.0f, act_at(c, att, (size_t)b * NH * tt), T, tt, NH);
-	}
+	attention_to_heads(c, q, qkv, 3 * C, 3, B, T, C, NH);
+	/* att = scale * q . k^T, then the causal softmax, then y = att . v */
+	gemm_batched(c, false, true, T, T, hs, scale, q, hs, th, k, hs, th, 0.0f, att, T, tt,
+		     heads);
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
 		if (T <= 32 * SOFTMAX_REG)
@@ -850,35 +908,32 @@ static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gp
 										 rows, T);
 	});
 	check_launch(c);
-	for (int b = 0; b < B; b++)
-		gemm_batched(c, false, false, T, hs, T, 1.0f, act_at(c, att, (size_t)b * NH * tt), T,
-			     tt, act_at(c, qkv, (size_t)b * T * 3 * C + 2 * C), 3 * C, hs, 0.0f,
-			     act_at(c, out, (size_t)b * T * C), C, hs, NH);
+	gemm_batched(c, false, false, T, hs, T, 1.0f, att, T, tt, v, hs, th, 0.0f, y, hs, th,
+		     heads);
+	attention_from_heads(c, out, y, C, 1, B, T, C, NH);
 }
 
 static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const gpu_act *dout,
-				  const gpu_act *qkv, const gpu_act *att, int B, int T, int C,
-				  int NH)
+				  const gpu_act *qkv, const gpu_act *att, gpu_act *scratch, int B,
+				  int T, int C, int NH)
 {
 	cuda_ctx *c = (cuda_ctx *)ctx;
-	int hs = C / NH;
+	int hs = C / NH, heads = B * NH;
 	float scale = 1.0f / sqrtf((float)hs);
-	long long tt = (long long)T * T;
+	long long tt = (long long)T * T, th = (long long)T * hs;
 	long rows = (long)B * NH * T;
+	size_t nc = (size_t)B * T * C;
+	void *q = scratch, *k = act_at(c, scratch, nc), *v = act_at(c, scratch, 2 * nc);
+	void *dy = act_at(c, scratch, 3 * nc), *dq = act_at(c, scratch, 4 * nc);
+	void *dk = act_at(c, scratch, 5 * nc), *dv = act_at(c, scratch, 6 * nc);
 
-	for (int b = 0; b < B; b++) {
-		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
-		const void *a = act_at(c, att, (size_t)b * NH * tt);
-		const void *dy = act_at(c, dout, (size_t)b * T * C);
-		void *da = act_at(c, datt, (size_t)b * NH * tt);
-		void *dq = act_at(c, dqkv, (size_t)b * T * 3 * C);
-
-		/* datt = dy . v^T, dv = att^T . dy */
-		gemm_batched(c, false, true, T, T, hs, 1.0f, dy, C, hs, act_at(c, q, 2 * C), 3 * C,
-			     hs, 0.0f, da, T, tt, NH);
-		gemm_batched(c, true, false, T, hs, T, 1.0f, a, T, tt, dy, C, hs, 0.0f,
-			     act_at(c, dq, 2 * C), 3 * C, hs, NH);
-	}
+	attention_to_heads(c, q, qkv, 3 * C, 3, B, T, C, NH);
+	attention_to_heads(c, dy, dout, C, 1, B, T, C, NH);
+	/* datt = dy . v^T, dv = att^T . dy */
+	gemm_batched(c, false, true, T, T, hs, 1.0f, dy, hs, th, v, hs, th, 0.0f, datt, T, tt,
+		     heads);
+	gemm_batched(c, true, false, T, hs, T, 1.0f, att, T, tt, dy, hs, th, 0.0f, dv, hs, th,
+		     heads);
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
 		if (T <= 32 * SOFTMAX_REG)
@@ -890,17 +945,12 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 				(X *)datt, (const X *)att, rows, T);
 	});
 	check_launch(c);
-	for (int b = 0; b < B; b++) {
-		const void *q = act_at(c, qkv, (size_t)b * T * 3 * C);
-		const void *ds = act_at(c, datt, (size_t)b * NH * tt);
-		void *dq = act_at(c, dqkv, (size_t)b * T * 3 * C);
-
-		/* dq = scale * ds . k, dk = scale * ds^T . q */
-		gemm_batched(c, false, false, T, hs, T, scale, ds, T, tt, act_at(c, q, C), 3 * C,
-			     hs, 0.0f, dq, 3 * C, hs, NH);
-		gemm_batched(c, true, false, T, hs, T, scale, ds, T, tt, q, 3 * C, hs, 0.0f,
-			     act_at(c, dq, C), 3 * C, hs, NH);
-	}
+	/* dq = scale * ds . k, dk = scale * ds^T . q */
+	gemm_batched(c, false, false, T, hs, T, scale, datt, T, tt, k, hs, th, 0.0f, dq, hs, th,
+		     heads);
+	gemm_batched(c, true, false, T, hs, T, scale, datt, T, tt, q, hs, th, 0.0f, dk, hs, th,
+		     heads);
+	attention_from_heads(c, dqkv, dq, 3 * C, 3, B, T, C, NH);
 }
 
 static void cu_gelu_forward(void *ctx, gpu_act *out, const gpu_act *inp, size_t n)

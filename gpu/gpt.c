@@ -41,6 +41,7 @@ enum gpu_act {
 	A_DATT,      /* (B,NH,T,T) */
 	A_DFCH,      /* (N,4C) */
 	A_DFCH_GELU, /* (N,4C) */
+	A_ATT_SCRATCH, /* (GPU_ATT_SCRATCH,N,C) */
 	GPU_NACTS
 };
 
@@ -153,6 +154,7 @@ static void act_sizes(const struct gpu_config *cfg, int B, int T, size_t s[GPU_N
 	s[A_DATT] = att;
 	s[A_DFCH] = N * 4 * C;
 	s[A_DFCH_GELU] = N * 4 * C;
+	s[A_ATT_SCRATCH] = GPU_ATT_SCRATCH * N * C;
 }
 
 static int act_is_f32(int i)
@@ -485,7 +487,7 @@ int gpu_model_forward(struct gpu_model *m, const int32_t *inputs, const int32_t 
 				     res, lp(m, P, GPU_P_LN1W, l), lp(m, P, GPU_P_LN1B, l), N, C);
 		o->matmul_forward(x, qkv, ln1, lc(m, GPU_P_QKVW, l), lp(m, P, GPU_P_QKVB, l), N,
 				  C, 3 * C, 3 * C);
-		o->attention_forward(x, atty, att, qkv, B, T, C, NH);
+		o->attention_forward(x, atty, att, qkv, m->act[A_ATT_SCRATCH], B, T, C, NH);
 		o->matmul_forward(x, res2, atty, lc(m, GPU_P_ATTPROJW, l),
 				  lp(m, P, GPU_P_ATTPROJB, l), N, C, C, C);
 		o->residual_forward(x, res2, res2, res, nc);
@@ -577,7 +579,8 @@ int gpu_model_backward(struct gpu_model *m)
 				   lp(m, G, GPU_P_ATTPROJB, l), dres, la(m, A_ATTY, l, snc),
 				   lc(m, GPU_P_ATTPROJW, l), N, C, C, C);
 		o->attention_backward(x, m->act[A_DQKV], m->act[A_DATT], m->act[A_DATTY],
-				      la(m, A_QKV, l, 3 * snc), la(m, A_ATT, l, satt), B, T, C, NH);
+				      la(m, A_QKV, l, 3 * snc), la(m, A_ATT, l, satt),
+				      m->act[A_ATT_SCRATCH], B, T, C, NH);
 		o->matmul_backward(x, dln, lp(m, G, GPU_P_QKVW, l), lp(m, G, GPU_P_QKVB, l),
 				   m->act[A_DQKV], la(m, A_LN1, l, snc), lc(m, GPU_P_QKVW, l), N,
 				   C, 3 * C, 3 * C);

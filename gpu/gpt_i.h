@@ -28,6 +28,9 @@
 /* An array of the context's activation type; only its backend reads the elements. */
 typedef void gpu_act;
 
+/* Attention's scratch, in (B, T, C) arrays: q, k, v, dy and dq, dk, dv in head-major order. */
+#define GPU_ATT_SCRATCH 7
+
 /* Bytes of one gpu_act element in a context made with this bf16 flag. */
 static inline size_t gpu_act_bytes(int bf16)
 {
@@ -67,13 +70,14 @@ struct gpu_ops {
 	void (*matmul_backward)(void *ctx, gpu_act *dinp, float *dw, float *dbias,
 				const gpu_act *dout, const gpu_act *inp, const gpu_act *w, int N,
 				int C, int OC, int ldo);
-	/* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the causal softmax for backward */
-	void (*attention_forward)(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv, int B,
-				  int T, int C, int NH);
-	/* datt (B,NH,T,T) is scratch */
+	/* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the causal softmax for backward.
+	 * scratch (GPU_ATT_SCRATCH x B*T*C elements) is the backend's to use during the call. */
+	void (*attention_forward)(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv,
+				  gpu_act *scratch, int B, int T, int C, int NH);
+	/* datt (B,NH,T,T) is scratch too */
 	void (*attention_backward)(void *ctx, gpu_act *dqkv, gpu_act *datt, const gpu_act *dout,
-				   const gpu_act *qkv, const gpu_act *att, int B, int T, int C,
-				   int NH);
+				   const gpu_act *qkv, const gpu_act *att, gpu_act *scratch, int B,
+				   int T, int C, int NH);
 	/* GELU, tanh approximation, over n elements */
 	void (*gelu_forward)(void *ctx, gpu_act *out, const gpu_act *inp, size_t n);
 	void (*gelu_backward)(void *ctx, gpu_act *dinp, const gpu_act *inp, const gpu_act *dout,

@@ -3,11 +3,12 @@
  * started from the same values.  With fp32 activations each result is within 1e-4 * (1 + max
  * |reference|) (GEMM-free kernels match to rounding; the attention and matmul products to fp32
  * summation order).  With bf16 activations the inputs of both sides are rounded to bf16 first,
- * so the difference is the candidate's rounding of its outputs and intermediates: within 1e-2 *
- * max |reference| + 1e-6 (a bf16 rounding is at most 2^-9 = 2e-3 of the value).  Shapes
- * are not multiples of the warp or block sizes: T 70, C 96, V 700 (more than a 256-thread
- * block), and strided rows.  Used by test_cuda_parity.c; written against any table so that the harness itself can
- * be checked against the CPU table where no GPU exists. */
+ * so the difference is the candidate's rounding of its outputs and intermediates: within
+ * 1e-2 * max |reference| + 1e-6 (a bf16 rounding is at most 2^-9 = 2e-3 of the value).
+ * Shapes are not multiples of the warp or block sizes: T 70, C 96, V 700 (more than a
+ * 256-thread block), strided rows, and an attention of T 1100.  Used by test_cuda_parity.c;
+ * written against any table so that the harness itself can be checked against the CPU table
+ * where no GPU exists. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,10 +164,17 @@ static void attention_case(struct kp *k, int b, int t, int c, int nh, const char
 	gpu_act *d_qkv = dacopy(k, qkv, n * 3 * c), *d_out = dacopy(k, out, n * c);
 	gpu_act *d_att = dacopy(k, att, na), *d_dout = dacopy(k, dout, n * c);
 	gpu_act *d_dqkv = dacopy(k, dqkv, n * 3 * c), *d_datt = dacopy(k, datt, na);
+	gpu_act *d_scratch = NULL;
 	char what[64];
 
-	R->attention_forward(NULL, out, att, qkv, b, t, c, nh);
-	cand->attention_forward(ctx, d_out, d_att, d_qkv, b, t, c, nh);
+	/* left as allocated: a backend must not read scratch it did not write */
+	if (k->n_dev == (int)(sizeof(k->dev) / sizeof(k->dev[0])) ||
+	    cand->alloc(ctx, &d_scratch, GPU_ATT_SCRATCH * n * c * gpu_act_bytes(k->bf16)) < 0)
+		abort();
+	k->dev[k->n_dev++] = d_scratch;
+
+	R->attention_forward(NULL, out, att, qkv, NULL, b, t, c, nh);
+	cand->attention_forward(ctx, d_out, d_att, d_qkv, d_scratch, b, t, c, nh);
 	snprintf(what, sizeof(what), "attention_forward out%s", tag);
 	cmpa(k, what, out, d_out, n * c);
 	snprintf(what, sizeof(what), "attention_forward att%s", tag);
@@ -176,8 +184,9 @@ static void attention_case(struct kp *k, int b, int t, int c, int nh, const char
 		att[i] = bf16_round(att[i]);
 	if (k->bf16)
 		d_att = dacopy(k, att, na);
-	R->attention_backward(NULL, dqkv, datt, dout, qkv, att, b, t, c, nh);
-	cand->attention_backward(ctx, d_dqkv, d_datt, d_dout, d_qkv, d_att, b, t, c, nh);
+	R->attention_backward(NULL, dqkv, datt, dout, qkv, att, NULL, b, t, c, nh);
+	cand->attention_backward(ctx, d_dqkv, d_datt, d_dout, d_qkv, d_att, d_scratch, b, t, c,
+				 nh);
 	snprintf(what, sizeof(what), "attention_backward dqkv%s", tag);
 	cmpa(k, what, dqkv, d_dqkv, n * 3 * c);
 }

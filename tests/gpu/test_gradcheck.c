@@ -159,7 +159,7 @@ static int at_B, at_T, at_C, at_NH;
 
 static void at_fwd(struct layer *L)
 {
-	O->attention_forward(NULL, L->out, at_att, at_qkv, at_B, at_T, at_C, at_NH);
+	O->attention_forward(NULL, L->out, at_att, at_qkv, NULL, at_B, at_T, at_C, at_NH);
 }
 
 static void test_attention(int b, int t, int c, int nh, const char *what)
@@ -175,7 +175,7 @@ static void test_attention(int b, int t, int c, int nh, const char *what)
 	at_qkv = randv(n * 3 * c, 1.5f);
 	at_att = zerov((size_t)b * nh * t * t);
 	at_fwd(&L);
-	O->attention_backward(NULL, dqkv, datt, L.r, at_qkv, at_att, b, t, c, nh);
+	O->attention_backward(NULL, dqkv, datt, L.r, at_qkv, at_att, NULL, b, t, c, nh);
 	check_input(&L, what, at_qkv, n * 3 * c, dqkv);
 }
 

@@ -127,6 +127,7 @@ int main(int argc, char **argv)
 	float *bias = buf_of(&bb, 4 * (size_t)C, 0), *dbias = buf_of(&bb, 4 * (size_t)C, 0);
 	float *mean = buf_of(&bb, N, 0), *rstd = buf_of(&bb, N, 0);
 	void *a = buf_of(&bb, att, 1), *da = buf_of(&bb, att, 1);
+	void *sc = buf_of(&bb, (size_t)GPU_ATT_SCRATCH * N * C, 1);
 	void *lg = buf_of(&bb, (size_t)N * Vp, 1), *wte = buf_of(&bb, (size_t)V * C, 1);
 	float *lse = buf_of(&bb, N, 0), *dwte = buf_of(&bb, (size_t)V * C, 0);
 	float *losses = buf_of(&bb, N, 0);
@@ -149,7 +150,7 @@ int main(int argc, char **argv)
 	TIME("matmul qkv fwd", 0, 3 * mm,
 	     o->matmul_forward(ctx, y, x, w, bias, N, C, 3 * C, 3 * C));
 	TIME("attention fwd", 0, 4.0 * N * T * C,
-	     o->attention_forward(ctx, y, a, x, B, T, C, NH));
+	     o->attention_forward(ctx, y, a, x, sc, B, T, C, NH));
 	TIME("matmul attproj fwd", 0, mm, o->matmul_forward(ctx, y, x, w, bias, N, C, C, C));
 	TIME("residual fwd", 0, 0, o->residual_forward(ctx, y, x, dx, (size_t)N * C));
 	TIME("matmul fc fwd", 0, 4 * mm,
@@ -167,7 +168,7 @@ int main(int argc, char **argv)
 	TIME("matmul attproj bwd", 0, 2 * mm,
 	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, C, C));
 	TIME("attention bwd", 0, 8.0 * N * T * C,
-	     o->attention_backward(ctx, dx, da, dy, x, a, B, T, C, NH));
+	     o->attention_backward(ctx, dx, da, dy, x, a, sc, B, T, C, NH));
 	TIME("matmul qkv bwd", 0, 6 * mm,
 	     o->matmul_backward(ctx, dx, dw, dbias, dy, x, w, N, C, 3 * C, 3 * C));
 	TIME("layernorm bwd (2nd)", 0, 0,

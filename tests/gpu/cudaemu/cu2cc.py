@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrite a .cu file into C++ for the CPU emulator: cu2cc.py IN.cu OUT.cc
 
-Only the two pieces of CUDA syntax that C++ lacks change; everything else is compiled as
+Only the CUDA syntax that C++ lacks changes; everything else is compiled as
 written, with the emulator's headers first on the include path:
   kernel<<<grid, block[, shmem[, stream]]>>>(args)  ->  cuemu_launch("kernel", kernel,
                                                          cuemu_config(grid, block, ...), args)
@@ -9,8 +9,8 @@ written, with the emulator's headers first on the include path:
   __shared__ T name[N]...;                          ->  static T name[N]...;
                                                         cuemu_shared_fresh(name, sizeof(name));
                                                         (undefined, as on a device, each block)
-and `#pragma unroll` (which g++ does not know) is dropped.  Line breaks are kept and a #line directive names the original, so compiler messages point
-into IN.cu.
+and `#pragma unroll` (which g++ does not know) is dropped.  Line breaks are kept and a #line
+directive names the original, so compiler messages point into IN.cu.
 """
 import re
 import sys
