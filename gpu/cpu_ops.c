@@ -112,6 +112,11 @@ static int cpu_sync(void *ctx)
 	return 0;
 }
 
+static const char *cpu_error_detail(void *ctx)
+{
+	return "";
+}
+
 static void cpu_act_from_f32(void *ctx, gpu_act *dst, const float *src, size_t n)
 {
 	memcpy(dst, src, n * sizeof(float));
@@ -501,6 +506,7 @@ static const struct gpu_ops cpu_ops = {
 	.to_host = cpu_copy,
 	.zero = cpu_zero,
 	.sync = cpu_sync,
+	.error_detail = cpu_error_detail,
 	.act_from_f32 = cpu_act_from_f32,
 	.act_to_host = cpu_act_to_host,
 	.encoder_forward = cpu_encoder_forward,

@@ -27,6 +27,7 @@
 #include <cuda_runtime.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,9 @@ struct cuda_ctx {
 	cublasHandle_t blas;
 	int bf16;                /* activation type: bf16, else fp32 */
 	int err;                 /* first failure as -errno, 0 if none */
+	const char *where;       /* the table function running now */
+	char detail[192];        /* the first failure in words: the table function that saw it
+				  * (asynchronous errors show at the next sync), the device's error */
 	double *d_partial;       /* SUMSQ_BLOCKS */
 };
 
@@ -88,15 +92,36 @@ static int cublas_errno(cublasStatus_t s)
 	}
 }
 
-static void note(cuda_ctx *c, int r)
+/* Every table function starts here, so that a failure can say where it happened. */
+static cuda_ctx *enter(void *ctx, const char *where)
 {
-	if (r < 0 && c->err == 0)
-		c->err = r;
+	cuda_ctx *c = (cuda_ctx *)ctx;
+
+	c->where = where;
+	return c;
+}
+
+static void note_cuda(cuda_ctx *c, cudaError_t e)
+{
+	if (e == cudaSuccess || c->err)
+		return;
+	c->err = cuda_errno(e);
+	snprintf(c->detail, sizeof(c->detail), "%s: %s", c->where ? c->where : "?",
+		 cudaGetErrorString(e));
+}
+
+static void note_blas(cuda_ctx *c, cublasStatus_t st)
+{
+	if (st == CUBLAS_STATUS_SUCCESS || c->err)
+		return;
+	c->err = cublas_errno(st);
+	snprintf(c->detail, sizeof(c->detail), "%s: cuBLAS status %d", c->where ? c->where : "?",
+		 (int)st);
 }
 
 static void check_launch(cuda_ctx *c)
 {
-	note(c, cuda_errno(cudaGetLastError()));
+	note_cuda(c, cudaGetLastError());
 }
 
 static unsigned blocks(size_t n, unsigned per)
@@ -126,10 +151,10 @@ static void gemm(cuda_ctx *c, bool ta, bool tb, int M, int N, int K, float alpha
 		 const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc,
 		 cudaDataType ct)
 {
-	note(c, cublas_errno(cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+	note_blas(c, cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
 					  ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
 					  act_type(c), ldb, A, act_type(c), lda, &beta, C, ct, ldc,
-					  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
+					  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 /* The same, all of the activation type, batched over count matrices at fixed strides
@@ -138,10 +163,10 @@ static void gemm_batched(cuda_ctx *c, bool ta, bool tb, int M, int N, int K, flo
 			 const void *A, int lda, long long sa, const void *B, int ldb,
 			 long long sb, float beta, void *C, int ldc, long long sc, int count)
 {
-	note(c, cublas_errno(cublasGemmStridedBatchedEx(
+	note_blas(c, cublasGemmStridedBatchedEx(
 			c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N,
 			M, K, &alpha, B, act_type(c), ldb, sb, A, act_type(c), lda, sa, &beta, C,
-			act_type(c), ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)));
+			act_type(c), ldc, sc, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 /* Element i of an activation array. */
@@ -226,33 +251,33 @@ static void cu_free(void *ctx, void *p)
 
 static int cu_sync(void *ctx)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
-	note(c, cuda_errno(cudaStreamSynchronize(c->stream)));
+	note_cuda(c, cudaStreamSynchronize(c->stream));
 	return c->err;
 }
 
 static int cu_to_dev(void *ctx, void *dst, const void *src, size_t bytes)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
-	note(c, cuda_errno(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream)));
+	note_cuda(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
 	return cu_sync(ctx);
 }
 
 static int cu_to_host(void *ctx, void *dst, const void *src, size_t bytes)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
-	note(c, cuda_errno(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream)));
+	note_cuda(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
 	return cu_sync(ctx);
 }
 
 static int cu_zero(void *ctx, void *p, size_t bytes)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
-	note(c, cuda_errno(cudaMemsetAsync(p, 0, bytes, c->stream)));
+	note_cuda(c, cudaMemsetAsync(p, 0, bytes, c->stream));
 	return c->err;
 }
 
@@ -727,7 +752,7 @@ __global__ static void k_adamw(float *p, X *cp, const float *g, float *m, float 
 
 static void cu_act_from_f32(void *ctx, gpu_act *dst, const float *src, size_t n)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -738,7 +763,7 @@ static void cu_act_from_f32(void *ctx, gpu_act *dst, const float *src, size_t n)
 
 static int cu_act_to_host(void *ctx, float *dst, const gpu_act *src, size_t n)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 	int r;
 
 	if (!c->bf16)
@@ -760,7 +785,7 @@ static int cu_act_to_host(void *ctx, float *dst, const gpu_act *src, size_t n)
 static void cu_encoder_forward(void *ctx, gpu_act *out, const int32_t *inp, const float *wte,
 			       const float *wpe, int B, int T, int C)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -773,7 +798,7 @@ static void cu_encoder_forward(void *ctx, gpu_act *out, const int32_t *inp, cons
 static void cu_encoder_backward(void *ctx, float *dwte, float *dwpe, const gpu_act *dout,
 				const int32_t *inp, int B, int T, int C)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -789,7 +814,7 @@ static void cu_encoder_backward(void *ctx, float *dwte, float *dwpe, const gpu_a
 static void cu_layernorm_forward(void *ctx, gpu_act *out, float *mean, float *rstd,
 				 const gpu_act *inp, const float *w, const float *b, int N, int C)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -803,7 +828,7 @@ static void cu_layernorm_backward(void *ctx, gpu_act *dinp, float *dw, float *db
 				  const gpu_act *dout, const gpu_act *inp, const float *w,
 				  const float *mean, const float *rstd, int N, int C)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -819,7 +844,7 @@ static void cu_layernorm_backward(void *ctx, gpu_act *dinp, float *dw, float *db
 static void cu_matmul_forward(void *ctx, gpu_act *out, const gpu_act *inp, const gpu_act *w,
 			      const float *bias, int N, int C, int OC, int ldo)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 	float beta = 0.0f;
 
 	if (bias) {
@@ -838,7 +863,7 @@ static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias
 			       const gpu_act *dout, const gpu_act *inp, const gpu_act *w, int N,
 			       int C, int OC, int ldo)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	gemm(c, false, false, N, C, OC, 1.0f, dout, ldo, w, C, 0.0f, dinp, C, act_type(c));
 	/* the weight gradient accumulates in fp32 whatever the activation type */
@@ -885,7 +910,7 @@ static void attention_from_heads(cuda_ctx *c, void *dst, const void *src, int ld
 static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gpu_act *qkv,
 				 gpu_act *scratch, int B, int T, int C, int NH)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 	int hs = C / NH, heads = B * NH;
 	float scale = 1.0f / sqrtf((float)hs);
 	long long tt = (long long)T * T, th = (long long)T * hs;
@@ -917,7 +942,7 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 				  const gpu_act *qkv, const gpu_act *att, gpu_act *scratch, int B,
 				  int T, int C, int NH)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 	int hs = C / NH, heads = B * NH;
 	float scale = 1.0f / sqrtf((float)hs);
 	long long tt = (long long)T * T, th = (long long)T * hs;
@@ -955,7 +980,7 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 
 static void cu_gelu_forward(void *ctx, gpu_act *out, const gpu_act *inp, size_t n)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -967,7 +992,7 @@ static void cu_gelu_forward(void *ctx, gpu_act *out, const gpu_act *inp, size_t 
 static void cu_gelu_backward(void *ctx, gpu_act *dinp, const gpu_act *inp, const gpu_act *dout,
 			     size_t n)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -980,7 +1005,7 @@ static void cu_gelu_backward(void *ctx, gpu_act *dinp, const gpu_act *inp, const
 static void cu_residual_forward(void *ctx, gpu_act *out, const gpu_act *a, const gpu_act *b,
 				size_t n)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -994,7 +1019,7 @@ static void cu_crossentropy_forward(void *ctx, float *losses, float *lse,
 				    const gpu_act *logits, const int32_t *targets, int N, int V,
 				    int ldl)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -1008,7 +1033,7 @@ static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const gpu_act 
 				     const float *lse, const int32_t *targets, int N, int V,
 				     int ldl, float dloss)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -1020,7 +1045,7 @@ static void cu_crossentropy_backward(void *ctx, gpu_act *dlogits, const gpu_act 
 
 static int cu_sumsq(void *ctx, const float *x, size_t n, double *ret)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 	double part[SUMSQ_BLOCKS], s = 0.0;
 	int r;
 
@@ -1039,7 +1064,7 @@ static void cu_adamw(void *ctx, float *p, gpu_act *cp, const float *g, float *m,
 		     size_t n, float lr, float beta1, float beta2, float eps, float wd,
 		     float gscale, float bc1, float bc2)
 {
-	cuda_ctx *c = (cuda_ctx *)ctx;
+	cuda_ctx *c = enter(ctx, __func__);
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
@@ -1047,6 +1072,11 @@ static void cu_adamw(void *ctx, float *p, gpu_act *cp, const float *g, float *m,
 							      beta2, eps, wd, gscale, bc1, bc2);
 	});
 	check_launch(c);
+}
+
+static const char *cu_error_detail(void *ctx)
+{
+	return ((cuda_ctx *)ctx)->detail;
 }
 
 static const struct gpu_ops cuda_ops = {
@@ -1059,6 +1089,7 @@ static const struct gpu_ops cuda_ops = {
 	cu_to_host,
 	cu_zero,
 	cu_sync,
+	cu_error_detail,
 	cu_act_from_f32,
 	cu_act_to_host,
 	cu_encoder_forward,

@@ -642,6 +642,11 @@ int gpu_model_step(struct gpu_model *m, const struct gpu_adamw *hp, float lr,
 	return 0;
 }
 
+const char *gpu_model_error_detail(const struct gpu_model *m)
+{
+	return m->ops->error_detail(m->ctx);
+}
+
 int gpu_model_logits(struct gpu_model *m, long row, float *dst)
 {
 	size_t V = m->cfg.vocab_size, Vp = padded_vocab(m->cfg.vocab_size);

@@ -131,6 +131,10 @@ int gpu_model_backward(struct gpu_model *m);
 int gpu_model_step(struct gpu_model *m, const struct gpu_adamw *hp, float lr,
 		   float *ret_grad_norm);
 
+/* The backend's first failure in words (which of its calls saw it, the device's own error), or
+ * "" when it has none: for a caller's message beside the -errno.  Valid until the next call. */
+const char *gpu_model_error_detail(const struct gpu_model *m);
+
 /* Copy logits (B, T, V) of the last forward, or only of position t of sequence b when
  * row >= 0 (row = b * T + t), into dst on the host. */
 int gpu_model_logits(struct gpu_model *m, long row, float *dst);

@@ -48,6 +48,8 @@ struct gpu_ops {
 	int (*to_host)(void *ctx, void *dst, const void *src, size_t bytes);
 	int (*zero)(void *ctx, void *p, size_t bytes);
 	int (*sync)(void *ctx);
+	/* the first failure in words, "" if none (for messages; the errno is what sync returned) */
+	const char *(*error_detail)(void *ctx);
 	/* dst (n) = src (n) in the activation type; dst (host, n floats) = src (n) as floats */
 	void (*act_from_f32)(void *ctx, gpu_act *dst, const float *src, size_t n);
 	int (*act_to_host)(void *ctx, float *dst, const gpu_act *src, size_t n);

@@ -8,7 +8,9 @@
  *     greedy sampling gives valid tokens, the same on two runs;
  *   - a NaN in the weights makes forward return -ERANGE, and a step is refused likewise;
  *   - memory: bf16 activations need less than fp32, and opts.max_bytes one byte short of
- *     gpu_model_bytes() is refused with -ENOMEM.
+ *     gpu_model_bytes() is refused with -ENOMEM;
+ *   - a failure names the call that saw it and the device's error (error_detail): a cuBLAS
+ *     call refused for its leading dimension, a launch refused for its empty grid.
  * Exit 77 when the library has no CUDA backend or there is no device; with --emulator it says
  * that it runs on cudaemu, the CPU stand-in for a GPU. */
 #include <errno.h>
@@ -110,7 +112,7 @@ static int engine(const struct gpu_config *cfg, int bf16, const char *tmp)
 	r = 0;
 out:
 	if (r < 0)
-		printf("FAIL: %s: %s\n", mode, strerror(-r));
+		printf("FAIL: %s: %s %s\n", mode, strerror(-r), g ? gpu_model_error_detail(g) : "");
 	gpu_model_free(g);
 	gpu_model_free(h);
 	gpu_model_free(c);
@@ -119,6 +121,47 @@ out:
 	free(all);
 	free(row);
 	return r;
+}
+
+static void failure_details(void)
+{
+	const struct gpu_ops *o = gpu_cuda_ops();
+	void *ctx = NULL, *a = NULL, *w = NULL, *y = NULL, *st = NULL;
+	int r;
+
+	if (o->ctx_new(&ctx, 0) < 0 || o->alloc(ctx, &a, 64 * 64 * 4) < 0 ||
+	    o->alloc(ctx, &w, 64 * 64 * 4) < 0 || o->alloc(ctx, &y, 64 * 64 * 4) < 0 ||
+	    o->alloc(ctx, &st, 64 * 4) < 0) {
+		check(0, "fp32", "a context for the failure details");
+		return;
+	}
+	check(*o->error_detail(ctx) == 0, "fp32", "no failure: an empty detail");
+	/* out rows closer than OC: cuBLAS refuses the leading dimension */
+	o->matmul_forward(ctx, y, a, w, NULL, 64, 32, 64, 16);
+	r = o->sync(ctx);
+	check(r == -EINVAL && strstr(o->error_detail(ctx), "matmul_forward") &&
+	      strstr(o->error_detail(ctx), "cuBLAS status"), "fp32",
+	      "a refused GEMM: -EINVAL, and the detail names matmul_forward and cuBLAS");
+	printf("     (%s)\n", o->error_detail(ctx));
+	o->free(ctx, a);
+	o->free(ctx, w);
+	o->free(ctx, y);
+	o->free(ctx, st);
+	o->ctx_free(ctx);
+	if (o->ctx_new(&ctx, 1) < 0 || o->alloc(ctx, &a, 64 * 4) < 0 ||
+	    o->alloc(ctx, &st, 64 * 4) < 0) {
+		check(0, "bf16", "a context for the failure details");
+		return;
+	}
+	/* no rows: an empty grid */
+	o->layernorm_forward(ctx, a, st, st, a, st, st, 0, 32);
+	r = o->sync(ctx);
+	check(r < 0 && strstr(o->error_detail(ctx), "layernorm_forward"), "bf16",
+	      "an empty launch: an error, and the detail names layernorm_forward");
+	printf("     (%s)\n", o->error_detail(ctx));
+	o->free(ctx, a);
+	o->free(ctx, st);
+	o->ctx_free(ctx);
 }
 
 int main(int argc, char **argv)
@@ -157,6 +200,7 @@ int main(int argc, char **argv)
 	for (int bf16 = 0; bf16 <= 1; bf16++)
 		if (engine(&cfg, bf16, tmp) < 0)
 			failures++;
+	failure_details();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
 	if (system(cmd) != 0)
 		failures++;

@@ -130,7 +130,8 @@ static int model_parity(const struct gpu_config *cfg, int bf16)
 	r = 0;
 out:
 	if (r < 0)
-		printf("FAIL: %s model: %s\n", mode, strerror(-r));
+		printf("FAIL: %s model: %s %s\n", mode, strerror(-r),
+		       gpu ? gpu_model_error_detail(gpu) : "");
 	gpu_model_free(gpu);
 	gpu_model_free(cpu);
 	free(a);

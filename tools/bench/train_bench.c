@@ -140,7 +140,8 @@ int main(int argc, char **argv)
 			t0 = now_s();
 		if ((r = gpu_model_forward(m, inp, tgt, opts.max_batch, opts.max_seq, &loss)) < 0 ||
 		    (r = gpu_model_backward(m)) < 0 || (r = gpu_model_step(m, &hp, 1e-4f, NULL)) < 0) {
-			fprintf(stderr, "llmfs-train-bench: step %d: %s\n", s, strerror(-r));
+			fprintf(stderr, "llmfs-train-bench: step %d: %s %s\n", s, strerror(-r),
+				gpu_model_error_detail(m));
 			return 1;
 		}
 	}

@@ -71,7 +71,7 @@ static void *buf_of(struct bench *b, size_t n, int act)
 			double t0 = now_s();                                              \
 			call;                                                             \
 			if (o->sync(ctx) < 0) {                                           \
-				fprintf(stderr, "%s: the backend failed\n", label);      \
+				fprintf(stderr, "%s: %s\n", label, o->error_detail(ctx)); \
 				return 1;                                                 \
 			}                                                                 \
 			double dt = now_s() - t0;                                         \

@@ -370,8 +370,12 @@ static int run(struct train_args *a)
 	}
 	r = 0;
 out:
-	if (r < 0)
-		fprintf(stderr, "llmfs-train: %s: %s\n", what, strerror(-r));
+	if (r < 0) {
+		const char *detail = m ? gpu_model_error_detail(m) : "";
+
+		fprintf(stderr, "llmfs-train: %s: %s%s%s%s\n", what, strerror(-r),
+			*detail ? " (" : "", detail, *detail ? ")" : "");
+	}
 	if (log && fclose(log) != 0 && r == 0)
 		r = -errno;
 	if (samples)
