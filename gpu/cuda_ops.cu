@@ -589,11 +589,12 @@ __global__ static void k_softmax_causal_backward(X *datt, const X *att, long row
 		st(&da[j], j <= t ? ld(a[j]) * (ld(da[j]) - dot) : 0.0f);
 }
 
-/* parts arrays (B, T, C) inside rows of ld elements of src, part p at column p * C, into
- * parts head-major arrays (B, NH, T, hs) one after another in dst; and back */
+/* Between parts (B, T, C) arrays inside rows of ld elements, part p at column p * C, and parts
+ * head-major (B, NH, T, hs) arrays one after another: into the head-major ones when to_heads,
+ * else back. */
 template <class X>
-__global__ static void k_to_heads(X *dst, const X *src, int ld, int parts, int B, int T, int C,
-				  int NH)
+__global__ static void k_heads(X *heads, X *rows, int ld, int parts, int B, int T, int C, int NH,
+			       int to_heads)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nc = (size_t)B * T * C;
 
@@ -603,24 +604,13 @@ __global__ static void k_to_heads(X *dst, const X *src, int ld, int parts, int B
 	size_t j = i % nc, bt = j / C;
 	int ch = (int)(j % C), h = ch / hs, d = ch % hs;
 	size_t b = bt / T, t = bt % T;
+	X *hd = &heads[p * nc + ((b * NH + h) * T + t) * hs + d];
+	X *rw = &rows[bt * ld + (size_t)p * C + ch];
 
-	dst[p * nc + ((b * NH + h) * T + t) * hs + d] = src[bt * ld + (size_t)p * C + ch];
-}
-
-template <class X>
-__global__ static void k_from_heads(X *dst, const X *src, int ld, int parts, int B, int T, int C,
-				    int NH)
-{
-	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nc = (size_t)B * T * C;
-
-	if (i >= (size_t)parts * nc)
-		return;
-	int hs = C / NH, p = (int)(i / nc);
-	size_t j = i % nc, bt = j / C;
-	int ch = (int)(j % C), h = ch / hs, d = ch % hs;
-	size_t b = bt / T, t = bt % T;
-
-	dst[bt * ld + (size_t)p * C + ch] = src[p * nc + ((b * NH + h) * T + t) * hs + d];
+	if (to_heads)
+		*hd = *rw;
+	else
+		*rw = *hd;
 }
 
 template <class X> __global__ static void k_gelu_forward(X *out, const X *inp, size_t n)
@@ -881,28 +871,16 @@ static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias
 /* Attention runs on head-major copies (B, NH, T, hs) in the scratch, so that every product is
  * one GEMM batched over all B * NH heads at uniform strides: one launch where a (B, T, 3C)
  * layout needs one per sequence. */
-static void attention_to_heads(cuda_ctx *c, void *dst, const void *src, int ld, int parts,
-			       int B, int T, int C, int NH)
+/* rows is written only when !to_heads, and then is one of the call's outputs */
+static void attention_heads(cuda_ctx *c, void *heads, const void *rows, int ld, int parts,
+			    int B, int T, int C, int NH, int to_heads)
 {
 	size_t n = (size_t)parts * B * T * C;
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
-		k_to_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)dst, (const X *)src, ld,
-								 parts, B, T, C, NH);
-	});
-	check_launch(c);
-}
-
-static void attention_from_heads(cuda_ctx *c, void *dst, const void *src, int ld, int parts,
-				 int B, int T, int C, int NH)
-{
-	size_t n = (size_t)parts * B * T * C;
-
-	with_act(c, [&](auto x) {
-		typedef decltype(x) X;
-		k_from_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)dst, (const X *)src, ld,
-								   parts, B, T, C, NH);
+		k_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)heads, (X *)rows, ld, parts, B,
+							      T, C, NH, to_heads);
 	});
 	check_launch(c);
 }
@@ -919,7 +897,7 @@ static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gp
 	void *q = scratch, *k = act_at(c, scratch, nc), *v = act_at(c, scratch, 2 * nc);
 	void *y = act_at(c, scratch, 3 * nc);
 
-	attention_to_heads(c, q, qkv, 3 * C, 3, B, T, C, NH);
+	attention_heads(c, q, qkv, 3 * C, 3, B, T, C, NH, 1);
 	/* att = scale * q . k^T, then the causal softmax, then y = att . v */
 	gemm_batched(c, false, true, T, T, hs, scale, q, hs, th, k, hs, th, 0.0f, att, T, tt,
 		     heads);
@@ -935,7 +913,7 @@ static void cu_attention_forward(void *ctx, gpu_act *out, gpu_act *att, const gp
 	check_launch(c);
 	gemm_batched(c, false, false, T, hs, T, 1.0f, att, T, tt, v, hs, th, 0.0f, y, hs, th,
 		     heads);
-	attention_from_heads(c, out, y, C, 1, B, T, C, NH);
+	attention_heads(c, y, out, C, 1, B, T, C, NH, 0);
 }
 
 static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const gpu_act *dout,
@@ -952,8 +930,8 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 	void *dy = act_at(c, scratch, 3 * nc), *dq = act_at(c, scratch, 4 * nc);
 	void *dk = act_at(c, scratch, 5 * nc), *dv = act_at(c, scratch, 6 * nc);
 
-	attention_to_heads(c, q, qkv, 3 * C, 3, B, T, C, NH);
-	attention_to_heads(c, dy, dout, C, 1, B, T, C, NH);
+	attention_heads(c, q, qkv, 3 * C, 3, B, T, C, NH, 1);
+	attention_heads(c, dy, dout, C, 1, B, T, C, NH, 1);
 	/* datt = dy . v^T, dv = att^T . dy */
 	gemm_batched(c, false, true, T, T, hs, 1.0f, dy, hs, th, v, hs, th, 0.0f, datt, T, tt,
 		     heads);
@@ -975,7 +953,7 @@ static void cu_attention_backward(void *ctx, gpu_act *dqkv, gpu_act *datt, const
 		     heads);
 	gemm_batched(c, true, false, T, hs, T, scale, datt, T, tt, q, hs, th, 0.0f, dk, hs, th,
 		     heads);
-	attention_from_heads(c, dqkv, dq, 3 * C, 3, B, T, C, NH);
+	attention_heads(c, dq, dqkv, 3 * C, 3, B, T, C, NH, 0);
 }
 
 static void cu_gelu_forward(void *ctx, gpu_act *out, const gpu_act *inp, size_t n)
