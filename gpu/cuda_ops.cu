@@ -589,12 +589,12 @@ __global__ static void k_softmax_causal_backward(X *datt, const X *att, long row
 		st(&da[j], j <= t ? ld(a[j]) * (ld(da[j]) - dot) : 0.0f);
 }
 
-/* Between parts (B, T, C) arrays inside rows of ld elements, part p at column p * C, and parts
+/* Between parts (B, T, C) arrays inside rows of ldr elements, part p at column p * C, and parts
  * head-major (B, NH, T, hs) arrays one after another: into the head-major ones when to_heads,
  * else back. */
 template <class X>
-__global__ static void k_heads(X *heads, X *rows, int ld, int parts, int B, int T, int C, int NH,
-			       int to_heads)
+__global__ static void k_heads(X *heads, X *rows, int ldr, int parts, int B, int T, int C,
+			       int NH, int to_heads)
 {
 	size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nc = (size_t)B * T * C;
 
@@ -605,7 +605,7 @@ __global__ static void k_heads(X *heads, X *rows, int ld, int parts, int B, int 
 	int ch = (int)(j % C), h = ch / hs, d = ch % hs;
 	size_t b = bt / T, t = bt % T;
 	X *hd = &heads[p * nc + ((b * NH + h) * T + t) * hs + d];
-	X *rw = &rows[bt * ld + (size_t)p * C + ch];
+	X *rw = &rows[bt * ldr + (size_t)p * C + ch];
 
 	if (to_heads)
 		*hd = *rw;
@@ -872,14 +872,14 @@ static void cu_matmul_backward(void *ctx, gpu_act *dinp, float *dw, float *dbias
  * one GEMM batched over all B * NH heads at uniform strides: one launch where a (B, T, 3C)
  * layout needs one per sequence. */
 /* rows is written only when !to_heads, and then is one of the call's outputs */
-static void attention_heads(cuda_ctx *c, void *heads, const void *rows, int ld, int parts,
+static void attention_heads(cuda_ctx *c, void *heads, const void *rows, int ldr, int parts,
 			    int B, int T, int C, int NH, int to_heads)
 {
 	size_t n = (size_t)parts * B * T * C;
 
 	with_act(c, [&](auto x) {
 		typedef decltype(x) X;
-		k_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)heads, (X *)rows, ld, parts, B,
+		k_heads<X><<<blocks(n, NT), NT, 0, c->stream>>>((X *)heads, (X *)rows, ldr, parts, B,
 							      T, C, NH, to_heads);
 	});
 	check_launch(c);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cublas_v2.h"
+#include "cuda_bf16.h"
 #include "cuda_runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -683,18 +684,10 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 
 /* ---- cuBLAS ---- */
 
+/* bf16 as the emulator's cuda_bf16.h converts it, kernels and cuBLAS alike */
 static float bf16_round(float x)
 {
-	uint32_t u;
-
-	memcpy(&u, &x, 4);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		u |= 0x00400000u; /* quiet NaN */
-	else
-		u += 0x7fffu + (u >> 16 & 1u);
-	u &= 0xffff0000u;
-	memcpy(&x, &u, 4);
-	return x;
+	return __bfloat162float(__float2bfloat16(x));
 }
 
 static size_t type_bytes(cudaDataType t)
@@ -706,24 +699,15 @@ static float load(const void *p, cudaDataType t, size_t i)
 {
 	if (t == CUDA_R_32F)
 		return ((const float *)p)[i];
-	uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
-	float x;
-
-	memcpy(&x, &u, 4);
-	return x;
+	return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
 }
 
 static void store(void *p, cudaDataType t, size_t i, float x)
 {
-	if (t == CUDA_R_32F) {
+	if (t == CUDA_R_32F)
 		((float *)p)[i] = x;
-		return;
-	}
-	uint32_t u;
-
-	x = bf16_round(x);
-	memcpy(&u, &x, 4);
-	((uint16_t *)p)[i] = (uint16_t)(u >> 16);
+	else
+		((__nv_bfloat16 *)p)[i] = __float2bfloat16(x);
 }
 
 /* elements spanned by count column-major (rows, cols, ld) matrices stride apart */
