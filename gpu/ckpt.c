@@ -106,38 +106,34 @@ static size_t numel(const int64_t *shape, int ndim)
 	return n;
 }
 
-/* Copy between the flat (out, in) layout and the HF layout of one tensor. */
+/* dst (c, r) = src (r, c) transposed */
+static void transpose(float *dst, const float *src, size_t r, size_t c)
+{
+	for (size_t i = 0; i < r; i++)
+		for (size_t j = 0; j < c; j++)
+			dst[j * r + i] = src[i * c + j];
+}
+
+/* Copy between the flat (out, in) layout and the HF layout of one tensor: HF keeps
+ * Conv1D weights as (in, out), shape[] holds the HF shape. */
 static void to_hf(const struct hf_tensor *x, const float *flat, float *dst)
 {
 	const float *src = flat + x->offset;
-	size_t n = numel(x->shape, x->ndim);
 
-	if (!x->transposed) {
-		memcpy(dst, src, n * sizeof(float));
-		return;
-	}
-	/* HF (in, out) from ours (out, in) */
-	size_t in = (size_t)x->shape[0], out = (size_t)x->shape[1];
-
-	for (size_t i = 0; i < in; i++)
-		for (size_t o = 0; o < out; o++)
-			dst[i * out + o] = src[o * in + i];
+	if (x->transposed)
+		transpose(dst, src, (size_t)x->shape[1], (size_t)x->shape[0]);
+	else
+		memcpy(dst, src, numel(x->shape, x->ndim) * sizeof(float));
 }
 
 static void from_hf(const struct hf_tensor *x, const float *src, float *flat)
 {
 	float *dst = flat + x->offset;
-	size_t n = numel(x->shape, x->ndim);
 
-	if (!x->transposed) {
-		memcpy(dst, src, n * sizeof(float));
-		return;
-	}
-	size_t in = (size_t)x->shape[0], out = (size_t)x->shape[1];
-
-	for (size_t i = 0; i < in; i++)
-		for (size_t o = 0; o < out; o++)
-			dst[o * in + i] = src[i * out + o];
+	if (x->transposed)
+		transpose(dst, src, (size_t)x->shape[0], (size_t)x->shape[1]);
+	else
+		memcpy(dst, src, numel(x->shape, x->ndim) * sizeof(float));
 }
 
 /* The whole file in memory: header then data.  tensors[k].data is used unless parts is set,
