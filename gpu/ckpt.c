@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,13 +455,14 @@ out:
 	return r;
 }
 
-/* A parsed safetensors file held in memory. */
+/* A parsed safetensors file: its header, and its data in memory unless opened for the header
+ * only (data is then NULL; data_len and data_off still describe the file). */
 struct st_file {
 	unsigned char *buf;
-	size_t len;
 	json_t *hdr;
 	const unsigned char *data;
 	size_t data_len;
+	size_t data_off; /* of the data in the file: 8 + header length */
 };
 
 static void st_release(struct st_file *f)
@@ -470,10 +472,12 @@ static void st_release(struct st_file *f)
 	memset(f, 0, sizeof(*f));
 }
 
-static int st_open(struct st_file *f, const char *path)
+static int st_open(struct st_file *f, const char *path, bool header_only)
 {
 	FILE *fp = fopen(path, "rbe");
+	unsigned char le[8];
 	uint64_t hl = 0;
+	size_t len, n;
 	long sz;
 	int r = 0;
 
@@ -484,33 +488,36 @@ static int st_open(struct st_file *f, const char *path)
 		r = -errno;
 		goto out;
 	}
-	if (sz < 8) {
+	len = (size_t)sz;
+	if (len < 8 || fread(le, 1, 8, fp) != 8) {
+		r = len < 8 ? -EINVAL : -EIO;
+		goto out;
+	}
+	for (int i = 0; i < 8; i++)
+		hl |= (uint64_t)le[i] << (8 * i);
+	if (hl > MAX_HEADER || hl > len - 8) {
 		r = -EINVAL;
 		goto out;
 	}
-	f->len = (size_t)sz;
-	f->buf = malloc(f->len);
+	n = header_only ? (size_t)hl : len - 8;
+	f->buf = malloc(n ? n : 1);
 	if (!f->buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if (fread(f->buf, 1, f->len, fp) != f->len) {
+	if (fread(f->buf, 1, n, fp) != n) {
 		r = -EIO;
 		goto out;
 	}
-	for (int i = 0; i < 8; i++)
-		hl |= (uint64_t)f->buf[i] << (8 * i);
-	if (hl > MAX_HEADER || hl > f->len - 8) {
-		r = -EINVAL;
-		goto out;
-	}
-	f->hdr = json_loadb((const char *)f->buf + 8, (size_t)hl, 0, NULL);
+	f->hdr = json_loadb((const char *)f->buf, (size_t)hl, 0, NULL);
 	if (!json_is_object(f->hdr)) {
 		r = -EINVAL;
 		goto out;
 	}
-	f->data = f->buf + 8 + hl;
-	f->data_len = f->len - 8 - (size_t)hl;
+	f->data_off = 8 + (size_t)hl;
+	f->data_len = len - f->data_off;
+	if (!header_only)
+		f->data = f->buf + hl;
 out:
 	fclose(fp);
 	if (r < 0)
@@ -518,7 +525,8 @@ out:
 	return r;
 }
 
-/* Find name (or "transformer." + name), check F32 and the shape, return its bytes. */
+/* Find name (or "transformer." + name), check F32 and the shape, and return its bytes when the
+ * data is in memory (ret may be NULL to check only). */
 static int st_get(const struct st_file *f, const char *prefix, const char *name, int ndim,
 		  const int64_t *shape, const float **ret)
 {
@@ -549,26 +557,30 @@ static int st_get(const struct st_file *f, const char *prefix, const char *name,
 	if (b < 0 || end < b || (size_t)end > f->data_len ||
 	    (size_t)(end - b) != numel(shape, ndim) * sizeof(float))
 		return -EINVAL;
-	/* safetensors data is only 8-aligned relative to the buffer start, and our buffer comes
-	 * from malloc: float alignment holds when b is a multiple of 4, which F32 files keep. */
-	if ((uintptr_t)(f->data + b) % sizeof(float) != 0)
+	/* The data sits at data_off - 8 in a malloc'd buffer: float alignment holds when the
+	 * file offset is a multiple of 4, which F32 files keep. */
+	if ((f->data_off + (size_t)b) % sizeof(float) != 0)
 		return -EINVAL;
-	*ret = (const float *)(f->data + b);
+	if (ret)
+		*ret = (const float *)(f->data + b);
 	return 0;
 }
 
+/* Check every tensor of t (under prefix) in f; with flat and m, also copy them into the
+ * model's buffer which. */
 static int load_flat(struct gpu_model *m, const struct st_file *f, const char *prefix,
 		     const struct hf_tensor *t, int nt, enum gpu_buf which, float *flat)
 {
 	for (int k = 0; k < nt; k++) {
 		const float *src;
-		int r = st_get(f, prefix, t[k].name, t[k].ndim, t[k].shape, &src);
+		int r = st_get(f, prefix, t[k].name, t[k].ndim, t[k].shape, flat ? &src : NULL);
 
 		if (r < 0)
 			return r;
-		from_hf(&t[k], src, flat);
+		if (flat)
+			from_hf(&t[k], src, flat);
 	}
-	return gpu_model_write(m, which, flat);
+	return flat ? gpu_model_write(m, which, flat) : 0;
 }
 
 static int meta_long(const struct st_file *f, const char *key, long long *ret)
@@ -585,62 +597,76 @@ static int meta_long(const struct st_file *f, const char *key, long long *ret)
 	return 0;
 }
 
+/* One file of a checkpoint, checked (flat NULL) or loaded: the weights, or with opt the
+ * optimizer's two moments and its metadata (step, adam_step, seed). */
+static int load_file(struct gpu_model *m, const char *path, const struct hf_tensor *t, int nt,
+		     bool opt, float *flat, long long meta[3])
+{
+	struct st_file f;
+	int r;
+
+	r = st_open(&f, path, !flat);
+	if (r < 0)
+		return r;
+	if (!opt)
+		r = load_flat(m, &f, "", t, nt, GPU_BUF_PARAMS, flat);
+	else if ((r = load_flat(m, &f, "exp_avg.", t, nt, GPU_BUF_ADAM_M, flat)) == 0 &&
+		 (r = load_flat(m, &f, "exp_avg_sq.", t, nt, GPU_BUF_ADAM_V, flat)) == 0 &&
+		 (r = meta_long(&f, "step", &meta[0])) == 0 &&
+		 (r = meta_long(&f, "adam_step", &meta[1])) == 0)
+		r = meta_long(&f, "seed", &meta[2]);
+	st_release(&f);
+	return r;
+}
+
 int gpu_ckpt_load(struct gpu_model *m, const char *dir, struct gpu_ckpt_meta *ret_meta)
 {
-	struct st_file f = { 0 };
 	struct hf_tensor *t = NULL;
 	float *flat = NULL;
-	char *p = NULL;
-	long long step = -1, adam_step = 0, seed = 0;
+	char *pm = NULL, *po = NULL;
+	long long meta[3] = { -1, 0, 0 }; /* step, adam_step, seed */
+	bool opt;
 	int nt = 0, r;
 
 	r = hf_tensors(gpu_model_config(m), &t, &nt);
 	if (r < 0)
 		return r;
 	flat = malloc(gpu_model_num_params(m) * sizeof(float));
-	p = join(dir, "model.safetensors");
-	if (!flat || !p) {
+	pm = join(dir, "model.safetensors");
+	po = join(dir, "optimizer.safetensors");
+	if (!flat || !pm || !po) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if ((r = st_open(&f, p)) < 0 ||
-	    (r = load_flat(m, &f, "", t, nt, GPU_BUF_PARAMS, flat)) < 0)
+	/* Check both files' headers against the model before anything is written, so that a
+	 * checkpoint that fails leaves the model as it was. */
+	if ((r = load_file(m, pm, t, nt, false, NULL, meta)) < 0)
 		goto out;
-	st_release(&f);
-	free(p);
-	p = join(dir, "optimizer.safetensors");
-	if (!p) {
-		r = -ENOMEM;
+	r = load_file(m, po, t, nt, true, NULL, meta);
+	opt = r == 0;
+	if (r < 0 && r != -ENOENT) /* no optimizer file: weights only, a fresh optimizer */
 		goto out;
-	}
-	r = st_open(&f, p);
-	if (r == -ENOENT) {
-		/* weights only: a fresh optimizer */
-		memset(flat, 0, gpu_model_num_params(m) * sizeof(float));
-		if ((r = gpu_model_write(m, GPU_BUF_ADAM_M, flat)) < 0 ||
-		    (r = gpu_model_write(m, GPU_BUF_ADAM_V, flat)) < 0)
-			goto out;
-		gpu_model_set_adam_step(m, 0);
-		step = -1;
-	} else if (r < 0) {
+	if ((r = load_file(m, pm, t, nt, false, flat, meta)) < 0)
 		goto out;
+	if (opt) {
+		r = load_file(m, po, t, nt, true, flat, meta);
 	} else {
-		if ((r = load_flat(m, &f, "exp_avg.", t, nt, GPU_BUF_ADAM_M, flat)) < 0 ||
-		    (r = load_flat(m, &f, "exp_avg_sq.", t, nt, GPU_BUF_ADAM_V, flat)) < 0 ||
-		    (r = meta_long(&f, "step", &step)) < 0 ||
-		    (r = meta_long(&f, "adam_step", &adam_step)) < 0 ||
-		    (r = meta_long(&f, "seed", &seed)) < 0)
-			goto out;
-		gpu_model_set_adam_step(m, (long)adam_step);
+		memset(flat, 0, gpu_model_num_params(m) * sizeof(float));
+		if ((r = gpu_model_write(m, GPU_BUF_ADAM_M, flat)) == 0)
+			r = gpu_model_write(m, GPU_BUF_ADAM_V, flat);
+		meta[0] = -1;
+		meta[1] = 0;
 	}
+	if (r < 0)
+		goto out;
+	gpu_model_set_adam_step(m, (long)meta[1]);
 	if (ret_meta) {
-		ret_meta->step = (long)step;
-		ret_meta->seed = (uint64_t)seed;
+		ret_meta->step = (long)meta[0];
+		ret_meta->seed = (uint64_t)meta[2];
 	}
-	r = 0;
 out:
-	st_release(&f);
-	free(p);
+	free(po);
+	free(pm);
 	free(flat);
 	free(t);
 	return r;

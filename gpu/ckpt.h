@@ -14,7 +14,9 @@
  *
  * Loading accepts names with or without the "transformer." prefix that save_pretrained() adds,
  * so a model.safetensors written by transformers (F32) loads too; optimizer.safetensors is
- * optional (weights-only checkpoints start a fresh optimizer).
+ * optional (weights-only checkpoints start a fresh optimizer).  Both files' headers are
+ * checked against the model before anything is copied: a load that is refused leaves the
+ * model's weights and optimizer state as they were.
  *
  * Errors: -errno from the file system, -EINVAL for a malformed file or a tensor whose name,
  * dtype or shape does not match the model, -EEXIST when the checkpoint directory exists.

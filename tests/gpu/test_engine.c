@@ -4,10 +4,12 @@
  * the end. */
 #include <errno.h>
 #include <ftw.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gpu/ckpt.h"
@@ -173,6 +175,150 @@ out:
 	gpu_model_free(b);
 }
 
+/* Rewrite one safetensors file of checkpoint dir into dir "to": its header through edit()
+ * (NULL: unchanged, only re-serialised), or with the length field replaced by hl when hl is
+ * not 0.  The other file is copied as it is. */
+static int rewrite(const char *dir, const char *to, const char *file, void (*edit)(json_t *),
+		   uint64_t hl)
+{
+	static const char *const files[2] = { "model.safetensors", "optimizer.safetensors" };
+	char from[600], dst[600];
+	int ok = 1;
+
+	snprintf(dst, sizeof(dst), "%s", tmp_path(to));
+	if (mkdir(dst, 0755) < 0)
+		return 0;
+	for (int i = 0; i < 2 && ok; i++) {
+		unsigned char *buf = NULL;
+		char *hdr = NULL;
+		json_t *j = NULL;
+		uint64_t n = 0;
+		long sz;
+		FILE *f;
+
+		snprintf(from, sizeof(from), "%s/%s", tmp_path(dir), files[i]);
+		f = fopen(from, "rb");
+		ok = f && fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) > 8 &&
+		     fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz)) &&
+		     fread(buf, 1, (size_t)sz, f) == (size_t)sz;
+		if (f)
+			fclose(f);
+		for (int k = 0; ok && k < 8; k++)
+			n |= (uint64_t)buf[k] << (8 * k);
+		snprintf(from, sizeof(from), "%s/%s/%s", tmpdir, to, files[i]);
+		f = ok ? fopen(from, "wb") : NULL;
+		ok = f != NULL;
+		if (ok && strcmp(file, files[i]) == 0 && !hl) {
+			size_t len;
+
+			ok = (j = json_loadb((char *)buf + 8, n, 0, NULL)) != NULL;
+			if (ok && edit)
+				edit(j);
+			ok = ok && (hdr = json_dumps(j, JSON_COMPACT)) != NULL;
+			len = ok ? (strlen(hdr) + 7) / 8 * 8 : 0;
+			for (int k = 0; ok && k < 8; k++)
+				ok = fputc((int)((len >> (8 * k)) & 0xff), f) != EOF;
+			ok = ok && fprintf(f, "%-*s", (int)len, hdr) == (int)len &&
+			     fwrite(buf + 8 + n, 1, (size_t)sz - 8 - n, f) == (size_t)sz - 8 - n;
+		} else if (ok) {
+			if (strcmp(file, files[i]) == 0)
+				for (int k = 0; k < 8; k++)
+					buf[k] = (unsigned char)(hl >> (8 * k));
+			ok = fwrite(buf, 1, (size_t)sz, f) == (size_t)sz;
+		}
+		if (f && fclose(f) != 0)
+			ok = 0;
+		json_decref(j);
+		free(hdr);
+		free(buf);
+	}
+	return ok;
+}
+
+static void dtype_f16(json_t *h)
+{
+	json_object_set_new(json_object_get(h, "h.1.attn.c_attn.weight"), "dtype",
+			    json_string("F16"));
+}
+
+static void offsets_past_end(json_t *h)
+{
+	json_t *o = json_object_get(json_object_get(h, "ln_f.bias"), "data_offsets");
+
+	json_array_set_new(o, 1, json_integer(json_integer_value(json_array_get(o, 1)) + 4));
+}
+
+static void shape_other(json_t *h)
+{
+	json_array_set_new(json_object_get(json_object_get(h, "wpe.weight"), "shape"), 0,
+			   json_integer(4));
+}
+
+static void no_tensor(json_t *h)
+{
+	json_object_del(h, "exp_avg_sq.h.0.mlp.c_proj.bias");
+}
+
+static void step_not_number(json_t *h)
+{
+	json_object_set_new(json_object_get(h, "__metadata__"), "step", json_string("12x"));
+}
+
+/* Hostile checkpoints are refused with -EINVAL, and a refused load leaves the model as it
+ * was: weights and both moments (the files are checked before anything is copied). */
+static void test_ckpt_hostile(void)
+{
+	static const struct {
+		const char *file;
+		void (*edit)(json_t *);
+		uint64_t hl;
+	} bad[] = {
+		{ "model.safetensors", dtype_f16, 0 },
+		{ "model.safetensors", offsets_past_end, 0 },
+		{ "model.safetensors", shape_other, 0 },
+		{ "model.safetensors", NULL, 1ull << 62 },
+		{ "optimizer.safetensors", no_tensor, 0 },
+		{ "optimizer.safetensors", step_not_number, 0 },
+		{ "optimizer.safetensors", NULL, 1000 },
+	};
+	struct gpu_opts o = { GPU_BACKEND_CPU, 2, 8, 0, 3, 0 };
+	struct gpu_model *a = NULL, *b = NULL, *fresh = NULL;
+	struct gpu_ckpt_meta meta = { 4, 9 };
+	float loss;
+	char name[32];
+
+	CHECK(gpu_model_new(&a, &cfg, &o) == 0);
+	o.seed = 99;
+	CHECK(gpu_model_new(&b, &cfg, &o) == 0);
+	CHECK(gpu_model_new(&fresh, &cfg, &o) == 0);
+	if (!a || !b || !fresh)
+		goto out;
+	CHECK(train(a, 4, 1, &loss) == 0);
+	CHECK(train(b, 2, 7, &loss) == 0);
+	CHECK(train(fresh, 2, 7, &loss) == 0);
+	CHECK(gpu_ckpt_save(a, tmp_path("h"), &meta) == 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(name, sizeof(name), "h%zu", i);
+		CHECK(rewrite("h", name, bad[i].file, bad[i].edit, bad[i].hl));
+		if (gpu_ckpt_load(b, tmp_path(name), NULL) != -EINVAL) {
+			printf("FAIL: hostile checkpoint %zu not refused with -EINVAL\n", i);
+			failures++;
+		}
+		CHECK(same_buf(b, fresh, GPU_BUF_PARAMS));
+		CHECK(same_buf(b, fresh, GPU_BUF_ADAM_M));
+		CHECK(same_buf(b, fresh, GPU_BUF_ADAM_V));
+	}
+	/* the same rewriting without an edit gives a checkpoint that loads */
+	CHECK(rewrite("h", "h-same", "model.safetensors", NULL, 0));
+	CHECK(gpu_ckpt_load(b, tmp_path("h-same"), NULL) == 0);
+	CHECK(same_buf(a, b, GPU_BUF_PARAMS));
+	CHECK(same_buf(a, b, GPU_BUF_ADAM_V));
+out:
+	gpu_model_free(a);
+	gpu_model_free(b);
+	gpu_model_free(fresh);
+}
+
 static void test_bounds_and_nan(void)
 {
 	struct gpu_opts o = { GPU_BACKEND_CPU, 2, 8, 0, 3, 0 };
@@ -294,6 +440,7 @@ int main(void)
 	tmpdir = dir;
 	test_data();
 	test_ckpt();
+	test_ckpt_hostile();
 	test_bounds_and_nan();
 	test_schedule_and_sampling();
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);

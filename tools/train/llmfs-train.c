@@ -280,10 +280,14 @@ static int run(struct train_args *a)
 	}
 	r = gpu_model_new(&m, &cfg, &a->opts);
 	if (r < 0) {
-		what = r == -ENOMEM ? "allocating the model (over --max-mem, or out of memory)"
-		       : r == -EINVAL && a->opts.bf16 && a->opts.backend == GPU_BACKEND_CPU
-			       ? "creating the model (--bf16 needs --backend cuda)"
-			       : "creating the model";
+		if (r == -ENOMEM)
+			what = "allocating the model (over --max-mem, or out of memory)";
+		else if (r == -ENODEV)
+			what = "creating the model (no CUDA device, or a build without CUDA)";
+		else if (r == -EINVAL && a->opts.bf16 && a->opts.backend == GPU_BACKEND_CPU)
+			what = "creating the model (--bf16 needs --backend cuda)";
+		else
+			what = "creating the model";
 		goto out;
 	}
 	if (a->resume) {
