@@ -6,9 +6,12 @@ written, with the emulator's headers first on the include path:
   kernel<<<grid, block[, shmem[, stream]]>>>(args)  ->  cuemu_launch("kernel", kernel,
                                                          cuemu_config(grid, block, ...), args)
   extern __shared__ T name[];                       ->  T *name = (T *)cuemu_dynamic_smem();
-  __shared__ T name[N]...;                          ->  static T name[N]...;
+  __shared__ T name[N]...;                          ->  static T name_pools[CUEMU_POOLS][N]...;
+                                                        auto &name = name_pools[cuemu_pool()];
                                                         cuemu_shared_fresh(name, sizeof(name));
-                                                        (undefined, as on a device, each block)
+                                                        (a copy for each pool of blocks that may
+                                                        overlap; undefined, as on a device, in
+                                                        each block)
 and `#pragma unroll` (which g++ does not know) is dropped.  Line breaks are kept and a #line
 directive names the original, so compiler messages point into IN.cu.
 """
@@ -38,7 +41,9 @@ def main():
     out, n = LAUNCH.subn(launch, src)
     out = DYN_SMEM.sub(r'\1 *\2 = (\1 *)cuemu_dynamic_smem();', out)
     out = UNROLL.sub('', out)
-    out = STATIC_SMEM.sub(r'static \1 \2\3; cuemu_shared_fresh(\2, sizeof(\2));', out)
+    out = STATIC_SMEM.sub(r'static \1 \2_pools[CUEMU_POOLS]\3; '
+                          r'auto &\2 = \2_pools[cuemu_pool()]; '
+                          r'cuemu_shared_fresh(\2, sizeof(\2));', out)
     if n == 0:
         sys.exit('cu2cc: no kernel launch found in ' + src_path)
     with open(out_path, 'w') as f:

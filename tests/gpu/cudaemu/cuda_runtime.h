@@ -27,9 +27,15 @@
  *   - Errors are as a device reports them: a launch or call that fails sets the error that
  *     cudaGetLastError() returns and clears; synchronisation has no asynchronous errors to
  *     report here, so it returns cudaSuccess.
- *   - Races are not detected.  CUEMU_ORDER=reverse runs blocks and threads in the opposite
- *     order, so a result that depends on the order of unsynchronised threads differs between
- *     the two runs.  Timing, occupancy and memory coalescing mean nothing here.
+ *   - Blocks k and k + 1 overlap as far as memory goes (each its own shared memory and stacks,
+ *     block k + 2 after block k), and with CUEMU_TSAN the emulator gives ThreadSanitizer every
+ *     CUDA thread as a fiber and every ordering CUDA promises (the launch, __syncthreads(),
+ *     __syncwarp(), block k before k + 2), no more: the race check, in which two threads'
+ *     accesses to the same global or shared memory that nothing orders, one a write, are
+ *     reported as a data race.  atomicAdd() and atomicMax() are atomic accesses there.
+ *     CUEMU_ORDER=reverse runs blocks and threads in the opposite order besides, so a result
+ *     that depends on the order of unsynchronised threads differs between the two runs.
+ *     Timing, occupancy and memory coalescing mean nothing here.
  *
  * Emulator state (the current block's fibers, the device allocations) is per host thread or
  * behind a lock; a program may use it from one thread at a time, as the tests do.
@@ -176,6 +182,10 @@ void cuemu_check_arg(const char *kernel, int index, const void *p);
 void cuemu_check_range(const char *what, const void *p, size_t bytes);
 [[noreturn]] void cuemu_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *cuemu_dynamic_smem(void);
+/* Blocks whose memory may overlap in time: each static __shared__ array has one copy a pool
+ * (cu2cc.py), and the running block uses copy cuemu_pool(). */
+#define CUEMU_POOLS 2
+int cuemu_pool(void);
 /* The first thread of a block to declare a static __shared__ array fills it with 0xff bytes. */
 void cuemu_shared_fresh(void *p, size_t bytes);
 void cuemu_syncthreads(void);
@@ -274,20 +284,25 @@ static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = w
 	return cuemu_shfl(mask, v, src, width);
 }
 
-/* Blocks run one at a time on one host thread: a plain read-modify-write is atomic. */
+/* Blocks run one at a time on one host thread, so a load then a store is atomic; both are
+ * atomic accesses, which the race check does not report. */
 template <class T> static inline T atomicAdd(T *p, T v)
 {
-	T old = *p;
+	T old, nv;
 
-	*p = old + v;
+	__atomic_load(p, &old, __ATOMIC_RELAXED);
+	nv = old + v;
+	__atomic_store(p, &nv, __ATOMIC_RELAXED);
 	return old;
 }
 
 template <class T> static inline T atomicMax(T *p, T v)
 {
-	T old = *p;
+	T old, nv;
 
-	*p = old > v ? old : v;
+	__atomic_load(p, &old, __ATOMIC_RELAXED);
+	nv = old > v ? old : v;
+	__atomic_store(p, &nv, __ATOMIC_RELAXED);
 	return old;
 }
 

@@ -6,6 +6,16 @@
  * block when every live thread waits at __syncthreads(); anything else that cannot proceed is a
  * bug in the kernel and aborts with the kernel's name, block and thread.  The contract is in
  * cuda_runtime.h.
+ *
+ * Blocks k and k + 1 are taken to overlap, as on a device with two blocks resident: each has
+ * its own fiber stacks and shared memory (a "pool", the block's parity), and block k + 2 reuses
+ * block k's after it.  Built with CUEMU_TSAN (the race check), every thread of a pool is a
+ * ThreadSanitizer fiber, and the scheduler tells ThreadSanitizer what orders them: the launch
+ * before a block starts, block k before block k + 2, __syncthreads() and __syncwarp() among
+ * the threads they release, every thread before the launch returns.  Nothing else does (not a
+ * shuffle's exchange), so an access to the same memory by two threads that only those could
+ * order is reported as a data race.  This file is not instrumented itself: only kernel code
+ * is checked.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,10 +36,14 @@
 #include <sanitizer/common_interface_defs.h>
 #define CUEMU_ASAN 1
 #endif
+#ifdef CUEMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 /* Kernels keep little on their stacks.  Under AddressSanitizer each switch clears the shadow of
  * the stack it enters, so a larger stack costs time on every switch. */
 enum { STACK_BYTES = 64 << 10 };
 enum { MAX_THREADS = 1024, DEFAULT_DYN_SMEM = 48 << 10, MAX_DYN_SMEM = 227 << 10 };
+enum { POOLS = CUEMU_POOLS };
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
@@ -55,6 +69,7 @@ struct fiber {
 	int linear;
 	fiber_state st;
 	unsigned mask;      /* of the warp barrier it waits at */
+	bool orders;        /* that barrier is a __syncwarp (a shuffle's waits order nothing) */
 	void *fake_stack;   /* AddressSanitizer's, across a switch */
 };
 
@@ -62,17 +77,26 @@ struct fiber {
 struct block_sched {
 	ucontext_t main_uc;
 	fiber *fibers = nullptr;
-	char *stacks = nullptr;
+	char *stacks = nullptr;     /* POOLS x MAX_THREADS stacks */
+	int pool = 0;               /* the running block's */
 	int cur = -1;        /* fiber running now, -1 on the scheduler */
 	int nthreads = 0;
 	cuemu_body *body = nullptr;
 	const char *kernel = nullptr;
 	uint64_t slots[MAX_THREADS];
-	char *dyn_smem = nullptr;
+	int ids[MAX_THREADS];
+	char *dyn_smem = nullptr;   /* POOLS x dyn_bytes */
+	size_t dyn_bytes = 0;
 	std::vector<void *> fresh;  /* static shared arrays refilled in this block */
 	void *main_fake_stack = nullptr;
 	const void *main_stack = nullptr;
 	size_t main_stack_bytes = 0;
+#ifdef CUEMU_TSAN
+	void *host = nullptr;                /* the host thread's ThreadSanitizer context */
+	void *tsan[POOLS][MAX_THREADS] = {}; /* each pool's threads' */
+	int used[POOLS] = {};                /* threads of each pool that have run */
+	void *from[1 + POOLS * MAX_THREADS], *to[1 + POOLS * MAX_THREADS];
+#endif
 };
 
 thread_local block_sched S;
@@ -113,9 +137,11 @@ bool inside(const void *p, size_t bytes)
 	return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
 }
 
+/* p is inside a device allocation, not just past its end (where another allocation, a host
+ * one, may start) */
 bool is_device(const void *p)
 {
-	return p && inside(p, 0);
+	return p && inside(p, 1);
 }
 
 cudaError_t fail_with(cudaError_t e)
@@ -127,13 +153,116 @@ cudaError_t fail_with(cudaError_t e)
 
 char *stack_of(int i)
 {
-	return S.stacks + (size_t)i * STACK_BYTES;
+	return S.stacks + ((size_t)S.pool * MAX_THREADS + i) * STACK_BYTES;
+}
+
+/* ---- what orders the threads, for ThreadSanitizer (nothing without CUEMU_TSAN) ---- */
+
+#ifdef CUEMU_TSAN
+void tsan_enter(void *ctx)
+{
+	__tsan_switch_to_fiber(ctx, __tsan_switch_to_fiber_no_sync);
+}
+
+/* Every context of from[0, nf) happens before everything that the contexts of to[0, nt) do
+ * next.  The sync object is an allocation of its own, freed after, so no old clock stays in
+ * it.  Runs on the scheduler, in the host's context. */
+void tsan_order(int nf, int nt)
+{
+	char *tok = (char *)malloc(1);
+
+	if (!tok)
+		cuemu_fail("no memory for a sync object");
+	for (int i = 0; i < nf; i++) {
+		tsan_enter(S.from[i]);
+		__tsan_release(tok);
+	}
+	for (int i = 0; i < nt; i++) {
+		tsan_enter(S.to[i]);
+		__tsan_acquire(tok);
+	}
+	tsan_enter(S.host);
+	free(tok);
+}
+
+void *tsan_thread(int pool, int i)
+{
+	if (!S.tsan[pool][i]) {
+		char name[48];
+
+		S.tsan[pool][i] = __tsan_create_fiber(0);
+		snprintf(name, sizeof(name), "CUDA thread %d of even/odd block %d", i, pool);
+		__tsan_set_fiber_name(S.tsan[pool][i], name);
+	}
+	return S.tsan[pool][i];
+}
+#endif
+
+/* Shared memory that a block starts with: undefined (0xff bytes, NaN as float), and written by
+ * no CUDA thread as far as the race check goes.  A loop in this uninstrumented file, kept from
+ * becoming a call to memset, which ThreadSanitizer would count as the caller's write. */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+void fresh_memory(void *p, size_t bytes)
+{
+	unsigned char *b = (unsigned char *)p;
+
+	for (size_t i = 0; i < bytes; i++)
+		b[i] = 0xff;
+}
+
+/* The launch so far, and the pool's previous block, before this block's n threads. */
+void order_block_start(int n)
+{
+#ifdef CUEMU_TSAN
+	int nf = 0;
+
+	S.from[nf++] = S.host;
+	for (int i = 0; i < S.used[S.pool]; i++)
+		S.from[nf++] = S.tsan[S.pool][i];
+	for (int i = 0; i < n; i++)
+		S.to[i] = tsan_thread(S.pool, i);
+	if (S.used[S.pool] < n)
+		S.used[S.pool] = n;
+	tsan_order(nf, n);
+#else
+	(void)n;
+#endif
+}
+
+/* The n threads of the running block whose ids are in ids, among themselves. */
+void order_group(const int *ids, int n)
+{
+#ifdef CUEMU_TSAN
+	for (int i = 0; i < n; i++)
+		S.from[i] = S.to[i] = S.tsan[S.pool][ids[i]];
+	tsan_order(n, n);
+#else
+	(void)ids;
+	(void)n;
+#endif
+}
+
+/* Every thread that has run before the host goes on. */
+void order_launch_end()
+{
+#ifdef CUEMU_TSAN
+	int nf = 0;
+
+	for (int p = 0; p < POOLS; p++)
+		for (int i = 0; i < S.used[p]; i++)
+			S.from[nf++] = S.tsan[p][i];
+	S.to[0] = S.host;
+	tsan_order(nf, 1);
+#endif
 }
 
 void to_fiber(int i)
 {
 	S.cur = i;
 	threadIdx = S.fibers[i].tid;
+#ifdef CUEMU_TSAN
+	tsan_enter(S.tsan[S.pool][i]);
+#endif
 #ifdef CUEMU_ASAN
 	__sanitizer_start_switch_fiber(&S.main_fake_stack, stack_of(i), STACK_BYTES);
 #endif
@@ -150,6 +279,9 @@ void to_main(fiber_state st)
 	fiber &f = S.fibers[S.cur];
 
 	f.st = st;
+#ifdef CUEMU_TSAN
+	tsan_enter(S.host);
+#endif
 #ifdef CUEMU_ASAN
 	__sanitizer_start_switch_fiber(st == F_DONE ? nullptr : &f.fake_stack, S.main_stack,
 				       S.main_stack_bytes);
@@ -175,7 +307,7 @@ void ensure_fibers()
 	if (S.fibers)
 		return;
 	S.fibers = new fiber[MAX_THREADS];
-	void *st = mmap(nullptr, (size_t)MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
+	void *st = mmap(nullptr, (size_t)POOLS * MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (st == MAP_FAILED)
 		cuemu_fail("no memory for %d fiber stacks", MAX_THREADS);
@@ -232,11 +364,18 @@ int release_waiters()
 		}
 		if (!all)
 			continue;
+		int ids[32], k = 0;
+		bool orders = false;
+
 		for (int lane = 0; lane < 32; lane++)
 			if (f.mask >> lane & 1u) {
 				S.fibers[base + lane].st = F_READY;
-				released++;
+				orders = orders || S.fibers[base + lane].orders;
+				ids[k++] = base + lane;
 			}
+		if (orders)
+			order_group(ids, k);
+		released += k;
 	}
 	if (released)
 		return released;
@@ -250,9 +389,14 @@ int release_waiters()
 				cuemu_fail("kernel %s, block (%u,%u,%u): thread %d exited while %d "
 					   "thread(s) wait at __syncthreads", S.kernel, blockIdx.x,
 					   blockIdx.y, blockIdx.z, i, at_block);
+		int k = 0;
+
 		for (int i = 0; i < n; i++)
-			if (S.fibers[i].st == F_BLOCK_BAR)
+			if (S.fibers[i].st == F_BLOCK_BAR) {
 				S.fibers[i].st = F_READY;
+				S.ids[k++] = i;
+			}
+		order_group(S.ids, k);
 		return live;
 	}
 	return 0;
@@ -281,8 +425,10 @@ void run_block(bool reverse)
 		f.linear = i;
 		f.st = F_READY;
 		f.mask = 0;
+		f.orders = false;
 		f.fake_stack = nullptr;
 	}
+	order_block_start(n);
 	for (;;) {
 		int done = 0;
 
@@ -373,10 +519,14 @@ void cuemu_run(const char *kernel, const void *fn, const cuemu_cfg &c, cuemu_bod
 		return;
 	}
 	ensure_fibers();
+#ifdef CUEMU_TSAN
+	S.host = __tsan_get_current_fiber();
+#endif
 	S.nthreads = (int)nt;
 	S.body = &body;
 	S.kernel = kernel;
-	S.dyn_smem = (char *)malloc(c.shmem ? c.shmem : 1);
+	S.dyn_bytes = c.shmem;
+	S.dyn_smem = (char *)malloc(POOLS * c.shmem + 1);
 	if (!S.dyn_smem)
 		cuemu_fail("no memory for %zu bytes of shared memory", c.shmem);
 	gridDim = c.grid;
@@ -388,11 +538,13 @@ void cuemu_run(const char *kernel, const void *fn, const cuemu_cfg &c, cuemu_bod
 
 		blockIdx = dim3((unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
 				(unsigned)(b / ((size_t)c.grid.x * c.grid.y)));
-		/* shared memory starts undefined: NaN as float */
-		memset(S.dyn_smem, 0xff, c.shmem);
+		S.pool = (int)(k % POOLS);
+		fresh_memory(S.dyn_smem + S.pool * c.shmem, c.shmem);
 		S.fresh.clear();
 		run_block(reverse);
 	}
+	order_launch_end();
+	S.pool = 0;
 	free(S.dyn_smem);
 	S.dyn_smem = nullptr;
 	S.body = nullptr;
@@ -402,7 +554,12 @@ void cuemu_run(const char *kernel, const void *fn, const cuemu_cfg &c, cuemu_bod
 void *cuemu_dynamic_smem(void)
 {
 	current("dynamic shared memory");
-	return S.dyn_smem;
+	return S.dyn_smem + S.pool * S.dyn_bytes;
+}
+
+int cuemu_pool(void)
+{
+	return S.pool;
 }
 
 void cuemu_shared_fresh(void *p, size_t bytes)
@@ -411,7 +568,7 @@ void cuemu_shared_fresh(void *p, size_t bytes)
 	for (void *q : S.fresh)
 		if (q == p)
 			return;
-	memset(p, 0xff, bytes);
+	fresh_memory(p, bytes);
 	S.fresh.push_back(p);
 }
 
@@ -426,19 +583,20 @@ int cuemu_lane(void)
 	return current("a warp intrinsic").linear & 31;
 }
 
-static void warp_wait(fiber &f, unsigned mask, const char *what)
+static void warp_wait(fiber &f, unsigned mask, const char *what, bool orders)
 {
 	if (!(mask >> (f.linear & 31) & 1u))
 		cuemu_fail("kernel %s, block (%u,%u,%u), thread %d: %s with mask 0x%08x, which "
 			   "leaves out the caller", S.kernel, blockIdx.x, blockIdx.y, blockIdx.z,
 			   f.linear, what, mask);
 	f.mask = mask;
+	f.orders = orders;
 	to_main(F_WARP_BAR);
 }
 
 void cuemu_syncwarp(unsigned mask)
 {
-	warp_wait(current("__syncwarp"), mask, "__syncwarp");
+	warp_wait(current("__syncwarp"), mask, "__syncwarp", true);
 }
 
 uint64_t cuemu_exchange(unsigned mask, uint64_t v, int src, int width)
@@ -455,10 +613,10 @@ uint64_t cuemu_exchange(unsigned mask, uint64_t v, int src, int width)
 			   "mask 0x%08x leaves out", S.kernel, blockIdx.x, blockIdx.y, blockIdx.z,
 			   f.linear, src, mask);
 	S.slots[f.linear] = v;
-	warp_wait(f, mask, "shuffle");
+	warp_wait(f, mask, "shuffle", false);
 	r = S.slots[base + src];
 	/* nobody publishes the next value before every lane has read this one */
-	warp_wait(f, mask, "shuffle");
+	warp_wait(f, mask, "shuffle", false);
 	return r;
 }
 

@@ -2,8 +2,9 @@
  * a device would refuse or leave undefined.
  *
  * Each refusal runs in a child process and must end in abort() with the emulator's message;
- * the rest runs in this process.  Kernels here are written in CUDA and rewritten by cu2cc.py
- * like the backend's. */
+ * the rest runs in this process.  Built for the race check (CUEMU_TSAN), it also runs planted
+ * races in children, each of which must be reported, and their ordered twins, which must not.
+ * Kernels here are written in CUDA and rewritten by cu2cc.py like the backend's. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,8 @@ __global__ static void k_divergent(float *out)
 	out[threadIdx.x] = 0.0f;
 }
 
-/* block 0 writes its shared array, block 1 only reads it: it must see undefined (NaN) bytes */
+/* block 0 writes its shared array, blocks 1 and 2 only read theirs: they must see undefined
+ * (NaN) bytes, block 2 too, which has block 0's copy after it */
 __global__ static void k_stale_shared(float *out)
 {
 	__shared__ float s[32];
@@ -110,14 +112,17 @@ __global__ static void k_early_return(float *out, int n)
 	out[threadIdx.x] = s[(threadIdx.x + 1) % n];
 }
 
-static bool aborts(void (*fn)(void), const char *needle)
+/* Runs fn in a child; returns its wait status, and the start of its stderr in buf. */
+static int in_child(void (*fn)(void), char *buf, size_t size)
 {
-	int fd[2], status = 0;
-	char buf[4096];
-	ssize_t len = 0, r;
+	int fd[2], status = -1;
+	size_t len = 0;
+	ssize_t r;
+	char rest[4096];
 
+	buf[0] = 0;
 	if (pipe(fd) < 0)
-		return false;
+		return -1;
 	pid_t pid = fork();
 
 	if (pid == 0) {
@@ -127,13 +132,103 @@ static bool aborts(void (*fn)(void), const char *needle)
 		_exit(0);
 	}
 	close(fd[1]);
-	while ((r = read(fd[0], buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += r;
+	/* read to the end, keeping the start: a child must never block on a full pipe */
+	while ((r = read(fd[0], len + 1 < size ? buf + len : rest,
+			 len + 1 < size ? size - 1 - len : sizeof(rest))) > 0)
+		if (len + 1 < size)
+			len += (size_t)r;
 	buf[len] = 0;
 	close(fd[0]);
 	waitpid(pid, &status, 0);
+	return status;
+}
+
+static bool aborts(void (*fn)(void), const char *needle)
+{
+	char buf[4096];
+	int status = in_child(fn, buf, sizeof(buf));
+
 	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle);
 }
+
+#ifdef CUEMU_TSAN
+/* Planted races and their ordered twins.  Under TSAN_OPTIONS=halt_on_error=1 exitcode=66 a
+ * report ends the child with status 66. */
+static bool reported(void (*fn)(void), bool race)
+{
+	char buf[4096];
+	int status = in_child(fn, buf, sizeof(buf));
+	bool said = strstr(buf, "ThreadSanitizer: data race") != NULL;
+
+	if (race)
+		return said && WIFEXITED(status) && WEXITSTATUS(status) == 66;
+	if (said)
+		fputs(buf, stdout);
+	return !said && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* each thread reads the element another warp wrote */
+__global__ static void k_race_shared(int *out, int sync)
+{
+	__shared__ int s[64];
+	int t = threadIdx.x;
+
+	s[t] = t;
+	if (sync)
+		__syncthreads();
+	out[blockIdx.x * 64 + t] = s[(t + 32) % 64];
+}
+
+/* each lane reads its neighbour's element; a shuffle between orders nothing */
+__global__ static void k_race_warp(int *out, int sync)
+{
+	__shared__ int s[32];
+	int t = threadIdx.x;
+
+	s[t] = t;
+	int v = __shfl_xor_sync(0xffffffffu, t, 1);
+
+	if (sync)
+		__syncwarp();
+	out[t] = s[t ^ 1] + v;
+}
+
+/* every block adds into, or stores to, the same elements */
+__global__ static void k_race_blocks(int *out, int atomic)
+{
+	if (atomic)
+		atomicAdd(&out[threadIdx.x], 1);
+	else
+		out[threadIdx.x] = (int)blockIdx.x;
+}
+
+static int *race_buf(void)
+{
+	int *d;
+
+	cudaMalloc(&d, 3 * 64 * sizeof(int));
+	cudaMemset(d, 0, 3 * 64 * sizeof(int));
+	return d;
+}
+
+static void shared_race(void) { k_race_shared<<<1, 64>>>(race_buf(), 0); }
+/* three blocks: block 2 has block 0's shared memory after it */
+static void shared_ordered(void) { k_race_shared<<<3, 64>>>(race_buf(), 1); }
+static void warp_race(void) { k_race_warp<<<1, 32>>>(race_buf(), 0); }
+static void warp_ordered(void) { k_race_warp<<<1, 32>>>(race_buf(), 1); }
+static void blocks_race(void) { k_race_blocks<<<2, 64>>>(race_buf(), 0); }
+static void blocks_atomic(void) { k_race_blocks<<<3, 64>>>(race_buf(), 1); }
+
+/* one launch writes what the next reads, in other threads: launches are ordered */
+static void launches_ordered(void)
+{
+	int *d = race_buf();
+
+	k_race_blocks<<<1, 64>>>(d, 0);
+	k_race_shared<<<1, 64>>>(d + 64, 1);
+	k_race_blocks<<<1, 64>>>(d + 64, 1);
+}
+#endif
 
 static void host_pointer_arg(void)
 {
@@ -266,13 +361,12 @@ int main(void)
 	}
 	cublasDestroy(h);
 	{
-		float *d, out[64];
+		float *d, out[96];
 
 		cudaMalloc(&d, sizeof(out));
-		k_stale_shared<<<2, 32>>>(d);
+		k_stale_shared<<<3, 32>>>(d);
 		cudaMemcpy(out, d, sizeof(out), cudaMemcpyDeviceToHost);
-		/* in forward order block 0's writes precede block 1 in the same static array */
-		expect(out[0] == 1.0f && isnan(out[32]),
+		expect(out[0] == 1.0f && isnan(out[32]) && isnan(out[64]),
 		       "static shared memory starts undefined (NaN) in every block");
 		cudaFree(d);
 	}
@@ -288,6 +382,15 @@ int main(void)
 	       "a copy past the end of an allocation aborts");
 	expect(aborts(gemm_past_end, "cuBLAS operand A"),
 	       "a cuBLAS operand past the end of its allocation aborts");
+#ifdef CUEMU_TSAN
+	expect(reported(shared_race, true), "race check: shared memory across warps, reported");
+	expect(reported(shared_ordered, false), "race check: the same after __syncthreads, not");
+	expect(reported(warp_race, true), "race check: shared memory in a warp, shuffle only, reported");
+	expect(reported(warp_ordered, false), "race check: the same after __syncwarp, not");
+	expect(reported(blocks_race, true), "race check: two blocks store one element, reported");
+	expect(reported(blocks_atomic, false), "race check: three blocks atomicAdd, not");
+	expect(reported(launches_ordered, false), "race check: one launch after another, not");
+#endif
 
 	cudaFree(d_sum);
 	cudaFree(d_rot);
