@@ -310,7 +310,7 @@ void ensure_fibers()
 	void *st = mmap(nullptr, (size_t)POOLS * MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (st == MAP_FAILED)
-		cuemu_fail("no memory for %d fiber stacks", MAX_THREADS);
+		cuemu_fail("no memory for %d fiber stacks", POOLS * MAX_THREADS);
 	S.stacks = (char *)st;
 	for (int i = 0; i < MAX_THREADS; i++)
 		getcontext(&S.fibers[i].uc);
