@@ -36,3 +36,16 @@ for flag in --bf16 ""; do
     "$build/tools/train/llmfs-train-kernels" --backend cuda $flag --layers 12 --heads 12 \
         --embd 768 --vocab 50257 --batch 8 --seq 1024
 done
+# The device's own checkers on the parity test, where the machine's runtime allows them:
+# shared-memory races (racecheck) and out-of-bounds or misaligned accesses (memcheck), each
+# bounded in time; "ERROR SUMMARY: 0 errors" is the pass.
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -n "$san" ]; then
+    for tool in racecheck memcheck; do
+        timeout 120 "$san" --tool "$tool" --error-exitcode 99 \
+            "$build/tests/gpu/test_cuda_parity" >"${TMPDIR:-/tmp}/sanitizer.log" 2>&1
+        echo "compute-sanitizer $tool rc=$?"
+        grep -E '^========= (ERROR SUMMARY|Error|Invalid|Race)' "${TMPDIR:-/tmp}/sanitizer.log" |
+            head -n 20
+    done
+fi
