@@ -175,60 +175,82 @@ out:
 	gpu_model_free(b);
 }
 
-/* Rewrite one safetensors file of checkpoint dir into dir "to": its header through edit()
- * (NULL: unchanged, only re-serialised), or with the length field replaced by hl when hl is
- * not 0.  The other file is copied as it is. */
+/* The whole file at path, or NULL. */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	long sz = -1;
+
+	if (f && fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)sz + 1)) && fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+		free(buf);
+		buf = NULL;
+	}
+	if (f)
+		fclose(f);
+	*len = buf ? (size_t)sz : 0;
+	return buf;
+}
+
+/* path = a, then b */
+static int spit(const char *path, const void *a, size_t na, const void *b, size_t nb)
+{
+	FILE *f = fopen(path, "wb");
+	int ok = f && fwrite(a, 1, na, f) == na && (nb == 0 || fwrite(b, 1, nb, f) == nb);
+
+	if (f && fclose(f) != 0)
+		ok = 0;
+	return ok;
+}
+
+/* Checkpoint dir copied to dir "to", one of its safetensors files changed on the way: its
+ * header through edit() (NULL: only re-serialised), or, when hl is not 0, its header length
+ * field replaced by hl. */
 static int rewrite(const char *dir, const char *to, const char *file, void (*edit)(json_t *),
 		   uint64_t hl)
 {
 	static const char *const files[2] = { "model.safetensors", "optimizer.safetensors" };
-	char from[600], dst[600];
-	int ok = 1;
+	char src[600], dst[600];
+	int ok = mkdir(tmp_path(to), 0755) == 0;
 
-	snprintf(dst, sizeof(dst), "%s", tmp_path(to));
-	if (mkdir(dst, 0755) < 0)
-		return 0;
 	for (int i = 0; i < 2 && ok; i++) {
-		unsigned char *buf = NULL;
+		unsigned char *buf, *head = NULL;
 		char *hdr = NULL;
 		json_t *j = NULL;
 		uint64_t n = 0;
-		long sz;
-		FILE *f;
+		size_t len, pad;
 
-		snprintf(from, sizeof(from), "%s/%s", tmp_path(dir), files[i]);
-		f = fopen(from, "rb");
-		ok = f && fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) > 8 &&
-		     fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)sz)) &&
-		     fread(buf, 1, (size_t)sz, f) == (size_t)sz;
-		if (f)
-			fclose(f);
-		for (int k = 0; ok && k < 8; k++)
+		snprintf(src, sizeof(src), "%s/%s", tmp_path(dir), files[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", tmp_path(to), files[i]);
+		buf = slurp(src, &len);
+		for (int k = 0; buf && len >= 8 && k < 8; k++)
 			n |= (uint64_t)buf[k] << (8 * k);
-		snprintf(from, sizeof(from), "%s/%s/%s", tmpdir, to, files[i]);
-		f = ok ? fopen(from, "wb") : NULL;
-		ok = f != NULL;
-		if (ok && strcmp(file, files[i]) == 0 && !hl) {
-			size_t len;
-
+		ok = buf && len >= 8 && n <= len - 8;
+		if (ok && strcmp(file, files[i]) != 0) {
+			ok = spit(dst, buf, len, NULL, 0);
+		} else if (ok && hl) {
+			for (int k = 0; k < 8; k++)
+				buf[k] = (unsigned char)(hl >> (8 * k));
+			ok = spit(dst, buf, len, NULL, 0);
+		} else if (ok) {
 			ok = (j = json_loadb((char *)buf + 8, n, 0, NULL)) != NULL;
 			if (ok && edit)
 				edit(j);
 			ok = ok && (hdr = json_dumps(j, JSON_COMPACT)) != NULL;
-			len = ok ? (strlen(hdr) + 7) / 8 * 8 : 0;
-			for (int k = 0; ok && k < 8; k++)
-				ok = fputc((int)((len >> (8 * k)) & 0xff), f) != EOF;
-			ok = ok && fprintf(f, "%-*s", (int)len, hdr) == (int)len &&
-			     fwrite(buf + 8 + n, 1, (size_t)sz - 8 - n, f) == (size_t)sz - 8 - n;
-		} else if (ok) {
-			if (strcmp(file, files[i]) == 0)
+			/* length, then the header padded with spaces to 8 bytes, then the data */
+			pad = ok ? (strlen(hdr) + 7) / 8 * 8 : 0;
+			ok = ok && (head = malloc(8 + pad)) != NULL;
+			if (ok) {
 				for (int k = 0; k < 8; k++)
-					buf[k] = (unsigned char)(hl >> (8 * k));
-			ok = fwrite(buf, 1, (size_t)sz, f) == (size_t)sz;
+					head[k] = (unsigned char)(pad >> (8 * k));
+				memset(head + 8, ' ', pad);
+				memcpy(head + 8, hdr, strlen(hdr));
+				ok = spit(dst, head, 8 + pad, buf + 8 + n, len - 8 - n);
+			}
 		}
-		if (f && fclose(f) != 0)
-			ok = 0;
 		json_decref(j);
+		free(head);
 		free(hdr);
 		free(buf);
 	}

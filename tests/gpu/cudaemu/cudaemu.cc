@@ -95,7 +95,7 @@ struct block_sched {
 	void *host = nullptr;                /* the host thread's ThreadSanitizer context */
 	void *tsan[POOLS][MAX_THREADS] = {}; /* each pool's threads' */
 	int used[POOLS] = {};                /* threads of each pool that have run */
-	void *from[1 + POOLS * MAX_THREADS], *to[1 + POOLS * MAX_THREADS];
+	void *from[1 + POOLS * MAX_THREADS], *to[MAX_THREADS]; /* tsan_order()'s arguments */
 #endif
 };
 
@@ -167,18 +167,18 @@ void tsan_enter(void *ctx)
 /* Every context of from[0, nf) happens before everything that the contexts of to[0, nt) do
  * next.  The sync object is an allocation of its own, freed after, so no old clock stays in
  * it.  Runs on the scheduler, in the host's context. */
-void tsan_order(int nf, int nt)
+void tsan_order(void *const *from, int nf, void *const *to, int nt)
 {
 	char *tok = (char *)malloc(1);
 
 	if (!tok)
 		cuemu_fail("no memory for a sync object");
 	for (int i = 0; i < nf; i++) {
-		tsan_enter(S.from[i]);
+		tsan_enter(from[i]);
 		__tsan_release(tok);
 	}
 	for (int i = 0; i < nt; i++) {
-		tsan_enter(S.to[i]);
+		tsan_enter(to[i]);
 		__tsan_acquire(tok);
 	}
 	tsan_enter(S.host);
@@ -223,7 +223,7 @@ void order_block_start(int n)
 		S.to[i] = tsan_thread(S.pool, i);
 	if (S.used[S.pool] < n)
 		S.used[S.pool] = n;
-	tsan_order(nf, n);
+	tsan_order(S.from, nf, S.to, n);
 #else
 	(void)n;
 #endif
@@ -234,8 +234,8 @@ void order_group(const int *ids, int n)
 {
 #ifdef CUEMU_TSAN
 	for (int i = 0; i < n; i++)
-		S.from[i] = S.to[i] = S.tsan[S.pool][ids[i]];
-	tsan_order(n, n);
+		S.from[i] = S.tsan[S.pool][ids[i]];
+	tsan_order(S.from, n, S.from, n);
 #else
 	(void)ids;
 	(void)n;
@@ -251,8 +251,7 @@ void order_launch_end()
 	for (int p = 0; p < POOLS; p++)
 		for (int i = 0; i < S.used[p]; i++)
 			S.from[nf++] = S.tsan[p][i];
-	S.to[0] = S.host;
-	tsan_order(nf, 1);
+	tsan_order(S.from, nf, &S.host, 1);
 #endif
 }
 
