@@ -1688,17 +1688,18 @@ void fs_release(struct fs *fs)
 		pthread_mutex_unlock(&fs->lock);
 		pthread_join(fs->gc_thread, NULL);
 	}
-	/* Handles the kernel never released (a forced unmount) still hold nodes. */
+	/*
+	 * Handles the kernel never released (SIGTERM, a forced unmount) still
+	 * hold nodes.  Their writers are dropped, not committed: a file whose
+	 * writer never reached close() or fsync() keeps its committed version,
+	 * exactly as after kill -9.
+	 */
 	for (i = 0; i < fs->nodecap; i++) {
 		struct fs_node *n = fs->nodes[i], *next;
 
 		for (; n; n = next) {
 			next = n->next;
-			if (n->w) {
-				if (cas_writer_dirty(n->w))
-					cas_writer_commit(n->w);
-				cas_writer_free(n->w);
-			}
+			cas_writer_free(n->w);
 			snap_put_locked(n->snap);
 			free(n);
 		}

@@ -135,6 +135,19 @@ test_expect_success 'kill -9 while overwriting a file with an in-tree copy' '
 	cmp "$SRC/a.new" "$M/m/a-copy"
 '
 
+test_expect_success 'SIGTERM while files are written keeps their committed contents' '
+	rm -f "$TEST_DIR"/mark.* &&
+	spawn ta python3 "$MOUNT_HELPERS/slowwrite.py" "$SRC/a.old" "$M/m/a" "$TEST_DIR/mark.a" 1000000 &&
+	spawn tn python3 "$MOUNT_HELPERS/slowwrite.py" "$SRC/n.new" "$M/m/t" "$TEST_DIR/mark.n" 1000000 &&
+	wait_marks "$TEST_DIR/mark.a" "$TEST_DIR/mark.n" &&
+	daemon_stop TERM &&
+	spawn_kill ta tn &&
+	daemon_start &&
+	# a writer that never closed its file commits nothing, however the daemon stops
+	cmp "$SRC/a.new" "$M/m/a" &&
+	one_of "$M/m/t" - empty
+'
+
 test_expect_success 'clean unmount after three more crashes' '
 	daemon_stop
 '
