@@ -579,7 +579,7 @@ static int truncate_file(struct fs *fs, uint64_t ino, uint64_t size,
 	struct fs_handle *h = fi ? (struct fs_handle *)(uintptr_t)fi->fh : NULL;
 	struct cas_writer *tmp = NULL;
 	struct fs_node *node;
-	int r;
+	int idle, r;
 
 	pthread_mutex_lock(&fs->lock);
 	node = h ? h->node : node_find(fs, ino);
@@ -602,9 +602,25 @@ static int truncate_file(struct fs *fs, uint64_t ino, uint64_t size,
 		r = cas_writer_truncate(node->w, size);
 	if (r == 0 && !h)
 		r = cas_writer_commit(node->w);
+	if (!h) {
+		/*
+		 * With no handle open for writing, no release will free this
+		 * writer: an open writer holds collection off for good.
+		 */
+		pthread_mutex_lock(&fs->lock);
+		idle = node->writers == 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (idle) {
+			cas_writer_free(node->w);
+			node->w = NULL;
+		}
+	}
 	pthread_mutex_unlock(&node->wlock);
-	if (!h)
+	if (!h) {
 		snap_drop(fs, node);
+		models_changed(fs);
+		want_gc(fs);
+	}
 	return r;
 }
 

@@ -229,6 +229,19 @@ test_expect_success 'rm -r of a unique model gives its space back (after GC)' '
 	cat "$MNT/.llmfs/status"
 '
 
+test_expect_success 'truncate(2) of a closed file leaves collection working' '
+	mkdir "$M/trunc" &&
+	head -c 2000000 /dev/urandom >"$M/trunc/a" &&
+	sb0=$(status_get stored_bytes) &&
+	python3 -c "import os, sys; os.truncate(sys.argv[1], 1000)" "$M/trunc/a" &&
+	[ "$(stat -c %s "$M/trunc/a")" = 1000 ] &&
+	wait_for "$GC_DEADLINE" "[ \$(status_get stored_bytes) -le $((sb0 - 1500000)) ]" &&
+	# dead chunks go only if collection runs: no writer may be left open
+	head -c 3000000 /dev/urandom >"$M/trunc/b" && rm "$M/trunc/b" &&
+	wait_for "$GC_DEADLINE" "[ \$(status_get dead_chunks) = 0 ]" &&
+	rm -r "$M/trunc"
+'
+
 test_expect_success 'the ratios in .llmfs/status agree with its byte counts' '
 	cat "$MNT/.llmfs/status" &&
 	l=$(status_get logical_bytes) && u=$(status_get unique_bytes) &&
