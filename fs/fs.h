@@ -53,7 +53,8 @@ struct fs {
 	int gc_stop;
 	int gc_running;
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
-	int64_t gc_last;     /* the last one's bytes freed, or -errno */
+	uint64_t gc_freed;   /* bytes they gave back */
+	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
 	struct fs_net *net;            /* /llm/net */
 	/*

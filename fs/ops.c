@@ -270,28 +270,33 @@ static void virt_stat(struct fs *fs, uint64_t ino, uint32_t mode, uint64_t size,
 /* The text of a virtual file (status, manifest). */
 static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len);
 
-/* Notes a collection's result, for .llmfs/gc. */
-static void gc_record(struct fs *fs, int64_t freed)
+/* Notes a collection's result (requested: asked for through .llmfs/gc). */
+static void gc_record(struct fs *fs, int64_t freed, int requested)
 {
 	pthread_mutex_lock(&fs->lock);
 	fs->gc_runs++;
-	fs->gc_last = freed;
+	if (freed > 0)
+		fs->gc_freed += (uint64_t)freed;
+	if (requested)
+		fs->gc_request = freed;
 	pthread_mutex_unlock(&fs->lock);
 }
 
 static int gc_text(struct fs *fs, char **ret, size_t *ret_len)
 {
-	int64_t last;
-	uint64_t runs;
+	uint64_t runs, freed;
+	int64_t req;
 	int n;
 
 	pthread_mutex_lock(&fs->lock);
 	runs = fs->gc_runs;
-	last = fs->gc_last;
+	freed = fs->gc_freed;
+	req = fs->gc_request;
 	pthread_mutex_unlock(&fs->lock);
-	n = asprintf(ret, "collections %" PRIu64 "\nlast_freed_bytes %" PRId64
-		     "\nlast_error %s\n", runs, last > 0 ? last : 0,
-		     last < 0 ? strerror((int)-last) : "none");
+	n = asprintf(ret, "collections %" PRIu64 "\nfreed_bytes %" PRIu64
+		     "\nrequest_freed_bytes %" PRId64 "\nrequest_error %s\n",
+		     runs, freed, req > 0 ? req : 0,
+		     req < 0 ? strerror((int)-req) : "none");
 	if (n < 0)
 		return -ENOMEM;
 	*ret_len = (size_t)n;
@@ -315,7 +320,7 @@ static int gc_request(struct fs *fs, const char *buf, size_t size)
 		return -EINVAL;
 	for (tries = 0; (freed = cas_gc(fs->st)) == -EBUSY && tries < 100; tries++)
 		usleep(100000);
-	gc_record(fs, freed);
+	gc_record(fs, freed, 1);
 	return freed < 0 ? (int)freed : 0;
 }
 
@@ -1673,7 +1678,7 @@ static void *gc_main(void *arg)
 		pthread_mutex_unlock(&fs->lock);
 		freed = cas_gc(fs->st);
 		if (freed != -EBUSY)
-			gc_record(fs, freed);
+			gc_record(fs, freed, 0);
 		if (freed < 0 && freed != -EBUSY)
 			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
 			       strerror((int)-freed));
