@@ -3,24 +3,44 @@
  *
  * Deleting a file only lowers reference counts; a chunk whose count reaches
  * zero stays in the catalog (a writer may still pick it up for dedup) until
- * cas_gc() runs with no writer open.  Then dead rows go, packs left with
- * nothing live are deleted, and packs under half live are rewritten: their
- * live records are appended, byte for byte, to the current pack, synced,
- * and moved in the catalog in one transaction before the old pack is
- * unlinked.  A crash at any point leaves either the old or the new
- * location committed; the other copy is cut off or removed at next open.
+ * cas_gc() runs with no writer open.  A run:
+ *  1. deletes the dead rows in one transaction, then gives back the disk
+ *     blocks inside those records (pack_punch()): the space is free at
+ *     once, without copying anything, however full the disk is;
+ *  2. cuts off bytes that writers appended and never committed;
+ *  3. compacts: a pack under half live has its live records appended, byte
+ *     for byte, to the current pack; the copies are synced, and one
+ *     transaction moves the rows, records the committed size of every pack
+ *     that received records (compaction can fill one and go on in the
+ *     next) and deletes the old pack's row, before the old pack is
+ *     unlinked.  A pack with nothing live is the same with nothing to move.
+ *
+ * Figures read before a compaction go stale when it runs, so: only packs
+ * older than the pack appends go to when compaction starts are candidates
+ * (every pack that receives records in a run is that one or newer, and is
+ * left alone), each candidate's figures are read afresh from the catalog,
+ * and a pack's row is deleted only in the transaction that leaves no chunk
+ * row pointing into it.  A compaction is skipped when the disk has no room
+ * for its copies (the holes of step 1 freed the space already).  A crash
+ * at any point leaves either the old or the new location committed; the
+ * other copy is cut off or removed at next open.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "backend/store_i.h"
 
+/* Free space a compaction leaves beyond its copies, for the writers. */
+#define GC_ROOM_SPARE (4u << 20)
+
 struct dead_acc {
 	struct cas_store *st;
-	struct pack_delta *v; /* live bytes each pack loses */
+	struct pack_delta *v;   /* live bytes each pack loses */
 	size_t n;
-	int64_t freed;
+	struct pack_loc *holes; /* the dead records, to punch */
+	size_t nholes, cap;
 };
 
 static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *loc)
@@ -30,67 +50,163 @@ static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *
 
 	if (r < 0)
 		return r;
-	a->freed += PACK_REC_LEN + loc->clen;
+	if (a->nholes == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 256;
+		struct pack_loc *t = realloc(a->holes, cap * sizeof(*t));
+
+		if (!t)
+			return -ENOMEM;
+		a->holes = t;
+		a->cap = cap;
+	}
+	a->holes[a->nholes++] = *loc;
 	return store_delta_add(&a->v, &a->n, loc->pack,
 			       -(PACK_REC_LEN + (int64_t)loc->clen));
 }
 
-struct mover {
-	struct cas_store *st;
-	uint8_t *rec;
-	int64_t moved;
-	uint32_t pack_to;
-};
-
-static int move_chunk(void *arg, const struct cas_id *id, const struct pack_loc *loc)
+/* Deletes the rows of chunks no file holds, in one transaction.  Lock held. */
+static int drop_dead_rows(struct cas_store *st, struct dead_acc *a)
 {
-	struct mover *m = arg;
-	struct pack_loc nl;
-	int r;
-
-	r = pack_read(m->st->packs, loc, id, m->rec);
-	if (r < 0)
-		return r;
-	r = pack_append(m->st->packs, id, loc->scheme, loc->ulen,
-			m->rec + PACK_REC_LEN, loc->clen, &nl);
-	if (r < 0)
-		return r;
-	r = cat_chunk_relocate(m->st->cat, id, &nl);
-	if (r < 0)
-		return r;
-	r = cat_pack_update(m->st->cat, nl.pack, 0, PACK_REC_LEN + (int64_t)loc->clen);
-	if (r < 0)
-		return r;
-	m->moved += PACK_REC_LEN + loc->clen;
-	m->pack_to = nl.pack;
-	return 0;
-}
-
-/* Rewrites the live chunks of pack id into the current pack.  Lock held. */
-static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
-{
-	struct mover m = { .st = st, .rec = rec };
-	int64_t ps;
+	int64_t keep = store_now_ns() - (int64_t)CAS_FETCHED_KEEP_S * 1000000000;
+	size_t i;
 	int r;
 
 	r = cat_begin(st->cat);
 	if (r < 0)
 		return r;
-	r = cat_chunks_in_pack(st->cat, id, move_chunk, &m);
+	r = cat_fetched_prune(st->cat, keep);
 	if (r == 0)
-		r = pack_set_sync(st->packs);
-	if (r == 0) {
-		uint32_t cur = pack_current(st->packs);
+		r = cat_chunks_dead(st->cat, keep, drop_dead, a);
+	for (i = 0; r == 0 && i < a->n; i++)
+		r = cat_pack_update(st->cat, a->v[i].pack, 0, a->v[i].live);
+	if (r == 0)
+		return cat_commit(st->cat);
+	cat_rollback(st->cat);
+	a->nholes = 0; /* nothing was deleted: nothing may be punched */
+	return r;
+}
 
-		ps = pack_size(st->packs, cur);
-		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, cur, ps, 0);
+/* The chunk rows of one pack, read before any of them moves. */
+struct rows {
+	struct cas_id *ids;
+	struct pack_loc *locs;
+	size_t n, cap;
+};
+
+static int add_row(void *arg, const struct cas_id *id, const struct pack_loc *loc)
+{
+	struct rows *w = arg;
+
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+		struct cas_id *a = realloc(w->ids, cap * sizeof(*a));
+		struct pack_loc *b;
+
+		if (!a)
+			return -ENOMEM;
+		w->ids = a;
+		b = realloc(w->locs, cap * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		w->locs = b;
+		w->cap = cap;
 	}
+	w->ids[w->n] = *id;
+	w->locs[w->n++] = *loc;
+	return 0;
+}
+
+static int count_row(void *arg, const struct cas_id *id, const struct pack_loc *loc)
+{
+	(void)id;
+	(void)loc;
+	++*(size_t *)arg;
+	return 0;
+}
+
+/* Copies one record to the pack appends go to and points its row there. */
+static int move_chunk(struct cas_store *st, const struct cas_id *id,
+		      const struct pack_loc *loc, uint8_t *rec,
+		      struct pack_delta **v, size_t *nv)
+{
+	struct pack_loc nl;
+	int r;
+
+	r = pack_read(st->packs, loc, id, rec);
+	if (r < 0)
+		return r;
+	r = pack_append(st->packs, id, loc->scheme, loc->ulen,
+			rec + PACK_REC_LEN, loc->clen, &nl);
+	if (r < 0)
+		return r;
+	r = cat_chunk_relocate(st->cat, id, &nl);
+	if (r < 0)
+		return r;
+	return store_delta_add(v, nv, nl.pack, PACK_REC_LEN + (int64_t)loc->clen);
+}
+
+/*
+ * After a failed compaction: cuts the packs that received copies back to
+ * their committed size (the rolled-back transaction's catalog), so that
+ * the copies do not become committed with the next writer's bytes.
+ */
+static void cut_back(struct cas_store *st, const struct pack_delta *v, size_t nv)
+{
+	uint32_t *ids = NULL;
+	uint64_t *sizes = NULL, *live = NULL;
+	int n = cat_packs(st->cat, &ids, &sizes, &live), i;
+	size_t j;
+
+	for (j = 0; n >= 0 && j < nv; j++) {
+		uint64_t committed = PACK_HEADER_LEN;
+
+		for (i = 0; i < n; i++)
+			if (ids[i] == v[j].pack)
+				committed = sizes[i];
+		pack_truncate(st->packs, v[j].pack, committed);
+	}
+	free(ids);
+	free(sizes);
+	free(live);
+}
+
+/*
+ * Moves every chunk row of pack id to the pack appends go to, and deletes
+ * id's row, in one transaction.  Lock held.
+ */
+static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
+{
+	struct rows w = { 0 };
+	struct pack_delta *v = NULL; /* live bytes each receiving pack gains */
+	size_t nv = 0, i, left = 0;
+	int r;
+
+	r = cat_begin(st->cat);
+	if (r < 0)
+		return r;
+	r = cat_chunks_in_pack(st->cat, id, add_row, &w);
+	for (i = 0; r == 0 && i < w.n; i++)
+		r = move_chunk(st, &w.ids[i], &w.locs[i], rec, &v, &nv);
+	if (r == 0 && nv)
+		r = pack_set_sync(st->packs);
+	if (r == 0)
+		r = store_deltas_apply(st, v, nv);
+	/* The guard: a pack is deleted only with no row pointing into it. */
+	if (r == 0)
+		r = cat_chunks_in_pack(st->cat, id, count_row, &left);
+	if (r == 0 && left)
+		r = -EIO;
 	if (r == 0)
 		r = cat_pack_delete(st->cat, id);
 	if (r == 0)
 		r = cat_commit(st->cat);
-	else
+	if (r < 0) {
 		cat_rollback(st->cat);
+		cut_back(st, v, nv);
+	}
+	free(w.ids);
+	free(w.locs);
+	free(v);
 	return r;
 }
 
@@ -101,7 +217,7 @@ static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
  * writers started.  Lock held.
  */
 static int trim_uncommitted(struct cas_store *st, const uint32_t *ids,
-			    const uint64_t *sizes, size_t n, int64_t *freed)
+			    const uint64_t *sizes, size_t n)
 {
 	uint32_t cur = pack_current(st->packs), *disk = NULL;
 	uint64_t committed = PACK_HEADER_LEN;
@@ -117,7 +233,6 @@ static int trim_uncommitted(struct cas_store *st, const uint32_t *ids,
 		r = pack_truncate(st->packs, cur, committed);
 		if (r < 0)
 			return r;
-		*freed += len - (int64_t)committed;
 	}
 	nd = pack_list(st->packs, &disk);
 	if (nd < 0)
@@ -126,114 +241,165 @@ static int trim_uncommitted(struct cas_store *st, const uint32_t *ids,
 		for (i = 0; i < n && ids[i] != disk[j]; i++)
 			;
 		if (i == n && disk[j] != cur) {
-			len = pack_size(st->packs, disk[j]);
 			r = pack_remove(st->packs, disk[j]);
 			if (r < 0)
 				break;
-			*freed += len > 0 ? len : 0;
 		}
 	}
 	free(disk);
 	return r;
 }
 
+/* 1 if copying bytes more leaves the disk its spare room. */
+static int have_room(struct cas_store *st, uint64_t bytes)
+{
+	struct statvfs sv;
+
+	if (statvfs(st->dir, &sv) < 0)
+		return 1; /* let the append say */
+	return (uint64_t)sv.f_bavail * sv.f_frsize >= bytes + GC_ROOM_SPARE;
+}
+
+/* A pack worth compacting: under half live (or nothing live). */
+static int sparse(uint64_t size, uint64_t live)
+{
+	return live * 2 < size && size - live > PACK_HEADER_LEN;
+}
+
+/*
+ * The next pack to compact: the lowest id above after and below limit that
+ * is under half live, with its figures read now.  0 if none, 1 if found,
+ * or -errno.
+ */
+static int next_sparse(struct cas_store *st, uint32_t after, uint32_t limit,
+		       uint32_t *ret_id, uint64_t *ret_size, uint64_t *ret_live)
+{
+	uint32_t *ids = NULL;
+	uint64_t *sizes = NULL, *live = NULL;
+	int n = cat_packs(st->cat, &ids, &sizes, &live), i, found = 0;
+
+	for (i = 0; i < n && !found; i++) {
+		if (ids[i] <= after || ids[i] >= limit || !sparse(sizes[i], live[i]))
+			continue;
+		*ret_id = ids[i];
+		*ret_size = sizes[i];
+		*ret_live = live[i];
+		found = 1;
+	}
+	free(ids);
+	free(sizes);
+	free(live);
+	return n < 0 ? n : found;
+}
+
+/*
+ * Compacts the sparse packs, appending to packs no older than the current
+ * one.  The current pack is collected too once half of it is garbage:
+ * appends move to a new pack first, so that deleting a model frees its
+ * space now, not when the pack fills.  Adds compacted packs to gone.
+ * Lock held.
+ */
+static int compact_all(struct cas_store *st, uint32_t *gone, size_t *ngone)
+{
+	uint32_t cur = pack_current(st->packs), id = 0, after = 0;
+	uint64_t size, live;
+	uint8_t *rec;
+	int r;
+
+	r = next_sparse(st, cur - 1, cur + 1, &id, &size, &live);
+	if (r > 0 && have_room(st, live)) {
+		r = pack_set_start(st->packs, cur + 1);
+		cur = pack_current(st->packs);
+	}
+	if (r < 0)
+		return r;
+	rec = malloc(PACK_REC_LEN + codec_bound(CDC_MAX));
+	if (!rec)
+		return -ENOMEM;
+	/* Every pack from cur on receives copies in this run: never a candidate. */
+	while ((r = next_sparse(st, after, cur, &id, &size, &live)) > 0) {
+		after = id;
+		if (live && !have_room(st, live))
+			continue;
+		r = compact_locked(st, id, rec);
+		if (r == -ENOSPC) {
+			r = 0; /* the space left goes to writers; try next time */
+			break;
+		}
+		if (r < 0)
+			break;
+		gone[(*ngone)++] = id;
+	}
+	free(rec);
+	return r;
+}
+
+/* Punches the dead records and removes the compacted packs.  Lock not held. */
+static void give_back(struct cas_store *st, const struct dead_acc *a,
+		      const uint32_t *gone, size_t ngone)
+{
+	size_t i;
+
+	if (!a->nholes && !ngone)
+		return;
+	/* No reader can hold a location in these records or packs after this. */
+	pthread_rwlock_wrlock(&st->gc_lock);
+	for (i = 0; i < a->nholes; i++)
+		pack_punch(st->packs, &a->holes[i]);
+	for (i = 0; i < ngone; i++)
+		pack_remove(st->packs, gone[i]);
+	pthread_rwlock_unlock(&st->gc_lock);
+	if (ngone)
+		pack_set_sync(st->packs);
+}
+
 int64_t cas_gc(struct cas_store *st)
 {
 	struct dead_acc a = { .st = st };
-	uint32_t *ids = NULL, *gone = NULL, cur;
-	uint64_t *sizes = NULL, *live = NULL;
-	uint8_t *rec = NULL;
-	size_t ngone = 0, i;
-	int n = 0, r;
-	int64_t keep;
+	uint32_t *ids = NULL, *gone = NULL;
+	uint64_t *sizes = NULL, *live = NULL, before, after;
+	size_t ngone = 0;
+	int n, r;
 
 	pthread_mutex_lock(&st->lock);
-	if (st->writers) {
+	if (st->writers || st->gc_busy) {
 		pthread_mutex_unlock(&st->lock);
-		return 0;
+		return -EBUSY;
 	}
-	r = cat_begin(st->cat);
+	st->gc_busy = 1;
+	before = pack_disk_usage(st->packs);
+	r = drop_dead_rows(st, &a);
 	if (r < 0)
 		goto out;
-	keep = store_now_ns() - (int64_t)CAS_FETCHED_KEEP_S * 1000000000;
-	r = cat_fetched_prune(st->cat, keep);
-	if (r == 0)
-		r = cat_chunks_dead(st->cat, keep, drop_dead, &a);
-	for (i = 0; r == 0 && i < a.n; i++)
-		r = cat_pack_update(st->cat, a.v[i].pack, 0, a.v[i].live);
-	if (r == 0)
-		r = cat_commit(st->cat);
-	else
-		cat_rollback(st->cat);
-	if (r < 0)
-		goto out;
-
 	n = cat_packs(st->cat, &ids, &sizes, &live);
 	if (n < 0) {
 		r = n;
 		goto out;
 	}
-	r = trim_uncommitted(st, ids, sizes, (size_t)n, &a.freed);
+	r = trim_uncommitted(st, ids, sizes, (size_t)n);
 	if (r < 0)
 		goto out;
 	gone = calloc((size_t)n + 1, sizeof(*gone));
-	rec = malloc(PACK_REC_LEN + codec_bound(CDC_MAX));
-	if (!gone || !rec) {
+	if (!gone) {
 		r = -ENOMEM;
 		goto out;
 	}
-	cur = pack_current(st->packs);
-	for (i = 0; i < (size_t)n; i++) {
-		/*
-		 * The pack being appended to is collected too once half of it is
-		 * garbage: appends move to a new pack first, so that deleting a
-		 * model frees its space now, not when the pack fills.
-		 */
-		if (ids[i] == cur && live[i] * 2 < sizes[i] &&
-		    sizes[i] - live[i] > PACK_HEADER_LEN) {
-			r = pack_set_start(st->packs, cur + 1);
-			if (r < 0)
-				goto out;
-			cur = cur + 1;
-		}
-		if (ids[i] == cur)
-			continue;
-		if (live[i] == 0) {
-			r = cat_begin(st->cat);
-			if (r == 0)
-				r = cat_pack_delete(st->cat, ids[i]);
-			if (r == 0)
-				r = cat_commit(st->cat);
-			else
-				cat_rollback(st->cat);
-		} else if (live[i] * 2 < sizes[i]) {
-			r = compact_locked(st, ids[i], rec);
-			cur = pack_current(st->packs);
-		} else {
-			continue;
-		}
-		if (r < 0)
-			goto out;
-		gone[ngone++] = ids[i];
-		a.freed += (int64_t)(sizes[i] - live[i]);
-	}
+	r = compact_all(st, gone, &ngone);
 out:
 	pthread_mutex_unlock(&st->lock);
-	if (ngone) {
-		/* No reader can hold a location in these packs after this. */
-		pthread_rwlock_wrlock(&st->gc_lock);
-		for (i = 0; i < ngone; i++)
-			pack_remove(st->packs, gone[i]);
-		pthread_rwlock_unlock(&st->gc_lock);
-		pack_set_sync(st->packs);
-	}
-	if (r >= 0 && a.freed > 0)
+	give_back(st, &a, gone, ngone);
+	after = pack_disk_usage(st->packs);
+	if (r >= 0 && after < before)
 		store_reserve_make(st);
+	pthread_mutex_lock(&st->lock);
+	st->gc_busy = 0;
+	pthread_mutex_unlock(&st->lock);
 	free(a.v);
+	free(a.holes);
 	free(ids);
 	free(sizes);
 	free(live);
 	free(gone);
-	free(rec);
-	return r < 0 ? r : a.freed;
+	/* What the disk got back: blocks of packs, removed, cut or punched. */
+	return r < 0 ? r : after < before ? (int64_t)(before - after) : 0;
 }

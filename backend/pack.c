@@ -465,3 +465,27 @@ uint64_t pack_disk_usage(struct pack_set *ps)
 	free(ids);
 	return total;
 }
+
+int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc)
+{
+	/* Whole blocks inside the encoded bytes: the record header stays. */
+	const uint64_t blk = 4096;
+	uint64_t start = (loc->off + PACK_REC_LEN + blk - 1) / blk * blk;
+	uint64_t end = (loc->off + PACK_REC_LEN + loc->clen) / blk * blk;
+	int64_t r;
+	int fd;
+
+	if (end <= start)
+		return 0;
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, loc->pack, 0);
+	if (fd < 0)
+		r = fd;
+	else if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			   (off_t)start, (off_t)(end - start)) < 0)
+		r = errno == EOPNOTSUPP ? 0 : -errno;
+	else
+		r = (int64_t)(end - start);
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}

@@ -84,6 +84,16 @@ uint32_t pack_current(struct pack_set *ps);
 /* Cuts pack id back to size bytes (recovery after a crash). */
 int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size);
 
+/*
+ * Gives back the disk blocks inside the encoded bytes of the record at loc
+ * (whole blocks only; fallocate's PUNCH_HOLE), for a record no chunk row
+ * points to any more.  The record header and the pack's length stay, so
+ * the pack is still walked record by record; the record's bytes no longer
+ * match its id.  Returns the bytes given back, 0 where the filesystem
+ * cannot punch holes, or -errno.
+ */
+int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc);
+
 /* Deletes pack id from disk. */
 int pack_remove(struct pack_set *ps, uint32_t id);
 

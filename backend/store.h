@@ -192,10 +192,11 @@ int cas_status(struct cas_store *st, struct cas_status *ret);
 int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len);
 
 /*
- * Garbage collection: drops chunks no file references, deletes packs left
- * empty and rewrites packs less than half live.  Does nothing while a
- * writer is open (its new chunks are not yet in the catalog).  Returns the
- * bytes freed.
+ * Garbage collection: drops chunks no file references (punching their
+ * records' blocks out of the packs), deletes packs left empty and rewrites
+ * packs less than half live.  -EBUSY while a writer is open (its new
+ * chunks are not yet in the catalog) or another collection runs.  Returns
+ * the bytes the packs gave back to the disk.
  */
 int64_t cas_gc(struct cas_store *st);
 

@@ -33,6 +33,7 @@ struct cas_store {
 	int level;
 	uint64_t pack_max;
 	unsigned writers;          /* open writers; GC waits for none */
+	int gc_busy;               /* a collection runs (cas_gc()) */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */

@@ -8,7 +8,8 @@
  *   │           └── manifest.json
  *   ├── paths/              agent optimal paths (fs/paths.h)
  *   └── .llmfs/
- *       └── status          store size, logical size, dedup, compression
+ *       ├── status          store size, logical size, dedup, compression
+ *       └── gc              write "gc": collect and compact now; read: result
  *
  * Inode numbers: catalog inodes as they are (models/ is CAT_ROOT_INO);
  * fixed small numbers for the root and .llmfs; a model's .smip folder and
@@ -51,6 +52,9 @@ struct fs {
 	int gc_wanted;
 	int gc_stop;
 	int gc_running;
+	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
+	uint64_t gc_freed;   /* bytes they gave back */
+	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
 	struct fs_net *net;            /* /llm/net */
 	/*

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #define INO_CTL 2    /* .llmfs */
 #define INO_STATUS 3 /* .llmfs/status */
 #define INO_TRANSFERS 8 /* .llmfs/transfers (net/ is 7) */
+#define INO_GC 9        /* .llmfs/gc: write "gc" to collect now */
 /* Bits 56-59 of a model's inode name its .smip entries (paths/ uses 61). */
 #define VIRT_SHIFT 56
 #define VIRT_MASK (15ULL << VIRT_SHIFT)
@@ -268,6 +270,60 @@ static void virt_stat(struct fs *fs, uint64_t ino, uint32_t mode, uint64_t size,
 /* The text of a virtual file (status, manifest). */
 static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len);
 
+/* Notes a collection's result (requested: asked for through .llmfs/gc). */
+static void gc_record(struct fs *fs, int64_t freed, int requested)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->gc_runs++;
+	if (freed > 0)
+		fs->gc_freed += (uint64_t)freed;
+	if (requested)
+		fs->gc_request = freed;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static int gc_text(struct fs *fs, char **ret, size_t *ret_len)
+{
+	uint64_t runs, freed;
+	int64_t req;
+	int n;
+
+	pthread_mutex_lock(&fs->lock);
+	runs = fs->gc_runs;
+	freed = fs->gc_freed;
+	req = fs->gc_request;
+	pthread_mutex_unlock(&fs->lock);
+	n = asprintf(ret, "collections %" PRIu64 "\nfreed_bytes %" PRIu64
+		     "\nrequest_freed_bytes %" PRId64 "\nrequest_error %s\n",
+		     runs, freed, req > 0 ? req : 0,
+		     req < 0 ? strerror((int)-req) : "none");
+	if (n < 0)
+		return -ENOMEM;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
+/*
+ * A write of "gc" or "compact" to .llmfs/gc: collects and compacts now,
+ * answering when the space is free.  A collection that runs already (or a
+ * file open for writing) is waited for, ten seconds at most.
+ */
+static int gc_request(struct fs *fs, const char *buf, size_t size)
+{
+	int64_t freed;
+	int tries;
+
+	while (size && (buf[size - 1] == '\n' || buf[size - 1] == ' '))
+		size--;
+	if (!(size == 2 && !memcmp(buf, "gc", 2)) &&
+	    !(size == 7 && !memcmp(buf, "compact", 7)))
+		return -EINVAL;
+	for (tries = 0; (freed = cas_gc(fs->st)) == -EBUSY && tries < 100; tries++)
+		usleep(100000);
+	gc_record(fs, freed, 1);
+	return freed < 0 ? (int)freed : 0;
+}
+
 /* A copy of the virtual file's text, from the cache when models/ is unchanged. */
 static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 {
@@ -277,7 +333,7 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 	size_t len, i;
 	int r;
 
-	if (ino == INO_STATUS)
+	if (ino == INO_STATUS || ino == INO_GC)
 		return make_virt_text(fs, ino, ret, ret_len);
 	if (ino == INO_TRANSFERS)
 		return fs->net ? fs_net_transfers(fs->net, ret, ret_len) : -ENOENT;
@@ -321,6 +377,8 @@ static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_l
 
 	if (ino == INO_STATUS)
 		return cas_status_text(fs->st, ret, ret_len);
+	if (ino == INO_GC)
+		return gc_text(fs, ret, ret_len);
 	if (!IS_VIRT_FILE(ino))
 		return -EINVAL;
 	model = MODEL_OF(ino);
@@ -376,6 +434,7 @@ static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
 		return 0;
 	case INO_STATUS:
 	case INO_TRANSFERS:
+	case INO_GC:
 		break;
 	default:
 		if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -399,7 +458,7 @@ static int do_getattr(struct fs *fs, uint64_t ino, struct stat *sb)
 	if (r < 0)
 		return r;
 	free(text);
-	virt_stat(fs, ino, S_IFREG | 0444, len, sb);
+	virt_stat(fs, ino, S_IFREG | (ino == INO_GC ? 0644 : 0444), len, sb);
 	return 0;
 }
 
@@ -537,6 +596,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (parent == INO_CTL) {
 		if (!strcmp(name, "status"))
 			return reply_entry(req, fs, INO_STATUS);
+		if (!strcmp(name, "gc"))
+			return reply_entry(req, fs, INO_GC);
 		if (!strcmp(name, "transfers") && fs->net)
 			return reply_entry(req, fs, INO_TRANSFERS);
 		return reply_err(req, -ENOENT);
@@ -1013,8 +1074,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->keep_cache = (fi->flags & O_ACCMODE) == O_RDONLY;
 		return (void)fuse_reply_open(req, fi);
 	}
-	if (ino == INO_STATUS || ino == INO_TRANSFERS || IS_VIRT_FILE(ino)) {
-		if (acc != O_RDONLY)
+	if (ino == INO_STATUS || ino == INO_TRANSFERS || ino == INO_GC ||
+	    IS_VIRT_FILE(ino)) {
+		if (acc != O_RDONLY && ino != INO_GC)
 			return reply_err(req, -EACCES);
 		h = calloc(1, sizeof(*h));
 		if (!h)
@@ -1204,6 +1266,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		r = fs_net_write(fs->net, h->nh, buf, size, (uint64_t)off);
 		return r < 0 ? reply_err(req, r) : (void)fuse_reply_write(req, size);
 	}
+	if (h->kind == H_VIRT && ino == INO_GC) {
+		r = gc_request(fs, buf, size);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_write(req, size);
+	}
 	if (h->kind != H_FILE)
 		return reply_err(req, -EBADF);
 	pthread_mutex_lock(&node->wlock);
@@ -1212,6 +1278,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	if (r == 0)
 		r = cas_writer_write(node->w, buf, size, (uint64_t)off);
 	pthread_mutex_unlock(&node->wlock);
+	if (r == -ENOSPC)
+		want_gc(fs); /* runs once the writer is closed */
 	if (r < 0)
 		return reply_err(req, r);
 	fuse_reply_write(req, size);
@@ -1456,6 +1524,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = fs_net_list(fs->net, ino, add_ent_cb, h);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
+		if (r == 0)
+			r = add_ent(h, "gc", INO_GC, S_IFREG);
 		if (r == 0 && fs->net)
 			r = add_ent(h, "transfers", INO_TRANSFERS, S_IFREG);
 	} else if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -1623,10 +1693,15 @@ static void *gc_main(void *arg)
 		fs->gc_wanted = 0;
 		pthread_mutex_unlock(&fs->lock);
 		freed = cas_gc(fs->st);
-		if (freed < 0)
+		if (freed != -EBUSY)
+			gc_record(fs, freed, 0);
+		if (freed < 0 && freed != -EBUSY)
 			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
 			       strerror((int)-freed));
 		pthread_mutex_lock(&fs->lock);
+		/* A file open for writing (or a requested run) holds it off: again later. */
+		if (freed == -EBUSY)
+			fs->gc_wanted = 1;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return NULL;
