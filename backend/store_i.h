@@ -33,6 +33,7 @@ struct cas_store {
 	int level;
 	uint64_t pack_max;
 	unsigned writers;          /* open writers; GC waits for none */
+	int snap_on_close;         /* opened with recovery: snapshot at close */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */
