@@ -231,24 +231,16 @@ static int find_id(const uint32_t *v, int n, uint32_t id)
 	return i;
 }
 
-/* Headers of the packs on disk: reported, rewritten by --repair. */
-static int check_headers(struct fsck *f, const uint32_t *disk, int nd)
+/* A pack's header: reported when damaged, rewritten by --repair. */
+static int check_header(struct fsck *f, uint32_t id)
 {
-	int j, r;
-
-	for (j = 0; j < nd; j++) {
-		if (pack_header_check(f->st->packs, disk[j]) != -EBADMSG)
-			continue;
-		report(f, "pack %u has a damaged header (its records are intact)%s",
-		       disk[j], f->repair ? ": rewritten" : "");
-		if (!f->repair) {
-			f->problems++;
-			continue;
-		}
-		r = pack_header_repair(f->st->packs, disk[j]);
-		if (r < 0)
-			return r;
-	}
+	if (pack_header_check(f->st->packs, id) != -EBADMSG)
+		return 0;
+	report(f, "pack %u has a damaged header (its records are intact)%s", id,
+	       f->repair ? ": rewritten" : "");
+	if (f->repair)
+		return pack_header_repair(f->st->packs, id);
+	f->problems++;
 	return 0;
 }
 
@@ -298,9 +290,6 @@ static int check_packs(struct fsck *f)
 		r = nd;
 		goto out;
 	}
-	r = check_headers(f, disk, nd);
-	if (r < 0)
-		goto out;
 	for (j = 0; j < nc; j++) {
 		i = find_id(ids, n, cp[j]);
 		if (i < n && sizes[i] >= ends[j])
@@ -344,6 +333,12 @@ static int check_packs(struct fsck *f)
 			       ids[i], s, keep);
 			f->problems++;
 		}
+		if (r < 0)
+			goto out;
+	}
+	/* Headers of the packs the catalog knows (an unknown file is not rewritten). */
+	for (i = 0; i < n; i++) {
+		r = check_header(f, ids[i]);
 		if (r < 0)
 			goto out;
 	}
