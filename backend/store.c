@@ -494,15 +494,6 @@ static int check_catalog_lost(struct cas_store *st, const char *path,
 	return -EUCLEAN;
 }
 
-int cas_snapshot(struct cas_store *st)
-{
-	char cat[4096], snap[4096];
-
-	snprintf(cat, sizeof(cat), "%s/catalog.db", st->dir);
-	snprintf(snap, sizeof(snap), "%s/files.snap", st->dir);
-	return cat_snapshot(cat, snap);
-}
-
 /* 1 when the disk holding the store has less than a reserve's room. */
 static int disk_short(struct cas_store *st)
 {
@@ -510,6 +501,18 @@ static int disk_short(struct cas_store *st)
 
 	return statvfs(st->dir, &sv) == 0 &&
 	       (uint64_t)sv.f_bavail * sv.f_frsize < RESERVE_MAX;
+}
+
+int cas_snapshot(struct cas_store *st)
+{
+	char cat[4096], snap[4096];
+
+	/* The room is for deletes: the last snapshot stays. */
+	if (disk_short(st))
+		return -ENOSPC;
+	snprintf(cat, sizeof(cat), "%s/catalog.db", st->dir);
+	snprintf(snap, sizeof(snap), "%s/files.snap", st->dir);
+	return cat_snapshot(cat, snap);
 }
 
 static int take_lock(struct cas_store *st, char *err, size_t errlen)
