@@ -1,14 +1,19 @@
 /*
- * fsck.c - verifying a whole store, and repairing what can be repaired.
+ * fsck.c - verifying a whole store, repairing what can be repaired, and
+ * rebuilding a lost catalog from the packs.
  *
- * Checks, in order: sqlite's integrity_check; every pack file against the
- * pack table (missing, unknown, or longer than committed); every chunk
+ * Checks, in order: sqlite's integrity_check (repair: REINDEX); every chunk
  * (record header, decode, XXH3 against its id); every file's chunk list
- * (each chunk present and sound: a file that is not is reported by path
- * as damaged); reference counts and live byte counts against a recount.
- * Repair (explicit) fixes counts, deletes orphan inodes, unknown packs and
- * uncommitted tails, then collects garbage.  Damaged files are reported,
- * never silently changed.
+ * (each chunk present and sound, lengths adding up to the size, and the
+ * bytes in list order hashing to the stored SHA-256: a file that fails is
+ * reported by path as damaged); reference counts; every pack against the
+ * pack table (headers, rows lower than their chunk records, missing,
+ * truncated, unknown, uncommitted tails) and live byte counts.  Crash
+ * residue (uncommitted tails, packs without a row, orphan inodes) is
+ * reported with a note, not as a problem: the next start cleans it.
+ * Repair (explicit) fixes counts, rows and headers, deletes orphans, cuts
+ * tails, moves unknown packs to quarantine/, then collects garbage.
+ * Damaged files are reported, never silently changed.
  */
 #include <dirent.h>
 #include <errno.h>
