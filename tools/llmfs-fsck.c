@@ -62,6 +62,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: llmfs-fsck [--repair | --rebuild] [--store] DIR\n");
 		return 2;
 	}
+	if (rebuild && cas_store_open(dir, &opt, &st, err, sizeof(err)) == 0) {
+		/*
+		 * The catalog opens: rebuilding would drop whatever was
+		 * committed after the last file snapshot.  A catalog that opens
+		 * but is beyond --repair is moved aside by hand first.
+		 */
+		cas_store_close(st);
+		fprintf(stderr,
+			"llmfs-fsck: the catalog of %s opens: --rebuild is for a lost catalog"
+			" (it restores files as of the last snapshot); run --repair, or move"
+			" catalog.db aside first to rebuild anyway\n", dir);
+		return 2;
+	}
 	opt.rebuild = rebuild;
 	r = cas_store_open(dir, &opt, &st, err, sizeof(err));
 	if (r < 0) {

@@ -106,6 +106,11 @@ test_expect_success 'llmfs-fsck --rebuild restores every file byte-identical' '
 	daemon_stop
 '
 
+test_expect_success 'a catalog that opens is not rebuilt (--rebuild refuses)' '
+	fsck_is 2 --rebuild && grep -q -- "--repair" "$TEST_DIR/fsck.out" &&
+	! ls "$STORE"/catalog.db.lost-* 2>/dev/null
+'
+
 test_expect_success 'the catalog emptied: refused, kept aside by --rebuild, files back' '
 	: >"$STORE/catalog.db" && rm -f "$STORE/catalog.db-wal" "$STORE/catalog.db-shm" &&
 	mount_refused &&
