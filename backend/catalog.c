@@ -4,11 +4,13 @@
  * Statements are prepared once, on first use, and kept in c->stmt[].
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -1012,4 +1014,184 @@ int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc)
 {
 	return chunk_loc_stmt(c, S_CHUNK_RELOC, id, loc);
+}
+
+int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
+		  uint64_t **ret_live)
+{
+	sqlite3_stmt *s;
+	uint32_t *packs = NULL;
+	uint64_t *ends = NULL, *live = NULL;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+
+	/*
+	 * NOT INDEXED: a table scan, so that a damaged chunks_pack index
+	 * cannot hide rows from recovery (which would then cut their bytes).
+	 */
+	rc = sqlite3_prepare_v2(c->db,
+				"SELECT pack, max(off + 32 + clen), total(32 + clen)"
+				" FROM chunks NOT INDEXED GROUP BY pack ORDER BY pack",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			void *a, *b, *d;
+
+			cap = cap ? 2 * cap : 16;
+			a = realloc(packs, cap * sizeof(*packs));
+			if (a)
+				packs = a;
+			b = realloc(ends, cap * sizeof(*ends));
+			if (b)
+				ends = b;
+			d = realloc(live, cap * sizeof(*live));
+			if (d)
+				live = d;
+			if (!a || !b || !d) {
+				r = -ENOMEM;
+				break;
+			}
+		}
+		packs[n] = (uint32_t)sqlite3_column_int64(s, 0);
+		ends[n] = (uint64_t)sqlite3_column_int64(s, 1);
+		live[n] = (uint64_t)sqlite3_column_double(s, 2);
+		n++;
+	}
+	if (!r && rc != SQLITE_DONE)
+		r = cat_errno(rc);
+	sqlite3_finalize(s);
+	if (r < 0) {
+		free(packs);
+		free(ends);
+		free(live);
+		return r;
+	}
+	*ret_packs = packs;
+	*ret_ends = ends;
+	*ret_live = live;
+	return (int)n;
+}
+
+int cat_reindex(struct cat *c)
+{
+	return exec(c, "REINDEX");
+}
+
+/* The columns a snapshot keeps: all of inodes. */
+#define INODE_COLS "ino, parent, name, mode, uid, gid, nlink, size, mtime, ctime," \
+		   " sha256, chunks, target"
+
+int cat_snapshot(const char *catalog, const char *snap)
+{
+	char tmp[4096], sql[4096 + 256];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int rc, r, fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", snap);
+	unlink(tmp);
+	rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		r = cat_errno(rc);
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	rc = sqlite3_prepare_v2(db, "ATTACH ?1 AS c", -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, catalog, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_OK) {
+		r = cat_errno(rc);
+		goto out;
+	}
+	snprintf(sql, sizeof(sql),
+		 "BEGIN;"
+		 "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+		 "INSERT INTO meta SELECT key, value FROM c.meta;"
+		 "INSERT INTO meta VALUES ('snapshot_ns', '%lld');"
+		 "CREATE TABLE inodes(ino INTEGER PRIMARY KEY, parent INTEGER, name TEXT,"
+		 " mode INTEGER, uid INTEGER, gid INTEGER, nlink INTEGER, size INTEGER,"
+		 " mtime INTEGER, ctime INTEGER, sha256 BLOB, chunks BLOB, target TEXT);"
+		 "INSERT INTO inodes SELECT " INODE_COLS " FROM c.inodes;"
+		 "COMMIT;",
+		 (long long)time(NULL) * 1000000000);
+	r = cat_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
+	sqlite3_close(db);
+	db = NULL;
+	if (r < 0)
+		goto out;
+	/* Durable before it replaces the last one, which is kept as .old. */
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	snprintf(sql, sizeof(sql), "%s.old", snap);
+	if (rename(snap, sql) < 0 && errno != ENOENT) {
+		r = -errno;
+		goto out;
+	}
+	if (rename(tmp, snap) < 0) {
+		r = -errno;
+		goto out;
+	}
+	return 0;
+out:
+	sqlite3_close(db);
+	unlink(tmp);
+	return r;
+}
+
+int cat_restore_snapshot(struct cat *c, const char *snap, int64_t *ret_taken)
+{
+	sqlite3_stmt *s = NULL;
+	int rc, r;
+
+	rc = sqlite3_prepare_v2(c->db, "ATTACH ?1 AS snap", -1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, snap, -1, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	*ret_taken = 0;
+	rc = sqlite3_prepare_v2(c->db,
+				"SELECT value FROM snap.meta WHERE key = 'snapshot_ns'",
+				-1, &s, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		*ret_taken = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_OK) {
+		r = cat_errno(rc);
+		goto out;
+	}
+	r = exec(c, "BEGIN IMMEDIATE;"
+		    " DELETE FROM inodes;"
+		    " INSERT INTO inodes(" INODE_COLS ") SELECT " INODE_COLS
+		    " FROM snap.inodes;"
+		    " COMMIT;");
+	if (r < 0)
+		exec(c, "ROLLBACK");
+out:
+	exec(c, "DETACH snap");
+	return r;
+}
+
+int cat_is_empty(struct cat *c)
+{
+	uint64_t v[2];
+	int r = query_u64s(c, "SELECT (SELECT count(*) FROM chunks),"
+			      " (SELECT count(*) FROM packs)", v, 2);
+
+	return r < 0 ? r : v[0] == 0 && v[1] == 0;
 }

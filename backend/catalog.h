@@ -159,4 +159,29 @@ int cat_chunks_zero_refs(struct cat *c);
 /* For fsck: the slash-separated path of ino below models/. */
 int cat_path(struct cat *c, uint64_t ino, char *buf, size_t len);
 
+/*
+ * For recovery: per pack with chunk rows, the end of its last chunk record
+ * (the least committed size) and the sum of its records, from a table scan
+ * that no damaged index can shorten.  Arrays malloc()ed; returns the count.
+ */
+int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
+		  uint64_t **ret_live);
+/* Rebuilds every index from its table (a damaged index). */
+int cat_reindex(struct cat *c);
+/* 1 if the catalog has no chunk and no pack row, 0 if it has, or -errno. */
+int cat_is_empty(struct cat *c);
+
+/*
+ * File snapshots: the inodes table (names, modes, owners, sizes, SHA-256s
+ * and chunk lists) copied into the sqlite file snap through a connection
+ * of its own (catalog is the catalog's path), made durable and then
+ * renamed over the last one, which is kept as snap.old.
+ */
+int cat_snapshot(const char *catalog, const char *snap);
+/*
+ * Replaces the inodes of c with those of snapshot snap (a catalog being
+ * rebuilt); *ret_taken gets when the snapshot was taken (ns, 0 unknown).
+ */
+int cat_restore_snapshot(struct cat *c, const char *snap, int64_t *ret_taken);
+
 #endif

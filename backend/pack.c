@@ -25,6 +25,7 @@ struct pack_set {
 	uint64_t pack_max;
 	int *fds;      /* indexed by pack id; -1 when not open */
 	uint8_t *dirty; /* appended since the last sync */
+	uint8_t *badhdr; /* the 16-byte header is not what pack_header() writes */
 	uint32_t nfds;
 	uint32_t cur;
 	uint64_t cur_size;
@@ -107,6 +108,7 @@ void pack_set_free(struct pack_set *ps)
 			close(ps->fds[i]);
 	free(ps->fds);
 	free(ps->dirty);
+	free(ps->badhdr);
 	close(ps->dirfd);
 	pthread_mutex_destroy(&ps->lock);
 	free(ps);
@@ -116,7 +118,7 @@ static int grow_table(struct pack_set *ps, uint32_t id)
 {
 	uint32_t n = ps->nfds, i;
 	int *fds;
-	uint8_t *dirty;
+	uint8_t *dirty, *badhdr;
 
 	if (id < n)
 		return 0;
@@ -129,9 +131,14 @@ static int grow_table(struct pack_set *ps, uint32_t id)
 	if (!dirty)
 		return -ENOMEM;
 	ps->dirty = dirty;
+	badhdr = realloc(ps->badhdr, n);
+	if (!badhdr)
+		return -ENOMEM;
+	ps->badhdr = badhdr;
 	for (i = ps->nfds; i < n; i++) {
 		fds[i] = -1;
 		dirty[i] = 0;
+		badhdr[i] = 0;
 	}
 	ps->nfds = n;
 	return 0;
@@ -167,15 +174,18 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 	} else if (fd < 0) {
 		return -errno;
 	} else {
-		if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
-		    memcmp(hdr, PACK_MAGIC, 8) != 0) {
-			close(fd);
-			return -EIO;
-		}
-		if (get_le32(hdr + 8) > PACK_VERSION) {
-			close(fd);
-			return -EPROTONOSUPPORT;
-		}
+		uint8_t want[PACK_HEADER_LEN];
+
+		/*
+		 * A damaged header does not make the pack unreadable: every
+		 * record carries its own magic, lengths and id, and each read
+		 * is checked against them.  It is remembered for fsck, which
+		 * reports it and rewrites it with --repair.  (A newer pack
+		 * format comes with a newer catalog format, refused there.)
+		 */
+		pack_header(want);
+		ps->badhdr[id] = pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
+				 memcmp(hdr, want, sizeof(hdr)) != 0;
 	}
 	ps->fds[id] = fd;
 	return fd;
@@ -388,17 +398,94 @@ out:
 	return r;
 }
 
+int pack_header_check(struct pack_set *ps, uint32_t id)
+{
+	int fd, r;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	r = fd < 0 ? fd : ps->badhdr[id] ? -EBADMSG : 0;
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_header_repair(struct pack_set *ps, uint32_t id)
+{
+	uint8_t hdr[PACK_HEADER_LEN];
+	int fd, r = 0;
+
+	pack_header(hdr);
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	if (pwrite(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) || fdatasync(fd) < 0) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	ps->badhdr[id] = 0;
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+/* Closes pack id's descriptor.  Lock held. */
+static void pack_close_locked(struct pack_set *ps, uint32_t id)
+{
+	if (id < ps->nfds && ps->fds[id] >= 0) {
+		close(ps->fds[id]);
+		ps->fds[id] = -1;
+		ps->dirty[id] = 0;
+		ps->badhdr[id] = 0;
+	}
+}
+
+int pack_quarantine(struct pack_set *ps, uint32_t id, const char *qdir,
+		    char *ret_name, size_t namelen)
+{
+	char name[32], dst[4096];
+	struct stat sb;
+	int r = 0, i;
+
+	if (mkdir(qdir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	pthread_mutex_lock(&ps->lock);
+	pack_close_locked(ps, id);
+	pack_name(id, name, sizeof(name));
+	/* Never over another quarantined file: a suffix makes the name free. */
+	for (i = 0; i < 1000; i++) {
+		if (i == 0)
+			snprintf(dst, sizeof(dst), "%s/%s", qdir, name);
+		else
+			snprintf(dst, sizeof(dst), "%s/%s.%d", qdir, name, i);
+		if (stat(dst, &sb) < 0 && errno == ENOENT)
+			break;
+	}
+	if (i == 1000) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (renameat(ps->dirfd, name, AT_FDCWD, dst) < 0) {
+		r = -errno;
+		goto out;
+	}
+	ps->dir_dirty = 1;
+	if (ret_name)
+		snprintf(ret_name, namelen, "%s", strrchr(dst, '/') + 1);
+out:
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
 int pack_remove(struct pack_set *ps, uint32_t id)
 {
 	char name[32];
 	int r = 0;
 
 	pthread_mutex_lock(&ps->lock);
-	if (id < ps->nfds && ps->fds[id] >= 0) {
-		close(ps->fds[id]);
-		ps->fds[id] = -1;
-		ps->dirty[id] = 0;
-	}
+	pack_close_locked(ps, id);
 	pack_name(id, name, sizeof(name));
 	if (unlinkat(ps->dirfd, name, 0) < 0 && errno != ENOENT)
 		r = -errno;
@@ -487,5 +574,83 @@ int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc)
 	else
 		r = (int64_t)(end - start);
 	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+/* The offset of the next "LCK1" at or after off that parses, or size. */
+static uint64_t resync(int fd, uint64_t off, uint64_t size)
+{
+	enum { WIN = 1 << 20 };
+	uint8_t *buf = malloc(WIN);
+	uint64_t found = size;
+
+	if (!buf)
+		return size;
+	while (off + PACK_REC_LEN <= size) {
+		ssize_t n = pread(fd, buf, WIN, (off_t)off), i;
+
+		if (n < PACK_REC_LEN)
+			break;
+		for (i = 0; i + PACK_REC_LEN <= n; i++) {
+			struct cas_id id;
+			enum codec_scheme sc;
+			uint32_t ulen, clen;
+
+			if (buf[i] == 'L' && memcmp(buf + i, REC_MAGIC, 4) == 0 &&
+			    pack_rec_parse(buf + i, &id, &sc, &ulen, &clen) == 0) {
+				found = off + (uint64_t)i;
+				goto out;
+			}
+		}
+		off += (uint64_t)(n - PACK_REC_LEN + 1);
+	}
+out:
+	free(buf);
+	return found;
+}
+
+int pack_scan(struct pack_set *ps, uint32_t id,
+	      int (*cb)(void *arg, const struct cas_id *id,
+			const struct pack_loc *loc),
+	      void *arg, uint64_t *ret_end)
+{
+	uint8_t hdr[PACK_REC_LEN];
+	struct stat sb;
+	uint64_t off = PACK_HEADER_LEN, end = PACK_HEADER_LEN;
+	int fd, r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	pthread_mutex_unlock(&ps->lock);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	while (off + PACK_REC_LEN <= (uint64_t)sb.st_size) {
+		struct pack_loc loc = { .pack = id, .off = off };
+		struct cas_id cid;
+
+		if (pread(fd, hdr, sizeof(hdr), (off_t)off) != sizeof(hdr)) {
+			r = -EIO;
+			break;
+		}
+		r = pack_rec_parse(hdr, &cid, &loc.scheme, &loc.ulen, &loc.clen);
+		if (r == 0 && off + PACK_REC_LEN + loc.clen <= (uint64_t)sb.st_size)
+			r = cb(arg, &cid, &loc);
+		else
+			r = 1;
+		if (r < 0)
+			break;
+		if (r == 0) {
+			off += PACK_REC_LEN + loc.clen;
+			end = off;
+			continue;
+		}
+		/* Not a record (damage, a torn tail): look for the next one. */
+		r = 0;
+		off = resync(fd, off + 1, (uint64_t)sb.st_size);
+	}
+	if (ret_end)
+		*ret_end = end;
 	return r;
 }

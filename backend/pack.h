@@ -94,6 +94,21 @@ int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size);
  */
 int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc);
 
+ * 0 if pack id starts with the header pack_header() writes, -EBADMSG if
+ * not (the pack is still read: its records check themselves), or -errno.
+ */
+int pack_header_check(struct pack_set *ps, uint32_t id);
+/* Writes pack id's header again (made durable). */
+int pack_header_repair(struct pack_set *ps, uint32_t id);
+
+/*
+ * Moves pack id into the folder qdir (created if missing) instead of
+ * deleting it, under a name no other file there has (returned in
+ * ret_name if set).
+ */
+int pack_quarantine(struct pack_set *ps, uint32_t id, const char *qdir,
+		    char *ret_name, size_t namelen);
+
 /* Deletes pack id from disk. */
 int pack_remove(struct pack_set *ps, uint32_t id);
 
@@ -102,6 +117,18 @@ int pack_remove(struct pack_set *ps, uint32_t id);
  * Returns the count or -errno.
  */
 int pack_list(struct pack_set *ps, uint32_t **ret_ids);
+
+/*
+ * Walks the records of pack id in file order, without the catalog: cb gets
+ * each well-formed record header's id and location and returns 0 to accept
+ * it (the walk goes on after it), 1 to reject it (its bytes do not check
+ * out: the walk looks for the next record magic after its first byte), or
+ * -errno to stop.  *ret_end gets the end of the last accepted record.
+ */
+int pack_scan(struct pack_set *ps, uint32_t id,
+	      int (*cb)(void *arg, const struct cas_id *id,
+			const struct pack_loc *loc),
+	      void *arg, uint64_t *ret_end);
 
 /* Bytes the packs take on disk (st_blocks). */
 uint64_t pack_disk_usage(struct pack_set *ps);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "backend/store_i.h"
@@ -22,6 +23,32 @@
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
 #define RESERVE_MAX (8u << 20)
 #define CACHE_SLOTS 64
+/* Reads ahead of the hashed prefix kept for the whole-file check. */
+#define VERIFY_PIECES 16
+#define VERIFY_BYTES (8u << 20)
+
+enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
+
+/* A read that arrived ahead of the hashed prefix, kept until it is reached. */
+struct piece {
+	uint64_t off;
+	size_t len;
+	uint8_t *data;
+};
+
+/*
+ * The whole-file check: the bytes readers get, in file order, hashed as
+ * they go.  FUSE answers a sequential reader's requests on several threads,
+ * so a few reads may arrive ahead of their turn; they wait in pend[].
+ */
+struct verify {
+	pthread_mutex_t lock;
+	EVP_MD_CTX *md;
+	uint64_t done; /* bytes hashed */
+	int state;     /* V_* */
+	struct piece pend[VERIFY_PIECES];
+	size_t npend, pend_bytes;
+};
 
 struct cas_file {
 	uint64_t ino;
@@ -33,6 +60,7 @@ struct cas_file {
 	uint8_t sha[32];
 	int has_sha;
 	atomic_size_t next; /* chunk a sequential reader wants next */
+	struct verify v;
 };
 
 int64_t store_now_ns(void)
@@ -259,21 +287,94 @@ static int reserve_release(struct cas_store *st)
 	return unlinkat(st->tmpfd, "../reserve", 0) < 0 ? -errno : 0;
 }
 
-/* Cuts packs back to their committed size and removes uncommitted ones. */
+/* Index of id in v[0..n), or n. */
+static int find_id(const uint32_t *v, int n, uint32_t id)
+{
+	int i;
+
+	for (i = 0; i < n && v[i] != id; i++)
+		;
+	return i;
+}
+
+/*
+ * Gives committed sizes the floor of the chunk rows: a pack row that is
+ * missing, or lower than the end of a chunk record the catalog points at,
+ * is raised to it (compaction that filled a pack, a lost or damaged row).
+ * Best effort: a full disk leaves the rows as they are, and the caller
+ * still never cuts below the chunk rows.
+ */
+static void raise_pack_rows(struct cas_store *st, const uint32_t *ids,
+			    const uint64_t *sizes, int n, const uint32_t *cp,
+			    const uint64_t *ends, const uint64_t *clive, int nc)
+{
+	int i, j, r;
+
+	if (cat_begin(st->cat) < 0)
+		return;
+	for (r = 0, j = 0; r == 0 && j < nc; j++) {
+		i = find_id(ids, n, cp[j]);
+		if (i == n)
+			r = cat_pack_update(st->cat, cp[j], (int64_t)ends[j], (int64_t)clive[j]);
+		else if (sizes[i] < ends[j])
+			r = cat_pack_update(st->cat, cp[j], (int64_t)ends[j], 0);
+	}
+	if (r == 0)
+		cat_commit(st->cat);
+	else
+		cat_rollback(st->cat);
+}
+
+/*
+ * Moves a pack that no row of the catalog knows aside into quarantine/:
+ * its bytes are either the uncommitted appends of a writer that started a
+ * new pack, or data whose catalog rows are lost; only llmfs-fsck
+ * --rebuild (or a person) can tell.  A pack of no more than a header holds
+ * nothing and is removed.
+ */
+static int set_aside(struct cas_store *st, uint32_t id)
+{
+	char q[4096];
+	int64_t s = pack_size(st->packs, id);
+
+	if (s >= 0 && s <= PACK_HEADER_LEN)
+		return pack_remove(st->packs, id);
+	snprintf(q, sizeof(q), "%s/quarantine", st->dir);
+	return pack_quarantine(st->packs, id, q, NULL, 0);
+}
+
+/*
+ * Recovery after a crash: cuts bytes past each pack's committed size (the
+ * greater of its row and of the end of the chunk records pointing into it,
+ * so that nothing the catalog refers to is ever cut), sets unknown packs
+ * aside, and deletes orphan inodes.  A full disk defers what needs catalog
+ * pages (orphans wait for the next start).
+ */
 static int recover(struct cas_store *st, char *err, size_t errlen)
 {
-	uint32_t *ids = NULL, *disk = NULL;
-	uint64_t *sizes = NULL, *live = NULL, *orphans = NULL;
-	int n, nd, no, i, j, r;
+	uint32_t *ids = NULL, *disk = NULL, *cp = NULL;
+	uint64_t *sizes = NULL, *live = NULL, *ends = NULL, *clive = NULL;
+	uint64_t *orphans = NULL;
+	int n, nd, nc, no, i, j, r;
 
 	n = cat_packs(st->cat, &ids, &sizes, &live);
 	if (n < 0)
 		return n;
+	nc = cat_pack_ends(st->cat, &cp, &ends, &clive);
+	if (nc < 0) {
+		r = nc;
+		goto out;
+	}
+	raise_pack_rows(st, ids, sizes, n, cp, ends, clive, nc);
 	for (i = 0; i < n; i++) {
 		int64_t s = pack_size(st->packs, ids[i]);
+		uint64_t keep = sizes[i];
 
-		if (s > (int64_t)sizes[i]) {
-			r = pack_truncate(st->packs, ids[i], sizes[i]);
+		j = find_id(cp, nc, ids[i]);
+		if (j < nc && ends[j] > keep)
+			keep = ends[j];
+		if (s > (int64_t)keep) {
+			r = pack_truncate(st->packs, ids[i], keep);
 			if (r < 0) {
 				snprintf(err, errlen, "cannot truncate pack %u: %s",
 					 ids[i], strerror(-r));
@@ -286,12 +387,9 @@ static int recover(struct cas_store *st, char *err, size_t errlen)
 		r = nd;
 		goto out;
 	}
-	for (j = 0; j < nd; j++) {
-		for (i = 0; i < n && ids[i] != disk[j]; i++)
-			;
-		if (i == n)
-			pack_remove(st->packs, disk[j]);
-	}
+	for (j = 0; j < nd; j++)
+		if (find_id(ids, n, disk[j]) == n && find_id(cp, nc, disk[j]) == nc)
+			set_aside(st, disk[j]);
 	no = cat_orphans(st->cat, &orphans);
 	if (no < 0) {
 		r = no;
@@ -305,7 +403,9 @@ static int recover(struct cas_store *st, char *err, size_t errlen)
 			r = cat_commit(st->cat);
 		else
 			cat_rollback(st->cat);
-		if (r < 0) {
+		if (r == -ENOSPC || r == -EDQUOT) {
+			r = 0; /* the next start deletes them */
+		} else if (r < 0) {
 			snprintf(err, errlen, "cannot delete orphans: %s", strerror(-r));
 			goto out;
 		}
@@ -315,9 +415,104 @@ out:
 	free(ids);
 	free(sizes);
 	free(live);
+	free(cp);
+	free(ends);
+	free(clive);
 	free(disk);
 	free(orphans);
 	return r;
+}
+
+/* The number of packs on disk holding more than a header, or -errno. */
+static int packs_with_data(struct cas_store *st)
+{
+	uint32_t *disk = NULL;
+	int nd, i, k = 0;
+
+	nd = pack_list(st->packs, &disk);
+	for (i = 0; i < nd; i++)
+		if (pack_size(st->packs, disk[i]) > PACK_HEADER_LEN)
+			k++;
+	free(disk);
+	return nd < 0 ? nd : k;
+}
+
+/* 1 if path is missing or empty, 0 if not. */
+static int file_missing_or_empty(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) < 0 ? errno == ENOENT : sb.st_size == 0;
+}
+
+/*
+ * Moves catalog.db (and its -wal and -shm) aside as catalog.db.lost-TIME,
+ * for llmfs-fsck --rebuild: a damaged catalog is kept, never deleted.
+ */
+static int catalog_set_aside(struct cas_store *st, char *err, size_t errlen)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+	char from[4096], to[4096 + 64];
+	long long now = (long long)time(NULL);
+	size_t i;
+
+	for (i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		snprintf(from, sizeof(from), "%s/catalog.db%s", st->dir, sfx[i]);
+		snprintf(to, sizeof(to), "%s/catalog.db.lost-%lld%s", st->dir, now, sfx[i]);
+		if (rename(from, to) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "cannot move %s aside: %s", from,
+				 strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Before the catalog is opened: a catalog that is gone or empty while
+ * packs hold data is lost, not new.  Starting empty would hide every file
+ * and let recovery set every pack aside: refuse, and say how to rebuild.
+ */
+static int check_catalog_lost(struct cas_store *st, const char *path,
+			      char *err, size_t errlen)
+{
+	char wal[4096 + 8];
+	int k;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (!file_missing_or_empty(path) || !file_missing_or_empty(wal))
+		return 0;
+	k = packs_with_data(st);
+	if (k <= 0)
+		return k;
+	snprintf(err, errlen,
+		 "%s is missing or empty, but %d pack%s in %s/packs hold%s data:"
+		 " refusing to start with an empty catalog; run"
+		 " `llmfs-fsck --rebuild %s` to rebuild it from the packs and the"
+		 " last file snapshot",
+		 path, k, k == 1 ? "" : "s", st->dir, k == 1 ? "s" : "", st->dir);
+	return -EUCLEAN;
+}
+
+/* 1 when the disk holding the store has less than a reserve's room. */
+static int disk_short(struct cas_store *st)
+{
+	struct statvfs sv;
+
+	return statvfs(st->dir, &sv) == 0 &&
+	       (uint64_t)sv.f_bavail * sv.f_frsize < RESERVE_MAX;
+}
+
+int cas_snapshot(struct cas_store *st)
+{
+	char cat[4096], snap[4096];
+
+	/* The room is for deletes: the last snapshot stays. */
+	if (disk_short(st))
+		return -ENOSPC;
+	snprintf(cat, sizeof(cat), "%s/catalog.db", st->dir);
+	snprintf(snap, sizeof(snap), "%s/files.snap", st->dir);
+	return cat_snapshot(cat, snap);
 }
 
 static int take_lock(struct cas_store *st, char *err, size_t errlen)
@@ -386,6 +581,8 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	}
 	if (o.pack_max == 0)
 		o.pack_max = 256 << 20;
+	if (o.rebuild)
+		o.no_recovery = 1;
 	err[0] = '\0';
 	st = calloc(1, sizeof(*st));
 	if (!st)
@@ -425,14 +622,34 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	snprintf(path, sizeof(path), "%s/catalog.db", st->dir);
-	r = cat_open(path, &st->cat, err, errlen);
-	if (r < 0)
-		goto fail;
 	snprintf(path, sizeof(path), "%s/packs", st->dir);
 	r = pack_set_open(path, o.pack_max, &st->packs);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
+		goto fail;
+	}
+	/*
+	 * On a full disk the catalog cannot even open (its -shm and WAL need
+	 * blocks): the reserve is given back first, so that the daemon starts
+	 * and files can be deleted.
+	 */
+	if (!o.no_recovery && disk_short(st))
+		reserve_release(st);
+	snprintf(path, sizeof(path), "%s/catalog.db", st->dir);
+	if (o.rebuild)
+		r = catalog_set_aside(st, err, errlen);
+	else
+		r = check_catalog_lost(st, path, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = cat_open(path, &st->cat, err, errlen);
+	if (r < 0) {
+		size_t l = strlen(err);
+
+		if (r != -EBUSY && r != -EPROTONOSUPPORT && l < errlen)
+			snprintf(err + l, errlen - l,
+				 "; `llmfs-fsck --rebuild %s` rebuilds the catalog from"
+				 " the packs and the last file snapshot", st->dir);
 		goto fail;
 	}
 	if (!o.no_recovery) {
@@ -451,13 +668,20 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	}
 	if (n > 0)
 		cur = sizes[n - 1] < o.pack_max ? ids[n - 1] : ids[n - 1] + 1;
+	r = pack_set_start(st->packs, cur);
+	if ((r == -ENOSPC || r == -EDQUOT) && n > 0 && cur != ids[n - 1])
+		/* No room for a new pack: appends start it when there is. */
+		r = pack_set_start(st->packs, ids[n - 1]);
 	free(ids);
 	free(sizes);
 	free(live);
-	r = pack_set_start(st->packs, cur);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot open pack %u: %s", cur, strerror(-r));
 		goto fail;
+	}
+	if (!o.no_recovery) {
+		cas_snapshot(st); /* best effort: a full disk keeps the last one */
+		st->snap_on_close = 1;
 	}
 	if (!o.no_recovery)
 		store_reserve_make(st);
@@ -493,6 +717,8 @@ void cas_store_close(struct cas_store *st)
 	pool_free(st->sha_pool);
 	if (st->packs)
 		pack_set_sync(st->packs);
+	if (st->snap_on_close && st->cat)
+		cas_snapshot(st);
 	pack_set_free(st->packs);
 	cat_close(st->cat);
 	ccache_free(st->cache);
@@ -777,6 +1003,7 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	pthread_mutex_init(&f->v.lock, NULL);
 	pthread_mutex_lock(&st->lock);
 	r = cat_get_content(st->cat, ino, &blob, &len, f->sha, &f->has_sha);
 	pthread_mutex_unlock(&st->lock);
@@ -813,10 +1040,24 @@ fail:
 	return r;
 }
 
+static void verify_stop(struct verify *v, int state)
+{
+	size_t i;
+
+	for (i = 0; i < v->npend; i++)
+		free(v->pend[i].data);
+	v->npend = v->pend_bytes = 0;
+	EVP_MD_CTX_free(v->md);
+	v->md = NULL;
+	v->state = state;
+}
+
 void cas_file_free(struct cas_file *f)
 {
 	if (!f)
 		return;
+	verify_stop(&f->v, V_OFF);
+	pthread_mutex_destroy(&f->v.lock);
 	free(f->ids);
 	free(f->lens);
 	free(f->ends);
@@ -938,6 +1179,84 @@ static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
 	return r;
 }
 
+/* Hashes what of buf[0..n) at off lies past the hashed prefix.  Lock held. */
+static void verify_feed(struct verify *v, const uint8_t *buf, size_t n, uint64_t off)
+{
+	if (off <= v->done && off + n > v->done) {
+		EVP_DigestUpdate(v->md, buf + (v->done - off), (size_t)(off + n - v->done));
+		v->done = off + n;
+	}
+}
+
+/*
+ * Follows a read of n bytes at off for the whole-file check; -EIO when the
+ * file is known not to match its SHA-256 and this read completed it or
+ * reaches its end.
+ */
+static int verify_read(struct cas_file *f, const uint8_t *buf, size_t n,
+		       uint64_t off)
+{
+	struct verify *v = &f->v;
+	uint8_t md[32];
+	size_t i;
+	int r = 0;
+
+	if (!f->has_sha || n == 0)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	if (v->state == V_BAD && off + n >= f->size)
+		r = -EIO;
+	if (v->state != V_FOLLOW)
+		goto out;
+	if (!v->md) {
+		v->md = EVP_MD_CTX_new();
+		if (!v->md || !EVP_DigestInit_ex(v->md, EVP_sha256(), NULL)) {
+			verify_stop(v, V_OFF);
+			goto out;
+		}
+	}
+	if (off > v->done) {
+		uint8_t *copy;
+
+		/* Ahead of its turn: kept, within bounds (a random reader is not followed). */
+		if (v->npend == VERIFY_PIECES || v->pend_bytes + n > VERIFY_BYTES ||
+		    !(copy = malloc(n))) {
+			verify_stop(v, V_OFF);
+			goto out;
+		}
+		memcpy(copy, buf, n);
+		v->pend[v->npend++] = (struct piece){ off, n, copy };
+		v->pend_bytes += n;
+		goto out;
+	}
+	verify_feed(v, buf, n, off);
+	for (i = 0; i < v->npend;) {
+		struct piece *p = &v->pend[i];
+
+		if (p->off > v->done) {
+			i++;
+			continue;
+		}
+		verify_feed(v, p->data, p->len, p->off);
+		v->pend_bytes -= p->len;
+		free(p->data);
+		*p = v->pend[--v->npend];
+		i = 0; /* the prefix grew: look at every piece again */
+	}
+	if (v->done < f->size)
+		goto out;
+	if (!EVP_DigestFinal_ex(v->md, md, NULL)) {
+		verify_stop(v, V_OFF);
+		goto out;
+	}
+	verify_stop(v, memcmp(md, f->sha, 32) == 0 ? V_GOOD : V_BAD);
+	if (v->state == V_BAD)
+		r = -EIO;
+out:
+	pthread_mutex_unlock(&v->lock);
+	return r;
+}
+
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault)
 {
@@ -963,11 +1282,21 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 			if (fault) {
 				fault->off = start;
 				fault->id = f->ids[i];
+				fault->whole = 0;
 			}
 			return r;
 		}
 		done += take;
 		i++;
+	}
+	r = verify_read(f, buf, done, off);
+	if (r < 0) {
+		if (fault) {
+			fault->off = 0;
+			memset(&fault->id, 0, sizeof(fault->id));
+			fault->whole = 1;
+		}
+		return r;
 	}
 	return (ssize_t)done;
 }

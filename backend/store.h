@@ -6,6 +6,8 @@
  *   packs/       append-only pack files (pack.h)
  *   tmp/         staging files of writers that write out of order
  *   lock         flock()ed by the one process that has the store open
+ *   files.snap   the last snapshot of the catalog's files (cas_snapshot())
+ *   quarantine/  packs recovery found no catalog row for, set aside
  *
  * Files are cut into content-defined chunks (chunker.h), each named by its
  * XXH3-128 (hash.h), encoded (codec.h) and appended to a pack once, however
@@ -42,15 +44,30 @@ struct cas_options {
 	int threads;        /* compression / read-ahead workers, default nproc */
 	uint64_t pack_max;  /* bytes before a new pack is started */
 	int no_recovery;    /* open as is: for fsck's look before repair */
+	int rebuild;        /* for llmfs-fsck --rebuild: the catalog is moved
+			     * aside (catalog.db.lost-TIME) and a new one begun,
+			     * to be filled by cas_rebuild(); implies no_recovery */
 };
 
-/* Where a read found damage: the file offset and chunk of the bad bytes. */
+/*
+ * Where a read found damage: the file offset and chunk of the bad bytes;
+ * or, with whole set, that every chunk was sound but the file's bytes,
+ * read in order to the end, do not match its SHA-256 (a damaged list).
+ */
 struct cas_fault {
 	uint64_t off;
 	struct cas_id id;
+	int whole;
 };
 
-/* Opens (creating if needed) the store in dir; explains refusals in err. */
+/*
+ * Opens (creating if needed) the store in dir; explains refusals in err.
+ * A catalog that is missing or empty while packs hold data is refused
+ * (-EUCLEAN), as is one sqlite cannot read: llmfs-fsck --rebuild rebuilds
+ * it.  Recovery (unless no_recovery) cuts uncommitted pack tails, never
+ * below a chunk the catalog points at, sets packs without a catalog row
+ * aside in quarantine/, deletes orphans, and takes a file snapshot.
+ */
 int cas_store_open(const char *dir, const struct cas_options *opt,
 		   struct cas_store **ret, char *err, size_t errlen);
 void cas_store_close(struct cas_store *st);
@@ -92,7 +109,13 @@ int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len);
 int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret);
 void cas_file_free(struct cas_file *f);
 uint64_t cas_file_size(const struct cas_file *f);
-/* Returns bytes read (short only at end of file), -EIO with fault filled. */
+/*
+ * Returns bytes read (short only at end of file), -EIO with fault filled.
+ * Reads that cover the file in order (a small reordering window allowed)
+ * are hashed on the way: the read that completes the file gets -EIO
+ * (fault->whole) if the SHA-256 does not match, and so does every later
+ * read of this snapshot that reaches the end.
+ */
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault);
 /* SHA-256 of the whole file; -ENODATA if unknown. */
@@ -199,6 +222,25 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len);
  * the bytes the packs gave back to the disk.
  */
 int64_t cas_gc(struct cas_store *st);
+
+/*
+ * Snapshots the catalog's files (names, attributes, SHA-256s, chunk lists)
+ * into STORE/files.snap, through a connection of its own: taken at every
+ * open and clean close of a recovered store and after collection, it is
+ * what cas_rebuild() restores files from when the catalog is lost.
+ */
+int cas_snapshot(struct cas_store *st);
+
+/*
+ * Rebuilds the catalog of a store opened with the rebuild option: every
+ * record of every pack (and of packs in quarantine/, moved back) is
+ * decoded and checked against its id and indexed again; files come back
+ * from files.snap (else files.snap.old), their reference counts recounted.
+ * Reports through cb.  Returns the number of files that could not be
+ * restored whole (0: everything in the snapshot is back), or -errno.
+ */
+int cas_rebuild(struct cas_store *st, void (*cb)(void *arg, const char *line),
+		void *arg);
 
 /*
  * Checks every chunk and the catalog, reporting through cb (a line each);

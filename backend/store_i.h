@@ -34,6 +34,7 @@ struct cas_store {
 	uint64_t pack_max;
 	unsigned writers;          /* open writers; GC waits for none */
 	int gc_busy;               /* a collection runs (cas_gc()) */
+	int snap_on_close;         /* opened with recovery: snapshot at close */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */

@@ -1161,6 +1161,12 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	char path[1024] = "", hex[CAS_ID_HEX];
 
 	cas_path(fs->st, ino, path, sizeof(path));
+	if (f->whole) {
+		fs_log(fs->log, LOG_ERR,
+		       "models/%s: content read to the end does not match its SHA-256"
+		       " (damaged chunk list); returning EIO, run llmfs-fsck", path);
+		return;
+	}
 	cas_id_hex(&f->id, hex);
 	fs_log(fs->log, LOG_ERR,
 	       "models/%s: damaged data at offset %llu (chunk %s does not match its id);"
@@ -1698,6 +1704,7 @@ static void *gc_main(void *arg)
 		if (freed < 0 && freed != -EBUSY)
 			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
 			       strerror((int)-freed));
+		cas_snapshot(fs->st); /* the files as they are now, for --rebuild */
 		pthread_mutex_lock(&fs->lock);
 		/* A file open for writing (or a requested run) holds it off: again later. */
 		if (freed == -EBUSY)

@@ -1,10 +1,12 @@
 #!/bin/sh
 # llmfs-fsck against stores written through a real mount: clean stores pass,
-# a store in use is refused, and each kind of damage is found (exit
-# non-zero), named, and repaired only with --repair: junk packs, an
-# uncommitted tail, wrong reference counts, a truncated pack (the damaged
-# files are named by path, and they are exactly the files the daemon
-# refuses to read).  Skips (77) when the tool is not built.
+# a store in use is refused, crash residue (a junk pack, an uncommitted
+# tail) is a note with exit 0 that --repair cleans (a pack is moved to
+# quarantine/, never deleted), and each kind of damage is found (exit 1),
+# named, and repaired only with --repair: wrong reference counts, a
+# truncated pack (the damaged files are named by path, and they are exactly
+# the files the daemon refuses to read).  Skips (77) when the tool is not
+# built.  recover.sh has the rest: lost catalog, headers, indexes, SHA-256.
 . "$(dirname "$0")/lib.sh"
 have_fsck || skip_all "llmfs-fsck is not built (LLMFS_FSCK=$LLMFS_FSCK)"
 require_cmd sqlite3
@@ -47,24 +49,28 @@ test_expect_success 'a store in use by the daemon is refused, and left alone' '
 	daemon_stop
 '
 
-test_expect_success 'a junk pack file is reported, and removed by --repair' '
+test_expect_success 'a junk pack file is crash residue: a note, moved to quarantine/ by --repair' '
 	head -c 100000 /dev/urandom >"$STORE/packs/000000ff.pack" &&
-	fsck_is nonzero &&
-	grep -qi "000000ff\|pack 255" "$TEST_DIR/fsck.out" &&
+	cp "$STORE/packs/000000ff.pack" "$TEST_DIR/junk" &&
+	fsck_is 0 &&
+	grep -q "pack 255 is not in the catalog" "$TEST_DIR/fsck.out" &&
+	grep -q "crash residue" "$TEST_DIR/fsck.out" &&
 	[ -e "$STORE/packs/000000ff.pack" ] &&
 	fsck_is 0 --repair &&
 	[ ! -e "$STORE/packs/000000ff.pack" ] &&
-	fsck_is 0
+	cmp "$TEST_DIR/junk" "$STORE/quarantine/000000ff.pack" &&
+	fsck_is 0 && grep -q "quarantine" "$TEST_DIR/fsck.out" &&
+	rm -r "$STORE/quarantine"
 '
 
-test_expect_success 'an uncommitted pack tail is reported, and cut by --repair' '
+test_expect_success 'an uncommitted pack tail is a note (exit 0), cut by --repair' '
 	last=$(ls "$STORE"/packs/*.pack | sort | tail -1) &&
 	size=$(stat -c %s "$last") &&
 	head -c 50000 /dev/urandom >>"$last" &&
-	fsck_is nonzero &&
+	fsck_is 0 && grep -q "uncommitted bytes (crash residue)" "$TEST_DIR/fsck.out" &&
 	fsck_is 0 --repair &&
 	[ "$(stat -c %s "$last")" = "$size" ] &&
-	fsck_is 0
+	fsck_is 0 && ! grep -q "residue" "$TEST_DIR/fsck.out"
 '
 
 test_expect_success 'wrong reference counts are reported, and fixed by --repair' '
