@@ -94,6 +94,7 @@ int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size);
  */
 int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc);
 
+/*
  * 0 if pack id starts with the header pack_header() writes, -EBADMSG if
  * not (the pack is still read: its records check themselves), or -errno.
  */
