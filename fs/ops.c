@@ -617,6 +617,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int64_t now = (int64_t)time(NULL) * 1000000000;
 	int r;
 
+	if (is_paths(fs, ino) && (to_set & FUSE_SET_ATTR_MODE) &&
+	    !(to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_CTIME))) {
+		/* The kernel let only the owner or root this far. */
+		r = fs_paths_chmod(fs->paths, ino, attr->st_mode);
+		if (r == 0)
+			r = fs_paths_stat(fs->paths, ino, &sb);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_attr(req, &sb, 0);
+	}
 	if (is_paths(fs, ino) && !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 					       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 					       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
@@ -706,7 +714,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (is_paths(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_paths_mkdir(fs->paths, parent, name, &ino);
+		r = fs_paths_mkdir(fs->paths, parent, name, fuse_req_ctx(req)->uid,
+				   fuse_req_ctx(req)->gid, mode, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (is_net(fs, parent)) {
@@ -1102,11 +1111,6 @@ static void reply_copy(fuse_req_t req, const char *data, size_t len)
 	free(copy);
 }
 
-static int req_interrupted(void *arg)
-{
-	return fuse_req_interrupted(arg);
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1124,16 +1128,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * reader may close, and the release free the handle's text, before
 	 * this thread is back from writev().
 	 */
-	if (h->kind == H_PATHS) {
-		const char *data;
-		size_t len;
-
-		r = fs_paths_read(fs->paths, h->ph, size, off, req_interrupted, req,
-				  &data, &len);
-		if (r < 0)
-			return reply_err(req, r);
-		return reply_copy(req, data, len);
-	}
+	if (h->kind == H_PATHS)
+		return fs_paths_read(fs->paths, h->ph, req, size, off);
 	if (h->kind == H_NET) {
 		buf = malloc(size ? size : 1);
 		n = buf ? fs_net_read(fs->net, h->nh, buf, size, (uint64_t)off) : -ENOMEM;
@@ -1549,8 +1545,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* The session ends: requests kept waiting are answered while they can be. */
+static void op_destroy(void *userdata)
+{
+	struct fs *fs = userdata;
+
+	fs_paths_drain(fs->paths);
+}
+
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
