@@ -102,6 +102,12 @@ static int is_net(struct fs *fs, uint64_t ino)
 	return fs->net && fs_net_owns(ino);
 }
 
+/* May the caller use the remote that ino lies in (net/ is open to all)? */
+static int net_may(fuse_req_t req, uint64_t ino)
+{
+	return fs_net_may(fs_of(req)->net, ino, fuse_req_ctx(req)->uid);
+}
+
 /* ---- the open-node table ------------------------------------------------ */
 
 static struct fs_node *node_find(struct fs *fs, uint64_t ino)
@@ -335,6 +341,114 @@ static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_l
 	return smip_manifest(fs->st, model, name, ret, ret_len);
 }
 
+/* ---- who may see what (docs/security.md) -------------------------------- */
+
+/* The caller of a request: its fs uid, gid and supplementary groups. */
+struct fs_cred {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];
+	int ngroups;
+};
+
+static void cred_of(fuse_req_t req, struct fs_cred *c)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int n;
+
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	n = fuse_req_getgroups(req, (int)ARRAY_SIZE(c->groups), c->groups);
+	/* Groups unknown: only the owner and "other" bits apply, never more. */
+	c->ngroups = n < 0 ? 0 : n > (int)ARRAY_SIZE(c->groups) ? (int)ARRAY_SIZE(c->groups) : n;
+}
+
+static int cred_in_group(const struct fs_cred *c, gid_t gid)
+{
+	int i;
+
+	if (c->gid == gid)
+		return 1;
+	for (i = 0; i < c->ngroups; i++)
+		if (c->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The kernel's rule for mode bits (mask: 4 read, 2 write, 1 search). */
+static int cred_may(const struct fs_cred *c, const struct cat_attr *a, unsigned mask)
+{
+	unsigned bits;
+
+	if (c->uid == 0)
+		return 1;
+	if (c->uid == a->uid)
+		bits = a->mode >> 6;
+	else if (cred_in_group(c, a->gid))
+		bits = a->mode >> 3;
+	else
+		bits = a->mode;
+	return (bits & mask) == mask;
+}
+
+struct model_walk {
+	struct cas_store *st;
+	const struct fs_cred *c;
+	uint64_t *dirs; /* folders still to look into */
+	size_t ndirs, capdirs;
+};
+
+static int walk_entry(void *arg, const char *name, const struct cat_attr *a)
+{
+	struct model_walk *w = arg;
+	uint64_t *v;
+
+	(void)name;
+	if (S_ISREG(a->mode))
+		return cred_may(w->c, a, 4) ? 0 : -EACCES;
+	if (!S_ISDIR(a->mode))
+		return 0;
+	if (!cred_may(w->c, a, 4 | 1))
+		return -EACCES;
+	if (w->ndirs == w->capdirs) {
+		size_t cap = w->capdirs ? 2 * w->capdirs : 16;
+
+		v = realloc(w->dirs, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->dirs = v;
+		w->capdirs = cap;
+	}
+	w->dirs[w->ndirs++] = a->ino;
+	return 0;
+}
+
+/*
+ * A model's .smip views describe every file of it (names, sizes, SHA-256,
+ * headers): they are shown only to a caller who could read every file and
+ * list every folder of the model anyway.  All or nothing, so that one
+ * text serves every reader who gets it.
+ */
+static int may_see_model(struct fs *fs, const struct fs_cred *c, uint64_t model)
+{
+	struct model_walk w = { .st = fs->st, .c = c };
+	struct cat_attr a;
+	int r;
+
+	if (c->uid == 0)
+		return 0;
+	r = cas_getattr(fs->st, model, &a);
+	if (r < 0)
+		return r;
+	if (!cred_may(c, &a, 4 | 1))
+		return -EACCES;
+	r = walk_entry(&w, NULL, &a);
+	while (r == 0 && w.ndirs)
+		r = cas_children(fs->st, w.dirs[--w.ndirs], walk_entry, &w);
+	free(w.dirs);
+	return r;
+}
+
 static int is_model_dir(struct fs *fs, uint64_t ino)
 {
 	struct cat_attr a;
@@ -525,7 +639,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (is_net(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_net_lookup(fs->net, parent, name, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_lookup(fs->net, parent, name, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (is_paths(fs, parent)) {
@@ -721,7 +837,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (is_net(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_net_mkdir(fs->net, parent, name, mode, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_mkdir(fs->net, parent, name, mode, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	make_node(req, parent, name, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask),
@@ -740,7 +858,9 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	int r;
 
 	if (is_net(fs, parent)) {
-		r = fs_net_symlink(fs->net, parent, name, link, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_symlink(fs->net, parent, name, link, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (strlen(link) >= PATH_MAX)
@@ -773,12 +893,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char *target = NULL;
 	int r;
 
-	if (is_net(fs, ino))
-		r = fs_net_readlink(fs->net, ino, &target);
-	else if (!is_catalog(ino))
+	if (is_net(fs, ino)) {
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_readlink(fs->net, ino, &target);
+	} else if (!is_catalog(ino)) {
 		return reply_err(req, -EINVAL);
-	else
+	} else {
 		r = cas_readlink(fs->st, ino, &target);
+	}
 	if (r < 0)
 		return reply_err(req, r);
 	fuse_reply_readlink(req, target);
@@ -997,7 +1120,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (!h)
 			return reply_err(req, -ENOMEM);
 		h->kind = H_NET;
-		r = fs_net_fopen(fs->net, ino, fi->flags, &h->nh);
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_fopen(fs->net, ino, fi->flags, &h->nh);
 		if (r < 0) {
 			free(h);
 			return reply_err(req, r);
@@ -1007,8 +1132,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return (void)fuse_reply_open(req, fi);
 	}
 	if (ino == INO_STATUS || ino == INO_TRANSFERS || IS_VIRT_FILE(ino)) {
+		struct fs_cred c;
+
 		if (acc != O_RDONLY)
 			return reply_err(req, -EACCES);
+		cred_of(req, &c);
+		if (IS_VIRT_FILE(ino)) {
+			r = may_see_model(fs, &c, MODEL_OF(ino));
+			if (r < 0)
+				return reply_err(req, r);
+		}
 		h = calloc(1, sizeof(*h));
 		if (!h)
 			return reply_err(req, -ENOMEM);
@@ -1055,7 +1188,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (!h)
 			return reply_err(req, -ENOMEM);
 		h->kind = H_NET;
-		r = fs_net_create(fs->net, parent, name, mode, &ino, &h->nh);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_create(fs->net, parent, name, mode, &ino, &h->nh);
 		if (r == 0) {
 			memset(&e, 0, sizeof(e));
 			r = fs_net_stat(fs->net, ino, &e.attr);
@@ -1433,7 +1568,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	} else if (is_paths(fs, ino)) {
 		r = fs_paths_list(fs->paths, ino, add_ent_cb, h);
 	} else if (is_net(fs, ino)) {
-		r = fs_net_list(fs->net, ino, add_ent_cb, h);
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_list(fs->net, ino, add_ent_cb, h);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
 		if (r == 0 && fs->net)
