@@ -52,6 +52,8 @@ struct fs {
 	int gc_stop;
 	int gc_running;
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
+	/* Open paths/ files (guarded by lock): freed if the session ends first. */
+	struct fs_handle *paths_open;
 	struct fs_net *net;            /* /llm/net */
 	/*
 	 * The last .smip texts made (manifest, info, tensors): a stat and the

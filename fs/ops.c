@@ -74,6 +74,7 @@ struct fs_handle {
 	struct dirent_snap *ents; /* H_DIR */
 	size_t nents, capents;
 	struct fs_paths_handle *ph; /* H_PATHS */
+	struct fs_handle *prev, *next; /* H_PATHS: fs->paths_open */
 	struct fs_net_handle *nh;   /* H_NET */
 };
 
@@ -1110,6 +1111,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			free(h);
 			return reply_err(req, r);
 		}
+		pthread_mutex_lock(&fs->lock);
+		h->next = fs->paths_open;
+		if (h->next)
+			h->next->prev = h;
+		fs->paths_open = h;
+		pthread_mutex_unlock(&fs->lock);
 		fi->fh = (uintptr_t)h;
 		fi->direct_io = 1;
 		fi->nonseekable = 0;
@@ -1386,8 +1393,19 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (h->kind == H_FILE)
 		release_file(fs_of(req), h);
-	if (h->kind == H_PATHS)
-		fs_paths_release(fs_of(req)->paths, h->ph);
+	if (h->kind == H_PATHS) {
+		struct fs *fs = fs_of(req);
+
+		pthread_mutex_lock(&fs->lock);
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			fs->paths_open = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+		pthread_mutex_unlock(&fs->lock);
+		fs_paths_release(fs->paths, h->ph);
+	}
 	if (h->kind == H_NET)
 		fs_net_release(fs_of(req)->net, h->nh);
 	handle_free(h);
@@ -1686,8 +1704,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_destroy(void *userdata)
 {
 	struct fs *fs = userdata;
+	struct fs_handle *h;
 
 	fs_paths_drain(fs->paths);
+	/* Files still open now are never released: fs_paths_close() frees theirs. */
+	pthread_mutex_lock(&fs->lock);
+	while ((h = fs->paths_open)) {
+		fs->paths_open = h->next;
+		handle_free(h);
+	}
+	pthread_mutex_unlock(&fs->lock);
 }
 
 static const struct fuse_lowlevel_ops ops = {

@@ -86,13 +86,14 @@ struct notice {
 };
 
 /*
- * Lock order: the engine's lock, then p->lock (on_change() takes it under
- * the engine's); no engine call is made with p->lock held.
+ * Lock order: mkdir_lock, the engine's lock, then p->lock (on_change()
+ * takes it under the engine's); no engine call is made with p->lock held.
  */
 struct fs_paths {
 	struct fs *fs;
 	struct plan_engine *e;
 	char *cards_dir;
+	pthread_mutex_t mkdir_lock; /* one mkdir at a time: taken before all */
 	pthread_mutex_t lock; /* names, exported_gen, waiters, notices, closing */
 	pthread_cond_t wake;  /* the watcher: a notice, or closing */
 	struct task_ent *names; /* id - 1 -> name */
@@ -100,6 +101,8 @@ struct fs_paths {
 	uint64_t exported_gen;
 	int exported;
 	struct waiter *waiters;
+	/* Open files: a session that ends while they are open never releases them. */
+	struct fs_paths_handle *handles;
 	struct notice *notices, **notices_tail;
 	pthread_t watcher;
 	int watching;
@@ -108,6 +111,7 @@ struct fs_paths {
 };
 
 struct fs_paths_handle {
+	struct fs_paths_handle *prev, *next; /* p->handles */
 	uint64_t ino;
 	int file; /* F_*, or -1 for .stats / .models */
 	char *name;
@@ -608,6 +612,7 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 		return -ENOMEM;
 	p->fs = fs;
 	p->notices_tail = &p->notices;
+	pthread_mutex_init(&p->mkdir_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	if (asprintf(&p->cards_dir, "%s/cards", state_dir) < 0 ||
@@ -644,8 +649,11 @@ fail:
 	return r;
 }
 
+static void handle_free(struct fs_paths_handle *h);
+
 void fs_paths_close(struct fs_paths *p)
 {
+	struct fs_paths_handle *h;
 	struct notice *n;
 	size_t i;
 
@@ -659,11 +667,16 @@ void fs_paths_close(struct fs_paths *p)
 		free(n->name);
 		free(n);
 	}
+	while ((h = p->handles)) {
+		p->handles = h->next;
+		handle_free(h);
+	}
 	for (i = 0; i < p->n; i++)
 		free(p->names[i].name);
 	free(p->names);
 	free(p->cards_dir);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->mkdir_lock);
 	pthread_cond_destroy(&p->wake);
 	free(p);
 }
@@ -774,10 +787,23 @@ int fs_paths_list(struct fs_paths *p, uint64_t ino,
 	return r;
 }
 
+static void set_owner(struct fs_paths *p, size_t id, uid_t uid, gid_t gid,
+		      uint32_t mode, int fresh)
+{
+	struct task_ent *t;
+
+	pthread_mutex_lock(&p->lock);
+	t = &p->names[id - 1];
+	t->uid = uid;
+	t->gid = gid;
+	t->mode = mode;
+	t->made += fresh;
+	pthread_mutex_unlock(&p->lock);
+}
+
 int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
 		   uid_t uid, gid_t gid, uint32_t mode, uint64_t *ret_ino)
 {
-	struct task_ent *t;
 	size_t id;
 	int r;
 
@@ -785,24 +811,27 @@ int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
 		return -EPERM;
 	if (!plan_engine_name_valid(name))
 		return -EINVAL;
-	if (task_exists(p, name))
-		return -EEXIST;
-	/* Named before it exists, so that nobody sees it with another owner. */
-	id = name_id(p, name);
-	if (!id)
-		return -ENOMEM;
-	pthread_mutex_lock(&p->lock);
-	t = &p->names[id - 1];
-	t->uid = uid;
-	t->gid = gid;
-	t->mode = mode & 0700;
-	t->made++;
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_lock(&p->mkdir_lock);
+	r = task_exists(p, name) ? -EEXIST : 0;
+	id = r == 0 ? name_id(p, name) : 0;
+	if (r == 0 && !id)
+		r = -ENOMEM;
+	if (r < 0)
+		goto out;
+	/*
+	 * While it is made, the task is the daemon's and private: an entry
+	 * left by an earlier task of that name must not show it to its owner.
+	 */
+	set_owner(p, id, p->fs->uid, p->fs->gid, 0700, 1);
 	r = plan_engine_create(p->e, name);
 	if (r < 0)
-		return r;
+		goto out;
+	/* Group and others get nothing until the owner says so (chmod). */
+	set_owner(p, id, uid, gid, mode & 0700, 0);
 	*ret_ino = task_ino(id, F_DIR);
-	return 0;
+out:
+	pthread_mutex_unlock(&p->mkdir_lock);
+	return r;
 }
 
 int fs_paths_chmod(struct fs_paths *p, uint64_t ino, uint32_t mode)
@@ -903,6 +932,12 @@ int fs_paths_fopen(struct fs_paths *p, uint64_t ino, int flags,
 		if (r < 0)
 			goto fail;
 	}
+	pthread_mutex_lock(&p->lock);
+	h->next = p->handles;
+	if (p->handles)
+		p->handles->prev = h;
+	p->handles = h;
+	pthread_mutex_unlock(&p->lock);
 	*ret = h;
 	return 0;
 fail:
@@ -1010,6 +1045,14 @@ int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 	return r;
 }
 
+static void handle_free(struct fs_paths_handle *h)
+{
+	free(h->name);
+	free(h->buf);
+	free(h->wbuf);
+	free(h);
+}
+
 void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 {
 	struct waiter *w = NULL, **pp;
@@ -1018,6 +1061,12 @@ void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 		return;
 	fs_paths_flush(p, h);
 	pthread_mutex_lock(&p->lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		p->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
 	for (pp = &p->waiters; *pp; pp = &(*pp)->next)
 		if ((*pp)->h == h) {
 			w = *pp;
@@ -1026,10 +1075,7 @@ void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 		}
 	pthread_mutex_unlock(&p->lock);
 	waiter_free(w);
-	free(h->name);
-	free(h->buf);
-	free(h->wbuf);
-	free(h);
+	handle_free(h);
 }
 
 /*
