@@ -285,8 +285,9 @@ int main(int argc, char **argv)
 	}
 	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
 	/*
-	 * Reads of /llm/paths/<task>/result block until the task ends; threads
-	 * enough that a few waiting readers never stall the rest of the tree.
+	 * No request holds a worker while it waits (a result read waits on a
+	 * list, fs/paths.c): the threads serve concurrent store and network
+	 * requests.
 	 */
 	loop = fuse_loop_cfg_create();
 	if (!loop)
