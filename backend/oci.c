@@ -350,7 +350,9 @@ static int conf_str(json_t *v, const char *key, char **out)
 
 static const char *const conf_keys[] = {
 	"url", "insecure", "connections", "retries", "stall_seconds",
-	"username", "password", "auth_file", "repositories", "format", NULL
+	"username", "password", "auth_file", "repositories", "format",
+	"users", /* who may use the remote: read by fs/net.c */
+	NULL
 };
 
 /* Fills r from v; returns NULL or what is wrong. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +93,24 @@ static int set_read_ahead(const char *mnt, unsigned kb)
 		return -errno;
 	fprintf(f, "%u\n", kb);
 	return fclose(f) == 0 ? 0 : -errno;
+}
+
+/*
+ * The soft descriptor limit is often 1024 while the hard one is far
+ * higher; packs, sqlite, transfers and FUSE itself all take descriptors,
+ * and running out breaks writes and GC.  Raising the soft limit needs no
+ * privilege; failure leaves the old limit.
+ */
+static int raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur == rl.rlim_max)
+		return 0;
+	rl.rlim_cur = rl.rlim_max;
+	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0;
 }
 
 static char *default_store(void)
@@ -192,6 +211,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	fs_log_init(&log, debug ? LOG_DEBUG : LOG_INFO, !foreground);
+	r = raise_nofile();
+	if (r < 0)
+		fs_log(&log, LOG_WARNING, "cannot raise the open-file limit: %s",
+		       strerror(-r));
 	if (!remotes && asprintf(&remotes, "%s/remotes.json", store) < 0)
 		remotes = NULL;
 	if (!remotes) {
@@ -262,8 +285,9 @@ int main(int argc, char **argv)
 	}
 	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
 	/*
-	 * Reads of /llm/paths/<task>/result block until the task ends; threads
-	 * enough that a few waiting readers never stall the rest of the tree.
+	 * No request holds a worker while it waits (a result read waits on a
+	 * list, fs/paths.c): the threads serve concurrent store and network
+	 * requests.
 	 */
 	loop = fuse_loop_cfg_create();
 	if (!loop)

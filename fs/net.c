@@ -8,6 +8,7 @@
  * without n->lock held.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "backend/chunker.h"
@@ -100,6 +102,10 @@ struct nnode {
 struct nremote {
 	struct oci_remote *cfg;
 	struct oci_client *c;
+	/* Who may use it ("users"): root and these uids, or everyone. */
+	int everyone;
+	uid_t *users;
+	size_t nusers;
 	char **repos;
 	size_t nrepos;
 	int64_t listed;
@@ -933,7 +939,11 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 	if (!x)
 		return -ENOENT;
 	if (x->kind == N_ROOT || x->kind == N_DIR) {
-		fill(n, ino, S_IFDIR | 0755, 0, sb);
+		/* A remote only its owner may use says so to `ls -l` too. */
+		int closed = x->kind == N_DIR && x->parent && x->parent->kind == N_ROOT &&
+			     !n->r[x->remote].everyone && !n->r[x->remote].nusers;
+
+		fill(n, ino, S_IFDIR | (closed ? 0700 : 0755), 0, sb);
 		return 0;
 	}
 	if (x->kind == N_TAG) {
@@ -2148,6 +2158,111 @@ void fs_net_release(struct fs_net *n, struct fs_net_handle *h)
 	handle_free(n, h);
 }
 
+/* ---- who may use a remote ------------------------------------------------ */
+
+/*
+ * A remote answers with the daemon's credentials (given in the remotes
+ * file or found in the daemon user's auth files) and fills the daemon's
+ * store, so by default only root and the daemon's own user may use it;
+ * its "users" list (user names or uids, "*" for everyone) admits more.
+ */
+static int user_add(struct nremote *r, json_t *v)
+{
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	uid_t *u;
+	uid_t uid;
+
+	if (json_is_string(v) && !strcmp(json_string_value(v), "*")) {
+		r->everyone = 1;
+		return 0;
+	}
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) < (json_int_t)UINT32_MAX) {
+		uid = (uid_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		if (getpwnam_r(json_string_value(v), &pw, buf, sizeof(buf), &res) != 0 ||
+		    !res)
+			return -ENOENT;
+		uid = res->pw_uid;
+	} else {
+		return -EINVAL;
+	}
+	u = realloc(r->users, (r->nusers + 1) * sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	r->users = u;
+	r->users[r->nusers++] = uid;
+	return 0;
+}
+
+/* Reads each remote's "users" (the file was checked by oci_config_load()). */
+static int users_load(struct fs_net *n, const char *config, char *err, size_t errlen)
+{
+	json_t *root, *remotes, *users, *v;
+	size_t i, k;
+	int r = 0;
+
+	if (!n->ncfg)
+		return 0;
+	root = json_load_file(config, 0, NULL);
+	if (!root) {
+		snprintf(err, errlen, "%s: cannot read it again", config);
+		return -EIO;
+	}
+	remotes = json_object_get(root, "remotes");
+	for (i = 0; r == 0 && i < n->ncfg; i++) {
+		users = json_object_get(json_object_get(remotes, n->cfg[i].name), "users");
+		if (!users)
+			continue;
+		if (!json_is_array(users)) {
+			r = -EINVAL;
+			break;
+		}
+		json_array_foreach(users, k, v) {
+			r = user_add(&n->r[i], v);
+			if (r < 0)
+				break;
+		}
+	}
+	/* Names only: never a word of the file, which holds passwords. */
+	if (r == -ENOENT)
+		snprintf(err, errlen, "%s: remote %s: \"users\" names an unknown user",
+			 config, n->cfg[i].name);
+	else if (r < 0)
+		snprintf(err, errlen, "%s: remote %s: \"users\" must be a list of user"
+			 " names, uids or \"*\"", config, n->cfg[i].name);
+	json_decref(root);
+	return r;
+}
+
+static int remote_admits(const struct fs_net *n, int remote, uid_t uid)
+{
+	const struct nremote *r = &n->r[remote];
+	size_t i;
+
+	if (uid == 0 || uid == n->fs->uid || r->everyone)
+		return 1;
+	for (i = 0; i < r->nusers; i++)
+		if (r->users[i] == uid)
+			return 1;
+	return 0;
+}
+
+int fs_net_may(struct fs_net *n, uint64_t ino, uid_t uid)
+{
+	struct nnode *x;
+	int ok;
+
+	pthread_mutex_lock(&n->lock);
+	x = node_of(n, ino);
+	ok = x && (x->kind == N_ROOT || remote_admits(n, x->remote, uid));
+	pthread_mutex_unlock(&n->lock);
+	if (!x)
+		return -ENOENT;
+	return ok ? 0 : -EACCES;
+}
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
@@ -2184,6 +2299,9 @@ int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
 		if (r < 0)
 			goto fail;
 	}
+	r = users_load(n, config, err, errlen);
+	if (r < 0)
+		goto fail;
 	*ret = n;
 	return 0;
 fail:
@@ -2216,6 +2334,7 @@ void fs_net_close(struct fs_net *n)
 	for (i = 0; n->r && i < n->ncfg; i++) {
 		oci_client_free(n->r[i].c);
 		oci_strv_free(n->r[i].repos, n->r[i].nrepos);
+		free(n->r[i].users);
 	}
 	free(n->r);
 	oci_config_free(n->cfg, n->ncfg);

@@ -46,6 +46,12 @@ int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
 void fs_net_close(struct fs_net *n);
 
 int fs_net_owns(uint64_t ino);
+/*
+ * May uid use what ino stands for?  0, or -EACCES when ino lies in a
+ * remote whose "users" (docs/remotes.md) do not name uid; net/ itself is
+ * open to all.  Root and the daemon's own user may use every remote.
+ */
+int fs_net_may(struct fs_net *n, uint64_t ino, uid_t uid);
 int fs_net_lookup(struct fs_net *n, uint64_t parent, const char *name,
 		  uint64_t *ret_ino);
 int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb);

@@ -76,6 +76,7 @@ struct fs_handle {
 	struct dirent_snap *ents; /* H_DIR */
 	size_t nents, capents;
 	struct fs_paths_handle *ph; /* H_PATHS */
+	struct fs_handle *prev, *next; /* H_PATHS: fs->paths_open */
 	struct fs_net_handle *nh;   /* H_NET */
 };
 
@@ -102,6 +103,12 @@ static int is_paths(struct fs *fs, uint64_t ino)
 static int is_net(struct fs *fs, uint64_t ino)
 {
 	return fs->net && fs_net_owns(ino);
+}
+
+/* May the caller use the remote that ino lies in (net/ is open to all)? */
+static int net_may(fuse_req_t req, uint64_t ino)
+{
+	return fs_net_may(fs_of(req)->net, ino, fuse_req_ctx(req)->uid);
 }
 
 /* ---- the open-node table ------------------------------------------------ */
@@ -393,6 +400,114 @@ static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_l
 	return smip_manifest(fs->st, model, name, ret, ret_len);
 }
 
+/* ---- who may see what (docs/security.md) -------------------------------- */
+
+/* The caller of a request: its fs uid, gid and supplementary groups. */
+struct fs_cred {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];
+	int ngroups;
+};
+
+static void cred_of(fuse_req_t req, struct fs_cred *c)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int n;
+
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	n = fuse_req_getgroups(req, (int)ARRAY_SIZE(c->groups), c->groups);
+	/* Groups unknown: only the owner and "other" bits apply, never more. */
+	c->ngroups = n < 0 ? 0 : n > (int)ARRAY_SIZE(c->groups) ? (int)ARRAY_SIZE(c->groups) : n;
+}
+
+static int cred_in_group(const struct fs_cred *c, gid_t gid)
+{
+	int i;
+
+	if (c->gid == gid)
+		return 1;
+	for (i = 0; i < c->ngroups; i++)
+		if (c->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* The kernel's rule for mode bits (mask: 4 read, 2 write, 1 search). */
+static int cred_may(const struct fs_cred *c, const struct cat_attr *a, unsigned mask)
+{
+	unsigned bits;
+
+	if (c->uid == 0)
+		return 1;
+	if (c->uid == a->uid)
+		bits = a->mode >> 6;
+	else if (cred_in_group(c, a->gid))
+		bits = a->mode >> 3;
+	else
+		bits = a->mode;
+	return (bits & mask) == mask;
+}
+
+struct model_walk {
+	struct cas_store *st;
+	const struct fs_cred *c;
+	uint64_t *dirs; /* folders still to look into */
+	size_t ndirs, capdirs;
+};
+
+static int walk_entry(void *arg, const char *name, const struct cat_attr *a)
+{
+	struct model_walk *w = arg;
+	uint64_t *v;
+
+	(void)name;
+	if (S_ISREG(a->mode))
+		return cred_may(w->c, a, 4) ? 0 : -EACCES;
+	if (!S_ISDIR(a->mode))
+		return 0;
+	if (!cred_may(w->c, a, 4 | 1))
+		return -EACCES;
+	if (w->ndirs == w->capdirs) {
+		size_t cap = w->capdirs ? 2 * w->capdirs : 16;
+
+		v = realloc(w->dirs, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->dirs = v;
+		w->capdirs = cap;
+	}
+	w->dirs[w->ndirs++] = a->ino;
+	return 0;
+}
+
+/*
+ * A model's .smip views describe every file of it (names, sizes, SHA-256,
+ * headers): they are shown only to a caller who could read every file and
+ * list every folder of the model anyway.  All or nothing, so that one
+ * text serves every reader who gets it.
+ */
+static int may_see_model(struct fs *fs, const struct fs_cred *c, uint64_t model)
+{
+	struct model_walk w = { .st = fs->st, .c = c };
+	struct cat_attr a;
+	int r;
+
+	if (c->uid == 0)
+		return 0;
+	r = cas_getattr(fs->st, model, &a);
+	if (r < 0)
+		return r;
+	if (!cred_may(c, &a, 4 | 1))
+		return -EACCES;
+	r = walk_entry(&w, NULL, &a);
+	while (r == 0 && w.ndirs)
+		r = cas_children(fs->st, w.dirs[--w.ndirs], walk_entry, &w);
+	free(w.dirs);
+	return r;
+}
+
 static int is_model_dir(struct fs *fs, uint64_t ino)
 {
 	struct cat_attr a;
@@ -584,7 +699,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (is_net(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_net_lookup(fs->net, parent, name, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_lookup(fs->net, parent, name, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (is_paths(fs, parent)) {
@@ -694,6 +811,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int64_t now = (int64_t)time(NULL) * 1000000000;
 	int r;
 
+	if (is_paths(fs, ino) && (to_set & FUSE_SET_ATTR_MODE) &&
+	    !(to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_CTIME))) {
+		/* The kernel let only the owner or root this far. */
+		r = fs_paths_chmod(fs->paths, ino, attr->st_mode);
+		if (r == 0)
+			r = fs_paths_stat(fs->paths, ino, &sb);
+		return r < 0 ? reply_err(req, r) : (void)fuse_reply_attr(req, &sb, 0);
+	}
 	if (is_paths(fs, ino) && !(to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 					       FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 					       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) &&
@@ -783,13 +908,16 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (is_paths(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_paths_mkdir(fs->paths, parent, name, &ino);
+		r = fs_paths_mkdir(fs->paths, parent, name, fuse_req_ctx(req)->uid,
+				   fuse_req_ctx(req)->gid, mode, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (is_net(fs, parent)) {
 		uint64_t ino;
 
-		r = fs_net_mkdir(fs->net, parent, name, mode, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_mkdir(fs->net, parent, name, mode, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	make_node(req, parent, name, S_IFDIR | (mode & 07777 & ~fuse_req_ctx(req)->umask),
@@ -808,7 +936,9 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	int r;
 
 	if (is_net(fs, parent)) {
-		r = fs_net_symlink(fs->net, parent, name, link, &ino);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_symlink(fs->net, parent, name, link, &ino);
 		return r < 0 ? reply_err(req, r) : reply_entry(req, fs, ino);
 	}
 	if (strlen(link) >= PATH_MAX)
@@ -841,12 +971,15 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	char *target = NULL;
 	int r;
 
-	if (is_net(fs, ino))
-		r = fs_net_readlink(fs->net, ino, &target);
-	else if (!is_catalog(ino))
+	if (is_net(fs, ino)) {
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_readlink(fs->net, ino, &target);
+	} else if (!is_catalog(ino)) {
 		return reply_err(req, -EINVAL);
-	else
+	} else {
 		r = cas_readlink(fs->st, ino, &target);
+	}
 	if (r < 0)
 		return reply_err(req, r);
 	fuse_reply_readlink(req, target);
@@ -1055,6 +1188,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			free(h);
 			return reply_err(req, r);
 		}
+		pthread_mutex_lock(&fs->lock);
+		h->next = fs->paths_open;
+		if (h->next)
+			h->next->prev = h;
+		fs->paths_open = h;
+		pthread_mutex_unlock(&fs->lock);
 		fi->fh = (uintptr_t)h;
 		fi->direct_io = 1;
 		fi->nonseekable = 0;
@@ -1065,7 +1204,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (!h)
 			return reply_err(req, -ENOMEM);
 		h->kind = H_NET;
-		r = fs_net_fopen(fs->net, ino, fi->flags, &h->nh);
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_fopen(fs->net, ino, fi->flags, &h->nh);
 		if (r < 0) {
 			free(h);
 			return reply_err(req, r);
@@ -1076,8 +1217,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == INO_STATUS || ino == INO_TRANSFERS || ino == INO_GC ||
 	    IS_VIRT_FILE(ino)) {
+		struct fs_cred c;
+
 		if (acc != O_RDONLY && ino != INO_GC)
 			return reply_err(req, -EACCES);
+		cred_of(req, &c);
+		if (IS_VIRT_FILE(ino)) {
+			r = may_see_model(fs, &c, MODEL_OF(ino));
+			if (r < 0)
+				return reply_err(req, r);
+		}
 		h = calloc(1, sizeof(*h));
 		if (!h)
 			return reply_err(req, -ENOMEM);
@@ -1124,7 +1273,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (!h)
 			return reply_err(req, -ENOMEM);
 		h->kind = H_NET;
-		r = fs_net_create(fs->net, parent, name, mode, &ino, &h->nh);
+		r = net_may(req, parent);
+		if (r == 0)
+			r = fs_net_create(fs->net, parent, name, mode, &ino, &h->nh);
 		if (r == 0) {
 			memset(&e, 0, sizeof(e));
 			r = fs_net_stat(fs->net, ino, &e.attr);
@@ -1186,11 +1337,6 @@ static void reply_copy(fuse_req_t req, const char *data, size_t len)
 	free(copy);
 }
 
-static int req_interrupted(void *arg)
-{
-	return fuse_req_interrupted(arg);
-}
-
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1208,16 +1354,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	 * reader may close, and the release free the handle's text, before
 	 * this thread is back from writev().
 	 */
-	if (h->kind == H_PATHS) {
-		const char *data;
-		size_t len;
-
-		r = fs_paths_read(fs->paths, h->ph, size, off, req_interrupted, req,
-				  &data, &len);
-		if (r < 0)
-			return reply_err(req, r);
-		return reply_copy(req, data, len);
-	}
+	if (h->kind == H_PATHS)
+		return fs_paths_read(fs->paths, h->ph, req, size, off);
 	if (h->kind == H_NET) {
 		buf = malloc(size ? size : 1);
 		n = buf ? fs_net_read(fs->net, h->nh, buf, size, (uint64_t)off) : -ENOMEM;
@@ -1345,8 +1483,19 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (h->kind == H_FILE)
 		release_file(fs_of(req), h);
-	if (h->kind == H_PATHS)
-		fs_paths_release(fs_of(req)->paths, h->ph);
+	if (h->kind == H_PATHS) {
+		struct fs *fs = fs_of(req);
+
+		pthread_mutex_lock(&fs->lock);
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			fs->paths_open = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+		pthread_mutex_unlock(&fs->lock);
+		fs_paths_release(fs->paths, h->ph);
+	}
 	if (h->kind == H_NET)
 		fs_net_release(fs_of(req)->net, h->nh);
 	handle_free(h);
@@ -1527,7 +1676,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	} else if (is_paths(fs, ino)) {
 		r = fs_paths_list(fs->paths, ino, add_ent_cb, h);
 	} else if (is_net(fs, ino)) {
-		r = fs_net_list(fs->net, ino, add_ent_cb, h);
+		r = net_may(req, ino);
+		if (r == 0)
+			r = fs_net_list(fs->net, ino, add_ent_cb, h);
 	} else if (ino == INO_CTL) {
 		r = add_ent(h, "status", INO_STATUS, S_IFREG);
 		if (r == 0)
@@ -1641,8 +1792,25 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+/* The session ends: requests kept waiting are answered while they can be. */
+static void op_destroy(void *userdata)
+{
+	struct fs *fs = userdata;
+	struct fs_handle *h;
+
+	fs_paths_drain(fs->paths);
+	/* Files still open now are never released: fs_paths_close() frees theirs. */
+	pthread_mutex_lock(&fs->lock);
+	while ((h = fs->paths_open)) {
+		fs->paths_open = h->next;
+		handle_free(h);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static const struct fuse_lowlevel_ops ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,

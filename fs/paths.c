@@ -4,6 +4,21 @@
  * Inodes: a task's folder is PATHS_BIT | id << 4, its files add 1..7; ids
  * are handed out per name for the daemon's lifetime, so a name always
  * maps to the same inodes.
+ *
+ * Owners: each name records who made its task (the uid and gid of the
+ * mkdir) and the folder's mode (0700 until its owner chmods it); the
+ * kernel enforces them (the mount always has default_permissions).
+ *
+ * Waiting: a read of an unfinished result, or a poll on one, holds no
+ * thread.  Its request joins p->waiters and the worker returns; the
+ * engine's on_change notice queues the task's name and the watcher thread
+ * answers every waiter of a task that has ended.  A FUSE interrupt (the
+ * reader got a signal, SIGKILL included) answers EINTR at once.  Whoever
+ * takes a waiter off the list answers its request and frees it.
+ *
+ *   read:  add (unarmed) -> set interrupt func -> arm -> check result
+ *   interrupt: armed -> take, EINTR; unarmed -> mark, the reader takes it
+ *   notice: result ready -> take every armed waiter of the name, answer
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,24 +57,65 @@ static const struct {
 /* Model cards larger than this are not copied out. */
 #define CARD_MAX (1u << 20)
 
+/* A task name and who owns its folder; kept for the daemon's lifetime. */
+struct task_ent {
+	char *name;
+	uid_t uid;
+	gid_t gid;
+	uint32_t mode;  /* permission bits of the folder */
+	uint64_t made;  /* bumped by each mkdir: handles of an older task fail */
+};
+
+/* A read of a result (req set) or a poll on one (ph set) not yet answered. */
+struct waiter {
+	struct waiter *next;
+	char *name;
+	fuse_req_t req;
+	size_t size;
+	off_t off;
+	struct fs_paths_handle *h; /* a poll's handle: one ph per handle */
+	struct fuse_pollhandle *ph;
+	int armed;       /* the interrupt func is set: notices may answer */
+	int interrupted; /* interrupted before armed */
+};
+
+/* A name whose task ended or went, for the watcher. */
+struct notice {
+	struct notice *next;
+	char *name;
+};
+
+/*
+ * Lock order: mkdir_lock, the engine's lock, then p->lock (on_change()
+ * takes it under the engine's); no engine call is made with p->lock held.
+ */
 struct fs_paths {
 	struct fs *fs;
 	struct plan_engine *e;
 	char *cards_dir;
-	pthread_mutex_t lock; /* names, exported_gen, pollers, closing */
-	pthread_cond_t idle;  /* pollers reached 0 */
-	char **names;         /* id - 1 -> name */
+	pthread_mutex_t mkdir_lock; /* one mkdir at a time: taken before all */
+	pthread_mutex_t lock; /* names, exported_gen, waiters, notices, closing */
+	pthread_cond_t wake;  /* the watcher: a notice, or closing */
+	struct task_ent *names; /* id - 1 -> name */
 	size_t n, cap;
 	uint64_t exported_gen;
 	int exported;
-	unsigned pollers;
+	struct waiter *waiters;
+	/* Open files: a session that ends while they are open never releases them. */
+	struct fs_paths_handle *handles;
+	struct notice *notices, **notices_tail;
+	pthread_t watcher;
+	int watching;
 	int closing;
+	int oom;              /* a notice was lost: recheck every waiter */
 };
 
 struct fs_paths_handle {
+	struct fs_paths_handle *prev, *next; /* p->handles */
 	uint64_t ino;
 	int file; /* F_*, or -1 for .stats / .models */
 	char *name;
+	uint64_t made; /* the task's mkdir count at open */
 	char *buf; /* what reads return */
 	size_t len;
 	int have; /* buf is filled */
@@ -86,37 +142,53 @@ static size_t name_id(struct fs_paths *p, const char *name)
 
 	pthread_mutex_lock(&p->lock);
 	for (i = 0; i < p->n; i++)
-		if (!strcmp(p->names[i], name)) {
+		if (!strcmp(p->names[i].name, name)) {
 			id = i + 1;
 			goto out;
 		}
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 64;
-		char **v = realloc(p->names, cap * sizeof(*v));
+		struct task_ent *v = realloc(p->names, cap * sizeof(*v));
 
 		if (!v)
 			goto out;
 		p->names = v;
 		p->cap = cap;
 	}
-	p->names[p->n] = strdup(name);
-	if (p->names[p->n])
+	/* A task not made by mkdir here is the daemon's own, and private. */
+	p->names[p->n] = (struct task_ent){ .name = strdup(name), .uid = p->fs->uid,
+					    .gid = p->fs->gid, .mode = 0700 };
+	if (p->names[p->n].name)
 		id = ++p->n;
 out:
 	pthread_mutex_unlock(&p->lock);
 	return id;
 }
 
-static char *id_name(struct fs_paths *p, uint64_t ino)
+static size_t ino_id(uint64_t ino)
 {
-	size_t id = (size_t)((ino & ~PATHS_BIT) >> 4);
+	return (size_t)((ino & ~PATHS_BIT) >> 4);
+}
+
+/* The name of ino's task, and what its entry says when ret_ent is set. */
+static char *id_name_ent(struct fs_paths *p, uint64_t ino, struct task_ent *ret_ent)
+{
+	size_t id = ino_id(ino);
 	char *name = NULL;
 
 	pthread_mutex_lock(&p->lock);
-	if (id >= 1 && id <= p->n)
-		name = strdup(p->names[id - 1]);
+	if (id >= 1 && id <= p->n) {
+		name = strdup(p->names[id - 1].name);
+		if (ret_ent)
+			*ret_ent = p->names[id - 1];
+	}
 	pthread_mutex_unlock(&p->lock);
 	return name;
+}
+
+static char *id_name(struct fs_paths *p, uint64_t ino)
+{
+	return id_name_ent(p, ino, NULL);
 }
 
 static int task_exists(struct fs_paths *p, const char *name)
@@ -268,6 +340,260 @@ done:
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* ---- waiting for results ------------------------------------------------ */
+
+static void waiter_free(struct waiter *w)
+{
+	if (!w)
+		return;
+	if (w->ph)
+		fuse_pollhandle_destroy(w->ph);
+	free(w->name);
+	free(w);
+}
+
+/* Takes w off the list if it is still there; 1 if the caller now owns it. */
+static int waiter_take_locked(struct fs_paths *p, struct waiter *w)
+{
+	struct waiter **pp;
+
+	for (pp = &p->waiters; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			w->next = NULL;
+			return 1;
+		}
+	return 0;
+}
+
+/* Answers [off, off + size) of text from a copy (the reader may close at once). */
+static void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size,
+			off_t off)
+{
+	size_t n = (size_t)off >= len ? 0 : len - (size_t)off;
+	char *copy;
+
+	if (n > size)
+		n = size;
+	copy = malloc(n ? n : 1);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, n ? text + off : "", n);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
+}
+
+/* Answers a waiter taken off the list, and frees it. */
+static void waiter_answer(struct waiter *w, int r, const char *text, size_t len)
+{
+	if (w->req && r < 0)
+		fuse_reply_err(w->req, -r);
+	else if (w->req)
+		reply_slice(w->req, text, len, w->size, w->off);
+	else if (r != -EINTR)
+		fuse_lowlevel_notify_poll(w->ph);
+	waiter_free(w);
+}
+
+/*
+ * The interrupt func: called by libfuse, with the request's own lock held,
+ * when the kernel interrupts a read we keep (a signal to the reader).
+ */
+static void on_interrupt(fuse_req_t req, void *arg)
+{
+	struct fs_paths *p = arg;
+	struct waiter *w, *taken = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	for (w = p->waiters; w; w = w->next)
+		if (w->req == req)
+			break;
+	if (w && w->armed && waiter_take_locked(p, w))
+		taken = w;
+	else if (w)
+		w->interrupted = 1;
+	pthread_mutex_unlock(&p->lock);
+	if (taken)
+		waiter_answer(taken, -EINTR, NULL, 0);
+}
+
+/* The engine's notice: queues the name (engine lock held; no engine calls). */
+static void on_change(void *arg, const char *name)
+{
+	struct fs_paths *p = arg;
+	struct notice *n = malloc(sizeof(*n));
+
+	pthread_mutex_lock(&p->lock);
+	if (n && (n->name = strdup(name))) {
+		n->next = NULL;
+		*p->notices_tail = n;
+		p->notices_tail = &n->next;
+	} else {
+		free(n);
+		p->oom = 1;
+	}
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Answers every armed waiter of name (all names: NULL) if its task ended. */
+static void answer_waiters(struct fs_paths *p, const char *name)
+{
+	struct waiter *w, **pp, *mine = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	r = plan_engine_result(p->e, name, &text, &len);
+	if (r == -EAGAIN)
+		return;
+	pthread_mutex_lock(&p->lock);
+	for (pp = &p->waiters; (w = *pp);) {
+		if (w->armed && !strcmp(w->name, name)) {
+			*pp = w->next;
+			w->next = mine;
+			mine = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	while ((w = mine)) {
+		mine = w->next;
+		waiter_answer(w, r, text, len);
+	}
+	free(text);
+}
+
+/* After a lost notice: every waited-for name is looked at again. */
+static void recheck_all(struct fs_paths *p)
+{
+	char **names = NULL;
+	size_t n = 0, i;
+	struct waiter *w;
+
+	pthread_mutex_lock(&p->lock);
+	for (w = p->waiters; w; w = w->next)
+		n++;
+	names = calloc(n ? n : 1, sizeof(*names));
+	for (n = 0, w = p->waiters; names && w; w = w->next)
+		names[n++] = strdup(w->name);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; names && i < n; i++) {
+		if (names[i])
+			answer_waiters(p, names[i]);
+		free(names[i]);
+	}
+	free(names);
+}
+
+static void *watch_main(void *arg)
+{
+	struct fs_paths *p = arg;
+	struct notice *n;
+	int oom;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->closing) {
+		if (!p->notices && !p->oom) {
+			pthread_cond_wait(&p->wake, &p->lock);
+			continue;
+		}
+		n = p->notices;
+		if (n) {
+			p->notices = n->next;
+			if (!p->notices)
+				p->notices_tail = &p->notices;
+		}
+		oom = p->oom;
+		p->oom = 0;
+		pthread_mutex_unlock(&p->lock);
+		if (n)
+			answer_waiters(p, n->name);
+		if (oom)
+			recheck_all(p);
+		if (n)
+			free(n->name);
+		free(n);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/*
+ * Keeps req until the task ends.  The waiter is listed before the
+ * interrupt func is set (a func that finds nothing would lose the
+ * interrupt) and answered by nobody until armed (setting the func on an
+ * answered request would touch freed memory); the result is looked at
+ * again once armed, so that an end in between is not missed.
+ */
+static void wait_result(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req,
+			size_t size, off_t off)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	int intr, mine;
+
+	if (!w || !(w->name = strdup(h->name))) {
+		free(w);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	w->req = req;
+	w->size = size;
+	w->off = off;
+	pthread_mutex_lock(&p->lock);
+	if (p->closing) {
+		pthread_mutex_unlock(&p->lock);
+		waiter_free(w);
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	w->next = p->waiters;
+	p->waiters = w;
+	pthread_mutex_unlock(&p->lock);
+	fuse_req_interrupt_func(req, on_interrupt, p);
+	pthread_mutex_lock(&p->lock);
+	w->armed = 1;
+	intr = w->interrupted;
+	mine = intr && waiter_take_locked(p, w);
+	pthread_mutex_unlock(&p->lock);
+	if (mine)
+		waiter_answer(w, -EINTR, NULL, 0);
+	else
+		answer_waiters(p, h->name);
+}
+
+/*
+ * Answers every waiter (the session is ending) and stops the watcher.
+ * Called from the session's destroy, while requests can still be freed.
+ */
+void fs_paths_drain(struct fs_paths *p)
+{
+	struct waiter *w;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->closing = 1;
+	pthread_cond_broadcast(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	if (p->watching) {
+		pthread_join(p->watcher, NULL);
+		p->watching = 0;
+	}
+	pthread_mutex_lock(&p->lock);
+	while ((w = p->waiters)) {
+		p->waiters = w->next;
+		pthread_mutex_unlock(&p->lock);
+		waiter_answer(w, -EINTR, NULL, 0);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
@@ -285,8 +611,10 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	if (!p)
 		return -ENOMEM;
 	p->fs = fs;
+	p->notices_tail = &p->notices;
+	pthread_mutex_init(&p->mkdir_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->idle, NULL);
+	pthread_cond_init(&p->wake, NULL);
 	if (asprintf(&p->cards_dir, "%s/cards", state_dir) < 0 ||
 	    asprintf(&db, "%s/stats.db", state_dir) < 0) {
 		p->cards_dir = NULL;
@@ -303,9 +631,15 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	cfg.models_dir = p->cards_dir;
 	cfg.workers = 2;
 	cfg.planner_model = planner;
+	cfg.on_change = on_change;
+	cfg.on_change_arg = p;
 	r = plan_engine_open(&cfg, &p->e, ret_warnings);
 	if (r < 0)
 		goto fail;
+	r = -pthread_create(&p->watcher, NULL, watch_main, p);
+	if (r < 0)
+		goto fail;
+	p->watching = 1;
 	free(db);
 	*ret = p;
 	return 0;
@@ -315,27 +649,35 @@ fail:
 	return r;
 }
 
+static void handle_free(struct fs_paths_handle *h);
+
 void fs_paths_close(struct fs_paths *p)
 {
+	struct fs_paths_handle *h;
+	struct notice *n;
 	size_t i;
 
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->closing = 1;
-	pthread_mutex_unlock(&p->lock);
-	/* Ends every wait, so poll watchers return. */
+	fs_paths_drain(p);
+	/* Ends every task; its notices are queued to nobody, freed below. */
 	plan_engine_close(p->e);
-	pthread_mutex_lock(&p->lock);
-	while (p->pollers)
-		pthread_cond_wait(&p->idle, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	while ((n = p->notices)) {
+		p->notices = n->next;
+		free(n->name);
+		free(n);
+	}
+	while ((h = p->handles)) {
+		p->handles = h->next;
+		handle_free(h);
+	}
 	for (i = 0; i < p->n; i++)
-		free(p->names[i]);
+		free(p->names[i].name);
 	free(p->names);
 	free(p->cards_dir);
 	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->idle);
+	pthread_mutex_destroy(&p->mkdir_lock);
+	pthread_cond_destroy(&p->wake);
 	free(p);
 }
 
@@ -382,30 +724,34 @@ int fs_paths_lookup(struct fs_paths *p, uint64_t parent, const char *name,
 
 int fs_paths_stat(struct fs_paths *p, uint64_t ino, struct stat *sb)
 {
+	struct task_ent ent = { .uid = p->fs->uid, .gid = p->fs->gid };
 	uint32_t mode;
 	char *task;
 	int ok;
 
 	if (ino == PATHS_INO) {
-		mode = S_IFDIR | 0755;
+		/* Like /tmp: anyone makes tasks, only owners remove them. */
+		mode = S_IFDIR | 01777;
 	} else if (ino == PATHS_STATS_INO || ino == PATHS_MODELS_INO) {
 		mode = S_IFREG | 0444;
 	} else {
 		if ((ino & 15) >= F_MAX)
 			return -ENOENT;
-		task = id_name(p, ino);
+		task = id_name_ent(p, ino, &ent);
 		ok = task && task_exists(p, task);
 		free(task);
 		if (!ok)
 			return -ENOENT;
 		mode = files[ino & 15].mode;
+		if ((ino & 15) == F_DIR)
+			mode = S_IFDIR | ent.mode;
 	}
 	memset(sb, 0, sizeof(*sb));
 	sb->st_ino = ino;
 	sb->st_mode = mode;
 	sb->st_nlink = S_ISDIR(mode) ? 2 : 1;
-	sb->st_uid = p->fs->uid;
-	sb->st_gid = p->fs->gid;
+	sb->st_uid = ent.uid;
+	sb->st_gid = ent.gid;
 	sb->st_blksize = 4096;
 	sb->st_mtim.tv_sec = sb->st_ctim.tv_sec = sb->st_atim.tv_sec = time(NULL);
 	/* Sizes change as a task runs: files are read with direct I/O. */
@@ -441,8 +787,22 @@ int fs_paths_list(struct fs_paths *p, uint64_t ino,
 	return r;
 }
 
+static void set_owner(struct fs_paths *p, size_t id, uid_t uid, gid_t gid,
+		      uint32_t mode, int fresh)
+{
+	struct task_ent *t;
+
+	pthread_mutex_lock(&p->lock);
+	t = &p->names[id - 1];
+	t->uid = uid;
+	t->gid = gid;
+	t->mode = mode;
+	t->made += fresh;
+	pthread_mutex_unlock(&p->lock);
+}
+
 int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
-		   uint64_t *ret_ino)
+		   uid_t uid, gid_t gid, uint32_t mode, uint64_t *ret_ino)
 {
 	size_t id;
 	int r;
@@ -451,16 +811,40 @@ int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
 		return -EPERM;
 	if (!plan_engine_name_valid(name))
 		return -EINVAL;
-	if (task_exists(p, name))
-		return -EEXIST;
+	pthread_mutex_lock(&p->mkdir_lock);
+	r = task_exists(p, name) ? -EEXIST : 0;
+	id = r == 0 ? name_id(p, name) : 0;
+	if (r == 0 && !id)
+		r = -ENOMEM;
+	if (r < 0)
+		goto out;
+	/*
+	 * While it is made, the task is the daemon's and private: an entry
+	 * left by an earlier task of that name must not show it to its owner.
+	 */
+	set_owner(p, id, p->fs->uid, p->fs->gid, 0700, 1);
 	r = plan_engine_create(p->e, name);
 	if (r < 0)
-		return r;
-	id = name_id(p, name);
-	if (!id)
-		return -ENOMEM;
+		goto out;
+	/* Group and others get nothing until the owner says so (chmod). */
+	set_owner(p, id, uid, gid, mode & 0700, 0);
 	*ret_ino = task_ino(id, F_DIR);
-	return 0;
+out:
+	pthread_mutex_unlock(&p->mkdir_lock);
+	return r;
+}
+
+int fs_paths_chmod(struct fs_paths *p, uint64_t ino, uint32_t mode)
+{
+	size_t id = ino_id(ino);
+
+	if (!(ino & PATHS_BIT) || (ino & 15) != F_DIR)
+		return -EPERM;
+	pthread_mutex_lock(&p->lock);
+	if (id >= 1 && id <= p->n)
+		p->names[id - 1].mode = mode & 0777;
+	pthread_mutex_unlock(&p->lock);
+	return id >= 1 && id <= p->n ? 0 : -ENOENT;
 }
 
 int fs_paths_rmdir(struct fs_paths *p, uint64_t parent, const char *name)
@@ -533,7 +917,10 @@ int fs_paths_fopen(struct fs_paths *p, uint64_t ino, int flags,
 		return -EACCES;
 	}
 	if (h->file != -1) {
-		h->name = id_name(p, ino);
+		struct task_ent ent = { 0 };
+
+		h->name = id_name_ent(p, ino, &ent);
+		h->made = ent.made;
 		if (!h->name || !task_exists(p, h->name)) {
 			r = -ENOENT;
 			goto fail;
@@ -545,6 +932,12 @@ int fs_paths_fopen(struct fs_paths *p, uint64_t ino, int flags,
 		if (r < 0)
 			goto fail;
 	}
+	pthread_mutex_lock(&p->lock);
+	h->next = p->handles;
+	if (p->handles)
+		p->handles->prev = h;
+	p->handles = h;
+	pthread_mutex_unlock(&p->lock);
 	*ret = h;
 	return 0;
 fail:
@@ -553,33 +946,46 @@ fail:
 	return r;
 }
 
-int fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, size_t size,
-		  off_t off, int (*interrupted)(void *arg), void *arg,
-		  const char **ret_data, size_t *ret_len)
+/* A result as it is on first read; several reads of one handle may race. */
+static int fill_result(struct fs_paths *p, struct fs_paths_handle *h)
 {
-	int r;
+	char *text = NULL;
+	size_t len = 0;
+	int r = plan_engine_result(p->e, h->name, &text, &len);
 
-	if (!h->have && h->file == F_RESULT) {
-		r = plan_engine_wait(p->e, h->name, -1, interrupted, arg);
-		if (r < 0)
-			return r;
-		r = plan_engine_result(p->e, h->name, &h->buf, &h->len);
-		if (r < 0)
-			return r;
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	if (!h->have) {
+		h->buf = text;
+		h->len = len;
 		h->have = 1;
-	} else if (!h->have) {
-		r = fill(p, h);
-		if (r < 0)
-			return r;
+		text = NULL;
 	}
-	if ((size_t)off >= h->len) {
-		*ret_data = NULL;
-		*ret_len = 0;
-		return 0;
-	}
-	*ret_data = h->buf + off;
-	*ret_len = h->len - (size_t)off < size ? h->len - (size_t)off : size;
+	pthread_mutex_unlock(&p->lock);
+	free(text);
 	return 0;
+}
+
+void fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req,
+		   size_t size, off_t off)
+{
+	int r = 0, have;
+
+	pthread_mutex_lock(&p->lock);
+	have = h->have;
+	pthread_mutex_unlock(&p->lock);
+	if (!have && h->file == F_RESULT) {
+		r = fill_result(p, h);
+		if (r == -EAGAIN)
+			return wait_result(p, h, req, size, off);
+	} else if (!have) {
+		r = fill(p, h);
+	}
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		reply_slice(req, h->buf, h->len, size, off);
 }
 
 int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
@@ -607,12 +1013,27 @@ int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
 	return (int)len;
 }
 
+/* Is h's task still the one it opened (not removed and made again)? */
+static int task_is(struct fs_paths *p, struct fs_paths_handle *h)
+{
+	struct task_ent ent = { 0 };
+	char *name = id_name_ent(p, h->ino, &ent);
+	int same = name && ent.made == h->made && task_exists(p, name);
+
+	free(name);
+	return same;
+}
+
 int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 {
 	int r;
 
 	if (!h->wrote || h->submitted)
 		return 0;
+	if (!task_is(p, h)) {
+		/* The task was removed and made again, perhaps by someone else. */
+		return -ENOENT;
+	}
 	if (h->file == F_TASK) {
 		refresh_cards(p);
 		r = plan_engine_submit(p->e, h->name, h->wbuf ? h->wbuf : "", h->wlen);
@@ -624,93 +1045,93 @@ int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 	return r;
 }
 
-void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
+static void handle_free(struct fs_paths_handle *h)
 {
-	if (!h)
-		return;
-	fs_paths_flush(p, h);
 	free(h->name);
 	free(h->buf);
 	free(h->wbuf);
 	free(h);
 }
 
-struct poller {
-	struct fs_paths *p;
-	char *name;
-	struct fuse_pollhandle *ph;
-};
-
-static int poll_closing(void *arg)
+void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 {
-	struct fs_paths *p = arg;
-	int c;
+	struct waiter *w = NULL, **pp;
 
+	if (!h)
+		return;
+	fs_paths_flush(p, h);
 	pthread_mutex_lock(&p->lock);
-	c = p->closing;
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		p->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	for (pp = &p->waiters; *pp; pp = &(*pp)->next)
+		if ((*pp)->h == h) {
+			w = *pp;
+			*pp = w->next;
+			break;
+		}
 	pthread_mutex_unlock(&p->lock);
-	return c;
+	waiter_free(w);
+	handle_free(h);
 }
 
-static void *poll_main(void *arg)
-{
-	struct poller *w = arg;
-	struct fs_paths *p = w->p;
-
-	if (plan_engine_wait(p->e, w->name, -1, poll_closing, p) == 0)
-		fuse_lowlevel_notify_poll(w->ph);
-	fuse_pollhandle_destroy(w->ph);
-	free(w->name);
-	free(w);
-	pthread_mutex_lock(&p->lock);
-	if (--p->pollers == 0)
-		pthread_cond_broadcast(&p->idle);
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
+/*
+ * A poll on an unfinished result keeps its handle until the task ends;
+ * the kernel sends a new one with every poll(), which replaces the last.
+ */
 int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
 		  struct fuse_pollhandle *ph, unsigned *ret_events)
 {
-	struct poller *w;
-	pthread_t t;
+	struct fuse_pollhandle *old = NULL;
+	struct waiter *w, *fresh = NULL;
+	char *text = NULL;
 	int r;
 
 	*ret_events = POLLIN | POLLRDNORM;
-	if (h->file != F_RESULT) {
+	if (h->file != F_RESULT || !ph) {
 		if (ph)
 			fuse_pollhandle_destroy(ph);
+		if (h->file == F_RESULT &&
+		    plan_engine_result(p->e, h->name, &text, NULL) == -EAGAIN)
+			*ret_events = 0;
+		free(text);
 		return 0;
 	}
-	r = plan_engine_wait(p->e, h->name, 0, NULL, NULL);
-	if (r == 0 || r != -ETIMEDOUT || !ph) {
-		if (ph)
-			fuse_pollhandle_destroy(ph);
-		*ret_events = r == 0 || r != -ETIMEDOUT ? POLLIN | POLLRDNORM : 0;
-		return 0;
-	}
-	*ret_events = 0;
-	w = calloc(1, sizeof(*w));
-	if (!w || !(w->name = strdup(h->name))) {
-		free(w);
+	fresh = calloc(1, sizeof(*fresh));
+	if (!fresh || !(fresh->name = strdup(h->name))) {
+		free(fresh);
 		fuse_pollhandle_destroy(ph);
 		return -ENOMEM;
 	}
-	w->p = p;
-	w->ph = ph;
+	fresh->h = h;
+	fresh->ph = ph;
+	fresh->armed = 1;
 	pthread_mutex_lock(&p->lock);
-	p->pollers++;
-	pthread_mutex_unlock(&p->lock);
-	r = pthread_create(&t, NULL, poll_main, w);
-	if (r) {
-		pthread_mutex_lock(&p->lock);
-		p->pollers--;
-		pthread_mutex_unlock(&p->lock);
-		fuse_pollhandle_destroy(ph);
-		free(w->name);
-		free(w);
-		return -r;
+	for (w = p->waiters; w; w = w->next)
+		if (w->h == h)
+			break;
+	if (w) {
+		old = w->ph;
+		w->ph = ph;
+		fresh->ph = NULL;
+	} else {
+		fresh->next = p->waiters;
+		p->waiters = fresh;
+		fresh = NULL;
 	}
-	pthread_detach(t);
+	pthread_mutex_unlock(&p->lock);
+	waiter_free(fresh);
+	if (old)
+		fuse_pollhandle_destroy(old);
+	/* Listed first, looked at second: an end in between is not missed. */
+	r = plan_engine_result(p->e, h->name, &text, NULL);
+	free(text);
+	if (r == -EAGAIN)
+		*ret_events = 0;
+	else
+		answer_waiters(p, h->name);
 	return 0;
 }

@@ -18,9 +18,16 @@
  * the daemon copies them out of the store for the engine, again whenever
  * models/ has changed since, before a task is submitted.
  *
- * Contract: every function is thread-safe (FUSE worker threads).  Only
- * fs_paths_read() of a result blocks, and a FUSE interrupt ends the wait.
- * Functions return 0 (or a length) or -errno.
+ * Who sees what: paths/ is 1777 (anyone makes a task, only its owner or
+ * root removes it); a task folder belongs to the uid and gid of its mkdir,
+ * mode 0700 until its owner chmods it.  The kernel checks these
+ * (default_permissions); docs/security.md, "Who can see what".
+ *
+ * Contract: every function is thread-safe (FUSE worker threads) and none
+ * blocks: fs_paths_read() of an unfinished result keeps the request and
+ * answers it from the paths watcher thread when the task ends, or with
+ * EINTR when the kernel interrupts it.  Functions return 0 (or a length)
+ * or -errno.
  */
 #ifndef LLMFS_FS_PATHS_H
 #define LLMFS_FS_PATHS_H
@@ -55,16 +62,21 @@ int fs_paths_stat(struct fs_paths *p, uint64_t ino, struct stat *sb);
 int fs_paths_list(struct fs_paths *p, uint64_t ino,
 		  int (*add)(void *arg, const char *name, uint64_t ino, uint32_t mode),
 		  void *arg);
+/* A task owned by uid:gid, mode & 0700 (group and others: by chmod). */
 int fs_paths_mkdir(struct fs_paths *p, uint64_t parent, const char *name,
-		   uint64_t *ret_ino);
+		   uid_t uid, gid_t gid, uint32_t mode, uint64_t *ret_ino);
+/* The permission bits of a task folder (the kernel checked ownership). */
+int fs_paths_chmod(struct fs_paths *p, uint64_t ino, uint32_t mode);
 int fs_paths_rmdir(struct fs_paths *p, uint64_t parent, const char *name);
 
 int fs_paths_fopen(struct fs_paths *p, uint64_t ino, int flags,
 		   struct fs_paths_handle **ret);
-/* Serves [off, off + size) of the file; *ret_data points into the handle. */
-int fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, size_t size,
-		  off_t off, int (*interrupted)(void *arg), void *arg,
-		  const char **ret_data, size_t *ret_len);
+/*
+ * Answers req with [off, off + size) of the file: now, or for a result
+ * whose task runs, when it ends (EIO if it failed, ENOENT if removed).
+ */
+void fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req,
+		   size_t size, off_t off);
 int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
 		   const char *buf, size_t len, off_t off);
 int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h);
@@ -72,5 +84,10 @@ void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h);
 /* Poll on a result: POLLIN once the task has ended; ph is notified then. */
 int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
 		  struct fuse_pollhandle *ph, unsigned *ret_events);
+/*
+ * Answers every kept request (EINTR) and stops the watcher: the session's
+ * destroy calls it, before libfuse frees what requests point to.
+ */
+void fs_paths_drain(struct fs_paths *p);
 
 #endif

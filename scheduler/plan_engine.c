@@ -42,7 +42,7 @@ struct job {
 	char *result;
 	size_t result_len;
 	char *error;
-	int efd;
+	int efd;                 /* -1 until plan_engine_job_fd() asks */
 	atomic_int cancel;
 	/* For feedback: each step's task type and the model used. */
 	char **fb_model, **fb_type;
@@ -68,6 +68,9 @@ struct plan_engine {
 	struct plan_rng rng;
 	enum plan_explore explore;
 	bool curl_init;
+	/* Told of every end and removal: one path for all tasks. */
+	void (*on_change)(void *arg, const char *name);
+	void *on_change_arg;
 };
 
 int plan_engine_name_valid(const char *s)
@@ -122,12 +125,20 @@ static void unlink_locked(struct plan_engine *e, struct job *j)
 		}
 }
 
+/* Signals a job's fd, where one was asked for. */
+static void signal_fd_locked(struct job *j)
+{
+	uint64_t one = 1;
+
+	if (j->efd >= 0 && write(j->efd, &one, sizeof(one)) < 0) {
+		/* A counter far from overflow cannot fail; nothing to do. */
+	}
+}
+
 /* Terminal transition: wakes pollers and waiters exactly once. */
 static void finish_locked(struct plan_engine *e, struct job *j, bool ok,
 			  const char *why)
 {
-	uint64_t one = 1;
-
 	if (j->state == J_DONE || j->state == J_FAILED)
 		return;
 	j->state = ok ? J_DONE : J_FAILED;
@@ -135,10 +146,10 @@ static void finish_locked(struct plan_engine *e, struct job *j, bool ok,
 		free(j->error);
 		j->error = strdup(why ? why : "unknown error");
 	}
-	if (write(j->efd, &one, sizeof(one)) < 0) {
-		/* A counter far from overflow cannot fail; nothing to do. */
-	}
+	signal_fd_locked(j);
 	pthread_cond_broadcast(&e->finished);
+	if (e->on_change)
+		e->on_change(e->on_change_arg, j->name);
 }
 
 struct job_ctx {
@@ -415,6 +426,8 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	e->curl_init = true;
 	e->planner = -1;
 	e->explore = cfg->explore;
+	e->on_change = cfg->on_change;
+	e->on_change_arg = cfg->on_change_arg;
 	plan_rng_seed(&e->rng, cfg->seed ? cfg->seed :
 			       (uint64_t)time(NULL) ^ (uint64_t)getpid());
 	rc = plan_stats_open(cfg->db_path, cfg->prior_strength, &e->stats);
@@ -509,12 +522,13 @@ static struct job *job_new(const char *name)
 
 	if (!j)
 		return NULL;
-	j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* No descriptor per idle task: thousands of tasks must not use up fds. */
+	j->efd = -1;
 	j->name = strdup(name);
 	j->data = strdup("");
 	plan_buf_init(&j->trace);
 	j->refs = 1;
-	if (j->efd < 0 || !j->name || !j->data) {
+	if (!j->name || !j->data) {
 		/* Never published: dropping the only reference is safe unlocked. */
 		job_unref_locked(j);
 		return NULL;
@@ -817,9 +831,23 @@ int plan_engine_job_fd(struct plan_engine *e, const char *name)
 
 	pthread_mutex_lock(&e->lock);
 	j = find_locked(e, name);
-	fd = j ? fcntl(j->efd, F_DUPFD_CLOEXEC, 0) : -ENOENT;
-	if (j && fd < 0)
+	if (!j) {
+		fd = -ENOENT;
+		goto out;
+	}
+	if (j->efd < 0) {
+		j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (j->efd < 0) {
+			fd = -errno;
+			goto out;
+		}
+		if (j->state == J_DONE || j->state == J_FAILED)
+			signal_fd_locked(j);
+	}
+	fd = fcntl(j->efd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
 		fd = -errno;
+out:
 	pthread_mutex_unlock(&e->lock);
 	return fd;
 }
@@ -886,6 +914,9 @@ int plan_engine_remove(struct plan_engine *e, const char *name)
 	j = find_locked(e, name);
 	if (j) {
 		atomic_store(&j->cancel, 1);
+		/* Waiters of a removed task learn it from the same notice. */
+		if (e->on_change)
+			e->on_change(e->on_change_arg, name);
 		unlink_locked(e, j);
 	}
 	pthread_mutex_unlock(&e->lock);

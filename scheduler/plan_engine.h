@@ -9,8 +9,9 @@
  *   status          read  -> plan_engine_status()        never blocks
  *   plan.json       read  -> plan_engine_plan_json()     -EAGAIN until planned
  *   candidates.json read  -> plan_engine_candidates_json()
- *   result          read  -> plan_engine_wait() then plan_engine_result();
- *                   poll  -> plan_engine_job_fd() (POLLIN once finished)
+ *   result          read  -> plan_engine_result(), again on on_change()
+ *                   poll  -> the same notice (plan_engine_job_fd() for
+ *                            callers without one)
  *   trace.jsonl     read  -> plan_engine_trace()         grows while running
  *   feedback        write -> plan_engine_feedback()
  *   rmdir           ->       plan_engine_remove()
@@ -64,6 +65,15 @@ struct plan_engine_config {
 	uint64_t seed;             /* 0: from the clock */
 	enum plan_explore explore; /* default Thompson sampling */
 	double prior_strength;     /* plan_stats; 0: default */
+	/*
+	 * Told the name of every task that ends (done or failed) or is
+	 * removed: one notification path for all tasks, so that nothing is
+	 * held per idle task.  Called with the engine lock held, on whatever
+	 * thread made the change: it must not call the engine nor block (it
+	 * queues the name for a thread of the caller's).  NULL: none.
+	 */
+	void (*on_change)(void *arg, const char *name);
+	void *on_change_arg;
 };
 
 /*
@@ -105,7 +115,10 @@ int plan_engine_result(struct plan_engine *e, const char *name,
  */
 int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 		     int (*interrupted)(void *arg), void *arg);
-/* A new fd (caller closes) that polls readable once the task finished. */
+/*
+ * A new fd (caller closes) that polls readable once the task finished.
+ * The task keeps one descriptor from the first call until it is removed.
+ */
 int plan_engine_job_fd(struct plan_engine *e, const char *name);
 /* text: a quality in [0, 1], e.g. "0.2\n"; teaches every model used. */
 int plan_engine_feedback(struct plan_engine *e, const char *name,
