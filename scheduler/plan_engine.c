@@ -242,7 +242,8 @@ static void interpret(struct plan_engine *e, struct job_ctx *ctx,
 	if (rc == 0) {
 		/* The same extraction the schema checker accepted. */
 		reply = plan_check_answer_json(res.answer);
-		rc = reply ? plan_task_from_json(reply, &nt, &err) : -EINVAL;
+		rc = reply ? plan_task_from_planner_json(reply, &nt, &err)
+			   : -EINVAL;
 	}
 	if (rc == 0) {
 		plan_task_free(*task);
