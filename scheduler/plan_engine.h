@@ -51,6 +51,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "plan_cand.h"
 
@@ -64,6 +65,10 @@ struct plan_engine_config {
 	uint64_t seed;             /* 0: from the clock */
 	enum plan_explore explore; /* default Thompson sampling */
 	double prior_strength;     /* plan_stats; 0: default */
+	/* Besides the effective uid, owners whose cards may run commands or
+	 * read keys (plan_model.h, "Trust"); may be empty. */
+	const uid_t *trusted_uids;
+	size_t n_trusted_uids;
 };
 
 /*
