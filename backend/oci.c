@@ -422,6 +422,38 @@ static const char *conf_remote(json_t *v, struct oci_remote *r)
 	return NULL;
 }
 
+/*
+ * What is wrong with a JSON file that may hold secrets, without quoting it:
+ * jansson's message quotes the text "near" the error, which in remotes.json
+ * or an auth file is a password or a base64 user:password.
+ */
+static const char *json_why(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "nested too deep";
+	case json_error_cannot_open_file:
+		return "cannot be read";
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "ends too early";
+	case json_error_end_of_input_expected:
+		return "text after the end";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "NUL byte";
+	case json_error_duplicate_key:
+		return "duplicate key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	default:
+		return "syntax error";
+	}
+}
+
 int oci_config_load(const char *path, struct oci_remote **ret, size_t *ret_n,
 		    char *err, size_t errlen)
 {
@@ -447,7 +479,9 @@ int oci_config_load(const char *path, struct oci_remote **ret, size_t *ret_n,
 	root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
 	fclose(f);
 	if (!root) {
-		errf(err, errlen, "%s:%d: %s", path, je.line, je.text);
+		errf(err, errlen, "%s: line %d, column %d: %s (not quoted: "
+		     "the file holds passwords)", path, je.line, je.column,
+		     json_why(&je));
 		goto out;
 	}
 	rem = json_object_get(root, "remotes");
@@ -513,7 +547,9 @@ static int auth_file_read(const char *path, const char *host, char **user,
 	if (!root) {
 		if (access(path, F_OK) < 0)
 			return 0;
-		errf(err, errlen, "auth file %s:%d: %s", path, je.line, je.text);
+		errf(err, errlen, "auth file %s: line %d, column %d: %s (not "
+		     "quoted: the file holds passwords)", path, je.line,
+		     je.column, json_why(&je));
 		return -EINVAL;
 	}
 	auths = json_object_get(root, "auths");

@@ -71,14 +71,20 @@ struct fs {
 	} vcache[8];
 	unsigned vnext;
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
+	/* Owners besides the daemon's uid whose model cards may run commands
+	 * or read keys (--trusted-uid; docs/security.md). */
+	const uid_t *trusted_uids;
+	size_t n_trusted_uids;
 };
 
 /*
  * planner: the model (a card under models/) that interprets free-text
- * tasks, or NULL; remotes: the remotes file of net/ (oci.h).
+ * tasks, or NULL; remotes: the remotes file of net/ (oci.h); trusted_uids:
+ * n owners whose cards may run commands (kept by reference).
  */
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner, const char *remotes);
+	    const char *planner, const char *remotes,
+	    const uid_t *trusted_uids, size_t n_trusted_uids);
 void fs_release(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_ops(void);
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +36,33 @@ static void usage(FILE *out)
 		"                     free-text tasks in paths/ into steps\n"
 		"  -R, --remotes FILE the registries under net/ (default:\n"
 		"                     STORE/remotes.json; docs/remotes.md)\n"
+		"  -T, --trusted-uid USER  model cards owned by USER (a name or\n"
+		"                     uid; repeatable) may run commands and read\n"
+		"                     keys, as the daemon's own (docs/security.md)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
+}
+
+#define MAX_TRUSTED 16
+
+/* A user name or a numeric uid. */
+static int parse_user(const char *s, uid_t *ret)
+{
+	struct passwd *pw = getpwnam(s);
+	char *end;
+	unsigned long v;
+
+	if (pw) {
+		*ret = pw->pw_uid;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || v >= (uid_t)-1)
+		return -EINVAL;
+	*ret = (uid_t)v;
+	return 0;
 }
 
 /* mkdir -p for the default store's parents. */
@@ -145,6 +170,7 @@ int main(int argc, char **argv)
 		{ "read-ahead", required_argument, NULL, 'r' },
 		{ "planner", required_argument, NULL, 'p' },
 		{ "remotes", required_argument, NULL, 'R' },
+		{ "trusted-uid", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -159,8 +185,10 @@ int main(int argc, char **argv)
 	const char *extra = NULL, *planner = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
 	unsigned read_ahead = 1024;
+	uid_t trusted[MAX_TRUSTED];
+	size_t n_trusted = 0;
 
-	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:R:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:R:T:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			free(store);
@@ -190,6 +218,15 @@ int main(int argc, char **argv)
 		case 'R':
 			free(remotes);
 			remotes = strdup(optarg);
+			break;
+		case 'T':
+			if (n_trusted == MAX_TRUSTED ||
+			    parse_user(optarg, &trusted[n_trusted]) < 0) {
+				fprintf(stderr, "llmfs: --trusted-uid %s: not a "
+					"user (at most %d)\n", optarg, MAX_TRUSTED);
+				return 2;
+			}
+			n_trusted++;
 			break;
 		case 'h':
 			usage(stdout);
@@ -245,7 +282,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmfs: out of memory\n");
 		goto out;
 	}
-	r = fs_init(&fs, st, &log, planner, remotes);
+	r = fs_init(&fs, st, &log, planner, remotes, trusted, n_trusted);
 	if (r < 0) {
 		fprintf(stderr, "llmfs: %s\n", strerror(-r));
 		goto out;
@@ -278,7 +315,7 @@ int main(int argc, char **argv)
 			fs_log(&log, LOG_ERR, "%s", err);
 			goto out_unmount;
 		}
-		r = fs_init(&fs, st, &log, planner, remotes);
+		r = fs_init(&fs, st, &log, planner, remotes, trusted, n_trusted);
 		if (r < 0)
 			goto out_unmount;
 		fs_up = 1;

@@ -1902,7 +1902,8 @@ static void open_paths(struct fs *fs, const char *planner)
 }
 
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner, const char *remotes)
+	    const char *planner, const char *remotes,
+	    const uid_t *trusted_uids, size_t n_trusted_uids)
 {
 	char err[1024] = "";
 	int r;
@@ -1910,6 +1911,8 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	memset(fs, 0, sizeof(*fs));
 	fs->st = st;
 	fs->log = log;
+	fs->trusted_uids = trusted_uids;
+	fs->n_trusted_uids = n_trusted_uids;
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->nodecap = 1024;

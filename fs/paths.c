@@ -212,6 +212,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 struct model_dir {
 	char *name;
 	uint64_t ino;
+	uint32_t uid, mode; /* of the stored folder */
 };
 
 struct model_dirs {
@@ -237,8 +238,24 @@ static int add_model_dir(void *arg, const char *name, const struct cat_attr *a)
 	d->v[d->n].name = strdup(name);
 	if (!d->v[d->n].name)
 		return -ENOMEM;
+	d->v[d->n].uid = a->uid;
+	d->v[d->n].mode = a->mode;
 	d->v[d->n++].ino = a->ino;
 	return 0;
+}
+
+/*
+ * Gives a copy the stored owner and the stored group and other write bits:
+ * the engine judges by them whether a card may run commands or read keys
+ * (plan_model.h, "Trust"), so a user's card must not become the daemon's
+ * by being copied.  The copy stays private to the daemon (cards_dir is
+ * 0700); base is its own mode.
+ */
+static int carry_owner(const char *path, uint32_t uid, uint32_t mode, mode_t base)
+{
+	if (uid != geteuid() && lchown(path, uid, (gid_t)-1) < 0)
+		return -errno;
+	return chmod(path, base | (mode & (S_IWGRP | S_IWOTH))) < 0 ? -errno : 0;
 }
 
 /* Copies models/<m>/<file> out of the store into cards_dir/<m>/<file>. */
@@ -273,6 +290,9 @@ static int export_file(struct fs_paths *p, const struct model_dir *m, const char
 		r = -errno;
 		goto out;
 	}
+	r = carry_owner(path, m->uid, m->mode, 0700);
+	if (r < 0)
+		goto refuse;
 	free(path);
 	if (asprintf(&path, "%s/%s/%s", p->cards_dir, m->name, file) < 0) {
 		path = NULL;
@@ -287,6 +307,18 @@ static int export_file(struct fs_paths *p, const struct model_dir *m, const char
 	r = fwrite(buf, 1, (size_t)n, out) == (size_t)n ? 0 : -EIO;
 	if (fclose(out) != 0 && r == 0)
 		r = -errno;
+	if (r == 0)
+		r = carry_owner(path, a.uid, a.mode, 0600);
+refuse:
+	if (r == -EPERM) {
+		/* A daemon not run as root cannot give the copy its owner:
+		 * the card is left out rather than made the daemon's. */
+		fs_log(p->fs->log, LOG_WARNING, "paths: models/%s/%s: the daemon "
+		       "cannot give its copy the owner uid %u: not used", m->name,
+		       file, (unsigned)(m->uid != geteuid() ? m->uid : a.uid));
+		unlink(path);
+		r = 0;
+	}
 out:
 	free(path);
 	free(buf);
@@ -633,6 +665,8 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	cfg.planner_model = planner;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = p;
+	cfg.trusted_uids = fs->trusted_uids;
+	cfg.n_trusted_uids = fs->n_trusted_uids;
 	r = plan_engine_open(&cfg, &p->e, ret_warnings);
 	if (r < 0)
 		goto fail;

@@ -63,6 +63,8 @@ struct plan_engine {
 	struct plan_models models;   /* replaced only while no job runs */
 	long planner;                /* index into models or -1 */
 	char *models_dir;
+	struct plan_model_trust trust; /* uids points at trusted */
+	uid_t *trusted;
 	char *planner_name;
 	unsigned running;            /* workers inside run_job() */
 	struct plan_rng rng;
@@ -253,7 +255,8 @@ static void interpret(struct plan_engine *e, struct job_ctx *ctx,
 	if (rc == 0) {
 		/* The same extraction the schema checker accepted. */
 		reply = plan_check_answer_json(res.answer);
-		rc = reply ? plan_task_from_json(reply, &nt, &err) : -EINVAL;
+		rc = reply ? plan_task_from_planner_json(reply, &nt, &err)
+			   : -EINVAL;
 	}
 	if (rc == 0) {
 		plan_task_free(*task);
@@ -433,7 +436,19 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	rc = plan_stats_open(cfg->db_path, cfg->prior_strength, &e->stats);
 	if (rc < 0)
 		goto fail;
-	rc = plan_models_load(cfg->models_dir, &e->models, ret_warnings);
+	e->trust.n_uids = cfg->n_trusted_uids;
+	if (cfg->n_trusted_uids) {
+		e->trusted = calloc(cfg->n_trusted_uids, sizeof(uid_t));
+		if (!e->trusted) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		memcpy(e->trusted, cfg->trusted_uids,
+		       cfg->n_trusted_uids * sizeof(uid_t));
+	}
+	e->trust.uids = e->trusted;
+	rc = plan_models_load(cfg->models_dir, &e->trust, &e->models,
+			      ret_warnings);
 	if (rc == -ENOENT) {
 		/* A daemon without models still serves its tree and statistics. */
 		if (ret_warnings && !*ret_warnings &&
@@ -506,6 +521,7 @@ void plan_engine_close(struct plan_engine *e)
 		unlink_locked(e, e->jobs);
 	plan_models_release(&e->models);
 	free(e->models_dir);
+	free(e->trusted);
 	free(e->planner_name);
 	plan_stats_free(e->stats);
 	if (e->curl_init)
@@ -984,7 +1000,7 @@ int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings)
 
 	if (ret_warnings)
 		*ret_warnings = NULL;
-	rc = plan_models_load(e->models_dir, &fresh, ret_warnings);
+	rc = plan_models_load(e->models_dir, &e->trust, &fresh, ret_warnings);
 	if (rc == -ENOENT)
 		rc = 0;
 	if (rc < 0)

@@ -52,6 +52,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "plan_cand.h"
 
@@ -74,6 +75,10 @@ struct plan_engine_config {
 	 */
 	void (*on_change)(void *arg, const char *name);
 	void *on_change_arg;
+	/* Besides the effective uid, owners whose cards may run commands or
+	 * read keys (plan_model.h, "Trust"); may be empty. */
+	const uid_t *trusted_uids;
+	size_t n_trusted_uids;
 };
 
 /*

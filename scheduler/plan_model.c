@@ -4,10 +4,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "plan_util.h"
 
@@ -358,14 +362,17 @@ out:
 	return 0;
 }
 
-static int read_small(const char *path, size_t max, char **ret)
+/* Reads at most max bytes of an open file; the fd is closed. */
+static int read_fd(int fd, size_t max, char **ret)
 {
-	FILE *f = fopen(path, "re");
+	FILE *f = fdopen(fd, "r");
 	char *buf;
 	size_t n;
 
-	if (!f)
+	if (!f) {
+		close(fd);
 		return -errno;
+	}
 	buf = malloc(max + 1);
 	if (!buf) {
 		fclose(f);
@@ -382,52 +389,209 @@ static int read_small(const char *path, size_t max, char **ret)
 	return 0;
 }
 
+static int read_small(const char *path, size_t max, char **ret)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	return fd < 0 ? -errno : read_fd(fd, max, ret);
+}
+
+/*
+ * Opens name under dirfd without following a symbolic link; one is
+ * followed all the same, and *ret_link says so (its target's owner is not
+ * what a reader of the folder sees, so it is never trusted).
+ */
+static int open_at(int dirfd, const char *name, int flags, bool *ret_link)
+{
+	int fd = openat(dirfd, name, flags | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	*ret_link = false;
+	if (fd < 0 && errno == ELOOP) {
+		*ret_link = true;
+		fd = openat(dirfd, name, flags | O_RDONLY | O_CLOEXEC);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+static bool trusted_uid(uid_t uid, const struct plan_model_trust *trust)
+{
+	if (uid == geteuid())
+		return true;
+	for (size_t i = 0; trust && i < trust->n_uids; i++)
+		if (trust->uids[i] == uid)
+			return true;
+	return false;
+}
+
+/*
+ * Why the file or folder st (called what) cannot vouch for a card that
+ * runs a command or reads a key, or NULL when it can: it must belong to a
+ * trusted uid and be writable by nobody else.
+ */
+static char *distrust(const struct stat *st, bool link, const char *what,
+		      const struct plan_model_trust *trust)
+{
+	char *why = NULL;
+	int r = 0;
+
+	if (link)
+		r = asprintf(&why, "%s is a symbolic link", what);
+	else if (!trusted_uid(st->st_uid, trust))
+		r = asprintf(&why, "%s belongs to uid %u", what,
+			     (unsigned)st->st_uid);
+	else if (st->st_mode & (S_IWGRP | S_IWOTH))
+		r = asprintf(&why, "%s is writable by its group or others",
+			     what);
+	return r < 0 ? strdup("(out of memory)") : why;
+}
+
+/* What in m needs a trusted card, or NULL. */
+static const char *needs_trust(const struct plan_model *m)
+{
+	if (m->kind == PLAN_MODEL_COMMAND)
+		return "runs a command";
+	if (m->api_key_env)
+		return "reads a key (api_key_env)";
+	if (m->api_key_file)
+		return "reads a key (api_key_file)";
+	return NULL;
+}
+
+/* Appends one line to the warnings. */
+static void warn(char **ret_err, const char *fmt, ...)
+{
+	char *line = NULL, *all = NULL;
+	va_list ap;
+	int r;
+
+	if (!ret_err)
+		return;
+	va_start(ap, fmt);
+	r = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return;
+	if (!*ret_err) {
+		*ret_err = line;
+		return;
+	}
+	if (asprintf(&all, "%s\n%s", *ret_err, line) >= 0) {
+		free(*ret_err);
+		*ret_err = all;
+	}
+	free(line);
+}
+
 static int cmp_model(const void *a, const void *b)
 {
 	return strcmp(((const struct plan_model *)a)->name,
 		      ((const struct plan_model *)b)->name);
 }
 
-int plan_models_load(const char *dir, struct plan_models *ret,
-		     char **ret_err)
+/*
+ * Loads models_dir/<name>/ (folder fd mfd) into *ret; 1 when it is no
+ * model, -ENOMEM, or 0 (a bad card is a warning, not an error).
+ * dir_why: why models_dir itself cannot vouch for cards, or NULL.
+ */
+static int load_one(int mfd, const char *name, const struct stat *dst,
+		    bool dir_link, const char *dir_why,
+		    const struct plan_model_trust *trust,
+		    struct plan_model *ret, bool *ret_ok, char **ret_err)
+{
+	char *card = NULL, *readme = NULL, *why = NULL, *err = NULL;
+	const char *needs;
+	struct stat cst;
+	bool link;
+	int fd, r;
+
+	*ret_ok = false;
+	fd = open_at(mfd, "card.json", 0, &link);
+	if (fd == -ENOENT || fd == -ENOTDIR)
+		return 1;
+	if (fd >= 0 && (fstat(fd, &cst) < 0 || !S_ISREG(cst.st_mode))) {
+		close(fd);
+		fd = -EINVAL;
+	}
+	r = fd < 0 ? fd : read_fd(fd, CARD_MAX, &card);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		warn(ret_err, "model %s: card.json: %s", name,
+		     r == -EINVAL ? "not a regular file" : strerror(-r));
+		return 0;
+	}
+	fd = open_at(mfd, "README.md", 0, &(bool){ false });
+	if (fd < 0 || read_fd(fd, 1 << 20, &readme) < 0)
+		readme = NULL;
+	r = plan_model_parse(name, card, readme, ret, &err);
+	free(card);
+	free(readme);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		warn(ret_err, "%s", err ? err : "model: bad card");
+		free(err);
+		return 0;
+	}
+	needs = needs_trust(ret);
+	if (needs) {
+		why = dir_why ? strdup(dir_why)
+			      : distrust(dst, dir_link, "its folder", trust);
+		if (!why)
+			why = distrust(&cst, link, "card.json", trust);
+	}
+	if (why) {
+		warn(ret_err, "model %s: refused: it %s but %s; only cards "
+		     "of uid %u or a trusted uid (--trusted-uid), writable by "
+		     "no one else, may run commands or read keys", name,
+		     needs, why, (unsigned)geteuid());
+		free(why);
+		plan_model_release(ret);
+		return 0;
+	}
+	*ret_ok = true;
+	return 0;
+}
+
+int plan_models_load(const char *dir, const struct plan_model_trust *trust,
+		     struct plan_models *ret, char **ret_err)
 {
 	struct plan_models ms = { 0 };
 	struct dirent *de;
+	struct stat st;
 	DIR *d = opendir(dir);
+	char *dir_why = NULL;
 	int rc = 0;
 
 	if (!d)
 		return -errno;
+	if (fstat(dirfd(d), &st) < 0) {
+		rc = -errno;
+		closedir(d);
+		return rc;
+	}
+	dir_why = distrust(&st, false, "the models folder", trust);
 	while ((de = readdir(d))) {
-		char *card = NULL, *readme = NULL, path[4096];
-		struct plan_model m;
+		struct plan_model m = { 0 };
 		struct plan_model *nv;
-		int r;
+		bool link, ok = false;
+		int mfd, r;
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/%s/card.json", dir,
-			 de->d_name);
-		r = read_small(path, CARD_MAX, &card);
-		if (r == -ENOENT || r == -ENOTDIR)
+		mfd = open_at(dirfd(d), de->d_name, O_DIRECTORY, &link);
+		if (mfd < 0)
 			continue;
-		if (r < 0) {
-			fail(ret_err, "model %s: card.json: %s", de->d_name,
-			     strerror(-r));
-			continue;
-		}
-		snprintf(path, sizeof(path), "%s/%s/README.md", dir,
-			 de->d_name);
-		if (read_small(path, 1 << 20, &readme) < 0)
-			readme = NULL;
-		r = plan_model_parse(de->d_name, card, readme, &m, ret_err);
-		free(card);
-		free(readme);
+		r = fstat(mfd, &st) < 0 ? -errno : 0;
+		if (r == 0)
+			r = load_one(mfd, de->d_name, &st, link, dir_why, trust,
+				     &m, &ok, ret_err);
+		close(mfd);
 		if (r == -ENOMEM) {
 			rc = r;
 			break;
 		}
-		if (r < 0)
+		if (r < 0 || !ok)
 			continue;
 		nv = realloc(ms.v, (ms.n + 1) * sizeof(*nv));
 		if (!nv) {
@@ -439,6 +603,7 @@ int plan_models_load(const char *dir, struct plan_models *ret,
 		ms.v[ms.n++] = m;
 	}
 	closedir(d);
+	free(dir_why);
 	if (rc < 0) {
 		plan_models_release(&ms);
 		return rc;

@@ -13,6 +13,17 @@
  * plan_model_api_key() at call time.  A card holding a field called
  * "api_key" is refused so that keys are not committed by mistake.
  *
+ * Trust: a card that runs a command or reads a key (api_key_env,
+ * api_key_file) acts with the loading process's rights, so
+ * plan_models_load() honours it only when card.json, its folder and the
+ * models folder are owned by the process's effective uid or a uid of
+ * struct plan_model_trust, none of them is writable by group or others and
+ * neither card.json nor its folder is a symbolic link; otherwise the card
+ * is refused with a warning that says why.  Cards that only name an
+ * endpoint load whoever owns them.  plan_model_parse() judges no trust:
+ * it sees text, not files.  docs/security.md, "Model cards and the
+ * planner".
+ *
  * Errors: -errno; a malformed card gives -EINVAL and a one-line reason.
  * A models directory with some bad cards loads the good ones and reports
  * the others in *ret_err.  The list is immutable once loaded; any thread
@@ -24,6 +35,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum plan_model_kind {
 	PLAN_MODEL_HTTP,     /* OpenAI-compatible /chat/completions */
@@ -67,9 +79,21 @@ int plan_model_parse(const char *name, const char *card_json,
 		     char **ret_err);
 void plan_model_release(struct plan_model *m);
 
-/* Loads every models_dir/<name>/card.json, sorted by name. */
-int plan_models_load(const char *models_dir, struct plan_models *ret_models,
-		     char **ret_err);
+/* Owners besides the process's effective uid whose cards may run
+ * commands or read keys (e.g. from llmfs --trusted-uid). */
+struct plan_model_trust {
+	const uid_t *uids;
+	size_t n_uids;
+};
+
+/*
+ * Loads every models_dir/<name>/card.json, sorted by name; trust may be
+ * NULL (the effective uid only).  Bad and refused cards are skipped and
+ * described, one per line, in *ret_err.
+ */
+int plan_models_load(const char *models_dir,
+		     const struct plan_model_trust *trust,
+		     struct plan_models *ret_models, char **ret_err);
 void plan_models_release(struct plan_models *ms);
 
 long plan_models_find(const struct plan_models *ms, const char *name);

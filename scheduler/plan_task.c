@@ -457,6 +457,45 @@ out:
 	return 0;
 }
 
+/*
+ * What a planner model may say: the shape of the work, nothing that runs
+ * or spends.  Its reply is text a prompt injection in the user's free text
+ * can steer, so checkers (check.command runs a program), pinned models,
+ * strategies and limits are refused, not trusted.
+ */
+static const char *const planner_task_keys[] = { "steps", "output", NULL };
+static const char *const planner_step_keys[] = {
+	"id", "prompt", "task_type", "deps", NULL,
+};
+
+int plan_task_from_planner_json(json_t *root, struct plan_task **ret_task,
+				char **ret_err)
+{
+	json_t *steps, *v;
+	size_t i;
+	char where[48];
+	int rc;
+
+	if (!json_is_object(root))
+		return fail(ret_err, "planner reply: a JSON object");
+	rc = only_keys(root, planner_task_keys, "planner reply", ret_err);
+	if (rc < 0)
+		return rc;
+	steps = json_object_get(root, "steps");
+	if (!json_is_array(steps))
+		return fail(ret_err, "planner reply: needs a list of steps");
+	json_array_foreach(steps, i, v) {
+		if (!json_is_object(v))
+			return fail(ret_err, "planner reply: steps[%zu]: a "
+				    "JSON object", i);
+		snprintf(where, sizeof(where), "planner reply: steps[%zu]", i);
+		rc = only_keys(v, planner_step_keys, where, ret_err);
+		if (rc < 0)
+			return rc;
+	}
+	return plan_task_from_json(root, ret_task, ret_err);
+}
+
 static int from_text(const char *data, size_t len, struct plan_task **ret)
 {
 	struct plan_task *t = calloc(1, sizeof(*t));

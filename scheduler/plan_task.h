@@ -82,6 +82,14 @@ int plan_task_parse(const char *data, size_t len, struct plan_task **ret_task,
 /* The structured JSON form only (used for planner-model replies too). */
 int plan_task_from_json(json_t *root, struct plan_task **ret_task,
 			char **ret_err);
+/*
+ * A planner model's reply: as plan_task_from_json(), but only "steps"
+ * (each with "id", "prompt", "task_type", "deps") and "output" are
+ * allowed; any other field (a check, a pinned model, limits) is refused
+ * with -EINVAL, so a reply steered by the task text never runs a program.
+ */
+int plan_task_from_planner_json(json_t *root, struct plan_task **ret_task,
+				char **ret_err);
 void plan_task_free(struct plan_task *task);
 
 /* The step's checker, or the task's for its output step, or NULL. */

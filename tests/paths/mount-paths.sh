@@ -82,7 +82,7 @@ PY
 # mount) and runs as the steps it returned.
 mkdir "$mnt/models/planner"
 cat >"$mnt/models/planner/card.json" <<'CARD'
-{"command": ["sh", "-c", "cat >/dev/null; printf '%s' '{\"steps\": [{\"id\": \"a\", \"prompt\": \"hello world\", \"task_type\": \"caps\", \"model\": \"caps\"}, {\"id\": \"b\", \"prompt\": \"{{a}}\", \"task_type\": \"swap\", \"model\": \"swap\", \"deps\": [\"a\"]}]}'"],
+{"command": ["sh", "-c", "cat >/dev/null; printf '%s' '{\"steps\": [{\"id\": \"a\", \"prompt\": \"hello world\", \"task_type\": \"caps\"}, {\"id\": \"b\", \"prompt\": \"{{a}}\", \"task_type\": \"swap\", \"deps\": [\"a\"]}]}'"],
  "skills": ["plan"]}
 CARD
 mkdir "$mnt/paths/free"

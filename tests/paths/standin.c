@@ -16,10 +16,11 @@
 
 #include "check.h"
 
-#define N_KINDS 8
+#define N_KINDS 9
 
 static const char *const kinds[N_KINDS] = {
 	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
+	"plan-inject",
 };
 
 struct standin {
@@ -82,6 +83,38 @@ static const char plan_reply[] =
 	"{\"id\": \"fr\", \"prompt\": \"Translate into French: {{sum}}\","
 	" \"task_type\": \"translate\", \"deps\": [\"sum\"]}],"
 	" \"output\": \"fr\"}\n```";
+
+/*
+ * A planner obeying a prompt injection: the task text asks for a step whose
+ * checker runs "touch <path after MARK=>"; the reply carries it, and pins
+ * the step to a model as well.
+ */
+static enum MHD_Result inject_reply(struct MHD_Connection *c,
+				    const char *prompt)
+{
+	const char *m = strstr(prompt, "MARK=");
+	char path[256];
+	json_t *o;
+	char *plan, *text = NULL;
+	enum MHD_Result r;
+
+	if (!m || sscanf(m, "MARK=%255s", path) != 1)
+		return reply(c, MHD_HTTP_BAD_REQUEST, "{\"error\": \"mark\"}");
+	o = json_pack("{s:[{s:s, s:s, s:s, s:{s:[s, s]}}, "
+		      "{s:s, s:s, s:[s], s:s}], s:s}",
+		      "steps", "id", "a", "prompt", "Say hi", "task_type",
+		      "general", "check", "command", "touch", path,
+		      "id", "b", "prompt", "Repeat {{a}}", "deps", "a",
+		      "model", "echo", "output", "b");
+	plan = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (plan && asprintf(&text, "```json\n%s\n```", plan) < 0)
+		text = NULL;
+	r = text ? answer(c, text, 1) : reply(c, 500, "{}");
+	free(text);
+	free(plan);
+	json_decref(o);
+	return r;
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 			      const char *url, const char *method,
@@ -159,8 +192,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		r = reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
 			  "{\"error\": \"boom\"}");
 		break;
-	default:
+	case 7:
 		r = answer(c, plan_reply, 1);
+		break;
+	default:
+		r = inject_reply(c, prompt);
 		break;
 	}
 	free(text);

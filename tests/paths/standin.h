@@ -11,6 +11,8 @@
  *   busy      429 for the first two requests it sees, then like echo
  *   broken    500 always
  *   plan      answers a two-step JSON task (a planner model)
+ *   plan-inject  a planner that obeys the task text: its plan carries a
+ *             check.command "touch <path>" (path after MARK= in the prompt)
  * Every request must carry "Authorization: Bearer <key>", else 401.
  */
 #ifndef LLMFS_TEST_PATHS_STANDIN_H

@@ -109,7 +109,7 @@ static struct runres run(const char *dir, struct plan_stats *stats,
 	plan_buf_init(&o.trace);
 	o.progress = 0;
 	plan_rng_seed(&rng, 7);
-	CHECK_RC(plan_models_load(dir, &ms, &err), 0);
+	CHECK_RC(plan_models_load(dir, NULL, &ms, &err), 0);
 	CHECK(!err);
 	CHECK_RC(plan_task_parse(task_json, strlen(task_json), &t, &err), 0);
 	CHECK_RC(plan_candidates_build(t, &ms, stats, &so, &rng, &c, &err), 0);

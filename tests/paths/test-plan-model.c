@@ -1,6 +1,10 @@
-/* plan_model: card.json fields, Hugging Face front matter, key handling. */
+/*
+ * plan_model: card.json fields, Hugging Face front matter, key handling,
+ * and which owners' cards may run commands or read keys.
+ */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -85,9 +89,125 @@ static void bad(const char *name, const char *card, const char *why)
 	free(err);
 }
 
+#define OTHER 54321 /* a uid nobody here trusts */
+
+static const char cmd_card[] = "{\"command\": [\"cat\"]}";
+static const char key_card[] = "{\"endpoint\": \"http://127.0.0.1:9/v1\","
+			       " \"api_key_file\": \"/etc/shadow\"}";
+static const char env_card[] = "{\"endpoint\": \"http://127.0.0.1:9/v1\","
+			       " \"api_key_env\": \"HOME\"}";
+static const char plain_card[] = "{\"endpoint\": \"http://127.0.0.1:9/v1\"}";
+
+/* models/<name>/card.json with that owner and those modes. */
+static void put(const char *dir, const char *name, const char *json,
+		uid_t dir_uid, mode_t dir_mode, uid_t uid, mode_t mode)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	CHECK(mkdir(path, 0755) == 0);
+	CHECK(chown(path, dir_uid, (gid_t)-1) == 0);
+	CHECK(chmod(path, dir_mode) == 0);
+	snprintf(path, sizeof(path), "%s/%s/card.json", dir, name);
+	f = fopen(path, "w");
+	CHECK(f && fputs(json, f) >= 0 && fclose(f) == 0);
+	CHECK(chown(path, uid, (gid_t)-1) == 0);
+	CHECK(chmod(path, mode) == 0);
+}
+
+/* Loads dir; checks that exactly the names in want (space-separated,
+ * sorted) loaded, and that each refused name's warning holds its reason. */
+static void expect(const char *dir, const struct plan_model_trust *trust,
+		   const char *want, const char *const *reasons)
+{
+	struct plan_models ms = { 0 };
+	char *err = NULL, got[512] = "";
+
+	CHECK_RC(plan_models_load(dir, trust, &ms, &err), 0);
+	for (size_t i = 0; i < ms.n; i++) {
+		strcat(got, i ? " " : "");
+		strcat(got, ms.v[i].name);
+	}
+	if (strcmp(got, want))
+		fprintf(stderr, "loaded \"%s\", want \"%s\"; warnings:\n%s\n",
+			got, want, err ? err : "(none)");
+	CHECK(!strcmp(got, want));
+	for (; reasons && *reasons; reasons++) {
+		if (!err || !strstr(err, *reasons))
+			fprintf(stderr, "no warning \"%s\" in:\n%s\n", *reasons,
+				err ? err : "(none)");
+		CHECK(err && strstr(err, *reasons));
+	}
+	free(err);
+	plan_models_release(&ms);
+}
+
+/*
+ * A user who owns a model folder must not run commands or read keys with
+ * the loader's rights (issue: cp -a of a user's folder into models/ kept
+ * its owner, and the daemon, root, ran its command).
+ */
+static void test_trust(void)
+{
+	char base[] = "/tmp/plan-model-trust-XXXXXX", dir[64], link[128];
+	char target[128], cmd[128];
+	const uid_t other = OTHER;
+	struct plan_model_trust allow = { &other, 1 };
+	uid_t me = geteuid();
+
+	if (me != 0) {
+		fprintf(stderr, "skipped test_trust: needs root to chown\n");
+		return;
+	}
+	CHECK(mkdtemp(base));
+	snprintf(dir, sizeof(dir), "%s/models", base);
+	CHECK(mkdir(dir, 0755) == 0);
+	put(dir, "a-mine", cmd_card, me, 0755, me, 0644);
+	put(dir, "b-their-cmd", cmd_card, OTHER, 0755, OTHER, 0644);
+	put(dir, "c-their-folder", cmd_card, OTHER, 0755, me, 0644);
+	put(dir, "d-their-key", key_card, OTHER, 0755, OTHER, 0644);
+	put(dir, "e-their-env", env_card, me, 0755, OTHER, 0600);
+	put(dir, "f-their-plain", plain_card, OTHER, 0777, OTHER, 0666);
+	put(dir, "g-card-o+w", cmd_card, me, 0755, me, 0646);
+	put(dir, "h-folder-g+w", key_card, me, 0775, me, 0644);
+	/* a link to a trusted card, placed in a folder another user owns */
+	put(dir, "i-link", plain_card, me, 0755, me, 0644);
+	snprintf(target, sizeof(target), "%s/a-mine/card.json", dir);
+	snprintf(link, sizeof(link), "%s/i-link/card.json", dir);
+	CHECK(unlink(link) == 0 && symlink(target, link) == 0);
+	expect(dir, NULL, "a-mine f-their-plain",
+	       (const char *const[]){
+		       "model b-their-cmd: refused: it runs a command but "
+		       "its folder belongs to uid 54321",
+		       "model c-their-folder: refused: it runs a command but "
+		       "its folder belongs to uid 54321",
+		       "model d-their-key: refused: it reads a key (api_key_file)",
+		       "model e-their-env: refused: it reads a key "
+		       "(api_key_env) but card.json belongs to uid 54321",
+		       "model g-card-o+w: refused: it runs a command but "
+		       "card.json is writable by its group or others",
+		       "model h-folder-g+w: refused: it reads a key "
+		       "(api_key_file) but its folder is writable",
+		       "model i-link: refused: it runs a command but card.json "
+		       "is a symbolic link",
+		       NULL });
+	/* An allowed uid is trusted like the loader's own; modes still count. */
+	expect(dir, &allow, "a-mine b-their-cmd c-their-folder d-their-key "
+	       "e-their-env f-their-plain", NULL);
+	/* A models folder others may write vouches for nothing. */
+	CHECK(chmod(dir, 0777) == 0);
+	expect(dir, NULL, "f-their-plain", (const char *const[]){
+		"model a-mine: refused: it runs a command but the models "
+		"folder is writable", NULL });
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	test_card();
+	test_trust();
 	bad("x", "{\"endpoint\": \"ftp://h/\"}", "http:// or https://");
 	bad("x", "{}", "exactly one of endpoint and command");
 	bad("x", "{\"command\": [\"a\"], \"endpoint\": \"http://h\"}",

@@ -184,11 +184,54 @@ static void test_checkers(void)
 	}
 }
 
+/* Parses a planner reply; want NULL: accepted, else the reason's words. */
+static void planner(const char *s, const char *want)
+{
+	json_t *j = json_loads(s, 0, NULL);
+	struct plan_task *t = NULL;
+	char *err = NULL;
+	int rc;
+
+	CHECK(j);
+	rc = plan_task_from_planner_json(j, &t, &err);
+	if (want ? rc != -EINVAL || !err || !strstr(err, want) : rc != 0)
+		fprintf(stderr, "planner reply %.60s: rc %d, reason %s\n", s,
+			rc, err ? err : "(none)");
+	CHECK(want ? rc == -EINVAL && !t && strstr(err, want) : rc == 0);
+	plan_task_free(t);
+	free(err);
+	json_decref(j);
+}
+
+/* A planner model shapes the work; it never adds what runs or spends. */
+static void test_planner_reply(void)
+{
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
+		"\"task_type\": \"code\"}, {\"id\": \"b\", \"prompt\": "
+		"\"{{a}}\", \"deps\": [\"a\"]}], \"output\": \"b\"}", NULL);
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
+		"\"check\": {\"command\": [\"sh\", \"-c\", \"id\"]}}]}",
+		"steps[0]: unknown field \"check\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
+		"\"check\": {\"command\": [\"true\"]}}",
+		"unknown field \"check\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
+		"\"model\": \"local\"}]}", "unknown field \"model\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
+		"\"budget_usd\": 100}", "unknown field \"budget_usd\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
+		"\"strategies\": [\"vote\"]}]}", "unknown field");
+	planner("{\"prompt\": \"x\"}", "unknown field \"prompt\"");
+	planner("{\"steps\": [7]}", "steps[0]");
+	planner("[1]", "a JSON object");
+}
+
 int main(void)
 {
 	test_text();
 	test_json();
 	test_bad();
 	test_checkers();
+	test_planner_reply();
 	return 0;
 }
