@@ -34,6 +34,8 @@ static void usage(FILE *out)
 		"                     free-text tasks in paths/ into steps\n"
 		"  -R, --remotes FILE the registries under net/ (default:\n"
 		"                     STORE/remotes.json; docs/remotes.md)\n"
+		"      --pack-max BYTES  start a new pack file after this many bytes\n"
+		"                     (default 256 MiB; tests use a few MiB)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -126,6 +128,7 @@ int main(int argc, char **argv)
 		{ "read-ahead", required_argument, NULL, 'r' },
 		{ "planner", required_argument, NULL, 'p' },
 		{ "remotes", required_argument, NULL, 'R' },
+		{ "pack-max", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -171,6 +174,10 @@ int main(int argc, char **argv)
 		case 'R':
 			free(remotes);
 			remotes = strdup(optarg);
+			break;
+		case 'P':
+			/* Small packs let tests cross the pack limit with a few MiB. */
+			copt.pack_max = strtoull(optarg, NULL, 0);
 			break;
 		case 'h':
 			usage(stdout);
