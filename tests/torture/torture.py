@@ -822,7 +822,7 @@ class Torture:
         packs deleted or compacted)."""
         fs = self.mutable_files()
         victims = self.rng.sample(fs, min(len(fs), self.rng.randrange(1, 8)))
-        self.note("gc: delete %d files and wait" % len(victims))
+        self.note("gc: delete %d of %d files and wait" % (len(victims), len(fs)))
         for rel in victims:
             self.unlink(rel)
         self.wait_gc()
@@ -891,8 +891,9 @@ class Torture:
             r = subprocess.run([self.args.fsck, *extra, "--store", self.store],
                                capture_output=True, text=True)
             out = (r.stdout + r.stderr).strip()
-            self.note("  llmfs-fsck %s -> %d: %s" % (" ".join(extra),
-                                                    r.returncode, out.splitlines()[-1:] or ""))
+            lines = out.splitlines()
+            self.note("  llmfs-fsck %s -> %d%s" % (" ".join(extra), r.returncode, "".join(
+                "\n        | " + x for x in lines[:8] + (["..."] if len(lines) > 8 else []))))
             if SANITIZER.search(out):
                 raise Failure("sanitizer report from llmfs-fsck:\n" + out)
             return r.returncode, out
@@ -926,8 +927,8 @@ class Torture:
         documented way to stop it)."""
         writers = []
         for i in range(self.rng.randrange(1, 4)):
-            if self.rng.random() < 0.5 and self.files:
-                rel = self.random_file()
+            rel = self.random_file() if self.rng.random() < 0.5 else None
+            if rel:
                 if any(w[0] == rel for w in writers):
                     continue
             else:
@@ -937,7 +938,7 @@ class Torture:
             data = self.content(self.rng.randrange(300000, 3 * MiB))
             blocks = len(data) // 65536
             stop = self.rng.randrange(1, blocks) * 65536
-            fsync_at = (self.rng.randrange(0, stop // 65536) * 65536
+            fsync_at = (self.rng.randrange(1, stop // 65536 + 1) * 65536
                         if self.rng.random() < 0.3 else -1)
             writers.append((rel, data, stop, fsync_at))
         self.note("crash-write (%s): %s" % (how, "; ".join(
@@ -999,7 +1000,8 @@ class Torture:
         fs = self.mutable_files()
         victims = self.rng.sample(fs, min(len(fs), self.rng.randrange(1, 10)))
         delay = self.rng.uniform(0.8, 2.5)
-        self.note("crash-gc: delete %d files, kill -9 after %.2fs" % (len(victims), delay))
+        self.note("crash-gc: delete %d of %d files, kill -9 after %.2fs" % (len(victims), len(fs),
+                                                                          delay))
         for rel in victims:
             self.unlink(rel)
         time.sleep(delay)
@@ -1064,7 +1066,9 @@ class Torture:
         """ACCESS_RULES, run as the throwaway user (after every remount:
         modes must survive them too)."""
         for what, op, p, q, want in ACCESS_RULES:
-            argv = [sys.executable, "-c", PROBE, op, self.path(p)]
+            # the system's python: the user may not reach this one's folder
+            py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+            argv = [py, "-c", PROBE, op, self.path(p)]
             if q:
                 argv.append(self.path(q))
             r = subprocess.run(argv, capture_output=True, text=True, user=self.uid,
@@ -1188,7 +1192,10 @@ def main():
         print("1..0 # SKIP torture: %s" % e)
         t.cleanup()
         return 77
-    except Failure as e:
+    except (Failure, Exception) as e:
+        if not isinstance(e, Failure):
+            import traceback
+            traceback.print_exc()
         print("# FAILED at op %d (seed %d): %s" % (t.opnum, t.seed, e))
         print("# last operations:")
         for line in t.oplog:
