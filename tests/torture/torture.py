@@ -1203,8 +1203,8 @@ def main():
         d = getattr(t, "daemon", None)
         if d and d.log:
             print("# daemon log tail:\n" + d.tail(15))
-        print("# reproduce: %s --seed %d %s" % (
-            os.path.relpath(__file__), t.seed,
+        print("# reproduce (as root): python3 %s --llmfs %s --fsck %s --seed %d %s" % (
+            os.path.abspath(__file__), args.llmfs, args.fsck, t.seed,
             "--ops %d" % args.ops if args.ops else "--minutes %g" % args.minutes)
               + (" --pack-max %d" % t.pack_max if args.pack_max else "")
               + (" --users" if args.users else "")
