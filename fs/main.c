@@ -39,6 +39,8 @@ static void usage(FILE *out)
 		"  -T, --trusted-uid USER  model cards owned by USER (a name or\n"
 		"                     uid; repeatable) may run commands and read\n"
 		"                     keys, as the daemon's own (docs/security.md)\n"
+		"      --pack-max BYTES  start a new pack file after this many bytes\n"
+		"                     (default 256 MiB; tests use a few MiB)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -171,6 +173,7 @@ int main(int argc, char **argv)
 		{ "planner", required_argument, NULL, 'p' },
 		{ "remotes", required_argument, NULL, 'R' },
 		{ "trusted-uid", required_argument, NULL, 'T' },
+		{ "pack-max", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -228,6 +231,19 @@ int main(int argc, char **argv)
 			}
 			n_trusted++;
 			break;
+		case 'P': {
+			/* Small packs let tests cross the pack limit with a few MiB. */
+			char *end;
+
+			errno = 0;
+			copt.pack_max = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end || copt.pack_max < (1u << 20)) {
+				fprintf(stderr, "llmfs: --pack-max %s: not a size of "
+					"1 MiB or more\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
