@@ -148,7 +148,8 @@ except OSError as e:
 
 # The access model, checked with a throwaway user U against files of root
 # (made by setup_access()).  One line a rule: what, op, path (relative to
-# models/), [second path], the answer expected.  More rules are added here
+# models/, or to the mount's root after "@/"), [second path], the answer
+# expected.  More rules are added here
 # as the access model (docs/security.md) grows.
 ACCESS_RULES = [
     ("U reads root's 0644 file (control)", "read", "acl/public", None, "OK"),
@@ -161,6 +162,13 @@ ACCESS_RULES = [
     ("U cannot delete root's file", "unlink", "acl/public", None, "EACCES"),
     ("U cannot rename root's file", "rename", "acl/public", "acl/moved", "EACCES"),
     ("U cannot list root's 0700 folder", "list", "acl/private", None, "EACCES"),
+    ("U cannot read the manifest of a model with files U cannot read", "read",
+     "acl/.smip/manifest.json", None, "EACCES"),
+    ("U cannot read the tensor index of that model", "read", "acl/.smip/tensors", None, "EACCES"),
+    ("U cannot list root's task in paths/", "list", "@/paths/t-root", None, "EACCES"),
+    ("U cannot read root's task file", "read", "@/paths/t-root/task", None, "EACCES"),
+    ("U cannot ask for a collection", "open-write", "@/.llmfs/gc", None, "EACCES"),
+    ("U reads the store's status (control)", "read", "@/.llmfs/status", None, "OK"),
 ]
 
 
@@ -1062,15 +1070,25 @@ class Torture:
                 f.write(b"root's %s file\n" % name.encode())
             os.chmod(p, mode)
 
+    def access_path(self, rel):
+        if rel.startswith("@/"):
+            return os.path.join(self.mnt, rel[2:])
+        return self.path(rel)
+
     def check_access(self):
         """ACCESS_RULES, run as the throwaway user (after every remount:
         modes must survive them too)."""
+        # root's task: a folder in paths/ (never submitted; tasks live as
+        # long as the daemon, so it is made again after a remount)
+        task = os.path.join(self.mnt, "paths", "t-root")
+        if not os.path.isdir(task):
+            os.mkdir(task)
         for what, op, p, q, want in ACCESS_RULES:
             # the system's python: the user may not reach this one's folder
             py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-            argv = [py, "-c", PROBE, op, self.path(p)]
+            argv = [py, "-c", PROBE, op, self.access_path(p)]
             if q:
-                argv.append(self.path(q))
+                argv.append(self.access_path(q))
             r = subprocess.run(argv, capture_output=True, text=True, user=self.uid,
                                group=self.gid, extra_groups=[], cwd="/")
             got = r.stdout.strip() or r.stderr.strip()
