@@ -56,8 +56,8 @@ struct fs {
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
 	struct fs_paths *paths;        /* /llm/paths, or NULL */
-	/* Open paths/ files (guarded by lock): freed if the session ends first. */
-	struct fs_handle *paths_open;
+	/* Open models/ and paths/ files (guarded by lock): freed if the session ends first. */
+	struct fs_handle *open_handles;
 	struct fs_net *net;            /* /llm/net */
 	/*
 	 * The last .smip texts made (manifest, info, tensors): a stat and the

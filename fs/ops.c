@@ -76,7 +76,7 @@ struct fs_handle {
 	struct dirent_snap *ents; /* H_DIR */
 	size_t nents, capents;
 	struct fs_paths_handle *ph; /* H_PATHS */
-	struct fs_handle *prev, *next; /* H_PATHS: fs->paths_open */
+	struct fs_handle *prev, *next; /* H_FILE, H_PATHS: fs->open_handles */
 	struct fs_net_handle *nh;   /* H_NET */
 };
 
@@ -1092,6 +1092,32 @@ static void handle_free(struct fs_handle *h)
 	free(h);
 }
 
+/* Files the kernel may never release (a stop) are listed to be freed. */
+static void handle_link(struct fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	h->prev = NULL;
+	h->next = fs->open_handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->open_handles = h;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void handle_unlink(struct fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->open_handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void release_file(struct fs *fs, struct fs_handle *h);
+
 /* Opens a catalog file: a node shared by its handles, a writer on demand. */
 static int open_file(struct fs *fs, uint64_t ino, struct fuse_file_info *fi,
 		     int truncate)
@@ -1124,10 +1150,16 @@ static int open_file(struct fs *fs, uint64_t ino, struct fuse_file_info *fi,
 			r = cas_writer_truncate(node->w, 0);
 		pthread_mutex_unlock(&node->wlock);
 	}
+	if (r < 0) {
+		release_file(fs, h);
+		free(h);
+		return r;
+	}
+	handle_link(fs, h);
 	fi->fh = (uintptr_t)h;
 	/* Committed content is immutable: the page cache stays valid. */
 	fi->keep_cache = 1;
-	return r;
+	return 0;
 }
 
 static void release_file(struct fs *fs, struct fs_handle *h)
@@ -1188,12 +1220,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			free(h);
 			return reply_err(req, r);
 		}
-		pthread_mutex_lock(&fs->lock);
-		h->next = fs->paths_open;
-		if (h->next)
-			h->next->prev = h;
-		fs->paths_open = h;
-		pthread_mutex_unlock(&fs->lock);
+		handle_link(fs, h);
 		fi->fh = (uintptr_t)h;
 		fi->direct_io = 1;
 		fi->nonseekable = 0;
@@ -1248,13 +1275,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (S_ISDIR(a.mode))
 		return reply_err(req, -EISDIR);
 	r = open_file(fs, ino, fi, !!(fi->flags & O_TRUNC));
-	if (r < 0) {
-		if (fi->fh) {
-			release_file(fs, (struct fs_handle *)(uintptr_t)fi->fh);
-			free((void *)(uintptr_t)fi->fh);
-		}
+	if (r < 0)
 		return reply_err(req, r);
-	}
 	fuse_reply_open(req, fi);
 }
 
@@ -1481,21 +1503,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
+	if (h->kind == H_FILE || h->kind == H_PATHS)
+		handle_unlink(fs_of(req), h);
 	if (h->kind == H_FILE)
 		release_file(fs_of(req), h);
-	if (h->kind == H_PATHS) {
-		struct fs *fs = fs_of(req);
-
-		pthread_mutex_lock(&fs->lock);
-		if (h->prev)
-			h->prev->next = h->next;
-		else
-			fs->paths_open = h->next;
-		if (h->next)
-			h->next->prev = h->prev;
-		pthread_mutex_unlock(&fs->lock);
-		fs_paths_release(fs->paths, h->ph);
-	}
+	if (h->kind == H_PATHS)
+		fs_paths_release(fs_of(req)->paths, h->ph);
 	if (h->kind == H_NET)
 		fs_net_release(fs_of(req)->net, h->nh);
 	handle_free(h);
@@ -1799,10 +1812,13 @@ static void op_destroy(void *userdata)
 	struct fs_handle *h;
 
 	fs_paths_drain(fs->paths);
-	/* Files still open now are never released: fs_paths_close() frees theirs. */
+	/*
+	 * Files still open now are never released: fs_paths_close() frees the
+	 * paths/ state of theirs, fs_release() their nodes and writers.
+	 */
 	pthread_mutex_lock(&fs->lock);
-	while ((h = fs->paths_open)) {
-		fs->paths_open = h->next;
+	while ((h = fs->open_handles)) {
+		fs->open_handles = h->next;
 		handle_free(h);
 	}
 	pthread_mutex_unlock(&fs->lock);
