@@ -338,8 +338,10 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	int pass = 1;
 
 	if (chk) {
-		pass = plan_check_run(chk, answer, r->o->check_timeout_s > 0 ?
-				      r->o->check_timeout_s : 30, ret_why);
+		pass = plan_check_run_as(chk, answer,
+					 r->o->check_timeout_s > 0 ?
+					 r->o->check_timeout_s : 30,
+					 r->o->check_as, ret_why);
 		if (pass < 0) {
 			if (asprintf(ret_why, "checker failed: %s",
 				     strerror(-pass)) < 0)

@@ -44,6 +44,7 @@
 
 #include "plan_cand.h"
 #include "plan_model.h"
+#include "plan_proc.h"
 #include "plan_stats.h"
 #include "plan_task.h"
 
@@ -54,6 +55,9 @@ struct plan_exec_opts {
 	struct plan_stats *stats;   /* NULL: learn nothing */
 	const atomic_int *cancel;   /* NULL: never cancelled */
 	double check_timeout_s;     /* command checkers; default 30 */
+	/* Whom command checkers run as (the task's writer: plan_proc.h);
+	 * NULL: with the caller's own rights. */
+	const struct plan_proc_user *check_as;
 	/* One JSON line per attempt, without the newline. */
 	void (*trace)(void *arg, const char *line);
 	/* Steps finished so far. */

@@ -16,11 +16,12 @@
 
 #include "check.h"
 
-#define N_KINDS 9
+#define N_KINDS 10
+#define KIND_OPEN 9
 
 static const char *const kinds[N_KINDS] = {
 	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
-	"plan-inject",
+	"plan-inject", "open",
 };
 
 struct standin {
@@ -143,16 +144,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	}
 	if (strcmp(method, "POST") || strcmp(url, "/v1/chat/completions"))
 		return reply(c, MHD_HTTP_NOT_FOUND, "{\"error\": \"no route\"}");
-	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-					   "Authorization");
-	snprintf(want, sizeof(want), "Bearer %s", s->key);
-	if (!auth || strcmp(auth, want))
-		return reply(c, MHD_HTTP_UNAUTHORIZED, "{\"error\": \"key\"}");
 	req = u->data ? json_loads(u->data, 0, NULL) : NULL;
 	model = json_string_value(json_object_get(req, "model"));
 	prompt = json_string_value(json_object_get(json_array_get(
 		json_object_get(req, "messages"), 0), "content"));
 	k = model && prompt ? kind_of(model) : -1;
+	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					   "Authorization");
+	snprintf(want, sizeof(want), "Bearer %s", s->key);
+	if (k != KIND_OPEN && (!auth || strcmp(auth, want))) {
+		json_decref(req);
+		return reply(c, MHD_HTTP_UNAUTHORIZED, "{\"error\": \"key\"}");
+	}
 	if (k < 0) {
 		json_decref(req);
 		return reply(c, MHD_HTTP_BAD_REQUEST, "{\"error\": \"model\"}");
@@ -194,6 +197,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		break;
 	case 7:
 		r = answer(c, plan_reply, 1);
+		break;
+	case KIND_OPEN:
+		if (asprintf(&text, "open: %s", prompt) < 0)
+			text = NULL;
+		r = answer(c, text, 1);
 		break;
 	default:
 		r = inject_reply(c, prompt);

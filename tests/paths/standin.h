@@ -13,7 +13,9 @@
  *   plan      answers a two-step JSON task (a planner model)
  *   plan-inject  a planner that obeys the task text: its plan carries a
  *             check.command "touch <path>" (path after MARK= in the prompt)
- * Every request must carry "Authorization: Bearer <key>", else 401.
+ *   open      answers "open: <prompt>", and needs no key (a card that
+ *             names only an endpoint)
+ * Every other request must carry "Authorization: Bearer <key>", else 401.
  */
 #ifndef LLMFS_TEST_PATHS_STANDIN_H
 #define LLMFS_TEST_PATHS_STANDIN_H
