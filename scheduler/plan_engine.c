@@ -210,7 +210,7 @@ static int run_exec(struct plan_engine *e, struct job_ctx *ctx,
 	struct plan_exec_opts o = {
 		.stats = e->stats, .cancel = &ctx->j->cancel,
 		.trace = on_trace, .progress = on_progress, .arg = ctx,
-		.check_as = ctx->j->has_writer ? &ctx->j->writer : NULL,
+		.writer = ctx->j->has_writer ? &ctx->j->writer : NULL,
 	};
 
 	return plan_exec_run(t, &e->models, c, &c->v[c->best], &o, res);

@@ -55,9 +55,14 @@ struct plan_exec_opts {
 	struct plan_stats *stats;   /* NULL: learn nothing */
 	const atomic_int *cancel;   /* NULL: never cancelled */
 	double check_timeout_s;     /* command checkers; default 30 */
-	/* Whom command checkers run as (the task's writer: plan_proc.h);
-	 * NULL: with the caller's own rights. */
-	const struct plan_proc_user *check_as;
+	/*
+	 * The task's writer; NULL: the caller itself.  Command checkers run
+	 * as it (plan_proc.h), and connections to cards that are not
+	 * trusted (the writer's own, plan_model.h "Routing") are opened with
+	 * its fsuid and fsgid, so that the host's firewall rules by owner
+	 * (iptables -m owner, nft meta skuid) see the writer, not the caller.
+	 */
+	const struct plan_proc_user *writer;
 	/* One JSON line per attempt, without the newline. */
 	void (*trace)(void *arg, const char *line);
 	/* Steps finished so far. */

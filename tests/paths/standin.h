@@ -27,6 +27,8 @@ struct standin *standin_start(const char *key);
 int standin_port(const struct standin *s);
 /* Requests seen for a behaviour. */
 int standin_count(struct standin *s, const char *model);
+/* Who owned the socket of the last "open" request (/proc/net/tcp), -1. */
+long standin_open_uid(struct standin *s);
 void standin_stop(struct standin *s);
 
 /* Writes <dir>/<name>/card.json with the given JSON text. */

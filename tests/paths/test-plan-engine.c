@@ -414,6 +414,8 @@ static void test_routing(void)
 	CHECK(!strcmp(status(e, "u-a"), "done\n"));
 	CHECK(!strcmp(result(e, "u-a"), "open: mine"));
 	CHECK(standin_count(srv, "open") == before + 1);
+	/* Reached with the user's socket, not root's: owner rules see it. */
+	CHECK(standin_open_uid(srv) == USER_UID);
 	/* And so may trusted cards. */
 	submit_as_wait(e, "u-b", "{\"prompt\": \"mine\", \"model\": "
 		       "\"echo\"}", USER_UID);
