@@ -7,7 +7,9 @@
  *
  * Owners: each name records who made its task (the uid and gid of the
  * mkdir) and the folder's mode (0700 until its owner chmods it); the
- * kernel enforces them (the mount always has default_permissions).
+ * kernel enforces them (the mount always has default_permissions).  A
+ * task acts for that owner: its submission carries the owner's uid and
+ * gid into the engine (plan_engine_submit_as()), whose checks run as them.
  *
  * Waiting: a read of an unfinished result, or a poll on one, holds no
  * thread.  Its request joins p->waiters and the worker returns; the
