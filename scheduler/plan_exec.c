@@ -260,6 +260,14 @@ static void *cmd_thread(void *arg)
  * Linux credentials belong to the thread, so raw system calls change them
  * for this thread alone, and they are put back at once.
  */
+#ifdef SYS_setfsuid32
+#define SYS_SETFSUID SYS_setfsuid32
+#define SYS_SETFSGID SYS_setfsgid32
+#else
+#define SYS_SETFSUID SYS_setfsuid
+#define SYS_SETFSGID SYS_setfsgid
+#endif
+
 static curl_socket_t open_as_writer(void *arg, curlsocktype purpose,
 				    struct curl_sockaddr *a)
 {
@@ -268,15 +276,15 @@ static curl_socket_t open_as_writer(void *arg, curlsocktype purpose,
 	int fd, e;
 
 	(void)purpose;
-	ogid = syscall(SYS_setfsgid, w->gid);
-	ouid = syscall(SYS_setfsuid, w->uid);
+	ogid = syscall(SYS_SETFSGID, w->gid);
+	ouid = syscall(SYS_SETFSUID, w->uid);
 	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 	e = errno;
-	syscall(SYS_setfsuid, ouid);
-	syscall(SYS_setfsgid, ogid);
+	syscall(SYS_SETFSUID, ouid);
+	syscall(SYS_SETFSGID, ogid);
 	/* A thread left with the writer's rights must not go on. */
-	if (syscall(SYS_setfsuid, -1) != ouid ||
-	    syscall(SYS_setfsgid, -1) != ogid)
+	if (syscall(SYS_SETFSUID, -1) != ouid ||
+	    syscall(SYS_SETFSGID, -1) != ogid)
 		abort();
 	errno = e;
 	return fd < 0 ? CURL_SOCKET_BAD : fd;

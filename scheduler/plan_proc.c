@@ -21,6 +21,21 @@
 
 extern char **environ;
 
+/* 32-bit ids: the plain calls are the 16-bit ones on some 32-bit ABIs. */
+#ifdef SYS_setresuid32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETRESGID SYS_setresgid32
+#define SYS_SETRESUID SYS_setresuid32
+#define SYS_GETRESGID SYS_getresgid32
+#define SYS_GETRESUID SYS_getresuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETRESGID SYS_setresgid
+#define SYS_SETRESUID SYS_setresuid
+#define SYS_GETRESGID SYS_getresgid
+#define SYS_GETRESUID SYS_getresuid
+#endif
+
 static int spawn(char *const argv[], int in_fd, int out_fd, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
@@ -199,8 +214,8 @@ static bool child_is(const struct as_user *a)
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg;
 
-	if (syscall(SYS_getresuid, &ru, &eu, &su) < 0 ||
-	    syscall(SYS_getresgid, &rg, &eg, &sg) < 0)
+	if (syscall(SYS_GETRESUID, &ru, &eu, &su) < 0 ||
+	    syscall(SYS_GETRESGID, &rg, &eg, &sg) < 0)
 		return false;
 	return ru == a->uid && eu == a->uid && su == a->uid &&
 	       rg == a->gid && eg == a->gid && sg == a->gid;
@@ -236,9 +251,9 @@ static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	sigaction(SIGPIPE, &dfl, NULL);
 	if (a->switch_ids &&
-	    (syscall(SYS_setgroups, a->n_groups, a->groups) < 0 ||
-	     syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
-	     syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0))
+	    (syscall(SYS_SETGROUPS, a->n_groups, a->groups) < 0 ||
+	     syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
+	     syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0))
 		child_fail(3, errno);
 	if (!child_is(a))
 		child_fail(3, EPERM);
