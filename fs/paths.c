@@ -7,7 +7,9 @@
  *
  * Owners: each name records who made its task (the uid and gid of the
  * mkdir) and the folder's mode (0700 until its owner chmods it); the
- * kernel enforces them (the mount always has default_permissions).
+ * kernel enforces them (the mount always has default_permissions).  A
+ * task acts for that owner: its submission carries the owner's uid and
+ * gid into the engine (plan_engine_submit_as()), whose checks run as them.
  *
  * Waiting: a read of an unfinished result, or a poll on one, holds no
  * thread.  Its request joins p->waiters and the worker returns; the
@@ -1047,12 +1049,15 @@ int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
 	return (int)len;
 }
 
-/* Is h's task still the one it opened (not removed and made again)? */
-static int task_is(struct fs_paths *p, struct fs_paths_handle *h)
+/*
+ * Is h's task still the one it opened (not removed and made again)?  Its
+ * owner lands in *ret_ent.
+ */
+static int task_is(struct fs_paths *p, struct fs_paths_handle *h,
+		   struct task_ent *ret_ent)
 {
-	struct task_ent ent = { 0 };
-	char *name = id_name_ent(p, h->ino, &ent);
-	int same = name && ent.made == h->made && task_exists(p, name);
+	char *name = id_name_ent(p, h->ino, ret_ent);
+	int same = name && ret_ent->made == h->made && task_exists(p, name);
 
 	free(name);
 	return same;
@@ -1060,17 +1065,26 @@ static int task_is(struct fs_paths *p, struct fs_paths_handle *h)
 
 int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 {
+	struct task_ent ent = { 0 };
+	struct plan_proc_user writer;
 	int r;
 
 	if (!h->wrote || h->submitted)
 		return 0;
-	if (!task_is(p, h)) {
+	if (!task_is(p, h, &ent)) {
 		/* The task was removed and made again, perhaps by someone else. */
 		return -ENOENT;
 	}
 	if (h->file == F_TASK) {
+		/*
+		 * The task acts for its folder's owner, the uid and gid of its
+		 * mkdir: only they (or root) may write its task file, and its
+		 * checks run as them, never as the daemon.
+		 */
+		writer = (struct plan_proc_user){ .uid = ent.uid, .gid = ent.gid };
 		refresh_cards(p);
-		r = plan_engine_submit(p->e, h->name, h->wbuf ? h->wbuf : "", h->wlen);
+		r = plan_engine_submit_as(p->e, h->name, h->wbuf ? h->wbuf : "",
+					  h->wlen, &writer);
 	} else {
 		r = plan_engine_feedback(p->e, h->name, h->wbuf, h->wlen);
 	}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "plan_score.h"
 
@@ -46,6 +47,7 @@ struct est {
 struct work {
 	const struct plan_task *t;
 	const struct plan_models *ms;
+	uid_t writer;            /* only models usable by it */
 	struct est *e;           /* [step * n_models + model] */
 	struct plan_option **opt; /* per step */
 	size_t *n_opt;
@@ -58,7 +60,7 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 	const struct plan_step *st = &w->t->steps[s];
 	double tin, tout;
 	long pinned = -1;
-	int n_ok = 0;
+	int n_ok = 0, n_foreign = 0;
 
 	plan_step_tokens(w->t, s, &tin, &tout);
 	if (st->model) {
@@ -66,6 +68,10 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 		if (pinned < 0)
 			return fail(ret_err, -ENOENT, "step %s: unknown model "
 				    "%s", st->id, st->model);
+		if (!plan_model_usable_by(&w->ms->v[pinned], w->writer))
+			return fail(ret_err, -ENOENT, "step %s: model %s is "
+				    "neither trusted nor uid %u's own",
+				    st->id, st->model, (unsigned)w->writer);
 	}
 	for (size_t m = 0; m < w->ms->n; m++) {
 		const struct plan_model *md = &w->ms->v[m];
@@ -75,6 +81,11 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 		if (pinned >= 0 ? (long)m != pinned :
 		    !plan_model_serves(md, st->task_type))
 			continue;
+		/* Another user's card would receive this task's prompts. */
+		if (!plan_model_usable_by(md, w->writer)) {
+			n_foreign++;
+			continue;
+		}
 		if (md->context > 0 && tin + tout > (double)md->context)
 			continue;
 		plan_stats_estimate(stats, md->name, st->task_type, &pe);
@@ -96,6 +107,11 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 			     md->latency_s + tout / md->tokens_per_s;
 		n_ok++;
 	}
+	if (!n_ok && n_foreign)
+		return fail(ret_err, -ENOENT, "step %s: no model serves task "
+			    "type %s (%d that do are neither trusted nor uid "
+			    "%u's own)", st->id, st->task_type, n_foreign,
+			    (unsigned)w->writer);
 	if (!n_ok)
 		return fail(ret_err, -ENOENT, "step %s: no model serves task "
 			    "type %s%s", st->id, st->task_type,
@@ -412,7 +428,9 @@ int plan_candidates_build(const struct plan_task *t,
 	struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN,
 				     .ucb_c = 1, .tie_eps = 0.005 };
 	struct plan_candidates c = { .best = -1 };
-	struct work w = { .t = t, .ms = ms };
+	struct work w = { .t = t, .ms = ms,
+			  .writer = opts && opts->writer ? *opts->writer
+							  : geteuid() };
 	int rc;
 
 	if (opts) {

@@ -28,6 +28,11 @@
  * answers; max_tokens / 2 out) and the card's prices; l_m from learned
  * latency, else the card's latency_s + tokens / tokens_per_s.
  *
+ * Eligible models: only those the task's writer may use
+ * (plan_model_usable_by(): trusted cards and the writer's own), pinned or
+ * not; the others are no candidates and no fallbacks, so the prompts of a
+ * task never reach a card someone else published.
+ *
  * Candidates: every model used for all steps it serves, plus for a sweep
  * of prices lambda the per-step argmax of plan_utility() — together they
  * trace the quality-cost frontier.  Duplicates are merged.
@@ -45,6 +50,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "plan_model.h"
 #include "plan_stats.h"
@@ -95,6 +101,8 @@ struct plan_score_opts {
 	enum plan_explore explore;
 	double ucb_c;         /* default 1 */
 	double tie_eps;       /* default 0.005 */
+	/* The task's writer; NULL: the process's effective uid. */
+	const uid_t *writer;
 };
 
 int plan_candidates_build(const struct plan_task *task,

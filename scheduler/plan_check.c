@@ -220,6 +220,13 @@ json_t *plan_check_answer_json(const char *answer)
 int plan_check_run(const struct plan_check *c, const char *answer,
 		   double timeout_s, char **ret_why)
 {
+	return plan_check_run_as(c, answer, timeout_s, NULL, ret_why);
+}
+
+int plan_check_run_as(const struct plan_check *c, const char *answer,
+		      double timeout_s, const struct plan_proc_user *as,
+		      char **ret_why)
+{
 	char *t = NULL, *out = NULL;
 	json_t *v = NULL;
 	int rc = 0, status;
@@ -253,8 +260,9 @@ int plan_check_run(const struct plan_check *c, const char *answer,
 		rc = plan_check_schema(c->schema, v, ret_why);
 		break;
 	case PLAN_CHECK_COMMAND:
-		rc = plan_proc_run(c->argv, answer, strlen(answer), timeout_s,
-				   64 * 1024, NULL, &out, NULL, &status);
+		rc = plan_proc_run_as(as, c->argv, answer, strlen(answer),
+				      timeout_s, 64 * 1024, NULL, &out, NULL,
+				      &status);
 		if (rc < 0)
 			break;
 		rc = WIFEXITED(status) && WEXITSTATUS(status) == 0;

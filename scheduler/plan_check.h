@@ -15,6 +15,11 @@
  * keywords are refused when the task is parsed (plan_check_schema_valid),
  * so a checker never silently ignores part of what it was asked.
  *
+ * Commands: plan_check_run_as() runs a command checker as another user
+ * (plan_proc.h: that user's ids and groups, a clean environment), for the
+ * checks of a task, which whoever wrote the task chose; plan_check_run()
+ * runs it with the caller's own rights.
+ *
  * Any thread; no shared state.
  */
 #ifndef LLMFS_PLAN_CHECK_H
@@ -23,10 +28,15 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "plan_proc.h"
 #include "plan_task.h"
 
 int plan_check_run(const struct plan_check *check, const char *answer,
 		   double timeout_s, char **ret_why);
+/* as NULL: plan_check_run(). */
+int plan_check_run_as(const struct plan_check *check, const char *answer,
+		      double timeout_s, const struct plan_proc_user *as,
+		      char **ret_why);
 
 /* 0, or -EINVAL with the offending keyword in *ret_err. */
 int plan_check_schema_valid(json_t *schema, char **ret_err);

@@ -44,6 +44,10 @@ struct job {
 	char *error;
 	int efd;                 /* -1 until plan_engine_job_fd() asks */
 	atomic_int cancel;
+	/* Who wrote the task (plan_engine_submit_as): its checks run as that
+	 * user and its prompts go only to cards it may use. */
+	bool has_writer;
+	struct plan_proc_user writer;
 	/* For feedback: each step's task type and the model used. */
 	char **fb_model, **fb_type;
 	size_t n_fb;
@@ -206,16 +210,20 @@ static int run_exec(struct plan_engine *e, struct job_ctx *ctx,
 	struct plan_exec_opts o = {
 		.stats = e->stats, .cancel = &ctx->j->cancel,
 		.trace = on_trace, .progress = on_progress, .arg = ctx,
+		.writer = ctx->j->has_writer ? &ctx->j->writer : NULL,
 	};
 
 	return plan_exec_run(t, &e->models, c, &c->v[c->best], &o, res);
 }
 
-static int build(struct plan_engine *e, const struct plan_task *t,
-		 struct plan_candidates *c, char **ret_err)
+static int build(struct plan_engine *e, const struct job *j,
+		 const struct plan_task *t, struct plan_candidates *c,
+		 char **ret_err)
 {
 	struct plan_score_opts so = { .explore = e->explore, .ucb_c = 1,
-				      .tie_eps = 0.005 };
+				      .tie_eps = 0.005,
+				      .writer = j->has_writer ? &j->writer.uid
+							      : NULL };
 	int rc;
 
 	pthread_mutex_lock(&e->lock);
@@ -249,7 +257,7 @@ static void interpret(struct plan_engine *e, struct job_ctx *ctx,
 			2048);
 	rc = req ? plan_task_from_json(req, &pt, &err) : -ENOMEM;
 	if (rc == 0)
-		rc = build(e, pt, &c, &err);
+		rc = build(e, ctx->j, pt, &c, &err);
 	if (rc == 0)
 		rc = run_exec(e, ctx, pt, &c, &res);
 	if (rc == 0) {
@@ -329,7 +337,7 @@ static void run_job(struct plan_engine *e, struct job *j)
 		goto out;
 	if (t->from_text && e->planner >= 0)
 		interpret(e, &ctx, &t);
-	rc = build(e, t, &c, &err);
+	rc = build(e, j, t, &c, &err);
 	if (rc < 0 && rc != -ENOENT)
 		goto out;
 	cj = plan_candidates_to_json(t, &e->models, &c);
@@ -579,6 +587,13 @@ int plan_engine_create(struct plan_engine *e, const char *name)
 int plan_engine_submit(struct plan_engine *e, const char *name,
 		       const char *data, size_t len)
 {
+	return plan_engine_submit_as(e, name, data, len, NULL);
+}
+
+int plan_engine_submit_as(struct plan_engine *e, const char *name,
+			  const char *data, size_t len,
+			  const struct plan_proc_user *writer)
+{
 	bool too_big = len > PLAN_TASK_MAX_BYTES;
 	struct job *j = NULL, *old;
 	char *copy = NULL;
@@ -623,6 +638,9 @@ int plan_engine_submit(struct plan_engine *e, const char *name,
 	j->data = copy;
 	j->len = too_big ? 0 : len;
 	copy = NULL;
+	j->has_writer = writer != NULL;
+	if (writer)
+		j->writer = *writer;
 	if (too_big) {
 		char msg[96];
 

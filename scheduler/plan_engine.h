@@ -55,6 +55,7 @@
 #include <sys/types.h>
 
 #include "plan_cand.h"
+#include "plan_proc.h"
 
 struct plan_engine;
 
@@ -98,6 +99,19 @@ void plan_engine_close(struct plan_engine *e);
 int plan_engine_create(struct plan_engine *e, const char *name);
 int plan_engine_submit(struct plan_engine *e, const char *name,
 		       const char *data, size_t len);
+/*
+ * As plan_engine_submit(), for a task written by writer (the daemon: the
+ * owner of the task's folder).  The commands of its checks run as that
+ * user, never with the engine's rights (plan_proc.h: its uid, gid and
+ * groups, a clean environment), and its steps may use only the models
+ * that user may use: trusted cards and the user's own (plan_model.h,
+ * "Routing"), the planner model included.  plan_engine_submit() is the
+ * engine's own user: checks run with the process's rights and
+ * environment, and the cards are those its effective uid may use.
+ */
+int plan_engine_submit_as(struct plan_engine *e, const char *name,
+			  const char *data, size_t len,
+			  const struct plan_proc_user *writer);
 /* The text last submitted ("" for an empty or oversized task). */
 int plan_engine_task(struct plan_engine *e, const char *name,
 		     char **ret_text, size_t *ret_len);

@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "plan_check.h"
 #include "plan_proc.h"
@@ -250,6 +253,43 @@ static void *cmd_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * Opens a connection to a card that is not trusted with the task writer's
+ * fsuid and fsgid (see plan_exec_opts.writer): the socket's file keeps
+ * the credentials it was made with, which is what owner rules match.
+ * Linux credentials belong to the thread, so raw system calls change them
+ * for this thread alone, and they are put back at once.
+ */
+#ifdef SYS_setfsuid32
+#define SYS_SETFSUID SYS_setfsuid32
+#define SYS_SETFSGID SYS_setfsgid32
+#else
+#define SYS_SETFSUID SYS_setfsuid
+#define SYS_SETFSGID SYS_setfsgid
+#endif
+
+static curl_socket_t open_as_writer(void *arg, curlsocktype purpose,
+				    struct curl_sockaddr *a)
+{
+	const struct plan_proc_user *w = arg;
+	long ouid, ogid;
+	int fd, e;
+
+	(void)purpose;
+	ogid = syscall(SYS_SETFSGID, w->gid);
+	ouid = syscall(SYS_SETFSUID, w->uid);
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	e = errno;
+	syscall(SYS_SETFSUID, ouid);
+	syscall(SYS_SETFSGID, ogid);
+	/* A thread left with the writer's rights must not go on. */
+	if (syscall(SYS_SETFSUID, -1) != ouid ||
+	    syscall(SYS_SETFSGID, -1) != ogid)
+		abort();
+	errno = e;
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
 static int start_http(struct run *r, struct call *c, char **ret_why)
 {
 	const struct plan_model *m = &r->ms->v[c->model];
@@ -315,6 +355,12 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 			 (long)(fmin(m->timeout_s, 10) * 1000));
 	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c->h, CURLOPT_FOLLOWLOCATION, 0L);
+	if (r->o->writer && !m->trusted) {
+		curl_easy_setopt(c->h, CURLOPT_OPENSOCKETFUNCTION,
+				 open_as_writer);
+		curl_easy_setopt(c->h, CURLOPT_OPENSOCKETDATA,
+				 (void *)r->o->writer);
+	}
 	free(url);
 	return plan_curl_errno(curl_multi_add_handle(r->multi, c->h) ==
 			       CURLM_OK ? CURLE_OK : CURLE_OUT_OF_MEMORY);
@@ -338,8 +384,10 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	int pass = 1;
 
 	if (chk) {
-		pass = plan_check_run(chk, answer, r->o->check_timeout_s > 0 ?
-				      r->o->check_timeout_s : 30, ret_why);
+		pass = plan_check_run_as(chk, answer,
+					 r->o->check_timeout_s > 0 ?
+					 r->o->check_timeout_s : 30,
+					 r->o->writer, ret_why);
 		if (pass < 0) {
 			if (asprintf(ret_why, "checker failed: %s",
 				     strerror(-pass)) < 0)

@@ -44,6 +44,7 @@
 
 #include "plan_cand.h"
 #include "plan_model.h"
+#include "plan_proc.h"
 #include "plan_stats.h"
 #include "plan_task.h"
 
@@ -54,6 +55,14 @@ struct plan_exec_opts {
 	struct plan_stats *stats;   /* NULL: learn nothing */
 	const atomic_int *cancel;   /* NULL: never cancelled */
 	double check_timeout_s;     /* command checkers; default 30 */
+	/*
+	 * The task's writer; NULL: the caller itself.  Command checkers run
+	 * as it (plan_proc.h), and connections to cards that are not
+	 * trusted (the writer's own, plan_model.h "Routing") are opened with
+	 * its fsuid and fsgid, so that the host's firewall rules by owner
+	 * (iptables -m owner, nft meta skuid) see the writer, not the caller.
+	 */
+	const struct plan_proc_user *writer;
 	/* One JSON line per attempt, without the newline. */
 	void (*trace)(void *arg, const char *line);
 	/* Steps finished so far. */

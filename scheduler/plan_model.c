@@ -349,6 +349,9 @@ int plan_model_parse(const char *name, const char *card_json,
 			  jerr.line, card ? "not an object" : jerr.text);
 		goto out;
 	}
+	/* Text the process supplies is its own; the loader judges files. */
+	m.trusted = true;
+	m.owner = geteuid();
 	rc = parse_card(&m, card, ret_err);
 	if (rc == 0 && readme)
 		rc = front_matter(&m, readme);
@@ -445,6 +448,27 @@ static char *distrust(const struct stat *st, bool link, const char *what,
 	return r < 0 ? strdup("(out of memory)") : why;
 }
 
+/* Can st vouch for a card: trusted owner, no other writer, no link? */
+static bool vouches(const struct stat *st, bool link,
+		    const struct plan_model_trust *trust)
+{
+	return !link && trusted_uid(st->st_uid, trust) &&
+	       !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/*
+ * The one uid that controls a card: card.json and its folder belong to it
+ * and no one else may write them or the models folder (dir_ok).
+ */
+static uid_t sole_owner(bool dir_ok, const struct stat *dst, bool dir_link,
+			const struct stat *cst, bool link)
+{
+	if (!dir_ok || dir_link || link || dst->st_uid != cst->st_uid ||
+	    ((dst->st_mode | cst->st_mode) & (S_IWGRP | S_IWOTH)))
+		return PLAN_MODEL_NO_OWNER;
+	return cst->st_uid;
+}
+
 /* What in m needs a trusted card, or NULL. */
 static const char *needs_trust(const struct plan_model *m)
 {
@@ -533,18 +557,23 @@ static int load_one(int mfd, const char *name, const struct stat *dst,
 		free(err);
 		return 0;
 	}
+	ret->trusted = !dir_why && vouches(dst, dir_link, trust) &&
+		       vouches(&cst, link, trust);
+	ret->owner = sole_owner(!dir_why, dst, dir_link, &cst, link);
 	needs = needs_trust(ret);
-	if (needs) {
+	if (needs && !ret->trusted) {
 		why = dir_why ? strdup(dir_why)
 			      : distrust(dst, dir_link, "its folder", trust);
 		if (!why)
 			why = distrust(&cst, link, "card.json", trust);
+		if (!why)
+			why = strdup("(out of memory)");
 	}
-	if (why) {
+	if (needs && !ret->trusted) {
 		warn(ret_err, "model %s: refused: it %s but %s; only cards "
 		     "of uid %u or a trusted uid (--trusted-uid), writable by "
 		     "no one else, may run commands or read keys", name,
-		     needs, why, (unsigned)geteuid());
+		     needs, why ? why : "(out of memory)", (unsigned)geteuid());
 		free(why);
 		plan_model_release(ret);
 		return 0;
@@ -631,6 +660,12 @@ long plan_models_find(const struct plan_models *ms, const char *name)
 		if (!strcmp(ms->v[i].name, name))
 			return (long)i;
 	return -ENOENT;
+}
+
+bool plan_model_usable_by(const struct plan_model *m, uid_t uid)
+{
+	return m->trusted ||
+	       (m->owner != PLAN_MODEL_NO_OWNER && m->owner == uid);
 }
 
 bool plan_model_serves(const struct plan_model *m, const char *task_type)

@@ -24,6 +24,14 @@
  * it sees text, not files.  docs/security.md, "Model cards and the
  * planner".
  *
+ * Routing: a task's prompts go only to cards that may speak for its
+ * writer (plan_model_usable_by()): trusted cards (those that pass the
+ * test above), and cards whose card.json and folder both belong to the
+ * writer, writable by no one else, in a trusted models folder.  A card
+ * that a user publishes with only an endpoint thus receives that user's
+ * tasks and no one else's.  Cards from plan_model_parse() count as the
+ * process's own (trusted, owner the effective uid).
+ *
  * Errors: -errno; a malformed card gives -EINVAL and a one-line reason.
  * A models directory with some bad cards loads the good ones and reports
  * the others in *ret_err.  The list is immutable once loaded; any thread
@@ -66,7 +74,13 @@ struct plan_model {
 	size_t n_tags;
 	char **languages;
 	size_t n_languages;
+	/* Who answers for the card (see Trust and Routing above). */
+	bool trusted;        /* may act with the loading process's rights */
+	uid_t owner;         /* sole owner of card.json and its folder, or
+				PLAN_MODEL_NO_OWNER */
 };
+
+#define PLAN_MODEL_NO_OWNER ((uid_t)-1)
 
 struct plan_models {
 	struct plan_model *v;
@@ -97,6 +111,9 @@ int plan_models_load(const char *models_dir,
 void plan_models_release(struct plan_models *ms);
 
 long plan_models_find(const struct plan_models *ms, const char *name);
+
+/* True when a task written by uid may use the model (Routing above). */
+bool plan_model_usable_by(const struct plan_model *m, uid_t uid);
 
 /* True when the model serves task_type (by its skills). */
 bool plan_model_serves(const struct plan_model *m, const char *task_type);

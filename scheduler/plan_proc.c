@@ -3,18 +3,38 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "plan_util.h"
 
 extern char **environ;
+
+/* 32-bit ids: the plain calls are the 16-bit ones on some 32-bit ABIs. */
+#ifdef SYS_setresuid32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETRESGID SYS_setresgid32
+#define SYS_SETRESUID SYS_setresuid32
+#define SYS_GETRESGID SYS_getresgid32
+#define SYS_GETRESUID SYS_getresuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETRESGID SYS_setresgid
+#define SYS_SETRESUID SYS_setresuid
+#define SYS_GETRESGID SYS_getresgid
+#define SYS_GETRESUID SYS_getresuid
+#endif
 
 static int spawn(char *const argv[], int in_fd, int out_fd, pid_t *ret_pid)
 {
@@ -36,10 +56,265 @@ static int spawn(char *const argv[], int in_fd, int out_fd, pid_t *ret_pid)
 	return -rc;
 }
 
+/*
+ * What a child run as another user needs, made before fork: a child of a
+ * threaded process may only make async-signal-safe calls until exec, so
+ * no passwd or group lookup, no allocation happens there.
+ */
+struct as_user {
+	uid_t uid;
+	gid_t gid;
+	bool switch_ids;   /* false: already that user, and not root */
+	gid_t *groups;
+	size_t n_groups;
+	char *home;        /* working folder; "/" when none */
+	char *envp[5];     /* PATH, HOME, USER, LOGNAME; NULL-terminated */
+	char *paths[3];    /* where argv[0] is looked for */
+	long max_fd;       /* for closing descriptors without close_range */
+};
+
+static void as_user_release(struct as_user *a)
+{
+	free(a->groups);
+	free(a->home);
+	for (size_t i = 0; i < 5; i++)
+		free(a->envp[i]);
+	for (size_t i = 0; i < 3; i++)
+		free(a->paths[i]);
+}
+
+/* The passwd entry of uid into *pw (buf holds its strings); 0 or -ENOENT. */
+static int lookup_user(uid_t uid, struct passwd *pw, char **ret_buf)
+{
+	struct passwd *res = NULL;
+	size_t size = 16384;
+	char *buf = NULL;
+	int r;
+
+	for (;;) {
+		char *nb = realloc(buf, size);
+
+		if (!nb) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = nb;
+		r = getpwuid_r(uid, pw, buf, size, &res);
+		if (r != ERANGE || size >= (1u << 20))
+			break;
+		size *= 2;
+	}
+	if (r == 0 && res) {
+		*ret_buf = buf;
+		return 0;
+	}
+	free(buf);
+	return r == ENOMEM ? -ENOMEM : -ENOENT;
+}
+
+/* The user's groups as login would give them (initgroups' list). */
+static int user_groups(const char *name, gid_t gid, struct as_user *a)
+{
+	int n = 16;
+
+	for (;;) {
+		gid_t *g = realloc(a->groups, (size_t)n * sizeof(gid_t));
+		int want = n;
+
+		if (!g)
+			return -ENOMEM;
+		a->groups = g;
+		if (getgrouplist(name, gid, g, &want) >= 0) {
+			a->n_groups = (size_t)want;
+			return 0;
+		}
+		if (want <= n || want > 65536)
+			return -EINVAL;
+		n = want;
+	}
+}
+
+/* a followed by b, or NULL. */
+static char *str2(const char *a, const char *b)
+{
+	char *s = NULL;
+
+	return asprintf(&s, "%s%s", a, b) < 0 ? NULL : s;
+}
+
+static int as_user_prepare(const struct plan_proc_user *u, const char *argv0,
+			   struct as_user *a)
+{
+	struct passwd pw;
+	char *buf = NULL;
+	const char *name = NULL;
+	int r, i = 0;
+
+	memset(a, 0, sizeof(*a));
+	a->uid = u->uid;
+	a->gid = u->gid;
+	/* Only root may set groups; another process is already itself. */
+	a->switch_ids = geteuid() == 0 || u->uid != geteuid() ||
+			u->gid != getegid();
+	r = lookup_user(u->uid, &pw, &buf);
+	if (r == -ENOMEM)
+		return r;
+	if (r == 0) {
+		name = pw.pw_name;
+		r = user_groups(name, u->gid, a);
+		a->home = strdup(pw.pw_dir && *pw.pw_dir ? pw.pw_dir : "/");
+	} else {
+		/* A uid without an account gets its gid and nothing more. */
+		a->groups = malloc(sizeof(gid_t));
+		if (a->groups)
+			a->groups[a->n_groups++] = u->gid;
+		r = a->groups ? 0 : -ENOMEM;
+		a->home = strdup("/");
+	}
+	if (r == 0 && !a->home)
+		r = -ENOMEM;
+	if (r == 0) {
+		a->envp[i++] = str2("PATH=", "/usr/bin:/bin");
+		a->envp[i++] = str2("HOME=", a->home);
+		if (name) {
+			a->envp[i++] = str2("USER=", name);
+			a->envp[i++] = str2("LOGNAME=", name);
+		}
+		if (strchr(argv0, '/')) {
+			a->paths[0] = str2("", argv0);
+		} else {
+			a->paths[0] = str2("/usr/bin/", argv0);
+			a->paths[1] = str2("/bin/", argv0);
+		}
+		for (int k = 0; k < i; k++)
+			if (!a->envp[k])
+				r = -ENOMEM;
+		if (!a->paths[0] || (!strchr(argv0, '/') && !a->paths[1]))
+			r = -ENOMEM;
+	}
+	a->max_fd = sysconf(_SC_OPEN_MAX);
+	if (a->max_fd <= 0 || a->max_fd > (1L << 20))
+		a->max_fd = 1L << 20;
+	free(buf);
+	return r;
+}
+
+/* Reports errno to the parent and ends the child. */
+static void __attribute__((noreturn)) child_fail(int err_fd, int err)
+{
+	if (write(err_fd, &err, sizeof(err)) < 0) {
+		/* The parent sees EOF and an exit status of 127 instead. */
+	}
+	_exit(127);
+}
+
+/* Checks that the child now is uid/gid in all three slots. */
+static bool child_is(const struct as_user *a)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+
+	if (syscall(SYS_GETRESUID, &ru, &eu, &su) < 0 ||
+	    syscall(SYS_GETRESGID, &rg, &eg, &sg) < 0)
+		return false;
+	return ru == a->uid && eu == a->uid && su == a->uid &&
+	       rg == a->gid && eg == a->gid && sg == a->gid;
+}
+
+/*
+ * The child: async-signal-safe calls only.  Raw system calls change the
+ * ids, because glibc's wrappers would try to tell the parent's other
+ * threads, which the child does not have.
+ */
+static void __attribute__((noreturn)) child_exec(const struct as_user *a,
+						 char *const argv[], int in_fd,
+						 int out_fd, int err_fd)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigset_t none;
+	int in, out, err, nul, e = ENOENT;
+
+	/* Above 2 first, so that no dup2 below closes one still needed. */
+	in = fcntl(in_fd, F_DUPFD, 3);
+	out = fcntl(out_fd, F_DUPFD, 3);
+	err = fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
+	if (in < 0 || out < 0 || err < 0)
+		child_fail(err_fd, errno);
+	nul = open("/dev/null", O_WRONLY);
+	if (nul < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(nul, 2) < 0 ||
+	    dup2(err, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
+		child_fail(err, errno);
+	if (close_range(4, ~0U, 0) < 0)
+		for (long fd = 4; fd < a->max_fd; fd++)
+			close((int)fd);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigaction(SIGPIPE, &dfl, NULL);
+	if (a->switch_ids &&
+	    (syscall(SYS_SETGROUPS, a->n_groups, a->groups) < 0 ||
+	     syscall(SYS_SETRESGID, a->gid, a->gid, a->gid) < 0 ||
+	     syscall(SYS_SETRESUID, a->uid, a->uid, a->uid) < 0))
+		child_fail(3, errno);
+	if (!child_is(a))
+		child_fail(3, EPERM);
+	if (chdir(a->home) < 0 && chdir("/") < 0)
+		child_fail(3, errno);
+	for (int i = 0; a->paths[i]; i++) {
+		execve(a->paths[i], argv, a->envp);
+		/* A file that is there but cannot run says more than ENOENT. */
+		if (errno != ENOENT)
+			e = errno;
+	}
+	child_fail(3, e);
+}
+
+/* Starts the child as a->uid; -errno when it could not exec. */
+static int spawn_as(const struct as_user *a, char *const argv[], int in_fd,
+		    int out_fd, pid_t *ret_pid)
+{
+	int ep[2], err = 0, rc = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		close(ep[0]);
+		close(ep[1]);
+		return rc;
+	}
+	if (pid == 0)
+		child_exec(a, argv, in_fd, out_fd, ep[1]);
+	close(ep[1]);
+	/* EOF: exec succeeded and closed the pipe; else the child's errno. */
+	do
+		n = read(ep[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	close(ep[0]);
+	if (n == (ssize_t)sizeof(err)) {
+		waitpid(pid, NULL, 0);
+		return -(err ? err : EPERM);
+	}
+	*ret_pid = pid;
+	return 0;
+}
+
 int plan_proc_run(char *const argv[], const char *input, size_t input_len,
 		  double timeout_s, size_t max_out, const atomic_int *cancel,
 		  char **ret_out, size_t *ret_len, int *ret_status)
 {
+	return plan_proc_run_as(NULL, argv, input, input_len, timeout_s,
+				max_out, cancel, ret_out, ret_len, ret_status);
+}
+
+int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
+		     const char *input, size_t input_len, double timeout_s,
+		     size_t max_out, const atomic_int *cancel, char **ret_out,
+		     size_t *ret_len, int *ret_status)
+{
+	struct as_user au = { 0 };
 	int sv[2] = { -1, -1 }, po[2] = { -1, -1 }, rc, status = 0;
 	struct plan_buf out;
 	double deadline = plan_now() + timeout_s;
@@ -49,12 +324,20 @@ int plan_proc_run(char *const argv[], const char *input, size_t input_len,
 	plan_buf_init(&out);
 	if (!argv || !argv[0])
 		return -EINVAL;
+	if (as) {
+		rc = as_user_prepare(as, argv[0], &au);
+		if (rc < 0) {
+			as_user_release(&au);
+			return rc;
+		}
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(po, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	rc = spawn(argv, sv[1], po[1], &pid);
+	rc = as ? spawn_as(&au, argv, sv[1], po[1], &pid)
+		: spawn(argv, sv[1], po[1], &pid);
 	if (rc < 0) {
 		pid = -1;
 		goto out;
@@ -137,6 +420,7 @@ kill:
 	waitpid(pid, &status, 0);
 	pid = -1;
 out:
+	as_user_release(&au);
 	if (sv[0] >= 0)
 		close(sv[0]);
 	if (sv[1] >= 0)

@@ -9,6 +9,18 @@
  * cannot raise SIGPIPE in the daemon.  Blocking; any thread may call it;
  * no state is shared between calls.
  *
+ * Run as another user (plan_proc_run_as(), for the commands of a task's
+ * checks, which come from whoever wrote the task): the program is forked
+ * and, before exec, takes that user's groups (getgrouplist of its passwd
+ * name and gid, or the gid alone when the uid has no passwd entry), gid
+ * and uid (real, effective and saved), which are then read back; it gets
+ * a clean environment (PATH=/usr/bin:/bin, HOME, USER and LOGNAME from
+ * the passwd entry, nothing of the caller's), the user's home folder as
+ * working folder (else /), and no descriptor of the caller's but stdin,
+ * stdout and stderr.  argv[0] without a slash is looked for in /usr/bin
+ * and /bin.  A switch the process may not make (a daemon not run as root
+ * asked for another user) is -EPERM and nothing runs.
+ *
  * Returns 0 when the program ran to an exit (its status in ret_status, as
  * from waitpid), -ETIMEDOUT when it was killed for time, -EFBIG when for
  * output size, -ENOENT when it could not be started, other -errno on
@@ -20,6 +32,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define PLAN_PROC_MAX_OUT (4u << 20)
 
@@ -28,5 +41,17 @@
 int plan_proc_run(char *const argv[], const char *input, size_t input_len,
 		  double timeout_s, size_t max_out, const atomic_int *cancel,
 		  char **ret_out, size_t *ret_len, int *ret_status);
+
+/* Whom a program runs as. */
+struct plan_proc_user {
+	uid_t uid;
+	gid_t gid;
+};
+
+/* As plan_proc_run(), run as *as (see above); as NULL: plan_proc_run(). */
+int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
+		     const char *input, size_t input_len, double timeout_s,
+		     size_t max_out, const atomic_int *cancel, char **ret_out,
+		     size_t *ret_len, int *ret_status);
 
 #endif

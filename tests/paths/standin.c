@@ -16,11 +16,12 @@
 
 #include "check.h"
 
-#define N_KINDS 9
+#define N_KINDS 10
+#define KIND_OPEN 9
 
 static const char *const kinds[N_KINDS] = {
 	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
-	"plan-inject",
+	"plan-inject", "open",
 };
 
 struct standin {
@@ -28,6 +29,7 @@ struct standin {
 	char key[128];
 	atomic_int stopping;
 	atomic_int count[N_KINDS];
+	atomic_long open_uid;   /* owner of the last "open" caller's socket */
 };
 
 struct upload {
@@ -42,6 +44,38 @@ static int kind_of(const char *model)
 		    (i == 2 || !model[strlen(kinds[i])]))
 			return i;
 	return -1;
+}
+
+/*
+ * The owner of the client's socket, from /proc/net/tcp (the kernel's uid
+ * column: the fsuid the socket was made with); -1 when not found.
+ */
+static long peer_uid(struct standin *s, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	unsigned lport, rport, want, me = (unsigned)standin_port(s);
+	char line[512];
+	long uid = -1;
+	FILE *f;
+
+	if (!ci || !ci->client_addr || ci->client_addr->sa_family != AF_INET)
+		return -1;
+	want = ntohs(((const struct sockaddr_in *)ci->client_addr)->sin_port);
+	f = fopen("/proc/net/tcp", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long u;
+
+		if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %lu",
+			   &lport, &rport, &u) == 3 && lport == want &&
+		    rport == me) {
+			uid = (long)u;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return uid;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
@@ -143,16 +177,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 	}
 	if (strcmp(method, "POST") || strcmp(url, "/v1/chat/completions"))
 		return reply(c, MHD_HTTP_NOT_FOUND, "{\"error\": \"no route\"}");
-	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-					   "Authorization");
-	snprintf(want, sizeof(want), "Bearer %s", s->key);
-	if (!auth || strcmp(auth, want))
-		return reply(c, MHD_HTTP_UNAUTHORIZED, "{\"error\": \"key\"}");
 	req = u->data ? json_loads(u->data, 0, NULL) : NULL;
 	model = json_string_value(json_object_get(req, "model"));
 	prompt = json_string_value(json_object_get(json_array_get(
 		json_object_get(req, "messages"), 0), "content"));
 	k = model && prompt ? kind_of(model) : -1;
+	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					   "Authorization");
+	snprintf(want, sizeof(want), "Bearer %s", s->key);
+	if (k != KIND_OPEN && (!auth || strcmp(auth, want))) {
+		json_decref(req);
+		return reply(c, MHD_HTTP_UNAUTHORIZED, "{\"error\": \"key\"}");
+	}
 	if (k < 0) {
 		json_decref(req);
 		return reply(c, MHD_HTTP_BAD_REQUEST, "{\"error\": \"model\"}");
@@ -194,6 +230,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		break;
 	case 7:
 		r = answer(c, plan_reply, 1);
+		break;
+	case KIND_OPEN:
+		atomic_store(&s->open_uid, peer_uid(s, c));
+		if (asprintf(&text, "open: %s", prompt) < 0)
+			text = NULL;
+		r = answer(c, text, 1);
 		break;
 	default:
 		r = inject_reply(c, prompt);
@@ -249,6 +291,11 @@ struct standin *standin_start(const char *key)
 int standin_port(const struct standin *s)
 {
 	return MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+}
+
+long standin_open_uid(struct standin *s)
+{
+	return atomic_load(&s->open_uid);
 }
 
 int standin_count(struct standin *s, const char *model)

@@ -13,7 +13,9 @@
  *   plan      answers a two-step JSON task (a planner model)
  *   plan-inject  a planner that obeys the task text: its plan carries a
  *             check.command "touch <path>" (path after MARK= in the prompt)
- * Every request must carry "Authorization: Bearer <key>", else 401.
+ *   open      answers "open: <prompt>", and needs no key (a card that
+ *             names only an endpoint)
+ * Every other request must carry "Authorization: Bearer <key>", else 401.
  */
 #ifndef LLMFS_TEST_PATHS_STANDIN_H
 #define LLMFS_TEST_PATHS_STANDIN_H
@@ -25,6 +27,8 @@ struct standin *standin_start(const char *key);
 int standin_port(const struct standin *s);
 /* Requests seen for a behaviour. */
 int standin_count(struct standin *s, const char *model);
+/* Who owned the socket of the last "open" request (/proc/net/tcp), -1. */
+long standin_open_uid(struct standin *s);
 void standin_stop(struct standin *s);
 
 /* Writes <dir>/<name>/card.json with the given JSON text. */

@@ -3,16 +3,19 @@
  * candidates, result (wait, poll fd, interruption), trace, feedback,
  * stats, restarts, bad input, and a planner model structuring free text.
  */
+#include <grp.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "scheduler/plan_engine.h"
+#include "scheduler/plan_proc.h"
 #include "standin.h"
 
 #define KEY "sk-standin-ENGINE-SECRET-987"
@@ -332,12 +335,206 @@ static void test_planner_injection(void)
 	plan_engine_close(e);
 }
 
+/* Uids with no account here: a user the tests below act for. */
+#define USER_UID 4242
+#define OTHER_UID 4343
+
+static void submit_as_wait(struct plan_engine *e, const char *name,
+			   const char *task, uid_t uid)
+{
+	struct plan_proc_user w = { .uid = uid, .gid = uid };
+
+	CHECK_RC(plan_engine_submit_as(e, name, task, strlen(task), &w), 0);
+	CHECK_RC(plan_engine_wait(e, name, 10000, NULL, NULL), 0);
+}
+
+static char *result(struct plan_engine *e, const char *name)
+{
+	static char buf[512];
+	char *s = NULL;
+	size_t len;
+
+	CHECK_RC(plan_engine_result(e, name, &s, &len), 0);
+	snprintf(buf, sizeof(buf), "%s", s);
+	free(s);
+	return buf;
+}
+
+/*
+ * A card that a user publishes with only an endpoint (no key, no command:
+ * it loads whoever owns it) gets that user's tasks and no one else's.
+ * Before, the engine's own tasks went to it whenever it looked best: it
+ * was free, so it received root's prompts.
+ */
+static void test_routing(void)
+{
+	struct plan_engine_config cfg = {
+		.models_dir = models, .workers = 2, .seed = 5,
+		.explore = PLAN_EXPLORE_MEAN,
+	};
+	struct plan_engine *e = NULL;
+	char path[300];
+	int before;
+
+	/* Free and serving every task type: the best choice by price. */
+	snprintf(path, sizeof(path), "{\"endpoint\": \"http://127.0.0.1:%d/v1\","
+		 " \"model\": \"open\", \"price_in\": 0, \"price_out\": 0,"
+		 " \"timeout_s\": 20, \"retries\": 0}", standin_port(srv));
+	write_card(models, "cheap", path);
+	snprintf(path, sizeof(path), "%s/cheap/card.json", models);
+	CHECK(chown(path, USER_UID, USER_UID) == 0);
+	snprintf(path, sizeof(path), "%s/cheap", models);
+	CHECK(chown(path, USER_UID, USER_UID) == 0 && chmod(path, 0755) == 0);
+	CHECK_RC(plan_engine_open(&cfg, &e, NULL), 0);
+	before = standin_count(srv, "open");
+
+	/* The engine's own task goes to the trusted card, not the free one. */
+	submit_wait(e, "r-a", "{\"prompt\": \"root-a\"}");
+	CHECK(!strcmp(status(e, "r-a"), "done\n"));
+	CHECK(!strcmp(result(e, "r-a"), "echo: root-a"));
+	/* Pinned to it: refused, with why. */
+	submit_wait(e, "r-b", "{\"prompt\": \"root-b\", \"model\": \"cheap\"}");
+	CHECK(strstr(status(e, "r-b"), "failed: step s1: model cheap is "
+		     "neither trusted nor uid"));
+	/* A task type only the user's card serves: no model for it. */
+	submit_wait(e, "r-c", "{\"prompt\": \"root-c\", \"task_type\": "
+		    "\"poetry\"}");
+	CHECK(strstr(status(e, "r-c"), "failed: step s1: no model serves task "
+		     "type poetry (1 that do are neither trusted nor uid"));
+	CHECK(standin_count(srv, "open") == before);
+	/* Another user is no better off than root. */
+	submit_as_wait(e, "o-a", "{\"prompt\": \"other\", \"model\": "
+		       "\"cheap\"}", OTHER_UID);
+	CHECK(strstr(status(e, "o-a"), "failed: step s1: model cheap is "
+		     "neither trusted nor uid 4343's own"));
+	CHECK(standin_count(srv, "open") == before);
+	/* Its owner's tasks may use it (so the checks above can fail). */
+	submit_as_wait(e, "u-a", "{\"prompt\": \"mine\", \"model\": "
+		       "\"cheap\"}", USER_UID);
+	CHECK(!strcmp(status(e, "u-a"), "done\n"));
+	CHECK(!strcmp(result(e, "u-a"), "open: mine"));
+	CHECK(standin_count(srv, "open") == before + 1);
+	/* Reached with the user's socket, not root's: owner rules see it. */
+	CHECK(standin_open_uid(srv) == USER_UID);
+	/* And so may trusted cards. */
+	submit_as_wait(e, "u-b", "{\"prompt\": \"mine\", \"model\": "
+		       "\"echo\"}", USER_UID);
+	CHECK(!strcmp(result(e, "u-b"), "echo: mine"));
+	plan_engine_close(e);
+	snprintf(path, sizeof(path), "rm -rf '%s/cheap'", models);
+	CHECK(system(path) == 0);
+}
+
+/* Reads a whole small file into a static buffer ("" when missing). */
+static const char *slurp(const char *path)
+{
+	static char buf[8192];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * The commands of a task's checks run as the task's writer, with its
+ * groups and a clean environment; before, they ran as the engine (root,
+ * in the daemon) with the daemon's environment.
+ */
+static void test_check_as_writer(void)
+{
+	struct plan_engine_config cfg = {
+		.models_dir = models, .workers = 2, .seed = 5,
+		.explore = PLAN_EXPLORE_MEAN,
+	};
+	char dir[64] = "/tmp/plan-engine-chk-XXXXXX", task[1024], p[128];
+	struct plan_engine *e = NULL;
+
+	CHECK(mkdtemp(dir) && chmod(dir, 01777) == 0);
+	CHECK(setenv("PLAN_ENGINE_TEST_SECRET", "root-only", 1) == 0);
+	CHECK_RC(plan_engine_open(&cfg, &e, NULL), 0);
+	snprintf(task, sizeof(task), "{\"prompt\": \"x\", \"model\": "
+		 "\"echo\", \"check\": {\"command\": [\"sh\", \"-c\", "
+		 "\"id -u >%s/uid; id -G >%s/groups; env >%s/env; "
+		 "pwd >%s/pwd\"]}}", dir, dir, dir, dir);
+	submit_as_wait(e, "chk", task, USER_UID);
+	CHECK(!strcmp(status(e, "chk"), "done\n"));
+	snprintf(p, sizeof(p), "%s/uid", dir);
+	CHECK(!strcmp(slurp(p), "4242\n"));
+	snprintf(p, sizeof(p), "%s/groups", dir);
+	CHECK(!strcmp(slurp(p), "4242\n"));
+	snprintf(p, sizeof(p), "%s/pwd", dir);
+	CHECK(!strcmp(slurp(p), "/\n"));
+	snprintf(p, sizeof(p), "%s/env", dir);
+	CHECK(strstr(slurp(p), "PATH=/usr/bin:/bin\n") &&
+	      strstr(slurp(p), "HOME=/\n") &&
+	      !strstr(slurp(p), "PLAN_ENGINE_TEST_SECRET"));
+	/* A file only root may read is out of its reach: the check fails. */
+	snprintf(task, sizeof(task), "{\"prompt\": \"x\", \"model\": "
+		 "\"echo\", \"check\": {\"command\": [\"cat\", "
+		 "\"%s/key\"]}}", base);
+	submit_as_wait(e, "chk2", task, USER_UID);
+	CHECK(strstr(status(e, "chk2"), "failed:"));
+	/* The engine's own tasks still run checks with its rights. */
+	submit_wait(e, "chk3", task);
+	CHECK(!strcmp(status(e, "chk3"), "done\n"));
+	/* A program that is not there cannot start: a reason, no crash. */
+	submit_as_wait(e, "chk4", "{\"prompt\": \"x\", \"model\": \"echo\", "
+		       "\"check\": {\"command\": [\"no-such-checker\"]}}",
+		       USER_UID);
+	CHECK(strstr(status(e, "chk4"), "failed:") &&
+	      strstr(status(e, "chk4"), "No such file"));
+	plan_engine_close(e);
+	unsetenv("PLAN_ENGINE_TEST_SECRET");
+	snprintf(task, sizeof(task), "rm -rf '%s'", dir);
+	CHECK(system(task) == 0);
+}
+
+/*
+ * A process that is not root cannot run a program as someone else: it is
+ * refused (-EPERM) rather than run with the caller's rights; as itself it
+ * runs.  Forked before any thread exists, and the child drops root.
+ */
+static void test_proc_not_root(void)
+{
+	char *argv[] = { "true", NULL };
+	int st;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		struct plan_proc_user other = { OTHER_UID, OTHER_UID };
+		struct plan_proc_user self = { USER_UID, USER_UID };
+		char *out = NULL;
+		int status = -1;
+
+		if (setgroups(0, NULL) < 0 || setresgid(USER_UID, USER_UID,
+							USER_UID) < 0 ||
+		    setresuid(USER_UID, USER_UID, USER_UID) < 0)
+			_exit(2);
+		if (plan_proc_run_as(&other, argv, "", 0, 5, 1024, NULL, &out,
+				     NULL, &status) != -EPERM)
+			_exit(3);
+		if (plan_proc_run_as(&self, argv, "", 0, 5, 1024, NULL, &out,
+				     NULL, &status) != 0 || status != 0)
+			_exit(4);
+		free(out);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
 	struct plan_engine *e;
 	char cmd[200];
 	FILE *f;
 
+	if (geteuid() == 0)
+		test_proc_not_root();
 	srv = standin_start(KEY);
 	if (!srv)
 		SKIP("cannot start the stand-in server on loopback");
@@ -377,6 +574,13 @@ int main(void)
 	test_feedback_and_restart();
 	test_planner();
 	test_planner_injection();
+	if (geteuid() == 0) {
+		/* Other owners and uids need root. */
+		test_routing();
+		test_check_as_writer();
+	} else {
+		fprintf(stderr, "not root: routing and check owners not tested\n");
+	}
 	/* A fresh table, so the figures checked above stay exact. */
 	snprintf(db, sizeof(db), "%s/stats2.db", base);
 	e = open_engine(NULL);

@@ -204,10 +204,71 @@ static void test_trust(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* Is the model name of ms usable by uid? */
+static bool usable(const struct plan_models *ms, const char *name, uid_t uid)
+{
+	long i = plan_models_find(ms, name);
+
+	CHECK(i >= 0);
+	return plan_model_usable_by(&ms->v[i], uid);
+}
+
+/*
+ * Routing: a card that only names an endpoint loads whoever owns it, but
+ * may receive only its sole owner's tasks, unless it is trusted.  Before,
+ * every loaded card served every task.
+ */
+static void test_routing_owner(void)
+{
+	char base[] = "/tmp/plan-model-route-XXXXXX", dir[64], cmd[128];
+	char target[128], link[128];
+	struct plan_models ms = { 0 };
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped test_routing_owner: needs root\n");
+		return;
+	}
+	CHECK(mkdtemp(base));
+	snprintf(dir, sizeof(dir), "%s/models", base);
+	CHECK(mkdir(dir, 0755) == 0);
+	put(dir, "p-mine", plain_card, 0, 0755, 0, 0644);
+	put(dir, "q-theirs", plain_card, OTHER, 0755, OTHER, 0644);
+	put(dir, "r-theirs-o+w", plain_card, OTHER, 0755, OTHER, 0666);
+	put(dir, "s-mixed", plain_card, 0, 0755, OTHER, 0644);
+	put(dir, "t-link", plain_card, OTHER, 0755, OTHER, 0644);
+	snprintf(target, sizeof(target), "%s/q-theirs/card.json", dir);
+	snprintf(link, sizeof(link), "%s/t-link/card.json", dir);
+	CHECK(unlink(link) == 0 && symlink(target, link) == 0);
+	CHECK_RC(plan_models_load(dir, NULL, &ms, NULL), 0);
+	CHECK(ms.n == 5);
+	CHECK(usable(&ms, "p-mine", 0) && usable(&ms, "p-mine", OTHER));
+	CHECK(!usable(&ms, "q-theirs", 0) && usable(&ms, "q-theirs", OTHER));
+	CHECK(!usable(&ms, "q-theirs", OTHER + 1));
+	/* Others may rewrite it, or its owner is not one: no one's. */
+	CHECK(!usable(&ms, "r-theirs-o+w", OTHER) &&
+	      !usable(&ms, "r-theirs-o+w", 0));
+	CHECK(!usable(&ms, "s-mixed", OTHER) && !usable(&ms, "s-mixed", 0));
+	CHECK(!usable(&ms, "t-link", OTHER) && !usable(&ms, "t-link", 0));
+	plan_models_release(&ms);
+	/* Trusted by --trusted-uid: usable by every task. */
+	CHECK_RC(plan_models_load(dir, &(struct plan_model_trust){
+			(const uid_t[]){ OTHER }, 1 }, &ms, NULL), 0);
+	CHECK(usable(&ms, "q-theirs", 0));
+	plan_models_release(&ms);
+	/* A models folder others may write vouches for no one. */
+	CHECK(chmod(dir, 0777) == 0);
+	CHECK_RC(plan_models_load(dir, NULL, &ms, NULL), 0);
+	CHECK(!usable(&ms, "q-theirs", OTHER) && !usable(&ms, "p-mine", OTHER));
+	plan_models_release(&ms);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	test_card();
 	test_trust();
+	test_routing_owner();
 	bad("x", "{\"endpoint\": \"ftp://h/\"}", "http:// or https://");
 	bad("x", "{}", "exactly one of endpoint and command");
 	bad("x", "{\"command\": [\"a\"], \"endpoint\": \"http://h\"}",
