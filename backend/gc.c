@@ -4,10 +4,13 @@
  * Deleting a file only lowers reference counts; a chunk whose count reaches
  * zero stays in the catalog (a writer may still pick it up for dedup) until
  * cas_gc() runs with no writer open.  A run:
- *  1. deletes the dead rows in one transaction, then gives back the disk
+ *  1. cuts off bytes that writers appended and never committed, by the
+ *     rules recovery follows at open (store_packs_trim(): never below a
+ *     chunk record a row points at; a pack no row knows is deleted only
+ *     when this process made it, else set aside in quarantine/);
+ *  2. deletes the dead rows in one transaction, then gives back the disk
  *     blocks inside those records (pack_punch()): the space is free at
  *     once, without copying anything, however full the disk is;
- *  2. cuts off bytes that writers appended and never committed;
  *  3. compacts: a pack under half live has its live records appended, byte
  *     for byte, to the current pack; the copies are synced, and one
  *     transaction moves the rows, records the committed size of every pack
