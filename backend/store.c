@@ -353,15 +353,45 @@ static int set_aside(struct cas_store *st, uint32_t id)
 	return pack_quarantine(st->packs, id, q, NULL, 0);
 }
 
+/*
+ * 1 if some pack may have bytes to cut or be unknown: one whose file is
+ * longer than its row, or a file no row names (but the current pack while
+ * it holds only its header).  Rows lower than their chunk records show up
+ * here too (the file is longer than the row), so when nothing does, the
+ * chunk rows need not be read: a table scan a collection is spared.
+ */
+static int packs_need_trim(struct cas_store *st, const uint32_t *ids,
+			   const uint64_t *sizes, int n, const uint32_t *disk, int nd)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (pack_size(st->packs, ids[i]) > (int64_t)sizes[i])
+			return 1;
+	for (i = 0; i < nd; i++)
+		if (find_id(ids, n, disk[i]) == n &&
+		    (disk[i] != pack_current(st->packs) ||
+		     pack_size(st->packs, disk[i]) > PACK_HEADER_LEN))
+			return 1;
+	return 0;
+}
+
 int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 {
 	uint32_t *ids = NULL, *disk = NULL, *cp = NULL;
 	uint64_t *sizes = NULL, *live = NULL, *ends = NULL, *clive = NULL;
-	int n, nd, nc, i, j, r = 0;
+	int n, nd, nc = 0, i, j, r = 0;
 
 	n = cat_packs(st->cat, &ids, &sizes, &live);
 	if (n < 0)
 		return n;
+	nd = pack_list(st->packs, &disk);
+	if (nd < 0) {
+		r = nd;
+		goto out;
+	}
+	if (!packs_need_trim(st, ids, sizes, n, disk, nd))
+		goto out;
 	nc = cat_pack_ends(st->cat, &cp, &ends, &clive);
 	if (nc < 0) {
 		r = nc;
@@ -383,11 +413,6 @@ int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 				goto out;
 			}
 		}
-	}
-	nd = pack_list(st->packs, &disk);
-	if (nd < 0) {
-		r = nd;
-		goto out;
 	}
 	for (j = 0; j < nd; j++)
 		if (find_id(ids, n, disk[j]) == n && find_id(cp, nc, disk[j]) == nc)
