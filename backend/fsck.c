@@ -554,7 +554,9 @@ static int index_record(void *arg, const struct cas_id *id, const struct pack_lo
 		/*
 		 * Collection punched it (its chunk was garbage): not damage,
 		 * and a record all the same, so the walk steps over it by its
-		 * length and the pack's committed size covers it.
+		 * length and the pack's committed size covers it.  A damaged
+		 * record that reads as zeros there is skipped the same way;
+		 * a restored file that needs it is named by ref_file().
 		 */
 		rb->collected++;
 		return 0;
