@@ -538,7 +538,7 @@ out:
 
 struct rebuild {
 	struct fsck f;
-	uint64_t chunks, dups, bad, live;
+	uint64_t chunks, dups, bad, collected, live;
 	int damaged; /* restored files with a chunk the packs lack */
 };
 
@@ -549,6 +549,18 @@ static int index_record(void *arg, const struct cas_id *id, const struct pack_lo
 	int r;
 
 	r = store_load_chunk(rb->f.st, rb->f.ctx, id, loc, rb->f.ctx->out, &len);
+	if (r == -EIO && pack_read(rb->f.st->packs, loc, id, rb->f.ctx->rec) == 0 &&
+	    pack_rec_punched(loc, rb->f.ctx->rec)) {
+		/*
+		 * Collection punched it (its chunk was garbage): not damage,
+		 * and a record all the same, so the walk steps over it by its
+		 * length and the pack's committed size covers it.  A damaged
+		 * record that reads as zeros there is skipped the same way;
+		 * a restored file that needs it is named by ref_file().
+		 */
+		rb->collected++;
+		return 0;
+	}
 	if (r == -EIO) {
 		rb->bad++;
 		return 1; /* not the bytes its header names */
@@ -629,8 +641,11 @@ static int index_packs(struct rebuild *rb)
 	free(disk);
 	if (r == 0)
 		report(&rb->f, "indexed %d pack%s: %" PRIu64 " chunks (%" PRIu64
-			       " duplicate records, %" PRIu64 " damaged records skipped)",
-		       nd, nd == 1 ? "" : "s", rb->chunks, rb->dups, rb->bad);
+			       " duplicate records, %" PRIu64 " records collected earlier)",
+		       nd, nd == 1 ? "" : "s", rb->chunks, rb->dups, rb->collected);
+	if (r == 0 && rb->bad)
+		report(&rb->f, "%" PRIu64 " damaged record%s skipped (their bytes do not"
+			       " match their ids)", rb->bad, rb->bad == 1 ? "" : "s");
 	return r;
 }
 

@@ -4,10 +4,13 @@
  * Deleting a file only lowers reference counts; a chunk whose count reaches
  * zero stays in the catalog (a writer may still pick it up for dedup) until
  * cas_gc() runs with no writer open.  A run:
- *  1. deletes the dead rows in one transaction, then gives back the disk
+ *  1. cuts off bytes that writers appended and never committed, by the
+ *     rules recovery follows at open (store_packs_trim(): never below a
+ *     chunk record a row points at; a pack no row knows is deleted only
+ *     when this process made it, else set aside in quarantine/);
+ *  2. deletes the dead rows in one transaction, then gives back the disk
  *     blocks inside those records (pack_punch()): the space is free at
  *     once, without copying anything, however full the disk is;
- *  2. cuts off bytes that writers appended and never committed;
  *  3. compacts: a pack under half live has its live records appended, byte
  *     for byte, to the current pack; the copies are synced, and one
  *     transaction moves the rows, records the committed size of every pack
@@ -152,22 +155,31 @@ static int move_chunk(struct cas_store *st, const struct cas_id *id,
  */
 static void cut_back(struct cas_store *st, const struct pack_delta *v, size_t nv)
 {
-	uint32_t *ids = NULL;
-	uint64_t *sizes = NULL, *live = NULL;
-	int n = cat_packs(st->cat, &ids, &sizes, &live), i;
+	uint32_t *ids = NULL, *cp = NULL;
+	uint64_t *sizes = NULL, *live = NULL, *ends = NULL, *clive = NULL;
+	int n = cat_packs(st->cat, &ids, &sizes, &live), nc = -1, i;
 	size_t j;
 
-	for (j = 0; n >= 0 && j < nv; j++) {
+	if (n >= 0)
+		nc = cat_pack_ends(st->cat, &cp, &ends, &clive);
+	for (j = 0; nc >= 0 && j < nv; j++) {
 		uint64_t committed = PACK_HEADER_LEN;
 
+		/* Never below a chunk record the catalog points at. */
 		for (i = 0; i < n; i++)
 			if (ids[i] == v[j].pack)
 				committed = sizes[i];
+		for (i = 0; i < nc; i++)
+			if (cp[i] == v[j].pack && ends[i] > committed)
+				committed = ends[i];
 		pack_truncate(st->packs, v[j].pack, committed);
 	}
 	free(ids);
 	free(sizes);
 	free(live);
+	free(cp);
+	free(ends);
+	free(clive);
 }
 
 /*
@@ -207,46 +219,6 @@ static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
 	free(w.ids);
 	free(w.locs);
 	free(v);
-	return r;
-}
-
-/*
- * With no writer open, bytes past a pack's committed length belong to
- * writers that failed or were dropped (a full disk, a killed copy): cut
- * them off now rather than at the next start, and remove packs that such
- * writers started.  Lock held.
- */
-static int trim_uncommitted(struct cas_store *st, const uint32_t *ids,
-			    const uint64_t *sizes, size_t n)
-{
-	uint32_t cur = pack_current(st->packs), *disk = NULL;
-	uint64_t committed = PACK_HEADER_LEN;
-	int64_t len;
-	size_t i;
-	int nd, j, r = 0;
-
-	for (i = 0; i < n; i++)
-		if (ids[i] == cur)
-			committed = sizes[i];
-	len = pack_size(st->packs, cur);
-	if (len > (int64_t)committed) {
-		r = pack_truncate(st->packs, cur, committed);
-		if (r < 0)
-			return r;
-	}
-	nd = pack_list(st->packs, &disk);
-	if (nd < 0)
-		return nd;
-	for (j = 0; j < nd; j++) {
-		for (i = 0; i < n && ids[i] != disk[j]; i++)
-			;
-		if (i == n && disk[j] != cur) {
-			r = pack_remove(st->packs, disk[j]);
-			if (r < 0)
-				break;
-		}
-	}
-	free(disk);
 	return r;
 }
 
@@ -359,6 +331,7 @@ int64_t cas_gc(struct cas_store *st)
 	uint32_t *ids = NULL, *gone = NULL;
 	uint64_t *sizes = NULL, *live = NULL, before, after;
 	size_t ngone = 0;
+	char err[256];
 	int n, r;
 
 	pthread_mutex_lock(&st->lock);
@@ -368,17 +341,25 @@ int64_t cas_gc(struct cas_store *st)
 	}
 	st->gc_busy = 1;
 	before = pack_disk_usage(st->packs);
-	r = drop_dead_rows(st, &a);
+	/*
+	 * With no writer open, bytes past a pack's committed size belong to
+	 * writers that failed or were dropped (a full disk, a killed copy):
+	 * cut them off now rather than at the next start, by recovery's rules.
+	 * Before the dead rows go: their records count in each pack's floor,
+	 * and a pack row lost or lowered is raised from all its chunk rows
+	 * before the dead ones' bytes are taken off its live count.
+	 */
+	r = store_packs_trim(st, err, sizeof(err));
+	if (r == 0)
+		r = drop_dead_rows(st, &a);
 	if (r < 0)
 		goto out;
+	/* Read after the trim, which may give rows to packs that had none. */
 	n = cat_packs(st->cat, &ids, &sizes, &live);
 	if (n < 0) {
 		r = n;
 		goto out;
 	}
-	r = trim_uncommitted(st, ids, sizes, (size_t)n);
-	if (r < 0)
-		goto out;
 	gone = calloc((size_t)n + 1, sizeof(*gone));
 	if (!gone) {
 		r = -ENOMEM;

@@ -553,15 +553,36 @@ uint64_t pack_disk_usage(struct pack_set *ps)
 	return total;
 }
 
+/* Whole blocks inside a record's encoded bytes: the record header stays. */
+#define PUNCH_BLOCK 4096u
+
+static void punch_range(const struct pack_loc *loc, uint64_t *start, uint64_t *end)
+{
+	*start = (loc->off + PACK_REC_LEN + PUNCH_BLOCK - 1) / PUNCH_BLOCK * PUNCH_BLOCK;
+	*end = (loc->off + PACK_REC_LEN + loc->clen) / PUNCH_BLOCK * PUNCH_BLOCK;
+}
+
+int pack_rec_punched(const struct pack_loc *loc, const void *rec)
+{
+	const uint8_t *p = rec;
+	uint64_t start, end, i;
+
+	punch_range(loc, &start, &end);
+	if (end <= start)
+		return 0;
+	for (i = start - loc->off; i < end - loc->off; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
 int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc)
 {
-	/* Whole blocks inside the encoded bytes: the record header stays. */
-	const uint64_t blk = 4096;
-	uint64_t start = (loc->off + PACK_REC_LEN + blk - 1) / blk * blk;
-	uint64_t end = (loc->off + PACK_REC_LEN + loc->clen) / blk * blk;
+	uint64_t start, end;
 	int64_t r;
 	int fd;
 
+	punch_range(loc, &start, &end);
 	if (end <= start)
 		return 0;
 	pthread_mutex_lock(&ps->lock);

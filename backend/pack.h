@@ -93,6 +93,13 @@ int pack_truncate(struct pack_set *ps, uint32_t id, uint64_t size);
  * cannot punch holes, or -errno.
  */
 int64_t pack_punch(struct pack_set *ps, const struct pack_loc *loc);
+/*
+ * 1 if rec, the record at loc as pack_read() returns it, is what
+ * pack_punch() leaves: at least one whole block inside its encoded bytes,
+ * and every such block zero.  A re-index tells a collected record from a
+ * damaged one by it.
+ */
+int pack_rec_punched(const struct pack_loc *loc, const void *rec);
 
 /*
  * 0 if pack id starts with the header pack_header() writes, -EBADMSG if

@@ -326,40 +326,72 @@ static void raise_pack_rows(struct cas_store *st, const uint32_t *ids,
 }
 
 /*
- * Moves a pack that no row of the catalog knows aside into quarantine/:
- * its bytes are either the uncommitted appends of a writer that started a
- * new pack, or data whose catalog rows are lost; only llmfs-fsck
- * --rebuild (or a person) can tell.  A pack of no more than a header holds
- * nothing and is removed.
+ * A pack file that no row of the catalog knows (no packs row, no chunk
+ * row pointing into it).  A pack of no more than a header holds nothing,
+ * and one this process made holds only a writer's uncommitted appends:
+ * every commit records the row of each pack it put records in, in the
+ * same transaction, and a row is deleted only in the transaction that
+ * leaves no chunk row in its pack; both are removed (the current pack is
+ * cut back to its header instead).  Any other is set aside in quarantine/,
+ * never deleted: its catalog rows may be lost, and only llmfs-fsck
+ * --rebuild (or a person) can tell.  A current pack this process did not
+ * make is left alone (cas_store_open() never makes one current).
  */
 static int set_aside(struct cas_store *st, uint32_t id)
 {
 	char q[4096];
 	int64_t s = pack_size(st->packs, id);
+	int mine = id >= st->made_from;
 
-	if (s >= 0 && s <= PACK_HEADER_LEN)
+	/* At open, recovery runs before any pack is current. */
+	if (st->made_from != UINT32_MAX && id == pack_current(st->packs))
+		return mine && s > PACK_HEADER_LEN ?
+			pack_truncate(st->packs, id, PACK_HEADER_LEN) : 0;
+	if ((s >= 0 && s <= PACK_HEADER_LEN) || mine)
 		return pack_remove(st->packs, id);
 	snprintf(q, sizeof(q), "%s/quarantine", st->dir);
 	return pack_quarantine(st->packs, id, q, NULL, 0);
 }
 
 /*
- * Recovery after a crash: cuts bytes past each pack's committed size (the
- * greater of its row and of the end of the chunk records pointing into it,
- * so that nothing the catalog refers to is ever cut), sets unknown packs
- * aside, and deletes orphan inodes.  A full disk defers what needs catalog
- * pages (orphans wait for the next start).
+ * 1 if some pack may have bytes to cut or be unknown: one whose file is
+ * longer than its row, or a file no row names (but the current pack while
+ * it holds only its header).  Rows lower than their chunk records show up
+ * here too (the file is longer than the row), so when nothing does, the
+ * chunk rows need not be read: a table scan a collection is spared.
  */
-static int recover(struct cas_store *st, char *err, size_t errlen)
+static int packs_need_trim(struct cas_store *st, const uint32_t *ids,
+			   const uint64_t *sizes, int n, const uint32_t *disk, int nd)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (pack_size(st->packs, ids[i]) > (int64_t)sizes[i])
+			return 1;
+	for (i = 0; i < nd; i++)
+		if (find_id(ids, n, disk[i]) == n &&
+		    (disk[i] != pack_current(st->packs) ||
+		     pack_size(st->packs, disk[i]) > PACK_HEADER_LEN))
+			return 1;
+	return 0;
+}
+
+int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 {
 	uint32_t *ids = NULL, *disk = NULL, *cp = NULL;
 	uint64_t *sizes = NULL, *live = NULL, *ends = NULL, *clive = NULL;
-	uint64_t *orphans = NULL;
-	int n, nd, nc, no, i, j, r;
+	int n, nd, nc = 0, i, j, r = 0;
 
 	n = cat_packs(st->cat, &ids, &sizes, &live);
 	if (n < 0)
 		return n;
+	nd = pack_list(st->packs, &disk);
+	if (nd < 0) {
+		r = nd;
+		goto out;
+	}
+	if (!packs_need_trim(st, ids, sizes, n, disk, nd))
+		goto out;
 	nc = cat_pack_ends(st->cat, &cp, &ends, &clive);
 	if (nc < 0) {
 		r = nc;
@@ -368,7 +400,7 @@ static int recover(struct cas_store *st, char *err, size_t errlen)
 	raise_pack_rows(st, ids, sizes, n, cp, ends, clive, nc);
 	for (i = 0; i < n; i++) {
 		int64_t s = pack_size(st->packs, ids[i]);
-		uint64_t keep = sizes[i];
+		uint64_t keep = sizes[i] > PACK_HEADER_LEN ? sizes[i] : PACK_HEADER_LEN;
 
 		j = find_id(cp, nc, ids[i]);
 		if (j < nc && ends[j] > keep)
@@ -382,14 +414,33 @@ static int recover(struct cas_store *st, char *err, size_t errlen)
 			}
 		}
 	}
-	nd = pack_list(st->packs, &disk);
-	if (nd < 0) {
-		r = nd;
-		goto out;
-	}
 	for (j = 0; j < nd; j++)
 		if (find_id(ids, n, disk[j]) == n && find_id(cp, nc, disk[j]) == nc)
 			set_aside(st, disk[j]);
+out:
+	free(ids);
+	free(sizes);
+	free(live);
+	free(cp);
+	free(ends);
+	free(clive);
+	free(disk);
+	return r;
+}
+
+/*
+ * Recovery after a crash: store_packs_trim(), then deletes orphan inodes.
+ * A full disk defers what needs catalog pages (orphans wait for the next
+ * start).
+ */
+static int recover(struct cas_store *st, char *err, size_t errlen)
+{
+	uint64_t *orphans = NULL;
+	int no, i, r;
+
+	r = store_packs_trim(st, err, errlen);
+	if (r < 0)
+		return r;
 	no = cat_orphans(st->cat, &orphans);
 	if (no < 0) {
 		r = no;
@@ -412,13 +463,6 @@ static int recover(struct cas_store *st, char *err, size_t errlen)
 	}
 	r = pack_set_sync(st->packs);
 out:
-	free(ids);
-	free(sizes);
-	free(live);
-	free(cp);
-	free(ends);
-	free(clive);
-	free(disk);
 	free(orphans);
 	return r;
 }
@@ -435,6 +479,31 @@ static int packs_with_data(struct cas_store *st)
 			k++;
 	free(disk);
 	return nd < 0 ? nd : k;
+}
+
+/*
+ * Sets st->made_from past every pack on disk: packs from there on are made
+ * by this process.  A cur that names a pack file no packs row knows (only
+ * without recovery, as llmfs-fsck opens) moves past them too, so that
+ * appends and collection never treat a pack of unknown bytes as their own.
+ */
+static int packs_made_from(struct cas_store *st, const uint32_t *ids, int n,
+			   uint32_t *cur)
+{
+	uint32_t *disk = NULL, top = 0;
+	int nd, i;
+
+	nd = pack_list(st->packs, &disk);
+	if (nd < 0)
+		return nd;
+	for (i = 0; i < nd; i++)
+		if (disk[i] > top)
+			top = disk[i];
+	if (find_id(disk, nd, *cur) < nd && find_id(ids, n, *cur) == n)
+		*cur = top + 1;
+	free(disk);
+	st->made_from = top + 1;
+	return 0;
 }
 
 /* 1 if path is missing or empty, 0 if not. */
@@ -588,6 +657,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	if (!st)
 		return -ENOMEM;
 	st->lockfd = st->tmpfd = -1;
+	st->made_from = UINT32_MAX;
 	st->level = o.level;
 	st->pack_max = o.pack_max;
 	pthread_rwlock_init(&st->gc_lock, NULL);
@@ -668,7 +738,9 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	}
 	if (n > 0)
 		cur = sizes[n - 1] < o.pack_max ? ids[n - 1] : ids[n - 1] + 1;
-	r = pack_set_start(st->packs, cur);
+	r = packs_made_from(st, ids, n, &cur);
+	if (r == 0)
+		r = pack_set_start(st->packs, cur);
 	if ((r == -ENOSPC || r == -EDQUOT) && n > 0 && cur != ids[n - 1])
 		/* No room for a new pack: appends start it when there is. */
 		r = pack_set_start(st->packs, ids[n - 1]);

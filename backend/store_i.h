@@ -33,6 +33,8 @@ struct cas_store {
 	int level;
 	uint64_t pack_max;
 	unsigned writers;          /* open writers; GC waits for none */
+	uint32_t made_from;        /* packs with this id or higher were made
+				    * by this process (UINT32_MAX in recovery) */
 	int gc_busy;               /* a collection runs (cas_gc()) */
 	int snap_on_close;         /* opened with recovery: snapshot at close */
 };
@@ -74,6 +76,17 @@ int store_delta_add(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d);
  */
 int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
 		       size_t n);
+
+/*
+ * Brings the packs on disk in line with the catalog, by the rules that
+ * recovery at open and collection with no writer open share: a pack's
+ * committed size is the greater of its row and the end of the last chunk
+ * record pointing into it (rows below that are raised, best effort), and
+ * bytes past it are cut off; a pack file no row knows is removed when it
+ * holds nothing committed, else set aside in quarantine/.  Never cuts or
+ * deletes what a chunk row points at.  Lock held; err explains a failure.
+ */
+int store_packs_trim(struct cas_store *st, char *err, size_t errlen);
 
 /* Re-creates the reserve of spare blocks if it was given back. */
 void store_reserve_make(struct cas_store *st);

@@ -5,7 +5,7 @@
 # it must fit.  Then the user's way to ask for a collection, .llmfs/gc:
 # a write of "gc" collects at once and the file says what was freed; a
 # wrong command is refused.  Everything reads back after a remount, and
-# llmfs-fsck finds the store sound.
+# llmfs-fsck finds the store sound, with no damage in the punched records.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$TEST_DIR/src
@@ -111,8 +111,12 @@ test_expect_success 'remount: the files read back, deleted ones stay deleted' '
 '
 
 if have_fsck; then
+	# Collected records are punched (tmpfs punches holes): their bytes no
+	# longer match their ids, yet no chunk row points at them, so fsck
+	# reports no damage.
 	test_expect_success 'llmfs-fsck finds the store sound' '
 		daemon_stop && fsck_store && [ "$FSCK_STATUS" = 0 ] &&
+		! grep -E -q "damaged|uncommitted" "$TEST_DIR/fsck.out" &&
 		daemon_start &&
 		cmp "$SRC/a.bin" "$M/m/a.bin" && cmp "$SRC/b.bin" "$M/m/b.bin"
 	'

@@ -2,7 +2,8 @@
 # Recovery and repair never destroy data the catalog does not describe:
 # a lowered or lost packs row cuts nothing, an unknown pack is set aside
 # in quarantine/ (byte for byte), a lost catalog is refused at mount and
-# rebuilt by llmfs-fsck --rebuild (every file back, byte-identical), a
+# rebuilt by llmfs-fsck --rebuild (every file back, byte-identical, the
+# records collection punched skipped quietly), a
 # flipped bit in a pack header neither stops the mount nor fsck, a
 # reordered chunk list is found by fsck and gives EIO to a whole read,
 # crash residue is a note (exit 0), a damaged sqlite index is repaired
@@ -119,6 +120,34 @@ test_expect_success 'the catalog emptied: refused, kept aside by --rebuild, file
 	ls "$STORE"/catalog.db.lost-* &&
 	daemon_start &&
 	same_tree "$SRC/A" "$M/A" && same_tree "$SRC/B" "$M/B" &&
+	daemon_stop
+'
+
+# punched_bytes PACK: the bytes of PACK with no disk blocks under them.
+punched_bytes() {
+	echo $(( $(stat -c %s "$1") - $(stat -c %b "$1") * $(stat -c %B "$1") ))
+}
+
+test_expect_success 'a file deleted and collected (its records punched), the catalog lost: --rebuild, no damage' '
+	daemon_start && mkdir "$M/P" &&
+	head -c 3000000 /dev/urandom >"$SRC/keep.bin" &&
+	head -c 1500000 /dev/urandom >"$SRC/gone.bin" &&
+	cp "$SRC/keep.bin" "$M/P/" && cp "$SRC/gone.bin" "$M/P/" &&
+	rm "$M/P/gone.bin" && echo gc >"$MNT/.llmfs/gc" &&
+	daemon_stop &&
+	last=$(ls "$STORE"/packs/*.pack | sort | tail -1) &&
+	punched=$(punched_bytes "$last") && echo "punched: $punched bytes" &&
+	{ [ "$punched" -gt 1000000 ] ||
+	  { echo "# $STORE cannot punch holes: not checked"; return 0; }; } &&
+	fsck_is 0 && ! grep -q "damaged" "$TEST_DIR/fsck.out" &&
+	rm -f "$STORE/catalog.db" "$STORE/catalog.db-wal" "$STORE/catalog.db-shm" &&
+	fsck_is 0 --rebuild &&
+	! grep -E -q "damaged|uncommitted" "$TEST_DIR/fsck.out" &&
+	fsck_is 0 && ! grep -E -q "damaged|uncommitted|residue" "$TEST_DIR/fsck.out" &&
+	daemon_start &&
+	cmp "$SRC/keep.bin" "$M/P/keep.bin" && [ ! -e "$M/P/gone.bin" ] &&
+	same_tree "$SRC/A" "$M/A" && same_tree "$SRC/B" "$M/B" &&
+	rm -r "$M/P" &&
 	daemon_stop
 '
 

@@ -7,7 +7,10 @@
  * the next start's recovery cuts each pack back to its committed size and a
  * loss can hide behind caches until then.  A delete must give its space
  * back at the next collection, without waiting for a pack to be half
- * garbage.  The last case makes seeded random
+ * garbage.  Collection follows recovery's rules: it cuts no pack below
+ * the chunk records the catalog points into, sets aside (never deletes) a
+ * pack it did not make and no row knows, and a catalog rebuilt from packs
+ * it punched skips the punched records quietly.  The last case makes seeded random
  * creates, overwrites, deletes, collections and reopens against a model of
  * what every file must hold.
  */
@@ -16,6 +19,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "backend/catalog.h"
 #include "backend/store.h"
@@ -295,6 +300,199 @@ static void test_delete_frees_space(void)
 	cas_store_close(st);
 }
 
+/* Runs sql on dir's catalog through a second connection (the store may be open). */
+static void cat_sql(const char *sql)
+{
+	char path[512];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* Count of files in dir/sub (0 if it does not exist). */
+static int count_files(const char *sub)
+{
+	char cmd[600];
+	FILE *p;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "ls '%s/%s' 2>/dev/null | wc -l", dir, sub);
+	p = popen(cmd, "r");
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = 0;
+		pclose(p);
+	}
+	return n;
+}
+
+/*
+ * A packs row lowered or lost while the store runs (a damaged catalog):
+ * collection cuts nothing the chunk rows point into, and removes no pack
+ * they point into.  Several packs, so that both the current pack and
+ * older ones go without a row.
+ */
+static void test_gc_keeps_chunk_row_floor(const char *sql)
+{
+	const uint64_t pm = 256u << 10;
+	struct cas_store *st;
+
+	new_dir();
+	st = open_store(pm);
+	CHECK_EQ(put_file(st, "A", 41, 1200u << 10), 0);
+	CHECK_EQ(put_file(st, "B", 42, 300u << 10), 0);
+	CHECK_EQ(put_file(st, "C", 43, 200u << 10), 0);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "C", 0, NULL), 0);
+	cat_sql(sql);
+	CHECK(cas_gc(st) >= 0);
+	CHECK(file_is(st, "A", 41, 1200u << 10));
+	CHECK(file_is(st, "B", 42, 300u << 10));
+	cas_store_close(st);
+	st = open_store(pm);
+	CHECK(file_is(st, "A", 41, 1200u << 10));
+	CHECK(file_is(st, "B", 42, 300u << 10));
+	CHECK_EQ(fsck_problems(st), 0);
+	CHECK_EQ(count_files("quarantine"), 0);
+	cas_store_close(st);
+}
+
+static void test_gc_pack_rows_lowered(void)
+{
+	test_gc_keeps_chunk_row_floor("UPDATE packs SET size = 16");
+}
+
+static void test_gc_pack_rows_lost(void)
+{
+	test_gc_keeps_chunk_row_floor("DELETE FROM packs");
+}
+
+/*
+ * A pack that holds records but that no row knows, found by a collection
+ * in a store opened without recovery (as llmfs-fsck opens it): its rows
+ * may be lost, so it is moved to quarantine/, not deleted.
+ */
+static void test_gc_unknown_pack_quarantined(void)
+{
+	struct cas_options o = { .threads = 2, .no_recovery = 1 };
+	struct cas_store *st;
+	char cmd[1400], err[512];
+
+	new_dir();
+	st = open_store(0);
+	CHECK_EQ(put_file(st, "A", 51, 500u << 10), 0);
+	cas_store_close(st);
+	/* As if the rows of pack 2 were lost: a copy of pack 1 under its id. */
+	snprintf(cmd, sizeof(cmd), "cp '%s/packs/00000001.pack' '%s/packs/00000002.pack'",
+		 dir, dir);
+	CHECK_EQ(system(cmd), 0);
+	CHECK_EQ(cas_store_open(dir, &o, &st, err, sizeof(err)), 0);
+	CHECK(cas_gc(st) >= 0);
+	cas_store_close(st);
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s/packs/00000001.pack' '%s/quarantine/00000002.pack'",
+		 dir, dir);
+	CHECK_EQ(system(cmd), 0);
+	st = open_store(0);
+	CHECK(file_is(st, "A", 51, 500u << 10));
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+}
+
+/*
+ * A writer dropped after it started a new pack: the packs this run made
+ * hold nothing committed, so collection deletes them (the space is the
+ * user's), sets nothing aside, and keeps every committed file.
+ */
+static void test_gc_abandoned_pack_removed(void)
+{
+	const uint64_t pm = 256u << 10;
+	uint8_t *d = content(62, 1200u << 10);
+	struct cas_writer *w;
+	struct cas_store *st;
+	struct cat_attr a;
+	int before;
+
+	new_dir();
+	st = open_store(pm);
+	CHECK_EQ(put_file(st, "A", 61, 300u << 10), 0);
+	before = count_files("packs");
+	CHECK_EQ(cas_mknode(st, CAT_ROOT_INO, "B", S_IFREG | 0644, 0, 0, NULL, &a), 0);
+	CHECK_EQ(cas_writer_open(st, a.ino, 1, &w), 0);
+	CHECK_EQ(cas_writer_write(w, d, 1200u << 10, 0), 0);
+	cas_writer_free(w);
+	CHECK(count_files("packs") > before);
+	CHECK(cas_gc(st) > 0);
+	CHECK(count_files("packs") <= before + 1);
+	CHECK_EQ(count_files("quarantine"), 0);
+	CHECK(file_is(st, "A", 61, 300u << 10));
+	cas_store_close(st);
+	st = open_store(pm);
+	CHECK(file_is(st, "A", 61, 300u << 10));
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+}
+
+/*
+ * Counts the report lines of a rebuild that speak of damage, or of bytes
+ * past a pack's committed size (the rebuilt size left out records).
+ */
+static void damage_line(void *arg, const char *line)
+{
+	fprintf(stderr, "  rebuild: %s\n", line);
+	if (strstr(line, "damaged") || strstr(line, "uncommitted"))
+		++*(int *)arg;
+}
+
+/*
+ * Collection punched the records of a deleted file; then the catalog is
+ * lost.  llmfs-fsck --rebuild skips the punched records as collected (no
+ * damage reported) and every live file comes back byte-identical.
+ */
+static void test_rebuild_after_punch(void)
+{
+	struct cas_options o = { .threads = 2, .rebuild = 1 };
+	struct cas_store *st;
+	char cmd[600], err[512];
+	int damage = 0;
+
+	if (!can_punch()) {
+		fprintf(stderr, "  (%s cannot punch holes: skipped)\n", top);
+		return;
+	}
+	new_dir();
+	st = open_store(0);
+	CHECK_EQ(put_file(st, "A", 71, 1500u << 10), 0);
+	CHECK_EQ(put_file(st, "B", 72, 700u << 10), 0);
+	CHECK_EQ(put_file(st, "C", 73, 1500u << 10), 0);
+	CHECK_EQ(put_file(st, "D", 74, 600u << 10), 0);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "B", 0, NULL), 0);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "D", 0, NULL), 0);
+	/* Under half garbage: no compaction, the records are punched. */
+	CHECK(cas_gc(st) > (int64_t)(1u << 20));
+	CHECK_EQ(fsck_problems(st), 0);
+	CHECK_EQ(cas_snapshot(st), 0);
+	cas_store_close(st);
+	snprintf(cmd, sizeof(cmd), "rm '%s/catalog.db'*", dir);
+	CHECK_EQ(system(cmd), 0);
+	st = NULL;
+	CHECK_EQ(cas_store_open(dir, &o, &st, err, sizeof(err)), 0);
+	if (!st)
+		return;
+	CHECK_EQ(cas_rebuild(st, damage_line, &damage), 0);
+	CHECK_EQ(cas_fsck(st, 0, damage_line, &damage), 0);
+	CHECK_EQ(damage, 0);
+	cas_store_close(st);
+	st = open_store(0);
+	CHECK(file_is(st, "A", 71, 1500u << 10));
+	CHECK(file_is(st, "C", 73, 1500u << 10));
+	CHECK_EQ(fsck_problems(st), 0);
+	CHECK_EQ(count_files("quarantine"), 0);
+	cas_store_close(st);
+}
+
 /* The model: which files exist and what they hold. */
 #define NFILES 12
 struct model {
@@ -414,6 +612,11 @@ int main(void)
 	RUN(test_compaction_across_pack_limit);
 	RUN(test_compaction_across_many_packs);
 	RUN(test_delete_frees_space);
+	RUN(test_gc_pack_rows_lowered);
+	RUN(test_gc_pack_rows_lost);
+	RUN(test_gc_unknown_pack_quarantined);
+	RUN(test_gc_abandoned_pack_removed);
+	RUN(test_rebuild_after_punch);
 	RUN(test_model);
 	if (!check_failures) {
 		char cmd[600];
