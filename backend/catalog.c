@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -776,54 +777,71 @@ int cat_pack_delete(struct cat *c, uint32_t pack)
 	return ino_stmt(c, S_PACK_DEL, pack);
 }
 
-int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
-	      uint64_t **ret_live)
+/*
+ * Reads the (u32, u64, u64) rows of a prepared statement into three
+ * arrays the caller frees; the statement is left for the caller to reset
+ * or finalize.  live_double: the third column is a double (total()).
+ * Returns the row count or -errno (then nothing is allocated).
+ */
+static int read_pack_rows(sqlite3_stmt *s, bool live_double,
+			  uint32_t **ret_ids, uint64_t **ret_a,
+			  uint64_t **ret_live)
 {
-	sqlite3_stmt *s = stmt(c, S_PACKS);
 	uint32_t *ids = NULL;
-	uint64_t *sizes = NULL, *live = NULL;
+	uint64_t *a = NULL, *live = NULL;
 	size_t n = 0, cap = 0;
 	int rc, r = 0;
 
-	if (!s)
-		return -EIO;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == cap) {
-			void *a, *b, *d;
+			void *x, *y, *z;
 
 			cap = cap ? 2 * cap : 16;
-			a = realloc(ids, cap * sizeof(*ids));
-			if (a)
-				ids = a;
-			b = realloc(sizes, cap * sizeof(*sizes));
-			if (b)
-				sizes = b;
-			d = realloc(live, cap * sizeof(*live));
-			if (d)
-				live = d;
-			if (!a || !b || !d) {
+			x = realloc(ids, cap * sizeof(*ids));
+			if (x)
+				ids = x;
+			y = realloc(a, cap * sizeof(*a));
+			if (y)
+				a = y;
+			z = realloc(live, cap * sizeof(*live));
+			if (z)
+				live = z;
+			if (!x || !y || !z) {
 				r = -ENOMEM;
 				break;
 			}
 		}
 		ids[n] = (uint32_t)sqlite3_column_int64(s, 0);
-		sizes[n] = (uint64_t)sqlite3_column_int64(s, 1);
-		live[n] = (uint64_t)sqlite3_column_int64(s, 2);
+		a[n] = (uint64_t)sqlite3_column_int64(s, 1);
+		live[n] = live_double ? (uint64_t)sqlite3_column_double(s, 2)
+				      : (uint64_t)sqlite3_column_int64(s, 2);
 		n++;
 	}
 	if (!r && rc != SQLITE_DONE)
 		r = cat_errno(rc);
-	finish(s);
 	if (r < 0) {
 		free(ids);
-		free(sizes);
+		free(a);
 		free(live);
 		return r;
 	}
 	*ret_ids = ids;
-	*ret_sizes = sizes;
+	*ret_a = a;
 	*ret_live = live;
 	return (int)n;
+}
+
+int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
+	      uint64_t **ret_live)
+{
+	sqlite3_stmt *s = stmt(c, S_PACKS);
+	int r;
+
+	if (!s)
+		return -EIO;
+	r = read_pack_rows(s, false, ret_ids, ret_sizes, ret_live);
+	finish(s);
+	return r;
 }
 
 static int query_u64s(struct cat *c, const char *sql, uint64_t *out, int n)
@@ -1020,10 +1038,7 @@ int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
 		  uint64_t **ret_live)
 {
 	sqlite3_stmt *s;
-	uint32_t *packs = NULL;
-	uint64_t *ends = NULL, *live = NULL;
-	size_t n = 0, cap = 0;
-	int rc, r = 0;
+	int rc, r;
 
 	/*
 	 * NOT INDEXED: a table scan, so that a damaged chunks_pack index
@@ -1035,43 +1050,9 @@ int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
 				-1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return cat_errno(rc);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			void *a, *b, *d;
-
-			cap = cap ? 2 * cap : 16;
-			a = realloc(packs, cap * sizeof(*packs));
-			if (a)
-				packs = a;
-			b = realloc(ends, cap * sizeof(*ends));
-			if (b)
-				ends = b;
-			d = realloc(live, cap * sizeof(*live));
-			if (d)
-				live = d;
-			if (!a || !b || !d) {
-				r = -ENOMEM;
-				break;
-			}
-		}
-		packs[n] = (uint32_t)sqlite3_column_int64(s, 0);
-		ends[n] = (uint64_t)sqlite3_column_int64(s, 1);
-		live[n] = (uint64_t)sqlite3_column_double(s, 2);
-		n++;
-	}
-	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+	r = read_pack_rows(s, true, ret_packs, ret_ends, ret_live);
 	sqlite3_finalize(s);
-	if (r < 0) {
-		free(packs);
-		free(ends);
-		free(live);
-		return r;
-	}
-	*ret_packs = packs;
-	*ret_ends = ends;
-	*ret_live = live;
-	return (int)n;
+	return r;
 }
 
 int cat_reindex(struct cat *c)
