@@ -394,12 +394,7 @@ static int check_packs(struct fsck *f)
 			break;
 	}
 out:
-	free(ids);
-	free(sizes);
-	free(live);
-	free(cp);
-	free(ends);
-	free(clive);
+	store_pack_rows_free(ids, sizes, live, cp, ends, clive);
 	free(disk);
 	free(count);
 	return r;

@@ -174,12 +174,7 @@ static void cut_back(struct cas_store *st, const struct pack_delta *v, size_t nv
 				committed = ends[i];
 		pack_truncate(st->packs, v[j].pack, committed);
 	}
-	free(ids);
-	free(sizes);
-	free(live);
-	free(cp);
-	free(ends);
-	free(clive);
+	store_pack_rows_free(ids, sizes, live, cp, ends, clive);
 }
 
 /*

@@ -376,6 +376,17 @@ static int packs_need_trim(struct cas_store *st, const uint32_t *ids,
 	return 0;
 }
 
+void store_pack_rows_free(uint32_t *ids, uint64_t *sizes, uint64_t *live,
+			  uint32_t *cp, uint64_t *ends, uint64_t *clive)
+{
+	free(ids);
+	free(sizes);
+	free(live);
+	free(cp);
+	free(ends);
+	free(clive);
+}
+
 int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 {
 	uint32_t *ids = NULL, *disk = NULL, *cp = NULL;
@@ -418,12 +429,7 @@ int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 		if (find_id(ids, n, disk[j]) == n && find_id(cp, nc, disk[j]) == nc)
 			set_aside(st, disk[j]);
 out:
-	free(ids);
-	free(sizes);
-	free(live);
-	free(cp);
-	free(ends);
-	free(clive);
+	store_pack_rows_free(ids, sizes, live, cp, ends, clive);
 	free(disk);
 	return r;
 }

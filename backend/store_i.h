@@ -78,6 +78,13 @@ int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
 		       size_t n);
 
 /*
+ * Frees the arrays cat_packs() (ids, sizes, live) and cat_pack_ends() (cp,
+ * ends, clive) returned; any may be NULL.
+ */
+void store_pack_rows_free(uint32_t *ids, uint64_t *sizes, uint64_t *live,
+			  uint32_t *cp, uint64_t *ends, uint64_t *clive);
+
+/*
  * Brings the packs on disk in line with the catalog, by the rules that
  * recovery at open and collection with no writer open share: a pack's
  * committed size is the greater of its row and the end of the last chunk
