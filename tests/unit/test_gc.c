@@ -25,16 +25,11 @@
 #include "backend/catalog.h"
 #include "backend/store.h"
 #include "check.h"
+#include "store_util.h"
 
 static char top[256];
 static char dir[300];
 static unsigned ncase;
-
-static void fsck_line(void *arg, const char *line)
-{
-	(void)arg;
-	fprintf(stderr, "  fsck: %s\n", line);
-}
 
 /* A fresh store folder for each case. */
 static void new_dir(void)
@@ -44,17 +39,7 @@ static void new_dir(void)
 
 static struct cas_store *open_store(uint64_t pack_max)
 {
-	struct cas_options o = { .pack_max = pack_max, .threads = 2 };
-	struct cas_store *st = NULL;
-	char err[512];
-	int r = cas_store_open(dir, &o, &st, err, sizeof(err));
-
-	if (r < 0)
-		fprintf(stderr, "open %s: %s\n", dir, err);
-	CHECK_EQ(r, 0);
-	if (r < 0)
-		exit(1);
-	return st;
+	return store_open_in(dir, pack_max);
 }
 
 /* Content is a function of (seed, len): the model keeps no bytes. */
@@ -124,11 +109,6 @@ out:
 	free(want);
 	free(got);
 	return ok;
-}
-
-static int fsck_problems(struct cas_store *st)
-{
-	return cas_fsck(st, 0, fsck_line, NULL);
 }
 
 /*
@@ -300,18 +280,6 @@ static void test_delete_frees_space(void)
 	cas_store_close(st);
 }
 
-/* Runs sql on dir's catalog through a second connection (the store may be open). */
-static void cat_sql(const char *sql)
-{
-	char path[512];
-	sqlite3 *db;
-
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
 /* Count of files in dir/sub (0 if it does not exist). */
 static int count_files(const char *sub)
 {
@@ -346,7 +314,7 @@ static void test_gc_keeps_chunk_row_floor(const char *sql)
 	CHECK_EQ(put_file(st, "B", 42, 300u << 10), 0);
 	CHECK_EQ(put_file(st, "C", 43, 200u << 10), 0);
 	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "C", 0, NULL), 0);
-	cat_sql(sql);
+	catalog_sql(dir, sql);
 	CHECK(cas_gc(st) >= 0);
 	CHECK(file_is(st, "A", 41, 1200u << 10));
 	CHECK(file_is(st, "B", 42, 300u << 10));

@@ -18,28 +18,13 @@
 #include "backend/chunker.h"
 #include "backend/store.h"
 #include "check.h"
+#include "store_util.h"
 
 static char dir[256];
 
-static void fsck_line(void *arg, const char *line)
-{
-	int *n = arg;
-
-	fprintf(stderr, "  fsck: %s\n", line);
-	(*n)++;
-}
-
 static struct cas_store *open_store(uint64_t pack_max)
 {
-	struct cas_options o = { .pack_max = pack_max, .threads = 2 };
-	struct cas_store *st = NULL;
-	char err[512];
-	int r = cas_store_open(dir, &o, &st, err, sizeof(err));
-
-	if (r < 0)
-		fprintf(stderr, "open: %s\n", err);
-	CHECK_EQ(r, 0);
-	return st;
+	return store_open_in(dir, pack_max);
 }
 
 static uint64_t new_file(struct cas_store *st, const char *name)
@@ -115,13 +100,6 @@ static uint64_t unique_bytes(struct cas_store *st)
 
 	CHECK_EQ(cas_status(st, &s), 0);
 	return s.cat.unique_bytes;
-}
-
-static int fsck_problems(struct cas_store *st)
-{
-	int lines = 0;
-
-	return cas_fsck(st, 0, fsck_line, &lines);
 }
 
 static void test_write_read(void)
@@ -470,32 +448,15 @@ static void test_damage(void)
 static void test_refusals(void)
 {
 	struct cas_store *st = open_store(0), *st2 = NULL;
-	char err[512], path[512];
-	sqlite3 *db;
+	char err[512];
 
 	CHECK_EQ(cas_store_open(dir, NULL, &st2, err, sizeof(err)), -EBUSY);
 	CHECK(strstr(err, "already in use") != NULL);
 	cas_store_close(st);
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'format'",
-			      NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	catalog_sql(dir, "UPDATE meta SET value = '999' WHERE key = 'format'");
 	CHECK_EQ(cas_store_open(dir, NULL, &st2, err, sizeof(err)), -EPROTONOSUPPORT);
 	CHECK(strstr(err, "newer") != NULL);
 	CHECK(st2 == NULL);
-}
-
-/* Runs sql on the store's catalog (the store closed). */
-static void cat_sql(const char *sql)
-{
-	char path[512];
-	sqlite3 *db;
-
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
 }
 
 static off_t file_size(const char *path)
@@ -519,13 +480,13 @@ static void test_recover_keeps_chunk_rows(void)
 	cas_store_close(st);
 	newest_pack(path, sizeof(path));
 	size = file_size(path);
-	cat_sql("UPDATE packs SET size = 16");
+	catalog_sql(dir, "UPDATE packs SET size = 16");
 	st = open_store(0);
 	CHECK_EQ(file_size(path), size);
 	check_content(st, ino, d, len);
 	CHECK_EQ(fsck_problems(st), 0);
 	cas_store_close(st);
-	cat_sql("DELETE FROM packs");
+	catalog_sql(dir, "DELETE FROM packs");
 	st = open_store(0);
 	CHECK_EQ(file_size(path), size);
 	check_content(st, ino, d, len);
