@@ -20,17 +20,11 @@ useradd -M -r -s /bin/sh "$UB" || skip_all "useradd failed"
 # mktemp made the folder 0700: the users must reach the mount point.
 chmod 755 "$TEST_DIR"
 
-# as U CMD...: runs CMD as user U, with U's group and no other groups.
-as() {
-	as_u=$1; shift
-	setpriv --reuid="$as_u" --regid="$(id -g "$as_u")" --clear-groups "$@"
-}
-
 # expect_as U ERRNAME OP PATH: the operation, done by U, fails with exactly
 # that errno ("OK": succeeds).
 expect_as() {
 	ea_u=$1 ea_want=$2; shift 2
-	got=$(as "$ea_u" "$PY" "$MOUNT_HELPERS/errno.py" "$@") || { say "errno.py: $got"; return 1; }
+	got=$(run_as "$ea_u" "$PY" "$MOUNT_HELPERS/errno.py" "$@") || { say "errno.py: $got"; return 1; }
 	if [ "$got" != "$ea_want" ]; then
 		say "$ea_u: $*: expected $ea_want, got $got"
 		return 1
@@ -62,8 +56,8 @@ test_expect_success "any user makes a task; it is theirs and private" '
 	expect_as "$UA" OK mkdir "$MNT/paths/ta" &&
 	[ "$(stat -c "%U %a" "$MNT/paths/ta")" = "$UA 700" ] &&
 	echo "{\"prompt\": \"private words\", \"model\": \"echo\"}" |
-		as "$UA" tee "$MNT/paths/ta/task" >/dev/null &&
-	[ "$(as "$UA" timeout -s KILL 30 cat "$MNT/paths/ta/result")" = "private words" ]
+		run_as "$UA" tee "$MNT/paths/ta/task" >/dev/null &&
+	[ "$(run_as "$UA" timeout -s KILL 30 cat "$MNT/paths/ta/result")" = "private words" ]
 '
 
 test_expect_success "another user cannot read, write or remove it" '
@@ -77,12 +71,12 @@ test_expect_success "another user cannot read, write or remove it" '
 '
 
 test_expect_success "its owner may share it read-only with chmod" '
-	as "$UA" chmod 755 "$MNT/paths/ta" &&
-	as "$UB" cat "$MNT/paths/ta/task" | grep -q "private words" &&
+	run_as "$UA" chmod 755 "$MNT/paths/ta" &&
+	run_as "$UB" cat "$MNT/paths/ta/task" | grep -q "private words" &&
 	expect_as "$UB" EACCES open-write "$MNT/paths/ta/task" &&
-	! as "$UB" chmod 777 "$MNT/paths/ta" 2>/dev/null &&
+	! run_as "$UB" chmod 777 "$MNT/paths/ta" 2>/dev/null &&
 	[ "$(stat -c %a "$MNT/paths/ta")" = 755 ] &&
-	as "$UA" chmod 700 "$MNT/paths/ta" &&
+	run_as "$UA" chmod 700 "$MNT/paths/ta" &&
 	expect_as "$UB" EACCES read "$MNT/paths/ta/task"
 '
 
@@ -109,7 +103,7 @@ test_expect_success ".smip is refused to a user who cannot read every file" '
 
 test_expect_success ".smip is shown once every file is readable" '
 	chmod 755 "$MNT/models/m/sub" &&
-	as "$UA" cat "$MNT/models/m/.smip/manifest.json" | grep -q secret.bin
+	run_as "$UA" cat "$MNT/models/m/.smip/manifest.json" | grep -q secret.bin
 '
 
 test_expect_success "a remote without a users list is for root only" '
@@ -121,9 +115,9 @@ test_expect_success "a remote without a users list is for root only" '
 test_expect_success "a remote lets in the users it lists, and no one else" '
 	expect_as "$UA" EACCES open-read "$MNT/net/listed" &&
 	expect_as "$UA" EACCES stat "$MNT/net/listed/repo" &&
-	got=$(as "$UB" "$PY" "$MOUNT_HELPERS/errno.py" open-read "$MNT/net/listed") &&
+	got=$(run_as "$UB" "$PY" "$MOUNT_HELPERS/errno.py" open-read "$MNT/net/listed") &&
 	say "listed, as $UB: $got" && [ "$got" != EACCES ] &&
-	got=$(as "$UA" "$PY" "$MOUNT_HELPERS/errno.py" open-read "$MNT/net/open") &&
+	got=$(run_as "$UA" "$PY" "$MOUNT_HELPERS/errno.py" open-read "$MNT/net/open") &&
 	say "open, as $UA: $got" && [ "$got" != EACCES ]
 '
 

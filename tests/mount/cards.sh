@@ -23,30 +23,6 @@ UID_U=$(id -u "$U")
 # lib.sh's cleanup, after the throwaway user and the output folder go.
 trap 'rc_=$?; userdel "$U" 2>/dev/null; [ -n "$OUT" ] && rm -rf "$OUT"; (exit $rc_); cleanup' EXIT
 
-# A stand-in chat endpoint that records every Authorization header it gets.
-cat >"$TEST_DIR/listen.py" <<'EOF'
-import http.server, json, sys
-log, portfile = sys.argv[1], sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with open(log, "a") as f:
-            f.write("auth=%s\n" % self.headers.get("Authorization"))
-        body = json.dumps({"choices": [{"index": 0, "message": {
-            "role": "assistant", "content": "pong"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-open(portfile + ".tmp", "w").write(str(s.server_address[1]))
-import os; os.rename(portfile + ".tmp", portfile)
-s.serve_forever()
-EOF
-
 # run_task NAME MODEL: submits a one-step task pinned to MODEL and waits for
 # its end; its status lands in $TEST_DIR/NAME.status.
 run_task() {
@@ -67,7 +43,7 @@ card_dir() {
 test_expect_success 'set up: a root-only key, an endpoint, the user folders' '
 	OUT=$(mktemp -d /tmp/llmfs-cards-out.XXXXXX) && chmod 1777 "$OUT" &&
 	printf "%s\n" "$SECRET" >"$TEST_DIR/key" && chmod 600 "$TEST_DIR/key" &&
-	spawn listen python3 "$TEST_DIR/listen.py" "$TEST_DIR/auth.log" "$TEST_DIR/port" &&
+	spawn listen python3 "$MOUNT_HELPERS/chat_stub.py" "$TEST_DIR/auth.log" "$TEST_DIR/port" &&
 	wait_for 20 "[ -f \"$TEST_DIR/port\" ]" &&
 	PORT=$(cat "$TEST_DIR/port") &&
 	CMD="{\"command\": [\"sh\", \"-c\", \"id -u >$OUT/\$0.uid; cat\", \"X\"]}" &&

@@ -388,6 +388,13 @@ expect_errno() {
 	fi
 }
 
+# run_as USER CMD...: runs CMD as USER (a name or uid) with USER's own
+# group and no supplementary groups (needs setpriv: require_cmd setpriv).
+run_as() {
+	ra_u=$1; shift
+	setpriv --reuid="$ra_u" --regid="$(id -g "$ra_u")" --clear-groups "$@"
+}
+
 # status_get KEY: the value of KEY in .llmfs/status.
 status_get() {
 	v=$(sed -n "s/^$1: *//p" "$MNT/.llmfs/status")

@@ -22,34 +22,7 @@ trap 'rc_=$?; userdel "$U" 2>/dev/null; [ -n "$OUT" ] && rm -rf "$OUT"; (exit $r
 
 # as_user CMD...: runs CMD as the throwaway user, with no supplementary
 # groups.
-as_user() {
-	setpriv --reuid "$UID_U" --regid "$GID_U" --clear-groups "$@"
-}
-
-# A stand-in chat endpoint that logs the model asked for and the prompt.
-cat >"$TEST_DIR/listen.py" <<'EOF'
-import http.server, json, sys
-log, portfile = sys.argv[1], sys.argv[2]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        with open(log, "a") as f:
-            f.write("model=%s prompt=%s\n" % (req.get("model"),
-                    req["messages"][-1]["content"].replace("\n", " ")))
-        body = json.dumps({"choices": [{"index": 0, "message": {
-            "role": "assistant", "content": "pong"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-open(portfile + ".tmp", "w").write(str(s.server_address[1]))
-import os; os.rename(portfile + ".tmp", portfile)
-s.serve_forever()
-EOF
+as_user() { run_as "$U" "$@"; }
 
 # run_task WHO NAME JSON: WHO (root or user) makes task NAME, writes JSON
 # and waits for its end; the status lands in $TEST_DIR/NAME.status.
@@ -67,7 +40,7 @@ status_is() { [ "$(cat "$TEST_DIR/$1.status")" = "$2" ]; }
 
 test_expect_success 'set up: an endpoint, root'"'"'s card, the user'"'"'s cheap card' '
 	OUT=$(mktemp -d /tmp/llmfs-tasks-out.XXXXXX) && chmod 1777 "$OUT" &&
-	spawn listen python3 "$TEST_DIR/listen.py" "$TEST_DIR/calls.log" "$TEST_DIR/port" &&
+	spawn listen python3 "$MOUNT_HELPERS/chat_stub.py" "$TEST_DIR/calls.log" "$TEST_DIR/port" &&
 	wait_for 20 "[ -f \"$TEST_DIR/port\" ]" &&
 	PORT=$(cat "$TEST_DIR/port") &&
 	daemon_start &&
