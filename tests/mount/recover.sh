@@ -30,6 +30,17 @@ pack_sizes() {
 	(cd "$STORE/packs" && for p in *.pack; do echo "$p $(stat -c %s "$p")"; done)
 }
 
+# mount_cuts_nothing: a mount leaves every pack the size sizes.before
+# says and both models whole; fsck finds nothing after it.
+mount_cuts_nothing() {
+	daemon_start &&
+	pack_sizes >"$TEST_DIR/sizes.after" &&
+	diff "$TEST_DIR/sizes.before" "$TEST_DIR/sizes.after" &&
+	same_tree "$SRC/A" "$M/A" && same_tree "$SRC/B" "$M/B" &&
+	daemon_stop &&
+	fsck_is 0
+}
+
 # mount_refused: the daemon exits non-zero without mounting; its stderr
 # lands in $TEST_DIR/refused.log.
 mount_refused() {
@@ -57,23 +68,13 @@ test_expect_success 'set up: two models, then unmount' '
 test_expect_success 'a lowered packs row: the next mount cuts nothing' '
 	pack_sizes >"$TEST_DIR/sizes.before" &&
 	sqlite3 "$STORE/catalog.db" "UPDATE packs SET size = 16" &&
-	daemon_start &&
-	pack_sizes >"$TEST_DIR/sizes.after" &&
-	diff "$TEST_DIR/sizes.before" "$TEST_DIR/sizes.after" &&
-	same_tree "$SRC/A" "$M/A" && same_tree "$SRC/B" "$M/B" &&
-	daemon_stop &&
-	fsck_is 0
+	mount_cuts_nothing
 '
 
 test_expect_success 'a lost packs row: fsck reports it, the mount restores it and cuts nothing' '
 	sqlite3 "$STORE/catalog.db" "DELETE FROM packs" &&
 	fsck_is 1 && grep -q "chunk records but no pack row" "$TEST_DIR/fsck.out" &&
-	daemon_start &&
-	pack_sizes >"$TEST_DIR/sizes.after" &&
-	diff "$TEST_DIR/sizes.before" "$TEST_DIR/sizes.after" &&
-	same_tree "$SRC/A" "$M/A" && same_tree "$SRC/B" "$M/B" &&
-	daemon_stop &&
-	fsck_is 0
+	mount_cuts_nothing
 '
 
 test_expect_success 'an unknown pack is moved to quarantine/, not deleted' '

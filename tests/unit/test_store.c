@@ -473,25 +473,26 @@ static void test_recover_keeps_chunk_rows(void)
 	size_t len = 1u << 20;
 	uint8_t *d = make_data(len, 21);
 	uint64_t ino = new_file(st, "kept");
+	static const char *const damage[] = {
+		"UPDATE packs SET size = 16",
+		"DELETE FROM packs",
+	};
 	char path[512];
 	off_t size;
+	size_t i;
 
 	write_file(st, ino, d, len, len);
 	cas_store_close(st);
 	newest_pack(path, sizeof(path));
 	size = file_size(path);
-	catalog_sql(dir, "UPDATE packs SET size = 16");
-	st = open_store(0);
-	CHECK_EQ(file_size(path), size);
-	check_content(st, ino, d, len);
-	CHECK_EQ(fsck_problems(st), 0);
-	cas_store_close(st);
-	catalog_sql(dir, "DELETE FROM packs");
-	st = open_store(0);
-	CHECK_EQ(file_size(path), size);
-	check_content(st, ino, d, len);
-	CHECK_EQ(fsck_problems(st), 0);
-	cas_store_close(st);
+	for (i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+		catalog_sql(dir, damage[i]);
+		st = open_store(0);
+		CHECK_EQ(file_size(path), size);
+		check_content(st, ino, d, len);
+		CHECK_EQ(fsck_problems(st), 0);
+		cas_store_close(st);
+	}
 	free(d);
 }
 
