@@ -772,9 +772,47 @@ int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
 	return step_done(s);
 }
 
+static void dead_key(uint32_t pack, char *buf, size_t len)
+{
+	snprintf(buf, len, "dead_pack.%u", pack);
+}
+
 int cat_pack_delete(struct cat *c, uint32_t pack)
 {
-	return ino_stmt(c, S_PACK_DEL, pack);
+	char key[32];
+	int r = ino_stmt(c, S_PACK_DEL, pack);
+
+	if (r < 0)
+		return r;
+	dead_key(pack, key, sizeof(key));
+	return cat_meta_set_u64(c, key, 1);
+}
+
+int cat_pack_dead(struct cat *c, uint32_t pack)
+{
+	char key[32];
+	uint64_t v;
+	int r;
+
+	dead_key(pack, key, sizeof(key));
+	r = cat_meta_get_u64(c, key, &v);
+	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+}
+
+int cat_pack_dead_clear(struct cat *c, uint32_t pack)
+{
+	sqlite3_stmt *s;
+	char key[32];
+	int rc;
+
+	dead_key(pack, key, sizeof(key));
+	rc = sqlite3_prepare_v2(c->db, "DELETE FROM meta WHERE key = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
 }
 
 /*
@@ -1175,4 +1213,30 @@ int cat_is_empty(struct cat *c)
 			      " (SELECT count(*) FROM packs)", v, 2);
 
 	return r < 0 ? r : v[0] == 0 && v[1] == 0;
+}
+
+int cat_meta_get_u64(struct cat *c, const char *key, uint64_t *ret)
+{
+	long long v;
+	int r = meta_get_int(c, key, &v);
+
+	if (r == 0)
+		*ret = (uint64_t)v;
+	return r;
+}
+
+int cat_meta_set_u64(struct cat *c, const char *key, uint64_t v)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return cat_errno(rc);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)v);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
 }

@@ -135,7 +135,17 @@ int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 /* Sets a pack's committed size (and adds live_delta), creating its row. */
 int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
 		    int64_t live_delta);
+/*
+ * Deletes a pack's row and, in the same transaction, marks the pack dead
+ * (a meta row "dead_pack.ID"): its file is unlinked after the commit, and
+ * a crash in between leaves a file that recovery may remove, not one it
+ * must set aside as of unknown worth.
+ */
 int cat_pack_delete(struct cat *c, uint32_t pack);
+/* 1 if pack was marked dead by cat_pack_delete(), 0 if not, or -errno. */
+int cat_pack_dead(struct cat *c, uint32_t pack);
+/* Drops the mark once the file is gone. */
+int cat_pack_dead_clear(struct cat *c, uint32_t pack);
 /* Fills the arrays (malloc()ed) with every pack row; returns the count. */
 int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
 	      uint64_t **ret_live);
@@ -170,6 +180,10 @@ int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
 int cat_reindex(struct cat *c);
 /* 1 if the catalog has no chunk and no pack row, 0 if it has, or -errno. */
 int cat_is_empty(struct cat *c);
+/* A number kept in the meta table: 0, -ENOENT if it is not there, or -errno. */
+int cat_meta_get_u64(struct cat *c, const char *key, uint64_t *ret);
+/* Sets it, in a transaction of its own. */
+int cat_meta_set_u64(struct cat *c, const char *key, uint64_t v);
 
 /*
  * File snapshots: the inodes table (names, modes, owners, sizes, SHA-256s

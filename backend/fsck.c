@@ -282,7 +282,7 @@ static int check_packs(struct fsck *f)
 	struct cas_store *st = f->st;
 	uint32_t *ids = NULL, *disk = NULL, *cp = NULL;
 	uint64_t *sizes = NULL, *live = NULL, *count = NULL, *ends = NULL, *clive = NULL;
-	char q[4096], name[64];
+	char name[64];
 	int n, nd, nc, i, j, r = 0;
 	size_t k;
 
@@ -347,20 +347,26 @@ static int check_packs(struct fsck *f)
 		if (r < 0)
 			goto out;
 	}
-	snprintf(q, sizeof(q), "%s/quarantine", st->dir);
 	for (j = 0; j < nd; j++) {
 		if (find_id(ids, n, disk[j]) < n || find_id(cp, nc, disk[j]) < nc ||
 		    disk[j] == pack_current(st->packs))
 			continue;
 		if (f->repair) {
-			r = pack_quarantine(st->packs, disk[j], q, name, sizeof(name));
-			report(f, "pack %u is not in the catalog: moved to quarantine/%s",
-			       disk[j], r == 0 ? name : strerror(-r));
+			name[0] = '\0';
+			r = store_pack_set_aside(st, disk[j], name, sizeof(name));
+			if (r == 0)
+				report(f, "pack %u is not in the catalog: removed (it holds"
+					  " nothing committed)", disk[j]);
+			else
+				report(f, "pack %u is not in the catalog: moved to quarantine/%s",
+				       disk[j], r > 0 ? name : strerror(-r));
 			if (r < 0)
 				goto out;
+			r = 0;
 		} else {
 			report(f, "pack %u is not in the catalog (crash residue, or data whose"
-				  " rows are lost): the next start sets it aside in quarantine/",
+				  " rows are lost): the next start removes it if it provably"
+				  " holds nothing committed, else sets it aside in quarantine/",
 			       disk[j]);
 			f->residue++;
 		}

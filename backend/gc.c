@@ -316,8 +316,13 @@ static void give_back(struct cas_store *st, const struct dead_acc *a,
 	for (i = 0; i < ngone; i++)
 		pack_remove(st->packs, gone[i]);
 	pthread_rwlock_unlock(&st->gc_lock);
-	if (ngone)
-		pack_set_sync(st->packs);
+	if (!ngone || pack_set_sync(st->packs) < 0)
+		return;
+	/* The files are gone for good: their marks (cat_pack_delete()) go too. */
+	pthread_mutex_lock(&st->lock);
+	for (i = 0; i < ngone; i++)
+		cat_pack_dead_clear(st->cat, gone[i]);
+	pthread_mutex_unlock(&st->lock);
 }
 
 int64_t cas_gc(struct cas_store *st)

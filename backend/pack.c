@@ -26,6 +26,7 @@ struct pack_set {
 	int *fds;      /* indexed by pack id; -1 when not open */
 	uint8_t *dirty; /* appended since the last sync */
 	uint8_t *badhdr; /* the 16-byte header is not what pack_header() writes */
+	uint8_t *fresh;  /* the header says no commit has named the pack yet */
 	uint32_t nfds;
 	uint32_t cur;
 	uint64_t cur_size;
@@ -109,6 +110,7 @@ void pack_set_free(struct pack_set *ps)
 	free(ps->fds);
 	free(ps->dirty);
 	free(ps->badhdr);
+	free(ps->fresh);
 	close(ps->dirfd);
 	pthread_mutex_destroy(&ps->lock);
 	free(ps);
@@ -118,7 +120,7 @@ static int grow_table(struct pack_set *ps, uint32_t id)
 {
 	uint32_t n = ps->nfds, i;
 	int *fds;
-	uint8_t *dirty, *badhdr;
+	uint8_t *dirty, *badhdr, *fresh;
 
 	if (id < n)
 		return 0;
@@ -135,10 +137,15 @@ static int grow_table(struct pack_set *ps, uint32_t id)
 	if (!badhdr)
 		return -ENOMEM;
 	ps->badhdr = badhdr;
+	fresh = realloc(ps->fresh, n);
+	if (!fresh)
+		return -ENOMEM;
+	ps->fresh = fresh;
 	for (i = ps->nfds; i < n; i++) {
 		fds[i] = -1;
 		dirty[i] = 0;
 		badhdr[i] = 0;
+		fresh[i] = 0;
 	}
 	ps->nfds = n;
 	return 0;
@@ -163,6 +170,7 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		if (fd < 0)
 			return -errno;
 		pack_header(hdr);
+		hdr[PACK_FRESH_OFF] = 1;
 		if (pwrite(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 			r = errno ? -errno : -EIO;
 			close(fd);
@@ -171,6 +179,7 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		}
 		ps->dirty[id] = 1;
 		ps->dir_dirty = 1;
+		ps->fresh[id] = 1;
 	} else if (fd < 0) {
 		return -errno;
 	} else {
@@ -184,8 +193,13 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		 * format comes with a newer catalog format, refused there.)
 		 */
 		pack_header(want);
-		ps->badhdr[id] = pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr) ||
-				 memcmp(hdr, want, sizeof(hdr)) != 0;
+		if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
+			ps->badhdr[id] = 1;
+		} else {
+			ps->fresh[id] = hdr[PACK_FRESH_OFF] == 1;
+			want[PACK_FRESH_OFF] = hdr[PACK_FRESH_OFF] == 1;
+			ps->badhdr[id] = memcmp(hdr, want, sizeof(hdr)) != 0;
+		}
 	}
 	ps->fds[id] = fd;
 	return fd;
@@ -673,5 +687,35 @@ int pack_scan(struct pack_set *ps, uint32_t id,
 	}
 	if (ret_end)
 		*ret_end = end;
+	return r;
+}
+
+int pack_mark_committed(struct pack_set *ps, uint32_t id)
+{
+	uint8_t zero = 0;
+	int fd, r = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	if (fd < 0) {
+		r = fd;
+	} else if (ps->fresh[id]) {
+		if (pwrite(fd, &zero, 1, PACK_FRESH_OFF) != 1 || fdatasync(fd) < 0)
+			r = errno ? -errno : -EIO;
+		else
+			ps->fresh[id] = 0;
+	}
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+int pack_is_fresh(struct pack_set *ps, uint32_t id)
+{
+	int fd, r;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	r = fd < 0 ? fd : ps->fresh[id];
+	pthread_mutex_unlock(&ps->lock);
 	return r;
 }

@@ -25,6 +25,13 @@
 
 #define PACK_HEADER_LEN 16
 #define PACK_REC_LEN 32
+/*
+ * Header byte 12: 1 while no commit has named the pack (set when the pack
+ * is made, cleared, durably, by the first commit that records its size),
+ * so that recovery can tell a pack a crashed writer started, which holds
+ * nothing committed, from one whose catalog rows were lost.
+ */
+#define PACK_FRESH_OFF 12
 
 struct pack_set;
 
@@ -116,6 +123,15 @@ int pack_header_repair(struct pack_set *ps, uint32_t id);
  */
 int pack_quarantine(struct pack_set *ps, uint32_t id, const char *qdir,
 		    char *ret_name, size_t namelen);
+
+/*
+ * Clears pack id's fresh mark (PACK_FRESH_OFF) and makes that durable;
+ * does nothing for a pack already committed.  Called before a catalog
+ * transaction records the pack's size.
+ */
+int pack_mark_committed(struct pack_set *ps, uint32_t id);
+/* 1 if pack id still carries its fresh mark, 0 if not, or -errno. */
+int pack_is_fresh(struct pack_set *ps, uint32_t id);
 
 /* Deletes pack id from disk. */
 int pack_remove(struct pack_set *ps, uint32_t id);

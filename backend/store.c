@@ -217,7 +217,9 @@ int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
 	for (i = 0; r == 0 && i < n; i++) {
 		int64_t ps = pack_size(st->packs, v[i].pack);
 
-		r = ps < 0 ? (int)ps : cat_pack_update(st->cat, v[i].pack, ps, v[i].live);
+		r = ps < 0 ? (int)ps : pack_mark_committed(st->packs, v[i].pack);
+		if (r == 0)
+			r = cat_pack_update(st->cat, v[i].pack, ps, v[i].live);
 	}
 	return r;
 }
@@ -327,30 +329,40 @@ static void raise_pack_rows(struct cas_store *st, const uint32_t *ids,
 
 /*
  * A pack file that no row of the catalog knows (no packs row, no chunk
- * row pointing into it).  A pack of no more than a header holds nothing,
- * and one this process made holds only a writer's uncommitted appends:
- * every commit records the row of each pack it put records in, in the
- * same transaction, and a row is deleted only in the transaction that
- * leaves no chunk row in its pack; both are removed (the current pack is
- * cut back to its header instead).  Any other is set aside in quarantine/,
- * never deleted: its catalog rows may be lost, and only llmfs-fsck
- * --rebuild (or a person) can tell.  A current pack this process did not
- * make is left alone (cas_store_open() never makes one current).
+ * row pointing into it).  It provably holds nothing committed, and is
+ * removed, when it is no more than a header; when a collection marked it
+ * dead and stopped before its unlink (cat_pack_delete()); or when this
+ * process made it or its header still carries the fresh mark (pack.h),
+ * since the first commit that names a pack clears that mark before the
+ * transaction that records the pack's row.  Such packs are what crashed
+ * writers leave, and removing them keeps crash after crash from filling
+ * quarantine/ (the current pack is cut back to its header instead).  Any
+ * other is set aside in quarantine/, never deleted: its catalog rows may
+ * be lost, and only llmfs-fsck --rebuild (or a person) can tell.  A
+ * current pack this process did not make is left alone (cas_store_open()
+ * never makes one current).
  */
-static int set_aside(struct cas_store *st, uint32_t id)
+int store_pack_set_aside(struct cas_store *st, uint32_t id, char *ret_name,
+			 size_t namelen)
 {
 	char q[4096];
 	int64_t s = pack_size(st->packs, id);
-	int mine = id >= st->made_from;
+	int mine = id >= st->made_from || pack_is_fresh(st->packs, id) == 1;
+	int dead = cat_pack_dead(st->cat, id) > 0, r;
 
 	/* At open, recovery runs before any pack is current. */
 	if (st->made_from != UINT32_MAX && id == pack_current(st->packs))
 		return mine && s > PACK_HEADER_LEN ?
 			pack_truncate(st->packs, id, PACK_HEADER_LEN) : 0;
-	if ((s >= 0 && s <= PACK_HEADER_LEN) || mine)
-		return pack_remove(st->packs, id);
+	if ((s >= 0 && s <= PACK_HEADER_LEN) || mine || dead) {
+		r = pack_remove(st->packs, id);
+		if (r == 0 && dead)
+			cat_pack_dead_clear(st->cat, id);
+		return r < 0 ? r : 0;
+	}
 	snprintf(q, sizeof(q), "%s/quarantine", st->dir);
-	return pack_quarantine(st->packs, id, q, NULL, 0);
+	r = pack_quarantine(st->packs, id, q, ret_name, namelen);
+	return r < 0 ? r : 1;
 }
 
 /*
@@ -427,7 +439,7 @@ int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 	}
 	for (j = 0; j < nd; j++)
 		if (find_id(ids, n, disk[j]) == n && find_id(cp, nc, disk[j]) == nc)
-			set_aside(st, disk[j]);
+			store_pack_set_aside(st, disk[j], NULL, 0);
 out:
 	store_pack_rows_free(ids, sizes, live, cp, ends, clive);
 	free(disk);

@@ -95,6 +95,16 @@ void store_pack_rows_free(uint32_t *ids, uint64_t *sizes, uint64_t *live,
  */
 int store_packs_trim(struct cas_store *st, char *err, size_t errlen);
 
+/*
+ * A pack file no catalog row knows: removed when it provably holds nothing
+ * committed (no more than a header, marked dead by a collection, or made
+ * by this process or the one before it), else moved into quarantine/
+ * (its name there in ret_name if set).  Returns 0 if removed, 1 if set
+ * aside, or -errno.  Lock held.
+ */
+int store_pack_set_aside(struct cas_store *st, uint32_t id, char *ret_name,
+			 size_t namelen);
+
 /* Re-creates the reserve of spare blocks if it was given back. */
 void store_reserve_make(struct cas_store *st);
 

@@ -887,9 +887,21 @@ class Torture:
             self.run_fsck(fsck, crashed=(how == "KILL" or bool(self.pending)))
         self.daemon.start()
         self.stats["remounts"] += 1
+        self.check_quarantine(how)
         self.verify("remount after %s" % how)
         if self.args.users:
             self.check_access()
+
+    def check_quarantine(self, how):
+        """Crashes abandon packs (a writer's new pack, never committed):
+        recovery removes them.  quarantine/ is for packs whose catalog rows
+        were lost, which never happens here; packs piling up there would
+        fill the disk, crash after crash."""
+        q = os.path.join(self.store, "quarantine")
+        kept = sorted(os.listdir(q)) if os.path.isdir(q) else []
+        if kept:
+            raise Failure("after %s, %d packs were set aside in quarantine/ though no "
+                          "catalog row was lost: %s" % (how, len(kept), " ".join(kept[:8])))
 
     def run_fsck(self, mode, crashed):
         """Plain fsck must find a cleanly stopped store sound (exit 0);
@@ -1022,6 +1034,7 @@ class Torture:
             self.run_fsck(fsck, crashed=True)
         self.daemon.start()
         self.stats["remounts"] += 1
+        self.check_quarantine(how)
         self.verify("remount after %s" % how)
         if self.args.users:
             self.check_access()
