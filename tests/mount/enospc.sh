@@ -8,12 +8,8 @@
 
 SRC=$TEST_DIR/src
 M=$MNT/models
-SMALL=$TEST_DIR/small
 
-mkdir -p "$SMALL"
-mount -t tmpfs -o size=20m llmfs-test "$SMALL" 2>/dev/null ||
-	skip_all "cannot mount a tmpfs"
-STORE=$SMALL/store
+small_store 20m || skip_all "cannot mount a tmpfs"
 
 # The daemon's own report of the failed write is expected.
 ALLOWED_ERRORS='No space left on device'

@@ -10,12 +10,8 @@
 
 SRC=$TEST_DIR/src
 M=$MNT/models
-SMALL=$TEST_DIR/small
 
-mkdir -p "$SMALL"
-mount -t tmpfs -o size=40m llmfs-test "$SMALL" 2>/dev/null ||
-	skip_all "cannot mount a tmpfs"
-STORE=$SMALL/store
+small_store 40m || skip_all "cannot mount a tmpfs"
 
 # gc_get KEY: the value of KEY in .llmfs/gc.
 gc_get() {

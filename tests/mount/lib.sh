@@ -462,3 +462,13 @@ fsck_store() {
 	check_log "$TEST_DIR/fsck.out" || FSCK_STATUS=99
 	return 0
 }
+
+# small_store SIZE: a store on a tmpfs of SIZE (e.g. 40m) at $TEST_DIR/small,
+# for tests of a full disk; sets SMALL and STORE.  Returns 1 where no tmpfs
+# can be mounted.  The EXIT trap unmounts it with the rest of $TEST_DIR.
+small_store() {
+	SMALL=$TEST_DIR/small
+	mkdir -p "$SMALL" &&
+	mount -t tmpfs -o size="$1" llmfs-test "$SMALL" 2>/dev/null || return 1
+	STORE=$SMALL/store
+}

@@ -257,10 +257,7 @@ test_expect_success 'a damaged catalog index: reported (exit 1), rebuilt by --re
 '
 
 test_expect_success 'a full disk: the daemon starts, and a delete makes room' '
-	SMALL=$TEST_DIR/small && mkdir -p "$SMALL" &&
-	{ mount -t tmpfs -o size=24m llmfs-rec "$SMALL" 2>/dev/null ||
-	  { echo "# cannot mount a tmpfs: not checked"; return 0; }; } &&
-	STORE=$SMALL/store &&
+	{ small_store 24m || { echo "# cannot mount a tmpfs: not checked"; return 0; }; } &&
 	daemon_start && mkdir "$M/m" &&
 	head -c 6000000 /dev/urandom >"$TEST_DIR/big.bin" &&
 	cp "$TEST_DIR/big.bin" "$SRC/A/model.safetensors" "$M/m/" &&
