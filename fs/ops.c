@@ -1888,7 +1888,10 @@ static void *gc_main(void *arg)
 		if (freed < 0 && freed != -EBUSY)
 			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
 			       strerror((int)-freed));
-		cas_snapshot(fs->st); /* the files as they are now, for --rebuild */
+		/* The files as they are now, for --rebuild: after a collection
+		 * that ran, not at each retry while a writer holds it off. */
+		if (freed != -EBUSY)
+			cas_snapshot(fs->st);
 		pthread_mutex_lock(&fs->lock);
 		/* A file open for writing (or a requested run) holds it off: again later. */
 		if (freed == -EBUSY)
