@@ -224,6 +224,9 @@ static int have_room(struct cas_store *st, uint64_t bytes)
 
 	if (statvfs(st->dir, &sv) < 0)
 		return 1; /* let the append say */
+	/* A given-back reserve's room is for deletes (store_append_room()). */
+	if (__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE))
+		bytes += RESERVE_MAX;
 	return (uint64_t)sv.f_bavail * sv.f_frsize >= bytes + GC_ROOM_SPARE;
 }
 

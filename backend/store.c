@@ -21,7 +21,6 @@
 #include "backend/store_i.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
-#define RESERVE_MAX (8u << 20)
 #define CACHE_SLOTS 64
 /* Reads ahead of the hashed prefix kept for the whole-file check. */
 #define VERIFY_PIECES 16
@@ -262,31 +261,48 @@ static int delete_inode_locked(struct cas_store *st, uint64_t ino)
 /*
  * A file of spare blocks, given back when a full disk refuses the catalog
  * the few pages a delete needs: deleting is how a full store makes room.
- * 1% of the disk, at most 8 MiB; best effort.
+ * 1% of the disk, at most 8 MiB; best effort.  While it is given back,
+ * appends do not take its room (store_append_room()): they make it again
+ * first, or fail, so the next delete finds the blocks it needs.
  */
-void store_reserve_make(struct cas_store *st)
+int store_reserve_make(struct cas_store *st)
 {
 	struct statvfs sv;
 	uint64_t size;
-	int fd;
+	int fd, r = 0;
 
 	if (statvfs(st->dir, &sv) < 0)
-		return;
+		return 0; /* let the append say */
 	size = (uint64_t)sv.f_blocks * sv.f_frsize / 100;
 	if (size > RESERVE_MAX)
 		size = RESERVE_MAX;
+	pthread_mutex_lock(&st->reserve_lock);
 	fd = openat(st->tmpfd, "../reserve", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	if (posix_fallocate(fd, 0, (off_t)size) != 0)
-		unlinkat(st->tmpfd, "../reserve", 0);
-	close(fd);
+	if (fd < 0) {
+		r = errno == EEXIST ? 0 : -errno;
+	} else {
+		r = -posix_fallocate(fd, 0, (off_t)size);
+		if (r < 0)
+			unlinkat(st->tmpfd, "../reserve", 0);
+		close(fd);
+	}
+	__atomic_store_n(&st->reserve_gone, r < 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&st->reserve_lock);
+	return r == -EDQUOT ? -ENOSPC : r;
 }
 
-/* 0 if there was a reserve to give back. */
-static int reserve_release(struct cas_store *st)
+int store_append_room(struct cas_store *st)
 {
-	return unlinkat(st->tmpfd, "../reserve", 0) < 0 ? -errno : 0;
+	if (!__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE))
+		return 0;
+	return store_reserve_make(st);
+}
+
+/* Gives the reserve back (if there is one); appends stay off its blocks. */
+static void reserve_drop(struct cas_store *st)
+{
+	unlinkat(st->tmpfd, "../reserve", 0);
+	__atomic_store_n(&st->reserve_gone, 1, __ATOMIC_RELEASE);
 }
 
 /* Index of id in v[0..n), or n. */
@@ -680,6 +696,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	st->pack_max = o.pack_max;
 	pthread_rwlock_init(&st->gc_lock, NULL);
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->reserve_lock, NULL);
 	r = pthread_key_create(&st->tls, worker_ctx_free);
 	if (r) {
 		free(st);
@@ -722,7 +739,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	 * and files can be deleted.
 	 */
 	if (!o.no_recovery && disk_short(st))
-		reserve_release(st);
+		reserve_drop(st);
 	snprintf(path, sizeof(path), "%s/catalog.db", st->dir);
 	if (o.rebuild)
 		r = catalog_set_aside(st, err, errlen);
@@ -807,8 +824,11 @@ void cas_store_close(struct cas_store *st)
 	pool_free(st->sha_pool);
 	if (st->packs)
 		pack_set_sync(st->packs);
-	if (st->snap_on_close && st->cat)
+	if (st->snap_on_close && st->cat) {
 		cas_snapshot(st);
+		/* The next start on a full disk needs it to open the catalog. */
+		store_reserve_make(st);
+	}
 	pack_set_free(st->packs);
 	cat_close(st->cat);
 	ccache_free(st->cache);
@@ -822,6 +842,7 @@ void cas_store_close(struct cas_store *st)
 		close(st->lockfd);
 	pthread_rwlock_destroy(&st->gc_lock);
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->reserve_lock);
 	free(st->dir);
 	free(st);
 }
@@ -869,6 +890,22 @@ int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
 		pthread_mutex_unlock(&(st)->lock);   \
 	} while (0)
 
+/*
+ * IN_TXN for deletes: on a full disk the reserve is given back and the
+ * transaction tried once more, holding the reserve's lock so that no
+ * append makes the reserve again (taking the blocks) in between.
+ */
+#define IN_TXN_MAKING_ROOM(st, r, body)                    \
+	do {                                               \
+		IN_TXN(st, r, body);                       \
+		if ((r) == -ENOSPC) {                      \
+			pthread_mutex_lock(&(st)->reserve_lock); \
+			reserve_drop(st);                  \
+			IN_TXN(st, r, body);               \
+			pthread_mutex_unlock(&(st)->reserve_lock); \
+		}                                          \
+	} while (0)
+
 static int check_parent(struct cas_store *st, uint64_t parent)
 {
 	struct cat_attr p;
@@ -898,10 +935,9 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep, uint64_t *ret_ino)
 {
 	struct cat_attr a;
-	int r, tries = 0;
+	int r;
 
-again:
-	IN_TXN(st, r, {
+	IN_TXN_MAKING_ROOM(st, r, {
 		r = cat_lookup(st->cat, parent, name, &a);
 		if (r == 0 && S_ISDIR(a.mode))
 			r = -EISDIR;
@@ -909,8 +945,6 @@ again:
 			r = keep ? cat_orphan(st->cat, a.ino)
 				 : delete_inode_locked(st, a.ino);
 	});
-	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
-		goto again;
 	if (r == 0 && ret_ino)
 		*ret_ino = a.ino;
 	return r;
@@ -919,10 +953,9 @@ again:
 int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name)
 {
 	struct cat_attr a;
-	int r, tries = 0;
+	int r;
 
-again:
-	IN_TXN(st, r, {
+	IN_TXN_MAKING_ROOM(st, r, {
 		r = cat_lookup(st->cat, parent, name, &a);
 		if (r == 0 && !S_ISDIR(a.mode))
 			r = -ENOTDIR;
@@ -933,8 +966,6 @@ again:
 		if (r == 0)
 			r = cat_delete(st->cat, a.ino);
 	});
-	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
-		goto again;
 	return r;
 }
 
@@ -1008,15 +1039,12 @@ int cas_rename(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep_replaced, uint64_t *ret_replaced)
 {
 	uint64_t replaced = 0;
-	int r, tries = 0;
+	int r;
 
-again:
-	IN_TXN(st, r, {
+	IN_TXN_MAKING_ROOM(st, r, {
 		r = rename_locked(st, parent, name, newparent, newname, noreplace,
 				  keep_replaced, &replaced);
 	});
-	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
-		goto again;
 	if (ret_replaced)
 		*ret_replaced = r == 0 ? replaced : 0;
 	return r;
@@ -1043,18 +1071,15 @@ int cas_readlink(struct cas_store *st, uint64_t ino, char **ret)
 int cas_release_orphan(struct cas_store *st, uint64_t ino)
 {
 	struct cat_attr a;
-	int r, tries = 0;
+	int r;
 
-again:
-	IN_TXN(st, r, {
+	IN_TXN_MAKING_ROOM(st, r, {
 		r = cat_get(st->cat, ino, &a);
 		if (r == 0 && a.nlink == 0)
 			r = delete_inode_locked(st, ino);
 		else if (r == -ENOENT)
 			r = 0;
 	});
-	if (r == -ENOSPC && !tries++ && reserve_release(st) == 0)
-		goto again;
 	return r;
 }
 

@@ -15,6 +15,9 @@
 #include "backend/pool.h"
 #include "backend/store.h"
 
+/* The reserve of spare blocks for deletes: 1% of the disk, at most this. */
+#define RESERVE_MAX (8u << 20)
+
 /* One chunk-list entry, as stored in the inodes.chunks blob (20 bytes). */
 #define CHUNK_ENTRY_LEN (CAS_ID_LEN + 4)
 
@@ -37,6 +40,8 @@ struct cas_store {
 				    * by this process (UINT32_MAX in recovery) */
 	int gc_busy;               /* a collection runs (cas_gc()) */
 	int snap_on_close;         /* opened with recovery: snapshot at close */
+	pthread_mutex_t reserve_lock; /* the reserve file; before `lock` */
+	int reserve_gone;          /* atomic: given back, appends must make it again */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */
@@ -105,8 +110,17 @@ int store_packs_trim(struct cas_store *st, char *err, size_t errlen);
 int store_pack_set_aside(struct cas_store *st, uint32_t id, char *ret_name,
 			 size_t namelen);
 
-/* Re-creates the reserve of spare blocks if it was given back. */
-void store_reserve_make(struct cas_store *st);
+/*
+ * Makes the reserve of spare blocks again if it was given back: 0 when it
+ * is there, -ENOSPC when the disk has no room for it.
+ */
+int store_reserve_make(struct cas_store *st);
+
+/*
+ * Called before every pack append: 0, or -ENOSPC when the reserve was given
+ * back and cannot be made again (the room left is for deletes).
+ */
+int store_append_room(struct cas_store *st);
 
 static inline void entry_get(const uint8_t *p, struct cas_id *id, uint32_t *len)
 {

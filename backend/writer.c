@@ -234,6 +234,8 @@ static void store_job(void *ctx, void *arg)
 	if (wc) {
 		n = codec_encode(wc->codec, nc->width, nc->data, nc->len, wc->out,
 				 codec_bound(CDC_MAX), &scheme);
+		if (n >= 0)
+			n = store_append_room(w->st) < 0 ? -ENOSPC : n;
 		r = n < 0 ? n
 			  : pack_append(w->st->packs, &nc->id, scheme,
 					(uint32_t)nc->len, wc->out, (uint32_t)n,

@@ -117,6 +117,32 @@ test_expect_success 'on a disk filled by another program, rm through the mount w
 	cmp "$SRC/a.bin" "$M/m/a.bin" && cmp "$SRC/b.txt" "$M/m/b.txt"
 '
 
+# free_bytes DIR: the bytes a write may still use on DIR's filesystem.
+free_bytes() {
+	python3 -c 'import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_bavail * s.f_frsize)' "$1"
+}
+
+# The reserve the daemon gave back to start on a full disk is for deletes:
+# writes must not take its blocks, or the next rm finds no room at all.
+test_expect_success 'writes on a full disk leave the given-back reserve to deletes' '
+	cp "$SRC/later.bin" "$M/m/victim.bin" &&
+	daemon_stop &&
+	{ head -c 40000000 /dev/zero >"$SMALL/filler" 2>/dev/null; true; } &&
+	daemon_start &&
+	head -c 1000000 /dev/urandom >"$SRC/fill.bin" &&
+	before=$(free_bytes "$SMALL") &&
+	r=$(write_errno "$SRC/fill.bin" "$M/m/fill.bin") &&
+	after=$(free_bytes "$SMALL") &&
+	echo "write: $r; free before $before, after $after; reserve file: $(ls "$STORE/reserve" 2>&1)" &&
+	[ "$r" = ENOSPC ] &&
+	{ [ -e "$STORE/reserve" ] || [ $((after * 2)) -ge "$before" ]; } &&
+	rm -f "$M/m/fill.bin" &&
+	rm "$M/m/victim.bin" &&
+	[ ! -e "$M/m/victim.bin" ] &&
+	rm -f "$SMALL/filler" &&
+	cmp "$SRC/a.bin" "$M/m/a.bin" && cmp "$SRC/b.txt" "$M/m/b.txt"
+'
+
 test_expect_success 'the daemon stops cleanly; the small store is intact' '
 	daemon_stop &&
 	daemon_start &&
