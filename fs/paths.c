@@ -24,7 +24,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,7 +55,7 @@ static const struct {
 
 /* The largest task or feedback text buffered from writes. */
 #define WRITE_MAX (1u << 20)
-/* Model cards larger than this are not copied out. */
+/* Model cards larger than this are not read. */
 #define CARD_MAX (1u << 20)
 
 /* A task name and who owns its folder; kept for the daemon's lifetime. */
@@ -94,14 +93,13 @@ struct notice {
 struct fs_paths {
 	struct fs *fs;
 	struct plan_engine *e;
-	char *cards_dir;
 	pthread_mutex_t mkdir_lock; /* one mkdir at a time: taken before all */
-	pthread_mutex_t lock; /* names, exported_gen, waiters, notices, closing */
+	pthread_mutex_t lock; /* names, cards_gen, waiters, notices, closing */
 	pthread_cond_t wake;  /* the watcher: a notice, or closing */
 	struct task_ent *names; /* id - 1 -> name */
 	size_t n, cap;
-	uint64_t exported_gen;
-	int exported;
+	uint64_t cards_gen;  /* models_gen when the cards were read */
+	int cards_read;
 	struct waiter *waiters;
 	/* Open files: a session that ends while they are open never releases them. */
 	struct fs_paths_handle *handles;
@@ -204,13 +202,6 @@ static int task_exists(struct fs_paths *p, const char *name)
 
 /* ---- model cards -------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	return ftw->level == 0 ? 0 : remove(path);
-}
-
 struct model_dir {
 	char *name;
 	uint64_t ino;
@@ -246,90 +237,77 @@ static int add_model_dir(void *arg, const char *name, const struct cat_attr *a)
 	return 0;
 }
 
-/*
- * Gives a copy the stored owner and the stored group and other write bits:
- * the engine judges by them whether a card may run commands or read keys
- * (plan_model.h, "Trust"), so a user's card must not become the daemon's
- * by being copied.  The copy stays private to the daemon (cards_dir is
- * 0700); base is its own mode.
- */
-static int carry_owner(const char *path, uint32_t uid, uint32_t mode, mode_t base)
-{
-	if (uid != geteuid() && lchown(path, uid, (gid_t)-1) < 0)
-		return -errno;
-	return chmod(path, base | (mode & (S_IWGRP | S_IWOTH))) < 0 ? -errno : 0;
-}
-
-/* Copies models/<m>/<file> out of the store into cards_dir/<m>/<file>. */
-static int export_file(struct fs_paths *p, const struct model_dir *m, const char *file)
+/* The text of models/<m>/<file> when it is a regular file up to CARD_MAX. */
+static int read_card_file(struct fs_paths *p, const struct model_dir *m,
+			  const char *file, struct cat_attr *a, char **ret)
 {
 	struct cas_store *st = p->fs->st;
 	struct cas_file *f = NULL;
-	struct cat_attr a;
-	char *path = NULL, *buf = NULL;
+	char *buf;
 	ssize_t n;
-	FILE *out;
 	int r;
 
-	r = cas_lookup(st, m->ino, file, &a);
-	if (r < 0 || !S_ISREG(a.mode) || a.size > CARD_MAX)
+	*ret = NULL;
+	r = cas_lookup(st, m->ino, file, a);
+	if (r < 0 || !S_ISREG(a->mode) || a->size > CARD_MAX)
 		return 0;
-	r = cas_file_open(st, a.ino, &f);
+	r = cas_file_open(st, a->ino, &f);
 	if (r < 0)
 		return r;
 	buf = malloc(cas_file_size(f) + 1);
 	n = buf ? cas_file_read(st, f, buf, cas_file_size(f), 0, NULL) : -ENOMEM;
 	cas_file_free(f);
 	if (n < 0) {
-		r = (int)n;
-		goto out;
+		free(buf);
+		return (int)n;
 	}
-	if (asprintf(&path, "%s/%s", p->cards_dir, m->name) < 0) {
-		r = -ENOMEM;
-		goto out;
+	buf[n] = '\0';
+	*ret = buf;
+	return 0;
+}
+
+/*
+ * The engine's cards from models/<m>/card.json and README.md, read from the
+ * store with their stored owners and modes: the engine judges by them
+ * whether a card may run commands or read keys (plan_model.h, "Trust").
+ */
+static int load_cards(struct fs_paths *p, const struct model_dirs *d,
+		      char **ret_warnings)
+{
+	struct plan_card *cards = calloc(d->n ? d->n : 1, sizeof(*cards));
+	char **texts = calloc(2 * d->n + 1, sizeof(*texts));
+	struct cat_attr a;
+	size_t i, n = 0;
+	int r = cards && texts ? 0 : -ENOMEM;
+
+	for (i = 0; r == 0 && i < d->n; i++) {
+		struct plan_card *c = &cards[n];
+
+		r = read_card_file(p, &d->v[i], "card.json", &a, &texts[2 * i]);
+		if (r < 0 || !texts[2 * i])
+			continue;
+		c->name = d->v[i].name;
+		c->card_json = texts[2 * i];
+		c->card_uid = a.uid;
+		c->card_mode = a.mode & 07777;
+		c->folder_uid = d->v[i].uid;
+		c->folder_mode = d->v[i].mode & 07777;
+		r = read_card_file(p, &d->v[i], "README.md", &a, &texts[2 * i + 1]);
+		c->readme = texts[2 * i + 1];
+		n++;
 	}
-	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		goto out;
-	}
-	r = carry_owner(path, m->uid, m->mode, 0700);
-	if (r < 0)
-		goto refuse;
-	free(path);
-	if (asprintf(&path, "%s/%s/%s", p->cards_dir, m->name, file) < 0) {
-		path = NULL;
-		r = -ENOMEM;
-		goto out;
-	}
-	out = fopen(path, "we");
-	if (!out) {
-		r = -errno;
-		goto out;
-	}
-	r = fwrite(buf, 1, (size_t)n, out) == (size_t)n ? 0 : -EIO;
-	if (fclose(out) != 0 && r == 0)
-		r = -errno;
 	if (r == 0)
-		r = carry_owner(path, a.uid, a.mode, 0600);
-refuse:
-	if (r == -EPERM) {
-		/* A daemon not run as root cannot give the copy its owner:
-		 * the card is left out rather than made the daemon's. */
-		fs_log(p->fs->log, LOG_WARNING, "paths: models/%s/%s: the daemon "
-		       "cannot give its copy the owner uid %u: not used", m->name,
-		       file, (unsigned)(m->uid != geteuid() ? m->uid : a.uid));
-		unlink(path);
-		r = 0;
-	}
-out:
-	free(path);
-	free(buf);
+		r = plan_engine_set_models(p->e, cards, n, ret_warnings);
+	for (i = 0; texts && i < 2 * d->n; i++)
+		free(texts[i]);
+	free(texts);
+	free(cards);
 	return r;
 }
 
 /*
  * Brings the engine's cards up to date with models/ when it changed since
- * the last copy.  A busy engine keeps its cards until the next submit.
+ * they were last read.  A busy engine keeps its cards until the next submit.
  */
 static void refresh_cards(struct fs_paths *p)
 {
@@ -340,37 +318,28 @@ static void refresh_cards(struct fs_paths *p)
 	int r;
 
 	pthread_mutex_lock(&p->lock);
-	r = p->exported && gen == p->exported_gen;
+	r = p->cards_read && gen == p->cards_gen;
 	pthread_mutex_unlock(&p->lock);
 	if (r)
 		return;
-	nftw(p->cards_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	r = cas_children(p->fs->st, CAT_ROOT_INO, add_model_dir, &d);
-	for (i = 0; r == 0 && i < d.n; i++) {
-		r = export_file(p, &d.v[i], "card.json");
-		if (r == 0)
-			r = export_file(p, &d.v[i], "README.md");
-	}
+	if (r == 0)
+		r = load_cards(p, &d, &warnings);
 	for (i = 0; i < d.n; i++)
 		free(d.v[i].name);
 	free(d.v);
-	if (r < 0) {
-		fs_log(p->fs->log, LOG_ERR, "paths: cannot copy model cards: %s",
-		       strerror(-r));
-		return;
-	}
-	if (!p->e)
-		goto done;
-	r = plan_engine_reload_models(p->e, &warnings);
 	if (warnings)
 		fs_log(p->fs->log, LOG_WARNING, "paths: %s", warnings);
 	free(warnings);
-	if (r < 0)
+	if (r < 0) {
+		if (r != -EBUSY)
+			fs_log(p->fs->log, LOG_ERR, "paths: cannot read model "
+			       "cards: %s", strerror(-r));
 		return;
-done:
+	}
 	pthread_mutex_lock(&p->lock);
-	p->exported = 1;
-	p->exported_gen = gen;
+	p->cards_read = 1;
+	p->cards_gen = gen;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -649,20 +618,12 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	pthread_mutex_init(&p->mkdir_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
-	if (asprintf(&p->cards_dir, "%s/cards", state_dir) < 0 ||
-	    asprintf(&db, "%s/stats.db", state_dir) < 0) {
-		p->cards_dir = NULL;
+	if (asprintf(&db, "%s/stats.db", state_dir) < 0) {
+		db = NULL;
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (mkdir(p->cards_dir, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		goto fail;
-	}
-	/* Cards first, so the engine starts with them. */
-	refresh_cards(p);
 	cfg.db_path = db;
-	cfg.models_dir = p->cards_dir;
 	cfg.workers = 2;
 	cfg.planner_model = planner;
 	cfg.on_change = on_change;
@@ -672,6 +633,7 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	r = plan_engine_open(&cfg, &p->e, ret_warnings);
 	if (r < 0)
 		goto fail;
+	refresh_cards(p); /* before any task: tasks plan on them */
 	r = -pthread_create(&p->watcher, NULL, watch_main, p);
 	if (r < 0)
 		goto fail;
@@ -710,7 +672,6 @@ void fs_paths_close(struct fs_paths *p)
 	for (i = 0; i < p->n; i++)
 		free(p->names[i].name);
 	free(p->names);
-	free(p->cards_dir);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->mkdir_lock);
 	pthread_cond_destroy(&p->wake);

@@ -67,6 +67,7 @@ struct plan_engine {
 	struct plan_models models;   /* replaced only while no job runs */
 	long planner;                /* index into models or -1 */
 	char *models_dir;
+	bool planner_told; /* the missing planner card was warned of */
 	struct plan_model_trust trust; /* uids points at trusted */
 	uid_t *trusted;
 	char *planner_name;
@@ -421,7 +422,7 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 
 	if (ret_warnings)
 		*ret_warnings = NULL;
-	if (!cfg || !cfg->models_dir)
+	if (!cfg)
 		return -EINVAL;
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -455,8 +456,8 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 		       cfg->n_trusted_uids * sizeof(uid_t));
 	}
 	e->trust.uids = e->trusted;
-	rc = plan_models_load(cfg->models_dir, &e->trust, &e->models,
-			      ret_warnings);
+	rc = cfg->models_dir ? plan_models_load(cfg->models_dir, &e->trust,
+						&e->models, ret_warnings) : 0;
 	if (rc == -ENOENT) {
 		/* A daemon without models still serves its tree and statistics. */
 		if (ret_warnings && !*ret_warnings &&
@@ -467,7 +468,7 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	}
 	if (rc < 0)
 		goto fail;
-	if (cfg->planner_model) {
+	if (cfg->planner_model && cfg->models_dir) {
 		/* A planner whose card comes later is found by a reload. */
 		e->planner = plan_models_find(&e->models, cfg->planner_model);
 		if (e->planner < 0 && ret_warnings) {
@@ -480,9 +481,10 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 			free(w);
 		}
 	}
-	e->models_dir = strdup(cfg->models_dir);
+	e->models_dir = cfg->models_dir ? strdup(cfg->models_dir) : NULL;
 	e->planner_name = cfg->planner_model ? strdup(cfg->planner_model) : NULL;
-	if (!e->models_dir || (cfg->planner_model && !e->planner_name)) {
+	if ((cfg->models_dir && !e->models_dir) ||
+	    (cfg->planner_model && !e->planner_name)) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -1010,31 +1012,66 @@ int plan_engine_models_json(struct plan_engine *e, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* Puts fresh cards in place of the loaded ones; -EBUSY while tasks run. */
+static int swap_models(struct plan_engine *e, struct plan_models *fresh)
+{
+	long planner = -1;
+
+	if (e->planner_name)
+		planner = plan_models_find(fresh, e->planner_name);
+	pthread_mutex_lock(&e->lock);
+	/* Running and queued jobs index into the cards they were planned on. */
+	if (e->running || e->queue) {
+		pthread_mutex_unlock(&e->lock);
+		plan_models_release(fresh);
+		return -EBUSY;
+	}
+	plan_models_release(&e->models);
+	e->models = *fresh;
+	e->planner = planner;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
 int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings)
 {
 	struct plan_models fresh = { 0 };
-	long planner = -1;
 	int rc;
 
 	if (ret_warnings)
 		*ret_warnings = NULL;
+	if (!e->models_dir)
+		return -EINVAL;
 	rc = plan_models_load(e->models_dir, &e->trust, &fresh, ret_warnings);
 	if (rc == -ENOENT)
 		rc = 0;
 	if (rc < 0)
 		return rc;
-	if (e->planner_name)
-		planner = plan_models_find(&fresh, e->planner_name);
-	pthread_mutex_lock(&e->lock);
-	/* Running and queued jobs index into the cards they were planned on. */
-	if (e->running || e->queue) {
-		pthread_mutex_unlock(&e->lock);
-		plan_models_release(&fresh);
-		return -EBUSY;
+	return swap_models(e, &fresh);
+}
+
+int plan_engine_set_models(struct plan_engine *e, const struct plan_card *cards,
+			   size_t n, char **ret_warnings)
+{
+	struct plan_models fresh = { 0 };
+	int rc;
+
+	if (ret_warnings)
+		*ret_warnings = NULL;
+	rc = plan_models_from_cards(cards, n, &e->trust, &fresh, ret_warnings);
+	if (rc < 0)
+		return rc;
+	if (e->planner_name && !e->planner_told &&
+	    plan_models_find(&fresh, e->planner_name) < 0 && ret_warnings) {
+		char *w = *ret_warnings;
+
+		/* Told once: a planner whose card comes later is found then. */
+		e->planner_told = true;
+		if (asprintf(ret_warnings, "%s%splanner model %s has no card yet;"
+			     " free text runs as one step", w ? w : "",
+			     w ? "\n" : "", e->planner_name) < 0)
+			*ret_warnings = NULL;
+		free(w);
 	}
-	plan_models_release(&e->models);
-	e->models = fresh;
-	e->planner = planner;
-	pthread_mutex_unlock(&e->lock);
-	return 0;
+	return swap_models(e, &fresh);
 }

@@ -61,7 +61,8 @@ struct plan_engine;
 
 struct plan_engine_config {
 	const char *db_path;       /* sqlite statistics; NULL: memory only */
-	const char *models_dir;    /* holds <model>/card.json */
+	const char *models_dir;    /* holds <model>/card.json; NULL: the cards
+				    * come from plan_engine_set_models() */
 	const char *planner_model; /* interprets free text; NULL: none */
 	unsigned workers;          /* tasks run at once; 0: 2 */
 	uint64_t seed;             /* 0: from the clock */
@@ -155,6 +156,14 @@ int plan_engine_models_json(struct plan_engine *e, char **ret_json);
  * while a task is queued or running, whose plan indexes the old cards.
  */
 int plan_engine_reload_models(struct plan_engine *e, char **ret_warnings);
+
+/*
+ * Puts the given cards (plan_model.h, struct plan_card: text and owners, as
+ * a daemon reads them from its store) in place of the loaded ones, with the
+ * same trust rules and the same -EBUSY; bad cards are warnings.
+ */
+int plan_engine_set_models(struct plan_engine *e, const struct plan_card *cards,
+			   size_t n, char **ret_warnings);
 
 /* True for names usable as a task directory. */
 int plan_engine_name_valid(const char *name);

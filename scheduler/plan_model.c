@@ -513,17 +513,63 @@ static int cmp_model(const void *a, const void *b)
 }
 
 /*
+ * Parses the card text of model name and judges its trust from its folder
+ * (dst) and card.json (cst); 0 (a bad or refused card is a warning in
+ * *ret_err, *ret_ok false) or -ENOMEM.  dir_why: why the folder holding
+ * the models cannot vouch for cards, or NULL.
+ */
+static int judge_card(const char *name, const char *card, const char *readme,
+		      const struct stat *dst, bool dir_link, const struct stat *cst,
+		      bool link, const char *dir_why,
+		      const struct plan_model_trust *trust,
+		      struct plan_model *ret, bool *ret_ok, char **ret_err)
+{
+	char *why = NULL, *err = NULL;
+	const char *needs;
+	int r;
+
+	*ret_ok = false;
+	r = plan_model_parse(name, card, readme, ret, &err);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		warn(ret_err, "%s", err ? err : "model: bad card");
+		free(err);
+		return 0;
+	}
+	ret->trusted = !dir_why && vouches(dst, dir_link, trust) &&
+		       vouches(cst, link, trust);
+	ret->owner = sole_owner(!dir_why, dst, dir_link, cst, link);
+	needs = needs_trust(ret);
+	if (needs && !ret->trusted) {
+		why = dir_why ? strdup(dir_why)
+			      : distrust(dst, dir_link, "its folder", trust);
+		if (!why)
+			why = distrust(cst, link, "card.json", trust);
+		if (!why)
+			why = strdup("(out of memory)");
+		warn(ret_err, "model %s: refused: it %s but %s; only cards "
+		     "of uid %u or a trusted uid (--trusted-uid), writable by "
+		     "no one else, may run commands or read keys", name,
+		     needs, why ? why : "(out of memory)", (unsigned)geteuid());
+		free(why);
+		plan_model_release(ret);
+		return 0;
+	}
+	*ret_ok = true;
+	return 0;
+}
+
+/*
  * Loads models_dir/<name>/ (folder fd mfd) into *ret; 1 when it is no
  * model, -ENOMEM, or 0 (a bad card is a warning, not an error).
- * dir_why: why models_dir itself cannot vouch for cards, or NULL.
  */
 static int load_one(int mfd, const char *name, const struct stat *dst,
 		    bool dir_link, const char *dir_why,
 		    const struct plan_model_trust *trust,
 		    struct plan_model *ret, bool *ret_ok, char **ret_err)
 {
-	char *card = NULL, *readme = NULL, *why = NULL, *err = NULL;
-	const char *needs;
+	char *card = NULL, *readme = NULL;
 	struct stat cst;
 	bool link;
 	int fd, r;
@@ -547,38 +593,24 @@ static int load_one(int mfd, const char *name, const struct stat *dst,
 	fd = open_at(mfd, "README.md", 0, &(bool){ false });
 	if (fd < 0 || read_fd(fd, 1 << 20, &readme) < 0)
 		readme = NULL;
-	r = plan_model_parse(name, card, readme, ret, &err);
+	r = judge_card(name, card, readme, dst, dir_link, &cst, link, dir_why,
+		       trust, ret, ret_ok, ret_err);
 	free(card);
 	free(readme);
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0) {
-		warn(ret_err, "%s", err ? err : "model: bad card");
-		free(err);
-		return 0;
+	return r;
+}
+
+/* Appends m to ms; -ENOMEM (m released) or 0. */
+static int models_push(struct plan_models *ms, struct plan_model *m)
+{
+	struct plan_model *nv = realloc(ms->v, (ms->n + 1) * sizeof(*nv));
+
+	if (!nv) {
+		plan_model_release(m);
+		return -ENOMEM;
 	}
-	ret->trusted = !dir_why && vouches(dst, dir_link, trust) &&
-		       vouches(&cst, link, trust);
-	ret->owner = sole_owner(!dir_why, dst, dir_link, &cst, link);
-	needs = needs_trust(ret);
-	if (needs && !ret->trusted) {
-		why = dir_why ? strdup(dir_why)
-			      : distrust(dst, dir_link, "its folder", trust);
-		if (!why)
-			why = distrust(&cst, link, "card.json", trust);
-		if (!why)
-			why = strdup("(out of memory)");
-	}
-	if (needs && !ret->trusted) {
-		warn(ret_err, "model %s: refused: it %s but %s; only cards "
-		     "of uid %u or a trusted uid (--trusted-uid), writable by "
-		     "no one else, may run commands or read keys", name,
-		     needs, why ? why : "(out of memory)", (unsigned)geteuid());
-		free(why);
-		plan_model_release(ret);
-		return 0;
-	}
-	*ret_ok = true;
+	ms->v = nv;
+	ms->v[ms->n++] = *m;
 	return 0;
 }
 
@@ -602,7 +634,6 @@ int plan_models_load(const char *dir, const struct plan_model_trust *trust,
 	dir_why = distrust(&st, false, "the models folder", trust);
 	while ((de = readdir(d))) {
 		struct plan_model m = { 0 };
-		struct plan_model *nv;
 		bool link, ok = false;
 		int mfd, r;
 
@@ -622,20 +653,46 @@ int plan_models_load(const char *dir, const struct plan_model_trust *trust,
 		}
 		if (r < 0 || !ok)
 			continue;
-		nv = realloc(ms.v, (ms.n + 1) * sizeof(*nv));
-		if (!nv) {
-			plan_model_release(&m);
-			rc = -ENOMEM;
+		rc = models_push(&ms, &m);
+		if (rc < 0)
 			break;
-		}
-		ms.v = nv;
-		ms.v[ms.n++] = m;
 	}
 	closedir(d);
 	free(dir_why);
 	if (rc < 0) {
 		plan_models_release(&ms);
 		return rc;
+	}
+	if (ms.n)
+		qsort(ms.v, ms.n, sizeof(*ms.v), cmp_model);
+	*ret = ms;
+	return 0;
+}
+
+int plan_models_from_cards(const struct plan_card *cards, size_t n,
+			   const struct plan_model_trust *trust,
+			   struct plan_models *ret, char **ret_err)
+{
+	struct plan_models ms = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct plan_card *c = &cards[i];
+		struct stat dst = { .st_uid = c->folder_uid,
+				    .st_mode = S_IFDIR | c->folder_mode };
+		struct stat cst = { .st_uid = c->card_uid,
+				    .st_mode = S_IFREG | c->card_mode };
+		struct plan_model m = { 0 };
+		bool ok;
+
+		rc = judge_card(c->name, c->card_json, c->readme, &dst, false,
+				&cst, false, NULL, trust, &m, &ok, ret_err);
+		if (rc == 0 && ok)
+			rc = models_push(&ms, &m);
+		if (rc < 0) {
+			plan_models_release(&ms);
+			return rc;
+		}
 	}
 	if (ms.n)
 		qsort(ms.v, ms.n, sizeof(*ms.v), cmp_model);

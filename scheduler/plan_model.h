@@ -108,6 +108,26 @@ struct plan_model_trust {
 int plan_models_load(const char *models_dir,
 		     const struct plan_model_trust *trust,
 		     struct plan_models *ret_models, char **ret_err);
+
+/*
+ * One card as its holder read it (the daemon reads cards from its store):
+ * the text of card.json and README.md, and the owner and mode bits of
+ * card.json and of its folder, judged as plan_models_load() judges files.
+ * The holder answers for the folder holding the model folders (the
+ * daemon's models/, whose entries carry their own owners).
+ */
+struct plan_card {
+	const char *name;
+	const char *card_json;
+	const char *readme;     /* NULL: none */
+	uid_t folder_uid, card_uid;
+	mode_t folder_mode, card_mode;
+};
+
+/* As plan_models_load(), from cards in memory. */
+int plan_models_from_cards(const struct plan_card *cards, size_t n,
+			   const struct plan_model_trust *trust,
+			   struct plan_models *ret_models, char **ret_err);
 void plan_models_release(struct plan_models *ms);
 
 long plan_models_find(const struct plan_models *ms, const char *name);

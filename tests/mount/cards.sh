@@ -111,6 +111,11 @@ test_expect_success '--trusted-uid lets that user'"'"'s cards through' '
 	[ -f "$OUT/evil.uid" ]
 '
 
+test_expect_success 'cards reach the planner in memory: no copy under the store' '
+	grep -q "\"name\": \"evil\"" "$MNT/paths/.models" &&
+	[ ! -e "$STORE/paths/cards" ]
+'
+
 test_expect_success 'stop the endpoint' 'spawn_kill listen'
 
 test_done
