@@ -264,11 +264,49 @@ static void test_routing_owner(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* Cards in memory (the daemon's, read from its store) are judged alike. */
+static void test_from_cards(void)
+{
+	uid_t me = geteuid();
+	const uid_t other = OTHER;
+	struct plan_model_trust allow = { &other, 1 };
+	const struct plan_card cards[] = {
+		{ "b-their-cmd", cmd_card, NULL, OTHER, OTHER, 0755, 0644 },
+		{ "a-mine", cmd_card, readme, me, me, 0755, 0644 },
+		{ "c-card-g+w", key_card, NULL, me, me, 0755, 0664 },
+		{ "d-their-plain", plain_card, NULL, OTHER, OTHER, 0777, 0666 },
+		{ "e-bad", "{", NULL, me, me, 0755, 0644 },
+	};
+	struct plan_models ms = { 0 };
+	char *err = NULL;
+
+	CHECK_RC(plan_models_from_cards(cards, 5, NULL, &ms, &err), 0);
+	CHECK(ms.n == 2 && !strcmp(ms.v[0].name, "a-mine") &&
+	      !strcmp(ms.v[1].name, "d-their-plain"));
+	CHECK(ms.n == 2 && ms.v[0].trusted && !ms.v[1].trusted &&
+	      ms.v[0].owner == me && ms.v[1].owner == PLAN_MODEL_NO_OWNER &&
+	      !strcmp(ms.v[0].pipeline_tag, "text-generation"));
+	CHECK(err && strstr(err, "model b-their-cmd: refused: it runs a command "
+			    "but its folder belongs to uid 54321"));
+	CHECK(err && strstr(err, "model c-card-g+w: refused: it reads a key "
+			    "(api_key_file) but card.json is writable"));
+	CHECK(err && strstr(err, "e-bad"));
+	free(err);
+	plan_models_release(&ms);
+	err = NULL;
+	CHECK_RC(plan_models_from_cards(cards, 5, &allow, &ms, &err), 0);
+	CHECK(ms.n == 3 && !strcmp(ms.v[1].name, "b-their-cmd") &&
+	      ms.v[1].trusted && ms.v[1].owner == OTHER);
+	free(err);
+	plan_models_release(&ms);
+}
+
 int main(void)
 {
 	test_card();
 	test_trust();
 	test_routing_owner();
+	test_from_cards();
 	bad("x", "{\"endpoint\": \"ftp://h/\"}", "http:// or https://");
 	bad("x", "{}", "exactly one of endpoint and command");
 	bad("x", "{\"command\": [\"a\"], \"endpoint\": \"http://h\"}",
