@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -228,7 +229,8 @@ static bool child_is(const struct as_user *a)
  */
 static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 						 char *const argv[], int in_fd,
-						 int out_fd, int err_fd)
+						 int out_fd, int stderr_fd,
+						 int err_fd, pid_t parent)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
@@ -240,7 +242,8 @@ static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 	err = fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
 	if (in < 0 || out < 0 || err < 0)
 		child_fail(err_fd, errno);
-	nul = open("/dev/null", O_WRONLY);
+	nul = stderr_fd >= 0 ? fcntl(stderr_fd, F_DUPFD, 3)
+			     : open("/dev/null", O_WRONLY);
 	if (nul < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(nul, 2) < 0 ||
 	    dup2(err, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
 		child_fail(err, errno);
@@ -257,6 +260,10 @@ static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 		child_fail(3, errno);
 	if (!child_is(a))
 		child_fail(3, EPERM);
+	/* After the ids: changing them clears the parent-death signal. */
+	if (parent > 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+			   getppid() != parent))
+		child_fail(3, ESRCH);
 	if (chdir(a->home) < 0 && chdir("/") < 0)
 		child_fail(3, errno);
 	for (int i = 0; a->paths[i]; i++) {
@@ -270,8 +277,9 @@ static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 
 /* Starts the child as a->uid; -errno when it could not exec. */
 static int spawn_as(const struct as_user *a, char *const argv[], int in_fd,
-		    int out_fd, pid_t *ret_pid)
+		    int out_fd, int stderr_fd, bool tie, pid_t *ret_pid)
 {
+	pid_t parent = tie ? getpid() : 0;
 	int ep[2], err = 0, rc = 0;
 	ssize_t n;
 	pid_t pid;
@@ -286,7 +294,7 @@ static int spawn_as(const struct as_user *a, char *const argv[], int in_fd,
 		return rc;
 	}
 	if (pid == 0)
-		child_exec(a, argv, in_fd, out_fd, ep[1]);
+		child_exec(a, argv, in_fd, out_fd, stderr_fd, ep[1], parent);
 	close(ep[1]);
 	/* EOF: exec succeeded and closed the pipe; else the child's errno. */
 	do
@@ -336,7 +344,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		rc = -errno;
 		goto out;
 	}
-	rc = as ? spawn_as(&au, argv, sv[1], po[1], &pid)
+	rc = as ? spawn_as(&au, argv, sv[1], po[1], -1, false, &pid)
 		: spawn(argv, sv[1], po[1], &pid);
 	if (rc < 0) {
 		pid = -1;
@@ -440,5 +448,21 @@ out:
 		return rc;
 	}
 	plan_buf_release(&out);
+	return rc;
+}
+
+int plan_proc_spawn_as(const struct plan_proc_user *as, char *const argv[],
+		       int in_fd, int out_fd, int err_fd, pid_t *ret_pid)
+{
+	struct plan_proc_user self = { geteuid(), getegid() };
+	struct as_user au = { 0 };
+	int rc;
+
+	if (!argv || !argv[0])
+		return -EINVAL;
+	rc = as_user_prepare(as ? as : &self, argv[0], &au);
+	if (rc == 0)
+		rc = spawn_as(&au, argv, in_fd, out_fd, err_fd, true, ret_pid);
+	as_user_release(&au);
 	return rc;
 }

@@ -54,4 +54,16 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		     size_t max_out, const atomic_int *cancel, char **ret_out,
 		     size_t *ret_len, int *ret_status);
 
+/*
+ * Starts argv as *as (NULL: the caller's own uid and gid, with the same
+ * clean environment) and returns at once with its pid; the caller reaps
+ * it.  in_fd, out_fd and err_fd become its stdin, stdout and stderr
+ * (err_fd -1: /dev/null).  The child gets SIGKILL when the calling thread
+ * ends (the parent-death signal follows the thread that forked): call it
+ * from a thread that lives as long as the children should.  -errno when
+ * it could not start (the switch of user or the exec failed).
+ */
+int plan_proc_spawn_as(const struct plan_proc_user *as, char *const argv[],
+		       int in_fd, int out_fd, int err_fd, pid_t *ret_pid);
+
 #endif
