@@ -39,6 +39,8 @@
 #include <openssl/evp.h>
 
 #include "backend/oci.h"
+#include "common/clock.h"
+#include "common/errmap.h"
 
 #define PIECE (1u << 20)         /* upload bytes read per u->read() */
 #define SMALL_MAX (1u << 20)     /* a token answer */
@@ -129,6 +131,7 @@ struct req {
 	CURL *h;
 	struct curl_slist *hl;
 	int attempt, auth_rounds, used;
+	int retry_errno;         /* what the last retried cause ends as */
 	char cause[256];
 };
 
@@ -167,14 +170,6 @@ static int causef(struct req *rq, int r, const char *fmt, ...)
 	return r;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
@@ -183,18 +178,6 @@ static void sleep_ms(int64_t ms)
 }
 
 /* ---- names and digests ---- */
-
-int oci_digest_valid(const char *s)
-{
-	int i;
-
-	if (!s || strncmp(s, "sha256:", 7))
-		return 0;
-	for (i = 7; i < 71; i++)
-		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
-			return 0;
-	return s[71] == 0;
-}
 
 int oci_tag_valid(const char *s)
 {
@@ -241,23 +224,6 @@ int oci_repo_valid(const char *s)
 		else
 			return 0;
 	}
-}
-
-static void digest_hex(const unsigned char md[32], char out[OCI_DIGEST_LEN])
-{
-	int i;
-
-	memcpy(out, "sha256:", 7);
-	for (i = 0; i < 32; i++)
-		snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
-}
-
-void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
-{
-	unsigned char md[32];
-
-	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
-	digest_hex(md, out);
 }
 
 /* ---- configuration ---- */
@@ -981,7 +947,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		       curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct req *rq = arg;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 
 	if ((uint64_t)(dlnow + ulnow) != rq->last_bytes) {
 		rq->last_bytes = dlnow + ulnow;
@@ -1325,6 +1291,7 @@ static void attempt_reset(struct req *rq)
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
 	rq->badrange = rq->stop = rq->stalled = 0;
+	rq->retry_errno = -EIO;
 	rq->skip = 0;
 	rq->mem_len = 0;
 	if (rq->sink == SINK_BUF && rq->progress)
@@ -1370,7 +1337,7 @@ static int req_start(struct req *rq)
 	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
 	rq->last_bytes = 0;
-	rq->last_ms = now_ms();
+	rq->last_ms = clock_mono_ms();
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmfs/0.1");
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, rq);
@@ -1410,27 +1377,19 @@ static int req_start(struct req *rq)
 	return r;
 }
 
-/* One function per foreign error source: curl's codes. */
+/*
+ * curl's codes, by the one map (common/errmap.h); a transient one is
+ * retried and, once attempts run out, ends as its own errno.
+ */
 static int curl_outcome(struct req *rq, CURLcode code)
 {
-	switch (code) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_GOT_NOTHING:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_WEIRD_SERVER_REPLY:
-		return causef(rq, OUT_RETRY, "%s", curl_easy_strerror(code));
-	case CURLE_OUT_OF_MEMORY:
-		return causef(rq, -ENOMEM, "out of memory");
-	default:
-		return causef(rq, -EIO, "%s", curl_easy_strerror(code));
+	int r = errno_of_curl(code);
+
+	if (errmap_curl_transient(code)) {
+		rq->retry_errno = r;
+		r = OUT_RETRY;
 	}
+	return causef(rq, r, "%s", curl_easy_strerror(code));
 }
 
 /* The registry's own words for an error, if its body has them. */
@@ -1445,7 +1404,7 @@ static const char *errbody_code(struct req *rq, char *buf, size_t len)
 	return buf;
 }
 
-/* One function per foreign error source: HTTP statuses. */
+/* HTTP statuses, by the one map (common/errmap.h), as curl_outcome(). */
 static int http_error(struct req *rq)
 {
 	long st = rq->status;
@@ -1454,22 +1413,11 @@ static int http_error(struct req *rq)
 
 	snprintf(line, sizeof(line), "%ld %s%s", st, rq->reason,
 		 errbody_code(rq, code, sizeof(code)));
-	if (st == 429 || st == 408 || st >= 500)
+	r = errno_of_http(st);
+	if (errmap_http_transient(st)) {
+		rq->retry_errno = r;
 		r = OUT_RETRY;
-	else if (st == 404)
-		r = -ENOENT;
-	else if (st == 401 || st == 403)
-		r = -EACCES;
-	else if (st == 400)
-		r = -EINVAL;
-	else if (st == 405)
-		r = -EOPNOTSUPP;
-	else if (st == 413)
-		r = -EFBIG;
-	else if (st == 416)
-		r = -ERANGE;
-	else
-		r = -EPROTO;
+	}
 	return causef(rq, r, "%s", line);
 }
 
@@ -1566,11 +1514,11 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		if (rq->sink == SINK_CB && rq->got > rq->got0) {
 			rq->attempt = 1;
 		} else if (++rq->attempt >= rq->c->retries) {
-			task_fail(k, -EIO);
+			task_fail(k, rq->retry_errno);
 			return 0;
 		}
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
-		k->due = now_ms() + backoff_ms(rq->attempt, seed);
+		k->due = clock_mono_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;
 		return 1;
 	}
@@ -1604,7 +1552,7 @@ static int task_launch(struct task *k, CURLM *m)
 static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		     char *err, size_t errlen)
 {
-	unsigned seed = (unsigned)now_ms() ^ (unsigned)(uintptr_t)t;
+	unsigned seed = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)t;
 	size_t i, left = n, active = 0;
 	CURLM *m = curl_multi_init();
 	struct task *k, *first = NULL;
@@ -1617,7 +1565,7 @@ static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		if (t[i].done)
 			left--;
 	while (left) {
-		int64_t now = now_ms(), wait = 1000;
+		int64_t now = clock_mono_ms(), wait = 1000;
 
 		for (i = 0; i < n && active < (size_t)c->connections; i++) {
 			k = &t[i];
@@ -1709,7 +1657,7 @@ static int req_repo(struct req *rq, struct oci_client *c, const char *method,
 
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(ref) && (blob || !oci_tag_valid(ref)))
+	if (!digest_valid(ref) && (blob || !oci_tag_valid(ref)))
 		return bad_arg(c, err, errlen, blob ? "digest" : "tag or digest",
 			       ref);
 	req_init(rq, c, method);
@@ -1872,8 +1820,8 @@ static int manifest_step(struct task *k)
 
 	if (!rq->mem_len)
 		return causef(rq, -EPROTO, "an empty manifest");
-	oci_digest(rq->mem, rq->mem_len, g->digest);
-	if (oci_digest_valid(g->ref) && strcmp(g->ref, g->digest))
+	digest_sha256(rq->mem, rq->mem_len, g->digest);
+	if (digest_valid(g->ref) && strcmp(g->ref, g->digest))
 		return causef(rq, OUT_RETRY, "the manifest does not match its "
 			      "digest");
 	if (rq->dcd && strcmp(rq->dcd, g->digest))
@@ -1944,8 +1892,8 @@ int oci_manifest_put(struct oci_client *c, const char *repo, const char *ref,
 		r = -EFBIG;
 		goto out;
 	}
-	oci_digest(body, len, d);
-	if (oci_digest_valid(ref) && strcmp(ref, d)) {
+	digest_sha256(body, len, d);
+	if (digest_valid(ref) && strcmp(ref, d)) {
 		r = bad_arg(c, err, errlen, "digest (not the body's)", ref);
 		goto out;
 	}
@@ -1983,7 +1931,7 @@ static int blob_get_step(struct task *k)
 {
 	char d[OCI_DIGEST_LEN];
 
-	oci_digest(k->rq.mem ? k->rq.mem : "", k->rq.mem_len, d);
+	digest_sha256(k->rq.mem ? k->rq.mem : "", k->rq.mem_len, d);
 	if (strcmp(d, k->ctx))
 		return causef(&k->rq, OUT_RETRY, "the blob does not match its "
 			      "digest");
@@ -2028,7 +1976,7 @@ static int stream_step(struct task *k)
 		return -ENOMEM;
 	}
 	EVP_MD_CTX_free(x);
-	digest_hex(md, d);
+	digest_of_sha256(md, d);
 	if (strcmp(d, k->ctx))
 		return causef(rq, -EIO, "the blob does not match its digest");
 	return 0;
@@ -2097,7 +2045,7 @@ int oci_fetch_ranges(struct oci_client *c, const char *repo,
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
 	for (i = 0; i < n; i++)
-		if (!oci_digest_valid(r[i].digest))
+		if (!digest_valid(r[i].digest))
 			return bad_arg(c, err, errlen, "digest", r[i].digest);
 	t = calloc(n, sizeof(*t));
 	f = calloc(n, sizeof(*f));
@@ -2255,7 +2203,7 @@ int oci_upload_blobs(struct oci_client *c, const char *repo,
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
 	for (i = 0; i < n; i++) {
-		if (!oci_digest_valid(u[i].digest))
+		if (!digest_valid(u[i].digest))
 			return bad_arg(c, err, errlen, "digest", u[i].digest);
 		if (u[i].mount_from && !oci_repo_valid(u[i].mount_from))
 			return bad_arg(c, err, errlen, "repository", u[i].mount_from);

@@ -12,6 +12,7 @@
 #include "backend/chunker.h"
 #include "backend/modelfmt.h"
 #include "backend/smip.h"
+#include "common/hex.h"
 
 #define MAX_DEPTH 64
 /* The longest header read to describe a file. */

@@ -18,6 +18,8 @@
 #include "plan_check.h"
 #include "plan_proc.h"
 #include "plan_util.h"
+#include "common/clock.h"
+#include "common/errmap.h"
 
 enum { ST_WAIT, ST_RUN, ST_DONE, ST_FAIL };
 
@@ -74,55 +76,6 @@ struct run {
 	double spent, t_start;
 	size_t n_attempts, n_done;
 };
-
-int plan_curl_errno(int code)
-{
-	switch (code) {
-	case CURLE_OK:
-		return 0;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_COULDNT_CONNECT:
-		return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return -EHOSTUNREACH;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_WRITE_ERROR:
-		return -EFBIG;
-	case CURLE_GOT_NOTHING:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return -ECONNRESET;
-	case CURLE_ABORTED_BY_CALLBACK:
-		return -ECANCELED;
-	default:
-		return -EIO;
-	}
-}
-
-int plan_http_errno(long status)
-{
-	if (status >= 200 && status < 300)
-		return 0;
-	switch (status) {
-	case 401:
-	case 403:
-		return -EACCES;
-	case 404:
-		return -ENOENT;
-	case 408:
-		return -ETIMEDOUT;
-	case 413:
-		return -E2BIG;
-	case 429:
-		return -EAGAIN;
-	default:
-		return status >= 500 ? -EREMOTEIO : -EPROTO;
-	}
-}
 
 static void trace(struct run *r, const struct call *c, const char *outcome,
 		  const char *detail, long http, double tin, double tout,
@@ -233,7 +186,7 @@ static int new_call(struct run *r, size_t step, int model, int slot)
 	c->step = step;
 	c->model = model;
 	c->vote_slot = slot;
-	c->ready_at = plan_now();
+	c->ready_at = clock_mono_s();
 	plan_buf_init(&c->resp);
 	r->calls[r->n_calls++] = c;
 	return 0;
@@ -362,7 +315,7 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 				 (void *)r->o->writer);
 	}
 	free(url);
-	return plan_curl_errno(curl_multi_add_handle(r->multi, c->h) ==
+	return errno_of_curl(curl_multi_add_handle(r->multi, c->h) ==
 			       CURLM_OK ? CURLE_OK : CURLE_OUT_OF_MEMORY);
 }
 
@@ -551,7 +504,7 @@ static void retry_or_fail(struct run *r, struct call *c, const char *why,
 					  atomic_load(r->o->cancel))) {
 		trace(r, c, "retry", why, http, 0, 0, false, 0, lat);
 		call_reset(c);
-		c->ready_at = plan_now() + fmin(4.0, 0.25 * pow(2, c->attempt));
+		c->ready_at = clock_mono_s() + fmin(4.0, 0.25 * pow(2, c->attempt));
 		c->attempt++;
 		return;
 	}
@@ -564,7 +517,7 @@ static void retry_or_fail(struct run *r, struct call *c, const char *why,
 static void finish_http(struct run *r, struct call *c, CURLcode code)
 {
 	const struct plan_model *m = &r->ms->v[c->model];
-	double lat = plan_now() - c->t0, tin, tout, cost;
+	double lat = clock_mono_s() - c->t0, tin, tout, cost;
 	bool reported = false;
 	long http = 0;
 	char detail[96], *ans;
@@ -595,7 +548,7 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 	}
 	tin = est_tokens(r->st[c->step].prompt);
 	tout = 0;
-	ans = plan_http_errno(http) == 0 && c->resp.data ?
+	ans = errno_of_http(http) == 0 && c->resp.data ?
 	      parse_reply(c->resp.data, &tin, &tout, &reported) : NULL;
 	if (!ans) {
 		snprintf(detail, sizeof(detail), http / 100 == 2 ?
@@ -620,7 +573,7 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 static void finish_cmd(struct run *r, struct call *c)
 {
 	const struct plan_model *m = &r->ms->v[c->model];
-	double lat = plan_now() - c->t0, tin, tout, cost;
+	double lat = clock_mono_s() - c->t0, tin, tout, cost;
 	char detail[96], *ans;
 
 	pthread_join(c->th, NULL);
@@ -663,7 +616,7 @@ static void start_call(struct run *r, struct call *c)
 	char *why = NULL;
 	int rc;
 
-	c->t0 = plan_now();
+	c->t0 = clock_mono_s();
 	c->in_flight = true;
 	r->n_attempts++;
 	if (r->ms->v[c->model].kind == PLAN_MODEL_COMMAND) {
@@ -840,7 +793,7 @@ static bool all_terminal(const struct run *r)
 /* Starts due calls; returns ms until the next one is due (max 100). */
 static int launch_due(struct run *r)
 {
-	double now = plan_now(), next = now + 0.1;
+	double now = clock_mono_s(), next = now + 0.1;
 
 	for (size_t i = 0; i < r->n_calls; i++) {
 		struct call *c = r->calls[i];
@@ -898,7 +851,7 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 	int rc = 0, running;
 
 	memset(res, 0, sizeof(*res));
-	r.t_start = plan_now();
+	r.t_start = clock_mono_s();
 	r.st = calloc(t->n_steps, sizeof(*r.st));
 	res->step_model = calloc(t->n_steps, sizeof(*res->step_model));
 	r.multi = curl_multi_init();
@@ -918,7 +871,7 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 			goto out;
 		}
 		/* The bound the plan was chosen under also holds at run time. */
-		if (t->latency_s > 0 && plan_now() - r.t_start > t->latency_s) {
+		if (t->latency_s > 0 && clock_mono_s() - r.t_start > t->latency_s) {
 			rc = -ETIMEDOUT;
 			if (asprintf(&res->error, "latency bound of %gs exceeded",
 				     t->latency_s) < 0)
@@ -951,7 +904,7 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 	}
 out:
 	res->cost_usd = r.spent;
-	res->latency_s = plan_now() - r.t_start;
+	res->latency_s = clock_mono_s() - r.t_start;
 	res->calls = r.n_attempts;
 	while (r.n_calls)
 		drop_call(&r, r.calls[0]);

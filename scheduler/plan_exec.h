@@ -88,8 +88,4 @@ int plan_exec_run(const struct plan_task *task,
 		  struct plan_exec_result *ret_result);
 void plan_exec_result_release(struct plan_exec_result *r);
 
-/* curl error to -errno; HTTP status to -errno (0 for 2xx). */
-int plan_curl_errno(int curl_code);
-int plan_http_errno(long status);
-
 #endif
