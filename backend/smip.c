@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "backend/chunker.h"
-#include "backend/modelfmt.h"
+#include "common/modelfmt.h"
 #include "backend/smip.h"
 #include "common/hex.h"
 
