@@ -5,12 +5,14 @@
  *
  * A task holds one request (struct req) that may take several attempts.
  * Simple calls run one task, oci_fetch_ranges() and oci_upload_blobs() run
- * many; run_tasks() keeps up to `connections` of them in flight, each on an
- * easy handle of its own that draws connections, DNS answers and TLS
- * sessions from the client's share handle.  After an attempt,
- * req_outcome() decides: done (the task's step() looks at the answer),
- * retry (after a backoff), auth (answer the challenge and go again at
- * once) or fail (-errno).  An upload walks this machine:
+ * many; run_tasks() keeps up to `connections` of them in flight on the
+ * one HTTP engine (common/http.h), each on an easy handle of its own that
+ * draws connections, DNS answers and TLS sessions from the client's share
+ * handle.  After an attempt, req_outcome() decides, by the one error map
+ * (common/errmap.h) and our own checks of the bytes: done (the task's
+ * step() looks at the answer), retry (the engine's count and jittered
+ * backoff), auth (answer the challenge and go again at once) or fail
+ * (-errno).  An upload walks this machine:
  *
  *   HEAD --200--> EXISTED
  *     | 404
@@ -41,6 +43,7 @@
 #include "backend/oci.h"
 #include "common/clock.h"
 #include "common/errmap.h"
+#include "common/http.h"
 
 #define PIECE (1u << 20)         /* upload bytes read per u->read() */
 #define SMALL_MAX (1u << 20)     /* a token answer */
@@ -71,6 +74,7 @@ struct oci_client {
 	char **repos;      /* answered when the catalog is refused */
 	size_t nrepos;
 	int insecure, connections, retries, stall_s;
+	struct http_retry retry;   /* retries attempts, jittered backoff */
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 	struct oci_counters ctr;
@@ -130,12 +134,13 @@ struct req {
 	/* attempts */
 	CURL *h;
 	struct curl_slist *hl;
-	int attempt, auth_rounds, used;
+	int auth_rounds, used;
 	int retry_errno;         /* what the last retried cause ends as */
 	char cause[256];
 };
 
 struct task {
+	struct http_job job;          /* attempts and backoff (common/http.h) */
 	struct req rq;
 	void (*prep)(struct task *k); /* fills rq for the state, each attempt */
 	int (*step)(struct task *k);  /* after a good answer */
@@ -168,13 +173,6 @@ static int causef(struct req *rq, int r, const char *fmt, ...)
 	vsnprintf(rq->cause, sizeof(rq->cause), fmt, ap);
 	va_end(ap);
 	return r;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
 }
 
 /* ---- names and digests ---- */
@@ -649,6 +647,8 @@ int oci_client_new(const struct oci_remote *r, struct oci_client **ret,
 	c->insecure = r->insecure;
 	c->connections = r->connections > 0 ? r->connections : 4;
 	c->retries = r->retries > 0 ? r->retries : 5;
+	c->retry = (struct http_retry){ .attempts = c->retries, .first_ms = BACKOFF_MS,
+					.max_ms = BACKOFF_MAX_MS, .jitter = 1 };
 	c->stall_s = r->stall_s > 0 ? r->stall_s : 30;
 	c->share = curl_share_init();
 	if (!c->name || !c->url || !c->share)
@@ -1470,30 +1470,22 @@ static int req_outcome(struct req *rq, CURLcode code)
 	return http_error(rq);
 }
 
-static int64_t backoff_ms(int attempt, unsigned *seed)
-{
-	int64_t d = BACKOFF_MS << (attempt < 1 ? 0 : attempt < 6 ? attempt - 1 : 5);
-
-	d = d < BACKOFF_MAX_MS ? d : BACKOFF_MAX_MS;
-	return d / 2 + rand_r(seed) % (d / 2 + 1);
-}
-
 static void task_fail(struct task *k, int r)
 {
 	struct oci_client *c = k->rq.c;
 
 	k->done = 1;
 	k->status = r;
-	if (k->rq.attempt >= c->retries)
+	if (k->job.attempts >= c->retries)
 		snprintf(k->msg, sizeof(k->msg), "%s: %s: %s after %d attempts",
-			 c->name, k->rq.what, k->rq.cause, k->rq.attempt);
+			 c->name, k->rq.what, k->rq.cause, k->job.attempts);
 	else
 		snprintf(k->msg, sizeof(k->msg), "%s: %s: %s", c->name,
 			 k->rq.what, k->rq.cause[0] ? k->rq.cause : strerror(-r));
 }
 
 /* After an attempt: 1 when the task goes on, 0 when it is over. */
-static int task_after(struct task *k, CURLcode code, unsigned *seed)
+static int task_after(struct http_engine *e, struct task *k, CURLcode code)
 {
 	struct req *rq = &k->rq;
 	int r = req_outcome(rq, code);
@@ -1506,19 +1498,18 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		return 0;
 	}
 	if (r == OUT_AUTH || r == OUT_NEXT) {
-		k->due = 0;
+		k->job.due_ms = 0;
 		return 1;
 	}
 	if (r == OUT_RETRY) {
 		/* a stream that moved on starts its count again */
 		if (rq->sink == SINK_CB && rq->got > rq->got0) {
-			rq->attempt = 1;
-		} else if (++rq->attempt >= rq->c->retries) {
+			http_job_retry_anew(e, &k->job);
+		} else if (!http_job_retry(e, &k->job)) {
 			task_fail(k, rq->retry_errno);
 			return 0;
 		}
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
-		k->due = clock_mono_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;
 		return 1;
 	}
@@ -1526,7 +1517,7 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 	return 0;
 }
 
-static int task_launch(struct task *k, CURLM *m)
+static int task_launch(struct task *k, struct http_engine *e)
 {
 	int r;
 
@@ -1534,9 +1525,8 @@ static int task_launch(struct task *k, CURLM *m)
 		k->prep(k);
 	r = req_start(&k->rq);
 	if (r == 0) {
-		curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
-		if (curl_multi_add_handle(m, k->rq.h))
-			r = -ENOMEM;
+		k->job.h = k->rq.h;
+		r = http_engine_add(e, &k->job);
 	}
 	if (r < 0) {
 		req_end(&k->rq);
@@ -1545,69 +1535,69 @@ static int task_launch(struct task *k, CURLM *m)
 	return r;
 }
 
+struct task_run {
+	struct http_engine e;
+	size_t left;                 /* tasks not done */
+	struct task *first;          /* the first task that failed */
+};
+
+static void task_done(void *arg, struct http_job *job, CURLcode code)
+{
+	struct task *k = (struct task *)((char *)job - offsetof(struct task, job));
+	struct task_run *run = arg;
+
+	k->job.h = NULL;             /* req_end() cleans it up with the request */
+	if (task_after(&run->e, k, code) == 0) {
+		run->left--;
+		if (k->status < 0 && !run->first)
+			run->first = k;
+	}
+}
+
 /*
- * Runs the tasks to their end, up to c->connections attempts in flight.
- * Returns 0 or the first failure (its message in err).
+ * Runs the tasks to their end on the engine (common/http.h), up to
+ * c->connections attempts in flight.  Returns 0 or the first failure (its
+ * message in err).
  */
 static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		     char *err, size_t errlen)
 {
-	unsigned seed = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)t;
-	size_t i, left = n, active = 0;
-	CURLM *m = curl_multi_init();
-	struct task *k, *first = NULL;
-	CURLMsg *msg;
-	int q, running;
+	struct task_run run = { .left = n };
+	size_t i;
 
-	if (!m)
+	if (http_engine_init(&run.e) < 0)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		t[i].job.retry = &c->retry;
 		if (t[i].done)
-			left--;
-	while (left) {
+			run.left--;
+	}
+	while (run.left) {
 		int64_t now = clock_mono_ms(), wait = 1000;
 
-		for (i = 0; i < n && active < (size_t)c->connections; i++) {
-			k = &t[i];
+		for (i = 0; i < n && run.e.active < (size_t)c->connections; i++) {
+			struct task *k = &t[i];
+
 			if (k->done || k->rq.h)
 				continue;
-			if (k->due > now) {
-				wait = k->due - now < wait ? k->due - now : wait;
+			if (k->job.due_ms > now) {
+				wait = k->job.due_ms - now < wait ? k->job.due_ms - now : wait;
 				continue;
 			}
-			if (task_launch(k, m) < 0) {
-				left--;
-				first = first ? first : k;
-				continue;
-			}
-			active++;
-		}
-		curl_multi_perform(m, &running);
-		while ((msg = curl_multi_info_read(m, &q))) {
-			CURLcode code = msg->data.result;
-			CURL *e = msg->easy_handle;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&k);
-			curl_multi_remove_handle(m, e);
-			active--;
-			if (task_after(k, code, &seed) == 0) {
-				left--;
-				if (k->status < 0 && !first)
-					first = k;
+			if (task_launch(k, &run.e) < 0) {
+				run.left--;
+				run.first = run.first ? run.first : k;
 			}
 		}
-		if (active)
-			curl_multi_poll(m, NULL, 0, (int)wait, NULL);
-		else if (left)
-			sleep_ms(wait);
+		http_engine_collect(&run.e, task_done, &run);
+		if (run.left)
+			http_engine_wait(&run.e, (int)wait);
 	}
-	curl_multi_cleanup(m);
-	if (!first)
+	http_engine_release(&run.e);
+	if (!run.first)
 		return 0;
-	errf(err, errlen, "%s", first->msg);
-	return first->status;
+	errf(err, errlen, "%s", run.first->msg);
+	return run.first->status;
 }
 
 /* ---- the calls ---- */
@@ -1752,7 +1742,7 @@ static int list_get(struct oci_client *c, const char *repo, char ***ret,
 	}
 	for (pages = 0; r == 0; pages++) {
 		k.done = 0;
-		rq->attempt = rq->auth_rounds = 0;
+		k.job.attempts = rq->auth_rounds = 0;
 		r = run_tasks(c, &k, 1, err, errlen);
 		if (r < 0)
 			break;
