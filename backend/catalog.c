@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "backend/catalog.h"
+#include "common/errmap.h"
 
 enum {
 	S_GET, S_LOOKUP, S_INSERT, S_DELETE, S_ORPHAN, S_MOVE, S_SETATTR,
@@ -110,36 +111,6 @@ struct cat {
 	sqlite3_stmt *stmt[S_MAX];
 };
 
-int cat_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_TOOBIG:
-		return -EFBIG;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	default:
-		return -EIO;
-	}
-}
-
 static sqlite3_stmt *stmt(struct cat *c, int which)
 {
 	sqlite3_stmt *s = c->stmt[which];
@@ -160,7 +131,7 @@ static int step_done(sqlite3_stmt *s)
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
-	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
+	return rc == SQLITE_DONE ? 0 : errno_of_sqlite(rc);
 }
 
 static void finish(sqlite3_stmt *s)
@@ -174,12 +145,12 @@ static int step_one(sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : errno_of_sqlite(rc);
 }
 
 static int exec(struct cat *c, const char *sql)
 {
-	return cat_errno(sqlite3_exec(c->db, sql, NULL, NULL, NULL));
+	return errno_of_sqlite(sqlite3_exec(c->db, sql, NULL, NULL, NULL));
 }
 
 static int meta_get_int(struct cat *c, const char *key, long long *ret)
@@ -190,13 +161,13 @@ static int meta_get_int(struct cat *c, const char *key, long long *ret)
 	rc = sqlite3_prepare_v2(c->db, "SELECT value FROM meta WHERE key = ?1", -1,
 				&s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*ret = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : errno_of_sqlite(rc);
 }
 
 static int create_schema(struct cat *c)
@@ -241,7 +212,7 @@ int cat_open(const char *path, struct cat **ret, char *err, size_t errlen)
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open catalog %s: %s", path,
 			 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 		goto fail;
 	}
 	sqlite3_busy_timeout(c->db, 5000);
@@ -460,7 +431,7 @@ int cat_count_children(struct cat *c, uint64_t ino)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)ino);
 	rc = sqlite3_step(s);
-	r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : cat_errno(rc);
+	r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : errno_of_sqlite(rc);
 	finish(s);
 	return r;
 }
@@ -483,7 +454,7 @@ int cat_children(struct cat *c, uint64_t ino,
 			break;
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 	finish(s);
 	return r;
 }
@@ -513,7 +484,7 @@ int cat_orphans(struct cat *c, uint64_t **ret_inos)
 	finish(s);
 	if (rc != SQLITE_DONE) {
 		free(v);
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	}
 	*ret_inos = v;
 	return (int)n;
@@ -703,7 +674,7 @@ static int chunk_rows(struct cat *c, sqlite3_stmt *s,
 		n++;
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 	finish(s);
 	for (i = 0; !r && i < n; i++)
 		r = cb(arg, &rows[i].id, &rows[i].loc);
@@ -808,11 +779,11 @@ int cat_pack_dead_clear(struct cat *c, uint32_t pack)
 	dead_key(pack, key, sizeof(key));
 	rc = sqlite3_prepare_v2(c->db, "DELETE FROM meta WHERE key = ?1", -1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
+	return rc == SQLITE_DONE ? 0 : errno_of_sqlite(rc);
 }
 
 /*
@@ -856,7 +827,7 @@ static int read_pack_rows(sqlite3_stmt *s, bool live_double,
 		n++;
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 	if (r < 0) {
 		free(ids);
 		free(a);
@@ -889,13 +860,13 @@ static int query_u64s(struct cat *c, const char *sql, uint64_t *out, int n)
 
 	rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		for (i = 0; i < n; i++)
 			out[i] = (uint64_t)sqlite3_column_int64(s, i);
 	sqlite3_finalize(s);
-	return rc == SQLITE_ROW ? 0 : cat_errno(rc);
+	return rc == SQLITE_ROW ? 0 : errno_of_sqlite(rc);
 }
 
 int cat_stats(struct cat *c, struct cat_stats *ret)
@@ -943,7 +914,7 @@ int cat_integrity(struct cat *c, char *err, size_t errlen)
 
 	rc = sqlite3_prepare_v2(c->db, "PRAGMA integrity_check", -1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		t = (const char *)sqlite3_column_text(s, 0);
 		if (t && strcmp(t, "ok") != 0) {
@@ -974,7 +945,7 @@ int cat_files(struct cat *c,
 			break;
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 	finish(s);
 	return r;
 }
@@ -998,7 +969,7 @@ int cat_chunks_all(struct cat *c,
 			break;
 	}
 	if (!r && rc != SQLITE_DONE)
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 	finish(s);
 	return r;
 }
@@ -1022,7 +993,7 @@ int cat_path(struct cat *c, uint64_t ino, char *buf, size_t len)
 		rc = sqlite3_step(s);
 		if (rc != SQLITE_ROW) {
 			finish(s);
-			return rc == SQLITE_DONE ? -ENOENT : cat_errno(rc);
+			return rc == SQLITE_DONE ? -ENOENT : errno_of_sqlite(rc);
 		}
 		snprintf(tmp, sizeof(tmp), "%s%s%s",
 			 (const char *)sqlite3_column_text(s, 1), buf[0] ? "/" : "", buf);
@@ -1063,7 +1034,7 @@ int cat_damaged_has(struct cat *c, const struct cas_id *id)
 	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	finish(s);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : cat_errno(rc);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : errno_of_sqlite(rc);
 }
 
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
@@ -1087,7 +1058,7 @@ int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
 				" FROM chunks NOT INDEXED GROUP BY pack ORDER BY pack",
 				-1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	r = read_pack_rows(s, true, ret_packs, ret_ends, ret_live);
 	sqlite3_finalize(s);
 	return r;
@@ -1113,7 +1084,7 @@ int cat_snapshot(const char *catalog, const char *snap)
 	unlink(tmp);
 	rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
@@ -1125,7 +1096,7 @@ int cat_snapshot(const char *catalog, const char *snap)
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_OK) {
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 		goto out;
 	}
 	snprintf(sql, sizeof(sql),
@@ -1139,7 +1110,7 @@ int cat_snapshot(const char *catalog, const char *snap)
 		 "INSERT INTO inodes SELECT " INODE_COLS " FROM c.inodes;"
 		 "COMMIT;",
 		 (long long)time(NULL) * 1000000000);
-	r = cat_errno(sqlite3_exec(db, sql, NULL, NULL, NULL));
+	r = errno_of_sqlite(sqlite3_exec(db, sql, NULL, NULL, NULL));
 	sqlite3_close(db);
 	db = NULL;
 	if (r < 0)
@@ -1182,7 +1153,7 @@ int cat_restore_snapshot(struct cat *c, const char *snap, int64_t *ret_taken)
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	*ret_taken = 0;
 	rc = sqlite3_prepare_v2(c->db,
 				"SELECT value FROM snap.meta WHERE key = 'snapshot_ns'",
@@ -1191,7 +1162,7 @@ int cat_restore_snapshot(struct cat *c, const char *snap, int64_t *ret_taken)
 		*ret_taken = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_OK) {
-		r = cat_errno(rc);
+		r = errno_of_sqlite(rc);
 		goto out;
 	}
 	r = exec(c, "BEGIN IMMEDIATE;"
@@ -1233,10 +1204,10 @@ int cat_meta_set_u64(struct cat *c, const char *key, uint64_t v)
 	rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
 				-1, &s, NULL);
 	if (rc != SQLITE_OK)
-		return cat_errno(rc);
+		return errno_of_sqlite(rc);
 	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)v);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? 0 : cat_errno(rc);
+	return rc == SQLITE_DONE ? 0 : errno_of_sqlite(rc);
 }

@@ -6,7 +6,7 @@
  * daemon or the machine.  Not thread-safe: the store serialises every call
  * under its own mutex.  Every function returns 0 (or a count) on success and
  * -errno on failure; sqlite errors are translated in one place
- * (cat_errno()).  Changes are made inside cat_begin()/cat_commit(); a
+ * (errno_of_sqlite(), common/errmap.h).  Changes are made inside cat_begin()/cat_commit(); a
  * function never commits on its own.
  *
  * Invariants kept by the store through this module:
@@ -55,8 +55,6 @@ struct cat_stats {
 	uint64_t packs;
 	uint64_t pack_bytes;    /* sum of committed pack sizes */
 };
-
-int cat_errno(int sqlite_rc);
 
 /* Opens or creates the catalog file; explains refusals in err. */
 int cat_open(const char *path, struct cat **ret, char *err, size_t errlen);

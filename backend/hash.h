@@ -31,7 +31,4 @@ static inline int cas_id_eq(const struct cas_id *a, const struct cas_id *b)
 	return memcmp(a->b, b->b, CAS_ID_LEN) == 0;
 }
 
-/* Lowercase hex of n bytes into out[2n + 1]. */
-void hex_encode(const uint8_t *in, size_t n, char *out);
-
 #endif

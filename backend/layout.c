@@ -24,7 +24,9 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
+
+#include "common/hex.h"
+#include "common/utf8.h"
 
 /* The largest integer a JSON number carries exactly (IEEE double). */
 #define JSON_INT_MAX (1ull << 53)
@@ -83,33 +85,6 @@ static const char *shown(char buf[96], const char *s, size_t n)
 	}
 	buf[j] = '\0';
 	return buf;
-}
-
-static int digest_valid(const char *s)
-{
-	size_t i;
-
-	if (strncmp(s, "sha256:", 7) != 0)
-		return 0;
-	for (i = 7; i < 7 + 64; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return s[i] == '\0';
-}
-
-static void sha256_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
-
-	EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
-	memcpy(out, "sha256:", 7);
-	for (i = 0; i < 32; i++) {
-		out[7 + 2 * i] = hex[md[i] >> 4];
-		out[8 + 2 * i] = hex[md[i] & 15];
-	}
-	out[7 + 64] = '\0';
 }
 
 /* Does the media type mt, parameters (";...") aside, equal want? */
@@ -1260,44 +1235,6 @@ static int desc_json(json_t **ret, const char *mt, const char *digest,
 	return 0;
 }
 
-/* Well-formed UTF-8 (what JSON strings must hold), no overlongs. */
-static int utf8_valid(const char *s)
-{
-	const unsigned char *u = (const unsigned char *)s;
-
-	while (*u) {
-		size_t n, i;
-		uint32_t c;
-
-		if (*u < 0x80) {
-			u++;
-			continue;
-		} else if ((*u & 0xe0) == 0xc0) {
-			n = 1;
-			c = *u & 0x1f;
-		} else if ((*u & 0xf0) == 0xe0) {
-			n = 2;
-			c = *u & 0x0f;
-		} else if ((*u & 0xf8) == 0xf0) {
-			n = 3;
-			c = *u & 0x07;
-		} else {
-			return 0;
-		}
-		for (i = 1; i <= n; i++) {
-			if ((u[i] & 0xc0) != 0x80)
-				return 0;
-			c = c << 6 | (u[i] & 0x3f);
-		}
-		if ((n == 1 && c < 0x80) || (n == 2 && c < 0x800) ||
-		    (n == 3 && c < 0x10000) || c > 0x10ffff ||
-		    (c >= 0xd800 && c <= 0xdfff))
-			return 0;
-		u += n + 1;
-	}
-	return 1;
-}
-
 static int build_check(const struct layout_put_file *f, size_t n, char *err,
 		       size_t errlen)
 {
@@ -1440,7 +1377,7 @@ int layout_modelpack_build(const char *name, const struct layout_put_file *f,
 		goto nomem;
 	}
 	clen = strlen(cj);
-	sha256_digest(cj, clen, digest);
+	digest_sha256(cj, clen, digest);
 
 	m = json_object();
 	layers = json_array();

@@ -5,12 +5,14 @@
  *
  * A task holds one request (struct req) that may take several attempts.
  * Simple calls run one task, oci_fetch_ranges() and oci_upload_blobs() run
- * many; run_tasks() keeps up to `connections` of them in flight, each on an
- * easy handle of its own that draws connections, DNS answers and TLS
- * sessions from the client's share handle.  After an attempt,
- * req_outcome() decides: done (the task's step() looks at the answer),
- * retry (after a backoff), auth (answer the challenge and go again at
- * once) or fail (-errno).  An upload walks this machine:
+ * many; run_tasks() keeps up to `connections` of them in flight on the
+ * one HTTP engine (common/http.h), each on an easy handle of its own that
+ * draws connections, DNS answers and TLS sessions from the client's share
+ * handle.  After an attempt, req_outcome() decides, by the one error map
+ * (common/errmap.h) and our own checks of the bytes: done (the task's
+ * step() looks at the answer), retry (the engine's count and jittered
+ * backoff), auth (answer the challenge and go again at once) or fail
+ * (-errno).  An upload walks this machine:
  *
  *   HEAD --200--> EXISTED
  *     | 404
@@ -39,6 +41,9 @@
 #include <openssl/evp.h>
 
 #include "backend/oci.h"
+#include "common/clock.h"
+#include "common/errmap.h"
+#include "common/http.h"
 
 #define PIECE (1u << 20)         /* upload bytes read per u->read() */
 #define SMALL_MAX (1u << 20)     /* a token answer */
@@ -69,6 +74,7 @@ struct oci_client {
 	char **repos;      /* answered when the catalog is refused */
 	size_t nrepos;
 	int insecure, connections, retries, stall_s;
+	struct http_retry retry;   /* retries attempts, jittered backoff */
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 	struct oci_counters ctr;
@@ -128,11 +134,13 @@ struct req {
 	/* attempts */
 	CURL *h;
 	struct curl_slist *hl;
-	int attempt, auth_rounds, used;
+	int auth_rounds, used;
+	int retry_errno;         /* what the last retried cause ends as */
 	char cause[256];
 };
 
 struct task {
+	struct http_job job;          /* attempts and backoff (common/http.h) */
 	struct req rq;
 	void (*prep)(struct task *k); /* fills rq for the state, each attempt */
 	int (*step)(struct task *k);  /* after a good answer */
@@ -167,34 +175,7 @@ static int causef(struct req *rq, int r, const char *fmt, ...)
 	return r;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 /* ---- names and digests ---- */
-
-int oci_digest_valid(const char *s)
-{
-	int i;
-
-	if (!s || strncmp(s, "sha256:", 7))
-		return 0;
-	for (i = 7; i < 71; i++)
-		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
-			return 0;
-	return s[71] == 0;
-}
 
 int oci_tag_valid(const char *s)
 {
@@ -241,23 +222,6 @@ int oci_repo_valid(const char *s)
 		else
 			return 0;
 	}
-}
-
-static void digest_hex(const unsigned char md[32], char out[OCI_DIGEST_LEN])
-{
-	int i;
-
-	memcpy(out, "sha256:", 7);
-	for (i = 0; i < 32; i++)
-		snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
-}
-
-void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN])
-{
-	unsigned char md[32];
-
-	EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
-	digest_hex(md, out);
 }
 
 /* ---- configuration ---- */
@@ -683,6 +647,8 @@ int oci_client_new(const struct oci_remote *r, struct oci_client **ret,
 	c->insecure = r->insecure;
 	c->connections = r->connections > 0 ? r->connections : 4;
 	c->retries = r->retries > 0 ? r->retries : 5;
+	c->retry = (struct http_retry){ .attempts = c->retries, .first_ms = BACKOFF_MS,
+					.max_ms = BACKOFF_MAX_MS, .jitter = 1 };
 	c->stall_s = r->stall_s > 0 ? r->stall_s : 30;
 	c->share = curl_share_init();
 	if (!c->name || !c->url || !c->share)
@@ -981,7 +947,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		       curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct req *rq = arg;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 
 	if ((uint64_t)(dlnow + ulnow) != rq->last_bytes) {
 		rq->last_bytes = dlnow + ulnow;
@@ -1325,6 +1291,7 @@ static void attempt_reset(struct req *rq)
 	req_what(rq);
 	rq->started = rq->complete = rq->overflow = rq->toobig = 0;
 	rq->badrange = rq->stop = rq->stalled = 0;
+	rq->retry_errno = -EIO;
 	rq->skip = 0;
 	rq->mem_len = 0;
 	if (rq->sink == SINK_BUF && rq->progress)
@@ -1370,7 +1337,7 @@ static int req_start(struct req *rq)
 	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(e, CURLOPT_XFERINFODATA, rq);
 	rq->last_bytes = 0;
-	rq->last_ms = now_ms();
+	rq->last_ms = clock_mono_ms();
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "llmfs/0.1");
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, rq);
@@ -1410,27 +1377,19 @@ static int req_start(struct req *rq)
 	return r;
 }
 
-/* One function per foreign error source: curl's codes. */
+/*
+ * curl's codes, by the one map (common/errmap.h); a transient one is
+ * retried and, once attempts run out, ends as its own errno.
+ */
 static int curl_outcome(struct req *rq, CURLcode code)
 {
-	switch (code) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_GOT_NOTHING:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_WEIRD_SERVER_REPLY:
-		return causef(rq, OUT_RETRY, "%s", curl_easy_strerror(code));
-	case CURLE_OUT_OF_MEMORY:
-		return causef(rq, -ENOMEM, "out of memory");
-	default:
-		return causef(rq, -EIO, "%s", curl_easy_strerror(code));
+	int r = errno_of_curl(code);
+
+	if (errmap_curl_transient(code)) {
+		rq->retry_errno = r;
+		r = OUT_RETRY;
 	}
+	return causef(rq, r, "%s", curl_easy_strerror(code));
 }
 
 /* The registry's own words for an error, if its body has them. */
@@ -1445,7 +1404,7 @@ static const char *errbody_code(struct req *rq, char *buf, size_t len)
 	return buf;
 }
 
-/* One function per foreign error source: HTTP statuses. */
+/* HTTP statuses, by the one map (common/errmap.h), as curl_outcome(). */
 static int http_error(struct req *rq)
 {
 	long st = rq->status;
@@ -1454,22 +1413,11 @@ static int http_error(struct req *rq)
 
 	snprintf(line, sizeof(line), "%ld %s%s", st, rq->reason,
 		 errbody_code(rq, code, sizeof(code)));
-	if (st == 429 || st == 408 || st >= 500)
+	r = errno_of_http(st);
+	if (errmap_http_transient(st)) {
+		rq->retry_errno = r;
 		r = OUT_RETRY;
-	else if (st == 404)
-		r = -ENOENT;
-	else if (st == 401 || st == 403)
-		r = -EACCES;
-	else if (st == 400)
-		r = -EINVAL;
-	else if (st == 405)
-		r = -EOPNOTSUPP;
-	else if (st == 413)
-		r = -EFBIG;
-	else if (st == 416)
-		r = -ERANGE;
-	else
-		r = -EPROTO;
+	}
 	return causef(rq, r, "%s", line);
 }
 
@@ -1522,30 +1470,22 @@ static int req_outcome(struct req *rq, CURLcode code)
 	return http_error(rq);
 }
 
-static int64_t backoff_ms(int attempt, unsigned *seed)
-{
-	int64_t d = BACKOFF_MS << (attempt < 1 ? 0 : attempt < 6 ? attempt - 1 : 5);
-
-	d = d < BACKOFF_MAX_MS ? d : BACKOFF_MAX_MS;
-	return d / 2 + rand_r(seed) % (d / 2 + 1);
-}
-
 static void task_fail(struct task *k, int r)
 {
 	struct oci_client *c = k->rq.c;
 
 	k->done = 1;
 	k->status = r;
-	if (k->rq.attempt >= c->retries)
+	if (k->job.attempts >= c->retries)
 		snprintf(k->msg, sizeof(k->msg), "%s: %s: %s after %d attempts",
-			 c->name, k->rq.what, k->rq.cause, k->rq.attempt);
+			 c->name, k->rq.what, k->rq.cause, k->job.attempts);
 	else
 		snprintf(k->msg, sizeof(k->msg), "%s: %s: %s", c->name,
 			 k->rq.what, k->rq.cause[0] ? k->rq.cause : strerror(-r));
 }
 
 /* After an attempt: 1 when the task goes on, 0 when it is over. */
-static int task_after(struct task *k, CURLcode code, unsigned *seed)
+static int task_after(struct http_engine *e, struct task *k, CURLcode code)
 {
 	struct req *rq = &k->rq;
 	int r = req_outcome(rq, code);
@@ -1558,19 +1498,18 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 		return 0;
 	}
 	if (r == OUT_AUTH || r == OUT_NEXT) {
-		k->due = 0;
+		k->job.due_ms = 0;
 		return 1;
 	}
 	if (r == OUT_RETRY) {
 		/* a stream that moved on starts its count again */
 		if (rq->sink == SINK_CB && rq->got > rq->got0) {
-			rq->attempt = 1;
-		} else if (++rq->attempt >= rq->c->retries) {
-			task_fail(k, -EIO);
+			http_job_retry_anew(e, &k->job);
+		} else if (!http_job_retry(e, &k->job)) {
+			task_fail(k, rq->retry_errno);
 			return 0;
 		}
 		atomic_fetch_add(&rq->c->ctr.retries, 1);
-		k->due = now_ms() + backoff_ms(rq->attempt, seed);
 		k->state = k->restart;
 		return 1;
 	}
@@ -1578,7 +1517,7 @@ static int task_after(struct task *k, CURLcode code, unsigned *seed)
 	return 0;
 }
 
-static int task_launch(struct task *k, CURLM *m)
+static int task_launch(struct task *k, struct http_engine *e)
 {
 	int r;
 
@@ -1586,9 +1525,8 @@ static int task_launch(struct task *k, CURLM *m)
 		k->prep(k);
 	r = req_start(&k->rq);
 	if (r == 0) {
-		curl_easy_setopt(k->rq.h, CURLOPT_PRIVATE, k);
-		if (curl_multi_add_handle(m, k->rq.h))
-			r = -ENOMEM;
+		k->job.h = k->rq.h;
+		r = http_engine_add(e, &k->job);
 	}
 	if (r < 0) {
 		req_end(&k->rq);
@@ -1597,69 +1535,69 @@ static int task_launch(struct task *k, CURLM *m)
 	return r;
 }
 
+struct task_run {
+	struct http_engine e;
+	size_t left;                 /* tasks not done */
+	struct task *first;          /* the first task that failed */
+};
+
+static void task_done(void *arg, struct http_job *job, CURLcode code)
+{
+	struct task *k = (struct task *)((char *)job - offsetof(struct task, job));
+	struct task_run *run = arg;
+
+	k->job.h = NULL;             /* req_end() cleans it up with the request */
+	if (task_after(&run->e, k, code) == 0) {
+		run->left--;
+		if (k->status < 0 && !run->first)
+			run->first = k;
+	}
+}
+
 /*
- * Runs the tasks to their end, up to c->connections attempts in flight.
- * Returns 0 or the first failure (its message in err).
+ * Runs the tasks to their end on the engine (common/http.h), up to
+ * c->connections attempts in flight.  Returns 0 or the first failure (its
+ * message in err).
  */
 static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 		     char *err, size_t errlen)
 {
-	unsigned seed = (unsigned)now_ms() ^ (unsigned)(uintptr_t)t;
-	size_t i, left = n, active = 0;
-	CURLM *m = curl_multi_init();
-	struct task *k, *first = NULL;
-	CURLMsg *msg;
-	int q, running;
+	struct task_run run = { .left = n };
+	size_t i;
 
-	if (!m)
+	if (http_engine_init(&run.e) < 0)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		t[i].job.retry = &c->retry;
 		if (t[i].done)
-			left--;
-	while (left) {
-		int64_t now = now_ms(), wait = 1000;
+			run.left--;
+	}
+	while (run.left) {
+		int64_t now = clock_mono_ms(), wait = 1000;
 
-		for (i = 0; i < n && active < (size_t)c->connections; i++) {
-			k = &t[i];
+		for (i = 0; i < n && run.e.active < (size_t)c->connections; i++) {
+			struct task *k = &t[i];
+
 			if (k->done || k->rq.h)
 				continue;
-			if (k->due > now) {
-				wait = k->due - now < wait ? k->due - now : wait;
+			if (k->job.due_ms > now) {
+				wait = k->job.due_ms - now < wait ? k->job.due_ms - now : wait;
 				continue;
 			}
-			if (task_launch(k, m) < 0) {
-				left--;
-				first = first ? first : k;
-				continue;
-			}
-			active++;
-		}
-		curl_multi_perform(m, &running);
-		while ((msg = curl_multi_info_read(m, &q))) {
-			CURLcode code = msg->data.result;
-			CURL *e = msg->easy_handle;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&k);
-			curl_multi_remove_handle(m, e);
-			active--;
-			if (task_after(k, code, &seed) == 0) {
-				left--;
-				if (k->status < 0 && !first)
-					first = k;
+			if (task_launch(k, &run.e) < 0) {
+				run.left--;
+				run.first = run.first ? run.first : k;
 			}
 		}
-		if (active)
-			curl_multi_poll(m, NULL, 0, (int)wait, NULL);
-		else if (left)
-			sleep_ms(wait);
+		http_engine_collect(&run.e, task_done, &run);
+		if (run.left)
+			http_engine_wait(&run.e, (int)wait);
 	}
-	curl_multi_cleanup(m);
-	if (!first)
+	http_engine_release(&run.e);
+	if (!run.first)
 		return 0;
-	errf(err, errlen, "%s", first->msg);
-	return first->status;
+	errf(err, errlen, "%s", run.first->msg);
+	return run.first->status;
 }
 
 /* ---- the calls ---- */
@@ -1709,7 +1647,7 @@ static int req_repo(struct req *rq, struct oci_client *c, const char *method,
 
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
-	if (!oci_digest_valid(ref) && (blob || !oci_tag_valid(ref)))
+	if (!digest_valid(ref) && (blob || !oci_tag_valid(ref)))
 		return bad_arg(c, err, errlen, blob ? "digest" : "tag or digest",
 			       ref);
 	req_init(rq, c, method);
@@ -1804,7 +1742,7 @@ static int list_get(struct oci_client *c, const char *repo, char ***ret,
 	}
 	for (pages = 0; r == 0; pages++) {
 		k.done = 0;
-		rq->attempt = rq->auth_rounds = 0;
+		k.job.attempts = rq->auth_rounds = 0;
 		r = run_tasks(c, &k, 1, err, errlen);
 		if (r < 0)
 			break;
@@ -1872,8 +1810,8 @@ static int manifest_step(struct task *k)
 
 	if (!rq->mem_len)
 		return causef(rq, -EPROTO, "an empty manifest");
-	oci_digest(rq->mem, rq->mem_len, g->digest);
-	if (oci_digest_valid(g->ref) && strcmp(g->ref, g->digest))
+	digest_sha256(rq->mem, rq->mem_len, g->digest);
+	if (digest_valid(g->ref) && strcmp(g->ref, g->digest))
 		return causef(rq, OUT_RETRY, "the manifest does not match its "
 			      "digest");
 	if (rq->dcd && strcmp(rq->dcd, g->digest))
@@ -1944,8 +1882,8 @@ int oci_manifest_put(struct oci_client *c, const char *repo, const char *ref,
 		r = -EFBIG;
 		goto out;
 	}
-	oci_digest(body, len, d);
-	if (oci_digest_valid(ref) && strcmp(ref, d)) {
+	digest_sha256(body, len, d);
+	if (digest_valid(ref) && strcmp(ref, d)) {
 		r = bad_arg(c, err, errlen, "digest (not the body's)", ref);
 		goto out;
 	}
@@ -1983,7 +1921,7 @@ static int blob_get_step(struct task *k)
 {
 	char d[OCI_DIGEST_LEN];
 
-	oci_digest(k->rq.mem ? k->rq.mem : "", k->rq.mem_len, d);
+	digest_sha256(k->rq.mem ? k->rq.mem : "", k->rq.mem_len, d);
 	if (strcmp(d, k->ctx))
 		return causef(&k->rq, OUT_RETRY, "the blob does not match its "
 			      "digest");
@@ -2028,7 +1966,7 @@ static int stream_step(struct task *k)
 		return -ENOMEM;
 	}
 	EVP_MD_CTX_free(x);
-	digest_hex(md, d);
+	digest_of_sha256(md, d);
 	if (strcmp(d, k->ctx))
 		return causef(rq, -EIO, "the blob does not match its digest");
 	return 0;
@@ -2097,7 +2035,7 @@ int oci_fetch_ranges(struct oci_client *c, const char *repo,
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
 	for (i = 0; i < n; i++)
-		if (!oci_digest_valid(r[i].digest))
+		if (!digest_valid(r[i].digest))
 			return bad_arg(c, err, errlen, "digest", r[i].digest);
 	t = calloc(n, sizeof(*t));
 	f = calloc(n, sizeof(*f));
@@ -2255,7 +2193,7 @@ int oci_upload_blobs(struct oci_client *c, const char *repo,
 	if (!oci_repo_valid(repo))
 		return bad_arg(c, err, errlen, "repository", repo);
 	for (i = 0; i < n; i++) {
-		if (!oci_digest_valid(u[i].digest))
+		if (!digest_valid(u[i].digest))
 			return bad_arg(c, err, errlen, "digest", u[i].digest);
 		if (u[i].mount_from && !oci_repo_valid(u[i].mount_from))
 			return bad_arg(c, err, errlen, "repository", u[i].mount_from);

@@ -35,7 +35,10 @@
  * connections and tokens.  Functions return 0 (or a count) or -errno and
  * write a one-line reason into err (err may be NULL): -ENOENT for an
  * unknown repository, tag or blob; -EACCES for refused credentials;
- * -EPROTO for a malformed answer; -EIO when retries ran out; -EFBIG when
+ * -EPROTO for a malformed answer; when retries ran out, the errno of the
+ * last cause by common/errmap.h (-EREMOTEIO after 5xx, -EAGAIN after 429,
+ * -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET...) or -EIO when our own check
+ * refused the bytes (a digest, a short body, a stall); -EFBIG when
  * an answer exceeds its limit; -EINVAL for bad arguments (a digest that is
  * not "sha256:" and 64 lowercase hex digits, a repository name outside the
  * distribution spec's grammar).  Nothing here prints.
@@ -48,8 +51,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/hex.h"
+
 /* "sha256:" + 64 hex digits + NUL */
-#define OCI_DIGEST_LEN 72
+#define OCI_DIGEST_LEN DIGEST_LEN
 /* Limits on what a registry may answer. */
 #define OCI_MANIFEST_MAX (4u << 20)
 #define OCI_LIST_MAX 100000
@@ -197,10 +202,7 @@ int oci_upload_blobs(struct oci_client *c, const char *repo,
 		     struct oci_upload *u, size_t n, _Atomic uint64_t *progress,
 		     char *err, size_t errlen);
 
-/* "sha256:<hex>" of bytes. */
-void oci_digest(const void *buf, size_t len, char out[OCI_DIGEST_LEN]);
-/* 1 if s is a well-formed sha256 digest, else 0. */
-int oci_digest_valid(const char *s);
+/* Digests: digest_sha256() and digest_valid() of common/hex.h. */
 /* 1 if s is a repository name of the distribution spec, else 0. */
 int oci_repo_valid(const char *s);
 /* 1 if s is a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}), else 0. */

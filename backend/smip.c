@@ -10,8 +10,9 @@
 #include <jansson.h>
 
 #include "backend/chunker.h"
-#include "backend/modelfmt.h"
+#include "common/modelfmt.h"
 #include "backend/smip.h"
+#include "common/hex.h"
 
 #define MAX_DEPTH 64
 /* The longest header read to describe a file. */

@@ -17,6 +17,8 @@
 #include "backend/pack.h"
 #include "backend/smipnet.h"
 #include "backend/store_i.h"
+#include "common/clock.h"
+#include "common/hex.h"
 
 /* Ranges coalesce up to this much; a fetch window holds at most WINDOW. */
 #define RANGE_MAX (16u << 20)
@@ -110,24 +112,6 @@ const struct smip_rfile *smip_model_file(const struct smip_model *m,
 	return NULL;
 }
 
-static int hex_sha(const char *s, uint8_t out[32])
-{
-	size_t i;
-
-	if (!s || strlen(s) != 64)
-		return -1;
-	for (i = 0; i < 32; i++) {
-		unsigned v;
-
-		if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
-		    !strchr("0123456789abcdef", s[2 * i]) ||
-		    !strchr("0123456789abcdef", s[2 * i + 1]))
-			return -1;
-		out[i] = (uint8_t)v;
-	}
-	return 0;
-}
-
 static int parse_index(struct smip_model *m, json_t *packs, json_t *index,
 		       struct idmap *map, char *err, size_t errlen)
 {
@@ -148,7 +132,7 @@ static int parse_index(struct smip_model *m, json_t *packs, json_t *index,
 		json_int_t size = -1;
 
 		if (json_unpack(json_array_get(packs, i), "{s:s, s:I}", "digest", &d,
-				"size", &size) < 0 || !oci_digest_valid(d) ||
+				"size", &size) < 0 || !digest_valid(d) ||
 		    size < PACK_HEADER_LEN || size > (json_int_t)1 << 50)
 			return fail(err, errlen, -EINVAL, "pack %zu: bad descriptor", i);
 		snprintf(m->packs[i].digest, sizeof(m->packs[i].digest), "%s", d);
@@ -213,7 +197,7 @@ static int parse_file(struct smip_model *m, json_t *e, struct idmap *map,
 		return fail(err, errlen, -EINVAL, "%s: bad file entry", path);
 	f->mode = S_IFREG | (uint32_t)mbits;
 	f->size = (uint64_t)size;
-	f->has_sha = sha && hex_sha(sha, f->sha) == 0;
+	f->has_sha = sha && hex_decode(sha, f->sha, 32, 1) == 0;
 	f->nchunks = json_array_size(chunks);
 	if (f->nchunks > CHUNKS_MAX)
 		return fail(err, errlen, -EFBIG, "%s: too many chunks", path);
@@ -346,7 +330,7 @@ static int sha_matches(const uint8_t *buf, size_t len, const char *digest)
 {
 	char d[OCI_DIGEST_LEN];
 
-	oci_digest(buf, len, d);
+	digest_sha256(buf, len, d);
 	return strcmp(d, digest) == 0;
 }
 
@@ -390,21 +374,13 @@ struct window {
 	unsigned pending;   /* check jobs not finished */
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Commits what was appended when the last commit is COMMIT_NS old or
  * COMMIT_BYTES wait, so that a pull killed midway loses little.
  */
 static int commit_due(struct fetch *f)
 {
-	int64_t now = mono_ns();
+	int64_t now = clock_mono_ns();
 	uint64_t pending = cas_import_pending(f->im);
 	int due;
 
@@ -658,7 +634,7 @@ int smip_fetch(struct cas_store *st, struct oci_client *c, const char *repo,
 		goto out;
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.done, NULL);
-	f.committed = mono_ns();
+	f.committed = clock_mono_ns();
 	for (i = 0; r == 0 && i < nw; i = k) {
 		uint64_t bytes = 0;
 
@@ -1142,7 +1118,7 @@ int smip_push(struct cas_store *st, struct oci_client *c, const char *repo,
 	}
 	cfgblob.data = cfg;
 	cfgblob.len = strlen(cfg);
-	oci_digest(cfg, cfgblob.len, up[nnp].digest);
+	digest_sha256(cfg, cfgblob.len, up[nnp].digest);
 	up[nnp].size = cfgblob.len;
 	up[nnp].read = mem_read;
 	up[nnp].arg = &cfgblob;
@@ -1260,7 +1236,7 @@ int smip_push_modelpack(struct cas_store *st, struct oci_client *c,
 		goto out;
 	cb.data = cfg;
 	cb.len = clen;
-	oci_digest(cfg, clen, up[nf].digest);
+	digest_sha256(cfg, clen, up[nf].digest);
 	up[nf].size = clen;
 	up[nf].read = mem_read;
 	up[nf].arg = &cb;

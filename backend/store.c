@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "backend/store_i.h"
+#include "common/utf8.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
 #define CACHE_SLOTS 64
@@ -916,12 +918,25 @@ static int check_parent(struct cas_store *st, uint64_t parent)
 	return S_ISDIR(p.mode) && p.nlink > 0 ? 0 : -ENOTDIR;
 }
 
+int cas_name_check(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0 || !strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '/'))
+		return -EINVAL;
+	return utf8_check_n(name, len);
+}
+
 int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
 	       uint32_t mode, uint32_t uid, uint32_t gid, const char *target,
 	       struct cat_attr *ret)
 {
-	int r;
+	int r = cas_name_check(name);
 
+	if (r < 0)
+		return r;
 	IN_TXN(st, r, {
 		r = check_parent(st, parent);
 		if (r == 0)
@@ -1039,8 +1054,10 @@ int cas_rename(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep_replaced, uint64_t *ret_replaced)
 {
 	uint64_t replaced = 0;
-	int r;
+	int r = cas_name_check(newname);
 
+	if (r < 0)
+		return r;
 	IN_TXN_MAKING_ROOM(st, r, {
 		r = rename_locked(st, parent, name, newparent, newname, noreplace,
 				  keep_replaced, &replaced);

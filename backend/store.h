@@ -77,6 +77,15 @@ const char *cas_store_dir(const struct cas_store *st);
 int cas_getattr(struct cas_store *st, uint64_t ino, struct cat_attr *ret);
 int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
 	       struct cat_attr *ret);
+/*
+ * May name be stored as an entry's name?  0, or -ENAMETOOLONG (over
+ * NAME_MAX bytes), -EINVAL (empty, ".", "..", or holding '/') or -EILSEQ
+ * (not strict UTF-8 by common/utf8.h: overlong forms, surrogates and code
+ * points past U+10FFFF included).  Every name the store holds must go into
+ * a JSON manifest and a push as it is, so cas_mknode() and cas_rename()
+ * refuse such names themselves; fs/ calls this to answer in its own order.
+ */
+int cas_name_check(const char *name);
 int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
 	       uint32_t mode, uint32_t uid, uint32_t gid, const char *target,
 	       struct cat_attr *ret);

@@ -26,7 +26,7 @@
 
 #include <openssl/evp.h>
 
-#include "backend/modelfmt.h"
+#include "common/modelfmt.h"
 #include "backend/store_i.h"
 
 enum { W_STREAM, W_STAGE };

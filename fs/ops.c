@@ -639,29 +639,6 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* Names: too long, not UTF-8, or "." / ".." cannot be stored. */
-static int check_name(const char *name)
-{
-	const unsigned char *p = (const unsigned char *)name;
-	size_t len = strlen(name);
-
-	if (len > NAME_MAX)
-		return -ENAMETOOLONG;
-	if (len == 0 || !strcmp(name, ".") || !strcmp(name, ".."))
-		return -EINVAL;
-	while (*p) {
-		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-					: (*p & 0xf8) == 0xf0 ? 3 : -1;
-
-		if (n < 0 || (n == 1 && *p < 0xc2))
-			return -EILSEQ;
-		for (p++; n > 0; n--, p++)
-			if ((*p & 0xc0) != 0x80)
-				return -EILSEQ;
-	}
-	return 0;
-}
-
 /* May a new entry called name be made in parent? */
 static int check_new_entry(struct fs *fs, uint64_t parent, const char *name)
 {
@@ -669,7 +646,7 @@ static int check_new_entry(struct fs *fs, uint64_t parent, const char *name)
 
 	if (!is_catalog(parent))
 		return -EPERM;
-	r = check_name(name);
+	r = cas_name_check(name);
 	if (r < 0)
 		return r;
 	if (!strcmp(name, SMIP_NAME) && is_model_dir(fs, parent))

@@ -16,10 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/modelfmt.h"
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
-
-#define MAX_HEADER (100u << 20)
 
 /* One Hugging Face tensor: which of our parameters, which layer, its HF shape, and whether our
  * (out, in) layout is transposed to HF's Conv1D (in, out). */
@@ -455,21 +454,19 @@ out:
 	return r;
 }
 
-/* A parsed safetensors file: its header, and its data in memory unless opened for the header
- * only (data is then NULL; data_len and data_off still describe the file). */
+/* A safetensors file read through the one reader of model headers (common/modelfmt.h, the
+ * fuzzed one): its tensor table and metadata, and the file from byte 0 in buf, all of it
+ * unless opened for the header only. */
 struct st_file {
 	unsigned char *buf;
-	json_t *hdr;
-	const unsigned char *data;
-	size_t data_len;
-	size_t data_off; /* of the data in the file: 8 + header length */
+	struct mf_info info;
 };
 
 static void st_release(struct st_file *f)
 {
-	json_decref(f->hdr);
+	mf_info_release(&f->info);
 	free(f->buf);
-	memset(f, 0, sizeof(*f));
+	f->buf = NULL;
 }
 
 static int st_open(struct st_file *f, const char *path, bool header_only)
@@ -481,7 +478,8 @@ static int st_open(struct st_file *f, const char *path, bool header_only)
 	long sz;
 	int r = 0;
 
-	memset(f, 0, sizeof(*f));
+	f->buf = NULL;
+	mf_info_init(&f->info);
 	if (!fp)
 		return -errno;
 	if (fseek(fp, 0, SEEK_END) < 0 || (sz = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) < 0) {
@@ -495,29 +493,25 @@ static int st_open(struct st_file *f, const char *path, bool header_only)
 	}
 	for (int i = 0; i < 8; i++)
 		hl |= (uint64_t)le[i] << (8 * i);
-	if (hl > MAX_HEADER || hl > len - 8) {
+	if (hl > MF_ST_HEADER_MAX || hl > len - 8) {
 		r = -EINVAL;
 		goto out;
 	}
-	n = header_only ? (size_t)hl : len - 8;
-	f->buf = malloc(n ? n : 1);
+	n = header_only ? 8 + (size_t)hl : len;
+	f->buf = malloc(n);
 	if (!f->buf) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if (fread(f->buf, 1, n, fp) != n) {
+	memcpy(f->buf, le, 8);
+	if (fread(f->buf + 8, 1, n - 8, fp) != n - 8) {
 		r = -EIO;
 		goto out;
 	}
-	f->hdr = json_loadb((const char *)f->buf, (size_t)hl, 0, NULL);
-	if (!json_is_object(f->hdr)) {
+	/* every refusal of the reader is a malformed file to a checkpoint */
+	r = mf_parse_safetensors(f->buf, n, len, &f->info);
+	if (r < 0 && r != -ENOMEM)
 		r = -EINVAL;
-		goto out;
-	}
-	f->data_off = 8 + (size_t)hl;
-	f->data_len = len - f->data_off;
-	if (!header_only)
-		f->data = f->buf + hl;
 out:
 	fclose(fp);
 	if (r < 0)
@@ -526,43 +520,33 @@ out:
 }
 
 /* Find name (or "transformer." + name), check F32 and the shape, and return its bytes when the
- * data is in memory (ret may be NULL to check only). */
+ * data is in memory (ret may be NULL to check only).  The reader has checked that the bytes
+ * lie inside the file and that their count is the shape's. */
 static int st_get(const struct st_file *f, const char *prefix, const char *name, int ndim,
 		  const int64_t *shape, const float **ret)
 {
+	const struct mf_tensor *e;
 	char full[160];
-	json_t *e, *sh, *offs;
-	json_int_t b, end;
 
 	snprintf(full, sizeof(full), "%s%s", prefix, name);
-	e = json_object_get(f->hdr, full);
+	e = mf_tensor_named(&f->info, full);
 	if (!e) {
 		snprintf(full, sizeof(full), "%stransformer.%s", prefix, name);
-		e = json_object_get(f->hdr, full);
+		e = mf_tensor_named(&f->info, full);
 	}
-	if (!e)
-		return -EINVAL;
-	sh = json_object_get(e, "shape");
-	offs = json_object_get(e, "data_offsets");
-	if (!json_is_string(json_object_get(e, "dtype")) ||
-	    strcmp(json_string_value(json_object_get(e, "dtype")), "F32") != 0 ||
-	    !json_is_array(sh) || (int)json_array_size(sh) != ndim || !json_is_array(offs) ||
-	    json_array_size(offs) != 2)
+	if (!e || e->dtype != MF_DTYPE_F32 || (int)e->n_dims != ndim)
 		return -EINVAL;
 	for (int d = 0; d < ndim; d++)
-		if (json_integer_value(json_array_get(sh, (size_t)d)) != shape[d])
+		if (e->shape[d] != (uint64_t)shape[d])
 			return -EINVAL;
-	b = json_integer_value(json_array_get(offs, 0));
-	end = json_integer_value(json_array_get(offs, 1));
-	if (b < 0 || end < b || (size_t)end > f->data_len ||
-	    (size_t)(end - b) != numel(shape, ndim) * sizeof(float))
+	if (e->size != numel(shape, ndim) * sizeof(float))
 		return -EINVAL;
-	/* The data sits at data_off - 8 in a malloc'd buffer: float alignment holds when the
-	 * file offset is a multiple of 4, which F32 files keep. */
-	if ((f->data_off + (size_t)b) % sizeof(float) != 0)
+	/* The file sits at the start of a malloc'd buffer: float alignment holds when the file
+	 * offset is a multiple of 4, which F32 files keep. */
+	if (e->offset % sizeof(float) != 0)
 		return -EINVAL;
 	if (ret)
-		*ret = (const float *)(f->data + b);
+		*ret = (const float *)(f->buf + e->offset);
 	return 0;
 }
 
@@ -585,13 +569,13 @@ static int load_flat(struct gpu_model *m, const struct st_file *f, const char *p
 
 static int meta_long(const struct st_file *f, const char *key, long long *ret)
 {
-	json_t *v = json_object_get(json_object_get(f->hdr, "__metadata__"), key);
+	const char *v = mf_st_metadata(&f->info, key);
 	char *end;
 
-	if (!json_is_string(v))
+	if (!v)
 		return -EINVAL;
 	errno = 0;
-	*ret = strtoll(json_string_value(v), &end, 10);
+	*ret = strtoll(v, &end, 10);
 	if (errno || *end)
 		return -EINVAL;
 	return 0;

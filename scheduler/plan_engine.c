@@ -22,6 +22,7 @@
 #include "plan_stats.h"
 #include "plan_task.h"
 #include "plan_util.h"
+#include "common/clock.h"
 
 #define NAME_MAX_LEN 128
 #define PLANNER_TYPE "plan"
@@ -812,7 +813,7 @@ int plan_engine_result(struct plan_engine *e, const char *name, char **ret,
 int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 		     int (*interrupted)(void *), void *arg)
 {
-	double deadline = plan_now() + timeout_ms / 1000.0;
+	double deadline = clock_mono_s() + timeout_ms / 1000.0;
 	struct job *j;
 	int rc = 0;
 
@@ -825,7 +826,7 @@ int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 	j->refs++;
 	while (j->state != J_DONE && j->state != J_FAILED) {
 		struct timespec ts;
-		double until = plan_now() + 0.05;
+		double until = clock_mono_s() + 0.05;
 
 		if (interrupted) {
 			int stop;
@@ -839,7 +840,7 @@ int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 				break;
 			}
 		}
-		if (timeout_ms >= 0 && plan_now() >= deadline) {
+		if (timeout_ms >= 0 && clock_mono_s() >= deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -847,7 +848,7 @@ int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
 			until = deadline;
 		/* The condvar uses CLOCK_REALTIME; a slice is short anyway. */
 		clock_gettime(CLOCK_REALTIME, &ts);
-		until -= plan_now();
+		until -= clock_mono_s();
 		if (until < 0)
 			until = 0;
 		ts.tv_nsec += (long)(until * 1e9);

@@ -18,6 +18,9 @@
 #include "plan_check.h"
 #include "plan_proc.h"
 #include "plan_util.h"
+#include "common/clock.h"
+#include "common/errmap.h"
+#include "common/http.h"
 
 enum { ST_WAIT, ST_RUN, ST_DONE, ST_FAIL };
 
@@ -28,12 +31,13 @@ struct call {
 	size_t step;
 	int model;
 	int vote_slot;          /* -1 unless a vote member */
-	int attempt;            /* 0 for the first */
-	double ready_at;        /* not started before (backoff) */
+	/* attempts, backoff and, for HTTP, the handle (common/http.h); a
+	 * command's attempts follow the same rule */
+	struct http_job job;
+	struct http_retry retry;
 	double t0;
 	bool in_flight;
 	/* HTTP */
-	CURL *h;
 	struct curl_slist *hdrs;
 	char *body;
 	struct plan_buf resp;
@@ -67,62 +71,13 @@ struct run {
 	const struct plan_models *ms;
 	const struct plan_path *p;
 	const struct plan_exec_opts *o;
-	CURLM *multi;
+	struct http_engine e;
 	struct step_rt *st;
 	struct call **calls;
 	size_t n_calls, cap_calls;
 	double spent, t_start;
 	size_t n_attempts, n_done;
 };
-
-int plan_curl_errno(int code)
-{
-	switch (code) {
-	case CURLE_OK:
-		return 0;
-	case CURLE_OPERATION_TIMEDOUT:
-		return -ETIMEDOUT;
-	case CURLE_COULDNT_CONNECT:
-		return -ECONNREFUSED;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		return -EHOSTUNREACH;
-	case CURLE_OUT_OF_MEMORY:
-		return -ENOMEM;
-	case CURLE_WRITE_ERROR:
-		return -EFBIG;
-	case CURLE_GOT_NOTHING:
-	case CURLE_RECV_ERROR:
-	case CURLE_SEND_ERROR:
-	case CURLE_PARTIAL_FILE:
-		return -ECONNRESET;
-	case CURLE_ABORTED_BY_CALLBACK:
-		return -ECANCELED;
-	default:
-		return -EIO;
-	}
-}
-
-int plan_http_errno(long status)
-{
-	if (status >= 200 && status < 300)
-		return 0;
-	switch (status) {
-	case 401:
-	case 403:
-		return -EACCES;
-	case 404:
-		return -ENOENT;
-	case 408:
-		return -ETIMEDOUT;
-	case 413:
-		return -E2BIG;
-	case 429:
-		return -EAGAIN;
-	default:
-		return status >= 500 ? -EREMOTEIO : -EPROTO;
-	}
-}
 
 static void trace(struct run *r, const struct call *c, const char *outcome,
 		  const char *detail, long http, double tin, double tout,
@@ -139,7 +94,7 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 		      "model", r->ms->v[c->model].name,
 		      "kind", r->ms->v[c->model].kind == PLAN_MODEL_HTTP ?
 			      "http" : "command",
-		      "attempt", c->attempt + 1,
+		      "attempt", c->job.attempts + 1,
 		      "outcome", outcome, "detail", detail ? detail : "",
 		      "tokens_in", tin, "tokens_out", tout,
 		      "usage", reported ? "reported" : "estimated",
@@ -172,10 +127,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 
 static void call_reset(struct call *c)
 {
-	if (c->h) {
-		curl_multi_remove_handle(c->r->multi, c->h);
-		curl_easy_cleanup(c->h);
-		c->h = NULL;
+	if (c->job.h) {
+		http_engine_remove(&c->r->e, &c->job);
+		curl_easy_cleanup(c->job.h);
+		c->job.h = NULL;
 	}
 	curl_slist_free_all(c->hdrs);
 	c->hdrs = NULL;
@@ -233,7 +188,11 @@ static int new_call(struct run *r, size_t step, int model, int slot)
 	c->step = step;
 	c->model = model;
 	c->vote_slot = slot;
-	c->ready_at = plan_now();
+	/* card "retries" after the first attempt, 0.25 s doubling to 4 s */
+	c->retry = (struct http_retry){ .attempts = r->ms->v[model].retries + 1,
+					.first_ms = 250, .max_ms = 4000 };
+	c->job.retry = &c->retry;
+	c->job.due_ms = clock_mono_ms();
 	plan_buf_init(&c->resp);
 	r->calls[r->n_calls++] = c;
 	return 0;
@@ -249,7 +208,7 @@ static void *cmd_thread(void *arg)
 				   m->timeout_s, PLAN_PROC_MAX_OUT, &c->abort,
 				   &c->out, NULL, &c->status);
 	atomic_store(&c->th_done, 1);
-	curl_multi_wakeup(c->r->multi);
+	http_engine_wakeup(&c->r->e);
 	return NULL;
 }
 
@@ -320,7 +279,7 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 	if (asprintf(&url, "%.*s/chat/completions", (int)blen,
 		     m->base_url) < 0)
 		url = NULL;
-	c->h = curl_easy_init();
+	c->job.h = curl_easy_init();
 	c->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	if (key && asprintf(&auth, "Authorization: Bearer %s", key) < 0)
 		auth = NULL;
@@ -338,32 +297,30 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 		if (rc)
 			c->hdrs = NULL;
 	}
-	if (!c->body || !url || !c->h || !c->hdrs) {
+	if (!c->body || !url || !c->job.h || !c->hdrs) {
 		free(url);
 		return -ENOMEM;
 	}
-	curl_easy_setopt(c->h, CURLOPT_URL, url);
-	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdrs);
-	curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
-	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
-	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS,
+	curl_easy_setopt(c->job.h, CURLOPT_URL, url);
+	curl_easy_setopt(c->job.h, CURLOPT_HTTPHEADER, c->hdrs);
+	curl_easy_setopt(c->job.h, CURLOPT_POSTFIELDS, c->body);
+	curl_easy_setopt(c->job.h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c->job.h, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->job.h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->job.h, CURLOPT_TIMEOUT_MS,
 			 (long)(m->timeout_s * 1000));
-	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS,
+	curl_easy_setopt(c->job.h, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)(fmin(m->timeout_s, 10) * 1000));
-	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c->h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c->job.h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c->job.h, CURLOPT_FOLLOWLOCATION, 0L);
 	if (r->o->writer && !m->trusted) {
-		curl_easy_setopt(c->h, CURLOPT_OPENSOCKETFUNCTION,
+		curl_easy_setopt(c->job.h, CURLOPT_OPENSOCKETFUNCTION,
 				 open_as_writer);
-		curl_easy_setopt(c->h, CURLOPT_OPENSOCKETDATA,
+		curl_easy_setopt(c->job.h, CURLOPT_OPENSOCKETDATA,
 				 (void *)r->o->writer);
 	}
 	free(url);
-	return plan_curl_errno(curl_multi_add_handle(r->multi, c->h) ==
-			       CURLM_OK ? CURLE_OK : CURLE_OUT_OF_MEMORY);
+	return http_engine_add(&r->e, &c->job);
 }
 
 static void step_fail(struct run *r, size_t s, const char *why);
@@ -545,14 +502,11 @@ static char *parse_reply(const char *body, double *tin, double *tout,
 static void retry_or_fail(struct run *r, struct call *c, const char *why,
 			  long http, double lat)
 {
-	const struct plan_model *m = &r->ms->v[c->model];
-
-	if (c->attempt < m->retries && !(r->o->cancel &&
+	if (http_job_left(&c->job) && !(r->o->cancel &&
 					  atomic_load(r->o->cancel))) {
 		trace(r, c, "retry", why, http, 0, 0, false, 0, lat);
 		call_reset(c);
-		c->ready_at = plan_now() + fmin(4.0, 0.25 * pow(2, c->attempt));
-		c->attempt++;
+		http_job_retry(&r->e, &c->job);
 		return;
 	}
 	trace(r, c, "failed", why, http, 0, 0, false, 0, lat);
@@ -564,15 +518,13 @@ static void retry_or_fail(struct run *r, struct call *c, const char *why,
 static void finish_http(struct run *r, struct call *c, CURLcode code)
 {
 	const struct plan_model *m = &r->ms->v[c->model];
-	double lat = plan_now() - c->t0, tin, tout, cost;
+	double lat = clock_mono_s() - c->t0, tin, tout, cost;
 	bool reported = false;
 	long http = 0;
 	char detail[96], *ans;
 
 	if (code != CURLE_OK) {
-		bool transient = code != CURLE_WRITE_ERROR &&
-				 code != CURLE_UNSUPPORTED_PROTOCOL &&
-				 code != CURLE_URL_MALFORMAT;
+		bool transient = errmap_curl_transient(code);
 
 		snprintf(detail, sizeof(detail), "%s",
 			 c->too_big ? "reply too large" :
@@ -587,15 +539,15 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 		}
 		return;
 	}
-	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &http);
-	if (http == 429 || http >= 500) {
+	curl_easy_getinfo(c->job.h, CURLINFO_RESPONSE_CODE, &http);
+	if (errmap_http_transient(http)) {
 		snprintf(detail, sizeof(detail), "http %ld", http);
 		retry_or_fail(r, c, detail, http, lat);
 		return;
 	}
 	tin = est_tokens(r->st[c->step].prompt);
 	tout = 0;
-	ans = plan_http_errno(http) == 0 && c->resp.data ?
+	ans = errno_of_http(http) == 0 && c->resp.data ?
 	      parse_reply(c->resp.data, &tin, &tout, &reported) : NULL;
 	if (!ans) {
 		snprintf(detail, sizeof(detail), http / 100 == 2 ?
@@ -620,7 +572,7 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 static void finish_cmd(struct run *r, struct call *c)
 {
 	const struct plan_model *m = &r->ms->v[c->model];
-	double lat = plan_now() - c->t0, tin, tout, cost;
+	double lat = clock_mono_s() - c->t0, tin, tout, cost;
 	char detail[96], *ans;
 
 	pthread_join(c->th, NULL);
@@ -663,7 +615,7 @@ static void start_call(struct run *r, struct call *c)
 	char *why = NULL;
 	int rc;
 
-	c->t0 = plan_now();
+	c->t0 = clock_mono_s();
 	c->in_flight = true;
 	r->n_attempts++;
 	if (r->ms->v[c->model].kind == PLAN_MODEL_COMMAND) {
@@ -840,42 +792,37 @@ static bool all_terminal(const struct run *r)
 /* Starts due calls; returns ms until the next one is due (max 100). */
 static int launch_due(struct run *r)
 {
-	double now = plan_now(), next = now + 0.1;
+	int64_t now = clock_mono_ms(), next = now + 100;
 
 	for (size_t i = 0; i < r->n_calls; i++) {
 		struct call *c = r->calls[i];
 
 		if (c->in_flight)
 			continue;
-		if (c->ready_at <= now) {
+		if (c->job.due_ms <= now) {
 			size_t before = r->n_calls;
 
 			start_call(r, c);
 			/* start_call may drop c and refill slot i. */
 			if (r->n_calls < before)
 				i--;
-		} else {
-			next = fmin(next, c->ready_at);
+		} else if (c->job.due_ms < next) {
+			next = c->job.due_ms;
 		}
 	}
-	return (int)fmax(0, (next - now) * 1000);
+	return (int)(next - now);
+}
+
+static void http_done(void *arg, struct http_job *job, CURLcode code)
+{
+	struct call *c = (struct call *)((char *)job - offsetof(struct call, job));
+
+	finish_http(arg, c, code);
 }
 
 static void collect(struct run *r)
 {
-	CURLMsg *msg;
-	int left;
-
-	while ((msg = curl_multi_info_read(r->multi, &left))) {
-		struct call *c = NULL;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-				  (char **)&c);
-		if (c)
-			finish_http(r, c, msg->data.result);
-	}
+	http_engine_collect(&r->e, http_done, r);
 	for (size_t i = 0; i < r->n_calls; i++) {
 		struct call *c = r->calls[i];
 
@@ -895,14 +842,13 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 		  struct plan_exec_result *res)
 {
 	struct run r = { .t = t, .ms = ms, .p = p, .o = o };
-	int rc = 0, running;
+	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
-	r.t_start = plan_now();
+	r.t_start = clock_mono_s();
 	r.st = calloc(t->n_steps, sizeof(*r.st));
 	res->step_model = calloc(t->n_steps, sizeof(*res->step_model));
-	r.multi = curl_multi_init();
-	if (!r.st || !res->step_model || !r.multi) {
+	if (!r.st || !res->step_model || http_engine_init(&r.e) < 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -918,7 +864,7 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 			goto out;
 		}
 		/* The bound the plan was chosen under also holds at run time. */
-		if (t->latency_s > 0 && plan_now() - r.t_start > t->latency_s) {
+		if (t->latency_s > 0 && clock_mono_s() - r.t_start > t->latency_s) {
 			rc = -ETIMEDOUT;
 			if (asprintf(&res->error, "latency bound of %gs exceeded",
 				     t->latency_s) < 0)
@@ -929,12 +875,10 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 		if (all_terminal(&r))
 			break;
 		wait_ms = launch_due(&r);
-		curl_multi_perform(r.multi, &running);
 		collect(&r);
 		if (all_terminal(&r))
 			break;
-		curl_multi_poll(r.multi, NULL, 0, wait_ms ? wait_ms : 1, NULL);
-		curl_multi_perform(r.multi, &running);
+		http_engine_wait(&r.e, wait_ms ? wait_ms : 1);
 		collect(&r);
 	}
 	for (size_t s = 0; s < t->n_steps; s++)
@@ -951,7 +895,7 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 	}
 out:
 	res->cost_usd = r.spent;
-	res->latency_s = plan_now() - r.t_start;
+	res->latency_s = clock_mono_s() - r.t_start;
 	res->calls = r.n_attempts;
 	while (r.n_calls)
 		drop_call(&r, r.calls[0]);
@@ -964,8 +908,7 @@ out:
 			free(r.st[s].vote_ans[k]);
 	}
 	free(r.st);
-	if (r.multi)
-		curl_multi_cleanup(r.multi);
+	http_engine_release(&r.e);
 	return rc;
 }
 

@@ -13,9 +13,11 @@
  *   vote: the three models in parallel, the majority answer (blank- and
  *     case-insensitive), else the first model's; then the checker, and
  *     the fallbacks if it rejects.
- * An attempt that fails with HTTP 429 or 5xx, a timeout or a connection
- * error is retried (card "retries", backoff 0.25 s doubling to 4 s) before
- * the step moves on.  Garbage replies and other 4xx move on at once.
+ * An attempt that fails with HTTP 408, 429 or 5xx, a timeout or a
+ * connection error (the transient ones of common/errmap.h) is retried
+ * (card "retries", backoff 0.25 s doubling to 4 s, the HTTP engine of
+ * common/http.h) before the step moves on; a command that times out too.
+ * Garbage replies, other 4xx and other curl errors move on at once.
  * Costs come from the usage the endpoint reports, else from bytes / 4.
  * Once spent cost reaches budget_usd no further call is started; a task
  * still running after latency_s is stopped (-ETIMEDOUT).
@@ -32,7 +34,7 @@
  *
  * Threads: plan_exec_run() blocks its calling thread; callbacks run on it.
  * Several runs may go on at once in different threads (each has its own
- * curl multi handle).  Returns 0 when the output step has an answer,
+ * HTTP engine).  Returns 0 when the output step has an answer,
  * -ECANCELED when *cancel became non-zero, otherwise a negative errno with
  * a reason in result->error.
  */
@@ -87,9 +89,5 @@ int plan_exec_run(const struct plan_task *task,
 		  const struct plan_exec_opts *opts,
 		  struct plan_exec_result *ret_result);
 void plan_exec_result_release(struct plan_exec_result *r);
-
-/* curl error to -errno; HTTP status to -errno (0 for 2xx). */
-int plan_curl_errno(int curl_code);
-int plan_http_errno(long status);
 
 #endif

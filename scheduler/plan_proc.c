@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "plan_util.h"
+#include "common/clock.h"
 
 extern char **environ;
 
@@ -325,7 +326,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 	struct as_user au = { 0 };
 	int sv[2] = { -1, -1 }, po[2] = { -1, -1 }, rc, status = 0;
 	struct plan_buf out;
-	double deadline = plan_now() + timeout_s;
+	double deadline = clock_mono_s() + timeout_s;
 	size_t sent = 0;
 	pid_t pid = -1;
 
@@ -362,7 +363,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 			{ .fd = sent < input_len ? sv[0] : -1,
 			  .events = POLLOUT },
 		};
-		double left = deadline - plan_now();
+		double left = deadline - clock_mono_s();
 		char buf[16384];
 		ssize_t n;
 
@@ -410,7 +411,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 	}
 	/* stdout closed: the program is exiting, but it may still hang. */
 	while ((rc = waitpid(pid, &status, WNOHANG)) == 0) {
-		if (plan_now() >= deadline) {
+		if (clock_mono_s() >= deadline) {
 			rc = -ETIMEDOUT;
 			goto kill;
 		}

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmap.h"
+
 /* The pooled row of a model uses this task type; real types are never empty. */
 #define POOLED ""
 
@@ -29,35 +31,6 @@ struct plan_stats {
 	sqlite3 *db;            /* NULL: memory only */
 	sqlite3_stmt *upsert;
 };
-
-int plan_sqlite_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		return -EUCLEAN;
-	default:
-		return -EIO;
-	}
-}
 
 static size_t row_hash(const char *model, const char *type)
 {
@@ -214,7 +187,7 @@ static int db_load(struct plan_stats *s)
 	}
 out:
 	sqlite3_finalize(st);
-	return plan_sqlite_errno(rc);
+	return errno_of_sqlite(rc);
 }
 
 int plan_stats_open(const char *db_path, double prior_strength,
@@ -246,7 +219,7 @@ int plan_stats_open(const char *db_path, double prior_strength,
 			rc = sqlite3_prepare_v2(s->db, upsert_sql, -1,
 						&s->upsert, NULL);
 		if (rc != SQLITE_OK) {
-			rc = plan_sqlite_errno(rc);
+			rc = errno_of_sqlite(rc);
 			goto fail;
 		}
 		rc = db_load(s);
@@ -290,7 +263,7 @@ static int db_write(struct plan_stats *s, const char *model, const char *type,
 
 	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		return plan_sqlite_errno(rc);
+		return errno_of_sqlite(rc);
 	sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 3, n);
@@ -304,12 +277,12 @@ static int db_write(struct plan_stats *s, const char *model, const char *type,
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
 		sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
-		return plan_sqlite_errno(rc);
+		return errno_of_sqlite(rc);
 	}
 	rc = sqlite3_exec(s->db, "COMMIT;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		sqlite3_exec(s->db, "ROLLBACK;", NULL, NULL, NULL);
-		return plan_sqlite_errno(rc);
+		return errno_of_sqlite(rc);
 	}
 	return 0;
 }

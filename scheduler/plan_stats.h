@@ -20,7 +20,7 @@
  *
  * Threads: every function may be called from any thread; one internal
  * mutex serialises them.  Errors: -errno; sqlite errors are mapped by
- * plan_sqlite_errno().
+ * errno_of_sqlite() (common/errmap.h).
  */
 #ifndef LLMFS_PLAN_STATS_H
 #define LLMFS_PLAN_STATS_H
@@ -69,8 +69,5 @@ double plan_estimate_ucb(const struct plan_estimate *est, double c);
  * (q05/q95: a normal approximation of the 90 % credible interval).
  */
 int plan_stats_format(struct plan_stats *stats, char **ret_text);
-
-/* sqlite result code to -errno. */
-int plan_sqlite_errno(int rc);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -176,14 +175,6 @@ char *plan_buf_steal(struct plan_buf *b)
 		p = strdup("");
 	plan_buf_init(b);
 	return p;
-}
-
-double plan_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 char *plan_strdup0(const char *s)

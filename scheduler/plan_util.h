@@ -44,9 +44,6 @@ int plan_buf_printf(struct plan_buf *b, const char *fmt, ...)
 /* Hands the data to the caller (who frees it) and empties the buffer. */
 char *plan_buf_steal(struct plan_buf *b);
 
-/* Seconds on CLOCK_MONOTONIC. */
-double plan_now(void);
-
 /*
  * Sets *ret_msg to the formatted message unless it already holds one (the
  * first reason is the one reported); ret_msg may be NULL.  Returns rc, so

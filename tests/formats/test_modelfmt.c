@@ -1,7 +1,7 @@
-/* Unit tests for backend/modelfmt: GGUF v2/v3 and safetensors files built
+/* Unit tests for common/modelfmt: GGUF v2/v3 and safetensors files built
  * here, streamed prefixes, hostile headers, config.json, lookups and the
  * summary text. */
-#include "backend/modelfmt.h"
+#include "common/modelfmt.h"
 #include "mkmodel.h"
 
 #include <errno.h>
@@ -490,6 +490,10 @@ static void test_safetensors(void)
 	CHECK(info.format == MF_FORMAT_SAFETENSORS);
 	CHECK(info.data_offset == data && info.header_size == data);
 	CHECK(info.n_tensors == 4 && info.n_kv == 1);
+	CHECK(mf_st_metadata(&info, "format") && !strcmp(mf_st_metadata(&info, "format"), "pt"));
+	CHECK(mf_st_metadata(&info, "form") == NULL && mf_st_metadata(&info, "pt") == NULL);
+	CHECK(mf_tensor_named(&info, "lm_head.weight") == &info.tensors[2]);
+	CHECK(mf_tensor_named(&info, "lm_head") == NULL);
 	CHECK(info.n_params == 32 + 8 + 16 + 1);
 	CHECK(!strcmp(info.tensors[0].name, "model.embed.weight"));
 	CHECK(info.tensors[0].offset == data && info.tensors[0].dtype == MF_DTYPE_BF16);
@@ -507,6 +511,33 @@ static void test_safetensors(void)
 	n = mf_info_tensor_list(&info, &text);
 	CHECK(n > 0 && text && strstr(text, "BF16 [4, 8] model.embed.weight\n"));
 	free(text);
+	mf_info_release(&info);
+	buf_free(&b);
+}
+
+/* __metadata__ keeps its string values (what checkpoints read), skips others. */
+static void test_safetensors_metadata(void)
+{
+	static const char json[] =
+		"{\"__metadata__\":{\"step\":\"12\",\"seed\":\"\",\"n\":3,\"\u00e9\":\"x\\u00e9\"},"
+		"\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+	struct buf b = { 0 };
+	struct mf_info info;
+
+	mk_safetensors(&b, json, 8);
+	mf_info_init(&info);
+	CHECK_RC(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
+	CHECK(info.n_kv == 4);
+	CHECK(mf_st_metadata(&info, "step") && !strcmp(mf_st_metadata(&info, "step"), "12"));
+	CHECK(mf_st_metadata(&info, "seed") && !strcmp(mf_st_metadata(&info, "seed"), ""));
+	CHECK(mf_st_metadata(&info, "n") == NULL);
+	CHECK(mf_st_metadata(&info, "\xc3\xa9") &&
+	      !strcmp(mf_st_metadata(&info, "\xc3\xa9"), "x\xc3\xa9"));
+	/* a parse of a file without metadata forgets the last one's */
+	buf_free(&b);
+	mk_safetensors(&b, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+	CHECK_RC(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
+	CHECK(mf_st_metadata(&info, "step") == NULL);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -698,6 +729,7 @@ int main(void)
 	test_gguf_block_types();
 	test_gguf_hostile();
 	test_safetensors();
+	test_safetensors_metadata();
 	test_safetensors_hostile();
 	test_config();
 	test_not_models();

@@ -43,6 +43,30 @@ test_expect_success 'names that are not UTF-8 are EILSEQ' '
 	python3 -c "import os,sys; sys.exit(any(not n.decode(\"utf-8\", \"strict\") for n in os.listdir(b\"$M/m\")))"
 '
 
+# Names the strict validator (common/utf8.h) refuses although each byte
+# looks like UTF-8: overlong forms, UTF-16 surrogates, code points past
+# U+10FFFF.  Accepted, they broke the model's .smip/manifest.json (jansson
+# refuses them: "Cannot allocate memory") and any push of the model.
+test_expect_success 'overlong, surrogate and out-of-range names are EILSEQ' '
+	mkdir "$M/u" && echo data >"$M/u/f" &&
+	expect_errno EILSEQ create "$M/u/a\xe0\x80\x80z" &&
+	expect_errno EILSEQ create "$M/u/a\xc0\xafz" &&
+	expect_errno EILSEQ create "$M/u/a\xf0\x80\x80\xafz" &&
+	expect_errno EILSEQ create "$M/u/a\xed\xa0\x80z" &&
+	expect_errno EILSEQ create "$M/u/a\xf4\x90\x80\x80z" &&
+	expect_errno EILSEQ create "$M/u/a\xf5\x80\x80\x80z" &&
+	expect_errno EILSEQ mkdir "$M/u/d\xe0\x80\x80" &&
+	expect_errno EILSEQ mkdir "$M/model\xed\xbf\xbf" &&
+	expect_errno EILSEQ rename "$M/u/f" "$M/u/a\xe0\x80\x80z" &&
+	expect_errno EILSEQ rename "$M/u" "$M/u\xe0\x80\x80" &&
+	expect_errno EILSEQ symlink "$M/u/s\xe0\x80\x80" f &&
+	[ "$(ls -A "$M/u")" = f ] && [ -d "$M/u" ] &&
+	python3 -m json.tool "$M/u/.smip/manifest.json" >/dev/null &&
+	expect_errno OK create "$M/u/max\xf4\x8f\xbf\xbf" &&
+	expect_errno OK create "$M/u/bmp\xef\xbf\xbd\xed\x9f\xbf" &&
+	python3 -m json.tool "$M/u/.smip/manifest.json" >/dev/null
+'
+
 test_expect_success '.smip in a model folder is reserved' '
 	expect_errno EEXIST mkdir "$M/m/.smip" &&
 	mkdir "$M/m/d" &&

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "backend/layout.h"
+#include "common/hex.h"
 #include "check.h"
 
 /* ---- blobs served through the fetch callback ---- */
@@ -36,17 +36,6 @@ struct store {
 	uint64_t synth_n;    /* members of the synthetic tar SYNTH_DIGEST */
 };
 
-static void sha256_hex(const void *p, size_t n, char out[OCI_DIGEST_LEN])
-{
-	unsigned char md[32];
-	unsigned int len = 0, i;
-
-	EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-	strcpy(out, "sha256:");
-	for (i = 0; i < 32; i++)
-		sprintf(out + 7 + 2 * i, "%02x", md[i]);
-}
-
 static const char *store_put(struct store *s, const void *p, size_t n)
 {
 	struct blob *b;
@@ -58,7 +47,7 @@ static const char *store_put(struct store *s, const void *p, size_t n)
 	b->data = malloc(n ? n : 1);
 	memcpy(b->data, p, n);
 	b->len = n;
-	sha256_hex(p, n, b->digest);
+	digest_sha256(p, n, b->digest);
 	return b->digest;
 }
 
@@ -1242,7 +1231,7 @@ static void test_round_trip(void)
 	CHECK(strchr(cj, ' ') == NULL && strchr(mj, '\n') == NULL);
 
 	/* The config blob exists: its digest is in the manifest. */
-	sha256_hex(cj, clen, digest);
+	digest_sha256(cj, clen, digest);
 	CHECK(strstr(mj, digest) != NULL);
 	CHECK(strcmp(store_put(&s, cj, clen), digest) == 0);
 

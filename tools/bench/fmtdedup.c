@@ -17,7 +17,7 @@
  * the formats work can be measured on its own.
  */
 #include "backend/bytegroup.h"
-#include "backend/modelfmt.h"
+#include "common/modelfmt.h"
 
 #include <errno.h>
 #include <math.h>

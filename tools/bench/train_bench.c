@@ -24,14 +24,7 @@
 #include <time.h>
 
 #include "gpu/gpt.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "common/clock.h"
 
 /* Best of reps runs of C (M,N) = A (M,K) . B (N,K)^T, the shape matmul_forward uses. */
 static double sgemm_gflops(int M, int N, int K, int reps)
@@ -48,11 +41,11 @@ static double sgemm_gflops(int M, int N, int K, int reps)
 	for (size_t i = 0; i < (size_t)N * K; i++)
 		b[i] = (float)(i % 5) * 0.1f;
 	for (int r = 0; r < reps; r++) {
-		double t0 = now_s(), dt;
+		double t0 = clock_mono_s(), dt;
 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f,
 			    c, N);
-		dt = now_s() - t0;
+		dt = clock_mono_s() - t0;
 		if (2.0 * M * N * K / dt / 1e9 > best)
 			best = 2.0 * M * N * K / dt / 1e9;
 	}
@@ -137,7 +130,7 @@ int main(int argc, char **argv)
 		float loss;
 
 		if (s == 1)
-			t0 = now_s();
+			t0 = clock_mono_s();
 		if ((r = gpu_model_forward(m, inp, tgt, opts.max_batch, opts.max_seq, &loss)) < 0 ||
 		    (r = gpu_model_backward(m)) < 0 || (r = gpu_model_step(m, &hp, 1e-4f, NULL)) < 0) {
 			fprintf(stderr, "llmfs-train-bench: step %d: %s %s\n", s, strerror(-r),
@@ -145,7 +138,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	dt = (now_s() - t0) / steps;
+	dt = (clock_mono_s() - t0) / steps;
 	tok_s = opts.max_batch * opts.max_seq / dt;
 	flops = gpu_flops_per_token(&cfg, opts.max_seq) * tok_s;
 	printf("train: backend=%s params=%zu L=%d H=%d C=%d V=%d B=%d T=%d ms_per_step=%.1f "

@@ -18,14 +18,7 @@
 
 #include "gpu/gpt.h"
 #include "gpu/gpt_i.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "common/clock.h"
 
 struct bench {
 	const struct gpu_ops *o;
@@ -68,13 +61,13 @@ static void *buf_of(struct bench *b, size_t n, int act)
 	do {                                                                              \
 		double best = 1e30;                                                       \
 		for (int rep = 0; rep < 5; rep++) {                                       \
-			double t0 = now_s();                                              \
+			double t0 = clock_mono_s();                                              \
 			call;                                                             \
 			if (o->sync(ctx) < 0) {                                           \
 				fprintf(stderr, "%s: %s\n", label, o->error_detail(ctx)); \
 				return 1;                                                 \
 			}                                                                 \
-			double dt = now_s() - t0;                                         \
+			double dt = clock_mono_s() - t0;                                         \
 			best = dt < best ? dt : best;                                     \
 		}                                                                         \
 		total += best * (per_step ? 1 : L);                                       \

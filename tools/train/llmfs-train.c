@@ -23,6 +23,7 @@
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
 #include "gpu/gpt.h"
+#include "common/clock.h"
 
 struct train_args {
 	const char *data, *out, *resume;
@@ -141,14 +142,6 @@ static int parse(int argc, char **argv, struct train_args *a)
 	a->min_lr = min_lr >= 0.0f ? min_lr : a->lr / 10.0f;
 	a->warmup = warmup >= 0 ? warmup : a->steps / 20;
 	return 0;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static char *path_in(const char *dir, const char *name)
@@ -321,12 +314,12 @@ static int run(struct train_args *a)
 	if (new_log)
 		fputs("step\ttrain_loss\tval_loss\tlr\ttokens_per_s\tms_per_step\n", log);
 
-	double t_start = now_s();
+	double t_start = clock_mono_s();
 
 	for (long step = start; step <= a->steps; step++) {
 		float lr = gpu_lr_schedule(step - 1, a->warmup, a->steps, a->lr, a->min_lr);
 		float loss, norm, val = NAN;
-		double t0 = now_s(), dt;
+		double t0 = clock_mono_s(), dt;
 		char valbuf[32] = "-";
 
 		/* The batch is a function of (seed, step): a resumed run sees the same data. */
@@ -341,9 +334,9 @@ static int run(struct train_args *a)
 					step);
 			goto out;
 		}
-		dt = now_s() - t0;
+		dt = clock_mono_s() - t0;
 		int last = step == a->steps ||
-			   (a->max_seconds > 0 && now_s() - t_start >= a->max_seconds);
+			   (a->max_seconds > 0 && clock_mono_s() - t_start >= a->max_seconds);
 
 		if (step % a->val_every == 0 || last) {
 			what = "validating";

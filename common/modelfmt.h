@@ -123,6 +123,9 @@ struct mf_info {
 	struct mf_tensor *tensors; /* in header order */
 	uint32_t *by_offset;       /* indices into tensors, sorted by offset */
 
+	char *st_meta;             /* safetensors __metadata__ strings: see mf_st_metadata() */
+	size_t st_meta_len;
+
 	char *names;               /* arena holding tensor names */
 	size_t names_len, names_cap;
 	size_t tensors_cap;
@@ -168,6 +171,15 @@ ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t 
  * MF_DTYPE_UNKNOWN when the range lies outside every tensor (headers,
  * padding).  O(log n + the tensors inside the range). */
 enum mf_dtype mf_dtype_at(const struct mf_info *info, uint64_t start, uint64_t end);
+
+/* The string a safetensors file's __metadata__ holds under key, as it is
+ * (only values that are JSON strings are kept), or NULL.  Linear in the
+ * metadata's size. */
+const char *mf_st_metadata(const struct mf_info *info, const char *key);
+
+/* The tensor named name (exactly; names with control bytes are kept with
+ * '?' in their place), or NULL.  Linear in the number of tensors. */
+const struct mf_tensor *mf_tensor_named(const struct mf_info *info, const char *name);
 
 /* The tensor containing absolute offset `off`, or NULL. */
 const struct mf_tensor *mf_tensor_at(const struct mf_info *info, uint64_t off);

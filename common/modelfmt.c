@@ -154,6 +154,7 @@ void mf_info_release(struct mf_info *info)
 	free(info->tensors);
 	free(info->by_offset);
 	free(info->names);
+	free(info->st_meta);
 	mf_info_init(info);
 }
 
@@ -833,6 +834,51 @@ static int st_tensor(struct mf_info *info, const char *name, json_t *v, uint64_t
 	return 0;
 }
 
+/* Keeps the string values of __metadata__ as "key\0value\0" pairs; the
+ * header limit bounds them. */
+static int st_metadata(struct mf_info *info, json_t *meta)
+{
+	const char *key;
+	json_t *v;
+	size_t need = 0, off = 0;
+
+	json_object_foreach(meta, key, v)
+		if (json_is_string(v))
+			need += strlen(key) + json_string_length(v) + 2;
+	info->n_kv = json_object_size(meta);
+	if (need == 0)
+		return 0;
+	info->st_meta = malloc(need);
+	if (!info->st_meta)
+		return fail(info, -ENOMEM, "out of memory for __metadata__");
+	json_object_foreach(meta, key, v) {
+		size_t kl = strlen(key) + 1, vl = json_string_length(v);
+
+		if (!json_is_string(v))
+			continue;
+		memcpy(info->st_meta + off, key, kl);
+		memcpy(info->st_meta + off + kl, json_string_value(v), vl);
+		info->st_meta[off + kl + vl] = '\0';
+		off += kl + vl + 1;
+	}
+	info->st_meta_len = off;
+	return 0;
+}
+
+const char *mf_st_metadata(const struct mf_info *info, const char *key)
+{
+	size_t off = 0;
+
+	while (off < info->st_meta_len) {
+		const char *k = info->st_meta + off, *v = k + strlen(k) + 1;
+
+		if (!strcmp(k, key))
+			return v;
+		off = (size_t)(v - info->st_meta) + strlen(v) + 1;
+	}
+	return NULL;
+}
+
 static int st_parse(const void *buf, size_t len, uint64_t file_size, struct mf_info *info)
 {
 	const uint8_t *p = buf;
@@ -879,7 +925,9 @@ static int st_parse(const void *buf, size_t len, uint64_t file_size, struct mf_i
 				rc = fail(info, -EINVAL, "__metadata__ is not an object");
 				goto out;
 			}
-			info->n_kv = json_object_size(v);
+			rc = st_metadata(info, v);
+			if (rc < 0)
+				goto out;
 			continue;
 		}
 		rc = st_tensor(info, key, v, data, file_size - data);
@@ -1093,6 +1141,16 @@ ssize_t mf_tensor_cuts(const struct mf_info *info, uint64_t min_bytes, uint64_t 
 	}
 	*ret_cuts = s;
 	return (ssize_t)n;
+}
+
+const struct mf_tensor *mf_tensor_named(const struct mf_info *info, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < info->n_tensors; i++)
+		if (!strcmp(info->tensors[i].name, name))
+			return &info->tensors[i];
+	return NULL;
 }
 
 const struct mf_tensor *mf_tensor_at(const struct mf_info *info, uint64_t off)
