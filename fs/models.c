@@ -70,6 +70,11 @@ static int is_catalog(uint64_t ino)
 	return ino >= CAT_ROOT_INO && !(ino >> VIRT_SHIFT);
 }
 
+void fs_models_changed(struct fs *fs)
+{
+	atomic_fetch_add(&fs->models_gen, 1);
+}
+
 /* ---- the open-node table ------------------------------------------------ */
 
 static struct fs_node *node_find(struct fs *fs, uint64_t ino)

@@ -2350,6 +2350,28 @@ void fs_net_close(struct fs_net *n)
 
 /* ---- the net/ row (subtree.h) -------------------------------------------- */
 
+static int net_start(struct fs *fs, const struct fs_options *opt)
+{
+	char err[1024] = "";
+	int r = fs_net_open(fs, opt->remotes, &fs->net, err, sizeof(err));
+
+	if (r < 0) {
+		/* The reason names the file already. */
+		if (*err)
+			fs_log(fs->log, LOG_ERR, "%s", err);
+		else
+			fs_log(fs->log, LOG_ERR, "%s: %s", opt->remotes, strerror(-r));
+		fs->net = NULL;
+	}
+	return r;
+}
+
+static void net_stop(struct fs *fs)
+{
+	fs_net_close(fs->net);
+	fs->net = NULL;
+}
+
 static int net_present(const struct fs *fs)
 {
 	return fs->net != NULL;
@@ -2529,6 +2551,8 @@ static ssize_t net_copy_in(struct fs *fs, void *h, uint64_t off_out,
 }
 
 const struct fs_subtree_ops fs_net_ops = {
+	.start = net_start,
+	.stop = net_stop,
 	.present = net_present,
 	.lookup = net_lookup,
 	.getattr = net_getattr,

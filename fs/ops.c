@@ -15,8 +15,6 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
-#include "fs/net.h"
-#include "fs/paths.h"
 #include "fs/subtree.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -141,11 +139,6 @@ void fs_virt_stat(const struct fs *fs, uint64_t ino, uint32_t mode,
 	sb->st_mtim.tv_sec = time(NULL);
 	sb->st_atim = sb->st_mtim;
 	sb->st_ctim = sb->st_mtim;
-}
-
-void fs_models_changed(struct fs *fs)
-{
-	atomic_fetch_add(&fs->models_gen, 1);
 }
 
 void fs_gc_want(struct fs *fs)
@@ -781,30 +774,12 @@ static void *gc_main(void *arg)
 	return NULL;
 }
 
-/* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
-static void open_paths(struct fs *fs, const char *planner)
-{
-	char *dir = NULL, *warnings = NULL;
-	int r;
-
-	if (asprintf(&dir, "%s/paths", cas_store_dir(fs->st)) < 0)
-		return;
-	r = fs_paths_open(fs, dir, planner, &fs->paths, &warnings);
-	if (warnings)
-		fs_log(fs->log, LOG_INFO, "paths: %s", warnings);
-	if (r < 0) {
-		fs_log(fs->log, LOG_ERR, "paths/ disabled: %s", strerror(-r));
-		fs->paths = NULL;
-	}
-	free(warnings);
-	free(dir);
-}
-
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	    const char *planner, const char *remotes,
 	    const uid_t *trusted_uids, size_t n_trusted_uids)
 {
-	char err[1024] = "";
+	const struct fs_options opt = { .planner = planner, .remotes = remotes };
+	size_t i;
 	int r;
 
 	memset(fs, 0, sizeof(*fs));
@@ -825,27 +800,24 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 		return -r;
 	}
 	fs->gc_running = 1;
-	open_paths(fs, planner);
-	r = fs_net_open(fs, remotes, &fs->net, err, sizeof(err));
-	if (r < 0) {
-		/* The reason names the file already. */
-		if (*err)
-			fs_log(log, LOG_ERR, "%s", err);
-		else
-			fs_log(log, LOG_ERR, "%s: %s", remotes, strerror(-r));
-		fs->net = NULL;
-		fs_release(fs);
-		return r;
+	for (i = 0; i < ARRAY_SIZE(subtrees); i++) {
+		r = subtrees[i].ops->start ? subtrees[i].ops->start(fs, &opt) : 0;
+		if (r < 0) {
+			fs_release(fs);
+			return r;
+		}
 	}
 	return 0;
 }
 
 void fs_release(struct fs *fs)
 {
-	fs_paths_close(fs->paths);
-	fs->paths = NULL;
-	fs_net_close(fs->net);
-	fs->net = NULL;
+	size_t i;
+
+	/* A row that never started has nothing to stop: stop() checks. */
+	for (i = 0; i < ARRAY_SIZE(subtrees); i++)
+		if (subtrees[i].ops->stop)
+			subtrees[i].ops->stop(fs);
 	if (fs->gc_running) {
 		pthread_mutex_lock(&fs->lock);
 		fs->gc_stop = 1;

@@ -1180,6 +1180,32 @@ int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
 
 /* ---- the paths/ row (subtree.h) ------------------------------------------ */
 
+/* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
+static int paths_start(struct fs *fs, const struct fs_options *opt)
+{
+	char *dir = NULL, *warnings = NULL;
+	int r;
+
+	if (asprintf(&dir, "%s/paths", cas_store_dir(fs->st)) < 0)
+		return 0;
+	r = fs_paths_open(fs, dir, opt->planner, &fs->paths, &warnings);
+	if (warnings)
+		fs_log(fs->log, LOG_INFO, "paths: %s", warnings);
+	if (r < 0) {
+		fs_log(fs->log, LOG_ERR, "paths/ disabled: %s", strerror(-r));
+		fs->paths = NULL;
+	}
+	free(warnings);
+	free(dir);
+	return 0;
+}
+
+static void paths_stop(struct fs *fs)
+{
+	fs_paths_close(fs->paths);
+	fs->paths = NULL;
+}
+
 static int paths_present(const struct fs *fs)
 {
 	return fs->paths != NULL;
@@ -1289,6 +1315,8 @@ static void paths_end(struct fs *fs)
 }
 
 const struct fs_subtree_ops fs_paths_ops = {
+	.start = paths_start,
+	.stop = paths_stop,
 	.present = paths_present,
 	.lookup = paths_lookup,
 	.getattr = paths_getattr,

@@ -2,13 +2,14 @@
  * subtree.h - the top-level folders of the tree, one table row each.
  *
  * The root holds one folder per subtree (models/, paths/, net/, .llmfs/).
- * fs_subtrees[] (ops.c) has one row per subtree: its folder's name, the
- * inodes it owns and the operations it implements.  ops.c finds the row
+ * The table subtrees[] in ops.c has one row per subtree (struct
+ * fs_subtree): its folder's name, the inodes it owns (the ranges below)
+ * and the operations it implements (struct fs_subtree_ops, one file each).  ops.c finds the row
  * that owns a request's inode (the parent's for lookup, mkdir, create,
  * unlink, rmdir, rename; the handle's row once a file is open) and hands
  * the request to it: no operation branches on the subtree.  Adding a
  * subtree is adding one file with its struct fs_subtree_ops, one row, and
- * its inode constants below.
+ * its range and tag below.
  *
  * The inode space, every number of it given here:
  *
@@ -27,14 +28,15 @@
  *
  * An inode with a tag belongs to the row with that tag; any other to the
  * row whose range [lo, hi] holds it.  A row whose subtree is off (no
- * remotes file, paths/ failed to start) owns nothing: its inodes are
- * ENOENT.
+ * remotes file, paths/ failed to start) owns nothing: the root does not
+ * list it and its inodes are ENOENT.
  *
  * Contract of struct fs_subtree_ops: every operation runs on a libfuse
- * worker thread, may block only as its subtree documents (net/ on the
- * network, never under a lock), and returns 0 (or a length) or -errno;
- * ops.c answers the request.  The exceptions answer req themselves:
- * read (paths/ answers a result when its task ends).  req is there for
+ * worker thread (start and stop: the daemon's main thread), may block
+ * only as its subtree documents (net/ on the network), and returns 0 (or
+ * a length) or -errno; ops.c answers the request.  The one exception is
+ * read, which answers req itself (paths/ answers a result when its task
+ * ends, from its watcher thread).  req is there for
  * the caller's credentials (fuse_req_ctx(), fuse_req_getgroups()).
  * An operation a row leaves NULL gets the answer a local filesystem gives
  * for an entry it does not allow: EPERM for namespace changes, EINVAL for
@@ -84,9 +86,23 @@
 
 struct fs_subtree;
 
+/* What fs_init() was given for the subtrees (kept by reference). */
+struct fs_options {
+	const char *planner; /* paths/: the model for free-text tasks, or NULL */
+	const char *remotes; /* net/: the remotes file */
+};
+
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
 
 struct fs_subtree_ops {
+	/*
+	 * fs_init() starts the rows in table order after the store's own
+	 * state, fs_release() stops them in the same order (NULL: nothing to
+	 * do).  start may leave its subtree off (present() false) and return
+	 * 0; an error stops the daemon.
+	 */
+	int (*start)(struct fs *fs, const struct fs_options *opt);
+	void (*stop)(struct fs *fs);
 	/* Is the subtree on (NULL: always)? */
 	int (*present)(const struct fs *fs);
 
@@ -193,14 +209,17 @@ void fs_reply_text(fuse_req_t req, const char *text, size_t len, size_t size,
 /* The attributes of a generated file or folder, owned by the daemon. */
 void fs_virt_stat(const struct fs *fs, uint64_t ino, uint32_t mode,
 		  uint64_t size, struct stat *sb);
-/* Something under models/ changed: cached texts are stale. */
-void fs_models_changed(struct fs *fs);
 /* Ask the GC thread for a collection soon; note one's result. */
 void fs_gc_want(struct fs *fs);
 void fs_gc_record(struct fs *fs, int64_t freed, int requested);
 
-/* models/ (fs/models.c): the open-node table, made and freed with the fs. */
+/*
+ * models/ (fs/models.c): the open-node table, made before the rows start
+ * and freed after the GC thread has stopped; a change under models/ makes
+ * the cached .smip texts stale (paths/ copies cards again).
+ */
 int fs_models_init(struct fs *fs);
 void fs_models_release(struct fs *fs);
+void fs_models_changed(struct fs *fs);
 
 #endif
