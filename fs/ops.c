@@ -3,13 +3,10 @@
  * to the subtree that owns its inode (subtree.h).
  */
 #include <errno.h>
-#include <poll.h>
-#include <stdatomic.h>
-#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +64,33 @@ static int holds(const struct fs_subtree *s, uint64_t ino)
 static int present(const struct fs *fs, const struct fs_subtree *s)
 {
 	return !s->ops->present || s->ops->present(fs);
+}
+
+/*
+ * Rows whose ranges or tags overlap would each take the other's inodes:
+ * refused at start, so that a new row cannot break an old one silently.
+ */
+static int table_check(const struct fs *fs)
+{
+	size_t i, j;
+
+	for (i = 0; i < ARRAY_SIZE(subtrees); i++) {
+		const struct fs_subtree *a = &subtrees[i];
+		int bad = a->lo <= FS_INO_ROOT || a->hi < a->lo ||
+			  a->hi >= FS_TAG_BASE(1) || a->tag > FS_TAG(UINT64_MAX);
+
+		for (j = i + 1; !bad && j < ARRAY_SIZE(subtrees); j++) {
+			const struct fs_subtree *b = &subtrees[j];
+
+			bad = (a->tag && a->tag == b->tag) || (a->lo <= b->hi && b->lo <= a->hi);
+		}
+		if (bad) {
+			fs_log(fs->log, LOG_ERR, "subtree %s: its inodes are not its own",
+			       a->name);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 const struct fs_subtree *fs_subtree_of(const struct fs *fs, uint64_t ino)
@@ -789,6 +813,9 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	fs->n_trusted_uids = n_trusted_uids;
 	fs->uid = getuid();
 	fs->gid = getgid();
+	r = table_check(fs);
+	if (r < 0)
+		return r;
 	r = fs_models_init(fs);
 	if (r < 0)
 		return r;
