@@ -62,7 +62,7 @@
 #include "backend/store.h"
 #include "fs/log.h"
 
-struct fs_node;
+struct fs_models;
 struct fs_paths;
 struct fs_net;
 
@@ -71,10 +71,11 @@ struct fs {
 	const struct fs_log *log;
 	uid_t uid;
 	gid_t gid;
-	pthread_mutex_t lock; /* nodes and each node's open counts and snap */
-	/* models/ (fs/models.c): the nodes of inodes the kernel holds. */
-	struct fs_node **nodes;
-	size_t nodecap;
+	/*
+	 * The models/ row's nodes and .smip cache (fs/models.c), the open
+	 * handles, each node's open counts and snapshot, and the GC state.
+	 */
+	pthread_mutex_t lock;
 	/* Background collection after deletes. */
 	pthread_t gc_thread;
 	pthread_cond_t gc_cond;
@@ -84,21 +85,12 @@ struct fs {
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
-	struct fs_paths *paths;        /* /llm/paths, or NULL */
 	/* Open files of every row (guarded by lock): freed if the session ends first. */
 	struct fs_handle *open_handles;
+	/* Each subtree's own state (NULL while it is off). */
+	struct fs_models *models;      /* /llm/models (fs/models.c) */
+	struct fs_paths *paths;        /* /llm/paths */
 	struct fs_net *net;            /* /llm/net */
-	/*
-	 * The last .smip texts made (manifest, info, tensors): a stat and the
-	 * open that follows it would otherwise each walk the model and parse
-	 * its headers.  Valid while models_gen is unchanged.  Guarded by lock.
-	 */
-	struct fs_vtext {
-		uint64_t ino, gen;
-		char *text;
-		size_t len;
-	} vcache[8];
-	unsigned vnext;
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */

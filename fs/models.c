@@ -56,6 +56,24 @@ struct fs_node {
 	struct fs_node *next;
 };
 
+/* The row's state; guarded by fs->lock. */
+struct fs_models {
+	/* The nodes of inodes the kernel holds or has open. */
+	struct fs_node **nodes;
+	size_t nodecap;
+	/*
+	 * The last .smip texts made (manifest, info, tensors): a stat and the
+	 * open that follows it would otherwise each walk the model and parse
+	 * its headers.  Valid while fs->models_gen is unchanged.
+	 */
+	struct vtext {
+		uint64_t ino, gen;
+		char *text;
+		size_t len;
+	} vcache[8];
+	unsigned vnext;
+};
+
 /* An open file: a catalog file's node, or the text of a .smip file. */
 struct model_handle {
 	int is_text;
@@ -81,9 +99,9 @@ static struct fs_node *node_find(struct fs *fs, uint64_t ino)
 {
 	struct fs_node *n;
 
-	if (!fs->nodecap)
+	if (!fs->models || !fs->models->nodecap)
 		return NULL;
-	for (n = fs->nodes[ino % fs->nodecap]; n; n = n->next)
+	for (n = fs->models->nodes[ino % fs->models->nodecap]; n; n = n->next)
 		if (n->ino == ino)
 			return n;
 	return NULL;
@@ -100,14 +118,14 @@ static struct fs_node *node_get(struct fs *fs, uint64_t ino)
 		return NULL;
 	n->ino = ino;
 	pthread_mutex_init(&n->wlock, NULL);
-	n->next = fs->nodes[ino % fs->nodecap];
-	fs->nodes[ino % fs->nodecap] = n;
+	n->next = fs->models->nodes[ino % fs->models->nodecap];
+	fs->models->nodes[ino % fs->models->nodecap] = n;
 	return n;
 }
 
 static void node_unlink(struct fs *fs, struct fs_node *node)
 {
-	struct fs_node **p = &fs->nodes[node->ino % fs->nodecap];
+	struct fs_node **p = &fs->models->nodes[node->ino % fs->models->nodecap];
 
 	while (*p && *p != node)
 		p = &(*p)->next;
@@ -225,14 +243,14 @@ static int make_virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_l
 static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 {
 	uint64_t gen = atomic_load(&fs->models_gen);
-	struct fs_vtext *v;
+	struct vtext *v;
 	char *text;
 	size_t len, i;
 	int r;
 
 	pthread_mutex_lock(&fs->lock);
-	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++) {
-		v = &fs->vcache[i];
+	for (i = 0; i < ARRAY_SIZE(fs->models->vcache); i++) {
+		v = &fs->models->vcache[i];
 		if (v->text && v->ino == ino && v->gen == gen) {
 			*ret = malloc(v->len + 1);
 			if (*ret) {
@@ -254,9 +272,9 @@ static int virt_text(struct fs *fs, uint64_t ino, char **ret, size_t *ret_len)
 	memcpy(text, *ret, len);
 	text[len] = '\0';
 	pthread_mutex_lock(&fs->lock);
-	v = &fs->vcache[fs->vnext++ % ARRAY_SIZE(fs->vcache)];
+	v = &fs->models->vcache[fs->models->vnext++ % ARRAY_SIZE(fs->models->vcache)];
 	free(v->text);
-	*v = (struct fs_vtext){ .ino = ino, .gen = gen, .text = text, .len = len };
+	*v = (struct vtext){ .ino = ino, .gen = gen, .text = text, .len = len };
 	pthread_mutex_unlock(&fs->lock);
 	return 0;
 }
@@ -1204,27 +1222,34 @@ static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn ad
 
 int fs_models_init(struct fs *fs)
 {
-	fs->nodecap = 1024;
-	fs->nodes = calloc(fs->nodecap, sizeof(*fs->nodes));
-	if (!fs->nodes) {
-		fs->nodecap = 0;
+	struct fs_models *m = calloc(1, sizeof(*m));
+
+	if (m)
+		m->nodes = calloc(1024, sizeof(*m->nodes));
+	if (!m || !m->nodes) {
+		free(m);
 		return -ENOMEM;
 	}
+	m->nodecap = 1024;
+	fs->models = m;
 	return 0;
 }
 
 void fs_models_release(struct fs *fs)
 {
+	struct fs_models *m = fs->models;
 	size_t i;
 
+	if (!m)
+		return;
 	/*
 	 * Handles the kernel never released (SIGTERM, a forced unmount) still
 	 * hold nodes.  Their writers are dropped, not committed: a file whose
 	 * writer never reached close() or fsync() keeps its committed version,
 	 * exactly as after kill -9.
 	 */
-	for (i = 0; i < fs->nodecap; i++) {
-		struct fs_node *n = fs->nodes[i], *next;
+	for (i = 0; i < m->nodecap; i++) {
+		struct fs_node *n = m->nodes[i], *next;
 
 		for (; n; n = next) {
 			next = n->next;
@@ -1233,13 +1258,11 @@ void fs_models_release(struct fs *fs)
 			free(n);
 		}
 	}
-	free(fs->nodes);
-	fs->nodes = NULL;
-	fs->nodecap = 0;
-	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++) {
-		free(fs->vcache[i].text);
-		fs->vcache[i].text = NULL;
-	}
+	free(m->nodes);
+	for (i = 0; i < ARRAY_SIZE(m->vcache); i++)
+		free(m->vcache[i].text);
+	free(m);
+	fs->models = NULL;
 }
 
 const struct fs_subtree_ops fs_models_ops = {
