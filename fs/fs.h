@@ -1,24 +1,52 @@
 /*
  * fs.h - the FUSE tree over the store.
  *
- *   /                       fixed
- *   ├── models/             the store's namespace (backend/store.h)
+ *   /                       the root (inode 1), fixed
+ *   ├── models/             the store's namespace (fs/models.c, backend/store.h)
  *   │   └── <model>/
  *   │       └── .smip/      hidden: absent from readdir, found by lookup
- *   │           └── manifest.json
+ *   │           ├── manifest.json
+ *   │           ├── info
+ *   │           └── tensors
  *   ├── paths/              agent optimal paths (fs/paths.h)
- *   └── .llmfs/
+ *   ├── net/                models on OCI registries (fs/net.h)
+ *   └── .llmfs/             control files (fs/ctl.c)
  *       ├── status          store size, logical size, dedup, compression
- *       └── gc              write "gc": collect and compact now; read: result
+ *       ├── gc              write "gc": collect and compact now; read: result
+ *       └── transfers       pulls and pushes of net/
  *
- * Inode numbers: catalog inodes as they are (models/ is CAT_ROOT_INO);
- * fixed small numbers for the root and .llmfs; a model's .smip folder and
- * manifest are its inode with bit 62 or 63 set.
+ * Subtrees: each top-level folder is one row of a table (fs/subtree.h):
+ * its name, the inodes it owns and its operations.  fs_ops() finds the row
+ * that owns a request's inode and hands the request to it; the root
+ * itself, statfs and the open-handle list are all ops.c does on its own.
+ * A new top-level folder is one file with its struct fs_subtree_ops, one
+ * row in ops.c and its inode range in subtree.h.
  *
- * Contract: the ops run on libfuse's worker threads.  Lock order:
- * node->wlock (one file's writer) -> fs->lock (the open-node table) -> the
- * store's locks.  Every error path returns through fs_reply_err() with a
- * positive errno.
+ * Inode numbers (every range in fs/subtree.h): 1 the root; small fixed
+ * numbers for the folders and files of paths/ (4-6), net/ (7) and .llmfs/
+ * (8-11); catalog inodes as they are (models/ is CAT_ROOT_INO, 16); a
+ * model's .smip folder and files are its inode with a kind 1-4 in bits
+ * 56-59; paths/ and net/ number their own nodes under a tag in bits 60-63
+ * (2 and 4: bits 61 and 62).
+ *
+ * Contract: the ops run on libfuse's worker threads.  Every error answer
+ * goes through fs_reply_err() (subtree.h) with -errno.  Lock order, outer
+ * first; a lock is only ever taken while holding locks to its left:
+ *
+ *   fs_node.wlock (one models/ file's writer; held across a pull's
+ *     fs_net_copy_out())
+ *   -> fs_net_handle.lock (one net/ reader: read-ahead state, decoded chunk)
+ *   -> ntag.plock (one tag's push: its files and writers, its kept layers)
+ *   -> fs_net.lock (net/ nodes, listings, tags, transfers; never held
+ *     across a network call)
+ *   -> fs.lock (the open-node table, open handles, GC state, .smip cache;
+ *     never held together with a net/ lock)
+ *   -> the store's locks (backend/store.h: gc_lock, lock, then the pack
+ *     set's and chunk cache's own).
+ *
+ * paths/ keeps its own order (fs/paths.c: mkdir_lock -> the engine's lock
+ * -> fs_paths.lock) and takes no lock of models/ or net/; below its locks
+ * come only the store's.
  */
 #ifndef LLMFS_FS_H
 #define LLMFS_FS_H
@@ -34,7 +62,7 @@
 #include "backend/store.h"
 #include "fs/log.h"
 
-struct fs_node;
+struct fs_models;
 struct fs_paths;
 struct fs_net;
 
@@ -43,9 +71,11 @@ struct fs {
 	const struct fs_log *log;
 	uid_t uid;
 	gid_t gid;
-	pthread_mutex_t lock; /* nodes and each node's open counts and snap */
-	struct fs_node **nodes;
-	size_t nodecap;
+	/*
+	 * The models/ row's nodes and .smip cache (fs/models.c), the open
+	 * handles, each node's open counts and snapshot, and the GC state.
+	 */
+	pthread_mutex_t lock;
 	/* Background collection after deletes. */
 	pthread_t gc_thread;
 	pthread_cond_t gc_cond;
@@ -55,21 +85,12 @@ struct fs {
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
-	struct fs_paths *paths;        /* /llm/paths, or NULL */
-	/* Open models/ and paths/ files (guarded by lock): freed if the session ends first. */
+	/* Open files of every row (guarded by lock): freed if the session ends first. */
 	struct fs_handle *open_handles;
+	/* Each subtree's own state (NULL while it is off). */
+	struct fs_models *models;      /* /llm/models (fs/models.c) */
+	struct fs_paths *paths;        /* /llm/paths */
 	struct fs_net *net;            /* /llm/net */
-	/*
-	 * The last .smip texts made (manifest, info, tensors): a stat and the
-	 * open that follows it would otherwise each walk the model and parse
-	 * its headers.  Valid while models_gen is unchanged.  Guarded by lock.
-	 */
-	struct fs_vtext {
-		uint64_t ino, gen;
-		char *text;
-		size_t len;
-	} vcache[8];
-	unsigned vnext;
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */

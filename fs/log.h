@@ -1,6 +1,13 @@
 /*
  * log.h - the daemon's one place for messages.
  *
+ * Every message of the running daemon goes through fs_log().  The one
+ * other writer is fs/main.c, before the daemon detaches and before its
+ * struct fs_log exists or so that a refusal reaches the terminal: the
+ * usage (stdout for --help, stderr for a wrong command line), option
+ * errors and startup failures (no store, the store refused, fs_init()
+ * failed, the mount failed) on stderr.
+ *
  * Contract: a struct fs_log is set up once before threads start and then
  * only read, so any thread may log.  Messages go to stderr in the
  * foreground and to syslog otherwise; the level is checked before the

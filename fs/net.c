@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "backend/chunker.h"
 #include "backend/layout.h"
@@ -265,7 +264,7 @@ int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
 
 int fs_net_owns(uint64_t ino)
 {
-	return ino == NET_INO || (ino & NET_BIT);
+	return ino == NET_INO || FS_TAG(ino) == FS_NET_TAG;
 }
 
 static struct nnode *node_of(struct fs_net *n, uint64_t ino)
@@ -2348,3 +2347,227 @@ void fs_net_close(struct fs_net *n)
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
+
+/* ---- the net/ row (subtree.h) -------------------------------------------- */
+
+static int net_start(struct fs *fs, const struct fs_options *opt)
+{
+	char err[1024] = "";
+	int r = fs_net_open(fs, opt->remotes, &fs->net, err, sizeof(err));
+
+	if (r < 0) {
+		/* The reason names the file already. */
+		if (*err)
+			fs_log(fs->log, LOG_ERR, "%s", err);
+		else
+			fs_log(fs->log, LOG_ERR, "%s: %s", opt->remotes, strerror(-r));
+		fs->net = NULL;
+	}
+	return r;
+}
+
+static void net_stop(struct fs *fs)
+{
+	fs_net_close(fs->net);
+	fs->net = NULL;
+}
+
+static int net_present(const struct fs *fs)
+{
+	return fs->net != NULL;
+}
+
+/* May the caller use the remote that ino lies in (net/ is open to all)? */
+static int net_may(struct fs *fs, fuse_req_t req, uint64_t ino)
+{
+	return fs_net_may(fs->net, ino, fuse_req_ctx(req)->uid);
+}
+
+static int net_lookup(struct fs *fs, fuse_req_t req, uint64_t parent,
+		      const char *name, uint64_t *ret_ino)
+{
+	int r = net_may(fs, req, parent);
+
+	return r < 0 ? r : fs_net_lookup(fs->net, parent, name, ret_ino);
+}
+
+static int net_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
+		       double *ret_timeout)
+{
+	return fs_net_stat(fs->net, ino, sb);
+}
+
+/* Modes and times of a push are not kept; sizes are. */
+static int net_setattr(struct fs *fs, fuse_req_t req, uint64_t ino,
+		       const struct stat *attr, int to_set, void *h,
+		       struct stat *ret, double *ret_timeout)
+{
+	int r = 0;
+
+	if ((to_set & FUSE_SET_ATTR_SIZE) && h)
+		r = fs_net_truncate(fs->net, h, (uint64_t)attr->st_size);
+	else if (to_set & FUSE_SET_ATTR_SIZE)
+		r = -EROFS;
+	return r < 0 ? r : fs_net_stat(fs->net, ino, ret);
+}
+
+static int net_readlink(struct fs *fs, fuse_req_t req, uint64_t ino, char **ret)
+{
+	int r = net_may(fs, req, ino);
+
+	return r < 0 ? r : fs_net_readlink(fs->net, ino, ret);
+}
+
+static int net_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
+		    void *arg)
+{
+	int r = net_may(fs, req, ino);
+
+	return r < 0 ? r : fs_net_list(fs->net, ino, add, arg);
+}
+
+static int net_mkdir(struct fs *fs, fuse_req_t req, uint64_t parent,
+		     const char *name, uint32_t mode, uint64_t *ret_ino)
+{
+	int r = net_may(fs, req, parent);
+
+	return r < 0 ? r : fs_net_mkdir(fs->net, parent, name, mode, ret_ino);
+}
+
+static int net_symlink(struct fs *fs, fuse_req_t req, uint64_t parent,
+		       const char *name, const char *target, uint64_t *ret_ino)
+{
+	int r = net_may(fs, req, parent);
+
+	return r < 0 ? r : fs_net_symlink(fs->net, parent, name, target, ret_ino);
+}
+
+static int net_open(struct fs *fs, fuse_req_t req, uint64_t ino,
+		    struct fuse_file_info *fi, void **ret_h)
+{
+	struct fs_net_handle *h;
+	int r = net_may(fs, req, ino);
+
+	if (r == 0)
+		r = fs_net_fopen(fs->net, ino, fi->flags, &h);
+	if (r < 0)
+		return r;
+	fi->keep_cache = (fi->flags & O_ACCMODE) == O_RDONLY;
+	*ret_h = h;
+	return 0;
+}
+
+static int net_create(struct fs *fs, fuse_req_t req, uint64_t parent,
+		      const char *name, uint32_t mode, struct fuse_file_info *fi,
+		      uint64_t *ret_ino, void **ret_h)
+{
+	struct fs_net_handle *h;
+	int r = net_may(fs, req, parent);
+
+	if (r == 0)
+		r = fs_net_create(fs->net, parent, name, mode, ret_ino, &h);
+	if (r < 0)
+		return r;
+	fi->direct_io = 1;
+	*ret_h = h;
+	return 0;
+}
+
+static void net_read(struct fs *fs, fuse_req_t req, void *h, uint64_t ino,
+		     size_t size, off_t off)
+{
+	char *buf = malloc(size ? size : 1);
+	ssize_t n = buf ? fs_net_read(fs->net, h, buf, size, (uint64_t)off) : -ENOMEM;
+
+	if (n < 0)
+		fs_reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static int net_write(struct fs *fs, fuse_req_t req, void *h, uint64_t ino,
+		     const char *buf, size_t size, off_t off)
+{
+	return fs_net_write(fs->net, h, buf, size, (uint64_t)off);
+}
+
+static int net_flush(struct fs *fs, void *h)
+{
+	return fs_net_flush(fs->net, h);
+}
+
+static void net_release(struct fs *fs, void *h)
+{
+	fs_net_release(fs->net, h);
+}
+
+/* A slice copied through memory where the offsets do not allow sharing. */
+#define NET_COPY_STEP (4u << 20)
+
+/* A pull: net file -> store writer (models/). */
+static ssize_t net_copy_out(struct fs *fs, void *h, uint64_t off_in, size_t len,
+			    struct cas_writer *w, uint64_t off_out)
+{
+	size_t want = len < NET_COPY_STEP ? len : NET_COPY_STEP;
+	ssize_t n = fs_net_copy_out(fs->net, h, off_in, len, w, off_out);
+	char *buf;
+	int r;
+
+	if (n != 0)
+		return n;
+	buf = malloc(want ? want : 1);
+	n = buf ? fs_net_read(fs->net, h, buf, want, off_in) : -ENOMEM;
+	if (n > 0) {
+		r = cas_writer_write(w, buf, (size_t)n, off_out);
+		if (r < 0)
+			n = r;
+	}
+	free(buf);
+	return n;
+}
+
+/* A push: store file (models/) -> net file. */
+static ssize_t net_copy_in(struct fs *fs, void *h, uint64_t off_out,
+			   struct cas_file *src, uint64_t off_in, size_t len)
+{
+	size_t want = len < NET_COPY_STEP ? len : NET_COPY_STEP;
+	ssize_t n = fs_net_copy_in(fs->net, h, off_out, src, off_in, len);
+	struct cas_fault fault;
+	char *buf;
+	int r;
+
+	if (n != 0)
+		return n;
+	buf = malloc(want ? want : 1);
+	n = buf ? cas_file_read(fs->st, src, buf, want, off_in, &fault) : -ENOMEM;
+	if (n > 0) {
+		r = fs_net_write(fs->net, h, buf, (size_t)n, off_out);
+		if (r < 0)
+			n = r;
+	}
+	free(buf);
+	return n;
+}
+
+const struct fs_subtree_ops fs_net_ops = {
+	.start = net_start,
+	.stop = net_stop,
+	.present = net_present,
+	.lookup = net_lookup,
+	.getattr = net_getattr,
+	.setattr = net_setattr,
+	.readlink = net_readlink,
+	.list = net_list,
+	.mkdir = net_mkdir,
+	.symlink = net_symlink,
+	.open = net_open,
+	.create = net_create,
+	.read = net_read,
+	.write = net_write,
+	.flush = net_flush,
+	.fsync = net_flush,
+	.release = net_release,
+	.copy_out = net_copy_out,
+	.copy_in = net_copy_in,
+};

@@ -22,6 +22,10 @@
  *
  * Inodes: NET_INO for net/, NET_BIT | n for the n-th node looked up.
  *
+ * The net/ row of fs_subtrees[] (fs_net_ops, subtree.h) maps the FUSE
+ * requests onto the functions below, checking fs_net_may() for the
+ * requests that name a remote's entries.
+ *
  * Contract: thread-safe (FUSE workers); returns 0 (or a length) or -errno;
  * failures are logged with the remote's message, never with credentials.
  */
@@ -33,9 +37,11 @@
 #include <sys/types.h>
 
 #include "fs/fs.h"
+#include "fs/subtree.h"
 
-#define NET_INO 7
-#define NET_BIT (1ULL << 62)
+/* The folder and the tag of net/ in subtree.h. */
+#define NET_INO FS_NET_INO
+#define NET_BIT FS_TAG_BASE(FS_NET_TAG)
 
 struct fs_net;
 struct fs_net_handle;

@@ -124,12 +124,6 @@ struct fs_paths_handle {
 	int wrote, submitted;
 };
 
-int fs_paths_owns(uint64_t ino)
-{
-	return ino == PATHS_INO || ino == PATHS_STATS_INO || ino == PATHS_MODELS_INO ||
-	       (ino >> 61) == 1;
-}
-
 static uint64_t task_ino(size_t id, int file)
 {
 	return PATHS_BIT | (uint64_t)id << 4 | (uint64_t)file;
@@ -1144,3 +1138,158 @@ int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
 		answer_waiters(p, h->name);
 	return 0;
 }
+
+/* ---- the paths/ row (subtree.h) ------------------------------------------ */
+
+/* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
+static int paths_start(struct fs *fs, const struct fs_options *opt)
+{
+	char *dir = NULL, *warnings = NULL;
+	int r;
+
+	if (asprintf(&dir, "%s/paths", cas_store_dir(fs->st)) < 0)
+		return 0;
+	r = fs_paths_open(fs, dir, opt->planner, &fs->paths, &warnings);
+	if (warnings)
+		fs_log(fs->log, LOG_INFO, "paths: %s", warnings);
+	if (r < 0) {
+		fs_log(fs->log, LOG_ERR, "paths/ disabled: %s", strerror(-r));
+		fs->paths = NULL;
+	}
+	free(warnings);
+	free(dir);
+	return 0;
+}
+
+static void paths_stop(struct fs *fs)
+{
+	fs_paths_close(fs->paths);
+	fs->paths = NULL;
+}
+
+static int paths_present(const struct fs *fs)
+{
+	return fs->paths != NULL;
+}
+
+static int paths_lookup(struct fs *fs, fuse_req_t req, uint64_t parent,
+			const char *name, uint64_t *ret_ino)
+{
+	return fs_paths_lookup(fs->paths, parent, name, ret_ino);
+}
+
+static int paths_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
+			 double *ret_timeout)
+{
+	return fs_paths_stat(fs->paths, ino, sb);
+}
+
+static int paths_setattr(struct fs *fs, fuse_req_t req, uint64_t ino,
+			 const struct stat *attr, int to_set, void *h,
+			 struct stat *ret, double *ret_timeout)
+{
+	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			  FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+			  FUSE_SET_ATTR_CTIME;
+	int r;
+
+	if ((to_set & FUSE_SET_ATTR_MODE) &&
+	    !(to_set & ~(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_CTIME))) {
+		/* The kernel let only the owner or root this far. */
+		r = fs_paths_chmod(fs->paths, ino, attr->st_mode);
+		return r < 0 ? r : fs_paths_stat(fs->paths, ino, ret);
+	}
+	/* `echo x > task` truncates first: the write replaces the text anyway. */
+	if (!(to_set & ~(FUSE_SET_ATTR_SIZE | times)) &&
+	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0))
+		return fs_paths_stat(fs->paths, ino, ret);
+	return -EPERM;
+}
+
+static int paths_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
+		      void *arg)
+{
+	return fs_paths_list(fs->paths, ino, add, arg);
+}
+
+static int paths_mkdir(struct fs *fs, fuse_req_t req, uint64_t parent,
+		       const char *name, uint32_t mode, uint64_t *ret_ino)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	return fs_paths_mkdir(fs->paths, parent, name, ctx->uid, ctx->gid, mode, ret_ino);
+}
+
+static int paths_rmdir(struct fs *fs, fuse_req_t req, uint64_t parent,
+		       const char *name)
+{
+	return fs_paths_rmdir(fs->paths, parent, name);
+}
+
+static int paths_open(struct fs *fs, fuse_req_t req, uint64_t ino,
+		      struct fuse_file_info *fi, void **ret_h)
+{
+	struct fs_paths_handle *h;
+	int r = fs_paths_fopen(fs->paths, ino, fi->flags, &h);
+
+	if (r < 0)
+		return r;
+	fi->direct_io = 1;
+	fi->nonseekable = 0;
+	*ret_h = h;
+	return 0;
+}
+
+static void paths_read(struct fs *fs, fuse_req_t req, void *h, uint64_t ino,
+		       size_t size, off_t off)
+{
+	fs_paths_read(fs->paths, h, req, size, off);
+}
+
+static int paths_write(struct fs *fs, fuse_req_t req, void *h, uint64_t ino,
+		       const char *buf, size_t size, off_t off)
+{
+	int r = fs_paths_write(fs->paths, h, buf, size, off);
+
+	return r < 0 ? r : 0;
+}
+
+static int paths_flush(struct fs *fs, void *h)
+{
+	return fs_paths_flush(fs->paths, h);
+}
+
+static void paths_release(struct fs *fs, void *h)
+{
+	fs_paths_release(fs->paths, h);
+}
+
+static int paths_poll(struct fs *fs, void *h, struct fuse_pollhandle *ph,
+		      unsigned *ret_events)
+{
+	return fs_paths_poll(fs->paths, h, ph, ret_events);
+}
+
+static void paths_end(struct fs *fs)
+{
+	fs_paths_drain(fs->paths);
+}
+
+const struct fs_subtree_ops fs_paths_ops = {
+	.start = paths_start,
+	.stop = paths_stop,
+	.present = paths_present,
+	.lookup = paths_lookup,
+	.getattr = paths_getattr,
+	.setattr = paths_setattr,
+	.list = paths_list,
+	.mkdir = paths_mkdir,
+	.rmdir = paths_rmdir,
+	.open = paths_open,
+	.read = paths_read,
+	.write = paths_write,
+	.flush = paths_flush,
+	.release = paths_release,
+	.poll = paths_poll,
+	.end = paths_end,
+};

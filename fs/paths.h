@@ -23,6 +23,9 @@
  * mode 0700 until its owner chmods it.  The kernel checks these
  * (default_permissions); docs/security.md, "Who can see what".
  *
+ * The paths/ row of fs_subtrees[] (fs_paths_ops, subtree.h) maps the FUSE
+ * requests onto the functions below.
+ *
  * Contract: every function is thread-safe (FUSE worker threads) and none
  * blocks: fs_paths_read() of an unfinished result keeps the request and
  * answers it from the paths watcher thread when the task ends, or with
@@ -37,11 +40,13 @@
 #include <sys/types.h>
 
 #include "fs/fs.h"
+#include "fs/subtree.h"
 
-#define PATHS_INO 4
-#define PATHS_STATS_INO 5
-#define PATHS_MODELS_INO 6
-#define PATHS_BIT (1ULL << 61)
+/* Within the range and tag of paths/ in subtree.h. */
+#define PATHS_INO FS_PATHS_INO
+#define PATHS_STATS_INO (FS_PATHS_INO + 1)
+#define PATHS_MODELS_INO (FS_PATHS_INO + 2)
+#define PATHS_BIT FS_TAG_BASE(FS_PATHS_TAG)
 
 struct fs_paths;
 struct fs_paths_handle;
@@ -55,7 +60,6 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 		  struct fs_paths **ret, char **ret_warnings);
 void fs_paths_close(struct fs_paths *p);
 
-int fs_paths_owns(uint64_t ino);
 int fs_paths_lookup(struct fs_paths *p, uint64_t parent, const char *name,
 		    uint64_t *ret_ino);
 int fs_paths_stat(struct fs_paths *p, uint64_t ino, struct stat *sb);
