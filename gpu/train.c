@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpu/data.h"
 
@@ -111,7 +112,8 @@ static int parse_whole(const char *s, int is_unsigned, long *ret_l, uint64_t *re
 }
 
 /* Reals: all of the text, finite, no overflow; strtof for floats, as llmfs-train always did,
- * so a value rounds the same. */
+ * so a value rounds the same.  An underflow (ERANGE with a result below one: a subnormal or
+ * zero) is the nearest value, as %.9g wrote it. */
 static int parse_real(const char *s, int is_float, double *ret)
 {
 	char *end;
@@ -120,6 +122,8 @@ static int parse_real(const char *s, int is_float, double *ret)
 		return -1;
 	errno = 0;
 	*ret = is_float ? (double)strtof(s, &end) : strtod(s, &end);
+	if (errno == ERANGE && isfinite(*ret) && fabs(*ret) < 1)
+		errno = 0;
 	return errno || *end || !isfinite(*ret) ? -1 : 0;
 }
 
@@ -551,10 +555,17 @@ static int load_from(struct gpu_model *m, const char *from, const char **what, c
 	struct gpu_config fc;
 	struct gpu_ckpt_meta meta;
 	float *zero = NULL;
+	char *path;
 	int r;
 
 	*what = "from: reading config.json";
-	if ((r = gpu_ckpt_read_config(from, &fc)) < 0)
+	/* gpu_ckpt_read_config() says -EINVAL for a file that is not there: tell them apart */
+	if (!(path = malloc(strlen(from) + sizeof("/config.json"))))
+		return -ENOMEM;
+	sprintf(path, "%s/config.json", from);
+	r = access(path, R_OK) < 0 ? -errno : 0;
+	free(path);
+	if (r < 0 || (r = gpu_ckpt_read_config(from, &fc)) < 0)
 		return r;
 	if (fc.n_layer != c->n_layer || fc.n_head != c->n_head || fc.n_embd != c->n_embd ||
 	    fc.n_ctx != c->n_ctx || fc.vocab_size != c->vocab_size) {
@@ -608,10 +619,17 @@ static int setup(struct train_loop *t, const char *token_path, const char *resum
 	if (!t->inp || !t->tgt)
 		return -ENOMEM;
 	if ((r = gpu_data_open(&t->d, token_path, o->val_fraction)) < 0) {
-		*what = r == -EINVAL ? "opening the token file (empty or malformed, or a split "
-				       "shorter than one sequence)"
-				     : "opening the token file";
+		*what = r == -EINVAL ? "opening the token file (malformed)" : "opening the token file";
 		return r;
+	}
+	/* gpu_data_batch() needs seq + 1 tokens in a split: say so before the first step */
+	if (t->d.n_train < (size_t)t->T + 1 || t->d.n_tokens - t->d.n_train < (size_t)t->T + 1) {
+		*what = t->d.n_tokens ? "the data is too short (each split needs more tokens than "
+					"seq)"
+				      : "the data is empty";
+		put_detail(detail, detail_len, "%zu tokens, %zu of them training", t->d.n_tokens,
+			   t->d.n_train);
+		return -EINVAL;
 	}
 	if (t->d.vocab_size > cfg.vocab_size) {
 		*what = "the data's vocabulary is larger than vocab";
