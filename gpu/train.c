@@ -21,7 +21,7 @@ const struct gpu_train_key gpu_train_keys[] = {
 	{ "data", GPU_TK_STR, OFF(data), 0, 0, "FILE", NULL, "required",
 	  "training text (each byte a token) or token file" },
 	{ "from", GPU_TK_STR, OFF(from), 0, 0, "DIR", NULL, "random init",
-	  "start from the weights of this checkpoint or model folder (fresh optimizer, step 0)" },
+	  "weights of this checkpoint or model folder (fresh optimizer)" },
 	{ "steps", GPU_TK_LONG, OFF(steps), 1, 1e9, "N", "1000", NULL, "optimizer steps" },
 	{ "batch", GPU_TK_INT, OFF(opts.max_batch), 1, 65536, "B", "8", NULL,
 	  "sequences per step" },
