@@ -774,8 +774,8 @@ static int is_ckpt_step(const struct gpu_train_opts *o, const struct gpu_train_r
 	return (o->ckpt_every && step % o->ckpt_every == 0) || step == rows[n - 1].step;
 }
 
-static json_t *log_entries(const struct gpu_train_opts *o, const struct gpu_train_info *info,
-			   const struct gpu_train_row *rows, size_t n)
+static json_t *log_entries(const struct gpu_train_info *info, const struct gpu_train_row *rows,
+			   size_t n)
 {
 	json_t *a = json_array();
 
@@ -806,7 +806,6 @@ static json_t *log_entries(const struct gpu_train_opts *o, const struct gpu_trai
 			return NULL;
 		}
 	}
-	(void)o;
 	return a;
 }
 
@@ -817,7 +816,7 @@ char *gpu_train_state_json(const struct gpu_train_opts *o, const struct gpu_trai
 	const struct gpu_train_row *best = NULL;
 	uint64_t tokens = last ? last->tokens_seen : 0;
 	uint64_t per_step = (uint64_t)o->opts.max_batch * (uint64_t)o->opts.max_seq;
-	json_t *root, *hist = log_entries(o, info, rows, n);
+	json_t *root, *hist = log_entries(info, rows, n);
 	char *s = NULL, *bestck = NULL;
 
 	for (size_t i = 0; i < n; i++)
@@ -830,7 +829,7 @@ char *gpu_train_state_json(const struct gpu_train_opts *o, const struct gpu_trai
 	root = json_pack("{s:o, s:o, s:I, s:I, s:b, s:b, s:b, s:I, s:I, s:I, s:I, s:o, s:I, "
 			 "s:n, s:n, s:o}",
 			 "log_history", hist ? hist : json_null(),
-			 "best_metric", best ? json_real(best->val_loss) : json_null(),
+			 "best_metric", best ? real_or_null(best->val_loss) : json_null(),
 			 "global_step", (json_int_t)(last ? last->step : 0),
 			 "max_steps", (json_int_t)o->steps,
 			 "is_hyper_param_search", 0, "is_local_process_zero", 1,

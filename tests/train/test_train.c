@@ -608,6 +608,14 @@ static void test_loop(void)
 	CHECK(r < 0);
 	CHECK_EQ(other->n, 0);
 
+	/* data with a larger vocabulary than the model's */
+	r = tiny_run("vocab=100", tok_path, NULL, other, &what, detail);
+	CHECK_EQ(r, -EINVAL);
+	CHECK(what && strstr(what, "vocabulary"));
+	/* backend=cuda: -ENODEV and a reason without a device or a CUDA build; runs with one */
+	r = tiny_run("backend=cuda steps=2", tok_path, NULL, other, &what, detail);
+	CHECK(r == 0 || (r == -ENODEV && what && strstr(what, "no CUDA device")));
+	other->n = 0;
 	/* empty data */
 	snprintf(path, sizeof(path), "%s/empty", tmp);
 	fclose(fopen(path, "w"));
