@@ -364,10 +364,12 @@ int gpu_train_opts_format(const struct gpu_train_opts *o, char **ret)
 		char v[4096];
 
 		r = format_value(o, k, v, sizeof(v));
-		if (r > 0 && (size_t)r < sizeof(v))
-			fprintf(f, "%s%s=%s", first ? "" : " ", k->name, v), first = 0;
-		else if (r >= (int)sizeof(v))
+		if (r >= (int)sizeof(v)) {
 			r = -ENAMETOOLONG;
+		} else if (r > 0) {
+			fprintf(f, "%s%s=%s", first ? "" : " ", k->name, v);
+			first = 0;
+		}
 	}
 	if (fclose(f) != 0 && r >= 0)
 		r = -ENOMEM;
