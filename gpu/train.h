@@ -44,21 +44,49 @@ struct gpu_train_opts {
 	int set_min_lr, set_warmup; /* given explicitly (else derived from lr, steps) */
 };
 
-/* The defaults (steps 1000, batch 8, seq 128, layers 4, heads 4, embd 128, vocab 256, ...). */
+/*
+ * The table of keys (ends with a NULL name).  llmfs-train builds its getopt array from it (a
+ * key of type GPU_TK_BOOL takes no argument there: "--bf16"; "bf16=1" in a job file).  Values:
+ * numbers in C syntax, whole (strtol/strtoull, base 10) or real (strtof/strtod; no nan/inf),
+ * within [min, max]; a string runs to the next blank, or is "quoted" (no escapes).
+ */
+enum gpu_train_key_type {
+	GPU_TK_STR, GPU_TK_INT, GPU_TK_LONG, GPU_TK_U64, GPU_TK_FLOAT, GPU_TK_DOUBLE,
+	GPU_TK_BOOL, GPU_TK_BACKEND, GPU_TK_MIB,
+};
+struct gpu_train_key {
+	const char *name;       /* the key, and llmfs-train's long option */
+	enum gpu_train_key_type type;
+	size_t offset;          /* of the field in struct gpu_train_opts */
+	double min, max;        /* numbers only; a U64 takes its whole range */
+	const char *arg;        /* the value's name in usage ("N", "X", "FILE", ...) */
+	const char *value;      /* the default as text, applied by gpu_train_opts_init(); NULL:
+				 * none, or derived in gpu_train_opts_finish() */
+	const char *def;        /* the default in words for usage when value is NULL */
+	const char *help;
+};
+extern const struct gpu_train_key gpu_train_keys[];
+
+/* The defaults (steps 1000, batch 8, seq 128, layers 4, heads 4, embd 128, vocab 256, ...),
+ * from the table's values. */
 void gpu_train_opts_init(struct gpu_train_opts *o);
 void gpu_train_opts_release(struct gpu_train_opts *o);
 /* Sets one key from its text; -EINVAL for an unknown key or a bad value (err says which). */
 int gpu_train_opts_set(struct gpu_train_opts *o, const char *key, const char *value,
 		       char *err, size_t errlen);
-/* Applies a job file's text (key=value words, # comments); stops at the first error. */
+/* Applies a job file's text (key=value words, # comments); stops at the first error, err
+ * then starting "line N: ".  A key given twice keeps the later value. */
 int gpu_train_opts_parse(struct gpu_train_opts *o, const char *text, size_t len,
 			 char *err, size_t errlen);
 /* Derived defaults (ctx = seq, min-lr = lr/10, warmup = steps/20) and the checks across keys
  * (steps >= 1, embd divisible by heads, ...); -EINVAL with err. */
 int gpu_train_opts_finish(struct gpu_train_opts *o, char *err, size_t errlen);
-/* The keys with their defaults, one per line, for usage messages and docs. */
+/* The keys with their defaults, one per line ("  key=ARG   help [default]"), for usage
+ * messages and docs. */
 void gpu_train_usage(FILE *f);
-/* Each key and its value after finish, "key=value" words on one line: what a job ran with. */
+/* Each key and its value after finish, "key=value" words on one line (no newline; strings
+ * with blanks or "#" quoted, -EINVAL for one holding a quote): what a job ran with.  Parsing
+ * it back gives the same options. */
 int gpu_train_opts_format(const struct gpu_train_opts *o, char **ret);
 
 /* One logged step. */
@@ -73,7 +101,11 @@ struct gpu_train_row {
 	uint64_t tokens_seen;  /* training tokens consumed up to and including this step */
 };
 
-/* The metrics.tsv header line and a row line (floats in %.9g, so they round-trip). */
+/* The metrics.tsv header line and a row line, each ending in a newline.  Columns: step,
+ * train_loss, val_loss ("-" when not evaluated), lr, tokens_per_s (%.1f), ms_per_step (%.2f),
+ * grad_norm, tokens (tokens_seen); the losses, lr and grad_norm in %.9g, so they round-trip.
+ * The first six columns are llmfs-train's loss.tsv of before.  gpu_train_row_format() returns
+ * the line's length, or -ENOSPC when len is too small. */
 extern const char gpu_train_tsv_header[];
 int gpu_train_row_format(const struct gpu_train_row *r, char *buf, size_t len);
 /* Parses a row line back (the inverse of gpu_train_row_format()); -EINVAL when malformed. */
@@ -103,26 +135,41 @@ struct gpu_train_hooks {
 	int (*stop)(void *arg);
 };
 
+/* The token file for data: data itself when it is one, else dir/tokens.bin made from the
+ * text (byte-level).  *ret is malloc'd. */
+int gpu_train_data(const char *data, const char *dir, char **ret);
+
 /*
  * Trains on the token file token_path (see gpu_data_tokenize()), from resume (a checkpoint
  * folder with optimizer state: its step, seed and moments) when not NULL, else from o->from's
  * weights or a random init.  0 when the last step or a stop was reached; else -errno with
  * *ret_what naming what failed ("loading the checkpoint", "training", ...) and detail (may be
- * NULL) the backend's own words.
+ * NULL) the backend's own words, or the reason (the step whose loss was not finite; the
+ * shapes of a from= model that does not match: *ret_what is then "from: shapes do not
+ * match", -EINVAL).  from= loads the weights of a checkpoint or model folder (config.json and
+ * model.safetensors; optimizer state there is ignored).  resume wins over from=.
+ *
+ * A stop (the stop hook) checkpoints the step with last 0, without the final validation and
+ * sample: the run resumed from that checkpoint logs what the uninterrupted run logs.
  */
 int gpu_train_run(const struct gpu_train_opts *o, const char *token_path, const char *resume,
 		  const struct gpu_train_hooks *h, const char **ret_what, char *detail,
 		  size_t detail_len);
 
 /*
- * Hugging Face's trainer_state.json for rows[0..n) of a run with options o: global_step,
+ * Hugging Face's trainer_state.json for rows[0..n) of a run with options o (info may be NULL:
+ * then no epoch, no num_train_epochs): global_step,
  * max_steps, log_history (loss, learning_rate, grad_norm per step; eval_loss where
  * evaluated), best_metric and best_model_checkpoint (the lowest eval_loss, among checkpoints
- * named ckpt_prefix + step when ckpt_prefix is not NULL), num_input_tokens_seen, total_flos.
+ * named ckpt_prefix + step when ckpt_prefix is not NULL), num_input_tokens_seen, total_flos
+ * (gpu_flops_per_token() x tokens), train_batch_size, eval_steps, save_steps.  Training
+ * entries of log_history also hold num_input_tokens_seen, tokens_per_s and ms_per_step, so
+ * that gpu_train_state_rows() gives the rows back exactly.  NULL when out of memory.
  */
-char *gpu_train_state_json(const struct gpu_train_opts *o, const struct gpu_train_row *rows,
-			   size_t n, const char *ckpt_prefix);
-/* Reads rows back from a trainer_state.json (for a run resumed from a checkpoint). */
+char *gpu_train_state_json(const struct gpu_train_opts *o, const struct gpu_train_info *info,
+			   const struct gpu_train_row *rows, size_t n, const char *ckpt_prefix);
+/* Reads rows back from a trainer_state.json (for a run resumed from a checkpoint); *ret is
+ * malloc'd; -EINVAL when malformed. */
 int gpu_train_state_rows(const char *json, size_t len, struct gpu_train_row **ret, size_t *ret_n);
 
 /*
@@ -135,7 +182,8 @@ int gpu_tfevents_header(double wall_time, char **buf, size_t *len);
 int gpu_tfevents_row(const struct gpu_train_row *r, double wall_time, char **buf, size_t *len);
 uint32_t gpu_crc32c(const void *data, size_t len);
 
-/* The loss curves (train, and validation where evaluated) against step, as an SVG picture. */
+/* The loss curves (train, and validation where evaluated) against step, as an SVG picture
+ * (title may be NULL); malloc'd, NULL when out of memory. */
 char *gpu_train_svg(const struct gpu_train_row *rows, size_t n, const char *title);
 
 #endif
