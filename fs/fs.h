@@ -65,6 +65,8 @@
 struct fs_models;
 struct fs_paths;
 struct fs_net;
+struct fs_train;
+struct fs_options;
 
 struct fs {
 	struct cas_store *st;
@@ -91,6 +93,7 @@ struct fs {
 	struct fs_models *models;      /* /llm/models (fs/models.c) */
 	struct fs_paths *paths;        /* /llm/paths */
 	struct fs_net *net;            /* /llm/net */
+	struct fs_train *train;        /* /llm/train, or NULL */
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */
@@ -99,13 +102,14 @@ struct fs {
 };
 
 /*
- * planner: the model (a card under models/) that interprets free-text
- * tasks, or NULL; remotes: the remotes file of net/ (oci.h); trusted_uids:
- * n owners whose cards may run commands (kept by reference).
+ * opt: what the subtrees are given (fs/subtree.h, struct fs_options: the
+ * planner of paths/, the remotes file of net/, the mount point and job
+ * count of train/; kept by reference); trusted_uids: n owners whose cards
+ * may run commands (kept by reference).
  */
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner, const char *remotes,
-	    const uid_t *trusted_uids, size_t n_trusted_uids);
+	    const struct fs_options *opt, const uid_t *trusted_uids,
+	    size_t n_trusted_uids);
 void fs_release(struct fs *fs);
 const struct fuse_lowlevel_ops *fs_ops(void);
 

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/subtree.h"
+#include "scheduler/train_job.h"
 
 static void usage(FILE *out)
 {
@@ -41,12 +43,16 @@ static void usage(FILE *out)
 		"                     keys, as the daemon's own (docs/security.md)\n"
 		"      --pack-max BYTES  start a new pack file after this many bytes\n"
 		"                     (default 256 MiB; tests use a few MiB)\n"
+		"      --train-jobs N training jobs under train/ that run at once\n"
+		"                     (default 1; the others wait, queued)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
 }
 
 #define MAX_TRUSTED 16
+
+static int daemon_main(int argc, char **argv);
 
 /* A user name or a numeric uid. */
 static int parse_user(const char *s, uid_t *ret)
@@ -163,6 +169,14 @@ static char *default_store(void)
 
 int main(int argc, char **argv)
 {
+	/* A training job's own process (scheduler/train_job.h), not a daemon. */
+	if (argc > 1 && !strcmp(argv[1], "--train-job"))
+		return train_child_main(argc, argv);
+	return daemon_main(argc, argv);
+}
+
+static int daemon_main(int argc, char **argv)
+{
 	static const struct option longopts[] = {
 		{ "store", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -174,6 +188,7 @@ int main(int argc, char **argv)
 		{ "remotes", required_argument, NULL, 'R' },
 		{ "trusted-uid", required_argument, NULL, 'T' },
 		{ "pack-max", required_argument, NULL, 'P' },
+		{ "train-jobs", required_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -184,7 +199,8 @@ int main(int argc, char **argv)
 	struct cas_store *st = NULL;
 	struct fs_log log;
 	struct fs fs;
-	char *store = NULL, *mnt, err[1024], opts[1024], *remotes = NULL;
+	char *store = NULL, *mnt, err[1024], opts[1024], *remotes = NULL, *tree = NULL;
+	struct fs_options fopt = { 0 };
 	const char *extra = NULL, *planner = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
 	unsigned read_ahead = 1024;
@@ -220,6 +236,7 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			free(remotes);
+	free(tree);
 			remotes = strdup(optarg);
 			break;
 		case 'T':
@@ -242,6 +259,20 @@ int main(int argc, char **argv)
 					"1 MiB or more\n", optarg);
 				return 2;
 			}
+			break;
+		}
+		case 'J': {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || n < 1 || n > 64) {
+				fprintf(stderr, "llmfs: --train-jobs %s: not a number from 1 "
+					"to 64\n", optarg);
+				return 2;
+			}
+			fopt.train_jobs = (unsigned)n;
 			break;
 		}
 		case 'h':
@@ -298,7 +329,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmfs: out of memory\n");
 		goto out;
 	}
-	r = fs_init(&fs, st, &log, planner, remotes, trusted, n_trusted);
+	fopt.planner = planner;
+	fopt.remotes = remotes;
+	fopt.mountpoint = tree = realpath(mnt, NULL);
+	r = fs_init(&fs, st, &log, &fopt, trusted, n_trusted);
 	if (r < 0) {
 		fprintf(stderr, "llmfs: %s\n", strerror(-r));
 		goto out;
@@ -331,7 +365,7 @@ int main(int argc, char **argv)
 			fs_log(&log, LOG_ERR, "%s", err);
 			goto out_unmount;
 		}
-		r = fs_init(&fs, st, &log, planner, remotes, trusted, n_trusted);
+		r = fs_init(&fs, st, &log, &fopt, trusted, n_trusted);
 		if (r < 0)
 			goto out_unmount;
 		fs_up = 1;

@@ -24,6 +24,7 @@ static const struct fs_subtree subtrees[] = {
 	{ "models", FS_MODELS_INO, FS_MODELS_LAST, 0, &fs_models_ops },
 	{ "paths", FS_PATHS_INO, FS_PATHS_LAST, FS_PATHS_TAG, &fs_paths_ops },
 	{ "net", FS_NET_INO, FS_NET_LAST, FS_NET_TAG, &fs_net_ops },
+	{ "train", FS_TRAIN_INO, FS_TRAIN_LAST, FS_TRAIN_TAG, &fs_train_ops },
 	{ ".llmfs", FS_CTL_INO, FS_CTL_LAST, 0, &fs_ctl_ops },
 };
 
@@ -799,10 +800,10 @@ static void *gc_main(void *arg)
 }
 
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
-	    const char *planner, const char *remotes,
-	    const uid_t *trusted_uids, size_t n_trusted_uids)
+	    const struct fs_options *opt_in, const uid_t *trusted_uids,
+	    size_t n_trusted_uids)
 {
-	const struct fs_options opt = { .planner = planner, .remotes = remotes };
+	const struct fs_options opt = *opt_in;
 	size_t i;
 	int r;
 

@@ -15,7 +15,8 @@
  *
  *   inode                      owner     what
  *   1                          (root)    the root
- *   2, 3, 12 .. 15             -         free: the next subtrees' folders
+ *   2                          train/    the folder
+ *   3, 12 .. 15                -         free: the next subtrees' folders
  *   4 .. 6                     paths/    the folder, .stats, .models
  *   7                          net/      the folder
  *   8 .. 11                    .llmfs/   the folder, status, gc, transfers
@@ -24,7 +25,7 @@
  *                                        .smip folder, manifest.json, info,
  *                                        tensors
  *   tag << 60 | n              the row   bits 60-63 name a subtree's own
- *                              with tag  numbering: 2 paths/, 4 net/
+ *                              with tag  numbering: 2 paths/, 3 train/, 4 net/
  *
  * An inode with a tag belongs to the row with that tag; any other to the
  * row whose range [lo, hi] holds it.  A row whose subtree is off (no
@@ -62,6 +63,10 @@
 #define FS_PATHS_LAST 6
 #define FS_PATHS_TAG 2ULL
 
+#define FS_TRAIN_INO 2
+#define FS_TRAIN_LAST 2
+#define FS_TRAIN_TAG 3ULL
+
 #define FS_NET_INO 7
 #define FS_NET_LAST 7
 #define FS_NET_TAG 4ULL
@@ -90,6 +95,8 @@ struct fs_subtree;
 struct fs_options {
 	const char *planner; /* paths/: the model for free-text tasks, or NULL */
 	const char *remotes; /* net/: the remotes file */
+	const char *mountpoint; /* train/: where its jobs find the tree (absolute) */
+	unsigned train_jobs;    /* train/: jobs run at once; 0: one */
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
@@ -195,6 +202,7 @@ extern const struct fs_subtree_ops fs_models_ops; /* fs/models.c */
 extern const struct fs_subtree_ops fs_paths_ops;  /* fs/paths.c */
 extern const struct fs_subtree_ops fs_net_ops;    /* fs/net.c */
 extern const struct fs_subtree_ops fs_ctl_ops;    /* fs/ctl.c */
+extern const struct fs_subtree_ops fs_train_ops;  /* fs/train.c */
 
 /* The row that owns ino, or NULL (the root, a free number, a row off). */
 const struct fs_subtree *fs_subtree_of(const struct fs *fs, uint64_t ino);

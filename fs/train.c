@@ -579,9 +579,9 @@ static int train_flush(struct fs *fs, void *vh)
 		if (r < 0)
 			return r;
 		r = train_jobs_submit(T(fs)->jobs, h->name, h->wbuf ? h->wbuf : "", h->wlen);
-	} else
-	else
+	} else {
 		r = train_jobs_control(T(fs)->jobs, h->name, h->wbuf ? h->wbuf : "", h->wlen);
+	}
 	return r;
 }
 

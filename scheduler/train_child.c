@@ -38,6 +38,8 @@ struct child {
 	const char *job;
 	char *model_dir;          /* tree/models/<job> */
 	const struct gpu_train_opts *o;
+	struct gpu_train_info info; /* from the started hook */
+	int have_info;
 	struct gpu_train_row *rows; /* every row of the job: the checkpoint's, then this run's */
 	size_t n_rows, cap_rows;
 	long last_step;
@@ -79,6 +81,20 @@ static int tree_path(const char *tree, const char *rel, char **ret)
 	}
 	*ret = join(tree, rel);
 	return *ret ? 0 : -ENOMEM;
+}
+
+/* Waits up to a minute for the tree to be mounted (its .llmfs/status answers). */
+static int wait_for_tree(const char *tree)
+{
+	char *p = join(tree, ".llmfs/status");
+	int i;
+
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
+		usleep(100000);
+	free(p);
+	return i < 600 ? 0 : -ETIMEDOUT;
 }
 
 static int copy_file(const char *from, const char *to)
@@ -162,7 +178,11 @@ static int push_row(struct child *c, const struct gpu_train_row *r)
 
 static void on_started(void *arg, const struct gpu_train_info *info)
 {
-	(void)arg;
+	struct child *c = arg;
+
+	c->info = *info;
+	c->info.backend = NULL; /* not kept: only the counts are used */
+	c->have_info = 1;
 	put_record("started\t%zu parameters, %s backend, data %zu tokens (%zu to train), from "
 		   "step %ld\n", info->n_params, info->backend, info->n_tokens, info->n_train,
 		   info->start_step);
@@ -197,7 +217,8 @@ static int write_state(struct child *c, const char *dir)
 
 	if (asprintf(&prefix, "models/%s/checkpoint-", c->job) < 0)
 		return -ENOMEM;
-	json = gpu_train_state_json(c->o, c->rows, c->n_rows, prefix);
+	json = gpu_train_state_json(c->o, c->have_info ? &c->info : NULL, c->rows, c->n_rows,
+				    prefix);
 	free(prefix);
 	p = join(dir, "trainer_state.json");
 	r = json && p ? gpu_write_file_atomic(p, json, strlen(json)) : -ENOMEM;
@@ -348,6 +369,12 @@ int train_child_main(int argc, char **argv)
 		put_record("error\t%s\n", err[0] ? err : strerror(-r));
 		goto out;
 	}
+	/* A daemon resumes jobs as it starts, before its tree is mounted. */
+	r = wait_for_tree(argv[2]);
+	if (r < 0) {
+		put_record("error\tthe tree at %s is not mounted\n", argv[2]);
+		goto out;
+	}
 	r = tree_path(argv[2], o.data, &data);
 	if (r < 0) {
 		snprintf(err, sizeof(err), "data %s: not a path in the tree (like "
@@ -404,29 +431,16 @@ int train_child_main(int argc, char **argv)
 			c.n_rows--;
 		put_record("resumed\t%ld\n", ck);
 	}
-	r = gpu_data_is_token_file(data);
-	if (r < 0) {
-		what = o.data;
+	/* A text file is tokenised into a private folder, gone at the end. */
+	if (!mkdtemp(tmpdir)) {
+		r = -errno;
+		what = "making a folder for the tokens";
 		goto fail;
 	}
-	if (r == 1) {
-		tokens = strdup(data);
-	} else {
-		if (!mkdtemp(tmpdir)) {
-			r = -errno;
-			what = "making a folder for the tokens";
-			goto fail;
-		}
-		made_tmp = 1;
-		tokens = join(tmpdir, "tokens.bin");
-		r = tokens ? gpu_data_tokenize(data, tokens) : -ENOMEM;
-		if (r < 0) {
-			what = "tokenising the data";
-			goto fail;
-		}
-	}
-	if (!tokens) {
-		r = -ENOMEM;
+	made_tmp = 1;
+	r = gpu_train_data(data, tmpdir, &tokens);
+	if (r < 0) {
+		what = "reading the data";
 		goto fail;
 	}
 	r = gpu_train_run(&o, tokens, resume, &h, &what, detail, sizeof(detail));
@@ -439,7 +453,7 @@ fail:
 	put_record("error\t%s: %s%s%s%s\n", c.ckpt_failed ? c.what : what, strerror(-r),
 		   detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
 out:
-	if (tokens && made_tmp)
+	if (tokens && made_tmp && !strncmp(tokens, tmpdir, strlen(tmpdir)))
 		unlink(tokens);
 	if (made_tmp)
 		rmdir(tmpdir);

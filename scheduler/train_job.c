@@ -1415,7 +1415,7 @@ int train_jobs_read(struct train_jobs *j, const char *name, enum train_file f, c
 		break;
 	case TRAIN_F_STATE:
 		snprintf(prefix, sizeof(prefix), "models/%s/checkpoint-", jb->name);
-		s = jb->have_opts ? gpu_train_state_json(&jb->opts, jb->rows, jb->n_rows, prefix)
+		s = jb->have_opts ? gpu_train_state_json(&jb->opts, NULL, jb->rows, jb->n_rows, prefix)
 				  : strdup("{}");
 		break;
 	case TRAIN_F_SVG:
