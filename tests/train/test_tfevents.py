@@ -6,6 +6,7 @@ event.proto and summary.proto number their fields), compared value by value with
 metrics.tsv; loss.svg with an XML parser; trainer_state.json with json.
 
 usage: test_tfevents.py TFEVENTS_WRITE
+       test_tfevents.py --folder DIR EVENTS   (a run's folder, e.g. train/<job>/)
 """
 import json
 import math
@@ -73,7 +74,36 @@ def f32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
+def check_folder(d, events_name):
+    """What must hold of any run's folder: every event record's CRCs, one event a row of
+    metrics.tsv with its values, a loss.svg that parses, a trainer_state.json that agrees."""
+    Event = message_classes()
+    with open(os.path.join(d, "metrics.tsv")) as f:
+        lines = f.read().splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, ln.split("\t"))) for ln in lines[1:]]
+    with open(os.path.join(d, events_name), "rb") as f:
+        events = [Event.FromString(r) for r in records(f.read())]
+    assert events[0].file_version == "brain.Event:2", events[0]
+    assert len(events) == 1 + len(rows), (len(events), len(rows))
+    for ev, row in zip(events[1:], rows):
+        vals = {v.tag: v.simple_value for v in ev.summary.value}
+        assert ev.step == int(row["step"]), (ev.step, row)
+        assert vals["train/loss"] == f32(float(row["train_loss"])), (vals, row)
+        assert (row["val_loss"] == "-") == ("eval/loss" not in vals), (vals, row)
+    svg = ET.parse(os.path.join(d, "loss.svg")).getroot()
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg", svg.tag
+    with open(os.path.join(d, "trainer_state.json")) as f:
+        state = json.load(f)
+    assert state["global_step"] == int(rows[-1]["step"]), state["global_step"]
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    assert losses == [f32(float(r["train_loss"])) for r in rows]
+    print("ok: %s: %d events, every CRC and value as in metrics.tsv" % (d, len(events)))
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--folder":
+        return check_folder(sys.argv[2], sys.argv[3])
     Event = message_classes()
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([sys.argv[1], d], check=True)
