@@ -2,7 +2,7 @@
  * fs.h - the FUSE tree over the store.
  *
  *   /                       fixed
- *   ├── models/             the store's namespace (backend/store.h)
+ *   ├── models/             the store's namespace (backend/store/store.h)
  *   │   └── <model>/
  *   │       └── .smip/      hidden: absent from readdir, found by lookup
  *   │           └── manifest.json
@@ -31,7 +31,7 @@
 
 #include <fuse_lowlevel.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 #include "fs/log.h"
 
 struct fs_node;

@@ -19,10 +19,10 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "backend/chunker.h"
-#include "backend/layout.h"
-#include "backend/oci.h"
-#include "backend/smipnet.h"
+#include "backend/store/chunker.h"
+#include "backend/registry/layout.h"
+#include "backend/registry/oci.h"
+#include "backend/registry/smipnet.h"
 #include "fs/net.h"
 
 #define NET_TTL_NS (10 * 1000000000LL)

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/smip.h"
+#include "backend/registry/smip.h"
 #include "fs/fs.h"
 #include "fs/net.h"
 #include "fs/paths.h"

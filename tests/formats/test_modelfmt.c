@@ -1,7 +1,7 @@
 /* Unit tests for backend/modelfmt: GGUF v2/v3 and safetensors files built
  * here, streamed prefixes, hostile headers, config.json, lookups and the
  * summary text. */
-#include "backend/modelfmt.h"
+#include "backend/store/modelfmt.h"
 #include "mkmodel.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@
 #ifndef LLMFS_FUZZ_MODEL_H
 #define LLMFS_FUZZ_MODEL_H
 
-#include "backend/modelfmt.h"
+#include "backend/store/modelfmt.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -22,8 +22,8 @@
 
 #include <sqlite3.h>
 
-#include "backend/catalog.h"
-#include "backend/store.h"
+#include "backend/store/catalog.h"
+#include "backend/store/store.h"
 #include "check.h"
 #include "store_util.h"
 

@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "backend/layout.h"
+#include "backend/registry/layout.h"
 #include "check.h"
 
 /* ---- blobs served through the fetch callback ---- */

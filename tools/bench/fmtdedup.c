@@ -16,8 +16,8 @@
  * The chunker is a stand-in for the store's (backend/), kept here only so
  * the formats work can be measured on its own.
  */
-#include "backend/bytegroup.h"
-#include "backend/modelfmt.h"
+#include "backend/store/bytegroup.h"
+#include "backend/store/modelfmt.h"
 
 #include <errno.h>
 #include <math.h>

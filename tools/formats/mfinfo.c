@@ -6,7 +6,7 @@
  * prefix first, then more as mf_parse() asks for it (-EAGAIN), growing at
  * least geometrically.  A config.json beside a weights file adds what only
  * the config says (context length, architecture). */
-#include "backend/modelfmt.h"
+#include "backend/store/modelfmt.h"
 
 #include <errno.h>
 #include <libgen.h>

@@ -33,7 +33,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 /* Free space a compaction leaves beyond its copies, for the writers. */
 #define GC_ROOM_SPARE (4u << 20)

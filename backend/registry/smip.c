@@ -9,9 +9,9 @@
 
 #include <jansson.h>
 
-#include "backend/chunker.h"
-#include "backend/modelfmt.h"
-#include "backend/smip.h"
+#include "backend/store/chunker.h"
+#include "backend/store/modelfmt.h"
+#include "backend/registry/smip.h"
 
 #define MAX_DEPTH 64
 /* The longest header read to describe a file. */

@@ -7,13 +7,13 @@
 
 #include <pthread.h>
 
-#include "backend/catalog.h"
-#include "backend/ccache.h"
-#include "backend/chunker.h"
-#include "backend/codec.h"
-#include "backend/pack.h"
-#include "backend/pool.h"
-#include "backend/store.h"
+#include "backend/store/catalog.h"
+#include "backend/store/ccache.h"
+#include "backend/store/chunker.h"
+#include "backend/store/codec.h"
+#include "backend/store/pack.h"
+#include "backend/store/pool.h"
+#include "backend/store/store.h"
 
 /* One chunk-list entry, as stored in the inodes.chunks blob (20 bytes). */
 #define CHUNK_ENTRY_LEN (CAS_ID_LEN + 4)

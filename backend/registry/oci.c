@@ -38,7 +38,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "backend/oci.h"
+#include "backend/registry/oci.h"
 
 #define PIECE (1u << 20)         /* upload bytes read per u->read() */
 #define SMALL_MAX (1u << 20)     /* a token answer */

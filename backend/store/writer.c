@@ -26,8 +26,8 @@
 
 #include <openssl/evp.h>
 
-#include "backend/modelfmt.h"
-#include "backend/store_i.h"
+#include "backend/store/modelfmt.h"
+#include "backend/store/store_i.h"
 
 enum { W_STREAM, W_STAGE };
 

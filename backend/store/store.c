@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
 #define RESERVE_MAX (8u << 20)

@@ -5,7 +5,7 @@
 
 #include <xxhash.h>
 
-#include "backend/hash.h"
+#include "backend/store/hash.h"
 
 void cas_id_of(const void *data, size_t len, struct cas_id *ret)
 {

@@ -32,8 +32,8 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
-#include "backend/catalog.h"
-#include "backend/hash.h"
+#include "backend/store/catalog.h"
+#include "backend/store/hash.h"
 
 struct cas_store;
 struct cas_file;

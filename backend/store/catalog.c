@@ -15,7 +15,7 @@
 
 #include <sqlite3.h>
 
-#include "backend/catalog.h"
+#include "backend/store/catalog.h"
 
 enum {
 	S_GET, S_LOOKUP, S_INSERT, S_DELETE, S_ORPHAN, S_MOVE, S_SETATTR,
