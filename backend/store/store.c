@@ -916,6 +916,30 @@ again:
 	return r;
 }
 
+int cas_store_orphan_create(struct cas_store *st, uint32_t mode, uint32_t uid,
+			    uint32_t gid, const char *target, uint64_t *ret_ino)
+{
+	struct cat_attr a;
+	int r;
+
+	if (S_ISDIR(mode))
+		return -EINVAL;
+	/*
+	 * Made under parent 0 and orphaned in the same transaction: orphans
+	 * are named '#INO' there, so "#new" is free, and no name under
+	 * models/ ever shows it.
+	 */
+	IN_TXN(st, r, {
+		r = cat_insert(st->cat, 0, "#new", mode, uid, gid, store_now_ns(),
+			       target, &a);
+		if (r == 0)
+			r = cat_orphan(st->cat, a.ino);
+	});
+	if (r == 0)
+		*ret_ino = a.ino;
+	return r;
+}
+
 int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name)
 {
 	struct cat_attr a;

@@ -89,6 +89,14 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep, uint64_t *ret_ino);
 int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name);
 /*
+ * A new file or symlink that no folder names (an orphan, nlink 0), for
+ * bytes that are not a file of models/ yet or at all: a push being
+ * written, the local copy of a fetched layer.  Freed by
+ * cas_release_orphan(), or at the next start if the daemon stops first.
+ */
+int cas_store_orphan_create(struct cas_store *st, uint32_t mode, uint32_t uid,
+			    uint32_t gid, const char *target, uint64_t *ret_ino);
+/*
  * Renames; replaces a file or empty folder at the target unless noreplace.
  * If the replaced inode is open (keep_replaced), it becomes an orphan.
  * Sets *ret_replaced to the replaced inode or 0.
