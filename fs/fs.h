@@ -46,12 +46,7 @@ struct fs {
 	pthread_mutex_t lock; /* nodes and each node's open counts and snap */
 	struct fs_node **nodes;
 	size_t nodecap;
-	/* Background collection after deletes. */
-	pthread_t gc_thread;
-	pthread_cond_t gc_cond;
-	int gc_wanted;
-	int gc_stop;
-	int gc_running;
+	/* Collections by the store's thread (cas_gc_thread_start()), for .llmfs/gc. */
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */

@@ -204,10 +204,7 @@ static void snap_drop(struct fs *fs, struct fs_node *node)
 
 static void want_gc(struct fs *fs)
 {
-	pthread_mutex_lock(&fs->lock);
-	fs->gc_wanted = 1;
-	pthread_cond_signal(&fs->gc_cond);
-	pthread_mutex_unlock(&fs->lock);
+	cas_gc_want(fs->st);
 }
 
 /*
@@ -1862,43 +1859,15 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static void *gc_main(void *arg)
+/* The store's collector thread ran one: noted for .llmfs/gc, failures logged. */
+static void gc_done(void *arg, int64_t freed)
 {
 	struct fs *fs = arg;
-	struct timespec ts;
-	int64_t freed;
 
-	pthread_mutex_lock(&fs->lock);
-	while (!fs->gc_stop) {
-		if (!fs->gc_wanted) {
-			pthread_cond_wait(&fs->gc_cond, &fs->lock);
-			continue;
-		}
-		/* Let a burst of deletes (rm -r) finish before collecting. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&fs->gc_cond, &fs->lock, &ts);
-		if (fs->gc_stop)
-			break;
-		fs->gc_wanted = 0;
-		pthread_mutex_unlock(&fs->lock);
-		freed = cas_gc(fs->st);
-		if (freed != -EBUSY)
-			gc_record(fs, freed, 0);
-		if (freed < 0 && freed != -EBUSY)
-			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
-			       strerror((int)-freed));
-		/* The files as they are now, for --rebuild: after a collection
-		 * that ran, not at each retry while a writer holds it off. */
-		if (freed != -EBUSY)
-			cas_snapshot(fs->st);
-		pthread_mutex_lock(&fs->lock);
-		/* A file open for writing (or a requested run) holds it off: again later. */
-		if (freed == -EBUSY)
-			fs->gc_wanted = 1;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return NULL;
+	gc_record(fs, freed, 0);
+	if (freed < 0)
+		fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
+		       strerror((int)-freed));
 }
 
 /* /llm/paths keeps its state (statistics, copied cards) in STORE/paths. */
@@ -1939,13 +1908,12 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	if (!fs->nodes)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_cond_init(&fs->gc_cond, NULL);
-	r = pthread_create(&fs->gc_thread, NULL, gc_main, fs);
-	if (r) {
+	r = cas_gc_thread_start(st, gc_done, fs);
+	if (r < 0) {
+		pthread_mutex_destroy(&fs->lock);
 		free(fs->nodes);
-		return -r;
+		return r;
 	}
-	fs->gc_running = 1;
 	open_paths(fs, planner);
 	r = fs_net_open(fs, remotes, &fs->net, err, sizeof(err));
 	if (r < 0) {
@@ -1969,13 +1937,7 @@ void fs_release(struct fs *fs)
 	fs->paths = NULL;
 	fs_net_close(fs->net);
 	fs->net = NULL;
-	if (fs->gc_running) {
-		pthread_mutex_lock(&fs->lock);
-		fs->gc_stop = 1;
-		pthread_cond_signal(&fs->gc_cond);
-		pthread_mutex_unlock(&fs->lock);
-		pthread_join(fs->gc_thread, NULL);
-	}
+	cas_gc_thread_stop(fs->st);
 	/*
 	 * Handles the kernel never released (SIGTERM, a forced unmount) still
 	 * hold nodes.  Their writers are dropped, not committed: a file whose
@@ -1996,5 +1958,4 @@ void fs_release(struct fs *fs)
 	for (i = 0; i < ARRAY_SIZE(fs->vcache); i++)
 		free(fs->vcache[i].text);
 	pthread_mutex_destroy(&fs->lock);
-	pthread_cond_destroy(&fs->gc_cond);
 }

@@ -803,6 +803,7 @@ void cas_store_close(struct cas_store *st)
 
 	if (!st)
 		return;
+	cas_gc_thread_stop(st);
 	pool_free(st->pool);
 	pool_free(st->sha_pool);
 	if (st->packs)

@@ -232,6 +232,21 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len);
 int64_t cas_gc(struct cas_store *st);
 
 /*
+ * The store's collector thread: cas_gc_want() asks for a collection, which
+ * runs after a second without more asks (a burst of deletes, rm -r, ends
+ * first); one held off by an open writer is tried again a second later.
+ * After each collection that ran, the thread snapshots the files
+ * (cas_snapshot()) and calls done(arg, bytes freed or -errno) on its own
+ * thread (done may be NULL; it must not call cas_gc_thread_stop()).
+ * cas_gc_thread_stop() (also done by cas_store_close()) waits for a running
+ * collection.  Start and stop from one thread; want from any.
+ */
+int cas_gc_thread_start(struct cas_store *st,
+			void (*done)(void *arg, int64_t freed), void *arg);
+void cas_gc_want(struct cas_store *st);
+void cas_gc_thread_stop(struct cas_store *st);
+
+/*
  * Snapshots the catalog's files (names, attributes, SHA-256s, chunk lists)
  * into STORE/files.snap, through a connection of its own: taken at every
  * open and clean close of a recovered store and after collection, it is

@@ -36,6 +36,18 @@ struct cas_store {
 	uint32_t made_from;        /* packs with this id or higher were made
 				    * by this process (UINT32_MAX in recovery) */
 	int gc_busy;               /* a collection runs (cas_gc()) */
+	/*
+	 * The collector thread (cas_gc_thread_start()); its mutex is a leaf,
+	 * never held while a collection runs.
+	 */
+	struct gc_thread {
+		pthread_t thread;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		int running, wanted, stop;
+		void (*done)(void *arg, int64_t freed);
+		void *arg;
+	} gct;
 	int snap_on_close;         /* opened with recovery: snapshot at close */
 };
 
