@@ -32,11 +32,12 @@ test_expect_success "a push whose manifest upload the proxy holds" '
 '
 
 test_expect_success "ls -l and stat of the tag answer while that push is held" '
-	# Past the kernel'"'"'s attribute cache (1 s), so that stat reaches the daemon.
+	# Past the kernel'"'"'s attribute cache (1 s), so that stat reaches the
+	# daemon; SIGKILL, since a process waiting on FUSE ignores SIGTERM.
 	sleep 1.5 &&
-	timeout 60 ls -l "$MNT/net/lab/team/m:v1" > "$TEST_DIR/ls.out" &&
+	timeout -s KILL 60 ls -l "$MNT/net/lab/team/m:v1" > "$TEST_DIR/ls.out" &&
 	grep -q model.safetensors "$TEST_DIR/ls.out" &&
-	timeout 60 stat "$MNT/net/lab/team/m:v1/model.safetensors" > /dev/null &&
+	timeout -s KILL 60 stat "$MNT/net/lab/team/m:v1/model.safetensors" > /dev/null &&
 	cat "$MNT/.llmfs/transfers" > "$TEST_DIR/xfers" &&
 	sed "s/^/# /" "$TEST_DIR/xfers" &&
 	grep -q "^push lab/team/m:v1 .* running" "$TEST_DIR/xfers"
