@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "backend/registry/layout.h"
+#include "backend/registry/listing.h"
 #include "backend/registry/oci.h"
 #include "backend/registry/pull.h"
 #include "backend/registry/push.h"
@@ -400,27 +401,12 @@ static int remote_repos(struct fs_net *n, int remote, char ***ret, size_t *ret_n
 	if (nr->repos && now_ns() - nr->listed < NET_TTL_NS)
 		goto copy;
 	pthread_mutex_unlock(&n->lock);
-	r = oci_catalog(nr->c, &v, &nv, err, sizeof(err));
-	if (r < 0) {
-		if (!nr->cfg->nrepositories)
-			fs_log(n->fs->log, LOG_WARNING, "net/%s: no catalog: %s",
-			       nr->cfg->name, *err ? err : strerror(-r));
-		v = NULL;
-		nv = 0;
-	}
-	for (i = 0; i < nr->cfg->nrepositories; i++) {
-		char **t;
-
-		if (strv_has(v, nv, nr->cfg->repositories[i]))
-			continue;
-		t = realloc(v, (nv + 1) * sizeof(*t));
-		if (!t || !(t[nv] = strdup(nr->cfg->repositories[i]))) {
-			oci_strv_free(t ? t : v, nv);
-			return -ENOMEM;
-		}
-		v = t;
-		nv++;
-	}
+	r = reg_repos(nr->c, nr->cfg, &v, &nv, err, sizeof(err));
+	if (r < 0)
+		return r;
+	if (*err && !nr->cfg->nrepositories)
+		fs_log(n->fs->log, LOG_WARNING, "net/%s: no catalog: %s",
+		       nr->cfg->name, err);
 	pthread_mutex_lock(&n->lock);
 	oci_strv_free(nr->repos, nr->nrepos);
 	nr->repos = v;
@@ -435,12 +421,13 @@ copy:
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* Names under a repository-path folder: next path parts, then tags. */
+/* Names under a repository-path folder: tags, then next path parts. */
 static int dir_listing(struct fs_net *n, struct nnode *d)
 {
-	char **repos = NULL, **tags = NULL, **names;
-	uint32_t *modes;
-	size_t nrepos = 0, ntags = 0, nn = 0, i, plen = strlen(d->prefix);
+	char **repos = NULL, **names = NULL;
+	unsigned char *is_tag = NULL;
+	uint32_t *modes = NULL;
+	size_t nrepos = 0, nn = 0, i;
 	int r;
 
 	pthread_mutex_lock(&n->lock);
@@ -450,45 +437,16 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 	}
 	pthread_mutex_unlock(&n->lock);
 	r = remote_repos(n, d->remote, &repos, &nrepos);
-	if (r < 0)
-		return r;
-	if (plen && oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0) < 0) {
-		tags = NULL;
-		ntags = 0;
-	}
-	names = calloc(nrepos + ntags + 1, sizeof(*names));
-	modes = calloc(nrepos + ntags + 1, sizeof(*modes));
-	if (!names || !modes) {
+	if (r == 0)
+		r = reg_dir_names(n->r[d->remote].c, repos, nrepos, d->prefix, &names,
+				  &is_tag, &nn);
+	if (r == 0 && !(modes = calloc(nn + 1, sizeof(*modes))))
 		r = -ENOMEM;
+	if (r < 0)
 		goto out;
-	}
 	/* Tags are marked with S_ISVTX here, repository path parts are not. */
-	for (i = 0; i < ntags; i++) {
-		names[nn] = strdup(tags[i]);
-		modes[nn++] = S_IFDIR | S_ISVTX | 0755;
-	}
-	for (i = 0; i < nrepos; i++) {
-		const char *rest = repos[i];
-		char *part;
-		size_t k;
-
-		if (plen && (strncmp(rest, d->prefix, plen) || rest[plen] != '/'))
-			continue;
-		rest += plen ? plen + 1 : 0;
-		part = strndup(rest, strcspn(rest, "/"));
-		if (!part) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (k = 0; k < nn && strcmp(names[k], part); k++)
-			;
-		if (k < nn || !*part) {
-			free(part);
-			continue;
-		}
-		names[nn] = part;
-		modes[nn++] = S_IFDIR | 0755;
-	}
+	for (i = 0; i < nn; i++)
+		modes[i] = S_IFDIR | (is_tag[i] ? S_ISVTX : 0) | 0755;
 	pthread_mutex_lock(&n->lock);
 	oci_strv_free(d->names, d->nnames);
 	free(d->modes);
@@ -502,23 +460,9 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 out:
 	oci_strv_free(names, nn);
 	free(modes);
+	free(is_tag);
 	oci_strv_free(repos, nrepos);
-	oci_strv_free(tags, ntags);
 	return r;
-}
-
-/* 1 if the folder's path is a repository with tags. */
-static int is_repo(struct fs_net *n, struct nnode *d)
-{
-	char **tags = NULL;
-	size_t ntags = 0;
-	int r;
-
-	if (!*d->prefix)
-		return 0;
-	r = oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0);
-	oci_strv_free(tags, ntags);
-	return r == 0;
 }
 
 /* ---- lookup, stat, list -------------------------------------------------- */
@@ -601,15 +545,9 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 			return r;
 		}
 	}
-	if (kind < 0 && (i < d->nnames || oci_repo_valid(full))) {
-		char **tags = NULL;
-		size_t ntags = 0;
-
-		if (i < d->nnames ||
-		    oci_tags(n->r[d->remote].c, full, &tags, &ntags, NULL, 0) == 0)
-			kind = N_DIR;
-		oci_strv_free(tags, ntags);
-	}
+	if (kind < 0 && (i < d->nnames ||
+			 (oci_repo_valid(full) && reg_is_repo(n->r[d->remote].c, full))))
+		kind = N_DIR;
 	if (kind == N_DIR) {
 		pthread_mutex_lock(&n->lock);
 		k = kid_get(n, d, name, N_DIR);
@@ -1231,7 +1169,7 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		repo = base ? join(p->prefix, base) : NULL;
 		free(base);
 		tag = strdup(colon + 1);
-	} else if (is_repo(n, p)) {
+	} else if (reg_is_repo(n->r[p->remote].c, p->prefix)) {
 		repo = strdup(p->prefix);
 		tag = strdup(name);
 	} else {
