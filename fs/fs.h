@@ -2,7 +2,7 @@
  * fs.h - the FUSE tree over the store.
  *
  *   /                       the root (inode 1), fixed
- *   ├── models/             the store's namespace (fs/models.c, backend/store.h)
+ *   ├── models/             the store's namespace (fs/models.c, backend/store/store.h)
  *   │   └── <model>/
  *   │       └── .smip/      hidden: absent from readdir, found by lookup
  *   │           ├── manifest.json
@@ -59,7 +59,7 @@
 
 #include <fuse_lowlevel.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 #include "fs/log.h"
 
 struct fs_models;
@@ -75,15 +75,10 @@ struct fs {
 	gid_t gid;
 	/*
 	 * The models/ row's nodes and .smip cache (fs/models.c), the open
-	 * handles, each node's open counts and snapshot, and the GC state.
+	 * handles, each node's open counts and snapshot, and the GC record.
 	 */
 	pthread_mutex_t lock;
-	/* Background collection after deletes. */
-	pthread_t gc_thread;
-	pthread_cond_t gc_cond;
-	int gc_wanted;
-	int gc_stop;
-	int gc_running;
+	/* What the store's GC thread (cas_gc_thread_start()) reported: */
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */

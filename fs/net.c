@@ -1,15 +1,17 @@
 /*
- * net.c - /llm/net: remotes, repositories, tags and model files.
+ * net.c - /llm/net: remotes, repositories, tags and model files mapped onto
+ * the registry wing (backend/registry): a tag onto reg_model_resolve(), a
+ * file's reads and pulls onto pull_read() / pull_copy(), a push's files
+ * onto push.h, .llmfs/transfers onto transfers.h.
  *
  * Nodes are made as the kernel looks names up and live as long as the
  * daemon (a node is small; what it stands for is re-read from the registry
  * when older than NET_TTL).  A tag's model (struct ntag) is resolved once
  * per NET_TTL and shared by the handles open on it.  Network calls run
- * without n->lock held.
+ * without n->lock held, and the registry wing holds no lock across them.
  */
 #include <errno.h>
 #include <pwd.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +20,16 @@
 
 #include <jansson.h>
 
-#include "backend/chunker.h"
-#include "backend/layout.h"
-#include "backend/oci.h"
-#include "backend/smipnet.h"
+#include "backend/registry/layout.h"
+#include "backend/registry/listing.h"
+#include "backend/registry/oci.h"
+#include "backend/registry/pull.h"
+#include "backend/registry/push.h"
+#include "backend/registry/smipnet.h"
+#include "backend/registry/transfers.h"
 #include "fs/net.h"
 
 #define NET_TTL_NS (10 * 1000000000LL)
-#define SMALL_BLOB (16u << 20)   /* foreign files this small are fetched whole */
-#define READ_AHEAD (64u << 20)   /* SMIP chunks fetched ahead of a sequential reader */
-#define READ_AHEAD_MIN (4u << 20) /* ... once it has read this much in order */
-#define XFER_KEEP 32             /* finished transfers listed */
 #define ERR_LEN 512
 
 enum { N_ROOT, N_DIR, N_TAG, N_MDIR, N_FILE, N_LINK, N_SMIPDIR, N_SMIPFILE };
@@ -40,43 +41,19 @@ struct tent {
 	char *path;
 	uint32_t mode;
 	uint64_t size;
-	long idx; /* into m->files, l->files or pf; -1 for implied folders */
+	long idx; /* into m->files, l->files or the push; -1 for implied folders */
 };
 
-/* A file or folder of a push, held in the store as an orphan inode. */
-struct pfile {
-	char *path;
-	uint32_t mode;
-	uint64_t ino;           /* 0 for folders */
-	struct cas_writer *w;
-	unsigned opens;
-};
-
+/* A tag: a model resolved from the registry, or a push being written. */
 struct ntag {
 	unsigned refs;
 	int remote;
 	char *repo, *tag;
 	int64_t at;
-	char digest[OCI_DIGEST_LEN];
-	char *manifest, *config;
-	size_t mlen, clen;
-	struct layout *l;
-	struct smip_model *m;
-	struct tent *ents;
+	struct reg_model *rm;   /* resolved (NULL for a push) */
+	struct reg_push *push;  /* a push being written (NULL otherwise) */
+	struct tent *ents;      /* under n->lock */
 	size_t nents;
-	int pending;            /* a push being written */
-	struct pfile *pf;
-	size_t npf;
-	/*
-	 * Tar layers pulled member by member are fetched once, checked, and
-	 * kept as orphan inodes of the store while the tag is resolved.
-	 */
-	struct lcache {
-		char digest[OCI_DIGEST_LEN];
-		uint64_t ino;
-	} *lc;
-	size_t nlc;
-	pthread_mutex_t plock;  /* the push (pf, writers, uploads) and lc */
 };
 
 struct nnode {
@@ -110,44 +87,27 @@ struct nremote {
 	int64_t listed;
 };
 
-struct xfer {
-	char what[8];
-	char *name;
-	uint64_t total;
-	_Atomic uint64_t done;
-	int64_t start, end;
-	int state;            /* 0 running, 1 done, 2 failed */
-	char err[ERR_LEN];
-	struct xfer *next;
-};
-
 struct fs_net {
 	struct fs *fs;
 	struct oci_remote *cfg;
 	size_t ncfg;
 	struct nremote *r;
-	pthread_mutex_t lock;  /* nodes, listings, tags, transfers */
+	pthread_mutex_t lock;  /* nodes, listings, tags and their entries */
 	struct nnode **nodes;
 	size_t nnodes, capnodes;
-	struct xfer *xfers;
+	struct xfer_list *xfers;
 	time_t started;
 };
 
 struct fs_net_handle {
 	struct nnode *node;
 	struct ntag *tag;
-	long idx;             /* into m->files / l->files / pf */
-	char *text;           /* .smip files, small foreign files */
+	long idx;               /* into m->files / l->files / the push */
+	char *text;             /* .smip files */
 	size_t len;
-	int has_text;
-	uint8_t *chunk;       /* the last chunk decoded */
-	long chunk_at;
-	uint64_t next_off;    /* sequential reader detection: where the last */
-	uint64_t streak;      /* read ended, and how long the run is */
-	uint64_t have_from, have_to; /* the last span made sure of (SMIP) */
-	struct xfer *x;
+	struct pull_reader *rd; /* a file of a resolved model */
 	int writable;
-	pthread_mutex_t lock; /* the kernel reads ahead on several threads */
+	pthread_mutex_t lock;   /* the kernel reads ahead on several threads */
 };
 
 static int64_t now_ns(void)
@@ -158,106 +118,9 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- transfers ---------------------------------------------------------- */
-
-static struct xfer *xfer_start(struct fs_net *n, const char *what,
-			       const struct ntag *t, const char *path,
-			       uint64_t total)
-{
-	struct xfer *x = calloc(1, sizeof(*x));
-
-	if (!x)
-		return NULL;
-	snprintf(x->what, sizeof(x->what), "%s", what);
-	if (asprintf(&x->name, "%s/%s:%s%s%s", n->r[t->remote].cfg->name, t->repo,
-		     t->tag, path ? "/" : "", path ? path : "") < 0) {
-		free(x);
-		return NULL;
-	}
-	x->total = total;
-	x->start = now_ns();
-	pthread_mutex_lock(&n->lock);
-	x->next = n->xfers;
-	n->xfers = x;
-	pthread_mutex_unlock(&n->lock);
-	return x;
-}
-
-static void xfer_end(struct fs_net *n, struct xfer *x, int r, const char *err)
-{
-	struct xfer **p;
-	int kept = 0;
-
-	if (!x)
-		return;
-	pthread_mutex_lock(&n->lock);
-	x->end = now_ns();
-	x->state = r < 0 ? 2 : 1;
-	if (r < 0)
-		snprintf(x->err, sizeof(x->err), "%s", err && *err ? err : strerror(-r));
-	/* Keep the newest finished ones. */
-	for (p = &n->xfers; *p;) {
-		struct xfer *y = *p;
-
-		if (y->state && ++kept > XFER_KEEP) {
-			*p = y->next;
-			free(y->name);
-			free(y);
-			continue;
-		}
-		p = &y->next;
-	}
-	pthread_mutex_unlock(&n->lock);
-}
-
-static void human(uint64_t b, char *out, size_t len)
-{
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int i = 0;
-
-	while (v >= 1024 && i < 4) {
-		v /= 1024;
-		i++;
-	}
-	snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	int64_t now = now_ns();
-	struct xfer *x;
-
-	if (!f)
-		return -ENOMEM;
-	fprintf(f, "# kind name done/total-bytes (human) rate eta state\n");
-	pthread_mutex_lock(&n->lock);
-	for (x = n->xfers; x; x = x->next) {
-		uint64_t done = atomic_load(&x->done);
-		double s = (double)((x->state ? x->end : now) - x->start) / 1e9;
-		double rate = s > 0 ? (double)done / s : 0;
-		char d[32], t[32], rt[32], eta[32] = "-";
-
-		human(done, d, sizeof(d));
-		human(x->total, t, sizeof(t));
-		human((uint64_t)rate, rt, sizeof(rt));
-		if (!x->state && rate > 0 && x->total > done)
-			snprintf(eta, sizeof(eta), "%.0fs", (double)(x->total - done) / rate);
-		fprintf(f, "%s %s %llu/%llu (%s/%s) %s/s %s %s%s%s\n", x->what, x->name,
-			(unsigned long long)done, (unsigned long long)x->total, d, t, rt, eta, x->state == 0 ? "running" : x->state == 1 ? "done" : "failed",
-			x->state == 2 ? ": " : "", x->state == 2 ? x->err : "");
-	}
-	pthread_mutex_unlock(&n->lock);
-	if (fclose(f) != 0) {
-		free(buf);
-		return -ENOMEM;
-	}
-	*ret = buf;
-	*ret_len = len;
-	return 0;
+	return xfer_list_text(n->xfers, ret, ret_len);
 }
 
 /* ---- nodes --------------------------------------------------------------- */
@@ -346,25 +209,11 @@ static void tag_put(struct fs_net *n, struct ntag *t)
 		return;
 	for (i = 0; i < t->nents; i++)
 		free(t->ents[i].path);
-	for (i = 0; i < t->npf; i++) {
-		if (t->pf[i].w)
-			cas_writer_free(t->pf[i].w);
-		if (t->pf[i].ino)
-			cas_release_orphan(n->fs->st, t->pf[i].ino);
-		free(t->pf[i].path);
-	}
-	for (i = 0; i < t->nlc; i++)
-		cas_release_orphan(n->fs->st, t->lc[i].ino);
-	free(t->lc);
-	free(t->pf);
 	free(t->ents);
-	free(t->manifest);
-	free(t->config);
-	layout_free(t->l);
-	smip_model_free(t->m);
+	push_free(t->push);
+	reg_model_free(n->fs->st, t->rm);
 	free(t->repo);
 	free(t->tag);
-	pthread_mutex_destroy(&t->plock);
 	free(t);
 }
 
@@ -419,84 +268,64 @@ static const struct tent *ent_find(const struct ntag *t, const char *path)
 	return NULL;
 }
 
-struct tarfetch {
-	struct oci_client *c;
-	const char *repo;
-};
-
-static int tar_fetch(void *arg, const char *digest, uint64_t off, size_t len,
-		     void *buf)
+/* A new tag of one reference, for a resolved model (taken) or a push. */
+static struct ntag *tag_new(int remote, const char *repo, const char *tag)
 {
-	struct tarfetch *tf = arg;
-	struct oci_range r = { .digest = digest, .off = off, .len = len, .buf = buf };
+	struct ntag *t = calloc(1, sizeof(*t));
 
-	return oci_fetch_ranges(tf->c, tf->repo, &r, 1, NULL, NULL, NULL, NULL, 0);
+	if (!t)
+		return NULL;
+	t->refs = 1;
+	t->remote = remote;
+	t->at = now_ns();
+	t->repo = strdup(repo);
+	t->tag = strdup(tag);
+	if (!t->repo || !t->tag) {
+		free(t->repo);
+		free(t->tag);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* The files of a resolved model as entries: the mapping of its names. */
+static int tag_ents(struct ntag *t)
+{
+	const struct reg_model *m = t->rm;
+	size_t i;
+	int r = 0;
+
+	if (m->m) {
+		for (i = 0; r == 0 && i < m->m->nfiles; i++) {
+			const struct smip_rfile *f = &m->m->files[i];
+
+			r = ent_add_path(t, f->path, f->mode, f->size, (long)i);
+		}
+		return r;
+	}
+	for (i = 0; r == 0 && i < m->l->nfiles; i++) {
+		const struct layout_file *f = &m->l->files[i];
+
+		r = ent_add_path(t, f->path, S_IFREG | (f->mode & 0555), f->size,
+				 (long)i);
+	}
+	return r;
 }
 
 /* Reads repo:tag from the registry into a new ntag. */
 static int tag_resolve(struct fs_net *n, int remote, const char *repo,
 		       const char *tag, struct ntag **ret, char *err, size_t errlen)
 {
-	struct oci_client *c = n->r[remote].c;
-	struct ntag *t = calloc(1, sizeof(*t));
-	struct tarfetch tf = { c, repo };
-	char type[256];
-	size_t i;
+	struct ntag *t = tag_new(remote, repo, tag);
 	int r;
 
 	if (!t)
 		return -ENOMEM;
-	t->refs = 1;
-	t->remote = remote;
-	pthread_mutex_init(&t->plock, NULL);
-	t->repo = strdup(repo);
-	t->tag = strdup(tag);
-	t->at = now_ns();
-	if (!t->repo || !t->tag) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = oci_manifest_get(c, repo, tag, &t->manifest, &t->mlen, type, sizeof(type),
-			     t->digest, err, errlen);
+	r = reg_model_resolve(n->r[remote].c, n->r[remote].cfg->name, repo, tag,
+			      &t->rm, err, errlen);
 	if (r == 0)
-		r = layout_parse(t->manifest, t->mlen, tar_fetch, &tf, &t->l, err, errlen);
-	if (r < 0)
-		goto out;
-	if (t->l->kind == LAYOUT_SMIP) {
-		void *cfg = NULL;
-
-		r = oci_blob_get(c, repo, t->l->config.digest, 512u << 20, &cfg, &t->clen,
-				 err, errlen);
-		t->config = cfg;
-		if (r == 0)
-			r = smip_model_parse(t->config, t->clen, &t->m, err, errlen);
-		/* The index must name the manifest's own layers. */
-		for (i = 0; r == 0 && i < t->m->npacks; i++) {
-			size_t k;
-
-			for (k = 0; k < t->l->nlayers; k++)
-				if (!strcmp(t->l->layers[k].digest, t->m->packs[i].digest) &&
-				    t->l->layers[k].size == t->m->packs[i].size)
-					break;
-			if (k == t->l->nlayers)
-				r = -EINVAL;
-		}
-		if (r == -EINVAL && err && !*err)
-			snprintf(err, errlen, "the SMIP index names a blob the manifest lacks");
-		for (i = 0; r == 0 && i < t->m->nfiles; i++) {
-			const struct smip_rfile *f = &t->m->files[i];
-
-			r = ent_add_path(t, f->path, f->mode, f->size, (long)i);
-		}
-	} else {
-		for (i = 0; r == 0 && i < t->l->nfiles; i++) {
-			const struct layout_file *f = &t->l->files[i];
-
-			r = ent_add_path(t, f->path, S_IFREG | (f->mode & 0555), f->size,
-					 (long)i);
-		}
-	}
-out:
+		r = tag_ents(t);
 	if (r < 0) {
 		tag_put(n, t);
 		return r;
@@ -517,7 +346,7 @@ static int tag_get(struct fs_net *n, struct nnode *tn, struct ntag **ret)
 
 	pthread_mutex_lock(&n->lock);
 	t = tn->tag;
-	if (t && (t->pending || now_ns() - t->at < NET_TTL_NS)) {
+	if (t && (t->push || now_ns() - t->at < NET_TTL_NS)) {
 		t->refs++;
 		pthread_mutex_unlock(&n->lock);
 		*ret = t;
@@ -540,14 +369,8 @@ static int tag_get(struct fs_net *n, struct nnode *tn, struct ntag **ret)
 		old->refs++;
 	pthread_mutex_unlock(&n->lock);
 	/* The same manifest: the local copies of its tar layers carry over. */
-	if (old && !old->pending && !strcmp(old->digest, t->digest)) {
-		pthread_mutex_lock(&old->plock);
-		t->lc = old->lc;
-		t->nlc = old->nlc;
-		old->lc = NULL;
-		old->nlc = 0;
-		pthread_mutex_unlock(&old->plock);
-	}
+	if (old && old->rm)
+		reg_model_adopt_layers(t->rm, old->rm);
 	tag_put(n, old);
 	tag_put(n, old);
 	*ret = t;
@@ -578,27 +401,12 @@ static int remote_repos(struct fs_net *n, int remote, char ***ret, size_t *ret_n
 	if (nr->repos && now_ns() - nr->listed < NET_TTL_NS)
 		goto copy;
 	pthread_mutex_unlock(&n->lock);
-	r = oci_catalog(nr->c, &v, &nv, err, sizeof(err));
-	if (r < 0) {
-		if (!nr->cfg->nrepositories)
-			fs_log(n->fs->log, LOG_WARNING, "net/%s: no catalog: %s",
-			       nr->cfg->name, *err ? err : strerror(-r));
-		v = NULL;
-		nv = 0;
-	}
-	for (i = 0; i < nr->cfg->nrepositories; i++) {
-		char **t;
-
-		if (strv_has(v, nv, nr->cfg->repositories[i]))
-			continue;
-		t = realloc(v, (nv + 1) * sizeof(*t));
-		if (!t || !(t[nv] = strdup(nr->cfg->repositories[i]))) {
-			oci_strv_free(t ? t : v, nv);
-			return -ENOMEM;
-		}
-		v = t;
-		nv++;
-	}
+	r = reg_repos(nr->c, nr->cfg, &v, &nv, err, sizeof(err));
+	if (r < 0)
+		return r;
+	if (*err && !nr->cfg->nrepositories)
+		fs_log(n->fs->log, LOG_WARNING, "net/%s: no catalog: %s",
+		       nr->cfg->name, err);
 	pthread_mutex_lock(&n->lock);
 	oci_strv_free(nr->repos, nr->nrepos);
 	nr->repos = v;
@@ -613,12 +421,13 @@ copy:
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* Names under a repository-path folder: next path parts, then tags. */
+/* Names under a repository-path folder: tags, then next path parts. */
 static int dir_listing(struct fs_net *n, struct nnode *d)
 {
-	char **repos = NULL, **tags = NULL, **names;
-	uint32_t *modes;
-	size_t nrepos = 0, ntags = 0, nn = 0, i, plen = strlen(d->prefix);
+	char **repos = NULL, **names = NULL;
+	unsigned char *is_tag = NULL;
+	uint32_t *modes = NULL;
+	size_t nrepos = 0, nn = 0, i;
 	int r;
 
 	pthread_mutex_lock(&n->lock);
@@ -628,45 +437,16 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 	}
 	pthread_mutex_unlock(&n->lock);
 	r = remote_repos(n, d->remote, &repos, &nrepos);
-	if (r < 0)
-		return r;
-	if (plen && oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0) < 0) {
-		tags = NULL;
-		ntags = 0;
-	}
-	names = calloc(nrepos + ntags + 1, sizeof(*names));
-	modes = calloc(nrepos + ntags + 1, sizeof(*modes));
-	if (!names || !modes) {
+	if (r == 0)
+		r = reg_dir_names(n->r[d->remote].c, repos, nrepos, d->prefix, &names,
+				  &is_tag, &nn);
+	if (r == 0 && !(modes = calloc(nn + 1, sizeof(*modes))))
 		r = -ENOMEM;
+	if (r < 0)
 		goto out;
-	}
 	/* Tags are marked with S_ISVTX here, repository path parts are not. */
-	for (i = 0; i < ntags; i++) {
-		names[nn] = strdup(tags[i]);
-		modes[nn++] = S_IFDIR | S_ISVTX | 0755;
-	}
-	for (i = 0; i < nrepos; i++) {
-		const char *rest = repos[i];
-		char *part;
-		size_t k;
-
-		if (plen && (strncmp(rest, d->prefix, plen) || rest[plen] != '/'))
-			continue;
-		rest += plen ? plen + 1 : 0;
-		part = strndup(rest, strcspn(rest, "/"));
-		if (!part) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (k = 0; k < nn && strcmp(names[k], part); k++)
-			;
-		if (k < nn || !*part) {
-			free(part);
-			continue;
-		}
-		names[nn] = part;
-		modes[nn++] = S_IFDIR | 0755;
-	}
+	for (i = 0; i < nn; i++)
+		modes[i] = S_IFDIR | (is_tag[i] ? S_ISVTX : 0) | 0755;
 	pthread_mutex_lock(&n->lock);
 	oci_strv_free(d->names, d->nnames);
 	free(d->modes);
@@ -680,23 +460,9 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 out:
 	oci_strv_free(names, nn);
 	free(modes);
+	free(is_tag);
 	oci_strv_free(repos, nrepos);
-	oci_strv_free(tags, ntags);
 	return r;
-}
-
-/* 1 if the folder's path is a repository with tags. */
-static int is_repo(struct fs_net *n, struct nnode *d)
-{
-	char **tags = NULL;
-	size_t ntags = 0;
-	int r;
-
-	if (!*d->prefix)
-		return 0;
-	r = oci_tags(n->r[d->remote].c, d->prefix, &tags, &ntags, NULL, 0);
-	oci_strv_free(tags, ntags);
-	return r == 0;
 }
 
 /* ---- lookup, stat, list -------------------------------------------------- */
@@ -722,7 +488,7 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 	pthread_mutex_lock(&n->lock);
 	k = kid_find(d, name);
 	if (k && ((k->kind == N_TAG && k->tag &&
-		   (k->tag->pending || now_ns() - k->tag->at < NET_TTL_NS)) ||
+		   (k->tag->push || now_ns() - k->tag->at < NET_TTL_NS)) ||
 		  (k->kind == N_DIR && (k->made || now_ns() - k->listed < NET_TTL_NS)))) {
 		*ret_ino = k->ino;
 		pthread_mutex_unlock(&n->lock);
@@ -779,15 +545,9 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 			return r;
 		}
 	}
-	if (kind < 0 && (i < d->nnames || oci_repo_valid(full))) {
-		char **tags = NULL;
-		size_t ntags = 0;
-
-		if (i < d->nnames ||
-		    oci_tags(n->r[d->remote].c, full, &tags, &ntags, NULL, 0) == 0)
-			kind = N_DIR;
-		oci_strv_free(tags, ntags);
-	}
+	if (kind < 0 && (i < d->nnames ||
+			 (oci_repo_valid(full) && reg_is_repo(n->r[d->remote].c, full))))
+		kind = N_DIR;
 	if (kind == N_DIR) {
 		pthread_mutex_lock(&n->lock);
 		k = kid_get(n, d, name, N_DIR);
@@ -866,7 +626,7 @@ int fs_net_lookup(struct fs_net *n, uint64_t parent, const char *name,
 	r = tag_get(n, tn, &t);
 	if (r < 0)
 		return r;
-	if (p->kind == N_TAG && strcmp(name, ".smip") == 0 && !t->pending) {
+	if (p->kind == N_TAG && strcmp(name, ".smip") == 0 && !t->push) {
 		pthread_mutex_lock(&n->lock);
 		k = kid_get(n, p, name, N_SMIPDIR);
 		pthread_mutex_unlock(&n->lock);
@@ -948,7 +708,7 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 	if (x->kind == N_TAG) {
 		/* No registry round trip: `ls -l` of a repository stats every tag. */
 		pthread_mutex_lock(&n->lock);
-		fill(n, ino, S_IFDIR | (x->tag && x->tag->pending ? 0755 : 0555), 0, sb);
+		fill(n, ino, S_IFDIR | (x->tag && x->tag->push ? 0755 : 0555), 0, sb);
 		pthread_mutex_unlock(&n->lock);
 		return 0;
 	}
@@ -979,15 +739,11 @@ int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb)
 		}
 		pthread_mutex_unlock(&n->lock);
 		/* A file of a push reports its writer's size. */
-		if (t->pending && idx >= 0) {
-			struct cat_attr a;
+		if (t->push && idx >= 0) {
+			uint64_t size;
 
-			pthread_mutex_lock(&t->plock);
-			if (t->pf[idx].w)
-				sb->st_size = (off_t)cas_writer_size(t->pf[idx].w);
-			else if (cas_getattr(n->fs->st, t->pf[idx].ino, &a) == 0)
-				sb->st_size = (off_t)a.size;
-			pthread_mutex_unlock(&t->plock);
+			if (push_size(t->push, (size_t)idx, &size) == 0)
+				sb->st_size = (off_t)size;
 		}
 	}
 	tag_put(n, t);
@@ -1063,7 +819,7 @@ int fs_net_list(struct fs_net *n, uint64_t ino,
 		 */
 		for (i = 0; r == 0 && i < x->nkids; i++)
 			if (((x->kids[i]->kind == N_TAG && x->kids[i]->tag &&
-			      x->kids[i]->tag->pending) || x->kids[i]->made) &&
+			      x->kids[i]->tag->push) || x->kids[i]->made) &&
 			    !strchr(x->kids[i]->name, ':') &&
 			    !strv_has(x->names, x->nnames, x->kids[i]->name))
 				r = add(arg, x->kids[i]->name, x->kids[i]->ino, S_IFDIR);
@@ -1131,16 +887,11 @@ int fs_net_readlink(struct fs_net *n, uint64_t ino, char **ret)
 	idx = e ? e->idx : -1;
 	pthread_mutex_unlock(&n->lock);
 	r = -EINVAL;
-	if (idx >= 0 && t->m && t->m->files[idx].target) {
-		*ret = strdup(t->m->files[idx].target);
+	if (idx >= 0 && t->rm && t->rm->m && t->rm->m->files[idx].target) {
+		*ret = strdup(t->rm->m->files[idx].target);
 		r = *ret ? 0 : -ENOMEM;
-	} else if (idx >= 0 && t->pending) {
-		uint64_t lino;
-
-		pthread_mutex_lock(&t->plock);
-		lino = t->pf[idx].ino;
-		pthread_mutex_unlock(&t->plock);
-		r = cas_readlink(n->fs->st, lino, ret);
+	} else if (idx >= 0 && t->push) {
+		r = push_readlink(t->push, (size_t)idx, ret);
 	}
 	tag_put(n, t);
 	return r;
@@ -1153,13 +904,17 @@ static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
 {
 	static const char *const kinds[] = { "", "smip", "ollama", "docker",
 					     "modelpack" };
+	const struct reg_model *m = t->rm;
 	char *buf = NULL;
 	size_t len = 0, i;
 	FILE *f;
 
+	/* A push being written has no .smip yet. */
+	if (!m)
+		return -ENOENT;
 	if (sf == SF_MANIFEST || sf == SF_OCI) {
-		const char *s = sf == SF_MANIFEST && t->config ? t->config : t->manifest;
-		size_t l = sf == SF_MANIFEST && t->config ? t->clen : t->mlen;
+		const char *s = sf == SF_MANIFEST && m->config ? m->config : m->manifest;
+		size_t l = sf == SF_MANIFEST && m->config ? m->clen : m->mlen;
 
 		*ret = malloc(l + 2);
 		if (!*ret)
@@ -1173,10 +928,10 @@ static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
 	if (!f)
 		return -ENOMEM;
 	fprintf(f, "remote: %s\nrepository: %s\ntag: %s\ndigest: %s\nlayout: %s\n",
-		n->r[t->remote].cfg->name, t->repo, t->tag, t->digest,
-		kinds[t->l->kind]);
-	if (t->m)
-		fprintf(f, "chunks: %zu in %zu pack blobs\n", t->m->nchunks, t->m->npacks);
+		n->r[t->remote].cfg->name, t->repo, t->tag, m->digest,
+		kinds[m->l->kind]);
+	if (m->m)
+		fprintf(f, "chunks: %zu in %zu pack blobs\n", m->m->nchunks, m->m->npacks);
 	fprintf(f, "files:\n");
 	for (i = 0; i < t->nents; i++) {
 		const struct tent *e = &t->ents[i];
@@ -1184,8 +939,8 @@ static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
 		if (!S_ISREG(e->mode))
 			continue;
 		fprintf(f, "  %s %llu", e->path, (unsigned long long)e->size);
-		if (!t->m && e->idx >= 0) {
-			const struct layout_file *lf = &t->l->files[e->idx];
+		if (!m->m && e->idx >= 0) {
+			const struct layout_file *lf = &m->l->files[e->idx];
 
 			fprintf(f, " %s %s%s", lf->media_type, lf->digest,
 				lf->whole ? "" : " (inside)");
@@ -1201,15 +956,28 @@ static int smip_text(struct fs_net *n, struct ntag *t, int sf, char **ret,
 	return 0;
 }
 
-/* ---- reading ------------------------------------------------------------- */
+/* ---- reading and pulls ---------------------------------------------------- */
 
 static void handle_free(struct fs_net *n, struct fs_net_handle *h)
 {
+	pull_reader_free(n->xfers, h->rd);
 	pthread_mutex_destroy(&h->lock);
 	tag_put(n, h->tag);
 	free(h->text);
-	free(h->chunk);
 	free(h);
+}
+
+/* An open of a file of a push: its writer for writing. */
+static int fopen_push(struct fs_net_handle *h, int flags)
+{
+	int acc = flags & O_ACCMODE, r;
+
+	r = push_open(h->tag->push, (size_t)h->idx, acc != O_RDONLY,
+		      !!(flags & O_TRUNC));
+	h->writable = r == 0 && acc != O_RDONLY;
+	if (r < 0)
+		h->idx = -1; /* no open to close */
+	return r;
 }
 
 int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
@@ -1223,6 +991,7 @@ int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
 	if (!h)
 		return -ENOMEM;
 	pthread_mutex_init(&h->lock, NULL);
+	h->idx = -1;
 	pthread_mutex_lock(&n->lock);
 	x = node_of(n, ino);
 	pthread_mutex_unlock(&n->lock);
@@ -1230,14 +999,12 @@ int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
 	if (!x || (x->kind != N_FILE && x->kind != N_SMIPFILE))
 		goto fail;
 	h->node = x;
-	h->chunk_at = -1;
 	r = tag_get(n, tag_node(x), &h->tag);
 	if (r < 0)
 		goto fail;
 	if (x->kind == N_SMIPFILE) {
 		r = acc == O_RDONLY ? smip_text(n, h->tag, x->sf, &h->text, &h->len)
 				    : -EACCES;
-		h->has_text = 1;
 		if (r < 0)
 			goto fail;
 		*ret = h;
@@ -1250,29 +1017,18 @@ int fs_net_fopen(struct fs_net *n, uint64_t ino, int flags,
 	r = -ENOENT;
 	if (h->idx < 0)
 		goto fail;
-	if (h->tag->pending) {
-		struct pfile *pf;
-
-		pthread_mutex_lock(&h->tag->plock);
-		pf = &h->tag->pf[h->idx];
-		r = 0;
-		if (acc != O_RDONLY && !pf->w)
-			r = cas_writer_open(n->fs->st, pf->ino, !!(flags & O_TRUNC), &pf->w);
-		if (r == 0)
-			pf->opens++;
-		pthread_mutex_unlock(&h->tag->plock);
-		h->writable = acc != O_RDONLY;
-		if (r < 0)
-			goto fail;
-		*ret = h;
-		return 0;
-	}
-	r = -EROFS;
-	if (acc != O_RDONLY)
+	if (h->tag->push)
+		r = fopen_push(h, flags);
+	else if (acc != O_RDONLY)
+		r = -EROFS;
+	else
+		r = pull_reader_new(h->tag->rm, h->idx, x->path, &h->rd);
+	if (r < 0)
 		goto fail;
 	*ret = h;
 	return 0;
 fail:
+	h->idx = -1;
 	handle_free(n, h);
 	return r;
 }
@@ -1284,208 +1040,12 @@ static void log_net(struct fs_net *n, struct fs_net_handle *h, const char *err,
 	       h->tag->repo, h->tag->tag, h->node->path, *err ? err : strerror(-r));
 }
 
-/*
- * Fetches SMIP chunks [i, j) of the file unless the store has them; the
- * transfer (what: read or pull) counts the bytes of the records fetched.
- */
-static int smip_need(struct fs_net *n, struct fs_net_handle *h, size_t i,
-		     size_t j, const char *what)
-{
-	const struct smip_model *m = h->tag->m;
-	const struct smip_rfile *f = &m->files[h->idx];
-	char err[ERR_LEN] = "";
-	uint64_t miss = 0;
-	size_t k;
-	int r;
-
-	for (k = i; k < j; k++) {
-		r = cas_chunk_has(n->fs->st, &m->chunks[f->chunks[k]].id);
-		if (r < 0)
-			return r;
-		if (r == 0)
-			miss += m->chunks[f->chunks[k]].rlen;
-	}
-	if (!miss)
-		return 0;
-	if (h->x && strcmp(h->x->what, what)) {
-		xfer_end(n, h->x, 0, NULL);
-		h->x = NULL;
-	}
-	if (!h->x)
-		h->x = xfer_start(n, what, h->tag, h->node->path, 0);
-	if (h->x)
-		h->x->total += miss;
-	r = smip_fetch(n->fs->st, n->r[h->tag->remote].c, h->tag->repo, m,
-		       f->chunks + i, j - i, h->x ? &h->x->done : NULL, err,
-		       sizeof(err));
-	if (r < 0) {
-		log_net(n, h, err, r);
-		if (h->x) {
-			xfer_end(n, h->x, r, err);
-			h->x = NULL;
-		}
-		return -EIO;
-	}
-	return 0;
-}
-
-static size_t chunk_at(const struct smip_rfile *f, uint64_t off)
-{
-	size_t lo = 0, hi = f->nchunks;
-
-	while (hi - lo > 1) {
-		size_t mid = (lo + hi) / 2;
-
-		if (f->offs[mid] <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static ssize_t read_smip(struct fs_net *n, struct fs_net_handle *h, uint8_t *buf,
-			 size_t size, uint64_t off)
-{
-	const struct smip_rfile *f = &h->tag->m->files[h->idx];
-	size_t i, j, done = 0;
-	uint64_t end;
-	int r;
-
-	if (off >= f->size || !size)
-		return 0;
-	if (size > f->size - off)
-		size = (size_t)(f->size - off);
-	i = chunk_at(f, off);
-	/*
-	 * A reader that has gone READ_AHEAD_MIN in order gets chunks fetched
-	 * ahead, as much as it has read in order, up to READ_AHEAD; random
-	 * readers (and the kernel's splitting of one large read) get none.
-	 * Chunks below have_to are known to be in the store already.
-	 */
-	h->streak = off == h->next_off ? h->streak + size : 0;
-	end = off + size;
-	if (end > h->have_to || off < h->have_from) {
-		if (h->streak >= READ_AHEAD_MIN)
-			end += h->streak < READ_AHEAD ? h->streak : READ_AHEAD;
-		for (j = i; j < f->nchunks && f->offs[j] < end; j++)
-			;
-		r = smip_need(n, h, i, j, "read");
-		if (r < 0)
-			return r;
-		h->have_from = f->offs[i];
-		h->have_to = f->offs[j];
-	}
-	h->next_off = off + size;
-	while (done < size) {
-		uint64_t at = off + done;
-		size_t k = chunk_at(f, at), take;
-		uint64_t in = at - f->offs[k];
-
-		if (h->chunk_at != (long)k) {
-			ssize_t got;
-
-			if (!h->chunk && !(h->chunk = malloc(CDC_MAX)))
-				return -ENOMEM;
-			got = cas_chunk_read(n->fs->st, &h->tag->m->chunks[f->chunks[k]].id,
-					     h->chunk);
-			if (got < 0 && got != -EIO)
-				return got;
-			if (got == -EIO || (uint64_t)got != f->offs[k + 1] - f->offs[k]) {
-				log_net(n, h, "a fetched chunk is damaged in the store", -EIO);
-				return -EIO;
-			}
-			h->chunk_at = (long)k;
-		}
-		take = (size_t)(f->offs[k + 1] - at);
-		take = take < size - done ? take : size - done;
-		memcpy(buf + done, h->chunk + in, take);
-		done += take;
-	}
-	return (ssize_t)done;
-}
-
-static ssize_t read_layer(struct fs_net *n, struct fs_net_handle *h, uint8_t *buf,
-			  size_t size, uint64_t off)
-{
-	const struct layout_file *f = &h->tag->l->files[h->idx];
-	struct oci_client *c = n->r[h->tag->remote].c;
-	char err[ERR_LEN] = "";
-	int r;
-
-	if (off >= f->size || !size)
-		return 0;
-	if (size > f->size - off)
-		size = (size_t)(f->size - off);
-	/* Small whole-blob files are fetched once and checked against the digest. */
-	if (f->whole && f->size <= SMALL_BLOB) {
-		if (!h->has_text) {
-			void *data = NULL;
-			size_t len = 0;
-
-			r = oci_blob_get(c, h->tag->repo, f->digest, SMALL_BLOB, &data, &len,
-					 err, sizeof(err));
-			if (r < 0) {
-				log_net(n, h, err, r);
-				return -EIO;
-			}
-			if (len != f->size) {
-				snprintf(err, sizeof(err), "the blob has %zu bytes, the manifest says %llu",
-					 len, (unsigned long long)f->size);
-				free(data);
-				log_net(n, h, err, -EIO);
-				return -EIO;
-			}
-			h->text = data;
-			h->len = len;
-			h->has_text = 1;
-		}
-		if (off >= h->len)
-			return 0;
-		size = size < h->len - off ? size : (size_t)(h->len - off);
-		memcpy(buf, h->text + off, size);
-		return (ssize_t)size;
-	}
-	if (!f->whole) {
-		/* A tar layer pulled before is read from its checked local copy. */
-		uint64_t ino = 0;
-		size_t i;
-
-		pthread_mutex_lock(&h->tag->plock);
-		for (i = 0; i < h->tag->nlc; i++)
-			if (!strcmp(h->tag->lc[i].digest, f->digest))
-				ino = h->tag->lc[i].ino;
-		pthread_mutex_unlock(&h->tag->plock);
-		if (ino) {
-			struct cas_file *cf = NULL;
-			struct cas_fault fault;
-			ssize_t got = cas_file_open(n->fs->st, ino, &cf);
-
-			if (got == 0)
-				got = cas_file_read(n->fs->st, cf, buf, size, f->off + off, &fault);
-			cas_file_free(cf);
-			return got < 0 ? -EIO : got;
-		}
-	}
-	{
-		struct oci_range rg = { .digest = f->digest, .off = f->off + off,
-					.len = size, .buf = buf, .size = f->blob_size };
-
-		if (!h->x)
-			h->x = xfer_start(n, "read", h->tag, h->node->path, f->size);
-		r = oci_fetch_ranges(c, h->tag->repo, &rg, 1, NULL, NULL,
-				     h->x ? &h->x->done : NULL, err, sizeof(err));
-	}
-	if (r < 0) {
-		log_net(n, h, err, r);
-		return -EIO;
-	}
-	return (ssize_t)size;
-}
-
 ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
 		    size_t size, uint64_t off)
 {
+	char err[ERR_LEN] = "";
+	ssize_t r;
+
 	if (h->node->kind == N_SMIPFILE) {
 		if (off >= h->len)
 			return 0;
@@ -1493,312 +1053,88 @@ ssize_t fs_net_read(struct fs_net *n, struct fs_net_handle *h, void *buf,
 		memcpy(buf, h->text + off, size);
 		return (ssize_t)size;
 	}
-	if (h->tag->pending) {
-		struct cas_fault fault;
-		struct pfile *pf;
-		struct cas_file *f;
-		ssize_t r;
-
-		pthread_mutex_lock(&h->tag->plock);
-		pf = &h->tag->pf[h->idx];
-		if (pf->w && cas_writer_dirty(pf->w)) {
-			r = cas_writer_read(pf->w, buf, size, off, &fault);
-		} else {
-			r = cas_file_open(n->fs->st, pf->ino, &f);
-			if (r == 0) {
-				r = cas_file_read(n->fs->st, f, buf, size, off, &fault);
-				cas_file_free(f);
-			}
-		}
-		pthread_mutex_unlock(&h->tag->plock);
-		return r;
-	}
-	{
-		ssize_t r;
-
-		pthread_mutex_lock(&h->lock);
-		r = h->tag->m ? read_smip(n, h, buf, size, off)
-			      : read_layer(n, h, buf, size, off);
-		pthread_mutex_unlock(&h->lock);
-		return r;
-	}
-}
-
-/* ---- pulls: copy_file_range into models/ --------------------------------- */
-
-struct sink {
-	struct cas_writer *w;
-	uint64_t skip, left, pos, seen;
-};
-
-static int sink_write(void *arg, const void *buf, size_t len)
-{
-	struct sink *s = arg;
-	const uint8_t *p = buf;
-	int r;
-
-	s->seen += len;
-	if (s->skip) {
-		size_t k = len < s->skip ? len : (size_t)s->skip;
-
-		s->skip -= k;
-		p += k;
-		len -= k;
-	}
-	if (len > s->left)
-		len = (size_t)s->left;
-	if (!len)
-		return 0;
-	r = cas_writer_write(s->w, p, len, s->pos);
-	s->pos += len;
-	s->left -= len;
+	if (h->tag->push)
+		return push_read(h->tag->push, (size_t)h->idx, buf, size, off);
+	pthread_mutex_lock(&h->lock);
+	r = pull_read(n->fs->st, n->xfers, h->rd, buf, size, off, err, sizeof(err));
+	pthread_mutex_unlock(&h->lock);
+	if (r < 0 && *err)
+		log_net(n, h, err, (int)r);
 	return r;
-}
-
-/*
- * A new inode of the store that no folder names (an orphan, freed by
- * cas_release_orphan() or at the next start): the bytes of a push or the
- * local copy of a layer.
- */
-static int orphan_new(struct fs_net *n, uint32_t mode, const char *target,
-		      uint64_t *ret_ino)
-{
-	struct cat_attr a;
-	char tmp[64];
-	int r;
-
-	snprintf(tmp, sizeof(tmp), ".llmfs-net-%d-%lx", getpid(), (long)random());
-	r = cas_mknode(n->fs->st, CAT_ROOT_INO, tmp, mode, n->fs->uid, n->fs->gid,
-		       target, &a);
-	return r < 0 ? r : cas_unlink(n->fs->st, CAT_ROOT_INO, tmp, 1, ret_ino);
-}
-
-/*
- * The local copy of a tar layer (an orphan inode of the store): fetched
- * whole the first time a member is pulled, committed only if its SHA-256
- * and size are the manifest's.  Returns 0 and the inode, or -EIO.
- */
-static int layer_local(struct fs_net *n, struct fs_net_handle *h,
-		       const struct layout_file *f, uint64_t *ret_ino)
-{
-	struct ntag *t = h->tag;
-	struct cas_writer *w = NULL;
-	char err[ERR_LEN] = "";
-	uint64_t ino = 0;
-	struct lcache *v;
-	size_t i;
-	int r;
-
-	pthread_mutex_lock(&t->plock);
-	for (i = 0; i < t->nlc; i++)
-		if (!strcmp(t->lc[i].digest, f->digest)) {
-			*ret_ino = t->lc[i].ino;
-			pthread_mutex_unlock(&t->plock);
-			return 0;
-		}
-	r = orphan_new(n, S_IFREG | 0600, NULL, &ino);
-	if (r == 0)
-		r = cas_writer_open(n->fs->st, ino, 1, &w);
-	if (r == 0) {
-		struct sink sk = { w, 0, f->blob_size, 0, 0 };
-
-		h->x = xfer_start(n, "pull", t, h->node->path, f->blob_size);
-		r = oci_blob_stream(n->r[t->remote].c, t->repo, f->digest, 0, UINT64_MAX,
-				    sink_write, &sk, h->x ? &h->x->done : NULL, err,
-				    sizeof(err));
-		if (r == 0 && sk.seen != f->blob_size) {
-			snprintf(err, sizeof(err), "the blob has %llu bytes, the manifest says %llu",
-				 (unsigned long long)sk.seen, (unsigned long long)f->blob_size);
-			r = -EIO;
-		}
-		if (r == 0)
-			r = cas_writer_commit(w);
-		xfer_end(n, h->x, r, err);
-		h->x = NULL;
-	}
-	if (w)
-		cas_writer_free(w);
-	v = r == 0 ? realloc(t->lc, (t->nlc + 1) * sizeof(*v)) : NULL;
-	if (v) {
-		t->lc = v;
-		snprintf(v[t->nlc].digest, sizeof(v[t->nlc].digest), "%s", f->digest);
-		v[t->nlc++].ino = ino;
-		*ret_ino = ino;
-	} else if (ino) {
-		cas_release_orphan(n->fs->st, ino);
-	}
-	pthread_mutex_unlock(&t->plock);
-	if (r < 0) {
-		log_net(n, h, err, r);
-		return -EIO;
-	}
-	return v ? 0 : -ENOMEM;
-}
-
-/* A member of a tar layer: copied out of the layer's local copy. */
-static ssize_t copy_member(struct fs_net *n, struct fs_net_handle *h,
-			   const struct layout_file *f, struct cas_writer *w)
-{
-	const size_t step = 4u << 20;
-	struct cas_file *cf = NULL;
-	struct cas_fault fault;
-	uint64_t ino, done = 0;
-	uint8_t *buf = NULL;
-	int r = layer_local(n, h, f, &ino);
-
-	if (r == 0)
-		r = cas_file_open(n->fs->st, ino, &cf);
-	if (r == 0 && !(buf = malloc(step)))
-		r = -ENOMEM;
-	while (r == 0 && done < f->size) {
-		size_t want = f->size - done < step ? (size_t)(f->size - done) : step;
-		ssize_t got = cas_file_read(n->fs->st, cf, buf, want, f->off + done, &fault);
-
-		r = got == (ssize_t)want ? cas_writer_write(w, buf, want, done)
-					 : (got < 0 ? (int)got : -EIO);
-		done += want;
-	}
-	free(buf);
-	cas_file_free(cf);
-	if (r < 0) {
-		cas_writer_abort(w, -EIO);
-		return r == -ENOMEM ? r : -EIO;
-	}
-	return (ssize_t)f->size;
-}
-
-static ssize_t copy_out(struct fs_net *n, struct fs_net_handle *h,
-			uint64_t off_in, size_t len, struct cas_writer *w,
-			uint64_t off_out)
-{
-	struct cas_id *ids = NULL;
-	uint32_t *lens = NULL;
-	char err[ERR_LEN] = "";
-	size_t i, j, k;
-	int r;
-
-	if (h->node->kind != N_FILE || h->tag->pending)
-		return 0;
-	if (!h->tag->m) {
-		/* A whole layer: streamed, and committed only if its digest matches. */
-		const struct layout_file *f = &h->tag->l->files[h->idx];
-		struct sink s = { w, f->off, f->size, off_out, 0 };
-
-		if (off_in || off_out || len < f->size || cas_writer_size(w))
-			return 0;
-		if (!f->whole)
-			return copy_member(n, h, f, w);
-		h->x = xfer_start(n, "pull", h->tag, h->node->path, f->size);
-		r = oci_blob_stream(n->r[h->tag->remote].c, h->tag->repo, f->digest, 0,
-				    UINT64_MAX, sink_write, &s,
-				    h->x ? &h->x->done : NULL, err, sizeof(err));
-		if (r == 0 && s.seen != f->blob_size) {
-			snprintf(err, sizeof(err), "the blob has %llu bytes, the manifest says %llu",
-				 (unsigned long long)s.seen, (unsigned long long)f->blob_size);
-			r = -EIO;
-		}
-		xfer_end(n, h->x, r, err);
-		h->x = NULL;
-		if (r < 0) {
-			log_net(n, h, err, r);
-			cas_writer_abort(w, -EIO);
-			return -EIO;
-		}
-		return (ssize_t)f->size;
-	}
-	{
-		const struct smip_rfile *f = &h->tag->m->files[h->idx];
-
-		if (off_in > f->size)
-			return 0;
-		i = chunk_at(f, off_in);
-		if (f->offs[i] != off_in || i >= f->nchunks)
-			return 0;
-		for (j = i; j < f->nchunks && f->offs[j + 1] - off_in <= len; j++)
-			;
-		if (j == i)
-			return 0;
-		r = smip_need(n, h, i, j, "pull");
-		if (r < 0)
-			return r;
-		ids = malloc((j - i) * sizeof(*ids));
-		lens = malloc((j - i) * sizeof(*lens));
-		r = -ENOMEM;
-		if (ids && lens) {
-			for (k = i; k < j; k++) {
-				ids[k - i] = h->tag->m->chunks[f->chunks[k]].id;
-				lens[k - i] = (uint32_t)(f->offs[k + 1] - f->offs[k]);
-			}
-			r = cas_writer_append(w, ids, lens, j - i,
-					      i == 0 && j == f->nchunks && f->has_sha ? f->sha : NULL);
-		}
-		free(ids);
-		free(lens);
-		if (h->x) {
-			xfer_end(n, h->x, r == -EAGAIN ? 0 : r, NULL);
-			h->x = NULL;
-		}
-		if (r == -EAGAIN)
-			return 0;
-		return r < 0 ? r : (ssize_t)(f->offs[j] - off_in);
-	}
 }
 
 ssize_t fs_net_copy_out(struct fs_net *n, struct fs_net_handle *h,
 			uint64_t off_in, size_t len, struct cas_writer *w,
 			uint64_t off_out)
 {
+	char err[ERR_LEN] = "";
 	ssize_t r;
 
+	if (h->node->kind != N_FILE || h->tag->push)
+		return 0;
 	pthread_mutex_lock(&h->lock);
-	r = copy_out(n, h, off_in, len, w, off_out);
+	r = pull_copy(n->fs->st, n->xfers, h->rd, off_in, len, w, off_out, err,
+		      sizeof(err));
 	pthread_mutex_unlock(&h->lock);
+	if (r < 0 && *err)
+		log_net(n, h, err, (int)r);
 	return r;
 }
 
 /* ---- pushes -------------------------------------------------------------- */
 
+static void ent_del(struct ntag *t, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < t->nents; i++)
+		if (strcmp(t->ents[i].path, path) == 0) {
+			free(t->ents[i].path);
+			t->ents[i] = t->ents[--t->nents];
+			return;
+		}
+}
+
 /*
  * Adds an entry to a push in progress and its node under p; takes *path
- * (the entry's path in the model) on success.
+ * (the entry's path in the model) on success.  The name is claimed first,
+ * by an entry of no index, so that two creates of one name cannot both
+ * add to the push; the orphan inode is made with no lock held.
  */
 static int pf_add(struct fs_net *n, struct ntag *t, struct nnode *p,
-		  const char *name, char **path, uint32_t mode, uint64_t ino,
-		  uint64_t size, uint64_t *ret_ino)
+		  const char *name, char **path, uint32_t mode,
+		  const char *target, uint64_t *ret_ino)
 {
 	struct nnode *k;
+	size_t idx;
 	int r;
 
-	pthread_mutex_lock(&t->plock);
 	pthread_mutex_lock(&n->lock);
-	r = ent_find(t, *path) ? -EEXIST : 0;
-	if (r == 0) {
-		struct pfile *v = realloc(t->pf, (t->npf + 1) * sizeof(*v));
-
-		r = -ENOMEM;
-		if (v) {
-			t->pf = v;
-			v[t->npf] = (struct pfile){ .path = strdup(*path), .mode = mode,
-						    .ino = ino };
-			if (v[t->npf].path)
-				r = ent_add(t, *path, mode, size, (long)t->npf++);
-		}
+	r = ent_find(t, *path) ? -EEXIST
+			       : ent_add(t, *path, mode, target ? strlen(target) : 0, -1);
+	pthread_mutex_unlock(&n->lock);
+	if (r < 0)
+		return r;
+	r = push_add(t->push, *path, mode, target, &idx);
+	pthread_mutex_lock(&n->lock);
+	if (r < 0) {
+		ent_del(t, *path);
+		pthread_mutex_unlock(&n->lock);
+		return r;
 	}
-	if (r == 0) {
-		k = kid_get(n, p, name, S_ISDIR(mode) ? N_MDIR :
-				  S_ISLNK(mode) ? N_LINK : N_FILE);
-		r = -ENOMEM;
-		if (k) {
-			if (!k->path) {
-				k->path = *path;
-				*path = NULL;
-			}
-			*ret_ino = k->ino;
-			r = 0;
+	((struct tent *)ent_find(t, *path))->idx = (long)idx;
+	k = kid_get(n, p, name, S_ISDIR(mode) ? N_MDIR :
+			  S_ISLNK(mode) ? N_LINK : N_FILE);
+	r = -ENOMEM;
+	if (k) {
+		if (!k->path) {
+			k->path = *path;
+			*path = NULL;
 		}
+		*ret_ino = k->ino;
+		r = 0;
 	}
 	pthread_mutex_unlock(&n->lock);
-	pthread_mutex_unlock(&t->plock);
 	return r;
 }
 
@@ -1833,7 +1169,7 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 		repo = base ? join(p->prefix, base) : NULL;
 		free(base);
 		tag = strdup(colon + 1);
-	} else if (is_repo(n, p)) {
+	} else if (reg_is_repo(n->r[p->remote].c, p->prefix)) {
 		repo = strdup(p->prefix);
 		tag = strdup(name);
 	} else {
@@ -1865,19 +1201,17 @@ int fs_net_mkdir(struct fs_net *n, uint64_t parent, const char *name,
 	if (!oci_repo_valid(repo) || !oci_tag_valid(tag))
 		goto out;
 	r = -ENOMEM;
-	t = calloc(1, sizeof(*t));
+	t = tag_new(p->remote, repo, tag);
 	if (!t)
 		goto out;
-	t->refs = 1;
-	t->pending = 1;
-	t->remote = p->remote;
-	t->repo = repo;
-	t->tag = tag;
-	repo = tag = NULL;
-	pthread_mutex_init(&t->plock, NULL);
+	r = push_new(n->fs->st, n->r[p->remote].c, n->r[p->remote].cfg->name,
+		     n->r[p->remote].cfg->modelpack, repo, tag, n->fs->uid,
+		     n->fs->gid, &t->push);
+	if (r < 0)
+		goto out;
 	pthread_mutex_lock(&n->lock);
 	k = kid_find(p, name);
-	if (k && k->tag && k->tag->pending) {
+	if (k && k->tag && k->tag->push) {
 		r = -EEXIST;
 	} else {
 		k = kid_get(n, p, name, N_TAG);
@@ -1909,7 +1243,7 @@ out:
 	return r;
 }
 
-static int push_locked(struct fs_net *n, struct ntag *t, size_t idx);
+static int push_run(struct fs_net *n, struct ntag *t);
 
 int fs_net_create(struct fs_net *n, uint64_t parent, const char *name,
 		  uint32_t mode, uint64_t *ret_ino, struct fs_net_handle **ret)
@@ -1931,9 +1265,7 @@ int fs_net_symlink(struct fs_net *n, uint64_t parent, const char *name,
 	pthread_mutex_unlock(&n->lock);
 	if (!x || tag_get(n, tag_node(x), &t) < 0)
 		return r;
-	pthread_mutex_lock(&t->plock);
-	r = push_locked(n, t, t->npf - 1);
-	pthread_mutex_unlock(&t->plock);
+	r = t->push ? push_run(n, t) : -EROFS;
 	tag_put(n, t);
 	return r;
 }
@@ -1947,7 +1279,6 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	struct nnode *p;
 	struct ntag *t;
 	char *path = NULL;
-	uint64_t ino = 0;
 	int r;
 
 	pthread_mutex_lock(&n->lock);
@@ -1959,21 +1290,14 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	if (r < 0)
 		return r;
 	r = -EROFS;
-	if (!t->pending)
+	if (!t->push)
 		goto out;
 	path = join(p->kind == N_TAG ? "" : p->path, name);
 	r = -ENOMEM;
 	if (!path)
 		goto out;
-	/* The bytes live in the store as an orphan inode until the push ends. */
-	r = S_ISDIR(mode) ? 0 : orphan_new(n, mode, target, &ino);
-	if (r < 0)
-		goto out;
-	r = pf_add(n, t, p, name, &path, mode, ino, target ? strlen(target) : 0,
-		   ret_ino);
-	if (r < 0 && ino)
-		cas_release_orphan(n->fs->st, ino);
-	else if (r == 0 && ret)
+	r = pf_add(n, t, p, name, &path, mode, target, ret_ino);
+	if (r == 0 && ret)
 		r = fs_net_fopen(n, *ret_ino, O_WRONLY | O_TRUNC, ret);
 out:
 	free(path);
@@ -1981,128 +1305,101 @@ out:
 	return r;
 }
 
-/*
- * The file of a push a handle writes, with the push's lock held (creating
- * another file may move the array): NULL, unlocked, if it writes none.
- */
-static struct pfile *pf_lock(struct fs_net_handle *h)
+/* The push a handle writes, or NULL if it writes none. */
+static struct reg_push *push_of(struct fs_net_handle *h)
 {
-	if (!h->tag || !h->tag->pending || !h->writable)
-		return NULL;
-	pthread_mutex_lock(&h->tag->plock);
-	return &h->tag->pf[h->idx];
+	return h->tag && h->tag->push && h->writable ? h->tag->push : NULL;
 }
 
 int fs_net_write(struct fs_net *n, struct fs_net_handle *h, const void *buf,
 		 size_t size, uint64_t off)
 {
-	struct pfile *pf = pf_lock(h);
-	int r;
+	struct reg_push *p = push_of(h);
 
 	(void)n;
-	if (!pf)
-		return -EBADF;
-	r = pf->w ? cas_writer_write(pf->w, buf, size, off) : -EBADF;
-	pthread_mutex_unlock(&h->tag->plock);
-	return r;
+	return p ? push_write(p, (size_t)h->idx, buf, size, off) : -EBADF;
 }
 
 int fs_net_truncate(struct fs_net *n, struct fs_net_handle *h, uint64_t size)
 {
-	struct pfile *pf = pf_lock(h);
-	int r;
+	struct reg_push *p = push_of(h);
 
 	(void)n;
-	if (!pf)
-		return -EROFS;
-	r = pf->w ? cas_writer_truncate(pf->w, size) : -EBADF;
-	pthread_mutex_unlock(&h->tag->plock);
-	return r;
+	return p ? push_truncate(p, (size_t)h->idx, size) : -EROFS;
 }
 
 ssize_t fs_net_copy_in(struct fs_net *n, struct fs_net_handle *h,
 		       uint64_t off_out, struct cas_file *src, uint64_t off_in,
 		       size_t len)
 {
-	struct pfile *pf = pf_lock(h);
-	ssize_t r;
+	struct reg_push *p = push_of(h);
 
 	(void)n;
-	if (!pf)
-		return -EBADF;
-	r = pf->w ? cas_writer_share(pf->w, src, off_in, len, off_out) : -EBADF;
-	pthread_mutex_unlock(&h->tag->plock);
-	return r;
+	return p ? push_share(p, (size_t)h->idx, src, off_in, len, off_out) : -EBADF;
 }
 
-/* Commits file idx, then pushes every file of the tag.  plock held. */
-static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
+/*
+ * Models of other repositories of t's remote that this daemon has read:
+ * blobs a push may mount.  Each holds a reference for tags_put().
+ */
+static int mount_sources(struct fs_net *n, const struct ntag *t,
+			 struct smip_source **ret_src, struct ntag ***ret_held,
+			 size_t *ret_n)
 {
-	struct pfile *pf = &t->pf[idx];
-	struct smip_source src[16];
-	struct ntag *held[16];
-	size_t nsrc = 0;
-	struct xfer *x;
-	struct smip_entry *e = NULL;
-	struct smip_push_stats stats;
-	char err[ERR_LEN] = "";
-	const char *name = strrchr(t->repo, '/');
-	uint64_t total = 0;
-	size_t i;
-	int r = 0;
+	struct smip_source *src = NULL;
+	struct ntag **held = NULL;
+	size_t i, k = 0;
 
-	if (pf->w && cas_writer_dirty(pf->w))
-		r = cas_writer_commit(pf->w);
-	if (r < 0) {
-		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s/%s: cannot store: %s",
-		       n->r[t->remote].cfg->name, t->repo, t->tag, pf->path,
-		       strerror(-r));
-		return r;
-	}
-	e = calloc(t->npf + 1, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	for (i = 0; i < t->npf; i++) {
-		struct cat_attr a;
-
-		e[i].path = t->pf[i].path;
-		e[i].ino = t->pf[i].ino;
-		e[i].mode = t->pf[i].mode;
-		if (e[i].ino && cas_getattr(n->fs->st, e[i].ino, &a) == 0)
-			total += a.size;
-	}
-	/* Models of other repositories this daemon has read: blobs to mount. */
 	pthread_mutex_lock(&n->lock);
-	for (i = 0; i < n->nnodes; i++) {
+	if (n->nnodes) {
+		src = calloc(n->nnodes, sizeof(*src));
+		held = calloc(n->nnodes, sizeof(*held));
+	}
+	for (i = 0; src && held && i < n->nnodes; i++) {
 		struct ntag *o = n->nodes[i]->tag;
 
-		if (o && o->m && !o->pending && o->remote == t->remote &&
-		    strcmp(o->repo, t->repo) && nsrc < 16) {
+		if (o && o->rm && o->rm->m && o->remote == t->remote &&
+		    strcmp(o->repo, t->repo)) {
 			o->refs++;
-			held[nsrc] = o;
-			src[nsrc].repo = o->repo;
-			src[nsrc++].m = o->m;
+			held[k] = o;
+			src[k].repo = o->repo;
+			src[k++].m = o->rm->m;
 		}
 	}
 	pthread_mutex_unlock(&n->lock);
-	x = xfer_start(n, "push", t, NULL, total);
-	if (n->r[t->remote].cfg->modelpack)
-		r = smip_push_modelpack(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
-					name ? name + 1 : t->repo, e, t->npf,
-					x ? &x->done : NULL, &stats, err, sizeof(err));
-	else
-		r = smip_push(n->fs->st, n->r[t->remote].c, t->repo, t->tag,
-			      name ? name + 1 : t->repo, e, t->npf, src, nsrc,
-			      x ? &x->done : NULL, &stats, err, sizeof(err));
-	xfer_end(n, x, r, err);
+	if (n->nnodes && (!src || !held)) {
+		free(src);
+		free(held);
+		return -ENOMEM;
+	}
+	*ret_src = src;
+	*ret_held = held;
+	*ret_n = k;
+	return 0;
+}
+
+/* Pushes every file of the tag as committed now, and logs the outcome. */
+static int push_run(struct fs_net *n, struct ntag *t)
+{
+	struct smip_push_stats stats;
+	struct smip_source *src = NULL;
+	struct ntag **held = NULL;
+	char err[ERR_LEN] = "";
+	size_t nsrc = 0, i;
+	int r;
+
+	r = mount_sources(n, t, &src, &held, &nsrc);
+	if (r == 0)
+		r = push_tag(t->push, src, nsrc, n->xfers, &stats, err, sizeof(err));
 	for (i = 0; i < nsrc; i++)
 		tag_put(n, held[i]);
-	free(e);
+	free(held);
+	free(src);
 	if (r < 0) {
 		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s: push failed: %s",
 		       n->r[t->remote].cfg->name, t->repo, t->tag,
 		       *err ? err : strerror(-r));
-		return r == -EACCES || r == -ENOSPC ? r : -EIO;
+		return r;
 	}
 	/* The registry has changed: list it again. */
 	pthread_mutex_lock(&n->lock);
@@ -2121,39 +1418,29 @@ static int push_locked(struct fs_net *n, struct ntag *t, size_t idx)
 	return 0;
 }
 
+/* Commits the handle's file and, if it had new bytes, pushes the tag. */
+static int push_file(struct fs_net *n, struct fs_net_handle *h)
+{
+	int r = push_commit(h->tag->push, (size_t)h->idx);
+
+	if (r < 0)
+		fs_log(n->fs->log, LOG_ERR, "net/%s/%s:%s/%s: cannot store: %s",
+		       n->r[h->tag->remote].cfg->name, h->tag->repo, h->tag->tag,
+		       h->node->path, strerror(-r));
+	return r <= 0 ? r : push_run(n, h->tag);
+}
+
 int fs_net_flush(struct fs_net *n, struct fs_net_handle *h)
 {
-	struct pfile *pf = pf_lock(h);
-	int r = 0;
-
-	if (!pf)
-		return 0;
-	if (pf->w && cas_writer_dirty(pf->w))
-		r = push_locked(n, h->tag, (size_t)h->idx);
-	pthread_mutex_unlock(&h->tag->plock);
-	return r;
+	return push_of(h) ? push_file(n, h) : 0;
 }
 
 void fs_net_release(struct fs_net *n, struct fs_net_handle *h)
 {
-	struct pfile *pf;
-
-	if (h->x)
-		xfer_end(n, h->x, 0, NULL);
-	pf = pf_lock(h);
-	if (pf) {
-		if (pf->w && cas_writer_dirty(pf->w))
-			push_locked(n, h->tag, (size_t)h->idx);
-		if (--pf->opens == 0 && pf->w) {
-			cas_writer_free(pf->w);
-			pf->w = NULL;
-		}
-		pthread_mutex_unlock(&h->tag->plock);
-	} else if (h->tag && h->tag->pending && h->idx >= 0) {
-		pthread_mutex_lock(&h->tag->plock);
-		h->tag->pf[h->idx].opens--;
-		pthread_mutex_unlock(&h->tag->plock);
-	}
+	if (push_of(h))
+		push_file(n, h);
+	if (h->tag && h->tag->push && h->idx >= 0)
+		push_close(h->tag->push, (size_t)h->idx);
 	handle_free(n, h);
 }
 
@@ -2277,7 +1564,9 @@ int fs_net_open(struct fs *fs, const char *config, struct fs_net **ret,
 	n->fs = fs;
 	n->started = time(NULL);
 	pthread_mutex_init(&n->lock, NULL);
-	r = oci_config_load(config, &n->cfg, &n->ncfg, err, errlen);
+	r = xfer_list_new(&n->xfers);
+	if (r == 0)
+		r = oci_config_load(config, &n->cfg, &n->ncfg, err, errlen);
 	if (r < 0)
 		goto fail;
 	n->r = calloc(n->ncfg + 1, sizeof(*n->r));
@@ -2337,13 +1626,7 @@ void fs_net_close(struct fs_net *n)
 	}
 	free(n->r);
 	oci_config_free(n->cfg, n->ncfg);
-	while (n->xfers) {
-		struct xfer *x = n->xfers;
-
-		n->xfers = x->next;
-		free(x->name);
-		free(x);
-	}
+	xfer_list_free(n->xfers);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/registry/smip.h"
 #include "fs/fs.h"
 #include "fs/subtree.h"
 
@@ -168,10 +169,7 @@ void fs_virt_stat(const struct fs *fs, uint64_t ino, uint32_t mode,
 
 void fs_gc_want(struct fs *fs)
 {
-	pthread_mutex_lock(&fs->lock);
-	fs->gc_wanted = 1;
-	pthread_cond_signal(&fs->gc_cond);
-	pthread_mutex_unlock(&fs->lock);
+	cas_gc_want(fs->st);
 }
 
 void fs_gc_record(struct fs *fs, int64_t freed, int requested)
@@ -760,43 +758,15 @@ const struct fuse_lowlevel_ops *fs_ops(void)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static void *gc_main(void *arg)
+/* The store's collector thread ran one: noted for .llmfs/gc, failures logged. */
+static void gc_done(void *arg, int64_t freed)
 {
 	struct fs *fs = arg;
-	struct timespec ts;
-	int64_t freed;
 
-	pthread_mutex_lock(&fs->lock);
-	while (!fs->gc_stop) {
-		if (!fs->gc_wanted) {
-			pthread_cond_wait(&fs->gc_cond, &fs->lock);
-			continue;
-		}
-		/* Let a burst of deletes (rm -r) finish before collecting. */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&fs->gc_cond, &fs->lock, &ts);
-		if (fs->gc_stop)
-			break;
-		fs->gc_wanted = 0;
-		pthread_mutex_unlock(&fs->lock);
-		freed = cas_gc(fs->st);
-		if (freed != -EBUSY)
-			fs_gc_record(fs, freed, 0);
-		if (freed < 0 && freed != -EBUSY)
-			fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
-			       strerror((int)-freed));
-		/* The files as they are now, for --rebuild: after a collection
-		 * that ran, not at each retry while a writer holds it off. */
-		if (freed != -EBUSY)
-			cas_snapshot(fs->st);
-		pthread_mutex_lock(&fs->lock);
-		/* A file open for writing (or a requested run) holds it off: again later. */
-		if (freed == -EBUSY)
-			fs->gc_wanted = 1;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return NULL;
+	fs_gc_record(fs, freed, 0);
+	if (freed < 0)
+		fs_log(fs->log, LOG_ERR, "garbage collection failed: %s",
+		       strerror((int)-freed));
 }
 
 int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
@@ -821,13 +791,11 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	if (r < 0)
 		return r;
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_cond_init(&fs->gc_cond, NULL);
-	r = pthread_create(&fs->gc_thread, NULL, gc_main, fs);
-	if (r) {
+	r = cas_gc_thread_start(st, gc_done, fs);
+	if (r < 0) {
 		fs_models_release(fs);
-		return -r;
+		return r;
 	}
-	fs->gc_running = 1;
 	for (i = 0; i < ARRAY_SIZE(subtrees); i++) {
 		r = subtrees[i].ops->start ? subtrees[i].ops->start(fs, &opt) : 0;
 		if (r < 0) {
@@ -846,14 +814,7 @@ void fs_release(struct fs *fs)
 	for (i = 0; i < ARRAY_SIZE(subtrees); i++)
 		if (subtrees[i].ops->stop)
 			subtrees[i].ops->stop(fs);
-	if (fs->gc_running) {
-		pthread_mutex_lock(&fs->lock);
-		fs->gc_stop = 1;
-		pthread_cond_signal(&fs->gc_cond);
-		pthread_mutex_unlock(&fs->lock);
-		pthread_join(fs->gc_thread, NULL);
-	}
+	cas_gc_thread_stop(fs->st);
 	fs_models_release(fs);
 	pthread_mutex_destroy(&fs->lock);
-	pthread_cond_destroy(&fs->gc_cond);
 }

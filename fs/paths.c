@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 #include "fs/paths.h"
 #include "scheduler/plan_engine.h"
 

@@ -37,6 +37,8 @@ struct waiter {
 	fuse_req_t req;
 	size_t size;
 	off_t off;
+	int ready;                  /* the watcher's: the job ended or went */
+	int interrupted;            /* the reader gave up while the watcher checked */
 };
 
 struct fs_train {
@@ -47,6 +49,7 @@ struct fs_train {
 	char **names;               /* id - 1 -> name */
 	size_t n, cap;
 	struct waiter *waiters;
+	struct waiter *checking;    /* the watcher's, while it asks the table */
 	int wanted;                 /* a job changed: look at the waiters */
 	int closing;
 	pthread_t watcher;
@@ -143,53 +146,67 @@ static int take_locked(struct fs_train *t, struct waiter *w)
 	return 0;
 }
 
+/* A reader gave up: answered at once, or by the watcher if it is checking the waiter now. */
 static void on_interrupt(fuse_req_t req, void *arg)
 {
-	struct waiter *w = arg;
-	struct fs_train *t = w->t;
-	int mine;
+	struct fs_train *t = arg;
+	struct waiter *w, *mine = NULL;
 
-	(void)req;
 	pthread_mutex_lock(&t->lock);
-	mine = take_locked(t, w);
+	for (w = t->waiters; w && !mine; w = w->next)
+		if (w->req == req)
+			mine = w;
+	if (mine) {
+		take_locked(t, mine);
+	} else {
+		for (w = t->checking; w; w = w->next)
+			if (w->req == req)
+				w->interrupted = 1;
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (mine)
-		answer(w, -EINTR);
+		answer(mine, -EINTR);
 }
 
-/* Answers the waiters whose job ended or went. */
+/*
+ * Answers the waiters whose job ended or went.  The job table calls on_change() with its lock
+ * held, and on_change() takes ours: so the table is asked with ours released, the waiters
+ * meanwhile on t->checking, where an interrupt only marks them.
+ */
 static void *watch_main(void *arg)
 {
 	struct fs_train *t = arg;
 
 	pthread_mutex_lock(&t->lock);
 	while (!t->closing) {
-		struct waiter *ready = NULL, **pp;
+		struct waiter *answer_now = NULL, *w;
 
 		while (!t->wanted && !t->closing)
 			pthread_cond_wait(&t->wake, &t->lock);
 		t->wanted = 0;
-		for (pp = &t->waiters; *pp;) {
-			struct waiter *w = *pp;
+		t->checking = t->waiters;
+		t->waiters = NULL;
+		pthread_mutex_unlock(&t->lock);
+		for (w = t->checking; w; w = w->next) {
 			struct train_job_info info;
-			int r;
 
-			/* train_jobs_info() takes the table's lock, never ours: no cycle. */
-			r = train_jobs_info(t->jobs, w->name, &info);
-			if (r < 0 || info.ended) {
-				*pp = w->next;
-				w->next = ready;
-				ready = w;
+			w->ready = train_jobs_info(t->jobs, w->name, &info) < 0 || info.ended;
+		}
+		pthread_mutex_lock(&t->lock);
+		while ((w = t->checking)) {
+			t->checking = w->next;
+			if (w->ready || w->interrupted) {
+				w->next = answer_now;
+				answer_now = w;
 			} else {
-				pp = &w->next;
+				w->next = t->waiters;
+				t->waiters = w;
 			}
 		}
 		pthread_mutex_unlock(&t->lock);
-		while (ready) {
-			struct waiter *w = ready;
-
-			ready = w->next;
-			answer(w, 0);
+		while ((w = answer_now)) {
+			answer_now = w->next;
+			answer(w, w->interrupted ? -EINTR : 0);
 		}
 		pthread_mutex_lock(&t->lock);
 	}
@@ -216,7 +233,7 @@ static void wait_result(struct fs_train *t, struct train_handle *h, fuse_req_t r
 	t->wanted = 1; /* it may have ended already */
 	pthread_cond_signal(&t->wake);
 	pthread_mutex_unlock(&t->lock);
-	fuse_req_interrupt_func(req, on_interrupt, w);
+	fuse_req_interrupt_func(req, on_interrupt, t);
 }
 
 /* ---- the row's operations -------------------------------------------------------------------- */

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 
 static void print_line(void *arg, const char *line)
 {

@@ -1,7 +1,7 @@
 /* Unit tests for backend/bytegroup: round trips of every scheme over every
  * width, odd lengths and several kinds of data; corrupt input is rejected;
  * the chooser is never larger than plain zstd nor than the input. */
-#include "backend/bytegroup.h"
+#include "backend/store/bytegroup.h"
 
 #include <errno.h>
 #include <math.h>

@@ -5,7 +5,7 @@
  * 2-3); bytes 1-3 give the uncompressed length n (little-endian, at most
  * 2^18); the rest is the encoded chunk for the decoder and the plain chunk
  * for the round trip. */
-#include "backend/bytegroup.h"
+#include "backend/store/bytegroup.h"
 
 #include <stdint.h>
 #include <stdlib.h>

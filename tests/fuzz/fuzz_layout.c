@@ -15,7 +15,7 @@
  * What must hold for every input: a failure comes with a reason; a
  * success lists safe, unique paths, each inside its blob; and a ModelPack
  * manifest built from those files parses back to them. */
-#include "backend/layout.h"
+#include "backend/registry/layout.h"
 
 #include <errno.h>
 #include <stdint.h>

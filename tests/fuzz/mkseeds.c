@@ -4,7 +4,7 @@
  * DIR/config, DIR/bytegroup).  It wrote the named seeds in
  * tests/fuzz/corpus; the SHA-1-named files beside them are inputs the fuzz
  * runs found (docs/security.md). */
-#include "backend/bytegroup.h"
+#include "backend/store/bytegroup.h"
 #include "tests/formats/mkmodel.h"
 
 #include <errno.h>

@@ -20,6 +20,9 @@ its content changes):
           truncate: send Content-Length but close after half the body
           flip: flip one byte of the body at `after` (default: the middle)
           stall: sleep `seconds` before the answer, or after `after` bytes
+          hold: before the answer, wait while the file `file` exists (at
+                most `seconds`, default 300): a test lets the request go
+                by removing it
           replace: answer `status` (200) with `body`, or `size` bytes of
                    'a', and `content_type`
           redirect: answer 307 to `to` + "/_storage" + the path
@@ -282,6 +285,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if rule and rule["action"] == "stall" and "after" not in rule:
                 time.sleep(rule.get("seconds", 5))
+            if rule and rule["action"] == "hold":
+                end = time.monotonic() + rule.get("seconds", 300)
+                while os.path.exists(rule["file"]) and time.monotonic() < end:
+                    time.sleep(0.1)
             self.forward(cls, rule and rule["action"] == "norange")
         except (ConnectionError, BrokenPipeError, socket.timeout, OSError):
             self.close_connection = True

@@ -17,7 +17,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "backend/oci.h"
+#include "backend/registry/oci.h"
 #include "tests/unit/check.h"
 
 static const char *url, *user, *pass, *proxy, *rules_path, *bearer, *tmp;

@@ -11,7 +11,7 @@
 
 #include <sqlite3.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 #include "check.h"
 
 /* An fsck line: printed, and counted in *(int *)arg when arg is given. */

@@ -4,8 +4,8 @@
  */
 #include <stdint.h>
 
-#include "backend/chunker.h"
-#include "backend/hash.h"
+#include "backend/store/chunker.h"
+#include "backend/store/hash.h"
 #include "check.h"
 
 #define LEN (16u << 20)

@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "backend/chunker.h"
-#include "backend/codec.h"
+#include "backend/store/chunker.h"
+#include "backend/store/codec.h"
 #include "check.h"
 
 static void round_trip(struct codec *c, const uint8_t *src, size_t len,

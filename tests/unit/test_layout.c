@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "backend/layout.h"
+#include "backend/registry/layout.h"
 #include "common/hex.h"
 #include "check.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/oci.h"
+#include "backend/registry/oci.h"
 #include "tests/unit/check.h"
 
 #define SECRET "S3cr3tPW"

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/chunker.h"
-#include "backend/pack.h"
-#include "backend/smipnet.h"
+#include "backend/store/chunker.h"
+#include "backend/store/pack.h"
+#include "backend/registry/smipnet.h"
 #include "check.h"
 
 #define ID1 "00112233445566778899aabbccddeeff"

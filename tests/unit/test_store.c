@@ -14,9 +14,9 @@
 #include <openssl/sha.h>
 #include <sqlite3.h>
 
-#include "backend/catalog.h"
-#include "backend/chunker.h"
-#include "backend/store.h"
+#include "backend/store/catalog.h"
+#include "backend/store/chunker.h"
+#include "backend/store/store.h"
 #include "check.h"
 #include "store_util.h"
 

@@ -16,7 +16,7 @@
  * markdown table row per codec: stored size as % of the original, encode
  * and decode MB/s per second of this thread's CPU time (best of three).
  */
-#include "backend/bytegroup.h"
+#include "backend/store/bytegroup.h"
 
 #include <errno.h>
 #include <math.h>

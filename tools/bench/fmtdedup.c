@@ -16,7 +16,7 @@
  * The chunker is a stand-in for the store's (backend/), kept here only so
  * the formats work can be measured on its own.
  */
-#include "backend/bytegroup.h"
+#include "backend/store/bytegroup.h"
 #include "common/modelfmt.h"
 
 #include <errno.h>

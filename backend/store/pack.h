@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/codec.h"
-#include "backend/hash.h"
+#include "backend/store/codec.h"
+#include "backend/store/hash.h"
 
 #define PACK_HEADER_LEN 16
 #define PACK_REC_LEN 32

@@ -43,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/oci.h"
+#include "backend/registry/oci.h"
 
 #define LAYOUT_MAX_FILES 100000
 

@@ -7,8 +7,8 @@
 
 #include <zstd.h>
 
-#include "backend/bytegroup.h"
-#include "backend/codec.h"
+#include "backend/store/bytegroup.h"
+#include "backend/store/codec.h"
 
 /*
  * Random-looking chunks (quantised blocks, compressed archives) are found

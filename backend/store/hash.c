@@ -3,7 +3,7 @@
  */
 #include <xxhash.h>
 
-#include "backend/hash.h"
+#include "backend/store/hash.h"
 #include "common/hex.h"
 
 void cas_id_of(const void *data, size_t len, struct cas_id *ret)

@@ -32,8 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 /* Free space a compaction leaves beyond its copies, for the writers. */
 #define GC_ROOM_SPARE (4u << 20)
@@ -386,4 +387,95 @@ out:
 	free(gone);
 	/* What the disk got back: blocks of packs, removed, cut or punched. */
 	return r < 0 ? r : after < before ? (int64_t)(before - after) : 0;
+}
+
+/* ---- the collector thread ----------------------------------------------- */
+
+static void *gc_main(void *arg)
+{
+	struct cas_store *st = arg;
+	struct gc_thread *g = &st->gct;
+	struct timespec ts;
+	int64_t freed;
+
+	pthread_mutex_lock(&g->lock);
+	while (!g->stop) {
+		if (!g->wanted) {
+			pthread_cond_wait(&g->cond, &g->lock);
+			continue;
+		}
+		/* Let a burst of deletes (rm -r) finish before collecting. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+		if (g->stop)
+			break;
+		g->wanted = 0;
+		pthread_mutex_unlock(&g->lock);
+		freed = cas_gc(st);
+		/* The files as they are now, for --rebuild: after a collection
+		 * that ran, not at each retry while a writer holds it off. */
+		if (freed != -EBUSY) {
+			cas_snapshot(st);
+			if (g->done)
+				g->done(g->arg, freed);
+		}
+		pthread_mutex_lock(&g->lock);
+		/* A file open for writing (or a requested run) holds it off: again later. */
+		if (freed == -EBUSY)
+			g->wanted = 1;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+int cas_gc_thread_start(struct cas_store *st,
+			void (*done)(void *arg, int64_t freed), void *arg)
+{
+	struct gc_thread *g = &st->gct;
+	int r;
+
+	if (g->running)
+		return -EBUSY;
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	g->done = done;
+	g->arg = arg;
+	g->wanted = g->stop = 0;
+	r = pthread_create(&g->thread, NULL, gc_main, st);
+	if (r) {
+		pthread_cond_destroy(&g->cond);
+		pthread_mutex_destroy(&g->lock);
+		return -r;
+	}
+	g->running = 1;
+	return 0;
+}
+
+void cas_gc_want(struct cas_store *st)
+{
+	struct gc_thread *g = &st->gct;
+
+	if (!g->running)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->wanted = 1;
+	pthread_cond_signal(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void cas_gc_thread_stop(struct cas_store *st)
+{
+	struct gc_thread *g = &st->gct;
+
+	if (!g->running)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->stop = 1;
+	pthread_cond_signal(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+	pthread_join(g->thread, NULL);
+	g->running = 0;
+	pthread_cond_destroy(&g->cond);
+	pthread_mutex_destroy(&g->lock);
 }

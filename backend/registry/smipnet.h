@@ -25,10 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/layout.h"
-#include "backend/oci.h"
-#include "backend/smip.h"
-#include "backend/store.h"
+#include "backend/registry/layout.h"
+#include "backend/registry/oci.h"
+#include "backend/registry/smip.h"
+#include "backend/store/store.h"
 
 /* Largest pack blob a push writes: small enough that a push killed midway
  * leaves whole blobs behind, which the next push finds and skips. */

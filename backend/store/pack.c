@@ -12,8 +12,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "backend/chunker.h"
-#include "backend/pack.h"
+#include "backend/store/chunker.h"
+#include "backend/store/pack.h"
 
 #define PACK_MAGIC "LLMFSPAK"
 #define PACK_VERSION 1

@@ -32,8 +32,8 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
-#include "backend/catalog.h"
-#include "backend/hash.h"
+#include "backend/store/catalog.h"
+#include "backend/store/hash.h"
 
 struct cas_store;
 struct cas_file;
@@ -97,6 +97,14 @@ int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
 int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep, uint64_t *ret_ino);
 int cas_rmdir(struct cas_store *st, uint64_t parent, const char *name);
+/*
+ * A new file or symlink that no folder names (an orphan, nlink 0), for
+ * bytes that are not a file of models/ yet or at all: a push being
+ * written, the local copy of a fetched layer.  Freed by
+ * cas_release_orphan(), or at the next start if the daemon stops first.
+ */
+int cas_store_orphan_create(struct cas_store *st, uint32_t mode, uint32_t uid,
+			    uint32_t gid, const char *target, uint64_t *ret_ino);
 /*
  * Renames; replaces a file or empty folder at the target unless noreplace.
  * If the replaced inode is open (keep_replaced), it becomes an orphan.
@@ -231,6 +239,21 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len);
  * the bytes the packs gave back to the disk.
  */
 int64_t cas_gc(struct cas_store *st);
+
+/*
+ * The store's collector thread: cas_gc_want() asks for a collection, which
+ * runs after a second without more asks (a burst of deletes, rm -r, ends
+ * first); one held off by an open writer is tried again a second later.
+ * After each collection that ran, the thread snapshots the files
+ * (cas_snapshot()) and calls done(arg, bytes freed or -errno) on its own
+ * thread (done may be NULL; it must not call cas_gc_thread_stop()).
+ * cas_gc_thread_stop() (also done by cas_store_close()) waits for a running
+ * collection.  Start and stop from one thread; want from any.
+ */
+int cas_gc_thread_start(struct cas_store *st,
+			void (*done)(void *arg, int64_t freed), void *arg);
+void cas_gc_want(struct cas_store *st);
+void cas_gc_thread_stop(struct cas_store *st);
 
 /*
  * Snapshots the catalog's files (names, attributes, SHA-256s, chunk lists)

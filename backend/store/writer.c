@@ -27,7 +27,7 @@
 #include <openssl/evp.h>
 
 #include "common/modelfmt.h"
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 enum { W_STREAM, W_STAGE };
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/hash.h"
-#include "backend/pack.h"
+#include "backend/store/hash.h"
+#include "backend/store/pack.h"
 
 /* The catalog format this code writes; newer catalogs are refused. */
 #define CAT_FORMAT 1

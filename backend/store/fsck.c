@@ -27,7 +27,7 @@
 
 #include <openssl/evp.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 struct idmap_ent {
 	struct cas_id id;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/ccache.h"
+#include "backend/store/ccache.h"
 
 enum { SLOT_EMPTY, SLOT_LOADING, SLOT_READY };
 

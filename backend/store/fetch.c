@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 
 int cas_chunk_has(struct cas_store *st, const struct cas_id *id)
 {

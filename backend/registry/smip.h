@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "backend/store.h"
+#include "backend/store/store.h"
 
 #define SMIP_VERSION 1
 

@@ -19,7 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "backend/store_i.h"
+#include "backend/store/store_i.h"
 #include "common/utf8.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
@@ -822,6 +822,7 @@ void cas_store_close(struct cas_store *st)
 
 	if (!st)
 		return;
+	cas_gc_thread_stop(st);
 	pool_free(st->pool);
 	pool_free(st->sha_pool);
 	if (st->packs)
@@ -961,6 +962,30 @@ int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 				 : delete_inode_locked(st, a.ino);
 	});
 	if (r == 0 && ret_ino)
+		*ret_ino = a.ino;
+	return r;
+}
+
+int cas_store_orphan_create(struct cas_store *st, uint32_t mode, uint32_t uid,
+			    uint32_t gid, const char *target, uint64_t *ret_ino)
+{
+	struct cat_attr a;
+	int r;
+
+	if (S_ISDIR(mode))
+		return -EINVAL;
+	/*
+	 * Made under parent 0 and orphaned in the same transaction: orphans
+	 * are named '#INO' there, so "#new" is free, and no name under
+	 * models/ ever shows it.
+	 */
+	IN_TXN(st, r, {
+		r = cat_insert(st->cat, 0, "#new", mode, uid, gid, store_now_ns(),
+			       target, &a);
+		if (r == 0)
+			r = cat_orphan(st->cat, a.ino);
+	});
+	if (r == 0)
 		*ret_ino = a.ino;
 	return r;
 }

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "backend/hash.h"
+#include "backend/store/hash.h"
 
 struct ccache;
 

@@ -15,7 +15,7 @@
 
 #include <sqlite3.h>
 
-#include "backend/catalog.h"
+#include "backend/store/catalog.h"
 #include "common/errmap.h"
 
 enum {

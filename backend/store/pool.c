@@ -5,7 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "backend/pool.h"
+#include "backend/store/pool.h"
 
 struct job {
 	pool_fn fn;

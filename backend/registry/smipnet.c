@@ -12,11 +12,11 @@
 
 #include <openssl/evp.h>
 
-#include "backend/chunker.h"
-#include "backend/codec.h"
-#include "backend/pack.h"
-#include "backend/smipnet.h"
-#include "backend/store_i.h"
+#include "backend/store/chunker.h"
+#include "backend/store/codec.h"
+#include "backend/store/pack.h"
+#include "backend/registry/smipnet.h"
+#include "backend/store/store_i.h"
 #include "common/clock.h"
 #include "common/hex.h"
 

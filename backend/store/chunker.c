@@ -1,8 +1,8 @@
 /*
  * chunker.c - the gear rolling hash and FastCDC's normalised cut test.
  */
-#include "backend/chunker.h"
-#include "backend/gear_table.h"
+#include "backend/store/chunker.h"
+#include "backend/store/gear_table.h"
 
 /* 17 bits for a 128 KiB average; normalisation level 2 shifts by two bits. */
 #define MASK_S (~0ULL << (64 - 19))

@@ -14,7 +14,7 @@
  * layout_path_valid(), every tar header by its checksum, and every loop is
  * bounded by LAYOUT_MAX_FILES.
  */
-#include "backend/layout.h"
+#include "backend/registry/layout.h"
 
 #include <errno.h>
 #include <limits.h>

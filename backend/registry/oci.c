@@ -40,7 +40,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "backend/oci.h"
+#include "backend/registry/oci.h"
 #include "common/clock.h"
 #include "common/errmap.h"
 #include "common/http.h"

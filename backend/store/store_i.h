@@ -7,13 +7,13 @@
 
 #include <pthread.h>
 
-#include "backend/catalog.h"
-#include "backend/ccache.h"
-#include "backend/chunker.h"
-#include "backend/codec.h"
-#include "backend/pack.h"
-#include "backend/pool.h"
-#include "backend/store.h"
+#include "backend/store/catalog.h"
+#include "backend/store/ccache.h"
+#include "backend/store/chunker.h"
+#include "backend/store/codec.h"
+#include "backend/store/pack.h"
+#include "backend/store/pool.h"
+#include "backend/store/store.h"
 
 /* The reserve of spare blocks for deletes: 1% of the disk, at most this. */
 #define RESERVE_MAX (8u << 20)
@@ -39,6 +39,18 @@ struct cas_store {
 	uint32_t made_from;        /* packs with this id or higher were made
 				    * by this process (UINT32_MAX in recovery) */
 	int gc_busy;               /* a collection runs (cas_gc()) */
+	/*
+	 * The collector thread (cas_gc_thread_start()); its mutex is a leaf,
+	 * never held while a collection runs.
+	 */
+	struct gc_thread {
+		pthread_t thread;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		int running, wanted, stop;
+		void (*done)(void *arg, int64_t freed);
+		void *arg;
+	} gct;
 	int snap_on_close;         /* opened with recovery: snapshot at close */
 	pthread_mutex_t reserve_lock; /* the reserve file; before `lock` */
 	int reserve_gone;          /* atomic: given back, appends must make it again */

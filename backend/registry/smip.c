@@ -9,9 +9,9 @@
 
 #include <jansson.h>
 
-#include "backend/chunker.h"
+#include "backend/store/chunker.h"
 #include "common/modelfmt.h"
-#include "backend/smip.h"
+#include "backend/registry/smip.h"
 #include "common/hex.h"
 
 #define MAX_DEPTH 64
