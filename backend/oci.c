@@ -101,7 +101,7 @@ struct req {
 	uint64_t roff, rlen;
 	enum sink sink;
 	char *mem;
-	size_t mem_len, mem_max;
+	size_t mem_len, mem_max, mem_cap;
 	unsigned char *buf;
 	uint64_t got;            /* body bytes kept (SINK_CB: over attempts) */
 	uint64_t got0;           /* got when the attempt started */
@@ -877,16 +877,30 @@ static int body_trim(struct req *rq, const char **p, size_t *len)
 /* Appends to a SINK_MEM answer, NUL-terminated; 0 to stop the transfer. */
 static int mem_keep(struct req *rq, const char *p, size_t len)
 {
+	size_t cap = rq->mem_cap ? rq->mem_cap : 4096;
 	char *m;
 
 	if (rq->mem_len + len > rq->mem_max) {
 		rq->toobig = 1;
 		return 0;
 	}
-	m = realloc(rq->mem, rq->mem_len + len + 1);
-	if (!m)
-		return 0;
-	rq->mem = m;
+	/*
+	 * Grown geometrically: a body comes in thousands of pieces, and a
+	 * buffer grown to the exact size each time is copied each time (a
+	 * 64 MiB blob took minutes under AddressSanitizer).
+	 */
+	if (rq->mem_len + len + 1 > rq->mem_cap) {
+		while (cap < rq->mem_len + len + 1)
+			cap *= 2;
+		if (cap - 1 > rq->mem_max)
+			cap = rq->mem_max + 1;
+		m = realloc(rq->mem, cap);
+		if (!m)
+			return 0;
+		rq->mem = m;
+		rq->mem_cap = cap;
+	}
+	m = rq->mem;
 	memcpy(m + rq->mem_len, p, len);
 	rq->mem_len += len;
 	m[rq->mem_len] = 0;
@@ -1292,6 +1306,7 @@ static void req_release(struct req *rq)
 	free(rq->mem);
 	free(rq->piece);
 	rq->url = rq->mem = NULL;
+	rq->mem_cap = 0;
 	rq->piece = NULL;
 }
 
@@ -1908,6 +1923,7 @@ int oci_manifest_get(struct oci_client *c, const char *repo, const char *ref,
 		*ret_body = rq->mem;
 		*ret_len = rq->mem_len;
 		rq->mem = NULL;
+		rq->mem_cap = 0;
 	}
 	req_release(rq);
 	return r;
@@ -2007,6 +2023,7 @@ int oci_blob_get(struct oci_client *c, const char *repo, const char *digest,
 		*ret = rq->mem ? rq->mem : calloc(1, 1);
 		*ret_len = rq->mem_len;
 		rq->mem = NULL;
+		rq->mem_cap = 0;
 		r = *ret ? 0 : -ENOMEM;
 	}
 	req_release(rq);
