@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_exec.h"
 #include "scheduler/plan_util.h"
 #include "standin.h"
@@ -457,5 +457,5 @@ int main(void)
 	standin_stop(srv);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	CHECK(system(cmd) == 0);
-	return 0;
+	return check_status();
 }

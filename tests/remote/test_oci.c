@@ -18,7 +18,7 @@
 #include <openssl/evp.h>
 
 #include "backend/oci.h"
-#include "tests/unit/check.h"
+#include "tests/check.h"
 
 static const char *url, *user, *pass, *proxy, *rules_path, *bearer, *tmp;
 
@@ -997,5 +997,5 @@ int main(void)
 	free(big);
 	free(fault_src);
 	curl_global_cleanup();
-	return check_failures ? 1 : 0;
+	return check_status();
 }

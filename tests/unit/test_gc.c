@@ -24,7 +24,7 @@
 
 #include "backend/catalog.h"
 #include "backend/store.h"
-#include "check.h"
+#include "tests/check.h"
 #include "store_util.h"
 
 static char top[256];
@@ -593,5 +593,5 @@ int main(void)
 		if (system(cmd) != 0)
 			return 1;
 	}
-	return check_failures ? 1 : 0;
+	return check_status();
 }
