@@ -1663,11 +1663,20 @@ static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 				left--;
 				if (k->status < 0 && !first)
 					first = k;
+			} else {
+				/*
+				 * Due again: at once (an auth challenge answered) or
+				 * after its backoff.  The wait was computed before
+				 * this answer came, and slept a second per challenge.
+				 */
+				int64_t d = k->due - now_ms();
+
+				wait = d < 0 ? 0 : d < wait ? d : wait;
 			}
 		}
 		if (active)
 			curl_multi_poll(m, NULL, 0, (int)wait, NULL);
-		else if (left)
+		else if (left && wait > 0)
 			sleep_ms(wait);
 	}
 	curl_multi_cleanup(m);
