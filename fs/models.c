@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "backend/smip.h"
+#include "backend/registry/smip.h"
 #include "fs/subtree.h"
 
 /* Bits 56-59 of a model's inode name its .smip entries (subtree.h). */

@@ -52,7 +52,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "backend/catalog.h"
+#include "backend/store/catalog.h"
 #include "fs/fs.h"
 
 /* ---- the inode space ----------------------------------------------------- */

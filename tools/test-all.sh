@@ -9,12 +9,16 @@ cd "$(dirname "$0")/.."
 rc=0
 sh tools/install-deps.sh --test || { echo "tools/install-deps.sh failed"; rc=1; }
 
+# An existing build folder is configured again: one set up before the test
+# packages were installed (the README's first command) would otherwise keep
+# the dependencies it did not find then, and skip the tests that need them.
 run_build() {
     dir=$1; shift
-    if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 ||
-            { cat "$dir.setup.log"; return 1; }
+    if [ -f "$dir/build.ninja" ]; then
+        set -- --reconfigure "$@"
     fi
+    meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 ||
+        { cat "$dir.setup.log"; return 1; }
     meson compile -C "$dir" >"$dir.compile.log" 2>&1 ||
         { tail -50 "$dir.compile.log"; return 1; }
     meson test -C "$dir" --print-errorlogs --num-processes 2

@@ -107,7 +107,7 @@ struct req {
 	uint64_t roff, rlen;
 	enum sink sink;
 	char *mem;
-	size_t mem_len, mem_max;
+	size_t mem_len, mem_max, mem_cap;
 	unsigned char *buf;
 	uint64_t got;            /* body bytes kept (SINK_CB: over attempts) */
 	uint64_t got0;           /* got when the attempt started */
@@ -843,16 +843,30 @@ static int body_trim(struct req *rq, const char **p, size_t *len)
 /* Appends to a SINK_MEM answer, NUL-terminated; 0 to stop the transfer. */
 static int mem_keep(struct req *rq, const char *p, size_t len)
 {
+	size_t cap = rq->mem_cap ? rq->mem_cap : 4096;
 	char *m;
 
 	if (rq->mem_len + len > rq->mem_max) {
 		rq->toobig = 1;
 		return 0;
 	}
-	m = realloc(rq->mem, rq->mem_len + len + 1);
-	if (!m)
-		return 0;
-	rq->mem = m;
+	/*
+	 * Grown geometrically: a body comes in thousands of pieces, and a
+	 * buffer grown to the exact size each time is copied each time (a
+	 * 64 MiB blob took minutes under AddressSanitizer).
+	 */
+	if (rq->mem_len + len + 1 > rq->mem_cap) {
+		while (cap < rq->mem_len + len + 1)
+			cap *= 2;
+		if (cap - 1 > rq->mem_max)
+			cap = rq->mem_max + 1;
+		m = realloc(rq->mem, cap);
+		if (!m)
+			return 0;
+		rq->mem = m;
+		rq->mem_cap = cap;
+	}
+	m = rq->mem;
 	memcpy(m + rq->mem_len, p, len);
 	rq->mem_len += len;
 	m[rq->mem_len] = 0;
@@ -1258,6 +1272,7 @@ static void req_release(struct req *rq)
 	free(rq->mem);
 	free(rq->piece);
 	rq->url = rq->mem = NULL;
+	rq->mem_cap = 0;
 	rq->piece = NULL;
 }
 
@@ -1535,10 +1550,19 @@ static int task_launch(struct task *k, struct http_engine *e)
 	return r;
 }
 
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 struct task_run {
 	struct http_engine e;
 	size_t left;                 /* tasks not done */
 	struct task *first;          /* the first task that failed */
+	int64_t wait;                /* ms until the next task is due */
 };
 
 static void task_done(void *arg, struct http_job *job, CURLcode code)
@@ -1551,6 +1575,14 @@ static void task_done(void *arg, struct http_job *job, CURLcode code)
 		run->left--;
 		if (k->status < 0 && !run->first)
 			run->first = k;
+	} else {
+		/*
+		 * Due again: at once (an auth challenge answered) or after its
+		 * backoff.  The wait was computed before this answer came.
+		 */
+		int64_t d = k->job.due_ms - clock_mono_ms();
+
+		run->wait = d < 0 ? 0 : d < run->wait ? d : run->wait;
 	}
 }
 
@@ -1589,9 +1621,13 @@ static int run_tasks(struct oci_client *c, struct task *t, size_t n,
 				run.first = run.first ? run.first : k;
 			}
 		}
+		run.wait = wait;
 		http_engine_collect(&run.e, task_done, &run);
-		if (run.left)
-			http_engine_wait(&run.e, (int)wait);
+		/* Nothing in flight: a plain sleep, which a test counts (--wrap=nanosleep). */
+		if (run.left && !run.e.active && run.wait > 0)
+			sleep_ms(run.wait);
+		else if (run.left && run.wait > 0)
+			http_engine_wait(&run.e, (int)run.wait);
 	}
 	http_engine_release(&run.e);
 	if (!run.first)
@@ -1846,6 +1882,7 @@ int oci_manifest_get(struct oci_client *c, const char *repo, const char *ref,
 		*ret_body = rq->mem;
 		*ret_len = rq->mem_len;
 		rq->mem = NULL;
+		rq->mem_cap = 0;
 	}
 	req_release(rq);
 	return r;
@@ -1945,6 +1982,7 @@ int oci_blob_get(struct oci_client *c, const char *repo, const char *digest,
 		*ret = rq->mem ? rq->mem : calloc(1, 1);
 		*ret_len = rq->mem_len;
 		rq->mem = NULL;
+		rq->mem_cap = 0;
 		r = *ret ? 0 : -ENOMEM;
 	}
 	req_release(rq);

@@ -3,22 +3,13 @@
  * the chooser is never larger than plain zstd nor than the input. */
 #include "backend/store/bytegroup.h"
 
+#include "tests/check.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-				#cond);                                           \
-			failures++;                                               \
-		}                                                                 \
-	} while (0)
 
 static uint64_t rng = 88172645463325252ull;
 
@@ -233,7 +224,5 @@ int main(void)
 	test_round_trips();
 	test_chooser();
 	test_corruption();
-	if (failures)
-		fprintf(stderr, "%d checks failed\n", failures);
-	return failures ? 1 : 0;
+	return check_status();
 }

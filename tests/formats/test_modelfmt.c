@@ -4,29 +4,18 @@
 #include "common/modelfmt.h"
 #include "mkmodel.h"
 
+#include "tests/check.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-				#cond);                                           \
-			failures++;                                               \
-		}                                                                 \
-	} while (0)
-
-#define CHECK_RC(rc, want, info)                                                  \
+/* a modelfmt call's return code, with the error it gave */
+#define CHECK_MF(rc, want, info)                                                  \
 	do {                                                                      \
 		int rc_ = (rc);                                                   \
-		if (rc_ != (want)) {                                              \
-			fprintf(stderr, "%s:%d: rc %d, want %d (%s)\n", __FILE__, __LINE__, \
-				rc_, (want), (info)->error);                      \
-			failures++;                                               \
-		}                                                                 \
+		CHECK_MSG(rc_ == (want), "rc %d, want %d (%s)", rc_, (want),      \
+			  (info)->error);                                         \
 	} while (0)
 
 static const struct mk_tensor tiny[] = {
@@ -46,7 +35,7 @@ static void test_gguf(uint32_t version, uint32_t align)
 	size_t i;
 
 	mf_info_init(&info);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &info), 0, &info);
 	CHECK(info.format == MF_FORMAT_GGUF);
 	CHECK(info.version == version);
 	CHECK(info.alignment == a);
@@ -110,15 +99,15 @@ static void test_gguf_stream(void)
 
 	mk_gguf(&b, 3, 0, tiny, 4);
 	mf_info_init(&info);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &info), 0, &info);
 	header = info.header_size;
 	for (len = 0; len < b.len; len++) {
 		rc = mf_parse(b.p, len, b.len, &info);
 		if (len < header) {
-			CHECK_RC(rc, -EAGAIN, &info);
+			CHECK_MF(rc, -EAGAIN, &info);
 			CHECK(info.need > len && info.need <= header);
 		} else {
-			CHECK_RC(rc, 0, &info);
+			CHECK_MF(rc, 0, &info);
 		}
 	}
 	for (len = 16;; steps++) {
@@ -129,16 +118,16 @@ static void test_gguf_stream(void)
 		if (len > b.len)
 			len = b.len;
 	}
-	CHECK_RC(rc, 0, &info);
+	CHECK_MF(rc, 0, &info);
 	CHECK(steps > 0 && steps < 8);
 
 	/* While the file is still being written its size is unknown: the
 	 * header parses, and the real size is checked at the end. */
 	for (len = 0; len < header; len++) {
-		CHECK_RC(mf_parse(b.p, len, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+		CHECK_MF(mf_parse(b.p, len, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
 		CHECK(info.need > len && info.need <= header);
 	}
-	CHECK_RC(mf_parse(b.p, header, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, header, MF_SIZE_UNKNOWN, &info), 0, &info);
 	CHECK(info.n_tensors == 4);
 	{
 		char *text = NULL;
@@ -147,8 +136,8 @@ static void test_gguf_stream(void)
 		      !strstr(text, "% of the file"));
 		free(text);
 	}
-	CHECK_RC(mf_parse(b.p, header, b.len, &info), 0, &info);
-	CHECK_RC(mf_parse(b.p, header, b.len - 1, &info), -EOVERFLOW, &info);
+	CHECK_MF(mf_parse(b.p, header, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, header, b.len - 1, &info), -EOVERFLOW, &info);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -166,7 +155,7 @@ static void gguf_hostile(const char *what, int want, void (*patch)(struct buf *)
 	if (rc != want) {
 		fprintf(stderr, "hostile GGUF '%s': rc %d, want %d (%s)\n", what, rc, want,
 			info.error);
-		failures++;
+		check_failures++;
 	}
 	CHECK(info.status == rc && (rc == 0 || info.error[0]));
 	CHECK(info.n_tensors == 0 || rc == 0);
@@ -413,7 +402,7 @@ static void test_gguf_block_types(void)
 	}
 	buf_zero(&b, 4096);
 	mf_info_init(&info);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &info), 0, &info);
 	for (i = 0; info.status == 0 && i < sizeof(c) / sizeof(c[0]); i++) {
 		CHECK(info.tensors[i].dtype == c[i].dt);
 		CHECK(info.tensors[i].size == c[i].bytes);
@@ -423,7 +412,7 @@ static void test_gguf_block_types(void)
 	hdr(&b, 3, 1, 0);
 	tensor_info(&b, "next", 1, &c[0].n, 42, 0);
 	buf_zero(&b, 4096);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), -EINVAL, &info);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &info), -EINVAL, &info);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -476,17 +465,17 @@ static void test_safetensors(void)
 
 	mk_safetensors(&b, st_json, 136);
 	mf_info_init(&info);
-	CHECK_RC(mf_parse(b.p, 8, b.len, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse(b.p, 8, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == 9);
-	CHECK_RC(mf_parse_safetensors(b.p, 8, b.len, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, 8, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
-	CHECK_RC(mf_parse(b.p, 9, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse(b.p, 9, MF_SIZE_UNKNOWN, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
-	CHECK_RC(mf_parse(b.p, data, MF_SIZE_UNKNOWN, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, data, MF_SIZE_UNKNOWN, &info), 0, &info);
 	CHECK(info.n_tensors == 4);
-	CHECK_RC(mf_parse(b.p, 9, b.len, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse(b.p, 9, b.len, &info), -EAGAIN, &info);
 	CHECK(info.need == data);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &info), 0, &info);
 	CHECK(info.format == MF_FORMAT_SAFETENSORS);
 	CHECK(info.data_offset == data && info.header_size == data);
 	CHECK(info.n_tensors == 4 && info.n_kv == 1);
@@ -526,7 +515,7 @@ static void test_safetensors_metadata(void)
 
 	mk_safetensors(&b, json, 8);
 	mf_info_init(&info);
-	CHECK_RC(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
 	CHECK(info.n_kv == 4);
 	CHECK(mf_st_metadata(&info, "step") && !strcmp(mf_st_metadata(&info, "step"), "12"));
 	CHECK(mf_st_metadata(&info, "seed") && !strcmp(mf_st_metadata(&info, "seed"), ""));
@@ -536,7 +525,7 @@ static void test_safetensors_metadata(void)
 	/* a parse of a file without metadata forgets the last one's */
 	buf_free(&b);
 	mk_safetensors(&b, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
-	CHECK_RC(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, b.len, b.len, &info), 0, &info);
 	CHECK(mf_st_metadata(&info, "step") == NULL);
 	mf_info_release(&info);
 	buf_free(&b);
@@ -554,7 +543,7 @@ static void st_hostile(const char *what, int want, const char *json, size_t data
 	if (rc != want) {
 		fprintf(stderr, "hostile safetensors '%s': rc %d, want %d (%s)\n", what, rc, want,
 			info.error);
-		failures++;
+		check_failures++;
 	}
 	CHECK(rc == 0 || (info.error[0] && info.n_tensors == 0));
 	mf_info_release(&info);
@@ -629,14 +618,14 @@ static void test_safetensors_hostile(void)
 	mf_info_init(&info);
 	buf_u64(&b, 1000);
 	buf_put(&b, "{}", 2);
-	CHECK_RC(mf_parse_safetensors(b.p, b.len, b.len, &info), -EINVAL, &info);
-	CHECK_RC(mf_parse_safetensors(b.p, b.len, 1ull << 40, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, b.len, b.len, &info), -EINVAL, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, b.len, 1ull << 40, &info), -EAGAIN, &info);
 	CHECK(info.need == 1008);
 	b.len = 0;
 	buf_u64(&b, 1ull << 35);
 	buf_put(&b, "{", 1);
-	CHECK_RC(mf_parse_safetensors(b.p, b.len, 1ull << 40, &info), -E2BIG, &info);
-	CHECK_RC(mf_parse_safetensors(b.p, 4, 4, &info), -EINVAL, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, b.len, 1ull << 40, &info), -E2BIG, &info);
+	CHECK_MF(mf_parse_safetensors(b.p, 4, 4, &info), -EINVAL, &info);
 	mf_info_release(&info);
 	buf_free(&b);
 }
@@ -658,9 +647,9 @@ static void test_config(void)
 
 	mf_info_init(&info);
 	mf_info_init(&st);
-	CHECK_RC(mf_parse(qwen_config, 10, sizeof(qwen_config) - 1, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse(qwen_config, 10, sizeof(qwen_config) - 1, &info), -EAGAIN, &info);
 	CHECK(info.need == sizeof(qwen_config) - 1);
-	CHECK_RC(mf_parse(qwen_config, sizeof(qwen_config) - 1, sizeof(qwen_config) - 1, &info), 0,
+	CHECK_MF(mf_parse(qwen_config, sizeof(qwen_config) - 1, sizeof(qwen_config) - 1, &info), 0,
 		 &info);
 	CHECK(info.format == MF_FORMAT_HF_CONFIG);
 	CHECK(!strcmp(info.architecture, "qwen2") && !strcmp(info.arch_class, "Qwen2ForCausalLM"));
@@ -673,21 +662,21 @@ static void test_config(void)
 
 	/* The weights file learns what only the config says. */
 	mk_safetensors(&b, st_json, 136);
-	CHECK_RC(mf_parse(b.p, b.len, b.len, &st), 0, &st);
+	CHECK_MF(mf_parse(b.p, b.len, b.len, &st), 0, &st);
 	mf_info_merge_config(&st, &info);
 	CHECK(!strcmp(st.architecture, "qwen2") && st.context_length == 32768);
 	CHECK(st.n_tensors == 4);
 
-	CHECK_RC(mf_parse_config(mm, strlen(mm), strlen(mm), &info), 0, &info);
+	CHECK_MF(mf_parse_config(mm, strlen(mm), strlen(mm), &info), 0, &info);
 	CHECK(!strcmp(info.architecture, "llama") && info.context_length == 4096);
 	CHECK(info.config_dtype == MF_DTYPE_F16);
 
-	CHECK_RC(mf_parse("{\"a\": 1}", 8, 8, &info), -ENOMSG, &info);
+	CHECK_MF(mf_parse("{\"a\": 1}", 8, 8, &info), -ENOMSG, &info);
 	CHECK(mf_info_summary(&info, NULL, &text) > 0 && strstr(text, "format: unrecognised") &&
 	      strstr(text, "not a model file"));
 	free(text);
-	CHECK_RC(mf_parse_config("{\"a\": ", 6, 6, &info), -EINVAL, &info);
-	CHECK_RC(mf_parse_config("{}", 2, 64u << 20, &info), -E2BIG, &info);
+	CHECK_MF(mf_parse_config("{\"a\": ", 6, 6, &info), -EINVAL, &info);
+	CHECK_MF(mf_parse_config("{}", 2, 64u << 20, &info), -E2BIG, &info);
 	mf_info_release(&info);
 	mf_info_release(&st);
 	buf_free(&b);
@@ -703,16 +692,16 @@ static void test_not_models(void)
 	for (i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(i * 151 + 7);
 	mf_info_init(&info);
-	CHECK_RC(mf_parse(junk, sizeof(junk), 1 << 20, &info), -ENOMSG, &info);
+	CHECK_MF(mf_parse(junk, sizeof(junk), 1 << 20, &info), -ENOMSG, &info);
 	CHECK(mf_info_summary(&info, "junk.bin", &text) > 0 && strstr(text, "not a model file") &&
 	      strstr(text, "stored as plain bytes"));
 	free(text);
-	CHECK_RC(mf_parse(junk, 3, 1 << 20, &info), -EAGAIN, &info);
+	CHECK_MF(mf_parse(junk, 3, 1 << 20, &info), -EAGAIN, &info);
 	CHECK(info.need == 9);
-	CHECK_RC(mf_parse(junk, 3, 3, &info), -ENOMSG, &info);
-	CHECK_RC(mf_parse(junk, 0, 0, &info), -ENOMSG, &info);
+	CHECK_MF(mf_parse(junk, 3, 3, &info), -ENOMSG, &info);
+	CHECK_MF(mf_parse(junk, 0, 0, &info), -ENOMSG, &info);
 	/* A truncated GGUF says why in its summary. */
-	CHECK_RC(mf_parse("GGUF\3\0\0\0", 8, 8, &info), -EINVAL, &info);
+	CHECK_MF(mf_parse("GGUF\3\0\0\0", 8, 8, &info), -EINVAL, &info);
 	CHECK(mf_info_summary(&info, NULL, &text) > 0 &&
 	      strstr(text, "truncated or malformed") && strstr(text, "reason: "));
 	free(text);
@@ -733,7 +722,5 @@ int main(void)
 	test_safetensors_hostile();
 	test_config();
 	test_not_models();
-	if (failures)
-		fprintf(stderr, "%d checks failed\n", failures);
-	return failures ? 1 : 0;
+	return check_status();
 }

@@ -11,8 +11,16 @@
  *   5 AdamW steps     every loss within 1e-4 relative             2e-2 relative
  *   weights after     within 1e-3 of the largest weight           1e-2 of it
  * Exit 77 when the library has no CUDA backend or there is no device.  Built twice: against the
- * real backend (suite gpu) and against the backend compiled for the CPU emulator (suite unit,
- * run with --emulator; tests/gpu/cudaemu). */
+ * real backend (suite gpu) and against the backend compiled for the CPU emulator (suite emu,
+ * run with --emulator; tests/gpu/cudaemu).
+ *
+ * Options: --fp32 or --bf16 checks one activation type (default both); --kernels or --model
+ * one part (default both); --quick runs the model at batch 2 x 16 tokens for 2 AdamW steps
+ * instead of 4 x 32 for 5, and the long attention kernel with one head instead of two (the
+ * other kernels keep their shapes), so that each run on the emulator stays under a minute
+ * under the sanitisers; --no-long leaves the long attention out (the race check with bf16
+ * activations, where it alone takes minutes; its fp32 twin runs the same templated kernels).
+ * The full shape is the suite emu-full (tests/gpu/meson.build). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +31,12 @@
 #include "gpu/gpt_i.h"
 #include "kernel_parity.h"
 
+/* the full shape; --quick runs b x t tokens for steps steps */
 enum { B = 4, T = 32, STEPS = 5 };
+
+struct shape {
+	int b, t, steps;
+};
 
 static int failures;
 
@@ -54,19 +67,20 @@ static double max_diff(const float *x, const float *y, size_t n)
 	return m;
 }
 
-static int model_parity(const struct gpu_config *cfg, int bf16)
+static int model_parity(const struct gpu_config *cfg, const struct shape *sh, int bf16)
 {
 	static const char *names[GPU_NPARAMS] = {
 		"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb", "ln2w",
 		"ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb" };
-	struct gpu_opts opts = { GPU_BACKEND_CPU, B, T, 0, 5, 0 };
+	const int nb = sh->b, nt = sh->t;
+	struct gpu_opts opts = { GPU_BACKEND_CPU, nb, nt, 0, 5, 0 };
 	const struct gpu_adamw hp = { 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f };
 	const double tol_logits = bf16 ? 5e-2 : 1e-4, tol_loss0 = bf16 ? 1e-2 : 1e-5;
 	const double tol_loss = bf16 ? 2e-2 : 1e-4, tol_grad = bf16 ? 5e-2 : 1e-3;
 	const double tol_w = bf16 ? 1e-2 : 1e-3;
 	const char *mode = bf16 ? "bf16" : "fp32";
 	struct gpu_model *cpu = NULL, *gpu = NULL;
-	size_t sizes[GPU_NPARAMS], np, nl = (size_t)B * T * cfg->vocab_size, off = 0;
+	size_t sizes[GPU_NPARAMS], np, nl = (size_t)nb * nt * cfg->vocab_size, off = 0;
 	float *a = NULL, *b = NULL, lc, lg;
 	int32_t in[B * T], tg[B * T];
 	uint64_t rng = 77;
@@ -88,13 +102,13 @@ static int model_parity(const struct gpu_config *cfg, int bf16)
 		goto out;
 	gpu_param_sizes(cfg, sizes);
 
-	for (int s = 0; s < STEPS; s++) {
-		for (int i = 0; i < B * T; i++) {
+	for (int s = 0; s < sh->steps; s++) {
+		for (int i = 0; i < nb * nt; i++) {
 			in[i] = (int32_t)(gpu_rng_next(&rng) % (uint64_t)cfg->vocab_size);
 			tg[i] = (int32_t)(gpu_rng_next(&rng) % (uint64_t)cfg->vocab_size);
 		}
-		if ((r = gpu_model_forward(cpu, in, tg, B, T, &lc)) < 0 ||
-		    (r = gpu_model_forward(gpu, in, tg, B, T, &lg)) < 0)
+		if ((r = gpu_model_forward(cpu, in, tg, nb, nt, &lc)) < 0 ||
+		    (r = gpu_model_forward(gpu, in, tg, nb, nt, &lg)) < 0)
 			goto out;
 		if (s == 0) {
 			if ((r = gpu_model_logits(cpu, -1, a)) < 0 ||
@@ -145,11 +159,33 @@ int main(int argc, char **argv)
 	const struct gpu_config cfg = { 2, 4, 64, T, 250 };
 	struct gpu_opts opts = { GPU_BACKEND_CUDA, B, T, 0, 5, 0 };
 	struct gpu_model *probe = NULL;
-	int r;
+	struct shape sh = { B, T, STEPS };
+	int r, from = 0, to = 1, long_heads = 2, kernels = 1, model = 1;
 
-	if (argc > 1 && strcmp(argv[1], "--emulator") == 0)
-		printf("CUDA backend on cudaemu, the CPU stand-in for a GPU: kernels and the model "
-		       "are checked, speed is not\n");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--emulator") == 0) {
+			printf("CUDA backend on cudaemu, the CPU stand-in for a GPU: kernels and the "
+			       "model are checked, speed is not\n");
+		} else if (strcmp(argv[i], "--quick") == 0) {
+			sh = (struct shape){ 2, 16, 2 };
+			long_heads = long_heads ? 1 : 0;
+		} else if (strcmp(argv[i], "--no-long") == 0) {
+			long_heads = 0;
+		} else if (strcmp(argv[i], "--kernels") == 0) {
+			model = 0;
+		} else if (strcmp(argv[i], "--model") == 0) {
+			kernels = 0;
+		} else if (strcmp(argv[i], "--fp32") == 0) {
+			from = to = 0;
+		} else if (strcmp(argv[i], "--bf16") == 0) {
+			from = to = 1;
+		} else {
+			printf("usage: %s [--emulator] [--quick] [--no-long] [--fp32 | --bf16] "
+			       "[--kernels | --model]\n", argv[0]);
+			return 2;
+		}
+	}
+	printf("model: batch %d x %d tokens, %d steps\n", sh.b, sh.t, sh.steps);
 	if (!gpu_cuda_ops()) {
 		printf("skip: this build has no CUDA backend (nvcc not found, or a sanitised build)\n");
 		return 77;
@@ -164,16 +200,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	gpu_model_free(probe);
-	for (int bf16 = 0; bf16 <= 1; bf16++) {
+	for (int bf16 = from; bf16 <= to; bf16++) {
 		void *kctx = NULL;
 
 		if ((r = gpu_cuda_ops()->ctx_new(&kctx, bf16)) < 0) {
 			printf("FAIL: CUDA context: %s\n", strerror(-r));
 			return 1;
 		}
-		failures += kernel_parity(gpu_cuda_ops(), kctx, bf16);
+		if (kernels)
+			failures += kernel_parity(gpu_cuda_ops(), kctx, bf16, long_heads);
 		gpu_cuda_ops()->ctx_free(kctx);
-		if (model_parity(&cfg, bf16) < 0)
+		if (model && model_parity(&cfg, &sh, bf16) < 0)
 			failures++;
 	}
 	printf("%d failure(s)\n", failures);

@@ -12,19 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/check.h"
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
 #include "gpu/gpt.h"
 
-static int failures;
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-			failures++;                                                        \
-		}                                                                          \
-	} while (0)
 
 static const char *tmpdir;
 
@@ -324,7 +317,7 @@ static void test_ckpt_hostile(void)
 		CHECK(rewrite("h", name, bad[i].file, bad[i].edit, bad[i].hl));
 		if (gpu_ckpt_load(b, tmp_path(name), NULL) != -EINVAL) {
 			printf("FAIL: hostile checkpoint %zu not refused with -EINVAL\n", i);
-			failures++;
+			check_failures++;
 		}
 		CHECK(same_buf(b, fresh, GPU_BUF_PARAMS));
 		CHECK(same_buf(b, fresh, GPU_BUF_ADAM_M));
@@ -466,6 +459,6 @@ int main(void)
 	test_bounds_and_nan();
 	test_schedule_and_sampling();
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	printf("%d failure(s)\n", failures);
-	return failures ? 1 : 0;
+	printf("%d failure(s)\n", (int)check_failures);
+	return check_status();
 }

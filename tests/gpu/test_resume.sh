@@ -2,13 +2,15 @@
 # Resuming from a checkpoint reproduces the uninterrupted run exactly (CPU backend): the same
 # train and validation losses and learning rates, logged to the last bit, and the same final
 # weights and optimizer state, byte for byte.
-# usage: test_resume.sh LLMFS_TRAIN CORPUS
+# usage: test_resume.sh LLMFS_TRAIN CORPUS (the shared data folder's tinyshakespeare.txt: fails,
+# naming it, when it is missing)
 set -eu
 train=$1
 corpus=$2
 if [ ! -r "$corpus" ]; then
-    echo "skip: corpus $corpus not readable"
-    exit 77
+    echo "FAIL: the shared data folder is missing: cannot read $corpus" \
+         "(CI has it at ../shared beside the repository; or meson setup -Dshared_dir=PATH)"
+    exit 1
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/llmfs-resume-XXXXXX")
 trap 'rm -rf "$dir"' EXIT

@@ -3,13 +3,18 @@
 # planner must reach 95 % of GPT-4's quality with at most 50 % GPT-4 calls
 # (random routing needs about 68 %).  On GSM8K, cascades judged by the
 # arithmetic checker and prompt-length types must beat the random mix.
-# Skips without the shared data.
+# Fails, naming the folder, without the shared data (CI has it at ../shared
+# beside the repository; meson setup -Dshared_dir=PATH names another).
 set -eu
 tool=$1
 convert=$2
 data=$3
-[ -d "$data/mmlu/responses" ] || { echo "skipped: no $data"; exit 77; }
-command -v python3 >/dev/null || { echo "skipped: no python3"; exit 77; }
+if [ ! -d "$data/mmlu/responses" ]; then
+	echo "FAIL: the shared data folder is missing: no $data/mmlu/responses" \
+	     "(CI has it at ../shared beside the repository; or meson setup -Dshared_dir=PATH)"
+	exit 1
+fi
+command -v python3 >/dev/null || { echo "FAIL: no python3 (tools/install-deps.sh --test)"; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 
 #define N_KINDS 10
 #define KIND_OPEN 9
@@ -323,7 +323,7 @@ void write_card(const char *dir, const char *name, const char *json)
 	CHECK(mkdir(path, 0700) == 0);
 	snprintf(path, sizeof(path), "%s/%s/card.json", dir, name);
 	f = fopen(path, "w");
-	CHECK(f);
+	REQUIRE(f);
 	fputs(json, f);
 	CHECK(fclose(f) == 0);
 }

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_cand.h"
 
 static struct plan_models models;
@@ -13,7 +13,7 @@ static void add_model(const char *name, const char *card)
 	char *err = NULL;
 
 	models.v = realloc(models.v, (models.n + 1) * sizeof(*models.v));
-	CHECK(models.v);
+	REQUIRE(models.v);
 	CHECK_RC(plan_model_parse(name, card, NULL, &models.v[models.n], &err),
 		 0);
 	models.n++;
@@ -244,5 +244,5 @@ int main(void)
 	free((void *)mean_pick);
 	plan_stats_free(s);
 	plan_models_release(&models);
-	return 0;
+	return check_status();
 }

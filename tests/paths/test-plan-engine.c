@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_engine.h"
 #include "scheduler/plan_proc.h"
 #include "standin.h"
@@ -589,5 +589,5 @@ int main(void)
 	standin_stop(srv);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	CHECK(system(cmd) == 0);
-	return 0;
+	return check_status();
 }

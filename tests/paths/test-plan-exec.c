@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_exec.h"
 #include "common/clock.h"
 #include "scheduler/plan_util.h"
@@ -458,5 +458,5 @@ int main(void)
 	standin_stop(srv);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
 	CHECK(system(cmd) == 0);
-	return 0;
+	return check_status();
 }

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_model.h"
 
 static const char readme[] =
@@ -320,5 +320,5 @@ int main(void)
 	bad("x", "[1]", "not an object");
 	bad("x", "{\"command\": [\"a\"],", "card.json line");
 	bad("../etc", "{\"command\": [\"a\"]}", "not usable");
-	return 0;
+	return check_status();
 }

@@ -6,7 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_stats.h"
 
 static void test_posterior(void)
@@ -103,7 +103,7 @@ static void test_persist(void)
 	{
 		FILE *f = fopen(path, "w");
 
-		CHECK(f);
+		REQUIRE(f);
 		fputs("this is not sqlite, just text that is long enough to "
 		      "fill a header page of one hundred bytes or so ......",
 		      f);
@@ -175,5 +175,5 @@ int main(void)
 	test_explore();
 	test_persist();
 	test_kill();
-	return 0;
+	return check_status();
 }

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "tests/check.h"
 #include "scheduler/plan_check.h"
 #include "scheduler/plan_task.h"
 
@@ -85,7 +85,7 @@ static void test_bad(void)
 {
 	char *big = malloc(PLAN_TASK_MAX_BYTES + 2);
 
-	CHECK(big);
+	REQUIRE(big);
 	memset(big, 'a', PLAN_TASK_MAX_BYTES + 1);
 	big[PLAN_TASK_MAX_BYTES + 1] = '\0';
 	parse_bad(big, PLAN_TASK_MAX_BYTES + 1, -E2BIG, "larger than");
@@ -192,7 +192,7 @@ static void planner(const char *s, const char *want)
 	char *err = NULL;
 	int rc;
 
-	CHECK(j);
+	REQUIRE(j);
 	rc = plan_task_from_planner_json(j, &t, &err);
 	if (want ? rc != -EINVAL || !err || !strstr(err, want) : rc != 0)
 		fprintf(stderr, "planner reply %.60s: rc %d, reason %s\n", s,
@@ -233,5 +233,5 @@ int main(void)
 	test_bad();
 	test_checkers();
 	test_planner_reply();
-	return 0;
+	return check_status();
 }

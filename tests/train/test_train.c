@@ -16,7 +16,7 @@
 
 #include "gpu/ckpt.h"
 #include "gpu/train.h"
-#include "../unit/check.h"
+#include "tests/check.h"
 
 static char tmp[64];
 
@@ -670,5 +670,5 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		check_failures++;
-	return check_failures ? 1 : 0;
+	return check_status();
 }

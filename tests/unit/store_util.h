@@ -12,7 +12,7 @@
 #include <sqlite3.h>
 
 #include "backend/store/store.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* An fsck line: printed, and counted in *(int *)arg when arg is given. */
 static inline void fsck_line(void *arg, const char *line)

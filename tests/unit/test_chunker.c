@@ -6,7 +6,7 @@
 
 #include "backend/store/chunker.h"
 #include "backend/store/hash.h"
-#include "check.h"
+#include "tests/check.h"
 
 #define LEN (16u << 20)
 #define MAXCH (LEN / CDC_MIN + 2)
@@ -146,5 +146,5 @@ int main(void)
 	RUN(test_known_hash);
 	free(buf);
 	free(buf2);
-	return check_failures ? 1 : 0;
+	return check_status();
 }

@@ -6,7 +6,7 @@
 
 #include "backend/store/chunker.h"
 #include "backend/store/codec.h"
-#include "check.h"
+#include "tests/check.h"
 
 static void round_trip(struct codec *c, const uint8_t *src, size_t len,
 		       enum codec_scheme want)
@@ -72,5 +72,5 @@ int main(void)
 {
 	RUN(test_round_trips);
 	RUN(test_damage);
-	return check_failures ? 1 : 0;
+	return check_status();
 }

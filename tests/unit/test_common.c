@@ -10,13 +10,13 @@
 #include <curl/curl.h>
 #include <sqlite3.h>
 
-#include "backend/hash.h"
-#include "backend/store.h"
+#include "backend/store/hash.h"
+#include "backend/store/store.h"
 #include "common/clock.h"
 #include "common/errmap.h"
 #include "common/hex.h"
 #include "common/utf8.h"
-#include "check.h"
+#include "tests/check.h"
 
 #define U8(s) utf8_check_n((s), sizeof(s) - 1)
 
@@ -282,5 +282,5 @@ int main(void)
 	RUN(test_errmap_curl);
 	RUN(test_errmap_sqlite);
 	RUN(test_clock);
-	return check_failures != 0;
+	return check_status();
 }

@@ -28,7 +28,7 @@
 
 #include "backend/store/catalog.h"
 #include "backend/store/store.h"
-#include "check.h"
+#include "tests/check.h"
 #include "store_util.h"
 
 static char top[256];
@@ -712,5 +712,5 @@ int main(void)
 		if (system(cmd) != 0)
 			return 1;
 	}
-	return check_failures ? 1 : 0;
+	return check_status();
 }

@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "common/errmap.h"
 #include "common/http.h"
-#include "check.h"
+#include "tests/check.h"
 
 static void test_backoff(void)
 {
@@ -185,5 +185,5 @@ int main(void)
 	RUN(test_attempts);
 	RUN(test_loop);
 	curl_global_cleanup();
-	return check_failures != 0;
+	return check_status();
 }

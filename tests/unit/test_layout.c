@@ -15,7 +15,7 @@
 
 #include "backend/registry/layout.h"
 #include "common/hex.h"
-#include "check.h"
+#include "tests/check.h"
 
 /* ---- blobs served through the fetch callback ---- */
 
@@ -1323,5 +1323,5 @@ int main(void)
 	RUN(test_hostile_manifests);
 	RUN(test_hostile_tars);
 	RUN(test_round_trip);
-	return check_failures ? 1 : 0;
+	return check_status();
 }

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "backend/registry/oci.h"
-#include "tests/unit/check.h"
+#include "tests/check.h"
 
 #define SECRET "S3cr3tPW"
 
@@ -125,5 +125,5 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", tmp);
-	return check_failures ? 1 : 0;
+	return check_status();
 }

@@ -13,7 +13,7 @@
 #include "backend/store/chunker.h"
 #include "backend/store/pack.h"
 #include "backend/registry/smipnet.h"
-#include "check.h"
+#include "tests/check.h"
 
 #define ID1 "00112233445566778899aabbccddeeff"
 #define ID2 "ffeeddccbbaa99887766554433221100"
@@ -211,5 +211,5 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir1, dir2);
 	if (system(cmd) != 0)
 		check_failures++;
-	return check_failures ? 1 : 0;
+	return check_status();
 }

@@ -17,7 +17,7 @@
 #include "backend/store/catalog.h"
 #include "backend/store/chunker.h"
 #include "backend/store/store.h"
-#include "check.h"
+#include "tests/check.h"
 #include "store_util.h"
 
 static char dir[256];
@@ -709,5 +709,5 @@ int main(void)
 		if (system(cmd) != 0)
 			return 1;
 	}
-	return check_failures ? 1 : 0;
+	return check_status();
 }
