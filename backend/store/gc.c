@@ -433,6 +433,7 @@ int cas_gc_thread_start(struct cas_store *st,
 			void (*done)(void *arg, int64_t freed), void *arg)
 {
 	struct gc_thread *g = &st->gct;
+	struct cat_stats cs;
 	int r;
 
 	if (g->running)
@@ -442,6 +443,11 @@ int cas_gc_thread_start(struct cas_store *st,
 	g->done = done;
 	g->arg = arg;
 	g->wanted = g->stop = 0;
+	/* Deletes that a crash kept from their collection: collected now, not at the next delete. */
+	pthread_mutex_lock(&st->lock);
+	if (cat_stats(st->cat, &cs) == 0 && cs.dead_chunks > 0)
+		g->wanted = 1;
+	pthread_mutex_unlock(&st->lock);
 	r = pthread_create(&g->thread, NULL, gc_main, st);
 	if (r) {
 		pthread_cond_destroy(&g->cond);

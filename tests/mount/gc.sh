@@ -106,6 +106,18 @@ test_expect_success 'remount: the files read back, deleted ones stay deleted' '
 	[ ! -e "$M/m/c.bin" ] && [ ! -e "$M/m/d.bin" ]
 '
 
+# A delete whose collection a crash prevented: the next start collects it,
+# without waiting for another delete.
+test_expect_success 'after kill -9 right after a delete, the next start collects it' '
+	cp "$SRC/a.bin" "$M/m/e.bin" && head -c 3000000 /dev/urandom >"$M/m/f.bin" &&
+	sync && rm "$M/m/f.bin" && daemon_kill9 &&
+	daemon_start &&
+	say "dead chunks at start: $(status_get dead_chunks)" &&
+	wait_for "$GC_DEADLINE" "[ \"\$(status_get dead_chunks)\" = 0 ]" &&
+	rm "$M/m/e.bin" &&
+	cmp "$SRC/a.bin" "$M/m/a.bin"
+'
+
 if have_fsck; then
 	# Collected records are punched (tmpfs punches holes): their bytes no
 	# longer match their ids, yet no chunk row points at them, so fsck
