@@ -51,8 +51,8 @@ test_expect_success 'set up: a model with a file and a link' '
 '
 
 test_expect_success 'the root lists one folder per subtree, and only those' '
-	[ "$(ls -a "$MNT" | tr "\n" " ")" = ". .. .llmfs models net paths " ] &&
-	for d in models net paths .llmfs; do
+	[ "$(ls -a "$MNT" | tr "\n" " ")" = ". .. .llmfs models net paths train " ] &&
+	for d in models net paths train .llmfs; do
 		[ -d "$MNT/$d" ] || { say "$d is not a folder"; return 1; }
 	done &&
 	expect_errno ENOENT stat "$MNT/nothing" &&
