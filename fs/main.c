@@ -236,7 +236,6 @@ static int daemon_main(int argc, char **argv)
 			break;
 		case 'R':
 			free(remotes);
-	free(tree);
 			remotes = strdup(optarg);
 			break;
 		case 'T':
@@ -398,5 +397,6 @@ out:
 	fuse_opt_free_args(&args);
 	free(store);
 	free(remotes);
+	free(tree);
 	return rc;
 }
