@@ -28,6 +28,7 @@
 #include "backend/registry/smipnet.h"
 #include "backend/registry/transfers.h"
 #include "fs/net.h"
+#include "common/clock.h"
 
 #define NET_TTL_NS (10 * 1000000000LL)
 #define ERR_LEN 512
@@ -109,14 +110,6 @@ struct fs_net_handle {
 	int writable;
 	pthread_mutex_t lock;   /* the kernel reads ahead on several threads */
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 int fs_net_transfers(struct fs_net *n, char **ret, size_t *ret_len)
 {
@@ -277,7 +270,7 @@ static struct ntag *tag_new(int remote, const char *repo, const char *tag)
 		return NULL;
 	t->refs = 1;
 	t->remote = remote;
-	t->at = now_ns();
+	t->at = clock_mono_ns();
 	t->repo = strdup(repo);
 	t->tag = strdup(tag);
 	if (!t->repo || !t->tag) {
@@ -346,7 +339,7 @@ static int tag_get(struct fs_net *n, struct nnode *tn, struct ntag **ret)
 
 	pthread_mutex_lock(&n->lock);
 	t = tn->tag;
-	if (t && (t->push || now_ns() - t->at < NET_TTL_NS)) {
+	if (t && (t->push || clock_mono_ns() - t->at < NET_TTL_NS)) {
 		t->refs++;
 		pthread_mutex_unlock(&n->lock);
 		*ret = t;
@@ -398,7 +391,7 @@ static int remote_repos(struct fs_net *n, int remote, char ***ret, size_t *ret_n
 	int r;
 
 	pthread_mutex_lock(&n->lock);
-	if (nr->repos && now_ns() - nr->listed < NET_TTL_NS)
+	if (nr->repos && clock_mono_ns() - nr->listed < NET_TTL_NS)
 		goto copy;
 	pthread_mutex_unlock(&n->lock);
 	r = reg_repos(nr->c, nr->cfg, &v, &nv, err, sizeof(err));
@@ -411,7 +404,7 @@ static int remote_repos(struct fs_net *n, int remote, char ***ret, size_t *ret_n
 	oci_strv_free(nr->repos, nr->nrepos);
 	nr->repos = v;
 	nr->nrepos = nv;
-	nr->listed = now_ns();
+	nr->listed = clock_mono_ns();
 copy:
 	*ret = calloc(nr->nrepos + 1, sizeof(char *));
 	for (i = 0; *ret && i < nr->nrepos; i++)
@@ -431,7 +424,7 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 	int r;
 
 	pthread_mutex_lock(&n->lock);
-	if (d->names && now_ns() - d->listed < NET_TTL_NS) {
+	if (d->names && clock_mono_ns() - d->listed < NET_TTL_NS) {
 		pthread_mutex_unlock(&n->lock);
 		return 0;
 	}
@@ -453,7 +446,7 @@ static int dir_listing(struct fs_net *n, struct nnode *d)
 	d->names = names;
 	d->modes = modes;
 	d->nnames = nn;
-	d->listed = now_ns();
+	d->listed = clock_mono_ns();
 	pthread_mutex_unlock(&n->lock);
 	names = NULL;
 	modes = NULL;
@@ -488,8 +481,8 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 	pthread_mutex_lock(&n->lock);
 	k = kid_find(d, name);
 	if (k && ((k->kind == N_TAG && k->tag &&
-		   (k->tag->push || now_ns() - k->tag->at < NET_TTL_NS)) ||
-		  (k->kind == N_DIR && (k->made || now_ns() - k->listed < NET_TTL_NS)))) {
+		   (k->tag->push || clock_mono_ns() - k->tag->at < NET_TTL_NS)) ||
+		  (k->kind == N_DIR && (k->made || clock_mono_ns() - k->listed < NET_TTL_NS)))) {
 		*ret_ino = k->ino;
 		pthread_mutex_unlock(&n->lock);
 		return 0;
@@ -504,7 +497,7 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 			if (strcmp(d->names[i], name) == 0)
 				break;
 		/* A name the cached listing lacks: list again, once a second. */
-		stale = i == d->nnames && !again && now_ns() - d->listed > NET_TTL_NS / 10;
+		stale = i == d->nnames && !again && clock_mono_ns() - d->listed > NET_TTL_NS / 10;
 		if (stale) {
 			d->listed = 0;
 			n->r[d->remote].listed = 0;
@@ -554,7 +547,7 @@ static int lookup_dir(struct fs_net *n, struct nnode *d, const char *name,
 		if (k && !k->prefix)
 			k->prefix = strdup(full);
 		if (k && !k->names)
-			k->listed = now_ns();
+			k->listed = clock_mono_ns();
 		pthread_mutex_unlock(&n->lock);
 	}
 	free(full);
@@ -1281,6 +1274,10 @@ static int push_node(struct fs_net *n, uint64_t parent, const char *name,
 	char *path = NULL;
 	int r;
 
+	/* Every name of a push goes into its manifest: the store's rule (strict UTF-8). */
+	r = cas_name_check(name);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&n->lock);
 	p = node_of(n, parent);
 	pthread_mutex_unlock(&n->lock);

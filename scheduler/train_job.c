@@ -37,6 +37,7 @@
 
 #include "gpu/train.h"
 #include "plan_util.h"
+#include "common/clock.h"
 
 #define NAME_MAX_LEN 128
 #define JOB_TEXT_MAX (64u << 10)
@@ -118,14 +119,6 @@ int train_job_name_valid(const char *name)
 			return 0;
 	}
 	return 1;
-}
-
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static char *path_of(const struct job *jb, const char *file)
@@ -660,7 +653,7 @@ static int start(struct train_jobs *j, struct job *jb)
 	out[0] = err[0] = -1;
 	jb->in_len = 0;
 	jb->stop_asked = jb->saw_done = jb->saw_stopped = 0;
-	jb->started = mono_now();
+	jb->started = clock_mono_s();
 	jb->run_first_step = 0;
 	j->running++;
 	set_state(j, jb, S_RUNNING, NULL);
@@ -873,7 +866,7 @@ static void finish(struct train_jobs *j, struct job *jb, int status)
 
 	j->running--;
 	jb->pid = 0;
-	jb->wall += mono_now() - jb->started;
+	jb->wall += clock_mono_s() - jb->started;
 	if (jb->removing) {
 		unlink_job(j, jb);
 		rm_tree(jb->dir);

@@ -11,19 +11,12 @@
 #include <time.h>
 
 #include "backend/registry/transfers.h"
+#include "common/clock.h"
 
 struct xfer_list {
 	pthread_mutex_t lock;
 	struct xfer *head;
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 int xfer_list_new(struct xfer_list **ret)
 {
@@ -66,7 +59,7 @@ struct xfer *xfer_start(struct xfer_list *l, const char *what,
 		return NULL;
 	}
 	atomic_store(&x->total, total);
-	x->start = now_ns();
+	x->start = clock_mono_ns();
 	pthread_mutex_lock(&l->lock);
 	x->next = l->head;
 	l->head = x;
@@ -82,7 +75,7 @@ void xfer_end(struct xfer_list *l, struct xfer *x, int r, const char *err)
 	if (!x)
 		return;
 	pthread_mutex_lock(&l->lock);
-	x->end = now_ns();
+	x->end = clock_mono_ns();
 	x->state = r < 0 ? 2 : 1;
 	if (r < 0)
 		snprintf(x->err, sizeof(x->err), "%s", err && *err ? err : strerror(-r));
@@ -137,7 +130,7 @@ int xfer_list_text(struct xfer_list *l, char **ret, size_t *ret_len)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	int64_t now = now_ns();
+	int64_t now = clock_mono_ns();
 	struct xfer *x;
 
 	if (!f)

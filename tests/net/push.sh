@@ -52,6 +52,13 @@ test_expect_success "let go, the held push ends well, the tag holds the model" '
 	cmp "$SRC/m/model.safetensors" "$MNT/net/lab/team/m/v1/model.safetensors"
 '
 
+test_expect_success "a push refuses a name that is not strict UTF-8 (EILSEQ), as models/ does" '
+	mkdir "$MNT/net/lab/team/bad:v1" &&
+	expect_errno EILSEQ create "$MNT/net/lab/team/bad:v1/a\xe0\x80\x80z" &&
+	expect_errno EILSEQ mkdir "$MNT/net/lab/team/bad:v1/d\xff" &&
+	expect_errno OK create "$MNT/net/lab/team/bad:v1/ok.txt"
+'
+
 test_expect_success "a push mounts blobs from all of 18 models read before" '
 	for i in $(seq 1 18); do
 		mkdir -p "$SRC/a$i" &&
