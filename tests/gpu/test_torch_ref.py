@@ -15,6 +15,7 @@ same batch and compares:
                    safetensors file with the "transformer." prefix that save_pretrained() uses,
                    load into the C engine and give torch's loss on the batch within 1e-5
 usage: test_torch_ref.py REF_DUMP
+       test_torch_ref.py --model DIR TEXT VAL_LOSS   (a trained model: see check_model())
 """
 import json
 import os
@@ -90,7 +91,35 @@ def gpt2_forward(w, cfg, idx):
     return x @ w["wte.weight"].t()
 
 
+def check_model(model_dir, text_path, val_loss):
+    """A trained model as llmfs stores it (config.json, model.safetensors with Hugging Face
+    names) loads here and predicts the held-out end of its corpus (the last tenth, the
+    engine's validation split) about as well as its run's last validation loss says."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.setdefault("layer_norm_epsilon", 1e-5)
+    w = load_safetensors(os.path.join(model_dir, "model.safetensors"))
+    w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+    with open(text_path, "rb") as f:
+        data = f.read()
+    val = data[len(data) - len(data) // 10:]
+    T = min(64, cfg["n_positions"])
+    starts = [i * (len(val) - T - 1) // 16 for i in range(16)]
+    idx = torch.tensor([list(val[s:s + T]) for s in starts])
+    tgt = torch.tensor([list(val[s + 1:s + T + 1]) for s in starts])
+    with torch.no_grad():
+        logits = gpt2_forward(w, cfg, idx)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1)).item()
+    print(f"torch loss on the held-out text {loss:.4f}, the run's last val_loss {val_loss:.4f}")
+    ok = abs(loss - val_loss) <= 0.25 and loss < 4.5
+    print("ok" if ok else "FAIL")
+    return 0 if ok else 1
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--model":
+        torch.set_num_threads(2)
+        return check_model(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     if len(sys.argv) != 2:
         print(__doc__)
         return 2

@@ -95,6 +95,8 @@ test_expect_success 'the model lands in models/<job>/ with its checkpoints' '
 		done
 	done &&
 	cmp "$M/u/model.safetensors" "$M/u/checkpoint-200/model.safetensors" &&
+	vl=$(tail -n 1 "$T/u/metrics.tsv" | cut -f3) &&
+	$PY "$MOUNT_HELPERS/../gpu/test_torch_ref.py" --model "$M/u" "$TEST_DIR/tiny.txt" "$vl" &&
 	$PY -c "import json, sys; s = json.load(open(sys.argv[1]));
 assert s[\"global_step\"] == 200 and s[\"max_steps\"] == 200, s[\"global_step\"]" \
 		"$M/u/trainer_state.json" &&
@@ -139,6 +141,16 @@ test_expect_success 'a daemon killed (-9) mid-job goes on from the last checkpoi
 	[ "$(cat "$T/k/status")" = done ] &&
 	grep -q "resumed from models/k/checkpoint-" "$T/k/log" &&
 	same_run u k
+'
+
+test_expect_success 'one job at a time (--train-jobs 1): the next waits as queued' '
+	job q1 && job q2 steps=20 &&
+	wait_status q1 120 "^running" &&
+	[ "$(cat "$T/q2/status")" = queued ] &&
+	timeout 300 cat "$T/q2/result" >/dev/null &&
+	[ "$(cat "$T/q1/status")" = done ] && [ "$(cat "$T/q2/status")" = done ] &&
+	[ "$(grep -c "started" "$T/q2/log")" -ge 1 ] &&
+	same_run u q1
 '
 
 test_expect_success 'rmdir of a running job stops it and removes its folder; its model stays' '
