@@ -100,7 +100,11 @@ test_expect_success 'the model lands in models/<job>/ with its checkpoints' '
 	$PY -c "import json, sys; s = json.load(open(sys.argv[1]));
 assert s[\"global_step\"] == 200 and s[\"max_steps\"] == 200, s[\"global_step\"]" \
 		"$M/u/trainer_state.json" &&
-	! ls "$M/u" | grep -q "\.tmp$"
+	! ls "$M/u" | grep -q "\.tmp$" &&
+	# The final model is a copy of its last checkpoint'"'"'s: the store keeps one.
+	logical=$(status_get logical_bytes) && unique=$(status_get unique_bytes) &&
+	say "logical $logical, unique $unique" &&
+	[ $((logical - unique)) -ge "$(stat -c %s "$M/u/model.safetensors")" ]
 '
 
 test_expect_success 'the loss column is llmfs-train'"'"'s, bit for bit' '
@@ -147,6 +151,9 @@ test_expect_success 'one job at a time (--train-jobs 1): the next waits as queue
 	job q1 && job q2 steps=20 &&
 	wait_status q1 120 "^running" &&
 	[ "$(cat "$T/q2/status")" = queued ] &&
+	{ timeout 1.5 tail -n 0 -f "$T/q1/metrics.tsv" >"$TEST_DIR/tail.out" 2>&1; :; } &&
+	say "tail -f saw $(wc -l <"$TEST_DIR/tail.out") new rows" &&
+	[ -s "$TEST_DIR/tail.out" ] &&
 	timeout 300 cat "$T/q2/result" >/dev/null &&
 	[ "$(cat "$T/q1/status")" = done ] && [ "$(cat "$T/q2/status")" = done ] &&
 	[ "$(grep -c "started" "$T/q2/log")" -ge 1 ] &&
