@@ -227,6 +227,8 @@ int cas_import_commit(struct cas_import *im)
 		r = cat_commit(st->cat);
 	else
 		cat_rollback(st->cat);
+	if (r == 0)
+		store_deltas_committed(st, d, nd);
 	pthread_mutex_unlock(&st->lock);
 	if (r == 0) {
 		im->n = 0;

@@ -208,6 +208,8 @@ static int compact_locked(struct cas_store *st, uint32_t id, uint8_t *rec)
 		r = cat_pack_delete(st->cat, id);
 	if (r == 0)
 		r = cat_commit(st->cat);
+	if (r == 0)
+		store_deltas_committed(st, v, nv);
 	if (r < 0) {
 		cat_rollback(st->cat);
 		cut_back(st, v, nv);

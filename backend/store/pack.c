@@ -170,7 +170,7 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		if (fd < 0)
 			return -errno;
 		pack_header(hdr);
-		hdr[PACK_FRESH_OFF] = 1;
+		hdr[PACK_FRESH_OFF] = PACK_MARK_FRESH;
 		if (pwrite(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 			r = errno ? -errno : -EIO;
 			close(fd);
@@ -179,7 +179,7 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		}
 		ps->dirty[id] = 1;
 		ps->dir_dirty = 1;
-		ps->fresh[id] = 1;
+		ps->fresh[id] = PACK_MARK_FRESH;
 	} else if (fd < 0) {
 		return -errno;
 	} else {
@@ -196,8 +196,10 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 		if (pread(fd, hdr, sizeof(hdr), 0) != sizeof(hdr)) {
 			ps->badhdr[id] = 1;
 		} else {
-			ps->fresh[id] = hdr[PACK_FRESH_OFF] == 1;
-			want[PACK_FRESH_OFF] = hdr[PACK_FRESH_OFF] == 1;
+			uint8_t m = hdr[PACK_FRESH_OFF];
+
+			ps->fresh[id] = m == PACK_MARK_FRESH || m == PACK_MARK_COMMITTING ? m : 0;
+			want[PACK_FRESH_OFF] = ps->fresh[id];
 			ps->badhdr[id] = memcmp(hdr, want, sizeof(hdr)) != 0;
 		}
 	}
@@ -690,23 +692,33 @@ int pack_scan(struct pack_set *ps, uint32_t id,
 	return r;
 }
 
-int pack_mark_committed(struct pack_set *ps, uint32_t id)
+/* Sets pack id's mark to v when it is one of from; durably when sync. */
+static int mark_set(struct pack_set *ps, uint32_t id, uint8_t v, unsigned from, int sync)
 {
-	uint8_t zero = 0;
 	int fd, r = 0;
 
 	pthread_mutex_lock(&ps->lock);
 	fd = pack_fd_locked(ps, id, 0);
 	if (fd < 0) {
 		r = fd;
-	} else if (ps->fresh[id]) {
-		if (pwrite(fd, &zero, 1, PACK_FRESH_OFF) != 1 || fdatasync(fd) < 0)
+	} else if (from & (1u << ps->fresh[id])) {
+		if (pwrite(fd, &v, 1, PACK_FRESH_OFF) != 1 || (sync && fdatasync(fd) < 0))
 			r = errno ? -errno : -EIO;
 		else
-			ps->fresh[id] = 0;
+			ps->fresh[id] = v;
 	}
 	pthread_mutex_unlock(&ps->lock);
 	return r;
+}
+
+int pack_mark_committing(struct pack_set *ps, uint32_t id)
+{
+	return mark_set(ps, id, PACK_MARK_COMMITTING, 1u << PACK_MARK_FRESH, 1);
+}
+
+int pack_mark_committed(struct pack_set *ps, uint32_t id)
+{
+	return mark_set(ps, id, 0, 1u << PACK_MARK_FRESH | 1u << PACK_MARK_COMMITTING, 0);
 }
 
 int pack_is_fresh(struct pack_set *ps, uint32_t id)

@@ -32,6 +32,10 @@
  * nothing committed, from one whose catalog rows were lost.
  */
 #define PACK_FRESH_OFF 12
+/* The mark's values: made, and not yet named by a commit; about to be (durably, before the
+ * transaction); 0, named by a committed transaction. */
+#define PACK_MARK_FRESH 1
+#define PACK_MARK_COMMITTING 2
 
 struct pack_set;
 
@@ -125,12 +129,15 @@ int pack_quarantine(struct pack_set *ps, uint32_t id, const char *qdir,
 		    char *ret_name, size_t namelen);
 
 /*
- * Clears pack id's fresh mark (PACK_FRESH_OFF) and makes that durable;
- * does nothing for a pack already committed.  Called before a catalog
- * transaction records the pack's size.
+ * The fresh mark (PACK_FRESH_OFF) through a commit that names the pack:
+ * pack_mark_committing() before the catalog transaction (fresh to
+ * committing, durable), pack_mark_committed() after it (to 0; not synced:
+ * recovery clears the mark of every pack a row names).  A pack no row
+ * names whose mark is still set was never named by a committed transaction.
  */
+int pack_mark_committing(struct pack_set *ps, uint32_t id);
 int pack_mark_committed(struct pack_set *ps, uint32_t id);
-/* 1 if pack id still carries its fresh mark, 0 if not, or -errno. */
+/* The mark of pack id (PACK_MARK_FRESH, PACK_MARK_COMMITTING, 0), or -errno. */
 int pack_is_fresh(struct pack_set *ps, uint32_t id);
 
 /* Deletes pack id from disk. */

@@ -218,11 +218,17 @@ int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
 	for (i = 0; r == 0 && i < n; i++) {
 		int64_t ps = pack_size(st->packs, v[i].pack);
 
-		r = ps < 0 ? (int)ps : pack_mark_committed(st->packs, v[i].pack);
+		r = ps < 0 ? (int)ps : pack_mark_committing(st->packs, v[i].pack);
 		if (r == 0)
 			r = cat_pack_update(st->cat, v[i].pack, ps, v[i].live);
 	}
 	return r;
+}
+
+void store_deltas_committed(struct cas_store *st, const struct pack_delta *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pack_mark_committed(st->packs, v[i].pack);
 }
 
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len)
@@ -365,7 +371,7 @@ int store_pack_set_aside(struct cas_store *st, uint32_t id, char *ret_name,
 {
 	char q[4096];
 	int64_t s = pack_size(st->packs, id);
-	int mine = id >= st->made_from || pack_is_fresh(st->packs, id) == 1;
+	int mine = id >= st->made_from || pack_is_fresh(st->packs, id) > 0;
 	int dead = cat_pack_dead(st->cat, id) > 0, r;
 
 	/* At open, recovery runs before any pack is current. */
@@ -431,6 +437,10 @@ int store_packs_trim(struct cas_store *st, char *err, size_t errlen)
 		r = nd;
 		goto out;
 	}
+	/* A row names these: committed, whatever a crash left in their marks. */
+	for (i = 0; i < n; i++)
+		if (find_id(disk, nd, ids[i]) < nd && pack_is_fresh(st->packs, ids[i]) > 0)
+			pack_mark_committed(st->packs, ids[i]);
 	if (!packs_need_trim(st, ids, sizes, n, disk, nd))
 		goto out;
 	nc = cat_pack_ends(st->cat, &cp, &ends, &clive);

@@ -93,6 +93,14 @@ int store_delta_add(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d);
  */
 int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
 		       size_t n);
+/*
+ * After that transaction committed: clears the mark of each pack
+ * (pack_mark_committed(); store_deltas_apply() set it to committing).  A
+ * crash between the two leaves a named pack marked, which recovery clears;
+ * a crash before the commit leaves a pack no row names, still marked, which
+ * recovery may delete: it holds nothing committed.
+ */
+void store_deltas_committed(struct cas_store *st, const struct pack_delta *v, size_t n);
 
 /*
  * Frees the arrays cat_packs() (ids, sizes, live) and cat_pack_ends() (cp,

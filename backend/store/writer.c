@@ -1036,6 +1036,8 @@ static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = cat_commit(st->cat);
 	else
 		cat_rollback(st->cat);
+	if (r == 0)
+		store_deltas_committed(st, d, nd);
 	free(old);
 	free(d);
 	return r;

@@ -516,6 +516,53 @@ static void test_unknown_pack_quarantined(void)
 	CHECK_EQ(system(cmd), 0);
 }
 
+/*
+ * The pack header's mark through a commit: a pack no row names whose mark
+ * says fresh or committing was never named by a committed transaction (a
+ * crash before the commit): removed, not set aside.  A named pack whose
+ * mark a crash left at committing gets it cleared.
+ */
+/* Byte 12 of a pack file (its mark): set to v when v >= 0; the old value. */
+static int pack_mark_byte(const char *path, int v)
+{
+	FILE *f = fopen(path, "r+b");
+	int old = -1;
+
+	if (!f)
+		return -1;
+	if (fseek(f, 12, SEEK_SET) == 0)
+		old = fgetc(f);
+	if (v >= 0 && fseek(f, 12, SEEK_SET) == 0)
+		fputc(v, f);
+	fclose(f);
+	return old;
+}
+
+static void test_unknown_pack_marks(void)
+{
+	struct cas_store *st;
+	char cmd[1400], path[512], named[512];
+	int i;
+
+	newest_pack(named, sizeof(named));
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/packs/0000007%d.pack", dir, 8 + i);
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", named, path);
+		CHECK_EQ(system(cmd), 0);
+		pack_mark_byte(path, i + 1); /* 1 fresh, 2 committing */
+	}
+	pack_mark_byte(named, 2);
+	st = open_store(0);
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/packs/0000007%d.pack", dir, 8 + i);
+		CHECK_EQ(file_size(path), -1);
+		snprintf(path, sizeof(path), "%s/quarantine/0000007%d.pack", dir, 8 + i);
+		CHECK_EQ(file_size(path), -1);
+	}
+	cas_store_close(st);
+	CHECK_EQ(pack_mark_byte(named, -1), 0);
+}
+
 /* A lost catalog is refused; cas_rebuild() brings every file back. */
 static void test_lost_catalog(void)
 {
@@ -698,6 +745,7 @@ int main(void)
 	RUN(test_damage);
 	RUN(test_recover_keeps_chunk_rows);
 	RUN(test_unknown_pack_quarantined);
+	RUN(test_unknown_pack_marks);
 	RUN(test_lost_catalog);
 	RUN(test_bad_header);
 	RUN(test_sha_check);
