@@ -83,12 +83,17 @@ static size_t name_id(struct fs_train *t, const char *name)
 	for (size_t i = 0; i < t->n && !id; i++)
 		if (!strcmp(t->names[i], name))
 			id = i + 1;
-	if (!id && (t->n < t->cap || (t->cap = t->cap ? 2 * t->cap : 64,
-				      t->names = realloc(t->names, t->cap * sizeof(char *))))) {
-		t->names[t->n] = strdup(name);
-		if (t->names[t->n])
-			id = ++t->n;
+	if (!id && t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 64;
+		char **v = realloc(t->names, cap * sizeof(*v));
+
+		if (v) {
+			t->names = v;
+			t->cap = cap;
+		}
 	}
+	if (!id && t->n < t->cap && (t->names[t->n] = strdup(name)))
+		id = ++t->n;
 	pthread_mutex_unlock(&t->lock);
 	return id;
 }
