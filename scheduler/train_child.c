@@ -429,8 +429,9 @@ int train_child_main(int argc, char **argv)
 		load_rows(&c, resume);
 		while (c.n_rows && c.rows[c.n_rows - 1].step > ck)
 			c.n_rows--;
-		put_record("resumed\t%ld\n", ck);
 	}
+	/* What an earlier run of the job reported past this point is computed again. */
+	put_record("resumed\t%ld\n", ck);
 	/* A text file is tokenised into a private folder, gone at the end. */
 	if (!mkdtemp(tmpdir)) {
 		r = -errno;

@@ -42,6 +42,7 @@
 #define NAME_MAX_LEN 128
 #define JOB_TEXT_MAX (64u << 10)
 #define RECORD_MAX (1u << 20) /* the longest record line, a sample included */
+#define LOG_MAX (4u << 20)    /* a run's stderr kept in the job's log */
 
 enum job_state { S_EMPTY, S_QUEUED, S_RUNNING, S_DONE, S_FAILED, S_STOPPED };
 
@@ -84,6 +85,9 @@ struct job {
 	char *in;                 /* unparsed stdout */
 	size_t in_len, in_cap;
 	int stop_asked, removing;
+	long last_sample;         /* step of the last sample kept */
+	size_t log_bytes;         /* stderr read in this run */
+	int log_cut;
 	int saw_done, saw_stopped;
 	long run_first_step;
 	double started;           /* monotonic, for the eta */
@@ -433,8 +437,20 @@ static void cut_after(struct job *jb, long step)
 		write_events(jb);
 	}
 	cut_samples(jb, step);
-	while (jb->n_ckpts && jb->ckpts[jb->n_ckpts - 1] > step)
-		jb->n_ckpts--;
+	jb->last_sample = step;
+	if (jb->n_ckpts && jb->ckpts[jb->n_ckpts - 1] > step) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+
+		while (jb->n_ckpts && jb->ckpts[jb->n_ckpts - 1] > step)
+			jb->n_ckpts--;
+		for (size_t i = 0; f && i < jb->n_ckpts; i++)
+			fprintf(f, "%ld\n", jb->ckpts[i]);
+		if (f && fclose(f) == 0)
+			put_file(jb, "checkpoints", text, len);
+		free(text);
+	}
 }
 
 static void add_ckpt(struct job *jb, long step)
@@ -653,6 +669,8 @@ static int start(struct train_jobs *j, struct job *jb)
 	out[0] = err[0] = -1;
 	jb->in_len = 0;
 	jb->stop_asked = jb->saw_done = jb->saw_stopped = 0;
+	jb->log_bytes = 0;
+	jb->log_cut = 0;
 	jb->started = clock_mono_s();
 	jb->run_first_step = 0;
 	j->running++;
@@ -710,8 +728,11 @@ static void record(struct train_jobs *j, struct job *jb, char *line, const char 
 		char buf[512];
 		int n;
 
-		if (jb->n_rows && row.step <= jb->rows[jb->n_rows - 1].step)
-			return; /* the child computes only steps past its checkpoint */
+		/* The child computes only steps past its checkpoint, up to the job's last: the
+		 * report of a process its owner may trace is bounded by what the job asked. */
+		if ((jb->n_rows && row.step <= jb->rows[jb->n_rows - 1].step) ||
+		    row.step < 1 || row.step > jb->max_steps)
+			return;
 		if (!jb->run_first_step)
 			jb->run_first_step = row.step;
 		rows_push(jb, &row);
@@ -742,16 +763,19 @@ static void record(struct train_jobs *j, struct job *jb, char *line, const char 
 			free(p);
 		}
 		changed(j, jb);
-	} else if (!strcmp(line, "sample") && sscanf(arg, "%ld", &step) == 1) {
+	} else if (!strcmp(line, "sample") && sscanf(arg, "%ld", &step) == 1 &&
+		   step > jb->last_sample && step <= jb->max_steps) {
 		char head[64];
 		int n = snprintf(head, sizeof(head), "=== step %ld\n", step);
 
+		jb->last_sample = step;
 		append_file(jb, "samples.txt", head, (size_t)n);
 		append_file(jb, "samples.txt", text, text_len);
 		append_file(jb, "samples.txt", "\n\n", 2);
 		changed(j, jb);
 	} else if (!strcmp(line, "resumed") && sscanf(arg, "%ld", &step) == 1) {
-		note(jb, "resumed from models/%s/checkpoint-%ld", jb->name, step);
+		if (step > 0)
+			note(jb, "resumed from models/%s/checkpoint-%ld", jb->name, step);
 		cut_after(jb, step);
 		changed(j, jb);
 	} else if (!strcmp(line, "started")) {
@@ -839,8 +863,16 @@ static void read_err(struct job *jb)
 	char buf[16384];
 	ssize_t n;
 
-	while ((n = read(jb->err_fd, buf, sizeof(buf))) > 0)
-		append_file(jb, "log", buf, (size_t)n);
+	while ((n = read(jb->err_fd, buf, sizeof(buf))) > 0) {
+		/* The daemon's disk is not the job's: its stderr is kept up to a bound. */
+		if (jb->log_bytes < LOG_MAX)
+			append_file(jb, "log", buf, (size_t)n);
+		else if (!jb->log_cut)
+			note(jb, "the rest of the training process's stderr (past %u bytes) "
+			     "is not kept", LOG_MAX);
+		jb->log_cut |= jb->log_bytes >= LOG_MAX;
+		jb->log_bytes += (size_t)n;
+	}
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		close(jb->err_fd);
 		jb->err_fd = -1;

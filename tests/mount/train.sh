@@ -149,9 +149,11 @@ test_expect_success 'a daemon killed (-9) mid-job goes on from the last checkpoi
 
 test_expect_success 'one job at a time (--train-jobs 1): the next waits as queued' '
 	job q1 && job q2 steps=20 &&
-	wait_status q1 120 "^running" &&
+	wait_status q1 120 "^running [1-9]" &&
 	[ "$(cat "$T/q2/status")" = queued ] &&
-	{ timeout 1.5 tail -n 0 -f "$T/q1/metrics.tsv" >"$TEST_DIR/tail.out" 2>&1; :; } &&
+	{ tail -n 0 -f "$T/q1/metrics.tsv" >"$TEST_DIR/tail.out" 2>&1 & tail_pid=$!; } &&
+	wait_for 60 "[ -s \"$TEST_DIR/tail.out\" ] || grep -q done \"$T/q1/status\"" ;
+	kill $tail_pid 2>/dev/null; wait $tail_pid 2>/dev/null
 	say "tail -f saw $(wc -l <"$TEST_DIR/tail.out") new rows" &&
 	[ -s "$TEST_DIR/tail.out" ] &&
 	timeout 300 cat "$T/q2/result" >/dev/null &&
