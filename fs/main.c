@@ -7,6 +7,8 @@
 #include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +203,7 @@ static int daemon_main(int argc, char **argv)
 	struct fs fs;
 	char *store = NULL, *mnt, err[1024], opts[1024], *remotes = NULL, *tree = NULL;
 	struct fs_options fopt = { 0 };
+	sigset_t stop_sigs;
 	const char *extra = NULL, *planner = NULL;
 	int foreground = 0, debug = 0, c, rc = 1, r, fs_up = 0;
 	unsigned read_ahead = 1024;
@@ -310,6 +313,18 @@ static int daemon_main(int argc, char **argv)
 	 * daemon, a newer format) reaches the terminal; the workers are
 	 * started again after fuse_daemonize() forks.
 	 */
+	/*
+	 * The threads made from here on (the store's, the subtrees') block the
+	 * signals that stop the daemon, so that the kernel gives them to the
+	 * main thread, whose wait in the FUSE loop they end: a signal taken by
+	 * a thread sleeping in poll() would leave the loop running until the
+	 * next request.  The main thread takes them again before the loop.
+	 */
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGHUP);
+	sigaddset(&stop_sigs, SIGINT);
+	sigaddset(&stop_sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 	make_parents(store);
 	r = cas_store_open(store, &copt, &st, err, sizeof(err));
 	if (r < 0) {
@@ -381,6 +396,7 @@ static int daemon_main(int argc, char **argv)
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 8);
 	/* A signal that ends the loop (SIGTERM, SIGHUP) is a clean stop. */
+	pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
 	rc = fuse_session_loop_mt(se, loop) < 0;
 	fuse_loop_cfg_destroy(loop);
 	fs_log(&log, LOG_INFO, "unmounting %s", mnt);
