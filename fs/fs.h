@@ -10,6 +10,7 @@
  *   │           └── tensors
  *   ├── paths/              agent optimal paths (fs/paths.h)
  *   ├── net/                models on OCI registries (fs/net.h)
+ *   ├── train/              training jobs as folders (fs/train.c)
  *   └── .llmfs/             control files (fs/ctl.c)
  *       ├── status          store size, logical size, dedup, compression
  *       ├── gc              write "gc": collect and compact now; read: result
@@ -23,11 +24,11 @@
  * row in ops.c and its inode range in subtree.h.
  *
  * Inode numbers (every range in fs/subtree.h): 1 the root; small fixed
- * numbers for the folders and files of paths/ (4-6), net/ (7) and .llmfs/
- * (8-11); catalog inodes as they are (models/ is CAT_ROOT_INO, 16); a
- * model's .smip folder and files are its inode with a kind 1-4 in bits
- * 56-59; paths/ and net/ number their own nodes under a tag in bits 60-63
- * (2 and 4: bits 61 and 62).
+ * numbers for the folders and files of train/ (2), paths/ (4-6), net/ (7)
+ * and .llmfs/ (8-11); catalog inodes as they are (models/ is CAT_ROOT_INO,
+ * 16); a model's .smip folder and files are its inode with a kind 1-4 in
+ * bits 56-59; paths/, train/ and net/ number their own nodes under a tag
+ * in bits 60-63 (2, 3 and 4).
  *
  * Contract: the ops run on libfuse's worker threads.  Every error answer
  * goes through fs_reply_err() (subtree.h) with -errno.  Lock order, outer
@@ -35,18 +36,23 @@
  *
  *   fs_node.wlock (one models/ file's writer; held across a pull's
  *     fs_net_copy_out())
- *   -> fs_net_handle.lock (one net/ reader: read-ahead state, decoded chunk)
- *   -> ntag.plock (one tag's push: its files and writers, its kept layers)
- *   -> fs_net.lock (net/ nodes, listings, tags, transfers; never held
- *     across a network call)
- *   -> fs.lock (the open-node table, open handles, GC state, .smip cache;
- *     never held together with a net/ lock)
- *   -> the store's locks (backend/store.h: gc_lock, lock, then the pack
- *     set's and chunk cache's own).
+ *   -> fs_net_handle.lock (one open net/ file's reader; the one lock held
+ *     across a fetch, and only other reads of that file wait on it)
+ *   -> the registry wing's leaves (backend/registry: a model's layer
+ *     copies, a push's file table, the transfer list; never held across a
+ *     network call)
+ *   -> fs.lock (the open-node table, open handles, the GC record, .smip
+ *     cache; never held together with a net/ lock)
+ *   -> the store's locks (backend/store/store_i.h: gc_lock, reserve_lock,
+ *     lock, then the pack set's and chunk cache's own).
+ * fs_net.lock (net/ nodes, listings, tags and their entries) is taken
+ * alone, never across a call into the registry wing or the store.
  *
  * paths/ keeps its own order (fs/paths.c: mkdir_lock -> the engine's lock
  * -> fs_paths.lock) and takes no lock of models/ or net/; below its locks
- * come only the store's.
+ * come only the store's.  train/ takes fs_train.lock and the job table's
+ * lock (scheduler/train_job.c) one at a time, never one inside the other
+ * but in the table's on_change callback, which takes fs_train.lock alone.
  */
 #ifndef LLMFS_FS_H
 #define LLMFS_FS_H
