@@ -147,6 +147,18 @@ test_expect_success 'a daemon killed (-9) mid-job goes on from the last checkpoi
 	same_run u k
 '
 
+test_expect_success 'a daemon stopped (SIGTERM) mid-job goes on from the last checkpoint' '
+	job t &&
+	wait_status t 120 "^running (6[0-9]|[7-9][0-9]|1[0-9][0-9])/200" &&
+	daemon_stop TERM &&
+	! pgrep -f -- "--train-job .* t\$" >/dev/null &&
+	daemon_start &&
+	timeout 300 cat "$T/t/result" >/dev/null &&
+	[ "$(cat "$T/t/status")" = done ] &&
+	grep -q "resumed from models/t/checkpoint-" "$T/t/log" &&
+	same_run u t
+'
+
 test_expect_success 'one job at a time (--train-jobs 1): the next waits as queued' '
 	job q1 && job q2 steps=20 &&
 	wait_status q1 120 "^running [1-9]" &&
