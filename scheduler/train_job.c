@@ -210,6 +210,16 @@ static int get_file(const struct job *jb, const char *file, char **ret, size_t *
 	return *ret ? 0 : -ENOMEM;
 }
 
+static int has_file(const struct job *jb, const char *file)
+{
+	char *p = path_of(jb, file);
+	struct stat st;
+	int r = p && stat(p, &st) == 0;
+
+	free(p);
+	return r;
+}
+
 /* A line for the log, with the time. */
 static void note(struct job *jb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note(struct job *jb, const char *fmt, ...)
@@ -725,7 +735,8 @@ static void record(struct train_jobs *j, struct job *jb, char *line, const char 
 	else
 		arg = line + strlen(line);
 	if (!strcmp(line, "row") && gpu_train_row_parse(arg, &row) == 0) {
-		char buf[512];
+		char buf[512], *ev = NULL;
+		size_t evl = 0;
 		int n;
 
 		/* The child computes only steps past its checkpoint, up to the job's last: the
@@ -736,32 +747,18 @@ static void record(struct train_jobs *j, struct job *jb, char *line, const char 
 		if (!jb->run_first_step)
 			jb->run_first_step = row.step;
 		rows_push(jb, &row);
-		if (jb->n_rows == 1) {
-			struct stat st;
-			char *p = path_of(jb, "metrics.tsv");
-
-			if (p && stat(p, &st) < 0)
-				append_file(jb, "metrics.tsv", gpu_train_tsv_header,
-					    strlen(gpu_train_tsv_header));
-			free(p);
-		}
+		/* The job's first row: both files begin (a cut to no rows left their headers). */
+		if (jb->n_rows == 1 && !has_file(jb, "metrics.tsv"))
+			append_file(jb, "metrics.tsv", gpu_train_tsv_header,
+				    strlen(gpu_train_tsv_header));
+		if (jb->n_rows == 1 && !has_file(jb, jb->events))
+			gpu_tfevents_header((double)time(NULL), &ev, &evl);
 		n = gpu_train_row_format(&row, buf, sizeof(buf));
 		if (n > 0)
 			append_file(jb, "metrics.tsv", buf, (size_t)n);
-		{
-			char *ev = NULL;
-			size_t evl = 0;
-			struct stat st;
-			char *p = path_of(jb, jb->events);
-
-			if (p && stat(p, &st) < 0)
-				gpu_tfevents_header((double)time(NULL), &ev, &evl);
-			if (gpu_train_row_format(&row, buf, sizeof(buf)) > 0 &&
-			    gpu_tfevents_row(&row, (double)time(NULL), &ev, &evl) == 0)
-				append_file(jb, jb->events, ev, evl);
-			free(ev);
-			free(p);
-		}
+		if (gpu_tfevents_row(&row, (double)time(NULL), &ev, &evl) == 0)
+			append_file(jb, jb->events, ev, evl);
+		free(ev);
 		changed(j, jb);
 	} else if (!strcmp(line, "sample") && sscanf(arg, "%ld", &step) == 1 &&
 		   step > jb->last_sample && step <= jb->max_steps) {

@@ -221,14 +221,7 @@ int cas_import_commit(struct cas_import *im)
 			r = store_delta_add(&d, &nd, a->loc.pack,
 					    PACK_REC_LEN + a->loc.clen);
 	}
-	if (r == 0)
-		r = store_deltas_apply(st, d, nd);
-	if (r == 0)
-		r = cat_commit(st->cat);
-	else
-		cat_rollback(st->cat);
-	if (r == 0)
-		store_deltas_committed(st, d, nd);
+	r = store_txn_end(st, r, d, nd);
 	pthread_mutex_unlock(&st->lock);
 	if (r == 0) {
 		im->n = 0;

@@ -231,6 +231,19 @@ void store_deltas_committed(struct cas_store *st, const struct pack_delta *v, si
 		pack_mark_committed(st->packs, v[i].pack);
 }
 
+int store_txn_end(struct cas_store *st, int r, const struct pack_delta *v, size_t n)
+{
+	if (r == 0)
+		r = store_deltas_apply(st, v, n);
+	if (r == 0)
+		r = cat_commit(st->cat);
+	else
+		cat_rollback(st->cat);
+	if (r == 0)
+		store_deltas_committed(st, v, n);
+	return r;
+}
+
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len)
 {
 	const uint8_t *p = blob;

@@ -101,6 +101,11 @@ int store_deltas_apply(struct cas_store *st, const struct pack_delta *v,
  * recovery may delete: it holds nothing committed.
  */
 void store_deltas_committed(struct cas_store *st, const struct pack_delta *v, size_t n);
+/*
+ * Ends a transaction whose changes are r's (0: all made): records the
+ * packs' sizes and commits, then clears their marks; or rolls back.
+ */
+int store_txn_end(struct cas_store *st, int r, const struct pack_delta *v, size_t n);
 
 /*
  * Frees the arrays cat_packs() (ids, sizes, live) and cat_pack_ends() (cp,

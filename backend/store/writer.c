@@ -1030,14 +1030,7 @@ static int commit_locked(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = cat_set_content(st->cat, w->ino, blob, len, size, sha, store_now_ns());
 	if (r == 0)
 		r = store_delta_add(&d, &nd, pack_current(st->packs), 0);
-	if (r == 0)
-		r = store_deltas_apply(st, d, nd);
-	if (r == 0)
-		r = cat_commit(st->cat);
-	else
-		cat_rollback(st->cat);
-	if (r == 0)
-		store_deltas_committed(st, d, nd);
+	r = store_txn_end(st, r, d, nd);
 	free(old);
 	free(d);
 	return r;
