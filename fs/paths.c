@@ -12,15 +12,8 @@
  * gid into the engine (plan_engine_submit_as()), whose checks run as them.
  *
  * Waiting: a read of an unfinished result, or a poll on one, holds no
- * thread.  Its request joins p->waiters and the worker returns; the
- * engine's on_change notice queues the task's name and the watcher thread
- * answers every waiter of a task that has ended.  A FUSE interrupt (the
- * reader got a signal, SIGKILL included) answers EINTR at once.  Whoever
- * takes a waiter off the list answers its request and frees it.
- *
- *   read:  add (unarmed) -> set interrupt func -> arm -> check result
- *   interrupt: armed -> take, EINTR; unarmed -> mark, the reader takes it
- *   notice: result ready -> take every armed waiter of the name, answer
+ * thread: it is parked (fs/park.h) and answered when the engine's on_change
+ * notice says the task ended, or EINTR when the reader is interrupted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +27,7 @@
 #include <unistd.h>
 
 #include "backend/store/store.h"
+#include "fs/park.h"
 #include "fs/paths.h"
 #include "scheduler/plan_engine.h"
 
@@ -67,25 +61,6 @@ struct task_ent {
 	uint64_t made;  /* bumped by each mkdir: handles of an older task fail */
 };
 
-/* A read of a result (req set) or a poll on one (ph set) not yet answered. */
-struct waiter {
-	struct waiter *next;
-	char *name;
-	fuse_req_t req;
-	size_t size;
-	off_t off;
-	struct fs_paths_handle *h; /* a poll's handle: one ph per handle */
-	struct fuse_pollhandle *ph;
-	int armed;       /* the interrupt func is set: notices may answer */
-	int interrupted; /* interrupted before armed */
-};
-
-/* A name whose task ended or went, for the watcher. */
-struct notice {
-	struct notice *next;
-	char *name;
-};
-
 /*
  * Lock order: mkdir_lock, the engine's lock, then p->lock (on_change()
  * takes it under the engine's); no engine call is made with p->lock held.
@@ -94,20 +69,14 @@ struct fs_paths {
 	struct fs *fs;
 	struct plan_engine *e;
 	pthread_mutex_t mkdir_lock; /* one mkdir at a time: taken before all */
-	pthread_mutex_t lock; /* names, cards_gen, waiters, notices, closing */
-	pthread_cond_t wake;  /* the watcher: a notice, or closing */
+	pthread_mutex_t lock; /* names, cards_gen, handles */
+	struct fs_park *park; /* reads and polls of results not ready */
 	struct task_ent *names; /* id - 1 -> name */
 	size_t n, cap;
 	uint64_t cards_gen;  /* models_gen when the cards were read */
 	int cards_read;
-	struct waiter *waiters;
 	/* Open files: a session that ends while they are open never releases them. */
 	struct fs_paths_handle *handles;
-	struct notice *notices, **notices_tail;
-	pthread_t watcher;
-	int watching;
-	int closing;
-	int oom;              /* a notice was lost: recheck every waiter */
 };
 
 struct fs_paths_handle {
@@ -339,256 +308,27 @@ static void refresh_cards(struct fs_paths *p)
 
 /* ---- waiting for results ------------------------------------------------ */
 
-static void waiter_free(struct waiter *w)
-{
-	if (!w)
-		return;
-	if (w->ph)
-		fuse_pollhandle_destroy(w->ph);
-	free(w->name);
-	free(w);
-}
-
-/* Takes w off the list if it is still there; 1 if the caller now owns it. */
-static int waiter_take_locked(struct fs_paths *p, struct waiter *w)
-{
-	struct waiter **pp;
-
-	for (pp = &p->waiters; *pp; pp = &(*pp)->next)
-		if (*pp == w) {
-			*pp = w->next;
-			w->next = NULL;
-			return 1;
-		}
-	return 0;
-}
-
-/* Answers [off, off + size) of text from a copy (the reader may close at once). */
-static void reply_slice(fuse_req_t req, const char *text, size_t len, size_t size,
-			off_t off)
-{
-	size_t n = (size_t)off >= len ? 0 : len - (size_t)off;
-	char *copy;
-
-	if (n > size)
-		n = size;
-	copy = malloc(n ? n : 1);
-	if (!copy) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	memcpy(copy, n ? text + off : "", n);
-	fuse_reply_buf(req, copy, n);
-	free(copy);
-}
-
-/* Answers a waiter taken off the list, and frees it. */
-static void waiter_answer(struct waiter *w, int r, const char *text, size_t len)
-{
-	if (w->req && r < 0)
-		fuse_reply_err(w->req, -r);
-	else if (w->req)
-		reply_slice(w->req, text, len, w->size, w->off);
-	else if (r != -EINTR)
-		fuse_lowlevel_notify_poll(w->ph);
-	waiter_free(w);
-}
-
-/*
- * The interrupt func: called by libfuse, with the request's own lock held,
- * when the kernel interrupts a read we keep (a signal to the reader).
- */
-static void on_interrupt(fuse_req_t req, void *arg)
+/* The park's result: the engine's (-EAGAIN until the task ends). */
+static int park_result(void *arg, const char *name, char **ret_text, size_t *ret_len)
 {
 	struct fs_paths *p = arg;
-	struct waiter *w, *taken = NULL;
 
-	pthread_mutex_lock(&p->lock);
-	for (w = p->waiters; w; w = w->next)
-		if (w->req == req)
-			break;
-	if (w && w->armed && waiter_take_locked(p, w))
-		taken = w;
-	else if (w)
-		w->interrupted = 1;
-	pthread_mutex_unlock(&p->lock);
-	if (taken)
-		waiter_answer(taken, -EINTR, NULL, 0);
+	return plan_engine_result(p->e, name, ret_text, ret_len);
 }
 
-/* The engine's notice: queues the name (engine lock held; no engine calls). */
+/* The engine's notice (engine lock held; no engine calls). */
 static void on_change(void *arg, const char *name)
 {
 	struct fs_paths *p = arg;
-	struct notice *n = malloc(sizeof(*n));
 
-	pthread_mutex_lock(&p->lock);
-	if (n && (n->name = strdup(name))) {
-		n->next = NULL;
-		*p->notices_tail = n;
-		p->notices_tail = &n->next;
-	} else {
-		free(n);
-		p->oom = 1;
-	}
-	pthread_cond_signal(&p->wake);
-	pthread_mutex_unlock(&p->lock);
+	fs_park_notice(p->park, name);
 }
 
-/* Answers every armed waiter of name (all names: NULL) if its task ended. */
-static void answer_waiters(struct fs_paths *p, const char *name)
-{
-	struct waiter *w, **pp, *mine = NULL;
-	char *text = NULL;
-	size_t len = 0;
-	int r;
-
-	r = plan_engine_result(p->e, name, &text, &len);
-	if (r == -EAGAIN)
-		return;
-	pthread_mutex_lock(&p->lock);
-	for (pp = &p->waiters; (w = *pp);) {
-		if (w->armed && !strcmp(w->name, name)) {
-			*pp = w->next;
-			w->next = mine;
-			mine = w;
-		} else {
-			pp = &w->next;
-		}
-	}
-	pthread_mutex_unlock(&p->lock);
-	while ((w = mine)) {
-		mine = w->next;
-		waiter_answer(w, r, text, len);
-	}
-	free(text);
-}
-
-/* After a lost notice: every waited-for name is looked at again. */
-static void recheck_all(struct fs_paths *p)
-{
-	char **names = NULL;
-	size_t n = 0, i;
-	struct waiter *w;
-
-	pthread_mutex_lock(&p->lock);
-	for (w = p->waiters; w; w = w->next)
-		n++;
-	names = calloc(n ? n : 1, sizeof(*names));
-	for (n = 0, w = p->waiters; names && w; w = w->next)
-		names[n++] = strdup(w->name);
-	pthread_mutex_unlock(&p->lock);
-	for (i = 0; names && i < n; i++) {
-		if (names[i])
-			answer_waiters(p, names[i]);
-		free(names[i]);
-	}
-	free(names);
-}
-
-static void *watch_main(void *arg)
-{
-	struct fs_paths *p = arg;
-	struct notice *n;
-	int oom;
-
-	pthread_mutex_lock(&p->lock);
-	while (!p->closing) {
-		if (!p->notices && !p->oom) {
-			pthread_cond_wait(&p->wake, &p->lock);
-			continue;
-		}
-		n = p->notices;
-		if (n) {
-			p->notices = n->next;
-			if (!p->notices)
-				p->notices_tail = &p->notices;
-		}
-		oom = p->oom;
-		p->oom = 0;
-		pthread_mutex_unlock(&p->lock);
-		if (n)
-			answer_waiters(p, n->name);
-		if (oom)
-			recheck_all(p);
-		if (n)
-			free(n->name);
-		free(n);
-		pthread_mutex_lock(&p->lock);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-/*
- * Keeps req until the task ends.  The waiter is listed before the
- * interrupt func is set (a func that finds nothing would lose the
- * interrupt) and answered by nobody until armed (setting the func on an
- * answered request would touch freed memory); the result is looked at
- * again once armed, so that an end in between is not missed.
- */
-static void wait_result(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req,
-			size_t size, off_t off)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-	int intr, mine;
-
-	if (!w || !(w->name = strdup(h->name))) {
-		free(w);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	w->req = req;
-	w->size = size;
-	w->off = off;
-	pthread_mutex_lock(&p->lock);
-	if (p->closing) {
-		pthread_mutex_unlock(&p->lock);
-		waiter_free(w);
-		fuse_reply_err(req, EINTR);
-		return;
-	}
-	w->next = p->waiters;
-	p->waiters = w;
-	pthread_mutex_unlock(&p->lock);
-	fuse_req_interrupt_func(req, on_interrupt, p);
-	pthread_mutex_lock(&p->lock);
-	w->armed = 1;
-	intr = w->interrupted;
-	mine = intr && waiter_take_locked(p, w);
-	pthread_mutex_unlock(&p->lock);
-	if (mine)
-		waiter_answer(w, -EINTR, NULL, 0);
-	else
-		answer_waiters(p, h->name);
-}
-
-/*
- * Answers every waiter (the session is ending) and stops the watcher.
- * Called from the session's destroy, while requests can still be freed.
- */
+/* Answers every kept request (the session is ending) and stops the watcher. */
 void fs_paths_drain(struct fs_paths *p)
 {
-	struct waiter *w;
-
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->lock);
-	p->closing = 1;
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->lock);
-	if (p->watching) {
-		pthread_join(p->watcher, NULL);
-		p->watching = 0;
-	}
-	pthread_mutex_lock(&p->lock);
-	while ((w = p->waiters)) {
-		p->waiters = w->next;
-		pthread_mutex_unlock(&p->lock);
-		waiter_answer(w, -EINTR, NULL, 0);
-		pthread_mutex_lock(&p->lock);
-	}
-	pthread_mutex_unlock(&p->lock);
+	if (p)
+		fs_park_drain(p->park);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -608,10 +348,11 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	if (!p)
 		return -ENOMEM;
 	p->fs = fs;
-	p->notices_tail = &p->notices;
 	pthread_mutex_init(&p->mkdir_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->wake, NULL);
+	r = fs_park_open(park_result, p, &p->park);
+	if (r < 0)
+		goto fail;
 	if (asprintf(&db, "%s/stats.db", state_dir) < 0) {
 		db = NULL;
 		r = -ENOMEM;
@@ -628,10 +369,6 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	if (r < 0)
 		goto fail;
 	refresh_cards(p); /* before any task: tasks plan on them */
-	r = -pthread_create(&p->watcher, NULL, watch_main, p);
-	if (r < 0)
-		goto fail;
-	p->watching = 1;
 	free(db);
 	*ret = p;
 	return 0;
@@ -646,19 +383,14 @@ static void handle_free(struct fs_paths_handle *h);
 void fs_paths_close(struct fs_paths *p)
 {
 	struct fs_paths_handle *h;
-	struct notice *n;
 	size_t i;
 
 	if (!p)
 		return;
 	fs_paths_drain(p);
-	/* Ends every task; its notices are queued to nobody, freed below. */
+	/* Ends every task; its notices go to the drained park, which drops them. */
 	plan_engine_close(p->e);
-	while ((n = p->notices)) {
-		p->notices = n->next;
-		free(n->name);
-		free(n);
-	}
+	fs_park_close(p->park);
 	while ((h = p->handles)) {
 		p->handles = h->next;
 		handle_free(h);
@@ -668,7 +400,6 @@ void fs_paths_close(struct fs_paths *p)
 	free(p->names);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->mkdir_lock);
-	pthread_cond_destroy(&p->wake);
 	free(p);
 }
 
@@ -969,14 +700,14 @@ void fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req
 	if (!have && h->file == F_RESULT) {
 		r = fill_result(p, h);
 		if (r == -EAGAIN)
-			return wait_result(p, h, req, size, off);
+			return fs_park_read(p->park, h->name, req, size, off);
 	} else if (!have) {
 		r = fill(p, h);
 	}
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		reply_slice(req, h->buf, h->len, size, off);
+		fs_reply_text(req, h->buf, h->len, size, off);
 }
 
 int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
@@ -1058,8 +789,6 @@ static void handle_free(struct fs_paths_handle *h)
 
 void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 {
-	struct waiter *w = NULL, **pp;
-
 	if (!h)
 		return;
 	fs_paths_flush(p, h);
@@ -1070,72 +799,20 @@ void fs_paths_release(struct fs_paths *p, struct fs_paths_handle *h)
 		p->handles = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
-	for (pp = &p->waiters; *pp; pp = &(*pp)->next)
-		if ((*pp)->h == h) {
-			w = *pp;
-			*pp = w->next;
-			break;
-		}
 	pthread_mutex_unlock(&p->lock);
-	waiter_free(w);
+	fs_park_forget(p->park, h);
 	handle_free(h);
 }
 
-/*
- * A poll on an unfinished result keeps its handle until the task ends;
- * the kernel sends a new one with every poll(), which replaces the last.
- */
+/* A poll on an unfinished result keeps its handle until the task ends. */
 int fs_paths_poll(struct fs_paths *p, struct fs_paths_handle *h,
 		  struct fuse_pollhandle *ph, unsigned *ret_events)
 {
-	struct fuse_pollhandle *old = NULL;
-	struct waiter *w, *fresh = NULL;
-	char *text = NULL;
-	int r;
-
 	*ret_events = POLLIN | POLLRDNORM;
-	if (h->file != F_RESULT || !ph) {
-		if (ph)
-			fuse_pollhandle_destroy(ph);
-		if (h->file == F_RESULT &&
-		    plan_engine_result(p->e, h->name, &text, NULL) == -EAGAIN)
-			*ret_events = 0;
-		free(text);
-		return 0;
-	}
-	fresh = calloc(1, sizeof(*fresh));
-	if (!fresh || !(fresh->name = strdup(h->name))) {
-		free(fresh);
+	if (h->file == F_RESULT)
+		return fs_park_poll(p->park, h->name, h, ph, ret_events);
+	if (ph)
 		fuse_pollhandle_destroy(ph);
-		return -ENOMEM;
-	}
-	fresh->h = h;
-	fresh->ph = ph;
-	fresh->armed = 1;
-	pthread_mutex_lock(&p->lock);
-	for (w = p->waiters; w; w = w->next)
-		if (w->h == h)
-			break;
-	if (w) {
-		old = w->ph;
-		w->ph = ph;
-		fresh->ph = NULL;
-	} else {
-		fresh->next = p->waiters;
-		p->waiters = fresh;
-		fresh = NULL;
-	}
-	pthread_mutex_unlock(&p->lock);
-	waiter_free(fresh);
-	if (old)
-		fuse_pollhandle_destroy(old);
-	/* Listed first, looked at second: an end in between is not missed. */
-	r = plan_engine_result(p->e, h->name, &text, NULL);
-	free(text);
-	if (r == -EAGAIN)
-		*ret_events = 0;
-	else
-		answer_waiters(p, h->name);
 	return 0;
 }
 

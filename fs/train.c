@@ -12,7 +12,7 @@
  * Every file maps onto one call of scheduler/train_job.h; the jobs run as their owner
  * (docs/train.md).  Files are read with direct I/O and their size is the current one, so
  * `tail -f` follows a growing metrics.tsv.  A read of result waits without holding a thread:
- * it is answered from the watcher thread when the job ends (or EINTR when interrupted).
+ * it is parked (fs/park.h) and answered when the job ends (or EINTR when interrupted).
  *
  * Inodes: the folder FS_TRAIN_INO; a job's folder and files are FS_TRAIN_TAG << 60 | id << 8
  * | file (file 0: the folder, 1 + enum train_file: its files), ids kept for the daemon's life.
@@ -25,35 +25,19 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/park.h"
 #include "fs/subtree.h"
 #include "scheduler/train_job.h"
 
 #define WRITE_MAX (64u << 10)
 
-struct waiter {
-	struct waiter *next;
-	struct fs_train *t;
-	char *name;
-	fuse_req_t req;
-	size_t size;
-	off_t off;
-	int ready;                  /* the watcher's: the job ended or went */
-	int interrupted;            /* the reader gave up while the watcher checked */
-};
-
 struct fs_train {
 	struct fs *fs;
 	struct train_jobs *jobs;
-	pthread_mutex_t lock;       /* names, waiters, wanted, closing */
-	pthread_cond_t wake;
+	pthread_mutex_t lock;       /* names */
+	struct fs_park *park;       /* reads of results not ready */
 	char **names;               /* id - 1 -> name */
 	size_t n, cap;
-	struct waiter *waiters;
-	struct waiter *checking;    /* the watcher's, while it asks the table */
-	int wanted;                 /* a job changed: look at the waiters */
-	int closing;
-	pthread_t watcher;
-	int watching;
 };
 
 struct train_handle {
@@ -113,132 +97,23 @@ static char *ino_name(struct fs_train *t, uint64_t ino)
 
 /* ---- result readers ------------------------------------------------------------------------ */
 
+/* The table's notice, with its lock held: the park takes only its own. */
 static void on_change(void *arg, const char *name)
 {
 	struct fs_train *t = arg;
 
-	(void)name;
-	pthread_mutex_lock(&t->lock);
-	t->wanted = 1;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
+	fs_park_notice(t->park, name);
 }
 
-static void answer(struct waiter *w, int r)
-{
-	char *text = NULL;
-	size_t len = 0;
-
-	if (r == 0)
-		r = train_jobs_read(w->t->jobs, w->name, TRAIN_F_RESULT, &text, &len);
-	if (r < 0)
-		fs_reply_err(w->req, r);
-	else
-		fs_reply_text(w->req, text, len, w->size, w->off);
-	free(text);
-	free(w->name);
-	free(w);
-}
-
-/* Takes w off the list if it is there: 1 when the caller now owns it. */
-static int take_locked(struct fs_train *t, struct waiter *w)
-{
-	for (struct waiter **pp = &t->waiters; *pp; pp = &(*pp)->next)
-		if (*pp == w) {
-			*pp = w->next;
-			return 1;
-		}
-	return 0;
-}
-
-/* A reader gave up: answered at once, or by the watcher if it is checking the waiter now. */
-static void on_interrupt(fuse_req_t req, void *arg)
+/* The park's result: the job's JSON summary once it ended (-EAGAIN before). */
+static int park_result(void *arg, const char *name, char **ret_text, size_t *ret_len)
 {
 	struct fs_train *t = arg;
-	struct waiter *w, *mine = NULL;
+	struct train_job_info info;
 
-	pthread_mutex_lock(&t->lock);
-	for (w = t->waiters; w && !mine; w = w->next)
-		if (w->req == req)
-			mine = w;
-	if (mine) {
-		take_locked(t, mine);
-	} else {
-		for (w = t->checking; w; w = w->next)
-			if (w->req == req)
-				w->interrupted = 1;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (mine)
-		answer(mine, -EINTR);
-}
-
-/*
- * Answers the waiters whose job ended or went.  The job table calls on_change() with its lock
- * held, and on_change() takes ours: so the table is asked with ours released, the waiters
- * meanwhile on t->checking, where an interrupt only marks them.
- */
-static void *watch_main(void *arg)
-{
-	struct fs_train *t = arg;
-
-	pthread_mutex_lock(&t->lock);
-	while (!t->closing) {
-		struct waiter *answer_now = NULL, *w;
-
-		while (!t->wanted && !t->closing)
-			pthread_cond_wait(&t->wake, &t->lock);
-		t->wanted = 0;
-		t->checking = t->waiters;
-		t->waiters = NULL;
-		pthread_mutex_unlock(&t->lock);
-		for (w = t->checking; w; w = w->next) {
-			struct train_job_info info;
-
-			w->ready = train_jobs_info(t->jobs, w->name, &info) < 0 || info.ended;
-		}
-		pthread_mutex_lock(&t->lock);
-		while ((w = t->checking)) {
-			t->checking = w->next;
-			if (w->ready || w->interrupted) {
-				w->next = answer_now;
-				answer_now = w;
-			} else {
-				w->next = t->waiters;
-				t->waiters = w;
-			}
-		}
-		pthread_mutex_unlock(&t->lock);
-		while ((w = answer_now)) {
-			answer_now = w->next;
-			answer(w, w->interrupted ? -EINTR : 0);
-		}
-		pthread_mutex_lock(&t->lock);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return NULL;
-}
-
-static void wait_result(struct fs_train *t, struct train_handle *h, fuse_req_t req,
-			size_t size, off_t off)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-
-	if (!w || !(w->name = strdup(h->name))) {
-		free(w);
-		return fs_reply_err(req, -ENOMEM);
-	}
-	w->t = t;
-	w->req = req;
-	w->size = size;
-	w->off = off;
-	pthread_mutex_lock(&t->lock);
-	w->next = t->waiters;
-	t->waiters = w;
-	t->wanted = 1; /* it may have ended already */
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
-	fuse_req_interrupt_func(req, on_interrupt, t);
+	if (train_jobs_info(t->jobs, name, &info) == 0 && !info.ended)
+		return -EAGAIN;
+	return train_jobs_read(t->jobs, name, TRAIN_F_RESULT, ret_text, ret_len);
 }
 
 /* ---- the row's operations -------------------------------------------------------------------- */
@@ -264,29 +139,28 @@ static int train_start(struct fs *fs, const struct fs_options *opt)
 	}
 	t->fs = fs;
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->wake, NULL);
 	cfg.state_dir = dir;
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
 	cfg.max_running = opt->train_jobs;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = t;
-	r = train_jobs_open(&cfg, &t->jobs, &warnings);
-	if (warnings)
-		fs_log(fs->log, LOG_WARNING, "train: %s", warnings);
+	/* The park first: the table tells of jobs it resumes while it opens. */
+	r = fs_park_open(park_result, t, &t->park);
+	if (r == 0) {
+		r = train_jobs_open(&cfg, &t->jobs, &warnings);
+		if (warnings)
+			fs_log(fs->log, LOG_WARNING, "train: %s", warnings);
+	}
 	free(warnings);
 	free(dir);
-	if (r == 0)
-		r = -pthread_create(&t->watcher, NULL, watch_main, t);
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "train/ disabled: %s", strerror(-r));
-		train_jobs_close(t->jobs);
+		fs_park_close(t->park);
 		pthread_mutex_destroy(&t->lock);
-		pthread_cond_destroy(&t->wake);
 		free(t);
 		return 0;
 	}
-	t->watching = 1;
 	fs->train = t;
 	return 0;
 }
@@ -294,20 +168,9 @@ static int train_start(struct fs *fs, const struct fs_options *opt)
 static void train_end(struct fs *fs)
 {
 	struct fs_train *t = T(fs);
-	struct waiter *w;
 
-	if (!t)
-		return;
-	pthread_mutex_lock(&t->lock);
-	w = t->waiters;
-	t->waiters = NULL;
-	pthread_mutex_unlock(&t->lock);
-	while (w) {
-		struct waiter *next = w->next;
-
-		answer(w, -EINTR);
-		w = next;
-	}
+	if (t)
+		fs_park_drain(t->park);
 }
 
 static void train_stop(struct fs *fs)
@@ -316,19 +179,13 @@ static void train_stop(struct fs *fs)
 
 	if (!t)
 		return;
-	train_end(fs);
-	pthread_mutex_lock(&t->lock);
-	t->closing = 1;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
-	if (t->watching)
-		pthread_join(t->watcher, NULL);
+	fs_park_drain(t->park);
 	train_jobs_close(t->jobs);
+	fs_park_close(t->park);
 	for (size_t i = 0; i < t->n; i++)
 		free(t->names[i]);
 	free(t->names);
 	pthread_mutex_destroy(&t->lock);
-	pthread_cond_destroy(&t->wake);
 	free(t);
 	fs->train = NULL;
 }
@@ -530,7 +387,7 @@ static void train_read(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, si
 	(void)ino;
 	r = train_jobs_read(t->jobs, h->name, (enum train_file)h->file, &text, &len);
 	if (r == -EAGAIN && h->file == TRAIN_F_RESULT)
-		return wait_result(t, h, req, size, off);
+		return fs_park_read(t->park, h->name, req, size, off);
 	if (r < 0)
 		fs_reply_err(req, r);
 	else
