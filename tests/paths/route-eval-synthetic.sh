@@ -33,13 +33,13 @@ grep -q '^single a (cheapest) ' "$dir/out.txt"
 field() { # field LINE-PATTERN WORD-AFTER
   grep "$1" "$dir/out.txt" | sed -n "s/.*$2 \([0-9.]*\)%*.*/\1/p" | head -1
 }
-p=$(field 'calls needed' planner)
-r=$(field 'calls needed' random)
-o=$(field 'calls needed' oracle)
+p=$(field '^ *95%:' planner)
+r=$(field '^ *95%:' random)
+o=$(field '^ *95%:' oracle)
 aiq_p=$(field '^AIQ' planner)
 aiq_r=$(field '^AIQ' random)
 aiq_o=$(field '^AIQ' oracle)
-echo "calls: planner $p random $r oracle $o; AIQ: planner $aiq_p random $aiq_r oracle $aiq_o"
+echo "cost for 95 %: planner $p random $r oracle $o; AIQ: planner $aiq_p random $aiq_r oracle $aiq_o"
 awk -v p="$p" -v r="$r" -v o="$o" -v ap="$aiq_p" -v ar="$aiq_r" -v ao="$aiq_o" \
   'BEGIN { exit !(o <= p && p < r / 2 && ar < ap && ap <= ao) }'
 
@@ -76,10 +76,10 @@ if "$tool" "$dir/bad1.tsv" 2>"$dir/err"; then exit 1; fi
 grep -q 'lacks column quality' "$dir/err"
 printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1.5\n' >"$dir/bad2.tsv"
 if "$tool" "$dir/bad2.tsv" 2>"$dir/err"; then exit 1; fi
-grep -q 'bad2.tsv:2: quality must be in \[0,1\]' "$dir/err"
+grep -q 'bad2.tsv:2: quality: must be a number in \[0, 1\] (got "1.5")' "$dir/err"
 printf 'prompt_id\ttask_type\tmodel\tquality\tcheck\np\tt\tm\t1\t2\n' >"$dir/bad4.tsv"
 if "$tool" "$dir/bad4.tsv" 2>"$dir/err"; then exit 1; fi
-grep -q 'bad4.tsv:2: .*check 0, 1 or -' "$dir/err"
+grep -q 'bad4.tsv:2: check: must be 0, 1 or -' "$dir/err"
 printf 'prompt_id\ttask_type\tmodel\tquality\np\tt\tm\t1\np\tt\tm\t0\n' >"$dir/bad3.tsv"
 if "$tool" "$dir/bad3.tsv" 2>"$dir/err"; then exit 1; fi
 grep -q 'bad3.tsv:3: duplicate row' "$dir/err"
