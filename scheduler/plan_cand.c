@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "plan_route.h"
 #include "plan_score.h"
 
 #define MAX_FALLBACK 64
@@ -42,6 +43,7 @@ void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
 struct est {
 	int ok;
 	double q, score, cost, latency;
+	struct plan_estimate pe;
 };
 
 struct work {
@@ -52,6 +54,75 @@ struct work {
 	struct plan_option **opt; /* per step */
 	size_t *n_opt;
 };
+
+/*
+ * The posterior moved to the router's prediction for this prompt, with the
+ * same strength (alpha + beta): Thompson draws and UCB then rank the
+ * per-prompt mean (plan_route.h).  Without a router, or when it fails
+ * (out of memory), the posterior stays as it is.
+ */
+static void route_step(struct work *w, size_t s, struct plan_route *route)
+{
+	const size_t nm = w->ms->n;
+	const char **names = calloc(nm, sizeof(*names));
+	double *prior = calloc(nm, sizeof(*prior));
+	struct plan_route_pred *pr = calloc(nm, sizeof(*pr));
+	size_t n = 0, *at = calloc(nm, sizeof(*at));
+
+	if (!names || !prior || !pr || !at)
+		goto out;
+	for (size_t m = 0; m < nm; m++) {
+		const struct est *e = &w->e[s * nm + m];
+
+		if (!e->ok)
+			continue;
+		names[n] = w->ms->v[m].name;
+		prior[n] = e->pe.quality;
+		at[n++] = m;
+	}
+	if (plan_route_predict(route, w->t->steps[s].prompt, names, n, prior,
+			       NULL, pr) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct plan_estimate *pe = &w->e[s * nm + at[i]].pe;
+		double k = pe->alpha + pe->beta;
+
+		pe->quality = pr[i].quality;
+		pe->alpha = fmax(1e-3, pr[i].quality * k);
+		pe->beta = fmax(1e-3, (1 - pr[i].quality) * k);
+	}
+out:
+	free(names);
+	free(prior);
+	free(pr);
+	free(at);
+}
+
+/* Mean and ranking quality of each eligible model on step s. */
+static void score_step(struct work *w, size_t s,
+		       const struct plan_score_opts *o, struct plan_rng *rng)
+{
+	if (o->route)
+		route_step(w, s, o->route);
+	for (size_t m = 0; m < w->ms->n; m++) {
+		struct est *e = &w->e[s * w->ms->n + m];
+
+		if (!e->ok)
+			continue;
+		e->q = e->pe.quality;
+		switch (o->explore) {
+		case PLAN_EXPLORE_THOMPSON:
+			e->score = plan_estimate_sample(&e->pe, rng);
+			break;
+		case PLAN_EXPLORE_UCB:
+			e->score = plan_estimate_ucb(&e->pe, o->ucb_c);
+			break;
+		case PLAN_EXPLORE_MEAN:
+			e->score = e->pe.quality;
+			break;
+		}
+	}
+}
 
 static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 			 const struct plan_score_opts *o, struct plan_rng *rng,
@@ -90,23 +161,14 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 			continue;
 		plan_stats_estimate(stats, md->name, st->task_type, &pe);
 		e->ok = 1;
-		e->q = pe.quality;
-		switch (o->explore) {
-		case PLAN_EXPLORE_THOMPSON:
-			e->score = plan_estimate_sample(&pe, rng);
-			break;
-		case PLAN_EXPLORE_UCB:
-			e->score = plan_estimate_ucb(&pe, o->ucb_c);
-			break;
-		case PLAN_EXPLORE_MEAN:
-			e->score = pe.quality;
-			break;
-		}
+		e->pe = pe;
 		e->cost = plan_model_cost(md, tin, tout);
 		e->latency = pe.latency >= 0 ? pe.latency :
 			     md->latency_s + tout / md->tokens_per_s;
 		n_ok++;
 	}
+	if (n_ok)
+		score_step(w, s, o, rng);
 	if (!n_ok && n_foreign)
 		return fail(ret_err, -ENOENT, "step %s: no model serves task "
 			    "type %s (%d that do are neither trusted nor uid "

@@ -21,6 +21,10 @@
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
+ * With a plan_route (opts->route), q_m is first moved to the router's
+ * prediction for the step's prompt (the posterior mean is its prior) and
+ * the Beta posterior keeps its strength around that mean: the per-prompt
+ * signal of plan_route.h.
  * q_m is the posterior mean for display and, for ranking, a Thompson draw
  * (PLAN_EXPLORE_THOMPSON), the mean plus c standard deviations
  * (PLAN_EXPLORE_UCB) or the mean (PLAN_EXPLORE_MEAN).  c_m comes from the
@@ -56,6 +60,8 @@
 #include "plan_stats.h"
 #include "plan_task.h"
 #include "plan_util.h"
+
+struct plan_route;
 
 enum plan_explore {
 	PLAN_EXPLORE_THOMPSON = 0,
@@ -103,6 +109,9 @@ struct plan_score_opts {
 	double tie_eps;       /* default 0.005 */
 	/* The task's writer; NULL: the process's effective uid. */
 	const uid_t *writer;
+	/* Per-prompt signal (plan_route.h); NULL: the per task type
+	 * posterior alone. */
+	struct plan_route *route;
 };
 
 int plan_candidates_build(const struct plan_task *task,

@@ -17,6 +17,7 @@
 
 #include "plan_check.h"
 #include "plan_proc.h"
+#include "plan_route.h"
 #include "plan_util.h"
 #include "common/clock.h"
 #include "common/errmap.h"
@@ -64,6 +65,7 @@ struct step_rt {
 	int vote_pass[3];
 	int used_model;
 	char *why;
+	long route_id;          /* the prompt in plan_route, -1 until added */
 };
 
 struct run {
@@ -331,6 +333,30 @@ static double est_tokens(const char *s)
 	return ceil((double)strlen(s) / 4.0);
 }
 
+/*
+ * One judged answer is one outcome of its model on the step's prompt (as
+ * written, before dependencies are filled in: what the planner scores).
+ * The prior is the model's per task type posterior mean.  Best effort: a
+ * failure to learn does not fail the step.
+ */
+static void route_learn(struct run *r, const struct call *c, double q,
+			double cost)
+{
+	struct step_rt *st = &r->st[c->step];
+	const struct plan_step *s = &r->t->steps[c->step];
+	struct plan_estimate pe = { .quality = 0.5 };
+
+	if (st->route_id < 0)
+		st->route_id = plan_route_add(r->o->route, s->prompt);
+	if (st->route_id < 0)
+		return;
+	if (r->o->stats)
+		plan_stats_estimate(r->o->stats, r->ms->v[c->model].name,
+				    s->task_type, &pe);
+	plan_route_observe(r->o->route, st->route_id, r->ms->v[c->model].name,
+			   pe.quality, q, cost);
+}
+
 /* Judges one answer and records it; returns 1 pass, 0 fail. */
 static int judge(struct run *r, struct call *c, const char *answer,
 		 double cost, double lat, char **ret_why)
@@ -356,6 +382,8 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	if (r->o->stats)
 		plan_stats_record(r->o->stats, r->ms->v[c->model].name,
 				  s->task_type, q, cost, lat);
+	if (r->o->route && !isnan(q))
+		route_learn(r, c, q, cost);
 	return pass;
 }
 
@@ -853,8 +881,10 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 		goto out;
 	}
 	res->n_steps = t->n_steps;
-	for (size_t s = 0; s < t->n_steps; s++)
+	for (size_t s = 0; s < t->n_steps; s++) {
 		r.st[s].used_model = -1;
+		r.st[s].route_id = -1;
+	}
 	for (;;) {
 		int wait_ms;
 
