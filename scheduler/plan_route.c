@@ -10,6 +10,9 @@
 #include "plan_route.h"
 #include "plan_util.h"
 
+/* Buckets in fewer prompts than this are always searched. */
+#define DF_FLOOR 256
+
 struct obs {
 	uint32_t ex, arm;
 	float q, c, prior;
@@ -371,8 +374,10 @@ static long neighbours(struct plan_route *r, const struct plan_feat *x)
 	for (size_t i = 0; i < x->n; i++) {
 		const struct posting *p = &r->post[x->idx[i]];
 
-		/* Stop-word-like buckets say little and cost the most. */
-		if ((double)r->idf.df[x->idx[i]] > cut && r->idf.n_docs > 20)
+		/* Stop-word-like buckets say little and cost the most; with
+		 * few prompts nothing is slow, so none is skipped. */
+		if ((double)r->idf.df[x->idx[i]] > cut &&
+		    r->idf.df[x->idx[i]] > DF_FLOOR)
 			continue;
 		for (uint32_t k = 0; k < p->n; k++)
 			r->acc[p->ex[k]] += (double)x->val[i] * p->v[k];

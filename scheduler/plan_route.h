@@ -11,8 +11,9 @@
  *             prompts the arm answered, with the prior counted as
  *             knn_prior pseudo-similarity:
  *             q = (prior_w * prior + sum s_i y_i) / (prior_w + sum s_i);
- *             buckets in more than df_max of the examples are skipped
- *             when looking for neighbours (stop-word-like, and slow);
+ *             buckets in more than df_max of the examples (and more
+ *             than 256) are skipped when looking for neighbours
+ *             (stop-word-like, and slow);
  *   logistic  per arm, logit q = logit(prior) + w . x, trained by SGD with
  *             L2 (step lr, penalty l2): with w = 0 it is the prior.
  * The prediction is their mean; its cost is the kNN mean cost.  These
