@@ -43,6 +43,7 @@ struct call {
 	char *body;
 	struct plan_buf resp;
 	bool too_big;
+	double ttft;            /* streamed: seconds to the first content */
 	/* Command */
 	pthread_t th;
 	bool th_started;
@@ -105,6 +106,8 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 		return;
 	if (http)
 		json_object_set_new(o, "http_status", json_integer(http));
+	if (!strcmp(outcome, "ok") && r->ms->v[c->model].stream && c->ttft >= 0)
+		json_object_set_new(o, "ttft_s", json_real(c->ttft));
 	if (c->vote_slot >= 0)
 		json_object_set_new(o, "vote_slot", json_integer(c->vote_slot));
 	line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -122,6 +125,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 		c->too_big = true;
 		return 0;
 	}
+	/* The first chunk that carries a token (a "content" delta, or any
+	 * byte of a reply that is not streamed). */
+	if (c->ttft < 0 && memmem(p, size * n, "\"content\"", 9))
+		c->ttft = clock_mono_s() - c->t0;
 	if (plan_buf_append(&c->resp, p, size * n) < 0)
 		return 0;
 	return size * n;
@@ -274,6 +281,16 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 			 m->remote_model, "messages", "role", "user",
 			 "content", r->st[c->step].prompt, "max_tokens",
 			 (int)s->max_tokens);
+	/* Streamed: tokens arrive as they are made, so the trace can show
+	 * the time to the first one; usage comes in the last chunk. */
+	if (body && m->stream &&
+	    (json_object_set_new(body, "stream", json_true()) < 0 ||
+	     json_object_set_new(body, "stream_options",
+				 json_pack("{s:b}", "include_usage", 1)) < 0)) {
+		json_decref(body);
+		body = NULL;
+	}
+	c->ttft = -1;
 	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	while (blen && m->base_url[blen - 1] == '/')
@@ -527,14 +544,75 @@ static char *parse_reply(const char *body, double *tin, double *tout,
 	return ans;
 }
 
+/* min_ms: the wait the server asked for (Retry-After), else 0. */
+static bool is_stream(const char *body)
+{
+	while (*body == ' ' || *body == '\n' || *body == '\r')
+		body++;
+	return !strncmp(body, "data:", 5) || *body == ':';
+}
+
+/*
+ * A server-sent event stream of chat completion chunks: the answer is the
+ * concatenation of choices[0].delta.content; usage, when a chunk reports
+ * it, sets the tokens.  Lines other than "data:" (comments, event names)
+ * are skipped; "[DONE]" ends it.  NULL when no chunk parses.
+ */
+static char *parse_stream(char *body, double *tin, double *tout,
+			  bool *reported)
+{
+	struct plan_buf ans;
+	bool any = false;
+	char *save = NULL;
+
+	plan_buf_init(&ans);
+	for (char *line = strtok_r(body, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_t *o, *u, *ch;
+		const char *piece;
+
+		line[strcspn(line, "\r")] = '\0';
+		if (strncmp(line, "data:", 5))
+			continue;
+		line += 5;
+		while (*line == ' ')
+			line++;
+		if (!strcmp(line, "[DONE]"))
+			break;
+		o = json_loads(line, 0, NULL);
+		if (!o)
+			continue;
+		any = true;
+		ch = json_array_get(json_object_get(o, "choices"), 0);
+		piece = json_string_value(json_object_get(
+			json_object_get(ch, "delta"), "content"));
+		if (piece && plan_buf_puts(&ans, piece) < 0)
+			any = false;
+		u = json_object_get(o, "usage");
+		if (json_is_object(u)) {
+			*tin = (double)json_integer_value(json_object_get(u,
+							  "prompt_tokens"));
+			*tout = (double)json_integer_value(json_object_get(u,
+							   "completion_tokens"));
+			*reported = true;
+		}
+		json_decref(o);
+	}
+	if (!any) {
+		plan_buf_release(&ans);
+		return NULL;
+	}
+	return plan_buf_steal(&ans);
+}
+
 static void retry_or_fail(struct run *r, struct call *c, const char *why,
-			  long http, double lat)
+			  long http, double lat, int64_t min_ms)
 {
 	if (http_job_left(&c->job) && !(r->o->cancel &&
 					  atomic_load(r->o->cancel))) {
 		trace(r, c, "retry", why, http, 0, 0, false, 0, lat);
 		call_reset(c);
-		http_job_retry(&r->e, &c->job);
+		http_job_retry_after(&r->e, &c->job, min_ms);
 		return;
 	}
 	trace(r, c, "failed", why, http, 0, 0, false, 0, lat);
@@ -558,7 +636,7 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 			 c->too_big ? "reply too large" :
 			 curl_easy_strerror(code));
 		if (transient)
-			retry_or_fail(r, c, detail, 0, lat);
+			retry_or_fail(r, c, detail, 0, lat, 0);
 		else {
 			trace(r, c, "failed", detail, 0, 0, 0, false, 0, lat);
 			call_reset(c);
@@ -569,14 +647,36 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 	}
 	curl_easy_getinfo(c->job.h, CURLINFO_RESPONSE_CODE, &http);
 	if (errmap_http_transient(http)) {
-		snprintf(detail, sizeof(detail), "http %ld", http);
-		retry_or_fail(r, c, detail, http, lat);
+		int64_t wait = http == 429 || http == 503 ?
+			       http_retry_after_ms(c->job.h) : -1;
+
+		if (wait > PLAN_EXEC_MAX_RETRY_AFTER_MS) {
+			/* Waiting that long would stall the task: the next
+			 * model answers instead. */
+			snprintf(detail, sizeof(detail), "http %ld, Retry-After "
+				 "%llds: over %ds, next model", http,
+				 (long long)(wait / 1000),
+				 PLAN_EXEC_MAX_RETRY_AFTER_MS / 1000);
+			trace(r, c, "failed", detail, http, 0, 0, false, 0, lat);
+			call_reset(c);
+			on_failure(r, c, detail, false, lat);
+			drop_call(r, c);
+			return;
+		}
+		if (wait > 0)
+			snprintf(detail, sizeof(detail), "http %ld, Retry-After "
+				 "%.3gs", http, (double)wait / 1000);
+		else
+			snprintf(detail, sizeof(detail), "http %ld", http);
+		retry_or_fail(r, c, detail, http, lat, wait);
 		return;
 	}
 	tin = est_tokens(r->st[c->step].prompt);
 	tout = 0;
 	ans = errno_of_http(http) == 0 && c->resp.data ?
-	      parse_reply(c->resp.data, &tin, &tout, &reported) : NULL;
+	      (m->stream && is_stream(c->resp.data) ?
+	       parse_stream(c->resp.data, &tin, &tout, &reported) :
+	       parse_reply(c->resp.data, &tin, &tout, &reported)) : NULL;
 	if (!ans) {
 		snprintf(detail, sizeof(detail), http / 100 == 2 ?
 			 "invalid reply (not a chat completion)" :
@@ -606,7 +706,7 @@ static void finish_cmd(struct run *r, struct call *c)
 	pthread_join(c->th, NULL);
 	c->th_started = false;
 	if (c->proc_rc == -ETIMEDOUT) {
-		retry_or_fail(r, c, "command timed out", 0, lat);
+		retry_or_fail(r, c, "command timed out", 0, lat, 0);
 		return;
 	}
 	if (c->proc_rc < 0 || !WIFEXITED(c->status) ||

@@ -52,6 +52,9 @@
 
 #define PLAN_EXEC_TRIES 4
 #define PLAN_EXEC_MAX_REPLY (8u << 20)
+/* A 429 or 503 whose Retry-After asks for longer moves on to the next
+ * model at once instead of waiting. */
+#define PLAN_EXEC_MAX_RETRY_AFTER_MS 30000
 
 struct plan_route;
 
