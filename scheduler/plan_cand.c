@@ -22,6 +22,7 @@ const char *plan_strategy_name(enum plan_strategy s)
 	case PLAN_SINGLE: return "single";
 	case PLAN_CASCADE: return "cascade";
 	case PLAN_VOTE: return "vote";
+	case PLAN_AGREE: return "agree";
 	}
 	return "?";
 }
@@ -193,6 +194,54 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 	return 0;
 }
 
+/* The two cheapest eligible models of step s (lowest index on ties). */
+static void two_cheapest(const struct work *w, size_t s, int *lo)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+
+	lo[0] = lo[1] = -1;
+	for (size_t m = 0; m < w->ms->n; m++) {
+		if (!e[m].ok)
+			continue;
+		if (lo[0] < 0 || e[m].cost < e[lo[0]].cost) {
+			lo[1] = lo[0];
+			lo[0] = (int)m;
+		} else if (lo[1] < 0 || e[m].cost < e[lo[1]].cost) {
+			lo[1] = (int)m;
+		}
+	}
+}
+
+/* agree(a, b -> c): a, b the two cheapest, c each dearer model. */
+static int agree_options(struct work *w, size_t s)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+	int lo[2], rc;
+
+	two_cheapest(w, s, lo);
+	if (lo[1] < 0)
+		return 0;
+	for (size_t c = 0; c < w->ms->n; c++) {
+		const struct est *a = &e[lo[0]], *b = &e[lo[1]];
+		struct plan_option o = { .kind = PLAN_AGREE, .n_models = 3 };
+		double both = a->q * b->q, sboth = a->score * b->score;
+
+		if (!e[c].ok || (int)c == lo[0] || (int)c == lo[1] ||
+		    e[c].cost <= b->cost)
+			continue;
+		o.models[0] = lo[0];
+		o.models[1] = lo[1];
+		o.models[2] = (int)c;
+		o.quality = both + (1 - both) * e[c].q;
+		o.score = sboth + (1 - sboth) * e[c].score;
+		o.cost = a->cost + b->cost + (1 - both) * e[c].cost;
+		o.latency = fmax(a->latency, b->latency) + e[c].latency;
+		if ((rc = add_option(w, s, &o)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int options_step(struct work *w, size_t s)
 {
 	const struct plan_step *st = &w->t->steps[s];
@@ -244,9 +293,11 @@ static int options_step(struct work *w, size_t s)
 	}
 	comparable = (chk && (chk->kind == PLAN_CHECK_EXACT ||
 			      chk->kind == PLAN_CHECK_REGEX)) ||
-		     st->strategies == PLAN_STRAT_VOTE ||
 		     (st->strategies != PLAN_STRAT_ALL &&
-		      (st->strategies & PLAN_STRAT_VOTE));
+		      (st->strategies & (PLAN_STRAT_VOTE | PLAN_STRAT_AGREE)));
+	if (comparable && (st->strategies & PLAN_STRAT_AGREE) &&
+	    (rc = agree_options(w, s)) < 0)
+		return rc;
 	if (top[2] >= 0 && comparable && (st->strategies & PLAN_STRAT_VOTE)) {
 		struct plan_option v = { .kind = PLAN_VOTE, .n_models = 3 };
 		double a = e[top[0]].q, b = e[top[1]].q, c = e[top[2]].q;

@@ -62,6 +62,8 @@ struct step_rt {
 	int n_seq, next;
 	bool vote;
 	int vote_left;
+	int vote_n;             /* members: 3 for a vote, 2 for agree */
+	int vote_need;          /* same answers needed: 1 vote, 2 agree */
 	char *vote_ans[3];
 	int vote_pass[3];
 	int used_model;
@@ -425,11 +427,11 @@ static void vote_tally(struct run *r, size_t s)
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0;
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < st->vote_n; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
 
-		for (int j = 0; a && j < 3; j++) {
+		for (int j = 0; a && j < st->vote_n; j++) {
 			char *b = st->vote_ans[j] ?
 				  normalised(st->vote_ans[j]) : NULL;
 
@@ -443,7 +445,13 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
-	if (win >= 0 && st->vote_pass[win]) {
+	/* agree: both cheap members must give the same answer, else the
+	 * step moves on to the dearer model (the first of its sequence). */
+	if (best < st->vote_need) {
+		st->vote = false;
+		step_next(r, s, win >= 0 ? "the cheap models disagree"
+					 : "no vote member answered");
+	} else if (win >= 0 && st->vote_pass[win]) {
 		st->answer = strdup(st->vote_ans[win]);
 		st->used_model = r->p->steps[s].models[win];
 		st->state = ST_DONE;
@@ -855,7 +863,9 @@ static void step_start(struct run *r, size_t s,
 		step_fail(r, s, "out of memory");
 		return;
 	}
-	if (o->kind != PLAN_VOTE)
+	if (o->kind == PLAN_AGREE)
+		st->seq[st->n_seq++] = o->models[2];
+	else if (o->kind != PLAN_VOTE)
 		for (int k = 0; k < o->n_models; k++)
 			st->seq[st->n_seq++] = o->models[k];
 	for (size_t f = 0; f < cands->n_fallback[s] &&
@@ -868,10 +878,11 @@ static void step_start(struct run *r, size_t s,
 		if (!seen)
 			st->seq[st->n_seq++] = m;
 	}
-	if (o->kind == PLAN_VOTE) {
+	if (o->kind == PLAN_VOTE || o->kind == PLAN_AGREE) {
 		st->vote = true;
-		st->vote_left = 3;
-		for (int k = 0; k < 3; k++)
+		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 : 2;
+		st->vote_need = o->kind == PLAN_VOTE ? 1 : 2;
+		for (int k = 0; k < st->vote_n; k++)
 			if (new_call(r, s, o->models[k], k) < 0) {
 				step_fail(r, s, "out of memory");
 				return;

@@ -302,6 +302,15 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	CHECK(!strcmp(r.answer, "B"));
 	CHECK(count(r.trace, "\"vote_slot\"") == 3);
 	runres_free(&r);
+	/* agree: the two cheapest (wrong: 41, bee: B) disagree, so the dear
+	 * model answers. */
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"ag\","
+		" \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 2);
+	CHECK(strstr(r.trace, "\"model\":\"right\""));
+	runres_free(&r);
 	/* Nobody passes the checker: a clear failure. */
 	r = run(dir, st, "{\"prompt\": \"?\", \"task_type\": \"none\","
 		" \"check\": {\"regex\": \"^zzz$\"}}", NULL);
@@ -314,6 +323,36 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	free(a2);
 	free(a3);
 	free(a4);
+	free(dir);
+}
+
+/* agree: two cheap models that agree need no dear call. */
+static void test_agree(struct plan_stats *st)
+{
+	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
+	char *b = http_card("fixed-  b ", "\"price_in\": 0.2, \"price_out\": 0.2");
+	char *b2 = http_card("fixed-B", "\"price_in\": 0.3, \"price_out\": 0.3");
+	const char *cards[4] = { NULL };
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf((char **)&cards[0], "dear=%s", rt) > 0);
+	CHECK(asprintf((char **)&cards[1], "cheap1=%s", b) > 0);
+	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b2) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ag2\","
+		" \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	/* Blanks and case aside the same answer: the first member's stands. */
+	CHECK_MSG(r.answer && !strcmp(r.answer, "  b "), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 2);
+	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
+	for (int i = 0; i < 3; i++)
+		free((char *)cards[i]);
+	free(rt);
+	free(b);
+	free(b2);
 	free(dir);
 }
 
@@ -583,6 +622,7 @@ int main(void)
 	test_answers_and_costs(st);
 	test_failures(st);
 	test_checks_cascade_vote(st);
+	test_agree(st);
 	test_commands_and_dag(st);
 	test_keys_and_cancel(st);
 	test_retry_after(st);
