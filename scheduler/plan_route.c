@@ -54,6 +54,7 @@ struct plan_route {
 	double *acc;           /* per example, the neighbour search */
 	struct hit *hits;
 	size_t cap_acc;
+	size_t sorted;         /* hits sorted at the front */
 };
 
 void plan_route_config_default(struct plan_route_config *cfg)
@@ -61,6 +62,7 @@ void plan_route_config_default(struct plan_route_config *cfg)
 	*cfg = (struct plan_route_config){
 		.k = 25, .knn_prior = 1.0, .df_max = 0.05,
 		.lr = 0.2, .l2 = 1e-4, .epochs = 5, .seed = 1,
+		.knn_weight = 0.5,
 	};
 }
 
@@ -77,7 +79,8 @@ int plan_route_open(const struct plan_route_config *cfg,
 	else
 		plan_route_config_default(&r->cfg);
 	if (r->cfg.k < 1 || r->cfg.knn_prior <= 0 || r->cfg.df_max <= 0 ||
-	    r->cfg.lr < 0 || r->cfg.l2 < 0 || r->cfg.epochs < 0) {
+	    r->cfg.lr < 0 || r->cfg.l2 < 0 || r->cfg.epochs < 0 ||
+	    !(r->cfg.knn_weight >= 0 && r->cfg.knn_weight <= 1)) {
 		free(r);
 		return -EINVAL;
 	}
@@ -357,8 +360,44 @@ static int cmp_hit(const void *a, const void *b)
 	return x->ex < y->ex ? -1 : x->ex > y->ex;
 }
 
-/* The stored prompts most similar to x, best first; returns their count. */
-static long neighbours(struct plan_route *r, const struct plan_feat *x)
+static void swap_hit(struct hit *a, struct hit *b)
+{
+	struct hit t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* Moves the m best hits to the front (in no order): quickselect. */
+static void select_top(struct hit *h, size_t n, size_t m)
+{
+	size_t lo = 0, hi = n;  /* the m-th best lies in [lo, hi) */
+
+	while (hi - lo > 1) {
+		size_t st = lo;
+
+		swap_hit(&h[lo + (hi - lo) / 2], &h[hi - 1]);
+		for (size_t i = lo; i + 1 < hi; i++)
+			if (cmp_hit(&h[i], &h[hi - 1]) < 0)
+				swap_hit(&h[i], &h[st++]);
+		swap_hit(&h[st], &h[hi - 1]);
+		/* h[st] is in its sorted place: the st before it are better. */
+		if (st == m)
+			return;
+		if (st < m)
+			lo = st + 1;
+		else
+			hi = st;
+	}
+}
+
+/*
+ * The stored prompts most similar to x, best first; returns their count.
+ * Only the first want are sorted (the rest follow in no order) unless
+ * want is 0: sorting every hit of every query is what would be slow.
+ */
+static long neighbours(struct plan_route *r, const struct plan_feat *x,
+		       size_t want)
 {
 	double cut = r->cfg.df_max * (double)r->idf.n_docs;
 	size_t n = 0;
@@ -385,11 +424,20 @@ static long neighbours(struct plan_route *r, const struct plan_feat *x)
 	for (size_t e = 0; e < r->n_ex; e++)
 		if (r->acc[e] > 0)
 			r->hits[n++] = (struct hit){ r->acc[e], (uint32_t)e };
-	qsort(r->hits, n, sizeof(*r->hits), cmp_hit);
+	if (want && want < n) {
+		select_top(r->hits, n, want);
+		qsort(r->hits, want, sizeof(*r->hits), cmp_hit);
+		r->sorted = want;
+	} else {
+		qsort(r->hits, n, sizeof(*r->hits), cmp_hit);
+		r->sorted = n;
+	}
 	return (long)n;
 }
 
-static void predict_arm(struct plan_route *r, long a, long n_hits,
+/* Returns false when the sorted hits ran out before k neighbours of arm a
+ * were found while unsorted ones remain: the caller sorts them all. */
+static bool predict_arm(struct plan_route *r, long a, long n_hits,
 			const struct plan_feat *x, double pq, double pc,
 			struct plan_route_pred *ret)
 {
@@ -400,8 +448,10 @@ static void predict_arm(struct plan_route *r, long a, long n_hits,
 	ret->cost = pc >= 0 ? pc : 0;
 	ret->support = 0;
 	if (a < 0)
-		return;
+		return true;
 	for (long h = 0; h < n_hits && found < r->cfg.k; h++) {
+		if ((size_t)h >= r->sorted)
+			return false;
 		const struct example *e = &r->ex[r->hits[h].ex];
 
 		for (uint32_t i = 0; i < e->n_obs; i++) {
@@ -422,11 +472,13 @@ static void predict_arm(struct plan_route *r, long a, long n_hits,
 	ret->support = ss;
 	ret->q_knn = (kp * pq + sq) / (kp + ss);
 	ret->q_lr = lr_score(r->arms[a].w, x, pq);
-	ret->quality = (ret->q_knn + ret->q_lr) / 2;
+	ret->quality = r->cfg.knn_weight * ret->q_knn +
+		       (1 - r->cfg.knn_weight) * ret->q_lr;
 	if (pc >= 0)
 		ret->cost = (kp * pc + sc) / (kp + scs);
 	else if (scs > 0)
 		ret->cost = sc / scs;
+	return true;
 }
 
 int plan_route_predict(struct plan_route *r, const char *text,
@@ -443,14 +495,20 @@ int plan_route_predict(struct plan_route *r, const char *text,
 	pthread_mutex_lock(&r->mu);
 	if ((rc = plan_feat_weigh(&r->idf, &terms, &x)) < 0)
 		goto out;
-	n_hits = neighbours(r, &x);
+	/* Enough sorted hits for k neighbours of every arm when each stored
+	 * prompt has every arm, as in a replay; more only when needed. */
+	n_hits = neighbours(r, &x, 4 * (size_t)r->cfg.k);
+	for (size_t i = 0; n_hits >= 0 && i < n; i++)
+		if (!predict_arm(r, arm_find(r, arms[i]), n_hits, &x,
+				 prior_q[i], prior_c ? prior_c[i] : -1,
+				 &ret[i])) {
+			n_hits = neighbours(r, &x, 0);
+			i = (size_t)-1;
+		}
 	if (n_hits < 0) {
 		rc = (int)n_hits;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
-		predict_arm(r, arm_find(r, arms[i]), n_hits, &x, prior_q[i],
-			    prior_c ? prior_c[i] : -1, &ret[i]);
 out:
 	pthread_mutex_unlock(&r->mu);
 	plan_feat_release(&terms);

@@ -16,9 +16,11 @@
  *             (stop-word-like, and slow);
  *   logistic  per arm, logit q = logit(prior) + w . x, trained by SGD with
  *             L2 (step lr, penalty l2): with w = 0 it is the prior.
- * The prediction is their mean; its cost is the kNN mean cost.  These
- * hyperparameters are fixed (plan_route_config_default()), never fitted to
- * a data set (docs/paths.md, "Per-prompt routing").
+ * The prediction is knn_weight * kNN + (1 - knn_weight) * logistic; its
+ * cost is the kNN mean cost.  The defaults (plan_route_config_default())
+ * are fixed, never fitted to a data set; the replay tool may choose k and
+ * knn_weight by cross-validation on its training split only (docs/paths.md,
+ * "Per-prompt routing").
  *
  * Learning is online: plan_route_observe() adds one outcome (one SGD step
  * and one kNN label).  IDF counts grow with every prompt added; a stored
@@ -44,6 +46,7 @@ struct plan_route_config {
 	double lr;          /* SGD step (0.2) */
 	double l2;          /* L2 penalty per step (1e-4) */
 	int epochs;         /* passes of plan_route_fit() (5) */
+	double knn_weight;  /* share of the kNN in the prediction (0.5) */
 	uint64_t seed;      /* order of the fit's passes */
 };
 

@@ -179,6 +179,9 @@ struct eval {
 	/* Per test prompt × option, what each planner expects. */
 	double *type_q, *type_c, *route_q, *route_c;
 	struct plan_route *route;
+	struct plan_route_config cfg; /* the router's, after cross-validation */
+	bool cv;            /* choose k and knn_weight by cross-validation */
+	uint64_t seed;
 };
 
 static int cmp_point(const void *a, const void *b)
@@ -596,8 +599,23 @@ out:
 	return rc;
 }
 
-/* Feeds the training prompts and every option's outcome to a router. */
-static int route_train(const struct eval *e, struct plan_route *r)
+#define CV_FOLDS 3
+
+/* A training prompt's cross-validation fold. */
+static int fold_of(const struct prompt *p, uint64_t seed)
+{
+	uint64_t h = route_fnv(p->id, 0xcbf29ce484222325ULL ^ (seed * 31 + 7));
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (int)(h % CV_FOLDS);
+}
+
+/* Feeds the training prompts (but those of fold skip, unless -1) and
+ * every option's outcome to a router. */
+static int route_train_but(const struct eval *e, struct plan_route *r,
+			   int skip)
 {
 	const size_t no = e->n_opt;
 	int rc;
@@ -606,7 +624,7 @@ static int route_train(const struct eval *e, struct plan_route *r)
 		const struct prompt *p = &e->t->p[i];
 		long id;
 
-		if (!p->train)
+		if (!p->train || (skip >= 0 && fold_of(p, e->seed) == skip))
 			continue;
 		id = plan_route_add(r, p->text);
 		if (id < 0)
@@ -621,6 +639,83 @@ static int route_train(const struct eval *e, struct plan_route *r)
 		}
 	}
 	return plan_route_fit(r);
+}
+
+static int route_train(const struct eval *e, struct plan_route *r)
+{
+	return route_train_but(e, r, -1);
+}
+
+/*
+ * k and knn_weight of plan_route by CV_FOLDS-fold cross-validation on the
+ * training split only: the pair whose predicted option qualities have the
+ * least squared error on the held-out folds.  The grid is fixed.
+ */
+static const int cv_k[] = { 10, 30, 100 };
+static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
+#define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
+#define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
+
+static int cv_select(struct eval *e, struct plan_route_config *cfg)
+{
+	const size_t no = e->n_opt;
+	const char **names = malloc(no * sizeof(*names));
+	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
+	double err[N_CV_K][N_CV_W] = { { 0 } }, best = INFINITY;
+	int rc = -ENOMEM;
+
+	if (!names || !pr)
+		goto out;
+	for (size_t k = 0; k < no; k++)
+		names[k] = e->opt[k].name;
+	for (size_t ki = 0; ki < N_CV_K; ki++)
+		for (int f = 0; f < CV_FOLDS; f++) {
+			struct plan_route_config c = *cfg;
+			struct plan_route *r = NULL;
+
+			c.k = cv_k[ki];
+			if ((rc = plan_route_open(&c, &r)) < 0 ||
+			    (rc = route_train_but(e, r, f)) < 0) {
+				plan_route_free(r);
+				goto out;
+			}
+			for (size_t i = 0; i < e->t->n; i++) {
+				const struct prompt *p = &e->t->p[i];
+
+				if (!p->train || fold_of(p, e->seed) != f)
+					continue;
+				rc = plan_route_predict(r, p->text, names, no,
+					&e->est_q[p->type * no],
+					&e->est_c[p->type * no], pr);
+				if (rc < 0)
+					break;
+				for (size_t k = 0; k < no; k++) {
+					double y = opt_q(p, &e->opt[k]);
+
+					for (size_t wi = 0; wi < N_CV_W; wi++) {
+						double q = cv_w[wi] * pr[k].q_knn +
+							(1 - cv_w[wi]) * pr[k].q_lr;
+
+						err[ki][wi] += (q - y) * (q - y);
+					}
+				}
+			}
+			plan_route_free(r);
+			if (rc < 0)
+				goto out;
+		}
+	for (size_t ki = 0; ki < N_CV_K; ki++)
+		for (size_t wi = 0; wi < N_CV_W; wi++)
+			if (err[ki][wi] < best) {
+				best = err[ki][wi];
+				cfg->k = cv_k[ki];
+				cfg->knn_weight = cv_w[wi];
+			}
+	rc = 0;
+out:
+	free(names);
+	free(pr);
+	return rc;
 }
 
 /* What each planner expects of each option on each test prompt. */
@@ -644,6 +739,9 @@ static int expect(struct eval *e)
 		struct plan_route_config cfg;
 
 		plan_route_config_default(&cfg);
+		if (e->cv && (rc = cv_select(e, &cfg)) < 0)
+			goto out;
+		e->cfg = cfg;
 		if ((rc = plan_route_open(&cfg, &e->route)) < 0 ||
 		    (rc = route_train(e, e->route)) < 0)
 			goto out;
@@ -752,7 +850,7 @@ static int online(const struct eval *e, double lambda, bool warm,
 	for (size_t k = 0; k < no; k++)
 		opt_cost[k] = opt_n[k] > 0 ? opt_cost[k] / opt_n[k] : 0;
 	if (use_route) {
-		if ((rc = plan_route_open(NULL, &rt)) < 0)
+		if ((rc = plan_route_open(&e->cfg, &rt)) < 0)
 			goto out;
 		if (warm && (rc = route_train(e, rt)) < 0)
 			goto out;
@@ -888,6 +986,9 @@ static void usage(FILE *f)
 		"agreement cascades or votes)\n"
 		"  --no-route         no per-prompt signal: the per task type "
 		"posterior alone\n"
+		"  --no-cv            the router's default k and kNN weight, "
+		"not chosen by\n"
+		"                     cross-validation on the training split\n"
 		"  --curve FILE       write the planners' and the oracle's "
 		"curves as TSV\n");
 }
@@ -1096,6 +1197,7 @@ int main(int argc, char **argv)
 		{ "flat-cost", no_argument, NULL, 'f' },
 		{ "no-cascades", no_argument, NULL, 'n' },
 		{ "no-route", no_argument, NULL, 'r' },
+		{ "no-cv", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1108,7 +1210,7 @@ int main(int argc, char **argv)
 	unsigned long long seed = 1;
 	const char *curve = NULL;
 	struct table t = { 0 };
-	struct eval e = { .t = &t };
+	struct eval e = { .t = &t, .cv = true };
 	struct point *pl = NULL, *ty = NULL, *orc = NULL;
 	struct point single[MAX_MODELS], rnd[2], orc_pt, naive_pts[4];
 	struct curve cv[M_N] = { { 0 } }, sg = { 0 };
@@ -1136,6 +1238,7 @@ int main(int argc, char **argv)
 		case 'f': e.flat_cost = true; break;
 		case 'n': e.no_cascades = true; break;
 		case 'r': e.no_route = true; break;
+		case 'v': e.cv = false; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1143,6 +1246,7 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	e.prior = prior;
+	e.seed = seed;
 	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
@@ -1255,8 +1359,10 @@ int main(int argc, char **argv)
 		       "--no-route" : "no prompt column");
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
-		       "%zu prompts (hashed n-gram TF-IDF; kNN and logistic, "
-		       "fixed hyperparameters)\n", text_n);
+		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
+		       " + logistic, %s)\n", text_n, e.cfg.k, e.cfg.knn_weight,
+		       e.cv ? "k and weight by 3-fold cross-validation on the "
+			      "training split" : "defaults");
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
