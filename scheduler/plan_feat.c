@@ -98,14 +98,15 @@ int plan_feat_terms(const char *text, struct plan_feat *ret)
 	unsigned char word[256];
 	uint64_t prev = 0;
 	size_t len = strlen((const char *)s), wl = 0, k = 0;
+	size_t scan = len < PLAN_FEAT_MAX_BYTES ? len : PLAN_FEAT_MAX_BYTES;
 	int rc = 0;
 	unsigned lc = 0;
 
 	memset(ret, 0, sizeof(*ret));
-	for (size_t i = 0; i <= len; i++) {
-		unsigned char c = s[i];
+	for (size_t i = 0; i <= scan; i++) {
+		unsigned char c = i < scan ? s[i] : 0;
 
-		if (i < len && is_word(c)) {
+		if (i < scan && is_word(c)) {
 			if (wl < sizeof(word))
 				word[wl++] = (unsigned char)tolower(c);
 			continue;

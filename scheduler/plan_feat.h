@@ -7,7 +7,9 @@
  * run of letters, digits and bytes >= 0x80, so UTF-8 text stays whole),
  * character 4-grams of each word padded with one blank on each side (so
  * prefixes and suffixes count, as sklearn's char_wb), and one bucket for
- * the prompt's length class, floor(log2(bytes)).  Each kind of term is
+ * the prompt's length class, floor(log2(bytes)).  Only the first
+ * PLAN_FEAT_MAX_BYTES bytes are read for n-grams (the length class counts
+ * them all), which bounds a vector's size.  Each kind of term is
  * hashed with its own salt.  Collisions are accepted: 2^17 buckets.
  *
  * plan_feat_terms() gives raw term counts; plan_feat_weigh() turns them
@@ -27,6 +29,7 @@
 
 #define PLAN_FEAT_BITS 17
 #define PLAN_FEAT_DIM (1u << PLAN_FEAT_BITS)
+#define PLAN_FEAT_MAX_BYTES 8192
 
 /* A sparse vector: idx strictly increasing, val the weight of each. */
 struct plan_feat {

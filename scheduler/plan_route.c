@@ -55,6 +55,7 @@ struct plan_route {
 	struct hit *hits;
 	size_t cap_acc;
 	size_t sorted;         /* hits sorted at the front */
+	long base;             /* the id of ex[0]: ids forgotten before it */
 };
 
 void plan_route_config_default(struct plan_route_config *cfg)
@@ -62,7 +63,7 @@ void plan_route_config_default(struct plan_route_config *cfg)
 	*cfg = (struct plan_route_config){
 		.k = 25, .knn_prior = 1.0, .df_max = 0.05,
 		.lr = 0.2, .l2 = 1e-4, .epochs = 5, .seed = 1,
-		.knn_weight = 0.5,
+		.knn_weight = 0.5, .max_prompts = 5000,
 	};
 }
 
@@ -172,12 +173,29 @@ static int index_example(struct plan_route *r, uint32_t id)
 	return 0;
 }
 
+/* Drops every stored prompt and outcome; weights and IDF stay. */
+static void forget(struct plan_route *r)
+{
+	for (size_t b = 0; b < PLAN_FEAT_DIM; b++)
+		r->post[b].n = 0;
+	for (size_t i = 0; i < r->n_ex; i++) {
+		plan_feat_release(&r->ex[i].terms);
+		plan_feat_release(&r->ex[i].w);
+		free(r->ex[i].obs);
+	}
+	r->base += r->n_ex;
+	r->n_ex = 0;
+	r->n_obs = 0;
+}
+
 long plan_route_add(struct plan_route *r, const char *text)
 {
 	struct example *e;
 	long rc;
 
 	pthread_mutex_lock(&r->mu);
+	if (r->cfg.max_prompts && r->n_ex >= r->cfg.max_prompts)
+		forget(r);
 	if (grow((void **)&r->ex, &r->cap_ex, r->n_ex + 1, sizeof(*r->ex)) < 0 ||
 	    r->n_ex >= UINT32_MAX) {
 		rc = -ENOMEM;
@@ -196,6 +214,8 @@ long plan_route_add(struct plan_route *r, const char *text)
 	/* Indexed at once, so the neighbour search sees it from now on. */
 	if (index_example(r, (uint32_t)rc) < 0)
 		rc = -ENOMEM;
+	else
+		rc += r->base;
 out:
 	pthread_mutex_unlock(&r->mu);
 	return rc;
@@ -273,6 +293,11 @@ int plan_route_observe(struct plan_route *r, long id, const char *arm,
 	if (!isfinite(quality) || !isfinite(prior))
 		return -EINVAL;
 	pthread_mutex_lock(&r->mu);
+	if (id >= 0 && id < r->base) {
+		rc = -ESTALE;      /* forgotten since (max_prompts) */
+		goto out;
+	}
+	id -= r->base;
 	if (id < 0 || (size_t)id >= r->n_ex) {
 		rc = -EINVAL;
 		goto out;

@@ -28,6 +28,12 @@
  * reweighs everything and makes extra SGD passes (batch use: the replay
  * tool after loading its training split).
  *
+ * Memory: a prompt costs about 12 bytes per distinct n-gram (at most
+ * PLAN_FEAT_MAX_BYTES of text are read).  When max_prompts are held, the
+ * next plan_route_add() forgets every stored prompt and outcome first (the
+ * kNN starts again; the logistic weights and IDF counts stay), so a
+ * long-running daemon stays bounded.
+ *
  * Persistence: none here; the engine replays what it keeps (plan_engine.h).
  * Threads: every function may be called from any thread; one internal
  * mutex serialises them.  Errors: -errno (-ENOMEM, -EINVAL).
@@ -47,6 +53,7 @@ struct plan_route_config {
 	double l2;          /* L2 penalty per step (1e-4) */
 	int epochs;         /* passes of plan_route_fit() (5) */
 	double knn_weight;  /* share of the kNN in the prediction (0.5) */
+	size_t max_prompts; /* prompts the kNN keeps; 0: no bound (5000) */
 	uint64_t seed;      /* order of the fit's passes */
 };
 
@@ -73,7 +80,8 @@ long plan_route_add(struct plan_route *r, const char *text);
 /*
  * An outcome of arm on prompt id: quality in [0, 1], cost in USD (< 0
  * unknown); prior the arm's prior quality for this prompt (the per task
- * type posterior mean), the logistic model's offset.
+ * type posterior mean), the logistic model's offset.  -ESTALE when the
+ * prompt was forgotten since (max_prompts), -EINVAL for an unknown id.
  */
 int plan_route_observe(struct plan_route *r, long id, const char *arm,
 		       double prior, double quality, double cost);

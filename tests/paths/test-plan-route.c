@@ -48,6 +48,20 @@ static void test_feat(void)
 	CHECK_RC(plan_feat_weigh(&idf, &a, &wa), 0);
 	CHECK_EQ(wa.n, 0);
 	plan_idf_release(&idf);
+	/* Only the first PLAN_FEAT_MAX_BYTES are read: a long prompt's vector
+	 * stays small. */
+	{
+		size_t n = 200000, len = 0;
+		char *big = malloc(n + 16);
+
+		REQUIRE(big);
+		for (int i = 0; len + 12 < n; i++)
+			len += (size_t)sprintf(big + len, "w%d ", i);
+		CHECK_RC(plan_feat_terms(big, &a), 0);
+		CHECK_MSG(a.n > 1000 && a.n < 3 * PLAN_FEAT_MAX_BYTES, "%zu", a.n);
+		plan_feat_release(&a);
+		free(big);
+	}
 }
 
 static const char *const animals[] = { "cat", "kitten", "tabby", "feline" };
@@ -126,6 +140,26 @@ static void test_route(void)
 	CHECK_MSG(p[0].quality > 0.7 && p[1].quality < 0.3,
 		  "pets %.3f maths %.3f", p[0].quality, p[1].quality);
 	plan_route_free(r);
+	/* Bounded: the 4th prompt forgets the first three. */
+	{
+		struct plan_route_config cfg;
+		long ids[4];
+
+		plan_route_config_default(&cfg);
+		cfg.max_prompts = 3;
+		CHECK_RC(plan_route_open(&cfg, &r), 0);
+		for (int i = 0; i < 4; i++) {
+			ids[i] = plan_route_add(r, i % 2 ? "cat" : "integral");
+			CHECK_EQ(ids[i], i);
+		}
+		plan_route_counts(r, &np, &no);
+		CHECK_EQ(np, 1);
+		CHECK_RC(plan_route_observe(r, ids[0], "pets", 0.5, 1, 0),
+			 -ESTALE);
+		CHECK_RC(plan_route_observe(r, ids[3], "pets", 0.5, 1, 0), 0);
+		CHECK_RC(plan_route_observe(r, 4, "pets", 0.5, 1, 0), -EINVAL);
+		plan_route_free(r);
+	}
 }
 
 static struct plan_models models;

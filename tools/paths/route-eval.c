@@ -739,6 +739,7 @@ static int expect(struct eval *e)
 		struct plan_route_config cfg;
 
 		plan_route_config_default(&cfg);
+		cfg.max_prompts = 0;   /* a replay keeps its whole table */
 		if (e->cv && (rc = cv_select(e, &cfg)) < 0)
 			goto out;
 		e->cfg = cfg;
