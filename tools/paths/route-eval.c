@@ -178,6 +178,10 @@ struct eval {
 	double *est_q, *est_c; /* [type * n_opt + option] */
 	/* Per test prompt × option, what each planner expects. */
 	double *type_q, *type_c, *route_q, *route_c;
+	/* Per test prompt × option, what it gets: replayed once, for the
+	 * sweeps (quality, cost, latency, models called). */
+	double *got_q, *got_c, *got_l;
+	uint64_t *got_calls;
 	struct plan_route *route;
 	struct plan_route_config cfg; /* the router's, after cross-validation */
 	bool cv;            /* choose k and knn_weight by cross-validation */
@@ -347,20 +351,19 @@ static void planner_point(const struct eval *e, const double *Q,
 
 	memset(pt, 0, sizeof(*pt));
 	for (size_t i = 0; i < e->n_test; i++) {
-		const struct prompt *p = &e->t->p[e->test[i]];
 		const double *q = &Q[i * no], *c = &C[i * no];
-		const struct route_opt *o;
-		size_t best = 0;
+		size_t best = 0, at;
 
 		for (size_t k = 1; k < no; k++)
 			if (plan_better(q[k], c[k], q[best], c[best], lambda,
 					TIE_EPS))
 				best = k;
-		o = &e->opt[best];
-		pt->quality += opt_q(p, o);
-		pt->cost += opt_c(p, o);
-		pt->latency += fmax(0, opt_l(p, o));
-		opt_calls(p, o, pt->share);
+		at = i * no + best;
+		pt->quality += e->got_q[at];
+		pt->cost += e->got_c[at];
+		pt->latency += fmax(0, e->got_l[at]);
+		for (uint64_t m = e->got_calls[at]; m; m &= m - 1)
+			pt->share[__builtin_ctzll(m)] += 1;
 	}
 	pt->quality /= (double)e->n_test;
 	pt->cost /= (double)e->n_test;
@@ -726,6 +729,21 @@ static int expect(struct eval *e)
 	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
 	int rc = -ENOMEM;
 
+	e->got_q = malloc(nt * no * sizeof(double));
+	e->got_c = malloc(nt * no * sizeof(double));
+	e->got_l = malloc(nt * no * sizeof(double));
+	e->got_calls = malloc(nt * no * sizeof(uint64_t));
+	if (!e->got_q || !e->got_c || !e->got_l || !e->got_calls)
+		goto out;
+	for (size_t i = 0; i < nt; i++)
+		for (size_t k = 0; k < no; k++) {
+			const struct prompt *p = &e->t->p[e->test[i]];
+
+			e->got_q[i * no + k] = opt_q(p, &e->opt[k]);
+			e->got_c[i * no + k] = opt_c(p, &e->opt[k]);
+			e->got_l[i * no + k] = opt_l(p, &e->opt[k]);
+			opt_pick(p, &e->opt[k], &e->got_calls[i * no + k]);
+		}
 	e->type_q = malloc(nt * no * sizeof(double));
 	e->type_c = malloc(nt * no * sizeof(double));
 	e->route_q = malloc(nt * no * sizeof(double));
@@ -1470,6 +1488,10 @@ out:
 	free(e.type_c);
 	free(e.route_q);
 	free(e.route_c);
+	free(e.got_q);
+	free(e.got_c);
+	free(e.got_l);
+	free(e.got_calls);
 	plan_route_free(e.route);
 	table_release(&t);
 	return rc;
