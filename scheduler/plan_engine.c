@@ -456,7 +456,9 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	rc = plan_stats_open(cfg->db_path, cfg->prior_strength, &e->stats);
 	if (rc < 0)
 		goto fail;
-	rc = plan_route_open(NULL, &e->route);
+	/* Beside the statistics, in the same file: what the router learned
+	 * survives a restart as they do. */
+	rc = plan_route_open_db(NULL, cfg->db_path, &e->route);
 	if (rc < 0)
 		goto fail;
 	e->trust.n_uids = cfg->n_trusted_uids;

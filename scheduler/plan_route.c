@@ -8,6 +8,7 @@
 
 #include "plan_feat.h"
 #include "plan_route.h"
+#include "plan_route_db.h"
 #include "plan_util.h"
 
 /* Buckets in fewer prompts than this are always searched. */
@@ -43,6 +44,7 @@ struct hit {
 struct plan_route {
 	pthread_mutex_t mu;
 	struct plan_route_config cfg;
+	struct plan_route_db *db;  /* the journal, NULL: memory only */
 	struct plan_idf idf;
 	struct posting *post;  /* PLAN_FEAT_DIM lists */
 	struct example *ex;
@@ -65,6 +67,69 @@ void plan_route_config_default(struct plan_route_config *cfg)
 		.lr = 0.2, .l2 = 1e-4, .epochs = 5, .seed = 1,
 		.knn_weight = 0.5, .max_prompts = 5000,
 	};
+}
+
+static long add_locked(struct plan_route *r, struct plan_feat *terms);
+static int observe_locked(struct plan_route *r, long id, const char *arm,
+			  double prior, double quality, double cost);
+
+/* Loading: prompts keep their ids when they follow on without a gap. */
+static int load_prompt(void *arg, long id, const struct plan_feat *terms)
+{
+	struct plan_route *r = arg;
+	struct plan_feat copy = { 0 };
+	long got;
+
+	if (!r->n_ex)
+		r->base = id;
+	if (id != r->base + (long)r->n_ex)
+		return 1;      /* after a gap: dropped, so ids stay dense */
+	copy.idx = malloc((terms->n + 1) * sizeof(*copy.idx));
+	copy.val = malloc((terms->n + 1) * sizeof(*copy.val));
+	if (!copy.idx || !copy.val) {
+		plan_feat_release(&copy);
+		return -ENOMEM;
+	}
+	memcpy(copy.idx, terms->idx, terms->n * sizeof(*copy.idx));
+	memcpy(copy.val, terms->val, terms->n * sizeof(*copy.val));
+	copy.n = terms->n;
+	got = add_locked(r, &copy);
+	return got < 0 ? (int)got : 0;
+}
+
+static int load_outcome(void *arg, long id, const char *arm, double prior,
+			double quality, double cost)
+{
+	int rc = observe_locked(arg, id, arm, prior, quality, cost);
+
+	/* An outcome of a prompt not loaded is dropped with it. */
+	return rc == -ENOMEM ? rc : 0;
+}
+
+int plan_route_open_db(const struct plan_route_config *cfg,
+		       const char *db_path, struct plan_route **ret_route)
+{
+	struct plan_route *r = NULL;
+	int rc;
+
+	*ret_route = NULL;
+	if ((rc = plan_route_open(cfg, &r)) < 0)
+		return rc;
+	if (db_path) {
+		rc = plan_route_db_open(db_path, &r->db);
+		if (rc == 0)
+			rc = plan_route_db_load(r->db, load_prompt,
+						load_outcome, r);
+		/* The logistic weights are not stored: trained again. */
+		if (rc == 0)
+			rc = plan_route_fit(r);
+		if (rc < 0) {
+			plan_route_free(r);
+			return rc;
+		}
+	}
+	*ret_route = r;
+	return 0;
 }
 
 int plan_route_open(const struct plan_route_config *cfg,
@@ -113,6 +178,7 @@ void plan_route_free(struct plan_route *r)
 		free(r->arms[i].name);
 		free(r->arms[i].w);
 	}
+	plan_route_db_close(r->db);
 	free(r->post);
 	free(r->ex);
 	free(r->obs);
@@ -188,36 +254,54 @@ static void forget(struct plan_route *r)
 	r->n_obs = 0;
 }
 
-long plan_route_add(struct plan_route *r, const char *text)
+/* Stores a prompt's raw terms (taken over) and indexes them; its id. */
+static long add_locked(struct plan_route *r, struct plan_feat *terms)
 {
 	struct example *e;
-	long rc;
+	long id;
 
-	pthread_mutex_lock(&r->mu);
-	if (r->cfg.max_prompts && r->n_ex >= r->cfg.max_prompts)
-		forget(r);
 	if (grow((void **)&r->ex, &r->cap_ex, r->n_ex + 1, sizeof(*r->ex)) < 0 ||
 	    r->n_ex >= UINT32_MAX) {
-		rc = -ENOMEM;
-		goto out;
+		plan_feat_release(terms);
+		return -ENOMEM;
 	}
 	e = &r->ex[r->n_ex];
 	memset(e, 0, sizeof(*e));
-	if ((rc = plan_feat_terms(text, &e->terms)) < 0)
-		goto out;
+	e->terms = *terms;
+	memset(terms, 0, sizeof(*terms));
 	plan_idf_add(&r->idf, &e->terms);
-	if ((rc = plan_feat_weigh(&r->idf, &e->terms, &e->w)) < 0) {
+	if (plan_feat_weigh(&r->idf, &e->terms, &e->w) < 0) {
 		plan_feat_release(&e->terms);
-		goto out;
+		return -ENOMEM;
 	}
-	rc = (long)r->n_ex++;
+	id = (long)r->n_ex++;
 	/* Indexed at once, so the neighbour search sees it from now on. */
-	if (index_example(r, (uint32_t)rc) < 0)
-		rc = -ENOMEM;
-	else
-		rc += r->base;
+	if (index_example(r, (uint32_t)id) < 0)
+		return -ENOMEM;
+	return id + r->base;
+}
+
+long plan_route_add(struct plan_route *r, const char *text)
+{
+	struct plan_feat terms;
+	long rc;
+
+	if ((rc = plan_feat_terms(text, &terms)) < 0)
+		return rc;
+	pthread_mutex_lock(&r->mu);
+	if (r->cfg.max_prompts && r->n_ex >= r->cfg.max_prompts) {
+		if (r->db && (rc = plan_route_db_forget(r->db)) < 0)
+			goto out;
+		forget(r);
+	}
+	/* Written before memory is updated, as plan_stats does. */
+	if (r->db && (rc = plan_route_db_add(r->db, r->base + (long)r->n_ex,
+					     &terms)) < 0)
+		goto out;
+	rc = add_locked(r, &terms);
 out:
 	pthread_mutex_unlock(&r->mu);
+	plan_feat_release(&terms);
 	return rc;
 }
 
@@ -282,41 +366,29 @@ static void sgd_step(struct plan_route *r, const struct obs *o)
 	}
 }
 
-int plan_route_observe(struct plan_route *r, long id, const char *arm,
-		       double prior, double quality, double cost)
+static int observe_locked(struct plan_route *r, long id, const char *arm,
+			  double prior, double quality, double cost)
 {
 	struct example *e;
 	struct obs *o;
 	long a;
-	int rc = 0;
 
-	if (!isfinite(quality) || !isfinite(prior))
-		return -EINVAL;
-	pthread_mutex_lock(&r->mu);
-	if (id >= 0 && id < r->base) {
-		rc = -ESTALE;      /* forgotten since (max_prompts) */
-		goto out;
-	}
+	if (id >= 0 && id < r->base)
+		return -ESTALE;      /* forgotten since (max_prompts) */
 	id -= r->base;
-	if (id < 0 || (size_t)id >= r->n_ex) {
-		rc = -EINVAL;
-		goto out;
-	}
+	if (id < 0 || (size_t)id >= r->n_ex)
+		return -EINVAL;
 	e = &r->ex[id];
 	if ((a = arm_get(r, arm)) < 0 ||
 	    grow((void **)&r->obs, &r->cap_obs, r->n_obs + 1,
-		 sizeof(*r->obs)) < 0 || r->n_obs >= UINT32_MAX) {
-		rc = -ENOMEM;
-		goto out;
-	}
+		 sizeof(*r->obs)) < 0 || r->n_obs >= UINT32_MAX)
+		return -ENOMEM;
 	if (e->n_obs == e->cap_obs) {
 		uint32_t nc = e->cap_obs ? e->cap_obs * 2 : 4;
 		uint32_t *v = realloc(e->obs, nc * sizeof(*v));
 
-		if (!v) {
-			rc = -ENOMEM;
-			goto out;
-		}
+		if (!v)
+			return -ENOMEM;
 		e->obs = v;
 		e->cap_obs = nc;
 	}
@@ -328,7 +400,24 @@ int plan_route_observe(struct plan_route *r, long id, const char *arm,
 	o->prior = (float)clamp_p(prior);
 	e->obs[e->n_obs++] = (uint32_t)r->n_obs++;
 	sgd_step(r, o);
-out:
+	return 0;
+}
+
+int plan_route_observe(struct plan_route *r, long id, const char *arm,
+		       double prior, double quality, double cost)
+{
+	int rc;
+
+	if (!isfinite(quality) || !isfinite(prior))
+		return -EINVAL;
+	pthread_mutex_lock(&r->mu);
+	if (id < r->base || id - r->base >= (long)r->n_ex)
+		rc = id >= 0 && id < r->base ? -ESTALE : -EINVAL;
+	else if (r->db && (rc = plan_route_db_observe(r->db, id, arm, prior,
+						      quality, cost)) < 0)
+		;
+	else
+		rc = observe_locked(r, id, arm, prior, quality, cost);
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }

@@ -34,7 +34,11 @@
  * kNN starts again; the logistic weights and IDF counts stay), so a
  * long-running daemon stays bounded.
  *
- * Persistence: none here; the engine replays what it keeps (plan_engine.h).
+ * Persistence: plan_route_open_db() journals every prompt's hashed n-gram
+ * counts (never its text) and every outcome in sqlite (plan_route_db.h),
+ * written before memory is updated, and loads them at open (the logistic
+ * weights are trained again, plan_route_fit()); plan_route_open() keeps
+ * everything in memory.
  * Threads: every function may be called from any thread; one internal
  * mutex serialises them.  Errors: -errno (-ENOMEM, -EINVAL).
  */
@@ -69,6 +73,10 @@ struct plan_route;
 void plan_route_config_default(struct plan_route_config *cfg);
 int plan_route_open(const struct plan_route_config *cfg,
 		    struct plan_route **ret_route);
+/* As plan_route_open(), journalled in the sqlite file db_path (NULL: in
+ * memory only); what the file holds is loaded first. */
+int plan_route_open_db(const struct plan_route_config *cfg,
+		       const char *db_path, struct plan_route **ret_route);
 void plan_route_free(struct plan_route *r);
 
 /*

@@ -586,6 +586,19 @@ static void test_route_learned(void)
 		CHECK(!strcmp(status(e, name), "done\n"));
 	}
 	plan_engine_close(e);
+	/* A restart keeps what the router learned (journalled in stats.db). */
+	e = open_engine(NULL);
+	for (int k = 0; k < 2; k++) {
+		snprintf(name, sizeof(name), "rl-after-%d", k);
+		snprintf(task, sizeof(task), "{\"prompt\": \"%s? (after a "
+			 "restart)\", \"task_type\": \"sum\", \"strategies\":"
+			 " [\"single\"]}", kinds[k]);
+		submit_wait(e, name, task);
+		planned_model(e, name, got, sizeof(got));
+		CHECK_MSG(!strcmp(got, pins[k]), "%s: planned onto %s after a "
+			  "restart", kinds[k], got);
+	}
+	plan_engine_close(e);
 }
 
 int main(void)

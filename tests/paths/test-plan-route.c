@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "tests/check.h"
 #include "scheduler/plan_cand.h"
 #include "scheduler/plan_feat.h"
@@ -162,6 +164,64 @@ static void test_route(void)
 	}
 }
 
+/* The journal: a reopened router holds what the last one learned. */
+static void test_persist(void)
+{
+	const char *arms[] = { "pets", "maths" };
+	double prior[] = { 0.5, 0.5 };
+	struct plan_route_pred p[2];
+	struct plan_route_config cfg;
+	char dir[] = "/tmp/plan-route-XXXXXX", path[64], cmd[96];
+	struct plan_route *r;
+	size_t np, no;
+	sqlite3 *db;
+
+	REQUIRE(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/stats.db", dir);
+	CHECK_RC(plan_route_open_db(NULL, path, &r), 0);
+	teach(r, 40, false);
+	plan_route_free(r);
+	/* A damaged row is skipped, not fatal. */
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "INSERT INTO route_prompt(id, terms) "
+			   "VALUES(40, x'0102')", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_RC(plan_route_open_db(NULL, path, &r), 0);
+	plan_route_counts(r, &np, &no);
+	CHECK_EQ(np, 40);
+	CHECK_EQ(no, 80);
+	CHECK_RC(plan_route_predict(r, "Tell me about my tabby cat's toys",
+				    arms, 2, prior, NULL, p), 0);
+	CHECK_MSG(p[0].quality > 0.7 && p[1].quality < 0.3,
+		  "pets %.3f maths %.3f", p[0].quality, p[1].quality);
+	/* Ids go on after the stored ones (the damaged one dropped). */
+	CHECK_EQ(plan_route_add(r, "one more"), 40);
+	plan_route_free(r);
+	/* Forgetting (max_prompts) is journalled too. */
+	plan_route_config_default(&cfg);
+	cfg.max_prompts = 10;
+	CHECK_RC(plan_route_open_db(&cfg, path, &r), 0);
+	CHECK(plan_route_add(r, "the eleventh") >= 0);
+	plan_route_free(r);
+	CHECK_RC(plan_route_open_db(&cfg, path, &r), 0);
+	plan_route_counts(r, &np, &no);
+	CHECK_EQ(np, 1);
+	CHECK_EQ(no, 0);
+	plan_route_free(r);
+	/* A file that is no database: an error, not a crash. */
+	snprintf(path, sizeof(path), "%s/junk.db", dir);
+	{
+		FILE *f = fopen(path, "w");
+
+		CHECK(f && fputs("not sqlite at all, not at all, no", f) >= 0);
+		if (f)
+			fclose(f);
+	}
+	CHECK(plan_route_open_db(NULL, path, &r) < 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 static struct plan_models models;
 
 static void add_model(const char *name, const char *card)
@@ -243,6 +303,7 @@ int main(void)
 {
 	test_feat();
 	test_route();
+	test_persist();
 	test_cand();
 	return check_status();
 }
