@@ -67,7 +67,7 @@ struct plan_engine {
 	pthread_t *threads;
 	unsigned n_threads;
 	struct plan_stats *stats;
-	struct plan_route *route;    /* per-prompt signal, memory only */
+	struct plan_route *route;    /* per-prompt signal, in db_path too */
 	struct plan_models models;   /* replaced only while no job runs */
 	long planner;                /* index into models or -1 */
 	char *models_dir;
