@@ -108,6 +108,33 @@ int http_job_retry(struct http_engine *e, struct http_job *job)
 	return 1;
 }
 
+int http_job_retry_after(struct http_engine *e, struct http_job *job,
+			 int64_t min_ms)
+{
+	int64_t now;
+
+	if (!http_job_retry(e, job))
+		return 0;
+	now = clock_mono_ms();
+	if (min_ms > 0 && job->due_ms < now + min_ms)
+		job->due_ms = now + min_ms;
+	return 1;
+}
+
+int64_t http_retry_after_ms(CURL *h)
+{
+	curl_off_t s = -1;
+
+	/* 0 from libcurl means "no header" as well as "0 seconds": both
+	 * leave the backoff alone. */
+	if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &s) != CURLE_OK ||
+	    s <= 0)
+		return -1;
+	if (s > INT64_MAX / 1000)
+		return INT64_MAX;
+	return (int64_t)s * 1000;
+}
+
 void http_job_retry_anew(struct http_engine *e, struct http_job *job)
 {
 	job->attempts = 1;

@@ -98,6 +98,20 @@ int http_job_retry(struct http_engine *e, struct http_job *job);
  */
 void http_job_retry_anew(struct http_engine *e, struct http_job *job);
 
+/*
+ * As http_job_retry(), but the next attempt waits at least min_ms (a
+ * server's Retry-After) even when the backoff is shorter.
+ */
+int http_job_retry_after(struct http_engine *e, struct http_job *job,
+			 int64_t min_ms);
+
+/*
+ * The wait the reply of a finished attempt asks for in its Retry-After
+ * header (delay-seconds or an HTTP date, as libcurl parses it), in ms;
+ * -1 when it names none.  Only meaningful for 429 and 503 replies.
+ */
+int64_t http_retry_after_ms(CURL *h);
+
 /* The wait before attempt n + 1 after n failed ones (n >= 1). */
 int64_t http_backoff_ms(const struct http_retry *r, int n, unsigned *seed);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "plan_route.h"
 #include "plan_score.h"
 
 #define MAX_FALLBACK 64
@@ -21,6 +22,7 @@ const char *plan_strategy_name(enum plan_strategy s)
 	case PLAN_SINGLE: return "single";
 	case PLAN_CASCADE: return "cascade";
 	case PLAN_VOTE: return "vote";
+	case PLAN_AGREE: return "agree";
 	}
 	return "?";
 }
@@ -42,6 +44,7 @@ void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
 struct est {
 	int ok;
 	double q, score, cost, latency;
+	struct plan_estimate pe;
 };
 
 struct work {
@@ -52,6 +55,75 @@ struct work {
 	struct plan_option **opt; /* per step */
 	size_t *n_opt;
 };
+
+/*
+ * The posterior moved to the router's prediction for this prompt, with the
+ * same strength (alpha + beta): Thompson draws and UCB then rank the
+ * per-prompt mean (plan_route.h).  Without a router, or when it fails
+ * (out of memory), the posterior stays as it is.
+ */
+static void route_step(struct work *w, size_t s, struct plan_route *route)
+{
+	const size_t nm = w->ms->n;
+	const char **names = calloc(nm, sizeof(*names));
+	double *prior = calloc(nm, sizeof(*prior));
+	struct plan_route_pred *pr = calloc(nm, sizeof(*pr));
+	size_t n = 0, *at = calloc(nm, sizeof(*at));
+
+	if (!names || !prior || !pr || !at)
+		goto out;
+	for (size_t m = 0; m < nm; m++) {
+		const struct est *e = &w->e[s * nm + m];
+
+		if (!e->ok)
+			continue;
+		names[n] = w->ms->v[m].name;
+		prior[n] = e->pe.quality;
+		at[n++] = m;
+	}
+	if (plan_route_predict(route, w->t->steps[s].prompt, names, n, prior,
+			       NULL, pr) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct plan_estimate *pe = &w->e[s * nm + at[i]].pe;
+		double k = pe->alpha + pe->beta;
+
+		pe->quality = pr[i].quality;
+		pe->alpha = fmax(1e-3, pr[i].quality * k);
+		pe->beta = fmax(1e-3, (1 - pr[i].quality) * k);
+	}
+out:
+	free(names);
+	free(prior);
+	free(pr);
+	free(at);
+}
+
+/* Mean and ranking quality of each eligible model on step s. */
+static void score_step(struct work *w, size_t s,
+		       const struct plan_score_opts *o, struct plan_rng *rng)
+{
+	if (o->route)
+		route_step(w, s, o->route);
+	for (size_t m = 0; m < w->ms->n; m++) {
+		struct est *e = &w->e[s * w->ms->n + m];
+
+		if (!e->ok)
+			continue;
+		e->q = e->pe.quality;
+		switch (o->explore) {
+		case PLAN_EXPLORE_THOMPSON:
+			e->score = plan_estimate_sample(&e->pe, rng);
+			break;
+		case PLAN_EXPLORE_UCB:
+			e->score = plan_estimate_ucb(&e->pe, o->ucb_c);
+			break;
+		case PLAN_EXPLORE_MEAN:
+			e->score = e->pe.quality;
+			break;
+		}
+	}
+}
 
 static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 			 const struct plan_score_opts *o, struct plan_rng *rng,
@@ -90,23 +162,14 @@ static int estimate_step(struct work *w, size_t s, struct plan_stats *stats,
 			continue;
 		plan_stats_estimate(stats, md->name, st->task_type, &pe);
 		e->ok = 1;
-		e->q = pe.quality;
-		switch (o->explore) {
-		case PLAN_EXPLORE_THOMPSON:
-			e->score = plan_estimate_sample(&pe, rng);
-			break;
-		case PLAN_EXPLORE_UCB:
-			e->score = plan_estimate_ucb(&pe, o->ucb_c);
-			break;
-		case PLAN_EXPLORE_MEAN:
-			e->score = pe.quality;
-			break;
-		}
+		e->pe = pe;
 		e->cost = plan_model_cost(md, tin, tout);
 		e->latency = pe.latency >= 0 ? pe.latency :
 			     md->latency_s + tout / md->tokens_per_s;
 		n_ok++;
 	}
+	if (n_ok)
+		score_step(w, s, o, rng);
 	if (!n_ok && n_foreign)
 		return fail(ret_err, -ENOENT, "step %s: no model serves task "
 			    "type %s (%d that do are neither trusted nor uid "
@@ -128,6 +191,54 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 		return -ENOMEM;
 	w->opt[s] = v;
 	v[w->n_opt[s]++] = *o;
+	return 0;
+}
+
+/* The two cheapest eligible models of step s (lowest index on ties). */
+static void two_cheapest(const struct work *w, size_t s, int *lo)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+
+	lo[0] = lo[1] = -1;
+	for (size_t m = 0; m < w->ms->n; m++) {
+		if (!e[m].ok)
+			continue;
+		if (lo[0] < 0 || e[m].cost < e[lo[0]].cost) {
+			lo[1] = lo[0];
+			lo[0] = (int)m;
+		} else if (lo[1] < 0 || e[m].cost < e[lo[1]].cost) {
+			lo[1] = (int)m;
+		}
+	}
+}
+
+/* agree(a, b -> c): a, b the two cheapest, c each dearer model. */
+static int agree_options(struct work *w, size_t s)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+	int lo[2], rc;
+
+	two_cheapest(w, s, lo);
+	if (lo[1] < 0)
+		return 0;
+	for (size_t c = 0; c < w->ms->n; c++) {
+		const struct est *a = &e[lo[0]], *b = &e[lo[1]];
+		struct plan_option o = { .kind = PLAN_AGREE, .n_models = 3 };
+		double both = a->q * b->q, sboth = a->score * b->score;
+
+		if (!e[c].ok || (int)c == lo[0] || (int)c == lo[1] ||
+		    e[c].cost <= b->cost)
+			continue;
+		o.models[0] = lo[0];
+		o.models[1] = lo[1];
+		o.models[2] = (int)c;
+		o.quality = both + (1 - both) * e[c].q;
+		o.score = sboth + (1 - sboth) * e[c].score;
+		o.cost = a->cost + b->cost + (1 - both) * e[c].cost;
+		o.latency = fmax(a->latency, b->latency) + e[c].latency;
+		if ((rc = add_option(w, s, &o)) < 0)
+			return rc;
+	}
 	return 0;
 }
 
@@ -182,9 +293,11 @@ static int options_step(struct work *w, size_t s)
 	}
 	comparable = (chk && (chk->kind == PLAN_CHECK_EXACT ||
 			      chk->kind == PLAN_CHECK_REGEX)) ||
-		     st->strategies == PLAN_STRAT_VOTE ||
 		     (st->strategies != PLAN_STRAT_ALL &&
-		      (st->strategies & PLAN_STRAT_VOTE));
+		      (st->strategies & (PLAN_STRAT_VOTE | PLAN_STRAT_AGREE)));
+	if (comparable && (st->strategies & PLAN_STRAT_AGREE) &&
+	    (rc = agree_options(w, s)) < 0)
+		return rc;
 	if (top[2] >= 0 && comparable && (st->strategies & PLAN_STRAT_VOTE)) {
 		struct plan_option v = { .kind = PLAN_VOTE, .n_models = 3 };
 		double a = e[top[0]].q, b = e[top[1]].q, c = e[top[2]].q;

@@ -10,7 +10,12 @@
  *                  signal);
  *   vote(a, b, c)  three calls in parallel, majority answer (only for
  *                  steps whose answers are comparable: an exact or regex
- *                  checker, or "vote" asked for explicitly).
+ *                  checker, or "vote" asked for explicitly);
+ *   agree(a, b -> c)  the two cheapest models in parallel; their answer
+ *                  stands when they agree (compared as votes are), else c
+ *                  is called (FrugalGPT's and AutoMix's idea: cheap
+ *                  models' agreement as a cascade's confidence; for the
+ *                  same steps as votes, or "agree" asked for).
  * A path is one option per step of the task's DAG (the decomposition
  * tree; independent steps run as parallel branches).
  *
@@ -18,9 +23,16 @@
  *   q(single) = q_m
  *   q(cascade) = q_a + (1 - q_a) q_b        c = c_a + (1 - q_a) c_b
  *   q(vote) = P(at least two of three right), independent models
+ *   q(agree) = q_a q_b + (1 - q_a q_b) q_c   c = c_a + c_b + (1 - q_a q_b) c_c
+ *   (wrong answers taken never to agree; both right is the only
+ *   agreement that stands)
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
+ * With a plan_route (opts->route), q_m is first moved to the router's
+ * prediction for the step's prompt (the posterior mean is its prior) and
+ * the Beta posterior keeps its strength around that mean: the per-prompt
+ * signal of plan_route.h.
  * q_m is the posterior mean for display and, for ranking, a Thompson draw
  * (PLAN_EXPLORE_THOMPSON), the mean plus c standard deviations
  * (PLAN_EXPLORE_UCB) or the mean (PLAN_EXPLORE_MEAN).  c_m comes from the
@@ -57,6 +69,8 @@
 #include "plan_task.h"
 #include "plan_util.h"
 
+struct plan_route;
+
 enum plan_explore {
 	PLAN_EXPLORE_THOMPSON = 0,
 	PLAN_EXPLORE_UCB,
@@ -67,6 +81,7 @@ enum plan_strategy {
 	PLAN_SINGLE,
 	PLAN_CASCADE,
 	PLAN_VOTE,
+	PLAN_AGREE,
 };
 
 struct plan_option {
@@ -103,6 +118,9 @@ struct plan_score_opts {
 	double tie_eps;       /* default 0.005 */
 	/* The task's writer; NULL: the process's effective uid. */
 	const uid_t *writer;
+	/* Per-prompt signal (plan_route.h); NULL: the per task type
+	 * posterior alone. */
+	struct plan_route *route;
 };
 
 int plan_candidates_build(const struct plan_task *task,

@@ -19,6 +19,7 @@
 
 #include "plan_check.h"
 #include "plan_exec.h"
+#include "plan_route.h"
 #include "plan_stats.h"
 #include "plan_task.h"
 #include "plan_util.h"
@@ -51,6 +52,7 @@ struct job {
 	struct plan_proc_user writer;
 	/* For feedback: each step's task type and the model used. */
 	char **fb_model, **fb_type;
+	char **fb_prompt;  /* the step's prompt, for plan_route */
 	size_t n_fb;
 };
 
@@ -65,6 +67,7 @@ struct plan_engine {
 	pthread_t *threads;
 	unsigned n_threads;
 	struct plan_stats *stats;
+	struct plan_route *route;    /* per-prompt signal, in db_path too */
 	struct plan_models models;   /* replaced only while no job runs */
 	long planner;                /* index into models or -1 */
 	char *models_dir;
@@ -107,9 +110,11 @@ static void job_unref_locked(struct job *j)
 	for (size_t i = 0; i < j->n_fb; i++) {
 		free(j->fb_model[i]);
 		free(j->fb_type[i]);
+		free(j->fb_prompt[i]);
 	}
 	free(j->fb_model);
 	free(j->fb_type);
+	free(j->fb_prompt);
 	if (j->efd >= 0)
 		close(j->efd);
 	free(j);
@@ -210,7 +215,8 @@ static int run_exec(struct plan_engine *e, struct job_ctx *ctx,
 		    struct plan_exec_result *res)
 {
 	struct plan_exec_opts o = {
-		.stats = e->stats, .cancel = &ctx->j->cancel,
+		.stats = e->stats, .route = e->route,
+		.cancel = &ctx->j->cancel,
 		.trace = on_trace, .progress = on_progress, .arg = ctx,
 		.writer = ctx->j->has_writer ? &ctx->j->writer : NULL,
 	};
@@ -225,7 +231,8 @@ static int build(struct plan_engine *e, const struct job *j,
 	struct plan_score_opts so = { .explore = e->explore, .ucb_c = 1,
 				      .tie_eps = 0.005,
 				      .writer = j->has_writer ? &j->writer.uid
-							      : NULL };
+							      : NULL,
+				      .route = e->route };
 	int rc;
 
 	pthread_mutex_lock(&e->lock);
@@ -309,14 +316,17 @@ static int keep_feedback(struct job *j, const struct plan_task *t,
 {
 	j->fb_model = calloc(t->n_steps, sizeof(char *));
 	j->fb_type = calloc(t->n_steps, sizeof(char *));
-	if (!j->fb_model || !j->fb_type)
+	j->fb_prompt = calloc(t->n_steps, sizeof(char *));
+	if (!j->fb_model || !j->fb_type || !j->fb_prompt)
 		return -ENOMEM;
 	for (size_t s = 0; s < t->n_steps && s < res->n_steps; s++) {
 		if (res->step_model[s] < 0)
 			continue;
 		j->fb_model[j->n_fb] = strdup(ms->v[res->step_model[s]].name);
 		j->fb_type[j->n_fb] = strdup(t->steps[s].task_type);
-		if (!j->fb_model[j->n_fb] || !j->fb_type[j->n_fb])
+		j->fb_prompt[j->n_fb] = strdup(t->steps[s].prompt);
+		if (!j->fb_model[j->n_fb] || !j->fb_type[j->n_fb] ||
+		    !j->fb_prompt[j->n_fb])
 			return -ENOMEM;
 		j->n_fb++;
 	}
@@ -446,6 +456,11 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	rc = plan_stats_open(cfg->db_path, cfg->prior_strength, &e->stats);
 	if (rc < 0)
 		goto fail;
+	/* Beside the statistics, in the same file: what the router learned
+	 * survives a restart as they do. */
+	rc = plan_route_open_db(NULL, cfg->db_path, &e->route);
+	if (rc < 0)
+		goto fail;
 	e->trust.n_uids = cfg->n_trusted_uids;
 	if (cfg->n_trusted_uids) {
 		e->trusted = calloc(cfg->n_trusted_uids, sizeof(uid_t));
@@ -535,6 +550,7 @@ void plan_engine_close(struct plan_engine *e)
 	free(e->trusted);
 	free(e->planner_name);
 	plan_stats_free(e->stats);
+	plan_route_free(e->route);
 	if (e->curl_init)
 		curl_global_cleanup();
 	pthread_cond_destroy(&e->finished);
@@ -889,10 +905,24 @@ out:
 	return fd;
 }
 
+/* Feedback is one more outcome of the model on the step's prompt. */
+static int feedback_route(struct plan_engine *e, const char *prompt,
+			  const char *model, const char *type, double q)
+{
+	struct plan_estimate pe;
+	long id;
+
+	plan_stats_estimate(e->stats, model, type, &pe);
+	id = plan_route_add(e->route, prompt);
+	if (id < 0)
+		return (int)id;
+	return plan_route_observe(e->route, id, model, pe.quality, q, -1);
+}
+
 int plan_engine_feedback(struct plan_engine *e, const char *name,
 			 const char *text, size_t len)
 {
-	char buf[64], *end, **models = NULL, **types = NULL;
+	char buf[64], *end, **models = NULL, **types = NULL, **prompts = NULL;
 	size_t n = 0;
 	struct job *j;
 	double q;
@@ -920,11 +950,13 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 		/* Copies, so no sqlite write happens under the engine lock. */
 		models = calloc(j->n_fb, sizeof(*models));
 		types = calloc(j->n_fb, sizeof(*types));
-		for (; models && types && n < j->n_fb; n++) {
+		prompts = calloc(j->n_fb, sizeof(*prompts));
+		for (; models && types && prompts && n < j->n_fb; n++) {
 			models[n] = strdup(j->fb_model[n]);
 			types[n] = strdup(j->fb_type[n]);
+			prompts[n] = strdup(j->fb_prompt[n]);
 		}
-		if (!models || !types)
+		if (!models || !types || !prompts)
 			rc = -ENOMEM;
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -933,11 +965,15 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 			plan_stats_record(e->stats, models[i], types[i], q, -1,
 					  -1) : -ENOMEM;
 
+		if (r == 0 && prompts[i])
+			r = feedback_route(e, prompts[i], models[i], types[i], q);
 		if (r < 0 && rc == 0)
 			rc = r;
 		free(models[i]);
 		free(types[i]);
+		free(prompts[i]);
 	}
+	free(prompts);
 	free(models);
 	free(types);
 	return rc;

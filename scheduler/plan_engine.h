@@ -60,7 +60,8 @@
 struct plan_engine;
 
 struct plan_engine_config {
-	const char *db_path;       /* sqlite statistics; NULL: memory only */
+	const char *db_path;       /* sqlite statistics and the per-prompt
+				    * router's journal; NULL: memory only */
 	const char *models_dir;    /* holds <model>/card.json; NULL: the cards
 				    * come from plan_engine_set_models() */
 	const char *planner_model; /* interprets free text; NULL: none */

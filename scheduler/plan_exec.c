@@ -17,6 +17,7 @@
 
 #include "plan_check.h"
 #include "plan_proc.h"
+#include "plan_route.h"
 #include "plan_util.h"
 #include "common/clock.h"
 #include "common/errmap.h"
@@ -42,6 +43,7 @@ struct call {
 	char *body;
 	struct plan_buf resp;
 	bool too_big;
+	double ttft;            /* streamed: seconds to the first content */
 	/* Command */
 	pthread_t th;
 	bool th_started;
@@ -60,10 +62,13 @@ struct step_rt {
 	int n_seq, next;
 	bool vote;
 	int vote_left;
+	int vote_n;             /* members: 3 for a vote, 2 for agree */
+	int vote_need;          /* same answers needed: 1 vote, 2 agree */
 	char *vote_ans[3];
 	int vote_pass[3];
 	int used_model;
 	char *why;
+	long route_id;          /* the prompt in plan_route, -1 until added */
 };
 
 struct run {
@@ -103,6 +108,8 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 		return;
 	if (http)
 		json_object_set_new(o, "http_status", json_integer(http));
+	if (!strcmp(outcome, "ok") && r->ms->v[c->model].stream && c->ttft >= 0)
+		json_object_set_new(o, "ttft_s", json_real(c->ttft));
 	if (c->vote_slot >= 0)
 		json_object_set_new(o, "vote_slot", json_integer(c->vote_slot));
 	line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -120,6 +127,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 		c->too_big = true;
 		return 0;
 	}
+	/* The first chunk that carries a token (a "content" delta, or any
+	 * byte of a reply that is not streamed). */
+	if (c->ttft < 0 && memmem(p, size * n, "\"content\"", 9))
+		c->ttft = clock_mono_s() - c->t0;
 	if (plan_buf_append(&c->resp, p, size * n) < 0)
 		return 0;
 	return size * n;
@@ -272,6 +283,16 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 			 m->remote_model, "messages", "role", "user",
 			 "content", r->st[c->step].prompt, "max_tokens",
 			 (int)s->max_tokens);
+	/* Streamed: tokens arrive as they are made, so the trace can show
+	 * the time to the first one; usage comes in the last chunk. */
+	if (body && m->stream &&
+	    (json_object_set_new(body, "stream", json_true()) < 0 ||
+	     json_object_set_new(body, "stream_options",
+				 json_pack("{s:b}", "include_usage", 1)) < 0)) {
+		json_decref(body);
+		body = NULL;
+	}
+	c->ttft = -1;
 	c->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	while (blen && m->base_url[blen - 1] == '/')
@@ -331,6 +352,30 @@ static double est_tokens(const char *s)
 	return ceil((double)strlen(s) / 4.0);
 }
 
+/*
+ * One judged answer is one outcome of its model on the step's prompt (as
+ * written, before dependencies are filled in: what the planner scores).
+ * The prior is the model's per task type posterior mean.  Best effort: a
+ * failure to learn does not fail the step.
+ */
+static void route_learn(struct run *r, const struct call *c, double q,
+			double cost)
+{
+	struct step_rt *st = &r->st[c->step];
+	const struct plan_step *s = &r->t->steps[c->step];
+	struct plan_estimate pe = { .quality = 0.5 };
+
+	if (st->route_id < 0)
+		st->route_id = plan_route_add(r->o->route, s->prompt);
+	if (st->route_id < 0)
+		return;
+	if (r->o->stats)
+		plan_stats_estimate(r->o->stats, r->ms->v[c->model].name,
+				    s->task_type, &pe);
+	plan_route_observe(r->o->route, st->route_id, r->ms->v[c->model].name,
+			   pe.quality, q, cost);
+}
+
 /* Judges one answer and records it; returns 1 pass, 0 fail. */
 static int judge(struct run *r, struct call *c, const char *answer,
 		 double cost, double lat, char **ret_why)
@@ -356,6 +401,8 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	if (r->o->stats)
 		plan_stats_record(r->o->stats, r->ms->v[c->model].name,
 				  s->task_type, q, cost, lat);
+	if (r->o->route && !isnan(q))
+		route_learn(r, c, q, cost);
 	return pass;
 }
 
@@ -380,11 +427,11 @@ static void vote_tally(struct run *r, size_t s)
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0;
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < st->vote_n; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
 
-		for (int j = 0; a && j < 3; j++) {
+		for (int j = 0; a && j < st->vote_n; j++) {
 			char *b = st->vote_ans[j] ?
 				  normalised(st->vote_ans[j]) : NULL;
 
@@ -398,7 +445,13 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
-	if (win >= 0 && st->vote_pass[win]) {
+	/* agree: both cheap members must give the same answer, else the
+	 * step moves on to the dearer model (the first of its sequence). */
+	if (best < st->vote_need) {
+		st->vote = false;
+		step_next(r, s, win >= 0 ? "the cheap models disagree"
+					 : "no vote member answered");
+	} else if (win >= 0 && st->vote_pass[win]) {
 		st->answer = strdup(st->vote_ans[win]);
 		st->used_model = r->p->steps[s].models[win];
 		st->state = ST_DONE;
@@ -499,14 +552,75 @@ static char *parse_reply(const char *body, double *tin, double *tout,
 	return ans;
 }
 
+/* min_ms: the wait the server asked for (Retry-After), else 0. */
+static bool is_stream(const char *body)
+{
+	while (*body == ' ' || *body == '\n' || *body == '\r')
+		body++;
+	return !strncmp(body, "data:", 5) || *body == ':';
+}
+
+/*
+ * A server-sent event stream of chat completion chunks: the answer is the
+ * concatenation of choices[0].delta.content; usage, when a chunk reports
+ * it, sets the tokens.  Lines other than "data:" (comments, event names)
+ * are skipped; "[DONE]" ends it.  NULL when no chunk parses.
+ */
+static char *parse_stream(char *body, double *tin, double *tout,
+			  bool *reported)
+{
+	struct plan_buf ans;
+	bool any = false;
+	char *save = NULL;
+
+	plan_buf_init(&ans);
+	for (char *line = strtok_r(body, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_t *o, *u, *ch;
+		const char *piece;
+
+		line[strcspn(line, "\r")] = '\0';
+		if (strncmp(line, "data:", 5))
+			continue;
+		line += 5;
+		while (*line == ' ')
+			line++;
+		if (!strcmp(line, "[DONE]"))
+			break;
+		o = json_loads(line, 0, NULL);
+		if (!o)
+			continue;
+		any = true;
+		ch = json_array_get(json_object_get(o, "choices"), 0);
+		piece = json_string_value(json_object_get(
+			json_object_get(ch, "delta"), "content"));
+		if (piece && plan_buf_puts(&ans, piece) < 0)
+			any = false;
+		u = json_object_get(o, "usage");
+		if (json_is_object(u)) {
+			*tin = (double)json_integer_value(json_object_get(u,
+							  "prompt_tokens"));
+			*tout = (double)json_integer_value(json_object_get(u,
+							   "completion_tokens"));
+			*reported = true;
+		}
+		json_decref(o);
+	}
+	if (!any) {
+		plan_buf_release(&ans);
+		return NULL;
+	}
+	return plan_buf_steal(&ans);
+}
+
 static void retry_or_fail(struct run *r, struct call *c, const char *why,
-			  long http, double lat)
+			  long http, double lat, int64_t min_ms)
 {
 	if (http_job_left(&c->job) && !(r->o->cancel &&
 					  atomic_load(r->o->cancel))) {
 		trace(r, c, "retry", why, http, 0, 0, false, 0, lat);
 		call_reset(c);
-		http_job_retry(&r->e, &c->job);
+		http_job_retry_after(&r->e, &c->job, min_ms);
 		return;
 	}
 	trace(r, c, "failed", why, http, 0, 0, false, 0, lat);
@@ -530,7 +644,7 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 			 c->too_big ? "reply too large" :
 			 curl_easy_strerror(code));
 		if (transient)
-			retry_or_fail(r, c, detail, 0, lat);
+			retry_or_fail(r, c, detail, 0, lat, 0);
 		else {
 			trace(r, c, "failed", detail, 0, 0, 0, false, 0, lat);
 			call_reset(c);
@@ -541,14 +655,36 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 	}
 	curl_easy_getinfo(c->job.h, CURLINFO_RESPONSE_CODE, &http);
 	if (errmap_http_transient(http)) {
-		snprintf(detail, sizeof(detail), "http %ld", http);
-		retry_or_fail(r, c, detail, http, lat);
+		int64_t wait = http == 429 || http == 503 ?
+			       http_retry_after_ms(c->job.h) : -1;
+
+		if (wait > PLAN_EXEC_MAX_RETRY_AFTER_MS) {
+			/* Waiting that long would stall the task: the next
+			 * model answers instead. */
+			snprintf(detail, sizeof(detail), "http %ld, Retry-After "
+				 "%llds: over %ds, next model", http,
+				 (long long)(wait / 1000),
+				 PLAN_EXEC_MAX_RETRY_AFTER_MS / 1000);
+			trace(r, c, "failed", detail, http, 0, 0, false, 0, lat);
+			call_reset(c);
+			on_failure(r, c, detail, false, lat);
+			drop_call(r, c);
+			return;
+		}
+		if (wait > 0)
+			snprintf(detail, sizeof(detail), "http %ld, Retry-After "
+				 "%.3gs", http, (double)wait / 1000);
+		else
+			snprintf(detail, sizeof(detail), "http %ld", http);
+		retry_or_fail(r, c, detail, http, lat, wait);
 		return;
 	}
 	tin = est_tokens(r->st[c->step].prompt);
 	tout = 0;
 	ans = errno_of_http(http) == 0 && c->resp.data ?
-	      parse_reply(c->resp.data, &tin, &tout, &reported) : NULL;
+	      (m->stream && is_stream(c->resp.data) ?
+	       parse_stream(c->resp.data, &tin, &tout, &reported) :
+	       parse_reply(c->resp.data, &tin, &tout, &reported)) : NULL;
 	if (!ans) {
 		snprintf(detail, sizeof(detail), http / 100 == 2 ?
 			 "invalid reply (not a chat completion)" :
@@ -578,7 +714,7 @@ static void finish_cmd(struct run *r, struct call *c)
 	pthread_join(c->th, NULL);
 	c->th_started = false;
 	if (c->proc_rc == -ETIMEDOUT) {
-		retry_or_fail(r, c, "command timed out", 0, lat);
+		retry_or_fail(r, c, "command timed out", 0, lat, 0);
 		return;
 	}
 	if (c->proc_rc < 0 || !WIFEXITED(c->status) ||
@@ -727,7 +863,9 @@ static void step_start(struct run *r, size_t s,
 		step_fail(r, s, "out of memory");
 		return;
 	}
-	if (o->kind != PLAN_VOTE)
+	if (o->kind == PLAN_AGREE)
+		st->seq[st->n_seq++] = o->models[2];
+	else if (o->kind != PLAN_VOTE)
 		for (int k = 0; k < o->n_models; k++)
 			st->seq[st->n_seq++] = o->models[k];
 	for (size_t f = 0; f < cands->n_fallback[s] &&
@@ -740,10 +878,11 @@ static void step_start(struct run *r, size_t s,
 		if (!seen)
 			st->seq[st->n_seq++] = m;
 	}
-	if (o->kind == PLAN_VOTE) {
+	if (o->kind == PLAN_VOTE || o->kind == PLAN_AGREE) {
 		st->vote = true;
-		st->vote_left = 3;
-		for (int k = 0; k < 3; k++)
+		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 : 2;
+		st->vote_need = o->kind == PLAN_VOTE ? 1 : 2;
+		for (int k = 0; k < st->vote_n; k++)
 			if (new_call(r, s, o->models[k], k) < 0) {
 				step_fail(r, s, "out of memory");
 				return;
@@ -853,8 +992,10 @@ int plan_exec_run(const struct plan_task *t, const struct plan_models *ms,
 		goto out;
 	}
 	res->n_steps = t->n_steps;
-	for (size_t s = 0; s < t->n_steps; s++)
+	for (size_t s = 0; s < t->n_steps; s++) {
 		r.st[s].used_model = -1;
+		r.st[s].route_id = -1;
+	}
 	for (;;) {
 		int wait_ms;
 

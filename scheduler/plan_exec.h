@@ -52,9 +52,17 @@
 
 #define PLAN_EXEC_TRIES 4
 #define PLAN_EXEC_MAX_REPLY (8u << 20)
+/* A 429 or 503 whose Retry-After asks for longer moves on to the next
+ * model at once instead of waiting. */
+#define PLAN_EXEC_MAX_RETRY_AFTER_MS 30000
+
+struct plan_route;
 
 struct plan_exec_opts {
 	struct plan_stats *stats;   /* NULL: learn nothing */
+	/* Per-prompt learning (plan_route.h): every judged answer is one
+	 * outcome of its model on the step's prompt; NULL: none. */
+	struct plan_route *route;
 	const atomic_int *cancel;   /* NULL: never cancelled */
 	double check_timeout_s;     /* command checkers; default 30 */
 	/*

@@ -210,7 +210,7 @@ static int num_field(json_t *card, const char *key, double *ret, double def,
 static const char *const card_keys[] = {
 	"endpoint", "model", "api_key_env", "api_key_file", "command",
 	"price_in", "price_out", "context", "latency_s", "tokens_per_s",
-	"timeout_s", "retries", "skills", "description", NULL,
+	"timeout_s", "retries", "skills", "description", "stream", NULL,
 };
 
 static int parse_card(struct plan_model *m, json_t *card, char **ret_err)
@@ -271,6 +271,11 @@ static int parse_card(struct plan_model *m, json_t *card, char **ret_err)
 		if (!rc)
 			rc = str_field(card, "api_key_file", &m->api_key_file,
 				       m->name, ret_err);
+		v = json_object_get(card, "stream");
+		if (!rc && v && !json_is_boolean(v))
+			rc = fail(ret_err, "model %s: stream must be true or "
+				  "false", m->name);
+		m->stream = json_is_true(v);
 		if (rc)
 			return rc;
 	}

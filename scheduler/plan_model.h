@@ -65,6 +65,7 @@ struct plan_model {
 	double tokens_per_s; /* prior for output speed */
 	double timeout_s;    /* per attempt */
 	int retries;         /* extra attempts on 429, 5xx, timeouts */
+	bool stream;         /* HTTP: ask for a streamed reply (SSE) */
 	char **skills;       /* task types it serves; NULL or "*" = all */
 	size_t n_skills;
 	/* From Hugging Face front matter, informative. */

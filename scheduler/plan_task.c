@@ -193,9 +193,11 @@ static int parse_strategies(json_t *v, const char *where, unsigned *ret,
 			s |= PLAN_STRAT_CASCADE;
 		else if (n && !strcmp(n, "vote"))
 			s |= PLAN_STRAT_VOTE;
+		else if (n && !strcmp(n, "agree"))
+			s |= PLAN_STRAT_AGREE;
 		else
 			return fail(ret_err, "%s.strategies[%zu]: one of "
-				    "single, cascade, vote", where, i);
+				    "single, cascade, vote, agree", where, i);
 	}
 	*ret = s ? s : PLAN_STRAT_ALL;
 	return 0;

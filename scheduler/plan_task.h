@@ -52,7 +52,8 @@ enum {
 	PLAN_STRAT_SINGLE = 1 << 0,
 	PLAN_STRAT_CASCADE = 1 << 1,
 	PLAN_STRAT_VOTE = 1 << 2,
-	PLAN_STRAT_ALL = 7,
+	PLAN_STRAT_AGREE = 1 << 3,
+	PLAN_STRAT_ALL = 15,
 };
 
 struct plan_step {

@@ -12,16 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/check.h"
 
-#define N_KINDS 10
+#define N_KINDS 14
 #define KIND_OPEN 9
+#define KIND_BUSY_WAIT 10
+#define KIND_DOWN_WAIT 11
+#define KIND_BUSY_LONG 12
+#define KIND_STREAM 13
 
 static const char *const kinds[N_KINDS] = {
 	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
-	"plan-inject", "open",
+	"plan-inject", "open", "busy-wait", "down-wait", "busy-long", "stream",
 };
 
 struct standin {
@@ -30,7 +35,18 @@ struct standin {
 	atomic_int stopping;
 	atomic_int count[N_KINDS];
 	atomic_long open_uid;   /* owner of the last "open" caller's socket */
+	/* Monotonic ms of a kind's first and last request. */
+	atomic_llong first_ms[N_KINDS], last_ms[N_KINDS];
 };
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 
 struct upload {
 	char *data;
@@ -44,6 +60,14 @@ static int kind_of(const char *model)
 		    (i == 2 || !model[strlen(kinds[i])]))
 			return i;
 	return -1;
+}
+
+long long standin_gap_ms(struct standin *s, const char *model)
+{
+	int k = kind_of(model);
+
+	return k < 0 ? -1 : atomic_load(&s->last_ms[k]) -
+			    atomic_load(&s->first_ms[k]);
 }
 
 /*
@@ -78,6 +102,23 @@ static long peer_uid(struct standin *s, struct MHD_Connection *c)
 	return uid;
 }
 
+/* retry_after: the Retry-After header's value, NULL for none. */
+static enum MHD_Result reply_as(struct MHD_Connection *c, unsigned status,
+				const char *type, const char *body,
+				const char *retry_after)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+		strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret;
+
+	MHD_add_response_header(r, "Content-Type", type);
+	if (retry_after)
+		MHD_add_response_header(r, "Retry-After", retry_after);
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
 			     const char *body)
 {
@@ -107,6 +148,42 @@ static enum MHD_Result answer(struct MHD_Connection *c, const char *text,
 	r = reply(c, MHD_HTTP_OK, body);
 	free(body);
 	json_decref(o);
+	return r;
+}
+
+/*
+ * A streamed chat completion (server-sent events, as OpenAI's API sends
+ * with "stream": true): the answer "streamed: <prompt>" in three deltas,
+ * then a usage chunk and [DONE].  Without "stream" in the request it
+ * answers as echo does, but the request's flag is checked by the test
+ * through the answer's prefix.
+ */
+#define CHUNK "data: {\"object\":\"chat.completion.chunk\"," \
+	"\"choices\":[{\"index\":0,\"delta\":{\"content\":%s}}]}\n\n"
+
+static enum MHD_Result stream_reply(struct MHD_Connection *c,
+				    const char *prompt)
+{
+	char *body = NULL, *p1 = NULL, *p2 = NULL, *p3 = NULL, *q = NULL;
+	json_t *js = json_string(prompt);
+	enum MHD_Result r;
+
+	q = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+	json_decref(js);
+	if (!q || asprintf(&p1, CHUNK, "\"stre\"") < 0 ||
+	    asprintf(&p2, CHUNK, "\"amed: \"") < 0 ||
+	    asprintf(&p3, CHUNK, q) < 0 ||
+	    asprintf(&body, ": a comment line\n\n%s%s%sdata: {\"choices\":[],"
+		     "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}"
+		     "\n\ndata: [DONE]\n\n", p1, p2, p3) < 0)
+		body = NULL;
+	r = body ? reply_as(c, MHD_HTTP_OK, "text/event-stream", body, NULL) :
+		   MHD_NO;
+	free(body);
+	free(p1);
+	free(p2);
+	free(p3);
+	free(q);
 	return r;
 }
 
@@ -230,6 +307,30 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		break;
 	case 7:
 		r = answer(c, plan_reply, 1);
+		break;
+	case KIND_BUSY_WAIT:
+	case KIND_DOWN_WAIT:
+		atomic_store(&s->last_ms[k], now_ms());
+		if (atomic_load(&s->count[k]) == 1)
+			atomic_store(&s->first_ms[k], now_ms());
+		if (atomic_load(&s->count[k]) == 1)
+			r = reply_as(c, k == KIND_BUSY_WAIT ?
+				     MHD_HTTP_TOO_MANY_REQUESTS :
+				     MHD_HTTP_SERVICE_UNAVAILABLE,
+				     "application/json",
+				     "{\"error\": \"later\"}", "2");
+		else
+			r = answer(c, "waited as asked", 1);
+		break;
+	case KIND_BUSY_LONG:
+		r = reply_as(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
+			     "{\"error\": \"come back in an hour\"}", "3600");
+		break;
+	case KIND_STREAM:
+		/* Streams only when asked to, as the test must see. */
+		r = json_is_true(json_object_get(req, "stream")) ?
+		    stream_reply(c, prompt) :
+		    reply(c, MHD_HTTP_BAD_REQUEST, "{\"error\": \"stream\"}");
 		break;
 	case KIND_OPEN:
 		atomic_store(&s->open_uid, peer_uid(s, c));

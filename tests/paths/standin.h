@@ -15,6 +15,12 @@
  *             check.command "touch <path>" (path after MARK= in the prompt)
  *   open      answers "open: <prompt>", and needs no key (a card that
  *             names only an endpoint)
+ *   busy-wait 429 with "Retry-After: 2" for its first request, then answers
+ *             "waited as asked"
+ *   down-wait the same with 503
+ *   busy-long 429 with "Retry-After: 3600", always
+ *   stream    a server-sent event stream of "streamed: <prompt>" in three
+ *             deltas, with usage 7 in / 3 out
  * Every other request must carry "Authorization: Bearer <key>", else 401.
  */
 #ifndef LLMFS_TEST_PATHS_STANDIN_H
@@ -27,6 +33,8 @@ struct standin *standin_start(const char *key);
 int standin_port(const struct standin *s);
 /* Requests seen for a behaviour. */
 int standin_count(struct standin *s, const char *model);
+/* Milliseconds between a behaviour's first and last request, -1. */
+long long standin_gap_ms(struct standin *s, const char *model);
 /* Who owned the socket of the last "open" request (/proc/net/tcp), -1. */
 long standin_open_uid(struct standin *s);
 void standin_stop(struct standin *s);

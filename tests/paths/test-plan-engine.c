@@ -4,6 +4,7 @@
  * stats, restarts, bad input, and a planner model structuring free text.
  */
 #include <grp.h>
+#include <jansson.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -527,6 +528,79 @@ static void test_proc_not_root(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* The model of the chosen path's first step, from plan.json. */
+static void planned_model(struct plan_engine *e, const char *name, char *out,
+			  size_t n)
+{
+	char *js = NULL;
+	json_t *root, *m;
+
+	out[0] = '\0';
+	CHECK_RC(plan_engine_plan_json(e, name, &js), 0);
+	root = js ? json_loads(js, 0, NULL) : NULL;
+	m = json_array_get(json_object_get(json_array_get(json_object_get(root,
+		"steps"), 0), "models"), 0);
+	snprintf(out, n, "%s", json_string_value(m) ? json_string_value(m) :
+		 "(none)");
+	if (!json_string_value(m))
+		fprintf(stderr, "plan.json: %s\n", js ? js : "(none)");
+	json_decref(root);
+	free(js);
+}
+
+/*
+ * The engine learns per prompt, online, from checker verdicts: two models
+ * of one task type, each right on one kind of prompt (the stand-in's
+ * fixed answers), equally good on the type as a whole.  Once both have
+ * been judged on both kinds, a new prompt of each kind is planned onto
+ * the model that answers that kind (the per type posterior alone would
+ * give both to the cheaper).
+ */
+static void test_route_learned(void)
+{
+	struct plan_engine *e = open_engine(NULL);
+	const char *kinds[2] = { "What is six times seven", "What is three plus four" };
+	const char *want[2] = { "42", "7" }, *pins[2] = { "m42", "m7" };
+	char name[64], task[256], got[64];
+
+	for (int i = 0; i < 6; i++)
+		for (int k = 0; k < 2; k++)
+			for (int m = 0; m < 2; m++) {
+				snprintf(name, sizeof(name), "rl-%d-%d-%d", i, k, m);
+				snprintf(task, sizeof(task), "{\"prompt\": \"%s? (case %d)\","
+					 " \"task_type\": \"sum\", \"model\": \"%s\","
+					 " \"check\": {\"exact\": \"%s\"}}", kinds[k], i,
+					 pins[m], want[k]);
+				submit_wait(e, name, task);
+			}
+	CHECK(fabs(stat_n(e, "m42", "sum") - stat_n(e, "m7", "sum")) < 1e-9);
+	for (int k = 0; k < 2; k++) {
+		snprintf(name, sizeof(name), "rl-new-%d", k);
+		snprintf(task, sizeof(task), "{\"prompt\": \"%s? (a new case)\","
+			 " \"task_type\": \"sum\", \"strategies\": [\"single\"],"
+			 " \"check\": {\"exact\": \"%s\"}}", kinds[k], want[k]);
+		submit_wait(e, name, task);
+		planned_model(e, name, got, sizeof(got));
+		CHECK_MSG(!strcmp(got, pins[k]), "%s: planned onto %s", kinds[k],
+			  got);
+		CHECK(!strcmp(status(e, name), "done\n"));
+	}
+	plan_engine_close(e);
+	/* A restart keeps what the router learned (journalled in stats.db). */
+	e = open_engine(NULL);
+	for (int k = 0; k < 2; k++) {
+		snprintf(name, sizeof(name), "rl-after-%d", k);
+		snprintf(task, sizeof(task), "{\"prompt\": \"%s? (after a "
+			 "restart)\", \"task_type\": \"sum\", \"strategies\":"
+			 " [\"single\"]}", kinds[k]);
+		submit_wait(e, name, task);
+		planned_model(e, name, got, sizeof(got));
+		CHECK_MSG(!strcmp(got, pins[k]), "%s: planned onto %s after a "
+			  "restart", kinds[k], got);
+	}
+	plan_engine_close(e);
+}
+
 int main(void)
 {
 	struct plan_engine *e;
@@ -553,6 +627,9 @@ int main(void)
 	card("planner", "plan", "\"skills\": [\"plan\"]");
 	card("injected", "plan-inject", "\"skills\": [\"plan\"]");
 	card("translator", "upper", "\"skills\": [\"translate\"]");
+	/* Same quality on "sum" overall; m7 a little cheaper. */
+	card("m42", "fixed-42", "\"skills\": [\"sum\"], \"latency_s\": 1.5");
+	card("m7", "fixed-7", "\"skills\": [\"sum\"]");
 	write_card(models, "bad", "{\"endpoint\": 7}");
 	/* No models directory: the engine runs, tasks fail with a reason. */
 	{
@@ -572,6 +649,7 @@ int main(void)
 	test_bad_input(e);
 	plan_engine_close(e);
 	test_feedback_and_restart();
+	test_route_learned();
 	test_planner();
 	test_planner_injection();
 	if (geteuid() == 0) {

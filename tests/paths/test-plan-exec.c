@@ -14,12 +14,15 @@
 #include "tests/check.h"
 #include "scheduler/plan_exec.h"
 #include "common/clock.h"
+#include "scheduler/plan_route.h"
 #include "scheduler/plan_util.h"
 #include "standin.h"
 
 #define KEY "sk-standin-SECRET-0123456789"
 
 static struct standin *srv;
+/* Given to plan_exec_run() as its per-prompt learner; NULL: none. */
+static struct plan_route *run_route;
 static char base[256];
 static int dir_seq;
 
@@ -99,7 +102,8 @@ static struct runres run(const char *dir, struct plan_stats *stats,
 	struct plan_exec_result res;
 	struct plan_score_opts so = { .explore = PLAN_EXPLORE_MEAN };
 	struct out o;
-	struct plan_exec_opts eo = { .stats = stats, .cancel = cancel,
+	struct plan_exec_opts eo = { .stats = stats, .route = run_route,
+				     .cancel = cancel,
 				     .trace = on_trace,
 				     .progress = on_progress, .arg = &o };
 	struct plan_rng rng;
@@ -298,6 +302,15 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	CHECK(!strcmp(r.answer, "B"));
 	CHECK(count(r.trace, "\"vote_slot\"") == 3);
 	runres_free(&r);
+	/* agree: the two cheapest (wrong: 41, bee: B) disagree, so the dear
+	 * model answers. */
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"ag\","
+		" \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 2);
+	CHECK(strstr(r.trace, "\"model\":\"right\""));
+	runres_free(&r);
 	/* Nobody passes the checker: a clear failure. */
 	r = run(dir, st, "{\"prompt\": \"?\", \"task_type\": \"none\","
 		" \"check\": {\"regex\": \"^zzz$\"}}", NULL);
@@ -310,6 +323,36 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	free(a2);
 	free(a3);
 	free(a4);
+	free(dir);
+}
+
+/* agree: two cheap models that agree need no dear call. */
+static void test_agree(struct plan_stats *st)
+{
+	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
+	char *b = http_card("fixed-  b ", "\"price_in\": 0.2, \"price_out\": 0.2");
+	char *b2 = http_card("fixed-B", "\"price_in\": 0.3, \"price_out\": 0.3");
+	const char *cards[4] = { NULL };
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf((char **)&cards[0], "dear=%s", rt) > 0);
+	CHECK(asprintf((char **)&cards[1], "cheap1=%s", b) > 0);
+	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b2) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ag2\","
+		" \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	/* Blanks and case aside the same answer: the first member's stands. */
+	CHECK_MSG(r.answer && !strcmp(r.answer, "  b "), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 2);
+	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
+	for (int i = 0; i < 3; i++)
+		free((char *)cards[i]);
+	free(rt);
+	free(b);
+	free(b2);
 	free(dir);
 }
 
@@ -436,6 +479,133 @@ static void test_keys_and_cancel(struct plan_stats *st)
 	free(dir);
 }
 
+/*
+ * Retry-After on 429 and 503: the next attempt waits as long as the server
+ * asked (2 s, longer than the 0.25 s backoff); one that asks for an hour
+ * is not waited for: the next model answers.
+ */
+static void test_retry_after(struct plan_stats *st)
+{
+	const char *names[] = { "busy-wait", "down-wait", "busy-long", "fine" };
+	const char *cards[5] = { NULL };
+	struct runres r;
+	char *dir;
+
+	for (int i = 0; i < 4; i++) {
+		/* The first two serve no type of the fallback test. */
+		char *c = http_card(i < 3 ? names[i] : "fixed-fine",
+				    i < 2 ? "\"price_in\": 0.1, \"skills\": "
+					    "[\"wait\"]" :
+				    i < 3 ? "\"price_in\": 0.1" :
+					    "\"price_in\": 50");
+
+		CHECK(asprintf((char **)&cards[i], "%s=%s", names[i], c) > 0);
+		free(c);
+	}
+	dir = models_dir(cards);
+	for (int i = 0; i < 2; i++) {
+		char task[128];
+
+		snprintf(task, sizeof(task), "{\"prompt\": \"x\", \"model\": "
+			 "\"%s\"}", names[i]);
+		r = run(dir, st, task, NULL);
+		CHECK_RC(r.rc, 0);
+		CHECK(r.answer && !strcmp(r.answer, "waited as asked"));
+		CHECK_MSG(strstr(r.trace, "Retry-After 2s"), "%s", r.trace);
+		CHECK(count(r.trace, "\"outcome\":\"retry\"") == 1);
+		/* A lower bound only: the second request came no sooner. */
+		CHECK_MSG(standin_gap_ms(srv, names[i]) >= 1990,
+			  "%s: retried after %lld ms", names[i],
+			  standin_gap_ms(srv, names[i]));
+		runres_free(&r);
+	}
+	/* Believed best, but asks for an hour: one request, then "fine". */
+	for (int k = 0; k < 30; k++) {
+		CHECK_RC(plan_stats_record(st, "busy-long", "ra", 1, -1, -1), 0);
+		CHECK_RC(plan_stats_record(st, "fine", "ra", 0.5, -1, -1), 0);
+	}
+	r = run(dir, st, "{\"prompt\": \"x\", \"task_type\": \"ra\","
+		" \"strategies\": [\"single\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "fine"), "%s: %s", r.answer,
+		  r.trace);
+	CHECK_MSG(strstr(r.trace, "Retry-After 3600s: over 30s, next model"),
+		  "%s", r.trace);
+	CHECK_EQ(standin_count(srv, "busy-long"), 1);
+	runres_free(&r);
+	for (int i = 0; i < 4; i++)
+		free((char *)cards[i]);
+	free(dir);
+}
+
+/* A card with "stream": true gets a streamed reply, put together from its
+ * deltas, with the usage of its last chunk and the time to first token. */
+static void test_stream(struct plan_stats *st)
+{
+	char *c = http_card("stream", "\"stream\": true");
+	char *bad = http_card("stream", "\"stream\": \"yes\"");
+	const char *cards[2] = { NULL };
+	struct plan_models ms = { 0 };
+	struct runres r;
+	char *dir, *err = NULL;
+
+	CHECK(asprintf((char **)&cards[0], "streamer=%s", c) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"tell \\\"me\\\"\", \"model\": "
+		"\"streamer\"}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "streamed: tell \"me\""),
+		  "%s", r.answer ? r.answer : "(none)");
+	CHECK_MSG(strstr(r.trace, "\"ttft_s\":"), "%s", r.trace);
+	CHECK(strstr(r.trace, "\"usage\":\"reported\""));
+	/* 7 in at $2/M, 3 out at $4/M, from the usage chunk. */
+	CHECK(fabs(r.cost - (7 * 2 + 3 * 4) / 1e6) < 1e-15);
+	runres_free(&r);
+	free((char *)cards[0]);
+	free(dir);
+	CHECK(asprintf((char **)&cards[0], "streamer=%s", bad) > 0);
+	dir = models_dir(cards);
+	CHECK_RC(plan_models_load(dir, NULL, &ms, &err), 0);
+	CHECK_MSG(err && strstr(err, "stream must be true or false"), "%s",
+		  err ? err : "(no warning)");
+	free(err);
+	plan_models_release(&ms);
+	free((char *)cards[0]);
+	free(dir);
+	free(c);
+	free(bad);
+}
+
+/* Checked answers teach the per-prompt learner as they arrive. */
+static void test_route_online(struct plan_stats *st)
+{
+	char *c = http_card("echo", NULL);
+	const char *cards[2] = { NULL };
+	size_t np = 0, no = 0;
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf((char **)&cards[0], "echo=%s", c) > 0);
+	dir = models_dir(cards);
+	CHECK_RC(plan_route_open(NULL, &run_route), 0);
+	r = run(dir, st, "{\"prompt\": \"hi\", \"model\": \"echo\", "
+		"\"check\": {\"exact\": \"echo: hi\"}}", NULL);
+	CHECK_RC(r.rc, 0);
+	runres_free(&r);
+	/* Unjudged: nothing to learn from. */
+	r = run(dir, st, "{\"prompt\": \"ho\", \"model\": \"echo\"}", NULL);
+	CHECK_RC(r.rc, 0);
+	runres_free(&r);
+	plan_route_counts(run_route, &np, &no);
+	CHECK_EQ(np, 1);
+	CHECK_EQ(no, 1);
+	plan_route_free(run_route);
+	run_route = NULL;
+	free((char *)cards[0]);
+	free(dir);
+	free(c);
+}
+
 int main(void)
 {
 	struct plan_stats *st;
@@ -452,8 +622,12 @@ int main(void)
 	test_answers_and_costs(st);
 	test_failures(st);
 	test_checks_cascade_vote(st);
+	test_agree(st);
 	test_commands_and_dag(st);
 	test_keys_and_cancel(st);
+	test_retry_after(st);
+	test_stream(st);
+	test_route_online(st);
 	plan_stats_free(st);
 	standin_stop(srv);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);

@@ -1,18 +1,23 @@
 /*
  * llmfs-route-eval: replays an outcome table (docs/paths.md) to judge the
- * learned planner against the best single model, the cheapest model, a
- * random mix and the oracle.
+ * planner against every single model, the oracle, a random mix and a naive
+ * agreement cascade.
  *
- * Offline mode: the planner learns plan_stats posteriors from the training
- * split, then for every test prompt picks the option with the best
- * plan_utility() of its posterior mean quality and mean cost for that task
- * type.  Options are the single models and, when the table has a `check`
- * column, cascades a -> b: a's answer stands when the check accepted it,
- * else b is called too.  Sweeping lambda traces its quality-cost curve.  Online mode: the
- * test prompts arrive one by one, the planner Thompson-samples each
- * model's quality, only the chosen model's outcome is revealed and
- * learned, and regret is measured against the best fixed task type ->
- * model policy in hindsight and against the per-prompt oracle.
+ * The planner replayed is the daemon's: its options per prompt are the
+ * strategies of plan_cand.h — single models; cascades a -> b judged by the
+ * check column (a's answer stands when accepted, else b is called too);
+ * agreement cascades (a1, a2 -> b): two cheaper models in parallel, their
+ * answer stands when the two agree (compared as the executor compares
+ * them), else b is called; votes of three, the majority answer, else the
+ * first member's.  Each option is scored per prompt with plan_route (the
+ * prompt's hashed n-gram TF-IDF features, kNN and logistic predictors)
+ * over the per task type plan_stats posterior, which is their prior, and
+ * chosen with plan_better(); "by-type" is the same planner without the
+ * per-prompt signal.  Sweeping lambda traces each quality-cost curve.
+ * Online mode: the test prompts arrive one by one, the planner draws each
+ * option's quality (Thompson sampling), only the chosen option's outcome
+ * is revealed and learned, and regret is measured against the best fixed
+ * task type -> option policy in hindsight and the per-prompt oracle.
  *
  * Everything is computed from the table; no figure is built in.
  */
@@ -25,255 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "route-table.h"
+#include "scheduler/plan_route.h"
 #include "scheduler/plan_score.h"
 #include "scheduler/plan_stats.h"
 #include "scheduler/plan_util.h"
 
-#define MAX_MODELS 64
+#define MAX_MODELS ROUTE_MAX_MODELS
 #define TIE_EPS 1e-12
-
-struct intern {
-	char **names;
-	size_t n, cap;
-	size_t *slots;  /* open addressing, index + 1, 0 = empty */
-	size_t n_slots;
-};
-
-struct prompt {
-	char *id;
-	int type;
-	double q[MAX_MODELS];
-	double c[MAX_MODELS];
-	double l[MAX_MODELS];
-	signed char chk[MAX_MODELS]; /* checker verdict: 1, 0, -1 unknown */
-	uint64_t have;   /* bit per model */
-	bool train;
-};
-
-struct table {
-	struct intern models, types, ids;
-	struct prompt *p;
-	size_t n, cap;
-	bool has_latency;
-};
-
-static uint64_t fnv(const char *s, uint64_t h)
-{
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static int intern_grow(struct intern *t)
-{
-	size_t ns = t->n_slots ? t->n_slots * 2 : 1024;
-	size_t *slots = calloc(ns, sizeof(*slots));
-
-	if (!slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < t->n; i++) {
-		size_t h = fnv(t->names[i], 1469598103934665603ULL) % ns;
-
-		while (slots[h])
-			h = (h + 1) % ns;
-		slots[h] = i + 1;
-	}
-	free(t->slots);
-	t->slots = slots;
-	t->n_slots = ns;
-	return 0;
-}
-
-/* Returns the index of s, adding it when add is set; -ENOENT otherwise. */
-static long intern_get(struct intern *t, const char *s, bool add)
-{
-	size_t h;
-
-	if ((t->n + 1) * 2 > t->n_slots && intern_grow(t) < 0)
-		return -ENOMEM;
-	h = fnv(s, 1469598103934665603ULL) % t->n_slots;
-	while (t->slots[h]) {
-		if (!strcmp(t->names[t->slots[h] - 1], s))
-			return (long)t->slots[h] - 1;
-		h = (h + 1) % t->n_slots;
-	}
-	if (!add)
-		return -ENOENT;
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? t->cap * 2 : 64;
-		char **v = realloc(t->names, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->names = v;
-		t->cap = cap;
-	}
-	t->names[t->n] = strdup(s);
-	if (!t->names[t->n])
-		return -ENOMEM;
-	t->slots[h] = ++t->n;
-	return (long)t->n - 1;
-}
-
-static void intern_release(struct intern *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->names[i]);
-	free(t->names);
-	free(t->slots);
-}
-
-static void table_release(struct table *t)
-{
-	intern_release(&t->models);
-	intern_release(&t->types);
-	intern_release(&t->ids);
-	free(t->p);
-}
-
-static int split_tabs(char *line, char **f, int max)
-{
-	int n = 0;
-
-	f[n++] = line;
-	for (char *p = line; *p && n < max; p++)
-		if (*p == '\t') {
-			*p = '\0';
-			f[n++] = p + 1;
-		}
-	return n;
-}
-
-static bool parse_num(const char *s, double *ret, bool allow_unknown)
-{
-	char *end;
-
-	if (allow_unknown && (!*s || !strcmp(s, "-"))) {
-		*ret = -1;
-		return true;
-	}
-	errno = 0;
-	*ret = strtod(s, &end);
-	return !errno && end != s && !*end && isfinite(*ret);
-}
-
-/* Reads the table; on a malformed line reports it and returns -EINVAL. */
-static int table_load(struct table *t, FILE *in, const char *name)
-{
-	enum { C_ID, C_TYPE, C_MODEL, C_Q, C_COST, C_LAT, C_CHK, C_N };
-	static const char *const cols[C_N] = {
-		"prompt_id", "task_type", "model", "quality", "cost_usd",
-		"latency_s", "check",
-	};
-	int col[C_N], nf, rc = 0;
-	char *line = NULL, *f[64];
-	size_t cap = 0, lineno = 1;
-	ssize_t len;
-
-	if ((len = getline(&line, &cap, in)) <= 0) {
-		fprintf(stderr, "%s: empty table\n", name);
-		rc = -EINVAL;
-		goto out;
-	}
-	line[strcspn(line, "\r\n")] = '\0';
-	nf = split_tabs(line, f, 64);
-	for (int c = 0; c < C_N; c++) {
-		col[c] = -1;
-		for (int i = 0; i < nf; i++)
-			if (!strcmp(f[i], cols[c]))
-				col[c] = i;
-		if (col[c] < 0 && c <= C_Q) {
-			fprintf(stderr, "%s: header lacks column %s\n", name,
-				cols[c]);
-			rc = -EINVAL;
-			goto out;
-		}
-	}
-	while ((len = getline(&line, &cap, in)) > 0) {
-		double q, cost = 0, lat = -1, chk = -1;
-		long m, ty, id;
-		struct prompt *p;
-
-		lineno++;
-		line[strcspn(line, "\r\n")] = '\0';
-		if (!*line)
-			continue;
-		nf = split_tabs(line, f, 64);
-		for (int c = 0; c < C_N; c++)
-			if (col[c] >= nf) {
-				fprintf(stderr, "%s:%zu: too few columns\n",
-					name, lineno);
-				rc = -EINVAL;
-				goto out;
-			}
-		if (!parse_num(f[col[C_Q]], &q, false) || q < 0 || q > 1 ||
-		    (col[C_COST] >= 0 &&
-		     (!parse_num(f[col[C_COST]], &cost, false) || cost < 0)) ||
-		    (col[C_LAT] >= 0 && !parse_num(f[col[C_LAT]], &lat, true)) ||
-		    (col[C_CHK] >= 0 && (!parse_num(f[col[C_CHK]], &chk, true) ||
-					 (chk != 0 && chk != 1 && chk != -1)))) {
-			fprintf(stderr, "%s:%zu: quality must be in [0,1], "
-				"cost >= 0, latency a number or -, check 0, 1 "
-				"or -\n", name, lineno);
-			rc = -EINVAL;
-			goto out;
-		}
-		m = intern_get(&t->models, f[col[C_MODEL]], true);
-		ty = intern_get(&t->types, f[col[C_TYPE]], true);
-		id = intern_get(&t->ids, f[col[C_ID]], true);
-		if (m < 0 || ty < 0 || id < 0) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		if (m >= MAX_MODELS) {
-			fprintf(stderr, "%s: more than %d models\n", name,
-				MAX_MODELS);
-			rc = -E2BIG;
-			goto out;
-		}
-		if ((size_t)id == t->n) {
-			if (t->n == t->cap) {
-				size_t nc = t->cap ? t->cap * 2 : 4096;
-				struct prompt *v = realloc(t->p,
-							   nc * sizeof(*v));
-
-				if (!v) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				t->p = v;
-				t->cap = nc;
-			}
-			memset(&t->p[t->n], 0, sizeof(t->p[t->n]));
-			t->p[t->n].id = t->ids.names[id];
-			t->p[t->n].type = (int)ty;
-			t->n++;
-		}
-		p = &t->p[id];
-		if (p->have & (1ULL << m)) {
-			fprintf(stderr, "%s:%zu: duplicate row for %s × %s\n",
-				name, lineno, f[col[C_ID]], f[col[C_MODEL]]);
-			rc = -EINVAL;
-			goto out;
-		}
-		if (p->type != ty) {
-			fprintf(stderr, "%s:%zu: prompt %s has two task "
-				"types\n", name, lineno, f[col[C_ID]]);
-			rc = -EINVAL;
-			goto out;
-		}
-		p->have |= 1ULL << m;
-		p->q[m] = q;
-		p->c[m] = cost;
-		p->l[m] = lat;
-		p->chk[m] = (signed char)chk;
-		if (lat >= 0)
-			t->has_latency = true;
-	}
-out:
-	free(line);
-	return rc;
-}
+/* Caps on the composite options, so that a table with many models stays
+ * quick: agreement pairs among the AGREE_POOL cheapest answered models,
+ * votes among the VOTE_POOL cheapest. */
+#define AGREE_POOL 4
+#define VOTE_POOL 5
 
 /* A point of a quality-cost curve, with each model's share of calls. */
 struct point {
@@ -281,40 +50,113 @@ struct point {
 	double share[MAX_MODELS];
 };
 
-/* What the planner may choose for a prompt: model a, or cascade a -> b. */
+enum opt_kind { O_SINGLE, O_CASCADE, O_AGREE, O_VOTE };
+
+/* What the planner may choose for a prompt. */
 struct route_opt {
-	int a, b;           /* b < 0: a single model */
-	char *name;         /* as plan_stats knows it: "a" or "a>b" */
+	enum opt_kind kind;
+	int m[3];           /* single: m[0]; cascade: m[0] -> m[1];
+			     * agree: m[0], m[1] -> m[2]; vote: all three */
+	char *name;         /* as plan_stats and plan_route know it */
 };
 
-static bool escalates(const struct prompt *p, const struct route_opt *o)
+/* The model whose answer an option gives on p; sets *calls to the models
+ * called (a bit mask). */
+static int opt_pick(const struct prompt *p, const struct route_opt *o,
+		    uint64_t *calls)
 {
-	return o->b >= 0 && p->chk[o->a] != 1;
+	const int *m = o->m;
+
+	switch (o->kind) {
+	case O_SINGLE:
+		*calls = 1ULL << m[0];
+		return m[0];
+	case O_CASCADE:
+		*calls = 1ULL << m[0];
+		if (p->chk[m[0]] == 1)
+			return m[0];
+		*calls |= 1ULL << m[1];
+		return m[1];
+	case O_AGREE:
+		*calls = (1ULL << m[0]) | (1ULL << m[1]);
+		if (p->ans[m[0]] && p->ans[m[0]] == p->ans[m[1]])
+			return m[0];
+		*calls |= 1ULL << m[2];
+		return m[2];
+	case O_VOTE: {
+		int win = -1, best = 0;
+
+		*calls = (1ULL << m[0]) | (1ULL << m[1]) | (1ULL << m[2]);
+		/* Majority, else the first member that answered (plan_exec). */
+		for (int i = 0; i < 3; i++) {
+			int n = 0;
+
+			for (int j = 0; p->ans[m[i]] && j < 3; j++)
+				n += p->ans[m[j]] == p->ans[m[i]];
+			if (n > best) {
+				best = n;
+				win = i;
+			}
+		}
+		return m[win < 0 ? 0 : win];
+	}
+	}
+	return m[0];
 }
 
 static double opt_q(const struct prompt *p, const struct route_opt *o)
 {
-	return escalates(p, o) ? p->q[o->b] : p->q[o->a];
+	uint64_t calls;
+
+	return p->q[opt_pick(p, o, &calls)];
 }
 
 static double opt_c(const struct prompt *p, const struct route_opt *o)
 {
-	return p->c[o->a] + (escalates(p, o) ? p->c[o->b] : 0);
+	uint64_t calls;
+	double c = 0;
+
+	opt_pick(p, o, &calls);
+	for (int m = 0; m < MAX_MODELS; m++)
+		if (calls & (1ULL << m))
+			c += p->c[m];
+	return c;
 }
 
+/* Sequential stages add up, parallel members wait for the slowest. */
 static double opt_l(const struct prompt *p, const struct route_opt *o)
 {
-	if (p->l[o->a] < 0 || (escalates(p, o) && p->l[o->b] < 0))
-		return -1;
-	return p->l[o->a] + (escalates(p, o) ? p->l[o->b] : 0);
+	uint64_t calls;
+	const int *m = o->m;
+	double l;
+
+	opt_pick(p, o, &calls);
+	for (int k = 0; k < MAX_MODELS; k++)
+		if ((calls & (1ULL << k)) && p->l[k] < 0)
+			return -1;
+	switch (o->kind) {
+	case O_SINGLE:
+		return p->l[m[0]];
+	case O_CASCADE:
+		return p->l[m[0]] + ((calls >> m[1]) & 1 ? p->l[m[1]] : 0);
+	case O_AGREE:
+		l = fmax(p->l[m[0]], p->l[m[1]]);
+		return l + ((calls >> m[2]) & 1 ? p->l[m[2]] : 0);
+	case O_VOTE:
+		return fmax(p->l[m[0]], fmax(p->l[m[1]], p->l[m[2]]));
+	}
+	return -1;
 }
 
 static void opt_calls(const struct prompt *p, const struct route_opt *o,
 		      double *share)
 {
-	share[o->a] += 1;
-	if (escalates(p, o))
-		share[o->b] += 1;
+	uint64_t calls;
+
+	opt_pick(p, o, &calls);
+	for (int m = 0; m < MAX_MODELS; m++)
+		if (calls & (1ULL << m))
+			share[m] += 1;
 }
 
 struct eval {
@@ -323,15 +165,27 @@ struct eval {
 	size_t n_test;
 	size_t n_models;
 	double prior;       /* plan_stats prior strength */
-	bool flat_cost;     /* price each model by its mean over all types */
+	bool flat_cost;     /* price each option by its mean over all types */
+	bool no_cascades;
+	bool no_route;      /* the per-prompt signal off */
 	int best, cheapest; /* single models on the test split */
 	double single_q[MAX_MODELS], single_c[MAX_MODELS];
-	bool no_cascades;
 	uint64_t complete;  /* the have mask of a prompt every model answered */
-	struct route_opt *opt; /* the single models first, then cascades */
-	size_t n_opt;
+	struct route_opt *opt; /* the single models first, then the others */
+	size_t n_opt, n_cascade, n_agree, n_vote;
+	long naive;         /* the naive agreement cascade's option, or -1 */
 	/* Learned from training: per option × type mean quality and cost. */
 	double *est_q, *est_c; /* [type * n_opt + option] */
+	/* Per test prompt × option, what each planner expects. */
+	double *type_q, *type_c, *route_q, *route_c;
+	/* Per test prompt × option, what it gets: replayed once, for the
+	 * sweeps (quality, cost, latency, models called). */
+	double *got_q, *got_c, *got_l;
+	uint64_t *got_calls;
+	struct plan_route *route;
+	struct plan_route_config cfg; /* the router's, after cross-validation */
+	bool cv;            /* choose k and knn_weight by cross-validation */
+	uint64_t seed;
 };
 
 static int cmp_point(const void *a, const void *b)
@@ -399,8 +253,8 @@ static double aiq(const struct point *pt, const size_t *h, size_t k,
 	const int steps = 20000;
 	double sum = 0;
 
-	if (hi <= lo)
-		return k ? pt[h[k - 1]].quality : 0;
+	if (!(hi > lo))
+		return k ? hull_at(pt, h, k, hi) : 0;
 	for (int i = 0; i < steps; i++) {
 		double c = lo + (hi - lo) * (i + 0.5) / steps;
 
@@ -429,8 +283,45 @@ static double hull_cost_for(const struct point *pt, const size_t *h,
 	return -1;
 }
 
-/* The share of calls to model m needed to reach quality q, mixing hull points. */
-static double share_for(struct point *pt, size_t n, int m, double q)
+/* A curve and its hull, kept together. */
+struct curve {
+	struct point *pt;   /* hull order after curve_hull() */
+	size_t n, *h, k;
+};
+
+static int curve_hull(struct curve *cv, const struct point *pts, size_t n)
+{
+	cv->pt = malloc(n * sizeof(*cv->pt));
+	cv->h = malloc(n * sizeof(*cv->h));
+	if (!cv->pt || !cv->h)
+		return -ENOMEM;
+	memcpy(cv->pt, pts, n * sizeof(*pts));
+	cv->n = n;
+	cv->k = hull(cv->pt, n, cv->h);
+	return 0;
+}
+
+static void curve_release(struct curve *cv)
+{
+	free(cv->pt);
+	free(cv->h);
+}
+
+/* Calls per prompt to models other than the cheapest: what "expensive
+ * calls" means with any number of models. */
+static double dear_calls(const struct eval *e, const struct point *p)
+{
+	double s = 0;
+
+	for (size_t m = 0; m < e->n_models; m++)
+		if ((int)m != e->cheapest)
+			s += p->share[m];
+	return s;
+}
+
+/* Those calls needed to reach quality q, mixing hull points; -1: never. */
+static double calls_for(const struct eval *e, const struct point *pt,
+			size_t n, double q)
 {
 	struct point *tmp = malloc(n * sizeof(*tmp));
 	size_t *h = malloc(n * sizeof(*h)), k;
@@ -438,10 +329,10 @@ static double share_for(struct point *pt, size_t n, int m, double q)
 
 	if (!tmp || !h)
 		goto out;
-	/* Reuse the cost hull machinery with the share of m as the cost. */
+	/* Reuse the cost hull machinery with the calls as the cost. */
 	for (size_t i = 0; i < n; i++) {
 		tmp[i] = pt[i];
-		tmp[i].cost = pt[i].share[m];
+		tmp[i].cost = dear_calls(e, &pt[i]);
 	}
 	k = hull(tmp, n, h);
 	r = hull_cost_for(tmp, h, k, q);
@@ -451,33 +342,49 @@ out:
 	return r;
 }
 
-/* The planner's operating point for one lambda. */
-static void planner_point(const struct eval *e, double lambda,
-			  struct point *pt)
+/* The planner's operating point for one lambda, from its per-prompt
+ * expectations Q and C ([test prompt * n_opt + option]). */
+static void planner_point(const struct eval *e, const double *Q,
+			  const double *C, double lambda, struct point *pt)
 {
 	const size_t no = e->n_opt;
 
 	memset(pt, 0, sizeof(*pt));
 	for (size_t i = 0; i < e->n_test; i++) {
-		const struct prompt *p = &e->t->p[e->test[i]];
-		const double *q = &e->est_q[p->type * no];
-		const double *c = &e->est_c[p->type * no];
-		const struct route_opt *o;
-		size_t best = 0;
+		const double *q = &Q[i * no], *c = &C[i * no];
+		size_t best = 0, at;
 
 		for (size_t k = 1; k < no; k++)
 			if (plan_better(q[k], c[k], q[best], c[best], lambda,
 					TIE_EPS))
 				best = k;
-		o = &e->opt[best];
-		pt->quality += opt_q(p, o);
-		pt->cost += opt_c(p, o);
-		pt->latency += fmax(0, opt_l(p, o));
-		opt_calls(p, o, pt->share);
+		at = i * no + best;
+		pt->quality += e->got_q[at];
+		pt->cost += e->got_c[at];
+		pt->latency += fmax(0, e->got_l[at]);
+		for (uint64_t m = e->got_calls[at]; m; m &= m - 1)
+			pt->share[__builtin_ctzll(m)] += 1;
 	}
 	pt->quality /= (double)e->n_test;
 	pt->cost /= (double)e->n_test;
 	pt->latency /= (double)e->n_test;
+	for (size_t m = 0; m < e->n_models; m++)
+		pt->share[m] /= (double)e->n_test;
+}
+
+/* One option used for every test prompt. */
+static void option_point(const struct eval *e, size_t k, struct point *pt)
+{
+	memset(pt, 0, sizeof(*pt));
+	for (size_t i = 0; i < e->n_test; i++) {
+		const struct prompt *p = &e->t->p[e->test[i]];
+
+		pt->quality += opt_q(p, &e->opt[k]);
+		pt->cost += opt_c(p, &e->opt[k]);
+		opt_calls(p, &e->opt[k], pt->share);
+	}
+	pt->quality /= (double)e->n_test;
+	pt->cost /= (double)e->n_test;
 	for (size_t m = 0; m < e->n_models; m++)
 		pt->share[m] /= (double)e->n_test;
 }
@@ -520,188 +427,131 @@ static double lambda_at(const struct eval *e, int i)
 	return pow(10.0, -4.0 + 8.0 * (i - 1) / (N_LAMBDA - 2)) / cmax;
 }
 
-static void sweep(const struct eval *e, bool oracle, struct point *pts)
+/* Whether model m has a field on every complete prompt. */
+static bool all_known(const struct eval *e, int m, bool answers)
 {
-	for (int i = 0; i < N_LAMBDA; i++) {
-		if (oracle)
-			oracle_point(e, lambda_at(e, i), &pts[i]);
-		else
-			planner_point(e, lambda_at(e, i), &pts[i]);
-	}
-}
-
-struct online_result {
-	double quality, cost;
-	double regret_policy, regret_oracle;
-	double share[MAX_MODELS];
-};
-
-/*
- * Online: the test prompts in a seeded shuffled order; Thompson sampling
- * over the posterior; only the chosen outcome is learned.  warm: start
- * from the training statistics; cold: start from nothing.
- */
-static int online(const struct eval *e, double lambda, bool warm,
-		  uint64_t seed, struct online_result *r)
-{
-	const size_t no = e->n_opt, nt = e->t->types.n;
-	struct plan_stats *st = NULL;
-	struct plan_rng rng;
-	size_t *order = NULL;
-	double *type_util = NULL, oracle_u = 0, got_u = 0, policy_u = 0;
-	double *opt_cost = NULL, *opt_n = NULL, *sq = NULL, *sc = NULL;
-	bool *type_seen = NULL;
-	int rc;
-
-	memset(r, 0, sizeof(*r));
-	plan_rng_seed(&rng, seed ^ 0x6f6e6c696e65ULL);
-	rc = plan_stats_open(NULL, e->prior, &st);
-	if (rc < 0)
-		goto out;
-	order = malloc(e->n_test * sizeof(*order));
-	type_util = calloc(nt * no, sizeof(*type_util));
-	type_seen = calloc(nt, sizeof(*type_seen));
-	opt_cost = calloc(no, sizeof(*opt_cost));
-	opt_n = calloc(no, sizeof(*opt_n));
-	sq = calloc(no, sizeof(*sq));
-	sc = calloc(no, sizeof(*sc));
-	if (!order || !type_util || !type_seen || !opt_cost || !opt_n ||
-	    !sq || !sc) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* Prices are public, so mean costs per option are known up front. */
 	for (size_t i = 0; i < e->t->n; i++) {
 		const struct prompt *p = &e->t->p[i];
 
-		if (!p->train)
+		if (p->have != e->complete)
 			continue;
-		for (size_t k = 0; k < no; k++) {
-			opt_cost[k] += opt_c(p, &e->opt[k]);
-			opt_n[k] += 1;
-			if (!warm)
-				continue;
-			rc = plan_stats_record(st, e->opt[k].name,
-					       e->t->types.names[p->type],
-					       opt_q(p, &e->opt[k]),
-					       opt_c(p, &e->opt[k]), -1);
-			if (rc < 0)
-				goto out;
-		}
+		if (answers ? !p->ans[m] : p->chk[m] < 0)
+			return false;
 	}
-	for (size_t k = 0; k < no; k++)
-		opt_cost[k] = opt_n[k] > 0 ? opt_cost[k] / opt_n[k] : 0;
-	for (size_t i = 0; i < e->n_test; i++)
-		order[i] = e->test[i];
-	for (size_t i = e->n_test; i > 1; i--) {
-		size_t j = plan_rng_next(&rng) % i, x = order[i - 1];
-
-		order[i - 1] = order[j];
-		order[j] = x;
-	}
-	for (size_t i = 0; i < e->n_test; i++) {
-		const struct prompt *p = &e->t->p[order[i]];
-		const char *type = e->t->types.names[p->type];
-		const struct route_opt *o;
-		double best_u = -INFINITY;
-		size_t pick = 0;
-
-		/* The per-prompt oracle picks among the single models. */
-		for (size_t m = 0; m < e->n_models; m++)
-			best_u = fmax(best_u, plan_utility(p->q[m], p->c[m],
-							   lambda));
-		for (size_t k = 0; k < no; k++) {
-			struct plan_estimate est;
-
-			plan_stats_estimate(st, e->opt[k].name, type, &est);
-			sq[k] = plan_estimate_sample(&est, &rng);
-			sc[k] = est.cost >= 0 ? est.cost : opt_cost[k];
-			if (k && plan_better(sq[k], sc[k], sq[pick], sc[pick],
-					     lambda, TIE_EPS))
-				pick = k;
-			type_util[p->type * no + k] +=
-				plan_utility(opt_q(p, &e->opt[k]),
-					     opt_c(p, &e->opt[k]), lambda);
-		}
-		type_seen[p->type] = true;
-		o = &e->opt[pick];
-		/* Only the chosen option's outcome is revealed and learned. */
-		rc = plan_stats_record(st, o->name, type, opt_q(p, o),
-				       opt_c(p, o), -1);
-		if (rc < 0)
-			goto out;
-		r->quality += opt_q(p, o);
-		r->cost += opt_c(p, o);
-		opt_calls(p, o, r->share);
-		got_u += plan_utility(opt_q(p, o), opt_c(p, o), lambda);
-		oracle_u += best_u;
-	}
-	for (size_t ty = 0; ty < nt; ty++) {
-		double b = -INFINITY;
-
-		if (!type_seen[ty])
-			continue;
-		for (size_t k = 0; k < no; k++)
-			b = fmax(b, type_util[ty * no + k]);
-		policy_u += b;
-	}
-	r->quality /= (double)e->n_test;
-	r->cost /= (double)e->n_test;
-	for (size_t m = 0; m < e->n_models; m++)
-		r->share[m] /= (double)e->n_test;
-	r->regret_policy = policy_u - got_u;
-	r->regret_oracle = oracle_u - got_u;
-out:
-	plan_stats_free(st);
-	free(order);
-	free(type_util);
-	free(type_seen);
-	free(opt_cost);
-	free(opt_n);
-	free(sq);
-	free(sc);
-	return rc;
+	return true;
 }
 
-/* Single models, then cascades a -> b (a cheaper) where a is always judged. */
-static int make_options(struct eval *e)
+static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
 {
-	const size_t nm = e->n_models;
-	size_t cap = nm + nm * nm;
+	char *const *n = e->t->models.names;
+	struct route_opt *o = &e->opt[e->n_opt];
+	int rc = -1;
 
-	e->opt = calloc(cap, sizeof(*e->opt));
-	if (!e->opt)
+	o->kind = kind;
+	o->m[0] = a;
+	o->m[1] = b;
+	o->m[2] = c;
+	switch (kind) {
+	case O_SINGLE: rc = asprintf(&o->name, "%s", n[a]); break;
+	case O_CASCADE: rc = asprintf(&o->name, "%s>%s", n[a], n[b]); break;
+	case O_AGREE: rc = asprintf(&o->name, "agree(%s,%s)>%s", n[a], n[b],
+				    n[c]); break;
+	case O_VOTE: rc = asprintf(&o->name, "vote(%s,%s,%s)", n[a], n[b],
+				   n[c]); break;
+	}
+	if (rc < 0) {
+		o->name = NULL;
 		return -ENOMEM;
-	for (size_t m = 0; m < nm; m++) {
-		e->opt[e->n_opt].a = (int)m;
-		e->opt[e->n_opt].b = -1;
-		e->opt[e->n_opt].name = strdup(e->t->models.names[m]);
-		if (!e->opt[e->n_opt++].name)
-			return -ENOMEM;
 	}
-	for (size_t a = 0; a < nm && !e->no_cascades; a++) {
-		bool judged = true;
-
-		for (size_t i = 0; i < e->t->n && judged; i++)
-			if (e->t->p[i].have == e->complete)
-				judged = e->t->p[i].chk[a] >= 0;
-		for (size_t b = 0; judged && b < nm; b++) {
-			struct route_opt *o = &e->opt[e->n_opt];
-
-			if (e->single_c[b] <= e->single_c[a])
-				continue;
-			o->a = (int)a;
-			o->b = (int)b;
-			if (asprintf(&o->name, "%s>%s", e->t->models.names[a],
-				     e->t->models.names[b]) < 0)
-				return -ENOMEM;
-			e->n_opt++;
-		}
-	}
+	e->n_opt++;
 	return 0;
 }
 
-static int learn(struct eval *e)
+static int cmp_by_cost_ctx(const struct eval *ctx, int a, int b)
+{
+	double x = ctx->single_c[a], y = ctx->single_c[b];
+
+	return x < y ? -1 : x > y ? 1 : a - b;
+}
+
+/* Models with answers, cheapest first; returns their count. */
+static size_t answered_by_cost(const struct eval *e, int *v)
+{
+	size_t n = 0;
+
+	for (size_t m = 0; m < e->n_models; m++)
+		if (all_known(e, (int)m, true))
+			v[n++] = (int)m;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && cmp_by_cost_ctx(e, v[j - 1],
+							   v[j]) > 0; j--) {
+			int x = v[j];
+
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	return n;
+}
+
+/*
+ * Single models, then cascades a -> b (a cheaper) where a is always
+ * judged, agreement cascades and votes where answers are recorded.
+ */
+static int make_options(struct eval *e)
+{
+	const size_t nm = e->n_models;
+	int ans[MAX_MODELS];
+	size_t na = answered_by_cost(e, ans), pool;
+
+	e->naive = -1;
+	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm +
+			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
+	if (!e->opt)
+		return -ENOMEM;
+	for (size_t m = 0; m < nm; m++)
+		if (add_opt(e, O_SINGLE, (int)m, -1, -1) < 0)
+			return -ENOMEM;
+	for (size_t a = 0; a < nm && !e->no_cascades; a++) {
+		if (!all_known(e, (int)a, false))
+			continue;
+		for (size_t b = 0; b < nm; b++) {
+			if (e->single_c[b] <= e->single_c[a])
+				continue;
+			if (add_opt(e, O_CASCADE, (int)a, (int)b, -1) < 0)
+				return -ENOMEM;
+			e->n_cascade++;
+		}
+	}
+	pool = na < AGREE_POOL ? na : AGREE_POOL;
+	for (size_t i = 0; i < pool && !e->no_cascades; i++)
+		for (size_t j = i + 1; j < pool; j++)
+			for (size_t b = 0; b < nm; b++) {
+				if (e->single_c[b] <= e->single_c[ans[j]] ||
+				    (int)b == ans[i] || (int)b == ans[j])
+					continue;
+				/* The naive cascade: the two cheapest agree,
+				 * else the best single model. */
+				if (i == 0 && j == 1 && (int)b == e->best)
+					e->naive = (long)e->n_opt;
+				if (add_opt(e, O_AGREE, ans[i], ans[j],
+					    (int)b) < 0)
+					return -ENOMEM;
+				e->n_agree++;
+			}
+	pool = na < VOTE_POOL ? na : VOTE_POOL;
+	for (size_t i = 0; i < pool && !e->no_cascades; i++)
+		for (size_t j = i + 1; j < pool; j++)
+			for (size_t k = j + 1; k < pool; k++) {
+				if (add_opt(e, O_VOTE, ans[i], ans[j],
+					    ans[k]) < 0)
+					return -ENOMEM;
+				e->n_vote++;
+			}
+	return 0;
+}
+
+/* plan_stats posteriors per option × task type from the training rows. */
+static int learn_types(struct eval *e)
 {
 	const size_t no = e->n_opt, nt = e->t->types.n;
 	struct plan_stats *st = NULL;
@@ -740,7 +590,7 @@ static int learn(struct eval *e)
 			e->est_q[ty * no + k] = est.quality;
 			e->est_c[ty * no + k] = est.cost >= 0 ? est.cost : 0;
 			if (e->flat_cost) {
-				/* An unseen type: the option's pooled mean. */
+				/* The option's pooled mean over all types. */
 				plan_stats_estimate(st, e->opt[k].name, "*",
 						    &est);
 				if (est.cost >= 0)
@@ -752,37 +602,606 @@ out:
 	return rc;
 }
 
+#define CV_FOLDS 3
+
+/* A training prompt's cross-validation fold. */
+static int fold_of(const struct prompt *p, uint64_t seed)
+{
+	uint64_t h = route_fnv(p->id, 0xcbf29ce484222325ULL ^ (seed * 31 + 7));
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (int)(h % CV_FOLDS);
+}
+
+/* Feeds the training prompts (but those of fold skip, unless -1) and
+ * every option's outcome to a router. */
+static int route_train_but(const struct eval *e, struct plan_route *r,
+			   int skip)
+{
+	const size_t no = e->n_opt;
+	int rc;
+
+	for (size_t i = 0; i < e->t->n; i++) {
+		const struct prompt *p = &e->t->p[i];
+		long id;
+
+		if (!p->train || (skip >= 0 && fold_of(p, e->seed) == skip))
+			continue;
+		id = plan_route_add(r, p->text);
+		if (id < 0)
+			return (int)id;
+		for (size_t k = 0; k < no; k++) {
+			rc = plan_route_observe(r, id, e->opt[k].name,
+						e->est_q[p->type * no + k],
+						opt_q(p, &e->opt[k]),
+						opt_c(p, &e->opt[k]));
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return plan_route_fit(r);
+}
+
+static int route_train(const struct eval *e, struct plan_route *r)
+{
+	return route_train_but(e, r, -1);
+}
+
+/*
+ * k and knn_weight of plan_route by CV_FOLDS-fold cross-validation on the
+ * training split only: the pair whose predicted option qualities have the
+ * least squared error on the held-out folds.  The grid is fixed.
+ */
+static const int cv_k[] = { 10, 30, 100 };
+static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
+#define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
+#define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
+
+static int cv_select(struct eval *e, struct plan_route_config *cfg)
+{
+	const size_t no = e->n_opt;
+	const char **names = malloc(no * sizeof(*names));
+	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
+	double err[N_CV_K][N_CV_W] = { { 0 } }, best = INFINITY;
+	int rc = -ENOMEM;
+
+	if (!names || !pr)
+		goto out;
+	for (size_t k = 0; k < no; k++)
+		names[k] = e->opt[k].name;
+	for (size_t ki = 0; ki < N_CV_K; ki++)
+		for (int f = 0; f < CV_FOLDS; f++) {
+			struct plan_route_config c = *cfg;
+			struct plan_route *r = NULL;
+
+			c.k = cv_k[ki];
+			if ((rc = plan_route_open(&c, &r)) < 0 ||
+			    (rc = route_train_but(e, r, f)) < 0) {
+				plan_route_free(r);
+				goto out;
+			}
+			for (size_t i = 0; i < e->t->n; i++) {
+				const struct prompt *p = &e->t->p[i];
+
+				if (!p->train || fold_of(p, e->seed) != f)
+					continue;
+				rc = plan_route_predict(r, p->text, names, no,
+					&e->est_q[p->type * no],
+					&e->est_c[p->type * no], pr);
+				if (rc < 0)
+					break;
+				for (size_t k = 0; k < no; k++) {
+					double y = opt_q(p, &e->opt[k]);
+
+					for (size_t wi = 0; wi < N_CV_W; wi++) {
+						double q = cv_w[wi] * pr[k].q_knn +
+							(1 - cv_w[wi]) * pr[k].q_lr;
+
+						err[ki][wi] += (q - y) * (q - y);
+					}
+				}
+			}
+			plan_route_free(r);
+			if (rc < 0)
+				goto out;
+		}
+	for (size_t ki = 0; ki < N_CV_K; ki++)
+		for (size_t wi = 0; wi < N_CV_W; wi++)
+			if (err[ki][wi] < best) {
+				best = err[ki][wi];
+				cfg->k = cv_k[ki];
+				cfg->knn_weight = cv_w[wi];
+			}
+	rc = 0;
+out:
+	free(names);
+	free(pr);
+	return rc;
+}
+
+/* What each planner expects of each option on each test prompt. */
+static int expect(struct eval *e)
+{
+	const size_t no = e->n_opt, nt = e->n_test;
+	const char **names = malloc(no * sizeof(*names));
+	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
+	int rc = -ENOMEM;
+
+	e->got_q = malloc(nt * no * sizeof(double));
+	e->got_c = malloc(nt * no * sizeof(double));
+	e->got_l = malloc(nt * no * sizeof(double));
+	e->got_calls = malloc(nt * no * sizeof(uint64_t));
+	if (!e->got_q || !e->got_c || !e->got_l || !e->got_calls)
+		goto out;
+	for (size_t i = 0; i < nt; i++)
+		for (size_t k = 0; k < no; k++) {
+			const struct prompt *p = &e->t->p[e->test[i]];
+
+			e->got_q[i * no + k] = opt_q(p, &e->opt[k]);
+			e->got_c[i * no + k] = opt_c(p, &e->opt[k]);
+			e->got_l[i * no + k] = opt_l(p, &e->opt[k]);
+			opt_pick(p, &e->opt[k], &e->got_calls[i * no + k]);
+		}
+	e->type_q = malloc(nt * no * sizeof(double));
+	e->type_c = malloc(nt * no * sizeof(double));
+	e->route_q = malloc(nt * no * sizeof(double));
+	e->route_c = malloc(nt * no * sizeof(double));
+	if (!names || !pr || !e->type_q || !e->type_c || !e->route_q ||
+	    !e->route_c)
+		goto out;
+	for (size_t k = 0; k < no; k++)
+		names[k] = e->opt[k].name;
+	if (!e->no_route) {
+		struct plan_route_config cfg;
+
+		plan_route_config_default(&cfg);
+		cfg.max_prompts = 0;   /* a replay keeps its whole table */
+		if (e->cv && (rc = cv_select(e, &cfg)) < 0)
+			goto out;
+		e->cfg = cfg;
+		if ((rc = plan_route_open(&cfg, &e->route)) < 0 ||
+		    (rc = route_train(e, e->route)) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < nt; i++) {
+		const struct prompt *p = &e->t->p[e->test[i]];
+		const double *q = &e->est_q[p->type * no];
+		const double *c = &e->est_c[p->type * no];
+
+		memcpy(&e->type_q[i * no], q, no * sizeof(double));
+		memcpy(&e->type_c[i * no], c, no * sizeof(double));
+		if (e->no_route) {
+			memcpy(&e->route_q[i * no], q, no * sizeof(double));
+			memcpy(&e->route_c[i * no], c, no * sizeof(double));
+			continue;
+		}
+		rc = plan_route_predict(e->route, p->text, names, no, q, c, pr);
+		if (rc < 0)
+			goto out;
+		for (size_t k = 0; k < no; k++) {
+			e->route_q[i * no + k] = pr[k].quality;
+			/* Flat cost: the option's mean, not this prompt's. */
+			e->route_c[i * no + k] = e->flat_cost ? c[k] :
+						 pr[k].cost;
+		}
+	}
+	rc = 0;
+out:
+	free(names);
+	free(pr);
+	return rc;
+}
+
+struct online_result {
+	double quality, cost;
+	double regret_policy, regret_oracle;
+	double share[MAX_MODELS];
+};
+
+/*
+ * Online: the test prompts in a seeded shuffled order; Thompson sampling
+ * over the posterior (with the router: a Beta draw around the router's
+ * prediction, as concentrated as the task type's posterior — what
+ * plan_cand does); only the chosen outcome is learned.  warm: start from
+ * the training split; cold: from nothing.
+ */
+static int online(const struct eval *e, double lambda, bool warm,
+		  bool use_route, uint64_t seed, struct online_result *r)
+{
+	const size_t no = e->n_opt, nt = e->t->types.n;
+	struct plan_stats *st = NULL;
+	struct plan_route *rt = NULL;
+	struct plan_rng rng;
+	size_t *order = NULL;
+	double *type_util = NULL, oracle_u = 0, got_u = 0, policy_u = 0;
+	double *opt_cost = NULL, *opt_n = NULL, *sq = NULL, *sc = NULL;
+	double *pq = NULL, *pc = NULL;
+	struct plan_estimate *est = NULL;
+	struct plan_route_pred *pr = NULL;
+	const char **names = NULL;
+	bool *type_seen = NULL;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	plan_rng_seed(&rng, seed ^ 0x6f6e6c696e65ULL);
+	rc = plan_stats_open(NULL, e->prior, &st);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
+	order = malloc(e->n_test * sizeof(*order));
+	type_util = calloc(nt * no, sizeof(*type_util));
+	type_seen = calloc(nt, sizeof(*type_seen));
+	opt_cost = calloc(no, sizeof(*opt_cost));
+	opt_n = calloc(no, sizeof(*opt_n));
+	sq = calloc(no, sizeof(*sq));
+	sc = calloc(no, sizeof(*sc));
+	pq = calloc(no, sizeof(*pq));
+	pc = calloc(no, sizeof(*pc));
+	est = calloc(no, sizeof(*est));
+	pr = calloc(no, sizeof(*pr));
+	names = calloc(no, sizeof(*names));
+	if (!order || !type_util || !type_seen || !opt_cost || !opt_n ||
+	    !sq || !sc || !pq || !pc || !est || !pr || !names)
+		goto out;
+	for (size_t k = 0; k < no; k++)
+		names[k] = e->opt[k].name;
+	/* Prices are public, so mean costs per option are known up front. */
+	for (size_t i = 0; i < e->t->n; i++) {
+		const struct prompt *p = &e->t->p[i];
+
+		if (!p->train)
+			continue;
+		for (size_t k = 0; k < no; k++) {
+			opt_cost[k] += opt_c(p, &e->opt[k]);
+			opt_n[k] += 1;
+			if (!warm)
+				continue;
+			rc = plan_stats_record(st, e->opt[k].name,
+					       e->t->types.names[p->type],
+					       opt_q(p, &e->opt[k]),
+					       opt_c(p, &e->opt[k]), -1);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	for (size_t k = 0; k < no; k++)
+		opt_cost[k] = opt_n[k] > 0 ? opt_cost[k] / opt_n[k] : 0;
+	if (use_route) {
+		if ((rc = plan_route_open(&e->cfg, &rt)) < 0)
+			goto out;
+		if (warm && (rc = route_train(e, rt)) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < e->n_test; i++)
+		order[i] = e->test[i];
+	for (size_t i = e->n_test; i > 1; i--) {
+		size_t j = plan_rng_next(&rng) % i, x = order[i - 1];
+
+		order[i - 1] = order[j];
+		order[j] = x;
+	}
+	for (size_t i = 0; i < e->n_test; i++) {
+		const struct prompt *p = &e->t->p[order[i]];
+		const char *type = e->t->types.names[p->type];
+		const struct route_opt *o;
+		double best_u = -INFINITY;
+		size_t pick = 0;
+		long id;
+
+		/* The per-prompt oracle picks among the single models. */
+		for (size_t m = 0; m < e->n_models; m++)
+			best_u = fmax(best_u, plan_utility(p->q[m], p->c[m],
+							   lambda));
+		for (size_t k = 0; k < no; k++) {
+			plan_stats_estimate(st, e->opt[k].name, type, &est[k]);
+			pq[k] = est[k].quality;
+			pc[k] = est[k].cost >= 0 ? est[k].cost : opt_cost[k];
+		}
+		if (rt && (rc = plan_route_predict(rt, p->text, names, no, pq,
+						   pc, pr)) < 0)
+			goto out;
+		for (size_t k = 0; k < no; k++) {
+			struct plan_estimate x = est[k];
+
+			if (rt) {
+				double kappa = x.alpha + x.beta;
+
+				x.alpha = fmax(1e-3, pr[k].quality * kappa);
+				x.beta = fmax(1e-3, (1 - pr[k].quality) * kappa);
+				if (!e->flat_cost)
+					pc[k] = pr[k].cost;
+			}
+			sq[k] = plan_estimate_sample(&x, &rng);
+			sc[k] = pc[k];
+			if (k && plan_better(sq[k], sc[k], sq[pick], sc[pick],
+					     lambda, TIE_EPS))
+				pick = k;
+			type_util[p->type * no + k] +=
+				plan_utility(opt_q(p, &e->opt[k]),
+					     opt_c(p, &e->opt[k]), lambda);
+		}
+		type_seen[p->type] = true;
+		o = &e->opt[pick];
+		/* Only the chosen option's outcome is revealed and learned. */
+		rc = plan_stats_record(st, o->name, type, opt_q(p, o),
+				       opt_c(p, o), -1);
+		if (rc < 0)
+			goto out;
+		if (rt) {
+			if ((id = plan_route_add(rt, p->text)) < 0) {
+				rc = (int)id;
+				goto out;
+			}
+			rc = plan_route_observe(rt, id, o->name,
+						est[pick].quality, opt_q(p, o),
+						opt_c(p, o));
+			if (rc < 0)
+				goto out;
+		}
+		r->quality += opt_q(p, o);
+		r->cost += opt_c(p, o);
+		opt_calls(p, o, r->share);
+		got_u += plan_utility(opt_q(p, o), opt_c(p, o), lambda);
+		oracle_u += best_u;
+	}
+	for (size_t ty = 0; ty < nt; ty++) {
+		double b = -INFINITY;
+
+		if (!type_seen[ty])
+			continue;
+		for (size_t k = 0; k < no; k++)
+			b = fmax(b, type_util[ty * no + k]);
+		policy_u += b;
+	}
+	r->quality /= (double)e->n_test;
+	r->cost /= (double)e->n_test;
+	for (size_t m = 0; m < e->n_models; m++)
+		r->share[m] /= (double)e->n_test;
+	r->regret_policy = policy_u - got_u;
+	r->regret_oracle = oracle_u - got_u;
+	rc = 0;
+out:
+	plan_stats_free(st);
+	plan_route_free(rt);
+	free(order);
+	free(type_util);
+	free(type_seen);
+	free(opt_cost);
+	free(opt_n);
+	free(sq);
+	free(sc);
+	free(pq);
+	free(pc);
+	free(est);
+	free(pr);
+	free(names);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: llmfs-route-eval [options] TABLE.tsv\n"
-		"  --train FRACTION   share of prompts used for learning "
-		"(default 0.5)\n"
-		"  --seed N           split and sampling seed (default 1)\n"
+		"  --train FRACTION   share of prompts used for learning, in "
+		"(0, 1) (default 0.5;\n"
+		"                     a split column, when the table has one, "
+		"decides instead)\n"
+		"  --seed N           split and sampling seed, an integer >= 0 "
+		"(default 1)\n"
 		"  --target FRACTION  quality target as a share of the best "
-		"single model's (default 0.95)\n"
-		"  --lambda L         utility price for the online mode "
+		"single model's, in (0, 1] (default 0.95)\n"
+		"  --lambda L         utility price for the online mode, >= 0 "
 		"(default: the offline planner's lambda at the target)\n"
-		"  --prior K          prior strength in pseudo-observations "
-		"(default 2, see plan_stats.h)\n"
+		"  --prior K          prior strength in pseudo-observations, "
+		"> 0 (default 2, see plan_stats.h)\n"
 		"  --flat-cost        price each option by its mean cost over "
-		"all task types\n"
-		"  --no-cascades      single models only, even with a check "
-		"column\n"
-		"  --curve FILE       write the planner's and the oracle's "
+		"all task types and\n"
+		"                     prompts (cost then counts calls; with one "
+		"task type and no\n"
+		"                     prompt column it changes nothing)\n"
+		"  --no-cascades      single models only (no cascades, "
+		"agreement cascades or votes)\n"
+		"  --no-route         no per-prompt signal: the per task type "
+		"posterior alone\n"
+		"  --no-cv            the router's default k and kNN weight, "
+		"not chosen by\n"
+		"                     cross-validation on the training split\n"
+		"  --curve FILE       write the planners' and the oracle's "
 		"curves as TSV\n");
+}
+
+static bool arg_double(const char *opt, const char *s, double lo, bool lo_open,
+		       double hi, bool hi_open, double *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) ||
+	    (lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi)) {
+		fprintf(stderr, "llmfs-route-eval: --%s: \"%s\" is not a "
+			"number in %c%g, %g%c\n", opt, s, lo_open ? '(' : '[',
+			lo, hi, hi_open ? ')' : ']');
+		return false;
+	}
+	*ret = v;
+	return true;
+}
+
+static bool arg_seed(const char *s, unsigned long long *ret)
+{
+	char *end;
+
+	errno = 0;
+	if (*s == '-' || *s == '+')
+		goto bad;
+	*ret = strtoull(s, &end, 0);
+	if (!errno && end != s && !*end)
+		return true;
+bad:
+	fprintf(stderr, "llmfs-route-eval: --seed: \"%s\" is not an integer "
+		">= 0\n", s);
+	return false;
+}
+
+/* A cost, short: never 300 digits. */
+static const char *fmt_cost(char *buf, size_t n, double c)
+{
+	snprintf(buf, n, "$%.4g", c);
+	return buf;
+}
+
+/* A share, or why there is none: never "-100%" nor "-nan%". */
+static const char *fmt_pct(char *buf, size_t n, double part, double whole)
+{
+	if (part < 0)
+		snprintf(buf, n, "not reached");
+	else if (!(whole > 0))
+		snprintf(buf, n, "n/a (zero cost)");
+	else
+		snprintf(buf, n, "%.1f%%", 100 * part / whole);
+	return buf;
 }
 
 static void print_point(const char *what, const struct eval *e,
 			const struct point *p)
 {
-	printf("%-34s quality %.4f  cost/prompt $%.6f  calls:", what,
-	       p->quality, p->cost);
+	char b[64];
+
+	printf("%s  quality %.4f  cost/prompt %s  calls:", what, p->quality,
+	       fmt_cost(b, sizeof(b), p->cost));
 	for (size_t m = 0; m < e->n_models; m++)
 		if (p->share[m] > 0)
 			printf(" %s %.1f%%", e->t->models.names[m],
 			       100 * p->share[m]);
 	printf("\n");
+}
+
+/* Why a split is empty: the models that answered fewest prompts. */
+static void explain_drop(const struct table *t, size_t n_models)
+{
+	for (size_t m = 0; m < n_models; m++) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < t->n; i++)
+			k += (t->p[i].have >> m) & 1;
+		if (k < t->n)
+			fprintf(stderr, "  model %s answered %zu of %zu "
+				"prompts\n", t->models.names[m], k, t->n);
+	}
+	fprintf(stderr, "  (only prompts that every model answered are "
+		"compared: remove the rows of a model that answered few)\n");
+}
+
+static void split_prompts(struct eval *e, double train, uint64_t seed,
+			  size_t *n_train, size_t *dropped)
+{
+	struct table *t = e->t;
+
+	for (size_t i = 0; i < t->n; i++) {
+		struct prompt *p = &t->p[i];
+		uint64_t h = route_fnv(p->id, 1469598103934665603ULL) ^
+			     (seed * 0x9e3779b97f4a7c15ULL);
+
+		/* FNV alone is poorly mixed: ids differing in a digit would
+		 * land on the same side.  The splitmix64 finaliser fixes it. */
+		h ^= h >> 30;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 27;
+		h *= 0x94d049bb133111ebULL;
+		h ^= h >> 31;
+		if (p->split != SPLIT_HASH)
+			p->train = p->split == SPLIT_TRAIN;
+		else
+			p->train = (double)(h >> 11) * 0x1.0p-53 < train;
+		if (p->have != e->complete) {
+			/* Only complete prompts can be compared fairly. */
+			(*dropped)++;
+			p->train = false;
+			continue;
+		}
+		if (p->train)
+			(*n_train)++;
+		else
+			e->test[e->n_test++] = i;
+	}
+}
+
+static void singles(struct eval *e, struct point *single)
+{
+	memset(single, 0, MAX_MODELS * sizeof(*single));
+	for (size_t m = 0; m < e->n_models; m++) {
+		for (size_t i = 0; i < e->n_test; i++) {
+			single[m].quality += e->t->p[e->test[i]].q[m];
+			single[m].cost += e->t->p[e->test[i]].c[m];
+		}
+		single[m].quality /= (double)e->n_test;
+		single[m].cost /= (double)e->n_test;
+		single[m].share[m] = 1;
+		e->single_q[m] = single[m].quality;
+		e->single_c[m] = single[m].cost;
+	}
+	e->best = e->cheapest = 0;
+	for (size_t m = 1; m < e->n_models; m++) {
+		if (plan_better(single[m].quality, single[m].cost,
+				single[e->best].quality, single[e->best].cost,
+				0, TIE_EPS))
+			e->best = (int)m;
+		if (single[m].cost < single[e->cheapest].cost ||
+		    (single[m].cost == single[e->cheapest].cost &&
+		     single[m].quality > single[e->cheapest].quality))
+			e->cheapest = (int)m;
+	}
+}
+
+static size_t max_quality(const struct point *pts, size_t n)
+{
+	size_t b = 0;
+
+	for (size_t i = 1; i < n; i++)
+		if (pts[i].quality > pts[b].quality + 1e-12 ||
+		    (fabs(pts[i].quality - pts[b].quality) <= 1e-12 &&
+		     pts[i].cost < pts[b].cost))
+			b = i;
+	return b;
+}
+
+static int write_curves(const char *path, const struct eval *e,
+			const struct point *pl, const struct point *ty,
+			const struct point *orc)
+{
+	const struct point *c[3] = { pl, ty, orc };
+	const char *nm[3] = { "planner", "by-type", "oracle" };
+	FILE *cf = fopen(path, "w");
+
+	if (!cf) {
+		perror(path);
+		return -1;
+	}
+	fprintf(cf, "curve\tlambda\tcost_usd\tquality\tbest_share\t"
+		"dear_calls\n");
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < N_LAMBDA; i++)
+			fprintf(cf, "%s\t%g\t%.8g\t%.6f\t%.6f\t%.6f\n", nm[k],
+				lambda_at(e, i), c[k][i].cost, c[k][i].quality,
+				c[k][i].share[e->best], dear_calls(e, &c[k][i]));
+	return fclose(cf) ? -1 : 0;
+}
+
+static void print_online(const char *what, const struct eval *e,
+			 const struct online_result *r)
+{
+	char b[64];
+
+	printf("  %s: quality %.4f  cost/prompt %s  best-single calls %.1f%%"
+	       "  regret vs best fixed type->option policy %.2f "
+	       "(%.5f/prompt)  vs per-prompt oracle %.2f\n", what, r->quality,
+	       fmt_cost(b, sizeof(b), r->cost), 100 * r->share[e->best],
+	       r->regret_policy, r->regret_policy / (double)e->n_test,
+	       r->regret_oracle);
 }
 
 int main(int argc, char **argv)
@@ -796,40 +1215,58 @@ int main(int argc, char **argv)
 		{ "prior", required_argument, NULL, 'p' },
 		{ "flat-cost", no_argument, NULL, 'f' },
 		{ "no-cascades", no_argument, NULL, 'n' },
+		{ "no-route", no_argument, NULL, 'r' },
+		{ "no-cv", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	double train = 0.5, target = 0.95, lambda = -1;
+	static const double levels[] = { 0.95, 0.99, 1.0 };
+	enum { M_PLAN, M_TYPE, M_RANDOM, M_NAIVE, M_ORACLE, M_N };
+	static const char *const mname[M_N] = {
+		"planner", "by-type", "random", "naive-agree", "oracle",
+	};
+	double train = 0.5, target = 0.95, lambda = -1, prior = 2;
 	unsigned long long seed = 1;
 	const char *curve = NULL;
 	struct table t = { 0 };
-	struct eval e = { .t = &t };
-	struct point *pl = NULL, *orc = NULL, single[MAX_MODELS];
-	struct point *plh = NULL, *orh = NULL, sgh[MAX_MODELS];
-	struct point rnd[2], orc_pt;
-	size_t *hp = NULL, *ho = NULL, kp, ko, hr[2], kr, dropped = 0;
-	size_t hs[MAX_MODELS], ks, n_train = 0;
-	struct online_result on_w, on_c;
-	double lo, hi, qb, cb, qt, c_planner, c_oracle;
-	double s_planner, s_random, s_oracle;
+	struct eval e = { .t = &t, .cv = true };
+	struct point *pl = NULL, *ty = NULL, *orc = NULL;
+	struct point single[MAX_MODELS], rnd[2], orc_pt, naive_pts[4];
+	struct curve cv[M_N] = { { 0 } }, sg = { 0 };
+	size_t dropped = 0, n_train = 0, n_naive = 0, text_n = 0;
+	struct online_result on[4];
+	double lo, hi, qb, cb, qt;
 	int opt, rc = 1, lambda_i = -1;
+	char b1[64], b2[64], b3[64];
 	FILE *in;
 
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		bool ok = true;
+
 		switch (opt) {
-		case 't': train = atof(optarg); break;
-		case 's': seed = strtoull(optarg, NULL, 0); break;
-		case 'q': target = atof(optarg); break;
-		case 'l': lambda = atof(optarg); break;
+		case 't': ok = arg_double("train", optarg, 0, true, 1, true,
+					  &train); break;
+		case 's': ok = arg_seed(optarg, &seed); break;
+		case 'q': ok = arg_double("target", optarg, 0, true, 1, false,
+					  &target); break;
+		case 'l': ok = arg_double("lambda", optarg, 0, false,
+					  INFINITY, true, &lambda); break;
 		case 'c': curve = optarg; break;
-		case 'p': e.prior = atof(optarg); break;
+		case 'p': ok = arg_double("prior", optarg, 0, true, INFINITY,
+					  true, &prior); break;
 		case 'f': e.flat_cost = true; break;
 		case 'n': e.no_cascades = true; break;
+		case 'r': e.no_route = true; break;
+		case 'v': e.cv = false; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+		if (!ok)
+			return 2;
 	}
-	if (optind + 1 != argc || train <= 0 || train >= 1 || target <= 0) {
+	e.prior = prior;
+	e.seed = seed;
+	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
 	}
@@ -851,78 +1288,42 @@ int main(int argc, char **argv)
 	rc = 1;
 	e.n_models = t.models.n;
 	if (e.n_models < 2) {
-		fprintf(stderr, "%s: needs at least two models\n",
-			argv[optind]);
+		fprintf(stderr, "%s: needs at least two models (found %zu)\n",
+			argv[optind], e.n_models);
 		goto out;
 	}
 	e.complete = e.n_models == 64 ? ~0ULL : (1ULL << e.n_models) - 1;
 	e.test = malloc(t.n * sizeof(*e.test));
 	if (!e.test)
 		goto out;
-	for (size_t i = 0; i < t.n; i++) {
-		struct prompt *p = &t.p[i];
-		uint64_t h = fnv(p->id, 1469598103934665603ULL) ^
-			     (seed * 0x9e3779b97f4a7c15ULL);
-
-		/* FNV alone is poorly mixed: ids differing in a digit would
-		 * land on the same side.  The splitmix64 finaliser fixes it. */
-		h ^= h >> 30;
-		h *= 0xbf58476d1ce4e5b9ULL;
-		h ^= h >> 27;
-		h *= 0x94d049bb133111ebULL;
-		h ^= h >> 31;
-		p->train = (double)(h >> 11) * 0x1.0p-53 < train;
-		if (p->have != e.complete) {
-			/* Only complete prompts can be compared fairly. */
-			dropped++;
-			p->train = false;
-			continue;
-		}
-		if (p->train)
-			n_train++;
-		else
-			e.test[e.n_test++] = i;
-	}
+	split_prompts(&e, train, seed, &n_train, &dropped);
 	if (!e.n_test || !n_train) {
-		fprintf(stderr, "%s: an empty split (%zu train, %zu test)\n",
-			argv[optind], n_train, e.n_test);
+		fprintf(stderr, "%s: an empty split (%zu train, %zu test, "
+			"%zu prompts dropped as incomplete)\n", argv[optind],
+			n_train, e.n_test, dropped);
+		if (dropped)
+			explain_drop(&t, e.n_models);
 		goto out;
 	}
-	memset(single, 0, sizeof(single));
-	for (size_t m = 0; m < e.n_models; m++) {
-		for (size_t i = 0; i < e.n_test; i++) {
-			single[m].quality += t.p[e.test[i]].q[m];
-			single[m].cost += t.p[e.test[i]].c[m];
-		}
-		single[m].quality /= (double)e.n_test;
-		single[m].cost /= (double)e.n_test;
-		single[m].share[m] = 1;
-		e.single_q[m] = single[m].quality;
-		e.single_c[m] = single[m].cost;
-	}
-	e.best = e.cheapest = 0;
-	for (size_t m = 1; m < e.n_models; m++) {
-		if (plan_better(single[m].quality, single[m].cost,
-				single[e.best].quality, single[e.best].cost, 0,
-				TIE_EPS))
-			e.best = (int)m;
-		if (single[m].cost < single[e.cheapest].cost ||
-		    (single[m].cost == single[e.cheapest].cost &&
-		     single[m].quality > single[e.cheapest].quality))
-			e.cheapest = (int)m;
-	}
-	if (make_options(&e) < 0 || learn(&e) < 0)
+	for (size_t i = 0; i < t.n; i++)
+		text_n += t.p[i].have == e.complete && t.p[i].text;
+	if (!text_n)
+		e.no_route = true;
+	singles(&e, single);
+	if (make_options(&e) < 0 || learn_types(&e) < 0 || expect(&e) < 0)
 		goto out;
 	pl = malloc(N_LAMBDA * sizeof(*pl));
+	ty = malloc(N_LAMBDA * sizeof(*ty));
 	orc = malloc(N_LAMBDA * sizeof(*orc));
-	plh = malloc(N_LAMBDA * sizeof(*plh));
-	orh = malloc(N_LAMBDA * sizeof(*orh));
-	hp = malloc(N_LAMBDA * sizeof(*hp));
-	ho = malloc(N_LAMBDA * sizeof(*ho));
-	if (!pl || !orc || !plh || !orh || !hp || !ho)
+	if (!pl || !ty || !orc)
 		goto out;
-	sweep(&e, false, pl);
-	sweep(&e, true, orc);
+	for (int i = 0; i < N_LAMBDA; i++) {
+		planner_point(&e, e.route_q, e.route_c, lambda_at(&e, i),
+			      &pl[i]);
+		planner_point(&e, e.type_q, e.type_c, lambda_at(&e, i),
+			      &ty[i]);
+		oracle_point(&e, lambda_at(&e, i), &orc[i]);
+	}
 	oracle_point(&e, 0, &orc_pt);
 	qb = single[e.best].quality;
 	cb = single[e.best].cost;
@@ -933,126 +1334,165 @@ int main(int argc, char **argv)
 			lambda_i = i;
 	if (lambda < 0)
 		lambda = lambda_i >= 0 ? lambda_at(&e, lambda_i) : 0;
-
-	/* Shares of the best single model, before the hulls reorder points. */
-	s_planner = share_for(pl, N_LAMBDA, e.best, qt);
-	s_oracle = share_for(orc, N_LAMBDA, e.best, qt);
 	rnd[0] = single[e.cheapest];
 	rnd[1] = single[e.best];
-	s_random = share_for(rnd, 2, e.best, qt);
-	if (curve) {
-		FILE *cf = fopen(curve, "w");
-
-		if (!cf) {
-			perror(curve);
-			goto out;
-		}
-		fprintf(cf, "curve\tlambda\tcost_usd\tquality\tbest_share\n");
-		for (int i = 0; i < N_LAMBDA; i++)
-			fprintf(cf, "planner\t%g\t%.8f\t%.6f\t%.6f\n",
-				lambda_at(&e, i), pl[i].cost, pl[i].quality,
-				pl[i].share[e.best]);
-		for (int i = 0; i < N_LAMBDA; i++)
-			fprintf(cf, "oracle\t%g\t%.8f\t%.6f\t%.6f\n",
-				lambda_at(&e, i), orc[i].cost, orc[i].quality,
-				orc[i].share[e.best]);
-		fclose(cf);
+	if (e.naive >= 0) {
+		/* The naive cascade, mixed at will with its own models. */
+		option_point(&e, (size_t)e.naive, &naive_pts[0]);
+		for (int k = 0; k < 3; k++)
+			naive_pts[k + 1] = single[e.opt[e.naive].m[k]];
+		n_naive = 4;
 	}
-	if (online(&e, lambda, true, seed, &on_w) < 0 ||
-	    online(&e, lambda, false, seed, &on_c) < 0)
+	if (curve && write_curves(curve, &e, pl, ty, orc) < 0)
 		goto out;
-
-	memcpy(plh, pl, N_LAMBDA * sizeof(*pl));
-	memcpy(orh, orc, N_LAMBDA * sizeof(*orc));
-	memcpy(sgh, single, sizeof(single));
-	kp = hull(plh, N_LAMBDA, hp);
-	ko = hull(orh, N_LAMBDA, ho);
-	kr = hull(rnd, 2, hr);
-	ks = hull(sgh, e.n_models, hs);
+	if (curve_hull(&cv[M_PLAN], pl, N_LAMBDA) < 0 ||
+	    curve_hull(&cv[M_TYPE], ty, N_LAMBDA) < 0 ||
+	    curve_hull(&cv[M_RANDOM], rnd, 2) < 0 ||
+	    curve_hull(&cv[M_NAIVE], naive_pts, n_naive ? n_naive : 1) < 0 ||
+	    curve_hull(&cv[M_ORACLE], orc, N_LAMBDA) < 0 ||
+	    curve_hull(&sg, single, e.n_models) < 0)
+		goto out;
+	if (online(&e, lambda, true, !e.no_route, seed, &on[0]) < 0 ||
+	    online(&e, lambda, false, !e.no_route, seed, &on[1]) < 0)
+		goto out;
 	lo = INFINITY;
 	hi = 0;
 	for (size_t m = 0; m < e.n_models; m++) {
 		lo = fmin(lo, e.single_c[m]);
 		hi = fmax(hi, e.single_c[m]);
 	}
-	c_planner = hull_cost_for(plh, hp, kp, qb);
-	c_oracle = hull_cost_for(orh, ho, ko, qb);
 
 	printf("table %s: %zu prompts (%zu incomplete dropped), %zu models, "
 	       "%zu task types\n", argv[optind], t.n - dropped, dropped,
 	       e.n_models, t.types.n);
-	printf("split: %zu train / %zu test (seed %llu); costs are USD per "
-	       "prompt on the test split\n", n_train, e.n_test, seed);
+	if (t.has_split)
+		printf("split: %zu train / %zu test (the split column); costs "
+		       "are USD per prompt on the test split\n", n_train,
+		       e.n_test);
+	else
+		printf("split: %zu train / %zu test (seed %llu, a hash of the "
+		       "prompt id); costs are USD per prompt on the test "
+		       "split\n", n_train, e.n_test, seed);
+	if (e.no_route)
+		printf("per-prompt signal: off (%s)\n", text_n ?
+		       "--no-route" : "no prompt column");
+	else
+		printf("per-prompt signal: plan_route over the prompt text of "
+		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
+		       " + logistic, %s)\n", text_n, e.cfg.k, e.cfg.knn_weight,
+		       e.cv ? "k and weight by 3-fold cross-validation on the "
+			      "training split" : "defaults");
+	if (e.flat_cost && t.types.n == 1 && e.no_route)
+		printf("note: --flat-cost changes nothing here: one task type "
+		       "and no per-prompt costs\n");
 	printf("planner options: %zu single models, %zu cascades judged by "
-	       "the check column\n\n", e.n_models, e.n_opt - e.n_models);
+	       "the check column, %zu agreement cascades, %zu votes\n\n",
+	       e.n_models, e.n_cascade, e.n_agree, e.n_vote);
 	for (size_t m = 0; m < e.n_models; m++) {
-		char what[128];
+		char what[512];
 
-		snprintf(what, sizeof(what), "single %.24s%s",
-			 t.models.names[m],
+		snprintf(what, sizeof(what), "single %s%s", t.models.names[m],
 			 (int)m == e.best ? " (best)" :
 			 (int)m == e.cheapest ? " (cheapest)" : "");
 		print_point(what, &e, &single[m]);
 	}
 	print_point("oracle (cheapest correct)", &e, &orc_pt);
-	print_point("planner, lambda 0 (max quality)", &e, &pl[0]);
-	if (lambda_i >= 0) {
-		struct point p;
+	if (n_naive) {
+		char what[512];
 
-		planner_point(&e, lambda_at(&e, lambda_i), &p);
-		print_point("planner at target (one lambda)", &e, &p);
+		snprintf(what, sizeof(what), "naive agreement cascade %s",
+			 e.opt[e.naive].name);
+		print_point(what, &e, &naive_pts[0]);
+	} else {
+		printf("naive agreement cascade: n/a (needs recorded answers "
+		       "of two models cheaper than the best)\n");
 	}
+	print_point("planner, lambda 0 (highest expected quality)", &e, &pl[0]);
+	print_point("planner, highest quality on its curve", &e,
+		    &pl[max_quality(pl, N_LAMBDA)]);
+	print_point("by-type, highest quality on its curve", &e,
+		    &ty[max_quality(ty, N_LAMBDA)]);
+	if (lambda_i >= 0)
+		print_point("planner at target (one lambda)", &e, &pl[lambda_i]);
+
 	printf("\ntarget: %.0f%% of best single quality = %.4f\n",
 	       100 * target, qt);
-	printf("best-single calls needed for target: planner %.1f%%  "
-	       "random %.1f%%  oracle %.1f%%\n", 100 * s_planner,
-	       100 * s_random, 100 * s_oracle);
-	printf("cost saving at best-single quality %.4f: planner ", qb);
-	if (c_planner >= 0)
-		printf("%.1f%%", 100 * (1 - c_planner / cb));
-	else
-		printf("not reached (max %.4f)", plh[hp[kp - 1]].quality);
-	printf("  random 0.0%%  oracle %.1f%%\n",
-	       c_oracle >= 0 ? 100 * (1 - c_oracle / cb) : 0.0);
-	printf("AIQ over cost [$%.6f, $%.6f]: planner %.4f  random %.4f  "
-	       "singles %.4f  oracle %.4f\n", lo, hi,
-	       aiq(plh, hp, kp, lo, hi), aiq(rnd, hr, kr, lo, hi),
-	       aiq(sgh, hs, ks, lo, hi), aiq(orh, ho, ko, lo, hi));
+	printf("calls needed for target (calls per prompt to models other "
+	       "than the cheapest): by-type %s  planner %s  random %s  "
+	       "oracle %s\n",
+	       fmt_pct(b1, sizeof(b1), calls_for(&e, ty, N_LAMBDA, qt), 1),
+	       fmt_pct(b2, sizeof(b2), calls_for(&e, pl, N_LAMBDA, qt), 1),
+	       fmt_pct(b3, sizeof(b3), calls_for(&e, rnd, 2, qt), 1),
+	       fmt_pct((char[64]){ 0 }, 64, calls_for(&e, orc, N_LAMBDA, qt),
+		       1));
+	printf("cost to reach a share of the best single model's quality "
+	       "(%.4f at %s), as a share of its cost:\n", qb,
+	       fmt_cost(b1, sizeof(b1), cb));
+	for (size_t l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
+		printf("  %3.0f%%:", 100 * levels[l]);
+		for (int k = 0; k < M_N; k++) {
+			double c;
+
+			if (k == M_NAIVE && !n_naive)
+				continue;
+			c = hull_cost_for(cv[k].pt, cv[k].h, cv[k].k,
+					  levels[l] * qb);
+			printf("  %s %s", mname[k],
+			       fmt_pct(b2, sizeof(b2), c, cb));
+		}
+		printf("\n");
+	}
+	printf("AIQ over cost [%s, %s]:", fmt_cost(b1, sizeof(b1), lo),
+	       fmt_cost(b2, sizeof(b2), hi));
+	for (int k = 0; k < M_N; k++) {
+		if (k == M_ORACLE)
+			printf("  singles %.4f", aiq(sg.pt, sg.h, sg.k, lo, hi));
+		if (k != M_NAIVE || n_naive)
+			printf("  %s %.4f", mname[k],
+			       aiq(cv[k].pt, cv[k].h, cv[k].k, lo, hi));
+	}
+	printf("\n");
 	{
-		double qp = hull_at(plh, hp, kp, cb);
+		double qp = hull_at(cv[M_PLAN].pt, cv[M_PLAN].h, cv[M_PLAN].k,
+				    cb);
 		double gap = orc_pt.quality - qb;
 
-		printf("best-single -> oracle gap closed at best-single cost: "
-		       "%.1f%% (planner %.4f, oracle %.4f)\n",
-		       gap > 0 ? 100 * (qp - qb) / gap : 0.0, qp,
-		       orc_pt.quality);
+		if (gap > 0)
+			printf("best-single -> oracle gap closed at best-single "
+			       "cost: %.1f%% (planner %.4f, oracle %.4f)\n",
+			       100 * (qp - qb) / gap, qp, orc_pt.quality);
+		else
+			printf("best-single -> oracle gap: none (the oracle "
+			       "is no better than the best single model)\n");
 	}
 	printf("\nonline (lambda %.6g, Thompson sampling, only the chosen "
-	       "outcome revealed):\n", lambda);
-	printf("  warm start: quality %.4f  cost/prompt $%.6f  best-single "
-	       "calls %.1f%%  regret vs best fixed type->model policy %.2f "
-	       "(%.5f/prompt)  vs per-prompt oracle %.2f\n", on_w.quality,
-	       on_w.cost, 100 * on_w.share[e.best], on_w.regret_policy,
-	       on_w.regret_policy / (double)e.n_test, on_w.regret_oracle);
-	printf("  cold start: quality %.4f  cost/prompt $%.6f  best-single "
-	       "calls %.1f%%  regret vs best fixed type->model policy %.2f "
-	       "(%.5f/prompt)  vs per-prompt oracle %.2f\n", on_c.quality,
-	       on_c.cost, 100 * on_c.share[e.best], on_c.regret_policy,
-	       on_c.regret_policy / (double)e.n_test, on_c.regret_oracle);
+	       "outcome revealed%s):\n", lambda,
+	       e.no_route ? "" : ", per-prompt signal learned online");
+	print_online("warm start", &e, &on[0]);
+	print_online("cold start", &e, &on[1]);
 	rc = 0;
 out:
 	free(pl);
+	free(ty);
 	free(orc);
-	free(plh);
-	free(orh);
-	free(hp);
-	free(ho);
+	for (int k = 0; k < M_N; k++)
+		curve_release(&cv[k]);
+	curve_release(&sg);
 	free(e.test);
 	for (size_t k = 0; k < e.n_opt; k++)
 		free(e.opt[k].name);
 	free(e.opt);
 	free(e.est_q);
 	free(e.est_c);
+	free(e.type_q);
+	free(e.type_c);
+	free(e.route_q);
+	free(e.route_c);
+	free(e.got_q);
+	free(e.got_c);
+	free(e.got_l);
+	free(e.got_calls);
+	plan_route_free(e.route);
 	table_release(&t);
 	return rc;
 }

@@ -71,30 +71,74 @@ def load_checker(name):
     return mod.passes
 
 
-def emit(w, pid, ttype, row, prices, with_answer, check):
+def emit(w, pid, ttype, row, prices, a, check, split):
     prompt = row["prompt"]
     for model, (pin, pout) in prices.items():
         if model not in row:
             continue
-        ok = row[model].strip() == "True"
+        val = row[model]
+        # MMLU and GSM8K record True/False; MT-Bench a judge's score.
+        q = (1 if val.strip() == "True" else 0) if isinstance(val, str) \
+            else val
         resp = row.get(model + "_response")
         out_tok = tokens(resp) if resp else 1
         cost = (tokens(prompt) * pin + out_tok * pout) / 1e6
-        ans = esc(resp) if (resp and with_answer) else "-"
+        ans = esc(resp) if (resp and a.answers) else "-"
         chk = "-"
         if check:
             if resp is None:
                 sys.exit(f"--check needs recorded responses ({model})")
             chk = "1" if check(resp) else "0"
-        w.write(f"{pid}\t{ttype}\t{model}\t{1 if ok else 0}\t"
-                f"{cost:.8f}\t-\t{chk}\t{ans}\n")
+        extra = "" if a.no_prompts else f"\t{esc(prompt)}"
+        if split:
+            extra += f"\t{split}"
+        w.write(f"{pid}\t{ttype}\t{model}\t{q:g}\t"
+                f"{cost:.8f}\t-\t{chk}\t{ans}{extra}\n")
+
+
+def mt_bench_answer(judge_prompt, multi):
+    """The judged answer inside a GPT-4 judge prompt."""
+    if multi:
+        head, tail = "### Assistant A:\n", "\n\n<|The End of Assistant A's"
+    else:
+        head, tail = ("[The Start of Assistant's Answer]\n",
+                      "\n[The End of Assistant's Answer]")
+    i = judge_prompt.rfind(head)
+    j = judge_prompt.find(tail, i)
+    return judge_prompt[i + len(head):j] if i >= 0 and j > i else None
+
+
+def mt_bench_rows(bench):
+    """One row per question x turn: the turns so far as the prompt, each
+    model's answer and GPT-4's score / 10 as the quality."""
+    qs = {}
+    with open(os.path.join(bench, "question.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            qs[q["question_id"]] = q
+    rows = {}
+    with open(os.path.join(bench, "judgements.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            j = json.loads(line)
+            q = qs[j["question_id"]]
+            key = (j["question_id"], j["turn"])
+            row = rows.setdefault(key, {
+                "prompt": "\n\n".join(q["turns"][:j["turn"]]),
+                "category": q["category"]})
+            row[j["model"]] = max(0.0, min(1.0, j["score"] / 10))
+            ans = mt_bench_answer(j["user_prompt"], "multi-turn" in j["judge"][1])
+            if ans is not None:
+                row[j["model"] + "_response"] = ans
+    return [(f"mt-bench/{qid}/{turn}", r["category"], r)
+            for (qid, turn), r in sorted(rows.items())]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True,
                     help="the routellm folder (holds mmlu/ and gsm8k/)")
-    ap.add_argument("--benchmark", choices=["mmlu", "gsm8k"], required=True)
+    ap.add_argument("--benchmark", choices=["mmlu", "gsm8k", "mt-bench"],
+                    required=True)
     ap.add_argument("--price", action="append", default=[],
                     help="MODEL=IN/OUT, USD per million tokens")
     ap.add_argument("--check", choices=["gsm8k-arith"],
@@ -103,6 +147,13 @@ def main():
                     help="split task types by prompt length quantile")
     ap.add_argument("--answers", action="store_true",
                     help="include the recorded answer text where known")
+    ap.add_argument("--no-prompts", action="store_true",
+                    help="leave out the prompt column")
+    ap.add_argument("--one-type", metavar="NAME",
+                    help="one task type for every prompt")
+    ap.add_argument("--held-out-subjects", type=int, metavar="K",
+                    help="a split column: every K-th subject or category "
+                    "(sorted by name) is the test split, the rest train")
     a = ap.parse_args()
     prices = dict(PRICES)
     for p in a.price:
@@ -112,8 +163,9 @@ def main():
     csv.field_size_limit(1 << 30)
     w = sys.stdout
     w.write("prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s"
-            "\tcheck\tanswer\n")
-    bench = os.path.join(a.data, a.benchmark)
+            "\tcheck\tanswer" + ("" if a.no_prompts else "\tprompt") +
+            ("\tsplit" if a.held_out_subjects else "") + "\n")
+    bench = os.path.join(a.data, a.benchmark.replace("-", "_"))
     skip = contaminated(os.path.join(bench, "contaminated_prompts.jsonl"))
     rows = []  # (prompt id, task type, row)
     if a.benchmark == "mmlu":
@@ -126,6 +178,8 @@ def main():
             with open(fn, encoding="utf-8", newline="") as f:
                 for i, row in enumerate(csv.DictReader(f)):
                     rows.append((f"mmlu/{subject}/{i}", subject, row))
+    elif a.benchmark == "mt-bench":
+        rows = mt_bench_rows(bench)
     else:
         fn = os.path.join(bench, "gsm8k_responses.csv")
         with open(fn, encoding="utf-8", newline="") as f:
@@ -137,8 +191,17 @@ def main():
         rows = [(pid, f"{t}-len{b(row['prompt'])}", row)
                 for pid, t, row in rows]
     check = load_checker(a.check) if a.check else None
+    test_types = set()
+    if a.held_out_subjects:
+        names = sorted({t for _, t, _ in rows})
+        test_types = set(names[::a.held_out_subjects])
     for pid, ttype, row in rows:
-        emit(w, pid, ttype, row, prices, a.answers, check)
+        split = None
+        if a.held_out_subjects:
+            split = "test" if ttype in test_types else "train"
+        if a.one_type:
+            ttype = a.one_type
+        emit(w, pid, ttype, row, prices, a, check, split)
 
 
 if __name__ == "__main__":

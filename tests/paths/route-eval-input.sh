@@ -1,0 +1,128 @@
+#!/bin/sh
+# llmfs-route-eval as a new user meets it: odd tables, odd options and
+# odd numbers must give a clear message or a right figure, never a silent
+# exit, "-100%", "-nan%" or 300 digits (issue 18, "Defects found").
+# Each case runs even when an earlier one failed; the test fails if any did.
+set -u
+tool=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+failed=0
+fail() { echo "FAIL: $*"; failed=1; }
+
+# A two-model table: rows for prompts 0..n-1, model a right on even ones.
+table() { # table N [COST_A COST_B]
+	awk -v n="$1" -v ca="${2:-0.001}" -v cb="${3:-0.01}" 'BEGIN {
+	  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd";
+	  for (i = 0; i < n; i++) {
+	    printf "p%d\tt\ta\t%d\t%s\n", i, i % 2 == 0, ca;
+	    printf "p%d\tt\tb\t%d\t%s\n", i, i % 5 != 0, cb;
+	  } }'
+}
+
+# 1. An empty model or task_type is refused with the line and the field.
+table 40 >"$dir/e.tsv"
+printf 'p99\tt\t\t1\t0.001\n' >>"$dir/e.tsv"
+if "$tool" "$dir/e.tsv" >/dev/null 2>"$dir/err"; then fail "empty model accepted"; fi
+grep -q 'e.tsv:82: model: empty' "$dir/err" || fail "empty model: $(cat "$dir/err")"
+table 40 >"$dir/e2.tsv"
+printf 'p99\t\ta\t1\t0.001\n' >>"$dir/e2.tsv"
+"$tool" "$dir/e2.tsv" >/dev/null 2>"$dir/err"
+grep -q 'e2.tsv:82: task_type: empty' "$dir/err" || fail "empty task_type: $(cat "$dir/err")"
+
+# 2. Unreachable targets say so; zero and huge costs print sensibly.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tsplit";
+  for (i = 0; i < 200; i++) { s = i < 100 ? "train" : "test";
+    printf "p%d\tt\ta\t%d\t0.001\t%s\n", i, s == "train", s;
+    printf "p%d\tt\tb\t%d\t0.01\t%s\n", i, s == "test", s; } }' >"$dir/u.tsv"
+"$tool" --target 1 "$dir/u.tsv" >"$dir/out" 2>&1 || fail "unreachable: exit $?"
+grep -q -- '-[0-9.]*%' "$dir/out" && fail "a negative percentage: $(grep -- '-[0-9.]*%' "$dir/out")"
+grep -q '^ *100%:  planner not reached' "$dir/out" || fail "unreachable: no 'not reached'"
+table 40 0 0 >"$dir/z.tsv"
+"$tool" "$dir/z.tsv" >"$dir/out" 2>&1 || fail "zero costs: exit $?"
+grep -qi 'nan' "$dir/out" && fail "zero costs print nan: $(grep -i nan "$dir/out" | head -2)"
+table 40 1e300 1e300 >"$dir/h.tsv"
+"$tool" "$dir/h.tsv" >"$dir/out" 2>&1 || fail "huge costs: exit $?"
+awk 'length($0) > 400 { exit 1 }' "$dir/out" || fail "huge costs: a line over 400 characters"
+
+# 3. With three models the expensive calls count whichever dear model is
+#    called; "highest quality" is the best point of the planner's curve.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd";
+  for (i = 0; i < 400; i++) {
+    printf "p%d\tt\tcheap\t%d\t0.0001\n", i, i % 2 == 0;
+    printf "p%d\tt\tdear\t%d\t0.01\n", i, i % 10 != 0;
+    printf "p%d\tt\tbest\t%d\t0.02\n", i, i % 20 != 0; } }' >"$dir/three.tsv"
+"$tool" --curve "$dir/curve.tsv" "$dir/three.tsv" >"$dir/out" 2>&1 || fail "three models: exit $?"
+calls=$(sed -n 's/^calls needed.* planner \([0-9.]*\)%.*/\1/p' "$dir/out")
+awk -v c="${calls:-0}" 'BEGIN { exit !(c > 50) }' ||
+	fail "three models: calls to dear models for the target read '$calls'"
+best=$(awk -F'\t' '$1 == "planner" && $4 > q { q = $4 } END { printf "%.4f", q }' "$dir/curve.tsv")
+grep -q "^planner, highest quality on its curve  quality $best " "$dir/out" ||
+	fail "highest quality point is not the curve's ($best)"
+
+# 4. Only LF ends a row: CRLF files and a raw CR inside a field read alike.
+printf 'prompt_id\tanswer\ttask_type\tmodel\tquality\r\n' >"$dir/cr.tsv"
+for i in $(seq 0 39); do
+	printf 'p%d\tline one\rline two\\r\\n\tt\ta\t%d\r\n' "$i" $((i % 2)) >>"$dir/cr.tsv"
+	printf 'p%d\tx\tt\tb\t1\r\n' "$i" >>"$dir/cr.tsv"
+done
+"$tool" "$dir/cr.tsv" >"$dir/out" 2>"$dir/err" || fail "CR: $(cat "$dir/err")"
+grep -q '40 prompts (0 incomplete dropped), 2 models' "$dir/out" || fail "CR: rows misread"
+
+# 5. Headers: more than 64 columns, a byte order mark, a duplicate name.
+{
+	printf '\357\273\277'
+	for k in $(seq 1 70); do printf 'extra%d\t' "$k"; done
+	printf 'prompt_id\ttask_type\tmodel\tquality\tcost_usd\n'
+	table 40 | tail -n +2 | while IFS= read -r l; do
+		for k in $(seq 1 70); do printf 'x\t'; done
+		printf '%s\n' "$l"
+	done
+} >"$dir/wide.tsv"
+"$tool" "$dir/wide.tsv" >"$dir/out" 2>"$dir/err" || fail "wide/BOM header: $(cat "$dir/err")"
+printf 'prompt_id\ttask_type\tmodel\tquality\tquality\n' >"$dir/dup.tsv"
+if "$tool" "$dir/dup.tsv" >/dev/null 2>"$dir/err"; then fail "duplicate header accepted"; fi
+grep -q 'column quality appears twice' "$dir/err" || fail "duplicate header: $(cat "$dir/err")"
+
+# 6. One stray row of an unknown model: the message says which model; a
+#    bad field is named.
+table 40 >"$dir/s.tsv"
+printf 'p3\tt\tstray\t1\t0.001\n' >>"$dir/s.tsv"
+"$tool" "$dir/s.tsv" >/dev/null 2>"$dir/err"
+grep -q 'model stray answered 1 of 40 prompts' "$dir/err" || fail "stray model: $(cat "$dir/err")"
+table 4 >"$dir/neg.tsv"
+printf 'p9\tt\ta\t1\t-3\n' >>"$dir/neg.tsv"
+"$tool" "$dir/neg.tsv" >/dev/null 2>"$dir/err"
+grep -q 'neg.tsv:10: cost_usd: must be a finite number >= 0 (got "-3")' "$dir/err" ||
+	fail "bad cost: $(cat "$dir/err")"
+
+# 7. Options: garbage and negative numbers are refused, not read as 0 or
+#    as the default; --flat-cost says when it changes nothing.
+table 40 >"$dir/o.tsv"
+for bad in "--seed abc" "--seed -1" "--lambda abc" "--lambda -1" "--prior -1" \
+	   "--prior abc" "--train 2" "--target 0"; do
+	# shellcheck disable=SC2086
+	if "$tool" $bad "$dir/o.tsv" >/dev/null 2>"$dir/err"; then fail "$bad accepted"; fi
+	grep -q "^llmfs-route-eval: ${bad%% *}: " "$dir/err" || fail "$bad: $(cat "$dir/err")"
+done
+"$tool" --flat-cost "$dir/o.tsv" >"$dir/out" 2>&1
+grep -q 'flat-cost changes nothing here: one task type' "$dir/out" || fail "--flat-cost: no note"
+
+# 8. Long model names print whole; 65 models are refused with a message
+#    of its own.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd";
+  for (i = 0; i < 40; i++) {
+    printf "p%d\tt\tvendor/a-very-long-model-name-number-one\t%d\t0.001\n", i, i % 2;
+    printf "p%d\tt\tvendor/a-very-long-model-name-number-two\t1\t0.01\n", i; } }' >"$dir/long.tsv"
+"$tool" "$dir/long.tsv" >"$dir/out" 2>&1
+grep -q '^single vendor/a-very-long-model-name-number-one ' "$dir/out" &&
+	grep -q '^single vendor/a-very-long-model-name-number-two (best) ' "$dir/out" ||
+	fail "long names cut: $(grep '^single' "$dir/out")"
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality";
+  for (m = 0; m < 65; m++) printf "p\tt\tm%d\t1\n", m }' >"$dir/many.tsv"
+"$tool" "$dir/many.tsv" >/dev/null 2>"$dir/err"
+grep -q 'many.tsv:66: model: more than 64 models' "$dir/err" || fail "65 models: $(cat "$dir/err")"
+grep -q 'Argument list' "$dir/err" && fail "65 models: $(cat "$dir/err")"
+
+[ "$failed" -eq 0 ] && echo ok
+exit "$failed"
