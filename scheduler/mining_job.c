@@ -99,6 +99,7 @@ struct slot {
 	double loss;
 	char reason[160];
 	char delta_path[512];
+	float *delta;               /* its accepted pseudo-gradient */
 };
 
 struct job {
@@ -132,7 +133,7 @@ struct job {
 	/* the round in flight (m->lock) */
 	long round_open, round_done;
 	size_t n;                   /* parameters */
-	float *sum;                 /* the accepted pseudo-gradients, summed */
+	float *sum;                 /* the average of the accepted pseudo-gradients */
 	unsigned accepted;
 	void *wframe;               /* W(round_open - 1), fp32 frame */
 	size_t wframe_len;
@@ -747,6 +748,8 @@ static void job_free(struct job *j)
 	free(j->text);
 	free(j->sum);
 	free(j->wframe);
+	for (unsigned i = 0; j->slots && i < j->n_slots; i++)
+		free(j->slots[i].delta);
 	free(j->slots);
 	free(j->tokens);
 	free(j);
@@ -1926,10 +1929,11 @@ static void *job_main(void *arg)
 		j->wframe = frame;
 		j->wframe_len = flen;
 		j->accepted = 0;
-		memset(j->sum, 0, j->n * sizeof(float));
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			struct slot *s = &j->slots[i];
 
+			free(s->delta);
+			s->delta = NULL;
 			s->posted = s->dropped = 0;
 			s->steps = 0;
 			s->loss = 0;
@@ -1948,6 +1952,18 @@ static void *job_main(void *arg)
 			break;
 		pthread_mutex_lock(&m->lock);
 		acc = j->accepted;
+		/* summed in slot order, whatever order they came in: the outer step is then a
+		 * function of the pseudo-gradients alone, and a resumed job ends bit for bit as
+		 * an uninterrupted one */
+		memset(j->sum, 0, j->n * sizeof(float));
+		for (unsigned i = 0; i < j->n_slots; i++) {
+			struct slot *s = &j->slots[i];
+
+			for (size_t k = 0; s->posted && s->delta && k < j->n; k++)
+				j->sum[k] += s->delta[k];
+			free(s->delta);
+			s->delta = NULL;
+		}
 		for (size_t k = 0; k < j->n && acc; k++) {
 			float d = j->sum[k] / (float)acc;
 
@@ -2457,20 +2473,12 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	size_t n;
 	int r;
 
+	/* the frame is checked first: a malformed one is refused whatever the round */
 	pthread_mutex_lock(&m->lock);
-	if (round != j->round_open || !j->round_open) {
-		reply(rs, 409, "round %ld is not open (open: %ld, done: %ld)\n", round,
-		      j->round_open, j->round_done);
-		pthread_mutex_unlock(&m->lock);
-		return;
-	}
-	if (j->slots[slot].posted) {
-		reply(rs, 409, "replica %u already posted round %ld\n", slot, round);
-		pthread_mutex_unlock(&m->lock);
-		return;
-	}
 	n = j->n;
 	pthread_mutex_unlock(&m->lock);
+	if (!n)
+		return reply(rs, 409, "the job has not started\n");
 	tmp = malloc(n * sizeof(float));
 	if (!tmp) {
 		reply(rs, 503, "out of memory\n");
@@ -2489,6 +2497,16 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		free(tmp);
 		return;
 	}
+	pthread_mutex_lock(&m->lock);
+	r = round == j->round_open && round && !j->slots[slot].posted;
+	if (!r)
+		reply(rs, 409, "round %ld is not open for replica %u (open: %ld, done: %ld)\n",
+		      round, slot, j->round_open, j->round_done);
+	pthread_mutex_unlock(&m->lock);
+	if (!r) {
+		free(tmp);
+		return;
+	}
 	path = jpath(j, "deltas/%ld-%u.pg", round, slot);
 	r = path ? write_file(path, rq->body, rq->body_len) : -ENOMEM;
 	pthread_mutex_lock(&m->lock);
@@ -2499,8 +2517,9 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	} else {
 		struct slot *s = &j->slots[slot];
 
-		for (size_t k = 0; k < n; k++)
-			j->sum[k] += tmp[k];
+		free(s->delta);
+		s->delta = tmp;
+		tmp = NULL;
 		s->posted = 1;
 		s->dropped = 0;
 		s->reason[0] = '\0';
