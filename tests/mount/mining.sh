@@ -104,7 +104,11 @@ test_expect_success 'its reports: rounds, contributions, metrics, trainer_state,
 test_expect_success 'the model lands in models/<job>/ and loads in the PyTorch reference' '
 	[ -s "$M/d1/config.json" ] && [ -s "$M/d1/model.safetensors" ] &&
 	$PY -c "import json, sys; c = json.load(open(sys.argv[1])); assert c[\"n_layer\"] == 2, c" \
-		"$M/d1/config.json"
+		"$M/d1/config.json" &&
+	[ "$(stat -c %U "$M/d1/model.safetensors")" = root ] &&
+	head -c 120000 "$TRAIN_CORPUS" >"$TEST_DIR/tiny.txt" &&
+	vl=$(tail -n 1 "$J/d1/rounds.tsv" | cut -f2) &&
+	$PY "$MOUNT_HELPERS/../gpu/test_torch_ref.py" --model "$M/d1" "$TEST_DIR/tiny.txt" "$vl"
 '
 
 test_expect_success 'int8 pseudo-gradients: the same job receives about 4x fewer bytes' '
