@@ -113,6 +113,7 @@ struct job {
 	enum jstate state;
 	char reason[512];
 	int stop_asked;
+	unsigned refs;              /* requests using the job with the lock released */
 	unsigned long long gen;
 	/* the options */
 	struct gpu_train_opts o;
@@ -493,7 +494,8 @@ static int set_mining_key(struct job *j, const char *key, const char *v, char *e
  */
 static int parse_job(struct job *j, const char *text, size_t len, char *err, size_t errlen)
 {
-	char *train = calloc(1, len + 2), *tp = train, *line = NULL;
+	/* each line may gain a blank and a newline: 2 bytes a line at most, so 3 x len + 2 */
+	char *train = calloc(1, 3 * len + 2), *tp = train, *line = NULL;
 	const char *p = text, *end = text + len;
 	int r = 0, lineno = 0;
 
@@ -910,6 +912,8 @@ int mining_remove(struct mining *m, enum mining_kind k, const char *name, uid_t 
 			pthread_mutex_unlock(&m->lock);
 			job_stop_thread(m, j);
 			pthread_mutex_lock(&m->lock);
+			while (j->refs)
+				pthread_cond_wait(&m->wake, &m->lock);
 			job_free(j);
 		}
 	}
@@ -2048,8 +2052,16 @@ static void *job_main(void *arg)
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
 		stop_slots(j);
-		if (j->stop_asked == 1)
-			set_state(j, J_STOPPED, "stopped");
+		if (j->stop_asked == 1) {
+			pthread_mutex_lock(&m->lock);
+			j->state = J_STOPPED;
+			snprintf(j->reason, sizeof(j->reason), "stopped");
+			write_result(j, val);
+			save_state(j);
+			j->gen++;
+			changed(m, MINING_JOBS, j->name);
+			pthread_mutex_unlock(&m->lock);
+		}
 		goto out_slots;
 	}
 	stop_slots(j);
@@ -2611,9 +2623,15 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {
+		/* the job stays while the request uses it: a remove waits for refs to fall */
+		j->refs++;
 		pthread_mutex_unlock(&m->lock);
-		/* the job stays: a remove joins its thread, and requests finish first */
-		return job_delta(m, j, (unsigned)slot, rq, rs);
+		job_delta(m, j, (unsigned)slot, rq, rs);
+		pthread_mutex_lock(&m->lock);
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		pthread_mutex_unlock(&m->lock);
+		return;
 	} else {
 		reply(rs, 404, "no such endpoint\n");
 	}

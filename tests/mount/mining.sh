@@ -71,7 +71,7 @@ test_expect_success 'set up: the corpus; mining/ and the embedded local provider
 '
 
 test_expect_success 'a job with 2 replicas runs to its end on the local provider' '
-	job d1 replicas=2 inner-steps=20 steps=80 &&
+	job d1 replicas=2 inner-steps=20 steps=80 val-batches=16 &&
 	result d1 && [ "$(head -n 1 "$J/d1/status")" = done ] &&
 	$PY -c "import json, sys; r = json.load(open(sys.argv[1]));
 assert r[\"state\"] == \"done\" and r[\"model\"] == \"models/d1\" and r[\"rounds\"] == 4, r
@@ -165,6 +165,25 @@ test_expect_success 'a replica killed mid-round drops out of it (accepted 0) and
 	[ "$(tail -n 1 "$J/r1/rounds.tsv" | cut -f7)" = 2 ]
 '
 
+test_expect_success 'control: stop, then resume from the last completed round' '
+	job s1 replicas=2 inner-steps=20 steps=400 &&
+	wait_for 120 "[ \$(rows \"$J/s1/rounds.tsv\") -ge 2 ]" &&
+	echo stop >"$J/s1/control" &&
+	wait_status s1 60 "^stopped" &&
+	timeout 10 cat "$J/s1/result" | grep -q "\"state\": \"stopped\"" &&
+	k=$(rows "$J/s1/rounds.tsv") && say "# stopped after $k rounds" && [ "$k" -lt 20 ] &&
+	echo resume >"$J/s1/control" &&
+	result s1 && [ "$(head -n 1 "$J/s1/status")" = done ] &&
+	[ "$(cut -f1 "$J/s1/rounds.tsv" | tail -n +2 | tr "\n" " ")" = "$(seq 1 20 | tr "\n" " ")" ] &&
+	cmp "$M/s1/model.safetensors" "$M/k2/model.safetensors"
+'
+
+test_expect_success 'a budget in device-hours stops the job once spent' '
+	job bu1 replicas=2 inner-steps=20 steps=400 budget=0.000001 &&
+	result bu1 && grep -q "^stopped: budget of 1e-06 device-hours spent" "$J/bu1/status" &&
+	[ "$(rows "$J/bu1/rounds.tsv")" -lt 20 ] && [ ! -e "$M/bu1/model.safetensors" ]
+'
+
 test_expect_success 'bad job files fail with their reason; the daemon stays up' '
 	bad() { jn=$1 pat=$2; shift 2; job "$jn" "$@" &&
 		wait_status "$jn" 60 "^failed: " &&
@@ -180,6 +199,10 @@ test_expect_success 'bad job files fail with their reason; the daemon stays up' 
 	bad b8 "data models/corpora/nope.txt: No such file" data=models/corpora/nope.txt &&
 	bad b9 "too short for 64 replicas" replicas=64 steps=20 inner-steps=10 \
 		data=models/corpora/small.txt &&
+	# many short lines: each gains a blank when handed to the engine (this overflowed once)
+	mkdir "$J/b11" && { echo "$OPTS"; i=0; while [ $i -lt 3000 ]; do echo "seed=3"; i=$((i + 1)); done;
+		echo "colour=red"; } >"$J/b11/job" &&
+	wait_status b11 60 "^failed: line 3003: unknown key" &&
 	daemon_alive_check
 '
 
