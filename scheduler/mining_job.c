@@ -1229,6 +1229,20 @@ static int tree_path(const char *tree, const char *rel, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* A daemon resuming its jobs starts them before its tree is mounted: wait for it (a minute). */
+static int wait_for_tree(const char *tree)
+{
+	char *p = path2(tree, ".llmfs/status");
+	int i;
+
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
+		usleep(100000);
+	free(p);
+	return i < 600 ? 0 : -ETIMEDOUT;
+}
+
 /* Copies the tree's rel (read as the owner) into the job's folder as name. */
 static int fetch_as_owner(struct job *j, const char *key, const char *rel, const char *name,
 			  char *err, size_t errlen)
@@ -1308,8 +1322,9 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 {
 	struct gpu_data d = { 0 }, v = { 0 };
 	char *tok = NULL, *vtok = NULL, *dir = jpath(j, "data"), *vdir = jpath(j, "val");
+	char *ready = NULL;
 	size_t shard;
-	int r;
+	int r, have = 0;
 
 	if (!dir || !vdir) {
 		r = -ENOMEM;
@@ -1317,7 +1332,18 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	}
 	mkdir(dir, 0700);
 	mkdir(vdir, 0700);
-	r = fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
+	/* a resumed job trains on the tokens its first rounds had */
+	ready = jpath(j, "data/ready");
+	if (!ready) {
+		r = -ENOMEM;
+		goto out;
+	}
+	have = access(ready, F_OK) == 0;
+	if (!have && wait_for_tree(j->m->tree) < 0) {
+		r = fail(err, errlen, "the tree is not mounted");
+		goto out;
+	}
+	r = have ? 0 : fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
 	if (r == 0) {
 		char *raw = path2(dir, "raw");
 
@@ -1329,7 +1355,7 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	if (r == 0)
 		r = load_tokens(tok, j->val_data ? 1e-6 : j->o.val_fraction, &d, err, errlen, "data");
 	if (r == 0 && j->val_data) {
-		r = fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
+		r = have ? 0 : fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
 		if (r == 0) {
 			char *raw = path2(vdir, "raw");
 
@@ -1375,7 +1401,10 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 		j->n_tokens = n_train + n_val;
 		j->vocab = d.vocab_size;
 	}
+	if (!have)
+		r = write_file(ready, "", 0);
 out:
+	free(ready);
 	gpu_data_release(&d);
 	gpu_data_release(&v);
 	free(tok);
@@ -1669,8 +1698,14 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	struct mining_contribution *c;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
+	mining_round_fn fn;
+	void *fn_arg;
 
-	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c)))) {
+	pthread_mutex_lock(&m->lock);
+	fn = m->cfg.on_round;
+	fn_arg = m->cfg.on_round_arg;
+	pthread_mutex_unlock(&m->lock);
+	if (!fn || !(c = calloc(j->n_slots, sizeof(*c)))) {
 		free(p0);
 		free(p1);
 		return;
@@ -1705,7 +1740,7 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	rd.end_sha256 = sha1;
 	rd.c = c;
 	rd.n = j->n_slots;
-	m->cfg.on_round(m->cfg.on_round_arg, &rd);
+	fn(fn_arg, &rd);
 	free(c);
 	free(p0);
 	free(p1);
@@ -2433,6 +2468,14 @@ int mining_status(struct mining *m, char **ret, size_t *ret_len)
 		return -ENOMEM;
 	*ret_len = strlen(*ret);
 	return 0;
+}
+
+void mining_set_round_hook(struct mining *m, mining_round_fn fn, void *arg)
+{
+	pthread_mutex_lock(&m->lock);
+	m->cfg.on_round = fn;
+	m->cfg.on_round_arg = arg;
+	pthread_mutex_unlock(&m->lock);
 }
 
 const char *mining_url(const struct mining *m)

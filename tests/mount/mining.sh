@@ -312,6 +312,15 @@ test_expect_success 'remote: a second daemon serves a provider of this one' '
 	fusermount3 -u "$TEST_DIR/mnt2" && spawn_wait daemon.b && check_log "$TEST_DIR/daemon.b.log"
 '
 
+test_expect_success 'a provider that never answers: its replicas time out, the job fails saying so' '
+	mkdir "$P/ghost" &&
+	printf "{\"kind\": \"remote\", \"key\": \"nobody-serves-this-key\"}" >"$P/ghost/provider.json" &&
+	head -n 1 "$P/ghost/status" | grep -qx down &&
+	job gh1 providers=ghost replicas=1 inner-steps=10 steps=20 round-timeout=1 &&
+	result gh1 &&
+	grep -q "^failed: round 1: no replica delivered a pseudo-gradient in 3 attempts (replica 0: no pseudo-gradient within round-timeout=1 s)" "$J/gh1/status"
+'
+
 test_expect_success 'a wrong key is refused' '
 	[ "$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer wrong-key-wrong-key" \
 		"$(url)/v1/providers/bob/work")" = 403 ]
