@@ -74,6 +74,7 @@ struct prov {
 	char error[MINING_ERR_MAX]; /* the last error */
 	char account[64];
 	double device_seconds;      /* served to jobs */
+	double price;               /* USD per device-hour, as its file says */
 	unsigned jobs;              /* jobs it runs replicas for now */
 	unsigned long long gen;
 };
@@ -617,6 +618,25 @@ static int prov_apply(struct mining *m, struct prov *p)
 			 "slurm, remote)", json_string_value(kind));
 		goto out;
 	}
+	{
+		json_t *price = json_object_get(cfg, "price"), *mem = json_object_get(cfg, "memory"),
+		       *gpus = json_object_get(cfg, "gpus");
+
+		if (price && (!json_is_number(price) || json_number_value(price) < 0)) {
+			snprintf(err, sizeof(err), "price: not a non-negative number (USD per "
+				 "device-hour)");
+			goto out;
+		}
+		if (mem && !json_is_string(mem) && !(json_is_integer(mem) && json_integer_value(mem) >= 0)) {
+			snprintf(err, sizeof(err), "memory: not a size (\"64G\" or bytes)");
+			goto out;
+		}
+		if (gpus && !(json_is_integer(gpus) && json_integer_value(gpus) >= 0)) {
+			snprintf(err, sizeof(err), "gpus: not a whole number");
+			goto out;
+		}
+		p->price = price ? json_number_value(price) : 0;
+	}
 	acc = json_object_get(cfg, "account");
 	if (acc) {
 		struct account *a = json_is_string(acc) ? account_find(m, json_string_value(acc))
@@ -701,10 +721,12 @@ static void prov_status(struct mining *m, struct prov *p, char **ret, size_t *re
 	alive = p->p && p->ops->alive(p->p, err) == 0;
 	if (p->serve)
 		mining_remote_serve_status(p->serve, serve, sizeof(serve));
-	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nlast error %s\n%s",
+	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nprice %g USD per "
+		     "device-hour\naccount %s\nlast error %s\n%s",
 		     p->serve ? "serving" : alive ? "alive" : p->text || p->embedded ? "down" : "no provider.json",
 		     p->ops ? p->ops->kind : "-", p->p ? p->ops->cpus(p->p) : 0, p->jobs,
-		     p->device_seconds, p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
+		     p->device_seconds, p->price, p->account[0] ? p->account : "-",
+		     p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
 		s = NULL;
 	*ret = s;
 	*ret_len = s ? strlen(s) : 0;

@@ -215,14 +215,22 @@ test_expect_success 'bad provider files: the status says why; a job cannot use t
 	grep -q "cpu-list" "$P/p1/status" &&
 	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
 	grep -q "account: ghost is not an account" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"price\": -1}" >"$P/p1/provider.json" || :; } &&
+	grep -q "price: not a non-negative number" "$P/p1/status" &&
+	{ printf "{\"kind\": \"remote\", \"key\": \"short\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "key: missing or not a secret of 16" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "account: ghost is not an account" "$P/p1/status" &&
 	job b10 providers=p1 steps=20 inner-steps=10 && wait_status b10 60 "^failed: providers: p1 is not usable" &&
 	daemon_alive_check
 '
 
 test_expect_success 'a local provider pins its replicas to its cpu-list' '
 	mkdir "$A/alice" &&
-	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\"}" >"$P/p1/provider.json" &&
+	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\", \"price\": 0.25}" \
+		>"$P/p1/provider.json" &&
 	head -n 1 "$P/p1/status" | grep -qx alive &&
+	grep -q "^price 0.25 USD per device-hour" "$P/p1/status" && grep -q "^account alice" "$P/p1/status" &&
 	[ "$(ls "$P" | tr "\n" " ")" = "local p1 " ] &&
 	job c1 providers=p1 replicas=1 inner-steps=100 steps=400 batch=8 account=alice &&
 	wait_status c1 120 "^replica 0: p1 [0-9]+:[0-9]+, running" &&
