@@ -250,8 +250,10 @@ int mining_name_valid(const char *name)
 	return 1;
 }
 
+/* m->lock held: long polls (weights?wait=) and the job threads look again. */
 static void changed(struct mining *m, enum mining_kind k, const char *name)
 {
+	pthread_cond_broadcast(&m->wake);
 	if (m->cfg.on_change)
 		m->cfg.on_change(m->cfg.on_change_arg, kind_dir[k], name);
 }
@@ -1594,6 +1596,7 @@ static void set_state(struct job *j, enum jstate st, const char *reason)
 	struct mining *m = j->m;
 
 	pthread_mutex_lock(&m->lock);
+	pthread_cond_broadcast(&m->wake);
 	j->state = st;
 	snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
 	save_state(j);
@@ -2007,6 +2010,7 @@ static void *job_main(void *arg)
 		recv0 = j->bytes_recv;
 		j->round_open = rd;
 		j->gen++;
+		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
 		if (wait_round(j))
@@ -2670,10 +2674,30 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 			reply(rs, 503, "out of memory\n");
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
-		const char *after = rq->arg(rq, "after");
+		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait");
 		long a = after ? strtol(after, NULL, 10) : 0;
+		double w = wait ? strtod(wait, NULL) : 0, t0 = clock_mono_s();
 
-		if (!j->round_open || j->round_open <= a || !j->wframe) {
+		/* a long poll: the replica hears of the next round at once, without polling */
+		if (!(w <= 30))
+			w = 30;
+		j->refs++;
+		while ((!j->round_open || j->round_open <= a || !j->wframe) && !m->closing &&
+		       !j->stop_asked &&
+		       (j->state == J_RUNNING || j->state == J_QUEUED) && clock_mono_s() - t0 < w) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000;
+			if (ts.tv_nsec >= 1000000000)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000;
+			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+		}
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		if (j->state != J_RUNNING && j->state != J_QUEUED) {
+			reply(rs, 410, "%s\n", jstate_names[j->state]);
+		} else if (!j->round_open || j->round_open <= a || !j->wframe) {
 			reply(rs, 204, "%s", "");
 		} else if ((rs->body = malloc(j->wframe_len))) {
 			memcpy(rs->body, j->wframe, j->wframe_len);
