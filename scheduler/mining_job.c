@@ -1724,14 +1724,8 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	struct mining_contribution *c;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
-	mining_round_fn fn;
-	void *fn_arg;
 
-	pthread_mutex_lock(&m->lock);
-	fn = m->cfg.on_round;
-	fn_arg = m->cfg.on_round_arg;
-	pthread_mutex_unlock(&m->lock);
-	if (!fn || !(c = calloc(j->n_slots, sizeof(*c)))) {
+	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c)))) {
 		free(p0);
 		free(p1);
 		return;
@@ -1766,7 +1760,7 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	rd.end_sha256 = sha1;
 	rd.c = c;
 	rd.n = j->n_slots;
-	fn(fn_arg, &rd);
+	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
 	free(p0);
 	free(p1);
@@ -2502,14 +2496,6 @@ int mining_status(struct mining *m, char **ret, size_t *ret_len)
 		return -ENOMEM;
 	*ret_len = strlen(*ret);
 	return 0;
-}
-
-void mining_set_round_hook(struct mining *m, mining_round_fn fn, void *arg)
-{
-	pthread_mutex_lock(&m->lock);
-	m->cfg.on_round = fn;
-	m->cfg.on_round_arg = arg;
-	pthread_mutex_unlock(&m->lock);
 }
 
 const char *mining_url(const struct mining *m)
