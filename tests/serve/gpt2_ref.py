@@ -8,6 +8,8 @@
       buffers and lm_head.weight that some real checkpoints carry
   gpt2_ref.py logits DIR ID...
       prints the logits (JSON, one row per position) of the sequence, computed in torch
+  gpt2_ref.py greedy DIR N ID...
+      prints the N ids that greedy decoding appends to the sequence (JSON)
   gpt2_ref.py bench DIR PROMPT_LEN NEW_TOKENS THREADS
       greedy generation with a KV cache in torch; prints tokens/s (tools/bench/serve.sh)
 """
@@ -182,6 +184,16 @@ def main():
         with torch.no_grad():
             logits, _ = forward(w, cfg, idx)
         json.dump(logits[0].tolist(), sys.stdout)
+    elif cmd == "greedy":
+        w, cfg = load(sys.argv[2])
+        n = int(sys.argv[3])
+        ids = [int(a) for a in sys.argv[4:]]
+        out = []
+        with torch.no_grad():
+            for _ in range(n):
+                logits, _ = forward(w, cfg, torch.tensor([ids + out]))
+                out.append(int(logits[0, -1].argmax()))
+        print(json.dumps(out))
     elif cmd == "bench":
         w, cfg = load(sys.argv[2])
         n_prompt, n_new, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
