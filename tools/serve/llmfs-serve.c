@@ -69,6 +69,7 @@ struct srv {
 	struct srv_model models[MAX_MODELS];
 	int n_models;
 	int max_queue;
+	int threads;             /* --threads, 0: OpenMP's default */
 	size_t max_body;
 	struct MHD_Daemon *d[MAX_LISTEN];
 	char *unix_path[MAX_LISTEN];
@@ -237,6 +238,9 @@ static int turn_take(struct srv *srv, struct srv_model *m)
 		pthread_cond_wait(&m->cond, &m->lock);
 	m->waiting--;
 	pthread_mutex_unlock(&m->lock);
+	/* OpenMP's thread count is per calling thread: set it in each connection's thread */
+	if (srv->threads > 0)
+		omp_set_num_threads(srv->threads);
 	return 0;
 }
 
@@ -1202,8 +1206,7 @@ int main(int argc, char **argv)
 			srv->max_body = (size_t)strtoull(optarg, NULL, 10);
 			break;
 		case 't':
-			if (atoi(optarg) > 0)
-				omp_set_num_threads(atoi(optarg));
+			srv->threads = atoi(optarg);
 			break;
 		case 'h':
 			usage(stdout);
