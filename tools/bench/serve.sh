@@ -30,4 +30,9 @@ for t in $threads; do
 		OMP_NUM_THREADS=$t nice $py tests/serve/gpt2_ref.py bench "$dir/m" "$P" "$N" "$t"
 	done
 done
+# Cost per new token against the prompt already processed: flat with the cache, growing without.
+echo "== prompt length sweep, 1 thread"
+for p in 16 128 400; do
+	OMP_NUM_THREADS=1 nice "$bench" "$dir/m" "$p" "$N"
+done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
