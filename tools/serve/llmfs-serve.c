@@ -1166,7 +1166,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dirs[MAX_MODELS], *names[MAX_MODELS], *listens[MAX_LISTEN];
-	int nd = 0, nl = 0, opt, rc = 1;
+	int nd = 0, nl = 0, opt, rc = 2;
 	struct srv *srv = calloc(1, sizeof(*srv));
 	sigset_t set;
 	int sig;
@@ -1180,7 +1180,7 @@ int main(int argc, char **argv)
 		case 'm':
 			if (nd == MAX_MODELS) {
 				fprintf(stderr, "llmfs-serve: at most %d models\n", MAX_MODELS);
-				return 2;
+				goto out;
 			}
 			dirs[nd] = optarg;
 			names[nd++] = NULL;
@@ -1188,14 +1188,14 @@ int main(int argc, char **argv)
 		case 'n':
 			if (nd == 0 || names[nd - 1]) {
 				fprintf(stderr, "llmfs-serve: --name follows the --model it names\n");
-				return 2;
+				goto out;
 			}
 			names[nd - 1] = optarg;
 			break;
 		case 'l':
 			if (nl == MAX_LISTEN) {
 				fprintf(stderr, "llmfs-serve: at most %d --listen\n", MAX_LISTEN);
-				return 2;
+				goto out;
 			}
 			listens[nl++] = optarg;
 			break;
@@ -1210,25 +1210,29 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			rc = 0;
+			goto out;
 		default:
 			usage(stderr);
-			return 2;
+			goto out;
 		}
 	}
 	if (nd == 0 || nl == 0 || optind != argc || srv->max_queue < 1 || srv->max_body < 16) {
 		usage(stderr);
-		return 2;
+		goto out;
 	}
 	for (int i = 0; i < nd; i++) {
-		if (load_model(&srv->models[i], dirs[i], names[i]) < 0)
-			return 1;
+		/* counted first, so that the cleanup frees a model that failed half-way */
 		srv->n_models++;
+		if (load_model(&srv->models[i], dirs[i], names[i]) < 0) {
+			rc = 1;
+			goto out;
+		}
 		for (int k = 0; k < i; k++)
 			if (strcmp(srv->models[k].name, srv->models[i].name) == 0) {
 				fprintf(stderr, "llmfs-serve: two models named '%s' (use --name)\n",
 					srv->models[i].name);
-				return 2;
+				goto out;
 			}
 	}
 	/* signals are taken synchronously by main; every other thread inherits the mask */
@@ -1243,6 +1247,7 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "llmfs-serve: cannot listen on %s: %s\n", listens[i],
 				r == -EINVAL ? "expected unix:PATH or IPv4-HOST:PORT" : strerror(-r));
+			rc = 1;
 			goto out;
 		}
 	}
