@@ -4,7 +4,8 @@
  * merges[rank] ("left right") and a hash from that string to its rank.  A piece of text is
  * encoded as in GPT-2's encoder.py: its characters are the initial symbols; the adjacent pair
  * of lowest rank is merged (leftmost first on ties) until no pair has a rank.  Every symbol is
- * a contiguous run of the piece, so a word is just its cut points. */
+ * a contiguous run of the piece: a linked list over the piece, with a heap of candidate merges
+ * (O(n log n) for a piece of n bytes: a megabyte-long word costs milliseconds, not hours). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <jansson.h>
@@ -373,67 +374,167 @@ static size_t u8len(unsigned char c)
 	return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
 }
 
-/* One piece: bytes -> byte-level characters -> merges -> ids.  w and cut are scratch of
- * 2 * n + 1 bytes and n + 1 entries. */
-static int bpe_piece(const struct gpu_tok *t, const char *p, size_t n, char *w, size_t *cut,
+/* A candidate merge: the pair of symbols left, right (adjacent when pushed) with their lengths
+ * then, so that a pair changed by an earlier merge is recognised as stale when popped. */
+struct cand {
+	int32_t rank, left, right;
+	uint32_t lenl, lenr;
+};
+
+/* Scratch for one piece of n bytes, grown as pieces grow: the piece in the byte alphabet (w,
+ * up to 2 bytes a byte), its symbols as a linked list (start, length, next, prev; length 0 once
+ * merged away) and a min-heap of candidate merges (at most 3 per byte). */
+struct bpe_scratch {
+	char *w;
+	int32_t *st, *ln, *nx, *pv;
+	struct cand *heap;
+	size_t cap, nheap;
+};
+
+static void scratch_release(struct bpe_scratch *x)
+{
+	free(x->w);
+	free(x->st);
+	free(x->ln);
+	free(x->nx);
+	free(x->pv);
+	free(x->heap);
+}
+
+static int scratch_grow(struct bpe_scratch *x, size_t n)
+{
+	if (n <= x->cap)
+		return 0;
+	scratch_release(x);
+	memset(x, 0, sizeof(*x));
+	x->w = malloc(2 * n + 1);
+	x->st = malloc(n * sizeof(int32_t));
+	x->ln = malloc(n * sizeof(int32_t));
+	x->nx = malloc(n * sizeof(int32_t));
+	x->pv = malloc(n * sizeof(int32_t));
+	x->heap = malloc(3 * n * sizeof(struct cand));
+	if (!x->w || !x->st || !x->ln || !x->nx || !x->pv || !x->heap)
+		return -ENOMEM;
+	x->cap = n;
+	return 0;
+}
+
+/* lower rank first, then the leftmost: the order of GPT-2's encoder.py */
+static bool cand_less(const struct cand *a, const struct cand *b)
+{
+	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void heap_push(struct bpe_scratch *x, struct cand c)
+{
+	size_t i = x->nheap++;
+
+	while (i > 0 && cand_less(&c, &x->heap[(i - 1) / 2])) {
+		x->heap[i] = x->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	x->heap[i] = c;
+}
+
+static struct cand heap_pop(struct bpe_scratch *x)
+{
+	struct cand top = x->heap[0], last = x->heap[--x->nheap];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= x->nheap)
+			break;
+		if (c + 1 < x->nheap && cand_less(&x->heap[c + 1], &x->heap[c]))
+			c++;
+		if (!cand_less(&x->heap[c], &last))
+			break;
+		x->heap[i] = x->heap[c];
+		i = c;
+	}
+	x->heap[i] = last;
+	return top;
+}
+
+/* Push the pair (a, b) if the merges rank it. */
+static void push_pair(const struct gpu_tok *t, struct bpe_scratch *x, int32_t a, int32_t b)
+{
+	char pair[1024];
+	size_t la, lb;
+	int32_t rk;
+
+	if (a < 0 || b < 0)
+		return;
+	la = (size_t)x->ln[a];
+	lb = (size_t)x->ln[b];
+	if (la + lb + 2 > sizeof(pair))
+		return;
+	memcpy(pair, x->w + x->st[a], la);
+	pair[la] = ' ';
+	memcpy(pair + la + 1, x->w + x->st[b], lb);
+	rk = strmap_get(&t->ranks, pair, la + lb + 1);
+	if (rk >= 0)
+		heap_push(x, (struct cand){ rk, a, b, (uint32_t)la, (uint32_t)lb });
+}
+
+/* One piece: bytes -> byte-level characters -> merges -> ids.  O(n log n): each merge pops
+ * one candidate and pushes at most two. */
+static int bpe_piece(const struct gpu_tok *t, const char *p, size_t n, struct bpe_scratch *x,
 		     struct ids *out)
 {
-	size_t len = 0, ncut = 0;
-	char pair[1024];
+	int32_t len = 0, ns = (int32_t)n;
 
-	for (size_t i = 0; i < n; i++) {
+	if (scratch_grow(x, n) < 0)
+		return -ENOMEM;
+	for (int32_t i = 0; i < ns; i++) {
 		const char *u = t->b2u[(unsigned char)p[i]];
 
-		cut[ncut++] = len;
+		x->st[i] = len;
 		while (*u)
-			w[len++] = *u++;
+			x->w[len++] = *u++;
+		x->ln[i] = len - x->st[i];
+		x->nx[i] = i + 1 < ns ? i + 1 : -1;
+		x->pv[i] = i - 1;
 	}
-	cut[ncut] = len;
-	/* symbols are w[cut[i], cut[i+1]) for i < ncut */
-	while (ncut > 1) {
-		int32_t best = -1;
-		size_t at = 0;
+	x->nheap = 0;
+	for (int32_t i = 0; i + 1 < ns; i++)
+		push_pair(t, x, i, i + 1);
+	while (x->nheap > 0) {
+		struct cand c = heap_pop(x);
+		int32_t a = c.left, b = c.right;
 
-		for (size_t i = 0; i + 1 < ncut; i++) {
-			size_t la = cut[i + 1] - cut[i], lb = cut[i + 2] - cut[i + 1];
-			int32_t rk;
-
-			if (la + lb + 2 > sizeof(pair))
-				continue;
-			memcpy(pair, w + cut[i], la);
-			pair[la] = ' ';
-			memcpy(pair + la + 1, w + cut[i + 1], lb);
-			rk = strmap_get(&t->ranks, pair, la + lb + 1);
-			if (rk >= 0 && (best < 0 || rk < best)) {
-				best = rk;
-				at = i;
-			}
-		}
-		if (best < 0)
-			break;
-		memmove(&cut[at + 1], &cut[at + 2], (ncut - at - 1) * sizeof(*cut));
-		ncut--;
+		if (x->ln[a] != (int32_t)c.lenl || x->nx[a] != b || x->ln[b] != (int32_t)c.lenr)
+			continue; /* stale: one of the two has merged since */
+		x->ln[a] += x->ln[b];
+		x->ln[b] = 0;
+		x->nx[a] = x->nx[b];
+		if (x->nx[a] >= 0)
+			x->pv[x->nx[a]] = a;
+		push_pair(t, x, x->pv[a], a);
+		push_pair(t, x, a, x->nx[a]);
 	}
-	for (size_t i = 0; i < ncut; i++) {
-		int32_t id = strmap_get(&t->vocab, w + cut[i], cut[i + 1] - cut[i]);
+	for (int32_t i = 0; i >= 0; i = x->nx[i]) {
+		const char *sym = x->w + x->st[i];
+		int32_t id = strmap_get(&t->vocab, sym, (size_t)x->ln[i]);
 
-		if (id < 0) {
-			/* a vocabulary without this symbol: fall back to its single characters,
-			 * each of which GPT-2-style vocabularies hold */
-			for (size_t j = cut[i]; j < cut[i + 1];) {
-				size_t cl = u8len((unsigned char)w[j]);
-
-				id = strmap_get(&t->vocab, w + j, cl);
-				if (id < 0)
-					return -EINVAL;
-				if (ids_push(out, id) < 0)
-					return -ENOMEM;
-				j += cl;
-			}
+		if (id >= 0) {
+			if (ids_push(out, id) < 0)
+				return -ENOMEM;
 			continue;
 		}
-		if (ids_push(out, id) < 0)
-			return -ENOMEM;
+		/* a vocabulary without this symbol: fall back to its single characters, each of
+		 * which GPT-2-style vocabularies hold */
+		for (int32_t j = 0; j < x->ln[i];) {
+			size_t cl = u8len((unsigned char)sym[j]);
+
+			id = strmap_get(&t->vocab, sym + j, cl);
+			if (id < 0)
+				return -EINVAL;
+			if (ids_push(out, id) < 0)
+				return -ENOMEM;
+			j += (int32_t)cl;
+		}
 	}
 	return 0;
 }
@@ -441,14 +542,12 @@ static int bpe_piece(const struct gpu_tok *t, const char *p, size_t n, char *w, 
 static int bpe_encode(const struct gpu_tok *t, const char *text, size_t len, struct ids *out)
 {
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-	char *w = malloc(2 * len + 1);
-	size_t *cut = malloc((len + 1) * sizeof(*cut)), off = 0;
+	struct bpe_scratch x = { 0 };
+	size_t off = 0;
 	int r = 0;
 
-	if (!md || !w || !cut) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!md)
+		return -ENOMEM;
 	while (off < len) {
 		int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, 0, md, NULL);
 		PCRE2_SIZE *ov;
@@ -462,14 +561,12 @@ static int bpe_encode(const struct gpu_tok *t, const char *text, size_t len, str
 			r = -EINVAL;
 			break;
 		}
-		r = bpe_piece(t, text + ov[0], ov[1] - ov[0], w, cut, out);
+		r = bpe_piece(t, text + ov[0], ov[1] - ov[0], &x, out);
 		if (r < 0)
 			break;
 		off = ov[1];
 	}
-out:
-	free(cut);
-	free(w);
+	scratch_release(&x);
 	pcre2_match_data_free(md);
 	return r;
 }

@@ -145,6 +145,21 @@ static void test_bpe_edges(const struct gpu_tok *t)
 
 	memset(long_text, 'a', sizeof(long_text));
 	roundtrip(t, long_text, sizeof(long_text));
+	/* a one-megabyte word (what a 1 MiB request body can hold): merging must not be
+	 * quadratic, which took hours here; and every 'a' comes back */
+	size_t big = 1 << 20;
+	char *word = malloc(big);
+	int32_t *wids = NULL;
+	size_t wn = 0;
+
+	REQUIRE(word);
+	for (size_t i = 0; i < big; i++)
+		word[i] = "abcdefghij"[i % 7];
+	CHECK_RC(gpu_tok_encode(t, word, big, &wids, &wn), 0);
+	CHECK(wn > 0 && wn < big / 2);
+	free(wids);
+	roundtrip(t, word, big);
+	free(word);
 }
 
 /* tokenizer.json (Hugging Face) built from the same two files loads to the same tokenizer. */
