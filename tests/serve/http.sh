@@ -175,6 +175,9 @@ test_expect_success "malformed JSON and bad fields: 400 in OpenAI's error shape"
 	test "$CODE" = 400 && test "$(field error.param)" = n &&
 	post /v1/completions "{\"model\":\"tiny\",\"prompt\":\"x\",\"stop\":[1]}" &&
 	test "$CODE" = 400 && test "$(field error.param)" = stop &&
+	long_stop=$(head -c 300 /dev/zero | tr "\0" s) &&
+	post /v1/completions "{\"model\":\"tiny\",\"prompt\":\"x\",\"stop\":\"$long_stop\"}" &&
+	test "$CODE" = 400 && test "$(field error.param)" = stop &&
 	post /v1/chat/completions "{\"model\":\"tiny\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}" &&
 	test "$CODE" = 400 && test "$(field error.param)" = messages &&
 	post /v1/completions "{\"model\":\"mini\",\"prompt\":[50257]}" &&

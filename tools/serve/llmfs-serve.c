@@ -52,6 +52,7 @@
 #define MAX_MODELS 16
 #define MAX_LISTEN 8
 #define MAX_STOPS 4
+#define MAX_STOP_LEN 256     /* bytes: a stop string is checked at every token */
 #define DEFAULT_MAX_TOKENS 16
 
 struct srv_model {
@@ -561,7 +562,10 @@ static int parse_sampling(struct gen *g, json_t *j, struct MHD_Connection *c, bo
 		return -EINVAL;
 	}
 	v = json_object_get(j, "stop");
-	if (json_is_string(v)) {
+	if (json_is_string(v) && json_string_length(v) > MAX_STOP_LEN) {
+		BAD_REQUEST(c, "stop", "a stop string may have at most %d bytes", MAX_STOP_LEN);
+		return -EINVAL;
+	} else if (json_is_string(v)) {
 		if (json_string_length(v) > 0)
 			g->stops[g->n_stops++] = strdup(json_string_value(v));
 	} else if (json_is_array(v) && json_array_size(v) <= MAX_STOPS) {
@@ -569,8 +573,10 @@ static int parse_sampling(struct gen *g, json_t *j, struct MHD_Connection *c, bo
 		json_t *s;
 
 		json_array_foreach(v, i, s) {
-			if (!json_is_string(s) || json_string_length(s) == 0) {
-				BAD_REQUEST(c, "stop", "'stop' entries must be non-empty strings");
+			if (!json_is_string(s) || json_string_length(s) == 0 ||
+			    json_string_length(s) > MAX_STOP_LEN) {
+				BAD_REQUEST(c, "stop", "'stop' entries must be strings of 1 to %d bytes",
+					    MAX_STOP_LEN);
 				return -EINVAL;
 			}
 			g->stops[g->n_stops++] = strdup(json_string_value(s));
