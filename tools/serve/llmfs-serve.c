@@ -1121,7 +1121,11 @@ static int load_model(struct srv_model *m, const char *dir, const char *name)
 	}
 	if (!m->dir || !m->name)
 		return -ENOMEM;
-	r = gpu_infer_load(&m->w, dir);
+	/* the loader says only "malformed" for a config.json it cannot read: say why first */
+	char cfg[4096];
+
+	snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
+	r = access(cfg, R_OK) < 0 ? -errno : gpu_infer_load(&m->w, dir);
 	if (r < 0) {
 		fprintf(stderr, "llmfs-serve: %s: cannot load the model (config.json, "
 			"model.safetensors): %s\n", dir, strerror(-r));
