@@ -232,6 +232,7 @@ test_expect_success "40 requests at once are queued and all answered" '
 test_expect_success "a client that disconnects mid-stream gives its turn back" '
 	$U disconnect "unix:$SOCK" /v1/completions "{\"model\":\"slow\",\"prompt\":\"a\",\"max_tokens\":1000,\"stream\":true}" &&
 	$U disconnect "127.0.0.1:$PORT" /v1/chat/completions "{\"model\":\"slow\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":1000,\"stream\":true}" &&
+	wait_for 60 "curl -s --unix-socket \"$SOCK\" http://x/health >\"$TEST_DIR/out\" && test \$(field cancelled_streams) = 2" &&
 	post /v1/completions "{\"model\":\"slow\",\"prompt\":\"b\",\"max_tokens\":2}" &&
 	test "$CODE" = 200 && test "$(field usage.completion_tokens)" = 2
 '

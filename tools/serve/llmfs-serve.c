@@ -77,6 +77,7 @@ struct srv {
 	int n_listen;
 	atomic_ulong next_id;
 	atomic_int stopping;
+	atomic_ulong cancelled;  /* streams whose client left before their end */
 };
 
 /* ---- responses ---- */
@@ -826,6 +827,8 @@ static void stream_free(void *cls)
 {
 	struct gen *g = cls;
 
+	if (g->phase != PH_END)
+		atomic_fetch_add(&g->srv->cancelled, 1);
 	if (g->have_turn)
 		turn_give(g->m);
 	gen_free(g);
@@ -983,8 +986,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	if (strcmp(url, "/health") == 0 && get)
-		return send_json(c, MHD_HTTP_OK, json_pack("{s:s,s:i}", "status", "ok", "models",
-							   srv->n_models));
+		return send_json(c, MHD_HTTP_OK,
+				 json_pack("{s:s,s:i,s:I}", "status", "ok", "models", srv->n_models,
+					   "cancelled_streams",
+					   (json_int_t)atomic_load(&srv->cancelled)));
 	if (strcmp(url, "/v1/models") == 0 && get)
 		return handle_models(srv, c);
 	if (strcmp(url, "/v1/completions") == 0 && post)
