@@ -754,9 +754,23 @@ void gpu_gguf_info_release(struct gpu_gguf_info *info)
 	info->n_tokens = info->n_merges = 0;
 }
 
+int gpu_gguf_check_buf(const void *buf, size_t len, struct gpu_gguf_info *info,
+		       struct gpu_infer **ret_model)
+{
+	struct rd r = { buf ? buf : "", len, 0, info };
+	int e;
+
+	memset(info, 0, sizeof(*info));
+	info->bos = info->eos = -1;
+	info->file_size = len;
+	e = parse(&r, ret_model);
+	if (e == -ENOMEM && !info->error[0])
+		snprintf(info->error, sizeof(info->error), "out of memory");
+	return e;
+}
+
 int gpu_gguf_check(const char *path, struct gpu_gguf_info *info, struct gpu_infer **ret_model)
 {
-	struct rd r = { 0 };
 	struct stat st;
 	void *map = MAP_FAILED;
 	int fd, e;
@@ -770,19 +784,14 @@ int gpu_gguf_check(const char *path, struct gpu_gguf_info *info, struct gpu_infe
 		e = -errno;
 		goto out;
 	}
-	info->file_size = (uint64_t)st.st_size;
 	if (st.st_size > 0)
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (st.st_size > 0 && map == MAP_FAILED) {
 		e = -errno;
 		goto out;
 	}
-	r.p = map == MAP_FAILED ? (const unsigned char *)"" : map;
-	r.len = (uint64_t)st.st_size;
-	r.info = info;
-	e = parse(&r, ret_model);
-	if (e == -ENOMEM && !info->error[0])
-		snprintf(info->error, sizeof(info->error), "out of memory");
+	e = gpu_gguf_check_buf(map == MAP_FAILED ? NULL : map, (size_t)st.st_size, info,
+			       ret_model);
 out:
 	if (map != MAP_FAILED)
 		munmap(map, (size_t)st.st_size);

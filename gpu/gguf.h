@@ -58,5 +58,8 @@ void gpu_gguf_info_release(struct gpu_gguf_info *info);
 /* ret_model may be NULL (check only).  info is filled as far as the parse went, error set on
  * failure; release it either way. */
 int gpu_gguf_check(const char *path, struct gpu_gguf_info *info, struct gpu_infer **ret_model);
+/* The same on a file's bytes in memory (the fuzz harness's entry). */
+int gpu_gguf_check_buf(const void *buf, size_t len, struct gpu_gguf_info *info,
+		       struct gpu_infer **ret_model);
 
 #endif
