@@ -18,7 +18,7 @@ command -v curl >/dev/null || skip_all "curl is not installed"
 REF="$PYTHON $SERVE_TESTS/gpt2_ref.py"
 U="$PYTHON $SERVE_TESTS/http_util.py"
 SOCK=$TEST_DIR/serve.sock
-LOG=$TEST_DIR/serve.log
+serve_n=0
 
 # post PATH BODY [curl options]: POST to the unix socket; the body lands in $TEST_DIR/out, the
 # status in $CODE.
@@ -39,7 +39,10 @@ expect_error() {
 	[ -n "$(field error.message)" ]
 }
 
+# start_server ARGS...: one server at a time, its stderr in serve.N.log ($LOG)
 start_server() {
+	serve_n=$((serve_n + 1))
+	LOG=$TEST_DIR/serve.$serve_n.log
 	spawn serve sh -c 'exec "$@" 2>"$0"' "$LOG" "$SERVE" "$@" &&
 	wait_for 60 'grep -q "llmfs-serve: model" "$LOG" || [ -f "$TEST_DIR/serve.rc" ]' &&
 	[ ! -f "$TEST_DIR/serve.rc" ] &&
@@ -262,6 +265,11 @@ test_expect_success "a full queue answers 503 queue_full, and the server goes on
 test_expect_success "SIGTERM stops the server and removes its socket" '
 	kill -TERM "$(cat "$TEST_DIR/serve.pid")" && spawn_wait serve 30 &&
 	test "$EXIT_STATUS" = 0 && test ! -e "$SOCK"
+'
+
+test_expect_success "no sanitizer report in any server log (sanitised builds)" '
+	ls "$TEST_DIR"/serve.*.log &&
+	! grep -n "Sanitizer\|runtime error" "$TEST_DIR"/serve.*.log
 '
 
 test_done
