@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 
 #include "fs/fs.h"
 #include "fs/subtree.h"
+#include "scheduler/env.h"
 #include "scheduler/train_job.h"
 
 static void usage(FILE *out)
@@ -47,6 +49,12 @@ static void usage(FILE *out)
 		"                     (default 256 MiB; tests use a few MiB)\n"
 		"      --train-jobs N training jobs under train/ that run at once\n"
 		"                     (default 1; the others wait, queued)\n"
+		"      --env-group GROUP  members of GROUP may make envs under envs/\n"
+		"                     (default: root alone; docs/security.md)\n"
+		"      --env-bind DIR env.json may bind folders under DIR into its\n"
+		"                     container, read-only (repeatable; default none)\n"
+		"      --env-serve PROG  the llmfs-serve program envs run (default:\n"
+		"                     beside llmfs)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -174,6 +182,9 @@ int main(int argc, char **argv)
 	/* A training job's own process (scheduler/train_job.h), not a daemon. */
 	if (argc > 1 && !strcmp(argv[1], "--train-job"))
 		return train_child_main(argc, argv);
+	/* The process that runs one env's container (scheduler/env.h). */
+	if (argc > 1 && !strcmp(argv[1], "--env-shim"))
+		return env_shim_main(argc, argv);
 	return daemon_main(argc, argv);
 }
 
@@ -191,6 +202,9 @@ static int daemon_main(int argc, char **argv)
 		{ "trusted-uid", required_argument, NULL, 'T' },
 		{ "pack-max", required_argument, NULL, 'P' },
 		{ "train-jobs", required_argument, NULL, 'J' },
+		{ "env-group", required_argument, NULL, 'G' },
+		{ "env-bind", required_argument, NULL, 'B' },
+		{ "env-serve", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -209,6 +223,7 @@ static int daemon_main(int argc, char **argv)
 	unsigned read_ahead = 1024;
 	uid_t trusted[MAX_TRUSTED];
 	size_t n_trusted = 0;
+	const char *env_binds[MAX_TRUSTED];
 
 	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:R:T:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -277,6 +292,33 @@ static int daemon_main(int argc, char **argv)
 			fopt.train_jobs = (unsigned)n;
 			break;
 		}
+		case 'G': {
+			struct group *g = getgrnam(optarg);
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = g ? g->gr_gid : strtoul(optarg, &end, 10);
+			if (!g && (!*optarg || *end || errno || v >= (gid_t)-1)) {
+				fprintf(stderr, "llmfs: --env-group %s: not a group\n", optarg);
+				return 2;
+			}
+			fopt.has_env_group = 1;
+			fopt.env_group = (gid_t)v;
+			break;
+		}
+		case 'B':
+			if (fopt.n_env_binds == MAX_TRUSTED || optarg[0] != '/') {
+				fprintf(stderr, "llmfs: --env-bind %s: not an absolute folder "
+					"(at most %d)\n", optarg, MAX_TRUSTED);
+				return 2;
+			}
+			env_binds[fopt.n_env_binds++] = optarg;
+			fopt.env_binds = env_binds;
+			break;
+		case 'S':
+			fopt.env_serve = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
