@@ -63,6 +63,7 @@ struct env {
 	char line[LINE_MAX_LEN];
 	size_t line_len;
 	int shim_eof;
+	int shim_said_end;        /* its last line came: it only exits now */
 	int cleanup;              /* a container of a past daemon may be left: delete it */
 };
 
@@ -79,6 +80,10 @@ struct env_table {
 	int have_thread;
 	int closing;
 	double close_deadline;
+	/* The tree was unmounted: its containers hold the mount alive (their model binds), so
+	 * they are stopped, to let the session end (they start again with the next daemon). */
+	int unmounted;
+	int seen_mounted;         /* it was mounted once (the table opens before the mount) */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -208,13 +213,18 @@ static char *path_of(const struct env *e, const char *file)
 	return asprintf(&p, "%s/%s", e->dir, file) < 0 ? NULL : p;
 }
 
-static int put(const struct env *e, const char *file, const char *text)
+static int put_len(const struct env *e, const char *file, const char *text, size_t len)
 {
 	char *p = path_of(e, file);
-	int r = p ? env_write_file(p, text, strlen(text)) : -ENOMEM;
+	int r = p ? env_write_file(p, text, len) : -ENOMEM;
 
 	free(p);
 	return r;
+}
+
+static int put(const struct env *e, const char *file, const char *text)
+{
+	return put_len(e, file, text, strlen(text));
 }
 
 static void drop(const struct env *e, const char *file)
@@ -388,12 +398,14 @@ static void on_line(struct env_table *t, struct env *e, char *line)
 		else
 			snprintf(d, sizeof(d), "exit %d", code);
 		/* An end of its own: it stays stopped when the daemon starts again. */
-		if (!t->closing)
+		if (!t->closing && !t->unmounted)
 			e->want = 0;
+		e->shim_said_end = 1;
 		set_state(t, e, S_STOPPED, d);
 	} else if (!strncmp(line, "failed ", 7)) {
-		if (!t->closing)
+		if (!t->closing && !t->unmounted)
 			e->want = 0;
+		e->shim_said_end = 1;
 		set_state(t, e, S_FAILED, line + 7);
 	}
 }
@@ -419,19 +431,21 @@ static void read_shim(struct env_table *t, struct env *e)
 		e->shim_eof = 1;
 }
 
-static void reap(struct env_table *t, struct env *e)
+/* wait: block (a shim that said its last line only exits). */
+static void reap(struct env_table *t, struct env *e, int wait)
 {
 	int st;
 
-	if (waitpid(e->shim, &st, WNOHANG) != e->shim)
+	if (waitpid(e->shim, &st, wait ? 0 : WNOHANG) != e->shim)
 		return;
 	close(e->shim_out);
 	if (e->shim_in >= 0)
 		close(e->shim_in);
 	e->shim = 0;
+	e->shim_said_end = 0;
 	e->shim_in = e->shim_out = -1;
 	if (e->state == S_STARTING || e->state == S_RUNNING) {
-		if (!t->closing)
+		if (!t->closing && !t->unmounted)
 			e->want = 0;
 		set_state(t, e, S_FAILED, "the env's shim ended without a word (see log)");
 	}
@@ -442,7 +456,7 @@ static void reap(struct env_table *t, struct env *e)
 /* What the calls asked for, done here (the lock held): shims started, stops passed on. */
 static void act(struct env_table *t, struct env *e)
 {
-	if (e->start_asked && !e->shim && !t->closing) {
+	if (e->start_asked && !e->shim && !t->closing && !t->unmounted) {
 		int r;
 
 		e->start_asked = 0;
@@ -450,9 +464,11 @@ static void act(struct env_table *t, struct env *e)
 		if (r < 0) {
 			e->want = 0;
 			set_state(t, e, S_FAILED, "cannot start the shim");
+		} else if (e->state != S_STARTING) {
+			set_state(t, e, S_STARTING, NULL);
 		}
 	}
-	if ((e->stop_asked || t->closing) && e->shim && e->shim_in >= 0) {
+	if ((e->stop_asked || t->closing || t->unmounted) && e->shim && e->shim_in >= 0) {
 		close(e->shim_in);
 		e->shim_in = -1;
 	}
@@ -503,23 +519,66 @@ static void kill_left(struct env_table *t)
 	cleanup_left(t);
 }
 
+/* "\040" and the other escapes of /proc/self/mountinfo, undone in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* Is the tree still mounted where it was? */
+static int tree_mounted(const struct env_table *t)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[8192];
+	int found = 0;
+
+	if (!f)
+		return 1;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *mp = NULL, *save = NULL, *tok = strtok_r(line, " ", &save);
+
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		mp = tok;
+		if (mp) {
+			unescape(mp);
+			found = !strcmp(mp, t->tree);
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 static void *env_main(void *arg)
 {
 	struct env_table *t = arg;
+	/* The mount table, which poll() reports changed with POLLPRI. */
+	int mounts = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
 
 	pthread_mutex_lock(&t->lock);
 	cleanup_left(t);
 	for (;;) {
-		struct pollfd pf[1 + 256];
-		struct env *who[1 + 256];
-		nfds_t n = 1;
+		struct pollfd pf[2 + 256];
+		struct env *who[2 + 256];
+		nfds_t n = 2;
 		char buf[64];
 
 		for (struct env *e = t->envs; e; e = e->next) {
 			act(t, e);
 			if (e->shim && e->shim_eof)
-				reap(t, e);
-			if (e->shim && !e->shim_eof && n < 1 + 256) {
+				reap(t, e, 0);
+			if (e->shim && !e->shim_eof && n < 2 + 256) {
 				pf[n].fd = e->shim_out;
 				pf[n].events = POLLIN;
 				who[n++] = e;
@@ -527,12 +586,18 @@ static void *env_main(void *arg)
 		}
 		if (t->closing && !shims_left(t))
 			break;
+		if (t->closing && mounts >= 0) {
+			close(mounts);
+			mounts = -1;
+		}
 		if (t->closing && clock_mono_s() > t->close_deadline) {
 			kill_left(t);
 			continue;
 		}
 		pf[0].fd = t->wake[0];
 		pf[0].events = POLLIN;
+		pf[1].fd = t->unmounted ? -1 : mounts;
+		pf[1].events = POLLPRI;
 		pthread_mutex_unlock(&t->lock);
 		/* A shim at its end is reaped on the next round: soon. */
 		poll(pf, n, 200);
@@ -540,11 +605,19 @@ static void *env_main(void *arg)
 			while (read(t->wake[0], buf, sizeof(buf)) > 0)
 				;
 		pthread_mutex_lock(&t->lock);
-		for (nfds_t i = 1; i < n; i++)
+		if (pf[1].revents & (POLLPRI | POLLERR)) {
+			if (tree_mounted(t))
+				t->seen_mounted = 1;
+			else if (t->seen_mounted)
+				t->unmounted = 1;
+		}
+		for (nfds_t i = 2; i < n; i++)
 			if (pf[i].revents && find(t, who[i]->name) == who[i] && who[i]->shim)
 				read_shim(t, who[i]);
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (mounts >= 0)
+		close(mounts);
 	return NULL;
 }
 
@@ -863,7 +936,8 @@ int env_table_submit(struct env_table *t, const char *name, const char *text, si
 		set_state(t, e, S_FAILED, err[0] ? err : strerror(-r));
 		goto out;
 	}
-	r = put(e, "env.json", text);
+	/* text is the writer's bytes, not a string: len says where they end. */
+	r = put_len(e, "env.json", text, len);
 	if (r == 0)
 		r = make_config(t, e, &s);
 	if (r == 0) {
@@ -893,7 +967,7 @@ int env_table_set_config(struct env_table *t, const char *name, const char *text
 	if (r == 0 && e->shim)
 		r = -EBUSY;
 	if (r == 0)
-		r = put(e, "config.json", text);
+		r = put_len(e, "config.json", text, len);
 	if (r == 0)
 		r = put(e, "config.custom", "");
 	if (r == 0)
@@ -910,7 +984,8 @@ static int start_locked(struct env_table *t, struct env *e)
 	char *p;
 	int r;
 
-	if (e->shim || e->start_asked)
+	/* Running and not stopping, or already asked: nothing to do. */
+	if ((e->shim && e->shim_in >= 0 && !e->stop_asked) || e->start_asked)
 		return 0;
 	if (!e->has_spec)
 		return -EINVAL;
@@ -928,9 +1003,13 @@ static int start_locked(struct env_table *t, struct env *e)
 			  "the llmfs-serve runtime" : strerror(-r));
 		return r == -ENOENT ? -EINVAL : r;
 	}
+	/* A container still stopping: the new one starts once it is gone (act()). */
 	e->start_asked = 1;
 	e->want = 1;
-	set_state(t, e, S_STARTING, NULL);
+	if (!e->shim)
+		set_state(t, e, S_STARTING, NULL);
+	else
+		changed(t, e);
 	wake(t);
 	return 0;
 }
@@ -985,8 +1064,10 @@ int env_table_remove(struct env_table *t, const char *name)
 		}
 	if (!e)
 		r = -ENOENT;
-	else if (e->shim || e->start_asked)
+	else if ((e->shim && !e->shim_said_end) || e->start_asked)
 		r = -EBUSY;
+	else if (e->shim)
+		reap(t, e, 1);
 	if (r == 0) {
 		/* FTW_MOUNT: never into a mount (a rootfs a past container left bound). */
 		r = nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
