@@ -561,8 +561,9 @@ static json_t *process(const struct env_spec *s, const struct env_spec_ctx *c)
 	static const char *const env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
 					   "LLMFS_MODEL=" ENV_MODEL_DIR,
 					   "LLMFS_ENDPOINT=" ENV_RUN_DIR "/" ENV_SOCKET, NULL };
-	const char *serve[] = { ENV_SERVE_PATH, "--model", ENV_MODEL_DIR, "--listen",
-				"unix:" ENV_RUN_DIR "/" ENV_SOCKET, NULL };
+	/* Named as in models/, so that a card's "model" reaches it. */
+	const char *serve[] = { ENV_SERVE_PATH, "--model", ENV_MODEL_DIR, "--name", s->model,
+				"--listen", "unix:" ENV_RUN_DIR "/" ENV_SOCKET, NULL };
 	json_t *caps = json_pack("{s:[], s:[], s:[], s:[], s:[]}", "bounding", "effective",
 				 "inheritable", "permitted", "ambient");
 
