@@ -8,12 +8,15 @@
   get SOCKET URLPATH   GET over a unix socket; prints the status and the body
   serve [SOCKET]       inside a container: an HTTP server on the unix socket
                        ($LLMFS_ENDPOINT by default) answering GET /ping with "pong
-                       <hostname>" and GET /model with the model folder's file names
+                       <hostname>", GET /model with the model folder's file names and
+                       POST /v1/chat/completions with "env <hostname> read: <prompt>"
+                       (a stand-in for an LLM, which cannot run here at test speed)
   hog                  inside a container: busy on the CPU for a few seconds
 """
 import errno
 import http.client
 import http.server
+import json
 import os
 import select
 import signal
@@ -78,6 +81,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body.encode())
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(n) or b"{}")
+        if self.path != "/v1/chat/completions":
+            self.send_error(404)
+            return
+        prompt = req["messages"][-1]["content"]
+        text = "env %s read: %s" % (socket.gethostname(), prompt)
+        body = json.dumps({"id": "x", "object": "chat.completion", "model": req.get("model"),
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": text}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                     "total_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass

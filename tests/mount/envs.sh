@@ -161,11 +161,26 @@ test_expect_success "the endpoint is a unix socket the host reaches" '
 	[ "$(ours srv)" = 1 ]
 '
 
+test_expect_success "paths/ routes a task to the running env through its card" '
+	mkdir "$MNT/paths/t1" &&
+	printf "{\"prompt\": \"To be or not\", \"model\": \"srv\"}\n" >"$MNT/paths/t1/task" &&
+	timeout 60 cat "$MNT/paths/t1/result" >"$TEST_DIR/t1.result" &&
+	grep -q "env srv read: To be or not" "$TEST_DIR/t1.result"
+'
+
 test_expect_success "rmdir of a running env is refused; stop, then rmdir, leaves nothing" '
 	expect_errno EBUSY rmdir "$E/srv" &&
 	echo stop >"$E/srv/control" && state_is srv stopped &&
 	[ -z "$(cat "$E/srv/endpoint")" ] && [ "$(ours srv)" = 0 ] &&
 	rmdir "$E/srv" && [ ! -e "$E/srv" ] && [ ! -e "$STORE/envs/srv" ]
+'
+
+test_expect_success "paths/ never calls an env that is not running" '
+	mkdir "$MNT/paths/t2" &&
+	printf "{\"prompt\": \"again\", \"model\": \"srv\"}\n" >"$MNT/paths/t2/task" 2>"$TEST_DIR/t2.err";
+	{ timeout 60 cat "$MNT/paths/t2/result" >"$TEST_DIR/t2.result" 2>&1; :; } &&
+	! grep -q "env srv read" "$TEST_DIR/t2.result" &&
+	grep -q "^failed" "$MNT/paths/t2/status"
 '
 
 test_expect_success "hostile env.json: clear errors, nothing runs" '
