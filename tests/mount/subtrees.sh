@@ -55,7 +55,7 @@ test_expect_success 'the root lists one folder per subtree, and only those' '
 	envs= &&
 	for r in /usr/sbin/runc /usr/bin/runc /sbin/runc /usr/local/sbin/runc /usr/local/bin/runc \
 		/usr/bin/crun /usr/sbin/crun; do
-		[ "$(id -u)" = 0 ] && [ -x "$r" ] && envs="envs "
+		if [ "$(id -u)" = 0 ] && [ -x "$r" ]; then envs="envs "; fi
 	done &&
 	[ "$(ls -a "$MNT" | tr "\n" " ")" = ". .. .llmfs ${envs}models net paths train " ] &&
 	for d in models net paths train .llmfs $envs; do
