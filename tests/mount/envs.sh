@@ -168,6 +168,24 @@ test_expect_success "paths/ routes a task to the running env through its card" '
 	grep -q "env srv read: To be or not" "$TEST_DIR/t1.result"
 '
 
+test_expect_success "a user's card may not name a unix socket; root's may" '
+	mkdir "$MNT/models/usock" "$MNT/models/rsock" &&
+	printf "{\"endpoint\": \"http://localhost/v1\", \"unix_socket\": \"%s\"}\n" "$sock" \
+		>"$MNT/models/rsock/card.json" &&
+	cp "$MNT/models/rsock/card.json" "$MNT/models/usock/card.json" &&
+	chown -R "$U" "$MNT/models/usock" &&
+	mkdir "$MNT/paths/tr" &&
+	printf "{\"prompt\": \"u\", \"model\": \"usock\"}\n" >"$TEST_DIR/tu.task" &&
+	chmod 644 "$TEST_DIR/tu.task" &&
+	run_as "$U" mkdir "$MNT/paths/tu" && run_as "$U" cp "$TEST_DIR/tu.task" "$MNT/paths/tu/task" &&
+	printf "{\"prompt\": \"r\", \"model\": \"rsock\"}\n" >"$MNT/paths/tr/task" &&
+	{ timeout 60 cat "$MNT/paths/tu/result" >"$TEST_DIR/tu.result" 2>&1; :; } &&
+	timeout 60 cat "$MNT/paths/tr/result" >"$TEST_DIR/tr.result" &&
+	grep -q "^failed" "$MNT/paths/tu/status" && ! grep -q "env srv read" "$TEST_DIR/tu.result" &&
+	grep -q "env srv read: r" "$TEST_DIR/tr.result" &&
+	rm -r "$MNT/models/usock" "$MNT/models/rsock"
+'
+
 test_expect_success "rmdir of a running env is refused; stop, then rmdir, leaves nothing" '
 	expect_errno EBUSY rmdir "$E/srv" &&
 	echo stop >"$E/srv/control" && state_is srv stopped &&
