@@ -236,6 +236,14 @@ static void drop(const struct env *e, const char *file)
 	free(p);
 }
 
+static int in_table(const struct env_table *t, const struct env *e)
+{
+	for (const struct env *x = t->envs; x; x = x->next)
+		if (x == e)
+			return 1;
+	return 0;
+}
+
 static struct env *find(struct env_table *t, const char *name)
 {
 	for (struct env *e = t->envs; e; e = e->next)
@@ -611,8 +619,10 @@ static void *env_main(void *arg)
 			else if (t->seen_mounted)
 				t->unmounted = 1;
 		}
+		/* An env removed meanwhile is no longer in the table: compared by address only. */
 		for (nfds_t i = 2; i < n; i++)
-			if (pf[i].revents && find(t, who[i]->name) == who[i] && who[i]->shim)
+			if (pf[i].revents && in_table(t, who[i]) && who[i]->shim &&
+			    who[i]->shim_out == pf[i].fd)
 				read_shim(t, who[i]);
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -144,26 +144,31 @@ static int host_skeleton(const char *dir)
 
 /* ---- debian: pkg... ----------------------------------------------------------------------- */
 
+/* VERSION_CODENAME of /etc/os-release (a symbolic link into /usr/lib on Debian). */
 static int host_suite(char *ret, size_t len)
 {
-	char *text = NULL, *p;
-	size_t n;
-	int r = env_read_file("/etc/os-release", 65536, &text, &n);
+	FILE *f = fopen("/etc/os-release", "re");
+	char line[512];
+	int r = -ENOENT;
 
-	if (r < 0)
-		return r;
-	p = strstr(text, "VERSION_CODENAME=");
-	r = -ENOENT;
-	if (p) {
-		p += strlen("VERSION_CODENAME=");
-		n = strcspn(p, "\n\"");
+	if (!f)
+		return -errno;
+	while (r < 0 && fgets(line, sizeof(line), f)) {
+		char *p = line;
+		size_t n;
+
+		if (strncmp(p, "VERSION_CODENAME=", 17))
+			continue;
+		p += 17;
+		p += *p == '"';
+		n = strcspn(p, "\"\n");
 		if (n > 0 && n < len) {
 			memcpy(ret, p, n);
 			ret[n] = '\0';
 			r = 0;
 		}
 	}
-	free(text);
+	fclose(f);
 	return r;
 }
 
