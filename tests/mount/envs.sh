@@ -256,6 +256,15 @@ test_expect_success "a daemon that stops stops its envs; started again, they run
 	echo stop >"$E/keep/control" && state_is keep stopped
 '
 
+test_expect_success "a daemon killed with -9 takes its containers down; the next one runs them again" '
+	echo start >"$E/keep/control" && state_is keep running && [ "$(ours keep)" = 1 ] &&
+	daemon_kill9 &&
+	wait_for 30 "[ \"\$(ours keep)\" = 0 ]" &&
+	wait_for 30 "! pgrep -f \"env-shim .*$STORE/envs/keep\" >/dev/null" &&
+	daemon_start $DAEMON_OPTS &&
+	state_is keep running && echo stop >"$E/keep/control" && state_is keep stopped
+'
+
 test_expect_success "nothing is left behind: no container, mount or cgroup of ours" '
 	for d in "$E"/*; do rmdir "$d" || exit 1; done &&
 	[ -z "$(ls "$E")" ] &&
