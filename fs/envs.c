@@ -168,11 +168,38 @@ static char *find_serve(const char *exe, const char *given)
 	return p;
 }
 
+/*
+ * The shim program: llmfs-env-shim beside the daemon (an install's libexec, or the build
+ * folder's scheduler/), else the daemon's own program, which runs it as "--env-shim" too.
+ */
+static char *find_shim(const char *exe)
+{
+	static const char *const rel[] = { "llmfs-env-shim", "../scheduler/llmfs-env-shim",
+					   "../libexec/llmfs-env-shim", NULL };
+	char *dup = strdup(exe), *dir, *p = NULL;
+
+	if (!dup)
+		return NULL;
+	dir = dirname(dup);
+	for (const char *const *r = rel; *r && !p; r++) {
+		char *c = NULL;
+
+		if (asprintf(&c, "%s/%s", dir, *r) < 0)
+			break;
+		if (access(c, X_OK) == 0)
+			p = realpath(c, NULL);
+		free(c);
+	}
+	free(dup);
+	return p ? p : strdup(exe);
+}
+
 static int envs_start(struct fs *fs, const struct fs_options *opt)
 {
 	struct env_table_config cfg = { 0 };
 	struct fs_envs *t;
-	char *state = NULL, *cache = NULL, *warnings = NULL, *serve = NULL, exe[4096];
+	char *state = NULL, *cache = NULL, *warnings = NULL, *serve = NULL, *shim = NULL;
+	char exe[4096];
 	const char *runc = env_find_runtime();
 	ssize_t n;
 	int r;
@@ -192,13 +219,14 @@ static int envs_start(struct fs *fs, const struct fs_options *opt)
 		return -ENOMEM;
 	}
 	serve = find_serve(exe, opt->env_serve);
+	shim = find_shim(exe);
 	t->fs = fs;
 	t->group = opt->has_env_group ? opt->env_group : (gid_t)-1;
 	pthread_mutex_init(&t->lock, NULL);
 	cfg.state_dir = state;
 	cfg.cache_dir = cache;
 	cfg.tree = opt->mountpoint;
-	cfg.exe = exe;
+	cfg.exe = shim ? shim : exe;
 	cfg.runc = runc;
 	cfg.serve = serve;
 	cfg.remotes = opt->remotes;
@@ -213,6 +241,7 @@ static int envs_start(struct fs *fs, const struct fs_options *opt)
 	free(state);
 	free(cache);
 	free(serve);
+	free(shim);
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "envs/ disabled: %s", strerror(-r));
 		pthread_mutex_destroy(&t->lock);

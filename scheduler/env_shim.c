@@ -202,6 +202,19 @@ static int stop_asked(void)
 	       (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
+static int left_behind(const char *id)
+{
+	static const char *const roots[] = { "/run/runc", "/run/crun" };
+	char p[512];
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", roots[i], id);
+		if (access(p, F_OK) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int create(struct shim *s)
 {
 	char *pidfile = NULL;
@@ -213,8 +226,10 @@ static int create(struct shim *s)
 		free(pidfile);
 		return -errno;
 	}
-	/* A container left by a shim that was killed: gone before ours is made. */
-	runc(s, -1, "delete", "--force", s->id, NULL, NULL, NULL);
+	/* A container left by a shim that was killed: gone before ours is made (runc's and
+	 * crun's state folders say whether there is one, without running a runtime). */
+	if (left_behind(s->id))
+		runc(s, -1, "delete", "--force", s->id, NULL, NULL, NULL);
 	r = runc(s, p[1], "create", "--bundle", s->env_dir, "--pid-file", pidfile, s->id);
 	close(p[1]);
 	free(pidfile);
