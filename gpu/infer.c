@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,40 @@ int gpu_infer_state_len(const struct gpu_infer_state *s)
 	return s->len;
 }
 
+/* out (OC) = W (OC, IC) . in (IC) + bias: one token's product.  The reference's matmul is a
+ * GEMM tuned for many rows; with one row OpenBLAS's GEMM repacks the whole weight matrix per
+ * call, which made a decode step cost as much as a 100-token forward.  GEMV reads the matrix
+ * once, in row blocks across the threads (each output is one dot product: the split does not
+ * change the result). */
+static void matvec(float *out, const float *W, const float *bias, const float *in, int OC,
+		   int IC)
+{
+	int nt = omp_get_max_threads(), blocks = 4 * nt;
+	int chunk = (OC + blocks - 1) / blocks;
+
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)OC * IC >= PAR_MIN * 16)
+	for (int b = 0; b < blocks; b++) {
+		int o0 = b * chunk, o1 = o0 + chunk < OC ? o0 + chunk : OC;
+
+		if (o0 >= o1)
+			continue;
+		if (bias)
+			memcpy(out + o0, bias + o0, (size_t)(o1 - o0) * sizeof(float));
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, IC, 1.0f, W + (size_t)o0 * IC, IC,
+			    in, 1, bias ? 1.0f : 0.0f, out + o0, 1);
+	}
+}
+
+/* out (n, OC) = in (n, IC) . W^T + bias */
+static void linear(const struct gpu_infer *w, float *out, const float *in, const float *W,
+		   const float *bias, int n, int IC, int OC)
+{
+	if (n == 1)
+		matvec(out, W, bias, in, OC, IC);
+	else
+		w->ops->matmul_forward(w->ctx, out, in, W, bias, n, IC, OC, OC);
+}
+
 /* Causal attention of n new rows (positions pos..pos+n-1) over the layer's cache, which
  * already holds their keys and values.  y (n, C). */
 static void attend(struct gpu_infer_state *s, const float *kc, const float *vc, int pos, int n)
@@ -486,8 +521,8 @@ static void feed_block(struct gpu_infer_state *s, const int32_t *tok, int n)
 
 		o->layernorm_forward(ctx, s->ln, s->mean, s->rstd, s->x, w->p[GPU_P_LN1W] + lc,
 				     w->p[GPU_P_LN1B] + lc, n, C);
-		o->matmul_forward(ctx, s->qkv, s->ln, w->p[GPU_P_QKVW] + lc * 3 * C,
-				  w->p[GPU_P_QKVB] + lc * 3, n, C, 3 * C, 3 * C);
+		linear(w, s->qkv, s->ln, w->p[GPU_P_QKVW] + lc * 3 * C, w->p[GPU_P_QKVB] + lc * 3,
+		       n, C, 3 * C);
 		for (int i = 0; i < n; i++) {
 			memcpy(kc + (size_t)(pos + i) * C, s->qkv + (size_t)i * 3 * C + C,
 			       C * sizeof(float));
@@ -495,16 +530,16 @@ static void feed_block(struct gpu_infer_state *s, const int32_t *tok, int n)
 			       C * sizeof(float));
 		}
 		attend(s, kc, vc, pos, n);
-		o->matmul_forward(ctx, s->t, s->y, w->p[GPU_P_ATTPROJW] + lc * C,
-				  w->p[GPU_P_ATTPROJB] + lc, n, C, C, C);
+		linear(w, s->t, s->y, w->p[GPU_P_ATTPROJW] + lc * C, w->p[GPU_P_ATTPROJB] + lc, n,
+		       C, C);
 		o->residual_forward(ctx, s->x, s->x, s->t, nc);
 		o->layernorm_forward(ctx, s->ln, s->mean, s->rstd, s->x, w->p[GPU_P_LN2W] + lc,
 				     w->p[GPU_P_LN2B] + lc, n, C);
-		o->matmul_forward(ctx, s->fch, s->ln, w->p[GPU_P_FCW] + lc * 4 * C,
-				  w->p[GPU_P_FCB] + lc * 4, n, C, 4 * C, 4 * C);
+		linear(w, s->fch, s->ln, w->p[GPU_P_FCW] + lc * 4 * C, w->p[GPU_P_FCB] + lc * 4, n,
+		       C, 4 * C);
 		o->gelu_forward(ctx, s->fchg, s->fch, 4 * nc);
-		o->matmul_forward(ctx, s->t, s->fchg, w->p[GPU_P_FCPROJW] + lc * 4 * C,
-				  w->p[GPU_P_FCPROJB] + lc, n, 4 * C, C, C);
+		linear(w, s->t, s->fchg, w->p[GPU_P_FCPROJW] + lc * 4 * C, w->p[GPU_P_FCPROJB] + lc,
+		       n, 4 * C, C);
 		o->residual_forward(ctx, s->x, s->x, s->t, nc);
 	}
 	s->len += n;
@@ -533,7 +568,7 @@ int gpu_infer_feed(struct gpu_infer_state *s, const int32_t *tokens, int n, floa
 
 	w->ops->layernorm_forward(w->ctx, s->ln, s->mean, s->rstd, xl, w->p[GPU_P_LNFW],
 				  w->p[GPU_P_LNFB], 1, C);
-	w->ops->matmul_forward(w->ctx, logits, s->ln, w->p[GPU_P_WTE], NULL, 1, C, V, V);
+	matvec(logits, w->p[GPU_P_WTE], NULL, s->ln, V, C);
 	return w->ops->sync(w->ctx);
 }
 

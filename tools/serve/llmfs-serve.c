@@ -69,6 +69,7 @@ struct srv {
 	struct srv_model models[MAX_MODELS];
 	int n_models;
 	int max_queue;
+	int threads;             /* --threads, 0: OpenMP's default */
 	size_t max_body;
 	struct MHD_Daemon *d[MAX_LISTEN];
 	char *unix_path[MAX_LISTEN];
@@ -237,6 +238,9 @@ static int turn_take(struct srv *srv, struct srv_model *m)
 		pthread_cond_wait(&m->cond, &m->lock);
 	m->waiting--;
 	pthread_mutex_unlock(&m->lock);
+	/* OpenMP's thread count is per calling thread: set it in each connection's thread */
+	if (srv->threads > 0)
+		omp_set_num_threads(srv->threads);
 	return 0;
 }
 
@@ -334,9 +338,15 @@ static void gen_step(struct gen *g)
 		g->finish = "length";
 }
 
+static void gen_fail(struct gen *g, int err)
+{
+	g->err = err;
+	g->finish = "error";
+}
+
 static void gen_start(struct gen *g)
 {
-	if (g->max_tokens == 0)
+	if (!g->finish && g->max_tokens == 0)
 		g->finish = "length";
 }
 
@@ -677,6 +687,10 @@ static enum MHD_Result answer_whole(struct MHD_Connection *c, struct gen *g)
 		return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "server_error", NULL,
 				  "queue_full", "too many requests are waiting; retry later");
 	}
+	/* the cache is allocated only with the turn: waiting requests hold none */
+	r = gen_prepare(g);
+	if (r < 0)
+		gen_fail(g, r);
 	gen_start(g);
 	while (!g->finish)
 		gen_step(g);
@@ -739,6 +753,8 @@ static bool next_event(struct gen *g)
 						 "type", "server_error", "code", "queue_full")) == 0;
 			}
 			g->have_turn = true;
+			if (gen_prepare(g) < 0)
+				gen_fail(g, -ENOMEM);
 			gen_start(g);
 		}
 		/* generate until there is text to send or the end */
@@ -909,12 +925,6 @@ static enum MHD_Result handle_generate(struct srv *srv, struct MHD_Connection *c
 	snprintf(g->id, sizeof(g->id), "%s-%016" PRIx64 "%lx", chat ? "chatcmpl" : "cmpl", nonce,
 		 atomic_fetch_add(&srv->next_id, 1));
 	g->created = (long)time(NULL);
-	r = gen_prepare(g);
-	if (r < 0) {
-		gen_free(g);
-		return send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "server_error", NULL, NULL,
-				  "out of memory for this request");
-	}
 	return g->stream ? answer_stream(c, g) : answer_whole(c, g);
 }
 
@@ -1196,8 +1206,7 @@ int main(int argc, char **argv)
 			srv->max_body = (size_t)strtoull(optarg, NULL, 10);
 			break;
 		case 't':
-			if (atoi(optarg) > 0)
-				omp_set_num_threads(atoi(optarg));
+			srv->threads = atoi(optarg);
 			break;
 		case 'h':
 			usage(stdout);
