@@ -265,6 +265,22 @@ test_expect_success "a daemon killed with -9 takes its containers down; the next
 	state_is keep running && echo stop >"$E/keep/control" && state_is keep stopped
 '
 
+test_expect_success "with --env-group, the group's members make and run envs, not config.json" '
+	daemon_stop && daemon_start $DAEMON_OPTS --env-group "$(id -gn "$U")" &&
+	[ "$(stat -c %a "$E")" = 775 ] && [ "$(stat -c %G "$E")" = "$(id -gn "$U")" ] &&
+	run_as "$U" mkdir "$E/grp" &&
+	[ "$(stat -c %U "$E/grp/env.json")" = "$U" ] &&
+	printf "exit 4\n" >"$TEST_DIR/bin/grp.sh" &&
+	printf "{\"model\": \"m\", \"command\": [\"/bin/sh\", \"/b/grp.sh\"], %s}\n" "$BINDS" >"$TEST_DIR/grp.json" &&
+	chmod 644 "$TEST_DIR/grp.json" &&
+	run_as "$U" cp "$TEST_DIR/grp.json" "$E/grp/env.json" &&
+	[ "$(run_as "$U" $CTL write "$E/grp/config.json" "{}")" = EACCES ] &&
+	[ "$(run_as "$U" $CTL write "$E/a/control" start)" = EACCES ] &&
+	[ "$(run_as "$U" $CTL write "$E/grp/control" start)" = OK ] &&
+	state_is grp stopped && [ "$(cat "$E/grp/state")" = "stopped (exit 4)" ] &&
+	run_as "$U" rmdir "$E/grp"
+'
+
 test_expect_success "nothing is left behind: no container, mount or cgroup of ours" '
 	for d in "$E"/*; do rmdir "$d" || exit 1; done &&
 	[ -z "$(ls "$E")" ] &&
