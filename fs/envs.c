@@ -328,8 +328,8 @@ static int envs_getattr(struct fs *fs, uint64_t ino, struct stat *sb, double *re
 {
 	struct fs_envs *t = E(fs);
 	struct env_info info;
-	char *name, *text = NULL;
-	size_t len = 0;
+	char *name;
+	uint64_t len = 0;
 	int f, r;
 
 	if (ino == FS_ENVS_INO) {
@@ -348,8 +348,7 @@ static int envs_getattr(struct fs *fs, uint64_t ino, struct stat *sb, double *re
 	if (r == 0 && f >= ENV_F_COUNT)
 		r = -ENOENT;
 	else if (r == 0 && f >= 0)
-		r = env_table_read(t->table, name, (enum env_file)f, &text, &len);
-	free(text);
+		r = env_table_size(t->table, name, (enum env_file)f, &len);
 	free(name);
 	if (r < 0)
 		return r;

@@ -574,19 +574,36 @@ static void *env_main(void *arg)
 	/* The mount table, which poll() reports changed with POLLPRI. */
 	int mounts = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
 
+	struct pollfd *pf = NULL;
+	struct env **who = NULL;
+	size_t cap = 0;
+
 	pthread_mutex_lock(&t->lock);
 	cleanup_left(t);
 	for (;;) {
-		struct pollfd pf[2 + 256];
-		struct env *who[2 + 256];
 		nfds_t n = 2;
+		size_t want = 2;
 		char buf[64];
 
+		/* Room for every env's shim: the wake pipe and the mount table come first. */
+		for (struct env *e = t->envs; e; e = e->next)
+			want++;
+		if (want > cap) {
+			struct pollfd *npf = realloc(pf, want * sizeof(*pf));
+			struct env **nwho = npf ? realloc(who, want * sizeof(*who)) : NULL;
+
+			if (npf)
+				pf = npf;
+			if (nwho) {
+				who = nwho;
+				cap = want;
+			}
+		}
 		for (struct env *e = t->envs; e; e = e->next) {
 			act(t, e);
 			if (e->shim && e->shim_eof)
 				reap(t, e, 0);
-			if (e->shim && !e->shim_eof && n < 2 + 256) {
+			if (e->shim && !e->shim_eof && n < cap) {
 				pf[n].fd = e->shim_out;
 				pf[n].events = POLLIN;
 				who[n++] = e;
@@ -600,6 +617,13 @@ static void *env_main(void *arg)
 		}
 		if (t->closing && clock_mono_s() > t->close_deadline) {
 			kill_left(t);
+			continue;
+		}
+		if (cap < 2) {
+			/* Out of memory for even the first two: wait a little and try again. */
+			pthread_mutex_unlock(&t->lock);
+			usleep(100000);
+			pthread_mutex_lock(&t->lock);
 			continue;
 		}
 		pf[0].fd = t->wake[0];
@@ -628,6 +652,8 @@ static void *env_main(void *arg)
 	pthread_mutex_unlock(&t->lock);
 	if (mounts >= 0)
 		close(mounts);
+	free(pf);
+	free(who);
 	return NULL;
 }
 
@@ -1210,6 +1236,40 @@ out:
 	*ret = text;
 	*ret_len = len;
 	return 0;
+}
+
+int env_table_size(struct env_table *t, const char *name, enum env_file f, uint64_t *ret)
+{
+	struct env *e;
+	struct stat sb;
+	char *p = NULL, *text = NULL;
+	size_t len = 0;
+	int r = 0;
+
+	if (f != ENV_F_ENV && f != ENV_F_LOG && f != ENV_F_CONFIG) {
+		r = env_table_read(t, name, f, &text, &len);
+		free(text);
+		if (r == 0)
+			*ret = len;
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	e = find(t, name);
+	if (!e)
+		r = -ENOENT;
+	else if (!(p = path_of(e, file_names[f])))
+		r = -ENOMEM;
+	else if (stat(p, &sb) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&t->lock);
+	if (r == -ENOENT && e) {
+		r = 0; /* not written yet: empty */
+		sb.st_size = 0;
+	}
+	free(p);
+	if (r == 0)
+		*ret = (uint64_t)sb.st_size;
+	return r;
 }
 
 int env_table_cards(struct env_table *t, struct env_card **ret, size_t *ret_n)

@@ -40,6 +40,7 @@
 #define LLMFS_ENV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct env_table;
@@ -116,6 +117,8 @@ int env_file_lookup(const char *file);
 /* The content now (endpoint: "" while not running). */
 int env_table_read(struct env_table *t, const char *name, enum env_file f, char **ret,
 		   size_t *ret_len);
+/* Its size now, without reading it (a stat of the kept files: ls -l of a 4 MiB log). */
+int env_table_size(struct env_table *t, const char *name, enum env_file f, uint64_t *ret);
 
 /*
  * A model card for paths/ (docs/paths.md, "Model cards") for each running env whose
