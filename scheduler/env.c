@@ -84,6 +84,9 @@ struct env_table {
 	 * they are stopped, to let the session end (they start again with the next daemon). */
 	int unmounted;
 	int seen_mounted;         /* it was mounted once (the table opens before the mount) */
+	/* A shim started ahead (exec and loading off the start's path), or 0. */
+	pid_t spare;
+	int spare_in, spare_out;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -131,6 +134,11 @@ const char *env_find_runtime(void)
 
 int env_write_file(const char *path, const char *text, size_t len)
 {
+	return env_write_file_how(path, text, len, 1);
+}
+
+int env_write_file_how(const char *path, const char *text, size_t len, int durable)
+{
 	char *tmp = NULL;
 	int fd, r = 0;
 
@@ -149,7 +157,7 @@ int env_write_file(const char *path, const char *text, size_t len)
 		else
 			done += (size_t)n;
 	}
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0)
@@ -227,15 +235,6 @@ static int put(const struct env *e, const char *file, const char *text)
 	return put_len(e, file, text, strlen(text));
 }
 
-static void drop(const struct env *e, const char *file)
-{
-	char *p = path_of(e, file);
-
-	if (p)
-		unlink(p);
-	free(p);
-}
-
 static int in_table(const struct env_table *t, const struct env *e)
 {
 	for (const struct env *x = t->envs; x; x = x->next)
@@ -275,19 +274,29 @@ static char *state_text(const struct env *e)
 	return r < 0 ? NULL : s;
 }
 
-/* A change: kept on disk, told to the caller (the lock held). */
+/*
+ * A change: kept on disk, told to the caller (the lock held).  The state and want files are
+ * renamed into place but not synced: after a crash the next daemon judges the env from its
+ * containers, not from them, and a sync here would delay every start by the disk's flush.
+ */
 static void changed(struct env_table *t, struct env *e)
 {
-	char *s = state_text(e);
+	char *s = state_text(e), *w = path_of(e, "want");
 
 	e->gen++;
-	if (s)
-		put(e, "state", s);
+	if (s && e->dir) {
+		char *p = path_of(e, "state");
+
+		if (p)
+			env_write_file_how(p, s, strlen(s), 0);
+		free(p);
+	}
 	free(s);
-	if (e->want)
-		put(e, "want", "");
-	else
-		drop(e, "want");
+	if (w && e->want && access(w, F_OK) < 0)
+		env_write_file_how(w, "", 0, 0);
+	else if (w && !e->want)
+		unlink(w);
+	free(w);
 	if (t->cfg.on_change)
 		t->cfg.on_change(t->cfg.on_change_arg, e->name);
 }
@@ -325,8 +334,17 @@ static int make_config(struct env_table *t, struct env *e, const struct env_spec
 	c.rootfs = rootfs;
 	if (r == 0)
 		r = env_spec_config(s, &c, &text);
-	if (r == 0)
-		r = put(e, "config.json", text);
+	if (r == 0) {
+		/* The same spec as the last start: left as it is (no write, no sync). */
+		char *path = path_of(e, "config.json"), *old = NULL;
+		size_t len;
+
+		if (!path || env_read_file(path, ENV_TEXT_MAX, &old, &len) < 0 ||
+		    strcmp(old, text))
+			r = put(e, "config.json", text);
+		free(old);
+		free(path);
+	}
 	free(rootfs);
 	free(text);
 	return r;
@@ -346,15 +364,13 @@ static int open_log(const struct env *e)
 	return fd < 0 ? -errno : fd;
 }
 
-static int spawn_shim(struct env_table *t, struct env *e)
+/* Starts argv with pipes for stdin and stdout and log (-1: /dev/null) as stderr. */
+static int spawn_piped(struct env_table *t, char *const argv[], int log, pid_t *ret_pid,
+		       int *ret_in, int *ret_out)
 {
-	char *const argv[] = { t->exe, "--env-shim", t->runc, e->id, e->dir, t->cache_dir,
-			       t->remotes, NULL };
 	posix_spawn_file_actions_t fa;
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, log = open_log(e), r;
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, r;
 
-	if (log < 0)
-		return log;
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
 		r = -errno;
 		goto fail;
@@ -362,20 +378,19 @@ static int spawn_shim(struct env_table *t, struct env *e)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, log, 2);
+	if (log >= 0)
+		posix_spawn_file_actions_adddup2(&fa, log, 2);
+	else
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	r = -posix_spawn(&e->shim, t->exe, &fa, NULL, argv, environ);
+	r = -posix_spawn(ret_pid, t->exe, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r < 0)
 		goto fail;
 	close(in[0]);
 	close(out[1]);
-	close(log);
-	e->shim_in = in[1];
-	e->shim_out = out[0];
-	fcntl(e->shim_out, F_SETFL, O_NONBLOCK);
-	e->line_len = 0;
-	e->shim_eof = 0;
+	*ret_in = in[1];
+	*ret_out = out[0];
 	return 0;
 fail:
 	for (int i = 0; i < 2; i++) {
@@ -384,9 +399,77 @@ fail:
 		if (out[i] >= 0)
 			close(out[i]);
 	}
-	close(log);
-	e->shim = 0;
 	return r;
+}
+
+/*
+ * A shim for e: the spare when there is one (already loaded: told its env in one line),
+ * else a new process.
+ */
+static int spawn_shim(struct env_table *t, struct env *e)
+{
+	char *const argv[] = { t->exe, "--env-shim", t->runc, e->id, e->dir, t->cache_dir,
+			       t->remotes, NULL };
+	int log, r;
+
+	if (t->spare) {
+		char *line = NULL;
+		int n = asprintf(&line, "%s\t%s\t%s\t%s\t%s\n", t->runc, e->id, e->dir,
+				 t->cache_dir, t->remotes);
+
+		e->shim = t->spare;
+		e->shim_in = t->spare_in;
+		e->shim_out = t->spare_out;
+		t->spare = 0;
+		r = n > 0 && write(e->shim_in, line, (size_t)n) == n ? 0 : -EPIPE;
+		free(line);
+		if (r == 0)
+			goto started;
+		/* A spare that died: reaped, and a new shim made instead. */
+		close(e->shim_in);
+		close(e->shim_out);
+		waitpid(e->shim, NULL, 0);
+		e->shim = 0;
+	}
+	log = open_log(e);
+	if (log < 0)
+		return log;
+	r = spawn_piped(t, argv, log, &e->shim, &e->shim_in, &e->shim_out);
+	close(log);
+	if (r < 0) {
+		e->shim = 0;
+		return r;
+	}
+started:
+	fcntl(e->shim_out, F_SETFL, O_NONBLOCK);
+	e->line_len = 0;
+	e->shim_eof = 0;
+	return 0;
+}
+
+/* A spare shim, loaded ahead of the next start, when none is there and no env is starting
+ * (its loading would compete with that start for the CPU). */
+static void refill_spare(struct env_table *t)
+{
+	char *const argv[] = { t->exe, "--env-shim", NULL };
+
+	if (t->spare || t->closing || t->unmounted)
+		return;
+	for (struct env *e = t->envs; e; e = e->next)
+		if (e->state == S_STARTING || e->start_asked)
+			return;
+	if (spawn_piped(t, argv, -1, &t->spare, &t->spare_in, &t->spare_out) < 0)
+		t->spare = 0;
+}
+
+static void drop_spare(struct env_table *t)
+{
+	if (!t->spare)
+		return;
+	close(t->spare_in);
+	close(t->spare_out);
+	waitpid(t->spare, NULL, 0);
+	t->spare = 0;
 }
 
 static void on_line(struct env_table *t, struct env *e, char *line)
@@ -609,6 +692,10 @@ static void *env_main(void *arg)
 				who[n++] = e;
 			}
 		}
+		if (t->closing || t->unmounted)
+			drop_spare(t);
+		else
+			refill_spare(t);
 		if (t->closing && !shims_left(t))
 			break;
 		if (t->closing && mounts >= 0) {

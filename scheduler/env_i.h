@@ -83,8 +83,9 @@ int env_spec_config(const struct env_spec *s, const struct env_spec_ctx *c, char
 int env_rootfs_build(const struct env_spec *s, const char *dir, const char *remotes,
 		     int log_fd, char *err, size_t errlen);
 
-/* Writes text to path through a temp file and rename (0600). */
+/* Writes text to path through a temp file, fsync and rename (0600); durable 0: no fsync. */
 int env_write_file(const char *path, const char *text, size_t len);
+int env_write_file_how(const char *path, const char *text, size_t len, int durable);
 /* Reads a file of at most max bytes (NUL-terminated). */
 int env_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 

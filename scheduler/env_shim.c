@@ -291,14 +291,70 @@ static int wait_end(struct shim *s, int *ret_status)
 	return 0;
 }
 
+/*
+ * A spare's arguments: one line "RUNC ID ENVDIR CACHE REMOTES" (tab-separated) on stdin, read a
+ * byte at a time so that what follows ("stop") stays for wait_end().  Its stderr becomes the
+ * env's log.  -ENODATA: the daemon closed stdin first (it stops, with this spare unused).
+ */
+static int read_args(char *buf, size_t len, char ***argv)
+{
+	static char *v[8];
+	size_t n = 0;
+	char *p;
+	int log;
+
+	while (n + 1 < len) {
+		ssize_t k = read(0, buf + n, 1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -ENODATA;
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = '\0';
+	v[0] = "llmfs-env-shim";
+	v[1] = "--env-shim";
+	p = buf;
+	for (int i = 2; i < 7; i++) {
+		v[i] = p;
+		p = strchr(p, '\t');
+		if (!p && i < 6)
+			return -EINVAL;
+		if (p)
+			*p++ = '\0';
+	}
+	v[7] = NULL;
+	{
+		char lp[4200];
+
+		snprintf(lp, sizeof(lp), "%s/log", v[4]);
+		log = open(lp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	}
+	if (log < 0 || dup2(log, 2) < 0)
+		return -EIO;
+	close(log);
+	*argv = v;
+	return 0;
+}
+
 int env_shim_main(int argc, char **argv)
 {
 	struct shim s = { 0 };
 	struct env_spec spec = { 0 };
-	char err[512] = "", *path = NULL, *text = NULL, *rootfs = NULL;
+	char err[512] = "", *path = NULL, *text = NULL, *rootfs = NULL, args[8192];
 	size_t len;
 	int r, st = 0;
 
+	if (argc == 2) {
+		/* A spare: started ahead, told its env when one starts. */
+		r = read_args(args, sizeof(args), &argv);
+		if (r < 0)
+			return r == -ENODATA ? 0 : 2;
+		argc = 7;
+	}
 	if (argc != 7)
 		return 2;
 	s.runc = argv[2];

@@ -282,7 +282,7 @@ test_expect_success "with --env-group, the group's members make and run envs, no
 '
 
 test_expect_success "nothing is left behind: no container, mount or cgroup of ours" '
-	for d in "$E"/*; do rmdir "$d" || exit 1; done &&
+	for d in "$E"/*; do rmdir "$d" || return 1; done &&
 	[ -z "$(ls "$E")" ] &&
 	! "$RUNC" list -q | grep -q "^llmfs-.*-\(run1\|srv\|keep\|oom\|p\)\$" &&
 	! grep -q "$STORE" /proc/mounts &&

@@ -34,7 +34,7 @@ test_expect_success "$N cycles, each running before it stops" '
 		echo stop >"$E/c$i/control" &&
 		wait_for 30 "grep -q ^stopped \"$E/c$i/state\"" &&
 		grep -qx "stopped (exit 0)" "$E/c$i/state" &&
-		rmdir "$E/c$i" || { say "cycle $i: $(cat "$E/c$i/state" 2>&1)"; exit 1; }
+		rmdir "$E/c$i" || { say "cycle $i: $(cat "$E/c$i/state" 2>&1)"; tail -5 "$E/c$i/log"; return 1; }
 		i=$((i + 1))
 	done
 '

@@ -32,7 +32,7 @@ test_expect_success "images pushed to a real registry" '
 	python3 "$NET_HELPERS/mkimage.py" "$TEST_DIR/img" &&
 	for i in ok evil dev big; do
 		python3 "$NET_HELPERS/pushlayout.py" push "$REGISTRY_URL" "" "" "img/$i" v1 \
-			"$TEST_DIR/img/$i/spec.json" >/dev/null || exit 1
+			"$TEST_DIR/img/$i/spec.json" >/dev/null || return 1
 	done &&
 	net_remotes "$STORE" lab "$REGISTRY_URL" &&
 	daemon_start && mkdir "$MNT/models/m"
@@ -76,7 +76,7 @@ test_expect_success "an image that is not there fails with the registry's reason
 '
 
 test_expect_success "no container is left" '
-	for d in "$E"/*; do rmdir "$d" || exit 1; done &&
+	for d in "$E"/*; do rmdir "$d" || return 1; done &&
 	! "$RUNC" list -q | grep -q "^llmfs-"
 '
 
