@@ -12,8 +12,10 @@
  *        |                  +--(rootfs, runc)--> failed: reason             |
  *        +------------------------- start again <---------------------------+
  *
- * Each started env is one shim process (env_shim_main(): the daemon's program run again with
- * "--env-shim"), which builds or finds the root filesystem, runs `runc create` and `runc
+ * Each started env is one shim process (env_shim_main(): cfg->exe, llmfs-env-shim or the
+ * daemon's own program, run with "--env-shim"; one spare is kept started ahead, waiting for its
+ * arguments on stdin, so that a start does not wait for a program to load), which builds or
+ * finds the root filesystem, runs `runc create` and `runc
  * start`, is the container's subreaper (so it learns its exit status), reads the OOM count
  * of the container's memory cgroup, copies the container's output into the env's log and
  * runs `runc delete`.  The daemon never waits on runc: runc stats the model's folder inside
@@ -49,7 +51,7 @@ struct env_table_config {
 	const char *state_dir;   /* one folder per env; made 0700 */
 	const char *cache_dir;   /* built root filesystems, shared */
 	const char *tree;        /* the mounted tree: models/<model> is bound from it */
-	const char *exe;         /* the program started as "exe --env-shim ..." */
+	const char *exe;         /* the shim, started as "exe --env-shim ..." */
 	const char *runc;        /* the OCI runtime's program */
 	const char *serve;       /* the llmfs-serve program, or NULL (runtime refused) */
 	const char *remotes;     /* the remotes file, for root filesystems from net/ */
@@ -132,7 +134,8 @@ struct env_card {
 int env_table_cards(struct env_table *t, struct env_card **ret, size_t *ret_n);
 void env_cards_free(struct env_card *c, size_t n);
 
-/* The shim: argv is { exe, "--env-shim", runc, id, env dir, cache dir, remotes }. */
+/* The shim: argv is { exe, "--env-shim", runc, id, env dir, cache dir, remotes }, or
+ * { exe, "--env-shim" } for a spare, which reads those five, tab-separated, as a line on stdin. */
 int env_shim_main(int argc, char **argv);
 
 #endif
