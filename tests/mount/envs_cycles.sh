@@ -13,8 +13,9 @@ done
 N=${ENVS_CYCLES:-100}
 E=$MNT/envs
 mkdir "$TEST_DIR/bin"
-# PID 1 of its namespace: it ends on SIGTERM only because it says so.
-printf 'trap "exit 0" TERM\nwhile :; do sleep 0.1; done\n' >"$TEST_DIR/bin/loop.sh"
+# PID 1 of its namespace: it ends on SIGTERM only because it says so, and only once its trap
+# is set ("ready"): "running" says runc started it, not that the script got that far.
+printf 'trap "exit 0" TERM\necho ready\nwhile :; do sleep 0.1; done\n' >"$TEST_DIR/bin/loop.sh"
 fds() { ls "/proc/$DAEMON_PID/fd" | wc -l; }
 cgroups() { find /sys/fs/cgroup -maxdepth 6 -type d -name "llmfs-*-c[0-9]*" 2>/dev/null | wc -l; }
 
@@ -31,6 +32,7 @@ test_expect_success "$N cycles, each running before it stops" '
 			"$TEST_DIR/bin" >"$E/c$i/env.json" &&
 		echo start >"$E/c$i/control" &&
 		wait_for 30 "grep -q ^running \"$E/c$i/state\"" &&
+		wait_for 30 "grep -q ^ready \"$E/c$i/log\"" &&
 		echo stop >"$E/c$i/control" &&
 		wait_for 30 "grep -q ^stopped \"$E/c$i/state\"" &&
 		grep -qx "stopped (exit 0)" "$E/c$i/state" &&
