@@ -11,6 +11,7 @@
  *   ├── paths/              agent optimal paths (fs/paths.h)
  *   ├── net/                models on OCI registries (fs/net.h)
  *   ├── train/              training jobs as folders (fs/train.c)
+ *   ├── envs/               models run in containers (fs/envs.c)
  *   └── .llmfs/             control files (fs/ctl.c)
  *       ├── status          store size, logical size, dedup, compression
  *       ├── gc              write "gc": collect and compact now; read: result
@@ -75,6 +76,7 @@ struct fs_paths;
 struct fs_net;
 struct fs_train;
 struct fs_mining;
+struct fs_envs;
 struct fs_options;
 
 struct fs {
@@ -99,6 +101,7 @@ struct fs {
 	struct fs_net *net;            /* /llm/net */
 	struct fs_train *train;        /* /llm/train, or NULL */
 	struct fs_mining *mining;      /* /llm/mining, or NULL */
+	struct fs_envs *envs;          /* /llm/envs, or NULL (fs/envs.c) */
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "fs/fs.h"
 #include "fs/subtree.h"
 #include "scheduler/mining_job.h"
+#include "scheduler/env.h"
 #include "scheduler/train_job.h"
 
 static void usage(FILE *out)
@@ -53,6 +55,12 @@ static void usage(FILE *out)
 		"                     port; mining/status names it)\n"
 		"      --mining-url URL  the URL replicas are given (default\n"
 		"                     http://HOST:PORT of --mining-listen)\n"
+		"      --env-group GROUP  members of GROUP may make envs under envs/\n"
+		"                     (default: root alone; docs/security.md)\n"
+		"      --env-bind DIR env.json may bind folders under DIR into its\n"
+		"                     container, read-only (repeatable; default none)\n"
+		"      --env-serve PROG  the llmfs-serve program envs run (default:\n"
+		"                     beside llmfs)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -183,6 +191,9 @@ int main(int argc, char **argv)
 	/* A co-training replica (scheduler/mining_replica.c), not a daemon. */
 	if (argc > 1 && !strcmp(argv[1], "--mining-replica"))
 		return mining_replica_main(argc, argv);
+	/* The process that runs one env's container (scheduler/env.h). */
+	if (argc > 1 && !strcmp(argv[1], "--env-shim"))
+		return env_shim_main(argc, argv);
 	return daemon_main(argc, argv);
 }
 
@@ -202,6 +213,9 @@ static int daemon_main(int argc, char **argv)
 		{ "train-jobs", required_argument, NULL, 'J' },
 		{ "mining-listen", required_argument, NULL, 'M' },
 		{ "mining-url", required_argument, NULL, 'U' },
+		{ "env-group", required_argument, NULL, 'G' },
+		{ "env-bind", required_argument, NULL, 'B' },
+		{ "env-serve", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -220,6 +234,7 @@ static int daemon_main(int argc, char **argv)
 	unsigned read_ahead = 1024;
 	uid_t trusted[MAX_TRUSTED];
 	size_t n_trusted = 0;
+	const char *env_binds[MAX_TRUSTED];
 
 	while ((c = getopt_long(argc, argv, "s:fdo:t:l:r:p:R:T:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -298,6 +313,33 @@ static int daemon_main(int argc, char **argv)
 				return 2;
 			}
 			fopt.mining_url = optarg;
+			break;
+		case 'G': {
+			struct group *g = getgrnam(optarg);
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = g ? g->gr_gid : strtoul(optarg, &end, 10);
+			if (!g && (!*optarg || *end || errno || v >= (gid_t)-1)) {
+				fprintf(stderr, "llmfs: --env-group %s: not a group\n", optarg);
+				return 2;
+			}
+			fopt.has_env_group = 1;
+			fopt.env_group = (gid_t)v;
+			break;
+		}
+		case 'B':
+			if (fopt.n_env_binds == MAX_TRUSTED || optarg[0] != '/') {
+				fprintf(stderr, "llmfs: --env-bind %s: not an absolute folder "
+					"(at most %d)\n", optarg, MAX_TRUSTED);
+				return 2;
+			}
+			env_binds[fopt.n_env_binds++] = optarg;
+			fopt.env_binds = env_binds;
+			break;
+		case 'S':
+			fopt.env_serve = optarg;
 			break;
 		case 'h':
 			usage(stdout);

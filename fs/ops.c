@@ -27,6 +27,7 @@ static const struct fs_subtree subtrees[] = {
 	{ "net", FS_NET_INO, FS_NET_LAST, FS_NET_TAG, &fs_net_ops },
 	{ "train", FS_TRAIN_INO, FS_TRAIN_LAST, FS_TRAIN_TAG, &fs_train_ops },
 	{ "mining", FS_MINING_INO, FS_MINING_LAST, FS_MINING_TAG, &fs_mining_ops },
+	{ "envs", FS_ENVS_INO, FS_ENVS_LAST, FS_ENVS_TAG, &fs_envs_ops },
 	{ ".llmfs", FS_CTL_INO, FS_CTL_LAST, 0, &fs_ctl_ops },
 };
 

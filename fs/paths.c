@@ -30,6 +30,7 @@
 #include "fs/park.h"
 #include "fs/paths.h"
 #include "scheduler/plan_engine.h"
+#include "scheduler/env.h"
 
 enum { F_DIR, F_TASK, F_STATUS, F_PLAN, F_CANDS, F_RESULT, F_TRACE, F_FEEDBACK, F_MAX };
 
@@ -230,6 +231,47 @@ static int read_card_file(struct fs_paths *p, const struct model_dir *m,
 }
 
 /*
+ * The cards of envs/ (fs/envs.c): one per running env with an endpoint, made by the daemon
+ * (so trusted: it names a unix socket), after the cards of models/, whose names win.  The
+ * engine takes the cards with the models' ones (n of *cards).
+ */
+static int add_env_cards(struct fs_paths *p, struct plan_card **cards, size_t *n,
+			 char **ret_warnings)
+{
+	struct env_card *ec = NULL;
+	struct plan_card *all;
+	size_t nec = 0, m = *n, i, j;
+	int r = fs_envs_cards(p->fs, &ec, &nec);
+
+	if (r < 0 || nec == 0) {
+		env_cards_free(ec, nec);
+		return r < 0 ? r : plan_engine_set_models(p->e, *cards, *n, ret_warnings);
+	}
+	all = realloc(*cards, (m + nec) * sizeof(*all));
+	if (!all) {
+		env_cards_free(ec, nec);
+		return -ENOMEM;
+	}
+	*cards = all;
+	for (i = 0; i < nec; i++) {
+		for (j = 0; j < *n && strcmp(all[j].name, ec[i].name); j++)
+			;
+		if (j < *n)
+			continue;
+		memset(&all[m], 0, sizeof(all[m]));
+		all[m].name = ec[i].name;
+		all[m].card_json = ec[i].card_json;
+		all[m].folder_uid = all[m].card_uid = p->fs->uid;
+		all[m].folder_mode = 0755;
+		all[m].card_mode = 0644;
+		m++;
+	}
+	r = plan_engine_set_models(p->e, all, m, ret_warnings);
+	env_cards_free(ec, nec);
+	return r;
+}
+
+/*
  * The engine's cards from models/<m>/card.json and README.md, read from the
  * store with their stored owners and modes: the engine judges by them
  * whether a card may run commands or read keys (plan_model.h, "Trust").
@@ -260,7 +302,7 @@ static int load_cards(struct fs_paths *p, const struct model_dirs *d,
 		n++;
 	}
 	if (r == 0)
-		r = plan_engine_set_models(p->e, cards, n, ret_warnings);
+		r = add_env_cards(p, &cards, &n, ret_warnings);
 	for (i = 0; texts && i < 2 * d->n; i++)
 		free(texts[i]);
 	free(texts);

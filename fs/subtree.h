@@ -17,7 +17,8 @@
  *   1                          (root)    the root
  *   2                          train/    the folder
  *   3                          mining/   the folder
- *   12 .. 15                   -         free: the next subtrees' folders
+ *   12                         envs/     the folder
+ *   13 .. 15                   -         free: the next subtrees' folders
  *   4 .. 6                     paths/    the folder, .stats, .models
  *   7                          net/      the folder
  *   8 .. 11                    .llmfs/   the folder, status, gc, transfers
@@ -28,6 +29,7 @@
  *   tag << 60 | n              the row   bits 60-63 name a subtree's own
  *                              with tag  numbering: 2 paths/, 3 train/, 4 net/,
  *                                        5 mining/
+ *                                        6 envs/
  *
  * An inode with a tag belongs to the row with that tag; any other to the
  * row whose range [lo, hi] holds it.  A row whose subtree is off (no
@@ -76,6 +78,9 @@
 #define FS_MINING_INO 3
 #define FS_MINING_LAST 3
 #define FS_MINING_TAG 5ULL
+#define FS_ENVS_INO 12
+#define FS_ENVS_LAST 12
+#define FS_ENVS_TAG 6ULL
 
 #define FS_CTL_INO 8
 #define FS_CTL_LAST 11
@@ -105,6 +110,11 @@ struct fs_options {
 	unsigned train_jobs;    /* train/: jobs run at once; 0: one */
 	const char *mining_listen; /* mining/: the replicas' server, HOST:PORT (NULL: 127.0.0.1:0) */
 	const char *mining_url;    /* mining/: the URL replicas are given (NULL: from the listen) */
+	int has_env_group;      /* envs/: env_group may make envs too (else root alone) */
+	gid_t env_group;
+	const char *const *env_binds; /* envs/: folders env.json may bind from */
+	size_t n_env_binds;
+	const char *env_serve;  /* envs/: the llmfs-serve program; NULL: looked for */
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
@@ -212,6 +222,7 @@ extern const struct fs_subtree_ops fs_net_ops;    /* fs/net.c */
 extern const struct fs_subtree_ops fs_ctl_ops;    /* fs/ctl.c */
 extern const struct fs_subtree_ops fs_train_ops;  /* fs/train.c */
 extern const struct fs_subtree_ops fs_mining_ops; /* fs/mining.c */
+extern const struct fs_subtree_ops fs_envs_ops;   /* fs/envs.c */
 
 /* The row that owns ino, or NULL (the root, a free number, a row off). */
 const struct fs_subtree *fs_subtree_of(const struct fs *fs, uint64_t ino);
@@ -238,5 +249,13 @@ void fs_gc_record(struct fs *fs, int64_t freed, int requested);
 int fs_models_init(struct fs *fs);
 void fs_models_release(struct fs *fs);
 void fs_models_changed(struct fs *fs);
+
+/*
+ * envs/ (fs/envs.c): a model card for each running env with an endpoint
+ * (scheduler/env.h, struct env_card; env_cards_free() frees them), for
+ * paths/; none while envs/ is off.
+ */
+struct env_card;
+int fs_envs_cards(struct fs *fs, struct env_card **ret, size_t *ret_n);
 
 #endif

@@ -334,6 +334,8 @@ static int start_http(struct run *r, struct call *c, char **ret_why)
 			 (long)(fmin(m->timeout_s, 10) * 1000));
 	curl_easy_setopt(c->job.h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c->job.h, CURLOPT_FOLLOWLOCATION, 0L);
+	if (m->unix_socket)
+		curl_easy_setopt(c->job.h, CURLOPT_UNIX_SOCKET_PATH, m->unix_socket);
 	if (r->o->writer && !m->trusted) {
 		curl_easy_setopt(c->job.h, CURLOPT_OPENSOCKETFUNCTION,
 				 open_as_writer);

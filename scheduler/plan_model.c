@@ -33,6 +33,7 @@ void plan_model_release(struct plan_model *m)
 		return;
 	free(m->name);
 	free(m->base_url);
+	free(m->unix_socket);
 	free(m->remote_model);
 	free(m->api_key_env);
 	free(m->api_key_file);
@@ -210,7 +211,8 @@ static int num_field(json_t *card, const char *key, double *ret, double def,
 static const char *const card_keys[] = {
 	"endpoint", "model", "api_key_env", "api_key_file", "command",
 	"price_in", "price_out", "context", "latency_s", "tokens_per_s",
-	"timeout_s", "retries", "skills", "description", "stream", NULL,
+	"timeout_s", "retries", "skills", "description", "stream", "unix_socket",
+	NULL,
 };
 
 static int parse_card(struct plan_model *m, json_t *card, char **ret_err)
@@ -276,6 +278,12 @@ static int parse_card(struct plan_model *m, json_t *card, char **ret_err)
 			rc = fail(ret_err, "model %s: stream must be true or "
 				  "false", m->name);
 		m->stream = json_is_true(v);
+		if (!rc)
+			rc = str_field(card, "unix_socket", &m->unix_socket,
+				       m->name, ret_err);
+		if (!rc && m->unix_socket && m->unix_socket[0] != '/')
+			rc = fail(ret_err, "model %s: unix_socket must be an "
+				  "absolute path", m->name);
 		if (rc)
 			return rc;
 	}
@@ -483,6 +491,9 @@ static const char *needs_trust(const struct plan_model *m)
 		return "reads a key (api_key_env)";
 	if (m->api_key_file)
 		return "reads a key (api_key_file)";
+	/* The daemon would connect to any socket of the host (envs/ makes these). */
+	if (m->unix_socket)
+		return "connects to a unix socket (unix_socket)";
 	return NULL;
 }
 

@@ -57,6 +57,8 @@ struct plan_model {
 	char *remote_model;  /* HTTP: the "model" field sent */
 	char *api_key_env;   /* HTTP: name of the variable holding the key */
 	char *api_key_file;  /* HTTP: path of a file holding the key */
+	char *unix_socket;   /* HTTP: the endpoint is reached through this unix
+				socket (an env of envs/); trusted cards only */
 	char **argv;         /* COMMAND: NULL-terminated */
 	double price_in;     /* USD per million input tokens */
 	double price_out;    /* USD per million output tokens */

@@ -14,7 +14,7 @@ secs=$2
 work=$3
 shift 3
 src=$(cd "$(dirname "$0")" && pwd)
-[ $# -gt 0 ] || set -- gguf safetensors config bytegroup
+[ $# -gt 0 ] || set -- gguf safetensors config bytegroup env_unpack
 mkdir -p "$work"
 cd "$work"
 for name in "$@"; do
