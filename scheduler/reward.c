@@ -53,9 +53,10 @@ int reward_billing_parse(const char *s, struct reward_billing *ret, char *err, s
 	if (!s || !*s)
 		return set_err(err, errlen, "billing weights: empty", "");
 	while (*p) {
-		const char *end = strchr(p, ','), *eq;
+		const char *end = strchr(p, ','), *eq, *stop;
 		size_t len = end ? (size_t)(end - p) : strlen(p), k;
 
+		stop = p + len;
 		eq = memchr(p, '=', len);
 		if (!eq || eq == p)
 			return set_err(err, errlen, "billing weights: not kind=weight", p);
@@ -68,11 +69,11 @@ int reward_billing_parse(const char *s, struct reward_billing *ret, char *err, s
 				return set_err(err, errlen, "billing weights: bad kind", p);
 			b.kind[b.n][k] = (char)tolower((unsigned char)p[k]);
 		}
-		if (parse_milli(eq + 1, len - (size_t)(eq + 1 - p), &b.milli[b.n]) < 0)
+		if (parse_milli(eq + 1, (size_t)(stop - (eq + 1)), &b.milli[b.n]) < 0)
 			return set_err(err, errlen, "billing weights: bad weight (0 to 10^6, at most"
 				       " 3 decimals)", eq + 1);
 		b.n++;
-		p = end ? end + 1 : p + len;
+		p = end ? end + 1 : stop;
 		if (end && !*p)
 			return set_err(err, errlen, "billing weights: trailing comma", s);
 	}
