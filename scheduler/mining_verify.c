@@ -74,7 +74,7 @@ static void classify(const float *claim, const float *replay, size_t n,
 	}
 	c->cosine = nc > 0 && nr > 0 ? dot / sqrt(nc * nr) : 0;
 	c->scale = nr > 0 ? dot / nr : 0;
-	if (c->cosine > 0.999)
+	if (fabs(c->cosine) > 0.999)
 		c->verdict = MINING_SCALED;
 	else if (fabs(c->cosine) < 0.2)
 		c->verdict = MINING_NOISE;
@@ -108,7 +108,7 @@ int mining_verify_window(struct gpu_model *m, const struct gpu_window *w, const 
 	}
 	classify(claim, replay, n, &c);
 	for (i = 0; i < n_others; i++)
-		if (others[i] && others[i] != claim && same(claim, others[i], n, tol)) {
+		if (others[i] && same(claim, others[i], n, tol)) {
 			c.verdict = MINING_COPY;
 			c.copy_of = i;
 			goto done;

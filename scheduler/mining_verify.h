@@ -14,9 +14,10 @@
  *         grown over H steps), and a replay on the CPU of a CUDA window uses the same bound.
  *
  * A claim that fails is classified, for the flag entry's evidence:
- *   copy         it equals another replica's claim of the round (and does not replay)
+ *   copy         it equals another replica's claim of the round (and does not replay: the
+ *                replica whose window it is passes)
  *   fewer-steps  it equals the replay after k < H steps
- *   scaled       cosine with the replay > 0.999, its norm ratio not 1
+ *   scaled       |cosine| with the replay > 0.999, its norm ratio not 1
  *   noise        |cosine| < 0.2: unrelated to the window's training
  *   other-data   anything else (correlated with, but not, the shard's training)
  *
@@ -64,7 +65,8 @@ const char *mining_verdict_name(enum mining_verdict v);
 
 /*
  * Replays w on m and checks claim (n floats) against it with tolerance tol (0: bit for bit);
- * others[0..n_others) are the other replicas' claims of the round (may be 0).  0 and
+ * others[0..n_others) are the round's claims (this one may be among them; n_others may
+ * be 0).  0 and
  * ret->verdict; MINING_OK only for a claim that replays.
  */
 int mining_verify_window(struct gpu_model *m, const struct gpu_window *w, const float *claim,
