@@ -820,12 +820,12 @@ int ledger_verify(struct ledger *l, char err[LEDGER_ERR_MAX], int64_t *ret_n)
 		goto out;
 	r = ledger_foreach(l, NULL, NULL, verify_row, &c);
 	if (r == 0)
-		r = chk_finish(&c);
-	if (r == 0)
 		r = ledger_head(l, &head_seq, head_hash);
 	if (r == 0 && (head_seq != c.n || strcmp(head_hash, c.prev) != 0))
 		r = chk_fail(&c, "head names entry %" PRId64 " but the journal ends at entry %"
 			     PRId64 " (entries deleted at the end?)", head_seq, c.n);
+	if (r == 0)
+		r = chk_finish(&c);
 	if (r == 0)
 		r = chk_balances(l, &c);
 	exec(l, "COMMIT;");
@@ -921,11 +921,11 @@ int ledger_verify_jsonl(const char *text, size_t len, const char *head,
 		entry_free_strings(&e);
 		p = nl + 1;
 	}
-	if (r == 0)
-		r = chk_finish(&c);
 	if (r == 0 && head && strcmp(head, c.prev) != 0)
 		r = chk_fail(&c, "the last entry (%" PRId64 ") is not the head given (entries"
 			     " deleted at the end?)", c.n);
+	if (r == 0)
+		r = chk_finish(&c);
 	if (r == 0 && ret_n)
 		*ret_n = c.n;
 	chk_release(&c);

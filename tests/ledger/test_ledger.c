@@ -516,10 +516,36 @@ static void test_balance_json(void)
 	free(db);
 }
 
-int main(void)
+/* test_ledger --make-store DIR: DIR/mining/ledger.db with 10 compute credits, a revenue and
+ * its shares, for tests/ledger/tool.sh. */
+static int make_store(const char *dir)
+{
+	char *db;
+	struct ledger *l = NULL;
+	struct ledger_credit rev[] = {
+		{ "model:m", 1, "model:m", LEDGER_REVENUE, 1000, "{\"call\":\"t1\"}", 1800000000 },
+		{ "model:m", 1, "designer", LEDGER_SHARE, 300, NULL, 1800000000 },
+		{ "model:m", 1, "p1", LEDGER_SHARE, 700, NULL, 1800000000 },
+	};
+	int r;
+
+	REQUIRE(asprintf(&db, "%s/mining/ledger.db", dir) > 0);
+	fill(db, 10);
+	r = ledger_open(db, 0, &l);
+	if (r == 0)
+		r = ledger_append_batch(l, rev, 3, NULL);
+	ledger_close(l);
+	free(db);
+	return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
 {
 	const char *tmp = getenv("TMPDIR");
 	char cmd[300];
+
+	if (argc == 3 && strcmp(argv[1], "--make-store") == 0)
+		return make_store(argv[2]);
 
 	snprintf(top, sizeof(top), "%s/ledger-test-XXXXXX", tmp ? tmp : "/tmp");
 	REQUIRE(mkdtemp(top));
