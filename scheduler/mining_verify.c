@@ -82,6 +82,30 @@ static void classify(const float *claim, const float *replay, size_t n,
 		c->verdict = MINING_OTHER_DATA;
 }
 
+void mining_verify_compare(const float *claim, const float *replay, size_t n, double tol,
+			   const float *const *others, int n_others, struct mining_check *ret)
+{
+	struct mining_check c = { 0 };
+	int i;
+
+	c.copy_of = -1;
+	c.rel_err = rel_err(claim, replay, n);
+	if (same(claim, replay, n, tol)) {
+		c.verdict = MINING_OK;
+		c.cosine = c.scale = 1;
+		*ret = c;
+		return;
+	}
+	classify(claim, replay, n, &c);
+	for (i = 0; i < n_others; i++)
+		if (others[i] && same(claim, others[i], n, tol)) {
+			c.verdict = MINING_COPY;
+			c.copy_of = i;
+			break;
+		}
+	*ret = c;
+}
+
 int mining_verify_window(struct gpu_model *m, const struct gpu_window *w, const float *claim,
 			 size_t n, double tol, const float *const *others, int n_others,
 			 struct mining_check *ret)
@@ -89,35 +113,21 @@ int mining_verify_window(struct gpu_model *m, const struct gpu_window *w, const 
 	struct steps_arg sa = { claim, tol, w->steps, 0 };
 	struct mining_check c = { 0 };
 	float *replay;
-	int r, i;
+	int r;
 
 	if (n != gpu_model_num_params(m) || tol < 0)
 		return -EINVAL;
 	replay = malloc(n * sizeof(*replay));
 	if (!replay)
 		return -ENOMEM;
-	c.copy_of = -1;
 	r = gpu_window_run(m, w, replay, on_step, &sa);
 	if (r < 0)
 		goto out;
-	c.rel_err = rel_err(claim, replay, n);
-	if (same(claim, replay, n, tol)) {
-		c.verdict = MINING_OK;
-		c.cosine = c.scale = 1;
-		goto done;
-	}
-	classify(claim, replay, n, &c);
-	for (i = 0; i < n_others; i++)
-		if (others[i] && same(claim, others[i], n, tol)) {
-			c.verdict = MINING_COPY;
-			c.copy_of = i;
-			goto done;
-		}
-	if (sa.matched) {
+	mining_verify_compare(claim, replay, n, tol, others, n_others, &c);
+	if (c.verdict != MINING_OK && c.verdict != MINING_COPY && sa.matched) {
 		c.verdict = MINING_FEWER_STEPS;
 		c.steps = sa.matched;
 	}
-done:
 	*ret = c;
 out:
 	free(replay);

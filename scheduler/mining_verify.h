@@ -73,6 +73,11 @@ int mining_verify_window(struct gpu_model *m, const struct gpu_window *w, const 
 			 size_t n, double tol, const float *const *others, int n_others,
 			 struct mining_check *ret);
 
+/* The comparison alone, of a claim with a replay made elsewhere (the coordinator's own
+ * window function): every verdict but fewer-steps. */
+void mining_verify_compare(const float *claim, const float *replay, size_t n, double tol,
+			   const float *const *others, int n_others, struct mining_check *ret);
+
 /* Whether window (job, round, replica) is checked: HMAC-SHA-256 under key[32], its first 8
  * bytes as a fraction of 2^64, below q. */
 int mining_verify_pick(const uint8_t key[32], const char *job, long round, int replica,
