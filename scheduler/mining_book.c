@@ -35,6 +35,7 @@ struct mining_book {
 	struct mining *m;
 	uint8_t key[32];
 	double q;
+	long drop;          /* fault injection: the hook of this round is lost (0: none) */
 	char error[256];
 };
 
@@ -96,6 +97,8 @@ int mining_book_open(const char *store_dir, struct mining_book **ret)
 		if (!*end && v >= 0 && v <= 1)
 			b->q = v;
 	}
+	q = getenv("LLMFS_MINING_BOOK_DROP");
+	b->drop = q ? atol(q) : 0;
 	r = ledger_open(path, 1, &b->l);
 	if (r == 0)
 		r = load_key(store_dir, b->key);
@@ -618,8 +621,10 @@ void mining_book_on_round(void *arg, const struct mining_round *rd)
 	struct mining_book *b = arg;
 
 	pthread_mutex_lock(&b->lock);
-	if (rd->opts && rd->tokens)
-		catch_up(b, rd);
-	book_round(b, rd);
+	if (rd->round != b->drop) {
+		if (rd->opts && rd->tokens)
+			catch_up(b, rd);
+		book_round(b, rd);
+	}
 	pthread_mutex_unlock(&b->lock);
 }

@@ -17,6 +17,11 @@
  *   - books it all in one batch (mining_ledger_book_round()).
  * q is 0.1, or LLMFS_MINING_CHECK_Q in the daemon's environment (0 to 1; the tests use 1).
  *
+ * A round made durable by a coordinator killed before it called the hook is booked at the
+ * job's next round, from what the job folder keeps (the same entries, the same checks).
+ * LLMFS_MINING_BOOK_DROP=N (fault injection for the tests) loses the hook of every round N,
+ * as that crash would.
+ *
  * The ledger views of mining/ (ledger.jsonl, accounts/<name>/balance) read through it, under
  * the same lock as the hook, so that they see whole rounds.
  *

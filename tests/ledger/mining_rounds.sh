@@ -1,0 +1,100 @@
+#!/bin/sh
+# mining_rounds.sh - a co-training job pays its rounds into the ledger.
+# A provider with an account and a price runs a job of a designer's account; every window
+# is replayed (LLMFS_MINING_CHECK_Q=1) and passes; each round's compute pay is the provider's
+# metering times its price, breakthroughs pay above eps, and the ledger, its mining/ views
+# and llmfs-ledger agree.  Then the daemon is killed with SIGKILL at random moments and
+# replicas are killed mid-round, and the job still ends with every round paid exactly once.
+. "$MOUNT_HELPERS/lib.sh"
+
+require_cmd python3
+: "${LLMFS_LEDGER:?}"
+[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
+	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}"
+	exit 1
+}
+L=$LLMFS_LEDGER
+CHECK="python3 $(dirname "$0")/check_rounds.py"
+J=$MNT/mining/jobs
+P=$MNT/mining/providers
+A=$MNT/mining/accounts
+LLMFS_MINING_CHECK_Q=1
+export LLMFS_MINING_CHECK_Q
+OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
+sample-len=32 seed=3 providers=p1 account=alice replicas=2'
+
+job() {
+	jn=$1; shift
+	mkdir "$J/$jn" && printf '%s\n%s\n' "$OPTS" "$*" >"$J/$jn/job"
+}
+result() {
+	timeout 300 cat "$J/$1/result" >"$TEST_DIR/$1.result" ||
+		{ say "# no result for $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
+	say "# $1: $(head -n 1 "$J/$1/status")"
+}
+rows() { tail -n +2 "$1" | wc -l; }
+
+test_expect_success 'set up: accounts, a priced provider, the corpus' '
+	daemon_start &&
+	mkdir -p "$MNT/models/corpora" &&
+	head -c 120000 "$TRAIN_CORPUS" >"$MNT/models/corpora/tiny.txt" &&
+	mkdir "$A/alice" "$A/prov" "$P/p1" &&
+	printf "%s\n" "{\"kind\": \"local\", \"account\": \"prov\", \"price\": 0.5, \"device\": \"cpu\"}" \
+		>"$P/p1/provider.json" &&
+	ls "$MNT/mining" | grep -qx ledger.jsonl &&
+	ls "$A/prov" | grep -qx balance
+'
+
+test_expect_success 'a job runs; every round is paid, every window replays' '
+	job b1 inner-steps=10 steps=60 &&
+	result b1 && [ "$(head -n 1 "$J/b1/status")" = done ] &&
+	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger.jsonl" &&
+	$CHECK "$TEST_DIR/ledger.jsonl" "$J/b1" b1 prov 0.5 --all-verified
+'
+
+test_expect_success 'the views agree with llmfs-ledger, and the chain verifies' '
+	"$L" verify "$STORE" &&
+	"$L" show "$STORE" | cmp - "$TEST_DIR/ledger.jsonl" &&
+	"$L" verify-file "$TEST_DIR/ledger.jsonl" "$("$L" head "$STORE" | cut -d" " -f2)" &&
+	cat "$A/prov/balance" >"$TEST_DIR/prov.balance" &&
+	"$L" balance "$STORE" prov | cmp - "$TEST_DIR/prov.balance" &&
+	python3 -c "import json, sys
+b = json.load(open(sys.argv[1]))
+s = sum(json.loads(l)[\"amount\"] for l in open(sys.argv[2])
+        if json.loads(l)[\"account\"] == \"prov\" and json.loads(l)[\"kind\"] != \"units\")
+assert b[\"balance\"] == s and s > 0, (b, s)" "$TEST_DIR/prov.balance" "$TEST_DIR/ledger.jsonl"
+'
+
+test_expect_success 'a round whose hook was lost (a crash after the round) is paid at the next' '
+	daemon_stop &&
+	LLMFS_MINING_BOOK_DROP=2 && export LLMFS_MINING_BOOK_DROP &&
+	daemon_start && unset LLMFS_MINING_BOOK_DROP &&
+	job c1 inner-steps=10 steps=50 &&
+	result c1 &&
+	"$L" show "$STORE" --job c1 >"$TEST_DIR/c1.jsonl" &&
+	$CHECK "$TEST_DIR/c1.jsonl" "$J/c1" c1 prov 0.5 --all-verified &&
+	daemon_stop && daemon_start
+'
+
+test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
+	job k1 inner-steps=10 steps=400 &&
+	kills=0 && rkills=0 && i=0 &&
+	while [ $i -lt 12 ]; do
+		i=$((i + 1)) &&
+		sleep "$(python3 -c "import random; print(random.uniform(0.3, 2.5))")" &&
+		if [ $((i % 2)) = 0 ]; then
+			pid=$(sed -n "s/^replica [0-9]*: p1 \([0-9]*\):.*, running.*/\1/p" "$J/k1/status" | head -n 1) &&
+			if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null && rkills=$((rkills + 1)); fi
+		else
+			daemon_kill9 && kills=$((kills + 1)) && daemon_start
+		fi || return 1
+	done &&
+	say "# $kills daemon kills, $rkills replica kills" &&
+	result k1 && [ "$(head -n 1 "$J/k1/status")" = done ] &&
+	[ "$(rows "$J/k1/rounds.tsv")" = 40 ] &&
+	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
+	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
+	"$L" verify "$STORE"
+'
+
+test_done
