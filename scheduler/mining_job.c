@@ -99,6 +99,7 @@ struct slot {
 	double loss;
 	char reason[160];
 	char delta_path[512];
+	float *delta;               /* its accepted pseudo-gradient */
 };
 
 struct job {
@@ -112,6 +113,7 @@ struct job {
 	enum jstate state;
 	char reason[512];
 	int stop_asked;
+	unsigned refs;              /* requests using the job with the lock released */
 	unsigned long long gen;
 	/* the options */
 	struct gpu_train_opts o;
@@ -132,7 +134,7 @@ struct job {
 	/* the round in flight (m->lock) */
 	long round_open, round_done;
 	size_t n;                   /* parameters */
-	float *sum;                 /* the accepted pseudo-gradients, summed */
+	float *sum;                 /* the average of the accepted pseudo-gradients */
 	unsigned accepted;
 	void *wframe;               /* W(round_open - 1), fp32 frame */
 	size_t wframe_len;
@@ -492,7 +494,8 @@ static int set_mining_key(struct job *j, const char *key, const char *v, char *e
  */
 static int parse_job(struct job *j, const char *text, size_t len, char *err, size_t errlen)
 {
-	char *train = calloc(1, len + 2), *tp = train, *line = NULL;
+	/* each line may gain a blank and a newline: 2 bytes a line at most, so 3 x len + 2 */
+	char *train = calloc(1, 3 * len + 2), *tp = train, *line = NULL;
 	const char *p = text, *end = text + len;
 	int r = 0, lineno = 0;
 
@@ -747,6 +750,8 @@ static void job_free(struct job *j)
 	free(j->text);
 	free(j->sum);
 	free(j->wframe);
+	for (unsigned i = 0; j->slots && i < j->n_slots; i++)
+		free(j->slots[i].delta);
 	free(j->slots);
 	free(j->tokens);
 	free(j);
@@ -907,6 +912,8 @@ int mining_remove(struct mining *m, enum mining_kind k, const char *name, uid_t 
 			pthread_mutex_unlock(&m->lock);
 			job_stop_thread(m, j);
 			pthread_mutex_lock(&m->lock);
+			while (j->refs)
+				pthread_cond_wait(&m->wake, &m->lock);
 			job_free(j);
 		}
 	}
@@ -1932,10 +1939,11 @@ static void *job_main(void *arg)
 		j->wframe = frame;
 		j->wframe_len = flen;
 		j->accepted = 0;
-		memset(j->sum, 0, j->n * sizeof(float));
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			struct slot *s = &j->slots[i];
 
+			free(s->delta);
+			s->delta = NULL;
 			s->posted = s->dropped = 0;
 			s->steps = 0;
 			s->loss = 0;
@@ -1954,6 +1962,18 @@ static void *job_main(void *arg)
 			break;
 		pthread_mutex_lock(&m->lock);
 		acc = j->accepted;
+		/* summed in slot order, whatever order they came in: the outer step is then a
+		 * function of the pseudo-gradients alone, and a resumed job ends bit for bit as
+		 * an uninterrupted one */
+		memset(j->sum, 0, j->n * sizeof(float));
+		for (unsigned i = 0; i < j->n_slots; i++) {
+			struct slot *s = &j->slots[i];
+
+			for (size_t k = 0; s->posted && s->delta && k < j->n; k++)
+				j->sum[k] += s->delta[k];
+			free(s->delta);
+			s->delta = NULL;
+		}
 		for (size_t k = 0; k < j->n && acc; k++) {
 			float d = j->sum[k] / (float)acc;
 
@@ -2038,8 +2058,16 @@ static void *job_main(void *arg)
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
 		stop_slots(j);
-		if (j->stop_asked == 1)
-			set_state(j, J_STOPPED, "stopped");
+		if (j->stop_asked == 1) {
+			pthread_mutex_lock(&m->lock);
+			j->state = J_STOPPED;
+			snprintf(j->reason, sizeof(j->reason), "stopped");
+			write_result(j, val);
+			save_state(j);
+			j->gen++;
+			changed(m, MINING_JOBS, j->name);
+			pthread_mutex_unlock(&m->lock);
+		}
 		goto out_slots;
 	}
 	stop_slots(j);
@@ -2463,20 +2491,12 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	size_t n;
 	int r;
 
+	/* the frame is checked first: a malformed one is refused whatever the round */
 	pthread_mutex_lock(&m->lock);
-	if (round != j->round_open || !j->round_open) {
-		reply(rs, 409, "round %ld is not open (open: %ld, done: %ld)\n", round,
-		      j->round_open, j->round_done);
-		pthread_mutex_unlock(&m->lock);
-		return;
-	}
-	if (j->slots[slot].posted) {
-		reply(rs, 409, "replica %u already posted round %ld\n", slot, round);
-		pthread_mutex_unlock(&m->lock);
-		return;
-	}
 	n = j->n;
 	pthread_mutex_unlock(&m->lock);
+	if (!n)
+		return reply(rs, 409, "the job has not started\n");
 	tmp = malloc(n * sizeof(float));
 	if (!tmp) {
 		reply(rs, 503, "out of memory\n");
@@ -2495,6 +2515,16 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		free(tmp);
 		return;
 	}
+	pthread_mutex_lock(&m->lock);
+	r = round == j->round_open && round && !j->slots[slot].posted;
+	if (!r)
+		reply(rs, 409, "round %ld is not open for replica %u (open: %ld, done: %ld)\n",
+		      round, slot, j->round_open, j->round_done);
+	pthread_mutex_unlock(&m->lock);
+	if (!r) {
+		free(tmp);
+		return;
+	}
 	path = jpath(j, "deltas/%ld-%u.pg", round, slot);
 	r = path ? write_file(path, rq->body, rq->body_len) : -ENOMEM;
 	pthread_mutex_lock(&m->lock);
@@ -2505,8 +2535,9 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	} else {
 		struct slot *s = &j->slots[slot];
 
-		for (size_t k = 0; k < n; k++)
-			j->sum[k] += tmp[k];
+		free(s->delta);
+		s->delta = tmp;
+		tmp = NULL;
 		s->posted = 1;
 		s->dropped = 0;
 		s->reason[0] = '\0';
@@ -2598,9 +2629,15 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {
+		/* the job stays while the request uses it: a remove waits for refs to fall */
+		j->refs++;
 		pthread_mutex_unlock(&m->lock);
-		/* the job stays: a remove joins its thread, and requests finish first */
-		return job_delta(m, j, (unsigned)slot, rq, rs);
+		job_delta(m, j, (unsigned)slot, rq, rs);
+		pthread_mutex_lock(&m->lock);
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		pthread_mutex_unlock(&m->lock);
+		return;
 	} else {
 		reply(rs, 404, "no such endpoint\n");
 	}
