@@ -52,6 +52,14 @@ test_expect_success 'a job runs; every round is paid, every window replays' '
 	$CHECK "$TEST_DIR/ledger.jsonl" "$J/b1" b1 prov 0.5 --all-verified
 '
 
+test_expect_success 'int8 pseudo-gradients replay too (the replay passed through int8)' '
+	job i1 inner-steps=10 steps=40 compression=int8 &&
+	result i1 && [ "$(head -n 1 "$J/i1/status")" = done ] &&
+	"$L" show "$STORE" --job i1 >"$TEST_DIR/i1.jsonl" &&
+	$CHECK "$TEST_DIR/i1.jsonl" "$J/i1" i1 prov 0.5 --all-verified &&
+	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger.jsonl"
+'
+
 test_expect_success 'the views agree with llmfs-ledger, and the chain verifies' '
 	"$L" verify "$STORE" &&
 	"$L" show "$STORE" | cmp - "$TEST_DIR/ledger.jsonl" &&
@@ -78,6 +86,8 @@ test_expect_success 'a round whose hook was lost (a crash after the round) is pa
 
 test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
 	job k1 inner-steps=10 steps=400 &&
+	# kills start once the job has its data (a resume before that is the coordinator s case)
+	wait_for 120 "[ \$(rows \"$J/k1/rounds.tsv\") -ge 1 ]" &&
 	kills=0 && rkills=0 && i=0 &&
 	while [ $i -lt 12 ]; do
 		i=$((i + 1)) &&
