@@ -4,7 +4,8 @@
 # is replayed (LLMFS_MINING_CHECK_Q=1) and passes; each round's compute pay is the provider's
 # metering times its price, breakthroughs pay above eps, and the ledger, its mining/ views
 # and llmfs-ledger agree.  Then the daemon is killed with SIGKILL at random moments and
-# replicas are killed mid-round, and the job still ends with every round paid exactly once.
+# replicas are killed mid-round, and the job still ends with every round paid exactly once
+# (MINING_KILLS=N kills instead of 12).
 . "$MOUNT_HELPERS/lib.sh"
 
 require_cmd python3
@@ -33,6 +34,8 @@ result() {
 	say "# $1: $(head -n 1 "$J/$1/status")"
 }
 rows() { tail -n +2 "$1" | wc -l; }
+# kills in the last block, half of the daemon, half of a replica (MINING_KILLS=100 for a long run)
+KILLS=${MINING_KILLS:-12}
 
 test_expect_success 'set up: accounts, a priced provider, the corpus' '
 	daemon_start &&
@@ -85,11 +88,11 @@ test_expect_success 'a round whose hook was lost (a crash after the round) is pa
 '
 
 test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
-	job k1 inner-steps=10 steps=400 &&
+	job k1 inner-steps=10 steps=$((KILLS * 100 > 400 ? KILLS * 100 : 400)) &&
 	# kills start once the job has its data (a resume before that is the coordinator s case)
 	wait_for 120 "[ \$(rows \"$J/k1/rounds.tsv\") -ge 1 ]" &&
 	kills=0 && rkills=0 && i=0 &&
-	while [ $i -lt 12 ]; do
+	while [ $i -lt "$KILLS" ]; do
 		i=$((i + 1)) &&
 		sleep "$(python3 -c "import random; print(random.uniform(0.3, 2.5))")" &&
 		if [ $((i % 2)) = 0 ]; then
@@ -101,7 +104,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 	done &&
 	say "# $kills daemon kills, $rkills replica kills" &&
 	result k1 && [ "$(head -n 1 "$J/k1/status")" = done ] &&
-	[ "$(rows "$J/k1/rounds.tsv")" = 40 ] &&
+	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 10 > 40 ? KILLS * 10 : 40)) ] &&
 	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
 	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
 	"$L" verify "$STORE"
