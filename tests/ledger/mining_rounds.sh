@@ -88,7 +88,7 @@ test_expect_success 'a round whose hook was lost (a crash after the round) is pa
 '
 
 test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
-	job k1 inner-steps=10 steps=$((KILLS * 100 > 400 ? KILLS * 100 : 400)) &&
+	job k1 inner-steps=10 steps=$((KILLS * 40 > 400 ? KILLS * 40 : 400)) &&
 	# kills start once the job has its data (a resume before that is the coordinator s case)
 	wait_for 120 "[ \$(rows \"$J/k1/rounds.tsv\") -ge 1 ]" &&
 	kills=0 && rkills=0 && i=0 &&
@@ -111,7 +111,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 		echo resume >"$J/k1/control" && sleep 1 && result k1 || return 1
 	done &&
 	[ "$(head -n 1 "$J/k1/status")" = done ] &&
-	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 10 > 40 ? KILLS * 10 : 40)) ] &&
+	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 4 > 40 ? KILLS * 4 : 40)) ] &&
 	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
 	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
 	"$L" verify "$STORE"
