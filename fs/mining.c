@@ -276,6 +276,7 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
 	cfg.listen = opt->mining_listen;
+	cfg.advertise = opt->mining_url;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = t;
 	r = mining_book_open(cas_store_dir(fs->st), &t->book);

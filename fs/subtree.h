@@ -104,6 +104,7 @@ struct fs_options {
 	const char *mountpoint; /* train/: where its jobs find the tree (absolute) */
 	unsigned train_jobs;    /* train/: jobs run at once; 0: one */
 	const char *mining_listen; /* mining/: the replicas' server, HOST:PORT (NULL: 127.0.0.1:0) */
+	const char *mining_url;    /* mining/: the URL replicas are given (NULL: from the listen) */
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);

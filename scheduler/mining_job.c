@@ -74,6 +74,7 @@ struct prov {
 	char error[MINING_ERR_MAX]; /* the last error */
 	char account[64];
 	double device_seconds;      /* served to jobs */
+	double price;               /* USD per device-hour, as its file says */
 	unsigned jobs;              /* jobs it runs replicas for now */
 	unsigned long long gen;
 };
@@ -114,6 +115,7 @@ struct job {
 	char reason[512];
 	int stop_asked;
 	unsigned refs;              /* requests using the job with the lock released */
+	int keep_error;             /* a pseudo-gradient could not be kept (-errno): the job fails */
 	unsigned long long gen;
 	/* the options */
 	struct gpu_train_opts o;
@@ -249,8 +251,10 @@ int mining_name_valid(const char *name)
 	return 1;
 }
 
+/* m->lock held: long polls (weights?wait=) and the job threads look again. */
 static void changed(struct mining *m, enum mining_kind k, const char *name)
 {
+	pthread_cond_broadcast(&m->wake);
 	if (m->cfg.on_change)
 		m->cfg.on_change(m->cfg.on_change_arg, kind_dir[k], name);
 }
@@ -617,6 +621,25 @@ static int prov_apply(struct mining *m, struct prov *p)
 			 "slurm, remote)", json_string_value(kind));
 		goto out;
 	}
+	{
+		json_t *price = json_object_get(cfg, "price"), *mem = json_object_get(cfg, "memory"),
+		       *gpus = json_object_get(cfg, "gpus");
+
+		if (price && (!json_is_number(price) || json_number_value(price) < 0)) {
+			snprintf(err, sizeof(err), "price: not a non-negative number (USD per "
+				 "device-hour)");
+			goto out;
+		}
+		if (mem && !json_is_string(mem) && !(json_is_integer(mem) && json_integer_value(mem) >= 0)) {
+			snprintf(err, sizeof(err), "memory: not a size (\"64G\" or bytes)");
+			goto out;
+		}
+		if (gpus && !(json_is_integer(gpus) && json_integer_value(gpus) >= 0)) {
+			snprintf(err, sizeof(err), "gpus: not a whole number");
+			goto out;
+		}
+		p->price = price ? json_number_value(price) : 0;
+	}
 	acc = json_object_get(cfg, "account");
 	if (acc) {
 		struct account *a = json_is_string(acc) ? account_find(m, json_string_value(acc))
@@ -701,10 +724,12 @@ static void prov_status(struct mining *m, struct prov *p, char **ret, size_t *re
 	alive = p->p && p->ops->alive(p->p, err) == 0;
 	if (p->serve)
 		mining_remote_serve_status(p->serve, serve, sizeof(serve));
-	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nlast error %s\n%s",
+	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nprice %g USD per "
+		     "device-hour\naccount %s\nlast error %s\n%s",
 		     p->serve ? "serving" : alive ? "alive" : p->text || p->embedded ? "down" : "no provider.json",
 		     p->ops ? p->ops->kind : "-", p->p ? p->ops->cpus(p->p) : 0, p->jobs,
-		     p->device_seconds, p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
+		     p->device_seconds, p->price, p->account[0] ? p->account : "-",
+		     p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
 		s = NULL;
 	*ret = s;
 	*ret_len = s ? strlen(s) : 0;
@@ -1229,6 +1254,20 @@ static int tree_path(const char *tree, const char *rel, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* A daemon resuming its jobs starts them before its tree is mounted: wait for it (a minute). */
+static int wait_for_tree(const char *tree)
+{
+	char *p = path2(tree, ".llmfs/status");
+	int i;
+
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
+		usleep(100000);
+	free(p);
+	return i < 600 ? 0 : -ETIMEDOUT;
+}
+
 /* Copies the tree's rel (read as the owner) into the job's folder as name. */
 static int fetch_as_owner(struct job *j, const char *key, const char *rel, const char *name,
 			  char *err, size_t errlen)
@@ -1308,8 +1347,9 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 {
 	struct gpu_data d = { 0 }, v = { 0 };
 	char *tok = NULL, *vtok = NULL, *dir = jpath(j, "data"), *vdir = jpath(j, "val");
+	char *ready = NULL;
 	size_t shard;
-	int r;
+	int r, have = 0;
 
 	if (!dir || !vdir) {
 		r = -ENOMEM;
@@ -1317,7 +1357,18 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	}
 	mkdir(dir, 0700);
 	mkdir(vdir, 0700);
-	r = fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
+	/* a resumed job trains on the tokens its first rounds had */
+	ready = jpath(j, "data/ready");
+	if (!ready) {
+		r = -ENOMEM;
+		goto out;
+	}
+	have = access(ready, F_OK) == 0;
+	if (!have && wait_for_tree(j->m->tree) < 0) {
+		r = fail(err, errlen, "the tree is not mounted");
+		goto out;
+	}
+	r = have ? 0 : fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
 	if (r == 0) {
 		char *raw = path2(dir, "raw");
 
@@ -1329,7 +1380,7 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	if (r == 0)
 		r = load_tokens(tok, j->val_data ? 1e-6 : j->o.val_fraction, &d, err, errlen, "data");
 	if (r == 0 && j->val_data) {
-		r = fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
+		r = have ? 0 : fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
 		if (r == 0) {
 			char *raw = path2(vdir, "raw");
 
@@ -1375,7 +1426,10 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 		j->n_tokens = n_train + n_val;
 		j->vocab = d.vocab_size;
 	}
+	if (!have)
+		r = write_file(ready, "", 0);
 out:
+	free(ready);
 	gpu_data_release(&d);
 	gpu_data_release(&v);
 	free(tok);
@@ -1543,6 +1597,7 @@ static void set_state(struct job *j, enum jstate st, const char *reason)
 	struct mining *m = j->m;
 
 	pthread_mutex_lock(&m->lock);
+	pthread_cond_broadcast(&m->wake);
 	j->state = st;
 	snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
 	save_state(j);
@@ -1825,7 +1880,7 @@ static int wait_round(struct job *j)
 	for (unsigned i = 0; i < j->n_slots; i++)
 		watch_slot(j, i, 1);
 	pthread_mutex_lock(&m->lock);
-	while (!settled_locked(j) && !j->stop_asked && !m->closing &&
+	while (!settled_locked(j) && !j->stop_asked && !m->closing && !j->keep_error &&
 	       clock_mono_s() - t0 < j->round_timeout) {
 		struct timespec ts;
 
@@ -1956,10 +2011,18 @@ static void *job_main(void *arg)
 		recv0 = j->bytes_recv;
 		j->round_open = rd;
 		j->gen++;
+		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
 		if (wait_round(j))
 			break;
+		if (j->keep_error) {
+			end = J_FAILED;
+			snprintf(err, sizeof(err), "round %ld: keeping a pseudo-gradient: %s", rd,
+				 strerror(-j->keep_error));
+			j->keep_error = 0;
+			break;
+		}
 		pthread_mutex_lock(&m->lock);
 		acc = j->accepted;
 		/* summed in slot order, whatever order they came in: the outer step is then a
@@ -2530,6 +2593,8 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	pthread_mutex_lock(&m->lock);
 	if (r < 0) {
 		reply(rs, 507, "cannot keep the pseudo-gradient: %s\n", strerror(-r));
+		j->keep_error = r;
+		pthread_cond_broadcast(&m->wake);
 	} else if (round != j->round_open || j->slots[slot].posted) {
 		reply(rs, 409, "round %ld closed meanwhile\n", round);
 	} else {
@@ -2611,10 +2676,30 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 			reply(rs, 503, "out of memory\n");
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
-		const char *after = rq->arg(rq, "after");
+		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait");
 		long a = after ? strtol(after, NULL, 10) : 0;
+		double w = wait ? strtod(wait, NULL) : 0, t0 = clock_mono_s();
 
-		if (!j->round_open || j->round_open <= a || !j->wframe) {
+		/* a long poll: the replica hears of the next round at once, without polling */
+		if (!(w <= 30))
+			w = 30;
+		j->refs++;
+		while ((!j->round_open || j->round_open <= a || !j->wframe) && !m->closing &&
+		       !j->stop_asked &&
+		       (j->state == J_RUNNING || j->state == J_QUEUED) && clock_mono_s() - t0 < w) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000;
+			if (ts.tv_nsec >= 1000000000)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000;
+			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+		}
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		if (j->state != J_RUNNING && j->state != J_QUEUED) {
+			reply(rs, 410, "%s\n", jstate_names[j->state]);
+		} else if (!j->round_open || j->round_open <= a || !j->wframe) {
 			reply(rs, 204, "%s", "");
 		} else if ((rs->body = malloc(j->wframe_len))) {
 			memcpy(rs->body, j->wframe, j->wframe_len);

@@ -215,14 +215,22 @@ test_expect_success 'bad provider files: the status says why; a job cannot use t
 	grep -q "cpu-list" "$P/p1/status" &&
 	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
 	grep -q "account: ghost is not an account" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"price\": -1}" >"$P/p1/provider.json" || :; } &&
+	grep -q "price: not a non-negative number" "$P/p1/status" &&
+	{ printf "{\"kind\": \"remote\", \"key\": \"short\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "key: missing or not a secret of 16" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "account: ghost is not an account" "$P/p1/status" &&
 	job b10 providers=p1 steps=20 inner-steps=10 && wait_status b10 60 "^failed: providers: p1 is not usable" &&
 	daemon_alive_check
 '
 
 test_expect_success 'a local provider pins its replicas to its cpu-list' '
 	mkdir "$A/alice" &&
-	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\"}" >"$P/p1/provider.json" &&
+	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\", \"price\": 0.25}" \
+		>"$P/p1/provider.json" &&
 	head -n 1 "$P/p1/status" | grep -qx alive &&
+	grep -q "^price 0.25 USD per device-hour" "$P/p1/status" && grep -q "^account alice" "$P/p1/status" &&
 	[ "$(ls "$P" | tr "\n" " ")" = "local p1 " ] &&
 	job c1 providers=p1 replicas=1 inner-steps=100 steps=400 batch=8 account=alice &&
 	wait_status c1 120 "^replica 0: p1 [0-9]+:[0-9]+, running" &&
@@ -312,9 +320,38 @@ test_expect_success 'remote: a second daemon serves a provider of this one' '
 	fusermount3 -u "$TEST_DIR/mnt2" && spawn_wait daemon.b && check_log "$TEST_DIR/daemon.b.log"
 '
 
+test_expect_success 'a provider that never answers: its replicas time out, the job fails saying so' '
+	mkdir "$P/ghost" &&
+	printf "{\"kind\": \"remote\", \"key\": \"nobody-serves-this-key\"}" >"$P/ghost/provider.json" &&
+	head -n 1 "$P/ghost/status" | grep -qx down &&
+	job gh1 providers=ghost replicas=1 inner-steps=10 steps=20 round-timeout=1 &&
+	result gh1 &&
+	grep -q "^failed: round 1: no replica delivered a pseudo-gradient in 3 attempts (replica 0: no pseudo-gradient within round-timeout=1 s)" "$J/gh1/status"
+'
+
 test_expect_success 'a wrong key is refused' '
 	[ "$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer wrong-key-wrong-key" \
 		"$(url)/v1/providers/bob/work")" = 403 ]
+'
+
+test_expect_success 'a disk that fills mid-job: it fails saying so; resumed, no completed round is lost' '
+	! grep -l "ERROR: AddressSanitizer\|runtime error:\|SUMMARY: .*Sanitizer" "$J"/*/log &&
+	daemon_stop &&
+	ALLOWED_ERRORS="No space left on device" &&
+	small_store 40m &&
+	daemon_start &&
+	mkdir -p "$M/corpora" && head -c 120000 "$TRAIN_CORPUS" >"$M/corpora/tiny.txt" &&
+	job f1 replicas=2 inner-steps=10 steps=200 embd=128 &&
+	wait_status f1 300 "^failed: " &&
+	grep -q "No space left on device" "$J/f1/status" &&
+	k=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))[\"round\"])" \
+		"$STORE/mining/jobs/f1/state.json") &&
+	say "# $(head -n 1 "$J/f1/status"); state.json: round $k" && [ "$k" -ge 1 ] && [ "$k" -lt 20 ] &&
+	mount -o remount,size=400m "$SMALL" &&
+	echo resume >"$J/f1/control" &&
+	result f1 && [ "$(head -n 1 "$J/f1/status")" = done ] &&
+	[ "$(cut -f1 "$J/f1/rounds.tsv" | tail -n +2 | tr "\n" " ")" = "$(seq 1 20 | tr "\n" " ")" ] &&
+	[ -s "$M/f1/model.safetensors" ]
 '
 
 test_expect_success 'no sanitizer report from any replica' '
