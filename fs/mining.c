@@ -6,6 +6,8 @@
  *     <name>/provider.json             0600, its owner writes it: kind local|slurm|remote ...
  *     <name>/status                    alive, jobs, device-seconds served, last error
  *   mining/accounts/                   1777: an account is a folder (mkdir) of its owner
+ *     <name>/balance                   0444, its balance in the ledger (mining_book.h)
+ *   mining/ledger.jsonl                0444, the ledger's entries (docs/mining-ledger.md)
  *   mining/jobs/                       1777: anyone makes a job (mkdir); its owner removes it
  *     <job>/job                        the job file; closing it starts the job
  *     <job>/control                    "stop" or "resume"
@@ -31,11 +33,12 @@
 
 #include "fs/fs.h"
 #include "fs/subtree.h"
+#include "scheduler/mining_book.h"
 #include "scheduler/mining_job.h"
 
 #define WRITE_MAX (64u << 10)
 
-enum { K_PROVIDERS = 1, K_ACCOUNTS = 2, K_JOBS = 3, K_STATUS = 4, K_ENTRY = 5 };
+enum { K_PROVIDERS = 1, K_ACCOUNTS = 2, K_JOBS = 3, K_STATUS = 4, K_ENTRY = 5, K_LEDGER = 8 };
 
 struct names {
 	char **v;
@@ -54,6 +57,7 @@ struct waiter {
 struct fs_mining {
 	struct fs *fs;
 	struct mining *m;
+	struct mining_book *book;   /* the ledger's hook and views; NULL: no ledger */
 	pthread_mutex_t lock;       /* names, waiters, wanted, closing */
 	pthread_cond_t wake;
 	struct names names[3];      /* providers, accounts, jobs: id - 1 -> name */
@@ -275,7 +279,14 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 	cfg.advertise = opt->mining_url;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = t;
+	r = mining_book_open(cas_store_dir(fs->st), &t->book);
+	if (r < 0)
+		fs_log(fs->log, LOG_ERR, "mining: no ledger: %s", strerror(-r));
+	cfg.on_round = t->book ? mining_book_on_round : NULL;
+	cfg.on_round_arg = t->book;
 	r = mining_open(&cfg, &t->m, &warnings);
+	if (r == 0 && t->book)
+		mining_book_attach(t->book, t->m);
 	if (warnings)
 		fs_log(fs->log, r < 0 ? LOG_ERR : LOG_WARNING, "mining: %s", warnings);
 	free(warnings);
@@ -285,6 +296,7 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "mining/ disabled: %s", strerror(-r));
 		mining_close(t->m);
+		mining_book_close(t->book);
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->wake);
 		free(t);
@@ -329,6 +341,7 @@ static void mining_stop(struct fs *fs)
 	if (t->watching)
 		pthread_join(t->watcher, NULL);
 	mining_close(t->m);
+	mining_book_close(t->book);
 	for (int k = 0; k < 3; k++) {
 		for (size_t i = 0; i < t->names[k].n; i++)
 			free(t->names[k].v[i]);
@@ -352,7 +365,7 @@ static const char *const folder_names[] = { NULL, "providers", "accounts", "jobs
 /* The files of an entry kind: their count and the name of file f (job: may be made). */
 static int entry_files(int k)
 {
-	return k == MINING_PROVIDERS ? MINING_PF_COUNT : k == MINING_JOBS ? MINING_F_COUNT : 0;
+	return k == MINING_PROVIDERS ? MINING_PF_COUNT : k == MINING_JOBS ? MINING_F_COUNT : 1;
 }
 
 static int mining_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const char *name,
@@ -370,6 +383,10 @@ static int mining_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const c
 				*ret_ino = ino_of(i, 0, 0);
 				return 0;
 			}
+		if (t->book && !strcmp(name, "ledger.jsonl")) {
+			*ret_ino = ino_of(K_LEDGER, 0, 0);
+			return 0;
+		}
 		return -ENOENT;
 	}
 	k = ino_kind(parent);
@@ -397,6 +414,9 @@ static int mining_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const c
 		r = f >= 0 ? mining_info(t->m, MINING_PROVIDERS, entry, &info) : -ENOENT;
 	} else if (k == MINING_JOBS) {
 		r = f = mining_job_file_lookup(t->m, entry, name);
+	} else if (t->book && !strcmp(name, "balance")) {
+		f = 0;
+		r = mining_info(t->m, MINING_ACCOUNTS, entry, &info);
 	} else {
 		r = -ENOENT;
 	}
@@ -411,6 +431,8 @@ static unsigned file_mode(int k, int f)
 {
 	if (k == MINING_PROVIDERS)
 		return f == MINING_PF_CONFIG ? 0600 : 0444;
+	if (k == MINING_ACCOUNTS)
+		return 0444;
 	return f == MINING_F_JOB || f == MINING_F_CONTROL ? 0644 : 0444;
 }
 
@@ -419,6 +441,8 @@ static int read_entry_file(struct fs_mining *t, int k, const char *entry, int f,
 {
 	if (k == MINING_PROVIDERS)
 		return mining_provider_read(t->m, entry, (enum mining_pfile)f, ret, ret_len);
+	if (k == MINING_ACCOUNTS)
+		return t->book ? mining_book_balance(t->book, entry, ret, ret_len) : -ENOENT;
 	return mining_job_read(t->m, entry, (enum mining_file)f, ret, ret_len);
 }
 
@@ -440,8 +464,9 @@ static int mining_getattr(struct fs *fs, uint64_t ino, struct stat *sb, double *
 		fs_virt_stat(fs, ino, S_IFDIR | 01777, 0, sb);
 		return 0;
 	}
-	if (k == K_STATUS) {
-		r = mining_status(t->m, &text, &len);
+	if (k == K_STATUS || k == K_LEDGER) {
+		r = k == K_STATUS ? mining_status(t->m, &text, &len)
+				  : t->book ? mining_book_export(t->book, &text, &len) : -ENOENT;
 		free(text);
 		if (r < 0)
 			return r;
@@ -485,6 +510,8 @@ static int mining_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn ad
 		for (int i = K_PROVIDERS; i <= K_STATUS && r == 0; i++)
 			r = add(arg, folder_names[i], ino_of(i, 0, 0),
 				i == K_STATUS ? S_IFREG : S_IFDIR);
+		if (r == 0 && t->book)
+			r = add(arg, "ledger.jsonl", ino_of(K_LEDGER, 0, 0), S_IFREG);
 		return r < 0 ? r : 0;
 	}
 	k = ino_kind(ino);
@@ -509,6 +536,10 @@ static int mining_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn ad
 
 		if (k == MINING_PROVIDERS)
 			name = strdup(mining_pfile_names[f]);
+		else if (k == MINING_ACCOUNTS && !t->book)
+			break;
+		else if (k == MINING_ACCOUNTS)
+			name = strdup("balance");
 		else
 			r = mining_job_file_name(t->m, entry, (enum mining_file)f, &name);
 		if (r == 0)
@@ -589,9 +620,9 @@ static int mining_open_file(struct fs *fs, fuse_req_t req, uint64_t ino,
 	char *entry;
 
 	(void)req;
-	if (ino_kind(ino) == K_STATUS) {
+	if (ino_kind(ino) == K_STATUS || ino_kind(ino) == K_LEDGER) {
 		f = 0;
-		k = -1;
+		k = ino_kind(ino) == K_STATUS ? -1 : -2;
 		entry = NULL;
 		if (acc != O_RDONLY)
 			return -EACCES;
@@ -629,8 +660,10 @@ static void mining_read(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, s
 	int r;
 
 	(void)ino;
-	if (h->kind < 0)
+	if (h->kind == -1)
 		r = mining_status(t->m, &text, &len);
+	else if (h->kind == -2)
+		r = t->book ? mining_book_export(t->book, &text, &len) : -ENOENT;
 	else
 		r = read_entry_file(t, h->kind, h->name, h->file, &text, &len);
 	if (r == -EAGAIN && h->kind == MINING_JOBS && h->file == MINING_F_RESULT)

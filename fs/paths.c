@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@
 #include "backend/store/store.h"
 #include "fs/park.h"
 #include "fs/paths.h"
+#include "scheduler/ledger.h"
+#include "scheduler/mining_ledger.h"
 #include "scheduler/plan_engine.h"
 #include "scheduler/env.h"
 
@@ -78,6 +81,11 @@ struct fs_paths {
 	int cards_read;
 	/* Open files: a session that ends while they are open never releases them. */
 	struct fs_paths_handle *handles;
+	/* The mining ledger, opened at the first revenue (docs/mining-ledger.md): models
+	 * mined here earn for their share holders.  After every other lock. */
+	pthread_mutex_t ledger_lock;
+	struct ledger *ledger;
+	int ledger_tried;
 };
 
 struct fs_paths_handle {
@@ -375,6 +383,8 @@ void fs_paths_drain(struct fs_paths *p)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void on_revenue(void *arg, const char *model, double cost_usd);
+
 int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 		  struct fs_paths **ret, char **ret_warnings)
 {
@@ -392,6 +402,7 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	p->fs = fs;
 	pthread_mutex_init(&p->mkdir_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->ledger_lock, NULL);
 	r = fs_park_open(park_result, p, &p->park);
 	if (r < 0)
 		goto fail;
@@ -405,6 +416,8 @@ int fs_paths_open(struct fs *fs, const char *state_dir, const char *planner,
 	cfg.planner_model = planner;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = p;
+	cfg.on_revenue = on_revenue;
+	cfg.on_revenue_arg = p;
 	cfg.trusted_uids = fs->trusted_uids;
 	cfg.n_trusted_uids = fs->n_trusted_uids;
 	r = plan_engine_open(&cfg, &p->e, ret_warnings);
@@ -420,6 +433,40 @@ fail:
 	return r;
 }
 
+/*
+ * A model call's price is revenue for the model's share holders when the model was mined in
+ * this store: booked in the ledger with its shares (mining_ledger_revenue()).  Other models
+ * (-ENOENT) and a store that never mined (no ledger) book nothing.
+ */
+static void on_revenue(void *arg, const char *model, double cost_usd)
+{
+	struct fs_paths *p = arg;
+	struct mining_ledger_cfg cfg;
+	int64_t micro = isfinite(cost_usd) && cost_usd > 0 ? llround(cost_usd * 1e6) : 0;
+	char ev[64], *path;
+	int r;
+
+	if (micro <= 0)
+		return;
+	pthread_mutex_lock(&p->ledger_lock);
+	if (!p->ledger_tried) {
+		p->ledger_tried = 1;
+		path = ledger_path(cas_store_dir(p->fs->st));
+		if (path && access(path, F_OK) == 0 && ledger_open(path, 0, &p->ledger) < 0)
+			p->ledger = NULL;
+		free(path);
+	}
+	if (p->ledger) {
+		mining_ledger_cfg_init(&cfg);
+		snprintf(ev, sizeof(ev), "{\"usd\":%.9g}", cost_usd);
+		r = mining_ledger_revenue(p->ledger, &cfg, model, micro, ev, NULL);
+		if (r < 0 && r != -ENOENT)
+			fs_log(p->fs->log, LOG_ERR, "paths: booking %s's revenue: %s", model,
+			       strerror(-r));
+	}
+	pthread_mutex_unlock(&p->ledger_lock);
+}
+
 static void handle_free(struct fs_paths_handle *h);
 
 void fs_paths_close(struct fs_paths *p)
@@ -433,6 +480,7 @@ void fs_paths_close(struct fs_paths *p)
 	/* Ends every task; its notices go to the drained park, which drops them. */
 	plan_engine_close(p->e);
 	fs_park_close(p->park);
+	ledger_close(p->ledger);
 	while ((h = p->handles)) {
 		p->handles = h->next;
 		handle_free(h);
@@ -442,6 +490,7 @@ void fs_paths_close(struct fs_paths *p)
 	free(p->names);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->mkdir_lock);
+	pthread_mutex_destroy(&p->ledger_lock);
 	free(p);
 }
 

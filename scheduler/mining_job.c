@@ -1760,6 +1760,12 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	rd.end_sha256 = sha1;
 	rd.c = c;
 	rd.n = j->n_slots;
+	rd.opts = &j->o;
+	rd.tokens = j->tokens;
+	rd.n_train = j->n_train;
+	rd.n_tokens = j->n_tokens;
+	rd.vocab = j->vocab;
+	rd.outer_lr = j->outer_lr;
 	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
 	free(p0);

@@ -47,6 +47,7 @@ struct mining;
 
 struct mining_contribution;
 struct mining_round;
+struct gpu_train_opts;
 /* The ledger's hook (issue 16): a round is durable; r and what it points to live for the
  * call only. */
 typedef void (*mining_round_fn)(void *arg, const struct mining_round *r);
@@ -97,6 +98,14 @@ struct mining_round {
 	const char *end_path, *end_sha256;      /* W(r) */
 	const struct mining_contribution *c;
 	size_t n;
+	/* For the ledger's replays and coalition values, live during the call: the job's
+	 * options, its tokens (training [0, n_train): slot i's shard is the i-th n_train /
+	 * n_shards of it; validation [n_train, n_tokens)), and the outer step's lr. */
+	const struct gpu_train_opts *opts;
+	const uint16_t *tokens;
+	size_t n_train, n_tokens;
+	int vocab;
+	float outer_lr;
 };
 
 /* The derived window seed of a slot in a round (what gpu_train_window() gets). */

@@ -82,6 +82,8 @@ struct plan_engine {
 	/* Told of every end and removal: one path for all tasks. */
 	void (*on_change)(void *arg, const char *name);
 	void *on_change_arg;
+	void (*on_revenue)(void *arg, const char *model, double cost_usd);
+	void *on_revenue_arg;
 };
 
 int plan_engine_name_valid(const char *s)
@@ -180,6 +182,14 @@ static void on_trace(void *arg, const char *line)
 	pthread_mutex_unlock(&c->e->lock);
 }
 
+static void on_revenue(void *arg, const char *model, double cost_usd)
+{
+	struct job_ctx *c = arg;
+
+	if (c->e->on_revenue)
+		c->e->on_revenue(c->e->on_revenue_arg, model, cost_usd);
+}
+
 static void on_progress(void *arg, size_t done, size_t total)
 {
 	struct job_ctx *c = arg;
@@ -217,7 +227,7 @@ static int run_exec(struct plan_engine *e, struct job_ctx *ctx,
 	struct plan_exec_opts o = {
 		.stats = e->stats, .route = e->route,
 		.cancel = &ctx->j->cancel,
-		.trace = on_trace, .progress = on_progress, .arg = ctx,
+		.trace = on_trace, .progress = on_progress, .revenue = on_revenue, .arg = ctx,
 		.writer = ctx->j->has_writer ? &ctx->j->writer : NULL,
 	};
 
@@ -451,6 +461,8 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 	e->explore = cfg->explore;
 	e->on_change = cfg->on_change;
 	e->on_change_arg = cfg->on_change_arg;
+	e->on_revenue = cfg->on_revenue;
+	e->on_revenue_arg = cfg->on_revenue_arg;
 	plan_rng_seed(&e->rng, cfg->seed ? cfg->seed :
 			       (uint64_t)time(NULL) ^ (uint64_t)getpid());
 	rc = plan_stats_open(cfg->db_path, cfg->prior_strength, &e->stats);

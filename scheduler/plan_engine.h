@@ -78,6 +78,10 @@ struct plan_engine_config {
 	 */
 	void (*on_change)(void *arg, const char *name);
 	void *on_change_arg;
+	/* Each answered model call's price in USD (plan_exec_opts.revenue), on a worker
+	 * thread with no engine lock held.  NULL: none. */
+	void (*on_revenue)(void *arg, const char *model, double cost_usd);
+	void *on_revenue_arg;
 	/* Besides the effective uid, owners whose cards may run commands or
 	 * read keys (plan_model.h, "Trust"); may be empty. */
 	const uid_t *trusted_uids;

@@ -701,6 +701,8 @@ static void finish_http(struct run *r, struct call *c, CURLcode code)
 		tout = est_tokens(ans);
 	cost = plan_model_cost(m, tin, tout);
 	r->spent += cost;
+	if (r->o->revenue)
+		r->o->revenue(r->o->arg, m->name, cost);
 	trace(r, c, "ok", NULL, http, tin, tout, reported, cost, lat);
 	call_reset(c);
 	on_answer(r, c, ans, cost, lat);
@@ -742,6 +744,8 @@ static void finish_cmd(struct run *r, struct call *c)
 	tout = est_tokens(ans);
 	cost = plan_model_cost(m, tin, tout);
 	r->spent += cost;
+	if (r->o->revenue)
+		r->o->revenue(r->o->arg, m->name, cost);
 	trace(r, c, "ok", NULL, 0, tin, tout, false, cost, lat);
 	call_reset(c);
 	on_answer(r, c, ans, cost, lat);

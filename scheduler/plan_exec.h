@@ -77,6 +77,9 @@ struct plan_exec_opts {
 	void (*trace)(void *arg, const char *line);
 	/* Steps finished so far. */
 	void (*progress)(void *arg, size_t done, size_t total);
+	/* Each answered call's price (its card's prices x the usage it reported, else the
+	 * estimate): what the model earned (the mining ledger's revenue).  May be NULL. */
+	void (*revenue)(void *arg, const char *model, double cost_usd);
 	void *arg;
 };
 

@@ -62,7 +62,7 @@ test_expect_success 'set up: the corpus; mining/ and the embedded local provider
 	mkdir -p "$M/corpora" &&
 	head -c 120000 "$TRAIN_CORPUS" >"$M/corpora/tiny.txt" &&
 	head -c 2000 "$TRAIN_CORPUS" >"$M/corpora/small.txt" &&
-	ls "$MNT/mining" | tr "\n" " " | grep -qx "accounts jobs providers status " &&
+	ls "$MNT/mining" | tr "\n" " " | grep -qx "accounts jobs ledger.jsonl providers status " &&
 	[ "$(stat -c %a "$J")" = 1777 ] &&
 	grep -q "^listen http://127.0.0.1:[0-9]" "$MNT/mining/status" &&
 	[ "$(ls "$P")" = local ] &&
