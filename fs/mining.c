@@ -17,8 +17,8 @@
  *
  * Every file maps onto one call of scheduler/mining_job.h (docs/mining.md).  A folder's owner
  * and mode are its mkdir's, so a job made with mode 0700 is private to its owner (and root);
- * files are read with direct I/O at their current size, and a read of result is answered from
- * the watcher thread when the job ends.
+ * files are read with direct I/O at their current size, and a read of result is parked
+ * (fs/park.h) and answered when the job ends.
  *
  * Inodes: the folder FS_MINING_INO; the rest FS_MINING_TAG << 60 | kind << 48 | id << 8 |
  * file, kind 1-3 the folders providers/, accounts/, jobs/, 4 mining/status, 5-7 an entry of
@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/park.h"
 #include "fs/subtree.h"
 #include "scheduler/mining_book.h"
 #include "scheduler/mining_job.h"
@@ -45,25 +46,13 @@ struct names {
 	size_t n, cap;
 };
 
-struct waiter {
-	struct waiter *next;
-	char *name;
-	fuse_req_t req;
-	size_t size;
-	off_t off;
-	int ready, interrupted;
-};
-
 struct fs_mining {
 	struct fs *fs;
 	struct mining *m;
 	struct mining_book *book;   /* the ledger's hook and views; NULL: no ledger */
-	pthread_mutex_t lock;       /* names, waiters, wanted, closing */
-	pthread_cond_t wake;
+	pthread_mutex_t lock;       /* names */
+	struct fs_park *park;       /* reads of results not ready */
 	struct names names[3];      /* providers, accounts, jobs: id - 1 -> name */
-	struct waiter *waiters, *checking;
-	int wanted, closing, watching;
-	pthread_t watcher;
 };
 
 struct mhandle {
@@ -137,115 +126,24 @@ static char *ino_name(struct fs_mining *t, uint64_t ino, int *ret_k)
 
 /* ---- result readers (as fs/train.c) -------------------------------------------------------- */
 
+/* The coordinator's notice, with its lock held: the park takes only its own. */
 static void on_change(void *arg, const char *kind, const char *name)
 {
 	struct fs_mining *t = arg;
 
-	(void)kind;
-	(void)name;
-	pthread_mutex_lock(&t->lock);
-	t->wanted = 1;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
+	if (!kind || !strcmp(kind, "jobs"))
+		fs_park_notice(t->park, kind ? name : NULL);
 }
 
-static void answer(struct fs_mining *t, struct waiter *w, int r)
-{
-	char *text = NULL;
-	size_t len = 0;
-
-	if (r == 0)
-		r = mining_job_read(t->m, w->name, MINING_F_RESULT, &text, &len);
-	if (r < 0)
-		fs_reply_err(w->req, r);
-	else
-		fs_reply_text(w->req, text, len, w->size, w->off);
-	free(text);
-	free(w->name);
-	free(w);
-}
-
-static void on_interrupt(fuse_req_t req, void *arg)
+/* The park's result: the job's summary once it ended (-EAGAIN before). */
+static int park_result(void *arg, const char *name, char **ret_text, size_t *ret_len)
 {
 	struct fs_mining *t = arg;
-	struct waiter *w, *mine = NULL;
+	struct mining_info info;
 
-	pthread_mutex_lock(&t->lock);
-	for (struct waiter **pp = &t->waiters; *pp; pp = &(*pp)->next)
-		if ((*pp)->req == req) {
-			mine = *pp;
-			*pp = mine->next;
-			break;
-		}
-	if (!mine)
-		for (w = t->checking; w; w = w->next)
-			if (w->req == req)
-				w->interrupted = 1;
-	pthread_mutex_unlock(&t->lock);
-	if (mine)
-		answer(t, mine, -EINTR);
-}
-
-static void *watch_main(void *arg)
-{
-	struct fs_mining *t = arg;
-
-	pthread_mutex_lock(&t->lock);
-	while (!t->closing) {
-		struct waiter *now = NULL, *w;
-
-		while (!t->wanted && !t->closing)
-			pthread_cond_wait(&t->wake, &t->lock);
-		t->wanted = 0;
-		t->checking = t->waiters;
-		t->waiters = NULL;
-		pthread_mutex_unlock(&t->lock);
-		for (w = t->checking; w; w = w->next) {
-			struct mining_info info;
-
-			w->ready = mining_info(t->m, MINING_JOBS, w->name, &info) < 0 || info.ended;
-		}
-		pthread_mutex_lock(&t->lock);
-		while ((w = t->checking)) {
-			t->checking = w->next;
-			if (w->ready || w->interrupted) {
-				w->next = now;
-				now = w;
-			} else {
-				w->next = t->waiters;
-				t->waiters = w;
-			}
-		}
-		pthread_mutex_unlock(&t->lock);
-		while ((w = now)) {
-			now = w->next;
-			answer(t, w, w->interrupted ? -EINTR : 0);
-		}
-		pthread_mutex_lock(&t->lock);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return NULL;
-}
-
-static void wait_result(struct fs_mining *t, const char *name, fuse_req_t req, size_t size,
-			off_t off)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-
-	if (!w || !(w->name = strdup(name))) {
-		free(w);
-		return fs_reply_err(req, -ENOMEM);
-	}
-	w->req = req;
-	w->size = size;
-	w->off = off;
-	pthread_mutex_lock(&t->lock);
-	w->next = t->waiters;
-	t->waiters = w;
-	t->wanted = 1;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
-	fuse_req_interrupt_func(req, on_interrupt, t);
+	if (mining_info(t->m, MINING_JOBS, name, &info) == 0 && !info.ended)
+		return -EAGAIN;
+	return mining_job_read(t->m, name, MINING_F_RESULT, ret_text, ret_len);
 }
 
 /* ---- start and stop ------------------------------------------------------------------------ */
@@ -271,7 +169,6 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 	}
 	t->fs = fs;
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->wake, NULL);
 	cfg.state_dir = dir;
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
@@ -284,25 +181,25 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 		fs_log(fs->log, LOG_ERR, "mining: no ledger: %s", strerror(-r));
 	cfg.on_round = t->book ? mining_book_on_round : NULL;
 	cfg.on_round_arg = t->book;
-	r = mining_open(&cfg, &t->m, &warnings);
+	/* The park first: the coordinator tells of jobs it resumes while it opens. */
+	r = fs_park_open(park_result, t, &t->park);
+	if (r == 0)
+		r = mining_open(&cfg, &t->m, &warnings);
 	if (r == 0 && t->book)
 		mining_book_attach(t->book, t->m);
 	if (warnings)
 		fs_log(fs->log, r < 0 ? LOG_ERR : LOG_WARNING, "mining: %s", warnings);
 	free(warnings);
 	free(dir);
-	if (r == 0)
-		r = -pthread_create(&t->watcher, NULL, watch_main, t);
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "mining/ disabled: %s", strerror(-r));
 		mining_close(t->m);
 		mining_book_close(t->book);
+		fs_park_close(t->park);
 		pthread_mutex_destroy(&t->lock);
-		pthread_cond_destroy(&t->wake);
 		free(t);
 		return 0;
 	}
-	t->watching = 1;
 	fs_log(fs->log, LOG_INFO, "mining: replicas reach this daemon at %s", mining_url(t->m));
 	fs->mining = t;
 	return 0;
@@ -311,20 +208,9 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 static void mining_end(struct fs *fs)
 {
 	struct fs_mining *t = M(fs);
-	struct waiter *w;
 
-	if (!t)
-		return;
-	pthread_mutex_lock(&t->lock);
-	w = t->waiters;
-	t->waiters = NULL;
-	pthread_mutex_unlock(&t->lock);
-	while (w) {
-		struct waiter *next = w->next;
-
-		answer(t, w, -EINTR);
-		w = next;
-	}
+	if (t)
+		fs_park_drain(t->park);
 }
 
 static void mining_stop(struct fs *fs)
@@ -333,22 +219,16 @@ static void mining_stop(struct fs *fs)
 
 	if (!t)
 		return;
-	mining_end(fs);
-	pthread_mutex_lock(&t->lock);
-	t->closing = 1;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
-	if (t->watching)
-		pthread_join(t->watcher, NULL);
+	fs_park_drain(t->park);
 	mining_close(t->m);
 	mining_book_close(t->book);
+	fs_park_close(t->park);
 	for (int k = 0; k < 3; k++) {
 		for (size_t i = 0; i < t->names[k].n; i++)
 			free(t->names[k].v[i]);
 		free(t->names[k].v);
 	}
 	pthread_mutex_destroy(&t->lock);
-	pthread_cond_destroy(&t->wake);
 	free(t);
 	fs->mining = NULL;
 }
@@ -667,7 +547,7 @@ static void mining_read(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, s
 	else
 		r = read_entry_file(t, h->kind, h->name, h->file, &text, &len);
 	if (r == -EAGAIN && h->kind == MINING_JOBS && h->file == MINING_F_RESULT)
-		return wait_result(t, h->name, req, size, off);
+		return fs_park_read(t->park, h->name, req, size, off);
 	if (r < 0)
 		fs_reply_err(req, r);
 	else
