@@ -42,6 +42,10 @@ struct mining_launch {
 	unsigned cpus;                     /* CPUs it may use (its share of the provider) */
 	const char *log_path;              /* its stderr, appended; NULL: discarded */
 	const char *name;                  /* job and replica, for the provider's listings */
+	/* Written to its stdin, then stdin is closed (the job's secret token: never on a
+	 * command line, which other users can read in /proc).  The remote provider hands
+	 * it to the serving daemon over its authenticated channel instead. */
+	const char *secret;
 };
 
 enum mining_replica_state {
@@ -80,9 +84,10 @@ struct mining_provider_ops {
 };
 
 extern const struct mining_provider_ops mining_local_ops;
-extern const struct mining_provider_ops mining_slurm_ops;
+extern const struct mining_provider_ops mining_slurm_ops;  /* mining_slurm.c */
+extern const struct mining_provider_ops mining_remote_ops; /* mining_remote.c */
 
-/* The ops for a kind ("local", "slurm"), or NULL. */
+/* The ops for a kind ("local", "slurm", "remote"), or NULL (a kind this build lacks). */
 const struct mining_provider_ops *mining_provider_kind(const char *kind);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * mining_slurm: the provider whose replicas are Slurm batch jobs.
  *
- * launch   sbatch, run as the replica's user, reading a two-line script from
- *          its stdin ("exec" of the argv, each word single-quoted); the job
- *          id it prints is the replica's id.
+ * launch   sbatch, run as the replica's user, reading a short script from its
+ *          stdin ("exec" of the argv, each word single-quoted, the secret
+ *          as a here-document on its stdin); the job id it prints is the
+ *          replica's id.
  * poll     squeue -t all -O JobID,State,exit_code,NumCPUs,TimeUsed; when
  *          slurmctld no longer keeps the job (MinJobAge), the provider's
  *          jobcomp/filetxt log (slurm.jobcomp_log), else the last state seen.
@@ -54,6 +55,7 @@
 #define SLURM_OUT_MAX (1u << 20)
 #define SLURM_JOBID_MAX 20
 #define SLURM_NAME_MAX 64
+#define SLURM_EOF "LLMFS_REPLICA_SECRET_END"
 
 struct mining_provider {
 	char *state_dir;
@@ -482,7 +484,13 @@ static int sh_quote(struct plan_buf *b, const char *s)
 	return r ? r : plan_buf_puts(b, "'");
 }
 
-static int make_script(char *const *argv, char **ret)
+/*
+ * "exec" of argv, with the secret as a here-document on its stdin: the script
+ * is readable by the job's owner and root only (slurmctld's state, slurmd's
+ * spool, scontrol write batch_script), never by other users as a command
+ * line or environment would be.
+ */
+static int make_script(char *const *argv, const char *secret, char **ret)
 {
 	struct plan_buf b;
 	int r;
@@ -494,6 +502,8 @@ static int make_script(char *const *argv, char **ret)
 		if (r == 0)
 			r = sh_quote(&b, argv[i]);
 	}
+	if (r == 0 && secret)
+		r = plan_buf_printf(&b, " <<'%s'\n%s\n%s", SLURM_EOF, secret, SLURM_EOF);
 	if (r == 0)
 		r = plan_buf_puts(&b, "\n");
 	if (r < 0) {
@@ -555,8 +565,12 @@ static int slurm_launch(struct mining_provider *p, const struct mining_launch *l
 		seterr(err, "launch: the log must be an absolute path without %%, \\ or newline");
 		return -EINVAL;
 	}
+	if (l->secret && (strchr(l->secret, '\n') || strstr(l->secret, SLURM_EOF))) {
+		seterr(err, "launch: the secret must be one line");
+		return -EINVAL;
+	}
 	job_name(l->name, rec.name);
-	r = make_script(l->argv, &script);
+	r = make_script(l->argv, l->secret, &script);
 	if (r < 0)
 		return r;
 	r = -ENOMEM;

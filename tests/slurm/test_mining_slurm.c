@@ -120,7 +120,8 @@ static int launch_sh(struct ctx *c, struct mining_provider *p, const char *scrip
 		     const char *log, char id[MINING_ID_MAX], char err[MINING_ERR_MAX])
 {
 	char *const argv[] = { "/bin/sh", "-c", (char *)script, NULL };
-	struct mining_launch l = { argv, c->as, cpus, log, "job1/replica-0" };
+	struct mining_launch l = { argv, c->as, cpus, log, "job1/replica-0",
+				   "s3cret 'quoted' $HOME `x`" };
 
 	return mining_slurm_ops.launch(p, &l, id, err);
 }
@@ -145,7 +146,7 @@ static void test_burn_metered(struct ctx *c)
 	struct mining_provider *p = open_good(c, 20);
 	struct mining_replica_status st;
 	char id[MINING_ID_MAX], id2[MINING_ID_MAX], err[MINING_ERR_MAX] = "", log[600];
-	const char *burn = "echo \"uid $(id -u)\" >&2; "
+	const char *burn = "read -r tok; echo \"uid $(id -u) token '$tok'\" >&2; "
 			   "timeout 2 sh -c 'while :; do :; done'; echo 'it'\\''s done' >&2";
 	char *text;
 	int r;
@@ -165,10 +166,12 @@ static void test_burn_metered(struct ctx *c)
 		  st.device_seconds);
 	text = slurp(log);
 	CHECK_MSG(text && strstr(text, "it's done"), "the replica's stderr: %s", text ? text : "(none)");
+	CHECK_MSG(text && strstr(text, "token 's3cret 'quoted' $HOME `x`'\n"), "the secret: %s",
+		  text ? text : "(none)");
 	if (c->as && text) {
 		char want[32];
 
-		snprintf(want, sizeof(want), "uid %u\n", (unsigned)c->as->uid);
+		snprintf(want, sizeof(want), "uid %u token", (unsigned)c->as->uid);
 		CHECK_MSG(strstr(text, want) != NULL, "ran as %u: %s", (unsigned)c->as->uid, text);
 	}
 	r = launch_sh(c, p, "timeout 2 sh -c 'while :; do :; done'; exit 0", 2, NULL, id2, err);
@@ -226,7 +229,7 @@ static void test_exit_code_and_cancel(struct ctx *c)
 	/* A bad launch: argv[0] not absolute, a log path sbatch would expand. */
 	{
 		char *const rel[] = { "sh", "-c", "true", NULL };
-		struct mining_launch l = { rel, c->as, 1, NULL, "x" };
+		struct mining_launch l = { rel, c->as, 1, NULL, "x", NULL };
 
 		CHECK_EQ(mining_slurm_ops.launch(p, &l, id, err), -EINVAL);
 		l.argv = (char *const[]){ "/bin/true", NULL };
