@@ -7,7 +7,7 @@
  *          replica's id.
  * poll     squeue -t all -O JobID,State,exit_code,NumCPUs,TimeUsed; when
  *          slurmctld no longer keeps the job (MinJobAge), the provider's
- *          jobcomp/filetxt log (slurm.jobcomp_log), else the last state seen.
+ *          jobcomp/filetxt log (slurm.jobcomp-log), else the last state seen.
  * cancel   scancel: SIGTERM, then SIGKILL after the cluster's KillWait.
  * meter    device-seconds = allocated CPUs x time used, both as slurmctld
  *          accounts them (squeue's NumCPUs and TimeUsed, the jobcomp
@@ -29,7 +29,7 @@
  * restarted after kill -9 thus polls, meters and cancels the jobs it
  * launched before; forget() removes the file.
  *
- * Every command runs under a timeout (slurm.timeout_s): one that does not
+ * Every command runs under a timeout (slurm.timeout-seconds): one that does not
  * end in time, or says it cannot reach slurmctld, is -EHOSTDOWN.  Commands
  * get a clean environment (plan_proc_run_as) with SLURM_CONF set to
  * slurm.conf when given, through env(1), and stderr joined to stdout by
@@ -140,7 +140,7 @@ static int cfg_str(const json_t *slurm, const char *key, int (*ok)(const char *)
 static int cfg_keys(const json_t *slurm, char *err)
 {
 	static const char *const known[] = { "partition", "account", "qos", "conf",
-		"bin_dir", "jobcomp_log", "time_limit", "timeout_s", NULL };
+		"bin-dir", "jobcomp-log", "time-limit", "timeout-seconds", NULL };
 	const char *key;
 	json_t *v;
 
@@ -200,21 +200,21 @@ static int cfg_slurm(struct mining_provider *p, const json_t *slurm, char *err)
 	if (r == 0)
 		r = cfg_str(slurm, "conf", path_ok, "an absolute path", &p->conf, err);
 	if (r == 0)
-		r = cfg_str(slurm, "bin_dir", path_ok, "an absolute path", &p->bin_dir, err);
+		r = cfg_str(slurm, "bin-dir", path_ok, "an absolute path", &p->bin_dir, err);
 	if (r == 0)
-		r = cfg_str(slurm, "jobcomp_log", path_ok, "an absolute path",
+		r = cfg_str(slurm, "jobcomp-log", path_ok, "an absolute path",
 			    &p->jobcomp_log, err);
 	if (r == 0)
-		r = cfg_str(slurm, "time_limit", time_ok,
+		r = cfg_str(slurm, "time-limit", time_ok,
 			    "a Slurm time ([D-]HH:MM:SS, minutes, or UNLIMITED)", &p->time_limit,
 			    err);
 	if (r < 0)
 		return r;
-	t = json_object_get(slurm, "timeout_s");
+	t = json_object_get(slurm, "timeout-seconds");
 	if (t) {
 		if (!json_is_number(t) || json_number_value(t) < 0.1 ||
 		    json_number_value(t) > 600) {
-			seterr(err, "provider.json: slurm.timeout_s must be a number of seconds from 0.1 to 600");
+			seterr(err, "provider.json: slurm.timeout-seconds must be a number of seconds from 0.1 to 600");
 			return -EINVAL;
 		}
 		p->timeout_s = json_number_value(t);

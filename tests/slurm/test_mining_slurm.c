@@ -45,7 +45,7 @@ static json_t *good_cfg(double timeout_s, int with_cpus)
 {
 	json_t *c = json_pack("{s:s, s:{s:s, s:s, s:s, s:f}}", "kind", "slurm", "slurm", "conf",
 			      getenv("SLURM_CONF"), "partition", getenv("SLURM_PARTITION"),
-			      "jobcomp_log", getenv("SLURM_JOBCOMP"), "timeout_s", timeout_s);
+			      "jobcomp-log", getenv("SLURM_JOBCOMP"), "timeout-seconds", timeout_s);
 
 	if (c && with_cpus)
 		json_object_set_new(c, "cpus", json_integer(with_cpus));
@@ -353,7 +353,7 @@ static void test_not_installed(struct ctx *c)
 	struct mining_provider *p = NULL;
 	char err[MINING_ERR_MAX] = "";
 
-	json_object_set_new(json_object_get(cfg, "slurm"), "bin_dir", json_string("/nonexistent"));
+	json_object_set_new(json_object_get(cfg, "slurm"), "bin-dir", json_string("/nonexistent"));
 	CHECK_EQ(mining_slurm_ops.open(cfg, c->state_dir, &p, err), 0);
 	if (p) {
 		CHECK_EQ(mining_slurm_ops.alive(p, err), -EHOSTDOWN);
@@ -391,11 +391,11 @@ static void test_bad_provider_json(struct ctx *c)
 		{ "{\"slurm\": {\"partition\": \"\"}}", "slurm.partition" },
 		{ "{\"slurm\": {\"account\": \"x;rm -rf /\"}}", "slurm.account" },
 		{ "{\"slurm\": {\"conf\": \"relative/slurm.conf\"}}", "slurm.conf" },
-		{ "{\"slurm\": {\"bin_dir\": 3}}", "slurm.bin_dir" },
-		{ "{\"slurm\": {\"timeout_s\": \"10\"}}", "slurm.timeout_s" },
-		{ "{\"slurm\": {\"timeout_s\": 0}}", "slurm.timeout_s" },
-		{ "{\"slurm\": {\"time_limit\": \"1:00; rm\"}}", "slurm.time_limit" },
-		{ "{\"slurm\": {\"jobcomp_log\": \"log.txt\"}}", "slurm.jobcomp_log" },
+		{ "{\"slurm\": {\"bin-dir\": 3}}", "slurm.bin-dir" },
+		{ "{\"slurm\": {\"timeout-seconds\": \"10\"}}", "slurm.timeout-seconds" },
+		{ "{\"slurm\": {\"timeout-seconds\": 0}}", "slurm.timeout-seconds" },
+		{ "{\"slurm\": {\"time-limit\": \"1:00; rm\"}}", "slurm.time-limit" },
+		{ "{\"slurm\": {\"jobcomp-log\": \"log.txt\"}}", "slurm.jobcomp-log" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
