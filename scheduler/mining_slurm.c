@@ -514,6 +514,26 @@ static int make_script(char *const *argv, const char *secret, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/*
+ * Can the replica's user append to the log?  slurmd opens it as that user,
+ * and a job whose --error it cannot open fails before it starts: a log in a
+ * folder of the daemon's own is then left out rather than the replica lost.
+ */
+static int user_can_write(const struct plan_proc_user *as, const char *path)
+{
+	char *const argv[] = { "/bin/sh", "-c",
+		"test -w \"$1\" || { test ! -e \"$1\" && test -w \"${1%/*}/\"; }", "sh",
+		(char *)path, NULL };
+	struct plan_proc_user self = { geteuid(), getegid() };
+	char *out = NULL;
+	int status = -1, r;
+
+	r = plan_proc_run_as(as ? as : &self, argv, NULL, 0, 5, 4096, NULL, &out, NULL,
+			     &status);
+	free(out);
+	return r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 /* The job's name: the caller's, with what Slurm's listings could misread made '_'. */
 static void job_name(const char *want, char name[SLURM_NAME_MAX + 1])
 {
@@ -576,7 +596,9 @@ static int slurm_launch(struct mining_provider *p, const struct mining_launch *l
 	r = -ENOMEM;
 	if (asprintf(&opt[k++], "--job-name=%s", rec.name) < 0 ||
 	    asprintf(&opt[k++], "--cpus-per-task=%u", l->cpus ? l->cpus : 1) < 0 ||
-	    asprintf(&opt[k++], "--error=%s", l->log_path ? l->log_path : "/dev/null") < 0)
+	    asprintf(&opt[k++], "--error=%s",
+		     l->log_path && user_can_write(l->user, l->log_path) ? l->log_path :
+									      "/dev/null") < 0)
 		goto out;
 	args[n++] = "--parsable";
 	args[n++] = "--ntasks=1";

@@ -17,6 +17,15 @@
 # "test"; ProctrackType=proctrack/linuxproc and TaskPlugin=task/none, so no
 # cgroup is needed; JobAcctGatherType=jobacct_gather/linux (sstat) and
 # JobCompType=jobcomp/filetxt (a line per ended job), without slurmdbd.
+#
+# Several nodes, each in a network namespace of its own (the benchmarks,
+# with tools/bench/lib-netns.sh): set before slurm_start
+#   SLURM_NODES="n1:10.1.1.2:NETNS1 n2:10.1.2.2:NETNS2"  name:address:namespace
+#                                  (namespace "-": the host's network)
+#   SLURM_CTLD_ADDR=10.1.1.1       where the nodes reach slurmctld
+#   SLURM_NODE_CPUS=1              CPUs of each node (default: the machine's)
+# Each node's slurmd runs under nsenter --net, so its jobs are in its
+# namespace; the mounts stay the host's.
 
 SLURM_SBIN=${SLURM_SBIN:-/usr/sbin}
 
@@ -35,24 +44,29 @@ for _ in range(200):
 '
 }
 
-# slurm_wait_up: polls until sinfo shows the node idle, 60 s at most.
+SLURM_NODES=${SLURM_NODES:-llmfsnode:127.0.0.1:-}
+SLURM_CTLD_ADDR=${SLURM_CTLD_ADDR:-127.0.0.1}
+
+# slurm_wait_up: polls until sinfo shows every node idle, 60 s at most.
 slurm_wait_up() {
+	want=$(echo $SLURM_NODES | wc -w)
 	deadline=$(($(date +%s) + 60))
 	while [ "$(date +%s)" -lt "$deadline" ]; do
-		state=$(sinfo -h -n llmfsnode -o %t 2>/dev/null)
-		case "$state" in idle*|mix*|alloc*) return 0 ;; esac
+		up=$(sinfo -h -N -o '%N %t' 2>/dev/null | grep -cE ' (idle|mix|alloc)')
+		[ "$up" -eq "$want" ] && return 0
 		sleep 0.2
 	done
-	echo "slurm.sh: the node did not come up within 60 s (state '$state')" >&2
+	echo "slurm.sh: $up of $want nodes up after 60 s:" >&2
+	sinfo -N >&2
 	return 1
 }
 
 slurm_conf_write() {
 	dir=$1
-	cpus=$(nproc)
+	cpus=${SLURM_NODE_CPUS:-$(nproc)}
 	cat > "$dir/slurm.conf" <<EOF
 ClusterName=llmfstest
-SlurmctldHost=localhost(127.0.0.1)
+SlurmctldHost=localhost($SLURM_CTLD_ADDR)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$2
@@ -61,11 +75,12 @@ AuthType=auth/munge
 AuthInfo=socket=$dir/run/munge.socket
 CredType=cred/munge
 StateSaveLocation=$dir/ctld
-SlurmdSpoolDir=$dir/spool
+SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
-SlurmdPidFile=$dir/run/slurmd.pid
+SlurmdPidFile=$dir/run/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
+SlurmdParameters=config_overrides
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -81,9 +96,15 @@ MpiDefault=none
 ReturnToService=2
 KillWait=2
 MessageTimeout=5
-NodeName=llmfsnode NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus State=UNKNOWN
-PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
+	for node in $SLURM_NODES; do
+		name=${node%%:*}
+		rest=${node#*:}
+		echo "NodeName=$name NodeAddr=${rest%%:*} NodeHostname=localhost CPUs=$cpus State=UNKNOWN" \
+			>> "$dir/slurm.conf"
+		mkdir -p "$dir/spool/$name"
+	done
+	echo "PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP" >> "$dir/slurm.conf"
 }
 
 # slurm_ctld_start DIR [clean]: clean wipes its saved state (jobs included).
@@ -94,7 +115,7 @@ slurm_ctld_start() {
 	"$SLURM_SBIN/slurmctld" -D -i $flag -f "$1/slurm.conf" >> "$1/log/slurmctld.out" 2>&1 &
 	echo $! > "$1/run/slurmctld.keep"
 	deadline=$(($(date +%s) + 30))
-	until scontrol ping 2>/dev/null | grep -q 'is UP'; do
+	until SLURM_CONF=$1/slurm.conf scontrol ping 2>/dev/null | grep -q 'is UP'; do
 		if [ "$(date +%s)" -ge "$deadline" ]; then
 			echo "slurm.sh: slurmctld did not answer within 30 s" >&2
 			tail -20 "$1/log/slurmctld.out" >&2
@@ -163,10 +184,17 @@ slurm_start() {
 		slurm_stop "$dir"
 		return 1
 	fi
-	"$SLURM_SBIN/slurmd" -D -N llmfsnode -f "$dir/slurm.conf" > "$dir/log/slurmd.out" 2>&1 &
-	echo $! > "$dir/run/slurmd.keep"
+	for node in $SLURM_NODES; do
+		name=${node%%:*}
+		netns=${node##*:}
+		enter=
+		[ "$netns" != - ] && enter="nsenter --net=/run/netns/$netns --"
+		$enter "$SLURM_SBIN/slurmd" -D -N "$name" -f "$dir/slurm.conf" \
+			> "$dir/log/slurmd-$name.out" 2>&1 &
+		echo $! > "$dir/run/slurmd-$name.keep"
+	done
 	if ! slurm_wait_up; then
-		tail -20 "$dir/log/slurmd.out" "$dir/log/slurmctld.out" >&2
+		tail -20 "$dir"/log/slurmd-*.out "$dir/log/slurmctld.out" >&2
 		slurm_stop "$dir"
 		return 1
 	fi
@@ -186,7 +214,9 @@ slurm_stop() {
 			i=$((i + 1))
 		done
 	fi
-	slurm_pid_stop "$dir/run/slurmd.keep"
+	for keep in "$dir"/run/slurmd-*.keep; do
+		slurm_pid_stop "$keep"
+	done
 	slurm_pid_stop "$dir/run/slurmctld.keep"
 	slurm_pid_stop "$dir/run/munged.keep"
 }

@@ -174,6 +174,23 @@ static void test_burn_metered(struct ctx *c)
 		snprintf(want, sizeof(want), "uid %u token", (unsigned)c->as->uid);
 		CHECK_MSG(strstr(text, want) != NULL, "ran as %u: %s", (unsigned)c->as->uid, text);
 	}
+	/* A log its user may not write (the daemon's own folder) is left out. */
+	if (c->as) {
+		char priv[600];
+
+		snprintf(priv, sizeof(priv), "%s/private", c->tmp);
+		REQUIRE(mkdir(priv, 0700) == 0);
+		snprintf(log, sizeof(log), "%s/private/replica.log", c->tmp);
+		r = launch_sh(c, p, "read -r tok; echo hidden >&2; exit 6", 1, log, id2, err);
+		CHECK_MSG(r == 0, "launch with a private log: %d %s", r, err);
+		if (r == 0) {
+			CHECK_EQ(wait_end(p, id2, &st), 0);
+			CHECK_EQ(st.state, MINING_REPLICA_EXITED);
+			CHECK_EQ(st.exit_code, 6);
+			CHECK(access(log, F_OK) != 0);
+			mining_slurm_ops.forget(p, id2);
+		}
+	}
 	r = launch_sh(c, p, "timeout 2 sh -c 'while :; do :; done'; exit 0", 2, NULL, id2, err);
 	CHECK_MSG(r == 0, "launch on 2 CPUs: %d %s", r, err);
 	if (r == 0) {
