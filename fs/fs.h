@@ -72,6 +72,7 @@ struct fs_models;
 struct fs_paths;
 struct fs_net;
 struct fs_train;
+struct fs_mining;
 struct fs_options;
 
 struct fs {
@@ -95,6 +96,7 @@ struct fs {
 	struct fs_paths *paths;        /* /llm/paths */
 	struct fs_net *net;            /* /llm/net */
 	struct fs_train *train;        /* /llm/train, or NULL */
+	struct fs_mining *mining;      /* /llm/mining, or NULL */
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */

@@ -18,6 +18,7 @@
 
 #include "fs/fs.h"
 #include "fs/subtree.h"
+#include "scheduler/mining_job.h"
 #include "scheduler/train_job.h"
 
 static void usage(FILE *out)
@@ -47,6 +48,9 @@ static void usage(FILE *out)
 		"                     (default 256 MiB; tests use a few MiB)\n"
 		"      --train-jobs N training jobs under train/ that run at once\n"
 		"                     (default 1; the others wait, queued)\n"
+		"      --mining-listen HOST:PORT  where mining/'s replicas reach\n"
+		"                     this daemon (default 127.0.0.1:0, any free\n"
+		"                     port; mining/status names it)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -174,6 +178,9 @@ int main(int argc, char **argv)
 	/* A training job's own process (scheduler/train_job.h), not a daemon. */
 	if (argc > 1 && !strcmp(argv[1], "--train-job"))
 		return train_child_main(argc, argv);
+	/* A co-training replica (scheduler/mining_replica.c), not a daemon. */
+	if (argc > 1 && !strcmp(argv[1], "--mining-replica"))
+		return mining_replica_main(argc, argv);
 	return daemon_main(argc, argv);
 }
 
@@ -191,6 +198,7 @@ static int daemon_main(int argc, char **argv)
 		{ "trusted-uid", required_argument, NULL, 'T' },
 		{ "pack-max", required_argument, NULL, 'P' },
 		{ "train-jobs", required_argument, NULL, 'J' },
+		{ "mining-listen", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -277,6 +285,9 @@ static int daemon_main(int argc, char **argv)
 			fopt.train_jobs = (unsigned)n;
 			break;
 		}
+		case 'M':
+			fopt.mining_listen = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;

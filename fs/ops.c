@@ -26,6 +26,7 @@ static const struct fs_subtree subtrees[] = {
 	{ "paths", FS_PATHS_INO, FS_PATHS_LAST, FS_PATHS_TAG, &fs_paths_ops },
 	{ "net", FS_NET_INO, FS_NET_LAST, FS_NET_TAG, &fs_net_ops },
 	{ "train", FS_TRAIN_INO, FS_TRAIN_LAST, FS_TRAIN_TAG, &fs_train_ops },
+	{ "mining", FS_MINING_INO, FS_MINING_LAST, FS_MINING_TAG, &fs_mining_ops },
 	{ ".llmfs", FS_CTL_INO, FS_CTL_LAST, 0, &fs_ctl_ops },
 };
 

@@ -16,7 +16,8 @@
  *   inode                      owner     what
  *   1                          (root)    the root
  *   2                          train/    the folder
- *   3, 12 .. 15                -         free: the next subtrees' folders
+ *   3                          mining/   the folder
+ *   12 .. 15                   -         free: the next subtrees' folders
  *   4 .. 6                     paths/    the folder, .stats, .models
  *   7                          net/      the folder
  *   8 .. 11                    .llmfs/   the folder, status, gc, transfers
@@ -25,7 +26,8 @@
  *                                        .smip folder, manifest.json, info,
  *                                        tensors
  *   tag << 60 | n              the row   bits 60-63 name a subtree's own
- *                              with tag  numbering: 2 paths/, 3 train/, 4 net/
+ *                              with tag  numbering: 2 paths/, 3 train/, 4 net/,
+ *                                        5 mining/
  *
  * An inode with a tag belongs to the row with that tag; any other to the
  * row whose range [lo, hi] holds it.  A row whose subtree is off (no
@@ -71,6 +73,10 @@
 #define FS_NET_LAST 7
 #define FS_NET_TAG 4ULL
 
+#define FS_MINING_INO 3
+#define FS_MINING_LAST 3
+#define FS_MINING_TAG 5ULL
+
 #define FS_CTL_INO 8
 #define FS_CTL_LAST 11
 
@@ -97,6 +103,7 @@ struct fs_options {
 	const char *remotes; /* net/: the remotes file */
 	const char *mountpoint; /* train/: where its jobs find the tree (absolute) */
 	unsigned train_jobs;    /* train/: jobs run at once; 0: one */
+	const char *mining_listen; /* mining/: the replicas' server, HOST:PORT (NULL: 127.0.0.1:0) */
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
@@ -203,6 +210,7 @@ extern const struct fs_subtree_ops fs_paths_ops;  /* fs/paths.c */
 extern const struct fs_subtree_ops fs_net_ops;    /* fs/net.c */
 extern const struct fs_subtree_ops fs_ctl_ops;    /* fs/ctl.c */
 extern const struct fs_subtree_ops fs_train_ops;  /* fs/train.c */
+extern const struct fs_subtree_ops fs_mining_ops; /* fs/mining.c */
 
 /* The row that owns ino, or NULL (the root, a free number, a row off). */
 const struct fs_subtree *fs_subtree_of(const struct fs *fs, uint64_t ino);

@@ -756,6 +756,60 @@ int gpu_train_run(const struct gpu_train_opts *o, const char *token_path, const 
 	return r;
 }
 
+/* -------------------------------------------------------------------- co-training windows */
+
+int gpu_train_window(struct gpu_model *m, const struct gpu_data *d, const struct gpu_train_opts *o,
+		     uint64_t seed, long step0, long steps, double *ret_loss)
+{
+	const int B = o->opts.max_batch, T = o->opts.max_seq;
+	size_t n = gpu_model_num_params(m);
+	int32_t *inp = malloc((size_t)B * T * sizeof(*inp)), *tgt = malloc((size_t)B * T * sizeof(*tgt));
+	float *zero = calloc(n, sizeof(*zero));
+	double sum = 0.0;
+	int r = -ENOMEM;
+
+	if (!inp || !tgt || !zero)
+		goto out;
+	/* a fresh AdamW state: the window depends on its start weights alone */
+	if ((r = gpu_model_write(m, GPU_BUF_ADAM_M, zero)) < 0 ||
+	    (r = gpu_model_write(m, GPU_BUF_ADAM_V, zero)) < 0)
+		goto out;
+	gpu_model_set_adam_step(m, 0);
+	for (long s = step0 + 1; s <= step0 + steps; s++) {
+		float lr = gpu_lr_schedule(s - 1, o->warmup, o->steps, o->lr, o->min_lr), loss;
+
+		if ((r = gpu_data_batch(d, GPU_SPLIT_TRAIN, seed, (uint64_t)s - 1, B, T, inp, tgt)) < 0 ||
+		    (r = gpu_model_forward(m, inp, tgt, B, T, &loss)) < 0 ||
+		    (r = gpu_model_backward(m)) < 0 ||
+		    (r = gpu_model_step(m, &o->adamw, lr, NULL)) < 0)
+			goto out;
+		sum += loss;
+	}
+	if (ret_loss)
+		*ret_loss = steps > 0 ? sum / (double)steps : NAN;
+out:
+	free(zero);
+	free(inp);
+	free(tgt);
+	return r;
+}
+
+int gpu_train_eval(struct gpu_model *m, const struct gpu_data *d, const struct gpu_train_opts *o,
+		   uint64_t seed, float *ret)
+{
+	struct train_loop t = { .o = o, .m = m, .d = *d, .B = o->opts.max_batch,
+				.T = o->opts.max_seq, .seed = seed };
+	int r = -ENOMEM;
+
+	t.inp = malloc((size_t)t.B * t.T * sizeof(*t.inp));
+	t.tgt = malloc((size_t)t.B * t.T * sizeof(*t.tgt));
+	if (t.inp && t.tgt)
+		r = eval_val(&t, ret);
+	free(t.inp);
+	free(t.tgt);
+	return r;
+}
+
 /* -------------------------------------------------------------------- trainer_state.json */
 
 /* jansson refuses non-finite reals: they become null. */

@@ -157,6 +157,22 @@ int gpu_train_run(const struct gpu_train_opts *o, const char *token_path, const 
 		  size_t detail_len);
 
 /*
+ * Co-training (scheduler/mining_*.c).  gpu_train_window() runs the optimizer steps
+ * [step0 + 1, step0 + steps] of o's schedule (lr by gpu_lr_schedule() over o->steps) from m's
+ * current weights with a fresh AdamW state, on d's training split, batch of step s being
+ * gpu_data_batch(d, GPU_SPLIT_TRAIN, seed, s - 1): on the CPU a pure function of (weights, d,
+ * o, seed, step0, steps) for a fixed thread count, so that a window can be replayed.
+ * *ret_loss (may be NULL): the mean training loss of its steps.  gpu_train_eval(): the mean
+ * loss of o->val_batches validation batches of d drawn with seed.  d may be a view built in
+ * memory (map NULL).
+ */
+struct gpu_data;
+int gpu_train_window(struct gpu_model *m, const struct gpu_data *d, const struct gpu_train_opts *o,
+		     uint64_t seed, long step0, long steps, double *ret_loss);
+int gpu_train_eval(struct gpu_model *m, const struct gpu_data *d, const struct gpu_train_opts *o,
+		   uint64_t seed, float *ret);
+
+/*
  * Hugging Face's trainer_state.json for rows[0..n) of a run with options o (info may be NULL:
  * then no epoch, no num_train_epochs): global_step,
  * max_steps, log_history (loss, learning_rate, grad_norm per step; eval_loss where

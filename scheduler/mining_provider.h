@@ -87,6 +87,23 @@ extern const struct mining_provider_ops mining_local_ops;
 extern const struct mining_provider_ops mining_slurm_ops;  /* mining_slurm.c */
 extern const struct mining_provider_ops mining_remote_ops; /* mining_remote.c */
 
+/*
+ * remote, the serving side (mining_remote.c): a provider.json of kind remote with a
+ * "coordinator" URL makes this daemon run replicas for that coordinator, under the
+ * provider's owner, on its own local provider.  status: a few lines for the provider's
+ * status file.
+ */
+struct mining_serve;
+int mining_remote_serve_start(const json_t *cfg, const struct plan_proc_user *owner,
+			      const char *exe, const char *name, struct mining_serve **ret,
+			      char err[MINING_ERR_MAX]);
+void mining_remote_serve_stop(struct mining_serve *s);
+void mining_remote_serve_status(struct mining_serve *s, char *buf, size_t len);
+/* remote, the coordinator's side: a serving daemon's request (op "work" or "report", key its
+ * bearer token); returns the HTTP status, *ret_body malloc'd. */
+unsigned mining_remote_handle(struct mining_provider *p, const char *key, const char *op,
+			      const void *body, size_t len, char **ret_body, size_t *ret_len);
+
 /* The ops for a kind ("local", "slurm", "remote"), or NULL (a kind this build lacks). */
 const struct mining_provider_ops *mining_provider_kind(const char *kind);
 

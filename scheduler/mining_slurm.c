@@ -23,7 +23,7 @@
  * squeue's fields above are all slurmctld's own; a jobcomp line is read only
  * when it names the job with the name given at launch.
  *
- * State: one file per replica in state_dir, named by the job id, a JSON
+ * State: one file per replica in state_dir, slurm-<job id>, a JSON
  * object (the job's name, and once it has ended its final state), written
  * to a temporary file and renamed; a final state is fsync'd.  A daemon
  * restarted after kill -9 thus polls, meters and cancels the jobs it
@@ -384,7 +384,7 @@ static char *rec_path(struct mining_provider *p, const char *id, const char *suf
 {
 	char *s = NULL;
 
-	return asprintf(&s, "%s/%s%s", p->state_dir, id, suffix) < 0 ? NULL : s;
+	return asprintf(&s, "%s/slurm-%s%s", p->state_dir, id, suffix) < 0 ? NULL : s;
 }
 
 static int fsync_dir(const char *dir)

@@ -1,0 +1,262 @@
+/*
+ * mining_replica: one co-training replica, the daemon's own program run as
+ *   llmfs --mining-replica URL JOB SLOT THREADS        (the job's token on stdin)
+ * It reaches its coordinator over HTTP only (mining_wire.h), so that it runs the same on this
+ * machine, under Slurm or behind another daemon: it fetches the job's options and its shard of
+ * the training tokens, then, for each round the coordinator opens, the global weights; runs
+ * the window of H inner steps (gpu_train_window(): fresh AdamW state, batches drawn from its
+ * shard with mining_window_seed()); and posts its pseudo-gradient (start minus end weights,
+ * fp32 or int8).  A post the coordinator refuses as stale (409: the round closed without it)
+ * is dropped and the replica catches up from the latest weights.  It ends when the job does
+ * (410), and after 10 minutes without reaching the coordinator.  Messages go to stderr.
+ */
+#include "mining_job.h"
+
+#include <errno.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "gpu/data.h"
+#include "gpu/train.h"
+#include "mining_wire.h"
+
+#define UNREACHABLE_S 600.0
+
+struct replica {
+	const char *url, *job;
+	unsigned slot;
+	char token[128];
+	struct gpu_train_opts o;
+	long H;
+	enum mining_enc enc;
+	unsigned block;
+	struct gpu_data shard;
+	uint16_t *tokens;
+	struct gpu_model *m;
+	size_t n;
+};
+
+static void say(const struct replica *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const struct replica *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "replica %u: ", r->slot);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* A request, retried while the coordinator does not answer (up to UNREACHABLE_S). */
+static int call(struct replica *r, const char *path, const void *body, size_t len,
+		struct mining_http_reply *rep)
+{
+	char url[1024], err[512];
+	double t0 = clock_mono_s();
+	int ret;
+
+	snprintf(url, sizeof(url), "%s/v1/jobs/%s/%s", r->url, r->job, path);
+	while ((ret = mining_http(url, r->token, body, len, 300, rep, err, sizeof(err))) ==
+	       -EHOSTDOWN) {
+		if (clock_mono_s() - t0 > UNREACHABLE_S) {
+			say(r, "the coordinator does not answer: %s", err);
+			return ret;
+		}
+		usleep(500000);
+	}
+	return ret;
+}
+
+static int get_spec(struct replica *r)
+{
+	struct mining_http_reply rep;
+	char err[256];
+	json_t *o;
+	const char *train;
+	int ret = call(r, "spec", NULL, 0, &rep);
+
+	if (ret < 0)
+		return ret;
+	if (rep.status != 200) {
+		say(r, "spec: HTTP %ld: %s", rep.status, rep.body);
+		mining_http_reply_free(&rep);
+		return rep.status == 410 ? 1 : -EACCES;
+	}
+	o = json_loads(rep.body, 0, NULL);
+	mining_http_reply_free(&rep);
+	train = o ? json_string_value(json_object_get(o, "train")) : NULL;
+	gpu_train_opts_init(&r->o);
+	if (!train || gpu_train_opts_parse(&r->o, train, strlen(train), err, sizeof(err)) < 0 ||
+	    gpu_train_opts_finish(&r->o, err, sizeof(err)) < 0 ||
+	    mining_enc_parse(json_string_value(json_object_get(o, "compression")) ?: "?",
+			     &r->enc) < 0) {
+		say(r, "spec: malformed");
+		json_decref(o);
+		return -EINVAL;
+	}
+	r->H = (long)json_integer_value(json_object_get(o, "inner_steps"));
+	r->block = (unsigned)json_integer_value(json_object_get(o, "block"));
+	json_decref(o);
+	return r->H > 0 ? 0 : -EINVAL;
+}
+
+static int get_shard(struct replica *r)
+{
+	struct mining_http_reply rep;
+	char path[64];
+	int ret;
+
+	snprintf(path, sizeof(path), "shard/%u", r->slot);
+	ret = call(r, path, NULL, 0, &rep);
+	if (ret < 0)
+		return ret;
+	if (rep.status != 200 || rep.len < 16 || memcmp(rep.body, "LLMFSTOK", 8) || (rep.len & 1)) {
+		say(r, "shard: HTTP %ld, %zu bytes", rep.status, rep.len);
+		mining_http_reply_free(&rep);
+		return rep.status == 410 ? 1 : -EPROTO;
+	}
+	r->shard.n_tokens = r->shard.n_train = (rep.len - 16) / 2;
+	r->tokens = malloc(r->shard.n_tokens * sizeof(uint16_t) + 1);
+	if (!r->tokens) {
+		mining_http_reply_free(&rep);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < r->shard.n_tokens; i++) {
+		const unsigned char *b = (const unsigned char *)rep.body + 16 + 2 * i;
+
+		r->tokens[i] = (uint16_t)(b[0] | b[1] << 8);
+	}
+	r->shard.vocab_size = (unsigned char)rep.body[12] | (unsigned char)rep.body[13] << 8;
+	r->shard.tokens = r->tokens;
+	mining_http_reply_free(&rep);
+	return 0;
+}
+
+/* One round: 0 done (or stale), 1 the job ended, < 0 an error. */
+static int do_round(struct replica *r, long *last)
+{
+	struct mining_http_reply rep;
+	char path[256], err[256];
+	float *w0 = NULL, *w1 = NULL;
+	void *frame = NULL;
+	size_t flen = 0;
+	double loss = 0;
+	long round;
+	int ret;
+
+	snprintf(path, sizeof(path), "weights?after=%ld", *last);
+	ret = call(r, path, NULL, 0, &rep);
+	if (ret < 0)
+		return ret;
+	if (rep.status == 410) {
+		mining_http_reply_free(&rep);
+		return 1;
+	}
+	if (rep.status == 204) {
+		mining_http_reply_free(&rep);
+		usleep(200000);
+		return 0;
+	}
+	if (rep.status != 200 || !rep.round[0]) {
+		say(r, "weights: HTTP %ld: %.200s", rep.status, rep.body);
+		mining_http_reply_free(&rep);
+		return -EPROTO;
+	}
+	round = strtol(rep.round, NULL, 10);
+	w0 = malloc(r->n * sizeof(float));
+	w1 = malloc(r->n * sizeof(float));
+	ret = w0 && w1 ? mining_wire_decode(rep.body, rep.len, r->n, w0, NULL, err, sizeof(err))
+		       : -ENOMEM;
+	mining_http_reply_free(&rep);
+	if (ret < 0) {
+		say(r, "weights of round %ld: %s", round, err);
+		goto out;
+	}
+	if ((ret = gpu_model_write(r->m, GPU_BUF_PARAMS, w0)) < 0 ||
+	    (ret = gpu_train_window(r->m, &r->shard, &r->o,
+				    mining_window_seed(r->o.seed, round, r->slot),
+				    (round - 1) * r->H, r->H, &loss)) < 0 ||
+	    (ret = gpu_model_read(r->m, GPU_BUF_PARAMS, w1)) < 0) {
+		say(r, "round %ld: training: %s", round, strerror(-ret));
+		goto out;
+	}
+	for (size_t k = 0; k < r->n; k++)
+		w1[k] = w0[k] - w1[k];
+	ret = mining_wire_encode(r->enc, r->block, w1, r->n, &frame, &flen);
+	if (ret < 0)
+		goto out;
+	snprintf(path, sizeof(path), "delta/%u?round=%ld&steps=%ld&loss=%.9g", r->slot, round,
+		 r->H, loss);
+	ret = call(r, path, frame, flen, &rep);
+	if (ret < 0)
+		goto out;
+	if (rep.status == 410)
+		ret = 1;
+	else if (rep.status == 409)
+		say(r, "round %ld: %s", round, rep.body); /* stale: catch up */
+	else if (rep.status != 200)
+		say(r, "round %ld: HTTP %ld: %s", round, rep.status, rep.body), ret = -EPROTO;
+	mining_http_reply_free(&rep);
+	*last = round;
+out:
+	free(frame);
+	free(w0);
+	free(w1);
+	return ret;
+}
+
+int mining_replica_main(int argc, char **argv)
+{
+	struct replica r = { 0 };
+	long last = 0;
+	int threads, ret;
+	char *end;
+
+	if (argc != 6) {
+		fprintf(stderr, "usage: %s --mining-replica URL JOB SLOT THREADS (token on stdin)\n",
+			argv[0]);
+		return 2;
+	}
+	r.url = argv[2];
+	r.job = argv[3];
+	r.slot = (unsigned)strtoul(argv[4], &end, 10);
+	threads = atoi(argv[5]);
+	if (*end || threads < 1) {
+		fprintf(stderr, "mining replica: bad SLOT or THREADS\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* a fixed thread count: the CPU engine is then bit-reproducible, as replays need */
+	omp_set_num_threads(threads);
+	if (!fgets(r.token, sizeof(r.token), stdin)) {
+		say(&r, "no token on stdin");
+		return 2;
+	}
+	r.token[strcspn(r.token, "\r\n")] = '\0';
+	ret = get_spec(&r);
+	if (ret == 0)
+		ret = get_shard(&r);
+	if (ret == 0 && (ret = gpu_model_new(&r.m, &r.o.cfg, &r.o.opts)) < 0)
+		say(&r, "creating the model: %s", strerror(-ret));
+	if (ret == 0) {
+		r.n = gpu_model_num_params(r.m);
+		say(&r, "job %s: %zu parameters, shard of %zu tokens, %ld inner steps, %s", r.job,
+		    r.n, r.shard.n_tokens, r.H, mining_enc_name(r.enc));
+	}
+	while (ret == 0)
+		ret = do_round(&r, &last);
+	gpu_model_free(r.m);
+	free(r.tokens);
+	gpu_train_opts_release(&r.o);
+	if (ret == 1)
+		say(&r, "the job ended");
+	return ret < 0 ? 1 : 0;
+}
