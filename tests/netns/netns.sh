@@ -96,6 +96,10 @@ check '[ $d_rx2 -ge $size ]' "an upload from namespace 2 is counted on link 2 ($
 set -- $(netns_bytes); d_all=$(($1 - rx_all))
 check '[ $d_all -ge $size ]' "netns_bytes sums the links ($d_all B)"
 
+netns_rate 100mbit
+check '[ "$(tc qdisc show dev "$(netns_host_if 2)" | sed -n "s/.*rate \([^ ]*\).*/\1/p")" = 100Mbit ]' "netns_rate changes the host ends"
+check '[ "$(netns_exec 1 tc qdisc show | sed -n "s/.*tbf.*rate \([^ ]*\).*/\1/p")" = 100Mbit ]' "and the namespace ends"
+
 netns_down
 check '! ip link show "$(netns_host_if 1)" >/dev/null 2>&1' "netns_down removes the veths"
 check '! ip netns list | grep -q "^$(netns_name 1)"' "netns_down removes the namespaces"

@@ -11,6 +11,7 @@
 #                             the host's address every namespace reaches.
 #                             (No added latency: netem is not in every
 #                             kernel, this machine's included.)
+#   netns_rate RATE           sets every link to RATE, both ends
 #   netns_exec I CMD...       runs CMD in namespace I's network only
 #                             (nsenter --net: the mounts stay the host's, so
 #                             a FUSE daemon started there mounts for all)
@@ -83,6 +84,18 @@ netns_up() {
 	done
 	NETNS_HUB=10.$NETNS_NET.1.1
 	export NETNS_HUB
+}
+
+# netns_rate RATE: every link's token bucket to RATE, both ends.
+netns_rate() {
+	_rt_i=1
+	while [ "$_rt_i" -le "$NETNS_N" ]; do
+		tc qdisc change dev "$(netns_host_if "$_rt_i")" root tbf rate "$1" burst 64kb \
+			latency 200ms || return 1
+		ip netns exec "$(netns_name "$_rt_i")" tc qdisc change dev "${NETNS_PREFIX}r$_rt_i" \
+			root tbf rate "$1" burst 64kb latency 200ms || return 1
+		_rt_i=$((_rt_i + 1))
+	done
 }
 
 netns_exec() {

@@ -1,0 +1,127 @@
+#!/bin/sh
+# mining-wire.sh - bytes on the wire and utilisation of co-training replicas
+# behind rate-limited links (docs/benchmarks.md, "Mining").
+#
+# REPLICAS network namespaces, each joined to the host by a veth pair that
+# tc tbf limits to RATE both ways (tools/bench/lib-netns.sh), each the node
+# of a real Slurm cluster (tests/slurm/slurm.sh: slurmd under nsenter --net,
+# so its jobs are in its namespace).  The coordinator is a daemon on the host
+# listening on the hub address; its slurm provider submits the replicas,
+# one per node.  So every byte between the coordinator and a replica crosses
+# one veth, and the bytes are the host ends' counters
+# (/sys/class/net/*/statistics), read by round (mining-sample.py).
+#
+# For each compression in COMPRESSIONS at RATE, and once with fp32 at
+# FAST_RATE (the same job where the link is no limit), it reports:
+#   wire      bytes both ways over the whole job (setup, the data shards,
+#             Slurm's own traffic included)
+#   steady    bytes both ways from the start of round 2 to the end
+#   dp        what synchronous data-parallel training moves in those steps,
+#             COMPUTED, not measured: each replica sends its fp32 gradient
+#             and receives fp32 weights (or the reduced gradient) every
+#             step, 2 x params x 4 bytes per step per replica (a ring
+#             all-reduce moves 2 (n-1)/n of that)
+#   ratio     dp / steady, against H (fp32) and 3.5 H (int8)
+#   util      each replica's time in its inner steps (its log: "round r: H
+#             inner steps in X s") over the rounds' wall time
+#             (rounds.tsv), mean and lowest
+#
+# usage: tools/bench/mining-wire.sh        (root: namespaces, veths, Slurm)
+# env:   REPLICAS (4), H (50), STEPS (400), RATE (100mbit), FAST_RATE (10gbit),
+#        COMPRESSIONS ("none int8"), BUILD, OUT, CORPUS, MODEL, TRAINKEYS
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib-mining.sh"
+. "$here/lib-netns.sh"
+. "$MB_ROOT/tests/slurm/slurm.sh"
+REPLICAS=${REPLICAS:-4}
+H=${H:-50}
+STEPS=${STEPS:-400}
+RATE=${RATE:-100mbit}
+FAST_RATE=${FAST_RATE:-10gbit}
+COMPRESSIONS=${COMPRESSIONS:-"none int8"}
+
+netns_check || exit 77
+cleanup() {
+	mb_daemon_stop coord
+	slurm_stop "$OUT/slurm"
+	netns_down
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+echo "command: $0 (REPLICAS=$REPLICAS H=$H STEPS=$STEPS RATE=$RATE FAST_RATE=$FAST_RATE COMPRESSIONS=\"$COMPRESSIONS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
+mb_machine
+netns_up "$REPLICAS" "$RATE" || exit 1
+nodes= ifaces=
+i=1
+while [ $i -le "$REPLICAS" ]; do
+	nodes="$nodes n$i:$(netns_addr $i):$(netns_name $i)"
+	ifaces="$ifaces $(netns_host_if $i)"
+	i=$((i + 1))
+done
+SLURM_NODES=$nodes SLURM_CTLD_ADDR=$NETNS_HUB SLURM_NODE_CPUS=1
+slurm_start "$OUT/slurm" || exit 1
+port=$(slurm_free_port)
+mb_daemon_start coord --mining-listen "$NETNS_HUB:$port" || exit 1
+mb_corpus "$MB_MNT" || exit 1
+mkdir "$MB_MNT/mining/providers/cluster" || exit 1
+printf '{"kind": "slurm", "cpus": %d, "slurm": {"conf": "%s", "partition": "test", "jobcomp-log": "%s", "timeout-seconds": 20}}\n' \
+	"$REPLICAS" "$SLURM_CONF" "$SLURM_JOBCOMP" > "$MB_MNT/mining/providers/cluster/provider.json" ||
+	exit 1
+head -n 1 "$MB_MNT/mining/providers/cluster/status" | grep -q alive ||
+	{ echo "the slurm provider is not alive:" >&2; cat "$MB_MNT/mining/providers/cluster/status" >&2; exit 1; }
+
+# Slurm's own traffic when no job runs, for the record (it is in the figures).
+set -- $(netns_bytes); b0=$(($1 + $2))
+sleep 10
+set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
+
+report=$OUT/wire.tsv
+printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\tdp_B (computed)\tratio\ttarget\tutil_mean\tutil_min\tval_loss\n' > "$report"
+
+# run NAME RATE COMPRESSION
+run() {
+	netns_rate "$2" || return 1
+	# shellcheck disable=SC2086
+	python3 "$here/mining-sample.py" "$MB_MNT/mining/jobs/$1/status" "$OUT/$1.samples" \
+		$ifaces &
+	sampler=$!
+	st=$(mb_job "$MB_MNT" "$1" replicas="$REPLICAS" providers=cluster inner-steps="$H" \
+		steps="$STEPS" compression="$3" cpus-per-replica=1) || { kill $sampler; return 1; }
+	wait $sampler
+	[ "$st" = done ] || { echo "job $1: $st" >&2; return 1; }
+	cp "$MB_MNT/mining/jobs/$1/log" "$OUT/$1.log"
+	cp "$MB_MNT/mining/jobs/$1/rounds.tsv" "$OUT/$1.rounds.tsv"
+	python3 - "$OUT/$1" "$2" "$3" "$H" "$REPLICAS" >> "$report" <<'EOF'
+import json, re, sys
+base, rate, comp, H, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+s = {}
+for line in open(base + ".samples"):
+    ev, t, rx, tx = line.split()
+    s[ev] = (float(t), int(rx), int(tx))
+log = open(base + ".log").read()
+P = int(re.search(r"(\d+) parameters", log).group(1))
+rows = [l.rstrip("\n").split("\t") for l in open(base + ".rounds.tsv")][1:]
+R = len(rows)
+wall = sum(float(r[5]) for r in rows)
+comp_s = {}
+for slot, secs in re.findall(r"replica (\d+): round \d+: \d+ inner steps in ([0-9.]+) s", log):
+    comp_s[slot] = comp_s.get(slot, 0.0) + float(secs)
+util = [c / wall for c in comp_s.values()] if wall > 0 else [0]
+wire = sum(s["end"][1:]) - sum(s["start"][1:])
+steady = sum(s["end"][1:]) - sum(s["round2"][1:]) if "round2" in s else 0
+dp = 2 * P * 4 * n * H * (R - 1)
+ratio = dp / steady if steady else 0
+target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
+val = json.load(open(base + ".result"))["val_loss"]
+print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{dp}\t{ratio:.1f}x\t{target}\t"
+      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{val:.4f}")
+EOF
+}
+
+for c in $COMPRESSIONS; do
+	run "w-$c" "$RATE" "$c" || exit 1
+done
+run "w-fast" "$FAST_RATE" none || exit 1
+column -t -s "$(printf '\t')" "$report"
+echo "runs in $OUT"
