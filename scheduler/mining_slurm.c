@@ -337,8 +337,14 @@ static int slurm_run(struct mining_provider *p, const struct plan_proc_user *as,
 	if (conf_env)
 		argv[n++] = conf_env;
 	argv[n++] = path;
-	for (int i = 0; args[i] && n < 39; i++)
+	for (int i = 0; args[i]; i++) {
+		if (n >= (int)(sizeof(argv) / sizeof(argv[0])) - 1) {
+			free(conf_env);
+			free(path);
+			return -E2BIG;
+		}
 		argv[n++] = args[i];
+	}
 	argv[n] = NULL;
 	r = plan_proc_run_as(as ? as : &self, (char *const *)argv, input,
 			     input ? strlen(input) : 0, p->timeout_s, SLURM_OUT_MAX, NULL, &out,

@@ -44,7 +44,18 @@ for H in $HS; do
 	st=$(mb_job "$MB_MNT" "q$H" replicas="$REPLICAS" inner-steps="$H" steps="$STEPS" \
 		cpus-per-replica=1) || exit 1
 	wall=$(($(date +%s) - t0))
-	[ "$st" = done ] || { echo "job q$H: $st" >&2; exit 1; }
+	cp "$MB_MNT/mining/jobs/q$H/rounds.tsv" "$OUT/q$H.rounds.tsv"
+	cp "$MB_MNT/mining/jobs/q$H/log" "$OUT/q$H.log"
+	if [ "$st" != done ]; then
+		# A failed job has no model: its last completed round, as the coordinator
+		# validated it (val-batches=8, not the evaluator above), and its status.
+		rd=$(tail -n 1 "$OUT/q$H.rounds.tsv" | cut -f1)
+		v=$(tail -n 1 "$OUT/q$H.rounds.tsv" | cut -f2)
+		seq=$(echo "$MODEL" | tr ' ' '\n' | sed -n 's/^seq=//p')
+		printf 'diloco H=%s: %s\t%s\t(%s at round %s, coordinator)\t-\t%s\n' "$H" "$st" \
+			$((rd * H * REPLICAS * batch * seq)) "$v" "$rd" "$wall" >> "$report"
+		continue
+	fi
 	tokens=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["tokens"])' \
 		"$OUT/q$H.result")
 	val=$(mb_eval "$MB_MNT/models/q$H") || exit 1

@@ -3,9 +3,9 @@
 
 Every 50 ms it reads the job's status file (its first line "running: round r/N") and the
 host ends' counters (/sys/class/net/IFACE/statistics/{rx,tx}_bytes); it writes a line
-"EVENT seconds rx tx" to OUT at its start, when a round starts ("round r": its number first
-shows, since between rounds the status names the last completed one) and when the job has
-ended ("end").  rx: bytes the host received from the namespaces (the replicas' uploads), tx:
+"EVENT seconds rx tx" to OUT at its start, at every sample ("tick"), when a round starts
+("round r": its number first shows, since between rounds the status names the last
+completed one) and when the job has ended ("end").  rx: bytes the host received from the namespaces (the replicas' uploads), tx:
 bytes it sent them.
 """
 import sys
@@ -41,6 +41,7 @@ def main():
             line = first_line(status)
             rx, tx = counters(ifaces)
             t = time.monotonic() - t0
+            o.write(f"tick {t:.3f} {rx} {tx}\n")
             if line.startswith("running: round "):
                 r = int(line.split()[2].split("/")[0])
                 if r > last:

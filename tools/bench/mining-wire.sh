@@ -15,16 +15,25 @@
 # FAST_RATE (the same job where the link is no limit), it reports:
 #   wire      bytes both ways over the whole job (setup, the data shards,
 #             Slurm's own traffic included)
-#   steady    bytes both ways from the start of round 2 to the end
+#   steady    bytes both ways between a quiet point of round 2 and one of the
+#             last round R (the replicas in their inner steps, the links
+#             quiet): R - 2 whole exchanges, after the data shards
 #   dp        what synchronous data-parallel training moves in those steps,
 #             COMPUTED, not measured: each replica sends its fp32 gradient
 #             and receives fp32 weights (or the reduced gradient) every
 #             step, 2 x params x 4 bytes per step per replica (a ring
 #             all-reduce moves 2 (n-1)/n of that)
-#   ratio     dp / steady, against H (fp32) and 3.5 H (int8)
+#   tally     the coordinator's own count (rounds.tsv) of the same exchanges:
+#             payloads without TCP, IP and HTTP framing
+#   ratio     dp / steady, against H (fp32) and 3.5 H (int8); ratio_eq is
+#             dp / tally, the ratio at equal framing (DP's wire would carry
+#             the same framing on top of its payload)
 #   util      each replica's time in its inner steps (its log: "round r: H
 #             inner steps in X s") over the rounds' wall time
 #             (rounds.tsv), mean and lowest
+#   val_loss  the coordinator's validation of the last completed round
+# A job that fails mid-way is reported with its status; the rounds whose
+# transfers took place are counted.
 #
 # usage: tools/bench/mining-wire.sh        (root: namespaces, veths, Slurm)
 # env:   REPLICAS (4), H (50), STEPS (400), RATE (100mbit), FAST_RATE (10gbit),
@@ -77,7 +86,7 @@ sleep 10
 set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
 
 report=$OUT/wire.tsv
-printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\tdp_B (computed)\tratio\ttarget\tutil_mean\tutil_min\tval_loss\n' > "$report"
+printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\tval_loss\tstatus\n' > "$report"
 
 # run NAME RATE COMPRESSION
 run() {
@@ -89,33 +98,78 @@ run() {
 	st=$(mb_job "$MB_MNT" "$1" replicas="$REPLICAS" providers=cluster inner-steps="$H" \
 		steps="$STEPS" compression="$3" cpus-per-replica=1) || { kill $sampler; return 1; }
 	wait $sampler
-	[ "$st" = done ] || { echo "job $1: $st" >&2; return 1; }
 	cp "$MB_MNT/mining/jobs/$1/log" "$OUT/$1.log"
 	cp "$MB_MNT/mining/jobs/$1/rounds.tsv" "$OUT/$1.rounds.tsv"
-	python3 - "$OUT/$1" "$2" "$3" "$H" "$REPLICAS" >> "$report" <<'EOF'
-import json, re, sys
-base, rate, comp, H, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-s = {}
+	# A job that failed mid-way still moved its rounds' bytes: they count, up to
+	# the last round whose transfers took place.
+	[ "$st" = done ] || echo "job $1: $st (its rounds up to then are counted)" >&2
+	python3 - "$OUT/$1" "$2" "$3" "$H" "$REPLICAS" "$st" >> "$report" <<'EOF'
+import re, sys
+base, rate, comp, H, n, st = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+s, ticks = {}, []
 for line in open(base + ".samples"):
     ev, t, rx, tx = line.split()
-    s[ev] = (float(t), int(rx), int(tx))
+    if ev == "tick":
+        ticks.append((float(t), int(rx), int(tx)))
+    else:
+        s[ev] = (float(t), int(rx), int(tx))
+
+
+def at(t):
+    """The counters (rx + tx) at the last sample before t."""
+    best = ticks[0]
+    for k in ticks:
+        if k[0] > t:
+            break
+        best = k
+    return best[1] + best[2]
 log = open(base + ".log").read()
 P = int(re.search(r"(\d+) parameters", log).group(1))
 rows = [l.rstrip("\n").split("\t") for l in open(base + ".rounds.tsv")][1:]
-R = len(rows)
+done = {int(r[0]) for r in rows}
 wall = sum(float(r[5]) for r in rows)
+# R: the rounds whose pseudo-gradients crossed the links (the last may have failed after).
+R = max(int(k[5:]) for k in s if k.startswith("round"))
 comp_s = {}
-for slot, secs in re.findall(r"replica (\d+): round \d+: \d+ inner steps in ([0-9.]+) s", log):
-    comp_s[slot] = comp_s.get(slot, 0.0) + float(secs)
-util = [c / wall for c in comp_s.values()] if wall > 0 else [0]
+for slot, rd, secs in re.findall(r"replica (\d+): round (\d+): \d+ inner steps in ([0-9.]+) s", log):
+    if int(rd) in done:
+        comp_s[slot] = comp_s.get(slot, 0.0) + float(secs)
+util = [c / wall for c in comp_s.values()] if wall > 0 and comp_s else [0]
 wire = sum(s["end"][1:]) - sum(s["start"][1:])
-steady = sum(s["end"][1:]) - sum(s["round2"][1:]) if "round2" in s else 0
-dp = 2 * P * 4 * n * H * (R - 1)
+# Between a quiet point of round 2 and one of round R, in the replicas' inner steps (after
+# the round's weights came down, before the first pseudo-gradient goes up), lie R - 2 whole
+# exchanges, whatever the lag of the round marks (the sampler sees a round open up to a tick
+# late, when the weights may be down already).  Round 1 is left out: its replicas start at
+# different times, so a shard may come down after another replica's first upload.
+BURST = 20000
+
+
+def quiet(r):
+    t0 = s["round%d" % r][0]
+    t1 = (s["round%d" % (r + 1)] if r < R else s["end"])[0]
+    win = [k for k in ticks if t0 <= k[0] < t1]
+    start, up = t0, t1
+    for a, b in zip(win, win[1:]):
+        if b[1] - a[1] > BURST:
+            up = a[0]
+            break
+        if b[2] - a[2] > BURST:
+            start = b[0]
+    return at((start + up) / 2)
+
+
+steady = quiet(R) - quiet(2) if R >= 3 else 0
+dp = 2 * P * 4 * n * H * (R - 2)
 ratio = dp / steady if steady else 0
+# The coordinator's own count of the same exchanges (payloads, no framing): DP would carry
+# the same framing on its wire, so dp / tally is the ratio at equal framing.
+by = {int(r[0]): (int(r[3]), int(r[4])) for r in rows}
+tally = sum(by[r][1] for r in range(2, R) if r in by) + sum(by[r][0] for r in range(3, R + 1) if r in by)
+ratio_eq = dp / tally if tally else 0
 target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
-val = json.load(open(base + ".result"))["val_loss"]
-print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{dp}\t{ratio:.1f}x\t{target}\t"
-      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{val:.4f}")
+val = rows[-1][1] if rows else "-"
+print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
+      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{val}\t{st}")
 EOF
 }
 
