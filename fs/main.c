@@ -51,6 +51,8 @@ static void usage(FILE *out)
 		"      --mining-listen HOST:PORT  where mining/'s replicas reach\n"
 		"                     this daemon (default 127.0.0.1:0, any free\n"
 		"                     port; mining/status names it)\n"
+		"      --mining-url URL  the URL replicas are given (default\n"
+		"                     http://HOST:PORT of --mining-listen)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Unmount with `fusermount3 -u MOUNTPOINT`; SIGTERM does the same.\n");
@@ -199,6 +201,7 @@ static int daemon_main(int argc, char **argv)
 		{ "pack-max", required_argument, NULL, 'P' },
 		{ "train-jobs", required_argument, NULL, 'J' },
 		{ "mining-listen", required_argument, NULL, 'M' },
+		{ "mining-url", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -287,6 +290,14 @@ static int daemon_main(int argc, char **argv)
 		}
 		case 'M':
 			fopt.mining_listen = optarg;
+			break;
+		case 'U':
+			if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) {
+				fprintf(stderr, "llmfs: --mining-url %s: not an http:// URL\n",
+					optarg);
+				return 2;
+			}
+			fopt.mining_url = optarg;
 			break;
 		case 'h':
 			usage(stdout);

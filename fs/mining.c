@@ -272,6 +272,7 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
 	cfg.listen = opt->mining_listen;
+	cfg.advertise = opt->mining_url;
 	cfg.on_change = on_change;
 	cfg.on_change_arg = t;
 	r = mining_open(&cfg, &t->m, &warnings);
@@ -741,6 +742,11 @@ static int mining_setattr(struct fs *fs, fuse_req_t req, uint64_t ino, const str
 	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0))
 		return mining_getattr(fs, ino, ret, ret_timeout);
 	return -EPERM;
+}
+
+struct mining *fs_mining_coordinator(struct fs *fs)
+{
+	return fs->mining ? fs->mining->m : NULL;
 }
 
 const struct fs_subtree_ops fs_mining_ops = {

@@ -104,6 +104,7 @@ struct fs_options {
 	const char *mountpoint; /* train/: where its jobs find the tree (absolute) */
 	unsigned train_jobs;    /* train/: jobs run at once; 0: one */
 	const char *mining_listen; /* mining/: the replicas' server, HOST:PORT (NULL: 127.0.0.1:0) */
+	const char *mining_url;    /* mining/: the URL replicas are given (NULL: from the listen) */
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
@@ -228,6 +229,11 @@ void fs_virt_stat(const struct fs *fs, uint64_t ino, uint32_t mode,
 /* Ask the GC thread for a collection soon; note one's result. */
 void fs_gc_want(struct fs *fs);
 void fs_gc_record(struct fs *fs, int64_t freed, int requested);
+
+/* mining/ (fs/mining.c): its coordinator (scheduler/mining_job.h), for the ledger's hook
+ * (mining_set_round_hook()); NULL while mining/ is off. */
+struct mining;
+struct mining *fs_mining_coordinator(struct fs *fs);
 
 /*
  * models/ (fs/models.c): the open-node table, made before the rows start

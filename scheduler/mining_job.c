@@ -74,6 +74,7 @@ struct prov {
 	char error[MINING_ERR_MAX]; /* the last error */
 	char account[64];
 	double device_seconds;      /* served to jobs */
+	double price;               /* USD per device-hour, as its file says */
 	unsigned jobs;              /* jobs it runs replicas for now */
 	unsigned long long gen;
 };
@@ -113,6 +114,7 @@ struct job {
 	enum jstate state;
 	char reason[512];
 	int stop_asked;
+	unsigned refs;              /* requests using the job with the lock released */
 	unsigned long long gen;
 	/* the options */
 	struct gpu_train_opts o;
@@ -248,8 +250,10 @@ int mining_name_valid(const char *name)
 	return 1;
 }
 
+/* m->lock held: long polls (weights?wait=) and the job threads look again. */
 static void changed(struct mining *m, enum mining_kind k, const char *name)
 {
+	pthread_cond_broadcast(&m->wake);
 	if (m->cfg.on_change)
 		m->cfg.on_change(m->cfg.on_change_arg, kind_dir[k], name);
 }
@@ -493,7 +497,8 @@ static int set_mining_key(struct job *j, const char *key, const char *v, char *e
  */
 static int parse_job(struct job *j, const char *text, size_t len, char *err, size_t errlen)
 {
-	char *train = calloc(1, len + 2), *tp = train, *line = NULL;
+	/* each line may gain a blank and a newline: 2 bytes a line at most, so 3 x len + 2 */
+	char *train = calloc(1, 3 * len + 2), *tp = train, *line = NULL;
 	const char *p = text, *end = text + len;
 	int r = 0, lineno = 0;
 
@@ -615,6 +620,25 @@ static int prov_apply(struct mining *m, struct prov *p)
 			 "slurm, remote)", json_string_value(kind));
 		goto out;
 	}
+	{
+		json_t *price = json_object_get(cfg, "price"), *mem = json_object_get(cfg, "memory"),
+		       *gpus = json_object_get(cfg, "gpus");
+
+		if (price && (!json_is_number(price) || json_number_value(price) < 0)) {
+			snprintf(err, sizeof(err), "price: not a non-negative number (USD per "
+				 "device-hour)");
+			goto out;
+		}
+		if (mem && !json_is_string(mem) && !(json_is_integer(mem) && json_integer_value(mem) >= 0)) {
+			snprintf(err, sizeof(err), "memory: not a size (\"64G\" or bytes)");
+			goto out;
+		}
+		if (gpus && !(json_is_integer(gpus) && json_integer_value(gpus) >= 0)) {
+			snprintf(err, sizeof(err), "gpus: not a whole number");
+			goto out;
+		}
+		p->price = price ? json_number_value(price) : 0;
+	}
 	acc = json_object_get(cfg, "account");
 	if (acc) {
 		struct account *a = json_is_string(acc) ? account_find(m, json_string_value(acc))
@@ -705,10 +729,12 @@ static void prov_status(struct mining *m, struct prov *p, char **ret, size_t *re
 	alive = p->p && p->ops->alive(p->p, err) == 0;
 	if (p->serve)
 		mining_remote_serve_status(p->serve, serve, sizeof(serve));
-	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nlast error %s\n%s",
+	if (asprintf(&s, "%s\nkind %s\ncpus %u\njobs %u\ndevice-seconds %.3f\nprice %g USD per "
+		     "device-hour\naccount %s\nlast error %s\n%s",
 		     p->serve ? "serving" : alive ? "alive" : p->text || p->embedded ? "down" : "no provider.json",
 		     p->ops ? p->ops->kind : "-", p->p ? p->ops->cpus(p->p) : 0, p->jobs,
-		     p->device_seconds, p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
+		     p->device_seconds, p->price, p->account[0] ? p->account : "-",
+		     p->error[0] ? p->error : err[0] ? err : "none", serve) < 0)
 		s = NULL;
 	*ret = s;
 	*ret_len = s ? strlen(s) : 0;
@@ -916,6 +942,8 @@ int mining_remove(struct mining *m, enum mining_kind k, const char *name, uid_t 
 			pthread_mutex_unlock(&m->lock);
 			job_stop_thread(m, j);
 			pthread_mutex_lock(&m->lock);
+			while (j->refs)
+				pthread_cond_wait(&m->wake, &m->lock);
 			job_free(j);
 		}
 	}
@@ -1231,6 +1259,20 @@ static int tree_path(const char *tree, const char *rel, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* A daemon resuming its jobs starts them before its tree is mounted: wait for it (a minute). */
+static int wait_for_tree(const char *tree)
+{
+	char *p = path2(tree, ".llmfs/status");
+	int i;
+
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
+		usleep(100000);
+	free(p);
+	return i < 600 ? 0 : -ETIMEDOUT;
+}
+
 /* Copies the tree's rel (read as the owner) into the job's folder as name. */
 static int fetch_as_owner(struct job *j, const char *key, const char *rel, const char *name,
 			  char *err, size_t errlen)
@@ -1310,8 +1352,9 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 {
 	struct gpu_data d = { 0 }, v = { 0 };
 	char *tok = NULL, *vtok = NULL, *dir = jpath(j, "data"), *vdir = jpath(j, "val");
+	char *ready = NULL;
 	size_t shard;
-	int r;
+	int r, have = 0;
 
 	if (!dir || !vdir) {
 		r = -ENOMEM;
@@ -1319,7 +1362,18 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	}
 	mkdir(dir, 0700);
 	mkdir(vdir, 0700);
-	r = fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
+	/* a resumed job trains on the tokens its first rounds had */
+	ready = jpath(j, "data/ready");
+	if (!ready) {
+		r = -ENOMEM;
+		goto out;
+	}
+	have = access(ready, F_OK) == 0;
+	if (!have && wait_for_tree(j->m->tree) < 0) {
+		r = fail(err, errlen, "the tree is not mounted");
+		goto out;
+	}
+	r = have ? 0 : fetch_as_owner(j, "data", j->o.data, "data/raw", err, errlen);
 	if (r == 0) {
 		char *raw = path2(dir, "raw");
 
@@ -1331,7 +1385,7 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 	if (r == 0)
 		r = load_tokens(tok, j->val_data ? 1e-6 : j->o.val_fraction, &d, err, errlen, "data");
 	if (r == 0 && j->val_data) {
-		r = fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
+		r = have ? 0 : fetch_as_owner(j, "val-data", j->val_data, "val/raw", err, errlen);
 		if (r == 0) {
 			char *raw = path2(vdir, "raw");
 
@@ -1377,7 +1431,10 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 		j->n_tokens = n_train + n_val;
 		j->vocab = d.vocab_size;
 	}
+	if (!have)
+		r = write_file(ready, "", 0);
 out:
+	free(ready);
 	gpu_data_release(&d);
 	gpu_data_release(&v);
 	free(tok);
@@ -1545,6 +1602,7 @@ static void set_state(struct job *j, enum jstate st, const char *reason)
 	struct mining *m = j->m;
 
 	pthread_mutex_lock(&m->lock);
+	pthread_cond_broadcast(&m->wake);
 	j->state = st;
 	snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
 	save_state(j);
@@ -1671,8 +1729,14 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	struct mining_contribution *c;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
+	mining_round_fn fn;
+	void *fn_arg;
 
-	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c)))) {
+	pthread_mutex_lock(&m->lock);
+	fn = m->cfg.on_round;
+	fn_arg = m->cfg.on_round_arg;
+	pthread_mutex_unlock(&m->lock);
+	if (!fn || !(c = calloc(j->n_slots, sizeof(*c)))) {
 		free(p0);
 		free(p1);
 		return;
@@ -1707,7 +1771,7 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	rd.end_sha256 = sha1;
 	rd.c = c;
 	rd.n = j->n_slots;
-	m->cfg.on_round(m->cfg.on_round_arg, &rd);
+	fn(fn_arg, &rd);
 	free(c);
 	free(p0);
 	free(p1);
@@ -1952,6 +2016,7 @@ static void *job_main(void *arg)
 		recv0 = j->bytes_recv;
 		j->round_open = rd;
 		j->gen++;
+		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
 		if (wait_round(j))
@@ -2054,8 +2119,16 @@ static void *job_main(void *arg)
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
 		stop_slots(j);
-		if (j->stop_asked == 1)
-			set_state(j, J_STOPPED, "stopped");
+		if (j->stop_asked == 1) {
+			pthread_mutex_lock(&m->lock);
+			j->state = J_STOPPED;
+			snprintf(j->reason, sizeof(j->reason), "stopped");
+			write_result(j, val);
+			save_state(j);
+			j->gen++;
+			changed(m, MINING_JOBS, j->name);
+			pthread_mutex_unlock(&m->lock);
+		}
 		goto out_slots;
 	}
 	stop_slots(j);
@@ -2429,6 +2502,14 @@ int mining_status(struct mining *m, char **ret, size_t *ret_len)
 	return 0;
 }
 
+void mining_set_round_hook(struct mining *m, mining_round_fn fn, void *arg)
+{
+	pthread_mutex_lock(&m->lock);
+	m->cfg.on_round = fn;
+	m->cfg.on_round_arg = arg;
+	pthread_mutex_unlock(&m->lock);
+}
+
 const char *mining_url(const struct mining *m)
 {
 	return m->url;
@@ -2599,10 +2680,30 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 			reply(rs, 503, "out of memory\n");
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
-		const char *after = rq->arg(rq, "after");
+		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait");
 		long a = after ? strtol(after, NULL, 10) : 0;
+		double w = wait ? strtod(wait, NULL) : 0, t0 = clock_mono_s();
 
-		if (!j->round_open || j->round_open <= a || !j->wframe) {
+		/* a long poll: the replica hears of the next round at once, without polling */
+		if (!(w <= 30))
+			w = 30;
+		j->refs++;
+		while ((!j->round_open || j->round_open <= a || !j->wframe) && !m->closing &&
+		       !j->stop_asked &&
+		       (j->state == J_RUNNING || j->state == J_QUEUED) && clock_mono_s() - t0 < w) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100000000;
+			if (ts.tv_nsec >= 1000000000)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000;
+			pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+		}
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		if (j->state != J_RUNNING && j->state != J_QUEUED) {
+			reply(rs, 410, "%s\n", jstate_names[j->state]);
+		} else if (!j->round_open || j->round_open <= a || !j->wframe) {
 			reply(rs, 204, "%s", "");
 		} else if ((rs->body = malloc(j->wframe_len))) {
 			memcpy(rs->body, j->wframe, j->wframe_len);
@@ -2617,9 +2718,15 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {
+		/* the job stays while the request uses it: a remove waits for refs to fall */
+		j->refs++;
 		pthread_mutex_unlock(&m->lock);
-		/* the job stays: a remove joins its thread, and requests finish first */
-		return job_delta(m, j, (unsigned)slot, rq, rs);
+		job_delta(m, j, (unsigned)slot, rq, rs);
+		pthread_mutex_lock(&m->lock);
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		pthread_mutex_unlock(&m->lock);
+		return;
 	} else {
 		reply(rs, 404, "no such endpoint\n");
 	}

@@ -152,7 +152,7 @@ static int do_round(struct replica *r, long *last)
 	long round;
 	int ret;
 
-	snprintf(path, sizeof(path), "weights?after=%ld", *last);
+	snprintf(path, sizeof(path), "weights?after=%ld&wait=20", *last);
 	ret = call(r, path, NULL, 0, &rep);
 	if (ret < 0)
 		return ret;
@@ -160,9 +160,8 @@ static int do_round(struct replica *r, long *last)
 		mining_http_reply_free(&rep);
 		return 1;
 	}
-	if (rep.status == 204) {
+	if (rep.status == 204) { /* the long poll ended without a new round: ask again */
 		mining_http_reply_free(&rep);
-		usleep(200000);
 		return 0;
 	}
 	if (rep.status != 200 || !rep.round[0]) {

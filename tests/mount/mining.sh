@@ -71,7 +71,7 @@ test_expect_success 'set up: the corpus; mining/ and the embedded local provider
 '
 
 test_expect_success 'a job with 2 replicas runs to its end on the local provider' '
-	job d1 replicas=2 inner-steps=20 steps=80 &&
+	job d1 replicas=2 inner-steps=20 steps=80 val-batches=16 &&
 	result d1 && [ "$(head -n 1 "$J/d1/status")" = done ] &&
 	$PY -c "import json, sys; r = json.load(open(sys.argv[1]));
 assert r[\"state\"] == \"done\" and r[\"model\"] == \"models/d1\" and r[\"rounds\"] == 4, r
@@ -104,7 +104,11 @@ test_expect_success 'its reports: rounds, contributions, metrics, trainer_state,
 test_expect_success 'the model lands in models/<job>/ and loads in the PyTorch reference' '
 	[ -s "$M/d1/config.json" ] && [ -s "$M/d1/model.safetensors" ] &&
 	$PY -c "import json, sys; c = json.load(open(sys.argv[1])); assert c[\"n_layer\"] == 2, c" \
-		"$M/d1/config.json"
+		"$M/d1/config.json" &&
+	[ "$(stat -c %U "$M/d1/model.safetensors")" = root ] &&
+	head -c 120000 "$TRAIN_CORPUS" >"$TEST_DIR/tiny.txt" &&
+	vl=$(tail -n 1 "$J/d1/rounds.tsv" | cut -f2) &&
+	$PY "$MOUNT_HELPERS/../gpu/test_torch_ref.py" --model "$M/d1" "$TEST_DIR/tiny.txt" "$vl"
 '
 
 test_expect_success 'int8 pseudo-gradients: the same job receives about 4x fewer bytes' '
@@ -161,6 +165,25 @@ test_expect_success 'a replica killed mid-round drops out of it (accepted 0) and
 	[ "$(tail -n 1 "$J/r1/rounds.tsv" | cut -f7)" = 2 ]
 '
 
+test_expect_success 'control: stop, then resume from the last completed round' '
+	job s1 replicas=2 inner-steps=20 steps=400 &&
+	wait_for 120 "[ \$(rows \"$J/s1/rounds.tsv\") -ge 2 ]" &&
+	echo stop >"$J/s1/control" &&
+	wait_status s1 60 "^stopped" &&
+	timeout 10 cat "$J/s1/result" | grep -q "\"state\": \"stopped\"" &&
+	k=$(rows "$J/s1/rounds.tsv") && say "# stopped after $k rounds" && [ "$k" -lt 20 ] &&
+	echo resume >"$J/s1/control" &&
+	result s1 && [ "$(head -n 1 "$J/s1/status")" = done ] &&
+	[ "$(cut -f1 "$J/s1/rounds.tsv" | tail -n +2 | tr "\n" " ")" = "$(seq 1 20 | tr "\n" " ")" ] &&
+	cmp "$M/s1/model.safetensors" "$M/k2/model.safetensors"
+'
+
+test_expect_success 'a budget in device-hours stops the job once spent' '
+	job bu1 replicas=2 inner-steps=20 steps=400 budget=0.000001 &&
+	result bu1 && grep -q "^stopped: budget of 1e-06 device-hours spent" "$J/bu1/status" &&
+	[ "$(rows "$J/bu1/rounds.tsv")" -lt 20 ] && [ ! -e "$M/bu1/model.safetensors" ]
+'
+
 test_expect_success 'bad job files fail with their reason; the daemon stays up' '
 	bad() { jn=$1 pat=$2; shift 2; job "$jn" "$@" &&
 		wait_status "$jn" 60 "^failed: " &&
@@ -176,6 +199,10 @@ test_expect_success 'bad job files fail with their reason; the daemon stays up' 
 	bad b8 "data models/corpora/nope.txt: No such file" data=models/corpora/nope.txt &&
 	bad b9 "too short for 64 replicas" replicas=64 steps=20 inner-steps=10 \
 		data=models/corpora/small.txt &&
+	# many short lines: each gains a blank when handed to the engine (this overflowed once)
+	mkdir "$J/b11" && { echo "$OPTS"; i=0; while [ $i -lt 3000 ]; do echo "seed=3"; i=$((i + 1)); done;
+		echo "colour=red"; } >"$J/b11/job" &&
+	wait_status b11 60 "^failed: line 3003: unknown key" &&
 	daemon_alive_check
 '
 
@@ -188,14 +215,22 @@ test_expect_success 'bad provider files: the status says why; a job cannot use t
 	grep -q "cpu-list" "$P/p1/status" &&
 	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
 	grep -q "account: ghost is not an account" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"price\": -1}" >"$P/p1/provider.json" || :; } &&
+	grep -q "price: not a non-negative number" "$P/p1/status" &&
+	{ printf "{\"kind\": \"remote\", \"key\": \"short\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "key: missing or not a secret of 16" "$P/p1/status" &&
+	{ printf "{\"kind\": \"local\", \"account\": \"ghost\"}" >"$P/p1/provider.json" || :; } &&
+	grep -q "account: ghost is not an account" "$P/p1/status" &&
 	job b10 providers=p1 steps=20 inner-steps=10 && wait_status b10 60 "^failed: providers: p1 is not usable" &&
 	daemon_alive_check
 '
 
 test_expect_success 'a local provider pins its replicas to its cpu-list' '
 	mkdir "$A/alice" &&
-	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\"}" >"$P/p1/provider.json" &&
+	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"account\": \"alice\", \"price\": 0.25}" \
+		>"$P/p1/provider.json" &&
 	head -n 1 "$P/p1/status" | grep -qx alive &&
+	grep -q "^price 0.25 USD per device-hour" "$P/p1/status" && grep -q "^account alice" "$P/p1/status" &&
 	[ "$(ls "$P" | tr "\n" " ")" = "local p1 " ] &&
 	job c1 providers=p1 replicas=1 inner-steps=100 steps=400 batch=8 account=alice &&
 	wait_status c1 120 "^replica 0: p1 [0-9]+:[0-9]+, running" &&
@@ -283,6 +318,15 @@ test_expect_success 'remote: a second daemon serves a provider of this one' '
 	[ -s "$M/rm1/model.safetensors" ] &&
 	! grep -q "bad key" "$TEST_DIR/daemon.b.log" &&
 	fusermount3 -u "$TEST_DIR/mnt2" && spawn_wait daemon.b && check_log "$TEST_DIR/daemon.b.log"
+'
+
+test_expect_success 'a provider that never answers: its replicas time out, the job fails saying so' '
+	mkdir "$P/ghost" &&
+	printf "{\"kind\": \"remote\", \"key\": \"nobody-serves-this-key\"}" >"$P/ghost/provider.json" &&
+	head -n 1 "$P/ghost/status" | grep -qx down &&
+	job gh1 providers=ghost replicas=1 inner-steps=10 steps=20 round-timeout=1 &&
+	result gh1 &&
+	grep -q "^failed: round 1: no replica delivered a pseudo-gradient in 3 attempts (replica 0: no pseudo-gradient within round-timeout=1 s)" "$J/gh1/status"
 '
 
 test_expect_success 'a wrong key is refused' '

@@ -51,8 +51,8 @@ test_expect_success 'set up: a model with a file and a link' '
 '
 
 test_expect_success 'the root lists one folder per subtree, and only those' '
-	[ "$(ls -a "$MNT" | tr "\n" " ")" = ". .. .llmfs models net paths train " ] &&
-	for d in models net paths train .llmfs; do
+	[ "$(ls -a "$MNT" | tr "\n" " ")" = ". .. .llmfs mining models net paths train " ] &&
+	for d in mining models net paths train .llmfs; do
 		[ -d "$MNT/$d" ] || { say "$d is not a folder"; return 1; }
 	done &&
 	expect_errno ENOENT stat "$MNT/nothing" &&
@@ -63,9 +63,10 @@ test_expect_success 'the root lists one folder per subtree, and only those' '
 test_expect_success 'each subtree has inodes of its own' '
 	n=$(stat -c %i "$MNT" "$M" "$MNT/net" "$MNT/paths" "$MNT/.llmfs" \
 		"$MNT/.llmfs/status" "$MNT/.llmfs/gc" "$MNT/paths/.stats" \
-		"$M/m" "$M/m/w.bin" "$M/m/.smip" "$M/m/.smip/manifest.json" |
+		"$M/m" "$M/m/w.bin" "$M/m/.smip" "$M/m/.smip/manifest.json" \
+		"$MNT/mining" "$MNT/mining/jobs" "$MNT/mining/status" |
 		sort -u | wc -l) &&
-	[ "$n" = 12 ] &&
+	[ "$n" = 15 ] &&
 	[ "$(stat -c %i "$MNT")" = 1 ] && [ "$(stat -c %i "$M")" = 16 ]
 '
 
