@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 # A GPT of about 120k parameters, a replica's inner step ~20 ms on one core.
 MODEL=${MODEL:-"layers=2 heads=2 embd=64 seq=64"}
 # The training keys every run shares (mining jobs and the baseline alike).
-TRAINKEYS=${TRAINKEYS:-"batch=8 lr=3e-3 warmup=20 wd=0.1 clip=1.0 seed=1"}
+TRAINKEYS=${TRAINKEYS:-"batch=8 lr=1e-3 warmup=20 wd=0.1 clip=1.0 seed=1"}
 # The evaluator: the same validation batches for every model.
 EVAL_BATCHES=${EVAL_BATCHES:-64}
 EVAL_SEED=${EVAL_SEED:-1234}

@@ -31,6 +31,9 @@
 #   util      each replica's time in its inner steps (its log: "round r: H
 #             inner steps in X s") over the rounds' wall time
 #             (rounds.tsv), mean and lowest
+#   link_s    per round, the time the links carried more than 4 KiB per sample
+#             (an upper bound at the sampler's 50 ms resolution); round_s
+#             the rounds' mean wall time
 #   val_loss  the coordinator's validation of the last completed round
 # A job that fails mid-way is reported with its status; the rounds whose
 # transfers took place are counted.
@@ -86,7 +89,7 @@ sleep 10
 set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
 
 report=$OUT/wire.tsv
-printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\tval_loss\tstatus\n' > "$report"
+printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
 
 # run NAME RATE COMPRESSION
 run() {
@@ -167,9 +170,12 @@ by = {int(r[0]): (int(r[3]), int(r[4])) for r in rows}
 tally = sum(by[r][1] for r in range(2, R) if r in by) + sum(by[r][0] for r in range(3, R + 1) if r in by)
 ratio_eq = dp / tally if tally else 0
 target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
+# Time the links carried traffic (any tick interval that moved more than 4 KiB, polls and
+# Slurm's chatter being less), per round: an upper bound at the sampler's resolution.
+busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 4096)
 val = rows[-1][1] if rows else "-"
 print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
-      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{val}\t{st}")
+      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
 EOF
 }
 
