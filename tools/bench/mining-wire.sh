@@ -31,7 +31,7 @@
 #   util      each replica's time in its inner steps (its log: "round r: H
 #             inner steps in X s") over the rounds' wall time
 #             (rounds.tsv), mean and lowest
-#   link_s    per round, the time the links carried more than 4 KiB per sample
+#   link_s    per round, the time the links carried more than 64 KiB per sample
 #             (an upper bound at the sampler's 50 ms resolution); round_s
 #             the rounds' mean wall time
 #   val_loss  the coordinator's validation of the last completed round
@@ -170,9 +170,9 @@ by = {int(r[0]): (int(r[3]), int(r[4])) for r in rows}
 tally = sum(by[r][1] for r in range(2, R) if r in by) + sum(by[r][0] for r in range(3, R + 1) if r in by)
 ratio_eq = dp / tally if tally else 0
 target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
-# Time the links carried traffic (any tick interval that moved more than 4 KiB, polls and
-# Slurm's chatter being less), per round: an upper bound at the sampler's resolution.
-busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 4096)
+# Time the links carried traffic (any tick interval that moved more than 64 KiB: the polls and
+# Slurm's chatter move less), per round: an upper bound at the sampler's resolution.
+busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 65536)
 val = rows[-1][1] if rows else "-"
 print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
       f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
