@@ -744,11 +744,6 @@ static int mining_setattr(struct fs *fs, fuse_req_t req, uint64_t ino, const str
 	return -EPERM;
 }
 
-struct mining *fs_mining_coordinator(struct fs *fs)
-{
-	return fs->mining ? fs->mining->m : NULL;
-}
-
 const struct fs_subtree_ops fs_mining_ops = {
 	.start = mining_start,
 	.stop = mining_stop,

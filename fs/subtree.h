@@ -230,11 +230,6 @@ void fs_virt_stat(const struct fs *fs, uint64_t ino, uint32_t mode,
 void fs_gc_want(struct fs *fs);
 void fs_gc_record(struct fs *fs, int64_t freed, int requested);
 
-/* mining/ (fs/mining.c): its coordinator (scheduler/mining_job.h), for the ledger's hook
- * (mining_set_round_hook()); NULL while mining/ is off. */
-struct mining;
-struct mining *fs_mining_coordinator(struct fs *fs);
-
 /*
  * models/ (fs/models.c): the open-node table, made before the rows start
  * and freed after the GC thread has stopped; a change under models/ makes

@@ -115,6 +115,7 @@ struct job {
 	char reason[512];
 	int stop_asked;
 	unsigned refs;              /* requests using the job with the lock released */
+	int keep_error;             /* a pseudo-gradient could not be kept (-errno): the job fails */
 	unsigned long long gen;
 	/* the options */
 	struct gpu_train_opts o;
@@ -1729,14 +1730,8 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	struct mining_contribution *c;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
-	mining_round_fn fn;
-	void *fn_arg;
 
-	pthread_mutex_lock(&m->lock);
-	fn = m->cfg.on_round;
-	fn_arg = m->cfg.on_round_arg;
-	pthread_mutex_unlock(&m->lock);
-	if (!fn || !(c = calloc(j->n_slots, sizeof(*c)))) {
+	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c)))) {
 		free(p0);
 		free(p1);
 		return;
@@ -1771,7 +1766,7 @@ static void call_hook(struct job *j, long r, float val, double train_loss, const
 	rd.end_sha256 = sha1;
 	rd.c = c;
 	rd.n = j->n_slots;
-	fn(fn_arg, &rd);
+	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
 	free(p0);
 	free(p1);
@@ -1885,7 +1880,7 @@ static int wait_round(struct job *j)
 	for (unsigned i = 0; i < j->n_slots; i++)
 		watch_slot(j, i, 1);
 	pthread_mutex_lock(&m->lock);
-	while (!settled_locked(j) && !j->stop_asked && !m->closing &&
+	while (!settled_locked(j) && !j->stop_asked && !m->closing && !j->keep_error &&
 	       clock_mono_s() - t0 < j->round_timeout) {
 		struct timespec ts;
 
@@ -2021,6 +2016,13 @@ static void *job_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		if (wait_round(j))
 			break;
+		if (j->keep_error) {
+			end = J_FAILED;
+			snprintf(err, sizeof(err), "round %ld: keeping a pseudo-gradient: %s", rd,
+				 strerror(-j->keep_error));
+			j->keep_error = 0;
+			break;
+		}
 		pthread_mutex_lock(&m->lock);
 		acc = j->accepted;
 		/* summed in slot order, whatever order they came in: the outer step is then a
@@ -2502,14 +2504,6 @@ int mining_status(struct mining *m, char **ret, size_t *ret_len)
 	return 0;
 }
 
-void mining_set_round_hook(struct mining *m, mining_round_fn fn, void *arg)
-{
-	pthread_mutex_lock(&m->lock);
-	m->cfg.on_round = fn;
-	m->cfg.on_round_arg = arg;
-	pthread_mutex_unlock(&m->lock);
-}
-
 const char *mining_url(const struct mining *m)
 {
 	return m->url;
@@ -2599,6 +2593,8 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	pthread_mutex_lock(&m->lock);
 	if (r < 0) {
 		reply(rs, 507, "cannot keep the pseudo-gradient: %s\n", strerror(-r));
+		j->keep_error = r;
+		pthread_cond_broadcast(&m->wake);
 	} else if (round != j->round_open || j->slots[slot].posted) {
 		reply(rs, 409, "round %ld closed meanwhile\n", round);
 	} else {

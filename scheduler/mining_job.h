@@ -65,9 +65,6 @@ struct mining_config {
 
 int mining_open(const struct mining_config *cfg, struct mining **ret, char **ret_warnings);
 void mining_close(struct mining *m);
-/* Sets (or, fn NULL, clears) the ledger's hook after mining_open(); a round that completes
- * after the call sees it. */
-void mining_set_round_hook(struct mining *m, mining_round_fn fn, void *arg);
 /* The URL replicas reach this coordinator at. */
 const char *mining_url(const struct mining *m);
 

@@ -4,7 +4,7 @@
 set -eu
 pkgs="meson ninja-build pkg-config gcc g++ fuse3 libfuse3-dev libzstd-dev
       libxxhash-dev libsqlite3-dev libssl-dev libjansson-dev
-      libcurl4-openssl-dev libopenblas-dev"
+      libcurl4-openssl-dev libopenblas-dev libmicrohttpd-dev"
 if [ "${1:-}" = "--test" ]; then
     pkgs="$pkgs zstd sqlite3 rsync attr bc python3 python3-torch python3-numpy python3-protobuf python3-crc32c clang
           libmicrohttpd-dev libclang-rt-14-dev curl docker-registry apache2-utils

@@ -334,6 +334,26 @@ test_expect_success 'a wrong key is refused' '
 		"$(url)/v1/providers/bob/work")" = 403 ]
 '
 
+test_expect_success 'a disk that fills mid-job: it fails saying so; resumed, no completed round is lost' '
+	! grep -l "ERROR: AddressSanitizer\|runtime error:\|SUMMARY: .*Sanitizer" "$J"/*/log &&
+	daemon_stop &&
+	ALLOWED_ERRORS="No space left on device" &&
+	small_store 40m &&
+	daemon_start &&
+	mkdir -p "$M/corpora" && head -c 120000 "$TRAIN_CORPUS" >"$M/corpora/tiny.txt" &&
+	job f1 replicas=2 inner-steps=10 steps=200 embd=128 &&
+	wait_status f1 300 "^failed: " &&
+	grep -q "No space left on device" "$J/f1/status" &&
+	k=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))[\"round\"])" \
+		"$STORE/mining/jobs/f1/state.json") &&
+	say "# $(head -n 1 "$J/f1/status"); state.json: round $k" && [ "$k" -ge 1 ] && [ "$k" -lt 20 ] &&
+	mount -o remount,size=400m "$SMALL" &&
+	echo resume >"$J/f1/control" &&
+	result f1 && [ "$(head -n 1 "$J/f1/status")" = done ] &&
+	[ "$(cut -f1 "$J/f1/rounds.tsv" | tail -n +2 | tr "\n" " ")" = "$(seq 1 20 | tr "\n" " ")" ] &&
+	[ -s "$M/f1/model.safetensors" ]
+'
+
 test_expect_success 'no sanitizer report from any replica' '
 	! grep -l "ERROR: AddressSanitizer\|runtime error:\|SUMMARY: .*Sanitizer" "$J"/*/log
 '
