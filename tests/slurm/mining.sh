@@ -70,6 +70,26 @@ test_expect_success 'after the job: no replica left in the queue, none remembere
 	[ -z "$(ls "$STORE/mining/providers/cluster" | grep "^slurm-")" ]
 '
 
+# A daemon killed with -9 does not take its Slurm replicas with it (they are not its
+# children): restarted, it cancels those of the state it resumes before starting new ones,
+# rather than leave them holding the cluster's CPUs (and posting as the job's replicas).
+test_expect_success 'kill -9 of the daemon mid-job: the replicas it left in Slurm are cancelled' '
+	port=$(slurm_free_port) &&
+	daemon_stop && daemon_start --mining-listen "127.0.0.1:$port" &&
+	mkdir "$J/k1" &&
+	printf "%s\nreplicas=2 providers=cluster inner-steps=10 steps=3000\n" "$OPTS" >"$J/k1/job" &&
+	wait_for 120 "grep -q \"^running: round [3-9]\" \"$J/k1/status\"" &&
+	old=$(sed -n "s/^replica [01]: started on cluster as //p" "$J/k1/log" | tr "\n" " ") &&
+	[ -n "$old" ] &&
+	daemon_kill9 && daemon_start --mining-listen "127.0.0.1:$port" &&
+	wait_for 60 "grep -q \"^running from round\" \"$J/k1/log\" &&
+		[ \$(grep -c \"^running from round\" \"$J/k1/log\") = 2 ]" &&
+	wait_for 60 "[ -z \"\$(squeue -h -t pending,running -j \$(echo $old | tr \" \" ,) -o %i 2>/dev/null)\" ]" &&
+	echo stop >"$J/k1/control" &&
+	timeout 120 cat "$J/k1/result" >/dev/null &&
+	wait_for 60 "[ -z \"\$(squeue -h -t pending,running -o %i)\" ]"
+'
+
 test_expect_success 'a malformed slurm provider: its status names the key' '
 	provider typo "{\"partiton\": \"test\"}" &&
 	grep -q "slurm.partiton is not a key" "$P/typo/status"
