@@ -12,6 +12,16 @@
 #include "gpu/cpu_ops_i.h"
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+/* |u| beyond this is the sigmoid's 0 or 1 in float: exp(-2u) must not overflow to Inf, which
+ * fast-math assumes away (x / (1 + Inf) came out NaN below x = -10.1). */
+#define GELU_UMAX 40.0f
+
+static inline float gelu_u(float x)
+{
+	float u = GELU_K * (x + 0.044715f * x * x * x);
+
+	return u > GELU_UMAX ? GELU_UMAX : u < -GELU_UMAX ? -GELU_UMAX : u;
+}
 
 /* 0.5 x (1 + tanh u) written as x * sigmoid(2u), u = k (x + 0.044715 x^3) */
 void gpu_cpu_gelu_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp, size_t n)
@@ -22,9 +32,8 @@ void gpu_cpu_gelu_forward(void *ctx, gpu_act *a_out, const gpu_act *a_inp, size_
 #pragma omp parallel for schedule(guided) if (n >= 8 * PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
-		float u = GELU_K * (x + 0.044715f * x * x * x);
 
-		out[i] = x / (1.0f + expf(-2.0f * u));
+		out[i] = x / (1.0f + expf(-2.0f * gelu_u(x)));
 	}
 }
 
@@ -37,11 +46,11 @@ void gpu_cpu_gelu_backward(void *ctx, gpu_act *a_dinp, const gpu_act *a_inp,
 #pragma omp parallel for schedule(guided) if (n >= 8 * PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
-		float u = GELU_K * (x + 0.044715f * x * x * x);
-		float s = 1.0f / (1.0f + expf(-2.0f * u));
+		float e = expf(-2.0f * gelu_u(x)), s = 1.0f / (1.0f + e);
 		float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
 
-		/* d/dx [x s(2u)] = s + x * 2 s (1 - s) du */
-		dinp[i] = dout[i] * (s + 2.0f * x * s * (1.0f - s) * du);
+		/* d/dx [x s(2u)] = s + x * 2 s (1 - s) du, with s (1 - s) = e s^2: exactly 0 where
+		 * s is 1, however the compiler orders 1 - s */
+		dinp[i] = dout[i] * (s + 2.0f * x * e * s * s * du);
 	}
 }

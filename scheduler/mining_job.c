@@ -657,7 +657,13 @@ static int prov_apply(struct mining *m, struct prov *p)
 		}
 		snprintf(p->account, sizeof(p->account), "%s", a->name);
 	}
-	dir = path2(m->state_dir, "providers");
+	/* The provider's own folder (beside its provider.json): a slurm provider keeps a
+	 * file per replica there, named by job id, which two clusters may share. */
+	if (asprintf(&dir, "%s/providers/%s", m->state_dir, p->name) < 0) {
+		dir = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
 	if (!strcmp(p->ops->kind, "remote") && json_object_get(cfg, "coordinator")) {
 		struct plan_proc_user owner = { p->uid, p->gid };
 
@@ -1909,6 +1915,35 @@ static int wait_round(struct job *j)
 	return stop;
 }
 
+/*
+ * Replicas that a daemon killed with -9 left behind: a provider that does not make them its
+ * children (slurm) keeps running them, holding its CPUs and posting as the job's replicas.
+ * They are cancelled by the ids state.json kept, before new ones start; choose_providers()
+ * deals the slots to the same providers again, so each id goes back to the one that made it
+ * (a provider that does not know an id, or a local one whose process is gone, does nothing).
+ */
+static void stop_previous(struct job *j)
+{
+	char *p = jpath(j, "state.json"), *text = NULL;
+	json_t *o = NULL, *ids;
+
+	if (p && read_file(p, &text, NULL) == 0)
+		o = json_loads(text, 0, NULL);
+	free(text);
+	free(p);
+	ids = json_object_get(o, "replicas");
+	for (unsigned i = 0; i < j->n_slots && i < json_array_size(ids); i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+		struct prov *pv = j->slots[i].prov;
+
+		if (id && *id && pv && pv->p) {
+			pv->ops->cancel(pv->p, id);
+			pv->ops->forget(pv->p, id);
+		}
+	}
+	json_decref(o);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -1932,6 +1967,8 @@ static void *job_main(void *arg)
 		have_slots = r == 0;
 		pthread_mutex_unlock(&m->lock);
 	}
+	if (have_slots)
+		stop_previous(j);
 	if (r == 0 && (r = gpu_model_new(&em, &j->o.cfg, &j->o.opts)) < 0)
 		snprintf(err, sizeof(err), "creating the model: %s", strerror(-r));
 	if (r == 0) {

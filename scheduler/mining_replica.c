@@ -148,7 +148,7 @@ static int do_round(struct replica *r, long *last)
 	float *w0 = NULL, *w1 = NULL;
 	void *frame = NULL;
 	size_t flen = 0;
-	double loss = 0;
+	double loss = 0, t0;
 	long round;
 	int ret;
 
@@ -179,6 +179,7 @@ static int do_round(struct replica *r, long *last)
 		say(r, "weights of round %ld: %s", round, err);
 		goto out;
 	}
+	t0 = clock_mono_s();
 	if ((ret = gpu_model_write(r->m, GPU_BUF_PARAMS, w0)) < 0 ||
 	    (ret = gpu_train_window(r->m, &r->shard, &r->o,
 				    mining_window_seed(r->o.seed, round, r->slot),
@@ -187,6 +188,8 @@ static int do_round(struct replica *r, long *last)
 		say(r, "round %ld: training: %s", round, strerror(-ret));
 		goto out;
 	}
+	/* Its compute time, for the utilisation benchmark (tools/bench/mining-wire.sh). */
+	say(r, "round %ld: %ld inner steps in %.3f s", round, r->H, clock_mono_s() - t0);
 	for (size_t k = 0; k < r->n; k++)
 		w1[k] = w0[k] - w1[k];
 	ret = mining_wire_encode(r->enc, r->block, w1, r->n, &frame, &flen);

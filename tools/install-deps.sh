@@ -9,7 +9,7 @@ pkgs="meson ninja-build pkg-config gcc g++ fuse3 libfuse3-dev libzstd-dev
 if [ "${1:-}" = "--test" ]; then
     pkgs="$pkgs zstd sqlite3 rsync attr bc python3 python3-torch python3-numpy python3-protobuf python3-crc32c clang
           libmicrohttpd-dev libclang-rt-14-dev curl docker-registry apache2-utils
-          skopeo mmdebstrap"
+          skopeo mmdebstrap slurm-wlm munge iproute2"
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -208,6 +208,38 @@ static void test_gelu_residual(void)
 	check_input(&R, "residual d/db", res_b, N * C, R.r);
 }
 
+/*
+ * GELU of a pre-activation far below zero: exp(-2u) overflows float there (x < -10.1), and
+ * the fast-math kernel gave NaN for it, which a co-training job's outer step reached in a few
+ * rounds (a whole model then failed as "Numerical result out of range").  Both directions
+ * stay finite, the forward near -0 and the gradient near 0, as 0.5 x (1 + tanh u) is.
+ */
+static void test_gelu_far_negative(void)
+{
+	enum { K = 64 };
+	float x[K], y[K], dout[K], dinp[K];
+
+	for (int i = 0; i < K; i++) {
+		x[i] = -40.0f + 80.0f * (float)i / (K - 1);
+		dout[i] = 1.0f;
+	}
+	x[0] = -1e6f;
+	x[K - 1] = 1e6f;
+	O->gelu_forward(NULL, y, x, K);
+	O->gelu_backward(NULL, dinp, x, dout, K);
+	for (int i = 0; i < K; i++) {
+		double want = 0.5 * x[i] * (1.0 + tanh(0.7978845608028654 *
+						       (x[i] + 0.044715 * (double)x[i] * x[i] * x[i])));
+
+		if (!isfinite(y[i]) || fabs(y[i] - want) > 1e-5 * (1.0 + fabs(want)) ||
+		    !isfinite(dinp[i]) || dinp[i] < -0.2f || dinp[i] > 1.2f) {
+			printf("gelu at x = %g: forward %g (want %g), d/dx %g\n", x[i], y[i], want,
+			       dinp[i]);
+			failures++;
+		}
+	}
+}
+
 /* ---- cross-entropy: read-out is the mean loss ---- */
 static float *ce_logits, *ce_lse;
 static int32_t ce_tgt[N];
@@ -334,6 +366,7 @@ int main(void)
 	test_attention(B, T, C, NH, "attention d/dqkv");
 	test_attention(1, 75, 8, 2, "attention d/dqkv (T 75)");
 	test_gelu_residual();
+	test_gelu_far_negative();
 	test_crossentropy();
 	test_encoder();
 	test_model();
