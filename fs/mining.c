@@ -7,7 +7,7 @@
  *     <name>/status                    alive, jobs, device-seconds served, last error
  *   mining/accounts/                   1777: an account is a folder (mkdir) of its owner
  *     <name>/balance                   0444, its balance in the ledger (mining_book.h)
- *   mining/ledger.jsonl                0444, the ledger's entries (docs/mining-ledger.md)
+ *   mining/ledger.jsonl                0444, the ledger's entries (docs/mining.md)
  *   mining/jobs/                       1777: anyone makes a job (mkdir); its owner removes it
  *     <job>/job                        the job file; closing it starts the job
  *     <job>/control                    "stop" or "resume"

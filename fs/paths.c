@@ -81,7 +81,7 @@ struct fs_paths {
 	int cards_read;
 	/* Open files: a session that ends while they are open never releases them. */
 	struct fs_paths_handle *handles;
-	/* The mining ledger, opened at the first revenue (docs/mining-ledger.md): models
+	/* The mining ledger, opened at the first revenue (docs/mining.md): models
 	 * mined here earn for their share holders.  After every other lock. */
 	pthread_mutex_t ledger_lock;
 	struct ledger *ledger;

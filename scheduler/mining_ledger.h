@@ -6,7 +6,7 @@
  * each round's credits, and each revenue with its shares, in one transaction, so that a round
  * is paid once or not at all whatever crashes (the keys are (job, round, account, kind)).
  *
- * A round's entries (docs/mining-ledger.md):
+ * A round's entries (docs/mining.md):
  *   flag          each replica the verifier rejected (amount 0, evidence its verdict)
  *   compute       each accepted, unflagged replica: reward_compute_pay() of its metered
  *                 device-seconds at its provider's price

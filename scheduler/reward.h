@@ -1,5 +1,5 @@
 /*
- * reward: the formulas that turn a mining round into amounts (docs/mining-ledger.md).
+ * reward: the formulas that turn a mining round into amounts (docs/mining.md).
  *
  * Pure functions over integers and a value callback; nothing here touches the ledger, the
  * network or the engine, so the coordinator and the economics simulator

@@ -2,7 +2,7 @@
 """check_rounds.py LEDGER.jsonl JOB_DIR JOB ACCOUNT PRICE_USD_PER_HOUR [--all-verified]
 
 A mining job's rounds against its ledger entries, recomputed here from the job's own reports
-(an independent reading of docs/mining-ledger.md, not the C code):
+(an independent reading of docs/mining.md, not the C code):
   - every round of rounds.tsv has its designer record, exactly once;
   - each round's compute entry for ACCOUNT is the sum over its accepted replicas of
     floor(1000 x round(ds x 1000) x price_micro / 3.6e9), ds the device-seconds in the entry's

@@ -6,7 +6,7 @@
  *                    [--eps X] [--designer-share PCT] [--price USD] [--p-success P]
  *                    [--revenue-median USD] [--revenue-sigma S] [--sweep] [--svg FILE]
  *
- * The world, month by month (docs/mining-ledger.md, "The economics, simulated"):
+ * The world, month by month (docs/mining.md, "The economics, simulated"):
  *   providers  a cost per device-hour (U[0.25, 0.85] USD: power and wear), hours offered per
  *              month (U[150, 600]) and a quality (U[0.5, 1.5]: improvement per hour).  A
  *              provider leaves for good when its income over the last two months falls below
