@@ -23,7 +23,7 @@ enum {
 	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
 	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL,
 	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
-	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_DMG_MARK,
+	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVE, S_RELEASE, S_UNDO, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
 };
 
@@ -72,6 +72,9 @@ static const char *const sql_text[S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVE] = "SAVEPOINT member",
+	[S_RELEASE] = "RELEASE member",
+	[S_UNDO] = "ROLLBACK TO member",
 	[S_DMG_MARK] = "INSERT OR IGNORE INTO damaged(id) VALUES (?1)",
 	[S_DMG_HAS] = "SELECT 1 FROM damaged WHERE id = ?1",
 	[S_DMG_CLEAR] = "DELETE FROM damaged WHERE id = ?1",
@@ -301,6 +304,18 @@ void cat_rollback(struct cat *c)
 {
 	if (!sqlite3_get_autocommit(c->db))
 		run_simple(c, S_ROLLBACK);
+}
+
+int cat_savepoint(struct cat *c)
+{
+	return run_simple(c, S_SAVE);
+}
+
+int cat_savepoint_end(struct cat *c, int undo)
+{
+	int r = undo ? run_simple(c, S_UNDO) : 0;
+
+	return r < 0 ? r : run_simple(c, S_RELEASE);
 }
 
 static void row_attr(sqlite3_stmt *s, struct cat_attr *a)

@@ -722,6 +722,9 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	pthread_rwlock_init(&st->gc_lock, NULL);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->reserve_lock, NULL);
+	pthread_mutex_init(&st->cg.lock, NULL);
+	pthread_cond_init(&st->cg.cond, NULL);
+	st->cg.tail = &st->cg.queue;
 	r = pthread_key_create(&st->tls, worker_ctx_free);
 	if (r) {
 		free(st);
@@ -869,6 +872,8 @@ void cas_store_close(struct cas_store *st)
 	pthread_rwlock_destroy(&st->gc_lock);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->reserve_lock);
+	pthread_mutex_destroy(&st->cg.lock);
+	pthread_cond_destroy(&st->cg.cond);
 	free(st->dir);
 	free(st);
 }

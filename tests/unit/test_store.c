@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <openssl/sha.h>
 #include <sqlite3.h>
 
@@ -175,6 +177,108 @@ static void test_small_tensors(void)
 	cas_store_close(st);
 	free(v1);
 	free(v2);
+}
+
+/*
+ * Closes that commit at once share a group (one pack sync, one catalog
+ * transaction): every file commits with its own content, and a member
+ * that fails (a chunk list naming a chunk the store lacks: -EIO) fails
+ * alone, however the commits were grouped.
+ */
+#define GROUP_THREADS 6
+#define GROUP_FILES 12
+
+struct group_arg {
+	struct cas_store *st;
+	pthread_barrier_t *start;
+	int t;
+	uint64_t ino[GROUP_FILES];
+	int rc[GROUP_FILES];
+};
+
+static void *group_worker(void *p)
+{
+	struct group_arg *a = p;
+	uint8_t data[3000];
+	int i;
+
+	for (i = 0; i < GROUP_FILES; i++) {
+		struct cas_writer *w;
+		int bad = a->t == 0 && i % 3 == 1;
+
+		fill_random(data, sizeof(data), (unsigned long long)(a->t * 100 + i));
+		a->rc[i] = cas_writer_open(a->st, a->ino[i], 1, &w);
+		if (a->rc[i] < 0)
+			continue;
+		if (bad) {
+			struct cas_id id;
+			uint32_t len = 100;
+
+			memset(&id, 0xab, sizeof(id));
+			id.b[0] = (uint8_t)i;
+			a->rc[i] = cas_writer_append(w, &id, &len, 1, NULL);
+		} else {
+			a->rc[i] = cas_writer_write(w, data, 100 + (size_t)(a->t * 37 + i * 211) % 2900, 0);
+		}
+		pthread_barrier_wait(a->start);
+		if (a->rc[i] == 0)
+			a->rc[i] = cas_writer_commit(w);
+		cas_writer_free(w);
+	}
+	return NULL;
+}
+
+static void test_group_commit(void)
+{
+	struct cas_store *st = open_store(0);
+	static struct group_arg a[GROUP_THREADS];
+	pthread_t th[GROUP_THREADS];
+	pthread_barrier_t start;
+	uint8_t data[3000];
+	char name[32];
+	int t, i;
+
+	pthread_barrier_init(&start, NULL, GROUP_THREADS);
+	for (t = 0; t < GROUP_THREADS; t++) {
+		a[t].st = st;
+		a[t].start = &start;
+		a[t].t = t;
+		for (i = 0; i < GROUP_FILES; i++) {
+			snprintf(name, sizeof(name), "g%d.%d", t, i);
+			a[t].ino[i] = new_file(st, name);
+		}
+	}
+	for (t = 0; t < GROUP_THREADS; t++)
+		CHECK_EQ(pthread_create(&th[t], NULL, group_worker, &a[t]), 0);
+	for (t = 0; t < GROUP_THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (t = 0; t < GROUP_THREADS; t++)
+		for (i = 0; i < GROUP_FILES; i++) {
+			struct cas_file *f;
+
+			if (t == 0 && i % 3 == 1) {
+				/* The failed member: -EIO, and the file keeps its
+				 * previous (empty) content. */
+				CHECK_EQ(a[t].rc[i], -EIO);
+				CHECK_EQ(cas_file_open(st, a[t].ino[i], &f), 0);
+				CHECK_EQ(cas_file_size(f), 0);
+				cas_file_free(f);
+				continue;
+			}
+			CHECK_EQ(a[t].rc[i], 0);
+			fill_random(data, sizeof(data), (unsigned long long)(t * 100 + i));
+			check_content(st, a[t].ino[i], data, 100 + (size_t)(t * 37 + i * 211) % 2900);
+		}
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	/* What the commits returned for is in the catalog a new open reads. */
+	st = open_store(0);
+	for (i = 0; i < GROUP_FILES; i += 5) {
+		fill_random(data, sizeof(data), (unsigned long long)(300 + i));
+		check_content(st, a[3].ino[i], data, 100 + (size_t)(3 * 37 + i * 211) % 2900);
+	}
+	cas_store_close(st);
+	pthread_barrier_destroy(&start);
 }
 
 static void test_out_of_order(void)
@@ -778,6 +882,7 @@ int main(void)
 	RUN(test_write_read);
 	RUN(test_dedup);
 	RUN(test_small_tensors);
+	RUN(test_group_commit);
 	RUN(test_out_of_order);
 	RUN(test_append_after_commit);
 	RUN(test_truncate_and_share);
