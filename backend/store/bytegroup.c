@@ -510,10 +510,13 @@ ssize_t bg_encode_best_at(struct bg_ctx *ctx, const void *src, size_t n, unsigne
 /* ---- the content probe ---- */
 
 /*
- * Order-0 entropy, in bits a byte, of each byte position modulo 4 over a
- * sample taken at a multiple of 4 from the chunk's start (so positions
- * keep their phase).  Floats show as one position (fp32: the exponent
- * byte) or two opposite positions (bf16, fp16) far below the others.
+ * Collision entropy (Renyi order 2: -log2 of the chance that two bytes
+ * drawn at random are equal), in bits a byte, of each byte position modulo
+ * 4 over a sample taken at a multiple of 4 from the chunk's start (so
+ * positions keep their phase).  It needs one log2 a position where Shannon
+ * entropy needs one a byte value, and shows the same thing: floats have one
+ * position (fp32: the exponent byte) or two opposite positions (bf16,
+ * fp16) far below the others.
  */
 #define GUESS_SAMPLE 8192
 #define GUESS_MARGIN 1.0 /* bits a byte between exponent and mantissa bytes */
@@ -532,12 +535,11 @@ static void class_entropy(const uint8_t *p, size_t len, double e[4])
 		h[3][p[i + 3]]++;
 	}
 	for (k = 0; k < 4; k++) {
-		double bits = 0;
+		uint64_t sq = 0;
 
 		for (b = 0; b < 256; b++)
-			if (h[k][b])
-				bits -= h[k][b] * log2((double)h[k][b] / (double)per);
-		e[k] = bits / (double)per;
+			sq += (uint64_t)h[k][b] * h[k][b];
+		e[k] = -log2((double)sq / ((double)per * (double)per));
 	}
 }
 

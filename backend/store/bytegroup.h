@@ -134,8 +134,8 @@ ssize_t bg_encode_best_at(struct bg_ctx *ctx, const void *src, size_t n, unsigne
 			  unsigned head, void *dst, size_t cap, enum bg_scheme *ret_scheme);
 
 /* The content probe, for chunks whose dtype no header names and chunks cut
- * inside a value: the order-0 entropy of each byte position modulo 4 over
- * an 8 KiB sample (a few microseconds).  Returns the float width the bytes
+ * inside a value: the collision entropy of each byte position modulo 4
+ * over an 8 KiB sample (a histogram and four log2s: a few microseconds).  Returns the float width the bytes
  * look like (2 or 4; 0: none) and sets *ret_head to the offset of the first
  * whole value.  With want 2 or 4 (a header's dtype) the width is want and
  * only the head is guessed.  A guess is only a candidate: bg_encode_best_at
