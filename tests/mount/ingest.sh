@@ -69,17 +69,17 @@ test_expect_success 'a model of 1,400 small tensors: v2 adds at most 15% of its 
 
 # Bounded queues: ingest holds a few chunks, never the file.  The daemon's
 # resident memory right after the mount (libraries, sqlite, the first
-# buffers) is the baseline.  A 512 MiB stream must not raise the peak that
-# a 64 MiB one reached by more than 16 MiB (memory does not grow with the
+# buffers) is the baseline.  A 256 MiB stream must not raise the peak that
+# a 32 MiB one reached by more than 16 MiB (memory does not grow with the
 # file), and all of this test's ingests and reads (the 32 MiB chunk cache
 # filled) may add at most 96 MiB to the baseline.
-test_expect_success 'a 512 MiB file streams in with bounded daemon memory' '
-	"$GEN_WEIGHTS" bf16 64 15 >"$M/m/small.bf16" &&
+test_expect_success 'a 256 MiB file streams in with bounded daemon memory' '
+	"$GEN_WEIGHTS" bf16 32 15 >"$M/m/small.bf16" &&
 	h1=$(hwm_kb) &&
-	a=$("$GEN_WEIGHTS" bf16 512 14 | tee "$M/m/big.bf16" | sha256sum) &&
+	a=$("$GEN_WEIGHTS" bf16 256 14 | tee "$M/m/big.bf16" | sha256sum) &&
 	r0=$(cat "$TEST_DIR/rss0") &&
 	h2=$(hwm_kb) &&
-	say "# resident after the mount $r0 kB; peak after 64 MiB $h1 kB, after 512 MiB $h2 kB" &&
+	say "# resident after the mount $r0 kB; peak after 32 MiB $h1 kB, after 256 MiB $h2 kB" &&
 	[ $((h2 - h1)) -le 16384 ] &&
 	[ $((h2 - r0)) -le 98304 ] &&
 	b=$(sha256sum <"$M/m/big.bf16") &&
