@@ -80,8 +80,13 @@ test_expect_success 'a 256 MiB file streams in with bounded daemon memory' '
 	r0=$(cat "$TEST_DIR/rss0") &&
 	h2=$(hwm_kb) &&
 	say "# resident after the mount $r0 kB; peak after 32 MiB $h1 kB, after 256 MiB $h2 kB" &&
-	[ $((h2 - h1)) -le 16384 ] &&
-	[ $((h2 - r0)) -le 98304 ] &&
+	# AddressSanitizer keeps freed memory in quarantine (256 MiB): its
+	# figures say nothing about the daemon.
+	if grep -q libasan "/proc/$DAEMON_PID/maps"; then
+		say "# sanitizer build: memory bounds not checked"
+	else
+		[ $((h2 - h1)) -le 16384 ] && [ $((h2 - r0)) -le 98304 ]
+	fi &&
 	b=$(sha256sum <"$M/m/big.bf16") &&
 	[ "$a" = "$b" ]
 '
