@@ -4,7 +4,8 @@
 #
 #   sh tools/bench/store-speed.sh [BUILD_DIR] [SIZE_MIB] [ROUNDS] [NFILES] [BIG_MIB...]
 #
-# Defaults: build, 1024 MiB, 3 rounds, 10000 small files, no big files.
+# Defaults: build, 1024 MiB, 3 rounds, 10000 small files, no big files;
+# SIZE_MIB 0 runs the big streams alone.
 # Every round measures llmfs and its baselines back to back, the order
 # rotated from round to round; each row prints the median of the per-round
 # ratios and their range [min-max], then each side's median time.  `sync`
@@ -91,6 +92,23 @@ PY
 mkdir -p "$mnt" "$ptmnt" "$work/data" "$work/rows" "$work/ext4"
 gcc -O2 -I"$src" -o "$work/gen" "$src/gen-weights.c" -lm
 d=$work/data
+# Big streams: throughput and the daemon's peak memory.  Random bytes
+# (q8), since gen-weights makes them at several GB/s where its bf16 runs
+# at tens of MB/s a core and would be what is measured.
+big_streams() {
+	for b in $bigs; do
+		fresh_llmfs
+		h0=$(hwm_of)
+		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'")
+		echo "stream of $b MiB q8: $(echo "scale=1; $b / $bt" | bc) MiB/s; daemon peak resident $(($(hwm_of) / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
+	done
+	[ -z "$pid" ] || umount_llmfs
+}
+# SIZE_MIB 0: the big streams only.
+if [ "$size" = 0 ]; then
+	big_streams
+	exit 0
+fi
 echo "# llmfs store speed: $size MiB files, $rounds rounds, $nfiles small files, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 { st_header $((size / 4)) BF16; "$work/gen" bf16 "$size" 1; } > "$d/bf16.safetensors"
 "$work/gen" bf16 "$size" 1 > "$d/bare.bf16"
@@ -243,11 +261,4 @@ echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) 
 echo "find right after a mount / warm find: $(med ls-cold) (cold $(med ls-fc) s, warm $(med ls-fw) s); du: $(med du-cold)"
 echo "warm find throughput / ext4: $(med ls-warm) (ext4 $(med ls-fe) s); warm du / ext4: $(med du-warm)"
 
-# ---- big streams: throughput and the daemon's peak memory
-for b in $bigs; do
-	fresh_llmfs
-	h0=$(hwm_of)
-	bt=$(t sh_sync "'$work/gen' bf16 $b 9 > '$mnt/models/m/big.bf16'")
-	echo "stream of $b MiB bf16: $(echo "scale=1; $b / $bt" | bc) MiB/s; daemon peak resident $(($(hwm_of) / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
-done
-[ -z "$pid" ] || umount_llmfs
+big_streams
