@@ -975,6 +975,38 @@ int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
 	return r;
 }
 
+int cas_create(struct cas_store *st, uint64_t parent, const char *name, uint32_t mode,
+	       uint32_t uid, uint32_t gid, struct cat_attr *ret)
+{
+	int r = cas_name_check(name);
+
+	if (r < 0)
+		return r;
+	if (!S_ISREG(mode))
+		return -EINVAL;
+	pthread_mutex_lock(&st->lock);
+	r = cat_begin_unsynced(st->cat);
+	if (r == 0) {
+		r = check_parent(st, parent);
+		if (r == 0)
+			r = cat_insert(st->cat, parent, name, mode, uid, gid, store_now_ns(),
+				       NULL, ret);
+		r = cat_end_unsynced(st->cat, r);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int cas_sync(struct cas_store *st)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_sync(st->cat);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
 int cas_unlink(struct cas_store *st, uint64_t parent, const char *name,
 	       int keep, uint64_t *ret_ino)
 {

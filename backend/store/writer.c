@@ -104,6 +104,7 @@ struct cas_writer {
 
 	int fd; /* STAGE: the staging file */
 	uint64_t stage_size;
+	int dropped; /* the last commit replaced content: garbage to collect */
 };
 
 static size_t set_slot(const struct cas_id *id, size_t cap)
@@ -617,6 +618,11 @@ int cas_writer_dirty(const struct cas_writer *w)
 	return w->dirty;
 }
 
+int cas_writer_dropped(const struct cas_writer *w)
+{
+	return w->dropped;
+}
+
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	while (len) {
@@ -1038,6 +1044,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 	}
 	if (r == 0)
 		r = cat_get_content(st->cat, w->ino, &old, &oldlen, oldsha, &has);
+	if (r == 0)
+		w->dropped = oldlen > 0;
 	if (r == 0)
 		r = store_deref_blob(st, old, oldlen);
 	if (r == 0)

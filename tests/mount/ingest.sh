@@ -91,6 +91,25 @@ test_expect_success 'a 256 MiB file streams in with bounded daemon memory' '
 	[ "$a" = "$b" ]
 '
 
+# A new file's first content leaves no garbage, so closing it asks for no
+# collection, and no file snapshot (four syncs) follows each small file;
+# replacing a file's content does ask, and the collection runs and
+# snapshots.
+test_expect_success 'new small files: no collection after each; an overwrite: one' '
+	snap=$STORE/files.snap &&
+	wait_for "$MOUNT_DEADLINE" "[ -f \"\$snap\" ]" &&
+	sleep 2 &&
+	before=$(stat -c %Y.%i "$snap") &&
+	mkdir "$M/small" &&
+	for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+		head -c $((i * 300)) "$SRC/random" >"$M/small/f$i" || return 1
+	done &&
+	sleep 2.5 &&
+	[ "$(stat -c %Y.%i "$snap")" = "$before" ] &&
+	head -c 5000 "$SRC/bare.bf16" >"$M/small/f1" &&
+	wait_for "$MOUNT_DEADLINE" "[ \"\$(stat -c %Y.%i \"\$snap\")\" != \"\$before\" ]"
+'
+
 test_expect_success 'clean unmount' '
 	daemon_stop
 '
