@@ -821,6 +821,8 @@ static void release_file(struct fs *fs, struct model_handle *h)
 	last_writer = node->writers == 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (last_writer && node->w) {
+		int garbage;
+
 		if (cas_writer_dirty(node->w)) {
 			r = cas_writer_commit(node->w);
 			if (r < 0) {
@@ -832,11 +834,17 @@ static void release_file(struct fs *fs, struct model_handle *h)
 				       strerror(-r));
 			}
 		}
+		/* Bytes of a content never committed, or a content replaced:
+		 * a collection has something to do (a new file's first
+		 * content leaves nothing, and each collection snapshots the
+		 * files: four syncs a small file before this). */
+		garbage = cas_writer_dirty(node->w) || cas_writer_dropped(node->w);
 		cas_writer_free(node->w);
 		node->w = NULL;
 		snap_drop(fs, node);
 		fs_models_changed(fs);
-		fs_gc_want(fs);
+		if (garbage)
+			fs_gc_want(fs);
 	}
 	pthread_mutex_unlock(&node->wlock);
 	pthread_mutex_lock(&fs->lock);
@@ -902,11 +910,30 @@ static int models_create(struct fs *fs, fuse_req_t req, uint64_t parent,
 			 const char *name, uint32_t mode, struct fuse_file_info *fi,
 			 uint64_t *ret_ino, void **ret_h)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct model_handle *h = NULL;
+	struct cat_attr a;
 	int r;
 
-	r = make_node(fs, req, parent, name,
-		      S_IFREG | (mode & 07777 & ~fuse_req_ctx(req)->umask), NULL, ret_ino);
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		r = make_node(fs, req, parent, name, S_IFREG | (mode & 07777 & ~ctx->umask),
+			      NULL, ret_ino);
+	} else {
+		/*
+		 * Opened for writing: the writer opened below is dirty from the
+		 * start, so the file's close (or fsync) commits it, and that
+		 * commit's sync covers the creation, which need not pay one of
+		 * its own.
+		 */
+		r = check_new_entry(fs, parent, name);
+		if (r == 0)
+			r = cas_create(fs->st, parent, name, S_IFREG | (mode & 07777 & ~ctx->umask),
+				       ctx->uid, ctx->gid, &a);
+		if (r == 0) {
+			fs_models_changed(fs);
+			*ret_ino = a.ino;
+		}
+	}
 	if (r == 0)
 		r = open_file(fs, *ret_ino, fi, 1, &h);
 	*ret_h = h;
@@ -1002,7 +1029,10 @@ static int commit_node(struct fs *fs, struct fs_node *node)
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
-			fs_gc_want(fs);
+			/* A new file's first content leaves no garbage: no
+			 * collection (and file snapshot) after each small file. */
+			if (cas_writer_dropped(node->w))
+				fs_gc_want(fs);
 		}
 	}
 	pthread_mutex_unlock(&node->wlock);

@@ -508,6 +508,14 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fs_reply_err(req, h->sub->ops->fsync ? h->sub->ops->fsync(fs_of(req), h->h) : 0);
 }
 
+/* A folder's fsync makes every namespace change durable, creations that
+ * were not synced on their own included (cas_create()). */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	fs_reply_err(req, cas_sync(fs_of(req)->st));
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = handle_of(fi);
@@ -744,6 +752,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.releasedir = op_releasedir,

@@ -334,13 +334,27 @@ static size_t plane_zstd(struct bg_ctx *ctx, const uint8_t *plane, size_t m, uin
 	}
 }
 
-static ssize_t encode_grouped(struct bg_ctx *ctx, unsigned w, const uint8_t *src, size_t n,
-			      uint8_t *dst, size_t cap)
+/* head: bytes before the first whole value (the chunk was cut inside a
+ * value), stored raw after the flags byte. */
+static ssize_t encode_grouped(struct bg_ctx *ctx, unsigned w, unsigned head, const uint8_t *src,
+			      size_t n, uint8_t *dst, size_t cap)
 {
-	size_t m = n / w, t = n % w, pos, j;
+	size_t m, t, pos, j;
 	int rotate = !ctx->opts.no_rotate;
-	uint8_t flags = rotate ? BG_FLAG_ROTATED : 0;
+	uint8_t flags;
 
+	if (head >= w || head > n)
+		return -EINVAL;
+	flags = (uint8_t)((rotate ? BG_FLAG_ROTATED : 0) | head << BG_HEAD_SHIFT);
+	if (cap < 1 + head)
+		return -ENOSPC;
+	memcpy(dst + 1, src, head);
+	src += head;
+	n -= head;
+	dst += head;
+	cap -= head;
+	m = n / w;
+	t = n % w;
 	if (grow(&ctx->planes, &ctx->planes_cap, (w * m > 0 ? w * m : 1)) < 0)
 		return -ENOMEM;
 	if (w == 2)
@@ -356,15 +370,15 @@ static ssize_t encode_grouped(struct bg_ctx *ctx, unsigned w, const uint8_t *src
 		z = zstd_into(ctx, ctx->planes, w * m, dst + 1, cap - 1 - t);
 		if (z < 0)
 			return z;
-		dst[0] = flags | BG_FLAG_JOINED;
+		dst[-(ssize_t)head] = flags | BG_FLAG_JOINED;
 		memcpy(dst + 1 + z, src + w * m, t);
-		return (ssize_t)(1 + (size_t)z + t);
+		return (ssize_t)(head + 1 + (size_t)z + t);
 	}
 
 	pos = 1 + 4 * (size_t)w;
 	if (cap < pos)
 		return -ENOSPC;
-	dst[0] = flags;
+	dst[-(ssize_t)head] = flags;
 	for (j = 0; j < w; j++) {
 		const uint8_t *plane = ctx->planes + j * m;
 		size_t room = cap - pos, z = 0;
@@ -393,7 +407,7 @@ static ssize_t encode_grouped(struct bg_ctx *ctx, unsigned w, const uint8_t *src
 	if (cap - pos < t)
 		return -ENOSPC;
 	memcpy(dst + pos, src + w * m, t);
-	return (ssize_t)(pos + t);
+	return (ssize_t)(head + pos + t);
 }
 
 ssize_t bg_encode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, size_t n,
@@ -411,7 +425,7 @@ ssize_t bg_encode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, si
 		return zstd_into(ctx, src, n, dst, cap);
 	case BG_SCHEME_GROUP2:
 	case BG_SCHEME_GROUP4:
-		return encode_grouped(ctx, bg_scheme_width(scheme), src, n, dst, cap);
+		return encode_grouped(ctx, bg_scheme_width(scheme), 0, src, n, dst, cap);
 	}
 	return -EINVAL;
 }
@@ -419,7 +433,7 @@ ssize_t bg_encode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, si
 /* The probe: both codecs on the first BG_PROBE_BYTES; when grouping wins
  * by a clear margin there, only the grouped encoding of the whole chunk is
  * made.  -EAGAIN: no clear answer, encode both. */
-static ssize_t probe_grouped(struct bg_ctx *ctx, enum bg_scheme grouped, const uint8_t *src,
+static ssize_t probe_grouped(struct bg_ctx *ctx, unsigned w, unsigned head, const uint8_t *src,
 			     size_t n, uint8_t *dst)
 {
 	size_t bound = bg_bound(BG_PROBE_BYTES);
@@ -428,17 +442,23 @@ static ssize_t probe_grouped(struct bg_ctx *ctx, enum bg_scheme grouped, const u
 	if (grow(&ctx->trial, &ctx->trial_cap, 2 * bound) < 0)
 		return -ENOMEM;
 	z = zstd_into(ctx, src, BG_PROBE_BYTES, ctx->trial, bound);
-	g = bg_encode(ctx, grouped, src, BG_PROBE_BYTES, ctx->trial + bound, bound);
+	g = encode_grouped(ctx, w, head, src, BG_PROBE_BYTES, ctx->trial + bound, bound);
 	if (z < 0 || g < 0)
 		return z < 0 ? z : g;
 	if (g * 100 > z * BG_PROBE_PERCENT)
 		return -EAGAIN;
-	g = bg_encode(ctx, grouped, src, n, dst, n - 1);
+	g = encode_grouped(ctx, w, head, src, n, dst, n - 1);
 	return g == -ENOSPC ? -EAGAIN : g;
 }
 
 ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
 		       void *dst, size_t cap, enum bg_scheme *ret_scheme)
+{
+	return bg_encode_best_at(ctx, src, n, width_hint, 0, dst, cap, ret_scheme);
+}
+
+ssize_t bg_encode_best_at(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
+			  unsigned head, void *dst, size_t cap, enum bg_scheme *ret_scheme)
 {
 	enum bg_scheme grouped = width_hint == 2 ? BG_SCHEME_GROUP2 :
 				 width_hint == 4 ? BG_SCHEME_GROUP4 : BG_SCHEME_RAW;
@@ -448,8 +468,10 @@ ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned w
 		return -E2BIG;
 	if (cap < n)
 		return -ENOSPC;
+	if (grouped != BG_SCHEME_RAW && head >= width_hint)
+		return -EINVAL;
 	if (ctx->opts.probe && grouped != BG_SCHEME_RAW && n >= 4 * BG_PROBE_BYTES) {
-		g = probe_grouped(ctx, grouped, src, n, dst);
+		g = probe_grouped(ctx, width_hint, head, src, n, dst);
 		if (g >= 0) {
 			*ret_scheme = grouped;
 			return g;
@@ -467,7 +489,7 @@ ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned w
 
 		if (grow(&ctx->trial, &ctx->trial_cap, lim) < 0)
 			return -ENOMEM;
-		g = bg_encode(ctx, grouped, src, n, ctx->trial, lim);
+		g = encode_grouped(ctx, width_hint, head, src, n, ctx->trial, lim);
 		if (g >= 0) {
 			memcpy(dst, ctx->trial, (size_t)g);
 			*ret_scheme = grouped;
@@ -483,6 +505,90 @@ ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned w
 	memcpy(dst, src, n);
 	*ret_scheme = BG_SCHEME_RAW;
 	return (ssize_t)n;
+}
+
+/* ---- the content probe ---- */
+
+/*
+ * Collision entropy (Renyi order 2: -log2 of the chance that two bytes
+ * drawn at random are equal), in bits a byte, of each byte position modulo
+ * 4 over a sample taken at a multiple of 4 from the chunk's start (so
+ * positions keep their phase).  It needs one log2 a position where Shannon
+ * entropy needs one a byte value, and shows the same thing: floats have one
+ * position (fp32: the exponent byte) or two opposite positions (bf16,
+ * fp16) far below the others.
+ */
+#define GUESS_SAMPLE 8192
+#define GUESS_MARGIN 1.0 /* bits a byte between exponent and mantissa bytes */
+
+static void class_entropy(const uint8_t *p, size_t len, double e[4])
+{
+	uint32_t h[4][256];
+	size_t i, per = len / 4;
+	int k, b;
+
+	memset(h, 0, sizeof(h));
+	for (i = 0; i + 4 <= len; i += 4) {
+		h[0][p[i]]++;
+		h[1][p[i + 1]]++;
+		h[2][p[i + 2]]++;
+		h[3][p[i + 3]]++;
+	}
+	for (k = 0; k < 4; k++) {
+		uint64_t sq = 0;
+
+		for (b = 0; b < 256; b++)
+			sq += (uint64_t)h[k][b] * h[k][b];
+		e[k] = -log2((double)sq / ((double)per * (double)per));
+	}
+}
+
+static double min3(double a, double b, double c)
+{
+	return a < b ? (a < c ? a : c) : (b < c ? b : c);
+}
+
+unsigned bg_guess_width(const void *src, size_t n, unsigned want, unsigned *ret_head)
+{
+	const uint8_t *p = src;
+	size_t len = n < GUESS_SAMPLE ? n & ~(size_t)3 : GUESS_SAMPLE;
+	size_t at = ((n - len) / 2) & ~(size_t)3;
+	double e[4];
+	int k;
+
+	*ret_head = 0;
+	if (len < 1024 || (want != 0 && want != 2 && want != 4))
+		return want == 2 || want == 4 ? want : 0;
+	class_entropy(p + at, len, e);
+	if (want == 2) {
+		*ret_head = e[0] + e[2] < e[1] + e[3];
+		return 2;
+	}
+	if (want == 4) {
+		int lo = 0;
+
+		for (k = 1; k < 4; k++)
+			if (e[k] < e[lo])
+				lo = k;
+		*ret_head = (unsigned)(lo + 1) % 4;
+		return 4;
+	}
+	/* Exponent byte at k: values start right after it. */
+	for (k = 0; k < 2; k++) {
+		double lo = e[k] > e[k + 2] ? e[k] : e[k + 2];
+		double hi = e[k + 1] < e[(k + 3) % 4] ? e[k + 1] : e[(k + 3) % 4];
+
+		if (lo + GUESS_MARGIN <= hi) {
+			*ret_head = (unsigned)(k + 1) % 2;
+			return 2;
+		}
+	}
+	for (k = 0; k < 4; k++)
+		if (e[k] + GUESS_MARGIN <= min3(e[(k + 1) % 4], e[(k + 2) % 4], e[(k + 3) % 4])) {
+			*ret_head = (unsigned)(k + 1) % 4;
+			return 4;
+		}
+	return 0;
 }
 
 /* ---- decode ---- */
@@ -501,15 +607,28 @@ static int unzstd(struct bg_ctx *ctx, const uint8_t *src, size_t len, uint8_t *d
 static int decode_grouped(struct bg_ctx *ctx, unsigned w, const uint8_t *src, size_t len,
 			  uint8_t *dst, size_t n)
 {
-	size_t m = n / w, t = n % w, pos, j, body;
+	size_t m, t, pos, j, body, head;
 	const uint8_t *pl[4] = { NULL, NULL, NULL, NULL };
 	uint8_t flags;
 	int rc;
 
-	if (len < 1 + t)
+	if (len < 1)
 		return -EBADMSG;
 	flags = src[0];
-	if (flags & ~(BG_FLAG_JOINED | BG_FLAG_ROTATED))
+	if (flags & ~(BG_FLAG_JOINED | BG_FLAG_ROTATED | BG_FLAG_HEAD))
+		return -EBADMSG;
+	/* A head: the chunk's first bytes, before its first whole value. */
+	head = (flags & BG_FLAG_HEAD) >> BG_HEAD_SHIFT;
+	if (head >= w || head > n || len < 1 + head)
+		return -EBADMSG;
+	memcpy(dst, src + 1, head);
+	src += head;
+	len -= head;
+	dst += head;
+	n -= head;
+	m = n / w;
+	t = n % w;
+	if (len < 1 + t)
 		return -EBADMSG;
 	if (grow(&ctx->planes, &ctx->planes_cap, (w * m > 0 ? w * m : 1)) < 0)
 		return -ENOMEM;

@@ -20,7 +20,11 @@
  *
  *   byte 0      flags: bit 0 set = "joined" (one zstd frame over all
  *               planes), clear = "planes"; bit 1 set = values were rotated
- *               left by one bit; bits 2-7 zero
+ *               left by one bit; bits 2-3 the head length h (< w); bits 4-7
+ *               zero
+ *   h bytes     the head: the chunk's first h bytes stored raw, when the
+ *               chunk was cut inside a value (the rest below describes the
+ *               n - h bytes after it: m = (n - h) / w, t = (n - h) % w)
  *   planes:     w little-endian u32 plane headers, bit 31 set = that plane
  *               is zstd (one or more concatenated frames: the encoder starts
  *               a new frame every BG_PLANE_SEGMENT bytes so each gets its own
@@ -59,6 +63,8 @@ enum bg_scheme {
 
 #define BG_FLAG_JOINED  0x01
 #define BG_FLAG_ROTATED 0x02
+#define BG_FLAG_HEAD    0x0c
+#define BG_HEAD_SHIFT   2
 
 /* Encoder choices.  All zero is what the store should use (rotated planes,
  * exact chooser); the others exist to measure the alternatives, and any of
@@ -121,5 +127,19 @@ int bg_decode(struct bg_ctx *ctx, enum bg_scheme scheme, const void *src, size_t
 #define BG_PROBE_PERCENT 92
 ssize_t bg_encode_best(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
 		       void *dst, size_t cap, enum bg_scheme *ret_scheme);
+
+/* The same, for a chunk whose first whole value starts at byte head (<
+ * width_hint; -EINVAL otherwise): the head is stored raw. */
+ssize_t bg_encode_best_at(struct bg_ctx *ctx, const void *src, size_t n, unsigned width_hint,
+			  unsigned head, void *dst, size_t cap, enum bg_scheme *ret_scheme);
+
+/* The content probe, for chunks whose dtype no header names and chunks cut
+ * inside a value: the collision entropy of each byte position modulo 4
+ * over an 8 KiB sample (a histogram and four log2s: a few microseconds).  Returns the float width the bytes
+ * look like (2 or 4; 0: none) and sets *ret_head to the offset of the first
+ * whole value.  With want 2 or 4 (a header's dtype) the width is want and
+ * only the head is guessed.  A guess is only a candidate: bg_encode_best_at
+ * still keeps the smallest of raw, zstd and grouped. */
+unsigned bg_guess_width(const void *src, size_t n, unsigned want, unsigned *ret_head);
 
 #endif

@@ -23,7 +23,7 @@ enum {
 	S_NCHILD, S_CHILDREN, S_ORPHANS, S_READLINK, S_GETCONTENT, S_SETCONTENT,
 	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL,
 	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
-	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_DMG_MARK,
+	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVE, S_RELEASE, S_UNDO, S_SYNC_NORMAL, S_SYNC_FULL, S_TOUCH, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
 };
 
@@ -72,6 +72,12 @@ static const char *const sql_text[S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVE] = "SAVEPOINT member",
+	[S_RELEASE] = "RELEASE member",
+	[S_UNDO] = "ROLLBACK TO member",
+	[S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+	[S_SYNC_FULL] = "PRAGMA synchronous=FULL",
+	[S_TOUCH] = "UPDATE meta SET value = value WHERE key = 'format'",
 	[S_DMG_MARK] = "INSERT OR IGNORE INTO damaged(id) VALUES (?1)",
 	[S_DMG_HAS] = "SELECT 1 FROM damaged WHERE id = ?1",
 	[S_DMG_CLEAR] = "DELETE FROM damaged WHERE id = ?1",
@@ -109,6 +115,7 @@ static const char schema[] =
 struct cat {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_MAX];
+	int unsynced; /* a commit since the last synced one was not synced */
 };
 
 static sqlite3_stmt *stmt(struct cat *c, int which)
@@ -294,6 +301,54 @@ int cat_commit(struct cat *c)
 
 	if (r < 0)
 		cat_rollback(c);
+	else
+		c->unsynced = 0;
+	return r;
+}
+
+/*
+ * In WAL mode a commit with synchronous=NORMAL writes its frames without
+ * an fsync; the next synced commit's fsync of the WAL covers them too.
+ * The setting changes outside the transaction only.
+ */
+int cat_begin_unsynced(struct cat *c)
+{
+	int r = run_simple(c, S_SYNC_NORMAL);
+
+	if (r == 0)
+		r = cat_begin(c);
+	if (r < 0)
+		run_simple(c, S_SYNC_FULL);
+	return r;
+}
+
+int cat_end_unsynced(struct cat *c, int r)
+{
+	if (r == 0)
+		r = run_simple(c, S_COMMIT);
+	if (r < 0)
+		cat_rollback(c);
+	else
+		c->unsynced = 1;
+	/* Back to FULL whatever happened: no other commit may go unsynced. */
+	if (run_simple(c, S_SYNC_FULL) < 0 && r == 0)
+		r = -EIO;
+	return r;
+}
+
+int cat_sync(struct cat *c)
+{
+	int r;
+
+	if (!c->unsynced)
+		return 0;
+	r = cat_begin(c);
+	if (r == 0)
+		r = run_simple(c, S_TOUCH);
+	if (r == 0)
+		r = cat_commit(c);
+	else
+		cat_rollback(c);
 	return r;
 }
 
@@ -301,6 +356,18 @@ void cat_rollback(struct cat *c)
 {
 	if (!sqlite3_get_autocommit(c->db))
 		run_simple(c, S_ROLLBACK);
+}
+
+int cat_savepoint(struct cat *c)
+{
+	return run_simple(c, S_SAVE);
+}
+
+int cat_savepoint_end(struct cat *c, int undo)
+{
+	int r = undo ? run_simple(c, S_UNDO) : 0;
+
+	return r < 0 ? r : run_simple(c, S_RELEASE);
 }
 
 static void row_attr(sqlite3_stmt *s, struct cat_attr *a)

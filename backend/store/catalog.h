@@ -63,6 +63,24 @@ void cat_close(struct cat *c);
 int cat_begin(struct cat *c);
 int cat_commit(struct cat *c);
 void cat_rollback(struct cat *c);
+/*
+ * One member of a grouped transaction: cat_savepoint() inside cat_begin(),
+ * then cat_savepoint_end(c, 0) keeps the member's changes and
+ * cat_savepoint_end(c, 1) undoes them, leaving the others' in the
+ * transaction.  Not nested.
+ */
+/*
+ * A transaction committed without a sync: cat_begin_unsynced(), changes,
+ * then cat_end_unsynced(c, r) commits when r is 0 (else rolls back) and
+ * returns the result.  A crash of the process keeps it, a power loss may
+ * not, until the next synced commit or cat_sync(), which makes every
+ * earlier commit durable.
+ */
+int cat_begin_unsynced(struct cat *c);
+int cat_end_unsynced(struct cat *c, int r);
+int cat_sync(struct cat *c);
+int cat_savepoint(struct cat *c);
+int cat_savepoint_end(struct cat *c, int undo);
 
 int cat_get(struct cat *c, uint64_t ino, struct cat_attr *ret);
 int cat_lookup(struct cat *c, uint64_t parent, const char *name,

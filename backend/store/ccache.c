@@ -16,6 +16,7 @@ struct slot {
 	struct cas_id id;
 	int state;
 	size_t len;
+	unsigned pins; /* readers copying out of data, without the lock */
 	uint64_t used; /* tick of last use */
 	uint8_t *data;
 };
@@ -80,7 +81,7 @@ static struct slot *victim(struct ccache *c)
 
 		if (s->state == SLOT_EMPTY)
 			return s;
-		if (s->state == SLOT_READY && (!best || s->used < best->used))
+		if (s->state == SLOT_READY && !s->pins && (!best || s->used < best->used))
 			best = s;
 	}
 	return best;
@@ -96,8 +97,14 @@ int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 	while ((s = find(c, id)) && s->state == SLOT_LOADING)
 		pthread_cond_wait(&c->loaded, &c->lock);
 	if (s && off + len <= s->len) {
-		memcpy(dst, s->data + off, len);
+		/* The copy runs unlocked: a pinned slot is never reused, so
+		 * readers of other chunks and read-ahead do not wait on it. */
+		s->pins++;
 		s->used = ++c->tick;
+		pthread_mutex_unlock(&c->lock);
+		memcpy(dst, s->data + off, len);
+		pthread_mutex_lock(&c->lock);
+		s->pins--;
 		r = 0;
 	}
 	pthread_mutex_unlock(&c->lock);

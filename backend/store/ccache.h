@@ -6,9 +6,10 @@
  * lets read-ahead workers decode the next chunks of a sequential reader on
  * the other cores.  Only verified bytes enter it.
  *
- * Contract: thread-safe (one mutex).  Keyed by chunk id, so it never needs
+ * Contract: thread-safe (one mutex, not held while a reader copies: the
+ * slot is pinned meanwhile).  Keyed by chunk id, so it never needs
  * invalidating: a chunk's bytes never change.  Least recently used slots
- * are reused.
+ * that no reader is copying from are reused.
  */
 #ifndef LLMFS_CCACHE_H
 #define LLMFS_CCACHE_H

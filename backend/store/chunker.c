@@ -8,6 +8,35 @@
 #define MASK_S (~0ULL << (64 - 19))
 #define MASK_L (~0ULL << (64 - 15))
 
+/*
+ * The gear hash from buf[i] up to end: returns the index of the first byte
+ * after which (h & mask) == 0, or end.  Four bytes a step with one branch
+ * (the hash chain is the bound, not the tests); a step that holds a cut is
+ * walked again byte by byte, so the cut points are those of the plain loop.
+ */
+static size_t scan(const uint8_t *buf, size_t i, size_t end, uint64_t *hp, uint64_t mask)
+{
+	uint64_t h = *hp;
+
+	for (; i + 4 <= end; i += 4) {
+		uint64_t h0 = (h << 1) + cdc_gear[buf[i]];
+		uint64_t h1 = (h0 << 1) + cdc_gear[buf[i + 1]];
+		uint64_t h2 = (h1 << 1) + cdc_gear[buf[i + 2]];
+		uint64_t h3 = (h2 << 1) + cdc_gear[buf[i + 3]];
+
+		if (!(h0 & mask) | !(h1 & mask) | !(h2 & mask) | !(h3 & mask))
+			break;
+		h = h3;
+	}
+	for (; i < end; i++) {
+		h = (h << 1) + cdc_gear[buf[i]];
+		if (!(h & mask))
+			break;
+	}
+	*hp = h;
+	return i;
+}
+
 size_t cdc_next(const uint8_t *buf, size_t len, int eof)
 {
 	size_t n = len < CDC_MAX ? len : CDC_MAX;
@@ -24,16 +53,12 @@ size_t cdc_next(const uint8_t *buf, size_t len, int eof)
 	 */
 	for (i = CDC_MIN - 64; i < CDC_MIN; i++)
 		h = (h << 1) + cdc_gear[buf[i]];
-	for (; i < normal; i++) {
-		h = (h << 1) + cdc_gear[buf[i]];
-		if (!(h & MASK_S))
-			return i + 1;
-	}
-	for (; i < n; i++) {
-		h = (h << 1) + cdc_gear[buf[i]];
-		if (!(h & MASK_L))
-			return i + 1;
-	}
+	i = scan(buf, i, normal, &h, MASK_S);
+	if (i < normal)
+		return i + 1;
+	i = scan(buf, i, n, &h, MASK_L);
+	if (i < n)
+		return i + 1;
 	if (n == CDC_MAX || eof)
 		return n;
 	return 0;

@@ -27,7 +27,7 @@ static int looks_incompressible(struct codec *c, const void *src, size_t len)
 {
 	size_t z;
 
-	if (len < 8 * PROBE_BYTES)
+	if (len < 2 * PROBE_BYTES)
 		return 0;
 	z = ZSTD_compressCCtx(c->probe, c->probe_out, sizeof(c->probe_out),
 			      (const uint8_t *)src + len / 2 - PROBE_BYTES / 2,
@@ -74,8 +74,16 @@ int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 		 void *dst, size_t cap, enum codec_scheme *ret_scheme)
 {
 	enum bg_scheme s;
+	unsigned head;
 	ssize_t n;
 
+	/*
+	 * Floats without a header that names them (bare weight files, other
+	 * frameworks' shards, optimizer states) are found by their bytes, and
+	 * a chunk cut inside a value gets its phase: grouping is tried, and
+	 * kept only when it beats zstd.
+	 */
+	width = bg_guess_width(src, len, width, &head);
 	if (!width && looks_incompressible(c, src, len)) {
 		if (cap < len)
 			return -ENOSPC;
@@ -83,7 +91,7 @@ int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 		*ret_scheme = CODEC_RAW;
 		return (int)len;
 	}
-	n = bg_encode_best(&c->bg, src, len, width, dst, cap, &s);
+	n = bg_encode_best_at(&c->bg, src, len, width, head, dst, cap, &s);
 	if (n < 0)
 		return (int)n;
 	*ret_scheme = (enum codec_scheme)s;

@@ -33,11 +33,15 @@ size_t codec_bound(size_t len);
 
 /*
  * Encodes src into dst[0..cap) with the smallest scheme: raw, zstd, or
- * (when width is 2 or 4, the float width of the tensor the chunk lies in)
- * byte grouping.  Never larger than the input; never larger than plain
- * zstd, except for a chunk whose middle 8 KiB zstd cannot shrink by 5%,
- * which is stored raw without trying (decoding it is a copy).  Sets
- * *ret_scheme; returns the encoded length.
+ * byte grouping, of width `width` when the caller knows it (2 or 4, the
+ * float width of the tensor the chunk lies in), else of the width the
+ * bytes look like (bg_guess_width: bare float files get grouping too).
+ * Never larger than the input; never larger than plain zstd, except for a
+ * chunk of 16 KiB or more whose middle 8 KiB zstd cannot shrink by 5%,
+ * which is stored raw without trying (the cost of such a chunk is a probe
+ * of 8 KiB and a copy; decoding it is a copy), and for grouped chunks
+ * chosen on bg_encode_best's probe.  Sets *ret_scheme; returns the encoded
+ * length.
  */
 int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 		 void *dst, size_t cap, enum codec_scheme *ret_scheme);

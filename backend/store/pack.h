@@ -80,7 +80,9 @@ int pack_read(struct pack_set *ps, const struct pack_loc *loc,
 int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 		      const struct cas_id *id, void *payload);
 
-/* Makes every appended byte durable (fdatasync, and the folder for new packs). */
+/* Makes every appended byte durable (fdatasync, and the folder for new packs).
+ * Appends go on meanwhile; callers run one at a time, so a caller that finds
+ * nothing left to sync returns only after a sync another caller began. */
 int pack_set_sync(struct pack_set *ps);
 /* Starts writing appended bytes out without waiting (sync_file_range), so
  * that the next pack_set_sync() has less to wait for. */

@@ -722,6 +722,9 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	pthread_rwlock_init(&st->gc_lock, NULL);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->reserve_lock, NULL);
+	pthread_mutex_init(&st->cg.lock, NULL);
+	pthread_cond_init(&st->cg.cond, NULL);
+	st->cg.tail = &st->cg.queue;
 	r = pthread_key_create(&st->tls, worker_ctx_free);
 	if (r) {
 		free(st);
@@ -869,6 +872,8 @@ void cas_store_close(struct cas_store *st)
 	pthread_rwlock_destroy(&st->gc_lock);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->reserve_lock);
+	pthread_mutex_destroy(&st->cg.lock);
+	pthread_cond_destroy(&st->cg.cond);
 	free(st->dir);
 	free(st);
 }
@@ -967,6 +972,38 @@ int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
 			r = cat_insert(st->cat, parent, name, mode, uid, gid,
 				       store_now_ns(), target, ret);
 	});
+	return r;
+}
+
+int cas_create(struct cas_store *st, uint64_t parent, const char *name, uint32_t mode,
+	       uint32_t uid, uint32_t gid, struct cat_attr *ret)
+{
+	int r = cas_name_check(name);
+
+	if (r < 0)
+		return r;
+	if (!S_ISREG(mode))
+		return -EINVAL;
+	pthread_mutex_lock(&st->lock);
+	r = cat_begin_unsynced(st->cat);
+	if (r == 0) {
+		r = check_parent(st, parent);
+		if (r == 0)
+			r = cat_insert(st->cat, parent, name, mode, uid, gid, store_now_ns(),
+				       NULL, ret);
+		r = cat_end_unsynced(st->cat, r);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int cas_sync(struct cas_store *st)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_sync(st->cat);
+	pthread_mutex_unlock(&st->lock);
 	return r;
 }
 

@@ -54,6 +54,18 @@ struct cas_store {
 	int snap_on_close;         /* opened with recovery: snapshot at close */
 	pthread_mutex_t reserve_lock; /* the reserve file; before `lock` */
 	int reserve_gone;          /* atomic: given back, appends must make it again */
+	/*
+	 * Commits that arrive together (concurrent closes and fsyncs) run as
+	 * one group: one pack sync and one catalog transaction, a savepoint
+	 * per writer (writer.c).  Its mutex is a leaf, not held while a group
+	 * runs; the group's leader takes `lock` for the transaction.
+	 */
+	struct commit_group {
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		int running;
+		struct commit_req *queue, **tail;
+	} cg;
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */

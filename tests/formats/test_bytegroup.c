@@ -219,10 +219,62 @@ static void test_corruption(void)
 	free(dec);
 }
 
+/* Chunks cut inside a value: the head is kept raw and the values after it
+ * grouped; every size, down to chunks shorter than the head, round-trips,
+ * and the content probe finds each float kind's width and phase. */
+static void test_heads(void)
+{
+	static const size_t sizes[] = { 0, 1, 2, 3, 5, 64, 4099, 65536 + 3 };
+	static const unsigned want_w[KINDS] = { 0, 0, 2, 2, 4, 0 };
+	struct bg_ctx ctx;
+	size_t n = 65536 + 8, cap = bg_bound(n), i;
+	uint8_t *src = malloc(n), *enc = malloc(cap), *dec = malloc(n + 1);
+	unsigned w, h, head;
+	int k;
+
+	CHECK(bg_ctx_init(&ctx, 3) == 0);
+	for (k = 0; k < KINDS; k++) {
+		fill(src, n, (enum kind)k);
+		for (h = 0; h < 4; h++) {
+			unsigned g = bg_guess_width(src + h, n - h, 0, &head);
+
+			CHECK_EQ(g, want_w[k]);
+			if (g)
+				CHECK_EQ(head, (g - h % g) % g);
+		}
+		for (w = 2; w <= 4; w += 2)
+			for (h = 0; h < w; h++)
+				for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+					enum bg_scheme s = 99;
+					ssize_t r = bg_encode_best_at(&ctx, src, sizes[i], w, h, enc,
+								      cap, &s);
+
+					CHECK(r >= 0 && (size_t)r <= sizes[i]);
+					dec[sizes[i]] = 0x5a;
+					CHECK(bg_decode(&ctx, s, enc, (size_t)r, dec, sizes[i]) == 0);
+					CHECK(memcmp(dec, src, sizes[i]) == 0 && dec[sizes[i]] == 0x5a);
+				}
+	}
+	CHECK(bg_encode_best_at(&ctx, src, 100, 2, 2, enc, cap, &(enum bg_scheme){ 0 }) ==
+	      -EINVAL);
+	/* A head as long as a value, or longer than the chunk, is corrupt. */
+	fill(src, n, BF16);
+	CHECK(bg_encode(&ctx, BG_SCHEME_GROUP2, src, 4099, enc, cap) > 0);
+	enc[0] |= 2 << BG_HEAD_SHIFT;
+	CHECK(bg_decode(&ctx, BG_SCHEME_GROUP2, enc, 4099, dec, 4099) == -EBADMSG);
+	enc[0] = BG_FLAG_ROTATED | 3 << BG_HEAD_SHIFT;
+	CHECK(bg_decode(&ctx, BG_SCHEME_GROUP4, enc, 3, dec, 2) == -EBADMSG);
+	bg_ctx_release(&ctx);
+	free(src);
+	free(enc);
+	free(dec);
+}
+
 int main(void)
 {
 	test_round_trips();
 	test_chooser();
 	test_corruption();
+	test_heads();
 	return check_status();
 }

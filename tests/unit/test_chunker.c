@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "backend/store/chunker.h"
+#include "backend/store/gear_table.h"
 #include "backend/store/hash.h"
 #include "tests/check.h"
 
@@ -130,6 +131,49 @@ static void test_known_hash(void)
 	CHECK(cas_id_parse("06b05ab6733a618578af5f94892f39500", &id) < 0);
 }
 
+/*
+ * The chunker's cut points are part of the store's format in effect (a
+ * store deduplicates new files against chunks cut years ago): the fast scan
+ * must cut exactly where the one-byte-at-a-time definition does.
+ */
+static size_t cdc_reference(const uint8_t *p, size_t len, int eof)
+{
+	const uint64_t mask_s = ~0ULL << (64 - 19), mask_l = ~0ULL << (64 - 15);
+	size_t n = len < CDC_MAX ? len : CDC_MAX, normal = CDC_AVG < n ? CDC_AVG : n, i;
+	uint64_t h = 0;
+
+	if (len <= CDC_MIN)
+		return eof ? len : 0;
+	for (i = CDC_MIN - 64; i < CDC_MIN; i++)
+		h = (h << 1) + cdc_gear[p[i]];
+	for (; i < normal; i++) {
+		h = (h << 1) + cdc_gear[p[i]];
+		if (!(h & mask_s))
+			return i + 1;
+	}
+	for (; i < n; i++) {
+		h = (h << 1) + cdc_gear[p[i]];
+		if (!(h & mask_l))
+			return i + 1;
+	}
+	return n == CDC_MAX || eof ? n : 0;
+}
+
+static void test_reference_cuts(void)
+{
+	size_t off, k, lens[] = { 100, CDC_MIN + 1, CDC_MIN + 5, CDC_AVG + 3, CDC_MAX - 1, CDC_MAX + 7 };
+	int eof;
+
+	for (off = 0; off + CDC_MAX < LEN; off += cdc_reference(buf + off, LEN - off, 1))
+		CHECK_EQ(cdc_next(buf + off, LEN - off, 1), cdc_reference(buf + off, LEN - off, 1));
+	/* Short buffers, with and without eof, end in every position of a step. */
+	for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (off = 0; off < 8; off++)
+			for (eof = 0; eof < 2; eof++)
+				CHECK_EQ(cdc_next(buf + off * 977, lens[k] + off, eof),
+					 cdc_reference(buf + off * 977, lens[k] + off, eof));
+}
+
 int main(void)
 {
 	buf = malloc(LEN);
@@ -144,6 +188,7 @@ int main(void)
 	RUN(test_insertion);
 	RUN(test_deletion);
 	RUN(test_known_hash);
+	RUN(test_reference_cuts);
 	free(buf);
 	free(buf2);
 	return check_status();

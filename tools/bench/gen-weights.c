@@ -6,13 +6,17 @@
  * KIND: bf16 | fp16 | fp32 (normal-distributed weights, std 0.02, as in a
  * trained transformer's linear layers), q8 (random bytes: quantized blocks
  * are near-incompressible), or model (a safetensors-like file: a JSON
- * header then bf16 tensors of 1-8 MiB, whose layout a second seed varies).
+ * header then bf16 tensors of 1-8 MiB, whose layout a second seed varies),
+ * or small1 / small2 (the two versions of tools/bench/smallmodel.h's model
+ * of 1,400 small tensors; SIZE_MIB and SEED are ignored).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "smallmodel.h"
 
 static uint64_t rng = 88172645463325252ULL;
 
@@ -59,10 +63,18 @@ int main(int argc, char **argv)
 	size_t i;
 
 	if (argc != 4) {
-		fprintf(stderr, "usage: gen-weights bf16|fp16|fp32|q8 SIZE_MIB SEED\n");
+		fprintf(stderr, "usage: gen-weights bf16|fp16|fp32|q8|small1|small2 SIZE_MIB SEED\n");
 		return 2;
 	}
 	kind = argv[1];
+	if (!strcmp(kind, "small1") || !strcmp(kind, "small2")) {
+		uint8_t *m;
+		size_t n = sm_build(kind[5] - '0', &m);
+
+		i = fwrite(m, 1, n, stdout);
+		free(m);
+		return i == n ? 0 : 1;
+	}
 	size = strtoull(argv[2], NULL, 10) << 20;
 	rng ^= strtoull(argv[3], NULL, 10) * 0x9E3779B97F4A7C15ULL;
 	while (done < size) {

@@ -1,0 +1,264 @@
+#!/bin/sh
+# The store's speed rows (ingest, small files, reads, listings, memory)
+# against baselines measured in the same run, round by round.
+#
+#   sh tools/bench/store-speed.sh [BUILD_DIR] [SIZE_MIB] [ROUNDS] [NFILES] [BIG_MIB...]
+#
+# Defaults: build, 1024 MiB, 3 rounds, 10000 small files, no big files;
+# SIZE_MIB 0 runs the big streams alone.
+# Every round measures llmfs and its baselines back to back, the order
+# rotated from round to round; each row prints the median of the per-round
+# ratios and their range [min-max], then each side's median time.  `sync`
+# is counted on every side that writes; every file read back through the
+# mount has its sha256 checked against the source.  BIG_MIB (e.g. 256 1024
+# 4096 16384) adds rows for bf16 streams of those sizes: throughput and the
+# daemon's peak resident memory.
+#
+# Needs root (FUSE, drop_caches), zstd, gcc, bc; libfuse3-dev's
+# passthrough_ll.c for the FUSE baseline (skipped when absent).
+set -eu
+build=$(cd "${1:-build}" && pwd)
+size=${2:-1024}
+rounds=${3:-3}
+nfiles=${4:-10000}
+shift $(($# < 4 ? $# : 4))
+bigs=$*
+src=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-speed.XXXXXX")
+mnt=$work/mnt
+ptmnt=$work/ptmnt
+pid=
+pt_pid=
+
+cleanup() {
+	fusermount3 -u "$mnt" 2>/dev/null || true
+	fusermount3 -u "$ptmnt" 2>/dev/null || true
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	[ -n "$pt_pid" ] && kill "$pt_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+now() { date +%s.%N; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# t CMD...: runs CMD, prints its seconds.
+t() { t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc; }
+sh_sync() { sh -c "$1" && sync; }
+
+# rec ROW VALUE: one round's figure of a row (a ratio or a time).
+rec() { echo "$2" >> "$work/rows/$1"; }
+# med ROW: "median [min-max]" of a row's figures.
+med() {
+	sort -g "$work/rows/$1" | awk '{ v[NR] = $1 } END {
+		m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf "%.3f [%.3f-%.3f]", m, v[1], v[NR] }'
+}
+ratio() { echo "scale=4; $1 / $2" | bc; }
+
+mount_llmfs() {
+	"$build/fs/llmfs" --store "$work/store" -f "$mnt" 2>>"$work/daemon.log" &
+	pid=$!
+	i=0
+	while ! [ -f "$mnt/.llmfs/status" ]; do
+		i=$((i + 1)); [ $i -lt 300 ] || { echo "mount failed"; exit 1; }
+		sleep 0.1
+	done
+}
+umount_llmfs() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
+fresh_llmfs() { [ -z "$pid" ] || umount_llmfs; rm -rf "$work/store"; mount_llmfs; mkdir "$mnt/models/m"; }
+stat_of() { awk -v k="$1:" '$1 == k { print $2 }' "$mnt/.llmfs/status"; }
+cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$pid/stat"; }
+hwm_of() { awk '/VmHWM/ { print $2 }' "/proc/$pid/status"; }
+check_sha() {
+	[ "$(sha256sum < "$1" | cut -d' ' -f1)" = "$(sha256sum < "$2" | cut -d' ' -f1)" ] ||
+		{ echo "sha256 mismatch: $1 $2"; exit 1; }
+}
+
+st_header() {
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+n, dtype = int(sys.argv[1]), sys.argv[2]
+h = {"__metadata__": {"format": "pt"}}
+off = 0
+for i in range(n):
+    h["t%d" % i] = {"dtype": dtype, "shape": [1024, 2048], "data_offsets": [off, off + (4 << 20)]}
+    off += 4 << 20
+b = json.dumps(h).encode()
+b += b" " * (-len(b) % 8)
+sys.stdout.buffer.write(len(b).to_bytes(8, "little") + b)
+PY
+}
+
+mkdir -p "$mnt" "$ptmnt" "$work/data" "$work/rows" "$work/ext4"
+gcc -O2 -I"$src" -o "$work/gen" "$src/gen-weights.c" -lm
+d=$work/data
+# Big streams: throughput and the daemon's peak memory.  Random bytes
+# (q8), since gen-weights makes them at several GB/s where its bf16 runs
+# at tens of MB/s a core and would be what is measured.
+big_streams() {
+	for b in $bigs; do
+		fresh_llmfs
+		h0=$(hwm_of)
+		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'")
+		echo "stream of $b MiB q8: $(echo "scale=1; $b / $bt" | bc) MiB/s; daemon peak resident $(($(hwm_of) / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
+	done
+	[ -z "$pid" ] || umount_llmfs
+}
+# SIZE_MIB 0: the big streams only.
+if [ "$size" = 0 ]; then
+	big_streams
+	exit 0
+fi
+echo "# llmfs store speed: $size MiB files, $rounds rounds, $nfiles small files, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+{ st_header $((size / 4)) BF16; "$work/gen" bf16 "$size" 1; } > "$d/bf16.safetensors"
+"$work/gen" bf16 "$size" 1 > "$d/bare.bf16"
+"$work/gen" q8 "$size" 2 > "$d/q8.bin"
+"$work/gen" small1 0 0 > "$d/v1.safetensors"
+"$work/gen" small2 0 0 > "$d/v2.safetensors"
+python3 - "$d/small" "$nfiles" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(5)
+words = [b"weight", b"bias", b"layer", b"config", b"token", b"vocab", b"{", b"}", b"\n"]
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    size = r.randint(100, 4000)
+    if i % 2:
+        data = r.randbytes(size)
+    else:
+        data = b" ".join(r.choice(words) for _ in range(size))[:size]
+    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+        f.write(data)
+PY
+
+# ---- ingest: cp into the mount + sync, against zstd -T2 -3 + sync and cp + sync
+for kind in bf16.safetensors q8.bin; do
+	f=$d/$kind
+	for r in $(seq "$rounds"); do
+		order="llmfs zstd cp"
+		[ $((r % 3)) = 2 ] && order="zstd cp llmfs"
+		[ $((r % 3)) = 0 ] && order="cp llmfs zstd"
+		for side in $order; do
+			drop
+			case $side in
+			llmfs)
+				fresh_llmfs
+				c0=$(cpu_of)
+				lt=$(t sh_sync "cp '$f' '$mnt/models/m/'")
+				lc=$(echo "$(cpu_of) - $c0" | bc)
+				stored=$(stat_of stored_bytes)
+				check_sha "$f" "$mnt/models/m/$kind" ;;
+			zstd) zt=$(t sh_sync "zstd -T2 -3 -q -f '$f' -o '$work/ext4/out.zst'")
+				zsize=$(stat -c %s "$work/ext4/out.zst"); rm -f "$work/ext4/out.zst" ;;
+			cp) ct=$(t sh_sync "cp '$f' '$work/ext4/copy'"); rm -f "$work/ext4/copy" ;;
+			esac
+		done
+		rec "ingest-$kind-zstd" "$(ratio "$lt" "$zt")"
+		rec "ingest-$kind-cp" "$(ratio "$lt" "$ct")"
+		rec "ingest-$kind-cpu" "$(ratio "$lc" "$(echo "$size / 1024" | bc -l)")"
+		rec "ingest-$kind-t" "$lt"; rec "ingest-$kind-zt" "$zt"; rec "ingest-$kind-ct" "$ct"
+	done
+	echo "ingest $kind: time / (zstd -T2 -3 + sync) $(med "ingest-$kind-zstd"), / (cp + sync) $(med "ingest-$kind-cp");" \
+	     "llmfs $(med "ingest-$kind-t") s, zstd $(med "ingest-$kind-zt") s, cp $(med "ingest-$kind-ct") s;" \
+	     "daemon CPU-s per GiB $(med "ingest-$kind-cpu"); stored $stored B, zstd $zsize B"
+
+	# ---- reads of what the last round stored
+	for r in $(seq "$rounds"); do
+		umount_llmfs; drop; mount_llmfs
+		lcold=$(t cat "$mnt/models/m/$kind")
+		drop
+		rcold=$(t cat "$f")
+		# packs in the page cache (they are, after the read above), a
+		# fresh mount: the kernel's cache of the FUSE file is gone
+		umount_llmfs; mount_llmfs
+		cat "$f" > /dev/null
+		lhot=$(t cat "$mnt/models/m/$kind")
+		rhot=$(t cat "$f")
+		lwarm=$(t cat "$mnt/models/m/$kind")
+		rec "read-$kind-cold" "$(ratio "$rcold" "$lcold")"
+		rec "read-$kind-hot" "$(ratio "$rhot" "$lhot")"
+		rec "read-$kind-warm" "$(ratio "$rhot" "$lwarm")"
+		rec "read-$kind-lcold" "$lcold"; rec "read-$kind-lhot" "$lhot"; rec "read-$kind-lwarm" "$lwarm"
+		rec "read-$kind-rcold" "$rcold"; rec "read-$kind-rhot" "$rhot"
+	done
+	check_sha "$f" "$mnt/models/m/$kind"
+	echo "first read $kind, caches dropped: throughput / raw cat $(med "read-$kind-cold") (llmfs $(med "read-$kind-lcold") s, cat $(med "read-$kind-rcold") s)"
+	echo "first read $kind, packs cached: throughput / page-cache cat $(med "read-$kind-hot") (llmfs $(med "read-$kind-lhot") s, cat $(med "read-$kind-rhot") s)"
+	echo "second read $kind (kernel page cache): throughput / page-cache cat $(med "read-$kind-warm") (llmfs $(med "read-$kind-lwarm") s)"
+done
+
+# ---- libfuse's passthrough_ll over the same file, when its source is here
+ptsrc=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+if [ -f "$ptsrc" ] && gcc -O2 -o "$work/passthrough_ll" "$ptsrc" $(pkg-config --cflags --libs fuse3) 2>/dev/null; then
+	"$work/passthrough_ll" -f -o source="$d",cache=always "$ptmnt" &
+	pt_pid=$!
+	sleep 1
+	for r in $(seq "$rounds"); do
+		umount_llmfs; drop; mount_llmfs
+		lcold=$(t cat "$mnt/models/m/q8.bin")
+		drop
+		pcold=$(t cat "$ptmnt/q8.bin")
+		pwarm=$(t cat "$ptmnt/q8.bin")
+		lwarm=$(t cat "$mnt/models/m/q8.bin")
+		rec pt-cold "$(ratio "$pcold" "$lcold")"
+		rec pt-warm "$(ratio "$pwarm" "$lwarm")"
+	done
+	fusermount3 -u "$ptmnt"; wait "$pt_pid" || true; pt_pid=
+	echo "q8 vs passthrough_ll -o cache=always: first read throughput ratio $(med pt-cold), second read $(med pt-warm)"
+else
+	echo "passthrough_ll: not available, skipped"
+fi
+
+# ---- float data without a header, and small tensors
+fresh_llmfs
+cp "$d/bare.bf16" "$mnt/models/m/"
+sb=$(stat_of stored_bytes)
+cp "$d/bf16.safetensors" "$mnt/models/m/"
+ss=$(stat_of stored_bytes)
+zb=$(zstd -3 -q -c "$d/bare.bf16" | wc -c)
+echo "bare bf16 (no header): stored $(ratio "$sb" "$(stat -c %s "$d/bare.bf16")") of its size, zstd -3 $(ratio "$zb" "$(stat -c %s "$d/bare.bf16")");" \
+     "the same tensors in safetensors added $((ss - sb)) B (dedup against the bare file)"
+fresh_llmfs
+cp "$d/bf16.safetensors" "$mnt/models/m/"
+ss=$(stat_of stored_bytes)
+echo "bf16 safetensors alone: stored $(ratio "$ss" "$(stat -c %s "$d/bf16.safetensors")") of its size"
+fresh_llmfs
+cp "$d/v1.safetensors" "$mnt/models/m/"
+s1=$(stat_of stored_bytes)
+cp "$d/v2.safetensors" "$mnt/models/m/"
+s2=$(stat_of stored_bytes)
+echo "small tensors (1,400 x 15 KB, 13% changed, header +8 KiB): v2 adds $(ratio $((s2 - s1)) "$(stat -c %s "$d/v2.safetensors")") of its size (goal <= 0.15)"
+
+# ---- small files: cp -r + sync, one copy and four at once, against ext4
+for r in $(seq "$rounds"); do
+	for side in llmfs ext4; do
+		drop
+		if [ $side = llmfs ]; then
+			fresh_llmfs; dst=$mnt/models/m
+		else
+			rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4
+		fi
+		one=$(t sh_sync "cp -r '$d/small' '$dst/small'")
+		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait")
+		if [ $side = llmfs ]; then lone=$one; lpar=$par; else eone=$one; epar=$par; fi
+	done
+	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
+	rec small-one "$(ratio "$lone" "$eone")"; rec small-par "$(ratio "$lpar" "$epar")"
+	rec small-lone "$lone"; rec small-eone "$eone"; rec small-lpar "$lpar"; rec small-epar "$epar"
+	# listings right after a mount (caches dropped), then warm, then ext4 warm
+	umount_llmfs; drop; mount_llmfs
+	fc=$(t find "$mnt/models/m/small"); dc=$(t du -s "$mnt/models/m/small")
+	fw=$(t find "$mnt/models/m/small"); dw=$(t du -s "$mnt/models/m/small")
+	find "$work/ext4/small" >/dev/null; du -s "$work/ext4/small" >/dev/null
+	fe=$(t find "$work/ext4/small"); de=$(t du -s "$work/ext4/small")
+	rec ls-cold "$(ratio "$fc" "$fw")"; rec du-cold "$(ratio "$dc" "$dw")"
+	rec ls-warm "$(ratio "$fe" "$fw")"; rec du-warm "$(ratio "$de" "$dw")"
+	rec ls-fc "$fc"; rec ls-fw "$fw"; rec ls-fe "$fe"
+done
+echo "$nfiles small files, cp -r + sync: time / ext4 $(med small-one) (llmfs $(med small-lone) s, ext4 $(med small-eone) s)"
+echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) (llmfs $(med small-lpar) s, ext4 $(med small-epar) s)"
+echo "find right after a mount / warm find: $(med ls-cold) (cold $(med ls-fc) s, warm $(med ls-fw) s); du: $(med du-cold)"
+echo "warm find throughput / ext4: $(med ls-warm) (ext4 $(med ls-fe) s); warm du / ext4: $(med du-warm)"
+
+big_streams
