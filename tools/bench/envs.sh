@@ -3,7 +3,11 @@
 #   start latency   `echo start > control` until `state` reads running (a poll() on state),
 #                   against a bare `runc run --detach` of the same bundle (its config.json);
 #   model reads     reading a file of the model inside the container (the bind of the mount)
-#                   against the same read on the host mount.
+#                   against the same read on the host mount;
+#   socket hop      the round trip of one request through an env's unix socket into the
+#                   container (a new connection each time, as a paths/ call makes), against
+#                   the same llmfs-serve answering on the host over its own socket: what the
+#                   hop into the container adds per call (needs python3-torch for the model).
 #
 #   sh tools/bench/envs.sh [BUILD_DIR] [ROUNDS] [SIZE_MIB]
 #
@@ -17,6 +21,7 @@ size=${3:-256}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-envbench.XXXXXX")
 mnt=$work/mnt
 pid=
+spid=
 RUNC=
 for r in /usr/sbin/runc /usr/bin/runc /usr/bin/crun; do
 	[ -x "$r" ] && { RUNC=$r; break; }
@@ -24,6 +29,7 @@ done
 [ -n "$RUNC" ] || { echo "no runc or crun" >&2; exit 1; }
 
 cleanup() {
+	[ -n "$spid" ] && kill "$spid" 2>/dev/null || true
 	"$RUNC" delete --force llmfs-envbench-bare >/dev/null 2>&1 || true
 	[ -d "$mnt/envs/b" ] && echo stop >"$mnt/envs/b/control" 2>/dev/null && sleep 1
 	fusermount3 -u "$mnt" 2>/dev/null || true
@@ -113,3 +119,48 @@ host_s=$(median <"$work/host.t")
 echo "model reads of $size MiB (median of $rounds): in the container $(echo "scale=1; $size / $in_s" | bc) MiB/s, on the host mount $(echo "scale=1; $size / $host_s" | bc) MiB/s"
 rmdir "$mnt/envs/r"
 stop_once 2>/dev/null || true
+
+# The socket hop: GET /health through a new connection each time, 500 times.
+hop() {
+	python3 - "$1" <<'PY'
+import socket, sys, time
+path, ts = sys.argv[1], []
+for i in range(500):
+    t0 = time.monotonic()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+    ts.append(time.monotonic() - t0)
+ts.sort()
+print("%.3f %.3f" % (ts[len(ts) // 2] * 1e3, ts[int(len(ts) * 0.99)] * 1e3))
+PY
+}
+serve=$build/tools/serve/llmfs-serve
+PY=${PYTHON:-/usr/bin/python3}	# Debian's, with python3-torch
+if [ -x "$serve" ] && "$PY" -c 'import torch' 2>/dev/null; then
+	"$PY" "$(dirname "$0")/../../tests/serve/gpt2_ref.py" make "$work/tiny" --layers 2 \
+		--heads 2 --embd 32 --ctx 64 --vocab 256 --seed 1 >/dev/null
+	cp -r "$work/tiny" "$mnt/models/tiny"
+	mkdir "$mnt/envs/s"
+	echo '{"model": "tiny", "runtime": "llmfs-serve", "rootfs": "host"}' >"$mnt/envs/s/env.json"
+	echo start >"$mnt/envs/s/control"
+	sock=
+	for i in $(seq 1 300); do
+		sock=$(sed 's/^unix://' "$mnt/envs/s/endpoint")
+		[ -n "$sock" ] && [ -S "$sock" ] && break
+		sleep 0.1
+	done
+	[ -S "$sock" ] || { echo "the env's socket did not come: $(cat "$mnt/envs/s/state")" >&2; exit 1; }
+	"$serve" --model "$work/tiny" --name tiny --listen "unix:$work/host.sock" \
+		</dev/null >/dev/null 2>"$work/serve.log" &
+	spid=$!
+	for i in $(seq 1 100); do [ -S "$work/host.sock" ] && break; sleep 0.1; done
+	set -- $(hop "$sock"); in_med=$1 in_p99=$2
+	set -- $(hop "$work/host.sock"); host_med=$1 host_p99=$2
+	kill "$spid"
+	echo stop >"$mnt/envs/s/control"
+	echo "socket hop (GET /health, new connection, 500 calls): into the env median ${in_med} ms (p99 ${in_p99}), same server on the host median ${host_med} ms (p99 ${host_p99}), difference $(echo "$in_med - $host_med" | bc) ms"
+fi
