@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/names.h"
 #include "fs/subtree.h"
 #include "scheduler/env.h"
 
@@ -46,9 +47,8 @@ struct fs_envs {
 	struct fs *fs;
 	struct env_table *table;
 	gid_t group;                /* may make envs too; (gid_t)-1: root alone */
-	pthread_mutex_t lock;       /* names, pollers */
-	char **names;               /* id - 1 -> name */
-	size_t n, cap;
+	pthread_mutex_t lock;       /* pollers */
+	struct fs_names names;      /* env ids */
 	struct poller *pollers;
 };
 
@@ -74,37 +74,12 @@ static uint64_t env_ino(size_t id, int file)
 
 static size_t name_id(struct fs_envs *t, const char *name)
 {
-	size_t id = 0;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; i < t->n && !id; i++)
-		if (!strcmp(t->names[i], name))
-			id = i + 1;
-	if (!id && t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		char **v = realloc(t->names, cap * sizeof(*v));
-
-		if (v) {
-			t->names = v;
-			t->cap = cap;
-		}
-	}
-	if (!id && t->n < t->cap && (t->names[t->n] = strdup(name)))
-		id = ++t->n;
-	pthread_mutex_unlock(&t->lock);
-	return id;
+	return fs_names_id(&t->names, name);
 }
 
 static char *ino_name(struct fs_envs *t, uint64_t ino)
 {
-	size_t id = (size_t)((ino & ~FS_TAG_BASE(0xf)) >> 8);
-	char *s = NULL;
-
-	pthread_mutex_lock(&t->lock);
-	if (id >= 1 && id <= t->n)
-		s = strdup(t->names[id - 1]);
-	pthread_mutex_unlock(&t->lock);
-	return s;
+	return fs_names_get(&t->names, (size_t)((ino & ~FS_TAG_BASE(0xf)) >> 8));
 }
 
 static void wake_pollers(struct fs_envs *t)
@@ -223,6 +198,7 @@ static int envs_start(struct fs *fs, const struct fs_options *opt)
 	t->fs = fs;
 	t->group = opt->has_env_group ? opt->env_group : (gid_t)-1;
 	pthread_mutex_init(&t->lock, NULL);
+	fs_names_init(&t->names);
 	cfg.state_dir = state;
 	cfg.cache_dir = cache;
 	cfg.tree = opt->mountpoint;
@@ -244,6 +220,7 @@ static int envs_start(struct fs *fs, const struct fs_options *opt)
 	free(shim);
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "envs/ disabled: %s", strerror(-r));
+		fs_names_free(&t->names);
 		pthread_mutex_destroy(&t->lock);
 		free(t);
 		return 0;
@@ -277,9 +254,7 @@ static void envs_stop(struct fs *fs)
 	/* The containers stop here, their table with them (scheduler/env.h). */
 	env_table_close(t->table);
 	envs_end(fs);
-	for (size_t i = 0; i < t->n; i++)
-		free(t->names[i]);
-	free(t->names);
+	fs_names_free(&t->names);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 	fs->envs = NULL;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/names.h"
 #include "fs/park.h"
 #include "fs/subtree.h"
 #include "scheduler/mining_book.h"
@@ -41,18 +42,12 @@
 
 enum { K_PROVIDERS = 1, K_ACCOUNTS = 2, K_JOBS = 3, K_STATUS = 4, K_ENTRY = 5, K_LEDGER = 8 };
 
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
 struct fs_mining {
 	struct fs *fs;
 	struct mining *m;
 	struct mining_book *book;   /* the ledger's hook and views; NULL: no ledger */
-	pthread_mutex_t lock;       /* names */
 	struct fs_park *park;       /* reads of results not ready */
-	struct names names[3];      /* providers, accounts, jobs: id - 1 -> name */
+	struct fs_names names[3];   /* ids of providers, accounts, jobs */
 };
 
 struct mhandle {
@@ -87,41 +82,18 @@ static size_t ino_id(uint64_t ino)
 
 static size_t name_id(struct fs_mining *t, int k, const char *name)
 {
-	struct names *nm = &t->names[k];
-	size_t id = 0;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; i < nm->n && !id; i++)
-		if (!strcmp(nm->v[i], name))
-			id = i + 1;
-	if (!id && nm->n == nm->cap) {
-		size_t cap = nm->cap ? 2 * nm->cap : 64;
-		char **v = realloc(nm->v, cap * sizeof(*v));
-
-		if (v)
-			nm->v = v, nm->cap = cap;
-	}
-	if (!id && nm->n < nm->cap && (nm->v[nm->n] = strdup(name)))
-		id = ++nm->n;
-	pthread_mutex_unlock(&t->lock);
-	return id;
+	return fs_names_id(&t->names[k], name);
 }
 
 /* The entry kind (enum mining_kind) and name of ino (caller frees), or NULL. */
 static char *ino_name(struct fs_mining *t, uint64_t ino, int *ret_k)
 {
 	int k = ino_kind(ino) - K_ENTRY;
-	size_t id = ino_id(ino);
-	char *s = NULL;
 
 	if (k < 0 || k > 2)
 		return NULL;
-	pthread_mutex_lock(&t->lock);
-	if (id >= 1 && id <= t->names[k].n)
-		s = strdup(t->names[k].v[id - 1]);
-	pthread_mutex_unlock(&t->lock);
 	*ret_k = k;
-	return s;
+	return fs_names_get(&t->names[k], ino_id(ino));
 }
 
 /* ---- result readers (as fs/train.c) -------------------------------------------------------- */
@@ -168,7 +140,8 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 		return -ENOMEM;
 	}
 	t->fs = fs;
-	pthread_mutex_init(&t->lock, NULL);
+	for (int k = 0; k < 3; k++)
+		fs_names_init(&t->names[k]);
 	cfg.state_dir = dir;
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
@@ -196,7 +169,8 @@ static int mining_start(struct fs *fs, const struct fs_options *opt)
 		mining_close(t->m);
 		mining_book_close(t->book);
 		fs_park_close(t->park);
-		pthread_mutex_destroy(&t->lock);
+		for (int k = 0; k < 3; k++)
+			fs_names_free(&t->names[k]);
 		free(t);
 		return 0;
 	}
@@ -223,12 +197,8 @@ static void mining_stop(struct fs *fs)
 	mining_close(t->m);
 	mining_book_close(t->book);
 	fs_park_close(t->park);
-	for (int k = 0; k < 3; k++) {
-		for (size_t i = 0; i < t->names[k].n; i++)
-			free(t->names[k].v[i]);
-		free(t->names[k].v);
-	}
-	pthread_mutex_destroy(&t->lock);
+	for (int k = 0; k < 3; k++)
+		fs_names_free(&t->names[k]);
 	free(t);
 	fs->mining = NULL;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/names.h"
 #include "fs/park.h"
 #include "fs/subtree.h"
 #include "scheduler/train_job.h"
@@ -34,10 +35,8 @@
 struct fs_train {
 	struct fs *fs;
 	struct train_jobs *jobs;
-	pthread_mutex_t lock;       /* names */
 	struct fs_park *park;       /* reads of results not ready */
-	char **names;               /* id - 1 -> name */
-	size_t n, cap;
+	struct fs_names names;      /* job ids */
 };
 
 struct train_handle {
@@ -61,40 +60,16 @@ static uint64_t job_ino(size_t id, int file)
 /* The id of name, made when new; 0 on failure. */
 static size_t name_id(struct fs_train *t, const char *name)
 {
-	size_t id = 0;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; i < t->n && !id; i++)
-		if (!strcmp(t->names[i], name))
-			id = i + 1;
-	if (!id && t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		char **v = realloc(t->names, cap * sizeof(*v));
-
-		if (v) {
-			t->names = v;
-			t->cap = cap;
-		}
-	}
-	if (!id && t->n < t->cap && (t->names[t->n] = strdup(name)))
-		id = ++t->n;
-	pthread_mutex_unlock(&t->lock);
-	return id;
+	return fs_names_id(&t->names, name);
 }
 
 /* The job name of ino (caller frees), or NULL. */
 static char *ino_name(struct fs_train *t, uint64_t ino)
 {
-	size_t id = (size_t)((ino & ~FS_TAG_BASE(0xf)) >> 8);
-	char *s = NULL;
-
-	pthread_mutex_lock(&t->lock);
-	if (id >= 1 && id <= t->n)
-		s = strdup(t->names[id - 1]);
-	pthread_mutex_unlock(&t->lock);
-	return s;
+	return fs_names_get(&t->names, (size_t)((ino & ~FS_TAG_BASE(0xf)) >> 8));
 }
 
+/* The id of name, made when new; 0 on failure. */
 /* ---- result readers ------------------------------------------------------------------------ */
 
 /* The table's notice, with its lock held: the park takes only its own. */
@@ -138,7 +113,7 @@ static int train_start(struct fs *fs, const struct fs_options *opt)
 		return -ENOMEM;
 	}
 	t->fs = fs;
-	pthread_mutex_init(&t->lock, NULL);
+	fs_names_init(&t->names);
 	cfg.state_dir = dir;
 	cfg.tree = opt->mountpoint;
 	cfg.exe = exe;
@@ -157,7 +132,7 @@ static int train_start(struct fs *fs, const struct fs_options *opt)
 	if (r < 0) {
 		fs_log(fs->log, LOG_ERR, "train/ disabled: %s", strerror(-r));
 		fs_park_close(t->park);
-		pthread_mutex_destroy(&t->lock);
+		fs_names_free(&t->names);
 		free(t);
 		return 0;
 	}
@@ -182,10 +157,7 @@ static void train_stop(struct fs *fs)
 	fs_park_drain(t->park);
 	train_jobs_close(t->jobs);
 	fs_park_close(t->park);
-	for (size_t i = 0; i < t->n; i++)
-		free(t->names[i]);
-	free(t->names);
-	pthread_mutex_destroy(&t->lock);
+	fs_names_free(&t->names);
 	free(t);
 	fs->train = NULL;
 }
