@@ -123,10 +123,11 @@ static char *find_serve(const char *exe, const char *given)
 {
 	static const char *const rel[] = { "llmfs-serve", "../serve/llmfs-serve",
 					   "../tools/serve/llmfs-serve", "../tools/llmfs-serve", NULL };
-	char *dup = strdup(exe), *dir, *p = NULL;
+	char *dup, *dir, *p = NULL;
 
 	if (given)
 		return realpath(given, NULL);
+	dup = strdup(exe);
 	if (!dup)
 		return NULL;
 	dir = dirname(dup);
