@@ -256,7 +256,7 @@ static int replay_window(const struct mining_round *rd, const struct mining_cont
 	struct gpu_model *m = NULL;
 	void *frame = NULL;
 	size_t flen = 0, k;
-	int r;
+	int r, nt = omp_get_max_threads();
 
 	shard.tokens = rd->tokens + each * c->slot;
 	shard.n_tokens = shard.n_train = each;
@@ -271,6 +271,9 @@ static int replay_window(const struct mining_round *rd, const struct mining_cont
 	if (r == 0)
 		r = gpu_model_read(m, GPU_BUF_PARAMS, replay);
 	gpu_model_free(m);
+	/* the calling thread's count again: the job's validation on this thread splits its
+	 * matrices by it, and a replay drawn at random must not change its bits */
+	omp_set_num_threads(nt);
 	if (r < 0)
 		return r;
 	for (k = 0; k < n; k++)
