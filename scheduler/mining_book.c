@@ -256,15 +256,11 @@ static int replay_window(const struct mining_round *rd, const struct mining_cont
 	struct gpu_model *m = NULL;
 	void *frame = NULL;
 	size_t flen = 0, k;
-	int r, threads;
+	int r, nt = omp_get_max_threads();
 
 	shard.tokens = rd->tokens + each * c->slot;
 	shard.n_tokens = shard.n_train = each;
 	shard.vocab_size = rd->vocab;
-	/* The replica's thread count, for this replay only: the count is the calling thread's
-	 * (the job's), whose own evaluations must not depend on whether a window was replayed
-	 * before them (they did: a resumed job's validation losses differed in the last bits). */
-	threads = omp_get_max_threads();
 	if (c->threads)
 		omp_set_num_threads((int)c->threads);
 	r = gpu_model_new(&m, &o->cfg, &o->opts);
@@ -275,7 +271,9 @@ static int replay_window(const struct mining_round *rd, const struct mining_cont
 	if (r == 0)
 		r = gpu_model_read(m, GPU_BUF_PARAMS, replay);
 	gpu_model_free(m);
-	omp_set_num_threads(threads);
+	/* the calling thread's count again: the job's validation on this thread splits its
+	 * matrices by it, and a replay drawn at random must not change its bits */
+	omp_set_num_threads(nt);
 	if (r < 0)
 		return r;
 	for (k = 0; k < n; k++)

@@ -41,6 +41,8 @@ struct replica {
 	uint16_t *tokens;
 	struct gpu_model *m;
 	size_t n;
+	float *w;                   /* the global weights W(w_round) it holds, or NULL */
+	long w_round;
 };
 
 static void say(const struct replica *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -145,14 +147,16 @@ static int do_round(struct replica *r, long *last)
 {
 	struct mining_http_reply rep;
 	char path[256], err[256];
-	float *w0 = NULL, *w1 = NULL;
+	float *w0, *w1 = NULL;
 	void *frame = NULL;
 	size_t flen = 0;
 	double loss = 0, t0;
+	enum mining_enc enc;
 	long round;
 	int ret;
 
-	snprintf(path, sizeof(path), "weights?after=%ld&wait=20", *last);
+	snprintf(path, sizeof(path), "weights?after=%ld&have=%ld&wait=20", *last,
+		 r->w ? r->w_round : -1);
 	ret = call(r, path, NULL, 0, &rep);
 	if (ret < 0)
 		return ret;
@@ -170,15 +174,29 @@ static int do_round(struct replica *r, long *last)
 		return -EPROTO;
 	}
 	round = strtol(rep.round, NULL, 10);
-	w0 = malloc(r->n * sizeof(float));
+	if (!r->w)
+		r->w = malloc(r->n * sizeof(float));
 	w1 = malloc(r->n * sizeof(float));
-	ret = w0 && w1 ? mining_wire_decode(rep.body, rep.len, r->n, w0, NULL, err, sizeof(err))
-		       : -ENOMEM;
+	ret = r->w && w1 ? mining_wire_decode(rep.body, rep.len, r->n, w1, &enc, err, sizeof(err))
+			 : -ENOMEM;
 	mining_http_reply_free(&rep);
-	if (ret < 0) {
-		say(r, "weights of round %ld: %s", round, err);
+	if (ret == 0 && enc == MINING_ENC_INT8 && r->w_round != round - 2) {
+		/* not an update of what it holds: ask again for the whole weights */
+		say(r, "weights of round %ld: an update from round %ld, holding %ld", round,
+		    round - 2, r->w_round);
+		r->w_round = -1;
 		goto out;
 	}
+	if (ret < 0) {
+		say(r, "weights of round %ld: %s", round, err);
+		r->w_round = -1;
+		goto out;
+	}
+	/* int8: the outer update, added as the coordinator adds it (bit-identical weights) */
+	for (size_t k = 0; k < r->n; k++)
+		r->w[k] = enc == MINING_ENC_INT8 ? r->w[k] + w1[k] : w1[k];
+	r->w_round = round - 1;
+	w0 = r->w;
 	t0 = clock_mono_s();
 	if ((ret = gpu_model_write(r->m, GPU_BUF_PARAMS, w0)) < 0 ||
 	    (ret = gpu_train_window(r->m, &r->shard, &r->o,
@@ -210,14 +228,13 @@ static int do_round(struct replica *r, long *last)
 	*last = round;
 out:
 	free(frame);
-	free(w0);
 	free(w1);
 	return ret;
 }
 
 int mining_replica_main(int argc, char **argv)
 {
-	struct replica r = { 0 };
+	struct replica r = { .w_round = -1 };
 	long last = 0;
 	int threads, ret;
 	char *end;
@@ -256,6 +273,7 @@ int mining_replica_main(int argc, char **argv)
 	while (ret == 0)
 		ret = do_round(&r, &last);
 	gpu_model_free(r.m);
+	free(r.w);
 	free(r.tokens);
 	gpu_train_opts_release(&r.o);
 	if (ret == 1)

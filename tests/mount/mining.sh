@@ -111,12 +111,15 @@ test_expect_success 'the model lands in models/<job>/ and loads in the PyTorch r
 	$PY "$MOUNT_HELPERS/../gpu/test_torch_ref.py" --model "$M/d1" "$TEST_DIR/tiny.txt" "$vl"
 '
 
-test_expect_success 'int8 pseudo-gradients: the same job receives about 4x fewer bytes' '
+test_expect_success 'int8 both ways: the same job receives and sends about 4x fewer bytes' '
 	job q1 replicas=2 inner-steps=20 steps=80 compression=int8 &&
 	result q1 && [ "$(head -n 1 "$J/q1/status")" = done ] &&
 	fp=$(sed -n 3p "$J/d1/rounds.tsv" | cut -f5) && q=$(sed -n 3p "$J/q1/rounds.tsv" | cut -f5) &&
 	say "# bytes received in round 2: fp32 $fp, int8 $q" &&
 	[ $((q * 3)) -lt "$fp" ] &&
+	fp=$(sed -n 3p "$J/d1/rounds.tsv" | cut -f4) && q=$(sed -n 3p "$J/q1/rounds.tsv" | cut -f4) &&
+	say "# bytes sent in round 2 (the outer update): fp32 $fp, int8 $q" &&
+	[ "$q" -gt 0 ] && [ $((q * 3)) -lt "$fp" ] &&
 	last=$(tail -n 1 "$J/q1/rounds.tsv" | cut -f2) &&
 	$PY -c "import math, sys; v = float(sys.argv[1]); assert math.isfinite(v) and v < 5, v" "$last"
 '

@@ -93,6 +93,50 @@ test_expect_success 'kill -9 of the daemon mid-job: the replicas it left in Slur
 	wait_for 60 "[ -z \"\$(squeue -h -t pending,running -o %i)\" ]"
 '
 
+test_expect_success 'a replica relaunched mid-round is kept in state.json; kill -9 then cancels it' '
+	port=$(slurm_free_port) &&
+	daemon_stop && daemon_start --mining-listen "127.0.0.1:$port" &&
+	mkdir "$J/k2" &&
+	printf "%s\nreplicas=2 providers=cluster inner-steps=10 steps=3000\n" "$OPTS" >"$J/k2/job" &&
+	wait_for 120 "grep -q \"^running: round [2-9]\" \"$J/k2/status\"" &&
+	first=$(sed -n "s/^replica 0: started on cluster as //p" "$J/k2/log" | tail -n 1) &&
+	[ -n "$first" ] && scancel "$first" &&
+	wait_for 60 "[ \$(grep -c \"^replica 0: started on cluster as\" \"$J/k2/log\") -ge 2 ]" &&
+	new=$(sed -n "s/^replica 0: started on cluster as //p" "$J/k2/log" | tail -n 1) &&
+	say "# replica 0: $first cancelled, relaunched as $new" &&
+	python3 -c "import json, sys; s = json.load(open(sys.argv[1]));
+assert sys.argv[2] in s[\"replicas\"], s" "$STORE/mining/jobs/k2/state.json" "$new" &&
+	daemon_kill9 && daemon_start --mining-listen "127.0.0.1:$port" &&
+	wait_for 60 "[ \$(grep -c \"^running from round\" \"$J/k2/log\") = 2 ]" &&
+	wait_for 60 "[ -z \"\$(squeue -h -t pending,running -j $new -o %i 2>/dev/null)\" ]" &&
+	echo stop >"$J/k2/control" &&
+	timeout 120 cat "$J/k2/result" >/dev/null &&
+	wait_for 60 "[ -z \"\$(squeue -h -t pending,running -o %i)\" ]"
+'
+
+# A controller that accepts connections and never answers: asking it whether it is alive
+# takes the provider's whole timeout, which must not hold the coordinator's lock (every other
+# read of mining/ would wait behind it).
+test_expect_success 'a provider status read waiting on a silent controller blocks nothing else' '
+	sport=$(slurm_free_port) &&
+	{ python3 -c "import socket, sys, time
+s = socket.socket(); s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(64); time.sleep(300)" \
+		"$sport" & } &&
+	silent=$! &&
+	sed -e "s/^SlurmctldPort=.*/SlurmctldPort=$sport/" -e "s/^MessageTimeout=.*/MessageTimeout=60/" \
+		"$SLURM_CONF" >"$TEST_DIR/silent.conf" &&
+	provider silent "{\"conf\": \"$TEST_DIR/silent.conf\", \"timeout-seconds\": 10}" &&
+	{ cat "$P/silent/status" >"$TEST_DIR/silent.status" & } &&
+	reader=$! &&
+	sleep 1 &&
+	cat "$MNT/mining/status" >/dev/null && cat "$P/cluster/provider.json" >/dev/null &&
+	# the read of the silent one is still waiting on it, and did not hold the others up
+	kill -0 "$reader" &&
+	wait "$reader" && kill "$silent" &&
+	! head -n 1 "$TEST_DIR/silent.status" | grep -qx alive &&
+	rmdir "$P/silent"
+'
+
 test_expect_success 'a malformed slurm provider: its status names the key' '
 	provider typo "{\"partiton\": \"test\"}" &&
 	grep -q "slurm.partiton is not a key" "$P/typo/status"
