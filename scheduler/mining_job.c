@@ -1515,7 +1515,8 @@ static void launch_slot(struct job *j, unsigned i)
 	if (r < 0) {
 		if (!s->posted)
 			s->dropped = 1;
-		snprintf(s->reason, sizeof(s->reason), "launch on %s: %s", s->prov->name, err);
+		/* cut to the row's width */
+		snprintf(s->reason, sizeof(s->reason), "launch on %.40s: %.100s", s->prov->name, err);
 		snprintf(s->prov->error, sizeof(s->prov->error), "%s", err);
 	} else {
 		snprintf(s->id, sizeof(s->id), "%s", id);
@@ -2314,7 +2315,8 @@ static void *job_main(void *arg)
 		job_log(j, "%s: %s", jstate_names[end], err);
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
-	snprintf(j->reason, sizeof(j->reason), "%s", end == J_DONE ? "" : err);
+	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1,
+		 end == J_DONE ? "" : err);
 	write_result(j, val);
 	save_state(j);
 	j->gen++;
@@ -2325,7 +2327,7 @@ out:
 	job_log(j, "failed: %s", err);
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
-	snprintf(j->reason, sizeof(j->reason), "%s", err);
+	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1, err);
 	write_result(j, val);
 	save_state(j);
 	j->gen++;
