@@ -395,9 +395,9 @@ run_as() {
 	setpriv --reuid="$ra_u" --regid="$(id -g "$ra_u")" --clear-groups "$@"
 }
 
-# status_get KEY: the value of KEY in .llmfs/status.
+# status_get KEY [FILE]: the value of KEY in .llmfs/status (or in FILE, one reading of it).
 status_get() {
-	v=$(sed -n "s/^$1: *//p" "$MNT/.llmfs/status")
+	v=$(sed -n "s/^$1: *//p" "${2:-$MNT/.llmfs/status}")
 	[ -n "$v" ] || { say "status has no $1" >&2; return 1; }
 	printf '%s\n' "$v"
 }
