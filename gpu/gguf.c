@@ -188,7 +188,8 @@ static uint64_t put_kvs(struct wbuf *b, const struct gpu_config *cfg, const stru
 	kv_f32(b, "gpt2.attention.layer_norm_epsilon", 1e-5f), n++;
 	kv_str(b, "tokenizer.ggml.model", "gpt2"), n++;
 	kv_str(b, "tokenizer.ggml.pre", "gpt-2"), n++;
-	/* the model's rows past the tokenizer's (a padded vocabulary) get placeholder names */
+	/* GGUF wants a string per row: the rows of a padded vocabulary past the tokenizer's
+	 * last token are named "[PAD<n>]" */
 	put_str(b, "tokenizer.ggml.tokens"), n++;
 	put_u32(b, GT_ARR);
 	put_u32(b, GT_STR);
