@@ -17,6 +17,7 @@
  *   GET  /v1/providers/<name>/work, POST .../report   a remote provider's daemon (its key)
  */
 #include "mining_job.h"
+#include "tree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1269,38 +1270,6 @@ out:
 	return r;
 }
 
-/* A path in the tree: relative, no "." or ".." component. */
-static int tree_path(const char *tree, const char *rel, char **ret)
-{
-	const char *p = rel;
-
-	if (!rel || !*rel || rel[0] == '/')
-		return -EINVAL;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
-			return -EINVAL;
-		p += n + (p[n] == '/');
-	}
-	*ret = path2(tree, rel);
-	return *ret ? 0 : -ENOMEM;
-}
-
-/* A daemon resuming its jobs starts them before its tree is mounted: wait for it (a minute). */
-static int wait_for_tree(const char *tree)
-{
-	char *p = path2(tree, ".llmfs/status");
-	int i;
-
-	if (!p)
-		return -ENOMEM;
-	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
-		usleep(100000);
-	free(p);
-	return i < 600 ? 0 : -ETIMEDOUT;
-}
-
 /* Copies the tree's rel (read as the owner) into the job's folder as name. */
 static int fetch_as_owner(struct job *j, const char *key, const char *rel, const char *name,
 			  char *err, size_t errlen)
@@ -1397,7 +1366,7 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 		goto out;
 	}
 	have = access(ready, F_OK) == 0;
-	if (!have && wait_for_tree(j->m->tree) < 0) {
+	if (!have && tree_wait(j->m->tree) < 0) {
 		r = fail(err, errlen, "the tree is not mounted");
 		goto out;
 	}

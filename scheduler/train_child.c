@@ -11,6 +11,7 @@
  * SIGUSR1 asks it to checkpoint after the step in progress and stop.
  */
 #include "train_job.h"
+#include "tree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,38 +64,6 @@ static char *join(const char *a, const char *b)
 	char *p = NULL;
 
 	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
-}
-
-/* A path in the tree: relative, no "." or ".." component. */
-static int tree_path(const char *tree, const char *rel, char **ret)
-{
-	const char *p = rel;
-
-	if (!rel || !*rel || rel[0] == '/')
-		return -EINVAL;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') || n == 0)
-			return -EINVAL;
-		p += n + (p[n] == '/');
-	}
-	*ret = join(tree, rel);
-	return *ret ? 0 : -ENOMEM;
-}
-
-/* Waits up to a minute for the tree to be mounted (its .llmfs/status answers). */
-static int wait_for_tree(const char *tree)
-{
-	char *p = join(tree, ".llmfs/status");
-	int i;
-
-	if (!p)
-		return -ENOMEM;
-	for (i = 0; i < 600 && access(p, F_OK) < 0; i++)
-		usleep(100000);
-	free(p);
-	return i < 600 ? 0 : -ETIMEDOUT;
 }
 
 static int copy_file(const char *from, const char *to)
@@ -370,7 +339,7 @@ int train_child_main(int argc, char **argv)
 		goto out;
 	}
 	/* A daemon resumes jobs as it starts, before its tree is mounted. */
-	r = wait_for_tree(argv[2]);
+	r = tree_wait(argv[2]);
 	if (r < 0) {
 		put_record("error\tthe tree at %s is not mounted\n", argv[2]);
 		goto out;
