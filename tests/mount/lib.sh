@@ -326,11 +326,14 @@ test_expect_success() {
 	eval "test_body_() {
 $2
 }"
+	t0_=$(date +%s)
 	test_body_ >"$out" 2>&1 </dev/null
 	r=$?
 	daemon_alive_check >>"$out" 2>&1 || r=1
 	if [ $r -eq 0 ]; then
 		say "ok $test_count - $1"
+		# the block's wall time, for whoever trims the suite's run time
+		say "# $(($(date +%s) - t0_)) s"
 		[ -n "$TEST_VERBOSE" ] && sed 's/^/#   /' "$out"
 	else
 		test_failed=$((test_failed + 1))

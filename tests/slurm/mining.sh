@@ -125,7 +125,7 @@ s = socket.socket(); s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(64); ti
 	silent=$! &&
 	sed -e "s/^SlurmctldPort=.*/SlurmctldPort=$sport/" -e "s/^MessageTimeout=.*/MessageTimeout=60/" \
 		"$SLURM_CONF" >"$TEST_DIR/silent.conf" &&
-	provider silent "{\"conf\": \"$TEST_DIR/silent.conf\", \"timeout-seconds\": 10}" &&
+	provider silent "{\"conf\": \"$TEST_DIR/silent.conf\", \"timeout-seconds\": 4}" &&
 	{ cat "$P/silent/status" >"$TEST_DIR/silent.status" & } &&
 	reader=$! &&
 	sleep 1 &&
