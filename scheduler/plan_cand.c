@@ -194,50 +194,90 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 	return 0;
 }
 
-/* The two cheapest eligible models of step s (lowest index on ties). */
-static void two_cheapest(const struct work *w, size_t s, int *lo)
+/* The n cheapest eligible models of step s, cheapest first (lowest index
+ * on ties); unfilled places stay -1. */
+static void cheapest(const struct work *w, size_t s, int *lo, int n)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 
-	lo[0] = lo[1] = -1;
+	for (int k = 0; k < n; k++)
+		lo[k] = -1;
 	for (size_t m = 0; m < w->ms->n; m++) {
+		int at = n;
+
 		if (!e[m].ok)
 			continue;
-		if (lo[0] < 0 || e[m].cost < e[lo[0]].cost) {
-			lo[1] = lo[0];
-			lo[0] = (int)m;
-		} else if (lo[1] < 0 || e[m].cost < e[lo[1]].cost) {
-			lo[1] = (int)m;
-		}
+		while (at > 0 && (lo[at - 1] < 0 ||
+				  e[m].cost < e[lo[at - 1]].cost))
+			at--;
+		if (at >= n)
+			continue;
+		for (int k = n - 1; k > at; k--)
+			lo[k] = lo[k - 1];
+		lo[at] = (int)m;
 	}
 }
 
-/* agree(a, b -> c): a, b the two cheapest, c each dearer model. */
+/* P(at least need of the n independent members right), p their
+ * probabilities (n 2 or 3). */
+static double at_least(const double *p, int n, int need)
+{
+	double all = 1, two = 0;
+
+	for (int k = 0; k < n; k++)
+		all *= p[k];
+	if (need >= n)
+		return all;
+	/* n 3, need 2: exactly two right, plus all three. */
+	for (int k = 0; k < 3; k++)
+		two += (1 - p[k]) * p[(k + 1) % 3] * p[(k + 2) % 3];
+	return two + all;
+}
+
+/*
+ * agree(cheap... ; need -> d): the two cheapest with need 2, and the three
+ * cheapest with need 2 or 3; d each model dearer than every member.
+ */
 static int agree_options(struct work *w, size_t s)
 {
+	static const int variants[][2] = { { 2, 2 }, { 3, 2 }, { 3, 3 } };
 	const struct est *e = &w->e[s * w->ms->n];
-	int lo[2], rc;
+	int lo[3], rc;
 
-	two_cheapest(w, s, lo);
-	if (lo[1] < 0)
-		return 0;
-	for (size_t c = 0; c < w->ms->n; c++) {
-		const struct est *a = &e[lo[0]], *b = &e[lo[1]];
-		struct plan_option o = { .kind = PLAN_AGREE, .n_models = 3 };
-		double both = a->q * b->q, sboth = a->score * b->score;
+	cheapest(w, s, lo, 3);
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		int n = variants[v][0], need = variants[v][1];
+		double pq[3], ps[3], cost = 0, lat = 0, stand, sstand;
 
-		if (!e[c].ok || (int)c == lo[0] || (int)c == lo[1] ||
-		    e[c].cost <= b->cost)
+		if (lo[n - 1] < 0)
 			continue;
-		o.models[0] = lo[0];
-		o.models[1] = lo[1];
-		o.models[2] = (int)c;
-		o.quality = both + (1 - both) * e[c].q;
-		o.score = sboth + (1 - sboth) * e[c].score;
-		o.cost = a->cost + b->cost + (1 - both) * e[c].cost;
-		o.latency = fmax(a->latency, b->latency) + e[c].latency;
-		if ((rc = add_option(w, s, &o)) < 0)
-			return rc;
+		for (int k = 0; k < n; k++) {
+			pq[k] = e[lo[k]].q;
+			ps[k] = e[lo[k]].score;
+			cost += e[lo[k]].cost;
+			lat = fmax(lat, e[lo[k]].latency);
+		}
+		stand = at_least(pq, n, need);
+		sstand = at_least(ps, n, need);
+		for (size_t c = 0; c < w->ms->n; c++) {
+			struct plan_option o = { .kind = PLAN_AGREE,
+						 .n_models = n + 1,
+						 .need = need };
+			bool member = false;
+
+			for (int k = 0; k < n; k++)
+				member |= (int)c == lo[k];
+			if (!e[c].ok || member || e[c].cost <= e[lo[n - 1]].cost)
+				continue;
+			memcpy(o.models, lo, sizeof(int) * (size_t)n);
+			o.models[n] = (int)c;
+			o.quality = stand + (1 - stand) * e[c].q;
+			o.score = sstand + (1 - sstand) * e[c].score;
+			o.cost = cost + (1 - stand) * e[c].cost;
+			o.latency = lat + e[c].latency;
+			if ((rc = add_option(w, s, &o)) < 0)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -343,6 +383,7 @@ static bool same_path(const struct plan_task *t, const struct plan_path *a,
 {
 	for (size_t s = 0; s < t->n_steps; s++)
 		if (a->steps[s].kind != b->steps[s].kind ||
+		    a->steps[s].need != b->steps[s].need ||
 		    memcmp(a->steps[s].models, b->steps[s].models,
 			   sizeof(a->steps[s].models)))
 			return false;
@@ -630,14 +671,19 @@ json_t *plan_path_to_json(const struct plan_task *t,
 		for (size_t k = 0; k < t->steps[s].n_deps; k++)
 			json_array_append_new(deps,
 				json_string(t->steps[t->steps[s].deps[k]].id));
-		json_array_append_new(steps, json_pack(
+		json_t *js = json_pack(
 			"{s:s, s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:f}",
 			"id", t->steps[s].id,
 			"task_type", t->steps[s].task_type,
 			"strategy", plan_strategy_name(x->kind),
 			"models", models, "deps", deps,
 			"quality", x->quality, "score", x->score,
-			"cost_usd", x->cost, "latency_s", x->latency));
+			"cost_usd", x->cost, "latency_s", x->latency);
+
+		/* agree: how many of the cheap members must give one answer. */
+		if (js && x->kind == PLAN_AGREE)
+			json_object_set_new(js, "need", json_integer(x->need));
+		json_array_append_new(steps, js);
 	}
 	o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:b, s:s, s:o}",
 		      "label", p->label, "quality", p->quality,

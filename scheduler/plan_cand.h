@@ -15,7 +15,13 @@
  *                  stands when they agree (compared as votes are), else c
  *                  is called (FrugalGPT's and AutoMix's idea: cheap
  *                  models' agreement as a cascade's confidence; for the
- *                  same steps as votes, or "agree" asked for).
+ *                  same steps as votes, or "agree" asked for);
+ *   agree(a, b, c; n -> d)  the three cheapest in parallel; the answer
+ *                  that n of them (2 or 3) give stands, else d is called:
+ *                  more cheap calls before escalating, n the confidence
+ *                  threshold.  Which variant (2 or 3 cheap models, n) a
+ *                  step takes is the planner's choice by utility, from
+ *                  the learned qualities: no threshold is set by hand.
  * A path is one option per step of the task's DAG (the decomposition
  * tree; independent steps run as parallel branches).
  *
@@ -25,7 +31,9 @@
  *   q(vote) = P(at least two of three right), independent models
  *   q(agree) = q_a q_b + (1 - q_a q_b) q_c   c = c_a + c_b + (1 - q_a q_b) c_c
  *   (wrong answers taken never to agree; both right is the only
- *   agreement that stands)
+ *   agreement that stands); with three cheap models and threshold n,
+ *   P = P(at least n of the three right), q = P + (1 - P) q_d,
+ *   c = c_a + c_b + c_c + (1 - P) c_d
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
@@ -86,8 +94,11 @@ enum plan_strategy {
 
 struct plan_option {
 	enum plan_strategy kind;
-	int models[3];        /* indexes into plan_models */
+	int models[4];        /* indexes into plan_models; agree: the
+			       * cheap members, then the dear model */
 	int n_models;
+	int need;             /* agree: same answers that stand (2 or 3);
+			       * 0 for the other strategies */
 	double quality;       /* posterior mean */
 	double score;         /* ranking quality (explored) */
 	double cost;          /* expected USD */

@@ -62,8 +62,8 @@ struct step_rt {
 	int n_seq, next;
 	bool vote;
 	int vote_left;
-	int vote_n;             /* members: 3 for a vote, 2 for agree */
-	int vote_need;          /* same answers needed: 1 vote, 2 agree */
+	int vote_n;             /* members: 3 for a vote, 2 or 3 for agree */
+	int vote_need;          /* same answers needed: 1 vote, 2 or 3 agree */
 	char *vote_ans[3];
 	int vote_pass[3];
 	int used_model;
@@ -447,8 +447,8 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
-	/* agree: both cheap members must give the same answer, else the
-	 * step moves on to the dearer model (the first of its sequence). */
+	/* agree: need of the cheap members must give the same answer, else
+	 * the step moves on to the dearer model (the first of its sequence). */
 	if (best < st->vote_need) {
 		st->vote = false;
 		step_next(r, s, win >= 0 ? "the cheap models disagree"
@@ -870,7 +870,7 @@ static void step_start(struct run *r, size_t s,
 		return;
 	}
 	if (o->kind == PLAN_AGREE)
-		st->seq[st->n_seq++] = o->models[2];
+		st->seq[st->n_seq++] = o->models[o->n_models - 1];
 	else if (o->kind != PLAN_VOTE)
 		for (int k = 0; k < o->n_models; k++)
 			st->seq[st->n_seq++] = o->models[k];
@@ -886,8 +886,10 @@ static void step_start(struct run *r, size_t s,
 	}
 	if (o->kind == PLAN_VOTE || o->kind == PLAN_AGREE) {
 		st->vote = true;
-		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 : 2;
-		st->vote_need = o->kind == PLAN_VOTE ? 1 : 2;
+		/* agree: the cheap members, all but the last model. */
+		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 :
+					     o->n_models - 1;
+		st->vote_need = o->kind == PLAN_VOTE ? 1 : o->need;
 		for (int k = 0; k < st->vote_n; k++)
 			if (new_call(r, s, o->models[k], k) < 0) {
 				step_fail(r, s, "out of memory");

@@ -1,5 +1,6 @@
 /* plan_cand: candidate generation, scoring and the choice of a path. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,6 +243,48 @@ int main(void)
 		CHECK(!strcmp(got, mean_pick));
 	}
 	free((void *)mean_pick);
+	plan_stats_free(s);
+	/*
+	 * Three cheap models right on 65 % each, dear on 85 %: two of three
+	 * agreeing stand on P = 0.718, so agree(cheap, c2, c3; 2 -> dear)
+	 * reaches 0.718 + 0.282 * 0.85 = 0.958 for 0.28 dear calls, where the
+	 * pair (0.913), all three (0.891) and dear alone fall short.
+	 */
+	add_model("c2", "{\"command\": [\"cat\"], \"price_in\": 0.2,"
+		  " \"price_out\": 0.2}");
+	add_model("c3", "{\"command\": [\"cat\"], \"price_in\": 0.3,"
+		  " \"price_out\": 0.3}");
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	teach(s, "cheap", "mc", 200, 0.65, 1);
+	teach(s, "c2", "mc", 200, 0.65, 1);
+	teach(s, "c3", "mc", 200, 0.65, 1);
+	teach(s, "mid", "mc", 200, 0.5, 1);
+	teach(s, "dear", "mc", 200, 0.85, 1);
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.95, \"strategies\": "
+		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,c3,dear)"), "%s", got);
+	{
+		struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN };
+		struct plan_task *t = task("{\"prompt\": \"A?\", \"task_type\":"
+					   " \"mc\", \"min_quality\": 0.95,"
+					   " \"strategies\": [\"agree\"]}");
+		struct plan_candidates c;
+		struct plan_rng rng;
+		const struct plan_option *x;
+
+		plan_rng_seed(&rng, 1);
+		CHECK_RC(plan_candidates_build(t, &models, s, &o, &rng, &c,
+					       &err), 0);
+		REQUIRE(c.best >= 0);
+		x = &c.v[c.best].steps[0];
+		CHECK(x->kind == PLAN_AGREE && x->n_models == 4 &&
+		      x->need == 2);
+		CHECK(fabs(x->quality - 0.958) < 0.01);
+		plan_candidates_release(&c);
+		plan_task_free(t);
+	}
 	plan_stats_free(s);
 	plan_models_release(&models);
 	return check_status();
