@@ -247,15 +247,22 @@ static int agree_options(struct work *w, size_t s)
 	cheapest(w, s, lo, 3);
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
 		int n = variants[v][0], need = variants[v][1];
-		double pq[3], ps[3], cost = 0, lat = 0, stand, sstand;
+		double pq[3], ps[3], cost, lat, stand, sstand, p12;
 
 		if (lo[n - 1] < 0)
 			continue;
 		for (int k = 0; k < n; k++) {
 			pq[k] = e[lo[k]].q;
 			ps[k] = e[lo[k]].score;
-			cost += e[lo[k]].cost;
-			lat = fmax(lat, e[lo[k]].latency);
+		}
+		/* The first two in parallel; a third only when it can still
+		 * decide (need 2: the two disagree, need 3: they agree). */
+		cost = e[lo[0]].cost + e[lo[1]].cost;
+		lat = fmax(e[lo[0]].latency, e[lo[1]].latency);
+		p12 = pq[0] * pq[1];
+		if (n == 3) {
+			cost += (need == 2 ? 1 - p12 : p12) * e[lo[2]].cost;
+			lat += e[lo[2]].latency;
 		}
 		stand = at_least(pq, n, need);
 		sstand = at_least(ps, n, need);

@@ -16,10 +16,12 @@
  *                  is called (FrugalGPT's and AutoMix's idea: cheap
  *                  models' agreement as a cascade's confidence; for the
  *                  same steps as votes, or "agree" asked for);
- *   agree(a, b, c; n -> d)  the three cheapest in parallel; the answer
- *                  that n of them (2 or 3) give stands, else d is called:
- *                  more cheap calls before escalating, n the confidence
- *                  threshold.  Which variant (2 or 3 cheap models, n) a
+ *   agree(a, b, c; n -> d)  the three cheapest; the answer that n of
+ *                  them (2 or 3) give stands, else d is called: more
+ *                  cheap calls before escalating, n the confidence
+ *                  threshold.  a and b run in parallel, c only when its
+ *                  answer can still decide (n 2: a and b disagree; n 3:
+ *                  they agree).  Which variant (2 or 3 cheap models, n) a
  *                  step takes is the planner's choice by utility, from
  *                  the learned qualities: no threshold is set by hand.
  * A path is one option per step of the task's DAG (the decomposition
@@ -33,7 +35,8 @@
  *   (wrong answers taken never to agree; both right is the only
  *   agreement that stands); with three cheap models and threshold n,
  *   P = P(at least n of the three right), q = P + (1 - P) q_d,
- *   c = c_a + c_b + c_c + (1 - P) c_d
+ *   c = c_a + c_b + (n = 2 ? 1 - q_a q_b : q_a q_b) c_c + (1 - P) c_d,
+ *   l = max(l_a, l_b) + l_c + l_d
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.

@@ -63,6 +63,8 @@ struct step_rt {
 	bool vote;
 	int vote_left;
 	int vote_n;             /* members: 3 for a vote, 2 or 3 for agree */
+	int vote_called;        /* members called so far (agree adds the
+				 * third only when it can still decide) */
 	int vote_need;          /* same answers needed: 1 vote, 2 or 3 agree */
 	char *vote_ans[3];
 	int vote_pass[3];
@@ -429,11 +431,11 @@ static void vote_tally(struct run *r, size_t s)
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0;
 
-	for (int i = 0; i < st->vote_n; i++) {
+	for (int i = 0; i < st->vote_called; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
 
-		for (int j = 0; a && j < st->vote_n; j++) {
+		for (int j = 0; a && j < st->vote_called; j++) {
 			char *b = st->vote_ans[j] ?
 				  normalised(st->vote_ans[j]) : NULL;
 
@@ -446,6 +448,22 @@ static void vote_tally(struct run *r, size_t s)
 			best = n;
 			win = i;
 		}
+	}
+	/*
+	 * agree of three: the third cheap member is called only when it can
+	 * still decide (need 2: the first two disagree; need 3: they agree),
+	 * so the answers are those of three parallel calls at less cost.
+	 */
+	if (best < st->vote_need && st->vote_called < st->vote_n &&
+	    best + (st->vote_n - st->vote_called) >= st->vote_need) {
+		int k = st->vote_called++;
+
+		st->vote_left = 1;
+		if (new_call(r, s, r->p->steps[s].models[k], k) < 0) {
+			st->vote = false;
+			step_fail(r, s, "out of memory");
+		}
+		return;
 	}
 	/* agree: need of the cheap members must give the same answer, else
 	 * the step moves on to the dearer model (the first of its sequence). */
@@ -886,11 +904,13 @@ static void step_start(struct run *r, size_t s,
 	}
 	if (o->kind == PLAN_VOTE || o->kind == PLAN_AGREE) {
 		st->vote = true;
-		/* agree: the cheap members, all but the last model. */
-		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 :
-					     o->n_models - 1;
+		/* agree: the cheap members, all but the last model; the
+		 * first two start, a third waits for their answers. */
+		st->vote_n = o->kind == PLAN_VOTE ? 3 : o->n_models - 1;
 		st->vote_need = o->kind == PLAN_VOTE ? 1 : o->need;
-		for (int k = 0; k < st->vote_n; k++)
+		st->vote_called = st->vote_left =
+			o->kind == PLAN_VOTE ? 3 : 2;
+		for (int k = 0; k < st->vote_called; k++)
 			if (new_call(r, s, o->models[k], k) < 0) {
 				step_fail(r, s, "out of memory");
 				return;

@@ -361,9 +361,9 @@ static void test_agree(struct plan_stats *st)
 }
 
 /*
- * agree(a, b, c; 2 -> dear): three cheap models in parallel; two of them
- * saying the same (blanks and case aside) stand without the dear call,
- * three different answers call it.
+ * agree(a, b, c; 2 -> dear): two cheap models in parallel, the third when
+ * they disagree; two of them saying the same (blanks and case aside)
+ * stand without the dear call, three different answers call it.
  */
 static void test_agree3(struct plan_stats *st)
 {
@@ -372,6 +372,7 @@ static void test_agree3(struct plan_stats *st)
 	char *c = http_card("fixed-C", "\"price_in\": 0.3, \"price_out\": 0.3");
 	char *b2 = http_card("fixed- b", "\"price_in\": 0.4, \"price_out\": 0.4");
 	char *d = http_card("fixed-D", "\"price_in\": 0.4, \"price_out\": 0.4");
+	char *b3 = http_card("fixed- b", "\"price_in\": 0.3, \"price_out\": 0.3");
 	const char *cards[5] = { NULL };
 	struct runres r;
 	char *dir;
@@ -408,12 +409,26 @@ static void test_agree3(struct plan_stats *st)
 	CHECK(count(r.trace, "\"vote_slot\"") == 3);
 	CHECK(strstr(r.trace, "\"model\":\"dear\""));
 	runres_free(&r);
+	free(dir);
+	free((char *)cards[2]);
+	/* B, b: the first two agree, so the third is never called. */
+	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b3) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		"\"ag3\", \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "B"), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 2);
+	CHECK(!strstr(r.trace, "\"model\":\"cheap3\""));
+	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
 	for (int i = 0; i < 4; i++)
 		free((char *)cards[i]);
 	free(dear);
 	free(b);
 	free(c);
 	free(b2);
+	free(b3);
 	free(d);
 	free(dir);
 }

@@ -9,7 +9,8 @@
  * agreement cascades (a1, a2 -> b): two cheaper models in parallel, their
  * answer stands when the two agree (compared as the executor compares
  * them), else b is called; the same with three cheaper models whose
- * answer stands when n of them (2 or 3) give it; votes of three, the majority answer, else the
+ * answer stands when n of them (2 or 3) give it, the third called only
+ * when it can still decide; votes of three, the majority answer, else the
  * first member's.  Each option is scored per prompt with plan_route (the
  * prompt's hashed n-gram TF-IDF features, kNN and logistic predictors)
  * over the per task type plan_stats posterior, which is their prior, and
@@ -81,16 +82,20 @@ static int opt_pick(const struct prompt *p, const struct route_opt *o,
 		*calls |= 1ULL << m[1];
 		return m[1];
 	case O_AGREE: {
-		int win = -1, best = 0;
+		int win = -1, best = 0, called = 2;
+		bool same = p->ans[m[0]] && p->ans[m[0]] == p->ans[m[1]];
 
+		/* A third member only when it can still decide (plan_exec). */
+		if (o->n == 3 && (o->need == 2 ? !same : same))
+			called = 3;
 		*calls = 0;
 		/* The answer most members give, the first of them on a tie
 		 * (plan_exec's tally); it stands when need members give it. */
-		for (int i = 0; i < o->n; i++) {
+		for (int i = 0; i < called; i++) {
 			int n = 0;
 
 			*calls |= 1ULL << m[i];
-			for (int j = 0; p->ans[m[i]] && j < o->n; j++)
+			for (int j = 0; p->ans[m[i]] && j < called; j++)
 				n += p->ans[m[j]] == p->ans[m[i]];
 			if (n > best) {
 				best = n;
@@ -159,9 +164,10 @@ static double opt_l(const struct prompt *p, const struct route_opt *o)
 	case O_CASCADE:
 		return p->l[m[0]] + ((calls >> m[1]) & 1 ? p->l[m[1]] : 0);
 	case O_AGREE:
-		l = 0;
-		for (int i = 0; i < o->n; i++)
-			l = fmax(l, p->l[m[i]]);
+		/* Two in parallel, then the third, then the dear model. */
+		l = fmax(p->l[m[0]], p->l[m[1]]);
+		if (o->n == 3 && ((calls >> m[2]) & 1))
+			l += p->l[m[2]];
 		return l + ((calls >> m[o->n]) & 1 ? p->l[m[o->n]] : 0);
 	case O_VOTE:
 		return fmax(p->l[m[0]], fmax(p->l[m[1]], p->l[m[2]]));
