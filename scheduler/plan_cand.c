@@ -234,58 +234,79 @@ static double at_least(const double *p, int n, int need)
 	return two + all;
 }
 
+/* Members of agreement cascades come from this many cheapest eligible
+ * models (llmfs-route-eval replays the same pool). */
+#define AGREE_POOL 5
+
+/* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
+static int agree_with(struct work *w, size_t s, const int *v, int n,
+		      int need)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+	double pq[3], ps[3], cost, lat, stand, sstand, p12;
+	int rc;
+
+	for (int k = 0; k < n; k++) {
+		pq[k] = e[v[k]].q;
+		ps[k] = e[v[k]].score;
+	}
+	/* The first two in parallel; a third only when it can still decide
+	 * (need 2: the two disagree, need 3: they agree). */
+	cost = e[v[0]].cost + e[v[1]].cost;
+	lat = fmax(e[v[0]].latency, e[v[1]].latency);
+	p12 = pq[0] * pq[1];
+	if (n == 3) {
+		cost += (need == 2 ? 1 - p12 : p12) * e[v[2]].cost;
+		lat += e[v[2]].latency;
+	}
+	stand = at_least(pq, n, need);
+	sstand = at_least(ps, n, need);
+	for (size_t c = 0; c < w->ms->n; c++) {
+		struct plan_option o = { .kind = PLAN_AGREE,
+					 .n_models = n + 1, .need = need };
+		bool member = false;
+
+		for (int k = 0; k < n; k++)
+			member |= (int)c == v[k];
+		if (!e[c].ok || member || e[c].cost <= e[v[n - 1]].cost)
+			continue;
+		memcpy(o.models, v, sizeof(int) * (size_t)n);
+		o.models[n] = (int)c;
+		o.quality = stand + (1 - stand) * e[c].q;
+		o.score = sstand + (1 - sstand) * e[c].score;
+		o.cost = cost + (1 - stand) * e[c].cost;
+		o.latency = lat + e[c].latency;
+		if ((rc = add_option(w, s, &o)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /*
- * agree(cheap... ; need -> d): the two cheapest with need 2, and the three
- * cheapest with need 2 or 3; d each model dearer than every member.
+ * agree(cheap... ; need -> d): every pair among the AGREE_POOL cheapest
+ * with need 2, every triple with need 2 and 3 (members cheapest first);
+ * d each model dearer than every member.
  */
 static int agree_options(struct work *w, size_t s)
 {
-	static const int variants[][2] = { { 2, 2 }, { 3, 2 }, { 3, 3 } };
-	const struct est *e = &w->e[s * w->ms->n];
-	int lo[3], rc;
+	int lo[AGREE_POOL], rc;
 
-	cheapest(w, s, lo, 3);
-	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
-		int n = variants[v][0], need = variants[v][1];
-		double pq[3], ps[3], cost, lat, stand, sstand, p12;
+	cheapest(w, s, lo, AGREE_POOL);
+	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
+		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
+			int pair[2] = { lo[i], lo[j] };
 
-		if (lo[n - 1] < 0)
-			continue;
-		for (int k = 0; k < n; k++) {
-			pq[k] = e[lo[k]].q;
-			ps[k] = e[lo[k]].score;
-		}
-		/* The first two in parallel; a third only when it can still
-		 * decide (need 2: the two disagree, need 3: they agree). */
-		cost = e[lo[0]].cost + e[lo[1]].cost;
-		lat = fmax(e[lo[0]].latency, e[lo[1]].latency);
-		p12 = pq[0] * pq[1];
-		if (n == 3) {
-			cost += (need == 2 ? 1 - p12 : p12) * e[lo[2]].cost;
-			lat += e[lo[2]].latency;
-		}
-		stand = at_least(pq, n, need);
-		sstand = at_least(ps, n, need);
-		for (size_t c = 0; c < w->ms->n; c++) {
-			struct plan_option o = { .kind = PLAN_AGREE,
-						 .n_models = n + 1,
-						 .need = need };
-			bool member = false;
-
-			for (int k = 0; k < n; k++)
-				member |= (int)c == lo[k];
-			if (!e[c].ok || member || e[c].cost <= e[lo[n - 1]].cost)
-				continue;
-			memcpy(o.models, lo, sizeof(int) * (size_t)n);
-			o.models[n] = (int)c;
-			o.quality = stand + (1 - stand) * e[c].q;
-			o.score = sstand + (1 - sstand) * e[c].score;
-			o.cost = cost + (1 - stand) * e[c].cost;
-			o.latency = lat + e[c].latency;
-			if ((rc = add_option(w, s, &o)) < 0)
+			if ((rc = agree_with(w, s, pair, 2, 2)) < 0)
 				return rc;
+			for (int k = j + 1; k < AGREE_POOL && lo[k] >= 0; k++) {
+				int tri[3] = { lo[i], lo[j], lo[k] };
+
+				for (int need = 2; need <= 3; need++)
+					if ((rc = agree_with(w, s, tri, 3,
+							     need)) < 0)
+						return rc;
+			}
 		}
-	}
 	return 0;
 }
 

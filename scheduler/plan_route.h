@@ -57,6 +57,9 @@ struct plan_route_config {
 	double l2;          /* L2 penalty per step (1e-4) */
 	int epochs;         /* passes of plan_route_fit() (5) */
 	double knn_weight;  /* share of the kNN in the prediction (0.5) */
+	double strength;    /* how far the prediction moves from the prior,
+			     * in [0, 1]: prior + strength (kNN/logistic
+			     * blend - prior); 0 is the prior alone (1) */
 	size_t max_prompts; /* prompts the kNN keeps; 0: no bound (5000) */
 	uint64_t seed;      /* order of the fit's passes */
 };

@@ -65,4 +65,19 @@ cat "$dir/copies.txt"
 c100=$(share "$dir/copies.txt" 100 planner)
 echo "copies: planner cost for 100 %: $c100 %"
 awk -v c="$c100" 'BEGIN { exit !(c >= 80) }'
+# The same with a prompt column of random words, which say nothing about
+# the outcomes: cross-validation on the training split must turn the
+# per-prompt signal off (strength 0) rather than route on noise.
+awk -F'\t' -v OFS='\t' 'BEGIN { x = 99; split("river stone cloud maple quartz ember", W, " ") }
+  NR == 1 { print $0, "prompt"; next }
+  { if ($1 != last) { pr = ""; for (k = 0; k < 8; k++) {
+      x = (x * 16807) % 2147483647; pr = pr " " W[1 + int(x / 2147483647 * 6)] }
+      last = $1 }
+    print $0, pr }' "$dir/indep.tsv" >"$dir/noise.tsv"
+"$tool" --seed 1 "$dir/noise.tsv" >"$dir/noise.txt"
+grep '^per-prompt signal' "$dir/noise.txt"
+grep -q '^per-prompt signal: .* strength 0.00;' "$dir/noise.txt"
+p100=$(share "$dir/noise.txt" 100 planner)
+echo "random prompts: planner cost for 100 %: $p100 %"
+awk -v p="$p100" 'BEGIN { exit !(p <= 30) }'
 echo ok

@@ -43,7 +43,7 @@
 /* Caps on the composite options, so that a table with many models stays
  * quick: agreement pairs and triples among the AGREE_POOL cheapest
  * answered models, votes among the VOTE_POOL cheapest. */
-#define AGREE_POOL 4
+#define AGREE_POOL 5
 #define VOTE_POOL 5
 
 /* A point of a quality-cost curve, with each model's share of calls. */
@@ -727,21 +727,26 @@ static int route_train(const struct eval *e, struct plan_route *r)
 }
 
 /*
- * k and knn_weight of plan_route by CV_FOLDS-fold cross-validation on the
- * training split only: the pair whose predicted option qualities have the
- * least squared error on the held-out folds.  The grid is fixed.
+ * k, knn_weight and strength of plan_route by CV_FOLDS-fold
+ * cross-validation on the training split only: the triple whose predicted
+ * option qualities have the least squared error on the held-out folds.
+ * Strength 0 (the per task type prior alone) is in the grid, so prompts
+ * whose text says nothing about the outcomes are not routed on noise.
+ * The grid is fixed.
  */
 static const int cv_k[] = { 10, 30, 100 };
 static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
+static const double cv_s[] = { 0, 0.5, 1 };
 #define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
 #define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
+#define N_CV_S (sizeof(cv_s) / sizeof(cv_s[0]))
 
 static int cv_select(struct eval *e, struct plan_route_config *cfg)
 {
 	const size_t no = e->n_opt;
 	const char **names = malloc(no * sizeof(*names));
 	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
-	double err[N_CV_K][N_CV_W] = { { 0 } }, best = INFINITY;
+	double err[N_CV_K][N_CV_W][N_CV_S] = { { { 0 } } }, best = INFINITY;
 	int rc = -ENOMEM;
 
 	if (!names || !pr)
@@ -771,13 +776,19 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 					break;
 				for (size_t k = 0; k < no; k++) {
 					double y = opt_q(p, &e->opt[k]);
+					double q0 = e->est_q[p->type * no + k];
 
-					for (size_t wi = 0; wi < N_CV_W; wi++) {
-						double q = cv_w[wi] * pr[k].q_knn +
-							(1 - cv_w[wi]) * pr[k].q_lr;
+					for (size_t wi = 0; wi < N_CV_W; wi++)
+						for (size_t si = 0; si < N_CV_S;
+						     si++) {
+							double q = q0 + cv_s[si] *
+								(cv_w[wi] * pr[k].q_knn +
+								 (1 - cv_w[wi]) *
+								 pr[k].q_lr - q0);
 
-						err[ki][wi] += (q - y) * (q - y);
-					}
+							err[ki][wi][si] +=
+								(q - y) * (q - y);
+						}
 				}
 			}
 			plan_route_free(r);
@@ -786,11 +797,13 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 		}
 	for (size_t ki = 0; ki < N_CV_K; ki++)
 		for (size_t wi = 0; wi < N_CV_W; wi++)
-			if (err[ki][wi] < best) {
-				best = err[ki][wi];
-				cfg->k = cv_k[ki];
-				cfg->knn_weight = cv_w[wi];
-			}
+			for (size_t si = 0; si < N_CV_S; si++)
+				if (err[ki][wi][si] < best) {
+					best = err[ki][wi][si];
+					cfg->k = cv_k[ki];
+					cfg->knn_weight = cv_w[wi];
+					cfg->strength = cv_s[si];
+				}
 	rc = 0;
 out:
 	free(names);
@@ -1456,9 +1469,11 @@ int main(int argc, char **argv)
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
 		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
-		       " + logistic, %s)\n", text_n, e.cfg.k, e.cfg.knn_weight,
-		       e.cv ? "k and weight by 3-fold cross-validation on the "
-			      "training split" : "defaults");
+		       " + logistic, strength %.2f; %s)\n", text_n, e.cfg.k,
+		       e.cfg.knn_weight, e.cfg.strength,
+		       e.cv ? "k, weight and strength by 3-fold "
+			      "cross-validation on the training split" :
+			      "defaults");
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
