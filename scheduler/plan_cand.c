@@ -12,6 +12,9 @@
 #include "plan_score.h"
 
 #define MAX_FALLBACK 64
+/* Members of agreement cascades come from this many cheapest eligible
+ * models (llmfs-route-eval replays the same pool). */
+#define AGREE_POOL 5
 #define N_SWEEP 29
 
 #define fail plan_errf
@@ -233,10 +236,6 @@ static double at_least(const double *p, int n, int need)
 		two += (1 - p[k]) * p[(k + 1) % 3] * p[(k + 2) % 3];
 	return two + all;
 }
-
-/* Members of agreement cascades come from this many cheapest eligible
- * models (llmfs-route-eval replays the same pool). */
-#define AGREE_POOL 5
 
 /* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
 static int agree_with(struct work *w, size_t s, const int *v, int n,
@@ -691,7 +690,7 @@ json_t *plan_path_to_json(const struct plan_task *t,
 		return NULL;
 	for (size_t s = 0; s < t->n_steps; s++) {
 		const struct plan_option *x = &p->steps[s];
-		json_t *models = json_array(), *deps = json_array();
+		json_t *models = json_array(), *deps = json_array(), *js;
 
 		for (int k = 0; k < x->n_models; k++)
 			json_array_append_new(models,
@@ -699,7 +698,7 @@ json_t *plan_path_to_json(const struct plan_task *t,
 		for (size_t k = 0; k < t->steps[s].n_deps; k++)
 			json_array_append_new(deps,
 				json_string(t->steps[t->steps[s].deps[k]].id));
-		json_t *js = json_pack(
+		js = json_pack(
 			"{s:s, s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:f}",
 			"id", t->steps[s].id,
 			"task_type", t->steps[s].task_type,

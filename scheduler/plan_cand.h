@@ -11,17 +11,19 @@
  *   vote(a, b, c)  three calls in parallel, majority answer (only for
  *                  steps whose answers are comparable: an exact or regex
  *                  checker, or "vote" asked for explicitly);
- *   agree(a, b -> c)  the two cheapest models in parallel; their answer
+ *   agree(a, b -> c)  two cheap models in parallel; their answer
  *                  stands when they agree (compared as votes are), else c
  *                  is called (FrugalGPT's and AutoMix's idea: cheap
  *                  models' agreement as a cascade's confidence; for the
  *                  same steps as votes, or "agree" asked for);
- *   agree(a, b, c; n -> d)  the three cheapest; the answer that n of
+ *   agree(a, b, c; n -> d)  three cheap models; the answer that n of
  *                  them (2 or 3) give stands, else d is called: more
  *                  cheap calls before escalating, n the confidence
  *                  threshold.  a and b run in parallel, c only when its
  *                  answer can still decide (n 2: a and b disagree; n 3:
- *                  they agree).  Which variant (2 or 3 cheap models, n) a
+ *                  they agree).  Members: every pair and triple among the
+ *                  five cheapest eligible models; the dear model each one
+ *                  dearer than all of them.  Which variant (members, n) a
  *                  step takes is the planner's choice by utility, from
  *                  the learned qualities: no threshold is set by hand.
  * A path is one option per step of the task's DAG (the decomposition

@@ -455,15 +455,16 @@ static void vote_tally(struct run *r, size_t s)
 	 * so the answers are those of three parallel calls at less cost.
 	 */
 	if (best < st->vote_need && st->vote_called < st->vote_n &&
-	    best + (st->vote_n - st->vote_called) >= st->vote_need) {
+	    best + (st->vote_n - st->vote_called) >= st->vote_need &&
+	    !(r->t->budget_usd > 0 && r->spent >= r->t->budget_usd)) {
 		int k = st->vote_called++;
 
 		st->vote_left = 1;
-		if (new_call(r, s, r->p->steps[s].models[k], k) < 0) {
-			st->vote = false;
-			step_fail(r, s, "out of memory");
-		}
-		return;
+		if (new_call(r, s, r->p->steps[s].models[k], k) == 0)
+			return;
+		st->vote = false;
+		step_fail(r, s, "out of memory");
+		goto out;
 	}
 	/* agree: need of the cheap members must give the same answer, else
 	 * the step moves on to the dearer model (the first of its sequence). */
@@ -483,6 +484,7 @@ static void vote_tally(struct run *r, size_t s)
 		step_next(r, s, win >= 0 ? "vote answer rejected by the checker"
 					 : "no vote member answered");
 	}
+out:
 	for (int i = 0; i < 3; i++) {
 		free(st->vote_ans[i]);
 		st->vote_ans[i] = NULL;
