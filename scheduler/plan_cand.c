@@ -30,6 +30,24 @@ const char *plan_strategy_name(enum plan_strategy s)
 	return "?";
 }
 
+int plan_option_name(const struct plan_models *ms,
+		     const struct plan_option *o, char *buf, size_t n)
+{
+	const int *m = o->models;
+	int len;
+
+	if (o->kind != PLAN_AGREE || (o->n_models != 3 && o->n_models != 4))
+		return -EINVAL;
+	if (o->n_models == 3)
+		len = snprintf(buf, n, "agree(%s,%s)>%s", ms->v[m[0]].name,
+			       ms->v[m[1]].name, ms->v[m[2]].name);
+	else
+		len = snprintf(buf, n, "agree%d(%s,%s,%s)>%s", o->need,
+			       ms->v[m[0]].name, ms->v[m[1]].name,
+			       ms->v[m[2]].name, ms->v[m[3]].name);
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
 void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
 		      double *ret_out)
 {
@@ -53,6 +71,7 @@ struct est {
 struct work {
 	const struct plan_task *t;
 	const struct plan_models *ms;
+	struct plan_stats *stats;
 	uid_t writer;            /* only models usable by it */
 	struct est *e;           /* [step * n_models + model] */
 	struct plan_option **opt; /* per step */
@@ -237,6 +256,26 @@ static double at_least(const double *p, int n, int need)
 	return two + all;
 }
 
+/*
+ * What feedback on the whole agreement cascade says (plan_cand.h): the
+ * formula's quality and ranking value are the prior, n judged outcomes
+ * of the option move them.
+ */
+static void agree_learned(struct work *w, size_t s, struct plan_option *o)
+{
+	struct plan_estimate pe;
+	char name[512];
+	double k;
+
+	if (!w->stats || plan_option_name(w->ms, o, name, sizeof(name)) < 0 ||
+	    plan_stats_estimate(w->stats, name, w->t->steps[s].task_type,
+				&pe) < 0 || pe.n <= 0)
+		return;
+	k = fmax(pe.alpha + pe.beta - pe.n, 0);
+	o->quality = (k * o->quality + pe.n * pe.quality) / (k + pe.n);
+	o->score = (k * o->score + pe.n * pe.quality) / (k + pe.n);
+}
+
 /* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
 static int agree_with(struct work *w, size_t s, const int *v, int n,
 		      int need)
@@ -275,6 +314,7 @@ static int agree_with(struct work *w, size_t s, const int *v, int n,
 		o.score = sstand + (1 - sstand) * e[c].score;
 		o.cost = cost + (1 - stand) * e[c].cost;
 		o.latency = lat + e[c].latency;
+		agree_learned(w, s, &o);
 		if ((rc = add_option(w, s, &o)) < 0)
 			return rc;
 	}
@@ -609,7 +649,7 @@ int plan_candidates_build(const struct plan_task *t,
 	struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN,
 				     .ucb_c = 1, .tie_eps = 0.005 };
 	struct plan_candidates c = { .best = -1 };
-	struct work w = { .t = t, .ms = ms,
+	struct work w = { .t = t, .ms = ms, .stats = stats,
 			  .writer = opts && opts->writer ? *opts->writer
 							  : geteuid() };
 	int rc;

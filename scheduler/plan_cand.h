@@ -38,7 +38,12 @@
  *   agreement that stands); with three cheap models and threshold n,
  *   P = P(at least n of the three right), q = P + (1 - P) q_d,
  *   c = c_a + c_b + (n = 2 ? 1 - q_a q_b : q_a q_b) c_c + (1 - P) c_d,
- *   l = max(l_a, l_b) + l_c + l_d
+ *   l = max(l_a, l_b) + l_c + l_d.  Members whose wrong answers agree
+ *   make these figures too good, so an agreement cascade is also learned
+ *   as a whole (plan_option_name(): a feedback on its step is recorded
+ *   under that name): with n such outcomes of posterior mean m and prior
+ *   strength k, q becomes (k q + n m) / (k + n) (and its ranking value
+ *   likewise) — the formula is the prior, the outcomes move it.
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
@@ -160,5 +165,15 @@ json_t *plan_candidates_to_json(const struct plan_task *task,
 				const struct plan_candidates *c);
 
 const char *plan_strategy_name(enum plan_strategy s);
+
+/*
+ * The name under which plan_stats learns an agreement cascade as a whole
+ * (the name llmfs-route-eval gives it too): "agree(a,b)>c" for a pair,
+ * "agree2(a,b,c)>d" / "agree3(a,b,c)>d" for a triple and its threshold.
+ * -ENAMETOOLONG when it does not fit in n bytes, -EINVAL for another
+ * strategy.
+ */
+int plan_option_name(const struct plan_models *ms,
+		     const struct plan_option *o, char *buf, size_t n);
 
 #endif

@@ -1,4 +1,5 @@
 /* plan_cand: candidate generation, scoring and the choice of a path. */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -282,9 +283,35 @@ int main(void)
 		CHECK(x->kind == PLAN_AGREE && x->n_models == 4 &&
 		      x->need == 2);
 		CHECK(fabs(x->quality - 0.958) < 0.01);
+		{
+			char name[64];
+
+			CHECK_RC(plan_option_name(&models, x, name,
+						  sizeof(name)), 0);
+			CHECK_MSG(!strcmp(name, "agree2(cheap,c2,c3)>dear"),
+				  "%s", name);
+			CHECK_RC(plan_option_name(&models, x, name, 8),
+				 -ENAMETOOLONG);
+		}
 		plan_candidates_release(&c);
 		plan_task_free(t);
 	}
+	/* Highest quality: two of three agreeing (0.958). */
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,c3,dear)"), "%s", got);
+	/*
+	 * Feedback on that cascade as a whole says its agreements are wrong
+	 * (cheap models that err alike): the formula was only its prior, so
+	 * the next best by the formula, never judged, takes over: two of
+	 * cheap, c2 and mid (0.5) agreeing, 0.65 + 0.35 * 0.85 = 0.948.
+	 */
+	teach(s, "agree2(cheap,c2,c3)>dear", "mc", 200, 0.3, 1);
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,mid,dear)"), "%s", got);
 	plan_stats_free(s);
 	plan_models_release(&models);
 	return check_status();
