@@ -258,7 +258,7 @@ static double at_least(const double *p, int n, int need)
 
 /*
  * What feedback on the whole agreement cascade says (plan_cand.h): the
- * formula's quality and ranking value are the prior, n judged outcomes
+ * formula's quality and ranking value are the prior, N judged outcomes
  * of the option move them.
  */
 static void agree_learned(struct work *w, size_t s, struct plan_option *o)

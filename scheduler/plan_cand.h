@@ -41,8 +41,8 @@
  *   l = max(l_a, l_b) + l_c + l_d.  Members whose wrong answers agree
  *   make these figures too good, so an agreement cascade is also learned
  *   as a whole (plan_option_name(): a feedback on its step is recorded
- *   under that name): with n such outcomes of posterior mean m and prior
- *   strength k, q becomes (k q + n m) / (k + n) (and its ranking value
+ *   under that name): with N such outcomes of posterior mean m and prior
+ *   strength k, q becomes (k q + N m) / (k + N) (and its ranking value
  *   likewise) — the formula is the prior, the outcomes move it.
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
