@@ -12,6 +12,9 @@
 #include "plan_score.h"
 
 #define MAX_FALLBACK 64
+/* Members of agreement cascades come from this many cheapest eligible
+ * models (llmfs-route-eval replays the same pool). */
+#define AGREE_POOL 5
 #define N_SWEEP 29
 
 #define fail plan_errf
@@ -25,6 +28,24 @@ const char *plan_strategy_name(enum plan_strategy s)
 	case PLAN_AGREE: return "agree";
 	}
 	return "?";
+}
+
+int plan_option_name(const struct plan_models *ms,
+		     const struct plan_option *o, char *buf, size_t n)
+{
+	const int *m = o->models;
+	int len;
+
+	if (o->kind != PLAN_AGREE || (o->n_models != 3 && o->n_models != 4))
+		return -EINVAL;
+	if (o->n_models == 3)
+		len = snprintf(buf, n, "agree(%s,%s)>%s", ms->v[m[0]].name,
+			       ms->v[m[1]].name, ms->v[m[2]].name);
+	else
+		len = snprintf(buf, n, "agree%d(%s,%s,%s)>%s", o->need,
+			       ms->v[m[0]].name, ms->v[m[1]].name,
+			       ms->v[m[2]].name, ms->v[m[3]].name);
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
 void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
@@ -50,6 +71,7 @@ struct est {
 struct work {
 	const struct plan_task *t;
 	const struct plan_models *ms;
+	struct plan_stats *stats;
 	uid_t writer;            /* only models usable by it */
 	struct est *e;           /* [step * n_models + model] */
 	struct plan_option **opt; /* per step */
@@ -194,51 +216,136 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 	return 0;
 }
 
-/* The two cheapest eligible models of step s (lowest index on ties). */
-static void two_cheapest(const struct work *w, size_t s, int *lo)
+/* The n cheapest eligible models of step s, cheapest first (lowest index
+ * on ties); unfilled places stay -1. */
+static void cheapest(const struct work *w, size_t s, int *lo, int n)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 
-	lo[0] = lo[1] = -1;
+	for (int k = 0; k < n; k++)
+		lo[k] = -1;
 	for (size_t m = 0; m < w->ms->n; m++) {
+		int at = n;
+
 		if (!e[m].ok)
 			continue;
-		if (lo[0] < 0 || e[m].cost < e[lo[0]].cost) {
-			lo[1] = lo[0];
-			lo[0] = (int)m;
-		} else if (lo[1] < 0 || e[m].cost < e[lo[1]].cost) {
-			lo[1] = (int)m;
-		}
+		while (at > 0 && (lo[at - 1] < 0 ||
+				  e[m].cost < e[lo[at - 1]].cost))
+			at--;
+		if (at >= n)
+			continue;
+		for (int k = n - 1; k > at; k--)
+			lo[k] = lo[k - 1];
+		lo[at] = (int)m;
 	}
 }
 
-/* agree(a, b -> c): a, b the two cheapest, c each dearer model. */
-static int agree_options(struct work *w, size_t s)
+/* P(at least need of the n independent members right), p their
+ * probabilities (n 2 or 3). */
+static double at_least(const double *p, int n, int need)
+{
+	double all = 1, two = 0;
+
+	for (int k = 0; k < n; k++)
+		all *= p[k];
+	if (need >= n)
+		return all;
+	/* n 3, need 2: exactly two right, plus all three. */
+	for (int k = 0; k < 3; k++)
+		two += (1 - p[k]) * p[(k + 1) % 3] * p[(k + 2) % 3];
+	return two + all;
+}
+
+/*
+ * What feedback on the whole agreement cascade says (plan_cand.h): the
+ * formula's quality and ranking value are the prior, N judged outcomes
+ * of the option move them.
+ */
+static void agree_learned(struct work *w, size_t s, struct plan_option *o)
+{
+	struct plan_estimate pe;
+	char name[512];
+	double k;
+
+	if (!w->stats || plan_option_name(w->ms, o, name, sizeof(name)) < 0 ||
+	    plan_stats_estimate(w->stats, name, w->t->steps[s].task_type,
+				&pe) < 0 || pe.n <= 0)
+		return;
+	k = fmax(pe.alpha + pe.beta - pe.n, 0);
+	o->quality = (k * o->quality + pe.n * pe.quality) / (k + pe.n);
+	o->score = (k * o->score + pe.n * pe.quality) / (k + pe.n);
+}
+
+/* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
+static int agree_with(struct work *w, size_t s, const int *v, int n,
+		      int need)
 {
 	const struct est *e = &w->e[s * w->ms->n];
-	int lo[2], rc;
+	double pq[3], ps[3], cost, lat, stand, sstand, p12;
+	int rc;
 
-	two_cheapest(w, s, lo);
-	if (lo[1] < 0)
-		return 0;
+	for (int k = 0; k < n; k++) {
+		pq[k] = e[v[k]].q;
+		ps[k] = e[v[k]].score;
+	}
+	/* The first two in parallel; a third only when it can still decide
+	 * (need 2: the two disagree, need 3: they agree). */
+	cost = e[v[0]].cost + e[v[1]].cost;
+	lat = fmax(e[v[0]].latency, e[v[1]].latency);
+	p12 = pq[0] * pq[1];
+	if (n == 3) {
+		cost += (need == 2 ? 1 - p12 : p12) * e[v[2]].cost;
+		lat += e[v[2]].latency;
+	}
+	stand = at_least(pq, n, need);
+	sstand = at_least(ps, n, need);
 	for (size_t c = 0; c < w->ms->n; c++) {
-		const struct est *a = &e[lo[0]], *b = &e[lo[1]];
-		struct plan_option o = { .kind = PLAN_AGREE, .n_models = 3 };
-		double both = a->q * b->q, sboth = a->score * b->score;
+		struct plan_option o = { .kind = PLAN_AGREE,
+					 .n_models = n + 1, .need = need };
+		bool member = false;
 
-		if (!e[c].ok || (int)c == lo[0] || (int)c == lo[1] ||
-		    e[c].cost <= b->cost)
+		for (int k = 0; k < n; k++)
+			member |= (int)c == v[k];
+		if (!e[c].ok || member || e[c].cost <= e[v[n - 1]].cost)
 			continue;
-		o.models[0] = lo[0];
-		o.models[1] = lo[1];
-		o.models[2] = (int)c;
-		o.quality = both + (1 - both) * e[c].q;
-		o.score = sboth + (1 - sboth) * e[c].score;
-		o.cost = a->cost + b->cost + (1 - both) * e[c].cost;
-		o.latency = fmax(a->latency, b->latency) + e[c].latency;
+		memcpy(o.models, v, sizeof(int) * (size_t)n);
+		o.models[n] = (int)c;
+		o.quality = stand + (1 - stand) * e[c].q;
+		o.score = sstand + (1 - sstand) * e[c].score;
+		o.cost = cost + (1 - stand) * e[c].cost;
+		o.latency = lat + e[c].latency;
+		agree_learned(w, s, &o);
 		if ((rc = add_option(w, s, &o)) < 0)
 			return rc;
 	}
+	return 0;
+}
+
+/*
+ * agree(cheap... ; need -> d): every pair among the AGREE_POOL cheapest
+ * with need 2, every triple with need 2 and 3 (members cheapest first);
+ * d each model dearer than every member.
+ */
+static int agree_options(struct work *w, size_t s)
+{
+	int lo[AGREE_POOL], rc;
+
+	cheapest(w, s, lo, AGREE_POOL);
+	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
+		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
+			int pair[2] = { lo[i], lo[j] };
+
+			if ((rc = agree_with(w, s, pair, 2, 2)) < 0)
+				return rc;
+			for (int k = j + 1; k < AGREE_POOL && lo[k] >= 0; k++) {
+				int tri[3] = { lo[i], lo[j], lo[k] };
+
+				for (int need = 2; need <= 3; need++)
+					if ((rc = agree_with(w, s, tri, 3,
+							     need)) < 0)
+						return rc;
+			}
+		}
 	return 0;
 }
 
@@ -343,6 +450,7 @@ static bool same_path(const struct plan_task *t, const struct plan_path *a,
 {
 	for (size_t s = 0; s < t->n_steps; s++)
 		if (a->steps[s].kind != b->steps[s].kind ||
+		    a->steps[s].need != b->steps[s].need ||
 		    memcmp(a->steps[s].models, b->steps[s].models,
 			   sizeof(a->steps[s].models)))
 			return false;
@@ -541,7 +649,7 @@ int plan_candidates_build(const struct plan_task *t,
 	struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN,
 				     .ucb_c = 1, .tie_eps = 0.005 };
 	struct plan_candidates c = { .best = -1 };
-	struct work w = { .t = t, .ms = ms,
+	struct work w = { .t = t, .ms = ms, .stats = stats,
 			  .writer = opts && opts->writer ? *opts->writer
 							  : geteuid() };
 	int rc;
@@ -622,7 +730,7 @@ json_t *plan_path_to_json(const struct plan_task *t,
 		return NULL;
 	for (size_t s = 0; s < t->n_steps; s++) {
 		const struct plan_option *x = &p->steps[s];
-		json_t *models = json_array(), *deps = json_array();
+		json_t *models = json_array(), *deps = json_array(), *js;
 
 		for (int k = 0; k < x->n_models; k++)
 			json_array_append_new(models,
@@ -630,14 +738,19 @@ json_t *plan_path_to_json(const struct plan_task *t,
 		for (size_t k = 0; k < t->steps[s].n_deps; k++)
 			json_array_append_new(deps,
 				json_string(t->steps[t->steps[s].deps[k]].id));
-		json_array_append_new(steps, json_pack(
+		js = json_pack(
 			"{s:s, s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:f}",
 			"id", t->steps[s].id,
 			"task_type", t->steps[s].task_type,
 			"strategy", plan_strategy_name(x->kind),
 			"models", models, "deps", deps,
 			"quality", x->quality, "score", x->score,
-			"cost_usd", x->cost, "latency_s", x->latency));
+			"cost_usd", x->cost, "latency_s", x->latency);
+
+		/* agree: how many of the cheap members must give one answer. */
+		if (js && x->kind == PLAN_AGREE)
+			json_object_set_new(js, "need", json_integer(x->need));
+		json_array_append_new(steps, js);
 	}
 	o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:b, s:s, s:o}",
 		      "label", p->label, "quality", p->quality,

@@ -11,11 +11,21 @@
  *   vote(a, b, c)  three calls in parallel, majority answer (only for
  *                  steps whose answers are comparable: an exact or regex
  *                  checker, or "vote" asked for explicitly);
- *   agree(a, b -> c)  the two cheapest models in parallel; their answer
+ *   agree(a, b -> c)  two cheap models in parallel; their answer
  *                  stands when they agree (compared as votes are), else c
  *                  is called (FrugalGPT's and AutoMix's idea: cheap
  *                  models' agreement as a cascade's confidence; for the
- *                  same steps as votes, or "agree" asked for).
+ *                  same steps as votes, or "agree" asked for);
+ *   agree(a, b, c; n -> d)  three cheap models; the answer that n of
+ *                  them (2 or 3) give stands, else d is called: more
+ *                  cheap calls before escalating, n the confidence
+ *                  threshold.  a and b run in parallel, c only when its
+ *                  answer can still decide (n 2: a and b disagree; n 3:
+ *                  they agree).  Members: every pair and triple among the
+ *                  five cheapest eligible models; the dear model each one
+ *                  dearer than all of them.  Which variant (members, n) a
+ *                  step takes is the planner's choice by utility, from
+ *                  the learned qualities: no threshold is set by hand.
  * A path is one option per step of the task's DAG (the decomposition
  * tree; independent steps run as parallel branches).
  *
@@ -25,7 +35,15 @@
  *   q(vote) = P(at least two of three right), independent models
  *   q(agree) = q_a q_b + (1 - q_a q_b) q_c   c = c_a + c_b + (1 - q_a q_b) c_c
  *   (wrong answers taken never to agree; both right is the only
- *   agreement that stands)
+ *   agreement that stands); with three cheap models and threshold n,
+ *   P = P(at least n of the three right), q = P + (1 - P) q_d,
+ *   c = c_a + c_b + (n = 2 ? 1 - q_a q_b : q_a q_b) c_c + (1 - P) c_d,
+ *   l = max(l_a, l_b) + l_c + l_d.  Members whose wrong answers agree
+ *   make these figures too good, so an agreement cascade is also learned
+ *   as a whole (plan_option_name(): a feedback on its step is recorded
+ *   under that name): with N such outcomes of posterior mean m and prior
+ *   strength k, q becomes (k q + N m) / (k + N) (and its ranking value
+ *   likewise) — the formula is the prior, the outcomes move it.
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
@@ -86,8 +104,11 @@ enum plan_strategy {
 
 struct plan_option {
 	enum plan_strategy kind;
-	int models[3];        /* indexes into plan_models */
+	int models[4];        /* indexes into plan_models; agree: the
+			       * cheap members, then the dear model */
 	int n_models;
+	int need;             /* agree: same answers that stand (2 or 3);
+			       * 0 for the other strategies */
 	double quality;       /* posterior mean */
 	double score;         /* ranking quality (explored) */
 	double cost;          /* expected USD */
@@ -144,5 +165,15 @@ json_t *plan_candidates_to_json(const struct plan_task *task,
 				const struct plan_candidates *c);
 
 const char *plan_strategy_name(enum plan_strategy s);
+
+/*
+ * The name under which plan_stats learns an agreement cascade as a whole
+ * (the name llmfs-route-eval gives it too): "agree(a,b)>c" for a pair,
+ * "agree2(a,b,c)>d" / "agree3(a,b,c)>d" for a triple and its threshold.
+ * -ENAMETOOLONG when it does not fit in n bytes, -EINVAL for another
+ * strategy.
+ */
+int plan_option_name(const struct plan_models *ms,
+		     const struct plan_option *o, char *buf, size_t n);
 
 #endif

@@ -53,6 +53,9 @@ struct job {
 	/* For feedback: each step's task type and the model used. */
 	char **fb_model, **fb_type;
 	char **fb_prompt;  /* the step's prompt, for plan_route */
+	/* The step's agreement cascade (plan_option_name()), learned as a
+	 * whole; NULL for other strategies. */
+	char **fb_option;
 	size_t n_fb;
 };
 
@@ -113,10 +116,12 @@ static void job_unref_locked(struct job *j)
 		free(j->fb_model[i]);
 		free(j->fb_type[i]);
 		free(j->fb_prompt[i]);
+		free(j->fb_option[i]);
 	}
 	free(j->fb_model);
 	free(j->fb_type);
 	free(j->fb_prompt);
+	free(j->fb_option);
 	if (j->efd >= 0)
 		close(j->efd);
 	free(j);
@@ -322,16 +327,24 @@ static void set_state(struct plan_engine *e, struct job *j, enum job_state s)
 
 static int keep_feedback(struct job *j, const struct plan_task *t,
 			 const struct plan_models *ms,
+			 const struct plan_path *path,
 			 const struct plan_exec_result *res)
 {
 	j->fb_model = calloc(t->n_steps, sizeof(char *));
 	j->fb_type = calloc(t->n_steps, sizeof(char *));
 	j->fb_prompt = calloc(t->n_steps, sizeof(char *));
-	if (!j->fb_model || !j->fb_type || !j->fb_prompt)
+	j->fb_option = calloc(t->n_steps, sizeof(char *));
+	if (!j->fb_model || !j->fb_type || !j->fb_prompt || !j->fb_option)
 		return -ENOMEM;
 	for (size_t s = 0; s < t->n_steps && s < res->n_steps; s++) {
+		char name[512];
+
 		if (res->step_model[s] < 0)
 			continue;
+		if (path && plan_option_name(ms, &path->steps[s], name,
+					     sizeof(name)) == 0 &&
+		    !(j->fb_option[j->n_fb] = strdup(name)))
+			return -ENOMEM;
 		j->fb_model[j->n_fb] = strdup(ms->v[res->step_model[s]].name);
 		j->fb_type[j->n_fb] = strdup(t->steps[s].task_type);
 		j->fb_prompt[j->n_fb] = strdup(t->steps[s].prompt);
@@ -376,7 +389,8 @@ static void run_job(struct plan_engine *e, struct job *j)
 		goto out;
 	rc = run_exec(e, &ctx, t, &c, &res);
 	pthread_mutex_lock(&e->lock);
-	if (keep_feedback(j, t, &e->models, &res) < 0 && rc == 0)
+	if (keep_feedback(j, t, &e->models, c.best >= 0 ? &c.v[c.best] : NULL,
+			  &res) < 0 && rc == 0)
 		rc = -ENOMEM;
 	if (rc == 0) {
 		j->result = res.answer;
@@ -935,6 +949,7 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 			 const char *text, size_t len)
 {
 	char buf[64], *end, **models = NULL, **types = NULL, **prompts = NULL;
+	char **options = NULL;
 	size_t n = 0;
 	struct job *j;
 	double q;
@@ -963,12 +978,16 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 		models = calloc(j->n_fb, sizeof(*models));
 		types = calloc(j->n_fb, sizeof(*types));
 		prompts = calloc(j->n_fb, sizeof(*prompts));
-		for (; models && types && prompts && n < j->n_fb; n++) {
+		options = calloc(j->n_fb, sizeof(*options));
+		for (; models && types && prompts && options && n < j->n_fb;
+		     n++) {
 			models[n] = strdup(j->fb_model[n]);
 			types[n] = strdup(j->fb_type[n]);
 			prompts[n] = strdup(j->fb_prompt[n]);
+			options[n] = j->fb_option[n] ?
+				     strdup(j->fb_option[n]) : NULL;
 		}
-		if (!models || !types || !prompts)
+		if (!models || !types || !prompts || !options)
 			rc = -ENOMEM;
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -979,12 +998,19 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 
 		if (r == 0 && prompts[i])
 			r = feedback_route(e, prompts[i], models[i], types[i], q);
+		/* The agreement cascade as a whole (plan_cand.h). */
+		if (r == 0 && options[i] && types[i])
+			r = plan_stats_record(e->stats, options[i], types[i], q,
+					      -1, -1);
 		if (r < 0 && rc == 0)
 			rc = r;
 		free(models[i]);
 		free(types[i]);
 		free(prompts[i]);
+		if (options)
+			free(options[i]);
 	}
+	free(options);
 	free(prompts);
 	free(models);
 	free(types);

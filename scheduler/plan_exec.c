@@ -62,8 +62,10 @@ struct step_rt {
 	int n_seq, next;
 	bool vote;
 	int vote_left;
-	int vote_n;             /* members: 3 for a vote, 2 for agree */
-	int vote_need;          /* same answers needed: 1 vote, 2 agree */
+	int vote_n;             /* members: 3 for a vote, 2 or 3 for agree */
+	int vote_called;        /* members called so far (agree adds the
+				 * third only when it can still decide) */
+	int vote_need;          /* same answers needed: 1 vote, 2 or 3 agree */
 	char *vote_ans[3];
 	int vote_pass[3];
 	int used_model;
@@ -429,11 +431,11 @@ static void vote_tally(struct run *r, size_t s)
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0;
 
-	for (int i = 0; i < st->vote_n; i++) {
+	for (int i = 0; i < st->vote_called; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
 
-		for (int j = 0; a && j < st->vote_n; j++) {
+		for (int j = 0; a && j < st->vote_called; j++) {
 			char *b = st->vote_ans[j] ?
 				  normalised(st->vote_ans[j]) : NULL;
 
@@ -447,8 +449,25 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
-	/* agree: both cheap members must give the same answer, else the
-	 * step moves on to the dearer model (the first of its sequence). */
+	/*
+	 * agree of three: the third cheap member is called only when it can
+	 * still decide (need 2: the first two disagree; need 3: they agree),
+	 * so the answers are those of three parallel calls at less cost.
+	 */
+	if (best < st->vote_need && st->vote_called < st->vote_n &&
+	    best + (st->vote_n - st->vote_called) >= st->vote_need &&
+	    !(r->t->budget_usd > 0 && r->spent >= r->t->budget_usd)) {
+		int k = st->vote_called++;
+
+		st->vote_left = 1;
+		if (new_call(r, s, r->p->steps[s].models[k], k) == 0)
+			return;
+		st->vote = false;
+		step_fail(r, s, "out of memory");
+		goto out;
+	}
+	/* agree: need of the cheap members must give the same answer, else
+	 * the step moves on to the dearer model (the first of its sequence). */
 	if (best < st->vote_need) {
 		st->vote = false;
 		step_next(r, s, win >= 0 ? "the cheap models disagree"
@@ -465,6 +484,7 @@ static void vote_tally(struct run *r, size_t s)
 		step_next(r, s, win >= 0 ? "vote answer rejected by the checker"
 					 : "no vote member answered");
 	}
+out:
 	for (int i = 0; i < 3; i++) {
 		free(st->vote_ans[i]);
 		st->vote_ans[i] = NULL;
@@ -870,7 +890,7 @@ static void step_start(struct run *r, size_t s,
 		return;
 	}
 	if (o->kind == PLAN_AGREE)
-		st->seq[st->n_seq++] = o->models[2];
+		st->seq[st->n_seq++] = o->models[o->n_models - 1];
 	else if (o->kind != PLAN_VOTE)
 		for (int k = 0; k < o->n_models; k++)
 			st->seq[st->n_seq++] = o->models[k];
@@ -886,9 +906,13 @@ static void step_start(struct run *r, size_t s,
 	}
 	if (o->kind == PLAN_VOTE || o->kind == PLAN_AGREE) {
 		st->vote = true;
-		st->vote_n = st->vote_left = o->kind == PLAN_VOTE ? 3 : 2;
-		st->vote_need = o->kind == PLAN_VOTE ? 1 : 2;
-		for (int k = 0; k < st->vote_n; k++)
+		/* agree: the cheap members, all but the last model; the
+		 * first two start, a third waits for their answers. */
+		st->vote_n = o->kind == PLAN_VOTE ? 3 : o->n_models - 1;
+		st->vote_need = o->kind == PLAN_VOTE ? 1 : o->need;
+		st->vote_called = st->vote_left =
+			o->kind == PLAN_VOTE ? 3 : 2;
+		for (int k = 0; k < st->vote_called; k++)
 			if (new_call(r, s, o->models[k], k) < 0) {
 				step_fail(r, s, "out of memory");
 				return;

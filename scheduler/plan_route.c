@@ -65,7 +65,7 @@ void plan_route_config_default(struct plan_route_config *cfg)
 	*cfg = (struct plan_route_config){
 		.k = 25, .knn_prior = 1.0, .df_max = 0.05,
 		.lr = 0.2, .l2 = 1e-4, .epochs = 5, .seed = 1,
-		.knn_weight = 0.5, .max_prompts = 5000,
+		.knn_weight = 0.5, .strength = 1, .max_prompts = 5000,
 	};
 }
 
@@ -146,7 +146,8 @@ int plan_route_open(const struct plan_route_config *cfg,
 		plan_route_config_default(&r->cfg);
 	if (r->cfg.k < 1 || r->cfg.knn_prior <= 0 || r->cfg.df_max <= 0 ||
 	    r->cfg.lr < 0 || r->cfg.l2 < 0 || r->cfg.epochs < 0 ||
-	    !(r->cfg.knn_weight >= 0 && r->cfg.knn_weight <= 1)) {
+	    !(r->cfg.knn_weight >= 0 && r->cfg.knn_weight <= 1) ||
+	    !(r->cfg.strength >= 0 && r->cfg.strength <= 1)) {
 		free(r);
 		return -EINVAL;
 	}
@@ -586,8 +587,9 @@ static bool predict_arm(struct plan_route *r, long a, long n_hits,
 	ret->support = ss;
 	ret->q_knn = (kp * pq + sq) / (kp + ss);
 	ret->q_lr = lr_score(r->arms[a].w, x, pq);
-	ret->quality = r->cfg.knn_weight * ret->q_knn +
-		       (1 - r->cfg.knn_weight) * ret->q_lr;
+	ret->quality = pq + r->cfg.strength *
+			    (r->cfg.knn_weight * ret->q_knn +
+			     (1 - r->cfg.knn_weight) * ret->q_lr - pq);
 	if (pc >= 0)
 		ret->cost = (kp * pc + sc) / (kp + scs);
 	else if (scs > 0)

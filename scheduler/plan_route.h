@@ -16,11 +16,13 @@
  *             (stop-word-like, and slow);
  *   logistic  per arm, logit q = logit(prior) + w . x, trained by SGD with
  *             L2 (step lr, penalty l2): with w = 0 it is the prior.
- * The prediction is knn_weight * kNN + (1 - knn_weight) * logistic; its
- * cost is the kNN mean cost.  The defaults (plan_route_config_default())
- * are fixed, never fitted to a data set; the replay tool may choose k and
- * knn_weight by cross-validation on its training split only (docs/paths.md,
- * "Per-prompt routing").
+ * The prediction is prior + strength * (knn_weight * kNN +
+ * (1 - knn_weight) * logistic - prior); its cost is the kNN mean cost.
+ * The defaults (plan_route_config_default(), strength 1) are fixed, never
+ * fitted to a data set; the replay tool may choose k, knn_weight and
+ * strength by cross-validation on its training split only (docs/paths.md,
+ * "Per-prompt routing"): strength 0, the prior alone, where the text
+ * predicts nothing.
  *
  * Learning is online: plan_route_observe() adds one outcome (one SGD step
  * and one kNN label).  IDF counts grow with every prompt added; a stored
@@ -57,6 +59,9 @@ struct plan_route_config {
 	double l2;          /* L2 penalty per step (1e-4) */
 	int epochs;         /* passes of plan_route_fit() (5) */
 	double knn_weight;  /* share of the kNN in the prediction (0.5) */
+	double strength;    /* how far the prediction moves from the prior,
+			     * in [0, 1]: prior + strength (kNN/logistic
+			     * blend - prior); 0 is the prior alone (1) */
 	size_t max_prompts; /* prompts the kNN keeps; 0: no bound (5000) */
 	uint64_t seed;      /* order of the fit's passes */
 };

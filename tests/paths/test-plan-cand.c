@@ -1,5 +1,7 @@
 /* plan_cand: candidate generation, scoring and the choice of a path. */
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,6 +244,74 @@ int main(void)
 		CHECK(!strcmp(got, mean_pick));
 	}
 	free((void *)mean_pick);
+	plan_stats_free(s);
+	/*
+	 * Three cheap models right on 65 % each, dear on 85 %: two of three
+	 * agreeing stand on P = 0.718, so agree(cheap, c2, c3; 2 -> dear)
+	 * reaches 0.718 + 0.282 * 0.85 = 0.958 for 0.28 dear calls, where the
+	 * pair (0.913), all three (0.891) and dear alone fall short.
+	 */
+	add_model("c2", "{\"command\": [\"cat\"], \"price_in\": 0.2,"
+		  " \"price_out\": 0.2}");
+	add_model("c3", "{\"command\": [\"cat\"], \"price_in\": 0.3,"
+		  " \"price_out\": 0.3}");
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	teach(s, "cheap", "mc", 200, 0.65, 1);
+	teach(s, "c2", "mc", 200, 0.65, 1);
+	teach(s, "c3", "mc", 200, 0.65, 1);
+	teach(s, "mid", "mc", 200, 0.5, 1);
+	teach(s, "dear", "mc", 200, 0.85, 1);
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.95, \"strategies\": "
+		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,c3,dear)"), "%s", got);
+	{
+		struct plan_score_opts o = { .explore = PLAN_EXPLORE_MEAN };
+		struct plan_task *t = task("{\"prompt\": \"A?\", \"task_type\":"
+					   " \"mc\", \"min_quality\": 0.95,"
+					   " \"strategies\": [\"agree\"]}");
+		struct plan_candidates c;
+		struct plan_rng rng;
+		const struct plan_option *x;
+
+		plan_rng_seed(&rng, 1);
+		CHECK_RC(plan_candidates_build(t, &models, s, &o, &rng, &c,
+					       &err), 0);
+		REQUIRE(c.best >= 0);
+		x = &c.v[c.best].steps[0];
+		CHECK(x->kind == PLAN_AGREE && x->n_models == 4 &&
+		      x->need == 2);
+		CHECK(fabs(x->quality - 0.958) < 0.01);
+		{
+			char name[64];
+
+			CHECK_RC(plan_option_name(&models, x, name,
+						  sizeof(name)), 0);
+			CHECK_MSG(!strcmp(name, "agree2(cheap,c2,c3)>dear"),
+				  "%s", name);
+			CHECK_RC(plan_option_name(&models, x, name, 8),
+				 -ENAMETOOLONG);
+		}
+		plan_candidates_release(&c);
+		plan_task_free(t);
+	}
+	/* Highest quality: two of three agreeing (0.958). */
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,c3,dear)"), "%s", got);
+	/*
+	 * Feedback on that cascade as a whole says its agreements are wrong
+	 * (cheap models that err alike): the formula was only its prior, so
+	 * the next best by the formula, never judged, takes over: two of
+	 * cheap, c2 and mid (0.5) agreeing, 0.65 + 0.35 * 0.85 = 0.948.
+	 */
+	teach(s, "agree2(cheap,c2,c3)>dear", "mc", 200, 0.3, 1);
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(cheap,c2,mid,dear)"), "%s", got);
 	plan_stats_free(s);
 	plan_models_release(&models);
 	return check_status();

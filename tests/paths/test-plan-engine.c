@@ -601,6 +601,52 @@ static void test_route_learned(void)
 	plan_engine_close(e);
 }
 
+/* A card at a price of its own, serving only task type "ag". */
+static void agree_card(const char *name, const char *remote, double price)
+{
+	char *json = NULL;
+
+	CHECK(asprintf(&json, "{\"endpoint\": \"http://127.0.0.1:%d/v1\","
+		       " \"model\": \"%s\", \"api_key_file\": \"%s/key\","
+		       " \"price_in\": %g, \"price_out\": %g,"
+		       " \"timeout_s\": 20, \"retries\": 0,"
+		       " \"skills\": [\"ag\"]}", standin_port(srv), remote, base,
+		       price, price) > 0);
+	write_card(models, name, json);
+	free(json);
+}
+
+/*
+ * Feedback on a step run as an agreement cascade is also an outcome of
+ * the cascade as a whole (plan_option_name()), so that cheap models whose
+ * wrong answers agree are found out (test-plan-cand: what it does to the
+ * choice).
+ */
+static void test_agree_feedback(void)
+{
+	const char *task = "{\"prompt\": \"A or B?\", \"task_type\": \"ag\","
+			   " \"strategies\": [\"agree\"]}";
+	struct plan_engine *e;
+	char *s = NULL;
+
+	agree_card("ag1", "fixed-B", 0.1);
+	agree_card("ag2", "fixed-b", 0.2);
+	agree_card("ag3", "fixed-C", 0.3);
+	agree_card("agdear", "fixed-42", 9);
+	e = open_engine(NULL);
+	submit_wait(e, "ag", task);
+	CHECK_MSG(!strcmp(status(e, "ag"), "done\n"), "%s", status(e, "ag"));
+	CHECK_RC(plan_engine_plan_json(e, "ag", &s), 0);
+	/* Nothing learned: two of three agreeing is the best expectation. */
+	CHECK_MSG(s && strstr(s, "\"strategy\": \"agree\"") &&
+		  strstr(s, "\"need\": 2") && strstr(s, "\"ag3\""), "%s", s);
+	free(s);
+	CHECK_RC(plan_engine_feedback(e, "ag", "0", 1), 0);
+	CHECK(stat_n(e, "agree2(ag1,ag2,ag3)>agdear", "ag") == 1);
+	CHECK(stat_n(e, "ag1", "ag") == 1);
+	plan_engine_close(e);
+}
+
 int main(void)
 {
 	struct plan_engine *e;
@@ -652,6 +698,7 @@ int main(void)
 	test_route_learned();
 	test_planner();
 	test_planner_injection();
+	test_agree_feedback();
 	if (geteuid() == 0) {
 		/* Other owners and uids need root. */
 		test_routing();

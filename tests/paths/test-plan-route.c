@@ -164,6 +164,34 @@ static void test_route(void)
 	}
 }
 
+/* strength: 0 is the prior alone, 0.5 halfway to the prediction. */
+static void test_strength(void)
+{
+	const char *arms[] = { "pets", "maths" };
+	double prior[] = { 0.5, 0.5 };
+	struct plan_route_pred full[2], half[2], none[2];
+	struct plan_route_config cfg;
+	struct plan_route *r;
+	const char *text = "Tell me about my tabby cat's toys";
+
+	plan_route_config_default(&cfg);
+	cfg.strength = 1.5;
+	CHECK_RC(plan_route_open(&cfg, &r), -EINVAL);
+	for (int k = 0; k < 3; k++) {
+		cfg.strength = k == 0 ? 1 : k == 1 ? 0.5 : 0;
+		CHECK_RC(plan_route_open(&cfg, &r), 0);
+		teach(r, 60, true);
+		CHECK_RC(plan_route_predict(r, text, arms, 2, prior, NULL,
+					    k == 0 ? full : k == 1 ? half :
+					    none), 0);
+		plan_route_free(r);
+	}
+	CHECK_MSG(full[0].quality > 0.7, "%.3f", full[0].quality);
+	CHECK_MSG(fabs(half[0].quality - (0.5 + full[0].quality) / 2) < 1e-9,
+		  "%.3f %.3f", half[0].quality, full[0].quality);
+	CHECK(none[0].quality == 0.5 && none[1].quality == 0.5);
+}
+
 /* The journal: a reopened router holds what the last one learned. */
 static void test_persist(void)
 {
@@ -303,6 +331,7 @@ int main(void)
 {
 	test_feat();
 	test_route();
+	test_strength();
 	test_persist();
 	test_cand();
 	return check_status();

@@ -8,7 +8,9 @@
  * check column (a's answer stands when accepted, else b is called too);
  * agreement cascades (a1, a2 -> b): two cheaper models in parallel, their
  * answer stands when the two agree (compared as the executor compares
- * them), else b is called; votes of three, the majority answer, else the
+ * them), else b is called; the same with three cheaper models whose
+ * answer stands when n of them (2 or 3) give it, the third called only
+ * when it can still decide; votes of three, the majority answer, else the
  * first member's.  Each option is scored per prompt with plan_route (the
  * prompt's hashed n-gram TF-IDF features, kNN and logistic predictors)
  * over the per task type plan_stats posterior, which is their prior, and
@@ -39,9 +41,9 @@
 #define MAX_MODELS ROUTE_MAX_MODELS
 #define TIE_EPS 1e-12
 /* Caps on the composite options, so that a table with many models stays
- * quick: agreement pairs among the AGREE_POOL cheapest answered models,
- * votes among the VOTE_POOL cheapest. */
-#define AGREE_POOL 4
+ * quick: agreement pairs and triples among the AGREE_POOL cheapest
+ * answered models, votes among the VOTE_POOL cheapest. */
+#define AGREE_POOL 5
 #define VOTE_POOL 5
 
 /* A point of a quality-cost curve, with each model's share of calls. */
@@ -55,8 +57,10 @@ enum opt_kind { O_SINGLE, O_CASCADE, O_AGREE, O_VOTE };
 /* What the planner may choose for a prompt. */
 struct route_opt {
 	enum opt_kind kind;
-	int m[3];           /* single: m[0]; cascade: m[0] -> m[1];
-			     * agree: m[0], m[1] -> m[2]; vote: all three */
+	int m[4];           /* single: m[0]; cascade: m[0] -> m[1];
+			     * agree: m[0 .. n - 1] -> m[n]; vote: m[0 .. 2] */
+	int n;              /* agree: the cheap members (2 or 3) */
+	int need;           /* agree: same answers that stand (2 or 3) */
 	char *name;         /* as plan_stats and plan_route know it */
 };
 
@@ -77,12 +81,32 @@ static int opt_pick(const struct prompt *p, const struct route_opt *o,
 			return m[0];
 		*calls |= 1ULL << m[1];
 		return m[1];
-	case O_AGREE:
-		*calls = (1ULL << m[0]) | (1ULL << m[1]);
-		if (p->ans[m[0]] && p->ans[m[0]] == p->ans[m[1]])
-			return m[0];
-		*calls |= 1ULL << m[2];
-		return m[2];
+	case O_AGREE: {
+		int win = -1, best = 0, called = 2;
+		bool same = p->ans[m[0]] && p->ans[m[0]] == p->ans[m[1]];
+
+		/* A third member only when it can still decide (plan_exec). */
+		if (o->n == 3 && (o->need == 2 ? !same : same))
+			called = 3;
+		*calls = 0;
+		/* The answer most members give, the first of them on a tie
+		 * (plan_exec's tally); it stands when need members give it. */
+		for (int i = 0; i < called; i++) {
+			int n = 0;
+
+			*calls |= 1ULL << m[i];
+			for (int j = 0; p->ans[m[i]] && j < called; j++)
+				n += p->ans[m[j]] == p->ans[m[i]];
+			if (n > best) {
+				best = n;
+				win = i;
+			}
+		}
+		if (best >= o->need)
+			return m[win];
+		*calls |= 1ULL << m[o->n];
+		return m[o->n];
+	}
 	case O_VOTE: {
 		int win = -1, best = 0;
 
@@ -140,8 +164,11 @@ static double opt_l(const struct prompt *p, const struct route_opt *o)
 	case O_CASCADE:
 		return p->l[m[0]] + ((calls >> m[1]) & 1 ? p->l[m[1]] : 0);
 	case O_AGREE:
+		/* Two in parallel, then the third, then the dear model. */
 		l = fmax(p->l[m[0]], p->l[m[1]]);
-		return l + ((calls >> m[2]) & 1 ? p->l[m[2]] : 0);
+		if (o->n == 3 && ((calls >> m[2]) & 1))
+			l += p->l[m[2]];
+		return l + ((calls >> m[o->n]) & 1 ? p->l[m[o->n]] : 0);
 	case O_VOTE:
 		return fmax(p->l[m[0]], fmax(p->l[m[1]], p->l[m[2]]));
 	}
@@ -451,6 +478,8 @@ static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
 	o->m[0] = a;
 	o->m[1] = b;
 	o->m[2] = c;
+	o->n = 2;
+	o->need = 2;
 	switch (kind) {
 	case O_SINGLE: rc = asprintf(&o->name, "%s", n[a]); break;
 	case O_CASCADE: rc = asprintf(&o->name, "%s>%s", n[a], n[b]); break;
@@ -464,6 +493,51 @@ static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
 		return -ENOMEM;
 	}
 	e->n_opt++;
+	return 0;
+}
+
+/* agree(cheap[0 .. 2]; need) > dear: three cheap members. */
+static int add_agree3(struct eval *e, const int *cheap, int need, int dear)
+{
+	char *const *n = e->t->models.names;
+	struct route_opt *o = &e->opt[e->n_opt];
+
+	o->kind = O_AGREE;
+	memcpy(o->m, cheap, 3 * sizeof(int));
+	o->m[3] = dear;
+	o->n = 3;
+	o->need = need;
+	if (asprintf(&o->name, "agree%d(%s,%s,%s)>%s", need, n[cheap[0]],
+		     n[cheap[1]], n[cheap[2]], n[dear]) < 0) {
+		o->name = NULL;
+		return -ENOMEM;
+	}
+	e->n_opt++;
+	e->n_agree++;
+	return 0;
+}
+
+/* Triples among the pool cheapest answered models, each with need 2 and
+ * 3, escalating to each model dearer than all three. */
+static int make_agree3(struct eval *e, const int *ans, size_t pool)
+{
+	for (size_t i = 0; i < pool; i++)
+		for (size_t j = i + 1; j < pool; j++)
+			for (size_t k = j + 1; k < pool; k++) {
+				int v[3] = { ans[i], ans[j], ans[k] };
+
+				for (size_t b = 0; b < e->n_models; b++) {
+					/* ans is cheapest first: v[2] dearest. */
+					if (e->single_c[b] <= e->single_c[v[2]] ||
+					    (int)b == v[0] || (int)b == v[1] ||
+					    (int)b == v[2])
+						continue;
+					for (int need = 2; need <= 3; need++)
+						if (add_agree3(e, v, need,
+							       (int)b) < 0)
+							return -ENOMEM;
+				}
+			}
 	return 0;
 }
 
@@ -505,6 +579,7 @@ static int make_options(struct eval *e)
 
 	e->naive = -1;
 	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm +
+			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
 	if (!e->opt)
 		return -ENOMEM;
@@ -538,6 +613,8 @@ static int make_options(struct eval *e)
 					return -ENOMEM;
 				e->n_agree++;
 			}
+	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
+		return -ENOMEM;
 	pool = na < VOTE_POOL ? na : VOTE_POOL;
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
@@ -650,21 +727,26 @@ static int route_train(const struct eval *e, struct plan_route *r)
 }
 
 /*
- * k and knn_weight of plan_route by CV_FOLDS-fold cross-validation on the
- * training split only: the pair whose predicted option qualities have the
- * least squared error on the held-out folds.  The grid is fixed.
+ * k, knn_weight and strength of plan_route by CV_FOLDS-fold
+ * cross-validation on the training split only: the triple whose predicted
+ * option qualities have the least squared error on the held-out folds.
+ * Strength 0 (the per task type prior alone) is in the grid, so prompts
+ * whose text says nothing about the outcomes are not routed on noise.
+ * The grid is fixed.
  */
 static const int cv_k[] = { 10, 30, 100 };
 static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
+static const double cv_s[] = { 0, 0.5, 1 };
 #define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
 #define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
+#define N_CV_S (sizeof(cv_s) / sizeof(cv_s[0]))
 
 static int cv_select(struct eval *e, struct plan_route_config *cfg)
 {
 	const size_t no = e->n_opt;
 	const char **names = malloc(no * sizeof(*names));
 	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
-	double err[N_CV_K][N_CV_W] = { { 0 } }, best = INFINITY;
+	double err[N_CV_K][N_CV_W][N_CV_S] = { { { 0 } } }, best = INFINITY;
 	int rc = -ENOMEM;
 
 	if (!names || !pr)
@@ -694,13 +776,19 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 					break;
 				for (size_t k = 0; k < no; k++) {
 					double y = opt_q(p, &e->opt[k]);
+					double q0 = e->est_q[p->type * no + k];
 
-					for (size_t wi = 0; wi < N_CV_W; wi++) {
-						double q = cv_w[wi] * pr[k].q_knn +
-							(1 - cv_w[wi]) * pr[k].q_lr;
+					for (size_t wi = 0; wi < N_CV_W; wi++)
+						for (size_t si = 0; si < N_CV_S;
+						     si++) {
+							double q = q0 + cv_s[si] *
+								(cv_w[wi] * pr[k].q_knn +
+								 (1 - cv_w[wi]) *
+								 pr[k].q_lr - q0);
 
-						err[ki][wi] += (q - y) * (q - y);
-					}
+							err[ki][wi][si] +=
+								(q - y) * (q - y);
+						}
 				}
 			}
 			plan_route_free(r);
@@ -709,11 +797,13 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 		}
 	for (size_t ki = 0; ki < N_CV_K; ki++)
 		for (size_t wi = 0; wi < N_CV_W; wi++)
-			if (err[ki][wi] < best) {
-				best = err[ki][wi];
-				cfg->k = cv_k[ki];
-				cfg->knn_weight = cv_w[wi];
-			}
+			for (size_t si = 0; si < N_CV_S; si++)
+				if (err[ki][wi][si] < best) {
+					best = err[ki][wi][si];
+					cfg->k = cv_k[ki];
+					cfg->knn_weight = cv_w[wi];
+					cfg->strength = cv_s[si];
+				}
 	rc = 0;
 out:
 	free(names);
@@ -1379,9 +1469,11 @@ int main(int argc, char **argv)
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
 		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
-		       " + logistic, %s)\n", text_n, e.cfg.k, e.cfg.knn_weight,
-		       e.cv ? "k and weight by 3-fold cross-validation on the "
-			      "training split" : "defaults");
+		       " + logistic, strength %.2f; %s)\n", text_n, e.cfg.k,
+		       e.cfg.knn_weight, e.cfg.strength,
+		       e.cv ? "k, weight and strength by 3-fold "
+			      "cross-validation on the training split" :
+			      "defaults");
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
