@@ -824,7 +824,7 @@ static void release_file(struct fs *fs, struct model_handle *h)
 		int garbage;
 
 		if (cas_writer_dirty(node->w)) {
-			r = cas_writer_commit(node->w);
+			r = cas_writer_commit_lazy(node->w);
 			if (r < 0) {
 				char path[1024] = "";
 
@@ -1018,14 +1018,19 @@ static int models_write(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	return r;
 }
 
-static int commit_node(struct fs *fs, struct fs_node *node)
+/*
+ * Commits the node's writer: durable at once for an fsync() (lazy 0), at
+ * once visible and durable within the flusher's delay for a close() and
+ * the copies that need the source's content committed (lazy 1).
+ */
+static int commit_node(struct fs *fs, struct fs_node *node, int lazy)
 {
 	char path[1024] = "";
 	int r = 0;
 
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
-		r = cas_writer_commit(node->w);
+		r = lazy ? cas_writer_commit_lazy(node->w) : cas_writer_commit(node->w);
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
@@ -1050,14 +1055,19 @@ static int models_flush(struct fs *fs, void *hv)
 
 	if (h->is_text || !h->writable)
 		return 0;
-	return commit_node(fs, h->node);
+	return commit_node(fs, h->node, 1);
 }
 
+/* fsync(): this file's commit durable, and every lazy one before it. */
 static int models_fsync(struct fs *fs, void *hv)
 {
 	struct model_handle *h = hv;
+	int r;
 
-	return h->is_text ? 0 : commit_node(fs, h->node);
+	if (h->is_text)
+		return 0;
+	r = commit_node(fs, h->node, 0);
+	return r < 0 ? r : cas_sync(fs->st);
 }
 
 static void models_abandon(struct fs *fs, void *hv)
@@ -1113,7 +1123,7 @@ static ssize_t copy_to(struct fs *fs, struct model_handle *hi, uint64_t off_in,
 	if (hi->is_text)
 		return -EXDEV;
 	/* The source's written bytes must be committed to be shared. */
-	r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)
@@ -1139,7 +1149,7 @@ static ssize_t copy_local(struct fs *fs, struct model_handle *hi, uint64_t ino_i
 		return -EBADF;
 	if (hi->node == ho->node)
 		return -EINVAL;
-	r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)
