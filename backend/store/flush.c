@@ -30,7 +30,7 @@
 #include "backend/store/store_i.h"
 
 #define MARK_FILE "synced"
-#define MARK_LEN 32 /* "%010u %020" PRIu64 "\n"-ish, one sector: no torn write */
+#define MARK_LEN 32 /* "%010u %020llu\n": within one sector, no torn write */
 
 /* Writes the durable mark; synced only when the file is new (open). */
 static int mark_write(struct cas_store *st, int sync)
@@ -42,7 +42,7 @@ static int mark_write(struct cas_store *st, int sync)
 	if (st->markfd < 0)
 		return 0;
 	pack_durable(st->packs, &id, &off);
-	snprintf(buf, sizeof(buf), "%010" PRIu32 " %019" PRIu64 "\n", id, off);
+	snprintf(buf, sizeof(buf), "%010" PRIu32 " %020" PRIu64 "\n", id, off);
 	if (pwrite(st->markfd, buf, MARK_LEN, 0) != MARK_LEN)
 		return errno ? -errno : -EIO;
 	if (sync && fdatasync(st->markfd) < 0)
