@@ -661,6 +661,63 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * A models/ entry's attributes, for readdirplus: those of the catalog,
+ * which carry a cache timeout; other rows' entries (virtual files, remote
+ * names) get none (ino 0: the kernel looks them up as after a readdir).
+ */
+static int plus_attr(struct fs *fs, const struct dirent_snap *d, struct fuse_entry_param *e)
+{
+	const struct fs_subtree *s = fs_subtree_of(fs, d->ino);
+	double timeout = 0;
+
+	memset(e, 0, sizeof(*e));
+	e->attr.st_ino = d->ino;
+	e->attr.st_mode = d->mode;
+	if (!s || s->ops != &fs_models_ops || !strcmp(d->name, ".") || !strcmp(d->name, ".."))
+		return 0;
+	if (s->ops->getattr(fs, d->ino, &e->attr, &timeout) < 0 || timeout <= 0) {
+		memset(&e->attr, 0, sizeof(e->attr));
+		e->attr.st_ino = d->ino;
+		e->attr.st_mode = d->mode;
+		return 0;
+	}
+	e->ino = d->ino;
+	e->attr_timeout = e->entry_timeout = timeout;
+	return 1;
+}
+
+/*
+ * readdirplus: the entries with their attributes, so that `ls -l`, `du`
+ * and `find -size` right after a mount need no lookup per name.  Each
+ * entry returned with an inode counts as a lookup (remember()).
+ */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t pos = 0, i;
+
+	if (!buf)
+		return fs_reply_err(req, -ENOMEM);
+	for (i = (size_t)off; i < h->nents; i++) {
+		struct fuse_entry_param e;
+		int plus = plus_attr(fs, &h->ents[i], &e);
+		size_t n = fuse_add_direntry_plus(req, buf + pos, size - pos, h->ents[i].name,
+						  &e, (off_t)(i + 1));
+
+		if (n > size - pos)
+			break;
+		if (plus)
+			fs_models_ops.remember(fs, e.ino);
+		pos += n;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	dir_free((struct fs_dir *)(uintptr_t)fi->fh);
@@ -755,6 +812,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsyncdir = op_fsyncdir,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 	.create = op_create,
