@@ -43,7 +43,11 @@ now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # t CMD...: runs CMD, prints its seconds.
 t() { t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc; }
-sh_sync() { sh -c "$1" && sync; }
+# sh_sync CMD [DIR]: CMD, then sync(1), then an fsync of DIR when given:
+# sync(1) never reaches a FUSE daemon (the kernel sends syncfs only to
+# virtiofs), and a close() in llmfs is durable within --flush-ms, so the
+# llmfs side fsyncs a folder of the mount, which syncs the whole store.
+sh_sync() { sh -c "$1" && sync && if [ -n "${2:-}" ]; then sync "$2"; fi; }
 
 # rec ROW VALUE: one round's figure of a row (a ratio or a time).
 rec() { echo "$2" >> "$work/rows/$1"; }
@@ -99,7 +103,7 @@ big_streams() {
 	for b in $bigs; do
 		fresh_llmfs
 		h0=$(hwm_of)
-		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'")
+		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'" "$mnt/models/m")
 		echo "stream of $b MiB q8: $(echo "scale=1; $b / $bt" | bc) MiB/s; daemon peak resident $(($(hwm_of) / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
 	done
 	[ -z "$pid" ] || umount_llmfs
@@ -145,7 +149,7 @@ for kind in bf16.safetensors q8.bin; do
 			llmfs)
 				fresh_llmfs
 				c0=$(cpu_of)
-				lt=$(t sh_sync "cp '$f' '$mnt/models/m/'")
+				lt=$(t sh_sync "cp '$f' '$mnt/models/m/'" "$mnt/models/m")
 				lc=$(echo "$(cpu_of) - $c0" | bc)
 				stored=$(stat_of stored_bytes)
 				check_sha "$f" "$mnt/models/m/$kind" ;;
@@ -239,8 +243,8 @@ for r in $(seq "$rounds"); do
 		else
 			rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4
 		fi
-		one=$(t sh_sync "cp -r '$d/small' '$dst/small'")
-		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait")
+		one=$(t sh_sync "cp -r '$d/small' '$dst/small'" "$dst")
+		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait" "$dst")
 		if [ $side = llmfs ]; then lone=$one; lpar=$par; else eone=$one; epar=$par; fi
 	done
 	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
