@@ -1210,6 +1210,57 @@ static int add_child(void *arg, const char *name, const struct cat_attr *a)
 	return c->add(c->arg, name, a->ino, a->mode);
 }
 
+struct list_plus_ctx {
+	struct fs *fs;
+	fs_add_plus_fn add;
+	void *arg;
+};
+
+static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
+{
+	struct list_plus_ctx *c = arg;
+	struct cat_attr oa = *a;
+	struct stat sb;
+
+	overlay_size(c->fs, &oa);
+	fill_stat(c->fs, &oa, &sb);
+	return c->add(c->arg, name, &sb, FS_ENTRY_TIMEOUT);
+}
+
+static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
+			    fs_add_plus_fn add, void *arg)
+{
+	struct list_plus_ctx c = { fs, add, arg };
+	struct cat_attr a;
+	struct stat sb;
+	int r;
+
+	if (VIRT_KIND(ino) == V_SMIP_DIR) {
+		/* Virtual texts: no timeout, looked up as after a readdir. */
+		static const struct { const char *name; int kind; } v[] = {
+			{ MANIFEST_NAME, V_MANIFEST }, { INFO_NAME, V_INFO },
+			{ TENSORS_NAME, V_TENSORS },
+		};
+		size_t i;
+
+		for (i = 0, r = 0; r == 0 && i < sizeof(v) / sizeof(v[0]); i++) {
+			memset(&sb, 0, sizeof(sb));
+			sb.st_ino = VIRT(ino, v[i].kind);
+			sb.st_mode = S_IFREG;
+			r = add(arg, v[i].name, &sb, 0);
+		}
+		return r;
+	}
+	if (!is_catalog(ino))
+		return -ENOTDIR;
+	r = cas_getattr(fs->st, ino, &a);
+	if (r == 0 && !S_ISDIR(a.mode))
+		r = -ENOTDIR;
+	if (r == 0)
+		r = cas_children(fs->st, ino, add_child_plus, &c);
+	return r;
+}
+
 static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
 		       void *arg)
 {
@@ -1286,6 +1337,7 @@ const struct fs_subtree_ops fs_models_ops = {
 	.lookup = models_lookup,
 	.getattr = models_getattr,
 	.remember = count_lookup,
+	.list_plus = models_list_plus,
 	.forget = models_forget,
 	.setattr = models_setattr,
 	.readlink = models_readlink,
