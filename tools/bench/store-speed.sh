@@ -173,9 +173,9 @@ for kind in bf16.safetensors q8.bin; do
 		lcold=$(t cat "$mnt/models/m/$kind")
 		drop
 		rcold=$(t cat "$f")
-		# packs in the page cache (they are, after the read above), a
-		# fresh mount: the kernel's cache of the FUSE file is gone
-		umount_llmfs; mount_llmfs
+		# packs in the page cache (the drop above took them: read them
+		# again), a fresh mount: the kernel's cache of the FUSE file is gone
+		umount_llmfs; cat "$work/store/packs/"* > /dev/null; mount_llmfs
 		cat "$f" > /dev/null
 		lhot=$(t cat "$mnt/models/m/$kind")
 		rhot=$(t cat "$f")
@@ -200,11 +200,13 @@ if [ -f "$ptsrc" ] && gcc -O2 -o "$work/passthrough_ll" "$ptsrc" $(pkg-config --
 	sleep 1
 	for r in $(seq "$rounds"); do
 		umount_llmfs; drop; mount_llmfs
+		# each side's second read right after its first: a drop between
+		# the two would make llmfs's second read a cold one
 		lcold=$(t cat "$mnt/models/m/q8.bin")
+		lwarm=$(t cat "$mnt/models/m/q8.bin")
 		drop
 		pcold=$(t cat "$ptmnt/q8.bin")
 		pwarm=$(t cat "$ptmnt/q8.bin")
-		lwarm=$(t cat "$mnt/models/m/q8.bin")
 		rec pt-cold "$(ratio "$pcold" "$lcold")"
 		rec pt-warm "$(ratio "$pwarm" "$lwarm")"
 	done
