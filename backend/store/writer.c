@@ -221,10 +221,27 @@ static void sha_job(void *ctx, void *arg)
 	free(j);
 }
 
+/*
+ * Bytes this few are hashed on the caller's thread when no job of the
+ * writer's is queued (the order holds): handing a small file's one write
+ * to the SHA thread and waiting for it cost more than the hash.
+ */
+#define INLINE_MAX (16u << 10)
+
 static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 {
-	struct sha_job *j = malloc(sizeof(*j) + len);
+	struct sha_job *j;
+	int idle;
 
+	if (len <= INLINE_MAX) {
+		pthread_mutex_lock(&w->lock);
+		idle = w->sha_next == w->sha_seq;
+		pthread_mutex_unlock(&w->lock);
+		/* Only this writer's caller submits: none can start meanwhile. */
+		if (idle)
+			return EVP_DigestUpdate(w->sha, buf, len) == 1 ? 0 : -ENOMEM;
+	}
+	j = malloc(sizeof(*j) + len);
 	if (!j)
 		return -ENOMEM;
 	j->w = w;
@@ -330,6 +347,14 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	pthread_mutex_lock(&w->lock);
 	w->inflight++;
 	pthread_mutex_unlock(&w->lock);
+	/* A small chunk (a small file, a tail) is stored on this thread: the
+	 * hand-off to a worker and back would cost more than its encoding. */
+	if (len <= INLINE_MAX) {
+		struct worker_ctx *wc = store_tls(st);
+
+		store_job(wc, nc);
+		return 0;
+	}
 	return pool_submit(st->pool, store_job, nc);
 }
 
