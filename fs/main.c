@@ -48,6 +48,11 @@ static void usage(FILE *out)
 		"                     keys, as the daemon's own (docs/security.md)\n"
 		"      --pack-max BYTES  start a new pack file after this many bytes\n"
 		"                     (default 256 MiB; tests use a few MiB)\n"
+		"      --sync-close   close() returns once the file is on the disk\n"
+		"                     (default: once committed; on the disk within\n"
+		"                     --flush-ms, or at fsync; docs/architecture.md)\n"
+		"      --flush-ms N   bound on a closed file's wait for the disk\n"
+		"                     (default 1000)\n"
 		"      --train-jobs N training jobs under train/ that run at once\n"
 		"                     (default 1; the others wait, queued)\n"
 		"      --mining-listen HOST:PORT  where mining/'s replicas reach\n"
@@ -197,6 +202,19 @@ int main(int argc, char **argv)
 	return daemon_main(argc, argv);
 }
 
+/* Chunks a power loss took before their lazy commit was synced (flush.c). */
+static void log_lost(const struct fs_log *log, struct cas_store *st)
+{
+	struct cas_status s;
+
+	if (cas_status(st, &s) == 0 && s.lost_at_open)
+		fs_log(log, LOG_WARNING,
+		       "%llu chunks of files closed just before the last stop did not"
+		       " reach the disk: their files read EIO there until the same bytes"
+		       " are written again (llmfs-fsck names them)",
+		       (unsigned long long)s.lost_at_open);
+}
+
 static int daemon_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -216,6 +234,8 @@ static int daemon_main(int argc, char **argv)
 		{ "env-group", required_argument, NULL, 'G' },
 		{ "env-bind", required_argument, NULL, 'B' },
 		{ "env-serve", required_argument, NULL, 'S' },
+		{ "sync-close", no_argument, NULL, 'C' },
+		{ "flush-ms", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -287,6 +307,23 @@ static int daemon_main(int argc, char **argv)
 					"1 MiB or more\n", optarg);
 				return 2;
 			}
+			break;
+		}
+		case 'C':
+			copt.close_sync = 1;
+			break;
+		case 'F': {
+			char *end;
+			unsigned long n;
+
+			errno = 0;
+			n = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || n < 1 || n > 60000) {
+				fprintf(stderr, "llmfs: --flush-ms %s: not a number from 1 "
+					"to 60000\n", optarg);
+				return 2;
+			}
+			copt.flush_ms = (int)n;
 			break;
 		}
 		case 'J': {
@@ -449,6 +486,7 @@ static int daemon_main(int argc, char **argv)
 		fs_up = 1;
 	}
 	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
+	log_lost(&log, st);
 	/*
 	 * No request holds a worker while it waits (a result read waits on a
 	 * list, fs/paths.c): the threads serve concurrent store and network

@@ -824,7 +824,7 @@ static void release_file(struct fs *fs, struct model_handle *h)
 		int garbage;
 
 		if (cas_writer_dirty(node->w)) {
-			r = cas_writer_commit(node->w);
+			r = cas_writer_commit_lazy(node->w);
 			if (r < 0) {
 				char path[1024] = "";
 
@@ -1018,14 +1018,19 @@ static int models_write(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	return r;
 }
 
-static int commit_node(struct fs *fs, struct fs_node *node)
+/*
+ * Commits the node's writer: durable at once for an fsync() (lazy 0), at
+ * once visible and durable within the flusher's delay for a close() and
+ * the copies that need the source's content committed (lazy 1).
+ */
+static int commit_node(struct fs *fs, struct fs_node *node, int lazy)
 {
 	char path[1024] = "";
 	int r = 0;
 
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
-		r = cas_writer_commit(node->w);
+		r = lazy ? cas_writer_commit_lazy(node->w) : cas_writer_commit(node->w);
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
@@ -1050,14 +1055,19 @@ static int models_flush(struct fs *fs, void *hv)
 
 	if (h->is_text || !h->writable)
 		return 0;
-	return commit_node(fs, h->node);
+	return commit_node(fs, h->node, 1);
 }
 
+/* fsync(): this file's commit durable, and every lazy one before it. */
 static int models_fsync(struct fs *fs, void *hv)
 {
 	struct model_handle *h = hv;
+	int r;
 
-	return h->is_text ? 0 : commit_node(fs, h->node);
+	if (h->is_text)
+		return 0;
+	r = commit_node(fs, h->node, 0);
+	return r < 0 ? r : cas_sync(fs->st);
 }
 
 static void models_abandon(struct fs *fs, void *hv)
@@ -1113,7 +1123,7 @@ static ssize_t copy_to(struct fs *fs, struct model_handle *hi, uint64_t off_in,
 	if (hi->is_text)
 		return -EXDEV;
 	/* The source's written bytes must be committed to be shared. */
-	r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)
@@ -1139,7 +1149,7 @@ static ssize_t copy_local(struct fs *fs, struct model_handle *hi, uint64_t ino_i
 		return -EBADF;
 	if (hi->node == ho->node)
 		return -EINVAL;
-	r = commit_node(fs, hi->node) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)
@@ -1198,6 +1208,57 @@ static int add_child(void *arg, const char *name, const struct cat_attr *a)
 	struct list_ctx *c = arg;
 
 	return c->add(c->arg, name, a->ino, a->mode);
+}
+
+struct list_plus_ctx {
+	struct fs *fs;
+	fs_add_plus_fn add;
+	void *arg;
+};
+
+static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
+{
+	struct list_plus_ctx *c = arg;
+	struct cat_attr oa = *a;
+	struct stat sb;
+
+	overlay_size(c->fs, &oa);
+	fill_stat(c->fs, &oa, &sb);
+	return c->add(c->arg, name, &sb, FS_ENTRY_TIMEOUT);
+}
+
+static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
+			    fs_add_plus_fn add, void *arg)
+{
+	struct list_plus_ctx c = { fs, add, arg };
+	struct cat_attr a;
+	struct stat sb;
+	int r;
+
+	if (VIRT_KIND(ino) == V_SMIP_DIR) {
+		/* Virtual texts: no timeout, looked up as after a readdir. */
+		static const struct { const char *name; int kind; } v[] = {
+			{ MANIFEST_NAME, V_MANIFEST }, { INFO_NAME, V_INFO },
+			{ TENSORS_NAME, V_TENSORS },
+		};
+		size_t i;
+
+		for (i = 0, r = 0; r == 0 && i < sizeof(v) / sizeof(v[0]); i++) {
+			memset(&sb, 0, sizeof(sb));
+			sb.st_ino = VIRT(ino, v[i].kind);
+			sb.st_mode = S_IFREG;
+			r = add(arg, v[i].name, &sb, 0);
+		}
+		return r;
+	}
+	if (!is_catalog(ino))
+		return -ENOTDIR;
+	r = cas_getattr(fs->st, ino, &a);
+	if (r == 0 && !S_ISDIR(a.mode))
+		r = -ENOTDIR;
+	if (r == 0)
+		r = cas_children(fs->st, ino, add_child_plus, &c);
+	return r;
 }
 
 static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
@@ -1276,6 +1337,7 @@ const struct fs_subtree_ops fs_models_ops = {
 	.lookup = models_lookup,
 	.getattr = models_getattr,
 	.remember = count_lookup,
+	.list_plus = models_list_plus,
 	.forget = models_forget,
 	.setattr = models_setattr,
 	.readlink = models_readlink,

@@ -43,6 +43,8 @@ struct dirent_snap {
 	char *name;
 	uint64_t ino;
 	uint32_t mode;
+	struct stat sb;  /* with timeout > 0: the attributes for readdirplus */
+	double timeout;
 };
 
 struct fs_dir {
@@ -600,8 +602,21 @@ static int add_ent(void *arg, const char *name, uint64_t ino, uint32_t mode)
 		return -ENOMEM;
 	d->ents[d->nents].ino = ino;
 	d->ents[d->nents].mode = mode;
+	d->ents[d->nents].timeout = 0;
 	d->nents++;
 	return 0;
+}
+
+static int add_ent_plus(void *arg, const char *name, const struct stat *sb, double timeout)
+{
+	struct fs_dir *d = arg;
+	int r = add_ent(d, name, sb->st_ino, sb->st_mode & S_IFMT);
+
+	if (r == 0 && timeout > 0) {
+		d->ents[d->nents - 1].sb = *sb;
+		d->ents[d->nents - 1].timeout = timeout;
+	}
+	return r;
 }
 
 static int list_root(struct fs *fs, struct fs_dir *d)
@@ -629,6 +644,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		r = add_ent(d, "..", FS_INO_ROOT, S_IFDIR);
 	if (r == 0 && ino == FS_INO_ROOT)
 		r = list_root(fs, d);
+	else if (r == 0 && s && s->ops->list_plus)
+		r = s->ops->list_plus(fs, req, ino, add_ent_plus, d);
 	else if (r == 0)
 		r = s && s->ops->list ? s->ops->list(fs, req, ino, add_ent, d) : -ENOTDIR;
 	if (r < 0) {
@@ -655,6 +672,57 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		if (n > size - pos)
 			break;
+		pos += n;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+/*
+ * An entry's attributes for readdirplus: those its row listed with a
+ * timeout (one query per folder, at opendir); others get none (ino 0:
+ * the kernel looks them up as after a readdir).
+ */
+static int plus_attr(const struct dirent_snap *d, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	if (d->timeout <= 0) {
+		e->attr.st_ino = d->ino;
+		e->attr.st_mode = d->mode;
+		return 0;
+	}
+	e->ino = d->ino;
+	e->attr = d->sb;
+	e->attr_timeout = e->entry_timeout = d->timeout;
+	return 1;
+}
+
+/*
+ * readdirplus: the entries with their attributes, so that `ls -l`, `du`
+ * and `find -size` right after a mount need no lookup per name.  Each
+ * entry returned with an inode counts as a lookup (remember()).
+ */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t pos = 0, i;
+
+	if (!buf)
+		return fs_reply_err(req, -ENOMEM);
+	for (i = (size_t)off; i < h->nents; i++) {
+		struct fuse_entry_param e;
+		const struct fs_subtree *s;
+		int plus = plus_attr(&h->ents[i], &e);
+		size_t n = fuse_add_direntry_plus(req, buf + pos, size - pos, h->ents[i].name,
+						  &e, (off_t)(i + 1));
+
+		if (n > size - pos)
+			break;
+		if (plus && (s = fs_subtree_of(fs, e.ino)) && s->ops->remember)
+			s->ops->remember(fs, e.ino);
 		pos += n;
 	}
 	fuse_reply_buf(req, buf, pos);
@@ -755,6 +823,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsyncdir = op_fsyncdir,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 	.create = op_create,

@@ -118,6 +118,9 @@ struct fs_options {
 };
 
 typedef int (*fs_add_fn)(void *arg, const char *name, uint64_t ino, uint32_t mode);
+/* An entry with its attributes, valid for timeout seconds (readdirplus). */
+typedef int (*fs_add_plus_fn)(void *arg, const char *name, const struct stat *sb,
+			      double timeout);
 
 struct fs_subtree_ops {
 	/*
@@ -147,6 +150,13 @@ struct fs_subtree_ops {
 	int (*readlink)(struct fs *fs, fuse_req_t req, uint64_t ino, char **ret);
 	int (*list)(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
 		    void *arg);
+	/*
+	 * Optional: list() with each entry's attributes, from the one query
+	 * that lists the folder, for readdirplus; an entry added with timeout
+	 * 0 is listed without (the kernel looks it up).
+	 */
+	int (*list_plus)(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_plus_fn add,
+			 void *arg);
 
 	/* Namespace changes, in the parent's row. */
 	int (*mknod)(struct fs *fs, fuse_req_t req, uint64_t parent,

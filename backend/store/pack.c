@@ -37,6 +37,10 @@ struct pack_set {
 	uint64_t cur_size;
 	uint64_t wb_from; /* the current pack's bytes before this are being written out */
 	int dir_dirty; /* a pack was created since the last sync */
+	/* Every byte of packs before (durable_id, durable_off) is on disk:
+	 * where the current pack ended when the last sync that succeeded began. */
+	uint32_t durable_id;
+	uint64_t durable_off;
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -232,6 +236,9 @@ int pack_set_start(struct pack_set *ps, uint32_t id)
 	}
 	ps->cur = id;
 	ps->cur_size = (uint64_t)sb.st_size;
+	/* What a previous process left is known durable only once synced. */
+	ps->durable_id = 0;
+	ps->durable_off = 0;
 out:
 	pthread_mutex_unlock(&ps->lock);
 	return r;
@@ -372,11 +379,16 @@ void pack_set_writeback(struct pack_set *ps)
  */
 int pack_set_sync(struct pack_set *ps)
 {
-	uint32_t i, n = 0, *ids = NULL;
+	uint32_t i, n = 0, *ids = NULL, mark_id;
+	uint64_t mark_off;
 	int *fds = NULL, dir, r = 0;
 
 	pthread_mutex_lock(&ps->sync_lock);
 	pthread_mutex_lock(&ps->lock);
+	/* Appends are in id and offset order: all before this point that is
+	 * not dirty now is already on disk, the dirty rest is synced below. */
+	mark_id = ps->cur;
+	mark_off = ps->cur_size;
 	for (i = 0; i < ps->nfds; i++)
 		n += ps->dirty[i] && ps->fds[i] >= 0;
 	if (n) {
@@ -420,11 +432,38 @@ int pack_set_sync(struct pack_set *ps)
 				ps->dirty[ids[i]] = 1;
 		ps->dir_dirty |= dir;
 		pthread_mutex_unlock(&ps->lock);
+	} else {
+		pthread_mutex_lock(&ps->lock);
+		if (mark_id > ps->durable_id ||
+		    (mark_id == ps->durable_id && mark_off > ps->durable_off)) {
+			ps->durable_id = mark_id;
+			ps->durable_off = mark_off;
+		}
+		pthread_mutex_unlock(&ps->lock);
 	}
 	pthread_mutex_unlock(&ps->sync_lock);
 	free(ids);
 	free(fds);
 	return r;
+}
+
+void pack_durable(struct pack_set *ps, uint32_t *ret_id, uint64_t *ret_off)
+{
+	pthread_mutex_lock(&ps->lock);
+	*ret_id = ps->durable_id;
+	*ret_off = ps->durable_off;
+	pthread_mutex_unlock(&ps->lock);
+}
+
+void pack_set_dirty_from(struct pack_set *ps, uint32_t id)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&ps->lock);
+	for (i = id; i < ps->nfds; i++)
+		if (ps->fds[i] >= 0)
+			ps->dirty[i] = 1;
+	pthread_mutex_unlock(&ps->lock);
 }
 
 int64_t pack_size(struct pack_set *ps, uint32_t id)

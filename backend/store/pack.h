@@ -84,6 +84,15 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
  * Appends go on meanwhile; callers run one at a time, so a caller that finds
  * nothing left to sync returns only after a sync another caller began. */
 int pack_set_sync(struct pack_set *ps);
+/*
+ * The durable mark: every pack byte before offset off of pack id (ids
+ * before it whole) was on disk when the last pack_set_sync() that
+ * succeeded returned.  (0, 0) until one has since pack_set_start().
+ */
+void pack_durable(struct pack_set *ps, uint32_t *ret_id, uint64_t *ret_off);
+/* Marks the open packs from id on as appended to, for the next sync to
+ * cover what a previous process may have left in the page cache only. */
+void pack_set_dirty_from(struct pack_set *ps, uint32_t id);
 /* Starts writing appended bytes out without waiting (sync_file_range), so
  * that the next pack_set_sync() has less to wait for. */
 void pack_set_writeback(struct pack_set *ps);

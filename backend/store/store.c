@@ -725,6 +725,10 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	pthread_mutex_init(&st->cg.lock, NULL);
 	pthread_cond_init(&st->cg.cond, NULL);
 	st->cg.tail = &st->cg.queue;
+	pthread_mutex_init(&st->fl.lock, NULL);
+	pthread_cond_init(&st->fl.cond, NULL);
+	st->markfd = -1;
+	st->close_sync = o.close_sync;
 	r = pthread_key_create(&st->tls, worker_ctx_free);
 	if (r) {
 		free(st);
@@ -833,6 +837,16 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));
 		goto fail;
 	}
+	if (!o.no_recovery) {
+		r = store_tail_check(st, err, errlen);
+		if (r < 0)
+			goto fail;
+		r = store_flusher_start(st, o.flush_ms > 0 ? o.flush_ms : CAS_FLUSH_MS);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot start the flusher: %s", strerror(-r));
+			goto fail;
+		}
+	}
 	*ret = st;
 	return 0;
 fail:
@@ -849,10 +863,16 @@ void cas_store_close(struct cas_store *st)
 	if (!st)
 		return;
 	cas_gc_thread_stop(st);
+	store_flusher_stop(st);
 	pool_free(st->pool);
 	pool_free(st->sha_pool);
-	if (st->packs)
+	/* Lazy commits not flushed yet: durable before the store is let go. */
+	if (st->packs && st->cat)
+		cas_sync(st);
+	else if (st->packs)
 		pack_set_sync(st->packs);
+	if (st->markfd >= 0)
+		close(st->markfd);
 	if (st->snap_on_close && st->cat) {
 		cas_snapshot(st);
 		/* The next start on a full disk needs it to open the catalog. */
@@ -874,6 +894,8 @@ void cas_store_close(struct cas_store *st)
 	pthread_mutex_destroy(&st->reserve_lock);
 	pthread_mutex_destroy(&st->cg.lock);
 	pthread_cond_destroy(&st->cg.cond);
+	pthread_mutex_destroy(&st->fl.lock);
+	pthread_cond_destroy(&st->fl.cond);
 	free(st->dir);
 	free(st);
 }
@@ -993,16 +1015,6 @@ int cas_create(struct cas_store *st, uint64_t parent, const char *name, uint32_t
 				       NULL, ret);
 		r = cat_end_unsynced(st->cat, r);
 	}
-	pthread_mutex_unlock(&st->lock);
-	return r;
-}
-
-int cas_sync(struct cas_store *st)
-{
-	int r;
-
-	pthread_mutex_lock(&st->lock);
-	r = cat_sync(st->cat);
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }
@@ -1533,6 +1545,11 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	ret->pack_disk_bytes = pack_disk_usage(st->packs);
 	if (statvfs(st->dir, &ret->fs) < 0)
 		return -errno;
+	pthread_mutex_lock(&st->fl.lock);
+	ret->flushes = st->fl.flushes;
+	ret->flush_failures = st->fl.failures;
+	pthread_mutex_unlock(&st->fl.lock);
+	ret->lost_at_open = st->lost_at_open;
 	return 0;
 }
 
@@ -1572,7 +1589,10 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		"dedup_ratio: %.3f\n"
 		"compression_ratio: %.3f\n"
 		"total_ratio: %.3f\n"
-		"disk_free_bytes: %llu\n",
+		"disk_free_bytes: %llu\n"
+		"flushes: %llu\n"
+		"flush_failures: %llu\n"
+		"lost_at_open: %llu\n",
 		st->dir, CAT_FORMAT,
 		(unsigned long long)s.cat.files,
 		(unsigned long long)(s.cat.dirs ? s.cat.dirs - 1 : 0),
@@ -1590,7 +1610,9 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		ratio(s.cat.logical_bytes, s.cat.unique_bytes),
 		ratio(s.cat.unique_bytes, s.cat.stored_bytes),
 		ratio(s.cat.logical_bytes, s.pack_disk_bytes),
-		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize);
+		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize,
+		(unsigned long long)s.flushes, (unsigned long long)s.flush_failures,
+		(unsigned long long)s.lost_at_open);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

@@ -23,6 +23,12 @@
  * swaps the chunk list and adjusts reference counts.  Until then the old
  * content stays visible to readers and survives any crash; bytes appended to
  * packs by uncommitted writers are cut off at the next open.
+ * cas_writer_commit_lazy() (a close) commits the same transaction without
+ * either sync: it survives a kill of the process at once, and a power loss
+ * once the flusher has synced it (within cas_options.flush_ms) or
+ * cas_sync() has; a power loss before may lose it, and chunks it named
+ * that did not reach the disk are found at the next open (flush.c) and
+ * read as EIO, never as wrong bytes.
  */
 #ifndef LLMFS_STORE_H
 #define LLMFS_STORE_H
@@ -39,11 +45,18 @@ struct cas_store;
 struct cas_file;
 struct cas_writer;
 
+/* The default bound on how long a closed file may wait for its sync. */
+#define CAS_FLUSH_MS 1000
+
 struct cas_options {
 	int level;          /* zstd level, default 3 */
 	int threads;        /* compression / read-ahead workers, default nproc */
 	uint64_t pack_max;  /* bytes before a new pack is started */
 	int no_recovery;    /* open as is: for fsck's look before repair */
+	int flush_ms;       /* lazy commits are durable within this, default
+			     * CAS_FLUSH_MS */
+	int close_sync;     /* cas_writer_commit_lazy() syncs as
+			     * cas_writer_commit() does */
 	int rebuild;        /* for llmfs-fsck --rebuild: the catalog is moved
 			     * aside (catalog.db.lost-TIME) and a new one begun,
 			     * to be filled by cas_rebuild(); implies no_recovery */
@@ -99,7 +112,10 @@ int cas_mknode(struct cas_store *st, uint64_t parent, const char *name,
  */
 int cas_create(struct cas_store *st, uint64_t parent, const char *name, uint32_t mode,
 	       uint32_t uid, uint32_t gid, struct cat_attr *ret);
-/* Makes every committed transaction durable (fsyncdir of the tree). */
+/*
+ * Makes every committed transaction durable, lazy commits included: the
+ * packs, then the catalog's WAL (fsync(), fsyncdir of the tree, unmount).
+ */
 int cas_sync(struct cas_store *st);
 /*
  * Unlinks a file or symlink.  With keep set (the file is open) the inode
@@ -177,6 +193,12 @@ int cas_writer_dirty(const struct cas_writer *w);
 ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 			 uint64_t off_in, size_t len, uint64_t off_out);
 int cas_writer_commit(struct cas_writer *w);
+/*
+ * The same commit, visible at once, without waiting for the disk: what a
+ * close() does (see Durability above).  With cas_options.close_sync set,
+ * cas_writer_commit() itself.
+ */
+int cas_writer_commit_lazy(struct cas_writer *w);
 /* Whether the last commit replaced content the file had (references were
  * dropped, so a collection may free something); a new file's first commit
  * did not, and need not ask for one (each collection snapshots the files:
@@ -243,6 +265,9 @@ struct cas_status {
 	struct cat_stats cat;
 	uint64_t pack_disk_bytes; /* what the packs take on disk */
 	struct statvfs fs;        /* of the filesystem holding the store */
+	uint64_t flushes;         /* syncs of lazy commits by the flusher */
+	uint64_t flush_failures;
+	uint64_t lost_at_open;    /* chunks found lost past the durable mark */
 };
 int cas_status(struct cas_store *st, struct cas_status *ret);
 /* The text of /llm/.llmfs/status (malloc()ed). */

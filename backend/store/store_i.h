@@ -66,6 +66,21 @@ struct cas_store {
 		int running;
 		struct commit_req *queue, **tail;
 	} cg;
+	/*
+	 * Lazy commits (a close) and the thread that makes them durable
+	 * within delay_ms (flush.c).  Its mutex is a leaf.
+	 */
+	struct flusher {
+		pthread_t thread;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		int running, pending, stop, delay_ms;
+		int64_t since;              /* the first unsynced lazy commit */
+		uint64_t flushes, failures;
+	} fl;
+	int markfd;                /* the durable mark, `synced` (flush.c) */
+	int close_sync;            /* cas_options.close_sync */
+	uint64_t lost_at_open;     /* chunks past the mark found lost at open */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */
@@ -125,6 +140,18 @@ int store_txn_end(struct cas_store *st, int r, const struct pack_delta *v, size_
  */
 void store_pack_rows_free(uint32_t *ids, uint64_t *sizes, uint64_t *live,
 			  uint32_t *cp, uint64_t *ends, uint64_t *clive);
+
+/*
+ * flush.c: at open, after recovery, verifies the chunks past the durable
+ * mark (marking the lost ones damaged) and moves the mark to the end.
+ */
+int store_tail_check(struct cas_store *st, char *err, size_t errlen);
+/* A lazy commit went unsynced: the flusher makes it durable in time. */
+void store_lazy_note(struct cas_store *st);
+/* After a sync of the packs and the WAL: moves the durable mark. */
+void store_synced(struct cas_store *st);
+int store_flusher_start(struct cas_store *st, int delay_ms);
+void store_flusher_stop(struct cas_store *st);
 
 /*
  * Brings the packs on disk in line with the catalog, by the rules that

@@ -15,7 +15,9 @@
  *
  * commit() in either state waits for the pool, syncs the packs and swaps
  * the chunk list in one catalog transaction; commits that arrive together
- * share one sync and one transaction (commit_grouped()).  A STREAM writer can go on
+ * share one sync and one transaction (commit_grouped()); a lazy commit (a
+ * close) waits for neither sync, the flusher makes it durable (flush.c).
+ * A STREAM writer can go on
  * appending after a commit: its short last chunk is re-cut, so the chunk
  * boundaries are those of a file written in one go.
  */
@@ -219,10 +221,27 @@ static void sha_job(void *ctx, void *arg)
 	free(j);
 }
 
+/*
+ * Bytes this few are hashed on the caller's thread when no job of the
+ * writer's is queued (the order holds): handing a small file's one write
+ * to the SHA thread and waiting for it cost more than the hash.
+ */
+#define INLINE_MAX (16u << 10)
+
 static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 {
-	struct sha_job *j = malloc(sizeof(*j) + len);
+	struct sha_job *j;
+	int idle;
 
+	if (len <= INLINE_MAX) {
+		pthread_mutex_lock(&w->lock);
+		idle = w->sha_next == w->sha_seq;
+		pthread_mutex_unlock(&w->lock);
+		/* Only this writer's caller submits: none can start meanwhile. */
+		if (idle)
+			return EVP_DigestUpdate(w->sha, buf, len) == 1 ? 0 : -ENOMEM;
+	}
+	j = malloc(sizeof(*j) + len);
 	if (!j)
 		return -ENOMEM;
 	j->w = w;
@@ -328,6 +347,14 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	pthread_mutex_lock(&w->lock);
 	w->inflight++;
 	pthread_mutex_unlock(&w->lock);
+	/* A small chunk (a small file, a tail) is stored on this thread: the
+	 * hand-off to a worker and back would cost more than its encoding. */
+	if (len <= INLINE_MAX) {
+		struct worker_ctx *wc = store_tls(st);
+
+		store_job(wc, nc);
+		return 0;
+	}
 	return pool_submit(st->pool, store_job, nc);
 }
 
@@ -1068,9 +1095,22 @@ struct commit_req {
 	size_t len;
 	uint64_t size;
 	const uint8_t *sha;
+	int lazy; /* a close: neither sync is waited for (flush.c) */
 	int r, done;
 	struct commit_req *next;
 };
+
+/* store_txn_end() for a transaction cat_begin_unsynced() began. */
+static int txn_end_unsynced(struct cas_store *st, int r, const struct pack_delta *d,
+			    size_t nd)
+{
+	if (r == 0)
+		r = store_deltas_apply(st, d, nd);
+	r = cat_end_unsynced(st->cat, r);
+	if (r == 0)
+		store_deltas_committed(st, d, nd);
+	return r;
+}
 
 /*
  * Leader: the pack sync covers every member's records (each waited for
@@ -1083,12 +1123,16 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	struct pack_delta *d = NULL, *md = NULL;
 	size_t nd = 0, nmd, i;
 	struct commit_req *q;
-	int r, ok = 0;
+	int r = 0, ok = 0, lazy = 1;
 
-	r = pack_set_sync(st->packs);
+	/* One member that must be durable makes the whole group so. */
+	for (q = g; q; q = q->next)
+		lazy &= q->lazy;
+	if (!lazy)
+		r = pack_set_sync(st->packs);
 	pthread_mutex_lock(&st->lock);
 	if (r == 0)
-		r = cat_begin(st->cat);
+		r = lazy ? cat_begin_unsynced(st->cat) : cat_begin(st->cat);
 	for (q = g; r == 0 && q; q = q->next) {
 		int m = cat_savepoint(st->cat);
 
@@ -1112,10 +1156,14 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	if (r == 0 && ok)
 		r = store_delta_add(&d, &nd, pack_current(st->packs), 0);
 	if (r == 0 && !ok)
-		cat_rollback(st->cat);
+		lazy ? cat_end_unsynced(st->cat, -ECANCELED) : cat_rollback(st->cat);
+	else if (lazy)
+		r = txn_end_unsynced(st, r, d, nd);
 	else
 		r = store_txn_end(st, r, d, nd);
 	pthread_mutex_unlock(&st->lock);
+	if (r == 0 && ok)
+		lazy ? store_lazy_note(st) : store_synced(st);
 	for (q = g; q; q = q->next)
 		if (r < 0 || !q->r)
 			q->r = r;
@@ -1124,10 +1172,10 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 }
 
 static int commit_grouped(struct cas_writer *w, const uint8_t *blob, size_t len,
-			  uint64_t size, const uint8_t sha[32])
+			  uint64_t size, const uint8_t sha[32], int lazy)
 {
 	struct commit_group *cg = &w->st->cg;
-	struct commit_req req = { w, blob, len, size, sha, 0, 0, NULL }, *g, *q;
+	struct commit_req req = { w, blob, len, size, sha, lazy, 0, 0, NULL }, *g, *q;
 
 	pthread_mutex_lock(&cg->lock);
 	*cg->tail = &req;
@@ -1153,7 +1201,7 @@ static int commit_grouped(struct cas_writer *w, const uint8_t *blob, size_t len,
 	return req.r;
 }
 
-int cas_writer_commit(struct cas_writer *w)
+static int commit(struct cas_writer *w, int lazy)
 {
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
@@ -1179,11 +1227,21 @@ int cas_writer_commit(struct cas_writer *w)
 		entry_put(blob + i * CHUNK_ENTRY_LEN, &w->list[i].id, w->list[i].len);
 		size += w->list[i].len;
 	}
-	r = commit_grouped(w, blob, w->n * CHUNK_ENTRY_LEN, size, sha);
+	r = commit_grouped(w, blob, w->n * CHUNK_ENTRY_LEN, size, sha, lazy);
 	free(blob);
 	if (r < 0)
 		return r;
 	set_clear(w);
 	w->dirty = 0;
 	return 0;
+}
+
+int cas_writer_commit(struct cas_writer *w)
+{
+	return commit(w, 0);
+}
+
+int cas_writer_commit_lazy(struct cas_writer *w)
+{
+	return commit(w, !w->st->close_sync);
 }

@@ -43,7 +43,11 @@ now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # t CMD...: runs CMD, prints its seconds.
 t() { t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc; }
-sh_sync() { sh -c "$1" && sync; }
+# sh_sync CMD [DIR]: CMD, then sync(1), then an fsync of DIR when given:
+# sync(1) never reaches a FUSE daemon (the kernel sends syncfs only to
+# virtiofs), and a close() in llmfs is durable within --flush-ms, so the
+# llmfs side fsyncs a folder of the mount, which syncs the whole store.
+sh_sync() { sh -c "$1" && sync && if [ -n "${2:-}" ]; then sync "$2"; fi; }
 
 # rec ROW VALUE: one round's figure of a row (a ratio or a time).
 rec() { echo "$2" >> "$work/rows/$1"; }
@@ -99,7 +103,7 @@ big_streams() {
 	for b in $bigs; do
 		fresh_llmfs
 		h0=$(hwm_of)
-		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'")
+		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'" "$mnt/models/m")
 		echo "stream of $b MiB q8: $(echo "scale=1; $b / $bt" | bc) MiB/s; daemon peak resident $(($(hwm_of) / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
 	done
 	[ -z "$pid" ] || umount_llmfs
@@ -145,7 +149,7 @@ for kind in bf16.safetensors q8.bin; do
 			llmfs)
 				fresh_llmfs
 				c0=$(cpu_of)
-				lt=$(t sh_sync "cp '$f' '$mnt/models/m/'")
+				lt=$(t sh_sync "cp '$f' '$mnt/models/m/'" "$mnt/models/m")
 				lc=$(echo "$(cpu_of) - $c0" | bc)
 				stored=$(stat_of stored_bytes)
 				check_sha "$f" "$mnt/models/m/$kind" ;;
@@ -169,9 +173,9 @@ for kind in bf16.safetensors q8.bin; do
 		lcold=$(t cat "$mnt/models/m/$kind")
 		drop
 		rcold=$(t cat "$f")
-		# packs in the page cache (they are, after the read above), a
-		# fresh mount: the kernel's cache of the FUSE file is gone
-		umount_llmfs; mount_llmfs
+		# packs in the page cache (the drop above took them: read them
+		# again), a fresh mount: the kernel's cache of the FUSE file is gone
+		umount_llmfs; cat "$work/store/packs/"* > /dev/null; mount_llmfs
 		cat "$f" > /dev/null
 		lhot=$(t cat "$mnt/models/m/$kind")
 		rhot=$(t cat "$f")
@@ -196,11 +200,13 @@ if [ -f "$ptsrc" ] && gcc -O2 -o "$work/passthrough_ll" "$ptsrc" $(pkg-config --
 	sleep 1
 	for r in $(seq "$rounds"); do
 		umount_llmfs; drop; mount_llmfs
+		# each side's second read right after its first: a drop between
+		# the two would make llmfs's second read a cold one
 		lcold=$(t cat "$mnt/models/m/q8.bin")
+		lwarm=$(t cat "$mnt/models/m/q8.bin")
 		drop
 		pcold=$(t cat "$ptmnt/q8.bin")
 		pwarm=$(t cat "$ptmnt/q8.bin")
-		lwarm=$(t cat "$mnt/models/m/q8.bin")
 		rec pt-cold "$(ratio "$pcold" "$lcold")"
 		rec pt-warm "$(ratio "$pwarm" "$lwarm")"
 	done
@@ -239,8 +245,8 @@ for r in $(seq "$rounds"); do
 		else
 			rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4
 		fi
-		one=$(t sh_sync "cp -r '$d/small' '$dst/small'")
-		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait")
+		one=$(t sh_sync "cp -r '$d/small' '$dst/small'" "$dst")
+		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait" "$dst")
 		if [ $side = llmfs ]; then lone=$one; lpar=$par; else eone=$one; epar=$par; fi
 	done
 	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
