@@ -108,6 +108,13 @@ struct slot {
 	float *delta;               /* its accepted pseudo-gradient */
 };
 
+/* A frame as it is (plain) and packed for the wire (mining_wire_pack()): replicas ask for
+ * the packed one (pack=1), any other client gets the plain one. */
+struct two_frames {
+	void *plain, *packed;
+	size_t plain_len, packed_len;
+};
+
 struct job {
 	struct job *next;
 	struct mining *m;
@@ -143,11 +150,9 @@ struct job {
 	size_t n;                   /* parameters */
 	float *sum;                 /* the average of the accepted pseudo-gradients */
 	unsigned accepted;
-	void *wframe;               /* W(round_open - 1), fp32 frame */
-	size_t wframe_len;
-	void *uframe;               /* int8: the outer update W(uframe_round) - W(uframe_round - 1)
+	struct two_frames wframe;   /* W(round_open - 1), fp32 */
+	struct two_frames uframe;   /* the outer update W(uframe_round) - W(uframe_round - 1)
 				     * as applied (its dequantised values), or NULL */
-	size_t uframe_len;
 	long uframe_round;
 	struct slot *slots;
 	unsigned n_slots;
@@ -791,6 +796,32 @@ int mining_provider_read(struct mining *m, const char *name, enum mining_pfile f
 
 /* ---- the tables ---------------------------------------------------------------------------- */
 
+static void two_frames_clear(struct two_frames *f)
+{
+	free(f->plain);
+	free(f->packed);
+	memset(f, 0, sizeof(*f));
+}
+
+/* f takes the malloc'd plain frame (freed on error) and packs it. */
+static int two_frames_set(struct two_frames *f, void *plain, size_t len)
+{
+	void *packed;
+	size_t plen;
+	int r = mining_wire_pack(plain, len, &packed, &plen);
+
+	if (r < 0) {
+		free(plain);
+		return r;
+	}
+	two_frames_clear(f);
+	f->plain = plain;
+	f->plain_len = len;
+	f->packed = packed;
+	f->packed_len = plen;
+	return 0;
+}
+
 static void job_free(struct job *j)
 {
 	if (!j)
@@ -804,8 +835,8 @@ static void job_free(struct job *j)
 	free(j->dir);
 	free(j->text);
 	free(j->sum);
-	free(j->wframe);
-	free(j->uframe);
+	two_frames_clear(&j->wframe);
+	two_frames_clear(&j->uframe);
 	for (unsigned i = 0; j->slots && i < j->n_slots; i++)
 		free(j->slots[i].delta);
 	free(j->slots);
@@ -1945,27 +1976,30 @@ static void stop_previous(struct job *j)
 }
 
 /*
- * W += u.  int8 (INTELLECT-1 quantises both directions): u goes to the replicas as an int8
- * frame, and W moves by exactly the values that frame decodes to, the sum a replica holding
- * W computes too, so that both hold bit-identical weights without W crossing the wire again.
- * fp32: W moves by u itself and *ret stays NULL (the replicas get W).
+ * W += u, and *ret the frame of u the replicas holding the previous W get instead of the new
+ * one.  W moves by exactly the values that frame decodes to, the sum a
+ * replica holding the previous W computes too, so that both hold bit-identical weights
+ * without W crossing the wire again.  int8 (INTELLECT-1 quantises both directions): u as its
+ * int8 frame decodes; fp32: u itself (the frame is exact), an update packing smaller than
+ * the weights (its exponents are closer together).
  */
-static int outer_update(struct job *j, float *W, float *u, void **ret, size_t *ret_len)
+static int outer_update(struct job *j, float *W, float *u, struct two_frames *ret)
 {
 	char err[128];
-	int r = 0;
+	void *plain = NULL;
+	size_t plen = 0;
+	int r;
 
-	*ret = NULL;
-	if (j->enc == MINING_ENC_INT8) {
-		r = mining_wire_encode(MINING_ENC_INT8, j->block, u, j->n, ret, ret_len);
-		if (r == 0)
-			r = mining_wire_decode(*ret, *ret_len, j->n, u, NULL, err, sizeof(err));
-		if (r < 0) {
-			free(*ret);
-			*ret = NULL;
-			return r;
-		}
+	r = mining_wire_encode(j->enc, j->block, u, j->n, &plain, &plen);
+	if (r == 0)
+		r = mining_wire_decode(plain, plen, j->n, u, NULL, err, sizeof(err));
+	if (r < 0) {
+		free(plain);
+		return r;
 	}
+	r = two_frames_set(ret, plain, plen);
+	if (r < 0)
+		return r;
 	for (size_t k = 0; k < j->n; k++)
 		W[k] += u[k];
 	return 0;
@@ -2039,8 +2073,7 @@ static void *job_main(void *arg)
 	struct gpu_model *em = NULL;
 	struct gpu_data view = { 0 };
 	float *W = NULL, *v = NULL, *u = NULL, val = NAN;
-	void *uframe = NULL;
-	size_t ulen = 0;
+	struct two_frames uframe = { 0 }, wframe = { 0 };
 	char err[600] = "", sha0[65] = "", sha1[65] = "";
 	struct closed closed = { 0 };
 	enum jstate end = J_DONE;
@@ -2052,9 +2085,7 @@ static void *job_main(void *arg)
 	free(j->sum);
 	j->sum = NULL;
 	pthread_mutex_lock(&m->lock);
-	free(j->uframe); /* a resumed job's replicas are new: they get W in fp32 first */
-	j->uframe = NULL;
-	j->uframe_len = 0;
+	two_frames_clear(&j->uframe); /* a resumed job's replicas are new: they get W first */
 	j->uframe_round = 0;
 	pthread_mutex_unlock(&m->lock);
 	r = prepare_data(j, err, sizeof(err));
@@ -2118,23 +2149,25 @@ static void *job_main(void *arg)
 			snprintf(err, sizeof(err), "budget of %g device-hours spent", j->budget_hours);
 			break;
 		}
-		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) < 0 ||
-		    (r = sha256_hex(frame, flen, sha0)) < 0) {
+		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0 &&
+		    (r = sha256_hex(frame, flen, sha0)) < 0)
 			free(frame);
+		if (r == 0)
+			r = two_frames_set(&wframe, frame, flen); /* takes frame */
+		if (r < 0) {
 			end = J_FAILED;
 			snprintf(err, sizeof(err), "encoding the weights: %s", strerror(-r));
 			break;
 		}
 		pthread_mutex_lock(&m->lock);
-		free(j->wframe);
-		j->wframe = frame;
-		j->wframe_len = flen;
-		if (uframe) {
-			free(j->uframe);
+		two_frames_clear(&j->wframe);
+		j->wframe = wframe;
+		memset(&wframe, 0, sizeof(wframe));
+		if (uframe.plain) {
+			two_frames_clear(&j->uframe);
 			j->uframe = uframe;
-			j->uframe_len = ulen;
 			j->uframe_round = rd - 1;
-			uframe = NULL;
+			memset(&uframe, 0, sizeof(uframe));
 		}
 		j->accepted = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
@@ -2217,7 +2250,7 @@ static void *job_main(void *arg)
 			v[k] = j->outer_mu * v[k] + d;
 			u[k] = -j->outer_lr * (j->nesterov ? d + j->outer_mu * v[k] : v[k]);
 		}
-		if ((r = outer_update(j, W, u, &uframe, &ulen)) < 0) {
+		if ((r = outer_update(j, W, u, &uframe)) < 0) {
 			end = J_FAILED;
 			snprintf(err, sizeof(err), "encoding the update of round %ld: %s", rd,
 				 strerror(-r));
@@ -2307,7 +2340,8 @@ out_slots:
 		release_providers(j);
 	gpu_model_free(em);
 	free(closed.slots);
-	free(uframe);
+	two_frames_clear(&uframe);
+	two_frames_clear(&wframe);
 	free(W);
 	free(v);
 	free(u);
@@ -2694,6 +2728,8 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	double loss = rs_loss ? strtod(rs_loss, NULL) : NAN;
 	char err[200] = "", *path = NULL;
 	float *tmp = NULL;
+	void *plain = NULL;
+	size_t plen = 0;
 	enum mining_enc enc;
 	size_t n;
 	int r;
@@ -2709,7 +2745,10 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		reply(rs, 503, "out of memory\n");
 		return;
 	}
-	r = mining_wire_decode(rq->body, rq->body_len, n, tmp, &enc, err, sizeof(err));
+	/* kept plain, as the verifier reads it; counted as it came (bytes_recv) */
+	r = mining_wire_unpack(rq->body, rq->body_len, n, &plain, &plen, err, sizeof(err));
+	if (r == 0)
+		r = mining_wire_decode(plain, plen, n, tmp, &enc, err, sizeof(err));
 	if (r == 0 && enc != j->enc)
 		r = -EBADMSG, snprintf(err, sizeof(err), "encoding %s, the job uses %s",
 				       mining_enc_name(enc), mining_enc_name(j->enc));
@@ -2717,8 +2756,11 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		r = -EBADMSG, snprintf(err, sizeof(err), "steps=%ld loss=%g: the window is %ld "
 				       "steps with a finite loss", steps, loss, j->H);
 	if (r < 0) {
-		job_log(j, "replica %u, round %ld: pseudo-gradient refused: %s", slot, round, err);
-		reply(rs, 400, "pseudo-gradient refused: %s\n", err);
+		job_log(j, "replica %u, round %ld: pseudo-gradient refused: %s", slot, round,
+			r == -ENOMEM ? "out of memory" : err);
+		reply(rs, r == -ENOMEM ? 503 : 400, "pseudo-gradient refused: %s\n",
+		      r == -ENOMEM ? "out of memory" : err);
+		free(plain);
 		free(tmp);
 		return;
 	}
@@ -2729,11 +2771,13 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		      round, slot, j->round_open, j->round_done);
 	pthread_mutex_unlock(&m->lock);
 	if (!r) {
+		free(plain);
 		free(tmp);
 		return;
 	}
 	path = jpath(j, "deltas/%ld-%u.pg", round, slot);
-	r = path ? write_file(path, rq->body, rq->body_len) : -ENOMEM;
+	r = path ? write_file(path, plain, plen) : -ENOMEM;
+	free(plain);
 	pthread_mutex_lock(&m->lock);
 	if (r < 0) {
 		reply(rs, 507, "cannot keep the pseudo-gradient: %s\n", strerror(-r));
@@ -2821,7 +2865,9 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
 		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait"),
-			   *have = rq->arg(rq, "have");
+			   *have = rq->arg(rq, "have"), *pk = rq->arg(rq, "pack");
+		int packed = pk && !strcmp(pk, "1");
+		const struct two_frames *f;
 		long a = after ? strtol(after, NULL, 10) : 0, h = have ? strtol(have, NULL, 10) : -1;
 		double w = wait ? strtod(wait, NULL) : 0, t0 = clock_mono_s();
 
@@ -2829,7 +2875,7 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		if (!(w <= 30))
 			w = 30;
 		j->refs++;
-		while ((!j->round_open || j->round_open <= a || !j->wframe) && !m->closing &&
+		while ((!j->round_open || j->round_open <= a || !j->wframe.plain) && !m->closing &&
 		       !j->stop_asked &&
 		       (j->state == J_RUNNING || j->state == J_QUEUED) && clock_mono_s() - t0 < w) {
 			struct timespec ts;
@@ -2844,28 +2890,31 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		pthread_cond_broadcast(&m->wake);
 		if (j->state != J_RUNNING && j->state != J_QUEUED) {
 			reply(rs, 410, "%s\n", jstate_names[j->state]);
-		} else if (!j->round_open || j->round_open <= a || !j->wframe) {
+		} else if (!j->round_open || j->round_open <= a || !j->wframe.plain) {
 			reply(rs, 204, "%s", "");
-		} else if (j->uframe && j->uframe_round == j->round_open - 1 &&
-			   h == j->round_open - 2 && (rs->body = malloc(j->uframe_len))) {
-			/* it holds W(open - 2): the int8 update to W(open - 1) is enough */
-			memcpy(rs->body, j->uframe, j->uframe_len);
-			rs->len = j->uframe_len;
-			rs->status = 200;
-			rs->type = "application/octet-stream";
-			snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n",
-				 j->round_open);
-			j->bytes_sent += rs->len;
-		} else if ((rs->body = malloc(j->wframe_len))) {
-			memcpy(rs->body, j->wframe, j->wframe_len);
-			rs->len = j->wframe_len;
-			rs->status = 200;
-			rs->type = "application/octet-stream";
-			snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n",
-				 j->round_open);
-			j->bytes_sent += rs->len;
 		} else {
-			reply(rs, 503, "out of memory\n");
+			/* it holds W(open - 2): the update to W(open - 1) is enough */
+			int upd = j->uframe.plain && j->uframe_round == j->round_open - 1 &&
+				  h == j->round_open - 2;
+			size_t len;
+
+			f = upd ? &j->uframe : &j->wframe;
+			len = packed ? f->packed_len : f->plain_len;
+			if ((rs->body = malloc(len))) {
+				memcpy(rs->body, packed ? f->packed : f->plain, len);
+				rs->len = len;
+				rs->status = 200;
+				rs->type = "application/octet-stream";
+				if (upd)
+					snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n"
+						 "X-Llmfs-Base: %ld\n", j->round_open, j->round_open - 2);
+				else
+					snprintf(rs->headers, sizeof(rs->headers),
+						 "X-Llmfs-Round: %ld\n", j->round_open);
+				j->bytes_sent += rs->len;
+			} else {
+				reply(rs, 503, "out of memory\n");
+			}
 		}
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {
