@@ -2012,8 +2012,39 @@ struct closed {
 	double train_loss, norm, wall;
 	uint64_t sent, recv;
 	char sha0[65], sha1[65];
+	int saved;                  /* W(rd) and its momentum are on disk */
 	struct slot *slots;         /* the slots as the round closed (no deltas) */
 };
+
+/*
+ * W(c->rd) and its momentum, fsync'd.  Called once the next round is open, so that the
+ * replicas start it without waiting for the disk: a kill -9 before the save resumes at an
+ * earlier round (state.json names the last reported one, and its files were saved before).
+ * On error the round is dropped (not reported).
+ */
+static int save_closed(struct job *j, const float *W, const float *v, struct closed *c,
+		       char *err, size_t errlen)
+{
+	char *pw, *pv;
+	int r;
+
+	if (!c->rd || c->saved)
+		return 0;
+	pw = jpath(j, "weights/%ld.pg", c->rd);
+	pv = jpath(j, "momentum/%ld.pg", c->rd);
+	r = pw && pv ? save_frame(pw, W, j->n, c->sha1) : -ENOMEM;
+	if (r == 0)
+		r = save_frame(pv, v, j->n, NULL);
+	free(pw);
+	free(pv);
+	if (r < 0) {
+		snprintf(err, errlen, "saving round %ld: %s", c->rd, strerror(-r));
+		c->rd = 0;
+		return r;
+	}
+	c->saved = 1;
+	return 0;
+}
 
 /*
  * Round c->rd's report: W (= W(rd)) validated, its rows, samples, state.json (round_done =
@@ -2074,7 +2105,7 @@ static void *job_main(void *arg)
 	struct gpu_data view = { 0 };
 	float *W = NULL, *v = NULL, *u = NULL, val = NAN;
 	struct two_frames uframe = { 0 }, wframe = { 0 };
-	char err[600] = "", sha0[65] = "", sha1[65] = "";
+	char err[600] = "", sha0[65] = "";
 	struct closed closed = { 0 };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
@@ -2190,8 +2221,9 @@ static void *job_main(void *arg)
 		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
-		/* the replicas have W(rd - 1): its validation and report now, beside them */
-		if (report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0) {
+		/* the replicas have W(rd - 1): saved, validated and reported now, beside them */
+		if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
+		    report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0) {
 			end = J_FAILED;
 			break;
 		}
@@ -2256,20 +2288,6 @@ static void *job_main(void *arg)
 				 strerror(-r));
 			break;
 		}
-		{
-			char *pw = jpath(j, "weights/%ld.pg", rd), *pv = jpath(j, "momentum/%ld.pg", rd);
-
-			r = pw && pv ? save_frame(pw, W, j->n, sha1) : -ENOMEM;
-			if (r == 0)
-				r = save_frame(pv, v, j->n, NULL);
-			free(pw);
-			free(pv);
-		}
-		if (r < 0) {
-			end = J_FAILED;
-			snprintf(err, sizeof(err), "saving round %ld: %s", rd, strerror(-r));
-			break;
-		}
 		wall = clock_mono_s() - t0;
 		pthread_mutex_lock(&m->lock);
 		closed.rd = rd;
@@ -2280,7 +2298,7 @@ static void *job_main(void *arg)
 		closed.sent = j->bytes_sent - sent0;
 		closed.recv = j->bytes_recv - recv0;
 		memcpy(closed.sha0, sha0, sizeof(sha0));
-		memcpy(closed.sha1, sha1, sizeof(sha1));
+		closed.saved = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			closed.slots[i] = j->slots[i];
 			closed.slots[i].delta = NULL;
@@ -2288,8 +2306,10 @@ static void *job_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		rd++;
 	}
-	/* the last round closed (or the one before a stop): reported before the job ends */
-	if (closed.rd && report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0)
+	/* the last round closed (or the one before a stop): saved and reported before the job
+	 * ends */
+	if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
+	    (closed.rd && report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0))
 		end = J_FAILED;
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */

@@ -150,7 +150,7 @@ static int do_round(struct replica *r, long *last)
 	float *w0, *w1 = NULL;
 	void *frame = NULL;
 	size_t flen = 0;
-	double loss = 0, t0;
+	double loss = 0, t0, tw = clock_mono_s();
 	enum mining_enc enc;
 	long round, base;
 	int ret;
@@ -208,8 +208,11 @@ static int do_round(struct replica *r, long *last)
 		say(r, "round %ld: training: %s", round, strerror(-ret));
 		goto out;
 	}
-	/* Its compute time, for the utilisation benchmark (tools/bench/mining-wire.sh). */
-	say(r, "round %ld: %ld inner steps in %.3f s", round, r->H, clock_mono_s() - t0);
+	/* Its compute time, and how long it waited for the round's weights (the previous
+	 * round's slowest replica, the outer step, the transfer), for the utilisation benchmark
+	 * (tools/bench/mining-wire.sh). */
+	say(r, "round %ld: %ld inner steps in %.3f s, after %.3f s waiting for its weights",
+	    round, r->H, clock_mono_s() - t0, t0 - tw);
 	for (size_t k = 0; k < r->n; k++)
 		w1[k] = w0[k] - w1[k];
 	ret = mining_wire_encode(r->enc, r->block, w1, r->n, &frame, &flen);
