@@ -213,6 +213,60 @@ static int write_file(const char *path, const void *data, size_t len)
 	return gpu_write_file_atomic(path, data, len);
 }
 
+/*
+ * path written whole (a temporary file renamed over it) but not fsync'd: a pseudo-gradient as
+ * it is posted, while replicas wait for the round to close.  The job's thread makes it
+ * durable (sync_file()) before the round is reported, once the next round is open.
+ */
+static int write_file_unsynced(const char *path, const void *data, size_t len)
+{
+	size_t n = strlen(path) + 16;
+	char *tmp = malloc(n);
+	const char *p = data;
+	int fd, r = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (len > 0 && r == 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			r = w < 0 ? -errno : -EIO;
+		else
+			p += w, len -= (size_t)w;
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return r;
+}
+
+/* fsync of a file or folder that exists. */
+static int sync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static int append_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -1926,6 +1980,10 @@ static int wait_round(struct job *j)
 		if (ts.tv_nsec >= 1000000000)
 			ts.tv_sec++, ts.tv_nsec -= 1000000000;
 		pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+		/* the last post settled it: the round closes now, without polling the providers
+		 * first (a slurm one runs squeue per slot); their metering goes on next round */
+		if (settled_locked(j))
+			break;
 		pthread_mutex_unlock(&m->lock);
 		for (unsigned i = 0; i < j->n_slots; i++)
 			watch_slot(j, i, 1);
@@ -2037,6 +2095,16 @@ static int save_closed(struct job *j, const float *W, const float *v, struct clo
 		r = save_frame(pv, v, j->n, NULL);
 	free(pw);
 	free(pv);
+	/* the pseudo-gradients as posted (kept unsynced then), before anything names the round */
+	for (unsigned i = 0; i < j->n_slots && r == 0; i++)
+		if (c->slots[i].posted && c->slots[i].delta_path[0])
+			r = sync_file(c->slots[i].delta_path);
+	if (r == 0) {
+		char *pd = jpath(j, "deltas");
+
+		r = pd ? sync_file(pd) : -ENOMEM;
+		free(pd);
+	}
 	if (r < 0) {
 		snprintf(err, errlen, "saving round %ld: %s", c->rd, strerror(-r));
 		c->rd = 0;
@@ -2796,7 +2864,7 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		return;
 	}
 	path = jpath(j, "deltas/%ld-%u.pg", round, slot);
-	r = path ? write_file(path, plain, plen) : -ENOMEM;
+	r = path ? write_file_unsynced(path, plain, plen) : -ENOMEM;
 	free(plain);
 	pthread_mutex_lock(&m->lock);
 	if (r < 0) {
