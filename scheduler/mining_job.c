@@ -2165,6 +2165,76 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 	return 0;
 }
 
+/*
+ * The closed round's save and report (save_closed(), report_round()) on a thread of their
+ * own, beside the job's thread, which meanwhile waits for the next round and closes it: the
+ * disk (fsyncs) and the validation then never delay a round's close, whatever they take, up
+ * to a round.  One report at a time: the job's thread joins it before handing over the next,
+ * so the rows stay in round order and at most one round is unreported.  It works on copies of
+ * W and v (the job's thread moves them at the next close) and on the evaluation model, which
+ * the job's thread leaves alone while the loop runs.
+ */
+struct reporter {
+	struct job *j;
+	struct gpu_model *em;
+	const struct gpu_data *view;
+	float *W, *v;               /* W(c.rd) and its momentum */
+	struct closed c;            /* with a slots array of its own */
+	pthread_t th;
+	int running, r;
+	float val;
+	char err[600];
+};
+
+static void *reporter_main(void *arg)
+{
+	struct reporter *p = arg;
+
+	p->r = save_closed(p->j, p->W, p->v, &p->c, p->err, sizeof(p->err));
+	if (p->r == 0)
+		p->r = report_round(p->j, p->em, p->W, p->view, &p->c, &p->val, p->err,
+				    sizeof(p->err));
+	return NULL;
+}
+
+/* Waits for the report in flight: its validation loss into *val, or its error into err. */
+static int reporter_join(struct reporter *p, float *val, char *err, size_t errlen)
+{
+	if (!p->running)
+		return 0;
+	pthread_join(p->th, NULL);
+	p->running = 0;
+	if (p->r < 0) {
+		snprintf(err, errlen, "%s", p->err);
+		return p->r;
+	}
+	*val = p->val;
+	return 0;
+}
+
+/* Hands the closed round *c (rd != 0) to the idle reporter; c is then empty. */
+static int reporter_start(struct reporter *p, const float *W, const float *v, struct closed *c,
+			  char *err, size_t errlen)
+{
+	struct slot *slots = p->c.slots;
+	int r;
+
+	memcpy(p->W, W, p->j->n * sizeof(float));
+	memcpy(p->v, v, p->j->n * sizeof(float));
+	memcpy(slots, c->slots, p->j->n_slots * sizeof(*slots));
+	p->c = *c;
+	p->c.slots = slots;
+	c->rd = 0;
+	p->r = 0;
+	p->err[0] = '\0';
+	r = -pthread_create(&p->th, NULL, reporter_main, p);
+	if (r < 0)
+		snprintf(err, errlen, "reporting round %ld: %s", p->c.rd, strerror(-r));
+	else
+		p->running = 1;
+	return r;
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -2175,6 +2245,7 @@ static void *job_main(void *arg)
 	struct two_frames uframe = { 0 }, wframe = { 0 };
 	char err[600] = "", sha0[65] = "";
 	struct closed closed = { 0 };
+	struct reporter rep = { .j = j };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
 	long rd;
@@ -2207,7 +2278,13 @@ static void *job_main(void *arg)
 		v = calloc(j->n, sizeof(float));
 		u = malloc(j->n * sizeof(float));
 		closed.slots = calloc(j->n_slots, sizeof(*closed.slots));
-		r = W && v && u && j->sum && closed.slots ? 0 : -ENOMEM;
+		rep.c.slots = calloc(j->n_slots, sizeof(*rep.c.slots));
+		rep.W = malloc(j->n * sizeof(float));
+		rep.v = malloc(j->n * sizeof(float));
+		rep.em = em;
+		rep.view = &view;
+		r = W && v && u && j->sum && closed.slots && rep.c.slots && rep.W && rep.v ? 0 :
+		    -ENOMEM;
 		mining_server_max_body(m->server, mining_wire_size(MINING_ENC_FP32, 0, j->n) + 4096);
 	}
 	if (r == 0) {
@@ -2239,11 +2316,14 @@ static void *job_main(void *arg)
 	for (rd = j->round_done + 1; rd <= j->rounds;) {
 		void *frame = NULL;
 		size_t flen = 0;
-		double t0 = clock_mono_s(), norm = 0, train_loss = 0, wall;
+		double t0 = clock_mono_s(), norm = 0, train_loss = 0, wall, spent;
 		uint64_t sent0, recv0;
 		unsigned acc, posted = 0;
 
-		if (j->budget_hours > 0 && j->device_seconds >= j->budget_hours * 3600) {
+		pthread_mutex_lock(&m->lock); /* the reporter counts them */
+		spent = j->device_seconds;
+		pthread_mutex_unlock(&m->lock);
+		if (j->budget_hours > 0 && spent >= j->budget_hours * 3600) {
 			end = J_STOPPED;
 			snprintf(err, sizeof(err), "budget of %g device-hours spent", j->budget_hours);
 			break;
@@ -2289,9 +2369,11 @@ static void *job_main(void *arg)
 		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
-		/* the replicas have W(rd - 1): saved, validated and reported now, beside them */
-		if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
-		    report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0) {
+		/* the replicas have W(rd - 1): saved, validated and reported beside them, once the
+		 * report of the round before is done */
+		if (reporter_join(&rep, &val, err, sizeof(err)) < 0 ||
+		    (closed.rd && reporter_start(&rep, W, v, &closed, err, sizeof(err)) < 0)) {
+			closed.rd = 0; /* not reported after a round that failed to be */
 			end = J_FAILED;
 			break;
 		}
@@ -2374,9 +2456,11 @@ static void *job_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		rd++;
 	}
-	/* the last round closed (or the one before a stop): saved and reported before the job
-	 * ends */
-	if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
+	/* the report in flight, then the last round closed (or the one before a stop): saved and
+	 * reported before the job ends */
+	if (reporter_join(&rep, &val, err, sizeof(err)) < 0)
+		closed.rd = 0, end = J_FAILED;
+	else if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
 	    (closed.rd && report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0))
 		end = J_FAILED;
 	if (end == J_DONE && j->round_done < j->rounds) {
@@ -2428,6 +2512,9 @@ out_slots:
 		release_providers(j);
 	gpu_model_free(em);
 	free(closed.slots);
+	free(rep.c.slots);
+	free(rep.W);
+	free(rep.v);
 	two_frames_clear(&uframe);
 	two_frames_clear(&wframe);
 	free(W);
