@@ -108,6 +108,13 @@ struct slot {
 	float *delta;               /* its accepted pseudo-gradient */
 };
 
+/* A frame as it is (plain) and packed for the wire (mining_wire_pack()): replicas ask for
+ * the packed one (pack=1), any other client gets the plain one. */
+struct two_frames {
+	void *plain, *packed;
+	size_t plain_len, packed_len;
+};
+
 struct job {
 	struct job *next;
 	struct mining *m;
@@ -143,11 +150,9 @@ struct job {
 	size_t n;                   /* parameters */
 	float *sum;                 /* the average of the accepted pseudo-gradients */
 	unsigned accepted;
-	void *wframe;               /* W(round_open - 1), fp32 frame */
-	size_t wframe_len;
-	void *uframe;               /* int8: the outer update W(uframe_round) - W(uframe_round - 1)
+	struct two_frames wframe;   /* W(round_open - 1), fp32 */
+	struct two_frames uframe;   /* the outer update W(uframe_round) - W(uframe_round - 1)
 				     * as applied (its dequantised values), or NULL */
-	size_t uframe_len;
 	long uframe_round;
 	struct slot *slots;
 	unsigned n_slots;
@@ -206,6 +211,60 @@ static int read_file(const char *path, char **ret, size_t *ret_len)
 static int write_file(const char *path, const void *data, size_t len)
 {
 	return gpu_write_file_atomic(path, data, len);
+}
+
+/*
+ * path written whole (a temporary file renamed over it) but not fsync'd: a pseudo-gradient as
+ * it is posted, while replicas wait for the round to close.  The job's thread makes it
+ * durable (sync_file()) before the round is reported, once the next round is open.
+ */
+static int write_file_unsynced(const char *path, const void *data, size_t len)
+{
+	size_t n = strlen(path) + 16;
+	char *tmp = malloc(n);
+	const char *p = data;
+	int fd, r = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while (len > 0 && r == 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			r = w < 0 ? -errno : -EIO;
+		else
+			p += w, len -= (size_t)w;
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return r;
+}
+
+/* fsync of a file or folder that exists. */
+static int sync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 static int append_file(const char *path, const char *text)
@@ -791,6 +850,32 @@ int mining_provider_read(struct mining *m, const char *name, enum mining_pfile f
 
 /* ---- the tables ---------------------------------------------------------------------------- */
 
+static void two_frames_clear(struct two_frames *f)
+{
+	free(f->plain);
+	free(f->packed);
+	memset(f, 0, sizeof(*f));
+}
+
+/* f takes the malloc'd plain frame (freed on error) and packs it. */
+static int two_frames_set(struct two_frames *f, void *plain, size_t len)
+{
+	void *packed;
+	size_t plen;
+	int r = mining_wire_pack(plain, len, &packed, &plen);
+
+	if (r < 0) {
+		free(plain);
+		return r;
+	}
+	two_frames_clear(f);
+	f->plain = plain;
+	f->plain_len = len;
+	f->packed = packed;
+	f->packed_len = plen;
+	return 0;
+}
+
 static void job_free(struct job *j)
 {
 	if (!j)
@@ -804,8 +889,8 @@ static void job_free(struct job *j)
 	free(j->dir);
 	free(j->text);
 	free(j->sum);
-	free(j->wframe);
-	free(j->uframe);
+	two_frames_clear(&j->wframe);
+	two_frames_clear(&j->uframe);
 	for (unsigned i = 0; j->slots && i < j->n_slots; i++)
 		free(j->slots[i].delta);
 	free(j->slots);
@@ -1895,6 +1980,10 @@ static int wait_round(struct job *j)
 		if (ts.tv_nsec >= 1000000000)
 			ts.tv_sec++, ts.tv_nsec -= 1000000000;
 		pthread_cond_timedwait(&m->wake, &m->lock, &ts);
+		/* the last post settled it: the round closes now, without polling the providers
+		 * first (a slurm one runs squeue per slot); their metering goes on next round */
+		if (settled_locked(j))
+			break;
 		pthread_mutex_unlock(&m->lock);
 		for (unsigned i = 0; i < j->n_slots; i++)
 			watch_slot(j, i, 1);
@@ -1945,27 +2034,30 @@ static void stop_previous(struct job *j)
 }
 
 /*
- * W += u.  int8 (INTELLECT-1 quantises both directions): u goes to the replicas as an int8
- * frame, and W moves by exactly the values that frame decodes to, the sum a replica holding
- * W computes too, so that both hold bit-identical weights without W crossing the wire again.
- * fp32: W moves by u itself and *ret stays NULL (the replicas get W).
+ * W += u, and *ret the frame of u the replicas holding the previous W get instead of the new
+ * one.  W moves by exactly the values that frame decodes to, the sum a
+ * replica holding the previous W computes too, so that both hold bit-identical weights
+ * without W crossing the wire again.  int8 (INTELLECT-1 quantises both directions): u as its
+ * int8 frame decodes; fp32: u itself (the frame is exact), an update packing smaller than
+ * the weights (its exponents are closer together).
  */
-static int outer_update(struct job *j, float *W, float *u, void **ret, size_t *ret_len)
+static int outer_update(struct job *j, float *W, float *u, struct two_frames *ret)
 {
 	char err[128];
-	int r = 0;
+	void *plain = NULL;
+	size_t plen = 0;
+	int r;
 
-	*ret = NULL;
-	if (j->enc == MINING_ENC_INT8) {
-		r = mining_wire_encode(MINING_ENC_INT8, j->block, u, j->n, ret, ret_len);
-		if (r == 0)
-			r = mining_wire_decode(*ret, *ret_len, j->n, u, NULL, err, sizeof(err));
-		if (r < 0) {
-			free(*ret);
-			*ret = NULL;
-			return r;
-		}
+	r = mining_wire_encode(j->enc, j->block, u, j->n, &plain, &plen);
+	if (r == 0)
+		r = mining_wire_decode(plain, plen, j->n, u, NULL, err, sizeof(err));
+	if (r < 0) {
+		free(plain);
+		return r;
 	}
+	r = two_frames_set(ret, plain, plen);
+	if (r < 0)
+		return r;
 	for (size_t k = 0; k < j->n; k++)
 		W[k] += u[k];
 	return 0;
@@ -1978,8 +2070,49 @@ struct closed {
 	double train_loss, norm, wall;
 	uint64_t sent, recv;
 	char sha0[65], sha1[65];
+	int saved;                  /* W(rd) and its momentum are on disk */
 	struct slot *slots;         /* the slots as the round closed (no deltas) */
 };
+
+/*
+ * W(c->rd) and its momentum, fsync'd.  Called once the next round is open, so that the
+ * replicas start it without waiting for the disk: a kill -9 before the save resumes at an
+ * earlier round (state.json names the last reported one, and its files were saved before).
+ * On error the round is dropped (not reported).
+ */
+static int save_closed(struct job *j, const float *W, const float *v, struct closed *c,
+		       char *err, size_t errlen)
+{
+	char *pw, *pv;
+	int r;
+
+	if (!c->rd || c->saved)
+		return 0;
+	pw = jpath(j, "weights/%ld.pg", c->rd);
+	pv = jpath(j, "momentum/%ld.pg", c->rd);
+	r = pw && pv ? save_frame(pw, W, j->n, c->sha1) : -ENOMEM;
+	if (r == 0)
+		r = save_frame(pv, v, j->n, NULL);
+	free(pw);
+	free(pv);
+	/* the pseudo-gradients as posted (kept unsynced then), before anything names the round */
+	for (unsigned i = 0; i < j->n_slots && r == 0; i++)
+		if (c->slots[i].posted && c->slots[i].delta_path[0])
+			r = sync_file(c->slots[i].delta_path);
+	if (r == 0) {
+		char *pd = jpath(j, "deltas");
+
+		r = pd ? sync_file(pd) : -ENOMEM;
+		free(pd);
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "saving round %ld: %s", c->rd, strerror(-r));
+		c->rd = 0;
+		return r;
+	}
+	c->saved = 1;
+	return 0;
+}
 
 /*
  * Round c->rd's report: W (= W(rd)) validated, its rows, samples, state.json (round_done =
@@ -2032,6 +2165,76 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 	return 0;
 }
 
+/*
+ * The closed round's save and report (save_closed(), report_round()) on a thread of their
+ * own, beside the job's thread, which meanwhile waits for the next round and closes it: the
+ * disk (fsyncs) and the validation then never delay a round's close, whatever they take, up
+ * to a round.  One report at a time: the job's thread joins it before handing over the next,
+ * so the rows stay in round order and at most one round is unreported.  It works on copies of
+ * W and v (the job's thread moves them at the next close) and on the evaluation model, which
+ * the job's thread leaves alone while the loop runs.
+ */
+struct reporter {
+	struct job *j;
+	struct gpu_model *em;
+	const struct gpu_data *view;
+	float *W, *v;               /* W(c.rd) and its momentum */
+	struct closed c;            /* with a slots array of its own */
+	pthread_t th;
+	int running, r;
+	float val;
+	char err[600];
+};
+
+static void *reporter_main(void *arg)
+{
+	struct reporter *p = arg;
+
+	p->r = save_closed(p->j, p->W, p->v, &p->c, p->err, sizeof(p->err));
+	if (p->r == 0)
+		p->r = report_round(p->j, p->em, p->W, p->view, &p->c, &p->val, p->err,
+				    sizeof(p->err));
+	return NULL;
+}
+
+/* Waits for the report in flight: its validation loss into *val, or its error into err. */
+static int reporter_join(struct reporter *p, float *val, char *err, size_t errlen)
+{
+	if (!p->running)
+		return 0;
+	pthread_join(p->th, NULL);
+	p->running = 0;
+	if (p->r < 0) {
+		snprintf(err, errlen, "%s", p->err);
+		return p->r;
+	}
+	*val = p->val;
+	return 0;
+}
+
+/* Hands the closed round *c (rd != 0) to the idle reporter; c is then empty. */
+static int reporter_start(struct reporter *p, const float *W, const float *v, struct closed *c,
+			  char *err, size_t errlen)
+{
+	struct slot *slots = p->c.slots;
+	int r;
+
+	memcpy(p->W, W, p->j->n * sizeof(float));
+	memcpy(p->v, v, p->j->n * sizeof(float));
+	memcpy(slots, c->slots, p->j->n_slots * sizeof(*slots));
+	p->c = *c;
+	p->c.slots = slots;
+	c->rd = 0;
+	p->r = 0;
+	p->err[0] = '\0';
+	r = -pthread_create(&p->th, NULL, reporter_main, p);
+	if (r < 0)
+		snprintf(err, errlen, "reporting round %ld: %s", p->c.rd, strerror(-r));
+	else
+		p->running = 1;
+	return r;
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -2039,10 +2242,10 @@ static void *job_main(void *arg)
 	struct gpu_model *em = NULL;
 	struct gpu_data view = { 0 };
 	float *W = NULL, *v = NULL, *u = NULL, val = NAN;
-	void *uframe = NULL;
-	size_t ulen = 0;
-	char err[600] = "", sha0[65] = "", sha1[65] = "";
+	struct two_frames uframe = { 0 }, wframe = { 0 };
+	char err[600] = "", sha0[65] = "";
 	struct closed closed = { 0 };
+	struct reporter rep = { .j = j };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
 	long rd;
@@ -2052,9 +2255,7 @@ static void *job_main(void *arg)
 	free(j->sum);
 	j->sum = NULL;
 	pthread_mutex_lock(&m->lock);
-	free(j->uframe); /* a resumed job's replicas are new: they get W in fp32 first */
-	j->uframe = NULL;
-	j->uframe_len = 0;
+	two_frames_clear(&j->uframe); /* a resumed job's replicas are new: they get W first */
 	j->uframe_round = 0;
 	pthread_mutex_unlock(&m->lock);
 	r = prepare_data(j, err, sizeof(err));
@@ -2077,7 +2278,13 @@ static void *job_main(void *arg)
 		v = calloc(j->n, sizeof(float));
 		u = malloc(j->n * sizeof(float));
 		closed.slots = calloc(j->n_slots, sizeof(*closed.slots));
-		r = W && v && u && j->sum && closed.slots ? 0 : -ENOMEM;
+		rep.c.slots = calloc(j->n_slots, sizeof(*rep.c.slots));
+		rep.W = malloc(j->n * sizeof(float));
+		rep.v = malloc(j->n * sizeof(float));
+		rep.em = em;
+		rep.view = &view;
+		r = W && v && u && j->sum && closed.slots && rep.c.slots && rep.W && rep.v ? 0 :
+		    -ENOMEM;
 		mining_server_max_body(m->server, mining_wire_size(MINING_ENC_FP32, 0, j->n) + 4096);
 	}
 	if (r == 0) {
@@ -2109,32 +2316,37 @@ static void *job_main(void *arg)
 	for (rd = j->round_done + 1; rd <= j->rounds;) {
 		void *frame = NULL;
 		size_t flen = 0;
-		double t0 = clock_mono_s(), norm = 0, train_loss = 0, wall;
+		double t0 = clock_mono_s(), norm = 0, train_loss = 0, wall, spent;
 		uint64_t sent0, recv0;
 		unsigned acc, posted = 0;
 
-		if (j->budget_hours > 0 && j->device_seconds >= j->budget_hours * 3600) {
+		pthread_mutex_lock(&m->lock); /* the reporter counts them */
+		spent = j->device_seconds;
+		pthread_mutex_unlock(&m->lock);
+		if (j->budget_hours > 0 && spent >= j->budget_hours * 3600) {
 			end = J_STOPPED;
 			snprintf(err, sizeof(err), "budget of %g device-hours spent", j->budget_hours);
 			break;
 		}
-		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) < 0 ||
-		    (r = sha256_hex(frame, flen, sha0)) < 0) {
+		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0 &&
+		    (r = sha256_hex(frame, flen, sha0)) < 0)
 			free(frame);
+		if (r == 0)
+			r = two_frames_set(&wframe, frame, flen); /* takes frame */
+		if (r < 0) {
 			end = J_FAILED;
 			snprintf(err, sizeof(err), "encoding the weights: %s", strerror(-r));
 			break;
 		}
 		pthread_mutex_lock(&m->lock);
-		free(j->wframe);
-		j->wframe = frame;
-		j->wframe_len = flen;
-		if (uframe) {
-			free(j->uframe);
+		two_frames_clear(&j->wframe);
+		j->wframe = wframe;
+		memset(&wframe, 0, sizeof(wframe));
+		if (uframe.plain) {
+			two_frames_clear(&j->uframe);
 			j->uframe = uframe;
-			j->uframe_len = ulen;
 			j->uframe_round = rd - 1;
-			uframe = NULL;
+			memset(&uframe, 0, sizeof(uframe));
 		}
 		j->accepted = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
@@ -2157,8 +2369,11 @@ static void *job_main(void *arg)
 		pthread_cond_broadcast(&m->wake);
 		changed(m, MINING_JOBS, j->name);
 		pthread_mutex_unlock(&m->lock);
-		/* the replicas have W(rd - 1): its validation and report now, beside them */
-		if (report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0) {
+		/* the replicas have W(rd - 1): saved, validated and reported beside them, once the
+		 * report of the round before is done */
+		if (reporter_join(&rep, &val, err, sizeof(err)) < 0 ||
+		    (closed.rd && reporter_start(&rep, W, v, &closed, err, sizeof(err)) < 0)) {
+			closed.rd = 0; /* not reported after a round that failed to be */
 			end = J_FAILED;
 			break;
 		}
@@ -2217,24 +2432,10 @@ static void *job_main(void *arg)
 			v[k] = j->outer_mu * v[k] + d;
 			u[k] = -j->outer_lr * (j->nesterov ? d + j->outer_mu * v[k] : v[k]);
 		}
-		if ((r = outer_update(j, W, u, &uframe, &ulen)) < 0) {
+		if ((r = outer_update(j, W, u, &uframe)) < 0) {
 			end = J_FAILED;
 			snprintf(err, sizeof(err), "encoding the update of round %ld: %s", rd,
 				 strerror(-r));
-			break;
-		}
-		{
-			char *pw = jpath(j, "weights/%ld.pg", rd), *pv = jpath(j, "momentum/%ld.pg", rd);
-
-			r = pw && pv ? save_frame(pw, W, j->n, sha1) : -ENOMEM;
-			if (r == 0)
-				r = save_frame(pv, v, j->n, NULL);
-			free(pw);
-			free(pv);
-		}
-		if (r < 0) {
-			end = J_FAILED;
-			snprintf(err, sizeof(err), "saving round %ld: %s", rd, strerror(-r));
 			break;
 		}
 		wall = clock_mono_s() - t0;
@@ -2247,7 +2448,7 @@ static void *job_main(void *arg)
 		closed.sent = j->bytes_sent - sent0;
 		closed.recv = j->bytes_recv - recv0;
 		memcpy(closed.sha0, sha0, sizeof(sha0));
-		memcpy(closed.sha1, sha1, sizeof(sha1));
+		closed.saved = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			closed.slots[i] = j->slots[i];
 			closed.slots[i].delta = NULL;
@@ -2255,8 +2456,12 @@ static void *job_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 		rd++;
 	}
-	/* the last round closed (or the one before a stop): reported before the job ends */
-	if (closed.rd && report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0)
+	/* the report in flight, then the last round closed (or the one before a stop): saved and
+	 * reported before the job ends */
+	if (reporter_join(&rep, &val, err, sizeof(err)) < 0)
+		closed.rd = 0, end = J_FAILED;
+	else if (save_closed(j, W, v, &closed, err, sizeof(err)) < 0 ||
+	    (closed.rd && report_round(j, em, W, &view, &closed, &val, err, sizeof(err)) < 0))
 		end = J_FAILED;
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
@@ -2307,7 +2512,11 @@ out_slots:
 		release_providers(j);
 	gpu_model_free(em);
 	free(closed.slots);
-	free(uframe);
+	free(rep.c.slots);
+	free(rep.W);
+	free(rep.v);
+	two_frames_clear(&uframe);
+	two_frames_clear(&wframe);
 	free(W);
 	free(v);
 	free(u);
@@ -2694,6 +2903,8 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	double loss = rs_loss ? strtod(rs_loss, NULL) : NAN;
 	char err[200] = "", *path = NULL;
 	float *tmp = NULL;
+	void *plain = NULL;
+	size_t plen = 0;
 	enum mining_enc enc;
 	size_t n;
 	int r;
@@ -2709,7 +2920,10 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		reply(rs, 503, "out of memory\n");
 		return;
 	}
-	r = mining_wire_decode(rq->body, rq->body_len, n, tmp, &enc, err, sizeof(err));
+	/* kept plain, as the verifier reads it; counted as it came (bytes_recv) */
+	r = mining_wire_unpack(rq->body, rq->body_len, n, &plain, &plen, err, sizeof(err));
+	if (r == 0)
+		r = mining_wire_decode(plain, plen, n, tmp, &enc, err, sizeof(err));
 	if (r == 0 && enc != j->enc)
 		r = -EBADMSG, snprintf(err, sizeof(err), "encoding %s, the job uses %s",
 				       mining_enc_name(enc), mining_enc_name(j->enc));
@@ -2717,8 +2931,11 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		r = -EBADMSG, snprintf(err, sizeof(err), "steps=%ld loss=%g: the window is %ld "
 				       "steps with a finite loss", steps, loss, j->H);
 	if (r < 0) {
-		job_log(j, "replica %u, round %ld: pseudo-gradient refused: %s", slot, round, err);
-		reply(rs, 400, "pseudo-gradient refused: %s\n", err);
+		job_log(j, "replica %u, round %ld: pseudo-gradient refused: %s", slot, round,
+			r == -ENOMEM ? "out of memory" : err);
+		reply(rs, r == -ENOMEM ? 503 : 400, "pseudo-gradient refused: %s\n",
+		      r == -ENOMEM ? "out of memory" : err);
+		free(plain);
 		free(tmp);
 		return;
 	}
@@ -2729,11 +2946,13 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		      round, slot, j->round_open, j->round_done);
 	pthread_mutex_unlock(&m->lock);
 	if (!r) {
+		free(plain);
 		free(tmp);
 		return;
 	}
 	path = jpath(j, "deltas/%ld-%u.pg", round, slot);
-	r = path ? write_file(path, rq->body, rq->body_len) : -ENOMEM;
+	r = path ? write_file_unsynced(path, plain, plen) : -ENOMEM;
+	free(plain);
 	pthread_mutex_lock(&m->lock);
 	if (r < 0) {
 		reply(rs, 507, "cannot keep the pseudo-gradient: %s\n", strerror(-r));
@@ -2821,7 +3040,9 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
 		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait"),
-			   *have = rq->arg(rq, "have");
+			   *have = rq->arg(rq, "have"), *pk = rq->arg(rq, "pack");
+		int packed = pk && !strcmp(pk, "1");
+		const struct two_frames *f;
 		long a = after ? strtol(after, NULL, 10) : 0, h = have ? strtol(have, NULL, 10) : -1;
 		double w = wait ? strtod(wait, NULL) : 0, t0 = clock_mono_s();
 
@@ -2829,7 +3050,7 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		if (!(w <= 30))
 			w = 30;
 		j->refs++;
-		while ((!j->round_open || j->round_open <= a || !j->wframe) && !m->closing &&
+		while ((!j->round_open || j->round_open <= a || !j->wframe.plain) && !m->closing &&
 		       !j->stop_asked &&
 		       (j->state == J_RUNNING || j->state == J_QUEUED) && clock_mono_s() - t0 < w) {
 			struct timespec ts;
@@ -2844,28 +3065,31 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		pthread_cond_broadcast(&m->wake);
 		if (j->state != J_RUNNING && j->state != J_QUEUED) {
 			reply(rs, 410, "%s\n", jstate_names[j->state]);
-		} else if (!j->round_open || j->round_open <= a || !j->wframe) {
+		} else if (!j->round_open || j->round_open <= a || !j->wframe.plain) {
 			reply(rs, 204, "%s", "");
-		} else if (j->uframe && j->uframe_round == j->round_open - 1 &&
-			   h == j->round_open - 2 && (rs->body = malloc(j->uframe_len))) {
-			/* it holds W(open - 2): the int8 update to W(open - 1) is enough */
-			memcpy(rs->body, j->uframe, j->uframe_len);
-			rs->len = j->uframe_len;
-			rs->status = 200;
-			rs->type = "application/octet-stream";
-			snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n",
-				 j->round_open);
-			j->bytes_sent += rs->len;
-		} else if ((rs->body = malloc(j->wframe_len))) {
-			memcpy(rs->body, j->wframe, j->wframe_len);
-			rs->len = j->wframe_len;
-			rs->status = 200;
-			rs->type = "application/octet-stream";
-			snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n",
-				 j->round_open);
-			j->bytes_sent += rs->len;
 		} else {
-			reply(rs, 503, "out of memory\n");
+			/* it holds W(open - 2): the update to W(open - 1) is enough */
+			int upd = j->uframe.plain && j->uframe_round == j->round_open - 1 &&
+				  h == j->round_open - 2;
+			size_t len;
+
+			f = upd ? &j->uframe : &j->wframe;
+			len = packed ? f->packed_len : f->plain_len;
+			if ((rs->body = malloc(len))) {
+				memcpy(rs->body, packed ? f->packed : f->plain, len);
+				rs->len = len;
+				rs->status = 200;
+				rs->type = "application/octet-stream";
+				if (upd)
+					snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n"
+						 "X-Llmfs-Base: %ld\n", j->round_open, j->round_open - 2);
+				else
+					snprintf(rs->headers, sizeof(rs->headers),
+						 "X-Llmfs-Round: %ld\n", j->round_open);
+				j->bytes_sent += rs->len;
+			} else {
+				reply(rs, 503, "out of memory\n");
+			}
 		}
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {

@@ -150,12 +150,12 @@ static int do_round(struct replica *r, long *last)
 	float *w0, *w1 = NULL;
 	void *frame = NULL;
 	size_t flen = 0;
-	double loss = 0, t0;
+	double loss = 0, t0, tw = clock_mono_s();
 	enum mining_enc enc;
-	long round;
+	long round, base;
 	int ret;
 
-	snprintf(path, sizeof(path), "weights?after=%ld&have=%ld&wait=20", *last,
+	snprintf(path, sizeof(path), "weights?after=%ld&have=%ld&wait=20&pack=1", *last,
 		 r->w ? r->w_round : -1);
 	ret = call(r, path, NULL, 0, &rep);
 	if (ret < 0)
@@ -174,16 +174,18 @@ static int do_round(struct replica *r, long *last)
 		return -EPROTO;
 	}
 	round = strtol(rep.round, NULL, 10);
+	/* X-Llmfs-Base: an update to the weights of that round, not the weights */
+	base = rep.base[0] ? strtol(rep.base, NULL, 10) : -1;
 	if (!r->w)
 		r->w = malloc(r->n * sizeof(float));
 	w1 = malloc(r->n * sizeof(float));
 	ret = r->w && w1 ? mining_wire_decode(rep.body, rep.len, r->n, w1, &enc, err, sizeof(err))
 			 : -ENOMEM;
 	mining_http_reply_free(&rep);
-	if (ret == 0 && enc == MINING_ENC_INT8 && r->w_round != round - 2) {
+	if (ret == 0 && base >= 0 && (base != round - 2 || r->w_round != base)) {
 		/* not an update of what it holds: ask again for the whole weights */
 		say(r, "weights of round %ld: an update from round %ld, holding %ld", round,
-		    round - 2, r->w_round);
+		    base, r->w_round);
 		r->w_round = -1;
 		goto out;
 	}
@@ -192,9 +194,9 @@ static int do_round(struct replica *r, long *last)
 		r->w_round = -1;
 		goto out;
 	}
-	/* int8: the outer update, added as the coordinator adds it (bit-identical weights) */
+	/* an update: added as the coordinator adds it (bit-identical weights) */
 	for (size_t k = 0; k < r->n; k++)
-		r->w[k] = enc == MINING_ENC_INT8 ? r->w[k] + w1[k] : w1[k];
+		r->w[k] = base >= 0 ? r->w[k] + w1[k] : w1[k];
 	r->w_round = round - 1;
 	w0 = r->w;
 	t0 = clock_mono_s();
@@ -206,11 +208,21 @@ static int do_round(struct replica *r, long *last)
 		say(r, "round %ld: training: %s", round, strerror(-ret));
 		goto out;
 	}
-	/* Its compute time, for the utilisation benchmark (tools/bench/mining-wire.sh). */
-	say(r, "round %ld: %ld inner steps in %.3f s", round, r->H, clock_mono_s() - t0);
+	/* Its compute time, and how long it waited for the round's weights (the previous
+	 * round's slowest replica, the outer step, the transfer), for the utilisation benchmark
+	 * (tools/bench/mining-wire.sh). */
+	say(r, "round %ld: %ld inner steps in %.3f s, after %.3f s waiting for its weights",
+	    round, r->H, clock_mono_s() - t0, t0 - tw);
 	for (size_t k = 0; k < r->n; k++)
 		w1[k] = w0[k] - w1[k];
 	ret = mining_wire_encode(r->enc, r->block, w1, r->n, &frame, &flen);
+	if (ret == 0) {
+		void *packed;
+
+		ret = mining_wire_pack(frame, flen, &packed, &flen);
+		free(frame);
+		frame = ret == 0 ? packed : NULL;
+	}
 	if (ret < 0)
 		goto out;
 	snprintf(path, sizeof(path), "delta/%u?round=%ld&steps=%ld&loss=%.9g", r->slot, round,

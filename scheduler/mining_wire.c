@@ -15,6 +15,8 @@
 #include <curl/curl.h>
 #include <microhttpd.h>
 
+#include "backend/store/bytegroup.h"
+
 int mining_enc_parse(const char *s, enum mining_enc *ret)
 {
 	if (!strcmp(s, "none") || !strcmp(s, "fp32"))
@@ -128,8 +130,27 @@ static int bad(char *err, size_t errlen, const char *fmt, ...)
 	return -EBADMSG;
 }
 
+static int decode_plain(const void *buf, size_t len, size_t n, float *out,
+			enum mining_enc *ret_enc, char *err, size_t errlen);
+
 int mining_wire_decode(const void *buf, size_t len, size_t n, float *out,
 		       enum mining_enc *ret_enc, char *err, size_t errlen)
+{
+	void *plain = NULL;
+	size_t plen = 0;
+	int r;
+
+	if (len < 8 || memcmp(buf, MINING_WIRE_PACKED_MAGIC, 8))
+		return decode_plain(buf, len, n, out, ret_enc, err, errlen);
+	r = mining_wire_unpack(buf, len, n, &plain, &plen, err, errlen);
+	if (r == 0)
+		r = decode_plain(plain, plen, n, out, ret_enc, err, errlen);
+	free(plain);
+	return r;
+}
+
+static int decode_plain(const void *buf, size_t len, size_t n, float *out,
+			enum mining_enc *ret_enc, char *err, size_t errlen)
 {
 	const unsigned char *b = buf, *p;
 	uint32_t enc, block;
@@ -181,6 +202,111 @@ int mining_wire_decode(const void *buf, size_t len, size_t n, float *out,
 	}
 	if (ret_enc)
 		*ret_enc = (enum mining_enc)enc;
+	return 0;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/*
+ * Packed: magic, the plain frame's length (u64), the plain header (24 bytes), the byte
+ * grouping scheme (u32, backend/store/bytegroup.h) and the payload as that scheme encodes it.
+ * fp32 payloads are grouped by 4 (the exponents' plane compresses, the low mantissa planes
+ * stay raw); int8 ones get plain zstd or nothing, whichever is smaller.
+ */
+#define PACKED_FIXED (MINING_WIRE_PACKED_HEADER + MINING_WIRE_HEADER + 4)
+
+int mining_wire_pack(const void *frame, size_t len, void **ret, size_t *ret_len)
+{
+	const unsigned char *f = frame;
+	unsigned char *b = NULL;
+	struct bg_ctx ctx;
+	enum bg_scheme scheme;
+	size_t payload = len - MINING_WIRE_HEADER;
+	ssize_t el = -EINVAL;
+	int r;
+
+	if (len < MINING_WIRE_HEADER || len > BG_CHUNK_MAX || memcmp(f, MINING_WIRE_MAGIC, 8))
+		return -EINVAL;
+	r = bg_ctx_init(&ctx, 3);
+	if (r < 0)
+		return r;
+	b = malloc(PACKED_FIXED + payload);
+	if (b)
+		el = bg_encode_best(&ctx, f + MINING_WIRE_HEADER, payload,
+				    get32(f + 8) == MINING_ENC_FP32 ? 4 : 0, b + PACKED_FIXED,
+				    payload, &scheme);
+	bg_ctx_release(&ctx);
+	if (!b)
+		return -ENOMEM;
+	if (el < 0 || PACKED_FIXED + (size_t)el >= len) {
+		/* it would not shrink: the plain frame */
+		memcpy(b, frame, len);
+		*ret = b;
+		*ret_len = len;
+		return 0;
+	}
+	memcpy(b, MINING_WIRE_PACKED_MAGIC, 8);
+	put32(b + 8, (uint32_t)len);
+	put32(b + 12, (uint32_t)((uint64_t)len >> 32));
+	memcpy(b + MINING_WIRE_PACKED_HEADER, f, MINING_WIRE_HEADER);
+	put32(b + MINING_WIRE_PACKED_HEADER + MINING_WIRE_HEADER, (uint32_t)scheme);
+	*ret = b;
+	*ret_len = PACKED_FIXED + (size_t)el;
+	return 0;
+}
+
+int mining_wire_unpack(const void *buf, size_t len, size_t n, void **ret, size_t *ret_len,
+		       char *err, size_t errlen)
+{
+	const unsigned char *b = buf;
+	size_t max = mining_wire_size(MINING_ENC_FP32, 0, n);
+	unsigned char *out;
+	struct bg_ctx ctx;
+	uint64_t plain;
+	uint32_t scheme;
+	int r;
+
+	if (len < 8 || memcmp(b, MINING_WIRE_PACKED_MAGIC, 8)) {
+		/* plain (or garbage, which mining_wire_decode() refuses with its reason) */
+		out = malloc(len ? len : 1);
+		if (!out)
+			return -ENOMEM;
+		memcpy(out, buf, len);
+		*ret = out;
+		*ret_len = len;
+		return 0;
+	}
+	if (len < PACKED_FIXED)
+		return bad(err, errlen, "truncated: %zu bytes, shorter than a packed frame's "
+			   "%d-byte header", len, PACKED_FIXED);
+	plain = get64(b + 8);
+	scheme = get32(b + MINING_WIRE_PACKED_HEADER + MINING_WIRE_HEADER);
+	if (!max || plain < MINING_WIRE_HEADER || plain > max)
+		return bad(err, errlen, "packed: a plain frame of %llu bytes, a frame of %zu "
+			   "elements is at most %zu", (unsigned long long)plain, n, max);
+	if (scheme > BG_SCHEME_GROUP4)
+		return bad(err, errlen, "packed: unknown scheme %u", scheme);
+	out = malloc((size_t)plain);
+	if (!out)
+		return -ENOMEM;
+	r = bg_ctx_init(&ctx, 3);
+	if (r == 0) {
+		r = bg_decode(&ctx, (enum bg_scheme)scheme, b + PACKED_FIXED, len - PACKED_FIXED,
+			      out + MINING_WIRE_HEADER, (size_t)plain - MINING_WIRE_HEADER);
+		bg_ctx_release(&ctx);
+	}
+	if (r < 0) {
+		free(out);
+		return r == -ENOMEM ? r : bad(err, errlen, "packed: its data does not decode "
+					      "to the %llu bytes its header says",
+					      (unsigned long long)plain);
+	}
+	memcpy(out, b + MINING_WIRE_PACKED_HEADER, MINING_WIRE_HEADER);
+	*ret = out;
+	*ret_len = (size_t)plain;
 	return 0;
 }
 
@@ -379,7 +505,7 @@ void mining_server_max_body(struct mining_server *s, size_t max_body)
 struct sink {
 	char *buf;
 	size_t len, cap;
-	char round[32];
+	char round[32], base[32];
 };
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
@@ -402,22 +528,27 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* A header's decimal value into out (size 32) when the line is that header. */
+static void header_number(const char *p, size_t n, const char *name, char *out)
+{
+	size_t k = strlen(name), i = k, j = 0;
+
+	if (n <= k || strncasecmp(p, name, k))
+		return;
+	while (i < n && p[i] == ' ')
+		i++;
+	while (i < n && p[i] >= '0' && p[i] <= '9' && j + 1 < 32)
+		out[j++] = p[i++];
+	out[j] = '\0';
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 {
 	struct sink *s = arg;
 	size_t n = size * nmemb;
-	const char *name = "X-Llmfs-Round:";
-	size_t k = strlen(name);
 
-	if (n > k && !strncasecmp(p, name, k)) {
-		size_t i = k, j = 0;
-
-		while (i < n && p[i] == ' ')
-			i++;
-		while (i < n && p[i] >= '0' && p[i] <= '9' && j + 1 < sizeof(s->round))
-			s->round[j++] = p[i++];
-		s->round[j] = '\0';
-	}
+	header_number(p, n, "X-Llmfs-Round:", s->round);
+	header_number(p, n, "X-Llmfs-Base:", s->base);
 	return n;
 }
 
@@ -465,6 +596,7 @@ int mining_http(const char *url, const char *token, const void *body, size_t len
 		ret->body = s.buf;
 		ret->len = s.len;
 		memcpy(ret->round, s.round, sizeof(ret->round));
+		memcpy(ret->base, s.base, sizeof(ret->base));
 		if (!s.buf)
 			r = -ENOMEM;
 	}

@@ -3,6 +3,9 @@
  * exactly, int8 within half a step of its block's scale; every malformed frame (garbage, a
  * truncated one, trailing bytes, a wrong shape, an unknown encoding or block, a value or scale
  * that is not finite, an int8 -128) is refused with its reason and leaves the output alone.
+ * A packed frame (byte planes and zstd) decodes to exactly what its plain frame does, is
+ * smaller for pseudo-gradient-like values, and a corrupt, truncated or oversized one is
+ * refused the same way; one that would not shrink is sent plain.
  * And gpu_train_window(): the same window twice gives the same weights bit for bit (what the
  * ledger's replay needs), another seed other ones.
  */
@@ -114,6 +117,70 @@ static void test_malformed(const float *v)
 	free(g);
 }
 
+/* Packing is lossless, smaller for values of like magnitudes, and checked. */
+static void test_packed(const float *v)
+{
+	static const enum mining_enc encs[] = { MINING_ENC_FP32, MINING_ENC_INT8 };
+	unsigned char *f = NULL, *p = NULL, *g, *plain = NULL;
+	size_t len = 0, plen = 0, ulen = 0;
+	float a[N], b[N], w[N];
+	char err[256];
+	uint64_t s = 7;
+
+	/* what a pseudo-gradient looks like: values of one scale, their exponents close */
+	for (int i = 0; i < N; i++)
+		w[i] = (gpu_rng_uniform(&s) - 0.5f) * 1e-3f;
+	for (int e = 0; e < 2; e++) {
+		CHECK_RC(mining_wire_encode(encs[e], 64, w, N, (void **)&f, &len), 0);
+		CHECK_RC(mining_wire_pack(f, len, (void **)&p, &plen), 0);
+		/* fp32 shrinks (the exponents' plane); int8 values of full range may not */
+		CHECK_MSG(encs[e] == MINING_ENC_FP32 ? plen < len : plen <= len,
+			  "%s: packed %zu, plain %zu", mining_enc_name(encs[e]), plen, len);
+		CHECK(!memcmp(p, plen < len ? MINING_WIRE_PACKED_MAGIC : MINING_WIRE_MAGIC, 8));
+		CHECK_RC(mining_wire_decode(f, len, N, a, NULL, err, sizeof(err)), 0);
+		CHECK_RC(mining_wire_decode(p, plen, N, b, NULL, err, sizeof(err)), 0);
+		CHECK(!memcmp(a, b, sizeof(a)));
+		CHECK_RC(mining_wire_unpack(p, plen, N, (void **)&plain, &ulen, err, sizeof(err)), 0);
+		CHECK(ulen == len && !memcmp(plain, f, len));
+		free(plain);
+		if (plen < len) {
+			g = malloc(plen);
+			REQUIRE(g);
+			refused(p, plen - 1, N, "packed: its data does not decode");
+			refused(p, 20, N, "truncated");
+			memcpy(g, p, plen);
+			g[8] = 0xff, g[9] = 0xff, g[10] = 0xff, g[11] = 0x7f;
+			refused(g, plen, N, "at most");
+			memcpy(g, p, plen);
+			g[MINING_WIRE_PACKED_HEADER + MINING_WIRE_HEADER] = 9;
+			refused(g, plen, N, "unknown scheme");
+			/* the plain frame inside is checked as any other */
+			refused(p, plen, N + 1, "wrong shape");
+			free(g);
+		}
+		free(p);
+		free(f);
+	}
+	/* noise in every bit does not shrink: sent plain */
+	{
+		uint32_t raw[N];
+
+		for (int i = 0; i < N; i++) {
+			s ^= s << 13, s ^= s >> 7, s ^= s << 17; /* xorshift64: every bit random */
+			raw[i] = (uint32_t)s;
+			if ((raw[i] >> 23 & 0xff) == 0xff)
+				raw[i] ^= 1u << 23;               /* finite */
+		}
+		CHECK_RC(mining_wire_encode(MINING_ENC_FP32, 0, (const float *)raw, N, (void **)&f,
+					    &len), 0);
+		CHECK_RC(mining_wire_pack(f, len, (void **)&p, &plen), 0);
+		CHECK(plen == len && !memcmp(p, f, len));
+		free(p);
+		free(f);
+	}
+	(void)v;
+}
+
 /* A window is a pure function of its inputs. */
 static void test_window(void)
 {
@@ -174,6 +241,7 @@ int main(void)
 	test_fp32(v);
 	test_int8(v);
 	test_malformed(v);
+	test_packed(v);
 	test_window();
 	return check_status();
 }

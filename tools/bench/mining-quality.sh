@@ -11,15 +11,17 @@
 #
 # usage: tools/bench/mining-quality.sh
 # env:   STEPS (400), REPLICAS (4), HS ("10 50 200"), BUILD, OUT, CORPUS,
-#        MODEL, TRAINKEYS, EVAL_BATCHES (lib-mining.sh)
+#        MODEL, TRAINKEYS, EVAL_BATCHES (lib-mining.sh), JOBKEYS (keys of the
+#        mining jobs only, e.g. "window-warmup=10"; the baseline does not see them)
 . "$(dirname "$0")/lib-mining.sh"
 STEPS=${STEPS:-400}
 REPLICAS=${REPLICAS:-4}
 HS=${HS:-"10 50 200"}
+JOBKEYS=${JOBKEYS:-}
 batch=$(echo "$TRAINKEYS" | tr ' ' '\n' | sed -n 's/^batch=//p')
 trap 'mb_daemon_stop coord' EXIT
 
-echo "command: $0 (STEPS=$STEPS REPLICAS=$REPLICAS HS=\"$HS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
+echo "command: $0 (STEPS=$STEPS REPLICAS=$REPLICAS HS=\"$HS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\" JOBKEYS=\"$JOBKEYS\")"
 mb_machine
 mb_daemon_start coord || exit 1
 mb_corpus "$MB_MNT" || exit 1
@@ -41,8 +43,9 @@ printf 'dp (batch %d, every step)\t%s\t%s\t0.00%%\t%s\n' $((REPLICAS * batch)) "
 
 for H in $HS; do
 	t0=$(date +%s)
+	# shellcheck disable=SC2086
 	st=$(mb_job "$MB_MNT" "q$H" replicas="$REPLICAS" inner-steps="$H" steps="$STEPS" \
-		cpus-per-replica=1) || exit 1
+		cpus-per-replica=1 $JOBKEYS) || exit 1
 	wall=$(($(date +%s) - t0))
 	cp "$MB_MNT/mining/jobs/q$H/rounds.tsv" "$OUT/q$H.rounds.tsv"
 	cp "$MB_MNT/mining/jobs/q$H/log" "$OUT/q$H.log"

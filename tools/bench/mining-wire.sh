@@ -31,6 +31,9 @@
 #   util      each replica's time in its inner steps (its log: "round r: H
 #             inner steps in X s") over the rounds' wall time
 #             (rounds.tsv), mean and lowest
+#   wait_s    per round, the mean time a replica waited for the round's
+#             weights after posting (the slowest replica of the round before,
+#             the outer step, the transfer; its log: "after Y s waiting")
 #   link_s    per round, the time the links carried more than 64 KiB per sample
 #             (an upper bound at the sampler's 50 ms resolution); round_s
 #             the rounds' mean wall time
@@ -89,7 +92,7 @@ sleep 10
 set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
 
 report=$OUT/wire.tsv
-printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
+printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\twait_s/round\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
 
 # run NAME RATE COMPRESSION
 run() {
@@ -138,6 +141,10 @@ for slot, rd, secs in re.findall(r"replica (\d+): round (\d+): \d+ inner steps i
     if int(rd) in done:
         comp_s[slot] = comp_s.get(slot, 0.0) + float(secs)
 util = [c / wall for c in comp_s.values()] if wall > 0 and comp_s else [0]
+# Rounds 2 on: round 1's wait is the replica's start (spec, shard, model).
+waits = [float(w) for rd, w in re.findall(r"replica \d+: round (\d+): \d+ inner steps in [0-9.]+ s, "
+                                          r"after ([0-9.]+) s waiting", log) if int(rd) in done and int(rd) > 1]
+wait = sum(waits) / len(waits) if waits else float("nan")
 wire = sum(s["end"][1:]) - sum(s["start"][1:])
 # Between a quiet point of round 2 and one of round R, in the replicas' inner steps (after
 # the round's weights came down, before the first pseudo-gradient goes up), lie R - 2 whole
@@ -175,7 +182,7 @@ target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
 busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 65536)
 val = rows[-1][1] if rows else "-"
 print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
-      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
+      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{wait:.3f}\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
 EOF
 }
 
