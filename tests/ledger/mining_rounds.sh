@@ -107,7 +107,8 @@ test_expect_success 'a round whose hook was lost (a crash after the round) is pa
 '
 
 test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
-	job k1 inner-steps=10 steps=$((KILLS * 50 > 400 ? KILLS * 50 : 400)) &&
+	# long enough that every kill lands while it runs (a round is about 0.1 s at H = 10)
+	job k1 inner-steps=40 steps=$((KILLS * 320 > 1600 ? KILLS * 320 : 1600)) &&
 	# kills start once the job has its data (a resume before that is the coordinator s case)
 	wait_for 120 "[ \$(rows \"$J/k1/rounds.tsv\") -ge 1 ]" &&
 	kills=0 && rkills=0 && tries=0 &&
@@ -121,7 +122,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 			say "# $((kills + rkills)) kills landed in $tries tries; k1: $(head -n 1 "$J/k1/status")"
 			return 1
 		fi &&
-		sleep "$(python3 -c "import random; print(random.uniform(0.3, 2.5))")" &&
+		sleep "$(python3 -c "import random; print(random.uniform(0.2, 1.5))")" &&
 		if [ $((tries % 2)) = 0 ]; then
 			# only a kill that lands counts: a replica alive and running, SIGKILL delivered
 			pid=$(running_replica k1) &&
@@ -139,7 +140,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 		echo resume >"$J/k1/control" && sleep 1 && result k1 || return 1
 	done &&
 	[ "$(head -n 1 "$J/k1/status")" = done ] &&
-	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 5 > 40 ? KILLS * 5 : 40)) ] &&
+	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 8 > 40 ? KILLS * 8 : 40)) ] &&
 	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
 	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
 	"$L" verify "$STORE"
