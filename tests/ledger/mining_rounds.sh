@@ -131,7 +131,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 			pid_alive "$DAEMON_PID" && daemon_kill9 && kills=$((kills + 1)) && daemon_start
 		fi || return 1
 	done &&
-	say "# $kills daemon kills, $rkills replica kills" &&
+	say "# $kills daemon kills and $rkills replica kills landed in $tries tries" &&
 	result k1 &&
 	# A resumed job re-reads its data from the tree, which may not be mounted yet when the
 	# coordinator resumes (a defect of the coordinator, not of the ledger): resume it then.
