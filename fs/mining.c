@@ -7,6 +7,8 @@
  *     <name>/status                    alive, jobs, device-seconds served, last error
  *   mining/accounts/                   1777: an account is a folder (mkdir) of its owner
  *     <name>/balance                   0444, its balance in the ledger (mining_book.h)
+ *     <name>/transfer                  0200, its owner writes "to=NAME amount=MICRO key=ID"
+ *                                      lines: each moves money when its line is written
  *   mining/ledger.jsonl                0444, the ledger's entries (docs/mining.md)
  *   mining/jobs/                       1777: anyone makes a job (mkdir); its owner removes it
  *     <job>/job                        the job file; closing it starts the job
@@ -39,6 +41,8 @@
 #include "scheduler/mining_job.h"
 
 #define WRITE_MAX (64u << 10)
+#define TRANSFER_LINE_MAX 1024u /* a transfer request is one short line */
+enum { A_BALANCE, A_TRANSFER, A_COUNT };  /* an account's files */
 
 enum { K_PROVIDERS = 1, K_ACCOUNTS = 2, K_JOBS = 3, K_STATUS = 4, K_ENTRY = 5, K_LEDGER = 8 };
 
@@ -57,6 +61,7 @@ struct mhandle {
 	char *wbuf;
 	size_t wlen;
 	int wrote, done;
+	uid_t uid;                  /* who opened it: a transfer spends only its owner's money */
 };
 
 static struct fs_mining *M(struct fs *fs)
@@ -215,7 +220,8 @@ static const char *const folder_names[] = { NULL, "providers", "accounts", "jobs
 /* The files of an entry kind: their count and the name of file f (job: may be made). */
 static int entry_files(int k)
 {
-	return k == MINING_PROVIDERS ? MINING_PF_COUNT : k == MINING_JOBS ? MINING_F_COUNT : 1;
+	return k == MINING_PROVIDERS ? MINING_PF_COUNT : k == MINING_JOBS ? MINING_F_COUNT :
+	       A_COUNT;
 }
 
 static int mining_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const char *name,
@@ -264,8 +270,8 @@ static int mining_lookup(struct fs *fs, fuse_req_t req, uint64_t parent, const c
 		r = f >= 0 ? mining_info(t->m, MINING_PROVIDERS, entry, &info) : -ENOENT;
 	} else if (k == MINING_JOBS) {
 		r = f = mining_job_file_lookup(t->m, entry, name);
-	} else if (t->book && !strcmp(name, "balance")) {
-		f = 0;
+	} else if (t->book && (!strcmp(name, "balance") || !strcmp(name, "transfer"))) {
+		f = !strcmp(name, "balance") ? A_BALANCE : A_TRANSFER;
 		r = mining_info(t->m, MINING_ACCOUNTS, entry, &info);
 	} else {
 		r = -ENOENT;
@@ -282,7 +288,7 @@ static unsigned file_mode(int k, int f)
 	if (k == MINING_PROVIDERS)
 		return f == MINING_PF_CONFIG ? 0600 : 0444;
 	if (k == MINING_ACCOUNTS)
-		return 0444;
+		return f == A_TRANSFER ? 0200 : 0444;
 	return f == MINING_F_JOB || f == MINING_F_CONTROL ? 0644 : 0444;
 }
 
@@ -291,6 +297,8 @@ static int read_entry_file(struct fs_mining *t, int k, const char *entry, int f,
 {
 	if (k == MINING_PROVIDERS)
 		return mining_provider_read(t->m, entry, (enum mining_pfile)f, ret, ret_len);
+	if (k == MINING_ACCOUNTS && f == A_TRANSFER) /* write-only: reads as empty */
+		return (*ret = strdup("")) ? (*ret_len = 0, 0) : -ENOMEM;
 	if (k == MINING_ACCOUNTS)
 		return t->book ? mining_book_balance(t->book, entry, ret, ret_len) : -ENOENT;
 	return mining_job_read(t->m, entry, (enum mining_file)f, ret, ret_len);
@@ -389,7 +397,7 @@ static int mining_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn ad
 		else if (k == MINING_ACCOUNTS && !t->book)
 			break;
 		else if (k == MINING_ACCOUNTS)
-			name = strdup("balance");
+			name = strdup(f == A_BALANCE ? "balance" : "transfer");
 		else
 			r = mining_job_file_name(t->m, entry, (enum mining_file)f, &name);
 		if (r == 0)
@@ -447,9 +455,15 @@ static int mining_mkdir(struct fs *fs, fuse_req_t req, uint64_t parent, const ch
 static int mining_rmdir(struct fs *fs, fuse_req_t req, uint64_t parent, const char *name)
 {
 	int k = parent_kind(parent);
+	int64_t money = 0;
 
 	if (k < 0)
 		return -EPERM;
+	/* the ledger keys balances by name: a removed account's money would go to whoever
+	 * made the name next */
+	if (k == MINING_ACCOUNTS && M(fs)->book &&
+	    mining_book_money(M(fs)->book, name, &money) == 0 && money != 0)
+		return -ENOTEMPTY;
 	return mining_remove(M(fs)->m, (enum mining_kind)k, name, fuse_req_ctx(req)->uid);
 }
 
@@ -458,7 +472,8 @@ static int mining_rmdir(struct fs *fs, fuse_req_t req, uint64_t parent, const ch
 static int writable(int k, int f)
 {
 	return (k == MINING_PROVIDERS && f == MINING_PF_CONFIG) ||
-	       (k == MINING_JOBS && (f == MINING_F_JOB || f == MINING_F_CONTROL));
+	       (k == MINING_JOBS && (f == MINING_F_JOB || f == MINING_F_CONTROL)) ||
+	       (k == MINING_ACCOUNTS && f == A_TRANSFER);
 }
 
 static int mining_open_file(struct fs *fs, fuse_req_t req, uint64_t ino,
@@ -469,7 +484,6 @@ static int mining_open_file(struct fs *fs, fuse_req_t req, uint64_t ino,
 	int f = (int)(ino & 0xff) - 1, acc = fi->flags & O_ACCMODE, k;
 	char *entry;
 
-	(void)req;
 	if (ino_kind(ino) == K_STATUS || ino_kind(ino) == K_LEDGER) {
 		f = 0;
 		k = ino_kind(ino) == K_STATUS ? -1 : -2;
@@ -495,6 +509,7 @@ static int mining_open_file(struct fs *fs, fuse_req_t req, uint64_t ino,
 	h->kind = k;
 	h->name = entry;
 	h->file = f;
+	h->uid = fuse_req_ctx(req)->uid;
 	fi->direct_io = 1;
 	*ret_h = h;
 	return 0;
@@ -525,16 +540,74 @@ static void mining_read(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, s
 	free(text);
 }
 
+static int is_transfer(const struct mhandle *h)
+{
+	return h->kind == MINING_ACCOUNTS && h->file == A_TRANSFER;
+}
+
+/* Each whole line of h's buffer, one transfer each, in order; the first failure stops
+ * (the lines before it are done: their keys make a retry of the write safe). */
+static int run_transfers(struct fs_mining *t, struct mhandle *h, int all)
+{
+	const char *why = "";
+	size_t i = 0;
+	int r = 0;
+
+	while (r == 0 && i < h->wlen) {
+		char *nl = memchr(h->wbuf + i, '\n', h->wlen - i);
+		size_t end = nl ? (size_t)(nl - h->wbuf) : h->wlen;
+
+		if (!nl && !all)
+			break;
+		h->wbuf[end] = 0;
+		if (memchr(h->wbuf + i, 0, end - i)) {
+			r = -EINVAL;
+			why = "a NUL byte in the line";
+		}
+		else if (strspn(h->wbuf + i, " \t") < end - i)
+			r = mining_book_transfer(t->book, h->name, h->uid, h->wbuf + i, &why);
+		if (r == -EINVAL)
+			fs_log(t->fs->log, LOG_INFO, "mining: account %s: transfer refused: %s",
+			       h->name, why);
+		i = end + 1;
+	}
+	i = i > h->wlen ? h->wlen : i;
+	memmove(h->wbuf, h->wbuf + i, h->wlen - i);
+	h->wlen -= i;
+	return r;
+}
+
+/* A transfer's bytes are a stream of lines (the offset is the kernel's count of them);
+ * each line moves money when it is whole, so the write that ends it gets its error. */
+static int transfer_write(struct fs_mining *t, struct mhandle *h, const char *buf, size_t size)
+{
+	char *nb;
+
+	if (!t->book)
+		return -ENOENT;
+	if (h->wlen + size > TRANSFER_LINE_MAX + 1 && !memchr(buf, '\n', size))
+		return -EINVAL; /* a line this long is no request */
+	nb = realloc(h->wbuf, h->wlen + size + 1);
+	if (!nb)
+		return -ENOMEM;
+	h->wbuf = nb;
+	memcpy(h->wbuf + h->wlen, buf, size);
+	h->wlen += size;
+	h->wrote = 1;
+	return run_transfers(t, h, 0);
+}
+
 static int mining_write(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, const char *buf,
 			size_t size, off_t off)
 {
 	struct mhandle *h = vh;
 
-	(void)fs;
 	(void)req;
 	(void)ino;
 	if (h->kind < 0 || !writable(h->kind, h->file))
 		return -EACCES;
+	if (is_transfer(h))
+		return transfer_write(M(fs), h, buf, size);
 	if (off < 0 || (size_t)off + size > WRITE_MAX)
 		return -EFBIG;
 	if ((size_t)off + size > h->wlen) {
@@ -579,6 +652,8 @@ static int mining_flush(struct fs *fs, void *vh)
 	const char *buf = h->wbuf ? h->wbuf : "";
 	int r;
 
+	if (is_transfer(h)) /* a last line without its newline */
+		return h->wlen ? run_transfers(t, h, 1) : 0;
 	if (!h->wrote || h->done)
 		return 0;
 	h->done = 1;

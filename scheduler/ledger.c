@@ -36,8 +36,10 @@ struct ledger {
 };
 
 static const char *const kind_names[LEDGER_NKINDS] = {
-	"compute", "breakthrough", "share", "revenue", "units", "flag",
+	"compute", "breakthrough", "share", "revenue", "units", "flag", "debit", "credit",
 };
+
+#define TRANSFER_PREFIX "transfer:"
 
 /* prev of entry 1 */
 static const char zero_hash[] =
@@ -96,6 +98,8 @@ static const char *amount_fault(enum ledger_kind k, int64_t amount)
 		return "is out of range";
 	if (k == LEDGER_FLAG)
 		return amount == 0 ? NULL : "of a flag is not 0";
+	if (k == LEDGER_DEBIT || k == LEDGER_CREDIT)
+		return amount > 0 ? NULL : "is not positive";
 	return amount >= 0 ? NULL : "is negative";
 }
 
@@ -327,6 +331,8 @@ static void kind_sums(enum ledger_kind k, int64_t amount, struct ledger_balance 
 		b->units += amount;
 	else if (k == LEDGER_FLAG)
 		b->flags++;
+	else if (k == LEDGER_DEBIT)
+		b->money -= amount;
 	else
 		b->money += amount;
 }
@@ -357,6 +363,14 @@ static int check_credit(const struct ledger_credit *c)
 	    c->round < 0 || amount_fault(c->kind, c->amount))
 		return -EINVAL;
 	return 0;
+}
+
+/* Only ledger_transfer() writes transfers: they come in checked pairs. */
+static int check_plain_credit(const struct ledger_credit *c)
+{
+	if (c->kind == LEDGER_DEBIT || c->kind == LEDGER_CREDIT)
+		return -EINVAL;
+	return check_credit(c);
 }
 
 /* Appends one credit inside an open transaction. */
@@ -406,7 +420,7 @@ int ledger_append_batch(struct ledger *l, const struct ledger_credit *c, size_t 
 	int r;
 
 	for (i = 0; i < n; i++)
-		if (check_credit(&c[i]) < 0)
+		if (check_plain_credit(&c[i]) < 0)
 			return -EINVAL;
 	r = exec(l, "BEGIN IMMEDIATE;");
 	if (r < 0)
@@ -432,7 +446,7 @@ int ledger_append(struct ledger *l, const struct ledger_credit *c, int64_t *ret_
 	int64_t seq = 0;
 	int r;
 
-	if (check_credit(c) < 0)
+	if (check_plain_credit(c) < 0)
 		return -EINVAL;
 	r = exec(l, "BEGIN IMMEDIATE;");
 	if (r < 0)
@@ -448,6 +462,123 @@ int ledger_append(struct ledger *l, const struct ledger_credit *c, int64_t *ret_
 	}
 	if (ret_seq)
 		*ret_seq = seq;
+	return r;
+}
+
+/* ---- transfers ---- */
+
+static int key_ok(const char *k)
+{
+	size_t n = k ? strlen(k) : 0;
+
+	if (n == 0 || n > LEDGER_KEY_MAX)
+		return 0;
+	for (; *k; k++)
+		if (!(*k == '-' || *k == '_' || *k == '.' || (*k >= '0' && *k <= '9') ||
+		      (*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z')))
+			return 0;
+	return 1;
+}
+
+/* A name the payer or payee may have: a ledger name that is no record account (job:...). */
+static int spendable_name(const char *s)
+{
+	return name_ok(s) && !strchr(s, ':');
+}
+
+/* Both entries' evidence: the caller's object with from, to and key set (malloc'd). */
+static char *transfer_evidence(const struct ledger_transfer *t)
+{
+	json_t *j = t->evidence ? json_loads(t->evidence, JSON_REJECT_DUPLICATES, NULL)
+				: json_object();
+	char *s = NULL;
+
+	if (!j || !json_is_object(j))
+		goto out;
+	if (json_object_set_new(j, "from", json_string(t->from)) < 0 ||
+	    json_object_set_new(j, "to", json_string(t->to)) < 0 ||
+	    json_object_set_new(j, "key", json_string(t->key)) < 0)
+		goto out;
+	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+	json_decref(j);
+	return s;
+}
+
+/* A transfer of job there already: 1 when it has these terms, -EEXIST when others. */
+static int transfer_there(struct ledger *l, const char *job, const struct ledger_transfer *t)
+{
+	sqlite3_stmt *st = NULL;
+	int r, same = 1, n = 0;
+
+	r = stmt(l, "SELECT account, kind, amount FROM entries WHERE job = ?1 AND round = 0;",
+		 &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *acc = (const char *)sqlite3_column_text(st, 0);
+		const char *kind = (const char *)sqlite3_column_text(st, 1);
+
+		n++;
+		if (sqlite3_column_int64(st, 2) != t->amount || !acc || !kind ||
+		    strcmp(acc, strcmp(kind, "debit") == 0 ? t->from : t->to) != 0)
+			same = 0;
+	}
+	r = errno_of_sqlite(r);
+	sqlite3_finalize(st);
+	if (r < 0)
+		return r;
+	return same && n == 2 ? 1 : -EEXIST;
+}
+
+int ledger_transfer(struct ledger *l, const struct ledger_transfer *t, int64_t *ret_seq)
+{
+	struct ledger_credit c[2];
+	struct ledger_balance b;
+	char *job = NULL, *ev = NULL;
+	int64_t seq = 0, there = 0;
+	int r;
+
+	if (!spendable_name(t->from) || !spendable_name(t->to) || !strcmp(t->from, t->to) ||
+	    !key_ok(t->key) || t->amount <= 0 || t->amount > LEDGER_AMOUNT_MAX)
+		return -EINVAL;
+	if (asprintf(&job, TRANSFER_PREFIX "%s:%s", t->from, t->key) < 0)
+		return -ENOMEM;
+	ev = transfer_evidence(t);
+	r = !ev ? -EINVAL : name_ok(job) ? 0 : -EINVAL;
+	if (r < 0)
+		goto out;
+	c[0] = (struct ledger_credit){ job, 0, t->from, LEDGER_DEBIT, t->amount, ev, t->time };
+	c[1] = (struct ledger_credit){ job, 0, t->to, LEDGER_CREDIT, t->amount, ev, t->time };
+	r = exec(l, "BEGIN IMMEDIATE;");
+	if (r < 0)
+		goto out;
+	/* the key, then the funds, read in the transaction that appends */
+	r = find_key(l, &c[0], &there);
+	if (r == 0 && there)
+		r = transfer_there(l, job, t); /* 1: a retry of the same transfer */
+	if (r == 0)
+		r = ledger_balance(l, t->from, &b);
+	if (r == 0 && b.money < t->amount)
+		r = -EDQUOT;
+	if (r == 0)
+		r = append_one(l, &c[0], &seq);
+	if (r == 0)
+		r = append_one(l, &c[1], &there);
+	if (r == 0)
+		r = exec(l, "COMMIT;");
+	else if (r == 1 && !seq)
+		r = 1; /* the retry found by transfer_there() */
+	else if (r == 1)
+		r = -EEXIST; /* the credit's key without its debit: only an edit does that */
+	if (r != 0)
+		exec(l, "ROLLBACK;");
+	if (r == 0 && ret_seq)
+		*ret_seq = seq;
+out:
+	free(job);
+	free(ev);
 	return r;
 }
 
@@ -626,6 +757,7 @@ struct chk {
 	char prev[72];       /* hash of the last one */
 	json_t *balances;    /* account -> [money, units, flags] */
 	json_t *revenue;     /* "job\nround" -> [revenue, shares] */
+	json_t *transfers;   /* job -> {"debit": [amount, account], "credit": [...]} */
 	char *err;
 };
 
@@ -648,13 +780,15 @@ static int chk_init(struct chk *c, char *err)
 	err[0] = 0;
 	c->balances = json_object();
 	c->revenue = json_object();
-	return c->balances && c->revenue ? 0 : -ENOMEM;
+	c->transfers = json_object();
+	return c->balances && c->revenue && c->transfers ? 0 : -ENOMEM;
 }
 
 static void chk_release(struct chk *c)
 {
 	json_decref(c->balances);
 	json_decref(c->revenue);
+	json_decref(c->transfers);
 }
 
 /* arr[i] += d in the array of integers under key of obj, made when missing. */
@@ -685,6 +819,68 @@ static int chk_revenue(struct chk *c, const struct ledger_entry *e)
 		r = tally(c->revenue, key, 2, 1);
 	free(key);
 	return r;
+}
+
+/*
+ * A transfer's entry: of a "transfer:" job, round 0, one debit and one credit per job (their
+ * amounts and accounts compared at the end), and a debit never leaves its account below 0.
+ */
+static int chk_transfer(struct chk *c, const struct ledger_entry *e)
+{
+	int is_transfer = e->kind == LEDGER_DEBIT || e->kind == LEDGER_CREDIT;
+	const char *kind = ledger_kind_name(e->kind);
+	json_t *t, *acc;
+
+	if (is_transfer != !strncmp(e->job, TRANSFER_PREFIX, strlen(TRANSFER_PREFIX)))
+		return chk_fail(c, "entry %" PRId64 ": kind %s in job %s (transfers are debit and"
+				" credit entries of transfer: jobs)", e->seq, kind, e->job);
+	if (!is_transfer)
+		return 0;
+	if (e->round != 0 || strchr(e->account, ':'))
+		return chk_fail(c, "entry %" PRId64 ": a %s of round %" PRId64 " on account %s"
+				" (transfers are round 0 between spendable accounts)", e->seq,
+				kind, e->round, e->account);
+	t = json_object_get(c->transfers, e->job);
+	if (!t) {
+		t = json_object();
+		if (!t || json_object_set_new(c->transfers, e->job, t) < 0)
+			return -ENOMEM;
+	}
+	if (json_object_get(t, kind))
+		return chk_fail(c, "entry %" PRId64 ": a second %s of %s", e->seq, kind, e->job);
+	if (json_object_set_new(t, kind, json_pack("[Is]", (json_int_t)e->amount,
+						    e->account)) < 0)
+		return -ENOMEM;
+	acc = json_object_get(c->balances, e->account);
+	if (e->kind == LEDGER_DEBIT && json_integer_value(json_array_get(acc, 0)) < 0)
+		return chk_fail(c, "entry %" PRId64 ": the debit of %" PRId64 " takes account %s"
+				" to %" PRId64 " micro-USD (an overdraft)", e->seq, e->amount,
+				e->account, (int64_t)json_integer_value(json_array_get(acc, 0)));
+	return 0;
+}
+
+/* Every transfer a debit and a credit of one amount between two accounts. */
+static int chk_transfers_paired(struct chk *c)
+{
+	const char *job;
+	json_t *t;
+
+	json_object_foreach(c->transfers, job, t) {
+		json_t *d = json_object_get(t, "debit"), *k = json_object_get(t, "credit");
+
+		if (!d || !k)
+			return chk_fail(c, "job %s: a %s without its %s", job, d ? "debit" : "credit",
+					d ? "credit" : "debit");
+		if (json_integer_value(json_array_get(d, 0)) !=
+		    json_integer_value(json_array_get(k, 0)))
+			return chk_fail(c, "job %s: the debit is %" PRId64 " but the credit %" PRId64,
+					job, (int64_t)json_integer_value(json_array_get(d, 0)),
+					(int64_t)json_integer_value(json_array_get(k, 0)));
+		if (!strcmp(json_string_value(json_array_get(d, 1)),
+			    json_string_value(json_array_get(k, 1))))
+			return chk_fail(c, "job %s: a transfer from an account to itself", job);
+	}
+	return 0;
 }
 
 static int chk_entry(struct chk *c, const struct ledger_entry *e)
@@ -735,6 +931,8 @@ static int chk_entry(struct chk *c, const struct ledger_entry *e)
 	}
 	if (r == 0)
 		r = chk_revenue(c, e);
+	if (r == 0)
+		r = chk_transfer(c, e);
 	if (r < 0)
 		return r;
 	c->n++;
@@ -742,7 +940,7 @@ static int chk_entry(struct chk *c, const struct ledger_entry *e)
 	return 0;
 }
 
-/* Every revenue fully shared, and no share without its revenue. */
+/* Every revenue fully shared, and no share without its revenue; transfers paired. */
 static int chk_finish(struct chk *c)
 {
 	const char *key;
@@ -759,7 +957,7 @@ static int chk_finish(struct chk *c)
 					" but the revenue booked is %" PRId64, (int)(nl - key), key,
 					nl + 1, shares, rev);
 	}
-	return 0;
+	return chk_transfers_paired(c);
 }
 
 static int verify_row(void *arg, const struct ledger_entry *e)

@@ -29,6 +29,11 @@
  *                                    checks it)
  *     units                          share units in the job's model (amount >= 0)
  *     flag                           a rejected contribution (amount 0; evidence says why)
+ *     debit, credit                  a transfer (ledger_transfer()): money out of one
+ *                                    account (subtracted) and into another (amount > 0),
+ *                                    always a pair of job "transfer:<from>:<key>", round 0,
+ *                                    equal amounts, appended together; a debit never takes
+ *                                    an account below 0 (the verifier checks both)
  *   |amount| <= LEDGER_AMOUNT_MAX.
  *
  * Exactly once
@@ -63,6 +68,8 @@ enum ledger_kind {
 	LEDGER_REVENUE,
 	LEDGER_UNITS,
 	LEDGER_FLAG,
+	LEDGER_DEBIT,   /* a transfer's money out of its owner's account (ledger_transfer()) */
+	LEDGER_CREDIT,  /* the same transfer's money into the other account */
 	LEDGER_NKINDS
 };
 
@@ -108,7 +115,8 @@ int ledger_open(const char *path, int create, struct ledger **ret);
 void ledger_close(struct ledger *l);
 
 /*
- * Appends c: 0 when appended (ret_seq, may be NULL, gets its seq), 1 when (job, round,
+ * Appends c (any kind but debit and credit, which only ledger_transfer() writes): 0 when
+ * appended (ret_seq, may be NULL, gets its seq), 1 when (job, round,
  * account, kind) was there already (nothing changes; ret_seq gets that entry's seq), -EINVAL
  * for a bad name (empty, over LEDGER_NAME_MAX, control characters or '/'), a bad amount
  * for its kind or evidence that is not a JSON object.
@@ -122,6 +130,30 @@ int ledger_append(struct ledger *l, const struct ledger_credit *c, int64_t *ret_
  */
 int ledger_append_batch(struct ledger *l, const struct ledger_credit *c, size_t n,
 			int64_t *ret_appended);
+
+/* A transfer of amount micro-USD from one account to another, named by the payer's key. */
+struct ledger_transfer {
+	const char *from;     /* the payer: a name without ':' (job:, model:, provider: accounts
+			       * are the ledger's records, never spent) */
+	const char *to;       /* the payee: the same rules, not from */
+	int64_t amount;       /* 1 .. LEDGER_AMOUNT_MAX */
+	const char *key;      /* the idempotency key, LEDGER_KEY_MAX of [A-Za-z0-9._-] */
+	const char *evidence; /* more evidence (a JSON object as text, who asked), or NULL */
+	int64_t time;         /* 0: now */
+};
+
+#define LEDGER_KEY_MAX 48
+
+/*
+ * Moves t->amount from t->from to t->to: a debit and a credit entry, job
+ * "transfer:<from>:<key>", round 0, in one IMMEDIATE transaction with the balance check, so
+ * that it is done once or not at all.  0 when done (ret_seq, may be NULL, gets the debit's
+ * seq); 1 when the key was used before for the same payee and amount (a retry: nothing
+ * changes); -EEXIST when it was used for another; -EDQUOT when from's balance is below the
+ * amount (nothing changes); -EINVAL for bad names, key, amount, evidence or from == to.
+ * Evidence of both entries: {"from", "to", "key"} and t->evidence's keys.
+ */
+int ledger_transfer(struct ledger *l, const struct ledger_transfer *t, int64_t *ret_seq);
 
 /* The balance of account (zeros when it has no entries). */
 int ledger_balance(struct ledger *l, const char *account, struct ledger_balance *ret);

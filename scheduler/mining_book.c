@@ -146,6 +146,61 @@ int mining_book_balance(struct mining_book *b, const char *account, char **ret, 
 	return r;
 }
 
+int mining_book_money(struct mining_book *b, const char *account, int64_t *ret)
+{
+	struct ledger_balance bal;
+	int r;
+
+	pthread_mutex_lock(&b->lock);
+	r = ledger_balance(b->l, account, &bal);
+	pthread_mutex_unlock(&b->lock);
+	if (r == 0)
+		*ret = bal.money;
+	return r;
+}
+
+int mining_book_transfer(struct mining_book *b, const char *from, uid_t uid, const char *line,
+			 const char **why)
+{
+	struct ledger_transfer t = { .from = from };
+	struct mining_info info;
+	const char *unused;
+	char *copy = strdup(line), ev[64];
+	int r;
+
+	if (!why)
+		why = &unused;
+	*why = "";
+	if (!copy)
+		return -ENOMEM;
+	r = mining_ledger_transfer_parse(copy, &t, why);
+	if (r < 0)
+		goto out;
+	pthread_mutex_lock(&b->lock);
+	r = b->m ? mining_info(b->m, MINING_ACCOUNTS, from, &info) : -ENOENT;
+	if (r == 0 && info.uid != uid)
+		r = -EPERM;
+	if (r == 0 && !strcmp(t.to, from)) {
+		*why = "a transfer to the account itself";
+		r = -EINVAL;
+	}
+	if (r == 0)
+		r = mining_info(b->m, MINING_ACCOUNTS, t.to, &info);
+	if (r == 0) {
+		snprintf(ev, sizeof(ev), "{\"uid\":%lu}", (unsigned long)uid);
+		t.evidence = ev;
+		r = ledger_transfer(b->l, &t, NULL);
+		if (r == -EINVAL)
+			*why = "a bad name or key (key: 1 to 48 of A-Z a-z 0-9 . _ -)";
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (r == 1)
+		r = 0;
+out:
+	free(copy);
+	return r;
+}
+
 int mining_book_export(struct mining_book *b, char **ret, size_t *ret_len)
 {
 	int r;

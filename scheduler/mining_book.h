@@ -32,6 +32,8 @@
 #define LLMFS_MINING_BOOK_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct mining;
 struct mining_round;
@@ -48,6 +50,18 @@ void mining_book_on_round(void *arg, const struct mining_round *r);
 
 int mining_book_balance(struct mining_book *b, const char *account, char **ret, size_t *ret_len);
 int mining_book_export(struct mining_book *b, char **ret, size_t *ret_len);
+/*
+ * Executes a transfer request (mining_ledger.h: "to=NAME amount=MICRO key=ID", one line
+ * without its newline) out of account from, asked by uid: -EPERM unless uid owns from (root
+ * too: only the owner spends), -ENOENT when from or the payee is no account of
+ * mining/accounts/, -EINVAL when malformed or to itself, then ledger_transfer()'s answers
+ * (-EDQUOT: not enough money; -EEXIST: the key was used for another transfer; a retry of
+ * the same one is 0).  why (may be NULL) gets a reason for -EINVAL.
+ */
+int mining_book_transfer(struct mining_book *b, const char *from, uid_t uid, const char *line,
+			 const char **why);
+/* The money on account (micro-USD; 0 with no entries). */
+int mining_book_money(struct mining_book *b, const char *account, int64_t *ret);
 /* "" or the last booking failure, copied into buf. */
 void mining_book_status(struct mining_book *b, char *buf, size_t len);
 

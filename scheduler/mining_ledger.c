@@ -497,3 +497,61 @@ out:
 	free(job);
 	return rc;
 }
+
+/* ---- transfer requests ---- */
+
+/* MICRO: decimal digits only (no sign, no space, no exponent), 1 .. LEDGER_AMOUNT_MAX. */
+static int parse_amount(const char *v, int64_t *ret)
+{
+	int64_t x = 0;
+	const char *p;
+
+	if (!*v || strlen(v) > 16)
+		return -EINVAL;
+	for (p = v; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		x = x * 10 + (*p - '0');
+	}
+	if (x < 1 || x > LEDGER_AMOUNT_MAX)
+		return -EINVAL;
+	*ret = x;
+	return 0;
+}
+
+int mining_ledger_transfer_parse(char *line, struct ledger_transfer *t, const char **why)
+{
+	char *save = NULL, *w;
+	int have_amount = 0;
+
+	t->to = t->key = NULL;
+	t->amount = 0;
+	for (w = strtok_r(line, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		char *v = strchr(w, '=');
+
+		if (!v) {
+			*why = "a word is not key=value";
+			return -EINVAL;
+		}
+		*v++ = 0;
+		if (!strcmp(w, "to") && !t->to) {
+			t->to = v;
+		} else if (!strcmp(w, "key") && !t->key) {
+			t->key = v;
+		} else if (!strcmp(w, "amount") && !have_amount) {
+			if (parse_amount(v, &t->amount) < 0) {
+				*why = "amount is not an integer number of micro-USD from 1 to 10^15";
+				return -EINVAL;
+			}
+			have_amount = 1;
+		} else {
+			*why = "an unknown or repeated key (to=, amount=, key= once each)";
+			return -EINVAL;
+		}
+	}
+	if (!t->to || !t->key || !have_amount) {
+		*why = "to=, amount= and key= are required";
+		return -EINVAL;
+	}
+	return 0;
+}

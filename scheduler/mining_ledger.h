@@ -24,6 +24,11 @@
  * A call's revenue is booked once at most (a crash between the answer and the booking loses
  * it; a retry never doubles it).
  *
+ * A transfer request (mining/accounts/<name>/transfer, docs/mining.md) is one line of words
+ *   to=NAME amount=MICRO key=ID
+ * each once, in any order: NAME the payee's account, MICRO the amount in micro-USD (decimal
+ * digits, 1 to LEDGER_AMOUNT_MAX), ID the idempotency key (ledger_transfer()).
+ *
  * Errors: -EINVAL (a bad argument), the ledger's and the value function's -errno.
  */
 #ifndef LLMFS_MINING_LEDGER_H
@@ -89,5 +94,9 @@ int mining_ledger_best(struct ledger *l, const char *job, long round, double *re
 int mining_ledger_revenue(struct ledger *l, const struct mining_ledger_cfg *cfg,
 			  const char *model, int64_t revenue_micro, const char *evidence,
 			  int64_t *ret_round);
+
+/* Parses a transfer request (line, without its newline; modified: t->to and t->key point
+ * into it); sets t's to, amount and key.  -EINVAL with *why (static text) when malformed. */
+int mining_ledger_transfer_parse(char *line, struct ledger_transfer *t, const char **why);
 
 #endif

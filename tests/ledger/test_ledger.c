@@ -6,6 +6,10 @@
  *   batches, each balance and the whole export compared with an in-memory model.
  * hostile: entries edited, deleted, reordered, a bad amount, in the database and in an
  *   exported file: each detected with its message.
+ * transfer: the rules of ledger_transfer() (retries, other terms under a key, overdrafts,
+ *   bad input); a seeded random sequence of credits, transfers and retries against a model
+ *   of the balances; hand-made exports whose transfers are unpaired, unequal, to the payer
+ *   itself or overdrawn, each named by the verifier.
  * crash: a child appends a fixed list of credits (each key once, some in batches) and says
  *   on a pipe what it committed; the parent kills it with SIGKILL at random moments, at
  *   least 100 times, restarting it each time (it starts over from the first credit).  At the
@@ -25,6 +29,7 @@
 
 #include <sqlite3.h>
 
+#include "common/hex.h"
 #include "scheduler/ledger.h"
 #include "tests/check.h"
 
@@ -120,8 +125,9 @@ static void test_model(void)
 			k->round = (int)(rng_next(&seed) % 200);
 			k->acc = (int)(rng_next(&seed) % N_ACC);
 			k->kind = (int)(rng_next(&seed) % LEDGER_NKINDS);
-			if (k->kind == LEDGER_REVENUE || k->kind == LEDGER_SHARE)
-				k->kind = LEDGER_COMPUTE; /* revenue is tested with its shares */
+			if (k->kind == LEDGER_REVENUE || k->kind == LEDGER_SHARE ||
+			    k->kind == LEDGER_DEBIT || k->kind == LEDGER_CREDIT)
+				k->kind = LEDGER_COMPUTE; /* tested with their pairs below */
 			k->amount = k->kind == LEDGER_FLAG ? 0 :
 				    (int64_t)(rng_next(&seed) % 5000000000ULL);
 			for (i = 0; i < nkeys; i++)
@@ -209,6 +215,7 @@ static void test_revenue(void)
 	ledger_close(l);
 	free(db);
 }
+
 
 /* ---- hostile edits ---- */
 
@@ -357,6 +364,235 @@ static void test_hostile_file(void)
 	expect_file("truncated", "{\"seq\":1", NULL, "line 1: no newline at the end");
 	free(text);
 	free(db);
+}
+
+
+/* ---- transfers ---- */
+
+static int64_t money_of(struct ledger *l, const char *acc)
+{
+	struct ledger_balance b;
+
+	REQUIRE(ledger_balance(l, acc, &b) == 0);
+	return b.money;
+}
+
+static void test_transfer_rules(void)
+{
+	char *db = path_in("tr/ledger.db"), err[LEDGER_ERR_MAX];
+	struct ledger *l = NULL;
+	struct ledger_credit seedc = { "j", 1, "alice", LEDGER_COMPUTE, 1000, NULL, 0 };
+	struct ledger_transfer t = { "alice", "bob", 400, "k1", "{\"uid\":1000}", 0 };
+	int64_t n = 0, seq = 0;
+	char long_key[LEDGER_KEY_MAX + 2];
+
+	REQUIRE(ledger_open(db, 1, &l) == 0);
+	CHECK_RC(ledger_append(l, &seedc, NULL), 0);
+	CHECK_RC(ledger_transfer(l, &t, &seq), 0);
+	CHECK_EQ(seq, 2);
+	CHECK_EQ(money_of(l, "alice"), 600);
+	CHECK_EQ(money_of(l, "bob"), 400);
+	/* a retry pays nothing twice; the key with other terms is refused */
+	CHECK_RC(ledger_transfer(l, &t, NULL), 1);
+	t.amount = 401;
+	CHECK_RC(ledger_transfer(l, &t, NULL), -EEXIST);
+	t.amount = 400;
+	t.to = "carol";
+	CHECK_RC(ledger_transfer(l, &t, NULL), -EEXIST);
+	CHECK_EQ(money_of(l, "alice"), 600);
+	CHECK_EQ(money_of(l, "carol"), 0);
+	/* no overdraft: 601 refused, 600 (all of it) done */
+	t = (struct ledger_transfer){ "alice", "bob", 601, "k2", NULL, 0 };
+	CHECK_RC(ledger_transfer(l, &t, NULL), -EDQUOT);
+	t.amount = 600;
+	CHECK_RC(ledger_transfer(l, &t, NULL), 0);
+	CHECK_EQ(money_of(l, "alice"), 0);
+	t = (struct ledger_transfer){ "carol", "bob", 1, "k3", NULL, 0 }; /* never had any */
+	CHECK_RC(ledger_transfer(l, &t, NULL), -EDQUOT);
+	/* bad input */
+	memset(long_key, 'k', sizeof(long_key) - 1);
+	long_key[sizeof(long_key) - 1] = 0;
+	{
+		struct ledger_transfer bad[] = {
+			{ "bob", "alice", 0, "b1", NULL, 0 },
+			{ "bob", "alice", -1, "b1", NULL, 0 },
+			{ "bob", "alice", LEDGER_AMOUNT_MAX + 1, "b1", NULL, 0 },
+			{ "bob", "alice", INT64_MIN, "b1", NULL, 0 },
+			{ "bob", "bob", 1, "b1", NULL, 0 },
+			{ "bob", "alice", 1, "", NULL, 0 },
+			{ "bob", "alice", 1, "a/b", NULL, 0 },
+			{ "bob", "alice", 1, "a b", NULL, 0 },
+			{ "bob", "alice", 1, long_key, NULL, 0 },
+			{ "bob", "model:m", 1, "b1", NULL, 0 },
+			{ "model:m", "alice", 1, "b1", NULL, 0 },
+			{ "bob", "job:j", 1, "b1", NULL, 0 },
+			{ "bob", "", 1, "b1", NULL, 0 },
+			{ "bob", "a/b", 1, "b1", NULL, 0 },
+			{ "bob", "alice", 1, "b1", "[1]", 0 },
+			{ "bob", "alice", 1, "b1", "{bad", 0 },
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			CHECK_MSG(ledger_transfer(l, &bad[i], NULL) == -EINVAL, "bad transfer %zu", i);
+	}
+	/* debits and credits come only in ledger_transfer()'s pairs */
+	{
+		struct ledger_credit d = { "transfer:bob:x", 0, "bob", LEDGER_DEBIT, 1, NULL, 0 };
+		struct ledger_credit k = { "transfer:bob:x", 0, "alice", LEDGER_CREDIT, 1, NULL, 0 };
+
+		CHECK_RC(ledger_append(l, &d, NULL), -EINVAL);
+		CHECK_RC(ledger_append(l, &k, NULL), -EINVAL);
+		CHECK_RC(ledger_append_batch(l, &k, 1, NULL), -EINVAL);
+	}
+	CHECK_EQ(money_of(l, "bob"), 1000);
+	CHECK_RC(ledger_verify(l, err, &n), 0);
+	CHECK_EQ(n, 5);
+	/* the amount is the balance's: an edit of a debit breaks its hash */
+	ledger_close(l);
+	sql(db, "UPDATE entries SET amount = 1 WHERE kind = 'debit' AND seq = 2;");
+	REQUIRE(ledger_open(db, 0, &l) == 0);
+	CHECK_RC(ledger_verify(l, err, NULL), -EBADMSG);
+	CHECK_MSG(strstr(err, "entry 2: hash does not match"), "%s", err);
+	ledger_close(l);
+	free(db);
+}
+
+#define T_ACC 5
+
+/* A seeded random sequence of credits, transfers (some over the balance) and retries,
+ * against a model of the balances; then the chain and every balance recomputed. */
+static void test_transfer_model(void)
+{
+	char *db = path_in("trm/ledger.db"), err[LEDGER_ERR_MAX], *text = NULL, hash[72];
+	static struct ledger_transfer done[2000];
+	static char keys[2000][16];
+	int64_t model[T_ACC] = { 0 }, n = 0, entries = 0, hseq;
+	int ndone = 0, op, moved = 0, refused = 0;
+	uint64_t seed = 77;
+	struct ledger *l = NULL;
+	size_t len;
+	static const char *const acc[T_ACC] = { "a0", "a1", "a2", "a3", "a4" };
+
+	REQUIRE(ledger_open(db, 1, &l) == 0);
+	for (op = 0; op < 2000; op++) {
+		uint64_t x = rng_next(&seed) % 10;
+		int from = (int)(rng_next(&seed) % T_ACC), to = (int)(rng_next(&seed) % T_ACC);
+
+		if (x < 2) { /* a credit from a round */
+			struct ledger_credit c = { "job", op, acc[from], LEDGER_COMPUTE,
+						   (int64_t)(rng_next(&seed) % 5000000), NULL, 0 };
+
+			CHECK_RC(ledger_append(l, &c, NULL), 0);
+			model[from] += c.amount;
+			entries++;
+		} else if (x < 4 && ndone > 0) { /* a retry: changes nothing */
+			CHECK_RC(ledger_transfer(l, &done[rng_next(&seed) % (unsigned)ndone], NULL), 1);
+		} else if (from != to) {
+			struct ledger_transfer *t = &done[ndone];
+			int64_t amount = (int64_t)(rng_next(&seed) % 3000000) + 1;
+			int r;
+
+			snprintf(keys[ndone], sizeof(keys[ndone]), "op%d", op);
+			*t = (struct ledger_transfer){ acc[from], acc[to], amount, keys[ndone], NULL,
+						       0 };
+			r = ledger_transfer(l, t, NULL);
+			if (model[from] < amount) {
+				CHECK_RC(r, -EDQUOT);
+				refused++;
+				continue;
+			}
+			CHECK_RC(r, 0);
+			model[from] -= amount;
+			model[to] += amount;
+			entries += 2;
+			ndone++;
+			moved++;
+		}
+	}
+	for (int a = 0; a < T_ACC; a++)
+		CHECK_EQ(money_of(l, acc[a]), model[a]);
+	CHECK_RC(ledger_verify(l, err, &n), 0);
+	CHECK_EQ(n, entries);
+	CHECK_RC(ledger_head(l, &hseq, hash), 0);
+	CHECK_RC(ledger_export(l, &text, &len), 0);
+	CHECK_RC(ledger_verify_jsonl(text, len, hash, err, &n), 0);
+	CHECK_EQ(n, entries);
+	fprintf(stderr, "  %d transfers made, %d refused for want of money, %" PRId64 " entries\n",
+		moved, refused, entries);
+	free(text);
+	ledger_close(l);
+	free(db);
+}
+
+/* An export of entries es[0..n) chained and hashed as the ledger does (malloc'd). */
+static char *chain_text(struct ledger_entry *es, int n)
+{
+	char prev[72] = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	char *text = strdup(""), *line, *t;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		es[i].seq = i + 1;
+		memcpy(es[i].prev, prev, sizeof(prev));
+		es[i].time = 1800000000;
+		line = ledger_entry_line(&es[i], 0);
+		REQUIRE(line);
+		digest_sha256(line, strlen(line), es[i].hash);
+		free(line);
+		memcpy(prev, es[i].hash, sizeof(prev));
+		line = ledger_entry_line(&es[i], 1);
+		REQUIRE(asprintf(&t, "%s%s\n", text, line) > 0);
+		free(line);
+		free(text);
+		text = t;
+	}
+	return text;
+}
+
+#define E(job, acc, kind, amount) \
+	{ 0, "", 0, (char *)(job), 0, (char *)(acc), (kind), (amount), (char *)"{}", "" }
+
+static void test_transfer_hostile(void)
+{
+	struct {
+		const char *what, *msg;
+		struct ledger_entry es[4];
+		int n;
+	} cases[] = {
+		{ "a debit alone", "job transfer:a:k: a debit without its credit",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("transfer:a:k", "a", LEDGER_DEBIT, 5) }, 2 },
+		{ "a credit alone (money made)", "job transfer:a:k: a credit without its debit",
+		  { E("transfer:a:k", "b", LEDGER_CREDIT, 5) }, 1 },
+		{ "unequal", "the debit is 5 but the credit 7",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("transfer:a:k", "a", LEDGER_DEBIT, 5),
+		    E("transfer:a:k", "b", LEDGER_CREDIT, 7) }, 3 },
+		{ "to itself", "a transfer from an account to itself",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("transfer:a:k", "a", LEDGER_DEBIT, 5),
+		    E("transfer:a:k", "a", LEDGER_CREDIT, 5) }, 3 },
+		{ "an overdraft", "entry 2: the debit of 11 takes account a to -1 micro-USD",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("transfer:a:k", "a", LEDGER_DEBIT, 11),
+		    E("transfer:a:k", "b", LEDGER_CREDIT, 11) }, 3 },
+		{ "a debit twice", "entry 3: a second debit of transfer:a:k",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("transfer:a:k", "a", LEDGER_DEBIT, 1),
+		    E("transfer:a:k", "a", LEDGER_DEBIT, 1) }, 3 },
+		{ "a debit of a round's job", "entry 2: kind debit in job j",
+		  { E("j", "a", LEDGER_COMPUTE, 10), E("j", "a", LEDGER_DEBIT, 1) }, 2 },
+		{ "a compute credit in a transfer", "entry 1: kind compute in job transfer:a:k",
+		  { E("transfer:a:k", "a", LEDGER_COMPUTE, 10) }, 1 },
+		{ "a negative credit", "entry 1: amount -3 is not positive for kind credit",
+		  { E("transfer:a:k", "b", LEDGER_CREDIT, -3) }, 1 },
+		{ "a record account spends", "on account model:m",
+		  { E("transfer:a:k", "model:m", LEDGER_DEBIT, 3) }, 1 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = chain_text(cases[i].es, cases[i].n);
+
+		expect_file(cases[i].what, text, NULL, cases[i].msg);
+		free(text);
+	}
 }
 
 /* ---- crash ---- */
@@ -553,6 +789,9 @@ int main(int argc, char **argv)
 	RUN(test_revenue);
 	RUN(test_hostile_db);
 	RUN(test_hostile_file);
+	RUN(test_transfer_rules);
+	RUN(test_transfer_model);
+	RUN(test_transfer_hostile);
 	RUN(test_balance_json);
 	RUN(test_crash);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);

@@ -6,6 +6,8 @@
  *   moving every round), each computed by a "provider" model and replayed by a separate
  *   "verifier" model: no false flag.
  * cheats: each of the five cheats planted in a window and caught, with its verdict.
+ * cuda tolerance: CUDA's comparison (MINING_VERIFY_CUDA_TOL) on the CPU: honest windows run
+ *   with other thread counts and perturbed pass, the planted cheats are still caught.
  * pick: the check probability q is what it says, and unpredictable without the key.
  * shapley: on a real round, the shares add up to the improvement, a zero pseudo-gradient
  *   gets 0, a copy is flagged by its replay and earns nothing.
@@ -146,6 +148,7 @@ struct cheat_env {
 	struct gpu_model *prov, *ver;
 	size_t n;
 	float *global, *d[REPL];
+	double tol;       /* 0: the CPU's bit-for-bit check; MINING_VERIFY_CUDA_TOL: CUDA's */
 };
 
 static void expect_verdict(struct cheat_env *e, const char *what, int replica,
@@ -155,18 +158,18 @@ static void expect_verdict(struct cheat_env *e, const char *what, int replica,
 	struct mining_check c;
 	char *js;
 
-	CHECK_RC(mining_verify_window(e->ver, &w, claim, e->n, 0, (const float *const *)e->d,
-				      REPL, &c), 0);
+	CHECK_RC(mining_verify_window(e->ver, &w, claim, e->n, e->tol,
+				      (const float *const *)e->d, REPL, &c), 0);
 	js = mining_check_json(&c);
-	fprintf(stderr, "  %-22s -> %s\n", what, js);
+	fprintf(stderr, "  %-22s tol %g -> %s\n", what, e->tol, js);
 	CHECK_MSG(c.verdict == want, "%s: verdict %s, want %s", what,
 		  mining_verdict_name(c.verdict), mining_verdict_name(want));
 	free(js);
 }
 
-static void test_cheats(void)
+static void cheats_at(double tol)
 {
-	struct cheat_env e;
+	struct cheat_env e = { .tol = tol };
 	float *claim;
 	uint64_t s = 3;
 	size_t j;
@@ -233,7 +236,7 @@ static void test_cheats(void)
 				       MINING_SCALED);
 		}
 	}
-	/* one flipped bit is not the replay either */
+	/* one flipped bit is not the replay either (on the CPU) */
 	memcpy(claim, e.d[1], e.n * sizeof(float));
 	{
 		uint32_t u;
@@ -262,6 +265,74 @@ static void test_cheats(void)
 	free(e.global);
 	gpu_model_free(e.prov);
 	gpu_model_free(e.ver);
+}
+
+static void test_cheats(void)
+{
+	cheats_at(0);
+}
+
+/*
+ * CUDA's comparison, tried on the CPU: every planted cheat still caught with the tolerance;
+ * and honest windows whose floating-point sums were reordered pass.  The reordering is real:
+ * the provider runs each window with another OpenMP thread count than the verifier (the
+ * engine's reductions split differently, gpu/gpt.h "Determinism"), and, to stand for a
+ * GPU's other kernels, each of its values also moved by up to 2^-16 of itself, far more than
+ * one reordered fp32 sum (a few ulp, 2^-23 each).
+ */
+static void test_cuda_tolerance(void)
+{
+	struct gpu_model *prov = tiny_model(), *ver = tiny_model();
+	size_t n = gpu_model_num_params(prov), j;
+	float *global = malloc(n * sizeof(float)), *d[REPL];
+	int round, i, flags = 0, checked = 0, differ = 0, nt = omp_get_max_threads();
+	double worst = 0;
+	uint64_t s = 11;
+
+	cheats_at(MINING_VERIFY_CUDA_TOL);
+	REQUIRE(global && gpu_model_read(prov, GPU_BUF_PARAMS, global) == 0);
+	for (i = 0; i < REPL; i++)
+		REQUIRE((d[i] = malloc(n * sizeof(float))));
+	for (round = 0; round < 40; round++) {
+		for (i = 0; i < REPL; i++) {
+			struct gpu_window w = window_of(global, i, round, 3);
+
+			omp_set_num_threads(3 + (round + i) % 2);
+			REQUIRE(gpu_window_run(prov, &w, d[i], NULL, NULL) == 0);
+		}
+		omp_set_num_threads(1);
+		for (i = 0; i < REPL; i++) {
+			struct gpu_window w = window_of(global, i, round, 3);
+			struct mining_check c;
+
+			CHECK_RC(mining_verify_window(ver, &w, d[i], n, 0, NULL, 0, &c), 0);
+			differ += c.verdict != MINING_OK;
+			for (j = 0; j < n; j++)
+				d[i][j] *= 1.0f + (float)((double)(rng_next(&s) % 2001) / 1000.0 - 1.0) *
+						  0x1p-16f;
+			CHECK_RC(mining_verify_window(ver, &w, d[i], n, MINING_VERIFY_CUDA_TOL,
+						      (const float *const *)d, REPL, &c), 0);
+			checked++;
+			worst = c.rel_err > worst ? c.rel_err : worst;
+			if (c.verdict != MINING_OK) {
+				flags++;
+				fprintf(stderr, "  round %d replica %d flagged %s rel_err %g\n", round,
+					i, mining_verdict_name(c.verdict), c.rel_err);
+			}
+		}
+		outer_step(global, d, n);
+	}
+	omp_set_num_threads(nt);
+	fprintf(stderr, "  %d reordered windows (%d not bit-identical before the 2^-16 noise),"
+		" %d flagged, largest relative L2 distance %.3g (tolerance %g)\n", checked, differ,
+		flags, worst, MINING_VERIFY_CUDA_TOL);
+	CHECK_EQ(flags, 0);
+	CHECK(worst > 0);
+	for (i = 0; i < REPL; i++)
+		free(d[i]);
+	free(global);
+	gpu_model_free(prov);
+	gpu_model_free(ver);
 }
 
 static void test_pick(void)
@@ -356,6 +427,7 @@ int main(void)
 	omp_set_num_threads(2);
 	make_tokens();
 	RUN(test_cheats);
+	RUN(test_cuda_tolerance);
 	RUN(test_pick);
 	RUN(test_shapley_round);
 	RUN(test_honest);
