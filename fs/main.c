@@ -48,11 +48,12 @@ static void usage(FILE *out)
 		"                     keys, as the daemon's own (docs/security.md)\n"
 		"      --pack-max BYTES  start a new pack file after this many bytes\n"
 		"                     (default 256 MiB; tests use a few MiB)\n"
-		"      --sync-close   close() returns once the file is on the disk\n"
-		"                     (default: once committed; on the disk within\n"
-		"                     --flush-ms, or at fsync; docs/architecture.md)\n"
-		"      --flush-ms N   bound on a closed file's wait for the disk\n"
-		"                     (default 1000)\n"
+		"      --lazy-close   close() returns once the file is committed; it is\n"
+		"                     on the disk within --flush-ms, or at fsync\n"
+		"                     (default: --sync-close, once it is on the disk;\n"
+		"                     docs/architecture.md)\n"
+		"      --flush-ms N   with --lazy-close, bound on a closed file's wait\n"
+		"                     for the disk (default 1000)\n"
 		"      --train-jobs N training jobs under train/ that run at once\n"
 		"                     (default 1; the others wait, queued)\n"
 		"      --mining-listen HOST:PORT  where mining/'s replicas reach\n"
@@ -235,12 +236,13 @@ static int daemon_main(int argc, char **argv)
 		{ "env-bind", required_argument, NULL, 'B' },
 		{ "env-serve", required_argument, NULL, 'S' },
 		{ "sync-close", no_argument, NULL, 'C' },
+		{ "lazy-close", no_argument, NULL, 'Z' },
 		{ "flush-ms", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct cas_options copt = { 0 };
+	struct cas_options copt = { .close_sync = 1 };
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	struct cas_store *st = NULL;
@@ -311,6 +313,9 @@ static int daemon_main(int argc, char **argv)
 		}
 		case 'C':
 			copt.close_sync = 1;
+			break;
+		case 'Z':
+			copt.close_sync = 0;
 			break;
 		case 'F': {
 			char *end;

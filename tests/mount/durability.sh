@@ -1,8 +1,8 @@
 #!/bin/sh
 # What a close() promises (docs/architecture.md, Crash safety): the file is
 # committed at once (a kill -9 right after keeps it) and on the disk within
-# --flush-ms, or at once after fsync(), an fsync of a folder (`sync DIR`)
-# or with --sync-close.  The store's durable mark (STORE/synced, "PACK
+# --flush-ms with --lazy-close, or at once after fsync(), an fsync of a
+# folder (`sync DIR`), and by default (--sync-close) when close() returns.  The store's durable mark (STORE/synced, "PACK
 # OFFSET") says how far the packs are known to be on the disk; a power loss
 # inside the delay is played by cutting the pack back to that mark after a
 # kill -9 (the catalog kept its commit, the pack bytes were lost): the files
@@ -32,7 +32,7 @@ mark_behind() {
 test_expect_success 'set up: a file made durable by an fsync of its folder' '
 	mkdir -p "$SRC" &&
 	for f in a b c d e g; do head -c 300000 /dev/urandom >"$SRC/$f" || return 1; done &&
-	daemon_start --flush-ms 60000 &&
+	daemon_start --lazy-close --flush-ms 60000 &&
 	mkdir "$M/m" &&
 	cp "$SRC/a" "$M/m/a" &&
 	sync "$M/m" &&
@@ -44,7 +44,7 @@ test_expect_success 'a close commits without waiting for the disk; kill -9 keeps
 	cmp "$SRC/b" "$M/m/b" &&
 	mark_behind &&
 	daemon_kill9 &&
-	daemon_start --flush-ms 60000 &&
+	daemon_start --lazy-close --flush-ms 60000 &&
 	cmp "$SRC/a" "$M/m/a" && cmp "$SRC/b" "$M/m/b" &&
 	[ "$(status_get lost_at_open)" = 0 ] &&
 	mark_at_end
@@ -56,7 +56,7 @@ test_expect_success 'a power loss inside the delay: lost bytes read EIO, never w
 	mark_behind &&
 	daemon_kill9 &&
 	truncate -s "$(mark_off)" "$(pack_file "$(mark_pack)")" &&
-	daemon_start --flush-ms 60000 &&
+	daemon_start --lazy-close --flush-ms 60000 &&
 	[ "$(status_get lost_at_open)" -gt 0 ] &&
 	grep -q "did not reach the disk" "$DAEMON_LOG" &&
 	cmp "$SRC/a" "$M/m/a" && cmp "$SRC/b" "$M/m/b" &&
@@ -81,17 +81,21 @@ test_expect_success 'fsync() of a file closed before makes it durable at once' '
 test_expect_success '--flush-ms bounds the wait: the flusher syncs on its own' '
 	daemon_stop &&
 	mark_at_end &&
-	daemon_start --flush-ms 100 &&
+	daemon_start --lazy-close --flush-ms 100 &&
 	cp "$SRC/e" "$M/m/e" &&
 	wait_for 30 mark_at_end &&
 	[ "$(status_get flushes)" -ge 1 ] &&
 	[ "$(status_get flush_failures)" = 0 ]
 '
 
-test_expect_success '--sync-close: a close returns once the file is on the disk' '
+test_expect_success 'by default (--sync-close) a close returns once the file is on the disk' '
 	daemon_stop &&
-	daemon_start --sync-close --flush-ms 60000 &&
+	daemon_start --flush-ms 60000 &&
 	cp "$SRC/g" "$M/m/g" &&
+	mark_at_end &&
+	daemon_stop &&
+	daemon_start --lazy-close --sync-close --flush-ms 60000 &&
+	cp "$SRC/g" "$M/m/g2" &&
 	mark_at_end &&
 	daemon_stop
 '

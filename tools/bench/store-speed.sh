@@ -12,7 +12,9 @@
 # is counted on every side that writes; every file read back through the
 # mount has its sha256 checked against the source.  BIG_MIB (e.g. 256 1024
 # 4096 16384) adds rows for bf16 streams of those sizes: throughput and the
-# daemon's peak resident memory.
+# daemon's peak resident memory.  LLMFS_OPTS adds options to the daemon
+# (e.g. LLMFS_OPTS=--lazy-close: a close() durable within --flush-ms, not
+# at once; docs/architecture.md, Crash safety).
 #
 # Needs root (FUSE, drop_caches), zstd, gcc, bc; libfuse3-dev's
 # passthrough_ll.c for the FUSE baseline (skipped when absent).
@@ -60,7 +62,8 @@ med() {
 ratio() { echo "scale=4; $1 / $2" | bc; }
 
 mount_llmfs() {
-	"$build/fs/llmfs" --store "$work/store" -f "$mnt" 2>>"$work/daemon.log" &
+	# shellcheck disable=SC2086
+	"$build/fs/llmfs" --store "$work/store" ${LLMFS_OPTS:-} -f "$mnt" 2>>"$work/daemon.log" &
 	pid=$!
 	i=0
 	while ! [ -f "$mnt/.llmfs/status" ]; do
