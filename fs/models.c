@@ -1227,11 +1227,22 @@ static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
 	return c->add(c->arg, name, &sb, FS_ENTRY_TIMEOUT);
 }
 
+/* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */
+static int catalog_dir(struct fs *fs, uint64_t ino)
+{
+	struct cat_attr a;
+	int r;
+
+	if (!is_catalog(ino))
+		return -ENOTDIR;
+	r = cas_getattr(fs->st, ino, &a);
+	return r == 0 && !S_ISDIR(a.mode) ? -ENOTDIR : r;
+}
+
 static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 			    fs_add_plus_fn add, void *arg)
 {
 	struct list_plus_ctx c = { fs, add, arg };
-	struct cat_attr a;
 	struct stat sb;
 	int r;
 
@@ -1251,21 +1262,14 @@ static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 		}
 		return r;
 	}
-	if (!is_catalog(ino))
-		return -ENOTDIR;
-	r = cas_getattr(fs->st, ino, &a);
-	if (r == 0 && !S_ISDIR(a.mode))
-		r = -ENOTDIR;
-	if (r == 0)
-		r = cas_children(fs->st, ino, add_child_plus, &c);
-	return r;
+	r = catalog_dir(fs, ino);
+	return r ? r : cas_children(fs->st, ino, add_child_plus, &c);
 }
 
 static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
 		       void *arg)
 {
 	struct list_ctx c = { add, arg };
-	struct cat_attr a;
 	int r;
 
 	if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -1276,14 +1280,8 @@ static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn ad
 			r = add(arg, TENSORS_NAME, VIRT(ino, V_TENSORS), S_IFREG);
 		return r;
 	}
-	if (!is_catalog(ino))
-		return -ENOTDIR;
-	r = cas_getattr(fs->st, ino, &a);
-	if (r == 0 && !S_ISDIR(a.mode))
-		r = -ENOTDIR;
-	if (r == 0)
-		r = cas_children(fs->st, ino, add_child, &c);
-	return r;
+	r = catalog_dir(fs, ino);
+	return r ? r : cas_children(fs->st, ino, add_child, &c);
 }
 
 /* ---- the row ------------------------------------------------------------ */
