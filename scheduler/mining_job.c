@@ -806,7 +806,8 @@ static void prov_status(struct mining *m, struct prov *p, char **ret, size_t *re
 		p->readers++;
 		pthread_mutex_unlock(&m->lock);
 		alive = p->ops->alive(p->p, err) == 0;
-		cpus = p->ops->cpus(p->p); /* sinfo, for a slurm one: as slow */
+		/* sinfo, for a slurm one: as slow; a provider that is down is not asked */
+		cpus = alive ? p->ops->cpus(p->p) : 0;
 		pthread_mutex_lock(&m->lock);
 		p->readers--;
 		pthread_cond_broadcast(&m->wake);

@@ -123,6 +123,7 @@ test_expect_success 'a provider status read waiting on a silent controller block
 s = socket.socket(); s.bind((\"127.0.0.1\", int(sys.argv[1]))); s.listen(64); time.sleep(300)" \
 		"$sport" & } &&
 	silent=$! &&
+	wait_for 20 "ss -Hltn \"sport = :$sport\" | grep -q ." &&
 	sed -e "s/^SlurmctldPort=.*/SlurmctldPort=$sport/" -e "s/^MessageTimeout=.*/MessageTimeout=60/" \
 		"$SLURM_CONF" >"$TEST_DIR/silent.conf" &&
 	provider silent "{\"conf\": \"$TEST_DIR/silent.conf\", \"timeout-seconds\": 4}" &&
