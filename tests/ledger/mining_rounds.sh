@@ -5,7 +5,7 @@
 # metering times its price, breakthroughs pay above eps, and the ledger, its mining/ views
 # and llmfs-ledger agree.  Then the daemon is killed with SIGKILL at random moments and
 # replicas are killed mid-round, and the job still ends with every round paid exactly once
-# (MINING_KILLS=N kills instead of 12).
+# (MINING_KILLS=N kills instead of 6).
 . "$MOUNT_HELPERS/lib.sh"
 
 require_cmd python3
@@ -36,7 +36,7 @@ result() {
 rows() { tail -n +2 "$1" | wc -l; }
 # kills that land in the last block, about half of the daemon, half of a replica
 # (MINING_KILLS=100 for the long run of docs/mining.md)
-KILLS=${MINING_KILLS:-12}
+KILLS=${MINING_KILLS:-6}
 # job_running JOB: not ended (a daemon just restarted may show it queued)
 job_running() { ! head -n 1 "$J/$1/status" | grep -Eq "^(done|failed|stopped)"; }
 # running_replica JOB: the pid of a replica of JOB that is running now (a live process,
