@@ -1738,6 +1738,10 @@ static int choose_providers(struct job *j, char *err, size_t errlen)
 		if (!n)
 			return fail(err, errlen, "providers: none is usable");
 	}
+	/* a job started again (resumed, or after a stop) may hold pseudo-gradients posted to a
+	 * round that never closed: that round is run again from the start */
+	for (unsigned i = 0; j->slots && i < j->n_slots; i++)
+		free(j->slots[i].delta);
 	free(j->slots);
 	j->slots = calloc(j->replicas, sizeof(*j->slots));
 	if (!j->slots)
