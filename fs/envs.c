@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/jobtext.h"
 #include "fs/names.h"
 #include "fs/subtree.h"
 #include "scheduler/env.h"
@@ -57,9 +58,7 @@ struct envs_handle {
 	int file;                   /* enum env_file */
 	uid_t uid;                  /* who opened it */
 	unsigned long long seen;    /* the env's gen at the last read */
-	char *wbuf;
-	size_t wlen;
-	int wrote, done;
+	struct fs_jobtext text;     /* env, control or config */
 };
 
 static struct fs_envs *E(struct fs *fs)
@@ -495,26 +494,13 @@ static int envs_write(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, con
 		      size_t size, off_t off)
 {
 	struct envs_handle *h = vh;
-	char *nb;
 
 	(void)fs;
 	(void)req;
 	(void)ino;
 	if (h->file != ENV_F_ENV && h->file != ENV_F_CONTROL && h->file != ENV_F_CONFIG)
 		return -EACCES;
-	if (off < 0 || (size_t)off + size > WRITE_MAX)
-		return -EFBIG;
-	if ((size_t)off + size > h->wlen) {
-		nb = realloc(h->wbuf, (size_t)off + size);
-		if (!nb)
-			return -ENOMEM;
-		memset(nb + h->wlen, 0, (size_t)off > h->wlen ? (size_t)off - h->wlen : 0);
-		h->wbuf = nb;
-		h->wlen = (size_t)off + size;
-	}
-	memcpy(h->wbuf + off, buf, size);
-	h->wrote = 1;
-	return 0;
+	return fs_jobtext_write(&h->text, buf, size, off, WRITE_MAX);
 }
 
 /* "start" of an env whose model is not in models/: refused before anything runs. */
@@ -539,31 +525,32 @@ static int envs_flush(struct fs *fs, void *vh)
 {
 	struct envs_handle *h = vh;
 	struct env_table *tb = E(fs)->table;
-	const char *text = h->wbuf ? h->wbuf : "";
+	const char *text = fs_jobtext_str(&h->text);
+	size_t len = h->text.len;
 
-	if (!h->wrote || h->done)
+	if (!h->text.wrote || h->text.done)
 		return 0;
-	h->done = 1;
+	h->text.done = 1;
 	switch (h->file) {
 	case ENV_F_ENV:
-		return env_table_submit(tb, h->name, text, h->wlen);
+		return env_table_submit(tb, h->name, text, len);
 	case ENV_F_CONFIG:
-		return env_table_set_config(tb, h->name, text, h->wlen);
+		return env_table_set_config(tb, h->name, text, len);
 	default:
-		if (h->wlen >= 5 && !strncmp(text, "start", 5)) {
+		if (len >= 5 && !strncmp(text, "start", 5)) {
 			int r = model_there(fs, h->name);
 
 			if (r < 0)
 				return r;
 		}
-		return env_table_control(tb, h->name, text, h->wlen);
+		return env_table_control(tb, h->name, text, len);
 	}
 }
 
 static void handle_free(struct envs_handle *h)
 {
 	free(h->name);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 
@@ -634,14 +621,10 @@ static int envs_poll(struct fs *fs, void *vh, struct fuse_pollhandle *ph, unsign
 static int envs_setattr(struct fs *fs, fuse_req_t req, uint64_t ino, const struct stat *attr,
 			int to_set, void *h, struct stat *ret, double *ret_timeout)
 {
-	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-
 	(void)req;
 	(void)h;
 	/* `echo x > control` truncates first: the write replaces the text anyway. */
-	if (!(to_set & ~(FUSE_SET_ATTR_SIZE | times)) &&
-	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0))
+	if (fs_jobtext_setattr_ok(attr, to_set))
 		return envs_getattr(fs, ino, ret, ret_timeout);
 	return -EPERM;
 }

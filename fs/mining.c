@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/jobtext.h"
 #include "fs/names.h"
 #include "fs/park.h"
 #include "fs/subtree.h"
@@ -58,9 +59,7 @@ struct mhandle {
 	int kind;                   /* enum mining_kind */
 	char *name;
 	int file;
-	char *wbuf;
-	size_t wlen;
-	int wrote, done;
+	struct fs_jobtext text;     /* a file taken whole; a transfer's unfinished line */
 	uid_t uid;                  /* who opened it: a transfer spends only its owner's money */
 };
 
@@ -553,27 +552,27 @@ static int run_transfers(struct fs_mining *t, struct mhandle *h, int all)
 	size_t i = 0;
 	int r = 0;
 
-	while (r == 0 && i < h->wlen) {
-		char *nl = memchr(h->wbuf + i, '\n', h->wlen - i);
-		size_t end = nl ? (size_t)(nl - h->wbuf) : h->wlen;
+	while (r == 0 && i < h->text.len) {
+		char *nl = memchr(h->text.buf + i, '\n', h->text.len - i);
+		size_t end = nl ? (size_t)(nl - h->text.buf) : h->text.len;
 
 		if (!nl && !all)
 			break;
-		h->wbuf[end] = 0;
-		if (memchr(h->wbuf + i, 0, end - i)) {
+		h->text.buf[end] = 0;
+		if (memchr(h->text.buf + i, 0, end - i)) {
 			r = -EINVAL;
 			why = "a NUL byte in the line";
 		}
-		else if (strspn(h->wbuf + i, " \t") < end - i)
-			r = mining_book_transfer(t->book, h->name, h->uid, h->wbuf + i, &why);
+		else if (strspn(h->text.buf + i, " \t") < end - i)
+			r = mining_book_transfer(t->book, h->name, h->uid, h->text.buf + i, &why);
 		if (r == -EINVAL)
 			fs_log(t->fs->log, LOG_INFO, "mining: account %s: transfer refused: %s",
 			       h->name, why);
 		i = end + 1;
 	}
-	i = i > h->wlen ? h->wlen : i;
-	memmove(h->wbuf, h->wbuf + i, h->wlen - i);
-	h->wlen -= i;
+	i = i > h->text.len ? h->text.len : i;
+	memmove(h->text.buf, h->text.buf + i, h->text.len - i);
+	h->text.len -= i;
 	return r;
 }
 
@@ -585,15 +584,15 @@ static int transfer_write(struct fs_mining *t, struct mhandle *h, const char *bu
 
 	if (!t->book)
 		return -ENOENT;
-	if (h->wlen + size > TRANSFER_LINE_MAX + 1 && !memchr(buf, '\n', size))
+	if (h->text.len + size > TRANSFER_LINE_MAX + 1 && !memchr(buf, '\n', size))
 		return -EINVAL; /* a line this long is no request */
-	nb = realloc(h->wbuf, h->wlen + size + 1);
+	nb = realloc(h->text.buf, h->text.len + size + 1);
 	if (!nb)
 		return -ENOMEM;
-	h->wbuf = nb;
-	memcpy(h->wbuf + h->wlen, buf, size);
-	h->wlen += size;
-	h->wrote = 1;
+	h->text.buf = nb;
+	memcpy(h->text.buf + h->text.len, buf, size);
+	h->text.len += size;
+	h->text.wrote = 1;
 	return run_transfers(t, h, 0);
 }
 
@@ -608,63 +607,39 @@ static int mining_write(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, c
 		return -EACCES;
 	if (is_transfer(h))
 		return transfer_write(M(fs), h, buf, size);
-	if (off < 0 || (size_t)off + size > WRITE_MAX)
-		return -EFBIG;
-	if ((size_t)off + size > h->wlen) {
-		char *nb = realloc(h->wbuf, (size_t)off + size);
-
-		if (!nb)
-			return -ENOMEM;
-		memset(nb + h->wlen, 0, (size_t)off + size - h->wlen);
-		h->wbuf = nb;
-		h->wlen = (size_t)off + size;
-	}
-	memcpy(h->wbuf + off, buf, size);
-	h->wrote = 1;
-	return 0;
+	return fs_jobtext_write(&h->text, buf, size, off, WRITE_MAX);
 }
 
-/* models/<job>, owned by the job's owner, who writes the model there. */
+/* models/<job> for the job's owner (fs_job_model_dir()). */
 static int make_model_dir(struct fs *fs, const char *name)
 {
 	struct mining_info info;
-	struct cat_attr a, made;
 	int r = mining_info(M(fs)->m, MINING_JOBS, name, &info);
 
-	if (r < 0)
-		return r;
-	r = cas_lookup(fs->st, CAT_ROOT_INO, name, &a);
-	if (r == 0)
-		return S_ISDIR(a.mode) && (a.uid == info.uid || info.uid == 0) ? 0 : -EEXIST;
-	if (r != -ENOENT)
-		return r;
-	r = cas_mknode(fs->st, CAT_ROOT_INO, name, S_IFDIR | 0755, info.uid, info.gid, NULL,
-		       &made);
-	if (r == 0)
-		fs_models_changed(fs);
-	return r == -EEXIST ? 0 : r;
+	return r < 0 ? r : fs_job_model_dir(fs, name, info.uid, info.gid);
 }
 
 static int mining_flush(struct fs *fs, void *vh)
 {
 	struct mhandle *h = vh;
 	struct fs_mining *t = M(fs);
-	const char *buf = h->wbuf ? h->wbuf : "";
+	const char *buf = fs_jobtext_str(&h->text);
+	size_t len = h->text.len;
 	int r;
 
 	if (is_transfer(h)) /* a last line without its newline */
-		return h->wlen ? run_transfers(t, h, 1) : 0;
-	if (!h->wrote || h->done)
+		return len ? run_transfers(t, h, 1) : 0;
+	if (!h->text.wrote || h->text.done)
 		return 0;
-	h->done = 1;
+	h->text.done = 1;
 	if (h->kind == MINING_PROVIDERS)
-		return mining_provider_set(t->m, h->name, buf, h->wlen);
+		return mining_provider_set(t->m, h->name, buf, len);
 	if (h->file == MINING_F_CONTROL)
-		return mining_job_control(t->m, h->name, buf, h->wlen);
+		return mining_job_control(t->m, h->name, buf, len);
 	r = make_model_dir(fs, h->name);
 	if (r < 0)
 		return r;
-	return mining_job_submit(t->m, h->name, buf, h->wlen);
+	return mining_job_submit(t->m, h->name, buf, len);
 }
 
 static void mining_release(struct fs *fs, void *vh)
@@ -673,7 +648,7 @@ static void mining_release(struct fs *fs, void *vh)
 
 	mining_flush(fs, h);
 	free(h->name);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 
@@ -683,21 +658,17 @@ static void mining_abandon(struct fs *fs, void *vh)
 
 	(void)fs;
 	free(h->name);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 
 static int mining_setattr(struct fs *fs, fuse_req_t req, uint64_t ino, const struct stat *attr,
 			  int to_set, void *h, struct stat *ret, double *ret_timeout)
 {
-	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-
 	(void)req;
 	(void)h;
 	/* `echo x > job` truncates first: the write replaces the text anyway */
-	if (!(to_set & ~(FUSE_SET_ATTR_SIZE | times)) &&
-	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0))
+	if (fs_jobtext_setattr_ok(attr, to_set))
 		return mining_getattr(fs, ino, ret, ret_timeout);
 	return -EPERM;
 }

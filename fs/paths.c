@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "backend/store/store.h"
+#include "fs/jobtext.h"
 #include "fs/park.h"
 #include "fs/paths.h"
 #include "scheduler/ledger.h"
@@ -97,9 +98,7 @@ struct fs_paths_handle {
 	char *buf; /* what reads return */
 	size_t len;
 	int have; /* buf is filled */
-	char *wbuf;
-	size_t wlen;
-	int wrote, submitted;
+	struct fs_jobtext text; /* task or feedback; done: submitted since the last write */
 };
 
 static uint64_t task_ino(size_t id, int file)
@@ -804,25 +803,15 @@ void fs_paths_read(struct fs_paths *p, struct fs_paths_handle *h, fuse_req_t req
 int fs_paths_write(struct fs_paths *p, struct fs_paths_handle *h,
 		   const char *buf, size_t len, off_t off)
 {
-	size_t end = (size_t)off + len;
-	char *t;
+	int r;
 
 	(void)p;
 	if (h->file != F_TASK && h->file != F_FEEDBACK)
 		return -EBADF;
-	if (end > WRITE_MAX)
-		return -EFBIG;
-	if (end > h->wlen) {
-		t = realloc(h->wbuf, end);
-		if (!t)
-			return -ENOMEM;
-		memset(t + h->wlen, 0, end - h->wlen);
-		h->wbuf = t;
-		h->wlen = end;
-	}
-	memcpy(h->wbuf + off, buf, len);
-	h->wrote = 1;
-	h->submitted = 0;
+	r = fs_jobtext_write(&h->text, buf, len, off, WRITE_MAX);
+	if (r < 0)
+		return r;
+	h->text.done = 0;
 	return (int)len;
 }
 
@@ -846,7 +835,7 @@ int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 	struct plan_proc_user writer;
 	int r;
 
-	if (!h->wrote || h->submitted)
+	if (!h->text.wrote || h->text.done)
 		return 0;
 	if (!task_is(p, h, &ent)) {
 		/* The task was removed and made again, perhaps by someone else. */
@@ -860,13 +849,14 @@ int fs_paths_flush(struct fs_paths *p, struct fs_paths_handle *h)
 		 */
 		writer = (struct plan_proc_user){ .uid = ent.uid, .gid = ent.gid };
 		refresh_cards(p);
-		r = plan_engine_submit_as(p->e, h->name, h->wbuf ? h->wbuf : "",
-					  h->wlen, &writer);
+		r = plan_engine_submit_as(p->e, h->name, fs_jobtext_str(&h->text),
+					  h->text.len, &writer);
 	} else {
-		r = plan_engine_feedback(p->e, h->name, h->wbuf, h->wlen);
+		r = plan_engine_feedback(p->e, h->name, fs_jobtext_str(&h->text),
+					 h->text.len);
 	}
 	if (r == 0)
-		h->submitted = 1;
+		h->text.done = 1;
 	return r;
 }
 
@@ -874,7 +864,7 @@ static void handle_free(struct fs_paths_handle *h)
 {
 	free(h->name);
 	free(h->buf);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/jobtext.h"
 #include "fs/names.h"
 #include "fs/park.h"
 #include "fs/subtree.h"
@@ -42,9 +43,7 @@ struct fs_train {
 struct train_handle {
 	char *name;
 	int file;                   /* enum train_file */
-	char *wbuf;
-	size_t wlen;
-	int wrote, done;
+	struct fs_jobtext text;     /* job or control */
 };
 
 static struct fs_train *T(struct fs *fs)
@@ -69,7 +68,6 @@ static char *ino_name(struct fs_train *t, uint64_t ino)
 	return fs_names_get(&t->names, (size_t)((ino & ~FS_TAG_BASE(0xf)) >> 8));
 }
 
-/* The id of name, made when new; 0 on failure. */
 /* ---- result readers ------------------------------------------------------------------------ */
 
 /* The table's notice, with its lock held: the park takes only its own. */
@@ -371,50 +369,22 @@ static int train_write(struct fs *fs, fuse_req_t req, void *vh, uint64_t ino, co
 		       size_t size, off_t off)
 {
 	struct train_handle *h = vh;
-	char *nb;
 
 	(void)fs;
 	(void)req;
 	(void)ino;
 	if (h->file != TRAIN_F_JOB && h->file != TRAIN_F_CONTROL)
 		return -EACCES;
-	if (off < 0 || (size_t)off + size > WRITE_MAX)
-		return -EFBIG;
-	if ((size_t)off + size > h->wlen) {
-		nb = realloc(h->wbuf, (size_t)off + size);
-		if (!nb)
-			return -ENOMEM;
-		memset(nb + h->wlen, 0, (size_t)off - (off > (off_t)h->wlen ? h->wlen : (size_t)off));
-		h->wbuf = nb;
-		h->wlen = (size_t)off + size;
-	}
-	memcpy(h->wbuf + off, buf, size);
-	h->wrote = 1;
-	return 0;
+	return fs_jobtext_write(&h->text, buf, size, off, WRITE_MAX);
 }
 
-/*
- * models/<job>, owned by the job's owner: the job's process writes its checkpoints there with
- * the owner's rights, and models/ itself is the daemon's.
- */
+/* models/<job> for the job's owner (fs_job_model_dir()). */
 static int make_model_dir(struct fs *fs, const char *name)
 {
 	struct train_job_info info;
-	struct cat_attr a, made;
 	int r = train_jobs_info(T(fs)->jobs, name, &info);
 
-	if (r < 0)
-		return r;
-	r = cas_lookup(fs->st, CAT_ROOT_INO, name, &a);
-	if (r == 0)
-		return S_ISDIR(a.mode) && (a.uid == info.uid || info.uid == 0) ? 0 : -EEXIST;
-	if (r != -ENOENT)
-		return r;
-	r = cas_mknode(fs->st, CAT_ROOT_INO, name, S_IFDIR | 0755, info.uid, info.gid, NULL,
-		       &made);
-	if (r == 0)
-		fs_models_changed(fs);
-	return r == -EEXIST ? 0 : r;
+	return r < 0 ? r : fs_job_model_dir(fs, name, info.uid, info.gid);
 }
 
 static int train_flush(struct fs *fs, void *vh)
@@ -422,16 +392,16 @@ static int train_flush(struct fs *fs, void *vh)
 	struct train_handle *h = vh;
 	int r;
 
-	if (!h->wrote || h->done)
+	if (!h->text.wrote || h->text.done)
 		return 0;
-	h->done = 1;
+	h->text.done = 1;
 	if (h->file == TRAIN_F_JOB) {
 		r = make_model_dir(fs, h->name);
 		if (r < 0)
 			return r;
-		r = train_jobs_submit(T(fs)->jobs, h->name, h->wbuf ? h->wbuf : "", h->wlen);
+		r = train_jobs_submit(T(fs)->jobs, h->name, fs_jobtext_str(&h->text), h->text.len);
 	} else {
-		r = train_jobs_control(T(fs)->jobs, h->name, h->wbuf ? h->wbuf : "", h->wlen);
+		r = train_jobs_control(T(fs)->jobs, h->name, fs_jobtext_str(&h->text), h->text.len);
 	}
 	return r;
 }
@@ -442,7 +412,7 @@ static void train_release(struct fs *fs, void *vh)
 
 	train_flush(fs, h);
 	free(h->name);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 
@@ -452,21 +422,17 @@ static void train_abandon(struct fs *fs, void *vh)
 
 	(void)fs;
 	free(h->name);
-	free(h->wbuf);
+	fs_jobtext_free(&h->text);
 	free(h);
 }
 
 static int train_setattr(struct fs *fs, fuse_req_t req, uint64_t ino, const struct stat *attr,
 			 int to_set, void *h, struct stat *ret, double *ret_timeout)
 {
-	const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-			  FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
-
 	(void)req;
 	(void)h;
 	/* `echo x > job` truncates first: the write replaces the text anyway. */
-	if (!(to_set & ~(FUSE_SET_ATTR_SIZE | times)) &&
-	    (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size == 0))
+	if (fs_jobtext_setattr_ok(attr, to_set))
 		return train_getattr(fs, ino, ret, ret_timeout);
 	return -EPERM;
 }
