@@ -175,8 +175,14 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "--emulator") == 0)
 		printf("CUDA backend on cudaemu, the CPU stand-in for a GPU\n");
 	if (!gpu_cuda_ops()) {
+#ifdef LLMFS_HAVE_CUDA
+		printf("FAIL: this build has a CUDA backend, but its module (libllmfs_cuda.so) "
+		       "did not load\n");
+		return 1;
+#else
 		printf("skip: this build has no CUDA backend (nvcc not found, or a sanitised build)\n");
 		return 77;
+#endif
 	}
 	r = gpu_model_new(&m, &cfg, &o32);
 	if (r == -ENODEV) {

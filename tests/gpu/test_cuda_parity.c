@@ -187,8 +187,14 @@ int main(int argc, char **argv)
 	}
 	printf("model: batch %d x %d tokens, %d steps\n", sh.b, sh.t, sh.steps);
 	if (!gpu_cuda_ops()) {
+#ifdef LLMFS_HAVE_CUDA
+		printf("FAIL: this build has a CUDA backend, but its module (libllmfs_cuda.so) "
+		       "did not load\n");
+		return 1;
+#else
 		printf("skip: this build has no CUDA backend (nvcc not found, or a sanitised build)\n");
 		return 77;
+#endif
 	}
 	r = gpu_model_new(&probe, &cfg, &opts);
 	if (r == -ENODEV) {
