@@ -65,6 +65,8 @@ struct newchunk {
 	size_t len;
 	unsigned width; /* float width of its tensor, for the codec */
 	int heal;       /* replaces a stored copy found damaged */
+	int inl;        /* to be committed inline (catalog.h) */
+	uint8_t *enc;   /* inline: its encoded bytes, loc.clen of them */
 	struct cas_writer *w;
 };
 
@@ -85,6 +87,8 @@ struct cas_writer {
 	uint64_t pos;
 	uint64_t emitted; /* bytes in list: the file offset of buf[bstart] */
 	int tail_open; /* list[n-1] ended at a commit, not at a cut */
+	int inline_ok; /* a durable commit is cutting: a whole small file's
+			* one chunk goes inline (catalog.h) */
 
 	int fmt_state;       /* FMT_*: is this a model file we can read? */
 	struct mf_info fmt;
@@ -170,6 +174,7 @@ static void set_clear(struct cas_writer *w)
 
 	for (i = 0; i < w->nnc; i++) {
 		free(w->nc[i]->data);
+		free(w->nc[i]->enc);
 		free(w->nc[i]);
 	}
 	w->nnc = 0;
@@ -254,6 +259,22 @@ static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 	return pool_submit(w->st->sha_pool, sha_job, j);
 }
 
+/* An inline chunk keeps its encoded bytes for the commit's transaction. */
+static int keep_inline(struct newchunk *nc, enum codec_scheme scheme,
+		       const uint8_t *enc, uint32_t clen)
+{
+	nc->enc = malloc(clen ? clen : 1);
+	if (!nc->enc)
+		return -ENOMEM;
+	memcpy(nc->enc, enc, clen);
+	nc->loc.pack = CAS_PACK_INLINE;
+	nc->loc.off = 0;
+	nc->loc.clen = clen;
+	nc->loc.ulen = (uint32_t)nc->len;
+	nc->loc.scheme = scheme;
+	return 0;
+}
+
 static void store_job(void *ctx, void *arg)
 {
 	struct worker_ctx *wc = ctx;
@@ -267,10 +288,13 @@ static void store_job(void *ctx, void *arg)
 				 codec_bound(CDC_MAX), &scheme);
 		if (n >= 0)
 			n = store_append_room(w->st) < 0 ? -ENOSPC : n;
-		r = n < 0 ? n
-			  : pack_append(w->st->packs, &nc->id, scheme,
-					(uint32_t)nc->len, wc->out, (uint32_t)n,
-					&nc->loc);
+		if (n >= 0 && nc->inl)
+			r = keep_inline(nc, scheme, wc->out, (uint32_t)n);
+		else
+			r = n < 0 ? n
+				  : pack_append(w->st->packs, &nc->id, scheme,
+						(uint32_t)nc->len, wc->out, (uint32_t)n,
+						&nc->loc);
 	}
 	free(nc->data);
 	nc->data = NULL;
@@ -336,6 +360,8 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	nc->id = id;
 	nc->w = w;
 	nc->heal = heal;
+	/* The whole file is this one small chunk, cut by a durable commit. */
+	nc->inl = w->inline_ok && at == 0 && len <= INLINE_MAX && w->n == 1;
 	if (w->fmt_state == FMT_MODEL)
 		nc->width = mf_dtype_group_width(mf_dtype_at(&w->fmt, at, at + len));
 	r = set_add(w, nc);
@@ -537,8 +563,14 @@ static int load_entry(struct cas_writer *w, size_t i, uint8_t *out)
 	r = wait_idle(w);
 	if (r < 0)
 		return r;
-	r = store_load_chunk(w->st, ctx, &w->list[i].id, nc ? &nc->loc : NULL,
-			     ctx->out, &len);
+	if (nc && nc->enc) {
+		/* Inline and not committed yet: its bytes are here alone. */
+		r = store_decode_payload(ctx, &nc->id, &nc->loc, nc->enc, ctx->out);
+		len = nc->loc.ulen;
+	} else {
+		r = store_load_chunk(w->st, ctx, &w->list[i].id, nc ? &nc->loc : NULL,
+				     ctx->out, &len);
+	}
 	if (r < 0)
 		return r;
 	if (len != w->list[i].len)
@@ -1022,6 +1054,8 @@ static int heal_chunk(struct cas_store *st, const struct newchunk *nc,
 	r = cat_chunk_get(st->cat, &nc->id, &old, NULL);
 	if (r == 0)
 		r = cat_chunk_relocate(st->cat, &nc->id, &nc->loc);
+	if (r == 0 && old.pack == CAS_PACK_INLINE && !nc->enc)
+		r = cat_inline_delete(st->cat, &nc->id);
 	if (r == 0)
 		r = store_delta_add(d, nd, old.pack, -(int64_t)(PACK_REC_LEN + old.clen));
 	if (r == 0)
@@ -1054,6 +1088,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = cat_chunk_insert(st->cat, &nc->id, &nc->loc);
 		if (r == -EEXIST && nc->heal) {
 			r = heal_chunk(st, nc, d, nd);
+			if (r == 0 && nc->enc)
+				r = cat_inline_put(st->cat, &nc->id, nc->enc, nc->loc.clen);
 			continue;
 		}
 		if (r == -EEXIST) {
@@ -1061,6 +1097,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 			r = 0;
 			continue;
 		}
+		if (r == 0 && nc->enc)
+			r = cat_inline_put(st->cat, &nc->id, nc->enc, nc->loc.clen);
 		if (r == 0)
 			r = store_delta_add(d, nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
 	}
@@ -1123,13 +1161,29 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	struct pack_delta *d = NULL, *md = NULL;
 	size_t nd = 0, nmd, i;
 	struct commit_req *q;
-	int r = 0, ok = 0, lazy = 1;
+	int r = 0, ok = 0, lazy = 1, packed = 0, inl = 0;
 
 	/* One member that must be durable makes the whole group so. */
-	for (q = g; q; q = q->next)
+	for (q = g; q; q = q->next) {
 		lazy &= q->lazy;
-	if (!lazy)
+		for (i = 0; i < q->w->nnc; i++) {
+			packed |= !q->w->nc[i]->enc;
+			inl |= q->w->nc[i]->enc != NULL;
+		}
+	}
+	/*
+	 * The packs need no sync when no member appended to them and every
+	 * committed chunk is durable already: with every close synced
+	 * (close_sync), a committed row's record was synced before its
+	 * commit, and a previous process's lazy tail was synced at open.
+	 * Inline chunks are in the transaction itself: a small file's
+	 * durable close pays the WAL's sync alone.
+	 */
+	if (!lazy && (packed || !st->close_sync))
 		r = pack_set_sync(st->packs);
+	/* The mark covers what is synced before any commit names it. */
+	if (!lazy && r == 0)
+		store_synced(st);
 	pthread_mutex_lock(&st->lock);
 	if (r == 0)
 		r = lazy ? cat_begin_unsynced(st->cat) : cat_begin(st->cat);
@@ -1164,6 +1218,8 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	pthread_mutex_unlock(&st->lock);
 	if (r == 0 && ok)
 		lazy ? store_lazy_note(st) : store_synced(st);
+	if (r == 0 && ok && inl)
+		store_inline_note(st);
 	for (q = g; q; q = q->next)
 		if (r < 0 || !q->r)
 			q->r = r;
@@ -1212,7 +1268,9 @@ static int commit(struct cas_writer *w, int lazy)
 		return r;
 	if (!w->dirty)
 		return 0;
+	w->inline_ok = !lazy;
 	r = w->mode == W_STAGE ? chunk_stage(w) : flush_tail(w);
+	w->inline_ok = 0;
 	if (r == 0)
 		r = wait_idle(w);
 	if (r == 0)
