@@ -27,7 +27,17 @@ copy_loop() {
 	done
 }
 
-# check_copies DIR FIRST LAST: every acknowledged file is whole; every
+# acked_reach N: waits (up to 30 s) until N closes of the loop returned.
+acked_reach() {
+	k=0
+	while [ "$(wc -l <"$TEST_DIR/acked")" -lt "$1" ]; do
+		k=$((k + 1))
+		[ $k -lt 3000 ] || return 1
+		sleep 0.01
+	done
+}
+
+# check_copies DIR: every acknowledged file is whole; every
 # other file there is empty (created, never closed) or whole.
 check_copies() {
 	for i in $(cat "$TEST_DIR/acked"); do
@@ -100,10 +110,11 @@ for round in 1 2 3; do
 		first=$((41 + (round - 1) * 180)) &&
 		( copy_loop "$M/k$round" "$first" $((first + 179)) ) &
 		loop=$! &&
-		sleep 0.$((3 + 2 * round)) &&
+		acked_reach $((round * round * 12)) &&
 		daemon_kill9 &&
 		wait "$loop" &&
 		say "# $(wc -l <"$TEST_DIR/acked") closes returned before the kill" &&
+		[ "$(wc -l <"$TEST_DIR/acked")" -lt 180 ] &&
 		truncate -s "$(mark_off)" "$(pack_file "$(mark_pack)")" &&
 		daemon_start --flush-ms 100 &&
 		[ "$(status_get lost_at_open)" = 0 ] &&
