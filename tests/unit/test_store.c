@@ -990,6 +990,70 @@ static void test_write_queue_error(void)
 	free(e);
 }
 
+static uint64_t inline_chunks(struct cas_store *st)
+{
+	struct cas_status s;
+
+	CHECK_EQ(cas_status(st, &s), 0);
+	return s.inline_chunks;
+}
+
+/*
+ * A durable commit of a file that is one small chunk keeps the chunk in
+ * the catalog (inline): it reads back, deduplicates, makes the record a
+ * push sends, is collected when dead, passes fsck, and moves into a pack
+ * at close with the same record.
+ */
+static void test_inline_chunks(void)
+{
+	struct cas_store *st = open_store(0);
+	uint8_t *d = make_data(3000, 14), *e = make_data(2000, 15);
+	uint8_t rec[PACK_REC_LEN + 4096], rec2[sizeof(rec)], out[4096];
+	uint64_t a = new_file(st, "inl-a"), b = new_file(st, "inl-b"), c, u;
+	struct cas_file *f;
+	struct cas_id id;
+	uint32_t len;
+	ssize_t n, n2;
+
+	write_file(st, a, d, 3000, 3000);
+	CHECK_EQ(inline_chunks(st), 1);
+	check_content(st, a, d, 3000);
+	REQUIRE(cas_file_open(st, a, &f) == 0);
+	CHECK_EQ(cas_file_nchunks(f), 1);
+	cas_file_chunk(f, 0, &id, &len);
+	cas_file_free(f);
+	n = cas_chunk_record(st, &id, rec, sizeof(rec));
+	CHECK(n > PACK_REC_LEN);
+	CHECK_EQ(cas_record_check(st, rec, (size_t)n, &id, out), 3000);
+	CHECK(memcmp(out, d, 3000) == 0);
+	/* The same bytes again: deduplicated against the inline chunk. */
+	u = unique_bytes(st);
+	c = new_file(st, "inl-c");
+	write_file(st, c, d, 3000, 3000);
+	CHECK_EQ(unique_bytes(st), u);
+	CHECK_EQ(inline_chunks(st), 1);
+	/* A dead inline chunk is collected with its bytes. */
+	write_file(st, b, e, 2000, 2000);
+	CHECK_EQ(inline_chunks(st), 2);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "inl-b", 0, NULL), 0);
+	CHECK(cas_gc(st) >= 0);
+	CHECK_EQ(inline_chunks(st), 1);
+	CHECK_EQ(fsck_problems(st), 0);
+	/* Closing moves it into a pack: the same record, read from there. */
+	cas_store_close(st);
+	st = open_store(0);
+	CHECK_EQ(inline_chunks(st), 0);
+	check_content(st, a, d, 3000);
+	check_content(st, c, d, 3000);
+	n2 = cas_chunk_record(st, &id, rec2, sizeof(rec2));
+	CHECK_EQ(n2, n);
+	CHECK(n2 == n && memcmp(rec, rec2, (size_t)n) == 0);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+	free(e);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1005,6 +1069,7 @@ int main(void)
 	RUN(test_append_after_commit);
 	RUN(test_write_queue_model);
 	RUN(test_write_queue_error);
+	RUN(test_inline_chunks);
 	RUN(test_truncate_and_share);
 	RUN(test_namespace);
 	RUN(test_catalog_txn);
