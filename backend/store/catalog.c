@@ -24,7 +24,8 @@ enum {
 	S_CHUNK_GET, S_CHUNK_INS, S_CHUNK_REF, S_CHUNK_DEL,
 	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
 	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVE, S_RELEASE, S_UNDO, S_SYNC_NORMAL, S_SYNC_FULL, S_TOUCH, S_DMG_MARK,
-	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_MAX
+	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_INL_PUT, S_INL_GET, S_INL_DEL, S_INL_LIST,
+	S_INL_COUNT, S_MAX
 };
 
 static const char *const sql_text[S_MAX] = {
@@ -83,6 +84,13 @@ static const char *const sql_text[S_MAX] = {
 	[S_DMG_CLEAR] = "DELETE FROM damaged WHERE id = ?1",
 	[S_CHUNK_RELOC] = "UPDATE chunks SET pack = ?2, off = ?3, clen = ?4, ulen = ?5,"
 			  " scheme = ?6 WHERE id = ?1",
+	[S_INL_PUT] = "INSERT OR REPLACE INTO inline_recs(id, data) VALUES (?1, ?2)",
+	[S_INL_GET] = "SELECT data FROM inline_recs WHERE id = ?1",
+	[S_INL_DEL] = "DELETE FROM inline_recs WHERE id = ?1",
+	[S_INL_LIST] = "SELECT c.id, c.pack, c.off, c.clen, c.ulen, c.scheme, i.data"
+		       " FROM inline_recs i JOIN chunks c ON c.id = i.id"
+		       " WHERE c.pack = ?1 LIMIT ?2",
+	[S_INL_COUNT] = "SELECT count(*) FROM inline_recs",
 };
 
 /* Chunks a read found damaged: the next write of the same bytes replaces them. */
@@ -90,7 +98,10 @@ static const char damaged_schema[] =
 	"CREATE TABLE IF NOT EXISTS damaged(id BLOB PRIMARY KEY) WITHOUT ROWID;"
 	/* Chunks fetched from a remote before any file refers to them. */
 	"CREATE TABLE IF NOT EXISTS fetched(id BLOB PRIMARY KEY,"
-	" at INTEGER NOT NULL) WITHOUT ROWID;";
+	" at INTEGER NOT NULL) WITHOUT ROWID;"
+	/* Encoded bytes of small chunks committed with their file (inline). */
+	"CREATE TABLE IF NOT EXISTS inline_recs(id BLOB PRIMARY KEY,"
+	" data BLOB NOT NULL);";
 
 static const char schema[] =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -797,6 +808,94 @@ int cat_chunks_in_pack(struct cat *c, uint32_t pack,
 	return chunk_rows(c, s, cb, arg);
 }
 
+int cat_inline_put(struct cat *c, const struct cas_id *id, const void *data,
+		   uint32_t len)
+{
+	sqlite3_stmt *s = stmt(c, S_INL_PUT);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, len ? data : "", (int)len, SQLITE_STATIC);
+	return step_done(s);
+}
+
+int cat_inline_get(struct cat *c, const struct cas_id *id, void *buf, size_t cap)
+{
+	sqlite3_stmt *s = stmt(c, S_INL_GET);
+	int r, n;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	r = step_one(s);
+	if (r == 0) {
+		n = sqlite3_column_bytes(s, 0);
+		if ((size_t)n > cap) {
+			r = -EIO;
+		} else {
+			if (n)
+				memcpy(buf, sqlite3_column_blob(s, 0), (size_t)n);
+			r = n;
+		}
+	}
+	finish(s);
+	return r;
+}
+
+int cat_inline_delete(struct cat *c, const struct cas_id *id)
+{
+	sqlite3_stmt *s = stmt(c, S_INL_DEL);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	return step_done(s);
+}
+
+int cat_inline_list(struct cat *c, int max,
+		    int (*cb)(void *arg, const struct cas_id *id,
+			      const struct pack_loc *loc, const void *data,
+			      uint32_t len),
+		    void *arg)
+{
+	sqlite3_stmt *s = stmt(c, S_INL_LIST);
+	struct pack_loc loc;
+	struct cas_id id;
+	int rc, r = 0, n = 0;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, CAS_PACK_INLINE);
+	sqlite3_bind_int64(s, 2, max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		row_loc(s, &id, &loc);
+		r = cb(arg, &id, &loc, sqlite3_column_blob(s, 6),
+		       (uint32_t)sqlite3_column_bytes(s, 6));
+		if (r < 0)
+			break;
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = errno_of_sqlite(rc);
+	finish(s);
+	return r < 0 ? r : n;
+}
+
+int cat_inline_count(struct cat *c, uint64_t *ret)
+{
+	sqlite3_stmt *s = stmt(c, S_INL_COUNT);
+	int r;
+
+	if (!s)
+		return -EIO;
+	r = step_one(s);
+	if (r == 0)
+		*ret = (uint64_t)sqlite3_column_int64(s, 0);
+	finish(s);
+	return r;
+}
+
 int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
 		    int64_t live_delta)
 {
@@ -1122,7 +1221,8 @@ int cat_pack_ends(struct cat *c, uint32_t **ret_packs, uint64_t **ret_ends,
 	 */
 	rc = sqlite3_prepare_v2(c->db,
 				"SELECT pack, max(off + 32 + clen), total(32 + clen)"
-				" FROM chunks NOT INDEXED GROUP BY pack ORDER BY pack",
+				" FROM chunks NOT INDEXED WHERE pack != 4294967295"
+				" GROUP BY pack ORDER BY pack",
 				-1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return errno_of_sqlite(rc);

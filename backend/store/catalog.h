@@ -148,6 +148,29 @@ int cat_damaged_has(struct cat *c, const struct cas_id *id);
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc);
 
+/*
+ * Inline chunks: a small file's chunk committed with its file, its encoded
+ * bytes in the catalog (table inline_recs) and its chunk row naming the
+ * pack CAS_PACK_INLINE (offset 0, clen the length of those bytes), so that
+ * a close that must be durable pays one sync, the WAL's, and no pack
+ * sync.  The store moves them into a pack soon after (cat_chunk_relocate()
+ * and cat_inline_delete() in one transaction).  No pack row is ever made
+ * for CAS_PACK_INLINE, and cat_pack_ends() leaves it out.
+ */
+#define CAS_PACK_INLINE UINT32_MAX
+int cat_inline_put(struct cat *c, const struct cas_id *id, const void *data,
+		   uint32_t len);
+/* Copies the bytes into buf: their length, -ENOENT, or -EIO (over cap). */
+int cat_inline_get(struct cat *c, const struct cas_id *id, void *buf, size_t cap);
+int cat_inline_delete(struct cat *c, const struct cas_id *id);
+/* Calls cb for at most max inline chunks; returns how many, or -errno. */
+int cat_inline_list(struct cat *c, int max,
+		    int (*cb)(void *arg, const struct cas_id *id,
+			      const struct pack_loc *loc, const void *data,
+			      uint32_t len),
+		    void *arg);
+int cat_inline_count(struct cat *c, uint64_t *ret);
+
 /* Sets a pack's committed size (and adds live_delta), creating its row. */
 int cat_pack_update(struct cat *c, uint32_t pack, int64_t size,
 		    int64_t live_delta);

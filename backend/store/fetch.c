@@ -46,13 +46,22 @@ ssize_t cas_chunk_record(struct cas_store *st, const struct cas_id *id,
 	pthread_rwlock_rdlock(&st->gc_lock);
 	pthread_mutex_lock(&st->lock);
 	r = cat_chunk_get(st->cat, id, &loc, NULL);
-	pthread_mutex_unlock(&st->lock);
-	if (r == 0 && buf) {
-		if (cap < PACK_REC_LEN + (size_t)loc.clen)
-			r = -ENOBUFS;
-		else
-			r = pack_read(st->packs, &loc, id, buf);
+	if (r == 0 && buf && cap < PACK_REC_LEN + (size_t)loc.clen)
+		r = -ENOBUFS;
+	/* An inline chunk's record is made from its row and bytes, as its
+	 * pack record will be once moved. */
+	if (r == 0 && buf && loc.pack == CAS_PACK_INLINE) {
+		int n = cat_inline_get(st->cat, id, (uint8_t *)buf + PACK_REC_LEN,
+				       cap - PACK_REC_LEN);
+
+		r = n < 0 ? (n == -ENOENT ? -EIO : n) : (uint32_t)n != loc.clen ? -EIO : 0;
+		if (r == 0)
+			pack_rec_header(buf, id, loc.scheme, loc.ulen, loc.clen);
+		buf = NULL;
 	}
+	pthread_mutex_unlock(&st->lock);
+	if (r == 0 && buf)
+		r = pack_read(st->packs, &loc, id, buf);
 	pthread_rwlock_unlock(&st->gc_lock);
 	return r < 0 ? r : (ssize_t)(PACK_REC_LEN + loc.clen);
 }
@@ -209,6 +218,8 @@ int cas_import_commit(struct cas_import *im)
 			r = cat_chunk_get(st->cat, &a->id, &old, NULL);
 			if (r == 0)
 				r = cat_chunk_relocate(st->cat, &a->id, &a->loc);
+			if (r == 0 && old.pack == CAS_PACK_INLINE)
+				r = cat_inline_delete(st->cat, &a->id);
 			if (r == 0)
 				r = cat_damaged_clear(st->cat, &a->id);
 			if (r == 0)

@@ -219,12 +219,143 @@ void store_lazy_note(struct cas_store *st)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* Inline chunks moved per transaction: bounded memory and lock time. */
+#define MOVE_BATCH 2048
+
+struct move {
+	struct cas_id *ids;
+	struct pack_loc *locs; /* inline row, then where it was appended */
+	uint8_t **data;
+	size_t n;
+};
+
+static int move_add(void *arg, const struct cas_id *id, const struct pack_loc *loc,
+		    const void *data, uint32_t len)
+{
+	struct move *m = arg;
+	uint8_t *p = malloc(len ? len : 1);
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, data, len);
+	m->ids[m->n] = *id;
+	m->locs[m->n] = *loc;
+	m->data[m->n] = p;
+	m->n++;
+	return 0;
+}
+
+/* Points the rows still inline at their appended records.  Lock held. */
+static int move_commit(struct cas_store *st, struct move *m, size_t appended)
+{
+	struct pack_delta *d = NULL;
+	struct pack_loc cur;
+	size_t nd = 0, i;
+	int r;
+
+	r = cat_begin_unsynced(st->cat);
+	if (r < 0)
+		return r;
+	for (i = 0; r == 0 && i < appended; i++) {
+		/* Collected, or healed elsewhere, meanwhile: the record is
+		 * garbage past the pack's live bytes. */
+		if (cat_chunk_get(st->cat, &m->ids[i], &cur, NULL) < 0 ||
+		    cur.pack != CAS_PACK_INLINE)
+			continue;
+		r = cat_chunk_relocate(st->cat, &m->ids[i], &m->locs[i]);
+		if (r == 0)
+			r = cat_inline_delete(st->cat, &m->ids[i]);
+		if (r == 0)
+			r = store_delta_add(&d, &nd, m->locs[i].pack,
+					    PACK_REC_LEN + m->locs[i].clen);
+	}
+	if (r == 0)
+		r = store_deltas_apply(st, d, nd);
+	r = cat_end_unsynced(st->cat, r);
+	if (r == 0)
+		store_deltas_committed(st, d, nd);
+	free(d);
+	return r;
+}
+
+int store_inline_move(struct cas_store *st)
+{
+	struct move m = { 0 };
+	size_t i, appended = 0;
+	int r, n, err;
+
+	m.ids = malloc(MOVE_BATCH * sizeof(*m.ids));
+	m.locs = malloc(MOVE_BATCH * sizeof(*m.locs));
+	m.data = calloc(MOVE_BATCH, sizeof(*m.data));
+	if (!m.ids || !m.locs || !m.data) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&st->lock);
+	n = cat_inline_list(st->cat, MOVE_BATCH, move_add, &m);
+	if (n > 0)
+		st->writers++;
+	pthread_mutex_unlock(&st->lock);
+	r = n;
+	if (n <= 0)
+		goto out;
+	for (i = 0, r = 0; r == 0 && i < m.n; i++) {
+		r = store_append_room(st);
+		if (r == 0)
+			r = pack_append(st->packs, &m.ids[i], m.locs[i].scheme,
+					m.locs[i].ulen, m.data[i], m.locs[i].clen,
+					&m.locs[i]);
+		appended += r == 0;
+	}
+	/* A full disk stops the appends: what was appended still moves, the
+	 * rest stays inline (durable in the catalog) for a later try. */
+	err = r;
+	r = appended ? pack_set_sync(st->packs) : 0;
+	if (r == 0 && appended)
+		store_synced(st);
+	pthread_mutex_lock(&st->lock);
+	if (r == 0 && appended)
+		r = move_commit(st, &m, appended);
+	st->writers--;
+	pthread_mutex_unlock(&st->lock);
+	if (r == 0)
+		r = err < 0 ? err : (int)appended;
+out:
+	for (i = 0; m.data && i < m.n; i++)
+		free(m.data[i]);
+	free(m.ids);
+	free(m.locs);
+	free(m.data);
+	return r;
+}
+
+void store_inline_move_all(struct cas_store *st)
+{
+	while (store_inline_move(st) > 0)
+		;
+}
+
+void store_inline_note(struct cas_store *st)
+{
+	struct flusher *f = &st->fl;
+
+	pthread_mutex_lock(&f->lock);
+	f->move = 1;
+	if (!f->pending) {
+		f->pending = 1;
+		f->since = store_now_ns();
+		pthread_cond_signal(&f->cond);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 static void *flusher_main(void *arg)
 {
 	struct cas_store *st = arg;
 	struct flusher *f = &st->fl;
 	struct timespec ts;
 	int64_t due;
+	int move;
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
@@ -240,7 +371,12 @@ static void *flusher_main(void *arg)
 		       pthread_cond_timedwait(&f->cond, &f->lock, &ts) != ETIMEDOUT)
 			;
 		f->pending = 0;
+		move = f->move;
+		f->move = 0;
 		pthread_mutex_unlock(&f->lock);
+		/* The move's transaction is unsynced: the sync below covers it. */
+		if (move)
+			store_inline_move_all(st);
 		/* A failure (a full disk) leaves the commits unsynced: a later
 		 * lazy commit, fsync() or the unmount tries again. */
 		if (cas_sync(st) < 0) {

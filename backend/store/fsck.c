@@ -118,7 +118,7 @@ static int check_chunk(void *arg, const struct cas_id *id,
 		return -ENOMEM;
 	e->stored = refs;
 	e->loc = *loc;
-	r = store_load_chunk(f->st, f->ctx, id, loc, f->ctx->out, &len);
+	r = store_load_chunk_locked(f->st, f->ctx, id, loc, f->ctx->out, &len);
 	e->state = r == 0 ? 1 : 2;
 	if (r < 0) {
 		cas_id_hex(id, hex);
@@ -165,7 +165,7 @@ static int file_sha_differs(struct fsck *f, uint64_t ino, const uint8_t *p,
 
 		entry_get(p + i, &id, &clen);
 		e = idmap_get(f, &id, 0);
-		if (!e || store_load_chunk(f->st, f->ctx, &id, &e->loc, f->ctx->out, &got) < 0 ||
+		if (!e || store_load_chunk_locked(f->st, f->ctx, &id, &e->loc, f->ctx->out, &got) < 0 ||
 		    got != clen)
 			bad = 1;
 		else

@@ -54,6 +54,9 @@ static int drop_dead(void *arg, const struct cas_id *id, const struct pack_loc *
 
 	if (r < 0)
 		return r;
+	/* An inline chunk's bytes go with its row: nothing to punch. */
+	if (loc->pack == CAS_PACK_INLINE)
+		return cat_inline_delete(a->st->cat, id);
 	if (a->nholes == a->cap) {
 		size_t cap = a->cap ? 2 * a->cap : 256;
 		struct pack_loc *t = realloc(a->holes, cap * sizeof(*t));

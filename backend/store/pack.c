@@ -41,6 +41,7 @@ struct pack_set {
 	 * where the current pack ended when the last sync that succeeded began. */
 	uint32_t durable_id;
 	uint64_t durable_off;
+	uint64_t syncs; /* pack_set_sync() calls that synced something */
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -244,6 +245,16 @@ out:
 	return r;
 }
 
+uint64_t pack_sync_count(struct pack_set *ps)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&ps->lock);
+	n = ps->syncs;
+	pthread_mutex_unlock(&ps->lock);
+	return n;
+}
+
 uint32_t pack_current(struct pack_set *ps)
 {
 	uint32_t cur;
@@ -252,6 +263,17 @@ uint32_t pack_current(struct pack_set *ps)
 	cur = ps->cur;
 	pthread_mutex_unlock(&ps->lock);
 	return cur;
+}
+
+void pack_rec_header(uint8_t hdr[PACK_REC_LEN], const struct cas_id *id,
+		     enum codec_scheme scheme, uint32_t ulen, uint32_t clen)
+{
+	memcpy(hdr, REC_MAGIC, 4);
+	hdr[4] = (uint8_t)scheme;
+	hdr[5] = hdr[6] = hdr[7] = 0;
+	put_le32(hdr + 8, ulen);
+	put_le32(hdr + 12, clen);
+	memcpy(hdr + 16, id->b, CAS_ID_LEN);
 }
 
 int pack_append(struct pack_set *ps, const struct cas_id *id,
@@ -263,12 +285,7 @@ int pack_append(struct pack_set *ps, const struct cas_id *id,
 	ssize_t n;
 	int fd, r = 0;
 
-	memcpy(hdr, REC_MAGIC, 4);
-	hdr[4] = (uint8_t)scheme;
-	hdr[5] = hdr[6] = hdr[7] = 0;
-	put_le32(hdr + 8, ulen);
-	put_le32(hdr + 12, clen);
-	memcpy(hdr + 16, id->b, CAS_ID_LEN);
+	pack_rec_header(hdr, id, scheme, ulen, clen);
 	iov[0].iov_base = hdr;
 	iov[0].iov_len = sizeof(hdr);
 	iov[1].iov_base = (void *)data;
@@ -416,6 +433,8 @@ int pack_set_sync(struct pack_set *ps)
 	}
 	dir = ps->dir_dirty;
 	ps->dir_dirty = 0;
+	if (n || dir)
+		ps->syncs++;
 	pthread_mutex_unlock(&ps->lock);
 
 	for (i = 0; i < n; i++) {

@@ -54,6 +54,9 @@ struct pack_loc {
 int pack_rec_parse(const void *hdr, struct cas_id *ret_id,
 		   enum codec_scheme *ret_scheme, uint32_t *ret_ulen,
 		   uint32_t *ret_clen);
+/* Writes the header of a record (what pack_append() writes before data). */
+void pack_rec_header(uint8_t hdr[PACK_REC_LEN], const struct cas_id *id,
+		     enum codec_scheme scheme, uint32_t ulen, uint32_t clen);
 /* The 16-byte header every pack (and SMIP pack blob) starts with. */
 void pack_header(uint8_t out[PACK_HEADER_LEN]);
 
@@ -96,6 +99,9 @@ void pack_set_dirty_from(struct pack_set *ps, uint32_t id);
 /* Starts writing appended bytes out without waiting (sync_file_range), so
  * that the next pack_set_sync() has less to wait for. */
 void pack_set_writeback(struct pack_set *ps);
+
+/* How many pack_set_sync() calls had something to sync (for status). */
+uint64_t pack_sync_count(struct pack_set *ps);
 
 /* Current length of pack id, or -errno. */
 int64_t pack_size(struct pack_set *ps, uint32_t id);

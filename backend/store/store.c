@@ -124,27 +124,44 @@ static int read_record(struct cas_store *st, struct worker_ctx *ctx,
 		       const struct cas_id *id, const struct pack_loc *loc,
 		       uint8_t *out);
 
-int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
-		     const struct cas_id *id, const struct pack_loc *loc,
-		     uint8_t *out, uint32_t *ret_len)
+/*
+ * An inline chunk's bytes are read from the catalog with its row, under
+ * one hold of the lock: the mover (store_inline_move()) may relocate it
+ * the moment the lock is let go.
+ */
+static int load_chunk(struct cas_store *st, struct worker_ctx *ctx,
+		      const struct cas_id *id, const struct pack_loc *loc,
+		      uint8_t *out, uint32_t *ret_len, int locked)
 {
 	struct pack_loc l;
-	int r;
+	int r = 0, n, inl = 0;
 
 	pthread_rwlock_rdlock(&st->gc_lock);
-	if (loc) {
-		l = *loc;
-	} else {
-		pthread_mutex_lock(&st->lock);
-		r = cat_chunk_get(st->cat, id, &l, NULL);
-		pthread_mutex_unlock(&st->lock);
+	if (!loc || loc->pack == CAS_PACK_INLINE) {
+		if (!locked)
+			pthread_mutex_lock(&st->lock);
+		if (loc)
+			l = *loc;
+		else
+			r = cat_chunk_get(st->cat, id, &l, NULL);
+		if (r == 0 && l.pack == CAS_PACK_INLINE) {
+			inl = 1;
+			n = cat_inline_get(st->cat, id, ctx->rec,
+					   PACK_REC_LEN + codec_bound(CDC_MAX));
+			r = n < 0 ? n : (uint32_t)n != l.clen ? -EIO : 0;
+		}
+		if (!locked)
+			pthread_mutex_unlock(&st->lock);
 		if (r < 0) {
 			r = r == -ENOENT ? -EIO : r;
 			goto out;
 		}
+	} else {
+		l = *loc;
 	}
-	r = read_record(st, ctx, id, &l, out);
-	if (r == -EIO && !loc) {
+	r = inl ? store_decode_payload(ctx, id, &l, ctx->rec, out)
+		: read_record(st, ctx, id, &l, out);
+	if (r == -EIO && !loc && !locked) {
 		/* Remembered, so that writing the same bytes again repairs it. */
 		pthread_mutex_lock(&st->lock);
 		cat_damaged_mark(st->cat, id);
@@ -155,6 +172,40 @@ int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 out:
 	pthread_rwlock_unlock(&st->gc_lock);
 	return r;
+}
+
+int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
+		     const struct cas_id *id, const struct pack_loc *loc,
+		     uint8_t *out, uint32_t *ret_len)
+{
+	return load_chunk(st, ctx, id, loc, out, ret_len, 0);
+}
+
+int store_load_chunk_locked(struct cas_store *st, struct worker_ctx *ctx,
+			    const struct cas_id *id, const struct pack_loc *loc,
+			    uint8_t *out, uint32_t *ret_len)
+{
+	return load_chunk(st, ctx, id, loc, out, ret_len, 1);
+}
+
+int store_decode_payload(struct worker_ctx *ctx, const struct cas_id *id,
+			 const struct pack_loc *loc, const uint8_t *payload,
+			 uint8_t *out)
+{
+	struct cas_id got;
+
+	if (loc->ulen > CDC_MAX || loc->clen > codec_bound(CDC_MAX))
+		return -EIO;
+	if (loc->scheme == CODEC_RAW) {
+		if (loc->clen != loc->ulen)
+			return -EIO;
+		memcpy(out, payload, loc->ulen);
+	} else if (codec_decode(ctx->codec, loc->scheme, payload, loc->clen, out,
+				loc->ulen) < 0) {
+		return -EIO;
+	}
+	cas_id_of(out, loc->ulen, &got);
+	return cas_id_eq(&got, id) ? 0 : -EIO;
 }
 
 /* Reads, decodes and verifies one record.  gc_lock held. */
@@ -194,6 +245,9 @@ int store_delta_add(struct pack_delta **v, size_t *n, uint32_t pack, int64_t d)
 	struct pack_delta *t;
 	size_t i;
 
+	/* Inline chunks live in the catalog: no pack to account. */
+	if (pack == CAS_PACK_INLINE)
+		return 0;
 	for (i = 0; i < *n; i++)
 		if ((*v)[i].pack == pack) {
 			(*v)[i].live += d;
@@ -846,6 +900,8 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 			snprintf(err, errlen, "cannot start the flusher: %s", strerror(-r));
 			goto fail;
 		}
+		/* Inline chunks a stop left: the flusher moves them soon. */
+		store_inline_note(st);
 	}
 	*ret = st;
 	return 0;
@@ -866,7 +922,11 @@ void cas_store_close(struct cas_store *st)
 	store_flusher_stop(st);
 	pool_free(st->pool);
 	pool_free(st->sha_pool);
-	/* Lazy commits not flushed yet: durable before the store is let go. */
+	/* Inline chunks into the packs, so that a rebuild from the packs finds
+	 * them (markfd: opened with recovery); then lazy commits not flushed
+	 * yet: durable before the store is let go. */
+	if (st->packs && st->cat && st->markfd >= 0)
+		store_inline_move_all(st);
 	if (st->packs && st->cat)
 		cas_sync(st);
 	else if (st->packs)
@@ -1539,6 +1599,8 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	memset(ret, 0, sizeof(*ret));
 	pthread_mutex_lock(&st->lock);
 	r = cat_stats(st->cat, &ret->cat);
+	if (r == 0)
+		r = cat_inline_count(st->cat, &ret->inline_chunks);
 	pthread_mutex_unlock(&st->lock);
 	if (r < 0)
 		return r;
@@ -1550,6 +1612,7 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	ret->flush_failures = st->fl.failures;
 	pthread_mutex_unlock(&st->fl.lock);
 	ret->lost_at_open = st->lost_at_open;
+	ret->pack_syncs = pack_sync_count(st->packs);
 	return 0;
 }
 
@@ -1592,7 +1655,9 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		"disk_free_bytes: %llu\n"
 		"flushes: %llu\n"
 		"flush_failures: %llu\n"
-		"lost_at_open: %llu\n",
+		"lost_at_open: %llu\n"
+		"pack_syncs: %llu\n"
+		"inline_chunks: %llu\n",
 		st->dir, CAT_FORMAT,
 		(unsigned long long)s.cat.files,
 		(unsigned long long)(s.cat.dirs ? s.cat.dirs - 1 : 0),
@@ -1612,7 +1677,8 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		ratio(s.cat.logical_bytes, s.pack_disk_bytes),
 		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize,
 		(unsigned long long)s.flushes, (unsigned long long)s.flush_failures,
-		(unsigned long long)s.lost_at_open);
+		(unsigned long long)s.lost_at_open,
+		(unsigned long long)s.pack_syncs, (unsigned long long)s.inline_chunks);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

@@ -28,7 +28,13 @@
  * once the flusher has synced it (within cas_options.flush_ms) or
  * cas_sync() has; a power loss before may lose it, and chunks it named
  * that did not reach the disk are found at the next open (flush.c) and
- * read as EIO, never as wrong bytes.
+ * read as EIO, never as wrong bytes.  A durable commit of a file that is
+ * one chunk of 16 KiB or less puts the chunk's bytes in its transaction
+ * (inline, catalog.h): no pack sync, the WAL's alone; the flusher moves
+ * them into a pack within flush_ms, cas_store_close() moves the rest.
+ * Appends of 64 KiB or more are queued and chunked by the writer's feeder
+ * thread (at most 8 MiB queued): an error one of them hits is returned by
+ * the next cas_writer_write() or the commit.
  */
 #ifndef LLMFS_STORE_H
 #define LLMFS_STORE_H
@@ -268,6 +274,8 @@ struct cas_status {
 	uint64_t flushes;         /* syncs of lazy commits by the flusher */
 	uint64_t flush_failures;
 	uint64_t lost_at_open;    /* chunks found lost past the durable mark */
+	uint64_t pack_syncs;      /* pack syncs that had bytes to sync */
+	uint64_t inline_chunks;   /* chunks still inline in the catalog */
 };
 int cas_status(struct cas_store *st, struct cas_status *ret);
 /* The text of /llm/.llmfs/status (malloc()ed). */

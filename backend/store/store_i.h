@@ -75,6 +75,7 @@ struct cas_store {
 		pthread_mutex_t lock;
 		pthread_cond_t cond;
 		int running, pending, stop, delay_ms;
+		int move;                   /* inline chunks to move */
 		int64_t since;              /* the first unsynced lazy commit */
 		uint64_t flushes, failures;
 	} fl;
@@ -101,6 +102,29 @@ struct worker_ctx *store_tls(struct cas_store *st);
 int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 		     const struct cas_id *id, const struct pack_loc *loc,
 		     uint8_t *out, uint32_t *ret_len);
+
+/* The same with the catalog's lock held by the caller (fsck). */
+int store_load_chunk_locked(struct cas_store *st, struct worker_ctx *ctx,
+			    const struct cas_id *id, const struct pack_loc *loc,
+			    uint8_t *out, uint32_t *ret_len);
+/* Decodes and verifies a record's encoded bytes (payload) into out. */
+int store_decode_payload(struct worker_ctx *ctx, const struct cas_id *id,
+			 const struct pack_loc *loc, const uint8_t *payload,
+			 uint8_t *out);
+
+/*
+ * Moves up to a batch of inline chunks (catalog.h) into the current pack:
+ * appends their records, syncs the packs, then one transaction (unsynced:
+ * a lost one leaves the chunks inline, their rows and bytes unchanged)
+ * points each row at its record and deletes its inline bytes.  Counts as
+ * a writer meanwhile, so no collection cuts the records before they are
+ * named.  Returns the number moved (0: none left) or -errno.
+ */
+int store_inline_move(struct cas_store *st);
+/* Moves every inline chunk (open, close); best effort. */
+void store_inline_move_all(struct cas_store *st);
+/* Inline chunks were committed: the flusher moves them within flush_ms. */
+void store_inline_note(struct cas_store *st);
 
 /* Drops one reference to each chunk of a chunk-list blob.  Lock held. */
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len);

@@ -65,6 +65,8 @@ struct newchunk {
 	size_t len;
 	unsigned width; /* float width of its tensor, for the codec */
 	int heal;       /* replaces a stored copy found damaged */
+	int inl;        /* to be committed inline (catalog.h) */
+	uint8_t *enc;   /* inline: its encoded bytes, loc.clen of them */
 	struct cas_writer *w;
 };
 
@@ -85,6 +87,8 @@ struct cas_writer {
 	uint64_t pos;
 	uint64_t emitted; /* bytes in list: the file offset of buf[bstart] */
 	int tail_open; /* list[n-1] ended at a commit, not at a cut */
+	int inline_ok; /* a durable commit is cutting: a whole small file's
+			* one chunk goes inline (catalog.h) */
 
 	int fmt_state;       /* FMT_*: is this a model file we can read? */
 	struct mf_info fmt;
@@ -107,6 +111,38 @@ struct cas_writer {
 	int fd; /* STAGE: the staging file */
 	uint64_t stage_size;
 	int dropped; /* the last commit replaced content: garbage to collect */
+
+	/*
+	 * The write queue: appends answered before they are chunked.  The
+	 * feeder thread (started by the first queued write) takes them in
+	 * order; every other entry point waits for the queue to empty
+	 * (wq_drain()) before it touches the writer's state.  Its mutex is a
+	 * leaf.
+	 */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct wq_item *qhead, **qtail;
+	size_t qbytes;    /* queued bytes, at most WQ_MAX */
+	int qbusy;        /* the feeder is chunking an item */
+	int qerr;         /* the first error a queued write hit */
+	int qstop, qthread_on;
+	pthread_t qthread;
+	uint64_t qend;    /* the file's end with the queued appends */
+};
+
+/*
+ * Appends of at least WQ_MIN bytes are queued (a small file's one write is
+ * chunked at once: a hand-off would cost more), up to WQ_MAX bytes a
+ * writer; a write that finds the queue full waits for room.
+ */
+#define WQ_MIN (64u << 10)
+#define WQ_MAX (8u << 20)
+
+struct wq_item {
+	struct wq_item *next;
+	uint64_t off;
+	size_t len;
+	uint8_t data[];
 };
 
 static size_t set_slot(const struct cas_id *id, size_t cap)
@@ -170,6 +206,7 @@ static void set_clear(struct cas_writer *w)
 
 	for (i = 0; i < w->nnc; i++) {
 		free(w->nc[i]->data);
+		free(w->nc[i]->enc);
 		free(w->nc[i]);
 	}
 	w->nnc = 0;
@@ -254,6 +291,22 @@ static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 	return pool_submit(w->st->sha_pool, sha_job, j);
 }
 
+/* An inline chunk keeps its encoded bytes for the commit's transaction. */
+static int keep_inline(struct newchunk *nc, enum codec_scheme scheme,
+		       const uint8_t *enc, uint32_t clen)
+{
+	nc->enc = malloc(clen ? clen : 1);
+	if (!nc->enc)
+		return -ENOMEM;
+	memcpy(nc->enc, enc, clen);
+	nc->loc.pack = CAS_PACK_INLINE;
+	nc->loc.off = 0;
+	nc->loc.clen = clen;
+	nc->loc.ulen = (uint32_t)nc->len;
+	nc->loc.scheme = scheme;
+	return 0;
+}
+
 static void store_job(void *ctx, void *arg)
 {
 	struct worker_ctx *wc = ctx;
@@ -267,10 +320,13 @@ static void store_job(void *ctx, void *arg)
 				 codec_bound(CDC_MAX), &scheme);
 		if (n >= 0)
 			n = store_append_room(w->st) < 0 ? -ENOSPC : n;
-		r = n < 0 ? n
-			  : pack_append(w->st->packs, &nc->id, scheme,
-					(uint32_t)nc->len, wc->out, (uint32_t)n,
-					&nc->loc);
+		if (n >= 0 && nc->inl)
+			r = keep_inline(nc, scheme, wc->out, (uint32_t)n);
+		else
+			r = n < 0 ? n
+				  : pack_append(w->st->packs, &nc->id, scheme,
+						(uint32_t)nc->len, wc->out, (uint32_t)n,
+						&nc->loc);
 	}
 	free(nc->data);
 	nc->data = NULL;
@@ -336,6 +392,8 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	nc->id = id;
 	nc->w = w;
 	nc->heal = heal;
+	/* The whole file is this one small chunk, cut by a durable commit. */
+	nc->inl = w->inline_ok && at == 0 && len <= INLINE_MAX && w->n == 1;
 	if (w->fmt_state == FMT_MODEL)
 		nc->width = mf_dtype_group_width(mf_dtype_at(&w->fmt, at, at + len));
 	r = set_add(w, nc);
@@ -537,8 +595,14 @@ static int load_entry(struct cas_writer *w, size_t i, uint8_t *out)
 	r = wait_idle(w);
 	if (r < 0)
 		return r;
-	r = store_load_chunk(w->st, ctx, &w->list[i].id, nc ? &nc->loc : NULL,
-			     ctx->out, &len);
+	if (nc && nc->enc) {
+		/* Inline and not committed yet: its bytes are here alone. */
+		r = store_decode_payload(ctx, &nc->id, &nc->loc, nc->enc, ctx->out);
+		len = nc->loc.ulen;
+	} else {
+		r = store_load_chunk(w->st, ctx, &w->list[i].id, nc ? &nc->loc : NULL,
+				     ctx->out, &len);
+	}
 	if (r < 0)
 		return r;
 	if (len != w->list[i].len)
@@ -571,6 +635,9 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->idle, NULL);
 	pthread_cond_init(&w->sha_turn, NULL);
+	pthread_mutex_init(&w->qlock, NULL);
+	pthread_cond_init(&w->qcond, NULL);
+	w->qtail = &w->qhead;
 	mf_info_init(&w->fmt);
 	w->sha = EVP_MD_CTX_new();
 	if (!w->sha) {
@@ -612,10 +679,23 @@ fail:
 	return r;
 }
 
+static void wq_stop(struct cas_writer *w)
+{
+	if (!w->qthread_on)
+		return;
+	pthread_mutex_lock(&w->qlock);
+	w->qstop = 1;
+	pthread_cond_broadcast(&w->qcond);
+	pthread_mutex_unlock(&w->qlock);
+	pthread_join(w->qthread, NULL);
+	w->qthread_on = 0;
+}
+
 void cas_writer_free(struct cas_writer *w)
 {
 	if (!w)
 		return;
+	wq_stop(w);
 	wait_idle(w);
 	set_clear(w);
 	free(w->nc);
@@ -632,11 +712,23 @@ void cas_writer_free(struct cas_writer *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->idle);
 	pthread_cond_destroy(&w->sha_turn);
+	pthread_mutex_destroy(&w->qlock);
+	pthread_cond_destroy(&w->qcond);
 	free(w);
 }
 
 uint64_t cas_writer_size(const struct cas_writer *w)
 {
+	struct cas_writer *m = (struct cas_writer *)w; /* qlock only */
+	uint64_t end;
+	int queued;
+
+	pthread_mutex_lock(&m->qlock);
+	queued = m->qhead || m->qbusy;
+	end = m->qend;
+	pthread_mutex_unlock(&m->qlock);
+	if (queued)
+		return end;
 	return w->mode == W_STAGE ? w->stage_size : w->pos;
 }
 
@@ -753,17 +845,14 @@ static int writer_err(struct cas_writer *w)
 	return r;
 }
 
-int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
+/* A write, chunked now (the caller's thread or the feeder's). */
+static int write_now(struct cas_writer *w, const void *buf, size_t len,
 		     uint64_t off)
 {
 	int r = writer_err(w);
 
 	if (r < 0)
 		return r;
-	if (len == 0)
-		return 0;
-	w->dirty = 1;
-	w->share_whole = 0;
 	if (w->mode == W_STREAM && off == w->pos) {
 		if (w->tail_open) {
 			r = reopen_tail(w);
@@ -790,13 +879,133 @@ int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 	return 0;
 }
 
+/*
+ * The feeder: chunks queued appends in order.  After an error the rest
+ * are dropped; the error is the answer of the next write or the commit.
+ */
+static void *wq_main(void *arg)
+{
+	struct cas_writer *w = arg;
+	struct wq_item *it;
+	int r;
+
+	pthread_mutex_lock(&w->qlock);
+	for (;;) {
+		while (!w->qhead && !w->qstop)
+			pthread_cond_wait(&w->qcond, &w->qlock);
+		it = w->qhead;
+		if (!it)
+			break;
+		w->qhead = it->next;
+		if (!w->qhead)
+			w->qtail = &w->qhead;
+		w->qbusy = 1;
+		r = w->qerr;
+		pthread_mutex_unlock(&w->qlock);
+		if (r == 0)
+			r = write_now(w, it->data, it->len, it->off);
+		pthread_mutex_lock(&w->qlock);
+		if (r < 0 && !w->qerr)
+			w->qerr = r;
+		w->qbytes -= it->len;
+		w->qbusy = 0;
+		pthread_cond_broadcast(&w->qcond);
+		free(it);
+	}
+	pthread_mutex_unlock(&w->qlock);
+	return NULL;
+}
+
+/* Waits until the feeder has chunked every queued write: its first error. */
+static int wq_drain(struct cas_writer *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->qlock);
+	while (w->qhead || w->qbusy)
+		pthread_cond_wait(&w->qcond, &w->qlock);
+	r = w->qerr;
+	pthread_mutex_unlock(&w->qlock);
+	return r;
+}
+
+/*
+ * Queues an append at the file's end (with what is queued): 1 if queued,
+ * 0 if the write is to be done now (not an append, too small, or no
+ * memory or thread for it), or the error a queued write hit.
+ */
+static int wq_push(struct cas_writer *w, const void *buf, size_t len, uint64_t off)
+{
+	struct wq_item *it;
+	int queued, r = 0;
+
+	if (len < WQ_MIN || len > WQ_MAX)
+		return 0;
+	pthread_mutex_lock(&w->qlock);
+	queued = w->qhead || w->qbusy;
+	/* Idle, the feeder has let go of pos and mode: they are read safely. */
+	if (w->qerr || (queued ? off != w->qend : w->mode != W_STREAM || off != w->pos)) {
+		r = w->qerr;
+		goto out;
+	}
+	while (w->qbytes && w->qbytes + len > WQ_MAX && !w->qerr)
+		pthread_cond_wait(&w->qcond, &w->qlock);
+	if (w->qerr) {
+		r = w->qerr;
+		goto out;
+	}
+	it = malloc(sizeof(*it) + len);
+	if (!it)
+		goto out;
+	if (!w->qthread_on) {
+		if (pthread_create(&w->qthread, NULL, wq_main, w) != 0) {
+			free(it);
+			goto out;
+		}
+		w->qthread_on = 1;
+	}
+	memcpy(it->data, buf, len);
+	it->off = off;
+	it->len = len;
+	it->next = NULL;
+	*w->qtail = it;
+	w->qtail = &it->next;
+	w->qbytes += len;
+	w->qend = off + len;
+	pthread_cond_broadcast(&w->qcond);
+	r = 1;
+out:
+	pthread_mutex_unlock(&w->qlock);
+	return r;
+}
+
+int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
+		     uint64_t off)
+{
+	int r = writer_err(w);
+
+	if (r < 0)
+		return r;
+	if (len == 0)
+		return 0;
+	w->dirty = 1;
+	w->share_whole = 0;
+	r = wq_push(w, buf, len, off);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = wq_drain(w);
+	return r < 0 ? r : write_now(w, buf, len, off);
+}
+
 ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
 			uint64_t off, struct cas_fault *fault)
 {
 	size_t done = 0;
 	int r;
 
-	r = to_stage(w);
+	r = wq_drain(w);
+	if (r == 0)
+		r = to_stage(w);
 	if (r < 0)
 		return r;
 	if (off >= w->stage_size)
@@ -821,8 +1030,10 @@ ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
 
 int cas_writer_truncate(struct cas_writer *w, uint64_t size)
 {
-	int r;
+	int r = wq_drain(w);
 
+	if (r < 0)
+		return r;
 	if (size == cas_writer_size(w) && w->mode == W_STREAM)
 		return 0;
 	w->dirty = 1;
@@ -854,8 +1065,10 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 	size_t i, n = cas_file_nchunks(src), first;
 	uint64_t start = 0, shared = 0;
 	int whole;
-	int r;
+	int r = wq_drain(w);
 
+	if (r < 0)
+		return r;
 	if (w->mode != W_STREAM || off_out != w->pos || w->blen)
 		return 0;
 	for (i = 0; i < n && start < off_in; i++) {
@@ -897,13 +1110,16 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 int cas_writer_append(struct cas_writer *w, const struct cas_id *ids,
 		      const uint32_t *lens, size_t n, const uint8_t sha[32])
 {
-	int whole = w->pos == 0;
+	int whole;
 	uint64_t added = 0;
 	size_t i;
-	int r = writer_err(w);
+	int r = wq_drain(w);
 
+	if (r == 0)
+		r = writer_err(w);
 	if (r < 0)
 		return r;
+	whole = w->pos == 0;
 	if (w->mode != W_STREAM || w->blen)
 		return -EAGAIN;
 	for (i = 0; i < n; i++) {
@@ -1022,6 +1238,8 @@ static int heal_chunk(struct cas_store *st, const struct newchunk *nc,
 	r = cat_chunk_get(st->cat, &nc->id, &old, NULL);
 	if (r == 0)
 		r = cat_chunk_relocate(st->cat, &nc->id, &nc->loc);
+	if (r == 0 && old.pack == CAS_PACK_INLINE && !nc->enc)
+		r = cat_inline_delete(st->cat, &nc->id);
 	if (r == 0)
 		r = store_delta_add(d, nd, old.pack, -(int64_t)(PACK_REC_LEN + old.clen));
 	if (r == 0)
@@ -1054,6 +1272,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = cat_chunk_insert(st->cat, &nc->id, &nc->loc);
 		if (r == -EEXIST && nc->heal) {
 			r = heal_chunk(st, nc, d, nd);
+			if (r == 0 && nc->enc)
+				r = cat_inline_put(st->cat, &nc->id, nc->enc, nc->loc.clen);
 			continue;
 		}
 		if (r == -EEXIST) {
@@ -1061,6 +1281,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 			r = 0;
 			continue;
 		}
+		if (r == 0 && nc->enc)
+			r = cat_inline_put(st->cat, &nc->id, nc->enc, nc->loc.clen);
 		if (r == 0)
 			r = store_delta_add(d, nd, nc->loc.pack, PACK_REC_LEN + nc->loc.clen);
 	}
@@ -1123,13 +1345,29 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	struct pack_delta *d = NULL, *md = NULL;
 	size_t nd = 0, nmd, i;
 	struct commit_req *q;
-	int r = 0, ok = 0, lazy = 1;
+	int r = 0, ok = 0, lazy = 1, packed = 0, inl = 0;
 
 	/* One member that must be durable makes the whole group so. */
-	for (q = g; q; q = q->next)
+	for (q = g; q; q = q->next) {
 		lazy &= q->lazy;
-	if (!lazy)
+		for (i = 0; i < q->w->nnc; i++) {
+			packed |= !q->w->nc[i]->enc;
+			inl |= q->w->nc[i]->enc != NULL;
+		}
+	}
+	/*
+	 * The packs need no sync when no member appended to them and every
+	 * committed chunk is durable already: with every close synced
+	 * (close_sync), a committed row's record was synced before its
+	 * commit, and a previous process's lazy tail was synced at open.
+	 * Inline chunks are in the transaction itself: a small file's
+	 * durable close pays the WAL's sync alone.
+	 */
+	if (!lazy && (packed || !st->close_sync))
 		r = pack_set_sync(st->packs);
+	/* The mark covers what is synced before any commit names it. */
+	if (!lazy && r == 0)
+		store_synced(st);
 	pthread_mutex_lock(&st->lock);
 	if (r == 0)
 		r = lazy ? cat_begin_unsynced(st->cat) : cat_begin(st->cat);
@@ -1164,6 +1402,8 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	pthread_mutex_unlock(&st->lock);
 	if (r == 0 && ok)
 		lazy ? store_lazy_note(st) : store_synced(st);
+	if (r == 0 && ok && inl)
+		store_inline_note(st);
 	for (q = g; q; q = q->next)
 		if (r < 0 || !q->r)
 			q->r = r;
@@ -1206,13 +1446,18 @@ static int commit(struct cas_writer *w, int lazy)
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
 	size_t i;
-	int r = writer_err(w);
+	int r = wq_drain(w);
+
+	if (r == 0)
+		r = writer_err(w);
 
 	if (r < 0)
 		return r;
 	if (!w->dirty)
 		return 0;
+	w->inline_ok = !lazy;
 	r = w->mode == W_STAGE ? chunk_stage(w) : flush_tail(w);
+	w->inline_ok = 0;
 	if (r == 0)
 		r = wait_idle(w);
 	if (r == 0)

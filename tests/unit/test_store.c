@@ -872,6 +872,188 @@ static void test_sha_check(void)
 	free(buf);
 }
 
+/* xorshift64*: the seeded choices of the model test. */
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+/*
+ * Appends of 64 KiB or more are answered before they are chunked (the
+ * write queue); every other call waits for the queue.  Seeded random
+ * appends (queued or not), overwrites, truncates, reads, size checks and
+ * commits, against a model of the file's bytes.
+ */
+static void test_write_queue_model(void)
+{
+	const size_t cap = 6u << 20;
+	struct cas_store *st = open_store(0);
+	uint8_t *src = make_data(cap, 11), *model = malloc(cap), *buf = malloc(1u << 20);
+	uint64_t ino = new_file(st, "queued"), seed;
+	struct cas_writer *w = NULL;
+	size_t len = 0;
+	int step, commits = 0;
+
+	for (seed = 1; seed <= 3; seed++) {
+		uint64_t s = seed * 0x9e3779b97f4a7c15ull;
+
+		CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+		len = 0;
+		for (step = 0; step < 120; step++) {
+			unsigned op = (unsigned)(rnd(&s) % 100);
+			size_t off, n;
+
+			if (op < 60) { /* append: mostly queued sizes */
+				n = rnd(&s) % 4 ? 65536 + rnd(&s) % (1u << 20) : 1 + rnd(&s) % 60000;
+				if (len + n > cap) {
+					CHECK_EQ(cas_writer_truncate(w, 0), 0);
+					len = 0;
+				}
+				off = rnd(&s) % (cap - n);
+				memcpy(model + len, src + off, n);
+				CHECK_EQ(cas_writer_write(w, model + len, n, len), 0);
+				len += n;
+			} else if (op < 70 && len) { /* overwrite inside */
+				off = rnd(&s) % len;
+				n = 1 + rnd(&s) % 200000;
+				if (off + n > cap)
+					n = cap - off;
+				memcpy(model + off, src + rnd(&s) % (cap - n), n);
+				CHECK_EQ(cas_writer_write(w, model + off, n, off), 0);
+				if (off + n > len)
+					len = off + n;
+			} else if (op < 76 && len) { /* read back */
+				off = rnd(&s) % len;
+				n = 1 + rnd(&s) % (1u << 20);
+				if (n > len - off)
+					n = len - off;
+				CHECK_EQ(cas_writer_read(w, buf, n, off, NULL), n);
+				CHECK(memcmp(buf, model + off, n) == 0);
+			} else if (op < 82) { /* truncate */
+				n = len ? rnd(&s) % (len + 1) : 0;
+				CHECK_EQ(cas_writer_truncate(w, n), 0);
+				len = n;
+			} else if (op < 92) { /* commit, and maybe a fresh writer */
+				CHECK_EQ(cas_writer_commit(w), 0);
+				commits++;
+				check_content(st, ino, model, len);
+				if (rnd(&s) % 2) {
+					cas_writer_free(w);
+					CHECK_EQ(cas_writer_open(st, ino, 0, &w), 0);
+				}
+			}
+			CHECK_EQ(cas_writer_size(w), len);
+		}
+		CHECK_EQ(cas_writer_commit(w), 0);
+		cas_writer_free(w);
+		check_content(st, ino, model, len);
+	}
+	CHECK(commits > 10);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(src);
+	free(model);
+	free(buf);
+}
+
+/*
+ * An error hit by a queued write (here an abort, as a full disk's) drops
+ * the writes queued after it, answers the next write and the commit, and
+ * leaves the file with its committed content.
+ */
+static void test_write_queue_error(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 4u << 20, i;
+	uint8_t *d = make_data(len, 12), *e = make_data(len, 13);
+	uint64_t ino = new_file(st, "qerr");
+	struct cas_writer *w;
+	int r;
+
+	write_file(st, ino, d, 1u << 20, 1u << 20);
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	for (i = 0; i < 2; i++)
+		CHECK_EQ(cas_writer_write(w, e + i * (1u << 20), 1u << 20, i * (1u << 20)), 0);
+	cas_writer_abort(w, -ENOSPC);
+	r = cas_writer_write(w, e + 2 * (1u << 20), 1u << 20, 2 * (1u << 20));
+	CHECK(r == -ENOSPC || r == 0);
+	CHECK_EQ(cas_writer_write(w, e + 3 * (1u << 20), 1u << 20, 3 * (1u << 20)), -ENOSPC);
+	CHECK_EQ(cas_writer_commit(w), -ENOSPC);
+	cas_writer_free(w);
+	check_content(st, ino, d, 1u << 20);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+	free(e);
+}
+
+static uint64_t inline_chunks(struct cas_store *st)
+{
+	struct cas_status s;
+
+	CHECK_EQ(cas_status(st, &s), 0);
+	return s.inline_chunks;
+}
+
+/*
+ * A durable commit of a file that is one small chunk keeps the chunk in
+ * the catalog (inline): it reads back, deduplicates, makes the record a
+ * push sends, is collected when dead, passes fsck, and moves into a pack
+ * at close with the same record.
+ */
+static void test_inline_chunks(void)
+{
+	struct cas_store *st = open_store(0);
+	uint8_t *d = make_data(3000, 14), *e = make_data(2000, 15);
+	uint8_t rec[PACK_REC_LEN + 4096], rec2[sizeof(rec)], out[4096];
+	uint64_t a = new_file(st, "inl-a"), b = new_file(st, "inl-b"), c, u;
+	struct cas_file *f;
+	struct cas_id id;
+	uint32_t len;
+	ssize_t n, n2;
+
+	write_file(st, a, d, 3000, 3000);
+	CHECK_EQ(inline_chunks(st), 1);
+	check_content(st, a, d, 3000);
+	REQUIRE(cas_file_open(st, a, &f) == 0);
+	CHECK_EQ(cas_file_nchunks(f), 1);
+	cas_file_chunk(f, 0, &id, &len);
+	cas_file_free(f);
+	n = cas_chunk_record(st, &id, rec, sizeof(rec));
+	CHECK(n > PACK_REC_LEN);
+	CHECK_EQ(cas_record_check(st, rec, (size_t)n, &id, out), 3000);
+	CHECK(memcmp(out, d, 3000) == 0);
+	/* The same bytes again: deduplicated against the inline chunk. */
+	u = unique_bytes(st);
+	c = new_file(st, "inl-c");
+	write_file(st, c, d, 3000, 3000);
+	CHECK_EQ(unique_bytes(st), u);
+	CHECK_EQ(inline_chunks(st), 1);
+	/* A dead inline chunk is collected with its bytes. */
+	write_file(st, b, e, 2000, 2000);
+	CHECK_EQ(inline_chunks(st), 2);
+	CHECK_EQ(cas_unlink(st, CAT_ROOT_INO, "inl-b", 0, NULL), 0);
+	CHECK(cas_gc(st) >= 0);
+	CHECK_EQ(inline_chunks(st), 1);
+	CHECK_EQ(fsck_problems(st), 0);
+	/* Closing moves it into a pack: the same record, read from there. */
+	cas_store_close(st);
+	st = open_store(0);
+	CHECK_EQ(inline_chunks(st), 0);
+	check_content(st, a, d, 3000);
+	check_content(st, c, d, 3000);
+	n2 = cas_chunk_record(st, &id, rec2, sizeof(rec2));
+	CHECK_EQ(n2, n);
+	CHECK(n2 == n && memcmp(rec, rec2, (size_t)n) == 0);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+	free(e);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -885,6 +1067,9 @@ int main(void)
 	RUN(test_group_commit);
 	RUN(test_out_of_order);
 	RUN(test_append_after_commit);
+	RUN(test_write_queue_model);
+	RUN(test_write_queue_error);
+	RUN(test_inline_chunks);
 	RUN(test_truncate_and_share);
 	RUN(test_namespace);
 	RUN(test_catalog_txn);

@@ -5,7 +5,9 @@
 #   sh tools/bench/store-speed.sh [BUILD_DIR] [SIZE_MIB] [ROUNDS] [NFILES] [BIG_MIB...]
 #
 # Defaults: build, 1024 MiB, 3 rounds, 10000 small files, no big files;
-# SIZE_MIB 0 runs the big streams alone.
+# SIZE_MIB 0 skips the rows of SIZE_MIB files (ingest, reads, formats),
+# NFILES 0 the small-file rows: `build 0 3 10000` measures small files
+# alone, `build 1024 3 0` ingest and reads alone.
 # Every round measures llmfs and its baselines back to back, the order
 # rotated from round to round; each row prints the median of the per-round
 # ratios and their range [min-max], then each side's median time.  `sync`
@@ -111,17 +113,20 @@ big_streams() {
 	done
 	[ -z "$pid" ] || umount_llmfs
 }
-# SIZE_MIB 0: the big streams only.
-if [ "$size" = 0 ]; then
+# SIZE_MIB 0 and NFILES 0: the big streams only.
+if [ "$size" = 0 ] && [ "$nfiles" = 0 ]; then
 	big_streams
 	exit 0
 fi
 echo "# llmfs store speed: $size MiB files, $rounds rounds, $nfiles small files, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+echo "# daemon options: ${LLMFS_OPTS:-(none: the default --sync-close, a completed close() is on the disk)}"
+if [ "$size" -gt 0 ]; then
 { st_header $((size / 4)) BF16; "$work/gen" bf16 "$size" 1; } > "$d/bf16.safetensors"
 "$work/gen" bf16 "$size" 1 > "$d/bare.bf16"
 "$work/gen" q8 "$size" 2 > "$d/q8.bin"
 "$work/gen" small1 0 0 > "$d/v1.safetensors"
 "$work/gen" small2 0 0 > "$d/v2.safetensors"
+fi
 python3 - "$d/small" "$nfiles" <<'PY'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -139,6 +144,7 @@ for i in range(n):
         f.write(data)
 PY
 
+if [ "$size" -gt 0 ]; then
 # ---- ingest: cp into the mount + sync, against zstd -T2 -3 + sync and cp + sync
 for kind in bf16.safetensors q8.bin; do
 	f=$d/$kind
@@ -238,9 +244,10 @@ s1=$(stat_of stored_bytes)
 cp "$d/v2.safetensors" "$mnt/models/m/"
 s2=$(stat_of stored_bytes)
 echo "small tensors (1,400 x 15 KB, 13% changed, header +8 KiB): v2 adds $(ratio $((s2 - s1)) "$(stat -c %s "$d/v2.safetensors")") of its size (goal <= 0.15)"
+fi
 
 # ---- small files: cp -r + sync, one copy and four at once, against ext4
-for r in $(seq "$rounds"); do
+[ "$nfiles" -gt 0 ] && for r in $(seq "$rounds"); do
 	for side in llmfs ext4; do
 		drop
 		if [ $side = llmfs ]; then
@@ -265,9 +272,11 @@ for r in $(seq "$rounds"); do
 	rec ls-warm "$(ratio "$fe" "$fw")"; rec du-warm "$(ratio "$de" "$dw")"
 	rec ls-fc "$fc"; rec ls-fw "$fw"; rec ls-fe "$fe"
 done
+[ "$nfiles" -gt 0 ] && {
 echo "$nfiles small files, cp -r + sync: time / ext4 $(med small-one) (llmfs $(med small-lone) s, ext4 $(med small-eone) s)"
 echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) (llmfs $(med small-lpar) s, ext4 $(med small-epar) s)"
 echo "find right after a mount / warm find: $(med ls-cold) (cold $(med ls-fc) s, warm $(med ls-fw) s); du: $(med du-cold)"
 echo "warm find throughput / ext4: $(med ls-warm) (ext4 $(med ls-fe) s); warm du / ext4: $(med du-warm)"
+}
 
 big_streams
