@@ -737,16 +737,38 @@ static int route_train(const struct eval *e, struct plan_route *r)
 static const int cv_k[] = { 10, 30, 100 };
 static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
 static const double cv_s[] = { 0, 0.5, 1 };
+static const double cv_m[] = { 0, 0.5, 1 };
 #define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
 #define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
 #define N_CV_S (sizeof(cv_s) / sizeof(cv_s[0]))
+#define N_CV_M (sizeof(cv_m) / sizeof(cv_m[0]))
+
+/* Adds one held-out outcome y's squared error under every weight,
+ * strength and matrix factorisation share of the grid. */
+static void cv_score(double (*err)[N_CV_S][N_CV_M],
+		     const struct plan_route_pred *p, double prior, double y)
+{
+	for (size_t wi = 0; wi < N_CV_W; wi++)
+		for (size_t si = 0; si < N_CV_S; si++)
+			for (size_t mi = 0; mi < N_CV_M; mi++) {
+				struct plan_route_config c = {
+					.knn_weight = cv_w[wi],
+					.strength = cv_s[si],
+					.mf_weight = cv_m[mi],
+				};
+				double q = plan_route_blend(&c, prior, p);
+
+				err[wi][si][mi] += (q - y) * (q - y);
+			}
+}
 
 static int cv_select(struct eval *e, struct plan_route_config *cfg)
 {
 	const size_t no = e->n_opt;
 	const char **names = malloc(no * sizeof(*names));
 	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
-	double err[N_CV_K][N_CV_W][N_CV_S] = { { { 0 } } }, best = INFINITY;
+	double err[N_CV_K][N_CV_W][N_CV_S][N_CV_M] = { { { { 0 } } } };
+	double best = INFINITY;
 	int rc = -ENOMEM;
 
 	if (!names || !pr)
@@ -778,17 +800,7 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 					double y = opt_q(p, &e->opt[k]);
 					double q0 = e->est_q[p->type * no + k];
 
-					for (size_t wi = 0; wi < N_CV_W; wi++)
-						for (size_t si = 0; si < N_CV_S;
-						     si++) {
-							double q = q0 + cv_s[si] *
-								(cv_w[wi] * pr[k].q_knn +
-								 (1 - cv_w[wi]) *
-								 pr[k].q_lr - q0);
-
-							err[ki][wi][si] +=
-								(q - y) * (q - y);
-						}
+					cv_score(err[ki], &pr[k], q0, y);
 				}
 			}
 			plan_route_free(r);
@@ -798,11 +810,14 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 	for (size_t ki = 0; ki < N_CV_K; ki++)
 		for (size_t wi = 0; wi < N_CV_W; wi++)
 			for (size_t si = 0; si < N_CV_S; si++)
-				if (err[ki][wi][si] < best) {
-					best = err[ki][wi][si];
+				for (size_t mi = 0; mi < N_CV_M; mi++) {
+					if (err[ki][wi][si][mi] >= best)
+						continue;
+					best = err[ki][wi][si][mi];
 					cfg->k = cv_k[ki];
 					cfg->knn_weight = cv_w[wi];
 					cfg->strength = cv_s[si];
+					cfg->mf_weight = cv_m[mi];
 				}
 	rc = 0;
 out:
@@ -1469,9 +1484,10 @@ int main(int argc, char **argv)
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
 		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
-		       " + logistic, strength %.2f; %s)\n", text_n, e.cfg.k,
-		       e.cfg.knn_weight, e.cfg.strength,
-		       e.cv ? "k, weight and strength by 3-fold "
+		       " + logistic and matrix factorisation, MF share %.2f, "
+		       "strength %.2f; %s)\n", text_n, e.cfg.k,
+		       e.cfg.knn_weight, e.cfg.mf_weight, e.cfg.strength,
+		       e.cv ? "k, weights and strength by 3-fold "
 			      "cross-validation on the training split" :
 			      "defaults");
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
