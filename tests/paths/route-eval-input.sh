@@ -60,6 +60,19 @@ best=$(awk -F'\t' '$1 == "planner" && $4 > q { q = $4 } END { printf "%.4f", q }
 grep -q "^planner, highest quality on its curve  quality $best " "$dir/out" ||
 	fail "highest quality point is not the curve's ($best)"
 
+# 3b. Online, at a price where the second dearest model is worth most,
+#     nearly every prompt goes to it: the online lines must count those
+#     calls, not read the best single model's share (about 0 %).
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd";
+  for (i = 0; i < 400; i++) {
+    printf "p%d\tt\tcheap\t%d\t0.0001\n", i, i % 2 == 0;
+    printf "p%d\tt\tdear\t%d\t0.01\n", i, i % 10 != 0;
+    printf "p%d\tt\tbest\t%d\t0.02\n", i, i % 20 != 0; } }' >"$dir/on.tsv"
+"$tool" --lambda 10 "$dir/on.tsv" >"$dir/out" 2>&1 || fail "online: exit $?"
+warm=$(sed -n 's/^  warm start:.* other than the cheapest \([0-9.]*\)%.*/\1/p' "$dir/out")
+awk -v c="${warm:-0}" 'BEGIN { exit !(c > 50) }' ||
+	fail "online: calls to dear models read '$warm': $(grep 'warm start' "$dir/out")"
+
 # 4. Only LF ends a row: CRLF files and a raw CR inside a field read alike.
 printf 'prompt_id\tanswer\ttask_type\tmodel\tquality\r\n' >"$dir/cr.tsv"
 for i in $(seq 0 39); do

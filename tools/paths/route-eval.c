@@ -1301,10 +1301,17 @@ static void print_online(const char *what, const struct eval *e,
 {
 	char b[64];
 
-	printf("  %s: quality %.4f  cost/prompt %s  best-single calls %.1f%%"
+	struct point p = { .cost = r->cost };
+
+	/* With more than two models the calls to the best single model say
+	 * little: every call to a model other than the cheapest counts. */
+	memcpy(p.share, r->share, sizeof(p.share));
+	printf("  %s: quality %.4f  cost/prompt %s  calls per prompt to models "
+	       "other than the cheapest %.1f%% (best single %.1f%%)"
 	       "  regret vs best fixed type->option policy %.2f "
 	       "(%.5f/prompt)  vs per-prompt oracle %.2f\n", what, r->quality,
-	       fmt_cost(b, sizeof(b), r->cost), 100 * r->share[e->best],
+	       fmt_cost(b, sizeof(b), r->cost), 100 * dear_calls(e, &p),
+	       100 * r->share[e->best],
 	       r->regret_policy, r->regret_policy / (double)e->n_test,
 	       r->regret_oracle);
 }
