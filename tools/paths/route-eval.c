@@ -41,10 +41,10 @@
 #define MAX_MODELS ROUTE_MAX_MODELS
 #define TIE_EPS 1e-12
 /* Caps on the composite options, so that a table with many models stays
- * quick: agreement pairs and triples among the AGREE_POOL cheapest
- * answered models, votes among the VOTE_POOL cheapest. */
+ * quick: agreement pairs and triples, and votes, among a pool of
+ * AGREE_POOL answered models (agree_pool()). */
 #define AGREE_POOL 5
-#define VOTE_POOL 5
+#define VOTE_POOL AGREE_POOL
 
 /* A point of a quality-cost curve, with each model's share of calls. */
 struct point {
@@ -567,6 +567,57 @@ static size_t answered_by_cost(const struct eval *e, int *v)
 	return n;
 }
 
+/* A model's mean quality on the training split. */
+static double train_q(const struct eval *e, int m)
+{
+	double s = 0, n = 0;
+
+	for (size_t i = 0; i < e->t->n; i++)
+		if (e->t->p[i].train) {
+			s += e->t->p[i].q[m];
+			n += 1;
+		}
+	return n > 0 ? s / n : 0;
+}
+
+/*
+ * The members' pool of agreement cascades and votes, from the answered
+ * models v[0 .. n-1] (cheapest first): the cheapest models that no
+ * cheaper one beats on the training split, then, while places are left,
+ * the others cheapest first; the pool is returned cheapest first.  With
+ * many models of spread prices, the cheapest five are often models that
+ * a cheaper one outdoes; plan_cand.c picks its pool alike.
+ */
+static size_t agree_pool(const struct eval *e, const int *v, size_t n,
+			 int *pool)
+{
+	double top = -INFINITY;
+	bool taken[MAX_MODELS] = { false };
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
+		double q = train_q(e, v[i]);
+
+		if (q > top) {
+			pool[k++] = v[i];
+			taken[i] = true;
+		}
+		top = fmax(top, q);
+	}
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++)
+		if (!taken[i])
+			pool[k++] = v[i];
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0 && cmp_by_cost_ctx(e, pool[j - 1],
+							   pool[j]) > 0; j--) {
+			int x = pool[j];
+
+			pool[j] = pool[j - 1];
+			pool[j - 1] = x;
+		}
+	return k;
+}
+
 /*
  * Single models, then cascades a -> b (a cheaper) where a is always
  * judged, agreement cascades and votes where answers are recorded.
@@ -574,11 +625,11 @@ static size_t answered_by_cost(const struct eval *e, int *v)
 static int make_options(struct eval *e)
 {
 	const size_t nm = e->n_models;
-	int ans[MAX_MODELS];
-	size_t na = answered_by_cost(e, ans), pool;
+	int all[MAX_MODELS], ans[AGREE_POOL];
+	size_t na = answered_by_cost(e, all), pool;
 
 	e->naive = -1;
-	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm +
+	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 1 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
 	if (!e->opt)
@@ -597,7 +648,7 @@ static int make_options(struct eval *e)
 			e->n_cascade++;
 		}
 	}
-	pool = na < AGREE_POOL ? na : AGREE_POOL;
+	pool = agree_pool(e, all, na, ans);
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
 			for (size_t b = 0; b < nm; b++) {
@@ -606,7 +657,8 @@ static int make_options(struct eval *e)
 					continue;
 				/* The naive cascade: the two cheapest agree,
 				 * else the best single model. */
-				if (i == 0 && j == 1 && (int)b == e->best)
+				if (ans[i] == all[0] && ans[j] == all[1] &&
+				    (int)b == e->best)
 					e->naive = (long)e->n_opt;
 				if (add_opt(e, O_AGREE, ans[i], ans[j],
 					    (int)b) < 0)
@@ -615,7 +667,15 @@ static int make_options(struct eval *e)
 			}
 	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
 		return -ENOMEM;
-	pool = na < VOTE_POOL ? na : VOTE_POOL;
+	/* The naive cascade is a baseline even when its members are not in
+	 * the pool (then it is one more option, as any agreement cascade). */
+	if (e->naive < 0 && !e->no_cascades && na >= 2 &&
+	    e->single_c[e->best] > e->single_c[all[1]]) {
+		e->naive = (long)e->n_opt;
+		if (add_opt(e, O_AGREE, all[0], all[1], e->best) < 0)
+			return -ENOMEM;
+		e->n_agree++;
+	}
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
 			for (size_t k = j + 1; k < pool; k++) {
@@ -1572,7 +1632,13 @@ int main(int argc, char **argv)
 				    cb);
 		double gap = orc_pt.quality - qb;
 
-		if (gap > 0)
+		if (gap > 0 && qp < qb)
+			/* Not "-x %": the planner is below the best model. */
+			printf("best-single -> oracle gap closed at best-single "
+			       "cost: none (planner %.4f, below the best single "
+			       "model's %.4f; oracle %.4f)\n", qp, qb,
+			       orc_pt.quality);
+		else if (gap > 0)
 			printf("best-single -> oracle gap closed at best-single "
 			       "cost: %.1f%% (planner %.4f, oracle %.4f)\n",
 			       100 * (qp - qb) / gap, qp, orc_pt.quality);
