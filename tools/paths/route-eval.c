@@ -12,7 +12,8 @@
  * answer stands when n of them (2 or 3) give it, the third called only
  * when it can still decide; votes of three, the majority answer, else the
  * first member's.  Each option is scored per prompt with plan_route (the
- * prompt's hashed n-gram TF-IDF features, kNN and logistic predictors)
+ * prompt's hashed n-gram TF-IDF features, kNN, logistic and matrix
+ * factorisation predictors)
  * over the per task type plan_stats posterior, which is their prior, and
  * chosen with plan_better(); "by-type" is the same planner without the
  * per-prompt signal.  Sweeping lambda traces each quality-cost curve.
