@@ -73,6 +73,20 @@ warm=$(sed -n 's/^  warm start:.* other than the cheapest \([0-9.]*\)%.*/\1/p' "
 awk -v c="${warm:-0}" 'BEGIN { exit !(c > 50) }' ||
 	fail "online: calls to dear models read '$warm': $(grep 'warm start' "$dir/out")"
 
+# 3c. Many models: the second cheapest is worse than the cheapest, so
+#     agreement members come from the others (the pool), but the naive
+#     cascade (the two cheapest agree, else the best) is still the
+#     baseline row, and the escalation goes to the best model.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
+  split("0.6 0.3 0.65 0.7 0.75 0.8", Q, " ");
+  for (i = 0; i < 400; i++) {
+    for (m = 1; m <= 6; m++) { ok = (i * (m + 3) % 97) / 97 < Q[m];
+      printf "p%d\tt\tc%d\t%d\t%.4f\t%s\n", i, m, ok, 0.0001 * m, ok ? "A" : "B" }
+    printf "p%d\tt\tdear\t%d\t0.01\tA\n", i, i % 10 != 0; } }' >"$dir/many.tsv"
+"$tool" "$dir/many.tsv" >"$dir/out" 2>&1 || fail "many models: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear ' "$dir/out" ||
+	fail "many models: no naive cascade row: $(grep -i naive "$dir/out")"
+
 # 4. Only LF ends a row: CRLF files and a raw CR inside a field read alike.
 printf 'prompt_id\tanswer\ttask_type\tmodel\tquality\r\n' >"$dir/cr.tsv"
 for i in $(seq 0 39); do
