@@ -86,6 +86,10 @@ awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
 "$tool" "$dir/many.tsv" >"$dir/out" 2>&1 || fail "many models: exit $?"
 grep -q '^naive agreement cascade agree(c1,c2)>dear ' "$dir/out" ||
 	fail "many models: no naive cascade row: $(grep -i naive "$dir/out")"
+# The votes: every triple of the pool (10), and the daemon's own vote of
+# the three best models (dear, c6, c5), which the pool lacks.
+grep -q '^planner options: 7 single models, 0 cascades judged by the check column, [0-9]* agreement cascades, 11 votes' "$dir/out" ||
+	fail "many models: votes: $(grep '^planner options' "$dir/out")"
 
 # 4. Only LF ends a row: CRLF files and a raw CR inside a field read alike.
 printf 'prompt_id\tanswer\ttask_type\tmodel\tquality\r\n' >"$dir/cr.tsv"

@@ -23,15 +23,14 @@ grep -q "^naive agreement cascade agree(mistral-7b-chat,wizardlm-13b)>$best " "$
 	fail "no naive agreement cascade row to $best"
 # No negative percentage, nan or unbounded figure anywhere.
 if grep -E -- '-[0-9.]+%|nan|inf' "$dir/out.txt"; then fail "a bad figure"; fi
-# Every cost share is that of a point no dearer than the best model's
-# when reached: the oracle's no dearer than the planner's, the planner's
-# no dearer than 100 %.
+# The oracle reaches every level, no dearer than the planner (which may
+# need more than the best model's cost: a vote of the three dear ones).
 for l in 95 99 100; do
 	line=$(grep "^ *$l%:" "$dir/out.txt")
 	o=$(echo "$line" | sed -n 's/.* oracle \([0-9.]*\)%.*/\1/p')
 	p=$(echo "$line" | sed -n 's/.* planner \([0-9.]*\)%.*/\1/p')
 	[ -n "$o" ] || fail "$l %: the oracle reaches nothing: $line"
-	[ -z "$p" ] || awk -v o="$o" -v p="$p" 'BEGIN { exit !(o <= p && p <= 100.05) }' ||
+	[ -z "$p" ] || awk -v o="$o" -v p="$p" 'BEGIN { exit !(o <= p) }' ||
 		fail "$l %: $line"
 done
 # AIQ: the planner above every single model and the naive cascade,

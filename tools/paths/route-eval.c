@@ -620,6 +620,39 @@ static size_t agree_pool(const struct eval *e, const int *v, size_t n,
 }
 
 /*
+ * The daemon's own vote (plan_cand.c): the three answered models of best
+ * quality on the training split, best first; added unless all three are
+ * in the pool, whose votes are already options.
+ */
+static int vote_best3(struct eval *e, const int *v, size_t n,
+		      const int *pool, size_t n_pool)
+{
+	int top[3] = { -1, -1, -1 };
+	size_t in_pool = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 3; k++)
+			if (top[k] < 0 || train_q(e, v[i]) >
+					  train_q(e, top[k])) {
+				for (int j = 2; j > k; j--)
+					top[j] = top[j - 1];
+				top[k] = v[i];
+				break;
+			}
+	if (top[2] < 0)
+		return 0;
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < n_pool; i++)
+			in_pool += pool[i] == top[k];
+	if (in_pool == 3)
+		return 0;
+	if (add_opt(e, O_VOTE, top[0], top[1], top[2]) < 0)
+		return -ENOMEM;
+	e->n_vote++;
+	return 0;
+}
+
+/*
  * Single models, then cascades a -> b (a cheaper) where a is always
  * judged, agreement cascades and votes where answers are recorded.
  */
@@ -630,7 +663,7 @@ static int make_options(struct eval *e)
 	size_t na = answered_by_cost(e, all), pool;
 
 	e->naive = -1;
-	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 1 +
+	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 2 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
 	if (!e->opt)
@@ -685,7 +718,7 @@ static int make_options(struct eval *e)
 					return -ENOMEM;
 				e->n_vote++;
 			}
-	return 0;
+	return e->no_cascades ? 0 : vote_best3(e, all, na, ans, pool);
 }
 
 /* plan_stats posteriors per option × task type from the training rows. */
