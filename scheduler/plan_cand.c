@@ -216,28 +216,61 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 	return 0;
 }
 
-/* The n cheapest eligible models of step s, cheapest first (lowest index
- * on ties); unfilled places stay -1. */
-static void cheapest(const struct work *w, size_t s, int *lo, int n)
+/*
+ * The pool of agreement members (AGREE_POOL, cheapest first, unfilled
+ * places -1): the cheapest eligible models that no cheaper one beats in
+ * mean quality, then, while places are left, the other cheapest.  With
+ * many models of spread prices the plain cheapest are often models a
+ * cheaper one outdoes, and the good cheap ones would never be asked
+ * (llmfs-route-eval's agree_pool() is the same rule).
+ */
+static int agree_pool(const struct work *w, size_t s, int *pool)
 {
 	const struct est *e = &w->e[s * w->ms->n];
+	int *by_cost = malloc((w->ms->n + 1) * sizeof(*by_cost));
+	bool *in = calloc(w->ms->n + 1, sizeof(*in));
+	double top = -INFINITY;
+	size_t n = 0;
+	int k = 0;
 
-	for (int k = 0; k < n; k++)
-		lo[k] = -1;
-	for (size_t m = 0; m < w->ms->n; m++) {
-		int at = n;
-
-		if (!e[m].ok)
-			continue;
-		while (at > 0 && (lo[at - 1] < 0 ||
-				  e[m].cost < e[lo[at - 1]].cost))
-			at--;
-		if (at >= n)
-			continue;
-		for (int k = n - 1; k > at; k--)
-			lo[k] = lo[k - 1];
-		lo[at] = (int)m;
+	if (!by_cost || !in) {
+		free(by_cost);
+		free(in);
+		return -ENOMEM;
 	}
+	/* Eligible models, cheapest first (lowest index on ties). */
+	for (size_t m = 0; m < w->ms->n; m++) {
+		size_t at = n++;
+
+		if (!e[m].ok) {
+			n--;
+			continue;
+		}
+		for (; at > 0 && e[m].cost < e[by_cost[at - 1]].cost; at--)
+			by_cost[at] = by_cost[at - 1];
+		by_cost[at] = (int)m;
+	}
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
+		if (e[by_cost[i]].q > top) {
+			in[by_cost[i]] = true;
+			k++;
+		}
+		top = fmax(top, e[by_cost[i]].q);
+	}
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++)
+		if (!in[by_cost[i]]) {
+			in[by_cost[i]] = true;
+			k++;
+		}
+	for (int j = 0; j < AGREE_POOL; j++)
+		pool[j] = -1;
+	k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (in[by_cost[i]])
+			pool[k++] = by_cost[i];
+	free(by_cost);
+	free(in);
+	return 0;
 }
 
 /* P(at least need of the n independent members right), p their
@@ -330,7 +363,8 @@ static int agree_options(struct work *w, size_t s)
 {
 	int lo[AGREE_POOL], rc;
 
-	cheapest(w, s, lo, AGREE_POOL);
+	if ((rc = agree_pool(w, s, lo)) < 0)
+		return rc;
 	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
 		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
 			int pair[2] = { lo[i], lo[j] };

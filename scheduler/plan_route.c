@@ -13,6 +13,10 @@
 
 /* Buckets in fewer prompts than this are always searched. */
 #define DF_FLOOR 256
+/* Matrix factorisation: the width of the shared prompt projection and of
+ * each arm's embedding, and the scale of their seeded initial values. */
+#define MF_DIM PLAN_ROUTE_MF_DIM
+#define MF_INIT 0.1
 
 struct obs {
 	uint32_t ex, arm;
@@ -28,6 +32,7 @@ struct example {
 struct arm {
 	char *name;
 	float *w;             /* PLAN_FEAT_DIM logistic weights, lazily */
+	float u[MF_DIM];      /* the arm's embedding (matrix factorisation) */
 };
 
 struct posting {
@@ -57,6 +62,8 @@ struct plan_route {
 	struct hit *hits;
 	size_t cap_acc;
 	size_t sorted;         /* hits sorted at the front */
+	float *mf;             /* MF_DIM x PLAN_FEAT_DIM: the prompt projection
+				* shared by every arm, column per bucket */
 	long base;             /* the id of ex[0]: ids forgotten before it */
 };
 
@@ -66,10 +73,41 @@ void plan_route_config_default(struct plan_route_config *cfg)
 		.k = 25, .knn_prior = 1.0, .df_max = 0.05,
 		.lr = 0.2, .l2 = 1e-4, .epochs = 5, .seed = 1,
 		.knn_weight = 0.5, .strength = 1, .max_prompts = 5000,
+		.mf_weight = 0.5,
 	};
 }
 
 static long add_locked(struct plan_route *r, struct plan_feat *terms);
+
+/* A seeded value in [-MF_INIT, MF_INIT]: factors start apart (at zero
+ * every gradient of the product would be zero). */
+static float mf_draw(struct plan_rng *rng)
+{
+	return (float)(MF_INIT * (2 * plan_rng_uniform(rng) - 1));
+}
+
+/* The projection's initial values, from the configured seed. */
+static void mf_init(struct plan_route *r)
+{
+	struct plan_rng rng;
+
+	plan_rng_seed(&rng, r->cfg.seed ^ 0x6d66ULL);
+	for (size_t i = 0; i < (size_t)MF_DIM * PLAN_FEAT_DIM; i++)
+		r->mf[i] = mf_draw(&rng);
+}
+
+/* An arm's initial embedding, from its name: the same in every run. */
+static void mf_init_arm(const struct plan_route *r, struct arm *a)
+{
+	struct plan_rng rng;
+	uint64_t h = 1469598103934665603ULL ^ r->cfg.seed;
+
+	for (const char *c = a->name; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	plan_rng_seed(&rng, h);
+	for (int k = 0; k < MF_DIM; k++)
+		a->u[k] = mf_draw(&rng);
+}
 static int observe_locked(struct plan_route *r, long id, const char *arm,
 			  double prior, double quality, double cost);
 
@@ -147,16 +185,20 @@ int plan_route_open(const struct plan_route_config *cfg,
 	if (r->cfg.k < 1 || r->cfg.knn_prior <= 0 || r->cfg.df_max <= 0 ||
 	    r->cfg.lr < 0 || r->cfg.l2 < 0 || r->cfg.epochs < 0 ||
 	    !(r->cfg.knn_weight >= 0 && r->cfg.knn_weight <= 1) ||
+	    !(r->cfg.mf_weight >= 0 && r->cfg.mf_weight <= 1) ||
 	    !(r->cfg.strength >= 0 && r->cfg.strength <= 1)) {
 		free(r);
 		return -EINVAL;
 	}
 	r->post = calloc(PLAN_FEAT_DIM, sizeof(*r->post));
-	if (!r->post || plan_idf_init(&r->idf) < 0) {
+	r->mf = malloc((size_t)MF_DIM * PLAN_FEAT_DIM * sizeof(*r->mf));
+	if (!r->post || !r->mf || plan_idf_init(&r->idf) < 0) {
 		free(r->post);
+		free(r->mf);
 		free(r);
 		return -ENOMEM;
 	}
+	mf_init(r);
 	pthread_mutex_init(&r->mu, NULL);
 	*ret_route = r;
 	return 0;
@@ -181,6 +223,7 @@ void plan_route_free(struct plan_route *r)
 	}
 	plan_route_db_close(r->db);
 	free(r->post);
+	free(r->mf);
 	free(r->ex);
 	free(r->obs);
 	free(r->arms);
@@ -330,6 +373,7 @@ static long arm_get(struct plan_route *r, const char *name)
 		free(r->arms[r->n_arms].w);
 		return -ENOMEM;
 	}
+	mf_init_arm(r, &r->arms[r->n_arms]);
 	return (long)r->n_arms++;
 }
 
@@ -352,6 +396,64 @@ static double lr_score(const float *w, const struct plan_feat *x,
 	for (size_t i = 0; i < x->n; i++)
 		z += (double)w[x->idx[i]] * x->val[i];
 	return 1.0 / (1.0 + exp(-z));
+}
+
+/* The prompt's projection h = P x. */
+static void mf_project(const struct plan_route *r, const struct plan_feat *x,
+		       double *h)
+{
+	for (int k = 0; k < MF_DIM; k++)
+		h[k] = 0;
+	for (size_t i = 0; i < x->n; i++) {
+		const float *col = &r->mf[(size_t)x->idx[i] * MF_DIM];
+
+		for (int k = 0; k < MF_DIM; k++)
+			h[k] += (double)col[k] * x->val[i];
+	}
+}
+
+static double mf_score(const struct arm *a, const double *h, double prior)
+{
+	double z = logit(prior);
+
+	for (int k = 0; k < MF_DIM; k++)
+		z += (double)a->u[k] * h[k];
+	return 1.0 / (1.0 + exp(-z));
+}
+
+/*
+ * One SGD step of the matrix factorisation on the n outcomes obs[] of one
+ * prompt (every arm's, in a batch fit): each arm's embedding moves along
+ * the logistic loss's gradient, and the shared projection's columns of
+ * the prompt's buckets along the mean of theirs, so that what one arm's
+ * outcomes teach about a prompt serves every arm.
+ */
+static void mf_step(struct plan_route *r, const uint32_t *obs, size_t n)
+{
+	const struct plan_feat *x;
+	double h[MF_DIM], dh[MF_DIM] = { 0 }, lr = r->cfg.lr, l2 = r->cfg.l2;
+
+	if (!n)
+		return;
+	x = &r->ex[r->obs[obs[0]].ex].w;
+	mf_project(r, x, h);
+	for (size_t i = 0; i < n; i++) {
+		const struct obs *o = &r->obs[obs[i]];
+		struct arm *a = &r->arms[o->arm];
+		double g = mf_score(a, h, o->prior) - o->q;
+
+		for (int k = 0; k < MF_DIM; k++) {
+			dh[k] += g * a->u[k] / (double)n;
+			a->u[k] -= (float)(lr * (g * h[k] + l2 * a->u[k]));
+		}
+	}
+	for (size_t i = 0; i < x->n; i++) {
+		float *col = &r->mf[(size_t)x->idx[i] * MF_DIM];
+
+		for (int k = 0; k < MF_DIM; k++)
+			col[k] -= (float)(lr * (dh[k] * x->val[i] +
+						l2 * col[k]));
+	}
 }
 
 static void sgd_step(struct plan_route *r, const struct obs *o)
@@ -399,8 +501,10 @@ static int observe_locked(struct plan_route *r, long id, const char *arm,
 	o->q = (float)fmin(1, fmax(0, quality));
 	o->c = (float)cost;
 	o->prior = (float)clamp_p(prior);
-	e->obs[e->n_obs++] = (uint32_t)r->n_obs++;
+	e->obs[e->n_obs++] = (uint32_t)r->n_obs;
 	sgd_step(r, o);
+	mf_step(r, &(uint32_t){ (uint32_t)r->n_obs }, 1);
+	r->n_obs++;
 	return 0;
 }
 
@@ -439,9 +543,12 @@ int plan_route_fit(struct plan_route *r)
 		    (rc = index_example(r, (uint32_t)i)) < 0)
 			goto out;
 	}
-	for (size_t a = 0; a < r->n_arms; a++)
+	mf_init(r);
+	for (size_t a = 0; a < r->n_arms; a++) {
 		memset(r->arms[a].w, 0, PLAN_FEAT_DIM * sizeof(float));
-	order = malloc((r->n_obs + 1) * sizeof(*order));
+		mf_init_arm(r, &r->arms[a]);
+	}
+	order = malloc((r->n_obs + r->n_ex + 1) * sizeof(*order));
 	if (!order) {
 		rc = -ENOMEM;
 		goto out;
@@ -459,6 +566,23 @@ int plan_route_fit(struct plan_route *r)
 		}
 		for (size_t i = 0; i < r->n_obs; i++)
 			sgd_step(r, &r->obs[order[i]]);
+	}
+	/* The factorisation: every prompt's outcomes together, prompts in a
+	 * seeded order. */
+	for (int ep = 0; ep < r->cfg.epochs; ep++) {
+		uint32_t *ord = order + r->n_obs;
+
+		for (size_t i = 0; i < r->n_ex; i++)
+			ord[i] = (uint32_t)i;
+		for (size_t i = r->n_ex; i > 1; i--) {
+			size_t j = plan_rng_next(&rng) % i;
+			uint32_t t = ord[i - 1];
+
+			ord[i - 1] = ord[j];
+			ord[j] = t;
+		}
+		for (size_t i = 0; i < r->n_ex; i++)
+			mf_step(r, r->ex[ord[i]].obs, r->ex[ord[i]].n_obs);
 	}
 out:
 	free(order);
@@ -553,13 +677,13 @@ static long neighbours(struct plan_route *r, const struct plan_feat *x,
 /* Returns false when the sorted hits ran out before k neighbours of arm a
  * were found while unsorted ones remain: the caller sorts them all. */
 static bool predict_arm(struct plan_route *r, long a, long n_hits,
-			const struct plan_feat *x, double pq, double pc,
-			struct plan_route_pred *ret)
+			const struct plan_feat *x, const double *proj,
+			double pq, double pc, struct plan_route_pred *ret)
 {
 	double kp = r->cfg.knn_prior, sq = 0, ss = 0, sc = 0, scs = 0;
 	int found = 0;
 
-	ret->quality = ret->q_knn = ret->q_lr = pq;
+	ret->quality = ret->q_knn = ret->q_lr = ret->q_mf = pq;
 	ret->cost = pc >= 0 ? pc : 0;
 	ret->support = 0;
 	if (a < 0)
@@ -587,9 +711,8 @@ static bool predict_arm(struct plan_route *r, long a, long n_hits,
 	ret->support = ss;
 	ret->q_knn = (kp * pq + sq) / (kp + ss);
 	ret->q_lr = lr_score(r->arms[a].w, x, pq);
-	ret->quality = pq + r->cfg.strength *
-			    (r->cfg.knn_weight * ret->q_knn +
-			     (1 - r->cfg.knn_weight) * ret->q_lr - pq);
+	ret->q_mf = mf_score(&r->arms[a], proj, pq);
+	ret->quality = plan_route_blend(&r->cfg, pq, ret);
 	if (pc >= 0)
 		ret->cost = (kp * pc + sc) / (kp + scs);
 	else if (scs > 0)
@@ -603,6 +726,7 @@ int plan_route_predict(struct plan_route *r, const char *text,
 		       struct plan_route_pred *ret)
 {
 	struct plan_feat terms, x = { 0 };
+	double h[MF_DIM];
 	long n_hits;
 	int rc;
 
@@ -614,8 +738,9 @@ int plan_route_predict(struct plan_route *r, const char *text,
 	/* Enough sorted hits for k neighbours of every arm when each stored
 	 * prompt has every arm, as in a replay; more only when needed. */
 	n_hits = neighbours(r, &x, 4 * (size_t)r->cfg.k);
+	mf_project(r, &x, h);
 	for (size_t i = 0; n_hits >= 0 && i < n; i++)
-		if (!predict_arm(r, arm_find(r, arms[i]), n_hits, &x,
+		if (!predict_arm(r, arm_find(r, arms[i]), n_hits, &x, h,
 				 prior_q[i], prior_c ? prior_c[i] : -1,
 				 &ret[i])) {
 			n_hits = neighbours(r, &x, 0);
@@ -630,6 +755,17 @@ out:
 	plan_feat_release(&terms);
 	plan_feat_release(&x);
 	return rc;
+}
+
+double plan_route_blend(const struct plan_route_config *cfg, double prior,
+			const struct plan_route_pred *p)
+{
+	double learned = (1 - cfg->mf_weight) * p->q_lr +
+			 cfg->mf_weight * p->q_mf;
+
+	return prior + cfg->strength * (cfg->knn_weight * p->q_knn +
+					(1 - cfg->knn_weight) * learned -
+					prior);
 }
 
 void plan_route_counts(struct plan_route *r, size_t *ret_prompts,

@@ -4,8 +4,8 @@
  * answer it, and what it will cost — the per-prompt signal beside the per
  * task type posterior of plan_stats, which stays the prior.
  *
- * Features: plan_feat (hashed word and character n-grams, TF-IDF).  Two
- * predictors, both shrunk to the prior the caller passes (the arm's per
+ * Features: plan_feat (hashed word and character n-grams, TF-IDF).  Three
+ * predictors, all shrunk to the prior the caller passes (the arm's per
  * task type posterior mean quality and mean cost):
  *   kNN       the cosine-weighted mean outcome of the k most similar
  *             prompts the arm answered, with the prior counted as
@@ -15,12 +15,20 @@
  *             than 256) are skipped when looking for neighbours
  *             (stop-word-like, and slow);
  *   logistic  per arm, logit q = logit(prior) + w . x, trained by SGD with
- *             L2 (step lr, penalty l2): with w = 0 it is the prior.
- * The prediction is prior + strength * (knn_weight * kNN +
- * (1 - knn_weight) * logistic - prior); its cost is the kNN mean cost.
+ *             L2 (step lr, penalty l2): with w = 0 it is the prior;
+ *   matrix factorisation (RouteLLM's strongest learned router, trained
+ *             pointwise): logit q = logit(prior) + u_arm . (P x), an
+ *             embedding u of PLAN_ROUTE_MF_DIM numbers per arm scored
+ *             against the prompt's projection P x, P shared by every arm
+ *             (so each arm's outcomes teach what a prompt is like for all
+ *             of them), both learned by SGD from seeded small values.
+ * The prediction is plan_route_blend(): prior + strength * (knn_weight *
+ * kNN + (1 - knn_weight) * ((1 - mf_weight) * logistic + mf_weight * MF)
+ * - prior); its cost is the kNN mean cost.
  * The defaults (plan_route_config_default(), strength 1) are fixed, never
- * fitted to a data set; the replay tool may choose k, knn_weight and
- * strength by cross-validation on its training split only (docs/paths.md,
+ * fitted to a data set; the replay tool may choose k, knn_weight,
+ * mf_weight and strength by cross-validation on its training split only
+ * (docs/paths.md,
  * "Per-prompt routing"): strength 0, the prior alone, where the text
  * predicts nothing.
  *
@@ -30,7 +38,9 @@
  * reweighs everything and makes extra SGD passes (batch use: the replay
  * tool after loading its training split).
  *
- * Memory: a prompt costs about 12 bytes per distinct n-gram (at most
+ * Memory: the projection P is PLAN_ROUTE_MF_DIM x PLAN_FEAT_DIM floats
+ * (8 MiB), each arm 512 KiB of logistic weights; a prompt costs about 12
+ * bytes per distinct n-gram (at most
  * PLAN_FEAT_MAX_BYTES of text are read).  When max_prompts are held, the
  * next plan_route_add() forgets every stored prompt and outcome first (the
  * kNN starts again; the logistic weights and IDF counts stay), so a
@@ -50,6 +60,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PLAN_ROUTE_MF_DIM 16
+
 struct plan_route_config {
 	int k;              /* neighbours (25) */
 	double knn_prior;   /* pseudo-similarity of the prior (1.0) */
@@ -59,6 +71,9 @@ struct plan_route_config {
 	double l2;          /* L2 penalty per step (1e-4) */
 	int epochs;         /* passes of plan_route_fit() (5) */
 	double knn_weight;  /* share of the kNN in the prediction (0.5) */
+	double mf_weight;   /* share of the matrix factorisation in the
+			     * rest, the logistic model having the other
+			     * (0.5) */
 	double strength;    /* how far the prediction moves from the prior,
 			     * in [0, 1]: prior + strength (kNN/logistic
 			     * blend - prior); 0 is the prior alone (1) */
@@ -69,7 +84,7 @@ struct plan_route_config {
 struct plan_route_pred {
 	double quality;     /* the prediction, in [0, 1] */
 	double cost;        /* USD */
-	double q_knn, q_lr;
+	double q_knn, q_lr, q_mf;
 	double support;     /* sum of the neighbours' similarities */
 };
 
@@ -112,6 +127,12 @@ int plan_route_predict(struct plan_route *r, const char *text,
 		       const char *const *arms, size_t n,
 		       const double *prior_q, const double *prior_c,
 		       struct plan_route_pred *ret);
+
+/* The prediction from an arm's prior quality and its predictors' q_knn,
+ * q_lr and q_mf under cfg's weights and strength (what
+ * plan_route_predict() returns as quality). */
+double plan_route_blend(const struct plan_route_config *cfg, double prior,
+			const struct plan_route_pred *p);
 
 /* Prompts and outcomes held. */
 void plan_route_counts(struct plan_route *r, size_t *ret_prompts,

@@ -60,6 +60,37 @@ best=$(awk -F'\t' '$1 == "planner" && $4 > q { q = $4 } END { printf "%.4f", q }
 grep -q "^planner, highest quality on its curve  quality $best " "$dir/out" ||
 	fail "highest quality point is not the curve's ($best)"
 
+# 3b. Online, at a price where the second dearest model is worth most,
+#     nearly every prompt goes to it: the online lines must count those
+#     calls, not read the best single model's share (about 0 %).
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd";
+  for (i = 0; i < 400; i++) {
+    printf "p%d\tt\tcheap\t%d\t0.0001\n", i, i % 2 == 0;
+    printf "p%d\tt\tdear\t%d\t0.01\n", i, i % 10 != 0;
+    printf "p%d\tt\tbest\t%d\t0.02\n", i, i % 20 != 0; } }' >"$dir/on.tsv"
+"$tool" --lambda 10 "$dir/on.tsv" >"$dir/out" 2>&1 || fail "online: exit $?"
+warm=$(sed -n 's/^  warm start:.* other than the cheapest \([0-9.]*\)%.*/\1/p' "$dir/out")
+awk -v c="${warm:-0}" 'BEGIN { exit !(c > 50) }' ||
+	fail "online: calls to dear models read '$warm': $(grep 'warm start' "$dir/out")"
+
+# 3c. Many models: the second cheapest is worse than the cheapest, so
+#     agreement members come from the others (the pool), but the naive
+#     cascade (the two cheapest agree, else the best) is still the
+#     baseline row, and the escalation goes to the best model.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
+  split("0.6 0.3 0.65 0.7 0.75 0.8", Q, " ");
+  for (i = 0; i < 400; i++) {
+    for (m = 1; m <= 6; m++) { ok = (i * (m + 3) % 97) / 97 < Q[m];
+      printf "p%d\tt\tc%d\t%d\t%.4f\t%s\n", i, m, ok, 0.0001 * m, ok ? "A" : "B" }
+    printf "p%d\tt\tdear\t%d\t0.01\tA\n", i, i % 10 != 0; } }' >"$dir/many.tsv"
+"$tool" "$dir/many.tsv" >"$dir/out" 2>&1 || fail "many models: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear ' "$dir/out" ||
+	fail "many models: no naive cascade row: $(grep -i naive "$dir/out")"
+# The votes: every triple of the pool (10), and the daemon's own vote of
+# the three best models (dear, c6, c5), which the pool lacks.
+grep -q '^planner options: 7 single models, 0 cascades judged by the check column, [0-9]* agreement cascades, 11 votes' "$dir/out" ||
+	fail "many models: votes: $(grep '^planner options' "$dir/out")"
+
 # 4. Only LF ends a row: CRLF files and a raw CR inside a field read alike.
 printf 'prompt_id\tanswer\ttask_type\tmodel\tquality\r\n' >"$dir/cr.tsv"
 for i in $(seq 0 39); do

@@ -17,16 +17,18 @@
 
 #include "tests/check.h"
 
-#define N_KINDS 14
+#define N_KINDS 15
 #define KIND_OPEN 9
 #define KIND_BUSY_WAIT 10
 #define KIND_DOWN_WAIT 11
 #define KIND_BUSY_LONG 12
 #define KIND_STREAM 13
+#define KIND_DATE_WAIT 14
 
 static const char *const kinds[N_KINDS] = {
 	"echo", "upper", "fixed-", "hang", "garbage", "busy", "broken", "plan",
 	"plan-inject", "open", "busy-wait", "down-wait", "busy-long", "stream",
+	"date-wait",
 };
 
 struct standin {
@@ -117,6 +119,20 @@ static enum MHD_Result reply_as(struct MHD_Connection *c, unsigned status,
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/* 503 with Retry-After as an HTTP date 3 s ahead (RFC 9110 allows either
+ * form; a whole second's resolution, so the wait is 2 to 3 s). */
+static enum MHD_Result date_later(struct MHD_Connection *c)
+{
+	time_t t = time(NULL) + 3;
+	struct tm tm;
+	char when[64];
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	return reply_as(c, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json",
+			"{\"error\": \"later\"}", when);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
@@ -307,6 +323,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 		break;
 	case 7:
 		r = answer(c, plan_reply, 1);
+		break;
+	case KIND_DATE_WAIT:
+		if (atomic_load(&s->count[k]) == 1) {
+			atomic_store(&s->first_ms[k], now_ms());
+			r = date_later(c);
+		} else {
+			atomic_store(&s->last_ms[k], now_ms());
+			r = answer(c, "waited as asked", 1);
+		}
 		break;
 	case KIND_BUSY_WAIT:
 	case KIND_DOWN_WAIT:

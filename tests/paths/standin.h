@@ -18,6 +18,8 @@
  *   busy-wait 429 with "Retry-After: 2" for its first request, then answers
  *             "waited as asked"
  *   down-wait the same with 503
+ *   date-wait 503 with a Retry-After HTTP date 3 s ahead for its first
+ *             request, then answers "waited as asked"
  *   busy-long 429 with "Retry-After: 3600", always
  *   stream    a server-sent event stream of "streamed: <prompt>" in three
  *             deltas, with usage 7 in / 3 out

@@ -38,6 +38,47 @@ static struct plan_task *task(const char *json)
 	return t;
 }
 
+static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
+		uint64_t seed, char *out, size_t n, char **ret_err);
+
+/*
+ * Many models of spread prices: the three cheapest after the first are
+ * worse than it (a cheaper model outdoes them), the good cheap ones come
+ * after.  The agreement members come from the models no cheaper one
+ * beats, so two of a, b and c agreeing, else dear, is among the options
+ * (0.65-0.67 each: 0.73 + 0.27 * 0.9 = 0.97); from the five plain
+ * cheapest (a, w1, w2, w3, b) nothing reaches 0.95 as cheaply.
+ */
+static void test_agree_pool(void)
+{
+	static const char *const cheap[][2] = {
+		{ "a", "0.1" }, { "w1", "0.2" }, { "w2", "0.3" },
+		{ "w3", "0.4" }, { "b", "0.5" }, { "c", "0.6" },
+	};
+	static const double q[] = { 0.65, 0.3, 0.3, 0.3, 0.66, 0.67 };
+	struct plan_stats *s;
+	char got[256], card[128], *err = NULL;
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 6; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", cheap[i][1],
+			 cheap[i][1]);
+		add_model(cheap[i][0], card);
+		teach(s, cheap[i][0], "mc", 300, q[i], 1);
+	}
+	add_model("dear", "{\"command\": [\"cat\"], \"price_in\": 20,"
+		  " \"price_out\": 20}");
+	teach(s, "dear", "mc", 300, 0.9, 1);
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.95, \"strategies\": "
+		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(a,b,c,dear)"), "%s", got);
+	plan_stats_free(s);
+	plan_models_release(&models);
+}
+
 /* Builds candidates; returns rc, the chosen path's description in out. */
 static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		uint64_t seed, char *out, size_t n, char **ret_err)
@@ -314,5 +355,7 @@ int main(void)
 	CHECK_MSG(!strcmp(got, "agree(cheap,c2,mid,dear)"), "%s", got);
 	plan_stats_free(s);
 	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+	test_agree_pool();
 	return check_status();
 }

@@ -558,22 +558,24 @@ static void test_keys_and_cancel(struct plan_stats *st)
 
 /*
  * Retry-After on 429 and 503: the next attempt waits as long as the server
- * asked (2 s, longer than the 0.25 s backoff); one that asks for an hour
- * is not waited for: the next model answers.
+ * asked (2 s, longer than the 0.25 s backoff), in seconds or as an HTTP
+ * date; one that asks for an hour is not waited for: the next model
+ * answers.
  */
 static void test_retry_after(struct plan_stats *st)
 {
-	const char *names[] = { "busy-wait", "down-wait", "busy-long", "fine" };
-	const char *cards[5] = { NULL };
+	const char *names[] = { "busy-wait", "down-wait", "date-wait",
+				"busy-long", "fine" };
+	const char *cards[6] = { NULL };
 	struct runres r;
 	char *dir;
 
-	for (int i = 0; i < 4; i++) {
-		/* The first two serve no type of the fallback test. */
-		char *c = http_card(i < 3 ? names[i] : "fixed-fine",
-				    i < 2 ? "\"price_in\": 0.1, \"skills\": "
+	for (int i = 0; i < 5; i++) {
+		/* The first three serve no type of the fallback test. */
+		char *c = http_card(i < 4 ? names[i] : "fixed-fine",
+				    i < 3 ? "\"price_in\": 0.1, \"skills\": "
 					    "[\"wait\"]" :
-				    i < 3 ? "\"price_in\": 0.1" :
+				    i < 4 ? "\"price_in\": 0.1" :
 					    "\"price_in\": 50");
 
 		CHECK(asprintf((char **)&cards[i], "%s=%s", names[i], c) > 0);
@@ -610,7 +612,18 @@ static void test_retry_after(struct plan_stats *st)
 		  "%s", r.trace);
 	CHECK_EQ(standin_count(srv, "busy-long"), 1);
 	runres_free(&r);
-	for (int i = 0; i < 4; i++)
+	/* An HTTP date 3 s ahead, to the second: a wait of 2 s at least. */
+	r = run(dir, st, "{\"prompt\": \"x\", \"model\": \"date-wait\"}",
+		NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK(r.answer && !strcmp(r.answer, "waited as asked"));
+	CHECK_MSG(strstr(r.trace, "\"detail\":\"http 503, Retry-After "),
+		  "%s", r.trace);
+	CHECK_MSG(standin_gap_ms(srv, "date-wait") >= 1000,
+		  "date-wait: retried after %lld ms",
+		  standin_gap_ms(srv, "date-wait"));
+	runres_free(&r);
+	for (int i = 0; i < 5; i++)
 		free((char *)cards[i]);
 	free(dir);
 }

@@ -192,6 +192,60 @@ static void test_strength(void)
 	CHECK(none[0].quality == 0.5 && none[1].quality == 0.5);
 }
 
+/*
+ * The matrix factorisation alone (knn_weight 0, mf_weight 1) learns which
+ * arm is right on which kind of prompt, from a batch fit and online; its
+ * prediction is what plan_route_blend() makes of q_mf.
+ */
+static void test_mf(void)
+{
+	const char *arms[] = { "pets", "maths" };
+	double prior[] = { 0.5, 0.5 };
+	struct plan_route_pred p[2];
+	struct plan_route_config cfg;
+	struct plan_route *r;
+
+	plan_route_config_default(&cfg);
+	cfg.mf_weight = -0.1;
+	CHECK_RC(plan_route_open(&cfg, &r), -EINVAL);
+	cfg.mf_weight = 1;
+	cfg.knn_weight = 0;
+	cfg.epochs = 30;
+	CHECK_RC(plan_route_open(&cfg, &r), 0);
+	teach(r, 200, false);
+	CHECK_RC(plan_route_fit(r), 0);
+	CHECK_RC(plan_route_predict(r, "Tell me about my tabby cat's toys",
+				    arms, 2, prior, NULL, p), 0);
+	CHECK_MSG(p[0].q_mf > 0.6 && p[1].q_mf < 0.4, "pets %.3f maths %.3f",
+		  p[0].q_mf, p[1].q_mf);
+	CHECK(p[0].quality == plan_route_blend(&cfg, 0.5, &p[0]));
+	CHECK(fabs(p[0].quality - p[0].q_mf) < 1e-12);
+	CHECK_RC(plan_route_predict(r, "Compute the matrix of problem 7",
+				    arms, 2, prior, NULL, p), 0);
+	CHECK_MSG(p[0].q_mf < 0.4 && p[1].q_mf > 0.6, "pets %.3f maths %.3f",
+		  p[0].q_mf, p[1].q_mf);
+	plan_route_free(r);
+	/* Two routers with the same seed and outcomes predict alike. */
+	{
+		struct plan_route_pred a[2], b[2];
+		struct plan_route *r2;
+
+		CHECK_RC(plan_route_open(&cfg, &r), 0);
+		CHECK_RC(plan_route_open(&cfg, &r2), 0);
+		teach(r, 40, false);
+		teach(r2, 40, false);
+		CHECK_RC(plan_route_fit(r), 0);
+		CHECK_RC(plan_route_fit(r2), 0);
+		CHECK_RC(plan_route_predict(r, "my kitten", arms, 2, prior,
+					    NULL, a), 0);
+		CHECK_RC(plan_route_predict(r2, "my kitten", arms, 2, prior,
+					    NULL, b), 0);
+		CHECK(a[0].q_mf == b[0].q_mf && a[1].q_mf == b[1].q_mf);
+		plan_route_free(r);
+		plan_route_free(r2);
+	}
+}
+
 /* The journal: a reopened router holds what the last one learned. */
 static void test_persist(void)
 {
@@ -332,6 +386,7 @@ int main(void)
 	test_feat();
 	test_route();
 	test_strength();
+	test_mf();
 	test_persist();
 	test_cand();
 	return check_status();

@@ -12,7 +12,8 @@
  * answer stands when n of them (2 or 3) give it, the third called only
  * when it can still decide; votes of three, the majority answer, else the
  * first member's.  Each option is scored per prompt with plan_route (the
- * prompt's hashed n-gram TF-IDF features, kNN and logistic predictors)
+ * prompt's hashed n-gram TF-IDF features, kNN, logistic and matrix
+ * factorisation predictors)
  * over the per task type plan_stats posterior, which is their prior, and
  * chosen with plan_better(); "by-type" is the same planner without the
  * per-prompt signal.  Sweeping lambda traces each quality-cost curve.
@@ -41,10 +42,10 @@
 #define MAX_MODELS ROUTE_MAX_MODELS
 #define TIE_EPS 1e-12
 /* Caps on the composite options, so that a table with many models stays
- * quick: agreement pairs and triples among the AGREE_POOL cheapest
- * answered models, votes among the VOTE_POOL cheapest. */
+ * quick: agreement pairs and triples, and votes, among a pool of
+ * AGREE_POOL answered models (agree_pool()). */
 #define AGREE_POOL 5
-#define VOTE_POOL 5
+#define VOTE_POOL AGREE_POOL
 
 /* A point of a quality-cost curve, with each model's share of calls. */
 struct point {
@@ -567,6 +568,90 @@ static size_t answered_by_cost(const struct eval *e, int *v)
 	return n;
 }
 
+/* A model's mean quality on the training split. */
+static double train_q(const struct eval *e, int m)
+{
+	double s = 0, n = 0;
+
+	for (size_t i = 0; i < e->t->n; i++)
+		if (e->t->p[i].train) {
+			s += e->t->p[i].q[m];
+			n += 1;
+		}
+	return n > 0 ? s / n : 0;
+}
+
+/*
+ * The members' pool of agreement cascades and votes, from the answered
+ * models v[0 .. n-1] (cheapest first): the cheapest models that no
+ * cheaper one beats on the training split, then, while places are left,
+ * the others cheapest first; the pool is returned cheapest first.  With
+ * many models of spread prices, the cheapest five are often models that
+ * a cheaper one outdoes; plan_cand.c picks its pool alike.
+ */
+static size_t agree_pool(const struct eval *e, const int *v, size_t n,
+			 int *pool)
+{
+	double top = -INFINITY;
+	bool taken[MAX_MODELS] = { false };
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
+		double q = train_q(e, v[i]);
+
+		if (q > top) {
+			pool[k++] = v[i];
+			taken[i] = true;
+		}
+		top = fmax(top, q);
+	}
+	for (size_t i = 0; i < n && k < AGREE_POOL; i++)
+		if (!taken[i])
+			pool[k++] = v[i];
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0 && cmp_by_cost_ctx(e, pool[j - 1],
+							   pool[j]) > 0; j--) {
+			int x = pool[j];
+
+			pool[j] = pool[j - 1];
+			pool[j - 1] = x;
+		}
+	return k;
+}
+
+/*
+ * The daemon's own vote (plan_cand.c): the three answered models of best
+ * quality on the training split, best first; added unless all three are
+ * in the pool, whose votes are already options.
+ */
+static int vote_best3(struct eval *e, const int *v, size_t n,
+		      const int *pool, size_t n_pool)
+{
+	int top[3] = { -1, -1, -1 };
+	size_t in_pool = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 3; k++)
+			if (top[k] < 0 || train_q(e, v[i]) >
+					  train_q(e, top[k])) {
+				for (int j = 2; j > k; j--)
+					top[j] = top[j - 1];
+				top[k] = v[i];
+				break;
+			}
+	if (top[2] < 0)
+		return 0;
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < n_pool; i++)
+			in_pool += pool[i] == top[k];
+	if (in_pool == 3)
+		return 0;
+	if (add_opt(e, O_VOTE, top[0], top[1], top[2]) < 0)
+		return -ENOMEM;
+	e->n_vote++;
+	return 0;
+}
+
 /*
  * Single models, then cascades a -> b (a cheaper) where a is always
  * judged, agreement cascades and votes where answers are recorded.
@@ -574,11 +659,11 @@ static size_t answered_by_cost(const struct eval *e, int *v)
 static int make_options(struct eval *e)
 {
 	const size_t nm = e->n_models;
-	int ans[MAX_MODELS];
-	size_t na = answered_by_cost(e, ans), pool;
+	int all[MAX_MODELS], ans[AGREE_POOL];
+	size_t na = answered_by_cost(e, all), pool;
 
 	e->naive = -1;
-	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm +
+	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 2 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
 	if (!e->opt)
@@ -597,7 +682,7 @@ static int make_options(struct eval *e)
 			e->n_cascade++;
 		}
 	}
-	pool = na < AGREE_POOL ? na : AGREE_POOL;
+	pool = agree_pool(e, all, na, ans);
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
 			for (size_t b = 0; b < nm; b++) {
@@ -606,7 +691,8 @@ static int make_options(struct eval *e)
 					continue;
 				/* The naive cascade: the two cheapest agree,
 				 * else the best single model. */
-				if (i == 0 && j == 1 && (int)b == e->best)
+				if (ans[i] == all[0] && ans[j] == all[1] &&
+				    (int)b == e->best)
 					e->naive = (long)e->n_opt;
 				if (add_opt(e, O_AGREE, ans[i], ans[j],
 					    (int)b) < 0)
@@ -615,7 +701,15 @@ static int make_options(struct eval *e)
 			}
 	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
 		return -ENOMEM;
-	pool = na < VOTE_POOL ? na : VOTE_POOL;
+	/* The naive cascade is a baseline even when its members are not in
+	 * the pool (then it is one more option, as any agreement cascade). */
+	if (e->naive < 0 && !e->no_cascades && na >= 2 &&
+	    e->single_c[e->best] > e->single_c[all[1]]) {
+		e->naive = (long)e->n_opt;
+		if (add_opt(e, O_AGREE, all[0], all[1], e->best) < 0)
+			return -ENOMEM;
+		e->n_agree++;
+	}
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
 			for (size_t k = j + 1; k < pool; k++) {
@@ -624,7 +718,7 @@ static int make_options(struct eval *e)
 					return -ENOMEM;
 				e->n_vote++;
 			}
-	return 0;
+	return e->no_cascades ? 0 : vote_best3(e, all, na, ans, pool);
 }
 
 /* plan_stats posteriors per option × task type from the training rows. */
@@ -737,16 +831,38 @@ static int route_train(const struct eval *e, struct plan_route *r)
 static const int cv_k[] = { 10, 30, 100 };
 static const double cv_w[] = { 0, 0.25, 0.5, 0.75, 1 };
 static const double cv_s[] = { 0, 0.5, 1 };
+static const double cv_m[] = { 0, 0.5, 1 };
 #define N_CV_K (sizeof(cv_k) / sizeof(cv_k[0]))
 #define N_CV_W (sizeof(cv_w) / sizeof(cv_w[0]))
 #define N_CV_S (sizeof(cv_s) / sizeof(cv_s[0]))
+#define N_CV_M (sizeof(cv_m) / sizeof(cv_m[0]))
+
+/* Adds one held-out outcome y's squared error under every weight,
+ * strength and matrix factorisation share of the grid. */
+static void cv_score(double (*err)[N_CV_S][N_CV_M],
+		     const struct plan_route_pred *p, double prior, double y)
+{
+	for (size_t wi = 0; wi < N_CV_W; wi++)
+		for (size_t si = 0; si < N_CV_S; si++)
+			for (size_t mi = 0; mi < N_CV_M; mi++) {
+				struct plan_route_config c = {
+					.knn_weight = cv_w[wi],
+					.strength = cv_s[si],
+					.mf_weight = cv_m[mi],
+				};
+				double q = plan_route_blend(&c, prior, p);
+
+				err[wi][si][mi] += (q - y) * (q - y);
+			}
+}
 
 static int cv_select(struct eval *e, struct plan_route_config *cfg)
 {
 	const size_t no = e->n_opt;
 	const char **names = malloc(no * sizeof(*names));
 	struct plan_route_pred *pr = malloc(no * sizeof(*pr));
-	double err[N_CV_K][N_CV_W][N_CV_S] = { { { 0 } } }, best = INFINITY;
+	double err[N_CV_K][N_CV_W][N_CV_S][N_CV_M] = { { { { 0 } } } };
+	double best = INFINITY;
 	int rc = -ENOMEM;
 
 	if (!names || !pr)
@@ -778,17 +894,7 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 					double y = opt_q(p, &e->opt[k]);
 					double q0 = e->est_q[p->type * no + k];
 
-					for (size_t wi = 0; wi < N_CV_W; wi++)
-						for (size_t si = 0; si < N_CV_S;
-						     si++) {
-							double q = q0 + cv_s[si] *
-								(cv_w[wi] * pr[k].q_knn +
-								 (1 - cv_w[wi]) *
-								 pr[k].q_lr - q0);
-
-							err[ki][wi][si] +=
-								(q - y) * (q - y);
-						}
+					cv_score(err[ki], &pr[k], q0, y);
 				}
 			}
 			plan_route_free(r);
@@ -798,11 +904,14 @@ static int cv_select(struct eval *e, struct plan_route_config *cfg)
 	for (size_t ki = 0; ki < N_CV_K; ki++)
 		for (size_t wi = 0; wi < N_CV_W; wi++)
 			for (size_t si = 0; si < N_CV_S; si++)
-				if (err[ki][wi][si] < best) {
-					best = err[ki][wi][si];
+				for (size_t mi = 0; mi < N_CV_M; mi++) {
+					if (err[ki][wi][si][mi] >= best)
+						continue;
+					best = err[ki][wi][si][mi];
 					cfg->k = cv_k[ki];
 					cfg->knn_weight = cv_w[wi];
 					cfg->strength = cv_s[si];
+					cfg->mf_weight = cv_m[mi];
 				}
 	rc = 0;
 out:
@@ -1286,10 +1395,17 @@ static void print_online(const char *what, const struct eval *e,
 {
 	char b[64];
 
-	printf("  %s: quality %.4f  cost/prompt %s  best-single calls %.1f%%"
+	struct point p = { .cost = r->cost };
+
+	/* With more than two models the calls to the best single model say
+	 * little: every call to a model other than the cheapest counts. */
+	memcpy(p.share, r->share, sizeof(p.share));
+	printf("  %s: quality %.4f  cost/prompt %s  calls per prompt to models "
+	       "other than the cheapest %.1f%% (best single %.1f%%)"
 	       "  regret vs best fixed type->option policy %.2f "
 	       "(%.5f/prompt)  vs per-prompt oracle %.2f\n", what, r->quality,
-	       fmt_cost(b, sizeof(b), r->cost), 100 * r->share[e->best],
+	       fmt_cost(b, sizeof(b), r->cost), 100 * dear_calls(e, &p),
+	       100 * r->share[e->best],
 	       r->regret_policy, r->regret_policy / (double)e->n_test,
 	       r->regret_oracle);
 }
@@ -1469,9 +1585,10 @@ int main(int argc, char **argv)
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
 		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
-		       " + logistic, strength %.2f; %s)\n", text_n, e.cfg.k,
-		       e.cfg.knn_weight, e.cfg.strength,
-		       e.cv ? "k, weight and strength by 3-fold "
+		       " + logistic and matrix factorisation, MF share %.2f, "
+		       "strength %.2f; %s)\n", text_n, e.cfg.k,
+		       e.cfg.knn_weight, e.cfg.mf_weight, e.cfg.strength,
+		       e.cv ? "k, weights and strength by 3-fold "
 			      "cross-validation on the training split" :
 			      "defaults");
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
@@ -1549,7 +1666,13 @@ int main(int argc, char **argv)
 				    cb);
 		double gap = orc_pt.quality - qb;
 
-		if (gap > 0)
+		if (gap > 0 && qp < qb)
+			/* Not "-x %": the planner is below the best model. */
+			printf("best-single -> oracle gap closed at best-single "
+			       "cost: none (planner %.4f, below the best single "
+			       "model's %.4f; oracle %.4f)\n", qp, qb,
+			       orc_pt.quality);
+		else if (gap > 0)
 			printf("best-single -> oracle gap closed at best-single "
 			       "cost: %.1f%% (planner %.4f, oracle %.4f)\n",
 			       100 * (qp - qb) / gap, qp, orc_pt.quality);
