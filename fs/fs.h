@@ -78,6 +78,7 @@ struct fs_train;
 struct fs_mining;
 struct fs_envs;
 struct fs_options;
+struct fs_inval;
 
 struct fs {
 	struct cas_store *st;
@@ -103,6 +104,8 @@ struct fs {
 	struct fs_mining *mining;      /* /llm/mining, or NULL */
 	struct fs_envs *envs;          /* /llm/envs, or NULL (fs/envs.c) */
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
+	/* The thread that tells the kernel of changes it did not see (fs/inval.h). */
+	struct fs_inval *inval;
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */
 	const uid_t *trusted_uids;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "backend/registry/smip.h"
+#include "fs/inval.h"
 #include "fs/subtree.h"
 
 /* Bits 56-59 of a model's inode name its .smip entries (subtree.h). */
@@ -418,10 +419,16 @@ static int is_model_dir(struct fs *fs, uint64_t ino)
 	       a.parent == CAT_ROOT_INO && a.nlink > 0;
 }
 
-/* A writer's size overrides the catalog's while the file is being written. */
-static void overlay_size(struct fs *fs, struct cat_attr *a)
+/*
+ * A writer's size overrides the catalog's while the file is being written.
+ * Returns how long the kernel may keep the attributes: not at all while
+ * the file is open for writing (its commit changes them, and the kernel
+ * does not see a commit), else FS_MODELS_TIMEOUT.
+ */
+static double overlay_size(struct fs *fs, struct cat_attr *a)
 {
 	struct fs_node *n;
+	double timeout = FS_MODELS_TIMEOUT;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, a->ino);
@@ -429,7 +436,22 @@ static void overlay_size(struct fs *fs, struct cat_attr *a)
 		/* Unlocked read of a size: a racing write only makes it newer. */
 		a->size = cas_writer_size(n->w);
 	}
+	if (n && (n->w || n->writers))
+		timeout = 0;
 	pthread_mutex_unlock(&fs->lock);
+	return timeout;
+}
+
+/*
+ * After a commit: the file's attributes (mtime, ctime, blocks) changed
+ * without the kernel seeing it, and after a failed one its content is
+ * the old one while the kernel's page cache holds what was written.
+ * The invalidation also makes the kernel drop a getattr or readdirplus
+ * answer made before it and arriving after (its attribute version).
+ */
+static void commit_seen(struct fs *fs, uint64_t ino, int failed)
+{
+	fs_inval_inode(fs, ino, failed);
 }
 
 /* ---- attributes and names ------------------------------------------------ */
@@ -454,9 +476,8 @@ static int models_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
 		r = cas_getattr(fs->st, ino, &a);
 		if (r < 0)
 			return r;
-		overlay_size(fs, &a);
+		*ret_timeout = overlay_size(fs, &a);
 		fill_stat(fs, &a, sb);
-		*ret_timeout = FS_ENTRY_TIMEOUT;
 		return 0;
 	}
 	r = virt_text(fs, ino, &text, &len);
@@ -825,6 +846,7 @@ static void release_file(struct fs *fs, struct model_handle *h)
 
 		if (cas_writer_dirty(node->w)) {
 			r = cas_writer_commit_lazy(node->w);
+			commit_seen(fs, node->ino, r < 0);
 			if (r < 0) {
 				char path[1024] = "";
 
@@ -1031,6 +1053,7 @@ static int commit_node(struct fs *fs, struct fs_node *node, int lazy)
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
 		r = lazy ? cas_writer_commit_lazy(node->w) : cas_writer_commit(node->w);
+		commit_seen(fs, node->ino, r < 0);
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
@@ -1220,11 +1243,12 @@ static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
 {
 	struct list_plus_ctx *c = arg;
 	struct cat_attr oa = *a;
+	double timeout = overlay_size(c->fs, &oa);
 	struct stat sb;
 
-	overlay_size(c->fs, &oa);
 	fill_stat(c->fs, &oa, &sb);
-	return c->add(c->arg, name, &sb, FS_ENTRY_TIMEOUT);
+	/* Timeout 0 lists the entry without attributes (looked up later). */
+	return c->add(c->arg, name, &sb, timeout);
 }
 
 /* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */
@@ -1264,6 +1288,12 @@ static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 	}
 	r = catalog_dir(fs, ino);
 	return r ? r : cas_children(fs->st, ino, add_child_plus, &c);
+}
+
+/* Catalog folders: every change the kernel does not make is announced. */
+static int models_cache_listing(struct fs *fs, uint64_t ino)
+{
+	return is_catalog(ino);
 }
 
 static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
@@ -1336,6 +1366,7 @@ const struct fs_subtree_ops fs_models_ops = {
 	.getattr = models_getattr,
 	.remember = count_lookup,
 	.list_plus = models_list_plus,
+	.cache_listing = models_cache_listing,
 	.forget = models_forget,
 	.setattr = models_setattr,
 	.readlink = models_readlink,

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/inval.h"
 #include "fs/names.h"
 #include "fs/park.h"
 #include "fs/subtree.h"
@@ -412,8 +413,15 @@ static int make_model_dir(struct fs *fs, const char *name)
 		return r;
 	r = cas_mknode(fs->st, CAT_ROOT_INO, name, S_IFDIR | 0755, info.uid, info.gid, NULL,
 		       &made);
-	if (r == 0)
+	if (r == 0) {
 		fs_models_changed(fs);
+		/*
+		 * Made outside a request on models/: the kernel's copy of its
+		 * listing and attributes goes before this flush returns (a
+		 * flush here holds no lock that the invalidation may need).
+		 */
+		fs_inval_wait(fs, fs_inval_inode(fs, FS_MODELS_INO, 1));
+	}
 	return r == -EEXIST ? 0 : r;
 }
 
