@@ -1593,6 +1593,100 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 	return (ssize_t)done;
 }
 
+void cas_file_read_done(struct cas_store *st, struct cas_read_segs *segs)
+{
+	int k;
+
+	for (k = 0; k < segs->n; k++)
+		ccache_unpin(st->cache, segs->slot[k]);
+	segs->n = 0;
+}
+
+/* Pins part of chunk i, loading it into the cache first when needed. */
+static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
+		     size_t within, size_t take, const uint8_t **ret)
+{
+	struct worker_ctx *ctx;
+	uint32_t ulen = 0;
+	uint8_t *slot;
+	int tries, r;
+
+	for (tries = 0; tries < 3; tries++) {
+		r = ccache_pin(st->cache, &f->ids[i], within, take, ret);
+		if (r >= 0)
+			return r;
+		slot = ccache_begin(st->cache, &f->ids[i]);
+		if (!slot)
+			continue;
+		ctx = store_tls(st);
+		r = ctx ? store_load_chunk(st, ctx, &f->ids[i], NULL, slot, &ulen) : -ENOMEM;
+		if (r == 0 && ulen != f->lens[i])
+			r = -EIO;
+		ccache_end(st->cache, &f->ids[i], r == 0 ? ulen : 0);
+		if (r < 0)
+			return r;
+	}
+	return -EAGAIN;
+}
+
+ssize_t cas_file_read_segs(struct cas_store *st, struct cas_file *f, size_t len,
+			   uint64_t off, struct cas_read_segs *segs,
+			   struct cas_fault *fault)
+{
+	size_t done = 0, i;
+	int r;
+
+	segs->n = 0;
+	if (off >= f->size)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	i = chunk_at(f, off);
+	while (done < len) {
+		uint64_t start = i ? f->ends[i - 1] : 0;
+		size_t within = (size_t)(off + done - start);
+		size_t take = f->lens[i] - within;
+		const uint8_t *p;
+
+		if (take > len - done)
+			take = len - done;
+		if (segs->n == CAS_READ_SEGS) {
+			r = -EAGAIN;
+			goto fail;
+		}
+		if (atomic_exchange(&f->next, i + 1) == i)
+			read_ahead(st, f, i);
+		r = pin_chunk(st, f, i, within, take, &p);
+		if (r < 0) {
+			if (r != -EAGAIN && fault) {
+				fault->off = start;
+				fault->id = f->ids[i];
+				fault->whole = 0;
+			}
+			goto fail;
+		}
+		segs->slot[segs->n] = r;
+		segs->iov[segs->n].iov_base = (void *)p;
+		segs->iov[segs->n].iov_len = take;
+		segs->n++;
+		done += take;
+		i++;
+	}
+	r = verify_read(f, done, off);
+	if (r < 0) {
+		if (fault) {
+			fault->off = 0;
+			memset(&fault->id, 0, sizeof(fault->id));
+			fault->whole = 1;
+		}
+		goto fail;
+	}
+	return (ssize_t)done;
+fail:
+	cas_file_read_done(st, segs);
+	return r;
+}
+
 /* ---- accounting --------------------------------------------------------- */
 
 int cas_status(struct cas_store *st, struct cas_status *ret)
