@@ -53,8 +53,9 @@
  * -> fs_paths.lock) and takes no lock of models/ or net/; below its locks
  * come only the store's.  train/ takes fs_train.lock and the job table's
  * lock (scheduler/train_job.c) one at a time, never one inside the other.
- * A park's lock (fs/park.c: parked reads of paths/ and train/ results) is
- * a leaf: the engine's and the job table's on_change take it under their
+ * The invalidation queue's lock (fs/inval.c) is a leaf, never held while
+ * a notification is sent.  A park's lock (fs/park.c: parked reads of
+ * paths/ and train/ results) is a leaf: the engine's and the job table's on_change take it under their
  * own lock, and the park calls back (result) with it released.
  */
 #ifndef LLMFS_FS_H

@@ -157,10 +157,13 @@ void cas_file_free(struct cas_file *f);
 uint64_t cas_file_size(const struct cas_file *f);
 /*
  * Returns bytes read (short only at end of file), -EIO with fault filled.
- * Reads that cover the file in order (a small reordering window allowed)
- * are hashed on the way: the read that completes the file gets -EIO
+ * From the first read at offset 0 on, the snapshot's chunks are hashed in
+ * order on the store's SHA thread, at most 16 MiB past the furthest read
+ * (a read further ahead than that stops the check: a random reader): the
+ * read that reaches the end waits for the hash and gets -EIO
  * (fault->whole) if the SHA-256 does not match, and so does every later
- * read of this snapshot that reaches the end.
+ * read of this snapshot that reaches the end.  cas_file_free() waits for
+ * a hash job still at the snapshot.
  */
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault);
