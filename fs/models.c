@@ -419,16 +419,10 @@ static int is_model_dir(struct fs *fs, uint64_t ino)
 	       a.parent == CAT_ROOT_INO && a.nlink > 0;
 }
 
-/*
- * A writer's size overrides the catalog's while the file is being written.
- * Returns how long the kernel may keep the attributes: not at all while
- * the file is open for writing (its commit changes them, and the kernel
- * does not see a commit), else FS_MODELS_TIMEOUT.
- */
-static double overlay_size(struct fs *fs, struct cat_attr *a)
+/* A writer's size overrides the catalog's while the file is being written. */
+static void overlay_size(struct fs *fs, struct cat_attr *a)
 {
 	struct fs_node *n;
-	double timeout = FS_MODELS_TIMEOUT;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, a->ino);
@@ -436,18 +430,17 @@ static double overlay_size(struct fs *fs, struct cat_attr *a)
 		/* Unlocked read of a size: a racing write only makes it newer. */
 		a->size = cas_writer_size(n->w);
 	}
-	if (n && (n->w || n->writers))
-		timeout = 0;
 	pthread_mutex_unlock(&fs->lock);
-	return timeout;
 }
 
 /*
- * After a commit: the file's attributes (mtime, ctime, blocks) changed
- * without the kernel seeing it, and after a failed one its content is
- * the old one while the kernel's page cache holds what was written.
- * The invalidation also makes the kernel drop a getattr or readdirplus
- * answer made before it and arriving after (its attribute version).
+ * After a commit: the file's attributes (mtime, ctime) changed without
+ * the kernel seeing it, and after a failed one its content is the old one
+ * while the kernel's page cache holds what was written.  The invalidation
+ * also makes the kernel drop a getattr or readdirplus answer begun before
+ * it and arriving after (its attribute version), so attributes given
+ * while the file was written (the writer's size, the old mtime) are never
+ * kept past the commit; the kernel keeps the size right meanwhile itself.
  */
 static void commit_seen(struct fs *fs, uint64_t ino, int failed)
 {
@@ -476,8 +469,9 @@ static int models_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
 		r = cas_getattr(fs->st, ino, &a);
 		if (r < 0)
 			return r;
-		*ret_timeout = overlay_size(fs, &a);
+		overlay_size(fs, &a);
 		fill_stat(fs, &a, sb);
+		*ret_timeout = FS_MODELS_TIMEOUT;
 		return 0;
 	}
 	r = virt_text(fs, ino, &text, &len);
@@ -1285,12 +1279,11 @@ static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
 {
 	struct list_plus_ctx *c = arg;
 	struct cat_attr oa = *a;
-	double timeout = overlay_size(c->fs, &oa);
 	struct stat sb;
 
+	overlay_size(c->fs, &oa);
 	fill_stat(c->fs, &oa, &sb);
-	/* Timeout 0 lists the entry without attributes (looked up later). */
-	return c->add(c->arg, name, &sb, timeout);
+	return c->add(c->arg, name, &sb, FS_MODELS_TIMEOUT);
 }
 
 /* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */

@@ -98,9 +98,9 @@
 /*
  * How long the kernel may keep models/ names, attributes and listings: a
  * day, since every change it does not make itself is announced
- * (fs/inval.h) and a file being written is never cached (its attributes
- * change at the commit, which the kernel does not see).  Other rows answer
- * with 0: their files change on their own (job states, metrics, status).
+ * (fs/inval.h: a commit's mtime, a folder made by train/ or mining/).
+ * Other rows answer with 0: their files change on their own (job states,
+ * metrics, status).
  */
 #define FS_MODELS_TIMEOUT 86400.0
 
