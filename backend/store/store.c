@@ -24,10 +24,16 @@
 
 #define READ_AHEAD 8       /* chunks decoded ahead of a sequential reader */
 #define CACHE_SLOTS 64
-/* How far past the furthest read the whole-file hash may run. */
+/* A read further than this past the furthest one is a random reader's. */
 #define VERIFY_AHEAD (16u << 20)
 /* Bytes one hash job takes before it yields the SHA thread to others. */
 #define VERIFY_SLICE (8u << 20)
+/*
+ * Chunks the hash may lag behind a reader before the reader waits for it:
+ * half the chunk cache, so that what the hash has still to take is
+ * cached, not decoded a second time.
+ */
+#define VERIFY_BEHIND (CACHE_SLOTS / 2)
 
 enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
 
@@ -35,8 +41,10 @@ enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
  * The whole-file check: the file's chunks, in file order, hashed on the
  * store's SHA thread ahead of the reader (a chunk's bytes are what every
  * read of it returns: each is checked against its id first), from the
- * first read at offset 0 on, never more than VERIFY_AHEAD past the
- * furthest read, so that a reader who stops early costs little.  The read
+ * first read at offset 0 on, no further than read-ahead goes past the
+ * furthest read (so that its chunks are the cached ones and a reader who
+ * stops early costs little), and a reader more than VERIFY_BEHIND chunks
+ * ahead of it waits (a bounded window).  The read
  * that reaches the end waits for the hash (finishing it on its own thread
  * when no job is at it).  One job at a time per file (running).
  */
@@ -48,9 +56,11 @@ struct verify {
 	uint64_t done;    /* bytes hashed: chunks [0, next) */
 	size_t next;
 	uint64_t reach;   /* end of the furthest read */
+	size_t reach_i;   /* its last chunk */
 	int started;      /* a read at offset 0 came */
 	int running;      /* a job is queued or hashing */
 	int stop;         /* the file is being freed */
+	int waiters;      /* readers waiting for the hash to catch up */
 	int state;        /* V_* */
 };
 
@@ -64,6 +74,7 @@ struct cas_file {
 	uint8_t sha[32];
 	int has_sha;
 	atomic_size_t next; /* chunk a sequential reader wants next */
+	atomic_size_t ra;   /* first chunk not yet handed to read-ahead */
 	struct verify v;
 };
 
@@ -1355,9 +1366,13 @@ static void prefetch_job(void *ctx, void *arg)
 
 static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
 {
-	size_t j;
+	size_t j = atomic_load(&f->ra);
 
-	for (j = i + 1; j < f->n && j <= i + READ_AHEAD; j++) {
+	/* Each chunk once, as it enters the window: a job (and a worker's
+	 * wake-up) per chunk, not READ_AHEAD of them. */
+	if (j < i + 1 || j > i + 1 + READ_AHEAD)
+		j = i + 1;
+	for (; j < f->n && j <= i + READ_AHEAD; j++) {
 		struct prefetch *p = malloc(sizeof(*p));
 
 		if (!p)
@@ -1369,6 +1384,7 @@ static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
 			break;
 		}
 	}
+	atomic_store(&f->ra, j);
 }
 
 /*
@@ -1410,12 +1426,37 @@ static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
 
 static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
 		      size_t within, void *dst, size_t take);
+static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
+		     size_t within, size_t take, const uint8_t **ret);
+
+/* Hashes chunk i: from its pinned cache slot, else through buf. */
+static int verify_chunk(struct cas_file *f, size_t i, uint8_t *buf)
+{
+	struct verify *v = &f->v;
+	const uint8_t *p;
+	int slot, r;
+
+	slot = pin_chunk(v->st, f, i, 0, f->lens[i], &p);
+	if (slot == -EAGAIN) {
+		r = read_chunk(v->st, f, i, 0, buf, f->lens[i]);
+		p = buf;
+	} else {
+		r = slot < 0 ? slot : 0;
+	}
+	if (r == 0 && !EVP_DigestUpdate(v->md, p, f->lens[i]))
+		r = -ENOMEM;
+	if (slot >= 0)
+		ccache_unpin(v->st->cache, slot);
+	return r;
+}
 
 /* Lock held: may the hash go on (and how far)? */
 static int verify_wants(const struct verify *v, const struct cas_file *f, int to_end)
 {
+	/* No further than read-ahead goes: a chunk hashed further ahead
+	 * would leave the cache before the reader comes for it. */
 	return !v->stop && v->state == V_FOLLOW && v->next < f->n &&
-	       (to_end || v->done < v->reach + VERIFY_AHEAD);
+	       (to_end || v->next <= v->reach_i + READ_AHEAD);
 }
 
 /*
@@ -1435,9 +1476,7 @@ static int verify_run(struct cas_file *f, uint8_t *buf, int to_end, int may_yiel
 	while (verify_wants(v, f, to_end)) {
 		i = v->next;
 		pthread_mutex_unlock(&v->lock);
-		r = read_chunk(v->st, f, i, 0, buf, f->lens[i]);
-		if (r == 0 && !EVP_DigestUpdate(v->md, buf, f->lens[i]))
-			r = -ENOMEM;
+		r = verify_chunk(f, i, buf);
 		pthread_mutex_lock(&v->lock);
 		if (r < 0) {
 			/* A damaged chunk: its own reads get EIO; no whole check. */
@@ -1446,6 +1485,8 @@ static int verify_run(struct cas_file *f, uint8_t *buf, int to_end, int may_yiel
 		}
 		v->done += f->lens[i];
 		v->next = i + 1;
+		if (v->waiters)
+			pthread_cond_broadcast(&v->cond); /* readers waiting for the hash */
 		if (v->next == f->n) {
 			v->state = EVP_DigestFinal_ex(v->md, md, NULL)
 					   ? (memcmp(md, f->sha, 32) ? V_BAD : V_GOOD)
@@ -1521,9 +1562,17 @@ static int verify_read(struct cas_file *f, size_t n, uint64_t off)
 		v->state = V_OFF;
 		goto out;
 	}
-	if (off + n > v->reach)
+	if (off + n > v->reach) {
 		v->reach = off + n;
+		v->reach_i = chunk_at(f, off + n - 1);
+	}
 	verify_kick(f);
+	/* A reader far ahead of the hash waits for it (a bounded window). */
+	while (v->state == V_FOLLOW && v->running && v->next + VERIFY_BEHIND < chunk_at(f, off)) {
+		v->waiters++;
+		pthread_cond_wait(&v->cond, &v->lock);
+		v->waiters--;
+	}
 	if (off + n < f->size)
 		goto out;
 	/* The end: the hash must be complete to answer. */

@@ -158,8 +158,9 @@ uint64_t cas_file_size(const struct cas_file *f);
 /*
  * Returns bytes read (short only at end of file), -EIO with fault filled.
  * From the first read at offset 0 on, the snapshot's chunks are hashed in
- * order on the store's SHA thread, at most 16 MiB past the furthest read
- * (a read further ahead than that stops the check: a random reader): the
+ * order on the store's SHA thread, no further ahead than read-ahead (a
+ * read more than 16 MiB past the furthest stops the check: a random
+ * reader; a reader far ahead of the hash waits for it): the
  * read that reaches the end waits for the hash and gets -EIO
  * (fault->whole) if the SHA-256 does not match, and so does every later
  * read of this snapshot that reaches the end.  cas_file_free() waits for
