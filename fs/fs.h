@@ -53,8 +53,9 @@
  * -> fs_paths.lock) and takes no lock of models/ or net/; below its locks
  * come only the store's.  train/ takes fs_train.lock and the job table's
  * lock (scheduler/train_job.c) one at a time, never one inside the other.
- * A park's lock (fs/park.c: parked reads of paths/ and train/ results) is
- * a leaf: the engine's and the job table's on_change take it under their
+ * The invalidation queue's lock (fs/inval.c) is a leaf, never held while
+ * a notification is sent.  A park's lock (fs/park.c: parked reads of
+ * paths/ and train/ results) is a leaf: the engine's and the job table's on_change take it under their
  * own lock, and the park calls back (result) with it released.
  */
 #ifndef LLMFS_FS_H
@@ -78,6 +79,7 @@ struct fs_train;
 struct fs_mining;
 struct fs_envs;
 struct fs_options;
+struct fs_inval;
 
 struct fs {
 	struct cas_store *st;
@@ -103,6 +105,8 @@ struct fs {
 	struct fs_mining *mining;      /* /llm/mining, or NULL */
 	struct fs_envs *envs;          /* /llm/envs, or NULL (fs/envs.c) */
 	_Atomic uint64_t models_gen;   /* bumped by every change under models/ */
+	/* The thread that tells the kernel of changes it did not see (fs/inval.h). */
+	struct fs_inval *inval;
 	/* Owners besides the daemon's uid whose model cards may run commands
 	 * or read keys (--trusted-uid; docs/security.md). */
 	const uid_t *trusted_uids;

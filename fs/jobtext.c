@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fs/fs.h"
+#include "fs/inval.h"
 #include "fs/jobtext.h"
 #include "fs/subtree.h"
 
@@ -60,7 +61,12 @@ int fs_job_model_dir(struct fs *fs, const char *name, uid_t uid, gid_t gid)
 	if (r != -ENOENT)
 		return r;
 	r = cas_mknode(fs->st, CAT_ROOT_INO, name, S_IFDIR | 0755, uid, gid, NULL, &made);
-	if (r == 0)
+	if (r == 0) {
 		fs_models_changed(fs);
+		/* Made outside a request on models/: the kernel's copy of its listing and
+		 * attributes goes before the flush returns (it holds no lock the invalidation
+		 * may need: fs/inval.h). */
+		fs_inval_wait(fs, fs_inval_inode(fs, FS_MODELS_INO, 1));
+	}
 	return r == -EEXIST ? 0 : r;
 }

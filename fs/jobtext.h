@@ -9,8 +9,10 @@
  *
  * A job whose model lands in models/<job> has that folder made for its owner before the job
  * starts (fs_job_model_dir()), so that the job's process writes there with the owner's rights.
+ * It is called from the flush of a train/ or mining/ file only: it waits until the kernel's
+ * cached models/ is invalidated (fs/inval.h says why that wait is safe there alone).
  *
- * None of these take a lock: a handle is used by one request at a time.
+ * The text functions take no lock: a handle is used by one request at a time.
  */
 #ifndef LLMFS_FS_JOBTEXT_H
 #define LLMFS_FS_JOBTEXT_H

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/inval.h"
 #include "fs/subtree.h"
 #include "scheduler/mining_job.h"
 #include "scheduler/env.h"
@@ -490,6 +491,7 @@ static int daemon_main(int argc, char **argv)
 			goto out_unmount;
 		fs_up = 1;
 	}
+	fs_inval_session(&fs, se);
 	fs_log(&log, LOG_INFO, "mounted %s on %s", cas_store_dir(st), mnt);
 	log_lost(&log, st);
 	/*
@@ -508,6 +510,8 @@ static int daemon_main(int argc, char **argv)
 	fuse_loop_cfg_destroy(loop);
 	fs_log(&log, LOG_INFO, "unmounting %s", mnt);
 out_unmount:
+	if (fs_up)
+		fs_inval_session(&fs, NULL);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "backend/registry/smip.h"
+#include "fs/inval.h"
 #include "fs/subtree.h"
 
 /* Bits 56-59 of a model's inode name its .smip entries (subtree.h). */
@@ -432,6 +433,20 @@ static void overlay_size(struct fs *fs, struct cat_attr *a)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/*
+ * After a commit: the file's attributes (mtime, ctime) changed without
+ * the kernel seeing it, and after a failed one its content is the old one
+ * while the kernel's page cache holds what was written.  The invalidation
+ * also makes the kernel drop a getattr or readdirplus answer begun before
+ * it and arriving after (its attribute version), so attributes given
+ * while the file was written (the writer's size, the old mtime) are never
+ * kept past the commit; the kernel keeps the size right meanwhile itself.
+ */
+static void commit_seen(struct fs *fs, uint64_t ino, int failed)
+{
+	fs_inval_inode(fs, ino, failed);
+}
+
 /* ---- attributes and names ------------------------------------------------ */
 
 static int models_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
@@ -456,7 +471,7 @@ static int models_getattr(struct fs *fs, uint64_t ino, struct stat *sb,
 			return r;
 		overlay_size(fs, &a);
 		fill_stat(fs, &a, sb);
-		*ret_timeout = FS_ENTRY_TIMEOUT;
+		*ret_timeout = FS_MODELS_TIMEOUT;
 		return 0;
 	}
 	r = virt_text(fs, ino, &text, &len);
@@ -825,6 +840,7 @@ static void release_file(struct fs *fs, struct model_handle *h)
 
 		if (cas_writer_dirty(node->w)) {
 			r = cas_writer_commit_lazy(node->w);
+			commit_seen(fs, node->ino, r < 0);
 			if (r < 0) {
 				char path[1024] = "";
 
@@ -958,6 +974,46 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	       path, (unsigned long long)f->off, hex);
 }
 
+/*
+ * A committed file's bytes handed to the kernel straight from the store's
+ * chunk cache (one copy less than through a buffer).  Returns 0 when the
+ * read was not answered (a writer's bytes, or the store asks for a copy).
+ */
+static int read_pinned(struct fs *fs, fuse_req_t req, struct fs_node *node,
+		       uint64_t ino, size_t size, off_t off)
+{
+	struct cas_fault fault = { 0 };
+	struct cas_read_segs *segs;
+	struct snap *s;
+	ssize_t n;
+	int dirty;
+
+	pthread_mutex_lock(&node->wlock);
+	dirty = node->w && cas_writer_dirty(node->w);
+	pthread_mutex_unlock(&node->wlock);
+	if (dirty || snap_get(fs, node, &s) < 0)
+		return 0;
+	segs = malloc(sizeof(*segs));
+	n = segs ? cas_file_read_segs(fs->st, s->f, size, (uint64_t)off, segs, &fault)
+		 : -EAGAIN;
+	if (n == -EAGAIN) {
+		free(segs);
+		snap_put(fs, s);
+		return 0;
+	}
+	if (n == -EIO)
+		log_fault(fs, ino, &fault);
+	if (n < 0)
+		fs_reply_err(req, (int)n);
+	else
+		fuse_reply_iov(req, segs->iov, segs->n);
+	if (n >= 0)
+		cas_file_read_done(fs->st, segs);
+	free(segs);
+	snap_put(fs, s);
+	return 1;
+}
+
 static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 			size_t size, off_t off)
 {
@@ -971,6 +1027,8 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 
 	if (h->is_text)
 		return fs_reply_text(req, h->buf, h->len, size, off);
+	if (read_pinned(fs, req, node, ino, size, off))
+		return;
 	buf = malloc(size ? size : 1);
 	if (!buf)
 		return fs_reply_err(req, -ENOMEM);
@@ -1031,6 +1089,7 @@ static int commit_node(struct fs *fs, struct fs_node *node, int lazy)
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
 		r = lazy ? cas_writer_commit_lazy(node->w) : cas_writer_commit(node->w);
+		commit_seen(fs, node->ino, r < 0);
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
@@ -1224,7 +1283,7 @@ static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
 
 	overlay_size(c->fs, &oa);
 	fill_stat(c->fs, &oa, &sb);
-	return c->add(c->arg, name, &sb, FS_ENTRY_TIMEOUT);
+	return c->add(c->arg, name, &sb, FS_MODELS_TIMEOUT);
 }
 
 /* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */
@@ -1264,6 +1323,12 @@ static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 	}
 	r = catalog_dir(fs, ino);
 	return r ? r : cas_children(fs->st, ino, add_child_plus, &c);
+}
+
+/* Catalog folders: every change the kernel does not make is announced. */
+static int models_cache_listing(struct fs *fs, uint64_t ino)
+{
+	return is_catalog(ino);
 }
 
 static int models_list(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_fn add,
@@ -1336,6 +1401,7 @@ const struct fs_subtree_ops fs_models_ops = {
 	.getattr = models_getattr,
 	.remember = count_lookup,
 	.list_plus = models_list_plus,
+	.cache_listing = models_cache_listing,
 	.forget = models_forget,
 	.setattr = models_setattr,
 	.readlink = models_readlink,

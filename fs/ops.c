@@ -13,6 +13,7 @@
 
 #include "backend/registry/smip.h"
 #include "fs/fs.h"
+#include "fs/inval.h"
 #include "fs/subtree.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -50,6 +51,10 @@ struct dirent_snap {
 struct fs_dir {
 	struct dirent_snap *ents;
 	size_t nents, capents;
+	/* A listing the kernel may cache is made at the first readdir. */
+	int filled;
+	uint64_t ino;
+	const struct fs_subtree *sub;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -630,24 +635,43 @@ static int list_root(struct fs *fs, struct fs_dir *d)
 	return r;
 }
 
+/* The entries of folder d->ino, with "." and "..". */
+static int dir_fill(struct fs *fs, fuse_req_t req, struct fs_dir *d)
+{
+	const struct fs_subtree *s = d->sub;
+	int r;
+
+	d->filled = 1;
+	r = add_ent(d, ".", d->ino, S_IFDIR);
+	if (r == 0)
+		r = add_ent(d, "..", FS_INO_ROOT, S_IFDIR);
+	if (r == 0 && d->ino == FS_INO_ROOT)
+		r = list_root(fs, d);
+	else if (r == 0 && s && s->ops->list_plus)
+		r = s->ops->list_plus(fs, req, d->ino, add_ent_plus, d);
+	else if (r == 0)
+		r = s && s->ops->list ? s->ops->list(fs, req, d->ino, add_ent, d) : -ENOTDIR;
+	return r;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	const struct fs_subtree *s = row(req, ino);
 	struct fs_dir *d = calloc(1, sizeof(*d));
-	int r;
+	int r = 0;
 
 	if (!d)
 		return fs_reply_err(req, -ENOMEM);
-	r = add_ent(d, ".", ino, S_IFDIR);
-	if (r == 0)
-		r = add_ent(d, "..", FS_INO_ROOT, S_IFDIR);
-	if (r == 0 && ino == FS_INO_ROOT)
-		r = list_root(fs, d);
-	else if (r == 0 && s && s->ops->list_plus)
-		r = s->ops->list_plus(fs, req, ino, add_ent_plus, d);
-	else if (r == 0)
-		r = s && s->ops->list ? s->ops->list(fs, req, ino, add_ent, d) : -ENOTDIR;
+	d->ino = ino;
+	d->sub = s;
+	if (s && s->ops->cache_listing && s->ops->cache_listing(fs, ino)) {
+		/* The kernel's copy stays valid until the row says otherwise. */
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	} else {
+		r = dir_fill(fs, req, d);
+	}
 	if (r < 0) {
 		dir_free(d);
 		return fs_reply_err(req, r);
@@ -656,13 +680,36 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
+/* The folder's entries, listed now if opendir left it for later. */
+static int dir_ready(fuse_req_t req, struct fs_dir *d)
+{
+	size_t i;
+	int r;
+
+	if (d->filled)
+		return 0;
+	r = dir_fill(fs_of(req), req, d);
+	if (r < 0) {
+		/* Listed again by the next readdir, from nothing. */
+		for (i = 0; i < d->nents; i++)
+			free(d->ents[i].name);
+		d->nents = 0;
+		d->filled = 0;
+	}
+	return r;
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
-	char *buf = malloc(size);
 	size_t pos = 0, i;
+	int r = dir_ready(req, h);
+	char *buf;
 
+	if (r < 0)
+		return fs_reply_err(req, r);
+	buf = malloc(size);
 	if (!buf)
 		return fs_reply_err(req, -ENOMEM);
 	for (i = (size_t)off; i < h->nents; i++) {
@@ -707,9 +754,13 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 {
 	struct fs *fs = fs_of(req);
 	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
-	char *buf = malloc(size);
 	size_t pos = 0, i;
+	int r = dir_ready(req, h);
+	char *buf;
 
+	if (r < 0)
+		return fs_reply_err(req, r);
+	buf = malloc(size);
 	if (!buf)
 		return fs_reply_err(req, -ENOMEM);
 	for (i = (size_t)off; i < h->nents; i++) {
@@ -871,8 +922,14 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	if (r < 0)
 		return r;
 	pthread_mutex_init(&fs->lock, NULL);
+	r = fs_inval_start(fs);
+	if (r < 0) {
+		fs_models_release(fs);
+		return r;
+	}
 	r = cas_gc_thread_start(st, gc_done, fs);
 	if (r < 0) {
+		fs_inval_stop(fs);
 		fs_models_release(fs);
 		return r;
 	}
@@ -895,6 +952,7 @@ void fs_release(struct fs *fs)
 		if (subtrees[i].ops->stop)
 			subtrees[i].ops->stop(fs);
 	cas_gc_thread_stop(fs->st);
+	fs_inval_stop(fs);
 	fs_models_release(fs);
 	pthread_mutex_destroy(&fs->lock);
 }

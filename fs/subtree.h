@@ -95,8 +95,14 @@
 
 /* st_blksize: cp and cat size their buffers by it. */
 #define FS_IO_BLOCK (1024 * 1024)
-/* How long the kernel may keep names and attributes the store holds. */
-#define FS_ENTRY_TIMEOUT 1.0
+/*
+ * How long the kernel may keep models/ names, attributes and listings: a
+ * day, since every change it does not make itself is announced
+ * (fs/inval.h: a commit's mtime, a folder made by train/ or mining/).
+ * Other rows answer with 0: their files change on their own (job states,
+ * metrics, status).
+ */
+#define FS_MODELS_TIMEOUT 86400.0
 
 /* ---- the operations ------------------------------------------------------ */
 
@@ -157,6 +163,14 @@ struct fs_subtree_ops {
 	 */
 	int (*list_plus)(struct fs *fs, fuse_req_t req, uint64_t ino, fs_add_plus_fn add,
 			 void *arg);
+	/*
+	 * Optional: may the kernel keep ino's listing (FOPEN_CACHE_DIR) until
+	 * told otherwise?  Only a row that announces every change of the
+	 * folder the kernel does not make itself (fs/inval.h) says yes; the
+	 * listing is then made at the first readdir, not at opendir, so that
+	 * an opendir the kernel answers from its cache costs no query.
+	 */
+	int (*cache_listing)(struct fs *fs, uint64_t ino);
 
 	/* Namespace changes, in the parent's row. */
 	int (*mknod)(struct fs *fs, fuse_req_t req, uint64_t parent,

@@ -5,9 +5,10 @@
 #   sh tools/bench/store-speed.sh [BUILD_DIR] [SIZE_MIB] [ROUNDS] [NFILES] [BIG_MIB...]
 #
 # Defaults: build, 1024 MiB, 3 rounds, 10000 small files, no big files;
-# SIZE_MIB 0 skips the rows of SIZE_MIB files (ingest, reads, formats),
-# NFILES 0 the small-file rows: `build 0 3 10000` measures small files
-# alone, `build 1024 3 0` ingest and reads alone.
+# SIZE_MIB 0 leaves out the rows of SIZE_MIB files (ingest, reads,
+# formats), NFILES 0 the small files and listings: `build 0 3 10000` runs
+# the small-file and listing rows alone, `build 0 1 0 256 ...` the big
+# streams alone.
 # Every round measures llmfs and its baselines back to back, the order
 # rotated from round to round; each row prints the median of the per-round
 # ratios and their range [min-max], then each side's median time.  `sync`
@@ -113,38 +114,20 @@ big_streams() {
 	done
 	[ -z "$pid" ] || umount_llmfs
 }
-# SIZE_MIB 0 and NFILES 0: the big streams only.
 if [ "$size" = 0 ] && [ "$nfiles" = 0 ]; then
 	big_streams
 	exit 0
 fi
 echo "# llmfs store speed: $size MiB files, $rounds rounds, $nfiles small files, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 echo "# daemon options: ${LLMFS_OPTS:-(none: the default --sync-close, a completed close() is on the disk)}"
-if [ "$size" -gt 0 ]; then
+
+if [ "$size" != 0 ]; then
 { st_header $((size / 4)) BF16; "$work/gen" bf16 "$size" 1; } > "$d/bf16.safetensors"
 "$work/gen" bf16 "$size" 1 > "$d/bare.bf16"
 "$work/gen" q8 "$size" 2 > "$d/q8.bin"
 "$work/gen" small1 0 0 > "$d/v1.safetensors"
 "$work/gen" small2 0 0 > "$d/v2.safetensors"
-fi
-python3 - "$d/small" "$nfiles" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-r = random.Random(5)
-words = [b"weight", b"bias", b"layer", b"config", b"token", b"vocab", b"{", b"}", b"\n"]
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i % 100))
-    os.makedirs(d, exist_ok=True)
-    size = r.randint(100, 4000)
-    if i % 2:
-        data = r.randbytes(size)
-    else:
-        data = b" ".join(r.choice(words) for _ in range(size))[:size]
-    with open(os.path.join(d, "f%05d" % i), "wb") as f:
-        f.write(data)
-PY
 
-if [ "$size" -gt 0 ]; then
 # ---- ingest: cp into the mount + sync, against zstd -T2 -3 + sync and cp + sync
 for kind in bf16.safetensors q8.bin; do
 	f=$d/$kind
@@ -191,6 +174,7 @@ for kind in bf16.safetensors q8.bin; do
 		lwarm=$(t cat "$mnt/models/m/$kind")
 		rec "read-$kind-cold" "$(ratio "$rcold" "$lcold")"
 		rec "read-$kind-hot" "$(ratio "$rhot" "$lhot")"
+		rec "read-$kind-hotraw" "$(ratio "$rcold" "$lhot")"
 		rec "read-$kind-warm" "$(ratio "$rhot" "$lwarm")"
 		rec "read-$kind-lcold" "$lcold"; rec "read-$kind-lhot" "$lhot"; rec "read-$kind-lwarm" "$lwarm"
 		rec "read-$kind-rcold" "$rcold"; rec "read-$kind-rhot" "$rhot"
@@ -198,6 +182,7 @@ for kind in bf16.safetensors q8.bin; do
 	check_sha "$f" "$mnt/models/m/$kind"
 	echo "first read $kind, caches dropped: throughput / raw cat $(med "read-$kind-cold") (llmfs $(med "read-$kind-lcold") s, cat $(med "read-$kind-rcold") s)"
 	echo "first read $kind, packs cached: throughput / page-cache cat $(med "read-$kind-hot") (llmfs $(med "read-$kind-lhot") s, cat $(med "read-$kind-rhot") s)"
+	echo "first read $kind, packs cached: throughput / raw cat with caches dropped (the issue's raw cat on the same disk) $(med "read-$kind-hotraw")"
 	echo "second read $kind (kernel page cache): throughput / page-cache cat $(med "read-$kind-warm") (llmfs $(med "read-$kind-lwarm") s)"
 done
 
@@ -246,8 +231,26 @@ s2=$(stat_of stored_bytes)
 echo "small tensors (1,400 x 15 KB, 13% changed, header +8 KiB): v2 adds $(ratio $((s2 - s1)) "$(stat -c %s "$d/v2.safetensors")") of its size (goal <= 0.15)"
 fi
 
+if [ "$nfiles" != 0 ]; then
+python3 - "$d/small" "$nfiles" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(5)
+words = [b"weight", b"bias", b"layer", b"config", b"token", b"vocab", b"{", b"}", b"\n"]
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i % 100))
+    os.makedirs(d, exist_ok=True)
+    size = r.randint(100, 4000)
+    if i % 2:
+        data = r.randbytes(size)
+    else:
+        data = b" ".join(r.choice(words) for _ in range(size))[:size]
+    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+        f.write(data)
+PY
+
 # ---- small files: cp -r + sync, one copy and four at once, against ext4
-[ "$nfiles" -gt 0 ] && for r in $(seq "$rounds"); do
+for r in $(seq "$rounds"); do
 	for side in llmfs ext4; do
 		drop
 		if [ $side = llmfs ]; then
@@ -272,11 +275,10 @@ fi
 	rec ls-warm "$(ratio "$fe" "$fw")"; rec du-warm "$(ratio "$de" "$dw")"
 	rec ls-fc "$fc"; rec ls-fw "$fw"; rec ls-fe "$fe"
 done
-[ "$nfiles" -gt 0 ] && {
 echo "$nfiles small files, cp -r + sync: time / ext4 $(med small-one) (llmfs $(med small-lone) s, ext4 $(med small-eone) s)"
 echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) (llmfs $(med small-lpar) s, ext4 $(med small-epar) s)"
 echo "find right after a mount / warm find: $(med ls-cold) (cold $(med ls-fc) s, warm $(med ls-fw) s); du: $(med du-cold)"
 echo "warm find throughput / ext4: $(med ls-warm) (ext4 $(med ls-fe) s); warm du / ext4: $(med du-warm)"
-}
+fi
 
 big_streams

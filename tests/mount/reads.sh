@@ -1,0 +1,128 @@
+#!/bin/sh
+# Reads of committed files: chunks are decoded and checked (XXH3) ahead of
+# a sequential reader on the store's workers, and the whole-file SHA-256 is
+# hashed ahead on its own thread.  Seeded random reads (odd offsets and
+# sizes, straight to the daemon with O_DIRECT) give the source's bytes;
+# concurrent readers of one file each get it whole; a reader that reads
+# the start and then jumps to the end is answered, not held for the
+# hash; a damaged pack record gives EIO to every reader, never wrong
+# bytes, while the rest of the file still reads.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$TEST_DIR/src
+M=$MNT/models
+
+# rand_reads FILE REF SEED N: N reads at seeded random offsets and sizes,
+# each compared with REF; prints "ok" or the first difference.
+rand_reads() { python3 "$TEST_DIR/randreads.py" "$@"; }
+cat >"$TEST_DIR/randreads.py" <<'EOF'
+import os, random, sys
+p, ref, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+want = open(ref, "rb").read()
+r = random.Random(seed)
+try:
+    fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+except OSError:
+    fd = os.open(p, os.O_RDONLY)
+for k in range(n):
+    off = r.randrange(0, len(want) + 4096)
+    size = r.choice([1, 7, 4096, 65537, 131072, 1 << 20, r.randrange(1, 3 << 20)])
+    got = os.pread(fd, size, off)
+    if got != want[off:off + size]:
+        print("read %d: %d bytes at %d differ" % (k, size, off)); sys.exit(0)
+print("ok")
+EOF
+
+# chunk_info FILE K: "OFFSET LENGTH IDHEX NCHUNKS" of m/FILE's chunk K (the manifest).
+chunk_info() {
+	python3 - "$M/m/.smip/manifest.json" "$1" "$2" <<-'EOF'
+	import json, sys
+	m = json.load(open(sys.argv[1]))
+	f = [e for e in m["files"] if e["path"] == sys.argv[2]][0]
+	k = int(sys.argv[3]); ch = f["chunks"]
+	print(sum(c[1] for c in ch[:k]), ch[k][1], ch[k][0], len(ch))
+	EOF
+}
+
+test_expect_success 'set up: a 24 MiB random file and a compressible one' '
+	mkdir -p "$SRC" &&
+	head -c 25165824 /dev/urandom >"$SRC/r.bin" &&
+	yes "tensor 0.125 0.25 0.5 1.0 layer norm" | head -c 6000000 >"$SRC/t.txt" &&
+	daemon_start &&
+	mkdir "$M/m" &&
+	cp "$SRC/r.bin" "$SRC/t.txt" "$M/m/" &&
+	daemon_stop && daemon_start
+'
+
+test_expect_success 'seeded random reads give the source s bytes' '
+	r=$(rand_reads "$M/m/r.bin" "$SRC/r.bin" 19 300) && say "# r.bin: $r" && [ "$r" = ok ] &&
+	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 23 200) && say "# t.txt: $r" && [ "$r" = ok ]
+'
+
+test_expect_success 'four readers at once on a fresh mount each read the file whole' '
+	daemon_stop && daemon_start &&
+	want=$(sha256sum <"$SRC/r.bin") &&
+	for k in 1 2 3 4; do
+		spawn "rd$k" sh -c "sha256sum <\"$M/m/r.bin\" >\"$TEST_DIR/rd$k\""
+	done &&
+	spawn rnd sh -c "python3 \"$TEST_DIR/randreads.py\" \"$M/m/r.bin\" \"$SRC/r.bin\" 7 100 >\"$TEST_DIR/rnd\"" &&
+	for k in 1 2 3 4; do
+		spawn_wait "rd$k" 120 && [ "$EXIT_STATUS" = 0 ] &&
+		[ "$(cat "$TEST_DIR/rd$k")" = "$want" ] || return 1
+	done &&
+	spawn_wait rnd 120 && [ "$(cat "$TEST_DIR/rnd")" = ok ]
+'
+
+test_expect_success 'the start, then a jump to the end: answered, right bytes' '
+	daemon_stop && daemon_start &&
+	python3 - "$M/m/r.bin" "$SRC/r.bin" <<-PY
+	import os, sys
+	want = open(sys.argv[2], "rb").read()
+	fd = os.open(sys.argv[1], os.O_RDONLY)
+	assert os.pread(fd, 4096, 0) == want[:4096]
+	assert os.pread(fd, 8192, len(want) - 8192) == want[-8192:]
+	PY
+'
+
+# The damaged file's error lines are expected from here on.
+ALLOWED_ERRORS='models/m/r\.bin'
+
+test_expect_success 'a damaged record: EIO for every reader, the rest reads' '
+	set -- $(chunk_info r.bin 20) && off=$1 len=$2 id=$3 &&
+	daemon_stop &&
+	rec= &&
+	for p in "$STORE"/packs/*.pack; do
+		o=$(python3 "$MOUNT_HELPERS/packtool.py" find "$p" "$id") && rec="$p $o" && break
+	done &&
+	set -- $rec && python3 "$MOUNT_HELPERS/packtool.py" flip "$1" $(($2 + 32 + 100)) &&
+	daemon_start &&
+	for k in 1 2 3; do
+		spawn "bad$k" sh -c "cat \"$M/m/r.bin\" >\"$TEST_DIR/bad$k\""
+	done &&
+	for k in 1 2 3; do
+		spawn_wait "bad$k" 120 && [ "$EXIT_STATUS" != 0 ] &&
+		[ "$(stat -c %s "$TEST_DIR/bad$k")" -le "$off" ] &&
+		cmp -n "$(stat -c %s "$TEST_DIR/bad$k")" "$TEST_DIR/bad$k" "$SRC/r.bin" || return 1
+	done &&
+	expect_errno EIO read "$M/m/r.bin" &&
+	python3 - "$M/m/r.bin" "$SRC/r.bin" "$off" "$len" <<-PY
+	import errno, os, sys
+	want = open(sys.argv[2], "rb").read()
+	off, n = int(sys.argv[3]), int(sys.argv[4])
+	fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+	try:
+	    os.pread(fd, n, off)
+	    raise SystemExit("damaged chunk read without error")
+	except OSError as e:
+	    assert e.errno == errno.EIO, e
+	assert os.pread(fd, off, 0) == want[:off]
+	assert os.pread(fd, 65536, off + n) == want[off + n:off + n + 65536]
+	PY
+'
+
+test_expect_success 'the daemon is fine' '
+	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 5 50) && [ "$r" = ok ] &&
+	daemon_stop
+'
+
+test_done
