@@ -13,7 +13,11 @@
  * catch up from the latest global weights.  Then the outer step (Nesterov momentum):
  *   D = mean of the accepted pseudo-gradients, v = mu v + D, W(r) = W(r-1) - lr (D + mu v)
  * and W(r) is evaluated on the validation data.  A round with no accepted pseudo-gradient is
- * run again (a job whose every slot fails three times running fails).
+ * run again (a job whose every slot fails three times running fails).  With overlap=1 a slot
+ * whose pseudo-gradient of round r-1 was accepted starts its window of round r from
+ * W(r-2) minus its own pseudo-gradient, at once after posting it, and fetches W(r-1) only
+ * to post: the global weights reach the windows one round late, and a replica waits for
+ * them only when it is a whole window ahead of the slowest.
  *
  * Durable state, per job, in state_dir/jobs/<job>/ (0700): the job file, its owner, the
  * secret token of its replicas, state.json (the last completed round, written last and
@@ -87,6 +91,11 @@ struct mining_contribution {
 	long step0, H;
 	unsigned threads;
 	const char *delta_path;
+	/* overlap=1 (docs/mining.md, "Overlapping rounds"): when own_path is set, the window
+	 * started not from the round's start_path W(r-1) but from base_path, W(r-2), minus
+	 * own_path, the slot's own pseudo-gradient of round r-1 as received (as it decodes);
+	 * both NULL otherwise. */
+	const char *base_path, *own_path;
 };
 
 struct mining_round {
@@ -106,6 +115,7 @@ struct mining_round {
 	size_t n_train, n_tokens;
 	int vocab;
 	float outer_lr;
+	int overlap;                /* the job's overlap= key (the catch-up rebuilds own_path) */
 };
 
 /* The derived window seed of a slot in a round (what gpu_train_window() gets). */
