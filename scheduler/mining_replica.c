@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -325,6 +326,21 @@ static int do_round(struct replica *r, long *last)
 	return ret == 2 ? 0 : ret;
 }
 
+/* overlap=1: the weights of the round its window is for, fetched while it computes. */
+struct prefetch {
+	struct replica *r;
+	long after, round;
+	int own, ret;
+};
+
+static void *prefetch_main(void *arg)
+{
+	struct prefetch *p = arg;
+
+	p->ret = get_weights(p->r, p->after, &p->round, &p->own);
+	return NULL;
+}
+
 /*
  * overlap=1: one window.  After a post that was accepted, the next window starts at once
  * from the weights it holds, W(r-1), minus its own pseudo-gradient of round r (as the
@@ -361,8 +377,25 @@ static int do_overlapped(struct replica *r, long *last)
 		ret = get_weights(r, *last, &round, &own);
 		goto out;
 	}
-	if (ret == 0)
+	if (ret == 0) {
+		/* The round's weights come down while it computes (a long poll: answered when the
+		 * round opens): its window starts from r->s, and only this thread writes r->w. */
+		struct prefetch pf = { r, r->s_round - 1, 0, 0, 0 };
+		pthread_t th;
+		int threaded = r->w_round != r->s_round - 1 &&
+			       pthread_create(&th, NULL, prefetch_main, &pf) == 0;
+
 		ret = run_window(r, r->s, r->s_round, r->s_own, tw, &frame, &flen, d, &loss);
+		if (threaded) {
+			pthread_join(th, NULL);
+			if (ret == 0 && pf.ret < 0)
+				ret = pf.ret;
+			else if (ret == 0 && pf.ret == 1)
+				ret = 1;
+			else if (ret == 0 && pf.ret == 0 && pf.round != r->s_round)
+				ret = 2; /* the round closed without it */
+		}
+	}
 	/* the round's weights: it posts to an open round only */
 	while (ret == 0 && r->w_round != r->s_round - 1) {
 		ret = get_weights(r, r->s_round - 1, &round, &own);
