@@ -159,7 +159,8 @@ struct job {
 	struct two_frames uframe;   /* the outer update W(uframe_round) - W(uframe_round - 1)
 				     * as applied (its dequantised values), or NULL */
 	long uframe_round;
-	float *wprev;               /* overlap=1: W(round_open - 2), the own starts' base */
+	float *wprev, *wprev2;      /* overlap=1: W(round_open - 2) and W(round_open - 3) (or
+				     * W(0)), the own starts' bases */
 	struct slot *slots;
 	unsigned n_slots;
 	uint16_t *tokens;           /* the training split then the validation split */
@@ -351,6 +352,21 @@ uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot)
 
 	gpu_rng_next(&s);
 	return gpu_rng_next(&s);
+}
+
+/* No fused multiply-add: the three callers must round alike (x86-64's baseline has none; other
+ * targets may contract a * b + c). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+void mining_overlap_start(float *out, const float *w1, const float *w0, const float *own,
+			  size_t n, float lr, float mu)
+{
+	for (size_t k = 0; k < n; k++) {
+		float step = w1[k] - w0[k], mom = mu * step, mine = lr * own[k];
+
+		out[k] = (w1[k] + mom) - mine;
+	}
 }
 
 /* Constant time: the token is a secret. */
@@ -1830,7 +1846,9 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 	struct mining_contribution *c = NULL;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
-	char *pb = jpath(j, "weights/%ld.pg", r - 2), (*own)[600] = NULL;
+	char *pb = jpath(j, "weights/%ld.pg", r - 2), *pp = jpath(j, "weights/%ld.pg",
+								r < 3 ? r - 2 : r - 3);
+	char (*own)[600] = NULL;
 
 	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c))) ||
 	    !(own = calloc(j->n_slots, sizeof(*own)))) {
@@ -1838,6 +1856,7 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 		free(p0);
 		free(p1);
 		free(pb);
+		free(pp);
 		return;
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
@@ -1857,9 +1876,10 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 		c[i].H = j->H;
 		c[i].threads = j->cpus;
 		c[i].delta_path = s->posted ? s->delta_path : NULL;
-		if (s->own && pb) {
+		if (s->own && pb && pp) {
 			snprintf(own[i], sizeof(own[i]), "%s/deltas/%ld-%u.pg", j->dir, r - 1, i);
 			c[i].base_path = pb;
+			c[i].prev_path = pp;
 			c[i].own_path = own[i];
 		}
 	}
@@ -1882,12 +1902,14 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 	rd.vocab = j->vocab;
 	rd.outer_lr = j->outer_lr;
 	rd.overlap = j->overlap;
+	rd.outer_mu = j->outer_mu;
 	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
 	free(own);
 	free(p0);
 	free(p1);
 	free(pb);
+	free(pp);
 }
 
 /* The final model: into the job folder, then models/<job>/ as the owner. */
@@ -1968,22 +1990,33 @@ out:
 }
 
 /*
- * overlap=1, a job (re)started after round_done: each slot's window of the next round starts
- * from W(round_done - 1) minus its pseudo-gradient of round_done when that one was accepted
+ * overlap=1, a job (re)started after round_done (W: its weights): each slot's window of the
+ * next round starts from its own pseudo-gradient of round_done when that one was accepted
  * (contributions.tsv, whose rows of a round are written before state.json names it), as in
- * an uninterrupted job.  wprev gets W(round_done - 1).
+ * an uninterrupted job.  wprev and wprev2 get W(round_done - 1) and W(round_done - 2), each
+ * W(0) where there is none.
  */
-static int load_own(struct job *j, float *wprev, char *err, size_t errlen)
+static int load_own(struct job *j, const float *W, char *err, size_t errlen)
 {
 	char *p = NULL, *text = NULL, *line, *save = NULL;
+	long rb = j->round_done - 1, rp = j->round_done > 1 ? j->round_done - 2 : 0;
 	int r = 0;
 
 	for (unsigned i = 0; i < j->n_slots; i++)
 		j->slots[i].own = 0;
-	if (!j->overlap || j->round_done < 1)
+	if (!j->overlap)
 		return 0;
-	p = jpath(j, "weights/%ld.pg", j->round_done - 1);
-	r = p ? load_frame(p, wprev, j->n) : -ENOMEM;
+	if (j->round_done < 1) {
+		memcpy(j->wprev, W, j->n * sizeof(float));
+		memcpy(j->wprev2, W, j->n * sizeof(float));
+		return 0;
+	}
+	p = jpath(j, "weights/%ld.pg", rb);
+	r = p ? load_frame(p, j->wprev, j->n) : -ENOMEM;
+	free(p);
+	p = jpath(j, "weights/%ld.pg", rp);
+	if (r == 0)
+		r = p ? load_frame(p, j->wprev2, j->n) : -ENOMEM;
 	free(p);
 	p = NULL;
 	if (r == 0 && (p = jpath(j, "contributions.tsv")) && read_file(p, &text, NULL) == 0)
@@ -2000,7 +2033,7 @@ static int load_own(struct job *j, float *wprev, char *err, size_t errlen)
 	free(text);
 	free(p);
 	if (r < 0)
-		snprintf(err, errlen, "the weights of round %ld: %s", j->round_done - 1,
+		snprintf(err, errlen, "the weights of rounds %ld and %ld: %s", rp, rb,
 			 strerror(-r));
 	return r;
 }
@@ -2350,10 +2383,12 @@ static void *job_main(void *arg)
 		rep.view = &view;
 		pthread_mutex_lock(&m->lock);
 		free(j->wprev);
+		free(j->wprev2);
 		j->wprev = j->overlap ? malloc(j->n * sizeof(float)) : NULL;
+		j->wprev2 = j->overlap ? malloc(j->n * sizeof(float)) : NULL;
 		pthread_mutex_unlock(&m->lock);
 		r = W && v && u && j->sum && closed.slots && rep.c.slots && rep.W && rep.v &&
-		    (j->wprev || !j->overlap) ? 0 : -ENOMEM;
+		    ((j->wprev && j->wprev2) || !j->overlap) ? 0 : -ENOMEM;
 		mining_server_max_body(m->server, mining_wire_size(MINING_ENC_FP32, 0, j->n) + 4096);
 	}
 	if (r == 0) {
@@ -2367,7 +2402,7 @@ static void *job_main(void *arg)
 		r = load_round(j, em, W, v, err, sizeof(err));
 		if (r == 0) {
 			pthread_mutex_lock(&m->lock);
-			r = load_own(j, j->wprev, err, sizeof(err));
+			r = load_own(j, W, err, sizeof(err));
 			pthread_mutex_unlock(&m->lock);
 		}
 	}
@@ -2503,6 +2538,7 @@ static void *job_main(void *arg)
 		 * reads it) */
 		if (j->overlap) {
 			pthread_mutex_lock(&m->lock);
+			memcpy(j->wprev2, j->wprev, j->n * sizeof(float));
 			memcpy(j->wprev, W, j->n * sizeof(float));
 			pthread_mutex_unlock(&m->lock);
 		}
@@ -2602,7 +2638,8 @@ out_slots:
 	two_frames_clear(&wframe);
 	pthread_mutex_lock(&m->lock);
 	free(j->wprev);
-	j->wprev = NULL;
+	free(j->wprev2);
+	j->wprev = j->wprev2 = NULL;
 	pthread_mutex_unlock(&m->lock);
 	free(W);
 	free(v);
@@ -2982,7 +3019,8 @@ static int split_path(const char *path, const char *prefix, char a[128], char b[
 
 /*
  * GET start/<slot>?round=R (overlap=1): the start of the slot's window of open round R when it
- * starts from its own pseudo-gradient, W(R-2) - delta(R-1) as that decodes, in fp32: for a
+ * starts from its own pseudo-gradient (mining_overlap_start() of W(R-2), W(R-3) and its
+ * pseudo-gradient of round R-1 as that decodes), in fp32: for a
  * replica that does not hold them (one started again, a resumed job's), so that its window is
  * the one an uninterrupted replica runs and the ledger replays.  409 when the round is not
  * open or the slot starts from W(R-1) (the weights it got).
@@ -3014,8 +3052,8 @@ static void job_start(struct mining *m, struct job *j, unsigned slot,
 	pthread_mutex_lock(&m->lock);
 	if (r == 0 && !(round == j->round_open && j->slots[slot].own && j->wprev))
 		r = -ESTALE;
-	for (size_t k = 0; r == 0 && k < n; k++)
-		d[k] = j->wprev[k] - d[k];
+	if (r == 0)
+		mining_overlap_start(d, j->wprev, j->wprev2, d, n, j->outer_lr, j->outer_mu);
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0)
 		r = mining_wire_encode(MINING_ENC_FP32, 0, d, n, &frame, &len);
@@ -3172,8 +3210,9 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 		reply(rs, 200, "{\"train\": \"%s\", \"replicas\": %u, \"inner_steps\": %ld, "
 		      "\"rounds\": %ld, \"compression\": \"%s\", \"block\": %u, \"params\": %zu, "
-		      "\"overlap\": %d}\n", train, j->replicas, j->H, j->rounds,
-		      mining_enc_name(j->enc), j->block, j->n, j->overlap);
+		      "\"overlap\": %d, \"outer_lr\": %.9g, \"outer_momentum\": %.9g}\n", train,
+		      j->replicas, j->H, j->rounds, mining_enc_name(j->enc), j->block, j->n,
+		      j->overlap, (double)j->outer_lr, (double)j->outer_mu);
 		rs->type = "application/json";
 		free(train);
 	} else if (!strcmp(op, "shard") && !*end && arg[0] && slot < j->n_slots &&

@@ -92,10 +92,10 @@ struct mining_contribution {
 	unsigned threads;
 	const char *delta_path;
 	/* overlap=1 (docs/mining.md, "Overlapping rounds"): when own_path is set, the window
-	 * started not from the round's start_path W(r-1) but from base_path, W(r-2), minus
-	 * own_path, the slot's own pseudo-gradient of round r-1 as received (as it decodes);
-	 * both NULL otherwise. */
-	const char *base_path, *own_path;
+	 * started not from the round's start_path W(r-1) but from mining_overlap_start() of
+	 * base_path W(r-2), prev_path W(r-3) (W(r-2) when r < 3) and own_path, the slot's own
+	 * pseudo-gradient of round r-1 as received; all NULL otherwise. */
+	const char *base_path, *prev_path, *own_path;
 };
 
 struct mining_round {
@@ -114,12 +114,24 @@ struct mining_round {
 	const uint16_t *tokens;
 	size_t n_train, n_tokens;
 	int vocab;
-	float outer_lr;
+	float outer_lr, outer_mu;
 	int overlap;                /* the job's overlap= key (the catch-up rebuilds own_path) */
 };
 
 /* The derived window seed of a slot in a round (what gpu_train_window() gets). */
 uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot);
+
+/*
+ * overlap=1: the start of a slot's window of round r when its pseudo-gradient of round r-1
+ * was accepted, from w1 = W(r-2), w0 = W(r-3) (w1 again when r < 3) and own, that
+ * pseudo-gradient as it decodes:
+ *   start = w1 + mu (w1 - w0) - lr own
+ * the outer step's prediction of W(r-1), with its own pseudo-gradient standing in for the
+ * round's mean and the last update for the momentum (docs/mining.md, "Overlapping rounds").
+ * One function for the replica, the coordinator and the ledger: the same bits in all three.
+ */
+void mining_overlap_start(float *out, const float *w1, const float *w0, const float *own,
+			  size_t n, float lr, float mu);
 
 /* ---- owners ------------------------------------------------------------------------------- */
 

@@ -47,6 +47,9 @@ struct replica {
 	long w_round;
 	long rounds;
 	int overlap;                /* the job's overlap= key */
+	float *wp;                  /* overlap: W(w_round - 1) when wp_round says so */
+	long wp_round;
+	float outer_lr, outer_mu;
 	float *s;                   /* overlap: the start of its next window, of round s_round */
 	long s_round;               /* 0: none (it asks the coordinator) */
 	int s_own;                  /* s is W(s_round - 2) minus its own pseudo-gradient */
@@ -116,6 +119,9 @@ static int get_spec(struct replica *r)
 	r->block = (unsigned)json_integer_value(json_object_get(o, "block"));
 	r->rounds = (long)json_integer_value(json_object_get(o, "rounds"));
 	r->overlap = json_integer_value(json_object_get(o, "overlap")) == 1;
+	/* printed with 9 digits: the coordinator's floats exactly */
+	r->outer_lr = (float)json_number_value(json_object_get(o, "outer_lr"));
+	r->outer_mu = (float)json_number_value(json_object_get(o, "outer_momentum"));
 	json_decref(o);
 	return r->H > 0 ? 0 : -EINVAL;
 }
@@ -206,6 +212,13 @@ static int get_weights(struct replica *r, long after, long *round, int *own)
 		say(r, "weights of round %ld: %s", *round, err);
 		r->w_round = -1;
 		goto out;
+	}
+	/* overlap=1: the weights before, for its next own start */
+	if (r->overlap && base >= 0 && (r->wp || (r->wp = malloc(r->n * sizeof(float))))) {
+		memcpy(r->wp, r->w, r->n * sizeof(float));
+		r->wp_round = base;
+	} else {
+		r->wp_round = -1;
 	}
 	/* an update: added as the coordinator adds it (bit-identical weights) */
 	for (size_t k = 0; k < r->n; k++)
@@ -408,10 +421,17 @@ static int do_overlapped(struct replica *r, long *last)
 		ret = post(r, r->s_round, r->s_own, frame, flen, loss);
 	if (ret == 0) {
 		*last = r->s_round;
-		for (size_t k = 0; k < r->n; k++)
-			r->s[k] = r->w[k] - d[k];
-		r->s_round++;
-		r->s_own = 1;
+		/* its next start, from W(s_round - 1), W(s_round - 2) (W(0) in round 1) and its
+		 * pseudo-gradient; without the weights before (a full download after a restart)
+		 * it asks the coordinator, once the next round opens */
+		if (r->w_round == 0 || r->wp_round == r->w_round - 1) {
+			mining_overlap_start(r->s, r->w, r->w_round == 0 ? r->w : r->wp, d, r->n,
+					     r->outer_lr, r->outer_mu);
+			r->s_round++;
+			r->s_own = 1;
+		} else {
+			r->s_round = 0;
+		}
 	} else if (ret == 2) {
 		/* it asks again for the open round's weights and its start */
 		r->s_round = 0;
@@ -426,7 +446,7 @@ out:
 
 int mining_replica_main(int argc, char **argv)
 {
-	struct replica r = { .w_round = -1 };
+	struct replica r = { .w_round = -1, .wp_round = -1 };
 	long last = 0;
 	int threads, ret;
 	char *end;
@@ -466,6 +486,7 @@ int mining_replica_main(int argc, char **argv)
 		ret = r.overlap ? do_overlapped(&r, &last) : do_round(&r, &last);
 	gpu_model_free(r.m);
 	free(r.w);
+	free(r.wp);
 	free(r.s);
 	free(r.tokens);
 	gpu_train_opts_release(&r.o);

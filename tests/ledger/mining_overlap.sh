@@ -2,7 +2,8 @@
 # mining_overlap.sh - overlap=1 jobs (docs/mining.md, "Overlapping rounds"): a replica starts
 # its next window from W(r-1) minus its own pseudo-gradient without waiting for W(r).
 #  - a job completes, and every window, replayed by the ledger from the start it rebuilds
-#    (weights/<r-2>.pg minus deltas/<r-1>-<slot>.pg), passes; fp32 and int8;
+#    (weights/<r-2>.pg minus deltas/<r-1>-<slot>.pg), passes; fp32 and int8; also a round
+#    whose hook was lost, booked at the next from the job folder;
 #  - kill -9 of the daemon mid-job: it resumes at its last completed round, its new replicas
 #    get their own starts from the coordinator, and it ends bit for bit as an uninterrupted
 #    overlap job; the rounds are all paid, every window verified;
@@ -76,6 +77,17 @@ test_expect_success 'int8 overlap windows replay too' '
 	result i1 && [ "$(head -n 1 "$J/i1/status")" = done ] &&
 	"$L" show "$STORE" --job i1 >"$TEST_DIR/i1.jsonl" &&
 	$CHECK "$TEST_DIR/i1.jsonl" "$J/i1" i1 prov 0.5 --all-verified
+'
+
+test_expect_success 'a round whose hook was lost is booked at the next, from its rebuilt starts' '
+	daemon_stop &&
+	LLMFS_MINING_BOOK_DROP=3 && export LLMFS_MINING_BOOK_DROP &&
+	daemon_start && unset LLMFS_MINING_BOOK_DROP &&
+	job d1 providers=p1 replicas=2 inner-steps=10 steps=50 &&
+	result d1 && [ "$(head -n 1 "$J/d1/status")" = done ] &&
+	"$L" show "$STORE" --job d1 >"$TEST_DIR/d1.jsonl" &&
+	$CHECK "$TEST_DIR/d1.jsonl" "$J/d1" d1 prov 0.5 --all-verified &&
+	daemon_stop && daemon_start
 '
 
 test_expect_success 'kill -9 mid-job: resumed at its last completed round, bit for bit' '
