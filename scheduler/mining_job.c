@@ -107,8 +107,8 @@ struct slot {
 	char reason[160];
 	char delta_path[512];
 	float *delta;               /* its accepted pseudo-gradient */
-	/* overlap=1: its window of the open round starts from W(open - 2) minus its accepted
-	 * pseudo-gradient of round open - 1 (set when that round closed) */
+	/* overlap=1: its window of the open round starts from its accepted pseudo-gradient of
+	 * round open - 1 (mining_overlap_start(); set when that round closed) */
 	int own;
 };
 
@@ -3140,7 +3140,7 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		 * replica that did not hear its own pseudo-gradient was refused, or a new one) */
 		r = 0, reply(rs, 409, "round %ld: replica %u's window starts from %s\n", round,
 			     slot, own ? "W(r-1): it has no accepted pseudo-gradient of round r-1"
-				       : "W(r-2) minus its pseudo-gradient of round r-1 (own=1)");
+				       : "its own pseudo-gradient of round r-1 (own=1)");
 	pthread_mutex_unlock(&m->lock);
 	if (!r) {
 		free(plain);
