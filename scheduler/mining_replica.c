@@ -433,9 +433,11 @@ static int do_overlapped(struct replica *r, long *last)
 			r->s_round = 0;
 		}
 	} else if (ret == 2) {
-		/* it asks again for the open round's weights and its start */
+		/* it asks again for the open round's weights and its start: of a round after
+		 * the weights it holds, never one it posted already (a long poll that ended
+		 * without a round is a 2 too) */
 		r->s_round = 0;
-		if (r->w_round >= 0)
+		if (r->w_round > *last)
 			*last = r->w_round;
 	}
 out:
