@@ -389,15 +389,44 @@ static int coalition_value(void *arg, const uint8_t *mem, int n, double *ret)
 	return r;
 }
 
+/*
+ * A window's start weights into start: the round's W(r-1) (w0), or with overlap=1 what the
+ * replica and the coordinator computed from W(r-2), W(r-3) and the slot's own
+ * pseudo-gradient of round r-1 (mining_overlap_start()).
+ */
+static int window_start(const struct mining_round *rd, const struct mining_contribution *c,
+			const float *w0, float *start, size_t n)
+{
+	float *base = NULL, *prev = NULL, *own = NULL;
+	int r;
+
+	if (!c->own_path) {
+		memcpy(start, w0, n * sizeof(float));
+		return 0;
+	}
+	r = c->base_path && c->prev_path ? load_frame(c->base_path, n, &base, NULL, NULL) :
+					   -EINVAL;
+	if (r == 0)
+		r = load_frame(c->prev_path, n, &prev, NULL, NULL);
+	if (r == 0)
+		r = load_frame(c->own_path, n, &own, NULL, NULL);
+	if (r == 0)
+		mining_overlap_start(start, base, prev, own, n, rd->outer_lr, rd->outer_mu);
+	free(base);
+	free(prev);
+	free(own);
+	return r;
+}
+
 static void verify_slots(struct mining_book *b, const struct mining_round *rd,
 			 struct slot_info *s, const float *w0, size_t n)
 {
 	const float **others = calloc(rd->n, sizeof(*others));
-	float *replay = malloc(n * sizeof(float));
+	float *replay = malloc(n * sizeof(float)), *start = malloc(n * sizeof(float));
 	double tol = rd->opts->opts.backend == GPU_BACKEND_CPU ? 0 : MINING_VERIFY_CUDA_TOL;
 	size_t i;
 
-	if (!others || !replay)
+	if (!others || !replay || !start)
 		goto out;
 	for (i = 0; i < rd->n; i++)
 		others[i] = s[i].claim;
@@ -410,7 +439,9 @@ static void verify_slots(struct mining_book *b, const struct mining_round *rd,
 						       b->q))
 			continue;
 		others[i] = NULL; /* not a copy of itself */
-		r = replay_window(rd, c, &s[i], w0, replay, n);
+		r = window_start(rd, c, w0, start, n);
+		if (r == 0)
+			r = replay_window(rd, c, &s[i], start, replay, n);
 		if (r == 0)
 			mining_verify_compare(s[i].claim, replay, n, tol, others, (int)rd->n, &chk);
 		others[i] = s[i].claim;
@@ -433,6 +464,7 @@ static void verify_slots(struct mining_book *b, const struct mining_round *rd,
 out:
 	free(others);
 	free(replay);
+	free(start);
 }
 
 /* Books rd (the lock held). */
@@ -592,8 +624,9 @@ static void catch_up_round(struct mining_book *b, const struct mining_round *rd,
 	struct mining_contribution *c = NULL;
 	struct mining_round old = *rd;
 	char **rows = NULL, **vrows = NULL, *p = NULL, *w0 = NULL, *w1 = NULL, f[256];
-	char (*prov)[128] = NULL, (*dpath)[600] = NULL;
-	size_t n = 0, nv = 0, i;
+	char (*prov)[128] = NULL, (*dpath)[600] = NULL, (*opath)[600] = NULL, *wb = NULL, *wp = NULL;
+	char **prow = NULL;
+	size_t n = 0, nv = 0, np = 0, i;
 
 	if (asprintf(&p, "%s/contributions.tsv", dir) < 0 || tsv_rows(p, m, &rows, &n) < 0 ||
 	    n == 0)
@@ -605,8 +638,18 @@ static void catch_up_round(struct mining_book *b, const struct mining_round *rd,
 	c = calloc(n, sizeof(*c));
 	prov = calloc(n, sizeof(*prov));
 	dpath = calloc(n, sizeof(*dpath));
-	if (!c || !prov || !dpath || asprintf(&w0, "%s/weights/%ld.pg", dir, m - 1) < 0 ||
-	    asprintf(&w1, "%s/weights/%ld.pg", dir, m) < 0)
+	opath = calloc(n, sizeof(*opath));
+	if (!c || !prov || !dpath || !opath ||
+	    asprintf(&w0, "%s/weights/%ld.pg", dir, m - 1) < 0 ||
+	    asprintf(&w1, "%s/weights/%ld.pg", dir, m) < 0 ||
+	    asprintf(&wb, "%s/weights/%ld.pg", dir, m - 2) < 0 ||
+	    asprintf(&wp, "%s/weights/%ld.pg", dir, m < 3 ? m - 2 : m - 3) < 0)
+		goto out;
+	free(p);
+	p = NULL;
+	/* overlap=1: who started from its own pseudo-gradient of round m - 1 (accepted then) */
+	if (rd->overlap && m > 1 && (asprintf(&p, "%s/contributions.tsv", dir) < 0 ||
+				     tsv_rows(p, m - 1, &prow, &np) < 0))
 		goto out;
 	for (i = 0; i < n; i++) {
 		c[i] = rd->c[0];
@@ -623,6 +666,16 @@ static void catch_up_round(struct mining_book *b, const struct mining_round *rd,
 		c[i].step0 = (m - 1) * c[i].H;
 		snprintf(dpath[i], sizeof(dpath[i]), "%s/deltas/%ld-%u.pg", dir, m, c[i].slot);
 		c[i].delta_path = c[i].accepted && access(dpath[i], R_OK) == 0 ? dpath[i] : NULL;
+		c[i].base_path = c[i].prev_path = c[i].own_path = NULL;
+		for (size_t k = 0; k < np; k++)
+			if ((unsigned)atoi(field(prow[k], 1, f, sizeof(f))) == c[i].slot &&
+			    atoi(field(prow[k], 7, f, sizeof(f))) == 1) {
+				snprintf(opath[i], sizeof(opath[i]), "%s/deltas/%ld-%u.pg", dir, m - 1,
+					 c[i].slot);
+				c[i].base_path = wb;
+				c[i].prev_path = wp;
+				c[i].own_path = opath[i];
+			}
 	}
 	old.round = m;
 	old.val_loss = strtof(field(vrows[0], 1, f, sizeof(f)), NULL);
@@ -636,9 +689,13 @@ static void catch_up_round(struct mining_book *b, const struct mining_round *rd,
 out:
 	free_rows(rows, n);
 	free_rows(vrows, nv);
+	free_rows(prow, np);
 	free(c);
 	free(prov);
 	free(dpath);
+	free(opath);
+	free(wb);
+	free(wp);
 	free(w0);
 	free(w1);
 	free(p);

@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -106,6 +107,9 @@ struct slot {
 	char reason[160];
 	char delta_path[512];
 	float *delta;               /* its accepted pseudo-gradient */
+	/* overlap=1: its window of the open round starts from its accepted pseudo-gradient of
+	 * round open - 1 (mining_overlap_start(); set when that round closed) */
+	int own;
 };
 
 /* A frame as it is (plain) and packed for the wire (mining_wire_pack()): replicas ask for
@@ -135,6 +139,7 @@ struct job {
 	long H, rounds;
 	float outer_lr, outer_mu;
 	int nesterov;
+	int overlap;                /* overlap=1: windows start before the round's weights */
 	enum mining_enc enc;
 	char **providers;           /* NULL: any */
 	size_t n_providers;
@@ -154,6 +159,8 @@ struct job {
 	struct two_frames uframe;   /* the outer update W(uframe_round) - W(uframe_round - 1)
 				     * as applied (its dequantised values), or NULL */
 	long uframe_round;
+	float *wprev, *wprev2;      /* overlap=1: W(round_open - 2) and W(round_open - 3) (or
+				     * W(0)), the own starts' bases */
 	struct slot *slots;
 	unsigned n_slots;
 	uint16_t *tokens;           /* the training split then the validation split */
@@ -347,6 +354,21 @@ uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot)
 	return gpu_rng_next(&s);
 }
 
+/* No fused multiply-add: the three callers must round alike (x86-64's baseline has none; other
+ * targets may contract a * b + c). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+void mining_overlap_start(float *out, const float *w1, const float *w0, const float *own,
+			  size_t n, float lr, float mu)
+{
+	for (size_t k = 0; k < n; k++) {
+		float step = w1[k] - w0[k], mom = mu * step, mine = lr * own[k];
+
+		out[k] = (w1[k] + mom) - mine;
+	}
+}
+
 /* Constant time: the token is a secret. */
 static int token_ok(const char *want, const char *got)
 {
@@ -511,6 +533,9 @@ static int set_mining_key(struct job *j, const char *key, const char *v, char *e
 	} else if (!strcmp(key, "outer-momentum")) {
 		if ((r = num(key, v, 0, 0.999, &d, err, errlen)) == 0)
 			j->outer_mu = (float)d;
+	} else if (!strcmp(key, "overlap")) {
+		if ((r = whole(key, v, 0, 1, &l, err, errlen)) == 0)
+			j->overlap = (int)l;
 	} else if (!strcmp(key, "nesterov")) {
 		if ((r = whole(key, v, 0, 1, &l, err, errlen)) == 0)
 			j->nesterov = (int)l;
@@ -579,6 +604,7 @@ static int parse_job(struct job *j, const char *text, size_t len, char *err, siz
 	j->outer_lr = 0.7f;
 	j->outer_mu = 0.9f;
 	j->nesterov = 1;
+	j->overlap = 0;
 	j->enc = MINING_ENC_FP32;
 	j->round_timeout = 600;
 	if (!train)
@@ -1817,13 +1843,20 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 		      const char *sha0, const char *sha1)
 {
 	struct mining *m = j->m;
-	struct mining_contribution *c;
+	struct mining_contribution *c = NULL;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
+	char *pb = jpath(j, "weights/%ld.pg", r - 2), *pp = jpath(j, "weights/%ld.pg",
+								r < 3 ? r - 2 : r - 3);
+	char (*own)[600] = NULL;
 
-	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c)))) {
+	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c))) ||
+	    !(own = calloc(j->n_slots, sizeof(*own)))) {
+		free(c);
 		free(p0);
 		free(p1);
+		free(pb);
+		free(pp);
 		return;
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
@@ -1843,6 +1876,12 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 		c[i].H = j->H;
 		c[i].threads = j->cpus;
 		c[i].delta_path = s->posted ? s->delta_path : NULL;
+		if (s->own && pb && pp) {
+			snprintf(own[i], sizeof(own[i]), "%s/deltas/%ld-%u.pg", j->dir, r - 1, i);
+			c[i].base_path = pb;
+			c[i].prev_path = pp;
+			c[i].own_path = own[i];
+		}
 	}
 	rd.job = j->name;
 	rd.account = j->account;
@@ -1862,10 +1901,15 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 	rd.n_tokens = j->n_tokens;
 	rd.vocab = j->vocab;
 	rd.outer_lr = j->outer_lr;
+	rd.overlap = j->overlap;
+	rd.outer_mu = j->outer_mu;
 	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
+	free(own);
 	free(p0);
 	free(p1);
+	free(pb);
+	free(pp);
 }
 
 /* The final model: into the job folder, then models/<job>/ as the owner. */
@@ -1942,6 +1986,55 @@ static int load_round(struct job *j, struct gpu_model *em, float *W, float *v, c
 out:
 	free(pw);
 	free(pv);
+	return r;
+}
+
+/*
+ * overlap=1, a job (re)started after round_done (W: its weights): each slot's window of the
+ * next round starts from its own pseudo-gradient of round_done when that one was accepted
+ * (contributions.tsv, whose rows of a round are written before state.json names it), as in
+ * an uninterrupted job.  wprev and wprev2 get W(round_done - 1) and W(round_done - 2), each
+ * W(0) where there is none.
+ */
+static int load_own(struct job *j, const float *W, char *err, size_t errlen)
+{
+	char *p = NULL, *text = NULL, *line, *save = NULL;
+	long rb = j->round_done - 1, rp = j->round_done > 1 ? j->round_done - 2 : 0;
+	int r = 0;
+
+	for (unsigned i = 0; i < j->n_slots; i++)
+		j->slots[i].own = 0;
+	if (!j->overlap)
+		return 0;
+	if (j->round_done < 1) {
+		memcpy(j->wprev, W, j->n * sizeof(float));
+		memcpy(j->wprev2, W, j->n * sizeof(float));
+		return 0;
+	}
+	p = jpath(j, "weights/%ld.pg", rb);
+	r = p ? load_frame(p, j->wprev, j->n) : -ENOMEM;
+	free(p);
+	p = jpath(j, "weights/%ld.pg", rp);
+	if (r == 0)
+		r = p ? load_frame(p, j->wprev2, j->n) : -ENOMEM;
+	free(p);
+	p = NULL;
+	if (r == 0 && (p = jpath(j, "contributions.tsv")) && read_file(p, &text, NULL) == 0)
+		for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			long rd;
+			unsigned slot;
+			int acc;
+
+			/* round slot provider replica steps tokens device_seconds accepted */
+			if (sscanf(line, "%ld\t%u\t%*s\t%*s\t%*s\t%*s\t%*s\t%d", &rd, &slot,
+				   &acc) == 3 && rd == j->round_done && slot < j->n_slots)
+				j->slots[slot].own = acc == 1;
+		}
+	free(text);
+	free(p);
+	if (r < 0)
+		snprintf(err, errlen, "the weights of rounds %ld and %ld: %s", rp, rb,
+			 strerror(-r));
 	return r;
 }
 
@@ -2288,8 +2381,14 @@ static void *job_main(void *arg)
 		rep.v = malloc(j->n * sizeof(float));
 		rep.em = em;
 		rep.view = &view;
-		r = W && v && u && j->sum && closed.slots && rep.c.slots && rep.W && rep.v ? 0 :
-		    -ENOMEM;
+		pthread_mutex_lock(&m->lock);
+		free(j->wprev);
+		free(j->wprev2);
+		j->wprev = j->overlap ? malloc(j->n * sizeof(float)) : NULL;
+		j->wprev2 = j->overlap ? malloc(j->n * sizeof(float)) : NULL;
+		pthread_mutex_unlock(&m->lock);
+		r = W && v && u && j->sum && closed.slots && rep.c.slots && rep.W && rep.v &&
+		    ((j->wprev && j->wprev2) || !j->overlap) ? 0 : -ENOMEM;
 		mining_server_max_body(m->server, mining_wire_size(MINING_ENC_FP32, 0, j->n) + 4096);
 	}
 	if (r == 0) {
@@ -2301,6 +2400,11 @@ static void *job_main(void *arg)
 		free(d2);
 		free(d3);
 		r = load_round(j, em, W, v, err, sizeof(err));
+		if (r == 0) {
+			pthread_mutex_lock(&m->lock);
+			r = load_own(j, W, err, sizeof(err));
+			pthread_mutex_unlock(&m->lock);
+		}
 	}
 	if (r < 0) {
 		end = J_FAILED;
@@ -2430,6 +2534,14 @@ static void *job_main(void *arg)
 			continue;
 		}
 		streak = 0;
+		/* the base of the next round's own starts (the round is closed: no request
+		 * reads it) */
+		if (j->overlap) {
+			pthread_mutex_lock(&m->lock);
+			memcpy(j->wprev2, j->wprev, j->n * sizeof(float));
+			memcpy(j->wprev, W, j->n * sizeof(float));
+			pthread_mutex_unlock(&m->lock);
+		}
 		/* the outer step: Nesterov momentum on the averaged pseudo-gradient */
 		for (size_t k = 0; k < j->n; k++) {
 			float d = j->sum[k];
@@ -2457,6 +2569,8 @@ static void *job_main(void *arg)
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			closed.slots[i] = j->slots[i];
 			closed.slots[i].delta = NULL;
+			/* overlap: who starts the next round from its own pseudo-gradient */
+			j->slots[i].own = j->overlap && j->slots[i].posted;
 		}
 		pthread_mutex_unlock(&m->lock);
 		rd++;
@@ -2522,6 +2636,11 @@ out_slots:
 	free(rep.v);
 	two_frames_clear(&uframe);
 	two_frames_clear(&wframe);
+	pthread_mutex_lock(&m->lock);
+	free(j->wprev);
+	free(j->wprev2);
+	j->wprev = j->wprev2 = NULL;
+	pthread_mutex_unlock(&m->lock);
 	free(W);
 	free(v);
 	free(u);
@@ -2898,11 +3017,78 @@ static int split_path(const char *path, const char *prefix, char a[128], char b[
 	return 0;
 }
 
+/*
+ * GET start/<slot>?round=R (overlap=1): the start of the slot's window of open round R when it
+ * starts from its own pseudo-gradient (mining_overlap_start() of W(R-2), W(R-3) and its
+ * pseudo-gradient of round R-1 as that decodes), in fp32: for a
+ * replica that does not hold them (one started again, a resumed job's), so that its window is
+ * the one an uninterrupted replica runs and the ledger replays.  409 when the round is not
+ * open or the slot starts from W(R-1) (the weights it got).
+ */
+static void job_start(struct mining *m, struct job *j, unsigned slot,
+		      const struct mining_request *rq, struct mining_response *rs)
+{
+	const char *ra = rq->arg(rq, "round"), *pk = rq->arg(rq, "pack");
+	long round = ra ? strtol(ra, NULL, 10) : -1;
+	char *path = jpath(j, "deltas/%ld-%u.pg", round - 1, slot), *buf = NULL, err[128];
+	float *d = NULL;
+	void *frame = NULL, *packed = NULL;
+	size_t len = 0, n;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	n = j->n;
+	r = j->overlap && n && round == j->round_open && j->slots[slot].own && j->wprev;
+	pthread_mutex_unlock(&m->lock);
+	if (!r) {
+		reply(rs, 409, "round %ld: replica %u starts from the round's weights\n", round,
+		      slot);
+		goto out;
+	}
+	d = malloc(n * sizeof(float));
+	r = d && path ? read_file(path, &buf, &len) : -ENOMEM;
+	if (r == 0)
+		r = mining_wire_decode(buf, len, n, d, NULL, err, sizeof(err));
+	pthread_mutex_lock(&m->lock);
+	if (r == 0 && !(round == j->round_open && j->slots[slot].own && j->wprev))
+		r = -ESTALE;
+	if (r == 0)
+		mining_overlap_start(d, j->wprev, j->wprev2, d, n, j->outer_lr, j->outer_mu);
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0)
+		r = mining_wire_encode(MINING_ENC_FP32, 0, d, n, &frame, &len);
+	if (r == 0 && pk && !strcmp(pk, "1") && mining_wire_pack(frame, len, &packed, &len) == 0) {
+		free(frame);
+		frame = packed;
+	}
+	if (r == -ESTALE) {
+		reply(rs, 409, "round %ld closed meanwhile\n", round);
+	} else if (r < 0) {
+		job_log(j, "replica %u, round %ld: its start: %s", slot, round, strerror(-r));
+		reply(rs, 500, "its start: %s\n", strerror(-r));
+	} else {
+		rs->body = frame;
+		rs->len = len;
+		rs->status = 200;
+		rs->type = "application/octet-stream";
+		snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n", round);
+		frame = NULL;
+		pthread_mutex_lock(&m->lock);
+		j->bytes_sent += len;
+		pthread_mutex_unlock(&m->lock);
+	}
+out:
+	free(frame);
+	free(buf);
+	free(d);
+	free(path);
+}
+
 static void job_delta(struct mining *m, struct job *j, unsigned slot,
 		      const struct mining_request *rq, struct mining_response *rs)
 {
 	const char *rs_round = rq->arg(rq, "round"), *rs_steps = rq->arg(rq, "steps"),
-		   *rs_loss = rq->arg(rq, "loss");
+		   *rs_loss = rq->arg(rq, "loss"), *rs_own = rq->arg(rq, "own");
 	long round = rs_round ? strtol(rs_round, NULL, 10) : -1;
 	long steps = rs_steps ? strtol(rs_steps, NULL, 10) : 0;
 	double loss = rs_loss ? strtod(rs_loss, NULL) : NAN;
@@ -2912,7 +3098,7 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	size_t plen = 0;
 	enum mining_enc enc;
 	size_t n;
-	int r;
+	int r, own;
 
 	/* the frame is checked first: a malformed one is refused whatever the round */
 	pthread_mutex_lock(&m->lock);
@@ -2949,6 +3135,12 @@ static void job_delta(struct mining *m, struct job *j, unsigned slot,
 	if (!r)
 		reply(rs, 409, "round %ld is not open for replica %u (open: %ld, done: %ld)\n",
 		      round, slot, j->round_open, j->round_done);
+	else if ((own = rs_own && !strcmp(rs_own, "1")) != (j->overlap && j->slots[slot].own))
+		/* overlap=1: a window from another start than the one the ledger replays (a
+		 * replica that did not hear its own pseudo-gradient was refused, or a new one) */
+		r = 0, reply(rs, 409, "round %ld: replica %u's window starts from %s\n", round,
+			     slot, own ? "W(r-1): it has no accepted pseudo-gradient of round r-1"
+				       : "its own pseudo-gradient of round r-1 (own=1)");
 	pthread_mutex_unlock(&m->lock);
 	if (!r) {
 		free(plain);
@@ -3017,8 +3209,10 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 			return reply(rs, 500, "formatting the options\n");
 		}
 		reply(rs, 200, "{\"train\": \"%s\", \"replicas\": %u, \"inner_steps\": %ld, "
-		      "\"rounds\": %ld, \"compression\": \"%s\", \"block\": %u, \"params\": %zu}\n",
-		      train, j->replicas, j->H, j->rounds, mining_enc_name(j->enc), j->block, j->n);
+		      "\"rounds\": %ld, \"compression\": \"%s\", \"block\": %u, \"params\": %zu, "
+		      "\"overlap\": %d, \"outer_lr\": %.9g, \"outer_momentum\": %.9g}\n", train,
+		      j->replicas, j->H, j->rounds, mining_enc_name(j->enc), j->block, j->n,
+		      j->overlap, (double)j->outer_lr, (double)j->outer_mu);
 		rs->type = "application/json";
 		free(train);
 	} else if (!strcmp(op, "shard") && !*end && arg[0] && slot < j->n_slots &&
@@ -3045,7 +3239,8 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 		}
 	} else if (!strcmp(op, "weights") && !strcmp(rq->method, "GET")) {
 		const char *after = rq->arg(rq, "after"), *wait = rq->arg(rq, "wait"),
-			   *have = rq->arg(rq, "have"), *pk = rq->arg(rq, "pack");
+			   *have = rq->arg(rq, "have"), *pk = rq->arg(rq, "pack"),
+			   *sl = rq->arg(rq, "slot");
 		int packed = pk && !strcmp(pk, "1");
 		const struct two_frames *f;
 		long a = after ? strtol(after, NULL, 10) : 0, h = have ? strtol(have, NULL, 10) : -1;
@@ -3076,7 +3271,10 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 			/* it holds W(open - 2): the update to W(open - 1) is enough */
 			int upd = j->uframe.plain && j->uframe_round == j->round_open - 1 &&
 				  h == j->round_open - 2;
-			size_t len;
+			/* overlap=1: this slot's window starts from its own pseudo-gradient */
+			unsigned long si = sl ? strtoul(sl, NULL, 10) : ULONG_MAX;
+			int own = j->overlap && si < j->n_slots && j->slots[si].own;
+			size_t len, hl;
 
 			f = upd ? &j->uframe : &j->wframe;
 			len = packed ? f->packed_len : f->plain_len;
@@ -3086,16 +3284,30 @@ static void job_request(struct mining *m, const struct mining_request *rq,
 				rs->status = 200;
 				rs->type = "application/octet-stream";
 				if (upd)
-					snprintf(rs->headers, sizeof(rs->headers), "X-Llmfs-Round: %ld\n"
-						 "X-Llmfs-Base: %ld\n", j->round_open, j->round_open - 2);
+					hl = (size_t)snprintf(rs->headers, sizeof(rs->headers),
+							      "X-Llmfs-Round: %ld\nX-Llmfs-Base: %ld\n",
+							      j->round_open, j->round_open - 2);
 				else
-					snprintf(rs->headers, sizeof(rs->headers),
-						 "X-Llmfs-Round: %ld\n", j->round_open);
+					hl = (size_t)snprintf(rs->headers, sizeof(rs->headers),
+							      "X-Llmfs-Round: %ld\n", j->round_open);
+				if (own && hl < sizeof(rs->headers))
+					snprintf(rs->headers + hl, sizeof(rs->headers) - hl,
+						 "X-Llmfs-Own: %ld\n", j->round_open - 1);
 				j->bytes_sent += rs->len;
 			} else {
 				reply(rs, 503, "out of memory\n");
 			}
 		}
+	} else if (!strcmp(op, "start") && !strcmp(rq->method, "GET") && !*end && arg[0] &&
+		   slot < j->n_slots) {
+		j->refs++;
+		pthread_mutex_unlock(&m->lock);
+		job_start(m, j, (unsigned)slot, rq, rs);
+		pthread_mutex_lock(&m->lock);
+		j->refs--;
+		pthread_cond_broadcast(&m->wake);
+		pthread_mutex_unlock(&m->lock);
+		return;
 	} else if (!strcmp(op, "delta") && !strcmp(rq->method, "POST") && !*end && arg[0] &&
 		   slot < j->n_slots) {
 		/* the job stays while the request uses it: a remove waits for refs to fall */

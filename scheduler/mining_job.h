@@ -13,7 +13,11 @@
  * catch up from the latest global weights.  Then the outer step (Nesterov momentum):
  *   D = mean of the accepted pseudo-gradients, v = mu v + D, W(r) = W(r-1) - lr (D + mu v)
  * and W(r) is evaluated on the validation data.  A round with no accepted pseudo-gradient is
- * run again (a job whose every slot fails three times running fails).
+ * run again (a job whose every slot fails three times running fails).  With overlap=1 a slot
+ * whose pseudo-gradient of round r-1 was accepted starts its window of round r from
+ * W(r-2) minus its own pseudo-gradient, at once after posting it, and fetches W(r-1) only
+ * to post: the global weights reach the windows one round late, and a replica waits for
+ * them only when it is a whole window ahead of the slowest.
  *
  * Durable state, per job, in state_dir/jobs/<job>/ (0700): the job file, its owner, the
  * secret token of its replicas, state.json (the last completed round, written last and
@@ -87,6 +91,11 @@ struct mining_contribution {
 	long step0, H;
 	unsigned threads;
 	const char *delta_path;
+	/* overlap=1 (docs/mining.md, "Overlapping rounds"): when own_path is set, the window
+	 * started not from the round's start_path W(r-1) but from mining_overlap_start() of
+	 * base_path W(r-2), prev_path W(r-3) (W(r-2) when r < 3) and own_path, the slot's own
+	 * pseudo-gradient of round r-1 as received; all NULL otherwise. */
+	const char *base_path, *prev_path, *own_path;
 };
 
 struct mining_round {
@@ -105,11 +114,24 @@ struct mining_round {
 	const uint16_t *tokens;
 	size_t n_train, n_tokens;
 	int vocab;
-	float outer_lr;
+	float outer_lr, outer_mu;
+	int overlap;                /* the job's overlap= key (the catch-up rebuilds own_path) */
 };
 
 /* The derived window seed of a slot in a round (what gpu_train_window() gets). */
 uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot);
+
+/*
+ * overlap=1: the start of a slot's window of round r when its pseudo-gradient of round r-1
+ * was accepted, from w1 = W(r-2), w0 = W(r-3) (w1 again when r < 3) and own, that
+ * pseudo-gradient as it decodes:
+ *   start = w1 + mu (w1 - w0) - lr own
+ * the outer step's prediction of W(r-1), with its own pseudo-gradient standing in for the
+ * round's mean and the last update for the momentum (docs/mining.md, "Overlapping rounds").
+ * One function for the replica, the coordinator and the ledger: the same bits in all three.
+ */
+void mining_overlap_start(float *out, const float *w1, const float *w0, const float *own,
+			  size_t n, float lr, float mu);
 
 /* ---- owners ------------------------------------------------------------------------------- */
 

@@ -505,7 +505,7 @@ void mining_server_max_body(struct mining_server *s, size_t max_body)
 struct sink {
 	char *buf;
 	size_t len, cap;
-	char round[32], base[32];
+	char round[32], base[32], own[32];
 };
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
@@ -549,6 +549,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 
 	header_number(p, n, "X-Llmfs-Round:", s->round);
 	header_number(p, n, "X-Llmfs-Base:", s->base);
+	header_number(p, n, "X-Llmfs-Own:", s->own);
 	return n;
 }
 
@@ -597,6 +598,7 @@ int mining_http(const char *url, const char *token, const void *body, size_t len
 		ret->len = s.len;
 		memcpy(ret->round, s.round, sizeof(ret->round));
 		memcpy(ret->base, s.base, sizeof(ret->base));
+		memcpy(ret->own, s.own, sizeof(ret->own));
 		if (!s.buf)
 			r = -ENOMEM;
 	}

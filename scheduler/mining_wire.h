@@ -122,6 +122,9 @@ struct mining_http_reply {
 	char round[32];            /* the X-Llmfs-Round header, or "" */
 	char base[32];             /* X-Llmfs-Base: the body is an update to the weights of
 				    * that round, not the weights; "" when absent */
+	char own[32];              /* X-Llmfs-Own (overlap=1): the window of this round starts
+				    * from the weights before these minus the slot's own
+				    * pseudo-gradient of that round; "" when absent */
 };
 
 /* GET (body NULL) or POST url with the bearer token; timeout in seconds.  0 when an answer

@@ -33,7 +33,10 @@
 #             (rounds.tsv), mean and lowest
 #   wait_s    per round, the mean time a replica waited for the round's
 #             weights after posting (the slowest replica of the round before,
-#             the outer step, the transfer; its log: "after Y s waiting")
+#             the outer step, the transfer; its log: "after Y s waiting");
+#             with overlap=1, the gap between its windows (the fetch of the
+#             round's weights after its window, its post, and any wait for the
+#             round to open)
 #   link_s    per round, the time the links carried more than 64 KiB per sample
 #             (an upper bound at the sampler's 50 ms resolution); round_s
 #             the rounds' mean wall time
@@ -42,8 +45,11 @@
 # transfers took place are counted.
 #
 # usage: tools/bench/mining-wire.sh        (root: namespaces, veths, Slurm)
-# env:   REPLICAS (4), H (50), STEPS (400), RATE (100mbit), FAST_RATE (10gbit),
-#        COMPRESSIONS ("none int8"), BUILD, OUT, CORPUS, MODEL, TRAINKEYS
+# env:   REPLICAS (4), H (50), STEPS (400), RATE (100mbit), FAST_RATE (10gbit;
+#        "-": no such run), COMPRESSIONS ("none int8"), OVERLAPS ("0": the
+#        job key overlap= of each run at RATE, e.g. "0 1" runs both, one after
+#        the other, per compression; docs/mining.md, "Overlapping rounds"),
+#        BUILD, OUT, CORPUS, MODEL, TRAINKEYS
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib-mining.sh"
 . "$here/lib-netns.sh"
@@ -54,6 +60,7 @@ STEPS=${STEPS:-400}
 RATE=${RATE:-100mbit}
 FAST_RATE=${FAST_RATE:-10gbit}
 COMPRESSIONS=${COMPRESSIONS:-"none int8"}
+OVERLAPS=${OVERLAPS:-0}
 
 netns_check || exit 77
 cleanup() {
@@ -64,7 +71,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-echo "command: $0 (REPLICAS=$REPLICAS H=$H STEPS=$STEPS RATE=$RATE FAST_RATE=$FAST_RATE COMPRESSIONS=\"$COMPRESSIONS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
+echo "command: $0 (REPLICAS=$REPLICAS H=$H STEPS=$STEPS RATE=$RATE FAST_RATE=$FAST_RATE COMPRESSIONS=\"$COMPRESSIONS\" OVERLAPS=\"$OVERLAPS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
 mb_machine
 netns_up "$REPLICAS" "$RATE" || exit 1
 nodes= ifaces=
@@ -92,9 +99,9 @@ sleep 10
 set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
 
 report=$OUT/wire.tsv
-printf 'link\tcompression\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\twait_s/round\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
+printf 'link\tcompression\toverlap\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\twait_s/round\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
 
-# run NAME RATE COMPRESSION
+# run NAME RATE COMPRESSION OVERLAP
 run() {
 	netns_rate "$2" || return 1
 	# shellcheck disable=SC2086
@@ -102,16 +109,17 @@ run() {
 		$ifaces &
 	sampler=$!
 	st=$(mb_job "$MB_MNT" "$1" replicas="$REPLICAS" providers=cluster inner-steps="$H" \
-		steps="$STEPS" compression="$3" cpus-per-replica=1) || { kill $sampler; return 1; }
+		steps="$STEPS" compression="$3" overlap="$4" cpus-per-replica=1) ||
+		{ kill $sampler; return 1; }
 	wait $sampler
 	cp "$MB_MNT/mining/jobs/$1/log" "$OUT/$1.log"
 	cp "$MB_MNT/mining/jobs/$1/rounds.tsv" "$OUT/$1.rounds.tsv"
 	# A job that failed mid-way still moved its rounds' bytes: they count, up to
 	# the last round whose transfers took place.
 	[ "$st" = done ] || echo "job $1: $st (its rounds up to then are counted)" >&2
-	python3 - "$OUT/$1" "$2" "$3" "$H" "$REPLICAS" "$st" >> "$report" <<'EOF'
+	python3 - "$OUT/$1" "$2" "$3" "$H" "$REPLICAS" "$st" "$4" >> "$report" <<'EOF'
 import re, sys
-base, rate, comp, H, n, st = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+base, rate, comp, H, n, st, ov = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
 s, ticks = {}, []
 for line in open(base + ".samples"):
     ev, t, rx, tx = line.split()
@@ -181,14 +189,20 @@ target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
 # Slurm's chatter move less), per round: an upper bound at the sampler's resolution.
 busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 65536)
 val = rows[-1][1] if rows else "-"
-print(f"{rate}\t{comp}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
+print(f"{rate}\t{comp}\t{ov}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
       f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{wait:.3f}\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
 EOF
 }
 
 for c in $COMPRESSIONS; do
-	run "w-$c" "$RATE" "$c" || exit 1
+	for o in $OVERLAPS; do
+		run "w-$c-o$o" "$RATE" "$c" "$o" || exit 1
+	done
 done
-run "w-fast" "$FAST_RATE" none || exit 1
+if [ "$FAST_RATE" != - ]; then
+	for o in $OVERLAPS; do
+		run "w-fast-o$o" "$FAST_RATE" none "$o" || exit 1
+	done
+fi
 column -t -s "$(printf '\t')" "$report"
 echo "runs in $OUT"
