@@ -10,8 +10,9 @@
  * answer stands when the two agree (compared as the executor compares
  * them), else b is called; the same with three cheaper models whose
  * answer stands when n of them (2 or 3) give it, the third called only
- * when it can still decide; votes of three, the majority answer, else the
- * first member's.  Each option is scored per prompt with plan_route (the
+ * when it can still decide (with two of the pool and a mid model from
+ * outside it, need 2: the three-stage cascade, make_deep()); votes of
+ * three, the majority answer, else the first member's.  Each option is scored per prompt with plan_route (the
  * prompt's hashed n-gram TF-IDF features, kNN, logistic and matrix
  * factorisation predictors)
  * over the per task type plan_stats posterior, which is their prior, and
