@@ -39,7 +39,7 @@ share() { # share FILE LEVEL METHOD: the cost share printed, or 999
 "$tool" --seed 1 "$dir/deep.tsv" >"$dir/deep.txt"
 cat "$dir/deep.txt"
 # Ten pairs of the pool, each -> mid -> dear.
-grep -q '^planner options: .* 10 of the agreement cascades three-stage' \
+grep -q '^planner options: .* 10 of the agreement cascades three-stage with a mid model from outside the pool' \
 	"$dir/deep.txt"
 p100=$(share "$dir/deep.txt" 100 planner)
 echo "cost for 100 % of dear's quality: planner $p100 %"

@@ -1647,8 +1647,8 @@ int main(int argc, char **argv)
 		       "and no per-prompt costs\n");
 	printf("planner options: %zu single models, %zu cascades judged by "
 	       "the check column, %zu agreement cascades, %zu votes; "
-	       "%zu of the agreement cascades three-stage (a cheap pair, "
-	       "a mid model, a dear one)\n\n",
+	       "%zu of the agreement cascades three-stage with a mid model "
+	       "from outside the pool\n\n",
 	       e.n_models, e.n_cascade, e.n_agree, e.n_vote, e.n_deep);
 	for (size_t m = 0; m < e.n_models; m++) {
 		char what[512];
