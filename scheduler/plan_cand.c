@@ -355,6 +355,58 @@ static int agree_with(struct work *w, size_t s, const int *v, int n,
 }
 
 /*
+ * Whether model m may be the mid model of a three-stage cascade: eligible,
+ * outside the pool, and no cheaper eligible model beats its mean quality
+ * (a model so beaten would be a dearer and worse mid model).
+ */
+static bool deep_mid(const struct work *w, size_t s, const int *pool,
+		     size_t m)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+
+	if (!e[m].ok)
+		return false;
+	for (int k = 0; k < AGREE_POOL; k++)
+		if (pool[k] == (int)m)
+			return false;
+	for (size_t c = 0; c < w->ms->n; c++)
+		if (e[c].ok && c != m && e[c].q >= e[m].q &&
+		    (e[c].cost < e[m].cost || (e[c].cost == e[m].cost &&
+					       c < m)))
+			return false;
+	return true;
+}
+
+/*
+ * The three-stage cascade agree(a, b, mid; 2 -> d): a pair of the pool in
+ * parallel; the mid model only when the two disagree, its answer standing
+ * when it agrees with either; else d, each model dearer than mid.  It is
+ * a triple with need 2 whose third member lies outside the pool (the
+ * executor runs it as such); mid models are those deep_mid() allows,
+ * dearer than both members.  The choice among them is by utility.
+ */
+static int deep_options(struct work *w, size_t s, const int *lo)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+	int rc;
+
+	for (size_t m = 0; m < w->ms->n; m++) {
+		if (!deep_mid(w, s, lo, m))
+			continue;
+		for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
+			for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
+				int tri[3] = { lo[i], lo[j], (int)m };
+
+				if (e[m].cost <= e[lo[j]].cost)
+					continue;
+				if ((rc = agree_with(w, s, tri, 3, 2)) < 0)
+					return rc;
+			}
+	}
+	return 0;
+}
+
+/*
  * agree(cheap... ; need -> d): every pair among the AGREE_POOL cheapest
  * with need 2, every triple with need 2 and 3 (members cheapest first);
  * d each model dearer than every member.
@@ -380,7 +432,7 @@ static int agree_options(struct work *w, size_t s)
 						return rc;
 			}
 		}
-	return 0;
+	return deep_options(w, s, lo);
 }
 
 static int options_step(struct work *w, size_t s)

@@ -26,6 +26,11 @@
  *                  dearer than all of them.  Which variant (members, n) a
  *                  step takes is the planner's choice by utility, from
  *                  the learned qualities: no threshold is set by hand.
+ *                  With n 2 and c outside the pool this is the
+ *                  three-stage cascade (a cheap pair, a mid model called
+ *                  when they disagree, d when it agrees with neither):
+ *                  c is then any eligible model dearer than a and b that
+ *                  no cheaper eligible model beats in mean quality.
  * A path is one option per step of the task's DAG (the decomposition
  * tree; independent steps run as parallel branches).
  *

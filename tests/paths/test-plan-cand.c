@@ -79,6 +79,50 @@ static void test_agree_pool(void)
 	plan_models_release(&models);
 }
 
+/*
+ * The three-stage cascade: five cheap models (0.6-0.68) fill the
+ * agreement pool, mid (0.8) and dear (0.9) lie outside it.  No option of
+ * the pool reaches 0.975 (the best triple -> dear: 0.973); a pair of the
+ * pool, mid when the two disagree (its answer standing when it agrees with
+ * either), dear when mid agrees with neither reaches 0.98: the planner
+ * must offer it and take it.
+ */
+static void test_deep_cascade(void)
+{
+	static const char *const cheap[][2] = {
+		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
+		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
+		{ "dear", "20" },
+	};
+	static const double q[] = { 0.6, 0.62, 0.64, 0.66, 0.68, 0.8, 0.9 };
+	struct plan_stats *s;
+	char got[256], card[128], *err = NULL;
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 7; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", cheap[i][1],
+			 cheap[i][1]);
+		add_model(cheap[i][0], card);
+		teach(s, cheap[i][0], "mc", 500, q[i], 1);
+	}
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.975, \"strategies\": "
+		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"),
+		  "%s", got);
+	/* Without a quality floor the cheapest such cascade still has the
+	 * highest expected quality of all options. */
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(strstr(got, ",mid,dear)") != NULL, "%s", got);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
 /* Builds candidates; returns rc, the chosen path's description in out. */
 static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		uint64_t seed, char *out, size_t n, char **ret_err)
@@ -357,5 +401,6 @@ int main(void)
 	plan_models_release(&models);
 	memset(&models, 0, sizeof(models));
 	test_agree_pool();
+	test_deep_cascade();
 	return check_status();
 }

@@ -433,6 +433,85 @@ static void test_agree3(struct plan_stats *st)
 	free(dir);
 }
 
+/*
+ * The three-stage cascade agree(c4, c5, mid; 2 -> dear) really runs so:
+ * the cheap pair in parallel, mid only when the two disagree, dear only
+ * when mid agrees with neither (the learned qualities of
+ * test-plan-cand.c's test_deep_cascade: only this cascade reaches 0.975).
+ */
+static void test_deep_cascade(struct plan_stats *st)
+{
+	static const char *const name[] = { "c1", "c2", "c3", "c4", "c5",
+					    "mid", "dear" };
+	static const char *const price[] = { "0.1", "0.2", "0.3", "0.4",
+					     "0.5", "2", "20" };
+	static const int right[] = { 30, 31, 32, 33, 34, 40, 45 };
+	/* Per run: c4's, c5's and mid's answers; the others never agree. */
+	static const char *const ans[][3] = {
+		{ "B", "C", " b" }, { "B", "C", "D" }, { "B", " b", "D" },
+	};
+	static const char *const other[] = { "V", "W", "X" };
+	const char *task = "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+			   "\"deep3\", \"min_quality\": 0.975, "
+			   "\"strategies\": [\"agree\"]}";
+
+	for (int i = 0; i < 500; i++)
+		for (int m = 0; m < 7; m++)
+			plan_stats_record(st, name[m], "deep3",
+					  i % 50 < right[m], -1, 1);
+	for (int run_i = 0; run_i < 3; run_i++) {
+		const char *cards[8] = { NULL };
+		struct runres r;
+		char *dir, ex[96], remote[32];
+
+		for (int m = 0; m < 7; m++) {
+			char *card;
+
+			snprintf(remote, sizeof(remote), "fixed-%s",
+				 m < 3 ? other[m] : m < 6 ? ans[run_i][m - 3]
+							  : "42");
+			snprintf(ex, sizeof(ex), "\"price_in\": %s, "
+				 "\"price_out\": %s", price[m], price[m]);
+			card = http_card(remote, ex);
+			CHECK(asprintf((char **)&cards[m], "%s=%s", name[m],
+				       card) > 0);
+			free(card);
+		}
+		dir = models_dir(cards);
+		r = run(dir, st, task, NULL);
+		CHECK_RC(r.rc, 0);
+		CHECK(!strstr(r.trace, "\"model\":\"c1\""));
+		CHECK(strstr(r.trace, "\"model\":\"c4\"") &&
+		      strstr(r.trace, "\"model\":\"c5\""));
+		switch (run_i) {
+		case 0:   /* B, C: mid says b, which stands. */
+			CHECK_MSG(r.answer && !strcmp(r.answer, "B"), "%s",
+				  r.trace);
+			CHECK(count(r.trace, "\"vote_slot\"") == 3);
+			CHECK(strstr(r.trace, "\"model\":\"mid\""));
+			CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+			break;
+		case 1:   /* B, C, D: mid agrees with neither: dear. */
+			CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s",
+				  r.trace);
+			CHECK(count(r.trace, "\"vote_slot\"") == 3);
+			CHECK(strstr(r.trace, "\"model\":\"dear\""));
+			break;
+		default:  /* B, b: the pair agrees, mid is never called. */
+			CHECK_MSG(r.answer && !strcmp(r.answer, "B"), "%s",
+				  r.trace);
+			CHECK(count(r.trace, "\"vote_slot\"") == 2);
+			CHECK(!strstr(r.trace, "\"model\":\"mid\""));
+			CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+			break;
+		}
+		runres_free(&r);
+		for (int m = 0; m < 7; m++)
+			free((char *)cards[m]);
+		free(dir);
+	}
+}
+
 static void test_commands_and_dag(struct plan_stats *st)
 {
 	char *echo = http_card("echo", "\"skills\": [\"join\"]"), *e1;
@@ -714,6 +793,7 @@ int main(void)
 	test_checks_cascade_vote(st);
 	test_agree(st);
 	test_agree3(st);
+	test_deep_cascade(st);
 	test_commands_and_dag(st);
 	test_keys_and_cancel(st);
 	test_retry_after(st);

@@ -10,8 +10,9 @@
  * answer stands when the two agree (compared as the executor compares
  * them), else b is called; the same with three cheaper models whose
  * answer stands when n of them (2 or 3) give it, the third called only
- * when it can still decide; votes of three, the majority answer, else the
- * first member's.  Each option is scored per prompt with plan_route (the
+ * when it can still decide (with two of the pool and a mid model from
+ * outside it, need 2: the three-stage cascade, make_deep()); votes of
+ * three, the majority answer, else the first member's.  Each option is scored per prompt with plan_route (the
  * prompt's hashed n-gram TF-IDF features, kNN, logistic and matrix
  * factorisation predictors)
  * over the per task type plan_stats posterior, which is their prior, and
@@ -200,7 +201,7 @@ struct eval {
 	double single_q[MAX_MODELS], single_c[MAX_MODELS];
 	uint64_t complete;  /* the have mask of a prompt every model answered */
 	struct route_opt *opt; /* the single models first, then the others */
-	size_t n_opt, n_cascade, n_agree, n_vote;
+	size_t n_opt, n_cascade, n_agree, n_vote, n_deep;
 	long naive;         /* the naive agreement cascade's option, or -1 */
 	/* Learned from training: per option × type mean quality and cost. */
 	double *est_q, *est_c; /* [type * n_opt + option] */
@@ -542,6 +543,53 @@ static int make_agree3(struct eval *e, const int *ans, size_t pool)
 	return 0;
 }
 
+static double train_q(const struct eval *e, int m);
+
+/*
+ * The three-stage cascade: a pair of the pool, a mid model outside the
+ * pool, a dear one.  The pair in parallel; the mid model only when the
+ * two disagree, its answer standing when it agrees with either; else the
+ * dear model (agree2(a, b, mid) > dear: the rule of a triple with need 2,
+ * plan_exec runs it so).  Mid models: answered models dearer than the
+ * pair's dearer member, outside the pool, that no cheaper answered model
+ * beats on the training split (a model so beaten would be a dearer and
+ * worse mid); dear: each model dearer than the mid one.  Which (pair, mid,
+ * dear) a prompt takes is the planner's utility choice, as for every
+ * option.  plan_cand.c offers the same.
+ */
+static int make_deep(struct eval *e, const int *all, size_t na,
+		     const int *ans, size_t pool)
+{
+	double top = -INFINITY;
+	bool front[MAX_MODELS] = { false };
+
+	for (size_t i = 0; i < na; i++) {
+		double q = train_q(e, all[i]);
+
+		front[all[i]] = q > top;
+		top = fmax(top, q);
+	}
+	for (size_t k = 0; k < pool; k++)
+		front[ans[k]] = false;
+	for (size_t i = 0; i < pool; i++)
+		for (size_t j = i + 1; j < pool; j++)
+			for (size_t c = 0; c < na; c++) {
+				int v[3] = { ans[i], ans[j], all[c] };
+
+				if (!front[v[2]] ||
+				    e->single_c[v[2]] <= e->single_c[v[1]])
+					continue;
+				for (size_t b = 0; b < e->n_models; b++) {
+					if (e->single_c[b] <= e->single_c[v[2]])
+						continue;
+					if (add_agree3(e, v, 2, (int)b) < 0)
+						return -ENOMEM;
+					e->n_deep++;
+				}
+			}
+	return 0;
+}
+
 static int cmp_by_cost_ctx(const struct eval *ctx, int a, int b)
 {
 	double x = ctx->single_c[a], y = ctx->single_c[b];
@@ -665,6 +713,7 @@ static int make_options(struct eval *e)
 	e->naive = -1;
 	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 2 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
+			AGREE_POOL * AGREE_POOL * nm * nm +
 			VOTE_POOL * VOTE_POOL * VOTE_POOL, sizeof(*e->opt));
 	if (!e->opt)
 		return -ENOMEM;
@@ -700,6 +749,8 @@ static int make_options(struct eval *e)
 				e->n_agree++;
 			}
 	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
+		return -ENOMEM;
+	if (!e->no_cascades && make_deep(e, all, na, ans, pool) < 0)
 		return -ENOMEM;
 	/* The naive cascade is a baseline even when its members are not in
 	 * the pool (then it is one more option, as any agreement cascade). */
@@ -1595,8 +1646,10 @@ int main(int argc, char **argv)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
 	printf("planner options: %zu single models, %zu cascades judged by "
-	       "the check column, %zu agreement cascades, %zu votes\n\n",
-	       e.n_models, e.n_cascade, e.n_agree, e.n_vote);
+	       "the check column, %zu agreement cascades, %zu votes; "
+	       "%zu of the agreement cascades three-stage with a mid model "
+	       "from outside the pool\n\n",
+	       e.n_models, e.n_cascade, e.n_agree, e.n_vote, e.n_deep);
 	for (size_t m = 0; m < e.n_models; m++) {
 		char what[512];
 

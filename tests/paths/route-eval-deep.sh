@@ -1,0 +1,48 @@
+#!/bin/sh
+# llmfs-route-eval: the three-stage cascade (a cheap pair, a mid model, a
+# dear one).  Five cheap models, right on 40, 45, 50, 55 and 60 % of
+# prompts independently, fill the agreement pool (each beats every
+# cheaper one); mid, at 1 % of dear's price, is right on 80 %, dear on
+# 95 %; a wrong answer is one of 40 numbers, so wrong answers seldom
+# agree.  The two best cheap models agreeing, else mid when it agrees with
+# either, else dear, stands on P = 0.33 + (0.22 + 0.27) * 0.8 = 0.72 and
+# calls dear on 28 % of prompts; no option of the pool alone does as well
+# (the three best cheap ones: dear on 42.5 %).  Mixed with the pair ->
+# mid cascade (0.87 for 1 % of dear's cost), dear's quality costs about
+# 20 % of dear with the three-stage cascade and about 32 % without it.
+set -eu
+tool=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+# Park-Miller draws (exact in awk's doubles): every awk builds this table.
+awk 'BEGIN {
+  x = 4242;
+  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s\tanswer";
+  split("c1 c2 c3 c4 c5 mid dear", N, " ");
+  split("0.4 0.45 0.5 0.55 0.6 0.8 0.95", Q, " ");
+  split("0.0001 0.0002 0.0003 0.0004 0.0005 0.01 1", C, " ");
+  for (i = 0; i < 4000; i++)
+    for (m = 1; m <= 7; m++) {
+      x = (x * 16807) % 2147483647; u = x / 2147483647;
+      x = (x * 16807) % 2147483647; v = x / 2147483647;
+      ok = u < Q[m] + 0;
+      printf "p%d\tt\t%s\t%d\t%s\t1\t%s\n", i, N[m], ok, C[m],
+        ok ? 7 : 100 + int(v * 40);
+    }
+}' >"$dir/deep.tsv"
+
+share() { # share FILE LEVEL METHOD: the cost share printed, or 999
+	sed -n "s/^ *$2%:.* $3 \([0-9.]*\)%.*/\1/p" "$1" | grep . || echo 999
+}
+
+"$tool" --seed 1 "$dir/deep.tsv" >"$dir/deep.txt"
+cat "$dir/deep.txt"
+# Ten pairs of the pool, each -> mid -> dear.
+grep -q '^planner options: .* 10 of the agreement cascades three-stage with a mid model from outside the pool' \
+	"$dir/deep.txt"
+p100=$(share "$dir/deep.txt" 100 planner)
+echo "cost for 100 % of dear's quality: planner $p100 %"
+# About 20 % with the three-stage cascade, 30 % or more without.
+awk -v p="$p100" 'BEGIN { exit !(p <= 25) }'
+echo ok
