@@ -1,8 +1,11 @@
 /*
  * mining_book: the coordinator's round hook (mining_job.h, on_round) that pays a round.
  *
- * For each completed round it reads what the round left (each replica's provider, metered
- * device-seconds, window and pseudo-gradient; the round's start weights and validation loss),
+ * A call for round r books every round of the job up to r that the ledger has no entry for,
+ * in round order.  For each it reads what the round left in the job folder (contributions.tsv:
+ * each replica's provider, metered device-seconds, steps; rounds.tsv: the validation loss;
+ * weights/<r-1>.pg; deltas/<r>-<slot>.pg, the pseudo-gradients as received), the job's
+ * context from the call (options, tokens; its slots as a template of shard, H and threads),
  * and:
  *   - prices each accepted replica from its provider.json: "account" (who is paid; a provider
  *     without one is paid as "provider:<name>"), "price" (USD per device-hour, default 0) and
@@ -17,15 +20,17 @@
  *   - books it all in one batch (mining_ledger_book_round()).
  * q is 0.1, or LLMFS_MINING_CHECK_Q in the daemon's environment (0 to 1; the tests use 1).
  *
- * A round made durable by a coordinator killed before it called the hook is booked at the
- * job's next round, from what the job folder keeps (the same entries, the same checks).
- * LLMFS_MINING_BOOK_DROP=N (fault injection for the tests) loses the hook of every round N,
- * as that crash would.
+ * A round made durable by a coordinator killed before it called the hook is booked by the
+ * next call for the job (the same entries, the same checks): the coordinator's ledger thread
+ * calls it again for its last durable round when the job resumes and when it ends.
+ * LLMFS_MINING_BOOK_DROP=N (fault injection for the tests) loses the first call for round N,
+ * as a crash before it would; LLMFS_MINING_BOOK_HOLD=PATH makes every call wait while PATH
+ * exists (a ledger slower than the rounds).
  *
  * The ledger views of mining/ (ledger.jsonl, accounts/<name>/balance) read through it, under
  * the same lock as the hook, so that they see whole rounds.
  *
- * Threads: every call takes the book's lock; the hook runs on a job's thread.  Errors: -errno;
+ * Threads: every call takes the book's lock; the hook runs on a job's ledger thread.  Errors: -errno;
  * the hook cannot return one, so the last failure is kept for mining_book_status().
  */
 #ifndef LLMFS_MINING_BOOK_H

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -152,6 +153,7 @@ struct job {
 	int has_thread;
 	/* the round in flight (m->lock) */
 	long round_open, round_done;
+	long booked;                /* the ledger paid rounds up to it (the job's ledger thread) */
 	size_t n;                   /* parameters */
 	float *sum;                 /* the average of the accepted pseudo-gradients */
 	unsigned accepted;
@@ -1839,60 +1841,43 @@ out:
 	free(p);
 }
 
-static void call_hook(struct job *j, long r, const struct slot *sl, float val, double train_loss,
-		      const char *sha0, const char *sha1)
+/*
+ * The ledger's hook for rounds up to r (mining_job.h, on_round): the job's context (options,
+ * tokens) and its slots as they are now, a template (shard, H, threads, provider); what each
+ * slot did in each round the hook reads from the job folder, where rounds up to r are durable.
+ */
+static void call_hook(struct job *j, long r)
 {
 	struct mining *m = j->m;
-	struct mining_contribution *c = NULL;
+	struct mining_contribution *c;
 	struct mining_round rd = { 0 };
 	char *p0 = jpath(j, "weights/%ld.pg", r - 1), *p1 = jpath(j, "weights/%ld.pg", r);
-	char *pb = jpath(j, "weights/%ld.pg", r - 2), *pp = jpath(j, "weights/%ld.pg",
-								r < 3 ? r - 2 : r - 3);
-	char (*own)[600] = NULL;
 
-	if (!m->cfg.on_round || !(c = calloc(j->n_slots, sizeof(*c))) ||
-	    !(own = calloc(j->n_slots, sizeof(*own)))) {
-		free(c);
+	if (!m->cfg.on_round || !p0 || !p1 || !(c = calloc(j->n_slots, sizeof(*c)))) {
 		free(p0);
 		free(p1);
-		free(pb);
-		free(pp);
 		return;
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
-		const struct slot *s = &sl[i];
-
 		c[i].slot = i;
 		c[i].n_shards = j->n_slots;
-		c[i].provider = s->prov->name;
-		c[i].replica = s->id;
-		c[i].steps = s->posted ? s->steps : 0;
-		c[i].tokens = (uint64_t)c[i].steps * j->o.opts.max_batch * j->o.opts.max_seq;
-		c[i].device_seconds = s->ds_now - s->ds_round0;
-		c[i].accepted = s->posted;
-		c[i].reason = s->posted ? "" : s->reason;
+		c[i].provider = j->slots[i].prov->name;
+		c[i].replica = "";
+		c[i].reason = "";
 		c[i].seed = mining_window_seed(j->o.seed, r, i);
 		c[i].step0 = (r - 1) * j->H;
 		c[i].H = j->H;
 		c[i].threads = j->cpus;
-		c[i].delta_path = s->posted ? s->delta_path : NULL;
-		if (s->own && pb && pp) {
-			snprintf(own[i], sizeof(own[i]), "%s/deltas/%ld-%u.pg", j->dir, r - 1, i);
-			c[i].base_path = pb;
-			c[i].prev_path = pp;
-			c[i].own_path = own[i];
-		}
 	}
 	rd.job = j->name;
 	rd.account = j->account;
 	rd.round = r;
 	rd.rounds = j->rounds;
-	rd.val_loss = val;
-	rd.train_loss = (float)train_loss;
+	rd.val_loss = rd.train_loss = NAN;
 	rd.start_path = p0;
-	rd.start_sha256 = sha0;
+	rd.start_sha256 = "";
 	rd.end_path = p1;
-	rd.end_sha256 = sha1;
+	rd.end_sha256 = "";
 	rd.c = c;
 	rd.n = j->n_slots;
 	rd.opts = &j->o;
@@ -1905,11 +1890,8 @@ static void call_hook(struct job *j, long r, const struct slot *sl, float val, d
 	rd.outer_mu = j->outer_mu;
 	m->cfg.on_round(m->cfg.on_round_arg, &rd);
 	free(c);
-	free(own);
 	free(p0);
 	free(p1);
-	free(pb);
-	free(pp);
 }
 
 /* The final model: into the job folder, then models/<job>/ as the owner. */
@@ -2214,10 +2196,10 @@ static int save_closed(struct job *j, const float *W, const float *v, struct clo
 
 /*
  * Round c->rd's report: W (= W(rd)) validated, its rows, samples, state.json (round_done =
- * rd, written last: a kill -9 before it resumes at rd - 1 and runs rd again, its rows cut),
- * then the ledger's hook.  It runs once the next round is open, while the replicas compute
- * (validation is off the rounds' critical path); rows stay in round order, as one thread
- * writes them.
+ * rd, written last: a kill -9 before it resumes at rd - 1 and runs rd again, its rows cut);
+ * the ledger's thread (struct booker) is woken to pay it.  It runs once the next round is
+ * open, while the replicas compute (validation is off the rounds' critical path); rows stay in
+ * round order, as one thread writes them.
  */
 static int report_round(struct job *j, struct gpu_model *em, const float *W,
 			const struct gpu_data *view, struct closed *c, float *val, char *err,
@@ -2259,7 +2241,6 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 			unlink(old);
 		free(old);
 	}
-	call_hook(j, rd, c->slots, *val, c->train_loss, c->sha0, c->sha1);
 	return 0;
 }
 
@@ -2333,6 +2314,108 @@ static int reporter_start(struct reporter *p, const float *W, const float *v, st
 	return r;
 }
 
+/*
+ * The ledger's thread of a job: pays the durable rounds (round_done) behind the job, one
+ * round a call of the hook, in round order, from what the job folder keeps, so that neither
+ * the job's thread nor the reporter ever waits for the ledger (its Shapley values take 2^n
+ * validations a breakthrough round).  It holds nothing per round: a backlog is only the gap
+ * between round_done and booked, whatever its length.  Its first call pays every round up to
+ * round_done that the ledger lacks (a daemon killed before paying them); the hook pays a
+ * round once whatever it is asked (mining_book.h), so a kill -9 anywhere loses and doubles
+ * nothing.  It runs at a lower priority (nice + BOOKER_NICE): the replicas' windows and the
+ * rounds first, the book after.  The job waits for it only at its end (booker_finish()):
+ * done, stopped or failed once every round is paid; a daemon that closes does not wait (the
+ * next start pays the rest).
+ */
+#define BOOKER_NICE 10
+
+struct booker {
+	struct job *j;
+	pthread_t th;
+	int running;
+	int finish;                 /* m->lock: pay up to round_done, then end */
+};
+
+static void *booker_main(void *arg)
+{
+	struct booker *b = arg;
+	struct job *j = b->j;
+	struct mining *m = j->m;
+	pid_t tid = gettid();
+	int first = 1, nice_now;
+
+	errno = 0;
+	nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno == 0)
+		setpriority(PRIO_PROCESS, (id_t)tid, nice_now + BOOKER_NICE > 19 ? 19 :
+			    nice_now + BOOKER_NICE);
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		long next;
+
+		while (!m->closing && !b->finish && j->round_done <= j->booked && !first)
+			pthread_cond_wait(&m->wake, &m->lock);
+		if (m->closing || (b->finish && j->round_done <= j->booked && !first))
+			break;
+		if (j->round_done <= 0) {
+			first = 0;
+			continue;
+		}
+		next = first ? j->round_done : j->booked + 1;
+		first = 0;
+		pthread_mutex_unlock(&m->lock);
+		call_hook(j, next);
+		pthread_mutex_lock(&m->lock);
+		j->booked = next;
+		j->gen++;
+		changed(m, MINING_JOBS, j->name);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+static int booker_start(struct booker *b, struct job *j)
+{
+	int r;
+
+	b->j = j;
+	b->finish = 0;
+	pthread_mutex_lock(&j->m->lock);
+	j->booked = 0;
+	pthread_mutex_unlock(&j->m->lock);
+	r = -pthread_create(&b->th, NULL, booker_main, b);
+	b->running = r == 0;
+	return r;
+}
+
+/*
+ * The end of the job: every durable round paid, then once more up to round_done (a sweep:
+ * a round whose payment a crash lost, or LLMFS_MINING_BOOK_DROP, is paid now), unless the
+ * daemon closes.
+ */
+static void booker_finish(struct booker *b)
+{
+	struct mining *m;
+	long last;
+	int closing;
+
+	if (!b->running)
+		return;
+	m = b->j->m;
+	pthread_mutex_lock(&m->lock);
+	b->finish = 1;
+	pthread_cond_broadcast(&m->wake);
+	pthread_mutex_unlock(&m->lock);
+	pthread_join(b->th, NULL);
+	b->running = 0;
+	pthread_mutex_lock(&m->lock);
+	last = b->j->round_done;
+	closing = m->closing;
+	pthread_mutex_unlock(&m->lock);
+	if (!closing && last > 0)
+		call_hook(b->j, last);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -2344,6 +2427,7 @@ static void *job_main(void *arg)
 	char err[600] = "", sha0[65] = "";
 	struct closed closed = { 0 };
 	struct reporter rep = { .j = j };
+	struct booker bk = { 0 };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
 	long rd;
@@ -2422,6 +2506,11 @@ static void *job_main(void *arg)
 	set_state(j, J_RUNNING, NULL);
 	job_log(j, "running from round %ld of %ld, %u replicas, %zu parameters", j->round_done + 1,
 		j->rounds, j->n_slots, j->n);
+	if ((r = booker_start(&bk, j)) < 0) {
+		end = J_FAILED;
+		snprintf(err, sizeof(err), "starting the ledger's thread: %s", strerror(-r));
+		goto out;
+	}
 	for (rd = j->round_done + 1; rd <= j->rounds;) {
 		void *frame = NULL;
 		size_t flen = 0;
@@ -2585,6 +2674,7 @@ static void *job_main(void *arg)
 	if (end == J_DONE && j->round_done < j->rounds) {
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
 		stop_slots(j);
+		booker_finish(&bk);
 		if (j->stop_asked == 1) {
 			pthread_mutex_lock(&m->lock);
 			j->state = J_STOPPED;
@@ -2604,6 +2694,8 @@ static void *job_main(void *arg)
 		if (r < 0)
 			end = J_FAILED;
 	}
+	/* the model is in models/<job>/; done (and result) once the ledger paid every round */
+	booker_finish(&bk);
 	if (end != J_DONE)
 		job_log(j, "%s: %s", jstate_names[end], err);
 	pthread_mutex_lock(&m->lock);
@@ -2617,6 +2709,7 @@ static void *job_main(void *arg)
 	pthread_mutex_unlock(&m->lock);
 	goto out_slots;
 out:
+	booker_finish(&bk);
 	job_log(j, "failed: %s", err);
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
@@ -2863,6 +2956,9 @@ static int job_status(struct job *j, char **ret)
 		fprintf(f, "bytes sent %llu, received %llu\ndevice-seconds %.3f\ntokens %llu\n",
 			(unsigned long long)j->bytes_sent, (unsigned long long)j->bytes_recv,
 			j->device_seconds, (unsigned long long)j->tokens_seen);
+		if (j->m->cfg.on_round && j->state == J_RUNNING)
+			fprintf(f, "ledger: rounds paid %ld of %ld done\n", j->booked,
+				j->round_done);
 	}
 	fclose(f);
 	*ret = s;

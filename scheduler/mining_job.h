@@ -32,7 +32,7 @@
  * so other users of the machine can neither push pseudo-gradients nor read the weights.
  *
  * Locking: one mutex for everything; on_change is called with it held (it must not call back
- * and must not block).  on_round is called from a job's thread with no lock held.  Every
+ * and must not block).  on_round is called from a job's ledger thread with no lock held.  Every
  * call may be made from any thread; none blocks on a replica.
  *
  * Errors: -ENOENT, -EEXIST, -EINVAL (a bad name or file; the reason in the status), -EBUSY (a
@@ -52,8 +52,16 @@ struct mining;
 struct mining_contribution;
 struct mining_round;
 struct gpu_train_opts;
-/* The ledger's hook (issue 16): a round is durable; r and what it points to live for the
- * call only. */
+/*
+ * The ledger's hook (issue 16): rounds up to r->round are durable in the job folder (their
+ * rows, weights/<r>.pg, deltas/<r>-<slot>.pg, state.json); the hook pays those it has not paid.
+ * Called from the job's ledger thread, behind the rounds (the job's thread never waits for
+ * it), with r->round increasing by one, except its first call of a run (the last durable
+ * round: those a killed daemon left unpaid) and a last call at the job's end (the same round
+ * again); r and what it points to live for the call only.  r->c holds the job's slots as a
+ * template (shard, H, threads, the provider now; steps 0, not accepted): what each slot did
+ * in a round is in the job folder.
+ */
 typedef void (*mining_round_fn)(void *arg, const struct mining_round *r);
 
 struct mining_config {
@@ -73,7 +81,8 @@ void mining_close(struct mining *m);
 /* The URL replicas reach this coordinator at. */
 const char *mining_url(const struct mining *m);
 
-/* What a round leaves for the ledger. */
+/* What a round leaves for the ledger (the hook's call has a template of them, on_round above;
+ * the book fills them per round from the job folder). */
 struct mining_contribution {
 	unsigned slot;              /* also its shard: shard slot of n_shards */
 	unsigned n_shards;
@@ -102,8 +111,8 @@ struct mining_round {
 	const char *job;
 	const char *account;        /* the designer's account, "" when none */
 	long round, rounds;
-	float val_loss, train_loss;
-	const char *start_path, *start_sha256;  /* W(r-1) */
+	float val_loss, train_loss;             /* NAN in the hook's call: rounds.tsv has them */
+	const char *start_path, *start_sha256;  /* W(r-1); the digests "" in the hook's call */
 	const char *end_path, *end_sha256;      /* W(r) */
 	const struct mining_contribution *c;
 	size_t n;

@@ -102,7 +102,37 @@ test_expect_success 'a round whose hook was lost (a crash after the round) is pa
 	job c1 inner-steps=10 steps=50 &&
 	result c1 &&
 	"$L" show "$STORE" --job c1 >"$TEST_DIR/c1.jsonl" &&
-	$CHECK "$TEST_DIR/c1.jsonl" "$J/c1" c1 prov 0.5 --all-verified &&
+	$CHECK "$TEST_DIR/c1.jsonl" "$J/c1" c1 prov 0.5 --all-verified
+'
+
+test_expect_success 'the last round of a job, its payment lost (a crash after the round), is paid at its end' '
+	daemon_stop &&
+	LLMFS_MINING_BOOK_DROP=4 && export LLMFS_MINING_BOOK_DROP &&
+	daemon_start && unset LLMFS_MINING_BOOK_DROP &&
+	job c2 inner-steps=10 steps=40 &&
+	result c2 &&
+	"$L" show "$STORE" --job c2 >"$TEST_DIR/c2.jsonl" &&
+	$CHECK "$TEST_DIR/c2.jsonl" "$J/c2" c2 prov 0.5 --all-verified
+'
+
+test_expect_success 'the rounds never wait for the ledger; done (and result) wait until it paid them' '
+	daemon_stop &&
+	LLMFS_MINING_BOOK_HOLD=$TEST_DIR/hold && export LLMFS_MINING_BOOK_HOLD &&
+	: >"$TEST_DIR/hold" && daemon_start && unset LLMFS_MINING_BOOK_HOLD &&
+	job h1 inner-steps=10 steps=60 &&
+	# every round runs while the ledger is held on round 1
+	wait_for 120 "grep -q \"^rounds done 6 of 6\" \"$J/h1/status\"" &&
+	grep -q "^ledger: rounds paid 0 of 6 done" "$J/h1/status" &&
+	[ "$(head -n 1 "$J/h1/status")" = "running: round 6/6" ] &&
+	! timeout 2 cat "$J/h1/result" >/dev/null 2>&1 &&
+	[ -z "$("$L" show "$STORE" --job h1)" ] &&
+	# the model is there before the ledger is done
+	[ -f "$MNT/models/h1/model.safetensors" ] &&
+	rm "$TEST_DIR/hold" &&
+	result h1 && [ "$(head -n 1 "$J/h1/status")" = done ] &&
+	! grep -q "^ledger:" "$J/h1/status" &&
+	"$L" show "$STORE" --job h1 >"$TEST_DIR/h1.jsonl" &&
+	$CHECK "$TEST_DIR/h1.jsonl" "$J/h1" h1 prov 0.5 --all-verified &&
 	daemon_stop && daemon_start
 '
 

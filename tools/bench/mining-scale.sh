@@ -11,6 +11,11 @@
 #   coord_s    round_s less the slowest replica's compute in the round, mean:
 #              what the round costs beyond the replicas' work (transfers, the
 #              outer step, the validation)
+#   job_s      the job's wall time, from its file to its result: the rounds, then
+#              what the ledger still had to pay (done waits for it, docs/mining.md)
+#   rest_s     job_s less the rounds' wall times: the job's start (the data, the
+#              replicas' launch) and end (the model saved, and the ledger's last
+#              payments, which done waits for)
 # On a machine with fewer cores than replicas, compute_s itself grows with the
 # count (the replicas share the cores).
 #
@@ -26,22 +31,24 @@ trap '[ -n "$current" ] && mb_daemon_stop "$current"' EXIT
 echo "command: $0 (COUNTS=\"$COUNTS\" H=$H STEPS=$STEPS MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
 mb_machine
 report=$OUT/scale.tsv
-printf 'replicas\tstatus\trss_idle_KiB\trss_peak_KiB\tround_s\tcompute_s\tcoord_s\n' > "$report"
+printf 'replicas\tstatus\trss_idle_KiB\trss_peak_KiB\tround_s\tcompute_s\tcoord_s\tjob_s\trest_s\n' > "$report"
 for n in $COUNTS; do
 	current=coord$n
 	mb_daemon_start "$current" || exit 1
 	mb_corpus "$MB_MNT" || exit 1
 	idle=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$MB_PID/status")
+	t0=$(date +%s.%N)
 	st=$(mb_job "$MB_MNT" "s$n" replicas="$n" inner-steps="$H" steps="$STEPS" \
 		cpus-per-replica=1) || exit 1
+	job_s=$(python3 -c 'import sys, time; print(time.time() - float(sys.argv[1]))' "$t0")
 	peak=$(mb_peak_rss "$MB_PID")
 	cp "$MB_MNT/mining/jobs/s$n/log" "$OUT/s$n.log"
 	cp "$MB_MNT/mining/jobs/s$n/rounds.tsv" "$OUT/s$n.rounds.tsv"
 	mb_daemon_stop "$current"
 	current=
-	python3 - "$OUT/s$n" "$n" "$st" "$idle" "$peak" >> "$report" <<'PY'
+	python3 - "$OUT/s$n" "$n" "$st" "$idle" "$peak" "$job_s" >> "$report" <<'PY'
 import re, sys
-base, n, st, idle, peak = sys.argv[1:]
+base, n, st, idle, peak, job_s = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(base + ".rounds.tsv")][1:]
 wall = {int(r[0]): float(r[5]) for r in rows}
 comp = {}
@@ -52,7 +59,8 @@ later = [r for r in sorted(wall) if r >= 2 and r in comp]
 mean = lambda v: sum(v) / len(v) if v else float("nan")
 print(f"{n}\t{st}\t{idle}\t{peak}\t{mean([wall[r] for r in later]):.3f}\t"
       f"{mean([c for r in later for c in comp[r]]):.3f}\t"
-      f"{mean([wall[r] - max(comp[r]) for r in later]):.3f}")
+      f"{mean([wall[r] - max(comp[r]) for r in later]):.3f}\t{float(job_s):.1f}\t"
+      f"{float(job_s) - sum(wall.values()):.1f}")
 PY
 done
 column -t -s "$(printf '\t')" "$report"
