@@ -974,46 +974,6 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	       path, (unsigned long long)f->off, hex);
 }
 
-/*
- * A committed file's bytes handed to the kernel straight from the store's
- * chunk cache (one copy less than through a buffer).  Returns 0 when the
- * read was not answered (a writer's bytes, or the store asks for a copy).
- */
-static int read_pinned(struct fs *fs, fuse_req_t req, struct fs_node *node,
-		       uint64_t ino, size_t size, off_t off)
-{
-	struct cas_fault fault = { 0 };
-	struct cas_read_segs *segs;
-	struct snap *s;
-	ssize_t n;
-	int dirty;
-
-	pthread_mutex_lock(&node->wlock);
-	dirty = node->w && cas_writer_dirty(node->w);
-	pthread_mutex_unlock(&node->wlock);
-	if (dirty || snap_get(fs, node, &s) < 0)
-		return 0;
-	segs = malloc(sizeof(*segs));
-	n = segs ? cas_file_read_segs(fs->st, s->f, size, (uint64_t)off, segs, &fault)
-		 : -EAGAIN;
-	if (n == -EAGAIN) {
-		free(segs);
-		snap_put(fs, s);
-		return 0;
-	}
-	if (n == -EIO)
-		log_fault(fs, ino, &fault);
-	if (n < 0)
-		fs_reply_err(req, (int)n);
-	else
-		fuse_reply_iov(req, segs->iov, segs->n);
-	if (n >= 0)
-		cas_file_read_done(fs->st, segs);
-	free(segs);
-	snap_put(fs, s);
-	return 1;
-}
-
 static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 			size_t size, off_t off)
 {
@@ -1027,8 +987,6 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 
 	if (h->is_text)
 		return fs_reply_text(req, h->buf, h->len, size, off);
-	if (read_pinned(fs, req, node, ino, size, off))
-		return;
 	buf = malloc(size ? size : 1);
 	if (!buf)
 		return fs_reply_err(req, -ENOMEM);

@@ -111,32 +111,6 @@ int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 	return r;
 }
 
-int ccache_pin(struct ccache *c, const struct cas_id *id, size_t off, size_t len,
-	       const uint8_t **ret)
-{
-	struct slot *s;
-	int r = -ENOENT;
-
-	pthread_mutex_lock(&c->lock);
-	while ((s = find(c, id)) && s->state == SLOT_LOADING)
-		pthread_cond_wait(&c->loaded, &c->lock);
-	if (s && off + len <= s->len) {
-		s->pins++;
-		s->used = ++c->tick;
-		*ret = s->data + off;
-		r = (int)(s - c->slots);
-	}
-	pthread_mutex_unlock(&c->lock);
-	return r;
-}
-
-void ccache_unpin(struct ccache *c, int slot)
-{
-	pthread_mutex_lock(&c->lock);
-	c->slots[slot].pins--;
-	pthread_mutex_unlock(&c->lock);
-}
-
 uint8_t *ccache_begin(struct ccache *c, const struct cas_id *id)
 {
 	struct slot *s;

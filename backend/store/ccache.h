@@ -30,14 +30,6 @@ void ccache_free(struct ccache *c);
 int ccache_read(struct ccache *c, const struct cas_id *id, size_t off,
 		void *dst, size_t len);
 /*
- * Like ccache_read(), without the copy: points *ret at bytes [off, off +
- * len) of the cached chunk and pins its slot (never reused while pinned)
- * until ccache_unpin() with the returned slot number.  -ENOENT as above.
- */
-int ccache_pin(struct ccache *c, const struct cas_id *id, size_t off, size_t len,
-	       const uint8_t **ret);
-void ccache_unpin(struct ccache *c, int slot);
-/*
  * Claims a slot to decode chunk id into, so that the bytes are decoded
  * straight into the cache and concurrent readers wait for them instead of
  * decoding again.  Returns the slot's buffer (slot_bytes long), or NULL when

@@ -22,46 +22,33 @@
 #include "backend/store/store_i.h"
 #include "common/utf8.h"
 
-#define READ_AHEAD 8       /* chunks decoded ahead of a sequential reader */
+#define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
 #define CACHE_SLOTS 64
-/* A read further than this past the furthest one is a random reader's. */
-#define VERIFY_AHEAD (16u << 20)
-/* Bytes one hash job takes before it yields the SHA thread to others. */
-#define VERIFY_SLICE (8u << 20)
-/*
- * Chunks the hash may lag behind a reader before the reader waits for it:
- * half the chunk cache, so that what the hash has still to take is
- * cached, not decoded a second time.
- */
-#define VERIFY_BEHIND (CACHE_SLOTS / 2)
+/* Reads ahead of the hashed prefix kept for the whole-file check. */
+#define VERIFY_PIECES 16
+#define VERIFY_BYTES (8u << 20)
 
 enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
 
+/* A read that arrived ahead of the hashed prefix, kept until it is reached. */
+struct piece {
+	uint64_t off;
+	size_t len;
+	uint8_t *data;
+};
+
 /*
- * The whole-file check: the file's chunks, in file order, hashed on the
- * store's SHA thread ahead of the reader (a chunk's bytes are what every
- * read of it returns: each is checked against its id first), from the
- * first read at offset 0 on, no further than read-ahead goes past the
- * furthest read (so that its chunks are the cached ones and a reader who
- * stops early costs little), and a reader more than VERIFY_BEHIND chunks
- * ahead of it waits (a bounded window).  The read
- * that reaches the end waits for the hash (finishing it on its own thread
- * when no job is at it).  One job at a time per file (running).
+ * The whole-file check: the bytes readers get, in file order, hashed as
+ * they go.  FUSE answers a sequential reader's requests on several threads,
+ * so a few reads may arrive ahead of their turn; they wait in pend[].
  */
 struct verify {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* running ended, or the state changed */
-	struct cas_store *st;
-	EVP_MD_CTX *md;   /* used by the one running job alone */
-	uint64_t done;    /* bytes hashed: chunks [0, next) */
-	size_t next;
-	uint64_t reach;   /* end of the furthest read */
-	size_t reach_i;   /* its last chunk */
-	int started;      /* a read at offset 0 came */
-	int running;      /* a job is queued or hashing */
-	int stop;         /* the file is being freed */
-	int waiters;      /* readers waiting for the hash to catch up */
-	int state;        /* V_* */
+	EVP_MD_CTX *md;
+	uint64_t done; /* bytes hashed */
+	int state;     /* V_* */
+	struct piece pend[VERIFY_PIECES];
+	size_t npend, pend_bytes;
 };
 
 struct cas_file {
@@ -74,7 +61,6 @@ struct cas_file {
 	uint8_t sha[32];
 	int has_sha;
 	atomic_size_t next; /* chunk a sequential reader wants next */
-	atomic_size_t ra;   /* first chunk not yet handed to read-ahead */
 	struct verify v;
 };
 
@@ -1307,8 +1293,6 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->v.lock, NULL);
-	pthread_cond_init(&f->v.cond, NULL);
-	f->v.st = st;
 	pthread_mutex_lock(&st->lock);
 	r = cat_get_content(st->cat, ino, &blob, &len, f->sha, &f->has_sha);
 	pthread_mutex_unlock(&st->lock);
@@ -1345,18 +1329,23 @@ fail:
 	return r;
 }
 
+static void verify_stop(struct verify *v, int state)
+{
+	size_t i;
+
+	for (i = 0; i < v->npend; i++)
+		free(v->pend[i].data);
+	v->npend = v->pend_bytes = 0;
+	EVP_MD_CTX_free(v->md);
+	v->md = NULL;
+	v->state = state;
+}
+
 void cas_file_free(struct cas_file *f)
 {
 	if (!f)
 		return;
-	/* A hash job may still be queued or running on this file: wait it out. */
-	pthread_mutex_lock(&f->v.lock);
-	f->v.stop = 1;
-	while (f->v.running)
-		pthread_cond_wait(&f->v.cond, &f->v.lock);
-	pthread_mutex_unlock(&f->v.lock);
-	EVP_MD_CTX_free(f->v.md);
-	pthread_cond_destroy(&f->v.cond);
+	verify_stop(&f->v, V_OFF);
 	pthread_mutex_destroy(&f->v.lock);
 	free(f->ids);
 	free(f->lens);
@@ -1426,13 +1415,9 @@ static void prefetch_job(void *ctx, void *arg)
 
 static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
 {
-	size_t j = atomic_load(&f->ra);
+	size_t j;
 
-	/* Each chunk once, as it enters the window: a job (and a worker's
-	 * wake-up) per chunk, not READ_AHEAD of them. */
-	if (j < i + 1 || j > i + 1 + READ_AHEAD)
-		j = i + 1;
-	for (; j < f->n && j <= i + READ_AHEAD; j++) {
+	for (j = i + 1; j < f->n && j <= i + READ_AHEAD; j++) {
 		struct prefetch *p = malloc(sizeof(*p));
 
 		if (!p)
@@ -1444,7 +1429,6 @@ static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
 			break;
 		}
 	}
-	atomic_store(&f->ra, j);
 }
 
 /*
@@ -1484,176 +1468,80 @@ static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
 	return r;
 }
 
-static int read_chunk(struct cas_store *st, struct cas_file *f, size_t i,
-		      size_t within, void *dst, size_t take);
-static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
-		     size_t within, size_t take, const uint8_t **ret);
-
-/* Hashes chunk i: from its pinned cache slot, else through buf. */
-static int verify_chunk(struct cas_file *f, size_t i, uint8_t *buf)
+/* Hashes what of buf[0..n) at off lies past the hashed prefix.  Lock held. */
+static void verify_feed(struct verify *v, const uint8_t *buf, size_t n, uint64_t off)
 {
-	struct verify *v = &f->v;
-	const uint8_t *p;
-	int slot, r;
-
-	slot = pin_chunk(v->st, f, i, 0, f->lens[i], &p);
-	if (slot == -EAGAIN) {
-		r = read_chunk(v->st, f, i, 0, buf, f->lens[i]);
-		p = buf;
-	} else {
-		r = slot < 0 ? slot : 0;
+	if (off <= v->done && off + n > v->done) {
+		EVP_DigestUpdate(v->md, buf + (v->done - off), (size_t)(off + n - v->done));
+		v->done = off + n;
 	}
-	if (r == 0 && !EVP_DigestUpdate(v->md, p, f->lens[i]))
-		r = -ENOMEM;
-	if (slot >= 0)
-		ccache_unpin(v->st->cache, slot);
-	return r;
-}
-
-/* Lock held: may the hash go on (and how far)? */
-static int verify_wants(const struct verify *v, const struct cas_file *f, int to_end)
-{
-	/* No further than read-ahead goes: a chunk hashed further ahead
-	 * would leave the cache before the reader comes for it. */
-	return !v->stop && v->state == V_FOLLOW && v->next < f->n &&
-	       (to_end || v->next <= v->reach_i + READ_AHEAD);
-}
-
-/*
- * Hashes chunks in order while verify_wants(); buf holds one chunk.  The
- * caller set running; this clears it, unless it hands the rest to a new
- * job (returns 1 then).  Lock not held on entry or exit.
- */
-static int verify_run(struct cas_file *f, uint8_t *buf, int to_end, int may_yield)
-{
-	struct verify *v = &f->v;
-	uint64_t slice = 0;
-	uint8_t md[32];
-	size_t i;
-	int r;
-
-	pthread_mutex_lock(&v->lock);
-	while (verify_wants(v, f, to_end)) {
-		i = v->next;
-		pthread_mutex_unlock(&v->lock);
-		r = verify_chunk(f, i, buf);
-		pthread_mutex_lock(&v->lock);
-		if (r < 0) {
-			/* A damaged chunk: its own reads get EIO; no whole check. */
-			v->state = V_OFF;
-			break;
-		}
-		v->done += f->lens[i];
-		v->next = i + 1;
-		if (v->waiters)
-			pthread_cond_broadcast(&v->cond); /* readers waiting for the hash */
-		if (v->next == f->n) {
-			v->state = EVP_DigestFinal_ex(v->md, md, NULL)
-					   ? (memcmp(md, f->sha, 32) ? V_BAD : V_GOOD)
-					   : V_OFF;
-			break;
-		}
-		slice += f->lens[i];
-		if (may_yield && slice >= VERIFY_SLICE && verify_wants(v, f, 0))
-			break;
-	}
-	pthread_mutex_unlock(&v->lock);
-	return 0;
-}
-
-static void verify_job(void *ctx, void *arg);
-
-/* Lock held: starts a hash job when there is hashing to do and none at it. */
-static void verify_kick(struct cas_file *f)
-{
-	struct verify *v = &f->v;
-
-	if (v->running || !verify_wants(v, f, 0))
-		return;
-	v->running = 1;
-	if (pool_try_submit(v->st->sha_pool, verify_job, f) < 0)
-		v->running = 0; /* the SHA thread is busy: the next read tries again */
-}
-
-static void verify_job(void *ctx, void *arg)
-{
-	struct cas_file *f = arg;
-	struct verify *v = &f->v;
-	uint8_t *buf = malloc(CDC_MAX);
-
-	(void)ctx;
-	if (buf)
-		verify_run(f, buf, 0, 1);
-	free(buf);
-	pthread_mutex_lock(&v->lock);
-	v->running = 0;
-	if (!buf)
-		v->state = V_OFF;
-	/* More to hash (the job yielded after a slice): queue the rest. */
-	verify_kick(f);
-	pthread_cond_broadcast(&v->cond);
-	pthread_mutex_unlock(&v->lock);
 }
 
 /*
  * Follows a read of n bytes at off for the whole-file check; -EIO when the
- * file is known not to match its SHA-256 and this read reaches its end.
+ * file is known not to match its SHA-256 and this read completed it or
+ * reaches its end.
  */
-static int verify_read(struct cas_file *f, size_t n, uint64_t off)
+static int verify_read(struct cas_file *f, const uint8_t *buf, size_t n,
+		       uint64_t off)
 {
 	struct verify *v = &f->v;
-	uint8_t *buf;
+	uint8_t md[32];
+	size_t i;
 	int r = 0;
 
 	if (!f->has_sha || n == 0)
 		return 0;
 	pthread_mutex_lock(&v->lock);
-	if (off == 0 && !v->started && v->state == V_FOLLOW) {
-		v->md = EVP_MD_CTX_new();
-		if (!v->md || !EVP_DigestInit_ex(v->md, EVP_sha256(), NULL))
-			v->state = V_OFF;
-		v->started = 1;
-	}
-	if (!v->started)
-		goto out;
-	if (off > v->reach + VERIFY_AHEAD && v->state == V_FOLLOW) {
-		/* A jump far ahead: a random reader, not followed (the end
-		 * would otherwise wait for everything skipped to be hashed). */
-		v->state = V_OFF;
-		goto out;
-	}
-	if (off + n > v->reach) {
-		v->reach = off + n;
-		v->reach_i = chunk_at(f, off + n - 1);
-	}
-	verify_kick(f);
-	/* A reader far ahead of the hash waits for it (a bounded window). */
-	while (v->state == V_FOLLOW && v->running && v->next + VERIFY_BEHIND < chunk_at(f, off)) {
-		v->waiters++;
-		pthread_cond_wait(&v->cond, &v->lock);
-		v->waiters--;
-	}
-	if (off + n < f->size)
-		goto out;
-	/* The end: the hash must be complete to answer. */
-	while (v->state == V_FOLLOW && v->running)
-		pthread_cond_wait(&v->cond, &v->lock);
-	if (v->state == V_FOLLOW) {
-		v->running = 1;
-		pthread_mutex_unlock(&v->lock);
-		buf = malloc(CDC_MAX);
-		if (buf)
-			verify_run(f, buf, 1, 0);
-		free(buf);
-		pthread_mutex_lock(&v->lock);
-		v->running = 0;
-		if (!buf)
-			v->state = V_OFF;
-		pthread_cond_broadcast(&v->cond);
-	}
-out:
 	if (v->state == V_BAD && off + n >= f->size)
 		r = -EIO;
+	if (v->state != V_FOLLOW)
+		goto out;
+	if (!v->md) {
+		v->md = EVP_MD_CTX_new();
+		if (!v->md || !EVP_DigestInit_ex(v->md, EVP_sha256(), NULL)) {
+			verify_stop(v, V_OFF);
+			goto out;
+		}
+	}
+	if (off > v->done) {
+		uint8_t *copy;
+
+		/* Ahead of its turn: kept, within bounds (a random reader is not followed). */
+		if (v->npend == VERIFY_PIECES || v->pend_bytes + n > VERIFY_BYTES ||
+		    !(copy = malloc(n))) {
+			verify_stop(v, V_OFF);
+			goto out;
+		}
+		memcpy(copy, buf, n);
+		v->pend[v->npend++] = (struct piece){ off, n, copy };
+		v->pend_bytes += n;
+		goto out;
+	}
+	verify_feed(v, buf, n, off);
+	for (i = 0; i < v->npend;) {
+		struct piece *p = &v->pend[i];
+
+		if (p->off > v->done) {
+			i++;
+			continue;
+		}
+		verify_feed(v, p->data, p->len, p->off);
+		v->pend_bytes -= p->len;
+		free(p->data);
+		*p = v->pend[--v->npend];
+		i = 0; /* the prefix grew: look at every piece again */
+	}
+	if (v->done < f->size)
+		goto out;
+	if (!EVP_DigestFinal_ex(v->md, md, NULL)) {
+		verify_stop(v, V_OFF);
+		goto out;
+	}
+	verify_stop(v, memcmp(md, f->sha, 32) == 0 ? V_GOOD : V_BAD);
+	if (v->state == V_BAD)
+		r = -EIO;
+out:
 	pthread_mutex_unlock(&v->lock);
 	return r;
 }
@@ -1690,7 +1578,7 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		done += take;
 		i++;
 	}
-	r = verify_read(f, done, off);
+	r = verify_read(f, buf, done, off);
 	if (r < 0) {
 		if (fault) {
 			fault->off = 0;
@@ -1700,100 +1588,6 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		return r;
 	}
 	return (ssize_t)done;
-}
-
-void cas_file_read_done(struct cas_store *st, struct cas_read_segs *segs)
-{
-	int k;
-
-	for (k = 0; k < segs->n; k++)
-		ccache_unpin(st->cache, segs->slot[k]);
-	segs->n = 0;
-}
-
-/* Pins part of chunk i, loading it into the cache first when needed. */
-static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
-		     size_t within, size_t take, const uint8_t **ret)
-{
-	struct worker_ctx *ctx;
-	uint32_t ulen = 0;
-	uint8_t *slot;
-	int tries, r;
-
-	for (tries = 0; tries < 3; tries++) {
-		r = ccache_pin(st->cache, &f->ids[i], within, take, ret);
-		if (r >= 0)
-			return r;
-		slot = ccache_begin(st->cache, &f->ids[i]);
-		if (!slot)
-			continue;
-		ctx = store_tls(st);
-		r = ctx ? store_load_chunk(st, ctx, &f->ids[i], NULL, slot, &ulen) : -ENOMEM;
-		if (r == 0 && ulen != f->lens[i])
-			r = -EIO;
-		ccache_end(st->cache, &f->ids[i], r == 0 ? ulen : 0);
-		if (r < 0)
-			return r;
-	}
-	return -EAGAIN;
-}
-
-ssize_t cas_file_read_segs(struct cas_store *st, struct cas_file *f, size_t len,
-			   uint64_t off, struct cas_read_segs *segs,
-			   struct cas_fault *fault)
-{
-	size_t done = 0, i;
-	int r;
-
-	segs->n = 0;
-	if (off >= f->size)
-		return 0;
-	if (len > f->size - off)
-		len = (size_t)(f->size - off);
-	i = chunk_at(f, off);
-	while (done < len) {
-		uint64_t start = i ? f->ends[i - 1] : 0;
-		size_t within = (size_t)(off + done - start);
-		size_t take = f->lens[i] - within;
-		const uint8_t *p;
-
-		if (take > len - done)
-			take = len - done;
-		if (segs->n == CAS_READ_SEGS) {
-			r = -EAGAIN;
-			goto fail;
-		}
-		if (atomic_exchange(&f->next, i + 1) == i)
-			read_ahead(st, f, i);
-		r = pin_chunk(st, f, i, within, take, &p);
-		if (r < 0) {
-			if (r != -EAGAIN && fault) {
-				fault->off = start;
-				fault->id = f->ids[i];
-				fault->whole = 0;
-			}
-			goto fail;
-		}
-		segs->slot[segs->n] = r;
-		segs->iov[segs->n].iov_base = (void *)p;
-		segs->iov[segs->n].iov_len = take;
-		segs->n++;
-		done += take;
-		i++;
-	}
-	r = verify_read(f, done, off);
-	if (r < 0) {
-		if (fault) {
-			fault->off = 0;
-			memset(&fault->id, 0, sizeof(fault->id));
-			fault->whole = 1;
-		}
-		goto fail;
-	}
-	return (ssize_t)done;
-fail:
-	cas_file_read_done(st, segs);
-	return r;
 }
 
 /* ---- accounting --------------------------------------------------------- */

@@ -42,7 +42,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
-#include <sys/uio.h>
 #include <sys/types.h>
 
 #include "backend/store/catalog.h"
@@ -163,35 +162,13 @@ void cas_file_free(struct cas_file *f);
 uint64_t cas_file_size(const struct cas_file *f);
 /*
  * Returns bytes read (short only at end of file), -EIO with fault filled.
- * From the first read at offset 0 on, the snapshot's chunks are hashed in
- * order on the store's SHA thread, no further ahead than read-ahead (a
- * read more than 16 MiB past the furthest stops the check: a random
- * reader; a reader far ahead of the hash waits for it): the
- * read that reaches the end waits for the hash and gets -EIO
+ * Reads that cover the file in order (a small reordering window allowed)
+ * are hashed on the way: the read that completes the file gets -EIO
  * (fault->whole) if the SHA-256 does not match, and so does every later
- * read of this snapshot that reaches the end.  cas_file_free() waits for
- * a hash job still at the snapshot.
+ * read of this snapshot that reaches the end.
  */
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault);
-/*
- * cas_file_read() without copying the bytes: they stay in the store's
- * decoded-chunk cache, each piece pinned (never reused) until
- * cas_file_read_done(), so that the caller hands them to the kernel
- * straight from there (one copy less).  Same checks and results as
- * cas_file_read(); -EAGAIN (nothing held) when the read needs more than
- * CAS_READ_SEGS pieces or the cache has no free slot: read with a copy.
- */
-#define CAS_READ_SEGS 48
-struct cas_read_segs {
-	struct iovec iov[CAS_READ_SEGS];
-	int slot[CAS_READ_SEGS];
-	int n;
-};
-ssize_t cas_file_read_segs(struct cas_store *st, struct cas_file *f, size_t len,
-			   uint64_t off, struct cas_read_segs *segs,
-			   struct cas_fault *fault);
-void cas_file_read_done(struct cas_store *st, struct cas_read_segs *segs);
 /* SHA-256 of the whole file; -ENODATA if unknown. */
 int cas_file_sha256(const struct cas_file *f, uint8_t ret[32]);
 size_t cas_file_nchunks(const struct cas_file *f);
