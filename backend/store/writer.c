@@ -111,38 +111,6 @@ struct cas_writer {
 	int fd; /* STAGE: the staging file */
 	uint64_t stage_size;
 	int dropped; /* the last commit replaced content: garbage to collect */
-
-	/*
-	 * The write queue: appends answered before they are chunked.  The
-	 * feeder thread (started by the first queued write) takes them in
-	 * order; every other entry point waits for the queue to empty
-	 * (wq_drain()) before it touches the writer's state.  Its mutex is a
-	 * leaf.
-	 */
-	pthread_mutex_t qlock;
-	pthread_cond_t qcond;
-	struct wq_item *qhead, **qtail;
-	size_t qbytes;    /* queued bytes, at most WQ_MAX */
-	int qbusy;        /* the feeder is chunking an item */
-	int qerr;         /* the first error a queued write hit */
-	int qstop, qthread_on;
-	pthread_t qthread;
-	uint64_t qend;    /* the file's end with the queued appends */
-};
-
-/*
- * Appends of at least WQ_MIN bytes are queued (a small file's one write is
- * chunked at once: a hand-off would cost more), up to WQ_MAX bytes a
- * writer; a write that finds the queue full waits for room.
- */
-#define WQ_MIN (64u << 10)
-#define WQ_MAX (8u << 20)
-
-struct wq_item {
-	struct wq_item *next;
-	uint64_t off;
-	size_t len;
-	uint8_t data[];
 };
 
 static size_t set_slot(const struct cas_id *id, size_t cap)
@@ -635,9 +603,6 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->idle, NULL);
 	pthread_cond_init(&w->sha_turn, NULL);
-	pthread_mutex_init(&w->qlock, NULL);
-	pthread_cond_init(&w->qcond, NULL);
-	w->qtail = &w->qhead;
 	mf_info_init(&w->fmt);
 	w->sha = EVP_MD_CTX_new();
 	if (!w->sha) {
@@ -679,23 +644,10 @@ fail:
 	return r;
 }
 
-static void wq_stop(struct cas_writer *w)
-{
-	if (!w->qthread_on)
-		return;
-	pthread_mutex_lock(&w->qlock);
-	w->qstop = 1;
-	pthread_cond_broadcast(&w->qcond);
-	pthread_mutex_unlock(&w->qlock);
-	pthread_join(w->qthread, NULL);
-	w->qthread_on = 0;
-}
-
 void cas_writer_free(struct cas_writer *w)
 {
 	if (!w)
 		return;
-	wq_stop(w);
 	wait_idle(w);
 	set_clear(w);
 	free(w->nc);
@@ -712,23 +664,11 @@ void cas_writer_free(struct cas_writer *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->idle);
 	pthread_cond_destroy(&w->sha_turn);
-	pthread_mutex_destroy(&w->qlock);
-	pthread_cond_destroy(&w->qcond);
 	free(w);
 }
 
 uint64_t cas_writer_size(const struct cas_writer *w)
 {
-	struct cas_writer *m = (struct cas_writer *)w; /* qlock only */
-	uint64_t end;
-	int queued;
-
-	pthread_mutex_lock(&m->qlock);
-	queued = m->qhead || m->qbusy;
-	end = m->qend;
-	pthread_mutex_unlock(&m->qlock);
-	if (queued)
-		return end;
 	return w->mode == W_STAGE ? w->stage_size : w->pos;
 }
 
@@ -845,14 +785,17 @@ static int writer_err(struct cas_writer *w)
 	return r;
 }
 
-/* A write, chunked now (the caller's thread or the feeder's). */
-static int write_now(struct cas_writer *w, const void *buf, size_t len,
+int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 		     uint64_t off)
 {
 	int r = writer_err(w);
 
 	if (r < 0)
 		return r;
+	if (len == 0)
+		return 0;
+	w->dirty = 1;
+	w->share_whole = 0;
 	if (w->mode == W_STREAM && off == w->pos) {
 		if (w->tail_open) {
 			r = reopen_tail(w);
@@ -879,133 +822,13 @@ static int write_now(struct cas_writer *w, const void *buf, size_t len,
 	return 0;
 }
 
-/*
- * The feeder: chunks queued appends in order.  After an error the rest
- * are dropped; the error is the answer of the next write or the commit.
- */
-static void *wq_main(void *arg)
-{
-	struct cas_writer *w = arg;
-	struct wq_item *it;
-	int r;
-
-	pthread_mutex_lock(&w->qlock);
-	for (;;) {
-		while (!w->qhead && !w->qstop)
-			pthread_cond_wait(&w->qcond, &w->qlock);
-		it = w->qhead;
-		if (!it)
-			break;
-		w->qhead = it->next;
-		if (!w->qhead)
-			w->qtail = &w->qhead;
-		w->qbusy = 1;
-		r = w->qerr;
-		pthread_mutex_unlock(&w->qlock);
-		if (r == 0)
-			r = write_now(w, it->data, it->len, it->off);
-		pthread_mutex_lock(&w->qlock);
-		if (r < 0 && !w->qerr)
-			w->qerr = r;
-		w->qbytes -= it->len;
-		w->qbusy = 0;
-		pthread_cond_broadcast(&w->qcond);
-		free(it);
-	}
-	pthread_mutex_unlock(&w->qlock);
-	return NULL;
-}
-
-/* Waits until the feeder has chunked every queued write: its first error. */
-static int wq_drain(struct cas_writer *w)
-{
-	int r;
-
-	pthread_mutex_lock(&w->qlock);
-	while (w->qhead || w->qbusy)
-		pthread_cond_wait(&w->qcond, &w->qlock);
-	r = w->qerr;
-	pthread_mutex_unlock(&w->qlock);
-	return r;
-}
-
-/*
- * Queues an append at the file's end (with what is queued): 1 if queued,
- * 0 if the write is to be done now (not an append, too small, or no
- * memory or thread for it), or the error a queued write hit.
- */
-static int wq_push(struct cas_writer *w, const void *buf, size_t len, uint64_t off)
-{
-	struct wq_item *it;
-	int queued, r = 0;
-
-	if (len < WQ_MIN || len > WQ_MAX)
-		return 0;
-	pthread_mutex_lock(&w->qlock);
-	queued = w->qhead || w->qbusy;
-	/* Idle, the feeder has let go of pos and mode: they are read safely. */
-	if (w->qerr || (queued ? off != w->qend : w->mode != W_STREAM || off != w->pos)) {
-		r = w->qerr;
-		goto out;
-	}
-	while (w->qbytes && w->qbytes + len > WQ_MAX && !w->qerr)
-		pthread_cond_wait(&w->qcond, &w->qlock);
-	if (w->qerr) {
-		r = w->qerr;
-		goto out;
-	}
-	it = malloc(sizeof(*it) + len);
-	if (!it)
-		goto out;
-	if (!w->qthread_on) {
-		if (pthread_create(&w->qthread, NULL, wq_main, w) != 0) {
-			free(it);
-			goto out;
-		}
-		w->qthread_on = 1;
-	}
-	memcpy(it->data, buf, len);
-	it->off = off;
-	it->len = len;
-	it->next = NULL;
-	*w->qtail = it;
-	w->qtail = &it->next;
-	w->qbytes += len;
-	w->qend = off + len;
-	pthread_cond_broadcast(&w->qcond);
-	r = 1;
-out:
-	pthread_mutex_unlock(&w->qlock);
-	return r;
-}
-
-int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
-		     uint64_t off)
-{
-	int r = writer_err(w);
-
-	if (r < 0)
-		return r;
-	if (len == 0)
-		return 0;
-	w->dirty = 1;
-	w->share_whole = 0;
-	r = wq_push(w, buf, len, off);
-	if (r != 0)
-		return r < 0 ? r : 0;
-	r = wq_drain(w);
-	return r < 0 ? r : write_now(w, buf, len, off);
-}
-
 ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
 			uint64_t off, struct cas_fault *fault)
 {
 	size_t done = 0;
 	int r;
 
-	r = wq_drain(w);
-	if (r == 0)
-		r = to_stage(w);
+	r = to_stage(w);
 	if (r < 0)
 		return r;
 	if (off >= w->stage_size)
@@ -1030,10 +853,8 @@ ssize_t cas_writer_read(struct cas_writer *w, void *buf, size_t len,
 
 int cas_writer_truncate(struct cas_writer *w, uint64_t size)
 {
-	int r = wq_drain(w);
+	int r;
 
-	if (r < 0)
-		return r;
 	if (size == cas_writer_size(w) && w->mode == W_STREAM)
 		return 0;
 	w->dirty = 1;
@@ -1065,10 +886,8 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 	size_t i, n = cas_file_nchunks(src), first;
 	uint64_t start = 0, shared = 0;
 	int whole;
-	int r = wq_drain(w);
+	int r;
 
-	if (r < 0)
-		return r;
 	if (w->mode != W_STREAM || off_out != w->pos || w->blen)
 		return 0;
 	for (i = 0; i < n && start < off_in; i++) {
@@ -1110,16 +929,13 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 int cas_writer_append(struct cas_writer *w, const struct cas_id *ids,
 		      const uint32_t *lens, size_t n, const uint8_t sha[32])
 {
-	int whole;
+	int whole = w->pos == 0;
 	uint64_t added = 0;
 	size_t i;
-	int r = wq_drain(w);
+	int r = writer_err(w);
 
-	if (r == 0)
-		r = writer_err(w);
 	if (r < 0)
 		return r;
-	whole = w->pos == 0;
 	if (w->mode != W_STREAM || w->blen)
 		return -EAGAIN;
 	for (i = 0; i < n; i++) {
@@ -1446,10 +1262,7 @@ static int commit(struct cas_writer *w, int lazy)
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
 	size_t i;
-	int r = wq_drain(w);
-
-	if (r == 0)
-		r = writer_err(w);
+	int r = writer_err(w);
 
 	if (r < 0)
 		return r;

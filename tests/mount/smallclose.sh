@@ -108,7 +108,7 @@ for round in 1 2 3; do
 		: >"$TEST_DIR/acked" &&
 		mkdir -p "$M/k$round" &&
 		first=$((41 + (round - 1) * 180)) &&
-		( copy_loop "$M/k$round" "$first" $((first + 179)) ) &
+		{ copy_loop "$M/k$round" "$first" $((first + 179)) & } &&
 		loop=$! &&
 		acked_reach $((round * round * 12)) &&
 		daemon_kill9 &&
