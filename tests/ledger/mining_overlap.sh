@@ -11,34 +11,10 @@
 #    accepted by the coordinator and flagged by the ledger every round, the honest slot
 #    beside it verified every round.
 . "$MOUNT_HELPERS/lib.sh"
-
-require_cmd python3
-: "${LLMFS_LEDGER:?}"
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}"
-	exit 1
-}
-L=$LLMFS_LEDGER
-CHECK="python3 $(dirname "$0")/check_rounds.py"
+. "$(dirname "$0")/lib-jobs.sh"
 CHEAT="python3 $(dirname "$0")/overlap_cheat.py"
-J=$MNT/mining/jobs
-P=$MNT/mining/providers
-A=$MNT/mining/accounts
-LLMFS_MINING_CHECK_Q=1
-export LLMFS_MINING_CHECK_Q
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=32 seed=3 account=alice overlap=1'
-
-job() {
-	jn=$1; shift
-	mkdir "$J/$jn" && printf '%s\n%s\n' "$OPTS" "$*" >"$J/$jn/job"
-}
-result() {
-	timeout 300 cat "$J/$1/result" >"$TEST_DIR/$1.result" ||
-		{ say "# no result for $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
-	say "# $1: $(head -n 1 "$J/$1/status")"
-}
-rows() { tail -n +2 "$1" | wc -l; }
 url() { sed -n 's/^listen //p' "$MNT/mining/status"; }
 
 test_expect_success 'set up: accounts, a priced provider, the corpus' '

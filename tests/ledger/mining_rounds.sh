@@ -7,33 +7,9 @@
 # replicas are killed mid-round, and the job still ends with every round paid exactly once
 # (MINING_KILLS=N kills instead of 6).
 . "$MOUNT_HELPERS/lib.sh"
-
-require_cmd python3
-: "${LLMFS_LEDGER:?}"
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}"
-	exit 1
-}
-L=$LLMFS_LEDGER
-CHECK="python3 $(dirname "$0")/check_rounds.py"
-J=$MNT/mining/jobs
-P=$MNT/mining/providers
-A=$MNT/mining/accounts
-LLMFS_MINING_CHECK_Q=1
-export LLMFS_MINING_CHECK_Q
+. "$(dirname "$0")/lib-jobs.sh"
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=32 seed=3 providers=p1 account=alice replicas=2'
-
-job() {
-	jn=$1; shift
-	mkdir "$J/$jn" && printf '%s\n%s\n' "$OPTS" "$*" >"$J/$jn/job"
-}
-result() {
-	timeout 300 cat "$J/$1/result" >"$TEST_DIR/$1.result" ||
-		{ say "# no result for $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
-	say "# $1: $(head -n 1 "$J/$1/status")"
-}
-rows() { tail -n +2 "$1" | wc -l; }
 # kills that land in the last block, about half of the daemon, half of a replica
 # (MINING_KILLS=100 for the long run of docs/mining.md)
 KILLS=${MINING_KILLS:-6}
