@@ -113,8 +113,9 @@ test_expect_success 'the rounds never wait for the ledger; done (and result) wai
 '
 
 test_expect_success 'kill -9 of the daemon and of replicas at random moments: paid once, none lost' '
-	# long enough that every kill lands while it runs (a round is about 0.1 s at H = 10)
-	job k1 inner-steps=40 steps=$((KILLS * 320 > 1600 ? KILLS * 320 : 1600)) &&
+	# long enough that every kill lands while it runs: its rounds no longer wait for the
+	# ledger (it pays them behind), so a 40-round job ended after 3 kills; 160 rounds of 40 steps
+	job k1 inner-steps=40 steps=$((KILLS * 1280 > 6400 ? KILLS * 1280 : 6400)) &&
 	# kills start once the job has its data (a resume before that is the coordinator s case)
 	wait_for 120 "[ \$(rows \"$J/k1/rounds.tsv\") -ge 1 ]" &&
 	kills=0 && rkills=0 && tries=0 &&
@@ -146,7 +147,7 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 		echo resume >"$J/k1/control" && sleep 1 && result k1 || return 1
 	done &&
 	[ "$(head -n 1 "$J/k1/status")" = done ] &&
-	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 8 > 40 ? KILLS * 8 : 40)) ] &&
+	[ "$(rows "$J/k1/rounds.tsv")" = $((KILLS * 32 > 160 ? KILLS * 32 : 160)) ] &&
 	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
 	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
 	"$L" verify "$STORE"
