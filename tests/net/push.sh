@@ -26,7 +26,11 @@ test_expect_success "a registry, the fault proxy in front, a daemon on the proxy
 test_expect_success "a push whose manifest upload the proxy holds" '
 	touch "$TEST_DIR/hold" &&
 	rule "{\"path\": \"/manifests/\", \"method\": \"PUT\", \"count\": 1, \"action\": \"hold\", \"file\": \"$TEST_DIR/hold\"}" &&
-	{ cp -r "$SRC/m" "$MNT/net/lab/team/m:v1" > "$TEST_DIR/cp.out" 2>&1
+	# model.safetensors first, named (cp -r takes a folder in its own order, by inode
+	# number, so config.json could go first and hold the copy before the model exists).
+	mkdir "$MNT/net/lab/team/m:v1" &&
+	{ cp "$SRC/m/model.safetensors" "$SRC/m/config.json" "$MNT/net/lab/team/m:v1/" \
+		> "$TEST_DIR/cp.out" 2>&1
 	  echo $? > "$TEST_DIR/cp.rc"; } &
 	wait_for 60 "grep -q \"^push lab/team/m:v1 .* running\" \"$MNT/.llmfs/transfers\""
 '
