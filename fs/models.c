@@ -1227,21 +1227,35 @@ static int add_child(void *arg, const char *name, const struct cat_attr *a)
 	return c->add(c->arg, name, a->ino, a->mode);
 }
 
+/*
+ * A folder's children with their catalog attributes, gathered under the
+ * store's lock; the writers' sizes (fs.lock) are laid over them after it
+ * is released, since fs.lock comes before the store's lock (docs/
+ * architecture.md, Locking).
+ */
 struct list_plus_ctx {
-	struct fs *fs;
-	fs_add_plus_fn add;
-	void *arg;
+	struct { char *name; struct cat_attr a; } *v;
+	size_t n, cap;
 };
 
-static int add_child_plus(void *arg, const char *name, const struct cat_attr *a)
+static int gather_child(void *arg, const char *name, const struct cat_attr *a)
 {
 	struct list_plus_ctx *c = arg;
-	struct cat_attr oa = *a;
-	struct stat sb;
 
-	overlay_size(c->fs, &oa);
-	fill_stat(c->fs, &oa, &sb);
-	return c->add(c->arg, name, &sb, FS_MODELS_TIMEOUT);
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		void *nv = realloc(c->v, cap * sizeof(*c->v));
+
+		if (!nv)
+			return -ENOMEM;
+		c->v = nv;
+		c->cap = cap;
+	}
+	c->v[c->n].name = strdup(name);
+	if (!c->v[c->n].name)
+		return -ENOMEM;
+	c->v[c->n++].a = *a;
+	return 0;
 }
 
 /* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */
@@ -1259,7 +1273,7 @@ static int catalog_dir(struct fs *fs, uint64_t ino)
 static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 			    fs_add_plus_fn add, void *arg)
 {
-	struct list_plus_ctx c = { fs, add, arg };
+	struct list_plus_ctx c = { 0 };
 	struct stat sb;
 	int r;
 
@@ -1280,7 +1294,18 @@ static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 		return r;
 	}
 	r = catalog_dir(fs, ino);
-	return r ? r : cas_children(fs->st, ino, add_child_plus, &c);
+	if (r == 0)
+		r = cas_children(fs->st, ino, gather_child, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		if (r == 0) {
+			overlay_size(fs, &c.v[i].a);
+			fill_stat(fs, &c.v[i].a, &sb);
+			r = add(arg, c.v[i].name, &sb, FS_MODELS_TIMEOUT);
+		}
+		free(c.v[i].name);
+	}
+	free(c.v);
+	return r;
 }
 
 /* Catalog folders: every change the kernel does not make is announced. */
