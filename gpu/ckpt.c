@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsync.h"
 #include "common/modelfmt.h"
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
@@ -356,21 +357,9 @@ static int write_config(const struct gpu_config *cfg, const char *path)
 	return r;
 }
 
-static int fsync_path(const char *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 int gpu_ckpt_save(struct gpu_model *m, const char *dir, const struct gpu_ckpt_meta *meta)
 {
-	char *tmp = NULL, *p = NULL, buf[32], *parent = NULL, *slash;
+	char *tmp = NULL, *p = NULL, buf[32];
 	json_t *jm = NULL;
 	struct stat st;
 	static const enum gpu_buf opt[2] = { GPU_BUF_ADAM_M, GPU_BUF_ADAM_V };
@@ -435,20 +424,9 @@ int gpu_ckpt_save(struct gpu_model *m, const char *dir, const struct gpu_ckpt_me
 		r = -errno;
 		goto out;
 	}
-	parent = strdup(dir);
-	if (!parent) {
-		r = -ENOMEM;
-		goto out;
-	}
-	slash = strrchr(parent, '/');
-	if (slash == parent)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	r = fsync_path(slash ? parent : ".", O_RDONLY | O_DIRECTORY);
+	r = fsync_parent(dir);
 out:
 	json_decref(jm);
-	free(parent);
 	free(p);
 	free(tmp);
 	return r;

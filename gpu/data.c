@@ -1,7 +1,6 @@
 /* gpu/data.c - token files and batch sampling (see data.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsync.h"
 #include "gpu/data.h"
 #include "gpu/gpt.h"
 
@@ -34,23 +34,6 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int fsync_parent(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, r = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		r = -errno;
-	else if (fsync(fd) < 0)
-		r = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return r;
-}
 
 /* Two pieces, so that the tokeniser need not build header + body in one buffer. */
 static int write_atomic2(const char *path, const void *a, size_t alen, const void *b,

@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 
 #include "common/clock.h"
+#include "common/fsync.h"
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
 #include "gpu/train.h"
@@ -225,7 +226,7 @@ static int write_file(const char *path, const void *data, size_t len)
 /*
  * path written whole (a temporary file renamed over it) but not fsync'd: a pseudo-gradient as
  * it is posted, while replicas wait for the round to close.  The job's thread makes it
- * durable (sync_file()) before the round is reported, once the next round is open.
+ * durable (fsync_path()) before the round is reported, once the next round is open.
  */
 static int write_file_unsynced(const char *path, const void *data, size_t len)
 {
@@ -263,18 +264,6 @@ out:
 	return r;
 }
 
-/* fsync of a file or folder that exists. */
-static int sync_file(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 static int append_file(const char *path, const char *text)
 {
@@ -2178,11 +2167,11 @@ static int save_closed(struct job *j, const float *W, const float *v, struct clo
 	/* the pseudo-gradients as posted (kept unsynced then), before anything names the round */
 	for (unsigned i = 0; i < j->n_slots && r == 0; i++)
 		if (c->slots[i].posted && c->slots[i].delta_path[0])
-			r = sync_file(c->slots[i].delta_path);
+			r = fsync_path(c->slots[i].delta_path);
 	if (r == 0) {
 		char *pd = jpath(j, "deltas");
 
-		r = pd ? sync_file(pd) : -ENOMEM;
+		r = pd ? fsync_path(pd) : -ENOMEM;
 		free(pd);
 	}
 	if (r < 0) {

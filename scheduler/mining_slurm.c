@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fsync.h"
 #include "mining_provider.h"
 #include "plan_util.h"
 
@@ -393,17 +394,6 @@ static char *rec_path(struct mining_provider *p, const char *id, const char *suf
 	return asprintf(&s, "%s/slurm-%s%s", p->state_dir, id, suffix) < 0 ? NULL : s;
 }
 
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 static int rec_write(struct mining_provider *p, const char *id, const struct slurm_rec *rec)
 {
@@ -430,7 +420,7 @@ static int rec_write(struct mining_provider *p, const char *id, const struct slu
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
 	if (r == 0 && rec->final)
-		r = fsync_dir(p->state_dir);
+		r = fsync_path(p->state_dir);
 	if (r < 0)
 		unlink(tmp);
 out:

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fsync.h"
 #include "backend/store/store_i.h"
 
 #define MARK_FILE "synced"
@@ -76,17 +77,6 @@ static int mark_read(const char *path, uint32_t *ret_id, uint64_t *ret_off)
 	return 1;
 }
 
-static int dir_sync(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 struct tail {
 	uint32_t id;
@@ -180,7 +170,7 @@ int store_tail_check(struct cas_store *st, char *err, size_t errlen)
 	if (r == 0)
 		r = mark_write(st, 1);
 	if (r == 0 && fresh)
-		r = dir_sync(st->dir);
+		r = fsync_path(st->dir);
 	if (r < 0)
 		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 	return r;
