@@ -63,10 +63,16 @@ def main():
     for k in range(1, len(cheap) + 1):
         for s in itertools.combinations(cheap, k):
             wrong = [p for p in ps if plur(p, s) not in right[p]]
-            q = (n - len(wrong) + sum(byp[p][best][0] for p in wrong)) / n
-            c = sum(cost[m] for m in s) / cb + len(wrong) / n
-            if q >= qb and (top is None or c < top[0]):
-                top = (c, q, s)
+            gain = sum(byp[p][best][0] for p in wrong) / n
+            short = qb - (n - len(wrong)) / n
+            if short > gain + 1e-12:
+                continue
+            # The best model on a share f of those prompts (a mix, as the
+            # replay's hull mixes): just enough to reach its quality.
+            f = max(0.0, short / gain) if gain > 0 else 0.0
+            c = sum(cost[m] for m in s) / cb + f * len(wrong) / n
+            if top is None or c < top[0]:
+                top = (c, qb if f > 0 else (n - len(wrong)) / n, s)
     if top:
         print("perfect verifier: %.1f %% of the best's cost (quality %.4f; "
               "%s)" % (100 * top[0], top[1], ", ".join(top[2])))
