@@ -355,12 +355,15 @@ static int agree_with(struct work *w, size_t s, const int *v, int n,
 }
 
 /*
- * Whether model m may be the mid model of a three-stage cascade: eligible,
- * outside the pool, and no cheaper eligible model beats its mean quality
- * (a model so beaten would be a dearer and worse mid model).
+ * Whether model m may be the mid model of a three-stage cascade after the
+ * pair a, b: eligible, outside the pool, and no cheaper eligible model
+ * other than a and b beats its mean quality (a model so beaten would be a
+ * dearer and worse mid model; one that only the pair beats is still the
+ * best tie-breaker at its price, since neither member can break its own
+ * tie).
  */
 static bool deep_mid(const struct work *w, size_t s, const int *pool,
-		     size_t m)
+		     int a, int b, size_t m)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 
@@ -370,7 +373,8 @@ static bool deep_mid(const struct work *w, size_t s, const int *pool,
 		if (pool[k] == (int)m)
 			return false;
 	for (size_t c = 0; c < w->ms->n; c++)
-		if (e[c].ok && c != m && e[c].q >= e[m].q &&
+		if (e[c].ok && c != m && (int)c != a && (int)c != b &&
+		    e[c].q >= e[m].q &&
 		    (e[c].cost < e[m].cost || (e[c].cost == e[m].cost &&
 					       c < m)))
 			return false;
@@ -382,27 +386,26 @@ static bool deep_mid(const struct work *w, size_t s, const int *pool,
  * parallel; the mid model only when the two disagree, its answer standing
  * when it agrees with either; else d, each model dearer than mid.  It is
  * a triple with need 2 whose third member lies outside the pool (the
- * executor runs it as such); mid models are those deep_mid() allows,
- * dearer than both members.  The choice among them is by utility.
+ * executor runs it as such); mid models are those deep_mid() allows for
+ * the pair, dearer than both members.  The choice among them is by
+ * utility.
  */
 static int deep_options(struct work *w, size_t s, const int *lo)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 	int rc;
 
-	for (size_t m = 0; m < w->ms->n; m++) {
-		if (!deep_mid(w, s, lo, m))
-			continue;
+	for (size_t m = 0; m < w->ms->n; m++)
 		for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
 			for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
 				int tri[3] = { lo[i], lo[j], (int)m };
 
-				if (e[m].cost <= e[lo[j]].cost)
+				if (!deep_mid(w, s, lo, lo[i], lo[j], m) ||
+				    e[m].cost <= e[lo[j]].cost)
 					continue;
 				if ((rc = agree_with(w, s, tri, 3, 2)) < 0)
 					return rc;
 			}
-	}
 	return 0;
 }
 

@@ -100,6 +100,15 @@ done
 "$tool" "$dir/cr.tsv" >"$dir/out" 2>"$dir/err" || fail "CR: $(cat "$dir/err")"
 grep -q '40 prompts (0 incomplete dropped), 2 models' "$dir/out" || fail "CR: rows misread"
 
+# 4b. A raw tab inside a field (more fields than the header names) is
+#     refused, not read as a shorter answer; a folder is not "empty".
+table 40 | awk -F'\t' -v OFS='\t' 'NR == 1 { print $0, "answer"; next }
+  { print $0, NR == 9 ? "A\tB" : "A" }' >"$dir/tab.tsv"
+if "$tool" "$dir/tab.tsv" >/dev/null 2>"$dir/err"; then fail "raw tab accepted"; fi
+grep -q 'tab.tsv:9: 7 columns, the header names 6' "$dir/err" || fail "raw tab: $(cat "$dir/err")"
+if "$tool" "$dir" >/dev/null 2>"$dir/err"; then fail "a folder accepted"; fi
+grep -q 'Is a directory' "$dir/err" || fail "a folder: $(cat "$dir/err")"
+
 # 5. Headers: more than 64 columns, a byte order mark, a duplicate name.
 {
 	printf '\357\273\277'

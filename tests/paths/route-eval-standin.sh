@@ -45,4 +45,23 @@ c=$(sed -n 's/^calls needed.* planner \([0-9.]*\)%.*/\1/p' "$dir/out.txt")
 awk -v c="${c:-0}" 'BEGIN { exit !(c > 0) }' || fail "dear calls '$c'"
 w=$(sed -n 's/^  warm start:.* other than the cheapest \([0-9.]*\)%.*/\1/p' "$dir/out.txt")
 [ -n "$w" ] || fail "online: no count of dear calls"
+
+# --accuracies sets each model's accuracy (price then sets only the
+# cost): a cheap model made strong and GPT-4 made weak come out so, within
+# sampling error of 2,000 prompts; a wrong count or a value out of (0, 1)
+# is refused.
+python3 "$gen" --seed 2 --prompts 2000 --kind code \
+	--accuracies 0.9,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.5 >"$dir/a.tsv"
+awk -F'\t' 'NR > 1 { n[$3]++; q[$3] += $4 }
+  END { a = q["mistral-7b-chat"] / n["mistral-7b-chat"];
+        g = q["gpt-4"] / n["gpt-4"]; w = q["wizardlm-13b"] / n["wizardlm-13b"];
+        print "accuracies: mistral", a, "wizardlm", w, "gpt-4", g;
+        exit !(a > 0.86 && a < 0.94 && g > 0.45 && g < 0.55 &&
+               w > 0.25 && w < 0.35) }' "$dir/a.tsv" || fail "--accuracies not met"
+for bad in 0.5 "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,1" x; do
+	if python3 "$gen" --prompts 10 --accuracies "$bad" >/dev/null 2>"$dir/err"; then
+		fail "--accuracies $bad accepted"
+	fi
+	grep -q 'accuracies' "$dir/err" || fail "--accuracies $bad: $(cat "$dir/err")"
+done
 echo ok

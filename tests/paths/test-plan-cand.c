@@ -123,6 +123,44 @@ static void test_deep_cascade(void)
 	memset(&models, 0, sizeof(models));
 }
 
+/*
+ * A mid model that only a member of the pair beats: c5 (0.85) outdoes mid
+ * (0.8) at a quarter of its price, yet mid is the best tie-breaker for
+ * c4 and c5.  c4 and c5, mid when they disagree, dear when mid agrees
+ * with neither: 0.9871; the best option without mid as a tie-breaker
+ * (c3, c4, c5 -> dear, need 2) 0.9809.  For 0.985 the planner must offer
+ * and take the cascade through mid.
+ */
+static void test_deep_mid_beaten_by_member(void)
+{
+	static const char *const cheap[][2] = {
+		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
+		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
+		{ "dear", "20" },
+	};
+	static const double q[] = { 0.6, 0.62, 0.64, 0.66, 0.85, 0.8, 0.9 };
+	struct plan_stats *s;
+	char got[256], card[128], *err = NULL;
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 7; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", cheap[i][1],
+			 cheap[i][1]);
+		add_model(cheap[i][0], card);
+		teach(s, cheap[i][0], "mc", 500, q[i], 1);
+	}
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.985, \"strategies\": "
+		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"), "%s", got);
+	free(err);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
 /* Builds candidates; returns rc, the chosen path's description in out. */
 static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		uint64_t seed, char *out, size_t n, char **ret_err)
@@ -402,5 +440,6 @@ int main(void)
 	memset(&models, 0, sizeof(models));
 	test_agree_pool();
 	test_deep_cascade();
+	test_deep_mid_beaten_by_member();
 	return check_status();
 }

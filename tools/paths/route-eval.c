@@ -544,6 +544,7 @@ static int make_agree3(struct eval *e, const int *ans, size_t pool)
 }
 
 static double train_q(const struct eval *e, int m);
+static int cmp_by_cost_ctx(const struct eval *ctx, int a, int b);
 
 /*
  * The three-stage cascade: a pair of the pool, a mid model outside the
@@ -552,32 +553,45 @@ static double train_q(const struct eval *e, int m);
  * dear model (agree2(a, b, mid) > dear: the rule of a triple with need 2,
  * plan_exec runs it so).  Mid models: answered models dearer than the
  * pair's dearer member, outside the pool, that no cheaper answered model
- * beats on the training split (a model so beaten would be a dearer and
- * worse mid); dear: each model dearer than the mid one.  Which (pair, mid,
- * dear) a prompt takes is the planner's utility choice, as for every
- * option.  plan_cand.c offers the same.
+ * other than the pair's two beats on the training split (a model so
+ * beaten would be a dearer and worse mid; one that only the pair beats
+ * is still the best tie-breaker at its price, since neither member can
+ * break its own tie); dear: each model dearer than the mid one.  Which
+ * (pair, mid, dear) a prompt takes is the planner's utility choice, as
+ * for every option.  plan_cand.c offers the same.
  */
+static bool deep_mid_ok(const struct eval *e, const int *all, size_t na,
+			const int *v)
+{
+	double q = train_q(e, v[2]);
+
+	for (size_t i = 0; i < na; i++) {
+		int x = all[i];
+
+		if (x == v[0] || x == v[1] || x == v[2] ||
+		    cmp_by_cost_ctx(e, x, v[2]) > 0)
+			continue;
+		if (train_q(e, x) >= q)
+			return false;
+	}
+	return true;
+}
+
 static int make_deep(struct eval *e, const int *all, size_t na,
 		     const int *ans, size_t pool)
 {
-	double top = -INFINITY;
-	bool front[MAX_MODELS] = { false };
+	bool in_pool[MAX_MODELS] = { false };
 
-	for (size_t i = 0; i < na; i++) {
-		double q = train_q(e, all[i]);
-
-		front[all[i]] = q > top;
-		top = fmax(top, q);
-	}
 	for (size_t k = 0; k < pool; k++)
-		front[ans[k]] = false;
+		in_pool[ans[k]] = true;
 	for (size_t i = 0; i < pool; i++)
 		for (size_t j = i + 1; j < pool; j++)
 			for (size_t c = 0; c < na; c++) {
 				int v[3] = { ans[i], ans[j], all[c] };
 
-				if (!front[v[2]] ||
-				    e->single_c[v[2]] <= e->single_c[v[1]])
+				if (in_pool[v[2]] ||
+				    e->single_c[v[2]] <= e->single_c[v[1]] ||
+				    !deep_mid_ok(e, all, na, v))
 					continue;
 				for (size_t b = 0; b < e->n_models; b++) {
 					if (e->single_c[b] <= e->single_c[v[2]])

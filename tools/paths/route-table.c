@@ -321,10 +321,15 @@ int table_load(struct table *t, FILE *in, const char *name)
 	char *line = NULL, **f = NULL, *h;
 	size_t cap = 0, fcap = 0, lineno = 1;
 	ssize_t len;
-	long nf, need = 0;
+	long nf, hnf;
 
+	errno = 0;
 	if ((len = getline(&line, &cap, in)) <= 0) {
-		fprintf(stderr, "%s: empty table\n", name);
+		/* A folder opens but does not read: say why, not "empty". */
+		if (ferror(in) && errno)
+			fprintf(stderr, "%s: %s\n", name, strerror(errno));
+		else
+			fprintf(stderr, "%s: empty table\n", name);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -338,9 +343,7 @@ int table_load(struct table *t, FILE *in, const char *name)
 	}
 	if ((rc = header(f, nf, col, name)) < 0)
 		goto out;
-	for (int c = 0; c < C_N; c++)
-		if (col[c] + 1 > need)
-			need = col[c] + 1;
+	hnf = nf;
 	t->has_split = col[C_SPLIT] >= 0;
 	while ((len = getline(&line, &cap, in)) > 0) {
 		lineno++;
@@ -351,9 +354,14 @@ int table_load(struct table *t, FILE *in, const char *name)
 			rc = -ENOMEM;
 			goto out;
 		}
-		if (nf < need) {
+		/* More fields than the header is a raw tab in a field (an
+		 * answer or prompt cut short), fewer a row cut short: both
+		 * would be read wrong without a word. */
+		if (nf != hnf) {
 			fprintf(stderr, "%s:%zu: %ld columns, the header names "
-				"%ld\n", name, lineno, nf, need);
+				"%ld%s\n", name, lineno, nf, hnf, nf > hnf ?
+				" (a raw tab inside a field? write it as \\t)" :
+				"");
 			rc = -EINVAL;
 			goto out;
 		}

@@ -26,8 +26,16 @@ The generative model, one draw per seed:
              common filler, and a length that grows with d_i;
   cost       list price x tokens (input bytes / 4; output per kind and
              model verbosity).
+With --accuracies A1,...,A11 (one per model, in the order of MODELS)
+each model's skill is set instead (by bisection) so that its expected
+accuracy over prompts is the one given: price then sets only the cost.
+The default line (skill rising with log price by 2.2 logits) makes every
+model under $1 per million tokens weak and the $8+ models nearly as good
+as GPT-4; on published benchmarks neither holds (docs/paths.md, "Stand-in
+11-model tables": how much that matters).
 Usage: standin-table.py [--seed N] [--prompts N] [--kind mc|pronoun|code]
-       [--corr RHO] [--shared-wrong P] [--text-signal S] [--split] > t.tsv
+       [--corr RHO] [--shared-wrong P] [--text-signal S]
+       [--accuracies LIST] [--split] > t.tsv
 """
 import argparse
 import math
@@ -68,6 +76,41 @@ def sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
 
+def expected_accuracy(a, s, aff_m):
+    """E[sigmoid(scale (s - d) + aff + e)] over d ~ N(0, 1), a uniform
+    topic and e ~ N(0, 1), by a fixed quadrature (no draw: the fit must
+    not move the seeded stream)."""
+    nodes = [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5]
+    w = [math.exp(-x * x / 2) for x in nodes]
+    tot = 0.0
+    for di, wd in zip(nodes, w):
+        for ei, we in zip(nodes, w):
+            for af in aff_m:
+                tot += wd * we * sigmoid(a.scale * (s - di) + af + ei)
+    return tot / (sum(w) ** 2 * len(aff_m))
+
+
+def fit_skills(a, aff):
+    try:
+        acc = [float(x) for x in a.accuracies.split(",")]
+    except ValueError:
+        sys.exit("standin-table.py: --accuracies: numbers, comma-separated")
+    if len(acc) != len(MODELS) or not all(0 < x < 1 for x in acc):
+        sys.exit("standin-table.py: --accuracies: %d numbers in (0, 1)"
+                 % len(MODELS))
+    out = []
+    for m, target in enumerate(acc):
+        lo, hi = -10.0, 10.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if expected_accuracy(a, mid, aff[m]) < target:
+                lo = mid
+            else:
+                hi = mid
+        out.append((lo + hi) / 2)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -82,6 +125,9 @@ def main():
     ap.add_argument("--level", type=float, default=None,
                     help="skill of the cheapest model (default by kind: "
                     "mc 0.2, pronoun -0.3, code -0.9)")
+    ap.add_argument("--accuracies", default=None,
+                    help="11 comma-separated expected accuracies in (0, 1), "
+                    "one per model in price order; skills are fitted to them")
     ap.add_argument("--split", action="store_true",
                     help="write a split column (half train, half test)")
     a = ap.parse_args()
@@ -98,6 +144,8 @@ def main():
              for x in lp]
     aff = [[rng.gauss(0, a.topic_spread) for _ in range(a.topics)]
            for _ in MODELS]
+    if a.accuracies is not None:
+        skill = fit_skills(a, aff)
     verb = [rng.uniform(0.7, 1.5) for _ in MODELS]
     weak = [1 - (s - min(skill)) / (max(skill) - min(skill)) for s in skill]
 
