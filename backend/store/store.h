@@ -276,6 +276,7 @@ struct cas_status {
 	uint64_t lost_at_open;    /* chunks found lost past the durable mark */
 	uint64_t pack_syncs;      /* pack syncs that had bytes to sync */
 	uint64_t inline_chunks;   /* chunks still inline in the catalog */
+	uint64_t known_lists;     /* file opens whose whole-file hash was skipped */
 };
 int cas_status(struct cas_store *st, struct cas_status *ret);
 /* The text of /llm/.llmfs/status (malloc()ed). */
