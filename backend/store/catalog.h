@@ -139,6 +139,7 @@ int cat_chunks_in_pack(struct cat *c, uint32_t pack,
  * Damaged chunks: marked when a read (or fsck) finds a chunk's bytes do not
  * match its id, so that the next writer of those bytes stores a good copy
  * and relocates the chunk to it instead of deduplicating against it.
+ * Clearing a mark (the chunk was healed) forgets every confirmed list.
  */
 int cat_damaged_mark(struct cat *c, const struct cas_id *id);
 int cat_damaged_clear(struct cat *c, const struct cas_id *id);

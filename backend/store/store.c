@@ -1577,8 +1577,12 @@ static int verify_read(struct cas_store *st, struct cas_file *f,
 	good = v->state == V_GOOD;
 out:
 	pthread_mutex_unlock(&v->lock);
-	if (good) {
-		/* Remembered for later opens; a failure only costs a hash. */
+	/*
+	 * Remembered for later opens; a failure only costs a hash.  Not on a
+	 * short disk: the catalog's room is for deletes (cas_snapshot too).
+	 */
+	if (good && !__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE) &&
+	    !disk_short(st)) {
 		pthread_mutex_lock(&st->lock);
 		cat_verified_add(st->cat, f->list_digest);
 		pthread_mutex_unlock(&st->lock);

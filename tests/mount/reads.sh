@@ -7,7 +7,8 @@
 # jumps to the end is answered, not held for the hash; a chunk list a
 # whole read confirmed is not hashed whole again on the next mount, and a
 # list changed since is; a damaged pack record gives EIO to every reader,
-# never wrong bytes, while the rest of the file still reads.
+# never wrong bytes, while the rest of the file still reads, and writing
+# its bytes again heals it and makes every list be hashed whole again.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$TEST_DIR/src
@@ -151,6 +152,13 @@ test_expect_success 'a damaged record: EIO for every reader, the rest reads' '
 	assert os.pread(fd, off, 0) == want[:off]
 	assert os.pread(fd, 65536, off + n) == want[off + n:off + n + 65536]
 	PY
+'
+
+test_expect_success 'the same bytes written again heal the chunk; confirmed lists are forgotten' '
+	cp "$SRC/r.bin" "$M/m/again.bin" &&
+	daemon_stop && daemon_start &&
+	cmp "$M/m/r.bin" "$SRC/r.bin" &&
+	[ "$(status_get known_lists)" = 0 ]
 '
 
 test_expect_success 'the daemon is fine' '
