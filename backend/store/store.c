@@ -27,6 +27,12 @@
 /* Reads ahead of the hashed prefix kept for the whole-file check. */
 #define VERIFY_PIECES 16
 #define VERIFY_BYTES (8u << 20)
+/*
+ * Files this large or larger have their confirmed lists recorded: below,
+ * hashing the file again costs less than the catalog's commit (a WAL sync)
+ * and lookup that would spare it, so small files' reads stay as they were.
+ */
+#define KNOWN_LIST_MIN (16u << 20)
 
 enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
 
@@ -1350,7 +1356,7 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 		SHA256((const unsigned char *)"", 0, f->sha);
 		f->has_sha = 1;
 	}
-	if (f->has_sha && f->n)
+	if (f->has_sha && f->size >= KNOWN_LIST_MIN)
 		list_known(st, f, blob, len);
 	free(blob);
 	*ret = f;
@@ -1581,8 +1587,8 @@ out:
 	 * Remembered for later opens; a failure only costs a hash.  Not on a
 	 * short disk: the catalog's room is for deletes (cas_snapshot too).
 	 */
-	if (good && !__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE) &&
-	    !disk_short(st)) {
+	if (good && f->size >= KNOWN_LIST_MIN &&
+	    !__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE) && !disk_short(st)) {
 		pthread_mutex_lock(&st->lock);
 		cat_verified_add(st->cat, f->list_digest);
 		pthread_mutex_unlock(&st->lock);
