@@ -25,7 +25,7 @@ enum {
 	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
 	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVE, S_RELEASE, S_UNDO, S_SYNC_NORMAL, S_SYNC_FULL, S_TOUCH, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_INL_PUT, S_INL_GET, S_INL_DEL, S_INL_LIST,
-	S_INL_COUNT, S_MAX
+	S_INL_COUNT, S_VER_ADD, S_VER_HAS, S_VER_CLEAR, S_MAX
 };
 
 static const char *const sql_text[S_MAX] = {
@@ -91,6 +91,9 @@ static const char *const sql_text[S_MAX] = {
 		       " FROM inline_recs i JOIN chunks c ON c.id = i.id"
 		       " WHERE c.pack = ?1 LIMIT ?2",
 	[S_INL_COUNT] = "SELECT count(*) FROM inline_recs",
+	[S_VER_ADD] = "INSERT OR IGNORE INTO verified_lists(digest) VALUES (?1)",
+	[S_VER_HAS] = "SELECT 1 FROM verified_lists WHERE digest = ?1",
+	[S_VER_CLEAR] = "DELETE FROM verified_lists",
 };
 
 /* Chunks a read found damaged: the next write of the same bytes replaces them. */
@@ -101,7 +104,9 @@ static const char damaged_schema[] =
 	" at INTEGER NOT NULL) WITHOUT ROWID;"
 	/* Encoded bytes of small chunks committed with their file (inline). */
 	"CREATE TABLE IF NOT EXISTS inline_recs(id BLOB PRIMARY KEY,"
-	" data BLOB NOT NULL);";
+	" data BLOB NOT NULL);"
+	/* Digests of (SHA-256, chunk list) pairs a whole read has confirmed. */
+	"CREATE TABLE IF NOT EXISTS verified_lists(digest BLOB PRIMARY KEY) WITHOUT ROWID;";
 
 static const char schema[] =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -1187,7 +1192,40 @@ int cat_damaged_mark(struct cat *c, const struct cas_id *id)
 
 int cat_damaged_clear(struct cat *c, const struct cas_id *id)
 {
-	return id_stmt(c, S_DMG_CLEAR, id);
+	sqlite3_stmt *s = stmt(c, S_VER_CLEAR);
+	int r = id_stmt(c, S_DMG_CLEAR, id);
+
+	/*
+	 * A damaged chunk now holds a writer's (or a remote's) bytes of the
+	 * same id: a list confirmed with the old bytes proves nothing about
+	 * the new ones (ids are XXH3, not made to resist crafted collisions).
+	 */
+	if (r == 0)
+		r = s ? step_done(s) : -EIO;
+	return r;
+}
+
+int cat_verified_add(struct cat *c, const uint8_t digest[32])
+{
+	sqlite3_stmt *s = stmt(c, S_VER_ADD);
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, digest, 32, SQLITE_STATIC);
+	return step_done(s);
+}
+
+int cat_verified_has(struct cat *c, const uint8_t digest[32])
+{
+	sqlite3_stmt *s = stmt(c, S_VER_HAS);
+	int r;
+
+	if (!s)
+		return -EIO;
+	sqlite3_bind_blob(s, 1, digest, 32, SQLITE_STATIC);
+	r = step_one(s);
+	finish(s);
+	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
 }
 
 int cat_damaged_has(struct cat *c, const struct cas_id *id)

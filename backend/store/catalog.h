@@ -139,11 +139,19 @@ int cat_chunks_in_pack(struct cat *c, uint32_t pack,
  * Damaged chunks: marked when a read (or fsck) finds a chunk's bytes do not
  * match its id, so that the next writer of those bytes stores a good copy
  * and relocates the chunk to it instead of deduplicating against it.
+ * Clearing a mark (the chunk was healed) forgets every confirmed list.
  */
 int cat_damaged_mark(struct cat *c, const struct cas_id *id);
 int cat_damaged_clear(struct cat *c, const struct cas_id *id);
 /* 1 if marked, 0 if not, or -errno. */
 int cat_damaged_has(struct cat *c, const struct cas_id *id);
+/*
+ * Digests of a file's SHA-256 and chunk list that a read of the whole file
+ * confirmed (docs/architecture.md, Whole-file check on reads).  has: 1 if
+ * known, 0 if not, or -errno.
+ */
+int cat_verified_add(struct cat *c, const uint8_t digest[32]);
+int cat_verified_has(struct cat *c, const uint8_t digest[32]);
 /* Points a chunk at another record of the same bytes (compaction, repair). */
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc);

@@ -27,6 +27,12 @@
 /* Reads ahead of the hashed prefix kept for the whole-file check. */
 #define VERIFY_PIECES 16
 #define VERIFY_BYTES (8u << 20)
+/*
+ * Files this large or larger have their confirmed lists recorded: below,
+ * hashing the file again costs less than the catalog's commit (a WAL sync)
+ * and lookup that would spare it, so small files' reads stay as they were.
+ */
+#define KNOWN_LIST_MIN (16u << 20)
 
 enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
 
@@ -60,6 +66,7 @@ struct cas_file {
 	uint64_t *ends; /* ends[i]: offset just past chunk i */
 	uint8_t sha[32];
 	int has_sha;
+	uint8_t list_digest[32]; /* SHA-256 of sha and the chunk list */
 	atomic_size_t next; /* chunk a sequential reader wants next */
 	struct verify v;
 };
@@ -1281,6 +1288,35 @@ int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len)
 
 /* ---- committed files ---------------------------------------------------- */
 
+/*
+ * A whole read that matched the SHA-256 confirmed this chunk list: every
+ * chunk is still checked against its id as it is loaded, so the same list
+ * gives the same bytes, and the whole-file hash is not done again.  A list
+ * changed in any way (damage, a repair) has another digest and is hashed.
+ */
+static void list_known(struct cas_store *st, struct cas_file *f,
+		       const void *blob, size_t len)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int dlen = 0;
+
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(md, f->sha, 32) || !EVP_DigestUpdate(md, blob, len) ||
+	    !EVP_DigestFinal_ex(md, f->list_digest, &dlen)) {
+		/* Not known: the whole-file check runs. */
+		memset(f->list_digest, 0, sizeof(f->list_digest));
+		goto out;
+	}
+	pthread_mutex_lock(&st->lock);
+	if (cat_verified_has(st->cat, f->list_digest) == 1) {
+		f->v.state = V_GOOD;
+		st->known_lists++;
+	}
+	pthread_mutex_unlock(&st->lock);
+out:
+	EVP_MD_CTX_free(md);
+}
+
 int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 {
 	struct cas_file *f;
@@ -1320,6 +1356,8 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 		SHA256((const unsigned char *)"", 0, f->sha);
 		f->has_sha = 1;
 	}
+	if (f->has_sha && f->size >= KNOWN_LIST_MIN)
+		list_known(st, f, blob, len);
 	free(blob);
 	*ret = f;
 	return 0;
@@ -1482,9 +1520,10 @@ static void verify_feed(struct verify *v, const uint8_t *buf, size_t n, uint64_t
  * file is known not to match its SHA-256 and this read completed it or
  * reaches its end.
  */
-static int verify_read(struct cas_file *f, const uint8_t *buf, size_t n,
-		       uint64_t off)
+static int verify_read(struct cas_store *st, struct cas_file *f,
+		       const uint8_t *buf, size_t n, uint64_t off)
 {
+	int good = 0;
 	struct verify *v = &f->v;
 	uint8_t md[32];
 	size_t i;
@@ -1541,8 +1580,19 @@ static int verify_read(struct cas_file *f, const uint8_t *buf, size_t n,
 	verify_stop(v, memcmp(md, f->sha, 32) == 0 ? V_GOOD : V_BAD);
 	if (v->state == V_BAD)
 		r = -EIO;
+	good = v->state == V_GOOD;
 out:
 	pthread_mutex_unlock(&v->lock);
+	/*
+	 * Remembered for later opens; a failure only costs a hash.  Not on a
+	 * short disk: the catalog's room is for deletes (cas_snapshot too).
+	 */
+	if (good && f->size >= KNOWN_LIST_MIN &&
+	    !__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE) && !disk_short(st)) {
+		pthread_mutex_lock(&st->lock);
+		cat_verified_add(st->cat, f->list_digest);
+		pthread_mutex_unlock(&st->lock);
+	}
 	return r;
 }
 
@@ -1578,7 +1628,7 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		done += take;
 		i++;
 	}
-	r = verify_read(f, buf, done, off);
+	r = verify_read(st, f, buf, done, off);
 	if (r < 0) {
 		if (fault) {
 			fault->off = 0;
@@ -1601,6 +1651,7 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	r = cat_stats(st->cat, &ret->cat);
 	if (r == 0)
 		r = cat_inline_count(st->cat, &ret->inline_chunks);
+	ret->known_lists = st->known_lists;
 	pthread_mutex_unlock(&st->lock);
 	if (r < 0)
 		return r;
@@ -1657,7 +1708,8 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		"flush_failures: %llu\n"
 		"lost_at_open: %llu\n"
 		"pack_syncs: %llu\n"
-		"inline_chunks: %llu\n",
+		"inline_chunks: %llu\n"
+		"known_lists: %llu\n",
 		st->dir, CAT_FORMAT,
 		(unsigned long long)s.cat.files,
 		(unsigned long long)(s.cat.dirs ? s.cat.dirs - 1 : 0),
@@ -1678,7 +1730,8 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize,
 		(unsigned long long)s.flushes, (unsigned long long)s.flush_failures,
 		(unsigned long long)s.lost_at_open,
-		(unsigned long long)s.pack_syncs, (unsigned long long)s.inline_chunks);
+		(unsigned long long)s.pack_syncs, (unsigned long long)s.inline_chunks,
+		(unsigned long long)s.known_lists);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

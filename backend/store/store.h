@@ -165,7 +165,10 @@ uint64_t cas_file_size(const struct cas_file *f);
  * Reads that cover the file in order (a small reordering window allowed)
  * are hashed on the way: the read that completes the file gets -EIO
  * (fault->whole) if the SHA-256 does not match, and so does every later
- * read of this snapshot that reaches the end.
+ * read of this snapshot that reaches the end.  A match of a file of
+ * 16 MiB or more is recorded in the catalog (a digest of the SHA-256 and the chunk list): a snapshot opened
+ * later with the same pair is not hashed again (its chunks still are
+ * checked against their ids).
  */
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault);
@@ -276,6 +279,7 @@ struct cas_status {
 	uint64_t lost_at_open;    /* chunks found lost past the durable mark */
 	uint64_t pack_syncs;      /* pack syncs that had bytes to sync */
 	uint64_t inline_chunks;   /* chunks still inline in the catalog */
+	uint64_t known_lists;     /* file opens whose whole-file hash was skipped */
 };
 int cas_status(struct cas_store *st, struct cas_status *ret);
 /* The text of /llm/.llmfs/status (malloc()ed). */

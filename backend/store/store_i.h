@@ -82,6 +82,7 @@ struct cas_store {
 	int markfd;                /* the durable mark, `synced` (flush.c) */
 	int close_sync;            /* cas_options.close_sync */
 	uint64_t lost_at_open;     /* chunks past the mark found lost at open */
+	uint64_t known_lists;      /* snapshots opened with a confirmed list (lock) */
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */
