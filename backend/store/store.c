@@ -27,12 +27,6 @@
 /* Reads ahead of the hashed prefix kept for the whole-file check. */
 #define VERIFY_PIECES 16
 #define VERIFY_BYTES (8u << 20)
-/*
- * Files this large or larger have their confirmed lists recorded: below,
- * hashing the file again costs less than the catalog's commit (a WAL sync)
- * and lookup that would spare it, so small files' reads stay as they were.
- */
-#define KNOWN_LIST_MIN (16u << 20)
 
 enum { V_FOLLOW, V_GOOD, V_BAD, V_OFF };
 
@@ -1288,24 +1282,35 @@ int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len)
 
 /* ---- committed files ---------------------------------------------------- */
 
+int store_list_digest(const uint8_t sha[32], const void *blob, size_t len,
+		      uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int dlen = 0;
+	int r = 0;
+
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(md, sha, 32) || !EVP_DigestUpdate(md, blob, len) ||
+	    !EVP_DigestFinal_ex(md, out, &dlen))
+		r = -ENOMEM;
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
 /*
- * A whole read that matched the SHA-256 confirmed this chunk list: every
- * chunk is still checked against its id as it is loaded, so the same list
- * gives the same bytes, and the whole-file hash is not done again.  A list
- * changed in any way (damage, a repair) has another digest and is hashed.
+ * A confirmed chunk list (a whole read that matched the SHA-256, or a
+ * writer that stored every chunk of it: store_i.h): every chunk is still
+ * checked against its id as it is loaded, so the same list gives the same
+ * bytes, and the whole-file hash is not done again.  A list changed in any
+ * way (damage, a repair) has another digest and is hashed.
  */
 static void list_known(struct cas_store *st, struct cas_file *f,
 		       const void *blob, size_t len)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned int dlen = 0;
-
-	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
-	    !EVP_DigestUpdate(md, f->sha, 32) || !EVP_DigestUpdate(md, blob, len) ||
-	    !EVP_DigestFinal_ex(md, f->list_digest, &dlen)) {
+	if (store_list_digest(f->sha, blob, len, f->list_digest) < 0) {
 		/* Not known: the whole-file check runs. */
 		memset(f->list_digest, 0, sizeof(f->list_digest));
-		goto out;
+		return;
 	}
 	pthread_mutex_lock(&st->lock);
 	if (cat_verified_has(st->cat, f->list_digest) == 1) {
@@ -1313,8 +1318,6 @@ static void list_known(struct cas_store *st, struct cas_file *f,
 		st->known_lists++;
 	}
 	pthread_mutex_unlock(&st->lock);
-out:
-	EVP_MD_CTX_free(md);
 }
 
 int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)

@@ -130,6 +130,26 @@ void store_inline_note(struct cas_store *st);
 /* Drops one reference to each chunk of a chunk-list blob.  Lock held. */
 int store_deref_blob(struct cas_store *st, const void *blob, size_t len);
 
+/*
+ * Files this large or larger have their confirmed lists recorded: below,
+ * hashing the file again costs less than the catalog's commit (a WAL sync)
+ * and lookup that would spare it, so small files' reads stay as they were.
+ */
+#define KNOWN_LIST_MIN (16u << 20)
+
+/*
+ * The digest that names a confirmed chunk list in the catalog
+ * (verified_lists): SHA-256 of the file's SHA-256 and its list as the
+ * catalog stores it.  A list is confirmed by a whole read that matched the
+ * file's SHA-256 (store.c), or at a writer's commit when the writer itself
+ * stored every chunk of the list in that commit (writer.c): the bytes under
+ * each id are then the very bytes its SHA-256 was computed over.  A list
+ * with a chunk another file stored first is not: ids are XXH3, which
+ * resists no crafted collision, so its first whole read is hashed.
+ */
+int store_list_digest(const uint8_t sha[32], const void *blob, size_t len,
+		      uint8_t out[32]);
+
 int64_t store_now_ns(void);
 
 /* A change of a pack's live bytes, summed per pack over a transaction. */

@@ -1079,8 +1079,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 	size_t i;
 	void *old = NULL;
 	size_t oldlen = 0;
-	uint8_t oldsha[32];
-	int has, r = 0;
+	uint8_t oldsha[32], digest[32];
+	int has, r = 0, fresh = size >= KNOWN_LIST_MIN;
 
 	for (i = 0; r == 0 && i < w->nnc; i++) {
 		struct newchunk *nc = w->nc[i];
@@ -1095,6 +1095,7 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 		if (r == -EEXIST) {
 			/* Another writer committed the same chunk first. */
 			r = 0;
+			fresh = 0;
 			continue;
 		}
 		if (r == 0 && nc->enc)
@@ -1106,6 +1107,8 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = cat_chunk_addref(st->cat, &w->list[i].id, 1);
 		if (r == -ENOENT)
 			r = -EIO;
+		if (fresh && !set_find(w, &w->list[i].id))
+			fresh = 0; /* stored before: its bytes are not ours */
 	}
 	if (r == 0)
 		r = cat_get_content(st->cat, w->ino, &old, &oldlen, oldsha, &has);
@@ -1115,6 +1118,9 @@ static int commit_member(struct cas_writer *w, const uint8_t *blob, size_t len,
 		r = store_deref_blob(st, old, oldlen);
 	if (r == 0)
 		r = cat_set_content(st->cat, w->ino, blob, len, size, sha, store_now_ns());
+	/* Every chunk stored by this commit: the list is confirmed (store_i.h). */
+	if (r == 0 && fresh && store_list_digest(sha, blob, len, digest) == 0)
+		r = cat_verified_add(st->cat, digest);
 	free(old);
 	return r;
 }

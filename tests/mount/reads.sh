@@ -56,6 +56,22 @@ test_expect_success 'set up: a 24 MiB random file and a compressible one' '
 	daemon_stop && daemon_start
 '
 
+test_expect_success 'a file its writer stored whole is confirmed at its commit; one with chunks stored before is not' '
+	[ "$(status_get known_lists)" = 0 ] &&
+	head -c 4096 "$M/m/r.bin" >/dev/null &&
+	[ "$(status_get known_lists)" = 1 ] &&
+	{ cat "$SRC/r.bin"; head -c 1048576 /dev/urandom; } >"$SRC/r3.bin" &&
+	cp "$SRC/r3.bin" "$M/m/r3.bin" &&
+	daemon_stop && daemon_start &&
+	head -c 4096 "$M/m/r3.bin" >/dev/null &&
+	[ "$(status_get known_lists)" = 0 ] &&
+	cmp "$M/m/r3.bin" "$SRC/r3.bin" &&
+	daemon_stop && daemon_start &&
+	head -c 4096 "$M/m/r3.bin" >/dev/null &&
+	[ "$(status_get known_lists)" = 1 ] &&
+	rm "$M/m/r3.bin" "$SRC/r3.bin"
+'
+
 test_expect_success 'seeded random reads give the source s bytes' '
 	r=$(rand_reads "$M/m/r.bin" "$SRC/r.bin" 19 300) && say "# r.bin: $r" && [ "$r" = ok ] &&
 	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 23 200) && say "# t.txt: $r" && [ "$r" = ok ]
