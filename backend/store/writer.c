@@ -380,8 +380,11 @@ static int list_push(struct cas_writer *w, const struct cas_id *id, uint32_t len
 	return 0;
 }
 
-/* Records one chunk; stores it unless this writer or the catalog has it. */
-static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
+/*
+ * Records one chunk; stores it unless this writer or the catalog has it.
+ * own: data is a copy of the chunk's own (malloc'd), taken or freed here.
+ */
+static int emit_owned(struct cas_writer *w, const uint8_t *data, size_t len, uint8_t *own)
 {
 	uint64_t at = w->emitted;
 	int heal = 0;
@@ -395,19 +398,27 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	r = list_push(w, &id, (uint32_t)len);
 	if (r == 0)
 		w->emitted += len;
-	if (r < 0 || set_find(w, &id))
+	if (r < 0 || set_find(w, &id)) {
+		free(own);
 		return r;
+	}
 	pthread_mutex_lock(&st->lock);
 	r = cat_chunk_get(st->cat, &id, &loc, NULL);
 	if (r == 0)
 		heal = cat_damaged_has(st->cat, &id) == 1;
 	pthread_mutex_unlock(&st->lock);
-	if (r != -ENOENT && !heal)
+	if (r != -ENOENT && !heal) {
+		free(own);
 		return r;
+	}
 	nc = calloc(1, sizeof(*nc));
-	if (!nc)
+	if (!nc) {
+		free(own);
 		return -ENOMEM;
-	if (w->cur && data >= w->cur->data && data + len <= w->cur->data + w->cur->len) {
+	}
+	if (own) {
+		nc->data = own;
+	} else if (w->cur && data >= w->cur->data && data + len <= w->cur->data + w->cur->len) {
 		slab_ref(w->cur);
 		nc->slab = w->cur;
 		nc->data = data;
@@ -447,6 +458,11 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 		return 0;
 	}
 	return pool_submit(st->pool, store_job, nc);
+}
+
+static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
+{
+	return emit_owned(w, data, len, NULL);
 }
 
 static void fmt_reset(struct cas_writer *w, int state)
@@ -505,9 +521,10 @@ static int decide_format(struct cas_writer *w, int eof)
  * start if that comes first, so that an unchanged tensor is the same
  * chunks in every version of a model however its offset moved.  0: none yet.
  */
-static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof)
+static size_t cut_in2(struct cas_writer *w, const uint8_t *p, size_t plen,
+		      const uint8_t *q, size_t qlen, int eof)
 {
-	size_t limit = len;
+	size_t len = plen + qlen, limit = len;
 	int force = eof;
 
 	if (w->fmt_state == FMT_MODEL) {
@@ -519,7 +536,14 @@ static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof
 			force = 1;
 		}
 	}
-	return cdc_next(p, limit, force);
+	if (limit <= plen)
+		return cdc_next(p, limit, force);
+	return cdc_next2(p, plen, q, limit - plen, force);
+}
+
+static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof)
+{
+	return cut_in2(w, p, len, p + len, 0, eof);
 }
 
 static size_t next_cut(struct cas_writer *w, int eof)
@@ -570,22 +594,40 @@ static int buffer_and_cut(struct cas_writer *w, const uint8_t *data, size_t len)
  */
 static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 {
+	uint8_t *own;
 	size_t take, c;
 	int r;
 
 	if (w->fmt_state == FMT_UNDECIDED)
 		return buffer_and_cut(w, data, len);
 	if (w->blen) {
-		take = len < CDC_MAX ? len : CDC_MAX;
-		r = buffer_and_cut(w, data, take);
+		/*
+		 * The chunk that straddles the buffer and this write is cut
+		 * over the two as they lie and copied once, into its own
+		 * bytes; with no cut in them yet, the write is buffered.
+		 */
+		c = cut_in2(w, w->buf + w->bstart, w->blen, data, len, 0);
+		if (c == 0)
+			return buffer_and_cut(w, data, len);
+		if (c <= w->blen) {
+			/* Not reached: a cut inside the buffer was made before. */
+			r = emit(w, w->buf + w->bstart, c);
+			w->bstart += c;
+			w->blen -= c;
+			return r < 0 ? r : feed(w, data, len);
+		}
+		take = c - w->blen;
+		own = malloc(c);
+		if (!own)
+			return -ENOMEM;
+		memcpy(own, w->buf + w->bstart, w->blen);
+		memcpy(own + w->blen, data, take);
+		r = emit_owned(w, own, c, own);
 		if (r < 0)
 			return r;
-		if (w->blen > take)
-			/* The buffered chunk is still open: keep buffering. */
-			return buffer_and_cut(w, data + take, len - take);
 		/* What is left lies in data: forget the buffered copy. */
-		data += take - w->blen;
-		len -= take - w->blen;
+		data += take;
+		len -= take;
 		w->bstart = w->blen = 0;
 	}
 	while (len && (c = cut_in(w, data, len, 0)) > 0) {
