@@ -418,7 +418,8 @@ static int emit_owned(struct cas_writer *w, const uint8_t *data, size_t len, uin
 	}
 	if (own) {
 		nc->data = own;
-	} else if (w->cur && data >= w->cur->data && data + len <= w->cur->data + w->cur->len) {
+	} else if (w->cur && (uintptr_t)data >= (uintptr_t)w->cur->data &&
+		   (uintptr_t)data + len <= (uintptr_t)w->cur->data + w->cur->len) {
 		slab_ref(w->cur);
 		nc->slab = w->cur;
 		nc->data = data;
