@@ -37,8 +37,23 @@ static size_t scan(const uint8_t *buf, size_t i, size_t end, uint64_t *hp, uint6
 	return i;
 }
 
-size_t cdc_next(const uint8_t *buf, size_t len, int eof)
+/* scan() over positions [i, end) of a[0..alen) followed by b. */
+static size_t scan2(const uint8_t *a, size_t alen, const uint8_t *b, size_t i, size_t end,
+		    uint64_t *hp, uint64_t mask)
 {
+	if (i < alen) {
+		size_t e = end < alen ? end : alen;
+
+		i = scan(a, i, e, hp, mask);
+		if (i < e || e == end)
+			return i;
+	}
+	return alen + scan(b, i - alen, end - alen, hp, mask);
+}
+
+size_t cdc_next2(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, int eof)
+{
+	size_t len = alen + blen;
 	size_t n = len < CDC_MAX ? len : CDC_MAX;
 	size_t normal = CDC_AVG < n ? CDC_AVG : n;
 	uint64_t h = 0;
@@ -52,14 +67,19 @@ size_t cdc_next(const uint8_t *buf, size_t len, int eof)
 	 * as hashing from the start.
 	 */
 	for (i = CDC_MIN - 64; i < CDC_MIN; i++)
-		h = (h << 1) + cdc_gear[buf[i]];
-	i = scan(buf, i, normal, &h, MASK_S);
+		h = (h << 1) + cdc_gear[i < alen ? a[i] : b[i - alen]];
+	i = scan2(a, alen, b, i, normal, &h, MASK_S);
 	if (i < normal)
 		return i + 1;
-	i = scan(buf, i, n, &h, MASK_L);
+	i = scan2(a, alen, b, i, n, &h, MASK_L);
 	if (i < n)
 		return i + 1;
 	if (n == CDC_MAX || eof)
 		return n;
 	return 0;
+}
+
+size_t cdc_next(const uint8_t *buf, size_t len, int eof)
+{
+	return cdc_next2(buf, len, buf + len, 0, eof);
 }

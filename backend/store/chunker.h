@@ -31,4 +31,10 @@
  */
 size_t cdc_next(const uint8_t *buf, size_t len, int eof);
 
+/*
+ * cdc_next() over the bytes a[0..alen) followed by b[0..blen), without
+ * joining them: the same cut as cdc_next() of the two laid end to end.
+ */
+size_t cdc_next2(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, int eof);
+
 #endif

@@ -70,12 +70,15 @@ size_t codec_bound(size_t len)
 	return bg_bound(len);
 }
 
-int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
-		 void *dst, size_t cap, enum codec_scheme *ret_scheme)
+int codec_encode_ref(struct codec *c, unsigned width, const void *src, size_t len,
+		     void *dst, size_t cap, enum codec_scheme *ret_scheme,
+		     const void **ret_out)
 {
 	enum bg_scheme s;
 	unsigned head;
 	ssize_t n;
+
+	*ret_out = dst;
 
 	/*
 	 * Floats without a header that names them (bare weight files, other
@@ -87,7 +90,7 @@ int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 	if (!width && looks_incompressible(c, src, len)) {
 		if (cap < len)
 			return -ENOSPC;
-		memcpy(dst, src, len);
+		*ret_out = src;
 		*ret_scheme = CODEC_RAW;
 		return (int)len;
 	}
@@ -96,6 +99,17 @@ int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 		return (int)n;
 	*ret_scheme = (enum codec_scheme)s;
 	return (int)n;
+}
+
+int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
+		 void *dst, size_t cap, enum codec_scheme *ret_scheme)
+{
+	const void *out;
+	int n = codec_encode_ref(c, width, src, len, dst, cap, ret_scheme, &out);
+
+	if (n > 0 && out != dst)
+		memcpy(dst, src, (size_t)n);
+	return n;
 }
 
 int codec_decode(struct codec *c, enum codec_scheme scheme, const void *src,

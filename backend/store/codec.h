@@ -46,6 +46,15 @@ size_t codec_bound(size_t len);
 int codec_encode(struct codec *c, unsigned width, const void *src, size_t len,
 		 void *dst, size_t cap, enum codec_scheme *ret_scheme);
 
+/*
+ * codec_encode() without the copy of a chunk found incompressible: *ret_out
+ * is src when the chunk is stored raw that way, else dst (a caller
+ * appending the result to a pack writes it from where it lies).
+ */
+int codec_encode_ref(struct codec *c, unsigned width, const void *src, size_t len,
+		     void *dst, size_t cap, enum codec_scheme *ret_scheme,
+		     const void **ret_out);
+
 /* Decodes exactly ulen bytes into dst; returns ulen or -errno. */
 int codec_decode(struct codec *c, enum codec_scheme scheme, const void *src,
 		 size_t clen, void *dst, size_t ulen);

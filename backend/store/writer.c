@@ -57,11 +57,47 @@ struct wchunk {
 	uint32_t len;
 };
 
+/*
+ * One copy of a large write's bytes, shared by the SHA job and by every
+ * chunk cut where the bytes lie: the thread serving the write copies each
+ * byte once instead of once for the hash and once for its chunk.  Freed
+ * by the last of them.
+ */
+struct slab {
+	unsigned refs;
+	size_t len;
+	uint8_t data[];
+};
+
+static struct slab *slab_new(const void *buf, size_t len)
+{
+	struct slab *s = malloc(sizeof(*s) + len);
+
+	if (!s)
+		return NULL;
+	s->refs = 1;
+	s->len = len;
+	memcpy(s->data, buf, len);
+	return s;
+}
+
+static void slab_ref(struct slab *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void slab_unref(struct slab *s)
+{
+	if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(s);
+}
+
 /* A chunk this writer stored and the catalog does not know yet. */
 struct newchunk {
 	struct cas_id id;
 	struct pack_loc loc;
-	uint8_t *data; /* until the pool has encoded and appended it */
+	const uint8_t *data; /* until the pool has encoded and appended it */
+	struct slab *slab;   /* data lies in it, else data is the chunk's own */
 	size_t len;
 	unsigned width; /* float width of its tensor, for the codec */
 	int heal;       /* replaces a stored copy found damaged */
@@ -83,6 +119,7 @@ struct cas_writer {
 	struct wchunk *list;
 	size_t n, cap;
 	uint8_t *buf; /* bytes after the last cut: buf[bstart..bstart+blen) */
+	struct slab *cur; /* the write being fed lies in it (or NULL) */
 	size_t bstart, blen, bcap;
 	uint64_t pos;
 	uint64_t emitted; /* bytes in list: the file offset of buf[bstart] */
@@ -168,12 +205,22 @@ static int set_add(struct cas_writer *w, struct newchunk *nc)
 	return 0;
 }
 
+static void chunk_data_free(struct newchunk *nc)
+{
+	if (nc->slab)
+		slab_unref(nc->slab);
+	else
+		free((void *)nc->data);
+	nc->slab = NULL;
+	nc->data = NULL;
+}
+
 static void set_clear(struct cas_writer *w)
 {
 	size_t i;
 
 	for (i = 0; i < w->nnc; i++) {
-		free(w->nc[i]->data);
+		chunk_data_free(w->nc[i]);
 		free(w->nc[i]->enc);
 		free(w->nc[i]);
 	}
@@ -203,6 +250,8 @@ struct sha_job {
 	struct cas_writer *w;
 	uint64_t seq;
 	size_t len;
+	const uint8_t *p;  /* data, or the slab's bytes */
+	struct slab *slab;
 	uint8_t data[];
 };
 
@@ -216,13 +265,14 @@ static void sha_job(void *ctx, void *arg)
 	while (w->sha_next != j->seq)
 		pthread_cond_wait(&w->sha_turn, &w->lock);
 	pthread_mutex_unlock(&w->lock);
-	EVP_DigestUpdate(w->sha, j->data, j->len);
+	EVP_DigestUpdate(w->sha, j->p, j->len);
 	pthread_mutex_lock(&w->lock);
 	w->sha_next++;
 	pthread_cond_broadcast(&w->sha_turn);
 	if (--w->inflight == 0)
 		pthread_cond_broadcast(&w->idle);
 	pthread_mutex_unlock(&w->lock);
+	slab_unref(j->slab);
 	free(j);
 }
 
@@ -233,12 +283,13 @@ static void sha_job(void *ctx, void *arg)
  */
 #define INLINE_MAX (16u << 10)
 
-static int sha_update(struct cas_writer *w, const void *buf, size_t len)
+static int sha_update(struct cas_writer *w, const void *buf, size_t len,
+		      struct slab *slab)
 {
 	struct sha_job *j;
 	int idle;
 
-	if (len <= INLINE_MAX) {
+	if (!slab && len <= INLINE_MAX) {
 		pthread_mutex_lock(&w->lock);
 		idle = w->sha_next == w->sha_seq;
 		pthread_mutex_unlock(&w->lock);
@@ -246,12 +297,17 @@ static int sha_update(struct cas_writer *w, const void *buf, size_t len)
 		if (idle)
 			return EVP_DigestUpdate(w->sha, buf, len) == 1 ? 0 : -ENOMEM;
 	}
-	j = malloc(sizeof(*j) + len);
+	j = malloc(sizeof(*j) + (slab ? 0 : len));
 	if (!j)
 		return -ENOMEM;
 	j->w = w;
 	j->len = len;
-	memcpy(j->data, buf, len);
+	j->slab = slab;
+	j->p = slab ? slab->data : j->data;
+	if (slab)
+		slab_ref(slab);
+	else
+		memcpy(j->data, buf, len);
 	pthread_mutex_lock(&w->lock);
 	j->seq = w->sha_seq++;
 	w->inflight++;
@@ -281,23 +337,24 @@ static void store_job(void *ctx, void *arg)
 	struct newchunk *nc = arg;
 	struct cas_writer *w = nc->w;
 	enum codec_scheme scheme;
+	const void *out;
 	int n, r = -ENOMEM;
 
 	if (wc) {
-		n = codec_encode(wc->codec, nc->width, nc->data, nc->len, wc->out,
-				 codec_bound(CDC_MAX), &scheme);
+		/* A raw chunk goes to its pack from where it lies, uncopied. */
+		n = codec_encode_ref(wc->codec, nc->width, nc->data, nc->len, wc->out,
+				     codec_bound(CDC_MAX), &scheme, &out);
 		if (n >= 0)
 			n = store_append_room(w->st) < 0 ? -ENOSPC : n;
 		if (n >= 0 && nc->inl)
-			r = keep_inline(nc, scheme, wc->out, (uint32_t)n);
+			r = keep_inline(nc, scheme, out, (uint32_t)n);
 		else
 			r = n < 0 ? n
 				  : pack_append(w->st->packs, &nc->id, scheme,
-						(uint32_t)nc->len, wc->out, (uint32_t)n,
+						(uint32_t)nc->len, out, (uint32_t)n,
 						&nc->loc);
 	}
-	free(nc->data);
-	nc->data = NULL;
+	chunk_data_free(nc);
 	pthread_mutex_lock(&w->lock);
 	if (r < 0 && !w->err)
 		w->err = r;
@@ -323,8 +380,11 @@ static int list_push(struct cas_writer *w, const struct cas_id *id, uint32_t len
 	return 0;
 }
 
-/* Records one chunk; stores it unless this writer or the catalog has it. */
-static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
+/*
+ * Records one chunk; stores it unless this writer or the catalog has it.
+ * own: data is a copy of the chunk's own (malloc'd), taken or freed here.
+ */
+static int emit_owned(struct cas_writer *w, const uint8_t *data, size_t len, uint8_t *own)
 {
 	uint64_t at = w->emitted;
 	int heal = 0;
@@ -338,24 +398,41 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 	r = list_push(w, &id, (uint32_t)len);
 	if (r == 0)
 		w->emitted += len;
-	if (r < 0 || set_find(w, &id))
+	if (r < 0 || set_find(w, &id)) {
+		free(own);
 		return r;
+	}
 	pthread_mutex_lock(&st->lock);
 	r = cat_chunk_get(st->cat, &id, &loc, NULL);
 	if (r == 0)
 		heal = cat_damaged_has(st->cat, &id) == 1;
 	pthread_mutex_unlock(&st->lock);
-	if (r != -ENOENT && !heal)
+	if (r != -ENOENT && !heal) {
+		free(own);
 		return r;
+	}
 	nc = calloc(1, sizeof(*nc));
-	if (!nc)
-		return -ENOMEM;
-	nc->data = malloc(len);
-	if (!nc->data) {
-		free(nc);
+	if (!nc) {
+		free(own);
 		return -ENOMEM;
 	}
-	memcpy(nc->data, data, len);
+	if (own) {
+		nc->data = own;
+	} else if (w->cur && (uintptr_t)data >= (uintptr_t)w->cur->data &&
+		   (uintptr_t)data + len <= (uintptr_t)w->cur->data + w->cur->len) {
+		slab_ref(w->cur);
+		nc->slab = w->cur;
+		nc->data = data;
+	} else {
+		uint8_t *copy = malloc(len);
+
+		if (!copy) {
+			free(nc);
+			return -ENOMEM;
+		}
+		memcpy(copy, data, len);
+		nc->data = copy;
+	}
 	nc->len = len;
 	nc->id = id;
 	nc->w = w;
@@ -366,7 +443,7 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 		nc->width = mf_dtype_group_width(mf_dtype_at(&w->fmt, at, at + len));
 	r = set_add(w, nc);
 	if (r < 0) {
-		free(nc->data);
+		chunk_data_free(nc);
 		free(nc);
 		return r;
 	}
@@ -382,6 +459,11 @@ static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
 		return 0;
 	}
 	return pool_submit(st->pool, store_job, nc);
+}
+
+static int emit(struct cas_writer *w, const uint8_t *data, size_t len)
+{
+	return emit_owned(w, data, len, NULL);
 }
 
 static void fmt_reset(struct cas_writer *w, int state)
@@ -440,9 +522,10 @@ static int decide_format(struct cas_writer *w, int eof)
  * start if that comes first, so that an unchanged tensor is the same
  * chunks in every version of a model however its offset moved.  0: none yet.
  */
-static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof)
+static size_t cut_in2(struct cas_writer *w, const uint8_t *p, size_t plen,
+		      const uint8_t *q, size_t qlen, int eof)
 {
-	size_t limit = len;
+	size_t len = plen + qlen, limit = len;
 	int force = eof;
 
 	if (w->fmt_state == FMT_MODEL) {
@@ -454,7 +537,14 @@ static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof
 			force = 1;
 		}
 	}
-	return cdc_next(p, limit, force);
+	if (limit <= plen)
+		return cdc_next(p, limit, force);
+	return cdc_next2(p, plen, q, limit - plen, force);
+}
+
+static size_t cut_in(struct cas_writer *w, const uint8_t *p, size_t len, int eof)
+{
+	return cut_in2(w, p, len, p + len, 0, eof);
 }
 
 static size_t next_cut(struct cas_writer *w, int eof)
@@ -505,22 +595,40 @@ static int buffer_and_cut(struct cas_writer *w, const uint8_t *data, size_t len)
  */
 static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 {
+	uint8_t *own;
 	size_t take, c;
 	int r;
 
 	if (w->fmt_state == FMT_UNDECIDED)
 		return buffer_and_cut(w, data, len);
 	if (w->blen) {
-		take = len < CDC_MAX ? len : CDC_MAX;
-		r = buffer_and_cut(w, data, take);
+		/*
+		 * The chunk that straddles the buffer and this write is cut
+		 * over the two as they lie and copied once, into its own
+		 * bytes; with no cut in them yet, the write is buffered.
+		 */
+		c = cut_in2(w, w->buf + w->bstart, w->blen, data, len, 0);
+		if (c == 0)
+			return buffer_and_cut(w, data, len);
+		if (c <= w->blen) {
+			/* Not reached: a cut inside the buffer was made before. */
+			r = emit(w, w->buf + w->bstart, c);
+			w->bstart += c;
+			w->blen -= c;
+			return r < 0 ? r : feed(w, data, len);
+		}
+		take = c - w->blen;
+		own = malloc(c);
+		if (!own)
+			return -ENOMEM;
+		memcpy(own, w->buf + w->bstart, w->blen);
+		memcpy(own + w->blen, data, take);
+		r = emit_owned(w, own, c, own);
 		if (r < 0)
 			return r;
-		if (w->blen > take)
-			/* The buffered chunk is still open: keep buffering. */
-			return buffer_and_cut(w, data + take, len - take);
 		/* What is left lies in data: forget the buffered copy. */
-		data += take - w->blen;
-		len -= take - w->blen;
+		data += take;
+		len -= take;
 		w->bstart = w->blen = 0;
 	}
 	while (len && (c = cut_in(w, data, len, 0)) > 0) {
@@ -788,6 +896,7 @@ static int writer_err(struct cas_writer *w)
 int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 		     uint64_t off)
 {
+	struct slab *slab;
 	int r = writer_err(w);
 
 	if (r < 0)
@@ -802,12 +911,17 @@ int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 			if (r < 0)
 				return r;
 		}
-		r = feed(w, buf, len);
+		/* A large write is copied once, for its chunks and the hash. */
+		slab = w->sha_ok && len > INLINE_MAX ? slab_new(buf, len) : NULL;
+		w->cur = slab;
+		r = feed(w, slab ? slab->data : buf, len);
+		w->cur = NULL;
+		/* Without memory for the job, the hash is recomputed at commit. */
+		if (r == 0 && w->sha_ok && sha_update(w, buf, len, slab) < 0)
+			w->sha_ok = 0;
+		slab_unref(slab);
 		if (r < 0)
 			return r;
-		/* Without memory for the job, the hash is recomputed at commit. */
-		if (w->sha_ok && sha_update(w, buf, len) < 0)
-			w->sha_ok = 0;
 		w->pos += len;
 		return 0;
 	}

@@ -174,6 +174,30 @@ static void test_reference_cuts(void)
 					 cdc_reference(buf + off * 977, lens[k] + off, eof));
 }
 
+/* A cut over two parts is the cut over the two joined, wherever they split. */
+static void test_two_parts(void)
+{
+	size_t splits[] = { 0, 1, 63, 64, CDC_MIN - 65, CDC_MIN - 1, CDC_MIN, CDC_MIN + 3,
+			    CDC_AVG - 1, CDC_AVG, CDC_AVG + 1, CDC_MAX - 1, CDC_MAX, CDC_MAX + 9 };
+	size_t lens[] = { 100, CDC_MIN + 1, CDC_AVG + 3, CDC_MAX - 1, CDC_MAX, 2 * CDC_MAX };
+	size_t off, k, j;
+	int eof;
+
+	for (off = 0; off + 2 * CDC_MAX < LEN; off += cdc_reference(buf + off, LEN - off, 1))
+		for (j = 0; j < sizeof(splits) / sizeof(splits[0]); j++)
+			CHECK_EQ(cdc_next2(buf + off, splits[j], buf + off + splits[j],
+					   2 * CDC_MAX - splits[j], 0),
+				 cdc_reference(buf + off, 2 * CDC_MAX, 0));
+	for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (j = 0; j < sizeof(splits) / sizeof(splits[0]); j++)
+			for (eof = 0; eof < 2; eof++) {
+				size_t a = splits[j] < lens[k] ? splits[j] : lens[k];
+
+				CHECK_EQ(cdc_next2(buf + 4099, a, buf + 4099 + a, lens[k] - a, eof),
+					 cdc_reference(buf + 4099, lens[k], eof));
+			}
+}
+
 int main(void)
 {
 	buf = malloc(LEN);
@@ -189,6 +213,7 @@ int main(void)
 	RUN(test_deletion);
 	RUN(test_known_hash);
 	RUN(test_reference_cuts);
+	RUN(test_two_parts);
 	free(buf);
 	free(buf2);
 	return check_status();
