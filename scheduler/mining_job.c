@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "common/clock.h"
 #include "gpu/ckpt.h"
@@ -334,18 +333,6 @@ static void changed(struct mining *m, enum mining_kind k, const char *name)
 	pthread_cond_broadcast(&m->wake);
 	if (m->cfg.on_change)
 		m->cfg.on_change(m->cfg.on_change_arg, kind_dir[k], name);
-}
-
-static int sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
-		return -EIO;
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", md[i]);
-	return 0;
 }
 
 uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot)
@@ -1257,14 +1244,12 @@ static int cut_samples(const char *path, long limit)
 	return r;
 }
 
-static int save_frame(const char *path, const float *v, size_t n, char sha[65])
+static int save_frame(const char *path, const float *v, size_t n)
 {
 	void *f = NULL;
 	size_t len = 0;
 	int r = mining_wire_encode(MINING_ENC_FP32, 0, v, n, &f, &len);
 
-	if (r == 0 && sha)
-		r = sha256_hex(f, len, sha);
 	if (r == 0)
 		r = write_file(path, f, len);
 	free(f);
@@ -1959,7 +1944,7 @@ static int load_round(struct job *j, struct gpu_model *em, float *W, float *v, c
 	if (r == -ENOENT && j->round_done == 0) {
 		r = gpu_model_read(em, GPU_BUF_PARAMS, W);
 		if (r == 0)
-			r = save_frame(pw, W, j->n, NULL);
+			r = save_frame(pw, W, j->n);
 	}
 	if (r == 0 && j->round_done > 0)
 		r = load_frame(pv, v, j->n);
@@ -2149,7 +2134,6 @@ struct closed {
 	unsigned acc;
 	double train_loss, norm, wall;
 	uint64_t sent, recv;
-	char sha0[65], sha1[65];
 	int saved;                  /* W(rd) and its momentum are on disk */
 	struct slot *slots;         /* the slots as the round closed (no deltas) */
 };
@@ -2170,9 +2154,9 @@ static int save_closed(struct job *j, const float *W, const float *v, struct clo
 		return 0;
 	pw = jpath(j, "weights/%ld.pg", c->rd);
 	pv = jpath(j, "momentum/%ld.pg", c->rd);
-	r = pw && pv ? save_frame(pw, W, j->n, c->sha1) : -ENOMEM;
+	r = pw && pv ? save_frame(pw, W, j->n) : -ENOMEM;
 	if (r == 0)
-		r = save_frame(pv, v, j->n, NULL);
+		r = save_frame(pv, v, j->n);
 	free(pw);
 	free(pv);
 	/* the pseudo-gradients as posted (kept unsynced then), before anything names the round */
@@ -2424,7 +2408,7 @@ static void *job_main(void *arg)
 	struct gpu_data view = { 0 };
 	float *W = NULL, *v = NULL, *u = NULL, val = NAN;
 	struct two_frames uframe = { 0 }, wframe = { 0 };
-	char err[600] = "", sha0[65] = "";
+	char err[600] = "";
 	struct closed closed = { 0 };
 	struct reporter rep = { .j = j };
 	struct booker bk = { 0 };
@@ -2526,10 +2510,7 @@ static void *job_main(void *arg)
 			snprintf(err, sizeof(err), "budget of %g device-hours spent", j->budget_hours);
 			break;
 		}
-		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0 &&
-		    (r = sha256_hex(frame, flen, sha0)) < 0)
-			free(frame);
-		if (r == 0)
+		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0)
 			r = two_frames_set(&wframe, frame, flen); /* takes frame */
 		if (r < 0) {
 			end = J_FAILED;
@@ -2653,7 +2634,6 @@ static void *job_main(void *arg)
 		closed.wall = wall;
 		closed.sent = j->bytes_sent - sent0;
 		closed.recv = j->bytes_recv - recv0;
-		memcpy(closed.sha0, sha0, sizeof(sha0));
 		closed.saved = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			closed.slots[i] = j->slots[i];
