@@ -48,6 +48,11 @@
 #define JOB_MAX (64u << 10)
 #define FAIL_STREAK 3        /* rounds in a row with nothing accepted before the job fails */
 #define LAUNCH_MAX 4         /* launches of a slot within one round */
+/* How often a round polls its replicas' providers (at most): a replica that ended is dropped
+ * and started again within about this, and the metering moves on.  No more often: a slurm
+ * poll is an squeue process per slot, whose CPU a provider's replicas on the same machine
+ * lose, and the job's thread in a sweep cannot close the round. */
+#define WATCH_S 1.0
 #define LOG_MAX (4u << 20)
 
 static const char *const kind_dir[] = { "providers", "accounts", "jobs" };
@@ -147,6 +152,7 @@ struct job {
 	char *val_data;
 	double budget_hours, round_timeout;
 	char token[65];
+	double t_watch;             /* the job's thread: its last poll of the providers */
 	/* the thread */
 	pthread_t th;
 	int has_thread;
@@ -2026,6 +2032,30 @@ static void cut_reports(struct job *j)
 	free(p);
 }
 
+/*
+ * The open round's slots polled (watch_slot()): those without a process at once, the others
+ * once WATCH_S has passed since the last poll.  It stops when the round settles: the last
+ * post closes the round without waiting for the rest of a sweep (a slurm poll is an squeue
+ * process); their metering goes on at the next poll.  m->lock not held.
+ */
+static void watch_slots(struct job *j)
+{
+	double now = clock_mono_s();
+	int due = now - j->t_watch >= WATCH_S, settled;
+
+	if (due)
+		j->t_watch = now;
+	for (unsigned i = 0; i < j->n_slots; i++) {
+		pthread_mutex_lock(&j->m->lock);
+		settled = settled_locked(j);
+		pthread_mutex_unlock(&j->m->lock);
+		if (settled)
+			break;
+		if (due || !j->slots[i].id[0])
+			watch_slot(j, i, 1);
+	}
+}
+
 /* Waits for round r's pseudo-gradients; 1 when the job was asked to stop. */
 static int wait_round(struct job *j)
 {
@@ -2033,8 +2063,7 @@ static int wait_round(struct job *j)
 	double t0 = clock_mono_s();
 	int stop;
 
-	for (unsigned i = 0; i < j->n_slots; i++)
-		watch_slot(j, i, 1);
+	watch_slots(j);
 	pthread_mutex_lock(&m->lock);
 	while (!settled_locked(j) && !j->stop_asked && !m->closing && !j->keep_error &&
 	       clock_mono_s() - t0 < j->round_timeout) {
@@ -2045,13 +2074,10 @@ static int wait_round(struct job *j)
 		if (ts.tv_nsec >= 1000000000)
 			ts.tv_sec++, ts.tv_nsec -= 1000000000;
 		pthread_cond_timedwait(&m->wake, &m->lock, &ts);
-		/* the last post settled it: the round closes now, without polling the providers
-		 * first (a slurm one runs squeue per slot); their metering goes on next round */
 		if (settled_locked(j))
 			break;
 		pthread_mutex_unlock(&m->lock);
-		for (unsigned i = 0; i < j->n_slots; i++)
-			watch_slot(j, i, 1);
+		watch_slots(j);
 		pthread_mutex_lock(&m->lock);
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
@@ -2228,6 +2254,19 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 	return 0;
 }
 
+/* The calling thread's nice value raised by `by` (up to 19): the threads beside the
+ * rounds' path yield the CPU to the replicas' windows and the job's thread. */
+static void nice_thread(int by)
+{
+	pid_t tid = gettid();
+	int now;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno == 0)
+		setpriority(PRIO_PROCESS, (id_t)tid, now + by > 19 ? 19 : now + by);
+}
+
 /*
  * The closed round's save and report (save_closed(), report_round()) on a thread of their
  * own, beside the job's thread, which meanwhile waits for the next round and closes it: the
@@ -2236,7 +2275,15 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
  * so the rows stay in round order and at most one round is unreported.  It works on copies of
  * W and v (the job's thread moves them at the next close) and on the evaluation model, which
  * the job's thread leaves alone while the loop runs.
+ * It runs at a lower priority (nice + REPORTER_NICE): on a machine that also runs replicas
+ * (the local provider) its validation would otherwise take a core's share from some of them,
+ * whose windows then end after the others', and every replica waits at the round's close for
+ * the slowest.  A report that the job's thread has to wait for is given its priority back
+ * (where the daemon may: root, or RLIMIT_NICE), so that it never holds up the next round for
+ * long, whatever else the machine runs.
  */
+#define REPORTER_NICE 10
+
 struct reporter {
 	struct job *j;
 	struct gpu_model *em;
@@ -2244,6 +2291,7 @@ struct reporter {
 	float *W, *v;               /* W(c.rd) and its momentum */
 	struct closed c;            /* with a slots array of its own */
 	pthread_t th;
+	pid_t tid;                  /* the thread's, once it runs (atomic) */
 	int running, r;
 	float val;
 	char err[600];
@@ -2253,6 +2301,8 @@ static void *reporter_main(void *arg)
 {
 	struct reporter *p = arg;
 
+	nice_thread(REPORTER_NICE);
+	__atomic_store_n(&p->tid, gettid(), __ATOMIC_RELEASE);
 	p->r = save_closed(p->j, p->W, p->v, &p->c, p->err, sizeof(p->err));
 	if (p->r == 0)
 		p->r = report_round(p->j, p->em, p->W, p->view, &p->c, &p->val, p->err,
@@ -2265,7 +2315,17 @@ static int reporter_join(struct reporter *p, float *val, char *err, size_t errle
 {
 	if (!p->running)
 		return 0;
-	pthread_join(p->th, NULL);
+	if (pthread_tryjoin_np(p->th, NULL) == EBUSY) {
+		/* it holds up the job's thread now: the priority of the thread that waits */
+		pid_t tid = __atomic_load_n(&p->tid, __ATOMIC_ACQUIRE);
+		int prio;
+
+		errno = 0;
+		prio = getpriority(PRIO_PROCESS, (id_t)gettid());
+		if (tid > 0 && errno == 0)
+			setpriority(PRIO_PROCESS, (id_t)tid, prio);
+		pthread_join(p->th, NULL);
+	}
 	p->running = 0;
 	if (p->r < 0) {
 		snprintf(err, errlen, "%s", p->err);
@@ -2290,6 +2350,7 @@ static int reporter_start(struct reporter *p, const float *W, const float *v, st
 	c->rd = 0;
 	p->r = 0;
 	p->err[0] = '\0';
+	__atomic_store_n(&p->tid, 0, __ATOMIC_RELEASE);
 	r = -pthread_create(&p->th, NULL, reporter_main, p);
 	if (r < 0)
 		snprintf(err, errlen, "reporting round %ld: %s", p->c.rd, strerror(-r));
@@ -2325,14 +2386,9 @@ static void *booker_main(void *arg)
 	struct booker *b = arg;
 	struct job *j = b->j;
 	struct mining *m = j->m;
-	pid_t tid = gettid();
-	int first = 1, nice_now;
+	int first = 1;
 
-	errno = 0;
-	nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
-	if (errno == 0)
-		setpriority(PRIO_PROCESS, (id_t)tid, nice_now + BOOKER_NICE > 19 ? 19 :
-			    nice_now + BOOKER_NICE);
+	nice_thread(BOOKER_NICE);
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		long next;
