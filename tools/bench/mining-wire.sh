@@ -51,8 +51,8 @@
 #        "-": no such run), COMPRESSIONS ("none int8"), OVERLAPS ("0": the
 #        job key overlap= of each run at RATE, e.g. "0 1" runs both, one after
 #        the other, per compression; docs/mining.md, "Overlapping rounds"),
-#        NODE_CPU (0.45: each node's CPU share, below; "-": none, the setup of
-#        the figures before 2026-12-06 21:00 UTC),
+#        NODE_CPU ("-": none, the setup of every figure in docs/benchmarks.md
+#        unless it says NODE_CPU; e.g. 0.45: each node's CPU share, below),
 #        BUILD, OUT, CORPUS, MODEL, TRAINKEYS
 #
 # NODE_CPU: the nodes are separate machines in the model, each with its own
@@ -73,7 +73,7 @@ RATE=${RATE:-100mbit}
 FAST_RATE=${FAST_RATE:-10gbit}
 COMPRESSIONS=${COMPRESSIONS:-"none int8"}
 OVERLAPS=${OVERLAPS:-0}
-NODE_CPU=${NODE_CPU:-0.45}
+NODE_CPU=${NODE_CPU:--}
 CG_NAME=llmfs-bench-$$
 
 # The cgroup folder of node I (v2 where the cpu controller is there, else v1's cpu hierarchy).
