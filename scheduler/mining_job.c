@@ -48,10 +48,10 @@
 #define JOB_MAX (64u << 10)
 #define FAIL_STREAK 3        /* rounds in a row with nothing accepted before the job fails */
 #define LAUNCH_MAX 4         /* launches of a slot within one round */
-/* How often a round polls its replicas' providers (at most): a replica that ended is dropped
- * and started again within about this, and the metering moves on.  No more often: a slurm
- * poll is an squeue process per slot, whose CPU a provider's replicas on the same machine
- * lose, and the job's thread in a sweep cannot close the round. */
+/* How often a round polls its replicas' providers after its opening (at most): a replica that
+ * ended is dropped and started again within about this, and the metering moves on.  No more
+ * often: a slurm poll is an squeue process per slot, whose CPU a provider's replicas on the
+ * same machine lose, and the job's thread in a sweep cannot close the round. */
 #define WATCH_S 1.0
 #define LOG_MAX (4u << 20)
 
@@ -2033,15 +2033,17 @@ static void cut_reports(struct job *j)
 }
 
 /*
- * The open round's slots polled (watch_slot()): those without a process at once, the others
- * once WATCH_S has passed since the last poll.  It stops when the round settles: the last
- * post closes the round without waiting for the rest of a sweep (a slurm poll is an squeue
- * process); their metering goes on at the next poll.  m->lock not held.
+ * The open round's slots polled (watch_slot()): all of them as the round opens (`all`: every
+ * round meters each replica at least once, however short), then those without a process at
+ * once and the others once WATCH_S has passed since the last poll.  It stops when the round
+ * settles: the last post closes the round without waiting for the rest of a sweep (a slurm
+ * poll is an squeue process); their metering goes on at the next round's opening.  m->lock
+ * not held.
  */
-static void watch_slots(struct job *j)
+static void watch_slots(struct job *j, int all)
 {
 	double now = clock_mono_s();
-	int due = now - j->t_watch >= WATCH_S, settled;
+	int due = all || now - j->t_watch >= WATCH_S, settled;
 
 	if (due)
 		j->t_watch = now;
@@ -2063,7 +2065,7 @@ static int wait_round(struct job *j)
 	double t0 = clock_mono_s();
 	int stop;
 
-	watch_slots(j);
+	watch_slots(j, 1);
 	pthread_mutex_lock(&m->lock);
 	while (!settled_locked(j) && !j->stop_asked && !m->closing && !j->keep_error &&
 	       clock_mono_s() - t0 < j->round_timeout) {
@@ -2077,7 +2079,7 @@ static int wait_round(struct job *j)
 		if (settled_locked(j))
 			break;
 		pthread_mutex_unlock(&m->lock);
-		watch_slots(j);
+		watch_slots(j, 0);
 		pthread_mutex_lock(&m->lock);
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
