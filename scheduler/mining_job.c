@@ -2281,8 +2281,8 @@ static void nice_thread(int by)
  * (the local provider) its validation would otherwise take a core's share from some of them,
  * whose windows then end after the others', and every replica waits at the round's close for
  * the slowest.  A report that the job's thread has to wait for is given its priority back
- * (where the daemon may: root, or RLIMIT_NICE), so that it never holds up the next round for
- * long, whatever else the machine runs.
+ * (where the daemon may: root, or RLIMIT_NICE), so that other load on the machine does not
+ * stretch it across rounds; its engine threads, started with it, keep theirs.
  */
 #define REPORTER_NICE 10
 
