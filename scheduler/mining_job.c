@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "common/clock.h"
 #include "common/fsync.h"
@@ -50,6 +49,11 @@
 #define JOB_MAX (64u << 10)
 #define FAIL_STREAK 3        /* rounds in a row with nothing accepted before the job fails */
 #define LAUNCH_MAX 4         /* launches of a slot within one round */
+/* How often a round polls its replicas' providers after its opening (at most): a replica that
+ * ended is dropped and started again within about this, and the metering moves on.  No more
+ * often: a slurm poll is an squeue process per slot, whose CPU a provider's replicas on the
+ * same machine lose, and the job's thread in a sweep cannot close the round. */
+#define WATCH_S 1.0
 #define LOG_MAX (4u << 20)
 
 static const char *const kind_dir[] = { "providers", "accounts", "jobs" };
@@ -149,6 +153,7 @@ struct job {
 	char *val_data;
 	double budget_hours, round_timeout;
 	char token[65];
+	double t_watch;             /* the job's thread: its last poll of the providers */
 	/* the thread */
 	pthread_t th;
 	int has_thread;
@@ -323,18 +328,6 @@ static void changed(struct mining *m, enum mining_kind k, const char *name)
 	pthread_cond_broadcast(&m->wake);
 	if (m->cfg.on_change)
 		m->cfg.on_change(m->cfg.on_change_arg, kind_dir[k], name);
-}
-
-static int sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
-		return -EIO;
-	for (int i = 0; i < 32; i++)
-		sprintf(out + 2 * i, "%02x", md[i]);
-	return 0;
 }
 
 uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot)
@@ -1246,14 +1239,12 @@ static int cut_samples(const char *path, long limit)
 	return r;
 }
 
-static int save_frame(const char *path, const float *v, size_t n, char sha[65])
+static int save_frame(const char *path, const float *v, size_t n)
 {
 	void *f = NULL;
 	size_t len = 0;
 	int r = mining_wire_encode(MINING_ENC_FP32, 0, v, n, &f, &len);
 
-	if (r == 0 && sha)
-		r = sha256_hex(f, len, sha);
 	if (r == 0)
 		r = write_file(path, f, len);
 	free(f);
@@ -1948,7 +1939,7 @@ static int load_round(struct job *j, struct gpu_model *em, float *W, float *v, c
 	if (r == -ENOENT && j->round_done == 0) {
 		r = gpu_model_read(em, GPU_BUF_PARAMS, W);
 		if (r == 0)
-			r = save_frame(pw, W, j->n, NULL);
+			r = save_frame(pw, W, j->n);
 	}
 	if (r == 0 && j->round_done > 0)
 		r = load_frame(pv, v, j->n);
@@ -2030,6 +2021,32 @@ static void cut_reports(struct job *j)
 	free(p);
 }
 
+/*
+ * The open round's slots polled (watch_slot()): all of them as the round opens (`all`: every
+ * round meters each replica at least once, however short), then those without a process at
+ * once and the others once WATCH_S has passed since the last poll.  It stops when the round
+ * settles: the last post closes the round without waiting for the rest of a sweep (a slurm
+ * poll is an squeue process); their metering goes on at the next round's opening.  m->lock
+ * not held.
+ */
+static void watch_slots(struct job *j, int all)
+{
+	double now = clock_mono_s();
+	int due = all || now - j->t_watch >= WATCH_S, settled;
+
+	if (due)
+		j->t_watch = now;
+	for (unsigned i = 0; i < j->n_slots; i++) {
+		pthread_mutex_lock(&j->m->lock);
+		settled = settled_locked(j);
+		pthread_mutex_unlock(&j->m->lock);
+		if (settled)
+			break;
+		if (due || !j->slots[i].id[0])
+			watch_slot(j, i, 1);
+	}
+}
+
 /* Waits for round r's pseudo-gradients; 1 when the job was asked to stop. */
 static int wait_round(struct job *j)
 {
@@ -2037,8 +2054,7 @@ static int wait_round(struct job *j)
 	double t0 = clock_mono_s();
 	int stop;
 
-	for (unsigned i = 0; i < j->n_slots; i++)
-		watch_slot(j, i, 1);
+	watch_slots(j, 1);
 	pthread_mutex_lock(&m->lock);
 	while (!settled_locked(j) && !j->stop_asked && !m->closing && !j->keep_error &&
 	       clock_mono_s() - t0 < j->round_timeout) {
@@ -2049,13 +2065,10 @@ static int wait_round(struct job *j)
 		if (ts.tv_nsec >= 1000000000)
 			ts.tv_sec++, ts.tv_nsec -= 1000000000;
 		pthread_cond_timedwait(&m->wake, &m->lock, &ts);
-		/* the last post settled it: the round closes now, without polling the providers
-		 * first (a slurm one runs squeue per slot); their metering goes on next round */
 		if (settled_locked(j))
 			break;
 		pthread_mutex_unlock(&m->lock);
-		for (unsigned i = 0; i < j->n_slots; i++)
-			watch_slot(j, i, 1);
+		watch_slots(j, 0);
 		pthread_mutex_lock(&m->lock);
 	}
 	for (unsigned i = 0; i < j->n_slots; i++) {
@@ -2138,7 +2151,6 @@ struct closed {
 	unsigned acc;
 	double train_loss, norm, wall;
 	uint64_t sent, recv;
-	char sha0[65], sha1[65];
 	int saved;                  /* W(rd) and its momentum are on disk */
 	struct slot *slots;         /* the slots as the round closed (no deltas) */
 };
@@ -2159,9 +2171,9 @@ static int save_closed(struct job *j, const float *W, const float *v, struct clo
 		return 0;
 	pw = jpath(j, "weights/%ld.pg", c->rd);
 	pv = jpath(j, "momentum/%ld.pg", c->rd);
-	r = pw && pv ? save_frame(pw, W, j->n, c->sha1) : -ENOMEM;
+	r = pw && pv ? save_frame(pw, W, j->n) : -ENOMEM;
 	if (r == 0)
-		r = save_frame(pv, v, j->n, NULL);
+		r = save_frame(pv, v, j->n);
 	free(pw);
 	free(pv);
 	/* the pseudo-gradients as posted (kept unsynced then), before anything names the round */
@@ -2233,6 +2245,19 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 	return 0;
 }
 
+/* The calling thread's nice value raised by `by` (up to 19): the threads beside the
+ * rounds' path yield the CPU to the replicas' windows and the job's thread. */
+static void nice_thread(int by)
+{
+	pid_t tid = gettid();
+	int now;
+
+	errno = 0;
+	now = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno == 0)
+		setpriority(PRIO_PROCESS, (id_t)tid, now + by > 19 ? 19 : now + by);
+}
+
 /*
  * The closed round's save and report (save_closed(), report_round()) on a thread of their
  * own, beside the job's thread, which meanwhile waits for the next round and closes it: the
@@ -2241,7 +2266,15 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
  * so the rows stay in round order and at most one round is unreported.  It works on copies of
  * W and v (the job's thread moves them at the next close) and on the evaluation model, which
  * the job's thread leaves alone while the loop runs.
+ * It runs at a lower priority (nice + REPORTER_NICE): on a machine that also runs replicas
+ * (the local provider) its validation would otherwise take a core's share from some of them,
+ * whose windows then end after the others', and every replica waits at the round's close for
+ * the slowest.  A report that the job's thread has to wait for is given its priority back
+ * (where the daemon may: root, or RLIMIT_NICE), so that other load on the machine does not
+ * stretch it across rounds; its engine threads, started with it, keep theirs.
  */
+#define REPORTER_NICE 10
+
 struct reporter {
 	struct job *j;
 	struct gpu_model *em;
@@ -2249,6 +2282,7 @@ struct reporter {
 	float *W, *v;               /* W(c.rd) and its momentum */
 	struct closed c;            /* with a slots array of its own */
 	pthread_t th;
+	pid_t tid;                  /* the thread's, once it runs (atomic) */
 	int running, r;
 	float val;
 	char err[600];
@@ -2258,6 +2292,8 @@ static void *reporter_main(void *arg)
 {
 	struct reporter *p = arg;
 
+	nice_thread(REPORTER_NICE);
+	__atomic_store_n(&p->tid, gettid(), __ATOMIC_RELEASE);
 	p->r = save_closed(p->j, p->W, p->v, &p->c, p->err, sizeof(p->err));
 	if (p->r == 0)
 		p->r = report_round(p->j, p->em, p->W, p->view, &p->c, &p->val, p->err,
@@ -2270,7 +2306,17 @@ static int reporter_join(struct reporter *p, float *val, char *err, size_t errle
 {
 	if (!p->running)
 		return 0;
-	pthread_join(p->th, NULL);
+	if (pthread_tryjoin_np(p->th, NULL) == EBUSY) {
+		/* it holds up the job's thread now: the priority of the thread that waits */
+		pid_t tid = __atomic_load_n(&p->tid, __ATOMIC_ACQUIRE);
+		int prio;
+
+		errno = 0;
+		prio = getpriority(PRIO_PROCESS, (id_t)gettid());
+		if (tid > 0 && errno == 0)
+			setpriority(PRIO_PROCESS, (id_t)tid, prio);
+		pthread_join(p->th, NULL);
+	}
 	p->running = 0;
 	if (p->r < 0) {
 		snprintf(err, errlen, "%s", p->err);
@@ -2295,6 +2341,7 @@ static int reporter_start(struct reporter *p, const float *W, const float *v, st
 	c->rd = 0;
 	p->r = 0;
 	p->err[0] = '\0';
+	__atomic_store_n(&p->tid, 0, __ATOMIC_RELEASE);
 	r = -pthread_create(&p->th, NULL, reporter_main, p);
 	if (r < 0)
 		snprintf(err, errlen, "reporting round %ld: %s", p->c.rd, strerror(-r));
@@ -2330,14 +2377,9 @@ static void *booker_main(void *arg)
 	struct booker *b = arg;
 	struct job *j = b->j;
 	struct mining *m = j->m;
-	pid_t tid = gettid();
-	int first = 1, nice_now;
+	int first = 1;
 
-	errno = 0;
-	nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
-	if (errno == 0)
-		setpriority(PRIO_PROCESS, (id_t)tid, nice_now + BOOKER_NICE > 19 ? 19 :
-			    nice_now + BOOKER_NICE);
+	nice_thread(BOOKER_NICE);
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		long next;
@@ -2413,7 +2455,7 @@ static void *job_main(void *arg)
 	struct gpu_data view = { 0 };
 	float *W = NULL, *v = NULL, *u = NULL, val = NAN;
 	struct two_frames uframe = { 0 }, wframe = { 0 };
-	char err[600] = "", sha0[65] = "";
+	char err[600] = "";
 	struct closed closed = { 0 };
 	struct reporter rep = { .j = j };
 	struct booker bk = { 0 };
@@ -2515,10 +2557,7 @@ static void *job_main(void *arg)
 			snprintf(err, sizeof(err), "budget of %g device-hours spent", j->budget_hours);
 			break;
 		}
-		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0 &&
-		    (r = sha256_hex(frame, flen, sha0)) < 0)
-			free(frame);
-		if (r == 0)
+		if ((r = mining_wire_encode(MINING_ENC_FP32, 0, W, j->n, &frame, &flen)) == 0)
 			r = two_frames_set(&wframe, frame, flen); /* takes frame */
 		if (r < 0) {
 			end = J_FAILED;
@@ -2642,7 +2681,6 @@ static void *job_main(void *arg)
 		closed.wall = wall;
 		closed.sent = j->bytes_sent - sent0;
 		closed.recv = j->bytes_recv - recv0;
-		memcpy(closed.sha0, sha0, sizeof(sha0));
 		closed.saved = 0;
 		for (unsigned i = 0; i < j->n_slots; i++) {
 			closed.slots[i] = j->slots[i];

@@ -8,6 +8,7 @@
 # wrong-shaped pseudo-gradients each get a clear error; other users cannot read a private job
 # or push without its token.  A second daemon (own store and mount) serves a remote provider.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-mining.sh"
 
 require_cmd python3 curl useradd userdel setpriv
 [ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
@@ -16,9 +17,6 @@ require_cmd python3 curl useradd userdel setpriv
 	exit 1
 }
 PY=/usr/bin/python3
-J=$MNT/mining/jobs
-P=$MNT/mining/providers
-A=$MNT/mining/accounts
 M=$MNT/models
 U=llmfs-mine-$$
 V=llmfs-mine2-$$
@@ -31,27 +29,11 @@ trap 'rc_=$?; userdel "$U" 2>/dev/null; userdel "$V" 2>/dev/null; (exit $rc_); c
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=32 seed=3'
 
-# job NAME [KEY=VALUE...]: makes mining/jobs/NAME and writes its job file.
-job() {
-	jn=$1; shift
-	mkdir "$J/$jn" && printf '%s\n%s\n' "$OPTS" "$*" >"$J/$jn/job"
-}
-
-# result NAME: waits for the job's end (result blocks), then says its status.
-result() {
-	timeout 300 cat "$J/$1/result" >"$TEST_DIR/$1.result" ||
-		{ say "# no result for $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
-	say "# $1: $(head -n 1 "$J/$1/status")"
-}
-
 # wait_status NAME DEADLINE PATTERN
 wait_status() {
 	wait_for "$2" "grep -Eq '$3' '$J/$1/status'" ||
 		{ say "# status of $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
 }
-
-# rows FILE: data rows of a TSV.
-rows() { tail -n +2 "$1" | wc -l; }
 
 # url: the replicas' server;  token NAME: a job's secret (root reads the daemon's state).
 url() { sed -n 's/^listen //p' "$MNT/mining/status"; }

@@ -30,7 +30,9 @@
 #             the same framing on top of its payload)
 #   util      each replica's time in its inner steps (its log: "round r: H
 #             inner steps in X s") over the rounds' wall time
-#             (rounds.tsv), mean and lowest
+#             (rounds.tsv), mean and lowest; util_r2 the same from round 2
+#             on (round 1's wall holds the replicas' start: Slurm's scheduling,
+#             the spec, the shard, the model), what a job of many rounds tends to
 #   wait_s    per round, the mean time a replica waited for the round's
 #             weights after posting (the slowest replica of the round before,
 #             the outer step, the transfer; its log: "after Y s waiting");
@@ -49,7 +51,17 @@
 #        "-": no such run), COMPRESSIONS ("none int8"), OVERLAPS ("0": the
 #        job key overlap= of each run at RATE, e.g. "0 1" runs both, one after
 #        the other, per compression; docs/mining.md, "Overlapping rounds"),
+#        NODE_CPU ("-": none, the setup of every figure in docs/benchmarks.md
+#        unless it says NODE_CPU; e.g. 0.45: each node's CPU share, below),
 #        BUILD, OUT, CORPUS, MODEL, TRAINKEYS
+#
+# NODE_CPU: the nodes are separate machines in the model, each with its own
+# CPU, but here they share the host's cores with each other and with the
+# coordinator.  Each node's slurmd (so its jobs: slurmstepd and the replica)
+# is put in a cgroup of its own whose CPU bandwidth is NODE_CPU CPUs (cgroup
+# v2 cpu.max, v1 cpu.cfs_quota_us), as separate machines would have: 4 nodes
+# at 0.45 leave 0.2 of 2 cores to the coordinator, so a replica's window no
+# longer depends on which core the coordinator's work lands on.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib-mining.sh"
 . "$here/lib-netns.sh"
@@ -61,17 +73,60 @@ RATE=${RATE:-100mbit}
 FAST_RATE=${FAST_RATE:-10gbit}
 COMPRESSIONS=${COMPRESSIONS:-"none int8"}
 OVERLAPS=${OVERLAPS:-0}
+NODE_CPU=${NODE_CPU:--}
+CG_NAME=llmfs-bench-$$
+
+# The cgroup folder of node I (v2 where the cpu controller is there, else v1's cpu hierarchy).
+node_cg() {
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		echo "/sys/fs/cgroup/$CG_NAME-n$1"
+	else
+		echo "/sys/fs/cgroup/cpu/$CG_NAME-n$1"
+	fi
+}
+
+# node_cpu_limit I PID: node I's processes (PID and its children to come) limited to NODE_CPU.
+node_cpu_limit() {
+	_cg=$(node_cg "$1")
+	_q=$(awk -v c="$NODE_CPU" 'BEGIN { printf "%d", c * 100000 }')
+	mkdir -p "$_cg" || return 1
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control ||
+			echo +cpu > /sys/fs/cgroup/cgroup.subtree_control || return 1
+		echo "$_q 100000" > "$_cg/cpu.max" || return 1
+	else
+		echo 100000 > "$_cg/cpu.cfs_period_us" && echo "$_q" > "$_cg/cpu.cfs_quota_us" ||
+			return 1
+	fi
+	echo "$2" > "$_cg/cgroup.procs"
+}
+
+node_cpu_free() {
+	_i=1
+	while [ $_i -le "$REPLICAS" ]; do
+		_cg=$(node_cg $_i)
+		if [ -d "$_cg" ]; then
+			# what is left in it goes back to the root, then the folder goes
+			for _p in $(cat "$_cg/cgroup.procs" 2>/dev/null); do
+				echo "$_p" > "${_cg%/*}/cgroup.procs" 2>/dev/null
+			done
+			rmdir "$_cg" 2>/dev/null || echo "mining-wire.sh: $_cg left behind" >&2
+		fi
+		_i=$((_i + 1))
+	done
+}
 
 netns_check || exit 77
 cleanup() {
 	mb_daemon_stop coord
 	slurm_stop "$OUT/slurm"
+	[ "$NODE_CPU" = - ] || node_cpu_free
 	netns_down
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-echo "command: $0 (REPLICAS=$REPLICAS H=$H STEPS=$STEPS RATE=$RATE FAST_RATE=$FAST_RATE COMPRESSIONS=\"$COMPRESSIONS\" OVERLAPS=\"$OVERLAPS\" MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
+echo "command: $0 (REPLICAS=$REPLICAS H=$H STEPS=$STEPS RATE=$RATE FAST_RATE=$FAST_RATE COMPRESSIONS=\"$COMPRESSIONS\" OVERLAPS=\"$OVERLAPS\" NODE_CPU=$NODE_CPU MODEL=\"$MODEL\" TRAINKEYS=\"$TRAINKEYS\")"
 mb_machine
 netns_up "$REPLICAS" "$RATE" || exit 1
 nodes= ifaces=
@@ -83,6 +138,15 @@ while [ $i -le "$REPLICAS" ]; do
 done
 SLURM_NODES=$nodes SLURM_CTLD_ADDR=$NETNS_HUB SLURM_NODE_CPUS=1
 slurm_start "$OUT/slurm" || exit 1
+if [ "$NODE_CPU" != - ]; then
+	i=1
+	while [ $i -le "$REPLICAS" ]; do
+		node_cpu_limit $i "$(cat "$OUT/slurm/run/slurmd-n$i.keep")" ||
+			{ echo "mining-wire.sh: cannot limit node $i's CPU (NODE_CPU=- runs without)" >&2; exit 1; }
+		i=$((i + 1))
+	done
+	echo "each node's slurmd and its jobs: $NODE_CPU CPU (cgroup $(node_cg 1 | sed 's/-n1$/-nI/'))"
+fi
 port=$(slurm_free_port)
 mb_daemon_start coord --mining-listen "$NETNS_HUB:$port" || exit 1
 mb_corpus "$MB_MNT" || exit 1
@@ -99,7 +163,7 @@ sleep 10
 set -- $(netns_bytes); echo "Slurm's idle traffic on the links: $(( ($1 + $2 - b0) / 10 )) B/s"
 
 report=$OUT/wire.tsv
-printf 'link\tcompression\toverlap\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\twait_s/round\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
+printf 'link\tcompression\toverlap\tH\trounds\twire_B\tsteady_B\ttally_B\tdp_B (computed)\tratio\tratio_eq\ttarget\tutil_mean\tutil_min\tutil_r2\twait_s/round\tlink_s/round\tround_s\tval_loss\tstatus\n' > "$report"
 
 # run NAME RATE COMPRESSION OVERLAP
 run() {
@@ -149,6 +213,13 @@ for slot, rd, secs in re.findall(r"replica (\d+): round (\d+): \d+ inner steps i
     if int(rd) in done:
         comp_s[slot] = comp_s.get(slot, 0.0) + float(secs)
 util = [c / wall for c in comp_s.values()] if wall > 0 and comp_s else [0]
+# From round 2 on: the replicas' start (round 1) left out.
+wall2 = sum(float(r[5]) for r in rows if int(r[0]) > 1)
+comp2 = {}
+for slot, rd, secs in re.findall(r"replica (\d+): round (\d+): \d+ inner steps in ([0-9.]+) s", log):
+    if int(rd) in done and int(rd) > 1:
+        comp2[slot] = comp2.get(slot, 0.0) + float(secs)
+util2 = sum(comp2.values()) / len(comp2) / wall2 if wall2 > 0 and comp2 else 0
 # Rounds 2 on: round 1's wait is the replica's start (spec, shard, model).
 waits = [float(w) for rd, w in re.findall(r"replica \d+: round (\d+): \d+ inner steps in [0-9.]+ s, "
                                           r"after ([0-9.]+) s waiting", log) if int(rd) in done and int(rd) > 1]
@@ -190,7 +261,7 @@ target = ("%dx (H)" % H) if comp == "none" else ("%gx (3.5 H)" % (3.5 * H))
 busy = sum(b[0] - a[0] for a, b in zip(ticks, ticks[1:]) if b[1] + b[2] - a[1] - a[2] > 65536)
 val = rows[-1][1] if rows else "-"
 print(f"{rate}\t{comp}\t{ov}\t{H}\t{R}\t{wire}\t{steady}\t{tally}\t{dp}\t{ratio:.1f}x\t{ratio_eq:.1f}x\t{target}\t"
-      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{wait:.3f}\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
+      f"{100 * sum(util) / len(util):.1f}%\t{100 * min(util):.1f}%\t{100 * util2:.1f}%\t{wait:.3f}\t{busy / R:.3f}\t{wall / len(rows) if rows else 0:.3f}\t{val}\t{st}")
 EOF
 }
 
