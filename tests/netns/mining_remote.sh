@@ -66,9 +66,6 @@ prov_start() {
 	wait_mounted "$TEST_DIR/mnt$1" "$SPAWN_PID" "$TEST_DIR/prov$1.log"
 }
 
-# link_bytes I: "RX TX" of link I (what the host received from and sent to namespace I).
-link_bytes() { netns_bytes "$1"; }
-
 # pg_bytes JOB PROVIDER: the sizes of the (plain) pseudo-gradients the coordinator accepted
 # from PROVIDER's slots, as it keeps them.
 pg_bytes() {
@@ -115,12 +112,12 @@ test_expect_success 'each provider daemon in its own namespace reaches the hub, 
 '
 
 test_expect_success 'a job dealt to both runs to its end over the veths' '
-	set -- $(link_bytes 1) && rx1=$1 tx1=$2 &&
-	set -- $(link_bytes 2) && rx2=$1 tx2=$2 &&
+	set -- $(netns_bytes 1) && rx1=$1 tx1=$2 &&
+	set -- $(netns_bytes 2) && rx2=$1 tx2=$2 &&
 	job rn1 providers=p1,p2 replicas=2 inner-steps=20 steps=60 &&
 	result rn1 && [ "$(head -n 1 "$J/rn1/status")" = done ] &&
-	set -- $(link_bytes 1) && drx1=$(($1 - rx1)) dtx1=$(($2 - tx1)) &&
-	set -- $(link_bytes 2) && drx2=$(($1 - rx2)) dtx2=$(($2 - tx2)) &&
+	set -- $(netns_bytes 1) && drx1=$(($1 - rx1)) dtx1=$(($2 - tx1)) &&
+	set -- $(netns_bytes 2) && drx2=$(($1 - rx2)) dtx2=$(($2 - tx2)) &&
 	[ "$(tail -n +2 "$J/rn1/contributions.tsv" | cut -f3 | sort -u | tr "\n" " ")" = "p1 p2 " ] &&
 	[ "$(tail -n +2 "$J/rn1/contributions.tsv" | cut -f8 | sort -u)" = 1 ] &&
 	[ "$(rows "$J/rn1/rounds.tsv")" = 3 ] &&
