@@ -475,3 +475,21 @@ small_store() {
 	mount -t tmpfs -o size="$1" llmfs-test "$SMALL" 2>/dev/null || return 1
 	STORE=$SMALL/store
 }
+
+# swap_entries PATH: swaps the first two entries of the chunk list of
+# models/PATH in the catalog (the daemon stopped), as a damaged catalog could.
+swap_entries() {
+	python3 - "$STORE/catalog.db" "$1" <<-'EOF'
+	import sqlite3, sys
+	db = sqlite3.connect(sys.argv[1])
+	ino = 16
+	for name in sys.argv[2].split("/"):
+	    ino = db.execute("SELECT ino FROM inodes WHERE parent = ? AND name = ?",
+	                     (ino, name)).fetchone()[0]
+	blob = db.execute("SELECT chunks FROM inodes WHERE ino = ?", (ino,)).fetchone()[0]
+	assert len(blob) >= 40 and blob[:20] != blob[20:40]
+	db.execute("UPDATE inodes SET chunks = ? WHERE ino = ?",
+	           (blob[20:40] + blob[:20] + blob[40:], ino))
+	db.commit()
+	EOF
+}

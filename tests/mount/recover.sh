@@ -164,23 +164,6 @@ test_expect_success 'a flipped bit in the current pack header: mounts; fsck repo
 	fsck_is 0
 '
 
-# swap_entries FILE: swaps the first two entries of FILE's chunk list.
-swap_entries() {
-	python3 - "$STORE/catalog.db" "$1" <<-'EOF'
-	import sqlite3, sys
-	db = sqlite3.connect(sys.argv[1])
-	ino = 16
-	for name in sys.argv[2].split("/"):
-	    ino = db.execute("SELECT ino FROM inodes WHERE parent = ? AND name = ?",
-	                     (ino, name)).fetchone()[0]
-	blob = db.execute("SELECT chunks FROM inodes WHERE ino = ?", (ino,)).fetchone()[0]
-	assert len(blob) >= 40 and blob[:20] != blob[20:40]
-	db.execute("UPDATE inodes SET chunks = ? WHERE ino = ?",
-	           (blob[20:40] + blob[:20] + blob[40:], ino))
-	db.commit()
-	EOF
-}
-
 test_expect_success 'two chunk-list entries swapped: fsck names the file, a whole read gives EIO' '
 	swap_entries A/model.safetensors &&
 	fsck_is 1 &&

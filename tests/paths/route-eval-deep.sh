@@ -15,22 +15,29 @@ tool=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-# Park-Miller draws (exact in awk's doubles): every awk builds this table.
-awk 'BEGIN {
-  x = 4242;
-  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s\tanswer";
-  split("c1 c2 c3 c4 c5 mid dear", N, " ");
-  split("0.4 0.45 0.5 0.55 0.6 0.8 0.95", Q, " ");
-  split("0.0001 0.0002 0.0003 0.0004 0.0005 0.01 1", C, " ");
-  for (i = 0; i < 4000; i++)
-    for (m = 1; m <= 7; m++) {
-      x = (x * 16807) % 2147483647; u = x / 2147483647;
-      x = (x * 16807) % 2147483647; v = x / 2147483647;
-      ok = u < Q[m] + 0;
-      printf "p%d\tt\t%s\t%d\t%s\t1\t%s\n", i, N[m], ok, C[m],
-        ok ? 7 : 100 + int(v * 40);
-    }
-}' >"$dir/deep.tsv"
+# table QUALITIES: 4,000 prompts of seven models c1..c5, mid and dear at
+# fixed prices, each right with its probability of QUALITIES (a list of
+# seven); Park-Miller draws, exact in awk's doubles, so every awk builds
+# the same table.
+table() {
+	awk -v qs="$1" 'BEGIN {
+	  x = 4242;
+	  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s\tanswer";
+	  split("c1 c2 c3 c4 c5 mid dear", N, " ");
+	  split(qs, Q, " ");
+	  split("0.0001 0.0002 0.0003 0.0004 0.0005 0.01 1", C, " ");
+	  for (i = 0; i < 4000; i++)
+	    for (m = 1; m <= 7; m++) {
+	      x = (x * 16807) % 2147483647; u = x / 2147483647;
+	      x = (x * 16807) % 2147483647; v = x / 2147483647;
+	      ok = u < Q[m] + 0;
+	      printf "p%d\tt\t%s\t%d\t%s\t1\t%s\n", i, N[m], ok, C[m],
+	        ok ? 7 : 100 + int(v * 40);
+	    }
+	}'
+}
+
+table "0.4 0.45 0.5 0.55 0.6 0.8 0.95" >"$dir/deep.tsv"
 
 share() { # share FILE LEVEL METHOD: the cost share printed, or 999
 	sed -n "s/^ *$2%:.* $3 \([0-9.]*\)%.*/\1/p" "$1" | grep . || echo 999
@@ -53,21 +60,7 @@ awk -v p="$p100" 'BEGIN { exit !(p <= 25) }'
 # P = 0.84 and calls dear on 16 % of prompts; without mid the best the
 # pool does is the triple c3, c4, c5 (P = 0.66, dear on 34 %).  For dear's
 # full quality: 3.3 % of its cost with it, 7.0 % without (seed 1).
-awk 'BEGIN {
-  x = 4242;
-  print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tlatency_s\tanswer";
-  split("c1 c2 c3 c4 c5 mid dear", N, " ");
-  split("0.4 0.45 0.5 0.55 0.85 0.8 0.95", Q, " ");
-  split("0.0001 0.0002 0.0003 0.0004 0.0005 0.01 1", C, " ");
-  for (i = 0; i < 4000; i++)
-    for (m = 1; m <= 7; m++) {
-      x = (x * 16807) % 2147483647; u = x / 2147483647;
-      x = (x * 16807) % 2147483647; v = x / 2147483647;
-      ok = u < Q[m] + 0;
-      printf "p%d\tt\t%s\t%d\t%s\t1\t%s\n", i, N[m], ok, C[m],
-        ok ? 7 : 100 + int(v * 40);
-    }
-}' >"$dir/beaten.tsv"
+table "0.4 0.45 0.5 0.55 0.85 0.8 0.95" >"$dir/beaten.tsv"
 "$tool" --seed 1 "$dir/beaten.tsv" >"$dir/beaten.txt"
 cat "$dir/beaten.txt"
 # The four pairs with c5, each -> mid -> dear.

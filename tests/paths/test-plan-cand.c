@@ -80,6 +80,30 @@ static void test_agree_pool(void)
 }
 
 /*
+ * Five cheap models c1..c5, "mid" and "dear" at the prices of the deep
+ * cascade tests, each taught its quality q[i] on 500 "mc" prompts.
+ */
+static struct plan_stats *deep_models(const double q[7])
+{
+	static const char *const m[][2] = {
+		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
+		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
+		{ "dear", "20" },
+	};
+	struct plan_stats *s;
+	char card[128];
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 7; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
+		add_model(m[i][0], card);
+		teach(s, m[i][0], "mc", 500, q[i], 1);
+	}
+	return s;
+}
+
+/*
  * The three-stage cascade: five cheap models (0.6-0.68) fill the
  * agreement pool, mid (0.8) and dear (0.9) lie outside it.  No option of
  * the pool reaches 0.975 (the best triple -> dear: 0.973); a pair of the
@@ -89,23 +113,10 @@ static void test_agree_pool(void)
  */
 static void test_deep_cascade(void)
 {
-	static const char *const cheap[][2] = {
-		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
-		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
-		{ "dear", "20" },
-	};
 	static const double q[] = { 0.6, 0.62, 0.64, 0.66, 0.68, 0.8, 0.9 };
-	struct plan_stats *s;
-	char got[256], card[128], *err = NULL;
+	struct plan_stats *s = deep_models(q);
+	char got[256], *err = NULL;
 
-	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
-	for (int i = 0; i < 7; i++) {
-		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
-			 "\"price_in\": %s, \"price_out\": %s}", cheap[i][1],
-			 cheap[i][1]);
-		add_model(cheap[i][0], card);
-		teach(s, cheap[i][0], "mc", 500, q[i], 1);
-	}
 	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
 		      "\"mc\", \"min_quality\": 0.975, \"strategies\": "
 		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
@@ -133,23 +144,10 @@ static void test_deep_cascade(void)
  */
 static void test_deep_mid_beaten_by_member(void)
 {
-	static const char *const cheap[][2] = {
-		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
-		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
-		{ "dear", "20" },
-	};
 	static const double q[] = { 0.6, 0.62, 0.64, 0.66, 0.85, 0.8, 0.9 };
-	struct plan_stats *s;
-	char got[256], card[128], *err = NULL;
+	struct plan_stats *s = deep_models(q);
+	char got[256], *err = NULL;
 
-	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
-	for (int i = 0; i < 7; i++) {
-		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
-			 "\"price_in\": %s, \"price_out\": %s}", cheap[i][1],
-			 cheap[i][1]);
-		add_model(cheap[i][0], card);
-		teach(s, cheap[i][0], "mc", 500, q[i], 1);
-	}
 	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
 		      "\"mc\", \"min_quality\": 0.985, \"strategies\": "
 		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),

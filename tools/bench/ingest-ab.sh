@@ -15,6 +15,7 @@
 #
 # Needs root (FUSE, drop_caches), zstd, bc.
 set -eu
+. "$(cd "$(dirname "$0")" && pwd)/lib-mount.sh"
 old=$(cd "$1" && pwd)
 new=$(cd "$2" && pwd)
 f=$3
@@ -36,13 +37,7 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 llmfs_side() {
 	rm -rf "${work:?}/store" "${work:?}/mnt"
 	mkdir -p "$work/mnt"
-	"$1/fs/llmfs" --store "$work/store" -f "$work/mnt" 2>>"$work/daemon.log" &
-	pid=$!
-	i=0
-	while ! [ -f "$work/mnt/.llmfs/status" ]; do
-		i=$((i + 1)); [ $i -lt 300 ] || { echo "mount failed"; exit 1; }
-		sleep 0.1
-	done
+	bench_mount "$1/fs/llmfs" "$work/store" "$work/mnt" "$work/daemon.log"
 	mkdir "$work/mnt/models/m"
 	warm
 	c0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")

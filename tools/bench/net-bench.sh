@@ -17,6 +17,7 @@ build=$(cd "${1:?usage: net-bench.sh BUILD_DIR [SIZE_MIB] [ROUNDS]}" && pwd)
 size=${2:-2048}
 rounds=${3:-3}
 src=$(cd "$(dirname "$0")" && pwd)
+. "$src/lib-mount.sh"
 root=$(cd "$src/../.." && pwd)
 faultproxy=${FAULTPROXY:-$root/tests/remote/faultproxy.py}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-netbench.XXXXXX")
@@ -120,13 +121,7 @@ remotes() {
 
 mount_llmfs() {
 	remotes "$store"
-	"$build/fs/llmfs" --store "$store" -f "$mnt" 2>>"$work/daemon.log" &
-	pid=$!
-	i=0
-	while ! [ -f "$mnt/.llmfs/status" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { echo "mount failed"; tail "$work/daemon.log"; exit 1; }
-		sleep 0.1
-	done
+	bench_mount "$build/fs/llmfs" "$store" "$mnt" "$work/daemon.log"
 }
 umount_llmfs() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
 fresh_llmfs() { rm -rf "$store"; mount_llmfs; }

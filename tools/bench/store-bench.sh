@@ -12,6 +12,7 @@ size=${2:-1024}
 big=${3:-20}
 rounds=${4:-3}
 src=$(cd "$(dirname "$0")" && pwd)
+. "$src/lib-mount.sh"
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-bench.XXXXXX")
 mnt=$work/mnt
 pid=
@@ -46,13 +47,7 @@ best3() {
 }
 
 mount_llmfs() {
-	"$build/fs/llmfs" --store "$work/store" -f "$mnt" 2>>"$work/daemon.log" &
-	pid=$!
-	i=0
-	while ! [ -f "$mnt/.llmfs/status" ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { echo "mount failed"; exit 1; }
-		sleep 0.1
-	done
+	bench_mount "$build/fs/llmfs" "$work/store" "$mnt" "$work/daemon.log"
 }
 
 umount_llmfs() {

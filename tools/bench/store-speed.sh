@@ -29,6 +29,7 @@ nfiles=${4:-10000}
 shift $(($# < 4 ? $# : 4))
 bigs=$*
 src=$(cd "$(dirname "$0")" && pwd)
+. "$src/lib-mount.sh"
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-speed.XXXXXX")
 mnt=$work/mnt
 ptmnt=$work/ptmnt
@@ -66,13 +67,7 @@ ratio() { echo "scale=4; $1 / $2" | bc; }
 
 mount_llmfs() {
 	# shellcheck disable=SC2086
-	"$build/fs/llmfs" --store "$work/store" ${LLMFS_OPTS:-} -f "$mnt" 2>>"$work/daemon.log" &
-	pid=$!
-	i=0
-	while ! [ -f "$mnt/.llmfs/status" ]; do
-		i=$((i + 1)); [ $i -lt 300 ] || { echo "mount failed"; exit 1; }
-		sleep 0.1
-	done
+	bench_mount "$build/fs/llmfs" "$work/store" "$mnt" "$work/daemon.log" ${LLMFS_OPTS:-}
 }
 umount_llmfs() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
 fresh_llmfs() { [ -z "$pid" ] || umount_llmfs; rm -rf "$work/store"; mount_llmfs; mkdir "$mnt/models/m"; }

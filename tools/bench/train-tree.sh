@@ -8,6 +8,7 @@
 #
 # Needs root (FUSE).  Options: the model of docs/benchmarks.md ("Training through the tree").
 set -eu
+. "$(cd "$(dirname "$0")" && pwd)/lib-mount.sh"
 build=$(cd "${1:?usage: train-tree.sh BUILD_DIR CORPUS [ROUNDS] [STEPS]}" && pwd)
 corpus=${2:?usage: train-tree.sh BUILD_DIR CORPUS [ROUNDS] [STEPS]}
 rounds=${3:-3}
@@ -24,13 +25,7 @@ mkdir -p "$mnt"
 opts="layers=4 heads=4 embd=128 seq=128 batch=8 steps=$steps val-every=100 val-batches=4 ckpt-every=0 sample-every=0 seed=1"
 cli_opts=$(printf '%s\n' $opts | sed 's/^/--/; s/=/ /')
 
-"$build/fs/llmfs" --store "$work/store" -f "$mnt" 2>"$work/daemon.log" &
-pid=$!
-i=0
-until [ -f "$mnt/.llmfs/status" ]; do
-	i=$((i + 1)); [ $i -lt 100 ] || { cat "$work/daemon.log"; exit 1; }
-	sleep 0.1
-done
+bench_mount "$build/fs/llmfs" "$work/store" "$mnt" "$work/daemon.log"
 mkdir -p "$mnt/models/corpora"
 cp "$corpus" "$mnt/models/corpora/corpus.txt"
 
