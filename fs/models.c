@@ -1006,6 +1006,9 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	snap_put(fs, s);
 	if (n == -EIO)
 		log_fault(fs, ino, &fault);
+	/* Pages answered before the mismatch was known: the kernel drops them. */
+	if (n == -EIO && fault.whole)
+		fs_inval_inode(fs, ino, 1);
 reply:
 	if (n < 0)
 		fs_reply_err(req, (int)n);

@@ -1520,8 +1520,12 @@ static void verify_feed(struct verify *v, const uint8_t *buf, size_t n, uint64_t
 
 /*
  * Follows a read of n bytes at off for the whole-file check; -EIO when the
- * file is known not to match its SHA-256 and this read completed it or
- * reaches its end.
+ * file is known not to match its SHA-256: this read completed it, or came
+ * after.  Every later read fails, not only those that reach the end: the
+ * read that completes the hash need not be the last one answered (FUSE
+ * answers read-ahead on several threads), and the kernel retries a failed
+ * read-ahead range in pages of its own, which would otherwise be served
+ * and complete a copy of bytes known to be wrong somewhere.
  */
 static int verify_read(struct cas_store *st, struct cas_file *f,
 		       const uint8_t *buf, size_t n, uint64_t off)
@@ -1535,7 +1539,7 @@ static int verify_read(struct cas_store *st, struct cas_file *f,
 	if (!f->has_sha || n == 0)
 		return 0;
 	pthread_mutex_lock(&v->lock);
-	if (v->state == V_BAD && off + n >= f->size)
+	if (v->state == V_BAD)
 		r = -EIO;
 	if (v->state != V_FOLLOW)
 		goto out;

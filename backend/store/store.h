@@ -165,7 +165,7 @@ uint64_t cas_file_size(const struct cas_file *f);
  * Reads that cover the file in order (a small reordering window allowed)
  * are hashed on the way: the read that completes the file gets -EIO
  * (fault->whole) if the SHA-256 does not match, and so does every later
- * read of this snapshot that reaches the end.  A match of a file of
+ * read of this snapshot, wherever it starts.  A match of a file of
  * 16 MiB or more is recorded in the catalog (a digest of the SHA-256 and the chunk list): a snapshot opened
  * later with the same pair is not hashed again (its chunks still are
  * checked against their ids).

@@ -118,9 +118,23 @@ test_expect_success 'a list a whole read confirmed is not hashed whole again; a 
 	cmp "$M/m/r.bin" "$SRC/r.bin" &&
 	[ "$(status_get known_lists)" = 1 ] &&
 	daemon_stop && swap_entries m/r.bin && daemon_start &&
-	{ cat "$M/m/r.bin" >/dev/null 2>&1 || :; } &&
+	! cat "$M/m/r.bin" >/dev/null 2>&1 &&
 	grep -q "models/m/r.bin: content read to the end does not match its SHA-256" "$DAEMON_LOG" &&
 	[ "$(status_get known_lists)" = 0 ] &&
+	python3 - "$M/m/r.bin" <<-PY &&
+	import errno, os, sys
+	# Every later read of the snapshot fails, wherever it starts (O_DIRECT:
+	# the daemon answers, not the page cache); then the page cache is dropped.
+	fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+	for off in (0, 1 << 20, 12 << 20):
+	    try:
+	        os.pread(fd, 4096, off)
+	        raise SystemExit("a read at %d after the mismatch was answered" % off)
+	    except OSError as e:
+	        assert e.errno == errno.EIO, e
+	PY
+	wait_for 10 "! tail -c 65536 \"$M/m/r.bin\" >/dev/null 2>&1" &&
+	! cat "$M/m/r.bin" >/dev/null 2>&1 &&
 	daemon_stop && swap_entries m/r.bin && daemon_start &&
 	cmp "$M/m/r.bin" "$SRC/r.bin" &&
 	[ "$(status_get known_lists)" = 1 ]
