@@ -140,7 +140,7 @@ grep -q 'neg.tsv:10: cost_usd: must be a finite number >= 0 (got "-3")' "$dir/er
 #    as the default; --flat-cost says when it changes nothing.
 table 40 >"$dir/o.tsv"
 for bad in "--seed abc" "--seed -1" "--lambda abc" "--lambda -1" "--prior -1" \
-	   "--prior abc" "--train 2" "--target 0"; do
+	   "--prior abc" "--train 2" "--target 0" "--lambda 0x10" "--prior 0x1p3" "--seed 0x10"; do
 	# shellcheck disable=SC2086
 	if "$tool" $bad "$dir/o.tsv" >/dev/null 2>"$dir/err"; then fail "$bad accepted"; fi
 	grep -q "^llmfs-route-eval: ${bad%% *}: " "$dir/err" || fail "$bad: $(cat "$dir/err")"

@@ -1282,9 +1282,10 @@ static bool arg_double(const char *opt, const char *s, double lo, bool lo_open,
 	char *end;
 	double v;
 
+	/* decimal only: strtod would also take hex ("0x10" is 16) */
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) ||
+	if (errno || end == s || *end || !isfinite(v) || strpbrk(s, "xX") ||
 	    (lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi)) {
 		fprintf(stderr, "llmfs-route-eval: --%s: \"%s\" is not a "
 			"number in %c%g, %g%c\n", opt, s, lo_open ? '(' : '[',
@@ -1302,7 +1303,7 @@ static bool arg_seed(const char *s, unsigned long long *ret)
 	errno = 0;
 	if (*s == '-' || *s == '+')
 		goto bad;
-	*ret = strtoull(s, &end, 0);
+	*ret = strtoull(s, &end, 10);
 	if (!errno && end != s && !*end)
 		return true;
 bad:
