@@ -43,15 +43,22 @@ share() { # share FILE LEVEL METHOD: the cost share printed, or 999
 	sed -n "s/^ *$2%:.* $3 \([0-9.]*\)%.*/\1/p" "$1" | grep . || echo 999
 }
 
-"$tool" --seed 1 "$dir/deep.tsv" >"$dir/deep.txt"
-cat "$dir/deep.txt"
-# Ten pairs of the pool, each -> mid -> dear.
-grep -q '^planner options: .* 10 of the agreement cascades three-stage with a mid model from outside the pool' \
-	"$dir/deep.txt"
-p100=$(share "$dir/deep.txt" 100 planner)
-echo "cost for 100 % of dear's quality: planner $p100 %"
-# About 20 % with the three-stage cascade, 30 % or more without.
-awk -v p="$p100" 'BEGIN { exit !(p <= 25) }'
+# deep NAME CASCADES MAX: replays $dir/NAME.tsv (seed 1); the planner must
+# be offered CASCADES three-stage cascades and reach dear's full quality at
+# MAX % of its cost or less.
+deep() {
+	"$tool" --seed 1 "$dir/$1.tsv" >"$dir/$1.txt"
+	cat "$dir/$1.txt"
+	grep -q "^planner options: .* $2 of the agreement cascades three-stage with a mid model from outside the pool" \
+		"$dir/$1.txt"
+	p100=$(share "$dir/$1.txt" 100 planner)
+	echo "$1: cost for 100 % of dear's quality: planner $p100 %"
+	awk -v p="$p100" -v m="$3" 'BEGIN { exit !(p <= m) }'
+}
+
+# Ten pairs of the pool, each -> mid -> dear: about 20 % with the
+# three-stage cascade, 30 % or more without.
+deep deep 10 25
 
 # The mid model may be one that only the pair beats: here c5 (85 %, at
 # 1/20 of mid's price) outdoes mid (80 %), yet mid is the best model that
@@ -61,12 +68,6 @@ awk -v p="$p100" 'BEGIN { exit !(p <= 25) }'
 # pool does is the triple c3, c4, c5 (P = 0.66, dear on 34 %).  For dear's
 # full quality: 3.3 % of its cost with it, 7.0 % without (seed 1).
 table "0.4 0.45 0.5 0.55 0.85 0.8 0.95" >"$dir/beaten.tsv"
-"$tool" --seed 1 "$dir/beaten.tsv" >"$dir/beaten.txt"
-cat "$dir/beaten.txt"
 # The four pairs with c5, each -> mid -> dear.
-grep -q '^planner options: .* 4 of the agreement cascades three-stage with a mid model from outside the pool' \
-	"$dir/beaten.txt"
-p100=$(share "$dir/beaten.txt" 100 planner)
-echo "mid beaten only by a member: planner $p100 %"
-awk -v p="$p100" 'BEGIN { exit !(p <= 5) }'
+deep beaten 4 5
 echo ok

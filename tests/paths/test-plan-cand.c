@@ -79,6 +79,17 @@ static void test_agree_pool(void)
 	plan_models_release(&models);
 }
 
+/* The plan for an "mc" prompt with this quality floor, agreement strategies only. */
+static void plan_floor(struct plan_stats *s, const char *floor, char *got, size_t n)
+{
+	char json[256], *err = NULL;
+
+	snprintf(json, sizeof(json), "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		 "\"mc\", \"min_quality\": %s, \"strategies\": [\"agree\"]}", floor);
+	CHECK_RC(plan(s, json, PLAN_EXPLORE_MEAN, 1, got, n, &err), 0);
+	free(err);
+}
+
 /*
  * Five cheap models c1..c5, "mid" and "dear" at the prices of the deep
  * cascade tests, each taught its quality q[i] on 500 "mc" prompts.
@@ -117,12 +128,8 @@ static void test_deep_cascade(void)
 	struct plan_stats *s = deep_models(q);
 	char got[256], *err = NULL;
 
-	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
-		      "\"mc\", \"min_quality\": 0.975, \"strategies\": "
-		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
-		      &err), 0);
-	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"),
-		  "%s", got);
+	plan_floor(s, "0.975", got, sizeof(got));
+	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"), "%s", got);
 	/* Without a quality floor the cheapest such cascade still has the
 	 * highest expected quality of all options. */
 	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
@@ -146,14 +153,10 @@ static void test_deep_mid_beaten_by_member(void)
 {
 	static const double q[] = { 0.6, 0.62, 0.64, 0.66, 0.85, 0.8, 0.9 };
 	struct plan_stats *s = deep_models(q);
-	char got[256], *err = NULL;
+	char got[256];
 
-	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
-		      "\"mc\", \"min_quality\": 0.985, \"strategies\": "
-		      "[\"agree\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
-		      &err), 0);
+	plan_floor(s, "0.985", got, sizeof(got));
 	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"), "%s", got);
-	free(err);
 	plan_stats_free(s);
 	plan_models_release(&models);
 	memset(&models, 0, sizeof(models));
