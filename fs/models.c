@@ -1230,37 +1230,6 @@ static int add_child(void *arg, const char *name, const struct cat_attr *a)
 	return c->add(c->arg, name, a->ino, a->mode);
 }
 
-/*
- * A folder's children with their catalog attributes, gathered under the
- * store's lock; the writers' sizes (fs.lock) are laid over them after it
- * is released, since fs.lock comes before the store's lock (docs/
- * architecture.md, Locking).
- */
-struct list_plus_ctx {
-	struct { char *name; struct cat_attr a; } *v;
-	size_t n, cap;
-};
-
-static int gather_child(void *arg, const char *name, const struct cat_attr *a)
-{
-	struct list_plus_ctx *c = arg;
-
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 64;
-		void *nv = realloc(c->v, cap * sizeof(*c->v));
-
-		if (!nv)
-			return -ENOMEM;
-		c->v = nv;
-		c->cap = cap;
-	}
-	c->v[c->n].name = strdup(name);
-	if (!c->v[c->n].name)
-		return -ENOMEM;
-	c->v[c->n++].a = *a;
-	return 0;
-}
-
 /* 0 when INO is a folder of the catalog, else -ENOTDIR or getattr's error. */
 static int catalog_dir(struct fs *fs, uint64_t ino)
 {
@@ -1276,8 +1245,9 @@ static int catalog_dir(struct fs *fs, uint64_t ino)
 static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 			    fs_add_plus_fn add, void *arg)
 {
-	struct list_plus_ctx c = { 0 };
+	struct cas_child *kids = NULL;
 	struct stat sb;
+	size_t n = 0;
 	int r;
 
 	if (VIRT_KIND(ino) == V_SMIP_DIR) {
@@ -1296,18 +1266,20 @@ static int models_list_plus(struct fs *fs, fuse_req_t req, uint64_t ino,
 		}
 		return r;
 	}
+	/*
+	 * The children are copied out under the store's lock and the writers'
+	 * sizes (fs.lock) laid over them after it is released, since fs.lock
+	 * comes before the store's lock (docs/architecture.md, Locking).
+	 */
 	r = catalog_dir(fs, ino);
 	if (r == 0)
-		r = cas_children(fs->st, ino, gather_child, &c);
-	for (size_t i = 0; i < c.n; i++) {
-		if (r == 0) {
-			overlay_size(fs, &c.v[i].a);
-			fill_stat(fs, &c.v[i].a, &sb);
-			r = add(arg, c.v[i].name, &sb, FS_MODELS_TIMEOUT);
-		}
-		free(c.v[i].name);
+		r = cas_children_get(fs->st, ino, &kids, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		overlay_size(fs, &kids[i].a);
+		fill_stat(fs, &kids[i].a, &sb);
+		r = add(arg, kids[i].name, &sb, FS_MODELS_TIMEOUT);
 	}
-	free(c.v);
+	cas_children_free(kids, n);
 	return r;
 }
 

@@ -18,46 +18,6 @@
 /* The longest header read to describe a file. */
 #define INFO_HEADER_MAX (64u << 20)
 
-struct child {
-	char *name;
-	struct cat_attr a;
-};
-
-struct children {
-	struct child *v;
-	size_t n, cap;
-};
-
-static int collect(void *arg, const char *name, const struct cat_attr *a)
-{
-	struct children *c = arg;
-
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 16;
-		struct child *v = realloc(c->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		c->v = v;
-		c->cap = cap;
-	}
-	c->v[c->n].name = strdup(name);
-	if (!c->v[c->n].name)
-		return -ENOMEM;
-	c->v[c->n].a = *a;
-	c->n++;
-	return 0;
-}
-
-static void children_free(struct children *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		free(c->v[i].name);
-	free(c->v);
-}
-
 static int parse_header(struct cas_store *st, uint64_t ino, struct mf_info *info);
 
 /*
@@ -180,30 +140,30 @@ fail:
 static int walk(struct cas_store *st, uint64_t ino, const char *prefix,
 		json_t *files, uint64_t *total, int depth)
 {
-	struct children c = { 0 };
-	size_t i;
+	struct cas_child *v;
+	size_t i, n;
 	int r;
 
 	if (depth > MAX_DEPTH)
 		return -ELOOP;
-	r = cas_children(st, ino, collect, &c);
-	for (i = 0; r == 0 && i < c.n; i++) {
+	r = cas_children_get(st, ino, &v, &n);
+	for (i = 0; r == 0 && i < n; i++) {
 		char *path;
 		json_t *e;
 
 		if (asprintf(&path, "%s%s%s", prefix, prefix[0] ? "/" : "",
-			     c.v[i].name) < 0) {
+			     v[i].name) < 0) {
 			r = -ENOMEM;
 			break;
 		}
-		e = file_entry(st, path, &c.v[i].a, total, &r);
+		e = file_entry(st, path, &v[i].a, total, &r);
 		if (e)
 			json_array_append_new(files, e);
-		if (r == 0 && S_ISDIR(c.v[i].a.mode))
-			r = walk(st, c.v[i].a.ino, path, files, total, depth + 1);
+		if (r == 0 && S_ISDIR(v[i].a.mode))
+			r = walk(st, v[i].a.ino, path, files, total, depth + 1);
 		free(path);
 	}
-	children_free(&c);
+	cas_children_free(v, n);
 	return r;
 }
 
@@ -375,31 +335,31 @@ out:
 
 static int info_walk(struct info_walk *w, uint64_t ino, const char *prefix)
 {
-	struct children c = { 0 };
-	size_t i;
+	struct cas_child *v;
+	size_t i, n;
 	int r;
 
 	if (w->depth > MAX_DEPTH)
 		return -ELOOP;
-	r = cas_children(w->st, ino, collect, &c);
-	for (i = 0; r == 0 && i < c.n; i++) {
+	r = cas_children_get(w->st, ino, &v, &n);
+	for (i = 0; r == 0 && i < n; i++) {
 		char *path;
 
 		if (asprintf(&path, "%s%s%s", prefix, prefix[0] ? "/" : "",
-			     c.v[i].name) < 0) {
+			     v[i].name) < 0) {
 			r = -ENOMEM;
 			break;
 		}
-		if (S_ISREG(c.v[i].a.mode)) {
-			r = describe_file(w->st, c.v[i].a.ino, path, w->tensors, w->out);
-		} else if (S_ISDIR(c.v[i].a.mode)) {
+		if (S_ISREG(v[i].a.mode)) {
+			r = describe_file(w->st, v[i].a.ino, path, w->tensors, w->out);
+		} else if (S_ISDIR(v[i].a.mode)) {
 			w->depth++;
-			r = info_walk(w, c.v[i].a.ino, path);
+			r = info_walk(w, v[i].a.ino, path);
 			w->depth--;
 		}
 		free(path);
 	}
-	children_free(&c);
+	cas_children_free(v, n);
 	return r;
 }
 

@@ -1270,6 +1270,54 @@ int cas_children(struct cas_store *st, uint64_t ino,
 	return r;
 }
 
+struct child_list {
+	struct cas_child *v;
+	size_t n, cap;
+};
+
+static int child_add(void *arg, const char *name, const struct cat_attr *a)
+{
+	struct child_list *c = arg;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct cas_child *v = realloc(c->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n].name = strdup(name);
+	if (!c->v[c->n].name)
+		return -ENOMEM;
+	c->v[c->n++].a = *a;
+	return 0;
+}
+
+int cas_children_get(struct cas_store *st, uint64_t ino, struct cas_child **ret,
+		     size_t *ret_n)
+{
+	struct child_list c = { 0 };
+	int r = cas_children(st, ino, child_add, &c);
+
+	if (r < 0) {
+		cas_children_free(c.v, c.n);
+		c.v = NULL;
+		c.n = 0;
+	}
+	*ret = c.v;
+	*ret_n = c.n;
+	return r;
+}
+
+void cas_children_free(struct cas_child *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
 int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len)
 {
 	int r;

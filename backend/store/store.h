@@ -153,6 +153,18 @@ int cas_release_orphan(struct cas_store *st, uint64_t ino);
 int cas_children(struct cas_store *st, uint64_t ino,
 		 int (*cb)(void *arg, const char *name, const struct cat_attr *a),
 		 void *arg);
+/*
+ * A folder's children copied out (names and attributes) under the store's
+ * lock, for callers that do I/O or take other locks per child, which the
+ * callback of cas_children() must not.  On error nothing is returned.
+ */
+struct cas_child {
+	char *name;
+	struct cat_attr a;
+};
+int cas_children_get(struct cas_store *st, uint64_t ino, struct cas_child **ret,
+		     size_t *ret_n);
+void cas_children_free(struct cas_child *v, size_t n);
 /* The path of ino relative to models/, for messages. */
 int cas_path(struct cas_store *st, uint64_t ino, char *buf, size_t len);
 
