@@ -95,8 +95,9 @@ struct fs {
 	uint64_t gc_runs;    /* collections done, for .llmfs/gc */
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
-	/* Open files of every row (guarded by lock): freed if the session ends first. */
+	/* Open files and folders of every row (guarded by lock): freed if the session ends first. */
 	struct fs_handle *open_handles;
+	struct fs_dir *open_dirs;
 	/* Each subtree's own state (NULL while it is off). */
 	struct fs_models *models;      /* /llm/models (fs/models.c) */
 	struct fs_paths *paths;        /* /llm/paths */

@@ -55,6 +55,7 @@ struct fs_dir {
 	int filled;
 	uint64_t ino;
 	const struct fs_subtree *sub;
+	struct fs_dir *prev, *next; /* fs->open_dirs */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -589,6 +590,29 @@ static void dir_free(struct fs_dir *d)
 	free(d);
 }
 
+/* Folders, like files, may never be released (a stop): listed to be freed. */
+static void dir_link(struct fs *fs, struct fs_dir *d)
+{
+	pthread_mutex_lock(&fs->lock);
+	d->next = fs->open_dirs;
+	if (d->next)
+		d->next->prev = d;
+	fs->open_dirs = d;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void dir_unlink(struct fs *fs, struct fs_dir *d)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->open_dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static int add_ent(void *arg, const char *name, uint64_t ino, uint32_t mode)
 {
 	struct fs_dir *d = arg;
@@ -676,8 +700,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		dir_free(d);
 		return fs_reply_err(req, r);
 	}
+	dir_link(fs, d);
 	fi->fh = (uintptr_t)d;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The opener was interrupted: no releasedir will come. */
+		dir_unlink(fs, d);
+		dir_free(d);
+	}
 }
 
 /* The folder's entries, listed now if opendir left it for later. */
@@ -782,7 +811,10 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	dir_free((struct fs_dir *)(uintptr_t)fi->fh);
+	struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
+
+	dir_unlink(fs_of(req), d);
+	dir_free(d);
 	fs_reply_err(req, 0);
 }
 
@@ -830,6 +862,7 @@ static void op_destroy(void *userdata)
 {
 	struct fs *fs = userdata;
 	struct fs_handle *h;
+	struct fs_dir *d;
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(subtrees); i++)
@@ -845,6 +878,10 @@ static void op_destroy(void *userdata)
 		if (h->sub->ops->abandon)
 			h->sub->ops->abandon(fs, h->h);
 		free(h);
+	}
+	while ((d = fs->open_dirs)) {
+		fs->open_dirs = d->next;
+		dir_free(d);
 	}
 	pthread_mutex_unlock(&fs->lock);
 }
