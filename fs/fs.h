@@ -98,6 +98,14 @@ struct fs {
 	/* Open files and folders of every row (guarded by lock): freed if the session ends first. */
 	struct fs_handle *open_handles;
 	struct fs_dir *open_dirs;
+	/*
+	 * Folders are opened by the kernel alone (FUSE_NO_OPENDIR_SUPPORT,
+	 * set at init): open_dirs then holds the recent listings readdir
+	 * continues, and dir_stamp is the last mtime given to a folder the
+	 * kernel must list afresh (fs/ops.c, "Listings without opendir").
+	 */
+	int no_opendir;
+	_Atomic uint64_t dir_stamp;
 	/* Each subtree's own state (NULL while it is off). */
 	struct fs_models *models;      /* /llm/models (fs/models.c) */
 	struct fs_paths *paths;        /* /llm/paths */

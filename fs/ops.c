@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,6 +57,14 @@ struct fs_dir {
 	uint64_t ino;
 	const struct fs_subtree *sub;
 	struct fs_dir *prev, *next; /* fs->open_dirs */
+	/*
+	 * A listing without opendir (fs->no_opendir): the caller whose
+	 * readdir at offset 0 made it, and its references (the list's while
+	 * recent, and each readdir serving from it), under fs->lock.
+	 */
+	pid_t pid;
+	int recent;
+	unsigned refs;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -195,17 +204,51 @@ void fs_gc_record(struct fs *fs, int64_t freed, int requested)
 
 /* ---- names and attributes ----------------------------------------------- */
 
+/*
+ * Without opendir the kernel keeps every folder's listing (FOPEN_CACHE_DIR
+ * is what it assumes) and, at each listing from the start, asks the
+ * folder's attributes once they have expired (auto_inval_data) and lists
+ * it again if its mtime changed.  A folder whose row does not let the
+ * kernel keep its listing (cache_listing) answers with timeout 0 and an
+ * mtime newer than any it gave before: each listing is made afresh, as it
+ * was at each opendir.  (Virtual folders already give the current time.)
+ */
+static void dir_stamp(struct fs *fs, const struct fs_subtree *s, uint64_t ino,
+		      struct stat *sb, double *timeout)
+{
+	struct timespec ts;
+	uint64_t now, prev, next;
+
+	if (!fs->no_opendir || !S_ISDIR(sb->st_mode))
+		return;
+	if (s && s->ops->cache_listing && s->ops->cache_listing(fs, ino))
+		return;
+	*timeout = 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	prev = atomic_load(&fs->dir_stamp);
+	do
+		next = now > prev ? now : prev + 1;
+	while (!atomic_compare_exchange_weak(&fs->dir_stamp, &prev, next));
+	sb->st_mtim.tv_sec = (time_t)(next / 1000000000u);
+	sb->st_mtim.tv_nsec = (long)(next % 1000000000u);
+}
+
 static int getattr(struct fs *fs, uint64_t ino, struct stat *sb, double *timeout)
 {
-	const struct fs_subtree *s;
+	const struct fs_subtree *s = NULL;
+	int r = 0;
 
 	*timeout = 0;
 	if (ino == FS_INO_ROOT) {
 		fs_virt_stat(fs, ino, S_IFDIR | 0755, 0, sb);
-		return 0;
+	} else {
+		s = fs_subtree_of(fs, ino);
+		r = s ? s->ops->getattr(fs, ino, sb, timeout) : -ENOENT;
 	}
-	s = fs_subtree_of(fs, ino);
-	return s ? s->ops->getattr(fs, ino, sb, timeout) : -ENOENT;
+	if (r == 0)
+		dir_stamp(fs, s, ino, sb, timeout);
+	return r;
 }
 
 static void reply_entry(fuse_req_t req, struct fs *fs, uint64_t ino)
@@ -685,6 +728,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_dir *d = calloc(1, sizeof(*d));
 	int r = 0;
 
+	/* The kernel opens folders itself from now on (no releasedir either). */
+	if (fs->no_opendir) {
+		free(d);
+		return fs_reply_err(req, -ENOSYS);
+	}
 	if (!d)
 		return fs_reply_err(req, -ENOMEM);
 	d->ino = ino;
@@ -728,19 +776,149 @@ static int dir_ready(fuse_req_t req, struct fs_dir *d)
 	return r;
 }
 
+/* ---- listings without opendir ---- */
+
+/*
+ * With FUSE_NO_OPENDIR_SUPPORT a readdir carries no handle.  The listing
+ * a readdir at offset 0 makes is kept, per folder and caller (the pid),
+ * for the readdirs that continue it, so that offsets stay those of one
+ * listing, as with a handle (an `rm -r` unlinking as it lists skips
+ * nothing).  It goes at the reply that ends it, or when DIR_RECENT newer
+ * ones push it out (a lister that stopped halfway); a continuation that
+ * finds none lists the folder again.
+ */
+#define DIR_RECENT 64
+
+/* Under fs->lock: d leaves the recent listings; true when it is unused. */
+static int recent_drop_locked(struct fs *fs, struct fs_dir *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fs->open_dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	d->prev = d->next = NULL;
+	d->recent = 0;
+	return --d->refs == 0;
+}
+
+/* Under fs->lock: the recent listing of ino by pid, or NULL. */
+static struct fs_dir *recent_find_locked(struct fs *fs, uint64_t ino, pid_t pid)
+{
+	struct fs_dir *d;
+
+	for (d = fs->open_dirs; d; d = d->next)
+		if (d->recent && d->ino == ino && d->pid == pid)
+			return d;
+	return NULL;
+}
+
+/* d, just listed, becomes ino's recent listing for pid, replacing any. */
+static void recent_add(struct fs *fs, struct fs_dir *d)
+{
+	struct fs_dir *old, *tail = NULL, *p, *gone[2] = { NULL, NULL };
+	size_t n = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	old = recent_find_locked(fs, d->ino, d->pid);
+	if (old && recent_drop_locked(fs, old))
+		gone[0] = old;
+	d->recent = 1;
+	d->refs = 2; /* the list's and the caller's */
+	d->prev = NULL;
+	d->next = fs->open_dirs;
+	if (d->next)
+		d->next->prev = d;
+	fs->open_dirs = d;
+	for (p = fs->open_dirs; p; p = p->next)
+		if (p->recent && ++n > DIR_RECENT)
+			tail = p;
+	if (tail && recent_drop_locked(fs, tail))
+		gone[1] = tail;
+	pthread_mutex_unlock(&fs->lock);
+	dir_free(gone[0]);
+	dir_free(gone[1]);
+}
+
+/* The listing a readdir at off continues, with a reference (dir_done()). */
+static int dir_recent(fuse_req_t req, uint64_t ino, off_t off, struct fs_dir **ret)
+{
+	struct fs *fs = fs_of(req);
+	pid_t pid = fuse_req_ctx(req)->pid;
+	struct fs_dir *d = NULL;
+	int r;
+
+	if (off > 0) {
+		pthread_mutex_lock(&fs->lock);
+		d = recent_find_locked(fs, ino, pid);
+		if (d)
+			d->refs++;
+		pthread_mutex_unlock(&fs->lock);
+		if (d) {
+			*ret = d;
+			return 0;
+		}
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->ino = ino;
+	d->sub = row(req, ino);
+	d->pid = pid;
+	r = dir_fill(fs, req, d);
+	if (r < 0) {
+		dir_free(d);
+		return r;
+	}
+	recent_add(fs, d);
+	*ret = d;
+	return 0;
+}
+
+/* The listing a readdir serves: its handle's, or a recent one. */
+static int dir_get(fuse_req_t req, uint64_t ino, off_t off, struct fuse_file_info *fi,
+		   struct fs_dir **ret)
+{
+	if (fi->fh) {
+		*ret = (struct fs_dir *)(uintptr_t)fi->fh;
+		return dir_ready(req, *ret);
+	}
+	return dir_recent(req, ino, off, ret);
+}
+
+/* A readdir served from d is answered; ended: it had nothing left. */
+static void dir_done(fuse_req_t req, struct fs_dir *d, int ended)
+{
+	struct fs *fs = fs_of(req);
+	int unused;
+
+	if (!d->refs)
+		return; /* a handle's (no references): releasedir frees it */
+	pthread_mutex_lock(&fs->lock);
+	if (ended && d->recent)
+		recent_drop_locked(fs, d);
+	unused = --d->refs == 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (unused)
+		dir_free(d);
+}
+
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
+	struct fs_dir *h;
 	size_t pos = 0, i;
-	int r = dir_ready(req, h);
+	int r = dir_get(req, ino, off, fi, &h);
 	char *buf;
 
 	if (r < 0)
 		return fs_reply_err(req, r);
 	buf = malloc(size);
-	if (!buf)
+	if (!buf) {
+		dir_done(req, h, 0);
 		return fs_reply_err(req, -ENOMEM);
+	}
 	for (i = (size_t)off; i < h->nents; i++) {
 		struct stat sb = { .st_ino = h->ents[i].ino, .st_mode = h->ents[i].mode };
 		size_t n = fuse_add_direntry(req, buf + pos, size - pos, h->ents[i].name,
@@ -750,6 +928,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		pos += n;
 	}
+	dir_done(req, h, (size_t)off >= h->nents);
 	fuse_reply_buf(req, buf, pos);
 	free(buf);
 }
@@ -782,16 +961,18 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			   struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	struct fs_dir *h = (struct fs_dir *)(uintptr_t)fi->fh;
+	struct fs_dir *h;
 	size_t pos = 0, i;
-	int r = dir_ready(req, h);
+	int r = dir_get(req, ino, off, fi, &h);
 	char *buf;
 
 	if (r < 0)
 		return fs_reply_err(req, r);
 	buf = malloc(size);
-	if (!buf)
+	if (!buf) {
+		dir_done(req, h, 0);
 		return fs_reply_err(req, -ENOMEM);
+	}
 	for (i = (size_t)off; i < h->nents; i++) {
 		struct fuse_entry_param e;
 		const struct fs_subtree *s;
@@ -805,6 +986,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 			s->ops->remember(fs, e.ino);
 		pos += n;
 	}
+	dir_done(req, h, (size_t)off >= h->nents);
 	fuse_reply_buf(req, buf, pos);
 	free(buf);
 }
@@ -820,41 +1002,54 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- the whole tree ----------------------------------------------------- */
 
+/*
+ * Used is what the store takes on disk, free what its disk has left; the
+ * inodes are the catalog's.  find and du ask this once each, so it reads
+ * no more than an index count (cas_space()).
+ */
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct fs *fs = fs_of(req);
-	struct cas_status s;
-	struct statvfs sv;
+	struct statvfs sv, disk;
 	const unsigned long bs = 4096;
-	uint64_t avail;
-	int r = cas_status(fs->st, &s);
+	uint64_t avail, inodes, packs;
+	int r = cas_space(fs->st, &inodes, &packs, &disk);
 
 	if (r < 0)
 		return fs_reply_err(req, r);
-	/* Used is what the store takes on disk; free is what its disk has left. */
-	avail = (uint64_t)s.fs.f_bavail * s.fs.f_frsize;
+	avail = (uint64_t)disk.f_bavail * disk.f_frsize;
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = bs;
 	sv.f_frsize = bs;
-	sv.f_blocks = (fsblkcnt_t)((s.pack_disk_bytes + avail) / bs);
+	sv.f_blocks = (fsblkcnt_t)((packs + avail) / bs);
 	sv.f_bfree = (fsblkcnt_t)(avail / bs);
 	sv.f_bavail = sv.f_bfree;
-	sv.f_files = (fsfilcnt_t)(s.cat.files + s.cat.dirs + s.cat.symlinks +
-				  s.fs.f_favail);
-	sv.f_ffree = s.fs.f_favail;
-	sv.f_favail = s.fs.f_favail;
+	sv.f_files = (fsfilcnt_t)(inodes + disk.f_favail);
+	sv.f_ffree = disk.f_favail;
+	sv.f_favail = disk.f_favail;
 	sv.f_namemax = NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct fs *fs = userdata;
+
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writes go straight to the writer: close() is the commit point. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * Folders opened by the kernel alone: a warm find or du asks nothing
+	 * (fs/ops.c, "Listings without opendir").  The kernel then checks a
+	 * kept listing against the folder's mtime, asked at each listing's
+	 * start when the attributes have expired: auto_inval_data is needed.
+	 */
+	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+	    (conn->want & FUSE_CAP_AUTO_INVAL_DATA))
+		fs->no_opendir = 1;
 }
 
 /* The session ends: requests kept waiting are answered while they can be. */

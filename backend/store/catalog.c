@@ -1077,6 +1077,11 @@ int cat_stats(struct cat *c, struct cat_stats *ret)
 	return 0;
 }
 
+int cat_inode_count(struct cat *c, uint64_t *ret)
+{
+	return query_u64s(c, "SELECT count(*) FROM inodes", ret, 1);
+}
+
 int cat_integrity(struct cat *c, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;

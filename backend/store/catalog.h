@@ -198,6 +198,8 @@ int cat_packs(struct cat *c, uint32_t **ret_ids, uint64_t **ret_sizes,
 	      uint64_t **ret_live);
 
 int cat_stats(struct cat *c, struct cat_stats *ret);
+/* Rows of inodes, orphans included (an index count: no scan of the rows). */
+int cat_inode_count(struct cat *c, uint64_t *ret);
 
 /* For fsck: runs sqlite's integrity_check; 0 if the database is sound. */
 int cat_integrity(struct cat *c, char *err, size_t errlen);

@@ -1722,6 +1722,20 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	return 0;
 }
 
+int cas_space(struct cas_store *st, uint64_t *ret_inodes, uint64_t *ret_pack_disk_bytes,
+	      struct statvfs *ret_fs)
+{
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	r = cat_inode_count(st->cat, ret_inodes);
+	pthread_mutex_unlock(&st->lock);
+	if (r < 0)
+		return r;
+	*ret_pack_disk_bytes = pack_disk_usage(st->packs);
+	return statvfs(st->dir, ret_fs) < 0 ? -errno : 0;
+}
+
 static double ratio(uint64_t a, uint64_t b)
 {
 	return b ? (double)a / (double)b : 1.0;
