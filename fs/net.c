@@ -1532,6 +1532,16 @@ static int remote_admits(const struct fs_net *n, int remote, uid_t uid)
 	return 0;
 }
 
+int fs_net_per_caller(const struct fs_net *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->ncfg; i++)
+		if (!n->r[i].everyone && n->r[i].nusers)
+			return 1;
+	return 0;
+}
+
 int fs_net_may(struct fs_net *n, uint64_t ino, uid_t uid)
 {
 	struct nnode *x;
@@ -1661,6 +1671,12 @@ static int net_present(const struct fs *fs)
 static int net_may(struct fs *fs, fuse_req_t req, uint64_t ino)
 {
 	return fs_net_may(fs->net, ino, fuse_req_ctx(req)->uid);
+}
+
+/* The kernel must ask at each opendir if some remote lists per caller. */
+static int net_per_caller(const struct fs *fs)
+{
+	return fs_net_per_caller(fs->net);
 }
 
 static int net_lookup(struct fs *fs, fuse_req_t req, uint64_t parent,
@@ -1839,6 +1855,7 @@ const struct fs_subtree_ops fs_net_ops = {
 	.setattr = net_setattr,
 	.readlink = net_readlink,
 	.list = net_list,
+	.per_caller = net_per_caller,
 	.mkdir = net_mkdir,
 	.symlink = net_symlink,
 	.open = net_open,

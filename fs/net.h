@@ -58,6 +58,11 @@ int fs_net_owns(uint64_t ino);
  * open to all.  Root and the daemon's own user may use every remote.
  */
 int fs_net_may(struct fs_net *n, uint64_t ino, uid_t uid);
+/*
+ * Does a remote admit some users but not all (its "users")?  Its folders
+ * then list for some callers and not others, which their mode cannot say.
+ */
+int fs_net_per_caller(const struct fs_net *n);
 int fs_net_lookup(struct fs_net *n, uint64_t parent, const char *name,
 		  uint64_t *ret_ino);
 int fs_net_stat(struct fs_net *n, uint64_t ino, struct stat *sb);

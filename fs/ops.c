@@ -1031,6 +1031,18 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/* Does a row list some folder for some callers only (subtree.h, per_caller)? */
+static int listed_per_caller(const struct fs *fs)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(subtrees); i++)
+		if (present(fs, &subtrees[i]) && subtrees[i].ops->per_caller &&
+		    subtrees[i].ops->per_caller(fs))
+			return 1;
+	return 0;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *fs = userdata;
@@ -1043,12 +1055,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/*
 	 * Folders opened by the kernel alone: a warm find or du asks nothing
-	 * (fs/ops.c, "Listings without opendir").  The kernel then checks a
-	 * kept listing against the folder's mtime, asked at each listing's
-	 * start when the attributes have expired: auto_inval_data is needed.
+	 * ("Listings without opendir").  The kernel then checks a kept
+	 * listing against the folder's mtime, asked at each listing's start
+	 * when the attributes have expired: auto_inval_data is needed.
 	 */
 	if ((conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
-	    (conn->want & FUSE_CAP_AUTO_INVAL_DATA))
+	    (conn->want & FUSE_CAP_AUTO_INVAL_DATA) && !listed_per_caller(fs))
 		fs->no_opendir = 1;
 }
 

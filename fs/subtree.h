@@ -171,6 +171,17 @@ struct fs_subtree_ops {
 	 * an opendir the kernel answers from its cache costs no query.
 	 */
 	int (*cache_listing)(struct fs *fs, uint64_t ino);
+	/*
+	 * Optional: does some folder of the row list for some callers and
+	 * not others, beyond what its mode lets the kernel check (net/: a
+	 * remote's "users")?  Asked once, at the session's start.  If no row
+	 * says yes, the kernel opens folders alone (FUSE_NO_OPENDIR_SUPPORT):
+	 * it keeps every listing, checks it against the folder's mtime at
+	 * each listing's start, and folders without cache_listing get a new
+	 * mtime at each getattr (fs/ops.c).  If one does, every opendir
+	 * asks the daemon, which checks the caller.
+	 */
+	int (*per_caller)(const struct fs *fs);
 
 	/* Namespace changes, in the parent's row. */
 	int (*mknod)(struct fs *fs, fuse_req_t req, uint64_t parent,
