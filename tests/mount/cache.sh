@@ -1,7 +1,9 @@
 #!/bin/sh
 # The kernel's caches of models/: names, attributes and listings are kept
 # for a long time (FS_MODELS_TIMEOUT), so a warm find or du asks the daemon
-# nothing but opendir (counted in its FUSE debug log), and every change
+# nothing at all (counted in its FUSE debug log: not even an opendir, the
+# kernel opening folders alone), while the folders of other rows are
+# listed afresh each time, and every change
 # shows at once through a warm cache: one the daemon makes on its own
 # (train/ making models/<job>/), a rename, unlink or rewrite by another
 # process or another user, a chmod seen by a second user, a collection.
@@ -24,6 +26,17 @@ asked() {
 	n=0
 	for op in "$@"; do
 		n=$((n + $(grep "opcode: $op " "$DAEMON_LOG" | grep -vc "nodeid: 1,")))
+	done
+	echo "$n"
+}
+
+# asked_of INO OPCODE...: requests of those kinds for inode INO so far.
+asked_of() {
+	ino=$1
+	shift
+	n=0
+	for op in "$@"; do
+		n=$((n + $(grep -c "opcode: $op .*nodeid: $ino," "$DAEMON_LOG")))
 	done
 	echo "$n"
 }
@@ -54,11 +67,35 @@ test_expect_success 'a warm find, du and ls -lR, seconds later, ask nothing per 
 	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null && ls -lR "$M/m" >/dev/null &&
 	sleep 1.5 &&
 	a0=$(asked LOOKUP READDIR READDIRPLUS) && g0=$(asked GETATTR) &&
+	l0=$(wc -l <"$DAEMON_LOG") &&
 	find "$M/m" >"$TEST_DIR/find" && du -s "$M/m" >/dev/null && ls -lR "$M/m" >/dev/null &&
 	a1=$(asked LOOKUP READDIR READDIRPLUS) && g1=$(asked GETATTR) &&
 	say "# lookups and listings: $((a1 - a0)), getattrs: $((g1 - g0))" &&
+	if [ "$a1" -ne "$a0" ]; then
+		tail -n +"$((l0 + 1))" "$DAEMON_LOG" | grep "opcode: " | sed "s/^/# /" | head -40
+	fi &&
 	[ "$a1" -eq "$a0" ] && [ $((g1 - g0)) -le 18 ] &&
 	[ "$(grep -c /f "$TEST_DIR/find")" -eq 200 ]
+'
+
+test_expect_success 'a warm find and du open no folder through the daemon' '
+	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null &&
+	o0=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
+	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null && find "$M/m" -type f | wc -l >/dev/null &&
+	o1=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
+	say "# opendirs, releases, lookups and listings: $((o1 - o0))" &&
+	[ "$o1" -eq "$o0" ]
+'
+
+# The kernel opens folders alone, so it keeps every listing: those of the
+# other rows (here .llmfs/, inode 8) must still be asked at each listing.
+test_expect_success 'a folder of another row is listed by the daemon each time' '
+	ls "$MNT/.llmfs" >/dev/null &&
+	r0=$(asked_of 8 OPENDIR READDIR READDIRPLUS) &&
+	ls "$MNT/.llmfs" | grep -qx status && ls "$MNT/.llmfs" | grep -qx gc &&
+	r1=$(asked_of 8 OPENDIR READDIR READDIRPLUS) &&
+	say "# requests for .llmfs/ over two listings: $((r1 - r0))" &&
+	[ $((r1 - r0)) -ge 2 ]
 '
 
 test_expect_success 'a folder train/ makes in models/ lists at once' '
