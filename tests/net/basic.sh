@@ -147,6 +147,18 @@ test_expect_success "skopeo copy mirrors it byte for byte, and net/ reads the mi
 	ALLOWED_ERRORS= && daemon_start &&
 	diff -r "$SRC/m" "$MNT/net/lab/mirror/m/v1"
 '
+
+# The kernel opens folders alone and keeps their listings (fs/ops.c): a
+# remote's listing, which changes past the mount, must still be made afresh.
+test_expect_success "a repository pushed past the mount shows in the next listing" '
+	ls "$MNT/net/lab" >"$TEST_DIR/lab.1" && grep -qx mirror "$TEST_DIR/lab.1" &&
+	! grep -qx mirror2 "$TEST_DIR/lab.1" &&
+	skopeo copy --src-tls-verify=false --dest-tls-verify=false \
+		--src-creds "$REGISTRY_USER:$REGISTRY_PASS" --dest-creds "$REGISTRY_USER:$REGISTRY_PASS" \
+		"docker://127.0.0.1:$REGISTRY_PORT/team/m:v1" "docker://127.0.0.1:$REGISTRY_PORT/mirror2/m:v1" &&
+	sleep 1.2 && [ -d "$MNT/net/lab/mirror2" ] &&
+	ls "$MNT/net/lab" | grep -qx mirror2
+'
 else
 test_skip "skopeo interop" "skopeo not installed"
 fi
