@@ -40,7 +40,7 @@ struct fs_handle {
 	struct fs_handle *prev, *next; /* fs->open_handles */
 };
 
-/* An open folder: its entries as they were at opendir. */
+/* A listing: its entries as they were at opendir, or at the readdir at offset 0. */
 struct dirent_snap {
 	char *name;
 	uint64_t ino;

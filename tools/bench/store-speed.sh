@@ -10,7 +10,7 @@
 # the small-file and listing rows alone, `build 0 1 0 256 ...` the big
 # streams alone.
 # Every round measures llmfs and its baselines back to back, the order
-# rotated from round to round; each row prints the median of the per-round
+# rotated from round to round (a warm listing: the median of 9 runs a side); each row prints the median of the per-round
 # ratios and their range [min-max], then each side's median time.  `sync`
 # is counted on every side that writes; every file read back through the
 # mount has its sha256 checked against the source.  BIG_MIB (e.g. 256 1024
@@ -49,6 +49,20 @@ now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # t CMD...: runs CMD, prints its seconds.
 t() { t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc; }
+# tmed N CMD...: runs CMD N times, prints the median seconds (a warm
+# listing of 10,000 files takes about 10 ms: one run is within the noise).
+tmed() {
+	python3 - "$@" <<-'PY'
+	import statistics, subprocess, sys, time
+	n, cmd = int(sys.argv[1]), sys.argv[2:]
+	ts = []
+	for _ in range(n):
+	    t = time.perf_counter()
+	    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+	    ts.append(time.perf_counter() - t)
+	print("%.5f" % statistics.median(ts))
+	PY
+}
 # sh_sync CMD [DIR]: CMD, then sync(1), then an fsync of DIR when given:
 # sync(1) never reaches a FUSE daemon (the kernel sends syncfs only to
 # virtiofs), and a close() in llmfs is durable within --flush-ms, so the
@@ -260,12 +274,13 @@ for r in $(seq "$rounds"); do
 	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
 	rec small-one "$(ratio "$lone" "$eone")"; rec small-par "$(ratio "$lpar" "$epar")"
 	rec small-lone "$lone"; rec small-eone "$eone"; rec small-lpar "$lpar"; rec small-epar "$epar"
-	# listings right after a mount (caches dropped), then warm, then ext4 warm
+	# listings right after a mount (caches dropped), then warm, then ext4
+	# warm: each warm figure the median of 9 runs, the sides interleaved
 	umount_llmfs; drop; mount_llmfs
 	fc=$(t find "$mnt/models/m/small"); dc=$(t du -s "$mnt/models/m/small")
-	fw=$(t find "$mnt/models/m/small"); dw=$(t du -s "$mnt/models/m/small")
 	find "$work/ext4/small" >/dev/null; du -s "$work/ext4/small" >/dev/null
-	fe=$(t find "$work/ext4/small"); de=$(t du -s "$work/ext4/small")
+	fw=$(tmed 9 find "$mnt/models/m/small"); fe=$(tmed 9 find "$work/ext4/small")
+	dw=$(tmed 9 du -s "$mnt/models/m/small"); de=$(tmed 9 du -s "$work/ext4/small")
 	rec ls-cold "$(ratio "$fc" "$fw")"; rec du-cold "$(ratio "$dc" "$dw")"
 	rec ls-warm "$(ratio "$fe" "$fw")"; rec du-warm "$(ratio "$de" "$dw")"
 	rec ls-fc "$fc"; rec ls-fw "$fw"; rec ls-fe "$fe"
