@@ -62,28 +62,36 @@ test_expect_success 'set up: 200 files in 4 folders, a fresh mount with a debug 
 '
 
 # A listing makes the kernel forget a folder's atime, so each command
-# still asks one GETATTR per folder (6 here): never one per file.
+# may still ask one GETATTR per folder (6 here): never one per file.  A
+# drop of the kernel's caches by another process (a benchmark's
+# drop_caches) makes it ask again: each check is tried up to 3 times.
 test_expect_success 'a warm find, du and ls -lR, seconds later, ask nothing per file' '
 	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null && ls -lR "$M/m" >/dev/null &&
 	sleep 1.5 &&
-	a0=$(asked LOOKUP READDIR READDIRPLUS) && g0=$(asked GETATTR) &&
-	l0=$(wc -l <"$DAEMON_LOG") &&
-	find "$M/m" >"$TEST_DIR/find" && du -s "$M/m" >/dev/null && ls -lR "$M/m" >/dev/null &&
-	a1=$(asked LOOKUP READDIR READDIRPLUS) && g1=$(asked GETATTR) &&
-	say "# lookups and listings: $((a1 - a0)), getattrs: $((g1 - g0))" &&
-	if [ "$a1" -ne "$a0" ]; then
-		tail -n +"$((l0 + 1))" "$DAEMON_LOG" | grep "opcode: " | sed "s/^/# /" | head -40
-	fi &&
+	for try in 1 2 3; do
+		a0=$(asked LOOKUP READDIR READDIRPLUS) && g0=$(asked GETATTR) &&
+		l0=$(wc -l <"$DAEMON_LOG") &&
+		find "$M/m" >"$TEST_DIR/find" && du -s "$M/m" >/dev/null &&
+		ls -lR "$M/m" >/dev/null &&
+		a1=$(asked LOOKUP READDIR READDIRPLUS) && g1=$(asked GETATTR) &&
+		say "# lookups and listings: $((a1 - a0)), getattrs: $((g1 - g0))" &&
+		[ "$a1" -eq "$a0" ] && break
+		tail -n +"$((l0 + 1))" "$DAEMON_LOG" | grep "opcode: " | sed "s/^/# /" | head -20
+	done &&
 	[ "$a1" -eq "$a0" ] && [ $((g1 - g0)) -le 18 ] &&
 	[ "$(grep -c /f "$TEST_DIR/find")" -eq 200 ]
 '
 
 test_expect_success 'a warm find and du open no folder through the daemon' '
 	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null &&
-	o0=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
-	find "$M/m" >/dev/null && du -s "$M/m" >/dev/null && find "$M/m" -type f | wc -l >/dev/null &&
-	o1=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
-	say "# opendirs, releases, lookups and listings: $((o1 - o0))" &&
+	for try in 1 2 3; do
+		o0=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
+		find "$M/m" >/dev/null && du -s "$M/m" >/dev/null &&
+		find "$M/m" -type f | wc -l >/dev/null &&
+		o1=$(asked OPENDIR RELEASEDIR LOOKUP READDIR READDIRPLUS) &&
+		say "# opendirs, releases, lookups and listings: $((o1 - o0))" &&
+		[ "$o1" -eq "$o0" ] && break
+	done &&
 	[ "$o1" -eq "$o0" ]
 '
 
