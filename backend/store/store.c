@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,11 +104,44 @@ void worker_ctx_free(void *p)
 	free(c);
 }
 
+/*
+ * The store's background threads (the compression workers, the SHA
+ * thread) run a few nice steps below the threads serving FUSE requests.
+ * An ingest is a chain: `cp` waits for each write's answer, and the thread
+ * answering it (copy, chunking, lookups) is the one stage no other can run
+ * beside; the workers' queue holds chunks enough to wait.  On two cores a
+ * worker preempting that thread stalled the whole chain, while a worker
+ * that waits loses nothing: it runs as soon as the chain waits, and the
+ * bounded queues stop the chain when the workers fall behind.
+ */
+#define BACKGROUND_NICE 5
+
+static void background_priority(void)
+{
+	int cur;
+
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, 0);
+	if (cur == -1 && errno)
+		return;
+	/* Best effort: a thread that cannot be reniced runs as it is. */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), cur + BACKGROUND_NICE);
+}
+
 static void *pool_init(void *arg)
 {
 	struct cas_store *st = arg;
 
+	background_priority();
 	return worker_ctx_new(st->level);
+}
+
+/* The SHA jobs need no context: NULL. */
+static void *sha_init(void *arg)
+{
+	(void)arg;
+	background_priority();
+	return NULL;
 }
 
 struct worker_ctx *store_tls(struct cas_store *st)
@@ -887,7 +922,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	r = pool_new(o.threads, (size_t)o.threads * 2 + 2, pool_init,
 		     worker_ctx_free, st, &st->pool);
 	if (r == 0)
-		r = pool_new(1, 8, NULL, NULL, NULL, &st->sha_pool);
+		r = pool_new(1, 8, sha_init, NULL, NULL, &st->sha_pool);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));
 		goto fail;

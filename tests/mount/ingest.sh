@@ -110,6 +110,25 @@ test_expect_success 'new small files: no collection after each; an overwrite: on
 	wait_for "$MOUNT_DEADLINE" "[ \"\$(stat -c %Y.%i \"\$snap\")\" != \"\$before\" ]"
 '
 
+# An ingest is a chain (cp waits for each write's answer): the store's
+# compression workers and its SHA thread run 5 nice steps below the rest of
+# the daemon, so that on a busy machine they do not preempt the thread
+# answering a write (docs/architecture.md, A write).  One worker a core (at
+# most 16) and the SHA thread; the main thread keeps the daemon's own nice.
+test_expect_success 'the store background threads run below the FUSE threads' '
+	base=$(awk "{ print \$19 }" "/proc/$DAEMON_PID/stat") &&
+	low=0 &&
+	for t in /proc/$DAEMON_PID/task/*; do
+		n=$(awk "{ print \$19 }" "$t/stat") || return 1
+		[ "$n" -eq "$base" ] || [ "$n" -eq $((base + 5)) ] || return 1
+		[ "$n" -ne $((base + 5)) ] || low=$((low + 1))
+	done &&
+	cores=$(nproc) &&
+	{ [ "$cores" -le 16 ] || cores=16; } &&
+	say "# $low threads at nice $((base + 5)), the daemon at $base" &&
+	[ "$low" -eq $((cores + 1)) ]
+'
+
 test_expect_success 'clean unmount' '
 	daemon_stop
 '
