@@ -131,7 +131,10 @@ static const char schema[] =
 struct cat {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_MAX];
-	int unsynced; /* a commit since the last synced one was not synced */
+	char *wal;        /* the WAL's path, for cat_wal_sync() */
+	int walfd;        /* opened on first use; -1 before */
+	uint64_t written; /* unsynced commits so far (under the caller's lock) */
+	uint64_t synced;  /* how many of them a sync covered (atomic) */
 };
 
 static sqlite3_stmt *stmt(struct cat *c, int which)
@@ -228,6 +231,11 @@ int cat_open(const char *path, struct cat **ret, char *err, size_t errlen)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->walfd = -1;
+	if (asprintf(&c->wal, "%s-wal", path) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
 	rc = sqlite3_open_v2(path, &c->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
@@ -296,6 +304,9 @@ void cat_close(struct cat *c)
 	for (i = 0; i < S_MAX; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close(c->db);
+	if (c->walfd >= 0)
+		close(c->walfd);
+	free(c->wal);
 	free(c);
 }
 
@@ -311,6 +322,17 @@ int cat_begin(struct cat *c)
 	return run_simple(c, S_BEGIN);
 }
 
+/* A sync covered the first n unsynced commits (lock or not). */
+static void synced_raise(struct cat *c, uint64_t n)
+{
+	uint64_t cur = __atomic_load_n(&c->synced, __ATOMIC_ACQUIRE);
+
+	while (cur < n && !__atomic_compare_exchange_n(&c->synced, &cur, n, 1,
+						       __ATOMIC_ACQ_REL,
+						       __ATOMIC_ACQUIRE))
+		;
+}
+
 int cat_commit(struct cat *c)
 {
 	int r = run_simple(c, S_COMMIT);
@@ -318,7 +340,7 @@ int cat_commit(struct cat *c)
 	if (r < 0)
 		cat_rollback(c);
 	else
-		c->unsynced = 0;
+		synced_raise(c, c->written);
 	return r;
 }
 
@@ -345,18 +367,52 @@ int cat_end_unsynced(struct cat *c, int r)
 	if (r < 0)
 		cat_rollback(c);
 	else
-		c->unsynced = 1;
+		c->written++;
 	/* Back to FULL whatever happened: no other commit may go unsynced. */
 	if (run_simple(c, S_SYNC_FULL) < 0 && r == 0)
 		r = -EIO;
 	return r;
 }
 
+uint64_t cat_unsynced_mark(struct cat *c)
+{
+	return c->written;
+}
+
+/*
+ * An fdatasync of the WAL file through a descriptor of our own: sqlite
+ * wrote the frames with write(2), so the kernel's sync of the file covers
+ * them whichever descriptor asks.  The WAL lives as long as the
+ * connection (sqlite deletes it only when its last connection closes;
+ * journal_size_limit truncates it in place), so the descriptor stays good.
+ */
+int cat_wal_sync(struct cat *c, uint64_t mark)
+{
+	int fd = __atomic_load_n(&c->walfd, __ATOMIC_ACQUIRE), expect = -1;
+
+	if (__atomic_load_n(&c->synced, __ATOMIC_ACQUIRE) >= mark)
+		return 0;
+	if (fd < 0) {
+		fd = open(c->wal, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (!__atomic_compare_exchange_n(&c->walfd, &expect, fd, 0,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			close(fd);
+			fd = expect;
+		}
+	}
+	if (fdatasync(fd) < 0)
+		return -errno;
+	synced_raise(c, mark);
+	return 0;
+}
+
 int cat_sync(struct cat *c)
 {
 	int r;
 
-	if (!c->unsynced)
+	if (__atomic_load_n(&c->synced, __ATOMIC_ACQUIRE) >= c->written)
 		return 0;
 	r = cat_begin(c);
 	if (r == 0)
