@@ -135,6 +135,7 @@ struct cat {
 	int walfd;        /* opened on first use; -1 before */
 	uint64_t written; /* unsynced commits so far (under the caller's lock) */
 	uint64_t synced;  /* how many of them a sync covered (atomic) */
+	uint64_t wal_syncs; /* cat_wal_sync()'s fdatasyncs (atomic) */
 };
 
 static sqlite3_stmt *stmt(struct cat *c, int which)
@@ -404,8 +405,14 @@ int cat_wal_sync(struct cat *c, uint64_t mark)
 	}
 	if (fdatasync(fd) < 0)
 		return -errno;
+	__atomic_add_fetch(&c->wal_syncs, 1, __ATOMIC_RELAXED);
 	synced_raise(c, mark);
 	return 0;
+}
+
+uint64_t cat_wal_sync_count(struct cat *c)
+{
+	return __atomic_load_n(&c->wal_syncs, __ATOMIC_RELAXED);
 }
 
 int cat_sync(struct cat *c)

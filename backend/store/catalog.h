@@ -88,6 +88,8 @@ int cat_sync(struct cat *c);
  */
 uint64_t cat_unsynced_mark(struct cat *c);
 int cat_wal_sync(struct cat *c, uint64_t mark);
+/* How many fdatasyncs cat_wal_sync() made (any thread). */
+uint64_t cat_wal_sync_count(struct cat *c);
 int cat_savepoint(struct cat *c);
 int cat_savepoint_end(struct cat *c, int undo);
 
