@@ -385,11 +385,14 @@ uint64_t cat_unsynced_mark(struct cat *c)
  * wrote the frames with write(2), so the kernel's sync of the file covers
  * them whichever descriptor asks.  The WAL lives as long as the
  * connection (sqlite deletes it only when its last connection closes;
- * journal_size_limit truncates it in place), so the descriptor stays good.
+ * journal_size_limit truncates it in place), so the descriptor stays good;
+ * a file found unlinked all the same is refused, and the caller falls back
+ * to sqlite's own sync (cat_sync()).
  */
 int cat_wal_sync(struct cat *c, uint64_t mark)
 {
 	int fd = __atomic_load_n(&c->walfd, __ATOMIC_ACQUIRE), expect = -1;
+	struct stat sb;
 
 	if (__atomic_load_n(&c->synced, __ATOMIC_ACQUIRE) >= mark)
 		return 0;
@@ -403,8 +406,10 @@ int cat_wal_sync(struct cat *c, uint64_t mark)
 			fd = expect;
 		}
 	}
-	if (fdatasync(fd) < 0)
+	if (fdatasync(fd) < 0 || fstat(fd, &sb) < 0)
 		return -errno;
+	if (sb.st_nlink == 0)
+		return -ESTALE;
 	__atomic_add_fetch(&c->wal_syncs, 1, __ATOMIC_RELAXED);
 	synced_raise(c, mark);
 	return 0;
