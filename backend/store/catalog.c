@@ -131,11 +131,7 @@ static const char schema[] =
 struct cat {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_MAX];
-	char *wal;        /* the WAL's path, for cat_wal_sync() */
-	int walfd;        /* opened on first use; -1 before */
-	uint64_t written; /* unsynced commits so far (under the caller's lock) */
-	uint64_t synced;  /* how many of them a sync covered (atomic) */
-	uint64_t wal_syncs; /* cat_wal_sync()'s fdatasyncs (atomic) */
+	int unsynced; /* a commit since the last synced one was not synced */
 };
 
 static sqlite3_stmt *stmt(struct cat *c, int which)
@@ -232,11 +228,6 @@ int cat_open(const char *path, struct cat **ret, char *err, size_t errlen)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->walfd = -1;
-	if (asprintf(&c->wal, "%s-wal", path) < 0) {
-		free(c);
-		return -ENOMEM;
-	}
 	rc = sqlite3_open_v2(path, &c->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
@@ -305,9 +296,6 @@ void cat_close(struct cat *c)
 	for (i = 0; i < S_MAX; i++)
 		sqlite3_finalize(c->stmt[i]);
 	sqlite3_close(c->db);
-	if (c->walfd >= 0)
-		close(c->walfd);
-	free(c->wal);
 	free(c);
 }
 
@@ -323,17 +311,6 @@ int cat_begin(struct cat *c)
 	return run_simple(c, S_BEGIN);
 }
 
-/* A sync covered the first n unsynced commits (lock or not). */
-static void synced_raise(struct cat *c, uint64_t n)
-{
-	uint64_t cur = __atomic_load_n(&c->synced, __ATOMIC_ACQUIRE);
-
-	while (cur < n && !__atomic_compare_exchange_n(&c->synced, &cur, n, 1,
-						       __ATOMIC_ACQ_REL,
-						       __ATOMIC_ACQUIRE))
-		;
-}
-
 int cat_commit(struct cat *c)
 {
 	int r = run_simple(c, S_COMMIT);
@@ -341,7 +318,7 @@ int cat_commit(struct cat *c)
 	if (r < 0)
 		cat_rollback(c);
 	else
-		synced_raise(c, c->written);
+		c->unsynced = 0;
 	return r;
 }
 
@@ -368,63 +345,18 @@ int cat_end_unsynced(struct cat *c, int r)
 	if (r < 0)
 		cat_rollback(c);
 	else
-		c->written++;
+		c->unsynced = 1;
 	/* Back to FULL whatever happened: no other commit may go unsynced. */
 	if (run_simple(c, S_SYNC_FULL) < 0 && r == 0)
 		r = -EIO;
 	return r;
 }
 
-uint64_t cat_unsynced_mark(struct cat *c)
-{
-	return c->written;
-}
-
-/*
- * An fdatasync of the WAL file through a descriptor of our own: sqlite
- * wrote the frames with write(2), so the kernel's sync of the file covers
- * them whichever descriptor asks.  The WAL lives as long as the
- * connection (sqlite deletes it only when its last connection closes;
- * journal_size_limit truncates it in place), so the descriptor stays good;
- * a file found unlinked all the same is refused, and the caller falls back
- * to sqlite's own sync (cat_sync()).
- */
-int cat_wal_sync(struct cat *c, uint64_t mark)
-{
-	int fd = __atomic_load_n(&c->walfd, __ATOMIC_ACQUIRE), expect = -1;
-	struct stat sb;
-
-	if (__atomic_load_n(&c->synced, __ATOMIC_ACQUIRE) >= mark)
-		return 0;
-	if (fd < 0) {
-		fd = open(c->wal, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		if (!__atomic_compare_exchange_n(&c->walfd, &expect, fd, 0,
-						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			close(fd);
-			fd = expect;
-		}
-	}
-	if (fdatasync(fd) < 0 || fstat(fd, &sb) < 0)
-		return -errno;
-	if (sb.st_nlink == 0)
-		return -ESTALE;
-	__atomic_add_fetch(&c->wal_syncs, 1, __ATOMIC_RELAXED);
-	synced_raise(c, mark);
-	return 0;
-}
-
-uint64_t cat_wal_sync_count(struct cat *c)
-{
-	return __atomic_load_n(&c->wal_syncs, __ATOMIC_RELAXED);
-}
-
 int cat_sync(struct cat *c)
 {
 	int r;
 
-	if (__atomic_load_n(&c->synced, __ATOMIC_ACQUIRE) >= c->written)
+	if (!c->unsynced)
 		return 0;
 	r = cat_begin(c);
 	if (r == 0)

@@ -79,17 +79,6 @@ void cat_rollback(struct cat *c);
 int cat_begin_unsynced(struct cat *c);
 int cat_end_unsynced(struct cat *c, int r);
 int cat_sync(struct cat *c);
-/*
- * The same sync without the caller's lock: cat_unsynced_mark() (lock
- * held) counts the unsynced commits made so far; cat_wal_sync(c, mark),
- * called after the lock is let go, returns once those commits (and any
- * later ones) are durable: an fdatasync of the WAL, so that other
- * transactions can run meanwhile.  Safe from any thread.
- */
-uint64_t cat_unsynced_mark(struct cat *c);
-int cat_wal_sync(struct cat *c, uint64_t mark);
-/* How many fdatasyncs cat_wal_sync() made (any thread). */
-uint64_t cat_wal_sync_count(struct cat *c);
 int cat_savepoint(struct cat *c);
 int cat_savepoint_end(struct cat *c, int undo);
 

@@ -1719,7 +1719,6 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	pthread_mutex_unlock(&st->fl.lock);
 	ret->lost_at_open = st->lost_at_open;
 	ret->pack_syncs = pack_sync_count(st->packs);
-	ret->wal_syncs = cat_wal_sync_count(st->cat);
 	return 0;
 }
 
@@ -1764,7 +1763,6 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		"flush_failures: %llu\n"
 		"lost_at_open: %llu\n"
 		"pack_syncs: %llu\n"
-		"wal_syncs: %llu\n"
 		"inline_chunks: %llu\n"
 		"known_lists: %llu\n",
 		st->dir, CAT_FORMAT,
@@ -1787,8 +1785,7 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		(unsigned long long)s.fs.f_bavail * s.fs.f_frsize,
 		(unsigned long long)s.flushes, (unsigned long long)s.flush_failures,
 		(unsigned long long)s.lost_at_open,
-		(unsigned long long)s.pack_syncs, (unsigned long long)s.wal_syncs,
-		(unsigned long long)s.inline_chunks,
+		(unsigned long long)s.pack_syncs, (unsigned long long)s.inline_chunks,
 		(unsigned long long)s.known_lists);
 	if (fclose(f) != 0) {
 		free(text);

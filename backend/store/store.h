@@ -290,7 +290,6 @@ struct cas_status {
 	uint64_t flush_failures;
 	uint64_t lost_at_open;    /* chunks found lost past the durable mark */
 	uint64_t pack_syncs;      /* pack syncs that had bytes to sync */
-	uint64_t wal_syncs;       /* WAL syncs of durable commits (cat_wal_sync) */
 	uint64_t inline_chunks;   /* chunks still inline in the catalog */
 	uint64_t known_lists;     /* file opens whose whole-file hash was skipped */
 };

@@ -1281,7 +1281,6 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	struct pack_delta *d = NULL, *md = NULL;
 	size_t nd = 0, nmd, i;
 	struct commit_req *q;
-	uint64_t mark = 0;
 	int r = 0, ok = 0, lazy = 1, packed = 0, inl = 0;
 
 	/* One member that must be durable makes the whole group so. */
@@ -1305,17 +1304,9 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	/* The mark covers what is synced before any commit names it. */
 	if (!lazy && r == 0)
 		store_synced(st);
-	/*
-	 * The transaction is committed unsynced even for a durable group and
-	 * the WAL synced after the store's lock is let go (cat_wal_sync()):
-	 * the sync is most of a small file's commit, and with it inside the
-	 * lock every create, lookup and commit of the other writers waited
-	 * for it, so concurrent closes never met in a group.  The group still
-	 * returns only after the sync.
-	 */
 	pthread_mutex_lock(&st->lock);
 	if (r == 0)
-		r = cat_begin_unsynced(st->cat);
+		r = lazy ? cat_begin_unsynced(st->cat) : cat_begin(st->cat);
 	for (q = g; r == 0 && q; q = q->next) {
 		int m = cat_savepoint(st->cat);
 
@@ -1342,17 +1333,12 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 	if (r == 0 && ok && packed)
 		r = store_delta_add(&d, &nd, pack_current(st->packs), 0);
 	if (r == 0 && !ok)
-		cat_end_unsynced(st->cat, -ECANCELED);
-	else
+		lazy ? cat_end_unsynced(st->cat, -ECANCELED) : cat_rollback(st->cat);
+	else if (lazy)
 		r = txn_end_unsynced(st, r, d, nd);
-	mark = cat_unsynced_mark(st->cat);
+	else
+		r = store_txn_end(st, r, d, nd);
 	pthread_mutex_unlock(&st->lock);
-	if (r == 0 && ok && !lazy && cat_wal_sync(st->cat, mark) < 0) {
-		/* No descriptor of the WAL: sqlite's own sync, under the lock. */
-		pthread_mutex_lock(&st->lock);
-		r = cat_sync(st->cat);
-		pthread_mutex_unlock(&st->lock);
-	}
 	if (r == 0 && ok)
 		lazy ? store_lazy_note(st) : store_synced(st);
 	if (r == 0 && ok && inl)
