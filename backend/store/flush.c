@@ -201,6 +201,7 @@ void store_lazy_note(struct cas_store *st)
 	struct flusher *f = &st->fl;
 
 	pthread_mutex_lock(&f->lock);
+	f->sync = 1;
 	if (!f->pending) {
 		f->pending = 1;
 		f->since = store_now_ns();
@@ -331,6 +332,8 @@ void store_inline_note(struct cas_store *st)
 
 	pthread_mutex_lock(&f->lock);
 	f->move = 1;
+	f->last_inline = store_now_ns();
+	f->inline_commits++;
 	if (!f->pending) {
 		f->pending = 1;
 		f->since = store_now_ns();
@@ -339,13 +342,29 @@ void store_inline_note(struct cas_store *st)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/*
+ * Whether the inline chunks move now (flusher lock held).  Not while small
+ * files keep being committed: a move appends, syncs a pack, rewrites each
+ * row and syncs the WAL, and during a copy of many small files those
+ * syncs and the move's large transactions (which grow the WAL past its
+ * usual size, so its syncs become appends) slowed every close.  Inline
+ * chunks are durable in the catalog, so waiting costs nothing but room
+ * there: they move once commits pause for the flush delay, or once
+ * MOVE_BATCH commits have put chunks inline since the last move.
+ */
+static int move_due(const struct flusher *f, int64_t now)
+{
+	return f->move && (f->inline_commits >= MOVE_BATCH ||
+			   now - f->last_inline >= (int64_t)f->delay_ms * 1000000);
+}
+
 static void *flusher_main(void *arg)
 {
 	struct cas_store *st = arg;
 	struct flusher *f = &st->fl;
 	struct timespec ts;
 	int64_t due;
-	int move;
+	int move, sync;
 
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
@@ -361,12 +380,25 @@ static void *flusher_main(void *arg)
 		       pthread_cond_timedwait(&f->cond, &f->lock, &ts) != ETIMEDOUT)
 			;
 		f->pending = 0;
-		move = f->move;
-		f->move = 0;
+		move = f->move && (f->stop || move_due(f, store_now_ns()));
+		sync = f->sync || move;
+		f->sync = 0;
+		if (move) {
+			f->move = 0;
+			f->inline_commits = 0;
+		} else if (f->move) {
+			/* Wake again once the commits may have paused. */
+			f->pending = 1;
+			f->since = f->last_inline;
+		}
 		pthread_mutex_unlock(&f->lock);
 		/* The move's transaction is unsynced: the sync below covers it. */
 		if (move)
 			store_inline_move_all(st);
+		if (!sync) {
+			pthread_mutex_lock(&f->lock);
+			continue;
+		}
 		/* A failure (a full disk) leaves the commits unsynced: a later
 		 * lazy commit, fsync() or the unmount tries again. */
 		if (cas_sync(st) < 0) {

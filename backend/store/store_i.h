@@ -76,7 +76,10 @@ struct cas_store {
 		pthread_cond_t cond;
 		int running, pending, stop, delay_ms;
 		int move;                   /* inline chunks to move */
+		int sync;                   /* lazy commits to sync */
 		int64_t since;              /* the first unsynced lazy commit */
+		int64_t last_inline;        /* the last commit with inline chunks */
+		unsigned inline_commits;    /* such commits since the last move */
 		uint64_t flushes, failures;
 	} fl;
 	int markfd;                /* the durable mark, `synced` (flush.c) */

@@ -1327,7 +1327,10 @@ static void run_group(struct cas_store *st, struct commit_req *g)
 		r = m;
 		ok += m == 0;
 	}
-	if (r == 0 && ok)
+	/* The current pack's length is recorded when a member appended to
+	 * it: a group of inline chunks alone leaves the packs row as it was
+	 * (one statement and one WAL page less a small file). */
+	if (r == 0 && ok && packed)
 		r = store_delta_add(&d, &nd, pack_current(st->packs), 0);
 	if (r == 0 && !ok)
 		lazy ? cat_end_unsynced(st->cat, -ECANCELED) : cat_rollback(st->cat);

@@ -1,9 +1,11 @@
 #!/bin/sh
 # A durable close (the default --sync-close) of a small file pays one sync:
 # its one chunk is committed inside its catalog transaction (inline), so no
-# pack is synced for it, and the flusher moves it into a pack soon after
-# (docs/architecture.md, Crash safety).  Checked: the pack-sync count does
-# not grow with small closes; inline chunks reach the packs; and kill -9
+# pack is synced for it, and the flusher moves it into a pack once closes
+# pause (docs/architecture.md, Crash safety).  Checked: the pack-sync count
+# does not grow with small closes; inline chunks reach the packs;
+# concurrent closes keep every acknowledged file through a kill -9; and
+# kill -9
 # during a copy loop of small and large files, with the pack cut back to
 # the durable mark after it (a power loss's lost pack writes), keeps every
 # file whose close returned, leaves no file with wrong bytes, and leaves
@@ -99,6 +101,30 @@ test_expect_success 'an unmount moves what is inline; the copies read back after
 	daemon_start --flush-ms 60000 &&
 	[ "$(status_get inline_chunks)" = 0 ] &&
 	for i in $(seq 1 40); do cmp "$SRC/f$i" "$M/s/f$i" || return 1; done
+'
+
+# Four copy loops at once (their closes commit in groups): a kill -9 in
+# the middle keeps every file whose close returned.
+test_expect_success 'concurrent durable closes: kill -9, acknowledged files intact' '
+	: >"$TEST_DIR/acked" &&
+	pids= &&
+	for q in 0 1 2 3; do
+		mkdir -p "$M/c$q" &&
+		{ copy_loop "$M/c$q" $((41 + q * 45)) $((85 + q * 45)) & } &&
+		pids="$pids $!" || return 1
+	done &&
+	acked_reach 60 &&
+	say "# $(wc -l <"$TEST_DIR/acked") concurrent closes returned before the kill" &&
+	daemon_kill9 &&
+	wait $pids &&
+	daemon_start --flush-ms 100 &&
+	cp "$TEST_DIR/acked" "$TEST_DIR/acked.all" &&
+	for q in 0 1 2 3; do
+		awk -v q=$q "int((\$1 - 41) / 45) == q" "$TEST_DIR/acked.all" >"$TEST_DIR/acked" &&
+		check_copies "$M/c$q" || return 1
+	done &&
+	daemon_stop &&
+	daemon_start --flush-ms 60000
 '
 
 # Three kills at different points of a copy loop; after each the pack is
