@@ -821,6 +821,18 @@ static int open_file(struct fs *fs, uint64_t ino, struct fuse_file_info *fi,
 	}
 	/* Committed content is immutable: the page cache stays valid. */
 	fi->keep_cache = 1;
+	/*
+	 * A file opened write-only to be written afresh (cp, a download) is
+	 * written past the page cache: the kernel hands the writer's own
+	 * pages to the daemon instead of first copying them into pages of
+	 * the file that would sit beside the store's copy in the packs (half
+	 * the memory a large ingest dirties, one copy less on the path each
+	 * write waits for).  Such a descriptor cannot be mapped shared; the
+	 * kernel drops the file's cached pages a direct write covers, and
+	 * readers on other descriptors read through the page cache as ever.
+	 */
+	if (acc == O_WRONLY && truncate)
+		fi->direct_io = 1;
 	*ret = h;
 	return 0;
 }

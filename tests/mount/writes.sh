@@ -109,6 +109,34 @@ test_expect_success 'O_TRUNC rewrite with less data' '
 	both f7 rewrite-shorter "$SRC/r"
 '
 
+# A file opened write-only to be written afresh is written past the page
+# cache (docs/architecture.md, A write): a reader that had the old content
+# cached, even on a descriptor opened before, reads the new one.
+test_expect_success 'a write-only O_TRUNC rewrite: a reader with the old content cached reads the new' '
+	head -c 3000000 /dev/urandom >"$TEST_DIR/new" &&
+	cp "$SRC/r" "$M/w/dio" && cat "$M/w/dio" >/dev/null &&
+	python3 - "$M/w/dio" "$TEST_DIR/new" "$SRC/r" <<-\EOF &&
+	import hashlib, os, sys
+	path, new, old = sys.argv[1:]
+	r = os.open(path, os.O_RDONLY)
+	assert os.pread(r, 4096, 0) == open(old, "rb").read(4096)
+	w = os.open(path, os.O_WRONLY | os.O_TRUNC)
+	data = open(new, "rb").read()
+	for i in range(0, len(data), 1 << 20):
+	    os.write(w, data[i:i + (1 << 20)])
+	os.close(w)
+	got = b""
+	while True:
+	    b = os.pread(r, 1 << 20, len(got))
+	    if not b:
+	        break
+	    got += b
+	assert got == data, "the descriptor opened before reads old or short content"
+	EOF
+	cmp "$TEST_DIR/new" "$M/w/dio" &&
+	rm "$M/w/dio"
+'
+
 test_expect_success 'two descriptors on one file, writes interleaved' '
 	both f8 two-fds "$SRC/r"
 '
