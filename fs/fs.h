@@ -65,6 +65,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <fuse_lowlevel.h>
@@ -96,8 +97,8 @@ struct fs {
 	uint64_t gc_freed;   /* bytes they gave back */
 	int64_t gc_request;  /* the last requested one's bytes freed, or -errno */
 	/* Open files and folders of every row (guarded by lock): freed if the session ends first. */
-	struct fs_handle *open_handles;
-	struct fs_dir *open_dirs;
+	LIST_HEAD(, fs_handle) open_handles;
+	LIST_HEAD(, fs_dir) open_dirs;
 	/*
 	 * Folders are opened by the kernel alone (FUSE_NO_OPENDIR_SUPPORT,
 	 * set at init): open_dirs then holds the recent listings readdir

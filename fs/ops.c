@@ -37,7 +37,7 @@ static const struct fs_subtree subtrees[] = {
 struct fs_handle {
 	const struct fs_subtree *sub;
 	void *h;
-	struct fs_handle *prev, *next; /* fs->open_handles */
+	LIST_ENTRY(fs_handle) link; /* fs->open_handles */
 };
 
 /* A listing: its entries as they were at opendir, or at the readdir at offset 0. */
@@ -56,7 +56,7 @@ struct fs_dir {
 	int filled;
 	uint64_t ino;
 	const struct fs_subtree *sub;
-	struct fs_dir *prev, *next; /* fs->open_dirs */
+	LIST_ENTRY(fs_dir) link; /* fs->open_dirs */
 	/*
 	 * A listing without opendir (fs->no_opendir): the caller whose
 	 * readdir at offset 0 made it, and its references (the list's while
@@ -442,10 +442,7 @@ static struct fs_handle *handle_new(struct fs *fs, const struct fs_subtree *s, v
 	h->sub = s;
 	h->h = sh;
 	pthread_mutex_lock(&fs->lock);
-	h->next = fs->open_handles;
-	if (h->next)
-		h->next->prev = h;
-	fs->open_handles = h;
+	LIST_INSERT_HEAD(&fs->open_handles, h, link);
 	pthread_mutex_unlock(&fs->lock);
 	return h;
 }
@@ -453,12 +450,7 @@ static struct fs_handle *handle_new(struct fs *fs, const struct fs_subtree *s, v
 static void handle_unlink(struct fs *fs, struct fs_handle *h)
 {
 	pthread_mutex_lock(&fs->lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->open_handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	LIST_REMOVE(h, link);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -637,22 +629,14 @@ static void dir_free(struct fs_dir *d)
 static void dir_link(struct fs *fs, struct fs_dir *d)
 {
 	pthread_mutex_lock(&fs->lock);
-	d->next = fs->open_dirs;
-	if (d->next)
-		d->next->prev = d;
-	fs->open_dirs = d;
+	LIST_INSERT_HEAD(&fs->open_dirs, d, link);
 	pthread_mutex_unlock(&fs->lock);
 }
 
 static void dir_unlink(struct fs *fs, struct fs_dir *d)
 {
 	pthread_mutex_lock(&fs->lock);
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		fs->open_dirs = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	LIST_REMOVE(d, link);
 	pthread_mutex_unlock(&fs->lock);
 }
 
@@ -790,15 +774,9 @@ static int dir_ready(fuse_req_t req, struct fs_dir *d)
 #define DIR_RECENT 64
 
 /* Under fs->lock: d leaves the recent listings; true when it is unused. */
-static int recent_drop_locked(struct fs *fs, struct fs_dir *d)
+static int recent_drop_locked(struct fs_dir *d)
 {
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		fs->open_dirs = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	d->prev = d->next = NULL;
+	LIST_REMOVE(d, link);
 	d->recent = 0;
 	return --d->refs == 0;
 }
@@ -808,7 +786,7 @@ static struct fs_dir *recent_find_locked(struct fs *fs, uint64_t ino, pid_t pid)
 {
 	struct fs_dir *d;
 
-	for (d = fs->open_dirs; d; d = d->next)
+	LIST_FOREACH(d, &fs->open_dirs, link)
 		if (d->recent && d->ino == ino && d->pid == pid)
 			return d;
 	return NULL;
@@ -822,19 +800,15 @@ static void recent_add(struct fs *fs, struct fs_dir *d)
 
 	pthread_mutex_lock(&fs->lock);
 	old = recent_find_locked(fs, d->ino, d->pid);
-	if (old && recent_drop_locked(fs, old))
+	if (old && recent_drop_locked(old))
 		gone[0] = old;
 	d->recent = 1;
 	d->refs = 2; /* the list's and the caller's */
-	d->prev = NULL;
-	d->next = fs->open_dirs;
-	if (d->next)
-		d->next->prev = d;
-	fs->open_dirs = d;
-	for (p = fs->open_dirs; p; p = p->next)
+	LIST_INSERT_HEAD(&fs->open_dirs, d, link);
+	LIST_FOREACH(p, &fs->open_dirs, link)
 		if (p->recent && ++n > DIR_RECENT)
 			tail = p;
-	if (tail && recent_drop_locked(fs, tail))
+	if (tail && recent_drop_locked(tail))
 		gone[1] = tail;
 	pthread_mutex_unlock(&fs->lock);
 	dir_free(gone[0]);
@@ -897,7 +871,7 @@ static void dir_done(fuse_req_t req, struct fs_dir *d, int ended)
 		return; /* a handle's (no references): releasedir frees it */
 	pthread_mutex_lock(&fs->lock);
 	if (ended && d->recent)
-		recent_drop_locked(fs, d);
+		recent_drop_locked(d);
 	unused = --d->refs == 0;
 	pthread_mutex_unlock(&fs->lock);
 	if (unused)
@@ -1080,14 +1054,14 @@ static void op_destroy(void *userdata)
 	 * own memory (abandon), fs_release() what they refer to.
 	 */
 	pthread_mutex_lock(&fs->lock);
-	while ((h = fs->open_handles)) {
-		fs->open_handles = h->next;
+	while ((h = LIST_FIRST(&fs->open_handles))) {
+		LIST_REMOVE(h, link);
 		if (h->sub->ops->abandon)
 			h->sub->ops->abandon(fs, h->h);
 		free(h);
 	}
-	while ((d = fs->open_dirs)) {
-		fs->open_dirs = d->next;
+	while ((d = LIST_FIRST(&fs->open_dirs))) {
+		LIST_REMOVE(d, link);
 		dir_free(d);
 	}
 	pthread_mutex_unlock(&fs->lock);
