@@ -20,19 +20,9 @@ old=$(cd "$1" && pwd)
 new=$(cd "$2" && pwd)
 f=$3
 rounds=${4:-3}
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-ingest-ab.XXXXXX")
-pid=
+bench_work ingest-ab
 
-cleanup() {
-	fusermount3 -u "$work/mnt" 2>/dev/null || true
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-now() { date +%s.%N; }
 warm() { sync; echo 3 > /proc/sys/vm/drop_caches; cat "$f" > /dev/null; }
-load() { cut -d' ' -f1 /proc/loadavg; }
 
 llmfs_side() {
 	rm -rf "${work:?}/store" "${work:?}/mnt"

@@ -19,15 +19,7 @@ set -eu
 . "$(cd "$(dirname "$0")" && pwd)/lib-mount.sh"
 build=$(cd "$1" && pwd)
 f=$2
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-ingest-threads.XXXXXX")
-pid=
-
-cleanup() {
-	fusermount3 -u "$work/mnt" 2>/dev/null || true
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+bench_work ingest-threads
 
 # tid, CPU ticks, nice, voluntary and involuntary switches
 snap() {

@@ -3,7 +3,7 @@
 #
 #   sh tools/bench/list-ab.sh OLD_BUILD NEW_BUILD [NFILES] [ROUNDS] [REPS]
 #
-# NFILES (default 10000) small files of 100-4000 B in 100 folders are
+# NFILES (default 10000) small files of 100-4000 B in 100 folders (small_tree) are
 # copied once into a store (with NEW_BUILD) and into a folder beside it on
 # the store's own filesystem.  Each round mounts the store with each build
 # in turn (the order rotated), lists it once (which fills the kernel's
@@ -22,48 +22,17 @@ new=$(cd "$2" && pwd)
 nfiles=${3:-10000}
 rounds=${4:-3}
 reps=${5:-9}
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-list-ab.XXXXXX")
+bench_work list-ab
 mnt=$work/mnt
-pid=
 
-cleanup() {
-	fusermount3 -u "$mnt" 2>/dev/null || true
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-load() { cut -d' ' -f1 /proc/loadavg; }
 cpu() { awk '{ print ($14 + $15) / 100 }' "/proc/$pid/stat"; }
-# tmed N CMD...: runs CMD N times, prints the median wall seconds.
-tmed() {
-	python3 - "$@" <<-'PY'
-	import statistics, subprocess, sys, time
-	n, cmd = int(sys.argv[1]), sys.argv[2:]
-	ts = []
-	for _ in range(n):
-	    t = time.perf_counter()
-	    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-	    ts.append(time.perf_counter() - t)
-	print("%.4f" % statistics.median(ts))
-	PY
-}
 up() {
 	mkdir -p "$mnt"
 	bench_mount "$1/fs/llmfs" "$work/store" "$mnt" "$work/daemon.log"
 }
 down() { fusermount3 -u "$mnt"; wait "$pid" || true; pid=; }
 
-python3 - "$work/src" "$nfiles" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-r = random.Random(5)
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i % 100))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%05d" % i), "wb") as f:
-        f.write(r.randbytes(r.randint(100, 4000)))
-PY
+small_tree "$work/src" "$nfiles"
 cp -r "$work/src" "$work/plain"
 up "$new"
 mkdir "$mnt/models/m"

@@ -23,36 +23,11 @@ new=$(cd "$2" && pwd)
 nfiles=${3:-2000}
 rounds=${4:-3}
 par=${5:-1}
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/llmfs-small-ab.XXXXXX")
-pid=
+bench_work small-ab
 
-cleanup() {
-	fusermount3 -u "$work/mnt" 2>/dev/null || true
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-load() { cut -d' ' -f1 /proc/loadavg; }
 
-python3 - "$work/small" "$nfiles" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-r = random.Random(5)
-words = [b"weight", b"bias", b"layer", b"config", b"token", b"vocab", b"{", b"}", b"\n"]
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i % 100))
-    os.makedirs(d, exist_ok=True)
-    size = r.randint(100, 4000)
-    if i % 2:
-        data = r.randbytes(size)
-    else:
-        data = b" ".join(r.choice(words) for _ in range(size))[:size]
-    with open(os.path.join(d, "f%05d" % i), "wb") as f:
-        f.write(data)
-PY
+small_tree "$work/small" "$nfiles"
 
 # copy DST: the timed copy into DST (which does not exist yet).
 copy() {

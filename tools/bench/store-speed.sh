@@ -45,24 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-now() { date +%s.%N; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # t CMD...: runs CMD, prints its seconds.
 t() { t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc; }
-# tmed N CMD...: runs CMD N times, prints the median seconds (a warm
-# listing of 10,000 files takes about 10 ms: one run is within the noise).
-tmed() {
-	python3 - "$@" <<-'PY'
-	import statistics, subprocess, sys, time
-	n, cmd = int(sys.argv[1]), sys.argv[2:]
-	ts = []
-	for _ in range(n):
-	    t = time.perf_counter()
-	    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
-	    ts.append(time.perf_counter() - t)
-	print("%.5f" % statistics.median(ts))
-	PY
-}
 # sh_sync CMD [DIR]: CMD, then sync(1), then an fsync of DIR when given:
 # sync(1) never reaches a FUSE daemon (the kernel sends syncfs only to
 # virtiofs), and a close() in llmfs is durable within --flush-ms, so the
@@ -241,22 +226,7 @@ echo "small tensors (1,400 x 15 KB, 13% changed, header +8 KiB): v2 adds $(ratio
 fi
 
 if [ "$nfiles" != 0 ]; then
-python3 - "$d/small" "$nfiles" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-r = random.Random(5)
-words = [b"weight", b"bias", b"layer", b"config", b"token", b"vocab", b"{", b"}", b"\n"]
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i % 100))
-    os.makedirs(d, exist_ok=True)
-    size = r.randint(100, 4000)
-    if i % 2:
-        data = r.randbytes(size)
-    else:
-        data = b" ".join(r.choice(words) for _ in range(size))[:size]
-    with open(os.path.join(d, "f%05d" % i), "wb") as f:
-        f.write(data)
-PY
+small_tree "$d/small" "$nfiles"
 
 # ---- small files: cp -r + sync, one copy and four at once, against ext4
 for r in $(seq "$rounds"); do
