@@ -709,14 +709,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct fs *fs = fs_of(req);
 	const struct fs_subtree *s = row(req, ino);
-	struct fs_dir *d = calloc(1, sizeof(*d));
+	struct fs_dir *d;
 	int r = 0;
 
 	/* The kernel opens folders itself from now on (no releasedir either). */
-	if (fs->no_opendir) {
-		free(d);
+	if (fs->no_opendir)
 		return fs_reply_err(req, -ENOSYS);
-	}
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return fs_reply_err(req, -ENOMEM);
 	d->ino = ino;

@@ -40,6 +40,7 @@
 
 #include "common/clock.h"
 #include "common/fsync.h"
+#include "common/nice.h"
 #include "gpu/ckpt.h"
 #include "gpu/data.h"
 #include "gpu/train.h"
@@ -2245,19 +2246,6 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 	return 0;
 }
 
-/* The calling thread's nice value raised by `by` (up to 19): the threads beside the
- * rounds' path yield the CPU to the replicas' windows and the job's thread. */
-static void nice_thread(int by)
-{
-	pid_t tid = gettid();
-	int now;
-
-	errno = 0;
-	now = getpriority(PRIO_PROCESS, (id_t)tid);
-	if (errno == 0)
-		setpriority(PRIO_PROCESS, (id_t)tid, now + by > 19 ? 19 : now + by);
-}
-
 /*
  * The closed round's save and report (save_closed(), report_round()) on a thread of their
  * own, beside the job's thread, which meanwhile waits for the next round and closes it: the
@@ -2292,7 +2280,7 @@ static void *reporter_main(void *arg)
 {
 	struct reporter *p = arg;
 
-	nice_thread(REPORTER_NICE);
+	thread_nice(REPORTER_NICE);
 	__atomic_store_n(&p->tid, gettid(), __ATOMIC_RELEASE);
 	p->r = save_closed(p->j, p->W, p->v, &p->c, p->err, sizeof(p->err));
 	if (p->r == 0)
@@ -2379,7 +2367,7 @@ static void *booker_main(void *arg)
 	struct mining *m = j->m;
 	int first = 1;
 
-	nice_thread(BOOKER_NICE);
+	thread_nice(BOOKER_NICE);
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		long next;

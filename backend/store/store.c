@@ -11,10 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include <openssl/sha.h>
 
 #include "backend/store/store_i.h"
+#include "common/nice.h"
 #include "common/utf8.h"
 
 #define READ_AHEAD 4       /* chunks decoded ahead of a sequential reader */
@@ -116,23 +115,11 @@ void worker_ctx_free(void *p)
  */
 #define BACKGROUND_NICE 5
 
-static void background_priority(void)
-{
-	int cur;
-
-	errno = 0;
-	cur = getpriority(PRIO_PROCESS, 0);
-	if (cur == -1 && errno)
-		return;
-	/* Best effort: a thread that cannot be reniced runs as it is. */
-	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), cur + BACKGROUND_NICE);
-}
-
 static void *pool_init(void *arg)
 {
 	struct cas_store *st = arg;
 
-	background_priority();
+	thread_nice(BACKGROUND_NICE);
 	return worker_ctx_new(st->level);
 }
 
@@ -140,7 +127,7 @@ static void *pool_init(void *arg)
 static void *sha_init(void *arg)
 {
 	(void)arg;
-	background_priority();
+	thread_nice(BACKGROUND_NICE);
 	return NULL;
 }
 
