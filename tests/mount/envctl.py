@@ -11,7 +11,7 @@
                        <hostname>", GET /model with the model folder's file names and
                        POST /v1/chat/completions with "env <hostname> read: <prompt>"
                        (a stand-in for an LLM, which cannot run here at test speed)
-  hog                  inside a container: busy on the CPU for a few seconds
+  hog                  inside a container: busy on the CPU until throttled (20 s at most)
 """
 import errno
 import http.client
@@ -121,10 +121,31 @@ def serve(path):
     srv.serve_forever()
 
 
+def throttled():
+    for path in ("/sys/fs/cgroup/cpu/cpu.stat", "/sys/fs/cgroup/cpu.stat"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("nr_throttled "):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+    return 0
+
+
 def hog():
-    end = time.time() + 3
-    while time.time() < end:
-        pass
+    """Busy until the cgroup has throttled it, or 20 s.  On a machine so
+    loaded that the hog never gets its quota's share, it is never
+    throttled: it then prints the share of a CPU it had, which the test
+    holds to the quota instead."""
+    start, cpu0 = time.time(), time.process_time()
+    end = start + 20
+    while time.time() < end and throttled() == 0:
+        t = time.time() + 0.05
+        while time.time() < t:
+            pass
+    wall = time.time() - start
+    print("share %.3f" % ((time.process_time() - cpu0) / wall))
     return 0
 
 
