@@ -151,6 +151,23 @@ for round in 1 2 3; do
 	'
 done
 
+# Each path walk checks the root's permissions (default_permissions): with
+# the root's attributes given for timeout 0 that was one GETATTR per file
+# copied.  The root's rows are fixed while mounted, so the kernel keeps
+# them, and its listing stays right.
+test_expect_success 'copies of small files ask the root attributes once, not per file' '
+	daemon_stop && daemon_start -d &&
+	ls "$MNT" >/dev/null && mkdir "$M/r" &&
+	g0=$(grep -c "opcode: GETATTR (3), nodeid: 1," "$DAEMON_LOG") &&
+	for i in $(seq 1 20); do cp "$SRC/f$i" "$M/r/f$i" || return 1; done &&
+	stat "$MNT/models" "$MNT/.llmfs" >/dev/null &&
+	g1=$(grep -c "opcode: GETATTR (3), nodeid: 1," "$DAEMON_LOG") &&
+	say "# GETATTRs of the root for 20 copies: $((g1 - g0))" &&
+	[ $((g1 - g0)) -le 2 ] &&
+	ls "$MNT" | grep -qx models && ls -a "$MNT" | grep -qx .llmfs &&
+	for i in $(seq 1 20); do cmp "$SRC/f$i" "$M/r/f$i" || return 1; done
+'
+
 if have_fsck; then
 	test_expect_success 'llmfs-fsck finds the store clean' '
 		daemon_stop && fsck_store && [ "$FSCK_STATUS" = 0 ]
