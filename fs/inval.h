@@ -10,10 +10,10 @@
  *
  * libfuse's rule (fuse_lowlevel.h): a notification must not be sent from
  * a request that the kernel's invalidation may wait on, nor with a lock
- * such a request needs.  So notifications are sent by one thread of this
- * module that holds no lock of the daemon while it sends; callers queue
- * them (fs_inval_inode()), but for a close's, which the closing request
- * sends itself (fs_inval_now()), and may wait for the send
+ * such a request needs.  So every notification is sent by one thread of
+ * this module that holds no lock of the daemon while it sends; callers
+ * queue (fs_inval_inode()), or send one themselves after their request is
+ * answered (fs_inval_now()), and may wait for the send
  * (fs_inval_wait()) only from a request that no invalidation waits on and
  * with no lock held (a flush of a train/ or mining/ file: the kernel holds
  * no lock of models/ for it).
@@ -45,15 +45,11 @@ void fs_inval_session(struct fs *fs, struct fuse_session *se);
  */
 uint64_t fs_inval_inode(struct fs *fs, uint64_t ino, int pages);
 /*
- * Sends an invalidation of ino's attributes (not its pages) at once from
- * the calling thread, which must hold no lock of the daemon and serve no
- * request related to ino by libfuse's list (fuse_lowlevel.h: a lookup,
- * create, link, rename, unlink or the like in its folder; a setattr,
- * unlink, rename, xattr change or listing of ino itself): a flush of ino
- * is none of those, and the kernel's attribute invalidation takes no lock
- * a flush holds.  A close's commit uses it (fs/ops.c op_flush) so that the
- * close returns with the kernel's attributes already dropped.  Dropped, as
- * queued ones are, when no session is set.
+ * Sends an invalidation of ino's attributes at once from the calling
+ * thread, which must hold no lock of the daemon and serve no request: a
+ * request's thread after its answer (a close's commit, fs/ops.c op_flush),
+ * saving the hand-over to the thread.  Dropped, as queued ones are, when
+ * no session is set.
  */
 void fs_inval_now(struct fs *fs, uint64_t ino);
 /* Waits until the notification with this ticket (and every earlier one) was sent. */

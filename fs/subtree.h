@@ -220,7 +220,7 @@ struct fs_subtree_ops {
 	/*
 	 * 0, -errno, or FS_FLUSH_INVAL: done, and the inode's attributes
 	 * changed without the kernel seeing it (a commit); ops.c invalidates
-	 * them before the close is answered (fs_inval_now()).
+	 * them once the close is answered (fs_inval_now()).
 	 */
 	int (*flush)(struct fs *fs, void *h);
 	int (*fsync)(struct fs *fs, void *h);
