@@ -26,7 +26,7 @@ struct fs_inval {
 	struct fuse_session *se;
 	struct inval_item *head, *tail;
 	uint64_t queued, done; /* tickets handed out, tickets sent */
-	int sending;           /* notifications being sent (the thread's, fs_inval_now()'s) */
+	int sending;           /* the thread is inside a notification */
 	int stop;
 	pthread_t thread;
 };
@@ -61,12 +61,12 @@ static void *inval_main(void *arg)
 		if (!v->head)
 			v->tail = NULL;
 		se = v->se;
-		v->sending++;
+		v->sending = 1;
 		pthread_mutex_unlock(&v->lock);
 		if (se)
 			send_one(fs, se, it);
 		pthread_mutex_lock(&v->lock);
-		v->sending--;
+		v->sending = 0;
 		v->done = it->ticket;
 		pthread_cond_broadcast(&v->sent);
 		free(it);
@@ -149,28 +149,6 @@ uint64_t fs_inval_inode(struct fs *fs, uint64_t ino, int pages)
 	pthread_cond_signal(&v->work);
 	pthread_mutex_unlock(&v->lock);
 	return ticket;
-}
-
-void fs_inval_now(struct fs *fs, uint64_t ino)
-{
-	struct fs_inval *v = fs->inval;
-	struct inval_item it = { ino, 0, 0, NULL };
-	struct fuse_session *se;
-
-	if (!v)
-		return;
-	pthread_mutex_lock(&v->lock);
-	se = v->se;
-	if (se)
-		v->sending++;
-	pthread_mutex_unlock(&v->lock);
-	if (!se)
-		return;
-	send_one(fs, se, &it);
-	pthread_mutex_lock(&v->lock);
-	v->sending--;
-	pthread_cond_broadcast(&v->sent);
-	pthread_mutex_unlock(&v->lock);
 }
 
 void fs_inval_wait(struct fs *fs, uint64_t ticket)

@@ -12,8 +12,7 @@
  * a request that the kernel's invalidation may wait on, nor with a lock
  * such a request needs.  So every notification is sent by one thread of
  * this module that holds no lock of the daemon while it sends; callers
- * queue (fs_inval_inode()), or send one themselves after their request is
- * answered (fs_inval_now()), and may wait for the send
+ * only queue (fs_inval_inode()), and may wait for the send
  * (fs_inval_wait()) only from a request that no invalidation waits on and
  * with no lock held (a flush of a train/ or mining/ file: the kernel holds
  * no lock of models/ for it).
@@ -44,14 +43,6 @@ void fs_inval_session(struct fs *fs, struct fuse_session *se);
  * caches then stay as they are until their timeout).
  */
 uint64_t fs_inval_inode(struct fs *fs, uint64_t ino, int pages);
-/*
- * Sends an invalidation of ino's attributes at once from the calling
- * thread, which must hold no lock of the daemon and serve no request: a
- * request's thread after its answer (a close's commit, fs/ops.c op_flush),
- * saving the hand-over to the thread.  Dropped, as queued ones are, when
- * no session is set.
- */
-void fs_inval_now(struct fs *fs, uint64_t ino);
 /* Waits until the notification with this ticket (and every earlier one) was sent. */
 void fs_inval_wait(struct fs *fs, uint64_t ticket);
 

@@ -1052,11 +1052,9 @@ static int models_write(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 /*
  * Commits the node's writer: durable at once for an fsync() (lazy 0), at
  * once visible and durable within the flusher's delay for a close() and
- * the copies that need the source's content committed (lazy 1).  With
- * ret_inval, a commit's invalidation is left to the caller (set to 1),
- * who sends it once its request is answered; else it is queued.
+ * the copies that need the source's content committed (lazy 1).
  */
-static int commit_node(struct fs *fs, struct fs_node *node, int lazy, int *ret_inval)
+static int commit_node(struct fs *fs, struct fs_node *node, int lazy)
 {
 	char path[1024] = "";
 	int r = 0;
@@ -1064,10 +1062,7 @@ static int commit_node(struct fs *fs, struct fs_node *node, int lazy, int *ret_i
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
 		r = lazy ? cas_writer_commit_lazy(node->w) : cas_writer_commit(node->w);
-		if (r == 0 && ret_inval)
-			*ret_inval = 1;
-		else
-			commit_seen(fs, node->ino, r < 0);
+		commit_seen(fs, node->ino, r < 0);
 		if (r == 0) {
 			snap_drop(fs, node);
 			fs_models_changed(fs);
@@ -1089,12 +1084,10 @@ static int commit_node(struct fs *fs, struct fs_node *node, int lazy, int *ret_i
 static int models_flush(struct fs *fs, void *hv)
 {
 	struct model_handle *h = hv;
-	int inval = 0, r;
 
 	if (h->is_text || !h->writable)
 		return 0;
-	r = commit_node(fs, h->node, 1, &inval);
-	return r == 0 && inval ? FS_FLUSH_INVAL : r;
+	return commit_node(fs, h->node, 1);
 }
 
 /* fsync(): this file's commit durable, and every lazy one before it. */
@@ -1105,7 +1098,7 @@ static int models_fsync(struct fs *fs, void *hv)
 
 	if (h->is_text)
 		return 0;
-	r = commit_node(fs, h->node, 0, NULL);
+	r = commit_node(fs, h->node, 0);
 	return r < 0 ? r : cas_sync(fs->st);
 }
 
@@ -1162,7 +1155,7 @@ static ssize_t copy_to(struct fs *fs, struct model_handle *hi, uint64_t off_in,
 	if (hi->is_text)
 		return -EXDEV;
 	/* The source's written bytes must be committed to be shared. */
-	r = commit_node(fs, hi->node, 1, NULL) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)
@@ -1188,7 +1181,7 @@ static ssize_t copy_local(struct fs *fs, struct model_handle *hi, uint64_t ino_i
 		return -EBADF;
 	if (hi->node == ho->node)
 		return -EINVAL;
-	r = commit_node(fs, hi->node, 1, NULL) < 0 ? -EIO : 0;
+	r = commit_node(fs, hi->node, 1) < 0 ? -EIO : 0;
 	if (r == 0)
 		r = snap_get(fs, hi->node, &s);
 	if (r < 0)

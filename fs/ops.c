@@ -553,21 +553,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	fuse_reply_write(req, size);
 }
 
-/*
- * A close.  A commit's invalidation is sent by this thread once the close
- * is answered, where no request waits on it (fs/inval.h), rather than
- * handed to the invalidation thread: one thread wake-up less per file
- * closed.  The handle may be released by then: only ino is used.
- */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = handle_of(fi);
-	struct fs *fs = fs_of(req);
-	int r = h->sub->ops->flush ? h->sub->ops->flush(fs, h->h) : 0;
 
-	fs_reply_err(req, r < 0 ? r : 0);
-	if (r == FS_FLUSH_INVAL)
-		fs_inval_now(fs, ino);
+	fs_reply_err(req, h->sub->ops->flush ? h->sub->ops->flush(fs_of(req), h->h) : 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,

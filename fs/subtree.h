@@ -104,9 +104,6 @@
  */
 #define FS_MODELS_TIMEOUT 86400.0
 
-/* A flush's answer: it succeeded and the attributes are to be invalidated. */
-#define FS_FLUSH_INVAL 1
-
 /* ---- the operations ------------------------------------------------------ */
 
 struct fs_subtree;
@@ -217,11 +214,6 @@ struct fs_subtree_ops {
 		     size_t size, off_t off);
 	int (*write)(struct fs *fs, fuse_req_t req, void *h, uint64_t ino,
 		     const char *buf, size_t size, off_t off);
-	/*
-	 * 0, -errno, or FS_FLUSH_INVAL: done, and the inode's attributes
-	 * changed without the kernel seeing it (a commit); ops.c invalidates
-	 * them once the close is answered (fs_inval_now()).
-	 */
 	int (*flush)(struct fs *fs, void *h);
 	int (*fsync)(struct fs *fs, void *h);
 	void (*release)(struct fs *fs, void *h);
