@@ -67,6 +67,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <fuse_lowlevel.h>
 
@@ -87,6 +88,7 @@ struct fs {
 	const struct fs_log *log;
 	uid_t uid;
 	gid_t gid;
+	struct timespec started; /* the root's times (fs/ops.c, root_stat) */
 	/*
 	 * The models/ row's nodes and .smip cache (fs/models.c), the open
 	 * handles, each node's open counts and snapshot, and the GC record.

@@ -234,18 +234,35 @@ static void dir_stamp(struct fs *fs, const struct fs_subtree *s, uint64_t ino,
 	sb->st_mtim.tv_nsec = (long)(next % 1000000000u);
 }
 
+/*
+ * The root: its rows are started before the mount and stopped after it,
+ * so its listing, mode and owner never change while the kernel can ask.
+ * Its attributes are kept as long as models/'s (its mtime is the mount's
+ * start): a path walk's permission check (default_permissions) then asks
+ * nothing, where timeout 0 cost one GETATTR per path walked (a small
+ * file's copy: one request of seven).
+ */
+static void root_stat(const struct fs *fs, struct stat *sb, double *timeout)
+{
+	fs_virt_stat(fs, FS_INO_ROOT, S_IFDIR | 0755, 0, sb);
+	sb->st_mtim = fs->started;
+	sb->st_atim = fs->started;
+	sb->st_ctim = fs->started;
+	*timeout = FS_MODELS_TIMEOUT;
+}
+
 static int getattr(struct fs *fs, uint64_t ino, struct stat *sb, double *timeout)
 {
-	const struct fs_subtree *s = NULL;
-	int r = 0;
+	const struct fs_subtree *s;
+	int r;
 
 	*timeout = 0;
 	if (ino == FS_INO_ROOT) {
-		fs_virt_stat(fs, ino, S_IFDIR | 0755, 0, sb);
-	} else {
-		s = fs_subtree_of(fs, ino);
-		r = s ? s->ops->getattr(fs, ino, sb, timeout) : -ENOENT;
+		root_stat(fs, sb, timeout);
+		return 0;
 	}
+	s = fs_subtree_of(fs, ino);
+	r = s ? s->ops->getattr(fs, ino, sb, timeout) : -ENOENT;
 	if (r == 0)
 		dir_stamp(fs, s, ino, sb, timeout);
 	return r;
@@ -1132,6 +1149,7 @@ int fs_init(struct fs *fs, struct cas_store *st, const struct fs_log *log,
 	fs->n_trusted_uids = n_trusted_uids;
 	fs->uid = getuid();
 	fs->gid = getgid();
+	clock_gettime(CLOCK_REALTIME, &fs->started);
 	r = table_check(fs);
 	if (r < 0)
 		return r;

@@ -21,7 +21,7 @@ chmod 755 "$TEST_DIR"
 trap 'rc_=$?; userdel "$U1" 2>/dev/null; userdel "$U2" 2>/dev/null; (exit $rc_); cleanup' EXIT
 
 # asked OPCODE...: requests of those kinds in the daemon's debug log so far,
-# the root's (inode 1, never cached: its rows come and go) left out.
+# the root's (inode 1, asked once after the mount) left out.
 asked() {
 	n=0
 	for op in "$@"; do

@@ -151,6 +151,47 @@ for round in 1 2 3; do
 	'
 done
 
+# Each path walk checks the root's permissions (default_permissions): with
+# the root's attributes given for timeout 0 that was one GETATTR per file
+# copied.  The root's rows are fixed while mounted, so the kernel keeps
+# them, and its listing stays right.
+test_expect_success 'copies of small files ask the root attributes once, not per file' '
+	daemon_stop && daemon_start -d &&
+	ls "$MNT" >/dev/null && mkdir "$M/r" &&
+	g0=$(grep -c "opcode: GETATTR (3), nodeid: 1," "$DAEMON_LOG") &&
+	for i in $(seq 1 20); do cp "$SRC/f$i" "$M/r/f$i" || return 1; done &&
+	stat "$MNT/models" "$MNT/.llmfs" >/dev/null &&
+	g1=$(grep -c "opcode: GETATTR (3), nodeid: 1," "$DAEMON_LOG") &&
+	say "# GETATTRs of the root for 20 copies: $((g1 - g0))" &&
+	[ $((g1 - g0)) -le 2 ] &&
+	ls "$MNT" | grep -qx models && ls -a "$MNT" | grep -qx .llmfs &&
+	for i in $(seq 1 20); do cmp "$SRC/f$i" "$M/r/f$i" || return 1; done
+'
+
+# A close's commit sets the file's mtime, which the kernel does not see:
+# the invalidation queued at the commit must drop what a stat during the
+# write cached (it is sent by another thread: waited for up to 10 s).
+test_expect_success 'a stat during a write leaves no old mtime after the close' '
+	python3 - "$M/r/mt" >"$TEST_DIR/mt" <<-\EOF &&
+	import os, sys, time
+	fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+	os.write(fd, b"x" * 3000)
+	mid = os.stat(sys.argv[1]).st_mtime_ns
+	time.sleep(1.2)
+	os.close(fd)
+	for i in range(100):
+	    st = os.stat(sys.argv[1])
+	    if st.st_mtime_ns != mid:
+	        break
+	    time.sleep(0.1)
+	print(st.st_mtime_ns, st.st_size)
+	EOF
+	daemon_stop && daemon_start &&
+	fresh=$(stat -c "%.9Y %s" "$M/r/mt" | tr -d .) &&
+	say "# after the close: $(cat "$TEST_DIR/mt"), a fresh mount: $fresh" &&
+	[ "$(cat "$TEST_DIR/mt")" = "$fresh" ]
+'
+
 if have_fsck; then
 	test_expect_success 'llmfs-fsck finds the store clean' '
 		daemon_stop && fsck_store && [ "$FSCK_STATUS" = 0 ]
