@@ -1617,9 +1617,15 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 
 		shard = n_train / j->replicas;
 		if (shard < (size_t)j->o.opts.max_seq + 2 || n_val < (size_t)j->o.opts.max_seq + 2) {
-			r = fail(err, errlen, "data %s: too short for %u replicas (each shard and "
-				 "the validation split need more than seq=%d tokens)", j->o.data,
-				 j->replicas, j->o.opts.max_seq);
+			/* named by the file that is short: val-data's own, when it has one */
+			int val_short = j->val_data && shard >= (size_t)j->o.opts.max_seq + 2;
+
+			r = val_short ? fail(err, errlen, "val-data %s: too short (the validation "
+					     "split needs more than seq=%d tokens)", j->val_data,
+					     j->o.opts.max_seq)
+				      : fail(err, errlen, "data %s: too short for %u replicas (each "
+					     "shard and the validation split need more than seq=%d "
+					     "tokens)", j->o.data, j->replicas, j->o.opts.max_seq);
 			goto out;
 		}
 		j->tokens = malloc((n_train + n_val) * sizeof(uint16_t));

@@ -85,7 +85,7 @@ test_expect_success 'val-data=: validation on that text, training on the whole d
 	job vd replicas=1 inner-steps=5 steps=15 val-data=models/corpora/missing.txt &&
 	wait_status vd 60 "^failed: .*val-data" &&
 	job ve replicas=1 inner-steps=5 steps=15 val-data=models/corpora/short.txt &&
-	wait_status ve 60 "^failed: .*too short" &&
+	wait_status ve 60 "^failed: val-data models/corpora/short.txt: too short" &&
 	say "# $(head -n 1 "$J/vd/status")" && say "# $(head -n 1 "$J/ve/status")"
 '
 
@@ -117,7 +117,10 @@ test_expect_success 'providers=any: slots only on providers that are alive' '
 
 test_expect_success 'cpus-per-replica=: a replica pinned to that many CPUs, with as many threads' '
 	if [ "$(nproc)" -lt 2 ]; then say "# one CPU: skipped"; exit 0; fi &&
+	# a provider in use refuses a new file (EBUSY): any1 releases it just after its result
+	wait_for 60 "grep -q \"^jobs 0\" \"$P/l1/status\"" &&
 	printf "{\"kind\": \"local\", \"cpu-list\": \"0-1\"}" >"$P/l1/provider.json" &&
+	grep -q "\"0-1\"" "$P/l1/provider.json" &&
 	job cp2 providers=l1 replicas=1 cpus-per-replica=2 inner-steps=100 steps=400 batch=8 &&
 	wait_status cp2 120 "^replica 0: l1 [0-9]+:[0-9]+, running" &&
 	pid=$(sed -n "s/^replica 0: l1 \([0-9]*\):.*/\1/p" "$J/cp2/status") &&
