@@ -2847,6 +2847,10 @@ static void *job_main(void *arg)
 		stop_slots(j);
 		booker_finish(&bk);
 		if (j->stop_asked == 1) {
+			/* the providers free before the job shows stopped: whoever saw it may edit them */
+			if (have_slots)
+				release_providers(j);
+			have_slots = 0;
 			pthread_mutex_lock(&m->lock);
 			j->state = J_STOPPED;
 			snprintf(j->reason, sizeof(j->reason), "stopped");
@@ -2870,6 +2874,9 @@ static void *job_main(void *arg)
 	booker_finish(&bk);
 	if (end != J_DONE)
 		job_log(j, "%s: %s", jstate_names[end], err);
+	if (have_slots)
+		release_providers(j); /* before the end shows, as above */
+	have_slots = 0;
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
 	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1,
@@ -2884,6 +2891,9 @@ static void *job_main(void *arg)
 out:
 	booker_finish(&bk);
 	job_log(j, "failed: %s", err);
+	if (have_slots)
+		release_providers(j);
+	have_slots = 0;
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
 	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1, err);
