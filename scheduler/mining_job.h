@@ -31,8 +31,9 @@
  * request carries the job's token (local replicas get it on stdin, never on a command line),
  * so other users of the machine can neither push pseudo-gradients nor read the weights.
  *
- * Locking: one mutex for everything; on_change is called with it held (it must not call back
- * and must not block).  on_round is called from a job's ledger thread with no lock held.  Every
+ * Locking: one mutex for everything, not held while state.json is written and fsync'd (a lock
+ * of the job's own orders those writes; taken after the mutex where both are, never before);
+ * on_change is called with it held (it must not call back and must not block).  on_round is called from a job's ledger thread with no lock held.  Every
  * call may be made from any thread; none blocks on a replica.
  *
  * Errors: -ENOENT, -EEXIST, -EINVAL (a bad name or file; the reason in the status), -EBUSY (a
