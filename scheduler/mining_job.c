@@ -684,8 +684,9 @@ static void prov_close(struct prov *p)
  */
 static int prov_keys(json_t *cfg, const char *kind, char *err, size_t errlen)
 {
+	/* device: "cpu" or "gpu", what the ledger's hook credits (scheduler/mining_book.c) */
 	static const char *const common[] = { "kind", "account", "cpus", "gpus", "memory", "price",
-					      NULL };
+					      "device", NULL };
 	static const struct {
 		const char *kind, *const keys[4];
 	} own[] = {

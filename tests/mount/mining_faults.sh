@@ -90,14 +90,14 @@ test_expect_success 'val-data=: validation on that text, training on the whole d
 '
 
 test_expect_success 'provider.json: an unknown key is refused by name' '
-	mkdir "$P/l1" &&
+	mkdir "$P/l1" && mkdir "$A/acc" &&
 	{ printf "{\"kind\": \"local\", \"cpu_list\": \"0\"}" >"$P/l1/provider.json" || :; } &&
 	grep -q "last error provider.json: cpu_list is not a key of a local provider" "$P/l1/status" &&
 	{ printf "{\"kind\": \"local\", \"slurm\": {}}" >"$P/l1/provider.json" || :; } &&
 	grep -q "slurm is not a key of a local provider" "$P/l1/status" &&
 	{ printf "{\"kind\": \"slurm\", \"cpu-list\": \"0\"}" >"$P/l1/provider.json" || :; } &&
 	grep -q "cpu-list is not a key of a slurm provider" "$P/l1/status" &&
-	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"cpus\": 1, \"gpus\": 0, \"memory\": \"1G\", \"price\": 0}" \
+	printf "{\"kind\": \"local\", \"cpu-list\": \"0\", \"cpus\": 1, \"gpus\": 0, \"memory\": \"1G\", \"price\": 0, \"device\": \"cpu\", \"account\": \"acc\"}" \
 		>"$P/l1/provider.json" &&
 	head -n 1 "$P/l1/status" | grep -qx alive
 '
