@@ -143,4 +143,8 @@ assert s[\"outer_momentum\"] == 0.5 and abs(s[\"outer_lr\"] - 0.3) < 1e-7, s" "$
 	job om2 outer-momentum=-0.5 && wait_status om2 30 "^failed: .*outer-momentum"
 '
 
+test_expect_success 'no sanitizer report from any replica' '
+	! grep -l "ERROR: AddressSanitizer\|runtime error:\|SUMMARY: .*Sanitizer" "$J"/*/log
+'
+
 test_done
