@@ -177,6 +177,10 @@ struct job {
 	int vocab;
 	uint64_t bytes_sent, bytes_recv, tokens_seen;
 	double device_seconds, started;
+	/* state.json: snapshots are numbered under m->lock and written (fsync'd) outside it, one
+	 * at a time under save_lock, a snapshot older than the one on disk not at all */
+	pthread_mutex_t save_lock;
+	unsigned long long state_seq, state_written;
 };
 
 struct mining {
@@ -351,6 +355,15 @@ void mining_overlap_start(float *out, const float *w1, const float *w0, const fl
 		float step = w1[k] - w0[k], mom = mu * step, mine = lr * own[k];
 
 		out[k] = (w1[k] + mom) - mine;
+	}
+}
+
+void mining_outer_step(const struct mining_outer *o, float *v, float *u, const float *d,
+		       size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		v[k] = o->mu * v[k] + d[k];
+		u[k] = -o->lr * (o->nesterov ? d[k] + o->mu * v[k] : v[k]);
 	}
 }
 
@@ -665,6 +678,41 @@ static void prov_close(struct prov *p)
 	p->serve = NULL;
 }
 
+/*
+ * Every top-level key of provider.json is one its kind reads: a misspelt one ("cpu_list") is
+ * refused rather than silently left at its default (no pinning).
+ */
+static int prov_keys(json_t *cfg, const char *kind, char *err, size_t errlen)
+{
+	/* device: "cpu" or "gpu", what the ledger's hook credits (scheduler/mining_book.c) */
+	static const char *const common[] = { "kind", "account", "cpus", "gpus", "memory", "price",
+					      "device", NULL };
+	static const struct {
+		const char *kind, *const keys[4];
+	} own[] = {
+		{ "local", { "cpu-list", NULL } },
+		{ "slurm", { "slurm", NULL } },
+		{ "remote", { "key", "coordinator", "provider", "cpu-list" } },
+	};
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(cfg, key, v) {
+		int ok = 0;
+
+		for (int i = 0; common[i] && !ok; i++)
+			ok = !strcmp(common[i], key);
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]) && !ok; i++)
+			for (int k = 0; !strcmp(own[i].kind, kind) && k < 4 && own[i].keys[k] && !ok;
+			     k++)
+				ok = !strcmp(own[i].keys[k], key);
+		if (!ok)
+			return fail(err, errlen, "provider.json: %.64s is not a key of a %s provider "
+				    "(docs/mining.md, \"provider.json\")", key, kind);
+	}
+	return 0;
+}
+
 /* Opens p from its text; a bad file leaves it closed with the reason in p->error. */
 static int prov_apply(struct mining *m, struct prov *p)
 {
@@ -700,6 +748,9 @@ static int prov_apply(struct mining *m, struct prov *p)
 			 "slurm, remote)", json_string_value(kind));
 		goto out;
 	}
+	if ((r = prov_keys(cfg, p->ops->kind, err, sizeof(err))) < 0)
+		goto out;
+	r = -EINVAL;
 	{
 		json_t *price = json_object_get(cfg, "price"), *mem = json_object_get(cfg, "memory"),
 		       *gpus = json_object_get(cfg, "gpus");
@@ -888,10 +939,20 @@ static int two_frames_set(struct two_frames *f, void *plain, size_t len)
 	return 0;
 }
 
+static struct job *job_new(void)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j)
+		pthread_mutex_init(&j->save_lock, NULL);
+	return j;
+}
+
 static void job_free(struct job *j)
 {
 	if (!j)
 		return;
+	pthread_mutex_destroy(&j->save_lock);
 	gpu_train_opts_release(&j->o);
 	for (size_t i = 0; i < j->n_providers; i++)
 		free(j->providers[i]);
@@ -908,6 +969,21 @@ static void job_free(struct job *j)
 	free(j->slots);
 	free(j->tokens);
 	free(j);
+}
+
+int mining_job_outer(const char *text, size_t len, struct mining_outer *ret, char *err,
+		     size_t errlen)
+{
+	struct job *j = job_new();
+	int r;
+
+	if (!j)
+		return -ENOMEM;
+	r = parse_job(j, text, len, err, errlen);
+	if (r == 0)
+		*ret = (struct mining_outer){ j->outer_lr, j->outer_mu, j->nesterov };
+	job_free(j);
+	return r < 0 ? r : 0;
 }
 
 int mining_create(struct mining *m, enum mining_kind k, const char *name,
@@ -957,7 +1033,7 @@ int mining_create(struct mining *m, enum mining_kind k, const char *name,
 		a->next = m->accounts;
 		m->accounts = a;
 	} else {
-		struct job *j = calloc(1, sizeof(*j));
+		struct job *j = job_new();
 
 		if (!j || !(j->name = strdup(name)) || !(j->dir = strdup(dir))) {
 			job_free(j);
@@ -1264,15 +1340,20 @@ static int load_frame(const char *path, float *v, size_t n)
 	return r;
 }
 
-static int save_state(struct job *j)
+/*
+ * state.json's text as the job stands now, numbered in *seq (NULL when out of memory); m->lock
+ * held.  state_write() puts it on disk with the lock released: status and every other reader
+ * of the job never wait for an fsync.
+ */
+static char *state_snapshot(struct job *j, unsigned long long *seq)
 {
 	json_t *o = json_object(), *ids = json_array();
-	char *text, *p = jpath(j, "state.json");
-	int r = -ENOMEM;
+	char *text = NULL;
 
 	for (unsigned i = 0; i < j->n_slots && ids; i++)
 		json_array_append_new(ids, json_string(j->slots[i].id));
-	if (o && ids && p) {
+	*seq = ++j->state_seq;
+	if (o && ids) {
 		json_object_set_new(o, "state", json_string(jstate_names[j->state]));
 		json_object_set_new(o, "reason", json_string(j->reason));
 		json_object_set_new(o, "round", json_integer(j->round_done));
@@ -1284,13 +1365,44 @@ static int save_state(struct job *j)
 		json_object_set_new(o, "replicas", ids);
 		ids = NULL;
 		text = json_dumps(o, JSON_INDENT(1));
-		r = text ? write_file(p, text, strlen(text)) : -ENOMEM;
-		free(text);
 	}
 	json_decref(ids);
 	json_decref(o);
+	return text;
+}
+
+/*
+ * Writes snapshot seq (text, freed) over state.json, atomically and fsync'd, unless a newer
+ * one is on disk already: whichever thread writes last, state.json ends as the newest.  It
+ * returns once that snapshot or a newer one is durable, so a caller's order of writes (rows,
+ * then state.json, then the momentum file it replaces) holds as when the lock covered it.
+ * m->lock not held.
+ */
+static int state_write(struct job *j, char *text, unsigned long long seq)
+{
+	char *p = jpath(j, "state.json");
+	int r = text && p ? 0 : -ENOMEM;
+
+	pthread_mutex_lock(&j->save_lock);
+	if (r == 0 && seq > j->state_written) {
+		r = write_file(p, text, strlen(text));
+		if (r == 0)
+			j->state_written = seq;
+	}
+	pthread_mutex_unlock(&j->save_lock);
+	free(text);
 	free(p);
 	return r;
+}
+
+/* The two at once, m->lock held: for the calls a user's own write makes (a job submitted,
+ * controlled), not for those a running job makes. */
+static int save_state(struct job *j)
+{
+	unsigned long long seq;
+	char *text = state_snapshot(j, &seq);
+
+	return state_write(j, text, seq);
 }
 
 static void load_state(struct job *j, json_t **ret_ids)
@@ -1506,9 +1618,15 @@ static int prepare_data(struct job *j, char *err, size_t errlen)
 
 		shard = n_train / j->replicas;
 		if (shard < (size_t)j->o.opts.max_seq + 2 || n_val < (size_t)j->o.opts.max_seq + 2) {
-			r = fail(err, errlen, "data %s: too short for %u replicas (each shard and "
-				 "the validation split need more than seq=%d tokens)", j->o.data,
-				 j->replicas, j->o.opts.max_seq);
+			/* named by the file that is short: val-data's own, when it has one */
+			int val_short = j->val_data && shard >= (size_t)j->o.opts.max_seq + 2;
+
+			r = val_short ? fail(err, errlen, "val-data %s: too short (the validation "
+					     "split needs more than seq=%d tokens)", j->val_data,
+					     j->o.opts.max_seq)
+				      : fail(err, errlen, "data %s: too short for %u replicas (each "
+					     "shard and the validation split need more than seq=%d "
+					     "tokens)", j->o.data, j->replicas, j->o.opts.max_seq);
 			goto out;
 		}
 		j->tokens = malloc((n_train + n_val) * sizeof(uint16_t));
@@ -1568,6 +1686,8 @@ static void launch_slot(struct job *j, unsigned i)
 	char *argv[] = { (char *)m->exe, "--mining-replica", m->url, j->name, slot, threads, NULL };
 	char name[160];
 	struct mining_launch l = { argv, &owner, j->cpus, log, name, j->token };
+	char *snap = NULL;
+	unsigned long long seq = 0;
 	int r;
 
 	snprintf(slot, sizeof(slot), "%u", i);
@@ -1586,9 +1706,11 @@ static void launch_slot(struct job *j, unsigned i)
 		snprintf(s->id, sizeof(s->id), "%s", id);
 		/* kept at once: a daemon killed now cancels this process when it resumes, not
 		 * only the one it replaced (a slurm job outlives the daemon) */
-		save_state(j);
+		snap = state_snapshot(j, &seq);
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (snap)
+		state_write(j, snap, seq);
 	if (r < 0)
 		job_log(j, "replica %u: %s", i, s->reason);
 	else
@@ -1696,19 +1818,51 @@ static void append_rows(struct job *j, long r, const struct slot *sl, unsigned a
 static void set_state(struct job *j, enum jstate st, const char *reason)
 {
 	struct mining *m = j->m;
+	unsigned long long seq;
+	char *snap;
 
 	pthread_mutex_lock(&m->lock);
 	pthread_cond_broadcast(&m->wake);
 	j->state = st;
 	snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
-	save_state(j);
+	snap = state_snapshot(j, &seq);
 	j->gen++;
 	changed(m, MINING_JOBS, j->name);
 	pthread_mutex_unlock(&m->lock);
+	state_write(j, snap, seq);
 }
 
-/* The slots and their providers: the job's list, or every usable provider, or the embedded
- * local one.  m->lock held. */
+/*
+ * providers=any: the configured providers whose status says alive now, in use[] (at most 64).
+ * m->lock held; released while they are asked (a slurm one runs sinfo), p->readers keeping
+ * each from being closed meanwhile, as prov_status() does.
+ */
+static size_t alive_providers(struct mining *m, struct prov *use[64])
+{
+	struct prov *cand[64];
+	int alive[64];
+	size_t n = 0, k = 0;
+	char err[MINING_ERR_MAX];
+
+	for (struct prov *p = m->provs; p && n < 64; p = p->next)
+		if (p->p && !p->embedded)
+			cand[n++] = p, p->readers++;
+	pthread_mutex_unlock(&m->lock);
+	for (size_t i = 0; i < n; i++)
+		alive[i] = cand[i]->ops->alive(cand[i]->p, err) == 0;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		cand[i]->readers--;
+		if (alive[i] && cand[i]->p)
+			use[k++] = cand[i];
+	}
+	if (n)
+		pthread_cond_broadcast(&m->wake);
+	return k;
+}
+
+/* The slots and their providers: the job's list, or every provider alive now, or the
+ * embedded local one.  m->lock held (released a while for providers=any). */
 static int choose_providers(struct job *j, char *err, size_t errlen)
 {
 	struct mining *m = j->m;
@@ -1738,9 +1892,7 @@ static int choose_providers(struct job *j, char *err, size_t errlen)
 			use[n++] = p;
 		}
 	} else {
-		for (struct prov *p = m->provs; p && n < 64; p = p->next)
-			if (p->p && !p->embedded)
-				use[n++] = p;
+		n = alive_providers(m, use);
 		for (struct prov *p = m->provs; p && !n; p = p->next)
 			if (p->embedded && prov_visible(m, p) && p->p)
 				use[n++] = p;
@@ -2209,6 +2361,8 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 {
 	struct mining *m = j->m;
 	long rd = c->rd;
+	unsigned long long seq;
+	char *snap;
 	int r;
 
 	if (!rd)
@@ -2232,10 +2386,15 @@ static int report_round(struct job *j, struct gpu_model *em, const float *W,
 		c->slots[i].prov->device_seconds += ds;
 	}
 	j->round_done = rd;
-	save_state(j);
+	snap = state_snapshot(j, &seq);
 	j->gen++;
 	changed(m, MINING_JOBS, j->name);
 	pthread_mutex_unlock(&m->lock);
+	/* durable before the momentum it replaces goes */
+	if ((r = state_write(j, snap, seq)) < 0) {
+		snprintf(err, errlen, "saving round %ld: %s", rd, strerror(-r));
+		return r;
+	}
 	{
 		char *old = jpath(j, "momentum/%ld.pg", rd - 1);
 
@@ -2449,6 +2608,8 @@ static void *job_main(void *arg)
 	struct booker bk = { 0 };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
+	unsigned long long seq;
+	char *snap;
 	long rd;
 
 	free(j->tokens);
@@ -2648,12 +2809,8 @@ static void *job_main(void *arg)
 			pthread_mutex_unlock(&m->lock);
 		}
 		/* the outer step: Nesterov momentum on the averaged pseudo-gradient */
-		for (size_t k = 0; k < j->n; k++) {
-			float d = j->sum[k];
-
-			v[k] = j->outer_mu * v[k] + d;
-			u[k] = -j->outer_lr * (j->nesterov ? d + j->outer_mu * v[k] : v[k]);
-		}
+		mining_outer_step(&(struct mining_outer){ j->outer_lr, j->outer_mu, j->nesterov },
+				  v, u, j->sum, j->n);
 		if ((r = outer_update(j, W, u, &uframe)) < 0) {
 			end = J_FAILED;
 			snprintf(err, sizeof(err), "encoding the update of round %ld: %s", rd,
@@ -2691,14 +2848,19 @@ static void *job_main(void *arg)
 		stop_slots(j);
 		booker_finish(&bk);
 		if (j->stop_asked == 1) {
+			/* the providers free before the job shows stopped: whoever saw it may edit them */
+			if (have_slots)
+				release_providers(j);
+			have_slots = 0;
 			pthread_mutex_lock(&m->lock);
 			j->state = J_STOPPED;
 			snprintf(j->reason, sizeof(j->reason), "stopped");
 			write_result(j, val);
-			save_state(j);
+			snap = state_snapshot(j, &seq);
 			j->gen++;
 			changed(m, MINING_JOBS, j->name);
 			pthread_mutex_unlock(&m->lock);
+			state_write(j, snap, seq);
 		}
 		goto out_slots;
 	}
@@ -2713,27 +2875,35 @@ static void *job_main(void *arg)
 	booker_finish(&bk);
 	if (end != J_DONE)
 		job_log(j, "%s: %s", jstate_names[end], err);
+	if (have_slots)
+		release_providers(j); /* before the end shows, as above */
+	have_slots = 0;
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
 	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1,
 		 end == J_DONE ? "" : err);
 	write_result(j, val);
-	save_state(j);
+	snap = state_snapshot(j, &seq);
 	j->gen++;
 	changed(m, MINING_JOBS, j->name);
 	pthread_mutex_unlock(&m->lock);
+	state_write(j, snap, seq);
 	goto out_slots;
 out:
 	booker_finish(&bk);
 	job_log(j, "failed: %s", err);
+	if (have_slots)
+		release_providers(j);
+	have_slots = 0;
 	pthread_mutex_lock(&m->lock);
 	j->state = end;
 	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1, err);
 	write_result(j, val);
-	save_state(j);
+	snap = state_snapshot(j, &seq);
 	j->gen++;
 	changed(m, MINING_JOBS, j->name);
 	pthread_mutex_unlock(&m->lock);
+	state_write(j, snap, seq);
 out_slots:
 	if (have_slots)
 		release_providers(j);

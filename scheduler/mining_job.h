@@ -31,8 +31,9 @@
  * request carries the job's token (local replicas get it on stdin, never on a command line),
  * so other users of the machine can neither push pseudo-gradients nor read the weights.
  *
- * Locking: one mutex for everything; on_change is called with it held (it must not call back
- * and must not block).  on_round is called from a job's ledger thread with no lock held.  Every
+ * Locking: one mutex for everything, not held while state.json is written and fsync'd (a lock
+ * of the job's own orders those writes; taken after the mutex where both are, never before);
+ * on_change is called with it held (it must not call back and must not block).  on_round is called from a job's ledger thread with no lock held.  Every
  * call may be made from any thread; none blocks on a replica.
  *
  * Errors: -ENOENT, -EEXIST, -EINVAL (a bad name or file; the reason in the status), -EBUSY (a
@@ -141,6 +142,29 @@ uint64_t mining_window_seed(uint64_t job_seed, long round, unsigned slot);
  */
 void mining_overlap_start(float *out, const float *w1, const float *w0, const float *own,
 			  size_t n, float lr, float mu);
+
+/*
+ * The outer optimizer of DiLoCo (arXiv 2311.08105): lr 0.7, momentum 0.9, Nesterov unless the
+ * job file says otherwise (outer-lr=, outer-momentum=, nesterov=).
+ */
+struct mining_outer {
+	float lr, mu;
+	int nesterov;
+};
+
+/*
+ * One outer step on d, the mean of a round's accepted pseudo-gradients (W(r-1) - W_end):
+ *   v = mu v + d;  u = -lr (d + mu v) (Nesterov) or u = -lr v (heavy ball)
+ * v is updated in place; u is the update the coordinator adds to W(r-1) (after its trip
+ * through the wire's encoding, which is exact for fp32).
+ */
+void mining_outer_step(const struct mining_outer *o, float *v, float *u, const float *d,
+		       size_t n);
+
+/* The outer optimizer a job file asks for (its defaults when it names none); -EINVAL with
+ * the reason in err for a malformed file. */
+int mining_job_outer(const char *text, size_t len, struct mining_outer *ret, char *err,
+		     size_t errlen);
 
 /* ---- owners ------------------------------------------------------------------------------- */
 

@@ -30,6 +30,7 @@
 #include "mining_wire.h"
 
 #define UNREACHABLE_S 600.0
+#define RETRY_S 0.5
 
 struct replica {
 	const char *url, *job;
@@ -68,13 +69,19 @@ static void say(const struct replica *r, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* A request, retried while the coordinator does not answer (up to UNREACHABLE_S). */
+/*
+ * A request, retried every RETRY_S while the transport fails (connection refused or reset, no
+ * route, a timeout: anything short of an HTTP answer) for up to UNREACHABLE_S; the same request
+ * again, so a post that fails mid-way is posted whole once more (one that had got through is
+ * answered 409, and the replica catches up as from any stale post).  Its first failure and
+ * its recovery go to the log.
+ */
 static int call(struct replica *r, const char *path, const void *body, size_t len,
 		struct mining_http_reply *rep)
 {
 	char url[1024], err[512];
 	double t0 = clock_mono_s();
-	int ret;
+	int ret, tries = 0;
 
 	snprintf(url, sizeof(url), "%s/v1/jobs/%s/%s", r->url, r->job, path);
 	while ((ret = mining_http(url, r->token, body, len, 300, rep, err, sizeof(err))) ==
@@ -83,8 +90,14 @@ static int call(struct replica *r, const char *path, const void *body, size_t le
 			say(r, "the coordinator does not answer: %s", err);
 			return ret;
 		}
-		usleep(500000);
+		if (!tries++)
+			say(r, "the coordinator does not answer (%s): retrying for up to %.0f s", err,
+			    UNREACHABLE_S);
+		usleep((useconds_t)(RETRY_S * 1e6));
 	}
+	if (tries)
+		say(r, "the coordinator answers again after %.1f s (%d tries)", clock_mono_s() - t0,
+		    tries + 1);
 	return ret;
 }
 

@@ -15,6 +15,15 @@ sample-len=32 seed=3 providers=p1 account=alice replicas=2'
 KILLS=${MINING_KILLS:-6}
 # job_running JOB: not ended (a daemon just restarted may show it queued)
 job_running() { ! head -n 1 "$J/$1/status" | grep -Eq "^(done|failed|stopped)"; }
+# kept_at_kill JOB N: after the daemon's kill N, the rounds JOB had completed (state.json's
+# round) and their rows of rounds.tsv, as the dead daemon left them, in $TEST_DIR/JOB.killN
+kept_at_kill() {
+	kk_dir=$STORE/mining/jobs/$1
+	kk_k=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))[\"round\"])" \
+		"$kk_dir/state.json") &&
+	echo "$kk_k" >"$TEST_DIR/$1.kill$2.round" &&
+	head -n $((kk_k + 1)) "$kk_dir/rounds.tsv" >"$TEST_DIR/$1.kill$2" 2>/dev/null || :
+}
 # running_replica JOB: the pid of a replica of JOB that is running now (a live process,
 # not a zombie), waited for up to 10 s; empty when none came
 running_replica() {
@@ -131,10 +140,15 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 			pid=$(running_replica k1) &&
 			if [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; then rkills=$((rkills + 1)); fi
 		else
-			pid_alive "$DAEMON_PID" && daemon_kill9 && kills=$((kills + 1)) && daemon_start
+			pid_alive "$DAEMON_PID" && daemon_kill9 && kills=$((kills + 1)) &&
+				kept_at_kill k1 $kills && daemon_start
 		fi || return 1
 	done &&
 	say "# $kills daemon kills and $rkills replica kills landed in $tries tries" &&
+	# the last restart resumed before the stop (the check below reads its line)
+	{ [ ! -f "$TEST_DIR/k1.kill$kills.round" ] ||
+	  { last=$(($(cat "$TEST_DIR/k1.kill$kills.round") + 1)) &&
+	    wait_for 120 "grep -q \"^running from round $last of\" \"$J/k1/log\""; }; } &&
 	# The kills are what this block tests: the job is stopped now rather than run to its
 	# end.  A stopped job, like a done one, ends only once every round it completed is paid.
 	# (A resumed job trains on the tokens its first rounds kept: it never waits for the tree.)
@@ -145,6 +159,22 @@ test_expect_success 'kill -9 of the daemon and of replicas at random moments: pa
 	cat "$MNT/mining/ledger.jsonl" >"$TEST_DIR/ledger2.jsonl" &&
 	$CHECK "$TEST_DIR/ledger2.jsonl" "$J/k1" k1 prov 0.5 &&
 	"$L" verify "$STORE"
+'
+
+test_expect_success 'every round completed before a kill is kept; each restart resumed after it' '
+	n=0 && for f in "$TEST_DIR"/k1.kill*.round; do
+		[ -f "$f" ] || continue
+		k=$(cat "$f") && rows_f=${f%.round} && n=$((n + 1)) &&
+		# its rows, as they were, at the head of the final rounds.tsv
+		[ "$(rows "$rows_f")" = "$k" ] &&
+		head -n $((k + 1)) "$J/k1/rounds.tsv" | cmp - "$rows_f" &&
+		grep -q "^running from round $((k + 1)) of" "$J/k1/log" &&
+		say "# kill $(basename "$rows_f" | sed "s/k1.kill//"): rounds 1..$k kept, resumed at $((k + 1))" ||
+		return 1
+	done &&
+	say "# $n daemon kills checked" && { [ "$n" -ge 1 ] || [ "$KILLS" = 0 ]; } &&
+	[ "$(cut -f1 "$J/k1/rounds.tsv" | tail -n +2 | tr "\n" " ")" = \
+	  "$(seq 1 "$(rows "$J/k1/rounds.tsv")" | tr "\n" " ")" ]
 '
 
 test_done
