@@ -244,9 +244,11 @@ test_expect_success "a full queue answers 503 queue_full, and the server goes on
 	spawn_kill serve && rm -f "$TEST_DIR/serve.rc" &&
 	start_server --model "$TEST_DIR/slow" --listen "unix:$SOCK" --max-queue 1 &&
 	i=0 pids= &&
+	# 200 tokens of "slow" keep the first request running for a second and more while the
+	# other five, started at once, find the queue full; the test waits for the two answered.
 	while [ $i -lt 6 ]; do
 		curl -s -o "$TEST_DIR/q.$i" -w "%{http_code}\n" --max-time 120 --unix-socket "$SOCK" \
-			-d "{\"prompt\":\"q\",\"max_tokens\":600}" http://x/v1/completions >"$TEST_DIR/qc.$i" &
+			-d "{\"prompt\":\"q\",\"max_tokens\":200}" http://x/v1/completions >"$TEST_DIR/qc.$i" &
 		pids="$pids $!"
 		i=$((i + 1))
 	done &&
