@@ -133,12 +133,13 @@ test_expect_success 'cpus-per-replica=: a replica pinned to that many CPUs, with
 '
 
 test_expect_success 'outer-momentum=: what the replicas are told, range-checked' '
-	job om replicas=1 inner-steps=5 steps=10 outer-momentum=0.5 outer-lr=0.3 &&
-	wait_status om 60 "^(running|done)" &&
+	# long enough to be running when its spec is asked for, then stopped
+	job om replicas=1 inner-steps=5 steps=100000 outer-momentum=0.5 outer-lr=0.3 &&
+	wait_status om 60 "^running" &&
 	curl -sf -H "Authorization: Bearer $(token om)" "$(url)/v1/jobs/om/spec" >"$TEST_DIR/om.spec" &&
 	$PY -c "import json, sys; s = json.load(open(sys.argv[1]));
 assert s[\"outer_momentum\"] == 0.5 and abs(s[\"outer_lr\"] - 0.3) < 1e-7, s" "$TEST_DIR/om.spec" &&
-	done_ om &&
+	echo stop >"$J/om/control" && wait_status om 60 "^stopped" &&
 	job om1 outer-momentum=1 && wait_status om1 30 "^failed: .*outer-momentum" &&
 	job om2 outer-momentum=-0.5 && wait_status om2 30 "^failed: .*outer-momentum"
 '
