@@ -5,7 +5,7 @@
 # (-9) mid-job resumes at its last completed round and ends bit for bit where an uninterrupted
 # job does; a replica killed mid-round drops out of that round (accepted 0) and catches up.
 # Malformed job and provider files, unknown providers and accounts, and garbage, truncated or
-# wrong-shaped pseudo-gradients each get a clear error; other users cannot read a private job
+# wrong-shaped pseudo-gradients each get a clear error; other users cannot read, start or stop a private job
 # or push without its token.  A second daemon (own store and mount) serves a remote provider.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-mining.sh"
@@ -273,6 +273,7 @@ test_expect_success 'owners: a private job, another user s account, rmdir of oth
 	wait_status steal 60 "^failed: account: ua belongs to another user" &&
 	! run_as "$V" rmdir "$A/ua" 2>/dev/null &&
 	! printf x | run_as "$V" sh -c "cat >\"\$0\"" "$J/priv/control" 2>/dev/null &&
+	! printf "%s steps=20\n" "$(echo $OPTS)" | run_as "$V" sh -c "cat >\"\$0\"" "$J/priv/job" 2>/dev/null &&
 	run_as "$U" rmdir "$J/priv" && [ ! -e "$J/priv" ]
 '
 
