@@ -25,7 +25,7 @@ enum {
 	S_CHUNKS_DEAD, S_FETCHED_ADD, S_FETCHED_PRUNE, S_CHUNKS_PACK, S_PACK_UPD, S_PACK_DEL, S_PACKS, S_FILES,
 	S_CHUNKS_ALL, S_PATH, S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVE, S_RELEASE, S_UNDO, S_SYNC_NORMAL, S_SYNC_FULL, S_TOUCH, S_DMG_MARK,
 	S_DMG_HAS, S_DMG_CLEAR, S_CHUNK_RELOC, S_INL_PUT, S_INL_GET, S_INL_DEL, S_INL_LIST,
-	S_INL_COUNT, S_VER_ADD, S_VER_HAS, S_VER_CLEAR, S_MAX
+	S_INL_COUNT, S_VER_ADD, S_VER_HAS, S_VER_CLEAR, S_VER_COUNT, S_BIG_COUNT, S_MAX
 };
 
 static const char *const sql_text[S_MAX] = {
@@ -94,6 +94,8 @@ static const char *const sql_text[S_MAX] = {
 	[S_VER_ADD] = "INSERT OR IGNORE INTO verified_lists(digest) VALUES (?1)",
 	[S_VER_HAS] = "SELECT 1 FROM verified_lists WHERE digest = ?1",
 	[S_VER_CLEAR] = "DELETE FROM verified_lists",
+	[S_VER_COUNT] = "SELECT count(*) FROM verified_lists",
+	[S_BIG_COUNT] = "SELECT count(*) FROM inodes WHERE size >= ?1 AND chunks IS NOT NULL",
 };
 
 /* Chunks a read found damaged: the next write of the same bytes replaces them. */
@@ -169,6 +171,20 @@ static int step_one(sqlite3_stmt *s)
 	int rc = sqlite3_step(s);
 
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : errno_of_sqlite(rc);
+}
+
+/* count(*) of a statement whose ?1 (if any) is already bound. */
+static int count_of(sqlite3_stmt *s, int64_t *ret)
+{
+	int r;
+
+	if (!s)
+		return -EIO;
+	r = step_one(s);
+	if (r == 0)
+		*ret = sqlite3_column_int64(s, 0);
+	finish(s);
+	return r;
 }
 
 static int exec(struct cat *c, const char *sql)
@@ -889,15 +905,10 @@ int cat_inline_list(struct cat *c, int max,
 
 int cat_inline_count(struct cat *c, uint64_t *ret)
 {
-	sqlite3_stmt *s = stmt(c, S_INL_COUNT);
-	int r;
+	int64_t n = 0;
+	int r = count_of(stmt(c, S_INL_COUNT), &n);
 
-	if (!s)
-		return -EIO;
-	r = step_one(s);
-	if (r == 0)
-		*ret = (uint64_t)sqlite3_column_int64(s, 0);
-	finish(s);
+	*ret = (uint64_t)n;
 	return r;
 }
 
@@ -1218,6 +1229,24 @@ int cat_verified_add(struct cat *c, const uint8_t digest[32])
 		return -EIO;
 	sqlite3_bind_blob(s, 1, digest, 32, SQLITE_STATIC);
 	return step_done(s);
+}
+
+int cat_verified_prune(struct cat *c, int64_t min_size)
+{
+	sqlite3_stmt *big = stmt(c, S_BIG_COUNT), *clear = stmt(c, S_VER_CLEAR);
+	int64_t n = 0, files = 0;
+	int r;
+
+	r = count_of(stmt(c, S_VER_COUNT), &n);
+	if (r < 0 || n <= CAT_VERIFIED_SLACK)
+		return r;
+	if (!big || !clear)
+		return -EIO;
+	sqlite3_bind_int64(big, 1, min_size);
+	r = count_of(big, &files);
+	if (r < 0 || n <= 2 * files + CAT_VERIFIED_SLACK)
+		return r;
+	return step_done(clear);
 }
 
 int cat_verified_has(struct cat *c, const uint8_t digest[32])

@@ -152,6 +152,18 @@ int cat_damaged_has(struct cat *c, const struct cas_id *id);
  */
 int cat_verified_add(struct cat *c, const uint8_t digest[32]);
 int cat_verified_has(struct cat *c, const uint8_t digest[32]);
+/*
+ * verified_lists is a cache (a list not in it is hashed at its first
+ * whole read, nothing more), and the lists of versions since overwritten
+ * or deleted stay in it.  Emptied when it holds more than twice as many
+ * lists as there are files of min_size bytes or more (the only ones that
+ * record one) plus CAT_VERIFIED_SLACK: its size stays bounded by the
+ * store's files, at the cost of one whole-file hash per large file read
+ * after it is emptied.  Counts the table (and, past the slack, the
+ * inodes): called by the collector, not per request.
+ */
+#define CAT_VERIFIED_SLACK 64
+int cat_verified_prune(struct cat *c, int64_t min_size);
 /* Points a chunk at another record of the same bytes (compaction, repair). */
 int cat_chunk_relocate(struct cat *c, const struct cas_id *id,
 		       const struct pack_loc *loc);

@@ -83,6 +83,8 @@ static int drop_dead_rows(struct cas_store *st, struct dead_acc *a)
 		return r;
 	r = cat_fetched_prune(st->cat, keep);
 	if (r == 0)
+		r = cat_verified_prune(st->cat, KNOWN_LIST_MIN);
+	if (r == 0)
 		r = cat_chunks_dead(st->cat, keep, drop_dead, a);
 	for (i = 0; r == 0 && i < a->n; i++)
 		r = cat_pack_update(st->cat, a->v[i].pack, 0, a->v[i].live);

@@ -13,7 +13,7 @@
  * it punched skips the punched records quietly.  The last case makes seeded random
  * creates, overwrites, deletes, collections and reopens against a model of
  * what every file must hold.  Then orphan files (cas_store_orphan_create())
- * and the store's collector thread.
+ * and the store's collector thread, and the bound on verified_lists.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -686,6 +686,67 @@ static void test_gc_thread(void)
 	cas_store_close(st);
 }
 
+/* The rows of verified_lists, read beside the open store. */
+static long verified_rows(void)
+{
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	long n = -1;
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM verified_lists", -1, &s,
+			       NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			n = (long)sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+	return n;
+}
+
+/* Adds n made-up digests to verified_lists: lists of versions long gone. */
+static void add_stale_lists(int n)
+{
+	char sql[300];
+
+	snprintf(sql, sizeof(sql),
+		 "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k "
+		 "WHERE i < %d) INSERT INTO verified_lists(digest) "
+		 "SELECT randomblob(32) FROM k", n);
+	catalog_sql(dir, sql);
+}
+
+/*
+ * verified_lists keeps the confirmed lists of versions since overwritten:
+ * a collection empties it once it holds more than twice the large files
+ * plus CAT_VERIFIED_SLACK, and leaves a smaller one alone.  Nothing read
+ * changes: a large file read after it is emptied is hashed whole again.
+ */
+static void test_gc_verified_pruned(void)
+{
+	const size_t big = (16u << 20) + 4096;
+	struct cas_store *st;
+
+	new_dir();
+	st = open_store(0);
+	CHECK_EQ(put_file(st, "A", 51, big), 0);
+	CHECK_EQ(verified_rows(), 1); /* A's writer stored every chunk */
+	add_stale_lists(CAT_VERIFIED_SLACK - 1);
+	CHECK(cas_gc(st) >= 0);
+	CHECK_EQ(verified_rows(), CAT_VERIFIED_SLACK); /* 2 x 1 + slack: kept */
+	add_stale_lists(10);
+	CHECK(cas_gc(st) >= 0);
+	CHECK_EQ(verified_rows(), 0);
+	CHECK(file_is(st, "A", 51, big));
+	cas_store_close(st);
+	st = open_store(0);
+	CHECK(file_is(st, "A", 51, big));
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -705,6 +766,7 @@ int main(void)
 	RUN(test_model);
 	RUN(test_orphan_create);
 	RUN(test_gc_thread);
+	RUN(test_gc_verified_pruned);
 	if (!check_failures) {
 		char cmd[600];
 
