@@ -15,7 +15,6 @@
 CHEAT="python3 $(dirname "$0")/overlap_cheat.py"
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=32 seed=3 account=alice overlap=1'
-url() { sed -n 's/^listen //p' "$MNT/mining/status"; }
 
 test_expect_success 'set up: accounts, a priced provider, the corpus' '
 	daemon_start &&

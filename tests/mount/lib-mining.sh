@@ -12,6 +12,16 @@ job() {
 	mkdir "$J/$jn" && printf '%s\n%s\n' "$OPTS" "$*" >"$J/$jn/job"
 }
 
+# wait_status NAME DEADLINE PATTERN: waits for a line of the job's status to match.
+wait_status() {
+	wait_for "$2" "grep -Eq '$3' '$J/$1/status'" ||
+		{ say "# status of $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
+}
+
+# url: the replicas' server;  token NAME: a job's secret (root reads the daemon's state).
+url() { sed -n 's/^listen //p' "$MNT/mining/status"; }
+token() { cat "$STORE/mining/jobs/$1/token"; }
+
 # result NAME: waits (up to 300 s) for the job's end (result blocks), kept in
 # $TEST_DIR/NAME.result, then says its status.
 result() {

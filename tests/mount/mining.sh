@@ -29,16 +29,6 @@ trap 'rc_=$?; userdel "$U" 2>/dev/null; userdel "$V" 2>/dev/null; (exit $rc_); c
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=32 seed=3'
 
-# wait_status NAME DEADLINE PATTERN
-wait_status() {
-	wait_for "$2" "grep -Eq '$3' '$J/$1/status'" ||
-		{ say "# status of $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
-}
-
-# url: the replicas' server;  token NAME: a job's secret (root reads the daemon's state).
-url() { sed -n 's/^listen //p' "$MNT/mining/status"; }
-token() { cat "$STORE/mining/jobs/$1/token"; }
-
 test_expect_success 'set up: the corpus; mining/ and the embedded local provider' '
 	daemon_start &&
 	mkdir -p "$M/corpora" &&

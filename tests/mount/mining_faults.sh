@@ -31,12 +31,6 @@ M=$MNT/models
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2
 sample-len=0 seed=3'
 
-wait_status() {
-	wait_for "$2" "grep -Eq '$3' '$J/$1/status'" ||
-		{ say "# status of $1: $(cat "$J/$1/status")"; cat "$J/$1/log"; return 1; }
-}
-url() { sed -n 's/^listen //p' "$MNT/mining/status"; }
-token() { cat "$STORE/mining/jobs/$1/token"; }
 # done_ NAME: the job ended done
 done_() { result "$1" && [ "$(head -n 1 "$J/$1/status")" = done ]; }
 
