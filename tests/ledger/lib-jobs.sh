@@ -4,10 +4,7 @@
 # tests/mount/lib-mining.sh's (job, result, rows).
 require_cmd python3
 : "${LLMFS_LEDGER:?}"
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}"
-	exit 1
-}
+require_corpus
 L=$LLMFS_LEDGER
 CHECK="python3 $(dirname "$0")/check_rounds.py"
 LLMFS_MINING_CHECK_Q=1

@@ -74,6 +74,15 @@ require_cmd() {
 	done
 }
 
+# The training corpus (TRAIN_CORPUS, from the shared data folder): a test that trains
+# cannot run without it, and a missing one is an error, not a skip.
+require_corpus() {
+	[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] && return 0
+	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
+	    "(the shared data folder, README.md \"Tests\")"
+	exit 1
+}
+
 # Is pid a live process (not a zombie waiting for us)?
 pid_alive() {
 	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1

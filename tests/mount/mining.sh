@@ -11,11 +11,7 @@
 . "$(dirname "$0")/lib-mining.sh"
 
 require_cmd python3 curl useradd userdel setpriv
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
-	    "(the shared data folder, README.md \"Tests\")"
-	exit 1
-}
+require_corpus
 PY=/usr/bin/python3
 M=$MNT/models
 U=llmfs-mine-$$

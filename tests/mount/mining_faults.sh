@@ -21,11 +21,7 @@ ip link set lo up || exit 1
 . "$(dirname "$0")/lib-mining.sh"
 
 require_cmd python3 curl
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
-	    "(the shared data folder, README.md \"Tests\")"
-	exit 1
-}
+require_corpus
 PY=/usr/bin/python3
 M=$MNT/models
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2

@@ -6,11 +6,7 @@
 # uninterrupted one: the same rows and the same model file.
 . "$(dirname "$0")/lib.sh"
 
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
-	    "(the shared data folder, README.md \"Tests\")"
-	exit 1
-}
+require_corpus
 J=$MNT/mining/jobs
 M=$MNT/models
 OPTS='data=models/corpora/tiny.txt layers=2 heads=2 embd=32 seq=32 batch=4 val-batches=2

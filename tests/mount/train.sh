@@ -8,11 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 require_cmd python3 useradd userdel setpriv
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
-	    "(the shared data folder, README.md \"Tests\")"
-	exit 1
-}
+require_corpus
 : "${LLMFS_TRAIN:?LLMFS_TRAIN must name llmfs-train}"
 PY=/usr/bin/python3
 T=$MNT/train

@@ -22,11 +22,7 @@ root=$(cd "$here/../.." && pwd)
 
 netns_check || skip_all "network namespaces need root and iproute2"
 require_cmd curl
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}" \
-	    "(the shared data folder, README.md \"Tests\")"
-	exit 1
-}
+require_corpus
 # A network of 10.N.0.0/16 that no address of the host uses yet (a benchmark may hold one).
 while ip -4 -o addr show | grep -q " 10\.$NETNS_NET\."; do
 	NETNS_NET=$((100 + (NETNS_NET - 99) % 150))

@@ -12,10 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 require_fuse
 require_cmd python3
-[ -n "${TRAIN_CORPUS:-}" ] && [ -f "$TRAIN_CORPUS" ] || {
-	say "Bail out! the training corpus is missing: ${TRAIN_CORPUS:-TRAIN_CORPUS unset}"
-	exit 1
-}
+require_corpus
 trap 'rc_=$?; slurm_stop "$TEST_DIR/slurm"; (exit $rc_); cleanup' EXIT
 J=$MNT/mining/jobs
 P=$MNT/mining/providers
