@@ -210,10 +210,17 @@ static int pack_fd_locked(struct pack_set *ps, uint32_t id, int create)
 			ps->badhdr[id] = 1;
 		} else {
 			uint8_t m = hdr[PACK_FRESH_OFF];
+			int mark = m == PACK_MARK_FRESH || m == PACK_MARK_COMMITTING;
 
-			ps->fresh[id] = m == PACK_MARK_FRESH || m == PACK_MARK_COMMITTING ? m : 0;
-			want[PACK_FRESH_OFF] = ps->fresh[id];
-			ps->badhdr[id] = memcmp(hdr, want, sizeof(hdr)) != 0;
+			/*
+			 * The mark counts only in a header of ours: a file that
+			 * is not a pack (junk, another program's) whose byte
+			 * there happens to be a mark is no fresh pack of ours,
+			 * and is set aside, never removed (store_pack_set_aside()).
+			 */
+			want[PACK_FRESH_OFF] = m;
+			ps->badhdr[id] = memcmp(hdr, want, sizeof(hdr)) != 0 || (m && !mark);
+			ps->fresh[id] = mark && !ps->badhdr[id] ? m : 0;
 		}
 	}
 	ps->fds[id] = fd;

@@ -50,7 +50,10 @@ test_expect_success 'a store in use by the daemon is refused, and left alone' '
 '
 
 test_expect_success 'a junk pack file is crash residue: a note, moved to quarantine/ by --repair' '
+	# the byte where a pack header keeps its fresh mark is that mark (1): in
+	# a file that is not a pack it means nothing, and the file is set aside
 	head -c 100000 /dev/urandom >"$STORE/packs/000000ff.pack" &&
+	printf "\001" | dd of="$STORE/packs/000000ff.pack" bs=1 seek=12 conv=notrunc 2>/dev/null &&
 	cp "$STORE/packs/000000ff.pack" "$TEST_DIR/junk" &&
 	fsck_is 0 &&
 	grep -q "pack 255 is not in the catalog" "$TEST_DIR/fsck.out" &&
