@@ -2594,6 +2594,31 @@ static void booker_finish(struct booker *b)
 		call_hook(b->j, last);
 }
 
+/*
+ * A job's end shows: its state and reason, result and state.json.  Its providers are freed
+ * first (when *have_slots), so that whoever saw the job end may edit them.
+ */
+static void show_end(struct job *j, enum jstate state, const char *reason, float val,
+		     int *have_slots)
+{
+	struct mining *m = j->m;
+	unsigned long long seq;
+	char *snap;
+
+	if (*have_slots)
+		release_providers(j);
+	*have_slots = 0;
+	pthread_mutex_lock(&m->lock);
+	j->state = state;
+	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1, reason);
+	write_result(j, val);
+	snap = state_snapshot(j, &seq);
+	j->gen++;
+	changed(m, MINING_JOBS, j->name);
+	pthread_mutex_unlock(&m->lock);
+	state_write(j, snap, seq);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -2608,8 +2633,6 @@ static void *job_main(void *arg)
 	struct booker bk = { 0 };
 	enum jstate end = J_DONE;
 	int r, streak = 0, have_slots = 0;
-	unsigned long long seq;
-	char *snap;
 	long rd;
 
 	free(j->tokens);
@@ -2847,21 +2870,8 @@ static void *job_main(void *arg)
 		/* asked to stop, or the daemon closes: state.json keeps "running" for a close */
 		stop_slots(j);
 		booker_finish(&bk);
-		if (j->stop_asked == 1) {
-			/* the providers free before the job shows stopped: whoever saw it may edit them */
-			if (have_slots)
-				release_providers(j);
-			have_slots = 0;
-			pthread_mutex_lock(&m->lock);
-			j->state = J_STOPPED;
-			snprintf(j->reason, sizeof(j->reason), "stopped");
-			write_result(j, val);
-			snap = state_snapshot(j, &seq);
-			j->gen++;
-			changed(m, MINING_JOBS, j->name);
-			pthread_mutex_unlock(&m->lock);
-			state_write(j, snap, seq);
-		}
+		if (j->stop_asked == 1)
+			show_end(j, J_STOPPED, "stopped", val, &have_slots);
 		goto out_slots;
 	}
 	stop_slots(j);
@@ -2875,35 +2885,12 @@ static void *job_main(void *arg)
 	booker_finish(&bk);
 	if (end != J_DONE)
 		job_log(j, "%s: %s", jstate_names[end], err);
-	if (have_slots)
-		release_providers(j); /* before the end shows, as above */
-	have_slots = 0;
-	pthread_mutex_lock(&m->lock);
-	j->state = end;
-	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1,
-		 end == J_DONE ? "" : err);
-	write_result(j, val);
-	snap = state_snapshot(j, &seq);
-	j->gen++;
-	changed(m, MINING_JOBS, j->name);
-	pthread_mutex_unlock(&m->lock);
-	state_write(j, snap, seq);
+	show_end(j, end, end == J_DONE ? "" : err, val, &have_slots);
 	goto out_slots;
 out:
 	booker_finish(&bk);
 	job_log(j, "failed: %s", err);
-	if (have_slots)
-		release_providers(j);
-	have_slots = 0;
-	pthread_mutex_lock(&m->lock);
-	j->state = end;
-	snprintf(j->reason, sizeof(j->reason), "%.*s", (int)sizeof(j->reason) - 1, err);
-	write_result(j, val);
-	snap = state_snapshot(j, &seq);
-	j->gen++;
-	changed(m, MINING_JOBS, j->name);
-	pthread_mutex_unlock(&m->lock);
-	state_write(j, snap, seq);
+	show_end(j, end, err, val, &have_slots);
 out_slots:
 	if (have_slots)
 		release_providers(j);
