@@ -110,6 +110,13 @@ PY
 
 mkdir -p "$mnt" "$ptmnt" "$work/data" "$work/rows" "$work/ext4"
 gcc -O2 -I"$src" -o "$work/gen" "$src/gen-weights.c" -lm
+# libfuse's passthrough_ll: the kernel's FUSE path over ext4 with no store
+# behind it, the baseline of the first reads and the small files' floor.
+ptsrc=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+have_pt=0
+if [ -f "$ptsrc" ] && gcc -O2 -o "$work/passthrough_ll" "$ptsrc" $(pkg-config --cflags --libs fuse3) 2>/dev/null; then
+	have_pt=1
+fi
 d=$work/data
 # Big streams: throughput and the daemon's peak memory.  Random bytes
 # (q8), since gen-weights makes them at several GB/s where its bf16 runs
@@ -200,8 +207,7 @@ for kind in bf16.safetensors q8.bin; do
 done
 
 # ---- libfuse's passthrough_ll over the same file, when its source is here
-ptsrc=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
-if [ -f "$ptsrc" ] && gcc -O2 -o "$work/passthrough_ll" "$ptsrc" $(pkg-config --cflags --libs fuse3) 2>/dev/null; then
+if [ "$have_pt" = 1 ]; then
 	"$work/passthrough_ll" -f -o source="$d",cache=always "$ptmnt" &
 	pt_pid=$!
 	sleep 1
@@ -250,21 +256,57 @@ if [ "$nfiles" != 0 ]; then
 small_tree "$d/small" "$nfiles"
 
 # ---- small files: cp -r + sync, one copy and four at once, against ext4
-for r in $(seq "$rounds"); do
-	for side in llmfs ext4; do
-		drop
-		if [ $side = llmfs ]; then
-			fresh_llmfs; dst=$mnt/models/m
-		else
-			rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4
+# and against passthrough_ll over ext4 (-o cache=always, which keeps
+# attributes and names a day as llmfs does in models/): what the kernel's
+# FUSE path costs a file with nothing behind it, no store and no durable
+# close (its flush closes a dup of the file, its data reaches the disk at
+# the final sync).  The sides rotate from round to round.
+pt_mount() {
+	rm -rf "$work/ext4/pt"; mkdir "$work/ext4/pt"
+	"$work/passthrough_ll" -f -o source="$work/ext4/pt",cache=always "$ptmnt" 2>/dev/null &
+	pt_pid=$!
+	_i=0
+	until mountpoint -q "$ptmnt"; do
+		_i=$((_i + 1))
+		if [ $_i -ge 200 ] || ! kill -0 "$pt_pid" 2>/dev/null; then
+			echo "passthrough_ll did not mount" >&2; exit 1
 		fi
-		one=$(t sh_sync "cp -r '$d/small' '$dst/small'" "$dst")
-		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait" "$dst")
-		if [ $side = llmfs ]; then lone=$one; lpar=$par; else eone=$one; epar=$par; fi
+		sleep 0.05
 	done
+}
+pt_umount() { fusermount3 -u "$ptmnt"; wait "$pt_pid" || true; pt_pid=; rm -rf "$work/ext4/pt"; }
+sides="llmfs ext4"
+[ "$have_pt" = 1 ] && sides="llmfs ext4 fuse"
+for r in $(seq "$rounds"); do
+	for side in $sides; do
+		drop
+		case $side in
+		llmfs) fresh_llmfs; dst=$mnt/models/m ;;
+		ext4) rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4 ;;
+		fuse) pt_mount; dst=$ptmnt ;;
+		esac
+		one=$(t sh_sync "cp -r '$d/small' '$dst/small'" "$dst")
+		# passthrough_ll holds a descriptor for every inode the kernel
+		# knows: a fresh mount for the second copy keeps it under the
+		# usual limit (20,000 here)
+		[ $side = fuse ] && { pt_umount; pt_mount; }
+		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait" "$dst")
+		case $side in
+		llmfs) lone=$one; lpar=$par ;;
+		ext4) eone=$one; epar=$par ;;
+		fuse) fone=$one; fpar=$par; pt_umount ;;
+		esac
+	done
+	# shellcheck disable=SC2086
+	set -- $sides; first=$1; shift; sides="$* $first"
 	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
 	rec small-one "$(ratio "$lone" "$eone")"; rec small-par "$(ratio "$lpar" "$epar")"
 	rec small-lone "$lone"; rec small-eone "$eone"; rec small-lpar "$lpar"; rec small-epar "$epar"
+	if [ "$have_pt" = 1 ]; then
+		rec small-fone "$fone"; rec small-fpar "$fpar"
+		rec small-fe "$(ratio "$fone" "$eone")"; rec small-lf "$(ratio "$lone" "$fone")"
+		rec small-fepar "$(ratio "$fpar" "$epar")"; rec small-lfpar "$(ratio "$lpar" "$fpar")"
+	fi
 	# listings right after a mount (caches dropped), then warm, then ext4
 	# warm: each warm figure the median of 9 runs, the sides interleaved
 	umount_llmfs; drop; mount_llmfs
@@ -278,6 +320,10 @@ for r in $(seq "$rounds"); do
 done
 echo "$nfiles small files, cp -r + sync: time / ext4 $(med small-one) (llmfs $(med small-lone) s, ext4 $(med small-eone) s)"
 echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) (llmfs $(med small-lpar) s, ext4 $(med small-epar) s)"
+if [ "$have_pt" = 1 ]; then
+	echo "$nfiles small files, cp -r + sync into passthrough_ll (the kernel's FUSE path, nothing behind it): time / ext4 $(med small-fe) ($(med small-fone) s); llmfs / passthrough_ll $(med small-lf)"
+	echo "$nfiles small files, 4 cp -r at once + sync into passthrough_ll: time / ext4 $(med small-fepar) ($(med small-fpar) s); llmfs / passthrough_ll $(med small-lfpar)"
+fi
 echo "find right after a mount / warm find: $(med ls-cold) (cold $(med ls-fc) s, warm $(med ls-fw) s); du: $(med du-cold)"
 echo "warm find throughput / ext4: $(med ls-warm) (ext4 $(med ls-fe) s); warm du / ext4: $(med du-warm)"
 fi
