@@ -1786,6 +1786,7 @@ int cas_pins_open(struct cas_pins *p)
 
 	for (k = 0; k < CAS_PIN_PIPES; k++)
 		p->pipe[k][0] = p->pipe[k][1] = -1;
+	p->pages = 0;
 	p->null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	if (p->null < 0)
 		return -errno;
@@ -1796,8 +1797,10 @@ int cas_pins_open(struct cas_pins *p)
 			cas_pins_close(p);
 			return r;
 		}
-		/* Best effort: a smaller pipe only pins less (pack_pin() goes on). */
+		/* Best effort: a smaller pipe only pins less. */
 		fcntl(p->pipe[k][0], F_SETPIPE_SZ, PIN_PIPE_BYTES);
+		r = fcntl(p->pipe[k][0], F_GETPIPE_SZ);
+		p->pages += r > 0 ? (size_t)r / (size_t)sysconf(_SC_PAGESIZE) : 0;
 	}
 	return 0;
 }
@@ -1860,7 +1863,11 @@ static int locate(struct cas_store *st, struct cas_file *f, size_t first, size_t
 	return raw;
 }
 
-/* Maps chunk i (raw, at l) with its pages pinned and checks it.  gc_lock held. */
+/*
+ * Maps chunk i (raw, at l) with its pages pinned and checks it.  gc_lock
+ * held (read); the copied chunks' loads take it again, which a read lock
+ * preferring readers (the default) allows with a collection waiting.
+ */
 static int map_chunk(struct cas_store *st, struct cas_file *f, size_t i,
 		     const struct pack_loc *l, struct cas_pins *p, struct pack_map *m)
 {
@@ -1935,7 +1942,10 @@ int cas_file_read_mapped(struct cas_store *st, struct cas_file *f, struct cas_pi
 	first = chunk_at(f, off);
 	last = chunk_at(f, off + len - 1);
 	n = last - first + 1;
-	if (n > MAPPED_CHUNKS)
+	/* Each chunk pinned whole, a part page at each of its ends. */
+	if (n > MAPPED_CHUNKS ||
+	    (f->ends[last] - (first ? f->ends[first - 1] : 0)) / (uint64_t)sysconf(_SC_PAGESIZE) +
+			    2 * n > p->pages)
 		return 0;
 	/* Chunks known to be copied: the copying path reads them as well. */
 	for (k = first; k <= last; k++)

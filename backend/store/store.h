@@ -196,6 +196,7 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 struct cas_pins {
 	int pipe[CAS_PIN_PIPES][2];
 	int null;
+	size_t pages; /* the pipes' room, in pages (a pipe buffer holds one at most) */
 };
 int cas_pins_open(struct cas_pins *p);
 void cas_pins_close(struct cas_pins *p);
