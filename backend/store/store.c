@@ -65,8 +65,9 @@ struct cas_file {
 	int has_sha;
 	uint8_t list_digest[32]; /* SHA-256 of sha and the chunk list */
 	atomic_size_t next; /* chunk a sequential reader wants next */
-	/* Per chunk, what the splice path last found (K_*); a hint only. */
+	/* Per chunk, what cas_file_read_mapped() last found (K_*); a hint only. */
 	_Atomic uint8_t *kind;
+	atomic_int copies; /* it found a chunk it copies: its read-ahead is of use */
 	struct verify v;
 };
 
@@ -1516,10 +1517,10 @@ static size_t chunk_at(const struct cas_file *f, uint64_t off)
 struct prefetch {
 	struct cas_store *st;
 	struct cas_id id;
-	int skip_raw; /* for the splice path: a raw chunk in a pack is its own */
+	int skip_raw; /* for the mapped path: a raw chunk in a pack is its own */
 };
 
-/* 1 if loc is a record the splice path sends (stored as is, in a pack). */
+/* 1 if loc is a record the mapped path sends (stored as is, in a pack). */
 static int loc_raw(const struct pack_loc *l)
 {
 	return l->pack != CAS_PACK_INLINE && l->scheme == CODEC_RAW && l->clen == l->ulen &&
@@ -1554,7 +1555,7 @@ static void prefetch_job(void *ctx, void *arg)
 }
 
 /*
- * Decodes the next chunks into the cache.  For the splice path (skip_raw)
+ * Decodes the next chunks into the cache.  For the mapped path (skip_raw)
  * only those it will copy: chunks it found raw are skipped here, the rest
  * looked up by the job first.
  */
@@ -1859,6 +1860,8 @@ static int locate(struct cas_store *st, struct cas_file *f, size_t first, size_t
 		raw += is_raw;
 		atomic_store_explicit(&f->kind[first + k], is_raw ? K_RAW : K_OTHER,
 				      memory_order_relaxed);
+		if (!is_raw)
+			atomic_store_explicit(&f->copies, 1, memory_order_relaxed);
 	}
 	return raw;
 }
@@ -1893,7 +1896,7 @@ static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins
 		       struct iovec *iov, struct pack_map *maps, uint8_t **buf)
 {
 	size_t done = 0, i = first;
-	int r = 0;
+	int r = 0, mapped = 0;
 
 	while (done < len && r == 0) {
 		uint64_t start = i ? f->ends[i - 1] : 0;
@@ -1902,14 +1905,14 @@ static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins
 
 		if (take > len - done)
 			take = len - done;
-		if (atomic_exchange(&f->next, i + 1) == i)
+		/* A file of raw chunks alone has nothing to decode ahead. */
+		if (atomic_exchange(&f->next, i + 1) == i &&
+		    atomic_load_explicit(&f->copies, memory_order_relaxed))
 			read_ahead(st, f, i, 1);
 		if (loc_raw(&locs[k])) {
 			r = map_chunk(st, f, i, &locs[k], p, &maps[k]);
-			if (r == 0) {
-				iov[k].iov_base = (void *)(maps[k].data + within);
-				__atomic_add_fetch(&st->mapped_chunks, 1, __ATOMIC_RELAXED);
-			}
+			iov[k].iov_base = (void *)(maps[k].data + within);
+			mapped++;
 		} else {
 			if (!*buf && !(*buf = malloc(len)))
 				return -ENOMEM;
@@ -1920,7 +1923,7 @@ static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins
 		done += take;
 		i++;
 	}
-	return r;
+	return r < 0 ? r : mapped;
 }
 
 int cas_file_read_mapped(struct cas_store *st, struct cas_file *f, struct cas_pins *p,
@@ -1962,6 +1965,7 @@ int cas_file_read_mapped(struct cas_store *st, struct cas_file *f, struct cas_pi
 		goto out;
 	sent = 1;
 	send(arg, iov, (int)n);
+	__atomic_add_fetch(&st->mapped_chunks, (uint64_t)r, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&st->mapped_reads, 1, __ATOMIC_RELAXED);
 out:
 	for (k = 0; k < n; k++)

@@ -11,8 +11,8 @@
 # its bytes again heals it and makes every list be hashed whole again.
 # Reads of a confirmed list whose chunks are stored as is are answered
 # from the packs' own pages, pinned and mapped (status counts them): the
-# same bytes, and a damaged record found there sends the read the copying
-# way, to EIO.
+# same bytes, in order beside compressed chunks of the same reply, and a
+# damaged record found there sends the read the copying way, to EIO.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$TEST_DIR/src
@@ -94,6 +94,23 @@ test_expect_success 'a confirmed raw file is answered from the packs pages: whol
 	n=$(status_get mapped_chunks) &&
 	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 37 50) && [ "$r" = ok ] &&
 	[ "$(status_get mapped_chunks)" = "$n" ]
+'
+
+test_expect_success 'a confirmed file of raw and compressed chunks: mapped and copied parts in order' '
+	{ head -c 9000000 "$SRC/r.bin"; cat "$SRC/t.txt"; tail -c 9000000 "$SRC/r.bin"; cat "$SRC/t.txt"; } >"$SRC/mix.bin" &&
+	cp "$SRC/mix.bin" "$M/m/mix.bin" &&
+	daemon_stop && daemon_start &&
+	cmp "$M/m/mix.bin" "$SRC/mix.bin" &&
+	[ "$(status_get mapped_reads)" = 0 ] &&
+	daemon_stop && daemon_start &&
+	[ "$(sha256sum <"$M/m/mix.bin")" = "$(sha256sum <"$SRC/mix.bin")" ] &&
+	[ "$(status_get known_lists)" = 1 ] &&
+	[ "$(status_get mapped_chunks)" -gt 0 ] &&
+	[ "$(status_get mapped_fallbacks)" = 0 ] &&
+	n=$(status_get mapped_reads) &&
+	r=$(rand_reads "$M/m/mix.bin" "$SRC/mix.bin" 41 300) && say "# mix.bin: $r" && [ "$r" = ok ] &&
+	[ "$(status_get mapped_reads)" -gt "$n" ] &&
+	rm "$M/m/mix.bin" "$SRC/mix.bin"
 '
 
 test_expect_success 'four readers at once on a fresh mount each read the file whole' '
