@@ -432,7 +432,7 @@ int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_i
 		left -= (size_t)n;
 	}
 	base = start & ~(page - 1);
-	p = mmap(NULL, (size_t)(start + loc->clen - base), PROT_READ, MAP_SHARED | MAP_POPULATE, fd,
+	p = mmap(NULL, (size_t)(start + loc->clen - base), PROT_READ, MAP_SHARED, fd,
 		 (off_t)base);
 	if (p == MAP_FAILED)
 		return -errno;
