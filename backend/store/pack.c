@@ -394,24 +394,30 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 	return read_split(ps, loc, id, hdr, payload);
 }
 
+/* Pack id's descriptor, or -errno (-EIO when the pack is gone). */
+static int pack_read_fd(struct pack_set *ps, uint32_t id)
+{
+	int fd;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	pthread_mutex_unlock(&ps->lock);
+	return fd == -ENOENT ? -EIO : fd;
+}
+
 int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_id *id,
-	     const int *pins, int npins, struct pack_map *ret_map)
+	     const int *pins, int npins)
 {
 	uint8_t hdr[PACK_REC_LEN];
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t start = loc->off + PACK_REC_LEN, base;
-	loff_t pos = (loff_t)start;
+	loff_t pos = (loff_t)(loc->off + PACK_REC_LEN);
 	size_t left = loc->clen;
-	void *p;
 	int fd, k = 0;
 
 	if (loc->clen == 0)
 		return -EINVAL;
-	pthread_mutex_lock(&ps->lock);
-	fd = pack_fd_locked(ps, loc->pack, 0);
-	pthread_mutex_unlock(&ps->lock);
+	fd = pack_read_fd(ps, loc->pack);
 	if (fd < 0)
-		return fd == -ENOENT ? -EIO : fd;
+		return fd;
 	if (pread(fd, hdr, sizeof(hdr), (off_t)loc->off) != (ssize_t)sizeof(hdr) ||
 	    rec_check(hdr, loc, id) < 0)
 		return -EIO;
@@ -431,14 +437,27 @@ int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_i
 			return -EIO; /* the record runs past the pack's end */
 		left -= (size_t)n;
 	}
-	base = start & ~(page - 1);
-	p = mmap(NULL, (size_t)(start + loc->clen - base), PROT_READ, MAP_SHARED, fd,
-		 (off_t)base);
+	return 0;
+}
+
+int pack_map(struct pack_set *ps, uint32_t id, uint64_t off, size_t len,
+	     struct pack_map *ret_map)
+{
+	uint64_t base = off & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
+	void *p;
+	int fd;
+
+	if (len == 0)
+		return -EINVAL;
+	fd = pack_read_fd(ps, id);
+	if (fd < 0)
+		return fd;
+	p = mmap(NULL, (size_t)(off + len - base), PROT_READ, MAP_SHARED, fd, (off_t)base);
 	if (p == MAP_FAILED)
 		return -errno;
 	ret_map->base = p;
-	ret_map->len = (size_t)(start + loc->clen - base);
-	ret_map->data = (const uint8_t *)p + (start - base);
+	ret_map->len = (size_t)(off + len - base);
+	ret_map->data = (const uint8_t *)p + (off - base);
 	return 0;
 }
 

@@ -1866,30 +1866,71 @@ static int locate(struct cas_store *st, struct cas_file *f, size_t first, size_t
 	return raw;
 }
 
-/*
- * Maps chunk i (raw, at l) with its pages pinned and checks it.  gc_lock
- * held (read); the copied chunks' loads take it again, which a read lock
- * preferring readers (the default) allows with a collection waiting.
- */
-static int map_chunk(struct cas_store *st, struct cas_file *f, size_t i,
-		     const struct pack_loc *l, struct cas_pins *p, struct pack_map *m)
+/* Pins raw chunk i (at l) in the page cache (pack_pin()).  gc_lock held. */
+static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
+		     const struct pack_loc *l, struct cas_pins *p)
 {
-	int pins[CAS_PIN_PIPES], k, r;
-	struct cas_id got;
+	int pins[CAS_PIN_PIPES], k;
 
 	for (k = 0; k < CAS_PIN_PIPES; k++)
 		pins[k] = p->pipe[k][1];
-	r = pack_pin(st->packs, l, &f->ids[i], pins, CAS_PIN_PIPES, m);
-	if (r < 0)
-		return r;
-	cas_id_of(m->data, l->ulen, &got);
-	return cas_id_eq(&got, &f->ids[i]) ? 0 : -EIO;
+	return pack_pin(st->packs, l, &f->ids[i], pins, CAS_PIN_PIPES);
+}
+
+/*
+ * Maps the pinned chunks [first, first + n) at locs, one mapping per pack
+ * (maps[k] for the first chunk k of each), checks each against its id
+ * through it and points its iov entry (iov_len set, iov_base the offset
+ * within it) there.  Only pinned bytes are read: those between records
+ * are mapped, not touched.  gc_lock held.
+ */
+static int map_pinned(struct cas_store *st, struct cas_file *f, size_t first, size_t n,
+		      const struct pack_loc *locs, struct iovec *iov, struct pack_map *maps)
+{
+	uint8_t seen[MAPPED_CHUNKS] = { 0 };
+	size_t k, j;
+	int r;
+
+	for (k = 0; k < n; k++) {
+		uint64_t lo, hi;
+
+		if (!loc_raw(&locs[k]) || seen[k])
+			continue;
+		lo = locs[k].off + PACK_REC_LEN;
+		hi = lo + locs[k].clen;
+		for (j = k + 1; j < n; j++) {
+			if (!loc_raw(&locs[j]) || locs[j].pack != locs[k].pack)
+				continue;
+			if (locs[j].off + PACK_REC_LEN < lo)
+				lo = locs[j].off + PACK_REC_LEN;
+			if (locs[j].off + PACK_REC_LEN + locs[j].clen > hi)
+				hi = locs[j].off + PACK_REC_LEN + locs[j].clen;
+		}
+		r = pack_map(st->packs, locs[k].pack, lo, (size_t)(hi - lo), &maps[k]);
+		if (r < 0)
+			return r;
+		for (j = k; j < n; j++) {
+			const uint8_t *data;
+			struct cas_id got;
+
+			if (!loc_raw(&locs[j]) || locs[j].pack != locs[k].pack)
+				continue;
+			seen[j] = 1;
+			data = maps[k].data + (locs[j].off + PACK_REC_LEN - lo);
+			cas_id_of(data, locs[j].ulen, &got);
+			if (!cas_id_eq(&got, &f->ids[first + j]))
+				return -EIO;
+			iov[j].iov_base = (void *)(data + (size_t)(uintptr_t)iov[j].iov_base);
+		}
+	}
+	return 0;
 }
 
 /*
  * Describes the len bytes at off, from chunks [first, ...) at locs, in
- * iov: mapped chunks' parts, and copied chunks' parts in buf (len bytes).
- * gc_lock held.
+ * iov: raw chunks pinned, then mapped and checked (map_pinned()); copied
+ * chunks' parts in buf (len bytes).  Returns the raw chunks' count or
+ * -errno.  gc_lock held.
  */
 static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins *p,
 		       size_t first, const struct pack_loc *locs, size_t len, uint64_t off,
@@ -1910,8 +1951,9 @@ static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins
 		    atomic_load_explicit(&f->copies, memory_order_relaxed))
 			read_ahead(st, f, i, 1);
 		if (loc_raw(&locs[k])) {
-			r = map_chunk(st, f, i, &locs[k], p, &maps[k]);
-			iov[k].iov_base = (void *)(maps[k].data + within);
+			r = pin_chunk(st, f, i, &locs[k], p);
+			/* The part's offset in the chunk, until map_pinned(). */
+			iov[k].iov_base = (void *)(uintptr_t)within;
 			mapped++;
 		} else {
 			if (!*buf && !(*buf = malloc(len)))
@@ -1923,6 +1965,8 @@ static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins
 		done += take;
 		i++;
 	}
+	if (r == 0)
+		r = map_pinned(st, f, first, i - first, locs, iov, maps);
 	return r < 0 ? r : mapped;
 }
 
