@@ -1055,17 +1055,15 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	struct cas_fault fault = { 0 };
 	struct snap *s;
 	ssize_t n;
-	char *buf;
+	char *buf = NULL;
 	int r;
 
 	if (h->is_text)
 		return fs_reply_text(req, h->buf, h->len, size, off);
-	buf = malloc(size ? size : 1);
-	if (!buf)
-		return fs_reply_err(req, -ENOMEM);
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
-		n = cas_writer_read(node->w, buf, size, (uint64_t)off, &fault);
+		buf = malloc(size ? size : 1);
+		n = buf ? cas_writer_read(node->w, buf, size, (uint64_t)off, &fault) : -ENOMEM;
 		pthread_mutex_unlock(&node->wlock);
 		goto reply;
 	}
@@ -1075,12 +1073,13 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 		n = r;
 		goto reply;
 	}
+	/* Answered from the packs' pages: no buffer needed. */
 	if (read_mapped(fs, req, s->f, size, off)) {
 		snap_put(fs, s);
-		free(buf);
 		return;
 	}
-	n = cas_file_read(fs->st, s->f, buf, size, (uint64_t)off, &fault);
+	buf = malloc(size ? size : 1);
+	n = buf ? cas_file_read(fs->st, s->f, buf, size, (uint64_t)off, &fault) : -ENOMEM;
 	snap_put(fs, s);
 	if (n == -EIO)
 		log_fault(fs, ino, &fault);
