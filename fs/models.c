@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "backend/registry/smip.h"
@@ -73,6 +75,9 @@ struct fs_models {
 		size_t len;
 	} vcache[8];
 	unsigned vnext;
+	/* Each FUSE thread's pins for reads from the packs' pages (struct cas_pins). */
+	pthread_key_t pins;
+	int pins_ok;
 };
 
 /* An open file: a catalog file's node, or the text of a .smip file. */
@@ -986,6 +991,62 @@ static void log_fault(struct fs *fs, uint64_t ino, const struct cas_fault *f)
 	       path, (unsigned long long)f->off, hex);
 }
 
+static void pins_free(void *v)
+{
+	struct cas_pins *p = v;
+
+	if (p)
+		cas_pins_close(p);
+	free(p);
+}
+
+/* The calling thread's pins, made on first use; NULL if they cannot be. */
+static struct cas_pins *thread_pins(struct fs_models *m)
+{
+	struct cas_pins *p = pthread_getspecific(m->pins);
+
+	if (p && p->null >= 0)
+		return p;
+	if (!p) {
+		p = malloc(sizeof(*p));
+		if (!p)
+			return NULL;
+		p->null = -1;
+		if (pthread_setspecific(m->pins, p) != 0) {
+			free(p);
+			return NULL;
+		}
+	}
+	/* Closed after a failure, or never made: tried again. */
+	if (cas_pins_open(p) < 0)
+		return NULL;
+	return p;
+}
+
+static int send_iov(void *arg, const struct iovec *iov, int n)
+{
+	return fuse_reply_iov(arg, iov, n);
+}
+
+/*
+ * Answers a read of a committed file from the packs' pages where the
+ * store can (cas_file_read_mapped()): 1 if answered, 0 if the copying
+ * path must.
+ */
+static int read_mapped(struct fs *fs, fuse_req_t req, struct cas_file *f, size_t size,
+		       off_t off)
+{
+	struct fs_models *m = fs->models;
+	struct cas_pins *p;
+
+	if (!m->pins_ok)
+		return 0;
+	p = thread_pins(m);
+	if (!p)
+		return 0;
+	return cas_file_read_mapped(fs->st, f, p, size, (uint64_t)off, send_iov, req);
+}
+
 static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 			size_t size, off_t off)
 {
@@ -994,17 +1055,15 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	struct cas_fault fault = { 0 };
 	struct snap *s;
 	ssize_t n;
-	char *buf;
+	char *buf = NULL;
 	int r;
 
 	if (h->is_text)
 		return fs_reply_text(req, h->buf, h->len, size, off);
-	buf = malloc(size ? size : 1);
-	if (!buf)
-		return fs_reply_err(req, -ENOMEM);
 	pthread_mutex_lock(&node->wlock);
 	if (node->w && cas_writer_dirty(node->w)) {
-		n = cas_writer_read(node->w, buf, size, (uint64_t)off, &fault);
+		buf = malloc(size ? size : 1);
+		n = buf ? cas_writer_read(node->w, buf, size, (uint64_t)off, &fault) : -ENOMEM;
 		pthread_mutex_unlock(&node->wlock);
 		goto reply;
 	}
@@ -1014,7 +1073,13 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 		n = r;
 		goto reply;
 	}
-	n = cas_file_read(fs->st, s->f, buf, size, (uint64_t)off, &fault);
+	/* Answered from the packs' pages: no buffer needed. */
+	if (read_mapped(fs, req, s->f, size, off)) {
+		snap_put(fs, s);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	n = buf ? cas_file_read(fs->st, s->f, buf, size, (uint64_t)off, &fault) : -ENOMEM;
 	snap_put(fs, s);
 	if (n == -EIO)
 		log_fault(fs, ino, &fault);
@@ -1332,6 +1397,7 @@ int fs_models_init(struct fs *fs)
 		return -ENOMEM;
 	}
 	m->nodecap = 1024;
+	m->pins_ok = pthread_key_create(&m->pins, pins_free) == 0;
 	fs->models = m;
 	return 0;
 }
@@ -1362,6 +1428,11 @@ void fs_models_release(struct fs *fs)
 	free(m->nodes);
 	for (i = 0; i < ARRAY_SIZE(m->vcache); i++)
 		free(m->vcache[i].text);
+	if (m->pins_ok) {
+		/* The FUSE threads freed theirs as they ended; this thread's now. */
+		pins_free(pthread_getspecific(m->pins));
+		pthread_key_delete(m->pins);
+	}
 	free(m);
 	fs->models = NULL;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -346,6 +347,17 @@ out:
 	return r;
 }
 
+/* 0 if hdr is the header of the record at loc, named id; else -EIO. */
+static int rec_check(const uint8_t *hdr, const struct pack_loc *loc,
+		     const struct cas_id *id)
+{
+	if (memcmp(hdr, REC_MAGIC, 4) != 0 || hdr[4] != (uint8_t)loc->scheme ||
+	    get_le32(hdr + 8) != loc->ulen || get_le32(hdr + 12) != loc->clen ||
+	    memcmp(hdr + 16, id->b, CAS_ID_LEN) != 0)
+		return -EIO;
+	return 0;
+}
+
 /* Reads a record's header into hdr and its bytes into payload. */
 static int read_split(struct pack_set *ps, const struct pack_loc *loc,
 		      const struct cas_id *id, uint8_t *hdr, void *payload)
@@ -363,12 +375,9 @@ static int read_split(struct pack_set *ps, const struct pack_loc *loc,
 	n = preadv(fd, iov, 2, (off_t)loc->off);
 	if (n < 0)
 		return -errno;
-	if ((size_t)n != want || memcmp(hdr, REC_MAGIC, 4) != 0 ||
-	    hdr[4] != (uint8_t)loc->scheme || get_le32(hdr + 8) != loc->ulen ||
-	    get_le32(hdr + 12) != loc->clen ||
-	    memcmp(hdr + 16, id->b, CAS_ID_LEN) != 0)
+	if ((size_t)n != want)
 		return -EIO;
-	return 0;
+	return rec_check(hdr, loc, id);
 }
 
 int pack_read(struct pack_set *ps, const struct pack_loc *loc,
@@ -383,6 +392,80 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 	uint8_t hdr[PACK_REC_LEN];
 
 	return read_split(ps, loc, id, hdr, payload);
+}
+
+/* Pack id's descriptor, or -errno (-EIO when the pack is gone). */
+static int pack_read_fd(struct pack_set *ps, uint32_t id)
+{
+	int fd;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	pthread_mutex_unlock(&ps->lock);
+	return fd == -ENOENT ? -EIO : fd;
+}
+
+int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_id *id,
+	     const int *pins, int npins)
+{
+	uint8_t hdr[PACK_REC_LEN];
+	loff_t pos = (loff_t)(loc->off + PACK_REC_LEN);
+	size_t left = loc->clen;
+	int fd, k = 0;
+
+	if (loc->clen == 0)
+		return -EINVAL;
+	fd = pack_read_fd(ps, loc->pack);
+	if (fd < 0)
+		return fd;
+	if (pread(fd, hdr, sizeof(hdr), (off_t)loc->off) != (ssize_t)sizeof(hdr) ||
+	    rec_check(hdr, loc, id) < 0)
+		return -EIO;
+	while (left) {
+		ssize_t n;
+
+		if (k == npins)
+			return -ENOSPC;
+		n = splice(fd, &pos, pins[k], NULL, left, SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EAGAIN) {
+			k++;
+			continue;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the record runs past the pack's end */
+		left -= (size_t)n;
+	}
+	return 0;
+}
+
+int pack_map(struct pack_set *ps, uint32_t id, uint64_t off, size_t len,
+	     struct pack_map *ret_map)
+{
+	uint64_t base = off & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
+	void *p;
+	int fd;
+
+	if (len == 0)
+		return -EINVAL;
+	fd = pack_read_fd(ps, id);
+	if (fd < 0)
+		return fd;
+	p = mmap(NULL, (size_t)(off + len - base), PROT_READ, MAP_SHARED, fd, (off_t)base);
+	if (p == MAP_FAILED)
+		return -errno;
+	ret_map->base = p;
+	ret_map->len = (size_t)(off + len - base);
+	ret_map->data = (const uint8_t *)p + (off - base);
+	return 0;
+}
+
+void pack_unmap(struct pack_map *m)
+{
+	if (m->base)
+		munmap(m->base, m->len);
+	m->base = NULL;
 }
 
 void pack_set_writeback(struct pack_set *ps)

@@ -83,6 +83,41 @@ int pack_read(struct pack_set *ps, const struct pack_loc *loc,
 int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 		      const struct cas_id *id, void *payload);
 
+/*
+ * A read-only mapping of pack bytes (pack_map()).  pack_unmap() accepts a
+ * mapping never made (base NULL).
+ */
+struct pack_map {
+	void *base;          /* as mmap() returned it */
+	size_t len;
+	const uint8_t *data; /* the bytes asked for */
+};
+
+/*
+ * Pins the encoded bytes of the record at loc in the page cache, after
+ * checking its header as pack_read() does: splice() moves them from the
+ * pack into the pipes pins[0..npins) (write ends, non-blocking; the next
+ * one when one is full), so the pipes hold references to the pack's
+ * page-cache pages.  Reclaim then cannot drop them and no other page can
+ * take their place: read through a mapping (pack_map()), those bytes stay
+ * what was checked, and touching them cannot fault on I/O (the splice read
+ * them in, or failed).  The caller empties the pipes when done.  Returns
+ * 0; -EIO for a record that is not what loc says; -ENOSPC when the pipes
+ * are full; -errno of splice() (the pipes may then hold part of the
+ * bytes).  Pack removal and hole punching are the caller's business, as
+ * for pack_read(): hold them off until the pages are done with.
+ */
+int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_id *id,
+	     const int *pins, int npins);
+/*
+ * Maps bytes [off, off + len) of pack id read-only (MAP_SHARED) into
+ * *ret_map.  Mapping touches nothing: only bytes pinned by pack_pin() may
+ * be read through it without risk of a fault.
+ */
+int pack_map(struct pack_set *ps, uint32_t id, uint64_t off, size_t len,
+	     struct pack_map *ret_map);
+void pack_unmap(struct pack_map *m);
+
 /* Makes every appended byte durable (fdatasync, and the folder for new packs).
  * Appends go on meanwhile; callers run one at a time, so a caller that finds
  * nothing left to sync returns only after a sync another caller began. */

@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,8 +65,13 @@ struct cas_file {
 	int has_sha;
 	uint8_t list_digest[32]; /* SHA-256 of sha and the chunk list */
 	atomic_size_t next; /* chunk a sequential reader wants next */
+	/* Per chunk, what cas_file_read_mapped() last found (K_*); a hint only. */
+	_Atomic uint8_t *kind;
+	atomic_int copies; /* it found a chunk it copies: its read-ahead is of use */
 	struct verify v;
 };
+
+enum { K_UNKNOWN, K_RAW, K_OTHER };
 
 int64_t store_now_ns(void)
 {
@@ -1413,7 +1420,8 @@ int cas_file_open(struct cas_store *st, uint64_t ino, struct cas_file **ret)
 		f->ids = malloc(f->n * sizeof(*f->ids));
 		f->lens = malloc(f->n * sizeof(*f->lens));
 		f->ends = malloc(f->n * sizeof(*f->ends));
-		if (!f->ids || !f->lens || !f->ends) {
+		f->kind = calloc(f->n, sizeof(*f->kind));
+		if (!f->ids || !f->lens || !f->ends || !f->kind) {
 			r = -ENOMEM;
 			goto fail;
 		}
@@ -1461,6 +1469,7 @@ void cas_file_free(struct cas_file *f)
 	free(f->ids);
 	free(f->lens);
 	free(f->ends);
+	free(f->kind);
 	free(f);
 }
 
@@ -1508,14 +1517,35 @@ static size_t chunk_at(const struct cas_file *f, uint64_t off)
 struct prefetch {
 	struct cas_store *st;
 	struct cas_id id;
+	int skip_raw; /* for the mapped path: a raw chunk in a pack is its own */
 };
+
+/* 1 if loc is a record the mapped path sends (stored as is, in a pack). */
+static int loc_raw(const struct pack_loc *l)
+{
+	return l->pack != CAS_PACK_INLINE && l->scheme == CODEC_RAW && l->clen == l->ulen &&
+	       l->ulen > 0;
+}
 
 static void prefetch_job(void *ctx, void *arg)
 {
 	struct worker_ctx *w = ctx;
 	struct prefetch *p = arg;
+	struct pack_loc l;
 	uint32_t len = 0;
-	uint8_t *slot = ccache_begin(p->st->cache, &p->id);
+	uint8_t *slot;
+	int r;
+
+	if (p->skip_raw) {
+		pthread_mutex_lock(&p->st->lock);
+		r = cat_chunk_get(p->st->cat, &p->id, &l, NULL);
+		pthread_mutex_unlock(&p->st->lock);
+		if (r < 0 || loc_raw(&l)) {
+			free(p);
+			return;
+		}
+	}
+	slot = ccache_begin(p->st->cache, &p->id);
 
 	if (slot && (!w || store_load_chunk(p->st, w, &p->id, NULL, slot, &len) < 0))
 		len = 0;
@@ -1524,17 +1554,26 @@ static void prefetch_job(void *ctx, void *arg)
 	free(p);
 }
 
-static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i)
+/*
+ * Decodes the next chunks into the cache.  For the mapped path (skip_raw)
+ * only those it will copy: chunks it found raw are skipped here, the rest
+ * looked up by the job first.
+ */
+static void read_ahead(struct cas_store *st, struct cas_file *f, size_t i, int skip_raw)
 {
 	size_t j;
 
 	for (j = i + 1; j < f->n && j <= i + READ_AHEAD; j++) {
-		struct prefetch *p = malloc(sizeof(*p));
+		struct prefetch *p;
 
+		if (skip_raw && atomic_load_explicit(&f->kind[j], memory_order_relaxed) == K_RAW)
+			continue;
+		p = malloc(sizeof(*p));
 		if (!p)
 			break;
 		p->st = st;
 		p->id = f->ids[j];
+		p->skip_raw = skip_raw;
 		if (pool_try_submit(st->pool, prefetch_job, p) < 0) {
 			free(p);
 			break;
@@ -1692,7 +1731,7 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		if (take > len - done)
 			take = len - done;
 		if (atomic_exchange(&f->next, i + 1) == i)
-			read_ahead(st, f, i);
+			read_ahead(st, f, i, 0);
 		r = read_chunk(st, f, i, within, (uint8_t *)buf + done, take);
 		if (r < 0) {
 			if (fault) {
@@ -1715,6 +1754,272 @@ ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		return r;
 	}
 	return (ssize_t)done;
+}
+
+/* ---- reads from the packs' pages ---------------------------------------- */
+
+/* Chunks a read of CAS_MAPPED_MAX bytes can touch, but for short ones. */
+#define MAPPED_CHUNKS (CAS_MAPPED_MAX / CDC_MIN + 3)
+/* Each pin pipe's size: what an unprivileged process may ask for. */
+#define PIN_PIPE_BYTES (1 << 20)
+
+static void fd_close(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void cas_pins_close(struct cas_pins *p)
+{
+	int k;
+
+	for (k = 0; k < CAS_PIN_PIPES; k++) {
+		fd_close(&p->pipe[k][0]);
+		fd_close(&p->pipe[k][1]);
+	}
+	fd_close(&p->null);
+}
+
+int cas_pins_open(struct cas_pins *p)
+{
+	int k, r;
+
+	for (k = 0; k < CAS_PIN_PIPES; k++)
+		p->pipe[k][0] = p->pipe[k][1] = -1;
+	p->pages = 0;
+	p->null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (p->null < 0)
+		return -errno;
+	for (k = 0; k < CAS_PIN_PIPES; k++) {
+		if (pipe2(p->pipe[k], O_NONBLOCK | O_CLOEXEC) < 0) {
+			r = -errno;
+			p->pipe[k][0] = p->pipe[k][1] = -1;
+			cas_pins_close(p);
+			return r;
+		}
+		/* Best effort: a smaller pipe only pins less. */
+		fcntl(p->pipe[k][0], F_SETPIPE_SZ, PIN_PIPE_BYTES);
+		r = fcntl(p->pipe[k][0], F_GETPIPE_SZ);
+		p->pages += r > 0 ? (size_t)r / (size_t)sysconf(_SC_PAGESIZE) : 0;
+	}
+	return 0;
+}
+
+/* Empties the pins into /dev/null; closes them if that fails. */
+static void pins_release(struct cas_pins *p)
+{
+	int k, n;
+
+	for (k = 0; k < CAS_PIN_PIPES; k++) {
+		while (ioctl(p->pipe[k][0], FIONREAD, &n) == 0 && n > 0) {
+			if (splice(p->pipe[k][0], NULL, p->null, NULL, (size_t)n,
+				   SPLICE_F_NONBLOCK) <= 0) {
+				cas_pins_close(p);
+				return;
+			}
+		}
+	}
+}
+
+/* 1 if reads of f need no whole-file check. */
+static int list_confirmed(struct cas_file *f)
+{
+	int r;
+
+	if (!f->has_sha)
+		return 1;
+	pthread_mutex_lock(&f->v.lock);
+	r = f->v.state == V_GOOD;
+	pthread_mutex_unlock(&f->v.lock);
+	return r;
+}
+
+/*
+ * Looks up chunks [first, first + n) into locs under one hold of the
+ * catalog's lock; returns how many are raw in a pack, or -errno.
+ */
+static int locate(struct cas_store *st, struct cas_file *f, size_t first, size_t n,
+		  struct pack_loc *locs)
+{
+	size_t k;
+	int r = 0, raw = 0;
+
+	pthread_mutex_lock(&st->lock);
+	for (k = 0; k < n && r == 0; k++) {
+		r = cat_chunk_get(st->cat, &f->ids[first + k], &locs[k], NULL);
+		if (r == 0 && locs[k].ulen != f->lens[first + k])
+			r = -EIO;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (r < 0)
+		return r;
+	for (k = 0; k < n; k++) {
+		int is_raw = loc_raw(&locs[k]);
+
+		raw += is_raw;
+		atomic_store_explicit(&f->kind[first + k], is_raw ? K_RAW : K_OTHER,
+				      memory_order_relaxed);
+		if (!is_raw)
+			atomic_store_explicit(&f->copies, 1, memory_order_relaxed);
+	}
+	return raw;
+}
+
+/* Pins raw chunk i (at l) in the page cache (pack_pin()).  gc_lock held. */
+static int pin_chunk(struct cas_store *st, struct cas_file *f, size_t i,
+		     const struct pack_loc *l, struct cas_pins *p)
+{
+	int pins[CAS_PIN_PIPES], k;
+
+	for (k = 0; k < CAS_PIN_PIPES; k++)
+		pins[k] = p->pipe[k][1];
+	return pack_pin(st->packs, l, &f->ids[i], pins, CAS_PIN_PIPES);
+}
+
+/*
+ * Maps the pinned chunks [first, first + n) at locs, one mapping per pack
+ * (maps[k] for the first chunk k of each), checks each against its id
+ * through it and points its iov entry (iov_len set, iov_base the offset
+ * within it) there.  Only pinned bytes are read: those between records
+ * are mapped, not touched.  gc_lock held.
+ */
+static int map_pinned(struct cas_store *st, struct cas_file *f, size_t first, size_t n,
+		      const struct pack_loc *locs, struct iovec *iov, struct pack_map *maps)
+{
+	uint8_t seen[MAPPED_CHUNKS] = { 0 };
+	size_t k, j;
+	int r;
+
+	for (k = 0; k < n; k++) {
+		uint64_t lo, hi;
+
+		if (!loc_raw(&locs[k]) || seen[k])
+			continue;
+		lo = locs[k].off + PACK_REC_LEN;
+		hi = lo + locs[k].clen;
+		for (j = k + 1; j < n; j++) {
+			if (!loc_raw(&locs[j]) || locs[j].pack != locs[k].pack)
+				continue;
+			if (locs[j].off + PACK_REC_LEN < lo)
+				lo = locs[j].off + PACK_REC_LEN;
+			if (locs[j].off + PACK_REC_LEN + locs[j].clen > hi)
+				hi = locs[j].off + PACK_REC_LEN + locs[j].clen;
+		}
+		r = pack_map(st->packs, locs[k].pack, lo, (size_t)(hi - lo), &maps[k]);
+		if (r < 0)
+			return r;
+		for (j = k; j < n; j++) {
+			const uint8_t *data;
+			struct cas_id got;
+
+			if (!loc_raw(&locs[j]) || locs[j].pack != locs[k].pack)
+				continue;
+			seen[j] = 1;
+			data = maps[k].data + (locs[j].off + PACK_REC_LEN - lo);
+			cas_id_of(data, locs[j].ulen, &got);
+			if (!cas_id_eq(&got, &f->ids[first + j]))
+				return -EIO;
+			iov[j].iov_base = (void *)(data + (size_t)(uintptr_t)iov[j].iov_base);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Describes the len bytes at off, from chunks [first, ...) at locs, in
+ * iov: raw chunks pinned, then mapped and checked (map_pinned()); copied
+ * chunks' parts in buf (len bytes).  Returns the raw chunks' count or
+ * -errno.  gc_lock held.
+ */
+static int mapped_fill(struct cas_store *st, struct cas_file *f, struct cas_pins *p,
+		       size_t first, const struct pack_loc *locs, size_t len, uint64_t off,
+		       struct iovec *iov, struct pack_map *maps, uint8_t **buf)
+{
+	size_t done = 0, i = first;
+	int r = 0, mapped = 0;
+
+	while (done < len && r == 0) {
+		uint64_t start = i ? f->ends[i - 1] : 0;
+		size_t within = (size_t)(off + done - start);
+		size_t take = f->lens[i] - within, k = i - first;
+
+		if (take > len - done)
+			take = len - done;
+		/* A file of raw chunks alone has nothing to decode ahead. */
+		if (atomic_exchange(&f->next, i + 1) == i &&
+		    atomic_load_explicit(&f->copies, memory_order_relaxed))
+			read_ahead(st, f, i, 1);
+		if (loc_raw(&locs[k])) {
+			r = pin_chunk(st, f, i, &locs[k], p);
+			/* The part's offset in the chunk, until map_pinned(). */
+			iov[k].iov_base = (void *)(uintptr_t)within;
+			mapped++;
+		} else {
+			if (!*buf && !(*buf = malloc(len)))
+				return -ENOMEM;
+			r = read_chunk(st, f, i, within, *buf + done, take);
+			iov[k].iov_base = *buf + done;
+		}
+		iov[k].iov_len = take;
+		done += take;
+		i++;
+	}
+	if (r == 0)
+		r = map_pinned(st, f, first, i - first, locs, iov, maps);
+	return r < 0 ? r : mapped;
+}
+
+int cas_file_read_mapped(struct cas_store *st, struct cas_file *f, struct cas_pins *p,
+			 size_t len, uint64_t off,
+			 int (*send)(void *arg, const struct iovec *iov, int n), void *arg)
+{
+	struct pack_map maps[MAPPED_CHUNKS] = { 0 };
+	struct pack_loc locs[MAPPED_CHUNKS];
+	struct iovec iov[MAPPED_CHUNKS];
+	size_t first, last, k, n;
+	uint8_t *buf = NULL;
+	int r, sent = 0;
+
+	if (p->null < 0 || off >= f->size || len == 0 || len > CAS_MAPPED_MAX ||
+	    !list_confirmed(f))
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	first = chunk_at(f, off);
+	last = chunk_at(f, off + len - 1);
+	n = last - first + 1;
+	/* Each chunk pinned whole, a part page at each of its ends. */
+	if (n > MAPPED_CHUNKS ||
+	    (f->ends[last] - (first ? f->ends[first - 1] : 0)) / (uint64_t)sysconf(_SC_PAGESIZE) +
+			    2 * n > p->pages)
+		return 0;
+	/* Chunks known to be copied: the copying path reads them as well. */
+	for (k = first; k <= last; k++)
+		if (atomic_load_explicit(&f->kind[k], memory_order_relaxed) != K_OTHER)
+			break;
+	if (k > last)
+		return 0;
+	pthread_rwlock_rdlock(&st->gc_lock);
+	r = locate(st, f, first, n, locs);
+	if (r <= 0)
+		goto out;
+	r = mapped_fill(st, f, p, first, locs, len, off, iov, maps, &buf);
+	if (r < 0)
+		goto out;
+	sent = 1;
+	send(arg, iov, (int)n);
+	__atomic_add_fetch(&st->mapped_chunks, (uint64_t)r, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&st->mapped_reads, 1, __ATOMIC_RELAXED);
+out:
+	for (k = 0; k < n; k++)
+		pack_unmap(&maps[k]);
+	pthread_rwlock_unlock(&st->gc_lock);
+	if (r < 0)
+		__atomic_add_fetch(&st->mapped_fallbacks, 1, __ATOMIC_RELAXED);
+	pins_release(p);
+	free(buf);
+	return sent;
 }
 
 /* ---- accounting --------------------------------------------------------- */
@@ -1741,6 +2046,9 @@ int cas_status(struct cas_store *st, struct cas_status *ret)
 	pthread_mutex_unlock(&st->fl.lock);
 	ret->lost_at_open = st->lost_at_open;
 	ret->pack_syncs = pack_sync_count(st->packs);
+	ret->mapped_chunks = __atomic_load_n(&st->mapped_chunks, __ATOMIC_RELAXED);
+	ret->mapped_reads = __atomic_load_n(&st->mapped_reads, __ATOMIC_RELAXED);
+	ret->mapped_fallbacks = __atomic_load_n(&st->mapped_fallbacks, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -1800,7 +2108,10 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		"lost_at_open: %llu\n"
 		"pack_syncs: %llu\n"
 		"inline_chunks: %llu\n"
-		"known_lists: %llu\n",
+		"known_lists: %llu\n"
+		"mapped_chunks: %llu\n"
+		"mapped_reads: %llu\n"
+		"mapped_fallbacks: %llu\n",
 		st->dir, CAT_FORMAT,
 		(unsigned long long)s.cat.files,
 		(unsigned long long)(s.cat.dirs ? s.cat.dirs - 1 : 0),
@@ -1822,7 +2133,10 @@ int cas_status_text(struct cas_store *st, char **ret, size_t *ret_len)
 		(unsigned long long)s.flushes, (unsigned long long)s.flush_failures,
 		(unsigned long long)s.lost_at_open,
 		(unsigned long long)s.pack_syncs, (unsigned long long)s.inline_chunks,
-		(unsigned long long)s.known_lists);
+		(unsigned long long)s.known_lists,
+		(unsigned long long)s.mapped_chunks,
+		(unsigned long long)s.mapped_reads,
+		(unsigned long long)s.mapped_fallbacks);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

@@ -184,6 +184,48 @@ uint64_t cas_file_size(const struct cas_file *f);
  */
 ssize_t cas_file_read(struct cas_store *st, struct cas_file *f, void *buf,
 		      size_t len, uint64_t off, struct cas_fault *fault);
+/*
+ * Reads answered from the packs' own pages.  A thread's pins for
+ * cas_file_read_mapped(), made by cas_pins_open() and used by one thread
+ * at a time: pipes that hold page references (pack_pin()) while a reply
+ * is sent, and /dev/null, where they are emptied after.  cas_pins_close()
+ * accepts closed pins (fds -1).
+ */
+#define CAS_PIN_PIPES 3
+#define CAS_MAPPED_MAX (1u << 20) /* the largest read answered so */
+struct cas_pins {
+	int pipe[CAS_PIN_PIPES][2];
+	int null;
+	size_t pages; /* the pipes' room, in pages (a pipe buffer holds one at most) */
+};
+int cas_pins_open(struct cas_pins *p);
+void cas_pins_close(struct cas_pins *p);
+
+/*
+ * Answers the read of len bytes at off of f without copying its bytes in
+ * the daemon, when f's list needs no whole-file check (confirmed, or no
+ * SHA-256 known) and a chunk in the range is stored as is in a pack.  Each
+ * such chunk is pinned whole in the page cache and mapped (pack_pin()),
+ * and checked against its id through the mapping; other chunks are read
+ * as cas_file_read() reads them, into a buffer.  Then, with the store's
+ * read lock still held (no collection punches or removes the pinned
+ * records meanwhile), send(arg, iov, n) is called with the bytes in
+ * order: iov[0..n) point into the mappings and the buffer, valid only
+ * during the call.  Everything is unmapped, unpinned and freed after.
+ *
+ * Returns 1 when send was called (its result is the caller's to keep), 0
+ * when it was not: the read is not for this path (a whole-file check is
+ * pending, no chunk in range is raw in a pack, len over CAS_MAPPED_MAX,
+ * off at or past the end) or anything failed on the way (a splice, a
+ * mapping, a record or chunk that does not check out).  With 0 the caller
+ * reads with cas_file_read(), which reports damage as ever.  The pins are
+ * left empty, or closed (fds -1) when they could not be emptied.
+ * Thread-safe as cas_file_read().
+ */
+struct iovec;
+int cas_file_read_mapped(struct cas_store *st, struct cas_file *f, struct cas_pins *p,
+			 size_t len, uint64_t off,
+			 int (*send)(void *arg, const struct iovec *iov, int n), void *arg);
 /* SHA-256 of the whole file; -ENODATA if unknown. */
 int cas_file_sha256(const struct cas_file *f, uint8_t ret[32]);
 size_t cas_file_nchunks(const struct cas_file *f);
@@ -292,6 +334,9 @@ struct cas_status {
 	uint64_t pack_syncs;      /* pack syncs that had bytes to sync */
 	uint64_t inline_chunks;   /* chunks still inline in the catalog */
 	uint64_t known_lists;     /* file opens whose whole-file hash was skipped */
+	uint64_t mapped_chunks;   /* chunks sent from their pack's pages (cas_file_read_mapped()) */
+	uint64_t mapped_reads;    /* reads answered so */
+	uint64_t mapped_fallbacks; /* reads that tried and went the copying way */
 };
 int cas_status(struct cas_store *st, struct cas_status *ret);
 /*

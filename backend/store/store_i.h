@@ -86,6 +86,8 @@ struct cas_store {
 	int close_sync;            /* cas_options.close_sync */
 	uint64_t lost_at_open;     /* chunks past the mark found lost at open */
 	uint64_t known_lists;      /* snapshots opened with a confirmed list (lock) */
+	/* cas_file_read_mapped()'s counts (atomic), for status. */
+	uint64_t mapped_chunks, mapped_reads, mapped_fallbacks;
 };
 
 /* Per-thread scratch: a codec and buffers for one chunk. */

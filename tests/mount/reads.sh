@@ -9,6 +9,10 @@
 # list changed since is; a damaged pack record gives EIO to every reader,
 # never wrong bytes, while the rest of the file still reads, and writing
 # its bytes again heals it and makes every list be hashed whole again.
+# Reads of a confirmed list whose chunks are stored as is are answered
+# from the packs' own pages, pinned and mapped (status counts them): the
+# same bytes, in order beside compressed chunks of the same reply, and a
+# damaged record found there sends the read the copying way, to EIO.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$TEST_DIR/src
@@ -75,6 +79,38 @@ test_expect_success 'a file its writer stored whole is confirmed at its commit; 
 test_expect_success 'seeded random reads give the source s bytes' '
 	r=$(rand_reads "$M/m/r.bin" "$SRC/r.bin" 19 300) && say "# r.bin: $r" && [ "$r" = ok ] &&
 	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 23 200) && say "# t.txt: $r" && [ "$r" = ok ]
+'
+
+test_expect_success 'a confirmed raw file is answered from the packs pages: whole, and at odd offsets' '
+	daemon_stop && daemon_start &&
+	[ "$(status_get mapped_reads)" = 0 ] &&
+	[ "$(sha256sum <"$M/m/r.bin")" = "$(sha256sum <"$SRC/r.bin")" ] &&
+	[ "$(status_get mapped_reads)" -gt 0 ] &&
+	[ "$(status_get mapped_chunks)" -gt 0 ] &&
+	[ "$(status_get mapped_fallbacks)" = 0 ] &&
+	n=$(status_get mapped_chunks) &&
+	r=$(rand_reads "$M/m/r.bin" "$SRC/r.bin" 31 300) && say "# r.bin: $r" && [ "$r" = ok ] &&
+	[ "$(status_get mapped_chunks)" -gt "$n" ] &&
+	n=$(status_get mapped_chunks) &&
+	r=$(rand_reads "$M/m/t.txt" "$SRC/t.txt" 37 50) && [ "$r" = ok ] &&
+	[ "$(status_get mapped_chunks)" = "$n" ]
+'
+
+test_expect_success 'a confirmed file of raw and compressed chunks: mapped and copied parts in order' '
+	{ head -c 9000000 "$SRC/r.bin"; cat "$SRC/t.txt"; tail -c 9000000 "$SRC/r.bin"; cat "$SRC/t.txt"; } >"$SRC/mix.bin" &&
+	cp "$SRC/mix.bin" "$M/m/mix.bin" &&
+	daemon_stop && daemon_start &&
+	cmp "$M/m/mix.bin" "$SRC/mix.bin" &&
+	[ "$(status_get mapped_reads)" = 0 ] &&
+	daemon_stop && daemon_start &&
+	[ "$(sha256sum <"$M/m/mix.bin")" = "$(sha256sum <"$SRC/mix.bin")" ] &&
+	[ "$(status_get known_lists)" = 1 ] &&
+	[ "$(status_get mapped_chunks)" -gt 0 ] &&
+	[ "$(status_get mapped_fallbacks)" = 0 ] &&
+	n=$(status_get mapped_reads) &&
+	r=$(rand_reads "$M/m/mix.bin" "$SRC/mix.bin" 41 300) && say "# mix.bin: $r" && [ "$r" = ok ] &&
+	[ "$(status_get mapped_reads)" -gt "$n" ] &&
+	rm "$M/m/mix.bin" "$SRC/mix.bin"
 '
 
 test_expect_success 'four readers at once on a fresh mount each read the file whole' '
@@ -171,6 +207,7 @@ test_expect_success 'a damaged record: EIO for every reader, the rest reads' '
 	assert os.pread(fd, off, 0) == want[:off]
 	assert os.pread(fd, 65536, off + n) == want[off + n:off + n + 65536]
 	PY
+	[ "$(status_get mapped_fallbacks)" -gt 0 ]
 '
 
 test_expect_success 'the same bytes written again heal the chunk; confirmed lists are forgotten' '
