@@ -776,6 +776,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		   struct cas_store **ret, char *err, size_t errlen)
 {
 	struct cas_options o = { .level = 3, .threads = 0, .pack_max = 256 << 20 };
+	pthread_rwlockattr_t rwa;
 	struct cas_store *st;
 	char path[4096];
 	uint32_t *ids = NULL, cur = 1;
@@ -803,7 +804,17 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	st->made_from = UINT32_MAX;
 	st->level = o.level;
 	st->pack_max = o.pack_max;
-	pthread_rwlock_init(&st->gc_lock, NULL);
+	/*
+	 * Readers first, even with a writer waiting: a read from the packs'
+	 * pages (cas_file_read_mapped()) holds gc_lock shared while a chunk it
+	 * copies takes it shared again (load_chunk()), which a lock that
+	 * queued readers behind a waiting collector would deadlock.  This is
+	 * glibc's default, asked for by name so that it does not depend on it.
+	 */
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_READER_NP);
+	pthread_rwlock_init(&st->gc_lock, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->reserve_lock, NULL);
 	pthread_mutex_init(&st->cg.lock, NULL);
