@@ -358,6 +358,17 @@ static int rec_check(const uint8_t *hdr, const struct pack_loc *loc,
 	return 0;
 }
 
+/* Pack id's descriptor, or -errno (-EIO when the pack is gone). */
+static int pack_read_fd(struct pack_set *ps, uint32_t id)
+{
+	int fd;
+
+	pthread_mutex_lock(&ps->lock);
+	fd = pack_fd_locked(ps, id, 0);
+	pthread_mutex_unlock(&ps->lock);
+	return fd == -ENOENT ? -EIO : fd;
+}
+
 /* Reads a record's header into hdr and its bytes into payload. */
 static int read_split(struct pack_set *ps, const struct pack_loc *loc,
 		      const struct cas_id *id, uint8_t *hdr, void *payload)
@@ -367,11 +378,9 @@ static int read_split(struct pack_set *ps, const struct pack_loc *loc,
 	ssize_t n;
 	int fd;
 
-	pthread_mutex_lock(&ps->lock);
-	fd = pack_fd_locked(ps, loc->pack, 0);
-	pthread_mutex_unlock(&ps->lock);
+	fd = pack_read_fd(ps, loc->pack);
 	if (fd < 0)
-		return fd == -ENOENT ? -EIO : fd;
+		return fd;
 	n = preadv(fd, iov, 2, (off_t)loc->off);
 	if (n < 0)
 		return -errno;
@@ -392,17 +401,6 @@ int pack_read_payload(struct pack_set *ps, const struct pack_loc *loc,
 	uint8_t hdr[PACK_REC_LEN];
 
 	return read_split(ps, loc, id, hdr, payload);
-}
-
-/* Pack id's descriptor, or -errno (-EIO when the pack is gone). */
-static int pack_read_fd(struct pack_set *ps, uint32_t id)
-{
-	int fd;
-
-	pthread_mutex_lock(&ps->lock);
-	fd = pack_fd_locked(ps, id, 0);
-	pthread_mutex_unlock(&ps->lock);
-	return fd == -ENOENT ? -EIO : fd;
 }
 
 int pack_pin(struct pack_set *ps, const struct pack_loc *loc, const struct cas_id *id,
