@@ -18,6 +18,7 @@
 
 #include "backend/store/catalog.h"
 #include "backend/store/chunker.h"
+#include "backend/store/pack.h"
 #include "backend/store/store.h"
 #include "tests/check.h"
 #include "tools/bench/smallmodel.h"
@@ -551,6 +552,31 @@ static void test_uncommitted_cut_off(void)
 	free(d);
 }
 
+/* The pack of chunk id and an offset in the middle of its encoded bytes. */
+static void chunk_place(const struct cas_id *id, unsigned *ret_pack, off_t *ret_off)
+{
+	char path[512];
+	sqlite3 *db;
+	sqlite3_stmt *q;
+
+	*ret_pack = 0;
+	*ret_off = 0;
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ(sqlite3_prepare_v2(db, "SELECT pack, off, clen FROM chunks WHERE id = ?1",
+				    -1, &q, NULL),
+		 SQLITE_OK);
+	sqlite3_bind_blob(q, 1, id->b, CAS_ID_LEN, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		*ret_pack = (unsigned)sqlite3_column_int64(q, 0);
+		*ret_off = (off_t)(sqlite3_column_int64(q, 1) + PACK_REC_LEN +
+				   sqlite3_column_int64(q, 2) / 2);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	CHECK(*ret_off > 0);
+}
+
 static void test_damage(void)
 {
 	struct cas_store *st = open_store(0);
@@ -559,21 +585,32 @@ static void test_damage(void)
 	uint64_t ino = new_file(st, "damaged");
 	struct cas_fault fault;
 	struct cas_file *f;
+	struct cas_id last;
+	uint32_t last_len;
 	char path[512];
-	struct stat sb;
+	unsigned pack;
+	off_t at;
 	int fd, lines = 0;
 	uint8_t byte;
 
 	write_file(st, ino, d, len, len);
+	/*
+	 * Flip one bit in the record of the file's last chunk.  Records are
+	 * packed in the order compression finishes, so the pack's last record
+	 * may be any chunk of the file: ask the catalog where this one lies.
+	 */
+	CHECK_EQ(cas_file_open(st, ino, &f), 0);
+	CHECK(cas_file_nchunks(f) >= 2);
+	cas_file_chunk(f, cas_file_nchunks(f) - 1, &last, &last_len);
+	cas_file_free(f);
 	cas_store_close(st);
-	/* Flip one bit in the last record of the pack: this file's tail. */
-	newest_pack(path, sizeof(path));
+	chunk_place(&last, &pack, &at);
+	snprintf(path, sizeof(path), "%s/packs/%08x.pack", dir, pack);
 	fd = open(path, O_RDWR);
 	CHECK(fd >= 0);
-	CHECK_EQ(fstat(fd, &sb), 0);
-	CHECK_EQ(pread(fd, &byte, 1, sb.st_size - 10), 1);
+	CHECK_EQ(pread(fd, &byte, 1, at), 1);
 	byte ^= 4;
-	CHECK_EQ(pwrite(fd, &byte, 1, sb.st_size - 10), 1);
+	CHECK_EQ(pwrite(fd, &byte, 1, at), 1);
 	close(fd);
 	st = open_store(0);
 	CHECK_EQ(cas_file_open(st, ino, &f), 0);
