@@ -2,6 +2,10 @@
  * hash.c - XXH3-128 chunk ids.
  */
 #include <xxhash.h>
+#ifdef LLMFS_XXH_DISPATCH
+#include <xxh_x86dispatch.h> /* the same hash, the widest vectors the CPU has */
+#define XXH3_128bits XXH3_128bits_dispatch
+#endif
 
 #include "backend/store/hash.h"
 #include "common/hex.h"
