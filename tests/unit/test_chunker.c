@@ -3,6 +3,7 @@
  * and stable under insertions and deletions.
  */
 #include <stdint.h>
+#include <xxhash.h>
 
 #include "backend/store/chunker.h"
 #include "backend/store/gear_table.h"
@@ -131,6 +132,31 @@ static void test_known_hash(void)
 	CHECK(cas_id_parse("06b05ab6733a618578af5f94892f39500", &id) < 0);
 }
 
+/* Every input length's path (vector loops, tails) gives the library's baseline hash. */
+static void test_hash_paths(void)
+{
+	static const size_t lens[] = { 1, 16, 17, 128, 129, 240, 241, 1023, 1024, 1025,
+				       65536, 131071, 1u << 20 };
+	size_t len = 1u << 20, i;
+	uint8_t *data = malloc(len);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	CHECK(data != NULL);
+	for (i = 0; i < len; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		data[i] = (uint8_t)(x >> 56);
+	}
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		XXH128_canonical_t c;
+		struct cas_id id;
+
+		XXH128_canonicalFromHash(&c, XXH3_128bits(data + 3, lens[i] - 3 * (lens[i] > 3)));
+		cas_id_of(data + 3, lens[i] - 3 * (lens[i] > 3), &id);
+		CHECK(memcmp(id.b, c.digest, CAS_ID_LEN) == 0);
+	}
+	free(data);
+}
+
 /*
  * The chunker's cut points are part of the store's format in effect (a
  * store deduplicates new files against chunks cut years ago): the fast scan
@@ -212,6 +238,7 @@ int main(void)
 	RUN(test_insertion);
 	RUN(test_deletion);
 	RUN(test_known_hash);
+	RUN(test_hash_paths);
 	RUN(test_reference_cuts);
 	RUN(test_two_parts);
 	free(buf);
