@@ -14,8 +14,9 @@
 # ratios and their range [min-max], then each side's median time.  `sync`
 # is counted on every side that writes; every file read back through the
 # mount has its sha256 checked against the source.  BIG_MIB (e.g. 256 1024
-# 4096 16384) adds rows for q8 streams of those sizes: throughput, against
-# the same stream into a file on ext4, and the daemon's peak resident memory.  LLMFS_OPTS adds options to the daemon
+# 4096 16384) adds rows for q8 streams of those sizes, ROUNDS each with the
+# side that goes first alternating: throughput, against the same stream
+# into a file on ext4, and the daemon's peak resident memory.  LLMFS_OPTS adds options to the daemon
 # (e.g. LLMFS_OPTS=--lazy-close: a close() durable within --flush-ms, not
 # at once; docs/architecture.md, Crash safety).
 #
@@ -120,23 +121,44 @@ fi
 d=$work/data
 # Big streams: throughput and the daemon's peak memory.  Random bytes
 # (q8), since gen-weights makes them at several GB/s where its bf16 runs
-# at tens of MB/s a core and would be what is measured.
+# at tens of MB/s a core and would be what is measured.  Each round writes
+# the stream through llmfs and into a file on ext4, the side that goes
+# first alternating: past the page cache's share of memory both go at the
+# disk's sustained write speed, and the second side of a round writes on
+# pages the first has just freed.
+stream_llmfs() {
+	fresh_llmfs
+	h0=$(hwm_of)
+	drop
+	bt=$(t sh_sync "'$work/gen' q8 $1 9 > '$mnt/models/m/big.q8'" "$mnt/models/m")
+	hw=$(hwm_of)
+	umount_llmfs
+	rm -rf "$work/store"
+	rec "bs$1" "$(echo "scale=1; $1 / $bt" | bc)"
+	rec "bt$1" "$bt"
+	rec "hw$1" "$((hw / 1024))"
+	rec "h0$1" "$((h0 / 1024))"
+}
+stream_ext4() {
+	drop
+	et=$(t sh_sync "'$work/gen' q8 $1 9 > '$work/ext4/big.q8'")
+	rm -f "$work/ext4/big.q8"
+	rec "es$1" "$(echo "scale=1; $1 / $et" | bc)"
+	rec "et$1" "$et"
+}
 big_streams() {
 	for b in $bigs; do
-		fresh_llmfs
-		h0=$(hwm_of)
-		drop
-		bt=$(t sh_sync "'$work/gen' q8 $b 9 > '$mnt/models/m/big.q8'" "$mnt/models/m")
-		hw=$(hwm_of)
-		umount_llmfs
-		rm -rf "$work/store"
-		# the same stream into a file on the disk's own file system:
-		# past the page cache's share of memory both go at the disk's
-		# sustained write speed
-		drop
-		et=$(t sh_sync "'$work/gen' q8 $b 9 > '$work/ext4/big.q8'")
-		rm -f "$work/ext4/big.q8"
-		echo "stream of $b MiB q8: $(echo "scale=1; $b / $bt" | bc) MiB/s, ext4 $(echo "scale=1; $b / $et" | bc) MiB/s: throughput / ext4 $(ratio "$et" "$bt"); daemon peak resident $((hw / 1024)) MiB (after mount $((h0 / 1024)) MiB)"
+		for r in $(seq "$rounds"); do
+			if [ $((r % 2)) = 1 ]; then
+				stream_llmfs "$b"; stream_ext4 "$b"
+			else
+				stream_ext4 "$b"; stream_llmfs "$b"
+			fi
+			rec "sr$b" "$(ratio "$et" "$bt")"
+		done
+		echo "stream of $b MiB q8 ($rounds rounds, first side alternating): throughput / ext4 $(med "sr$b");" \
+		     "llmfs $(med "bs$b") MiB/s, ext4 $(med "es$b") MiB/s;" \
+		     "daemon peak resident $(med "hw$b") MiB (after mount $(med "h0$b") MiB)"
 	done
 	[ -z "$pid" ] || umount_llmfs
 }
