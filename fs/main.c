@@ -49,6 +49,9 @@ static void usage(FILE *out)
 		"                     keys, as the daemon's own (docs/security.md)\n"
 		"      --pack-max BYTES  start a new pack file after this many bytes\n"
 		"                     (default 256 MiB; tests use a few MiB)\n"
+		"      --pack-cache BYTES  newest packs written that stay in the page\n"
+		"                     cache; older ones leave it as new ones start\n"
+		"                     (default an eighth of memory; 0: all stay)\n"
 		"      --lazy-close   close() returns once the file is committed; it is\n"
 		"                     on the disk within --flush-ms, or at fsync\n"
 		"                     (default: --sync-close, once it is on the disk;\n"
@@ -230,6 +233,7 @@ static int daemon_main(int argc, char **argv)
 		{ "remotes", required_argument, NULL, 'R' },
 		{ "trusted-uid", required_argument, NULL, 'T' },
 		{ "pack-max", required_argument, NULL, 'P' },
+		{ "pack-cache", required_argument, NULL, 'K' },
 		{ "train-jobs", required_argument, NULL, 'J' },
 		{ "mining-listen", required_argument, NULL, 'M' },
 		{ "mining-url", required_argument, NULL, 'U' },
@@ -310,6 +314,20 @@ static int daemon_main(int argc, char **argv)
 					"1 MiB or more\n", optarg);
 				return 2;
 			}
+			break;
+		}
+		case 'K': {
+			char *end;
+
+			errno = 0;
+			copt.pack_cache = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end) {
+				fprintf(stderr, "llmfs: --pack-cache %s: not a size in "
+					"bytes\n", optarg);
+				return 2;
+			}
+			if (copt.pack_cache == 0)
+				copt.pack_cache = UINT64_MAX;
 			break;
 		}
 		case 'C':

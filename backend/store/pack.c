@@ -29,6 +29,7 @@ struct pack_set {
 	pthread_mutex_t lock; /* guards every field below */
 	int dirfd;
 	uint64_t pack_max;
+	uint32_t keep_packs; /* the newest packs written that stay cached; 0: all */
 	int *fds;      /* indexed by pack id; -1 when not open */
 	uint8_t *dirty; /* appended since the last sync */
 	uint8_t *badhdr; /* the 16-byte header is not what pack_header() writes */
@@ -88,7 +89,8 @@ static void pack_name(uint32_t id, char *buf, size_t len)
 	snprintf(buf, len, "%08x.pack", id);
 }
 
-int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret)
+int pack_set_open(const char *dir, uint64_t pack_max, uint64_t keep_cached,
+		  struct pack_set **ret)
 {
 	struct pack_set *ps;
 
@@ -107,6 +109,7 @@ int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret)
 	pthread_mutex_init(&ps->lock, NULL);
 	pthread_mutex_init(&ps->sync_lock, NULL);
 	ps->pack_max = pack_max;
+	ps->keep_packs = keep_cached ? (uint32_t)((keep_cached + pack_max - 1) / pack_max) : 0;
 	*ret = ps;
 	return 0;
 }
@@ -284,6 +287,24 @@ void pack_rec_header(uint8_t hdr[PACK_REC_LEN], const struct cas_id *id,
 	memcpy(hdr + 16, id->b, CAS_ID_LEN);
 }
 
+/*
+ * A stream longer than the page cache's room keeps its newest packs cached
+ * (a file just written is often read at once) and lets each older one go
+ * as a new one starts: left cached, it pushes out everything else, and its
+ * writes wait on reclaim of memory it filled itself.  The pack dropped was
+ * written keep_packs packs ago, and written back since (write-behind).
+ */
+static void drop_old_locked(struct pack_set *ps)
+{
+	uint32_t old;
+
+	if (!ps->keep_packs || ps->cur <= ps->keep_packs)
+		return;
+	old = ps->cur - ps->keep_packs - 1;
+	if (old > 0 && old < ps->nfds && ps->fds[old] >= 0)
+		posix_fadvise(ps->fds[old], 0, 0, POSIX_FADV_DONTNEED);
+}
+
 int pack_append(struct pack_set *ps, const struct cas_id *id,
 		enum codec_scheme scheme, uint32_t ulen, const void *data,
 		uint32_t clen, struct pack_loc *ret_loc)
@@ -306,9 +327,14 @@ int pack_append(struct pack_set *ps, const struct cas_id *id,
 			r = fd;
 			goto out;
 		}
+		/* The finished pack's last bytes follow its windows out. */
+		if (ps->cur < ps->nfds && ps->fds[ps->cur] >= 0 && ps->wb_from < ps->cur_size)
+			sync_file_range(ps->fds[ps->cur], (off_t)ps->wb_from, 0,
+					SYNC_FILE_RANGE_WRITE);
 		ps->cur++;
 		ps->cur_size = PACK_HEADER_LEN;
 		ps->wb_from = PACK_HEADER_LEN;
+		drop_old_locked(ps);
 	}
 	fd = pack_fd_locked(ps, ps->cur, 1);
 	if (fd < 0) {

@@ -61,7 +61,13 @@ void pack_rec_header(uint8_t hdr[PACK_REC_LEN], const struct cas_id *id,
 void pack_header(uint8_t out[PACK_HEADER_LEN]);
 
 /* Opens the pack folder dir (created if missing). */
-int pack_set_open(const char *dir, uint64_t pack_max, struct pack_set **ret);
+/*
+ * keep_cached: bytes of the newest packs written that stay in the page
+ * cache; as a new pack starts, the pack that falls past them is dropped
+ * from it (0: all stay).
+ */
+int pack_set_open(const char *dir, uint64_t pack_max, uint64_t keep_cached,
+		  struct pack_set **ret);
 void pack_set_free(struct pack_set *ps);
 
 /* Appends go to pack id (created if absent, else appended to). */

@@ -794,6 +794,13 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	}
 	if (o.pack_max == 0)
 		o.pack_max = 256 << 20;
+	if (o.pack_cache == 0) {
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+		o.pack_cache = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz / 8 : 0;
+	}
+	if (o.pack_cache == UINT64_MAX)
+		o.pack_cache = 0;
 	if (o.rebuild)
 		o.no_recovery = 1;
 	err[0] = '\0';
@@ -855,7 +862,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/packs", st->dir);
-	r = pack_set_open(path, o.pack_max, &st->packs);
+	r = pack_set_open(path, o.pack_max, o.pack_cache, &st->packs);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
 		goto fail;

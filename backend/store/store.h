@@ -58,6 +58,10 @@ struct cas_options {
 	int level;          /* zstd level, default 3 */
 	int threads;        /* compression / read-ahead workers, default nproc */
 	uint64_t pack_max;  /* bytes before a new pack is started */
+	uint64_t pack_cache; /* bytes of the newest packs written kept in the
+			      * page cache, older ones dropped as a new one
+			      * starts; default an eighth of memory, UINT64_MAX
+			      * all */
 	int no_recovery;    /* open as is: for fsck's look before repair */
 	int flush_ms;       /* lazy commits are durable within this, default
 			     * CAS_FLUSH_MS */

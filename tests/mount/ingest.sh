@@ -9,6 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 require_cmd zstd
+require_cmd fincore
 [ -x "${GEN_WEIGHTS:-}" ] || skip_all "gen-weights not built"
 
 SRC=$TEST_DIR/src
@@ -127,6 +128,26 @@ test_expect_success 'the store background threads run below the FUSE threads' '
 	{ [ "$cores" -le 16 ] || cores=16; } &&
 	say "# $low threads at nice $((base + 5)), the daemon at $base" &&
 	[ "$low" -eq $((cores + 1)) ]
+'
+
+# A stream keeps its newest packs in the page cache (--pack-cache) and lets
+# the older ones go as new ones start: left cached, a stream larger than
+# memory pushes out everything else and waits on reclaim.  128 MiB through
+# packs of 8 MiB (the first ones after the store's last pack), 16 MiB of
+# them kept: at most half stays resident (all of it did before; pages
+# still being written at a drop stay).
+test_expect_success 'packs written before the newest --pack-cache bytes leave the page cache' '
+	daemon_stop &&
+	daemon_start --pack-max 8388608 --pack-cache 16777216 &&
+	ls "$STORE/packs" >"$TEST_DIR/packs0" &&
+	"$GEN_WEIGHTS" q8 128 16 >"$M/m/stream.q8" &&
+	ls "$STORE/packs" | comm -13 "$TEST_DIR/packs0" - >"$TEST_DIR/packs1" &&
+	(cd "$STORE/packs" && fincore --bytes --noheadings --output RES,SIZE \
+		$(cat "$TEST_DIR/packs1")) >"$TEST_DIR/fincore" &&
+	set -- $(awk "{ r += \$1; s += \$2 } END { print r, s }" "$TEST_DIR/fincore") &&
+	say "# the stream'"'"'s $(wc -l <"$TEST_DIR/packs1") packs: $1 of $2 bytes resident" &&
+	[ "$2" -ge $((96 << 20)) ] && [ $(($1 * 2)) -le "$2" ] &&
+	"$GEN_WEIGHTS" q8 128 16 | cmp - "$M/m/stream.q8"
 '
 
 test_expect_success 'clean unmount' '
