@@ -109,7 +109,12 @@ int pack_set_open(const char *dir, uint64_t pack_max, uint64_t keep_cached,
 	pthread_mutex_init(&ps->lock, NULL);
 	pthread_mutex_init(&ps->sync_lock, NULL);
 	ps->pack_max = pack_max;
-	ps->keep_packs = keep_cached ? (uint32_t)((keep_cached + pack_max - 1) / pack_max) : 0;
+	if (keep_cached) {
+		uint64_t n = keep_cached / pack_max + (keep_cached % pack_max != 0);
+
+		/* A budget past any store's packs keeps them all, not a wrapped few. */
+		ps->keep_packs = n < UINT32_MAX ? (uint32_t)n : 0;
+	}
 	*ret = ps;
 	return 0;
 }
