@@ -7,8 +7,10 @@
  * Simple calls run one task, oci_fetch_ranges() and oci_upload_blobs() run
  * many; run_tasks() keeps up to `connections` of them in flight on the
  * one HTTP engine (common/http.h), each on an easy handle of its own that
- * draws connections, DNS answers and TLS sessions from the client's share
- * handle.  After an attempt, req_outcome() decides, by the one error map
+ * draws DNS answers and TLS sessions from the client's share handle and
+ * connections from its run's multi handle: libcurl does not support one
+ * connection cache used by several threads at once (calls of one client
+ * run in many threads; shared, it crashed under load).  After an attempt, req_outcome() decides, by the one error map
  * (common/errmap.h) and our own checks of the bytes: done (the task's
  * step() looks at the answer), retry (the engine's count and jittered
  * backoff), auth (answer the challenge and go again at once) or fail
@@ -656,7 +658,6 @@ int oci_client_new(const struct oci_remote *r, struct oci_client **ret,
 	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
-	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	if (r->nrepositories) {

@@ -903,7 +903,7 @@ static void *fetch_thread(void *arg)
 	return NULL;
 }
 
-/* One client, many threads: shared connections and tokens. */
+/* One client, many threads: shared DNS answers, TLS sessions and tokens. */
 static void test_threads(void)
 {
 	const char *bu = getenv("OCI_BEARER_USER"), *bp = getenv("OCI_BEARER_PASS");
