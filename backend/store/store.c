@@ -111,14 +111,15 @@ void worker_ctx_free(void *p)
 }
 
 /*
- * The store's background threads (the compression workers, the SHA
- * thread) run a few nice steps below the threads serving FUSE requests.
- * An ingest is a chain: `cp` waits for each write's answer, and the thread
- * answering it (copy, chunking, lookups) is the one stage no other can run
- * beside; the workers' queue holds chunks enough to wait.  On two cores a
- * worker preempting that thread stalled the whole chain, while a worker
- * that waits loses nothing: it runs as soon as the chain waits, and the
- * bounded queues stop the chain when the workers fall behind.
+ * The store's background threads (the compression workers, the feeders,
+ * the SHA thread) run a few nice steps below the threads serving FUSE
+ * requests.  An ingest is a chain: `cp` waits for each write's answer, and
+ * the thread answering it (a copy, or for small writes the chunking too)
+ * is the one stage no other can run beside; the queues hold work enough to
+ * wait.  On two cores a worker preempting that thread stalled the whole
+ * chain, while a worker that waits loses nothing: it runs as soon as the
+ * chain waits, and the bounded queues stop the chain when the workers fall
+ * behind.
  */
 #define BACKGROUND_NICE 5
 
@@ -130,7 +131,7 @@ static void *pool_init(void *arg)
 	return worker_ctx_new(st->level);
 }
 
-/* The SHA jobs need no context: NULL. */
+/* The SHA and feed jobs need no context: NULL. */
 static void *sha_init(void *arg)
 {
 	(void)arg;
@@ -935,6 +936,9 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 		     worker_ctx_free, st, &st->pool);
 	if (r == 0)
 		r = pool_new(1, 8, sha_init, NULL, NULL, &st->sha_pool);
+	if (r == 0)
+		r = pool_new(o.threads, (size_t)o.threads * 4, sha_init, NULL, NULL,
+			     &st->feed_pool);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));
 		goto fail;
@@ -968,6 +972,7 @@ void cas_store_close(struct cas_store *st)
 		return;
 	cas_gc_thread_stop(st);
 	store_flusher_stop(st);
+	pool_free(st->feed_pool); /* its jobs submit to the two below */
 	pool_free(st->pool);
 	pool_free(st->sha_pool);
 	/* Inline chunks into the packs, so that a rebuild from the packs finds

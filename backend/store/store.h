@@ -238,9 +238,13 @@ void cas_file_chunk(const struct cas_file *f, size_t i, struct cas_id *ret_id,
 
 /*
  * Writers.  A writer holds a file's next content.  Appends stream through
- * the chunker and the worker pool as they arrive; an out-of-order write,
- * a read of unwritten content or a truncate to a middle point moves the
- * writer to a staging file, chunked at commit.
+ * the chunker and the worker pool as they arrive (an append of 64 KiB or
+ * more returns once copied, and is chunked on the store's feed pool); an
+ * out-of-order write, a read of unwritten content or a truncate to a
+ * middle point moves the writer to a staging file, chunked at commit.
+ * Storing is asynchronous: an error it meets (ENOSPC, EIO, ENOMEM) is
+ * returned by the next write, share, append or the commit, and sticks.
+ * One caller at a time per writer; different writers are independent.
  */
 int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 		    struct cas_writer **ret);

@@ -31,6 +31,7 @@ struct cas_store {
 	struct pack_set *packs;
 	struct pool *pool;
 	struct pool *sha_pool;     /* one thread: whole-file SHA-256, in order */
+	struct pool *feed_pool;    /* chunk large appends after their answer */
 	struct ccache *cache;
 	pthread_key_t tls;         /* struct worker_ctx of a FUSE thread */
 	int level;

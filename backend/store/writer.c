@@ -8,8 +8,8 @@
  *                v
  *   +------- STREAM ------+   appends at the end: chunk, hash, hand new
  *   |  write elsewhere,   |   chunks to the pool (compress + append to a
- *   |  read, truncate to  |   pack) as the bytes arrive
- *   |  a middle point     |
+ *   |  read, truncate to  |   pack) as the bytes arrive; large appends
+ *   |  a middle point     |   are chunked after their answer (feed_job)
  *   v                     |
  *  STAGE  (a tmp/ file; chunked from the start at commit)
  *
@@ -66,6 +66,7 @@ struct wchunk {
 struct slab {
 	unsigned refs;
 	size_t len;
+	struct slab *next; /* the writer's feed queue */
 	uint8_t data[];
 };
 
@@ -77,6 +78,7 @@ static struct slab *slab_new(const void *buf, size_t len)
 		return NULL;
 	s->refs = 1;
 	s->len = len;
+	s->next = NULL;
 	memcpy(s->data, buf, len);
 	return s;
 }
@@ -113,6 +115,18 @@ struct cas_writer {
 	pthread_cond_t idle;
 	unsigned inflight;
 	int err;
+
+	/*
+	 * Appends of FEED_MIN bytes or more are answered once copied into a
+	 * slab and queued here; one feed job at a time (feeding) chunks them
+	 * in order on the feed pool.  Every other entry point first waits
+	 * for the queue to drain (settle()), so the chunker's state below is
+	 * touched by one thread at a time.  Under lock.
+	 */
+	struct slab *fq_head, *fq_tail;
+	unsigned fq_len;
+	int feeding;
+	pthread_cond_t fed;
 
 	int mode;
 	int dirty;
@@ -229,10 +243,25 @@ static void set_clear(struct cas_writer *w)
 		memset(w->set, 0, w->setcap * sizeof(*w->set));
 }
 
+/* Waits until the feed queue is chunked; the first error of the writer. */
+static int settle(struct cas_writer *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->feeding)
+		pthread_cond_wait(&w->fed, &w->lock);
+	r = w->err;
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+/* settle(), then waits for every job of the writer's chunks and hash. */
 static int wait_idle(struct cas_writer *w)
 {
 	int r;
 
+	settle(w);
 	pthread_mutex_lock(&w->lock);
 	while (w->inflight)
 		pthread_cond_wait(&w->idle, &w->lock);
@@ -641,6 +670,105 @@ static int feed(struct cas_writer *w, const uint8_t *data, size_t len)
 	return len ? buffer_and_cut(w, data, len) : 0;
 }
 
+/*
+ * Appends this large are answered once copied into a slab (struct
+ * cas_writer): `cp` reads its next block while the last is chunked and
+ * hashed, on another core, where before each read waited for both.  The
+ * chunks and the hash are those of the same bytes fed at once; an error
+ * is returned by the next write, or the commit, like a worker's.
+ */
+#define FEED_MIN (64u << 10)
+/* Slabs queued a writer: 4 MiB at FUSE's largest writes. */
+#define FEED_QMAX 4u
+
+/* Chunks a write's slab, and queues its hash. */
+static int feed_slab(struct cas_writer *w, struct slab *s)
+{
+	int r;
+
+	w->cur = s;
+	r = feed(w, s->data, s->len);
+	w->cur = NULL;
+	/* Without memory for the job, the hash is recomputed at commit. */
+	if (r == 0 && w->sha_ok && sha_update(w, s->data, s->len, s) < 0)
+		w->sha_ok = 0;
+	return r;
+}
+
+/*
+ * Chunks a writer's queue in order; after FEED_QMAX slabs it goes to the
+ * back of the feed pool's queue when others wait there, so that one
+ * busy writer does not keep a feeder from the rest.
+ */
+static void feed_job(void *ctx, void *arg)
+{
+	struct cas_writer *w = arg;
+	unsigned done = 0;
+	struct slab *s;
+	int r;
+
+	(void)ctx;
+	pthread_mutex_lock(&w->lock);
+	while ((s = w->fq_head)) {
+		if (done >= FEED_QMAX) {
+			if (pool_try_submit(w->st->feed_pool, feed_job, w) == 0) {
+				pthread_mutex_unlock(&w->lock);
+				return;
+			}
+			done = 0;
+		}
+		r = w->err;
+		pthread_mutex_unlock(&w->lock);
+		if (r == 0)
+			r = feed_slab(w, s);
+		pthread_mutex_lock(&w->lock);
+		w->fq_head = s->next;
+		if (!w->fq_head)
+			w->fq_tail = NULL;
+		w->fq_len--;
+		if (r < 0 && !w->err)
+			w->err = r;
+		pthread_cond_broadcast(&w->fed);
+		pthread_mutex_unlock(&w->lock);
+		slab_unref(s);
+		done++;
+		pthread_mutex_lock(&w->lock);
+	}
+	w->feeding = 0;
+	pthread_cond_broadcast(&w->fed);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Queues an append's slab for the feeder; 0, or the writer's error. */
+static int feed_queue(struct cas_writer *w, struct slab *s)
+{
+	int start, r;
+
+	pthread_mutex_lock(&w->lock);
+	while (w->fq_len >= FEED_QMAX && !w->err)
+		pthread_cond_wait(&w->fed, &w->lock);
+	r = w->err;
+	if (r == 0) {
+		if (w->fq_tail)
+			w->fq_tail->next = s;
+		else
+			w->fq_head = s;
+		w->fq_tail = s;
+		w->fq_len++;
+	}
+	start = r == 0 && !w->feeding;
+	if (start)
+		w->feeding = 1;
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0) {
+		slab_unref(s);
+		return r;
+	}
+	if (start && pool_submit(w->st->feed_pool, feed_job, w) < 0)
+		feed_job(NULL, w); /* no feeder to be had: chunked here */
+	return 0;
+}
+
 static int flush_tail(struct cas_writer *w)
 {
 	size_t c;
@@ -710,6 +838,7 @@ int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,
 	w->fd = -1;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->idle, NULL);
+	pthread_cond_init(&w->fed, NULL);
 	pthread_cond_init(&w->sha_turn, NULL);
 	mf_info_init(&w->fmt);
 	w->sha = EVP_MD_CTX_new();
@@ -771,6 +900,7 @@ void cas_writer_free(struct cas_writer *w)
 	pthread_mutex_unlock(&w->st->lock);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->idle);
+	pthread_cond_destroy(&w->fed);
 	pthread_cond_destroy(&w->sha_turn);
 	free(w);
 }
@@ -905,6 +1035,16 @@ int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 		return 0;
 	w->dirty = 1;
 	w->share_whole = 0;
+	if (w->mode == W_STREAM && off == w->pos && len >= FEED_MIN && !w->tail_open &&
+	    (slab = slab_new(buf, len))) {
+		r = feed_queue(w, slab);
+		if (r == 0)
+			w->pos += len;
+		return r;
+	}
+	r = settle(w);
+	if (r < 0)
+		return r;
 	if (w->mode == W_STREAM && off == w->pos) {
 		if (w->tail_open) {
 			r = reopen_tail(w);
@@ -1000,8 +1140,10 @@ ssize_t cas_writer_share(struct cas_writer *w, struct cas_file *src,
 	size_t i, n = cas_file_nchunks(src), first;
 	uint64_t start = 0, shared = 0;
 	int whole;
-	int r;
+	int r = settle(w);
 
+	if (r < 0)
+		return r;
 	if (w->mode != W_STREAM || off_out != w->pos || w->blen)
 		return 0;
 	for (i = 0; i < n && start < off_in; i++) {
@@ -1046,7 +1188,7 @@ int cas_writer_append(struct cas_writer *w, const struct cas_id *ids,
 	int whole = w->pos == 0;
 	uint64_t added = 0;
 	size_t i;
-	int r = writer_err(w);
+	int r = settle(w);
 
 	if (r < 0)
 		return r;
@@ -1385,7 +1527,7 @@ static int commit(struct cas_writer *w, int lazy)
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
 	size_t i;
-	int r = writer_err(w);
+	int r = settle(w);
 
 	if (r < 0)
 		return r;

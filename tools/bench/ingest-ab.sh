@@ -7,7 +7,9 @@
 # `sync` and an fsync of the mount's folder: everything the daemon wrote is
 # durable) and compresses it with `zstd -T2 -3` + `sync`, the order rotated
 # from round to round (old new zstd / new zstd old / zstd old new), the
-# source in the page cache on every side (caches dropped, then FILE read).
+# source in the page cache on every side (caches dropped, then FILE read);
+# COLD=1 leaves the source out of the page cache instead (caches dropped
+# only), as store-speed.sh's ingest rows do.
 # One line a side: wall seconds, the daemon's CPU seconds (utime + stime
 # from /proc), the store's stored bytes and chunks, the load average.  The
 # machine is shared: compare the two builds within a round, and give the
@@ -22,7 +24,11 @@ f=$3
 rounds=${4:-3}
 bench_work ingest-ab
 
-warm() { sync; echo 3 > /proc/sys/vm/drop_caches; cat "$f" > /dev/null; }
+warm() {
+	sync
+	echo 3 > /proc/sys/vm/drop_caches
+	[ "${COLD:-0}" = 1 ] || cat "$f" > /dev/null
+}
 
 llmfs_side() {
 	rm -rf "${work:?}/store" "${work:?}/mnt"
@@ -36,7 +42,9 @@ llmfs_side() {
 	t1=$(now)
 	c1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 	st=$(awk '$1 == "stored_bytes:" || $1 == "chunks:" { printf "%s ", $2 }' "$work/mnt/.llmfs/status")
-	echo "$2 wall $(echo "$t1 - $t0" | bc) cpu $(echo "scale=2; ($c1 - $c0) / 100" | bc) stored/chunks $st load $(load)"
+	peak=$(awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$pid/status")
+	cmp "$f" "$work/mnt/models/m/$(basename "$f")"
+	echo "$2 wall $(echo "$t1 - $t0" | bc) cpu $(echo "scale=2; ($c1 - $c0) / 100" | bc) stored/chunks $st peak ${peak} MiB load $(load)"
 	fusermount3 -u "$work/mnt"
 	wait "$pid" || true
 	pid=
@@ -52,7 +60,7 @@ zstd_side() {
 	rm -f "$work/out.zst"
 }
 
-echo "# ingest A/B of $(basename "$f"), $rounds rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+echo "# ingest A/B of $(basename "$f") (source $([ "${COLD:-0}" = 1 ] && echo cold || echo cached)), $rounds rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for r in $(seq "$rounds"); do
 	case $((r % 3)) in
 	1) order="old new zstd" ;;
