@@ -111,15 +111,15 @@ void worker_ctx_free(void *p)
 }
 
 /*
- * The store's background threads (the compression workers, the feeders,
- * the SHA thread) run a few nice steps below the threads serving FUSE
- * requests.  An ingest is a chain: `cp` waits for each write's answer, and
- * the thread answering it (a copy, or for small writes the chunking too)
- * is the one stage no other can run beside; the queues hold work enough to
- * wait.  On two cores a worker preempting that thread stalled the whole
- * chain, while a worker that waits loses nothing: it runs as soon as the
- * chain waits, and the bounded queues stop the chain when the workers fall
- * behind.
+ * The store's background threads (the compression workers, the SHA
+ * thread) run a few nice steps below the threads serving FUSE requests.
+ * An ingest is a chain: `cp` waits for each write's answer, and the thread
+ * answering it (a copy; for small writes the chunking too) and the feeder
+ * chunking large writes behind it are the stages no other can run beside;
+ * the queues hold work enough to wait.  On two cores a worker preempting
+ * them stalled the whole chain, while a worker that waits loses nothing:
+ * it runs as soon as the chain waits, and the bounded queues stop the
+ * chain when the workers fall behind.  The feeders keep the daemon's nice.
  */
 #define BACKGROUND_NICE 5
 
@@ -131,11 +131,18 @@ static void *pool_init(void *arg)
 	return worker_ctx_new(st->level);
 }
 
-/* The SHA and feed jobs need no context: NULL. */
+/* The SHA jobs need no context: NULL. */
 static void *sha_init(void *arg)
 {
 	(void)arg;
 	thread_nice(BACKGROUND_NICE);
+	return NULL;
+}
+
+/* The feeders: no context, and the daemon's own nice (a chain stage). */
+static void *feed_init(void *arg)
+{
+	(void)arg;
 	return NULL;
 }
 
@@ -937,7 +944,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	if (r == 0)
 		r = pool_new(1, 8, sha_init, NULL, NULL, &st->sha_pool);
 	if (r == 0)
-		r = pool_new(o.threads, (size_t)o.threads * 4, sha_init, NULL, NULL,
+		r = pool_new(o.threads, (size_t)o.threads * 4, feed_init, NULL, NULL,
 			     &st->feed_pool);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start workers: %s", strerror(-r));

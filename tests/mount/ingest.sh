@@ -114,9 +114,9 @@ test_expect_success 'new small files: no collection after each; an overwrite: on
 # An ingest is a chain (cp waits for each write's answer): the store's
 # compression workers and its SHA thread run 5 nice steps below the rest of
 # the daemon, so that on a busy machine they do not preempt the thread
-# answering a write (docs/architecture.md, A write).  One worker and one
-# feeder a core (at most 16 each) and the SHA thread; the main thread keeps
-# the daemon's own nice.
+# answering a write (docs/architecture.md, A write).  One worker a core (at
+# most 16) and the SHA thread; the main thread and the feeders keep the
+# daemon's own nice.
 test_expect_success 'the store background threads run below the FUSE threads' '
 	base=$(awk "{ print \$19 }" "/proc/$DAEMON_PID/stat") &&
 	low=0 &&
@@ -128,7 +128,7 @@ test_expect_success 'the store background threads run below the FUSE threads' '
 	cores=$(nproc) &&
 	{ [ "$cores" -le 16 ] || cores=16; } &&
 	say "# $low threads at nice $((base + 5)), the daemon at $base" &&
-	[ "$low" -eq $((2 * cores + 1)) ]
+	[ "$low" -eq $((cores + 1)) ]
 '
 
 # A stream keeps its newest packs in the page cache (--pack-cache) and lets
