@@ -56,7 +56,8 @@ struct cas_writer;
 
 struct cas_options {
 	int level;          /* zstd level, default 3 */
-	int threads;        /* compression / read-ahead workers, default nproc */
+	int threads;        /* compression / read-ahead workers, and feeders of large
+			     * appends: this many each, default nproc */
 	uint64_t pack_max;  /* bytes before a new pack is started */
 	uint64_t pack_cache; /* bytes of the newest packs written kept in the
 			      * page cache, older ones dropped as a new one
