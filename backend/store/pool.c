@@ -18,6 +18,7 @@ struct pool {
 	pthread_cond_t nonfull;
 	struct job *ring;
 	size_t cap, head, len;
+	size_t max;           /* len allowed to submitters; cap - max: requeues */
 	int stop;
 	int nthreads;
 	pthread_t *threads;
@@ -63,7 +64,7 @@ int pool_new(int nthreads, size_t queue_max, void *(*init)(void *arg),
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->ring = calloc(queue_max, sizeof(*p->ring));
+	p->ring = calloc(queue_max + (size_t)nthreads, sizeof(*p->ring));
 	p->threads = calloc((size_t)nthreads, sizeof(*p->threads));
 	if (!p->ring || !p->threads) {
 		free(p->ring);
@@ -71,7 +72,12 @@ int pool_new(int nthreads, size_t queue_max, void *(*init)(void *arg),
 		free(p);
 		return -ENOMEM;
 	}
-	p->cap = queue_max;
+	/*
+	 * A requeue adds one job that its thread's next pop takes one off,
+	 * and submitters add none past max: len <= max + nthreads always.
+	 */
+	p->cap = queue_max + (size_t)nthreads;
+	p->max = queue_max;
 	p->init = init;
 	p->fini = fini;
 	p->init_arg = arg;
@@ -91,21 +97,33 @@ int pool_new(int nthreads, size_t queue_max, void *(*init)(void *arg),
 	return 0;
 }
 
+static void push(struct pool *p, pool_fn fn, void *arg)
+{
+	p->ring[(p->head + p->len) % p->cap] = (struct job){ fn, arg };
+	p->len++;
+	pthread_cond_signal(&p->nonempty);
+}
+
 static int submit(struct pool *p, pool_fn fn, void *arg, int wait)
 {
 	pthread_mutex_lock(&p->lock);
-	while (p->len == p->cap) {
+	while (p->len >= p->max) {
 		if (!wait) {
 			pthread_mutex_unlock(&p->lock);
 			return -EAGAIN;
 		}
 		pthread_cond_wait(&p->nonfull, &p->lock);
 	}
-	p->ring[(p->head + p->len) % p->cap] = (struct job){ fn, arg };
-	p->len++;
-	pthread_cond_signal(&p->nonempty);
+	push(p, fn, arg);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
+}
+
+void pool_requeue(struct pool *p, pool_fn fn, void *arg)
+{
+	pthread_mutex_lock(&p->lock);
+	push(p, fn, arg);
+	pthread_mutex_unlock(&p->lock);
 }
 
 int pool_submit(struct pool *p, pool_fn fn, void *arg)

@@ -697,25 +697,24 @@ static int feed_slab(struct cas_writer *w, struct slab *s)
 
 /*
  * Chunks a writer's queue in order; after FEED_QMAX slabs it goes to the
- * back of the feed pool's queue when others wait there, so that one
- * busy writer does not keep a feeder from the rest.
+ * back of the feed pool's queue, so that a writer whose queue never runs
+ * dry (a user writing flat out) does not keep a feeder from the rest.
  */
-static void feed_job(void *ctx, void *arg)
+static void feed_job(void *ctx, void *arg);
+
+/* yield: on a feeder, which may go to the back of the pool's queue. */
+static void feed_run(struct cas_writer *w, int yield)
 {
-	struct cas_writer *w = arg;
 	unsigned done = 0;
 	struct slab *s;
 	int r;
 
-	(void)ctx;
 	pthread_mutex_lock(&w->lock);
 	while ((s = w->fq_head)) {
-		if (done >= FEED_QMAX) {
-			if (pool_try_submit(w->st->feed_pool, feed_job, w) == 0) {
-				pthread_mutex_unlock(&w->lock);
-				return;
-			}
-			done = 0;
+		if (done == FEED_QMAX && yield) {
+			pool_requeue(w->st->feed_pool, feed_job, w);
+			pthread_mutex_unlock(&w->lock);
+			return;
 		}
 		r = w->err;
 		pthread_mutex_unlock(&w->lock);
@@ -737,6 +736,12 @@ static void feed_job(void *ctx, void *arg)
 	w->feeding = 0;
 	pthread_cond_broadcast(&w->fed);
 	pthread_mutex_unlock(&w->lock);
+}
+
+static void feed_job(void *ctx, void *arg)
+{
+	(void)ctx;
+	feed_run(arg, 1);
 }
 
 /* Queues an append's slab for the feeder; 0, or the writer's error. */
@@ -765,7 +770,7 @@ static int feed_queue(struct cas_writer *w, struct slab *s)
 		return r;
 	}
 	if (start && pool_submit(w->st->feed_pool, feed_job, w) < 0)
-		feed_job(NULL, w); /* no feeder to be had: chunked here */
+		feed_run(w, 0); /* no feeder to be had: chunked here */
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "backend/store/catalog.h"
 #include "backend/store/chunker.h"
 #include "backend/store/pack.h"
+#include "backend/store/pool.h"
 #include "backend/store/store.h"
 #include "tests/check.h"
 #include "tools/bench/smallmodel.h"
@@ -910,6 +911,70 @@ static void test_sha_check(void)
 	free(buf);
 }
 
+/*
+ * The pool: a job that always has more to do goes to the back of the
+ * queue (pool_requeue()) and takes turns with a job submitted meanwhile,
+ * even with the queue full (one thread, room for one job), and none of
+ * its turns is lost.  This is how one writer fed flat out leaves the
+ * store's feeders to the others.
+ */
+struct turns {
+	struct pool *p;
+	pthread_mutex_t lock;
+	unsigned a_runs, a_left, b_after;
+	int b_done;
+};
+
+static void turn_b(void *ctx, void *arg)
+{
+	struct turns *t = arg;
+
+	(void)ctx;
+	pthread_mutex_lock(&t->lock);
+	t->b_after = t->a_runs;
+	t->b_done = 1;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void turn_a(void *ctx, void *arg)
+{
+	struct turns *t = arg;
+	int more;
+
+	(void)ctx;
+	pthread_mutex_lock(&t->lock);
+	t->a_runs++;
+	more = --t->a_left > 0;
+	pthread_mutex_unlock(&t->lock);
+	if (more) {
+		usleep(100);
+		pool_requeue(t->p, turn_a, t);
+	}
+}
+
+static void test_pool_requeue(void)
+{
+	struct turns t = { .a_left = 2000 };
+	unsigned runs = 0;
+
+	pthread_mutex_init(&t.lock, NULL);
+	CHECK_EQ(pool_new(1, 1, NULL, NULL, NULL, &t.p), 0);
+	CHECK_EQ(pool_submit(t.p, turn_a, &t), 0);
+	while (!runs) {
+		usleep(100);
+		pthread_mutex_lock(&t.lock);
+		runs = t.a_runs;
+		pthread_mutex_unlock(&t.lock);
+	}
+	CHECK_EQ(pool_submit(t.p, turn_b, &t), 0);
+	pool_free(t.p); /* runs what is queued, then joins */
+	CHECK(t.b_done);
+	CHECK_EQ(t.a_runs, 2000);
+	printf("  the other job ran after %u of 2000 turns\n", t.b_after);
+	CHECK(t.b_after < 1000);
+	pthread_mutex_destroy(&t.lock);
+}
+
 /* xorshift64*: the seeded choices of the model test. */
 static uint64_t rnd(uint64_t *s)
 {
@@ -1110,6 +1175,7 @@ int main(void)
 	RUN(test_group_commit);
 	RUN(test_out_of_order);
 	RUN(test_append_after_commit);
+	RUN(test_pool_requeue);
 	RUN(test_writer_model);
 	RUN(test_writer_error);
 	RUN(test_inline_chunks);
