@@ -13,7 +13,8 @@
 # One line a side: wall seconds, the daemon's CPU seconds (utime + stime
 # from /proc), the store's stored bytes and chunks, the load average.  The
 # machine is shared: compare the two builds within a round, and give the
-# ranges (docs/benchmarks.md, issue 19, run F).
+# ranges (docs/benchmarks.md, issue 19, run F).  One untimed copy with
+# OLD_BUILD comes first.
 #
 # Needs root (FUSE, drop_caches), zstd, bc.
 set -eu
@@ -61,6 +62,10 @@ zstd_side() {
 }
 
 echo "# ingest A/B of $(basename "$f") (source $([ "${COLD:-0}" = 1 ] && echo cold || echo cached)), $rounds rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+# An untimed copy first: the first side of a session ran far slower than
+# the rest on this machine (a VM handing long-free pages back to its host),
+# whichever build it was (docs/benchmarks.md, run R).
+llmfs_side "$old" warm-up >/dev/null
 for r in $(seq "$rounds"); do
 	case $((r % 3)) in
 	1) order="old new zstd" ;;
