@@ -10,11 +10,12 @@
  * draws DNS answers and TLS sessions from the client's share handle and
  * connections from its run's multi handle: libcurl does not support one
  * connection cache used by several threads at once (calls of one client
- * run in many threads; shared, it crashed under load).  After an attempt, req_outcome() decides, by the one error map
- * (common/errmap.h) and our own checks of the bytes: done (the task's
- * step() looks at the answer), retry (the engine's count and jittered
- * backoff), auth (answer the challenge and go again at once) or fail
- * (-errno).  An upload walks this machine:
+ * run in many threads; shared, it crashed under load).  After an attempt,
+ * req_outcome() decides, by the one error map (common/errmap.h) and our
+ * own checks of the bytes: done (the task's step() looks at the answer),
+ * retry (the engine's count and jittered backoff), auth (answer the
+ * challenge and go again at once) or fail (-errno).  An upload walks this
+ * machine:
  *
  *   HEAD --200--> EXISTED
  *     | 404

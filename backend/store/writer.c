@@ -243,31 +243,32 @@ static void set_clear(struct cas_writer *w)
 		memset(w->set, 0, w->setcap * sizeof(*w->set));
 }
 
-/* Waits until the feed queue is chunked; the first error of the writer. */
-static int settle(struct cas_writer *w)
+/*
+ * Waits until the feed queue is chunked and, with jobs, until every pool
+ * job of the writer's chunks and hash is done; the writer's first error.
+ */
+static int drain(struct cas_writer *w, int jobs)
 {
 	int r;
 
 	pthread_mutex_lock(&w->lock);
 	while (w->feeding)
 		pthread_cond_wait(&w->fed, &w->lock);
+	while (jobs && w->inflight)
+		pthread_cond_wait(&w->idle, &w->lock);
 	r = w->err;
 	pthread_mutex_unlock(&w->lock);
 	return r;
 }
 
-/* settle(), then waits for every job of the writer's chunks and hash. */
+static int settle(struct cas_writer *w)
+{
+	return drain(w, 0);
+}
+
 static int wait_idle(struct cas_writer *w)
 {
-	int r;
-
-	settle(w);
-	pthread_mutex_lock(&w->lock);
-	while (w->inflight)
-		pthread_cond_wait(&w->idle, &w->lock);
-	r = w->err;
-	pthread_mutex_unlock(&w->lock);
-	return r;
+	return drain(w, 1);
 }
 
 /*
@@ -695,14 +696,14 @@ static int feed_slab(struct cas_writer *w, struct slab *s)
 	return r;
 }
 
-/*
- * Chunks a writer's queue in order; after FEED_QMAX slabs it goes to the
- * back of the feed pool's queue, so that a writer whose queue never runs
- * dry (a user writing flat out) does not keep a feeder from the rest.
- */
 static void feed_job(void *ctx, void *arg);
 
-/* yield: on a feeder, which may go to the back of the pool's queue. */
+/*
+ * Chunks a writer's queue in order.  On a feeder (yield), after FEED_QMAX
+ * slabs it goes to the back of the feed pool's queue, so that a writer
+ * whose queue never runs dry (a user writing flat out) does not keep a
+ * feeder from the rest.
+ */
 static void feed_run(struct cas_writer *w, int yield)
 {
 	unsigned done = 0;
