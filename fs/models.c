@@ -424,14 +424,19 @@ static int is_model_dir(struct fs *fs, uint64_t ino)
 	       a.parent == CAT_ROOT_INO && a.nlink > 0;
 }
 
-/* A writer's size overrides the catalog's while the file is being written. */
+/*
+ * A writer's size overrides the catalog's while the file is being written;
+ * not once it failed (a full disk): it will commit nothing, and a stat
+ * after the failed close(), before the release frees it, shows the
+ * committed size, as a read shows the committed content.
+ */
 static void overlay_size(struct fs *fs, struct cat_attr *a)
 {
 	struct fs_node *n;
 
 	pthread_mutex_lock(&fs->lock);
 	n = node_find(fs, a->ino);
-	if (n && n->w) {
+	if (n && n->w && !cas_writer_error(n->w)) {
 		/* Unlocked read of a size: a racing write only makes it newer. */
 		a->size = cas_writer_size(n->w);
 	}
@@ -1061,7 +1066,7 @@ static void models_read(struct fs *fs, fuse_req_t req, void *hv, uint64_t ino,
 	if (h->is_text)
 		return fs_reply_text(req, h->buf, h->len, size, off);
 	pthread_mutex_lock(&node->wlock);
-	if (node->w && cas_writer_dirty(node->w)) {
+	if (node->w && cas_writer_dirty(node->w) && !cas_writer_error(node->w)) {
 		buf = malloc(size ? size : 1);
 		n = buf ? cas_writer_read(node->w, buf, size, (uint64_t)off, &fault) : -ENOMEM;
 		pthread_mutex_unlock(&node->wlock);

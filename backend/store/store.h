@@ -258,6 +258,12 @@ int cas_writer_truncate(struct cas_writer *w, uint64_t size);
 uint64_t cas_writer_size(const struct cas_writer *w);
 int cas_writer_dirty(const struct cas_writer *w);
 /*
+ * The error the writer met (it sticks: every later write and the commit
+ * return it), or 0.  A failed writer will commit nothing: the file's
+ * content and size are the committed ones.
+ */
+int cas_writer_error(struct cas_writer *w);
+/*
  * Shares chunks of src instead of copying bytes, when off_out is the
  * writer's end and off_in a chunk boundary of src.  Returns the bytes shared
  * (a whole number of chunks, possibly 0); the caller copies the rest.

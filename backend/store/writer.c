@@ -1018,8 +1018,7 @@ static int reopen_tail(struct cas_writer *w)
 	return 0;
 }
 
-/* The first error a pool job hit for this writer, or 0. */
-static int writer_err(struct cas_writer *w)
+int cas_writer_error(struct cas_writer *w)
 {
 	int r;
 
@@ -1033,7 +1032,7 @@ int cas_writer_write(struct cas_writer *w, const void *buf, size_t len,
 		     uint64_t off)
 {
 	struct slab *slab;
-	int r = writer_err(w);
+	int r = cas_writer_error(w);
 
 	if (r < 0)
 		return r;

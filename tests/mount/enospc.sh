@@ -74,8 +74,20 @@ test_expect_success 'the failed files hold no partial content' '
 	done
 '
 
+# close() failed, the release not yet come (the shell holds the same open
+# file): a stat and a read see the committed content, not the writer's.
+test_expect_success 'after a failed close, before the release: committed size and content' '
+	exec 3>"$M/m/big3.bin" || return 1
+	dd if="$SRC/big.bin" bs=1M status=none >&3 && d=wrote || d=failed
+	s=$(stat -c %s "$M/m/big3.bin") || s=error
+	n=$(wc -c <"$M/m/big3.bin") || n=error
+	exec 3>&-
+	echo "big3.bin: dd $d, stat $s bytes, read $n bytes" &&
+	[ "$d" = failed ] && [ "$s" = 0 ] && [ "$n" = 0 ]
+'
+
 test_expect_success 'removing the failed files makes room again (same mount)' '
-	rm -f "$M/m/big.bin" "$M/m/big2.bin" &&
+	rm -f "$M/m/big.bin" "$M/m/big2.bin" "$M/m/big3.bin" &&
 	end=$(( $(date +%s) + GC_DEADLINE )) &&
 	until r=$(write_errno "$SRC/later.bin" "$M/m/later.bin") && [ "$r" = OK ]; do
 		echo "write: $r; $(grep -E "^(pack_bytes|garbage_bytes|disk_free_bytes)" "$MNT/.llmfs/status" | tr "\n" " ")"
