@@ -20,6 +20,9 @@
 # (e.g. LLMFS_OPTS=--lazy-close: a close() durable within --flush-ms, not
 # at once; docs/architecture.md, Crash safety).
 #
+# The small files are also copied onto ext4 by copy-sync.c, which syncs
+# each file before its close: the floor of the durable close on ext4.
+#
 # Needs root (FUSE, drop_caches), zstd, gcc, bc; libfuse3-dev's
 # passthrough_ll.c for the FUSE baseline (skipped when absent).
 set -eu
@@ -111,6 +114,7 @@ PY
 
 mkdir -p "$mnt" "$ptmnt" "$work/data" "$work/rows" "$work/ext4"
 gcc -O2 -I"$src" -o "$work/gen" "$src/gen-weights.c" -lm
+gcc -O2 -o "$work/copy-sync" "$src/copy-sync.c"
 # libfuse's passthrough_ll: the kernel's FUSE path over ext4 with no store
 # behind it, the baseline of the first reads and the small files' floor.
 ptsrc=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
@@ -292,7 +296,9 @@ small_tree "$d/small" "$nfiles"
 # attributes and names a day as llmfs does in models/): what the kernel's
 # FUSE path costs a file with nothing behind it, no store and no durable
 # close (its flush closes a dup of the file, its data reaches the disk at
-# the final sync).  The sides rotate from round to round.
+# the final sync).  And against ext4 with every file synced before its
+# close (copy-sync.c, the "durable" side): what the promise of llmfs's
+# default close costs on ext4 itself.  The sides rotate from round to round.
 pt_mount() {
 	rm -rf "$work/ext4/pt"; mkdir "$work/ext4/pt"
 	"$work/passthrough_ll" -f -o source="$work/ext4/pt",cache=always "$ptmnt" 2>/dev/null &
@@ -307,25 +313,28 @@ pt_mount() {
 	done
 }
 pt_umount() { fusermount3 -u "$ptmnt"; wait "$pt_pid" || true; pt_pid=; rm -rf "$work/ext4/pt"; }
-sides="llmfs ext4"
-[ "$have_pt" = 1 ] && sides="llmfs ext4 fuse"
+sides="llmfs ext4 dur"
+[ "$have_pt" = 1 ] && sides="llmfs ext4 dur fuse"
 for r in $(seq "$rounds"); do
 	for side in $sides; do
 		drop
+		cp_r="cp -r"
 		case $side in
 		llmfs) fresh_llmfs; dst=$mnt/models/m ;;
 		ext4) rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4 ;;
+		dur) rm -rf "$work/ext4/small" "$work/ext4/par"; dst=$work/ext4; cp_r=$work/copy-sync ;;
 		fuse) pt_mount; dst=$ptmnt ;;
 		esac
-		one=$(t sh_sync "cp -r '$d/small' '$dst/small'" "$dst")
+		one=$(t sh_sync "$cp_r '$d/small' '$dst/small'" "$dst")
 		# passthrough_ll holds a descriptor for every inode the kernel
 		# knows: a fresh mount for the second copy keeps it under the
 		# usual limit (20,000 here)
 		[ $side = fuse ] && { pt_umount; pt_mount; }
-		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do cp -r '$d/small'/d\$(printf %03d \$k) '$dst/par/'; done) & done; wait" "$dst")
+		par=$(t sh_sync "mkdir '$dst/par' && for q in 0 1 2 3; do (for k in \$(seq \$q 4 99); do k=\$(printf %03d \$k); $cp_r '$d/small'/d\$k '$dst/par/'d\$k; done) & done; wait" "$dst")
 		case $side in
 		llmfs) lone=$one; lpar=$par ;;
 		ext4) eone=$one; epar=$par ;;
+		dur) sone=$one; spar=$par ;;
 		fuse) fone=$one; fpar=$par; pt_umount ;;
 		esac
 	done
@@ -334,6 +343,9 @@ for r in $(seq "$rounds"); do
 	diff -r "$d/small" "$mnt/models/m/small" >/dev/null
 	rec small-one "$(ratio "$lone" "$eone")"; rec small-par "$(ratio "$lpar" "$epar")"
 	rec small-lone "$lone"; rec small-eone "$eone"; rec small-lpar "$lpar"; rec small-epar "$epar"
+	rec small-sone "$sone"; rec small-spar "$spar"
+	rec small-se "$(ratio "$sone" "$eone")"; rec small-ls "$(ratio "$lone" "$sone")"
+	rec small-separ "$(ratio "$spar" "$epar")"; rec small-lspar "$(ratio "$lpar" "$spar")"
 	if [ "$have_pt" = 1 ]; then
 		rec small-fone "$fone"; rec small-fpar "$fpar"
 		rec small-fe "$(ratio "$fone" "$eone")"; rec small-lf "$(ratio "$lone" "$fone")"
@@ -352,6 +364,8 @@ for r in $(seq "$rounds"); do
 done
 echo "$nfiles small files, cp -r + sync: time / ext4 $(med small-one) (llmfs $(med small-lone) s, ext4 $(med small-eone) s)"
 echo "$nfiles small files, 4 cp -r at once + sync: time / ext4 $(med small-par) (llmfs $(med small-lpar) s, ext4 $(med small-epar) s)"
+echo "$nfiles small files, copied with each file synced before its close (the promise of llmfs's default close, kept by ext4) + sync: time / ext4 $(med small-se) ($(med small-sone) s); llmfs / that $(med small-ls)"
+echo "$nfiles small files, 4 such copies at once + sync: time / ext4 $(med small-separ) ($(med small-spar) s); llmfs / that $(med small-lspar)"
 if [ "$have_pt" = 1 ]; then
 	echo "$nfiles small files, cp -r + sync into passthrough_ll (the kernel's FUSE path, nothing behind it): time / ext4 $(med small-fe) ($(med small-fone) s); llmfs / passthrough_ll $(med small-lf)"
 	echo "$nfiles small files, 4 cp -r at once + sync into passthrough_ll: time / ext4 $(med small-fepar) ($(med small-fpar) s); llmfs / passthrough_ll $(med small-lfpar)"
