@@ -444,6 +444,7 @@ int cas_fsck(struct cas_store *st, int repair,
 	f.ctx = worker_ctx_new(st->level);
 	if (!f.ctx)
 		return -ENOMEM;
+	pthread_rwlock_rdlock(&st->gc_lock); /* then st->lock: store_i.h */
 	pthread_mutex_lock(&st->lock);
 	r = 0;
 	if (check_catalog(&f))
@@ -509,6 +510,7 @@ int cas_fsck(struct cas_store *st, int repair,
 	}
 	r = cat_commit(st->cat);
 	pthread_mutex_unlock(&st->lock);
+	pthread_rwlock_unlock(&st->gc_lock);
 	if (r == 0 && repair) {
 		int64_t freed = cas_gc(st);
 
@@ -529,6 +531,7 @@ rollback:
 	cat_rollback(st->cat);
 out:
 	pthread_mutex_unlock(&st->lock);
+	pthread_rwlock_unlock(&st->gc_lock);
 	free(orphans);
 	free(f.map);
 	worker_ctx_free(f.ctx);
@@ -549,7 +552,7 @@ static int index_record(void *arg, const struct cas_id *id, const struct pack_lo
 	uint32_t len;
 	int r;
 
-	r = store_load_chunk(rb->f.st, rb->f.ctx, id, loc, rb->f.ctx->out, &len);
+	r = store_load_chunk_locked(rb->f.st, rb->f.ctx, id, loc, rb->f.ctx->out, &len);
 	if (r == -EIO && pack_read(rb->f.st->packs, loc, id, rb->f.ctx->rec) == 0 &&
 	    pack_rec_punched(loc, rb->f.ctx->rec)) {
 		/*
@@ -738,6 +741,7 @@ int cas_rebuild(struct cas_store *st, void (*cb)(void *arg, const char *line),
 	rb.f.ctx = worker_ctx_new(st->level);
 	if (!rb.f.ctx)
 		return -ENOMEM;
+	pthread_rwlock_rdlock(&st->gc_lock); /* then st->lock: store_i.h */
 	pthread_mutex_lock(&st->lock);
 	r = cat_is_empty(st->cat);
 	if (r == 0)
@@ -749,6 +753,7 @@ int cas_rebuild(struct cas_store *st, void (*cb)(void *arg, const char *line),
 	if (r == 0)
 		r = restore_files(&rb);
 	pthread_mutex_unlock(&st->lock);
+	pthread_rwlock_unlock(&st->gc_lock);
 	worker_ctx_free(rb.f.ctx);
 	return r < 0 ? r : rb.damaged;
 }

@@ -174,7 +174,8 @@ static int load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 	struct pack_loc l;
 	int r = 0, n, inl = 0;
 
-	pthread_rwlock_rdlock(&st->gc_lock);
+	if (!locked)
+		pthread_rwlock_rdlock(&st->gc_lock);
 	if (!loc || loc->pack == CAS_PACK_INLINE) {
 		if (!locked)
 			pthread_mutex_lock(&st->lock);
@@ -208,7 +209,8 @@ static int load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 	if (r == 0)
 		*ret_len = l.ulen;
 out:
-	pthread_rwlock_unlock(&st->gc_lock);
+	if (!locked)
+		pthread_rwlock_unlock(&st->gc_lock);
 	return r;
 }
 

@@ -110,7 +110,10 @@ int store_load_chunk(struct cas_store *st, struct worker_ctx *ctx,
 		     const struct cas_id *id, const struct pack_loc *loc,
 		     uint8_t *out, uint32_t *ret_len);
 
-/* The same with the catalog's lock held by the caller (fsck). */
+/*
+ * The same with gc_lock (shared) and then the catalog's lock held by the
+ * caller (fsck), in that order, the store's order everywhere.
+ */
 int store_load_chunk_locked(struct cas_store *st, struct worker_ctx *ctx,
 			    const struct cas_id *id, const struct pack_loc *loc,
 			    uint8_t *out, uint32_t *ret_len);
