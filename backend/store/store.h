@@ -245,6 +245,7 @@ void cas_file_chunk(const struct cas_file *f, size_t i, struct cas_id *ret_id,
  * middle point moves the writer to a staging file, chunked at commit.
  * Storing is asynchronous: an error it meets (ENOSPC, EIO, ENOMEM) is
  * returned by the next write, share, append or the commit, and sticks.
+ * A commit, failed or not, returns once none of the writer's storing runs.
  * One caller at a time per writer; different writers are independent.
  */
 int cas_writer_open(struct cas_store *st, uint64_t ino, int truncate,

@@ -1532,17 +1532,25 @@ static int commit(struct cas_writer *w, int lazy)
 	uint8_t sha[32], *blob = NULL;
 	uint64_t size;
 	size_t i;
-	int r = settle(w);
+	int r = settle(w), idle;
 
-	if (r < 0)
+	/*
+	 * Even when it fails, a commit returns only once no job of the writer
+	 * runs: a failed close() leaves nothing appending behind it (on a
+	 * full disk, into the room a delete just freed from the reserve).
+	 */
+	if (r < 0) {
+		wait_idle(w);
 		return r;
+	}
 	if (!w->dirty)
 		return 0;
 	w->inline_ok = !lazy;
 	r = w->mode == W_STAGE ? chunk_stage(w) : flush_tail(w);
 	w->inline_ok = 0;
+	idle = wait_idle(w);
 	if (r == 0)
-		r = wait_idle(w);
+		r = idle;
 	if (r == 0)
 		r = content_sha(w, sha);
 	if (r < 0)

@@ -1091,6 +1091,38 @@ static void test_writer_error(void)
 	free(e);
 }
 
+/*
+ * A commit that fails returns once the writer's jobs are done: no chunk of
+ * a failed writer reaches a pack after its close() (on a full disk such an
+ * append took the room a delete had just freed from the reserve, and the
+ * delete failed with ENOSPC).  Half the data is random, so its chunks go
+ * to the packs raw, each a job that appends without asking the writer.
+ */
+static void test_writer_error_settles(void)
+{
+	struct cas_store *st = open_store(0);
+	size_t len = 16u << 20, off;
+	uint8_t *d = make_data(len, 14);
+	uint64_t ino = new_file(st, "qsettle");
+	struct cas_status s0, s1;
+	struct cas_writer *w;
+
+	CHECK_EQ(cas_writer_open(st, ino, 1, &w), 0);
+	for (off = 0; off < len; off += 1u << 20)
+		CHECK_EQ(cas_writer_write(w, d + off, 1u << 20, off), 0);
+	cas_writer_abort(w, -ENOSPC);
+	CHECK_EQ(cas_writer_commit(w), -ENOSPC);
+	CHECK_EQ(cas_status(st, &s0), 0);
+	usleep(300 * 1000); /* room for jobs a commit left running to append */
+	CHECK_EQ(cas_status(st, &s1), 0);
+	CHECK_EQ(s1.pack_disk_bytes, s0.pack_disk_bytes);
+	cas_writer_free(w);
+	check_content(st, ino, d, 0);
+	CHECK_EQ(fsck_problems(st), 0);
+	cas_store_close(st);
+	free(d);
+}
+
 static uint64_t inline_chunks(struct cas_store *st)
 {
 	struct cas_status s;
@@ -1178,6 +1210,7 @@ int main(void)
 	RUN(test_pool_requeue);
 	RUN(test_writer_model);
 	RUN(test_writer_error);
+	RUN(test_writer_error_settles);
 	RUN(test_inline_chunks);
 	RUN(test_truncate_and_share);
 	RUN(test_namespace);
