@@ -145,10 +145,8 @@ int cas_import_add(struct cas_import *im, const void *const *recs,
 			r = r == 1 ? 0 : r;
 			continue;
 		}
-		r = store_append_room(im->st);
-		if (r == 0)
-			r = pack_append(im->st->packs, &a.id, scheme, ulen,
-					p + PACK_REC_LEN, clen, &a.loc);
+		r = store_append(im->st, &a.id, scheme, ulen, p + PACK_REC_LEN, clen,
+				 &a.loc);
 		if (r < 0)
 			break;
 		pthread_mutex_lock(&im->lock);

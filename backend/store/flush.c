@@ -291,11 +291,8 @@ int store_inline_move(struct cas_store *st)
 	if (n <= 0)
 		goto out;
 	for (i = 0, r = 0; r == 0 && i < m.n; i++) {
-		r = store_append_room(st);
-		if (r == 0)
-			r = pack_append(st->packs, &m.ids[i], m.locs[i].scheme,
-					m.locs[i].ulen, m.data[i], m.locs[i].clen,
-					&m.locs[i]);
+		r = store_append(st, &m.ids[i], m.locs[i].scheme, m.locs[i].ulen,
+				 m.data[i], m.locs[i].clen, &m.locs[i]);
 		appended += r == 0;
 	}
 	/* A full disk stops the appends: what was appended still moves, the

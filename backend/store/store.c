@@ -380,7 +380,7 @@ static int delete_inode_locked(struct cas_store *st, uint64_t ino)
  * appends do not take its room (store_append_room()): they make it again
  * first, or fail, so the next delete finds the blocks it needs.
  */
-int store_reserve_make(struct cas_store *st)
+static int reserve_make_locked(struct cas_store *st)
 {
 	struct statvfs sv;
 	uint64_t size;
@@ -391,7 +391,6 @@ int store_reserve_make(struct cas_store *st)
 	size = (uint64_t)sv.f_blocks * sv.f_frsize / 100;
 	if (size > RESERVE_MAX)
 		size = RESERVE_MAX;
-	pthread_mutex_lock(&st->reserve_lock);
 	fd = openat(st->tmpfd, "../reserve", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = errno == EEXIST ? 0 : -errno;
@@ -402,8 +401,17 @@ int store_reserve_make(struct cas_store *st)
 		close(fd);
 	}
 	__atomic_store_n(&st->reserve_gone, r < 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&st->reserve_lock);
 	return r == -EDQUOT ? -ENOSPC : r;
+}
+
+int store_reserve_make(struct cas_store *st)
+{
+	int r;
+
+	pthread_mutex_lock(&st->reserve_lock);
+	r = reserve_make_locked(st);
+	pthread_mutex_unlock(&st->reserve_lock);
+	return r;
 }
 
 int store_append_room(struct cas_store *st)
@@ -411,6 +419,21 @@ int store_append_room(struct cas_store *st)
 	if (!__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE))
 		return 0;
 	return store_reserve_make(st);
+}
+
+int store_append(struct cas_store *st, const struct cas_id *id, enum codec_scheme scheme,
+		 uint32_t ulen, const void *data, uint32_t clen, struct pack_loc *loc)
+{
+	int r = 0;
+
+	/* Appends are one at a time anyway (the pack set's lock, below it). */
+	pthread_mutex_lock(&st->reserve_lock);
+	if (__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE))
+		r = reserve_make_locked(st);
+	if (r == 0)
+		r = pack_append(st->packs, id, scheme, ulen, data, clen, loc);
+	pthread_mutex_unlock(&st->reserve_lock);
+	return r;
 }
 
 /* Gives the reserve back (if there is one); appends stay off its blocks. */

@@ -235,10 +235,19 @@ int store_pack_set_aside(struct cas_store *st, uint32_t id, char *ret_name,
 int store_reserve_make(struct cas_store *st);
 
 /*
- * Called before every pack append: 0, or -ENOSPC when the reserve was given
- * back and cannot be made again (the room left is for deletes).
+ * Called before a catalog write that takes room (an inline chunk): 0, or
+ * -ENOSPC when the reserve was given back and cannot be made again (the
+ * room left is for deletes).
  */
 int store_append_room(struct cas_store *st);
+/*
+ * pack_append() behind the reserve: the same check, then the append, both
+ * under reserve_lock, so that the room a delete frees by giving the
+ * reserve back (IN_TXN_MAKING_ROOM) is not taken by an append that checked
+ * before it.  Every append of new chunks goes through here.
+ */
+int store_append(struct cas_store *st, const struct cas_id *id, enum codec_scheme scheme,
+		 uint32_t ulen, const void *data, uint32_t clen, struct pack_loc *loc);
 
 static inline void entry_get(const uint8_t *p, struct cas_id *id, uint32_t *len)
 {

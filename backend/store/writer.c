@@ -374,15 +374,13 @@ static void store_job(void *ctx, void *arg)
 		/* A raw chunk goes to its pack from where it lies, uncopied. */
 		n = codec_encode_ref(wc->codec, nc->width, nc->data, nc->len, wc->out,
 				     codec_bound(CDC_MAX), &scheme, &out);
-		if (n >= 0)
-			n = store_append_room(w->st) < 0 ? -ENOSPC : n;
 		if (n >= 0 && nc->inl)
-			r = keep_inline(nc, scheme, out, (uint32_t)n);
+			r = store_append_room(w->st) < 0 ? -ENOSPC
+							 : keep_inline(nc, scheme, out, (uint32_t)n);
 		else
 			r = n < 0 ? n
-				  : pack_append(w->st->packs, &nc->id, scheme,
-						(uint32_t)nc->len, out, (uint32_t)n,
-						&nc->loc);
+				  : store_append(w->st, &nc->id, scheme, (uint32_t)nc->len,
+						 out, (uint32_t)n, &nc->loc);
 	}
 	chunk_data_free(nc);
 	pthread_mutex_lock(&w->lock);
