@@ -377,8 +377,8 @@ static int delete_inode_locked(struct cas_store *st, uint64_t ino)
  * A file of spare blocks, given back when a full disk refuses the catalog
  * the few pages a delete needs: deleting is how a full store makes room.
  * 1% of the disk, at most 8 MiB; best effort.  While it is given back,
- * appends do not take its room (store_append_room()): they make it again
- * first, or fail, so the next delete finds the blocks it needs.
+ * appends do not take its room (store_append(), store_append_room()): they
+ * make it again first, or fail, so the next delete finds the blocks it needs.
  */
 static int reserve_make_locked(struct cas_store *st)
 {
