@@ -218,11 +218,14 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 
 /*
  * The pool of agreement members (AGREE_POOL, cheapest first, unfilled
- * places -1): the cheapest eligible models that no cheaper one beats in
- * mean quality, then, while places are left, the other cheapest.  With
- * many models of spread prices the plain cheapest are often models a
- * cheaper one outdoes, and the good cheap ones would never be asked
- * (llmfs-route-eval's agree_pool() is the same rule).
+ * places -1): the two cheapest eligible models, the cheapest that no
+ * cheaper one beats in mean quality, then, while places are left, the
+ * other cheapest.  With many models of spread prices the plain cheapest
+ * are often models a cheaper one outdoes, and the good cheap ones would
+ * never be asked; the two cheapest stay, since a worse model can still
+ * be the best one to agree with (its right answers those of the
+ * cheapest, say), and the naive cascade of the two cheapest is then
+ * always an option (llmfs-route-eval's agree_pool() is the same rule).
  */
 static int agree_pool(const struct work *w, size_t s, int *pool)
 {
@@ -251,7 +254,7 @@ static int agree_pool(const struct work *w, size_t s, int *pool)
 		by_cost[at] = (int)m;
 	}
 	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
-		if (e[by_cost[i]].q > top) {
+		if (i < 2 || e[by_cost[i]].q > top) {
 			in[by_cost[i]] = true;
 			k++;
 		}
@@ -410,16 +413,14 @@ static int deep_options(struct work *w, size_t s, const int *lo)
 }
 
 /*
- * agree(cheap... ; need -> d): every pair among the AGREE_POOL cheapest
- * with need 2, every triple with need 2 and 3 (members cheapest first);
- * d each model dearer than every member.
+ * agree(cheap... ; need -> d): every pair of the pool lo with need 2,
+ * every triple with need 2 and 3 (members cheapest first); d each model
+ * dearer than every member.
  */
-static int agree_options(struct work *w, size_t s)
+static int agree_options(struct work *w, size_t s, const int *lo)
 {
-	int lo[AGREE_POOL], rc;
+	int rc;
 
-	if ((rc = agree_pool(w, s, lo)) < 0)
-		return rc;
 	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
 		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
 			int pair[2] = { lo[i], lo[j] };
@@ -436,6 +437,58 @@ static int agree_options(struct work *w, size_t s)
 			}
 		}
 	return deep_options(w, s, lo);
+}
+
+/* vote(v[0], v[1], v[2]): the majority answer, else the first member's. */
+static int vote_with(struct work *w, size_t s, const int *v)
+{
+	const struct est *e = &w->e[s * w->ms->n];
+	struct plan_option o = { .kind = PLAN_VOTE, .n_models = 3 };
+	double a = e[v[0]].q, b = e[v[1]].q, c = e[v[2]].q;
+	double sa = e[v[0]].score, sb = e[v[1]].score, sc = e[v[2]].score;
+
+	memcpy(o.models, v, 3 * sizeof(*v));
+	o.quality = a * b + a * c + b * c - 2 * a * b * c;
+	o.score = sa * sb + sa * sc + sb * sc - 2 * sa * sb * sc;
+	for (int k = 0; k < 3; k++) {
+		o.cost += e[v[k]].cost;
+		o.latency = fmax(o.latency, e[v[k]].latency);
+	}
+	return add_option(w, s, &o);
+}
+
+/* Whether the sets {a[0], a[1], a[2]} and {b[0], b[1], b[2]} are equal. */
+static bool same_three(const int *a, const int *b)
+{
+	for (int i = 0; i < 3; i++)
+		if (a[i] != b[0] && a[i] != b[1] && a[i] != b[2])
+			return false;
+	return true;
+}
+
+/*
+ * Votes: of the three models of best mean quality (best first, so that
+ * the best breaks a three-way tie), and of every other triple of the pool
+ * lo (cheapest first).
+ */
+static int vote_options(struct work *w, size_t s, const int *lo,
+			const int *top)
+{
+	int rc;
+
+	if (top[2] >= 0 && (rc = vote_with(w, s, top)) < 0)
+		return rc;
+	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
+		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++)
+			for (int k = j + 1; k < AGREE_POOL && lo[k] >= 0; k++) {
+				int tri[3] = { lo[i], lo[j], lo[k] };
+
+				if (top[2] >= 0 && same_three(tri, top))
+					continue;
+				if ((rc = vote_with(w, s, tri)) < 0)
+					return rc;
+			}
+	return 0;
 }
 
 static int options_step(struct work *w, size_t s)
@@ -491,23 +544,17 @@ static int options_step(struct work *w, size_t s)
 			      chk->kind == PLAN_CHECK_REGEX)) ||
 		     (st->strategies != PLAN_STRAT_ALL &&
 		      (st->strategies & (PLAN_STRAT_VOTE | PLAN_STRAT_AGREE)));
-	if (comparable && (st->strategies & PLAN_STRAT_AGREE) &&
-	    (rc = agree_options(w, s)) < 0)
-		return rc;
-	if (top[2] >= 0 && comparable && (st->strategies & PLAN_STRAT_VOTE)) {
-		struct plan_option v = { .kind = PLAN_VOTE, .n_models = 3 };
-		double a = e[top[0]].q, b = e[top[1]].q, c = e[top[2]].q;
-		double sa = e[top[0]].score, sb = e[top[1]].score;
-		double sc = e[top[2]].score;
+	if (comparable &&
+	    (st->strategies & (PLAN_STRAT_AGREE | PLAN_STRAT_VOTE))) {
+		int lo[AGREE_POOL];
 
-		memcpy(v.models, top, sizeof(top));
-		v.quality = a * b + a * c + b * c - 2 * a * b * c;
-		v.score = sa * sb + sa * sc + sb * sc - 2 * sa * sb * sc;
-		for (int k = 0; k < 3; k++) {
-			v.cost += e[top[k]].cost;
-			v.latency = fmax(v.latency, e[top[k]].latency);
-		}
-		if ((rc = add_option(w, s, &v)) < 0)
+		if ((rc = agree_pool(w, s, lo)) < 0)
+			return rc;
+		if ((st->strategies & PLAN_STRAT_AGREE) &&
+		    (rc = agree_options(w, s, lo)) < 0)
+			return rc;
+		if ((st->strategies & PLAN_STRAT_VOTE) &&
+		    (rc = vote_options(w, s, lo, top)) < 0)
 			return rc;
 	}
 	if (!w->n_opt[s])

@@ -8,9 +8,12 @@
  *                  checker rejects a's answer (FrugalGPT's pattern; only
  *                  for steps with a checker, which is the confidence
  *                  signal);
- *   vote(a, b, c)  three calls in parallel, majority answer (only for
- *                  steps whose answers are comparable: an exact or regex
- *                  checker, or "vote" asked for explicitly);
+ *   vote(a, b, c)  three calls in parallel, majority answer, else the
+ *                  first member's (only for steps whose answers are
+ *                  comparable: an exact or regex checker, or "vote" asked
+ *                  for explicitly); the three models of best mean quality,
+ *                  best first, and every other triple of the agreement
+ *                  pool, cheapest first;
  *   agree(a, b -> c)  two cheap models in parallel; their answer
  *                  stands when they agree (compared as votes are), else c
  *                  is called (FrugalGPT's and AutoMix's idea: cheap
@@ -21,8 +24,10 @@
  *                  cheap calls before escalating, n the confidence
  *                  threshold.  a and b run in parallel, c only when its
  *                  answer can still decide (n 2: a and b disagree; n 3:
- *                  they agree).  Members: every pair and triple among the
- *                  five cheapest eligible models; the dear model each one
+ *                  they agree).  Members: every pair and triple of a
+ *                  pool of five eligible models (the two cheapest, the
+ *                  cheapest that no cheaper one beats in mean quality,
+ *                  then the other cheapest); the dear model each one
  *                  dearer than all of them.  Which variant (members, n) a
  *                  step takes is the planner's choice by utility, from
  *                  the learned qualities: no threshold is set by hand.

@@ -162,6 +162,69 @@ static void test_deep_mid_beaten_by_member(void)
 	memset(&models, 0, sizeof(models));
 }
 
+/*
+ * Votes among the agreement pool: three cheap models at 0.8 give 0.896
+ * by majority, at 3 % of the price of the vote of the three best (dear,
+ * mid, c1); a vote with a 0.6 member gives 0.832.  For 0.85 with votes
+ * only, the planner must offer the cheap triple and take it.
+ */
+static void test_pool_vote(void)
+{
+	static const double q[] = { 0.8, 0.8, 0.8, 0.6, 0.6, 0.85, 0.9 };
+	struct plan_stats *s = deep_models(q);
+	char got[256], *err = NULL;
+
+	CHECK_RC(plan(s, "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
+		      "\"mc\", \"min_quality\": 0.85, \"strategies\": "
+		      "[\"vote\"]}", PLAN_EXPLORE_MEAN, 1, got, sizeof(got),
+		      &err), 0);
+	CHECK_MSG(!strcmp(got, "vote(c1,c2,c3)"), "%s", got);
+	/* Without a floor: the vote of the three best, best first. */
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"strategies\": [\"vote\"]}", PLAN_EXPLORE_MEAN, 1,
+		      got, sizeof(got), &err), 0);
+	CHECK_MSG(!strcmp(got, "vote(dear,mid,c1)"), "%s", got);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
+/*
+ * The two cheapest stay in the agreement pool: w is worse than c1 and
+ * every model from g1 to g4 beats all cheaper ones, so a pool of the
+ * models no cheaper one beats would be c1, g1 .. g4.  Yet w's right
+ * answers are c1's, and feedback on agree(c1,w)>dear says it is right
+ * on 97 % of prompts: the planner must offer it and, for 0.96, take it.
+ * Its cost is still the independent members' estimate (dear on 77.5 %
+ * of prompts), and every other agreement cascade that reaches 0.96 with
+ * g1 .. g4 at 60-75 % of dear's price is dearer than that.
+ */
+static void test_pool_keeps_cheapest_two(void)
+{
+	static const char *const m[][2] = {
+		{ "c1", "0.0001" }, { "w", "0.0002" }, { "g1", "0.6" },
+		{ "g2", "0.65" }, { "g3", "0.7" }, { "g4", "0.75" },
+		{ "dear", "1" },
+	};
+	static const double q[] = { 0.5, 0.45, 0.55, 0.6, 0.65, 0.7, 0.95 };
+	struct plan_stats *s;
+	char got[256], card[128];
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 7; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
+		add_model(m[i][0], card);
+		teach(s, m[i][0], "mc", 500, q[i], 1);
+	}
+	teach(s, "agree(c1,w)>dear", "mc", 500, 0.97, 1);
+	plan_floor(s, "0.96", got, sizeof(got));
+	CHECK_MSG(!strcmp(got, "agree(c1,w,dear)"), "%s", got);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
 /* Builds candidates; returns rc, the chosen path's description in out. */
 static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		uint64_t seed, char *out, size_t n, char **ret_err)
@@ -442,5 +505,7 @@ int main(void)
 	test_agree_pool();
 	test_deep_cascade();
 	test_deep_mid_beaten_by_member();
+	test_pool_vote();
+	test_pool_keeps_cheapest_two();
 	return check_status();
 }

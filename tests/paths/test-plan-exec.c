@@ -295,13 +295,19 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 		CHECK_RC(plan_stats_estimate(st, "wrong", "arith", &e), 0);
 		CHECK(e.n == 1 && e.quality < 0.5);
 	}
-	/* A vote: two of three say B. */
-	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ab\","
-		" \"strategies\": [\"vote\"]}", NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK(!strcmp(r.answer, "B"));
-	CHECK(count(r.trace, "\"vote_slot\"") == 3);
-	runres_free(&r);
+	/* A vote: two of three say B (three models, so one vote). */
+	{
+		const char *three[] = { a1, a3, a4, NULL };
+		char *vdir = models_dir(three);
+
+		r = run(vdir, st, "{\"prompt\": \"A or B?\", \"task_type\":"
+			" \"ab\", \"strategies\": [\"vote\"]}", NULL);
+		CHECK_RC(r.rc, 0);
+		CHECK(!strcmp(r.answer, "B"));
+		CHECK(count(r.trace, "\"vote_slot\"") == 3);
+		runres_free(&r);
+		free(vdir);
+	}
 	/* agree: the two cheapest (wrong: 41, bee: B) disagree, so the dear
 	 * model answers (without bee2: with three cheap models two of them
 	 * agreeing would stand, test_agree3). */

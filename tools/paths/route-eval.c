@@ -645,11 +645,13 @@ static double train_q(const struct eval *e, int m)
 
 /*
  * The members' pool of agreement cascades and votes, from the answered
- * models v[0 .. n-1] (cheapest first): the cheapest models that no
- * cheaper one beats on the training split, then, while places are left,
- * the others cheapest first; the pool is returned cheapest first.  With
- * many models of spread prices, the cheapest five are often models that
- * a cheaper one outdoes; plan_cand.c picks its pool alike.
+ * models v[0 .. n-1] (cheapest first): the two cheapest, the cheapest
+ * models that no cheaper one beats on the training split, then, while
+ * places are left, the others cheapest first; the pool is returned
+ * cheapest first.  With many models of spread prices, the cheapest five
+ * are often models that a cheaper one outdoes; the two cheapest stay so
+ * that the naive cascade is always among the planner's options.
+ * plan_cand.c picks its pool alike.
  */
 static size_t agree_pool(const struct eval *e, const int *v, size_t n,
 			 int *pool)
@@ -661,7 +663,7 @@ static size_t agree_pool(const struct eval *e, const int *v, size_t n,
 	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
 		double q = train_q(e, v[i]);
 
-		if (q > top) {
+		if (i < 2 || q > top) {
 			pool[k++] = v[i];
 			taken[i] = true;
 		}
@@ -681,17 +683,11 @@ static size_t agree_pool(const struct eval *e, const int *v, size_t n,
 	return k;
 }
 
-/*
- * The daemon's own vote (plan_cand.c): the three answered models of best
- * quality on the training split, best first; added unless all three are
- * in the pool, whose votes are already options.
- */
-static int vote_best3(struct eval *e, const int *v, size_t n,
-		      const int *pool, size_t n_pool)
+/* The three answered models of best quality on the training split, best
+ * first, in top; false when there are fewer than three. */
+static bool best3(const struct eval *e, const int *v, size_t n, int *top)
 {
-	int top[3] = { -1, -1, -1 };
-	size_t in_pool = 0;
-
+	top[0] = top[1] = top[2] = -1;
 	for (size_t i = 0; i < n; i++)
 		for (int k = 0; k < 3; k++)
 			if (top[k] < 0 || train_q(e, v[i]) >
@@ -701,16 +697,41 @@ static int vote_best3(struct eval *e, const int *v, size_t n,
 				top[k] = v[i];
 				break;
 			}
-	if (top[2] < 0)
-		return 0;
-	for (int k = 0; k < 3; k++)
-		for (size_t i = 0; i < n_pool; i++)
-			in_pool += pool[i] == top[k];
-	if (in_pool == 3)
-		return 0;
-	if (add_opt(e, O_VOTE, top[0], top[1], top[2]) < 0)
-		return -ENOMEM;
-	e->n_vote++;
+	return top[2] >= 0;
+}
+
+static bool in3(const int *top, int m)
+{
+	return m == top[0] || m == top[1] || m == top[2];
+}
+
+/*
+ * Votes as the daemon offers them (plan_cand.c): of the three answered
+ * models of best training quality, best first (the best breaks a
+ * three-way tie), and of every other triple of the pool, cheapest first.
+ */
+static int make_votes(struct eval *e, const int *v, size_t n,
+		      const int *pool, size_t n_pool)
+{
+	int top[3];
+	bool have = best3(e, v, n, top);
+
+	if (have) {
+		if (add_opt(e, O_VOTE, top[0], top[1], top[2]) < 0)
+			return -ENOMEM;
+		e->n_vote++;
+	}
+	for (size_t i = 0; i < n_pool; i++)
+		for (size_t j = i + 1; j < n_pool; j++)
+			for (size_t k = j + 1; k < n_pool; k++) {
+				if (have && in3(top, pool[i]) &&
+				    in3(top, pool[j]) && in3(top, pool[k]))
+					continue;
+				if (add_opt(e, O_VOTE, pool[i], pool[j],
+					    pool[k]) < 0)
+					return -ENOMEM;
+				e->n_vote++;
+			}
 	return 0;
 }
 
@@ -766,24 +787,7 @@ static int make_options(struct eval *e)
 		return -ENOMEM;
 	if (!e->no_cascades && make_deep(e, all, na, ans, pool) < 0)
 		return -ENOMEM;
-	/* The naive cascade is a baseline even when its members are not in
-	 * the pool (then it is one more option, as any agreement cascade). */
-	if (e->naive < 0 && !e->no_cascades && na >= 2 &&
-	    e->single_c[e->best] > e->single_c[all[1]]) {
-		e->naive = (long)e->n_opt;
-		if (add_opt(e, O_AGREE, all[0], all[1], e->best) < 0)
-			return -ENOMEM;
-		e->n_agree++;
-	}
-	for (size_t i = 0; i < pool && !e->no_cascades; i++)
-		for (size_t j = i + 1; j < pool; j++)
-			for (size_t k = j + 1; k < pool; k++) {
-				if (add_opt(e, O_VOTE, ans[i], ans[j],
-					    ans[k]) < 0)
-					return -ENOMEM;
-				e->n_vote++;
-			}
-	return e->no_cascades ? 0 : vote_best3(e, all, na, ans, pool);
+	return e->no_cascades ? 0 : make_votes(e, all, na, ans, pool);
 }
 
 /* plan_stats posteriors per option × task type from the training rows. */
