@@ -218,16 +218,18 @@ static int add_option(struct work *w, size_t s, const struct plan_option *o)
 
 /*
  * The pool of agreement members (AGREE_POOL, cheapest first, unfilled
- * places -1): the two cheapest eligible models, the cheapest that no
- * cheaper one beats in mean quality, then, while places are left, the
- * other cheapest.  With many models of spread prices the plain cheapest
- * are often models a cheaper one outdoes, and the good cheap ones would
- * never be asked; the two cheapest stay, since a worse model can still
- * be the best one to agree with (its right answers those of the
- * cheapest, say), and the naive cascade of the two cheapest is then
- * always an option (llmfs-route-eval's agree_pool() is the same rule).
+ * places -1): the cheapest eligible models that no cheaper one beats in
+ * mean quality, then, while places are left, the other cheapest.  With
+ * many models of spread prices the plain cheapest are often models a
+ * cheaper one outdoes, and the good cheap ones would never be asked.
+ * *second: the second cheapest eligible model when it is not in the
+ * pool, else -1; the pair of the two cheapest (the naive cascade's) is
+ * offered all the same, since a worse model can still be the best one to
+ * agree with (its right answers those of the cheapest, say).
+ * llmfs-route-eval's agree_pool() is the same rule.
  */
-static int agree_pool(const struct work *w, size_t s, int *pool)
+static int agree_pool(const struct work *w, size_t s, int *pool,
+		      int *second)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 	int *by_cost = malloc((w->ms->n + 1) * sizeof(*by_cost));
@@ -254,7 +256,7 @@ static int agree_pool(const struct work *w, size_t s, int *pool)
 		by_cost[at] = (int)m;
 	}
 	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
-		if (i < 2 || e[by_cost[i]].q > top) {
+		if (e[by_cost[i]].q > top) {
 			in[by_cost[i]] = true;
 			k++;
 		}
@@ -265,6 +267,7 @@ static int agree_pool(const struct work *w, size_t s, int *pool)
 			in[by_cost[i]] = true;
 			k++;
 		}
+	*second = n >= 2 && !in[by_cost[1]] ? by_cost[1] : -1;
 	for (int j = 0; j < AGREE_POOL; j++)
 		pool[j] = -1;
 	k = 0;
@@ -414,13 +417,21 @@ static int deep_options(struct work *w, size_t s, const int *lo)
 
 /*
  * agree(cheap... ; need -> d): every pair of the pool lo with need 2,
- * every triple with need 2 and 3 (members cheapest first); d each model
- * dearer than every member.
+ * and the two cheapest (lo[0] and second, when second >= 0), every
+ * triple of the pool with need 2 and 3 (members cheapest first); d each
+ * model dearer than every member.
  */
-static int agree_options(struct work *w, size_t s, const int *lo)
+static int agree_options(struct work *w, size_t s, const int *lo,
+			 int second)
 {
 	int rc;
 
+	if (second >= 0) {
+		int pair[2] = { lo[0], second };
+
+		if ((rc = agree_with(w, s, pair, 2, 2)) < 0)
+			return rc;
+	}
 	for (int i = 0; i < AGREE_POOL && lo[i] >= 0; i++)
 		for (int j = i + 1; j < AGREE_POOL && lo[j] >= 0; j++) {
 			int pair[2] = { lo[i], lo[j] };
@@ -546,12 +557,12 @@ static int options_step(struct work *w, size_t s)
 		      (st->strategies & (PLAN_STRAT_VOTE | PLAN_STRAT_AGREE)));
 	if (comparable &&
 	    (st->strategies & (PLAN_STRAT_AGREE | PLAN_STRAT_VOTE))) {
-		int lo[AGREE_POOL];
+		int lo[AGREE_POOL], second;
 
-		if ((rc = agree_pool(w, s, lo)) < 0)
+		if ((rc = agree_pool(w, s, lo, &second)) < 0)
 			return rc;
 		if ((st->strategies & PLAN_STRAT_AGREE) &&
-		    (rc = agree_options(w, s, lo)) < 0)
+		    (rc = agree_options(w, s, lo, second)) < 0)
 			return rc;
 		if ((st->strategies & PLAN_STRAT_VOTE) &&
 		    (rc = vote_options(w, s, lo, top)) < 0)

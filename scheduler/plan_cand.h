@@ -25,10 +25,11 @@
  *                  threshold.  a and b run in parallel, c only when its
  *                  answer can still decide (n 2: a and b disagree; n 3:
  *                  they agree).  Members: every pair and triple of a
- *                  pool of five eligible models (the two cheapest, the
- *                  cheapest that no cheaper one beats in mean quality,
- *                  then the other cheapest); the dear model each one
- *                  dearer than all of them.  Which variant (members, n) a
+ *                  pool of five eligible models (the cheapest that no
+ *                  cheaper one beats in mean quality, then the other
+ *                  cheapest), and the pair of the two cheapest, so that
+ *                  the naive cascade is always an option; the dear model
+ *                  each one dearer than all of them.  Which variant (members, n) a
  *                  step takes is the planner's choice by utility, from
  *                  the learned qualities: no threshold is set by hand.
  *                  With n 2 and c outside the pool this is the

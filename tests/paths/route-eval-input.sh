@@ -74,9 +74,10 @@ awk -v c="${warm:-0}" 'BEGIN { exit !(c > 50) }' ||
 	fail "online: calls to dear models read '$warm': $(grep 'warm start' "$dir/out")"
 
 # 3c. Many models: the second cheapest is worse than the cheapest, so
-#     agreement members come from the others (the pool), but the naive
-#     cascade (the two cheapest agree, else the best) is still the
-#     baseline row, and the escalation goes to the best model.
+#     the pool is c1 and the others that beat every cheaper one; the
+#     pair c1, c2 is offered all the same, so that the naive cascade (the
+#     two cheapest agree, else the best) is the baseline row and one of
+#     the planner's options, and the escalation goes to the best model.
 awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
   split("0.6 0.3 0.65 0.7 0.75 0.8", Q, " ");
   for (i = 0; i < 400; i++) {

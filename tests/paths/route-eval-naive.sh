@@ -7,8 +7,8 @@
 # g1 .. g4 (55-70 %, at 30-45 % of dear's price) each beat every cheaper
 # model, so a pool of the models no cheaper one beats would leave w out,
 # and the planner would lose to the naive cascade it cannot run (AIQ
-# 0.74 against 0.84); with the cheapest two kept in the pool it beats it
-# by more than 0.02 (0.88), through cascades that only w makes cheap.
+# 0.74 against 0.84); with the pair of the two cheapest offered it beats it
+# by more than 0.02 (0.88), with agree(c1,w) before each dearer model.
 # (Before, the replay offered the naive cascade to its planner although
 # the daemon could not run it: 0.838.)
 set -eu

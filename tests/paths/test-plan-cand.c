@@ -190,16 +190,16 @@ static void test_pool_vote(void)
 }
 
 /*
- * The two cheapest stay in the agreement pool: w is worse than c1 and
- * every model from g1 to g4 beats all cheaper ones, so a pool of the
- * models no cheaper one beats would be c1, g1 .. g4.  Yet w's right
+ * The pair of the two cheapest is always offered: w is worse than c1
+ * and every model from g1 to g4 beats all cheaper ones, so the
+ * agreement pool is c1, g1 .. g4.  Yet w's right
  * answers are c1's, and feedback on agree(c1,w)>dear says it is right
  * on 97 % of prompts: the planner must offer it and, for 0.96, take it.
  * Its cost is still the independent members' estimate (dear on 77.5 %
  * of prompts), and every other agreement cascade that reaches 0.96 with
  * g1 .. g4 at 60-75 % of dear's price is dearer than that.
  */
-static void test_pool_keeps_cheapest_two(void)
+static void test_naive_pair_offered(void)
 {
 	static const char *const m[][2] = {
 		{ "c1", "0.0001" }, { "w", "0.0002" }, { "g1", "0.6" },
@@ -506,6 +506,6 @@ int main(void)
 	test_deep_cascade();
 	test_deep_mid_beaten_by_member();
 	test_pool_vote();
-	test_pool_keeps_cheapest_two();
+	test_naive_pair_offered();
 	return check_status();
 }

@@ -645,16 +645,17 @@ static double train_q(const struct eval *e, int m)
 
 /*
  * The members' pool of agreement cascades and votes, from the answered
- * models v[0 .. n-1] (cheapest first): the two cheapest, the cheapest
- * models that no cheaper one beats on the training split, then, while
- * places are left, the others cheapest first; the pool is returned
- * cheapest first.  With many models of spread prices, the cheapest five
- * are often models that a cheaper one outdoes; the two cheapest stay so
- * that the naive cascade is always among the planner's options.
- * plan_cand.c picks its pool alike.
+ * models v[0 .. n-1] (cheapest first): the cheapest models that no
+ * cheaper one beats on the training split, then, while places are left,
+ * the others cheapest first; the pool is returned cheapest first.  With
+ * many models of spread prices, the cheapest five are often models that
+ * a cheaper one outdoes.  *second: v[1] when it is not in the pool, else
+ * -1 (the pair of the two cheapest is offered all the same, so that the
+ * naive cascade is always among the planner's options).  plan_cand.c
+ * picks its pool alike.
  */
 static size_t agree_pool(const struct eval *e, const int *v, size_t n,
-			 int *pool)
+			 int *pool, int *second)
 {
 	double top = -INFINITY;
 	bool taken[MAX_MODELS] = { false };
@@ -663,15 +664,18 @@ static size_t agree_pool(const struct eval *e, const int *v, size_t n,
 	for (size_t i = 0; i < n && k < AGREE_POOL; i++) {
 		double q = train_q(e, v[i]);
 
-		if (i < 2 || q > top) {
+		if (q > top) {
 			pool[k++] = v[i];
 			taken[i] = true;
 		}
 		top = fmax(top, q);
 	}
 	for (size_t i = 0; i < n && k < AGREE_POOL; i++)
-		if (!taken[i])
+		if (!taken[i]) {
 			pool[k++] = v[i];
+			taken[i] = true;
+		}
+	*second = n >= 2 && !taken[1] ? v[1] : -1;
 	for (size_t i = 1; i < k; i++)
 		for (size_t j = i; j > 0 && cmp_by_cost_ctx(e, pool[j - 1],
 							   pool[j]) > 0; j--) {
@@ -735,6 +739,25 @@ static int make_votes(struct eval *e, const int *v, size_t n,
 	return 0;
 }
 
+/* agree(a, b) > d for each model d dearer than both (a cheaper than b);
+ * all: the answered models, cheapest first. */
+static int add_pair(struct eval *e, int a, int b, const int *all)
+{
+	for (size_t d = 0; d < e->n_models; d++) {
+		if (e->single_c[d] <= e->single_c[b] || (int)d == a ||
+		    (int)d == b)
+			continue;
+		/* The naive cascade: the two cheapest agree, else the best
+		 * single model. */
+		if (a == all[0] && b == all[1] && (int)d == e->best)
+			e->naive = (long)e->n_opt;
+		if (add_opt(e, O_AGREE, a, b, (int)d) < 0)
+			return -ENOMEM;
+		e->n_agree++;
+	}
+	return 0;
+}
+
 /*
  * Single models, then cascades a -> b (a cheaper) where a is always
  * judged, agreement cascades and votes where answers are recorded.
@@ -742,7 +765,7 @@ static int make_votes(struct eval *e, const int *v, size_t n,
 static int make_options(struct eval *e)
 {
 	const size_t nm = e->n_models;
-	int all[MAX_MODELS], ans[AGREE_POOL];
+	int all[MAX_MODELS], ans[AGREE_POOL], second;
 	size_t na = answered_by_cost(e, all), pool;
 
 	e->naive = -1;
@@ -766,23 +789,14 @@ static int make_options(struct eval *e)
 			e->n_cascade++;
 		}
 	}
-	pool = agree_pool(e, all, na, ans);
+	pool = agree_pool(e, all, na, ans, &second);
+	if (second >= 0 && !e->no_cascades &&
+	    add_pair(e, all[0], second, all) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
-			for (size_t b = 0; b < nm; b++) {
-				if (e->single_c[b] <= e->single_c[ans[j]] ||
-				    (int)b == ans[i] || (int)b == ans[j])
-					continue;
-				/* The naive cascade: the two cheapest agree,
-				 * else the best single model. */
-				if (ans[i] == all[0] && ans[j] == all[1] &&
-				    (int)b == e->best)
-					e->naive = (long)e->n_opt;
-				if (add_opt(e, O_AGREE, ans[i], ans[j],
-					    (int)b) < 0)
-					return -ENOMEM;
-				e->n_agree++;
-			}
+			if (add_pair(e, ans[i], ans[j], all) < 0)
+				return -ENOMEM;
 	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
 		return -ENOMEM;
 	if (!e->no_cascades && make_deep(e, all, na, ans, pool) < 0)
