@@ -48,6 +48,24 @@ int plan_option_name(const struct plan_models *ms,
 	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
 }
 
+int plan_agree_key(const struct plan_models *ms, const struct plan_option *o,
+		   const char *what, char *buf, size_t n)
+{
+	const int *m = o->models;
+	int len;
+
+	if (o->kind != PLAN_AGREE || (o->n_models != 3 && o->n_models != 4))
+		return -EINVAL;
+	if (o->n_models == 3)
+		len = snprintf(buf, n, "agree(%s,%s)#%s", ms->v[m[0]].name,
+			       ms->v[m[1]].name, what);
+	else
+		len = snprintf(buf, n, "agree%d(%s,%s,%s)#%s", o->need,
+			       ms->v[m[0]].name, ms->v[m[1]].name,
+			       ms->v[m[2]].name, what);
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
 void plan_step_tokens(const struct plan_task *t, size_t step, double *ret_in,
 		      double *ret_out)
 {
@@ -315,29 +333,58 @@ static void agree_learned(struct work *w, size_t s, struct plan_option *o)
 	o->score = (k * o->score + pe.n * pe.quality) / (k + pe.n);
 }
 
+/*
+ * The rate of an event of the members' runs (plan_agree_key()): p, the
+ * independent members' formula, moved by the N runs recorded, as
+ * agree_learned() moves the quality.
+ */
+static double agree_rate(struct work *w, size_t s, const struct plan_option *o,
+			 const char *what, double p)
+{
+	struct plan_estimate pe;
+	char key[512];
+	double k;
+
+	if (!w->stats || plan_agree_key(w->ms, o, what, key, sizeof(key)) < 0 ||
+	    plan_stats_estimate(w->stats, key, w->t->steps[s].task_type,
+				&pe) < 0 || pe.n <= 0)
+		return p;
+	k = fmax(pe.alpha + pe.beta - pe.n, 0);
+	return (k * p + pe.n * pe.quality) / (k + pe.n);
+}
+
 /* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
 static int agree_with(struct work *w, size_t s, const int *v, int n,
 		      int need)
 {
 	const struct est *e = &w->e[s * w->ms->n];
-	double pq[3], ps[3], cost, lat, stand, sstand, p12;
+	struct plan_option members = { .kind = PLAN_AGREE, .n_models = n + 1,
+				       .need = need };
+	double pq[3], ps[3], cost, lat, stand, sstand, p12, stood;
 	int rc;
 
 	for (int k = 0; k < n; k++) {
 		pq[k] = e[v[k]].q;
 		ps[k] = e[v[k]].score;
+		members.models[k] = v[k];
 	}
 	/* The first two in parallel; a third only when it can still decide
-	 * (need 2: the two disagree, need 3: they agree). */
+	 * (need 2: the two disagree, need 3: they agree).  How often the
+	 * first two agree and the members' answer stands is what runs have
+	 * shown, the formula the prior: members whose right answers
+	 * coincide escalate less than independent ones would. */
 	cost = e[v[0]].cost + e[v[1]].cost;
 	lat = fmax(e[v[0]].latency, e[v[1]].latency);
 	p12 = pq[0] * pq[1];
 	if (n == 3) {
-		cost += (need == 2 ? 1 - p12 : p12) * e[v[2]].cost;
+		double a = agree_rate(w, s, &members, "pair", p12);
+
+		cost += (need == 2 ? 1 - a : a) * e[v[2]].cost;
 		lat += e[v[2]].latency;
 	}
 	stand = at_least(pq, n, need);
 	sstand = at_least(ps, n, need);
+	stood = agree_rate(w, s, &members, "stood", stand);
 	for (size_t c = 0; c < w->ms->n; c++) {
 		struct plan_option o = { .kind = PLAN_AGREE,
 					 .n_models = n + 1, .need = need };
@@ -351,7 +398,7 @@ static int agree_with(struct work *w, size_t s, const int *v, int n,
 		o.models[n] = (int)c;
 		o.quality = stand + (1 - stand) * e[c].q;
 		o.score = sstand + (1 - sstand) * e[c].score;
-		o.cost = cost + (1 - stand) * e[c].cost;
+		o.cost = cost + (1 - stood) * e[c].cost;
 		o.latency = lat + e[c].latency;
 		agree_learned(w, s, &o);
 		if ((rc = add_option(w, s, &o)) < 0)

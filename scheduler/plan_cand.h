@@ -54,7 +54,11 @@
  *   as a whole (plan_option_name(): a feedback on its step is recorded
  *   under that name): with N such outcomes of posterior mean m and prior
  *   strength k, q becomes (k q + N m) / (k + N) (and its ranking value
- *   likewise) — the formula is the prior, the outcomes move it.
+ *   likewise) — the formula is the prior, the outcomes move it.  The
+ *   price likewise: q_a q_b in c (the first two agree) and P (the
+ *   members' answer stands) are moved by the rates that runs recorded
+ *   under plan_agree_key(), since members whose right answers coincide
+ *   agree, and escalate, otherwise than independent ones.
  *   q(path) = product over steps (every step must succeed)
  *   c(path) = sum over steps;  l(path) = critical path of the DAG, with a
  *   cascade's worst case (l_a + l_b) and a vote's slowest member.
@@ -186,5 +190,17 @@ const char *plan_strategy_name(enum plan_strategy s);
  */
 int plan_option_name(const struct plan_models *ms,
 		     const struct plan_option *o, char *buf, size_t n);
+
+/*
+ * The name under which plan_stats learns how an agreement cascade's
+ * members behave, whatever model it escalates to: "agree(a,b)#WHAT" for
+ * a pair, "agree2(a,b,c)#WHAT" / "agree3(a,b,c)#WHAT" for a triple.  The
+ * executor records, per run, "stood" (1: the members' answer stood, the
+ * dear model was not called) and, for a triple, "pair" (1: the first two
+ * agreed); plan_cand prices the option from these rates, the independent
+ * members' formula being their prior.  Errors as plan_option_name().
+ */
+int plan_agree_key(const struct plan_models *ms, const struct plan_option *o,
+		   const char *what, char *buf, size_t n);
 
 #endif

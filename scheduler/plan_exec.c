@@ -426,6 +426,18 @@ static char *normalised(const char *s)
 	return n;
 }
 
+/* An event of an agreement cascade's run, for its price (plan_agree_key()). */
+static void agree_learn(struct run *r, size_t s, const char *what, bool yes)
+{
+	const struct plan_option *o = &r->p->steps[s];
+	char key[512];
+
+	if (r->o->stats && o->kind == PLAN_AGREE &&
+	    plan_agree_key(r->ms, o, what, key, sizeof(key)) == 0)
+		plan_stats_record(r->o->stats, key, r->t->steps[s].task_type,
+				  yes ? 1 : 0, -1, -1);
+}
+
 static void vote_tally(struct run *r, size_t s)
 {
 	struct step_rt *st = &r->st[s];
@@ -449,6 +461,8 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
+	if (st->vote_n == 3 && st->vote_called == 2)
+		agree_learn(r, s, "pair", best >= 2);
 	/*
 	 * agree of three: the third cheap member is called only when it can
 	 * still decide (need 2: the first two disagree; need 3: they agree),
@@ -466,6 +480,8 @@ static void vote_tally(struct run *r, size_t s)
 		step_fail(r, s, "out of memory");
 		goto out;
 	}
+	agree_learn(r, s, "stood", best >= st->vote_need && win >= 0 &&
+				   st->vote_pass[win]);
 	/* agree: need of the cheap members must give the same answer, else
 	 * the step moves on to the dearer model (the first of its sequence). */
 	if (best < st->vote_need) {

@@ -225,6 +225,44 @@ static void test_naive_pair_offered(void)
 	memset(&models, 0, sizeof(models));
 }
 
+/*
+ * An agreement cascade's price follows what its runs showed: w's right
+ * answers are c1's, so the pair agrees on 45 % of prompts, not the
+ * 0.5 * 0.45 of independent members, and calls dear on 55 %.  With the
+ * formula's price (dear on 77.5 %: 0.775) the triple c1, g1, g2 -> dear
+ * (0.634, quality 0.979) is the cheapest option that reaches 0.96; once
+ * 500 runs have recorded how often c1 and w agreed, agree(c1,w)>dear
+ * costs 0.55 and is the planner's choice.
+ */
+static void test_agree_learned_price(void)
+{
+	static const char *const m[][2] = {
+		{ "c1", "0.0001" }, { "w", "0.0002" }, { "g1", "0.1" },
+		{ "g2", "0.15" }, { "g3", "0.4" }, { "g4", "0.45" },
+		{ "dear", "1" },
+	};
+	static const double q[] = { 0.5, 0.45, 0.55, 0.6, 0.65, 0.7, 0.95 };
+	struct plan_stats *s;
+	char got[256], card[128];
+
+	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
+	for (int i = 0; i < 7; i++) {
+		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
+			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
+		add_model(m[i][0], card);
+		teach(s, m[i][0], "mc", 500, q[i], 1);
+	}
+	teach(s, "agree(c1,w)>dear", "mc", 500, 0.97, 1);
+	plan_floor(s, "0.96", got, sizeof(got));
+	CHECK_MSG(!strcmp(got, "agree(c1,g1,g2,dear)"), "%s", got);
+	teach(s, "agree(c1,w)#stood", "mc", 500, 0.45, 1);
+	plan_floor(s, "0.96", got, sizeof(got));
+	CHECK_MSG(!strcmp(got, "agree(c1,w,dear)"), "%s", got);
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
 /* Builds candidates; returns rc, the chosen path's description in out. */
 static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		uint64_t seed, char *out, size_t n, char **ret_err)
@@ -507,5 +545,6 @@ int main(void)
 	test_deep_mid_beaten_by_member();
 	test_pool_vote();
 	test_naive_pair_offered();
+	test_agree_learned_price();
 	return check_status();
 }

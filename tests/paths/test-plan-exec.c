@@ -428,6 +428,18 @@ static void test_agree3(struct plan_stats *st)
 	CHECK(!strstr(r.trace, "\"model\":\"cheap3\""));
 	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
 	runres_free(&r);
+	/* What the three runs taught of the members, for the price: the
+	 * first two agreed once, the members' answer stood twice. */
+	{
+		struct plan_estimate pair, stood;
+
+		CHECK_RC(plan_stats_estimate(st, "agree2(cheap1,cheap2,cheap3)#pair",
+					     "ag3", &pair), 0);
+		CHECK_RC(plan_stats_estimate(st, "agree2(cheap1,cheap2,cheap3)#stood",
+					     "ag3", &stood), 0);
+		CHECK_MSG(pair.n == 3 && stood.n == 3, "%g %g", pair.n, stood.n);
+		CHECK(stood.quality > pair.quality);
+	}
 	for (int i = 0; i < 4; i++)
 		free((char *)cards[i]);
 	free(dear);
@@ -444,6 +456,8 @@ static void test_agree3(struct plan_stats *st)
  * the cheap pair in parallel, mid only when the two disagree, dear only
  * when mid agrees with neither (the learned qualities of
  * test-plan-cand.c's test_deep_cascade: only this cascade reaches 0.975).
+ * Each run has a task type of its own, so that what one run teaches of
+ * the members' agreement (plan_agree_key()) does not price the next.
  */
 static void test_deep_cascade(struct plan_stats *st)
 {
@@ -457,18 +471,19 @@ static void test_deep_cascade(struct plan_stats *st)
 		{ "B", "C", " b" }, { "B", "C", "D" }, { "B", " b", "D" },
 	};
 	static const char *const other[] = { "V", "W", "X" };
-	const char *task = "{\"prompt\": \"A, B, C or D?\", \"task_type\": "
-			   "\"deep3\", \"min_quality\": 0.975, "
-			   "\"strategies\": [\"agree\"]}";
-
-	for (int i = 0; i < 500; i++)
-		for (int m = 0; m < 7; m++)
-			plan_stats_record(st, name[m], "deep3",
-					  i % 50 < right[m], -1, 1);
 	for (int run_i = 0; run_i < 3; run_i++) {
 		const char *cards[8] = { NULL };
 		struct runres r;
-		char *dir, ex[96], remote[32];
+		char *dir, ex[96], remote[32], type[16], task[160];
+
+		snprintf(type, sizeof(type), "deep3-%d", run_i);
+		snprintf(task, sizeof(task), "{\"prompt\": \"A, B, C or D?\", "
+			 "\"task_type\": \"%s\", \"min_quality\": 0.975, "
+			 "\"strategies\": [\"agree\"]}", type);
+		for (int i = 0; i < 500; i++)
+			for (int m = 0; m < 7; m++)
+				plan_stats_record(st, name[m], type,
+						  i % 50 < right[m], -1, 1);
 
 		for (int m = 0; m < 7; m++) {
 			char *card;
