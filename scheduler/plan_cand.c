@@ -56,7 +56,8 @@ int plan_agree_key(const struct plan_models *ms, const struct plan_option *o,
 
 	if (o->kind != PLAN_AGREE || (o->n_models != 3 && o->n_models != 4))
 		return -EINVAL;
-	if (o->n_models == 3)
+	/* Whether the first two agree is theirs alone. */
+	if (o->n_models == 3 || !strcmp(what, "pair"))
 		len = snprintf(buf, n, "agree(%s,%s)#%s", ms->v[m[0]].name,
 			       ms->v[m[1]].name, what);
 	else
@@ -329,8 +330,8 @@ static void agree_learned(struct work *w, size_t s, struct plan_option *o)
 				&pe) < 0 || pe.n <= 0)
 		return;
 	k = fmax(pe.alpha + pe.beta - pe.n, 0);
-	o->quality = (k * o->quality + pe.n * pe.quality) / (k + pe.n);
-	o->score = (k * o->score + pe.n * pe.quality) / (k + pe.n);
+	o->quality = (k * o->quality + pe.q_sum) / (k + pe.n);
+	o->score = (k * o->score + pe.q_sum) / (k + pe.n);
 }
 
 /*
@@ -350,7 +351,7 @@ static double agree_rate(struct work *w, size_t s, const struct plan_option *o,
 				&pe) < 0 || pe.n <= 0)
 		return p;
 	k = fmax(pe.alpha + pe.beta - pe.n, 0);
-	return (k * p + pe.n * pe.quality) / (k + pe.n);
+	return (k * p + pe.q_sum) / (k + pe.n);
 }
 
 /* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
@@ -571,9 +572,12 @@ static int options_step(struct work *w, size_t s)
 		if ((st->strategies & PLAN_STRAT_SINGLE) &&
 		    (rc = add_option(w, s, &o)) < 0)
 			return rc;
-		/* Keep the three best means for a vote. */
+		/* Keep the three best means for a vote (the cheaper first on
+		 * a tie, as llmfs-route-eval orders them). */
 		for (int k = 0; k < 3; k++)
-			if (top[k] < 0 || e[a].q > e[top[k]].q) {
+			if (top[k] < 0 || e[a].q > e[top[k]].q ||
+			    (e[a].q == e[top[k]].q &&
+			     e[a].cost < e[top[k]].cost)) {
 				for (int j = 2; j > k; j--)
 					top[j] = top[j - 1];
 				top[k] = (int)a;

@@ -52,8 +52,8 @@
  *   l = max(l_a, l_b) + l_c + l_d.  Members whose wrong answers agree
  *   make these figures too good, so an agreement cascade is also learned
  *   as a whole (plan_option_name(): a feedback on its step is recorded
- *   under that name): with N such outcomes of posterior mean m and prior
- *   strength k, q becomes (k q + N m) / (k + N) (and its ranking value
+ *   under that name): with N such outcomes of mean m and plan_stats'
+ *   prior strength k, q becomes (k q + N m) / (k + N) (and its ranking value
  *   likewise) — the formula is the prior, the outcomes move it.  The
  *   price likewise: q_a q_b in c (the first two agree) and P (the
  *   members' answer stands) are moved by the rates that runs recorded
@@ -194,11 +194,13 @@ int plan_option_name(const struct plan_models *ms,
 /*
  * The name under which plan_stats learns how an agreement cascade's
  * members behave, whatever model it escalates to: "agree(a,b)#WHAT" for
- * a pair, "agree2(a,b,c)#WHAT" / "agree3(a,b,c)#WHAT" for a triple.  The
- * executor records, per run, "stood" (1: the members' answer stood, the
- * dear model was not called) and, for a triple, "pair" (1: the first two
- * agreed); plan_cand prices the option from these rates, the independent
- * members' formula being their prior.  Errors as plan_option_name().
+ * a pair, "agree2(a,b,c)#WHAT" / "agree3(a,b,c)#WHAT" for a triple, and
+ * "agree(a,b)#pair" for the first two members of either.  The executor
+ * records, per run, "stood" (1: the members' answer stood, the dear model
+ * was not called; not recorded when the budget kept a third member from
+ * being called) and "pair" (1: the first two agreed); plan_cand prices
+ * the option from these rates, the independent members' formula being
+ * their prior.  Errors as plan_option_name().
  */
 int plan_agree_key(const struct plan_models *ms, const struct plan_option *o,
 		   const char *what, char *buf, size_t n);

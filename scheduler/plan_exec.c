@@ -442,6 +442,7 @@ static void vote_tally(struct run *r, size_t s)
 {
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0;
+	bool third;
 
 	for (int i = 0; i < st->vote_called; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
@@ -461,16 +462,17 @@ static void vote_tally(struct run *r, size_t s)
 			win = i;
 		}
 	}
-	if (st->vote_n == 3 && st->vote_called == 2)
+	/* The first tally of an agreement cascade: the first two's. */
+	if (st->vote_called == 2)
 		agree_learn(r, s, "pair", best >= 2);
 	/*
 	 * agree of three: the third cheap member is called only when it can
 	 * still decide (need 2: the first two disagree; need 3: they agree),
 	 * so the answers are those of three parallel calls at less cost.
 	 */
-	if (best < st->vote_need && st->vote_called < st->vote_n &&
-	    best + (st->vote_n - st->vote_called) >= st->vote_need &&
-	    !(r->t->budget_usd > 0 && r->spent >= r->t->budget_usd)) {
+	third = best < st->vote_need && st->vote_called < st->vote_n &&
+		best + (st->vote_n - st->vote_called) >= st->vote_need;
+	if (third && !(r->t->budget_usd > 0 && r->spent >= r->t->budget_usd)) {
 		int k = st->vote_called++;
 
 		st->vote_left = 1;
@@ -480,8 +482,10 @@ static void vote_tally(struct run *r, size_t s)
 		step_fail(r, s, "out of memory");
 		goto out;
 	}
-	agree_learn(r, s, "stood", best >= st->vote_need && win >= 0 &&
-				   st->vote_pass[win]);
+	/* Not when the budget, not the answers, kept the third away. */
+	if (!third)
+		agree_learn(r, s, "stood", best >= st->vote_need && win >= 0 &&
+					   st->vote_pass[win]);
 	/* agree: need of the cheap members must give the same answer, else
 	 * the step moves on to the dearer model (the first of its sequence). */
 	if (best < st->vote_need) {

@@ -334,6 +334,7 @@ static void estimate_locked(struct plan_stats *s, const char *model,
 	if (p)
 		m = (1.0 + p->q_sum) / (2.0 + p->n);
 	e->n = r ? r->n : 0;
+	e->q_sum = r ? r->q_sum : 0;
 	e->alpha = k * m + (r ? r->q_sum : 0);
 	e->beta = k * (1.0 - m) + (r ? r->n - r->q_sum : 0);
 	e->quality = e->alpha / (e->alpha + e->beta);

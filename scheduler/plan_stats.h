@@ -36,6 +36,7 @@ struct plan_estimate {
 	double alpha;    /* Beta posterior of the mean quality */
 	double beta;
 	double quality;  /* posterior mean, alpha / (alpha + beta) */
+	double q_sum;    /* the n observations' sum of qualities */
 	double cost;     /* mean USD per call, < 0 when never observed */
 	double latency;  /* mean seconds per call, < 0 when never observed */
 };

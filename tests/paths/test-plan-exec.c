@@ -358,6 +358,26 @@ static void test_agree(struct plan_stats *st)
 	CHECK(count(r.trace, "\"vote_slot\"") == 2);
 	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
 	runres_free(&r);
+	/* The two agree, the checker rejects their answer: dear is called,
+	 * and the run teaches that the pair agreed but did not stand. */
+	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ag2c\","
+		" \"strategies\": [\"agree\"], \"check\": {\"exact\": \"42\"}}",
+		NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	runres_free(&r);
+	{
+		struct plan_estimate pair, stood;
+
+		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#pair",
+					     "ag2c", &pair), 0);
+		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#stood",
+					     "ag2c", &stood), 0);
+		CHECK_MSG(pair.n == 1 && pair.q_sum == 1, "%g %g", pair.n,
+			  pair.q_sum);
+		CHECK_MSG(stood.n == 1 && stood.q_sum == 0, "%g %g", stood.n,
+			  stood.q_sum);
+	}
 	for (int i = 0; i < 3; i++)
 		free((char *)cards[i]);
 	free(rt);
@@ -429,16 +449,19 @@ static void test_agree3(struct plan_stats *st)
 	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
 	runres_free(&r);
 	/* What the three runs taught of the members, for the price: the
-	 * first two agreed once, the members' answer stood twice. */
+	 * first two agreed once (a fact of theirs alone), the members'
+	 * answer stood twice. */
 	{
 		struct plan_estimate pair, stood;
 
-		CHECK_RC(plan_stats_estimate(st, "agree2(cheap1,cheap2,cheap3)#pair",
+		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#pair",
 					     "ag3", &pair), 0);
 		CHECK_RC(plan_stats_estimate(st, "agree2(cheap1,cheap2,cheap3)#stood",
 					     "ag3", &stood), 0);
-		CHECK_MSG(pair.n == 3 && stood.n == 3, "%g %g", pair.n, stood.n);
-		CHECK(stood.quality > pair.quality);
+		CHECK_MSG(pair.n == 3 && pair.q_sum == 1, "%g %g", pair.n,
+			  pair.q_sum);
+		CHECK_MSG(stood.n == 3 && stood.q_sum == 2, "%g %g", stood.n,
+			  stood.q_sum);
 	}
 	for (int i = 0; i < 4; i++)
 		free((char *)cards[i]);
