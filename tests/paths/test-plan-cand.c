@@ -80,6 +80,14 @@ static void test_agree_pool(void)
 	plan_models_release(&models);
 }
 
+/* Frees s and forgets the models, for the next test. */
+static void release(struct plan_stats *s)
+{
+	plan_stats_free(s);
+	plan_models_release(&models);
+	memset(&models, 0, sizeof(models));
+}
+
 /* The plan for an "mc" prompt with this quality floor, agreement strategies only. */
 static void plan_floor(struct plan_stats *s, const char *floor, char *got, size_t n)
 {
@@ -92,26 +100,55 @@ static void plan_floor(struct plan_stats *s, const char *floor, char *got, size_
 }
 
 /*
- * Five cheap models c1..c5, "mid" and "dear" at the prices of the deep
- * cascade tests, each taught its quality q[i] on 500 "mc" prompts.
+ * Seven models named name[i] at price[i] per million tokens, each taught
+ * its quality q[i] on 500 "mc" prompts.
  */
-static struct plan_stats *deep_models(const double q[7])
+static struct plan_stats *taught(const char *const name[7],
+				 const char *const price[7], const double q[7])
 {
-	static const char *const m[][2] = {
-		{ "c1", "0.1" }, { "c2", "0.2" }, { "c3", "0.3" },
-		{ "c4", "0.4" }, { "c5", "0.5" }, { "mid", "2" },
-		{ "dear", "20" },
-	};
 	struct plan_stats *s;
 	char card[128];
 
 	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
 	for (int i = 0; i < 7; i++) {
 		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
-			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
-		add_model(m[i][0], card);
-		teach(s, m[i][0], "mc", 500, q[i], 1);
+			 "\"price_in\": %s, \"price_out\": %s}", price[i],
+			 price[i]);
+		add_model(name[i], card);
+		teach(s, name[i], "mc", 500, q[i], 1);
 	}
+	return s;
+}
+
+/*
+ * Five cheap models c1..c5, "mid" and "dear" at the prices of the deep
+ * cascade tests, each taught its quality q[i].
+ */
+static struct plan_stats *deep_models(const double q[7])
+{
+	static const char *const name[] = { "c1", "c2", "c3", "c4", "c5",
+					    "mid", "dear" };
+	static const char *const price[] = { "0.1", "0.2", "0.3", "0.4",
+					     "0.5", "2", "20" };
+
+	return taught(name, price, q);
+}
+
+/*
+ * c1, w (right only where c1 is), g1 .. g4 at the prices g and dear: 0.5,
+ * 0.45, 0.55 .. 0.7 and 0.95, with feedback that agree(c1,w)>dear is
+ * right on 97 % of prompts.
+ */
+static struct plan_stats *naive_models(const char *const g[4])
+{
+	static const char *const name[] = { "c1", "w", "g1", "g2", "g3",
+					    "g4", "dear" };
+	static const double q[] = { 0.5, 0.45, 0.55, 0.6, 0.65, 0.7, 0.95 };
+	const char *price[] = { "0.0001", "0.0002", g[0], g[1], g[2], g[3],
+				"1" };
+	struct plan_stats *s = taught(name, price, q);
+
+	teach(s, "agree(c1,w)>dear", "mc", 500, 0.97, 1);
 	return s;
 }
 
@@ -137,9 +174,7 @@ static void test_deep_cascade(void)
 		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
 		      got, sizeof(got), &err), 0);
 	CHECK_MSG(strstr(got, ",mid,dear)") != NULL, "%s", got);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 }
 
 /*
@@ -158,9 +193,7 @@ static void test_deep_mid_beaten_by_member(void)
 
 	plan_floor(s, "0.985", got, sizeof(got));
 	CHECK_MSG(!strcmp(got, "agree(c4,c5,mid,dear)"), "%s", got);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 }
 
 /*
@@ -185,9 +218,7 @@ static void test_pool_vote(void)
 		      " \"strategies\": [\"vote\"]}", PLAN_EXPLORE_MEAN, 1,
 		      got, sizeof(got), &err), 0);
 	CHECK_MSG(!strcmp(got, "vote(dear,mid,c1)"), "%s", got);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 }
 
 /*
@@ -202,28 +233,13 @@ static void test_pool_vote(void)
  */
 static void test_naive_pair_offered(void)
 {
-	static const char *const m[][2] = {
-		{ "c1", "0.0001" }, { "w", "0.0002" }, { "g1", "0.6" },
-		{ "g2", "0.65" }, { "g3", "0.7" }, { "g4", "0.75" },
-		{ "dear", "1" },
-	};
-	static const double q[] = { 0.5, 0.45, 0.55, 0.6, 0.65, 0.7, 0.95 };
-	struct plan_stats *s;
-	char got[256], card[128];
+	static const char *const g[] = { "0.6", "0.65", "0.7", "0.75" };
+	struct plan_stats *s = naive_models(g);
+	char got[256];
 
-	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
-	for (int i = 0; i < 7; i++) {
-		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
-			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
-		add_model(m[i][0], card);
-		teach(s, m[i][0], "mc", 500, q[i], 1);
-	}
-	teach(s, "agree(c1,w)>dear", "mc", 500, 0.97, 1);
 	plan_floor(s, "0.96", got, sizeof(got));
 	CHECK_MSG(!strcmp(got, "agree(c1,w,dear)"), "%s", got);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 }
 
 /*
@@ -238,24 +254,11 @@ static void test_naive_pair_offered(void)
  */
 static void test_agree_learned_price(void)
 {
-	static const char *const m[][2] = {
-		{ "c1", "0.0001" }, { "w", "0.0002" }, { "g1", "0.1" },
-		{ "g2", "0.15" }, { "g3", "0.4" }, { "g4", "0.45" },
-		{ "dear", "1" },
-	};
-	static const double q[] = { 0.5, 0.45, 0.55, 0.6, 0.65, 0.7, 0.95 };
-	struct plan_stats *s;
-	char got[256], card[128];
+	static const char *const g[] = { "0.1", "0.15", "0.4", "0.45" };
+	struct plan_stats *s = naive_models(g);
+	char got[256];
 	double cost;
 
-	CHECK_RC(plan_stats_open(NULL, 2, &s), 0);
-	for (int i = 0; i < 7; i++) {
-		snprintf(card, sizeof(card), "{\"command\": [\"cat\"], "
-			 "\"price_in\": %s, \"price_out\": %s}", m[i][1], m[i][1]);
-		add_model(m[i][0], card);
-		teach(s, m[i][0], "mc", 500, q[i], 1);
-	}
-	teach(s, "agree(c1,w)>dear", "mc", 500, 0.97, 1);
 	plan_floor(s, "0.96", got, sizeof(got));
 	CHECK_MSG(!strcmp(got, "agree(c1,g1,g2,dear)"), "%s", got);
 	cost = chosen_cost;
@@ -272,9 +275,7 @@ static void test_agree_learned_price(void)
 	plan_floor(s, "0.96", got, sizeof(got));
 	CHECK_MSG(!strcmp(got, "agree(c1,g1,g4,dear)"), "%s", got);
 	CHECK_MSG(chosen_cost < 0.48, "%g", chosen_cost);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 }
 
 /* Builds candidates; returns rc, the chosen path's description in out. */
@@ -553,9 +554,7 @@ int main(void)
 		      " \"strategies\": [\"agree\"]}", PLAN_EXPLORE_MEAN, 1,
 		      got, sizeof(got), &err), 0);
 	CHECK_MSG(!strcmp(got, "agree(cheap,c2,mid,dear)"), "%s", got);
-	plan_stats_free(s);
-	plan_models_release(&models);
-	memset(&models, 0, sizeof(models));
+	release(s);
 	test_agree_pool();
 	test_deep_cascade();
 	test_deep_mid_beaten_by_member();

@@ -336,6 +336,17 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	free(dir);
 }
 
+/* What runs taught under key for type: n outcomes of sum q_sum. */
+static void learned(struct plan_stats *st, const char *key, const char *type,
+		    double n, double q_sum)
+{
+	struct plan_estimate e;
+
+	CHECK_RC(plan_stats_estimate(st, key, type, &e), 0);
+	CHECK_MSG(e.n == n && e.q_sum == q_sum, "%s: %g %g", key, e.n,
+		  e.q_sum);
+}
+
 /* agree: two cheap models that agree need no dear call. */
 static void test_agree(struct plan_stats *st)
 {
@@ -366,18 +377,8 @@ static void test_agree(struct plan_stats *st)
 	CHECK_RC(r.rc, 0);
 	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
 	runres_free(&r);
-	{
-		struct plan_estimate pair, stood;
-
-		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#pair",
-					     "ag2c", &pair), 0);
-		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#stood",
-					     "ag2c", &stood), 0);
-		CHECK_MSG(pair.n == 1 && pair.q_sum == 1, "%g %g", pair.n,
-			  pair.q_sum);
-		CHECK_MSG(stood.n == 1 && stood.q_sum == 0, "%g %g", stood.n,
-			  stood.q_sum);
-	}
+	learned(st, "agree(cheap1,cheap2)#pair", "ag2c", 1, 1);
+	learned(st, "agree(cheap1,cheap2)#stood", "ag2c", 1, 0);
 	for (int i = 0; i < 3; i++)
 		free((char *)cards[i]);
 	free(rt);
@@ -451,18 +452,8 @@ static void test_agree3(struct plan_stats *st)
 	/* What the three runs taught of the members, for the price: the
 	 * first two agreed once (a fact of theirs alone), the members'
 	 * answer stood twice. */
-	{
-		struct plan_estimate pair, stood;
-
-		CHECK_RC(plan_stats_estimate(st, "agree(cheap1,cheap2)#pair",
-					     "ag3", &pair), 0);
-		CHECK_RC(plan_stats_estimate(st, "agree2(cheap1,cheap2,cheap3)#stood",
-					     "ag3", &stood), 0);
-		CHECK_MSG(pair.n == 3 && pair.q_sum == 1, "%g %g", pair.n,
-			  pair.q_sum);
-		CHECK_MSG(stood.n == 3 && stood.q_sum == 2, "%g %g", stood.n,
-			  stood.q_sum);
-	}
+	learned(st, "agree(cheap1,cheap2)#pair", "ag3", 3, 1);
+	learned(st, "agree2(cheap1,cheap2,cheap3)#stood", "ag3", 3, 2);
 	for (int i = 0; i < 4; i++)
 		free((char *)cards[i]);
 	free(dear);
