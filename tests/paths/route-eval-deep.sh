@@ -54,6 +54,16 @@ deep() {
 	p100=$(share "$dir/$1.txt" 100 planner)
 	echo "$1: cost for 100 % of dear's quality: planner $p100 %"
 	awk -v p="$p100" -v m="$3" 'BEGIN { exit !(p <= m) }'
+	# The paired difference at the planner's highest quality is its
+	# quality less dear's, with a standard error above 0 (it and dear
+	# differ on some prompts).
+	awk '/^planner, highest quality on its curve/ { top = $8 }
+	     /^single dear \(best\)/ { best = $5 }
+	     /^  less the best single model.s, per test prompt:/ {
+	       d = $9; sub(/,/, "", d); se = $12 }
+	     END { printf "top %s best %s difference %s se %s\n", top, best, d, se
+	       exit !(top != "" && best != "" && d != "" &&
+	         (d - (top - best))^2 < 0.0002^2 && se > 0) }' "$dir/$1.txt"
 }
 
 # Ten pairs of the pool, each -> mid -> dear: about 20 % with the

@@ -371,8 +371,22 @@ out:
 	return r;
 }
 
-/* The planner's operating point for one lambda, from its per-prompt
- * expectations Q and C ([test prompt * n_opt + option]). */
+/* The option the planner takes for test prompt i at lambda, from its
+ * per-prompt expectations Q and C ([test prompt * n_opt + option]). */
+static size_t planner_pick(const struct eval *e, const double *Q,
+			   const double *C, double lambda, size_t i)
+{
+	const size_t no = e->n_opt;
+	const double *q = &Q[i * no], *c = &C[i * no];
+	size_t best = 0;
+
+	for (size_t k = 1; k < no; k++)
+		if (plan_better(q[k], c[k], q[best], c[best], lambda, TIE_EPS))
+			best = k;
+	return best;
+}
+
+/* The planner's operating point for one lambda. */
 static void planner_point(const struct eval *e, const double *Q,
 			  const double *C, double lambda, struct point *pt)
 {
@@ -380,14 +394,8 @@ static void planner_point(const struct eval *e, const double *Q,
 
 	memset(pt, 0, sizeof(*pt));
 	for (size_t i = 0; i < e->n_test; i++) {
-		const double *q = &Q[i * no], *c = &C[i * no];
-		size_t best = 0, at;
+		size_t at = i * no + planner_pick(e, Q, C, lambda, i);
 
-		for (size_t k = 1; k < no; k++)
-			if (plan_better(q[k], c[k], q[best], c[best], lambda,
-					TIE_EPS))
-				best = k;
-		at = i * no + best;
 		pt->quality += e->got_q[at];
 		pt->cost += e->got_c[at];
 		pt->latency += fmax(0, e->got_l[at]);
@@ -399,6 +407,30 @@ static void planner_point(const struct eval *e, const double *Q,
 	pt->latency /= (double)e->n_test;
 	for (size_t m = 0; m < e->n_models; m++)
 		pt->share[m] /= (double)e->n_test;
+}
+
+/*
+ * The planner's quality at lambda less the best single model's, per test
+ * prompt: the mean difference and its standard error (a paired
+ * comparison, so that what the two share does not count as noise).
+ */
+static void paired_gap(const struct eval *e, const double *Q, const double *C,
+		       double lambda, double *ret_mean, double *ret_se)
+{
+	const size_t no = e->n_opt, n = e->n_test;
+	double s = 0, ss = 0, m;
+
+	for (size_t i = 0; i < n; i++) {
+		double d = e->got_q[i * no + planner_pick(e, Q, C, lambda, i)] -
+			   e->t->p[e->test[i]].q[e->best];
+
+		s += d;
+		ss += d * d;
+	}
+	m = n ? s / (double)n : 0;
+	*ret_mean = m;
+	*ret_se = n > 1 ? sqrt(fmax(0, ss / (double)n - m * m) /
+			       (double)(n - 1)) : 0;
 }
 
 /* One option used for every test prompt. */
@@ -1523,9 +1555,9 @@ int main(int argc, char **argv)
 	struct point *pl = NULL, *ty = NULL, *orc = NULL;
 	struct point single[MAX_MODELS], rnd[2], orc_pt, naive_pts[4];
 	struct curve cv[M_N] = { { 0 } }, sg = { 0 };
-	size_t dropped = 0, n_train = 0, n_naive = 0, text_n = 0;
+	size_t dropped = 0, n_train = 0, n_naive = 0, text_n = 0, top;
 	struct online_result on[4];
-	double lo, hi, qb, cb, qt;
+	double lo, hi, qb, cb, qt, dq, dq_se;
 	int opt, rc = 1, lambda_i = -1;
 	char b1[64], b2[64], b3[64];
 	FILE *in;
@@ -1703,8 +1735,12 @@ int main(int argc, char **argv)
 		       "of two models cheaper than the best)\n");
 	}
 	print_point("planner, lambda 0 (highest expected quality)", &e, &pl[0]);
-	print_point("planner, highest quality on its curve", &e,
-		    &pl[max_quality(pl, N_LAMBDA)]);
+	top = max_quality(pl, N_LAMBDA);
+	print_point("planner, highest quality on its curve", &e, &pl[top]);
+	paired_gap(&e, e.route_q, e.route_c, lambda_at(&e, (int)top), &dq,
+		   &dq_se);
+	printf("  less the best single model's, per test prompt: %+.4f, "
+	       "standard error %.4f (paired)\n", dq, dq_se);
 	print_point("by-type, highest quality on its curve", &e,
 		    &ty[max_quality(ty, N_LAMBDA)]);
 	if (lambda_i >= 0)

@@ -15,7 +15,8 @@
 # Each line: kind corr seed | planner, naive agreement cascade and oracle
 # cost shares at 95 / 99 / 100 % of the best single model's quality | AIQ
 # of the planner, the best single model (singles), the naive cascade and
-# the oracle | what cross-validation chose.
+# the oracle | the planner's highest quality less the best model's, per
+# test prompt, ± its paired standard error | what cross-validation chose.
 set -eu
 tool=${1:-build/tools/paths/llmfs-route-eval}
 seeds=${2:-1 2 3}
@@ -57,16 +58,18 @@ for k in $kinds; do
 			}
 			/^ *95%:/ { l95 = $0 } /^ *99%:/ { l99 = $0 }
 			/^ *100%:/ { l100 = $0 } /^AIQ/ { aiq = $0 }
+			/^  less the best single model/ { d = $9; sub(/,/, "", d)
+				gap = d " ± " $12 }
 			/^per-prompt signal/ { sig = $0; sub(/.*TF-IDF; /, "", sig)
 				sub(/; k, weights.*/, "", sig) }
 			END {
-				printf "%s corr %s seed %s | planner %s/%s/%s naive %s/%s/%s oracle %s/%s/%s | AIQ planner %s singles %s naive %s oracle %s | %s\n",
+				printf "%s corr %s seed %s | planner %s/%s/%s naive %s/%s/%s oracle %s/%s/%s | AIQ planner %s singles %s naive %s oracle %s | top - best %s | %s\n",
 				  k, c, s,
 				  pct(l95, "planner"), pct(l99, "planner"), pct(l100, "planner"),
 				  pct(l95, "naive-agree"), pct(l99, "naive-agree"), pct(l100, "naive-agree"),
 				  pct(l95, "oracle"), pct(l99, "oracle"), pct(l100, "oracle"),
 				  num(aiq, "planner"), num(aiq, "singles"),
-				  num(aiq, "naive-agree"), num(aiq, "oracle"), sig
+				  num(aiq, "naive-agree"), num(aiq, "oracle"), gap, sig
 			}' "$dir/out.txt"
 		done
 	done
