@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <time.h>
 
@@ -737,6 +738,15 @@ static int models_unlink(struct fs *fs, fuse_req_t req, uint64_t parent,
 	if (r == 0 && node)
 		node->orphan = 1;
 	pthread_mutex_unlock(&fs->lock);
+	/* Not meant to happen: the store gives its reserve back for deletes. */
+	if (r == -ENOSPC) {
+		struct statvfs sv;
+
+		fs_log(fs->log, LOG_WARNING, "models: a delete failed on a full "
+		       "disk (%llu bytes free after the reserve was given back)",
+		       statvfs(cas_store_dir(fs->st), &sv) == 0 ?
+		       (unsigned long long)sv.f_bavail * sv.f_frsize : 0ULL);
+	}
 	if (r == 0)
 		fs_models_changed(fs);
 	if (r == 0 && !node)

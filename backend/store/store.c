@@ -751,13 +751,21 @@ static int disk_short(struct cas_store *st)
 int cas_snapshot(struct cas_store *st)
 {
 	char cat[4096], snap[4096];
+	int r = -ENOSPC;
 
-	/* The room is for deletes: the last snapshot stays. */
-	if (disk_short(st))
-		return -ENOSPC;
 	snprintf(cat, sizeof(cat), "%s/catalog.db", st->dir);
 	snprintf(snap, sizeof(snap), "%s/files.snap", st->dir);
-	return cat_snapshot(cat, snap);
+	/*
+	 * The room is for deletes: the last snapshot stays, and none is
+	 * written while a delete that gave the reserve back retries (it
+	 * would take the freed blocks).
+	 */
+	pthread_mutex_lock(&st->snap_lock);
+	if (!__atomic_load_n(&st->reserve_gone, __ATOMIC_ACQUIRE) &&
+	    !disk_short(st))
+		r = cat_snapshot(cat, snap);
+	pthread_mutex_unlock(&st->snap_lock);
+	return r;
 }
 
 static int take_lock(struct cas_store *st, char *err, size_t errlen)
@@ -857,6 +865,7 @@ int cas_store_open(const char *dir, const struct cas_options *opt,
 	pthread_rwlockattr_destroy(&rwa);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->reserve_lock, NULL);
+	pthread_mutex_init(&st->snap_lock, NULL);
 	pthread_mutex_init(&st->cg.lock, NULL);
 	pthread_cond_init(&st->cg.cond, NULL);
 	st->cg.tail = &st->cg.queue;
@@ -1037,6 +1046,7 @@ void cas_store_close(struct cas_store *st)
 	pthread_rwlock_destroy(&st->gc_lock);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->reserve_lock);
+	pthread_mutex_destroy(&st->snap_lock);
 	pthread_mutex_destroy(&st->cg.lock);
 	pthread_cond_destroy(&st->cg.cond);
 	pthread_mutex_destroy(&st->fl.lock);
@@ -1073,10 +1083,9 @@ int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
 	return r;
 }
 
-/* Runs fn inside a transaction under the lock, rolling back on failure. */
-#define IN_TXN(st, r, body)                          \
+/* Runs fn inside a transaction, rolling back on failure; lock held. */
+#define IN_TXN_LOCKED(st, r, body)                   \
 	do {                                         \
-		pthread_mutex_lock(&(st)->lock);     \
 		(r) = cat_begin((st)->cat);          \
 		if ((r) == 0) {                      \
 			body;                        \
@@ -1085,21 +1094,35 @@ int cas_lookup(struct cas_store *st, uint64_t parent, const char *name,
 			else                         \
 				cat_rollback((st)->cat); \
 		}                                    \
+	} while (0)
+
+/* Runs fn inside a transaction under the lock, rolling back on failure. */
+#define IN_TXN(st, r, body)                          \
+	do {                                         \
+		pthread_mutex_lock(&(st)->lock);     \
+		IN_TXN_LOCKED(st, r, body);          \
 		pthread_mutex_unlock(&(st)->lock);   \
 	} while (0)
 
 /*
  * IN_TXN for deletes: on a full disk the reserve is given back and the
- * transaction tried once more, holding the reserve's lock so that no
- * append makes the reserve again (taking the blocks) in between.
+ * transaction tried once more.  From the reserve's removal to the retry's
+ * commit nothing else may take the blocks: the reserve's lock keeps
+ * appends off (they would make it again), the snapshot's keeps a catalog
+ * snapshot from being written, and the catalog's lock, held throughout,
+ * other transactions and a collection's copies.
  */
 #define IN_TXN_MAKING_ROOM(st, r, body)                    \
 	do {                                               \
 		IN_TXN(st, r, body);                       \
 		if ((r) == -ENOSPC) {                      \
 			pthread_mutex_lock(&(st)->reserve_lock); \
+			pthread_mutex_lock(&(st)->snap_lock); \
+			pthread_mutex_lock(&(st)->lock);   \
 			reserve_drop(st);                  \
-			IN_TXN(st, r, body);               \
+			IN_TXN_LOCKED(st, r, body);        \
+			pthread_mutex_unlock(&(st)->lock); \
+			pthread_mutex_unlock(&(st)->snap_lock); \
 			pthread_mutex_unlock(&(st)->reserve_lock); \
 		}                                          \
 	} while (0)

@@ -54,6 +54,8 @@ struct cas_store {
 	} gct;
 	int snap_on_close;         /* opened with recovery: snapshot at close */
 	pthread_mutex_t reserve_lock; /* the reserve file; before `lock` */
+	pthread_mutex_t snap_lock; /* a catalog snapshot being written; after
+				    * reserve_lock, before `lock` */
 	int reserve_gone;          /* atomic: given back, appends must make it again */
 	/*
 	 * Commits that arrive together (concurrent closes and fsyncs) run as
