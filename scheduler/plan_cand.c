@@ -314,6 +314,24 @@ static double at_least(const double *p, int n, int need)
 	return two + all;
 }
 
+/* The outcomes recorded under key for step s's task type; false if none. */
+static bool recorded(struct work *w, size_t s, const char *key,
+		     struct plan_estimate *pe)
+{
+	return w->stats && plan_stats_estimate(w->stats, key,
+					       w->t->steps[s].task_type,
+					       pe) == 0 && pe->n > 0;
+}
+
+/* p, a formula's figure, as the prior of the N outcomes in pe (strength k
+ * of plan_stats' prior): (k p + their sum) / (k + N). */
+static double moved(double p, const struct plan_estimate *pe)
+{
+	double k = fmax(pe->alpha + pe->beta - pe->n, 0);
+
+	return (k * p + pe->q_sum) / (k + pe->n);
+}
+
 /*
  * What feedback on the whole agreement cascade says (plan_cand.h): the
  * formula's quality and ranking value are the prior, N judged outcomes
@@ -323,35 +341,26 @@ static void agree_learned(struct work *w, size_t s, struct plan_option *o)
 {
 	struct plan_estimate pe;
 	char name[512];
-	double k;
 
-	if (!w->stats || plan_option_name(w->ms, o, name, sizeof(name)) < 0 ||
-	    plan_stats_estimate(w->stats, name, w->t->steps[s].task_type,
-				&pe) < 0 || pe.n <= 0)
-		return;
-	k = fmax(pe.alpha + pe.beta - pe.n, 0);
-	o->quality = (k * o->quality + pe.q_sum) / (k + pe.n);
-	o->score = (k * o->score + pe.q_sum) / (k + pe.n);
+	if (plan_option_name(w->ms, o, name, sizeof(name)) == 0 &&
+	    recorded(w, s, name, &pe)) {
+		o->quality = moved(o->quality, &pe);
+		o->score = moved(o->score, &pe);
+	}
 }
 
 /*
  * The rate of an event of the members' runs (plan_agree_key()): p, the
- * independent members' formula, moved by the N runs recorded, as
- * agree_learned() moves the quality.
+ * independent members' formula, moved by the runs recorded.
  */
 static double agree_rate(struct work *w, size_t s, const struct plan_option *o,
 			 const char *what, double p)
 {
 	struct plan_estimate pe;
 	char key[512];
-	double k;
 
-	if (!w->stats || plan_agree_key(w->ms, o, what, key, sizeof(key)) < 0 ||
-	    plan_stats_estimate(w->stats, key, w->t->steps[s].task_type,
-				&pe) < 0 || pe.n <= 0)
-		return p;
-	k = fmax(pe.alpha + pe.beta - pe.n, 0);
-	return (k * p + pe.q_sum) / (k + pe.n);
+	return plan_agree_key(w->ms, o, what, key, sizeof(key)) == 0 &&
+	       recorded(w, s, key, &pe) ? moved(p, &pe) : p;
 }
 
 /* agree(v[0 .. n-1]; need -> d) for each d dearer than every member. */
@@ -498,21 +507,23 @@ static int agree_options(struct work *w, size_t s, const int *lo,
 	return deep_options(w, s, lo);
 }
 
-/* vote(v[0], v[1], v[2]): the majority answer, else the first member's. */
+/* vote(v[0], v[1], v[2]): the majority answer, else the first member's;
+ * right when at least two of the three are. */
 static int vote_with(struct work *w, size_t s, const int *v)
 {
 	const struct est *e = &w->e[s * w->ms->n];
 	struct plan_option o = { .kind = PLAN_VOTE, .n_models = 3 };
-	double a = e[v[0]].q, b = e[v[1]].q, c = e[v[2]].q;
-	double sa = e[v[0]].score, sb = e[v[1]].score, sc = e[v[2]].score;
+	double pq[3], ps[3];
 
 	memcpy(o.models, v, 3 * sizeof(*v));
-	o.quality = a * b + a * c + b * c - 2 * a * b * c;
-	o.score = sa * sb + sa * sc + sb * sc - 2 * sa * sb * sc;
 	for (int k = 0; k < 3; k++) {
+		pq[k] = e[v[k]].q;
+		ps[k] = e[v[k]].score;
 		o.cost += e[v[k]].cost;
 		o.latency = fmax(o.latency, e[v[k]].latency);
 	}
+	o.quality = at_least(pq, 3, 2);
+	o.score = at_least(ps, 3, 2);
 	return add_option(w, s, &o);
 }
 
