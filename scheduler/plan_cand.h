@@ -15,10 +15,11 @@
  *                  best first, and every other triple of the agreement
  *                  pool, cheapest first;
  *   agree(a, b -> c)  two cheap models in parallel; their answer
- *                  stands when they agree (compared as votes are), else c
- *                  is called (FrugalGPT's and AutoMix's idea: cheap
- *                  models' agreement as a cascade's confidence; for the
- *                  same steps as votes, or "agree" asked for);
+ *                  stands when they agree (compared as votes are:
+ *                  plan_answer_normalise()), else c is called
+ *                  (FrugalGPT's and AutoMix's idea: cheap models'
+ *                  agreement as a cascade's confidence; for the same
+ *                  steps as votes, or "agree" asked for);
  *   agree(a, b, c; n -> d)  three cheap models; the answer that n of
  *                  them (2 or 3) give stands, else d is called: more
  *                  cheap calls before escalating, n the confidence

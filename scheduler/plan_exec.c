@@ -412,17 +412,10 @@ static int judge(struct run *r, struct call *c, const char *answer,
 
 static char *normalised(const char *s)
 {
-	char *n, *d;
+	char *n = strdup(s);
 
-	while (isspace((unsigned char)*s))
-		s++;
-	n = strdup(s);
-	if (!n)
-		return NULL;
-	for (d = n; *d; d++)
-		*d = (char)tolower((unsigned char)*d);
-	while (d > n && isspace((unsigned char)d[-1]))
-		*--d = '\0';
+	if (n)
+		plan_answer_normalise(n);
 	return n;
 }
 

@@ -1,9 +1,11 @@
 /* plan_util: see plan_util.h for the contract. */
 #include "plan_util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,25 @@ char *plan_buf_steal(struct plan_buf *b)
 		p = strdup("");
 	plan_buf_init(b);
 	return p;
+}
+
+size_t plan_answer_normalise(char *s)
+{
+	char *d = s;
+	bool blank = false;
+
+	for (const char *c = s; *c; c++) {
+		if (isspace((unsigned char)*c)) {
+			blank = d > s;
+			continue;
+		}
+		if (blank)
+			*d++ = ' ';
+		blank = false;
+		*d++ = (char)tolower((unsigned char)*c);
+	}
+	*d = '\0';
+	return (size_t)(d - s);
 }
 
 char *plan_strdup0(const char *s)

@@ -1,7 +1,7 @@
 /*
  * plan_util: small helpers shared by the planning modules — a seeded random
  * generator, Beta/Gamma sampling for Thompson sampling, a growable byte
- * buffer and a monotonic clock.
+ * buffer, a monotonic clock and the form in which answers are compared.
  *
  * Contract: no state outside the structs the caller passes in, so two
  * engines (or a test and an engine) never share a random stream.  A
@@ -51,6 +51,15 @@ char *plan_buf_steal(struct plan_buf *b);
  */
 int plan_errf(char **ret_msg, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Rewrites an answer, in place, into the form in which agreement cascades
+ * and votes compare answers (the executor and llmfs-route-eval alike):
+ * blanks at either end dropped, every run of blanks inside (spaces, tabs,
+ * line ends) one space, ASCII letters in lower case.  Returns the new
+ * length.  "B", " b\n" and "b" compare equal; "x = 1" and "x  =\t1" too.
+ */
+size_t plan_answer_normalise(char *s);
 
 /* strdup that accepts NULL. */
 char *plan_strdup0(const char *s);

@@ -101,6 +101,21 @@ done
 "$tool" "$dir/cr.tsv" >"$dir/out" 2>"$dir/err" || fail "CR: $(cat "$dir/err")"
 grep -q '40 prompts (0 incomplete dropped), 2 models' "$dir/out" || fail "CR: rows misread"
 
+# 4a. Answers compare as the executor compares them: blanks at either
+#     end, runs of blanks inside (an escaped line end among them) and case
+#     aside.  The two cheap models give the same right answer, spelt
+#     differently, on 9 prompts in 10 and different wrong ones on the
+#     10th, so the naive cascade calls the dear model on about 10 % of
+#     the test prompts, not on all of them.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
+  for (i = 0; i < 40; i++) { ok = i % 10 != 0;
+    printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? "  The  answer\\nis B " : "C";
+    printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, ok, ok ? "the answer IS\\tb" : "D";
+    printf "p%d\tt\tdear\t1\t0.01\tthe answer is B\n", i } }' >"$dir/norm.tsv"
+"$tool" "$dir/norm.tsv" >"$dir/out" 2>&1 || fail "answer form: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear [1-9][0-9]\{0,1\}\.[0-9]%$' "$dir/out" ||
+	fail "answer form: $(grep '^naive' "$dir/out")"
+
 # 4b. A raw tab inside a field (more fields than the header names) is
 #     refused, not read as a shorter answer; a folder is not "empty".
 table 40 | awk -F'\t' -v OFS='\t' 'NR == 1 { print $0, "answer"; next }

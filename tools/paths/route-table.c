@@ -1,11 +1,12 @@
 /* route-table: the outcome table reader of llmfs-route-eval (route-table.h). */
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "route-table.h"
+#include "scheduler/plan_util.h"
 
 uint64_t route_fnv(const char *s, uint64_t h)
 {
@@ -151,19 +152,11 @@ static void unescape(char *s)
 	*d = '\0';
 }
 
-uint64_t answer_key(const char *s)
+uint64_t answer_key(char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	const char *e;
+	size_t n = plan_answer_normalise(s);
+	uint64_t h = XXH3_64bits(s, n);
 
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		e--;
-	for (; s < e; s++)
-		h = (h ^ (unsigned char)tolower((unsigned char)*s)) *
-		    1099511628211ULL;
 	return h ? h : 1;
 }
 

@@ -55,9 +55,9 @@ struct table {
 int table_load(struct table *t, FILE *in, const char *name);
 void table_release(struct table *t);
 
-/* The hash of an answer as the executor compares them (trimmed,
- * lower-cased); never 0. */
-uint64_t answer_key(const char *s);
+/* The hash of an answer in the form the executor compares
+ * (plan_answer_normalise(), which rewrites s in place); never 0. */
+uint64_t answer_key(char *s);
 
 uint64_t route_fnv(const char *s, uint64_t h);
 
