@@ -5,7 +5,8 @@
 # collapsed to one task type only the prompt text tells prompts apart: the
 # per-prompt planner (plan_route) must beat the per-type one.  On GSM8K,
 # cascades judged by the arithmetic checker and prompt-length types must
-# beat the random mix, and the prompt text must add to them.
+# beat the random mix, and the prompt text must add to them; --text-of
+# writes a model's response as the prompt text, costs unchanged.
 # Fails, naming the folder, without the shared data (CI has it at ../shared
 # beside the repository; meson setup -Dshared_dir=PATH names another).
 set -eu
@@ -55,4 +56,13 @@ p=$(grep 'calls needed' "$dir/out.txt" | sed 's/.*planner \([0-9.]*\)%.*/\1/')
 r=$(grep 'calls needed' "$dir/out.txt" | sed 's/.*random \([0-9.]*\)%.*/\1/')
 awk -v p="$p" -v r="$r" -v ap="$(aiq planner)" -v ar="$(aiq random)" \
     -v at="$(aiq by-type)" 'BEGIN { exit !(p < r - 5 && ap > ar && ap > at) }'
+# --text-of: a model's recorded response stands in the prompt column, the
+# costs stay those of the question.
+weak=mistralai/Mixtral-8x7B-Instruct-v0.1
+python3 "$convert" --data "$data" --benchmark gsm8k --text-of "$weak" >"$dir/text.tsv"
+python3 "$convert" --data "$data" --benchmark gsm8k >"$dir/question.tsv"
+awk -F'\t' 'NR == 2 { exit !($9 ~ /^ James runs 3 sprints in each session/) }' "$dir/text.tsv"
+awk -F'\t' 'NR == 2 { exit !($9 ~ /^James decides to run 3 sprints/) }' "$dir/question.tsv"
+[ "$(cut -f1-5 "$dir/text.tsv" | md5sum)" = "$(cut -f1-5 "$dir/question.tsv" | md5sum)" ]
+if python3 "$convert" --data "$data" --benchmark gsm8k --text-of nobody >/dev/null 2>&1; then exit 1; fi
 echo ok

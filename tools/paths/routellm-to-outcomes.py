@@ -17,6 +17,12 @@ contaminated_prompts.jsonl as eval prompts are dropped.
 (the same checker a cascade can use in the daemon) accepts each model's
 recorded response; it needs the responses, so GSM8K only.
 
+--text-of MODEL writes MODEL's recorded response (GSM8K) as the `prompt`
+column instead of the question: an experiment in what an answer says about
+its own correctness (a scorer of the answer, as FrugalGPT's), since the
+per-prompt router then learns from that text; the costs stay the
+question's.
+
 --length-buckets N appends "-lenK" to each task type, K being the prompt's
 length quantile (0 .. N-1) within the benchmark: a feature known before any
 model is called, which lets a type-conditioned planner route a benchmark
@@ -89,7 +95,8 @@ def emit(w, pid, ttype, row, prices, a, check, split):
             if resp is None:
                 sys.exit(f"--check needs recorded responses ({model})")
             chk = "1" if check(resp) else "0"
-        extra = "" if a.no_prompts else f"\t{esc(prompt)}"
+        text = row[a.text_of + "_response"] if a.text_of else prompt
+        extra = "" if a.no_prompts else f"\t{esc(text)}"
         if split:
             extra += f"\t{split}"
         w.write(f"{pid}\t{ttype}\t{model}\t{q:g}\t"
@@ -149,6 +156,8 @@ def main():
                     help="include the recorded answer text where known")
     ap.add_argument("--no-prompts", action="store_true",
                     help="leave out the prompt column")
+    ap.add_argument("--text-of", metavar="MODEL",
+                    help="MODEL's response as the prompt text (GSM8K)")
     ap.add_argument("--one-type", metavar="NAME",
                     help="one task type for every prompt")
     ap.add_argument("--held-out-subjects", type=int, metavar="K",
@@ -190,6 +199,8 @@ def main():
         b = bucketer([r[2]["prompt"] for r in rows], a.length_buckets)
         rows = [(pid, f"{t}-len{b(row['prompt'])}", row)
                 for pid, t, row in rows]
+    if a.text_of and any(a.text_of + "_response" not in r[2] for r in rows):
+        sys.exit(f"--text-of: no recorded responses of {a.text_of}")
     check = load_checker(a.check) if a.check else None
     test_types = set()
     if a.held_out_subjects:
