@@ -180,5 +180,65 @@ awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality";
 grep -q 'many.tsv:66: model: more than 64 models' "$dir/err" || fail "65 models: $(cat "$dir/err")"
 grep -q 'Argument list' "$dir/err" && fail "65 models: $(cat "$dir/err")"
 
+# 9. More odd tables, as a new user's own.
+#    a. One missing answer: the model keeps its agreement cascades (the
+#       missing answer agrees with none) and the output says so; the naive
+#       cascade stays the two cheapest's.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
+  for (i = 0; i < 60; i++) { r = i % 4 != 0;
+    printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, r, i == 7 ? "-" : r ? "A" : "B";
+    printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, r, r ? "A" : "C";
+    printf "p%d\tt\tdear\t1\t0.01\tA\n", i } }' >"$dir/miss.tsv"
+"$tool" "$dir/miss.tsv" >"$dir/out" 2>&1 || fail "missing answer: exit $?"
+grep -q '^answers missing (a missing answer agrees with no other, as a failed call): c1 1 of 60 prompts$' "$dir/out" ||
+	fail "missing answer: no note: $(grep -i missing "$dir/out")"
+grep -q '^naive agreement cascade agree(c1,c2)>dear ' "$dir/out" ||
+	fail "missing answer: naive: $(grep '^naive' "$dir/out")"
+grep -q '^planner options: 3 single models, 0 cascades judged by the check column, 1 agreement cascades' "$dir/out" ||
+	fail "missing answer: options: $(grep '^planner options' "$dir/out")"
+#    b. --no-cascades limits the planner, not the baselines.
+"$tool" --no-cascades "$dir/miss.tsv" >"$dir/out" 2>&1 || fail "--no-cascades: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear ' "$dir/out" ||
+	fail "--no-cascades: naive: $(grep '^naive' "$dir/out")"
+#    c. check is 0, 1 or -, nothing else; numbers are decimal as written.
+for v in "-1" "1.0" "+1" " 1" "0x1"; do
+	awk -v v="$v" 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcheck";
+	  for (i = 0; i < 20; i++) { printf "p%d\tt\ta\t1\t%s\n", i, v; printf "p%d\tt\tb\t0\t1\n", i } }' >"$dir/chk.tsv"
+	if "$tool" "$dir/chk.tsv" >/dev/null 2>"$dir/err"; then fail "check \"$v\" accepted"; fi
+	grep -q "chk.tsv:2: check: must be 0, 1 or - (got \"$v\")" "$dir/err" || fail "check \"$v\": $(cat "$dir/err")"
+done
+for v in "0x0.8p0" " 0.5"; do
+	table 4 | awk -F'\t' -v OFS='\t' -v v="$v" 'NR == 2 { $4 = v } 1' >"$dir/hex.tsv"
+	if "$tool" "$dir/hex.tsv" >/dev/null 2>"$dir/err"; then fail "quality \"$v\" accepted"; fi
+	grep -q "hex.tsv:2: quality: must be a number in \[0, 1\] (got \"$v\")" "$dir/err" ||
+		fail "quality \"$v\": $(cat "$dir/err")"
+done
+if "$tool" --seed " -1" "$dir/o.tsv" >/dev/null 2>"$dir/err"; then fail "--seed ' -1' accepted"; fi
+#    d. --curve to a path that cannot be written is refused before the
+#       run, and a failed run leaves no curve file.
+if "$tool" --curve "$dir/no/such/c.tsv" "$dir/o.tsv" >"$dir/out" 2>"$dir/err"; then fail "--curve: bad path accepted"; fi
+grep -q 'no/such/c.tsv: No such file or directory' "$dir/err" && [ ! -s "$dir/out" ] ||
+	fail "--curve: $(cat "$dir/err")"
+if "$tool" --curve "$dir/c.tsv" "$dir/absent.tsv" >/dev/null 2>&1; then fail "absent table accepted"; fi
+[ -e "$dir/c.tsv" ] && fail "--curve: a failed run left $dir/c.tsv"
+"$tool" --curve "$dir/c.tsv" "$dir/o.tsv" >/dev/null 2>&1 && [ -s "$dir/c.tsv" ] || fail "--curve: not written"
+#    e. One test prompt: no standard error; a target never met: the
+#       online run says why its lambda is 0.
+table 40 | awk -F'\t' -v OFS='\t' 'NR == 1 { print $0, "split"; next }
+	{ print $0, $1 == "p0" ? "test" : "train" }' >"$dir/one.tsv"
+"$tool" "$dir/one.tsv" >"$dir/out" 2>&1 || fail "one test prompt: exit $?"
+grep -q 'standard error n/a (one test prompt)' "$dir/out" || fail "one test prompt: $(grep 'standard error' "$dir/out")"
+table 40 | awk -F'\t' -v OFS='\t' 'NR == 1 { print $0, "split"; next }
+	{ if ($3 == "b" && $1 != "p0") $4 = 1; if ($3 == "a") $4 = 0;
+	  print $0, $1 == "p0" ? "train" : "test" }' >"$dir/never.tsv"
+"$tool" --target 1 "$dir/never.tsv" >"$dir/out" 2>&1 || fail "target never met: exit $?"
+grep -q '^online (lambda 0, since the planner never meets the target' "$dir/out" ||
+	fail "target never met: $(grep '^online' "$dir/out"; grep 'calls needed' "$dir/out")"
+#    f. A name longer than any buffer prints whole.
+long=$(awk 'BEGIN { while (length(s) < 700) s = s "x"; print s }')
+table 40 | sed "s/\tb\t/\t$long-b\t/" >"$dir/huge.tsv"
+"$tool" "$dir/huge.tsv" >"$dir/out" 2>&1
+grep -q "^single $long-b (best) " "$dir/out" || fail "a 700-byte name is cut"
+
 [ "$failed" -eq 0 ] && echo ok
 exit "$failed"

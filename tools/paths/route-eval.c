@@ -25,6 +25,7 @@
  *
  * Everything is computed from the table; no figure is built in.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "route-table.h"
 #include "scheduler/plan_route.h"
@@ -202,7 +204,10 @@ struct eval {
 	uint64_t complete;  /* the have mask of a prompt every model answered */
 	struct route_opt *opt; /* the single models first, then the others */
 	size_t n_opt, n_cascade, n_agree, n_vote, n_deep;
-	long naive;         /* the naive agreement cascade's option, or -1 */
+	/* The naive agreement cascade (the two cheapest answered models
+	 * agree, else the best single model), a baseline whether or not the
+	 * planner may choose it; naive.name NULL when there is none. */
+	struct route_opt naive;
 	/* Learned from training: per option × type mean quality and cost. */
 	double *est_q, *est_c; /* [type * n_opt + option] */
 	/* Per test prompt × option, what each planner expects. */
@@ -434,15 +439,16 @@ static void paired_gap(const struct eval *e, const double *Q, const double *C,
 }
 
 /* One option used for every test prompt. */
-static void option_point(const struct eval *e, size_t k, struct point *pt)
+static void option_point(const struct eval *e, const struct route_opt *o,
+			 struct point *pt)
 {
 	memset(pt, 0, sizeof(*pt));
 	for (size_t i = 0; i < e->n_test; i++) {
 		const struct prompt *p = &e->t->p[e->test[i]];
 
-		pt->quality += opt_q(p, &e->opt[k]);
-		pt->cost += opt_c(p, &e->opt[k]);
-		opt_calls(p, &e->opt[k], pt->share);
+		pt->quality += opt_q(p, o);
+		pt->cost += opt_c(p, o);
+		opt_calls(p, o, pt->share);
 	}
 	pt->quality /= (double)e->n_test;
 	pt->cost /= (double)e->n_test;
@@ -488,18 +494,20 @@ static double lambda_at(const struct eval *e, int i)
 	return pow(10.0, -4.0 + 8.0 * (i - 1) / (N_LAMBDA - 2)) / cmax;
 }
 
-/* Whether model m has a field on every complete prompt. */
-static bool all_known(const struct eval *e, int m, bool answers)
+/* On how many complete prompts model m has an answer (answers) or a
+ * checker's verdict (!answers). */
+static size_t known_on(const struct eval *e, int m, bool answers)
 {
+	size_t n = 0;
+
 	for (size_t i = 0; i < e->t->n; i++) {
 		const struct prompt *p = &e->t->p[i];
 
-		if (p->have != e->complete)
-			continue;
-		if (answers ? !p->ans[m] : p->chk[m] < 0)
-			return false;
+		if (p->have == e->complete &&
+		    (answers ? p->ans[m] != 0 : p->chk[m] >= 0))
+			n++;
 	}
-	return true;
+	return n;
 }
 
 static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
@@ -649,7 +657,7 @@ static size_t answered_by_cost(const struct eval *e, int *v)
 	size_t n = 0;
 
 	for (size_t m = 0; m < e->n_models; m++)
-		if (all_known(e, (int)m, true))
+		if (known_on(e, (int)m, true))
 			v[n++] = (int)m;
 	for (size_t i = 1; i < n; i++)
 		for (size_t j = i; j > 0 && cmp_by_cost_ctx(e, v[j - 1],
@@ -771,18 +779,13 @@ static int make_votes(struct eval *e, const int *v, size_t n,
 	return 0;
 }
 
-/* agree(a, b) > d for each model d dearer than both (a cheaper than b);
- * all: the answered models, cheapest first. */
-static int add_pair(struct eval *e, int a, int b, const int *all)
+/* agree(a, b) > d for each model d dearer than both (a cheaper than b). */
+static int add_pair(struct eval *e, int a, int b)
 {
 	for (size_t d = 0; d < e->n_models; d++) {
 		if (e->single_c[d] <= e->single_c[b] || (int)d == a ||
 		    (int)d == b)
 			continue;
-		/* The naive cascade: the two cheapest agree, else the best
-		 * single model. */
-		if (a == all[0] && b == all[1] && (int)d == e->best)
-			e->naive = (long)e->n_opt;
 		if (add_opt(e, O_AGREE, a, b, (int)d) < 0)
 			return -ENOMEM;
 		e->n_agree++;
@@ -800,7 +803,19 @@ static int make_options(struct eval *e)
 	int all[MAX_MODELS], ans[AGREE_POOL], second;
 	size_t na = answered_by_cost(e, all), pool;
 
-	e->naive = -1;
+	if (na >= 2 && e->best != all[0] && e->best != all[1] &&
+	    e->single_c[e->best] > e->single_c[all[1]]) {
+		e->naive = (struct route_opt){ .kind = O_AGREE, .n = 2,
+					       .need = 2,
+					       .m = { all[0], all[1], e->best } };
+		if (asprintf(&e->naive.name, "agree(%s,%s)>%s",
+			     e->t->models.names[all[0]],
+			     e->t->models.names[all[1]],
+			     e->t->models.names[e->best]) < 0) {
+			e->naive.name = NULL;
+			return -ENOMEM;
+		}
+	}
 	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 2 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			AGREE_POOL * AGREE_POOL * nm * nm +
@@ -811,7 +826,7 @@ static int make_options(struct eval *e)
 		if (add_opt(e, O_SINGLE, (int)m, -1, -1) < 0)
 			return -ENOMEM;
 	for (size_t a = 0; a < nm && !e->no_cascades; a++) {
-		if (!all_known(e, (int)a, false))
+		if (!known_on(e, (int)a, false))
 			continue;
 		for (size_t b = 0; b < nm; b++) {
 			if (e->single_c[b] <= e->single_c[a])
@@ -823,11 +838,11 @@ static int make_options(struct eval *e)
 	}
 	pool = agree_pool(e, all, na, ans, &second);
 	if (second >= 0 && !e->no_cascades &&
-	    add_pair(e, all[0], second, all) < 0)
+	    add_pair(e, all[0], second) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < pool && !e->no_cascades; i++)
 		for (size_t j = i + 1; j < pool; j++)
-			if (add_pair(e, ans[i], ans[j], all) < 0)
+			if (add_pair(e, ans[i], ans[j]) < 0)
 				return -ENOMEM;
 	if (!e->no_cascades && make_agree3(e, ans, pool) < 0)
 		return -ENOMEM;
@@ -1351,7 +1366,8 @@ static bool arg_seed(const char *s, unsigned long long *ret)
 	char *end;
 
 	errno = 0;
-	if (*s == '-' || *s == '+')
+	/* strtoull takes leading blanks and a sign (" -1" is 2^64 - 1). */
+	if (!isdigit((unsigned char)*s))
 		goto bad;
 	*ret = strtoull(s, &end, 10);
 	if (!errno && end != s && !*end)
@@ -1379,6 +1395,33 @@ static const char *fmt_pct(char *buf, size_t n, double part, double whole)
 	else
 		snprintf(buf, n, "%.1f%%", 100 * part / whole);
 	return buf;
+}
+
+/*
+ * Names the models whose answers (or checker's verdicts) some complete
+ * prompts lack, and what that means: a missing answer agrees with no
+ * other, as a call that failed; a missing verdict is no acceptance.
+ */
+static void missing_note(const struct eval *e, bool answers)
+{
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < e->t->n; i++)
+		n += e->t->p[i].have == e->complete;
+	for (size_t m = 0; m < e->n_models; m++) {
+		size_t have = known_on(e, (int)m, answers);
+
+		if (!have || have == n)
+			continue;
+		printf("%s %s %zu of %zu prompts", k++ ? "," :
+		       answers ? "answers missing (a missing answer agrees "
+				 "with no other, as a failed call):" :
+				 "checks missing (no verdict is no "
+				 "acceptance):", e->t->models.names[m],
+		       n - have, n);
+	}
+	if (k)
+		printf("\n");
 }
 
 static void print_point(const char *what, const struct eval *e,
@@ -1484,18 +1527,15 @@ static size_t max_quality(const struct point *pts, size_t n)
 	return b;
 }
 
-static int write_curves(const char *path, const struct eval *e,
+/* Writes the curves to cf, opened before the run so that a path that
+ * cannot be written is refused at once, and closes it. */
+static int write_curves(FILE *cf, const char *path, const struct eval *e,
 			const struct point *pl, const struct point *ty,
 			const struct point *orc)
 {
 	const struct point *c[3] = { pl, ty, orc };
 	const char *nm[3] = { "planner", "by-type", "oracle" };
-	FILE *cf = fopen(path, "w");
 
-	if (!cf) {
-		perror(path);
-		return -1;
-	}
 	fprintf(cf, "curve\tlambda\tcost_usd\tquality\tbest_share\t"
 		"dear_calls\n");
 	for (int k = 0; k < 3; k++)
@@ -1503,7 +1543,10 @@ static int write_curves(const char *path, const struct eval *e,
 			fprintf(cf, "%s\t%g\t%.8g\t%.6f\t%.6f\t%.6f\n", nm[k],
 				lambda_at(e, i), c[k][i].cost, c[k][i].quality,
 				c[k][i].share[e->best], dear_calls(e, &c[k][i]));
-	return fclose(cf) ? -1 : 0;
+	if (fclose(cf) == 0)
+		return 0;
+	perror(path);
+	return -1;
 }
 
 static void print_online(const char *what, const struct eval *e,
@@ -1550,6 +1593,8 @@ int main(int argc, char **argv)
 	double train = 0.5, target = 0.95, lambda = -1, prior = 2;
 	unsigned long long seed = 1;
 	const char *curve = NULL;
+	FILE *cf = NULL;
+	bool lambda_given;
 	struct table t = { 0 };
 	struct eval e = { .t = &t, .cv = true };
 	struct point *pl = NULL, *ty = NULL, *orc = NULL;
@@ -1592,10 +1637,15 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (curve && !(cf = fopen(curve, "w"))) {
+		perror(curve);
+		return 1;
+	}
 	in = strcmp(argv[optind], "-") ? fopen(argv[optind], "r") : stdin;
 	if (!in) {
 		perror(argv[optind]);
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	rc = table_load(&t, in, argv[optind]);
 	if (in != stdin)
@@ -1654,19 +1704,25 @@ int main(int argc, char **argv)
 	for (int i = N_LAMBDA - 1; i >= 0 && lambda_i < 0; i--)
 		if (pl[i].quality + 1e-12 >= qt)
 			lambda_i = i;
+	lambda_given = lambda >= 0;
 	if (lambda < 0)
 		lambda = lambda_i >= 0 ? lambda_at(&e, lambda_i) : 0;
 	rnd[0] = single[e.cheapest];
 	rnd[1] = single[e.best];
-	if (e.naive >= 0) {
+	if (e.naive.name) {
 		/* The naive cascade, mixed at will with its own models. */
-		option_point(&e, (size_t)e.naive, &naive_pts[0]);
+		option_point(&e, &e.naive, &naive_pts[0]);
 		for (int k = 0; k < 3; k++)
-			naive_pts[k + 1] = single[e.opt[e.naive].m[k]];
+			naive_pts[k + 1] = single[e.naive.m[k]];
 		n_naive = 4;
 	}
-	if (curve && write_curves(curve, &e, pl, ty, orc) < 0)
-		goto out;
+	if (cf) {
+		int wrc = write_curves(cf, curve, &e, pl, ty, orc);
+
+		cf = NULL;
+		if (wrc < 0)
+			goto out;
+	}
 	if (curve_hull(&cv[M_PLAN], pl, N_LAMBDA) < 0 ||
 	    curve_hull(&cv[M_TYPE], ty, N_LAMBDA) < 0 ||
 	    curve_hull(&cv[M_RANDOM], rnd, 2) < 0 ||
@@ -1697,7 +1753,7 @@ int main(int argc, char **argv)
 		       "split\n", n_train, e.n_test, seed);
 	if (e.no_route)
 		printf("per-prompt signal: off (%s)\n", text_n ?
-		       "--no-route" : "no prompt column");
+		       "--no-route" : "no prompt text");
 	else
 		printf("per-prompt signal: plan_route over the prompt text of "
 		       "%zu prompts (hashed n-gram TF-IDF; kNN k=%d weight %.2f"
@@ -1710,26 +1766,25 @@ int main(int argc, char **argv)
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
+	missing_note(&e, true);
+	missing_note(&e, false);
 	printf("planner options: %zu single models, %zu cascades judged by "
 	       "the check column, %zu agreement cascades, %zu votes; "
 	       "%zu of the agreement cascades three-stage with a mid model "
 	       "from outside the pool\n\n",
 	       e.n_models, e.n_cascade, e.n_agree, e.n_vote, e.n_deep);
 	for (size_t m = 0; m < e.n_models; m++) {
-		char what[512];
-
-		snprintf(what, sizeof(what), "single %s%s", t.models.names[m],
-			 (int)m == e.best ? " (best)" :
-			 (int)m == e.cheapest ? " (cheapest)" : "");
-		print_point(what, &e, &single[m]);
+		printf("single %s%s", t.models.names[m],
+		       (int)m == e.best && (int)m == e.cheapest ?
+		       " (best and cheapest)" : (int)m == e.best ? " (best)" :
+		       (int)m == e.cheapest ? " (cheapest)" : "");
+		print_point("", &e, &single[m]);
 	}
-	print_point("oracle (cheapest correct)", &e, &orc_pt);
+	print_point("oracle (per prompt the best answer, the cheapest of "
+		    "equals)", &e, &orc_pt);
 	if (n_naive) {
-		char what[512];
-
-		snprintf(what, sizeof(what), "naive agreement cascade %s",
-			 e.opt[e.naive].name);
-		print_point(what, &e, &naive_pts[0]);
+		printf("naive agreement cascade %s", e.naive.name);
+		print_point("", &e, &naive_pts[0]);
 	} else {
 		printf("naive agreement cascade: n/a (needs recorded answers "
 		       "of two models cheaper than the best)\n");
@@ -1739,8 +1794,12 @@ int main(int argc, char **argv)
 	print_point("planner, highest quality on its curve", &e, &pl[top]);
 	paired_gap(&e, e.route_q, e.route_c, lambda_at(&e, (int)top), &dq,
 		   &dq_se);
-	printf("  less the best single model's, per test prompt: %+.4f, "
-	       "standard error %.4f (paired)\n", dq, dq_se);
+	if (e.n_test > 1)
+		printf("  less the best single model's, per test prompt: "
+		       "%+.4f, standard error %.4f (paired)\n", dq, dq_se);
+	else
+		printf("  less the best single model's, per test prompt: "
+		       "%+.4f, standard error n/a (one test prompt)\n", dq);
 	print_point("by-type, highest quality on its curve", &e,
 		    &ty[max_quality(ty, N_LAMBDA)]);
 	if (lambda_i >= 0)
@@ -1802,13 +1861,20 @@ int main(int argc, char **argv)
 			printf("best-single -> oracle gap: none (the oracle "
 			       "is no better than the best single model)\n");
 	}
-	printf("\nonline (lambda %.6g, Thompson sampling, only the chosen "
-	       "outcome revealed%s):\n", lambda,
+	printf("\nonline (lambda %.6g%s, Thompson sampling, only the chosen "
+	       "outcome revealed%s):\n", lambda, lambda_given ? "" :
+	       lambda_i >= 0 ? ", the planner's at the target" :
+	       ", since the planner never meets the target: highest quality",
 	       e.no_route ? "" : ", per-prompt signal learned online");
 	print_online("warm start", &e, &on[0]);
 	print_online("cold start", &e, &on[1]);
 	rc = 0;
 out:
+	if (cf) {
+		/* The run failed before the curves were written. */
+		fclose(cf);
+		unlink(curve);
+	}
 	free(pl);
 	free(ty);
 	free(orc);
@@ -1819,6 +1885,7 @@ out:
 	for (size_t k = 0; k < e.n_opt; k++)
 		free(e.opt[k].name);
 	free(e.opt);
+	free(e.naive.name);
 	free(e.est_q);
 	free(e.est_c);
 	free(e.type_q);

@@ -1,4 +1,5 @@
 /* route-table: the outcome table reader of llmfs-route-eval (route-table.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -126,6 +127,10 @@ static bool parse_num(const char *s, double *ret, bool allow_unknown)
 		*ret = -1;
 		return true;
 	}
+	/* Decimal, as written: strtod would also take leading blanks and
+	 * hex ("0x0.8p0" is 0.5). */
+	if (isspace((unsigned char)*s) || strpbrk(s, "xX"))
+		return false;
 	errno = 0;
 	*ret = strtod(s, &end);
 	return !errno && end != s && !*end && isfinite(*ret);
@@ -244,10 +249,12 @@ static int row(struct table *t, char **f, const int *col, const char *name,
 				 *f[col[C_LAT]])))
 		return row_error(name, ln, "latency_s", "must be a number "
 				 ">= 0 or -", f[col[C_LAT]]);
-	if (col[C_CHK] >= 0 && (!parse_num(f[col[C_CHK]], &chk, true) ||
-				(chk != 0 && chk != 1 && chk != -1)))
+	if (col[C_CHK] >= 0 && *f[col[C_CHK]] && strcmp(f[col[C_CHK]], "-") &&
+	    strcmp(f[col[C_CHK]], "0") && strcmp(f[col[C_CHK]], "1"))
 		return row_error(name, ln, "check", "must be 0, 1 or -",
 				 f[col[C_CHK]]);
+	if (col[C_CHK] >= 0 && (*f[col[C_CHK]] == '0' || *f[col[C_CHK]] == '1'))
+		chk = *f[col[C_CHK]] - '0';
 	if (col[C_SPLIT] >= 0) {
 		const char *s = f[col[C_SPLIT]];
 
