@@ -565,6 +565,7 @@ static int options_step(struct work *w, size_t s)
 {
 	const struct plan_step *st = &w->t->steps[s];
 	const struct plan_check *chk = plan_task_check(w->t, s);
+	const bool judged = chk || plan_task_confidence(w->t, s);
 	const size_t nm = w->ms->n;
 	const struct est *e = &w->e[s * nm];
 	int top[3] = { -1, -1, -1 }, rc;
@@ -594,7 +595,7 @@ static int options_step(struct work *w, size_t s)
 				top[k] = (int)a;
 				break;
 			}
-		if (!chk || !(st->strategies & PLAN_STRAT_CASCADE))
+		if (!judged || !(st->strategies & PLAN_STRAT_CASCADE))
 			continue;
 		for (size_t b = 0; b < nm; b++) {
 			struct plan_option c = { .kind = PLAN_CASCADE,

@@ -5,9 +5,9 @@
  * Per step the options are:
  *   single(m)      one call;
  *   cascade(a, b)  call the cheaper a, escalate to b when the step's
- *                  checker rejects a's answer (FrugalGPT's pattern; only
- *                  for steps with a checker, which is the confidence
- *                  signal);
+ *                  checker or confidence checker rejects a's answer
+ *                  (FrugalGPT's pattern; only for steps with either,
+ *                  which is the confidence signal);
  *   vote(a, b, c)  three calls in parallel, majority answer, else the
  *                  first member's (only for steps whose answers are
  *                  comparable: an exact or regex checker, or "vote" asked

@@ -380,27 +380,56 @@ static void route_learn(struct run *r, const struct call *c, double q,
 			   pe.quality, q, cost);
 }
 
-/* Judges one answer and records it; returns 1 pass, 0 fail. */
+/* Runs one checker on an answer: 1 pass, 0 fail (a checker that could
+ * not run fails, with the reason in *ret_why). */
+static int run_check(struct run *r, const struct plan_check *chk,
+		     const char *answer, char **ret_why)
+{
+	int pass = plan_check_run_as(chk, answer, r->o->check_timeout_s > 0 ?
+				     r->o->check_timeout_s : 30,
+				     r->o->writer, ret_why);
+
+	if (pass < 0) {
+		if (asprintf(ret_why, "checker failed: %s", strerror(-pass)) < 0)
+			*ret_why = NULL;
+		pass = 0;
+	}
+	return pass;
+}
+
+/*
+ * Judges one answer and records it; returns 1 pass, 0 fail.  The step's
+ * check judges every answer; its confidence checker only the cheap first
+ * model of a cascade, whose answer it lets stand or sends on to the
+ * dearer one (plan_task.h).  The verdict recorded as the answer's quality
+ * is the check's, else the confidence checker's.
+ */
 static int judge(struct run *r, struct call *c, const char *answer,
 		 double cost, double lat, char **ret_why)
 {
 	const struct plan_check *chk = plan_task_check(r->t, c->step);
+	const struct plan_check *conf = plan_task_confidence(r->t, c->step);
+	const struct plan_option *o = &r->p->steps[c->step];
 	const struct plan_step *s = &r->t->steps[c->step];
 	double q = NAN;
 	int pass = 1;
 
-	if (chk) {
-		pass = plan_check_run_as(chk, answer,
-					 r->o->check_timeout_s > 0 ?
-					 r->o->check_timeout_s : 30,
-					 r->o->writer, ret_why);
-		if (pass < 0) {
-			if (asprintf(ret_why, "checker failed: %s",
-				     strerror(-pass)) < 0)
+	if (chk)
+		q = pass = run_check(r, chk, answer, ret_why);
+	if (pass && conf && o->kind == PLAN_CASCADE &&
+	    c->model == o->models[0]) {
+		pass = run_check(r, conf, answer, ret_why);
+		if (!pass && *ret_why) {
+			char *why = *ret_why;
+
+			if (asprintf(ret_why, "not confident: %s", why) < 0)
 				*ret_why = NULL;
-			pass = 0;
+			free(why);
+		} else if (!pass && asprintf(ret_why, "not confident") < 0) {
+			*ret_why = NULL;
 		}
-		q = pass;
+		if (!chk)
+			q = pass;
 	}
 	if (r->o->stats)
 		plan_stats_record(r->o->stats, r->ms->v[c->model].name,

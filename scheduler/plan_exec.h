@@ -9,7 +9,9 @@
  *   single / cascade: the path's models in order, then the step's
  *     fallback models (best mean quality first, at most PLAN_EXEC_TRIES
  *     models in all); the next model is tried when a call fails for good
- *     or the checker rejects the answer;
+ *     or the checker rejects the answer, and after a cascade's cheap
+ *     model when the confidence checker rejects its answer (the dearer
+ *     model's answer is not put to it);
  *   vote: the three models in parallel, the majority answer (blank- and
  *     case-insensitive), else the first model's; then the checker, and
  *     the fallbacks if it rejects.

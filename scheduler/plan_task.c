@@ -40,6 +40,7 @@ void plan_task_free(struct plan_task *t)
 		free(s->task_type);
 		free(s->model);
 		check_release(&s->check);
+		check_release(&s->confidence);
 	}
 	free(t->steps);
 	free(t);
@@ -50,6 +51,13 @@ const struct plan_check *plan_task_check(const struct plan_task *t,
 {
 	return t->steps[step].check.kind != PLAN_CHECK_NONE ?
 	       &t->steps[step].check : NULL;
+}
+
+const struct plan_check *plan_task_confidence(const struct plan_task *t,
+					      size_t step)
+{
+	return t->steps[step].confidence.kind != PLAN_CHECK_NONE ?
+	       &t->steps[step].confidence : NULL;
 }
 
 static bool valid_id(const char *s)
@@ -85,7 +93,7 @@ static int parse_check(json_t *j, const char *where, struct plan_check *c,
 	size_t n;
 
 	if (!json_is_object(j) || json_object_size(j) != 1)
-		return fail(ret_err, "%s: check must be an object with one of "
+		return fail(ret_err, "%s: must be an object with one of "
 			    "exact, regex, schema, command", where);
 	if ((v = json_object_get(j, "exact"))) {
 		if (!json_is_string(v))
@@ -205,11 +213,12 @@ static int parse_strategies(json_t *v, const char *where, unsigned *ret,
 
 static const char *const task_keys[] = {
 	"prompt", "steps", "task_type", "output", "budget_usd", "latency_s",
-	"min_quality", "check", "strategies", "max_tokens", "model", NULL,
+	"min_quality", "check", "confidence", "strategies", "max_tokens",
+	"model", NULL,
 };
 static const char *const step_keys[] = {
-	"id", "prompt", "task_type", "deps", "model", "check", "strategies",
-	"max_tokens", NULL,
+	"id", "prompt", "task_type", "deps", "model", "check", "confidence",
+	"strategies", "max_tokens", NULL,
 };
 
 static int only_keys(json_t *o, const char *const *keys, const char *where,
@@ -278,6 +287,14 @@ static int parse_step(json_t *j, size_t idx, json_t *defaults,
 
 		snprintf(cw, sizeof(cw), "%s.check", where);
 		rc = parse_check(v, cw, &s->check, ret_err);
+		if (rc < 0)
+			return rc;
+	}
+	if ((v = json_object_get(j, "confidence"))) {
+		char cw[48];
+
+		snprintf(cw, sizeof(cw), "%s.confidence", where);
+		rc = parse_check(v, cw, &s->confidence, ret_err);
 		if (rc < 0)
 			return rc;
 	}
@@ -438,6 +455,18 @@ int plan_task_from_json(json_t *root, struct plan_task **ret_task,
 			goto out;
 		}
 		rc = parse_check(v, "check", c, ret_err);
+		if (rc < 0)
+			goto out;
+	}
+	if ((v = json_object_get(root, "confidence"))) {
+		struct plan_check *c = &t->steps[t->output].confidence;
+
+		if (c->kind != PLAN_CHECK_NONE) {
+			rc = fail(ret_err, "confidence: the output step has "
+				  "one");
+			goto out;
+		}
+		rc = parse_check(v, "confidence", c, ret_err);
 		if (rc < 0)
 			goto out;
 	}

@@ -336,6 +336,67 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	free(dir);
 }
 
+/*
+ * confidence: it judges only a cascade's cheap answer; the dear answer
+ * stands even where it would fail it, and the step never fails on it.
+ */
+static void test_confidence(struct plan_stats *st)
+{
+	char *lo = http_card("fixed-41", "\"price_in\": 0.1, \"price_out\": 0.1");
+	char *lo2 = http_card("fixed-42", "\"price_in\": 0.1, \"price_out\": 0.1");
+	char *hi = http_card("fixed-43", "\"price_in\": 9, \"price_out\": 9");
+	const char *cards[3] = { NULL };
+	struct plan_estimate e;
+	struct runres r;
+	char *dir;
+
+	CHECK(asprintf((char **)&cards[0], "cheap=%s", lo) > 0);
+	CHECK(asprintf((char **)&cards[1], "dear=%s", hi) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf\","
+		" \"strategies\": [\"cascade\"], \"confidence\": "
+		"{\"exact\": \"42\"}}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "43"), "%s", r.trace);
+	CHECK(strstr(r.trace, "\"model\":\"cheap\""));
+	CHECK(strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
+	/* Its verdict on the cheap answer is that answer's outcome; the dear
+	 * answer was not judged. */
+	CHECK_RC(plan_stats_estimate(st, "cheap", "conf", &e), 0);
+	CHECK(e.n == 1 && e.q_sum == 0);
+	CHECK_RC(plan_stats_estimate(st, "dear", "conf", &e), 0);
+	CHECK(e.n == 0);
+	/* With a check too: the cheap answer passes the check but not the
+	 * confidence checker, the dear one passes the check and stands. */
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf2\","
+		" \"strategies\": [\"cascade\"], \"check\": {\"regex\": "
+		"\"^4\"}, \"confidence\": {\"exact\": \"42\"}}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "43"), "%s", r.trace);
+	runres_free(&r);
+	CHECK_RC(plan_stats_estimate(st, "cheap", "conf2", &e), 0);
+	CHECK(e.n == 1 && e.q_sum == 1);
+	free(dir);
+	free((char *)cards[0]);
+	/* A confident cheap answer stands: the dear model is never called. */
+	CHECK(asprintf((char **)&cards[0], "cheap=%s", lo2) > 0);
+	dir = models_dir(cards);
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf3\","
+		" \"strategies\": [\"cascade\"], \"confidence\": "
+		"{\"exact\": \"42\"}}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
+	free(dir);
+	free((char *)cards[0]);
+	free((char *)cards[1]);
+	free(lo);
+	free(lo2);
+	free(hi);
+}
+
 /* What runs taught under key for type: n outcomes of sum q_sum. */
 static void learned(struct plan_stats *st, const char *key, const char *type,
 		    double n, double q_sum)
@@ -828,6 +889,7 @@ int main(void)
 	test_answers_and_costs(st);
 	test_failures(st);
 	test_checks_cascade_vote(st);
+	test_confidence(st);
 	test_agree(st);
 	test_agree3(st);
 	test_deep_cascade(st);

@@ -78,6 +78,20 @@ static void test_json(void)
 		     " \"model\": \"m1\", \"check\": {\"exact\": \" 4 \"}}");
 	CHECK(t->n_steps == 1 && !strcmp(t->steps[0].model, "m1"));
 	CHECK(!strcmp(t->steps[0].check.text, "4"));
+	CHECK(!plan_task_confidence(t, 0));
+	plan_task_free(t);
+
+	/* A confidence checker: the task's for the output step, or a
+	 * step's own, beside a check or alone. */
+	t = parse_ok("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\","
+		     " \"confidence\": {\"regex\": \"^[0-9]+$\"}},"
+		     " {\"id\": \"b\", \"prompt\": \"{{a}}\", \"deps\": [\"a\"]}],"
+		     " \"output\": \"b\", \"check\": {\"exact\": \"4\"},"
+		     " \"confidence\": {\"command\": [\"/bin/true\"]}}");
+	CHECK(plan_task_confidence(t, 0)->kind == PLAN_CHECK_REGEX);
+	CHECK(!plan_task_check(t, 0));
+	CHECK(plan_task_confidence(t, 1)->kind == PLAN_CHECK_COMMAND);
+	CHECK(plan_task_check(t, 1)->kind == PLAN_CHECK_EXACT);
 	plan_task_free(t);
 }
 
@@ -117,6 +131,13 @@ static void test_bad(void)
 	BAD("{\"prompt\": \"x\", \"check\": {\"schema\": {\"oneOf\": []}}}",
 	    "unsupported keyword oneOf");
 	BAD("{\"prompt\": \"x\", \"check\": {\"command\": []}}", "command");
+	BAD("{\"prompt\": \"x\", \"confidence\": {\"regex\": \"(\"}}",
+	    "confidence.regex");
+	BAD("{\"prompt\": \"x\", \"confidence\": \"42\"}",
+	    "confidence: must be an object");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", \"confidence\":"
+	    " {\"exact\": \"1\"}}], \"confidence\": {\"exact\": \"2\"}}",
+	    "confidence: the output step has one");
 	BAD("{\"prompt\": \"x\", \"strategies\": [\"magic\"]}", "strategies");
 	BAD("{\"prompt\": \"x\", \"output\": \"nope\"}", "output");
 	BAD("{\"prompt\": \"x\", \"steps\": [{\"prompt\": \"y\"}]}", "not both");
@@ -215,6 +236,12 @@ static void test_planner_reply(void)
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
 		"\"check\": {\"command\": [\"true\"]}}",
 		"unknown field \"check\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
+		"\"confidence\": {\"command\": [\"id\"]}}]}",
+		"steps[0]: unknown field \"confidence\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
+		"\"confidence\": {\"exact\": \"1\"}}",
+		"unknown field \"confidence\"");
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
 		"\"model\": \"local\"}]}", "unknown field \"model\"");
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "

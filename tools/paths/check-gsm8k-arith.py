@@ -3,9 +3,10 @@
 when it ends in a "#### <number>" line and every calculator annotation
 <<expression=value>> in it is arithmetically right, 1 otherwise.
 
-It needs no reference answer, so the daemon can use it as a command
-checker (a cascade escalates when it fails), and the RouteLLM converter
-uses the same function to record a `check` column for replay.
+It needs no reference answer, so the daemon can use it as a task's
+"confidence" command checker (a cascade escalates when it fails; GPT-4's
+answers, which lack the final line, are not put to it), and the RouteLLM
+converter uses the same function to record a `check` column for replay.
 """
 import ast
 import operator

@@ -5,7 +5,9 @@
  *
  * The planner replayed is the daemon's: its options per prompt are the
  * strategies of plan_cand.h — single models; cascades a -> b judged by the
- * check column (a's answer stands when accepted, else b is called too);
+ * check column, as the daemon plays a task's confidence checker (a's
+ * answer stands when accepted, else b is called too and its answer
+ * stands);
  * agreement cascades (a1, a2 -> b): two cheaper models in parallel, their
  * answer stands when the two agree (compared as the executor compares
  * them), else b is called; the same with three cheaper models whose
