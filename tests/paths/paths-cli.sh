@@ -1,7 +1,8 @@
 #!/bin/sh
 # llmfs-paths drives the engine with files alone: a two-step task over two
 # local command models (real programs), a checker, feedback, and the
-# statistics surviving into a second run.  Then a task no path fits.
+# statistics surviving into a second run; a confidence checker's cascade.
+# Then a task no path fits.
 set -eu
 tool=$1
 dir=$(mktemp -d)
@@ -31,6 +32,26 @@ grep -q '"model":"swap","kind":"command","attempt":1,"outcome":"ok"' "$dir/trace
 "$tool" --models "$dir/models" --db "$dir/stats.db" stats >"$dir/stats"
 grep -q '^swap	swap	2	' "$dir/stats"
 grep -q '^caps	caps	1	' "$dir/stats"
+
+# A confidence checker: the cheap model's answer stands when it passes,
+# else the dear model's stands, though it would not pass.
+mkdir -p "$dir/conf/echo" "$dir/conf/upper"
+echo '{"command": ["cat"], "skills": ["up"], "price_in": 0.1, "price_out": 0.1}' \
+  >"$dir/conf/echo/card.json"
+echo '{"command": ["tr", "a-z", "A-Z"], "skills": ["up"], "price_in": 5, "price_out": 5}' \
+  >"$dir/conf/upper/card.json"
+for p in abc 123; do
+  printf '{"prompt": "%s", "task_type": "up", "strategies": ["cascade"], "confidence": {"regex": "^[0-9]+$"}}' \
+    "$p" >"$dir/conf.json"
+  "$tool" --models "$dir/conf" run "$dir/conf.json" --trace "$dir/ctrace.jsonl" \
+    >"$dir/out" 2>"$dir/err"
+  case $p in
+  abc) [ "$(cat "$dir/out")" = ABC ]
+       grep -q '"model":"upper"' "$dir/ctrace.jsonl" ;;
+  123) [ "$(cat "$dir/out")" = 123 ]
+       if grep -q '"model":"upper"' "$dir/ctrace.jsonl"; then exit 1; fi ;;
+  esac
+done
 
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
