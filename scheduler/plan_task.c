@@ -211,6 +211,28 @@ static int parse_strategies(json_t *v, const char *where, unsigned *ret,
 	return 0;
 }
 
+/*
+ * The checker field name of object o, if any, into c: where names a step
+ * ("steps[2]"), NULL the task, whose checker may not meet the output
+ * step's own.
+ */
+static int checker(json_t *o, const char *name, const char *where,
+		   struct plan_check *c, char **ret_err)
+{
+	json_t *v = json_object_get(o, name);
+	char w[48];
+
+	if (!v)
+		return 0;
+	if (c->kind != PLAN_CHECK_NONE)
+		return fail(ret_err, "%s: the output step has one", name);
+	if (where)
+		snprintf(w, sizeof(w), "%s.%s", where, name);
+	else
+		snprintf(w, sizeof(w), "%s", name);
+	return parse_check(v, w, c, ret_err);
+}
+
 static const char *const task_keys[] = {
 	"prompt", "steps", "task_type", "output", "budget_usd", "latency_s",
 	"min_quality", "check", "confidence", "strategies", "max_tokens",
@@ -282,22 +304,10 @@ static int parse_step(json_t *j, size_t idx, json_t *defaults,
 		s->model = strdup(json_string_value(v));
 	if (!s->id || !s->prompt || !s->task_type || (v && !s->model))
 		return -ENOMEM;
-	if ((v = json_object_get(j, "check"))) {
-		char cw[48];
-
-		snprintf(cw, sizeof(cw), "%s.check", where);
-		rc = parse_check(v, cw, &s->check, ret_err);
-		if (rc < 0)
-			return rc;
-	}
-	if ((v = json_object_get(j, "confidence"))) {
-		char cw[48];
-
-		snprintf(cw, sizeof(cw), "%s.confidence", where);
-		rc = parse_check(v, cw, &s->confidence, ret_err);
-		if (rc < 0)
-			return rc;
-	}
+	if ((rc = checker(j, "check", where, &s->check, ret_err)) < 0 ||
+	    (rc = checker(j, "confidence", where, &s->confidence,
+			  ret_err)) < 0)
+		return rc;
 	v = json_object_get(j, "strategies");
 	rc = parse_strategies(v ? v : json_object_get(defaults, "strategies"),
 			      where, &s->strategies, ret_err);
@@ -446,30 +456,12 @@ int plan_task_from_json(json_t *root, struct plan_task **ret_task,
 		}
 		t->output = (size_t)o;
 	}
-	if ((v = json_object_get(root, "check"))) {
-		struct plan_check *c = &t->steps[t->output].check;
-
-		/* A task-level check judges the result step. */
-		if (c->kind != PLAN_CHECK_NONE) {
-			rc = fail(ret_err, "check: the output step has one");
-			goto out;
-		}
-		rc = parse_check(v, "check", c, ret_err);
-		if (rc < 0)
-			goto out;
-	}
-	if ((v = json_object_get(root, "confidence"))) {
-		struct plan_check *c = &t->steps[t->output].confidence;
-
-		if (c->kind != PLAN_CHECK_NONE) {
-			rc = fail(ret_err, "confidence: the output step has "
-				  "one");
-			goto out;
-		}
-		rc = parse_check(v, "confidence", c, ret_err);
-		if (rc < 0)
-			goto out;
-	}
+	/* A task-level checker judges the result step. */
+	if ((rc = checker(root, "check", NULL, &t->steps[t->output].check,
+			  ret_err)) < 0 ||
+	    (rc = checker(root, "confidence", NULL,
+			  &t->steps[t->output].confidence, ret_err)) < 0)
+		goto out;
 	rc = get_number(root, "budget_usd", 1e6, &t->budget_usd, ret_err);
 	if (rc == 0)
 		rc = get_number(root, "latency_s", 1e6, &t->latency_s, ret_err);

@@ -336,6 +336,18 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	free(dir);
 }
 
+/* 6*7 by cascade only, with "confidence": {"exact": "42"} and extra. */
+static struct runres conf_run(const char *dir, struct plan_stats *st,
+			      const char *type, const char *extra)
+{
+	char task[256];
+
+	snprintf(task, sizeof(task), "{\"prompt\": \"6*7?\", \"task_type\": "
+		 "\"%s\", \"strategies\": [\"cascade\"], %s\"confidence\": "
+		 "{\"exact\": \"42\"}}", type, extra);
+	return run(dir, st, task, NULL);
+}
+
 /*
  * confidence: it judges only a cascade's cheap answer; the dear answer
  * stands even where it would fail it, and the step never fails on it.
@@ -353,9 +365,7 @@ static void test_confidence(struct plan_stats *st)
 	CHECK(asprintf((char **)&cards[0], "cheap=%s", lo) > 0);
 	CHECK(asprintf((char **)&cards[1], "dear=%s", hi) > 0);
 	dir = models_dir(cards);
-	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf\","
-		" \"strategies\": [\"cascade\"], \"confidence\": "
-		"{\"exact\": \"42\"}}", NULL);
+	r = conf_run(dir, st, "conf", "");
 	CHECK_RC(r.rc, 0);
 	CHECK_MSG(r.answer && !strcmp(r.answer, "43"), "%s", r.trace);
 	CHECK(strstr(r.trace, "\"model\":\"cheap\""));
@@ -369,9 +379,7 @@ static void test_confidence(struct plan_stats *st)
 	CHECK(e.n == 0);
 	/* With a check too: the cheap answer passes the check but not the
 	 * confidence checker, the dear one passes the check and stands. */
-	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf2\","
-		" \"strategies\": [\"cascade\"], \"check\": {\"regex\": "
-		"\"^4\"}, \"confidence\": {\"exact\": \"42\"}}", NULL);
+	r = conf_run(dir, st, "conf2", "\"check\": {\"regex\": \"^4\"}, ");
 	CHECK_RC(r.rc, 0);
 	CHECK_MSG(r.answer && !strcmp(r.answer, "43"), "%s", r.trace);
 	runres_free(&r);
@@ -382,9 +390,7 @@ static void test_confidence(struct plan_stats *st)
 	/* A confident cheap answer stands: the dear model is never called. */
 	CHECK(asprintf((char **)&cards[0], "cheap=%s", lo2) > 0);
 	dir = models_dir(cards);
-	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"conf3\","
-		" \"strategies\": [\"cascade\"], \"confidence\": "
-		"{\"exact\": \"42\"}}", NULL);
+	r = conf_run(dir, st, "conf3", "");
 	CHECK_RC(r.rc, 0);
 	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
 	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
