@@ -530,12 +530,17 @@ int plan_engine_open(const struct plan_engine_config *cfg,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	e->n_threads = cfg->workers ? cfg->workers : 2;
-	e->threads = calloc(e->n_threads, sizeof(*e->threads));
+	if (cfg->workers > PLAN_ENGINE_MAX_WORKERS) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	e->threads = calloc(cfg->workers ? cfg->workers : 2,
+			    sizeof(*e->threads));
 	if (!e->threads) {
 		rc = -ENOMEM;
 		goto fail;
 	}
+	e->n_threads = cfg->workers ? cfg->workers : 2;
 	for (unsigned i = 0; i < e->n_threads; i++) {
 		rc = -pthread_create(&e->threads[i], NULL, worker, e);
 		if (rc < 0) {

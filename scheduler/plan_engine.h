@@ -50,6 +50,8 @@
 #ifndef LLMFS_PLAN_ENGINE_H
 #define LLMFS_PLAN_ENGINE_H
 
+#define PLAN_ENGINE_MAX_WORKERS 256
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -65,7 +67,8 @@ struct plan_engine_config {
 	const char *models_dir;    /* holds <model>/card.json; NULL: the cards
 				    * come from plan_engine_set_models() */
 	const char *planner_model; /* interprets free text; NULL: none */
-	unsigned workers;          /* tasks run at once; 0: 2 */
+	unsigned workers;          /* tasks run at once; 0: 2; more than
+				    * PLAN_ENGINE_MAX_WORKERS: -EINVAL */
 	uint64_t seed;             /* 0: from the clock */
 	enum plan_explore explore; /* default Thompson sampling */
 	double prior_strength;     /* plan_stats; 0: default */

@@ -69,6 +69,7 @@ struct step_rt {
 	char *vote_ans[3];
 	int vote_pass[3];
 	int used_model;
+	char *broken;           /* a vote's checker could not judge: why */
 	char *why;
 	long route_id;          /* the prompt in plan_route, -1 until added */
 };
@@ -380,21 +381,27 @@ static void route_learn(struct run *r, const struct call *c, double q,
 			   pe.quality, q, cost);
 }
 
-/* Runs one checker on an answer: 1 pass, 0 fail (a checker that could
- * not run fails, with the reason in *ret_why). */
+/*
+ * Runs one checker on an answer: 1 pass, 0 fail, -1 when the checker
+ * could not judge (it could not be started, or outlived its time), with
+ * the reason in *ret_why: that says nothing of the answer.
+ */
 static int run_check(struct run *r, const struct plan_check *chk,
-		     const char *answer, char **ret_why)
+		     const char *what, const char *answer, char **ret_why)
 {
-	int pass = plan_check_run_as(chk, answer, r->o->check_timeout_s > 0 ?
-				     r->o->check_timeout_s : 30,
-				     r->o->writer, ret_why);
+	double limit = r->o->check_timeout_s > 0 ? r->o->check_timeout_s : 30;
+	int pass = plan_check_run_as(chk, answer, limit, r->o->writer,
+				     ret_why);
 
-	if (pass < 0) {
-		if (asprintf(ret_why, "checker failed: %s", strerror(-pass)) < 0)
-			*ret_why = NULL;
-		pass = 0;
-	}
-	return pass;
+	if (pass >= 0)
+		return pass;
+	free(*ret_why);
+	if ((pass == -ETIMEDOUT ?
+	     asprintf(ret_why, "%s did not finish within %g s", what, limit) :
+	     asprintf(ret_why, "%s could not run: %s", what,
+		      strerror(-pass))) < 0)
+		*ret_why = NULL;
+	return -1;
 }
 
 /*
@@ -402,7 +409,8 @@ static int run_check(struct run *r, const struct plan_check *chk,
  * check judges every answer; its confidence checker only the cheap first
  * model of a cascade, whose answer it lets stand or sends on to the
  * dearer one (plan_task.h).  The verdict recorded as the answer's quality
- * is the check's, else the confidence checker's.
+ * is the check's, else the confidence checker's.  Returns -1, recording no
+ * quality, when a checker could not judge (run_check()).
  */
 static int judge(struct run *r, struct call *c, const char *answer,
 		 double cost, double lat, char **ret_why)
@@ -415,11 +423,16 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	int pass = 1;
 
 	if (chk)
-		q = pass = run_check(r, chk, answer, ret_why);
-	if (pass && conf && o->kind == PLAN_CASCADE &&
+		pass = run_check(r, chk, "the checker", answer, ret_why);
+	if (pass >= 0 && chk)
+		q = pass;
+	if (pass > 0 && conf && o->kind == PLAN_CASCADE &&
 	    c->model == o->models[0]) {
-		pass = run_check(r, conf, answer, ret_why);
-		if (!pass && *ret_why) {
+		pass = run_check(r, conf, "the confidence checker", answer,
+				 ret_why);
+		if (pass < 0) {
+			/* the reason says it all */
+		} else if (!pass && *ret_why) {
 			char *why = *ret_why;
 
 			if (asprintf(ret_why, "not confident: %s", why) < 0)
@@ -428,7 +441,7 @@ static int judge(struct run *r, struct call *c, const char *answer,
 		} else if (!pass && asprintf(ret_why, "not confident") < 0) {
 			*ret_why = NULL;
 		}
-		if (!chk)
+		if (!chk && pass >= 0)
 			q = pass;
 	}
 	if (r->o->stats)
@@ -463,9 +476,14 @@ static void agree_learn(struct run *r, size_t s, const char *what, bool yes)
 static void vote_tally(struct run *r, size_t s)
 {
 	struct step_rt *st = &r->st[s];
-	int win = -1, best = 0;
+	int win = -1, best = 0, pwin = -1, pbest = 0;
 	bool third;
 
+	if (st->broken) {
+		st->vote = false;
+		step_fail(r, s, st->broken);
+		goto out;
+	}
 	for (int i = 0; i < st->vote_called; i++) {
 		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
@@ -482,6 +500,11 @@ static void vote_tally(struct run *r, size_t s)
 		if (n > best) {
 			best = n;
 			win = i;
+		}
+		/* The same among the answers the checker accepted. */
+		if (st->vote_pass[i] && n > pbest) {
+			pbest = n;
+			pwin = i;
 		}
 	}
 	/* The first tally of an agreement cascade: the first two's. */
@@ -514,7 +537,12 @@ static void vote_tally(struct run *r, size_t s)
 		st->vote = false;
 		step_next(r, s, win >= 0 ? "the cheap models disagree"
 					 : "no vote member answered");
-	} else if (win >= 0 && st->vote_pass[win]) {
+	} else if (win >= 0 && (st->vote_pass[win] ||
+				(st->vote_need == 1 && pwin >= 0))) {
+		/* vote: the majority's answer, else, when the checker rejects
+		 * it, the best-supported one it accepted (already paid for). */
+		if (!st->vote_pass[win])
+			win = pwin;
 		st->answer = strdup(st->vote_ans[win]);
 		st->used_model = r->p->steps[s].models[win];
 		st->state = ST_DONE;
@@ -539,16 +567,30 @@ static void on_answer(struct run *r, struct call *c, char *answer,
 	struct step_rt *st = &r->st[c->step];
 	char *why = NULL;
 	int pass = judge(r, c, answer, cost, lat, &why);
+	char *msg = NULL;
 
+	/* A checker that cannot judge would judge no other answer either:
+	 * the step stops with the reason, no model is blamed. */
+	if (pass < 0 && asprintf(&msg, "step %s: %s", r->t->steps[c->step].id,
+				 why ? why : "the checker could not run") < 0)
+		msg = NULL;
 	if (c->vote_slot >= 0) {
+		if (pass < 0 && !st->broken) {
+			st->broken = msg;
+			msg = NULL;
+		}
 		st->vote_ans[c->vote_slot] = answer;
-		st->vote_pass[c->vote_slot] = pass;
+		st->vote_pass[c->vote_slot] = pass > 0;
 		free(why);
+		free(msg);
 		if (--st->vote_left == 0)
 			vote_tally(r, c->step);
 		return;
 	}
-	if (pass) {
+	if (pass < 0) {
+		free(answer);
+		step_fail(r, c->step, msg ? msg : "the checker could not run");
+	} else if (pass) {
 		st->answer = answer;
 		st->used_model = c->model;
 		st->state = ST_DONE;
@@ -556,15 +598,13 @@ static void on_answer(struct run *r, struct call *c, char *answer,
 		if (r->o->progress)
 			r->o->progress(r->o->arg, r->n_done, r->t->n_steps);
 	} else {
-		char *msg = NULL;
-
 		free(answer);
 		if (asprintf(&msg, "%s: %s", r->ms->v[c->model].name,
 			     why ? why : "rejected") < 0)
 			msg = NULL;
 		step_next(r, c->step, msg ? msg : "answer rejected");
-		free(msg);
 	}
+	free(msg);
 	free(why);
 }
 
@@ -1117,6 +1157,7 @@ out:
 		free(r.st[s].prompt);
 		free(r.st[s].answer);
 		free(r.st[s].why);
+		free(r.st[s].broken);
 		for (int k = 0; k < 3; k++)
 			free(r.st[s].vote_ans[k]);
 	}

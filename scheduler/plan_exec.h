@@ -14,7 +14,10 @@
  *     model's answer is not put to it);
  *   vote: the three models in parallel, the majority answer (blank- and
  *     case-insensitive), else the first model's; then the checker, and
- *     the fallbacks if it rejects.
+ *     when it rejects that answer, the best-supported member answer it
+ *     accepted, else the fallbacks.
+ *   A checker that cannot judge (not started, or too slow) stops the
+ *     step with the reason, recording no quality.
  * An attempt that fails with HTTP 408, 429 or 5xx, a timeout or a
  * connection error (the transient ones of common/errmap.h) is retried
  * (card "retries", backoff 0.25 s doubling to 4 s, the HTTP engine of

@@ -321,6 +321,42 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	CHECK(count(r.trace, "\"vote_slot\"") == 2);
 	CHECK(strstr(r.trace, "\"model\":\"right\""));
 	runres_free(&r);
+	/* The majority's answer (B) fails the checker, a member's passes:
+	 * that one, already paid for, is the step's. */
+	{
+		const char *three[] = { a2, a3, a4, NULL };
+		char *vdir = models_dir(three);
+
+		r = run(vdir, st, "{\"prompt\": \"6*7?\", \"task_type\":"
+			" \"v42\", \"strategies\": [\"vote\"], \"check\": "
+			"{\"exact\": \"42\"}}", NULL);
+		CHECK_RC(r.rc, 0);
+		CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+		CHECK(count(r.trace, "\"vote_slot\"") == 3);
+		runres_free(&r);
+		free(vdir);
+	}
+	/* A checker that cannot run says why, stops the step after one
+	 * answer and blames no model. */
+	r = run(dir, st, "{\"prompt\": \"6*7?\", \"task_type\": \"broken\","
+		" \"strategies\": [\"single\"], \"check\": {\"command\": "
+		"[\"/nonexistent/checker\"]}}", NULL);
+	CHECK(r.rc < 0 && r.error &&
+	      strstr(r.error, "the checker could not run"));
+	CHECK_MSG(count(r.trace, "\"attempt\"") == 1, "%s", r.trace);
+	runres_free(&r);
+	{
+		struct plan_estimate e;
+
+		for (int i = 0; i < 3; i++) {
+			static const char *const nm[] = { "wrong", "right",
+							  "bee" };
+
+			CHECK_RC(plan_stats_estimate(st, nm[i], "broken", &e),
+				 0);
+			CHECK(e.n == 0);
+		}
+	}
 	/* Nobody passes the checker: a clear failure. */
 	r = run(dir, st, "{\"prompt\": \"?\", \"task_type\": \"none\","
 		" \"check\": {\"regex\": \"^zzz$\"}}", NULL);

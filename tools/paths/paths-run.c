@@ -11,8 +11,11 @@
  *
  * Exit status: 0 done, 1 the task failed, 2 usage or setup errors.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +61,20 @@ static void usage(FILE *f)
 		"                 | stats | models\n");
 }
 
+/* Whether s is a plain decimal number from lo to hi (integral when both
+ * bounds are above 1). */
+static bool number(const char *s, double lo, double hi, double *ret)
+{
+	char *end;
+
+	if (!*s || isspace((unsigned char)*s) || strpbrk(s, "xX"))
+		return false;
+	errno = 0;
+	*ret = strtod(s, &end);
+	return !errno && !*end && *ret >= lo && *ret <= hi &&
+	       (hi <= 1 || *ret == floor(*ret));
+}
+
 static int run(struct plan_engine *e, const char *file, const char *plan,
 	       const char *cands, const char *trace, const char *feedback)
 {
@@ -99,10 +116,15 @@ static int run(struct plan_engine *e, const char *file, const char *plan,
 	if (feedback) {
 		rc = plan_engine_feedback(e, "task", feedback,
 					  strlen(feedback));
-		if (rc < 0) {
+		if (rc == -ENODATA)
+			fprintf(stderr, "feedback: not recorded: the task "
+				"has no answer to judge\n");
+		else if (rc < 0)
 			fprintf(stderr, "feedback: %s\n", strerror(-rc));
-			status |= 2;
-		}
+		/* A failed task stays 1; a done one whose feedback could not
+		 * be recorded is 2. */
+		if (rc < 0 && status == 0)
+			status = 2;
 	}
 	return status;
 }
@@ -126,17 +148,36 @@ int main(int argc, char **argv)
 	struct plan_engine *e = NULL;
 	char *warn = NULL, *s = NULL;
 	int opt, rc, status = 2;
+	double workers, q;
 
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm': cfg.models_dir = optarg; break;
 		case 'd': cfg.db_path = optarg; break;
 		case 'p': cfg.planner_model = optarg; break;
-		case 'w': cfg.workers = (unsigned)atoi(optarg); break;
+		case 'w':
+			if (!number(optarg, 1, PLAN_ENGINE_MAX_WORKERS,
+				    &workers)) {
+				fprintf(stderr, "llmfs-paths: --workers: \"%s\""
+					" is not a whole number from 1 to %d\n",
+					optarg, PLAN_ENGINE_MAX_WORKERS);
+				return 2;
+			}
+			cfg.workers = (unsigned)workers;
+			break;
 		case 'P': plan = optarg; break;
 		case 'C': cands = optarg; break;
 		case 'T': trace = optarg; break;
-		case 'F': fb = optarg; break;
+		case 'F':
+			/* Refused before the task runs and spends. */
+			if (!number(optarg, 0, 1, &q)) {
+				fprintf(stderr, "llmfs-paths: --feedback: "
+					"\"%s\" is not a quality from 0 to 1\n",
+					optarg);
+				return 2;
+			}
+			fb = optarg;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
