@@ -50,6 +50,7 @@ struct call {
 	atomic_int th_done;
 	atomic_int abort;
 	char *out;
+	size_t out_len;
 	int proc_rc;
 	int status;
 };
@@ -220,7 +221,7 @@ static void *cmd_thread(void *arg)
 
 	c->proc_rc = plan_proc_run(m->argv, prompt, strlen(prompt),
 				   m->timeout_s, PLAN_PROC_MAX_OUT, &c->abort,
-				   &c->out, NULL, &c->status);
+				   &c->out, &c->out_len, &c->status);
 	atomic_store(&c->th_done, 1);
 	http_engine_wakeup(&c->r->e);
 	return NULL;
@@ -824,13 +825,18 @@ static void finish_cmd(struct run *r, struct call *c)
 		return;
 	}
 	if (c->proc_rc < 0 || !WIFEXITED(c->status) ||
-	    WEXITSTATUS(c->status) != 0) {
+	    WEXITSTATUS(c->status) != 0 ||
+	    (c->out && memchr(c->out, '\0', c->out_len))) {
 		if (c->proc_rc < 0)
 			snprintf(detail, sizeof(detail), "command: %s",
 				 strerror(-c->proc_rc));
-		else if (WIFEXITED(c->status))
+		else if (WIFEXITED(c->status) && WEXITSTATUS(c->status))
 			snprintf(detail, sizeof(detail), "exit status %d",
 				 WEXITSTATUS(c->status));
+		else if (WIFEXITED(c->status))
+			/* Text ends at a NUL: what follows would be lost. */
+			snprintf(detail, sizeof(detail), "a NUL byte in the "
+				 "answer");
 		else
 			snprintf(detail, sizeof(detail), "killed by signal %d",
 				 WTERMSIG(c->status));

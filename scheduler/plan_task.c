@@ -324,7 +324,7 @@ static int parse_step(json_t *j, size_t idx, json_t *defaults,
 	return 0;
 }
 
-static long find_step(struct plan_task *t, const char *id)
+static long find_step(const struct plan_task *t, const char *id)
 {
 	for (size_t i = 0; i < t->n_steps; i++)
 		if (!strcmp(t->steps[i].id, id))
@@ -333,6 +333,38 @@ static long find_step(struct plan_task *t, const char *id)
 }
 
 /* Reorders steps so that dependencies come first (Kahn), or -EINVAL. */
+/*
+ * A {{id}} in step i's prompt that names another step must name one of
+ * its dependencies: otherwise the step would run beside that one and send
+ * the placeholder as it is.  Text in braces that names no step stays text.
+ */
+static int placeholders(const struct plan_task *t, size_t i, char **ret_err)
+{
+	const struct plan_step *s = &t->steps[i];
+
+	for (const char *p = strstr(s->prompt, "{{"); p;
+	     p = strstr(p + 2, "{{")) {
+		const char *e = strstr(p + 2, "}}");
+		char id[ID_MAX + 1];
+		long j;
+		bool dep = false;
+
+		if (!e || (size_t)(e - p - 2) > ID_MAX)
+			continue;
+		memcpy(id, p + 2, (size_t)(e - p - 2));
+		id[e - p - 2] = '\0';
+		j = find_step(t, id);
+		if (j < 0)
+			continue;
+		for (size_t k = 0; k < s->n_deps; k++)
+			dep |= s->deps[k] == (size_t)j;
+		if (!dep)
+			return fail(ret_err, "steps[%zu].prompt: {{%s}} names "
+				    "a step that is not in its deps", i, id);
+	}
+	return 0;
+}
+
 static int topo_sort(struct plan_task *t, json_t *steps, char **ret_err)
 {
 	size_t n = t->n_steps, done = 0;
@@ -363,8 +395,18 @@ static int topo_sort(struct plan_task *t, json_t *steps, char **ret_err)
 			if ((size_t)j == i)
 				return fail(ret_err, "steps[%zu]: depends on "
 					    "itself", i);
+			for (size_t m = 0; m < t->steps[i].n_deps; m++)
+				if (t->steps[i].deps[m] == (size_t)j)
+					return fail(ret_err, "steps[%zu].deps"
+						    "[%zu]: a duplicate", i, k);
 			t->steps[i].deps[t->steps[i].n_deps++] = (size_t)j;
 		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int rc = placeholders(t, i, ret_err);
+
+		if (rc < 0)
+			return rc;
 	}
 	while (done < n) {
 		bool progress = false;
@@ -550,7 +592,7 @@ int plan_task_parse(const char *data, size_t len, struct plan_task **ret_task,
 {
 	json_error_t jerr;
 	json_t *root;
-	size_t i = 0;
+	size_t i = 0, bom = 0;
 	int rc;
 
 	if (ret_err)
@@ -562,13 +604,16 @@ int plan_task_parse(const char *data, size_t len, struct plan_task **ret_task,
 	}
 	if (memchr(data, '\0', len))
 		return fail(ret_err, "task: contains NUL bytes");
+	/* A UTF-8 byte order mark, as some editors write, is not text. */
+	if (len >= 3 && !memcmp(data, "\xef\xbb\xbf", 3))
+		bom = i = 3;
 	while (i < len && isspace((unsigned char)data[i]))
 		i++;
 	if (i == len)
 		return fail(ret_err, "task: empty");
 	if (data[i] != '{')
 		return from_text(data + i, len - i, ret_task);
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loadb(data + bom, len - bom, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return fail(ret_err, "task: JSON line %d column %d: %s",
 			    jerr.line, jerr.column, jerr.text);

@@ -53,6 +53,37 @@ for p in abc 123; do
   esac
 done
 
+# Bad numbers are refused before anything runs; feedback on a task with
+# no answer says so.
+for w in -1 0 abc 100000 " 2"; do
+  if "$tool" --models "$dir/models" --workers "$w" run "$dir/task.json" >"$dir/out" 2>"$dir/err"; then
+    exit 1
+  fi
+  grep -q -- '--workers: .* is not a whole number from 1 to 256' "$dir/err"
+  [ ! -s "$dir/out" ]
+done
+if "$tool" --models "$dir/models" run "$dir/task.json" --feedback 2 >"$dir/out" 2>"$dir/err"; then
+  exit 1
+fi
+grep -q -- '--feedback: "2" is not a quality from 0 to 1' "$dir/err" && [ ! -s "$dir/out" ]
+printf '{"prompt": "hello", "task_type": "caps", "check": {"exact": "no"}}' >"$dir/no.json"
+if "$tool" --models "$dir/models" run "$dir/no.json" --feedback 0.3 >"$dir/out" 2>"$dir/err"; then
+  exit 1
+else
+  [ $? -eq 1 ]
+fi
+grep -q 'feedback: not recorded: the task has no answer to judge' "$dir/err"
+
+# A command whose answer holds a NUL byte fails, not cut short at it.
+mkdir -p "$dir/nul/a"
+printf '%s\n' '{"command": ["printf", "AB\\000CD"], "skills": ["n"]}' >"$dir/nul/a/card.json"
+printf '{"prompt": "x", "task_type": "n", "model": "a", "check": {"exact": "AB"}}' >"$dir/n.json"
+if "$tool" --models "$dir/nul" run "$dir/n.json" --trace "$dir/ntrace.jsonl" >"$dir/out" 2>"$dir/err"; then
+  exit 1
+fi
+grep -q 'failed: step s1: a: a NUL byte in the answer' "$dir/err"
+grep -q '"outcome":"failed","detail":"a NUL byte in the answer"' "$dir/ntrace.jsonl"
+
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
 if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then

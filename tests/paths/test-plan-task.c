@@ -81,6 +81,18 @@ static void test_json(void)
 	CHECK(!plan_task_confidence(t, 0));
 	plan_task_free(t);
 
+	/* A UTF-8 byte order mark before the JSON is not text. */
+	t = parse_ok("\xef\xbb\xbf{\"prompt\": \"x\", \"budget_usd\": 0.5}");
+	CHECK(!t->from_text && t->budget_usd == 0.5);
+	plan_task_free(t);
+
+	/* Braces that name no step are text. */
+	t = parse_ok("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
+		     " {\"id\": \"b\", \"prompt\": \"{{a}} in {{ jinja }}\","
+		     " \"deps\": [\"a\"]}]}");
+	CHECK(t->n_steps == 2);
+	plan_task_free(t);
+
 	/* A confidence checker: the task's for the output step, or a
 	 * step's own, beside a check or alone. */
 	t = parse_ok("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\","
@@ -123,6 +135,12 @@ static void test_bad(void)
 	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
 	    " {\"id\": \"a\", \"prompt\": \"y\"}]}", "duplicate");
 	BAD("{\"steps\": [{\"id\": \"a b\", \"prompt\": \"x\"}]}", "id");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
+	    " {\"id\": \"c\", \"prompt\": \"see {{a}}\"}]}",
+	    "steps[1].prompt: {{a}} names a step that is not in its deps");
+	BAD("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
+	    " {\"id\": \"c\", \"prompt\": \"y\", \"deps\": [\"a\", \"a\"]}]}",
+	    "steps[1].deps[1]: a duplicate");
 	BAD("{\"prompt\": \"x\", \"task_type\": \"a/b\"}", "task_type");
 	BAD("{\"prompt\": \"x\", \"budget_usd\": -1}", "budget_usd");
 	BAD("{\"prompt\": \"x\", \"min_quality\": 2}", "min_quality");
