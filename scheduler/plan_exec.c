@@ -123,6 +123,27 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 	free(line);
 }
 
+/* A checker's verdict against an answer, or why it could not judge: a
+ * line of its own after the call's, which said "ok". */
+static void trace_verdict(struct run *r, const struct call *c,
+			  const char *outcome, const char *why)
+{
+	json_t *o;
+	char *line;
+
+	if (!r->o->trace)
+		return;
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+		      "step", r->t->steps[c->step].id,
+		      "model", r->ms->v[c->model].name, "kind", "check",
+		      "outcome", outcome, "detail", why ? why : "");
+	line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (line)
+		r->o->trace(r->o->arg, line);
+	free(line);
+}
+
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
 	struct call *c = arg;
@@ -570,6 +591,8 @@ static void on_answer(struct run *r, struct call *c, char *answer,
 	int pass = judge(r, c, answer, cost, lat, &why);
 	char *msg = NULL;
 
+	if (pass <= 0)
+		trace_verdict(r, c, pass < 0 ? "error" : "rejected", why);
 	/* A checker that cannot judge would judge no other answer either:
 	 * the step stops with the reason, no model is blamed. */
 	if (pass < 0 && asprintf(&msg, "step %s: %s", r->t->steps[c->step].id,

@@ -285,6 +285,11 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 	CHECK_RC(r.rc, 0);
 	CHECK(!strcmp(r.answer, "42"));
 	CHECK(strstr(r.trace, "\"model\":\"wrong\""));
+	/* The verdict that sent the step on, in a line of its own. */
+	CHECK_MSG(strstr(r.trace, "{\"step\":\"s1\",\"model\":\"wrong\","
+			  "\"kind\":\"check\",\"outcome\":\"rejected\","
+			  "\"detail\":\"answer differs from the expected "
+			  "text\"}"), "%s", r.trace);
 	runres_free(&r);
 	/* Judged answers teach quality. */
 	{
@@ -343,6 +348,9 @@ static void test_checks_cascade_vote(struct plan_stats *st)
 		"[\"/nonexistent/checker\"]}}", NULL);
 	CHECK(r.rc < 0 && r.error &&
 	      strstr(r.error, "the checker could not run"));
+	CHECK_MSG(strstr(r.trace, "\"kind\":\"check\",\"outcome\":\"error\","
+			  "\"detail\":\"the checker could not run"), "%s",
+		  r.trace);
 	CHECK_MSG(count(r.trace, "\"attempt\"") == 1, "%s", r.trace);
 	runres_free(&r);
 	{
