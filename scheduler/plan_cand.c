@@ -849,6 +849,24 @@ static int fallbacks(struct work *w, struct plan_candidates *c)
 	return 0;
 }
 
+/* What the strategies a step asked for lack (single is never among
+ * them: any model would do). */
+static const char *unusable(const struct plan_task *t, size_t s)
+{
+	unsigned k = t->steps[s].strategies;
+
+	if ((k & PLAN_STRAT_CASCADE) && !plan_task_check(t, s) &&
+	    !plan_task_confidence(t, s))
+		return k == PLAN_STRAT_CASCADE ?
+		       "cascade needs a check or a confidence checker" :
+		       "cascade needs a check or a confidence checker; vote "
+		       "needs three models, agree two and a dearer one";
+	if (k & PLAN_STRAT_CASCADE)
+		return "cascade needs two models; vote "
+		       "three models, agree two and a dearer one";
+	return "vote needs three models, agree two and a dearer one";
+}
+
 int plan_candidates_build(const struct plan_task *t,
 			  const struct plan_models *ms,
 			  struct plan_stats *stats,
@@ -889,8 +907,9 @@ int plan_candidates_build(const struct plan_task *t,
 			goto out;
 		rc = options_step(&w, s);
 		if (rc < 0) {
-			rc = fail(ret_err, rc, "step %s: no usable strategy",
-				  t->steps[s].id);
+			rc = fail(ret_err, rc, "step %s: no usable strategy "
+				  "among those asked (%s)", t->steps[s].id,
+				  unusable(t, s));
 			goto out;
 		}
 	}

@@ -84,6 +84,13 @@ fi
 grep -q 'failed: step s1: a: a NUL byte in the answer' "$dir/err"
 grep -q '"outcome":"failed","detail":"a NUL byte in the answer"' "$dir/ntrace.jsonl"
 
+# A strategy that cannot be used says what it lacks.
+printf '{"prompt": "x", "task_type": "caps", "strategies": ["cascade"]}' >"$dir/casc.json"
+if "$tool" --models "$dir/models" run "$dir/casc.json" >"$dir/out" 2>"$dir/err"; then
+  exit 1
+fi
+grep -q 'no usable strategy among those asked (cascade needs a check or a confidence checker)' "$dir/err"
+
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
 if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then
