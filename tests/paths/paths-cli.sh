@@ -91,6 +91,26 @@ if "$tool" --models "$dir/models" run "$dir/casc.json" >"$dir/out" 2>"$dir/err";
 fi
 grep -q 'no usable strategy among those asked (cascade needs a check or a confidence checker)' "$dir/err"
 
+# Runs sharing one statistics file take turns: every feedback is
+# recorded, none refused.
+pids=
+for i in 1 2 3 4; do
+  "$tool" --models "$dir/models" --db "$dir/par.db" run "$dir/task.json" \
+    --feedback 1 >"$dir/par$i.out" 2>"$dir/par$i.err" &
+  pids="$pids $!"
+done
+for p in $pids; do wait "$p"; done
+for i in 1 2 3 4; do
+  [ "$(cat "$dir/par$i.out")" = "BONJOUR WORLD" ]
+  if grep -v -e '^done$' -e '^llmfs-paths: waiting for another run using ' "$dir/par$i.err"; then
+    exit 1
+  fi
+done
+"$tool" --models "$dir/models" --db "$dir/par.db" stats >"$dir/stats"
+grep -q '^caps	caps	4	' "$dir/stats"
+if "$tool" --models "$dir/models" --db "$dir/no/such.db" stats 2>"$dir/err"; then exit 1; fi
+grep -q "^llmfs-paths: --db $dir/no/such.db: No such file or directory" "$dir/err"
+
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
 if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then

@@ -13,12 +13,15 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "scheduler/plan_engine.h"
 #include "scheduler/plan_task.h"
@@ -59,6 +62,34 @@ static void usage(FILE *f)
 		"                   run TASKFILE [--plan F] [--candidates F] "
 		"[--trace F] [--feedback Q]\n"
 		"                 | stats | models\n");
+}
+
+/*
+ * One run at a time per statistics file: each process numbers the prompts
+ * it journals for the per-prompt router from its own memory, so two at
+ * once would clash.  A second run waits for the first, and says so.
+ * Returns the open descriptor that holds the lock, or -1 (reported).
+ */
+static int lock_db(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		fprintf(stderr, "llmfs-paths: --db %s: %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	if (errno == EWOULDBLOCK) {
+		fprintf(stderr, "llmfs-paths: waiting for another run using "
+			"%s\n", path);
+		if (flock(fd, LOCK_EX) == 0)
+			return fd;
+	}
+	fprintf(stderr, "llmfs-paths: --db %s: %s\n", path, strerror(errno));
+	close(fd);
+	return -1;
 }
 
 /* Whether s is a plain decimal number from lo to hi (integral when both
@@ -147,7 +178,7 @@ int main(int argc, char **argv)
 	const char *plan = NULL, *cands = NULL, *trace = NULL, *fb = NULL;
 	struct plan_engine *e = NULL;
 	char *warn = NULL, *s = NULL;
-	int opt, rc, status = 2;
+	int opt, rc, status = 2, db_fd = -1;
 	double workers, q;
 
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -186,6 +217,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (cfg.db_path && (db_fd = lock_db(cfg.db_path)) < 0)
+		return 2;
 	rc = plan_engine_open(&cfg, &e, &warn);
 	if (warn) {
 		fputs(warn, stderr);
@@ -209,5 +242,7 @@ int main(int argc, char **argv)
 		free(s);
 	}
 	plan_engine_close(e);
+	if (db_fd >= 0)
+		close(db_fd);
 	return status;
 }
