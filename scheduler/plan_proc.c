@@ -41,11 +41,21 @@ extern char **environ;
 static int spawn(char *const argv[], int in_fd, int out_fd, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
 	int rc;
 
-	rc = posix_spawn_file_actions_init(&fa);
+	/* A process group of its own, so that a kill reaches what it
+	 * started too (kill_group()). */
+	rc = posix_spawnattr_init(&at);
 	if (rc)
 		return -rc;
+	rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+	if (!rc)
+		rc = posix_spawnattr_setpgroup(&at, 0);
+	if (rc || (rc = posix_spawn_file_actions_init(&fa))) {
+		posix_spawnattr_destroy(&at);
+		return -rc;
+	}
 	rc = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
 	if (!rc)
 		rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
@@ -53,9 +63,30 @@ static int spawn(char *const argv[], int in_fd, int out_fd, pid_t *ret_pid)
 		rc = posix_spawn_file_actions_addopen(&fa, 2, "/dev/null",
 						      O_WRONLY, 0);
 	if (!rc)
-		rc = posix_spawnp(ret_pid, argv[0], &fa, NULL, argv, environ);
+		rc = posix_spawnp(ret_pid, argv[0], &fa, &at, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
 	return -rc;
+}
+
+/*
+ * Kills pid's process group (plan_proc_run's children lead their own)
+ * while pid is not yet reaped, so that the group's id cannot have been
+ * taken by another process; pid itself too, should it have no group.
+ */
+static void kill_group(pid_t pid)
+{
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+}
+
+/* Whether pid has ended, without reaping it. */
+static bool ended(pid_t pid)
+{
+	siginfo_t si = { 0 };
+
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0
+	       && si.si_pid == pid;
 }
 
 /*
@@ -231,11 +262,15 @@ static bool child_is(const struct as_user *a)
 static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 						 char *const argv[], int in_fd,
 						 int out_fd, int stderr_fd,
-						 int err_fd, pid_t parent)
+						 int err_fd, pid_t parent,
+						 bool group)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
 	int in, out, err, nul, e = ENOENT;
+
+	if (group && setpgid(0, 0) < 0)
+		child_fail(err_fd, errno);
 
 	/* Above 2 first, so that no dup2 below closes one still needed. */
 	in = fcntl(in_fd, F_DUPFD, 3);
@@ -277,6 +312,8 @@ static void __attribute__((noreturn)) child_exec(const struct as_user *a,
 }
 
 /* Starts the child as a->uid; -errno when it could not exec. */
+/* tie: the parent-death signal (plan_proc_spawn_as()); otherwise the
+ * child leads a process group of its own (plan_proc_run_as()). */
 static int spawn_as(const struct as_user *a, char *const argv[], int in_fd,
 		    int out_fd, int stderr_fd, bool tie, pid_t *ret_pid)
 {
@@ -295,7 +332,8 @@ static int spawn_as(const struct as_user *a, char *const argv[], int in_fd,
 		return rc;
 	}
 	if (pid == 0)
-		child_exec(a, argv, in_fd, out_fd, stderr_fd, ep[1], parent);
+		child_exec(a, argv, in_fd, out_fd, stderr_fd, ep[1], parent,
+			   !tie);
 	close(ep[1]);
 	/* EOF: exec succeeded and closed the pipe; else the child's errno. */
 	do
@@ -329,6 +367,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 	double deadline = clock_mono_s() + timeout_s;
 	size_t sent = 0;
 	pid_t pid = -1;
+	bool gone = false;
 
 	plan_buf_init(&out);
 	if (!argv || !argv[0])
@@ -377,6 +416,12 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		}
 		if (left > 0.05)
 			left = 0.05;
+		/* The program ended but something it started holds its
+		 * output open: that one goes too, and the output ends. */
+		if (!gone && ended(pid)) {
+			kill(-pid, SIGKILL);
+			gone = true;
+		}
 		if (poll(pf, 2, (int)(left * 1000) + 1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -410,7 +455,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		}
 	}
 	/* stdout closed: the program is exiting, but it may still hang. */
-	while ((rc = waitpid(pid, &status, WNOHANG)) == 0) {
+	while (!ended(pid)) {
 		if (clock_mono_s() >= deadline) {
 			rc = -ETIMEDOUT;
 			goto kill;
@@ -421,11 +466,13 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		}
 		usleep(2000);
 	}
-	rc = rc < 0 ? -errno : 0;
+	/* What it left running in its group ends with it. */
+	kill(-pid, SIGKILL);
+	rc = waitpid(pid, &status, 0) < 0 ? -errno : 0;
 	pid = -1;
 	goto out;
 kill:
-	kill(pid, SIGKILL);
+	kill_group(pid);
 	waitpid(pid, &status, 0);
 	pid = -1;
 out:

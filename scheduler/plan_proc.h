@@ -5,6 +5,11 @@
  * The program is started with posix_spawnp (argv[0] is looked up in PATH,
  * no shell is involved), stderr goes to /dev/null, and it is killed with
  * SIGKILL when it outlives the timeout or writes more than max_out bytes.
+ * It leads a process group of its own, and the kill reaches the whole
+ * group: what it started (a shell's children) ends with it.  When it has
+ * exited, whatever it left in its group is killed too, so a background
+ * child that holds stdout open neither keeps the answer waiting nor
+ * outlives the call.
  * stdin is a socket so that a program which exits without reading it
  * cannot raise SIGPIPE in the daemon.  Blocking; any thread may call it;
  * no state is shared between calls.

@@ -8,6 +8,8 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -528,6 +530,79 @@ static void test_proc_not_root(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* Whether pid has gone (or is a zombie no one has reaped yet). */
+static bool gone(long pid)
+{
+	char path[64], stat[256] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	if (!fgets(stat, sizeof(stat), f))
+		stat[0] = '\0';
+	fclose(f);
+	return strstr(stat, ") Z ") != NULL;
+}
+
+/* The pid a command wrote into file, after up to 2 s. */
+static long pid_in(const char *file)
+{
+	long pid = -1;
+
+	for (int i = 0; i < 200 && pid < 0; i++) {
+		FILE *f = fopen(file, "r");
+
+		if (f && fscanf(f, "%ld", &pid) != 1)
+			pid = -1;
+		if (f)
+			fclose(f);
+		if (pid < 0)
+			usleep(10000);
+	}
+	return pid;
+}
+
+/*
+ * What a command starts ends with it: a child left running that holds
+ * the output open does not keep the answer waiting, and a timeout kills
+ * the children too (each command leads a process group).
+ */
+static void test_proc_group(void)
+{
+	char file[64], script[160], *out = NULL;
+	char *argv[] = { "sh", "-c", script, NULL };
+	int status = -1;
+	long pid;
+
+	snprintf(file, sizeof(file), "/tmp/plan-proc-%d", (int)getpid());
+	unlink(file);
+	snprintf(script, sizeof(script), "echo hi; sleep 60 & echo $! >%s",
+		 file);
+	CHECK_RC(plan_proc_run(argv, "", 0, 20, 1024, NULL, &out, NULL,
+			       &status), 0);
+	CHECK(out && !strcmp(out, "hi\n") && status == 0);
+	free(out);
+	out = NULL;
+	pid = pid_in(file);
+	CHECK(pid > 0);
+	for (int i = 0; i < 200 && pid > 0 && !gone(pid); i++)
+		usleep(10000);
+	CHECK_MSG(pid > 0 && gone(pid), "left running: %ld", pid);
+	unlink(file);
+	snprintf(script, sizeof(script), "sleep 60 & echo $! >%s; wait", file);
+	CHECK_RC(plan_proc_run(argv, "", 0, 0.5, 1024, NULL, &out, NULL,
+			       &status), -ETIMEDOUT);
+	free(out);
+	pid = pid_in(file);
+	CHECK(pid > 0);
+	for (int i = 0; i < 200 && pid > 0 && !gone(pid); i++)
+		usleep(10000);
+	CHECK_MSG(pid > 0 && gone(pid), "left running: %ld", pid);
+	unlink(file);
+}
+
 /* The model of the chosen path's first step, from plan.json. */
 static void planned_model(struct plan_engine *e, const char *name, char *out,
 			  size_t n)
@@ -655,6 +730,7 @@ int main(void)
 
 	if (geteuid() == 0)
 		test_proc_not_root();
+	test_proc_group();
 	srv = standin_start(KEY);
 	if (!srv)
 		SKIP("cannot start the stand-in server on loopback");
