@@ -564,6 +564,18 @@ static long pid_in(const char *file)
 	return pid;
 }
 
+/* The process whose pid a command wrote into file ends within 2 s. */
+static void ends(const char *file)
+{
+	long pid = pid_in(file);
+
+	CHECK(pid > 0);
+	for (int i = 0; i < 200 && pid > 0 && !gone(pid); i++)
+		usleep(10000);
+	CHECK_MSG(pid > 0 && gone(pid), "left running: %ld", pid);
+	unlink(file);
+}
+
 /*
  * What a command starts ends with it: a child left running that holds
  * the output open does not keep the answer waiting, and a timeout kills
@@ -574,7 +586,6 @@ static void test_proc_group(void)
 	char file[64], script[160], *out = NULL;
 	char *argv[] = { "sh", "-c", script, NULL };
 	int status = -1;
-	long pid;
 
 	snprintf(file, sizeof(file), "/tmp/plan-proc-%d", (int)getpid());
 	unlink(file);
@@ -585,22 +596,12 @@ static void test_proc_group(void)
 	CHECK(out && !strcmp(out, "hi\n") && status == 0);
 	free(out);
 	out = NULL;
-	pid = pid_in(file);
-	CHECK(pid > 0);
-	for (int i = 0; i < 200 && pid > 0 && !gone(pid); i++)
-		usleep(10000);
-	CHECK_MSG(pid > 0 && gone(pid), "left running: %ld", pid);
-	unlink(file);
+	ends(file);
 	snprintf(script, sizeof(script), "sleep 60 & echo $! >%s; wait", file);
 	CHECK_RC(plan_proc_run(argv, "", 0, 0.5, 1024, NULL, &out, NULL,
 			       &status), -ETIMEDOUT);
 	free(out);
-	pid = pid_in(file);
-	CHECK(pid > 0);
-	for (int i = 0; i < 200 && pid > 0 && !gone(pid); i++)
-		usleep(10000);
-	CHECK_MSG(pid > 0 && gone(pid), "left running: %ld", pid);
-	unlink(file);
+	ends(file);
 }
 
 /* The model of the chosen path's first step, from plan.json. */
