@@ -111,6 +111,10 @@ grep -q '^caps	caps	4	' "$dir/stats"
 if "$tool" --models "$dir/models" --db "$dir/no/such.db" stats 2>"$dir/err"; then exit 1; fi
 grep -q "^llmfs-paths: --db $dir/no/such.db: No such file or directory" "$dir/err"
 
+# A folder given as the task says so.
+if "$tool" --models "$dir/models" run "$dir" >"$dir/out" 2>"$dir/err"; then exit 1; fi
+grep -q "^$dir: Is a directory" "$dir/err"
+
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
 if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then

@@ -49,6 +49,12 @@ static char *slurp(const char *path, size_t *ret_len)
 	}
 	buf = malloc(cap);
 	n = buf ? fread(buf, 1, cap, f) : 0;
+	/* A folder opens, but reads as an error (EISDIR), not as empty. */
+	if (buf && ferror(f)) {
+		perror(path);
+		free(buf);
+		buf = NULL;
+	}
 	if (f != stdin)
 		fclose(f);
 	*ret_len = n;
