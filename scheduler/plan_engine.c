@@ -1001,8 +1001,11 @@ int plan_engine_feedback(struct plan_engine *e, const char *name,
 			plan_stats_record(e->stats, models[i], types[i], q, -1,
 					  -1) : -ENOMEM;
 
+		/* The per-prompt signal learns on a best effort, as from
+		 * the executor's verdicts: an error there must not make a
+		 * caller give again feedback the statistics already hold. */
 		if (r == 0 && prompts[i])
-			r = feedback_route(e, prompts[i], models[i], types[i], q);
+			feedback_route(e, prompts[i], models[i], types[i], q);
 		/* The agreement cascade as a whole (plan_cand.h). */
 		if (r == 0 && options[i] && types[i])
 			r = plan_stats_record(e->stats, options[i], types[i], q,

@@ -148,7 +148,12 @@ int plan_engine_wait(struct plan_engine *e, const char *name, int timeout_ms,
  * The task keeps one descriptor from the first call until it is removed.
  */
 int plan_engine_job_fd(struct plan_engine *e, const char *name);
-/* text: a quality in [0, 1], e.g. "0.2\n"; teaches every model used. */
+/*
+ * text: a quality in [0, 1], e.g. "0.2\n"; teaches every model used (and
+ * the per-prompt signal, on a best effort: an error there is not
+ * returned, so that no caller gives again what the statistics hold).
+ * -ENODATA when the task has no answer to judge.
+ */
 int plan_engine_feedback(struct plan_engine *e, const char *name,
 			 const char *text, size_t len);
 int plan_engine_remove(struct plan_engine *e, const char *name);
