@@ -1179,6 +1179,11 @@ out:
 	res->cost_usd = r.spent;
 	res->latency_s = clock_mono_s() - r.t_start;
 	res->calls = r.n_attempts;
+	/* Attempts a stop cut short have their line too. */
+	for (size_t i = 0; (rc == -ETIMEDOUT || rc == -ECANCELED) &&
+	     i < r.n_calls; i++)
+		trace(&r, r.calls[i], "stopped", res->error, 0, 0, 0, false, 0,
+		      clock_mono_s() - r.calls[i]->t0);
 	while (r.n_calls)
 		drop_call(&r, r.calls[0]);
 	free(r.calls);

@@ -115,6 +115,18 @@ grep -q "^llmfs-paths: --db $dir/no/such.db: No such file or directory" "$dir/er
 if "$tool" --models "$dir/models" run "$dir" >"$dir/out" 2>"$dir/err"; then exit 1; fi
 grep -q "^$dir: Is a directory" "$dir/err"
 
+# The latency bound stops a slow command, its children too, and the
+# attempt it cut short has its trace line.
+mkdir -p "$dir/lat/slow"
+echo '{"command": ["sh", "-c", "sleep 7; echo late"], "latency_s": 0.1, "tokens_per_s": 100000}' \
+  >"$dir/lat/slow/card.json"
+printf '{"prompt": "x", "latency_s": 1}' >"$dir/lat.json"
+if "$tool" --models "$dir/lat" run "$dir/lat.json" --trace "$dir/lat.jsonl" >"$dir/out" 2>"$dir/err"; then
+  exit 1
+fi
+grep -q '^failed: latency bound of 1s exceeded' "$dir/err"
+grep -q '"model":"slow","kind":"command","attempt":1,"outcome":"stopped","detail":"latency bound of 1s exceeded"' "$dir/lat.jsonl"
+
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
 if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then
