@@ -1182,8 +1182,9 @@ out:
 	/* Attempts a stop cut short have their line too. */
 	for (size_t i = 0; (rc == -ETIMEDOUT || rc == -ECANCELED) &&
 	     i < r.n_calls; i++)
-		trace(&r, r.calls[i], "stopped", res->error, 0, 0, 0, false, 0,
-		      clock_mono_s() - r.calls[i]->t0);
+		if (r.calls[i]->in_flight)
+			trace(&r, r.calls[i], "stopped", res->error, 0, 0, 0,
+			      false, 0, clock_mono_s() - r.calls[i]->t0);
 	while (r.n_calls)
 		drop_call(&r, r.calls[0]);
 	free(r.calls);
