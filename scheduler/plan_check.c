@@ -106,13 +106,35 @@ static double num(json_t *v)
 	return json_number_value(v);
 }
 
+/* JSON equality, where 5 and 5.0 are the same number. */
+static bool same(json_t *a, json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b))
+		return num(a) == num(b);
+	return json_equal(a, b);
+}
+
+/* r, a nested check's result: its reason gains where (a property named
+ * in the schema, or an item's index), so that the trace says which. */
+static int within(int r, char **ret_why, const char *at)
+{
+	char *why;
+
+	if (r == 0 && ret_why && *ret_why &&
+	    asprintf(&why, "%s: %s", at, *ret_why) >= 0) {
+		free(*ret_why);
+		*ret_why = why;
+	}
+	return r;
+}
+
 int plan_check_schema(json_t *s, json_t *v, char **ret_why)
 {
 	json_t *k;
 
 	if (!type_ok(json_object_get(s, "type"), v))
 		return set_why(ret_why, "wrong type");
-	if ((k = json_object_get(s, "const")) && !json_equal(k, v))
+	if ((k = json_object_get(s, "const")) && !same(k, v))
 		return set_why(ret_why, "not the constant");
 	if ((k = json_object_get(s, "enum")) && json_is_array(k)) {
 		bool found = false;
@@ -120,7 +142,7 @@ int plan_check_schema(json_t *s, json_t *v, char **ret_why)
 		json_t *e;
 
 		json_array_foreach(k, i, e)
-			if (json_equal(e, v))
+			if (same(e, v))
 				found = true;
 		if (!found)
 			return set_why(ret_why, "not in enum");
@@ -148,11 +170,15 @@ int plan_check_schema(json_t *s, json_t *v, char **ret_why)
 			return set_why(ret_why, "too few items");
 		if ((k = json_object_get(s, "maxItems")) && n > num(k))
 			return set_why(ret_why, "too many items");
-		if (items)
-			json_array_foreach(v, i, e)
-				if ((r = plan_check_schema(items, e,
-							   ret_why)) != 1)
-					return r;
+		json_array_foreach(v, i, e) {
+			char at[32];
+
+			if (!items || (r = plan_check_schema(items, e,
+							     ret_why)) == 1)
+				continue;
+			snprintf(at, sizeof(at), "item %zu", i);
+			return within(r, ret_why, at);
+		}
 	}
 	if (json_is_object(v)) {
 		json_t *props = json_object_get(s, "properties");
@@ -171,7 +197,7 @@ int plan_check_schema(json_t *s, json_t *v, char **ret_why)
 			json_t *ps = props ? json_object_get(props, key) : NULL;
 
 			if (ps && (r = plan_check_schema(ps, e, ret_why)) != 1)
-				return r;
+				return within(r, ret_why, key);
 			if (!ps && json_is_false(json_object_get(s,
 						"additionalProperties")))
 				return set_why(ret_why,

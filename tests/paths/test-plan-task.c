@@ -205,6 +205,24 @@ static void test_checkers(void)
 	CHECK(run_check(schema, "{\"name\": \"A\", \"age\": 1,"
 			" \"tags\": [\"a\", \"c\"]}") == 0);
 	CHECK(run_check(schema, "not json") == 0);
+	/* The reason names where, in the schema's own words. */
+	{
+		struct plan_task *t = parse_ok(schema);
+		char *why = NULL;
+
+		CHECK(plan_check_run(plan_task_check(t, 0), "{\"name\": \"A\","
+				     " \"age\": 1, \"tags\": [\"a\", \"c\"]}",
+				     5, &why) == 0);
+		CHECK_MSG(why && !strcmp(why, "tags: item 1: not in enum"),
+			  "%s", why ? why : "(none)");
+		free(why);
+		plan_task_free(t);
+	}
+	/* 5 and 5.0 are one number. */
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"schema\": "
+			"{\"enum\": [5.0]}}}", "5") == 1);
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"schema\": "
+			"{\"const\": 2}}}", "2.0") == 1);
 	/* Command checkers are real programs judging by exit status. */
 	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"command\": "
 			"[\"grep\", \"-q\", \"^ok$\"]}}", "ok\n") == 1);
