@@ -7,6 +7,15 @@ set -eu
 tool=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
+# fails MODELS ARGS...: a run that must fail; its output in out and err.
+fails() {
+  m=$1
+  shift
+  if "$tool" --models "$m" "$@" >"$dir/out" 2>"$dir/err"; then
+    echo "FAIL: succeeded: $*"
+    exit 1
+  fi
+}
 mkdir -p "$dir/models/caps" "$dir/models/swap"
 echo '{"command": ["tr", "a-z", "A-Z"], "skills": ["caps"]}' \
   >"$dir/models/caps/card.json"
@@ -62,9 +71,7 @@ for w in -1 0 abc 100000 " 2"; do
   grep -q -- '--workers: .* is not a whole number from 1 to 256' "$dir/err"
   [ ! -s "$dir/out" ]
 done
-if "$tool" --models "$dir/models" run "$dir/task.json" --feedback 2 >"$dir/out" 2>"$dir/err"; then
-  exit 1
-fi
+fails "$dir/models" run "$dir/task.json" --feedback 2
 grep -q -- '--feedback: "2" is not a quality from 0 to 1' "$dir/err" && [ ! -s "$dir/out" ]
 printf '{"prompt": "hello", "task_type": "caps", "check": {"exact": "no"}}' >"$dir/no.json"
 if "$tool" --models "$dir/models" run "$dir/no.json" --feedback 0.3 >"$dir/out" 2>"$dir/err"; then
@@ -78,17 +85,13 @@ grep -q 'feedback: not recorded: the task has no answer to judge' "$dir/err"
 mkdir -p "$dir/nul/a"
 printf '%s\n' '{"command": ["printf", "AB\\000CD"], "skills": ["n"]}' >"$dir/nul/a/card.json"
 printf '{"prompt": "x", "task_type": "n", "model": "a", "check": {"exact": "AB"}}' >"$dir/n.json"
-if "$tool" --models "$dir/nul" run "$dir/n.json" --trace "$dir/ntrace.jsonl" >"$dir/out" 2>"$dir/err"; then
-  exit 1
-fi
+fails "$dir/nul" run "$dir/n.json" --trace "$dir/ntrace.jsonl"
 grep -q 'failed: step s1: a: a NUL byte in the answer' "$dir/err"
 grep -q '"outcome":"failed","detail":"a NUL byte in the answer"' "$dir/ntrace.jsonl"
 
 # A strategy that cannot be used says what it lacks.
 printf '{"prompt": "x", "task_type": "caps", "strategies": ["cascade"]}' >"$dir/casc.json"
-if "$tool" --models "$dir/models" run "$dir/casc.json" >"$dir/out" 2>"$dir/err"; then
-  exit 1
-fi
+fails "$dir/models" run "$dir/casc.json"
 grep -q 'no usable strategy among those asked (cascade needs a check or a confidence checker)' "$dir/err"
 
 # Runs sharing one statistics file take turns: every feedback is
@@ -112,7 +115,7 @@ if "$tool" --models "$dir/models" --db "$dir/no/such.db" stats 2>"$dir/err"; the
 grep -q "^llmfs-paths: --db $dir/no/such.db: No such file or directory" "$dir/err"
 
 # A folder given as the task says so.
-if "$tool" --models "$dir/models" run "$dir" >"$dir/out" 2>"$dir/err"; then exit 1; fi
+fails "$dir/models" run "$dir"
 grep -q "^$dir: Is a directory" "$dir/err"
 
 # The latency bound stops a slow command, its children too, and the
@@ -121,16 +124,12 @@ mkdir -p "$dir/lat/slow"
 echo '{"command": ["sh", "-c", "sleep 7; echo late"], "latency_s": 0.1, "tokens_per_s": 100000}' \
   >"$dir/lat/slow/card.json"
 printf '{"prompt": "x", "latency_s": 1}' >"$dir/lat.json"
-if "$tool" --models "$dir/lat" run "$dir/lat.json" --trace "$dir/lat.jsonl" >"$dir/out" 2>"$dir/err"; then
-  exit 1
-fi
+fails "$dir/lat" run "$dir/lat.json" --trace "$dir/lat.jsonl"
 grep -q '^failed: latency bound of 1s exceeded' "$dir/err"
 grep -q '"model":"slow","kind":"command","attempt":1,"outcome":"stopped","detail":"latency bound of 1s exceeded"' "$dir/lat.jsonl"
 
 # A budget no path fits: a clear status and exit status 1.
 printf '{"prompt": "hi", "task_type": "swap", "budget_usd": 1e-9}' >"$dir/poor.json"
-if "$tool" --models "$dir/models" run "$dir/poor.json" >"$dir/out" 2>"$dir/err"; then
-  exit 1
-fi
+fails "$dir/models" run "$dir/poor.json"
 grep -q '^failed: no path fits the budget of \$1e-09' "$dir/err"
 echo ok
