@@ -109,6 +109,8 @@ static double num(json_t *v)
 /* JSON equality, where 5 and 5.0 are the same number. */
 static bool same(json_t *a, json_t *b)
 {
+	if (json_is_integer(a) && json_is_integer(b))
+		return json_integer_value(a) == json_integer_value(b);
 	if (json_is_number(a) && json_is_number(b))
 		return num(a) == num(b);
 	return json_equal(a, b);

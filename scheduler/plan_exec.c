@@ -405,8 +405,10 @@ static void route_learn(struct run *r, const struct call *c, double q,
 
 /*
  * Runs one checker on an answer: 1 pass, 0 fail, -1 when the checker
- * could not judge (it could not be started, or outlived its time), with
- * the reason in *ret_why: that says nothing of the answer.
+ * could not judge (it could not be started), with the reason in *ret_why:
+ * that says nothing of the answer.  A checker that outlives its time or
+ * writes too much on this answer rejects it: that may be the answer's
+ * doing.
  */
 static int run_check(struct run *r, const struct plan_check *chk,
 		     const char *what, const char *answer, char **ret_why)
@@ -420,10 +422,12 @@ static int run_check(struct run *r, const struct plan_check *chk,
 	free(*ret_why);
 	if ((pass == -ETIMEDOUT ?
 	     asprintf(ret_why, "%s did not finish within %g s", what, limit) :
+	     pass == -EFBIG ?
+	     asprintf(ret_why, "%s wrote too much", what) :
 	     asprintf(ret_why, "%s could not run: %s", what,
 		      strerror(-pass))) < 0)
 		*ret_why = NULL;
-	return -1;
+	return pass == -ETIMEDOUT || pass == -EFBIG ? 0 : -1;
 }
 
 /*

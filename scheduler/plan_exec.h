@@ -16,7 +16,7 @@
  *     case-insensitive), else the first model's; then the checker, and
  *     when it rejects that answer, the best-supported member answer it
  *     accepted, else the fallbacks.
- *   A checker that cannot judge (not started, or too slow) stops the
+ *   A checker that cannot be started stops the
  *     step with the reason, recording no quality.
  * An attempt that fails with HTTP 408, 429 or 5xx, a timeout or a
  * connection error (the transient ones of common/errmap.h) is retried

@@ -80,13 +80,15 @@ static void kill_group(pid_t pid)
 	kill(pid, SIGKILL);
 }
 
-/* Whether pid has ended, without reaping it. */
-static bool ended(pid_t pid)
+/* 1 when pid has ended (not reaped), 0 while it runs, -errno when it
+ * cannot be waited for (reaped elsewhere: SIGCHLD ignored, say). */
+static int ended(pid_t pid)
 {
 	siginfo_t si = { 0 };
 
-	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0
-	       && si.si_pid == pid;
+	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+		return errno == EINTR ? 0 : -errno;
+	return si.si_pid == pid;
 }
 
 /*
@@ -418,7 +420,9 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 			left = 0.05;
 		/* The program ended but something it started holds its
 		 * output open: that one goes too, and the output ends. */
-		if (!gone && ended(pid)) {
+		if (!gone && (rc = ended(pid)) != 0) {
+			if (rc < 0)
+				goto lost;
 			kill(-pid, SIGKILL);
 			gone = true;
 		}
@@ -455,7 +459,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		}
 	}
 	/* stdout closed: the program is exiting, but it may still hang. */
-	while (!ended(pid)) {
+	while ((rc = ended(pid)) == 0) {
 		if (clock_mono_s() >= deadline) {
 			rc = -ETIMEDOUT;
 			goto kill;
@@ -466,9 +470,15 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		}
 		usleep(2000);
 	}
+	if (rc < 0)
+		goto lost;
 	/* What it left running in its group ends with it. */
 	kill(-pid, SIGKILL);
 	rc = waitpid(pid, &status, 0) < 0 ? -errno : 0;
+	pid = -1;
+	goto out;
+lost:
+	/* Someone else reaped it: its pid may be another's now; no kill. */
 	pid = -1;
 	goto out;
 kill:

@@ -9,7 +9,9 @@
  * group: what it started (a shell's children) ends with it.  When it has
  * exited, whatever it left in its group is killed too, so a background
  * child that holds stdout open neither keeps the answer waiting nor
- * outlives the call.
+ * outlives the call.  Being outside the caller's group, it does not get
+ * the terminal's Ctrl-C: a caller that should stop it on SIGINT sets
+ * cancel (llmfs-paths does not; its commands end at their timeout).
  * stdin is a socket so that a program which exits without reading it
  * cannot raise SIGPIPE in the daemon.  Blocking; any thread may call it;
  * no state is shared between calls.

@@ -354,7 +354,7 @@ static int placeholders(const struct plan_task *t, size_t i, char **ret_err)
 		memcpy(id, p + 2, (size_t)(e - p - 2));
 		id[e - p - 2] = '\0';
 		j = find_step(t, id);
-		if (j < 0)
+		if (j < 0 || (size_t)j == i)
 			continue;
 		for (size_t k = 0; k < s->n_deps; k++)
 			dep |= s->deps[k] == (size_t)j;

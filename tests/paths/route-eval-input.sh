@@ -215,13 +215,21 @@ for v in "0x0.8p0" " 0.5"; do
 done
 if "$tool" --seed " -1" "$dir/o.tsv" >/dev/null 2>"$dir/err"; then fail "--seed ' -1' accepted"; fi
 #    d. --curve to a path that cannot be written is refused before the
-#       run, and a failed run leaves no curve file.
+#       run, and a failed run creates, empties or removes nothing.
 if "$tool" --curve "$dir/no/such/c.tsv" "$dir/o.tsv" >"$dir/out" 2>"$dir/err"; then fail "--curve: bad path accepted"; fi
 grep -q 'no/such/c.tsv: No such file or directory' "$dir/err" && [ ! -s "$dir/out" ] ||
 	fail "--curve: $(cat "$dir/err")"
 if "$tool" --curve "$dir/c.tsv" "$dir/absent.tsv" >/dev/null 2>&1; then fail "absent table accepted"; fi
 [ -e "$dir/c.tsv" ] && fail "--curve: a failed run left $dir/c.tsv"
 "$tool" --curve "$dir/c.tsv" "$dir/o.tsv" >/dev/null 2>&1 && [ -s "$dir/c.tsv" ] || fail "--curve: not written"
+#       A failed run leaves an earlier file as it was; what is not a
+#       regular file is refused, never emptied or removed.
+echo keep >"$dir/c.tsv"
+if "$tool" --curve "$dir/c.tsv" "$dir/absent.tsv" >/dev/null 2>&1; then fail "absent table accepted"; fi
+[ "$(cat "$dir/c.tsv")" = keep ] || fail "--curve: a failed run changed the earlier file"
+mkfifo "$dir/fifo"
+if "$tool" --curve "$dir/fifo" "$dir/o.tsv" >/dev/null 2>"$dir/err"; then fail "--curve: a fifo accepted"; fi
+grep -q 'fifo: not a regular file' "$dir/err" && [ -p "$dir/fifo" ] || fail "--curve fifo: $(cat "$dir/err")"
 #    e. One test prompt: no standard error; a target never met: the
 #       online run says why its lambda is 0.
 table 40 | awk -F'\t' -v OFS='\t' 'NR == 1 { print $0, "split"; next }

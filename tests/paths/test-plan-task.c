@@ -86,6 +86,12 @@ static void test_json(void)
 	CHECK(!t->from_text && t->budget_usd == 0.5);
 	plan_task_free(t);
 
+	/* A step's own id in braces is text too: it cannot run beside
+	 * itself. */
+	t = parse_ok("{\"prompt\": \"Explain mustache, as in {{s1}}\"}");
+	CHECK(t->n_steps == 1);
+	plan_task_free(t);
+
 	/* Braces that name no step are text. */
 	t = parse_ok("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"},"
 		     " {\"id\": \"b\", \"prompt\": \"{{a}} in {{ jinja }}\","
@@ -223,6 +229,10 @@ static void test_checkers(void)
 			"{\"enum\": [5.0]}}}", "5") == 1);
 	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"schema\": "
 			"{\"const\": 2}}}", "2.0") == 1);
+	/* Integers compare exactly, beyond a double's 53 bits. */
+	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"schema\": "
+			"{\"const\": 9007199254740993}}}",
+			"9007199254740992") == 0);
 	/* Command checkers are real programs judging by exit status. */
 	CHECK(run_check("{\"prompt\": \"x\", \"check\": {\"command\": "
 			"[\"grep\", \"-q\", \"^ok$\"]}}", "ok\n") == 1);

@@ -80,6 +80,10 @@ static int lock_db(const char *path)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
+	/* A file only readable still serves stats and models. */
+	if (fd < 0 && (errno == EACCES || errno == EROFS))
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+
 	if (fd < 0) {
 		fprintf(stderr, "llmfs-paths: --db %s: %s\n", path,
 			strerror(errno));

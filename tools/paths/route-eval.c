@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "route-table.h"
@@ -1529,15 +1530,52 @@ static size_t max_quality(const struct point *pts, size_t n)
 	return b;
 }
 
-/* Writes the curves to cf, opened before the run so that a path that
- * cannot be written is refused at once, and closes it. */
-static int write_curves(FILE *cf, const char *path, const struct eval *e,
+/*
+ * Whether the curves could be written to path, asked before the run so
+ * that a path that cannot be is refused at once; nothing is created or
+ * emptied until the curves are written, after the report.
+ */
+static bool curve_writable(const char *path)
+{
+	struct stat st;
+	char *dir = strdup(path), *slash;
+	const char *why = NULL;
+
+	if (!dir)
+		return false;
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (stat(path, &st) == 0) {
+		if (!S_ISREG(st.st_mode))
+			why = "not a regular file";
+		else if (access(path, W_OK) < 0)
+			why = strerror(errno);
+	} else if (errno != ENOENT ||
+		   access(slash ? dir : ".", W_OK | X_OK) < 0) {
+		why = strerror(errno);
+	}
+	if (why)
+		fprintf(stderr, "llmfs-route-eval: --curve %s: %s\n", path,
+			why);
+	free(dir);
+	return !why;
+}
+
+static int write_curves(const char *path, const struct eval *e,
 			const struct point *pl, const struct point *ty,
 			const struct point *orc)
 {
 	const struct point *c[3] = { pl, ty, orc };
 	const char *nm[3] = { "planner", "by-type", "oracle" };
+	FILE *cf = fopen(path, "w");
 
+	if (!cf) {
+		perror(path);
+		return -1;
+	}
 	fprintf(cf, "curve\tlambda\tcost_usd\tquality\tbest_share\t"
 		"dear_calls\n");
 	for (int k = 0; k < 3; k++)
@@ -1595,7 +1633,6 @@ int main(int argc, char **argv)
 	double train = 0.5, target = 0.95, lambda = -1, prior = 2;
 	unsigned long long seed = 1;
 	const char *curve = NULL;
-	FILE *cf = NULL;
 	bool lambda_given;
 	struct table t = { 0 };
 	struct eval e = { .t = &t, .cv = true };
@@ -1639,10 +1676,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (curve && !(cf = fopen(curve, "w"))) {
-		perror(curve);
+	if (curve && !curve_writable(curve))
 		return 1;
-	}
 	in = strcmp(argv[optind], "-") ? fopen(argv[optind], "r") : stdin;
 	if (!in) {
 		perror(argv[optind]);
@@ -1717,13 +1752,6 @@ int main(int argc, char **argv)
 		for (int k = 0; k < 3; k++)
 			naive_pts[k + 1] = single[e.naive.m[k]];
 		n_naive = 4;
-	}
-	if (cf) {
-		int wrc = write_curves(cf, curve, &e, pl, ty, orc);
-
-		cf = NULL;
-		if (wrc < 0)
-			goto out;
 	}
 	if (curve_hull(&cv[M_PLAN], pl, N_LAMBDA) < 0 ||
 	    curve_hull(&cv[M_TYPE], ty, N_LAMBDA) < 0 ||
@@ -1870,13 +1898,10 @@ int main(int argc, char **argv)
 	       e.no_route ? "" : ", per-prompt signal learned online");
 	print_online("warm start", &e, &on[0]);
 	print_online("cold start", &e, &on[1]);
+	if (curve && write_curves(curve, &e, pl, ty, orc) < 0)
+		goto out;
 	rc = 0;
 out:
-	if (cf) {
-		/* The run failed before the curves were written. */
-		fclose(cf);
-		unlink(curve);
-	}
 	free(pl);
 	free(ty);
 	free(orc);
