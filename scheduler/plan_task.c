@@ -332,13 +332,12 @@ static long find_step(const struct plan_task *t, const char *id)
 	return -1;
 }
 
-/* Reorders steps so that dependencies come first (Kahn), or -EINVAL. */
 /*
  * A {{id}} in step i's prompt that names another step must name one of
  * its dependencies: otherwise the step would run beside that one and send
- * the placeholder as it is.  Text in braces that names no step stays text.
+ * the reference unfilled.  Text in braces that names no step stays text.
  */
-static int placeholders(const struct plan_task *t, size_t i, char **ret_err)
+static int step_refs(const struct plan_task *t, size_t i, char **ret_err)
 {
 	const struct plan_step *s = &t->steps[i];
 
@@ -365,6 +364,7 @@ static int placeholders(const struct plan_task *t, size_t i, char **ret_err)
 	return 0;
 }
 
+/* Reorders steps so that dependencies come first (Kahn), or -EINVAL. */
 static int topo_sort(struct plan_task *t, json_t *steps, char **ret_err)
 {
 	size_t n = t->n_steps, done = 0;
@@ -403,7 +403,7 @@ static int topo_sort(struct plan_task *t, json_t *steps, char **ret_err)
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		int rc = placeholders(t, i, ret_err);
+		int rc = step_refs(t, i, ret_err);
 
 		if (rc < 0)
 			return rc;

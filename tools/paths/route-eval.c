@@ -513,10 +513,11 @@ static size_t known_on(const struct eval *e, int m, bool answers)
 	return n;
 }
 
-static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
+/* Fills o, its name as plan_stats and plan_route know it included. */
+static int make_opt(const struct eval *e, struct route_opt *o,
+		    enum opt_kind kind, int a, int b, int c)
 {
 	char *const *n = e->t->models.names;
-	struct route_opt *o = &e->opt[e->n_opt];
 	int rc = -1;
 
 	o->kind = kind;
@@ -537,8 +538,16 @@ static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
 		o->name = NULL;
 		return -ENOMEM;
 	}
-	e->n_opt++;
 	return 0;
+}
+
+static int add_opt(struct eval *e, enum opt_kind kind, int a, int b, int c)
+{
+	int rc = make_opt(e, &e->opt[e->n_opt], kind, a, b, c);
+
+	if (rc == 0)
+		e->n_opt++;
+	return rc;
 }
 
 /* agree(cheap[0 .. 2]; need) > dear: three cheap members. */
@@ -807,18 +816,9 @@ static int make_options(struct eval *e)
 	size_t na = answered_by_cost(e, all), pool;
 
 	if (na >= 2 && e->best != all[0] && e->best != all[1] &&
-	    e->single_c[e->best] > e->single_c[all[1]]) {
-		e->naive = (struct route_opt){ .kind = O_AGREE, .n = 2,
-					       .need = 2,
-					       .m = { all[0], all[1], e->best } };
-		if (asprintf(&e->naive.name, "agree(%s,%s)>%s",
-			     e->t->models.names[all[0]],
-			     e->t->models.names[all[1]],
-			     e->t->models.names[e->best]) < 0) {
-			e->naive.name = NULL;
-			return -ENOMEM;
-		}
-	}
+	    e->single_c[e->best] > e->single_c[all[1]] &&
+	    make_opt(e, &e->naive, O_AGREE, all[0], all[1], e->best) < 0)
+		return -ENOMEM;
 	e->opt = calloc(nm + nm * nm + AGREE_POOL * AGREE_POOL * nm + 2 +
 			2 * AGREE_POOL * AGREE_POOL * AGREE_POOL * nm +
 			AGREE_POOL * AGREE_POOL * nm * nm +
@@ -1824,12 +1824,12 @@ int main(int argc, char **argv)
 	print_point("planner, highest quality on its curve", &e, &pl[top]);
 	paired_gap(&e, e.route_q, e.route_c, lambda_at(&e, (int)top), &dq,
 		   &dq_se);
+	printf("  less the best single model's, per test prompt: %+.4f, "
+	       "standard error ", dq);
 	if (e.n_test > 1)
-		printf("  less the best single model's, per test prompt: "
-		       "%+.4f, standard error %.4f (paired)\n", dq, dq_se);
+		printf("%.4f (paired)\n", dq_se);
 	else
-		printf("  less the best single model's, per test prompt: "
-		       "%+.4f, standard error n/a (one test prompt)\n", dq);
+		printf("n/a (one test prompt)\n");
 	print_point("by-type, highest quality on its curve", &e,
 		    &ty[max_quality(ty, N_LAMBDA)]);
 	if (lambda_i >= 0)
