@@ -615,7 +615,7 @@ static int options_step(struct work *w, size_t s)
 		}
 	}
 	comparable = (chk && (chk->kind == PLAN_CHECK_EXACT ||
-			      chk->kind == PLAN_CHECK_REGEX)) ||
+			      chk->kind == PLAN_CHECK_REGEX)) || st->key ||
 		     (st->strategies != PLAN_STRAT_ALL &&
 		      (st->strategies & (PLAN_STRAT_VOTE | PLAN_STRAT_AGREE)));
 	if (comparable &&

@@ -478,13 +478,15 @@ static int judge(struct run *r, struct call *c, const char *answer,
 	return pass;
 }
 
-static char *normalised(const char *s)
+/* What a vote compares of an answer (plan_answer_key()); NULL: no key,
+ * or no memory, and either way it agrees with no other. */
+static char *answer_key(struct run *r, size_t s, const char *answer)
 {
-	char *n = strdup(s);
+	char *k = NULL;
 
-	if (n)
-		plan_answer_normalise(n);
-	return n;
+	if (answer)
+		plan_answer_key(plan_task_key(r->t, s), answer, &k);
+	return k;
 }
 
 /* An event of an agreement cascade's run, for its price (plan_agree_key()). */
@@ -503,6 +505,7 @@ static void vote_tally(struct run *r, size_t s)
 {
 	struct step_rt *st = &r->st[s];
 	int win = -1, best = 0, pwin = -1, pbest = 0;
+	char *key[3] = { NULL };
 	bool third;
 
 	if (st->broken) {
@@ -510,18 +513,13 @@ static void vote_tally(struct run *r, size_t s)
 		step_fail(r, s, st->broken);
 		goto out;
 	}
+	for (int i = 0; i < st->vote_called; i++)
+		key[i] = answer_key(r, s, st->vote_ans[i]);
 	for (int i = 0; i < st->vote_called; i++) {
-		char *a = st->vote_ans[i] ? normalised(st->vote_ans[i]) : NULL;
 		int n = 0;
 
-		for (int j = 0; a && j < st->vote_called; j++) {
-			char *b = st->vote_ans[j] ?
-				  normalised(st->vote_ans[j]) : NULL;
-
-			n += b && !strcmp(a, b);
-			free(b);
-		}
-		free(a);
+		for (int j = 0; key[i] && j < st->vote_called; j++)
+			n += key[j] && !strcmp(key[i], key[j]);
 		/* Majority, else the first (best-ranked) member that answered. */
 		if (n > best) {
 			best = n;
@@ -547,8 +545,12 @@ static void vote_tally(struct run *r, size_t s)
 		int k = st->vote_called++;
 
 		st->vote_left = 1;
-		if (new_call(r, s, r->p->steps[s].models[k], k) == 0)
+		if (new_call(r, s, r->p->steps[s].models[k], k) == 0) {
+			/* The answers so far wait for the third's. */
+			for (int i = 0; i < 3; i++)
+				free(key[i]);
 			return;
+		}
 		st->vote = false;
 		step_fail(r, s, "out of memory");
 		goto out;
@@ -582,6 +584,7 @@ static void vote_tally(struct run *r, size_t s)
 	}
 out:
 	for (int i = 0; i < 3; i++) {
+		free(key[i]);
 		free(st->vote_ans[i]);
 		st->vote_ans[i] = NULL;
 	}

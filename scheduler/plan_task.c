@@ -41,6 +41,9 @@ void plan_task_free(struct plan_task *t)
 		free(s->model);
 		check_release(&s->check);
 		check_release(&s->confidence);
+		if (s->key)
+			regfree(&s->key_re);
+		free(s->key);
 	}
 	free(t->steps);
 	free(t);
@@ -58,6 +61,11 @@ const struct plan_check *plan_task_confidence(const struct plan_task *t,
 {
 	return t->steps[step].confidence.kind != PLAN_CHECK_NONE ?
 	       &t->steps[step].confidence : NULL;
+}
+
+const regex_t *plan_task_key(const struct plan_task *t, size_t step)
+{
+	return t->steps[step].key ? &t->steps[step].key_re : NULL;
 }
 
 static bool valid_id(const char *s)
@@ -235,13 +243,39 @@ static int checker(json_t *o, const char *name, const char *where,
 
 static const char *const task_keys[] = {
 	"prompt", "steps", "task_type", "output", "budget_usd", "latency_s",
-	"min_quality", "check", "confidence", "strategies", "max_tokens",
-	"model", NULL,
+	"min_quality", "check", "confidence", "key", "strategies",
+	"max_tokens", "model", NULL,
 };
 static const char *const step_keys[] = {
 	"id", "prompt", "task_type", "deps", "model", "check", "confidence",
-	"strategies", "max_tokens", NULL,
+	"key", "strategies", "max_tokens", NULL,
 };
+
+/* The answer key of a step (where: "steps[2]"), else the task's. */
+static int parse_key(json_t *j, json_t *defaults, const char *where,
+		     struct plan_step *s, char **ret_err)
+{
+	json_t *v = json_object_get(j, "key");
+	char w[48], msg[128];
+
+	if (v)
+		snprintf(w, sizeof(w), "%s.key", where);
+	else if ((v = json_object_get(defaults, "key")))
+		snprintf(w, sizeof(w), "key");
+	else
+		return 0;
+	if (!json_is_string(v) || !json_string_length(v))
+		return fail(ret_err, "%s: a non-empty regex", w);
+	if (plan_key_compile(&s->key_re, json_string_value(v), msg,
+			     sizeof(msg)) < 0)
+		return fail(ret_err, "%s: %s", w, msg);
+	s->key = strdup(json_string_value(v));
+	if (!s->key) {
+		regfree(&s->key_re);
+		return -ENOMEM;
+	}
+	return 0;
+}
 
 static int only_keys(json_t *o, const char *const *keys, const char *where,
 		     char **ret_err)
@@ -306,7 +340,8 @@ static int parse_step(json_t *j, size_t idx, json_t *defaults,
 		return -ENOMEM;
 	if ((rc = checker(j, "check", where, &s->check, ret_err)) < 0 ||
 	    (rc = checker(j, "confidence", where, &s->confidence,
-			  ret_err)) < 0)
+			  ret_err)) < 0 ||
+	    (rc = parse_key(j, defaults, where, s, ret_err)) < 0)
 		return rc;
 	v = json_object_get(j, "strategies");
 	rc = parse_strategies(v ? v : json_object_get(defaults, "strategies"),

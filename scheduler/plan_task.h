@@ -5,14 +5,16 @@
  * - Text (anything whose first non-blank byte is not '{'): one step whose
  *   prompt is the text and whose task type is "general".
  * - JSON: {"prompt" | "steps", "task_type", "output", "budget_usd",
- *   "latency_s", "min_quality", "check", "confidence", "strategies",
- *   "max_tokens"}.
+ *   "latency_s", "min_quality", "check", "confidence", "key",
+ *   "strategies", "max_tokens"}.
  *
  * check judges every answer of its step: one it rejects is not the
  * step's, and the step fails when it rejects them all.  confidence (the
  * same forms) only decides a cascade's escalation: the cheap model's
  * answer stands when it passes, else the dearer model is called, whose
- * answer stands as it is (check aside); it never fails a step.
+ * answer stands as it is (check aside); it never fails a step.  key (a
+ * POSIX extended regex, plan_answer_key()) is what agreement cascades
+ * and votes compare of the answers: a step's own, else the task's.
  *
  * Invariants of a parsed task: 1..PLAN_TASK_MAX_STEPS steps with unique
  * ids made of [A-Za-z0-9_-]; every dependency names an earlier-parsed or
@@ -72,6 +74,8 @@ struct plan_step {
 	size_t n_deps;
 	struct plan_check check;
 	struct plan_check confidence;
+	char *key;           /* the answer key's regex as written, or NULL */
+	regex_t key_re;      /* compiled, when key */
 	unsigned strategies;
 	unsigned max_tokens;
 };
@@ -107,5 +111,7 @@ const struct plan_check *plan_task_check(const struct plan_task *task,
 /* The step's confidence checker (a cascade's escalation), likewise. */
 const struct plan_check *plan_task_confidence(const struct plan_task *task,
 					      size_t step);
+/* The step's answer key, or NULL: answers are compared whole. */
+const regex_t *plan_task_key(const struct plan_task *task, size_t step);
 
 #endif

@@ -198,6 +198,57 @@ size_t plan_answer_normalise(char *s)
 	return (size_t)(d - s);
 }
 
+int plan_answer_key(const regex_t *re, const char *answer, char **ret_key)
+{
+	const char *p = answer, *k = NULL;
+	size_t klen = 0;
+	regmatch_t m[2];
+	int flags = 0;
+
+	*ret_key = NULL;
+	if (!re) {
+		if (!(*ret_key = strdup(answer)))
+			return -ENOMEM;
+		plan_answer_normalise(*ret_key);
+		return 0;
+	}
+	/* Every match in turn, each after the last one's end: the last
+	 * non-empty one is the key (a final answer follows the reasoning). */
+	while (regexec(re, p, 2, m, flags) == 0) {
+		const regmatch_t *g = re->re_nsub > 0 ? &m[1] : &m[0];
+
+		if (g->rm_so >= 0 && g->rm_eo > g->rm_so) {
+			k = p + g->rm_so;
+			klen = (size_t)(g->rm_eo - g->rm_so);
+		}
+		if (!p[m[0].rm_eo])
+			break;
+		/* An empty match moves on by one byte, not to loop. */
+		p += m[0].rm_eo + (m[0].rm_eo == m[0].rm_so);
+		flags = REG_NOTBOL;
+	}
+	if (!k)
+		return 0;
+	if (!(*ret_key = strndup(k, klen)))
+		return -ENOMEM;
+	/* Blanks alone are no key, as no match is none. */
+	if (!plan_answer_normalise(*ret_key)) {
+		free(*ret_key);
+		*ret_key = NULL;
+	}
+	return 0;
+}
+
+int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n)
+{
+	int r = regcomp(re, src, REG_EXTENDED);
+
+	if (!r)
+		return 0;
+	regerror(r, re, msg, n);
+	return -EINVAL;
+}
+
 char *plan_strdup0(const char *s)
 {
 	return s ? strdup(s) : NULL;

@@ -1,16 +1,19 @@
 /*
  * plan_util: small helpers shared by the planning modules — a seeded random
  * generator, Beta/Gamma sampling for Thompson sampling, a growable byte
- * buffer, a monotonic clock and the form in which answers are compared.
+ * buffer, a monotonic clock and the form in which answers are compared
+ * (whole, or by a key).
  *
  * Contract: no state outside the structs the caller passes in, so two
  * engines (or a test and an engine) never share a random stream.  A
  * struct plan_rng is not thread-safe; each thread or each lock owner keeps
- * its own.  Functions returning int give 0 or -errno (only -ENOMEM here).
+ * its own.  Functions returning int give 0 or -errno (-ENOMEM; -EINVAL for
+ * a key that does not compile).
  */
 #ifndef LLMFS_PLAN_UTIL_H
 #define LLMFS_PLAN_UTIL_H
 
+#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +63,24 @@ int plan_errf(char **ret_msg, int rc, const char *fmt, ...)
  * length.  "B", " b\n" and "b" compare equal; "x = 1" and "x  =\t1" too.
  */
 size_t plan_answer_normalise(char *s);
+
+/*
+ * An answer's key: what agreement cascades and votes compare when a task
+ * names one (a step's "key", llmfs-route-eval's --key), so that "The
+ * answer is B." and "I pick (b)" can agree.  The key is the last match of
+ * re in the answer (its first parenthesised group when re has one, else
+ * the whole match), in plan_answer_normalise()'s form; re NULL: the whole
+ * answer in that form.  *ret_key is NULL when the answer holds no match
+ * but empty ones: such an answer agrees with no other.  Returns 0 or
+ * -ENOMEM.
+ */
+int plan_answer_key(const regex_t *re, const char *answer, char **ret_key);
+/*
+ * Compiles a key's POSIX extended regex (byte-wise, as the caller's
+ * locale has it: C in the daemon); -EINVAL with regerror()'s words in
+ * msg (n bytes) when it does not compile.
+ */
+int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n);
 
 /* strdup that accepts NULL. */
 char *plan_strdup0(const char *s);

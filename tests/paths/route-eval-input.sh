@@ -125,6 +125,30 @@ grep -q 'tab.tsv:9: 7 columns, the header names 6' "$dir/err" || fail "raw tab: 
 if "$tool" "$dir" >/dev/null 2>"$dir/err"; then fail "a folder accepted"; fi
 grep -q 'Is a directory' "$dir/err" || fail "a folder: $(cat "$dir/err")"
 
+# 4c. --key compares answers by their key, as a task's "key": the two
+#     cheap models name the same letter in different sentences on 9
+#     prompts in 10, so whole they never agree (the naive cascade calls
+#     the dear model on every prompt) and by the key they agree but on
+#     the 10th; an answer without a key agrees with none, and the output
+#     counts the answers with a key per model.  A bad regex is refused.
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
+  for (i = 0; i < 40; i++) { ok = i % 10 != 0;
+    printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? "The answer is (B)." : "Maybe C.";
+    printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, ok, ok ? "I pick b,\\nsurely" : "no idea";
+    printf "p%d\tt\tdear\t1\t0.01\tB.\n", i } }' >"$dir/key.tsv"
+"$tool" "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear 100.0%$' "$dir/out" ||
+	fail "whole answers: $(grep '^naive' "$dir/out")"
+"$tool" --key '\(?([A-Da-d])\)?[.,]' "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear [1-9][0-9]\{0,1\}\.[0-9]%$' "$dir/out" ||
+	fail "key: $(grep '^naive' "$dir/out")"
+grep -q '^answers compared by the key .*: with a key c1 40 of 40, c2 36 of 40, dear 40 of 40$' "$dir/out" ||
+	fail "key note: $(grep '^answers compared' "$dir/out")"
+for bad in '(' '' 'a{2'; do
+	if "$tool" --key "$bad" "$dir/key.tsv" >/dev/null 2>"$dir/err"; then fail "--key '$bad' accepted"; fi
+	grep -q '^llmfs-route-eval: --key: ' "$dir/err" || fail "--key '$bad': $(cat "$dir/err")"
+done
+
 # 5. Headers: more than 64 columns, a byte order mark, a duplicate name.
 {
 	printf '\357\273\277'

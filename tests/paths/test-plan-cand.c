@@ -10,6 +10,7 @@
 
 static struct plan_models models;
 static double chosen_cost; /* the cost of plan()'s choice */
+static unsigned cand_kinds; /* 1 << kind of every step of plan()'s options */
 
 static void add_model(const char *name, const char *card)
 {
@@ -218,6 +219,16 @@ static void test_pool_vote(void)
 		      " \"strategies\": [\"vote\"]}", PLAN_EXPLORE_MEAN, 1,
 		      got, sizeof(got), &err), 0);
 	CHECK_MSG(!strcmp(got, "vote(dear,mid,c1)"), "%s", got);
+	/* Strategies left to the planner: votes and agreement only where
+	 * answers compare, as they do by an answer key. */
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\"}",
+		      PLAN_EXPLORE_MEAN, 1, got, sizeof(got), &err), 0);
+	CHECK(cand_kinds == 1u << PLAN_SINGLE);
+	CHECK_RC(plan(s, "{\"prompt\": \"A?\", \"task_type\": \"mc\","
+		      " \"key\": \"[A-D]\"}", PLAN_EXPLORE_MEAN, 1, got,
+		      sizeof(got), &err), 0);
+	CHECK_MSG(cand_kinds & (1u << PLAN_VOTE | 1u << PLAN_AGREE), "%x",
+		  cand_kinds);
 	release(s);
 }
 
@@ -313,10 +324,12 @@ static int plan(struct plan_stats *s, const char *json, enum plan_explore ex,
 		}
 	}
 	/* Every candidate's totals follow from its steps. */
+	cand_kinds = 0;
 	for (size_t i = 0; i < c.n; i++) {
 		double cost = 0, q = 1;
 
 		for (size_t k = 0; k < t->n_steps; k++) {
+			cand_kinds |= 1u << c.v[i].steps[k].kind;
 			cost += c.v[i].steps[k].cost;
 			q *= c.v[i].steps[k].quality;
 		}

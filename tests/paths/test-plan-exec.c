@@ -501,6 +501,75 @@ static void test_agree(struct plan_stats *st)
 }
 
 /*
+ * A task's key: the cheap models answer in sentences that differ but
+ * name the same choice, which agrees by the key and not whole; an answer
+ * without a key agrees with none.
+ */
+static void test_agree_key(struct plan_stats *st)
+{
+	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
+	char *b = http_card("fixed-The answer is B.",
+			    "\"price_in\": 0.2, \"price_out\": 0.2");
+	char *b2 = http_card("fixed-I pick (b), surely",
+			     "\"price_in\": 0.3, \"price_out\": 0.3");
+	const char *cards[4] = { NULL };
+	/* \(?([A-Da-d])\)?[.,] as a JSON string: the letter before . or , */
+	static const char key[] = "\\\\(?([A-Da-d])\\\\)?[.,]";
+	struct runres r;
+	char *dir, *task;
+
+	CHECK(asprintf((char **)&cards[0], "dear=%s", rt) > 0);
+	CHECK(asprintf((char **)&cards[1], "cheap1=%s", b) > 0);
+	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b2) > 0);
+	dir = models_dir(cards);
+	/* Whole, the answers differ: the dear model is called. */
+	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"agk\","
+		" \"strategies\": [\"agree\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	runres_free(&r);
+	/* By the key they agree: the first member's answer stands, whole. */
+	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
+		       " \"agk2\", \"strategies\": [\"agree\"], \"key\":"
+		       " \"%s\"}", key) > 0);
+	r = run(dir, st, task, NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "The answer is B."), "%s",
+		  r.trace);
+	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
+	runres_free(&r);
+	free(task);
+	learned(st, "agree(cheap1,cheap2)#pair", "agk2", 1, 1);
+	/* A key that neither answer holds: no agreement, the dear call. */
+	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\":"
+		" \"agk3\", \"strategies\": [\"agree\"], \"key\":"
+		" \"#### (.*)\"}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	runres_free(&r);
+	learned(st, "agree(cheap1,cheap2)#pair", "agk3", 1, 0);
+	/* A vote of the three: by the key, two of three name b, whichever
+	 * member ranks first. */
+	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
+		       " \"vk\", \"strategies\": [\"vote\"], \"key\":"
+		       " \"%s\"}", key) > 0);
+	r = run(dir, st, task, NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && (!strcmp(r.answer, "The answer is B.") ||
+			       !strcmp(r.answer, "I pick (b), surely")),
+		  "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 3);
+	runres_free(&r);
+	free(task);
+	for (int i = 0; i < 3; i++)
+		free((char *)cards[i]);
+	free(rt);
+	free(b);
+	free(b2);
+	free(dir);
+}
+
+/*
  * agree(a, b, c; 2 -> dear): two cheap models in parallel, the third when
  * they disagree; two of them saying the same (blanks and case aside)
  * stand without the dear call, three different answers call it.
@@ -941,6 +1010,7 @@ int main(void)
 	test_checks_cascade_vote(st);
 	test_confidence(st);
 	test_agree(st);
+	test_agree_key(st);
 	test_agree3(st);
 	test_deep_cascade(st);
 	test_commands_and_dag(st);

@@ -5,6 +5,7 @@
 #include "tests/check.h"
 #include "scheduler/plan_check.h"
 #include "scheduler/plan_task.h"
+#include "scheduler/plan_util.h"
 
 static struct plan_task *parse_ok(const char *s)
 {
@@ -252,6 +253,82 @@ static void test_checkers(void)
 }
 
 /* Parses a planner reply; want NULL: accepted, else the reason's words. */
+/* The key of answer under pattern (NULL: none), or NULL with no key. */
+static char *key_of(const char *pattern, const char *answer)
+{
+	regex_t re;
+	char msg[128], *k = (char *)"unset";
+
+	CHECK_RC(plan_key_compile(&re, pattern, msg, sizeof(msg)), 0);
+	CHECK_RC(plan_answer_key(&re, answer, &k), 0);
+	regfree(&re);
+	return k;
+}
+
+static void key_is(const char *pattern, const char *answer, const char *want)
+{
+	char *k = key_of(pattern, answer);
+
+	CHECK_MSG(want ? k && !strcmp(k, want) : !k, "%s on %s: %s, want %s",
+		  pattern, answer, k ? k : "(none)", want ? want : "(none)");
+	free(k);
+}
+
+/* Answer keys: parsed from task files, and what they take of an answer. */
+static void test_key(void)
+{
+	struct plan_task *t;
+	char *k = NULL, msg[128];
+	regex_t re;
+
+	/* The task's key is every step's, a step's own comes first. */
+	t = parse_ok("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\","
+		     " \"key\": \"#### (.*)\"}, {\"id\": \"b\", \"prompt\":"
+		     " \"{{a}}\", \"deps\": [\"a\"]}], \"key\": \"[A-D]\"}");
+	CHECK(!strcmp(t->steps[0].key, "#### (.*)"));
+	CHECK(!strcmp(t->steps[1].key, "[A-D]"));
+	CHECK(plan_task_key(t, 1) == &t->steps[1].key_re);
+	plan_task_free(t);
+	t = parse_ok("{\"prompt\": \"x\"}");
+	CHECK(!plan_task_key(t, 0) && !t->steps[0].key);
+	plan_task_free(t);
+#define BAD(s, why) parse_bad(s, strlen(s), -EINVAL, why)
+	BAD("{\"prompt\": \"x\", \"key\": \"(\"}", "key: ");
+	BAD("{\"prompt\": \"x\", \"key\": \"\"}", "key: a non-empty regex");
+	BAD("{\"prompt\": \"x\", \"key\": {\"regex\": \"a\"}}",
+	    "key: a non-empty regex");
+	BAD("{\"steps\": [{\"prompt\": \"x\", \"key\": \"[\"}]}",
+	    "steps[0].key: ");
+#undef BAD
+
+	/* The last match; its first group when the regex has one. */
+	key_is("[A-D]", "A guess: B, no, C.", "c");
+	key_is("answer is \\(?([A-D])", "The answer is (B) since A is wrong",
+	       "b");
+	key_is("answer is \\(?([A-D])", "I pick (b)", NULL);
+	key_is("(-?[0-9][0-9,]*)[^0-9]*$", "3 + 4 = 7, so 42 apples.", "42");
+	key_is("#### *(.*)", "work\n#### 18\n", "18");
+	/* Case and blanks aside, as whole answers. */
+	key_is("[Ff]inal: (.*)", "Final: The  Cat\t", "the cat");
+	/* The regex matches as written: case counts there. */
+	key_is("final: (.*)", "Final: B", NULL);
+	/* Empty or blank matches are no key; so is no match at all. */
+	key_is("x*", "abc", NULL);
+	key_is("(x*)y", "y y", NULL);
+	key_is("=( *)", "a = ", NULL);
+	key_is("[0-9]", "", NULL);
+	/* An empty match does not stop the search for a later one. */
+	key_is("[0-9]*", "a1b22c", "22");
+	/* After the first match ^ no longer matches. */
+	key_is("^[a-z]", "ab", "a");
+	/* No regex: the whole answer, normalised. */
+	CHECK_RC(plan_answer_key(NULL, "  The\nB ", &k), 0);
+	CHECK(k && !strcmp(k, "the b"));
+	free(k);
+	CHECK(plan_key_compile(&re, "a{2", msg, sizeof(msg)) == -EINVAL &&
+	      *msg);
+}
+
 static void planner(const char *s, const char *want)
 {
 	json_t *j = json_loads(s, 0, NULL);
@@ -291,6 +368,8 @@ static void test_planner_reply(void)
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
 		"\"model\": \"local\"}]}", "unknown field \"model\"");
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
+		"\"key\": \"[0-9]+\"}", "unknown field \"key\"");
+	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\"}], "
 		"\"budget_usd\": 100}", "unknown field \"budget_usd\"");
 	planner("{\"steps\": [{\"id\": \"a\", \"prompt\": \"x\", "
 		"\"strategies\": [\"vote\"]}]}", "unknown field");
@@ -305,6 +384,7 @@ int main(void)
 	test_json();
 	test_bad();
 	test_checkers();
+	test_key();
 	test_planner_reply();
 	return check_status();
 }

@@ -1341,7 +1341,12 @@ static void usage(FILE *f)
 		"not chosen by\n"
 		"                     cross-validation on the training split\n"
 		"  --curve FILE       write the planners' and the oracle's "
-		"curves as TSV\n");
+		"curves as TSV\n"
+		"  --key REGEX        compare answers by their key, the last "
+		"match of this POSIX\n"
+		"                     extended regex (its first group, if any), "
+		"as a task's \"key\"\n"
+		"                     (default: whole answers)\n");
 }
 
 static bool arg_double(const char *opt, const char *s, double lo, bool lo_open,
@@ -1381,6 +1386,18 @@ bad:
 	return false;
 }
 
+/* --key: a POSIX extended regex, compiled as a task's "key" is. */
+static bool arg_key(const char *s, regex_t *re)
+{
+	char msg[128];
+
+	if (*s && plan_key_compile(re, s, msg, sizeof(msg)) == 0)
+		return true;
+	fprintf(stderr, "llmfs-route-eval: --key: %s\n", *s ? msg :
+		"an empty regex");
+	return false;
+}
+
 /* A cost, short: never 300 digits. */
 static const char *fmt_cost(char *buf, size_t n, double c)
 {
@@ -1398,6 +1415,23 @@ static const char *fmt_pct(char *buf, size_t n, double part, double whole)
 	else
 		snprintf(buf, n, "%.1f%%", 100 * part / whole);
 	return buf;
+}
+
+/* How many answers of each model hold the --key, which is all that
+ * agreement cascades and votes compare of them. */
+static void key_note(const struct eval *e, const char *key)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->t->n; i++)
+		n += e->t->p[i].have == e->complete;
+	printf("answers compared by the key %s (the last match; a missing "
+	       "answer or one without a key agrees with no other): with a "
+	       "key", key);
+	for (size_t m = 0; m < e->n_models; m++)
+		printf("%s %s %zu of %zu", m ? "," : "",
+		       e->t->models.names[m], known_on(e, (int)m, true), n);
+	printf("\n");
 }
 
 /*
@@ -1622,6 +1656,7 @@ int main(int argc, char **argv)
 		{ "no-cascades", no_argument, NULL, 'n' },
 		{ "no-route", no_argument, NULL, 'r' },
 		{ "no-cv", no_argument, NULL, 'v' },
+		{ "key", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1632,7 +1667,8 @@ int main(int argc, char **argv)
 	};
 	double train = 0.5, target = 0.95, lambda = -1, prior = 2;
 	unsigned long long seed = 1;
-	const char *curve = NULL;
+	const char *curve = NULL, *key = NULL;
+	regex_t key_re;
 	bool lambda_given;
 	struct table t = { 0 };
 	struct eval e = { .t = &t, .cv = true };
@@ -1664,6 +1700,7 @@ int main(int argc, char **argv)
 		case 'n': e.no_cascades = true; break;
 		case 'r': e.no_route = true; break;
 		case 'v': e.cv = false; break;
+		case 'k': key = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1676,8 +1713,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (curve && !curve_writable(curve))
-		return 1;
+	if (key && !arg_key(key, &key_re))
+		return 2;
+	if (curve && !curve_writable(curve)) {
+		rc = 1;
+		goto out;
+	}
+	t.key = key ? &key_re : NULL;
 	in = strcmp(argv[optind], "-") ? fopen(argv[optind], "r") : stdin;
 	if (!in) {
 		perror(argv[optind]);
@@ -1796,7 +1838,10 @@ int main(int argc, char **argv)
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
-	missing_note(&e, true);
+	if (key)
+		key_note(&e, key);   /* which counts missing answers too */
+	else
+		missing_note(&e, true);
 	missing_note(&e, false);
 	printf("planner options: %zu single models, %zu cascades judged by "
 	       "the check column, %zu agreement cascades, %zu votes; "
@@ -1925,5 +1970,7 @@ out:
 	free(e.got_calls);
 	plan_route_free(e.route);
 	table_release(&t);
+	if (key)
+		regfree(&key_re);
 	return rc;
 }

@@ -157,12 +157,20 @@ static void unescape(char *s)
 	*d = '\0';
 }
 
-uint64_t answer_key(char *s)
+int answer_key(const regex_t *key, const char *s, uint64_t *ret)
 {
-	size_t n = plan_answer_normalise(s);
-	uint64_t h = XXH3_64bits(s, n);
+	char *k;
+	int rc = plan_answer_key(key, s, &k);
 
-	return h ? h : 1;
+	*ret = 0;
+	if (rc < 0)
+		return rc;
+	if (k) {
+		*ret = XXH3_64bits(k, strlen(k));
+		*ret += !*ret;
+	}
+	free(k);
+	return 0;
 }
 
 enum { C_ID, C_TYPE, C_MODEL, C_Q, C_COST, C_LAT, C_CHK, C_ANS, C_PROMPT,
@@ -301,7 +309,8 @@ static int row(struct table *t, char **f, const int *col, const char *name,
 		t->has_latency = true;
 	if (col[C_ANS] >= 0 && strcmp(f[col[C_ANS]], "-") && *f[col[C_ANS]]) {
 		unescape(f[col[C_ANS]]);
-		p->ans[m] = answer_key(f[col[C_ANS]]);
+		if (answer_key(t->key, f[col[C_ANS]], &p->ans[m]) < 0)
+			return -ENOMEM;
 		t->has_answer = true;
 	}
 	if (col[C_PROMPT] >= 0 && !p->text && *f[col[C_PROMPT]] &&

@@ -7,7 +7,9 @@
  * column named twice is refused.  Rows end at LF (a CR before it is
  * dropped, so CRLF files read alike); a raw CR inside a field is kept.
  * `answer` and `prompt` are unescaped (\t \n \r \\; another backslash is
- * kept as it is).  Every refused row is reported as "file:line: column:
+ * kept as it is); with a key (plan_answer_key()) an answer is known by
+ * its key alone, and one without a key is as missing.  Every refused row
+ * is reported as "file:line: column:
  * reason" on stderr.  At most ROUTE_MAX_MODELS models (a bit mask per
  * prompt says which answered).
  *
@@ -16,6 +18,7 @@
 #ifndef LLMFS_ROUTE_TABLE_H
 #define LLMFS_ROUTE_TABLE_H
 
+#include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,7 +43,7 @@ struct prompt {
 	double c[ROUTE_MAX_MODELS];
 	double l[ROUTE_MAX_MODELS];
 	signed char chk[ROUTE_MAX_MODELS]; /* 1, 0, -1 unknown */
-	uint64_t ans[ROUTE_MAX_MODELS];    /* normalised answer's hash, 0 none */
+	uint64_t ans[ROUTE_MAX_MODELS];    /* the answer's key's hash, 0 none */
 	uint64_t have;      /* bit per model */
 	bool train;
 };
@@ -50,14 +53,16 @@ struct table {
 	struct prompt *p;
 	size_t n, cap;
 	bool has_latency, has_prompt, has_split, has_answer;
+	const regex_t *key; /* set before table_load(); NULL: whole answers */
 };
 
 int table_load(struct table *t, FILE *in, const char *name);
 void table_release(struct table *t);
 
-/* The hash of an answer in the form the executor compares
- * (plan_answer_normalise(), which rewrites s in place); never 0. */
-uint64_t answer_key(char *s);
+/* The hash of what the executor compares of an answer (its key under
+ * key, plan_answer_key(); NULL: the whole answer); never 0.  0 when the
+ * answer holds no key; -ENOMEM is reported as such by the caller. */
+int answer_key(const regex_t *key, const char *s, uint64_t *ret);
 
 uint64_t route_fnv(const char *s, uint64_t h);
 

@@ -26,6 +26,11 @@ The generative model, one draw per seed:
              common filler, and a length that grows with d_i;
   cost       list price x tokens (input bytes / 4; output per kind and
              model verbosity).
+With --sentences (mc, pronoun) each answer is written in one of a few
+sentences ("The answer is (B).", "I would say 2, since it fits best."),
+each model with habits of its own, from a stream of its own: the
+outcomes are those of the table without it, and whole answers rarely
+agree where the choices do (llmfs-route-eval --key compares choices).
 With --accuracies A1,...,A11 (one per model, in the order of MODELS)
 each model's skill is set instead (by bisection) so that its expected
 accuracy over prompts is the one given: price then sets only the cost.
@@ -35,7 +40,7 @@ as GPT-4; on published benchmarks neither holds (docs/paths.md, "Stand-in
 11-model tables": how much that matters).
 Usage: standin-table.py [--seed N] [--prompts N] [--kind mc|pronoun|code]
        [--corr RHO] [--shared-wrong P] [--text-signal S]
-       [--accuracies LIST] [--split] > t.tsv
+       [--accuracies LIST] [--split] [--sentences] > t.tsv
 """
 import argparse
 import math
@@ -57,6 +62,16 @@ MODELS = [
     ("claude-v2", 8.0, 24.0),
     ("gpt-4", 10.0, 30.0),
 ]
+
+
+# How a model may put its choice X (a letter or an option number).
+SENTENCES = ("{X}", "The answer is ({X}).", "Answer: {X}",
+             "I would say {X}, since it fits best.", "{X}) is right.")
+
+
+def sentence(rng, habit, x):
+    """x in one of SENTENCES, drawn by the model's habit weights."""
+    return rng.choices(SENTENCES, weights=habit)[0].replace("{X}", x)
 
 
 def syllable_words(rng, n, syl=("ka", "lo", "mi", "ne", "ru", "ta", "vo",
@@ -130,6 +145,10 @@ def main():
                     "one per model in price order; skills are fitted to them")
     ap.add_argument("--split", action="store_true",
                     help="write a split column (half train, half test)")
+    ap.add_argument("--sentences", action="store_true",
+                    help="mc and pronoun: write each answer in one of a "
+                    "few sentences, by each model's habits (its choice "
+                    "stays the same; compare with llmfs-route-eval --key)")
     a = ap.parse_args()
     if not 0 <= a.corr < 1 or not 0 <= a.shared_wrong <= 1:
         sys.exit("standin-table.py: --corr in [0, 1), --shared-wrong in [0, 1]")
@@ -147,6 +166,10 @@ def main():
     if a.accuracies is not None:
         skill = fit_skills(a, aff)
     verb = [rng.uniform(0.7, 1.5) for _ in MODELS]
+    # Sentences draw from a stream of their own: the outcomes stay those
+    # of the table without them.
+    srng = random.Random(a.seed * 7919 + 1)
+    habit = [[srng.random() for _ in SENTENCES] for _ in MODELS]
     weak = [1 - (s - min(skill)) / (max(skill) - min(skill)) for s in skill]
 
     topic_words = [syllable_words(random.Random(a.seed * 100 + t), 40)
@@ -206,6 +229,8 @@ def main():
                     ans = bug
                 else:
                     ans = "def f(x): pass  # %s %d" % (name, rng.randrange(10**6))
+            if a.sentences and a.kind != "code":
+                ans = sentence(srng, habit[m], ans)
             cost = (in_tok * pin + out_tok * pout) / 1e6
             row = ["q%d" % i, a.kind, name, "1" if ok else "0",
                    "%.8f" % cost, "-", esc(ans),
