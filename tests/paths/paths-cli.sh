@@ -1,7 +1,8 @@
 #!/bin/sh
 # llmfs-paths drives the engine with files alone: a two-step task over two
 # local command models (real programs), a checker, feedback, and the
-# statistics surviving into a second run; a confidence checker's cascade.
+# statistics surviving into a second run; a confidence checker's cascade;
+# an answer key.
 # Then a task no path fits.
 set -eu
 tool=$1
@@ -61,6 +62,35 @@ for p in abc 123; do
        if grep -q '"model":"upper"' "$dir/ctrace.jsonl"; then exit 1; fi ;;
   esac
 done
+
+# A key: two cheap models name the same choice in different sentences;
+# whole they disagree and the dear model is called, by the key they agree
+# and the first one's sentence stands.
+mkdir -p "$dir/key/c1" "$dir/key/c2" "$dir/key/dear"
+echo '{"command": ["printf", "The answer is (B)."], "skills": ["mc"], "price_in": 0.1, "price_out": 0.1}' \
+  >"$dir/key/c1/card.json"
+echo '{"command": ["printf", "I pick b, surely"], "skills": ["mc"], "price_in": 0.2, "price_out": 0.2}' \
+  >"$dir/key/c2/card.json"
+echo '{"command": ["printf", "C"], "skills": ["mc"], "price_in": 9, "price_out": 9}' \
+  >"$dir/key/dear/card.json"
+for k in none key; do
+  if [ $k = key ]; then
+    printf '%s\n' '{"prompt": "A to D?", "task_type": "mc", "strategies": ["agree"], "key": "\\(?([A-Da-d])\\)?[.,]"}' >"$dir/key.json"
+  else
+    printf '%s\n' '{"prompt": "A to D?", "task_type": "mc", "strategies": ["agree"]}' >"$dir/key.json"
+  fi
+  "$tool" --models "$dir/key" run "$dir/key.json" --trace "$dir/ktrace.jsonl" \
+    >"$dir/out" 2>"$dir/err"
+  case $k in
+  none) [ "$(cat "$dir/out")" = C ]
+        grep -q '"model":"dear"' "$dir/ktrace.jsonl" ;;
+  key) [ "$(cat "$dir/out")" = "The answer is (B)." ]
+       if grep -q '"model":"dear"' "$dir/ktrace.jsonl"; then exit 1; fi ;;
+  esac
+done
+printf '%s\n' '{"prompt": "x", "key": "a{2"}' >"$dir/key.json"
+fails "$dir/key" run "$dir/key.json"
+grep -q 'failed: key: ' "$dir/err"
 
 # Bad numbers are refused before anything runs; feedback on a task with
 # no answer says so.
