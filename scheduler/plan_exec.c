@@ -516,7 +516,9 @@ static void vote_tally(struct run *r, size_t s)
 	for (int i = 0; i < st->vote_called; i++)
 		key[i] = answer_key(r, s, st->vote_ans[i]);
 	for (int i = 0; i < st->vote_called; i++) {
-		int n = 0;
+		/* An answer without a key is its own support alone: a vote
+		 * of three such is the first member's, as with no majority. */
+		int n = !key[i] && st->vote_ans[i];
 
 		for (int j = 0; key[i] && j < st->vote_called; j++)
 			n += key[j] && !strcmp(key[i], key[j]);

@@ -126,6 +126,9 @@ static int parse_check(json_t *j, const char *where, struct plan_check *c,
 
 		if (!json_is_string(v))
 			return fail(ret_err, "%s.regex: not a string", where);
+		if (plan_regex_backref(json_string_value(v)))
+			return fail(ret_err, "%s.regex: back-references are "
+				    "not allowed", where);
 		r = regcomp(&c->re, json_string_value(v),
 			    REG_EXTENDED | REG_NOSUB);
 		if (r) {
@@ -251,15 +254,18 @@ static const char *const step_keys[] = {
 	"key", "strategies", "max_tokens", NULL,
 };
 
-/* The answer key of a step (where: "steps[2]"), else the task's. */
+/* The answer key of a step (where: "steps[2]"), else the task's
+ * (defaults; where NULL: the task's own, j the task). */
 static int parse_key(json_t *j, json_t *defaults, const char *where,
 		     struct plan_step *s, char **ret_err)
 {
 	json_t *v = json_object_get(j, "key");
 	char w[48], msg[128];
 
-	if (v)
+	if (v && where)
 		snprintf(w, sizeof(w), "%s.key", where);
+	else if (v)
+		snprintf(w, sizeof(w), "key");
 	else if ((v = json_object_get(defaults, "key")))
 		snprintf(w, sizeof(w), "key");
 	else
@@ -503,6 +509,17 @@ int plan_task_from_json(json_t *root, struct plan_task **ret_task,
 		json_decref(one);
 		return fail(ret_err, "steps: a list of 1 to %d steps",
 			    PLAN_TASK_MAX_STEPS);
+	}
+	/* The task's key, checked once though every step may have its own. */
+	if ((v = json_object_get(root, "key"))) {
+		struct plan_step k = { 0 };
+
+		if ((rc = parse_key(root, NULL, NULL, &k, ret_err)) < 0) {
+			json_decref(one);
+			return rc;
+		}
+		regfree(&k.key_re);
+		free(k.key);
 	}
 	t = calloc(1, sizeof(*t));
 	if (t)

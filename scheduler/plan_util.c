@@ -198,12 +198,20 @@ size_t plan_answer_normalise(char *s)
 	return (size_t)(d - s);
 }
 
+/* Whether bytes [so, eo) of s hold more than blanks. */
+static bool non_blank(const char *s, regoff_t so, regoff_t eo)
+{
+	for (regoff_t i = so; i < eo; i++)
+		if (!isspace((unsigned char)s[i]))
+			return true;
+	return false;
+}
+
 int plan_answer_key(const regex_t *re, const char *answer, char **ret_key)
 {
-	const char *p = answer, *k = NULL;
-	size_t klen = 0;
+	const regoff_t len = (regoff_t)strlen(answer);
+	regoff_t off = 0, kso = -1, keo = -1;
 	regmatch_t m[2];
-	int flags = 0;
 
 	*ret_key = NULL;
 	if (!re) {
@@ -212,37 +220,84 @@ int plan_answer_key(const regex_t *re, const char *answer, char **ret_key)
 		plan_answer_normalise(*ret_key);
 		return 0;
 	}
-	/* Every match in turn, each after the last one's end: the last
-	 * non-empty one is the key (a final answer follows the reasoning). */
-	while (regexec(re, p, 2, m, flags) == 0) {
+	/*
+	 * Every match in turn, each after the last one's end, in the whole
+	 * string (REG_STARTEND: no strlen per match, and ^ and word anchors
+	 * see the bytes before): the last whose key holds more than blanks
+	 * is the key (a final answer follows the reasoning).
+	 */
+	while (off <= len) {
 		const regmatch_t *g = re->re_nsub > 0 ? &m[1] : &m[0];
 
-		if (g->rm_so >= 0 && g->rm_eo > g->rm_so) {
-			k = p + g->rm_so;
-			klen = (size_t)(g->rm_eo - g->rm_so);
-		}
-		if (!p[m[0].rm_eo])
+		m[0].rm_so = off;
+		m[0].rm_eo = len;
+		if (regexec(re, answer, 2, m, REG_STARTEND) != 0)
 			break;
+		if (g->rm_so >= 0 && non_blank(answer, g->rm_so, g->rm_eo)) {
+			kso = g->rm_so;
+			keo = g->rm_eo;
+		}
 		/* An empty match moves on by one byte, not to loop. */
-		p += m[0].rm_eo + (m[0].rm_eo == m[0].rm_so);
-		flags = REG_NOTBOL;
+		off = m[0].rm_eo + (m[0].rm_eo == m[0].rm_so);
 	}
-	if (!k)
+	if (kso < 0)
 		return 0;
-	if (!(*ret_key = strndup(k, klen)))
+	if (!(*ret_key = strndup(answer + kso, (size_t)(keo - kso))))
 		return -ENOMEM;
-	/* Blanks alone are no key, as no match is none. */
-	if (!plan_answer_normalise(*ret_key)) {
-		free(*ret_key);
-		*ret_key = NULL;
-	}
+	plan_answer_normalise(*ret_key);
 	return 0;
+}
+
+/*
+ * Whether an extended regex holds a back-reference (\1 to \9 outside a
+ * bracket expression).  POSIX EREs have none; glibc takes them, and
+ * matches them in exponential time (or crashes on some), so they are
+ * refused wherever a task's regex is compiled.
+ */
+bool plan_regex_backref(const char *src)
+{
+	for (const char *c = src; *c; c++) {
+		if (*c == '\\') {
+			if (c[1] >= '1' && c[1] <= '9')
+				return true;
+			if (c[1])
+				c++;
+			continue;
+		}
+		if (*c != '[')
+			continue;
+		/* A bracket expression: ] first is a member, [: [. [= open a
+		 * class, a collating element or an equivalence class. */
+		c++;
+		if (*c == '^')
+			c++;
+		if (*c == ']')
+			c++;
+		for (; *c && *c != ']'; c++)
+			if (*c == '[' && (c[1] == ':' || c[1] == '.' ||
+					  c[1] == '=')) {
+				const char end[3] = { c[1], ']', 0 };
+				const char *e = strstr(c + 2, end);
+
+				if (!e)
+					return false; /* regcomp refuses it */
+				c = e + 1;
+			}
+		if (!*c)
+			return false;
+	}
+	return false;
 }
 
 int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n)
 {
-	int r = regcomp(re, src, REG_EXTENDED);
+	int r;
 
+	if (plan_regex_backref(src)) {
+		snprintf(msg, n, "back-references are not allowed");
+		return -EINVAL;
+	}
+	r = regcomp(re, src, REG_EXTENDED);
 	if (!r)
 		return 0;
 	regerror(r, re, msg, n);

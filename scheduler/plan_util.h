@@ -14,6 +14,7 @@
 #define LLMFS_PLAN_UTIL_H
 
 #include <regex.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,20 +68,28 @@ size_t plan_answer_normalise(char *s);
 /*
  * An answer's key: what agreement cascades and votes compare when a task
  * names one (a step's "key", llmfs-route-eval's --key), so that "The
- * answer is B." and "I pick (b)" can agree.  The key is the last match of
- * re in the answer (its first parenthesised group when re has one, else
- * the whole match), in plan_answer_normalise()'s form; re NULL: the whole
- * answer in that form.  *ret_key is NULL when the answer holds no match
- * but empty ones: such an answer agrees with no other.  Returns 0 or
- * -ENOMEM.
+ * answer is (B)." and "Answer: B" can agree.  Of the matches of re in the
+ * answer (each search starting where the last match ended), the key is
+ * the last whose key part (the first parenthesised group when re has
+ * one, else the whole match) holds more than blanks, in
+ * plan_answer_normalise()'s form; re NULL: the whole answer in that form.
+ * *ret_key is NULL when no match holds one: such an answer agrees with no
+ * other.  One pass over the answer (each search costs what the regex
+ * costs).  Returns 0 or -ENOMEM.
  */
 int plan_answer_key(const regex_t *re, const char *answer, char **ret_key);
 /*
  * Compiles a key's POSIX extended regex (byte-wise, as the caller's
- * locale has it: C in the daemon); -EINVAL with regerror()'s words in
- * msg (n bytes) when it does not compile.
+ * locale has it: C in the daemon); -EINVAL with a reason in msg (n bytes)
+ * when it does not compile or holds a back-reference.
  */
 int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n);
+/*
+ * Whether an extended regex holds a back-reference (\1 .. \9 outside a
+ * bracket expression): not POSIX ERE, and glibc matches them in
+ * exponential time or crashes on some, so task regexes refuse them.
+ */
+bool plan_regex_backref(const char *src);
 
 /* strdup that accepts NULL. */
 char *plan_strdup0(const char *s);

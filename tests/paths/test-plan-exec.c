@@ -548,8 +548,22 @@ static void test_agree_key(struct plan_stats *st)
 	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
 	runres_free(&r);
 	learned(st, "agree(cheap1,cheap2)#pair", "agk3", 1, 0);
-	/* A vote of the three: by the key, two of three name b, whichever
-	 * member ranks first. */
+	/* A vote of the three: whole, no majority, the first member's
+	 * (dear ranks first on these statistics); by the key, two of three
+	 * name b; with a key that no answer holds, the first member's again
+	 * (three answers paid for are not "none answered"). */
+	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"vk\","
+		" \"strategies\": [\"vote\"]}", NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	runres_free(&r);
+	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"vk\","
+		" \"strategies\": [\"vote\"], \"key\": \"#### (.*)\"}",
+		NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
+	CHECK(count(r.trace, "\"vote_slot\"") == 3);
+	runres_free(&r);
 	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
 		       " \"vk\", \"strategies\": [\"vote\"], \"key\":"
 		       " \"%s\"}", key) > 0);

@@ -252,8 +252,7 @@ static void test_checkers(void)
 	}
 }
 
-/* Parses a planner reply; want NULL: accepted, else the reason's words. */
-/* The key of answer under pattern (NULL: none), or NULL with no key. */
+/* The key of answer under pattern, or NULL when it holds none. */
 static char *key_of(const char *pattern, const char *answer)
 {
 	regex_t re;
@@ -299,6 +298,20 @@ static void test_key(void)
 	    "key: a non-empty regex");
 	BAD("{\"steps\": [{\"prompt\": \"x\", \"key\": \"[\"}]}",
 	    "steps[0].key: ");
+	/* The task's key is checked though every step has its own. */
+	BAD("{\"steps\": [{\"prompt\": \"x\", \"key\": \"a\"}],"
+	    " \"key\": 7}", "key: a non-empty regex");
+	/* Back-references (not POSIX ERE; exponential or worse in glibc)
+	 * are refused, in keys and regex checks alike; a bracket's \1 is
+	 * two bytes, and \\1 a backslash and a digit. */
+	BAD("{\"prompt\": \"x\", \"key\": \"(|)(\\\\1\\\\1)*\"}",
+	    "key: back-references are not allowed");
+	BAD("{\"prompt\": \"x\", \"check\": {\"regex\": \"(a*)*\\\\1b\"}}",
+	    "check.regex: back-references are not allowed");
+	CHECK(!plan_regex_backref("[\\1]x") && !plan_regex_backref("\\\\1"));
+	CHECK(!plan_regex_backref("[]\\1]") && !plan_regex_backref("[^]\\1]"));
+	CHECK(!plan_regex_backref("[[:digit:]\\1]"));
+	CHECK(plan_regex_backref("[[:digit:]]\\1") && plan_regex_backref("(a)\\9"));
 #undef BAD
 
 	/* The last match; its first group when the regex has one. */
@@ -321,6 +334,27 @@ static void test_key(void)
 	key_is("[0-9]*", "a1b22c", "22");
 	/* After the first match ^ no longer matches. */
 	key_is("^[a-z]", "ab", "a");
+	/* Anchors see the bytes before a later search's start. */
+	key_is("\\<[a-z]", "ab", "a");
+	key_is("\\b[0-9]", "12", "1");
+	/* The last match whose key holds more than blanks. */
+	key_is("=([^;]*)", "x=b; y=", "b");
+	key_is("=([^;]*)", "x=b; y= ", "b");
+	key_is("(a)|b", "a b", "a");
+	/* To the last byte of a long answer.  (Few matches: the sanitizers'
+	 * regexec wrapper reads the whole string at every search.) */
+	{
+		size_t n = 1 << 20;
+		char *big = malloc(n + 2);
+
+		REQUIRE(big);
+		memset(big, 'a', n);
+		memcpy(big + n / 2, "bb", 2);
+		big[n] = 'c';
+		big[n + 1] = '\0';
+		key_is("([bc]+)", big, "c");
+		free(big);
+	}
 	/* No regex: the whole answer, normalised. */
 	CHECK_RC(plan_answer_key(NULL, "  The\nB ", &k), 0);
 	CHECK(k && !strcmp(k, "the b"));
@@ -329,6 +363,7 @@ static void test_key(void)
 	      *msg);
 }
 
+/* Parses a planner reply; want NULL: accepted, else the reason's words. */
 static void planner(const char *s, const char *want)
 {
 	json_t *j = json_loads(s, 0, NULL);

@@ -59,9 +59,9 @@ struct table {
 int table_load(struct table *t, FILE *in, const char *name);
 void table_release(struct table *t);
 
-/* The hash of what the executor compares of an answer (its key under
- * key, plan_answer_key(); NULL: the whole answer); never 0.  0 when the
- * answer holds no key; -ENOMEM is reported as such by the caller. */
+/* Into *ret, the hash of what the executor compares of an answer (its
+ * key under key, plan_answer_key(); key NULL: the whole answer), which is
+ * never 0; 0 when the answer holds no key.  Returns 0 or -ENOMEM. */
 int answer_key(const regex_t *key, const char *s, uint64_t *ret);
 
 uint64_t route_fnv(const char *s, uint64_t h);
