@@ -459,20 +459,40 @@ static void learned(struct plan_stats *st, const char *key, const char *type,
 }
 
 /* agree: two cheap models that agree need no dear call. */
-static void test_agree(struct plan_stats *st)
+/*
+ * A models folder of three stand-in models that answer what they are
+ * given: dear (42, at 9 per million tokens), cheap1 (a1, at 0.2) and
+ * cheap2 (a2, at 0.3).
+ */
+static char *pair_and_dear(const char *a1, const char *a2)
 {
-	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
-	char *b = http_card("fixed-  the   b ",
-			    "\"price_in\": 0.2, \"price_out\": 0.2");
-	char *b2 = http_card("fixed-The B", "\"price_in\": 0.3, \"price_out\": 0.3");
+	static const char *const name[3] = { "dear", "cheap1", "cheap2" };
+	static const char *const price[3] = { "9", "0.2", "0.3" };
+	const char *answer[3] = { "42", a1, a2 };
 	const char *cards[4] = { NULL };
-	struct runres r;
 	char *dir;
 
-	CHECK(asprintf((char **)&cards[0], "dear=%s", rt) > 0);
-	CHECK(asprintf((char **)&cards[1], "cheap1=%s", b) > 0);
-	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b2) > 0);
+	for (int i = 0; i < 3; i++) {
+		char remote[128], extra[64], *card;
+
+		snprintf(remote, sizeof(remote), "fixed-%s", answer[i]);
+		snprintf(extra, sizeof(extra), "\"price_in\": %s, "
+			 "\"price_out\": %s", price[i], price[i]);
+		card = http_card(remote, extra);
+		CHECK(asprintf((char **)&cards[i], "%s=%s", name[i], card) > 0);
+		free(card);
+	}
 	dir = models_dir(cards);
+	for (int i = 0; i < 3; i++)
+		free((char *)cards[i]);
+	return dir;
+}
+
+static void test_agree(struct plan_stats *st)
+{
+	char *dir = pair_and_dear("  the   b ", "The B");
+	struct runres r;
+
 	r = run(dir, st, "{\"prompt\": \"A or B?\", \"task_type\": \"ag2\","
 		" \"strategies\": [\"agree\"]}", NULL);
 	CHECK_RC(r.rc, 0);
@@ -492,11 +512,6 @@ static void test_agree(struct plan_stats *st)
 	runres_free(&r);
 	learned(st, "agree(cheap1,cheap2)#pair", "ag2c", 1, 1);
 	learned(st, "agree(cheap1,cheap2)#stood", "ag2c", 1, 0);
-	for (int i = 0; i < 3; i++)
-		free((char *)cards[i]);
-	free(rt);
-	free(b);
-	free(b2);
 	free(dir);
 }
 
@@ -507,21 +522,12 @@ static void test_agree(struct plan_stats *st)
  */
 static void test_agree_key(struct plan_stats *st)
 {
-	char *rt = http_card("fixed-42", "\"price_in\": 9, \"price_out\": 9");
-	char *b = http_card("fixed-The answer is B.",
-			    "\"price_in\": 0.2, \"price_out\": 0.2");
-	char *b2 = http_card("fixed-I pick (b), surely",
-			     "\"price_in\": 0.3, \"price_out\": 0.3");
-	const char *cards[4] = { NULL };
+	char *dir = pair_and_dear("The answer is B.", "I pick (b), surely");
 	/* \(?([A-Da-d])\)?[.,] as a JSON string: the letter before . or , */
 	static const char key[] = "\\\\(?([A-Da-d])\\\\)?[.,]";
 	struct runres r;
-	char *dir, *task;
+	char *task;
 
-	CHECK(asprintf((char **)&cards[0], "dear=%s", rt) > 0);
-	CHECK(asprintf((char **)&cards[1], "cheap1=%s", b) > 0);
-	CHECK(asprintf((char **)&cards[2], "cheap2=%s", b2) > 0);
-	dir = models_dir(cards);
 	/* Whole, the answers differ: the dear model is called. */
 	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"agk\","
 		" \"strategies\": [\"agree\"]}", NULL);
@@ -575,11 +581,6 @@ static void test_agree_key(struct plan_stats *st)
 	CHECK(count(r.trace, "\"vote_slot\"") == 3);
 	runres_free(&r);
 	free(task);
-	for (int i = 0; i < 3; i++)
-		free((char *)cards[i]);
-	free(rt);
-	free(b);
-	free(b2);
 	free(dir);
 }
 
