@@ -130,7 +130,9 @@ grep -q 'Is a directory' "$dir/err" || fail "a folder: $(cat "$dir/err")"
 #     prompts in 10, so whole they never agree (the naive cascade calls
 #     the dear model on every prompt) and by the key they agree but on
 #     the 10th; an answer without a key agrees with none, and the output
-#     counts the answers with a key per model.  A bad regex is refused.
+#     counts the answers with a key per model.  Whole, the output says
+#     that right answers differ and names --key (not where they agree).
+#     A bad regex is refused.
 awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
   for (i = 0; i < 40; i++) { ok = i % 10 != 0;
     printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? "The answer is (B)." : "Maybe C.";
@@ -139,11 +141,16 @@ awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
 "$tool" "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key: exit $?"
 grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear 100.0%$' "$dir/out" ||
 	fail "whole answers: $(grep '^naive' "$dir/out")"
+grep -q '^note: answers compared whole: two right answers are the same on 0.0% of the pairs only; if the answers are sentences, --key REGEX' "$dir/out" ||
+	fail "no hint of --key: $(grep '^note' "$dir/out")"
 "$tool" --key '\(?([A-Da-d])\)?[.,]' "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key: exit $?"
 grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear [1-9][0-9]\{0,1\}\.[0-9]%$' "$dir/out" ||
 	fail "key: $(grep '^naive' "$dir/out")"
 grep -q '^answers compared by the key .*: with a key c1 40 of 40, c2 36 of 40, dear 40 of 40$' "$dir/out" ||
 	fail "key note: $(grep '^answers compared' "$dir/out")"
+if grep -q '^note: answers compared whole' "$dir/out"; then fail "hint of --key given with --key"; fi
+"$tool" "$dir/norm.tsv" >"$dir/out" 2>&1
+if grep -q '^note: answers compared whole' "$dir/out"; then fail "hint of --key where answers agree"; fi
 for bad in '(' '' 'a{2'; do
 	if "$tool" --key "$bad" "$dir/key.tsv" >/dev/null 2>"$dir/err"; then fail "--key '$bad' accepted"; fi
 	grep -q '^llmfs-route-eval: --key: ' "$dir/err" || fail "--key '$bad': $(cat "$dir/err")"

@@ -1435,6 +1435,37 @@ static void key_note(const struct eval *e, const char *key)
 }
 
 /*
+ * Two right answers (quality 1) of comparable form are the same answer.
+ * Where most pairs of right answers differ as text, they are sentences,
+ * spellings or programs: agreement and votes say little of them, and
+ * --key may be what the table needs.  Says so.
+ */
+static void whole_note(const struct eval *e)
+{
+	size_t pairs = 0, same = 0;
+
+	for (size_t i = 0; i < e->t->n; i++) {
+		const struct prompt *p = &e->t->p[i];
+
+		if (p->have != e->complete)
+			continue;
+		for (size_t a = 0; a < e->n_models; a++)
+			for (size_t b = a + 1; b < e->n_models; b++) {
+				if (p->q[a] != 1 || p->q[b] != 1 ||
+				    !p->ans[a] || !p->ans[b])
+					continue;
+				pairs++;
+				same += p->ans[a] == p->ans[b];
+			}
+	}
+	if (pairs && same * 2 < pairs)
+		printf("note: answers compared whole: two right answers are the "
+		       "same on %.1f%% of the pairs only; if the answers are "
+		       "sentences, --key REGEX compares what they choose\n",
+		       100.0 * (double)same / (double)pairs);
+}
+
+/*
  * Names the models whose answers (or checker's verdicts) some complete
  * prompts lack, and what that means: a missing answer agrees with no
  * other, as a call that failed; a missing verdict is no acceptance.
@@ -1838,10 +1869,13 @@ int main(int argc, char **argv)
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
-	if (key)
+	if (key) {
 		key_note(&e, key);   /* which counts missing answers too */
-	else
+	} else {
 		missing_note(&e, true);
+		if (t.has_answer)
+			whole_note(&e);
+	}
 	missing_note(&e, false);
 	printf("planner options: %zu single models, %zu cascades judged by "
 	       "the check column, %zu agreement cascades, %zu votes; "
