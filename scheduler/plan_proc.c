@@ -92,6 +92,24 @@ static int ended(pid_t pid)
 }
 
 /*
+ * The caller's variables that decide how the CPU engine computes (which
+ * BLAS kernels OpenBLAS takes, how OpenMP threads wait and how many run):
+ * a training job or a replica the daemon starts computes as the daemon
+ * and llmfs-train in its environment do, bit for bit, which replays need.
+ * Set by whoever started the daemon; none is a secret.
+ */
+#define ENGINE_ENV_MAX 16
+static const char *const engine_env[] = { "OPENBLAS_", "OMP_", "GOMP_" };
+
+static bool is_engine_var(const char *kv)
+{
+	for (size_t i = 0; i < sizeof(engine_env) / sizeof(*engine_env); i++)
+		if (!strncmp(kv, engine_env[i], strlen(engine_env[i])))
+			return true;
+	return false;
+}
+
+/*
  * What a child run as another user needs, made before fork: a child of a
  * threaded process may only make async-signal-safe calls until exec, so
  * no passwd or group lookup, no allocation happens there.
@@ -103,7 +121,9 @@ struct as_user {
 	gid_t *groups;
 	size_t n_groups;
 	char *home;        /* working folder; "/" when none */
-	char *envp[5];     /* PATH, HOME, USER, LOGNAME; NULL-terminated */
+	/* PATH, HOME, USER, LOGNAME, for engine children the caller's
+	 * ENGINE_ENV_MAX engine settings at most; NULL-terminated */
+	char *envp[4 + ENGINE_ENV_MAX + 1];
 	char *paths[3];    /* where argv[0] is looked for */
 	long max_fd;       /* for closing descriptors without close_range */
 };
@@ -112,7 +132,7 @@ static void as_user_release(struct as_user *a)
 {
 	free(a->groups);
 	free(a->home);
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < sizeof(a->envp) / sizeof(a->envp[0]); i++)
 		free(a->envp[i]);
 	for (size_t i = 0; i < 3; i++)
 		free(a->paths[i]);
@@ -178,7 +198,7 @@ static char *str2(const char *a, const char *b)
 }
 
 static int as_user_prepare(const struct plan_proc_user *u, const char *argv0,
-			   struct as_user *a)
+			   bool engine, struct as_user *a)
 {
 	struct passwd pw;
 	char *buf = NULL;
@@ -215,6 +235,9 @@ static int as_user_prepare(const struct plan_proc_user *u, const char *argv0,
 			a->envp[i++] = str2("USER=", name);
 			a->envp[i++] = str2("LOGNAME=", name);
 		}
+		for (char **e = environ; engine && *e; e++)
+			if (is_engine_var(*e) && i < 4 + ENGINE_ENV_MAX)
+				a->envp[i++] = str2("", *e);
 		if (strchr(argv0, '/')) {
 			a->paths[0] = str2("", argv0);
 		} else {
@@ -375,7 +398,7 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 	if (!argv || !argv[0])
 		return -EINVAL;
 	if (as) {
-		rc = as_user_prepare(as, argv[0], &au);
+		rc = as_user_prepare(as, argv[0], false, &au);
 		if (rc < 0) {
 			as_user_release(&au);
 			return rc;
@@ -518,7 +541,7 @@ int plan_proc_spawn_as(const struct plan_proc_user *as, char *const argv[],
 
 	if (!argv || !argv[0])
 		return -EINVAL;
-	rc = as_user_prepare(as ? as : &self, argv[0], &au);
+	rc = as_user_prepare(as ? as : &self, argv[0], true, &au);
 	if (rc == 0)
 		rc = spawn_as(&au, argv, in_fd, out_fd, err_fd, true, ret_pid);
 	as_user_release(&au);

@@ -62,9 +62,13 @@ int plan_proc_run_as(const struct plan_proc_user *as, char *const argv[],
 		     size_t *ret_len, int *ret_status);
 
 /*
- * Starts argv as *as (NULL: the caller's own uid and gid, with the same
- * clean environment) and returns at once with its pid; the caller reaps
- * it.  in_fd, out_fd and err_fd become its stdin, stdout and stderr
+ * Starts argv as *as (NULL: the caller's own uid and gid), for the
+ * engine's children (training jobs, replicas), and returns at once with
+ * its pid; the caller reaps it.  The same clean environment, plus the
+ * caller's OPENBLAS_*, OMP_* and GOMP_* variables (16 at most): they
+ * decide the CPU engine's kernels and threads, so that the child computes
+ * bit for bit as the caller and llmfs-train in the caller's environment
+ * do.  in_fd, out_fd and err_fd become its stdin, stdout and stderr
  * (err_fd -1: /dev/null).  The child gets SIGKILL when the calling thread
  * ends (the parent-death signal follows the thread that forked): call it
  * from a thread that lives as long as the children should.  -errno when

@@ -3,6 +3,7 @@
  * candidates, result (wait, poll fd, interruption), trace, feedback,
  * stats, restarts, bad input, and a planner model structuring free text.
  */
+#include <fcntl.h>
 #include <grp.h>
 #include <jansson.h>
 #include <math.h>
@@ -604,6 +605,49 @@ static void test_proc_group(void)
 	ends(file);
 }
 
+/*
+ * The environment of a child: a check's command gets PATH, HOME, USER and
+ * LOGNAME only; an engine child (plan_proc_spawn_as(): a training job, a
+ * replica) also the caller's OPENBLAS_*, OMP_* and GOMP_* variables, so
+ * that it computes as the caller does, and nothing else of the caller's.
+ */
+static void test_proc_env(void)
+{
+	struct plan_proc_user self = { geteuid(), getegid() };
+	char *argv[] = { "env", NULL }, *out = NULL, buf[4096];
+	int fds[2], nul, status = -1;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	CHECK(setenv("OPENBLAS_CORETYPE", "Haswell", 1) == 0 &&
+	      setenv("OMP_WAIT_POLICY", "passive", 1) == 0 &&
+	      setenv("LLMFS_SECRET_TEST", "x", 1) == 0);
+	CHECK_RC(plan_proc_run_as(&self, argv, "", 0, 5, 4096, NULL, &out,
+				  NULL, &status), 0);
+	CHECK(out && !strstr(out, "OPENBLAS_") && !strstr(out, "OMP_") &&
+	      !strstr(out, "LLMFS_SECRET_TEST") && strstr(out, "PATH=/usr/bin:/bin"));
+	free(out);
+	CHECK(pipe(fds) == 0);
+	nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK(nul >= 0);
+	CHECK_RC(plan_proc_spawn_as(NULL, argv, nul, fds[1], -1, &pid), 0);
+	close(fds[1]);
+	close(nul);
+	while (n < sizeof(buf) - 1 &&
+	       (r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fds[0]);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      WEXITSTATUS(status) == 0);
+	CHECK_MSG(strstr(buf, "\nOPENBLAS_CORETYPE=Haswell\n") &&
+		  strstr(buf, "\nOMP_WAIT_POLICY=passive\n") &&
+		  !strstr(buf, "LLMFS_SECRET_TEST") &&
+		  strstr(buf, "PATH=/usr/bin:/bin\n"), "%s", buf);
+	unsetenv("LLMFS_SECRET_TEST");
+}
+
 /* The model of the chosen path's first step, from plan.json. */
 static void planned_model(struct plan_engine *e, const char *name, char *out,
 			  size_t n)
@@ -732,6 +776,7 @@ int main(void)
 	if (geteuid() == 0)
 		test_proc_not_root();
 	test_proc_group();
+	test_proc_env();
 	srv = standin_start(KEY);
 	if (!srv)
 		SKIP("cannot start the stand-in server on loopback");
