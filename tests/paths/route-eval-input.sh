@@ -107,11 +107,17 @@ grep -q '40 prompts (0 incomplete dropped), 2 models' "$dir/out" || fail "CR: ro
 #     differently, on 9 prompts in 10 and different wrong ones on the
 #     10th, so the naive cascade calls the dear model on about 10 % of
 #     the test prompts, not on all of them.
-awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
-  for (i = 0; i < 40; i++) { ok = i % 10 != 0;
-    printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? "  The  answer\\nis B " : "C";
-    printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, ok, ok ? "the answer IS\\tb" : "D";
-    printf "p%d\tt\tdear\t1\t0.01\tthe answer is B\n", i } }' >"$dir/norm.tsv"
+three() { # FILE C1_RIGHT C1_WRONG C2_RIGHT C2_WRONG DEAR: c1, c2 right
+  # on 9 prompts in 10 with the given answers (table-escaped), dear always
+  A=$2 B=$3 C=$4 D=$5 E=$6 awk 'BEGIN { v = "A B C D E"; split(v, k, " ")
+    for (j = 1; j <= 5; j++) x[k[j]] = ENVIRON[k[j]]
+    print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer"
+    for (i = 0; i < 40; i++) { ok = i % 10 != 0
+      printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? x["A"] : x["B"]
+      printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, ok, ok ? x["C"] : x["D"]
+      printf "p%d\tt\tdear\t1\t0.01\t%s\n", i, x["E"] } }' >"$1"
+}
+three "$dir/norm.tsv" '  The  answer\nis B ' C 'the answer IS\tb' D 'the answer is B'
 "$tool" "$dir/norm.tsv" >"$dir/out" 2>&1 || fail "answer form: exit $?"
 grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear [1-9][0-9]\{0,1\}\.[0-9]%$' "$dir/out" ||
 	fail "answer form: $(grep '^naive' "$dir/out")"
@@ -133,11 +139,7 @@ grep -q 'Is a directory' "$dir/err" || fail "a folder: $(cat "$dir/err")"
 #     counts the answers with a key per model.  Whole, the output says
 #     that right answers differ and names --key (not where they agree).
 #     A bad regex is refused.
-awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer";
-  for (i = 0; i < 40; i++) { ok = i % 10 != 0;
-    printf "p%d\tt\tc1\t%d\t0.001\t%s\n", i, ok, ok ? "The answer is (B)." : "Maybe C.";
-    printf "p%d\tt\tc2\t%d\t0.002\t%s\n", i, ok, ok ? "I pick b,\\nsurely" : "no idea";
-    printf "p%d\tt\tdear\t1\t0.01\tB.\n", i } }' >"$dir/key.tsv"
+three "$dir/key.tsv" 'The answer is (B).' 'Maybe C.' 'I pick b,\nsurely' 'no idea' 'B.'
 "$tool" "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key: exit $?"
 grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear 100.0%$' "$dir/out" ||
 	fail "whole answers: $(grep '^naive' "$dir/out")"

@@ -516,71 +516,61 @@ static void test_agree(struct plan_stats *st)
 }
 
 /*
+ * Runs a task of one step over dir's models with the given strategy and
+ * key (NULL: none) and checks its answer is want (or, want2 non-NULL,
+ * either); returns how many vote members it called.
+ */
+static int keyed(const char *dir, struct plan_stats *st, const char *type,
+		 const char *strategy, const char *key, const char *want,
+		 const char *want2)
+{
+	struct runres r;
+	char *task;
+	int slots;
+
+	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
+		       " \"%s\", \"strategies\": [\"%s\"]%s%s%s}", type,
+		       strategy, key ? ", \"key\": \"" : "", key ? key : "",
+		       key ? "\"" : "") > 0);
+	r = run(dir, st, task, NULL);
+	CHECK_RC(r.rc, 0);
+	CHECK_MSG(r.answer && (!strcmp(r.answer, want) ||
+			       (want2 && !strcmp(r.answer, want2))),
+		  "%s: %s", task, r.trace);
+	slots = (int)count(r.trace, "\"vote_slot\"");
+	runres_free(&r);
+	free(task);
+	return slots;
+}
+
+/*
  * A task's key: the cheap models answer in sentences that differ but
  * name the same choice, which agrees by the key and not whole; an answer
  * without a key agrees with none.
  */
 static void test_agree_key(struct plan_stats *st)
 {
-	char *dir = pair_and_dear("The answer is B.", "I pick (b), surely");
+	static const char b1[] = "The answer is B.", b2[] = "I pick (b), surely";
+	char *dir = pair_and_dear(b1, b2);
 	/* \(?([A-Da-d])\)?[.,] as a JSON string: the letter before . or , */
 	static const char key[] = "\\\\(?([A-Da-d])\\\\)?[.,]";
-	struct runres r;
-	char *task;
 
-	/* Whole, the answers differ: the dear model is called. */
-	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"agk\","
-		" \"strategies\": [\"agree\"]}", NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
-	runres_free(&r);
-	/* By the key they agree: the first member's answer stands, whole. */
-	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
-		       " \"agk2\", \"strategies\": [\"agree\"], \"key\":"
-		       " \"%s\"}", key) > 0);
-	r = run(dir, st, task, NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && !strcmp(r.answer, "The answer is B."), "%s",
-		  r.trace);
-	CHECK(!strstr(r.trace, "\"model\":\"dear\""));
-	runres_free(&r);
-	free(task);
+	/* Whole, the answers differ: the dear model is called.  By the key
+	 * they agree: the first member's answer stands, whole, without the
+	 * dear call (two members' calls only).  A key that neither answer
+	 * holds: no agreement, the dear call. */
+	CHECK(keyed(dir, st, "agk", "agree", NULL, "42", NULL) == 2);
+	CHECK(keyed(dir, st, "agk2", "agree", key, b1, NULL) == 2);
 	learned(st, "agree(cheap1,cheap2)#pair", "agk2", 1, 1);
-	/* A key that neither answer holds: no agreement, the dear call. */
-	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\":"
-		" \"agk3\", \"strategies\": [\"agree\"], \"key\":"
-		" \"#### (.*)\"}", NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
-	runres_free(&r);
+	CHECK(keyed(dir, st, "agk3", "agree", "#### (.*)", "42", NULL) == 2);
 	learned(st, "agree(cheap1,cheap2)#pair", "agk3", 1, 0);
 	/* A vote of the three: whole, no majority, the first member's
-	 * (dear ranks first on these statistics); by the key, two of three
-	 * name b; with a key that no answer holds, the first member's again
-	 * (three answers paid for are not "none answered"). */
-	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"vk\","
-		" \"strategies\": [\"vote\"]}", NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
-	runres_free(&r);
-	r = run(dir, st, "{\"prompt\": \"A to D?\", \"task_type\": \"vk\","
-		" \"strategies\": [\"vote\"], \"key\": \"#### (.*)\"}",
-		NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && !strcmp(r.answer, "42"), "%s", r.trace);
-	CHECK(count(r.trace, "\"vote_slot\"") == 3);
-	runres_free(&r);
-	CHECK(asprintf(&task, "{\"prompt\": \"A to D?\", \"task_type\":"
-		       " \"vk\", \"strategies\": [\"vote\"], \"key\":"
-		       " \"%s\"}", key) > 0);
-	r = run(dir, st, task, NULL);
-	CHECK_RC(r.rc, 0);
-	CHECK_MSG(r.answer && (!strcmp(r.answer, "The answer is B.") ||
-			       !strcmp(r.answer, "I pick (b), surely")),
-		  "%s", r.trace);
-	CHECK(count(r.trace, "\"vote_slot\"") == 3);
-	runres_free(&r);
-	free(task);
+	 * (dear ranks first on these statistics); with a key that no answer
+	 * holds, the first member's again (three answers paid for are not
+	 * "none answered"); by the key, two of three name b. */
+	CHECK(keyed(dir, st, "vk", "vote", NULL, "42", NULL) == 3);
+	CHECK(keyed(dir, st, "vk", "vote", "#### (.*)", "42", NULL) == 3);
+	CHECK(keyed(dir, st, "vk", "vote", key, b1, b2) == 3);
 	free(dir);
 }
 
