@@ -122,18 +122,16 @@ static int parse_check(json_t *j, const char *where, struct plan_check *c,
 		return c->text ? 0 : -ENOMEM;
 	}
 	if ((v = json_object_get(j, "regex"))) {
+		char msg[128];
 		int r;
 
 		if (!json_is_string(v))
 			return fail(ret_err, "%s.regex: not a string", where);
-		if (plan_regex_backref(json_string_value(v)))
-			return fail(ret_err, "%s.regex: back-references are "
-				    "not allowed", where);
+		if (plan_regex_vet(json_string_value(v), msg, sizeof(msg)) < 0)
+			return fail(ret_err, "%s.regex: %s", where, msg);
 		r = regcomp(&c->re, json_string_value(v),
 			    REG_EXTENDED | REG_NOSUB);
 		if (r) {
-			char msg[128];
-
 			regerror(r, &c->re, msg, sizeof(msg));
 			return fail(ret_err, "%s.regex: %s", where, msg);
 		}

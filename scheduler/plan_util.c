@@ -248,55 +248,143 @@ int plan_answer_key(const regex_t *re, const char *answer, char **ret_key)
 	return 0;
 }
 
-/*
- * Whether an extended regex holds a back-reference (\1 to \9 outside a
- * bracket expression).  POSIX EREs have none; glibc takes them, and
- * matches them in exponential time (or crashes on some), so they are
- * refused wherever a task's regex is compiled.
- */
-bool plan_regex_backref(const char *src)
+/* The end of the bracket expression that starts at c ('['), or NULL. */
+static const char *bracket_end(const char *c)
 {
+	/* ] first is a member; [: [. [= open a class, a collating element
+	 * or an equivalence class, which end at :] .] =]. */
+	c++;
+	if (*c == '^')
+		c++;
+	if (*c == ']')
+		c++;
+	for (; *c && *c != ']'; c++)
+		if (*c == '[' && (c[1] == ':' || c[1] == '.' || c[1] == '=')) {
+			const char end[3] = { c[1], ']', 0 };
+			const char *e = strstr(c + 2, end);
+
+			if (!e)
+				return NULL;
+			c = e + 1;
+		}
+	return *c ? c : NULL;
+}
+
+/* An interval {m}, {m,}, {m,n} or glibc's {,n} at c: its largest count
+ * (m for {m,}), and *end past it; -1 when c holds none. */
+static long interval(const char *c, const char **end)
+{
+	char *e = (char *)c + 1;
+	long m = 0, n;
+
+	if (*c != '{' || !(isdigit((unsigned char)c[1]) ||
+			   (c[1] == ',' && isdigit((unsigned char)c[2]))))
+		return -1;
+	if (isdigit((unsigned char)*e))
+		m = strtol(e, &e, 10);
+	n = m;
+	if (*e == ',') {
+		e++;
+		if (isdigit((unsigned char)*e))
+			n = strtol(e, &e, 10);
+	}
+	if (*e != '}')
+		return -1;
+	*end = e + 1;
+	return n > m ? n : m;
+}
+
+int plan_regex_vet(const char *src, char *msg, size_t n)
+{
+	/*
+	 * Per open group: the weight so far, that of its last atom, and
+	 * whether it holds a repetition.  An interval multiplies the atom
+	 * it follows and + doubles it (glibc copies what they repeat); an
+	 * interval on a group that holds a repetition is refused, since
+	 * glibc's regcomp takes exponential time on some ((a|b*)*|c?){20}
+	 * takes seconds, {40} minutes).
+	 */
+	double acc[PLAN_REGEX_MAX_DEPTH + 1] = { 0 };
+	double last[PLAN_REGEX_MAX_DEPTH + 1] = { 0 };
+	bool rep[PLAN_REGEX_MAX_DEPTH + 1] = { false };
+	bool last_rep = false;  /* the last atom is or holds a repetition */
+	int depth = 0;
+
 	for (const char *c = src; *c; c++) {
+		const char *e;
+		long k = -1;
+		double w = 1;
+		bool group_rep = false;
+
 		if (*c == '\\') {
-			if (c[1] >= '1' && c[1] <= '9')
-				return true;
+			if (c[1] >= '1' && c[1] <= '9') {
+				snprintf(msg, n, "back-references are not "
+					 "allowed");
+				return -EINVAL;
+			}
 			if (c[1])
 				c++;
+		} else if (*c == '[') {
+			if (!(e = bracket_end(c)))
+				return 0;       /* regcomp refuses it */
+			c = e;
+		} else if (*c == '(') {
+			if (depth == PLAN_REGEX_MAX_DEPTH) {
+				snprintf(msg, n, "more than %d nested groups",
+					 PLAN_REGEX_MAX_DEPTH);
+				return -EINVAL;
+			}
+			depth++;
+			acc[depth] = last[depth] = 0;
+			rep[depth] = false;
+			continue;
+		} else if (*c == ')' && depth > 0) {
+			w = acc[depth] > 1 ? acc[depth] : 1;
+			group_rep = rep[depth];
+			depth--;
+			rep[depth] |= group_rep;
+		} else if (*c == '+' || (k = interval(c, &e)) >= 0) {
+			if (k >= 0 && last_rep) {
+				snprintf(msg, n, "an interval on what holds "
+					 "a repetition");
+				return -EINVAL;
+			}
+			if (k < 0)
+				k = 2;
+			else
+				c = e - 1;
+			acc[depth] += last[depth] * ((double)k - 1);
+			last[depth] *= (double)k;
+			rep[depth] = last_rep = true;
+			if (acc[depth] > PLAN_REGEX_MAX_WEIGHT)
+				break;
+			continue;
+		} else if (*c == '*' || *c == '?') {
+			rep[depth] = last_rep = true;
+			continue;
+		} else if (*c == '|') {
 			continue;
 		}
-		if (*c != '[')
-			continue;
-		/* A bracket expression: ] first is a member, [: [. [= open a
-		 * class, a collating element or an equivalence class. */
-		c++;
-		if (*c == '^')
-			c++;
-		if (*c == ']')
-			c++;
-		for (; *c && *c != ']'; c++)
-			if (*c == '[' && (c[1] == ':' || c[1] == '.' ||
-					  c[1] == '=')) {
-				const char end[3] = { c[1], ']', 0 };
-				const char *e = strstr(c + 2, end);
-
-				if (!e)
-					return false; /* regcomp refuses it */
-				c = e + 1;
-			}
-		if (!*c)
-			return false;
+		acc[depth] += w;
+		last[depth] = w;
+		last_rep = group_rep;
 	}
-	return false;
+	for (int d = depth; d > 0; d--)
+		acc[0] += acc[d];
+	if (acc[0] > PLAN_REGEX_MAX_WEIGHT) {
+		snprintf(msg, n, "too large once its repetitions are expanded "
+			 "(over %d atoms)", PLAN_REGEX_MAX_WEIGHT);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n)
 {
 	int r;
 
-	if (plan_regex_backref(src)) {
-		snprintf(msg, n, "back-references are not allowed");
+	if (plan_regex_vet(src, msg, n) < 0)
 		return -EINVAL;
-	}
 	r = regcomp(re, src, REG_EXTENDED);
 	if (!r)
 		return 0;

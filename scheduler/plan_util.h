@@ -81,15 +81,26 @@ int plan_answer_key(const regex_t *re, const char *answer, char **ret_key);
 /*
  * Compiles a key's POSIX extended regex (byte-wise, as the caller's
  * locale has it: C in the daemon); -EINVAL with a reason in msg (n bytes)
- * when it does not compile or holds a back-reference.
+ * when it does not compile or plan_regex_vet() refuses it.
  */
 int plan_key_compile(regex_t *re, const char *src, char *msg, size_t n);
 /*
- * Whether an extended regex holds a back-reference (\1 .. \9 outside a
- * bracket expression): not POSIX ERE, and glibc matches them in
- * exponential time or crashes on some, so task regexes refuse them.
+ * Whether a task's extended regex may be compiled (any user may write
+ * one, and glibc's regcomp and regexec are not made for hostile
+ * patterns): 0, or -EINVAL with the reason in msg (n bytes) for
+ * - a back-reference (\1 .. \9 outside a bracket expression): not POSIX
+ *   ERE, matched in exponential time by glibc, which crashes on some;
+ * - more than PLAN_REGEX_MAX_DEPTH nested groups;
+ * - more than PLAN_REGEX_MAX_WEIGHT atoms once intervals and + are
+ *   expanded, as glibc compiles them, by copies (((a{1,100}){1,100}){1,100}
+ *   takes gigabytes, (((a)+)+)... doubles with every +);
+ * - an interval on what is or holds a repetition (*, +, ?, an
+ *   interval): ((a|b*)*|c?){40} takes regcomp minutes.
+ * Syntax errors are left to regcomp().
  */
-bool plan_regex_backref(const char *src);
+#define PLAN_REGEX_MAX_DEPTH 32
+#define PLAN_REGEX_MAX_WEIGHT 1000
+int plan_regex_vet(const char *src, char *msg, size_t n);
 
 /* strdup that accepts NULL. */
 char *plan_strdup0(const char *s);

@@ -153,6 +153,23 @@ grep -q '^answers compared by the key .*: with a key c1 40 of 40, c2 36 of 40, d
 if grep -q '^note: answers compared whole' "$dir/out"; then fail "hint of --key given with --key"; fi
 "$tool" "$dir/norm.tsv" >"$dir/out" 2>&1
 if grep -q '^note: answers compared whole' "$dir/out"; then fail "hint of --key where answers agree"; fi
+# An answer without a key is still an answer: the naive cascade exists
+# under a key that no answer holds (and calls dear on every prompt), and
+# in a vote it counts alone, as plan_exec counts it, so with no majority
+# the first member's stands.  a (best on training, so first in the vote)
+# never has a key and is right on 3 prompts in 4; b and c agree, and are
+# right, on the other half: the vote of the three is right everywhere.
+"$tool" --key Z "$dir/key.tsv" >"$dir/out" 2>&1 || fail "key Z: exit $?"
+grep -q '^naive agreement cascade agree(c1,c2)>dear .*calls: c1 100.0% c2 100.0% dear 100.0%$' "$dir/out" ||
+	fail "key Z: $(grep '^naive' "$dir/out")"
+awk 'BEGIN { print "prompt_id\ttask_type\tmodel\tquality\tcost_usd\tanswer"
+  for (i = 0; i < 40; i++) { k = i % 4
+    printf "p%d\tt\ta\t%d\t0.001\tno idea\n", i, k != 1
+    printf "p%d\tt\tb\t%d\t0.002\tAnswer: B.\n", i, k < 2
+    printf "p%d\tt\tc\t%d\t0.003\tAnswer: %s.\n", i, k < 2, k < 2 ? "B" : "D" } }' >"$dir/vk.tsv"
+"$tool" --key '([A-D])' "$dir/vk.tsv" >"$dir/out" 2>&1 || fail "vote key: exit $?"
+grep -q '^planner, highest quality on its curve  quality 1.0000 .*calls: a 100.0% b 100.0% c 100.0%$' "$dir/out" ||
+	fail "vote key: $(grep 'highest quality' "$dir/out")"
 for bad in '(' '' 'a{2'; do
 	if "$tool" --key "$bad" "$dir/key.tsv" >/dev/null 2>"$dir/err"; then fail "--key '$bad' accepted"; fi
 	grep -q '^llmfs-route-eval: --key: ' "$dir/err" || fail "--key '$bad': $(cat "$dir/err")"

@@ -73,6 +73,22 @@ struct route_opt {
 
 /* The model whose answer an option gives on p; sets *calls to the models
  * called (a bit mask). */
+/*
+ * The support of member i's answer among the first called of m, as
+ * plan_exec's tally counts it: the members whose answer has the same key,
+ * 1 for an answer without a key (it agrees with no other), 0 for none.
+ */
+static int support(const struct prompt *p, const int *m, int i, int called)
+{
+	int n = 0;
+
+	if (!p->ans[m[i]])
+		return (int)(p->said >> m[i] & 1);
+	for (int j = 0; j < called; j++)
+		n += p->ans[m[j]] == p->ans[m[i]];
+	return n;
+}
+
 static int opt_pick(const struct prompt *p, const struct route_opt *o,
 		    uint64_t *calls)
 {
@@ -99,11 +115,9 @@ static int opt_pick(const struct prompt *p, const struct route_opt *o,
 		/* The answer most members give, the first of them on a tie
 		 * (plan_exec's tally); it stands when need members give it. */
 		for (int i = 0; i < called; i++) {
-			int n = 0;
+			int n = support(p, m, i, called);
 
 			*calls |= 1ULL << m[i];
-			for (int j = 0; p->ans[m[i]] && j < called; j++)
-				n += p->ans[m[j]] == p->ans[m[i]];
 			if (n > best) {
 				best = n;
 				win = i;
@@ -120,10 +134,8 @@ static int opt_pick(const struct prompt *p, const struct route_opt *o,
 		*calls = (1ULL << m[0]) | (1ULL << m[1]) | (1ULL << m[2]);
 		/* Majority, else the first member that answered (plan_exec). */
 		for (int i = 0; i < 3; i++) {
-			int n = 0;
+			int n = support(p, m, i, 3);
 
-			for (int j = 0; p->ans[m[i]] && j < 3; j++)
-				n += p->ans[m[j]] == p->ans[m[i]];
 			if (n > best) {
 				best = n;
 				win = i;
@@ -507,7 +519,7 @@ static size_t known_on(const struct eval *e, int m, bool answers)
 		const struct prompt *p = &e->t->p[i];
 
 		if (p->have == e->complete &&
-		    (answers ? p->ans[m] != 0 : p->chk[m] >= 0))
+		    (answers ? p->said >> m & 1 : p->chk[m] >= 0))
 			n++;
 	}
 	return n;
@@ -1428,9 +1440,15 @@ static void key_note(const struct eval *e, const char *key)
 	printf("answers compared by the key %s (the last match; a missing "
 	       "answer or one without a key agrees with no other): with a "
 	       "key", key);
-	for (size_t m = 0; m < e->n_models; m++)
+	for (size_t m = 0; m < e->n_models; m++) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < e->t->n; i++)
+			k += e->t->p[i].have == e->complete &&
+			     e->t->p[i].ans[m];
 		printf("%s %s %zu of %zu", m ? "," : "",
-		       e->t->models.names[m], known_on(e, (int)m, true), n);
+		       e->t->models.names[m], k, n);
+	}
 	printf("\n");
 }
 
@@ -1869,13 +1887,11 @@ int main(int argc, char **argv)
 	if (e.flat_cost && t.types.n == 1 && e.no_route)
 		printf("note: --flat-cost changes nothing here: one task type "
 		       "and no per-prompt costs\n");
-	if (key) {
-		key_note(&e, key);   /* which counts missing answers too */
-	} else {
-		missing_note(&e, true);
-		if (t.has_answer)
-			whole_note(&e);
-	}
+	if (key)
+		key_note(&e, key);
+	missing_note(&e, true);
+	if (t.has_answer && !key)
+		whole_note(&e);
 	missing_note(&e, false);
 	printf("planner options: %zu single models, %zu cascades judged by "
 	       "the check column, %zu agreement cascades, %zu votes; "

@@ -311,6 +311,7 @@ static int row(struct table *t, char **f, const int *col, const char *name,
 		unescape(f[col[C_ANS]]);
 		if (answer_key(t->key, f[col[C_ANS]], &p->ans[m]) < 0)
 			return -ENOMEM;
+		p->said |= 1ULL << m;
 		t->has_answer = true;
 	}
 	if (col[C_PROMPT] >= 0 && !p->text && *f[col[C_PROMPT]] &&

@@ -45,6 +45,7 @@ struct prompt {
 	signed char chk[ROUTE_MAX_MODELS]; /* 1, 0, -1 unknown */
 	uint64_t ans[ROUTE_MAX_MODELS];    /* the answer's key's hash, 0 none */
 	uint64_t have;      /* bit per model */
+	uint64_t said;      /* bit per model with an answer (keyed or not) */
 	bool train;
 };
 
