@@ -1354,10 +1354,12 @@ static void usage(FILE *f)
 		"                     cross-validation on the training split\n"
 		"  --curve FILE       write the planners' and the oracle's "
 		"curves as TSV\n"
-		"  --key REGEX        compare answers by their key, the last "
-		"match of this POSIX\n"
-		"                     extended regex (its first group, if any), "
-		"as a task's \"key\"\n"
+		"  --key REGEX        compare answers by their key, as a task's "
+		"\"key\": of the\n"
+		"                     matches of this POSIX extended regex, the "
+		"last whose first\n"
+		"                     group (else whole match) holds more than "
+		"blanks\n"
 		"                     (default: whole answers)\n");
 }
 
