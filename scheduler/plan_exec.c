@@ -501,6 +501,46 @@ static void agree_learn(struct run *r, size_t s, const char *what, bool yes)
 				  yes ? 1 : 0, -1, -1);
 }
 
+/*
+ * A line of kind "tally" for each count of a vote's or an agreement
+ * cascade's answers: how many give the most common answer, of how many
+ * called and answered, and how many answered without a key; never an
+ * answer or a key (the trace holds none).
+ */
+static void trace_tally(struct run *r, size_t s, char *const key[3], int best)
+{
+	const struct step_rt *st = &r->st[s];
+	int answered = 0, keyless = 0;
+	char detail[160];
+	json_t *o;
+	char *line;
+
+	if (!r->o->trace)
+		return;
+	for (int i = 0; i < st->vote_called; i++) {
+		answered += st->vote_ans[i] != NULL;
+		keyless += st->vote_ans[i] && !key[i];
+	}
+	if (plan_task_key(r->t, s))
+		snprintf(detail, sizeof(detail), "%d of %d called give one "
+			 "answer by the key (%d answered, %d without a key)",
+			 best, st->vote_called, answered, keyless);
+	else
+		snprintf(detail, sizeof(detail), "%d of %d called give one "
+			 "answer (%d answered)", best, st->vote_called,
+			 answered);
+	o = json_pack("{s:s, s:s, s:s, s:s}", "step", r->t->steps[s].id,
+		      "kind", "tally", "outcome", st->vote_need > 1 ?
+		      (best >= st->vote_need ? "agreed" : "disagreed") :
+		      (best >= 2 ? "majority" : "no majority"),
+		      "detail", detail);
+	line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (line)
+		r->o->trace(r->o->arg, line);
+	free(line);
+}
+
 static void vote_tally(struct run *r, size_t s)
 {
 	struct step_rt *st = &r->st[s];
@@ -533,6 +573,7 @@ static void vote_tally(struct run *r, size_t s)
 			pwin = i;
 		}
 	}
+	trace_tally(r, s, key, best);
 	/* The first tally of an agreement cascade: the first two's. */
 	if (st->vote_called == 2)
 		agree_learn(r, s, "pair", best >= 2);

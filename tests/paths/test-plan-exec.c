@@ -518,11 +518,12 @@ static void test_agree(struct plan_stats *st)
 /*
  * Runs a task of one step over dir's models with the given strategy and
  * key (NULL: none) and checks its answer is want (or, want2 non-NULL,
- * either); returns how many vote members it called.
+ * either) and that its trace tells the tally (text in a line of kind
+ * tally), never an answer; returns how many vote members it called.
  */
 static int keyed(const char *dir, struct plan_stats *st, const char *type,
 		 const char *strategy, const char *key, const char *want,
-		 const char *want2)
+		 const char *want2, const char *tally)
 {
 	struct runres r;
 	char *task;
@@ -537,6 +538,8 @@ static int keyed(const char *dir, struct plan_stats *st, const char *type,
 	CHECK_MSG(r.answer && (!strcmp(r.answer, want) ||
 			       (want2 && !strcmp(r.answer, want2))),
 		  "%s: %s", task, r.trace);
+	CHECK_MSG(strstr(r.trace, tally), "%s: %s", tally, r.trace);
+	CHECK(!strstr(r.trace, "answer is") && !strstr(r.trace, "pick"));
 	slots = (int)count(r.trace, "\"vote_slot\"");
 	runres_free(&r);
 	free(task);
@@ -559,18 +562,28 @@ static void test_agree_key(struct plan_stats *st)
 	 * they agree: the first member's answer stands, whole, without the
 	 * dear call (two members' calls only).  A key that neither answer
 	 * holds: no agreement, the dear call. */
-	CHECK(keyed(dir, st, "agk", "agree", NULL, "42", NULL) == 2);
-	CHECK(keyed(dir, st, "agk2", "agree", key, b1, NULL) == 2);
+	CHECK(keyed(dir, st, "agk", "agree", NULL, "42", NULL,
+		    "\"kind\":\"tally\",\"outcome\":\"disagreed\",\"detail\":"
+		    "\"1 of 2 called give one answer (2 answered)\"") == 2);
+	CHECK(keyed(dir, st, "agk2", "agree", key, b1, NULL,
+		    "\"outcome\":\"agreed\",\"detail\":\"2 of 2 called give one "
+		    "answer by the key (2 answered, 0 without a key)\"") == 2);
 	learned(st, "agree(cheap1,cheap2)#pair", "agk2", 1, 1);
-	CHECK(keyed(dir, st, "agk3", "agree", "#### (.*)", "42", NULL) == 2);
+	CHECK(keyed(dir, st, "agk3", "agree", "#### (.*)", "42", NULL,
+		    "\"outcome\":\"disagreed\",\"detail\":\"1 of 2 called give "
+		    "one answer by the key (2 answered, 2 without a key)\"") == 2);
 	learned(st, "agree(cheap1,cheap2)#pair", "agk3", 1, 0);
 	/* A vote of the three: whole, no majority, the first member's
 	 * (dear ranks first on these statistics); with a key that no answer
 	 * holds, the first member's again (three answers paid for are not
 	 * "none answered"); by the key, two of three name b. */
-	CHECK(keyed(dir, st, "vk", "vote", NULL, "42", NULL) == 3);
-	CHECK(keyed(dir, st, "vk", "vote", "#### (.*)", "42", NULL) == 3);
-	CHECK(keyed(dir, st, "vk", "vote", key, b1, b2) == 3);
+	CHECK(keyed(dir, st, "vk", "vote", NULL, "42", NULL,
+		    "\"outcome\":\"no majority\"") == 3);
+	CHECK(keyed(dir, st, "vk", "vote", "#### (.*)", "42", NULL,
+		    "\"outcome\":\"no majority\",\"detail\":\"1 of 3 called give "
+		    "one answer by the key (3 answered, 3 without a key)\"") == 3);
+	CHECK(keyed(dir, st, "vk", "vote", key, b1, b2,
+		    "\"outcome\":\"majority\",\"detail\":\"2 of 3") == 3);
 	free(dir);
 }
 
