@@ -300,9 +300,9 @@ int plan_regex_vet(const char *src, char *msg, size_t n)
 	 * Per open group: the weight so far, that of its last atom, and
 	 * whether it holds a repetition.  An interval multiplies the atom
 	 * it follows and + doubles it (glibc copies what they repeat); an
-	 * interval on a group that holds a repetition is refused, since
-	 * glibc's regcomp takes exponential time on some ((a|b*)*|c?){20}
-	 * takes seconds, {40} minutes).
+	 * interval on what is or holds a repetition is refused, since
+	 * glibc's regcomp takes exponential time on some of those:
+	 * ((a|b*)*|c?){20} takes seconds, {40} minutes.
 	 */
 	double acc[PLAN_REGEX_MAX_DEPTH + 1] = { 0 };
 	double last[PLAN_REGEX_MAX_DEPTH + 1] = { 0 };
