@@ -71,8 +71,6 @@ struct route_opt {
 	char *name;         /* as plan_stats and plan_route know it */
 };
 
-/* The model whose answer an option gives on p; sets *calls to the models
- * called (a bit mask). */
 /*
  * The support of member i's answer among the first called of m, as
  * plan_exec's tally counts it: the members whose answer has the same key,
@@ -83,12 +81,14 @@ static int support(const struct prompt *p, const int *m, int i, int called)
 	int n = 0;
 
 	if (!p->ans[m[i]])
-		return (int)(p->said >> m[i] & 1);
+		return (int)((p->said >> m[i]) & 1);
 	for (int j = 0; j < called; j++)
 		n += p->ans[m[j]] == p->ans[m[i]];
 	return n;
 }
 
+/* The model whose answer an option gives on p; sets *calls to the models
+ * called (a bit mask). */
 static int opt_pick(const struct prompt *p, const struct route_opt *o,
 		    uint64_t *calls)
 {
@@ -519,7 +519,7 @@ static size_t known_on(const struct eval *e, int m, bool answers)
 		const struct prompt *p = &e->t->p[i];
 
 		if (p->have == e->complete &&
-		    (answers ? p->said >> m & 1 : p->chk[m] >= 0))
+		    (answers ? (p->said >> m) & 1 : p->chk[m] >= 0))
 			n++;
 	}
 	return n;
