@@ -38,6 +38,18 @@ wait_status() {
 		{ say "# status of $1: $(cat "$T/$1/status")"; cat "$T/$1/log"; return 1; }
 }
 
+# resumed NAME: the job is done and went on from a checkpoint; else says what it shows.
+resumed() {
+	[ "$(cat "$T/$1/status")" = done ] && grep -q "resumed from models/$1/checkpoint-" "$T/$1/log" ||
+		{ say "# $1: status $(cat "$T/$1/status"), not done or not resumed; log:"; cat "$T/$1/log"; return 1; }
+}
+
+# gone NAME: no process of the job is left; else says which.
+gone() {
+	! pgrep -af -- "--train-job .* $1\$" >"$TEST_DIR/left" ||
+		{ say "# processes of $1 outlived the daemon:"; cat "$TEST_DIR/left"; return 1; }
+}
+
 # steps NAME: the last step in metrics.tsv.
 steps() { tail -n 1 "$T/$1/metrics.tsv" | cut -f1; }
 
@@ -153,8 +165,7 @@ test_expect_success 'a daemon killed (-9) mid-job goes on from the last checkpoi
 	daemon_start &&
 	cat "$T/k/status" &&
 	timeout 300 cat "$T/k/result" >/dev/null &&
-	[ "$(cat "$T/k/status")" = done ] &&
-	grep -q "resumed from models/k/checkpoint-" "$T/k/log" &&
+	resumed k &&
 	same_run u k
 '
 
@@ -162,11 +173,10 @@ test_expect_success 'a daemon stopped (SIGTERM) mid-job goes on from the last ch
 	job t &&
 	wait_status t 120 "^running (6[0-9]|[7-9][0-9]|1[0-9][0-9])/200" &&
 	daemon_stop TERM &&
-	! pgrep -f -- "--train-job .* t\$" >/dev/null &&
+	gone t &&
 	daemon_start &&
 	timeout 300 cat "$T/t/result" >/dev/null &&
-	[ "$(cat "$T/t/status")" = done ] &&
-	grep -q "resumed from models/t/checkpoint-" "$T/t/log" &&
+	resumed t &&
 	same_run u t
 '
 
