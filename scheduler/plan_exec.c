@@ -88,12 +88,22 @@ struct run {
 	size_t n_attempts, n_done;
 };
 
+/* Hands o (owned; NULL: nothing) to the trace as one line. */
+static void trace_emit(struct run *r, json_t *o, size_t flags)
+{
+	char *line = o ? json_dumps(o, flags) : NULL;
+
+	json_decref(o);
+	if (line)
+		r->o->trace(r->o->arg, line);
+	free(line);
+}
+
 static void trace(struct run *r, const struct call *c, const char *outcome,
 		  const char *detail, long http, double tin, double tout,
 		  bool reported, double cost, double lat)
 {
 	json_t *o;
-	char *line;
 
 	if (!r->o->trace)
 		return;
@@ -116,11 +126,7 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 		json_object_set_new(o, "ttft_s", json_real(c->ttft));
 	if (c->vote_slot >= 0)
 		json_object_set_new(o, "vote_slot", json_integer(c->vote_slot));
-	line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
-	json_decref(o);
-	if (line)
-		r->o->trace(r->o->arg, line);
-	free(line);
+	trace_emit(r, o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 }
 
 /* A checker's verdict against an answer, or why it could not judge: a
@@ -128,20 +134,13 @@ static void trace(struct run *r, const struct call *c, const char *outcome,
 static void trace_verdict(struct run *r, const struct call *c,
 			  const char *outcome, const char *why)
 {
-	json_t *o;
-	char *line;
-
-	if (!r->o->trace)
-		return;
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s}",
-		      "step", r->t->steps[c->step].id,
-		      "model", r->ms->v[c->model].name, "kind", "check",
-		      "outcome", outcome, "detail", why ? why : "");
-	line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (line)
-		r->o->trace(r->o->arg, line);
-	free(line);
+	if (r->o->trace)
+		trace_emit(r, json_pack("{s:s, s:s, s:s, s:s, s:s}",
+					"step", r->t->steps[c->step].id,
+					"model", r->ms->v[c->model].name,
+					"kind", "check", "outcome", outcome,
+					"detail", why ? why : ""),
+			   JSON_COMPACT);
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -512,8 +511,6 @@ static void trace_tally(struct run *r, size_t s, char *const key[3], int best)
 	const struct step_rt *st = &r->st[s];
 	int answered = 0, keyless = 0;
 	char detail[160];
-	json_t *o;
-	char *line;
 
 	if (!r->o->trace)
 		return;
@@ -529,16 +526,14 @@ static void trace_tally(struct run *r, size_t s, char *const key[3], int best)
 		snprintf(detail, sizeof(detail), "%d of %d called give one "
 			 "answer (%d answered)", best, st->vote_called,
 			 answered);
-	o = json_pack("{s:s, s:s, s:s, s:s}", "step", r->t->steps[s].id,
-		      "kind", "tally", "outcome", st->vote_need > 1 ?
-		      (best >= st->vote_need ? "agreed" : "disagreed") :
-		      (best >= 2 ? "majority" : "no majority"),
-		      "detail", detail);
-	line = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	if (line)
-		r->o->trace(r->o->arg, line);
-	free(line);
+	trace_emit(r, json_pack("{s:s, s:s, s:s, s:s}",
+				"step", r->t->steps[s].id, "kind", "tally",
+				"outcome", st->vote_need > 1 ?
+				(best >= st->vote_need ? "agreed" :
+				 "disagreed") :
+				(best >= 2 ? "majority" : "no majority"),
+				"detail", detail),
+		   JSON_COMPACT);
 }
 
 static void vote_tally(struct run *r, size_t s)

@@ -1431,14 +1431,22 @@ static const char *fmt_pct(char *buf, size_t n, double part, double whole)
 	return buf;
 }
 
-/* How many answers of each model hold the --key, which is all that
- * agreement cascades and votes compare of them. */
-static void key_note(const struct eval *e, const char *key)
+/* The prompts every model answered: those the methods are compared on. */
+static size_t complete_prompts(const struct eval *e)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < e->t->n; i++)
 		n += e->t->p[i].have == e->complete;
+	return n;
+}
+
+/* How many answers of each model hold the --key, which is all that
+ * agreement cascades and votes compare of them. */
+static void key_note(const struct eval *e, const char *key)
+{
+	size_t n = complete_prompts(e);
+
 	printf("answers compared by the key %s (the last match; a missing "
 	       "answer or one without a key agrees with no other): with a "
 	       "key", key);
@@ -1492,10 +1500,8 @@ static void whole_note(const struct eval *e)
  */
 static void missing_note(const struct eval *e, bool answers)
 {
-	size_t n = 0, k = 0;
+	size_t n = complete_prompts(e), k = 0;
 
-	for (size_t i = 0; i < e->t->n; i++)
-		n += e->t->p[i].have == e->complete;
 	for (size_t m = 0; m < e->n_models; m++) {
 		size_t have = known_on(e, (int)m, answers);
 
